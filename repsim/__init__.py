@@ -1,0 +1,64 @@
+"""repsim: representational similarity of vision models across stimulus datasets.
+
+The public API is re-exported here lazily, so ``import repsim`` stays cheap and a notebook can
+``import repsim`` without paying for torch until a measure is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from repsim.errors import (
+    ConfigError,
+    DatasetError,
+    InputError,
+    MissingWeightsError,
+    ModelError,
+    RepsimError,
+    StoreError,
+    UndefinedMeasureError,
+)
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "cka": "repsim.measures",
+    "rsa": "repsim.measures",
+    "mutual_knn": "repsim.measures",
+    "similarity_matrix": "repsim.measures",
+    "MEASURES": "repsim.measures",
+    "consistency": "repsim.consistency",
+    "grouped_consistency": "repsim.consistency",
+    "anchor_consistency": "repsim.consistency",
+    "linear_probe": "repsim.probe",
+    "load_config": "repsim.config",
+    "run": "repsim.pipeline",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'repsim' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = [
+    "RepsimError",
+    "ConfigError",
+    "InputError",
+    "UndefinedMeasureError",
+    "DatasetError",
+    "ModelError",
+    "MissingWeightsError",
+    "StoreError",
+    *_LAZY,
+]

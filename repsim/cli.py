@@ -1,0 +1,130 @@
+"""The ``repsim`` command: a thin layer that parses arguments and calls one public function each."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from repsim.errors import RepsimError
+
+BENCHMARKS = ("measures", "extract", "probe", "run")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from repsim.pipeline import run
+
+    run(args.config, args.out, scheduler=args.scheduler, cluster=args.cluster, device=args.device)
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from repsim.book import build_book
+
+    build_book(run_dir=args.run, book_dir=args.book, execute=not args.no_execute)
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from repsim.zoo import check_models, list_models
+
+    if args.check:
+        table, ok = check_models(args.config)
+        print(table)
+        return 0 if ok else 1
+    print(list_models(args.config))
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from repsim.stimuli import check_datasets
+
+    table, ok = check_datasets(args.config)
+    print(table)
+    return 0 if (ok or not args.check) else 1
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    names = BENCHMARKS if args.name == "all" else (args.name,)
+    if args.name == "all":
+        from repsim.bench import run_all
+
+        return run_all(args.rest)
+    code = 0
+    for name in names:
+        module = importlib.import_module(f"repsim.bench.{name}")
+        code |= module.main(args.rest)
+    return code
+
+
+def _cmd_minizoo(args: argparse.Namespace) -> int:
+    from repsim.minizoo.train import main as train_main
+
+    return train_main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="repsim", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the pipeline of a config into a run folder")
+    p.add_argument("config", help="YAML config, e.g. data/configs/embedded.yaml")
+    p.add_argument("--out", required=True, help="run folder (created; reused to resume)")
+    p.add_argument(
+        "--scheduler",
+        default="synchronous",
+        help="synchronous | local:N | tcp://HOST:PORT (an existing dask scheduler)",
+    )
+    p.add_argument("--cluster", choices=["slurm", "pbs"], default=None, help="start workers via dask-jobqueue")
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("book", help="execute the notebooks on a run folder and build the book")
+    p.add_argument("--run", default="runs/embedded", help="run folder to render")
+    p.add_argument("--book", default="book", help="book folder")
+    p.add_argument("--no-execute", action="store_true", help="build from already executed notebooks")
+    p.set_defaults(func=_cmd_book)
+
+    p = sub.add_parser("models", help="list or check the models of a config")
+    p.add_argument("--config", required=True)
+    p.add_argument("--check", action="store_true", help="build every architecture offline and check dims")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("datasets", help="list or check the datasets of a config")
+    p.add_argument("--config", required=True)
+    p.add_argument("--check", action="store_true", help="exit non-zero if a dataset cannot be read")
+    p.set_defaults(func=_cmd_datasets)
+
+    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHMARKS) + ", all")
+    p.add_argument("name", choices=[*BENCHMARKS, "all"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark (see --help)")
+    p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("minizoo", help="retrain the mini-zoo: repsim minizoo train [options]")
+    p.add_argument("action", choices=["train"])
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_minizoo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except RepsimError as exc:
+        print(f"repsim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("repsim: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

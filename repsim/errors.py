@@ -1,0 +1,51 @@
+"""Errors raised by repsim.
+
+Every error is a :class:`RepsimError`; each message says what went wrong *and* what to do about it,
+so that a failed 64-model run tells the user how to continue rather than just where it stopped.
+"""
+
+from __future__ import annotations
+
+
+class RepsimError(Exception):
+    """Base class of every error raised on purpose by repsim."""
+
+
+class ConfigError(RepsimError, ValueError):
+    """A config file or spec is malformed (unknown loader, duplicate id, missing field, ...)."""
+
+
+class InputError(RepsimError, ValueError):
+    """Arrays handed to a measure or analysis are unusable (shape mismatch, NaN, too few rows)."""
+
+
+class UndefinedMeasureError(InputError):
+    """A measure is undefined for this input (e.g. CKA of a zero-variance representation)."""
+
+
+class DatasetError(RepsimError):
+    """A stimulus dataset cannot be read, or its contents are invalid."""
+
+
+class ModelError(RepsimError):
+    """A model cannot be built, or a requested layer does not exist."""
+
+
+class MissingWeightsError(ModelError, FileNotFoundError):
+    """Pretrained weights are not available locally and cannot be downloaded (offline)."""
+
+
+class StoreError(RepsimError):
+    """A feature store or result file is missing, inconsistent or corrupt."""
+
+
+__all__ = [
+    "RepsimError",
+    "ConfigError",
+    "InputError",
+    "UndefinedMeasureError",
+    "DatasetError",
+    "ModelError",
+    "MissingWeightsError",
+    "StoreError",
+]
