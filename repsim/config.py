@@ -56,6 +56,7 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     if path in _seen:
         raise ConfigError(f"config include cycle: {' -> '.join(map(str, (*_seen, path)))}")
     raw = read_yaml(path)
+    name = raw.get("name", path.stem)
     merged: dict[str, Any] = {}
     includes = raw.pop("include", []) or []
     if isinstance(includes, str):
@@ -69,7 +70,7 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
                 raise ConfigError(f"{path}: '{key}' must be a list")
             raw[key] = _tag_dir(raw[key], path.parent)
     _merge_into(merged, raw)
-    merged.setdefault("name", path.stem)
+    merged["name"] = name
     merged["_path"] = str(path)
     return merged
 
