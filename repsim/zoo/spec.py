@@ -1,0 +1,185 @@
+"""Model specs as data: frozen dataclasses parsed from the ``models:`` entries of a config.
+
+A spec says *which* model (loader + identifier), *where* to tap it (layer + token) and what the
+study said about it (metadata). Loading is the registry's job (:mod:`repsim.zoo.registry`); keeping
+the spec free of torch makes parsing a 64-model config instant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from repsim.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+TOKENS = ("cls", "pooled", "mean", "none")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+RESIZE_MODES = ("shortest", "squash")
+METADATA_KEYS = (
+    "objective",
+    "architecture_class",
+    "architecture",
+    "training_data",
+    "data_class",
+    "size_class",
+    "params_m",
+    "embed_dim",
+    "notes",
+)
+_SPEC_KEYS = {"id", "loader", "identifier", "layer", "token", "weights", "options", "preprocess", "metadata"}
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """A model's inference transform: resize, centre crop, normalise.
+
+    ``resize_mode="shortest"`` resizes the shorter side to ``resize`` (keeping the aspect ratio);
+    ``"squash"`` resizes both sides to ``resize`` (open_clip's SigLIP transform).
+    """
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+    resize_mode: str = "shortest"
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(f"interpolation {self.interpolation!r} is not one of {INTERPOLATIONS}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise ConfigError(f"resize_mode {self.resize_mode!r} is not one of {RESIZE_MODES}")
+        if self.resize < 1 or self.crop < 1:
+            raise ConfigError(f"resize ({self.resize}) and crop ({self.crop}) must be positive")
+
+    def replace(self, **changes: Any) -> PreprocessSpec:
+        """A copy with some fields changed (used for per-spec overrides)."""
+        values = {**self.to_dict(), **changes}
+        values["mean"] = tuple(float(v) for v in values["mean"])
+        values["std"] = tuple(float(v) for v in values["std"])
+        return PreprocessSpec(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "resize": int(self.resize),
+            "crop": int(self.crop),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "interpolation": self.interpolation,
+            "resize_mode": self.resize_mode,
+        }
+
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+#: resize 256 / crop 224 / ImageNet normalisation, as the study used for the hub SSL models
+SSL_PREPROCESS = PreprocessSpec(256, 224, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
+
+
+@dataclass
+class LoadedModel:
+    """A built model ready for feature extraction (eval mode, on its device)."""
+
+    module: torch.nn.Module
+    preprocess: PreprocessSpec
+    default_layer: str | None
+    default_token: str
+    pretrained_cfg: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of a config.
+
+    ``layer=None`` taps the loader's default (``LoadedModel.default_layer``); ``token=None`` uses
+    the loader's default token. ``weights`` is an optional local file (already resolved against
+    the config file's directory). ``preprocess`` overrides fields of the loader's transform,
+    e.g. ``{resize: 256, crop: 224}`` for models the study ran with the SSL transform.
+    """
+
+    id: str
+    loader: str
+    identifier: str
+    layer: str | None = None
+    token: str | None = None
+    weights: Path | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    preprocess: Mapping[str, Any] = field(default_factory=dict)
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def embed_dim(self) -> int | None:
+        """The embedding dim the config expects (metadata), or None."""
+        dim = self.metadata.get("embed_dim")
+        return None if dim is None else int(dim)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (for run.json and store attributes)."""
+        return {
+            "id": self.id,
+            "loader": self.loader,
+            "identifier": self.identifier,
+            "layer": self.layer,
+            "token": self.token,
+            "weights": None if self.weights is None else str(self.weights),
+            "options": dict(self.options),
+            "preprocess": dict(self.preprocess),
+            "metadata": dict(self.metadata),
+        }
+
+
+def spec_from_entry(entry: Mapping[str, Any], known_loaders: Iterable[str] | None = None) -> ModelSpec:
+    """Validate one config entry and build its :class:`ModelSpec`."""
+    from repsim.config import resolve_path
+
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"a models: entry must be a mapping, got {entry!r}")
+    name = entry.get("id")
+    where = f"model entry {name!r}" if name else f"model entry {dict(entry)!r}"
+    if not name or not isinstance(name, str):
+        raise ConfigError(f"{where} has no 'id'; give every model a unique string id")
+    unknown = sorted(k for k in entry if k not in _SPEC_KEYS and not str(k).startswith("_"))
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}; allowed are {sorted(_SPEC_KEYS)}")
+    loader = entry.get("loader")
+    if not loader:
+        raise ConfigError(f"{where} has no 'loader'")
+    if known_loaders is not None:
+        known = sorted(known_loaders)
+        if loader not in known:
+            raise ConfigError(f"{where}: unknown loader {loader!r}; registered loaders are {known}")
+    identifier = entry.get("identifier")
+    if not identifier or not isinstance(identifier, str):
+        raise ConfigError(f"{where} has no 'identifier' (e.g. a timm name, 'RN50:openai')")
+    token = entry.get("token")
+    if token is not None and token not in TOKENS:
+        raise ConfigError(f"{where}: token {token!r} is not one of {TOKENS}")
+    for key in ("options", "preprocess", "metadata"):
+        if entry.get(key) is not None and not isinstance(entry.get(key), Mapping):
+            raise ConfigError(f"{where}: '{key}' must be a mapping")
+    metadata = dict(entry.get("metadata") or {})
+    if metadata.get("embed_dim") is not None:
+        try:
+            metadata["embed_dim"] = int(metadata["embed_dim"])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where}: metadata.embed_dim must be an integer") from exc
+    preprocess = dict(entry.get("preprocess") or {})
+    bad = sorted(set(preprocess) - set(PreprocessSpec.__dataclass_fields__))
+    if bad:
+        raise ConfigError(f"{where}: unknown preprocess keys {bad}")
+    return ModelSpec(
+        id=name,
+        loader=str(loader),
+        identifier=identifier,
+        layer=entry.get("layer"),
+        token=token,
+        weights=resolve_path(entry.get("weights"), dict(entry)),
+        options=dict(entry.get("options") or {}),
+        preprocess=preprocess,
+        metadata=metadata,
+    )
