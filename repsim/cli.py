@@ -14,7 +14,9 @@ BENCHMARKS = ("measures", "extract", "probe", "run")
 def _cmd_run(args: argparse.Namespace) -> int:
     from repsim.pipeline import run
 
-    run(args.config, args.out, scheduler=args.scheduler, cluster=args.cluster, device=args.device)
+    result = run(args.config, args.out, scheduler=args.scheduler, cluster=args.cluster, device=args.device)
+    print(result.summary)
+    print(f"results: {result.run_dir}/ (similarity.nc, consistency.nc, probes.nc, run.json)")
     return 0
 
 

@@ -1,0 +1,118 @@
+"""Assembling the result files of a run from its per-stage parts, and the end-of-run summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from repsim.plan import MODEL_COORDS, RunPlan, model_metadata
+
+DOMAIN_ORDER = ("Natural (multi-domain)", "Natural (single-domain)", "Specialized", "Structured")
+
+
+def _model_coords(plan: RunPlan, suffix: str, dim: str) -> dict[str, tuple[str, list]]:
+    metas = [model_metadata(m) for m in plan.models]
+    return {f"{key}{suffix}": (dim, [meta[key] for meta in metas]) for key in MODEL_COORDS}
+
+
+def _dataset_coords(plan: RunPlan, n_stimuli: list[int]) -> dict[str, tuple[str, list]]:
+    return {
+        "domain": ("dataset", [str(getattr(d, "domain", "")) for d in plan.datasets]),
+        "dataset_name": ("dataset", [str(getattr(d, "name", None) or d.id) for d in plan.datasets]),
+        "n_stimuli": ("dataset", n_stimuli),
+    }
+
+
+def assemble_similarity(plan: RunPlan, parts: list[xr.Dataset], n_stimuli: list[int]) -> xr.Dataset:
+    """Stack per-dataset similarity parts into (dataset, model_a, model_b) with metadata coords."""
+    model_ids = [m.id for m in plan.models]
+    parts = [p.reindex(model_a=model_ids, model_b=model_ids) for p in parts]
+    sim = xr.concat(parts, dim=pd.Index([d.id for d in plan.datasets], name="dataset"))
+    sim = sim[list(plan.measures)].astype("float64")
+    sim = sim.assign_coords(
+        **_model_coords(plan, "_a", "model_a"),
+        **_model_coords(plan, "_b", "model_b"),
+        **_dataset_coords(plan, n_stimuli),
+    )
+    sim.attrs = {"run": plan.name, "config": plan.config_path, "measures": list(plan.measures)}
+    return sim
+
+
+def assemble_probes(plan: RunPlan, results: dict[tuple[str, str], dict[str, Any]]) -> xr.Dataset:
+    """Probe results per (model, dataset) into accuracy (model, dataset, seed) and chosen lr/wd."""
+    model_ids = [m.id for m in plan.models]
+    dataset_ids = [d.id for d in plan.datasets]
+    seeds = next(iter(results.values()))["seeds"]
+    shape = (len(model_ids), len(dataset_ids), len(seeds))
+    acc, bacc = np.full(shape, np.nan), np.full(shape, np.nan)
+    lr, wd = np.full(shape[:2], np.nan), np.full(shape[:2], np.nan)
+    for (mid, did), res in results.items():
+        i, j = model_ids.index(mid), dataset_ids.index(did)
+        acc[i, j], bacc[i, j] = res["accuracy"], res["balanced_accuracy"]
+        lr[i, j], wd[i, j] = res["lr"], res["wd"]
+    metas = [model_metadata(m) for m in plan.models]
+    ds = xr.Dataset(
+        {
+            "accuracy": (("model", "dataset", "seed"), acc),
+            "balanced_accuracy": (("model", "dataset", "seed"), bacc),
+            "lr": (("model", "dataset"), lr),
+            "wd": (("model", "dataset"), wd),
+        },
+        coords={
+            "model": model_ids,
+            "dataset": dataset_ids,
+            "seed": seeds,
+            **{key: ("model", [m[key] for m in metas]) for key in MODEL_COORDS},
+            "domain": ("dataset", [str(getattr(d, "domain", "")) for d in plan.datasets]),
+        },
+        attrs={"run": plan.name, "config": plan.config_path,
+               "probe": json.dumps({k: v for k, v in plan.probe.items()}, default=str)},
+    )
+    return ds
+
+
+def summary_table(sim: xr.Dataset, consistency: xr.Dataset | None, probes: xr.Dataset | None) -> str:
+    """A short plain-text summary: per dataset, mean similarity per measure and probe accuracy."""
+    rows = []
+    for ds_id in sim.dataset.values:
+        row: dict[str, Any] = {"dataset": ds_id, "domain": str(sim.domain.sel(dataset=ds_id).values),
+                               "n": int(sim.n_stimuli.sel(dataset=ds_id).values)}
+        for measure in sim.data_vars:
+            m = sim[measure].sel(dataset=ds_id).values
+            off = m[~np.eye(m.shape[0], dtype=bool)]
+            row[f"mean {measure}"] = float(np.nanmean(off)) if off.size else float("nan")
+        if probes is not None:
+            row["probe acc"] = float(probes.accuracy.sel(dataset=ds_id).mean())
+        rows.append(row)
+    text = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    if consistency is not None and "consistency" in consistency:
+        c = consistency["consistency"]
+        lines = []
+        for measure in c.measure.values:
+            vals = c.sel(measure=measure, group_pair="all").values
+            iu = np.triu_indices(vals.shape[0], 1)
+            v = vals[iu]
+            v = v[np.isfinite(v)]
+            if v.size:
+                lines.append(f"  {measure}: median {np.median(v):.3f} "
+                             f"(IQR {np.percentile(v, 25):.3f}-{np.percentile(v, 75):.3f}) "
+                             f"over {v.size} dataset pairs")
+        text += "\nConsistency of all model pairs across datasets (Pearson):\n" + "\n".join(lines)
+    return text
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """Open the result files of a run folder: similarity, consistency, probes (None if absent), info."""
+    run_dir = Path(run_dir)
+    out: dict[str, Any] = {}
+    for name in ("similarity", "consistency", "probes"):
+        path = run_dir / f"{name}.nc"
+        out[name] = xr.load_dataset(path) if path.is_file() else None
+    info = run_dir / "run.json"
+    out["info"] = json.loads(info.read_text()) if info.is_file() else {}
+    return out

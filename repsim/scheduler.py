@@ -1,0 +1,102 @@
+"""Where the task graph runs: in-process, a LocalCluster, an existing scheduler, or SLURM/PBS.
+
+The core code never reads cluster variables: the scheduler is chosen here from one string
+(``synchronous``, ``local:N``, ``tcp://HOST:PORT``) and an optional jobqueue cluster kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from repsim.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Resources of one jobqueue worker: one GPU, a few cores for decoding, memory for a dataset's images.
+JOBQUEUE_DEFAULTS: dict[str, Any] = {
+    "cores": 8,
+    "processes": 1,
+    "memory": "64GB",
+    "walltime": "04:00:00",
+}
+
+
+@contextlib.contextmanager
+def dask_scheduler(
+    scheduler: str = "synchronous",
+    cluster: str | None = None,
+    cluster_options: dict[str, Any] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield keyword arguments for ``dask.compute`` that run on the requested scheduler.
+
+    ``synchronous`` runs in this process (debuggable, deterministic); ``local:N`` starts a
+    LocalCluster of N single-threaded worker processes; ``tcp://...`` joins a running scheduler;
+    ``cluster="slurm"|"pbs"`` starts workers through dask-jobqueue with one GPU each.
+    """
+    if cluster is not None:
+        with _jobqueue_client(cluster, scheduler, cluster_options or {}) as client:
+            yield {"scheduler": client}
+        return
+    if scheduler in ("synchronous", "sync", "single-threaded"):
+        yield {"scheduler": "synchronous"}
+        return
+    if scheduler.startswith("local"):
+        n_workers = _parse_local(scheduler)
+        from distributed import Client, LocalCluster
+
+        with LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as lc, Client(lc) as client:
+            log.info("started a LocalCluster with %d worker processes", n_workers)
+            yield {"scheduler": client}
+        return
+    if "://" in scheduler:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            log.info("connected to dask scheduler %s", scheduler)
+            yield {"scheduler": client}
+        return
+    raise ConfigError(
+        f"unknown scheduler {scheduler!r}; use 'synchronous', 'local:N' or a scheduler address tcp://HOST:PORT"
+    )
+
+
+def _parse_local(scheduler: str) -> int:
+    if scheduler == "local":
+        import os
+
+        return max(1, (os.cpu_count() or 2) // 2)
+    try:
+        n = int(scheduler.split(":", 1)[1])
+    except (IndexError, ValueError):
+        n = 0
+    if n < 1:
+        raise ConfigError(f"scheduler {scheduler!r}: write local:N with N >= 1 worker processes, e.g. local:4")
+    return n
+
+
+@contextlib.contextmanager
+def _jobqueue_client(kind: str, scheduler: str, options: dict[str, Any]) -> Iterator[Any]:
+    try:
+        import dask_jobqueue
+    except ImportError as exc:
+        raise ConfigError(
+            "--cluster needs dask-jobqueue: pip install 'repsim-compendium[cluster]'"
+        ) from exc
+    from distributed import Client
+
+    classes = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}
+    if kind not in classes:
+        raise ConfigError(f"unknown cluster kind {kind!r}; use slurm or pbs")
+    opts = {**JOBQUEUE_DEFAULTS, **options}
+    n_jobs = int(opts.pop("jobs", 4))
+    gpu_directive = "--gres=gpu:1" if kind == "slurm" else "-l ngpus=1"
+    opts.setdefault("job_extra_directives", [gpu_directive])
+    with classes[kind](**opts) as jq, Client(jq) as client:
+        jq.scale(jobs=n_jobs)
+        log.info("requested %d %s jobs: %s", n_jobs, kind, opts)
+        yield client
