@@ -1,0 +1,505 @@
+"""Linear probes on frozen features: the study's measure of a model's behaviour on a dataset.
+
+The protocol follows the study (one linear layer with bias on L2-normalised features, cross-entropy,
+AdamW, cosine schedule without warm-up, a learning-rate x weight-decay search on a stratified
+validation split, retraining on the whole train split). What makes it fast is that the search is
+not a loop: every candidate (learning rate, weight decay) and every seed is one slice of a single
+batched linear layer with weights ``(seed, d, setting, class)``, trained by one pass over the data
+per step with a hand-written AdamW whose learning rate and weight decay are tensors, one value per
+setting. Each slice follows exactly the trajectory that ``torch.optim.AdamW`` would give that setting
+alone (same initialisation, same batch order); :func:`train_reference` is that one-at-a-time
+version, kept for the tests and the benchmark.
+
+Numerics: float32 throughout. Matmuls follow torch's global TF32 switch (off by default); a probe's
+accuracy does not need more precision than that.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from repsim.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_LRS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)
+DEFAULT_WDS: np.ndarray = np.logspace(-6, 1, 64)
+#: grid steps around the best coarse weight decay that the fine search adds
+FINE_OFFSETS: tuple[int, ...] = (-4, -2, -1, 1, 2, 4)
+_BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
+_EVAL_ROWS = 4096  # rows per chunk when scoring, bounds the (seed, rows, setting, class) logits
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Outcome of :func:`linear_probe`; arrays are indexed by seed in the order of ``seeds``.
+
+    ``val_accuracy`` is the search grid ``(seed, lr, wd)`` over ``lrs`` x ``wds``, NaN where the
+    coarse-then-fine search did not train that setting. ``classes`` maps class index to the
+    original label.
+    """
+
+    seeds: np.ndarray
+    accuracy: np.ndarray
+    balanced_accuracy: np.ndarray
+    lr: np.ndarray
+    wd: np.ndarray
+    lrs: np.ndarray
+    wds: np.ndarray
+    val_accuracy: np.ndarray
+    classes: np.ndarray
+
+    @property
+    def mean_accuracy(self) -> float:
+        """Top-1 test accuracy averaged over seeds (the study's number per model and dataset)."""
+        return float(np.mean(self.accuracy))
+
+    @property
+    def mean_balanced_accuracy(self) -> float:
+        """Balanced test accuracy averaged over seeds."""
+        return float(np.mean(self.balanced_accuracy))
+
+    def to_xarray(self) -> Any:
+        """The result as an ``xr.Dataset`` with dims ``seed`` (and ``lr``, ``wd`` for the grid)."""
+        import xarray as xr
+
+        seed = ("seed", self.seeds)
+        return xr.Dataset(
+            {
+                "accuracy": ("seed", self.accuracy),
+                "balanced_accuracy": ("seed", self.balanced_accuracy),
+                "chosen_lr": ("seed", self.lr),
+                "chosen_wd": ("seed", self.wd),
+                "val_accuracy": (("seed", "lr", "wd"), self.val_accuracy),
+            },
+            coords={"seed": seed, "lr": self.lrs, "wd": self.wds},
+        )
+
+
+# ----------------------------------------------------------------------------- input handling
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _features(X: Any, name: str, device: torch.device, normalize: bool) -> torch.Tensor:
+    """Validate a feature matrix and return it as float32 on ``device``, optionally L2-normalised."""
+    t = torch.as_tensor(X).detach()
+    if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise InputError(
+            f"{name} must be a non-empty 2-D array (n_samples, n_features); got shape "
+            f"{tuple(t.shape)}. Pass one feature vector per row."
+        )
+    t = t.to(device=device, dtype=torch.float32)
+    if not torch.isfinite(t).all():
+        raise InputError(f"{name} contains NaN or inf; fix or drop those rows before probing.")
+    if normalize:
+        t = t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return t.contiguous()
+
+
+def _labels(y: Any, n: int, name: str) -> np.ndarray:
+    arr = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(
+            f"{name} must be 1-D with one label per feature row ({n}); got shape {arr.shape}."
+        )
+    return arr
+
+
+def encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Map arbitrary labels to ``0..C-1`` by the sorted train classes.
+
+    Returns ``(classes, train_index, test_index)``. A test class that never occurs in the train
+    split cannot be predicted by a probe, so it is an error rather than a silent zero recall.
+    """
+    classes = np.unique(y_train)
+    if classes.size < 2:
+        raise InputError(
+            f"the train split has {classes.size} class(es); a probe needs at least 2. Check labels."
+        )
+    unseen = np.setdiff1d(np.unique(y_test), classes)
+    if unseen.size:
+        raise InputError(
+            f"test labels {unseen[:10].tolist()} (of {unseen.size}) never occur in the train split; "
+            "drop those test rows or add train examples of those classes."
+        )
+    return classes, np.searchsorted(classes, y_train), np.searchsorted(classes, y_test)
+
+
+def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split of row indices into (train, validation).
+
+    Each class with n_c >= 2 rows sends ``round(val_fraction * n_c)`` rows (at least 1, at most
+    n_c - 1) to validation, so every class stays trainable; a class with a single row stays in
+    train. Sizes depend only on the class counts, so all seeds get splits of equal size.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise InputError(f"val_fraction must be in (0, 1); got {val_fraction}.")
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        rows = rows[rng.permutation(rows.size)]
+        n_val = 0 if rows.size < 2 else min(rows.size - 1, max(1, int(val_fraction * rows.size + 0.5)))
+        val.append(rows[:n_val])
+        train.append(rows[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def init_params(d: int, n_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial weights ``(d, C)`` and bias ``(C,)`` as ``torch.nn.Linear`` draws them, seeded."""
+    g = torch.Generator().manual_seed(seed)
+    bound = 1.0 / math.sqrt(d)
+    w = (torch.rand(n_classes, d, generator=g) * 2 - 1) * bound
+    b = (torch.rand(n_classes, generator=g) * 2 - 1) * bound
+    return w.T.contiguous(), b
+
+
+def _orders(n: int, seed: int) -> Iterator[torch.Tensor]:
+    """The seeded sequence of per-epoch permutations of ``n`` rows."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        yield torch.randperm(n, generator=g)
+
+
+def _cosine(step: int, total: int) -> float:
+    """Cosine factor without warm-up, stepped once per optimiser step (as the study does)."""
+    return 0.5 * (1.0 + math.cos(math.pi * step / total))
+
+
+def _adamw_(p, g, m, v, lr, decay, step: int) -> None:
+    """One AdamW step in place; ``lr`` and ``decay = 1 - lr * wd`` broadcast per setting."""
+    p.mul_(decay)
+    m.lerp_(g, 1 - _BETA1)
+    v.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
+    denom = (v.sqrt() / math.sqrt(1 - _BETA2**step)).add_(_EPS)
+    p.sub_(m.div(denom).mul_(lr / (1 - _BETA1**step)))
+
+
+def _train_batched(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    rows: torch.Tensor,
+    seeds: Sequence[int],
+    lr: torch.Tensor,
+    wd: torch.Tensor,
+    n_classes: int,
+    epochs: int,
+    batch_size: int,
+    desc: str = "probe",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train ``K x S`` probes at once: seed k trains on ``X[rows[k]]`` with settings ``lr[k], wd[k]``.
+
+    Returns weights ``(K, d, S, C)`` and bias ``(K, S, C)``.
+    """
+    K, n = rows.shape
+    S, d, C = lr.shape[1], X.shape[1], n_classes
+    dev = X.device
+    inits = [init_params(d, C, s) for s in seeds]
+    W = torch.stack([w for w, _ in inits]).to(dev)[:, :, None, :].repeat(1, 1, S, 1)
+    b = torch.stack([bb for _, bb in inits]).to(dev)[:, None, :].repeat(1, S, 1)
+    mW, vW, mb, vb = (torch.zeros_like(t) for t in (W, W, b, b))
+    lr_w, lr_b = lr.view(K, 1, S, 1).to(dev), lr.view(K, S, 1).to(dev)
+    wd_w, wd_b = wd.view(K, 1, S, 1).to(dev), wd.view(K, S, 1).to(dev)
+    orders = [_orders(n, s) for s in seeds]
+    per_epoch = math.ceil(n / batch_size)
+    total = epochs * per_epoch
+    step = 0
+    with tqdm(total=total, desc=desc, leave=False, disable=None) as bar:
+        for _ in range(epochs):
+            perm = torch.stack([next(o) for o in orders]).to(dev)
+            epoch_rows = torch.gather(rows, 1, perm)
+            for start in range(0, n, batch_size):
+                idx = epoch_rows[:, start : start + batch_size]
+                xb, yb = X[idx], y[idx]  # (K, B, d), (K, B)
+                B = xb.shape[1]
+                logits = torch.baddbmm(b.view(K, 1, S * C), xb, W.view(K, d, S * C))
+                grad = torch.softmax(logits.view(K, B, S, C), dim=-1)
+                target = yb.view(K, B, 1, 1).expand(K, B, S, 1)
+                grad.scatter_add_(3, target, grad.new_full((1, 1, 1, 1), -1.0).expand(K, B, S, 1))
+                grad.div_(B)
+                gW = torch.bmm(xb.transpose(1, 2), grad.view(K, B, S * C)).view(K, d, S, C)
+                gb = grad.sum(dim=1)
+                f = _cosine(step, total)
+                step += 1
+                _adamw_(W, gW, mW, vW, lr_w * f, 1 - lr_w * f * wd_w, step)
+                _adamw_(b, gb, mb, vb, lr_b * f, 1 - lr_b * f * wd_b, step)
+                bar.update()
+    return W, b
+
+
+def _score(
+    X: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, W: torch.Tensor, b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predictions ``(K, S, m)``, accuracy ``(K, S)`` and mean cross-entropy ``(K, S)`` on ``rows``."""
+    K, d, S, C = W.shape
+    preds, correct, loss = [], 0, 0
+    for start in range(0, rows.shape[1], _EVAL_ROWS):
+        idx = rows[:, start : start + _EVAL_ROWS]
+        xb, yb = X[idx], y[idx]
+        logits = torch.baddbmm(b.view(K, 1, S * C), xb, W.view(K, d, S * C)).view(K, -1, S, C)
+        pred = logits.argmax(dim=-1)  # (K, m, S)
+        target = yb[:, :, None].expand_as(pred)
+        correct = correct + (pred == target).sum(dim=1)
+        picked = logits.gather(3, target.unsqueeze(-1)).squeeze(-1)
+        loss = loss + (torch.logsumexp(logits, dim=-1) - picked).sum(dim=1)
+        preds.append(pred)
+    m = rows.shape[1]
+    return torch.cat(preds, dim=1).transpose(1, 2), correct / m, loss / m
+
+
+def train_sweep(
+    X: Any,
+    y: Any,
+    lr: Sequence[float],
+    wd: Sequence[float],
+    *,
+    seed: int = 0,
+    epochs: int = 20,
+    batch_size: int = 1024,
+    n_classes: int | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train one probe per setting ``(lr[i], wd[i])`` at once on ``X``, labels ``y`` in ``0..C-1``.
+
+    No normalisation, split or search: this is the batched trainer itself, for benchmarks and for
+    checking it against :func:`train_reference`. Returns weights ``(S, d, C)`` and bias ``(S, C)``.
+    """
+    dev = _resolve_device(device)
+    Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
+    yt = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev)
+    C = int(n_classes if n_classes is not None else int(yt.max()) + 1)
+    lr_t = torch.as_tensor(np.asarray(lr, dtype=np.float32)).view(1, -1)
+    wd_t = torch.as_tensor(np.asarray(wd, dtype=np.float32)).view(1, -1)
+    if lr_t.shape != wd_t.shape:
+        raise InputError(f"lr and wd need one value per setting; got {lr_t.numel()} and {wd_t.numel()}.")
+    rows = torch.arange(Xt.shape[0], device=dev).view(1, -1)
+    W, b = _train_batched(Xt, yt, rows, [seed], lr_t, wd_t, C, epochs, batch_size, "sweep")
+    return W[0].permute(1, 0, 2).contiguous(), b[0]
+
+
+def train_reference(
+    X: Any,
+    y: Any,
+    lr: float,
+    wd: float,
+    *,
+    seed: int = 0,
+    epochs: int = 20,
+    batch_size: int = 1024,
+    n_classes: int | None = None,
+    device: str | torch.device | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Train one probe alone with ``torch.nn.Linear`` and ``torch.optim.AdamW``: the plain way.
+
+    Same initialisation, batch order and per-step cosine schedule as :func:`train_sweep`, so the
+    two agree up to float rounding. Returns weights ``(d, C)`` and bias ``(C,)``.
+    """
+    dev = _resolve_device(device)
+    Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
+    yt = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev)
+    n, d = Xt.shape
+    C = int(n_classes if n_classes is not None else int(yt.max()) + 1)
+    layer = torch.nn.Linear(d, C).to(dev)
+    w0, b0 = init_params(d, C, seed)
+    with torch.no_grad():
+        layer.weight.copy_(w0.T)
+        layer.bias.copy_(b0)
+    opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=wd)
+    total = epochs * math.ceil(n / batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: _cosine(t, total))
+    orders = _orders(n, seed)
+    for _ in range(epochs):
+        perm = next(orders).to(dev)
+        for start in range(0, n, batch_size):
+            idx = perm[start : start + batch_size]
+            loss = torch.nn.functional.cross_entropy(layer(Xt[idx]), yt[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return layer.weight.detach().T.contiguous(), layer.bias.detach()
+
+
+# ----------------------------------------------------------------------------- the search
+
+
+def coarse_indices(n_wds: int) -> list[int]:
+    """Indices of the coarse weight-decay values: the 8 decades of the default 64-value grid.
+
+    For another grid length, 8 roughly even steps including both ends.
+    """
+    step = max(1, round((n_wds - 1) / 7))
+    idx = list(range(0, n_wds, step))
+    if idx[-1] != n_wds - 1:
+        idx.append(n_wds - 1)
+    return idx
+
+
+def _best(acc: np.ndarray, loss: np.ndarray) -> tuple[int, int]:
+    """Grid cell with the highest validation accuracy; ties go to the lower validation loss."""
+    top = acc == np.nanmax(acc)
+    masked = np.where(top, loss, np.inf)
+    li, wi = np.unravel_index(int(np.argmin(masked)), acc.shape)
+    return int(li), int(wi)
+
+
+def _balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
+    """Mean recall over the classes that occur in ``y``."""
+    classes = np.unique(y)
+    return float(np.mean([np.mean(pred[y == c] == c) for c in classes]))
+
+
+def _check_options(lrs, wds, seeds, epochs: int, batch_size: int) -> None:
+    if lrs.size == 0 or wds.size == 0 or (lrs <= 0).any() or (wds < 0).any():
+        raise InputError("lrs must be non-empty and positive, wds non-empty and >= 0.")
+    if len(seeds) == 0 or len(set(seeds)) != len(seeds):
+        raise InputError(f"seeds must be a non-empty list of distinct integers; got {list(seeds)}.")
+    if epochs < 1 or batch_size < 1:
+        raise InputError(f"epochs and batch_size must be >= 1; got {epochs} and {batch_size}.")
+
+
+def linear_probe(
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    *,
+    lrs: Sequence[float] = DEFAULT_LRS,
+    wds: Sequence[float] = DEFAULT_WDS,
+    seeds: Sequence[int] = (0, 1, 2),
+    epochs: int = 20,
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+    val_fraction: float = 0.2,
+    normalize: bool = True,
+) -> ProbeResult:
+    """Linear-probe accuracy of frozen features, with the study's hyperparameter search.
+
+    For each seed: a seeded stratified ``val_fraction`` split of the train rows; every learning
+    rate with the coarse weight decays (:func:`coarse_indices`), then every learning rate with the
+    weight decays ``FINE_OFFSETS`` grid steps around the best coarse one; the best setting on
+    validation (ties: lower validation loss) is retrained on all train rows and scored on the test
+    rows. All seeds and settings of a phase train together as one batched layer (see the module
+    docstring). The seed fixes the split, the initialisation and the batch order, so a result is
+    deterministic for a given seed and device.
+
+    Parameters
+    ----------
+    X_train, X_test : array (n, d), numpy or torch
+        Features; rows are L2-normalised first when ``normalize`` (the study's protocol).
+    y_train, y_test : array (n,)
+        Labels of any sortable kind; they are mapped to ``0..C-1`` by the sorted train classes. A
+        test class absent from the train split raises :class:`~repsim.errors.InputError`.
+    device : str, optional
+        ``"cuda"``, ``"cpu"`` ...; default: CUDA when available.
+
+    Returns
+    -------
+    ProbeResult
+        Test accuracy and balanced accuracy per seed, the chosen (lr, wd) per seed, the
+        validation grid.
+    """
+    lrs_a, wds_a = np.asarray(lrs, dtype=np.float64), np.asarray(wds, dtype=np.float64)
+    seeds = [int(s) for s in seeds]
+    _check_options(lrs_a, wds_a, seeds, epochs, batch_size)
+    dev = _resolve_device(device)
+    Xtr = _features(X_train, "X_train", dev, normalize)
+    Xte = _features(X_test, "X_test", dev, normalize)
+    if Xtr.shape[1] != Xte.shape[1]:
+        raise InputError(
+            f"X_train has {Xtr.shape[1]} features but X_test has {Xte.shape[1]}; "
+            "use features from the same model and layer."
+        )
+    classes, ytr, yte = encode_labels(
+        _labels(y_train, Xtr.shape[0], "y_train"), _labels(y_test, Xte.shape[0], "y_test")
+    )
+    C, K, n_lr, n_wd = classes.size, len(seeds), lrs_a.size, wds_a.size
+    splits = [stratified_split(ytr, val_fraction, s) for s in seeds]
+    if splits[0][1].size == 0:
+        raise InputError(
+            "no validation rows: every class has a single train example. Provide more train data."
+        )
+    fit_rows = torch.as_tensor(np.stack([t for t, _ in splits]), device=dev)
+    val_rows = torch.as_tensor(np.stack([v for _, v in splits]), device=dev)
+    ytr_t = torch.as_tensor(ytr, dtype=torch.int64, device=dev)
+    val_acc = np.full((K, n_lr, n_wd), np.nan)
+    val_loss = np.full((K, n_lr, n_wd), np.inf)
+
+    def search(cells: list[list[tuple[int, int]]], phase: str) -> None:
+        lr_t = torch.tensor([[lrs_a[li] for li, _ in row] for row in cells], dtype=torch.float32)
+        wd_t = torch.tensor([[wds_a[wi] for _, wi in row] for row in cells], dtype=torch.float32)
+        W, b = _train_batched(Xtr, ytr_t, fit_rows, seeds, lr_t, wd_t, C, epochs, batch_size, phase)
+        _, acc, loss = _score(Xtr, ytr_t, val_rows, W, b)
+        acc, loss = acc.cpu().numpy(), loss.cpu().numpy()
+        for k, row in enumerate(cells):
+            for s, (li, wi) in enumerate(row):
+                val_acc[k, li, wi], val_loss[k, li, wi] = acc[k, s], loss[k, s]
+
+    coarse = [(li, wi) for li in range(n_lr) for wi in coarse_indices(n_wd)]
+    search([coarse] * K, "probe coarse")
+    fine_rows = []
+    for k in range(K):
+        _, best_wi = _best(val_acc[k], val_loss[k])
+        near = [best_wi + o for o in FINE_OFFSETS if 0 <= best_wi + o < n_wd]
+        fine_rows.append([wi for wi in near if np.isnan(val_acc[k, 0, wi])] or [best_wi])
+    width = max(len(r) for r in fine_rows)
+    fine = [[(li, wi) for li in range(n_lr) for wi in r + r[:1] * (width - len(r))] for r in fine_rows]
+    search(fine, "probe fine")
+
+    chosen = [_best(val_acc[k], val_loss[k]) for k in range(K)]
+    lr_c = np.array([lrs_a[li] for li, _ in chosen])
+    wd_c = np.array([wds_a[wi] for _, wi in chosen])
+    all_rows = torch.arange(Xtr.shape[0], device=dev).expand(K, -1)
+    W, b = _train_batched(
+        Xtr, ytr_t, all_rows, seeds,
+        torch.tensor(lr_c, dtype=torch.float32).view(K, 1),
+        torch.tensor(wd_c, dtype=torch.float32).view(K, 1),
+        C, epochs, batch_size, "probe final",
+    )  # fmt: skip
+    yte_t = torch.as_tensor(yte, dtype=torch.int64, device=dev)
+    pred, acc, _ = _score(Xte, yte_t, torch.arange(Xte.shape[0], device=dev).expand(K, -1), W, b)
+    pred = pred[:, 0].cpu().numpy()
+    for k, s in enumerate(seeds):
+        logger.debug("probe seed %d: lr=%g wd=%g test acc=%.4f", s, lr_c[k], wd_c[k], acc[k, 0])
+    return ProbeResult(
+        seeds=np.asarray(seeds),
+        accuracy=acc[:, 0].cpu().numpy().astype(np.float64),
+        balanced_accuracy=np.array([_balanced_accuracy(p, yte) for p in pred]),
+        lr=lr_c,
+        wd=wd_c,
+        lrs=lrs_a,
+        wds=wds_a,
+        val_accuracy=val_acc,
+        classes=classes,
+    )
+
+
+__all__ = [
+    "DEFAULT_LRS",
+    "DEFAULT_WDS",
+    "FINE_OFFSETS",
+    "ProbeResult",
+    "coarse_indices",
+    "encode_labels",
+    "init_params",
+    "linear_probe",
+    "stratified_split",
+    "train_reference",
+    "train_sweep",
+]
