@@ -138,7 +138,9 @@ def encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, 
     return classes, np.searchsorted(classes, y_train), np.searchsorted(classes, y_test)
 
 
-def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    y: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified split of row indices into (train, validation).
 
     Each class with n_c >= 2 rows sends ``round(val_fraction * n_c)`` rows (at least 1, at most
@@ -152,7 +154,9 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
     for c in np.unique(y):
         rows = np.flatnonzero(y == c)
         rows = rows[rng.permutation(rows.size)]
-        n_val = 0 if rows.size < 2 else min(rows.size - 1, max(1, int(val_fraction * rows.size + 0.5)))
+        n_val = (
+            0 if rows.size < 2 else min(rows.size - 1, max(1, int(val_fraction * rows.size + 0.5)))
+        )
         val.append(rows[:n_val])
         train.append(rows[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
@@ -287,7 +291,9 @@ def train_sweep(
     lr_t = torch.as_tensor(np.asarray(lr, dtype=np.float32)).view(1, -1)
     wd_t = torch.as_tensor(np.asarray(wd, dtype=np.float32)).view(1, -1)
     if lr_t.shape != wd_t.shape:
-        raise InputError(f"lr and wd need one value per setting; got {lr_t.numel()} and {wd_t.numel()}.")
+        raise InputError(
+            f"lr and wd need one value per setting; got {lr_t.numel()} and {wd_t.numel()}."
+        )
     rows = torch.arange(Xt.shape[0], device=dev).view(1, -1)
     W, b = _train_batched(Xt, yt, rows, [seed], lr_t, wd_t, C, epochs, batch_size, "sweep")
     return W[0].permute(1, 0, 2).contiguous(), b[0]
@@ -459,7 +465,9 @@ def linear_probe(
         near = [best_wi + o for o in FINE_OFFSETS if 0 <= best_wi + o < n_wd]
         fine_rows.append([wi for wi in near if np.isnan(val_acc[k, 0, wi])] or [best_wi])
     width = max(len(r) for r in fine_rows)
-    fine = [[(li, wi) for li in range(n_lr) for wi in r + r[:1] * (width - len(r))] for r in fine_rows]
+    fine = [
+        [(li, wi) for li in range(n_lr) for wi in r + r[:1] * (width - len(r))] for r in fine_rows
+    ]
     search(fine, "probe fine")
 
     chosen = [_best(val_acc[k], val_loss[k]) for k in range(K)]
