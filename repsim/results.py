@@ -50,7 +50,7 @@ def assemble_probes(plan: RunPlan, results: dict[tuple[str, str], dict[str, Any]
     seeds = next(iter(results.values()))["seeds"]
     shape = (len(model_ids), len(dataset_ids), len(seeds))
     acc, bacc = np.full(shape, np.nan), np.full(shape, np.nan)
-    lr, wd = np.full(shape[:2], np.nan), np.full(shape[:2], np.nan)
+    lr, wd = np.full(shape, np.nan), np.full(shape, np.nan)
     for (mid, did), res in results.items():
         i, j = model_ids.index(mid), dataset_ids.index(did)
         acc[i, j], bacc[i, j] = res["accuracy"], res["balanced_accuracy"]
@@ -60,8 +60,8 @@ def assemble_probes(plan: RunPlan, results: dict[tuple[str, str], dict[str, Any]
         {
             "accuracy": (("model", "dataset", "seed"), acc),
             "balanced_accuracy": (("model", "dataset", "seed"), bacc),
-            "lr": (("model", "dataset"), lr),
-            "wd": (("model", "dataset"), wd),
+            "lr": (("model", "dataset", "seed"), lr),
+            "wd": (("model", "dataset", "seed"), wd),
         },
         coords={
             "model": model_ids,

@@ -199,8 +199,8 @@ def run_probe(plan: RunPlan, model: Any, ds: Any, run_dir: Path, device: str, *_
         "accuracy": [float(a) for a in result.accuracy],
         "balanced_accuracy": [float(a) for a in result.balanced_accuracy],
         "seeds": [int(s) for s in result.seeds],
-        "lr": float(result.lr),
-        "wd": float(result.wd),
+        "lr": [float(v) for v in np.atleast_1d(result.lr)],
+        "wd": [float(v) for v in np.atleast_1d(result.wd)],
         "seconds": time.perf_counter() - t0,
     }
     atomic_write_text(path, json.dumps(out))
