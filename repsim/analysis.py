@@ -1,0 +1,427 @@
+"""Small analyses behind the book's figures, as functions on the result files of a run.
+
+Each function takes xarray/pandas objects (or feature arrays) and returns a tidy DataFrame or an
+ordering; the plotting lives in :mod:`repsim.plots` and the notebooks only glue the two together.
+Figures follow Ciernik et al., "Objective drives the consistency of representational similarity
+across datasets" (ICML 2025, arXiv 2411.05561).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+from scipy.cluster.hierarchy import leaves_list, linkage
+from scipy.spatial.distance import squareform
+
+from repsim.errors import InputError, StoreError
+
+log = logging.getLogger(__name__)
+
+#: Domain categories of the study, in the order the book shows them.
+DOMAINS = ("Natural (multi-domain)", "Natural (single-domain)", "Specialized", "Structured")
+#: Model metadata fields that define category pairs.
+CATEGORY_FIELDS = ("objective", "architecture_class", "data_class", "size_class")
+PAIR_SEP = " | "
+
+
+# --------------------------------------------------------------------------------------- run files
+@dataclass
+class Run:
+    """The result files of one run folder (absent optional files are None)."""
+
+    path: Path
+    similarity: xr.Dataset
+    consistency: xr.Dataset | None = None
+    probes: xr.Dataset | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The run's name: attrs of similarity.nc, then run.json, then the folder name."""
+        cfg = self.info.get("config", {}) if isinstance(self.info.get("config"), dict) else {}
+        return str(self.similarity.attrs.get("run") or cfg.get("name") or self.path.name)
+
+    @property
+    def features_path(self) -> Path | None:
+        """The feature store of the run, or None when the run kept no features."""
+        p = self.path / "features.zarr"
+        return p if p.exists() else None
+
+    @property
+    def measures(self) -> list[str]:
+        return list(self.similarity.data_vars)
+
+    def caption(
+        self, measure: str | None = None, datasets: Sequence[str] | None = None,
+        models: Sequence[str] | None = None, extra: str = "",
+    ) -> str:
+        """A figure caption naming the run, the models, the datasets and the measure."""
+        sim = self.similarity
+        models = list(sim.model_a.values) if models is None else list(models)
+        datasets = list(sim.dataset.values) if datasets is None else list(datasets)
+        ds = ", ".join(map(str, datasets)) if len(datasets) <= 6 else f"{len(datasets)} datasets"
+        parts = [f"Run '{self.name}'", f"{len(models)} models", f"datasets: {ds}"]
+        if measure:
+            parts.append(f"measure: {measure}")
+        text = "; ".join(parts) + "."
+        return f"{text} {extra}".strip()
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Open the result files of a run folder (similarity.nc required; the rest optional)."""
+    path = Path(run_dir)
+    sim_file = path / "similarity.nc"
+    if not sim_file.exists():
+        raise StoreError(
+            f"{sim_file} does not exist: run the pipeline first, e.g. "
+            f"`repsim run data/configs/embedded.yaml --out {path}`"
+        )
+    similarity = xr.load_dataset(sim_file)
+    opt = {n: xr.load_dataset(path / f"{n}.nc") if (path / f"{n}.nc").exists() else None
+           for n in ("consistency", "probes")}
+    info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
+    log.info("loaded run %s: %s", path, dict(similarity.sizes))
+    return Run(path=path, similarity=similarity, info=info, **opt)
+
+
+def model_table(sim: xr.Dataset | xr.DataArray) -> pd.DataFrame:
+    """Model metadata (coords with suffix ``_a`` on ``model_a``) as a DataFrame indexed by model."""
+    cols = {name[:-2]: sim[name].values for name in sim.coords
+            if name.endswith("_a") and sim[name].dims == ("model_a",)}
+    return pd.DataFrame(cols, index=pd.Index(sim.model_a.values, name="model"))
+
+
+def select(
+    da: xr.DataArray, datasets: Sequence[str] | None = None, models: Sequence[str] | None = None,
+) -> xr.DataArray:
+    """Restrict a (dataset, model_a, model_b) array to some datasets and models (None: all)."""
+    if datasets:
+        da = da.sel(dataset=list(datasets))
+    if models:
+        da = da.sel(model_a=list(models), model_b=list(models))
+    return da
+
+
+def domain_order(sim: xr.Dataset | xr.DataArray) -> list[str]:
+    """Dataset ids sorted by domain category (study order), then by id."""
+    doms = sim["domain"].values if "domain" in sim.coords else [""] * sim.sizes["dataset"]
+    rank = {d: i for i, d in enumerate(DOMAINS)}
+    keyed = sorted(zip(sim.dataset.values, doms), key=lambda t: (rank.get(t[1], 99), str(t[0])))
+    return [str(d) for d, _ in keyed]
+
+
+# ------------------------------------------------------------------------------ matrices and pairs
+def cluster_order(matrix: np.ndarray, method: str = "average") -> np.ndarray:
+    """Leaf order of hierarchical clustering on the distance 1 - similarity (average linkage)."""
+    m = np.asarray(matrix, dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise InputError(f"expected a square similarity matrix, got shape {m.shape}")
+    if m.shape[0] < 3:
+        return np.arange(m.shape[0])
+    dist = 1.0 - (m + m.T) / 2.0
+    np.fill_diagonal(dist, 0.0)
+    return leaves_list(linkage(squareform(np.clip(dist, 0, None), checks=False), method=method))
+
+
+def pair_label(a: str, b: str) -> str:
+    """Order-free label of a category pair, as in consistency.nc (``"A | B"``, sorted)."""
+    return PAIR_SEP.join(sorted((str(a), str(b))))
+
+
+def pair_table(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
+    """Tidy table of all unordered model pairs: one row per (dataset, pair) with its similarity.
+
+    Columns: dataset, domain, model_a, model_b, similarity, cat_a, cat_b, category_pair.
+    """
+    models = [str(m) for m in da.model_a.values]
+    iu, ju = np.triu_indices(len(models), k=1)
+    cats = da[f"{category}_a"].values if f"{category}_a" in da.coords else np.array(["?"] * len(models))
+    rows = []
+    for k, ds in enumerate(da.dataset.values):
+        vals = da.sel(dataset=ds).transpose("model_a", "model_b").values[iu, ju]
+        dom = str(da["domain"].values[k]) if "domain" in da.coords else ""
+        rows.append(pd.DataFrame({
+            "dataset": str(ds), "domain": dom,
+            "model_a": np.array(models)[iu], "model_b": np.array(models)[ju], "similarity": vals,
+            "cat_a": cats[iu], "cat_b": cats[ju],
+        }))
+    out = pd.concat(rows, ignore_index=True)
+    out["category_pair"] = [pair_label(a, b) for a, b in zip(out.cat_a, out.cat_b)]
+    return out
+
+
+def pair_vectors(da: xr.DataArray) -> pd.DataFrame:
+    """Pairs x datasets table of pair similarities (index: 'model_a~model_b')."""
+    t = pair_table(da)
+    t["pair"] = t.model_a + "~" + t.model_b
+    return t.pivot(index="pair", columns="dataset", values="similarity")
+
+
+def mean_std_across_datasets(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
+    """Per model pair: mean and standard deviation of its similarity over datasets."""
+    t = pair_table(da, category)
+    g = t.groupby(["model_a", "model_b", "category_pair"], sort=False)["similarity"]
+    return g.agg(mean="mean", std="std").reset_index()
+
+
+def correlate(x: np.ndarray, y: np.ndarray, method: str = "pearson") -> float:
+    """Pearson or Spearman correlation, NaN when undefined (fewer than 3 points or constant)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    fn = stats.pearsonr if method == "pearson" else stats.spearmanr
+    return float(fn(x, y)[0])
+
+
+# ---------------------------------------------------------------------------------- consistency
+def upper_pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
+    """All unordered pairs of distinct labels, in order."""
+    return list(itertools.combinations([str(x) for x in labels], 2))
+
+
+def consistency_values(
+    cons: xr.Dataset, measure: str, group_by: str | Iterable[str] = "objective",
+    variable: str = "consistency",
+) -> pd.DataFrame:
+    """Tidy consistency over distinct dataset pairs, one row per (group_pair, dataset pair).
+
+    Columns: group_pair, group_by, group_a, group_b, label (``"A | B"``), dataset_a, dataset_b,
+    consistency. ``group_by`` may be one grouping or several (``"all"`` is the baseline).
+    """
+    groups = [group_by] if isinstance(group_by, str) else list(group_by)
+    da = cons[variable].sel(measure=measure)
+    keep = np.isin(da["group_by"].values, groups)
+    da = da.isel(group_pair=np.flatnonzero(keep))
+    dsets = [str(d) for d in da.dataset_a.values]
+    ia, ib = np.triu_indices(len(dsets), k=1)
+    rows = []
+    for k, gp in enumerate(da.group_pair.values):
+        m = da.sel(group_pair=gp).transpose("dataset_a", "dataset_b").values
+        ga, gb = str(da["group_a"].values[k]), str(da["group_b"].values[k])
+        rows.append(pd.DataFrame({
+            "group_pair": str(gp), "group_by": str(da["group_by"].values[k]),
+            "group_a": ga, "group_b": gb, "label": "all" if ga in ("", "all") else pair_label(ga, gb),
+            "dataset_a": np.array(dsets)[ia], "dataset_b": np.array(dsets)[ib],
+            "consistency": m[ia, ib],
+        }))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def median_order(tidy: pd.DataFrame, by: str = "label", value: str = "consistency") -> list[str]:
+    """Labels sorted by the median of ``value``, highest first (NaN-only labels last)."""
+    med = tidy.groupby(by)[value].median().sort_values(ascending=False, na_position="last")
+    return [str(x) for x in med.index]
+
+
+def consistency_summary(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Median, quartiles and count of consistency per label, sorted by median (highest first)."""
+    g = tidy.dropna(subset=["consistency"]).groupby(["group_by", "label"])["consistency"]
+    out = g.agg(median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75),
+                n="count").reset_index()
+    return out.sort_values("median", ascending=False, ignore_index=True)
+
+
+def grouping_spread(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Per grouping: range and standard deviation of the category-pair medians.
+
+    A grouping whose category pairs differ a lot in median consistency "drives" consistency more
+    than one whose pairs all sit near the all-pairs baseline (the study's central comparison).
+    """
+    s = consistency_summary(tidy)
+    s = s[s.group_by != "all"]
+    g = s.groupby("group_by")["median"]
+    out = g.agg(range=lambda v: v.max() - v.min(), std="std", n_pairs="count").reset_index()
+    return out.sort_values("range", ascending=False, ignore_index=True)
+
+
+def anchor_values(cons: xr.Dataset, measure: str, category: str = "objective") -> pd.DataFrame:
+    """Tidy anchor consistency over distinct dataset pairs, with the anchor's category."""
+    if "anchor_consistency" not in cons:
+        raise StoreError("consistency.nc has no 'anchor_consistency'; rerun the consistency stage")
+    da = cons["anchor_consistency"].sel(measure=measure)
+    dsets = [str(d) for d in da.dataset_a.values]
+    ia, ib = np.triu_indices(len(dsets), k=1)
+    cat_coord = next((c for c in (category, f"{category}_a") if c in da["anchor"].coords), None)
+    rows = []
+    for k, a in enumerate(da.anchor.values):
+        m = da.sel(anchor=a).transpose("dataset_a", "dataset_b").values
+        rows.append(pd.DataFrame({
+            "anchor": str(a),
+            "category": str(da[cat_coord].values[k]) if cat_coord else "?",
+            "dataset_a": np.array(dsets)[ia], "dataset_b": np.array(dsets)[ib],
+            "consistency": m[ia, ib],
+        }))
+    return pd.concat(rows, ignore_index=True)
+
+
+def attach_category(tidy: pd.DataFrame, models: pd.DataFrame, category: str,
+                    key: str = "anchor") -> pd.DataFrame:
+    """Fill a tidy table's 'category' column from a model table (for anchors without coords)."""
+    out = tidy.copy()
+    if category in models:
+        out["category"] = out[key].map(models[category]).fillna(out.get("category", "?"))
+    return out
+
+
+def rank_sum_tests(
+    tidy: pd.DataFrame, by: str = "category", value: str = "consistency", alpha: float = 0.01,
+    unit: str | None = "anchor",
+) -> pd.DataFrame:
+    """Two-sided Wilcoxon rank-sum tests between every two groups, Bonferroni-corrected.
+
+    With ``unit`` set, each unit (e.g. an anchor model) contributes its median, so the samples are
+    independent; with ``unit=None`` every row is one observation.
+    Columns: group_a, group_b, n_a, n_b, median_a, median_b, statistic, p, p_bonferroni, significant.
+    """
+    data = tidy.dropna(subset=[value])
+    if unit:
+        data = data.groupby([unit, by], as_index=False)[value].median()
+    groups = sorted(data[by].unique())
+    tests = list(itertools.combinations(groups, 2))
+    rows = []
+    for a, b in tests:
+        xa, xb = data.loc[data[by] == a, value].values, data.loc[data[by] == b, value].values
+        if len(xa) < 2 or len(xb) < 2:
+            stat, p = float("nan"), float("nan")
+        else:
+            stat, p = stats.ranksums(xa, xb)
+        rows.append({"group_a": a, "group_b": b, "n_a": len(xa), "n_b": len(xb),
+                     "median_a": float(np.median(xa)) if len(xa) else np.nan,
+                     "median_b": float(np.median(xb)) if len(xb) else np.nan,
+                     "statistic": float(stat), "p": float(p)})
+    out = pd.DataFrame(rows, columns=["group_a", "group_b", "n_a", "n_b", "median_a", "median_b",
+                                      "statistic", "p"])
+    out["p_bonferroni"] = np.minimum(out["p"] * max(len(tests), 1), 1.0)
+    out["significant"] = out["p_bonferroni"] < alpha
+    return out
+
+
+# ------------------------------------------------------------------------------------ behaviour
+def mean_accuracy(probes: xr.Dataset, variable: str = "accuracy") -> xr.DataArray:
+    """Probe accuracy averaged over seeds: (model, dataset)."""
+    acc = probes[variable]
+    return acc.mean("seed") if "seed" in acc.dims else acc
+
+
+def accuracy_gap_table(da: xr.DataArray, probes: xr.Dataset, dataset: str) -> pd.DataFrame:
+    """Per model pair on one dataset: similarity, |accuracy gap| and the better model's accuracy."""
+    acc = mean_accuracy(probes).sel(dataset=dataset)
+    t = pair_table(da.sel(dataset=[dataset]))
+    models = set(map(str, acc.model.values))
+    t = t[t.model_a.isin(models) & t.model_b.isin(models)].copy()
+    a = acc.sel(model=t.model_a.values).values
+    b = acc.sel(model=t.model_b.values).values
+    t["gap"] = np.abs(a - b)
+    t["best_accuracy"] = np.maximum(a, b)
+    return t.reset_index(drop=True)
+
+
+def gap_correlations(da: xr.DataArray, probes: xr.Dataset, method: str = "pearson") -> pd.DataFrame:
+    """Per dataset: correlation of pair similarity with the absolute accuracy gap."""
+    shared = [d for d in map(str, da.dataset.values) if d in set(map(str, probes.dataset.values))]
+    rows = []
+    for ds in shared:
+        t = accuracy_gap_table(da, probes, ds)
+        rows.append({"dataset": ds, "domain": t.domain.iloc[0] if len(t) else "",
+                     "r": correlate(t.similarity, t.gap, method), "n_pairs": len(t),
+                     "mean_accuracy": float(mean_accuracy(probes).sel(dataset=ds).mean())})
+    return pd.DataFrame(rows, columns=["dataset", "domain", "r", "n_pairs", "mean_accuracy"])
+
+
+# ------------------------------------------------------------------------------ measures vs each other
+def measure_agreement(sim: xr.Dataset, measure_x: str, measure_y: str,
+                      method: str = "pearson") -> pd.DataFrame:
+    """Per dataset: correlation over model pairs between two measures (e.g. RBF vs linear CKA)."""
+    rows = []
+    for ds in map(str, sim.dataset.values):
+        x = pair_table(sim[measure_x].sel(dataset=[ds])).similarity.values
+        y = pair_table(sim[measure_y].sel(dataset=[ds])).similarity.values
+        rows.append({"dataset": ds, "domain": str(sim["domain"].sel(dataset=ds).values)
+                     if "domain" in sim.coords else "", "r": correlate(x, y, method)})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------- features: resampling
+def read_features(run: Run, dataset: str, models: Sequence[str]) -> dict[str, np.ndarray] | None:
+    """Features of some models on one dataset, rows aligned by stimulus id; None without a store."""
+    if run.features_path is None:
+        return None
+    from repsim.store import FeatureStore
+
+    store = FeatureStore(run.features_path)
+    ids0, first = store.read(dataset, models[0])
+    out = {models[0]: np.asarray(first)}
+    for m in models[1:]:
+        _, f = store.read(dataset, m, ids=ids0)
+        out[m] = np.asarray(f)
+    return out
+
+
+def _default_measure() -> Callable[[np.ndarray, np.ndarray], float]:
+    from repsim.measures import cka
+
+    return lambda x, y: float(cka(x, y, kernel="linear", unbiased=True))
+
+
+def stability_vs_n(
+    features: Mapping[str, np.ndarray], sizes: Sequence[int], repeats: int = 5,
+    measure: Callable[[np.ndarray, np.ndarray], float] | None = None, seed: int = 0,
+) -> pd.DataFrame:
+    """Similarity of every model pair on random subsets of n stimuli, against all stimuli.
+
+    Columns: n, repeat, pair, similarity, full (value on all stimuli), abs_error.
+    """
+    fn = measure or _default_measure()
+    names = list(features)
+    n_total = len(next(iter(features.values())))
+    rng = np.random.default_rng(seed)
+    full = {(a, b): fn(features[a], features[b]) for a, b in itertools.combinations(names, 2)}
+    rows = []
+    for n in sorted({int(s) for s in sizes if 4 <= int(s) <= n_total}):
+        for r in range(repeats if n < n_total else 1):
+            idx = rng.choice(n_total, size=n, replace=False)
+            for (a, b), ref in full.items():
+                s = fn(features[a][idx], features[b][idx])
+                rows.append({"n": n, "repeat": r, "pair": f"{a}~{b}", "similarity": s,
+                             "full": ref, "abs_error": abs(s - ref)})
+    return pd.DataFrame(rows)
+
+
+def bootstrap_pairs(
+    features: Mapping[str, np.ndarray], n_boot: int = 20,
+    measure: Callable[[np.ndarray, np.ndarray], float] | None = None, seed: int = 0,
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> pd.DataFrame:
+    """Bootstrap (stimuli resampled with replacement) spread of each pair's similarity.
+
+    Columns: pair, model_a, model_b, estimate (all stimuli), mean, std, q05, q95.
+    """
+    fn = measure or _default_measure()
+    pairs = list(pairs) if pairs is not None else list(itertools.combinations(list(features), 2))
+    n_total = len(next(iter(features.values())))
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, n_total, n_total) for _ in range(n_boot)]
+    rows = []
+    for a, b in pairs:
+        x, y = features[a], features[b]
+        vals = np.array([fn(x[i], y[i]) for i in draws])
+        rows.append({"pair": f"{a}~{b}", "model_a": a, "model_b": b, "estimate": fn(x, y),
+                     "mean": vals.mean(), "std": vals.std(ddof=1),
+                     "q05": np.quantile(vals, 0.05), "q95": np.quantile(vals, 0.95)})
+    return pd.DataFrame(rows)
+
+
+def pick_models(models: pd.DataFrame, per_category: int = 2, category: str = "objective") -> list[str]:
+    """A small, deterministic sample of models: the first ``per_category`` of each category."""
+    return [str(m) for _, g in models.groupby(category, sort=True) for m in g.index[:per_category]]

@@ -1,0 +1,406 @@
+"""Figures of the book: functions that take xarray/pandas objects and return matplotlib figures.
+
+One colour map for categories (:data:`CATEGORY_COLORS`) is used everywhere, so "Self-Supervised"
+or "Structured" has the same colour in every chapter; a category pair ``"A | B"`` gets the colour of
+its category when A == B and a mix of the two colours otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import textwrap
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+from matplotlib.colors import to_hex, to_rgb
+from matplotlib.figure import Figure
+
+from repsim import analysis
+
+log = logging.getLogger(__name__)
+
+CATEGORY_COLORS: dict[str, str] = {
+    # objectives
+    "Supervised": "#1f77b4", "Self-Supervised": "#d62728", "Image-Text": "#2ca02c",
+    "Random": "#7f7f7f",
+    # architecture classes
+    "Convolutional": "#9467bd", "Transformer": "#ff7f0e", "MLP": "#8c564b",
+    # dataset domains
+    "Natural (multi-domain)": "#17becf", "Natural (single-domain)": "#bcbd22",
+    "Specialized": "#e377c2", "Structured": "#393b79",
+    # size classes
+    "small": "#c6dbef", "medium": "#6baed6", "large": "#2171b5", "xlarge": "#08306b",
+    # baseline
+    "all": "#444444",
+}
+_FALLBACK = plt.get_cmap("tab20").colors
+SIM_CMAP = "viridis"
+CONS_CMAP = "magma"
+
+
+def category_color(label: str) -> str:
+    """Colour of a category or of a category pair ``"A | B"`` (stable across the book)."""
+    label = str(label)
+    if label in CATEGORY_COLORS:
+        return CATEGORY_COLORS[label]
+    if analysis.PAIR_SEP in label:
+        a, b = label.split(analysis.PAIR_SEP, 1)
+        if a == b:
+            return category_color(a)
+        mix = (np.array(to_rgb(category_color(a))) + np.array(to_rgb(category_color(b)))) / 2
+        return to_hex(mix * 0.85)
+    h = int(hashlib.md5(label.encode()).hexdigest(), 16)
+    return to_hex(_FALLBACK[h % len(_FALLBACK)])
+
+
+def add_caption(fig: Figure, caption: str | None, width: int = 110) -> Figure:
+    """Write a caption (run, models, datasets, measure) under the figure."""
+    if caption:
+        fig.text(0.01, -0.01, textwrap.fill(caption, width), ha="left", va="top", fontsize=8,
+                 color="#333333", transform=fig.transFigure)
+    return fig
+
+
+def _heatmap(ax, matrix: np.ndarray, labels: Sequence[str], vmin=None, vmax=None,
+             cmap: str = SIM_CMAP, colors: Sequence[str] | None = None, ticks: bool = True):
+    im = ax.imshow(matrix, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
+    if ticks and len(labels) <= 40:
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        if colors is not None:
+            for t, c in zip([*ax.get_xticklabels(), *ax.get_yticklabels()], [*colors, *colors]):
+                t.set_color(c)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return im
+
+
+def _category_strip(ax, colors: Sequence[str], axis: str = "y") -> None:
+    """Coloured ticks marking each model's category along one side of a heatmap."""
+    n = len(colors)
+    for i, c in enumerate(colors):
+        if axis == "y":
+            ax.add_patch(plt.Rectangle((-1.9, i - 0.5), 1.2, 1, color=c, clip_on=False))
+        else:
+            ax.add_patch(plt.Rectangle((i - 0.5, n - 0.3), 1, 1.2, color=c, clip_on=False))
+
+
+def _handles(labels: Sequence[str]) -> list:
+    return [plt.Line2D([], [], marker="o", ls="", color=category_color(lab), label=lab)
+            for lab in labels]
+
+
+def _fig_legend(fig: Figure, labels: Sequence[str], title: str) -> None:
+    """A legend under the panels (figures made with the constrained layout)."""
+    fig.legend(handles=_handles(labels), title=title, loc="outside lower center",
+               ncol=min(len(labels), 5), fontsize=7, title_fontsize=7)
+
+
+def _legend_for(ax, labels: Sequence[str], title: str | None = None, loc: str = "best", **kw):
+    return ax.legend(handles=_handles(labels), title=title, loc=loc, fontsize=7, title_fontsize=7, **kw)
+
+
+# ------------------------------------------------------------------------------ framework figure
+def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, dataset_b: str,
+                     category: str = "objective", caption: str | None = None) -> Figure:
+    """The study's framework on real numbers: two similarity matrices, their pair scatter, and the
+    distribution of that correlation over all dataset pairs (the highlighted pair marked)."""
+    fig, axes = plt.subplots(1, 4, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 1, 1, 0.5]},
+                             layout="constrained")
+    a = da.sel(dataset=dataset_a).transpose("model_a", "model_b").values
+    order = analysis.cluster_order(a)
+    models = list(da.model_a.values[order])
+    cats = list(da[f"{category}_a"].values[order])
+    for ax, ds in zip(axes[:2], (dataset_a, dataset_b)):
+        m = da.sel(dataset=ds, model_a=models, model_b=models).values
+        im = _heatmap(ax, m, models, 0, 1, ticks=False)
+        _category_strip(ax, [category_color(c) for c in cats])
+        ax.set_title(f"similarity on {ds}", fontsize=10)
+        ax.set_xlabel(f"models (order: clustering on {dataset_a})", fontsize=8)
+    fig.colorbar(im, ax=axes[:2], shrink=0.8, label=str(da.name or "similarity"))
+    _fig_legend(fig, sorted(set(map(str, cats))), f"{category} (side strip)")
+    pairs = analysis.pair_table(da.sel(dataset=[dataset_a, dataset_b]), category)
+    wide = pairs.pivot_table(index=["model_a", "model_b", "category_pair"], columns="dataset",
+                             values="similarity").reset_index()
+    ax = axes[2]
+    for lab, g in wide.groupby("category_pair"):
+        ax.scatter(g[dataset_a], g[dataset_b], s=10, alpha=0.7, color=category_color(lab))
+    r = analysis.correlate(wide[dataset_a], wide[dataset_b])
+    ax.set_xlabel(f"pair similarity on {dataset_a}")
+    ax.set_ylabel(f"pair similarity on {dataset_b}")
+    ax.set_title(f"consistency r = {r:.2f}", fontsize=10)
+    ax = axes[3]
+    vals = cons_all["consistency"].dropna().values
+    ax.boxplot(vals, widths=0.5)
+    ax.scatter(np.full(len(vals), 1.0) + np.random.default_rng(0).uniform(-0.12, 0.12, len(vals)),
+               vals, s=8, color="#777777", zorder=3)
+    ax.scatter([1], [r], color="#d62728", s=40, zorder=4, label=f"{dataset_a}-{dataset_b}")
+    ax.set_xticks([1], ["all dataset\npairs"])
+    ax.set_ylabel("consistency (Pearson r)")
+    ax.legend(fontsize=7, loc="lower center")
+    return add_caption(fig, caption)
+
+
+# ----------------------------------------------------------------------------- similarity matrices
+def clustered_matrices(da: xr.DataArray, datasets: Sequence[str], category: str = "objective",
+                       ncols: int = 4, caption: str | None = None) -> Figure:
+    """Similarity matrix per dataset, each ordered by its own average-linkage clustering."""
+    n = len(datasets)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 1, 3.5 * nrows + 0.6),
+                             squeeze=False, layout="constrained")
+    im = None
+    for ax, ds in zip(axes.flat, datasets):
+        m = da.sel(dataset=ds).transpose("model_a", "model_b")
+        order = analysis.cluster_order(m.values)
+        cats = m[f"{category}_a"].values[order]
+        im = _heatmap(ax, m.values[np.ix_(order, order)], list(m.model_a.values[order]), 0, 1,
+                      ticks=False)
+        _category_strip(ax, [category_color(c) for c in cats])
+        _category_strip(ax, [category_color(c) for c in cats], axis="x")
+        dom = str(m["domain"].values) if "domain" in m.coords else ""
+        ax.set_title(f"{ds}\n{dom}", fontsize=9)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes, shrink=0.6, label=str(da.name or "similarity"))
+    _fig_legend(fig, sorted(set(map(str, da[f"{category}_a"].values))), f"{category} (side strips)")
+    return add_caption(fig, caption)
+
+
+def mean_std_scatter(table: pd.DataFrame, caption: str | None = None, title: str = "") -> Figure:
+    """Mean against standard deviation over datasets of each model pair's similarity."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for lab, g in table.groupby("category_pair"):
+        ax.scatter(g["mean"], g["std"], s=14, alpha=0.75, color=category_color(lab), label=lab)
+    ax.set_xlabel("mean pair similarity across datasets")
+    ax.set_ylabel("standard deviation across datasets")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left", title="category pair",
+              title_fontsize=7)
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def consistency_scatter(da: xr.DataArray, dataset_pairs: Sequence[tuple[str, str]],
+                        category: str = "objective", caption: str | None = None) -> Figure:
+    """Pair similarities on dataset B against A, coloured by category pair, with r per panel."""
+    k = len(dataset_pairs)
+    fig, axes = plt.subplots(1, k, figsize=(4.4 * k, 4.2), squeeze=False)
+    labels: set[str] = set()
+    for ax, (a, b) in zip(axes.flat, dataset_pairs):
+        t = analysis.pair_table(da.sel(dataset=[a, b]), category)
+        w = t.pivot_table(index=["model_a", "model_b", "category_pair"], columns="dataset",
+                          values="similarity").reset_index()
+        for lab, g in w.groupby("category_pair"):
+            ax.scatter(g[a], g[b], s=10, alpha=0.75, color=category_color(lab))
+            labels.add(lab)
+        lo, hi = np.nanmin(w[[a, b]].values), np.nanmax(w[[a, b]].values)
+        ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
+        same = w[w.category_pair.str.split(analysis.PAIR_SEP).map(lambda p: p[0] == p[1])]
+        rs = ", ".join(f"{lab.split(analysis.PAIR_SEP)[0]}: {analysis.correlate(g[a], g[b]):.2f}"
+                       for lab, g in same.groupby("category_pair"))
+        ax.set_title(f"{a} vs {b}: r = {analysis.correlate(w[a], w[b]):.2f}\n{rs}", fontsize=8)
+        ax.set_xlabel(f"similarity on {a}")
+        ax.set_ylabel(f"similarity on {b}")
+    _legend_for(axes.flat[-1], sorted(labels), title="category pair", loc="upper left",
+                bbox_to_anchor=(1.02, 1))
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def consistency_boxes(tidy: pd.DataFrame, baseline: pd.DataFrame | None = None,
+                      caption: str | None = None, title: str = "") -> Figure:
+    """Consistency over dataset pairs per category pair, sorted by median, with the all-pairs
+    interquartile band behind them."""
+    order = analysis.median_order(tidy)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(order) + 2), 4.4))
+    if baseline is not None and len(baseline):
+        q1, med, q3 = np.nanpercentile(baseline["consistency"], [25, 50, 75])
+        ax.axhspan(q1, q3, color="#bbbbbb", alpha=0.45, label="all pairs (IQR)")
+        ax.axhline(med, color="#444444", lw=1, ls="--", label="all pairs (median)")
+    data = [tidy.loc[tidy.label == lab, "consistency"].dropna().values for lab in order]
+    bp = ax.boxplot(data, patch_artist=True, widths=0.6, showfliers=False)
+    for patch, lab in zip(bp["boxes"], order):
+        patch.set_facecolor(category_color(lab))
+        patch.set_alpha(0.8)
+    rng = np.random.default_rng(0)
+    for i, vals in enumerate(data, start=1):
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(vals)), vals, s=5, color="k", alpha=0.4)
+    ax.set_xticks(range(1, len(order) + 1), order, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("consistency across dataset pairs (Pearson r)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def consistency_heatmaps(cons: xr.Dataset, measure: str, group_pairs: Sequence[str],
+                         order: Sequence[str], domains: Mapping[str, str] | None = None,
+                         caption: str | None = None) -> Figure:
+    """Dataset x dataset consistency for some group pairs, datasets ordered by domain."""
+    k = len(group_pairs)
+    fig, axes = plt.subplots(1, k, figsize=(4.3 * k + 1, 5.0), squeeze=False, layout="constrained")
+    im = None
+    colors = [category_color(domains[d]) for d in order] if domains else None
+    for ax, gp in zip(axes.flat, group_pairs):
+        m = cons["consistency"].sel(measure=measure, group_pair=gp, dataset_a=list(order),
+                                    dataset_b=list(order)).values
+        im = _heatmap(ax, m, list(order), -1, 1, cmap="RdBu_r", colors=colors)
+        off = m[~np.eye(len(order), dtype=bool)]
+        ax.set_title(f"{gp}\nmedian off-diagonal {np.nanmedian(off):.2f}", fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="consistency (Pearson r)")
+    if domains:
+        _fig_legend(fig, [d for d in analysis.DOMAINS if d in set(domains.values())],
+                    "dataset domain (tick colour)")
+    return add_caption(fig, caption)
+
+
+# ------------------------------------------------------------------------------------- behaviour
+def gap_scatter(tables: Mapping[str, pd.DataFrame], ncols: int = 4,
+                caption: str | None = None) -> Figure:
+    """Pair similarity against absolute accuracy gap per dataset, coloured by the better model's
+    accuracy, with Pearson r in each panel."""
+    n = len(tables)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 1, 3.3 * nrows), squeeze=False,
+                             layout="constrained")
+    sc = None
+    for ax, (ds, t) in zip(axes.flat, tables.items()):
+        sc = ax.scatter(t["similarity"], t["gap"], c=t["best_accuracy"], s=9, cmap="plasma",
+                        vmin=0, vmax=1)
+        r = analysis.correlate(t["similarity"], t["gap"])
+        dom = t["domain"].iloc[0] if len(t) else ""
+        ax.set_title(f"{ds} ({dom})\nr = {r:.2f}", fontsize=8, color=category_color(dom))
+        ax.set_xlabel("pair similarity", fontsize=8)
+        ax.set_ylabel("|accuracy gap|", fontsize=8)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.colorbar(sc, ax=axes, shrink=0.7, label="accuracy of the better model")
+    return add_caption(fig, caption)
+
+
+def by_domain(table: pd.DataFrame, value: str = "r", ylabel: str = "Pearson r",
+              caption: str | None = None, title: str = "") -> Figure:
+    """Per-dataset values grouped by domain category: boxes with the datasets as points."""
+    doms = [d for d in analysis.DOMAINS if d in set(table["domain"])] + sorted(
+        set(table["domain"]) - set(analysis.DOMAINS))
+    fig, ax = plt.subplots(figsize=(1.6 * len(doms) + 2.5, 3.8))
+    for i, d in enumerate(doms, start=1):
+        g = table[table.domain == d]
+        ax.boxplot(g[value].dropna().values, positions=[i], widths=0.5, showfliers=False)
+        ax.scatter(np.full(len(g), i), g[value], color=category_color(d), s=30, zorder=3)
+        for _, row in g.iterrows():
+            ax.annotate(row["dataset"], (i + 0.08, row[value]), fontsize=6)
+    ax.axhline(0, color="#999999", lw=0.8)
+    ax.set_xticks(range(1, len(doms) + 1), [d.replace(" (", "\n(") for d in doms], fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+# ------------------------------------------------------------------------- measures and robustness
+def measure_vs_measure(sim: xr.Dataset, measure_x: str, measure_y: str, datasets: Sequence[str],
+                       category: str = "objective", caption: str | None = None) -> Figure:
+    """Pair similarity under one measure against another, one panel per dataset."""
+    k = len(datasets)
+    fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.5), squeeze=False)
+    labels: set[str] = set()
+    for ax, ds in zip(axes.flat, datasets):
+        x = analysis.pair_table(sim[measure_x].sel(dataset=[ds]), category)
+        y = analysis.pair_table(sim[measure_y].sel(dataset=[ds]), category)
+        for lab in sorted(set(x.category_pair)):
+            sel = (x.category_pair == lab).values
+            ax.scatter(x.similarity[sel], y.similarity[sel], s=8, alpha=0.7,
+                       color=category_color(lab))
+            labels.add(lab)
+        r = analysis.correlate(x.similarity, y.similarity, "spearman")
+        ax.set_title(f"{ds}: Spearman {r:.2f}", fontsize=9)
+        ax.set_xlabel(measure_x)
+        ax.set_ylabel(measure_y)
+    _legend_for(axes.flat[-1], sorted(labels), title="category pair", loc="upper left",
+                bbox_to_anchor=(1.02, 1))
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def stability_curve(table: pd.DataFrame, caption: str | None = None) -> Figure:
+    """Absolute deviation from the all-stimuli value against the number of stimuli."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    g = table.groupby("n")["abs_error"]
+    med, q90 = g.median(), g.quantile(0.9)
+    axes[0].plot(med.index, med.values, marker="o", label="median over pairs and repeats")
+    axes[0].fill_between(med.index, 0, q90.values, alpha=0.25, label="0 to 90th percentile")
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel("number of stimuli n")
+    axes[0].set_ylabel("|similarity(n) - similarity(all)|")
+    axes[0].legend(fontsize=7)
+    for _pair, p in table.groupby("pair"):
+        m = p.groupby("n")["similarity"].mean()
+        axes[1].plot(m.index, m.values, lw=0.8, alpha=0.7)
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("number of stimuli n")
+    axes[1].set_ylabel("mean pair similarity over repeats")
+    axes[1].set_title("one line per model pair", fontsize=9)
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def bootstrap_errorbars(table: pd.DataFrame, caption: str | None = None) -> Figure:
+    """Each pair's similarity with its bootstrap 5-95% interval, sorted by the estimate."""
+    t = table.sort_values("estimate").reset_index(drop=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    x = np.arange(len(t))
+    axes[0].vlines(x, t["q05"], t["q95"], lw=1.2, color="#1f77b4", label="bootstrap 5-95%")
+    axes[0].scatter(x, t["estimate"], s=9, color="k", zorder=3, label="all stimuli")
+    axes[0].legend(fontsize=7)
+    axes[0].set_xlabel("model pair (sorted by similarity)")
+    axes[0].set_ylabel("similarity (5-95% bootstrap)")
+    axes[1].hist(t["std"], bins=15, color="#1f77b4")
+    axes[1].set_xlabel("bootstrap standard deviation")
+    axes[1].set_ylabel("number of pairs")
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def anchor_boxes(tidy: pd.DataFrame, caption: str | None = None, title: str = "") -> Figure:
+    """Anchor consistency over dataset pairs, one box per anchor, coloured by its category."""
+    med = tidy.groupby("anchor")["consistency"].median().sort_values(ascending=False)
+    cat = tidy.groupby("anchor")["category"].first()
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(med) + 2), 4.0))
+    data = [tidy.loc[tidy.anchor == a, "consistency"].dropna().values for a in med.index]
+    bp = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.7)
+    for patch, a in zip(bp["boxes"], med.index):
+        patch.set_facecolor(category_color(cat[a]))
+    ax.set_xticks(range(1, len(med) + 1), med.index, rotation=90, fontsize=6)
+    ax.set_ylabel("anchor consistency (Pearson r)")
+    ax.set_xlabel("anchor model (sorted by median)")
+    ax.set_title(title, fontsize=10)
+    _legend_for(ax, sorted(set(cat)), title="anchor category", loc="lower left")
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def paired_measures(values: pd.DataFrame, x: str, y: str, caption: str | None = None,
+                    title: str = "") -> Figure:
+    """Category-pair median consistency under two measures (e.g. CKA against mutual kNN)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.6))
+    for _, row in values.iterrows():
+        ax.scatter(row[x], row[y], color=category_color(row["label"]), s=40)
+        ax.annotate(row["label"], (row[x], row[y]), fontsize=6, xytext=(3, 3),
+                    textcoords="offset points")
+    lo = np.nanmin(values[[x, y]].values)
+    hi = np.nanmax(values[[x, y]].values)
+    ax.plot([lo, hi], [lo, hi], ls=":", color="#999999")
+    ax.set_xlabel(f"median consistency, {x}")
+    ax.set_ylabel(f"median consistency, {y}")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return add_caption(fig, caption)
