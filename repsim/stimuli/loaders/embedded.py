@@ -1,0 +1,48 @@
+"""Loader for the embedded ``.npz`` stimulus sets (see :mod:`repsim.embedded`)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+
+from repsim.errors import DatasetError
+from repsim.stimuli.spec import DatasetSpec
+from repsim.stimuli.stimset import StimulusSet
+
+REQUIRED = ("images", "labels", "split", "ids", "class_names")
+
+
+def load(spec: DatasetSpec) -> StimulusSet:
+    """Read an embedded set fully into memory (a few MB)."""
+    path = spec.path
+    if path is None or not path.is_file():
+        raise DatasetError(
+            f"dataset '{spec.id}': embedded file {path} is missing; regenerate it with "
+            "`python -m repsim.embedded` or fix 'path' in the config"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [k for k in REQUIRED if k not in npz.files]
+            if missing:
+                raise DatasetError(f"dataset '{spec.id}': {path} lacks keys {missing}; regenerate it with `python -m repsim.embedded`")
+            data = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DatasetError(
+            f"dataset '{spec.id}': {path} is not a readable .npz ({exc}); regenerate it with `python -m repsim.embedded`"
+        ) from None
+    images = data["images"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise DatasetError(f"dataset '{spec.id}': images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+    attributes = json.loads(str(data["attributes"])) if "attributes" in data else None
+    return StimulusSet(
+        dataset_id=spec.id,
+        ids=data["ids"],
+        labels=data["labels"],
+        split=data["split"],
+        class_names=data["class_names"].tolist(),
+        domain=spec.domain,
+        images=images,
+        attributes=attributes,
+    )

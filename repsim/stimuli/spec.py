@@ -1,0 +1,126 @@
+"""Dataset specs as data: a frozen :class:`DatasetSpec` per ``datasets:`` entry of a config.
+
+Parsing validates everything that can be checked without reading images (known loader, unique
+ids, a path or URL where the loader needs one, a known domain category), so a bad config fails
+before any extraction starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repsim.config import CONFIG_DIR_KEY, resolve_path
+from repsim.errors import ConfigError
+
+DOMAINS = ("Natural (multi-domain)", "Natural (single-domain)", "Specialized", "Structured")
+LOADER_NAMES = ("embedded", "torchvision", "wds", "imagefolder", "breeds")
+# which location field each loader needs (any one of them)
+_NEEDS = {
+    "embedded": ("path",),
+    "torchvision": ("root",),
+    "wds": ("path", "url"),
+    "imagefolder": ("path",),
+    "breeds": ("root",),
+}
+_KNOWN = {"id", "name", "loader", "path", "root", "url", "domain", "n_classes", "options",
+          "max_images", "per_class", "seed", "source", CONFIG_DIR_KEY}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One stimulus dataset: where it is, how to load it, and how to subsample it for similarity.
+
+    Paths are already resolved against the config file they were written in.
+    """
+
+    id: str
+    loader: str
+    domain: str
+    name: str = ""
+    path: Path | None = None
+    root: Path | None = None
+    url: str | None = None
+    n_classes: int | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    max_images: int = 10000
+    per_class: int | None = None
+    seed: int = 42
+    source: str = ""
+
+    @property
+    def location(self) -> str:
+        """The path, root or URL of the data, for messages and tables."""
+        return str(self.path or self.root or self.url or "")
+
+
+def _int_or_none(entry: Mapping[str, Any], key: str, default: int | None, where: str) -> int | None:
+    value = entry.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{where}: '{key}' must be a positive integer, got {value!r}")
+    return value
+
+
+def parse_dataset(entry: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> DatasetSpec:
+    """Turn one YAML ``datasets:`` entry into a validated :class:`DatasetSpec`.
+
+    ``defaults`` (the config's ``stimuli:`` block) supplies ``max_images``, ``per_class`` and
+    ``seed`` where the entry does not set them.
+    """
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"each datasets: entry must be a mapping, got {entry!r}")
+    ds_id = entry.get("id")
+    if not isinstance(ds_id, str) or not ds_id:
+        raise ConfigError(f"dataset entry {dict(entry)!r} has no 'id'; add a unique id string")
+    where = f"dataset '{ds_id}'"
+    loader = entry.get("loader")
+    if loader not in LOADER_NAMES:
+        raise ConfigError(f"{where}: unknown loader {loader!r}; choose one of {', '.join(LOADER_NAMES)}")
+    domain = entry.get("domain")
+    if domain not in DOMAINS:
+        raise ConfigError(f"{where}: domain {domain!r} is not one of {', '.join(map(repr, DOMAINS))}")
+    if not any(entry.get(k) for k in _NEEDS[loader]):
+        raise ConfigError(f"{where}: loader '{loader}' needs {' or '.join(_NEEDS[loader])}; add it to the entry")
+    unknown = set(entry) - _KNOWN
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; put loader-specific settings under 'options:'")
+    options = entry.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{where}: 'options' must be a mapping")
+    defaults = defaults or {}
+    seed = entry.get("seed", defaults.get("seed", 42))
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"{where}: 'seed' must be an integer, got {seed!r}")
+    url = entry.get("url")
+    return DatasetSpec(
+        id=ds_id,
+        loader=loader,
+        domain=domain,
+        name=str(entry.get("name") or ds_id),
+        path=resolve_path(entry.get("path"), dict(entry)),
+        root=resolve_path(entry.get("root"), dict(entry)),
+        url=str(url) if url else None,
+        n_classes=_int_or_none(entry, "n_classes", None, where),
+        options=dict(options),
+        max_images=_int_or_none(entry, "max_images", defaults.get("max_images", 10000), where) or 10000,
+        per_class=_int_or_none(entry, "per_class", defaults.get("per_class"), where),
+        seed=seed,
+        source=str(entry.get("source") or ""),
+    )
+
+
+def parse_datasets(entries: Iterable[Mapping[str, Any]] | None, defaults: Mapping[str, Any] | None = None) -> list[DatasetSpec]:
+    """Parse a config's ``datasets:`` list; ids must be unique."""
+    specs: list[DatasetSpec] = []
+    seen: set[str] = set()
+    for entry in entries or []:
+        spec = parse_dataset(entry, defaults)
+        if spec.id in seen:
+            raise ConfigError(f"dataset id '{spec.id}' appears twice in the config; ids must be unique")
+        seen.add(spec.id)
+        specs.append(spec)
+    return specs

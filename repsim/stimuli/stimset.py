@@ -1,0 +1,157 @@
+"""The loaded form of a dataset: aligned ids, labels and splits, and lazy image access."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from repsim.errors import DatasetError
+from repsim.stimuli.decode import UnreadableImage
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+Reader = Callable[[int], np.ndarray]
+
+
+@dataclass
+class StimulusSet:
+    """Items of one dataset, in a stable order, with arrays aligned item by item.
+
+    ``reader(i)`` decodes item ``i`` to an (H, W, 3) uint8 array. ``images`` holds all images
+    in memory instead when the source is already an array (the embedded sets).
+    ``skipped`` lists ``(id, reason)`` of every item that could not be used: nothing is dropped
+    silently, and the run record copies this list.
+    """
+
+    dataset_id: str
+    ids: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    class_names: list[str]
+    domain: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    reader: Reader | None = None
+    images: np.ndarray | None = None
+    attributes: list[dict] | None = None
+
+    def __post_init__(self) -> None:
+        self.ids = np.asarray(self.ids, dtype=str)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.split = np.asarray(self.split, dtype=str)
+        self.class_names = [str(c) for c in self.class_names]
+        n = len(self.ids)
+        where = f"dataset '{self.dataset_id}'"
+        if len(self.labels) != n or len(self.split) != n:
+            raise DatasetError(f"{where}: ids, labels and split differ in length ({n}, {len(self.labels)}, {len(self.split)})")
+        if self.images is not None and len(self.images) != n:
+            raise DatasetError(f"{where}: {len(self.images)} images for {n} ids; regenerate the file")
+        if self.attributes is not None and len(self.attributes) != n:
+            raise DatasetError(f"{where}: {len(self.attributes)} attribute records for {n} ids")
+        uniq, counts = np.unique(self.ids, return_counts=True)
+        if len(uniq) != n:
+            dups = uniq[counts > 1][:5].tolist()
+            raise DatasetError(f"{where}: duplicate stimulus ids {dups}; ids must be unique (fix the file names or keys)")
+        bad = sorted(set(np.unique(self.split)) - set(SPLITS))
+        if bad:
+            raise DatasetError(f"{where}: unknown split values {bad}; use 'train' or 'test'")
+        if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise DatasetError(
+                f"{where}: labels must lie in [0, {len(self.class_names)}) for {len(self.class_names)} class names"
+            )
+        if self.images is None and self.reader is None:
+            raise DatasetError(f"{where}: no image source (reader or images)")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def counts(self, split: str | None = None) -> np.ndarray:
+        """Images per class (all splits, or one split)."""
+        labels = self.labels if split is None else self.labels[self.split == split]
+        return np.bincount(labels, minlength=self.n_classes)
+
+    def indices_of(self, ids: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Positions of the given ids; DatasetError naming the first unknown id."""
+        order = np.argsort(self.ids)
+        ids = np.asarray(ids, dtype=str)
+        pos = np.searchsorted(self.ids, ids, sorter=order)
+        pos = np.clip(pos, 0, max(len(order) - 1, 0))
+        found = order[pos] if len(order) else np.zeros(0, dtype=np.int64)
+        missing = ~(self.ids[found] == ids) if len(order) else np.ones(len(ids), bool)
+        if missing.any():
+            raise DatasetError(
+                f"dataset '{self.dataset_id}': stimulus id {ids[missing][0]!r} is not in the dataset; "
+                "the stimulus table was written for other data (delete RUN/stimuli to rebuild it)"
+            )
+        return found.astype(np.int64)
+
+    def _read(self, i: int) -> np.ndarray:
+        if self.images is not None:
+            return self.images[i]
+        try:
+            return self.reader(int(i))
+        except UnreadableImage as exc:
+            raise DatasetError(
+                f"dataset '{self.dataset_id}': cannot decode {self.ids[i]}: {exc}. "
+                "Call StimulusSet.verify() first, or set options: {verify: full} on the dataset, "
+                "to skip unreadable items when the dataset is opened"
+            ) from None
+
+    def load_images(self, indices: Sequence[int] | np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Decoded RGB uint8 images: an (n, H, W, 3) array when sizes agree, else a list."""
+        idx = np.asarray(indices, dtype=np.int64)
+        if self.images is not None:
+            return self.images[idx]
+        out = [self._read(i) for i in idx]
+        if out and all(im.shape == out[0].shape for im in out):
+            return np.stack(out)
+        return out
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> StimulusSet:
+        """A new StimulusSet with only the given items (same reader, same skipped list)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        base = self
+
+        def reader(i: int) -> np.ndarray:
+            return base.reader(int(idx[i]))
+
+        return StimulusSet(
+            dataset_id=self.dataset_id,
+            ids=self.ids[idx],
+            labels=self.labels[idx],
+            split=self.split[idx],
+            class_names=self.class_names,
+            domain=self.domain,
+            skipped=list(self.skipped),
+            reader=reader if self.reader is not None else None,
+            images=self.images[idx] if self.images is not None else None,
+            attributes=[self.attributes[i] for i in idx] if self.attributes is not None else None,
+        )
+
+    def verify(self, indices: Sequence[int] | np.ndarray | None = None) -> StimulusSet:
+        """Decode the given items (all by default); return the set without those that fail.
+
+        Failures are appended to ``skipped`` with the reason and logged, never dropped silently.
+        """
+        if self.images is not None:
+            return self
+        idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        bad: list[int] = []
+        for i in idx:
+            try:
+                self.reader(int(i))
+            except UnreadableImage as exc:
+                bad.append(int(i))
+                self.skipped.append((str(self.ids[i]), str(exc)))
+                log.warning("%s: skipping %s: %s", self.dataset_id, self.ids[i], exc)
+        if not bad:
+            return self
+        keep = np.setdiff1d(np.arange(len(self)), bad)
+        return self.take(keep)
