@@ -1,0 +1,77 @@
+"""Input checks shared by the single-pair measures and the engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from repsim.errors import InputError, UndefinedMeasureError
+
+
+def as_matrix(X: Any, name: str = "X") -> np.ndarray:
+    """Return ``X`` (numpy, torch or array-like, shape (n, d)) as a finite float64 numpy array.
+
+    Raises :class:`InputError` naming ``name`` and the first bad row if ``X`` holds NaN or Inf.
+    """
+    A = to_float64(X, name)
+    row, count = first_bad_row(A)
+    if row is not None:
+        raise InputError(
+            f"{name} holds NaN or Inf ({count} rows, first bad row {row}); "
+            "re-extract the features or drop those stimuli from every model"
+        )
+    return A
+
+
+def to_float64(X: Any, name: str = "X") -> np.ndarray:
+    """``X`` as a 2-D float64 numpy array (no finiteness check); raise :class:`InputError` on bad shape."""
+    if hasattr(X, "detach"):  # torch tensor, without importing torch
+        X = X.detach().to("cpu").double().numpy()
+    A = np.asarray(X, dtype=np.float64)
+    if A.ndim == 1:
+        raise InputError(
+            f"{name} has shape {A.shape}; pass a 2-D array (n_stimuli, n_features), e.g. x[:, None]"
+        )
+    if A.ndim != 2 or A.shape[0] == 0 or A.shape[1] == 0:
+        raise InputError(
+            f"{name} has shape {A.shape}; pass a non-empty 2-D array (n_stimuli, n_features)"
+        )
+    return A
+
+
+def first_bad_row(A: np.ndarray) -> tuple[int | None, int]:
+    """Index of the first row holding NaN or Inf (None if all finite) and the number of such rows."""
+    bad = ~np.isfinite(A).all(axis=1)
+    if not bad.any():
+        return None, 0
+    return int(np.flatnonzero(bad)[0]), int(bad.sum())
+
+
+def check_pair(
+    X: np.ndarray, Y: np.ndarray, min_n: int, what: str, names: tuple[str, str] = ("X", "Y")
+) -> int:
+    """Check aligned rows and enough stimuli; return n."""
+    if X.shape[0] != Y.shape[0]:
+        raise InputError(
+            f"{names[0]} has {X.shape[0]} stimuli but {names[1]} has {Y.shape[0]}; rows must be the same "
+            "stimuli in the same order (read both with the same stimulus ids)"
+        )
+    n = X.shape[0]
+    if n < min_n:
+        raise InputError(f"{what} needs at least {min_n} stimuli, got {n}; use more stimuli")
+    return n
+
+
+def is_constant(X: np.ndarray) -> bool:
+    """True if every stimulus has the same representation (zero variance across stimuli)."""
+    return bool((X == X[0]).all())
+
+
+def require_variance(X: np.ndarray, name: str, what: str) -> None:
+    """Raise :class:`UndefinedMeasureError` if ``X`` has zero variance across stimuli."""
+    if is_constant(X):
+        raise UndefinedMeasureError(
+            f"{what} is undefined: {name} is the same vector for every stimulus (zero variance); "
+            "check that the model and layer produce input-dependent features"
+        )

@@ -1,0 +1,73 @@
+"""Representational similarity analysis (RSA) for one pair of representations.
+
+The representational dissimilarity matrix (RDM) of a representation is ``1 - corr(x_i, x_j)``, the
+Pearson correlation between the feature vectors of two stimuli. Two RDMs are compared over their upper
+triangles (i < j) by Spearman (the study) or Pearson correlation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from repsim.errors import InputError, UndefinedMeasureError
+from repsim.measures._inputs import as_matrix, check_pair, require_variance
+
+
+def rsa(X: Any, Y: Any, rdm: str = "correlation", compare: str = "spearman") -> float:
+    """Correlation between the correlation-distance RDMs of two representations.
+
+    Parameters
+    ----------
+    X, Y : arrays (n_stimuli, d_x), (n_stimuli, d_y), rows aligned; computed in float64.
+    rdm : only ``"correlation"`` (1 - Pearson correlation between stimuli).
+    compare : ``"spearman"`` (ranks, average ties) or ``"pearson"``.
+
+    Returns
+    -------
+    float in [-1, 1]. Raises :class:`UndefinedMeasureError` if a stimulus has a constant feature
+    vector (its correlations are undefined) or an RDM is constant.
+    """
+    if rdm != "correlation":
+        raise InputError(f"rdm={rdm!r} is unknown; use rdm='correlation'")
+    if compare not in ("spearman", "pearson"):
+        raise InputError(f"compare={compare!r} is unknown; use 'spearman' or 'pearson'")
+    Xa, Ya = as_matrix(X, "X"), as_matrix(Y, "Y")
+    n = check_pair(Xa, Ya, 3, "RSA")
+    iu = np.triu_indices(n, k=1)
+    vecs = []
+    for A, name in ((Xa, "X"), (Ya, "Y")):
+        require_variance(A, name, "RSA")
+        v = correlation_rdm(A, name)[iu]
+        vecs.append(rankdata(v) if compare == "spearman" else v)
+    a, b = (v - v.mean() for v in vecs)
+    na, nb = np.sqrt(a @ a), np.sqrt(b @ b)
+    if not (na > 0 and nb > 0):
+        raise UndefinedMeasureError(
+            "RSA is undefined: an RDM is constant (all stimuli equally dissimilar)"
+        )
+    return float((a @ b) / (na * nb))
+
+
+def standardise_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """Centre each stimulus over features and scale it to unit norm, so Z Z' is the correlation matrix."""
+    Z = X - X.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", Z, Z))
+    bad = ~(norms > 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UndefinedMeasureError(
+            f"RSA is undefined: stimulus row {row} of {name} has a constant feature vector "
+            f"({int(bad.sum())} such rows), so its correlation with other stimuli is undefined"
+        )
+    return Z / norms[:, None]
+
+
+def correlation_rdm(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """The n x n RDM ``1 - corr(x_i, x_j)`` with a zero diagonal."""
+    Z = standardise_rows(X, name)
+    D = 1.0 - Z @ Z.T
+    np.fill_diagonal(D, 0.0)
+    return D
