@@ -168,12 +168,10 @@ def gratings(seed: int = 6, per_class: int = 100) -> EmbeddedSet:
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64) / SIZE
     colours = list(PALETTE)
-    names, images, labels, attrs = [], [], [], []
-    for o in ORIENTATIONS:
-        for fname, f in FREQUENCIES.items():
-            names.append(f"{o}deg_{fname}")
-    for c, name in enumerate(names):
-        o, fname = ORIENTATIONS[c // 3], list(FREQUENCIES)[c % 3]
+    images, labels, attrs = [], [], []
+    names = [f"{o}deg_{fname}" for o in ORIENTATIONS for fname in FREQUENCIES]
+    for c in range(len(names)):
+        o, fname = ORIENTATIONS[c // len(FREQUENCIES)], list(FREQUENCIES)[c % len(FREQUENCIES)]
         for _ in range(per_class):
             theta = np.deg2rad(o + rng.uniform(-5, 5))
             freq = FREQUENCIES[fname] * rng.uniform(0.9, 1.1)

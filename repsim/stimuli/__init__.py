@@ -7,14 +7,19 @@ model sees the same rows; ``check_datasets(config)`` reports what is present bef
 
 from __future__ import annotations
 
+from repsim.stimuli.check import check_datasets
 from repsim.stimuli.open import open_dataset
 from repsim.stimuli.spec import DOMAINS, DatasetSpec, parse_dataset, parse_datasets
 from repsim.stimuli.stimset import StimulusSet
+from repsim.stimuli.subset import similarity_subset, stimulus_table
 
 __all__ = [
     "DOMAINS",
     "DatasetSpec",
     "StimulusSet",
+    "check_datasets",
+    "similarity_subset",
+    "stimulus_table",
     "open_dataset",
     "parse_dataset",
     "parse_datasets",

@@ -1,0 +1,90 @@
+"""Stratified similarity subsets and the stimulus table, as in the study.
+
+The similarity analysis uses the train split; above ``max_images`` images it takes, per class,
+min(n_c, ceil(max_images / C)) images without replacement (C = classes present in the train
+split), or ``per_class`` images when set (ImageNet: 10). Items are sorted by id before sampling,
+so the subset depends only on the ids, never on the order a loader streamed them in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from repsim.stimuli.spec import DatasetSpec
+from repsim.stimuli.stimset import StimulusSet
+
+TABLE_COLUMNS = ["id", "label", "split", "in_similarity"]
+
+
+def similarity_subset(
+    stimset: StimulusSet, max_images: int = 10000, per_class: int | None = None, seed: int = 42
+) -> np.ndarray:
+    """Ids (sorted) of the train images used for similarity."""
+    train = np.flatnonzero(stimset.split == "train")
+    order = train[np.argsort(stimset.ids[train], kind="stable")]
+    ids, labels = stimset.ids[order], stimset.labels[order]
+    if per_class is None and len(ids) <= max_images:
+        return ids
+    classes = np.unique(labels)
+    k = per_class if per_class is not None else math.ceil(max_images / max(len(classes), 1))
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c in classes:
+        members = ids[labels == c]
+        if len(members) <= k:
+            chosen.append(members)
+        else:
+            chosen.append(rng.choice(members, size=k, replace=False))
+    return np.sort(np.concatenate(chosen)) if chosen else ids[:0]
+
+
+def stimulus_table(
+    spec_or_stimset: DatasetSpec | StimulusSet,
+    max_images: int | None = None,
+    per_class: int | None = None,
+    seed: int | None = None,
+    verify: bool = True,
+) -> pd.DataFrame:
+    """One row per usable item, sorted by id: ``id, label, split, in_similarity``.
+
+    Given a spec, the dataset is opened and the spec's subset rules apply unless overridden.
+    With ``verify`` the chosen similarity images are decoded once; any that fail are skipped
+    (listed in ``table.attrs["skipped"]`` with the reason, for the run record) and the subset is
+    drawn again without them. ``table.attrs["class_names"]`` holds the class names.
+    """
+    if isinstance(spec_or_stimset, DatasetSpec):
+        from repsim.stimuli.open import open_dataset
+
+        spec = spec_or_stimset
+        stimset = open_dataset(spec)
+        max_images = spec.max_images if max_images is None else max_images
+        per_class = spec.per_class if per_class is None else per_class
+        seed = spec.seed if seed is None else seed
+    else:
+        stimset = spec_or_stimset
+    max_images = 10000 if max_images is None else max_images
+    seed = 42 if seed is None else seed
+    subset = similarity_subset(stimset, max_images, per_class, seed)
+    if verify:
+        for _ in range(10):  # each round removes unreadable picks; a handful of rounds suffices
+            n_before = len(stimset)
+            stimset = stimset.verify(stimset.indices_of(subset))
+            if len(stimset) == n_before:
+                break
+            subset = similarity_subset(stimset, max_images, per_class, seed)
+    order = np.argsort(stimset.ids, kind="stable")
+    table = pd.DataFrame(
+        {
+            "id": stimset.ids[order],
+            "label": stimset.labels[order],
+            "split": stimset.split[order],
+            "in_similarity": np.isin(stimset.ids[order], subset),
+        }
+    )
+    table.attrs["skipped"] = list(stimset.skipped)
+    table.attrs["class_names"] = list(stimset.class_names)
+    table.attrs["dataset"] = stimset.dataset_id
+    return table

@@ -1,0 +1,63 @@
+"""The embedded offline stimulus sets: contents, contract keys, config listing, reproducibility."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from repsim.config import load_config
+from repsim.embedded import GENERATORS, generate
+from repsim.stimuli import DOMAINS, open_dataset, parse_datasets
+
+
+@pytest.fixture(scope="module")
+def specs(repo_root):
+    cfg = load_config(repo_root / "data/configs/embedded.yaml")
+    return {s.id: s for s in parse_datasets(cfg["datasets"])}
+
+
+def test_config_lists_every_generated_set_with_its_domain(specs):
+    assert len(specs) >= 8
+    assert set(specs) == set(GENERATORS)
+    for name, spec in specs.items():
+        assert spec.domain == GENERATORS[name].domain
+    assert {s.domain for s in specs.values()} == set(DOMAINS)
+
+
+@pytest.mark.parametrize("name", sorted(GENERATORS))
+def test_embedded_file_contract(name, specs):
+    spec = specs[name]
+    assert spec.path.stat().st_size < 6_000_000
+    with np.load(spec.path, allow_pickle=False) as npz:
+        assert {"images", "labels", "split", "ids", "class_names", "attributes"} <= set(npz.files)
+        attrs = json.loads(str(npz["attributes"]))
+    st = open_dataset(spec)
+    n = len(st)
+    assert n >= 1000
+    assert st.images.shape == (n, 32, 32, 3) and st.images.dtype == np.uint8
+    assert st.labels.dtype == np.int64 and len(attrs) == n and all(isinstance(a, dict) and a for a in attrs)
+    assert len(np.unique(st.ids)) == n
+    assert all(i.startswith(f"{name}/{s}/") for i, s in zip(st.ids, st.split))
+    assert st.n_classes == spec.n_classes
+    for split in ("train", "test"):
+        assert (st.counts(split) > 0).all(), f"{name}: a class is missing from {split}"
+    frac = (st.split == "test").mean()
+    assert 0.15 < frac < 0.25
+    imgs = st.load_images([0, n - 1])
+    assert imgs.shape == (2, 32, 32, 3)
+    assert st.images.std() > 10  # not blank
+
+
+def test_faces_views_of_one_source_share_a_split(specs):
+    st = open_dataset(specs["faces"])
+    src = np.array([a["source_index"] for a in st.attributes])
+    for s in np.unique(src):
+        assert len(set(st.split[src == s])) == 1
+
+
+@pytest.mark.parametrize("name", ["digits", "gratings", "shapes", "cells"])
+def test_regeneration_is_byte_identical(name, specs, tmp_path):
+    (path,) = generate([name], tmp_path)
+    assert path.read_bytes() == specs[name].path.read_bytes()

@@ -1,0 +1,150 @@
+"""Dataset specs, stratified similarity subsets, the stimulus table and the dataset check."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from repsim.errors import ConfigError, DatasetError
+from repsim.stimuli import (
+    StimulusSet,
+    check_datasets,
+    parse_datasets,
+    similarity_subset,
+    stimulus_table,
+)
+
+
+def _entry(**kw):
+    base = {"id": "d", "loader": "embedded", "path": "x.npz", "domain": "Structured"}
+    return {**base, **kw}
+
+
+def test_parse_resolves_relative_paths_and_defaults(tmp_path):
+    (spec,) = parse_datasets([_entry(_config_dir=str(tmp_path))], {"max_images": 500, "seed": 7})
+    assert spec.path == tmp_path / "x.npz"
+    assert (spec.max_images, spec.per_class, spec.seed) == (500, None, 7)
+    (spec,) = parse_datasets([_entry(per_class=10)])
+    assert (spec.max_images, spec.per_class, spec.seed) == (10000, 10, 42)
+
+
+@pytest.mark.parametrize(
+    "entries, match",
+    [
+        ([_entry(loader="hdf5")], "unknown loader"),
+        ([_entry(), _entry()], "appears twice"),
+        ([_entry(path=None)], "needs path"),
+        ([_entry(domain="Natural")], "domain"),
+        ([_entry(max_images=0)], "positive integer"),
+        ([_entry(colour="red")], "unknown keys"),
+        ([{"loader": "embedded"}], "no 'id'"),
+    ],
+)
+def test_parse_rejects_bad_entries(entries, match):
+    with pytest.raises(ConfigError, match=match):
+        parse_datasets(entries)
+
+
+def _stimset(counts, test_every=5, dataset="toy"):
+    labels = np.repeat(np.arange(len(counts)), counts)
+    ids = np.array([f"{dataset}/{i:06d}" for i in range(len(labels))])
+    split = np.where(np.arange(len(labels)) % test_every == 0, "test", "train")
+    images = np.zeros((len(labels), 2, 2, 3), np.uint8)
+    return StimulusSet(dataset, ids, labels, split, [f"c{c}" for c in range(len(counts))], "Structured", images=images)
+
+
+def test_subset_takes_whole_train_split_when_small():
+    s = _stimset([30, 40])
+    sub = similarity_subset(s, max_images=1000)
+    assert set(sub) == set(s.ids[s.split == "train"])
+
+
+@settings(max_examples=40, deadline=None)
+@given(counts=st.lists(st.integers(0, 60), min_size=1, max_size=12), max_images=st.integers(1, 200))
+def test_subset_per_class_rule(counts, max_images):
+    s = _stimset(counts)
+    sub = similarity_subset(s, max_images=max_images)
+    train = s.split == "train"
+    n_c = np.bincount(s.labels[train], minlength=len(counts))
+    assert len(set(sub)) == len(sub)
+    assert np.all(s.split[s.indices_of(sub)] == "train")
+    got = np.bincount(s.labels[s.indices_of(sub)], minlength=len(counts))
+    if train.sum() <= max_images:
+        assert np.array_equal(got, n_c)
+    else:
+        k = math.ceil(max_images / (n_c > 0).sum())
+        assert np.array_equal(got, np.minimum(n_c, k))
+
+
+def test_subset_is_deterministic_and_independent_of_order():
+    s = _stimset([500, 300, 7, 1])
+    a = similarity_subset(s, max_images=100)
+    perm = np.random.default_rng(1).permutation(len(s))
+    b = similarity_subset(s.take(perm), max_images=100)
+    assert np.array_equal(a, b)
+    c = similarity_subset(s, max_images=100, seed=43)
+    assert not np.array_equal(a, c)
+    assert np.bincount(s.labels[s.indices_of(a)]).tolist() == [25, 25, 5, 1]  # 7 -> 5 train, 1 -> 0 test
+
+
+def test_per_class_overrides_max_images():
+    s = _stimset([50] * 20)
+    sub = similarity_subset(s, max_images=10000, per_class=10)
+    assert np.bincount(s.labels[s.indices_of(sub)]).tolist() == [10] * 20
+
+
+def test_stimulus_table_rows_columns_and_alignment():
+    s = _stimset([30, 30, 30])
+    t = stimulus_table(s, max_images=30)
+    assert list(t.columns) == ["id", "label", "split", "in_similarity"]
+    assert len(t) == len(s) and t["id"].is_monotonic_increasing
+    assert t.in_similarity.sum() == 30 and (t[t.in_similarity].split == "train").all()
+    assert t.attrs["skipped"] == []
+    t2 = stimulus_table(s.take(np.arange(len(s))[::-1]), max_images=30)
+    assert t.equals(t2)
+
+
+def test_indices_of_unknown_id_is_an_error():
+    s = _stimset([3])
+    with pytest.raises(DatasetError, match="not in the dataset"):
+        s.indices_of(["toy/999999"])
+
+
+def test_duplicate_ids_are_an_error():
+    with pytest.raises(DatasetError, match="duplicate stimulus ids"):
+        StimulusSet("d", ["a", "a"], [0, 0], ["train", "train"], ["c"], "Structured", images=np.zeros((2, 1, 1, 3), np.uint8))
+
+
+def test_check_datasets_embedded(repo_root):
+    table, ok = check_datasets(repo_root / "data/configs/embedded.yaml")
+    assert ok
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["id", "domain", "classes"]
+    assert any(line.startswith("shapes ") and "2400" in line and "present" in line for line in lines)
+
+
+def test_check_datasets_reports_missing_files(tmp_path, repo_root):
+    cfg = {
+        "datasets": [
+            {"id": "digits", "loader": "embedded", "path": str(repo_root / "data/embedded/digits.npz"), "domain": "Structured"},
+            {"id": "gone", "loader": "embedded", "path": "nope.npz", "domain": "Specialized", "n_classes": 4},
+        ]
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    table, ok = check_datasets(path)
+    assert not ok
+    assert "absent" in table and "python -m repsim.embedded" in table
+
+
+def test_cli_datasets_check_exit_code(tmp_path):
+    from repsim.cli import main
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"datasets": [{"id": "g", "loader": "embedded", "path": "no.npz", "domain": "Structured"}]}))
+    assert main(["datasets", "--config", str(path), "--check"]) == 1
