@@ -1,0 +1,138 @@
+"""The ``checkpoint`` loader: a known architecture plus a checkpoint from a URL or a local file.
+
+``identifier`` is the architecture: a torchvision name (``resnet50``) or ``timm:NAME``
+(``timm:xcit_small_12_p16_224``). ``options.url`` is the public checkpoint. Keys are remapped:
+nested state dicts are unwrapped (VISSL's ``classy_state_dict/base_model/model/trunk``,
+``state_dict``, ``model``, ``teacher``), training prefixes stripped (``module.``, ``backbone.``,
+``_feature_blocks.``, ``trunk.``, ...) and heads dropped (``fc.``, ``head.``, projectors,
+prototypes), so the self-supervised ResNet-50s load into a plain torchvision ResNet-50.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from repsim.errors import ModelError
+from repsim.zoo.registry import register_loader
+from repsim.zoo.spec import SSL_PREPROCESS, LoadedModel, ModelSpec
+from repsim.zoo.weights import fetch_url, load_state_dict, local_weights, missing
+
+log = logging.getLogger(__name__)
+
+NEST_KEYS = ("classy_state_dict", "base_model", "model", "trunk", "state_dict", "teacher", "model_state_dict")
+STRIP_PREFIXES = ("module.", "backbone.", "encoder_q.", "encoder.", "_feature_blocks.", "trunk.", "model.")
+DROP_PREFIXES = ("fc.", "head.", "heads.", "projection_head.", "projector.", "prototypes.", "predictor.", "classifier.")
+
+
+def unwrap(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Descend into nested checkpoint dicts until the tensors are reached."""
+    state = dict(state)
+    while not any(isinstance(v, torch.Tensor) for v in state.values()):
+        key = next((k for k in NEST_KEYS if isinstance(state.get(k), Mapping)), None)
+        if key is None:
+            raise ModelError(f"checkpoint holds no tensors at top level and none of {NEST_KEYS}; keys: {sorted(state)[:10]}")
+        state = dict(state[key])
+    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+
+def remap_keys(
+    state: Mapping[str, torch.Tensor],
+    strip: Iterable[str] = STRIP_PREFIXES,
+    drop: Iterable[str] = DROP_PREFIXES,
+) -> dict[str, torch.Tensor]:
+    """Strip training-wrapper prefixes (repeatedly) and drop head/projector keys."""
+    strip, drop = tuple(strip), tuple(drop)
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for p in strip:
+                if key.startswith(p):
+                    key, changed = key[len(p):], True
+        if key.startswith(drop):
+            continue
+        out[key] = value
+    return out
+
+
+def build_architecture(identifier: str, device: Any = "cpu") -> torch.nn.Module:
+    """The headless architecture named by ``identifier`` (torchvision name or ``timm:NAME``)."""
+    with torch.device(device):
+        if identifier.startswith("timm:"):
+            import timm
+
+            return timm.create_model(identifier[5:], pretrained=False, num_classes=0)
+        import torchvision
+
+        if identifier not in torchvision.models.list_models():
+            raise ModelError(f"checkpoint architecture {identifier!r} is neither a torchvision model nor 'timm:NAME'")
+        model = torchvision.models.get_model(identifier, weights=None)
+    if hasattr(model, "fc"):
+        model.fc = torch.nn.Identity()
+    return model
+
+
+def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: ModelSpec, identifier: str) -> None:
+    """Load remapped keys; every parameter of the model must be covered."""
+    if identifier.startswith("timm:"):
+        import importlib
+
+        import timm
+
+        module = importlib.import_module(type(model).__module__)
+        filt = getattr(module, "checkpoint_filter_fn", None)
+        if filt is not None and timm is not None:
+            state = filt(state, model)
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise ModelError(
+            f"model {spec.id!r}: checkpoint does not cover {len(result.missing_keys)} keys of {identifier} "
+            f"(first: {result.missing_keys[:5]}); set options.strip_prefixes/drop_prefixes to remap its keys"
+        )
+    if result.unexpected_keys:
+        log.info("%s: ignored %d checkpoint keys (e.g. %s)", spec.id, len(result.unexpected_keys), result.unexpected_keys[:3])
+
+
+@register_loader("checkpoint")
+def load_checkpoint(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
+    """Build the architecture and load the remapped checkpoint."""
+    model = build_architecture(spec.identifier, device)
+    url = spec.options.get("url")
+    source = "random-init"
+    if pretrained:
+        path = local_weights(spec)
+        if path is None:
+            if not url:
+                raise missing(spec, "the checkpoint (no options.url and no 'weights:' file)")
+            path = fetch_url(spec, url)
+            source = url
+        else:
+            source = str(path)
+        raw = load_state_dict(path, weights_only=bool(spec.options.get("weights_only", True)))
+        state = remap_keys(
+            unwrap(raw),
+            spec.options.get("strip_prefixes", STRIP_PREFIXES),
+            spec.options.get("drop_prefixes", DROP_PREFIXES),
+        )
+        load_into(model, state, spec, spec.identifier)
+    is_timm = spec.identifier.startswith("timm:")
+    return LoadedModel(
+        module=model.to(device).eval(),
+        preprocess=SSL_PREPROCESS,
+        default_layer=None,
+        default_token="pooled",
+        pretrained_cfg={
+            "loader": "checkpoint",
+            "identifier": spec.identifier,
+            "resolved": spec.identifier,
+            "pretrained": bool(pretrained),
+            "source": source,
+            "url": url,
+            "architecture_source": "timm" if is_timm else "torchvision",
+        },
+    )

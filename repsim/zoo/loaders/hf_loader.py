@@ -1,0 +1,71 @@
+"""The ``hf_transformers`` loader for ALIGN (``kakaobrain/align-base``): the vision tower's pooled output.
+
+transformers is an optional extra (``pip install repsim-compendium[align]``). ``weights:`` may
+point to a local folder saved with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from repsim.errors import ModelError
+from repsim.zoo.registry import register_loader
+from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
+from repsim.zoo.weights import hf_cache_dir, hf_cached, is_offline, local_weights, missing
+
+#: ALIGN's processor: 289 px, pixel values scaled to [-1, 1] (= mean 0.5, std 0.5)
+ALIGN_PREPROCESS = PreprocessSpec(289, 289, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", "squash")
+
+
+def _transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ModelError(
+            "the hf_transformers loader (ALIGN) needs transformers: pip install repsim-compendium[align]"
+        ) from exc
+    return transformers
+
+
+class AlignVision(torch.nn.Module):
+    """ALIGN's vision tower returning ``pooler_output`` (batch, 640)."""
+
+    def __init__(self, vision: torch.nn.Module) -> None:
+        super().__init__()
+        self.vision = vision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vision(pixel_values=x).pooler_output
+
+
+@register_loader("hf_transformers")
+def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
+    """Build ALIGN's vision model (random init from the config when ``pretrained=False``)."""
+    tf = _transformers()
+    source = "random-init"
+    if pretrained:
+        path = local_weights(spec)
+        where = str(path) if path else spec.identifier
+        if path is None and is_offline() and not hf_cached(spec.identifier, ("config.json",)):
+            raise missing(spec, f"Hugging Face model {spec.identifier}", hf_cache_dir(spec.identifier))
+        model = tf.AlignModel.from_pretrained(where).vision_model
+        source = where
+    else:
+        config = tf.AlignVisionConfig()
+        with torch.device(device):
+            model = tf.AlignVisionModel(config)
+    return LoadedModel(
+        module=AlignVision(model).to(device).eval(),
+        preprocess=ALIGN_PREPROCESS,
+        default_layer=None,
+        default_token="pooled",
+        pretrained_cfg={
+            "loader": "hf_transformers",
+            "identifier": spec.identifier,
+            "resolved": spec.identifier,
+            "pretrained": bool(pretrained),
+            "source": source,
+        },
+    )

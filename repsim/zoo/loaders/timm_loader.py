@@ -1,0 +1,128 @@
+"""The ``timm`` loader: ``identifier`` is a timm model name, optionally with a pretrained tag.
+
+A local file goes in through timm's ``pretrained_cfg_overlay=dict(file=...)``; options are passed
+to ``timm.create_model`` (e.g. ``img_size: 224`` for DINOv2). The model is built without its
+classifier (``num_classes=0``), so its own output is the pooled pre-logits feature.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from repsim.errors import ModelError
+from repsim.zoo.registry import register_loader
+from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
+from repsim.zoo.weights import (
+    hf_cache_dir,
+    hf_cached,
+    is_offline,
+    local_weights,
+    missing,
+    url_cache_path,
+)
+
+_HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def resolve_pretrained_cfg(name: str) -> Any:
+    """timm's pretrained config for ``name`` (the default tag when none is given)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    arch = name.split(".")[0]
+    if arch not in timm.list_models():
+        close = timm.list_models(f"*{arch.split('_')[0]}*")[:10]
+        raise ModelError(f"timm has no architecture {arch!r} (timm {timm.__version__}); similar: {close}")
+    try:
+        cfg = get_pretrained_cfg(name, allow_unregistered=False)
+    except RuntimeError:
+        cfg = None
+    if cfg is None and "." in name:
+        tags = timm.list_pretrained(f"{arch}.*")
+        raise ModelError(f"timm has no pretrained tag {name!r}; available: {tags[:12]}")
+    return cfg
+
+
+def _check_offline_cache(spec: ModelSpec, cfg: Any) -> None:
+    if cfg is None:
+        raise missing(spec, "pretrained weights (timm lists none for this architecture)")
+    if cfg.hf_hub_id:
+        repo = cfg.hf_hub_id.split(":")[0]
+        files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HF_FILES
+        if hf_cached(repo, files):
+            return
+        raise missing(spec, f"timm weights {repo}", hf_cache_dir(repo))
+    if cfg.url:
+        path = url_cache_path(cfg.url)
+        if path.exists():
+            return
+        raise missing(spec, f"timm weights {cfg.url}", path)
+    raise missing(spec, "timm weights (no download source)")
+
+
+def preprocess_from_data_config(data_cfg: dict[str, Any]) -> PreprocessSpec:
+    """timm's eval transform (resize to ``floor(size / crop_pct)``, centre crop) as a spec."""
+    size = int(data_cfg["input_size"][-1])
+    crop_pct = float(data_cfg.get("crop_pct") or 1.0)
+    mode = data_cfg.get("crop_mode", "center")
+    resize = size if mode == "squash" else int(math.floor(size / crop_pct))
+    interp = data_cfg.get("interpolation", "bicubic")
+    return PreprocessSpec(
+        resize=resize,
+        crop=size,
+        mean=tuple(float(v) for v in data_cfg["mean"]),
+        std=tuple(float(v) for v in data_cfg["std"]),
+        interpolation=interp if interp in ("bilinear", "bicubic", "nearest") else "bicubic",
+        resize_mode="squash" if mode == "squash" else "shortest",
+    )
+
+
+@register_loader("timm")
+def load_timm(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
+    """Build a timm model (pretrained from a local file, the HF cache, or a download)."""
+    import timm
+    from timm.data import resolve_data_config
+
+    cfg = resolve_pretrained_cfg(spec.identifier)
+    kwargs: dict[str, Any] = {"num_classes": 0, **dict(spec.options)}
+    kwargs.pop("weights_only", None)
+    source = "random-init"
+    name = spec.identifier
+    if pretrained:
+        path = local_weights(spec)
+        if path is not None:
+            kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+            source = str(path)
+        else:
+            if is_offline():
+                _check_offline_cache(spec, cfg)
+            source = (cfg.hf_hub_id or cfg.url) if cfg is not None else "timm"
+        if cfg is not None and "." not in name:
+            name = f"{cfg.architecture}.{cfg.tag}"
+    try:
+        with torch.device(device):
+            model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (RuntimeError, FileNotFoundError, OSError) as exc:
+        raise ModelError(f"model {spec.id!r}: timm.create_model({name!r}) failed: {exc}") from exc
+    data_cfg = resolve_data_config(model=model)
+    if "img_size" in spec.options:
+        size = int(spec.options["img_size"])
+        data_cfg["input_size"] = (3, size, size)
+    resolved = model.pretrained_cfg or {}
+    return LoadedModel(
+        module=model.eval(),
+        preprocess=preprocess_from_data_config(data_cfg),
+        default_layer=None,
+        default_token="pooled",
+        pretrained_cfg={
+            "loader": "timm",
+            "identifier": spec.identifier,
+            "resolved": f"{resolved.get('architecture', name)}.{resolved.get('tag', '')}".rstrip("."),
+            "pretrained": bool(pretrained),
+            "source": source,
+            "options": dict(spec.options),
+        },
+    )

@@ -1,0 +1,80 @@
+"""The ``torchvision`` loader: ``identifier`` is ``"NAME"`` or ``"NAME:WEIGHTS"`` (default DEFAULT).
+
+Weights come from the weights enum (``torchvision.models.get_model_weights``), whose
+``transforms()`` gives the preprocessing; a local state dict goes in through ``weights:``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from repsim.errors import ModelError
+from repsim.zoo.registry import register_loader
+from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
+from repsim.zoo.weights import fetch_url, load_state_dict, local_weights
+
+
+def weights_enum(spec: ModelSpec) -> Any:
+    """The weights enum member of ``spec`` (``NAME:TAG``; DEFAULT when no tag)."""
+    import torchvision
+
+    name, _, tag = spec.identifier.partition(":")
+    tag = tag or spec.options.get("weights", "DEFAULT")
+    if name not in torchvision.models.list_models():
+        raise ModelError(f"model {spec.id!r}: torchvision has no model {name!r}")
+    enum = torchvision.models.get_model_weights(name)
+    try:
+        return enum[tag]
+    except KeyError as exc:
+        raise ModelError(f"model {spec.id!r}: {name} has no weights {tag!r}; choose from {[w.name for w in enum]}") from exc
+
+
+def preprocess_from_weights(weights: Any) -> PreprocessSpec:
+    """The enum's ``ImageClassification`` transform as a spec."""
+    t = weights.transforms()
+    return PreprocessSpec(
+        resize=int(t.resize_size[0]),
+        crop=int(t.crop_size[0]),
+        mean=tuple(float(v) for v in t.mean),
+        std=tuple(float(v) for v in t.std),
+        interpolation=t.interpolation.value,
+    )
+
+
+@register_loader("torchvision")
+def load_torchvision(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
+    """Build a torchvision classification model with its weights enum's state dict."""
+    import torchvision
+
+    weights = weights_enum(spec)
+    name = spec.identifier.partition(":")[0]
+    with torch.device(device):
+        model = torchvision.models.get_model(name, weights=None)
+    source = "random-init"
+    if pretrained:
+        path = local_weights(spec)
+        if path is None:
+            path = fetch_url(spec, weights.url)
+            source = weights.url
+        else:
+            source = str(path)
+        state = load_state_dict(path)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelError(f"model {spec.id!r}: weights {path} do not fit {name}: {exc}") from exc
+    return LoadedModel(
+        module=model.to(device).eval(),
+        preprocess=preprocess_from_weights(weights),
+        default_layer=None,
+        default_token="pooled",
+        pretrained_cfg={
+            "loader": "torchvision",
+            "identifier": spec.identifier,
+            "resolved": f"{name}:{weights.name}",
+            "pretrained": bool(pretrained),
+            "source": source,
+        },
+    )
