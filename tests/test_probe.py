@@ -1,0 +1,168 @@
+"""Tests of repsim.probe: the batched sweep is the plain training loop, only faster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from repsim.errors import InputError
+from repsim.probe import (
+    ProbeResult,
+    coarse_indices,
+    encode_labels,
+    linear_probe,
+    stratified_split,
+    train_reference,
+    train_sweep,
+)
+
+SMALL = {"lrs": (1e-1, 1e-2), "wds": np.logspace(-4, 0, 9), "epochs": 3, "batch_size": 64}
+
+
+def _blobs(rng, n=400, d=16, c=4, noise=1.0):
+    """Gaussian class blobs, L2-normalised: a problem a linear probe mostly solves."""
+    means = rng.normal(size=(c, d))
+    y = np.arange(n) % c
+    X = means[y] + noise * rng.normal(size=(n, d))
+    return X / np.linalg.norm(X, axis=1, keepdims=True), y
+
+
+def _separable(rng, n, d=32, c=6, margin=0.1):
+    """Unit-norm rows labelled by the argmax of a linear map, keeping only rows whose top score
+    beats the runner-up by ``margin``: linearly separable with a margin by construction."""
+    X = rng.normal(size=(8 * n, d))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    W = rng.normal(size=(d, c))
+    Z = X @ (W / np.linalg.norm(W, axis=0))
+    top2 = np.sort(Z, axis=1)[:, -2:]
+    keep = np.flatnonzero(top2[:, 1] - top2[:, 0] > margin)[:n]
+    return X[keep], Z[keep].argmax(axis=1)
+
+
+def _accuracy(W, b, X, y):
+    logits = torch.as_tensor(X, dtype=torch.float32) @ W + b
+    return float((logits.argmax(dim=1).numpy() == y).mean())
+
+
+def test_batched_sweep_matches_torch_adamw_one_setting_at_a_time(rng):
+    X, y = _blobs(rng, n=600, d=24, c=5, noise=1.5)
+    Xtr, ytr, Xte, yte = X[:400], y[:400], X[400:], y[400:]
+    lrs = [1e-1, 1e-1, 1e-2, 1e-3, 1e-4, 1e-1]
+    wds = [1e-6, 1e-1, 1e-3, 1.0, 1e-2, 10.0]
+    W, b = train_sweep(Xtr, ytr, lrs, wds, seed=7, epochs=4, batch_size=96, device="cpu")
+    assert W.shape == (6, 24, 5) and b.shape == (6, 5)
+    for i, (lr, wd) in enumerate(zip(lrs, wds)):
+        w1, b1 = train_reference(Xtr, ytr, lr, wd, seed=7, epochs=4, batch_size=96, device="cpu")
+        assert abs(_accuracy(W[i], b[i], Xte, yte) - _accuracy(w1, b1, Xte, yte)) <= 0.005
+        torch.testing.assert_close(W[i], w1, atol=1e-5, rtol=1e-4)
+
+
+def test_probe_is_close_to_sklearn_logistic_regression_at_its_best_c(rng):
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _separable(rng, 1000)
+    Xtr, ytr, Xte, yte = X[:600], y[:600], X[600:], y[600:]
+    best = max(
+        LogisticRegression(C=c, max_iter=2000).fit(Xtr, ytr).score(Xte, yte)
+        for c in np.logspace(-1, 5, 7)
+    )
+    res = linear_probe(Xtr, ytr, Xte, yte, seeds=(0, 1), batch_size=64, device="cpu")
+    assert res.mean_accuracy >= best - 0.02, (res.accuracy, best)
+
+
+def test_result_fields_and_search_grid(rng):
+    X, y = _blobs(rng)
+    res = linear_probe(X[:300], y[:300], X[300:], y[300:], seeds=(0, 1), device="cpu", **SMALL)
+    assert isinstance(res, ProbeResult)
+    assert res.accuracy.shape == res.balanced_accuracy.shape == res.lr.shape == (2,)
+    assert res.val_accuracy.shape == (2, 2, 9)
+    assert np.all((res.accuracy >= 0) & (res.accuracy <= 1))
+    assert res.mean_accuracy == pytest.approx(res.accuracy.mean())
+    for k in range(2):  # the chosen setting is the best validated one
+        grid = res.val_accuracy[k]
+        li, wi = list(res.lrs).index(res.lr[k]), list(res.wds).index(res.wd[k])
+        assert grid[li, wi] == np.nanmax(grid)
+        assert np.isfinite(grid[:, coarse_indices(9)]).all()
+    ds = res.to_xarray()
+    assert ds["accuracy"].dims == ("seed",) and ds["val_accuracy"].dims == ("seed", "lr", "wd")
+
+
+def test_coarse_indices_are_the_decades_of_the_default_grid():
+    assert coarse_indices(64) == [0, 9, 18, 27, 36, 45, 54, 63]
+    assert np.allclose(np.log10(np.logspace(-6, 1, 64)[coarse_indices(64)]), range(-6, 2))
+    assert coarse_indices(3) == [0, 1, 2]
+
+
+def test_default_search_trains_coarse_then_fine(rng):
+    X, y = _blobs(rng, n=200, d=8, c=3)
+    res = linear_probe(X[:150], y[:150], X[150:], y[150:], seeds=(0,), epochs=2, device="cpu")
+    tried = np.isfinite(res.val_accuracy[0])
+    assert tried[:, coarse_indices(64)].all()
+    # fine: +-1, +-2, +-4 steps around one coarse index, for every learning rate
+    assert 8 + 3 <= tried[0].sum() <= 8 + 6
+    assert (tried == tried[0]).all()
+
+
+def test_deterministic_for_a_seed_and_labels_are_mapped(rng):
+    X, y = _blobs(rng)
+    a = linear_probe(X[:300], y[:300], X[300:], y[300:], seeds=(3,), device="cpu", **SMALL)
+    b = linear_probe(X[:300], y[:300], X[300:], y[300:], seeds=(3,), device="cpu", **SMALL)
+    names = np.array(["cat", "dog", "eel", "fox"])
+    c = linear_probe(
+        torch.as_tensor(X[:300]), names[y[:300]], X[300:], names[y[300:]],
+        seeds=(3,), device="cpu", **SMALL,
+    )  # fmt: skip
+    np.testing.assert_array_equal(a.accuracy, b.accuracy)
+    np.testing.assert_array_equal(a.val_accuracy, b.val_accuracy)
+    np.testing.assert_allclose(a.accuracy, c.accuracy)
+    assert list(c.classes) == list(names)
+
+
+def test_normalize_makes_row_scale_irrelevant(rng):
+    X, y = _blobs(rng)
+    scaled = X * rng.uniform(0.1, 10.0, size=(len(X), 1))
+    a = linear_probe(X[:300], y[:300], X[300:], y[300:], seeds=(0,), device="cpu", **SMALL)
+    b = linear_probe(
+        scaled[:300], y[:300], scaled[300:], y[300:], seeds=(0,), device="cpu", **SMALL
+    )
+    np.testing.assert_allclose(a.accuracy, b.accuracy, atol=1e-6)
+
+
+def test_stratified_split_keeps_tiny_classes_trainable():
+    y = np.array([0] * 10 + [1] * 2 + [2] * 1 + [3] * 5)
+    sizes = set()
+    for seed in range(5):
+        tr, va = stratified_split(y, 0.2, seed)
+        assert np.intersect1d(tr, va).size == 0 and np.union1d(tr, va).size == y.size
+        assert set(y[tr]) == {0, 1, 2, 3}  # every class keeps a train example
+        assert np.bincount(y[va], minlength=4).tolist() == [2, 1, 0, 1]
+        sizes.add((tr.size, va.size))
+    assert len(sizes) == 1
+    assert not np.array_equal(stratified_split(y, 0.2, 0)[1], stratified_split(y, 0.2, 1)[1])
+
+
+def test_probe_runs_with_a_singleton_class(rng):
+    X, y = _blobs(rng, n=120, c=3)
+    y = y.copy()
+    y[0] = 9  # a class with one train example and none in test
+    res = linear_probe(X[:90], y[:90], X[90:], y[90:], seeds=(0,), device="cpu", **SMALL)
+    assert res.classes.tolist() == [0, 1, 2, 9]
+
+
+def test_errors_name_the_problem(rng):
+    X, y = _blobs(rng, n=100)
+    with pytest.raises(InputError, match="never occur in the train split"):
+        encode_labels(np.array([0, 1, 1]), np.array([0, 2]))
+    with pytest.raises(InputError, match="at least 2"):
+        linear_probe(X, np.zeros(100), X, np.zeros(100), device="cpu")
+    with pytest.raises(InputError, match="features"):
+        linear_probe(X, y, X[:, :5], y, device="cpu")
+    bad = X.copy()
+    bad[3, 2] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        linear_probe(bad, y, X, y, device="cpu")
+    with pytest.raises(InputError, match="one label per"):
+        linear_probe(X, y[:50], X, y, device="cpu")
+    with pytest.raises(InputError, match="distinct"):
+        linear_probe(X, y, X, y, seeds=(1, 1), device="cpu")
