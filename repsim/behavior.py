@@ -1,0 +1,175 @@
+"""The similarity-behaviour link: do similar models also perform alike on a dataset?
+
+For each dataset, every unordered model pair {f, g} gives two numbers: their representational
+similarity and their absolute probe-accuracy gap |acc_f - acc_g|. The study correlates the two over
+all pairs (a negative r means similar models perform alike) and compares these correlations across
+dataset domains. Inputs are the run's result arrays, so model and dataset labels (and the
+dataset's ``domain`` coordinate) travel with the numbers; outputs are tidy DataFrames for plotting.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from repsim.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ["dataset", "domain", "model_a", "model_b", "similarity", "gap", "better_accuracy"]
+
+
+def _accuracy_array(accuracy: xr.DataArray | xr.Dataset) -> xr.DataArray:
+    """Accept a (model, dataset[, seed]) DataArray or a probes Dataset; average over seeds."""
+    if isinstance(accuracy, xr.Dataset):
+        if "accuracy" not in accuracy:
+            raise InputError(
+                f"the accuracy Dataset has no 'accuracy' variable (has {list(accuracy.data_vars)}); "
+                "pass the DataArray of probe accuracies."
+            )
+        accuracy = accuracy["accuracy"]
+    if "seed" in accuracy.dims:
+        accuracy = accuracy.mean("seed")
+    if set(accuracy.dims) != {"model", "dataset"}:
+        raise InputError(
+            f"accuracy must have dims (model, dataset[, seed]); got {accuracy.dims}. "
+            "Rename or select dims first."
+        )
+    return accuracy
+
+
+def _check_similarity(similarity: xr.DataArray) -> None:
+    if not isinstance(similarity, xr.DataArray) or set(similarity.dims) != {
+        "dataset",
+        "model_a",
+        "model_b",
+    }:
+        dims = getattr(similarity, "dims", type(similarity).__name__)
+        raise InputError(
+            f"similarity must be a DataArray with dims (dataset, model_a, model_b); got {dims}. "
+            "Select one measure first, e.g. ds['cka_linear']."
+        )
+
+
+def _domains(datasets: list, *arrays: xr.DataArray) -> np.ndarray:
+    """The ``domain`` coordinate of the datasets, from the first array that carries it."""
+    for arr in arrays:
+        if "domain" in arr.coords and arr.coords["domain"].dims == ("dataset",):
+            return arr.coords["domain"].sel(dataset=datasets).values.astype(object)
+    return np.full(len(datasets), None, dtype=object)
+
+
+def pair_table(similarity: xr.DataArray, accuracy: xr.DataArray | xr.Dataset) -> pd.DataFrame:
+    """One row per dataset and unordered model pair: similarity, accuracy gap, better accuracy.
+
+    Only models and datasets present in both inputs are used (others are logged). The similarity
+    of {f, g} is ``similarity[f, g]`` with f before g in the ``model_a`` order, or ``[g, f]`` where
+    only the other triangle is filled. Pairs with a missing similarity or accuracy are dropped.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``dataset, domain, model_a, model_b, similarity, gap, better_accuracy``; ``gap`` is
+        |acc_a - acc_b| and ``better_accuracy`` the higher of the two (for colouring scatter plots).
+    """
+    _check_similarity(similarity)
+    acc = _accuracy_array(accuracy)
+    b_models = set(similarity["model_b"].values.tolist())
+    acc_models = set(acc["model"].values.tolist())
+    models = [m for m in similarity["model_a"].values.tolist() if m in b_models and m in acc_models]
+    acc_sets = set(acc["dataset"].values.tolist())
+    datasets = [d for d in similarity["dataset"].values.tolist() if d in acc_sets]
+    dropped = set(similarity["dataset"].values.tolist()) - set(datasets)
+    if dropped:
+        logger.warning("no accuracies for datasets %s; they are left out", sorted(dropped))
+    if len(models) < 2 or not datasets:
+        raise InputError(
+            f"need at least 2 models and 1 dataset shared by similarity and accuracy; found "
+            f"{len(models)} models and {len(datasets)} datasets. Check their model/dataset labels."
+        )
+    sim = similarity.sel(dataset=datasets, model_a=models, model_b=models)
+    S = sim.transpose("dataset", "model_a", "model_b").values.astype(np.float64)
+    S = np.where(np.isnan(S), S.transpose(0, 2, 1), S)
+    A = acc.sel(dataset=datasets, model=models).transpose("dataset", "model").values
+    A = A.astype(np.float64)
+    i, j = np.triu_indices(len(models), k=1)
+    n_pairs = i.size
+    frame = pd.DataFrame(
+        {
+            "dataset": np.repeat(np.asarray(datasets, dtype=object), n_pairs),
+            "domain": np.repeat(_domains(datasets, similarity, acc), n_pairs),
+            "model_a": np.tile(np.asarray(models, dtype=object)[i], len(datasets)),
+            "model_b": np.tile(np.asarray(models, dtype=object)[j], len(datasets)),
+            "similarity": S[:, i, j].ravel(),
+            "gap": np.abs(A[:, i] - A[:, j]).ravel(),
+            "better_accuracy": np.maximum(A[:, i], A[:, j]).ravel(),
+        },
+        columns=PAIR_COLUMNS,
+    )
+    missing = frame["similarity"].isna() | frame["gap"].isna()
+    if missing.any():
+        logger.info("dropping %d pairs with a missing similarity or accuracy", int(missing.sum()))
+    return frame[~missing].reset_index(drop=True)
+
+
+def _correlate(x: np.ndarray, y: np.ndarray, min_pairs: int) -> tuple[float, ...]:
+    """Pearson and Spearman r (and p); NaN when too few pairs or either side is constant."""
+    if x.size < min_pairs or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return (np.nan,) * 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        pr = stats.pearsonr(x, y)
+        sr = stats.spearmanr(x, y)
+    return float(pr[0]), float(pr[1]), float(sr[0]), float(sr[1])
+
+
+def behavior_correlation(
+    similarity: xr.DataArray | pd.DataFrame,
+    accuracy: xr.DataArray | xr.Dataset | None = None,
+    *,
+    min_pairs: int = 3,
+) -> pd.DataFrame:
+    """Per dataset, the correlation between pair similarity and absolute accuracy gap.
+
+    Pass ``(similarity, accuracy)`` as for :func:`pair_table`, or a table it returned. A dataset
+    with fewer than ``min_pairs`` pairs, or constant similarity or gap, gets NaN (r is undefined).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per dataset: ``dataset, domain, n_pairs, pearson_r, pearson_p, spearman_r,
+        spearman_p``. ``.set_index("dataset").to_xarray()`` gives the xarray form.
+    """
+    pairs = similarity if isinstance(similarity, pd.DataFrame) else pair_table(similarity, accuracy)
+    rows = []
+    for dataset, group in pairs.groupby("dataset", sort=False):
+        r = _correlate(group["similarity"].to_numpy(), group["gap"].to_numpy(), min_pairs)
+        rows.append((dataset, group["domain"].iloc[0], len(group), *r))
+    columns = ["dataset", "domain", "n_pairs", "pearson_r", "pearson_p", "spearman_r", "spearman_p"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def correlation_by_domain(correlations: pd.DataFrame) -> pd.DataFrame:
+    """Mean and median of the per-dataset correlations within each dataset domain.
+
+    Takes the output of :func:`behavior_correlation`. Datasets with an undefined r are left out of
+    that domain's statistics; ``n_datasets`` counts the ones used for Pearson.
+    """
+    if correlations["domain"].isna().all():
+        raise InputError(
+            "no dataset has a domain; give the similarity or accuracy array a 'domain' coordinate "
+            "on its dataset dim (e.g. sim.assign_coords(domain=('dataset', [...])))."
+        )
+    grouped = correlations.dropna(subset=["domain"]).groupby("domain", sort=True)
+    out = grouped[["pearson_r", "spearman_r"]].agg(["mean", "median"])
+    out.columns = [f"{measure.split('_')[0]}_{stat}" for measure, stat in out.columns]
+    out.insert(0, "n_datasets", grouped["pearson_r"].count())
+    return out.reset_index()
+
+
+__all__ = ["PAIR_COLUMNS", "behavior_correlation", "correlation_by_domain", "pair_table"]
