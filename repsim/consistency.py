@@ -1,0 +1,303 @@
+"""Consistency of representational similarity across stimulus datasets.
+
+For model sets Theta and Phi, the consistency of datasets A and B is the correlation (Pearson, or
+Spearman as a robustness check) between the similarities of all unordered model pairs {f, g},
+f in Theta, g in Phi, f != g, measured on A and on B (Ciernik et al. 2025). Each unordered pair counts
+once. NaN similarities (a model whose measure was undefined) are dropped pairwise. Inputs and outputs
+are xarray objects whose coords carry model and dataset metadata, so results can be plotted directly
+(:func:`to_tidy`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from itertools import combinations_with_replacement
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.stats import rankdata
+
+from repsim.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("pearson", "spearman")
+GROUP_BYS = ("objective", "architecture_class", "data_class", "size_class")
+
+
+def consistency(
+    sim: xr.DataArray,
+    method: str = "pearson",
+    models_a: Sequence[str] | None = None,
+    models_b: Sequence[str] | None = None,
+) -> xr.DataArray:
+    """Dataset x dataset consistency of the model-pair similarity pattern.
+
+    Parameters
+    ----------
+    sim : DataArray (dataset, model_a, model_b), symmetric in the model dims.
+    method : ``"pearson"`` (the study) or ``"spearman"``.
+    models_a, models_b : the model sets Theta and Phi (ids); None means all models.
+
+    Returns
+    -------
+    DataArray (dataset_a, dataset_b) with unit diagonal, attrs ``method`` and ``n_pairs``; dataset coords
+    such as ``domain`` are carried as ``domain_a`` / ``domain_b``.
+    """
+    _check(sim, method)
+    mask = _pair_mask(sim, models_a, models_b)
+    n_pairs = int(mask.sum())
+    if n_pairs < 2:
+        raise InputError(
+            f"consistency needs at least 2 model pairs, got {n_pairs}; pass larger model sets"
+        )
+    return _consistency(sim, mask, method)
+
+
+def grouped_consistency(
+    sim: xr.DataArray,
+    by: str | Mapping[str, str] = "objective",
+    method: str = "pearson",
+) -> xr.DataArray:
+    """Consistency per pair of model categories (e.g. objective: Supervised | Self-Supervised).
+
+    Categories come from the coord ``<by>_a`` on ``model_a`` (or ``<by>``), or from a mapping
+    model id -> category. Category pairs {c, c'} (c <= c', same-category pairs included) with fewer than
+    2 model pairs are skipped. Returns a DataArray (group_pair, dataset_a, dataset_b) with coords
+    ``group_by``, ``group_a``, ``group_b``, ``n_pairs`` on ``group_pair``.
+    """
+    _check(sim, method)
+    label, cats = _categories(sim, by)
+    models = np.asarray(sim["model_a"].values)
+    parts = []
+    for ca, cb in combinations_with_replacement(sorted(set(cats.values())), 2):
+        theta = [m for m in models if cats[m] == ca]
+        phi = [m for m in models if cats[m] == cb]
+        mask = _pair_mask(sim, theta, phi)
+        if mask.sum() < 2:
+            logger.info(
+                "consistency by %s: skipping %s | %s (%d model pairs)", label, ca, cb, mask.sum()
+            )
+            continue
+        parts.append(_labelled(_consistency(sim, mask, method), label, ca, cb, int(mask.sum())))
+    if not parts:
+        raise InputError(
+            f"no {label} category pair has 2 or more model pairs; add models or group differently"
+        )
+    return xr.concat(parts, dim="group_pair", combine_attrs="drop_conflicts")
+
+
+def anchor_consistency(
+    sim: xr.DataArray,
+    anchors: Sequence[str] | None = None,
+    method: str = "pearson",
+) -> xr.DataArray:
+    """Consistency of each anchor model's similarities to all other models (Theta = {anchor}).
+
+    Returns a DataArray (anchor, dataset_a, dataset_b); the anchor's metadata (coords ``<x>_a`` on
+    ``model_a``) become coords ``<x>`` on ``anchor``.
+    """
+    _check(sim, method)
+    models = [str(m) for m in sim["model_a"].values]
+    anchors = models if anchors is None else [str(a) for a in anchors]
+    _known(anchors, models, "anchors")
+    parts = [_consistency(sim, _pair_mask(sim, [a], None), method) for a in anchors]
+    out = xr.concat(parts, dim="anchor", combine_attrs="drop_conflicts")
+    out = out.assign_coords(anchor=anchors)
+    for name, coord in sim.coords.items():
+        if coord.dims == ("model_a",) and name != "model_a":
+            meta = coord.sel(model_a=anchors).values
+            out = out.assign_coords({str(name).removesuffix("_a"): ("anchor", meta)})
+    out.attrs["n_pairs"] = len(models) - 1
+    return out
+
+
+def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = GROUP_BYS) -> xr.Dataset:
+    """All consistency results of a run: the content of ``consistency.nc``.
+
+    Variables: ``consistency`` and ``consistency_spearman`` (measure, group_pair, dataset_a,
+    dataset_b), the first group pair being ``"all"``; ``anchor_consistency`` (measure, anchor,
+    dataset_a, dataset_b), Pearson. A grouping whose metadata coord is missing is skipped with a warning.
+    """
+    measures = [str(v) for v in sim_ds.data_vars]
+    if not measures:
+        raise InputError(
+            "the similarity dataset has no measure variables; run the similarity stage first"
+        )
+    usable = []
+    for key in by:
+        if f"{key}_a" in sim_ds.coords or key in sim_ds.coords:
+            usable.append(key)
+        else:
+            logger.warning(
+                "consistency: no coord %s_a on model_a; skipping grouping by %s", key, key
+            )
+    out: dict[str, list[xr.DataArray]] = {
+        "consistency": [],
+        "consistency_spearman": [],
+        "anchor_consistency": [],
+    }
+    for name in measures:
+        sim = sim_ds[name]
+        for var, method in (("consistency", "pearson"), ("consistency_spearman", "spearman")):
+            groups = [_labelled(consistency(sim, method), "all", "all", "all", _n_all(sim))]
+            groups += [grouped_consistency(sim, key, method) for key in usable]
+            out[var].append(xr.concat(groups, dim="group_pair", combine_attrs="drop_conflicts"))
+        out["anchor_consistency"].append(anchor_consistency(sim, method="pearson"))
+    data = {
+        var: xr.concat(
+            parts, dim=pd.Index(measures, name="measure"), combine_attrs="drop_conflicts"
+        )
+        for var, parts in out.items()
+    }
+    for da in data.values():
+        da.attrs.pop("method", None)
+    ds = xr.Dataset(data)
+    ds["consistency"].attrs["method"] = "pearson"
+    ds["consistency_spearman"].attrs["method"] = "spearman"
+    ds["anchor_consistency"].attrs["method"] = "pearson"
+    return ds
+
+
+def to_tidy(da: xr.DataArray) -> pd.DataFrame:
+    """One row per unordered dataset pair (dataset_a before dataset_b), all other dims and coords as columns."""
+    if "dataset_a" not in da.dims or "dataset_b" not in da.dims:
+        raise InputError(
+            "to_tidy needs a DataArray with dims dataset_a and dataset_b (a consistency result)"
+        )
+    name = da.name or "consistency"
+    order = {d: i for i, d in enumerate(da["dataset_a"].values)}
+    df = da.rename(name).to_dataframe().reset_index()
+    keep = df["dataset_a"].map(order) < df["dataset_b"].map(order)
+    return df.loc[keep].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------- internals
+
+
+def _check(sim: xr.DataArray, method: str) -> None:
+    if method not in METHODS:
+        raise InputError(f"method={method!r} is unknown; use one of {METHODS}")
+    if not isinstance(sim, xr.DataArray) or set(sim.dims) != {"dataset", "model_a", "model_b"}:
+        dims = getattr(sim, "dims", None)
+        raise InputError(
+            f"consistency needs a DataArray with dims (dataset, model_a, model_b), got dims {dims}; "
+            "select one measure of similarity.nc, e.g. ds['cka_linear']"
+        )
+    if list(sim["model_a"].values) != list(sim["model_b"].values):
+        raise InputError("model_a and model_b must list the same models in the same order")
+    if sim.sizes["dataset"] < 1:
+        raise InputError("the similarity array has no datasets")
+
+
+def _known(ids: Sequence[str], models: Sequence[str], what: str) -> None:
+    unknown = [m for m in ids if m not in set(models)]
+    if unknown:
+        raise InputError(f"{what} contains unknown models {unknown}; known models: {list(models)}")
+
+
+def _pair_mask(
+    sim: xr.DataArray, theta: Sequence[str] | None, phi: Sequence[str] | None
+) -> np.ndarray:
+    """Upper-triangular (i < j) mask of the unordered pairs {f, g}, f in theta, g in phi, f != g."""
+    models = [str(m) for m in sim["model_a"].values]
+    sets = []
+    for group, what in ((theta, "models_a"), (phi, "models_b")):
+        if group is None:
+            sets.append(np.ones(len(models), dtype=bool))
+        else:
+            group = [str(g) for g in group]
+            _known(group, models, what)
+            sets.append(np.isin(models, group))
+    a, b = sets
+    pairs = np.outer(a, b) | np.outer(b, a)
+    return np.triu(pairs, k=1)
+
+
+def _consistency(sim: xr.DataArray, mask: np.ndarray, method: str) -> xr.DataArray:
+    values = sim.transpose("dataset", "model_a", "model_b").values
+    V = values[:, mask]  # (dataset, pair)
+    C = _corr_rows(V, method)
+    np.fill_diagonal(C, 1.0)
+    datasets = sim["dataset"].values
+    coords: dict[str, tuple[str, np.ndarray] | np.ndarray] = {
+        "dataset_a": datasets,
+        "dataset_b": datasets,
+    }
+    for name, coord in sim.coords.items():
+        if coord.dims == ("dataset",) and name != "dataset":
+            coords[f"{name}_a"] = ("dataset_a", coord.values)
+            coords[f"{name}_b"] = ("dataset_b", coord.values)
+    return xr.DataArray(
+        C,
+        dims=("dataset_a", "dataset_b"),
+        coords=coords,
+        name="consistency",
+        attrs={"method": method, "n_pairs": int(mask.sum()), **_measure_attr(sim)},
+    )
+
+
+def _measure_attr(sim: xr.DataArray) -> dict[str, str]:
+    m = sim.attrs.get("measure", sim.name)
+    return {"measure": str(m)} if m is not None else {}
+
+
+def _corr_rows(V: np.ndarray, method: str) -> np.ndarray:
+    """Correlation between the rows of V, dropping NaN entries pairwise."""
+    D = V.shape[0]
+    finite = np.isfinite(V)
+    C = np.full((D, D), np.nan)
+    if finite.all():
+        W = np.apply_along_axis(rankdata, 1, V) if method == "spearman" else V
+        return _corr_full(W)
+    for i in range(D):
+        for j in range(i, D):
+            keep = finite[i] & finite[j]
+            if keep.sum() >= 2:
+                a, b = V[i, keep], V[j, keep]
+                if method == "spearman":
+                    a, b = rankdata(a), rankdata(b)
+                C[i, j] = C[j, i] = _corr_full(np.vstack([a, b]))[0, 1]
+    return C
+
+
+def _corr_full(W: np.ndarray) -> np.ndarray:
+    Wc = W - W.mean(axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", Wc, Wc))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        C = (Wc @ Wc.T) / np.outer(norms, norms)
+    C[~np.isfinite(C)] = np.nan
+    return np.clip(C, -1.0, 1.0)
+
+
+def _categories(sim: xr.DataArray, by: str | Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    models = [str(m) for m in sim["model_a"].values]
+    if isinstance(by, Mapping):
+        _known(models, list(by), "the category mapping (missing models)")
+        return "group", {m: str(by[m]) for m in models}
+    for name in (f"{by}_a", by):
+        if name in sim.coords and sim.coords[name].dims == ("model_a",):
+            return by, dict(zip(models, (str(v) for v in sim.coords[name].values)))
+    raise InputError(
+        f"no coord {by}_a on model_a to group by; add model metadata coords (see similarity.nc) "
+        "or pass a mapping {model_id: category}"
+    )
+
+
+def _labelled(da: xr.DataArray, by: str, ca: str, cb: str, n_pairs: int) -> xr.DataArray:
+    label = "all" if by == "all" else f"{by}: {ca} | {cb}"
+    da = da.expand_dims(group_pair=[label])
+    da.attrs.pop("n_pairs", None)
+    return da.assign_coords(
+        group_by=("group_pair", [by]),
+        group_a=("group_pair", [ca]),
+        group_b=("group_pair", [cb]),
+        n_pairs=("group_pair", [n_pairs]),
+    )
+
+
+def _n_all(sim: xr.DataArray) -> int:
+    M = sim.sizes["model_a"]
+    return M * (M - 1) // 2

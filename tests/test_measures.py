@@ -1,0 +1,289 @@
+"""Single-pair measures and the registry, against slow float64 references with explicit H and loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.stats import ortho_group
+from test_measures_reference import (
+    cka_ref,
+    hsic_u_loops,
+    hsic_u_trace,
+    kernel,
+    measure_ref,
+    median_distance,
+)
+
+import repsim
+from repsim.errors import InputError, UndefinedMeasureError
+from repsim.measures import INVARIANCES, MEASURES, cka, mutual_knn, parse_measure, rsa
+from repsim.measures.cka import gram, u_centre
+
+
+def unit(A):
+    return A / np.linalg.norm(A, axis=1, keepdims=True)
+
+
+def related(rng, n, dx, dy, noise=0.5):
+    """Two unit-norm representations of the same stimuli sharing a latent structure."""
+    Z = rng.normal(size=(n, 4))
+    X = Z @ rng.normal(size=(4, dx)) + noise * rng.normal(size=(n, dx))
+    Y = np.tanh(Z @ rng.normal(size=(4, dy))) + noise * rng.normal(size=(n, dy))
+    return unit(X), unit(Y)
+
+
+# ------------------------------------------------------------------------------- references
+
+
+def test_trace_formula_is_the_u_statistic(rng):
+    X, Y = related(rng, 7, 3, 4)
+    for K, L in ((kernel(X), kernel(Y)), (kernel(X, "rbf", 0.7), kernel(Y, "rbf", 0.5))):
+        assert hsic_u_trace(K, L) == pytest.approx(hsic_u_loops(K, L), rel=1e-10, abs=1e-14)
+
+
+def test_u_centring_gives_unbiased_hsic(rng):
+    X, Y = related(rng, 25, 6, 9)
+    for K, L in ((kernel(X), kernel(Y)), (kernel(X, "rbf", 0.4), kernel(Y, "rbf", 0.4))):
+        n = K.shape[0]
+        UK, UL = u_centre(K), u_centre(L)
+        assert np.sum(UK * UL) / (n * (n - 3)) == pytest.approx(hsic_u_trace(K, L), rel=1e-10)
+        # U-centring is a projection: <U(K), U(L)> = <U(K), L~>
+        Lt = L - np.diag(np.diag(L))
+        assert np.sum(UK * UL) == pytest.approx(np.sum(UK * Lt), rel=1e-10)
+
+
+@pytest.mark.parametrize("dims", [(3, 5), (60, 80), (4, 90)])  # feature path, Gram path, mixed
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_linear_cka_matches_reference(rng, dims, unbiased):
+    X, Y = related(rng, 30, *dims)
+    expected = cka_ref(kernel(X), kernel(Y), unbiased)
+    assert cka(X, Y, unbiased=unbiased) == pytest.approx(expected, rel=1e-10, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "sigma_mode,sigma", [("absolute", 0.4), ("absolute", 0.8), ("median", 0.5), ("median", 1.0)]
+)
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_rbf_cka_matches_reference(rng, sigma_mode, sigma, unbiased):
+    X, Y = related(rng, 20, 5, 7)
+    K, L = kernel(X, "rbf", sigma, sigma_mode), kernel(Y, "rbf", sigma, sigma_mode)
+    got = cka(X, Y, kernel="rbf", sigma=sigma, sigma_mode=sigma_mode, unbiased=unbiased)
+    assert got == pytest.approx(cka_ref(K, L, unbiased), rel=1e-10, abs=1e-12)
+
+
+def test_rbf_convention_is_explicit(rng):
+    X = rng.normal(size=(6, 3))
+    K = gram(X, "rbf", 0.7)
+    assert K[0, 1] == pytest.approx(np.exp(-np.sum((X[0] - X[1]) ** 2) / (2 * 0.7**2)))
+    Km = gram(X, "rbf", 0.5, "median")
+    bw = 0.5 * median_distance(X)
+    assert Km[2, 4] == pytest.approx(np.exp(-np.sum((X[2] - X[4]) ** 2) / (2 * bw**2)))
+
+
+@pytest.mark.parametrize("compare", ["spearman", "pearson"])
+def test_rsa_matches_reference(rng, compare):
+    X, Y = related(rng, 25, 6, 9)
+    from test_measures_reference import rsa_ref
+
+    assert rsa(X, Y, compare=compare) == pytest.approx(rsa_ref(X, Y, compare), rel=1e-10)
+
+
+def test_rsa_spearman_handles_ties(rng):
+    X = rng.normal(size=(12, 5))
+    X[5] = X[3]  # duplicated stimulus -> tied RDM entries
+    Y = rng.normal(size=(12, 4))
+    from test_measures_reference import rsa_ref
+
+    assert rsa(X, Y) == pytest.approx(rsa_ref(X, Y), rel=1e-10)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10])
+def test_mutual_knn_matches_reference(rng, k):
+    X, Y = related(rng, 40, 6, 9)
+    from test_measures_reference import knn_ref
+
+    assert mutual_knn(X, Y, k=k) == pytest.approx(knn_ref(X, Y, k))
+
+
+# ------------------------------------------------------------------------------ behaviour
+
+
+def test_unbiased_cka_near_zero_for_independent_high_dim(rng):
+    n, d = 40, 4000
+    X, Y = rng.normal(size=(n, d)), rng.normal(size=(n, d))
+    assert cka(X, Y, unbiased=False) > 0.9
+    assert abs(cka(X, Y, unbiased=True)) < 0.05
+
+
+STUDY = list(MEASURES)
+
+
+def _transform(name, X, Y, rng):
+    n, d = X.shape
+    if name == "orthogonal":
+        return X @ ortho_group.rvs(d, random_state=1), Y
+    if name == "feature_permutation":
+        return X[:, rng.permutation(d)], Y
+    if name == "isotropic_scaling":
+        return 3.7 * X, Y
+    if name == "translation":
+        return X + 2.0 * rng.normal(size=d), Y
+    p = rng.permutation(n)
+    return X[p], Y[p]
+
+
+@pytest.mark.parametrize("name", STUDY)
+@pytest.mark.parametrize("inv", INVARIANCES)
+def test_invariances_as_the_registry_declares(rng, name, inv):
+    spec = MEASURES[name]
+    X, Y = related(rng, 40, 8, 6, noise=0.8)
+    base = spec(X, Y)
+    X2, Y2 = _transform(inv, X, Y, rng)
+    moved = spec(X2, Y2)
+    if inv in spec.invariances:
+        assert moved == pytest.approx(base, rel=1e-9, abs=1e-12)
+    else:  # a fact the registry leaves out must really not hold, or the registry undersells
+        assert moved != pytest.approx(base, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", STUDY)
+def test_symmetry_identity_and_bounds(rng, name):
+    spec = MEASURES[name]
+    X, Y = related(rng, 30, 5, 7)
+    xy, yx = spec(X, Y), spec(Y, X)
+    assert xy == pytest.approx(yx, rel=1e-10, abs=1e-12)
+    assert spec(X, X) == pytest.approx(1.0)
+    lo, hi = spec.bounds
+    assert lo - 1e-9 <= xy <= hi + 1e-9
+    assert spec.larger_is_more_similar
+
+
+@pytest.mark.parametrize("name", STUDY)
+def test_registry_measure_equals_reference(rng, name):
+    X, Y = related(rng, 16, 4, 6)
+    spec = MEASURES[name]
+    assert spec(X, Y) == pytest.approx(measure_ref(spec, X, Y), rel=1e-9, abs=1e-12)
+
+
+def test_torch_and_float32_inputs(rng):
+    X, Y = related(rng, 20, 4, 5)
+    expected = cka(X, Y)
+    got = cka(torch.from_numpy(X).float(), torch.from_numpy(Y))
+    assert got == pytest.approx(cka(X.astype(np.float32), Y), rel=1e-12)
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert repsim.cka is cka and repsim.rsa is rsa and repsim.mutual_knn is mutual_knn
+
+
+# ------------------------------------------------------------------------------- properties
+
+finite = st.floats(-10, 10, allow_nan=False, width=64)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    X=arrays(np.float64, st.tuples(st.integers(5, 9), st.integers(1, 6)), elements=finite),
+    dy=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_cka_property_matches_reference(X, dy, seed):
+    Y = np.random.default_rng(seed).normal(size=(X.shape[0], dy))
+    K, L = kernel(X - X.mean(0)), kernel(Y - Y.mean(0))
+    try:
+        got = cka(X, Y)
+    except UndefinedMeasureError:
+        assert hsic_u_trace(K, K) <= 1e-9 * max(np.sum(K * K), 1e-300)
+        return
+    assert got == pytest.approx(cka_ref(K, L), rel=1e-7, abs=1e-9)
+    assert got == pytest.approx(cka(Y, X), rel=1e-9, abs=1e-12)
+    assert -1 - 1e-9 <= got <= 1 + 1e-9
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(4, 12), d=st.integers(2, 5), seed=st.integers(0, 2**16), scale=st.floats(0.1, 10)
+)
+def test_biased_cka_property(n, d, seed, scale):
+    rng = np.random.default_rng(seed)
+    X, Y = rng.normal(size=(n, d)), rng.normal(size=(n, d + 1))
+    got = cka(scale * X, Y, unbiased=False)
+    assert got == pytest.approx(cka_ref(kernel(X), kernel(Y), unbiased=False), rel=1e-8)
+    assert 0 <= got <= 1 + 1e-12
+
+
+# ------------------------------------------------------------------------------------ errors
+
+
+def test_errors(rng):
+    X = rng.normal(size=(10, 3))
+    with pytest.raises(InputError, match="10 stimuli but Y has 9"):
+        cka(X, X[:9])
+    bad = X.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(InputError, match="first bad row 4"):
+        rsa(X, bad)
+    bad[4, 1] = np.inf
+    with pytest.raises(InputError, match="Y holds NaN or Inf"):
+        cka(X, bad)
+    with pytest.raises(InputError, match="at least 4 stimuli"):
+        cka(X[:3], X[:3])
+    assert cka(X[:3], X[:3] * 2, unbiased=False) == pytest.approx(1.0)
+    with pytest.raises(InputError, match="k < n_stimuli"):
+        mutual_knn(X, X, k=10)
+    with pytest.raises(InputError, match="positive integer"):
+        mutual_knn(X, X, k=0)
+    with pytest.raises(UndefinedMeasureError, match="zero variance"):
+        cka(X, np.ones((10, 4)))
+    with pytest.raises(UndefinedMeasureError, match="zero variance"):
+        rsa(np.ones((10, 4)), X)
+    with pytest.raises(UndefinedMeasureError, match="row 2"):
+        rsa(np.vstack([X[:2], np.full((1, 3), 5.0), X[3:]]), X)
+    with pytest.raises(UndefinedMeasureError, match="check sigma"):
+        cka(100 * X, X, kernel="rbf", sigma=0.01)
+    with pytest.raises(InputError, match="needs sigma"):
+        cka(X, X, kernel="rbf")
+    with pytest.raises(InputError, match="takes no sigma"):
+        cka(X, X, sigma=0.4)
+    with pytest.raises(InputError, match="'linear' or 'rbf'"):
+        cka(X, X, kernel="poly")
+    with pytest.raises(InputError, match="2-D"):
+        cka(X[:, 0], X)
+    assert issubclass(UndefinedMeasureError, repsim.RepsimError)
+
+
+# ---------------------------------------------------------------------------------- registry
+
+
+def test_parse_names():
+    s = parse_measure("cka_rbf_0.40")
+    assert s.name == "cka_rbf_0.4" and s.params == {
+        "kernel": "rbf",
+        "unbiased": True,
+        "sigma": 0.4,
+        "sigma_mode": "absolute",
+    }
+    m = parse_measure("cka_rbf_median_0.5_biased")
+    assert m.params["sigma_mode"] == "median" and not m.params["unbiased"] and m.min_n == 3
+    assert "isotropic_scaling" in m.invariances and "isotropic_scaling" not in s.invariances
+    assert parse_measure("cka_linear").min_n == 4
+    assert parse_measure("mutual_knn_10").params == {"k": 10}
+    assert parse_measure("mutual_knn_10").min_n == 11
+    assert parse_measure("rsa_pearson").params == {"rdm": "correlation", "compare": "pearson"}
+    for bad in (
+        "cka_rbf",
+        "cka_linear_0.4",
+        "cka_poly",
+        "rsa_kendall",
+        "mutual_knn_0",
+        "knn_10",
+        "cka_rbf_0",
+    ):
+        with pytest.raises(InputError, match=f"measure '{bad}'"):
+            parse_measure(bad)
+    assert "cka_rbf_0.3" in MEASURES and "nope" not in MEASURES
+    assert {"cka_linear", "cka_rbf_0.4", "rsa_spearman", "mutual_knn_10"} <= set(MEASURES)
+    with pytest.raises(KeyError):
+        MEASURES["nope"]
