@@ -1,0 +1,144 @@
+"""The all-pairs engine equals the single-pair functions, blocks under a budget, isolates bad models."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import rankdata
+
+import repsim
+from repsim.errors import InputError
+from repsim.measures import MEASURES, similarity_matrices, similarity_matrix
+from repsim.measures._ranks import doubled_ranks
+from repsim.measures._stats import Kernel, feature_path, gram_path
+
+TINY = 2e-5  # GiB: forces many row blocks, column slices and the on-disk rank store
+
+
+def zoo(rng, n=36, dims=(3, 7, 20, 50)):
+    Z = rng.normal(size=(n, 4))
+    out = {}
+    for i, d in enumerate(dims):
+        A = np.tanh(Z @ rng.normal(size=(4, d))) + (0.3 + 0.3 * i) * rng.normal(size=(n, d))
+        out[f"m{i}"] = A / np.linalg.norm(A, axis=1, keepdims=True)
+    return out
+
+
+def pairwise(spec, feats):
+    names = list(feats)
+    return np.array([[spec(feats[a], feats[b]) for b in names] for a in names])
+
+
+ALL = [*MEASURES, "cka_rbf_median_0.7_biased", "mutual_knn_3"]
+
+
+@pytest.mark.parametrize("budget", [None, TINY])
+def test_engine_equals_single_pair_for_every_measure(rng, budget):
+    feats = zoo(rng)
+    ds = similarity_matrices(feats, ALL, memory_budget_gb=budget, device="cpu")
+    for name in ALL:
+        got = ds[name].values
+        np.testing.assert_allclose(
+            got, pairwise(MEASURES[name], feats), rtol=1e-9, atol=1e-11, err_msg=name
+        )
+        np.testing.assert_array_equal(got, got.T)
+        np.testing.assert_array_equal(np.diagonal(got), 1.0)
+
+
+def test_linear_paths_agree(rng):
+    feats = zoo(rng, n=30, dims=(2, 9, 45))
+    X = [torch.from_numpy(a - a.mean(0)) for a in feats.values()]
+    f = feature_path(X, budget_bytes=2000.0)
+    (g,) = gram_path(X, [Kernel("linear")], budget_bytes=5000.0)
+    for a, b in ((f.G, g.G), (f.R, g.R), (f.D, g.D)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_dataarray_layout_and_torch_inputs(rng):
+    feats = {k: torch.from_numpy(v).float() for k, v in zoo(rng).items()}
+    da = repsim.similarity_matrix(feats, "cka_rbf_0.4")
+    assert da.dims == ("model_a", "model_b") and da.name == "cka_rbf_0.4"
+    assert list(da.model_a.values) == list(feats) == list(da.model_b.values)
+    assert da.attrs["measure"] == "cka_rbf_0.4" and da.dtype == np.float64
+    assert da.values[0, 2] == pytest.approx(
+        repsim.cka(feats["m0"], feats["m2"], kernel="rbf", sigma=0.4), rel=1e-9
+    )
+    assert set(similarity_matrices(feats, ["rsa_spearman", "mutual_knn_5"]).data_vars) == {
+        "rsa_spearman",
+        "mutual_knn_5",
+    }
+
+
+@pytest.mark.parametrize("bad", ["nan", "constant"])
+def test_broken_model_gets_nan_and_a_warning(rng, bad):
+    feats = zoo(rng)
+    broken = feats["m1"].copy()
+    if bad == "nan":
+        broken[7, 2] = np.nan
+    else:
+        broken[:] = broken[0]
+    feats["m1"] = broken
+    names = ["cka_linear", "cka_rbf_0.4", "rsa_spearman", "rsa_pearson", "mutual_knn_5"]
+    with pytest.warns(RuntimeWarning, match="'m1'"):
+        ds = similarity_matrices(feats, names, memory_budget_gb=TINY)
+    good = [k for k in feats if k != "m1"]
+    for name in names:
+        v = ds[name]
+        assert np.isnan(v.sel(model_a="m1")).all() and np.isnan(v.sel(model_b="m1")).all()
+        sub = v.sel(model_a=good, model_b=good).values
+        np.testing.assert_allclose(
+            sub, pairwise(MEASURES[name], {k: feats[k] for k in good}), rtol=1e-9, atol=1e-11
+        )
+
+
+def test_model_undefined_for_one_measure_only(rng):
+    feats = zoo(rng)
+    feats["m2"] = feats["m2"].copy()
+    feats["m2"][3] = 0.0  # a zero row: kNN and RSA undefined for m2, CKA fine
+    with pytest.warns(RuntimeWarning, match="'m2': stimulus row 3"):
+        ds = similarity_matrices(feats, ["cka_linear", "mutual_knn_5", "rsa_spearman"])
+    assert (
+        np.isnan(ds["mutual_knn_5"].values[2]).all()
+        and np.isnan(ds["rsa_spearman"].values[:, 2]).all()
+    )
+    assert np.isfinite(ds["cka_linear"].values).all()
+
+
+def test_tiny_bandwidth_makes_rbf_undefined_not_fatal(rng):
+    feats = zoo(rng)
+    feats["m3"] = 100 * feats["m3"]
+    with pytest.warns(RuntimeWarning, match="cka_rbf_0.4 is undefined for model 'm3'") as record:
+        da = similarity_matrix(feats, "cka_rbf_0.4")
+    assert len(record) == 1
+    assert np.isnan(da.values[3]).all() and np.isfinite(da.values[:3, :3]).all()
+
+
+def test_engine_errors(rng):
+    feats = zoo(rng)
+    with pytest.raises(InputError, match="different numbers of stimuli"):
+        similarity_matrix({"a": feats["m0"], "b": feats["m1"][:-1]})
+    with pytest.raises(InputError, match="lower k"):
+        similarity_matrix(feats, "mutual_knn_36")
+    with pytest.raises(InputError, match="at least 4 stimuli"):
+        similarity_matrix({k: v[:3] for k, v in feats.items()}, "cka_linear")
+    with pytest.raises(InputError, match="unknown measure"):
+        similarity_matrix(feats, "cka_cosine")
+    with pytest.raises(InputError, match="non-empty mapping"):
+        similarity_matrix({}, "cka_linear")
+    with pytest.raises(InputError, match="memory_budget_gb"):
+        similarity_matrix(feats, memory_budget_gb=0)
+
+
+def test_doubled_ranks_with_ties(rng):
+    v = rng.integers(0, 5, size=200).astype(np.float64)
+    got = doubled_ranks(torch.from_numpy(v)).numpy()
+    np.testing.assert_array_equal(got, (2 * rankdata(v)).astype(np.int64))
+
+
+def test_no_warning_for_healthy_models(rng):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        similarity_matrices(zoo(rng), ["cka_linear", "rsa_spearman", "mutual_knn_5"])
