@@ -49,6 +49,14 @@ class DatasetSpec:
     per_class: int | None = None
     seed: int = 42
     source: str = ""
+    config_dir: Path | None = None
+
+    def resolve(self, value: str | Path | None) -> Path | None:
+        """A path from ``options`` resolved against the config file the entry came from."""
+        if value is None:
+            return None
+        entry = {CONFIG_DIR_KEY: str(self.config_dir)} if self.config_dir else {}
+        return resolve_path(value, entry)
 
     @property
     def location(self) -> str:
@@ -110,6 +118,7 @@ def parse_dataset(entry: Mapping[str, Any], defaults: Mapping[str, Any] | None =
         per_class=_int_or_none(entry, "per_class", defaults.get("per_class"), where),
         seed=seed,
         source=str(entry.get("source") or ""),
+        config_dir=Path(entry[CONFIG_DIR_KEY]) if entry.get(CONFIG_DIR_KEY) else None,
     )
 
 

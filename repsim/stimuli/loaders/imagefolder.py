@@ -1,0 +1,99 @@
+"""Image folders: ``PATH/<split>/<class>/...`` or ``PATH/<class>/...`` (one subfolder per class).
+
+Split folders: ``train`` and ``test`` (``val`` is taken as test when there is no ``test``);
+``options.splits`` maps them explicitly, e.g. ``{train: training, test: validation}``. Without
+split folders every image is train, unless ``options.test_fraction`` holds out a stratified part.
+Class indices follow the sorted class folder names over all splits; an empty class folder keeps
+its index (and is reported), so labels agree between splits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from repsim.errors import DatasetError
+from repsim.stimuli.decode import decode_image
+from repsim.stimuli.loaders.files import IMAGE_EXTS, header_filter, holdout_split, min_side
+from repsim.stimuli.spec import DatasetSpec
+from repsim.stimuli.stimset import StimulusSet
+
+
+def _split_dirs(root: Path, spec: DatasetSpec) -> dict[str, Path] | None:
+    mapping = spec.options.get("splits")
+    if mapping:
+        return {ours: root / theirs for ours, theirs in mapping.items()}
+    if (root / "train").is_dir():
+        out = {"train": root / "train"}
+        for name in ("test", "val"):
+            if (root / name).is_dir():
+                out["test"] = root / name
+                break
+        return out
+    return None
+
+
+def _images_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def list_folder(
+    spec: DatasetSpec, root: Path, class_dirs: dict[str, list[Path]] | None = None
+) -> tuple[list[str], list[Path], list[int], list[str], list[str]]:
+    """(class_names, files, labels, splits, ids) of an image-folder tree."""
+    splits = _split_dirs(root, spec)
+    split_roots = splits or {"train": root}
+    for ours, folder in split_roots.items():
+        if ours not in ("train", "test"):
+            raise DatasetError(f"dataset '{spec.id}': options.splits keys must be 'train'/'test', got {ours!r}")
+        if not folder.is_dir():
+            raise DatasetError(f"dataset '{spec.id}': split folder {folder} is missing; fix options.splits or the layout")
+    if class_dirs is None:
+        names = sorted({d.name for f in split_roots.values() for d in f.iterdir() if d.is_dir()})
+        class_dirs = {n: [n] for n in names}
+    class_names = list(class_dirs)
+    files, labels, split, ids = [], [], [], []
+    for ours, folder in split_roots.items():
+        for c, name in enumerate(class_names):
+            for sub in class_dirs[name]:
+                d = folder / sub
+                if not d.is_dir():
+                    continue
+                for f in _images_under(d):
+                    files.append(f)
+                    labels.append(c)
+                    split.append(ours)
+                    ids.append(f"{spec.id}/{ours}/{f.relative_to(folder).as_posix()}")
+    if splits is None and spec.options.get("test_fraction"):
+        split = holdout_split(np.array(labels), ids, float(spec.options["test_fraction"]), spec.seed).tolist()
+        ids = [i.replace(f"{spec.id}/train/", f"{spec.id}/{s}/", 1) for i, s in zip(ids, split)]
+    return class_names, files, labels, split, ids
+
+
+def make_stimset(
+    spec: DatasetSpec, class_names: list[str], files: list[Path], labels: list[int], split: list[str], ids: list[str]
+) -> StimulusSet:
+    keep, skipped = header_filter(spec, ids, lambda i: files[i])
+    kept_files = [files[i] for i in keep]
+    side = min_side(spec)
+    return StimulusSet(
+        dataset_id=spec.id,
+        ids=np.array(ids, dtype=str)[keep] if ids else np.array([], dtype=str),
+        labels=np.array(labels, dtype=np.int64)[keep] if labels else np.array([], dtype=np.int64),
+        split=np.array(split, dtype=str)[keep] if split else np.array([], dtype=str),
+        class_names=class_names,
+        domain=spec.domain,
+        skipped=skipped,
+        reader=lambda i: decode_image(kept_files[i], side),
+    )
+
+
+def load(spec: DatasetSpec) -> StimulusSet:
+    root = spec.path
+    if root is None or not root.is_dir():
+        raise DatasetError(
+            f"dataset '{spec.id}': image folder {root} does not exist; put one subfolder per class there "
+            "(optionally under train/ and test/) or fix 'path'"
+        )
+    return make_stimset(spec, *list_folder(spec, root))

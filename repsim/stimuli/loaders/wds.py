@@ -1,0 +1,198 @@
+"""clip_benchmark-style webdataset shards, the format the study read its datasets in.
+
+Layout (local folder, or the same under a URL): ``ROOT/classnames.txt`` (one class name a line)
+and ``ROOT/<split>/*.tar``; each sample is a group of tar members sharing a key, with an image
+(``.webp``, ``.jpg``, ``.png``, ...) and the label in ``.cls``. Shards are indexed once (headers
+and labels only); images are read lazily from their byte offsets. A shard that ends early keeps
+its complete samples and records the cut one in ``skipped``.
+
+With ``url:`` the shards are cached in ``options.cache`` (default ``~/.cache/repsim/wds/<id>``)
+and downloaded only when ``options.download`` is true.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from repsim.errors import DatasetError
+from repsim.stimuli.decode import decode_image
+from repsim.stimuli.loaders.files import IMAGE_EXTS, header_filter, min_side
+from repsim.stimuli.spec import DatasetSpec
+from repsim.stimuli.stimset import StimulusSet
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+_IMAGE_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTS)
+
+
+def _natural_key(path: Path) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def _how_to_get(spec: DatasetSpec) -> str:
+    name = spec.source or f"wds_{spec.id.split('/')[-1]}"
+    return (
+        f"download the shards, e.g. `huggingface-cli download --repo-type dataset clip-benchmark/{name} "
+        f"--local-dir {spec.path or '<folder>'}`, or set url: and options: {{download: true}} and run online"
+    )
+
+
+def _fetch(url: str, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:  # noqa: S310
+        shutil.copyfileobj(resp, out)
+    tmp.replace(dest)
+
+
+def _download(spec: DatasetSpec, cache: Path) -> None:
+    base = spec.url.rstrip("/")
+    _fetch(f"{base}/classnames.txt", cache / "classnames.txt")
+    for split in spec.options.get("wds_splits", SPLITS):
+        try:
+            _fetch(f"{base}/{split}/nshards.txt", cache / split / "nshards.txt")
+        except OSError as exc:
+            log.warning("%s: no %s split at %s (%s)", spec.id, split, base, exc)
+            continue
+        n = int((cache / split / "nshards.txt").read_text().split()[0])
+        for i in range(n):
+            dest = cache / split / f"{i}.tar"
+            if not dest.is_file():
+                log.info("%s: downloading %s/%s/%d.tar", spec.id, base, split, i)
+                _fetch(f"{base}/{split}/{i}.tar", dest)
+
+
+def _root(spec: DatasetSpec) -> Path:
+    if spec.path is not None:
+        return spec.path
+    cache = spec.resolve(spec.options.get("cache")) or Path.home() / ".cache" / "repsim" / "wds" / spec.id.replace("/", "_")
+    if not (cache / "classnames.txt").is_file():
+        if not spec.options.get("download"):
+            raise DatasetError(
+                f"dataset '{spec.id}': shards from {spec.url} are not cached in {cache}; set options: "
+                "{download: true} and run online once, or " + _how_to_get(spec)
+            )
+        try:
+            _download(spec, cache)
+        except OSError as exc:
+            raise DatasetError(f"dataset '{spec.id}': download from {spec.url} failed ({exc}); check the URL and that you are online") from None
+    return cache
+
+
+def index_shard(shard: Path, split: str, spec: DatasetSpec) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+    """Samples of one shard by key: image location (offset, size, ext) and label; and cut items."""
+    samples: dict[str, dict] = {}
+    skipped: list[tuple[str, str]] = []
+    size = shard.stat().st_size
+    try:
+        tf = tarfile.open(shard, mode="r:")
+    except tarfile.TarError as exc:
+        return {}, [(f"{spec.id}/{split}/{shard.name}", f"shard is not a readable tar ({exc})")]
+    with tf:
+        while True:
+            try:
+                member = tf.next()
+            except tarfile.TarError as exc:
+                skipped.append((f"{spec.id}/{split}/{shard.name}", f"shard ends early after {len(samples)} samples ({exc})"))
+                break
+            if member is None:
+                break
+            if not member.isfile():
+                continue
+            name = member.name.rsplit("/", 1)[-1]
+            if "." not in name:
+                continue
+            stem, ext = name.split(".", 1)
+            key = f"{member.name.rsplit('/', 1)[0]}/{stem}" if "/" in member.name else stem
+            ext = ext.lower()
+            item_id = f"{spec.id}/{split}/{key}"
+            entry = samples.setdefault(key, {})
+            if member.offset_data + member.size > size:
+                entry["cut"] = True
+                skipped.append((item_id, f"shard {shard.name} ends early: {name} is truncated"))
+                break
+            if ext == "cls":
+                raw = tf.extractfile(member).read().decode("utf-8", "replace").strip()
+                try:
+                    entry["label"] = int(raw.split()[0])
+                except (ValueError, IndexError):
+                    entry["bad"] = f"label file {name} holds {raw[:20]!r}, not an integer"
+            elif ext in _IMAGE_EXTS and "image" not in entry:
+                entry["image"] = (shard, member.offset_data, member.size)
+    return samples, skipped
+
+
+def load(spec: DatasetSpec) -> StimulusSet:
+    root = _root(spec)
+    if not root.is_dir():
+        raise DatasetError(f"dataset '{spec.id}': shard folder {root} does not exist; " + _how_to_get(spec))
+    names_file = root / "classnames.txt"
+    if not names_file.is_file():
+        raise DatasetError(f"dataset '{spec.id}': {names_file} is missing; " + _how_to_get(spec))
+    class_names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+    ids, labels, split, locs, skipped = [], [], [], [], []
+    seen: dict[str, Path] = {}
+    for sp in SPLITS:
+        shards = sorted((root / sp).glob("*.tar"), key=_natural_key) if (root / sp).is_dir() else []
+        for shard in shards:
+            samples, cut = index_shard(shard, sp, spec)
+            skipped.extend(cut)
+            for key, entry in samples.items():
+                item_id = f"{spec.id}/{sp}/{key}"
+                if entry.get("cut"):
+                    continue
+                reason = entry.get("bad") or (
+                    "no image member" if "image" not in entry else "no .cls label" if "label" not in entry else None
+                )
+                if reason is None and not 0 <= entry["label"] < len(class_names):
+                    reason = f"label {entry['label']} outside the {len(class_names)} classes of classnames.txt"
+                if reason:
+                    skipped.append((item_id, reason))
+                    continue
+                if item_id in seen:
+                    raise DatasetError(
+                        f"dataset '{spec.id}': sample key {key!r} occurs in {seen[item_id].name} and {shard.name}; "
+                        "each key must be unique within a split (remove the duplicated shard)"
+                    )
+                seen[item_id] = shard
+                ids.append(item_id)
+                labels.append(entry["label"])
+                split.append(sp)
+                locs.append(entry["image"])
+    if not ids and not skipped:
+        raise DatasetError(f"dataset '{spec.id}': no shards under {root}/train or {root}/test; " + _how_to_get(spec))
+
+    def raw(i: int) -> bytes:
+        shard, offset, size = locs[i]
+        with open(shard, "rb") as fh:
+            fh.seek(offset)
+            return fh.read(size)
+
+    keep, bad = header_filter(spec, ids, raw)
+    kept = [locs[i] for i in keep]
+    side = min_side(spec)
+
+    def reader(i: int) -> np.ndarray:
+        shard, offset, size = kept[i]
+        with open(shard, "rb") as fh:
+            fh.seek(offset)
+            return decode_image(fh.read(size), side)
+
+    return StimulusSet(
+        dataset_id=spec.id,
+        ids=np.array(ids, dtype=str)[keep],
+        labels=np.array(labels, dtype=np.int64)[keep],
+        split=np.array(split, dtype=str)[keep],
+        class_names=class_names,
+        domain=spec.domain,
+        skipped=skipped + bad,
+        reader=reader,
+    )

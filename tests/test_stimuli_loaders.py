@@ -1,0 +1,299 @@
+"""Loaders on small fixture datasets written by the tests, and the per-case bad-input decisions.
+
+Decisions under test: grayscale, CMYK, 16-bit, alpha and palette images are converted to RGB
+uint8; corrupt, truncated and tiny files are skipped and recorded; empty classes keep their index;
+a one-image class stays in train; duplicate ids and duplicated shard keys are DatasetErrors; a
+shard that ends early keeps its complete samples and records the cut one.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from repsim.errors import ConfigError, DatasetError
+from repsim.stimuli import open_dataset, parse_datasets, stimulus_table
+from repsim.stimuli.decode import UnreadableImage, decode_image
+
+
+def _png(arr_or_img, fmt="PNG", **kw) -> bytes:
+    img = arr_or_img if isinstance(arr_or_img, Image.Image) else Image.fromarray(arr_or_img)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _rgb(seed: int, size: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def _spec(**entry):
+    (spec,) = parse_datasets([{"id": "fx", "domain": "Structured", **entry}])
+    return spec
+
+
+# ---------------------------------------------------------------- decoding, case by case
+
+
+def test_decode_conversions_to_rgb_uint8():
+    gray = np.full((16, 16), 77, np.uint8)
+    out = decode_image(_png(gray))
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8 and (out == 77).all()
+
+    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))  # pure red in CMYK
+    out = decode_image(_png(cmyk, "JPEG", quality=95))
+    assert out.shape == (16, 16, 3) and out[..., 0].mean() > 200 and out[..., 1].mean() < 60
+
+    sixteen = np.full((16, 16), 65535, np.uint16)
+    sixteen[:8] = 257 * 100
+    out = decode_image(_png(sixteen))
+    assert out.dtype == np.uint8 and out[0, 0, 0] == 100 and out[15, 0, 0] == 255  # scaled, not clipped
+
+    rgba = np.dstack([_rgb(0), np.full((16, 16), 0, np.uint8)])
+    out = decode_image(_png(rgba))
+    assert np.array_equal(out, _rgb(0))  # alpha dropped as in the study's loaders
+
+    la = Image.fromarray(np.dstack([gray, gray]), "LA")
+    assert decode_image(_png(la)).shape == (16, 16, 3)
+
+    pal = Image.fromarray(_rgb(1)).convert("P")
+    pal.info["transparency"] = 0
+    assert decode_image(_png(pal, transparency=0)).shape == (16, 16, 3)
+
+    floats = Image.fromarray(np.full((16, 16), 0.5, np.float32), "F")
+    assert decode_image(_png(floats, "TIFF"))[0, 0, 0] == 128
+
+
+def test_decode_rejects_corrupt_truncated_and_tiny():
+    with pytest.raises(UnreadableImage, match="not a readable image"):
+        decode_image(b"this is not an image at all")
+    jpg = _png(_rgb(2, 64), "JPEG")
+    with pytest.raises(UnreadableImage, match="truncated"):
+        decode_image(jpg[: len(jpg) // 2])
+    with pytest.raises(UnreadableImage, match="min_side"):
+        decode_image(_png(_rgb(3, 2)))
+    assert decode_image(_png(_rgb(3, 2)), min_side=1).shape == (2, 2, 3)
+
+
+# ---------------------------------------------------------------- image folder
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "folder"
+    for i in range(4):
+        _write(root / "train" / "ant" / f"{i}.png", _png(_rgb(i)))
+        _write(root / "train" / "bee" / f"sub/{i}.jpg", _png(_rgb(10 + i), "JPEG"))
+    _write(root / "train" / "bee" / "gray.png", _png(np.full((20, 12), 9, np.uint8)))
+    _write(root / "train" / "bee" / "cmyk.jpg", _png(Image.new("CMYK", (16, 16), (10, 20, 30, 40)), "JPEG"))
+    _write(root / "train" / "bee" / "deep.png", _png(np.full((16, 16), 4000, np.uint16)))
+    _write(root / "train" / "bee" / "alpha.png", _png(np.dstack([_rgb(5), np.full((16, 16), 128, np.uint8)])))
+    _write(root / "train" / "bee" / "broken.jpg", b"\xff\xd8 garbage")
+    jpg = _png(_rgb(6, 64), "JPEG")
+    _write(root / "train" / "bee" / "cut.jpg", jpg[: len(jpg) // 2])
+    _write(root / "train" / "bee" / "tiny.png", _png(_rgb(7, 3)))
+    _write(root / "train" / "solo" / "only.png", _png(_rgb(8)))
+    (root / "train" / "void").mkdir(parents=True)
+    (root / "train" / "ant" / "notes.txt").write_text("not an image, ignored by extension")
+    for i in range(2):
+        _write(root / "val" / "ant" / f"{i}.png", _png(_rgb(20 + i)))
+        _write(root / "val" / "bee" / f"{i}.png", _png(_rgb(30 + i)))
+    return root
+
+
+def test_imagefolder_layout_labels_and_skips(folder):
+    st = open_dataset(_spec(loader="imagefolder", path=str(folder)))
+    assert st.class_names == ["ant", "bee", "solo", "void"]
+    assert st.counts("train").tolist() == [4, 9, 1, 0]  # broken.jpg and tiny.png skipped at open
+    assert st.counts("test").tolist() == [2, 2, 0, 0]  # val/ taken as test
+    reasons = dict(st.skipped)
+    assert set(reasons) == {"fx/train/bee/broken.jpg", "fx/train/bee/tiny.png"}
+    assert "fx/train/bee/sub/0.jpg" in set(st.ids)
+    imgs = st.load_images(np.flatnonzero(np.char.startswith(st.ids, "fx/train/ant/")))
+    assert isinstance(imgs, np.ndarray) and imgs.shape == (4, 16, 16, 3)
+    mixed = st.load_images(st.indices_of(["fx/train/bee/gray.png", "fx/train/ant/0.png"]))
+    assert isinstance(mixed, list) and mixed[0].shape == (20, 12, 3)
+    with pytest.raises(DatasetError, match="cut.jpg.*verify"):
+        st.load_images(st.indices_of(["fx/train/bee/cut.jpg"]))
+
+
+def test_imagefolder_full_verify_skips_truncated(folder):
+    st = open_dataset(_spec(loader="imagefolder", path=str(folder), options={"verify": "full"}))
+    assert "fx/train/bee/cut.jpg" in dict(st.skipped)
+    assert st.counts("train").tolist() == [4, 8, 1, 0]
+    imgs = st.load_images(np.arange(len(st)))
+    assert all(im.dtype == np.uint8 and im.shape[-1] == 3 for im in imgs)
+
+
+def test_stimulus_table_records_truncated_item_in_subset(folder):
+    table = stimulus_table(_spec(loader="imagefolder", path=str(folder)))
+    assert "fx/train/bee/cut.jpg" not in set(table.id)
+    assert "fx/train/bee/cut.jpg" in dict(table.attrs["skipped"])
+    assert len(table.attrs["skipped"]) == 3
+    assert table.in_similarity.sum() == 13 and "fx/train/solo/only.png" in set(table[table.in_similarity].id)
+
+
+def test_imagefolder_flat_with_holdout(tmp_path):
+    for c, n in (("x", 10), ("y", 1)):
+        for i in range(n):
+            _write(tmp_path / c / f"{i}.png", _png(_rgb(i)))
+    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path), options={"test_fraction": 0.3}))
+    assert st.counts("test").tolist() == [3, 0] and st.counts("train").tolist() == [7, 1]
+    assert all(i.startswith(f"fx/{s}/") for i, s in zip(st.ids, st.split))
+    again = open_dataset(_spec(loader="imagefolder", path=str(tmp_path), options={"test_fraction": 0.3}))
+    assert np.array_equal(st.ids, again.ids)
+
+
+def test_imagefolder_missing_and_empty(tmp_path):
+    with pytest.raises(DatasetError, match="does not exist"):
+        open_dataset(_spec(loader="imagefolder", path=str(tmp_path / "nope")))
+    (tmp_path / "empty" / "cls").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="no usable images"):
+        open_dataset(_spec(loader="imagefolder", path=str(tmp_path / "empty")))
+
+
+# ---------------------------------------------------------------- webdataset shards
+
+
+def _add(tf: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tf.addfile(info, io.BytesIO(data))
+
+
+def _shard(path: Path, samples: list[tuple[str, bytes | None, str | None]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tf:
+        for key, img, cls in samples:
+            if img is not None:
+                _add(tf, f"{key}.webp" if img[:4] == b"RIFF" else f"{key}.png", img)
+            if cls is not None:
+                _add(tf, f"{key}.cls", cls.encode())
+
+
+@pytest.fixture
+def shards(tmp_path) -> Path:
+    root = tmp_path / "wds_toy"
+    root.mkdir()
+    (root / "classnames.txt").write_text("cat\ndog\nfox\n")
+    webp = _png(_rgb(0), "WEBP")
+    _shard(root / "train" / "0.tar", [(f"s{i:04d}", _png(_rgb(i)), str(i % 3)) for i in range(6)] + [("w", webp, "1")])
+    _shard(
+        root / "train" / "1.tar",
+        [("s0100", _png(_rgb(1)), None), ("s0101", None, "1"), ("s0102", b"junk", "2"), ("s0103", _png(_rgb(2)), "9"),
+         ("s0104", _png(_rgb(3)), "x")],
+    )
+    _shard(root / "test" / "0.tar", [(f"t{i}", _png(_rgb(50 + i)), str(i % 3)) for i in range(3)])
+    # a shard that ends early: the last sample's image is cut off
+    full = root / "train" / "2.tar"
+    _shard(full, [("s0200", _png(_rgb(4)), "0"), ("s0201", _png(_rgb(5, 64)), "1")])
+    with tarfile.open(full) as tf:
+        cut = tf.getmember("s0201.png")
+    full.write_bytes(full.read_bytes()[: cut.offset_data + cut.size // 2])
+    return root
+
+
+def test_wds_index_labels_and_bad_samples(shards):
+    st = open_dataset(_spec(loader="wds", path=str(shards)))
+    assert st.class_names == ["cat", "dog", "fox"]
+    train = set(st.ids[st.split == "train"])
+    assert train == {f"fx/train/s{i:04d}" for i in range(6)} | {"fx/train/w", "fx/train/s0200"}
+    assert (st.split == "test").sum() == 3
+    reasons = dict(st.skipped)
+    assert "no .cls label" in reasons["fx/train/s0100"]
+    assert "no image" in reasons["fx/train/s0101"]
+    assert "not a readable image" in reasons["fx/train/s0102"]
+    assert "outside" in reasons["fx/train/s0103"]
+    assert "not an integer" in reasons["fx/train/s0104"]
+    assert "ends early" in reasons["fx/train/s0201"]
+    i = st.indices_of(["fx/train/s0004"])
+    assert st.labels[i][0] == 1
+    assert np.array_equal(st.load_images(i)[0], _rgb(4))
+    assert st.load_images(st.indices_of(["fx/train/w"])).shape == (1, 16, 16, 3)
+
+
+def test_wds_duplicate_key_is_an_error(shards):
+    (shards / "train" / "9.tar").write_bytes((shards / "train" / "0.tar").read_bytes())
+    with pytest.raises(DatasetError, match="occurs in"):
+        open_dataset(_spec(loader="wds", path=str(shards)))
+
+
+def test_wds_from_file_url_cache(shards, tmp_path):
+    for sp in ("train", "test"):
+        (shards / sp / "nshards.txt").write_text(str(len(list((shards / sp).glob("*.tar")))))
+    cache = tmp_path / "cache"
+    spec = _spec(loader="wds", url=shards.as_uri(), options={"cache": str(cache)})
+    with pytest.raises(DatasetError, match="download: true"):
+        open_dataset(spec)
+    spec = _spec(loader="wds", url=shards.as_uri(), options={"cache": str(cache), "download": True})
+    assert len(open_dataset(spec)) == 11
+
+
+def test_wds_missing_folder_says_how_to_get_it(tmp_path):
+    with pytest.raises(DatasetError, match="huggingface-cli download"):
+        open_dataset(_spec(loader="wds", path=str(tmp_path / "nothing"), source="wds_vtab-cifar10"))
+
+
+# ---------------------------------------------------------------- torchvision
+
+
+def _idx(path: Path, arr: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    path.write_bytes(header + arr.astype(np.uint8).tobytes())
+
+
+def test_torchvision_mnist_from_local_root(tmp_path):
+    rng = np.random.default_rng(0)
+    raw = tmp_path / "MNIST" / "raw"
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        _idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    st = open_dataset(_spec(loader="torchvision", root=str(tmp_path), options={"name": "MNIST"}))
+    assert (st.split == "train").sum() == 12 and (st.split == "test").sum() == 5
+    assert st.class_names[0].startswith("0") and st.labels[:3].tolist() == [0, 1, 2]
+    imgs = st.load_images([0, 13])
+    assert imgs.shape == (2, 28, 28, 3) and imgs.dtype == np.uint8
+    assert stimulus_table(st).in_similarity.sum() == 12
+
+
+def test_torchvision_missing_root_and_bad_name(tmp_path):
+    with pytest.raises(DatasetError, match="download: true"):
+        open_dataset(_spec(loader="torchvision", root=str(tmp_path), options={"name": "MNIST"}))
+    with pytest.raises(ConfigError, match="not a torchvision dataset"):
+        open_dataset(_spec(loader="torchvision", root=str(tmp_path), options={"name": "Nope"}))
+
+
+# ---------------------------------------------------------------- BREEDS
+
+
+def test_breeds_from_hierarchy_and_class_map(tmp_path):
+    imnet = tmp_path / "imagenet"
+    for sp in ("train", "val"):
+        for k, wnid in enumerate(("n01", "n02", "n03", "n04")):
+            _write(imnet / sp / wnid / f"{wnid}_{sp}.JPEG", _png(_rgb(k), "JPEG"))
+    info = tmp_path / "breeds"
+    info.mkdir()
+    (info / "class_hierarchy.txt").write_text("n00 n10\nn00 n20\nn10 n01\nn10 n02\nn20 n21\nn21 n03\nn20 n04\n")
+    (info / "node_names.txt").write_text("n10\tanimal\nn20\tartifact\n")
+    spec = _spec(loader="breeds", root=str(imnet), options={"hierarchy": str(info), "superclasses": ["n10", "n20"]})
+    st = open_dataset(spec)
+    assert st.class_names == ["animal", "artifact"]
+    assert st.counts("train").tolist() == [2, 2] and st.counts("test").tolist() == [2, 2]
+    assert st.labels[st.indices_of(["fx/train/n03/n03_train.JPEG"])][0] == 1
+    cmap = tmp_path / "map.txt"
+    cmap.write_text("n01 n10\nn04 n20\n")
+    st = open_dataset(_spec(loader="breeds", root=str(imnet), options={"class_map": str(cmap), "hierarchy": str(info)}))
+    assert st.counts().tolist() == [2, 2] and len(st) == 4
+    with pytest.raises(ConfigError, match="class_map"):
+        open_dataset(_spec(loader="breeds", root=str(imnet)))
