@@ -35,7 +35,7 @@ DEFAULT_WDS: np.ndarray = np.logspace(-6, 1, 64)
 #: grid steps around the best coarse weight decay that the fine search adds
 FINE_OFFSETS: tuple[int, ...] = (-4, -2, -1, 1, 2, 4)
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
-_EVAL_ROWS = 4096  # rows per chunk when scoring, bounds the (seed, rows, setting, class) logits
+_EVAL_ELEMENTS = 2**26  # logits per chunk when scoring (256 MB of float32)
 
 
 @dataclass(frozen=True)
@@ -253,8 +253,9 @@ def _score(
     """Predictions ``(K, S, m)``, accuracy ``(K, S)`` and mean cross-entropy ``(K, S)`` on ``rows``."""
     K, d, S, C = W.shape
     preds, correct, loss = [], 0, 0
-    for start in range(0, rows.shape[1], _EVAL_ROWS):
-        idx = rows[:, start : start + _EVAL_ROWS]
+    chunk = max(1, _EVAL_ELEMENTS // (K * S * C))
+    for start in range(0, rows.shape[1], chunk):
+        idx = rows[:, start : start + chunk]
         xb, yb = X[idx], y[idx]
         logits = torch.baddbmm(b.view(K, 1, S * C), xb, W.view(K, d, S * C)).view(K, -1, S, C)
         pred = logits.argmax(dim=-1)  # (K, m, S)
