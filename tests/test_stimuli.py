@@ -148,3 +148,27 @@ def test_cli_datasets_check_exit_code(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"datasets": [{"id": "g", "loader": "embedded", "path": "no.npz", "domain": "Structured"}]}))
     assert main(["datasets", "--config", str(path), "--check"]) == 1
+
+
+def test_paper_datasets_config_matches_the_study(repo_root):
+    import pandas as pd
+
+    from repsim.config import load_config
+
+    ref = pd.read_csv(repo_root.parent / "shared/reference/paper_datasets.csv") if (
+        repo_root.parent / "shared/reference/paper_datasets.csv"
+    ).is_file() else None
+    cfg = load_config(repo_root / "data/configs/paper_datasets.yaml")
+    specs = parse_datasets(cfg["datasets"])
+    assert len(specs) == 23
+    counts = pd.Series([s.domain for s in specs]).value_counts().to_dict()
+    assert counts == {"Natural (multi-domain)": 10, "Natural (single-domain)": 6, "Specialized": 4, "Structured": 3}
+    by_id = {s.id: s for s in specs}
+    assert by_id["imagenet-subset-10k"].per_class == 10
+    assert by_id["entity30"].loader == "breeds"
+    if ref is not None:
+        for row in ref.itertuples():
+            assert by_id[row.id].n_classes == row.n_classes and by_id[row.id].domain == row.domain
+    table, ok = check_datasets(repo_root / "data/configs/paper_datasets.yaml")
+    if not ok:  # shards not downloaded on this machine: every line says how to get them
+        assert "huggingface-cli download" in table

@@ -7,6 +7,7 @@ before any extraction starts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,12 +57,18 @@ class DatasetSpec:
         if value is None:
             return None
         entry = {CONFIG_DIR_KEY: str(self.config_dir)} if self.config_dir else {}
-        return resolve_path(value, entry)
+        p = resolve_path(value, entry)
+        return Path(os.path.normpath(p)) if p is not None else None
 
     @property
     def location(self) -> str:
         """The path, root or URL of the data, for messages and tables."""
         return str(self.path or self.root or self.url or "")
+
+
+def _path(value: str | Path | None, entry: Mapping[str, Any]) -> Path | None:
+    p = resolve_path(value, dict(entry))
+    return Path(os.path.normpath(p)) if p is not None else None
 
 
 def _int_or_none(entry: Mapping[str, Any], key: str, default: int | None, where: str) -> int | None:
@@ -109,8 +116,8 @@ def parse_dataset(entry: Mapping[str, Any], defaults: Mapping[str, Any] | None =
         loader=loader,
         domain=domain,
         name=str(entry.get("name") or ds_id),
-        path=resolve_path(entry.get("path"), dict(entry)),
-        root=resolve_path(entry.get("root"), dict(entry)),
+        path=_path(entry.get("path"), entry),
+        root=_path(entry.get("root"), entry),
         url=str(url) if url else None,
         n_classes=_int_or_none(entry, "n_classes", None, where),
         options=dict(options),
