@@ -166,3 +166,19 @@ def test_errors_name_the_problem(rng):
         linear_probe(X, y[:50], X, y, device="cpu")
     with pytest.raises(InputError, match="distinct"):
         linear_probe(X, y, X, y, seeds=(1, 1), device="cpu")
+
+
+def test_bench_probe_runs_and_writes_json(tmp_path):
+    import json
+
+    from repsim.bench.probe import main
+
+    out = tmp_path / "bench.json"
+    argv = ["--n", "300", "--dim", "8", "--classes", "3", "--settings", "6", "--epochs", "1"]
+    assert (
+        main([*argv, "--seeds", "0", "--sequential", "2", "--device", "cpu", "--json", str(out)])
+        == 0
+    )
+    res = json.loads(out.read_text())
+    assert res["sequential_extrapolated"] and res["sequential_timed_settings"] == 2
+    assert res["speedup"] > 0 and res["full_probe_s"] > 0 and res["device"] == "cpu"
