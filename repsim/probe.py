@@ -402,8 +402,10 @@ def linear_probe(
     rate with the coarse weight decays (:func:`coarse_indices`), then every learning rate with the
     weight decays ``FINE_OFFSETS`` grid steps around the best coarse one; the best setting on
     validation (ties: lower validation loss) is retrained on all train rows and scored on the test
-    rows. All seeds and settings of a phase train together as one batched layer (see the module
-    docstring). The seed fixes the split, the initialisation and the batch order, so a result is
+    rows. Training: cross-entropy, AdamW (betas 0.9/0.999, weight decay on weights and bias, as
+    ``torch.optim.AdamW`` over all parameters of a ``torch.nn.Linear``), learning rate scaled by a
+    cosine without warm-up stepped once per batch, last partial batch kept. All seeds and settings
+    of a phase train together as one batched layer (see the module docstring). The seed fixes the split, the initialisation and the batch order, so a result is
     deterministic for a given seed and device.
 
     Parameters
