@@ -1,0 +1,102 @@
+"""Extraction: L2-normalised rows keyed by id, resume after a crash, alignment across models."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from repsim.extract import extract_features
+from repsim.store import FeatureStore
+from repsim.zoo import ModelSpec, load_model
+
+SMALL = {"resize": 40, "crop": 32}
+
+
+def _spec(mid: str = "rn18", **kw) -> ModelSpec:
+    base = {"id": mid, "loader": "torchvision", "identifier": "resnet18", "layer": "avgpool", "token": "pooled", "preprocess": SMALL}
+    return ModelSpec(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, size=(22, 48, 40, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def ids() -> list[str]:
+    return [f"stim-{i:03d}" for i in range(22)]
+
+
+def _loaded(spec: ModelSpec, seed: int = 0):
+    torch.manual_seed(seed)
+    return load_model(spec, pretrained=False)
+
+
+def test_extract_normalised_and_keyed(tmp_path: Path, images: np.ndarray, ids: list[str]) -> None:
+    spec = _spec()
+    store = FeatureStore(tmp_path / "f.zarr")
+    info = extract_features(spec, images, ids, store, "toy", loaded=_loaded(spec), batch_size=4, chunk_batches=2,
+                            keep_raw=True, progress=False)
+    assert info["status"] == "done" and info["computed"] == 22
+    got_ids, feats = store.read("toy", "rn18")
+    assert list(got_ids) == ids and feats.shape == (22, 512)
+    np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)
+    _, raw = store.read("toy", "rn18", raw=True)
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), feats, rtol=1e-5, atol=1e-6)
+    attrs = store.attrs("toy", "rn18")
+    assert attrs["embed_dim"] == 512 and attrs["pretrained_cfg"]["resolved"] == "resnet18:IMAGENET1K_V1"
+    assert "torch" in attrs["versions"] and attrs["device"].startswith("cpu")
+    again = extract_features(spec, images, ids, store, "toy", loaded=_loaded(spec), progress=False)
+    assert again["status"] == "skipped"
+
+
+def test_resume_after_crash_gives_identical_features(tmp_path: Path, images: np.ndarray, ids: list[str]) -> None:
+    spec = _spec()
+    loaded = _loaded(spec)
+    calls = {"n": 0}
+
+    def crashing(idx: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 4:  # dies inside the second chunk
+            raise KeyboardInterrupt("simulated kill")
+        return images[idx]
+
+    store = FeatureStore(tmp_path / "a.zarr")
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(spec, crashing, ids, store, "toy", loaded=loaded, batch_size=4, chunk_batches=2, progress=False)
+    assert not store.has("toy", "rn18")
+    assert store.writer("toy", "rn18", ids).pending_chunks() == [1, 2]
+    resumed = extract_features(spec, lambda idx: images[idx], ids, store, "toy", loaded=loaded, batch_size=4,
+                               chunk_batches=2, progress=False)
+    assert resumed["computed"] == 22 - 8
+    fresh = FeatureStore(tmp_path / "b.zarr")
+    extract_features(spec, images, ids, fresh, "toy", loaded=loaded, batch_size=4, chunk_batches=2, progress=False)
+    np.testing.assert_array_equal(store.read("toy", "rn18")[1], fresh.read("toy", "rn18")[1])
+
+
+def test_alignment_across_models_and_concurrent_writes(tmp_path: Path, images: np.ndarray, ids: list[str]) -> None:
+    store = FeatureStore(tmp_path / "f.zarr")
+    specs = [_spec("m1"), _spec("m2", layer="layer3")]
+    loaded = [_loaded(s, seed=i) for i, s in enumerate(specs)]
+    threads = [
+        threading.Thread(target=extract_features, args=(s, images, ids, store, "toy"),
+                         kwargs={"loaded": m, "batch_size": 8, "chunk_batches": 1, "progress": False})
+        for s, m in zip(specs, loaded)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    order = list(np.random.default_rng(1).permutation(ids))
+    rows = {s.id: store.read("toy", s.id, ids=order) for s in specs}
+    assert list(rows["m1"][0]) == list(rows["m2"][0]) == order
+    assert rows["m2"][1].shape == (22, 256)
+    # a row is the feature of its own image, whatever the order asked for
+    single = FeatureStore(tmp_path / "one.zarr")
+    k = ids.index(order[0])
+    extract_features(specs[0], images[k : k + 1], [order[0]], single, "toy", loaded=loaded[0], progress=False)
+    np.testing.assert_allclose(single.read("toy", "m1")[1][0], rows["m1"][1][0], rtol=1e-4, atol=1e-5)
