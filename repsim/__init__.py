@@ -33,6 +33,8 @@ _LAZY = {
     "grouped_consistency": "repsim.consistency",
     "anchor_consistency": "repsim.consistency",
     "linear_probe": "repsim.probe",
+    "open_dataset": "repsim.stimuli",
+    "stimulus_table": "repsim.stimuli",
     "load_config": "repsim.config",
     "run": "repsim.pipeline",
 }

@@ -70,7 +70,7 @@ def load_plan(config_path: str | Path) -> RunPlan:
     if not raw.get("datasets"):
         raise ConfigError(f"{config_path}: no datasets configured (a 'datasets:' list)")
     models = tuple(parse_models(raw["models"]))
-    datasets = tuple(parse_datasets(raw["datasets"]))
+    datasets = tuple(parse_datasets(raw["datasets"], defaults=raw.get("stimuli")))
     measures = tuple(raw.get("measures") or DEFAULT_MEASURES)
     for name in measures:
         parse_measure(name)  # raises a ConfigError/InputError naming the valid measures

@@ -54,21 +54,15 @@ def stimuli_path(run_dir: Path, ds: Any) -> Path:
 
 def run_stimuli(plan: RunPlan, ds: Any, run_dir: Path) -> dict[str, Any]:
     """Write the stimulus table (ids, labels, split, in_similarity) of one dataset, once per run."""
-    from repsim.stimuli import open_dataset, stimulus_table
+    from repsim.stimuli import stimulus_table
 
     cache, key, path = StageCache(run_dir), stimuli_key(plan, ds), stimuli_path(run_dir, ds)
     if cache.is_done("stimuli", ds.id, key) and path.is_file():
         return cache.info("stimuli", ds.id)
     t0 = time.perf_counter()
-    stimset = open_dataset(ds)
-    table = stimulus_table(
-        stimset,
-        max_images=plan.stimuli.get("max_images", 10000),
-        per_class=getattr(ds, "per_class", None) or plan.stimuli.get("per_class"),
-        seed=plan.stimuli.get("seed", 42),
-    )
+    table = stimulus_table(ds)  # the spec carries the subset rules (max_images, per_class, seed)
     atomic_write_text(path, table.to_csv(index=False))
-    skipped = [list(map(str, s)) for s in getattr(stimset, "skipped", [])]
+    skipped = [list(map(str, s)) for s in table.attrs.get("skipped", [])]
     info = {
         "n_total": int(len(table)),
         "n_similarity": int(table["in_similarity"].sum()),

@@ -23,3 +23,18 @@ def rng() -> np.random.Generator:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> Path:
+    return REPO / "data" / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: Path) -> Path:
+    """One pipeline run of the tiny config, shared by every test that reads a run folder."""
+    from repsim.pipeline import run
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    run(tiny_config, out, device="cpu")
+    return out

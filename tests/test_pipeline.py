@@ -1,0 +1,97 @@
+"""The whole pipeline on data/configs/tiny.yaml: files, schema, caching, resume, schedulers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from repsim import stages
+from repsim.errors import ConfigError
+from repsim.pipeline import run
+from repsim.plan import MODEL_COORDS, load_plan
+
+pytestmark = pytest.mark.slow
+
+
+def _files_equal(a: Path, b: Path) -> None:
+    for name in ("similarity.nc", "consistency.nc", "probes.nc"):
+        da, db = xr.load_dataset(a / name), xr.load_dataset(b / name)
+        xr.testing.assert_identical(da.drop_attrs(), db.drop_attrs())
+
+
+def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
+    sim = xr.load_dataset(tiny_run / "similarity.nc")
+    plan = load_plan(tiny_config)
+    assert set(plan.measures) <= set(sim.data_vars)
+    for name in plan.measures:
+        assert sim[name].dims == ("dataset", "model_a", "model_b")
+        values = sim[name].values
+        np.testing.assert_allclose(values, values.transpose(0, 2, 1), atol=1e-12)
+    assert list(sim.model_a.values) == [m.id for m in plan.models]
+    for key in MODEL_COORDS:
+        assert sim[f"{key}_a"].dims == ("model_a",) and sim[f"{key}_b"].dims == ("model_b",)
+    assert {"domain", "n_stimuli", "dataset_name"} <= set(sim.coords)
+    np.testing.assert_allclose(
+        np.diagonal(sim["cka_linear"].values, axis1=1, axis2=2), 1.0, atol=1e-9
+    )
+
+    cons = xr.load_dataset(tiny_run / "consistency.nc")
+    assert cons["consistency"].dims == ("measure", "group_pair", "dataset_a", "dataset_b")
+    assert "all" in cons.group_pair.values
+
+    probes = xr.load_dataset(tiny_run / "probes.nc")
+    assert probes["accuracy"].dims == ("model", "dataset", "seed")
+    assert np.isfinite(probes["accuracy"].values).all()
+    assert "objective" in probes.coords
+
+    info = json.loads((tiny_run / "run.json").read_text())
+    assert info["versions"]["torch"] and info["device"] == "cpu"
+    assert set(info["datasets"]) == set(sim.dataset.values)
+
+
+def test_second_run_skips_every_stage(tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch):
+    run_dir = tmp_path / "again"
+    shutil.copytree(tiny_run, run_dir)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a cached stage ran again")
+
+    monkeypatch.setattr("repsim.stimuli.open_dataset", fail)
+    monkeypatch.setattr("repsim.extract.extract_features", fail)
+    monkeypatch.setattr("repsim.measures.similarity_matrices", fail)
+    monkeypatch.setattr("repsim.probe.linear_probe", fail)
+    run(tiny_config, run_dir, device="cpu")
+    _files_equal(tiny_run, run_dir)
+
+
+def test_interrupted_run_resumes_to_identical_results(tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch):
+    run_dir = tmp_path / "interrupted"
+    calls = {"n": 0}
+    original = stages.run_similarity
+
+    def crash_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated kill")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "run_similarity", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_config, run_dir, device="cpu")
+    assert not (run_dir / "similarity.nc").exists()
+    monkeypatch.setattr(stages, "run_similarity", original)
+    run(tiny_config, run_dir, device="cpu")
+    _files_equal(tiny_run, run_dir)
+
+
+def test_bad_config_fails_before_work(tmp_path: Path, tiny_config: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"include: [{tiny_config}]\nmeasures: [cka_cubic]\n")
+    with pytest.raises(ConfigError):
+        run(bad, tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run" / "features.zarr").exists()
