@@ -1,0 +1,201 @@
+"""Model specs, loaders (random init and local weight files), offline failures, taps."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from repsim.errors import ConfigError, MissingWeightsError, ModelError
+from repsim.zoo import ModelSpec, load_model, parse_models
+from repsim.zoo.loaders.checkpoint_loader import remap_keys, unwrap
+from repsim.zoo.registry import get_loader
+from repsim.zoo.taps import FeatureExtractor
+
+
+@pytest.fixture(autouse=True)
+def _empty_caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sb if k in sa) and len(set(sa) & set(sb)) > 0
+
+
+# -- specs ---------------------------------------------------------------------------------
+def test_parse_valid_entry(tmp_path: Path) -> None:
+    entry = {"_config_dir": str(tmp_path), "id": "m", "loader": "timm", "identifier": "resnet18",
+             "weights": "w.safetensors", "metadata": {"embed_dim": "512", "objective": "Supervised"}}
+    (spec,) = parse_models([entry])
+    assert spec.weights == tmp_path / "w.safetensors" and spec.embed_dim == 512
+
+
+@pytest.mark.parametrize(
+    ("entries", "match"),
+    [
+        ([{"id": "a", "loader": "nope", "identifier": "x"}], "'a'.*unknown loader 'nope'"),
+        ([{"id": "a", "loader": "timm"}], "'a' has no 'identifier'"),
+        ([{"id": "a", "loader": "timm", "identifier": "x"}] * 2, "'a' appears twice"),
+        ([{"id": "a", "loader": "timm", "identifier": "x", "token": "avg"}], "token 'avg'"),
+        ([{"loader": "timm", "identifier": "x"}], "no 'id'"),
+        ([{"id": "a", "loader": "timm", "identifier": "x", "layr": "norm"}], "unknown keys"),
+    ],
+)
+def test_parse_errors(entries: list, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        parse_models(entries)
+
+
+def test_minizoo_is_lazy_and_clear() -> None:
+    try:
+        get_loader("minizoo")
+    except ModelError as exc:
+        assert "repsim.minizoo.loader" in str(exc)
+
+
+def test_bad_identifier_is_clear() -> None:
+    with pytest.raises(ModelError, match="available"):
+        load_model(ModelSpec("x", "timm", "resnet18.no_such_tag"), pretrained=False)
+    with pytest.raises(ModelError, match="no tag"):
+        load_model(ModelSpec("x", "open_clip", "RN50:no_such_tag"), pretrained=False)
+
+
+# -- loaders with local weights --------------------------------------------------------------
+def test_timm_local_file(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    src = load_model(ModelSpec("a", "timm", "resnet10t.c3_in1k"), pretrained=False)
+    path = tmp_path / "w.safetensors"
+    save_file(src.module.state_dict(), str(path))
+    got = load_model(ModelSpec("b", "timm", "resnet10t.c3_in1k", weights=path))
+    assert _params_equal(got.module, src.module)
+    assert got.pretrained_cfg["source"] == str(path) and got.preprocess.crop == 176
+
+
+def test_torchvision_state_dict(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    src = load_model(ModelSpec("a", "torchvision", "resnet18"), pretrained=False)
+    path = tmp_path / "rn18.pth"
+    torch.save(src.module.state_dict(), path)
+    got = load_model(ModelSpec("b", "torchvision", "resnet18", weights=path))
+    assert _params_equal(got.module, src.module)
+    assert (got.preprocess.resize, got.preprocess.crop) == (256, 224)
+
+
+def test_open_clip_local_file(tmp_path: Path) -> None:
+    import open_clip
+
+    cfg = {"embed_dim": 16,
+           "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
+           "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}}
+    (tmp_path / "cfgs").mkdir()
+    (tmp_path / "cfgs" / "repsim-tiny.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path / "cfgs")
+    src = open_clip.create_model("repsim-tiny")
+    path = tmp_path / "tiny.pt"
+    torch.save(src.state_dict(), path)
+    got = load_model(ModelSpec("t", "open_clip", "repsim-tiny", weights=path))
+    assert _params_equal(got.module.visual, src.visual)
+    out = FeatureExtractor(got, ModelSpec("t", "open_clip", "x", layer="visual"))(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 16)
+
+
+@pytest.mark.parametrize("layout", ["vissl", "wrapped"])
+def test_checkpoint_key_remapping(tmp_path: Path, layout: str) -> None:
+    torch.manual_seed(2)
+    src = load_model(ModelSpec("a", "torchvision", "resnet18"), pretrained=False).module
+    trunk = {k: v for k, v in src.state_dict().items() if not k.startswith("fc.")}
+    if layout == "vissl":
+        ckpt = {"classy_state_dict": {"base_model": {"model": {
+            "trunk": {f"_feature_blocks.{k}": v for k, v in trunk.items()},
+            "heads": {"0.clf.0.weight": torch.zeros(3)}}}}, "phase_idx": 7}
+    else:
+        ckpt = {"state_dict": {**{f"module.backbone.{k}": v for k, v in trunk.items()},
+                               "module.projection_head.0.weight": torch.zeros(4, 4),
+                               "module.fc.weight": torch.zeros(10, 512)}}
+    path = tmp_path / "ckpt.torch"
+    torch.save(ckpt, path)
+    assert set(remap_keys(unwrap(torch.load(path, weights_only=True)))) == set(trunk)
+    got = load_model(ModelSpec("c", "checkpoint", "resnet18", weights=path, options={"url": "https://example.org/c.torch"}))
+    assert _params_equal(got.module, src)
+    assert isinstance(got.module.fc, torch.nn.Identity)
+
+
+def test_checkpoint_incomplete_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, path)
+    with pytest.raises(ModelError, match="does not cover"):
+        load_model(ModelSpec("c", "checkpoint", "resnet18", weights=path))
+
+
+def test_torch_hub_local_repo(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "hubconf.py").write_text(
+        "import torch\n\ndef tiny(pretrained=False):\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))\n"
+    )
+    got = load_model(ModelSpec("h", "torch_hub", f"local:{repo} tiny"), pretrained=False)
+    out = FeatureExtractor(got, ModelSpec("h", "torch_hub", "x", layer="1", token="pooled"))(torch.randn(2, 3, 8, 8))
+    assert out.shape == (2, 4)
+
+
+# -- offline failures ------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ModelSpec("t", "timm", "resnet10t.c3_in1k"),
+        ModelSpec("v", "torchvision", "resnet18"),
+        ModelSpec("o", "open_clip", "RN50:openai"),
+        ModelSpec("c", "checkpoint", "resnet50", options={"url": "https://dl.fbaipublicfiles.com/vicreg/resnet50.pth"}),
+        ModelSpec("h", "torch_hub", "facebookresearch/vicreg:main resnet50"),
+        ModelSpec("f", "timm", "resnet18", weights=Path("/nonexistent/w.safetensors")),
+    ],
+    ids=lambda s: s.loader + ("-file" if s.weights else ""),
+)
+def test_missing_weights_fail_fast(spec: ModelSpec) -> None:
+    get_loader(spec.loader)  # import cost is not part of the check
+    start = time.perf_counter()
+    with pytest.raises(MissingWeightsError) as info:
+        load_model(spec)
+    assert time.perf_counter() - start < 1.0
+    msg = str(info.value)
+    assert repr(spec.id) in msg and "weights" in msg
+    if spec.weights is None:
+        assert spec.identifier in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_align_needs_extra_or_builds() -> None:
+    spec = ModelSpec("a", "hf_transformers", "kakaobrain/align-base")
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        with pytest.raises(ModelError, match=r"repsim-compendium\[align\]"):
+            load_model(spec, pretrained=False, device="meta")
+        return
+    with pytest.raises(MissingWeightsError):
+        load_model(spec)
+
+
+# -- taps --------------------------------------------------------------------------------------
+def test_bad_layer_lists_close_names() -> None:
+    loaded = load_model(ModelSpec("r", "torchvision", "resnet18"), pretrained=False)
+    with pytest.raises(ModelError, match="avgpool") as info:
+        FeatureExtractor(loaded, ModelSpec("r", "torchvision", "resnet18", layer="avgpol"))
+    assert "layer4" in str(info.value)
+
+
+def test_taps_cls_pooled_and_hook() -> None:
+    loaded = load_model(ModelSpec("v", "timm", "vit_tiny_patch16_224", options={"img_size": 32}), pretrained=False)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        cls = FeatureExtractor(loaded, layer="norm", token="cls")(x)
+        full = loaded.module.forward_features(x)
+        pooled = FeatureExtractor(loaded)(x)
+        block = FeatureExtractor(loaded, layer="blocks.0", token="mean")(x)
+    torch.testing.assert_close(cls, full[:, 0])
+    assert pooled.shape == (2, 192) and block.shape == (2, 192)
