@@ -1,0 +1,84 @@
+"""Tests of repsim.plots: every figure function draws labelled axes from a fake run."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from helpers_run import write_fake_run  # noqa: E402
+
+from repsim import analysis as A  # noqa: E402
+from repsim import plots as P  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> A.Run:
+    return A.load_run(write_fake_run(tmp_path_factory.mktemp("run"), n_per_objective=3,
+                                     features=False))
+
+
+def _check(fig, caption: str | None = None) -> None:
+    axes = [ax for ax in fig.axes if ax.get_visible() and ax.has_data()]
+    assert axes, "figure has no data"
+    for ax in axes:
+        if ax.get_label() == "<colorbar>":
+            continue
+        assert ax.get_xlabel() or ax.get_xticklabels() or ax.get_title()
+    if caption:
+        assert any(caption[:20] in t.get_text() for t in fig.texts)
+    plt.close(fig)
+
+
+def test_category_colours_are_stable_and_mix():
+    assert P.category_color("Self-Supervised") == P.CATEGORY_COLORS["Self-Supervised"]
+    assert P.category_color("Image-Text | Image-Text") == P.CATEGORY_COLORS["Image-Text"]
+    assert P.category_color("a | b") == P.category_color("a | b")
+    assert P.category_color("Image-Text | Supervised") not in P.CATEGORY_COLORS.values()
+    assert P.category_color("unseen category") == P.category_color("unseen category")
+
+
+def test_similarity_figures(run):
+    da = run.similarity["cka_linear"]
+    order = A.domain_order(run.similarity)
+    cap = run.caption("cka_linear")
+    base = A.consistency_values(run.consistency, "cka_linear", "all")
+    _check(P.framework_figure(da, base, order[0], order[-1], caption=cap), cap)
+    _check(P.clustered_matrices(da, order, caption=cap), cap)
+    _check(P.mean_std_scatter(A.mean_std_across_datasets(da), caption=cap), cap)
+    _check(P.consistency_scatter(da, [(order[0], order[1])], caption=cap), cap)
+    _check(P.measure_vs_measure(run.similarity, "cka_linear", "mutual_knn_10", order[:2]))
+
+
+def test_consistency_figures(run):
+    cons = run.consistency
+    base = A.consistency_values(cons, "cka_linear", "all")
+    tidy = A.consistency_values(cons, "cka_linear", "objective")
+    fig = P.consistency_boxes(tidy, base, caption="boxes")
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == A.median_order(tidy)
+    _check(fig)
+    doms = dict(zip(map(str, run.similarity.dataset.values), map(str, run.similarity.domain.values)))
+    _check(P.consistency_heatmaps(cons, "cka_linear", ["all"], A.domain_order(run.similarity), doms))
+    av = A.anchor_values(cons, "cka_linear")
+    _check(P.anchor_boxes(av))
+    summ = A.consistency_summary(tidy).set_index("label")["median"]
+    both = summ.to_frame("x").join(summ.to_frame("y")).reset_index()
+    _check(P.paired_measures(both, "x", "y"))
+
+
+def test_behaviour_and_robustness_figures(run, rng):
+    da = run.similarity["cka_linear"]
+    tables = {d: A.accuracy_gap_table(da, run.probes, d) for d in ["shapes", "digits"]}
+    _check(P.gap_scatter(tables))
+    _check(P.by_domain(A.gap_correlations(da, run.probes)))
+    feats = {k: rng.normal(size=(40, 4)) for k in "abc"}
+
+    def lin(x, y):
+        return float(np.corrcoef((x @ x.T).ravel(), (y @ y.T).ravel())[0, 1])
+
+    _check(P.stability_curve(A.stability_vs_n(feats, [10, 40], 2, measure=lin)))
+    _check(P.bootstrap_errorbars(A.bootstrap_pairs(feats, 5, measure=lin)))
