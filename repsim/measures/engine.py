@@ -55,7 +55,7 @@ def similarity_matrix(
     features : model id -> array (n_stimuli, d_model); the same stimuli in the same order for every
         model, feature dims may differ. numpy or torch; computed in float64.
     measure : a registry name (``cka_linear``, ``cka_rbf_0.4``, ``rsa_spearman``, ``mutual_knn_10``, ...).
-    device : ``"cuda"``, ``"cpu"`` or None (CUDA when available).
+    device : ``"cuda"``, ``"cpu"``, or None / ``"auto"`` (CUDA when available).
     memory_budget_gb : working-memory budget for blocks; default half the free RAM (CPU) or 80% of
         the free GPU memory.
     progress : show tqdm progress bars.
@@ -169,7 +169,7 @@ def _usable(ids: list[str], arrays: list[np.ndarray]) -> np.ndarray:
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-    if device is None:
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
