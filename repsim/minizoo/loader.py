@@ -1,0 +1,45 @@
+"""The ``minizoo`` loader: mini-zoo weight files as models of the zoo registry.
+
+``identifier`` is the architecture name (``cnn``, ``vit``, ``mlp``); ``weights`` is the
+safetensors file (default: ``data/minizoo/<id>.safetensors``). The module's output is the
+embedding the zoo was trained to produce, so there is no layer to tap (``default_layer=None``) and
+no token to pick (``"none"``). Inputs are 32x32 images normalised with the zoo's fixed mean/std.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from repsim.minizoo.archs import IMG_SIZE, MEAN, STD, arch_kwargs, build_arch
+from repsim.minizoo.weights import load_encoder
+from repsim.zoo.registry import register_loader
+from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
+
+#: where ``repsim minizoo train`` writes the zoo by default (the repository's data/minizoo)
+DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "minizoo"
+
+PREPROCESS = PreprocessSpec(resize=IMG_SIZE, crop=IMG_SIZE, mean=MEAN, std=STD, interpolation="bilinear")
+
+
+@register_loader("minizoo")
+def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
+    """Build a mini-zoo encoder; ``pretrained=False`` gives the architecture at random init."""
+    if pretrained:
+        path = Path(spec.weights) if spec.weights is not None else DEFAULT_DIR / f"{spec.id}.safetensors"
+        module, meta = load_encoder(path)
+        if meta.get("arch") != spec.identifier:
+            from repsim.errors import ModelError
+
+            raise ModelError(
+                f"model {spec.id!r}: {path} holds architecture {meta.get('arch')!r}, but the spec's "
+                f"identifier is {spec.identifier!r}; fix the identifier or the weights path"
+            )
+        cfg = {"weights": str(path), **meta}
+    else:
+        kwargs = {**arch_kwargs(spec.identifier), **dict(spec.options)}
+        module = build_arch(spec.identifier, **kwargs)
+        cfg = {"weights": None, "arch": spec.identifier}
+    module = module.to(device).eval()
+    cfg.update({"embed_dim": int(module.embed_dim), "input_size": [3, IMG_SIZE, IMG_SIZE]})
+    return LoadedModel(module=module, preprocess=PREPROCESS, default_layer=None, default_token="none", pretrained_cfg=cfg)

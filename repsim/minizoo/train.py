@@ -1,0 +1,216 @@
+"""Train the mini-zoo: every (architecture, objective, seed) on the same data with the same budget.
+
+``repsim minizoo train [--out DIR] [--seeds 0 1 2] [--epochs N] [--only PATTERN ...]`` writes one
+float16 safetensors file per model, ``manifest.csv`` and ``models.yaml`` into ``--out``.
+
+What is held fixed across objectives: the images (the train splits of all embedded sets) and
+their order for a given seed, the encoder's initialisation for a given seed (so ``*-random-s0`` is
+the starting point of every ``*-s0`` model), the number of epochs and steps, the batch size, the
+optimiser (AdamW) and its schedule (linear warm-up, cosine decay). Only the loss, and the heads it
+needs, differ. Seeds, a fixed thread count and deterministic kernels make a rerun on the same
+machine reproduce the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from repsim.errors import ConfigError
+from repsim.minizoo.archs import ARCHS, arch_kwargs, build_arch, count_params
+from repsim.minizoo.captions import Tokenizer
+from repsim.minizoo.data import ZooData, load_zoo_data
+from repsim.minizoo.evaluate import embed, head_accuracy, ridge_probe
+from repsim.minizoo.manifest import merge_rows, read_manifest, write_manifest, write_models_yaml
+from repsim.minizoo.objectives import OBJECTIVES, Batch, Objective, build_objective
+from repsim.minizoo.weights import load_encoder, save_encoder
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training budget every objective gets."""
+
+    epochs: int = 3
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup: float = 0.1
+
+
+def model_id(arch: str, objective: str, seed: int) -> str:
+    """The zoo's model id, e.g. ``cnn-simclr-s0``."""
+    return f"{arch}-{objective}-s{seed}"
+
+
+def _schedule(step: int, total: int, warmup: float) -> float:
+    n_warm = max(1, int(warmup * total))
+    if step < n_warm:
+        return (step + 1) / n_warm
+    return 0.5 * (1 + math.cos(math.pi * (step - n_warm) / max(1, total - n_warm)))
+
+
+def train_model(arch: str, objective: str, seed: int, data: ZooData, tokens: torch.Tensor, vocab: int, budget: Budget) -> tuple[torch.nn.Module, Objective, dict[str, Any]]:
+    """Train one encoder; returns it, its objective (with heads) and the training facts.
+
+    ``data`` is the training part; ``tokens`` its caption token ids (rows aligned with ``data``).
+    """
+    torch.manual_seed(seed)
+    encoder = build_arch(arch)
+    obj = build_objective(objective, embed_dim=encoder.embed_dim, n_classes=len(data.class_names), vocab_size=vocab, max_len=tokens.shape[1])
+    n = len(data)
+    steps_per_epoch = n // budget.batch_size
+    if obj.info.trains and steps_per_epoch < 1:
+        raise ConfigError(f"{n} training images are fewer than one batch ({budget.batch_size}); lower --batch-size")
+    total = steps_per_epoch * budget.epochs if obj.info.trains else 0
+    facts: dict[str, Any] = {"epochs": budget.epochs if total else 0, "steps": total, "final_loss": ""}
+    if not total:
+        return encoder.eval(), obj, facts
+    params = [*encoder.parameters(), *obj.parameters()]
+    opt = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, total, budget.warmup))
+    order_gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(10_000 + seed)
+    encoder.train()
+    obj.train()
+    name = model_id(arch, objective, seed)
+    bar = tqdm(total=total, desc=name, leave=False, mininterval=2.0)
+    for _ in range(budget.epochs):
+        perm = torch.randperm(n, generator=order_gen)
+        losses = []
+        for i in range(steps_per_epoch):
+            idx = perm[i * budget.batch_size : (i + 1) * budget.batch_size]
+            batch = Batch(data.images[idx], data.labels[idx], tokens[idx])
+            loss = obj.loss(encoder, batch, aug_gen)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{name}: loss became {loss.item()} at step {len(losses)}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}")
+    bar.close()
+    facts["final_loss"] = round(sum(losses) / len(losses), 5)
+    return encoder.eval(), obj, facts
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_one(arch: str, objective: str, seed: int, train: ZooData, test: ZooData, tok: Tokenizer, budget: Budget, out: Path) -> dict[str, Any]:
+    """Train, save and evaluate one model; returns its manifest row.
+
+    Accuracies are measured on the weights as stored (float16 round trip), so the manifest
+    describes the files that ship.
+    """
+    start = time.perf_counter()
+    encoder, obj, facts = train_model(arch, objective, seed, train, tok.encode(train.captions), len(tok), budget)
+    seconds = time.perf_counter() - start
+    name = model_id(arch, objective, seed)
+    path = out / f"{name}.safetensors"
+    save_encoder(encoder, path, arch, arch_kwargs(arch), extra={"objective": obj.info.objective, "method": obj.info.method, "seed": seed, "training_data": train.description})
+    stored, _ = load_encoder(path)
+    train_z, test_z = embed(stored, train.images), embed(stored, test.images)
+    probe = ridge_probe(train_z, train.labels, test_z, test.labels, len(train.class_names))
+    head = head_accuracy(obj.head, test_z, test.labels) if hasattr(obj, "head") else ""
+    row = {
+        "id": name,
+        "objective": obj.info.objective,
+        "method": obj.info.method,
+        "architecture": ARCHS[arch][2]["architecture"],
+        "identifier": arch,
+        "seed": seed,
+        "training_data": train.description,
+        "n_train": len(train),
+        **facts,
+        "probe_acc": round(probe, 4),
+        "head_acc": round(head, 4) if head != "" else "",
+        "train_s": round(seconds, 1),
+        "params": count_params(encoder),
+        "embed_dim": int(encoder.embed_dim),
+        "weights": path.name,
+        "sha256": _sha256(path),
+    }
+    log.info("%s: loss %s, probe acc %.3f%s, %.1f s", name, facts["final_loss"] or "-", probe, f", head acc {head:.3f}" if head != "" else "", seconds)
+    return row
+
+
+def _select(archs: list[str], objectives: list[str], seeds: list[int], only: list[str] | None) -> list[tuple[str, str, int]]:
+    jobs = [(a, o, s) for a in archs for o in objectives for s in seeds]
+    if only:
+        jobs = [j for j in jobs if any(fnmatch.fnmatch(model_id(*j), pat) for pat in only)]
+        if not jobs:
+            raise ConfigError(f"--only {only} matches no model id; ids look like {model_id(archs[0], objectives[0], seeds[0])}")
+    return jobs
+
+
+def train_zoo(out: str | Path, data_dir: str | Path, *, archs: list[str] | None = None, objectives: list[str] | None = None, seeds: tuple[int, ...] = (0, 1, 2), only: list[str] | None = None, budget: Budget = Budget(), datasets: list[str] | None = None) -> list[dict[str, Any]]:
+    """Train the selected models into ``out`` and (re)write its manifest and models.yaml.
+
+    Returns the manifest rows of the models trained in this call.
+    """
+    archs = archs or list(ARCHS)
+    objectives = objectives or list(OBJECTIVES)
+    for a in archs:
+        if a not in ARCHS:
+            raise ConfigError(f"unknown architecture {a!r}; choose from {sorted(ARCHS)}")
+    for o in objectives:
+        if o not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {o!r}; choose from {sorted(OBJECTIVES)}")
+    jobs = _select(archs, objectives, list(seeds), only)
+    data = load_zoo_data(data_dir, datasets)
+    train, test = data.subset(True), data.subset(False)
+    tok = Tokenizer(train.captions)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows = [build_one(a, o, s, train, test, tok, budget, out) for a, o, s in tqdm(jobs, desc="mini-zoo", unit="model")]
+    merged = merge_rows(read_manifest(out / "manifest.csv"), rows)
+    write_manifest(merged, out / "manifest.csv")
+    write_models_yaml(merged, out / "models.yaml")
+    log.info("trained %d models in %.1f s into %s", len(rows), time.perf_counter() - start, out)
+    return rows
+
+
+def build_parser() -> argparse.ArgumentParser:
+    b = Budget()
+    p = argparse.ArgumentParser(prog="repsim minizoo train", description="Retrain the mini-zoo on the embedded sets.")
+    p.add_argument("--out", default=str(REPO / "data" / "minizoo"), help="output folder (weights, manifest.csv, models.yaml)")
+    p.add_argument("--data", default=str(REPO / "data" / "embedded"), help="folder of embedded sets (*.npz)")
+    p.add_argument("--datasets", nargs="+", default=None, help="embedded set names (default: every *.npz)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
+    p.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
+    p.add_argument("--only", nargs="+", default=None, help="glob(s) on model ids, e.g. 'vit-*' 'cnn-clip-s0'")
+    p.add_argument("--epochs", type=int, default=b.epochs)
+    p.add_argument("--batch-size", type=int, default=b.batch_size)
+    p.add_argument("--lr", type=float, default=b.lr)
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="torch threads (fixed so reruns reproduce)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``repsim minizoo train``."""
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    budget = Budget(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    train_zoo(args.out, args.data, archs=args.archs, objectives=args.objectives, seeds=tuple(args.seeds), only=args.only, budget=budget, datasets=args.datasets)
+    return 0

@@ -1,0 +1,159 @@
+"""The mini-zoo: objectives learn, weights round-trip, the shipped zoo is consistent and small."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from repsim.errors import MissingWeightsError
+from repsim.minizoo.archs import ARCHS, MEAN, STD, build_arch
+from repsim.minizoo.captions import Tokenizer, make_captions
+from repsim.minizoo.data import load_zoo_data, synthetic_npz
+from repsim.minizoo.objectives import OBJECTIVES, Batch, build_objective
+from repsim.minizoo.weights import load_encoder, save_encoder
+
+ZOO = Path(__file__).resolve().parents[1] / "data" / "minizoo"
+TRAINED = [k for k, cls in OBJECTIVES.items() if cls.info.trains]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("embedded")
+    synthetic_npz(root / "squares.npz", n=96, n_classes=3, seed=0)
+    synthetic_npz(root / "blocks.npz", n=64, n_classes=2, seed=1)
+    return root
+
+
+def test_data_joint_labels_and_captions(tiny: Path) -> None:
+    data = load_zoo_data(tiny)
+    assert data.datasets == ["blocks", "squares"]
+    assert data.class_names[:2] == ["blocks/class0", "blocks/class1"] and len(data.class_names) == 5
+    assert int(data.labels.max()) == 4 and data.images.shape[1:] == (3, 32, 32)
+    assert data.captions[0].startswith("a photo of class0 from blocks, ")
+    train, test = data.subset(True), data.subset(False)
+    assert len(train) + len(test) == len(data) and bool(train.is_train.all())
+
+
+def test_captions_bin_numbers_and_skip_hidden_keys() -> None:
+    attrs = [{"colour": "red", "size": float(i), "rotation": 44.0, "crop_x": i, "flipped": i % 2 == 0} for i in range(9)]
+    caps = make_captions("shapes", ["star"], [0] * 9, attrs)
+    assert caps[0] == "a photo of star from shapes, red colour, flipped, rotated 30 degrees, low size"
+    assert caps[8].endswith("high size") and "crop" not in caps[8]
+    tok = Tokenizer(caps)
+    ids = tok.encode(caps[:2] + ["unseen words"])
+    assert ids.shape == (3, tok.max_len) and int(ids[2, 0]) == 1 and int(ids[2, 2]) == 0
+
+
+@pytest.mark.parametrize("key", TRAINED)
+def test_objective_loss_decreases(tiny: Path, key: str) -> None:
+    torch.manual_seed(0)
+    data = load_zoo_data(tiny).subset(True)
+    tok = Tokenizer(data.captions)
+    enc = build_arch("cnn")
+    obj = build_objective(key, embed_dim=enc.embed_dim, n_classes=len(data.class_names), vocab_size=len(tok), max_len=tok.max_len)
+    batch = Batch(data.images[:64], data.labels[:64], tok.encode(data.captions[:64]))
+    opt = torch.optim.Adam([*enc.parameters(), *obj.parameters()], lr=3e-3)
+
+    def loss_at(step: int) -> torch.Tensor:
+        # the same augmentation draws at every step, so the change is the optimisation's
+        return obj.loss(enc, batch, torch.Generator().manual_seed(step * 0))
+
+    first = loss_at(0).item()
+    for step in range(15):
+        loss = loss_at(step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss_at(0).item() < first
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_weights_round_trip(tmp_path: Path, arch: str) -> None:
+    torch.manual_seed(1)
+    enc = build_arch(arch).eval()
+    x = torch.randn(8, 3, 32, 32)
+    path = save_encoder(enc, tmp_path / f"{arch}.safetensors", arch, ARCHS[arch][1], extra={"seed": 1})
+    loaded, meta = load_encoder(path)
+    assert meta["arch"] == arch and meta["seed"] == "1"
+    with torch.no_grad():
+        ref, out = enc(x), loaded(x)
+    assert out.dtype == torch.float32 and out.shape == (8, enc.embed_dim)
+    assert torch.allclose(out, ref, rtol=2e-2, atol=2e-2)
+
+
+def test_missing_weights_fails_fast(tmp_path: Path) -> None:
+    with pytest.raises(MissingWeightsError, match=r"nope\.safetensors.*repsim minizoo train"):
+        load_encoder(tmp_path / "nope.safetensors")
+
+
+def test_zoo_loader(tmp_path: Path) -> None:
+    from repsim.zoo import load_model
+    from repsim.zoo.spec import ModelSpec
+
+    torch.manual_seed(2)
+    enc = build_arch("vit").eval()
+    path = save_encoder(enc, tmp_path / "v.safetensors", "vit", ARCHS["vit"][1])
+    loaded = load_model(ModelSpec(id="v", loader="minizoo", identifier="vit", weights=path))
+    assert loaded.default_layer is None and loaded.default_token == "none"
+    assert loaded.preprocess.crop == 32 and loaded.preprocess.mean == MEAN and loaded.preprocess.std == STD
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(loaded.module(x), enc(x), atol=2e-2)
+    rand = load_model(ModelSpec(id="r", loader="minizoo", identifier="mlp"), pretrained=False)
+    assert rand.module(x).shape == (4, 128)
+    with pytest.raises(MissingWeightsError, match="gone.safetensors"):
+        load_model(ModelSpec(id="g", loader="minizoo", identifier="cnn", weights=tmp_path / "gone.safetensors"))
+
+
+@pytest.mark.slow
+def test_train_main_end_to_end_and_deterministic(tiny: Path, tmp_path: Path) -> None:
+    from repsim.minizoo.train import main
+
+    args = ["--data", str(tiny), "--seeds", "0", "--epochs", "1", "--batch-size", "32", "--archs", "mlp"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    rows = list(csv.DictReader((tmp_path / "a" / "manifest.csv").open()))
+    assert len(rows) == len(OBJECTIVES)
+    assert {r["objective"] for r in rows} == {"Supervised", "Self-Supervised", "Image-Text", "Random"}
+    assert all(0 <= float(r["probe_acc"]) <= 1 for r in rows)
+    assert all(r["head_acc"] for r in rows if r["method"] == "Cross-entropy")
+    cfg = yaml.safe_load((tmp_path / "a" / "models.yaml").read_text())
+    assert [m["id"] for m in cfg["models"]] == [r["id"] for r in rows]
+    # --only retrains a subset, keeps the other rows, and reproduces the weights bit for bit
+    assert main([*args, "--out", str(tmp_path / "b"), "--only", "mlp-simclr-*"]) == 0
+    name = "mlp-simclr-s0.safetensors"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def _shipped_rows() -> list[dict[str, str]]:
+    if not (ZOO / "manifest.csv").exists():
+        pytest.skip("the mini-zoo has not been trained yet (repsim minizoo train)")
+    return list(csv.DictReader((ZOO / "manifest.csv").open()))
+
+
+def test_shipped_zoo_is_complete_and_consistent() -> None:
+    rows = _shipped_rows()
+    cfg = yaml.safe_load((ZOO / "models.yaml").read_text())
+    ids = [r["id"] for r in rows]
+    assert [m["id"] for m in cfg["models"]] == ids
+    assert len(ids) >= 45
+    for arch in ARCHS:
+        for key in OBJECTIVES:
+            assert sum(i.startswith(f"{arch}-{key}-") for i in ids) >= 3, (arch, key)
+    for entry, row in zip(cfg["models"], rows):
+        assert entry["loader"] == "minizoo" and entry["weights"] == row["weights"]
+        assert entry["metadata"]["objective"] == row["objective"]
+        path = ZOO / row["weights"]
+        assert path.exists(), path
+        assert path.stat().st_size <= 1_000_000, f"{path} is larger than 1 MB"
+
+
+def test_shipped_zoo_files_match_manifest() -> None:
+    import hashlib
+
+    for row in _shipped_rows():
+        assert hashlib.sha256((ZOO / row["weights"]).read_bytes()).hexdigest() == row["sha256"], row["id"]
+    assert sorted(p.name for p in ZOO.glob("*.safetensors")) == sorted(r["weights"] for r in _shipped_rows())
