@@ -187,12 +187,15 @@ def _cosine(step: int, total: int) -> float:
 
 
 def _adamw_(p, g, m, v, lr, decay, step: int) -> None:
-    """One AdamW step in place; ``lr`` and ``decay = 1 - lr * wd`` broadcast per setting."""
+    """One AdamW step in place; ``lr`` and ``decay = 1 - lr * wd`` broadcast per setting.
+
+    ``g`` is used as scratch space afterwards, which saves two allocations of the weights' size.
+    """
     p.mul_(decay)
     m.lerp_(g, 1 - _BETA1)
     v.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
-    denom = (v.sqrt() / math.sqrt(1 - _BETA2**step)).add_(_EPS)
-    p.sub_(m.div(denom).mul_(lr / (1 - _BETA1**step)))
+    denom = torch.sqrt(v, out=g).div_(math.sqrt(1 - _BETA2**step)).add_(_EPS)
+    p.sub_(torch.div(m, denom, out=g).mul_(lr / (1 - _BETA1**step)))
 
 
 def _train_batched(
