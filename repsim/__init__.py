@@ -22,6 +22,10 @@ from repsim.errors import (
 
 __version__ = "0.1.0"
 
+# Imported eagerly: the module shares its name with its main function, and a lazy export would be
+# shadowed by the submodule as soon as anything imports ``repsim.consistency``.
+from repsim.consistency import anchor_consistency, consistency, grouped_consistency  # noqa: E402
+
 # public name -> module that defines it
 _LAZY = {
     "cka": "repsim.measures",
@@ -29,9 +33,9 @@ _LAZY = {
     "mutual_knn": "repsim.measures",
     "similarity_matrix": "repsim.measures",
     "MEASURES": "repsim.measures",
-    "consistency": "repsim.consistency",
-    "grouped_consistency": "repsim.consistency",
-    "anchor_consistency": "repsim.consistency",
+    "similarity_matrices": "repsim.measures",
+    "consistency_dataset": "repsim.consistency",
+    "to_tidy": "repsim.consistency",
     "linear_probe": "repsim.probe",
     "open_dataset": "repsim.stimuli",
     "stimulus_table": "repsim.stimuli",
@@ -62,5 +66,8 @@ __all__ = [
     "ModelError",
     "MissingWeightsError",
     "StoreError",
+    "consistency",
+    "grouped_consistency",
+    "anchor_consistency",
     *_LAZY,
 ]
