@@ -11,8 +11,6 @@ are xarray objects whose coords carry model and dataset metadata, so results can
 from __future__ import annotations
 
 import logging
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from itertools import combinations_with_replacement
 
@@ -303,23 +301,3 @@ def _labelled(da: xr.DataArray, by: str, ca: str, cb: str, n_pairs: int) -> xr.D
 def _n_all(sim: xr.DataArray) -> int:
     M = sim.sizes["model_a"]
     return M * (M - 1) // 2
-
-
-class _CallableModule(types.ModuleType):
-    """``repsim.consistency`` is both this module and the public function of the same name.
-
-    Importing the submodule makes the package attribute ``repsim.consistency`` the module, hiding the
-    lazily exported function; calling the module therefore calls :func:`consistency`.
-    """
-
-    def __call__(
-        self,
-        sim: xr.DataArray,
-        method: str = "pearson",
-        models_a: Sequence[str] | None = None,
-        models_b: Sequence[str] | None = None,
-    ) -> xr.DataArray:
-        return consistency(sim, method, models_a, models_b)
-
-
-sys.modules[__name__].__class__ = _CallableModule
