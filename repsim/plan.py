@@ -71,6 +71,7 @@ def load_plan(config_path: str | Path) -> RunPlan:
         raise ConfigError(f"{config_path}: no datasets configured (a 'datasets:' list)")
     models = tuple(parse_models(raw["models"]))
     datasets = tuple(parse_datasets(raw["datasets"], defaults=raw.get("stimuli")))
+    models, datasets = _select(models, datasets, raw.get("select") or {}, config_path)
     measures = tuple(raw.get("measures") or DEFAULT_MEASURES)
     for name in measures:
         parse_measure(name)  # raises a ConfigError/InputError naming the valid measures
@@ -89,6 +90,24 @@ def load_plan(config_path: str | Path) -> RunPlan:
     )
     _check_files(plan)
     return plan
+
+
+def _select(models: tuple, datasets: tuple, select: dict[str, Any], config_path: Any) -> tuple[tuple, tuple]:
+    """Keep the models and datasets named under ``select:`` (in that order), e.g. for a small run."""
+    out = []
+    for kind, items in (("models", models), ("datasets", datasets)):
+        wanted = select.get(kind)
+        if not wanted:
+            out.append(items)
+            continue
+        by_id = {item.id: item for item in items}
+        unknown = [w for w in wanted if w not in by_id]
+        if unknown:
+            raise ConfigError(
+                f"{config_path}: select.{kind} names unknown ids {unknown}; known: {sorted(by_id)}"
+            )
+        out.append(tuple(by_id[w] for w in wanted))
+    return out[0], out[1]
 
 
 def _check_files(plan: RunPlan) -> None:

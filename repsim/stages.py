@@ -125,16 +125,21 @@ def run_features(
     if cache.is_done("features", name, key) and store.has(ds.id, model.id):
         return cache.info("features", name)
     t0 = time.perf_counter()
+    # A partial group from an interrupted extraction with the same inputs resumes; anything else
+    # found there (other weights, other stimuli) is stale and is recomputed.
+    resume = cache.info("features-started", name).get("key") == key
+    cache.mark_done("features-started", name, key)
     extract_features(
-        _loaded_model(model, device),
         model,
         images,
         ids,
         store,
-        dataset_id=ds.id,
+        ds.id,
+        loaded=_loaded_model(model, device),
         batch_size=int(plan.extract.get("batch_size", 256)),
         device=device,
         keep_raw=bool(plan.extract.get("keep_raw", False)),
+        overwrite=not resume,
     )
     info = {"n": int(len(ids)), "seconds": time.perf_counter() - t0}
     cache.mark_done("features", name, key, **info)
