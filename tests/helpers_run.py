@@ -188,4 +188,5 @@ def _write_features(path: Path, models: list[dict], dsets: list[str], z: np.ndar
             w = np.outer(z[d, i], np.ones(4)).reshape(-1)[:16] + rng.normal(size=16)
             f = np.tanh(x0 * w) + 0.3 * rng.normal(size=(n, 16))
             f /= np.linalg.norm(f, axis=1, keepdims=True)
-            store.write(ds, m["id"], stim, f.astype(np.float32))
+            writer = store.create(ds, m["id"], stim, f.shape[1], chunk_rows=n, overwrite=True)
+            writer.write_chunk(0, f.astype(np.float32))

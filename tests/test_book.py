@@ -1,0 +1,124 @@
+"""The book end to end: papermill runs every chapter notebook on a tiny run, jupyter-book builds
+with warnings as errors, and headless Chromium checks the built pages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from helpers_run import make_test_run, write_fake_run
+
+from repsim import book as B
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_PAGE = "generated/05_consistency_by_category.html"
+
+
+def test_every_notebook_has_a_parameters_cell_first():
+    nbs = B.chapter_notebooks()
+    assert len(nbs) >= 12
+    for path in nbs:
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), path.name
+        assert "run_dir" in code[0].source, path.name
+        assert all(not c.outputs for c in code), f"{path.name}: commit notebooks without outputs"
+
+
+def test_toc_lists_every_notebook_and_lesson():
+    toc = (REPO / "book" / "_toc.yml").read_text()
+    for path in B.chapter_notebooks():
+        assert f"generated/{path.stem}" in toc, path.name
+    for path in B.course_notebooks(REPO / "book"):
+        assert f"generated/course/{path.stem}" in toc, path.name
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory) -> Path:
+    """Execute every notebook on a tiny run and build the book in a copy of book/."""
+    tmp = tmp_path_factory.mktemp("book")
+    run_dir = make_test_run(tmp / "run")
+    book = tmp / "book"
+    shutil.copytree(REPO / "book", book, ignore=shutil.ignore_patterns("_build", "generated"))
+    return B.build_book(run_dir=run_dir, book_dir=book, execute=True)
+
+
+def _outputs(nb_path: Path) -> list[dict]:
+    nb = json.loads(nb_path.read_text())
+    return [o for c in nb["cells"] for o in c.get("outputs", [])]
+
+
+@pytest.mark.slow
+def test_book_builds_without_errors(built_book: Path):
+    html = built_book.parent
+    assert built_book.is_file()
+    generated = built_book.parents[2] / "generated"
+    for path in [*generated.glob("*.ipynb"), *generated.glob("course/*.ipynb")]:
+        outs = _outputs(path)
+        assert not [o for o in outs if o["output_type"] == "error"], path.name
+        stderr = [o["text"] for o in outs if o.get("name") == "stderr"]
+        assert not stderr, f"{path.name} wrote to stderr: {stderr}"
+        page = html / path.relative_to(built_book.parents[2]).with_suffix(".html")
+        assert page.is_file(), page
+        assert "Traceback" not in page.read_text()
+    assert len(list((html / "_images").glob("*.png"))) >= 15
+
+
+@pytest.mark.slow
+def test_chapters_skip_cleanly_without_optional_files(tmp_path):
+    run_dir = write_fake_run(tmp_path / "bare", n_per_objective=2, features=False, probes=False)
+    (run_dir / "consistency.nc").unlink()
+    chapters = [p for p in B.chapter_notebooks() if p.stem.startswith(("05", "07", "11"))]
+    out = B.execute_chapters(run_dir, tmp_path / "out", chapters)
+    text = "".join(json.dumps(_outputs(p)) for p in out)
+    assert "no probes.nc" in text and "no consistency.nc" in text and "kept no features" in text
+
+
+def _chrome():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not chrome or not driver:
+        pytest.skip("headless chromium and chromedriver are not installed")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chrome
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1800"):
+        opts.add_argument(flag)
+    return opts, Service(driver)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_built_pages_in_headless_chromium(built_book: Path, tmp_path):
+    opts, service = _chrome()
+    from selenium import webdriver
+
+    opts.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    browser = webdriver.Chrome(options=opts, service=service)
+    try:
+        browser.set_page_load_timeout(60)
+        html = built_book.parent
+        for name, page in (("index", built_book), ("results", html / RESULTS_PAGE)):
+            browser.get(page.as_uri())
+            browser.execute_script("window.scrollTo(0, document.body.scrollHeight); window.scrollTo(0, 0);")
+            images = browser.execute_script(
+                "return Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete, i.naturalWidth]);")
+            broken = [src for src, done, width in images if not (done and width > 0)]
+            assert not broken, f"{name}: images that did not load: {broken}"
+            errors = browser.execute_script(
+                "return document.querySelectorAll('.output.error, .output.stderr, .stderr, .traceback').length;")
+            assert errors == 0, f"{name}: {errors} error/stderr output blocks"
+            assert "Traceback" not in browser.find_element("tag name", "body").text
+            if name == "results":
+                assert len(images) >= 2, "the results page shows no figures"
+            browser.save_screenshot(str(html / f"screenshot_{name}.png"))
+            assert (html / f"screenshot_{name}.png").stat().st_size > 10_000
+    finally:
+        browser.quit()
