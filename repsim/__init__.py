@@ -39,6 +39,9 @@ _LAZY = {
     "linear_probe": "repsim.probe",
     "open_dataset": "repsim.stimuli",
     "stimulus_table": "repsim.stimuli",
+    "extract_features": "repsim.extract",
+    "FeatureStore": "repsim.store",
+    "load_model": "repsim.zoo",
     "load_config": "repsim.config",
     "run": "repsim.pipeline",
 }
