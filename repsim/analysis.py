@@ -192,15 +192,18 @@ def upper_pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
 
 def consistency_values(
     cons: xr.Dataset, measure: str, group_by: str | Iterable[str] = "objective",
-    variable: str = "consistency",
+    variable: str = "consistency", datasets: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Tidy consistency over distinct dataset pairs, one row per (group_pair, dataset pair).
 
     Columns: group_pair, group_by, group_a, group_b, label (``"A | B"``), dataset_a, dataset_b,
-    consistency. ``group_by`` may be one grouping or several (``"all"`` is the baseline).
+    consistency. ``group_by`` may be one grouping or several (``"all"`` is the baseline);
+    ``datasets`` restricts the dataset pairs (None: all of the run).
     """
     groups = [group_by] if isinstance(group_by, str) else list(group_by)
     da = cons[variable].sel(measure=measure)
+    if datasets:
+        da = da.sel(dataset_a=list(datasets), dataset_b=list(datasets))
     keep = np.isin(da["group_by"].values, groups)
     da = da.isel(group_pair=np.flatnonzero(keep))
     dsets = [str(d) for d in da.dataset_a.values]
