@@ -16,7 +16,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     result = run(args.config, args.out, scheduler=args.scheduler, cluster=args.cluster, device=args.device)
     print(result.summary)
-    print(f"results: {result.run_dir}/ (similarity.nc, consistency.nc, probes.nc, run.json)")
+    files = [p.name for p in (result.similarity, result.consistency, result.probes, result.info) if p]
+    print(f"results: {result.run_dir}/ ({', '.join(files)}, summary.txt); the book: repsim book --run {result.run_dir}")
     return 0
 
 

@@ -77,7 +77,7 @@ def grouped_consistency(
         phi = [m for m in models if cats[m] == cb]
         mask = _pair_mask(sim, theta, phi)
         if mask.sum() < 2:
-            logger.info(
+            logger.debug(
                 "consistency by %s: skipping %s | %s (%d model pairs)", label, ca, cb, mask.sum()
             )
             continue

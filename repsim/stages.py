@@ -7,7 +7,6 @@ written atomically; a marker is written only after its output is complete.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -34,7 +33,7 @@ def stimuli_key(plan: RunPlan, ds: Any) -> str:
 def features_key(plan: RunPlan, model: Any, ds: Any) -> str:
     return stage_key(
         "features", model, file_fingerprint(getattr(model, "weights", None)), stimuli_key(plan, ds),
-        plan.probes_enabled, plan.extract.get("keep_raw", False),
+        plan.probes_enabled, plan.extract.get("keep_raw", False), plan.extract.get("pretrained", True),
     )
 
 
@@ -104,12 +103,18 @@ def decode_images(plan: RunPlan, ds: Any, run_dir: Path, ids: np.ndarray) -> Any
     return stimset.load_images(positions.to_numpy(dtype=int))
 
 
-@functools.lru_cache(maxsize=1)
-def _loaded_model(spec: Any, device: str) -> Any:
+_LAST_MODEL: dict[str, Any] = {}
+
+
+def _loaded_model(spec: Any, device: str, pretrained: bool = True) -> Any:
     """Keep the last model in memory: consecutive datasets of one model reuse it."""
     from repsim.zoo import load_model
 
-    return load_model(spec, pretrained=True, device=device)
+    key = stage_key(spec, device, pretrained)
+    if key not in _LAST_MODEL:
+        _LAST_MODEL.clear()
+        _LAST_MODEL[key] = load_model(spec, pretrained=pretrained, device=device)
+    return _LAST_MODEL[key]
 
 
 def run_features(
@@ -135,7 +140,7 @@ def run_features(
         ids,
         store,
         ds.id,
-        loaded=_loaded_model(model, device),
+        loaded=_loaded_model(model, device, bool(plan.extract.get("pretrained", True))),
         batch_size=int(plan.extract.get("batch_size", 256)),
         device=device,
         keep_raw=bool(plan.extract.get("keep_raw", False)),

@@ -84,9 +84,19 @@ def parse_models(entries: Iterable[Mapping[str, Any]] | None) -> list[ModelSpec]
     return specs
 
 
-def load_model(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
-    """Build ``spec``'s model in eval mode on ``device`` with its preprocessing and tap defaults."""
-    loaded = get_loader(spec.loader)(spec, pretrained=pretrained, device=device)
+def load_model(
+    spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu", seed: int = 0
+) -> LoadedModel:
+    """Build ``spec``'s model in eval mode on ``device`` with its preprocessing and tap defaults.
+
+    Parameters not covered by the weights (all of them when ``pretrained=False``) are drawn
+    under ``seed``, so a random-init model is the same network in every run and every process.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loaded = get_loader(spec.loader)(spec, pretrained=pretrained, device=device)
     if spec.preprocess:
         loaded.preprocess = loaded.preprocess.replace(**spec.preprocess)
     loaded.module.eval()
