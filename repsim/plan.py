@@ -48,6 +48,7 @@ class RunPlan:
     extract: dict[str, Any] = field(default_factory=dict)
     probe: dict[str, Any] = field(default_factory=dict)
     similarity: dict[str, Any] = field(default_factory=dict)
+    threads: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -86,6 +87,7 @@ def load_plan(config_path: str | Path) -> RunPlan:
         extract={"batch_size": 256, **(raw.get("extract") or {})},
         probe=probe,
         similarity={**(raw.get("similarity") or {})},
+        threads=int(raw["threads"]) if raw.get("threads") else None,
         raw=raw,
     )
     _check_files(plan)

@@ -7,9 +7,11 @@ written atomically; a marker is written only after its output is complete.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,29 @@ from repsim.plan import RunPlan, file_fingerprint
 log = logging.getLogger(__name__)
 
 FEATURES = "features.zarr"
+
+
+def _fixed_threads(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a stage with the config's ``threads`` torch threads, when it sets them.
+
+    Float reductions depend on how work is split across threads; fixing the count makes an
+    in-process run and a run on worker processes agree bit for bit.
+    """
+
+    @functools.wraps(func)
+    def wrapper(plan: RunPlan, *args: Any, **kwargs: Any) -> Any:
+        if not plan.threads:
+            return func(plan, *args, **kwargs)
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(plan.threads)
+        try:
+            return func(plan, *args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper
 
 
 # ----------------------------------------------------------------------------- keys
@@ -117,6 +142,7 @@ def _loaded_model(spec: Any, device: str, pretrained: bool = True) -> Any:
     return _LAST_MODEL[key]
 
 
+@_fixed_threads
 def run_features(
     plan: RunPlan, model: Any, ds: Any, run_dir: Path, images: Any, ids: np.ndarray, device: str
 ) -> dict[str, Any]:
@@ -156,6 +182,7 @@ def similarity_part_path(run_dir: Path, ds: Any) -> Path:
     return run_dir / ".stages" / "similarity" / f"{ds.id.replace('/', '__')}.nc"
 
 
+@_fixed_threads
 def run_similarity(plan: RunPlan, ds: Any, run_dir: Path, device: str, *_upstream: Any) -> str:
     """All measures for all model pairs on one dataset's similarity stimuli."""
     from repsim.measures import similarity_matrices
@@ -169,7 +196,10 @@ def run_similarity(plan: RunPlan, ds: Any, run_dir: Path, device: str, *_upstrea
     ids = table.loc[table["in_similarity"], "id"].to_numpy(dtype=str)
     store = FeatureStore(run_dir / FEATURES)
     features = {m.id: store.read(ds.id, m.id, ids)[1] for m in plan.models}
-    sims = similarity_matrices(features, plan.measures, device=device, **plan.similarity)
+    # A fixed budget (not "half the free memory") keeps the blocking, and so the last bits of
+    # every number, the same from run to run and from one scheduler to another.
+    options = {"memory_budget_gb": 40.0 if device.startswith("cuda") else 6.0, **plan.similarity}
+    sims = similarity_matrices(features, plan.measures, device=device, **options)
     write_netcdf_atomic(sims, path)
     cache.mark_done("similarity", ds.id, key, n=int(len(ids)), seconds=time.perf_counter() - t0)
     return str(path)
@@ -180,6 +210,7 @@ def probe_part_path(run_dir: Path, ds: Any, model: Any) -> Path:
     return run_dir / ".stages" / "probes" / ds.id.replace("/", "__") / f"{model.id}.json"
 
 
+@_fixed_threads
 def run_probe(plan: RunPlan, model: Any, ds: Any, run_dir: Path, device: str, *_upstream: Any) -> dict[str, Any]:
     """Linear probe of one model on one dataset (train split -> test split)."""
     from repsim.probe import linear_probe
