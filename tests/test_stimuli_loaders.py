@@ -297,3 +297,15 @@ def test_breeds_from_hierarchy_and_class_map(tmp_path):
     assert st.counts().tolist() == [2, 2] and len(st) == 4
     with pytest.raises(ConfigError, match="class_map"):
         open_dataset(_spec(loader="breeds", root=str(imnet)))
+
+
+def test_torchvision_one_part_dataset_gets_a_test_fraction(tmp_path):
+    # EuroSAT ships as one folder of classes; probes need a held-out test part
+    for k, cls in enumerate(("AnnualCrop", "Forest")):
+        for i in range(10):
+            _write(tmp_path / "eurosat" / "2750" / cls / f"{cls}_{i}.jpg", _png(_rgb(k * 10 + i), "JPEG"))
+    options = {"name": "EuroSAT", "test_fraction": 0.2}
+    st = open_dataset(_spec(loader="torchvision", root=str(tmp_path), options=options))
+    assert st.counts("train").tolist() == [8, 8] and st.counts("test").tolist() == [2, 2]
+    again = open_dataset(_spec(loader="torchvision", root=str(tmp_path), options=options))
+    assert (again.split == st.split).all()

@@ -3,7 +3,8 @@
 ``options.name`` is the torchvision class (``CIFAR10``, ``MNIST``, ``Flowers102``, ...). Its train
 and test parts are built with ``train=True/False`` or ``split=...``, whichever the class takes;
 ``options.splits`` maps our split names to the class's (e.g. ``{test: val}``), and
-``options.kwargs`` passes anything else to the constructor.
+``options.kwargs`` passes anything else to the constructor. A dataset with one part only (EuroSAT)
+gets a stratified test part of ``options.test_fraction``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from PIL import Image
 
 from repsim.errors import ConfigError, DatasetError
 from repsim.stimuli.decode import UnreadableImage, to_rgb_array
+from repsim.stimuli.loaders.files import holdout_split
 from repsim.stimuli.spec import DatasetSpec
 from repsim.stimuli.stimset import StimulusSet
 
@@ -97,6 +99,9 @@ def load(spec: DatasetSpec) -> StimulusSet:
         refs += [(ds, i) for i in range(len(ds))]
     classes = getattr(parts[0][1], "classes", None)
     all_labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+    if len(parts) == 1 and spec.options.get("test_fraction"):
+        # one-part datasets (EuroSAT, Caltech101, ...): hold out a stratified test part for probes
+        split = holdout_split(all_labels, ids, float(spec.options["test_fraction"]), spec.seed).tolist()
     n_classes = int(all_labels.max(initial=-1)) + 1
     class_names = [str(c) for c in classes] if classes and len(classes) >= n_classes else [str(c) for c in range(n_classes)]
 
