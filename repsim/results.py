@@ -91,19 +91,29 @@ def summary_table(sim: xr.Dataset, consistency: xr.Dataset | None, probes: xr.Da
         rows.append(row)
     text = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}")
     if consistency is not None and "consistency" in consistency:
-        c = consistency["consistency"]
-        lines = []
-        for measure in c.measure.values:
-            vals = c.sel(measure=measure, group_pair="all").values
-            iu = np.triu_indices(vals.shape[0], 1)
-            v = vals[iu]
-            v = v[np.isfinite(v)]
-            if v.size:
-                lines.append(f"  {measure}: median {np.median(v):.3f} "
-                             f"(IQR {np.percentile(v, 25):.3f}-{np.percentile(v, 75):.3f}) "
-                             f"over {v.size} dataset pairs")
-        text += "\nConsistency of all model pairs across datasets (Pearson):\n" + "\n".join(lines)
+        text += "\n\nConsistency across dataset pairs (Pearson; median and IQR):\n"
+        text += consistency_summary(consistency).to_string(index=False, float_format=lambda v: f"{v:.3f}")
     return text
+
+
+def consistency_summary(consistency: xr.Dataset, group_by: tuple[str, ...] = ("all", "objective")) -> pd.DataFrame:
+    """Median and IQR over dataset pairs: all model pairs per measure, groups for the first measure."""
+    c = consistency["consistency"]
+    rows = []
+    iu = np.triu_indices(c.sizes["dataset_a"], 1)
+    for measure in c.measure.values:
+        for pair in c.group_pair.values:
+            kind = str(c.group_by.sel(group_pair=pair).values)
+            if kind not in group_by or (kind != "all" and measure != c.measure.values[0]):
+                continue  # per-group rows for the first measure only: a readable summary
+            v = c.sel(measure=measure, group_pair=pair).values[iu]
+            v = v[np.isfinite(v)]
+            if v.size == 0:
+                continue
+            rows.append({"measure": str(measure), "models": str(pair), "median": float(np.median(v)),
+                         "q25": float(np.percentile(v, 25)), "q75": float(np.percentile(v, 75)),
+                         "dataset pairs": int(v.size)})
+    return pd.DataFrame(rows)
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
