@@ -92,8 +92,8 @@ ARCHS: dict[str, tuple[Callable[..., nn.Module], dict[str, Any], dict[str, str]]
     ),
     "vit": (
         _vit,
-        {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0, "patch_size": 4},
-        {"architecture_class": "Transformer", "architecture": "ViT-64d4/4"},
+        {"embed_dim": 64, "depth": 4, "num_heads": 4, "mlp_ratio": 2.0, "patch_size": 8},
+        {"architecture_class": "Transformer", "architecture": "ViT-64d4/8"},
     ),
     "mlp": (
         MLP,
