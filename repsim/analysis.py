@@ -31,6 +31,21 @@ DOMAINS = ("Natural (multi-domain)", "Natural (single-domain)", "Specialized", "
 #: Model metadata fields that define category pairs.
 CATEGORY_FIELDS = ("objective", "architecture_class", "data_class", "size_class")
 PAIR_SEP = " | "
+#: Fewest model pairs a consistency value needs: a Pearson r over 2 points is always +-1.
+MIN_PAIRS = 3
+UNKNOWN = "unknown"
+
+
+def is_known(value) -> bool:
+    """False for the empty, NaN or placeholder values that runs write for missing metadata."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return False
+    return str(value).strip() not in ("", "nan", "None", "?", UNKNOWN)
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    """A number for a sentence; 'undefined' for NaN."""
+    return "undefined" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
 # --------------------------------------------------------------------------------------- run files
@@ -137,6 +152,14 @@ def pair_label(a: str, b: str) -> str:
     return PAIR_SEP.join(sorted((str(a), str(b))))
 
 
+def category_labels(da: xr.Dataset | xr.DataArray, category: str = "objective") -> np.ndarray:
+    """Each model's category (``model_a`` order), with missing metadata as ``"unknown"``."""
+    coord = f"{category}_a"
+    if coord not in da.coords:
+        return np.array([UNKNOWN] * da.sizes["model_a"], dtype=object)
+    return np.array([str(c) if is_known(c) else UNKNOWN for c in da[coord].values], dtype=object)
+
+
 def pair_table(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
     """Tidy table of all unordered model pairs: one row per (dataset, pair) with its similarity.
 
@@ -144,7 +167,7 @@ def pair_table(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
     """
     models = [str(m) for m in da.model_a.values]
     iu, ju = np.triu_indices(len(models), k=1)
-    cats = da[f"{category}_a"].values if f"{category}_a" in da.coords else np.array(["?"] * len(models))
+    cats = category_labels(da, category)
     rows = []
     for k, ds in enumerate(da.dataset.values):
         vals = da.sel(dataset=ds).transpose("model_a", "model_b").values[iu, ju]
@@ -193,18 +216,25 @@ def upper_pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
 def consistency_values(
     cons: xr.Dataset, measure: str, group_by: str | Iterable[str] = "objective",
     variable: str = "consistency", datasets: Sequence[str] | None = None,
+    min_pairs: int = MIN_PAIRS,
 ) -> pd.DataFrame:
     """Tidy consistency over distinct dataset pairs, one row per (group_pair, dataset pair).
 
     Columns: group_pair, group_by, group_a, group_b, label (``"A | B"``), dataset_a, dataset_b,
     consistency. ``group_by`` may be one grouping or several (``"all"`` is the baseline);
-    ``datasets`` restricts the dataset pairs (None: all of the run).
+    ``datasets`` restricts the dataset pairs (None: all of the run). Category pairs with fewer than
+    ``min_pairs`` model pairs (their r is +-1 or undefined) or an unknown category are left out.
     """
     groups = [group_by] if isinstance(group_by, str) else list(group_by)
     da = cons[variable].sel(measure=measure)
     if datasets:
         da = da.sel(dataset_a=list(datasets), dataset_b=list(datasets))
     keep = np.isin(da["group_by"].values, groups)
+    if "n_pairs" in da.coords:
+        keep &= da["n_pairs"].values >= min_pairs
+    known = [g == "all" or (is_known(a) and is_known(b)) for g, a, b in
+             zip(da["group_by"].values, da["group_a"].values, da["group_b"].values)]
+    keep &= np.array(known, dtype=bool)
     da = da.isel(group_pair=np.flatnonzero(keep))
     dsets = [str(d) for d in da.dataset_a.values]
     ia, ib = np.triu_indices(len(dsets), k=1)
@@ -218,7 +248,9 @@ def consistency_values(
             "dataset_a": np.array(dsets)[ia], "dataset_b": np.array(dsets)[ib],
             "consistency": m[ia, ib],
         }))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    cols = ["group_pair", "group_by", "group_a", "group_b", "label", "dataset_a", "dataset_b",
+            "consistency"]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
 
 
 def median_order(tidy: pd.DataFrame, by: str = "label", value: str = "consistency") -> list[str]:
@@ -230,6 +262,9 @@ def median_order(tidy: pd.DataFrame, by: str = "label", value: str = "consistenc
 def consistency_summary(tidy: pd.DataFrame) -> pd.DataFrame:
     """Median, quartiles and count of consistency per label, sorted by median (highest first)."""
     g = tidy.dropna(subset=["consistency"]).groupby(["group_by", "label"])["consistency"]
+    cols = ["group_by", "label", "median", "q25", "q75", "n"]
+    if not len(g):
+        return pd.DataFrame(columns=cols)
     out = g.agg(median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75),
                 n="count").reset_index()
     return out.sort_values("median", ascending=False, ignore_index=True)
@@ -240,11 +275,13 @@ def grouping_spread(tidy: pd.DataFrame) -> pd.DataFrame:
 
     A grouping whose category pairs differ a lot in median consistency "drives" consistency more
     than one whose pairs all sit near the all-pairs baseline (the study's central comparison).
+    Groupings with fewer than two category pairs (nothing to compare) are left out.
     """
-    s = consistency_summary(tidy)
+    s = consistency_summary(tidy) if len(tidy) else pd.DataFrame(columns=["group_by", "median"])
     s = s[s.group_by != "all"]
     g = s.groupby("group_by")["median"]
     out = g.agg(range=lambda v: v.max() - v.min(), std="std", n_pairs="count").reset_index()
+    out = out[out.n_pairs >= 2]
     return out.sort_values("range", ascending=False, ignore_index=True)
 
 
@@ -357,12 +394,19 @@ def measure_agreement(sim: xr.Dataset, measure_x: str, measure_y: str,
 
 # ------------------------------------------------------------------------- features: resampling
 def read_features(run: Run, dataset: str, models: Sequence[str]) -> dict[str, np.ndarray] | None:
-    """Features of some models on one dataset, rows aligned by stimulus id; None without a store."""
+    """Features of some models on one dataset, rows aligned by stimulus id.
+
+    Models the store lacks on that dataset are left out; None without a store or with fewer than
+    two of the models stored.
+    """
     if run.features_path is None:
         return None
     from repsim.store import FeatureStore
 
     store = FeatureStore(run.features_path)
+    models = [m for m in models if store.has(dataset, m)]
+    if len(models) < 2:
+        return None
     ids0, first = store.read(dataset, models[0])
     out = {models[0]: np.asarray(first)}
     for m in models[1:]:
@@ -428,3 +472,309 @@ def bootstrap_pairs(
 def pick_models(models: pd.DataFrame, per_category: int = 2, category: str = "objective") -> list[str]:
     """A small, deterministic sample of models: the first ``per_category`` of each category."""
     return [str(m) for _, g in models.groupby(category, sort=True) for m in g.index[:per_category]]
+
+
+# ----------------------------------------------------------------------------- chapter context
+#: What a chapter may need from a run, and the sentence that says why it is skipped without it.
+_NEEDS = {
+    "consistency": "This run has no consistency.nc (its consistency stage did not run)",
+    "anchors": "This run's consistency.nc has no anchor consistency",
+    "probes": "This run has no probes.nc (probing was switched off in its config)",
+    "features": "This run kept no features (features.zarr)",
+}
+
+
+@dataclass
+class Chapter:
+    """What every chapter notebook starts from: the run, its selection and the main measure."""
+
+    run: Run
+    sim: xr.Dataset
+    measure: str
+    category: str
+
+    @property
+    def da(self) -> xr.DataArray:
+        return self.sim[self.measure]
+
+    @property
+    def order(self) -> list[str]:
+        return domain_order(self.sim)
+
+    @property
+    def datasets(self) -> list[str]:
+        return [str(d) for d in self.sim.dataset.values]
+
+    @property
+    def models(self) -> pd.DataFrame:
+        return model_table(self.sim)
+
+    @property
+    def domains(self) -> dict[str, str]:
+        doms = self.sim["domain"].values if "domain" in self.sim.coords else [""] * len(self.datasets)
+        return {d: str(x) if is_known(x) else UNKNOWN for d, x in zip(self.datasets, doms)}
+
+    @property
+    def caption(self) -> str:
+        return self.run.caption(self.measure, self.datasets, list(self.sim.model_a.values))
+
+    def categories(self) -> pd.Series:
+        """Each model's category under the chapter's grouping (``unknown`` where missing)."""
+        return pd.Series(category_labels(self.sim, self.category),
+                         index=[str(m) for m in self.sim.model_a.values], name=self.category)
+
+    def need(self, *needs: str, min_datasets: int = 1, min_models: int = 2,
+             min_domains: int = 1) -> str | None:
+        """The first reason this chapter's figure cannot be drawn on this run, or None.
+
+        ``needs`` names optional run files (``consistency``, ``anchors``, ``probes``,
+        ``features``); the counts are lower bounds on the run's datasets, models and domains.
+        """
+        run = self.run
+        have = {"consistency": run.consistency is not None,
+                "anchors": run.consistency is not None and "anchor_consistency" in run.consistency,
+                "probes": run.probes is not None, "features": run.features_path is not None}
+        for n in needs:
+            if n not in have:
+                raise InputError(f"unknown need {n!r}; choose from {sorted(have)}")
+            if not have[n]:
+                return f"{_NEEDS[n]}, so this figure is skipped."
+        n_d, n_m = len(self.datasets), self.sim.sizes["model_a"]
+        n_dom = len(set(self.domains.values()))
+        if n_d < min_datasets:
+            return (f"This needs at least {min_datasets} datasets and the run has {n_d} "
+                    f"({', '.join(self.datasets)}), so this figure is skipped.")
+        if n_m < min_models:
+            return (f"This needs at least {min_models} models and the run has {n_m}, so this "
+                    "figure is skipped.")
+        if n_dom < min_domains:
+            return (f"This compares domain categories and every dataset of the run is "
+                    f"{next(iter(self.domains.values()))}, so this figure is skipped.")
+        return None
+
+
+def open_chapter(run_dir: str | Path, measure: str = "cka_linear",
+                 datasets: Sequence[str] | None = None, models: Sequence[str] | None = None,
+                 category: str = "objective") -> Chapter:
+    """Load a run and apply a chapter's parameters (an absent measure falls back to the first)."""
+    run = load_run(run_dir)
+    sim = select(run.similarity, datasets, models)
+    if measure not in sim:
+        log.warning("measure %s not in the run; using %s", measure, run.measures[0])
+        measure = run.measures[0]
+    if f"{category}_a" not in sim.coords:
+        known_fields = [c for c in CATEGORY_FIELDS if f"{c}_a" in sim.coords]
+        category = known_fields[0] if known_fields else category
+    return Chapter(run=run, sim=sim, measure=measure, category=category)
+
+
+def count_table(models: pd.DataFrame, rows: str = "objective",
+                cols: str = "architecture_class") -> pd.DataFrame:
+    """Number of models per (rows, cols) category, missing metadata shown as ``unknown``."""
+    t = pd.DataFrame(index=models.index)
+    for c in (rows, cols):
+        t[c] = [str(v) if is_known(v) else UNKNOWN for v in models[c]] if c in models else UNKNOWN
+    return t.groupby([rows, cols]).size().unstack(fill_value=0)
+
+
+def join_names(items: Sequence[str], last: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = [str(x) for x in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def is_same_pair(label: str) -> bool:
+    """True for a category pair of one category, ``"A | A"``."""
+    parts = str(label).split(PAIR_SEP)
+    return len(parts) == 2 and parts[0] == parts[1]
+
+
+# ---------------------------------------------------------------------------- computed sentences
+def overview_text(summary: pd.DataFrame, spread: pd.DataFrame, measure: str,
+                  category: str) -> str:
+    """The chapter-0 answer in words, from the consistency summary and the grouping spread."""
+    base = summary.loc[summary.group_by == "all", "median"]
+    if not len(base):
+        return f"With {measure}, no consistency over dataset pairs could be computed on this run."
+    parts = [f"With {measure}, the all-pairs median consistency is **{fmt(float(base.iloc[0]))}**."]
+    same = summary[(summary.group_by == category) & summary.label.map(is_same_pair)]
+    if len(same) >= 2:
+        top, low = same.iloc[0], same.iloc[-1]
+        parts.append(f"Among pairs of models that share the {category}, "
+                     f"**{top.label.split(PAIR_SEP)[0]}** models are the most consistent (median "
+                     f"{fmt(top['median'])}) and **{low.label.split(PAIR_SEP)[0]}** models the least "
+                     f"({fmt(low['median'])}).")
+    elif len(same) == 1:
+        row = same.iloc[0]
+        parts.append(f"Only **{row.label.split(PAIR_SEP)[0]}** has at least {MIN_PAIRS} model pairs "
+                     f"within one {category} (median {fmt(row['median'])}), so categories cannot be "
+                     "ranked against each other.")
+    else:
+        parts.append(f"No {category} has enough models for {MIN_PAIRS} model pairs within it, so "
+                     "the within-category comparison of the study cannot be made on this run.")
+    if len(spread) >= 2:
+        d = spread.iloc[0]
+        others = ", ".join(f"{r.group_by} {fmt(r['range'])}" for _, r in spread.iloc[1:].iterrows())
+        parts.append(f"Across groupings, the category-pair medians spread most for "
+                     f"**{d.group_by}** (range {fmt(d['range'])}, against {others}).")
+    elif len(spread) == 1:
+        d = spread.iloc[0]
+        parts.append(f"Only the {d.group_by} grouping has two or more category pairs to compare "
+                     f"(range of medians {fmt(d['range'])}).")
+    study = []
+    if len(same) >= 2:
+        ssl_top = same.iloc[0].label.split(PAIR_SEP)[0] == "Self-Supervised"
+        study.append("agrees" if ssl_top else "differs")
+    if len(spread) >= 2:
+        study.append("agrees" if spread.iloc[0].group_by == "objective" else "differs")
+    if study:
+        verdicts = []
+        if len(same) >= 2:
+            verdicts.append(f"{study[0]} with the study's finding that self-supervised models are "
+                            "the most consistent")
+        if len(spread) >= 2:
+            verdicts.append(f"{study[-1]} with its finding that the objective is the strongest driver")
+        parts.append("This run " + " and ".join(verdicts) + ".")
+    return " ".join(parts)
+
+
+def within_between(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
+    """Per dataset: median similarity of same-category and of different-category model pairs
+    (NaN where the run has no such pair); unknown categories count as neither."""
+    t = pair_table(da, category)
+    t = t[(t.cat_a != UNKNOWN) & (t.cat_b != UNKNOWN)]
+    t["kind"] = np.where(t.cat_a == t.cat_b, "same category", "different category")
+    out = t.groupby(["dataset", "kind"]).similarity.median().unstack()
+    out = out.reindex(index=[str(d) for d in da.dataset.values],
+                      columns=["same category", "different category"])
+    out.index.name = "dataset"
+    out.columns.name = None
+    return out
+
+
+def within_between_text(table: pd.DataFrame, category: str) -> str:
+    """How often same-category pairs are more similar than different-category pairs."""
+    ok = table.dropna()
+    if not len(ok):
+        return (f"The run has no model pairs of the same {category} and of different {category} "
+                "to compare, so this comparison is skipped.")
+    more = int((ok["same category"] > ok["different category"]).sum())
+    gap = float((ok["same category"] - ok["different category"]).median())
+    return (f"On **{more} of {len(ok)}** datasets, models of the same {category} are more similar "
+            f"to each other (median) than models of different {category}; the median difference "
+            f"is {fmt(gap)}.")
+
+
+def pick_dataset_pairs(da: xr.DataArray, k: int = 3) -> list[tuple[str, str]]:
+    """Up to ``k`` dataset pairs that show the range of consistency: the most consistent, the
+    least consistent and the median one (all-pairs Pearson r over model pairs)."""
+    vec = pair_vectors(da)
+    dsets = [str(d) for d in da.dataset.values]
+    pairs = list(itertools.combinations(dsets, 2))
+    if len(pairs) <= k:
+        return pairs
+    r = np.array([correlate(vec[a], vec[b]) for a, b in pairs])
+    idx = np.argsort(np.where(np.isfinite(r), r, -np.inf))[::-1]
+    picks = [idx[0], idx[len(idx) // 2], idx[-1]][:k]
+    picks += [i for i in idx if i not in picks][: k - len(picks)]
+    return [pairs[i] for i in dict.fromkeys(picks)]
+
+
+def scatter_correlations(da: xr.DataArray, dataset_pairs: Sequence[tuple[str, str]],
+                         category: str = "objective", min_pairs: int = MIN_PAIRS) -> pd.DataFrame:
+    """Per dataset pair: r over all model pairs and within each category with enough pairs."""
+    rows = []
+    for a, b in dataset_pairs:
+        t = pair_table(da.sel(dataset=[a, b]), category).pivot_table(
+            index=["model_a", "model_b", "category_pair"], columns="dataset",
+            values="similarity").reset_index()
+        row = {"dataset pair": f"{a} / {b}", "all": correlate(t[a], t[b])}
+        for lab, g in t.groupby("category_pair"):
+            if is_same_pair(lab) and len(g) >= min_pairs and UNKNOWN not in lab:
+                row[lab.split(PAIR_SEP)[0]] = correlate(g[a], g[b])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("dataset pair")
+
+
+def scatter_text(table: pd.DataFrame, category: str) -> str:
+    """Which same-category group keeps its pair ordering best over the chosen dataset pairs."""
+    r_all = table["all"].mean()
+    text = f"Over these dataset pairs, the mean consistency of all model pairs is **{fmt(r_all)}**."
+    groups = table.drop(columns="all").mean().dropna()
+    if len(groups) >= 2:
+        return (f"{text} Within one {category}, **{groups.idxmax()}** models keep their similarity "
+                f"ordering best ({fmt(groups.max())}) and **{groups.idxmin()}** models worst "
+                f"({fmt(groups.min())}).")
+    if len(groups) == 1:
+        return (f"{text} Only **{groups.index[0]}** has {MIN_PAIRS} or more model pairs within one "
+                f"{category} (r {fmt(groups.iloc[0])}).")
+    return f"{text} No {category} has {MIN_PAIRS} model pairs within it, so no group r is shown."
+
+
+def spread_over_domains(order: Sequence[str], domains: Mapping[str, str], k: int) -> list[str]:
+    """Up to ``k`` datasets taken in turn from each domain (in ``order``), then in ``order``."""
+    by: dict[str, list[str]] = {}
+    for d in order:
+        by.setdefault(domains.get(d, ""), []).append(d)
+    out: list[str] = []
+    while len(out) < min(k, len(order)):
+        for lst in by.values():
+            if lst and len(out) < k:
+                out.append(lst.pop(0))
+    return [d for d in order if d in out]
+
+
+def domain_contrast(tidy: pd.DataFrame, domains: Mapping[str, str]) -> pd.DataFrame:
+    """Median consistency of dataset pairs within one domain and across domains, per group pair."""
+    t = tidy.copy()
+    t["pairs of datasets"] = np.where(t.dataset_a.map(domains) == t.dataset_b.map(domains),
+                                      "same domain", "different domains")
+    out = t.groupby(["group_pair", "pairs of datasets"]).consistency.median().unstack()
+    return out.reindex(columns=["same domain", "different domains"])
+
+
+def domain_contrast_text(table: pd.DataFrame) -> str:
+    """Whether dataset pairs of one domain are more consistent than pairs across domains."""
+    if "all" not in table.index or table.loc["all"].isna().any():
+        return ("The run lacks dataset pairs of the same domain or of different domains, so "
+                "within- and across-domain consistency cannot be compared.")
+    same, diff = table.loc["all", "same domain"], table.loc["all", "different domains"]
+    word = "more" if same > diff else "less"
+    return (f"Over all model pairs, datasets of the same domain are {word} consistent with each "
+            f"other (median {fmt(same)}) than datasets of different domains ({fmt(diff)}).")
+
+
+def behaviour_text(corr: pd.DataFrame) -> str:
+    """The similarity-behaviour link in words, per dataset and per domain."""
+    ok = corr.dropna(subset=["r"])
+    if not len(ok):
+        return ("No dataset has a defined correlation between similarity and accuracy gap (too "
+                "few models, or equal accuracies), so there is nothing to summarise.")
+    neg = int((ok.r < 0).sum())
+    text = (f"Similarity and accuracy gap are negatively correlated (similar representations, "
+            f"similar accuracy) on **{neg} of {len(ok)}** datasets; mean r = {fmt(ok.r.mean())}.")
+    by = ok.groupby("domain").r.mean().sort_values()
+    if len(by) >= 2:
+        text += (f" The link is strongest for **{by.index[0]}** ({fmt(by.iloc[0])}) and weakest "
+                 f"for **{by.index[-1]}** ({fmt(by.iloc[-1])}); the study found it strongest on "
+                 "single-domain datasets.")
+    return text
+
+
+def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
+    """The anchor rank-sum tests in words (untestable comparisons said as such)."""
+    testable = tests.dropna(subset=["p"])
+    if not len(testable):
+        return ("No two categories have at least 2 anchor models each, so no rank-sum test can be "
+                "run on this run.")
+    sig = testable[testable.significant]
+    text = (f"{len(sig)} of {len(testable)} testable category comparisons are significant after "
+            f"Bonferroni correction (alpha = {alpha})")
+    if len(sig):
+        text += ": " + "; ".join(f"{r.group_a} vs {r.group_b} (p = {r.p_bonferroni:.2g}, medians "
+                                 f"{fmt(r.median_a)} and {fmt(r.median_b)})" for r in sig.itertuples())
+    if len(testable) < len(tests):
+        text += f" ({len(tests) - len(testable)} comparisons have a category with fewer than 2 anchors)"
+    return text + "."

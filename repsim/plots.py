@@ -115,7 +115,7 @@ def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, d
     a = da.sel(dataset=dataset_a).transpose("model_a", "model_b").values
     order = analysis.cluster_order(a)
     models = list(da.model_a.values[order])
-    cats = list(da[f"{category}_a"].values[order])
+    cats = list(analysis.category_labels(da, category)[order])
     for ax, ds in zip(axes[:2], (dataset_a, dataset_b)):
         m = da.sel(dataset=ds, model_a=models, model_b=models).values
         im = _heatmap(ax, m, models, 0, 1, ticks=False)
@@ -159,7 +159,7 @@ def clustered_matrices(da: xr.DataArray, datasets: Sequence[str], category: str 
     for ax, ds in zip(axes.flat, datasets):
         m = da.sel(dataset=ds).transpose("model_a", "model_b")
         order = analysis.cluster_order(m.values)
-        cats = m[f"{category}_a"].values[order]
+        cats = analysis.category_labels(m, category)[order]
         im = _heatmap(ax, m.values[np.ix_(order, order)], list(m.model_a.values[order]), 0, 1,
                       ticks=False)
         _category_strip(ax, [category_color(c) for c in cats])
@@ -169,7 +169,7 @@ def clustered_matrices(da: xr.DataArray, datasets: Sequence[str], category: str 
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.6, label=str(da.name or "similarity"))
-    _fig_legend(fig, sorted(set(map(str, da[f"{category}_a"].values))), f"{category} (side strips)")
+    _fig_legend(fig, sorted(set(analysis.category_labels(da, category))), f"{category} (side strips)")
     return add_caption(fig, caption)
 
 
@@ -202,10 +202,12 @@ def consistency_scatter(da: xr.DataArray, dataset_pairs: Sequence[tuple[str, str
             labels.add(lab)
         lo, hi = np.nanmin(w[[a, b]].values), np.nanmax(w[[a, b]].values)
         ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
-        same = w[w.category_pair.str.split(analysis.PAIR_SEP).map(lambda p: p[0] == p[1])]
-        rs = ", ".join(f"{lab.split(analysis.PAIR_SEP)[0]}: {analysis.correlate(g[a], g[b]):.2f}"
-                       for lab, g in same.groupby("category_pair"))
-        ax.set_title(f"{a} vs {b}: r = {analysis.correlate(w[a], w[b]):.2f}\n{rs}", fontsize=8)
+        same = w[w.category_pair.map(analysis.is_same_pair)]
+        rs = ", ".join(f"{lab.split(analysis.PAIR_SEP)[0]}: {analysis.fmt(analysis.correlate(g[a], g[b]))}"
+                       for lab, g in same.groupby("category_pair")
+                       if len(g) >= analysis.MIN_PAIRS and analysis.UNKNOWN not in lab)
+        ax.set_title(f"{a} vs {b}: r = {analysis.fmt(analysis.correlate(w[a], w[b]))}\n{rs}",
+                     fontsize=8)
         ax.set_xlabel(f"similarity on {a}")
         ax.set_ylabel(f"similarity on {b}")
     _legend_for(axes.flat[-1], sorted(labels), title="category pair", loc="upper left",

@@ -130,3 +130,161 @@ def test_bootstrap_pairs(rng):
 def test_pick_models():
     mt = pd.DataFrame({"objective": ["a", "a", "a", "b"]}, index=["m1", "m2", "m3", "m4"])
     assert A.pick_models(mt, 2) == ["m1", "m2", "m4"]
+
+
+# ------------------------------------------------------- degenerate runs (seen on real pipeline runs)
+def _small_sim(objectives, n_datasets=3, domains=None, seed=0) -> xr.Dataset:
+    """A similarity dataset like a real run's: empty metadata strings where fields are unknown."""
+    rng = np.random.default_rng(seed)
+    n = len(objectives)
+    ids = [f"m{i}" for i in range(n)]
+    vals = rng.uniform(0.2, 0.9, size=(n_datasets, n, n))
+    vals = (vals + vals.transpose(0, 2, 1)) / 2
+    vals[:, np.arange(n), np.arange(n)] = 1.0
+    dsets = [f"d{k}" for k in range(n_datasets)]
+    return xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), vals)},
+        coords={"dataset": dsets, "model_a": ids, "model_b": ids,
+                "domain": ("dataset", domains or ["Structured"] * n_datasets),
+                "objective_a": ("model_a", list(objectives)),
+                "objective_b": ("model_b", list(objectives)),
+                "data_class_a": ("model_a", [""] * n), "data_class_b": ("model_b", [""] * n)},
+        attrs={"run": "small"})
+
+
+def _small_cons() -> xr.Dataset:
+    """consistency.nc of a 3-model run: a category pair with 2 model pairs, an unknown grouping."""
+    gp = ["all", "objective: Self-Supervised | Supervised", "data_class:  | "]
+    m = np.array([[1.0, 0.5, -0.2], [0.5, 1.0, 0.8], [-0.2, 0.8, 1.0]])
+    return xr.Dataset(
+        {"consistency": (("measure", "group_pair", "dataset_a", "dataset_b"),
+                         np.stack([m, -np.sign(m), m])[None])},
+        coords={"measure": ["cka_linear"], "group_pair": gp, "dataset_a": ["a", "b", "c"],
+                "dataset_b": ["a", "b", "c"], "group_by": ("group_pair", ["all", "objective", "data_class"]),
+                "group_a": ("group_pair", ["all", "Self-Supervised", ""]),
+                "group_b": ("group_pair", ["all", "Supervised", ""]),
+                "n_pairs": ("group_pair", [3, 2, 3])})
+
+
+def test_consistency_values_drop_two_point_and_unknown_pairs():
+    tidy = A.consistency_values(_small_cons(), "cka_linear", ["all", *A.CATEGORY_FIELDS])
+    assert set(tidy.group_pair) == {"all"}
+    keep = A.consistency_values(_small_cons(), "cka_linear", "objective", min_pairs=2)
+    assert set(keep.label) == {"Self-Supervised | Supervised"}
+    empty = A.consistency_values(_small_cons(), "cka_linear", "size_class")
+    assert empty.empty and "consistency" in empty.columns
+    assert A.consistency_summary(empty).empty and A.grouping_spread(empty).empty
+
+
+def test_grouping_spread_needs_two_category_pairs(run):
+    tidy = A.consistency_values(run.consistency, "cka_linear", ["all", "objective", "data_class"])
+    spread = A.grouping_spread(tidy)
+    assert list(spread.group_by) == ["objective"]  # data_class has one category pair only
+
+
+def test_overview_text_without_same_category_pairs():
+    tidy = A.consistency_values(_small_cons(), "cka_linear", ["all", *A.CATEGORY_FIELDS])
+    text = A.overview_text(A.consistency_summary(tidy), A.grouping_spread(tidy), "cka_linear",
+                           "objective")
+    assert "0.50" in text and "cannot be made" in text and "agrees" not in text
+
+
+def test_overview_text_compares_with_the_study(run):
+    tidy = A.consistency_values(run.consistency, "cka_linear", ["all", *A.CATEGORY_FIELDS])
+    text = A.overview_text(A.consistency_summary(tidy), A.grouping_spread(tidy), "cka_linear",
+                           "objective")
+    assert "most consistent" in text and "This run" in text
+    assert ("agrees with its finding that the objective" in text) == (
+        A.grouping_spread(tidy).group_by.iloc[0] == "objective")
+
+
+def test_unknown_metadata_is_one_label():
+    sim = _small_sim(["Supervised", "", "Supervised"])
+    assert list(A.category_labels(sim, "objective")) == ["Supervised", A.UNKNOWN, "Supervised"]
+    assert set(A.category_labels(sim, "size_class")) == {A.UNKNOWN}
+    counts = A.count_table(A.model_table(sim), "objective", "architecture_class")
+    assert counts.values.sum() == 3 and A.UNKNOWN in counts.columns
+    assert not A.is_known("") and not A.is_known(float("nan")) and A.is_known("MLP")
+
+
+def test_within_between_without_same_category_pairs():
+    sim = _small_sim(["Supervised", "Self-Supervised", "Image-Text"])
+    table = A.within_between(sim["cka_linear"], "objective")
+    assert table["same category"].isna().all() and table["different category"].notna().all()
+    assert "skipped" in A.within_between_text(table, "objective")
+    sim2 = _small_sim(["S", "S", "T", "T"])
+    text = A.within_between_text(A.within_between(sim2["cka_linear"]), "objective")
+    assert "of 3** datasets" in text
+
+
+def test_pick_dataset_pairs_spans_the_range():
+    da = _small_sim(["a", "a", "b", "b", "c"], n_datasets=5)["cka_linear"]
+    pairs = A.pick_dataset_pairs(da, 3)
+    assert len(pairs) == 3 and len(set(pairs)) == 3
+    vec = A.pair_vectors(da)
+    r = [A.correlate(vec[a], vec[b]) for a, b in pairs]
+    assert r[0] == max(A.correlate(vec[a], vec[b]) for a, b in A.upper_pairs(da.dataset.values))
+    assert r[0] >= r[1] >= r[2]
+    assert A.pick_dataset_pairs(da.isel(dataset=[0, 1]), 3) == [("d0", "d1")]
+
+
+def test_scatter_correlations_skip_small_groups():
+    da = _small_sim(["S", "S", "T", "T", "T"], n_datasets=2)["cka_linear"]
+    tab = A.scatter_correlations(da, [("d0", "d1")])
+    assert list(tab.columns) == ["all", "T"]  # S has one pair within it
+    assert "Only **T**" in A.scatter_text(tab, "objective")
+    assert "no group r" in A.scatter_text(tab[["all"]], "objective")
+
+
+def test_chapter_need_says_why(tmp_path):
+    sim = _small_sim(["S", "T"], n_datasets=1)
+    sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
+    ch = A.open_chapter(tmp_path, measure="not_a_measure", category="architecture_class")
+    assert ch.measure == "cka_linear" and ch.category == "objective"
+    assert "no consistency.nc" in ch.need("consistency")
+    assert "no probes.nc" in ch.need("probes")
+    assert "kept no features" in ch.need("features")
+    assert "at least 2 datasets" in ch.need(min_datasets=2)
+    assert "at least 3 models" in ch.need(min_models=3)
+    assert "every dataset of the run is Structured" in ch.need(min_domains=2)
+    assert ch.need() is None
+    with pytest.raises(Exception, match="unknown need"):
+        ch.need("nonsense")
+
+
+def test_rank_sum_text_with_untestable_groups():
+    tidy = pd.DataFrame({"anchor": ["a", "b", "c"], "category": ["S", "T", "T"],
+                         "consistency": [0.1, 0.5, 0.6]})
+    tests = A.rank_sum_tests(tidy)
+    assert tests.p.isna().all()
+    assert "No two categories" in A.rank_sum_text(tests, 0.01)
+
+
+def test_spread_over_domains_and_domain_contrast():
+    order = ["a1", "a2", "a3", "b1", "c1"]
+    doms = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}
+    assert A.spread_over_domains(order, doms, 3) == ["a1", "b1", "c1"]
+    assert A.spread_over_domains(order, doms, 10) == order
+    tidy = pd.DataFrame({"group_pair": "all", "dataset_a": ["a1", "a1"], "dataset_b": ["a2", "b1"],
+                         "consistency": [0.9, 0.3]})
+    table = A.domain_contrast(tidy, doms)
+    assert "more consistent" in A.domain_contrast_text(table)
+    one = A.domain_contrast(tidy.iloc[:1], doms)
+    assert "cannot be compared" in A.domain_contrast_text(one)
+
+
+def test_behaviour_text_handles_nan_and_one_domain():
+    corr = pd.DataFrame({"dataset": ["x", "y"], "domain": ["D", "D"], "r": [-0.5, np.nan]})
+    text = A.behaviour_text(corr)
+    assert "1 of 1" in text and "strongest" not in text
+    assert "nothing to summarise" in A.behaviour_text(corr.assign(r=np.nan))
+    assert A.fmt(float("nan")) == "undefined"
+
+
+def test_read_features_skips_missing_models(tmp_path):
+    run_dir = write_fake_run(tmp_path / "r", n_per_objective=1)
+    r = A.load_run(run_dir)
+    ids = list(map(str, r.similarity.model_a.values))
+    feats = A.read_features(r, "shapes", [*ids[:2], "not-a-model"])
+    assert list(feats) == ids[:2]
+    assert A.read_features(r, "shapes", [ids[0], "not-a-model"]) is None

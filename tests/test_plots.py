@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from helpers_run import write_fake_run  # noqa: E402
 
@@ -82,3 +83,33 @@ def test_behaviour_and_robustness_figures(run, rng):
 
     _check(P.stability_curve(A.stability_vs_n(feats, [10, 40], 2, measure=lin)))
     _check(P.bootstrap_errorbars(A.bootstrap_pairs(feats, 5, measure=lin)))
+
+
+def _sim_with_gaps(n_models: int, rng):
+    """A real-run-like similarity dataset: some metadata empty, few models per category."""
+    import xarray as xr
+
+    ids = [f"model-{i:02d}" for i in range(n_models)]
+    objs = [("Supervised", "Self-Supervised", "Image-Text", "")[i % 4] for i in range(n_models)]
+    vals = rng.uniform(0.1, 0.9, size=(3, n_models, n_models))
+    vals = (vals + vals.transpose(0, 2, 1)) / 2
+    return xr.Dataset({"cka_linear": (("dataset", "model_a", "model_b"), vals)},
+                      coords={"dataset": ["a", "b", "c"], "model_a": ids, "model_b": ids,
+                              "domain": ("dataset", ["Structured", "Structured", "Specialized"]),
+                              "objective_a": ("model_a", objs), "objective_b": ("model_b", objs)})
+
+
+@pytest.mark.parametrize("n_models", [3, 45])
+def test_similarity_figures_on_sparse_metadata(n_models, rng):
+    da = _sim_with_gaps(n_models, rng)["cka_linear"]
+    fig = P.clustered_matrices(da, ["a", "b", "c"], caption="sparse")
+    assert all(not ax.get_xticklabels() for ax in fig.axes if ax.get_label() != "<colorbar>")
+    legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "" not in legend and (A.UNKNOWN in legend) == (n_models >= 4)
+    _check(fig)
+    fig = P.consistency_scatter(da, [("a", "b")])
+    title = fig.axes[0].get_title()
+    assert ": nan" not in title and "r = " in title
+    _check(fig)
+    base = pd.DataFrame({"consistency": []})
+    _check(P.framework_figure(da, base, "a", "c"))
