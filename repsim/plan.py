@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from repsim.config import load_config
-from repsim.errors import ConfigError
+from repsim.errors import ConfigError, InputError
 
 DEFAULT_MEASURES = (
     "cka_linear",
@@ -75,7 +75,10 @@ def load_plan(config_path: str | Path) -> RunPlan:
     models, datasets = _select(models, datasets, raw.get("select") or {}, config_path)
     measures = tuple(raw.get("measures") or DEFAULT_MEASURES)
     for name in measures:
-        parse_measure(name)  # raises a ConfigError/InputError naming the valid measures
+        try:
+            parse_measure(name)
+        except InputError as exc:
+            raise ConfigError(f"{config_path}: measures: {exc}") from None
     probe = {"enabled": True, **(raw.get("probe") or {})}
     plan = RunPlan(
         name=str(raw["name"]),

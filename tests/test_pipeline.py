@@ -95,3 +95,15 @@ def test_bad_config_fails_before_work(tmp_path: Path, tiny_config: Path):
     with pytest.raises(ConfigError):
         run(bad, tmp_path / "run", device="cpu")
     assert not (tmp_path / "run" / "features.zarr").exists()
+
+
+def test_local_cluster_gives_bitwise_identical_results(tiny_run: Path, tiny_config: Path, tmp_path: Path):
+    # tiny.yaml fixes torch threads, so worker processes reduce floats in the same order
+    run_dir = tmp_path / "local2"
+    run(tiny_config, run_dir, scheduler="local:2", device="cpu")
+    _files_equal(tiny_run, run_dir)
+
+
+def test_unknown_scheduler_is_a_clear_error(tiny_config: Path, tmp_path: Path):
+    with pytest.raises(ConfigError, match="local:N"):
+        run(tiny_config, tmp_path / "run", scheduler="mpi", device="cpu")
