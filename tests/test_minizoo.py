@@ -13,6 +13,7 @@ from repsim.errors import MissingWeightsError
 from repsim.minizoo.archs import ARCHS, MEAN, STD, build_arch
 from repsim.minizoo.captions import Tokenizer, make_captions
 from repsim.minizoo.data import load_zoo_data, synthetic_npz
+from repsim.minizoo.manifest import summary_markdown
 from repsim.minizoo.objectives import OBJECTIVES, Batch, build_objective
 from repsim.minizoo.weights import load_encoder, save_encoder
 
@@ -39,9 +40,14 @@ def test_data_joint_labels_and_captions(tiny: Path) -> None:
 
 
 def test_captions_bin_numbers_and_skip_hidden_keys() -> None:
-    attrs = [{"colour": "red", "size": float(i), "rotation": 44.0, "crop_x": i, "flipped": i % 2 == 0} for i in range(9)]
+    attrs = [
+        {"colour": "red", "size": float(i), "rotation": 44.0, "crop_x": i, "flipped": i % 2 == 0}
+        for i in range(9)
+    ]
     caps = make_captions("shapes", ["star"], [0] * 9, attrs)
-    assert caps[0] == "a photo of star from shapes, red colour, flipped, rotated 30 degrees, low size"
+    assert (
+        caps[0] == "a photo of star from shapes, red colour, flipped, rotated 30 degrees, low size"
+    )
     assert caps[8].endswith("high size") and "crop" not in caps[8]
     tok = Tokenizer(caps)
     ids = tok.encode(caps[:2] + ["unseen words"])
@@ -54,7 +60,13 @@ def test_objective_loss_decreases(tiny: Path, key: str) -> None:
     data = load_zoo_data(tiny).subset(True)
     tok = Tokenizer(data.captions)
     enc = build_arch("cnn")
-    obj = build_objective(key, embed_dim=enc.embed_dim, n_classes=len(data.class_names), vocab_size=len(tok), max_len=tok.max_len)
+    obj = build_objective(
+        key,
+        embed_dim=enc.embed_dim,
+        n_classes=len(data.class_names),
+        vocab_size=len(tok),
+        max_len=tok.max_len,
+    )
     batch = Batch(data.images[:64], data.labels[:64], tok.encode(data.captions[:64]))
     opt = torch.optim.Adam([*enc.parameters(), *obj.parameters()], lr=3e-3)
 
@@ -76,7 +88,9 @@ def test_weights_round_trip(tmp_path: Path, arch: str) -> None:
     torch.manual_seed(1)
     enc = build_arch(arch).eval()
     x = torch.randn(8, 3, 32, 32)
-    path = save_encoder(enc, tmp_path / f"{arch}.safetensors", arch, ARCHS[arch][1], extra={"seed": 1})
+    path = save_encoder(
+        enc, tmp_path / f"{arch}.safetensors", arch, ARCHS[arch][1], extra={"seed": 1}
+    )
     loaded, meta = load_encoder(path)
     assert meta["arch"] == arch and meta["seed"] == "1"
     with torch.no_grad():
@@ -99,29 +113,54 @@ def test_zoo_loader(tmp_path: Path) -> None:
     path = save_encoder(enc, tmp_path / "v.safetensors", "vit", ARCHS["vit"][1])
     loaded = load_model(ModelSpec(id="v", loader="minizoo", identifier="vit", weights=path))
     assert loaded.default_layer is None and loaded.default_token == "none"
-    assert loaded.preprocess.crop == 32 and loaded.preprocess.mean == MEAN and loaded.preprocess.std == STD
+    assert (
+        loaded.preprocess.crop == 32
+        and loaded.preprocess.mean == MEAN
+        and loaded.preprocess.std == STD
+    )
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded.module(x), enc(x), atol=2e-2)
     rand = load_model(ModelSpec(id="r", loader="minizoo", identifier="mlp"), pretrained=False)
     assert rand.module(x).shape == (4, 128)
     with pytest.raises(MissingWeightsError, match="gone.safetensors"):
-        load_model(ModelSpec(id="g", loader="minizoo", identifier="cnn", weights=tmp_path / "gone.safetensors"))
+        load_model(
+            ModelSpec(
+                id="g", loader="minizoo", identifier="cnn", weights=tmp_path / "gone.safetensors"
+            )
+        )
 
 
 @pytest.mark.slow
 def test_train_main_end_to_end_and_deterministic(tiny: Path, tmp_path: Path) -> None:
     from repsim.minizoo.train import main
 
-    args = ["--data", str(tiny), "--seeds", "0", "--epochs", "1", "--batch-size", "32", "--archs", "mlp"]
+    args = [
+        "--data",
+        str(tiny),
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--archs",
+        "mlp",
+    ]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     rows = list(csv.DictReader((tmp_path / "a" / "manifest.csv").open()))
     assert len(rows) == len(OBJECTIVES)
-    assert {r["objective"] for r in rows} == {"Supervised", "Self-Supervised", "Image-Text", "Random"}
+    assert {r["objective"] for r in rows} == {
+        "Supervised",
+        "Self-Supervised",
+        "Image-Text",
+        "Random",
+    }
     assert all(0 <= float(r["probe_acc"]) <= 1 for r in rows)
     assert all(r["head_acc"] for r in rows if r["method"] == "Cross-entropy")
     cfg = yaml.safe_load((tmp_path / "a" / "models.yaml").read_text())
     assert [m["id"] for m in cfg["models"]] == [r["id"] for r in rows]
+    assert summary_markdown(rows).count("\n") == 1 + len(OBJECTIVES)
     # --only retrains a subset, keeps the other rows, and reproduces the weights bit for bit
     assert main([*args, "--out", str(tmp_path / "b"), "--only", "mlp-simclr-*"]) == 0
     name = "mlp-simclr-s0.safetensors"
@@ -155,5 +194,9 @@ def test_shipped_zoo_files_match_manifest() -> None:
     import hashlib
 
     for row in _shipped_rows():
-        assert hashlib.sha256((ZOO / row["weights"]).read_bytes()).hexdigest() == row["sha256"], row["id"]
-    assert sorted(p.name for p in ZOO.glob("*.safetensors")) == sorted(r["weights"] for r in _shipped_rows())
+        assert hashlib.sha256((ZOO / row["weights"]).read_bytes()).hexdigest() == row["sha256"], (
+            row["id"]
+        )
+    assert sorted(p.name for p in ZOO.glob("*.safetensors")) == sorted(
+        r["weights"] for r in _shipped_rows()
+    )

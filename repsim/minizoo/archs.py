@@ -58,7 +58,11 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [nn.Flatten()]
         d_in = 3 * IMG_SIZE * IMG_SIZE
         for d_out in hidden:
-            layers += [nn.Linear(d_in, d_out, bias=False), nn.BatchNorm1d(d_out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Linear(d_in, d_out, bias=False),
+                nn.BatchNorm1d(d_out),
+                nn.ReLU(inplace=True),
+            ]
             d_in = d_out
         self.net = nn.Sequential(*layers)
         self.embed_dim = hidden[-1]
@@ -67,7 +71,9 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def _vit(embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, patch_size: int) -> nn.Module:
+def _vit(
+    embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, patch_size: int
+) -> nn.Module:
     from timm.models.vision_transformer import VisionTransformer
 
     # num_classes=0: forward() returns the class token after the final norm (the study's ViT feature)

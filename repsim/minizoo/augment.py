@@ -47,7 +47,11 @@ def resized_crop(
 
 
 def color_jitter(
-    x: torch.Tensor, gen: torch.Generator, strength: float = 0.4, p: float = 0.8, p_gray: float = 0.2
+    x: torch.Tensor,
+    gen: torch.Generator,
+    strength: float = 0.4,
+    p: float = 0.8,
+    p_gray: float = 0.2,
 ) -> torch.Tensor:
     """Per-image brightness, contrast and saturation jitter (with probability ``p``), then grayscale."""
     n = x.shape[0]

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 #: attributes that record how an image was made rather than what it shows
-HIDDEN_KEYS = frozenset({"source_index", "crop_x", "crop_y", "crop_side", "x", "y", "shift", "onset"})
+HIDDEN_KEYS = frozenset(
+    {"source_index", "crop_x", "crop_y", "crop_side", "x", "y", "shift", "onset"}
+)
 ANGLE_KEYS = frozenset({"rotation", "orientation"})
 _LEVELS = ("low", "medium", "high")
 _TOKEN = re.compile(r"[A-Za-z0-9]+")
@@ -49,7 +51,12 @@ def _phrase(key: str, value: Any, edges: Mapping[str, tuple[float, float]]) -> s
     return f"{name} {_words(value)}"
 
 
-def make_captions(dataset: str, class_names: Sequence[str], labels: Sequence[int], attributes: Sequence[Mapping[str, Any]] | None) -> list[str]:
+def make_captions(
+    dataset: str,
+    class_names: Sequence[str],
+    labels: Sequence[int],
+    attributes: Sequence[Mapping[str, Any]] | None,
+) -> list[str]:
     """One caption per image of one dataset: ``"a photo of <class> from <dataset>, <attributes>"``.
 
     Numeric attributes with more than five distinct values are binned into dataset terciles,
@@ -59,7 +66,11 @@ def make_captions(dataset: str, class_names: Sequence[str], labels: Sequence[int
     numeric: dict[str, list[float]] = {}
     for attrs in attributes:
         for key, value in attrs.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ANGLE_KEYS:
+            if (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and key not in ANGLE_KEYS
+            ):
                 numeric.setdefault(key, []).append(float(value))
     edges = {k: _tercile_edges(v) for k, v in numeric.items() if len(set(v)) > 5}
     captions = []
@@ -98,12 +109,22 @@ class TextTower(nn.Module):
     would not do; a transformer this small costs little next to the image tower.
     """
 
-    def __init__(self, vocab_size: int, max_len: int, width: int = 64, depth: int = 2, heads: int = 4, out_dim: int = 64) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        max_len: int,
+        width: int = 64,
+        depth: int = 2,
+        heads: int = 4,
+        out_dim: int = 64,
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab_size, width, padding_idx=0)
         self.pos = nn.Parameter(torch.zeros(1, max_len, width))
         nn.init.normal_(self.pos, std=0.02)
-        layer = nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+        layer = nn.TransformerEncoderLayer(
+            width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True
+        )
         self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(width)
         self.proj = nn.Linear(width, out_dim, bias=False)

@@ -61,7 +61,9 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read embedded set {path} ({exc}); regenerate it with `python -m repsim.embedded`") from exc
+        raise DatasetError(
+            f"cannot read embedded set {path} ({exc}); regenerate it with `python -m repsim.embedded`"
+        ) from exc
 
 
 def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -> ZooData:
@@ -71,13 +73,19 @@ def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -
     class names become ``"<dataset>/<class>"``.
     """
     root = Path(embedded_dir)
-    paths = sorted(root.glob("*.npz")) if datasets is None else [root / f"{d}.npz" for d in datasets]
+    paths = (
+        sorted(root.glob("*.npz")) if datasets is None else [root / f"{d}.npz" for d in datasets]
+    )
     if not paths:
-        raise DatasetError(f"no embedded sets (*.npz) under {root}; generate them with `python -m repsim.embedded`")
+        raise DatasetError(
+            f"no embedded sets (*.npz) under {root}; generate them with `python -m repsim.embedded`"
+        )
     images, labels, captions, is_train, class_names, names = [], [], [], [], [], []
     for path in paths:
         if not path.exists():
-            raise DatasetError(f"embedded set {path} does not exist; generate it with `python -m repsim.embedded`")
+            raise DatasetError(
+                f"embedded set {path} does not exist; generate it with `python -m repsim.embedded`"
+            )
         d = _read_npz(path)
         missing = {"images", "labels", "split", "class_names"} - set(d)
         if missing:
@@ -86,7 +94,9 @@ def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -
         classes = [str(c) for c in d["class_names"]]
         attrs = json.loads(str(d["attributes"])) if "attributes" in d else None
         if d["images"].shape[1:] != (32, 32, 3):
-            raise DatasetError(f"embedded set {path}: images have shape {d['images'].shape[1:]}, expected (32, 32, 3)")
+            raise DatasetError(
+                f"embedded set {path}: images have shape {d['images'].shape[1:]}, expected (32, 32, 3)"
+            )
         images.append(torch.from_numpy(np.ascontiguousarray(d["images"].transpose(0, 3, 1, 2))))
         labels.append(torch.from_numpy(d["labels"].astype(np.int64)) + len(class_names))
         captions += make_captions(name, classes, d["labels"].tolist(), attrs)
@@ -101,7 +111,13 @@ def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -
         class_names=class_names,
         datasets=names,
     )
-    log.info("mini-zoo data: %d images (%d train) from %d sets, %d classes", len(data), int(data.is_train.sum()), len(names), len(class_names))
+    log.info(
+        "mini-zoo data: %d images (%d train) from %d sets, %d classes",
+        len(data),
+        int(data.is_train.sum()),
+        len(names),
+        len(class_names),
+    )
     return data
 
 
@@ -113,7 +129,10 @@ def synthetic_npz(path: str | Path, n: int = 96, n_classes: int = 3, seed: int =
     """
     rng = np.random.default_rng(seed)
     colours = ["red", "green", "blue", "yellow", "cyan", "magenta"]
-    rgb = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255]], np.uint8)
+    rgb = np.array(
+        [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255]],
+        np.uint8,
+    )
     images = (rng.integers(0, 60, size=(n, 32, 32, 3))).astype(np.uint8)
     labels = np.arange(n) % n_classes
     attributes = []
@@ -121,7 +140,9 @@ def synthetic_npz(path: str | Path, n: int = 96, n_classes: int = 3, seed: int =
         size = int(rng.integers(6, 16))
         x, y = rng.integers(0, 32 - size, size=2)
         images[i, y : y + size, x : x + size] = rgb[k % len(rgb)]
-        attributes.append({"colour": colours[k % len(colours)], "size": size, "x": int(x), "y": int(y)})
+        attributes.append(
+            {"colour": colours[k % len(colours)], "size": size, "x": int(x), "y": int(y)}
+        )
     split = np.where(np.arange(n) % 4 == 3, "test", "train")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,10 @@ PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
 def embed(encoder: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Embeddings ``(n, d)`` of uint8 images ``(n, 3, 32, 32)`` in eval mode."""
     encoder.eval()
-    out = [encoder(normalize(to_unit(images[i : i + batch_size]))) for i in range(0, len(images), batch_size)]
+    out = [
+        encoder(normalize(to_unit(images[i : i + batch_size])))
+        for i in range(0, len(images), batch_size)
+    ]
     return torch.cat(out)
 
 
@@ -36,7 +39,13 @@ def _ridge(x: np.ndarray, y: np.ndarray, n_classes: int, penalty: float) -> np.n
     return np.linalg.solve(gram, x.T @ onehot)
 
 
-def ridge_probe(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor, test_y: torch.Tensor, n_classes: int) -> float:
+def ridge_probe(
+    train_z: torch.Tensor,
+    train_y: torch.Tensor,
+    test_z: torch.Tensor,
+    test_y: torch.Tensor,
+    n_classes: int,
+) -> float:
     """Test accuracy of a ridge classifier fitted on the train embeddings (penalty by validation)."""
     x, y = _design(train_z.double().numpy()), train_y.numpy()
     order = np.random.default_rng(0).permutation(len(x))

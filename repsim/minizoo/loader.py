@@ -19,14 +19,20 @@ from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
 #: where ``repsim minizoo train`` writes the zoo by default (the repository's data/minizoo)
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "minizoo"
 
-PREPROCESS = PreprocessSpec(resize=IMG_SIZE, crop=IMG_SIZE, mean=MEAN, std=STD, interpolation="bilinear")
+PREPROCESS = PreprocessSpec(
+    resize=IMG_SIZE, crop=IMG_SIZE, mean=MEAN, std=STD, interpolation="bilinear"
+)
 
 
 @register_loader("minizoo")
 def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
     """Build a mini-zoo encoder; ``pretrained=False`` gives the architecture at random init."""
     if pretrained:
-        path = Path(spec.weights) if spec.weights is not None else DEFAULT_DIR / f"{spec.id}.safetensors"
+        path = (
+            Path(spec.weights)
+            if spec.weights is not None
+            else DEFAULT_DIR / f"{spec.id}.safetensors"
+        )
         module, meta = load_encoder(path)
         if meta.get("arch") != spec.identifier:
             from repsim.errors import ModelError
@@ -42,4 +48,10 @@ def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu
         cfg = {"weights": None, "arch": spec.identifier}
     module = module.to(device).eval()
     cfg.update({"embed_dim": int(module.embed_dim), "input_size": [3, IMG_SIZE, IMG_SIZE]})
-    return LoadedModel(module=module, preprocess=PREPROCESS, default_layer=None, default_token="none", pretrained_cfg=cfg)
+    return LoadedModel(
+        module=module,
+        preprocess=PREPROCESS,
+        default_layer=None,
+        default_token="none",
+        pretrained_cfg=cfg,
+    )

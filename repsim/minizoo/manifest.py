@@ -50,10 +50,16 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
 def _sort_key(row: Mapping[str, Any]) -> tuple:
     arch, obj, seed = str(row["id"]).rsplit("-", 2)
     archs = list(ARCHS)
-    return (archs.index(arch) if arch in archs else 99, _ORDER_OBJ.index(obj) if obj in _ORDER_OBJ else 99, seed)
+    return (
+        archs.index(arch) if arch in archs else 99,
+        _ORDER_OBJ.index(obj) if obj in _ORDER_OBJ else 99,
+        seed,
+    )
 
 
-def merge_rows(old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def merge_rows(
+    old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """``old`` rows with those of the same id replaced by ``new``; sorted by arch, objective, seed."""
     rows = {str(r["id"]): dict(r) for r in old}
     rows.update({str(r["id"]): dict(r) for r in new})
@@ -110,3 +116,29 @@ def write_models_yaml(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Pa
     tmp.write_text(header + body)
     tmp.replace(path)
     return path
+
+
+def summary_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
+    """A markdown table: mean (and range over seeds) of held-out accuracies per (method, architecture)."""
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((str(r["method"]), str(r["identifier"])), []).append(r)
+
+    def stat(values: list[float]) -> str:
+        if not values:
+            return "-"
+        return f"{sum(values) / len(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+    lines = [
+        "| method | arch | seeds | probe acc, mean (range) | head acc | final loss | train s (mean) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for (method, arch), rs in sorted(groups.items(), key=lambda kv: _sort_key(kv[1][0])):
+        probe = [float(r["probe_acc"]) for r in rs]
+        head = [float(r["head_acc"]) for r in rs if str(r.get("head_acc", "")) != ""]
+        loss = [float(r["final_loss"]) for r in rs if str(r.get("final_loss", "")) != ""]
+        secs = sum(float(r["train_s"]) for r in rs) / len(rs)
+        lines.append(
+            f"| {method} | {arch} | {len(rs)} | {stat(probe)} | {stat(head)} | {stat(loss)} | {secs:.0f} |"
+        )
+    return "\n".join(lines)

@@ -43,7 +43,12 @@ class ObjectiveInfo:
 
 
 def _projector(d_in: int, hidden: int, d_out: int, out_bn: bool = False) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Linear(d_in, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d_out, bias=not out_bn)]
+    layers: list[nn.Module] = [
+        nn.Linear(d_in, hidden, bias=False),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, d_out, bias=not out_bn),
+    ]
     if out_bn:
         layers.append(nn.BatchNorm1d(d_out, affine=False))
     return nn.Sequential(*layers)
@@ -124,7 +129,10 @@ class BarlowTwins(Objective):
         v1, v2 = strong_view(x, gen), strong_view(x, gen)
         # each view through the projector separately, so each gets its own batch statistics
         h1, h2 = encoder(normalize(torch.cat([v1, v2]))).chunk(2)
-        return barlow_twins(self.projector(h1), self.projector(h2), self.lambd) / self.projector[0].out_features
+        return (
+            barlow_twins(self.projector(h1), self.projector(h2), self.lambd)
+            / self.projector[0].out_features
+        )
 
 
 class CLIP(Objective):
@@ -136,7 +144,9 @@ class CLIP(Objective):
 
     info = ObjectiveInfo("clip", "Image-Text", "CLIP")
 
-    def __init__(self, embed_dim: int, vocab_size: int, max_len: int, out_dim: int = 64, **_: object) -> None:
+    def __init__(
+        self, embed_dim: int, vocab_size: int, max_len: int, out_dim: int = 64, **_: object
+    ) -> None:
         super().__init__()
         self.image_proj = nn.Linear(embed_dim, out_dim, bias=False)
         self.text = TextTower(vocab_size, max_len, out_dim=out_dim)

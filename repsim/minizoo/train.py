@@ -31,7 +31,13 @@ from repsim.minizoo.archs import ARCHS, arch_kwargs, build_arch, count_params
 from repsim.minizoo.captions import Tokenizer
 from repsim.minizoo.data import ZooData, load_zoo_data
 from repsim.minizoo.evaluate import embed, head_accuracy, ridge_probe
-from repsim.minizoo.manifest import merge_rows, read_manifest, write_manifest, write_models_yaml
+from repsim.minizoo.manifest import (
+    merge_rows,
+    read_manifest,
+    summary_markdown,
+    write_manifest,
+    write_models_yaml,
+)
 from repsim.minizoo.objectives import OBJECTIVES, Batch, Objective, build_objective
 from repsim.minizoo.weights import load_encoder, save_encoder
 
@@ -63,20 +69,40 @@ def _schedule(step: int, total: int, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - n_warm) / max(1, total - n_warm)))
 
 
-def train_model(arch: str, objective: str, seed: int, data: ZooData, tokens: torch.Tensor, vocab: int, budget: Budget) -> tuple[torch.nn.Module, Objective, dict[str, Any]]:
+def train_model(
+    arch: str,
+    objective: str,
+    seed: int,
+    data: ZooData,
+    tokens: torch.Tensor,
+    vocab: int,
+    budget: Budget,
+) -> tuple[torch.nn.Module, Objective, dict[str, Any]]:
     """Train one encoder; returns it, its objective (with heads) and the training facts.
 
     ``data`` is the training part; ``tokens`` its caption token ids (rows aligned with ``data``).
     """
     torch.manual_seed(seed)
     encoder = build_arch(arch)
-    obj = build_objective(objective, embed_dim=encoder.embed_dim, n_classes=len(data.class_names), vocab_size=vocab, max_len=tokens.shape[1])
+    obj = build_objective(
+        objective,
+        embed_dim=encoder.embed_dim,
+        n_classes=len(data.class_names),
+        vocab_size=vocab,
+        max_len=tokens.shape[1],
+    )
     n = len(data)
     steps_per_epoch = n // budget.batch_size
     if obj.info.trains and steps_per_epoch < 1:
-        raise ConfigError(f"{n} training images are fewer than one batch ({budget.batch_size}); lower --batch-size")
+        raise ConfigError(
+            f"{n} training images are fewer than one batch ({budget.batch_size}); lower --batch-size"
+        )
     total = steps_per_epoch * budget.epochs if obj.info.trains else 0
-    facts: dict[str, Any] = {"epochs": budget.epochs if total else 0, "steps": total, "final_loss": ""}
+    facts: dict[str, Any] = {
+        "epochs": budget.epochs if total else 0,
+        "steps": total,
+        "final_loss": "",
+    }
     if not total:
         return encoder.eval(), obj, facts
     params = [*encoder.parameters(), *obj.parameters()]
@@ -113,18 +139,40 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_one(arch: str, objective: str, seed: int, train: ZooData, test: ZooData, tok: Tokenizer, budget: Budget, out: Path) -> dict[str, Any]:
+def build_one(
+    arch: str,
+    objective: str,
+    seed: int,
+    train: ZooData,
+    test: ZooData,
+    tok: Tokenizer,
+    budget: Budget,
+    out: Path,
+) -> dict[str, Any]:
     """Train, save and evaluate one model; returns its manifest row.
 
     Accuracies are measured on the weights as stored (float16 round trip), so the manifest
     describes the files that ship.
     """
     start = time.perf_counter()
-    encoder, obj, facts = train_model(arch, objective, seed, train, tok.encode(train.captions), len(tok), budget)
+    encoder, obj, facts = train_model(
+        arch, objective, seed, train, tok.encode(train.captions), len(tok), budget
+    )
     seconds = time.perf_counter() - start
     name = model_id(arch, objective, seed)
     path = out / f"{name}.safetensors"
-    save_encoder(encoder, path, arch, arch_kwargs(arch), extra={"objective": obj.info.objective, "method": obj.info.method, "seed": seed, "training_data": train.description})
+    save_encoder(
+        encoder,
+        path,
+        arch,
+        arch_kwargs(arch),
+        extra={
+            "objective": obj.info.objective,
+            "method": obj.info.method,
+            "seed": seed,
+            "training_data": train.description,
+        },
+    )
     stored, _ = load_encoder(path)
     train_z, test_z = embed(stored, train.images), embed(stored, test.images)
     probe = ridge_probe(train_z, train.labels, test_z, test.labels, len(train.class_names))
@@ -147,21 +195,42 @@ def build_one(arch: str, objective: str, seed: int, train: ZooData, test: ZooDat
         "weights": path.name,
         "sha256": _sha256(path),
     }
-    log.info("%s: loss %s, probe acc %.3f%s, %.1f s", name, facts["final_loss"] or "-", probe, f", head acc {head:.3f}" if head != "" else "", seconds)
+    log.info(
+        "%s: loss %s, probe acc %.3f%s, %.1f s",
+        name,
+        facts["final_loss"] or "-",
+        probe,
+        f", head acc {head:.3f}" if head != "" else "",
+        seconds,
+    )
     return row
 
 
-def _select(archs: list[str], objectives: list[str], seeds: list[int], only: list[str] | None) -> list[tuple[str, str, int]]:
+def _select(
+    archs: list[str], objectives: list[str], seeds: list[int], only: list[str] | None
+) -> list[tuple[str, str, int]]:
     # seed-major: an interrupted run still holds every (arch, objective) cell for the first seeds
     jobs = [(a, o, s) for s in seeds for a in archs for o in objectives]
     if only:
         jobs = [j for j in jobs if any(fnmatch.fnmatch(model_id(*j), pat) for pat in only)]
         if not jobs:
-            raise ConfigError(f"--only {only} matches no model id; ids look like {model_id(archs[0], objectives[0], seeds[0])}")
+            raise ConfigError(
+                f"--only {only} matches no model id; ids look like {model_id(archs[0], objectives[0], seeds[0])}"
+            )
     return jobs
 
 
-def train_zoo(out: str | Path, data_dir: str | Path, *, archs: list[str] | None = None, objectives: list[str] | None = None, seeds: tuple[int, ...] = (0, 1, 2), only: list[str] | None = None, budget: Budget = Budget(), datasets: list[str] | None = None) -> list[dict[str, Any]]:
+def train_zoo(
+    out: str | Path,
+    data_dir: str | Path,
+    *,
+    archs: list[str] | None = None,
+    objectives: list[str] | None = None,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    only: list[str] | None = None,
+    budget: Budget = Budget(),
+    datasets: list[str] | None = None,
+) -> list[dict[str, Any]]:
     """Train the selected models into ``out`` and (re)write its manifest and models.yaml.
 
     Returns the manifest rows of the models trained in this call.
@@ -188,26 +257,49 @@ def train_zoo(out: str | Path, data_dir: str | Path, *, archs: list[str] | None 
         merged = merge_rows(read_manifest(out / "manifest.csv"), rows[-1:])
         write_manifest(merged, out / "manifest.csv")
         write_models_yaml(merged, out / "models.yaml")
-    log.info("trained %d models in %.1f s into %s", len(rows), time.perf_counter() - start, out)
+    log.info(
+        "trained %d models in %.1f s into %s\n%s",
+        len(rows),
+        time.perf_counter() - start,
+        out,
+        summary_markdown(rows),
+    )
     return rows
 
 
 def build_parser() -> argparse.ArgumentParser:
     b = Budget()
-    p = argparse.ArgumentParser(prog="repsim minizoo train", description="Retrain the mini-zoo on the embedded sets.")
-    p.add_argument("--out", default=str(REPO / "data" / "minizoo"), help="output folder (weights, manifest.csv, models.yaml)")
-    p.add_argument("--data", default=str(REPO / "data" / "embedded"), help="folder of embedded sets (*.npz)")
-    p.add_argument("--datasets", nargs="+", default=None, help="embedded set names (default: every *.npz)")
+    p = argparse.ArgumentParser(
+        prog="repsim minizoo train", description="Retrain the mini-zoo on the embedded sets."
+    )
+    p.add_argument(
+        "--out",
+        default=str(REPO / "data" / "minizoo"),
+        help="output folder (weights, manifest.csv, models.yaml)",
+    )
+    p.add_argument(
+        "--data", default=str(REPO / "data" / "embedded"), help="folder of embedded sets (*.npz)"
+    )
+    p.add_argument(
+        "--datasets", nargs="+", default=None, help="embedded set names (default: every *.npz)"
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     p.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
-    p.add_argument("--only", nargs="+", default=None, help="glob(s) on model ids, e.g. 'vit-*' 'cnn-clip-s0'")
+    p.add_argument(
+        "--only", nargs="+", default=None, help="glob(s) on model ids, e.g. 'vit-*' 'cnn-clip-s0'"
+    )
     p.add_argument("--epochs", type=int, default=b.epochs)
     p.add_argument("--batch-size", type=int, default=b.batch_size)
     p.add_argument("--lr", type=float, default=b.lr)
     # one thread by default: results do not depend on the core count, and on a shared machine one
     # thread is many times faster than two contending OpenMP threads
-    p.add_argument("--threads", type=int, default=1, help="torch threads (fixed so reruns reproduce; default 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (fixed so reruns reproduce; default 1)",
+    )
     return p
 
 
@@ -217,5 +309,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     budget = Budget(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    train_zoo(args.out, args.data, archs=args.archs, objectives=args.objectives, seeds=tuple(args.seeds), only=args.only, budget=budget, datasets=args.datasets)
+    train_zoo(
+        args.out,
+        args.data,
+        archs=args.archs,
+        objectives=args.objectives,
+        seeds=tuple(args.seeds),
+        only=args.only,
+        budget=budget,
+        datasets=args.datasets,
+    )
     return 0

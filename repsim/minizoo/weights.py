@@ -35,15 +35,27 @@ def _canonical(blob: bytes) -> bytes:
     return struct.pack("<Q", len(text)) + text + blob[8 + n :]
 
 
-def save_encoder(module: nn.Module, path: str | Path, arch: str, arch_kwargs: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> Path:
+def save_encoder(
+    module: nn.Module,
+    path: str | Path,
+    arch: str,
+    arch_kwargs: Mapping[str, Any],
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
     """Write ``module``'s state dict to ``path`` (float tensors as float16), atomically."""
     from safetensors.torch import save
 
     tensors = {
-        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().clone()
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach())
+        .contiguous()
+        .clone()
         for k, v in module.state_dict().items()
     }
-    meta = {"format": FORMAT, "arch": arch, "arch_kwargs": json.dumps(dict(arch_kwargs), sort_keys=True)}
+    meta = {
+        "format": FORMAT,
+        "arch": arch,
+        "arch_kwargs": json.dumps(dict(arch_kwargs), sort_keys=True),
+    }
     meta.update({k: str(v) for k, v in (extra or {}).items()})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,8 +75,13 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 
 def _kwargs(meta: Mapping[str, str], path: Path) -> tuple[str, dict[str, Any]]:
     if meta.get("format") != FORMAT or "arch" not in meta:
-        raise ModelError(f"{path} is not a mini-zoo weight file (metadata format {meta.get('format')!r}, expected {FORMAT!r})")
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(meta["arch_kwargs"]).items()}
+        raise ModelError(
+            f"{path} is not a mini-zoo weight file (metadata format {meta.get('format')!r}, expected {FORMAT!r})"
+        )
+    kwargs = {
+        k: tuple(v) if isinstance(v, list) else v
+        for k, v in json.loads(meta["arch_kwargs"]).items()
+    }
     return meta["arch"], kwargs
 
 
