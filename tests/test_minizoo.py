@@ -200,3 +200,17 @@ def test_shipped_zoo_files_match_manifest() -> None:
     assert sorted(p.name for p in ZOO.glob("*.safetensors")) == sorted(
         r["weights"] for r in _shipped_rows()
     )
+
+
+def test_shipped_models_yaml_loads_through_the_zoo() -> None:
+    from repsim.config import load_config
+    from repsim.zoo import load_model, parse_models
+
+    _shipped_rows()
+    specs = parse_models(load_config(ZOO / "models.yaml")["models"])
+    x = torch.randn(2, 3, 32, 32)
+    for spec in [s for s in specs if s.id.endswith("-clip-s0")]:
+        loaded = load_model(spec)
+        assert loaded.pretrained_cfg["weights"] == str(ZOO / f"{spec.id}.safetensors")
+        with torch.no_grad():
+            assert loaded.module(x).shape == (2, spec.embed_dim)
