@@ -20,12 +20,18 @@ from dask import delayed
 
 from repsim import stages
 from repsim.cache import StageCache, atomic_write_text
+from repsim.errors import RepsimError
 from repsim.plan import RunPlan, load_plan
 from repsim.results import assemble_probes, assemble_similarity, summary_table
 from repsim.runinfo import git_commit, machine_info, package_versions, resolve_device
 from repsim.scheduler import dask_scheduler
+from repsim.tasks import Guarded, TaskFailure, failures
 
 log = logging.getLogger(__name__)
+
+
+class RunFailedError(RepsimError):
+    """Some tasks of a run failed; the others finished and are cached in the run folder."""
 
 
 @dataclass
@@ -74,18 +80,26 @@ def run(
     with dask_scheduler(scheduler, cluster) as compute_kw:
         t0 = time.perf_counter()
         stim_info = dask.compute(
-            *[delayed(stages.run_stimuli, pure=False)(plan, ds, run_dir,
-                                                      dask_key_name=f"stimuli-{ds.id}")
+            *[_task(stages.run_stimuli, f"stimuli-{ds.id}")(plan, ds, run_dir)
               for ds in plan.datasets],
             **compute_kw,
         )
         timings["stimuli"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        sim_tasks, probe_tasks = _analysis_graph(plan, run_dir, device)
+        sim_tasks, probe_tasks = _analysis_graph(plan, run_dir, device, stim_info)
         sim_paths, probe_results = dask.compute(sim_tasks, probe_tasks, **compute_kw)
         timings["features+similarity+probes"] = time.perf_counter() - t0
 
+    failed = failures([*stim_info, *sim_paths, *probe_results.values()])
+    if failed:
+        _write_run_info(plan, run_dir, device, cluster or scheduler, stim_info, timings, failed)
+        raise RunFailedError(
+            f"{sum(not f.skipped for f in failed)} task(s) failed and {sum(f.skipped for f in failed)} "
+            "were skipped because they needed them:\n  " + "\n  ".join(map(str, failed))
+            + f"\nEverything else finished and is kept in {run_dir}; fix the cause and rerun the same "
+            "command to do only what is missing."
+        )
     t0 = time.perf_counter()
     result = _write_results(plan, run_dir, stim_info, probe_results)
     timings["consistency+results"] = time.perf_counter() - t0
@@ -95,12 +109,23 @@ def run(
     return result
 
 
-def _analysis_graph(plan: RunPlan, run_dir: Path, device: str) -> tuple[list, dict]:
+def _task(func: Any, name: str) -> Any:
+    """A delayed, failure-tolerant task with a readable key."""
+
+    def call(*args: Any) -> Any:
+        return delayed(Guarded(func, name), pure=False)(*args, dask_key_name=name)
+
+    return call
+
+
+def _analysis_graph(plan: RunPlan, run_dir: Path, device: str, stim_info: tuple) -> tuple[list, dict]:
     """Delayed tasks: decode once per dataset, extract per (model, dataset), then analyses."""
     cache = StageCache(run_dir)
     sim_tasks: list = []
     probe_tasks: dict[str, Any] = {}
-    for ds in plan.datasets:
+    for ds, info in zip(plan.datasets, stim_info):
+        if isinstance(info, TaskFailure):
+            continue
         table = stages.read_stimuli(run_dir, ds)
         ids = stages.extraction_ids(plan, table)
         pending = [
@@ -109,19 +134,18 @@ def _analysis_graph(plan: RunPlan, run_dir: Path, device: str) -> tuple[list, di
         ]
         images = None
         if pending:
-            images = delayed(stages.decode_images, pure=False)(
-                plan, ds, run_dir, ids, dask_key_name=f"decode-{ds.id}")
+            images = _task(stages.decode_images, f"decode-{ds.id}")(plan, ds, run_dir, ids)
         feature_tasks = {}
         for m in pending:
-            feature_tasks[m.id] = delayed(stages.run_features, pure=False)(
-                plan, m, ds, run_dir, images, ids, device, dask_key_name=f"features-{ds.id}-{m.id}")
-        sim_tasks.append(delayed(stages.run_similarity, pure=False)(
-            plan, ds, run_dir, device, *feature_tasks.values(), dask_key_name=f"similarity-{ds.id}"))
+            feature_tasks[m.id] = _task(stages.run_features, f"features-{ds.id}-{m.id}")(
+                plan, m, ds, run_dir, images, ids, device)
+        sim_tasks.append(_task(stages.run_similarity, f"similarity-{ds.id}")(
+            plan, ds, run_dir, device, *feature_tasks.values()))
         if plan.probes_enabled:
             for m in plan.models:
                 upstream = [feature_tasks[m.id]] if m.id in feature_tasks else []
-                probe_tasks[f"{m.id}\t{ds.id}"] = delayed(stages.run_probe, pure=False)(
-                    plan, m, ds, run_dir, device, *upstream, dask_key_name=f"probe-{ds.id}-{m.id}")
+                probe_tasks[f"{m.id}\t{ds.id}"] = _task(stages.run_probe, f"probe-{ds.id}-{m.id}")(
+                    plan, m, ds, run_dir, device, *upstream)
     return sim_tasks, probe_tasks
 
 
@@ -152,7 +176,8 @@ def _write_results(plan: RunPlan, run_dir: Path, stim_info: tuple, probe_results
 
 
 def _write_run_info(plan: RunPlan, run_dir: Path, device: str, scheduler: str,
-                    stim_info: tuple, timings: dict[str, float]) -> None:
+                    stim_info: tuple, timings: dict[str, float],
+                    failed: list[TaskFailure] | None = None) -> None:
     config = {k: v for k, v in plan.raw.items() if not k.startswith("_")}
     info = {
         "name": plan.name,
@@ -167,8 +192,10 @@ def _write_run_info(plan: RunPlan, run_dir: Path, device: str, scheduler: str,
         "machine": machine_info(device),
         "scheduler": scheduler,
         "timings_s": timings,
-        "stimuli": {d.id: i for d, i in zip(plan.datasets, stim_info)},
-        "skipped": {d.id: i.get("skipped", []) for d, i in zip(plan.datasets, stim_info)},
+        "stimuli": {d.id: i for d, i in zip(plan.datasets, stim_info) if isinstance(i, dict)},
+        "skipped": {d.id: i.get("skipped", []) for d, i in zip(plan.datasets, stim_info)
+                    if isinstance(i, dict)},
+        "failed_tasks": [str(f) for f in failed or []],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     atomic_write_text(run_dir / "run.json", json.dumps(_strip_private(info), indent=1, default=str))

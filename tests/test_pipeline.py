@@ -107,3 +107,28 @@ def test_local_cluster_gives_bitwise_identical_results(tiny_run: Path, tiny_conf
 def test_unknown_scheduler_is_a_clear_error(tiny_config: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="local:N"):
         run(tiny_config, tmp_path / "run", scheduler="mpi", device="cpu")
+
+
+def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path):
+    from repsim.cache import StageCache
+    from repsim.pipeline import RunFailedError
+
+    (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
+    config = tmp_path / "broken.yaml"
+    config.write_text(
+        f"include: [{tiny_config}]\n"
+        "models:\n  - {id: broken, loader: minizoo, identifier: cnn, weights: broken.safetensors,\n"
+        "     metadata: {objective: Supervised}}\n"
+        "select: {models: [cnn-supervised-s0, cnn-simclr-s0, broken], datasets: [faces, textures]}\n"
+        "probe: {enabled: false}\n"
+    )
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunFailedError) as err:
+        run(config, run_dir, device="cpu")
+    message = str(err.value)
+    assert "features-faces-broken" in message and "rerun" in message
+    cache = StageCache(run_dir)
+    done = [p.stem for p in (cache.root / "features").glob("*.json")]
+    assert {"faces__cnn-supervised-s0", "textures__cnn-simclr-s0"} <= set(done)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert any("broken" in f for f in info["failed_tasks"])
