@@ -306,17 +306,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``repsim minizoo train``."""
     args = build_parser().parse_args(argv)
+    budget = Budget(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    # the thread count and kernel choice are part of what fixes the weights; restored afterwards
+    # so that a caller in the same process (a notebook, the test suite) keeps its own settings
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
-    budget = Budget(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    train_zoo(
-        args.out,
-        args.data,
-        archs=args.archs,
-        objectives=args.objectives,
-        seeds=tuple(args.seeds),
-        only=args.only,
-        budget=budget,
-        datasets=args.datasets,
-    )
+    try:
+        train_zoo(
+            args.out,
+            args.data,
+            archs=args.archs,
+            objectives=args.objectives,
+            seeds=tuple(args.seeds),
+            only=args.only,
+            budget=budget,
+            datasets=args.datasets,
+        )
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
     return 0
