@@ -398,6 +398,7 @@ def linear_probe(
     device: str | torch.device | None = None,
     val_fraction: float = 0.2,
     normalize: bool = True,
+    shared_search: bool = False,
 ) -> ProbeResult:
     """Linear-probe accuracy of frozen features, with the study's hyperparameter search.
 
@@ -420,6 +421,10 @@ def linear_probe(
         test class absent from the train split raises :class:`~repsim.errors.InputError`.
     device : str, optional
         ``"cuda"``, ``"cpu"`` ...; default: CUDA when available.
+    shared_search : bool
+        Search (lr, wd) once, on the first seed's split, and retrain every seed with that choice,
+        instead of one search per seed (the study). About ``len(seeds)`` times cheaper; the
+        seeds then differ only in initialisation and batch order of the final training.
 
     Returns
     -------
@@ -441,8 +446,10 @@ def linear_probe(
     classes, ytr, yte = encode_labels(
         _labels(y_train, Xtr.shape[0], "y_train"), _labels(y_test, Xte.shape[0], "y_test")
     )
-    C, K, n_lr, n_wd = classes.size, len(seeds), lrs_a.size, wds_a.size
-    splits = [stratified_split(ytr, val_fraction, s) for s in seeds]
+    C, n_lr, n_wd = classes.size, lrs_a.size, wds_a.size
+    search_seeds = seeds[:1] if shared_search else seeds
+    K = len(search_seeds)
+    splits = [stratified_split(ytr, val_fraction, s) for s in search_seeds]
     if splits[0][1].size == 0:
         raise InputError(
             "no validation rows: every class has a single train example. Provide more train data."
@@ -456,7 +463,9 @@ def linear_probe(
     def search(cells: list[list[tuple[int, int]]], phase: str) -> None:
         lr_t = torch.tensor([[lrs_a[li] for li, _ in row] for row in cells], dtype=torch.float32)
         wd_t = torch.tensor([[wds_a[wi] for _, wi in row] for row in cells], dtype=torch.float32)
-        W, b = _train_batched(Xtr, ytr_t, fit_rows, seeds, lr_t, wd_t, C, epochs, batch_size, phase)
+        W, b = _train_batched(
+            Xtr, ytr_t, fit_rows, search_seeds, lr_t, wd_t, C, epochs, batch_size, phase
+        )
         _, acc, loss = _score(Xtr, ytr_t, val_rows, W, b)
         acc, loss = acc.cpu().numpy(), loss.cpu().numpy()
         for k, row in enumerate(cells):
@@ -477,6 +486,10 @@ def linear_probe(
     search(fine, "probe fine")
 
     chosen = [_best(val_acc[k], val_loss[k]) for k in range(K)]
+    if shared_search:
+        chosen = chosen * len(seeds)
+        val_acc = np.repeat(val_acc, len(seeds), axis=0)
+    K = len(seeds)
     lr_c = np.array([lrs_a[li] for li, _ in chosen])
     wd_c = np.array([wds_a[wi] for _, wi in chosen])
     all_rows = torch.arange(Xtr.shape[0], device=dev).expand(K, -1)

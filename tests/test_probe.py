@@ -182,3 +182,18 @@ def test_bench_probe_runs_and_writes_json(tmp_path):
     res = json.loads(out.read_text())
     assert res["sequential_extrapolated"] and res["sequential_timed_settings"] == 2
     assert res["speedup"] > 0 and res["full_probe_s"] > 0 and res["device"] == "cpu"
+
+
+def test_shared_search_picks_once_and_retrains_every_seed():
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(4, 16)) * 2
+    y = rng.integers(0, 4, 240)
+    X = centers[y] + rng.normal(size=(240, 16))
+    kw = dict(lrs=(1e-1, 1e-2), wds=(1e-6, 1e-3, 1e-1), epochs=3, batch_size=64)
+    per_seed = linear_probe(X[:160], y[:160], X[160:], y[160:], seeds=(0, 1), **kw)
+    shared = linear_probe(X[:160], y[:160], X[160:], y[160:], seeds=(0, 1), shared_search=True, **kw)
+    # one choice for every seed, equal to the first seed's own search
+    assert shared.lr[0] == shared.lr[1] == per_seed.lr[0]
+    assert shared.wd[0] == shared.wd[1] == per_seed.wd[0]
+    assert shared.accuracy[0] == pytest.approx(per_seed.accuracy[0])
+    assert shared.val_accuracy.shape == per_seed.val_accuracy.shape
