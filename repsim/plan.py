@@ -26,6 +26,7 @@ DEFAULT_MEASURES = (
 # metadata fields carried as coords on the model dims of the result files
 MODEL_COORDS = (
     "objective",
+    "method",
     "architecture_class",
     "architecture",
     "data_class",
