@@ -393,11 +393,13 @@ def measure_agreement(sim: xr.Dataset, measure_x: str, measure_y: str,
 
 
 # ------------------------------------------------------------------------- features: resampling
-def read_features(run: Run, dataset: str, models: Sequence[str]) -> dict[str, np.ndarray] | None:
+def read_features(run: Run, dataset: str, models: Sequence[str], max_rows: int | None = None,
+                  seed: int = 0) -> dict[str, np.ndarray] | None:
     """Features of some models on one dataset, rows aligned by stimulus id.
 
     Models the store lacks on that dataset are left out; None without a store or with fewer than
-    two of the models stored.
+    two of the models stored. ``max_rows`` keeps a fixed random subset of the stimuli (the store
+    holds every stimulus of the dataset, not only the similarity subset).
     """
     if run.features_path is None:
         return None
@@ -408,6 +410,9 @@ def read_features(run: Run, dataset: str, models: Sequence[str]) -> dict[str, np
     if len(models) < 2:
         return None
     ids0, first = store.read(dataset, models[0])
+    if max_rows is not None and len(ids0) > max_rows:
+        keep = np.sort(np.random.default_rng(seed).choice(len(ids0), size=max_rows, replace=False))
+        ids0, first = np.asarray(ids0)[keep], np.asarray(first)[keep]
     out = {models[0]: np.asarray(first)}
     for m in models[1:]:
         _, f = store.read(dataset, m, ids=ids0)
@@ -560,7 +565,7 @@ def open_chapter(run_dir: str | Path, measure: str = "cka_linear",
     run = load_run(run_dir)
     sim = select(run.similarity, datasets, models)
     if measure not in sim:
-        log.warning("measure %s not in the run; using %s", measure, run.measures[0])
+        log.info("measure %s not in the run; using %s", measure, run.measures[0])
         measure = run.measures[0]
     if f"{category}_a" not in sim.coords:
         known_fields = [c for c in CATEGORY_FIELDS if f"{c}_a" in sim.coords]
@@ -623,19 +628,17 @@ def overview_text(summary: pd.DataFrame, spread: pd.DataFrame, measure: str,
         d = spread.iloc[0]
         parts.append(f"Only the {d.group_by} grouping has two or more category pairs to compare "
                      f"(range of medians {fmt(d['range'])}).")
-    study = []
+    verdicts = []
     if len(same) >= 2:
         ssl_top = same.iloc[0].label.split(PAIR_SEP)[0] == "Self-Supervised"
-        study.append("agrees" if ssl_top else "differs")
+        verdicts.append(f"{'agrees' if ssl_top else 'differs'} with the study's finding that "
+                        "self-supervised models are the most consistent")
     if len(spread) >= 2:
-        study.append("agrees" if spread.iloc[0].group_by == "objective" else "differs")
-    if study:
-        verdicts = []
-        if len(same) >= 2:
-            verdicts.append(f"{study[0]} with the study's finding that self-supervised models are "
-                            "the most consistent")
-        if len(spread) >= 2:
-            verdicts.append(f"{study[-1]} with its finding that the objective is the strongest driver")
+        obj_top = spread.iloc[0].group_by == "objective"
+        whose = "its" if verdicts else "the study's"
+        verdicts.append(f"{'agrees' if obj_top else 'differs'} with {whose} finding that the "
+                        "objective is the strongest driver")
+    if verdicts:
         parts.append("This run " + " and ".join(verdicts) + ".")
     return " ".join(parts)
 

@@ -57,11 +57,20 @@ def category_color(label: str) -> str:
     return to_hex(_FALLBACK[h % len(_FALLBACK)])
 
 
-def add_caption(fig: Figure, caption: str | None, width: int = 110) -> Figure:
-    """Write a caption (run, models, datasets, measure) under the figure."""
-    if caption:
-        fig.text(0.01, -0.01, textwrap.fill(caption, width), ha="left", va="top", fontsize=8,
-                 color="#333333", transform=fig.transFigure)
+def add_caption(fig: Figure, caption: str | None, width: int | None = None) -> Figure:
+    """Write a caption (run, models, datasets, measure) under everything else in the figure.
+
+    The figure is laid out once first, so the caption goes below legends placed under the axes
+    instead of over them; lines wrap at the figure's width.
+    """
+    if not caption:
+        return fig
+    fig.draw_without_rendering()
+    w_in, h_in = fig.get_size_inches()
+    bottom = min(0.0, fig.get_tightbbox().y0 / h_in)
+    width = width or max(40, int(w_in * 13))
+    fig.text(0.01, bottom - 0.012, textwrap.fill(caption, width), ha="left", va="top", fontsize=8,
+             color="#333333", transform=fig.transFigure)
     return fig
 
 
@@ -83,11 +92,14 @@ def _heatmap(ax, matrix: np.ndarray, labels: Sequence[str], vmin=None, vmax=None
 def _category_strip(ax, colors: Sequence[str], axis: str = "y") -> None:
     """Coloured ticks marking each model's category along one side of a heatmap."""
     n = len(colors)
+    w, gap = 0.05 * n, 0.015 * n  # a fixed share of the axis, whatever the number of models
     for i, c in enumerate(colors):
         if axis == "y":
-            ax.add_patch(plt.Rectangle((-1.9, i - 0.5), 1.2, 1, color=c, clip_on=False))
+            ax.add_patch(plt.Rectangle((-0.5 - gap - w, i - 0.5), w, 1, color=c, clip_on=False,
+                                       lw=0))
         else:
-            ax.add_patch(plt.Rectangle((i - 0.5, n - 0.3), 1, 1.2, color=c, clip_on=False))
+            ax.add_patch(plt.Rectangle((i - 0.5, n - 0.5 + gap), 1, w, color=c, clip_on=False,
+                                       lw=0))
 
 
 def _handles(labels: Sequence[str]) -> list:
@@ -95,9 +107,11 @@ def _handles(labels: Sequence[str]) -> list:
             for lab in labels]
 
 
-def _fig_legend(fig: Figure, labels: Sequence[str], title: str) -> None:
-    """A legend under the panels (figures made with the constrained layout)."""
-    fig.legend(handles=_handles(labels), title=title, loc="outside lower center",
+def _fig_legend(fig: Figure, labels: Sequence[str], title: str,
+                loc: str = "outside upper center") -> None:
+    """A legend above (or under) the panels (figures made with the constrained layout); above by
+    default, so the caption under the figure never collides with it."""
+    fig.legend(handles=_handles(labels), title=title, loc=loc,
                ncol=min(len(labels), 5), fontsize=7, title_fontsize=7)
 
 
@@ -110,8 +124,9 @@ def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, d
                      category: str = "objective", caption: str | None = None) -> Figure:
     """The study's framework on real numbers: two similarity matrices, their pair scatter, and the
     distribution of that correlation over all dataset pairs (the highlighted pair marked)."""
-    fig, axes = plt.subplots(1, 4, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 1, 1, 0.5]},
-                             layout="constrained")
+    fig = plt.figure(figsize=(9.5, 8.2), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 0.95])
+    axes = [*top.subplots(1, 2), *bottom.subplots(1, 2, width_ratios=[1.6, 0.6])]
     a = da.sel(dataset=dataset_a).transpose("model_a", "model_b").values
     order = analysis.cluster_order(a)
     models = list(da.model_a.values[order])
@@ -122,8 +137,9 @@ def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, d
         _category_strip(ax, [category_color(c) for c in cats])
         ax.set_title(f"similarity on {ds}", fontsize=10)
         ax.set_xlabel(f"models (order: clustering on {dataset_a})", fontsize=8)
-    fig.colorbar(im, ax=axes[:2], shrink=0.8, label=str(da.name or "similarity"))
-    _fig_legend(fig, sorted(set(map(str, cats))), f"{category} (side strip)")
+    top.colorbar(im, ax=axes[:2], shrink=0.8, label=str(da.name or "similarity"))
+    _fig_legend(top, sorted(set(map(str, cats))), f"{category} (side strip)",
+                loc="outside lower center")
     pairs = analysis.pair_table(da.sel(dataset=[dataset_a, dataset_b]), category)
     wide = pairs.pivot_table(index=["model_a", "model_b", "category_pair"], columns="dataset",
                              values="similarity").reset_index()
@@ -133,7 +149,7 @@ def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, d
     r = analysis.correlate(wide[dataset_a], wide[dataset_b])
     ax.set_xlabel(f"pair similarity on {dataset_a}")
     ax.set_ylabel(f"pair similarity on {dataset_b}")
-    ax.set_title(f"consistency r = {r:.2f}", fontsize=10)
+    ax.set_title(f"consistency of {dataset_a} and {dataset_b}: r = {analysis.fmt(r)}", fontsize=10)
     ax = axes[3]
     vals = cons_all["consistency"].dropna().values
     ax.boxplot(vals, widths=0.5)
@@ -148,12 +164,12 @@ def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, d
 
 # ----------------------------------------------------------------------------- similarity matrices
 def clustered_matrices(da: xr.DataArray, datasets: Sequence[str], category: str = "objective",
-                       ncols: int = 4, caption: str | None = None) -> Figure:
+                       ncols: int = 3, caption: str | None = None) -> Figure:
     """Similarity matrix per dataset, each ordered by its own average-linkage clustering."""
     n = len(datasets)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols + 1, 3.5 * nrows + 0.6),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1, 3.1 * nrows + 0.8),
                              squeeze=False, layout="constrained")
     im = None
     for ax, ds in zip(axes.flat, datasets):

@@ -1,7 +1,8 @@
 """A tiny run folder for the notebook, plot and book tests.
 
-``make_test_run(path)`` is the ONE place that decides where the test run comes from: the real
-pipeline on ``data/configs/tiny.yaml`` when it is available (and REPSIM_FAKE_RUN is not set), else
+``tiny_run_available()`` is the ONE place that decides where the test run comes from: the real
+pipeline on ``data/configs/tiny.yaml`` when it can run (and REPSIM_FAKE_RUN is not set; the
+``tiny_run`` session fixture of conftest.py runs it once), else
 ``write_fake_run``, which writes the fixed result-file schema with random but structured numbers:
 models of the same objective are more alike, and self-supervised models keep their similarity
 pattern across datasets better than the others (so the figures have something to show).
@@ -35,16 +36,29 @@ NC_ENGINE = "scipy"  # h5py is not installed; netCDF3 via scipy reads everywhere
 GROUPINGS = ("objective", "architecture_class", "data_class", "size_class")
 
 
+def tiny_run_available() -> bool:
+    """Whether the real pipeline can run the tiny config here (config, code and local weights),
+    and REPSIM_FAKE_RUN does not ask for the fake run."""
+    if os.environ.get("REPSIM_FAKE_RUN") or not TINY_CONFIG.exists():
+        return False
+    try:
+        from repsim.pipeline import run  # noqa: F401
+        from repsim.plan import load_plan
+
+        plan = load_plan(TINY_CONFIG)
+    except Exception as exc:  # a missing module, a missing weights file, ...: use the fake run
+        log.info("the tiny config cannot run here (%s); tests use the fake run", exc)
+        return False
+    return all(m.weights is None or Path(m.weights).exists() for m in plan.models)
+
+
 def make_test_run(path: Path) -> Path:
-    """Write a tiny run into ``path``: the real pipeline when it exists, else the fake one."""
-    if not os.environ.get("REPSIM_FAKE_RUN") and TINY_CONFIG.exists():
-        try:
-            from repsim.pipeline import run
-        except ImportError:
-            run = None
-        if run is not None:
-            run(str(TINY_CONFIG), str(path))
-            return path
+    """Write a tiny run into ``path``: the real pipeline when it can run, else the fake one."""
+    if tiny_run_available():
+        from repsim.pipeline import run
+
+        run(str(TINY_CONFIG), str(path), device="cpu")
+        return path
     return write_fake_run(path)
 
 

@@ -288,3 +288,6 @@ def test_read_features_skips_missing_models(tmp_path):
     feats = A.read_features(r, "shapes", [*ids[:2], "not-a-model"])
     assert list(feats) == ids[:2]
     assert A.read_features(r, "shapes", [ids[0], "not-a-model"]) is None
+    small = A.read_features(r, "shapes", ids[:2], max_rows=10)
+    assert all(len(f) == 10 for f in small.values())
+    assert np.allclose(small[ids[1]], A.read_features(r, "shapes", ids[:2], max_rows=10)[ids[1]])

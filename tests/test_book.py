@@ -4,12 +4,13 @@ with warnings as errors, and headless Chromium checks the built pages."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
-from helpers_run import make_test_run, write_fake_run
+from helpers_run import tiny_run_available, write_fake_run
 
 from repsim import book as B
 
@@ -37,18 +38,46 @@ def test_toc_lists_every_notebook_and_lesson():
 
 
 @pytest.fixture(scope="module")
-def built_book(tmp_path_factory) -> Path:
-    """Execute every notebook on a tiny run and build the book in a copy of book/."""
-    tmp = tmp_path_factory.mktemp("book")
-    run_dir = make_test_run(tmp / "run")
-    book = tmp / "book"
+def book_run(request, tmp_path_factory) -> Path:
+    """The run the book is built on: the session's real pipeline run of the tiny config when it
+    can run here (see helpers_run.tiny_run_available), else the fake run."""
+    if tiny_run_available():
+        return request.getfixturevalue("tiny_run")
+    return write_fake_run(tmp_path_factory.mktemp("fake") / "run")
+
+
+@pytest.fixture(scope="module")
+def built_book(book_run, tmp_path_factory) -> Path:
+    """Execute every notebook on the tiny run and build the book in a copy of book/."""
+    book = tmp_path_factory.mktemp("book") / "book"
     shutil.copytree(REPO / "book", book, ignore=shutil.ignore_patterns("_build", "generated"))
-    return B.build_book(run_dir=run_dir, book_dir=book, execute=True)
+    return B.build_book(run_dir=book_run, book_dir=book, execute=True)
 
 
 def _outputs(nb_path: Path) -> list[dict]:
     nb = json.loads(nb_path.read_text())
     return [o for c in nb["cells"] for o in c.get("outputs", [])]
+
+
+def _text(outs: list[dict]) -> str:
+    """The markdown and plain-text outputs of a notebook, joined."""
+    parts = []
+    for o in outs:
+        data = o.get("data", {})
+        parts.append("".join(data.get("text/markdown", data.get("text/plain", ""))))
+    return "\n".join(parts)
+
+
+def _assert_clean(path: Path) -> list[dict]:
+    """No error, no stderr, no 'nan' in a sentence of an executed notebook."""
+    outs = _outputs(path)
+    assert not [o for o in outs if o["output_type"] == "error"], path.name
+    stderr = [o["text"] for o in outs if o.get("name") == "stderr"]
+    assert not stderr, f"{path.name} wrote to stderr: {stderr}"
+    md = "\n".join("".join(o["data"]["text/markdown"]) for o in outs
+                   if "text/markdown" in o.get("data", {}))
+    assert not re.search(r"\bnan\b", md, re.I), f"{path.name}: 'nan' in a sentence: {md}"
+    return outs
 
 
 @pytest.mark.slow
@@ -57,10 +86,7 @@ def test_book_builds_without_errors(built_book: Path):
     assert built_book.is_file()
     generated = built_book.parents[2] / "generated"
     for path in [*generated.glob("*.ipynb"), *generated.glob("course/*.ipynb")]:
-        outs = _outputs(path)
-        assert not [o for o in outs if o["output_type"] == "error"], path.name
-        stderr = [o["text"] for o in outs if o.get("name") == "stderr"]
-        assert not stderr, f"{path.name} wrote to stderr: {stderr}"
+        _assert_clean(path)
         page = html / path.relative_to(built_book.parents[2]).with_suffix(".html")
         assert page.is_file(), page
         assert "Traceback" not in page.read_text()
@@ -68,13 +94,29 @@ def test_book_builds_without_errors(built_book: Path):
 
 
 @pytest.mark.slow
-def test_chapters_skip_cleanly_without_optional_files(tmp_path):
-    run_dir = write_fake_run(tmp_path / "bare", n_per_objective=2, features=False, probes=False)
+def test_chapters_on_the_fake_run(book_run, tmp_path):
+    """When the book is built on the real tiny run, the chapters also run on the fake run."""
+    if not tiny_run_available():
+        pytest.skip("the book itself is built on the fake run")
+    run_dir = write_fake_run(tmp_path / "fake")
+    for path in B.execute_chapters(run_dir, tmp_path / "out"):
+        _assert_clean(path)
+
+
+@pytest.mark.slow
+def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
+    """One model per objective, no consistency.nc, probes or features: every chapter that cannot
+    draw its figure says why in one sentence, without a traceback or stderr."""
+    run_dir = write_fake_run(tmp_path / "bare", n_per_objective=1, features=False, probes=False)
     (run_dir / "consistency.nc").unlink()
-    chapters = [p for p in B.chapter_notebooks() if p.stem.startswith(("05", "07", "11"))]
+    chapters = [p for p in B.chapter_notebooks() if p.stem.startswith(("00", "02", "04", "05", "07", "11"))]
     out = B.execute_chapters(run_dir, tmp_path / "out", chapters)
-    text = "".join(json.dumps(_outputs(p)) for p in out)
+    text = ""
+    for path in out:
+        text += _text(_assert_clean(path))
     assert "no probes.nc" in text and "no consistency.nc" in text and "kept no features" in text
+    assert "of the same objective and of different objective" in text  # 02: no same-category pair
+    assert "no group r is shown" in text  # 04: no category with 3 model pairs
 
 
 def _chrome():
@@ -94,6 +136,14 @@ def _chrome():
     return opts, Service(driver)
 
 
+def _wait_until_loaded(browser, timeout: float = 30.0) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, timeout).until(lambda b: b.execute_script(
+        "return document.readyState === 'complete' && document.body !== null "
+        "&& !document.querySelector('meta[http-equiv=\"Refresh\" i]');"))
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 def test_built_pages_in_headless_chromium(built_book: Path, tmp_path):
@@ -107,6 +157,7 @@ def test_built_pages_in_headless_chromium(built_book: Path, tmp_path):
         html = built_book.parent
         for name, page in (("index", built_book), ("results", html / RESULTS_PAGE)):
             browser.get(page.as_uri())
+            _wait_until_loaded(browser)  # index.html of jupyter-book redirects to the first page
             browser.execute_script("window.scrollTo(0, document.body.scrollHeight); window.scrollTo(0, 0);")
             images = browser.execute_script(
                 "return Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete, i.naturalWidth]);")
