@@ -207,7 +207,7 @@ def consistency_scatter(da: xr.DataArray, dataset_pairs: Sequence[tuple[str, str
                         category: str = "objective", caption: str | None = None) -> Figure:
     """Pair similarities on dataset B against A, coloured by category pair, with r per panel."""
     k = len(dataset_pairs)
-    fig, axes = plt.subplots(1, k, figsize=(4.4 * k, 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.7), squeeze=False)
     labels: set[str] = set()
     for ax, (a, b) in zip(axes.flat, dataset_pairs):
         t = analysis.pair_table(da.sel(dataset=[a, b]), category)
@@ -219,11 +219,15 @@ def consistency_scatter(da: xr.DataArray, dataset_pairs: Sequence[tuple[str, str
         lo, hi = np.nanmin(w[[a, b]].values), np.nanmax(w[[a, b]].values)
         ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
         same = w[w.category_pair.map(analysis.is_same_pair)]
-        rs = ", ".join(f"{lab.split(analysis.PAIR_SEP)[0]}: {analysis.fmt(analysis.correlate(g[a], g[b]))}"
-                       for lab, g in same.groupby("category_pair")
-                       if len(g) >= analysis.MIN_PAIRS and analysis.UNKNOWN not in lab)
-        ax.set_title(f"{a} vs {b}: r = {analysis.fmt(analysis.correlate(w[a], w[b]))}\n{rs}",
-                     fontsize=8)
+        rows = [(lab, analysis.correlate(g[a], g[b])) for lab, g in same.groupby("category_pair")
+                if len(g) >= analysis.MIN_PAIRS and analysis.UNKNOWN not in lab]
+        for k, (lab, r_in) in enumerate(rows):  # within-category r, one line each, in its colour
+            ax.text(0.98, 0.03 + 0.075 * k, f"{lab.split(analysis.PAIR_SEP)[0]}: r = "
+                    f"{analysis.fmt(r_in)}", transform=ax.transAxes, ha="right", va="bottom",
+                    fontsize=7, color=category_color(lab),
+                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 0.5})
+        ax.set_title(f"{a} vs {b}: r = {analysis.fmt(analysis.correlate(w[a], w[b]))}",
+                     fontsize=9)
         ax.set_xlabel(f"similarity on {a}")
         ax.set_ylabel(f"similarity on {b}")
     _legend_for(axes.flat[-1], sorted(labels), title="category pair", loc="upper left",

@@ -95,11 +95,13 @@ def test_book_builds_without_errors(built_book: Path):
 
 @pytest.mark.slow
 def test_chapters_on_the_fake_run(book_run, tmp_path):
-    """When the book is built on the real tiny run, the chapters also run on the fake run."""
+    """When the book is built on the real tiny run, the chapters whose branches the tiny run
+    leaves out (every category pair testable, all heatmaps, ...) also run on the fake run."""
     if not tiny_run_available():
         pytest.skip("the book itself is built on the fake run")
     run_dir = write_fake_run(tmp_path / "fake")
-    for path in B.execute_chapters(run_dir, tmp_path / "out"):
+    chapters = [p for p in B.chapter_notebooks() if p.stem.startswith(("05", "06", "10", "12"))]
+    for path in B.execute_chapters(run_dir, tmp_path / "out", chapters):
         _assert_clean(path)
 
 
