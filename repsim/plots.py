@@ -75,11 +75,12 @@ def add_caption(fig: Figure, caption: str | None, width: int | None = None) -> F
 
 
 def _heatmap(ax, matrix: np.ndarray, labels: Sequence[str], vmin=None, vmax=None,
-             cmap: str = SIM_CMAP, colors: Sequence[str] | None = None, ticks: bool = True):
+             cmap: str = SIM_CMAP, colors: Sequence[str] | None = None, ticks: bool = True,
+             fontsize: float = 6):
     im = ax.imshow(matrix, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
     if ticks and len(labels) <= 40:
-        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(labels)), labels, fontsize=6)
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(len(labels)), labels, fontsize=fontsize)
         if colors is not None:
             for t, c in zip([*ax.get_xticklabels(), *ax.get_yticklabels()], [*colors, *colors]):
                 t.set_color(c)
@@ -267,19 +268,28 @@ def consistency_heatmaps(cons: xr.Dataset, measure: str, group_pairs: Sequence[s
                          caption: str | None = None) -> Figure:
     """Dataset x dataset consistency for some group pairs, datasets ordered by domain."""
     k = len(group_pairs)
-    fig, axes = plt.subplots(1, k, figsize=(4.3 * k + 1, 5.0), squeeze=False, layout="constrained")
+    n = len(order)
+    fig, axes = plt.subplots(1, k, figsize=(3.3 * k + 1, 4.2), squeeze=False, layout="constrained")
     im = None
     colors = [category_color(domains[d]) for d in order] if domains else None
     for ax, gp in zip(axes.flat, group_pairs):
         m = cons["consistency"].sel(measure=measure, group_pair=gp, dataset_a=list(order),
                                     dataset_b=list(order)).values
-        im = _heatmap(ax, m, list(order), -1, 1, cmap="RdBu_r", colors=colors)
+        im = _heatmap(ax, m, list(order), -1, 1, cmap="RdBu_r", colors=colors, fontsize=7)
+        if colors:
+            _category_strip(ax, colors)
+            ax.tick_params(axis="y", pad=14)  # room for the domain strip
+        if n <= 8:  # few datasets: print the values
+            for i, j in np.ndindex(m.shape):
+                if i != j and np.isfinite(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(m[i, j]) > 0.6 else "black")
         off = m[~np.eye(len(order), dtype=bool)]
         ax.set_title(f"{gp}\nmedian off-diagonal {np.nanmedian(off):.2f}", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.8, label="consistency (Pearson r)")
     if domains:
         _fig_legend(fig, [d for d in analysis.DOMAINS if d in set(domains.values())],
-                    "dataset domain (tick colour)")
+                    "dataset domain (strip and tick colour)")
     return add_caption(fig, caption)
 
 
