@@ -294,14 +294,14 @@ def consistency_heatmaps(cons: xr.Dataset, measure: str, group_pairs: Sequence[s
 
 
 # ------------------------------------------------------------------------------------- behaviour
-def gap_scatter(tables: Mapping[str, pd.DataFrame], ncols: int = 4,
+def gap_scatter(tables: Mapping[str, pd.DataFrame], ncols: int = 3,
                 caption: str | None = None) -> Figure:
     """Pair similarity against absolute accuracy gap per dataset, coloured by the better model's
     accuracy, with Pearson r in each panel."""
     n = len(tables)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 1, 3.3 * nrows), squeeze=False,
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1, 3.0 * nrows), squeeze=False,
                              layout="constrained")
     sc = None
     for ax, (ds, t) in zip(axes.flat, tables.items()):
@@ -309,7 +309,7 @@ def gap_scatter(tables: Mapping[str, pd.DataFrame], ncols: int = 4,
                         vmin=0, vmax=1)
         r = analysis.correlate(t["similarity"], t["gap"])
         dom = t["domain"].iloc[0] if len(t) else ""
-        ax.set_title(f"{ds} ({dom})\nr = {r:.2f}", fontsize=8, color=category_color(dom))
+        ax.set_title(f"{ds} ({dom})\nr = {analysis.fmt(r)}", fontsize=8)
         ax.set_xlabel("pair similarity", fontsize=8)
         ax.set_ylabel("|accuracy gap|", fontsize=8)
     for ax in list(axes.flat)[n:]:
