@@ -631,12 +631,12 @@ def overview_text(summary: pd.DataFrame, spread: pd.DataFrame, measure: str,
     verdicts = []
     if len(same) >= 2:
         ssl_top = same.iloc[0].label.split(PAIR_SEP)[0] == "Self-Supervised"
-        verdicts.append(f"{'agrees' if ssl_top else 'differs'} with the study's finding that "
+        verdicts.append(f"{'agrees with' if ssl_top else 'differs from'} the study's finding that "
                         "self-supervised models are the most consistent")
     if len(spread) >= 2:
         obj_top = spread.iloc[0].group_by == "objective"
         whose = "its" if verdicts else "the study's"
-        verdicts.append(f"{'agrees' if obj_top else 'differs'} with {whose} finding that the "
+        verdicts.append(f"{'agrees with' if obj_top else 'differs from'} {whose} finding that the "
                         "objective is the strongest driver")
     if verdicts:
         parts.append("This run " + " and ".join(verdicts) + ".")

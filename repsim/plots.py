@@ -415,7 +415,8 @@ def anchor_boxes(tidy: pd.DataFrame, caption: str | None = None, title: str = ""
     ax.set_ylabel("anchor consistency (Pearson r)")
     ax.set_xlabel("anchor model (sorted by median)")
     ax.set_title(title, fontsize=10)
-    _legend_for(ax, sorted(set(cat)), title="anchor category", loc="lower left")
+    _legend_for(ax, sorted(set(cat)), title="anchor category", loc="upper left",
+                bbox_to_anchor=(1.01, 1))
     fig.tight_layout()
     return add_caption(fig, caption)
 
@@ -436,3 +437,12 @@ def paired_measures(values: pd.DataFrame, x: str, y: str, caption: str | None = 
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return add_caption(fig, caption)
+
+
+def show(fig: Figure) -> None:
+    """Display a figure now (in a notebook) and close it, so figures and sentences drawn in one
+    loop keep their order."""
+    from IPython.display import display
+
+    display(fig)
+    plt.close(fig)
