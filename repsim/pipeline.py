@@ -77,7 +77,7 @@ def run(
              plan.name, len(plan.models), len(plan.datasets), ", ".join(plan.measures), device,
              cluster or scheduler)
 
-    with dask_scheduler(scheduler, cluster) as compute_kw:
+    with dask_scheduler(scheduler, cluster, plan.raw.get("cluster")) as compute_kw:
         t0 = time.perf_counter()
         stim_info = dask.compute(
             *[_task(stages.run_stimuli, f"stimuli-{ds.id}")(plan, ds, run_dir)

@@ -79,24 +79,36 @@ def _parse_local(scheduler: str) -> int:
     return n
 
 
-@contextlib.contextmanager
-def _jobqueue_client(kind: str, scheduler: str, options: dict[str, Any]) -> Iterator[Any]:
+def jobqueue_cluster(kind: str, options: dict[str, Any] | None = None) -> Any:
+    """A dask-jobqueue cluster (no jobs submitted yet) for ``kind`` = slurm | pbs.
+
+    ``options`` come from the config's ``cluster:`` block (cores, memory, walltime, queue, account,
+    job_extra_directives, ...; ``jobs`` is how many worker jobs to start) over JOBQUEUE_DEFAULTS.
+    Each worker job asks for one GPU.
+    """
     try:
         import dask_jobqueue
     except ImportError as exc:
         raise ConfigError(
             "--cluster needs dask-jobqueue: pip install 'repsim-compendium[cluster]'"
         ) from exc
-    from distributed import Client
-
     classes = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}
     if kind not in classes:
         raise ConfigError(f"unknown cluster kind {kind!r}; use slurm or pbs")
-    opts = {**JOBQUEUE_DEFAULTS, **options}
-    n_jobs = int(opts.pop("jobs", 4))
+    opts = {**JOBQUEUE_DEFAULTS, **(options or {})}
+    opts.pop("jobs", None)
     gpu_directive = "--gres=gpu:1" if kind == "slurm" else "-l ngpus=1"
     opts.setdefault("job_extra_directives", [gpu_directive])
-    with classes[kind](**opts) as jq, Client(jq) as client:
+    opts.setdefault("scheduler_options", {"dashboard_address": None})
+    return classes[kind](**opts)
+
+
+@contextlib.contextmanager
+def _jobqueue_client(kind: str, scheduler: str, options: dict[str, Any]) -> Iterator[Any]:
+    from distributed import Client
+
+    n_jobs = int(options.get("jobs", 4))
+    with jobqueue_cluster(kind, options) as jq, Client(jq) as client:
         jq.scale(jobs=n_jobs)
-        log.info("requested %d %s jobs: %s", n_jobs, kind, opts)
+        log.info("requested %d %s worker jobs:\n%s", n_jobs, kind, jq.job_script())
         yield client

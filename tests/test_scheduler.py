@@ -1,0 +1,31 @@
+import pytest
+
+from repsim.errors import ConfigError
+from repsim.scheduler import dask_scheduler, jobqueue_cluster
+
+
+def test_slurm_job_script_asks_for_one_gpu_and_the_configured_resources():
+    pytest.importorskip("dask_jobqueue")
+    options = {"cores": 4, "memory": "32GB", "walltime": "02:00:00", "queue": "gpu", "account": "lab", "jobs": 8}
+    with jobqueue_cluster("slurm", options) as cluster:
+        script = cluster.job_script()
+    assert "#SBATCH --gres=gpu:1" in script
+    assert "#SBATCH -p gpu" in script and "#SBATCH -A lab" in script
+    assert "#SBATCH -t 02:00:00" in script and "--nthreads 4" in script
+
+
+def test_pbs_and_unknown_kinds():
+    pytest.importorskip("dask_jobqueue")
+    with jobqueue_cluster("pbs", {"cores": 2, "memory": "8GB"}) as cluster:
+        assert "ngpus=1" in cluster.job_script()
+    with pytest.raises(ConfigError, match="slurm or pbs"):
+        jobqueue_cluster("lsf")
+
+
+def test_scheduler_strings():
+    with dask_scheduler("synchronous") as kw:
+        assert kw == {"scheduler": "synchronous"}
+    for bad in ("local:0", "local:x", "threads"):
+        with pytest.raises(ConfigError):
+            with dask_scheduler(bad):
+                pass
