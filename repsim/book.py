@@ -62,8 +62,24 @@ def execute_notebook(src: Path, dest: Path, parameters: Mapping[str, Any] | None
             os.environ.pop("MPLBACKEND", None)
         else:
             os.environ["MPLBACKEND"] = env_backend
+    _hide_injected_parameters(dest)
     log.info("executed %s in %.1f s", src.name, time.perf_counter() - t0)
     return dest
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """Drop papermill's injected cell from the page: it holds this machine's paths, not prose.
+
+    The run a figure comes from is named in its caption instead.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    nbformat.write(nb, str(path))
 
 
 def execute_chapters(run_dir: str | Path, out_dir: str | Path,
