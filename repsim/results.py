@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,15 +113,3 @@ def consistency_summary(consistency: xr.Dataset, group_by: tuple[str, ...] = ("a
                          "q25": float(np.percentile(v, 25)), "q75": float(np.percentile(v, 75)),
                          "dataset pairs": int(v.size)})
     return pd.DataFrame(rows)
-
-
-def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """Open the result files of a run folder: similarity, consistency, probes (None if absent), info."""
-    run_dir = Path(run_dir)
-    out: dict[str, Any] = {}
-    for name in ("similarity", "consistency", "probes"):
-        path = run_dir / f"{name}.nc"
-        out[name] = xr.load_dataset(path) if path.is_file() else None
-    info = run_dir / "run.json"
-    out["info"] = json.loads(info.read_text()) if info.is_file() else {}
-    return out
