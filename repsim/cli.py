@@ -115,10 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # repsim's own progress at INFO; other libraries (open_clip logs to the root logger) only warn
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("repsim").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         return args.func(args)
     except RepsimError as exc:
