@@ -7,9 +7,10 @@ seconds, without any weights, and reports the embedding dim at each configured t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,17 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def check_models(config: Any) -> tuple[str, bool]:
     """Check every model of ``config`` (a path or a loaded config); return (table, all_ok).
 
@@ -57,7 +69,8 @@ def check_models(config: Any) -> tuple[str, bool]:
     for spec in specs:
         expected = spec.embed_dim
         try:
-            dim, layer = probe_spec(spec)
+            with _quiet_root_logger():  # open_clip warns "no pretrained weights" on purpose here
+                dim, layer = probe_spec(spec)
             ok = expected is None or dim == expected
             status = "ok" if ok else "dim mismatch"
         except Exception as exc:  # one bad model must not hide the others
