@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from repsim.errors import ConfigError, ModelError
+from repsim.zoo.loaders.checkpoint_loader import load_into
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import SSL_PREPROCESS, LoadedModel, ModelSpec
 from repsim.zoo.weights import is_offline, load_state_dict, local_weights, missing
@@ -52,7 +53,7 @@ def load_hub(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -
     if isinstance(model, tuple):
         model = model[0]
     if path is not None:
-        model.load_state_dict(load_state_dict(path), strict=False)
+        load_into(model, load_state_dict(path), spec, spec.identifier)  # every parameter covered
     return LoadedModel(
         module=model.to(device).eval(),
         preprocess=SSL_PREPROCESS,
