@@ -175,7 +175,7 @@ def extract_features(
         store.delete(dataset_id, spec.id)
     writer = store.writer(dataset_id, spec.id, ids)
     if writer is not None and writer.complete:
-        log.info("%s on %s: features already stored", spec.id, dataset_id)
+        log.debug("%s on %s: features already stored", spec.id, dataset_id)
         return {"model": spec.id, "dataset": dataset_id, "status": "skipped", "n": n}
     if writer is not None and writer.keep_raw != keep_raw:
         raise StoreError(f"{spec.id} on {dataset_id}: resuming with keep_raw={keep_raw} but the group was created with {writer.keep_raw}")
@@ -199,7 +199,7 @@ def extract_features(
         "batch_size": batch_size,
     }
     start = time.perf_counter()
-    bar = tqdm(total=todo, unit="img", desc=f"{spec.id} | {dataset_id}", disable=not progress, leave=False)
+    bar = tqdm(total=todo, unit="img", desc=f"{spec.id} | {dataset_id}", disable=not progress, leave=False, delay=2.0)
     try:
         for chunk in pending:
             rows = np.arange(chunk * chunk_rows, min((chunk + 1) * chunk_rows, n))
@@ -220,5 +220,5 @@ def extract_features(
         bar.close()
     seconds = time.perf_counter() - start
     rate = todo / seconds if seconds > 0 else float("nan")
-    log.info("%s on %s: %d images in %.1f s (%.1f img/s)", spec.id, dataset_id, todo, seconds, rate)
+    log.debug("%s on %s: %d images in %.1f s (%.1f img/s)", spec.id, dataset_id, todo, seconds, rate)
     return {"model": spec.id, "dataset": dataset_id, "status": "done", "n": n, "computed": todo, "seconds": seconds, "img_per_s": rate}

@@ -22,6 +22,7 @@ from repsim import stages
 from repsim.cache import StageCache, atomic_write_text
 from repsim.errors import RepsimError
 from repsim.plan import RunPlan, load_plan
+from repsim.progress import TaskProgress
 from repsim.results import assemble_probes, assemble_similarity, summary_table
 from repsim.runinfo import git_commit, machine_info, package_versions, resolve_device
 from repsim.scheduler import dask_scheduler
@@ -88,7 +89,8 @@ def run(
 
         t0 = time.perf_counter()
         sim_tasks, probe_tasks = _analysis_graph(plan, run_dir, device, stim_info)
-        sim_paths, probe_results = dask.compute(sim_tasks, probe_tasks, **compute_kw)
+        with TaskProgress(f"run {plan.name}"):
+            sim_paths, probe_results = dask.compute(sim_tasks, probe_tasks, **compute_kw)
         timings["features+similarity+probes"] = time.perf_counter() - t0
 
     failed = failures([*stim_info, *sim_paths, *probe_results.values()])

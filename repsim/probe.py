@@ -227,7 +227,7 @@ def _train_batched(
     per_epoch = math.ceil(n / batch_size)
     total = epochs * per_epoch
     step = 0
-    with tqdm(total=total, desc=desc, leave=False, disable=None) as bar:
+    with tqdm(total=total, desc=desc, leave=False, disable=None, delay=2.0) as bar:
         for _ in range(epochs):
             perm = torch.stack([next(o) for o in orders]).to(dev)
             epoch_rows = torch.gather(rows, 1, perm)
