@@ -110,8 +110,33 @@ def extraction_ids(plan: RunPlan, table: pd.DataFrame) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- features
+class LazyImages:
+    """Images of one dataset decoded on demand, for datasets too large to hold decoded in memory.
+
+    Picklable (it holds the spec and row positions, not the data), so a worker process opens the
+    dataset itself; extraction calls it with batch indices, as it would slice a decoded array.
+    """
+
+    def __init__(self, ds: Any, positions: np.ndarray):
+        self.ds, self.positions, self._stimset = ds, positions, None
+
+    def __call__(self, indices: np.ndarray) -> Any:
+        if self._stimset is None:
+            from repsim.stimuli import open_dataset
+
+            self._stimset = open_dataset(self.ds)
+        return self._stimset.load_images(self.positions[np.asarray(indices)])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"ds": self.ds, "positions": self.positions, "_stimset": None}
+
+
 def decode_images(plan: RunPlan, ds: Any, run_dir: Path, ids: np.ndarray) -> Any:
-    """Decode a dataset's images once (uint8), to be shared by every model's extraction."""
+    """Decode a dataset's images once (uint8), to be shared by every model's extraction.
+
+    Above ``extract.max_decoded`` images (default 20,000: about 4 GB at 224 px) holding them decoded
+    would exhaust memory, so each model's extraction decodes them on demand instead.
+    """
     from repsim.stimuli import open_dataset
 
     stimset = open_dataset(ds)
@@ -125,7 +150,11 @@ def decode_images(plan: RunPlan, ds: Any, run_dir: Path, ids: np.ndarray) -> Any
             f"dataset {ds.id}: stimulus ids {bad} of the run's stimulus table are no longer in the data; "
             f"the dataset changed since the table was written — delete {stimuli_path(run_dir, ds)} to redo it"
         )
-    return stimset.load_images(positions.to_numpy(dtype=int))
+    positions = positions.to_numpy(dtype=int)
+    if len(positions) > int(plan.extract.get("max_decoded", 20000)):
+        log.info("%s: %d images, decoded per model on demand (extract.max_decoded)", ds.id, len(positions))
+        return LazyImages(ds, positions)
+    return stimset.load_images(positions)
 
 
 _LAST_MODEL: dict[str, Any] = {}

@@ -132,3 +132,19 @@ def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path
     assert {"faces__cnn-supervised-s0", "textures__cnn-simclr-s0"} <= set(done)
     info = json.loads((run_dir / "run.json").read_text())
     assert any("broken" in f for f in info["failed_tasks"])
+
+
+def test_large_datasets_decode_on_demand_with_the_same_features(tiny_run: Path, tiny_config: Path, tmp_path: Path):
+    import pickle
+
+    from repsim.stages import LazyImages, decode_images, extraction_ids, read_stimuli
+
+    plan = load_plan(tiny_config)
+    ds = plan.datasets[0]
+    ids = extraction_ids(plan, read_stimuli(tiny_run, ds))
+    eager = decode_images(plan, ds, tiny_run, ids)
+    lazy_plan = load_plan(tiny_config).__class__(**{**plan.__dict__, "extract": {**plan.extract, "max_decoded": 10}})
+    lazy = pickle.loads(pickle.dumps(decode_images(lazy_plan, ds, tiny_run, ids)))
+    assert isinstance(lazy, LazyImages)
+    rows = np.array([0, 5, len(ids) - 1])
+    np.testing.assert_array_equal(np.asarray(lazy(rows)), eager[rows])
