@@ -75,6 +75,10 @@ def _hide_injected_parameters(path: Path) -> None:
     import nbformat
 
     nb = nbformat.read(str(path), as_version=4)
+    pm_meta = nb.metadata.get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if pm_meta.get(key):
+            pm_meta[key] = Path(pm_meta[key]).name
     for cell in nb.cells:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
@@ -90,9 +94,13 @@ def execute_chapters(run_dir: str | Path, out_dir: str | Path,
     if not (run_dir / "similarity.nc").exists():
         raise StoreError(f"{run_dir} has no similarity.nc: run `repsim run CONFIG --out {run_dir}` "
                          "first, or pass --run with an existing run folder")
-    params = {"run_dir": str(run_dir), **dict(parameters or {})}
     out = Path(out_dir)
-    return [execute_notebook(nb, out / nb.name, params) for nb in (notebooks or chapter_notebooks())]
+    paths = list(notebooks or chapter_notebooks())
+    # relative to where the notebooks run: the published .ipynb files hold no machine paths and
+    # rerun as they are from a checkout
+    cwd = paths[0].parent.resolve() if paths else Path.cwd()
+    params = {"run_dir": os.path.relpath(run_dir, cwd), **dict(parameters or {})}
+    return [execute_notebook(nb, out / nb.name, params) for nb in paths]
 
 
 def execute_course(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
