@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from itertools import combinations_with_replacement
+from itertools import combinations, combinations_with_replacement
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,8 @@ from repsim.errors import InputError
 logger = logging.getLogger(__name__)
 
 METHODS = ("pearson", "spearman")
+#: Transforms of similarity before correlating (the study's appendix on values near the upper bound).
+TRANSFORMS = (None, "arccos", "tan")
 GROUP_BYS = ("objective", "architecture_class", "data_class", "size_class")
 
 
@@ -32,6 +34,7 @@ def consistency(
     method: str = "pearson",
     models_a: Sequence[str] | None = None,
     models_b: Sequence[str] | None = None,
+    transform: str | None = None,
 ) -> xr.DataArray:
     """Dataset x dataset consistency of the model-pair similarity pattern.
 
@@ -40,6 +43,8 @@ def consistency(
     sim : DataArray (dataset, model_a, model_b), symmetric in the model dims.
     method : ``"pearson"`` (the study) or ``"spearman"``.
     models_a, models_b : the model sets Theta and Phi (ids); None means all models.
+    transform : None (the study's main analysis), ``"arccos"`` or ``"tan"``: applied to every
+        similarity before correlating (see :func:`transform_similarity`).
 
     Returns
     -------
@@ -53,7 +58,7 @@ def consistency(
         raise InputError(
             f"consistency needs at least 2 model pairs, got {n_pairs}; pass larger model sets"
         )
-    return _consistency(sim, mask, method)
+    return _consistency(transform_similarity(sim, transform), mask, method)
 
 
 def grouped_consistency(
@@ -111,6 +116,167 @@ def anchor_consistency(
             meta = coord.sel(model_a=anchors).values
             out = out.assign_coords({str(name).removesuffix("_a"): ("anchor", meta)})
     out.attrs["n_pairs"] = len(models) - 1
+    return out
+
+
+def transform_similarity(sim: xr.DataArray, transform: str | None = None) -> xr.DataArray:
+    """Similarity values passed through the study's appendix transforms before any statistic.
+
+    CKA values pile up near the upper bound 1, where a fixed change of the representation moves
+    CKA less than in the middle of the range; the study's appendix checks whether its mean-versus-
+    spread and consistency results survive stretching that end of the scale. As in the study's
+    code, the transform is numpy's function applied to the raw value:
+
+    - ``"arccos"``: ``arccos(s)``, the angle whose cosine is the similarity (0 for s = 1); values
+      are clipped to [-1, 1] first, since unbiased CKA can leave that range by rounding.
+      Decreasing, so a Pearson correlation of two transformed vectors keeps its sign.
+    - ``"tan"``: ``tan(s)`` with s read as radians, mapping [0, 1] to [0, tan 1 = 1.557].
+    - ``None``: the values unchanged (the main analysis).
+
+    Returns a DataArray like ``sim`` with attr ``transform`` (``"none"`` when None).
+    """
+    if transform not in TRANSFORMS:
+        raise InputError(f"transform={transform!r} is unknown; use one of {TRANSFORMS}")
+    if transform is None:
+        return sim
+    values = np.asarray(sim.values, dtype=float)
+    out = np.arccos(np.clip(values, -1.0, 1.0)) if transform == "arccos" else np.tan(values)
+    return sim.copy(data=out).assign_attrs(transform=transform)
+
+
+def transform_comparison(
+    sim: xr.DataArray,
+    transforms: Sequence[str | None] = TRANSFORMS,
+    method: str = "pearson",
+    models_a: Sequence[str] | None = None,
+    models_b: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Consistency of every distinct dataset pair under each transform, side by side.
+
+    Columns: dataset_a, dataset_b, then one column per transform (``"none"``, ``"arccos"``,
+    ``"tan"``) holding the consistency computed on the transformed similarities.
+    """
+    cols = {}
+    for t in transforms:
+        tidy = to_tidy(consistency(sim, method, models_a, models_b, transform=t))
+        cols[t or "none"] = tidy.set_index(["dataset_a", "dataset_b"])["consistency"]
+    return pd.DataFrame(cols).reset_index()
+
+
+def anchor_partner_consistency(
+    sim: xr.DataArray,
+    anchors: Sequence[str],
+    by: str | Mapping[str, str] = "objective",
+    method: str = "pearson",
+    min_pairs: int = 2,
+) -> xr.DataArray:
+    """The study's anchor design: consistency of one anchor's similarities to the models of one
+    partner category, R({anchor}, Phi_c), for every anchor and partner category c.
+
+    The partners of an anchor are the models of category c other than the anchor itself, so an
+    anchor is compared with models of its own objective and of every other objective separately,
+    which is what lets the study ask whether the partners' objective, for a fixed anchor, changes
+    consistency. A (anchor, category) cell with fewer than ``min_pairs`` partners is skipped (the
+    study's rule: at least 2 model pairs).
+
+    Returns a DataArray (anchor_partner, dataset_a, dataset_b) with coords ``anchor``,
+    ``anchor_category``, ``partner`` (the partner category), ``n_pairs`` and ``group_by`` on
+    ``anchor_partner``; :func:`to_tidy` turns it into a table and :func:`partner_rank_sum_tests`
+    tests it.
+    """
+    _check(sim, method)
+    label, cats = _categories(sim, by)
+    models = [str(m) for m in sim["model_a"].values]
+    anchors = [str(a) for a in anchors]
+    _known(anchors, models, "anchors")
+    parts = []
+    for a in anchors:
+        for c in sorted(set(cats.values())):
+            partners = [m for m in models if cats[m] == c and m != a]
+            if len(partners) < max(min_pairs, 2):
+                logger.debug("anchor %s: skipping partners %s (%d models)", a, c, len(partners))
+                continue
+            da = _consistency(sim, _pair_mask(sim, [a], partners), method)
+            da = da.expand_dims(anchor_partner=[f"{a} | {c}"])
+            da.attrs.pop("n_pairs", None)
+            parts.append(
+                da.assign_coords(
+                    anchor=("anchor_partner", [a]),
+                    anchor_category=("anchor_partner", [cats[a]]),
+                    partner=("anchor_partner", [c]),
+                    n_pairs=("anchor_partner", [len(partners)]),
+                    group_by=("anchor_partner", [label]),
+                )
+            )
+    if not parts:
+        raise InputError(
+            f"no anchor has {max(min_pairs, 2)} or more partners in any {label} category; "
+            "add models or choose other anchors"
+        )
+    return xr.concat(parts, dim="anchor_partner", combine_attrs="drop_conflicts")
+
+
+def partner_rank_sum_tests(
+    partner: xr.DataArray | pd.DataFrame, alpha: float = 0.01
+) -> pd.DataFrame:
+    """Per anchor, two-sided Wilcoxon rank-sum tests between its partner categories, as the study
+    ran them: the samples are the consistency values over dataset pairs, a dataset pair missing
+    (NaN) in either sample is dropped from both, and all tests of all anchors are Bonferroni-
+    corrected together (p * number of tests, capped at 1) at family-wise ``alpha`` (0.01 in the
+    study).
+
+    ``partner`` is the output of :func:`anchor_partner_consistency` or its :func:`to_tidy` table.
+    Columns: anchor, anchor_category, partner_a, partner_b, n, median_a, median_b, statistic, p,
+    p_bonferroni, p_threshold (alpha / number of tests), significant.
+    """
+    from scipy.stats import ranksums
+
+    tidy = to_tidy(partner) if isinstance(partner, xr.DataArray) else partner
+    need = {"anchor", "partner", "dataset_a", "dataset_b", "consistency"}
+    if not need <= set(tidy.columns):
+        raise InputError(
+            f"partner_rank_sum_tests needs columns {sorted(need)}; pass the output of "
+            "anchor_partner_consistency"
+        )
+    rows = []
+    for anchor, g in tidy.groupby("anchor", sort=False):
+        wide = g.pivot_table(
+            index=["dataset_a", "dataset_b"], columns="partner", values="consistency", dropna=False
+        )
+        cat = str(g["anchor_category"].iloc[0]) if "anchor_category" in g else ""
+        for pa, pb in combinations(sorted(wide.columns), 2):
+            both = wide[[pa, pb]].dropna()
+            a, b = both[pa].to_numpy(), both[pb].to_numpy()
+            stat, p = ranksums(a, b) if len(both) >= 2 else (np.nan, np.nan)
+            rows.append(
+                {
+                    "anchor": str(anchor),
+                    "anchor_category": cat,
+                    "partner_a": str(pa),
+                    "partner_b": str(pb),
+                    "n": len(both),
+                    "median_a": float(np.median(a)) if len(a) else np.nan,
+                    "median_b": float(np.median(b)) if len(b) else np.nan,
+                    "statistic": float(stat),
+                    "p": float(p),
+                }
+            )
+    cols = [
+        "anchor",
+        "anchor_category",
+        "partner_a",
+        "partner_b",
+        "n",
+        "median_a",
+        "median_b",
+        "statistic",
+        "p",
+    ]
+    out = pd.DataFrame(rows, columns=cols)
+    m = max(int(out["p"].notna().sum()), 1)
+    out["p_bonferroni"] = np.minimum(out["p"] * m, 1.0)
+    out["p_threshold"] = alpha / m
+    out["significant"] = out["p_bonferroni"] < alpha
     return out
 
 

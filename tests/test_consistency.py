@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from itertools import combinations
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from scipy.stats import pearsonr, spearmanr
@@ -12,10 +14,14 @@ from scipy.stats import pearsonr, spearmanr
 import repsim
 from repsim.consistency import (
     anchor_consistency,
+    anchor_partner_consistency,
     consistency,
     consistency_dataset,
     grouped_consistency,
+    partner_rank_sum_tests,
     to_tidy,
+    transform_comparison,
+    transform_similarity,
 )
 from repsim.errors import InputError
 
@@ -190,3 +196,121 @@ def test_input_errors(rng):
         consistency(sim.isel(dataset=0))
     with pytest.raises(InputError, match="at least 2 model pairs"):
         consistency(sim, models_a=["a1"], models_b=["a2"])
+
+
+# ------------------------------------------------- the study's appendix transforms and anchor design
+def test_transform_similarity_against_hand_values():
+    sim = xr.DataArray(
+        np.array([[[1.0, 0.5], [0.5, 1.0000001]]]),
+        dims=("dataset", "model_a", "model_b"),
+        coords={"dataset": ["d"], "model_a": ["p", "q"], "model_b": ["p", "q"]},
+    )
+    arc = transform_similarity(sim, "arccos").values[0]
+    tan = transform_similarity(sim, "tan").values[0]
+    assert arc[0, 1] == pytest.approx(math.pi / 3, rel=1e-15)  # cos(pi/3) = 1/2
+    assert arc[1, 1] == 0.0  # clipped to 1 before arccos, not NaN
+    assert tan[0, 1] == pytest.approx(math.sin(0.5) / math.cos(0.5), rel=1e-15)
+    assert transform_similarity(sim, None) is sim
+    with pytest.raises(InputError, match="transform"):
+        transform_similarity(sim, "log")
+
+
+@pytest.mark.parametrize("transform", ["arccos", "tan"])
+def test_consistency_of_transformed_similarity_by_hand(rng, transform):
+    sim = make_sim(rng)
+    fn = math.acos if transform == "arccos" else math.tan
+    pairs = list(combinations(MODELS, 2))
+    want = np.eye(len(DATASETS))
+    for i, j in combinations(range(len(DATASETS)), 2):
+        a = [fn(float(sim.isel(dataset=i).sel(model_a=f, model_b=g))) for f, g in pairs]
+        b = [fn(float(sim.isel(dataset=j).sel(model_a=f, model_b=g))) for f, g in pairs]
+        want[i, j] = want[j, i] = pearsonr(a, b)[0]
+    got = consistency(sim, transform=transform)
+    np.testing.assert_allclose(got.values, want, rtol=1e-12)
+    table = transform_comparison(sim)
+    assert list(table.columns) == ["dataset_a", "dataset_b", "none", "arccos", "tan"]
+    row = table[(table.dataset_a == "d0") & (table.dataset_b == "d2")].iloc[0]
+    assert row[transform] == pytest.approx(want[0, 2], rel=1e-12)
+    assert row["none"] == pytest.approx(by_hand(sim, pairs)[0, 2], rel=1e-12)
+
+
+def _anchor_sim(rng):
+    models = ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "c1"]
+    obj = ["A", "A", "A", "A", "B", "B", "B", "C"]
+    M, D = len(models), 5
+    S = rng.uniform(size=(D, M, M))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    return xr.DataArray(
+        S,
+        dims=("dataset", "model_a", "model_b"),
+        coords={
+            "dataset": [f"d{i}" for i in range(D)],
+            "model_a": models,
+            "model_b": models,
+            "objective_a": ("model_a", obj),
+            "objective_b": ("model_b", obj),
+        },
+    )
+
+
+def test_anchor_partner_consistency_by_hand(rng):
+    sim = _anchor_sim(rng)
+    out = anchor_partner_consistency(sim, ["a1", "b1"], "objective")
+    # a1: partners A = a2..a4 (the anchor itself excluded), B = b1..b3; C has one model: skipped
+    assert list(out.anchor_partner.values) == ["a1 | A", "a1 | B", "b1 | A", "b1 | B"]
+    assert list(out.n_pairs.values) == [3, 3, 4, 2]
+    assert list(out.anchor_category.values) == ["A", "A", "B", "B"]
+    want = by_hand(sim, [("a1", "b1"), ("a1", "b2"), ("a1", "b3")])
+    np.testing.assert_allclose(out.sel(anchor_partner="a1 | B").values, want, rtol=1e-12)
+    want = by_hand(sim, [("b1", "a1"), ("b1", "a2"), ("b1", "a3"), ("b1", "a4")])
+    np.testing.assert_allclose(out.sel(anchor_partner="b1 | A").values, want, rtol=1e-12)
+    tidy = to_tidy(out)
+    assert len(tidy) == 4 * 10 and {"anchor", "partner", "anchor_category"} <= set(tidy.columns)
+    with pytest.raises(InputError, match="unknown models"):
+        anchor_partner_consistency(sim, ["zz"])
+
+
+def _ranksum_p_by_hand(a, b):
+    """Two-sided rank-sum p from the normal approximation, ranks counted by hand (no ties)."""
+    pooled = sorted([*a, *b])
+    w = sum(pooled.index(x) + 1 for x in a)
+    n1, n2 = len(a), len(b)
+    z = (w - n1 * (n1 + n2 + 1) / 2) / math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def test_partner_rank_sum_tests_bonferroni_by_hand():
+    pairs = [(f"d{i}", f"e{i}") for i in range(8)]
+    vals = {  # anchor x: partner P far above Q and R; anchor y: all alike
+        ("x", "P"): [0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97],
+        ("x", "Q"): [0.10, 0.11, 0.12, 0.13, 0.14, 0.15, 0.16, np.nan],
+        ("x", "R"): [0.20, 0.21, 0.22, 0.23, 0.24, 0.25, 0.26, 0.27],
+        ("y", "P"): [0.50, 0.41, 0.62, 0.33, 0.54, 0.45, 0.66, 0.37],
+        ("y", "Q"): [0.51, 0.42, 0.63, 0.34, 0.55, 0.46, 0.67, 0.38],
+        ("y", "R"): [0.52, 0.43, 0.64, 0.35, 0.56, 0.47, 0.68, 0.39],
+    }
+    rows = [
+        {
+            "anchor": a,
+            "anchor_category": "K",
+            "partner": p,
+            "dataset_a": da,
+            "dataset_b": db,
+            "consistency": v,
+        }
+        for (a, p), vs in vals.items()
+        for (da, db), v in zip(pairs, vs)
+    ]
+    out = partner_rank_sum_tests(pd.DataFrame(rows), alpha=0.01)
+    assert len(out) == 6 and (out.p_threshold == 0.01 / 6).all()
+    xpq = out[(out.anchor == "x") & (out.partner_a == "P") & (out.partner_b == "Q")].iloc[0]
+    assert xpq.n == 7  # the dataset pair missing for Q is dropped from P too
+    p = _ranksum_p_by_hand(vals["x", "P"][:7], vals["x", "Q"][:7])
+    assert xpq.p == pytest.approx(p, rel=1e-9)
+    assert xpq.p_bonferroni == pytest.approx(min(6 * p, 1.0), rel=1e-9)
+    assert xpq.significant == (p < 0.01 / 6)
+    assert not out[out.anchor == "y"].significant.any()
+    # 7 against 7 fully separated: p < 0.01 alone, but not after the correction for 6 tests
+    assert xpq.p < 0.01 and not xpq.significant
+    sig = out[out.significant]
+    assert list(zip(sig.anchor, sig.partner_a, sig.partner_b)) == [("x", "P", "R")]  # 8 against 8
