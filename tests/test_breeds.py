@@ -1,0 +1,202 @@
+"""BREEDS tasks from the hierarchy files: superclasses at a depth, disjoint source/target
+subpopulations, source images in train and target images in test, and a clear error naming
+a missing hierarchy file. The fixture hierarchy follows the BREEDS file format."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from repsim.errors import ConfigError, DatasetError, RepsimError
+from repsim.stimuli import open_dataset, parse_datasets
+from repsim.stimuli.loaders.breeds import HIERARCHY_FILES, breeds_split
+
+ROOT, LIVING = "n00001740", "n00004258"
+# superclasses (5 levels below the root, under "living thing") and their ImageNet classes
+SUPERS = {
+    "n50000001": ["n90000011", "n90000012", "n90000013", "n90000014"],
+    "n50000002": [
+        "n90000021",
+        "n90000022",
+        "n90000023",
+        "n90000024",
+        "n90000025",
+    ],  # 5: 4 are drawn
+    "n50000003": ["n90000031", "n90000032", "n90000033"],  # too few (living17 needs 4)
+}
+OUTSIDE = ["n90000041", "n90000042", "n90000043", "n90000044"]  # depth 5, but a non-living thing
+NAMES = {
+    "n50000001": "salamander",
+    "n50000002": "turtle",
+    "n50000003": "frog",
+    "n50000004": "bottle",
+}
+
+
+def _edges() -> list[tuple[str, str]]:
+    chain = [ROOT, LIVING, "n20000000", "n30000000", "n40000000"]  # depths 0..4
+    edges = list(zip(chain, chain[1:]))
+    edges.append((ROOT, "n30000000"))  # a shortcut: the depth is the *longest* path, still 3
+    for sup, leaves in SUPERS.items():
+        edges.append(("n40000000", sup))
+        if sup == "n50000001":  # two branches: the "good" split spreads each over both sides
+            edges += [(sup, "n60000001"), (sup, "n60000002")]
+            edges += [("n60000001", w) for w in leaves[:2]] + [("n60000002", w) for w in leaves[2:]]
+        else:
+            edges += [(sup, w) for w in leaves]
+    edges += [
+        (ROOT, "n00021939"),
+        ("n00021939", "n21000000"),
+        ("n21000000", "n31000000"),
+        ("n31000000", "n41000000"),
+        ("n41000000", "n50000004"),
+    ]
+    edges += [("n50000004", w) for w in OUTSIDE]
+    edges.append(("n50000004", "n99999999"))  # not an ImageNet class: ignored
+    return edges
+
+
+def _hierarchy(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    leaves = [w for ws in SUPERS.values() for w in ws] + OUTSIDE
+    (folder / "dataset_class_info.json").write_text(
+        json.dumps([[i, w, f"class {w}"] for i, w in enumerate(leaves)])
+    )
+    (folder / "class_hierarchy.txt").write_text("".join(f"{p} {c}\n" for p, c in _edges()))
+    (folder / "node_names.txt").write_text(
+        "".join(f"{w}\t{n}\n" for w, n in {ROOT: "entity", **NAMES}.items())
+    )
+    return folder
+
+
+def _imagenet(root: Path) -> Path:
+    leaves = [w for ws in SUPERS.values() for w in ws] + OUTSIDE
+    for k, wnid in enumerate(leaves):
+        for split in ("train", "val"):
+            arr = np.random.default_rng(k).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, "PNG")
+            path = root / split / wnid / f"{wnid}_{split}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(buf.getvalue())
+    return root
+
+
+def _spec(**options):
+    (spec,) = parse_datasets(
+        [
+            {
+                "id": "liv",
+                "loader": "breeds",
+                "domain": "Natural (multi-domain)",
+                "root": options.pop("root"),
+                "options": options,
+            }
+        ]
+    )
+    return spec
+
+
+def test_rand_split_superclasses_and_disjoint_halves(tmp_path):
+    task = breeds_split(_hierarchy(tmp_path / "h"), "living17")
+    # depth 5 under "living thing" with >= 4 classes: not frog (3 classes), not bottle (non-living)
+    assert task.superclasses == ["n50000001", "n50000002"] and task.names == [
+        "salamander",
+        "turtle",
+    ]
+    for sup, source, target in zip(task.superclasses, task.source, task.target):
+        assert len(source) == len(target) == 2 and not set(source) & set(target)
+        assert set(source) | set(target) <= set(SUPERS[sup])
+    # the BREEDS release's construction: one generator seeded 2, a draw of 4 sorted classes per
+    # superclass in superclass order, the first half is the source
+    rng = np.random.RandomState(2)
+    for sup, source, target in zip(task.superclasses, task.source, task.target):
+        draw = list(rng.choice(sorted(SUPERS[sup]), 4, replace=False))
+        assert source + target == draw
+    assert breeds_split(tmp_path / "h", "living17") == task  # deterministic
+
+
+def test_good_split_puts_each_branch_on_both_sides(tmp_path):
+    task = breeds_split(_hierarchy(tmp_path / "h"), "living17", "good")
+    # n50000001 has branches {11, 12} and {13, 14}: one class of each branch on each side
+    assert task.source[0] == ["n90000011", "n90000013"] and task.target[0] == [
+        "n90000012",
+        "n90000014",
+    ]
+    # n50000002 has five single-class branches: the first two to the source, the next two to the target
+    assert task.source[1] == ["n90000021", "n90000022"] and task.target[1] == [
+        "n90000023",
+        "n90000024",
+    ]
+
+
+def test_loader_trains_on_source_and_tests_on_target(tmp_path):
+    imnet = _imagenet(tmp_path / "imagenet")
+    hier = _hierarchy(tmp_path / "h")
+    st = open_dataset(_spec(root=str(imnet), task="living17", hierarchy=str(hier)))
+    task = breeds_split(hier, "living17")
+    assert st.class_names == ["salamander", "turtle"]
+    for split, groups in (("train", task.source), ("test", task.target)):
+        sel = st.split == split
+        got = {(int(lab), i.split("/")[2]) for lab, i in zip(st.labels[sel], st.ids[sel])}
+        assert got == {(c, w) for c, ws in enumerate(groups) for w in ws}, split
+    assert st.counts("train").tolist() == [2, 2] and st.counts("test").tolist() == [2, 2]
+    # a probe trained on train never sees a target subpopulation
+    train_w = {i.split("/")[2] for i in st.ids[st.split == "train"]}
+    test_w = {i.split("/")[2] for i in st.ids[st.split == "test"]}
+    assert not train_w & test_w
+
+
+@pytest.mark.parametrize("missing", HIERARCHY_FILES)
+def test_missing_hierarchy_file_is_named(tmp_path, missing):
+    hier = _hierarchy(tmp_path / "h")
+    (hier / missing).unlink()
+    with pytest.raises(
+        DatasetError, match=rf"dataset 'liv'.*{missing} is missing.*BREEDS-Benchmarks"
+    ) as err:
+        open_dataset(
+            _spec(root=str(tmp_path / "no-imagenet"), task="living17", hierarchy=str(hier))
+        )
+    assert isinstance(err.value, RepsimError)
+
+
+def test_bad_task_options(tmp_path):
+    hier = _hierarchy(tmp_path / "h")
+    with pytest.raises(ConfigError, match="entity13, entity30, living17, nonliving26"):
+        open_dataset(_spec(root=str(tmp_path), task="living18", hierarchy=str(hier)))
+    with pytest.raises(ConfigError, match="rand, good"):
+        open_dataset(
+            _spec(root=str(tmp_path), task="living17", hierarchy=str(hier), split_type="bad")
+        )
+    with pytest.raises(ConfigError, match="options.hierarchy"):
+        open_dataset(_spec(root=str(tmp_path), task="living17"))
+    with pytest.raises(DatasetError, match="ImageNet folder"):
+        open_dataset(_spec(root=str(tmp_path / "nowhere"), task="living17", hierarchy=str(hier)))
+
+
+# The study's Living-17 classes (ImageNet indices, sim_consistency/data/datasets/breeds.py), in
+# superclass order; checked against the real BREEDS files when REPSIM_BREEDS_HIERARCHY names them.
+# fmt: off
+STUDY_LIVING17_TRAIN = [27, 29, 37, 34, 41, 44, 60, 57, 76, 72, 81, 83, 88, 90, 118, 120, 163, 154, 272, 271,
+                        280, 279, 282, 285, 297, 295, 305, 306, 325, 321, 368, 365, 377, 380]
+STUDY_LIVING17_TEST = [26, 28, 33, 35, 47, 38, 65, 61, 74, 77, 82, 80, 87, 89, 119, 121, 257, 157, 270, 269,
+                       277, 278, 283, 284, 296, 294, 302, 303, 324, 322, 366, 367, 381, 379]
+# fmt: on
+
+
+@pytest.mark.skipif(
+    not os.environ.get("REPSIM_BREEDS_HIERARCHY"),
+    reason="the BREEDS hierarchy files are not shipped",
+)
+def test_real_hierarchy_gives_the_study_split():
+    hier = Path(os.environ["REPSIM_BREEDS_HIERARCHY"])
+    number = {row[1]: row[0] for row in json.loads((hier / "dataset_class_info.json").read_text())}
+    task = breeds_split(hier, "living17")
+    assert [number[w] for ws in task.source for w in ws] == STUDY_LIVING17_TRAIN
+    assert [number[w] for ws in task.target for w in ws] == STUDY_LIVING17_TEST
