@@ -3,8 +3,9 @@
 Images arrive decoded (uint8, shared by all models of a run) as an array or as a callable
 ``load_images(indices)``. Per chunk of rows: a prefetch thread loads the next batches (pinned
 memory on CUDA), the model's transform runs as batched tensor ops on the device, the forward
-runs under bf16 autocast with channels_last on CUDA (fp32 on CPU), and the L2-normalised
-features of the chunk are written and flagged done. A rerun skips done chunks, so a killed run
+runs in the config's ``extract.precision`` (float32 as in the study; bfloat16 or float16 under
+autocast, channels_last on CUDA), and the L2-normalised features of the chunk are written and
+flagged done. A rerun skips done chunks, so a killed run
 resumes where it stopped and produces the same rows.
 """
 
@@ -16,6 +17,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from importlib import metadata
 from typing import Any
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from repsim.errors import InputError, StoreError
+from repsim.errors import ConfigError, InputError, StoreError
 from repsim.preprocess import preprocess_batch
 from repsim.store import FeatureStore, check_ids
 from repsim.zoo import LoadedModel, ModelSpec, load_model
@@ -32,6 +34,13 @@ from repsim.zoo.taps import FeatureExtractor
 log = logging.getLogger(__name__)
 
 Images = np.ndarray | Sequence[np.ndarray] | Callable[[np.ndarray], Any]
+#: ``extract.precision`` values and the autocast dtype of each (None: plain float32, the study's)
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "float32": None,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+DEFAULT_PRECISION = "float32"
 _PACKAGES = ("torch", "torchvision", "timm", "open_clip_torch", "transformers", "numpy", "zarr", "repsim-compendium")
 
 
@@ -44,6 +53,19 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def check_precision(precision: Any) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ConfigError listing them.
+
+    Checked when a config is read, so a typo fails before any model is loaded.
+    """
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ConfigError(
+            f"extract.precision {precision!r} is not one of {', '.join(PRECISIONS)}; "
+            f"use {DEFAULT_PRECISION} (the study's) unless you have measured what the others do"
+        )
+    return precision
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -110,24 +132,36 @@ def _prefetch(batches: list[np.ndarray], load: Callable[[np.ndarray], Any], pin:
 class _Runner:
     """Preprocess + forward + normalise one batch on the device."""
 
-    def __init__(self, loaded: LoadedModel, spec: ModelSpec, device: torch.device) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        spec: ModelSpec,
+        device: torch.device,
+        precision: str = DEFAULT_PRECISION,
+    ) -> None:
         self.device = device
         self.preprocess = loaded.preprocess
         self.cuda = device.type == "cuda"
+        self.precision = check_precision(precision)
         module = loaded.module.to(device).eval()
         if self.cuda:
             module = module.to(memory_format=torch.channels_last)
         loaded.module = module
         self.extractor = FeatureExtractor(loaded, spec)
 
+    def autocast(self) -> AbstractContextManager:
+        """The forward's precision context: nothing for float32, else autocast to that dtype."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
+
     @torch.inference_mode()
     def __call__(self, imgs: Any) -> tuple[np.ndarray, np.ndarray]:
         x = preprocess_batch(imgs, self.preprocess, self.device)
         if self.cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                raw = self.extractor(x)
-        else:
+        with self.autocast():
             raw = self.extractor(x)
         raw = raw.float()
         normed = raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -149,6 +183,7 @@ def extract_features(
     keep_raw: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    precision: str = DEFAULT_PRECISION,
 ) -> dict[str, Any]:
     """Extract ``spec``'s features of ``images`` into ``store`` under ``(dataset_id, spec.id)``.
 
@@ -163,9 +198,13 @@ def extract_features(
         An already built model (else ``load_model(spec, pretrained=pretrained)``).
     chunk_batches
         Batches per stored chunk: the unit of resumption.
+    precision
+        ``float32`` (the study's; plain float32 forward), ``bfloat16`` or ``float16`` (autocast
+        on the device); stored in the group's attributes.
 
     Returns a summary dict (``status`` "done" or "skipped", ``n``, ``seconds``, ``img_per_s``).
     """
+    check_precision(precision)
     ids = check_ids(ids)
     n = len(ids)
     if n == 0:
@@ -181,7 +220,7 @@ def extract_features(
         raise StoreError(f"{spec.id} on {dataset_id}: resuming with keep_raw={keep_raw} but the group was created with {writer.keep_raw}")
     dev = resolve_device(device)
     loaded = loaded if loaded is not None else load_model(spec, pretrained=pretrained, device=dev)
-    runner = _Runner(loaded, spec, dev)  # validates the layer before any work
+    runner = _Runner(loaded, spec, dev, precision)  # validates the layer before any work
     chunk_rows = batch_size * chunk_batches
     if writer is not None:
         chunk_rows = writer.chunk_rows
@@ -195,7 +234,7 @@ def extract_features(
         "token": runner.extractor.token,
         "versions": package_versions(),
         "device": device_name(dev),
-        "precision": "bf16-autocast" if dev.type == "cuda" else "fp32",
+        "precision": precision if PRECISIONS[precision] is None else f"{precision} (autocast)",
         "batch_size": batch_size,
     }
     start = time.perf_counter()
