@@ -2,7 +2,9 @@
 
 The QuantEcon pattern: papermill runs every notebook of ``notebooks/`` with the run folder as a
 parameter into ``BOOK/generated/``, and the course lessons of ``BOOK/course/`` into
-``BOOK/generated/course/``; the book then builds with execution off and warnings as errors.
+``BOOK/generated/course/`` (the teacher version, solutions folded); the student version of each
+lesson, its solution cells replaced by a stub, goes unexecuted into ``BOOK/generated/course/student/``
+for download. The book then builds with execution off and warnings as errors.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,13 +37,39 @@ def chapter_notebooks(notebooks_dir: str | Path = NOTEBOOKS) -> list[Path]:
     return sorted(Path(notebooks_dir).glob("[0-9]*.ipynb"))
 
 
+#: Cell tag that marks a lesson's solution cells (removed from the student version).
+SOLUTION_TAG = "solution"
+#: What a student notebook holds where the lesson has a solution cell.
+STUDENT_STUB = "# your code here"
+#: The zip of every student notebook, beside them in the student folder.
+STUDENT_ZIP = "course-student-notebooks.zip"
+
+
 def course_notebooks(book_dir: str | Path = REPO / "book") -> list[Path]:
     """The course lessons, in order."""
     return sorted((Path(book_dir) / "course").glob("[0-9]*.ipynb"))
 
 
-def execute_notebook(src: Path, dest: Path, parameters: Mapping[str, Any] | None = None,
-                     cwd: Path | None = None, timeout: int = 600) -> Path:
+def lesson_takes_run(lesson: str | Path) -> bool:
+    """Whether a lesson's ``parameters`` cell declares ``run_dir`` (it has exercises on a real run)."""
+    import nbformat
+
+    nb = nbformat.read(str(lesson), as_version=4)
+    return any(
+        c.cell_type == "code"
+        and "parameters" in c.metadata.get("tags", [])
+        and "run_dir" in c.source
+        for c in nb.cells
+    )
+
+
+def execute_notebook(
+    src: Path,
+    dest: Path,
+    parameters: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+    timeout: int = 600,
+) -> Path:
     """Run one notebook with papermill (parameters injected after the ``parameters`` cell)."""
     import papermill as pm
 
@@ -50,13 +79,20 @@ def execute_notebook(src: Path, dest: Path, parameters: Mapping[str, Any] | None
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         pm.execute_notebook(
-            str(src), str(dest), parameters=dict(parameters or {}), kernel_name="python3",
-            cwd=str(cwd or src.parent), progress_bar=False, execution_timeout=timeout,
+            str(src),
+            str(dest),
+            parameters=dict(parameters or {}),
+            kernel_name="python3",
+            cwd=str(cwd or src.parent),
+            progress_bar=False,
+            execution_timeout=timeout,
             log_output=False,
         )
     except pm.PapermillExecutionError as exc:
-        raise BookError(f"notebook {src.name} failed ({exc.ename}: {exc.evalue}); the executed "
-                        f"copy with the traceback is {dest}") from exc
+        raise BookError(
+            f"notebook {src.name} failed ({exc.ename}: {exc.evalue}); the executed "
+            f"copy with the traceback is {dest}"
+        ) from exc
     finally:
         if env_backend is None:
             os.environ.pop("MPLBACKEND", None)
@@ -86,14 +122,23 @@ def _hide_injected_parameters(path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
-def execute_chapters(run_dir: str | Path, out_dir: str | Path,
-                     notebooks: Sequence[Path] | None = None,
-                     parameters: Mapping[str, Any] | None = None) -> list[Path]:
+def execute_chapters(
+    run_dir: str | Path,
+    out_dir: str | Path,
+    notebooks: Sequence[Path] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+) -> list[Path]:
     """Execute every chapter notebook on ``run_dir`` into ``out_dir``."""
+    from repsim.runfolder import RunFolder
+
     run_dir = Path(run_dir).resolve()
-    if not (run_dir / "similarity.nc").exists():
-        raise StoreError(f"{run_dir} has no similarity.nc: run `repsim run CONFIG --out {run_dir}` "
-                         "first, or pass --run with an existing run folder")
+    folder = RunFolder(run_dir)
+    if not folder.similarity.exists():
+        raise StoreError(
+            f"{run_dir} has no {folder.similarity.name}: run `repsim run CONFIG --out {run_dir}` "
+            "first, or pass --run with an existing run folder"
+        )
+    folder.open_results()  # schema and one-run checks before any notebook starts
     out = Path(out_dir)
     paths = list(notebooks or chapter_notebooks())
     # relative to where the notebooks run: the published .ipynb files hold no machine paths and
@@ -103,10 +148,78 @@ def execute_chapters(run_dir: str | Path, out_dir: str | Path,
     return [execute_notebook(nb, out / nb.name, params) for nb in paths]
 
 
-def execute_course(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """Execute the course lessons (they need no run folder) into ``out_dir``."""
+def execute_course(
+    book_dir: str | Path,
+    out_dir: str | Path,
+    run_dir: str | Path | None = None,
+    lessons: Sequence[Path] | None = None,
+    timeout: int = 600,
+) -> list[Path]:
+    """Execute the course lessons into ``out_dir``: the teacher version, with the solutions.
+
+    Lessons that declare ``run_dir`` get the run folder (relative to the lesson, so the executed copy
+    holds no machine path); with ``run_dir=None`` they get None and skip their exercises on a real
+    run with a message.
+    """
     out = Path(out_dir)
-    return [execute_notebook(nb, out / nb.name, cwd=nb.parent) for nb in course_notebooks(book_dir)]
+    paths = list(lessons if lessons is not None else course_notebooks(book_dir))
+    done = []
+    for nb in paths:
+        params = None
+        if lesson_takes_run(nb):
+            rel = (
+                None
+                if run_dir is None
+                else os.path.relpath(Path(run_dir).resolve(), nb.parent.resolve())
+            )
+            params = {"run_dir": rel}
+        done.append(execute_notebook(nb, out / nb.name, params, cwd=nb.parent, timeout=timeout))
+    return done
+
+
+def student_notebook(lesson: str | Path):
+    """A lesson without its solutions: every cell tagged ``solution`` becomes a ``# your code here``
+    stub, and no cell keeps outputs, so a student starts from the prose and the setup cells."""
+    import nbformat
+
+    nb = nbformat.read(str(lesson), as_version=4)
+    if not any(SOLUTION_TAG in c.metadata.get("tags", []) for c in nb.cells):
+        raise BookError(
+            f"{Path(lesson).name} has no cell tagged {SOLUTION_TAG!r}: tag each solution "
+            "cell so the student notebook can leave it out"
+        )
+    cells = []
+    for cell in nb.cells:
+        if SOLUTION_TAG in cell.metadata.get("tags", []):
+            cell = nbformat.v4.new_code_cell(STUDENT_STUB)
+        elif cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cells.append(cell)
+    nb.cells = cells
+    nb.metadata.pop("papermill", None)
+    return nb
+
+
+def write_student_notebooks(book_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Write the student version of every lesson into ``out_dir``, and a zip of all of them.
+
+    Student notebooks are not executed (their stubs leave later cells without the names they use);
+    the book links them for download.
+    """
+    import nbformat
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for lesson in course_notebooks(book_dir):
+        dest = out / lesson.name
+        nbformat.write(student_notebook(lesson), str(dest))
+        paths.append(dest)
+    with zipfile.ZipFile(out / STUDENT_ZIP, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in paths:
+            zf.write(path, path.name)
+    log.info("wrote %d student notebooks to %s", len(paths), out)
+    return paths
 
 
 def _jupyter_book_cmd() -> list[str]:
@@ -136,9 +249,13 @@ def build_html(book_dir: str | Path, warnings_as_errors: bool = True) -> Path:
     return index
 
 
-def build_book(run_dir: str | Path = "runs/embedded", book_dir: str | Path = "book",
-               execute: bool = True, parameters: Mapping[str, Any] | None = None,
-               notebooks_dir: str | Path | None = None) -> Path:
+def build_book(
+    run_dir: str | Path = "runs/embedded",
+    book_dir: str | Path = "book",
+    execute: bool = True,
+    parameters: Mapping[str, Any] | None = None,
+    notebooks_dir: str | Path | None = None,
+) -> Path:
     """Execute the notebooks on ``run_dir`` (unless ``execute`` is False) and build the book.
 
     Returns the path of the built ``index.html``.
@@ -151,7 +268,8 @@ def build_book(run_dir: str | Path = "runs/embedded", book_dir: str | Path = "bo
         chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)
         log.info("executing %d chapter notebooks on %s", len(chapters), run_dir)
         execute_chapters(run_dir, generated, chapters, parameters)
-        execute_course(book, generated / "course")
+        execute_course(book, generated / "course", run_dir)
     elif not generated.exists():
         raise BookError(f"{generated} does not exist: build once with execution on")
+    write_student_notebooks(book, generated / "course" / "student")
     return build_html(book)

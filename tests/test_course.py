@@ -1,32 +1,128 @@
-"""Every course lesson runs on a CPU in well under two minutes, without errors."""
+"""The course: seven lessons that each run on a CPU within papermill's execution timeout, with and
+without a real run folder; student notebooks without solutions; an index that links them all."""
 
 from __future__ import annotations
 
 import json
-import time
+import os
+import re
+import zipfile
 from pathlib import Path
 
+import nbformat
 import pytest
+from helpers_run import tiny_run_available, write_fake_run
 
 from repsim import book as B
 
 REPO = Path(__file__).resolve().parents[1]
-LESSONS = B.course_notebooks(REPO / "book")
+BOOK = REPO / "book"
+LESSONS = B.course_notebooks(BOOK)
+RUN_LESSONS = [p for p in LESSONS if B.lesson_takes_run(p)]
+#: papermill's per-cell execution timeout: a lesson must run in under two minutes on a laptop CPU
+TIMEOUT = 120
+SKIP_MESSAGE = "No run folder with a similarity.nc"
 
 
-def test_there_are_four_to_six_lessons():
-    assert 4 <= len(LESSONS) <= 6
+def _is_solution(cell) -> bool:
+    return B.SOLUTION_TAG in cell.metadata.get("tags", [])
+
+
+def _stdout(nb_path: Path) -> str:
+    """The stdout of an executed notebook, after checking it has no error and no stderr."""
+    outs = [o for c in json.loads(nb_path.read_text())["cells"] for o in c.get("outputs", [])]
+    bad = [o for o in outs if o["output_type"] == "error" or o.get("name") == "stderr"]
+    assert not bad, f"{nb_path.name}: {bad}"
+    return "".join("".join(o["text"]) for o in outs if o.get("name") == "stdout")
+
+
+@pytest.fixture(scope="module")
+def course_run(request, tmp_path_factory) -> Path:
+    """The run the exercises on a real run use: the session's tiny pipeline run where it can run
+    here (see helpers_run.tiny_run_available), else the fake run."""
+    if tiny_run_available():
+        return request.getfixturevalue("tiny_run")
+    return write_fake_run(tmp_path_factory.mktemp("fake") / "run")
+
+
+def test_there_are_seven_lessons():
+    assert [p.name[:2] for p in LESSONS] == ["01", "02", "03", "04", "05", "06", "07"]
+    assert len(RUN_LESSONS) >= 2, "at least two lessons have an exercise on a real run"
 
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
-def test_lesson_executes(lesson: Path, tmp_path):
-    nb = json.loads(lesson.read_text())
-    hidden = [c for c in nb["cells"] if "hide-input" in c.get("metadata", {}).get("tags", [])]
-    assert hidden, f"{lesson.name}: solutions should be folded (tag hide-input)"
-    assert any("Exercise" in "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
-    t0 = time.perf_counter()
-    out = B.execute_notebook(lesson, tmp_path / lesson.name, cwd=lesson.parent, timeout=120)
-    assert time.perf_counter() - t0 < 120
-    outs = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])]
-    assert not [o for o in outs if o["output_type"] == "error" or o.get("name") == "stderr"]
-    assert any(o.get("name") == "stdout" for o in outs)
+def test_lesson_is_a_lesson(lesson: Path):
+    """Time, goals, an explanation, exercises with one folded solution cell each, discussion."""
+    nb = nbformat.read(lesson, as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for part in ("**Time:**", "**Goals.**", "## Explanation", "## Discussion questions"):
+        assert part in text, f"{lesson.name} has no {part!r}"
+    exercises = re.findall(r"^## Exercise \d", text, re.M)
+    solutions = [c for c in nb.cells if _is_solution(c)]
+    assert exercises and len(solutions) == len(exercises), lesson.name
+    assert all(c.cell_type == "code" and "hide-input" in c.metadata.tags for c in solutions)
+    assert all(not c.outputs for c in nb.cells if c.cell_type == "code"), (
+        "commit lessons without outputs"
+    )
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_executes(lesson: Path, course_run: Path, tmp_path):
+    """Every lesson runs (on the test run where it has an exercise on a real run)."""
+    (out,) = B.execute_course(BOOK, tmp_path, course_run, lessons=[lesson], timeout=TIMEOUT)
+    stdout = _stdout(out)
+    assert stdout
+    if lesson in RUN_LESSONS:
+        assert SKIP_MESSAGE not in stdout and "Run '" in stdout, lesson.name
+        run_dir = nbformat.read(out, as_version=4).metadata.papermill.parameters.run_dir
+        assert not os.path.isabs(run_dir), "the executed lesson holds a machine path"
+        assert (lesson.parent / run_dir / "similarity.nc").is_file()
+
+
+@pytest.mark.parametrize("lesson", RUN_LESSONS, ids=[p.stem for p in RUN_LESSONS])
+def test_run_exercises_skip_without_a_run(lesson: Path, tmp_path):
+    (out,) = B.execute_course(BOOK, tmp_path, None, lessons=[lesson], timeout=TIMEOUT)
+    assert _stdout(out).count(SKIP_MESSAGE) == 1
+
+
+def test_student_notebooks_have_no_solutions(tmp_path):
+    paths = B.write_student_notebooks(BOOK, tmp_path)
+    assert [p.name for p in paths] == [p.name for p in LESSONS]
+    for lesson, path in zip(LESSONS, paths):
+        src = nbformat.read(lesson, as_version=4)
+        student = nbformat.read(path, as_version=4)
+        nbformat.validate(student)
+        assert not [c for c in student.cells if _is_solution(c)], path.name
+        stubs = [c for c in student.cells if c.source == B.STUDENT_STUB]
+        assert len(stubs) == len([c for c in src.cells if _is_solution(c)]) > 0
+        kept = [c.source for c in src.cells if not _is_solution(c)]
+        assert [c.source for c in student.cells if c.source != B.STUDENT_STUB] == kept
+        assert all(not c.outputs for c in student.cells if c.cell_type == "code")
+    with zipfile.ZipFile(tmp_path / B.STUDENT_ZIP) as zf:
+        assert sorted(zf.namelist()) == sorted(p.name for p in paths)
+
+
+def test_student_notebook_needs_solution_tags(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(nb, tmp_path / "01_untagged.ipynb")
+    with pytest.raises(B.BookError, match="tagged 'solution'"):
+        B.student_notebook(tmp_path / "01_untagged.ipynb")
+
+
+def test_index_links_every_lesson_for_students_and_teachers():
+    index = (BOOK / "course" / "index.md").read_text()
+    for part in (
+        "**Audience.**",
+        "**Prerequisites.**",
+        "**Learning goals.**",
+        "Teacher and student",
+    ):
+        assert part in index
+    for lesson in LESSONS:
+        row = next(
+            line for line in index.splitlines() if f"generated/course/{lesson.name})" in line
+        )
+        assert re.search(r"\| \d+(-\d+)? min \|", row), f"no time for {lesson.name}"
+        assert f"{{download}}`notebook <../generated/course/student/{lesson.name}>`" in row
+        assert f"{{download}}`notebook <../generated/course/{lesson.name}>`" in row
+    assert f"<../generated/course/student/{B.STUDENT_ZIP}>" in index
