@@ -1,0 +1,806 @@
+"""Statistics of the central question: does the training objective explain the consistency of
+pairwise similarity across datasets more than architecture does?
+
+The study (Ciernik et al., ICML 2025) reads the answer off box plots of consistency per category
+pair. The mini-zoo crosses objective x architecture x seed, so the question can be tested:
+
+* **Statistic.** For a factor F (objective or architecture) and a labelling of the models, each
+  unordered category pair {a, b} of F (a = b included) gets its *mean consistency*: the Pearson
+  correlation, over the model pairs of that category pair, of the pair similarities on dataset A and
+  on dataset B, averaged over all dataset pairs A < B. ``T_F`` is the variance (ddof 0) of these
+  means over F's category pairs with at least ``min_pairs`` model pairs: large when some category
+  pairs are consistently more consistent than others.
+* **Null.** F's labels are permuted within the strata of the design (objective within architecture
+  x seed, architecture within objective x seed), with :func:`scipy.stats.permutation_test`
+  (``permutation_type="samples"``). A raw ``T_F`` favours the factor with more levels and smaller
+  groups (noisier means spread more), so every effect is read against its own null: the p-value
+  is the share of permuted ``T_F`` at least as large (one-sided), and the effect size is the
+  *excess SD*, ``sign(d) * sqrt(|d|)`` with ``d = T_F - mean(null T_F)``: how far, in units of
+  consistency, category-pair means spread beyond what random grouping of the same models gives.
+* **Objective vs architecture.** The difference of the two excess SDs, with a bootstrap interval
+  (:func:`scipy.stats.bootstrap`, percentile method) and a two-sided bootstrap p-value (twice the
+  smaller share of bootstrap differences on either side of 0; approximate, unlike the permutation
+  p-values).
+* **Units.** The bootstrap resamples datasets (dataset pairs are never resampled: pairs of one
+  dataset with its own copy are left out) and, in each design cell (objective x architecture), the
+  seed replicates; a model drawn twice is never paired with itself. Each bootstrap replicate
+  re-estimates the null mean from ``n_null`` within-strata permutations.
+* **Labels.** SimCLR and Barlow Twins (``method`` coord) are separate objectives (view
+  ``"separate"``); the ``"pooled"`` view merges them into one Self-Supervised objective. Models whose
+  objective is a control (``Random``) are left out of both factors and reported as control rows.
+
+:func:`controlled_tests` runs all of it and returns the tidy table of ``controlled_tests.csv``
+(columns in :data:`COLUMNS`); :func:`answer` and the ``*_sentence`` helpers word the result.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy.stats import bootstrap, permutation_test
+
+from repsim.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+#: File name of the table in a run folder.
+FILENAME = "controlled_tests.csv"
+#: Objectives treated as controls, not as levels of the objective factor.
+CONTROLS = ("Random",)
+#: Measures tested by default (those present in the run): the study's two main measures.
+DEFAULT_MEASURES = ("cka_linear", "cka_rbf_0.4")
+VIEWS = ("separate", "pooled")
+FACTORS = ("objective", "architecture")
+#: Fewest model pairs a category pair needs (a Pearson r over 2 points is always +-1).
+MIN_PAIRS = 3
+
+#: Columns of :func:`controlled_tests` / ``controlled_tests.csv``, with their meaning.
+COLUMNS: dict[str, str] = {
+    "measure": "similarity measure (a variable of similarity.nc)",
+    "view": "'separate': SimCLR and Barlow Twins are two objectives; 'pooled': one Self-Supervised",
+    "analysis": "'factor' (permutation test of one factor), 'difference' (objective minus "
+    "architecture), 'category_pair' (mean consistency of one category pair), 'seed' (the same "
+    "within one seed's models), 'seed_spread' (across seeds)",
+    "factor": "'objective', 'architecture', 'objective - architecture', 'control' (pairs with a "
+    "Random model) or 'all' (all trained models)",
+    "group_a": "first category of the pair (category_pair, seed, seed_spread rows)",
+    "group_b": "second category of the pair",
+    "seed": "seed of the models used (seed rows; -1 elsewhere)",
+    "estimate": "factor: excess SD; difference: excess SD of objective minus architecture; "
+    "category_pair and seed: mean consistency over dataset pairs; seed_spread: SD over seeds",
+    "ci_low": "lower end of the bootstrap interval (datasets and seed replicates resampled)",
+    "ci_high": "upper end of the bootstrap interval",
+    "p_value": "factor: one-sided permutation p (labels permuted within strata); difference: "
+    "two-sided bootstrap p; NaN elsewhere",
+    "statistic": "factor: observed T (variance of category-pair mean consistency)",
+    "null_mean": "factor: mean of T under the permutation null",
+    "null_sd": "factor: SD of T under the permutation null",
+    "z": "factor: (statistic - null_mean) / null_sd",
+    "seed_min": "seed_spread: smallest per-seed mean consistency",
+    "seed_max": "seed_spread: largest per-seed mean consistency",
+    "n_models": "models used",
+    "n_model_pairs": "model pairs in the category pair (factor rows: category pairs tested)",
+    "n_datasets": "datasets used",
+    "n_dataset_pairs": "dataset pairs averaged over",
+    "n_permutations": "permutations of the null (factor rows)",
+    "n_bootstrap": "bootstrap resamples (rows with an interval)",
+    "confidence_level": "level of the bootstrap interval",
+}
+
+
+# ------------------------------------------------------------------------------------------ design
+def design_table(
+    sim: xr.Dataset | xr.DataArray, controls: Sequence[str] = CONTROLS
+) -> pd.DataFrame:
+    """The design of a model zoo, read from the model coords of ``similarity.nc``.
+
+    Returns one row per model (``model_a`` order) with ``objective`` (Self-Supervised split by its
+    ``method``, e.g. SimCLR), ``objective_pooled`` (the metadata objective), ``architecture``
+    (``architecture_class``), ``seed`` (coord ``seed_a``, else the ``-s<N>`` suffix of the id) and
+    ``control`` (objective in ``controls``).
+    """
+    models = [str(m) for m in sim["model_a"].values]
+
+    def coord(name: str) -> list[str] | None:
+        key = f"{name}_a"
+        if key in sim.coords and sim.coords[key].dims == ("model_a",):
+            return [str(v) for v in sim.coords[key].values]
+        return None
+
+    objective = coord("objective")
+    architecture = coord("architecture_class")
+    if objective is None or architecture is None:
+        raise InputError(
+            "the controlled tests need model coords objective_a and architecture_class_a "
+            "(written by `repsim run` into similarity.nc); pass the run's similarity dataset"
+        )
+    method = coord("method") or [""] * len(models)
+    seeds = coord("seed")
+    if seeds is None:
+        parsed = [re.search(r"-s(\d+)$", m) for m in models]
+        missing = [m for m, p in zip(models, parsed) if p is None]
+        if missing:
+            raise InputError(
+                f"no seed for models {missing[:5]}: add a seed_a coord or name models '<id>-s<N>'"
+            )
+        seeds = [p.group(1) for p in parsed]  # type: ignore[union-attr]
+    fine = [
+        meth if obj == "Self-Supervised" and meth not in ("", "nan") else obj
+        for obj, meth in zip(objective, method)
+    ]
+    return pd.DataFrame(
+        {
+            "objective": fine,
+            "objective_pooled": objective,
+            "architecture": architecture,
+            "seed": [int(float(s)) for s in seeds],
+            "control": [o in set(controls) for o in objective],
+        },
+        index=pd.Index(models, name="model"),
+    )
+
+
+# ------------------------------------------------------------------------ category-pair consistency
+class _Engine:
+    """Mean consistency of every category pair for any labelling of a fixed (re)sample of models.
+
+    ``idx`` (models) and ``didx`` (datasets) index the full similarity array and may repeat (a
+    bootstrap sample): a model is never paired with a copy of itself and a dataset never with a copy
+    of itself; repeated pairs count as often as they are drawn. All sums over model pairs of one
+    category pair are ``L' X L`` for one-hot labels ``L``, so relabelling costs two small matmuls.
+    """
+
+    def __init__(self, S: np.ndarray, idx: np.ndarray, didx: np.ndarray):
+        sub = S[np.ix_(didx, idx, idx)]
+        self.W = (idx[:, None] != idx[None, :]).astype(np.float64)
+        A = sub * self.W  # (d, m, m)
+        d, m = A.shape[0], A.shape[1]
+        self.A = A
+        self.P = (sub[:, None] * A[None, :]).reshape(d * d, m, m)  # products, pair weights
+        iu, ju = np.triu_indices(d, k=1)
+        keep = didx[iu] != didx[ju]
+        self.iu, self.ju = iu[keep], ju[keep]
+        self.d = d
+
+    @property
+    def n_dataset_pairs(self) -> int:
+        return int(self.iu.size)
+
+    def means(self, labels: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+        """(K, K) mean consistency and (K, K) model-pair counts; labels < 0 are left out."""
+        L = np.zeros((labels.size, K))
+        ok = labels >= 0
+        L[np.flatnonzero(ok), labels[ok]] = 1.0
+        # ordered-pair sums: same-category pairs appear as (i, j) and (j, i), which cancels in r
+        n2 = L.T @ self.W @ L
+        s1 = _sandwich(L, self.A)  # (d, K, K)
+        s2 = _sandwich(L, self.P).reshape(self.d, self.d, K, K)
+        n = n2.copy()
+        n[np.diag_indices(K)] /= 2.0  # unordered model pairs
+        sq = s2[np.arange(self.d), np.arange(self.d)]  # (d, K, K): sums of squares
+        a, b = self.iu, self.ju
+        cov = n2 * s2[a, b] - s1[a] * s1[b]
+        var = (n2 * sq[a] - s1[a] ** 2) * (n2 * sq[b] - s1[b] ** 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = np.clip(cov / np.sqrt(var), -1.0, 1.0)
+        r[~np.isfinite(r)] = np.nan
+        if r.shape[0] == 0:
+            return np.full((K, K), np.nan), n
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN
+            mean = np.nanmean(r, axis=0)
+        return mean, n
+
+
+def _sandwich(L: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``L' X[q] L`` for a stack X (q, m, m), as two plain matrix products (fast for small K)."""
+    q, m, _ = X.shape
+    K = L.shape[1]
+    Y = (X.reshape(q * m, m) @ L).reshape(q, m, K)
+    Z = L.T @ Y.transpose(1, 0, 2).reshape(m, q * K)  # (K, q * K)
+    return Z.reshape(K, q, K).transpose(1, 0, 2)
+
+
+def _spread(mean: np.ndarray, n: np.ndarray, min_pairs: int) -> float:
+    """T: variance of the mean consistency over the category pairs with enough model pairs."""
+    iu = np.triu_indices(mean.shape[0])
+    v = mean[iu][(n[iu] >= min_pairs) & np.isfinite(mean[iu])]
+    return float(np.var(v)) if v.size >= 2 else float("nan")
+
+
+def _codes(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    levels = sorted(set(values))
+    return np.array([levels.index(v) for v in values]), levels
+
+
+# ------------------------------------------------------------------------ permutation within strata
+def stratified_permutation_test(
+    labels: Sequence,
+    strata: Sequence,
+    statistic: Callable[[np.ndarray], float],
+    *,
+    n_resamples: int = 9999,
+    alternative: str = "greater",
+    rng: np.random.Generator | int | None = None,
+):
+    """Permutation test that shuffles ``labels`` only among members of the same stratum.
+
+    A thin layout over :func:`scipy.stats.permutation_test` with ``permutation_type="samples"``: each
+    stratum is one observation and its k members are the k "samples", so scipy permutes members
+    within a stratum; the label of each slot stays, so every stratum keeps its multiset of labels.
+    ``statistic`` gets the permuted label array (same order as ``labels``). Needs strata of equal
+    size (a crossed design); scipy enumerates all permutations when there are at most
+    ``n_resamples``.
+
+    Returns scipy's ``PermutationTestResult`` (``statistic``, ``pvalue``, ``null_distribution``).
+    """
+    labels = np.asarray(labels)
+    strata = np.asarray(strata)
+    if labels.shape != strata.shape or labels.ndim != 1:
+        raise InputError("labels and strata must be 1-d arrays of the same length")
+    keys = sorted(set(strata.tolist()), key=str)
+    members = [np.flatnonzero(strata == k) for k in keys]
+    sizes = {len(m) for m in members}
+    if len(sizes) != 1:
+        counts = {str(k): len(m) for k, m in zip(keys, members)}
+        raise InputError(
+            f"permutation within strata needs strata of equal size (a crossed design), got {counts}; "
+            "test a balanced zoo (every stratum holds one model per level), e.g. the mini-zoo"
+        )
+    k = sizes.pop()
+    slots = [np.array([m[j] for m in members]) for j in range(k)]
+    slot_labels = [labels[s] for s in slots]
+
+    def stat(*data: np.ndarray) -> float:
+        perm = np.empty_like(labels)
+        for positions, lab in zip(data, slot_labels):
+            perm[positions] = lab
+        return statistic(perm)
+
+    return permutation_test(
+        slots,
+        stat,
+        permutation_type="samples",
+        vectorized=False,
+        n_resamples=n_resamples,
+        alternative=alternative,
+        rng=rng,
+    )
+
+
+def _excess_sd(t: float, null_mean: float) -> float:
+    d = t - null_mean
+    return float(np.sign(d) * np.sqrt(abs(d))) if np.isfinite(d) else float("nan")
+
+
+# ----------------------------------------------------------------------------------- the analysis
+@dataclass
+class _Prepared:
+    S: np.ndarray  # (D, M, M) float64
+    design: pd.DataFrame
+    datasets: list[str]
+    min_pairs: int
+
+    @property
+    def trained(self) -> np.ndarray:
+        return ~self.design["control"].to_numpy()
+
+
+def _prepare(sim: xr.DataArray, controls: Sequence[str], min_pairs: int) -> _Prepared:
+    if set(sim.dims) != {"dataset", "model_a", "model_b"}:
+        raise InputError(
+            f"expected a similarity array with dims (dataset, model_a, model_b), got {sim.dims}"
+        )
+    design = design_table(sim, controls)
+    S = np.asarray(sim.transpose("dataset", "model_a", "model_b").values, dtype=np.float64)
+    M = S.shape[1]
+    off = ~np.eye(M, dtype=bool)
+    bad = [design.index[i] for i in range(M) if not np.isfinite(S[:, i, :][:, off[i]]).all()]
+    if bad:
+        raise InputError(
+            f"similarities of models {bad[:5]} are NaN on some dataset; drop them "
+            "(sim.drop_sel(model_a=..., model_b=...)) before the controlled tests"
+        )
+    if S.shape[0] < 3:
+        raise InputError(
+            f"the controlled tests need at least 3 datasets (got {S.shape[0]}): consistency is "
+            "averaged over dataset pairs and the bootstrap resamples datasets"
+        )
+    trained = design[~design["control"]]
+    for factor in FACTORS:
+        if trained[factor].nunique() < 2:
+            raise InputError(
+                f"the controlled tests need at least 2 levels of {factor} among trained models, got "
+                f"{sorted(trained[factor].unique())}"
+            )
+    return _Prepared(S, design, [str(d) for d in sim["dataset"].values], min_pairs)
+
+
+def _strata(design: pd.DataFrame, factor: str, slot: np.ndarray) -> np.ndarray:
+    """Stratum of each model for permuting ``factor``: the other factor x seed replicate.
+
+    Architecture is permuted within the design cell's objective (SimCLR and Barlow Twins apart).
+    """
+    other = "architecture" if factor == "objective" else "objective"
+    return np.array([f"{o}|{s}" for o, s in zip(design[other], slot)])
+
+
+def _label_column(factor: str, view: str) -> str:
+    return "objective_pooled" if factor == "objective" and view == "pooled" else factor
+
+
+def _factor_stat(engine: _Engine, codes: np.ndarray, K: int, min_pairs: int) -> Callable:
+    """T_F of a labelling (codes give the shape only; the permuted labels come as the argument)."""
+
+    def stat(labels: np.ndarray) -> float:
+        mean, n = engine.means(labels, K)
+        return _spread(mean, n, min_pairs)
+
+    return stat
+
+
+def _cells(design: pd.DataFrame) -> list[np.ndarray]:
+    """Model positions per design cell (fine objective x architecture, controls included), by seed."""
+    out = []
+    for _, group in design.reset_index().groupby(["objective", "architecture"], sort=True):
+        out.append(group.sort_values("seed").index.to_numpy())
+    sizes = {len(c) for c in out}
+    if len(sizes) != 1:
+        raise InputError(
+            "the bootstrap resamples seed replicates within objective x architecture cells and "
+            f"needs the same number of seeds in every cell, got sizes {sorted(sizes)}"
+        )
+    return out
+
+
+def controlled_tests(
+    similarity: xr.Dataset | xr.DataArray,
+    measures: Sequence[str] | None = None,
+    *,
+    n_permutations: int = 9999,
+    n_bootstrap: int = 999,
+    n_null: int = 19,
+    confidence_level: float = 0.95,
+    min_pairs: int = MIN_PAIRS,
+    controls: Sequence[str] = CONTROLS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Test whether objective explains the consistency of pairwise similarity more than architecture.
+
+    Parameters
+    ----------
+    similarity : the content of ``similarity.nc`` (or one measure's DataArray) of a crossed zoo
+        (objective x architecture x seed, e.g. the mini-zoo).
+    measures : measures to test; default those of :data:`DEFAULT_MEASURES` present (else the first).
+    n_permutations : permutations per factor test; the smallest reachable p is 1 / (n + 1).
+    n_bootstrap : bootstrap resamples; ``n_null`` permutations re-estimate the null mean in each
+        (a noisy null mean widens the intervals of the excess SDs a little: conservative).
+    seed : seeds every resampling: the same inputs give the same table.
+
+    Returns
+    -------
+    pandas.DataFrame with the columns of :data:`COLUMNS`, one row per (measure, view, analysis,
+    factor, category pair, seed); write it with :func:`save` as ``controlled_tests.csv``.
+    """
+    if isinstance(similarity, xr.DataArray):
+        name = str(similarity.name or similarity.attrs.get("measure") or "similarity")
+        similarity = similarity.to_dataset(name=name)
+    available = [str(v) for v in similarity.data_vars]
+    if measures is None:
+        measures = [m for m in DEFAULT_MEASURES if m in available] or available[:1]
+    unknown = [m for m in measures if m not in available]
+    if unknown or not measures:
+        raise InputError(
+            f"measures {unknown or measures} not in the similarity file; it has {available}"
+        )
+    rng = np.random.default_rng(seed)
+    rows: list[dict] = []
+    for measure in measures:
+        prep = _prepare(similarity[measure], controls, min_pairs)
+        rows += _measure_rows(
+            prep, measure, n_permutations, n_bootstrap, n_null, confidence_level, rng
+        )
+    table = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in table:
+            table[col] = np.nan
+    table["seed"] = table["seed"].fillna(-1).astype(int)
+    table[["group_a", "group_b"]] = table[["group_a", "group_b"]].fillna("")
+    return table[list(COLUMNS)]
+
+
+def _measure_rows(
+    prep: _Prepared,
+    measure: str,
+    n_perm: int,
+    n_boot: int,
+    n_null: int,
+    level: float,
+    rng: np.random.Generator,
+) -> list[dict]:
+    design, S, min_pairs = prep.design, prep.S, prep.min_pairs
+    D = S.shape[0]
+    trained = prep.trained
+    tpos = np.flatnonzero(trained)
+    tdesign = design.iloc[tpos]
+    # the levels, fixed for the whole analysis
+    labelsets = {
+        ("objective", "separate"): _codes(tdesign["objective"].tolist()),
+        ("objective", "pooled"): _codes(tdesign["objective_pooled"].tolist()),
+        ("architecture", "separate"): _codes(tdesign["architecture"].tolist()),
+    }
+    full_engine = _Engine(S, tpos, np.arange(D))
+    base = {
+        "measure": measure,
+        "n_datasets": D,
+        "n_dataset_pairs": full_engine.n_dataset_pairs,
+        "confidence_level": level,
+    }
+    # --- permutation tests on the data as observed
+    tests: dict[tuple[str, str], dict] = {}
+    for (factor, view), (codes, levels) in labelsets.items():
+        strata = _strata(tdesign, factor, tdesign["seed"].to_numpy())
+        res = stratified_permutation_test(
+            codes,
+            strata,
+            _factor_stat(full_engine, codes, len(levels), min_pairs),
+            n_resamples=n_perm,
+            rng=rng,
+        )
+        null = np.asarray(res.null_distribution, dtype=float)
+        mean, n = full_engine.means(codes, len(levels))
+        iu = np.triu_indices(len(levels))
+        n_cat = int(((n[iu] >= min_pairs) & np.isfinite(mean[iu])).sum())
+        tests[(factor, view)] = {
+            "statistic": float(res.statistic),
+            "p_value": float(res.pvalue),
+            "null_mean": float(null.mean()),
+            "null_sd": float(null.std(ddof=1)),
+            "n_permutations": int(null.size),
+            "n_model_pairs": n_cat,
+        }
+    # --- one bootstrap over datasets and seed replicates, every estimate at once
+    cells = _cells(design)
+    points, names = _replicate(prep, np.arange(D), cells, labelsets, n_null, rng)
+
+    def boot_stat(didx: np.ndarray, *cell_samples: np.ndarray) -> np.ndarray:
+        return _replicate(prep, didx, list(cell_samples), labelsets, n_null, rng)[0]
+
+    boot = bootstrap(
+        (np.arange(D), *cells),
+        boot_stat,
+        n_resamples=n_boot,
+        vectorized=False,
+        confidence_level=level,
+        method="percentile",
+        rng=rng,
+    )
+    dist = np.atleast_2d(boot.bootstrap_distribution)
+    lows = np.atleast_1d(boot.confidence_interval.low)
+    highs = np.atleast_1d(boot.confidence_interval.high)
+    keys = [name[:5] if name[0] == "pair" else name for name in names]
+    est = dict(zip(keys, points))
+    ci = {k: (float(lo), float(hi)) for k, lo, hi in zip(keys, lows, highs)}
+    n_trained = int(trained.sum())
+    rows: list[dict] = []
+    for view in VIEWS:
+        factor_rows = {}
+        for factor in FACTORS:
+            fview = view if factor == "objective" else "separate"
+            t = tests[(factor, fview)]
+            key = ("excess", factor, fview)
+            factor_rows[factor] = {
+                **base,
+                "view": view,
+                "analysis": "factor",
+                "factor": factor,
+                "estimate": _excess_sd(t["statistic"], t["null_mean"]),
+                "ci_low": ci[key][0],
+                "ci_high": ci[key][1],
+                "p_value": t["p_value"],
+                "statistic": t["statistic"],
+                "null_mean": t["null_mean"],
+                "null_sd": t["null_sd"],
+                "z": (t["statistic"] - t["null_mean"]) / t["null_sd"]
+                if t["null_sd"] > 0
+                else np.nan,
+                "n_models": n_trained,
+                "n_model_pairs": t["n_model_pairs"],
+                "n_permutations": t["n_permutations"],
+                "n_bootstrap": n_boot,
+            }
+        rows += factor_rows.values()
+        key = ("difference", view)
+        diffs = dist[keys.index(key)]
+        diffs = diffs[np.isfinite(diffs)]
+        p_boot = (
+            min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())) if diffs.size else np.nan
+        )
+        rows.append(
+            {
+                **base,
+                "view": view,
+                "analysis": "difference",
+                "factor": "objective - architecture",
+                "estimate": factor_rows["objective"]["estimate"]
+                - factor_rows["architecture"]["estimate"],
+                "ci_low": ci[key][0],
+                "ci_high": ci[key][1],
+                "p_value": p_boot,
+                "n_models": n_trained,
+                "n_bootstrap": n_boot,
+            }
+        )
+        for name in names:
+            if name[0] != "pair" or name[2] != view or not name[5] >= prep.min_pairs:
+                continue  # category pairs with too few model pairs in the data are not reported
+            _, factor, _, ga, gb, n_pairs, n_models = name
+            rows.append(
+                {
+                    **base,
+                    "view": view,
+                    "analysis": "category_pair",
+                    "factor": factor,
+                    "group_a": ga,
+                    "group_b": gb,
+                    "estimate": est[name[:5]],
+                    "ci_low": ci[name[:5]][0],
+                    "ci_high": ci[name[:5]][1],
+                    "n_models": n_models,
+                    "n_model_pairs": n_pairs,
+                    "n_bootstrap": n_boot,
+                }
+            )
+        rows += _seed_rows(prep, base, view)
+    return rows
+
+
+def _replicate(
+    prep: _Prepared,
+    didx: np.ndarray,
+    cells: list[np.ndarray],
+    labelsets: dict,
+    n_null: int,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, list[tuple]]:
+    """Every estimate on one (re)sample: category-pair means, excess SDs and their differences.
+
+    Returns the values and their names, in an order that depends only on the design (so that
+    bootstrap replicates line up); a category pair's name carries its model-pair count and models.
+    """
+    design, min_pairs, didx = prep.design, prep.min_pairs, np.asarray(didx)
+    idx = np.concatenate(cells)
+    slot = np.concatenate([np.arange(len(c)) for c in cells])
+    sub = design.iloc[idx]
+    trained = ~sub["control"].to_numpy()
+    tpos = np.flatnonzero(trained)
+    engine = _Engine(prep.S, idx, didx)
+    t_engine = _Engine(prep.S, idx[tpos], didx)
+    n_models = len(set(idx.tolist()))
+    n_trained = len(set(idx[tpos].tolist()))
+    values: list[float] = []
+    names: list[tuple] = []
+
+    def add_pairs(factor: str, views: Sequence[str], mean, n, levels, wanted, models: int) -> None:
+        for i, j in zip(*np.triu_indices(len(levels))):
+            if wanted(i, j):
+                for v in views:
+                    names.append(("pair", factor, v, levels[i], levels[j], int(n[i, j]), models))
+                    values.append(float(mean[i, j]) if n[i, j] >= min_pairs else np.nan)
+
+    excess: dict[tuple[str, str], float] = {}
+    for (factor, view), (_, levels) in labelsets.items():
+        col = _label_column(factor, view)
+        K = len(levels)
+        lab = np.array([levels.index(v) if t else -1 for v, t in zip(sub[col], trained)])
+        mean, n = engine.means(lab, K)
+        views = VIEWS if factor == "architecture" else (view,)
+        add_pairs(factor, views, mean, n, levels, lambda i, j: True, n_trained)
+        # the null mean of this (re)sample, from permutations within its own strata
+        codes = lab[tpos]
+        res = stratified_permutation_test(
+            codes,
+            _strata(sub.iloc[tpos], factor, slot[tpos]),
+            _factor_stat(t_engine, codes, K, min_pairs),
+            n_resamples=n_null,
+            rng=rng,
+        )
+        null_mean = float(np.mean(res.null_distribution))
+        excess[(factor, view)] = _excess_sd(float(res.statistic), null_mean)
+    for (factor, view), value in excess.items():
+        names.append(("excess", factor, view))
+        values.append(value)
+    for view in VIEWS:
+        names.append(("difference", view))
+        values.append(excess[("objective", view)] - excess[("architecture", "separate")])
+    # controls (Random against every objective) and the all-trained baseline
+    fine = sorted(set(design["objective"]))
+    mean, n = engine.means(np.array([fine.index(v) for v in sub["objective"]]), len(fine))
+    ctrl = {fine.index(o) for o in design.loc[design["control"], "objective"]}
+    add_pairs("control", VIEWS, mean, n, fine, lambda i, j: i in ctrl or j in ctrl, n_models)
+    mean, n = engine.means(np.where(trained, 0, -1), 1)
+    add_pairs("all", VIEWS, mean, n, ["all trained"], lambda i, j: True, n_trained)
+    return np.array(values), names
+
+
+def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
+    """Mean consistency of each objective pair within each seed's models, and its spread."""
+    design, S = prep.design, prep.S
+    col = _label_column("objective", view)
+    trained = design[~design["control"]]
+    levels = sorted(set(trained[col]))
+    per_pair: dict[tuple[str, str], list[float]] = {}
+    rows = []
+    for seed in sorted(set(trained["seed"])):
+        pos = np.flatnonzero((~design["control"].to_numpy()) & (design["seed"].to_numpy() == seed))
+        eng = _Engine(S, pos, np.arange(S.shape[0]))
+        lab = np.array([levels.index(v) for v in design.iloc[pos][col]])
+        mean, n = eng.means(lab, len(levels))
+        for i, j in zip(*np.triu_indices(len(levels))):
+            if n[i, j] < prep.min_pairs:
+                continue
+            per_pair.setdefault((levels[i], levels[j]), []).append(float(mean[i, j]))
+            rows.append(
+                {
+                    **base,
+                    "view": view,
+                    "analysis": "seed",
+                    "factor": "objective",
+                    "group_a": levels[i],
+                    "group_b": levels[j],
+                    "seed": int(seed),
+                    "estimate": float(mean[i, j]),
+                    "n_models": int(pos.size),
+                    "n_model_pairs": int(n[i, j]),
+                }
+            )
+    for (ga, gb), vals in per_pair.items():
+        v = np.asarray(vals)
+        rows.append(
+            {
+                **base,
+                "view": view,
+                "analysis": "seed_spread",
+                "factor": "objective",
+                "group_a": ga,
+                "group_b": gb,
+                "estimate": float(v.std(ddof=1)) if v.size > 1 else np.nan,
+                "seed_min": float(v.min()),
+                "seed_max": float(v.max()),
+                "n_models": int(v.size),
+            }
+        )
+    return rows
+
+
+# ------------------------------------------------------------------------------------- file I/O
+def save(table: pd.DataFrame, run_dir: str | Path) -> Path:
+    """Write ``controlled_tests.csv`` into a run folder (atomically) and return its path."""
+    path = Path(run_dir) / FILENAME
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".controlled_tests.", suffix=".csv")
+    os.close(fd)
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def load(path: str | Path) -> pd.DataFrame:
+    """Read ``controlled_tests.csv`` (a run folder or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.exists():
+        raise InputError(
+            f"{path} does not exist; compute it with repsim.stats.controlled_tests(similarity) "
+            "and repsim.stats.save(table, run_dir)"
+        )
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    table[["group_a", "group_b"]] = table[["group_a", "group_b"]].fillna("")
+    return table
+
+
+# ------------------------------------------------------------------------------------- sentences
+def format_p(p: float) -> str:
+    """``p = 0.003``, ``p < 0.001`` or ``p undefined``."""
+    if p is None or not np.isfinite(p):
+        return "p undefined"
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+
+
+def _ci(row: pd.Series) -> str:
+    level = row.get("confidence_level", 0.95)
+    level = 0.95 if not np.isfinite(level) else level
+    return f"{level:.0%} CI {row['ci_low']:.2f} to {row['ci_high']:.2f}"
+
+
+def factor_sentence(row: pd.Series | dict, alpha: float = 0.05) -> str:
+    """One sentence for a ``factor`` row, worded by its permutation p-value."""
+    row = pd.Series(row)
+    what = f"{row['factor']} explains the consistency of pairwise similarity across datasets"
+    if np.isfinite(row["p_value"]) and row["p_value"] < alpha:
+        return (
+            f"{what.capitalize()} beyond random grouping of the same models (permutation "
+            f"{format_p(row['p_value'])}; category-pair means spread {row['estimate']:.2f} beyond "
+            f"the null, {_ci(row)})."
+        )
+    return (
+        f"No evidence that {what} beyond random grouping (permutation {format_p(row['p_value'])})."
+    )
+
+
+def difference_sentence(
+    difference: pd.Series | dict,
+    objective: pd.Series | dict,
+    architecture: pd.Series | dict,
+    alpha: float = 0.05,
+) -> str:
+    """The answer to "objective more than architecture?", worded by the tests' results.
+
+    "More than" needs both the factor's own permutation p < ``alpha`` and a bootstrap interval of
+    the difference that excludes 0; anything else is worded as no evidence.
+    """
+    d, o, a = pd.Series(difference), pd.Series(objective), pd.Series(architecture)
+    stats_text = (
+        f"difference in excess SD {d['estimate']:.2f}, {_ci(d)}; objective {format_p(o['p_value'])}, "
+        f"architecture {format_p(a['p_value'])}"
+    )
+    subject = "the consistency of pairwise similarity across datasets"
+    if d["ci_low"] > 0 and o["p_value"] < alpha:
+        return f"Objective explains {subject} more than architecture does ({stats_text})."
+    if d["ci_high"] < 0 and a["p_value"] < alpha:
+        return f"Architecture explains {subject} more than objective does ({stats_text})."
+    return (
+        f"No evidence that objective explains {subject} more than architecture does, or the "
+        f"reverse ({stats_text})."
+    )
+
+
+def answer(
+    table: pd.DataFrame, measure: str | None = None, view: str = "separate", alpha: float = 0.05
+) -> str:
+    """The headline sentence for one measure and view of a :func:`controlled_tests` table."""
+    t = table[(table["view"] == view)]
+    measure = measure or str(t["measure"].iloc[0])
+    t = t[t["measure"] == measure]
+    if t.empty:
+        raise InputError(f"no rows for measure {measure!r}, view {view!r} in the table")
+
+    def pick(analysis: str, factor: str) -> pd.Series:
+        return t[(t["analysis"] == analysis) & (t["factor"] == factor)].iloc[0]
+
+    o, a = pick("factor", "objective"), pick("factor", "architecture")
+    d = pick("difference", "objective - architecture")
+    scope = (
+        f"With {measure} on {int(o['n_datasets'])} datasets and {int(o['n_models'])} trained models"
+        + (" (SimCLR and Barlow Twins pooled as Self-Supervised)" if view == "pooled" else "")
+    )
+    sentence = difference_sentence(d, o, a, alpha)
+    return f"{scope}, {sentence[0].lower()}{sentence[1:]}"
+
+
+__all__ = [
+    "COLUMNS",
+    "CONTROLS",
+    "FILENAME",
+    "answer",
+    "controlled_tests",
+    "design_table",
+    "difference_sentence",
+    "factor_sentence",
+    "format_p",
+    "load",
+    "save",
+    "stratified_permutation_test",
+]

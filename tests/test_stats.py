@@ -1,0 +1,342 @@
+"""The controlled tests of repsim.stats on synthetic 45-model zoos with a known answer.
+
+The synthetic zoo crosses 5 objectives (SimCLR and Barlow Twins both Self-Supervised, Random as a
+control) x 3 architectures x 3 seeds, like the mini-zoo. Each model pair has a stable similarity
+plus dataset-specific noise whose size is set per model by one factor: the factor that sets the
+noise drives how consistent a category pair's similarities are across datasets.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from repsim import stats
+from repsim.consistency import grouped_consistency
+from repsim.errors import InputError
+
+OBJECTIVES = {
+    "supervised": ("Supervised", "Cross-entropy"),
+    "simclr": ("Self-Supervised", "SimCLR"),
+    "barlow": ("Self-Supervised", "Barlow Twins"),
+    "clip": ("Image-Text", "CLIP"),
+    "random": ("Random", "Random init"),
+}
+ARCHS = {"cnn": "Convolutional", "mlp": "MLP", "vit": "Transformer"}
+NOISE = {
+    "objective": {"Cross-entropy": 0.3, "SimCLR": 0.02, "Barlow Twins": 0.06, "CLIP": 0.15},
+    "architecture": {"Convolutional": 0.02, "MLP": 0.3, "Transformer": 0.12},
+}
+FAST = {"n_permutations": 199, "n_bootstrap": 49, "n_null": 9}
+
+
+def make_zoo(seed: int, driver: str | None, n_datasets: int = 8, seed_coord: bool = False):
+    """A (dataset, model_a, model_b) similarity Dataset whose consistency is driven by ``driver``."""
+    rng = np.random.default_rng(seed)
+    rows = [(a, o, s) for a in ARCHS for o in OBJECTIVES for s in range(3)]
+    ids = [f"{a}-{o}-s{s}" for a, o, s in rows]
+    objective = [OBJECTIVES[o][0] for _, o, _ in rows]
+    method = [OBJECTIVES[o][1] for _, o, _ in rows]
+    arch = [ARCHS[a] for a, _, _ in rows]
+    if driver == "objective":
+        sigma = np.array([NOISE["objective"].get(m, 0.2) for m in method])
+    elif driver == "architecture":
+        sigma = np.array([NOISE["architecture"][a] for a in arch])
+    else:
+        sigma = np.full(len(ids), 0.15)
+    M = len(ids)
+    base = rng.uniform(0.2, 0.8, (M, M))
+    base = (base + base.T) / 2
+    noise = rng.normal(size=(n_datasets, M, M)) * ((sigma[:, None] + sigma[None]) / 2)
+    S = base[None] + noise
+    S = (S + S.transpose(0, 2, 1)) / 2
+    S[:, np.arange(M), np.arange(M)] = 1.0
+    coords = {"dataset": [f"d{i}" for i in range(n_datasets)], "model_a": ids, "model_b": ids}
+    for name, values in (
+        ("objective", objective),
+        ("method", method),
+        ("architecture_class", arch),
+    ):
+        coords[f"{name}_a"] = ("model_a", values)
+        coords[f"{name}_b"] = ("model_b", values)
+    if seed_coord:
+        coords["seed_a"] = ("model_a", [s + 10 for _, _, s in rows])
+    return xr.Dataset({"cka_linear": (("dataset", "model_a", "model_b"), S)}, coords=coords)
+
+
+@pytest.fixture(scope="module")
+def objective_table() -> pd.DataFrame:
+    return stats.controlled_tests(make_zoo(0, "objective"), seed=1, **FAST)
+
+
+@pytest.fixture(scope="module")
+def null_table() -> pd.DataFrame:
+    return stats.controlled_tests(make_zoo(0, None), seed=1, **FAST)
+
+
+def _row(table: pd.DataFrame, analysis: str, factor: str, view: str = "separate") -> pd.Series:
+    sel = table[(table.analysis == analysis) & (table.factor == factor) & (table.view == view)]
+    assert len(sel) == 1
+    return sel.iloc[0]
+
+
+# ------------------------------------------------------------------------------------------ design
+def test_design_splits_ssl_methods_and_marks_controls():
+    d = stats.design_table(make_zoo(0, None))
+    assert d.loc["cnn-simclr-s2", "objective"] == "SimCLR"
+    assert d.loc["cnn-barlow-s0", "objective"] == "Barlow Twins"
+    assert d.loc["cnn-barlow-s0", "objective_pooled"] == "Self-Supervised"
+    assert d.loc["vit-supervised-s1", "objective"] == "Supervised"
+    assert d.loc["mlp-clip-s1", "seed"] == 1
+    assert d["control"].sum() == 9 and d.loc[d.control, "objective"].eq("Random").all()
+    assert (d[~d.control].groupby("objective").size() == 9).all()
+
+
+def test_design_prefers_a_seed_coord():
+    d = stats.design_table(make_zoo(0, None, seed_coord=True))
+    assert d.loc["mlp-clip-s1", "seed"] == 11
+
+
+# -------------------------------------------------------------------------- category-pair engine
+def test_engine_matches_grouped_consistency():
+    """Mean consistency per category pair equals the mean over dataset pairs of consistency()."""
+    sim = make_zoo(3, "objective", n_datasets=5)["cka_linear"]
+    d = stats.design_table(sim)
+    trained = d.index[~d.control]
+    sub = sim.sel(model_a=trained, model_b=trained)
+    ref = grouped_consistency(sub, by=dict(zip(trained, d.loc[trained, "objective"])))
+    codes, levels = stats._codes(d.loc[trained, "objective"].tolist())
+    pos = np.flatnonzero(~d.control.to_numpy())
+    engine = stats._Engine(sim.values, pos, np.arange(5))
+    mean, n = engine.means(codes, len(levels))
+    iu = np.triu_indices(5, k=1)
+    for k in range(ref.sizes["group_pair"]):
+        a, b = str(ref.group_a.values[k]), str(ref.group_b.values[k])
+        i, j = sorted((levels.index(a), levels.index(b)))
+        assert n[i, j] == int(ref.n_pairs.values[k])
+        expected = float(np.mean(ref.isel(group_pair=k).values[iu]))
+        assert mean[i, j] == pytest.approx(expected, abs=1e-12)
+
+
+def test_engine_with_repeated_models_and_datasets_by_hand():
+    """Bootstrap samples: copies of one model are never paired, copies of one dataset never compared."""
+    rng = np.random.default_rng(5)
+    D, M = 4, 7
+    S = rng.uniform(size=(D, M, M))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    idx = np.array([0, 0, 1, 2, 3, 3, 4, 5, 6])
+    didx = np.array([0, 0, 1, 3])
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1, -1])  # the last model is left out
+    engine = stats._Engine(S, idx, didx)
+    mean, n = engine.means(labels, 2)
+    for ca, cb in ((0, 0), (0, 1), (1, 1)):
+        pairs = [
+            (p, q)
+            for p, q in combinations(range(idx.size), 2)
+            if idx[p] != idx[q] and {labels[p], labels[q]} == {ca, cb}
+        ]
+        rs = []
+        for x, y in combinations(range(didx.size), 2):
+            if didx[x] == didx[y]:
+                continue
+            va = np.array([S[didx[x], idx[p], idx[q]] for p, q in pairs])
+            vb = np.array([S[didx[y], idx[p], idx[q]] for p, q in pairs])
+            rs.append(np.corrcoef(va, vb)[0, 1])
+        assert n[ca, cb] == len(pairs)
+        assert engine.n_dataset_pairs == len(rs) == 5
+        assert mean[ca, cb] == pytest.approx(np.mean(rs), abs=1e-12)
+
+
+# ---------------------------------------------------------------------- permutation within strata
+def test_permutations_stay_within_strata():
+    strata = np.repeat(["s0", "s1", "s2", "s3", "s4"], 4)[np.random.default_rng(0).permutation(20)]
+    labels = np.arange(20)  # one label per model: any move across strata would show
+    seen: list[np.ndarray] = []
+
+    def record(perm: np.ndarray) -> float:
+        seen.append(perm.copy())
+        return float(perm[0])
+
+    res = stats.stratified_permutation_test(labels, strata, record, n_resamples=300, rng=0)
+    assert len(seen) > 300 and res.null_distribution.size == 300
+    for perm in seen:
+        for s in set(strata):
+            members = np.flatnonzero(strata == s)
+            assert sorted(perm[members]) == sorted(labels[members])
+    assert any((perm != labels).any() for perm in seen)
+
+
+def test_permutation_enumerates_small_designs_exactly():
+    labels = np.array(["A", "B", "A", "B"])
+    strata = np.array([0, 0, 1, 1])
+    res = stats.stratified_permutation_test(
+        labels, strata, lambda p: float((p == np.array(["A", "B", "A", "B"])).sum()), rng=0
+    )
+    assert sorted(res.null_distribution.tolist()) == [0.0, 2.0, 2.0, 4.0]  # all (2!)^2 labellings
+    assert res.pvalue == pytest.approx(0.25)
+
+
+def test_unequal_strata_are_refused():
+    with pytest.raises(InputError, match="equal size"):
+        stats.stratified_permutation_test([0, 1, 0], [0, 0, 1], lambda p: 0.0)
+
+
+# -------------------------------------------------------------------------------- the analysis
+def test_objective_driven_zoo_is_detected(objective_table):
+    o = _row(objective_table, "factor", "objective")
+    a = _row(objective_table, "factor", "architecture")
+    d = _row(objective_table, "difference", "objective - architecture")
+    # the observed statistic lies far outside its null (z > 5): p is the smallest reachable
+    assert o["z"] > 5 and o["p_value"] <= 2 / 200
+    assert a["p_value"] > 0.05
+    assert d["ci_low"] > 0 and o["ci_low"] > 0
+    assert d["estimate"] == pytest.approx(o["estimate"] - a["estimate"])
+    sentence = stats.answer(objective_table)
+    assert "objective explains" in sentence and "more than architecture does" in sentence
+    assert "No evidence" not in sentence and "p = 0.005" in sentence
+    # SimCLR pairs have the least noise: the most consistent category pair
+    pairs = objective_table[
+        (objective_table.analysis == "category_pair")
+        & (objective_table.factor == "objective")
+        & (objective_table.view == "separate")
+    ]
+    best = pairs.loc[pairs.estimate.idxmax()]
+    assert (best.group_a, best.group_b) == ("SimCLR", "SimCLR")
+    assert len(pairs) == 10 and (pairs.ci_low <= pairs.estimate).all()
+    assert (pairs.estimate <= pairs.ci_high).all()
+
+
+def test_pooled_view_merges_self_supervised(objective_table):
+    pooled = objective_table[
+        (objective_table.view == "pooled")
+        & (objective_table.analysis == "category_pair")
+        & (objective_table.factor == "objective")
+    ]
+    assert len(pooled) == 6
+    ssl = pooled[(pooled.group_a == "Self-Supervised") & (pooled.group_b == "Self-Supervised")]
+    assert int(ssl.n_model_pairs.iloc[0]) == 18 * 17 // 2
+    assert "SimCLR and Barlow Twins pooled" in stats.answer(objective_table, view="pooled")
+
+
+def test_random_is_a_control_not_an_objective(objective_table):
+    t = objective_table
+    assert not t[(t.factor == "objective")][["group_a", "group_b"]].isin(["Random"]).any().any()
+    ctrl = t[(t.factor == "control") & (t.view == "separate")]
+    assert set(ctrl.group_a) | set(ctrl.group_b) >= {"Random"}
+    assert len(ctrl) == 5  # Random with itself and with each of the 4 trained objectives
+    assert (_row(t, "factor", "objective")["n_models"]) == 36
+
+
+def test_seed_rows_and_spread(objective_table):
+    t = objective_table[objective_table.view == "separate"]
+    seeds = t[t.analysis == "seed"]
+    assert set(seeds.seed) == {0, 1, 2} and (seeds.n_models == 12).all()
+    spread = t[t.analysis == "seed_spread"]
+    assert len(spread) == 10
+    for _, row in spread.iterrows():
+        vals = seeds[(seeds.group_a == row.group_a) & (seeds.group_b == row.group_b)].estimate
+        assert row.estimate == pytest.approx(np.std(vals, ddof=1))
+        assert row.seed_min == pytest.approx(vals.min()) and row.seed_max == pytest.approx(
+            vals.max()
+        )
+
+
+def test_nothing_drives_consistency(null_table):
+    o = _row(null_table, "factor", "objective")
+    a = _row(null_table, "factor", "architecture")
+    assert o["p_value"] > 0.05 and a["p_value"] > 0.05
+    sentence = stats.answer(null_table)
+    assert "no evidence that objective explains" in sentence
+    assert stats.factor_sentence(o).startswith("No evidence that objective explains")
+
+
+def test_architecture_driven_zoo_reads_the_other_way():
+    table = stats.controlled_tests(make_zoo(2, "architecture"), seed=1, **FAST)
+    a = _row(table, "factor", "architecture")
+    o = _row(table, "factor", "objective")
+    assert a["p_value"] <= 2 / 200 and o["p_value"] > 0.05
+    assert "architecture explains" in stats.answer(table)
+    assert stats.factor_sentence(a).startswith("Architecture explains")
+
+
+def test_bootstrap_resamples_datasets_and_seed_replicates(monkeypatch):
+    """scipy's bootstrap gets the datasets (not dataset pairs) and one sample of seeds per cell."""
+    calls = []
+    real = stats.bootstrap
+
+    def spy(data, statistic, **kw):
+        calls.append([np.asarray(x) for x in data])
+        return real(data, statistic, **kw)
+
+    monkeypatch.setattr(stats, "bootstrap", spy)
+    sim = make_zoo(0, "objective", n_datasets=6)
+    stats.controlled_tests(sim, n_permutations=19, n_bootstrap=9, n_null=4)
+    (data,) = calls
+    np.testing.assert_array_equal(data[0], np.arange(6))  # 6 datasets, not 15 dataset pairs
+    cells = data[1:]
+    assert len(cells) == 15 and all(c.size == 3 for c in cells)  # 5 objectives x 3 architectures
+    design = stats.design_table(sim)
+    for c in cells:
+        assert design.iloc[c][["objective", "architecture"]].nunique().eq(1).all()
+        assert sorted(design.iloc[c]["seed"]) == [0, 1, 2]
+    assert sorted(np.concatenate(cells).tolist()) == list(range(45))
+
+
+def test_deterministic_with_a_fixed_seed():
+    sim = make_zoo(4, "objective", n_datasets=5)
+    kw = {"n_permutations": 49, "n_bootstrap": 19, "n_null": 4}
+    first = stats.controlled_tests(sim, seed=7, **kw)
+    pd.testing.assert_frame_equal(first, stats.controlled_tests(sim, seed=7, **kw))
+    other = stats.controlled_tests(sim, seed=8, **kw)
+    assert not np.allclose(first.ci_low.fillna(0), other.ci_low.fillna(0))
+
+
+def test_table_columns_and_file_round_trip(objective_table, tmp_path):
+    assert list(objective_table.columns) == list(stats.COLUMNS)
+    path = stats.save(objective_table, tmp_path)
+    assert path.name == stats.FILENAME
+    back = stats.load(tmp_path)
+    pd.testing.assert_frame_equal(back, objective_table, check_dtype=False)
+
+
+# ------------------------------------------------------------------------------------ refusals
+def test_unbalanced_zoo_is_refused_with_advice():
+    sim = make_zoo(0, None).drop_sel(model_a=["cnn-clip-s0"], model_b=["cnn-clip-s0"])
+    with pytest.raises(InputError, match="crossed design"):
+        stats.controlled_tests(sim, **FAST)
+
+
+def test_nan_similarities_are_refused():
+    sim = make_zoo(0, None)
+    sim["cka_linear"][1, 3, 4] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        stats.controlled_tests(sim, **FAST)
+
+
+def test_unknown_measure_is_refused():
+    with pytest.raises(InputError, match="rsa_spearman"):
+        stats.controlled_tests(make_zoo(0, None), ["rsa_spearman"], **FAST)
+
+
+# ------------------------------------------------------------------------------------ sentences
+@pytest.mark.parametrize(
+    ("p", "text"),
+    [(0.0001, "p < 0.001"), (0.0031, "p = 0.003"), (0.412, "p = 0.41"), (np.nan, "p undefined")],
+)
+def test_format_p(p, text):
+    assert stats.format_p(p) == text
+
+
+def test_difference_sentence_needs_both_tests():
+    o = {"p_value": 0.2, "factor": "objective"}
+    a = {"p_value": 0.5, "factor": "architecture"}
+    d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "confidence_level": 0.95}
+    # an interval above 0 is not enough when objective's own test finds nothing
+    assert stats.difference_sentence(d, o, a).startswith("No evidence")
+    o["p_value"] = 0.001
+    text = stats.difference_sentence(d, o, a)
+    assert text.startswith("Objective explains") and "95% CI 0.01 to 0.20" in text
