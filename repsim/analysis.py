@@ -22,6 +22,7 @@ from scipy import stats
 from scipy.cluster.hierarchy import leaves_list, linkage
 from scipy.spatial.distance import squareform
 
+from repsim.consistency import transform_similarity
 from repsim.errors import InputError, StoreError
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,11 @@ class Run:
         return list(self.similarity.data_vars)
 
     def caption(
-        self, measure: str | None = None, datasets: Sequence[str] | None = None,
-        models: Sequence[str] | None = None, extra: str = "",
+        self,
+        measure: str | None = None,
+        datasets: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        extra: str = "",
     ) -> str:
         """A figure caption naming the run, the models, the datasets and the measure."""
         sim = self.similarity
@@ -110,13 +114,18 @@ def load_run(run_dir: str | Path) -> Run:
 
 def model_table(sim: xr.Dataset | xr.DataArray) -> pd.DataFrame:
     """Model metadata (coords with suffix ``_a`` on ``model_a``) as a DataFrame indexed by model."""
-    cols = {name[:-2]: sim[name].values for name in sim.coords
-            if name.endswith("_a") and sim[name].dims == ("model_a",)}
+    cols = {
+        name[:-2]: sim[name].values
+        for name in sim.coords
+        if name.endswith("_a") and sim[name].dims == ("model_a",)
+    }
     return pd.DataFrame(cols, index=pd.Index(sim.model_a.values, name="model"))
 
 
 def select(
-    da: xr.DataArray, datasets: Sequence[str] | None = None, models: Sequence[str] | None = None,
+    da: xr.DataArray,
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
 ) -> xr.DataArray:
     """Restrict a (dataset, model_a, model_b) array to some datasets and models (None: all)."""
     if datasets:
@@ -172,11 +181,19 @@ def pair_table(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
     for k, ds in enumerate(da.dataset.values):
         vals = da.sel(dataset=ds).transpose("model_a", "model_b").values[iu, ju]
         dom = str(da["domain"].values[k]) if "domain" in da.coords else ""
-        rows.append(pd.DataFrame({
-            "dataset": str(ds), "domain": dom,
-            "model_a": np.array(models)[iu], "model_b": np.array(models)[ju], "similarity": vals,
-            "cat_a": cats[iu], "cat_b": cats[ju],
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "dataset": str(ds),
+                    "domain": dom,
+                    "model_a": np.array(models)[iu],
+                    "model_b": np.array(models)[ju],
+                    "similarity": vals,
+                    "cat_a": cats[iu],
+                    "cat_b": cats[ju],
+                }
+            )
+        )
     out = pd.concat(rows, ignore_index=True)
     out["category_pair"] = [pair_label(a, b) for a, b in zip(out.cat_a, out.cat_b)]
     return out
@@ -189,11 +206,124 @@ def pair_vectors(da: xr.DataArray) -> pd.DataFrame:
     return t.pivot(index="pair", columns="dataset", values="similarity")
 
 
-def mean_std_across_datasets(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
-    """Per model pair: mean and standard deviation of its similarity over datasets."""
-    t = pair_table(da, category)
+def mean_std_across_datasets(
+    da: xr.DataArray, category: str = "objective", transform: str | None = None
+) -> pd.DataFrame:
+    """Per model pair: mean and standard deviation (ddof 1) of its similarity over datasets.
+
+    ``transform`` (None, ``"arccos"``, ``"tan"``) is applied to each similarity first, as in the
+    study's appendix on values near the upper bound (:func:`repsim.consistency.transform_similarity`).
+    """
+    t = pair_table(transform_similarity(da, transform), category)
     g = t.groupby(["model_a", "model_b", "category_pair"], sort=False)["similarity"]
     return g.agg(mean="mean", std="std").reset_index()
+
+
+def mean_std_matrices(
+    da: xr.DataArray, transform: str | None = None
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """Model x model mean and standard deviation (ddof 1) of similarity across datasets.
+
+    The study's Fig. 2 shows both beside the per-dataset matrices: the mean is the pattern a
+    single "typical" dataset would give, the standard deviation where that pattern does not hold.
+    NaN similarities are skipped. Model metadata coords are kept.
+    """
+    x = transform_similarity(da, transform).transpose("dataset", "model_a", "model_b")
+    keep = {k: v for k, v in x.coords.items() if "dataset" not in v.dims}
+    mean = x.mean("dataset", skipna=True).assign_coords(keep)
+    std = x.std("dataset", ddof=1, skipna=True).assign_coords(keep)
+    return mean.rename("mean_similarity"), std.rename("std_similarity")
+
+
+def common_model_order(da: xr.DataArray, category: str = "objective") -> list[str]:
+    """One model order for every dataset panel: by category (alphabetical, unknown last), then
+    within each category by average-linkage clustering of the mean similarity across datasets.
+
+    With one order a model sits at the same row in every panel, so it can be followed from one
+    dataset to the next, which a per-panel clustering order does not allow.
+    """
+    mean, _ = mean_std_matrices(da)
+    models = np.array([str(m) for m in da.model_a.values])
+    cats = category_labels(da, category)
+    out: list[str] = []
+    for c in sorted(set(cats), key=lambda c: (c == UNKNOWN, c)):
+        idx = np.flatnonzero(cats == c)
+        sub = mean.values[np.ix_(idx, idx)]
+        sub = np.where(np.isfinite(sub), sub, 0.0)
+        out += list(models[idx[cluster_order(sub)]])
+    return out
+
+
+def measure_means(
+    sim: xr.Dataset, measures: Sequence[str], category: str = "objective"
+) -> pd.DataFrame:
+    """Per model pair: its mean similarity across datasets under each measure (the study's
+    Fig. 3b/c compares linear CKA with RBF CKA and with RSA this way).
+
+    Columns: model_a, model_b, category_pair, then one column per measure present in ``sim``.
+    """
+    present = [m for m in measures if m in sim]
+    if not present:
+        raise InputError(f"none of {list(measures)} is in the run; it has {list(sim.data_vars)}")
+    out = None
+    for m in present:
+        t = mean_std_across_datasets(sim[m], category).rename(columns={"mean": m})
+        t = t[["model_a", "model_b", "category_pair", m]]
+        out = t if out is None else out.merge(t, on=["model_a", "model_b", "category_pair"])
+    return out
+
+
+def model_embedding(
+    da: xr.DataArray,
+    method: str = "tsne",
+    seed: int = 42,
+    perplexity: float = 5.0,
+    category: str = "objective",
+) -> pd.DataFrame:
+    """A 2-D map of the models from their dissimilarity 1 - mean similarity across datasets.
+
+    ``method`` is scikit-learn's t-SNE (precomputed metric, random init, perplexity 5 as in the
+    study's code, lowered to n - 1 for small zoos) or metric MDS (precomputed dissimilarities).
+    Both are random: ``seed`` is their ``random_state`` and belongs in the figure caption.
+    Columns: model, x, y, category.
+    """
+    from sklearn.manifold import MDS, TSNE
+
+    if method not in ("tsne", "mds"):
+        raise InputError(f"method={method!r} is unknown; use 'tsne' or 'mds'")
+    mean, _ = mean_std_matrices(da)
+    m = mean.transpose("model_a", "model_b").values
+    n = m.shape[0]
+    if n < 3:
+        raise InputError(f"a model map needs at least 3 models, got {n}")
+    if not np.isfinite(m).all():
+        raise InputError(
+            "the mean similarity has NaN entries (a model undefined on every dataset); "
+            "drop that model with `models=`"
+        )
+    dist = np.clip(1.0 - (m + m.T) / 2.0, 0.0, None)
+    np.fill_diagonal(dist, 0.0)
+    if method == "tsne":
+        emb = TSNE(
+            n_components=2,
+            perplexity=min(perplexity, n - 1.0),
+            metric="precomputed",
+            init="random",
+            learning_rate="auto",
+            random_state=seed,
+        ).fit_transform(dist)
+    else:
+        emb = MDS(
+            n_components=2, metric="precomputed", init="classical_mds", n_init=1, random_state=seed
+        ).fit_transform(dist)
+    return pd.DataFrame(
+        {
+            "model": [str(x) for x in da.model_a.values],
+            "x": emb[:, 0],
+            "y": emb[:, 1],
+            "category": category_labels(da, category),
+        }
+    )
 
 
 def correlate(x: np.ndarray, y: np.ndarray, method: str = "pearson") -> float:
@@ -214,8 +344,11 @@ def upper_pairs(labels: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def consistency_values(
-    cons: xr.Dataset, measure: str, group_by: str | Iterable[str] = "objective",
-    variable: str = "consistency", datasets: Sequence[str] | None = None,
+    cons: xr.Dataset,
+    measure: str,
+    group_by: str | Iterable[str] = "objective",
+    variable: str = "consistency",
+    datasets: Sequence[str] | None = None,
     min_pairs: int = MIN_PAIRS,
 ) -> pd.DataFrame:
     """Tidy consistency over distinct dataset pairs, one row per (group_pair, dataset pair).
@@ -232,8 +365,10 @@ def consistency_values(
     keep = np.isin(da["group_by"].values, groups)
     if "n_pairs" in da.coords:
         keep &= da["n_pairs"].values >= min_pairs
-    known = [g == "all" or (is_known(a) and is_known(b)) for g, a, b in
-             zip(da["group_by"].values, da["group_a"].values, da["group_b"].values)]
+    known = [
+        g == "all" or (is_known(a) and is_known(b))
+        for g, a, b in zip(da["group_by"].values, da["group_a"].values, da["group_b"].values)
+    ]
     keep &= np.array(known, dtype=bool)
     da = da.isel(group_pair=np.flatnonzero(keep))
     dsets = [str(d) for d in da.dataset_a.values]
@@ -242,15 +377,60 @@ def consistency_values(
     for k, gp in enumerate(da.group_pair.values):
         m = da.sel(group_pair=gp).transpose("dataset_a", "dataset_b").values
         ga, gb = str(da["group_a"].values[k]), str(da["group_b"].values[k])
-        rows.append(pd.DataFrame({
-            "group_pair": str(gp), "group_by": str(da["group_by"].values[k]),
-            "group_a": ga, "group_b": gb, "label": "all" if ga in ("", "all") else pair_label(ga, gb),
-            "dataset_a": np.array(dsets)[ia], "dataset_b": np.array(dsets)[ib],
-            "consistency": m[ia, ib],
-        }))
-    cols = ["group_pair", "group_by", "group_a", "group_b", "label", "dataset_a", "dataset_b",
-            "consistency"]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "group_pair": str(gp),
+                    "group_by": str(da["group_by"].values[k]),
+                    "group_a": ga,
+                    "group_b": gb,
+                    "label": "all" if ga in ("", "all") else pair_label(ga, gb),
+                    "dataset_a": np.array(dsets)[ia],
+                    "dataset_b": np.array(dsets)[ib],
+                    "consistency": m[ia, ib],
+                }
+            )
+        )
+    cols = [
+        "group_pair",
+        "group_by",
+        "group_a",
+        "group_b",
+        "label",
+        "dataset_a",
+        "dataset_b",
+        "consistency",
+    ]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols)
+
+
+def consistency_pairs(
+    cons: xr.Dataset,
+    x: tuple[str, str],
+    y: tuple[str, str],
+    group_by: str | Iterable[str] = ("all", "objective"),
+    datasets: Sequence[str] | None = None,
+    min_pairs: int = MIN_PAIRS,
+) -> pd.DataFrame:
+    """The same consistency values under two settings, one row per (category pair, dataset pair).
+
+    ``x`` and ``y`` are ``(measure, variable)`` of consistency.nc, e.g.
+    ``("cka_linear", "consistency")`` against ``("mutual_knn_10", "consistency")`` for local
+    against global (the study's appendix), or against ``("cka_linear", "consistency_spearman")``
+    for Pearson against Spearman. Columns: label, group_by, dataset_a, dataset_b, x, y.
+    """
+    keys = ["group_pair", "group_by", "label", "dataset_a", "dataset_b"]
+    tables = []
+    for (measure, variable), name in ((x, "x"), (y, "y")):
+        if variable not in cons or measure not in set(map(str, cons.measure.values)):
+            raise InputError(
+                f"consistency.nc has no {variable} for {measure}; measures: "
+                f"{list(map(str, cons.measure.values))}"
+            )
+        t = consistency_values(cons, measure, group_by, variable, datasets, min_pairs)
+        tables.append(t[keys + ["consistency"]].rename(columns={"consistency": name}))
+    out = tables[0].merge(tables[1], on=keys)
+    return out.drop(columns="group_pair")
 
 
 def median_order(tidy: pd.DataFrame, by: str = "label", value: str = "consistency") -> list[str]:
@@ -265,8 +445,9 @@ def consistency_summary(tidy: pd.DataFrame) -> pd.DataFrame:
     cols = ["group_by", "label", "median", "q25", "q75", "n"]
     if not len(g):
         return pd.DataFrame(columns=cols)
-    out = g.agg(median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75),
-                n="count").reset_index()
+    out = g.agg(
+        median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75), n="count"
+    ).reset_index()
     return out.sort_values("median", ascending=False, ignore_index=True)
 
 
@@ -296,17 +477,23 @@ def anchor_values(cons: xr.Dataset, measure: str, category: str = "objective") -
     rows = []
     for k, a in enumerate(da.anchor.values):
         m = da.sel(anchor=a).transpose("dataset_a", "dataset_b").values
-        rows.append(pd.DataFrame({
-            "anchor": str(a),
-            "category": str(da[cat_coord].values[k]) if cat_coord else "?",
-            "dataset_a": np.array(dsets)[ia], "dataset_b": np.array(dsets)[ib],
-            "consistency": m[ia, ib],
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "anchor": str(a),
+                    "category": str(da[cat_coord].values[k]) if cat_coord else "?",
+                    "dataset_a": np.array(dsets)[ia],
+                    "dataset_b": np.array(dsets)[ib],
+                    "consistency": m[ia, ib],
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
-def attach_category(tidy: pd.DataFrame, models: pd.DataFrame, category: str,
-                    key: str = "anchor") -> pd.DataFrame:
+def attach_category(
+    tidy: pd.DataFrame, models: pd.DataFrame, category: str, key: str = "anchor"
+) -> pd.DataFrame:
     """Fill a tidy table's 'category' column from a model table (for anchors without coords)."""
     out = tidy.copy()
     if category in models:
@@ -315,7 +502,10 @@ def attach_category(tidy: pd.DataFrame, models: pd.DataFrame, category: str,
 
 
 def rank_sum_tests(
-    tidy: pd.DataFrame, by: str = "category", value: str = "consistency", alpha: float = 0.01,
+    tidy: pd.DataFrame,
+    by: str = "category",
+    value: str = "consistency",
+    alpha: float = 0.01,
     unit: str | None = "anchor",
 ) -> pd.DataFrame:
     """Two-sided Wilcoxon rank-sum tests between every two groups, Bonferroni-corrected.
@@ -336,12 +526,21 @@ def rank_sum_tests(
             stat, p = float("nan"), float("nan")
         else:
             stat, p = stats.ranksums(xa, xb)
-        rows.append({"group_a": a, "group_b": b, "n_a": len(xa), "n_b": len(xb),
-                     "median_a": float(np.median(xa)) if len(xa) else np.nan,
-                     "median_b": float(np.median(xb)) if len(xb) else np.nan,
-                     "statistic": float(stat), "p": float(p)})
-    out = pd.DataFrame(rows, columns=["group_a", "group_b", "n_a", "n_b", "median_a", "median_b",
-                                      "statistic", "p"])
+        rows.append(
+            {
+                "group_a": a,
+                "group_b": b,
+                "n_a": len(xa),
+                "n_b": len(xb),
+                "median_a": float(np.median(xa)) if len(xa) else np.nan,
+                "median_b": float(np.median(xb)) if len(xb) else np.nan,
+                "statistic": float(stat),
+                "p": float(p),
+            }
+        )
+    out = pd.DataFrame(
+        rows, columns=["group_a", "group_b", "n_a", "n_b", "median_a", "median_b", "statistic", "p"]
+    )
     out["p_bonferroni"] = np.minimum(out["p"] * max(len(tests), 1), 1.0)
     out["significant"] = out["p_bonferroni"] < alpha
     return out
@@ -373,28 +572,43 @@ def gap_correlations(da: xr.DataArray, probes: xr.Dataset, method: str = "pearso
     rows = []
     for ds in shared:
         t = accuracy_gap_table(da, probes, ds)
-        rows.append({"dataset": ds, "domain": t.domain.iloc[0] if len(t) else "",
-                     "r": correlate(t.similarity, t.gap, method), "n_pairs": len(t),
-                     "mean_accuracy": float(mean_accuracy(probes).sel(dataset=ds).mean())})
+        rows.append(
+            {
+                "dataset": ds,
+                "domain": t.domain.iloc[0] if len(t) else "",
+                "r": correlate(t.similarity, t.gap, method),
+                "n_pairs": len(t),
+                "mean_accuracy": float(mean_accuracy(probes).sel(dataset=ds).mean()),
+            }
+        )
     return pd.DataFrame(rows, columns=["dataset", "domain", "r", "n_pairs", "mean_accuracy"])
 
 
 # ------------------------------------------------------------------------------ measures vs each other
-def measure_agreement(sim: xr.Dataset, measure_x: str, measure_y: str,
-                      method: str = "pearson") -> pd.DataFrame:
+def measure_agreement(
+    sim: xr.Dataset, measure_x: str, measure_y: str, method: str = "pearson"
+) -> pd.DataFrame:
     """Per dataset: correlation over model pairs between two measures (e.g. RBF vs linear CKA)."""
     rows = []
     for ds in map(str, sim.dataset.values):
         x = pair_table(sim[measure_x].sel(dataset=[ds])).similarity.values
         y = pair_table(sim[measure_y].sel(dataset=[ds])).similarity.values
-        rows.append({"dataset": ds, "domain": str(sim["domain"].sel(dataset=ds).values)
-                     if "domain" in sim.coords else "", "r": correlate(x, y, method)})
+        rows.append(
+            {
+                "dataset": ds,
+                "domain": str(sim["domain"].sel(dataset=ds).values)
+                if "domain" in sim.coords
+                else "",
+                "r": correlate(x, y, method),
+            }
+        )
     return pd.DataFrame(rows)
 
 
 # ------------------------------------------------------------------------- features: resampling
-def read_features(run: Run, dataset: str, models: Sequence[str], max_rows: int | None = None,
-                  seed: int = 0) -> dict[str, np.ndarray] | None:
+def read_features(
+    run: Run, dataset: str, models: Sequence[str], max_rows: int | None = None, seed: int = 0
+) -> dict[str, np.ndarray] | None:
     """Features of some models on one dataset, rows aligned by stimulus id.
 
     Models the store lacks on that dataset are left out; None without a store or with fewer than
@@ -427,8 +641,11 @@ def _default_measure() -> Callable[[np.ndarray, np.ndarray], float]:
 
 
 def stability_vs_n(
-    features: Mapping[str, np.ndarray], sizes: Sequence[int], repeats: int = 5,
-    measure: Callable[[np.ndarray, np.ndarray], float] | None = None, seed: int = 0,
+    features: Mapping[str, np.ndarray],
+    sizes: Sequence[int],
+    repeats: int = 5,
+    measure: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Similarity of every model pair on random subsets of n stimuli, against all stimuli.
 
@@ -445,36 +662,77 @@ def stability_vs_n(
             idx = rng.choice(n_total, size=n, replace=False)
             for (a, b), ref in full.items():
                 s = fn(features[a][idx], features[b][idx])
-                rows.append({"n": n, "repeat": r, "pair": f"{a}~{b}", "similarity": s,
-                             "full": ref, "abs_error": abs(s - ref)})
+                rows.append(
+                    {
+                        "n": n,
+                        "repeat": r,
+                        "pair": f"{a}~{b}",
+                        "similarity": s,
+                        "full": ref,
+                        "abs_error": abs(s - ref),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def bootstrap_pairs(
-    features: Mapping[str, np.ndarray], n_boot: int = 20,
-    measure: Callable[[np.ndarray, np.ndarray], float] | None = None, seed: int = 0,
+def subsample_pairs(
+    features: Mapping[str, np.ndarray],
+    n_draws: int = 20,
+    fraction: float = 0.5,
+    measure: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    seed: int = 0,
     pairs: Sequence[tuple[str, str]] | None = None,
 ) -> pd.DataFrame:
-    """Bootstrap (stimuli resampled with replacement) spread of each pair's similarity.
+    """Spread of each pair's similarity over random subsets of the stimuli drawn WITHOUT replacement.
 
-    Columns: pair, model_a, model_b, estimate (all stimuli), mean, std, q05, q95.
+    Why not the ordinary bootstrap: a resample with replacement repeats stimuli, and a repeated
+    stimulus puts a self-similarity k(x_i, x_i) off the diagonal of the Gram matrix, exactly the
+    term unbiased (U-centred) HSIC removes; unbiased CKA on such resamples is biased upwards.
+    A subset of m distinct stimuli keeps the estimator unbiased. With m = n/2 (``fraction`` 0.5,
+    the default) this is the delete-d jackknife with d = n/2 (Shao and Wu 1989), whose standard
+    error of the all-stimuli value is the spread over subsets times sqrt(m / (n - m)) = 1; the
+    column ``se`` applies that factor for other fractions.
+
+    Columns: pair, model_a, model_b, estimate (all stimuli), mean, std (over subsets), se,
+    q05, q95, m (stimuli per subset), n (all stimuli).
     """
     fn = measure or _default_measure()
     pairs = list(pairs) if pairs is not None else list(itertools.combinations(list(features), 2))
     n_total = len(next(iter(features.values())))
+    m = int(round(fraction * n_total))
+    if not 0.0 < fraction < 1.0 or m < 4 or m >= n_total:
+        raise InputError(
+            f"fraction={fraction} of {n_total} stimuli gives subsets of {m}; "
+            "choose 0 < fraction < 1 with at least 4 stimuli per subset"
+        )
     rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, n_total, n_total) for _ in range(n_boot)]
+    draws = [np.sort(rng.choice(n_total, size=m, replace=False)) for _ in range(n_draws)]
     rows = []
     for a, b in pairs:
         x, y = features[a], features[b]
         vals = np.array([fn(x[i], y[i]) for i in draws])
-        rows.append({"pair": f"{a}~{b}", "model_a": a, "model_b": b, "estimate": fn(x, y),
-                     "mean": vals.mean(), "std": vals.std(ddof=1),
-                     "q05": np.quantile(vals, 0.05), "q95": np.quantile(vals, 0.95)})
+        std = vals.std(ddof=1)
+        rows.append(
+            {
+                "pair": f"{a}~{b}",
+                "model_a": a,
+                "model_b": b,
+                "estimate": fn(x, y),
+                "mean": vals.mean(),
+                "std": std,
+                "se": std * np.sqrt(m / (n_total - m)),
+                "q05": np.quantile(vals, 0.05),
+                "q95": np.quantile(vals, 0.95),
+                "m": m,
+                "n": n_total,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def pick_models(models: pd.DataFrame, per_category: int = 2, category: str = "objective") -> list[str]:
+def pick_models(
+    models: pd.DataFrame, per_category: int = 2, category: str = "objective"
+) -> list[str]:
     """A small, deterministic sample of models: the first ``per_category`` of each category."""
     return [str(m) for _, g in models.groupby(category, sort=True) for m in g.index[:per_category]]
 
@@ -516,7 +774,9 @@ class Chapter:
 
     @property
     def domains(self) -> dict[str, str]:
-        doms = self.sim["domain"].values if "domain" in self.sim.coords else [""] * len(self.datasets)
+        doms = (
+            self.sim["domain"].values if "domain" in self.sim.coords else [""] * len(self.datasets)
+        )
         return {d: str(x) if is_known(x) else UNKNOWN for d, x in zip(self.datasets, doms)}
 
     @property
@@ -525,20 +785,27 @@ class Chapter:
 
     def categories(self) -> pd.Series:
         """Each model's category under the chapter's grouping (``unknown`` where missing)."""
-        return pd.Series(category_labels(self.sim, self.category),
-                         index=[str(m) for m in self.sim.model_a.values], name=self.category)
+        return pd.Series(
+            category_labels(self.sim, self.category),
+            index=[str(m) for m in self.sim.model_a.values],
+            name=self.category,
+        )
 
-    def need(self, *needs: str, min_datasets: int = 1, min_models: int = 2,
-             min_domains: int = 1) -> str | None:
+    def need(
+        self, *needs: str, min_datasets: int = 1, min_models: int = 2, min_domains: int = 1
+    ) -> str | None:
         """The first reason this chapter's figure cannot be drawn on this run, or None.
 
         ``needs`` names optional run files (``consistency``, ``anchors``, ``probes``,
         ``features``); the counts are lower bounds on the run's datasets, models and domains.
         """
         run = self.run
-        have = {"consistency": run.consistency is not None,
-                "anchors": run.consistency is not None and "anchor_consistency" in run.consistency,
-                "probes": run.probes is not None, "features": run.features_path is not None}
+        have = {
+            "consistency": run.consistency is not None,
+            "anchors": run.consistency is not None and "anchor_consistency" in run.consistency,
+            "probes": run.probes is not None,
+            "features": run.features_path is not None,
+        }
         for n in needs:
             if n not in have:
                 raise InputError(f"unknown need {n!r}; choose from {sorted(have)}")
@@ -547,20 +814,30 @@ class Chapter:
         n_d, n_m = len(self.datasets), self.sim.sizes["model_a"]
         n_dom = len(set(self.domains.values()))
         if n_d < min_datasets:
-            return (f"This needs at least {min_datasets} datasets and the run has {n_d} "
-                    f"({', '.join(self.datasets)}), so this figure is skipped.")
+            return (
+                f"This needs at least {min_datasets} datasets and the run has {n_d} "
+                f"({', '.join(self.datasets)}), so this figure is skipped."
+            )
         if n_m < min_models:
-            return (f"This needs at least {min_models} models and the run has {n_m}, so this "
-                    "figure is skipped.")
+            return (
+                f"This needs at least {min_models} models and the run has {n_m}, so this "
+                "figure is skipped."
+            )
         if n_dom < min_domains:
-            return (f"This compares domain categories and every dataset of the run is "
-                    f"{next(iter(self.domains.values()))}, so this figure is skipped.")
+            return (
+                f"This compares domain categories and every dataset of the run is "
+                f"{next(iter(self.domains.values()))}, so this figure is skipped."
+            )
         return None
 
 
-def open_chapter(run_dir: str | Path, measure: str = "cka_linear",
-                 datasets: Sequence[str] | None = None, models: Sequence[str] | None = None,
-                 category: str = "objective") -> Chapter:
+def open_chapter(
+    run_dir: str | Path,
+    measure: str = "cka_linear",
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    category: str = "objective",
+) -> Chapter:
     """Load a run and apply a chapter's parameters (an absent measure falls back to the first)."""
     run = load_run(run_dir)
     sim = select(run.similarity, datasets, models)
@@ -573,8 +850,9 @@ def open_chapter(run_dir: str | Path, measure: str = "cka_linear",
     return Chapter(run=run, sim=sim, measure=measure, category=category)
 
 
-def count_table(models: pd.DataFrame, rows: str = "objective",
-                cols: str = "architecture_class") -> pd.DataFrame:
+def count_table(
+    models: pd.DataFrame, rows: str = "objective", cols: str = "architecture_class"
+) -> pd.DataFrame:
     """Number of models per (rows, cols) category, missing metadata shown as ``unknown``."""
     t = pd.DataFrame(index=models.index)
     for c in (rows, cols):
@@ -597,8 +875,7 @@ def is_same_pair(label: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- computed sentences
-def overview_text(summary: pd.DataFrame, spread: pd.DataFrame, measure: str,
-                  category: str) -> str:
+def overview_text(summary: pd.DataFrame, spread: pd.DataFrame, measure: str, category: str) -> str:
     """The chapter-0 answer in words, from the consistency summary and the grouping spread."""
     base = summary.loc[summary.group_by == "all", "median"]
     if not len(base):
@@ -607,37 +884,51 @@ def overview_text(summary: pd.DataFrame, spread: pd.DataFrame, measure: str,
     same = summary[(summary.group_by == category) & summary.label.map(is_same_pair)]
     if len(same) >= 2:
         top, low = same.iloc[0], same.iloc[-1]
-        parts.append(f"Among pairs of models that share the {category}, "
-                     f"**{top.label.split(PAIR_SEP)[0]}** models are the most consistent (median "
-                     f"{fmt(top['median'])}) and **{low.label.split(PAIR_SEP)[0]}** models the least "
-                     f"({fmt(low['median'])}).")
+        parts.append(
+            f"Among pairs of models that share the {category}, "
+            f"**{top.label.split(PAIR_SEP)[0]}** models are the most consistent (median "
+            f"{fmt(top['median'])}) and **{low.label.split(PAIR_SEP)[0]}** models the least "
+            f"({fmt(low['median'])})."
+        )
     elif len(same) == 1:
         row = same.iloc[0]
-        parts.append(f"Only **{row.label.split(PAIR_SEP)[0]}** has at least {MIN_PAIRS} model pairs "
-                     f"within one {category} (median {fmt(row['median'])}), so categories cannot be "
-                     "ranked against each other.")
+        parts.append(
+            f"Only **{row.label.split(PAIR_SEP)[0]}** has at least {MIN_PAIRS} model pairs "
+            f"within one {category} (median {fmt(row['median'])}), so categories cannot be "
+            "ranked against each other."
+        )
     else:
-        parts.append(f"No {category} has enough models for {MIN_PAIRS} model pairs within it, so "
-                     "the within-category comparison of the study cannot be made on this run.")
+        parts.append(
+            f"No {category} has enough models for {MIN_PAIRS} model pairs within it, so "
+            "the within-category comparison of the study cannot be made on this run."
+        )
     if len(spread) >= 2:
         d = spread.iloc[0]
         others = ", ".join(f"{r.group_by} {fmt(r['range'])}" for _, r in spread.iloc[1:].iterrows())
-        parts.append(f"Across groupings, the category-pair medians spread most for "
-                     f"**{d.group_by}** (range {fmt(d['range'])}, against {others}).")
+        parts.append(
+            f"Across groupings, the category-pair medians spread most for "
+            f"**{d.group_by}** (range {fmt(d['range'])}, against {others})."
+        )
     elif len(spread) == 1:
         d = spread.iloc[0]
-        parts.append(f"Only the {d.group_by} grouping has two or more category pairs to compare "
-                     f"(range of medians {fmt(d['range'])}).")
+        parts.append(
+            f"Only the {d.group_by} grouping has two or more category pairs to compare "
+            f"(range of medians {fmt(d['range'])})."
+        )
     verdicts = []
     if len(same) >= 2:
         ssl_top = same.iloc[0].label.split(PAIR_SEP)[0] == "Self-Supervised"
-        verdicts.append(f"{'agrees with' if ssl_top else 'differs from'} the study's finding that "
-                        "self-supervised models are the most consistent")
+        verdicts.append(
+            f"{'agrees with' if ssl_top else 'differs from'} the study's finding that "
+            "self-supervised models are the most consistent"
+        )
     if len(spread) >= 2:
         obj_top = spread.iloc[0].group_by == "objective"
         whose = "its" if verdicts else "the study's"
-        verdicts.append(f"{'agrees with' if obj_top else 'differs from'} {whose} finding that the "
-                        "objective is the strongest driver")
+        verdicts.append(
+            f"{'agrees with' if obj_top else 'differs from'} {whose} finding that the "
+            "objective is the strongest driver"
+        )
     if verdicts:
         parts.append("This run " + " and ".join(verdicts) + ".")
     return " ".join(parts)
@@ -650,8 +941,9 @@ def within_between(da: xr.DataArray, category: str = "objective") -> pd.DataFram
     t = t[(t.cat_a != UNKNOWN) & (t.cat_b != UNKNOWN)]
     t["kind"] = np.where(t.cat_a == t.cat_b, "same category", "different category")
     out = t.groupby(["dataset", "kind"]).similarity.median().unstack()
-    out = out.reindex(index=[str(d) for d in da.dataset.values],
-                      columns=["same category", "different category"])
+    out = out.reindex(
+        index=[str(d) for d in da.dataset.values], columns=["same category", "different category"]
+    )
     out.index.name = "dataset"
     out.columns.name = None
     return out
@@ -661,13 +953,17 @@ def within_between_text(table: pd.DataFrame, category: str) -> str:
     """How often same-category pairs are more similar than different-category pairs."""
     ok = table.dropna()
     if not len(ok):
-        return (f"The run has no model pairs of the same {category} and of different {category} "
-                "to compare, so this comparison is skipped.")
+        return (
+            f"The run has no model pairs of the same {category} and of different {category} "
+            "to compare, so this comparison is skipped."
+        )
     more = int((ok["same category"] > ok["different category"]).sum())
     gap = float((ok["same category"] - ok["different category"]).median())
-    return (f"On **{more} of {len(ok)}** datasets, models of the same {category} are more similar "
-            f"to each other (median) than models of different {category}; the median difference "
-            f"is {fmt(gap)}.")
+    return (
+        f"On **{more} of {len(ok)}** datasets, models of the same {category} are more similar "
+        f"to each other (median) than models of different {category}; the median difference "
+        f"is {fmt(gap)}."
+    )
 
 
 def pick_dataset_pairs(da: xr.DataArray, k: int = 3) -> list[tuple[str, str]]:
@@ -685,14 +981,24 @@ def pick_dataset_pairs(da: xr.DataArray, k: int = 3) -> list[tuple[str, str]]:
     return [pairs[i] for i in dict.fromkeys(picks)]
 
 
-def scatter_correlations(da: xr.DataArray, dataset_pairs: Sequence[tuple[str, str]],
-                         category: str = "objective", min_pairs: int = MIN_PAIRS) -> pd.DataFrame:
+def scatter_correlations(
+    da: xr.DataArray,
+    dataset_pairs: Sequence[tuple[str, str]],
+    category: str = "objective",
+    min_pairs: int = MIN_PAIRS,
+) -> pd.DataFrame:
     """Per dataset pair: r over all model pairs and within each category with enough pairs."""
     rows = []
     for a, b in dataset_pairs:
-        t = pair_table(da.sel(dataset=[a, b]), category).pivot_table(
-            index=["model_a", "model_b", "category_pair"], columns="dataset",
-            values="similarity").reset_index()
+        t = (
+            pair_table(da.sel(dataset=[a, b]), category)
+            .pivot_table(
+                index=["model_a", "model_b", "category_pair"],
+                columns="dataset",
+                values="similarity",
+            )
+            .reset_index()
+        )
         row = {"dataset pair": f"{a} / {b}", "all": correlate(t[a], t[b])}
         for lab, g in t.groupby("category_pair"):
             if is_same_pair(lab) and len(g) >= min_pairs and UNKNOWN not in lab:
@@ -707,12 +1013,16 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
     text = f"Over these dataset pairs, the mean consistency of all model pairs is **{fmt(r_all)}**."
     groups = table.drop(columns="all").mean().dropna()
     if len(groups) >= 2:
-        return (f"{text} Within one {category}, **{groups.idxmax()}** models keep their similarity "
-                f"ordering best ({fmt(groups.max())}) and **{groups.idxmin()}** models worst "
-                f"({fmt(groups.min())}).")
+        return (
+            f"{text} Within one {category}, **{groups.idxmax()}** models keep their similarity "
+            f"ordering best ({fmt(groups.max())}) and **{groups.idxmin()}** models worst "
+            f"({fmt(groups.min())})."
+        )
     if len(groups) == 1:
-        return (f"{text} Only **{groups.index[0]}** has {MIN_PAIRS} or more model pairs within one "
-                f"{category} (r {fmt(groups.iloc[0])}).")
+        return (
+            f"{text} Only **{groups.index[0]}** has {MIN_PAIRS} or more model pairs within one "
+            f"{category} (r {fmt(groups.iloc[0])})."
+        )
     return f"{text} No {category} has {MIN_PAIRS} model pairs within it, so no group r is shown."
 
 
@@ -732,8 +1042,9 @@ def spread_over_domains(order: Sequence[str], domains: Mapping[str, str], k: int
 def domain_contrast(tidy: pd.DataFrame, domains: Mapping[str, str]) -> pd.DataFrame:
     """Median consistency of dataset pairs within one domain and across domains, per group pair."""
     t = tidy.copy()
-    t["pairs of datasets"] = np.where(t.dataset_a.map(domains) == t.dataset_b.map(domains),
-                                      "same domain", "different domains")
+    t["pairs of datasets"] = np.where(
+        t.dataset_a.map(domains) == t.dataset_b.map(domains), "same domain", "different domains"
+    )
     out = t.groupby(["group_pair", "pairs of datasets"]).consistency.median().unstack()
     return out.reindex(columns=["same domain", "different domains"])
 
@@ -741,28 +1052,38 @@ def domain_contrast(tidy: pd.DataFrame, domains: Mapping[str, str]) -> pd.DataFr
 def domain_contrast_text(table: pd.DataFrame) -> str:
     """Whether dataset pairs of one domain are more consistent than pairs across domains."""
     if "all" not in table.index or table.loc["all"].isna().any():
-        return ("The run lacks dataset pairs of the same domain or of different domains, so "
-                "within- and across-domain consistency cannot be compared.")
+        return (
+            "The run lacks dataset pairs of the same domain or of different domains, so "
+            "within- and across-domain consistency cannot be compared."
+        )
     same, diff = table.loc["all", "same domain"], table.loc["all", "different domains"]
     word = "more" if same > diff else "less"
-    return (f"Over all model pairs, datasets of the same domain are {word} consistent with each "
-            f"other (median {fmt(same)}) than datasets of different domains ({fmt(diff)}).")
+    return (
+        f"Over all model pairs, datasets of the same domain are {word} consistent with each "
+        f"other (median {fmt(same)}) than datasets of different domains ({fmt(diff)})."
+    )
 
 
 def behaviour_text(corr: pd.DataFrame) -> str:
     """The similarity-behaviour link in words, per dataset and per domain."""
     ok = corr.dropna(subset=["r"])
     if not len(ok):
-        return ("No dataset has a defined correlation between similarity and accuracy gap (too "
-                "few models, or equal accuracies), so there is nothing to summarise.")
+        return (
+            "No dataset has a defined correlation between similarity and accuracy gap (too "
+            "few models, or equal accuracies), so there is nothing to summarise."
+        )
     neg = int((ok.r < 0).sum())
-    text = (f"Similarity and accuracy gap are negatively correlated (similar representations, "
-            f"similar accuracy) on **{neg} of {len(ok)}** datasets; mean r = {fmt(ok.r.mean())}.")
+    text = (
+        f"Similarity and accuracy gap are negatively correlated (similar representations, "
+        f"similar accuracy) on **{neg} of {len(ok)}** datasets; mean r = {fmt(ok.r.mean())}."
+    )
     by = ok.groupby("domain").r.mean().sort_values()
     if len(by) >= 2:
-        text += (f" The link is strongest for **{by.index[0]}** ({fmt(by.iloc[0])}) and weakest "
-                 f"for **{by.index[-1]}** ({fmt(by.iloc[-1])}); the study found it strongest on "
-                 "single-domain datasets.")
+        text += (
+            f" The link is strongest for **{by.index[0]}** ({fmt(by.iloc[0])}) and weakest "
+            f"for **{by.index[-1]}** ({fmt(by.iloc[-1])}); the study found it strongest on "
+            "single-domain datasets."
+        )
     return text
 
 
@@ -770,14 +1091,23 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
     """The anchor rank-sum tests in words (untestable comparisons said as such)."""
     testable = tests.dropna(subset=["p"])
     if not len(testable):
-        return ("No two categories have at least 2 anchor models each, so no rank-sum test can be "
-                "run on this run.")
+        return (
+            "No two categories have at least 2 anchor models each, so no rank-sum test can be "
+            "run on this run."
+        )
     sig = testable[testable.significant]
-    text = (f"{len(sig)} of {len(testable)} testable category comparisons are significant after "
-            f"Bonferroni correction (alpha = {alpha})")
+    text = (
+        f"{len(sig)} of {len(testable)} testable category comparisons are significant after "
+        f"Bonferroni correction (alpha = {alpha})"
+    )
     if len(sig):
-        text += ": " + "; ".join(f"{r.group_a} vs {r.group_b} (p = {r.p_bonferroni:.2g}, medians "
-                                 f"{fmt(r.median_a)} and {fmt(r.median_b)})" for r in sig.itertuples())
+        text += ": " + "; ".join(
+            f"{r.group_a} vs {r.group_b} (p = {r.p_bonferroni:.2g}, medians "
+            f"{fmt(r.median_a)} and {fmt(r.median_b)})"
+            for r in sig.itertuples()
+        )
     if len(testable) < len(tests):
-        text += f" ({len(tests) - len(testable)} comparisons have a category with fewer than 2 anchors)"
+        text += (
+            f" ({len(tests) - len(testable)} comparisons have a category with fewer than 2 anchors)"
+        )
     return text + "."

@@ -25,15 +25,24 @@ log = logging.getLogger(__name__)
 
 CATEGORY_COLORS: dict[str, str] = {
     # objectives
-    "Supervised": "#1f77b4", "Self-Supervised": "#d62728", "Image-Text": "#2ca02c",
+    "Supervised": "#1f77b4",
+    "Self-Supervised": "#d62728",
+    "Image-Text": "#2ca02c",
     "Random": "#7f7f7f",
     # architecture classes
-    "Convolutional": "#9467bd", "Transformer": "#ff7f0e", "MLP": "#8c564b",
+    "Convolutional": "#9467bd",
+    "Transformer": "#ff7f0e",
+    "MLP": "#8c564b",
     # dataset domains
-    "Natural (multi-domain)": "#17becf", "Natural (single-domain)": "#bcbd22",
-    "Specialized": "#e377c2", "Structured": "#393b79",
+    "Natural (multi-domain)": "#17becf",
+    "Natural (single-domain)": "#bcbd22",
+    "Specialized": "#e377c2",
+    "Structured": "#393b79",
     # size classes
-    "small": "#c6dbef", "medium": "#6baed6", "large": "#2171b5", "xlarge": "#08306b",
+    "small": "#c6dbef",
+    "medium": "#6baed6",
+    "large": "#2171b5",
+    "xlarge": "#08306b",
     # baseline
     "all": "#444444",
 }
@@ -69,14 +78,30 @@ def add_caption(fig: Figure, caption: str | None, width: int | None = None) -> F
     w_in, h_in = fig.get_size_inches()
     bottom = min(0.0, fig.get_tightbbox().y0 / h_in)
     width = width or max(40, int(w_in * 13))
-    fig.text(0.01, bottom - 0.012, textwrap.fill(caption, width), ha="left", va="top", fontsize=8,
-             color="#333333", transform=fig.transFigure)
+    fig.text(
+        0.01,
+        bottom - 0.012,
+        textwrap.fill(caption, width),
+        ha="left",
+        va="top",
+        fontsize=8,
+        color="#333333",
+        transform=fig.transFigure,
+    )
     return fig
 
 
-def _heatmap(ax, matrix: np.ndarray, labels: Sequence[str], vmin=None, vmax=None,
-             cmap: str = SIM_CMAP, colors: Sequence[str] | None = None, ticks: bool = True,
-             fontsize: float = 6):
+def _heatmap(
+    ax,
+    matrix: np.ndarray,
+    labels: Sequence[str],
+    vmin=None,
+    vmax=None,
+    cmap: str = SIM_CMAP,
+    colors: Sequence[str] | None = None,
+    ticks: bool = True,
+    fontsize: float = 6,
+):
     im = ax.imshow(matrix, vmin=vmin, vmax=vmax, cmap=cmap, interpolation="nearest")
     if ticks and len(labels) <= 40:
         ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=fontsize)
@@ -96,33 +121,52 @@ def _category_strip(ax, colors: Sequence[str], axis: str = "y") -> None:
     w, gap = 0.05 * n, 0.015 * n  # a fixed share of the axis, whatever the number of models
     for i, c in enumerate(colors):
         if axis == "y":
-            ax.add_patch(plt.Rectangle((-0.5 - gap - w, i - 0.5), w, 1, color=c, clip_on=False,
-                                       lw=0))
+            ax.add_patch(
+                plt.Rectangle((-0.5 - gap - w, i - 0.5), w, 1, color=c, clip_on=False, lw=0)
+            )
         else:
-            ax.add_patch(plt.Rectangle((i - 0.5, n - 0.5 + gap), 1, w, color=c, clip_on=False,
-                                       lw=0))
+            ax.add_patch(
+                plt.Rectangle((i - 0.5, n - 0.5 + gap), 1, w, color=c, clip_on=False, lw=0)
+            )
 
 
 def _handles(labels: Sequence[str]) -> list:
-    return [plt.Line2D([], [], marker="o", ls="", color=category_color(lab), label=lab)
-            for lab in labels]
+    return [
+        plt.Line2D([], [], marker="o", ls="", color=category_color(lab), label=lab)
+        for lab in labels
+    ]
 
 
-def _fig_legend(fig: Figure, labels: Sequence[str], title: str,
-                loc: str = "outside upper center") -> None:
+def _fig_legend(
+    fig: Figure, labels: Sequence[str], title: str, loc: str = "outside upper center"
+) -> None:
     """A legend above (or under) the panels (figures made with the constrained layout); above by
     default, so the caption under the figure never collides with it."""
-    fig.legend(handles=_handles(labels), title=title, loc=loc,
-               ncol=min(len(labels), 5), fontsize=7, title_fontsize=7)
+    fig.legend(
+        handles=_handles(labels),
+        title=title,
+        loc=loc,
+        ncol=min(len(labels), 5),
+        fontsize=7,
+        title_fontsize=7,
+    )
 
 
 def _legend_for(ax, labels: Sequence[str], title: str | None = None, loc: str = "best", **kw):
-    return ax.legend(handles=_handles(labels), title=title, loc=loc, fontsize=7, title_fontsize=7, **kw)
+    return ax.legend(
+        handles=_handles(labels), title=title, loc=loc, fontsize=7, title_fontsize=7, **kw
+    )
 
 
 # ------------------------------------------------------------------------------ framework figure
-def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, dataset_b: str,
-                     category: str = "objective", caption: str | None = None) -> Figure:
+def framework_figure(
+    da: xr.DataArray,
+    cons_all: pd.DataFrame,
+    dataset_a: str,
+    dataset_b: str,
+    category: str = "objective",
+    caption: str | None = None,
+) -> Figure:
     """The study's framework on real numbers: two similarity matrices, their pair scatter, and the
     distribution of that correlation over all dataset pairs (the highlighted pair marked)."""
     fig = plt.figure(figsize=(9.5, 8.2), layout="constrained")
@@ -139,11 +183,13 @@ def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, d
         ax.set_title(f"similarity on {ds}", fontsize=10)
         ax.set_xlabel(f"models (order: clustering on {dataset_a})", fontsize=8)
     top.colorbar(im, ax=axes[:2], shrink=0.8, label=str(da.name or "similarity"))
-    _fig_legend(top, sorted(set(map(str, cats))), f"{category} (side strip)",
-                loc="outside lower center")
+    _fig_legend(
+        top, sorted(set(map(str, cats))), f"{category} (side strip)", loc="outside lower center"
+    )
     pairs = analysis.pair_table(da.sel(dataset=[dataset_a, dataset_b]), category)
-    wide = pairs.pivot_table(index=["model_a", "model_b", "category_pair"], columns="dataset",
-                             values="similarity").reset_index()
+    wide = pairs.pivot_table(
+        index=["model_a", "model_b", "category_pair"], columns="dataset", values="similarity"
+    ).reset_index()
     ax = axes[2]
     for lab, g in wide.groupby("category_pair"):
         ax.scatter(g[dataset_a], g[dataset_b], s=10, alpha=0.7, color=category_color(lab))
@@ -154,8 +200,13 @@ def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, d
     ax = axes[3]
     vals = cons_all["consistency"].dropna().values
     ax.boxplot(vals, widths=0.5)
-    ax.scatter(np.full(len(vals), 1.0) + np.random.default_rng(0).uniform(-0.12, 0.12, len(vals)),
-               vals, s=8, color="#777777", zorder=3)
+    ax.scatter(
+        np.full(len(vals), 1.0) + np.random.default_rng(0).uniform(-0.12, 0.12, len(vals)),
+        vals,
+        s=8,
+        color="#777777",
+        zorder=3,
+    )
     ax.scatter([1], [r], color="#d62728", s=40, zorder=4, label=f"{dataset_a}-{dataset_b}")
     ax.set_xticks([1], ["all dataset\npairs"])
     ax.set_ylabel("consistency (Pearson r)")
@@ -164,21 +215,32 @@ def framework_figure(da: xr.DataArray, cons_all: pd.DataFrame, dataset_a: str, d
 
 
 # ----------------------------------------------------------------------------- similarity matrices
-def clustered_matrices(da: xr.DataArray, datasets: Sequence[str], category: str = "objective",
-                       ncols: int = 3, caption: str | None = None) -> Figure:
+def clustered_matrices(
+    da: xr.DataArray,
+    datasets: Sequence[str],
+    category: str = "objective",
+    ncols: int = 3,
+    caption: str | None = None,
+) -> Figure:
     """Similarity matrix per dataset, each ordered by its own average-linkage clustering."""
     n = len(datasets)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.0 * ncols + 1, 3.1 * nrows + 0.8),
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.0 * ncols + 1, 3.1 * nrows + 0.8),
+        squeeze=False,
+        layout="constrained",
+    )
     im = None
     for ax, ds in zip(axes.flat, datasets):
         m = da.sel(dataset=ds).transpose("model_a", "model_b")
         order = analysis.cluster_order(m.values)
         cats = analysis.category_labels(m, category)[order]
-        im = _heatmap(ax, m.values[np.ix_(order, order)], list(m.model_a.values[order]), 0, 1,
-                      ticks=False)
+        im = _heatmap(
+            ax, m.values[np.ix_(order, order)], list(m.model_a.values[order]), 0, 1, ticks=False
+        )
         _category_strip(ax, [category_color(c) for c in cats])
         _category_strip(ax, [category_color(c) for c in cats], axis="x")
         dom = str(m["domain"].values) if "domain" in m.coords else ""
@@ -186,7 +248,9 @@ def clustered_matrices(da: xr.DataArray, datasets: Sequence[str], category: str 
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.6, label=str(da.name or "similarity"))
-    _fig_legend(fig, sorted(set(analysis.category_labels(da, category))), f"{category} (side strips)")
+    _fig_legend(
+        fig, sorted(set(analysis.category_labels(da, category))), f"{category} (side strips)"
+    )
     return add_caption(fig, caption)
 
 
@@ -198,47 +262,275 @@ def mean_std_scatter(table: pd.DataFrame, caption: str | None = None, title: str
     ax.set_xlabel("mean pair similarity across datasets")
     ax.set_ylabel("standard deviation across datasets")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left", title="category pair",
-              title_fontsize=7)
+    ax.legend(
+        fontsize=6,
+        bbox_to_anchor=(1.02, 1),
+        loc="upper left",
+        title="category pair",
+        title_fontsize=7,
+    )
     fig.tight_layout()
     return add_caption(fig, caption)
 
 
-def consistency_scatter(da: xr.DataArray, dataset_pairs: Sequence[tuple[str, str]],
-                        category: str = "objective", caption: str | None = None) -> Figure:
+def matrices_common_order(
+    da: xr.DataArray,
+    datasets: Sequence[str],
+    order: Sequence[str],
+    mean: xr.DataArray,
+    std: xr.DataArray,
+    category: str = "objective",
+    ncols: int = 4,
+    caption: str | None = None,
+) -> Figure:
+    """The study's Fig. 2: one similarity matrix per dataset, all in ONE model order (so a model
+    sits on the same row in every panel), then the mean and standard-deviation matrices across
+    datasets, the standard deviation on its own colour scale."""
+    order = [str(m) for m in order]
+    panels = [*datasets, "mean", "std"]
+    ncols = min(ncols, len(panels))
+    nrows = int(np.ceil(len(panels) / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(2.8 * ncols + 1.4, 2.9 * nrows + 0.9),
+        squeeze=False,
+        layout="constrained",
+    )
+    cats = analysis.category_labels(da.sel(model_a=order), category)
+    colors = [category_color(c) for c in cats]
+    im = im_std = None
+    for ax, p in zip(axes.flat, panels):
+        if p == "std":
+            m = std.sel(model_a=order, model_b=order).values
+            im_std = _heatmap(
+                ax, m, order, 0, max(float(np.nanmax(m)), 1e-6), cmap="cividis", ticks=False
+            )
+            ax.set_title("std across datasets", fontsize=9)
+        else:
+            src = mean if p == "mean" else da.sel(dataset=p)
+            im = _heatmap(
+                ax, src.sel(model_a=order, model_b=order).values, order, 0, 1, ticks=False
+            )
+            dom = (
+                str(da["domain"].sel(dataset=p).values)
+                if p != "mean" and "domain" in da.coords
+                else ""
+            )
+            ax.set_title("mean across datasets" if p == "mean" else f"{p}\n{dom}", fontsize=9)
+        _category_strip(ax, colors)
+        _category_strip(ax, colors, axis="x")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes, shrink=0.5, label=f"{da.name or 'similarity'} (panels and mean)")
+    fig.colorbar(im_std, ax=axes, shrink=0.5, label="standard deviation across datasets")
+    _fig_legend(fig, sorted(set(cats)), f"{category} (side strips; models grouped by it)")
+    return add_caption(fig, caption)
+
+
+def measure_mean_scatter(
+    table: pd.DataFrame, x: str, ys: Sequence[str], caption: str | None = None
+) -> Figure:
+    """The study's Fig. 3b/c: each model pair's mean similarity across datasets under one measure
+    against others (linear CKA against RBF CKA and against RSA), coloured by category pair, with
+    Pearson and Spearman r per panel."""
+    ys = [y for y in ys if y in table]
+    fig, axes = plt.subplots(1, len(ys), figsize=(3.9 * len(ys) + 1.8, 3.7), squeeze=False)
+    labels = sorted(set(table["category_pair"]))
+    for ax, y in zip(axes.flat, ys):
+        for lab, g in table.groupby("category_pair"):
+            ax.scatter(g[x], g[y], s=12, alpha=0.75, color=category_color(lab))
+        r = analysis.correlate(table[x], table[y])
+        rho = analysis.correlate(table[x], table[y], "spearman")
+        ax.set_title(f"Pearson r = {analysis.fmt(r)}, Spearman = {analysis.fmt(rho)}", fontsize=9)
+        ax.set_xlabel(f"mean {x} across datasets")
+        ax.set_ylabel(f"mean {y} across datasets")
+    _legend_for(
+        axes.flat[-1], labels, title="category pair", loc="upper left", bbox_to_anchor=(1.02, 1)
+    )
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def model_map(emb: pd.DataFrame, title: str = "", caption: str | None = None) -> Figure:
+    """The study's model map: a 2-D embedding of the models (t-SNE or MDS of 1 - mean
+    similarity), one point per model coloured by its category and labelled with its id."""
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
+    for cat, g in emb.groupby("category"):
+        ax.scatter(
+            g["x"],
+            g["y"],
+            s=45,
+            color=category_color(cat),
+            label=cat,
+            alpha=0.85,
+            edgecolor="white",
+            lw=0.5,
+        )
+    if len(emb) <= 40:
+        for _, r in emb.iterrows():
+            ax.annotate(
+                r["model"],
+                (r["x"], r["y"]),
+                fontsize=6,
+                xytext=(3, 2),
+                textcoords="offset points",
+                color="#333333",
+            )
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("embedding dimension 1")
+    ax.set_ylabel("embedding dimension 2")
+    ax.set_title(title, fontsize=10)
+    ax.legend(
+        fontsize=7, title="category", title_fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left"
+    )
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def transformed_mean_std(
+    tables: Mapping[str, pd.DataFrame], measure: str = "similarity", caption: str | None = None
+) -> Figure:
+    """The study's appendix on values near the upper bound: mean against standard deviation
+    across datasets of each pair's similarity, one panel per transform (e.g. none, tan, arccos)."""
+    k = len(tables)
+    fig, axes = plt.subplots(1, k, figsize=(3.7 * k + 1.8, 3.6), squeeze=False)
+    labels: set[str] = set()
+    for ax, (name, t) in zip(axes.flat, tables.items()):
+        for lab, g in t.groupby("category_pair"):
+            ax.scatter(g["mean"], g["std"], s=10, alpha=0.7, color=category_color(lab))
+            labels.add(lab)
+        f = measure if name in ("none", "", None) else f"{name}({measure})"
+        ax.set_xlabel(f"mean {f}", fontsize=8)
+        ax.set_ylabel(f"std {f}", fontsize=8)
+        r = analysis.correlate(t["mean"], t["std"], "spearman")
+        ax.set_title(f"{name}: Spearman(mean, std) = {analysis.fmt(r)}", fontsize=9)
+    _legend_for(
+        axes.flat[-1],
+        sorted(labels),
+        title="category pair",
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+    )
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def transform_consistency(table: pd.DataFrame, caption: str | None = None) -> Figure:
+    """Consistency of each dataset pair with transformed similarities (y) against untransformed
+    (x), one panel per transform: points on the diagonal mean the transform changes nothing."""
+    others = [c for c in table.columns if c not in ("dataset_a", "dataset_b", "none")]
+    fig, axes = plt.subplots(1, len(others), figsize=(3.7 * len(others), 3.6), squeeze=False)
+    for ax, name in zip(axes.flat, others):
+        ax.scatter(table["none"], table[name], s=22, color="#1f77b4", alpha=0.8)
+        _identity(ax, table[["none", name]].values)
+        d = np.nanmax(np.abs(table[name] - table["none"])) if len(table) else np.nan
+        ax.set_title(f"{name}: largest change {analysis.fmt(d)}", fontsize=9)
+        ax.set_xlabel("consistency, similarity as is")
+        ax.set_ylabel(f"consistency, {name}(similarity)")
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def consistency_agreement(
+    table: pd.DataFrame, xlabel: str, ylabel: str, title: str = "", caption: str | None = None
+) -> Figure:
+    """One consistency value per (category pair, dataset pair) under two settings (x, y): local
+    against global measure, Spearman against Pearson. Coloured by category pair (the all-pairs
+    baseline in grey), identity line dotted, agreement over all points in the title."""
+    fig, ax = plt.subplots(figsize=(6.6, 4.6))
+    labels = sorted(set(table["label"]), key=lambda s: (s != "all", s))
+    for lab in labels:
+        g = table[table["label"] == lab]
+        ax.scatter(
+            g["x"],
+            g["y"],
+            s=16 if lab != "all" else 26,
+            alpha=0.75,
+            color=category_color(lab),
+            marker="o" if lab != "all" else "s",
+        )
+    _identity(ax, table[["x", "y"]].values)
+    r = analysis.correlate(table["x"], table["y"])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(
+        f"{title}\nPearson r over {len(table.dropna(subset=['x', 'y']))} values = "
+        f"{analysis.fmt(r)}".strip(),
+        fontsize=9,
+    )
+    _legend_for(ax, labels, title="category pair", loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def _identity(ax, values: np.ndarray) -> None:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v):
+        lo, hi = float(v.min()), float(v.max())
+        ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
+
+
+def consistency_scatter(
+    da: xr.DataArray,
+    dataset_pairs: Sequence[tuple[str, str]],
+    category: str = "objective",
+    caption: str | None = None,
+) -> Figure:
     """Pair similarities on dataset B against A, coloured by category pair, with r per panel."""
     k = len(dataset_pairs)
     fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.7), squeeze=False)
     labels: set[str] = set()
     for ax, (a, b) in zip(axes.flat, dataset_pairs):
         t = analysis.pair_table(da.sel(dataset=[a, b]), category)
-        w = t.pivot_table(index=["model_a", "model_b", "category_pair"], columns="dataset",
-                          values="similarity").reset_index()
+        w = t.pivot_table(
+            index=["model_a", "model_b", "category_pair"], columns="dataset", values="similarity"
+        ).reset_index()
         for lab, g in w.groupby("category_pair"):
             ax.scatter(g[a], g[b], s=10, alpha=0.75, color=category_color(lab))
             labels.add(lab)
         lo, hi = np.nanmin(w[[a, b]].values), np.nanmax(w[[a, b]].values)
         ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
         same = w[w.category_pair.map(analysis.is_same_pair)]
-        rows = [(lab, analysis.correlate(g[a], g[b])) for lab, g in same.groupby("category_pair")
-                if len(g) >= analysis.MIN_PAIRS and analysis.UNKNOWN not in lab]
+        rows = [
+            (lab, analysis.correlate(g[a], g[b]))
+            for lab, g in same.groupby("category_pair")
+            if len(g) >= analysis.MIN_PAIRS and analysis.UNKNOWN not in lab
+        ]
         for k, (lab, r_in) in enumerate(rows):  # within-category r, one line each, in its colour
-            ax.text(0.98, 0.03 + 0.075 * k, f"{lab.split(analysis.PAIR_SEP)[0]}: r = "
-                    f"{analysis.fmt(r_in)}", transform=ax.transAxes, ha="right", va="bottom",
-                    fontsize=7, color=category_color(lab),
-                    bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 0.5})
-        ax.set_title(f"{a} vs {b}: r = {analysis.fmt(analysis.correlate(w[a], w[b]))}",
-                     fontsize=9)
+            ax.text(
+                0.98,
+                0.03 + 0.075 * k,
+                f"{lab.split(analysis.PAIR_SEP)[0]}: r = {analysis.fmt(r_in)}",
+                transform=ax.transAxes,
+                ha="right",
+                va="bottom",
+                fontsize=7,
+                color=category_color(lab),
+                bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 0.5},
+            )
+        ax.set_title(f"{a} vs {b}: r = {analysis.fmt(analysis.correlate(w[a], w[b]))}", fontsize=9)
         ax.set_xlabel(f"similarity on {a}")
         ax.set_ylabel(f"similarity on {b}")
-    _legend_for(axes.flat[-1], sorted(labels), title="category pair", loc="upper left",
-                bbox_to_anchor=(1.02, 1))
+    _legend_for(
+        axes.flat[-1],
+        sorted(labels),
+        title="category pair",
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+    )
     fig.tight_layout()
     return add_caption(fig, caption)
 
 
-def consistency_boxes(tidy: pd.DataFrame, baseline: pd.DataFrame | None = None,
-                      caption: str | None = None, title: str = "") -> Figure:
+def consistency_boxes(
+    tidy: pd.DataFrame,
+    baseline: pd.DataFrame | None = None,
+    caption: str | None = None,
+    title: str = "",
+) -> Figure:
     """Consistency over dataset pairs per category pair, sorted by median, with the all-pairs
     interquartile band behind them."""
     order = analysis.median_order(tidy)
@@ -263,9 +555,14 @@ def consistency_boxes(tidy: pd.DataFrame, baseline: pd.DataFrame | None = None,
     return add_caption(fig, caption)
 
 
-def consistency_heatmaps(cons: xr.Dataset, measure: str, group_pairs: Sequence[str],
-                         order: Sequence[str], domains: Mapping[str, str] | None = None,
-                         caption: str | None = None) -> Figure:
+def consistency_heatmaps(
+    cons: xr.Dataset,
+    measure: str,
+    group_pairs: Sequence[str],
+    order: Sequence[str],
+    domains: Mapping[str, str] | None = None,
+    caption: str | None = None,
+) -> Figure:
     """Dataset x dataset consistency for some group pairs, datasets ordered by domain."""
     k = len(group_pairs)
     n = len(order)
@@ -273,8 +570,11 @@ def consistency_heatmaps(cons: xr.Dataset, measure: str, group_pairs: Sequence[s
     im = None
     colors = [category_color(domains[d]) for d in order] if domains else None
     for ax, gp in zip(axes.flat, group_pairs):
-        m = cons["consistency"].sel(measure=measure, group_pair=gp, dataset_a=list(order),
-                                    dataset_b=list(order)).values
+        m = (
+            cons["consistency"]
+            .sel(measure=measure, group_pair=gp, dataset_a=list(order), dataset_b=list(order))
+            .values
+        )
         im = _heatmap(ax, m, list(order), -1, 1, cmap="RdBu_r", colors=colors, fontsize=7)
         if colors:
             _category_strip(ax, colors)
@@ -282,31 +582,44 @@ def consistency_heatmaps(cons: xr.Dataset, measure: str, group_pairs: Sequence[s
         if n <= 8:  # few datasets: print the values
             for i, j in np.ndindex(m.shape):
                 if i != j and np.isfinite(m[i, j]):
-                    ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                            color="white" if abs(m[i, j]) > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{m[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if abs(m[i, j]) > 0.6 else "black",
+                    )
         off = m[~np.eye(len(order), dtype=bool)]
         ax.set_title(f"{gp}\nmedian off-diagonal {np.nanmedian(off):.2f}", fontsize=8)
     fig.colorbar(im, ax=axes, shrink=0.8, label="consistency (Pearson r)")
     if domains:
-        _fig_legend(fig, [d for d in analysis.DOMAINS if d in set(domains.values())],
-                    "dataset domain (strip and tick colour)")
+        _fig_legend(
+            fig,
+            [d for d in analysis.DOMAINS if d in set(domains.values())],
+            "dataset domain (strip and tick colour)",
+        )
     return add_caption(fig, caption)
 
 
 # ------------------------------------------------------------------------------------- behaviour
-def gap_scatter(tables: Mapping[str, pd.DataFrame], ncols: int = 3,
-                caption: str | None = None) -> Figure:
+def gap_scatter(
+    tables: Mapping[str, pd.DataFrame], ncols: int = 3, caption: str | None = None
+) -> Figure:
     """Pair similarity against absolute accuracy gap per dataset, coloured by the better model's
     accuracy, with Pearson r in each panel."""
     n = len(tables)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols + 1, 3.0 * nrows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.2 * ncols + 1, 3.0 * nrows), squeeze=False, layout="constrained"
+    )
     sc = None
     for ax, (ds, t) in zip(axes.flat, tables.items()):
-        sc = ax.scatter(t["similarity"], t["gap"], c=t["best_accuracy"], s=9, cmap="plasma",
-                        vmin=0, vmax=1)
+        sc = ax.scatter(
+            t["similarity"], t["gap"], c=t["best_accuracy"], s=9, cmap="plasma", vmin=0, vmax=1
+        )
         r = analysis.correlate(t["similarity"], t["gap"])
         dom = t["domain"].iloc[0] if len(t) else ""
         ax.set_title(f"{ds} ({dom})\nr = {analysis.fmt(r)}", fontsize=8)
@@ -318,11 +631,17 @@ def gap_scatter(tables: Mapping[str, pd.DataFrame], ncols: int = 3,
     return add_caption(fig, caption)
 
 
-def by_domain(table: pd.DataFrame, value: str = "r", ylabel: str = "Pearson r",
-              caption: str | None = None, title: str = "") -> Figure:
+def by_domain(
+    table: pd.DataFrame,
+    value: str = "r",
+    ylabel: str = "Pearson r",
+    caption: str | None = None,
+    title: str = "",
+) -> Figure:
     """Per-dataset values grouped by domain category: boxes with the datasets as points."""
     doms = [d for d in analysis.DOMAINS if d in set(table["domain"])] + sorted(
-        set(table["domain"]) - set(analysis.DOMAINS))
+        set(table["domain"]) - set(analysis.DOMAINS)
+    )
     fig, ax = plt.subplots(figsize=(1.6 * len(doms) + 2.5, 3.8))
     for i, d in enumerate(doms, start=1):
         g = table[table.domain == d]
@@ -339,8 +658,14 @@ def by_domain(table: pd.DataFrame, value: str = "r", ylabel: str = "Pearson r",
 
 
 # ------------------------------------------------------------------------- measures and robustness
-def measure_vs_measure(sim: xr.Dataset, measure_x: str, measure_y: str, datasets: Sequence[str],
-                       category: str = "objective", caption: str | None = None) -> Figure:
+def measure_vs_measure(
+    sim: xr.Dataset,
+    measure_x: str,
+    measure_y: str,
+    datasets: Sequence[str],
+    category: str = "objective",
+    caption: str | None = None,
+) -> Figure:
     """Pair similarity under one measure against another, one panel per dataset."""
     k = len(datasets)
     fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.5), squeeze=False)
@@ -350,15 +675,21 @@ def measure_vs_measure(sim: xr.Dataset, measure_x: str, measure_y: str, datasets
         y = analysis.pair_table(sim[measure_y].sel(dataset=[ds]), category)
         for lab in sorted(set(x.category_pair)):
             sel = (x.category_pair == lab).values
-            ax.scatter(x.similarity[sel], y.similarity[sel], s=8, alpha=0.7,
-                       color=category_color(lab))
+            ax.scatter(
+                x.similarity[sel], y.similarity[sel], s=8, alpha=0.7, color=category_color(lab)
+            )
             labels.add(lab)
         r = analysis.correlate(x.similarity, y.similarity, "spearman")
         ax.set_title(f"{ds}: Spearman {r:.2f}", fontsize=9)
         ax.set_xlabel(measure_x)
         ax.set_ylabel(measure_y)
-    _legend_for(axes.flat[-1], sorted(labels), title="category pair", loc="upper left",
-                bbox_to_anchor=(1.02, 1))
+    _legend_for(
+        axes.flat[-1],
+        sorted(labels),
+        title="category pair",
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+    )
     fig.tight_layout()
     return add_caption(fig, caption)
 
@@ -385,20 +716,77 @@ def stability_curve(table: pd.DataFrame, caption: str | None = None) -> Figure:
     return add_caption(fig, caption)
 
 
-def bootstrap_errorbars(table: pd.DataFrame, caption: str | None = None) -> Figure:
-    """Each pair's similarity with its bootstrap 5-95% interval, sorted by the estimate."""
+def subsample_errorbars(table: pd.DataFrame, caption: str | None = None) -> Figure:
+    """Each pair's similarity on all stimuli with the 5-95% range over random subsets drawn
+    without replacement (:func:`repsim.analysis.subsample_pairs`), sorted by the estimate."""
     t = table.sort_values("estimate").reset_index(drop=True)
+    m, n = int(t["m"].iloc[0]), int(t["n"].iloc[0])
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
     x = np.arange(len(t))
-    axes[0].vlines(x, t["q05"], t["q95"], lw=1.2, color="#1f77b4", label="bootstrap 5-95%")
+    axes[0].vlines(
+        x,
+        t["q05"],
+        t["q95"],
+        lw=1.2,
+        color="#1f77b4",
+        label=f"5-95% over subsets of {m} of {n} stimuli",
+    )
     axes[0].scatter(x, t["estimate"], s=9, color="k", zorder=3, label="all stimuli")
     axes[0].legend(fontsize=7)
     axes[0].set_xlabel("model pair (sorted by similarity)")
-    axes[0].set_ylabel("similarity (5-95% bootstrap)")
-    axes[1].hist(t["std"], bins=15, color="#1f77b4")
-    axes[1].set_xlabel("bootstrap standard deviation")
+    axes[0].set_ylabel("similarity")
+    axes[1].hist(t["se"], bins=15, color="#1f77b4")
+    axes[1].set_xlabel("standard error (delete-d jackknife)")
     axes[1].set_ylabel("number of pairs")
     fig.tight_layout()
+    return add_caption(fig, caption)
+
+
+def anchor_partner_boxes(
+    tidy: pd.DataFrame,
+    tests: pd.DataFrame | None = None,
+    ncols: int = 3,
+    caption: str | None = None,
+) -> Figure:
+    """The study's anchor figure: one panel per anchor model, one box per partner category (the
+    consistency of the anchor's similarities to that category's models over dataset pairs), with
+    a bar and star over each pair of boxes that differs after Bonferroni correction."""
+    anchors = list(dict.fromkeys(tidy["anchor"]))
+    parts = sorted(set(tidy["partner"]))
+    ncols = min(ncols, len(anchors))
+    nrows = int(np.ceil(len(anchors) / ncols))
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(3.3 * ncols + 0.4, 3.0 * nrows + 0.7),
+        squeeze=False,
+        sharey=True,
+        layout="constrained",
+    )
+    for ax, a in zip(axes.flat, anchors):
+        g = tidy[tidy["anchor"] == a]
+        here = [p for p in parts if p in set(g["partner"])]
+        data = [g.loc[g.partner == p, "consistency"].dropna().values for p in here]
+        bp = ax.boxplot(data, patch_artist=True, widths=0.6, showfliers=False)
+        for patch, p in zip(bp["boxes"], here):
+            patch.set_facecolor(category_color(p))
+            patch.set_alpha(0.85)
+        ax.set_xticks(range(1, len(here) + 1), here, rotation=30, ha="right", fontsize=7)
+        cat = str(g["anchor_category"].iloc[0]) if "anchor_category" in g else ""
+        ax.set_title(f"{a}\n({cat})", fontsize=8, color=category_color(cat))
+        if tests is not None and len(tests):
+            sig = tests[(tests.anchor == a) & tests.significant.astype(bool)]
+            top = max((np.max(d) for d in data if len(d)), default=1.0)
+            for k, r in enumerate(sig.itertuples()):
+                i, j = here.index(r.partner_a) + 1, here.index(r.partner_b) + 1
+                y = top + 0.06 * (k + 1)
+                ax.plot([i, i, j, j], [y - 0.015, y, y, y - 0.015], color="k", lw=0.8)
+                ax.text((i + j) / 2, y, "*", ha="center", va="bottom", fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("consistency (Pearson r)", fontsize=8)
+    for ax in list(axes.flat)[len(anchors) :]:
+        ax.axis("off")
+    _fig_legend(fig, parts, "partner category", loc="outside lower center")
     return add_caption(fig, caption)
 
 
@@ -415,20 +803,23 @@ def anchor_boxes(tidy: pd.DataFrame, caption: str | None = None, title: str = ""
     ax.set_ylabel("anchor consistency (Pearson r)")
     ax.set_xlabel("anchor model (sorted by median)")
     ax.set_title(title, fontsize=10)
-    _legend_for(ax, sorted(set(cat)), title="anchor category", loc="upper left",
-                bbox_to_anchor=(1.01, 1))
+    _legend_for(
+        ax, sorted(set(cat)), title="anchor category", loc="upper left", bbox_to_anchor=(1.01, 1)
+    )
     fig.tight_layout()
     return add_caption(fig, caption)
 
 
-def paired_measures(values: pd.DataFrame, x: str, y: str, caption: str | None = None,
-                    title: str = "") -> Figure:
+def paired_measures(
+    values: pd.DataFrame, x: str, y: str, caption: str | None = None, title: str = ""
+) -> Figure:
     """Category-pair median consistency under two measures (e.g. CKA against mutual kNN)."""
     fig, ax = plt.subplots(figsize=(5.5, 4.6))
     for _, row in values.iterrows():
         ax.scatter(row[x], row[y], color=category_color(row["label"]), s=40)
-        ax.annotate(row["label"], (row[x], row[y]), fontsize=6, xytext=(3, 3),
-                    textcoords="offset points")
+        ax.annotate(
+            row["label"], (row[x], row[y]), fontsize=6, xytext=(3, 3), textcoords="offset points"
+        )
     lo = np.nanmin(values[[x, y]].values)
     hi = np.nanmax(values[[x, y]].values)
     ax.plot([lo, hi], [lo, hi], ls=":", color="#999999")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,13 +11,14 @@ import xarray as xr
 from helpers_run import write_fake_run
 
 from repsim import analysis as A
-from repsim.errors import StoreError
+from repsim.errors import InputError, StoreError
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> A.Run:
-    return A.load_run(write_fake_run(tmp_path_factory.mktemp("run"), n_per_objective=3,
-                                     features=False))
+    return A.load_run(
+        write_fake_run(tmp_path_factory.mktemp("run"), n_per_objective=3, features=False)
+    )
 
 
 def _lin(x: np.ndarray, y: np.ndarray) -> float:
@@ -54,9 +57,16 @@ def test_pair_table_counts_and_labels(run):
 
 def test_mean_std_is_zero_for_constant_pairs():
     m = np.array([[1.0, 0.5], [0.5, 1.0]])
-    da = xr.DataArray(np.stack([m, m, m]), dims=("dataset", "model_a", "model_b"),
-                      coords={"dataset": list("xyz"), "model_a": ["p", "q"], "model_b": ["p", "q"],
-                              "objective_a": ("model_a", ["S", "S"])})
+    da = xr.DataArray(
+        np.stack([m, m, m]),
+        dims=("dataset", "model_a", "model_b"),
+        coords={
+            "dataset": list("xyz"),
+            "model_a": ["p", "q"],
+            "model_b": ["p", "q"],
+            "objective_a": ("model_a", ["S", "S"]),
+        },
+    )
     t = A.mean_std_across_datasets(da)
     assert t["mean"].item() == pytest.approx(0.5) and t["std"].item() == pytest.approx(0.0)
 
@@ -73,16 +83,20 @@ def test_consistency_values_and_summary(run):
     assert list(A.consistency_summary(obj).label) == order
     sub = A.consistency_values(run.consistency, "cka_linear", "all", datasets=["shapes", "digits"])
     assert len(sub) == 1
-    spread = A.grouping_spread(A.consistency_values(run.consistency, "cka_linear",
-                                                    ["all", "objective", "size_class"]))
+    spread = A.grouping_spread(
+        A.consistency_values(run.consistency, "cka_linear", ["all", "objective", "size_class"])
+    )
     assert spread.group_by.iloc[0] == "objective"
 
 
 def test_rank_sum_tests_bonferroni():
     rng = np.random.default_rng(0)
-    rows = [{"anchor": f"{c}{i}", "category": c, "consistency": v}
-            for c, mu in (("hi", 0.9), ("lo", 0.2), ("lo2", 0.21)) for i in range(12)
-            for v in mu + 0.02 * rng.normal(size=3)]
+    rows = [
+        {"anchor": f"{c}{i}", "category": c, "consistency": v}
+        for c, mu in (("hi", 0.9), ("lo", 0.2), ("lo2", 0.21))
+        for i in range(12)
+        for v in mu + 0.02 * rng.normal(size=3)
+    ]
     out = A.rank_sum_tests(pd.DataFrame(rows), alpha=0.01)
     assert len(out) == 3
     assert np.allclose(out.p_bonferroni, np.minimum(out.p * 3, 1))
@@ -114,17 +128,48 @@ def test_domain_order(run):
 
 def test_stability_error_shrinks_with_n(rng):
     base = rng.normal(size=(400, 6))
-    feats = {f"m{i}": np.tanh(base @ rng.normal(size=(6, 8))) + 0.3 * rng.normal(size=(400, 8))
-             for i in range(3)}
+    feats = {
+        f"m{i}": np.tanh(base @ rng.normal(size=(6, 8))) + 0.3 * rng.normal(size=(400, 8))
+        for i in range(3)
+    }
     t = A.stability_vs_n(feats, [10, 50, 400], repeats=4, measure=_lin)
     err = t.groupby("n").abs_error.median()
     assert err[10] > err[50] > err[400] - 1e-12 and err[400] == pytest.approx(0.0)
 
 
-def test_bootstrap_pairs(rng):
-    feats = {k: rng.normal(size=(60, 5)) for k in "abc"}
-    t = A.bootstrap_pairs(feats, n_boot=8, measure=_lin)
-    assert len(t) == 3 and (t["std"] > 0).all() and (t.q05 <= t.q95).all()
+def test_subsample_pairs_draws_distinct_stimuli(rng):
+    n = 60
+    feats = {k: np.hstack([np.arange(n)[:, None], rng.normal(size=(n, 5))]) for k in "abc"}
+    seen = []
+
+    def spy(x, y):  # column 0 holds the stimulus index: record which stimuli each call got
+        seen.append(x[:, 0].copy())
+        return _lin(x[:, 1:], y[:, 1:])
+
+    t = A.subsample_pairs(feats, n_draws=8, measure=spy)
+    subsets = [s for s in seen if len(s) < n]
+    assert len(t) == 3 and len(subsets) == 3 * 8
+    assert all(len(s) == 30 and len(np.unique(s)) == 30 for s in subsets)  # no duplicate rows
+    assert (t.m == 30).all() and (t.n == n).all()
+    np.testing.assert_allclose(t["se"], t["std"])  # m = n/2: the factor sqrt(m/(n-m)) is 1
+    assert (t["std"] > 0).all() and (t.q05 <= t.q95).all()
+    t3 = A.subsample_pairs(feats, n_draws=4, fraction=0.75, measure=_lin)
+    np.testing.assert_allclose(t3["se"], t3["std"] * np.sqrt(45 / 15))
+    with pytest.raises(InputError, match="fraction"):
+        A.subsample_pairs(feats, fraction=1.0, measure=_lin)
+
+
+def test_resampling_with_replacement_biases_unbiased_cka():
+    """Why subsample_pairs draws without replacement: for independent features (true CKA 0),
+    unbiased CKA on with-replacement resamples is far above 0, on distinct subsets it is not."""
+    from repsim.measures import cka
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(200, 50)), rng.normal(size=(200, 50))
+    boot = [cka(x[i], y[i]) for i in (rng.integers(0, 200, 200) for _ in range(10))]
+    sub = A.subsample_pairs({"x": x, "y": y}, n_draws=10, fraction=0.5)
+    assert np.mean(boot) > 0.1
+    assert abs(sub["mean"].iloc[0]) < 0.02
 
 
 def test_pick_models():
@@ -144,12 +189,18 @@ def _small_sim(objectives, n_datasets=3, domains=None, seed=0) -> xr.Dataset:
     dsets = [f"d{k}" for k in range(n_datasets)]
     return xr.Dataset(
         {"cka_linear": (("dataset", "model_a", "model_b"), vals)},
-        coords={"dataset": dsets, "model_a": ids, "model_b": ids,
-                "domain": ("dataset", domains or ["Structured"] * n_datasets),
-                "objective_a": ("model_a", list(objectives)),
-                "objective_b": ("model_b", list(objectives)),
-                "data_class_a": ("model_a", [""] * n), "data_class_b": ("model_b", [""] * n)},
-        attrs={"run": "small"})
+        coords={
+            "dataset": dsets,
+            "model_a": ids,
+            "model_b": ids,
+            "domain": ("dataset", domains or ["Structured"] * n_datasets),
+            "objective_a": ("model_a", list(objectives)),
+            "objective_b": ("model_b", list(objectives)),
+            "data_class_a": ("model_a", [""] * n),
+            "data_class_b": ("model_b", [""] * n),
+        },
+        attrs={"run": "small"},
+    )
 
 
 def _small_cons() -> xr.Dataset:
@@ -157,13 +208,23 @@ def _small_cons() -> xr.Dataset:
     gp = ["all", "objective: Self-Supervised | Supervised", "data_class:  | "]
     m = np.array([[1.0, 0.5, -0.2], [0.5, 1.0, 0.8], [-0.2, 0.8, 1.0]])
     return xr.Dataset(
-        {"consistency": (("measure", "group_pair", "dataset_a", "dataset_b"),
-                         np.stack([m, -np.sign(m), m])[None])},
-        coords={"measure": ["cka_linear"], "group_pair": gp, "dataset_a": ["a", "b", "c"],
-                "dataset_b": ["a", "b", "c"], "group_by": ("group_pair", ["all", "objective", "data_class"]),
-                "group_a": ("group_pair", ["all", "Self-Supervised", ""]),
-                "group_b": ("group_pair", ["all", "Supervised", ""]),
-                "n_pairs": ("group_pair", [3, 2, 3])})
+        {
+            "consistency": (
+                ("measure", "group_pair", "dataset_a", "dataset_b"),
+                np.stack([m, -np.sign(m), m])[None],
+            )
+        },
+        coords={
+            "measure": ["cka_linear"],
+            "group_pair": gp,
+            "dataset_a": ["a", "b", "c"],
+            "dataset_b": ["a", "b", "c"],
+            "group_by": ("group_pair", ["all", "objective", "data_class"]),
+            "group_a": ("group_pair", ["all", "Self-Supervised", ""]),
+            "group_b": ("group_pair", ["all", "Supervised", ""]),
+            "n_pairs": ("group_pair", [3, 2, 3]),
+        },
+    )
 
 
 def test_consistency_values_drop_two_point_and_unknown_pairs():
@@ -184,18 +245,21 @@ def test_grouping_spread_needs_two_category_pairs(run):
 
 def test_overview_text_without_same_category_pairs():
     tidy = A.consistency_values(_small_cons(), "cka_linear", ["all", *A.CATEGORY_FIELDS])
-    text = A.overview_text(A.consistency_summary(tidy), A.grouping_spread(tidy), "cka_linear",
-                           "objective")
+    text = A.overview_text(
+        A.consistency_summary(tidy), A.grouping_spread(tidy), "cka_linear", "objective"
+    )
     assert "0.50" in text and "cannot be made" in text and "agrees" not in text
 
 
 def test_overview_text_compares_with_the_study(run):
     tidy = A.consistency_values(run.consistency, "cka_linear", ["all", *A.CATEGORY_FIELDS])
-    text = A.overview_text(A.consistency_summary(tidy), A.grouping_spread(tidy), "cka_linear",
-                           "objective")
+    text = A.overview_text(
+        A.consistency_summary(tidy), A.grouping_spread(tidy), "cka_linear", "objective"
+    )
     assert "most consistent" in text and "This run" in text
     assert ("agrees with its finding that the objective" in text) == (
-        A.grouping_spread(tidy).group_by.iloc[0] == "objective")
+        A.grouping_spread(tidy).group_by.iloc[0] == "objective"
+    )
 
 
 def test_unknown_metadata_is_one_label():
@@ -253,8 +317,9 @@ def test_chapter_need_says_why(tmp_path):
 
 
 def test_rank_sum_text_with_untestable_groups():
-    tidy = pd.DataFrame({"anchor": ["a", "b", "c"], "category": ["S", "T", "T"],
-                         "consistency": [0.1, 0.5, 0.6]})
+    tidy = pd.DataFrame(
+        {"anchor": ["a", "b", "c"], "category": ["S", "T", "T"], "consistency": [0.1, 0.5, 0.6]}
+    )
     tests = A.rank_sum_tests(tidy)
     assert tests.p.isna().all()
     assert "No two categories" in A.rank_sum_text(tests, 0.01)
@@ -265,8 +330,14 @@ def test_spread_over_domains_and_domain_contrast():
     doms = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}
     assert A.spread_over_domains(order, doms, 3) == ["a1", "b1", "c1"]
     assert A.spread_over_domains(order, doms, 10) == order
-    tidy = pd.DataFrame({"group_pair": "all", "dataset_a": ["a1", "a1"], "dataset_b": ["a2", "b1"],
-                         "consistency": [0.9, 0.3]})
+    tidy = pd.DataFrame(
+        {
+            "group_pair": "all",
+            "dataset_a": ["a1", "a1"],
+            "dataset_b": ["a2", "b1"],
+            "consistency": [0.9, 0.3],
+        }
+    )
     table = A.domain_contrast(tidy, doms)
     assert "more consistent" in A.domain_contrast_text(table)
     one = A.domain_contrast(tidy.iloc[:1], doms)
@@ -291,3 +362,105 @@ def test_read_features_skips_missing_models(tmp_path):
     small = A.read_features(r, "shapes", ids[:2], max_rows=10)
     assert all(len(f) == 10 for f in small.values())
     assert np.allclose(small[ids[1]], A.read_features(r, "shapes", ids[:2], max_rows=10)[ids[1]])
+
+
+# ------------------------------------------------------------ the study's figures 2-4 and appendices
+def _blocks_sim(n_datasets: int = 3, seed: int = 0, k: int = 3) -> xr.DataArray:
+    """Two objectives of k models each forming two similarity blocks, with noise per dataset."""
+    rng = np.random.default_rng(seed)
+    ids = [f"s{i + 1}" for i in range(k)] + [f"t{i + 1}" for i in range(k)]
+    obj = ["S"] * k + ["T"] * k
+    base = np.kron(np.eye(2), np.full((k, k), 0.6)) + 0.2
+    vals = []
+    for _ in range(n_datasets):
+        m = base + rng.uniform(-0.05, 0.05, size=base.shape)
+        m = (m + m.T) / 2
+        np.fill_diagonal(m, 1.0)
+        vals.append(m)
+    return xr.DataArray(
+        np.stack(vals),
+        dims=("dataset", "model_a", "model_b"),
+        coords={
+            "dataset": [f"d{i}" for i in range(n_datasets)],
+            "model_a": ids,
+            "model_b": ids,
+            "objective_a": ("model_a", obj),
+            "objective_b": ("model_b", obj),
+        },
+        name="cka_linear",
+    )
+
+
+def test_mean_std_matrices_by_hand():
+    da = _blocks_sim()
+    mean, std = A.mean_std_matrices(da)
+    v = da.values
+    np.testing.assert_allclose(mean.values, v.sum(0) / 3, rtol=1e-12)
+    np.testing.assert_allclose(
+        std.values, np.sqrt(((v - v.sum(0) / 3) ** 2).sum(0) / 2), rtol=1e-12, atol=1e-15
+    )
+    assert list(mean.objective_a.values) == ["S", "S", "S", "T", "T", "T"]
+    m_arc, _ = A.mean_std_matrices(da, "arccos")
+    assert m_arc.values[0, 1] == pytest.approx(sum(math.acos(x) for x in v[:, 0, 1]) / 3)
+    t = A.mean_std_across_datasets(da, transform="tan")
+    row = t[(t.model_a == "s1") & (t.model_b == "t2")].iloc[0]
+    assert row["mean"] == pytest.approx(sum(math.tan(x) for x in v[:, 0, 4]) / 3)
+
+
+def test_common_model_order_groups_by_category_then_cluster():
+    da = _blocks_sim()
+    perm = ["t2", "s1", "t1", "s3", "t3", "s2"]
+    order = A.common_model_order(da.sel(model_a=perm, model_b=perm))
+    assert sorted(order[:3]) == ["s1", "s2", "s3"] and sorted(order[3:]) == ["t1", "t2", "t3"]
+    mixed = da.assign_coords(objective_a=("model_a", ["S", "T", "S", "T", "S", "T"]))
+    order = A.common_model_order(mixed)  # within one category, clustering keeps s* and t* apart
+    assert [m[0] for m in order[:3]] in (["s", "s", "t"], ["t", "s", "s"])
+
+
+def test_measure_means_by_hand():
+    da = _blocks_sim()
+    sim = xr.Dataset({"cka_linear": da, "rsa_spearman": da * 0.5})
+    t = A.measure_means(sim, ["cka_linear", "rsa_spearman", "not_there"])
+    assert list(t.columns) == ["model_a", "model_b", "category_pair", "cka_linear", "rsa_spearman"]
+    row = t[(t.model_a == "s2") & (t.model_b == "t3")].iloc[0]
+    assert row["cka_linear"] == pytest.approx(da.values[:, 1, 5].sum() / 3)
+    assert row["rsa_spearman"] == pytest.approx(row["cka_linear"] / 2)
+    with pytest.raises(InputError, match="none of"):
+        A.measure_means(sim, ["nope"])
+
+
+@pytest.mark.parametrize("method", ["tsne", "mds"])
+def test_model_embedding_separates_blocks_and_is_seeded(method):
+    k = 10
+    da = _blocks_sim(k=k)
+    emb = A.model_embedding(da, method, seed=42)
+    again = A.model_embedding(da, method, seed=42)
+    np.testing.assert_array_equal(emb[["x", "y"]].values, again[["x", "y"]].values)
+    xy = emb[["x", "y"]].values
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    within = max(d[:k, :k].max(), d[k:, k:].max())
+    assert d[:k, k:].min() > within  # every cross-block distance beats every within-block one
+    assert list(emb.category) == ["S"] * k + ["T"] * k
+    small = A.model_embedding(_blocks_sim(k=2), method)  # 4 models: perplexity lowered to 3
+    assert len(small) == 4 and np.isfinite(small[["x", "y"]].values).all()
+    with pytest.raises(InputError, match="method"):
+        A.model_embedding(da, "umap")
+
+
+def test_consistency_pairs_match_consistency_values(run):
+    t = A.consistency_pairs(
+        run.consistency,
+        ("cka_linear", "consistency"),
+        ("mutual_knn_10", "consistency_spearman"),
+        ("all", "objective"),
+    )
+    x = A.consistency_values(run.consistency, "cka_linear", ("all", "objective"))
+    y = A.consistency_values(
+        run.consistency, "mutual_knn_10", ("all", "objective"), "consistency_spearman"
+    )
+    assert len(t) == len(x) == len(y)
+    np.testing.assert_allclose(t["x"].values, x["consistency"].values)
+    np.testing.assert_allclose(t["y"].values, y["consistency"].values)
+    assert "all" in set(t.label)
+    with pytest.raises(InputError, match="no consistency"):
+        A.consistency_pairs(run.consistency, ("nope", "consistency"), ("cka_linear", "consistency"))

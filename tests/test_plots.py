@@ -18,8 +18,9 @@ from repsim import plots as P  # noqa: E402
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> A.Run:
-    return A.load_run(write_fake_run(tmp_path_factory.mktemp("run"), n_per_objective=3,
-                                     features=False))
+    return A.load_run(
+        write_fake_run(tmp_path_factory.mktemp("run"), n_per_objective=3, features=False)
+    )
 
 
 def _check(fig, caption: str | None = None) -> None:
@@ -62,8 +63,12 @@ def test_consistency_figures(run):
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels == A.median_order(tidy)
     _check(fig)
-    doms = dict(zip(map(str, run.similarity.dataset.values), map(str, run.similarity.domain.values)))
-    _check(P.consistency_heatmaps(cons, "cka_linear", ["all"], A.domain_order(run.similarity), doms))
+    doms = dict(
+        zip(map(str, run.similarity.dataset.values), map(str, run.similarity.domain.values))
+    )
+    _check(
+        P.consistency_heatmaps(cons, "cka_linear", ["all"], A.domain_order(run.similarity), doms)
+    )
     av = A.anchor_values(cons, "cka_linear")
     _check(P.anchor_boxes(av))
     summ = A.consistency_summary(tidy).set_index("label")["median"]
@@ -82,7 +87,7 @@ def test_behaviour_and_robustness_figures(run, rng):
         return float(np.corrcoef((x @ x.T).ravel(), (y @ y.T).ravel())[0, 1])
 
     _check(P.stability_curve(A.stability_vs_n(feats, [10, 40], 2, measure=lin)))
-    _check(P.bootstrap_errorbars(A.bootstrap_pairs(feats, 5, measure=lin)))
+    _check(P.subsample_errorbars(A.subsample_pairs(feats, 5, measure=lin)))
 
 
 def _sim_with_gaps(n_models: int, rng):
@@ -93,10 +98,17 @@ def _sim_with_gaps(n_models: int, rng):
     objs = [("Supervised", "Self-Supervised", "Image-Text", "")[i % 4] for i in range(n_models)]
     vals = rng.uniform(0.1, 0.9, size=(3, n_models, n_models))
     vals = (vals + vals.transpose(0, 2, 1)) / 2
-    return xr.Dataset({"cka_linear": (("dataset", "model_a", "model_b"), vals)},
-                      coords={"dataset": ["a", "b", "c"], "model_a": ids, "model_b": ids,
-                              "domain": ("dataset", ["Structured", "Structured", "Specialized"]),
-                              "objective_a": ("model_a", objs), "objective_b": ("model_b", objs)})
+    return xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), vals)},
+        coords={
+            "dataset": ["a", "b", "c"],
+            "model_a": ids,
+            "model_b": ids,
+            "domain": ("dataset", ["Structured", "Structured", "Specialized"]),
+            "objective_a": ("model_a", objs),
+            "objective_b": ("model_b", objs),
+        },
+    )
 
 
 @pytest.mark.parametrize("n_models", [3, 45])
@@ -114,3 +126,46 @@ def test_similarity_figures_on_sparse_metadata(n_models, rng):
     _check(fig)
     base = pd.DataFrame({"consistency": []})
     _check(P.framework_figure(da, base, "a", "c"))
+
+
+def test_study_figures_of_issue_14(run):
+    """Fig. 2 (common order, mean and std), Fig. 3b/c, Fig. 4, App. D, E, F, Spearman."""
+    from repsim.consistency import (
+        anchor_partner_consistency,
+        partner_rank_sum_tests,
+        to_tidy,
+        transform_comparison,
+    )
+
+    sim, cons = run.similarity, run.consistency
+    da = sim["cka_linear"]
+    datasets = A.domain_order(sim)
+    order = A.common_model_order(da)
+    mean, std = A.mean_std_matrices(da)
+    fig = P.matrices_common_order(da, datasets, order, mean, std, caption="common")
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "mean across datasets" in titles and "std across datasets" in titles
+    assert sum(ax.get_label() == "<colorbar>" for ax in fig.axes) == 2
+    _check(fig, "common")
+    means = A.measure_means(sim, ["cka_linear", "cka_rbf_0.4", "rsa_spearman"])
+    fig = P.measure_mean_scatter(means, "cka_linear", ["cka_rbf_0.4", "rsa_spearman"])
+    assert [ax.get_ylabel() for ax in fig.axes] == [
+        "mean cka_rbf_0.4 across datasets",
+        "mean rsa_spearman across datasets",
+    ]
+    _check(fig)
+    emb = A.model_embedding(da, "mds", seed=42)
+    _check(P.model_map(emb, title="MDS", caption="seed 42"), "seed 42")
+    tables = {t or "none": A.mean_std_across_datasets(da, transform=t) for t in (None, "tan")}
+    _check(P.transformed_mean_std(tables, "cka_linear"))
+    _check(P.transform_consistency(transform_comparison(da)))
+    pairs = A.consistency_pairs(
+        cons, ("cka_linear", "consistency"), ("cka_linear", "consistency_spearman")
+    )
+    _check(P.consistency_agreement(pairs, "Pearson", "Spearman", title="robustness"))
+    anchors = [str(m) for m in da.model_a.values[::3]]
+    part = anchor_partner_consistency(da, anchors)
+    tests = partner_rank_sum_tests(part)
+    fig = P.anchor_partner_boxes(to_tidy(part), tests)
+    assert {ax.get_title().split("\n")[0] for ax in fig.axes if ax.has_data()} == set(anchors)
+    _check(fig)
