@@ -1,13 +1,28 @@
-"""Reading run configs: YAML files with optional ``include:`` of other YAML files.
+"""Reading run configs: YAML files with optional ``include:``, parsed into typed, frozen sections.
 
-A config names models, datasets, measures and run options. This module only reads and merges
-the YAML; :mod:`repsim.zoo` and :mod:`repsim.stimuli` turn the ``models:`` and ``datasets:``
-entries into validated specs. Relative paths inside a config are relative to the file that
-contains them (``resolve_path``), so configs work from any working directory.
+A config names models, datasets, measures and run options. :func:`load_config` reads the YAML and
+merges includes; :func:`parse_config` turns the merged mapping into a :class:`RunConfig` whose
+sections are frozen dataclasses, checking every key and value first: an unknown key at any level
+is an error with a did-you-mean, and a value of the wrong type or range (``enabled: "no"``,
+``threads: two``) is an error naming the key, never a silent default or a traceback later.
+:mod:`repsim.zoo` and :mod:`repsim.stimuli` turn the ``models:`` and ``datasets:`` entries into
+validated specs. Relative paths inside a config are relative to the file that contains them
+(``resolve_path``), so configs work from any working directory.
+
+The include rule: ``models`` and ``datasets`` are collections, so the entries of the included
+files come first and the including file's own entries follow (ids must be unique over all of
+them). Every other key is a setting, and the including file's value *replaces* the included one:
+lists such as ``measures`` are replaced whole (so a config can narrow them), and mappings such
+as ``probe:`` are merged key by key (``probe: {seeds: [0]}`` changes only the seeds).
 """
 
 from __future__ import annotations
 
+import difflib
+import math
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +32,301 @@ from repsim.errors import ConfigError
 
 CONFIG_DIR_KEY = "_config_dir"
 
+#: top-level keys of a config file, and what each holds (for error messages)
+TOP_LEVEL_KEYS: dict[str, str] = {
+    "name": "the run's name",
+    "include": "other config files merged first",
+    "models": "list of model entries",
+    "datasets": "list of dataset entries",
+    "measures": "list of measure names",
+    "stimuli": "similarity subset options (max_images, per_class, seed)",
+    "extract": "extraction options",
+    "probe": "linear probe options",
+    "similarity": "similarity engine options",
+    "select": "the subset of models/datasets to run",
+    "threads": "fixed torch threads",
+    "cluster": "dask-jobqueue options",
+}
+#: keys that hold lists of entries, concatenated over includes
+COLLECTION_KEYS = ("models", "datasets")
 
+#: model and dataset ids become file and group names inside a run folder: one safe segment each
+#: (a dataset id may have several, ``wds/vtab/cifar10``), never ``.``/``..``, a leading dot or a
+#: backslash, so no id can name a path outside the run folder.
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@,-]*")
+
+
+# ----------------------------------------------------------------------------- helpers
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str, hint: str = "") -> None:
+    """ConfigError naming every key of ``mapping`` not in ``allowed``, each with a did-you-mean."""
+    allowed = [k for k in allowed if not str(k).startswith("_")]
+    unknown = [k for k in mapping if not str(k).startswith("_") and k not in allowed]
+    if unknown:
+        parts = [f"{k!r}{did_you_mean(k, allowed)}" for k in unknown]
+        raise ConfigError(
+            f"{where}: unknown key{'s' if len(parts) > 1 else ''} {', '.join(parts)}; "
+            f"allowed keys are {', '.join(sorted(allowed)) or 'none'}{hint}"
+        )
+
+
+def check_id(value: Any, kind: str, *, allow_slash: bool = False) -> str:
+    """A model or dataset id that is safe as a file name inside the run folder, else ConfigError."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{kind} id {value!r} must be a non-empty string")
+    segments = value.split("/") if allow_slash else [value]
+    if not all(_SEGMENT.fullmatch(s) for s in segments) or ".." in value:
+        sep = " separated by '/'" if allow_slash else ""
+        raise ConfigError(
+            f"{kind} id {value!r} cannot be used: ids name files inside the run folder, so they must be "
+            f"letters, digits and . _ - + = @ ,{sep}, start with a letter or digit, and not contain "
+            "'..'; rename it (e.g. "
+            f"{re.sub(r'[^A-Za-z0-9._+=@,-]+', '-', value).strip('.-') or 'model-1'!r})"
+        )
+    return value
+
+
+def select_ids(items: Iterable[Any], wanted: Iterable[str] | None, kind: str, where: str) -> list[Any]:
+    """The ``items`` (specs with an ``id``) named in ``select.<kind>``, in that order (None: all).
+
+    Every unknown id is listed, each with a did-you-mean, before anything runs.
+    """
+    items = list(items)
+    if wanted is None:
+        return items
+    by_id = {item.id: item for item in items}
+    unknown = [w for w in wanted if w not in by_id]
+    if unknown:
+        known = sorted(by_id)
+        shown = ", ".join(known[:30]) + (f", ... ({len(known)} in all)" if len(known) > 30 else "")
+        parts = [f"{u!r}{did_you_mean(u, known)}" for u in unknown]
+        raise ConfigError(
+            f"{where}: select.{kind} names {len(unknown)} unknown id{'s' if len(unknown) > 1 else ''}: "
+            f"{', '.join(parts)}; the config's {kind} are: {shown or 'none'}"
+        )
+    return [by_id[w] for w in wanted]
+
+
+def _type_name(value: Any) -> str:
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
+# ----------------------------------------------------------------------------- value checks
+Check = Callable[[Any, str], Any]
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{where} must be true or false, got {value!r} ({_type_name(value)}); write true or false "
+            "without quotes"
+        )
+    return value
+
+
+def _int(minimum: int) -> Check:
+    def check(value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ConfigError(f"{where} must be {what}, got {value!r} ({_type_name(value)})")
+        return int(value)
+
+    return check
+
+
+def _float(low: float, high: float = math.inf, *, open_high: bool = False) -> Check:
+    def check(value: Any, where: str) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok:
+            ok = value > low and (value < high if open_high else value <= high)
+        if not ok:
+            rng = f"in ({low:g}, {high:g}{')' if open_high else ']'}" if math.isfinite(high) else f"> {low:g}"
+            raise ConfigError(f"{where} must be a number {rng}, got {value!r} ({_type_name(value)})")
+        return float(value)
+
+    return check
+
+
+def _optional(check: Check) -> Check:
+    def inner(value: Any, where: str) -> Any:
+        return None if value is None else check(value, where)
+
+    return inner
+
+
+def _list(item: Check, *, unique: bool = False) -> Check:
+    def check(value: Any, where: str) -> tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r} ({_type_name(value)})")
+        if not value:
+            raise ConfigError(f"{where} is an empty list; give at least one value or remove the key")
+        out = tuple(item(v, f"{where}[{i}]") for i, v in enumerate(value))
+        if unique:
+            dups = sorted({str(v) for v in out if out.count(v) > 1})
+            if dups:
+                raise ConfigError(f"{where} lists {dups} more than once")
+        return out
+
+    return check
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where} must be a non-empty string, got {value!r} ({_type_name(value)})")
+    return value
+
+
+def _precision(value: Any, where: str) -> str:
+    from repsim.extract import check_precision
+
+    try:
+        return check_precision(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _opt(default: Any, check: Check) -> Any:
+    """A section field: its default and the check its config value must pass."""
+    return field(default=default, metadata={"check": check})
+
+
+# ----------------------------------------------------------------------------- sections
+class Section:
+    """A frozen options section; ``to_dict()`` gives the options that are set (None = default)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if v is not None}  # type: ignore[call-overload]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+@dataclass(frozen=True)
+class StimuliOptions(Section):
+    """``stimuli:``: how the similarity subset of each dataset's train split is drawn."""
+
+    max_images: int = _opt(10000, _int(1))
+    per_class: int | None = _opt(None, _optional(_int(1)))
+    seed: int = _opt(42, _int(0))
+
+
+@dataclass(frozen=True)
+class ExtractOptions(Section):
+    """``extract:``: feature extraction (None = the extraction's default)."""
+
+    batch_size: int = _opt(256, _int(1))
+    precision: str = _opt("float32", _precision)
+    pretrained: bool | None = _opt(None, _optional(_bool))
+    keep_raw: bool | None = _opt(None, _optional(_bool))
+    max_decoded: int | None = _opt(None, _optional(_int(1)))
+
+
+@dataclass(frozen=True)
+class ProbeOptions(Section):
+    """``probe:``: ``enabled`` plus keywords of :func:`repsim.linear_probe` (None = its default)."""
+
+    enabled: bool = _opt(True, _bool)
+    seeds: tuple[int, ...] | None = _opt(None, _optional(_list(_int(0), unique=True)))
+    lrs: tuple[float, ...] | None = _opt(None, _optional(_list(_float(0.0))))
+    wds: tuple[float, ...] | None = _opt(None, _optional(_list(_float(0.0))))
+    epochs: int | None = _opt(None, _optional(_int(1)))
+    batch_size: int | None = _opt(None, _optional(_int(1)))
+    val_fraction: float | None = _opt(None, _optional(_float(0.0, 1.0, open_high=True)))
+    normalize: bool | None = _opt(None, _optional(_bool))
+    shared_search: bool | None = _opt(None, _optional(_bool))
+
+    def kwargs(self) -> dict[str, Any]:
+        """The keywords to pass to :func:`repsim.linear_probe`."""
+        return {k: v for k, v in self.to_dict().items() if k != "enabled"}
+
+
+@dataclass(frozen=True)
+class SimilarityOptions(Section):
+    """``similarity:``: options of the all-pairs engine :func:`repsim.measures.similarity_matrices`."""
+
+    memory_budget_gb: float | None = _opt(None, _optional(_float(0.0)))
+    progress: bool | None = _opt(None, _optional(_bool))
+
+
+@dataclass(frozen=True)
+class SelectOptions(Section):
+    """``select:``: run only these models / datasets (in this order); None = all."""
+
+    models: tuple[str, ...] | None = _opt(None, _optional(_list(_str, unique=True)))
+    datasets: tuple[str, ...] | None = _opt(None, _optional(_list(_str, unique=True)))
+
+
+def parse_section(cls: type, value: Any, where: str) -> Any:
+    """Check a mapping against the fields of section ``cls`` and build it."""
+    if value is None:
+        return cls()
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping of options, got {value!r} ({_type_name(value)})")
+    specs = {f.name: f for f in fields(cls)}
+    check_keys(value, specs, where)
+    return cls(**{k: specs[k].metadata["check"](v, f"{where}.{k}") for k, v in value.items()})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole config, checked: run options as typed sections, model/dataset entries as mappings.
+
+    The entries are validated into specs by :func:`repsim.zoo.parse_models` and
+    :func:`repsim.stimuli.parse_datasets` (see :func:`repsim.plan.load_plan`).
+    """
+
+    name: str
+    path: str
+    models: tuple[Mapping[str, Any], ...]
+    datasets: tuple[Mapping[str, Any], ...]
+    measures: tuple[str, ...] | None = None
+    stimuli: StimuliOptions = field(default_factory=StimuliOptions)
+    extract: ExtractOptions = field(default_factory=ExtractOptions)
+    probe: ProbeOptions = field(default_factory=ProbeOptions)
+    similarity: SimilarityOptions = field(default_factory=SimilarityOptions)
+    select: SelectOptions = field(default_factory=SelectOptions)
+    threads: int | None = None
+    cluster: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_config(raw: Mapping[str, Any]) -> RunConfig:
+    """Check a merged config (from :func:`load_config`) and build its :class:`RunConfig`."""
+    where = str(raw.get("_path", "config"))
+    check_keys(raw, TOP_LEVEL_KEYS, where)
+    for key in COLLECTION_KEYS:
+        value = raw.get(key)
+        if value is not None and not isinstance(value, list):
+            raise ConfigError(f"{where}: '{key}' must be a list of entries, got {_type_name(value)}")
+    measures = raw.get("measures")
+    if measures is not None:
+        measures = _list(_str, unique=True)(measures, f"{where}: measures")
+    threads = raw.get("threads")
+    if threads is not None:
+        threads = _int(1)(threads, f"{where}: threads")
+    cluster = raw.get("cluster") or {}
+    if not isinstance(cluster, Mapping):
+        raise ConfigError(f"{where}: cluster must be a mapping of dask-jobqueue options, got {cluster!r}")
+    name = raw.get("name", Path(where).stem)
+    return RunConfig(
+        name=_str(name, f"{where}: name") if not isinstance(name, (int, float)) else str(name),
+        path=where,
+        models=tuple(raw.get("models") or ()),
+        datasets=tuple(raw.get("datasets") or ()),
+        measures=measures,
+        stimuli=parse_section(StimuliOptions, raw.get("stimuli"), f"{where}: stimuli"),
+        extract=parse_section(ExtractOptions, raw.get("extract"), f"{where}: extract"),
+        probe=parse_section(ProbeOptions, raw.get("probe"), f"{where}: probe"),
+        similarity=parse_section(SimilarityOptions, raw.get("similarity"), f"{where}: similarity"),
+        select=parse_section(SelectOptions, raw.get("select"), f"{where}: select"),
+        threads=threads,
+        cluster=dict(cluster),
+    )
+
+
+# ----------------------------------------------------------------------------- reading YAML
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read one YAML mapping, raising ConfigError with the file name on any problem."""
     path = Path(path)
@@ -27,6 +336,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc}); check the path and permissions") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -45,26 +356,30 @@ def _tag_dir(entries: list, directory: Path) -> list:
 
 
 def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Load a config and everything it includes.
+    """Load a config and everything it includes, as one merged mapping.
 
-    ``include: [a.yaml, b.yaml]`` merges the included files first; lists (``models``, ``datasets``)
-    are concatenated in order, mappings are merged with the including file winning. Every
-    dict entry of ``models``/``datasets`` carries ``_config_dir`` so relative paths resolve
-    against the file it was written in.
+    ``include: [a.yaml, b.yaml]`` merges the included files first, then the file itself (see the
+    module docstring for the rule: entries of ``models``/``datasets`` are concatenated, every
+    other key is overridden by the including file). Each file's top-level keys are checked here,
+    so a typo names the file it is in. Every dict entry of ``models``/``datasets`` carries
+    ``_config_dir`` so relative paths resolve against the file it was written in.
     """
     path = Path(path).resolve()
     if path in _seen:
         raise ConfigError(f"config include cycle: {' -> '.join(map(str, (*_seen, path)))}")
     raw = read_yaml(path)
+    check_keys(raw, TOP_LEVEL_KEYS, str(path))
     name = raw.get("name", path.stem)
     merged: dict[str, Any] = {}
     includes = raw.pop("include", []) or []
     if isinstance(includes, str):
         includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        raise ConfigError(f"{path}: include must be a file name or a list of file names, got {includes!r}")
     for inc in includes:
         sub = load_config(path.parent / inc, (*_seen, path))
         _merge_into(merged, sub)
-    for key in ("models", "datasets"):
+    for key in COLLECTION_KEYS:
         if key in raw:
             if not isinstance(raw[key], list):
                 raise ConfigError(f"{path}: '{key}' must be a list")
@@ -76,8 +391,9 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
 
 
 def _merge_into(base: dict, new: dict) -> None:
+    """The include rule: collections concatenate, mappings merge key by key, the rest is replaced."""
     for key, value in new.items():
-        if isinstance(value, list) and isinstance(base.get(key), list):
+        if key in COLLECTION_KEYS and isinstance(value, list) and isinstance(base.get(key), list):
             base[key] = base[key] + value
         elif isinstance(value, dict) and isinstance(base.get(key), dict):
             base[key] = {**base[key], **value}

@@ -1,18 +1,33 @@
 """A run plan: the validated contents of a config, checked before any work starts.
 
-Everything that can be wrong with a config (unknown loader, missing dataset files, unknown measure,
-a missing weights file) is found here, in seconds, rather than an hour into extraction.
+Everything that can be wrong with a config (an unknown key or loader, a value of the wrong type,
+an unknown measure or one that needs more stimuli than a dataset gives, a model that does not
+build, a weights file that is missing, truncated or for another architecture, weights that cannot
+be downloaded) is found here, in seconds, rather than an hour into extraction.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
+import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repsim.config import load_config
-from repsim.errors import ConfigError, InputError
+from repsim.config import (
+    RunConfig,
+    check_keys,
+    did_you_mean,
+    load_config,
+    parse_config,
+    select_ids,
+)
+from repsim.errors import ConfigError, InputError, MissingWeightsError, ModelError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MEASURES = (
     "cka_linear",
@@ -21,6 +36,16 @@ DEFAULT_MEASURES = (
     "cka_rbf_0.8",
     "rsa_spearman",
     "mutual_knn_10",
+)
+
+#: measure names offered as did-you-mean suggestions for a misspelt measure
+KNOWN_MEASURES = (
+    *DEFAULT_MEASURES,
+    "cka_linear_biased",
+    "cka_rbf_0.6",
+    "rsa_pearson",
+    "mutual_knn_5",
+    "mutual_knn_20",
 )
 
 # metadata fields carried as coords on the model dims of the result files
@@ -38,7 +63,12 @@ MODEL_COORDS = (
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What a run does: models, datasets, measures and stage options, all validated."""
+    """What a run does: models, datasets, measures and stage options, all validated.
+
+    ``stimuli``, ``extract``, ``probe`` and ``similarity`` are the options as plain dicts (what
+    the stages hash into their cache keys); ``config`` holds the same options as typed, frozen
+    sections (:class:`repsim.config.RunConfig`).
+    """
 
     name: str
     config_path: str
@@ -51,6 +81,7 @@ class RunPlan:
     similarity: dict[str, Any] = field(default_factory=dict)
     threads: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    config: RunConfig | None = field(default=None, compare=False, repr=False)
 
     @property
     def probes_enabled(self) -> bool:
@@ -59,68 +90,148 @@ class RunPlan:
     def model(self, model_id: str) -> Any:
         return next(m for m in self.models if m.id == model_id)
 
+    def check_stimulus_counts(self, counts: Mapping[str, int]) -> None:
+        """ConfigError when a measure needs more stimuli than a dataset's similarity subset has.
 
-def load_plan(config_path: str | Path) -> RunPlan:
-    """Read a config and validate it completely (specs, measures, files), before any work."""
+        ``counts``: dataset id -> number of similarity stimuli (known once the stimulus tables
+        are written, before any image is decoded for features). Every offending pair is listed.
+        """
+        _check_counts(self.measures, counts, self.config_path, bound=False)
+
+
+def _check_counts(measures: tuple[str, ...], counts: Mapping[str, int], where: str, *, bound: bool) -> None:
+    has = "can have at most" if bound else "has"
+    problems = [
+        f"{m} needs at least {min_n} stimuli; dataset {ds!r} {has} {n} in its similarity subset"
+        for ds, n in counts.items()
+        for m, min_n in _min_n(measures).items()
+        if n < min_n
+    ]
+    if problems:
+        cap = " (stimuli.max_images and per_class cap the subset)" if bound else ""
+        raise ConfigError(
+            f"{where}: measures do not fit the data{cap}:\n  " + "\n  ".join(problems)
+            + "\nLower k (e.g. mutual_knn_10), drop the measure from 'measures:', raise "
+            "stimuli.max_images, or leave the dataset out with select: {datasets: [...]}"
+        )
+
+
+def _min_n(measures: tuple[str, ...]) -> dict[str, int]:
     from repsim.measures import parse_measure
+
+    return {m: int(parse_measure(m).min_n) for m in measures}
+
+
+def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
+    """Read a config and validate it completely, before any work.
+
+    Config keys, types and ranges, ids, ``select:``, measures (also against the largest
+    similarity subset each dataset can have), probe and similarity options against the functions
+    that take them, files named in the config and, with ``check_models``, every model: built on
+    the meta device, its weights file opened and matched against the architecture, and weights to
+    be downloaded checked to be reachable (:func:`repsim.zoo.check.check_spec`).
+    """
     from repsim.stimuli import parse_datasets
     from repsim.zoo import parse_models
 
     raw = load_config(config_path)
-    if not raw.get("models"):
-        raise ConfigError(f"{config_path}: no models configured (a 'models:' list, or include a file with one)")
-    if not raw.get("datasets"):
-        raise ConfigError(f"{config_path}: no datasets configured (a 'datasets:' list)")
-    models = tuple(parse_models(raw["models"]))
-    datasets = tuple(parse_datasets(raw["datasets"], defaults=raw.get("stimuli")))
-    models, datasets = _select(models, datasets, raw.get("select") or {}, config_path)
-    measures = tuple(raw.get("measures") or DEFAULT_MEASURES)
-    for name in measures:
-        try:
-            parse_measure(name)
-        except InputError as exc:
-            raise ConfigError(f"{config_path}: measures: {exc}") from None
-    probe = {"enabled": True, **(raw.get("probe") or {})}
-    extract = {"batch_size": 256, "precision": "float32", **(raw.get("extract") or {})}
-    from repsim.extract import check_precision
-
-    try:
-        check_precision(extract["precision"])
-    except ConfigError as exc:
-        raise ConfigError(f"{config_path}: {exc}") from None
+    cfg = parse_config(raw)
+    where = cfg.path
+    if not cfg.models:
+        raise ConfigError(f"{where}: no models configured (a 'models:' list, or include a file with one)")
+    if not cfg.datasets:
+        raise ConfigError(f"{where}: no datasets configured (a 'datasets:' list)")
+    models = select_ids(parse_models(cfg.models), cfg.select.models, "models", where)
+    datasets = select_ids(
+        parse_datasets(cfg.datasets, defaults=cfg.stimuli.to_dict()), cfg.select.datasets, "datasets", where
+    )
+    measures = _check_measures(cfg.measures or DEFAULT_MEASURES, where)
+    _check_signatures(cfg)
     plan = RunPlan(
-        name=str(raw["name"]),
+        name=cfg.name,
         config_path=str(raw["_path"]),
-        models=models,
-        datasets=datasets,
+        models=tuple(models),
+        datasets=tuple(datasets),
         measures=measures,
-        stimuli={"max_images": 10000, "seed": 42, **(raw.get("stimuli") or {})},
-        extract=extract,
-        probe=probe,
-        similarity={**(raw.get("similarity") or {})},
-        threads=int(raw["threads"]) if raw.get("threads") else None,
+        stimuli=cfg.stimuli.to_dict(),
+        extract=cfg.extract.to_dict(),
+        probe=cfg.probe.to_dict(),
+        similarity=cfg.similarity.to_dict(),
+        threads=cfg.threads,
         raw=raw,
+        config=cfg,
     )
     _check_files(plan)
+    _check_subset_sizes(plan)
+    if check_models:
+        _check_models(plan)
     return plan
 
 
-def _select(models: tuple, datasets: tuple, select: dict[str, Any], config_path: Any) -> tuple[tuple, tuple]:
-    """Keep the models and datasets named under ``select:`` (in that order), e.g. for a small run."""
-    out = []
-    for kind, items in (("models", models), ("datasets", datasets)):
-        wanted = select.get(kind)
-        if not wanted:
-            out.append(items)
-            continue
-        by_id = {item.id: item for item in items}
-        unknown = [w for w in wanted if w not in by_id]
-        if unknown:
-            raise ConfigError(
-                f"{config_path}: select.{kind} names unknown ids {unknown}; known: {sorted(by_id)}"
-            )
-        out.append(tuple(by_id[w] for w in wanted))
-    return out[0], out[1]
+def _check_measures(names: tuple[str, ...], where: str) -> tuple[str, ...]:
+    from repsim.measures import parse_measure
+
+    for name in names:
+        try:
+            parse_measure(name)
+        except InputError as exc:
+            hint = did_you_mean(name, KNOWN_MEASURES)
+            raise ConfigError(f"{where}: measures: {exc}{hint}") from None
+    return tuple(names)
+
+
+def _check_signatures(cfg: RunConfig) -> None:
+    """Probe and similarity options must be keywords of the functions they are passed to."""
+    from repsim.measures import similarity_matrices
+    from repsim.probe import linear_probe
+
+    for func, options, section in (
+        (linear_probe, cfg.probe.kwargs(), "probe"),
+        (similarity_matrices, cfg.similarity.to_dict(), "similarity"),
+    ):
+        params = inspect.signature(func).parameters
+        allowed = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "device"]
+        check_keys(options, allowed, f"{cfg.path}: {section} (keywords of {func.__name__})")
+
+
+def _check_subset_sizes(plan: RunPlan) -> None:
+    """Measures against the largest similarity subset each dataset can have (from its spec)."""
+    bounds = {}
+    for ds in plan.datasets:
+        classes = getattr(ds, "n_classes", None)
+        if getattr(ds, "per_class", None) is not None:
+            if classes:
+                bounds[ds.id] = ds.per_class * classes
+        elif classes:
+            bounds[ds.id] = ds.max_images + classes - 1  # ceil(max_images / C) per class
+        else:
+            bounds[ds.id] = ds.max_images
+    _check_counts(plan.measures, bounds, plan.config_path, bound=True)
+
+
+def _check_models(plan: RunPlan) -> None:
+    """Every model built on the meta device and its weights checked; all failures listed at once."""
+    from repsim.zoo.check import check_specs
+
+    t0 = time.perf_counter()
+    pretrained = bool(plan.extract.get("pretrained", True))
+    results = check_specs(plan.models, weights=pretrained, fetch=True)
+    for c in results:
+        if c.error is None and not c.ok:
+            log.warning("model %s: tap gives dim %s, metadata.embed_dim says %s", c.spec.id, c.dim, c.spec.embed_dim)
+    errors = [c.error for c in results if c.error is not None]
+    log.info("checked %d models in %.1f s (meta device%s)", len(results), time.perf_counter() - t0,
+             ", weights" if pretrained else "")
+    if not errors:
+        return
+    bad = [c.spec.id for c in results if c.error is not None]
+    message = (
+        f"{len(errors)} of {len(results)} models cannot be used, so nothing was run:\n  "
+        + "\n  ".join(str(e) for e in errors)
+        + f"\nFix them, or leave them out with select: {{models: [...]}} (not {', '.join(bad)})"
+    )
+    cls = MissingWeightsError if all(isinstance(e, MissingWeightsError) for e in errors) else ModelError
+    raise cls(message)
 
 
 def _check_files(plan: RunPlan) -> None:

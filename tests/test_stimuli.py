@@ -41,7 +41,10 @@ def test_parse_resolves_relative_paths_and_defaults(tmp_path):
         ([_entry(path=None)], "needs path"),
         ([_entry(domain="Natural")], "domain"),
         ([_entry(max_images=0)], "positive integer"),
-        ([_entry(colour="red")], "unknown keys"),
+        ([_entry(colour="red")], "unknown key 'colour'"),
+        ([_entry(domian="Structured")], "did you mean 'domain'"),
+        ([_entry(id="../x")], "cannot be used"),
+        ([_entry(options={"verfy": "full"})], "did you mean 'verify'"),
         ([{"loader": "embedded"}], "no 'id'"),
     ],
 )

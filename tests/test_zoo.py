@@ -43,7 +43,7 @@ def test_parse_valid_entry(tmp_path: Path) -> None:
         ([{"id": "a", "loader": "timm", "identifier": "x"}] * 2, "'a' appears twice"),
         ([{"id": "a", "loader": "timm", "identifier": "x", "token": "avg"}], "token 'avg'"),
         ([{"loader": "timm", "identifier": "x"}], "no 'id'"),
-        ([{"id": "a", "loader": "timm", "identifier": "x", "layr": "norm"}], "unknown keys"),
+        ([{"id": "a", "loader": "timm", "identifier": "x", "layr": "norm"}], "unknown key 'layr' .did you mean 'layer'"),
     ],
 )
 def test_parse_errors(entries: list, match: str) -> None:

@@ -27,6 +27,8 @@ class UnreadableImage(Exception):
 
 
 def _open(source: bytes | str | Path) -> Image.Image:
+    if isinstance(source, (str, Path)) and Path(source).is_symlink() and not Path(source).exists():
+        raise UnreadableImage(f"dangling symlink to {Path(source).readlink()} (the target does not exist)")
     try:
         fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
         with warnings.catch_warnings():

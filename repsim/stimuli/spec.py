@@ -28,6 +28,14 @@ _NEEDS = {
 }
 _KNOWN = {"id", "name", "loader", "path", "root", "url", "domain", "n_classes", "options",
           "max_images", "per_class", "seed", "source", CONFIG_DIR_KEY}
+#: ``options:`` keys each loader reads (breeds is checked by its own loader)
+_COMMON_OPTIONS = ("verify", "min_side")
+LOADER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "embedded": ("verify",),
+    "imagefolder": ("splits", "test_fraction", *_COMMON_OPTIONS),
+    "torchvision": ("name", "download", "splits", "kwargs", "test_fraction", "verify"),
+    "wds": ("cache", "download", "wds_splits", *_COMMON_OPTIONS),
+}
 
 
 @dataclass(frozen=True)
@@ -86,26 +94,39 @@ def parse_dataset(entry: Mapping[str, Any], defaults: Mapping[str, Any] | None =
     ``defaults`` (the config's ``stimuli:`` block) supplies ``max_images``, ``per_class`` and
     ``seed`` where the entry does not set them.
     """
+    from repsim.config import check_id, check_keys, did_you_mean
+
     if not isinstance(entry, Mapping):
         raise ConfigError(f"each datasets: entry must be a mapping, got {entry!r}")
     ds_id = entry.get("id")
     if not isinstance(ds_id, str) or not ds_id:
         raise ConfigError(f"dataset entry {dict(entry)!r} has no 'id'; add a unique id string")
+    check_id(ds_id, "dataset", allow_slash=True)
     where = f"dataset '{ds_id}'"
+    check_keys(entry, _KNOWN, where, " (loader-specific settings go under 'options:')")
     loader = entry.get("loader")
     if loader not in LOADER_NAMES:
-        raise ConfigError(f"{where}: unknown loader {loader!r}; choose one of {', '.join(LOADER_NAMES)}")
+        raise ConfigError(
+            f"{where}: unknown loader {loader!r}{did_you_mean(loader, LOADER_NAMES)}; "
+            f"choose one of {', '.join(LOADER_NAMES)}"
+        )
     domain = entry.get("domain")
     if domain not in DOMAINS:
-        raise ConfigError(f"{where}: domain {domain!r} is not one of {', '.join(map(repr, DOMAINS))}")
+        raise ConfigError(
+            f"{where}: domain {domain!r} is not one of {', '.join(map(repr, DOMAINS))}"
+            f"{did_you_mean(domain, DOMAINS)}"
+        )
     if not any(entry.get(k) for k in _NEEDS[loader]):
         raise ConfigError(f"{where}: loader '{loader}' needs {' or '.join(_NEEDS[loader])}; add it to the entry")
-    unknown = set(entry) - _KNOWN
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; put loader-specific settings under 'options:'")
+    for key in ("path", "root", "url", "name", "source"):
+        value = entry.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}: '{key}' must be a string, got {value!r}")
     options = entry.get("options") or {}
     if not isinstance(options, Mapping):
         raise ConfigError(f"{where}: 'options' must be a mapping")
+    if loader in LOADER_OPTIONS:
+        check_keys(options, LOADER_OPTIONS[loader], f"{where}: options of loader '{loader}'")
     defaults = defaults or {}
     seed = entry.get("seed", defaults.get("seed", 42))
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -46,14 +46,17 @@ def stimulus_table(
     max_images: int | None = None,
     per_class: int | None = None,
     seed: int | None = None,
-    verify: bool = True,
+    verify: bool | str = True,
+    progress: bool = False,
 ) -> pd.DataFrame:
     """One row per usable item, sorted by id: ``id, label, split, in_similarity``.
 
     Given a spec, the dataset is opened and the spec's subset rules apply unless overridden.
-    With ``verify`` the chosen similarity images are decoded once; any that fail are skipped
-    (listed in ``table.attrs["skipped"]`` with the reason, for the run record) and the subset is
-    drawn again without them. ``table.attrs["class_names"]`` holds the class names.
+    ``verify`` decodes images once before the table is made, so that every row can be read later:
+    ``True``/``"all"`` every item (train and test splits, as probes read them all),
+    ``"similarity"`` only the similarity subset (redrawn without the failures), ``False`` none.
+    Items that fail are skipped and listed in ``table.attrs["skipped"]`` with the reason, for the
+    run record. ``table.attrs["class_names"]`` holds the class names.
     """
     if isinstance(spec_or_stimset, DatasetSpec):
         from repsim.stimuli.open import open_dataset
@@ -67,8 +70,10 @@ def stimulus_table(
         stimset = spec_or_stimset
     max_images = 10000 if max_images is None else max_images
     seed = 42 if seed is None else seed
+    if verify is True or verify == "all":
+        stimset = stimset.verify(progress=progress)
     subset = similarity_subset(stimset, max_images, per_class, seed)
-    if verify:
+    if verify == "similarity":
         for _ in range(10):  # each round removes unreadable picks; a handful of rounds suffices
             n_before = len(stimset)
             stimset = stimset.verify(stimset.indices_of(subset))

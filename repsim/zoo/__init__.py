@@ -17,11 +17,12 @@ from repsim.zoo.registry import (
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
 
 
-def check_models(config: Any) -> tuple[str, bool]:
-    """Build every model of ``config`` on the meta device; see :func:`repsim.zoo.check.check_models`."""
+def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
+    """Build every selected model of ``config`` on the meta device and open its weights file;
+    see :func:`repsim.zoo.check.check_models`."""
     from repsim.zoo.check import check_models as _check
 
-    return _check(config)
+    return _check(config, weights=weights)
 
 
 def list_models(config: Any) -> str:

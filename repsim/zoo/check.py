@@ -1,8 +1,17 @@
-"""``repsim models --check``: build every model offline on the meta device and check its dims.
+"""Checking models before the work: architecture on the meta device, weights opened and matched.
 
 On the meta device parameters have shapes but no storage, so building a 1B-parameter model
 costs no memory and a forward pass costs no arithmetic: a config of 64 models checks in
-seconds, without any weights, and reports the embedding dim at each configured tap.
+seconds and reports the embedding dim at each configured tap. Weights are checked too:
+
+- a local weights file (``weights:``, or the mini-zoo's file) is read and loaded into the meta
+  model, so missing keys, wrong shapes, a wrong architecture or a truncated file are a
+  :class:`~repsim.errors.ModelError` naming the model, the file and the fix;
+- weights to be downloaded are looked up in the caches; when they are not cached, the source is
+  asked once (a short HEAD request, unless offline), so a machine without network fails here, once
+  per model and in seconds, rather than in every task after minutes of retries.
+
+``repsim models --check`` and :func:`repsim.plan.load_plan` both use :func:`check_spec`.
 """
 
 from __future__ import annotations
@@ -10,28 +19,63 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from repsim.config import load_config
+from repsim.config import load_config, parse_config, select_ids
+from repsim.errors import MissingWeightsError, ModelError, RepsimError
 from repsim.zoo.registry import load_model, parse_models
 from repsim.zoo.spec import ModelSpec
-from repsim.zoo.taps import FeatureExtractor
+from repsim.zoo.weights import check_source, locate_weights
 
 log = logging.getLogger(__name__)
 
 
-def _config(config: Any) -> Mapping[str, Any]:
-    if isinstance(config, Mapping):
-        return config
-    return load_config(Path(config))
+@dataclass(frozen=True)
+class ModelCheck:
+    """The outcome of checking one model: its dim and tap, its weights, and the error if any."""
+
+    spec: ModelSpec
+    dim: int | None
+    layer: str
+    weights: str
+    error: RepsimError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and (self.spec.embed_dim is None or self.dim == self.spec.embed_dim)
+
+    @property
+    def status(self) -> str:
+        if self.error is not None:
+            return f"error: {type(self.error).__name__}: {str(self.error).splitlines()[0][:200]}"
+        return "ok" if self.ok else "dim mismatch"
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the expected noise of building on the meta device (open_clip's no-weights warning,
+    torch's "copying into a meta parameter is a no-op")."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def probe_spec(spec: ModelSpec) -> tuple[int, str]:
     """(embedding dim, tapped layer) of ``spec``, found by a forward pass on the meta device."""
+    import torch
+
+    from repsim.zoo.taps import FeatureExtractor
+
     loaded = load_model(spec, pretrained=False, device="meta")
     extractor = FeatureExtractor(loaded, spec)
     size = loaded.preprocess.crop
@@ -40,53 +84,110 @@ def probe_spec(spec: ModelSpec) -> tuple[int, str]:
     return int(out.shape[1]), extractor.layer or "(output)"
 
 
+def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
+    """Make sure ``spec``'s pretrained weights can be used; a short description of what was found.
+
+    Raises ModelError (a local file that cannot be read or does not fit the architecture) or,
+    with ``fetch``, MissingWeightsError for weights that are neither local nor cached and cannot
+    be downloaded (offline, or the source does not answer). Without ``fetch`` such weights are
+    reported as ``not cached`` (``repsim models --check`` before anything is downloaded).
+    """
+    source = locate_weights(spec)
+    if source.kind == "local":
+        path = source.where
+        if not Path(path).is_file():
+            raise MissingWeightsError(
+                f"model {spec.id!r}: weights file {path} does not exist; fix the 'weights:' path in the "
+                "model spec (relative paths are relative to the config file), or recreate the file "
+                "(mini-zoo: `repsim minizoo train`)"
+            )
+        try:
+            load_model(spec, pretrained=True, device="meta")
+        except Exception as exc:  # any failure to read or fit the file is the same user error
+            reason = str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__
+            raise ModelError(
+                f"model {spec.id!r}: weights file {path} cannot be used for {spec.loader} "
+                f"{spec.identifier!r}: {type(exc).__name__}: {reason}. The file is truncated, damaged or "
+                "for another architecture: download or retrain it again (mini-zoo: `repsim minizoo "
+                "train`), or point 'weights:' at the file made for this architecture"
+            ) from exc
+        return "file ok"
+    if source.kind == "cached":
+        return "cached"
+    if source.kind == "remote":
+        if not fetch:
+            return "not cached"
+        check_source(spec, source)
+        return "downloadable"
+    return source.where or "-"
+
+
+def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) -> ModelCheck:
+    """Check one model: build it on the meta device, then (``weights``) its pretrained weights.
+
+    ``fetch``: weights that are not cached must be downloadable (see :func:`check_weights`).
+    """
+    dim: int | None = None
+    layer = spec.layer or "-"
+    try:
+        with _quiet():
+            dim, layer = probe_spec(spec)
+            found = check_weights(spec, fetch=fetch) if weights else "not checked"
+    except RepsimError as exc:
+        return ModelCheck(spec, dim, layer, "-", exc)
+    except Exception as exc:  # a loader's own error (bad option, missing package): one row, not a crash
+        err = ModelError(f"model {spec.id!r}: cannot be built: {type(exc).__name__}: {exc}")
+        return ModelCheck(spec, dim, layer, "-", err)
+    return ModelCheck(spec, dim, layer, found)
+
+
+def _specs(config: Any) -> list[ModelSpec]:
+    raw = config if isinstance(config, Mapping) else load_config(Path(config))
+    cfg = parse_config(raw)
+    specs = parse_models(cfg.models)
+    return select_ids(specs, cfg.select.models, "models", cfg.path)
+
+
+def check_specs(
+    specs: Sequence[ModelSpec], *, weights: bool = True, fetch: bool = False
+) -> list[ModelCheck]:
+    """:func:`check_spec` for every spec (one failing model never hides the others)."""
+    return [check_spec(s, weights=weights, fetch=fetch) for s in specs]
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
+def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
+    """Check the models of ``config`` (a path or a loaded config); return (table, all_ok).
 
-
-def check_models(config: Any) -> tuple[str, bool]:
-    """Check every model of ``config`` (a path or a loaded config); return (table, all_ok).
-
-    A row is ``ok`` when the model builds offline and its tap gives the ``metadata.embed_dim``
-    of the config. Errors (a missing optional package, a bad layer name) are written in the row.
+    Honours ``select:``. A row is ``ok`` when the model builds offline, its tap gives the
+    ``metadata.embed_dim`` of the config and (``weights``) its weights are usable: a local file
+    loads into the architecture, or the weights are cached or can be downloaded. Errors are
+    written in the row; the full message of each is listed below the table.
     """
-    specs = parse_models(_config(config).get("models"))
-    rows, ok_all = [], True
     start = time.perf_counter()
-    for spec in specs:
-        expected = spec.embed_dim
-        try:
-            with _quiet_root_logger():  # open_clip warns "no pretrained weights" on purpose here
-                dim, layer = probe_spec(spec)
-            ok = expected is None or dim == expected
-            status = "ok" if ok else "dim mismatch"
-        except Exception as exc:  # one bad model must not hide the others
-            dim, layer, ok = "-", spec.layer or "-", False
-            status = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
-        ok_all &= ok
-        rows.append([spec.id, spec.loader, str(dim), str(expected if expected is not None else "-"), layer, status])
-    n_ok = sum(r[-1] == "ok" for r in rows)
-    table = _table(rows, ["id", "loader", "dim", "expected", "layer", "status"])
-    summary = f"\n{n_ok}/{len(rows)} models ok ({time.perf_counter() - start:.1f} s, meta device, no weights)"
-    return table + summary, ok_all and bool(rows)
+    results = check_specs(_specs(config), weights=weights)
+    rows = [
+        [c.spec.id, c.spec.loader, str(c.dim if c.dim is not None else "-"),
+         str(c.spec.embed_dim if c.spec.embed_dim is not None else "-"), c.layer, c.weights, c.status]
+        for c in results
+    ]
+    table = _table(rows, ["id", "loader", "dim", "expected", "layer", "weights", "status"])
+    errors = [f"{c.spec.id}: {c.error}" for c in results if c.error is not None]
+    n_ok = sum(c.ok for c in results)
+    what = "weights checked" if weights else "no weights"
+    summary = f"{n_ok}/{len(rows)} models ok ({time.perf_counter() - start:.1f} s, meta device, {what})"
+    text = "\n".join([table, *(["", *errors] if errors else []), "", summary])
+    return text, n_ok == len(rows) and bool(rows)
 
 
 def list_models(config: Any) -> str:
     """A table of the models of ``config`` with their metadata (nothing is built)."""
-    specs = parse_models(_config(config).get("models"))
+    specs = _specs(config)
     keys = ["objective", "architecture_class", "data_class", "size_class", "embed_dim"]
     rows = [[s.id, s.loader, s.identifier, *(str(s.metadata.get(k, "-")) for k in keys)] for s in specs]
     return _table(rows, ["id", "loader", "identifier", *keys])

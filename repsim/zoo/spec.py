@@ -135,7 +135,7 @@ class ModelSpec:
 
 def spec_from_entry(entry: Mapping[str, Any], known_loaders: Iterable[str] | None = None) -> ModelSpec:
     """Validate one config entry and build its :class:`ModelSpec`."""
-    from repsim.config import resolve_path
+    from repsim.config import check_id, check_keys, did_you_mean, resolve_path
 
     if not isinstance(entry, Mapping):
         raise ConfigError(f"a models: entry must be a mapping, got {entry!r}")
@@ -143,22 +143,28 @@ def spec_from_entry(entry: Mapping[str, Any], known_loaders: Iterable[str] | Non
     where = f"model entry {name!r}" if name else f"model entry {dict(entry)!r}"
     if not name or not isinstance(name, str):
         raise ConfigError(f"{where} has no 'id'; give every model a unique string id")
-    unknown = sorted(k for k in entry if k not in _SPEC_KEYS and not str(k).startswith("_"))
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {unknown}; allowed are {sorted(_SPEC_KEYS)}")
+    check_id(name, "model")
+    check_keys(entry, _SPEC_KEYS, where)
     loader = entry.get("loader")
     if not loader:
         raise ConfigError(f"{where} has no 'loader'")
     if known_loaders is not None:
         known = sorted(known_loaders)
         if loader not in known:
-            raise ConfigError(f"{where}: unknown loader {loader!r}; registered loaders are {known}")
+            raise ConfigError(
+                f"{where}: unknown loader {loader!r}{did_you_mean(loader, known)}; "
+                f"registered loaders are {known}"
+            )
     identifier = entry.get("identifier")
     if not identifier or not isinstance(identifier, str):
         raise ConfigError(f"{where} has no 'identifier' (e.g. a timm name, 'RN50:openai')")
     token = entry.get("token")
     if token is not None and token not in TOKENS:
-        raise ConfigError(f"{where}: token {token!r} is not one of {TOKENS}")
+        raise ConfigError(f"{where}: token {token!r} is not one of {TOKENS}{did_you_mean(token, TOKENS)}")
+    for key in ("layer", "weights"):
+        value = entry.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{where}: '{key}' must be a string (or null), got {value!r}")
     for key in ("options", "preprocess", "metadata"):
         if entry.get(key) is not None and not isinstance(entry.get(key), Mapping):
             raise ConfigError(f"{where}: '{key}' must be a mapping")
@@ -169,9 +175,7 @@ def spec_from_entry(entry: Mapping[str, Any], known_loaders: Iterable[str] | Non
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: metadata.embed_dim must be an integer") from exc
     preprocess = dict(entry.get("preprocess") or {})
-    bad = sorted(set(preprocess) - set(PreprocessSpec.__dataclass_fields__))
-    if bad:
-        raise ConfigError(f"{where}: unknown preprocess keys {bad}")
+    check_keys(preprocess, PreprocessSpec.__dataclass_fields__, f"{where}: preprocess")
     return ModelSpec(
         id=name,
         loader=str(loader),

@@ -3,13 +3,22 @@
 Offline (``HF_HUB_OFFLINE=1`` or ``REPSIM_OFFLINE=1``) nothing is downloaded: a weight that is
 not in a cache fails at once with a :class:`MissingWeightsError` that names the identifier and
 the two ways to provide the file (the spec's ``weights:`` field, or the cache path).
+
+Each loader also registers a *locator* (:func:`register_locator`): where a spec's weights would
+come from (a local file, a cache hit, or a URL to download) without loading or downloading
+anything. Before a run, :func:`check_source` asks a download source once, with a short timeout,
+so a machine without network and without ``HF_HUB_OFFLINE`` fails once per model in seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +113,13 @@ def load_state_dict(path: str | Path, *, weights_only: bool = True) -> dict[str,
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # SafetensorError (truncated header or data) is not an OSError
+            raise ModelError(
+                f"cannot read weights file {path}: {type(exc).__name__}: {exc}. The file is truncated "
+                "or damaged: download it again, or fix the 'weights:' path"
+            ) from exc
     import torch
 
     try:
@@ -114,3 +129,124 @@ def load_state_dict(path: str | Path, *, weights_only: bool = True) -> dict[str,
             f"cannot read weights file {path}: {exc}. If the file is trusted and holds non-tensor "
             "objects, set 'options: {weights_only: false}' in the model spec"
         ) from exc
+
+
+# ----------------------------------------------------------------------------- locating weights
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a spec's pretrained weights come from, found without loading or downloading.
+
+    ``kind``: ``local`` (a file given in the spec, or the loader's own local file), ``cached``
+    (a download already in a cache), ``remote`` (``url`` must be downloaded), or ``none`` (no
+    pretrained weights: random init). ``what`` names the weights in messages; ``cache_hint``
+    says where a manual copy can go.
+    """
+
+    kind: str
+    where: str = ""
+    url: str | None = None
+    what: str = "the weights"
+    cache_hint: str | None = None
+
+
+Locator = Callable[[ModelSpec], WeightsSource]
+_LOCATORS: dict[str, Locator] = {}
+
+
+def register_locator(name: str) -> Callable[[Locator], Locator]:
+    """Decorator registering the weights locator of loader ``name``."""
+
+    def deco(fn: Locator) -> Locator:
+        _LOCATORS[name] = fn
+        return fn
+
+    return deco
+
+
+def _minizoo_source(spec: ModelSpec) -> WeightsSource:
+    from repsim.minizoo.loader import DEFAULT_DIR
+
+    return WeightsSource("local", str(DEFAULT_DIR / f"{spec.id}.safetensors"))
+
+
+def locate_weights(spec: ModelSpec) -> WeightsSource:
+    """Where ``spec``'s pretrained weights come from (a ``weights:`` file always wins)."""
+    if spec.weights is not None:
+        return WeightsSource("local", str(spec.weights))
+    from repsim.zoo.registry import get_loader
+
+    get_loader(spec.loader)  # importing the loader's module registers its locator
+    if spec.loader == "minizoo":
+        return _minizoo_source(spec)
+    locator = _LOCATORS.get(spec.loader)
+    if locator is None:
+        return WeightsSource("none", "unknown source")
+    return locator(spec)
+
+
+def url_source(spec: ModelSpec, url: str, what: str, cached: Iterable[Path] = ()) -> WeightsSource:
+    """A checkpoint URL: ``cached`` when in the torch.hub cache (or one of ``cached``), else remote."""
+    hint = url_cache_path(url)
+    for path in (hint, *cached):
+        if Path(path).is_file():
+            return WeightsSource("cached", str(path), url, what, str(hint))
+    return WeightsSource("remote", url, url, what, str(hint))
+
+
+def hf_source(spec: ModelSpec, repo_id: str, filenames: Iterable[str], what: str) -> WeightsSource:
+    """A Hugging Face repo file: ``cached`` when in the HF cache, else remote."""
+    filenames = tuple(filenames)
+    hit = hf_cached(repo_id, filenames)
+    if hit:
+        return WeightsSource("cached", hit, None, what, hf_cache_dir(repo_id))
+    try:
+        from huggingface_hub import hf_hub_url
+
+        url = hf_hub_url(repo_id, filenames[0])
+    except ImportError:
+        url = None
+    return WeightsSource("remote", repo_id, url, what, hf_cache_dir(repo_id))
+
+
+#: host -> the error its first request gave (None: it answered), so a run asks each host once
+_HOST_ERRORS: dict[str, str | None] = {}
+#: seconds to wait for a download source to answer before a run starts
+PROBE_TIMEOUT_S = 10.0
+
+
+def _probe(url: str) -> str | None:
+    """None when ``url``'s host answers, else the reason (connection errors and 401/403/404)."""
+    host = urllib.parse.urlsplit(url).netloc
+    if host in _HOST_ERRORS and _HOST_ERRORS[host] is not None:
+        return _HOST_ERRORS[host]
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S):  # noqa: S310
+            pass
+    except urllib.error.HTTPError as exc:
+        _HOST_ERRORS[host] = None
+        return f"HTTP {exc.code} {exc.reason}" if exc.code in (401, 403, 404) else None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        _HOST_ERRORS[host] = f"{type(exc).__name__}: {reason}"
+        return _HOST_ERRORS[host]
+    _HOST_ERRORS[host] = None
+    return None
+
+
+def check_source(spec: ModelSpec, source: WeightsSource) -> None:
+    """MissingWeightsError unless the remote ``source`` can be downloaded (offline: never)."""
+    if source.kind != "remote":
+        return
+    if is_offline():
+        raise missing(spec, source.what, source.cache_hint)
+    reason = _probe(source.url) if source.url else None
+    if reason is None:
+        return
+    where = f" (or copy it to {source.cache_hint})" if source.cache_hint else ""
+    raise MissingWeightsError(
+        f"model {spec.id!r} ({spec.loader} {spec.identifier!r}): {source.what} is not cached and "
+        f"cannot be downloaded from {source.url}: {reason}. Without network, set HF_HUB_OFFLINE=1 so "
+        "that repsim never tries to download, fetch the file on a machine with internet and set "
+        f"'weights: /path/to/file' in the model spec{where}, or leave the model out with select:"
+    )

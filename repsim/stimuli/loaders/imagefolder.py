@@ -35,7 +35,12 @@ def _split_dirs(root: Path, spec: DatasetSpec) -> dict[str, Path] | None:
 
 
 def _images_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    """Image files under ``folder``, dangling symlinks included (they are skipped and listed later
+    with the reason, never dropped silently)."""
+    return sorted(
+        p for p in folder.rglob("*")
+        if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in IMAGE_EXTS
+    )
 
 
 def list_folder(

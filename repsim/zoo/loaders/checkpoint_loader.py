@@ -19,7 +19,15 @@ import torch
 from repsim.errors import ModelError
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import SSL_PREPROCESS, LoadedModel, ModelSpec
-from repsim.zoo.weights import fetch_url, load_state_dict, local_weights, missing
+from repsim.zoo.weights import (
+    WeightsSource,
+    fetch_url,
+    load_state_dict,
+    local_weights,
+    missing,
+    register_locator,
+    url_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +106,22 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: Mode
         log.info("%s: ignored %d checkpoint keys (e.g. %s)", spec.id, len(result.unexpected_keys), result.unexpected_keys[:3])
 
 
+@register_locator("checkpoint")
+def locate(spec: ModelSpec) -> WeightsSource:
+    """``options.url`` (or its copy in the torch.hub cache)."""
+    url = spec.options.get("url")
+    if not url:
+        raise missing(spec, "the checkpoint (no options.url and no 'weights:' file)")
+    return url_source(spec, str(url), f"checkpoint {url}")
+
+
 @register_loader("checkpoint")
 def load_checkpoint(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
     """Build the architecture and load the remapped checkpoint."""
-    model = build_architecture(spec.identifier, device)
     url = spec.options.get("url")
     source = "random-init"
-    if pretrained:
+    path = None
+    if pretrained:  # find the file before building the model: a missing one fails at once
         path = local_weights(spec)
         if path is None:
             if not url:
@@ -113,6 +130,8 @@ def load_checkpoint(spec: ModelSpec, *, pretrained: bool = True, device: Any = "
             source = url
         else:
             source = str(path)
+    model = build_architecture(spec.identifier, device)
+    if path is not None:
         raw = load_state_dict(path, weights_only=bool(spec.options.get("weights_only", True)))
         state = remap_keys(
             unwrap(raw),

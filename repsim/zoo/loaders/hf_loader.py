@@ -13,7 +13,16 @@ import torch
 from repsim.errors import ModelError
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
-from repsim.zoo.weights import hf_cache_dir, hf_cached, is_offline, local_weights, missing
+from repsim.zoo.weights import (
+    WeightsSource,
+    hf_cache_dir,
+    hf_cached,
+    hf_source,
+    is_offline,
+    local_weights,
+    missing,
+    register_locator,
+)
 
 #: ALIGN's processor: 289 px, pixel values scaled to [-1, 1] (= mean 0.5, std 0.5)
 ALIGN_PREPROCESS = PreprocessSpec(289, 289, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", "squash")
@@ -40,6 +49,12 @@ class AlignVision(torch.nn.Module):
         return self.vision(pixel_values=x).pooler_output
 
 
+@register_locator("hf_transformers")
+def locate(spec: ModelSpec) -> WeightsSource:
+    """The Hugging Face repo ``identifier`` (cached when its config.json is)."""
+    return hf_source(spec, spec.identifier, ("config.json",), f"Hugging Face model {spec.identifier}")
+
+
 @register_loader("hf_transformers")
 def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
     """Build ALIGN's vision model (random init from the config when ``pretrained=False``)."""
@@ -50,7 +65,9 @@ def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") ->
         where = str(path) if path else spec.identifier
         if path is None and is_offline() and not hf_cached(spec.identifier, ("config.json",)):
             raise missing(spec, f"Hugging Face model {spec.identifier}", hf_cache_dir(spec.identifier))
-        model = tf.AlignModel.from_pretrained(where).vision_model
+        cached = path is None and bool(hf_cached(spec.identifier, ("config.json",)))
+        # a cached model loads without asking the hub for updates (no retries without network)
+        model = tf.AlignModel.from_pretrained(where, local_files_only=cached).vision_model
         source = where
     else:
         config = tf.AlignVisionConfig()

@@ -16,7 +16,14 @@ from repsim.errors import ConfigError, ModelError
 from repsim.zoo.loaders.checkpoint_loader import load_into
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import SSL_PREPROCESS, LoadedModel, ModelSpec
-from repsim.zoo.weights import is_offline, load_state_dict, local_weights, missing
+from repsim.zoo.weights import (
+    WeightsSource,
+    is_offline,
+    load_state_dict,
+    local_weights,
+    missing,
+    register_locator,
+)
 
 
 def split_identifier(spec: ModelSpec) -> tuple[str, str, str]:
@@ -34,6 +41,24 @@ def _hub_cache_dir(repo: str) -> Path:
     owner_name, _, ref = repo.partition(":")
     owner, _, name = owner_name.partition("/")
     return Path(torch.hub.get_dir()) / f"{owner}_{name}_{ref or 'main'}"
+
+
+@register_locator("torch_hub")
+def locate(spec: ModelSpec) -> WeightsSource:
+    """The entry point's code: a local checkout, the hub cache, or a GitHub archive to download."""
+    source, repo, entry = split_identifier(spec)
+    if source == "local":
+        if not Path(repo).is_dir():
+            raise missing(spec, f"the local torch.hub repo {repo}")
+        return WeightsSource("cached", repo, what=f"the torch.hub repo {repo}")
+    cache = _hub_cache_dir(repo)
+    if cache.exists():
+        return WeightsSource("cached", str(cache), what=f"the torch.hub code of {repo}")
+    owner_name, _, ref = repo.partition(":")
+    owner, _, name = owner_name.partition("/")
+    link = getattr(torch.hub, "_git_archive_link", None)
+    url = link(owner, name, ref or "main") if link is not None else None
+    return WeightsSource("remote", repo, url, f"the torch.hub code of {repo}", str(cache))
 
 
 @register_loader("torch_hub")

@@ -15,12 +15,16 @@ from repsim.errors import ModelError
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
 from repsim.zoo.weights import (
+    WeightsSource,
     hf_cache_dir,
     hf_cached,
+    hf_source,
     is_offline,
     local_weights,
     missing,
+    register_locator,
     url_cache_path,
+    url_source,
 )
 
 _HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -69,6 +73,26 @@ def _check_offline_cache(spec: ModelSpec, cfg: dict[str, Any]) -> None:
         if path.exists() or url_cache_path(url).exists():
             return
         raise missing(spec, f"open_clip weights {url}", path)
+    raise missing(spec, "open_clip weights (no download source)")
+
+
+@register_locator("open_clip")
+def locate(spec: ModelSpec) -> WeightsSource:
+    """Where open_clip would take ``spec``'s pretrained weights from (HF repo or URL), cache first."""
+    arch, tag = split_identifier(spec.identifier)
+    if tag is None:
+        raise missing(spec, "pretrained weights (no tag in 'ARCH:TAG' and no 'weights:' file)")
+    cfg = _check_tag(spec, arch, tag)
+    hub = (cfg.get("hf_hub") or "").rstrip("/")
+    if hub:
+        repo_id = "/".join(hub.split("/")[:2])
+        rest = hub.split("/")[2:]
+        files = ("/".join(rest),) if rest else _HF_FILES
+        return hf_source(spec, repo_id, files, f"open_clip weights {repo_id}")
+    url = cfg.get("url") or ""
+    if url:
+        clip_cache = Path("~/.cache/clip").expanduser() / url.split("/")[-1]
+        return url_source(spec, url, f"open_clip weights {url}", cached=[clip_cache])
     raise missing(spec, "open_clip weights (no download source)")
 
 

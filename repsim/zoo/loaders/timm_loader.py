@@ -16,12 +16,16 @@ from repsim.errors import ModelError
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
 from repsim.zoo.weights import (
+    WeightsSource,
     hf_cache_dir,
     hf_cached,
+    hf_source,
     is_offline,
     local_weights,
     missing,
+    register_locator,
     url_cache_path,
+    url_source,
 )
 
 _HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
@@ -63,6 +67,21 @@ def _check_offline_cache(spec: ModelSpec, cfg: Any) -> None:
     raise missing(spec, "timm weights (no download source)")
 
 
+@register_locator("timm")
+def locate(spec: ModelSpec) -> WeightsSource:
+    """Where timm would take ``spec``'s pretrained weights from (HF repo or URL), cache first."""
+    cfg = resolve_pretrained_cfg(spec.identifier)
+    if cfg is None:
+        raise missing(spec, "pretrained weights (timm lists none for this architecture)")
+    if cfg.hf_hub_id:
+        repo = cfg.hf_hub_id.split(":")[0]
+        files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HF_FILES
+        return hf_source(spec, repo, files, f"timm weights {repo}")
+    if cfg.url:
+        return url_source(spec, cfg.url, f"timm weights {cfg.url}")
+    raise missing(spec, "timm weights (no download source)")
+
+
 def preprocess_from_data_config(data_cfg: dict[str, Any]) -> PreprocessSpec:
     """timm's eval transform (resize to ``floor(size / crop_pct)``, centre crop) as a spec."""
     size = int(data_cfg["input_size"][-1])
@@ -100,6 +119,11 @@ def load_timm(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") 
             if is_offline():
                 _check_offline_cache(spec, cfg)
             source = (cfg.hf_hub_id or cfg.url) if cfg is not None else "timm"
+            found = locate(spec) if cfg is not None else None
+            if found is not None and found.kind == "cached":
+                # load the cached file directly: timm would otherwise ask the hub for a newer
+                # revision first, which without network means retries and timeouts in every task
+                kwargs["pretrained_cfg_overlay"] = {"file": found.where}
         if cfg is not None and "." not in name:
             name = f"{cfg.architecture}.{cfg.tag}"
     try:

@@ -13,7 +13,14 @@ import torch
 from repsim.errors import ModelError
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
-from repsim.zoo.weights import fetch_url, load_state_dict, local_weights
+from repsim.zoo.weights import (
+    WeightsSource,
+    fetch_url,
+    load_state_dict,
+    local_weights,
+    register_locator,
+    url_source,
+)
 
 
 def weights_enum(spec: ModelSpec) -> Any:
@@ -29,6 +36,13 @@ def weights_enum(spec: ModelSpec) -> Any:
         return enum[tag]
     except KeyError as exc:
         raise ModelError(f"model {spec.id!r}: {name} has no weights {tag!r}; choose from {[w.name for w in enum]}") from exc
+
+
+@register_locator("torchvision")
+def locate(spec: ModelSpec) -> WeightsSource:
+    """The weights enum's checkpoint URL, or its copy in the torch.hub cache."""
+    url = weights_enum(spec).url
+    return url_source(spec, url, f"torchvision weights {url}")
 
 
 def preprocess_from_weights(weights: Any) -> PreprocessSpec:
