@@ -62,6 +62,14 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from repsim.reference import compare, format_comparison
+
+    table = compare(args.run)
+    print(format_comparison(table, all_rows=args.all))
+    return 1 if args.strict and (table["status"] == "differs").any() else 0
+
+
 def _cmd_minizoo(args: argparse.Namespace) -> int:
     from repsim.minizoo.train import main as train_main
 
@@ -105,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=[*BENCHMARKS, "all"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark (see --help)")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("compare", help="a run's values beside the study's published numbers")
+    p.add_argument("run", help="run folder (similarity.nc, optional probes.nc)")
+    p.add_argument("--all", action="store_true", help="also list numbers the run cannot compute")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a number differs")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("minizoo", help="retrain the mini-zoo: repsim minizoo train [options]")
     p.add_argument("action", choices=["train"])

@@ -1,0 +1,342 @@
+"""The study's published numbers beside a run's: ``repsim compare RUN``.
+
+``data/reference/study_numbers.csv`` holds every number of Ciernik et al. (ICML 2025, arXiv
+2411.05561) on record: consistency of chosen dataset pairs per model group and measure, mean
+similarity-behaviour correlations per dataset domain, and the study's design counts (its README
+documents the columns). :func:`compare` computes the same quantity on a run wherever the run has the
+ingredients (the measure, both datasets, probes) and sets the two side by side.
+
+The rule. A row gets a verdict only when the run's value rests on the study's own models (for a
+model group: exactly the study's models of that group, by id and objective); then it *matches* when
+``|run - study| <= tolerance`` (the tolerance is a column of the file: 0.05 for consistency, 0.10 for
+the behaviour correlations, which come from an earlier 62-model run, 0 for counts) and otherwise
+*differs*. A value computed from other models (the mini-zoo, a subset of the study's models) is shown
+with status ``other models`` or ``subset of the study's models``: comparable in kind, not expected to
+be equal. Design counts always get a verdict. Rows the run cannot compute are ``not in run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+import yaml
+
+from repsim.errors import InputError, StoreError
+
+logger = logging.getLogger(__name__)
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+#: The shipped table of the study's numbers.
+REFERENCE_FILE = DATA / "reference" / "study_numbers.csv"
+#: The study's 64 models with their metadata (ids and objectives define "the study's models").
+STUDY_MODELS_FILE = DATA / "configs" / "paper_models.yaml"
+REFERENCE_COLUMNS = (
+    "id", "quantity", "value", "tolerance", "measure", "method", "models", "n_models", "n_pairs",
+    "dataset_a", "dataset_b", "dataset_a_name", "dataset_b_name", "domain", "n_datasets",
+    "description", "source", "location",
+)  # fmt: skip
+#: Columns of :func:`compare`.
+COMPARE_COLUMNS = (
+    "id", "quantity", "description", "measure", "models", "dataset_a", "dataset_b", "domain",
+    "study", "run", "difference", "tolerance", "status", "run_basis", "source", "location",
+)  # fmt: skip
+MIN_PAIRS = 3
+STATUSES = ("match", "differs", "subset of the study's models", "other models", "not in run")
+COUNTS = ("n_models", "n_model_pairs", "n_datasets", "n_dataset_pairs")
+
+
+def load_study_numbers(path: str | Path | None = None) -> pd.DataFrame:
+    """The study's numbers (``data/reference/study_numbers.csv``), checked for its columns."""
+    path = Path(path) if path is not None else REFERENCE_FILE
+    if not path.exists():
+        raise StoreError(f"{path} does not exist; the reference table ships in data/reference/")
+    table = pd.read_csv(path, dtype={"dataset_a": str, "dataset_b": str}, keep_default_na=False)
+    missing = [c for c in REFERENCE_COLUMNS if c not in table.columns]
+    if missing:
+        raise StoreError(f"{path} lacks columns {missing}; see data/reference/README.md")
+    for col in ("value", "tolerance"):
+        table[col] = pd.to_numeric(table[col], errors="raise")
+    if table["id"].duplicated().any():
+        raise StoreError(f"{path} repeats ids {table['id'][table['id'].duplicated()].tolist()}")
+    return table
+
+
+def study_models(path: str | Path | None = None) -> dict[str, str]:
+    """The study's models: id -> objective, from ``data/configs/paper_models.yaml``."""
+    path = Path(path) if path is not None else STUDY_MODELS_FILE
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return {
+        str(m["id"]): str((m.get("metadata") or {}).get("objective", ""))
+        for m in raw.get("models", [])
+    }
+
+
+# ----------------------------------------------------------------------------------- run input
+@dataclass
+class _RunData:
+    similarity: xr.Dataset
+    probes: xr.Dataset | None
+    name: str
+
+
+def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
+    """A run folder, an object with ``.similarity`` (e.g. analysis.Run) or a similarity Dataset."""
+    if isinstance(run, str | Path):
+        folder = Path(run)
+        sim_file = folder if folder.suffix == ".nc" else folder / "similarity.nc"
+        if not sim_file.exists():
+            raise StoreError(
+                f"{sim_file} does not exist: give a run folder written by `repsim run` "
+                "(it holds similarity.nc and, with probes, probes.nc)"
+            )
+        similarity = xr.load_dataset(sim_file)
+        probe_file = sim_file.parent / "probes.nc"
+        if probes is None and probe_file.exists():
+            probes = xr.load_dataset(probe_file)
+        return _RunData(similarity, probes, str(similarity.attrs.get("run") or folder.name))
+    if isinstance(run, xr.Dataset):
+        return _RunData(run, probes, str(run.attrs.get("run", "run")))
+    if hasattr(run, "similarity") and isinstance(run.similarity, xr.Dataset):
+        probes = probes if probes is not None else getattr(run, "probes", None)
+        name = str(getattr(run, "name", run.similarity.attrs.get("run", "run")))
+        return _RunData(run.similarity, probes, name)
+    raise InputError(
+        f"compare() takes a run folder, a similarity Dataset or a loaded run, got {type(run).__name__}"
+    )
+
+
+# ------------------------------------------------------------------------------------ compare
+def compare(
+    run: str | Path | xr.Dataset | Any,
+    *,
+    probes: xr.Dataset | None = None,
+    reference: pd.DataFrame | str | Path | None = None,
+    models: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Line up a run's values against the study's published numbers.
+
+    Parameters
+    ----------
+    run : a run folder (``similarity.nc``, optional ``probes.nc``), a similarity Dataset, or an
+        object with ``.similarity`` / ``.probes`` such as :func:`repsim.analysis.load_run`'s result.
+    probes : probe results, when ``run`` is a Dataset (needed for the behaviour rows).
+    reference : the study's numbers; default the shipped ``data/reference/study_numbers.csv``.
+    models : the study's models (id -> objective); default from ``data/configs/paper_models.yaml``.
+
+    Returns
+    -------
+    pandas.DataFrame with :data:`COMPARE_COLUMNS`, one row per study number: ``study`` and
+    ``run`` values, ``difference`` (run - study), ``status`` (one of :data:`STATUSES`, see the
+    module docstring) and ``run_basis`` (models and datasets behind the run's value, or why it is
+    missing). ``attrs`` carry ``run``, ``n_models``, ``n_study_models`` (the run's models that
+    are the study's) and ``n_study_models_total``.
+    """
+    data = _open(run, probes)
+    ref = reference if isinstance(reference, pd.DataFrame) else load_study_numbers(reference)
+    study = study_models() if models is None else dict(models)
+    sim = data.similarity
+    run_models = [str(m) for m in sim["model_a"].values]
+    objectives = _coord(sim, "objective_a", "model_a")
+    rows = []
+    behavior = _behavior(data)
+    for _, r in ref.iterrows():
+        value, basis, chosen = _run_value(r, data, objectives, behavior)
+        status, basis = _status(r, value, basis, chosen, study)
+        rows.append(
+            {
+                **{k: r[k] for k in ("id", "quantity", "description", "measure", "models")},
+                **{k: r[k] for k in ("dataset_a", "dataset_b", "domain")},
+                "study": float(r["value"]),
+                "run": value,
+                "difference": value - float(r["value"]) if np.isfinite(value) else np.nan,
+                "tolerance": float(r["tolerance"]),
+                "status": status,
+                "run_basis": basis,
+                "source": r["source"],
+                "location": r["location"],
+            }
+        )
+    table = pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
+    table.attrs.update(
+        run=data.name,
+        n_models=len(run_models),
+        n_study_models=sum(m in study for m in run_models),
+        n_study_models_total=len(study),
+    )
+    return table
+
+
+def _coord(sim: xr.Dataset, name: str, dim: str) -> list[str] | None:
+    if name in sim.coords and sim.coords[name].dims == (dim,):
+        return [str(v) for v in sim.coords[name].values]
+    return None
+
+
+def _dataset_id(sim: xr.Dataset, ident: str, name: str) -> str | None:
+    """The run's id of a study dataset: by id, else by the ``dataset_name`` coord."""
+    ids = [str(d) for d in sim["dataset"].values]
+    if ident in ids:
+        return ident
+    names = _coord(sim, "dataset_name", "dataset")
+    if names and name and name in names:
+        return ids[names.index(name)]
+    return None
+
+
+def _group(sim: xr.Dataset, objectives: list[str] | None, group: str) -> list[str] | None:
+    models = [str(m) for m in sim["model_a"].values]
+    if group in ("", "all"):
+        return models
+    if objectives is None:
+        return None
+    return [m for m, o in zip(models, objectives) if o == group]
+
+
+def _run_value(
+    r: pd.Series, data: _RunData, objectives: list[str] | None, behavior: pd.DataFrame | None
+) -> tuple[float, str, list[str] | None]:
+    """The run's value of one study number, what it rests on, and the models it used."""
+    from repsim.consistency import consistency
+
+    sim = data.similarity
+    q = r["quantity"]
+    if q == "consistency":
+        if r["measure"] not in sim.data_vars:
+            return np.nan, f"no measure {r['measure']} in the run", None
+        a = _dataset_id(sim, r["dataset_a"], r["dataset_a_name"])
+        b = _dataset_id(sim, r["dataset_b"], r["dataset_b_name"])
+        if a is None or b is None:
+            missing = [r["dataset_a"] if a is None else None, r["dataset_b"] if b is None else None]
+            return np.nan, f"dataset {', '.join(m for m in missing if m)} not in the run", None
+        group = _group(sim, objectives, r["models"])
+        if group is None:
+            return np.nan, "the run has no objective_a coord", None
+        n_pairs = len(group) * (len(group) - 1) // 2
+        if n_pairs < MIN_PAIRS:
+            return np.nan, f"{len(group)} {r['models']} models in the run: too few pairs", None
+        c = consistency(
+            sim[r["measure"]].sel(dataset=[a, b]), r["method"] or "pearson", group, group
+        )
+        return float(c.values[0, 1]), f"{len(group)} models, {n_pairs} pairs", group
+    if q == "behavior_r":
+        if behavior is None:
+            why = "no probes.nc in the run" if data.probes is None else "no cka_linear in the run"
+            return np.nan, why, None
+        rows = behavior if r["domain"] in ("", "all") else behavior[behavior.domain == r["domain"]]
+        rows = rows.dropna(subset=["pearson_r"])
+        if rows.empty:
+            return np.nan, f"no dataset of domain {r['domain']} with a defined r in the run", None
+        n_models = sim.sizes["model_a"]
+        return (
+            float(rows["pearson_r"].mean()),
+            f"{len(rows)} datasets, {n_models} models",
+            [str(m) for m in sim["model_a"].values],
+        )
+    if q in COUNTS:
+        return _count(sim, r, objectives), "the run's design", None
+    return np.nan, f"unknown quantity {q!r}", None
+
+
+def _count(sim: xr.Dataset, r: pd.Series, objectives: list[str] | None) -> float:
+    q = r["quantity"]
+    if q in ("n_models", "n_model_pairs"):
+        group = _group(sim, objectives, r["models"])
+        if group is None:
+            return np.nan
+        n = len(group)
+        return float(n if q == "n_models" else n * (n - 1) // 2)
+    domains = _coord(sim, "domain", "dataset")
+    D = sim.sizes["dataset"]
+    if r["domain"] not in ("", "all"):
+        if domains is None:
+            return np.nan
+        D = sum(d == r["domain"] for d in domains)
+    return float(D if q == "n_datasets" else D * (D - 1) // 2)
+
+
+def _behavior(data: _RunData) -> pd.DataFrame | None:
+    if data.probes is None or "cka_linear" not in data.similarity.data_vars:
+        return None
+    from repsim.behavior import behavior_correlation
+
+    return behavior_correlation(data.similarity["cka_linear"], data.probes)
+
+
+def _status(
+    r: pd.Series, value: float, basis: str, chosen: list[str] | None, study: dict[str, str]
+) -> tuple[str, str]:
+    if not np.isfinite(value):
+        return "not in run", basis
+    verdict = (
+        "match" if abs(value - float(r["value"])) <= float(r["tolerance"]) + 1e-9 else "differs"
+    )
+    if r["quantity"] in COUNTS:
+        return verdict, basis
+    group = r["models"] if r["models"] not in ("", "all") else None
+    wanted = {m for m, o in study.items() if group is None or o == group}
+    used = set(chosen or [])
+    if used == wanted:
+        return verdict, basis
+    if used and used <= set(study):
+        return "subset of the study's models", f"{basis}; {len(used)} of the study's {len(wanted)}"
+    n_in = len(used & set(study))
+    return "other models", f"{basis}; {n_in} of them are the study's models"
+
+
+# ------------------------------------------------------------------------------------- printing
+def summary(table: pd.DataFrame) -> str:
+    """Two or three sentences: what was comparable and how it came out."""
+    counts = table["status"].value_counts()
+    n = len(table)
+    judged = int(counts.get("match", 0) + counts.get("differs", 0))
+    design = table["quantity"].isin(COUNTS)
+    judged_results = int(table.loc[~design, "status"].isin(["match", "differs"]).sum())
+    shown = int(table.loc[~design, "status"].isin(STATUSES[2:4]).sum())
+    lines = [
+        f"Run '{table.attrs.get('run', 'run')}' against the study (Ciernik et al. 2025, "
+        f"{table.attrs.get('n_study_models_total', 64)} models): {n - int(counts.get('not in run', 0))} "
+        f"of {n} published numbers could be computed on this run; {judged} have a verdict "
+        f"({int(counts.get('match', 0))} match, {int(counts.get('differs', 0))} differ; "
+        "match = |run - study| <= the row's tolerance)."
+    ]
+    n_study = table.attrs.get("n_study_models", 0)
+    if judged_results == 0:
+        lines.append(
+            f"The run shares {n_study} of its {table.attrs.get('n_models', '?')} models with the "
+            f"study, so none of its results is comparable with the study's values"
+            + (f" ({shown} are shown for orientation only)." if shown else ".")
+        )
+    elif shown:
+        lines.append(f"{shown} results rest on other models than the study's and have no verdict.")
+    return "\n".join(lines)
+
+
+def format_comparison(table: pd.DataFrame, all_rows: bool = False) -> str:
+    """The text ``repsim compare`` prints: a summary and one line per computed number."""
+    shown = table if all_rows else table[table["status"] != "not in run"]
+    cols = ["id", "study", "run", "difference", "tolerance", "status", "run_basis"]
+    text = summary(table)
+    if not shown.empty:
+        body = shown[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
+        text += "\n\n" + body
+    missing = int((table["status"] == "not in run").sum())
+    if missing and not all_rows:
+        text += f"\n\n{missing} numbers are not in this run (repsim compare RUN --all lists them)."
+    return text
+
+
+__all__ = [
+    "COMPARE_COLUMNS",
+    "REFERENCE_FILE",
+    "compare",
+    "format_comparison",
+    "load_study_numbers",
+    "study_models",
+    "summary",
+]

@@ -1,0 +1,235 @@
+"""repsim compare: a run's values against the study's published numbers.
+
+The study-shaped synthetic run has the study's 64 models and 23 datasets. On ImageNet, Flowers and
+PCAM its pair similarities are built so that every published consistency value holds exactly: each
+objective's within-objective pairs get vectors with exactly the published correlations, the
+cross-objective pairs get the correlation that makes the all-pairs value come out (with equal
+means and variances in every group the pooled r is the pair-count-weighted mean of the groups' r).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+from repsim import reference
+from repsim.cli import main
+from repsim.errors import StoreError
+
+STUDY_DATASETS = {
+    "ImageNet": "imagenet-subset-10k",
+    "Flowers": "wds/vtab/flowers",
+    "PCAM": "wds/vtab/pcam",
+}
+TRIPLE = ["ImageNet", "Flowers", "PCAM"]
+GROUPS = ("Self-Supervised", "Image-Text", "Supervised")
+
+
+def paper_datasets(repo_root) -> list[dict]:
+    raw = yaml.safe_load((repo_root / "data/configs/paper_datasets.yaml").read_text())
+    return raw["datasets"]
+
+
+def exact_columns(rng: np.random.Generator, n: int, R: np.ndarray) -> np.ndarray:
+    """n x 3 values with mean 0.5, population SD 0.1 and sample correlation exactly R."""
+    Z = rng.normal(size=(n, 3))
+    Q, _ = np.linalg.qr(Z - Z.mean(axis=0))
+    return Q @ np.linalg.cholesky(R).T * np.sqrt(n) * 0.1 + 0.5
+
+
+def targets(ref: pd.DataFrame, measure: str, models: str) -> np.ndarray:
+    """3 x 3 correlation matrix over (ImageNet, Flowers, PCAM) of the published consistency."""
+    R = np.eye(3)
+    for (i, a), (j, b) in (((0, "ImageNet"), (1, "Flowers")), ((0, "ImageNet"), (2, "PCAM")),
+                           ((1, "Flowers"), (2, "PCAM"))):  # fmt: skip
+        R[i, j] = R[j, i] = ref.set_index("id").loc[
+            f"consistency/{measure}/{models}/{a}-{b}", "value"
+        ]
+    return R
+
+
+def study_run(repo_root, shift: dict | None = None, seed: int = 0) -> xr.Dataset:
+    """The study-shaped run; ``shift`` moves a (measure, group, i, j) target to another value."""
+    rng = np.random.default_rng(seed)
+    ref = reference.load_study_numbers()
+    models = reference.study_models()
+    ids = list(models)
+    obj = np.array([models[m] for m in ids])
+    datasets = paper_datasets(repo_root)
+    M, D = len(ids), len(datasets)
+    iu, ju = np.triu_indices(M, k=1)
+    kind = np.where(obj[iu] == obj[ju], obj[iu], "cross")
+    pos = [[d["id"] for d in datasets].index(STUDY_DATASETS[k]) for k in TRIPLE]
+    data = {}
+    for measure in ("cka_linear", "cka_rbf_0.4"):
+        S = rng.uniform(0.2, 0.8, size=(D, M, M))
+        all_r = targets(ref, measure, "all")
+        weighted = np.zeros((3, 3))
+        for g in GROUPS:
+            R = targets(ref, measure, g)
+            for (m, gg, i, j), v in (shift or {}).items():
+                if (m, gg) == (measure, g):
+                    R[i, j] = R[j, i] = v
+            sel = kind == g
+            vals = exact_columns(rng, int(sel.sum()), R)
+            for k, p in enumerate(pos):
+                S[p, iu[sel], ju[sel]] = vals[:, k]
+            weighted += sel.sum() * targets(ref, measure, g)  # the cross pairs make 'all' exact
+        cross = kind == "cross"
+        Rc = (all_r * len(iu) - weighted) / cross.sum()
+        np.fill_diagonal(Rc, 1.0)
+        vals = exact_columns(rng, int(cross.sum()), Rc)
+        for k, p in enumerate(pos):
+            S[p, iu[cross], ju[cross]] = vals[:, k]
+        S[:, ju, iu] = S[:, iu, ju]
+        S[:, np.arange(M), np.arange(M)] = 1.0
+        data[measure] = (("dataset", "model_a", "model_b"), S)
+    coords = {
+        "dataset": [d["id"] for d in datasets],
+        "domain": ("dataset", [d["domain"] for d in datasets]),
+        "dataset_name": ("dataset", [d.get("name", d["id"]) for d in datasets]),
+        "model_a": ids,
+        "model_b": ids,
+        "objective_a": ("model_a", obj),
+        "objective_b": ("model_b", obj),
+    }
+    return xr.Dataset(data, coords=coords, attrs={"run": "study-shaped"})
+
+
+def test_reference_file_holds_every_published_number():
+    ref = reference.load_study_numbers()
+    assert len(ref) == 24 + 5 + 11
+    assert ref["id"].is_unique
+    row = ref.set_index("id").loc["consistency/cka_linear/Self-Supervised/ImageNet-Flowers"]
+    assert row["value"] == 0.96 and row["dataset_a"] == "imagenet-subset-10k"
+    assert ref.set_index("id").loc["behavior/cka_linear/Specialized", "value"] == -0.41
+    assert (ref["source"].str.contains("2411.05561")).all() and (ref["location"] != "").all()
+    models = reference.study_models()
+    assert len(models) == 64
+    assert pd.Series(models).value_counts().to_dict() == {
+        "Supervised": 30, "Self-Supervised": 20, "Image-Text": 14,
+    }  # fmt: skip
+
+
+def test_study_shaped_run_matches(repo_root):
+    table = reference.compare(study_run(repo_root))
+    consistency = table[table.quantity == "consistency"]
+    assert len(consistency) == 24 and (consistency.status == "match").all()
+    np.testing.assert_allclose(consistency.run, consistency.study, atol=1e-9)
+    design = table[table.quantity.str.startswith("n_")]
+    assert (design.status == "match").all(), design[["id", "run", "study"]]
+    assert (table[table.quantity == "behavior_r"].status == "not in run").all()  # no probes
+    assert table.attrs["n_study_models"] == 64
+    text = reference.summary(table)
+    assert "35 of 40 published numbers" in text and "(35 match, 0 differ" in text
+
+
+def test_study_shaped_run_misses(repo_root):
+    # Supervised ImageNet-PCAM 0.48 -> 0.20 also moves the all-pairs value by 435 * 0.28 / 2016
+    table = reference.compare(study_run(repo_root, {("cka_linear", "Supervised", 0, 2): 0.20}))
+    status = table.set_index("id")["status"]
+    assert status["consistency/cka_linear/Supervised/ImageNet-PCAM"] == "differs"
+    assert status["consistency/cka_linear/all/ImageNet-PCAM"] == "differs"
+    diff = table.set_index("id").loc["consistency/cka_linear/all/ImageNet-PCAM", "difference"]
+    assert diff == pytest.approx(435 * (0.20 - 0.48) / 2016, abs=1e-9)
+    others = table[(table.quantity == "consistency") & ~table.id.str.contains("cka_linear/.*PCAM")]
+    assert (others.status == "match").all()
+    assert (table[table.quantity == "consistency"].status == "differs").sum() == 2
+
+
+def test_behavior_rows_against_a_hand_computation(repo_root):
+    sim = study_run(repo_root)
+    rng = np.random.default_rng(3)
+    acc = rng.uniform(0.3, 0.9, size=(sim.sizes["model_a"], sim.sizes["dataset"], 2))
+    probes = xr.Dataset(
+        {"accuracy": (("model", "dataset", "seed"), acc)},
+        coords={"model": sim.model_a.values, "dataset": sim.dataset.values, "seed": [0, 1],
+                "domain": ("dataset", sim.domain.values)},
+    )  # fmt: skip
+    table = reference.compare(sim, probes=probes).set_index("id")
+    iu, ju = np.triu_indices(sim.sizes["model_a"], k=1)
+    mean_acc = acc.mean(axis=2)
+    r = []
+    for k in range(sim.sizes["dataset"]):
+        s = sim["cka_linear"].values[k][iu, ju]
+        gap = np.abs(mean_acc[iu, k] - mean_acc[ju, k])
+        r.append(np.corrcoef(s, gap)[0, 1])
+    r = pd.Series(r, index=sim.domain.values)
+    assert table.loc["behavior/cka_linear/all", "run"] == pytest.approx(r.mean(), abs=1e-12)
+    for domain in ("Specialized", "Structured", "Natural (single-domain)"):
+        row = table.loc[f"behavior/cka_linear/{domain}"]
+        assert row["run"] == pytest.approx(r[domain].mean(), abs=1e-12)
+        # uncorrelated accuracies give r near 0, far from the study's -0.4 to -0.6
+        assert row["status"] == "differs"
+
+
+def test_subset_of_study_models_gets_no_verdict(repo_root):
+    sim = study_run(repo_root)
+    keep = [m for m in sim.model_a.values if not str(m).startswith("dino")]
+    table = reference.compare(sim.sel(model_a=keep, model_b=keep))
+    ssl = table.set_index("id").loc["consistency/cka_linear/Self-Supervised/ImageNet-Flowers"]
+    assert ssl["status"] == "subset of the study's models" and np.isfinite(ssl["run"])
+    sup = table.set_index("id").loc["consistency/cka_linear/Supervised/ImageNet-Flowers"]
+    assert sup["status"] == "match"  # the supervised models are all there
+
+
+def test_embedded_style_run_has_few_comparable_items(repo_root):
+    """Mini-zoo models on embedded sets: no study dataset, no study model; says so."""
+    rng = np.random.default_rng(1)
+    ids = [
+        f"{a}-{o}-s{s}" for a in ("cnn", "vit") for o in ("supervised", "simclr") for s in (0, 1)
+    ]
+    obj = ["Supervised" if "supervised" in m else "Self-Supervised" for m in ids]
+    sets = ["faces", "cells", "digits", "shapes"]
+    domains = ["Natural (single-domain)", "Specialized", "Structured", "Structured"]
+    S = rng.uniform(size=(4, 8, 8))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    sim = xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), S)},
+        coords={"dataset": sets, "domain": ("dataset", domains), "model_a": ids, "model_b": ids,
+                "objective_a": ("model_a", obj), "objective_b": ("model_b", obj)},
+        attrs={"run": "embedded"},
+    )  # fmt: skip
+    probes = xr.Dataset(
+        {"accuracy": (("model", "dataset", "seed"), rng.uniform(size=(8, 4, 1)))},
+        coords={"model": ids, "dataset": sets, "seed": [0]},
+    )
+    table = reference.compare(sim, probes=probes)
+    assert (table[table.quantity == "consistency"].status == "not in run").all()
+    beh = table[table.quantity == "behavior_r"].set_index("id")
+    assert beh.loc["behavior/cka_linear/Structured", "status"] == "other models"
+    assert beh.loc["behavior/cka_linear/Natural (multi-domain)", "status"] == "not in run"
+    assert table.set_index("id").loc["design/n_models/all", "status"] == "differs"
+    text = reference.format_comparison(table)
+    assert "shares 0 of its 8 models" in text and "none of its results is comparable" in text
+    assert "not in this run" in text
+
+
+def test_cli_compare(repo_root, tmp_path, capsys):
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    for folder, shift in ((good, None), (bad, {("cka_rbf_0.4", "Image-Text", 1, 2): 0.40})):
+        folder.mkdir()
+        study_run(repo_root, shift).to_netcdf(folder / "similarity.nc")
+    assert main(["compare", str(good), "--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "consistency/cka_linear/all/ImageNet-Flowers" in out and "differ" in out
+    assert main(["compare", str(bad)]) == 0
+    assert main(["compare", str(bad), "--strict"]) == 1
+    assert "consistency/cka_rbf_0.4/Image-Text/Flowers-PCAM" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "missing")]) == 2
+    assert "similarity.nc does not exist" in capsys.readouterr().err
+
+
+def test_missing_reference_file_is_an_error(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        reference.load_study_numbers(tmp_path / "none.csv")
+
+
+@pytest.mark.slow
+def test_compare_on_a_real_run_folder(tiny_run, capsys):
+    assert main(["compare", str(tiny_run)]) == 0
+    out = capsys.readouterr().out
+    assert "none of its results is comparable" in out
