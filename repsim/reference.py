@@ -323,7 +323,9 @@ def format_comparison(table: pd.DataFrame, all_rows: bool = False) -> str:
     cols = ["id", "study", "run", "difference", "tolerance", "status", "run_basis"]
     text = summary(table)
     if not shown.empty:
-        body = shown[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-")
+        body = shown[cols].to_string(
+            index=False, float_format=lambda v: f"{round(v, 3) + 0.0:.3f}", na_rep="-"
+        )
         text += "\n\n" + body
     missing = int((table["status"] == "not in run").sum())
     if missing and not all_rows:

@@ -88,7 +88,7 @@ COLUMNS: dict[str, str] = {
     "z": "factor: (statistic - null_mean) / null_sd",
     "seed_min": "seed_spread: smallest per-seed mean consistency",
     "seed_max": "seed_spread: largest per-seed mean consistency",
-    "n_models": "models used",
+    "n_models": "models used (seed_spread rows: the number of seeds)",
     "n_model_pairs": "model pairs in the category pair (factor rows: category pairs tested)",
     "n_datasets": "datasets used",
     "n_dataset_pairs": "dataset pairs averaged over",
