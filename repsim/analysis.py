@@ -9,7 +9,6 @@ across datasets" (ICML 2025, arXiv 2411.05561).
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +68,9 @@ class Run:
     @property
     def features_path(self) -> Path | None:
         """The feature store of the run, or None when the run kept no features."""
-        p = self.path / "features.zarr"
+        from repsim.runfolder import RunFolder
+
+        p = RunFolder(self.path).features
         return p if p.exists() else None
 
     @property
@@ -96,20 +97,19 @@ class Run:
 
 
 def load_run(run_dir: str | Path) -> Run:
-    """Open the result files of a run folder (similarity.nc required; the rest optional)."""
+    """Open the result files of a run folder (similarity.nc required; the rest optional).
+
+    Read through :class:`repsim.runfolder.RunFolder`, which checks each file's schema, that the
+    files name the same models and datasets, and (when the run recorded a manifest) that every
+    file is the one the last run wrote: a folder that mixes two runs is an error, not a figure.
+    """
+    from repsim.runfolder import RunFolder
+
     path = Path(run_dir)
-    sim_file = path / "similarity.nc"
-    if not sim_file.exists():
-        raise StoreError(
-            f"{sim_file} does not exist: run the pipeline first, e.g. "
-            f"`repsim run data/configs/embedded.yaml --out {path}`"
-        )
-    similarity = xr.load_dataset(sim_file)
-    opt = {n: xr.load_dataset(path / f"{n}.nc") if (path / f"{n}.nc").exists() else None
-           for n in ("consistency", "probes")}
-    info = json.loads((path / "run.json").read_text()) if (path / "run.json").exists() else {}
-    log.info("loaded run %s: %s", path, dict(similarity.sizes))
-    return Run(path=path, similarity=similarity, info=info, **opt)
+    results = RunFolder(path).open_results()
+    log.info("loaded run %s: %s", path, dict(results.similarity.sizes))
+    return Run(path=path, similarity=results.similarity, info=results.info,
+               consistency=results.consistency, probes=results.probes)
 
 
 def model_table(sim: xr.Dataset | xr.DataArray) -> pd.DataFrame:

@@ -1,27 +1,35 @@
-"""Stage caching: a stage is skipped when a marker with the same input key exists beside its output.
+"""Stage caching that verifies content: a task is reused only when its inputs and output both check.
 
-A key is the SHA-256 of a canonical JSON of everything that determines the stage's output (specs,
-parameters, upstream keys). Markers are written after the output, atomically, so a stage killed
-half-way has no marker and reruns; a stage whose inputs changed has a different key and reruns.
+A task's *key* is the SHA-256 of a canonical JSON of everything that determines its output (specs,
+parameters, and the content hashes of the files it reads). After the output is written, a record
+``RUN/.stages/<stage>/<dataset>[/<model>].json`` stores the key and the output's content hash; it
+is written last, atomically, so a task killed half-way has no record and reruns. On the next run
+:meth:`StageCache.check` reuses the output only when the recorded key equals the current key *and*
+the output's content still hashes to the recorded value; otherwise it says why it must be redone
+(missing, truncated or altered output; changed inputs), and that reason is logged once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from repsim.runfolder import RunFolder, atomic_write_bytes, sha256_file
 
 
 def _canonical(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return _canonical(asdict(value))
     if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
-                if not str(k).startswith("_")}
+        return {
+            str(k): _canonical(v)
+            for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+            if not str(k).startswith("_")
+        }
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     if isinstance(value, Path):
@@ -38,41 +46,76 @@ def stage_key(*parts: Any) -> str:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` through a temporary file and a rename (mode 0644, never half-written)."""
+    atomic_write_bytes(path, text.encode())
 
 
 class StageCache:
-    """Markers under ``RUN/.stages/<stage>/<name>.json`` recording the key of a finished stage."""
+    """Records of finished tasks under ``RUN/.stages``: input key, output content hash, facts."""
 
-    def __init__(self, run_dir: str | Path):
-        self.root = Path(run_dir) / ".stages"
+    def __init__(self, run_dir: str | Path | RunFolder):
+        self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
+        self.root = self.folder.stages
 
     def _marker(self, stage: str, name: str) -> Path:
-        safe = name.replace("/", "__")
-        return self.root / stage / f"{safe}.json"
-
-    def is_done(self, stage: str, name: str, key: str) -> bool:
-        marker = self._marker(stage, name)
-        if not marker.is_file():
-            return False
-        try:
-            return json.loads(marker.read_text()).get("key") == key
-        except (OSError, json.JSONDecodeError):
-            return False
-
-    def mark_done(self, stage: str, name: str, key: str, **info: Any) -> None:
-        atomic_write_text(self._marker(stage, name), json.dumps({"key": key, **_canonical(info)}, indent=1))
+        dataset, _, model = name.partition("/")
+        return self.folder.marker(stage, dataset, model or None)
 
     def info(self, stage: str, name: str) -> dict[str, Any]:
+        """The record of ``name`` (``dataset`` or ``dataset/model``) in ``stage``; {} when absent or damaged."""
         marker = self._marker(stage, name)
-        return json.loads(marker.read_text()) if marker.is_file() else {}
+        try:
+            value = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def check(
+        self,
+        stage: str,
+        name: str,
+        key: str,
+        output: Path | None = None,
+        content_hash: Callable[[], str | None] | None = None,
+    ) -> tuple[bool, str]:
+        """``(True, "")`` when the recorded task can be reused, else ``(False, why)``.
+
+        ``output`` is a file hashed with SHA-256; ``content_hash`` computes the hash of an output
+        that is not one file (a feature group). Either is compared with the recorded hash.
+        """
+        info = self.info(stage, name)
+        if not info:
+            if self._marker(stage, name).exists():
+                return False, "its record in .stages is unreadable"
+            return False, "not done yet"
+        if info.get("key") != key:
+            return False, "its inputs changed (config, weights, stimuli or upstream results)"
+        recorded = info.get("sha256")
+        if output is not None:
+            if not output.is_file():
+                return False, f"{output.name} is missing"
+            actual = sha256_file(output)
+        elif content_hash is not None:
+            try:
+                actual = content_hash()
+            except Exception as exc:  # noqa: BLE001 - any read failure means a damaged output
+                return False, f"its output is unreadable ({exc})"
+            if actual is None:
+                return False, "its output is missing or incomplete"
+        else:
+            return True, ""
+        if actual != recorded:
+            return False, "its output was truncated or altered (content hash differs)"
+        return True, ""
+
+    def is_done(self, stage: str, name: str, key: str) -> bool:
+        """Whether a record with this key exists (no content check; see :meth:`check`)."""
+        return self.info(stage, name).get("key") == key
+
+    def mark_done(self, stage: str, name: str, key: str, **info: Any) -> None:
+        """Record a finished task (pass ``sha256=`` the output's content hash)."""
+        record = {"key": key, **_canonical(info)}
+        atomic_write_text(self._marker(stage, name), json.dumps(record, indent=1, default=str))
+
+    def forget(self, stage: str, name: str) -> None:
+        self._marker(stage, name).unlink(missing_ok=True)

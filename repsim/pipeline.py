@@ -1,14 +1,19 @@
 """``repsim run``: the whole study for one config, as a dask task graph over a run folder.
 
-Stages: stimuli per dataset -> features per (model, dataset) -> similarity per dataset and probes
-per (model, dataset) -> consistency and result files. Each task is cached (:mod:`repsim.stages`),
-so a rerun skips finished work and an interrupted run resumes where it stopped. The same graph
-runs in-process, on a LocalCluster, on a running scheduler, or on SLURM/PBS (:mod:`repsim.scheduler`).
+Stages: stimuli per dataset -> decode per dataset -> features per (model, dataset) -> similarity
+per dataset and probes per (model, dataset) -> consistency and result files. Each task is cached
+and verified by content (:mod:`repsim.stages`), so a rerun skips finished work, an interrupted run
+resumes where it stopped, and a damaged cache is recomputed task by task. The same graph runs
+in-process, on a LocalCluster, on a running scheduler, or on SLURM/PBS (:mod:`repsim.scheduler`).
+
+The run folder (:class:`repsim.runfolder.RunFolder`) is locked for the whole run, and always
+holds the result files of one config: a rerun with another config removes the old result files
+before any work, rewrites all of them, and at the end removes cached features and parts of models
+and datasets that the new config does not have.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,17 +23,27 @@ from typing import Any
 import dask
 from dask import delayed
 
-from repsim import stages
-from repsim.cache import StageCache, atomic_write_text
+from repsim import __version__, stages
+from repsim.cache import stage_key
 from repsim.errors import RepsimError
 from repsim.plan import RunPlan, load_plan
 from repsim.progress import TaskProgress
-from repsim.results import assemble_probes, assemble_similarity, summary_table
+from repsim.results import (
+    assemble_probes,
+    assemble_similarity,
+    format_timings,
+    run_consistency,
+    summary_table,
+)
+from repsim.runfolder import RunFolder, filesystem_errors, sha256_file, unsafe_names
 from repsim.runinfo import git_commit, machine_info, package_versions, resolve_device
 from repsim.scheduler import dask_scheduler
-from repsim.tasks import Guarded, TaskFailure, failures
+from repsim.tasks import Guarded, TaskFailure, failure_report, failures
 
 log = logging.getLogger(__name__)
+
+#: The stages reported in run.json and the summary, in order.
+STAGES = ("stimuli", "decode", "features", "similarity", "probes", "consistency")
 
 
 class RunFailedError(RepsimError):
@@ -41,13 +56,27 @@ class RunResult:
 
     run_dir: Path
     similarity: Path
-    consistency: Path
+    consistency: Path | None
     probes: Path | None
     info: Path
     summary: str
 
     def __str__(self) -> str:
         return self.summary
+
+
+def config_hash(plan: RunPlan) -> str:
+    """Hash of everything in a plan that determines the result files (not the config's path)."""
+    return stage_key(
+        plan.models,
+        plan.datasets,
+        plan.measures,
+        plan.stimuli,
+        plan.extract,
+        plan.probe,
+        plan.similarity,
+        plan.threads,
+    )
 
 
 def run(
@@ -63,144 +92,419 @@ def run(
     Parameters
     ----------
     config : path of the YAML config (models, datasets, measures, options).
-    out : run folder; finished stages found there are reused.
+    out : run folder; finished, verified stages found there are reused. A folder that holds another
+        config's results is updated: every result file is rewritten for this config.
     scheduler : ``synchronous`` (in-process), ``local:N`` (N worker processes) or ``tcp://HOST:PORT``.
     cluster : ``slurm`` or ``pbs`` to start workers through dask-jobqueue.
     device : ``cpu`` or ``cuda``; default cuda when available.
+
+    Raises
+    ------
+    RunFailedError : some tasks failed (each listed with model, dataset, exception); the rest is kept.
+    RunFolderError : the folder cannot be used (not writable, a file, disk full, another run in it).
     """
     plan = load_plan(config)
-    run_dir = Path(out)
-    run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(device)
-    timings: dict[str, float] = {}
+    folder = RunFolder(out).create()
+    with folder.lock():
+        return _run_locked(plan, folder, device, scheduler, cluster)
+
+
+def _run_locked(
+    plan: RunPlan, folder: RunFolder, device: str, scheduler: str, cluster: str | None
+) -> RunResult:
+    run_dir = folder.path
+    chash = config_hash(plan)
+    previous = folder.read_manifest()
+    if previous.get("config_hash") != chash:
+        why = "another config" if previous.get("config_hash") else "no complete run recorded"
+        folder.remove_results(f"{why}: they are rebuilt for config {plan.name} ({chash})")
     t_start = time.perf_counter()
-    log.info("run %s: %d models x %d datasets, measures %s, device %s, scheduler %s",
-             plan.name, len(plan.models), len(plan.datasets), ", ".join(plan.measures), device,
-             cluster or scheduler)
+    log.info(
+        "run %s: %d models x %d datasets, measures %s, device %s, scheduler %s",
+        plan.name,
+        len(plan.models),
+        len(plan.datasets),
+        ", ".join(plan.measures),
+        device,
+        cluster or scheduler,
+    )
 
     with dask_scheduler(scheduler, cluster, plan.raw.get("cluster")) as compute_kw:
-        t0 = time.perf_counter()
         stim_info = dask.compute(
-            *[_task(stages.run_stimuli, f"stimuli-{ds.id}")(plan, ds, run_dir)
-              for ds in plan.datasets],
+            *[
+                _task(stages.run_stimuli, f"stimuli-{ds.id}", dataset=ds.id)(plan, ds, run_dir)
+                for ds in plan.datasets
+            ],
             **compute_kw,
         )
-        timings["stimuli"] = time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        sim_tasks, probe_tasks = _analysis_graph(plan, run_dir, device, stim_info)
+        graph = _analysis_graph(plan, run_dir, device, stim_info)
         with TaskProgress(f"run {plan.name}"):
-            sim_paths, probe_results = dask.compute(sim_tasks, probe_tasks, **compute_kw)
-        timings["features+similarity+probes"] = time.perf_counter() - t0
+            (decoded, feats, sims, probes) = dask.compute(
+                graph["decode"],
+                graph["features"],
+                graph["similarity"],
+                graph["probes"],
+                **compute_kw,
+            )
 
-    failed = failures([*stim_info, *sim_paths, *probe_results.values()])
+    outcome = {
+        "stimuli": dict(zip([d.id for d in plan.datasets], stim_info)),
+        "decode": decoded,
+        "features": feats,
+        "similarity": sims,
+        "probes": probes,
+    }
+    timings, rate, redone = _timings(outcome)
+    failed = failures([r for group in outcome.values() for r in group.values()])
     if failed:
-        _write_run_info(plan, run_dir, device, cluster or scheduler, stim_info, timings, failed)
-        raise RunFailedError(
-            f"{sum(not f.skipped for f in failed)} task(s) failed and {sum(f.skipped for f in failed)} "
-            "were skipped because they needed them:\n  " + "\n  ".join(map(str, failed))
-            + f"\nEverything else finished and is kept in {run_dir}; fix the cause and rerun the same "
-            "command to do only what is missing."
+        return _fail(
+            plan,
+            folder,
+            device,
+            cluster or scheduler,
+            outcome,
+            timings,
+            rate,
+            redone,
+            failed,
+            t_start,
         )
-    t0 = time.perf_counter()
-    result = _write_results(plan, run_dir, stim_info, probe_results)
-    timings["consistency+results"] = time.perf_counter() - t0
+
+    inputs = _result_inputs(plan, folder)
+    current = _results_current(folder, chash, inputs)
+    if current is not None:  # nothing changed since the result files were written: keep them
+        skipped, cons_failure = list(current.get("skipped", [])), None
+        for name, path in folder.result_paths().items():
+            if name not in current.get("files", {}) and path.exists():
+                folder.remove(path)
+                log.info("removed %s: this run did not write it", path)
+        result = _existing_result(folder, plan)
+    else:
+        result, skipped, cons_failure = _write_results(plan, folder, stim_info, probes, timings)
+    result.summary = result.summary + "\n\n" + format_timings(timings, rate)
+    if cons_failure is not None:
+        return _fail(
+            plan,
+            folder,
+            device,
+            cluster or scheduler,
+            outcome,
+            timings,
+            rate,
+            redone,
+            [cons_failure],
+            t_start,
+        )
     timings["total"] = time.perf_counter() - t_start
-    _write_run_info(plan, run_dir, device, cluster or scheduler, stim_info, timings)
+    _write_run_info(
+        plan,
+        folder,
+        device,
+        cluster or scheduler,
+        outcome,
+        timings,
+        rate,
+        redone,
+        skipped=skipped,
+        status="finished",
+    )
+    _write_manifest(plan, folder, chash, inputs, skipped)
+    _prune(plan, folder)
     log.info("run %s finished in %.1f s; results in %s", plan.name, timings["total"], run_dir)
     return result
 
 
-def _task(func: Any, name: str) -> Any:
+def _fail(
+    plan: RunPlan,
+    folder: RunFolder,
+    device: str,
+    scheduler: str,
+    outcome: dict,
+    timings: dict,
+    rate: float | None,
+    redone: list[str],
+    failed: list[TaskFailure],
+    t_start: float,
+) -> RunResult:
+    """Record the failures in run.json (no result files: they would be incomplete) and raise."""
+    timings["total"] = time.perf_counter() - t_start
+    folder.remove_results("the run did not finish")
+    _write_run_info(
+        plan,
+        folder,
+        device,
+        scheduler,
+        outcome,
+        timings,
+        rate,
+        redone,
+        failed=failed,
+        status="failed",
+    )
+    n_failed = sum(not f.skipped for f in failed)
+    raise RunFailedError(
+        f"{n_failed} task(s) failed and {len(failed) - n_failed} were skipped because they needed "
+        f"them:\n  {failure_report(failed)}\nEverything else finished and is kept in {folder.path} "
+        "(run.json lists the failures); fix the cause and rerun the same command to do only what is missing."
+    )
+
+
+def _task(func: Any, name: str, *, model: str | None = None, dataset: str | None = None) -> Any:
     """A delayed, failure-tolerant task with a readable key."""
 
     def call(*args: Any) -> Any:
-        return delayed(Guarded(func, name), pure=False)(*args, dask_key_name=name)
+        guarded = Guarded(func, name, model=model, dataset=dataset)
+        return delayed(guarded, pure=False)(*args, dask_key_name=name)
 
     return call
 
 
-def _analysis_graph(plan: RunPlan, run_dir: Path, device: str, stim_info: tuple) -> tuple[list, dict]:
-    """Delayed tasks: decode once per dataset, extract per (model, dataset), then analyses."""
-    cache = StageCache(run_dir)
-    sim_tasks: list = []
-    probe_tasks: dict[str, Any] = {}
+def _analysis_graph(plan: RunPlan, run_dir: Path, device: str, stim_info: tuple) -> dict[str, dict]:
+    """Delayed tasks: decode once per dataset, extract per (model, dataset) whose cached features
+    do not verify, then similarity per dataset and probes per (model, dataset)."""
+    graph: dict[str, dict] = {"decode": {}, "features": {}, "similarity": {}, "probes": {}}
     for ds, info in zip(plan.datasets, stim_info):
         if isinstance(info, TaskFailure):
             continue
-        table = stages.read_stimuli(run_dir, ds)
-        ids = stages.extraction_ids(plan, table)
-        pending = [
-            m for m in plan.models
-            if not cache.is_done("features", f"{ds.id}/{m.id}", stages.features_key(plan, m, ds))
-        ]
-        images = None
-        if pending:
-            images = _task(stages.decode_images, f"decode-{ds.id}")(plan, ds, run_dir, ids)
+        sha = info.get("sha256")
+        pending = {}
+        for m in plan.models:
+            ok, why = stages.check_features(plan, m, ds, run_dir, sha)
+            if not ok:
+                pending[m.id] = (m, why)
         feature_tasks = {}
-        for m in pending:
-            feature_tasks[m.id] = _task(stages.run_features, f"features-{ds.id}-{m.id}")(
-                plan, m, ds, run_dir, images, ids, device)
-        sim_tasks.append(_task(stages.run_similarity, f"similarity-{ds.id}")(
-            plan, ds, run_dir, device, *feature_tasks.values()))
+        if pending:
+            ids = stages.extraction_ids(plan, stages.read_stimuli(run_dir, ds))
+            images = _task(stages.decode_task, f"decode-{ds.id}", dataset=ds.id)(
+                plan, ds, run_dir, ids
+            )
+            # the status (not the images) comes back to this process; a failed decode comes back as is
+            graph["decode"][ds.id] = delayed(_decode_status, pure=False)(
+                images, dask_key_name=f"decode-status-{ds.id}"
+            )
+            for mid, (m, why) in pending.items():
+                feature_tasks[mid] = _task(
+                    stages.run_features, f"features-{ds.id}-{mid}", model=mid, dataset=ds.id
+                )(plan, m, ds, run_dir, images, ids, device, sha, why)
+                graph["features"][f"{mid}\t{ds.id}"] = feature_tasks[mid]
+        graph["similarity"][ds.id] = _task(
+            stages.run_similarity, f"similarity-{ds.id}", dataset=ds.id
+        )(plan, ds, run_dir, device, sha, *feature_tasks.values())
         if plan.probes_enabled:
             for m in plan.models:
                 upstream = [feature_tasks[m.id]] if m.id in feature_tasks else []
-                probe_tasks[f"{m.id}\t{ds.id}"] = _task(stages.run_probe, f"probe-{ds.id}-{m.id}")(
-                    plan, m, ds, run_dir, device, *upstream)
-    return sim_tasks, probe_tasks
+                graph["probes"][f"{m.id}\t{ds.id}"] = _task(
+                    stages.run_probe, f"probe-{ds.id}-{m.id}", model=m.id, dataset=ds.id
+                )(plan, m, ds, run_dir, device, sha, *upstream)
+    return graph
 
 
-def _write_results(plan: RunPlan, run_dir: Path, stim_info: tuple, probe_results: dict) -> RunResult:
-    from repsim.consistency import consistency_dataset
-    from repsim.store import write_netcdf_atomic
+def _decode_status(decoded: Any) -> Any:
+    return decoded if isinstance(decoded, TaskFailure) else stages.decode_status(decoded)
 
-    parts = stages.read_similarity_parts(plan, run_dir)
+
+def _timings(outcome: dict[str, dict]) -> tuple[dict[str, float], float | None, list[str]]:
+    """Seconds per stage (summed over its tasks, this run only), extraction images/s, what was redone."""
+    timings = {stage: 0.0 for stage in STAGES}
+    redone = []
+    for stage, results in outcome.items():
+        for name, res in results.items():
+            if isinstance(res, dict):
+                timings[stage] += float(res.get("seconds", 0.0) or 0.0)
+                if res.get("redone"):
+                    redone.append(f"{stage} {name.replace(chr(9), ' on ')}: {res['redone']}")
+    feats = [r for r in outcome["features"].values() if isinstance(r, dict)]
+    computed = sum(int(r.get("computed", 0)) for r in feats)
+    seconds = sum(float(r.get("extract_seconds", 0.0)) for r in feats)
+    rate = computed / seconds if computed and seconds > 0 else None
+    return timings, rate, redone
+
+
+def _write_results(
+    plan: RunPlan,
+    folder: RunFolder,
+    stim_info: tuple,
+    probe_results: dict,
+    timings: dict[str, float],
+) -> tuple[RunResult, list[str], TaskFailure | None]:
+    parts = stages.read_similarity_parts(plan, folder.path)
     sim = assemble_similarity(plan, parts, [int(i["n_similarity"]) for i in stim_info])
-    write_netcdf_atomic(sim, run_dir / "similarity.nc")
+    folder.write_netcdf(sim, folder.similarity)
 
-    cons = consistency_dataset(sim)
-    cons.attrs.update(run=plan.name, config=plan.config_path)
-    write_netcdf_atomic(cons, run_dir / "consistency.nc")
+    skipped: list[str] = []
+    cons, failure = None, None
+    t0 = time.perf_counter()
+    try:
+        cons, skipped = run_consistency(sim)
+    except Exception as exc:  # noqa: BLE001 - reported like any failed task
+        failure = Guarded(lambda: None, "consistency", stage="consistency")._failure(exc)
+        log.error("consistency failed: %s: %s", type(exc).__name__, exc)
+    timings["consistency"] = time.perf_counter() - t0
+    if cons is not None:
+        cons.attrs.update(run=plan.name, config=plan.config_path)
+        folder.write_netcdf(cons, folder.consistency)
+    else:
+        folder.remove(folder.consistency)
 
-    probes_path = None
     probes = None
     if plan.probes_enabled and probe_results:
         keyed = {tuple(k.split("\t")): v for k, v in probe_results.items()}
         probes = assemble_probes(plan, keyed)
-        probes_path = run_dir / "probes.nc"
-        write_netcdf_atomic(probes, probes_path)
+        folder.write_netcdf(probes, folder.probes)
+    else:
+        folder.remove(folder.probes)
+        skipped.append("probes.nc: probes are off in this config (probe.enabled: false)")
 
-    summary = summary_table(sim, cons, probes)
-    atomic_write_text(run_dir / "summary.txt", summary + "\n")
-    return RunResult(run_dir, run_dir / "similarity.nc", run_dir / "consistency.nc", probes_path,
-                     run_dir / "run.json", summary)
+    for line in skipped:
+        log.info("left out: %s", line)
+    summary = summary_table(sim, cons, probes, skipped)
+    folder.write_text(folder.summary, summary + "\n")
+    result = RunResult(
+        folder.path,
+        folder.similarity,
+        folder.consistency if cons is not None else None,
+        folder.probes if probes is not None else None,
+        folder.info,
+        summary,
+    )
+    return result, skipped, failure
 
 
-def _write_run_info(plan: RunPlan, run_dir: Path, device: str, scheduler: str,
-                    stim_info: tuple, timings: dict[str, float],
-                    failed: list[TaskFailure] | None = None) -> None:
+def _existing_result(folder: RunFolder, plan: RunPlan) -> RunResult:
+    summary = folder.summary.read_text().rstrip("\n") if folder.summary.is_file() else ""
+    return RunResult(
+        folder.path,
+        folder.similarity,
+        folder.consistency if folder.consistency.is_file() else None,
+        folder.probes if folder.probes.is_file() else None,
+        folder.info,
+        summary,
+    )
+
+
+def _write_run_info(
+    plan: RunPlan,
+    folder: RunFolder,
+    device: str,
+    scheduler: str,
+    outcome: dict,
+    timings: dict[str, float],
+    rate: float | None,
+    redone: list[str],
+    *,
+    skipped: list[str] | None = None,
+    failed: list[TaskFailure] | None = None,
+    status: str,
+) -> None:
     config = {k: v for k, v in plan.raw.items() if not k.startswith("_")}
+    stim = {k: v for k, v in outcome["stimuli"].items() if isinstance(v, dict)}
     info = {
         "name": plan.name,
+        "status": status,
         "config_path": plan.config_path,
+        "config_hash": config_hash(plan),
         "config": config,
         "models": [m.id for m in plan.models],
         "datasets": [d.id for d in plan.datasets],
         "measures": list(plan.measures),
         "versions": package_versions(),
+        "code_version": _code_version(),
         "git_commit": git_commit(),
         "device": device,
         "machine": machine_info(device),
         "scheduler": scheduler,
         "timings_s": timings,
-        "stimuli": {d.id: i for d, i in zip(plan.datasets, stim_info) if isinstance(i, dict)},
-        "skipped": {d.id: i.get("skipped", []) for d, i in zip(plan.datasets, stim_info)
-                    if isinstance(i, dict)},
-        "failed_tasks": [str(f) for f in failed or []],
+        "images_per_s": rate,
+        "stimuli": {
+            d: {k: v for k, v in i.items() if k not in ("cached", "redone")}
+            for d, i in stim.items()
+        },
+        "skipped": {d: i.get("skipped", []) for d, i in stim.items()},
+        "skipped_analyses": list(skipped or []),
+        "redone": redone,
+        "failed_tasks": [f.to_dict() for f in failed or []],
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    atomic_write_text(run_dir / "run.json", json.dumps(_strip_private(info), indent=1, default=str))
+    folder.write_json(folder.info, _strip_private(info))
+
+
+def _code_version() -> str:
+    commit = git_commit()
+    return f"repsim {__version__}" + (f" ({commit})" if commit else "")
+
+
+def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
+    """Content hashes of everything the result files are built from (parts, tables, features)."""
+    inputs: dict[str, Any] = {}
+    for ds in plan.datasets:
+        inputs[f"stimuli {ds.id}"] = sha256_file(folder.stimuli(ds.id))
+        inputs[f"similarity part {ds.id}"] = sha256_file(folder.similarity_part(ds.id))
+        if plan.probes_enabled:
+            for m in plan.models:
+                inputs[f"probe part {ds.id}/{m.id}"] = sha256_file(folder.probe_part(ds.id, m.id))
+    for key, sha in _feature_hashes(plan, folder).items():
+        inputs[f"features {key}"] = sha
+    return inputs
+
+
+def _results_current(
+    folder: RunFolder, chash: str, inputs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The manifest when the result files on disk were built from exactly these inputs and verify."""
+    manifest = folder.read_manifest()
+    if manifest.get("config_hash") != chash or manifest.get("inputs") != inputs:
+        return None
+    for name, entry in manifest.get("files", {}).items():
+        path = folder.path / name
+        if name != folder.info.name and (
+            not path.is_file() or sha256_file(path) != entry.get("sha256")
+        ):
+            return None
+    return manifest
+
+
+def _write_manifest(
+    plan: RunPlan, folder: RunFolder, chash: str, inputs: dict[str, Any], skipped: list[str]
+) -> None:
+    """Record what produced each result file; written last, so it is the commit point of a run."""
+    files = {}
+    for path in (*folder.result_paths().values(), folder.info):
+        if path.is_file():
+            files[path.name] = {"sha256": sha256_file(path)}
+    manifest = {
+        "config_hash": chash,
+        "config": plan.name,
+        "config_path": plan.config_path,
+        "code_version": _code_version(),
+        "inputs": inputs,
+        "skipped": skipped,
+        "files": files,
+    }
+    folder.write_manifest(manifest)
+
+
+def _feature_hashes(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
+    out = {}
+    for ds in plan.datasets:
+        for mid, sha in stages.feature_hashes(plan, ds, folder.path).items():
+            out[f"{ds.id}/{mid}"] = sha
+    return out
+
+
+def _prune(plan: RunPlan, folder: RunFolder) -> None:
+    """Remove cached features, records and parts of models or datasets this config does not have."""
+    stale = folder.stale_cache([m.id for m in plan.models], [d.id for d in plan.datasets])
+    if not stale:
+        return
+    with filesystem_errors(folder.path, "clean"):
+        for path in stale:
+            folder.remove(path)
+    log.info(
+        "removed cached work of models/datasets not in config %s: %s",
+        plan.name,
+        ", ".join(sorted(set(unsafe_names(stale)))),
+    )
 
 
 def _strip_private(value: Any) -> Any:

@@ -69,18 +69,68 @@ def assemble_probes(plan: RunPlan, results: dict[tuple[str, str], dict[str, Any]
             **{key: ("model", [m[key] for m in metas]) for key in MODEL_COORDS},
             "domain": ("dataset", [str(getattr(d, "domain", "")) for d in plan.datasets]),
         },
-        attrs={"run": plan.name, "config": plan.config_path,
-               "probe": json.dumps({k: v for k, v in plan.probe.items()}, default=str)},
+        attrs={
+            "run": plan.name,
+            "config": plan.config_path,
+            "probe": json.dumps({k: v for k, v in plan.probe.items()}, default=str),
+        },
     )
     return ds
 
 
-def summary_table(sim: xr.Dataset, consistency: xr.Dataset | None, probes: xr.Dataset | None) -> str:
+def run_consistency(sim: xr.Dataset) -> tuple[xr.Dataset | None, list[str]]:
+    """``consistency.nc`` for a run, leaving out what is undefined for its models; and why.
+
+    Consistency correlates model-pair similarities across datasets, so it needs at least 2 model
+    pairs (3 models); a grouping (objective, architecture, ...) is kept only when some category
+    pair of it has 2 or more model pairs. Runs that are too small for some of this (1 or 2 models,
+    one model per category) still finish: the parts that are undefined are left out and listed.
+    """
+    from repsim.consistency import GROUP_BYS, consistency_dataset, grouped_consistency
+    from repsim.errors import InputError
+
+    n_models = int(sim.sizes["model_a"])
+    n_pairs = n_models * (n_models - 1) // 2
+    if n_pairs < 2:
+        return None, [
+            f"consistency.nc: consistency needs at least 2 model pairs (3 models); this run has "
+            f"{n_models} model(s), {n_pairs} pair(s)"
+        ]
+    skipped, usable = [], []
+    first = sim[next(iter(sim.data_vars))]
+    for key in GROUP_BYS:
+        if f"{key}_a" not in sim.coords:
+            continue
+        try:
+            grouped_consistency(first, key)
+        except InputError as exc:
+            skipped.append(f"consistency by {key}: {exc}")
+            continue
+        usable.append(key)
+    return consistency_dataset(sim, by=tuple(usable)), skipped
+
+
+def format_timings(timings: dict[str, float], images_per_s: float | None) -> str:
+    """One line of per-stage seconds (summed over a stage's tasks) and the extraction rate."""
+    parts = [f"{stage} {seconds:.1f} s" for stage, seconds in timings.items()]
+    rate = f"; extraction {images_per_s:.0f} images/s" if images_per_s else ""
+    return "Time per stage: " + ", ".join(parts) + rate
+
+
+def summary_table(
+    sim: xr.Dataset,
+    consistency: xr.Dataset | None,
+    probes: xr.Dataset | None,
+    skipped: list[str] | None = None,
+) -> str:
     """A short plain-text summary: per dataset, mean similarity per measure and probe accuracy."""
     rows = []
     for ds_id in sim.dataset.values:
-        row: dict[str, Any] = {"dataset": ds_id, "domain": str(sim.domain.sel(dataset=ds_id).values),
-                               "n": int(sim.n_stimuli.sel(dataset=ds_id).values)}
+        row: dict[str, Any] = {
+            "dataset": ds_id,
+            "domain": str(sim.domain.sel(dataset=ds_id).values),
+            "n": int(sim.n_stimuli.sel(dataset=ds_id).values),
+        }
         for measure in sim.data_vars:
             m = sim[measure].sel(dataset=ds_id).values
             off = m[~np.eye(m.shape[0], dtype=bool)]
@@ -91,11 +141,17 @@ def summary_table(sim: xr.Dataset, consistency: xr.Dataset | None, probes: xr.Da
     text = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}")
     if consistency is not None and "consistency" in consistency:
         text += "\n\nConsistency across dataset pairs (Pearson; median and IQR):\n"
-        text += consistency_summary(consistency).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+        text += consistency_summary(consistency).to_string(
+            index=False, float_format=lambda v: f"{v:.3f}"
+        )
+    if skipped:
+        text += "\n\nLeft out (undefined for this run):\n  " + "\n  ".join(skipped)
     return text
 
 
-def consistency_summary(consistency: xr.Dataset, group_by: tuple[str, ...] = ("all", "objective")) -> pd.DataFrame:
+def consistency_summary(
+    consistency: xr.Dataset, group_by: tuple[str, ...] = ("all", "objective")
+) -> pd.DataFrame:
     """Median and IQR over dataset pairs: all model pairs per measure, groups for the first measure."""
     c = consistency["consistency"]
     rows = []
@@ -109,7 +165,14 @@ def consistency_summary(consistency: xr.Dataset, group_by: tuple[str, ...] = ("a
             v = v[np.isfinite(v)]
             if v.size == 0:
                 continue
-            rows.append({"measure": str(measure), "models": str(pair), "median": float(np.median(v)),
-                         "q25": float(np.percentile(v, 25)), "q75": float(np.percentile(v, 75)),
-                         "dataset pairs": int(v.size)})
+            rows.append(
+                {
+                    "measure": str(measure),
+                    "models": str(pair),
+                    "median": float(np.median(v)),
+                    "q25": float(np.percentile(v, 25)),
+                    "q75": float(np.percentile(v, 75)),
+                    "dataset pairs": int(v.size),
+                }
+            )
     return pd.DataFrame(rows)

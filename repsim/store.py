@@ -7,11 +7,14 @@ attributes in a temporary folder and renamed into place, so readers never see ha
 rows are written chunk by chunk (zarr writes each chunk file atomically) and a chunk's ``done``
 flag is set only after its rows are written, so a killed extraction resumes from the last complete
 chunk. Different models live in different folders, so concurrent writers do not touch the same
-files. This module does not import torch.
+files. A finished group is sealed: the SHA-256 of its ids and features is kept in its attributes
+and checked on every read, so a deleted chunk (which zarr would read as NaN) or a flipped byte is
+an error, never a silent number. This module does not import torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -20,12 +23,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import numpy as np
 import zarr
 
 from repsim.errors import StoreError
+from repsim.runfolder import atomic_write_netcdf, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +37,8 @@ _GROUP_JSON = {"zarr_format": 3, "node_type": "group", "attributes": {}}
 
 
 def _key(name: str) -> str:
-    """A folder-safe form of a dataset or model id (reversible)."""
-    if not name:
-        raise StoreError("dataset and model ids must be non-empty strings")
-    return quote(name, safe="-_.+=@,") if not name.startswith(".") else "%2E" + quote(name[1:], safe="-_.+=@,")
+    """A folder-safe form of a dataset or model id (reversible; never a separator or leading dot)."""
+    return safe_name(name)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -133,16 +135,55 @@ class FeatureStore:
         try:
             return zarr.open_group(str(d), mode="r+")
         except Exception as exc:
-            raise StoreError(f"feature group {d} is unreadable ({exc}); delete that folder to recompute it") from exc
+            raise StoreError(
+                f"feature group {d} is unreadable ({exc}); delete that folder to recompute it"
+            ) from exc
 
     def datasets(self) -> list[str]:
-        return sorted(unquote(p.name) for p in self.path.iterdir() if (p / "zarr.json").exists())
+        return sorted(
+            unquote(p.name)
+            for p in self.path.iterdir()
+            if not p.name.startswith(".") and (p / "zarr.json").exists()
+        )
 
     def models(self, dataset: str) -> list[str]:
         d = self.path / _key(dataset)
         if not d.is_dir():
             return []
-        return sorted(unquote(p.name) for p in d.iterdir() if (p / "zarr.json").exists())
+        return sorted(
+            unquote(p.name)
+            for p in d.iterdir()
+            if not p.name.startswith(".") and (p / "zarr.json").exists()
+        )
+
+    # -- checksums ----------------------------------------------------------------------------
+    def checksum(self, dataset: str, model: str) -> str | None:
+        """SHA-256 of a complete group's ids and feature values (None when there is no complete group).
+
+        Hashing the decoded values, not the chunk files, catches every kind of damage: a deleted
+        chunk (zarr would read its fill value), a flipped byte, a truncated file. StoreError when the
+        group cannot be read at all.
+        """
+        group = self._open(dataset, model)
+        try:
+            if group is None or not FeatureWriter(group).complete:
+                return None
+            return _content_hash(group)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged group
+            raise StoreError(
+                f"feature group {self._dir(dataset, model)} is unreadable ({exc})"
+            ) from exc
+
+    def seal(self, dataset: str, model: str) -> str:
+        """Record the checksum of a complete group in its attributes; :meth:`read` verifies it."""
+        digest = self.checksum(dataset, model)
+        if digest is None:
+            raise StoreError(
+                f"features of {model!r} on {dataset!r} are incomplete; they cannot be sealed"
+            )
+        group = self._open(dataset, model)
+        group.attrs["sha256"] = digest
+        return digest
 
     # -- reading ------------------------------------------------------------------------------
     def has(self, dataset: str, model: str) -> bool:
@@ -153,7 +194,9 @@ class FeatureStore:
     def _complete_group(self, dataset: str, model: str) -> zarr.Group:
         group = self._open(dataset, model)
         if group is None:
-            raise StoreError(f"no features for model {model!r} on dataset {dataset!r} in {self.path}; run the extraction first")
+            raise StoreError(
+                f"no features for model {model!r} on dataset {dataset!r} in {self.path}; run the extraction first"
+            )
         pending = FeatureWriter(group).pending_chunks()
         if pending:
             raise StoreError(
@@ -166,7 +209,9 @@ class FeatureStore:
         """The group's attributes: spec, pretrained_cfg, versions, device, embed_dim, dtype, ..."""
         group = self._open(dataset, model)
         if group is None:
-            raise StoreError(f"no features for model {model!r} on dataset {dataset!r} in {self.path}")
+            raise StoreError(
+                f"no features for model {model!r} on dataset {dataset!r} in {self.path}"
+            )
         return dict(group.attrs)
 
     def ids(self, dataset: str, model: str) -> np.ndarray:
@@ -178,11 +223,35 @@ class FeatureStore:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(ids, features)`` with rows in the order of ``ids`` (all stored rows when None)."""
         group = self._complete_group(dataset, model)
-        stored = decode_ids(group["ids"][:])
-        name = "raw" if raw else "features"
-        if name not in group:
-            raise StoreError(f"{model!r} on {dataset!r} has no raw features; extract with keep_raw=True")
-        feats = group[name][:]
+        fix = "rerun `repsim run` on the run folder to re-extract them"
+        sealed = group.attrs.get("sha256")
+        try:
+            id_bytes = group["ids"][:]
+            normed = group["features"][:]
+            if sealed is not None and _content_hash(group, id_bytes, normed) != sealed:
+                raise StoreError(
+                    f"features of {model!r} on {dataset!r} are damaged (checksum differs from the one "
+                    f"recorded when they were written); {fix}"
+                )
+            stored = decode_ids(id_bytes)
+            if raw and "raw" not in group:
+                raise StoreError(
+                    f"{model!r} on {dataset!r} has no raw features; extract with keep_raw=True"
+                )
+            feats = group["raw"][:] if raw else normed
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a chunk that does not decode
+            raise StoreError(
+                f"features of {model!r} on {dataset!r} are unreadable ({exc}); {fix}"
+            ) from exc
+        empty = np.isnan(feats).all(axis=1) if feats.size else np.zeros(0, dtype=bool)
+        if empty.any():
+            # a missing chunk file reads as the fill value (NaN): never hand it on as features
+            raise StoreError(
+                f"features of {model!r} on {dataset!r} have {int(empty.sum())} rows with no data "
+                f"(missing chunk files); {fix}"
+            )
         if ids is None:
             return stored, feats
         index = {s: i for i, s in enumerate(stored)}
@@ -235,7 +304,9 @@ class FeatureStore:
         _ensure_group(final.parent)
         n = len(ids)
         n_chunks = max(1, -(-n // chunk_rows))
-        tmp = self.path.parent / f".{self.path.name}.tmp" / uuid.uuid4().hex
+        # built beside its final place (same folder, hidden name) and renamed: no temp folder is
+        # left behind, and readers skip hidden names
+        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
         group = zarr.open_group(str(tmp), mode="w")
         meta = {
             **dict(attrs or {}),
@@ -250,7 +321,9 @@ class FeatureStore:
         }
         group.attrs.update(json.loads(json.dumps(meta, default=str)))
         for name in ("features", "raw") if keep_raw else ("features",):
-            group.create_array(name, shape=(n, dim), chunks=(chunk_rows, dim), dtype="float32", fill_value=np.nan)
+            group.create_array(
+                name, shape=(n, dim), chunks=(chunk_rows, dim), dtype="float32", fill_value=np.nan
+            )
         enc = encode_ids(ids)
         group.create_array("ids", shape=enc.shape, chunks=enc.shape, dtype="uint8")[:] = enc
         group.create_array("done", shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0)
@@ -267,15 +340,21 @@ class FeatureStore:
         shutil.rmtree(self._dir(dataset, model), ignore_errors=True)
 
 
+def _content_hash(
+    group: zarr.Group, ids: np.ndarray | None = None, features: np.ndarray | None = None
+) -> str:
+    """SHA-256 of a group's ids and (normalised) features, from arrays already read when given."""
+    ids = group["ids"][:] if ids is None else ids
+    features = group["features"][:] if features is None else features
+    h = hashlib.sha256()
+    for name, arr in (("ids", ids), ("features", features)):
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{name}{arr.shape}{arr.dtype}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
 def write_netcdf_atomic(ds: Any, path: str | Path, **kwargs: Any) -> Path:
-    """Write an xarray Dataset to ``path`` via a temporary file and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        ds.to_netcdf(tmp, **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """Write an xarray Dataset to ``path`` via a temporary file and ``os.replace`` (mode 0644)."""
+    atomic_write_netcdf(ds, path, **kwargs)
+    return Path(path)

@@ -14,6 +14,7 @@ from repsim import stages
 from repsim.errors import ConfigError
 from repsim.pipeline import run
 from repsim.plan import MODEL_COORDS, load_plan
+from repsim.runfolder import RunFolder
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,9 @@ def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
     assert set(info["datasets"]) == set(sim.dataset.values)
 
 
-def test_second_run_skips_every_stage(tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch):
+def test_second_run_skips_every_stage(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch
+):
     run_dir = tmp_path / "again"
     shutil.copytree(tiny_run, run_dir)
 
@@ -69,7 +72,9 @@ def test_second_run_skips_every_stage(tiny_run: Path, tiny_config: Path, tmp_pat
     _files_equal(tiny_run, run_dir)
 
 
-def test_interrupted_run_resumes_to_identical_results(tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch):
+def test_interrupted_run_resumes_to_identical_results(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch
+):
     run_dir = tmp_path / "interrupted"
     calls = {"n": 0}
     original = stages.run_similarity
@@ -97,7 +102,9 @@ def test_bad_config_fails_before_work(tmp_path: Path, tiny_config: Path):
     assert not (tmp_path / "run" / "features.zarr").exists()
 
 
-def test_local_cluster_gives_bitwise_identical_results(tiny_run: Path, tiny_config: Path, tmp_path: Path):
+def test_local_cluster_gives_bitwise_identical_results(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path
+):
     # tiny.yaml fixes torch threads, so worker processes reduce floats in the same order
     run_dir = tmp_path / "local2"
     run(tiny_config, run_dir, scheduler="local:2", device="cpu")
@@ -109,32 +116,57 @@ def test_unknown_scheduler_is_a_clear_error(tiny_config: Path, tmp_path: Path):
         run(tiny_config, tmp_path / "run", scheduler="mpi", device="cpu")
 
 
-def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path):
+def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path, monkeypatch):
+    # bad weights files are refused before the work (repsim.plan); a model that breaks during
+    # extraction (here: a RuntimeError from loading it) must cost only its own tasks
     from repsim.cache import StageCache
     from repsim.pipeline import RunFailedError
 
-    (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
+    original = stages._loaded_model
+
+    def broken(spec, device, pretrained=True):
+        if spec.id == "cnn-clip-s0":
+            raise RuntimeError("simulated failure while building the model")
+        return original(spec, device, pretrained)
+
+    monkeypatch.setattr(stages, "_loaded_model", broken)
     config = tmp_path / "broken.yaml"
     config.write_text(
         f"include: [{tiny_config}]\n"
-        "models:\n  - {id: broken, loader: minizoo, identifier: cnn, weights: broken.safetensors,\n"
-        "     metadata: {objective: Supervised}}\n"
-        "select: {models: [cnn-supervised-s0, cnn-simclr-s0, broken], datasets: [faces, textures]}\n"
+        "select: {models: [cnn-supervised-s0, cnn-simclr-s0, cnn-clip-s0], datasets: [faces, textures]}\n"
         "probe: {enabled: false}\n"
     )
     run_dir = tmp_path / "run"
     with pytest.raises(RunFailedError) as err:
         run(config, run_dir, device="cpu")
     message = str(err.value)
-    assert "features-faces-broken" in message and "rerun" in message
+    assert "2 task(s) failed and 2 were skipped" in message and "rerun" in message
+    assert (
+        "features-faces-cnn-clip-s0 (model cnn-clip-s0, dataset faces): RuntimeError: "
+        "simulated failure"
+    ) in message
+    assert "skipped because features-faces-cnn-clip-s0 failed: similarity-faces" in message
     cache = StageCache(run_dir)
-    done = [p.stem for p in (cache.root / "features").glob("*.json")]
-    assert {"faces__cnn-supervised-s0", "textures__cnn-simclr-s0"} <= set(done)
+    assert cache.info("features", "faces/cnn-supervised-s0")["sha256"]
+    assert cache.info("features", "textures/cnn-simclr-s0")["sha256"]
     info = json.loads((run_dir / "run.json").read_text())
-    assert any("broken" in f for f in info["failed_tasks"])
+    assert info["status"] == "failed"
+    failed = [f for f in info["failed_tasks"] if not f["skipped"]]
+    assert {(f["stage"], f["model"], f["dataset"], f["exc_type"]) for f in failed} == {
+        ("features", "cnn-clip-s0", "faces", "RuntimeError"),
+        ("features", "cnn-clip-s0", "textures", "RuntimeError"),
+    }
+    skipped = [f for f in info["failed_tasks"] if f["skipped"]]
+    assert {f["cause"] for f in skipped} == {
+        "features-faces-cnn-clip-s0",
+        "features-textures-cnn-clip-s0",
+    }
+    assert not RunFolder(run_dir).similarity.exists()
 
 
-def test_large_datasets_decode_on_demand_with_the_same_features(tiny_run: Path, tiny_config: Path, tmp_path: Path):
+def test_large_datasets_decode_on_demand_with_the_same_features(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path
+):
     import pickle
 
     from repsim.stages import LazyImages, decode_images, extraction_ids, read_stimuli
@@ -143,7 +175,9 @@ def test_large_datasets_decode_on_demand_with_the_same_features(tiny_run: Path, 
     ds = plan.datasets[0]
     ids = extraction_ids(plan, read_stimuli(tiny_run, ds))
     eager = decode_images(plan, ds, tiny_run, ids)
-    lazy_plan = load_plan(tiny_config).__class__(**{**plan.__dict__, "extract": {**plan.extract, "max_decoded": 10}})
+    lazy_plan = load_plan(tiny_config).__class__(
+        **{**plan.__dict__, "extract": {**plan.extract, "max_decoded": 10}}
+    )
     lazy = pickle.loads(pickle.dumps(decode_images(lazy_plan, ds, tiny_run, ids)))
     assert isinstance(lazy, LazyImages)
     rows = np.array([0, 5, len(ids) - 1])

@@ -15,13 +15,14 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "configs" / "emb
 def run(config: str | Path = DEFAULT_CONFIG, device: str | None = None, out: str | Path | None = None) -> dict[str, Any]:
     """Run ``config`` into a fresh folder, then again (everything cached); return both timings."""
     from repsim.pipeline import run as run_pipeline
+    from repsim.runfolder import RunFolder
 
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(out) if out else Path(tmp) / "run"
         t0 = time.perf_counter()
         run_pipeline(config, run_dir, device=device)
         cold = time.perf_counter() - t0
-        stages = json.loads((run_dir / "run.json").read_text())["timings_s"]
+        stages = RunFolder(run_dir).read_info()["timings_s"]
         t0 = time.perf_counter()
         run_pipeline(config, run_dir, device=device)
         warm = time.perf_counter() - t0

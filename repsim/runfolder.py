@@ -1,0 +1,463 @@
+"""The run folder: one type that owns every path of a run, its writes, its manifest and its lock.
+
+Layout (no other module spells these names; they ask :class:`RunFolder`)::
+
+    RUN/run.json                  config, versions, device, timings, failures, what was skipped
+    RUN/manifest.json             what produced each result file: config hash, code version,
+                                  input hashes, content hash (written last: the commit point)
+    RUN/stimuli/<dataset>.csv     stimulus tables
+    RUN/features.zarr             feature store (one sealed group per dataset/model)
+    RUN/similarity.nc  RUN/probes.nc  RUN/consistency.nc  RUN/summary.txt
+    RUN/.stages/<stage>/...json   one record per finished task: input key and content hash
+    RUN/.stages/parts/...         per-dataset similarity and per-model probe parts
+    RUN/.lock                     held (fcntl.flock) by the one process running in the folder
+
+Why one owner: a folder whose files were written by two configs, or whose cache was truncated,
+must be recognised as such by every reader (the pipeline, ``load_run``, the book, the
+benchmarks), and that is only possible when one module knows every file and how to check it.
+
+This module lives beside ``repsim.pipeline`` rather than in a ``repsim/run/`` subpackage because
+``repsim.run`` is the public function that runs a config: a subpackage of the same name would
+shadow it as soon as anything imported it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from repsim.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+SIMILARITY = "similarity.nc"
+PROBES = "probes.nc"
+CONSISTENCY = "consistency.nc"
+SUMMARY = "summary.txt"
+INFO = "run.json"
+MANIFEST = "manifest.json"
+FEATURES = "features.zarr"
+STIMULI = "stimuli"
+STAGES = ".stages"
+LOCK = ".lock"
+#: Result files rebuilt from the stage parts at the end of every successful run.
+RESULT_FILES = (SIMILARITY, CONSISTENCY, PROBES, SUMMARY)
+
+
+class RunFolderError(StoreError):
+    """A run folder cannot be used: not writable, full, mixed, locked by another run, or corrupt."""
+
+
+class RunLockedError(RunFolderError):
+    """Another process is running in the same run folder."""
+
+
+# ----------------------------------------------------------------------------------- names, hashes
+def safe_name(name: str) -> str:
+    """A reversible, folder-safe form of a dataset or model id: no separators, no leading dot.
+
+    ``../x`` becomes ``%2E.%2Fx``, so an id can never name a path outside its folder.
+    """
+    if not name:
+        raise StoreError("dataset and model ids must be non-empty strings")
+    encoded = quote(str(name), safe="-_.+=@,")
+    return "%2E" + encoded[1:] if encoded.startswith(".") else encoded
+
+
+def unsafe_name(name: str) -> str:
+    """Inverse of :func:`safe_name`."""
+    return unquote(name)
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (streamed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- filesystem errors
+def describe_os_error(exc: OSError, path: str | Path | None = None, action: str = "write") -> str:
+    """A message for an OSError that names the path and says what to do about it."""
+    where = path if path is not None else (exc.filename or "the run folder")
+    code = exc.errno
+    if code == errno.ENOSPC or code == errno.EDQUOT:
+        fix = (
+            "free space on that disk (or raise the quota), or choose another --out; rerun to resume"
+        )
+        return f"no space left on the device while trying to {action} {where}: {fix}"
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make it writable (chmod u+w), or choose another --out"
+        return f"permission denied while trying to {action} {where}: {fix}"
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        return f"{where} is a file, not a folder: pass a folder path as --out (or remove that file)"
+    return (
+        f"cannot {action} {where} ({exc.strerror or exc}); check the path and the disk, then rerun"
+    )
+
+
+@contextlib.contextmanager
+def filesystem_errors(path: str | Path, action: str = "write") -> Iterator[None]:
+    """Turn an OSError raised inside the block into a RunFolderError naming ``path`` and the fix."""
+    try:
+        yield
+    except RunFolderError:
+        raise
+    except OSError as exc:
+        raise RunFolderError(describe_os_error(exc, path, action)) from exc
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> str:
+    """Write ``data`` through a temporary file and a rename; returns its SHA-256.
+
+    The file is created with the usual mode (0666 minus the umask, so 0644), not the 0600 of
+    :func:`tempfile.mkstemp`: result files are meant to be read by others.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with filesystem_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "xb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_netcdf(ds: Any, path: str | Path, **kwargs: Any) -> str:
+    """Write an xarray Dataset to ``path`` via a temporary file and a rename; returns its SHA-256."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with filesystem_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            ds.to_netcdf(tmp, **kwargs)
+            digest = sha256_file(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return digest
+
+
+# ----------------------------------------------------------------------------------- result files
+@dataclass
+class RunResults:
+    """The checked result files of a run folder (absent optional files are None)."""
+
+    similarity: Any
+    consistency: Any = None
+    probes: Any = None
+    info: dict[str, Any] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+class RunFolder:
+    """Every path of one run folder, atomic writes into it, its manifest, lock and schema check."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # -- paths ---------------------------------------------------------------------------------
+    @property
+    def similarity(self) -> Path:
+        return self.path / SIMILARITY
+
+    @property
+    def probes(self) -> Path:
+        return self.path / PROBES
+
+    @property
+    def consistency(self) -> Path:
+        return self.path / CONSISTENCY
+
+    @property
+    def summary(self) -> Path:
+        return self.path / SUMMARY
+
+    @property
+    def info(self) -> Path:
+        return self.path / INFO
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def features(self) -> Path:
+        return self.path / FEATURES
+
+    @property
+    def stages(self) -> Path:
+        return self.path / STAGES
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK
+
+    def stimuli(self, dataset: str) -> Path:
+        """The stimulus table of one dataset."""
+        return self.path / STIMULI / f"{safe_name(dataset)}.csv"
+
+    def similarity_part(self, dataset: str) -> Path:
+        """All measures on one dataset, before the result files are assembled."""
+        return self.stages / "parts" / "similarity" / f"{safe_name(dataset)}.nc"
+
+    def probe_part(self, dataset: str, model: str) -> Path:
+        """One model's probe result on one dataset (JSON)."""
+        return self.stages / "parts" / "probes" / safe_name(dataset) / f"{safe_name(model)}.json"
+
+    def marker(self, stage: str, dataset: str, model: str | None = None) -> Path:
+        """The record of one finished task: ``.stages/<stage>/<dataset>[/<model>].json``."""
+        if model is None:
+            return self.stages / stage / f"{safe_name(dataset)}.json"
+        return self.stages / stage / safe_name(dataset) / f"{safe_name(model)}.json"
+
+    def result_paths(self) -> dict[str, Path]:
+        return {name: self.path / name for name in RESULT_FILES}
+
+    # -- creation and the lock -----------------------------------------------------------------
+    def create(self) -> RunFolder:
+        """Create the folder (and parents); RunFolderError naming the path and fix when it cannot."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(
+                f"{self.path} is a file, not a folder: pass a folder path as --out (or remove that file)"
+            )
+        with filesystem_errors(self.path, "create"):
+            self.path.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.path, os.W_OK | os.X_OK):
+            raise RunFolderError(
+                f"permission denied: the run folder {self.path} is not writable; make it writable "
+                "(chmod u+w), or choose another --out"
+            )
+        return self
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's lock (fcntl.flock, released when this process ends, even by kill -9)."""
+        import fcntl
+
+        with filesystem_errors(self.lock_path, "lock"):
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                raise RunLockedError(
+                    f"run folder {self.path} is in use by another run (process {other}); wait for it "
+                    "to finish (or stop it), or choose another --out"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                os.ftruncate(fd, 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    # -- writing -------------------------------------------------------------------------------
+    def write_text(self, path: Path, text: str) -> str:
+        """Atomically write ``text`` to ``path`` (a path of this folder); returns its SHA-256."""
+        return atomic_write_bytes(path, text.encode())
+
+    def write_json(self, path: Path, value: Any) -> str:
+        return self.write_text(path, json.dumps(value, indent=1, default=str) + "\n")
+
+    def write_netcdf(self, ds: Any, path: Path) -> str:
+        return atomic_write_netcdf(ds, path)
+
+    def remove(self, path: Path) -> bool:
+        """Remove a file or folder of the run (True when something was there)."""
+        with filesystem_errors(path, "remove"):
+            if path.is_dir():
+                shutil.rmtree(path)
+                return True
+            if path.exists():
+                path.unlink()
+                return True
+        return False
+
+    def remove_results(self, reason: str) -> list[str]:
+        """Remove the result files and the manifest (they are rebuilt); the names removed."""
+        removed = [
+            p.name for p in (*self.result_paths().values(), self.manifest_path) if self.remove(p)
+        ]
+        if removed:
+            log.info("%s: removed %s (%s)", self.path, ", ".join(removed), reason)
+        return removed
+
+    # -- manifest ------------------------------------------------------------------------------
+    def read_manifest(self) -> dict[str, Any]:
+        """The manifest ({} when there is none or it is unreadable: results are then rebuilt)."""
+        try:
+            value = json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        self.write_json(self.manifest_path, manifest)
+
+    def read_info(self) -> dict[str, Any]:
+        """``run.json`` ({} when absent)."""
+        if not self.info.is_file():
+            return {}
+        try:
+            return json.loads(self.info.read_text())
+        except ValueError as exc:
+            raise RunFolderError(
+                f"{self.info} is not valid JSON ({exc}); rerun the config into {self.path}"
+            ) from exc
+
+    def stale_cache(self, models: list[str], datasets: list[str]) -> list[Path]:
+        """Cache entries (feature groups, task records, parts) of models or datasets not in the run."""
+        keep_ds = {safe_name(d) for d in datasets}
+        keep_m = {safe_name(m) for m in models}
+        stale: list[Path] = []
+        if self.features.is_dir():
+            for d in sorted(self.features.iterdir()):
+                if not d.is_dir():
+                    continue
+                if d.name not in keep_ds:
+                    stale.append(d)
+                    continue
+                stale += [m for m in sorted(d.iterdir()) if m.is_dir() and m.name not in keep_m]
+        roots = [self.path / STIMULI]
+        if self.stages.is_dir():
+            roots += [p for p in self.stages.iterdir() if p.is_dir() and p.name != "parts"]
+            roots += [p for p in (self.stages / "parts").glob("*") if p.is_dir()]
+        for root in roots:
+            for entry in sorted(root.iterdir()) if root.is_dir() else []:
+                stem = entry.name.rsplit(".", 1)[0] if entry.is_file() else entry.name
+                if stem not in keep_ds:
+                    stale.append(entry)
+                elif entry.is_dir():
+                    stale += [
+                        f for f in sorted(entry.iterdir()) if f.name.rsplit(".", 1)[0] not in keep_m
+                    ]
+        return stale
+
+    # -- reading result files --------------------------------------------------------------------
+    def open_results(self, *, verify: bool = True) -> RunResults:
+        """Open the result files, check their schema and that they belong to one run.
+
+        Checks: similarity.nc exists with (dataset, model_a, model_b) variables; probes.nc and
+        consistency.nc, when present, name the same models and datasets; with a manifest, every
+        listed file exists with its recorded content hash and no unlisted result file lies beside
+        them. A folder that fails a check is never read half-way: RunFolderError says how to fix it.
+        """
+        import xarray as xr
+
+        if not self.similarity.is_file():
+            raise StoreError(
+                f"{self.similarity} does not exist: run the pipeline first, e.g. "
+                f"`repsim run data/configs/embedded.yaml --out {self.path}`"
+            )
+        manifest = self.read_manifest()
+        if verify and manifest:
+            self._verify_manifest(manifest)
+        try:
+            similarity = xr.load_dataset(self.similarity)
+            consistency = xr.load_dataset(self.consistency) if self.consistency.is_file() else None
+            probes = xr.load_dataset(self.probes) if self.probes.is_file() else None
+        except (OSError, ValueError) as exc:
+            raise RunFolderError(
+                f"a result file of {self.path} is unreadable ({exc}); rerun the config into that folder "
+                "to rebuild it"
+            ) from exc
+        check_schema(similarity, consistency, probes, where=self.path)
+        return RunResults(similarity, consistency, probes, self.read_info(), manifest)
+
+    def _verify_manifest(self, manifest: dict[str, Any]) -> None:
+        files = manifest.get("files", {})
+        fix = f"rerun the same config into {self.path} to rebuild its result files"
+        for name, entry in files.items():
+            path = self.path / name
+            if not path.is_file():
+                raise RunFolderError(f"{path} is listed in {MANIFEST} but missing; {fix}")
+            if sha256_file(path) != entry.get("sha256"):
+                raise RunFolderError(
+                    f"{path} was changed after the run wrote it (content hash differs); {fix}"
+                )
+        unlisted = [n for n in RESULT_FILES if n not in files and (self.path / n).exists()]
+        if unlisted:
+            raise RunFolderError(
+                f"{', '.join(unlisted)} in {self.path} were not written by its last run "
+                f"(config {manifest.get('config_hash')}); delete them or {fix}"
+            )
+
+
+def check_schema(
+    similarity: Any, consistency: Any = None, probes: Any = None, where: Any = ""
+) -> None:
+    """Dimensions of each result file, and the same models and datasets across the three.
+
+    Raises RunFolderError naming the file and the mismatch (e.g. an 8-model probes.nc beside a
+    2-model similarity.nc).
+    """
+    fix = f"rerun the config into {where} so that every result file is rebuilt by one run"
+    if not similarity.data_vars:
+        raise RunFolderError(f"{where}/{SIMILARITY} has no measure variables; {fix}")
+    for name, var in similarity.data_vars.items():
+        if tuple(var.dims) != ("dataset", "model_a", "model_b"):
+            raise RunFolderError(
+                f"{where}/{SIMILARITY}: {name} has dims {var.dims}, not (dataset, model_a, model_b); {fix}"
+            )
+    models = [str(m) for m in similarity["model_a"].values]
+    datasets = [str(d) for d in similarity["dataset"].values]
+    if models != [str(m) for m in similarity["model_b"].values]:
+        raise RunFolderError(f"{where}/{SIMILARITY}: model_a and model_b differ; {fix}")
+    if probes is not None:
+        for dim, want in (("model", models), ("dataset", datasets)):
+            got = [str(v) for v in probes[dim].values] if dim in probes.dims else None
+            if got is None or sorted(got) != sorted(want):
+                raise RunFolderError(
+                    f"{where}/{PROBES} has {dim}s {got} but {SIMILARITY} has {want}: the files come from "
+                    f"different runs; {fix}"
+                )
+    if consistency is not None:
+        for dim in ("dataset_a", "dataset_b"):
+            got = [str(v) for v in consistency[dim].values] if dim in consistency.dims else None
+            if got is None or sorted(got) != sorted(datasets):
+                raise RunFolderError(
+                    f"{where}/{CONSISTENCY} has datasets {got} but {SIMILARITY} has {datasets}: the files "
+                    f"come from different runs; {fix}"
+                )
+        if "measure" in consistency.dims:
+            extra = sorted(set(map(str, consistency["measure"].values)) - set(similarity.data_vars))
+            if extra:
+                raise RunFolderError(
+                    f"{where}/{CONSISTENCY} has measures {extra} that {SIMILARITY} lacks; {fix}"
+                )
+        if "anchor" in consistency.dims:
+            anchors = sorted(map(str, consistency["anchor"].values))
+            if anchors != sorted(models):
+                raise RunFolderError(
+                    f"{where}/{CONSISTENCY} has anchor models {anchors} but {SIMILARITY} has {models}: the "
+                    f"files come from different runs; {fix}"
+                )
+
+
+def unsafe_names(paths: list[Path]) -> list[str]:
+    """Readable ids of cache paths (for log lines)."""
+    return [unsafe_name(p.name.rsplit(".", 1)[0] if p.suffix else p.name) for p in paths]

@@ -1,0 +1,161 @@
+"""Damage each kind of cached file of a finished run; the rerun must give the clean run's files.
+
+Each case copies the clean small run, damages one file, reruns the same config and checks that
+(1) the result files are byte-identical to the clean run's, (2) only the damaged task was redone
+(for features: that one model on that one dataset) and (3) run.json says what was redone and why.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from repsim.pipeline import run
+from repsim.runfolder import RunFolder, RunFolderError
+
+pytestmark = pytest.mark.slow
+
+DS, MODEL = "faces", "cnn-simclr-s0"
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def _chunk_files(run_dir: Path) -> list[Path]:
+    root = RunFolder(run_dir).features / DS / MODEL / "features"
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != "zarr.json")
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
+    # case: (damage the run folder, the stage that must be redone)
+    "truncated stimulus table": (lambda d: _truncate(RunFolder(d).stimuli(DS)), "stimuli"),
+    "deleted feature group": (
+        lambda d: shutil.rmtree(RunFolder(d).features / DS / MODEL),
+        "features",
+    ),
+    "deleted feature chunk": (lambda d: _chunk_files(d)[0].unlink(), "features"),
+    "flipped byte in a chunk": (lambda d: _flip_byte(_chunk_files(d)[0]), "features"),
+    "damaged group zarr.json": (
+        lambda d: (RunFolder(d).features / DS / MODEL / "zarr.json").write_text("{"),
+        "features",
+    ),
+    "truncated similarity part": (
+        lambda d: _truncate(RunFolder(d).similarity_part(DS)),
+        "similarity",
+    ),
+    "damaged task record": (
+        lambda d: RunFolder(d).marker("features", DS, MODEL).write_text("{"),
+        "features",
+    ),
+}
+
+
+def assert_same_results(clean: Path, other: Path) -> None:
+    """Byte-identical result files, and a folder that opens with every check passing."""
+    a, b = RunFolder(clean), RunFolder(other)
+    for path_a, path_b in (
+        (a.similarity, b.similarity),
+        (a.consistency, b.consistency),
+        (a.summary, b.summary),
+    ):
+        assert path_b.read_bytes() == path_a.read_bytes(), path_b.name
+    assert not b.probes.exists()
+    b.open_results()
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_damaged_cache_is_recomputed_to_identical_results(
+    case, small_run, run_copy, small_config, monkeypatch
+):
+    import repsim.extract
+
+    damage, stage = DAMAGE[case]
+    damage(run_copy)
+    extracted = []
+    original = repsim.extract.extract_features
+
+    def counting(spec, images, ids, store, dataset_id, **kw):
+        extracted.append((dataset_id, spec.id))
+        return original(spec, images, ids, store, dataset_id, **kw)
+
+    monkeypatch.setattr(repsim.extract, "extract_features", counting)
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+    info = json.loads(RunFolder(run_copy).info.read_text())
+    assert any(line.startswith(stage) and DS in line for line in info["redone"]), info["redone"]
+    if stage == "features":
+        assert extracted == [(DS, MODEL)]  # that group, and nothing else
+    else:
+        assert extracted == []
+
+
+def test_altered_result_file_is_refused_then_rebuilt(small_run, run_copy, small_config):
+    from repsim.analysis import load_run
+
+    _truncate(RunFolder(run_copy).similarity, 0.9)
+    with pytest.raises(RunFolderError, match="rerun"):
+        load_run(run_copy)
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+
+
+def test_stray_result_file_is_refused_and_removed(small_run, run_copy, small_config):
+    from repsim.analysis import load_run
+
+    folder = RunFolder(run_copy)
+    shutil.copy(folder.similarity, folder.probes)  # a probes.nc this run never wrote
+    with pytest.raises(RunFolderError, match="probes.nc"):
+        load_run(run_copy)
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+
+
+def test_kill_during_extraction_resumes_to_identical_results(
+    small_run, small_config, tmp_path, monkeypatch
+):
+    from repsim.store import FeatureWriter
+
+    calls = {"n": 0}
+    original = FeatureWriter.write_chunk
+
+    def killed_on_third(self, chunk, features, raw=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, chunk, features, raw)
+
+    monkeypatch.setattr(FeatureWriter, "write_chunk", killed_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        run(small_config, tmp_path / "run", device="cpu")
+    monkeypatch.setattr(FeatureWriter, "write_chunk", original)
+    run(small_config, tmp_path / "run", device="cpu")
+    assert_same_results(small_run, tmp_path / "run")
+
+
+def test_clean_run_files_are_0644_with_no_temp_left(small_run):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    want = 0o666 & ~umask
+    files = [p for p in small_run.rglob("*") if p.is_file()]
+    assert files
+    modes = {str(p.relative_to(small_run)): oct(p.stat().st_mode & 0o777) for p in files}
+    assert all(m == oct(want) for m in modes.values()), modes
+    assert not [p for p in small_run.rglob("*") if p.name.endswith(".tmp")]
+    assert not (small_run / ".features.zarr.tmp").exists()
+    manifest = RunFolder(small_run).read_manifest()
+    assert {"similarity.nc", "consistency.nc", "summary.txt", "run.json"} <= set(manifest["files"])
+    assert manifest["config_hash"] and manifest["code_version"]
