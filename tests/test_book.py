@@ -94,6 +94,31 @@ def test_book_builds_without_errors(built_book: Path):
 
 
 @pytest.mark.slow
+def test_built_book_has_the_course_and_student_notebooks(built_book: Path):
+    """The course index links every student notebook for download, and those in the built book
+    hold no solution cell (the teacher pages keep them, folded)."""
+    html = built_book.parent
+    index = (html / "course" / "index.html").read_text()
+    lessons = B.course_notebooks(REPO / "book")
+    for lesson in lessons:
+        assert f"generated/course/{lesson.stem}.html" in index, lesson.name
+    linked = [
+        p
+        for p in (html / "_downloads").glob("*/*.ipynb")
+        if f"_downloads/{p.parent.name}/{p.name}" in index
+    ]
+    students = [p for p in linked if B.STUDENT_STUB in p.read_text()]
+    assert sorted(p.name for p in students) == sorted(p.name for p in lessons)
+    for path in students:
+        nb = nbformat.read(path, as_version=4)
+        assert not [c for c in nb.cells if B.SOLUTION_TAG in c.metadata.get("tags", [])], path.name
+    teacher = nbformat.read(
+        built_book.parents[2] / "generated" / "course" / lessons[0].name, as_version=4
+    )
+    assert [c for c in teacher.cells if B.SOLUTION_TAG in c.metadata.get("tags", [])]
+
+
+@pytest.mark.slow
 def test_chapters_on_the_fake_run(book_run, tmp_path):
     """When the book is built on the real tiny run, the chapters whose branches the tiny run
     leaves out (every category pair testable, all heatmaps, ...) also run on the fake run."""
