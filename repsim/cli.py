@@ -42,7 +42,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from repsim.stimuli import check_datasets
 
-    table, ok = check_datasets(args.config)
+    table, ok = check_datasets(args.config, decode=args.check)
     print(table)
     return 0 if (ok or not args.check) else 1
 
@@ -101,12 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list or check the models of a config")
     p.add_argument("--config", required=True)
-    p.add_argument("--check", action="store_true", help="build every architecture offline and check dims")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="build every selected model on the meta device, check dims, open and match weights files",
+    )
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("datasets", help="list or check the datasets of a config")
     p.add_argument("--config", required=True)
-    p.add_argument("--check", action="store_true", help="exit non-zero if a dataset cannot be read")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="decode every image, list each unusable one; exit non-zero if any dataset or image is bad",
+    )
     p.set_defaults(func=_cmd_datasets)
 
     p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHMARKS) + ", all")
