@@ -26,3 +26,147 @@ def test_missing_and_cyclic_configs(tmp_path: Path):
     (tmp_path / "b.yaml").write_text("include: [a.yaml]\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_config(tmp_path / "a.yaml")
+
+
+# ----------------------------------------------------------------------------- typed config, checked
+import inspect  # noqa: E402
+
+from repsim.config import ProbeOptions, SimilarityOptions  # noqa: E402
+from repsim.plan import load_plan  # noqa: E402
+
+TINY = Path(__file__).resolve().parents[1] / "data" / "configs" / "tiny.yaml"
+
+
+def _cfg(tmp_path: Path, text: str, include: Path = TINY) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"include: [{include}]\n{text}")
+    return path
+
+
+def _plan(tmp_path: Path, text: str, **kw):
+    return load_plan(_cfg(tmp_path, text), check_models=kw.pop("check_models", False), **kw)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("stimulu: {max_images: 10}\n", "unknown key 'stimulu' \\(did you mean 'stimuli'\\?\\)"),
+        ("probes: {enabled: false}\n", "unknown key 'probes' \\(did you mean 'probe'\\?\\)"),
+        ("measure: [cka_linear]\n", "unknown key 'measure' \\(did you mean 'measures'\\?\\)"),
+        ("probe: {seed: [0]}\n", "probe: unknown key 'seed' \\(did you mean 'seeds'\\?\\)"),
+        ("extract: {batchsize: 8}\n", "extract: unknown key 'batchsize' \\(did you mean 'batch_size'\\?\\)"),
+        ("similarity: {memory_budget: 2}\n", "did you mean 'memory_budget_gb'"),
+        ("select: {model: [a]}\n", "select: unknown key 'model' \\(did you mean 'models'\\?\\)"),
+        ("probe: {enabled: 'no'}\n", "probe.enabled must be true or false, got 'no' \\(a string\\)"),
+        ("threads: two\n", "threads must be a positive integer, got 'two'"),
+        ("threads: 0\n", "threads must be a positive integer"),
+        ("stimuli: {max_images: -5}\n", "stimuli.max_images must be a positive integer"),
+        ("probe: {val_fraction: 1.5}\n", "probe.val_fraction must be a number in \\(0, 1\\)"),
+        ("probe: {lrs: []}\n", "probe.lrs is an empty list"),
+        ("probe: {seeds: [0, 0]}\n", "probe.seeds lists \\['0'\\] more than once"),
+        ("extract: {pretrained: 1}\n", "extract.pretrained must be true or false"),
+        ("measures: cka_linear\n", "measures must be a list"),
+        ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
+        ("select: {models: []}\n", "select.models is an empty list"),
+        ("select: {datasets: [face, texture]}\n",
+         "2 unknown ids: 'face' \\(did you mean 'faces'\\?\\), 'texture' \\(did you mean 'textures'\\?\\)"),
+    ],
+)
+def test_bad_configs_fail_at_parse_time_with_the_fix(tmp_path: Path, text: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _plan(tmp_path, text)
+
+
+def test_unknown_key_names_the_file_it_is_in(tmp_path: Path) -> None:
+    (tmp_path / "inc.yaml").write_text("measures: [cka_linear]\nprobe_options: {}\n")
+    main = tmp_path / "main.yaml"
+    main.write_text("include: [inc.yaml]\n")
+    with pytest.raises(ConfigError, match=r"inc\.yaml: unknown key 'probe_options'"):
+        load_config(main)
+
+
+def test_include_overrides_settings_and_concatenates_entries(tmp_path: Path) -> None:
+    plan = load_plan(TINY, check_models=False)
+    assert plan.measures == ("cka_linear", "cka_rbf_0.2", "cka_rbf_0.4", "cka_rbf_0.8", "rsa_spearman",
+                             "mutual_knn_10")  # not the 12 of a concatenation with embedded.yaml
+    narrow = _plan(tmp_path, "measures: [cka_linear]\nprobe: {seeds: [3]}\n")
+    assert narrow.measures == ("cka_linear",)
+    # mappings merge key by key: only seeds changes, tiny's epochs and embedded's batch_size stay
+    assert narrow.probe["seeds"] == [3] and narrow.probe["epochs"] == 4 and narrow.probe["batch_size"] == 128
+    assert narrow.config.probe.seeds == (3,) and narrow.config.probe.enabled is True
+    assert len(load_plan(TINY, check_models=False).raw["models"]) == 45  # models are concatenated
+
+
+def test_plan_keeps_its_dict_options_and_adds_typed_sections() -> None:
+    plan = load_plan(TINY, check_models=False)
+    assert plan.stimuli == {"max_images": 60, "seed": 42}
+    assert plan.extract["batch_size"] == 256 and plan.threads == 1 and plan.probes_enabled
+    assert plan.config.stimuli.max_images == 60 and plan.config.extract.batch_size == 256
+    with pytest.raises(AttributeError):
+        plan.config.probe.enabled = False  # frozen
+
+
+def test_section_fields_match_the_functions_they_configure() -> None:
+    from repsim.measures import similarity_matrices
+    from repsim.probe import linear_probe
+
+    def keywords(func):
+        params = inspect.signature(func).parameters
+        return {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "device"}
+
+    assert {f for f in ProbeOptions.__dataclass_fields__ if f != "enabled"} == keywords(linear_probe)
+    assert set(SimilarityOptions.__dataclass_fields__) == keywords(similarity_matrices)
+
+
+@pytest.mark.parametrize(
+    ("entry", "match"),
+    [
+        ("{id: ../evil, loader: minizoo, identifier: cnn}", "model id '../evil' cannot be used"),
+        ("{id: a/b, loader: minizoo, identifier: cnn}", "model id 'a/b' cannot be used"),
+        ("{id: .hidden, loader: minizoo, identifier: cnn}", "cannot be used"),
+        ("{id: ok, loader: minizoo, identifier: cnn, weigths: x}", "did you mean 'weights'"),
+        ("{id: ok, loader: minizo, identifier: cnn}", "did you mean 'minizoo'"),
+        ("{id: ok, loader: minizoo, identifier: cnn, layer: 3}", "'layer' must be a string"),
+    ],
+)
+def test_bad_model_entries(tmp_path: Path, entry: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _plan(tmp_path, f"models:\n  - {entry}\n")
+
+
+def test_dataset_ids_stay_inside_the_run_folder(tmp_path: Path) -> None:
+    base = "loader: embedded, path: x.npz, domain: Structured"
+    for bad in ("../x", "a/../b", "a//b", "/abs"):
+        with pytest.raises(ConfigError, match="cannot be used"):
+            _plan(tmp_path, f"datasets:\n  - {{id: '{bad}', {base}}}\n")
+    from repsim.stimuli import parse_datasets
+
+    (spec,) = parse_datasets([{"id": "wds/vtab/cifar10", "loader": "embedded", "path": "x.npz",
+                               "domain": "Structured"}])
+    assert spec.id == "wds/vtab/cifar10"  # the study's ids: safe segments joined by '/'
+
+
+def test_measures_checked_against_the_stimuli_they_will_see(tmp_path: Path) -> None:
+    # tiny's subsets hold at most 60 (+ classes - 1) images: mutual_knn_100 can never be computed
+    with pytest.raises(ConfigError, match=r"mutual_knn_100 needs at least 101 stimuli; dataset 'faces' "
+                                          r"can have at most 61"):
+        _plan(tmp_path, "measures: [cka_linear, mutual_knn_100]\n")
+    with pytest.raises(ConfigError, match="mutual_knn_50 needs at least 51"):
+        _plan(tmp_path, "stimuli: {max_images: 20}\nmeasures: [mutual_knn_50]\n")
+    plan = _plan(tmp_path, "measures: [cka_linear, mutual_knn_50]\n")
+    plan.check_stimulus_counts({"faces": 60, "textures": 51})  # exact counts, after the tables
+    with pytest.raises(ConfigError, match="mutual_knn_50 needs at least 51 stimuli; dataset 'textures' has 20"):
+        plan.check_stimulus_counts({"faces": 60, "textures": 20})
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        "{models: [cnn-supervised-s0], datasets: [faces]}",  # one model, one dataset
+        "{models: [cnn-supervised-s0, vit-simclr-s0], datasets: [faces]}",  # two models
+        "{models: [cnn-supervised-s0, cnn-simclr-s0, cnn-clip-s0]}",  # one model per objective
+    ],
+)
+def test_small_valid_runs_are_not_rejected(tmp_path: Path, select: str) -> None:
+    plan = _plan(tmp_path, f"select: {select}\n", check_models=True)
+    assert 1 <= len(plan.models) <= 3 and plan.datasets

@@ -31,3 +31,146 @@ def test_paper_models_all_resolve(repo_root: Path) -> None:
     table, ok = check_models(repo_root / "data" / "configs" / "paper_models.yaml")
     assert "64/64 models ok" in table, table
     assert ok
+
+
+# ----------------------------------------------------------------------------- weights, before the work
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+
+import torch  # noqa: E402
+
+from repsim.errors import MissingWeightsError, ModelError  # noqa: E402
+from repsim.plan import load_plan  # noqa: E402
+from repsim.zoo import weights as weights_mod  # noqa: E402
+
+ZOO = Path(__file__).resolve().parents[1] / "data" / "minizoo"
+TINY = Path(__file__).resolve().parents[1] / "data" / "configs" / "tiny.yaml"
+
+
+def _config(tmp_path: Path, models: str, select: str) -> Path:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"include: [{TINY}]\nmodels:\n{models}select: {{models: {select}, datasets: [faces]}}\n")
+    return cfg
+
+
+def _minizoo_entry(model_id: str, identifier: str, weights: Path) -> str:
+    return f"  - {{id: {model_id}, loader: minizoo, identifier: {identifier}, weights: {weights}}}\n"
+
+
+def test_truncated_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatch) -> None:
+    from repsim.pipeline import run
+
+    blob = (ZOO / "cnn-supervised-s0.safetensors").read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(blob[: len(blob) // 2])
+    cfg = _config(tmp_path, _minizoo_entry("cut", "cnn", cut), "[cnn-supervised-s0, cut]")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded before the weights were checked")
+
+    monkeypatch.setattr("repsim.stimuli.stimset.StimulusSet.load_images", no_decoding)
+    monkeypatch.setattr("repsim.stimuli.stimset.StimulusSet.verify", no_decoding)
+    with pytest.raises(ModelError) as err:
+        run(cfg, tmp_path / "run", device="cpu")
+    message = str(err.value)
+    assert "1 of 2 models cannot be used" in message
+    assert f"model 'cut': weights file {cut} cannot be used" in message
+    assert "truncated" in message and "repsim minizoo train" in message
+    assert not (tmp_path / "run" / "stimuli").exists()
+
+
+def test_weights_of_another_architecture_are_found_at_plan_time(tmp_path: Path) -> None:
+    cfg = _config(tmp_path, _minizoo_entry("wrong", "cnn", ZOO / "vit-simclr-s0.safetensors"), "[wrong]")
+    with pytest.raises(ModelError, match="model 'wrong': weights file .*vit-simclr-s0.safetensors cannot be used"):
+        load_plan(cfg)
+
+
+def _torchvision_file(tmp_path: Path, edit) -> Path:
+    import torchvision
+
+    torch.manual_seed(0)
+    state = torchvision.models.get_model("squeezenet1_1", weights=None).state_dict()
+    edit(state)
+    path = tmp_path / "squeeze.pth"
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda s: None, None),
+        (lambda s: s.pop("features.0.weight"), "Missing key.*features.0.weight"),
+        (lambda s: s.update({"features.0.bias": torch.zeros(3)}), "size mismatch for features.0.bias"),
+    ],
+    ids=["fits", "missing-key", "wrong-shape"],
+)
+def test_local_weights_file_matched_against_the_architecture(tmp_path: Path, edit, match) -> None:
+    path = _torchvision_file(tmp_path, edit)
+    entry = f"  - {{id: sq, loader: torchvision, identifier: squeezenet1_1, weights: {path}}}\n"
+    cfg = _config(tmp_path, entry, "[sq]")
+    table, ok = check_models(cfg)
+    row = next(line for line in table.splitlines() if line.startswith("sq "))
+    if match is None:
+        assert ok and "file ok" in row and row.endswith("ok"), table
+        load_plan(cfg)
+        return
+    assert not ok and "error: ModelError" in row
+    with pytest.raises(ModelError, match=match):
+        load_plan(cfg)
+
+
+def test_models_check_honours_select_and_opens_weights_files(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a safetensors file")
+    models = _minizoo_entry("broken", "cnn", broken)
+    cfg = _config(tmp_path, models, "[cnn-supervised-s0, broken]")
+    table, ok = check_models(cfg)
+    assert not ok
+    ids = [line.split()[0] for line in table.splitlines()[2:4]]
+    assert ids == ["cnn-supervised-s0", "broken"]  # the selection, not the 46 models of the config
+    assert "1/2 models ok" in table
+    assert f"broken: model 'broken': weights file {broken} cannot be used" in table
+
+
+@pytest.fixture
+def no_network(tmp_path: Path, monkeypatch) -> list[str]:
+    """No network and no HF_HUB_OFFLINE: every request fails like a machine without a route."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "REPSIM_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
+    monkeypatch.setattr(weights_mod, "_HOST_ERRORS", {})
+    calls: list[str] = []
+
+    def unreachable(request, *args, **kwargs):
+        calls.append(getattr(request, "full_url", str(request)))
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    return calls
+
+
+def test_offline_without_the_flag_fails_once_per_model_with_the_fix(tmp_path: Path, no_network) -> None:
+    entries = (
+        "  - {id: sq, loader: torchvision, identifier: squeezenet1_1}\n"
+        "  - {id: sq0, loader: torchvision, identifier: squeezenet1_0}\n"
+    )
+    cfg = _config(tmp_path, entries, "[sq, sq0, cnn-supervised-s0]")
+    with pytest.raises(MissingWeightsError) as err:
+        load_plan(cfg)
+    message = str(err.value)
+    assert "2 of 3 models cannot be used" in message
+    assert "model 'sq' (torchvision 'squeezenet1_1')" in message and "model 'sq0'" in message
+    assert "Connection refused" in message and "HF_HUB_OFFLINE=1" in message and "'weights:" in message
+    assert len(no_network) == 1  # one request for the host, not one per model, task or retry
+    # `models --check` never contacts the network: weights to download are reported, not fetched
+    table, ok = check_models(cfg)
+    assert ok and "not cached" in table and len(no_network) == 1
+
+
+def test_offline_flag_fails_without_any_request(tmp_path: Path, no_network, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = _config(tmp_path, "  - {id: sq, loader: torchvision, identifier: squeezenet1_1}\n", "[sq]")
+    with pytest.raises(MissingWeightsError, match="not available offline"):
+        load_plan(cfg)
+    assert no_network == []

@@ -104,7 +104,8 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
         try:
             load_model(spec, pretrained=True, device="meta")
         except Exception as exc:  # any failure to read or fit the file is the same user error
-            reason = str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__
+            reason = " ".join(str(exc).split()).removeprefix(f"model {spec.id!r}: ")
+            reason = reason if len(reason) <= 600 else reason[:600] + " ..."
             raise ModelError(
                 f"model {spec.id!r}: weights file {path} cannot be used for {spec.loader} "
                 f"{spec.identifier!r}: {type(exc).__name__}: {reason}. The file is truncated, damaged or "

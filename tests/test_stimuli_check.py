@@ -1,0 +1,94 @@
+"""Bad images in any split are skipped and listed; ``repsim datasets --check`` decodes every file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from repsim.stimuli import check_datasets, open_dataset, parse_datasets, stimulus_table
+
+
+def _png(seed: int, size: int = 16, fmt: str = "PNG") -> bytes:
+    arr = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@pytest.fixture
+def bad_folder(tmp_path: Path) -> Path:
+    """Train/test image folder with a truncated JPEG in *test* and a dangling symlink in train."""
+    root = tmp_path / "imgs"
+    for split, n in (("train", 4), ("test", 2)):
+        for c in ("ant", "bee"):
+            for i in range(n):
+                _write(root / split / c / f"{i}.png", _png(hash((split, c, i)) % 1000))
+    jpg = _png(99, 64, "JPEG")
+    _write(root / "test" / "bee" / "cut.jpg", jpg[: len(jpg) // 2])  # header reads, data does not
+    (root / "train" / "ant" / "gone.png").symlink_to(root / "nowhere" / "x.png")
+    return root
+
+
+def _config(tmp_path: Path, root: Path) -> Path:
+    cfg = tmp_path / "c.yaml"
+    entry = {"id": "fx", "loader": "imagefolder", "path": str(root), "domain": "Structured"}
+    cfg.write_text(yaml.safe_dump({"datasets": [entry]}))
+    return cfg
+
+
+def test_bad_test_image_and_dangling_symlink_are_skipped_and_listed(bad_folder: Path) -> None:
+    (spec,) = parse_datasets([{"id": "fx", "loader": "imagefolder", "path": str(bad_folder),
+                               "domain": "Structured"}])
+    st = open_dataset(spec)
+    reasons = dict(st.skipped)
+    assert "dangling symlink" in reasons["fx/train/ant/gone.png"]  # listed, not dropped silently
+    table = stimulus_table(spec)
+    skipped = dict(table.attrs["skipped"])
+    assert set(skipped) == {"fx/train/ant/gone.png", "fx/test/bee/cut.jpg"}
+    assert "truncated" in skipped["fx/test/bee/cut.jpg"]
+    assert "fx/test/bee/cut.jpg" not in set(table.id)
+    # the dataset is not failed: every other item is in the table, and every row decodes
+    assert (table.split == "test").sum() == 4 and (table.split == "train").sum() == 8
+    st = open_dataset(spec)
+    st.load_images(st.indices_of(table.id.to_numpy()))
+
+
+def test_datasets_check_decodes_every_file_and_lists_each_bad_one(
+    bad_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from repsim.cli import main
+
+    cfg = _config(tmp_path, bad_folder)
+    listing, ok = check_datasets(cfg)  # no decode: headers only, the truncated file is not seen
+    assert ok and "cut.jpg" not in listing and "gone.png" in listing
+    table, ok = check_datasets(cfg, decode=True)
+    assert not ok
+    lines = table.splitlines()
+    assert "fx: 2 item(s) cannot be used and are skipped by a run:" in lines
+    assert any(line.startswith("  fx/test/bee/cut.jpg: corrupt or truncated") for line in lines)
+    assert any(line.startswith("  fx/train/ant/gone.png: dangling symlink") for line in lines)
+    assert main(["datasets", "--config", str(cfg), "--check"]) == 1
+    assert "cut.jpg" in capsys.readouterr().out
+
+
+def test_datasets_check_passes_clean_data_and_honours_select(tmp_path: Path, repo_root: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"include: [{repo_root / 'data/configs/embedded.yaml'}]\n"
+        "select: {datasets: [faces]}\n"
+    )
+    table, ok = check_datasets(cfg, decode=True)
+    assert ok, table
+    rows = [line.split()[0] for line in table.splitlines()[1:] if line and not line.startswith("every")]
+    assert rows == ["faces"]
+    assert "every image of the 1 dataset(s) decodes" in table
