@@ -191,7 +191,8 @@ def student_notebook(lesson: str | Path):
     cells = []
     for cell in nb.cells:
         if SOLUTION_TAG in cell.metadata.get("tags", []):
-            cell = nbformat.v4.new_code_cell(STUDENT_STUB)
+            # the solution's cell id: the student notebook is the same file on every build
+            cell = nbformat.v4.new_code_cell(STUDENT_STUB, id=cell.get("id"))
         elif cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
         cells.append(cell)
