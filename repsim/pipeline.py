@@ -138,6 +138,10 @@ def _run_locked(
             ],
             **compute_kw,
         )
+        # measures against the exact similarity subsets, before any image is decoded for features
+        plan.check_stimulus_counts(
+            {d.id: int(i["n_similarity"]) for d, i in zip(plan.datasets, stim_info) if isinstance(i, dict)}
+        )
         graph = _analysis_graph(plan, run_dir, device, stim_info)
         with TaskProgress(f"run {plan.name}"):
             (decoded, feats, sims, probes) = dask.compute(
