@@ -142,3 +142,66 @@ def test_no_warning_for_healthy_models(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         similarity_matrices(zoo(rng), ["cka_linear", "rsa_spearman", "mutual_knn_5"])
+
+
+# ------------------------------------------------------------------- numerics at the edges (issue 11)
+
+
+@pytest.mark.parametrize("n,d", [(5, 1), (5, 8), (9, 3), (50, 1), (50, 8), (60, 70)])
+@pytest.mark.parametrize("eps,centre", [(2**-14, 0.0), (1e-6, 3.0), (1e-9, -7.0)])
+def test_engine_near_degenerate_matches_exact(n, d, eps, centre):
+    """One outlier and the rest within eps: the engine keeps the digits the expansion cancels."""
+    from test_measures import near_degenerate
+    from test_measures_reference import cka_exact
+
+    X, Y = near_degenerate(n, d, eps, centre, seed=n * 100 + d)
+    X2, _ = near_degenerate(n, d, eps, -centre, seed=n * 100 + d + 1, y_degenerate=True)
+    feats = {"x": X, "y": Y, "x2": X2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = similarity_matrix(feats, "cka_linear", device="cpu").values
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        names = list(feats)
+        expected = cka_exact(feats[names[a]], feats[names[b]])
+        assert got[a, b] == pytest.approx(expected, rel=1e-10), (names[a], names[b])
+
+
+def test_engine_recomputes_nothing_for_healthy_models(rng, monkeypatch):
+    """The accurate second pass runs only for models whose self-HSIC cancelled: no cost otherwise."""
+    import repsim.measures.engine as engine
+
+    calls = []
+    real = engine.gram_path
+    monkeypatch.setattr(
+        engine, "gram_path", lambda *a, **k: calls.append(k.get("rows")) or real(*a, **k)
+    )
+    feats = zoo(rng, n=200, dims=(3, 7, 20))  # the feature path: gram_path only on a redo
+    similarity_matrix(feats, "cka_linear", device="cpu")
+    assert calls == []
+    feats["bad"] = np.vstack([np.full((199, 5), 0.25), np.ones((1, 5))]) + 1e-7 * rng.normal(
+        size=(200, 5)
+    )
+    similarity_matrix(feats, "cka_linear", device="cpu")
+    assert calls == [[3]]
+
+
+def test_engine_rbf_isotropic_unit_rows_is_defined():
+    """Issue 11: the unit diagonal of the RBF kernel no longer decides that CKA is undefined."""
+    from test_measures import isotropic_pair
+
+    X, Y = isotropic_pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        da = similarity_matrix({"x": X, "y": Y}, "cka_rbf_0.2", device="cpu")
+    assert da.values[0, 1] == pytest.approx(repsim.cka(X, Y, kernel="rbf", sigma=0.2), rel=1e-10)
+
+
+@pytest.mark.parametrize("measure", ["cka_linear", "cka_rbf_0.7"])
+def test_engine_all_but_one_identical_is_undefined(rng, measure):
+    feats = zoo(rng, n=30)
+    X = np.repeat(rng.normal(size=(1, 6)), 30, axis=0)
+    X[4] += 1.0
+    feats["flat"] = X
+    with pytest.warns(RuntimeWarning, match=f"{measure} is undefined for model 'flat'"):
+        da = similarity_matrix(feats, measure, device="cpu")
+    assert np.isnan(da.values[4]).all() and np.isfinite(da.values[:4, :4]).all()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.stats import ortho_group
 from test_measures_reference import (
     cka_exact,
     cka_ref,
+    hsic_u_exact,
     hsic_u_loops,
     hsic_u_trace,
     kernel,
@@ -183,30 +184,96 @@ def test_torch_and_float32_inputs(rng):
 
 finite = st.floats(-10, 10, allow_nan=False, width=64)
 
+# issue 11: one outlier and three equal rows; the feature-space expansion lost 8 digits here
+ISSUE_X = np.array([[0.0], [1.0], [2**-14], [2**-14], [2**-14]])
 
-@settings(max_examples=40, deadline=None)
+
+@example(X=ISSUE_X, dy=1, seed=0)
+@example(X=-ISSUE_X, dy=1, seed=0)
 @given(
     X=arrays(np.float64, st.tuples(st.integers(5, 9), st.integers(1, 6)), elements=finite),
     dy=st.integers(1, 6),
     seed=st.integers(0, 2**16),
 )
-def test_cka_property_matches_reference(X, dy, seed):
+def test_cka_property_matches_exact(X, dy, seed):
     Y = np.random.default_rng(seed).normal(size=(X.shape[0], dy))
-    K, L = kernel(X - X.mean(0)), kernel(Y - Y.mean(0))
     try:
         got = cka(X, Y)
     except UndefinedMeasureError:
-        assert hsic_u_trace(K, K) <= 1e-9 * max(np.sum(K * K), 1e-300)
+        # the rule: |U(K)|^2 <= 1e-12 |K~|^2 (K~ from median-centred features); exactly, with slack
+        Xo = X - np.median(X, axis=0)
+        Kt = Xo @ Xo.T - np.diag(np.sum(Xo * Xo, axis=1))
+        n = X.shape[0]
+        assert float(hsic_u_exact(X, X)) * n * (n - 3) <= 1e-10 * np.sum(Kt * Kt)
         return
-    # exact rational arithmetic as the reference: the float trace formula (cka_ref) cancels large
-    # terms at n = 5..9 and was seen 1.5e-7 off on near-constant features, where ours was 5e-14 off
-    assert got == pytest.approx(cka_exact(X, Y), rel=1e-9, abs=1e-11)
-    assert cka_ref(K, L) == pytest.approx(cka_exact(X, Y), rel=1e-5, abs=1e-7)
-    assert got == pytest.approx(cka(Y, X), rel=1e-9, abs=1e-12)
+    # exact rational arithmetic is the reference (float formulas cancel on near-constant columns)
+    assert got == pytest.approx(cka_exact(X, Y), rel=1e-10, abs=1e-13)
+    assert got == pytest.approx(cka(Y, X), rel=1e-10, abs=1e-13)
     assert -1 - 1e-9 <= got <= 1 + 1e-9
 
 
-@settings(max_examples=30, deadline=None)
+def test_issue_example_is_exact():
+    Y = np.random.default_rng(0).normal(size=(5, 1))
+    assert cka(ISSUE_X, Y) == pytest.approx(0.2981222593849955, rel=1e-12)
+
+
+def near_degenerate(n, d, eps, centre, seed, dy=3, y_degenerate=False):
+    """One outlier row, the other rows within ``eps`` of ``centre``; Y random or built the same way."""
+    rng = np.random.default_rng(seed)
+    X = centre + eps * rng.normal(size=(n, d))
+    out = rng.integers(n)
+    X[out] = centre + rng.normal(size=d)
+    if y_degenerate:  # the same outlier in Y: CKA near 1 / -1, both self-HSICs O(eps^2)
+        Y = -2.0 + eps * rng.normal(size=(n, dy))
+        Y[out] = -2.0 + rng.normal(size=dy)
+    else:
+        Y = rng.normal(size=(n, dy))
+    return X, Y
+
+
+FAMILY = [
+    (n, d, eps, centre, ydeg)
+    for n, d in ((5, 1), (5, 8), (9, 3), (50, 1), (50, 8))
+    for eps, centre in ((2**-14, 0.0), (1e-6, 3.0), (1e-9, -7.0))
+    for ydeg in (False, True)
+]
+
+
+@pytest.mark.parametrize("n,d,eps,centre,ydeg", FAMILY)
+def test_near_degenerate_family_matches_exact(n, d, eps, centre, ydeg):
+    X, Y = near_degenerate(n, d, eps, centre, seed=n * 100 + d, y_degenerate=ydeg)
+    expected = cka_exact(X, Y)
+    assert cka(X, Y) == pytest.approx(expected, rel=1e-10)
+    assert cka(Y, X) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("kernel_", ["linear", "rbf"])
+def test_all_but_one_identical_is_undefined(rng, kernel_):
+    """The U-centred kernel of n - 1 equal rows and one outlier is exactly 0: CKA has no value."""
+    X = np.repeat(rng.normal(size=(1, 3)), 8, axis=0)
+    X[5] += 1.0
+    kw = {"kernel": "rbf", "sigma": 0.7} if kernel_ == "rbf" else {}
+    with pytest.raises(UndefinedMeasureError, match="centred kernel of X is zero"):
+        cka(X, rng.normal(size=(8, 2)), **kw)
+
+
+def isotropic_pair(seed=0, n=300, d=128, noise=1.0):
+    """Unit-norm Gaussian rows (nearly orthogonal) and a noisy copy: RBF kernels near I at sigma=0.2."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    return unit(X), unit(X + noise * rng.normal(size=(n, d)))
+
+
+def test_rbf_isotropic_unit_rows_is_defined():
+    """Issue 11: the kernel's unit diagonal (unused by the unbiased estimator) made this 'undefined'."""
+    X, Y = isotropic_pair()
+    got = cka(X, Y, kernel="rbf", sigma=0.2)
+    K, L = (np.exp(-((A[:, None] - A[None]) ** 2).sum(-1) / (2 * 0.2**2)) for A in (X, Y))
+    assert np.max(K - np.eye(300)) < 1e-6  # off-diagonal entries tiny next to the diagonal of 1
+    assert got == pytest.approx(cka_ref(K, L), rel=1e-10)
+    assert 0.05 < got < 0.5
+
+
 @given(
     n=st.integers(4, 12), d=st.integers(2, 5), seed=st.integers(0, 2**16), scale=st.floats(0.1, 10)
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from itertools import permutations
 
 import numpy as np
@@ -50,32 +52,45 @@ def hsic_u_trace(K, L):
     ) / (n * (n - 3))
 
 
+def _as_integers(A):
+    """``A`` (float64) as an object array of Python ints and a power of two: A = ints * 2**-shift."""
+    A = np.asarray(A, dtype=np.float64)
+    shift = max((-math.frexp(float(v))[1] + 53 for v in A.ravel() if v != 0), default=0)
+    shift = max(shift, 0)
+    ints = np.array([int(Fraction(float(v)) * 2**shift) for v in A.ravel()], dtype=object)
+    return ints.reshape(A.shape), shift
+
+
+def _hsic_u_exact_scaled(X, Y):
+    """n(n-3)(n-1)(n-2) HSIC_u of linear kernels as an exact integer, and its power-of-two scale."""
+    (Xi, sx), (Yi, sy) = _as_integers(X), _as_integers(Y)
+    n = Xi.shape[0]
+    Kt, Lt = Xi @ Xi.T, Yi @ Yi.T
+    for i in range(n):
+        Kt[i, i] = Lt[i, i] = 0
+    trace = int(np.sum(Kt * Lt))
+    kr, lr = Kt.sum(axis=1), Lt.sum(axis=1)
+    total = (n - 1) * (n - 2) * trace + int(kr.sum()) * int(lr.sum()) - 2 * (n - 1) * int(kr @ lr)
+    return total, 2 * sx + 2 * sy
+
+
 def hsic_u_exact(X, Y):
-    """Unbiased linear HSIC in exact rational arithmetic (no rounding at all; small n only).
+    """Unbiased linear HSIC in exact rational arithmetic (no rounding at all).
 
-    The float formulas cancel large terms when n is small; this is the ground truth they approach.
+    Every float64 is an integer times a power of two, so the U-statistic is computed in Python
+    integers and returned as a Fraction. The float formulas cancel large terms on near-degenerate
+    inputs; this is the ground truth they approach.
     """
-    from fractions import Fraction
-
-    def gram_exact(A):
-        Q = [[Fraction(float(v)) for v in row] for row in np.asarray(A)]
-        n = len(Q)
-        return [[Fraction(0) if i == j else sum(a * b for a, b in zip(Q[i], Q[j])) for j in range(n)]
-                for i in range(n)]
-
-    Kt, Lt = gram_exact(X), gram_exact(Y)
-    n = len(Kt)
-    trace = sum(Kt[i][j] * Lt[j][i] for i in range(n) for j in range(n))
-    k_row, l_col = [sum(r) for r in Kt], [sum(Lt[i][j] for i in range(n)) for j in range(n)]
-    one_k_l_one = sum(k_row[k] * l_col[k] for k in range(n))
-    total = trace + sum(k_row) * sum(l_col) / ((n - 1) * (n - 2)) - Fraction(2, n - 2) * one_k_l_one
-    return total / (n * (n - 3))
+    total, shift = _hsic_u_exact_scaled(X, Y)
+    n = np.asarray(X).shape[0]
+    return Fraction(total, 2**shift * n * (n - 3) * (n - 1) * (n - 2))
 
 
 def cka_exact(X, Y):
-    """Unbiased linear CKA from exact HSICs (the square root is the only rounding)."""
+    """Unbiased linear CKA from exact HSICs: CKA^2 is an exact fraction, the square root rounds once."""
     hxy, hxx, hyy = hsic_u_exact(X, Y), hsic_u_exact(X, X), hsic_u_exact(Y, Y)
-    return float(hxy) / np.sqrt(float(hxx) * float(hyy))
+    r2 = hxy * hxy / (hxx * hyy)
+    return math.copysign(math.sqrt(r2), hxy)
 
 
 def hsic_b(K, L):

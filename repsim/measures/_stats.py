@@ -11,6 +11,11 @@ cost one Gram-of-Grams product and no kernel matrix is ever stored whole:
   the diagonal square stand for two entries and are weighted by sqrt(2) in the product.
 - Feature path (linear kernel): ``<K~_a, K~_b> = |S_a' S_b|_F^2 - q_a . q_b`` with q the squared row
   norms, and ``K~_a 1 = S_a (S_a' 1) - q_a``: no n x n matrix at all.
+
+The unbiased HSIC is a difference of these terms. On near-degenerate features (one outlier, the rest
+within eps of each other) it is O(eps^2) while the terms are O(1), so the engine checks each model's
+self-HSIC against :func:`unbiased_scale` and recomputes the models that lost digits on the Gram path
+from median-centred features, where the terms are as small as the result (see ``engine._cka_all``).
 """
 
 from __future__ import annotations
@@ -27,14 +32,21 @@ SQRT2 = math.sqrt(2.0)
 
 @dataclass
 class GramStats:
-    """``G`` (M, M) = <K~_a, K~_b>; ``R`` (M, n) = K~ 1; ``D`` (M, n) = diag K."""
+    """``G`` (M, M) = <K~_a, K~_b>; ``R`` (M, n) = K~ 1; ``D`` (M, n) = diag K.
+
+    ``mag`` (M,) is the size of the terms ``G[a, a]`` was computed from (``|S_a' S_a|^2`` on the
+    feature path, where the diagonal is subtracted afterwards; ``G[a, a]`` itself on the Gram path):
+    the rounding error of ``G[a, a]`` is a few ulps of it. With ``rows`` given to :func:`gram_path`,
+    ``G`` holds only those rows (len(rows), M).
+    """
 
     G: torch.Tensor
     R: torch.Tensor
     D: torch.Tensor
+    mag: torch.Tensor | None = None
 
     def second_moment(self) -> torch.Tensor:
-        """<K_a, K_a> per model, the scale against which a zero self-HSIC is judged."""
+        """<K_a, K_a> per model (diagonal included), the scale a zero biased self-HSIC is judged by."""
         return torch.diagonal(self.G) + (self.D * self.D).sum(1)
 
 
@@ -56,6 +68,23 @@ def hsic(st: GramStats, n: int, unbiased: bool) -> torch.Tensor:
     return st.G + st.D @ st.D.T - (2.0 / n) * (r @ r.T) + torch.outer(s, s) / (n * n)
 
 
+def unbiased_scale(st: GramStats, n: int) -> torch.Tensor:
+    """Per model, the size of the terms whose difference is the unbiased self-HSIC (see :func:`hsic`).
+
+    A self-HSIC far below it has lost digits to cancellation (near-degenerate features).
+    """
+    s = st.R.sum(1)
+    mag = st.mag if st.mag is not None else torch.diagonal(st.G)
+    return mag.abs() + s * s / ((n - 1) * (n - 2)) + (2.0 / (n - 2)) * (st.R * st.R).sum(1)
+
+
+def hsic_rows(st: GramStats, rows: Sequence[int], n: int) -> torch.Tensor:
+    """Rows ``rows`` of the unbiased all-pairs HSIC from row-restricted stats ``st`` (see gram_path)."""
+    s = st.R.sum(1)
+    i = torch.as_tensor(list(rows), device=st.R.device)
+    return st.G + torch.outer(s[i], s) / ((n - 1) * (n - 2)) - (2.0 / (n - 2)) * (st.R[i] @ st.R.T)
+
+
 def offdiag_pearson(st: GramStats, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Pearson correlation of the off-diagonal entries of every pair of kernels; and the variances."""
     s = st.R.sum(1)
@@ -74,12 +103,20 @@ def gram_path(
     kernels: Sequence[Kernel],
     budget_bytes: float,
     progress: bool = False,
+    rows: Sequence[int] | None = None,
 ) -> list[GramStats]:
-    """Stats of several kernels of the same per-model source matrices (n, d_m), blockwise."""
+    """Stats of several kernels of the same per-model source matrices (n, d_m), blockwise.
+
+    ``rows``: accumulate only those rows of ``G`` (the models being recomputed), all columns.
+    """
     M, n = len(sources), sources[0].shape[0]
     dev, C = sources[0].device, len(kernels)
+    sel = None if rows is None else torch.as_tensor(list(rows), device=dev)
     q = [(S * S).sum(1) for S in sources]
-    G = [torch.zeros((M, M), dtype=torch.float64, device=dev) for _ in kernels]
+    G = [
+        torch.zeros((M if sel is None else len(sel), M), dtype=torch.float64, device=dev)
+        for _ in kernels
+    ]
     R = [torch.zeros((M, n), dtype=torch.float64, device=dev) for _ in kernels]
     nb = block_rows(n, 8.0 * n * (C * M + 3), budget_bytes)
     starts = range(0, n, nb)
@@ -108,7 +145,7 @@ def gram_path(
                 Kb[:, h:] *= SQRT2
         for c in range(C):
             flat = F[c].reshape(M, -1)
-            G[c] += flat @ flat.T
+            G[c] += (flat if sel is None else flat[sel]) @ flat.T
         del F
     out = []
     for c, ker in enumerate(kernels):
@@ -117,7 +154,8 @@ def gram_path(
             if ker.kind == "linear"
             else torch.ones((M, n), dtype=torch.float64, device=dev)
         )
-        out.append(GramStats(G=_sym(G[c]), R=R[c], D=D))
+        Gc = _sym(G[c]) if sel is None else G[c]
+        out.append(GramStats(G=Gc, R=R[c], D=D, mag=torch.diagonal(Gc) if sel is None else None))
     return out
 
 
@@ -140,8 +178,9 @@ def feature_path(sources: Sequence[torch.Tensor], budget_bytes: float) -> GramSt
             sq = (P * P).sum(0)
             G[a, b:e] = torch.stack([part.sum() for part in torch.split(sq, dims[b:e])])
             b = e
-    G = torch.triu(G) + torch.triu(G, 1).T - q @ q.T
-    return GramStats(G=G, R=R, D=q)
+    G = torch.triu(G) + torch.triu(G, 1).T
+    mag = torch.diagonal(G).clone()
+    return GramStats(G=G - q @ q.T, R=R, D=q, mag=mag)
 
 
 def _sym(G: torch.Tensor) -> torch.Tensor:

@@ -12,11 +12,14 @@ Conventions (made explicit because the literature differs):
   (``r = K~ 1``, ``s = 1' K~ 1``). Expanding the product gives the trace formula of METHODS.md.
 - Biased CKA centres with ``H = I - 11'/n``: ``HSIC_b ~ <HKH, HLH>``.
 
-Features are centred over stimuli first; CKA is exactly invariant to that and it avoids cancellation.
+How the unbiased HSIC is evaluated so that it keeps its digits on near-degenerate inputs, and when
+CKA counts as undefined, is explained at :func:`_unbiased_hsics` and :data:`REL_TOL` (and in the
+methods chapter of the book).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -24,8 +27,15 @@ import numpy as np
 from repsim.errors import InputError, UndefinedMeasureError
 from repsim.measures._inputs import as_matrix, check_pair, require_variance
 
-# a self-HSIC below this fraction of the kernel's second moment counts as zero (undefined CKA)
+# The "undefined" rule (book/methods.md): unbiased CKA is undefined when the U-centred kernel of a
+# representation is zero, judged as ||U(K)||^2 <= REL_TOL * ||K~||^2 with K~ the kernel without its
+# diagonal (the entries the estimator uses); biased CKA compares <HKH, HKH> with REL_TOL * ||K||^2.
 REL_TOL = 1e-12
+# The feature-space expansion of the unbiased HSIC subtracts terms of size ``mag`` to leave h; when
+# h < CANCEL * mag it has lost more than four digits and is recomputed on the U-centred Gram path.
+CANCEL = 1e-4
+# elements of one (rows x n) kernel block on the blocked Gram path (32 MiB of float64)
+BLOCK_ELEMENTS = 2**22
 
 
 def cka(
@@ -51,28 +61,19 @@ def cka(
     -------
     float
         CKA; 1 for identical inputs. Raises :class:`UndefinedMeasureError` for a representation
-        without variance, :class:`InputError` for malformed input.
+        without usable variance (see :data:`REL_TOL`), :class:`InputError` for malformed input.
     """
     bw_x, bw_y = _check_options(kernel, sigma, sigma_mode)
     Xa, Ya = as_matrix(X, "X"), as_matrix(Y, "Y")
-    n = check_pair(Xa, Ya, 4 if unbiased else 3, f"{'unbiased' if unbiased else 'biased'} CKA")
+    check_pair(Xa, Ya, 4 if unbiased else 3, f"{'unbiased' if unbiased else 'biased'} CKA")
     require_variance(Xa, "X", "CKA")
     require_variance(Ya, "Y", "CKA")
-    Xa = Xa - Xa.mean(axis=0)
-    Ya = Ya - Ya.mean(axis=0)
-    dx, dy = Xa.shape[1], Ya.shape[1]
-    if kernel == "linear" and dx * dy + dx * dx + dy * dy < n * (dx + dy):
-        hxy, hxx, hyy = (
-            _linear_feature_hsic(A, B, unbiased) for A, B in ((Xa, Ya), (Xa, Xa), (Ya, Ya))
+    if unbiased:
+        hxy, (hxx, scale_x), (hyy, scale_y) = _unbiased_hsics(
+            Xa, Ya, kernel, bw_x, bw_y, sigma_mode
         )
-        scale_x, scale_y = _fro2(Xa.T @ Xa), _fro2(Ya.T @ Ya)
     else:
-        K = gram(Xa, kernel, bw_x, sigma_mode)
-        L = gram(Ya, kernel, bw_y, sigma_mode)
-        scale_x, scale_y = _fro2(K), _fro2(L)
-        centre = u_centre if unbiased else double_centre
-        Kc, Lc = centre(K), centre(L)
-        hxy, hxx, hyy = _fro_inner(Kc, Lc), _fro2(Kc), _fro2(Lc)
+        hxy, (hxx, scale_x), (hyy, scale_y) = _biased_hsics(Xa, Ya, kernel, bw_x, bw_y, sigma_mode)
     for h, scale, name in ((hxx, scale_x, "X"), (hyy, scale_y, "Y")):
         if not h > REL_TOL * scale:
             raise UndefinedMeasureError(
@@ -80,6 +81,47 @@ def cka(
                 "the representation has no usable variance for this kernel (for RBF, check sigma)"
             )
     return float(hxy / np.sqrt(hxx * hyy))
+
+
+Terms = tuple[float, tuple[float, float], tuple[float, float]]
+
+
+def _unbiased_hsics(
+    X: np.ndarray, Y: np.ndarray, kernel: str, bw_x: float | None, bw_y: float | None, mode: str
+) -> Terms:
+    """n (n - 3) HSIC_u for (X, Y), (X, X), (Y, Y), with the scale each self term is judged against.
+
+    Small d, linear kernel: the feature-space expansion (no n x n matrix) on mean-centred features.
+    It subtracts O(|X|^4) terms; near-degenerate inputs (one outlier, the rest within eps) leave an
+    O(eps^2) result, so when more than four digits cancel the U-centred Gram path is used instead.
+    That path works from features centred at their coordinate-wise median: a tight cluster then sits
+    near 0 (its differences to the median are exact), every off-diagonal kernel entry is as small as
+    the structure it carries, and U-centring entry by entry loses no more than a few ulps.
+    """
+    n, dx, dy = X.shape[0], X.shape[1], Y.shape[1]
+    if kernel == "linear" and dx * dy + dx * dx + dy * dy < n * (dx + dy):
+        Xm, Ym = X - X.mean(axis=0), Y - Y.mean(axis=0)
+        (hxx, mx), (hyy, my) = _linear_feature_terms(Xm, Xm), _linear_feature_terms(Ym, Ym)
+        if hxx >= CANCEL * mx and hyy >= CANCEL * my:
+            return _linear_feature_terms(Xm, Ym)[0], (hxx, mx), (hyy, my)
+    Xo, Yo = _median_centred(X), _median_centred(Y)
+    return _u_gram_hsics(
+        _kernel_rows(Xo, kernel, bw_x, mode), _kernel_rows(Yo, kernel, bw_y, mode), n
+    )
+
+
+def _biased_hsics(
+    X: np.ndarray, Y: np.ndarray, kernel: str, bw_x: float | None, bw_y: float | None, mode: str
+) -> Terms:
+    """<HKH, HLH> for (X, Y), (X, X), (Y, Y), with ||K||^2 and ||L||^2 as the scales."""
+    Xm, Ym = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    dx, dy = X.shape[1], Y.shape[1]
+    if kernel == "linear" and dx * dy + dx * dx + dy * dy < X.shape[0] * (dx + dy):
+        hxx, hyy = _fro2(Xm.T @ Xm), _fro2(Ym.T @ Ym)  # centred features: HKH = X X'
+        return _fro2(Xm.T @ Ym), (hxx, hxx), (hyy, hyy)
+    K, L = gram(Xm, kernel, bw_x, mode), gram(Ym, kernel, bw_y, mode)
+    Kc, Lc = double_centre(K), double_centre(L)
+    return _fro_inner(Kc, Lc), (_fro2(Kc), _fro2(K)), (_fro2(Lc), _fro2(L))
 
 
 def _check_options(
@@ -150,17 +192,89 @@ def double_centre(K: np.ndarray) -> np.ndarray:
     return K - r[:, None] - r[None, :] + r.mean()
 
 
-def _linear_feature_hsic(X: np.ndarray, Y: np.ndarray, unbiased: bool) -> float:
-    """HSIC of linear kernels from d x d products only (no n x n matrix), up to a factor of n."""
-    if not unbiased:  # X, Y are column-centred, so HKH = X X'
-        return _fro2(X.T @ Y)
+def _linear_feature_terms(X: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
+    """n (n - 3) HSIC_u of linear kernels of column-centred X, Y from d x d products only.
+
+    Returns the value and the magnitude of the terms it is the difference of: ``tr(K~ L~)`` (as
+    ``|X'Y|^2 - q_x . q_y``), ``s_K s_L / ((n-1)(n-2))`` and ``2 r_K . r_L / (n-2)``.
+    """
     n = X.shape[0]
     qx, qy = np.einsum("ij,ij->i", X, X), np.einsum("ij,ij->i", Y, Y)
     ax, ay = X.sum(axis=0), Y.sum(axis=0)
-    tr = _fro2(X.T @ Y) - qx @ qy
+    t, p = _fro2(X.T @ Y), float(qx @ qy)
     sx, sy = ax @ ax - qx.sum(), ay @ ay - qy.sum()
     rx, ry = X @ ax - qx, Y @ ay - qy
-    return tr + sx * sy / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (rx @ ry)
+    s2, r2 = sx * sy / ((n - 1) * (n - 2)), 2.0 / (n - 2) * float(rx @ ry)
+    return t - p + s2 - r2, abs(t) + abs(p) + abs(s2) + abs(r2)
+
+
+def _median_centred(X: np.ndarray) -> np.ndarray:
+    """``X`` minus its coordinate-wise median (the U-centred kernel does not depend on the origin)."""
+    return X - np.median(X, axis=0)
+
+
+def _kernel_rows(
+    X: np.ndarray, kernel: str, bw: float | None, mode: str
+) -> Callable[[int, int], np.ndarray]:
+    """A function giving rows r0:r1 of the kernel matrix of ``X`` (all n columns)."""
+    if kernel == "linear":
+        return lambda r0, r1: X[r0:r1] @ X.T
+    if mode == "median":
+        bw = bw * median_distance(X)
+    q = np.einsum("ij,ij->i", X, X)
+
+    def rows(r0: int, r1: int) -> np.ndarray:
+        D2 = q[r0:r1, None] + q[None, :] - 2.0 * (X[r0:r1] @ X.T)
+        np.maximum(D2, 0.0, out=D2)
+        return np.exp(D2 / (-2.0 * bw * bw))
+
+    return rows
+
+
+def _u_gram_hsics(
+    kx: Callable[[int, int], np.ndarray], ky: Callable[[int, int], np.ndarray], n: int
+) -> Terms:
+    """<U(K), U(L)>, <U(K), U(K)>, <U(L), U(L)> in row blocks, with ||K~||^2 and ||L~||^2.
+
+    U-centring needs the row sums of K~ first, so with more than one block the kernel rows are
+    computed twice (one pass for the sums, one for the products); one block is kept in memory.
+    """
+    nb = max(1, min(n, BLOCK_ELEMENTS // n))
+    starts = list(range(0, n, nb))
+    rx, ry = np.zeros(n), np.zeros(n)
+    fx = fy = 0.0
+    kept = None
+    for r0 in starts:
+        r1 = min(n, r0 + nb)
+        Kb, Lb = _offdiag(kx(r0, r1), r0), _offdiag(ky(r0, r1), r0)
+        rx[r0:r1], ry[r0:r1] = Kb.sum(axis=1), Lb.sum(axis=1)
+        fx, fy = fx + _fro2(Kb), fy + _fro2(Lb)
+        if len(starts) == 1:
+            kept = Kb, Lb
+    sx, sy = rx.sum(), ry.sum()
+    hxy = hxx = hyy = 0.0
+    for r0 in starts:
+        r1 = min(n, r0 + nb)
+        Kb, Lb = kept if kept is not None else (_offdiag(kx(r0, r1), r0), _offdiag(ky(r0, r1), r0))
+        Ux, Uy = _u_rows(Kb, rx, sx, r0), _u_rows(Lb, ry, sy, r0)
+        hxy += _fro_inner(Ux, Uy)
+        hxx += _fro2(Ux)
+        hyy += _fro2(Uy)
+    return hxy, (hxx, fx), (hyy, fy)
+
+
+def _offdiag(B: np.ndarray, r0: int) -> np.ndarray:
+    """Rows r0:r0+h of a kernel matrix with their diagonal entries set to 0 (in place)."""
+    h = B.shape[0]
+    B[np.arange(h), np.arange(r0, r0 + h)] = 0.0
+    return B
+
+
+def _u_rows(Kb: np.ndarray, r: np.ndarray, s: float, r0: int) -> np.ndarray:
+    """Rows r0:r0+h of U(K) from rows of K~, the row sums ``r`` of K~ and their total ``s``."""
+    n, h = Kb.shape[1], Kb.shape[0]
+    U = Kb - r[r0 : r0 + h, None] / (n - 2) - r[None, :] / (n - 2) + s / ((n - 1) * (n - 2))
+    return _offdiag(U, r0)
 
 
 def _fro2(A: np.ndarray) -> float:

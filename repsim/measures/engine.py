@@ -31,9 +31,11 @@ from repsim.measures._stats import (
     feature_path,
     gram_path,
     hsic,
+    hsic_rows,
     offdiag_pearson,
+    unbiased_scale,
 )
-from repsim.measures.cka import REL_TOL
+from repsim.measures.cka import CANCEL, REL_TOL
 from repsim.measures.knn import knn_indices
 from repsim.measures.registry import MeasureSpec, parse_measure
 
@@ -267,23 +269,72 @@ def _cka_all(
     if gram_keys:
         res = gram_path(X, [kernels[k] for k in gram_keys], budget, progress)
         stats.update(zip(gram_keys, res))
+    redone: dict[tuple, tuple[torch.Tensor, GramStats]] = {}
     for name, spec in specs.items():
         p = spec.params
         key = ("linear",) if p["kernel"] == "linear" else ("rbf", p["sigma"], p["sigma_mode"])
         st = stats[key]
         H = hsic(st, n, p["unbiased"])
+        if p["unbiased"]:
+            H, scale = _keep_digits(H, st, key, redone, [arrays[i] for i in idx], kernels, budget)
+        else:
+            scale = st.second_moment()
         self_h = torch.diagonal(H)
-        defined = (self_h > REL_TOL * st.second_moment()).cpu().numpy()
+        defined = (self_h > REL_TOL * scale).cpu().numpy()
         sim = (H / torch.sqrt(torch.outer(self_h, self_h).clamp(min=0.0))).cpu().numpy()
         sim = _nan_undefined(sim, defined, names, spec.name)
         out[name] = _embed(sim, idx, M)
     return out
 
 
+def _keep_digits(
+    H: torch.Tensor,
+    st: GramStats,
+    key: tuple,
+    redone: dict[tuple, tuple[torch.Tensor, GramStats]],
+    arrays: list[np.ndarray],
+    kernels: dict[tuple, Kernel],
+    budget: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recompute the unbiased HSIC rows of models whose self-HSIC lost digits; return H and scales.
+
+    A model whose self-HSIC is below ``CANCEL`` times the terms it was computed from (near-degenerate
+    features) gets its row and column again from the Gram path on median-centred features, where the
+    kernel entries are as small as the structure they carry. The scale of the "undefined" rule is
+    ``|K~|^2`` (off-diagonal entries only) of whichever evaluation is kept.
+    """
+    n = st.R.shape[1]
+    scale = torch.diagonal(st.G).clone()
+    lost = torch.nonzero(torch.diagonal(H) < CANCEL * unbiased_scale(st, n)).flatten()
+    if lost.numel() == 0:
+        return H, scale
+    rows = lost.tolist()
+    if key not in redone:
+        dev = H.device
+        med = [_median_centred(A, dev) for A in arrays]
+        (st2,) = gram_path(med, [kernels[key]], budget, rows=rows)
+        redone[key] = lost, st2
+        del med
+    lost, st2 = redone[key]
+    rows = lost.tolist()
+    Hr = hsic_rows(st2, rows, n)
+    H = H.clone()
+    H[lost, :] = Hr
+    H[:, lost] = Hr.T
+    scale[lost] = st2.G[torch.arange(len(rows), device=H.device), lost]
+    return H, scale
+
+
 def _centred(A: np.ndarray, dev: torch.device) -> torch.Tensor:
     """Features centred over stimuli: CKA is invariant to it, and it avoids cancellation."""
     t = torch.from_numpy(A).to(dev)
     return t - t.mean(0)
+
+
+def _median_centred(A: np.ndarray, dev: torch.device) -> torch.Tensor:
+    """Features minus their coordinate-wise median: a tight cluster of stimuli sits at 0 exactly."""
+    t = torch.from_numpy(A).to(dev)
+    return t - t.median(0).values
 
 
 def _linear_in_feature_space(n: int, dims: list[int], shared_gram: bool) -> bool:
