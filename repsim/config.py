@@ -63,7 +63,9 @@ def did_you_mean(word: Any, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_keys(mapping: Mapping[str, Any], allowed: Iterable[str], where: str, hint: str = "") -> None:
+def check_keys(
+    mapping: Mapping[str, Any], allowed: Iterable[str], where: str, hint: str = ""
+) -> None:
     """ConfigError naming every key of ``mapping`` not in ``allowed``, each with a did-you-mean."""
     allowed = [k for k in allowed if not str(k).startswith("_")]
     unknown = [k for k in mapping if not str(k).startswith("_") and k not in allowed]
@@ -91,7 +93,9 @@ def check_id(value: Any, kind: str, *, allow_slash: bool = False) -> str:
     return value
 
 
-def select_ids(items: Iterable[Any], wanted: Iterable[str] | None, kind: str, where: str) -> list[Any]:
+def select_ids(
+    items: Iterable[Any], wanted: Iterable[str] | None, kind: str, where: str
+) -> list[Any]:
     """The ``items`` (specs with an ``id``) named in ``select.<kind>``, in that order (None: all).
 
     Every unknown id is listed, each with a did-you-mean, before anything runs.
@@ -141,12 +145,20 @@ def _int(minimum: int) -> Check:
 
 def _float(low: float, high: float = math.inf, *, open_high: bool = False) -> Check:
     def check(value: Any, where: str) -> float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
         if ok:
             ok = value > low and (value < high if open_high else value <= high)
         if not ok:
-            rng = f"in ({low:g}, {high:g}{')' if open_high else ']'}" if math.isfinite(high) else f"> {low:g}"
-            raise ConfigError(f"{where} must be a number {rng}, got {value!r} ({_type_name(value)})")
+            rng = (
+                f"in ({low:g}, {high:g}{')' if open_high else ']'}"
+                if math.isfinite(high)
+                else f"> {low:g}"
+            )
+            raise ConfigError(
+                f"{where} must be a number {rng}, got {value!r} ({_type_name(value)})"
+            )
         return float(value)
 
     return check
@@ -164,7 +176,9 @@ def _list(item: Check, *, unique: bool = False) -> Check:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where} must be a list, got {value!r} ({_type_name(value)})")
         if not value:
-            raise ConfigError(f"{where} is an empty list; give at least one value or remove the key")
+            raise ConfigError(
+                f"{where} is an empty list; give at least one value or remove the key"
+            )
         out = tuple(item(v, f"{where}[{i}]") for i, v in enumerate(value))
         if unique:
             dups = sorted({str(v) for v in out if out.count(v) > 1})
@@ -177,7 +191,9 @@ def _list(item: Check, *, unique: bool = False) -> Check:
 
 def _str(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where} must be a non-empty string, got {value!r} ({_type_name(value)})")
+        raise ConfigError(
+            f"{where} must be a non-empty string, got {value!r} ({_type_name(value)})"
+        )
     return value
 
 
@@ -264,7 +280,9 @@ def parse_section(cls: type, value: Any, where: str) -> Any:
     if value is None:
         return cls()
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a mapping of options, got {value!r} ({_type_name(value)})")
+        raise ConfigError(
+            f"{where} must be a mapping of options, got {value!r} ({_type_name(value)})"
+        )
     specs = {f.name: f for f in fields(cls)}
     check_keys(value, specs, where)
     return cls(**{k: specs[k].metadata["check"](v, f"{where}.{k}") for k, v in value.items()})
@@ -299,7 +317,9 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
     for key in COLLECTION_KEYS:
         value = raw.get(key)
         if value is not None and not isinstance(value, list):
-            raise ConfigError(f"{where}: '{key}' must be a list of entries, got {_type_name(value)}")
+            raise ConfigError(
+                f"{where}: '{key}' must be a list of entries, got {_type_name(value)}"
+            )
     measures = raw.get("measures")
     if measures is not None:
         measures = _list(_str, unique=True)(measures, f"{where}: measures")
@@ -308,7 +328,9 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         threads = _int(1)(threads, f"{where}: threads")
     cluster = raw.get("cluster") or {}
     if not isinstance(cluster, Mapping):
-        raise ConfigError(f"{where}: cluster must be a mapping of dask-jobqueue options, got {cluster!r}")
+        raise ConfigError(
+            f"{where}: cluster must be a mapping of dask-jobqueue options, got {cluster!r}"
+        )
     name = raw.get("name", Path(where).stem)
     return RunConfig(
         name=_str(name, f"{where}: name") if not isinstance(name, (int, float)) else str(name),
@@ -337,11 +359,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {path} cannot be read ({exc}); check the path and permissions") from exc
+        raise ConfigError(
+            f"config file {path} cannot be read ({exc}); check the path and permissions"
+        ) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping at top level, got {type(data).__name__}"
+        )
     return data
 
 
@@ -375,7 +401,9 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     if isinstance(includes, str):
         includes = [includes]
     if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise ConfigError(f"{path}: include must be a file name or a list of file names, got {includes!r}")
+        raise ConfigError(
+            f"{path}: include must be a file name or a list of file names, got {includes!r}"
+        )
     for inc in includes:
         sub = load_config(path.parent / inc, (*_seen, path))
         _merge_into(merged, sub)

@@ -99,7 +99,9 @@ class RunPlan:
         _check_counts(self.measures, counts, self.config_path, bound=False)
 
 
-def _check_counts(measures: tuple[str, ...], counts: Mapping[str, int], where: str, *, bound: bool) -> None:
+def _check_counts(
+    measures: tuple[str, ...], counts: Mapping[str, int], where: str, *, bound: bool
+) -> None:
     has = "can have at most" if bound else "has"
     problems = [
         f"{m} needs at least {min_n} stimuli; dataset {ds!r} {has} {n} in its similarity subset"
@@ -110,7 +112,8 @@ def _check_counts(measures: tuple[str, ...], counts: Mapping[str, int], where: s
     if problems:
         cap = " (stimuli.max_images and per_class cap the subset)" if bound else ""
         raise ConfigError(
-            f"{where}: measures do not fit the data{cap}:\n  " + "\n  ".join(problems)
+            f"{where}: measures do not fit the data{cap}:\n  "
+            + "\n  ".join(problems)
             + "\nLower k (e.g. mutual_knn_10), drop the measure from 'measures:', raise "
             "stimuli.max_images, or leave the dataset out with select: {datasets: [...]}"
         )
@@ -138,12 +141,17 @@ def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
     cfg = parse_config(raw)
     where = cfg.path
     if not cfg.models:
-        raise ConfigError(f"{where}: no models configured (a 'models:' list, or include a file with one)")
+        raise ConfigError(
+            f"{where}: no models configured (a 'models:' list, or include a file with one)"
+        )
     if not cfg.datasets:
         raise ConfigError(f"{where}: no datasets configured (a 'datasets:' list)")
     models = select_ids(parse_models(cfg.models), cfg.select.models, "models", where)
     datasets = select_ids(
-        parse_datasets(cfg.datasets, defaults=cfg.stimuli.to_dict()), cfg.select.datasets, "datasets", where
+        parse_datasets(cfg.datasets, defaults=cfg.stimuli.to_dict()),
+        cfg.select.datasets,
+        "datasets",
+        where,
     )
     measures = _check_measures(cfg.measures or DEFAULT_MEASURES, where)
     _check_signatures(cfg)
@@ -218,10 +226,19 @@ def _check_models(plan: RunPlan) -> None:
     results = check_specs(plan.models, weights=pretrained, fetch=True)
     for c in results:
         if c.error is None and not c.ok:
-            log.warning("model %s: tap gives dim %s, metadata.embed_dim says %s", c.spec.id, c.dim, c.spec.embed_dim)
+            log.warning(
+                "model %s: tap gives dim %s, metadata.embed_dim says %s",
+                c.spec.id,
+                c.dim,
+                c.spec.embed_dim,
+            )
     errors = [c.error for c in results if c.error is not None]
-    log.info("checked %d models in %.1f s (meta device%s)", len(results), time.perf_counter() - t0,
-             ", weights" if pretrained else "")
+    log.info(
+        "checked %d models in %.1f s (meta device%s)",
+        len(results),
+        time.perf_counter() - t0,
+        ", weights" if pretrained else "",
+    )
     if not errors:
         return
     bad = [c.spec.id for c in results if c.error is not None]
@@ -230,7 +247,11 @@ def _check_models(plan: RunPlan) -> None:
         + "\n  ".join(str(e) for e in errors)
         + f"\nFix them, or leave them out with select: {{models: [...]}} (not {', '.join(bad)})"
     )
-    cls = MissingWeightsError if all(isinstance(e, MissingWeightsError) for e in errors) else ModelError
+    cls = (
+        MissingWeightsError
+        if all(isinstance(e, MissingWeightsError) for e in errors)
+        else ModelError
+    )
     raise cls(message)
 
 
@@ -242,7 +263,8 @@ def _check_files(plan: RunPlan) -> None:
     ]
     if missing:
         raise ConfigError(
-            "files named in the config are missing:\n  " + "\n  ".join(missing)
+            "files named in the config are missing:\n  "
+            + "\n  ".join(missing)
             + "\nFix the paths in the config, or recreate the files (mini-zoo: `repsim minizoo train`)."
         )
 

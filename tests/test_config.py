@@ -54,10 +54,16 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("probes: {enabled: false}\n", "unknown key 'probes' \\(did you mean 'probe'\\?\\)"),
         ("measure: [cka_linear]\n", "unknown key 'measure' \\(did you mean 'measures'\\?\\)"),
         ("probe: {seed: [0]}\n", "probe: unknown key 'seed' \\(did you mean 'seeds'\\?\\)"),
-        ("extract: {batchsize: 8}\n", "extract: unknown key 'batchsize' \\(did you mean 'batch_size'\\?\\)"),
+        (
+            "extract: {batchsize: 8}\n",
+            "extract: unknown key 'batchsize' \\(did you mean 'batch_size'\\?\\)",
+        ),
         ("similarity: {memory_budget: 2}\n", "did you mean 'memory_budget_gb'"),
         ("select: {model: [a]}\n", "select: unknown key 'model' \\(did you mean 'models'\\?\\)"),
-        ("probe: {enabled: 'no'}\n", "probe.enabled must be true or false, got 'no' \\(a string\\)"),
+        (
+            "probe: {enabled: 'no'}\n",
+            "probe.enabled must be true or false, got 'no' \\(a string\\)",
+        ),
         ("threads: two\n", "threads must be a positive integer, got 'two'"),
         ("threads: 0\n", "threads must be a positive integer"),
         ("stimuli: {max_images: -5}\n", "stimuli.max_images must be a positive integer"),
@@ -68,8 +74,10 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("measures: cka_linear\n", "measures must be a list"),
         ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
         ("select: {models: []}\n", "select.models is an empty list"),
-        ("select: {datasets: [face, texture]}\n",
-         "2 unknown ids: 'face' \\(did you mean 'faces'\\?\\), 'texture' \\(did you mean 'textures'\\?\\)"),
+        (
+            "select: {datasets: [face, texture]}\n",
+            "2 unknown ids: 'face' \\(did you mean 'faces'\\?\\), 'texture' \\(did you mean 'textures'\\?\\)",
+        ),
     ],
 )
 def test_bad_configs_fail_at_parse_time_with_the_fix(tmp_path: Path, text: str, match: str) -> None:
@@ -87,12 +95,22 @@ def test_unknown_key_names_the_file_it_is_in(tmp_path: Path) -> None:
 
 def test_include_overrides_settings_and_concatenates_entries(tmp_path: Path) -> None:
     plan = load_plan(TINY, check_models=False)
-    assert plan.measures == ("cka_linear", "cka_rbf_0.2", "cka_rbf_0.4", "cka_rbf_0.8", "rsa_spearman",
-                             "mutual_knn_10")  # not the 12 of a concatenation with embedded.yaml
+    assert plan.measures == (
+        "cka_linear",
+        "cka_rbf_0.2",
+        "cka_rbf_0.4",
+        "cka_rbf_0.8",
+        "rsa_spearman",
+        "mutual_knn_10",
+    )  # not the 12 of a concatenation with embedded.yaml
     narrow = _plan(tmp_path, "measures: [cka_linear]\nprobe: {seeds: [3]}\n")
     assert narrow.measures == ("cka_linear",)
     # mappings merge key by key: only seeds changes, tiny's epochs and embedded's batch_size stay
-    assert narrow.probe["seeds"] == [3] and narrow.probe["epochs"] == 4 and narrow.probe["batch_size"] == 128
+    assert (
+        narrow.probe["seeds"] == [3]
+        and narrow.probe["epochs"] == 4
+        and narrow.probe["batch_size"] == 128
+    )
     assert narrow.config.probe.seeds == (3,) and narrow.config.probe.enabled is True
     assert len(load_plan(TINY, check_models=False).raw["models"]) == 45  # models are concatenated
 
@@ -114,7 +132,9 @@ def test_section_fields_match_the_functions_they_configure() -> None:
         params = inspect.signature(func).parameters
         return {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "device"}
 
-    assert {f for f in ProbeOptions.__dataclass_fields__ if f != "enabled"} == keywords(linear_probe)
+    assert {f for f in ProbeOptions.__dataclass_fields__ if f != "enabled"} == keywords(
+        linear_probe
+    )
     assert set(SimilarityOptions.__dataclass_fields__) == keywords(similarity_matrices)
 
 
@@ -141,21 +161,27 @@ def test_dataset_ids_stay_inside_the_run_folder(tmp_path: Path) -> None:
             _plan(tmp_path, f"datasets:\n  - {{id: '{bad}', {base}}}\n")
     from repsim.stimuli import parse_datasets
 
-    (spec,) = parse_datasets([{"id": "wds/vtab/cifar10", "loader": "embedded", "path": "x.npz",
-                               "domain": "Structured"}])
+    (spec,) = parse_datasets(
+        [{"id": "wds/vtab/cifar10", "loader": "embedded", "path": "x.npz", "domain": "Structured"}]
+    )
     assert spec.id == "wds/vtab/cifar10"  # the study's ids: safe segments joined by '/'
 
 
 def test_measures_checked_against_the_stimuli_they_will_see(tmp_path: Path) -> None:
     # tiny's subsets hold at most 60 (+ classes - 1) images: mutual_knn_100 can never be computed
-    with pytest.raises(ConfigError, match=r"mutual_knn_100 needs at least 101 stimuli; dataset 'faces' "
-                                          r"can have at most 61"):
+    with pytest.raises(
+        ConfigError,
+        match=r"mutual_knn_100 needs at least 101 stimuli; dataset 'faces' "
+        r"can have at most 61",
+    ):
         _plan(tmp_path, "measures: [cka_linear, mutual_knn_100]\n")
     with pytest.raises(ConfigError, match="mutual_knn_50 needs at least 51"):
         _plan(tmp_path, "stimuli: {max_images: 20}\nmeasures: [mutual_knn_50]\n")
     plan = _plan(tmp_path, "measures: [cka_linear, mutual_knn_50]\n")
     plan.check_stimulus_counts({"faces": 60, "textures": 51})  # exact counts, after the tables
-    with pytest.raises(ConfigError, match="mutual_knn_50 needs at least 51 stimuli; dataset 'textures' has 20"):
+    with pytest.raises(
+        ConfigError, match="mutual_knn_50 needs at least 51 stimuli; dataset 'textures' has 20"
+    ):
         plan.check_stimulus_counts({"faces": 60, "textures": 20})
 
 

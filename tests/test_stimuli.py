@@ -58,7 +58,15 @@ def _stimset(counts, test_every=5, dataset="toy"):
     ids = np.array([f"{dataset}/{i:06d}" for i in range(len(labels))])
     split = np.where(np.arange(len(labels)) % test_every == 0, "test", "train")
     images = np.zeros((len(labels), 2, 2, 3), np.uint8)
-    return StimulusSet(dataset, ids, labels, split, [f"c{c}" for c in range(len(counts))], "Structured", images=images)
+    return StimulusSet(
+        dataset,
+        ids,
+        labels,
+        split,
+        [f"c{c}" for c in range(len(counts))],
+        "Structured",
+        images=images,
+    )
 
 
 def test_subset_takes_whole_train_split_when_small():
@@ -92,7 +100,12 @@ def test_subset_is_deterministic_and_independent_of_order():
     assert np.array_equal(a, b)
     c = similarity_subset(s, max_images=100, seed=43)
     assert not np.array_equal(a, c)
-    assert np.bincount(s.labels[s.indices_of(a)]).tolist() == [25, 25, 5, 1]  # 7 -> 5 train, 1 -> 0 test
+    assert np.bincount(s.labels[s.indices_of(a)]).tolist() == [
+        25,
+        25,
+        5,
+        1,
+    ]  # 7 -> 5 train, 1 -> 0 test
 
 
 def test_per_class_overrides_max_images():
@@ -120,7 +133,15 @@ def test_indices_of_unknown_id_is_an_error():
 
 def test_duplicate_ids_are_an_error():
     with pytest.raises(DatasetError, match="duplicate stimulus ids"):
-        StimulusSet("d", ["a", "a"], [0, 0], ["train", "train"], ["c"], "Structured", images=np.zeros((2, 1, 1, 3), np.uint8))
+        StimulusSet(
+            "d",
+            ["a", "a"],
+            [0, 0],
+            ["train", "train"],
+            ["c"],
+            "Structured",
+            images=np.zeros((2, 1, 1, 3), np.uint8),
+        )
 
 
 def test_check_datasets_embedded(repo_root):
@@ -128,14 +149,27 @@ def test_check_datasets_embedded(repo_root):
     assert ok
     lines = table.splitlines()
     assert lines[0].split()[:3] == ["id", "domain", "classes"]
-    assert any(line.startswith("shapes ") and "2400" in line and "present" in line for line in lines)
+    assert any(
+        line.startswith("shapes ") and "2400" in line and "present" in line for line in lines
+    )
 
 
 def test_check_datasets_reports_missing_files(tmp_path, repo_root):
     cfg = {
         "datasets": [
-            {"id": "digits", "loader": "embedded", "path": str(repo_root / "data/embedded/digits.npz"), "domain": "Structured"},
-            {"id": "gone", "loader": "embedded", "path": "nope.npz", "domain": "Specialized", "n_classes": 4},
+            {
+                "id": "digits",
+                "loader": "embedded",
+                "path": str(repo_root / "data/embedded/digits.npz"),
+                "domain": "Structured",
+            },
+            {
+                "id": "gone",
+                "loader": "embedded",
+                "path": "nope.npz",
+                "domain": "Specialized",
+                "n_classes": 4,
+            },
         ]
     }
     path = tmp_path / "c.yaml"
@@ -149,7 +183,15 @@ def test_cli_datasets_check_exit_code(tmp_path):
     from repsim.cli import main
 
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"datasets": [{"id": "g", "loader": "embedded", "path": "no.npz", "domain": "Structured"}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "datasets": [
+                    {"id": "g", "loader": "embedded", "path": "no.npz", "domain": "Structured"}
+                ]
+            }
+        )
+    )
     assert main(["datasets", "--config", str(path), "--check"]) == 1
 
 
@@ -158,14 +200,21 @@ def test_paper_datasets_config_matches_the_study(repo_root):
 
     from repsim.config import load_config
 
-    ref = pd.read_csv(repo_root.parent / "shared/reference/paper_datasets.csv") if (
-        repo_root.parent / "shared/reference/paper_datasets.csv"
-    ).is_file() else None
+    ref = (
+        pd.read_csv(repo_root.parent / "shared/reference/paper_datasets.csv")
+        if (repo_root.parent / "shared/reference/paper_datasets.csv").is_file()
+        else None
+    )
     cfg = load_config(repo_root / "data/configs/paper_datasets.yaml")
     specs = parse_datasets(cfg["datasets"])
     assert len(specs) == 23
     counts = pd.Series([s.domain for s in specs]).value_counts().to_dict()
-    assert counts == {"Natural (multi-domain)": 10, "Natural (single-domain)": 6, "Specialized": 4, "Structured": 3}
+    assert counts == {
+        "Natural (multi-domain)": 10,
+        "Natural (single-domain)": 6,
+        "Specialized": 4,
+        "Structured": 3,
+    }
     by_id = {s.id: s for s in specs}
     assert by_id["imagenet-subset-10k"].per_class == 10
     assert by_id["entity30"].loader == "breeds"

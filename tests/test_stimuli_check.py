@@ -47,8 +47,9 @@ def _config(tmp_path: Path, root: Path) -> Path:
 
 
 def test_bad_test_image_and_dangling_symlink_are_skipped_and_listed(bad_folder: Path) -> None:
-    (spec,) = parse_datasets([{"id": "fx", "loader": "imagefolder", "path": str(bad_folder),
-                               "domain": "Structured"}])
+    (spec,) = parse_datasets(
+        [{"id": "fx", "loader": "imagefolder", "path": str(bad_folder), "domain": "Structured"}]
+    )
     st = open_dataset(spec)
     reasons = dict(st.skipped)
     assert "dangling symlink" in reasons["fx/train/ant/gone.png"]  # listed, not dropped silently
@@ -81,14 +82,17 @@ def test_datasets_check_decodes_every_file_and_lists_each_bad_one(
     assert "cut.jpg" in capsys.readouterr().out
 
 
-def test_datasets_check_passes_clean_data_and_honours_select(tmp_path: Path, repo_root: Path) -> None:
+def test_datasets_check_passes_clean_data_and_honours_select(
+    tmp_path: Path, repo_root: Path
+) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        f"include: [{repo_root / 'data/configs/embedded.yaml'}]\n"
-        "select: {datasets: [faces]}\n"
+        f"include: [{repo_root / 'data/configs/embedded.yaml'}]\nselect: {{datasets: [faces]}}\n"
     )
     table, ok = check_datasets(cfg, decode=True)
     assert ok, table
-    rows = [line.split()[0] for line in table.splitlines()[1:] if line and not line.startswith("every")]
+    rows = [
+        line.split()[0] for line in table.splitlines()[1:] if line and not line.startswith("every")
+    ]
     assert rows == ["faces"]
     assert "every image of the 1 dataset(s) decodes" in table

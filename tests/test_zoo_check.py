@@ -49,12 +49,16 @@ TINY = Path(__file__).resolve().parents[1] / "data" / "configs" / "tiny.yaml"
 
 def _config(tmp_path: Path, models: str, select: str) -> Path:
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"include: [{TINY}]\nmodels:\n{models}select: {{models: {select}, datasets: [faces]}}\n")
+    cfg.write_text(
+        f"include: [{TINY}]\nmodels:\n{models}select: {{models: {select}, datasets: [faces]}}\n"
+    )
     return cfg
 
 
 def _minizoo_entry(model_id: str, identifier: str, weights: Path) -> str:
-    return f"  - {{id: {model_id}, loader: minizoo, identifier: {identifier}, weights: {weights}}}\n"
+    return (
+        f"  - {{id: {model_id}, loader: minizoo, identifier: {identifier}, weights: {weights}}}\n"
+    )
 
 
 def test_truncated_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatch) -> None:
@@ -80,8 +84,12 @@ def test_truncated_weights_fail_before_any_image_is_decoded(tmp_path: Path, monk
 
 
 def test_weights_of_another_architecture_are_found_at_plan_time(tmp_path: Path) -> None:
-    cfg = _config(tmp_path, _minizoo_entry("wrong", "cnn", ZOO / "vit-simclr-s0.safetensors"), "[wrong]")
-    with pytest.raises(ModelError, match="model 'wrong': weights file .*vit-simclr-s0.safetensors cannot be used"):
+    cfg = _config(
+        tmp_path, _minizoo_entry("wrong", "cnn", ZOO / "vit-simclr-s0.safetensors"), "[wrong]"
+    )
+    with pytest.raises(
+        ModelError, match="model 'wrong': weights file .*vit-simclr-s0.safetensors cannot be used"
+    ):
         load_plan(cfg)
 
 
@@ -101,7 +109,10 @@ def _torchvision_file(tmp_path: Path, edit) -> Path:
     [
         (lambda s: None, None),
         (lambda s: s.pop("features.0.weight"), "Missing key.*features.0.weight"),
-        (lambda s: s.update({"features.0.bias": torch.zeros(3)}), "size mismatch for features.0.bias"),
+        (
+            lambda s: s.update({"features.0.bias": torch.zeros(3)}),
+            "size mismatch for features.0.bias",
+        ),
     ],
     ids=["fits", "missing-key", "wrong-shape"],
 )
@@ -150,7 +161,9 @@ def no_network(tmp_path: Path, monkeypatch) -> list[str]:
     return calls
 
 
-def test_offline_without_the_flag_fails_once_per_model_with_the_fix(tmp_path: Path, no_network) -> None:
+def test_offline_without_the_flag_fails_once_per_model_with_the_fix(
+    tmp_path: Path, no_network
+) -> None:
     entries = (
         "  - {id: sq, loader: torchvision, identifier: squeezenet1_1}\n"
         "  - {id: sq0, loader: torchvision, identifier: squeezenet1_0}\n"
@@ -161,7 +174,9 @@ def test_offline_without_the_flag_fails_once_per_model_with_the_fix(tmp_path: Pa
     message = str(err.value)
     assert "2 of 3 models cannot be used" in message
     assert "model 'sq' (torchvision 'squeezenet1_1')" in message and "model 'sq0'" in message
-    assert "Connection refused" in message and "HF_HUB_OFFLINE=1" in message and "'weights:" in message
+    assert (
+        "Connection refused" in message and "HF_HUB_OFFLINE=1" in message and "'weights:" in message
+    )
     assert len(no_network) == 1  # one request for the host, not one per model, task or retry
     # `models --check` never contacts the network: weights to download are reported, not fetched
     table, ok = check_models(cfg)
@@ -170,7 +185,9 @@ def test_offline_without_the_flag_fails_once_per_model_with_the_fix(tmp_path: Pa
 
 def test_offline_flag_fails_without_any_request(tmp_path: Path, no_network, monkeypatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    cfg = _config(tmp_path, "  - {id: sq, loader: torchvision, identifier: squeezenet1_1}\n", "[sq]")
+    cfg = _config(
+        tmp_path, "  - {id: sq, loader: torchvision, identifier: squeezenet1_1}\n", "[sq]"
+    )
     with pytest.raises(MissingWeightsError, match="not available offline"):
         load_plan(cfg)
     assert no_network == []

@@ -30,7 +30,9 @@ def _format(rows: list[tuple[str, ...]], notes: list[str]) -> str:
     return "\n".join([*lines, *notes])
 
 
-def check_datasets(config: str | Path | Mapping[str, Any], *, decode: bool = False) -> tuple[str, bool]:
+def check_datasets(
+    config: str | Path | Mapping[str, Any], *, decode: bool = False
+) -> tuple[str, bool]:
     """A table of every dataset in a config (honouring ``select:``) and whether all can be read.
 
     Columns: id, domain, classes, images in the similarity subset, in the train and test splits,
@@ -61,15 +63,27 @@ def check_datasets(config: str | Path | Mapping[str, Any], *, decode: bool = Fal
         n_train = int((st.split == "train").sum())
         n_test = int((st.split == "test").sum())
         rows.append(
-            (spec.id, spec.domain, str(st.n_classes), str(len(subset)), str(n_train), str(n_test),
-             str(len(st.skipped)), "present")
+            (
+                spec.id,
+                spec.domain,
+                str(st.n_classes),
+                str(len(subset)),
+                str(n_train),
+                str(n_test),
+                str(len(st.skipped)),
+                "present",
+            )
         )
         if n_train == 0:
             ok = False
-            notes.append(f"{spec.id}: no train images, so no similarity subset; check the split layout")
+            notes.append(
+                f"{spec.id}: no train images, so no similarity subset; check the split layout"
+            )
         if st.skipped:
             ok = ok and not decode
-            notes.append(f"{spec.id}: {len(st.skipped)} item(s) cannot be used and are skipped by a run:")
+            notes.append(
+                f"{spec.id}: {len(st.skipped)} item(s) cannot be used and are skipped by a run:"
+            )
             notes.extend(f"  {item}: {reason}" for item, reason in st.skipped)
     if not specs:
         notes.append(f"{cfg.path}: no datasets configured (add a 'datasets:' list)")

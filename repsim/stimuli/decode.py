@@ -28,13 +28,21 @@ class UnreadableImage(Exception):
 
 def _open(source: bytes | str | Path) -> Image.Image:
     if isinstance(source, (str, Path)) and Path(source).is_symlink() and not Path(source).exists():
-        raise UnreadableImage(f"dangling symlink to {Path(source).readlink()} (the target does not exist)")
+        raise UnreadableImage(
+            f"dangling symlink to {Path(source).readlink()} (the target does not exist)"
+        )
     try:
         fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(fp)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as exc:
         raise UnreadableImage(f"not a readable image ({type(exc).__name__}: {exc})") from None
 
 
@@ -43,7 +51,9 @@ def check_header(source: bytes | str | Path, min_side: int = MIN_SIDE) -> tuple[
     with _open(source) as im:
         w, h = im.size
     if min(w, h) < min_side:
-        raise UnreadableImage(f"image is {w}x{h} px, below min_side={min_side} (set options.min_side to keep it)")
+        raise UnreadableImage(
+            f"image is {w}x{h} px, below min_side={min_side} (set options.min_side to keep it)"
+        )
     return w, h
 
 
@@ -59,7 +69,11 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
         else:
             top = int(arr.max(initial=0))
             bits = 16 if (mode.startswith("I;16") or top <= 65535) else 32
-            arr = arr.astype(np.float64) / ((1 << bits) - 1) * 255 if top > 255 or mode.startswith("I;16") else arr
+            arr = (
+                arr.astype(np.float64) / ((1 << bits) - 1) * 255
+                if top > 255 or mode.startswith("I;16")
+                else arr
+            )
         gray = np.asarray(arr).round().astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     if mode == "P" and "transparency" in im.info:
@@ -77,7 +91,9 @@ def decode_image(source: bytes | str | Path, min_side: int = MIN_SIDE) -> np.nda
     try:
         w, h = im.size
         if min(w, h) < min_side:
-            raise UnreadableImage(f"image is {w}x{h} px, below min_side={min_side} (set options.min_side to keep it)")
+            raise UnreadableImage(
+                f"image is {w}x{h} px, below min_side={min_side} (set options.min_side to keep it)"
+            )
         im.load()
         return to_rgb_array(im)
     except UnreadableImage:

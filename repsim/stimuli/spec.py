@@ -26,8 +26,22 @@ _NEEDS = {
     "imagefolder": ("path",),
     "breeds": ("root",),
 }
-_KNOWN = {"id", "name", "loader", "path", "root", "url", "domain", "n_classes", "options",
-          "max_images", "per_class", "seed", "source", CONFIG_DIR_KEY}
+_KNOWN = {
+    "id",
+    "name",
+    "loader",
+    "path",
+    "root",
+    "url",
+    "domain",
+    "n_classes",
+    "options",
+    "max_images",
+    "per_class",
+    "seed",
+    "source",
+    CONFIG_DIR_KEY,
+}
 #: ``options:`` keys each loader reads (breeds is checked by its own loader)
 _COMMON_OPTIONS = ("verify", "min_side")
 LOADER_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -88,7 +102,9 @@ def _int_or_none(entry: Mapping[str, Any], key: str, default: int | None, where:
     return value
 
 
-def parse_dataset(entry: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> DatasetSpec:
+def parse_dataset(
+    entry: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> DatasetSpec:
     """Turn one YAML ``datasets:`` entry into a validated :class:`DatasetSpec`.
 
     ``defaults`` (the config's ``stimuli:`` block) supplies ``max_images``, ``per_class`` and
@@ -117,7 +133,9 @@ def parse_dataset(entry: Mapping[str, Any], defaults: Mapping[str, Any] | None =
             f"{did_you_mean(domain, DOMAINS)}"
         )
     if not any(entry.get(k) for k in _NEEDS[loader]):
-        raise ConfigError(f"{where}: loader '{loader}' needs {' or '.join(_NEEDS[loader])}; add it to the entry")
+        raise ConfigError(
+            f"{where}: loader '{loader}' needs {' or '.join(_NEEDS[loader])}; add it to the entry"
+        )
     for key in ("path", "root", "url", "name", "source"):
         value = entry.get(key)
         if value is not None and not isinstance(value, str):
@@ -142,7 +160,8 @@ def parse_dataset(entry: Mapping[str, Any], defaults: Mapping[str, Any] | None =
         url=str(url) if url else None,
         n_classes=_int_or_none(entry, "n_classes", None, where),
         options=dict(options),
-        max_images=_int_or_none(entry, "max_images", defaults.get("max_images", 10000), where) or 10000,
+        max_images=_int_or_none(entry, "max_images", defaults.get("max_images", 10000), where)
+        or 10000,
         per_class=_int_or_none(entry, "per_class", defaults.get("per_class"), where),
         seed=seed,
         source=str(entry.get("source") or ""),
@@ -150,14 +169,18 @@ def parse_dataset(entry: Mapping[str, Any], defaults: Mapping[str, Any] | None =
     )
 
 
-def parse_datasets(entries: Iterable[Mapping[str, Any]] | None, defaults: Mapping[str, Any] | None = None) -> list[DatasetSpec]:
+def parse_datasets(
+    entries: Iterable[Mapping[str, Any]] | None, defaults: Mapping[str, Any] | None = None
+) -> list[DatasetSpec]:
     """Parse a config's ``datasets:`` list; ids must be unique."""
     specs: list[DatasetSpec] = []
     seen: set[str] = set()
     for entry in entries or []:
         spec = parse_dataset(entry, defaults)
         if spec.id in seen:
-            raise ConfigError(f"dataset id '{spec.id}' appears twice in the config; ids must be unique")
+            raise ConfigError(
+                f"dataset id '{spec.id}' appears twice in the config; ids must be unique"
+            )
         seen.add(spec.id)
         specs.append(spec)
     return specs

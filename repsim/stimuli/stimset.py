@@ -47,15 +47,21 @@ class StimulusSet:
         n = len(self.ids)
         where = f"dataset '{self.dataset_id}'"
         if len(self.labels) != n or len(self.split) != n:
-            raise DatasetError(f"{where}: ids, labels and split differ in length ({n}, {len(self.labels)}, {len(self.split)})")
+            raise DatasetError(
+                f"{where}: ids, labels and split differ in length ({n}, {len(self.labels)}, {len(self.split)})"
+            )
         if self.images is not None and len(self.images) != n:
-            raise DatasetError(f"{where}: {len(self.images)} images for {n} ids; regenerate the file")
+            raise DatasetError(
+                f"{where}: {len(self.images)} images for {n} ids; regenerate the file"
+            )
         if self.attributes is not None and len(self.attributes) != n:
             raise DatasetError(f"{where}: {len(self.attributes)} attribute records for {n} ids")
         uniq, counts = np.unique(self.ids, return_counts=True)
         if len(uniq) != n:
             dups = uniq[counts > 1][:5].tolist()
-            raise DatasetError(f"{where}: duplicate stimulus ids {dups}; ids must be unique (fix the file names or keys)")
+            raise DatasetError(
+                f"{where}: duplicate stimulus ids {dups}; ids must be unique (fix the file names or keys)"
+            )
         bad = sorted(set(np.unique(self.split)) - set(SPLITS))
         if bad:
             raise DatasetError(f"{where}: unknown split values {bad}; use 'train' or 'test'")
@@ -176,9 +182,12 @@ def _decode_errors(reader: Reader, idx: np.ndarray, name: str, progress: bool) -
         return None
 
     workers = max(1, min(8, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool, tqdm(
-        total=len(idx), desc=f"{name}: decoding", unit="img", disable=not progress, leave=False
-    ) as bar:
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(
+            total=len(idx), desc=f"{name}: decoding", unit="img", disable=not progress, leave=False
+        ) as bar,
+    ):
         out = []
         for reason in pool.map(one, idx.tolist()):
             out.append(reason)

@@ -46,7 +46,9 @@ class ModelCheck:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and (self.spec.embed_dim is None or self.dim == self.spec.embed_dim)
+        return self.error is None and (
+            self.spec.embed_dim is None or self.dim == self.spec.embed_dim
+        )
 
     @property
     def status(self) -> str:
@@ -136,7 +138,9 @@ def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) ->
             found = check_weights(spec, fetch=fetch) if weights else "not checked"
     except RepsimError as exc:
         return ModelCheck(spec, dim, layer, "-", exc)
-    except Exception as exc:  # a loader's own error (bad option, missing package): one row, not a crash
+    except (
+        Exception
+    ) as exc:  # a loader's own error (bad option, missing package): one row, not a crash
         err = ModelError(f"model {spec.id!r}: cannot be built: {type(exc).__name__}: {exc}")
         return ModelCheck(spec, dim, layer, "-", err)
     return ModelCheck(spec, dim, layer, found)
@@ -173,15 +177,24 @@ def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
     start = time.perf_counter()
     results = check_specs(_specs(config), weights=weights)
     rows = [
-        [c.spec.id, c.spec.loader, str(c.dim if c.dim is not None else "-"),
-         str(c.spec.embed_dim if c.spec.embed_dim is not None else "-"), c.layer, c.weights, c.status]
+        [
+            c.spec.id,
+            c.spec.loader,
+            str(c.dim if c.dim is not None else "-"),
+            str(c.spec.embed_dim if c.spec.embed_dim is not None else "-"),
+            c.layer,
+            c.weights,
+            c.status,
+        ]
         for c in results
     ]
     table = _table(rows, ["id", "loader", "dim", "expected", "layer", "weights", "status"])
     errors = [f"{c.spec.id}: {c.error}" for c in results if c.error is not None]
     n_ok = sum(c.ok for c in results)
     what = "weights checked" if weights else "no weights"
-    summary = f"{n_ok}/{len(rows)} models ok ({time.perf_counter() - start:.1f} s, meta device, {what})"
+    summary = (
+        f"{n_ok}/{len(rows)} models ok ({time.perf_counter() - start:.1f} s, meta device, {what})"
+    )
     text = "\n".join([table, *(["", *errors] if errors else []), "", summary])
     return text, n_ok == len(rows) and bool(rows)
 
@@ -190,5 +203,7 @@ def list_models(config: Any) -> str:
     """A table of the models of ``config`` with their metadata (nothing is built)."""
     specs = _specs(config)
     keys = ["objective", "architecture_class", "data_class", "size_class", "embed_dim"]
-    rows = [[s.id, s.loader, s.identifier, *(str(s.metadata.get(k, "-")) for k in keys)] for s in specs]
+    rows = [
+        [s.id, s.loader, s.identifier, *(str(s.metadata.get(k, "-")) for k in keys)] for s in specs
+    ]
     return _table(rows, ["id", "loader", "identifier", *keys])

@@ -31,7 +31,17 @@ METADATA_KEYS = (
     "embed_dim",
     "notes",
 )
-_SPEC_KEYS = {"id", "loader", "identifier", "layer", "token", "weights", "options", "preprocess", "metadata"}
+_SPEC_KEYS = {
+    "id",
+    "loader",
+    "identifier",
+    "layer",
+    "token",
+    "weights",
+    "options",
+    "preprocess",
+    "metadata",
+}
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,9 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         if self.interpolation not in INTERPOLATIONS:
-            raise ConfigError(f"interpolation {self.interpolation!r} is not one of {INTERPOLATIONS}")
+            raise ConfigError(
+                f"interpolation {self.interpolation!r} is not one of {INTERPOLATIONS}"
+            )
         if self.resize_mode not in RESIZE_MODES:
             raise ConfigError(f"resize_mode {self.resize_mode!r} is not one of {RESIZE_MODES}")
         if self.resize < 1 or self.crop < 1:
@@ -133,7 +145,9 @@ class ModelSpec:
         }
 
 
-def spec_from_entry(entry: Mapping[str, Any], known_loaders: Iterable[str] | None = None) -> ModelSpec:
+def spec_from_entry(
+    entry: Mapping[str, Any], known_loaders: Iterable[str] | None = None
+) -> ModelSpec:
     """Validate one config entry and build its :class:`ModelSpec`."""
     from repsim.config import check_id, check_keys, did_you_mean, resolve_path
 
@@ -160,7 +174,9 @@ def spec_from_entry(entry: Mapping[str, Any], known_loaders: Iterable[str] | Non
         raise ConfigError(f"{where} has no 'identifier' (e.g. a timm name, 'RN50:openai')")
     token = entry.get("token")
     if token is not None and token not in TOKENS:
-        raise ConfigError(f"{where}: token {token!r} is not one of {TOKENS}{did_you_mean(token, TOKENS)}")
+        raise ConfigError(
+            f"{where}: token {token!r} is not one of {TOKENS}{did_you_mean(token, TOKENS)}"
+        )
     for key in ("layer", "weights"):
         value = entry.get(key)
         if value is not None and (not isinstance(value, str) or not value):

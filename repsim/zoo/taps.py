@@ -48,7 +48,9 @@ def reduce_token(out: Any, token: str) -> torch.Tensor:
     if isinstance(out, dict):
         out = next(iter(out.values()))
     if not isinstance(out, torch.Tensor):
-        raise ModelError(f"tapped output is a {type(out).__name__}, not a tensor; tap another layer")
+        raise ModelError(
+            f"tapped output is a {type(out).__name__}, not a tensor; tap another layer"
+        )
     if token not in TOKENS:
         raise ModelError(f"token {token!r} is not one of {TOKENS}")
     if out.ndim == 2:
@@ -61,7 +63,9 @@ def reduce_token(out: Any, token: str) -> torch.Tensor:
         return out.mean(dim=1)
     if out.ndim == 4:
         if token == "cls":
-            raise ModelError("token 'cls' needs a (batch, tokens, dim) output; this layer is 4-d (use 'pooled')")
+            raise ModelError(
+                "token 'cls' needs a (batch, tokens, dim) output; this layer is 4-d (use 'pooled')"
+            )
         return out.mean(dim=(2, 3))
     return out.flatten(1)
 
@@ -82,7 +86,11 @@ class FeatureExtractor:
         token: str | None = None,
     ) -> None:
         self.module = loaded.module
-        self.layer = layer if layer is not None else (spec.layer if spec and spec.layer else loaded.default_layer)
+        self.layer = (
+            layer
+            if layer is not None
+            else (spec.layer if spec and spec.layer else loaded.default_layer)
+        )
         self.token = token or (spec.token if spec and spec.token else None) or loaded.default_token
         if self.token not in TOKENS:
             raise ModelError(f"token {self.token!r} is not one of {TOKENS}")
@@ -105,5 +113,7 @@ class FeatureExtractor:
             handle.remove()
         out, self._out = self._out, None
         if out is None:
-            raise ModelError(f"layer {self.layer!r} was not called during the forward pass; tap another layer")
+            raise ModelError(
+                f"layer {self.layer!r} was not called during the forward pass; tap another layer"
+            )
         return reduce_token(out, self.token)

@@ -51,7 +51,9 @@ def local_weights(spec: ModelSpec) -> Path | None:
     return path
 
 
-def missing(spec: ModelSpec, what: str, cache_hint: str | Path | None = None) -> MissingWeightsError:
+def missing(
+    spec: ModelSpec, what: str, cache_hint: str | Path | None = None
+) -> MissingWeightsError:
     """The offline error for ``spec``: names the identifier, the spec field and the cache path."""
     where = f" or place it at {cache_hint}" if cache_hint else ""
     return MissingWeightsError(

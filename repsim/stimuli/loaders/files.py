@@ -22,7 +22,9 @@ def verify_level(spec: DatasetSpec) -> str:
     if level not in VERIFY_LEVELS:
         from repsim.errors import ConfigError
 
-        raise ConfigError(f"dataset '{spec.id}': options.verify must be one of {VERIFY_LEVELS}, got {level!r}")
+        raise ConfigError(
+            f"dataset '{spec.id}': options.verify must be one of {VERIFY_LEVELS}, got {level!r}"
+        )
     return level
 
 
@@ -50,7 +52,9 @@ def header_filter(
     return np.asarray(keep, dtype=np.int64), skipped
 
 
-def holdout_split(labels: np.ndarray, keys: Sequence[str], fraction: float, seed: int) -> np.ndarray:
+def holdout_split(
+    labels: np.ndarray, keys: Sequence[str], fraction: float, seed: int
+) -> np.ndarray:
     """Deterministic stratified train/test split by sorted key; classes of one image stay in train."""
     split = np.full(len(labels), "train", dtype="<U5")
     rng = np.random.default_rng(seed)

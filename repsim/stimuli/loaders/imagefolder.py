@@ -38,7 +38,8 @@ def _images_under(folder: Path) -> list[Path]:
     """Image files under ``folder``, dangling symlinks included (they are skipped and listed later
     with the reason, never dropped silently)."""
     return sorted(
-        p for p in folder.rglob("*")
+        p
+        for p in folder.rglob("*")
         if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in IMAGE_EXTS
     )
 
@@ -51,9 +52,13 @@ def list_folder(
     split_roots = splits or {"train": root}
     for ours, folder in split_roots.items():
         if ours not in ("train", "test"):
-            raise DatasetError(f"dataset '{spec.id}': options.splits keys must be 'train'/'test', got {ours!r}")
+            raise DatasetError(
+                f"dataset '{spec.id}': options.splits keys must be 'train'/'test', got {ours!r}"
+            )
         if not folder.is_dir():
-            raise DatasetError(f"dataset '{spec.id}': split folder {folder} is missing; fix options.splits or the layout")
+            raise DatasetError(
+                f"dataset '{spec.id}': split folder {folder} is missing; fix options.splits or the layout"
+            )
     if class_dirs is None:
         names = sorted({d.name for f in split_roots.values() for d in f.iterdir() if d.is_dir()})
         class_dirs = {n: [n] for n in names}
@@ -71,13 +76,20 @@ def list_folder(
                     split.append(ours)
                     ids.append(f"{spec.id}/{ours}/{f.relative_to(folder).as_posix()}")
     if splits is None and spec.options.get("test_fraction"):
-        split = holdout_split(np.array(labels), ids, float(spec.options["test_fraction"]), spec.seed).tolist()
+        split = holdout_split(
+            np.array(labels), ids, float(spec.options["test_fraction"]), spec.seed
+        ).tolist()
         ids = [i.replace(f"{spec.id}/train/", f"{spec.id}/{s}/", 1) for i, s in zip(ids, split)]
     return class_names, files, labels, split, ids
 
 
 def make_stimset(
-    spec: DatasetSpec, class_names: list[str], files: list[Path], labels: list[int], split: list[str], ids: list[str]
+    spec: DatasetSpec,
+    class_names: list[str],
+    files: list[Path],
+    labels: list[int],
+    split: list[str],
+    ids: list[str],
 ) -> StimulusSet:
     keep, skipped = header_filter(spec, ids, lambda i: files[i])
     kept_files = [files[i] for i in keep]

@@ -31,9 +31,34 @@ from repsim.zoo.weights import (
 
 log = logging.getLogger(__name__)
 
-NEST_KEYS = ("classy_state_dict", "base_model", "model", "trunk", "state_dict", "teacher", "model_state_dict")
-STRIP_PREFIXES = ("module.", "backbone.", "encoder_q.", "encoder.", "_feature_blocks.", "trunk.", "model.")
-DROP_PREFIXES = ("fc.", "head.", "heads.", "projection_head.", "projector.", "prototypes.", "predictor.", "classifier.")
+NEST_KEYS = (
+    "classy_state_dict",
+    "base_model",
+    "model",
+    "trunk",
+    "state_dict",
+    "teacher",
+    "model_state_dict",
+)
+STRIP_PREFIXES = (
+    "module.",
+    "backbone.",
+    "encoder_q.",
+    "encoder.",
+    "_feature_blocks.",
+    "trunk.",
+    "model.",
+)
+DROP_PREFIXES = (
+    "fc.",
+    "head.",
+    "heads.",
+    "projection_head.",
+    "projector.",
+    "prototypes.",
+    "predictor.",
+    "classifier.",
+)
 
 
 def unwrap(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,7 +67,9 @@ def unwrap(state: Mapping[str, Any]) -> dict[str, Any]:
     while not any(isinstance(v, torch.Tensor) for v in state.values()):
         key = next((k for k in NEST_KEYS if isinstance(state.get(k), Mapping)), None)
         if key is None:
-            raise ModelError(f"checkpoint holds no tensors at top level and none of {NEST_KEYS}; keys: {sorted(state)[:10]}")
+            raise ModelError(
+                f"checkpoint holds no tensors at top level and none of {NEST_KEYS}; keys: {sorted(state)[:10]}"
+            )
         state = dict(state[key])
     return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
 
@@ -61,7 +88,7 @@ def remap_keys(
             changed = False
             for p in strip:
                 if key.startswith(p):
-                    key, changed = key[len(p):], True
+                    key, changed = key[len(p) :], True
         if key.startswith(drop):
             continue
         out[key] = value
@@ -78,14 +105,18 @@ def build_architecture(identifier: str, device: Any = "cpu") -> torch.nn.Module:
         import torchvision
 
         if identifier not in torchvision.models.list_models():
-            raise ModelError(f"checkpoint architecture {identifier!r} is neither a torchvision model nor 'timm:NAME'")
+            raise ModelError(
+                f"checkpoint architecture {identifier!r} is neither a torchvision model nor 'timm:NAME'"
+            )
         model = torchvision.models.get_model(identifier, weights=None)
     if hasattr(model, "fc"):
         model.fc = torch.nn.Identity()
     return model
 
 
-def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: ModelSpec, identifier: str) -> None:
+def load_into(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], spec: ModelSpec, identifier: str
+) -> None:
     """Load remapped keys; every parameter of the model must be covered."""
     if identifier.startswith("timm:"):
         import importlib
@@ -103,7 +134,12 @@ def load_into(model: torch.nn.Module, state: dict[str, torch.Tensor], spec: Mode
             f"(first: {result.missing_keys[:5]}); set options.strip_prefixes/drop_prefixes to remap its keys"
         )
     if result.unexpected_keys:
-        log.info("%s: ignored %d checkpoint keys (e.g. %s)", spec.id, len(result.unexpected_keys), result.unexpected_keys[:3])
+        log.info(
+            "%s: ignored %d checkpoint keys (e.g. %s)",
+            spec.id,
+            len(result.unexpected_keys),
+            result.unexpected_keys[:3],
+        )
 
 
 @register_locator("checkpoint")
@@ -116,7 +152,9 @@ def locate(spec: ModelSpec) -> WeightsSource:
 
 
 @register_loader("checkpoint")
-def load_checkpoint(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
+def load_checkpoint(
+    spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu"
+) -> LoadedModel:
     """Build the architecture and load the remapped checkpoint."""
     url = spec.options.get("url")
     source = "random-init"

@@ -52,7 +52,9 @@ class AlignVision(torch.nn.Module):
 @register_locator("hf_transformers")
 def locate(spec: ModelSpec) -> WeightsSource:
     """The Hugging Face repo ``identifier`` (cached when its config.json is)."""
-    return hf_source(spec, spec.identifier, ("config.json",), f"Hugging Face model {spec.identifier}")
+    return hf_source(
+        spec, spec.identifier, ("config.json",), f"Hugging Face model {spec.identifier}"
+    )
 
 
 @register_loader("hf_transformers")
@@ -64,7 +66,9 @@ def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") ->
         path = local_weights(spec)
         where = str(path) if path else spec.identifier
         if path is None and is_offline() and not hf_cached(spec.identifier, ("config.json",)):
-            raise missing(spec, f"Hugging Face model {spec.identifier}", hf_cache_dir(spec.identifier))
+            raise missing(
+                spec, f"Hugging Face model {spec.identifier}", hf_cache_dir(spec.identifier)
+            )
         cached = path is None and bool(hf_cached(spec.identifier, ("config.json",)))
         # a cached model loads without asking the hub for updates (no retries without network)
         model = tf.AlignModel.from_pretrained(where, local_files_only=cached).vision_model

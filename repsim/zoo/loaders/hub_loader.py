@@ -30,10 +30,12 @@ def split_identifier(spec: ModelSpec) -> tuple[str, str, str]:
     """(source, repo, entry) of a hub identifier."""
     parts = spec.identifier.split()
     if len(parts) != 2:
-        raise ConfigError(f"model {spec.id!r}: torch_hub identifier must be 'owner/repo[:ref] ENTRY', got {spec.identifier!r}")
+        raise ConfigError(
+            f"model {spec.id!r}: torch_hub identifier must be 'owner/repo[:ref] ENTRY', got {spec.identifier!r}"
+        )
     repo, entry = parts
     if repo.startswith("local:"):
-        return "local", repo[len("local:"):], entry
+        return "local", repo[len("local:") :], entry
     return "github", repo, entry
 
 
@@ -72,9 +74,13 @@ def load_hub(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -
     hub_pretrained = pretrained and path is None
     try:
         with torch.device(device):
-            model = torch.hub.load(repo, entry, source=source, pretrained=hub_pretrained, trust_repo=True, **kwargs)
+            model = torch.hub.load(
+                repo, entry, source=source, pretrained=hub_pretrained, trust_repo=True, **kwargs
+            )
     except Exception as exc:  # hub code can raise anything
-        raise ModelError(f"model {spec.id!r}: torch.hub.load({repo!r}, {entry!r}) failed: {exc}") from exc
+        raise ModelError(
+            f"model {spec.id!r}: torch.hub.load({repo!r}, {entry!r}) failed: {exc}"
+        ) from exc
     if isinstance(model, tuple):
         model = model[0]
     if path is not None:

@@ -54,7 +54,9 @@ def _check_tag(spec: ModelSpec, arch: str, tag: str) -> dict[str, Any]:
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(arch)
-        raise ModelError(f"model {spec.id!r}: open_clip has no tag {tag!r} for {arch}; available: {tags}")
+        raise ModelError(
+            f"model {spec.id!r}: open_clip has no tag {tag!r} for {arch}; available: {tags}"
+        )
     return cfg
 
 
@@ -98,7 +100,12 @@ def locate(spec: ModelSpec) -> WeightsSource:
 
 def preprocess_for(visual_cfg: dict[str, Any], tag_cfg: dict[str, Any]) -> PreprocessSpec:
     """open_clip's eval transform: resize (shortest side or squash) then centre crop."""
-    merged = {**visual_cfg, **{k: v for k, v in tag_cfg.items() if k in ("mean", "std", "interpolation", "resize_mode")}}
+    merged = {
+        **visual_cfg,
+        **{
+            k: v for k, v in tag_cfg.items() if k in ("mean", "std", "interpolation", "resize_mode")
+        },
+    }
     size = merged.get("size", 224)
     size = int(size[-1] if isinstance(size, (tuple, list)) else size)
     mode = merged.get("resize_mode", "shortest")
@@ -139,7 +146,9 @@ def load_open_clip(spec: ModelSpec, *, pretrained: bool = True, device: Any = "c
                 arch, pretrained=weights, device=device, require_pretrained=bool(weights), **opts
             )
     except (RuntimeError, FileNotFoundError, OSError) as exc:
-        raise ModelError(f"model {spec.id!r}: open_clip.create_model({arch!r}) failed: {exc}") from exc
+        raise ModelError(
+            f"model {spec.id!r}: open_clip.create_model({arch!r}) failed: {exc}"
+        ) from exc
     visual = model.visual
     pre = preprocess_for(dict(getattr(visual, "preprocess_cfg", {}) or {}), tag_cfg)
     del model

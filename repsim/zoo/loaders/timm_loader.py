@@ -39,7 +39,9 @@ def resolve_pretrained_cfg(name: str) -> Any:
     arch = name.split(".")[0]
     if arch not in timm.list_models():
         close = timm.list_models(f"*{arch.split('_')[0]}*")[:10]
-        raise ModelError(f"timm has no architecture {arch!r} (timm {timm.__version__}); similar: {close}")
+        raise ModelError(
+            f"timm has no architecture {arch!r} (timm {timm.__version__}); similar: {close}"
+        )
     try:
         cfg = get_pretrained_cfg(name, allow_unregistered=False)
     except RuntimeError:
@@ -144,7 +146,9 @@ def load_timm(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") 
         pretrained_cfg={
             "loader": "timm",
             "identifier": spec.identifier,
-            "resolved": f"{resolved.get('architecture', name)}.{resolved.get('tag', '')}".rstrip("."),
+            "resolved": f"{resolved.get('architecture', name)}.{resolved.get('tag', '')}".rstrip(
+                "."
+            ),
             "pretrained": bool(pretrained),
             "source": source,
             "options": dict(spec.options),

@@ -35,7 +35,9 @@ def weights_enum(spec: ModelSpec) -> Any:
     try:
         return enum[tag]
     except KeyError as exc:
-        raise ModelError(f"model {spec.id!r}: {name} has no weights {tag!r}; choose from {[w.name for w in enum]}") from exc
+        raise ModelError(
+            f"model {spec.id!r}: {name} has no weights {tag!r}; choose from {[w.name for w in enum]}"
+        ) from exc
 
 
 @register_locator("torchvision")
@@ -58,7 +60,9 @@ def preprocess_from_weights(weights: Any) -> PreprocessSpec:
 
 
 @register_loader("torchvision")
-def load_torchvision(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -> LoadedModel:
+def load_torchvision(
+    spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu"
+) -> LoadedModel:
     """Build a torchvision classification model with its weights enum's state dict."""
     import torchvision
 
