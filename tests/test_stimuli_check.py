@@ -96,3 +96,25 @@ def test_datasets_check_passes_clean_data_and_honours_select(
     ]
     assert rows == ["faces"]
     assert "every image of the 1 dataset(s) decodes" in table
+
+
+def test_wds_dangling_shard_symlink_is_listed(tmp_path: Path) -> None:
+    import tarfile
+
+    root = tmp_path / "wds"
+    (root / "train").mkdir(parents=True)
+    (root / "classnames.txt").write_text("a\nb\n")
+    with tarfile.open(root / "train" / "0.tar", "w") as tf:
+        for i in range(4):
+            for name, data in ((f"s{i}.png", _png(i)), (f"s{i}.cls", str(i % 2).encode())):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    (root / "train" / "1.tar").symlink_to(tmp_path / "elsewhere" / "1.tar")
+    (spec,) = parse_datasets(
+        [{"id": "w", "loader": "wds", "path": str(root), "domain": "Structured"}]
+    )
+    st = open_dataset(spec)
+    assert len(st) == 4
+    (item, reason) = st.skipped[0]
+    assert item == "w/train/1.tar" and "cannot be read" in reason

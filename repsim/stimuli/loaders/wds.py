@@ -73,7 +73,9 @@ def _download(spec: DatasetSpec, cache: Path) -> None:
 def _root(spec: DatasetSpec) -> Path:
     if spec.path is not None:
         return spec.path
-    cache = spec.resolve(spec.options.get("cache")) or Path.home() / ".cache" / "repsim" / "wds" / spec.id.replace("/", "_")
+    cache = spec.resolve(
+        spec.options.get("cache")
+    ) or Path.home() / ".cache" / "repsim" / "wds" / spec.id.replace("/", "_")
     if not (cache / "classnames.txt").is_file():
         if not spec.options.get("download"):
             raise DatasetError(
@@ -83,15 +85,27 @@ def _root(spec: DatasetSpec) -> Path:
         try:
             _download(spec, cache)
         except OSError as exc:
-            raise DatasetError(f"dataset '{spec.id}': download from {spec.url} failed ({exc}); check the URL and that you are online") from None
+            raise DatasetError(
+                f"dataset '{spec.id}': download from {spec.url} failed ({exc}); check the URL and that you are online"
+            ) from None
     return cache
 
 
-def index_shard(shard: Path, split: str, spec: DatasetSpec) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+def index_shard(
+    shard: Path, split: str, spec: DatasetSpec
+) -> tuple[dict[str, dict], list[tuple[str, str]]]:
     """Samples of one shard by key: image location (offset, size, ext) and label; and cut items."""
     samples: dict[str, dict] = {}
     skipped: list[tuple[str, str]] = []
-    size = shard.stat().st_size
+    try:
+        size = shard.stat().st_size
+    except OSError as exc:  # a dangling symlink, or a shard removed while indexing
+        return {}, [
+            (
+                f"{spec.id}/{split}/{shard.name}",
+                f"shard cannot be read ({type(exc).__name__}: {exc})",
+            )
+        ]
     try:
         tf = tarfile.open(shard, mode="r:")
     except tarfile.TarError as exc:
@@ -101,7 +115,12 @@ def index_shard(shard: Path, split: str, spec: DatasetSpec) -> tuple[dict[str, d
             try:
                 member = tf.next()
             except tarfile.TarError as exc:
-                skipped.append((f"{spec.id}/{split}/{shard.name}", f"shard ends early after {len(samples)} samples ({exc})"))
+                skipped.append(
+                    (
+                        f"{spec.id}/{split}/{shard.name}",
+                        f"shard ends early after {len(samples)} samples ({exc})",
+                    )
+                )
                 break
             if member is None:
                 break
@@ -133,7 +152,9 @@ def index_shard(shard: Path, split: str, spec: DatasetSpec) -> tuple[dict[str, d
 def load(spec: DatasetSpec) -> StimulusSet:
     root = _root(spec)
     if not root.is_dir():
-        raise DatasetError(f"dataset '{spec.id}': shard folder {root} does not exist; " + _how_to_get(spec))
+        raise DatasetError(
+            f"dataset '{spec.id}': shard folder {root} does not exist; " + _how_to_get(spec)
+        )
     names_file = root / "classnames.txt"
     if not names_file.is_file():
         raise DatasetError(f"dataset '{spec.id}': {names_file} is missing; " + _how_to_get(spec))
@@ -150,7 +171,11 @@ def load(spec: DatasetSpec) -> StimulusSet:
                 if entry.get("cut"):
                     continue
                 reason = entry.get("bad") or (
-                    "no image member" if "image" not in entry else "no .cls label" if "label" not in entry else None
+                    "no image member"
+                    if "image" not in entry
+                    else "no .cls label"
+                    if "label" not in entry
+                    else None
                 )
                 if reason is None and not 0 <= entry["label"] < len(class_names):
                     reason = f"label {entry['label']} outside the {len(class_names)} classes of classnames.txt"
@@ -168,7 +193,10 @@ def load(spec: DatasetSpec) -> StimulusSet:
                 split.append(sp)
                 locs.append(entry["image"])
     if not ids and not skipped:
-        raise DatasetError(f"dataset '{spec.id}': no shards under {root}/train or {root}/test; " + _how_to_get(spec))
+        raise DatasetError(
+            f"dataset '{spec.id}': no shards under {root}/train or {root}/test; "
+            + _how_to_get(spec)
+        )
 
     def raw(i: int) -> bytes:
         shard, offset, size = locs[i]
