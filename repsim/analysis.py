@@ -1111,3 +1111,26 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
             f" ({len(tests) - len(testable)} comparisons have a category with fewer than 2 anchors)"
         )
     return text + "."
+
+
+def partner_tests_text(tests: pd.DataFrame, alpha: float) -> str:
+    """The study's anchor rank-sum tests in words: how many survive Bonferroni, and which."""
+    testable = tests.dropna(subset=["p"])
+    if not len(testable):
+        return (
+            "No anchor has two partner categories with enough dataset pairs to compare, so no "
+            "rank-sum test can be run on this run."
+        )
+    thr = float(testable["p_threshold"].iloc[0])
+    sig = testable[testable.significant.astype(bool)]
+    text = (
+        f"{len(sig)} of {len(testable)} comparisons of partner categories are significant after "
+        f"Bonferroni correction (alpha = {alpha}, so p < {thr:.3g} for each test)"
+    )
+    if len(sig):
+        text += ": " + "; ".join(
+            f"anchor {r.anchor}: {r.partner_a} (median {fmt(r.median_a)}) vs {r.partner_b} "
+            f"(median {fmt(r.median_b)}), p = {r.p:.3g}"
+            for r in sig.itertuples()
+        )
+    return text + "."

@@ -288,7 +288,7 @@ def matrices_common_order(
     datasets, the standard deviation on its own colour scale."""
     order = [str(m) for m in order]
     panels = [*datasets, "mean", "std"]
-    ncols = min(ncols, len(panels))
+    ncols = len(panels) if len(panels) <= ncols + 1 else ncols  # 5 panels: one row
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(
         nrows,
@@ -303,9 +303,8 @@ def matrices_common_order(
     for ax, p in zip(axes.flat, panels):
         if p == "std":
             m = std.sel(model_a=order, model_b=order).values
-            im_std = _heatmap(
-                ax, m, order, 0, max(float(np.nanmax(m)), 1e-6), cmap="cividis", ticks=False
-            )
+            top = float(np.nanmax(m)) if np.isfinite(m).any() else 1.0  # one dataset: all NaN
+            im_std = _heatmap(ax, m, order, 0, max(top, 1e-6), cmap="cividis", ticks=False)
             ax.set_title("std across datasets", fontsize=9)
         else:
             src = mean if p == "mean" else da.sel(dataset=p)
@@ -424,6 +423,15 @@ def transform_consistency(table: pd.DataFrame, caption: str | None = None) -> Fi
     fig, axes = plt.subplots(1, len(others), figsize=(3.7 * len(others), 3.6), squeeze=False)
     for ax, name in zip(axes.flat, others):
         ax.scatter(table["none"], table[name], s=22, color="#1f77b4", alpha=0.8)
+        if len(table) <= 12:  # few dataset pairs: name them
+            for _, r in table.iterrows():
+                ax.annotate(
+                    f"{r.dataset_a}-{r.dataset_b}",
+                    (r["none"], r[name]),
+                    fontsize=6,
+                    xytext=(3, -8),
+                    textcoords="offset points",
+                )
         _identity(ax, table[["none", name]].values)
         d = np.nanmax(np.abs(table[name] - table["none"])) if len(table) else np.nan
         ax.set_title(f"{name}: largest change {analysis.fmt(d)}", fontsize=9)
@@ -779,14 +787,15 @@ def anchor_partner_boxes(
             top = max((np.max(d) for d in data if len(d)), default=1.0)
             for k, r in enumerate(sig.itertuples()):
                 i, j = here.index(r.partner_a) + 1, here.index(r.partner_b) + 1
-                y = top + 0.06 * (k + 1)
-                ax.plot([i, i, j, j], [y - 0.015, y, y, y - 0.015], color="k", lw=0.8)
-                ax.text((i + j) / 2, y, "*", ha="center", va="bottom", fontsize=9)
+                y = top + 0.15 * (k + 1)  # one level per bar, so stacked bars stay apart
+                ax.plot([i, i, j, j], [y - 0.04, y, y, y - 0.04], color="k", lw=0.8)
+                ax.text((i + j) / 2, y - 0.02, "*", ha="center", va="bottom", fontsize=9)
+                ax.set_ylim(top=max(ax.get_ylim()[1], y + 0.12))
     for ax in axes[:, 0]:
         ax.set_ylabel("consistency (Pearson r)", fontsize=8)
     for ax in list(axes.flat)[len(anchors) :]:
         ax.axis("off")
-    _fig_legend(fig, parts, "partner category", loc="outside lower center")
+    _fig_legend(fig, parts, "partner category (box colour); panel title: the anchor (its category)")
     return add_caption(fig, caption)
 
 
