@@ -464,3 +464,25 @@ def test_consistency_pairs_match_consistency_values(run):
     assert "all" in set(t.label)
     with pytest.raises(InputError, match="no consistency"):
         A.consistency_pairs(run.consistency, ("nope", "consistency"), ("cka_linear", "consistency"))
+
+
+def test_partner_tests_text_names_threshold_and_significant_pairs():
+    tests = pd.DataFrame(
+        {
+            "anchor": ["x", "x"],
+            "anchor_category": ["K", "K"],
+            "partner_a": ["P", "P"],
+            "partner_b": ["Q", "R"],
+            "n": [8, 8],
+            "median_a": [0.9, 0.9],
+            "median_b": [0.1, 0.8],
+            "statistic": [3.0, 0.5],
+            "p": [0.001, 0.6],
+            "p_bonferroni": [0.002, 1.0],
+            "p_threshold": [0.005, 0.005],
+            "significant": [True, False],
+        }
+    )
+    text = A.partner_tests_text(tests, 0.01)
+    assert text.startswith("1 of 2") and "p < 0.005" in text and "anchor x: P" in text
+    assert "no rank-sum test" in A.partner_tests_text(tests.assign(p=np.nan), 0.01)
