@@ -202,8 +202,9 @@ def _precision(value: Any, where: str) -> str:
 
     try:
         return check_precision(value)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:  # its message names extract.precision; add only the file
+        loc = where.rsplit(": ", 1)[0] if ": " in where else ""
+        raise ConfigError(f"{loc}: {exc}" if loc else str(exc)) from None
 
 
 def _opt(default: Any, check: Check) -> Any:

@@ -71,6 +71,7 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("probe: {lrs: []}\n", "probe.lrs is an empty list"),
         ("probe: {seeds: [0, 0]}\n", "probe.seeds lists \\['0'\\] more than once"),
         ("extract: {pretrained: 1}\n", "extract.pretrained must be true or false"),
+        ("extract: {precision: fp8}\n", "c.yaml: extract.precision 'fp8' is not one of"),
         ("measures: cka_linear\n", "measures must be a list"),
         ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
         ("select: {models: []}\n", "select.models is an empty list"),
