@@ -3,7 +3,11 @@
 For model sets Theta and Phi, the consistency of datasets A and B is the correlation (Pearson, or
 Spearman as a robustness check) between the similarities of all unordered model pairs {f, g},
 f in Theta, g in Phi, f != g, measured on A and on B (Ciernik et al. 2025). Each unordered pair counts
-once. NaN similarities (a model whose measure was undefined) are dropped pairwise. Inputs and outputs
+once. NaN similarities (a model whose measure was undefined) are dropped pairwise, with a
+``RuntimeWarning`` naming the models and datasets: the consistency of datasets A and B is the
+correlation over the pairs finite on both (the study's code returns NaN instead; to get that, turn the
+warning into an error with ``warnings.simplefilter("error", RuntimeWarning)``). A similarity array must be
+symmetric in (model_a, model_b). Inputs and outputs
 are xarray objects whose coords carry model and dataset metadata, so results can be plotted directly
 (:func:`to_tidy`).
 """
@@ -11,6 +15,7 @@ are xarray objects whose coords carry model and dataset metadata, so results can
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from itertools import combinations, combinations_with_replacement
 
@@ -19,7 +24,8 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import rankdata
 
-from repsim.errors import InputError
+from repsim.errors import AsymmetricSimilarityError, InputError
+from repsim.measures._inputs import real_array
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,11 @@ def consistency(
     -------
     DataArray (dataset_a, dataset_b) with unit diagonal, attrs ``method`` and ``n_pairs``; dataset coords
     such as ``domain`` are carried as ``domain_a`` / ``domain_b``.
+
+    NaN similarities are dropped pairwise with a ``RuntimeWarning``: each dataset pair is correlated over
+    the model pairs finite on both datasets (the study's code gives NaN). An asymmetric ``sim`` raises
+    :class:`~repsim.errors.AsymmetricSimilarityError`; a non-numeric or complex one
+    :class:`~repsim.errors.NonNumericInputError` / :class:`~repsim.errors.ComplexInputError`.
     """
     _check(sim, method)
     mask = _pair_mask(sim, models_a, models_b)
@@ -356,6 +367,47 @@ def _check(sim: xr.DataArray, method: str) -> None:
         raise InputError("model_a and model_b must list the same models in the same order")
     if sim.sizes["dataset"] < 1:
         raise InputError("the similarity array has no datasets")
+    V = real_array(sim.transpose("dataset", "model_a", "model_b").values, "the similarity array")
+    V = np.asarray(V, dtype=np.float64)
+    _check_symmetric(sim, V)
+    _warn_nan(sim, V)
+
+
+def _check_symmetric(sim: xr.DataArray, V: np.ndarray) -> None:
+    """Every measure here is symmetric; an asymmetric array is a mix-up of model_a and model_b."""
+    VT = V.swapaxes(1, 2)
+    nan, nanT = np.isnan(V), np.isnan(VT)
+    with np.errstate(invalid="ignore"):
+        off = np.abs(V - VT) > 1e-9 * np.maximum(np.abs(V), np.abs(VT)) + 1e-12
+    bad = (nan != nanT) | (off & ~nan & ~nanT)
+    if bad.any():
+        d, i, j = (int(k[0]) for k in np.nonzero(bad))
+        models, datasets = sim["model_a"].values, sim["dataset"].values
+        a, b = models[i], models[j]
+        raise AsymmetricSimilarityError(
+            f"the similarity array is not symmetric: on dataset '{datasets[d]}', ({a}, {b}) is "
+            f"{float(V[d, i, j])!r} but ({b}, {a}) is {float(V[d, j, i])!r} ({int(bad.sum()) // 2 or 1} "
+            "entries differ); pass a result of repsim.similarity_matrix, or symmetrise with "
+            "0.5 * (S + S.transpose('dataset', 'model_b', 'model_a').values) if this is rounding"
+        )
+
+
+def _warn_nan(sim: xr.DataArray, V: np.ndarray) -> None:
+    """The NaN rule: model pairs with a NaN similarity are dropped pairwise, never silently."""
+    nan = np.isnan(V) & np.triu(np.ones(V.shape[1:], dtype=bool), k=1)
+    if not nan.any():
+        return
+    d, i, j = np.nonzero(nan)
+    models, datasets = sim["model_a"].values, sim["dataset"].values
+    names = sorted({str(models[k]) for k in np.concatenate([i, j])})
+    warnings.warn(
+        f"{sim.attrs.get('measure', sim.name) or 'similarity'}: {int(nan.sum())} model-pair "
+        f"similarities are NaN (models involved {names[:10]}, datasets "
+        f"{sorted({str(datasets[k]) for k in d})[:10]}); consistency drops them pairwise, so each "
+        "dataset pair is correlated over the model pairs finite on both",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 def _known(ids: Sequence[str], models: Sequence[str], what: str) -> None:

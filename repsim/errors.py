@@ -23,6 +23,26 @@ class UndefinedMeasureError(InputError):
     """A measure is undefined for this input (e.g. CKA of a zero-variance representation)."""
 
 
+class NonNumericInputError(InputError):
+    """An array holds values that are not real numbers (strings, None, arbitrary objects)."""
+
+
+class RaggedInputError(InputError):
+    """A nested list is ragged: its rows have different lengths, so it is not a matrix."""
+
+
+class ComplexInputError(InputError):
+    """An array is complex; features and similarities are real, and the imaginary part is not dropped."""
+
+
+class AsymmetricSimilarityError(InputError):
+    """A similarity array is not symmetric in (model_a, model_b), as every measure here is."""
+
+
+class ConstantFeaturesError(InputError):
+    """Features are the same vector for every sample (e.g. all zero): there is nothing to learn."""
+
+
 class DatasetError(RepsimError):
     """A stimulus dataset cannot be read, or its contents are invalid."""
 
@@ -44,6 +64,11 @@ __all__ = [
     "ConfigError",
     "InputError",
     "UndefinedMeasureError",
+    "NonNumericInputError",
+    "RaggedInputError",
+    "ComplexInputError",
+    "AsymmetricSimilarityError",
+    "ConstantFeaturesError",
     "DatasetError",
     "ModelError",
     "MissingWeightsError",

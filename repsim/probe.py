@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from repsim.errors import InputError
+from repsim.errors import ConstantFeaturesError, InputError
+from repsim.measures._inputs import real_array
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def _resolve_device(device: str | torch.device | None) -> torch.device:
 
 def _features(X: Any, name: str, device: torch.device, normalize: bool) -> torch.Tensor:
     """Validate a feature matrix and return it as float32 on ``device``, optionally L2-normalised."""
-    t = torch.as_tensor(X).detach()
+    t = torch.as_tensor(real_array(X, name)).detach()
     if t.ndim != 2 or t.shape[0] == 0 or t.shape[1] == 0:
         raise InputError(
             f"{name} must be a non-empty 2-D array (n_samples, n_features); got shape "
@@ -415,7 +416,9 @@ def linear_probe(
     Parameters
     ----------
     X_train, X_test : array (n, d), numpy or torch
-        Features; rows are L2-normalised first when ``normalize`` (the study's protocol).
+        Features; rows are L2-normalised first when ``normalize`` (the study's protocol). Real
+        numbers only; an ``X_train`` that is the same vector in every row (e.g. all zero) raises
+        :class:`~repsim.errors.ConstantFeaturesError` rather than reporting a majority-class accuracy.
     y_train, y_test : array (n,)
         Labels of any sortable kind; they are mapped to ``0..C-1`` by the sorted train classes. A
         test class absent from the train split raises :class:`~repsim.errors.InputError`.
@@ -442,6 +445,13 @@ def linear_probe(
         raise InputError(
             f"X_train has {Xtr.shape[1]} features but X_test has {Xte.shape[1]}; "
             "use features from the same model and layer."
+        )
+    if bool((Xtr - Xtr[0]).abs().max() <= 1e-6 * Xtr.abs().max()):  # equal up to float32 rounding
+        raise ConstantFeaturesError(
+            "X_train is the same vector for every row (all-zero or constant features"
+            f"{', after L2 normalisation' if normalize else ''}): a probe could only predict the "
+            "majority class, which is no measure of the model. Check that the model and layer give "
+            "input-dependent features (the similarity engine gives this model NaN)."
         )
     classes, ytr, yte = encode_labels(
         _labels(y_train, Xtr.shape[0], "y_train"), _labels(y_test, Xte.shape[0], "y_test")

@@ -97,6 +97,7 @@ def test_model_sets_count_each_unordered_pair_once(rng):
     # changing a pair outside the sets leaves the result alone
     sim2 = sim.copy()
     sim2.loc[{"dataset": "d2", "model_a": "a3", "model_b": "b2"}] = 99.0
+    sim2.loc[{"dataset": "d2", "model_a": "b2", "model_b": "a3"}] = 99.0  # symmetric, as required
     np.testing.assert_allclose(consistency(sim2, models_a=theta, models_b=phi).values, got.values)
 
 

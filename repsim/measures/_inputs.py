@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
 
-from repsim.errors import InputError, UndefinedMeasureError
+from repsim.errors import (
+    ComplexInputError,
+    InputError,
+    NonNumericInputError,
+    RaggedInputError,
+    UndefinedMeasureError,
+)
 
 
 def as_matrix(X: Any, name: str = "X") -> np.ndarray:
@@ -24,9 +31,68 @@ def as_matrix(X: Any, name: str = "X") -> np.ndarray:
     return A
 
 
-def to_float64(X: Any, name: str = "X") -> np.ndarray:
-    """``X`` as a 2-D float64 numpy array (no finiteness check); raise :class:`InputError` on bad shape."""
+_NONE = object()
+
+
+def real_array(X: Any, name: str = "X") -> Any:
+    """``X`` checked to hold real numbers: a torch tensor is returned as is, anything else as numpy.
+
+    Raises :class:`NonNumericInputError` (strings, None, objects), :class:`RaggedInputError` (rows of
+    different lengths) or :class:`ComplexInputError` (complex values are refused, never truncated).
+    """
     if hasattr(X, "detach"):  # torch tensor, without importing torch
+        if X.is_complex():
+            raise _complex(name, X.dtype)
+        return X
+    try:
+        A = np.asarray(X)
+    except ValueError as err:
+        if "inhomogeneous" in str(err) or "sequence" in str(err):
+            raise RaggedInputError(
+                f"{name} is a ragged nested list (rows of different lengths); pass a rectangular "
+                "array (n_stimuli, n_features) with one feature vector of the same length per row"
+            ) from None
+        raise _non_numeric(name, err) from None
+    if A.dtype.kind == "c":
+        raise _complex(name, A.dtype)
+    if A.dtype.kind == "O":
+        if any(isinstance(v, (list, tuple, np.ndarray)) for v in A.ravel()):
+            raise RaggedInputError(
+                f"{name} is a ragged nested list (rows of different lengths); pass a rectangular "
+                "array (n_stimuli, n_features) with one feature vector of the same length per row"
+            )
+        if any(isinstance(v, complex) for v in A.ravel()):
+            raise _complex(name, "complex objects")
+        bad = next((v for v in A.ravel() if not isinstance(v, numbers.Real)), _NONE)
+        if bad is not _NONE:
+            raise _non_numeric(name, f"e.g. {bad!r}")
+        A = A.astype(np.float64)
+    elif A.dtype.kind not in "biuf":
+        raise _non_numeric(name, f"dtype {A.dtype}")
+    return A
+
+
+def _non_numeric(name: str, why: object) -> NonNumericInputError:
+    return NonNumericInputError(
+        f"{name} holds values that are not real numbers ({why}); pass a numeric array "
+        "(n_stimuli, n_features), e.g. features read with repsim.store or np.asarray(..., float)"
+    )
+
+
+def _complex(name: str, dtype: object) -> ComplexInputError:
+    return ComplexInputError(
+        f"{name} is complex ({dtype}); measures are defined for real features and the imaginary part "
+        "is not dropped silently: pass X.real or np.abs(X) if that is what you mean"
+    )
+
+
+def to_float64(X: Any, name: str = "X") -> np.ndarray:
+    """``X`` as a 2-D float64 numpy array (no finiteness check); raise :class:`InputError` on bad shape.
+
+    Non-numeric, ragged and complex input raise the :class:`InputError` subclasses of :func:`real_array`.
+    """
+    X = real_array(X, name)
+    if hasattr(X, "detach"):
         X = X.detach().to("cpu").double().numpy()
     A = np.asarray(X, dtype=np.float64)
     if A.ndim == 1:
