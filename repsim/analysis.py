@@ -283,7 +283,8 @@ def model_embedding(
     """A 2-D map of the models from their dissimilarity 1 - mean similarity across datasets.
 
     ``method`` is scikit-learn's t-SNE (precomputed metric, random init, perplexity 5 as in the
-    study's code, lowered to n - 1 for small zoos) or metric MDS (precomputed dissimilarities).
+    study's code, lowered to n - 1 for small zoos; the exact gradient up to 1000 models, since the
+    Barnes-Hut approximation only pays off for many thousands of points) or metric MDS.
     Both are random: ``seed`` is their ``random_state`` and belongs in the figure caption.
     Columns: model, x, y, category.
     """
@@ -310,6 +311,7 @@ def model_embedding(
             metric="precomputed",
             init="random",
             learning_rate="auto",
+            method="exact" if n <= 1000 else "barnes_hut",  # exact is fast for model zoos
             random_state=seed,
         ).fit_transform(dist)
     else:
