@@ -235,7 +235,7 @@ def _run_value(
         n_models = sim.sizes["model_a"]
         return (
             float(rows["pearson_r"].mean()),
-            f"{len(rows)} datasets, {n_models} models",
+            f"{len(rows)} dataset{'s' if len(rows) > 1 else ''}, {n_models} models",
             [str(m) for m in sim["model_a"].values],
         )
     if q in COUNTS:
@@ -291,22 +291,24 @@ def _status(
 
 # ------------------------------------------------------------------------------------- printing
 def summary(table: pd.DataFrame) -> str:
-    """Two or three sentences: what was comparable and how it came out."""
-    counts = table["status"].value_counts()
-    n = len(table)
-    judged = int(counts.get("match", 0) + counts.get("differs", 0))
+    """A few sentences: which results were comparable, how they came out, and the run's design."""
     design = table["quantity"].isin(COUNTS)
-    judged_results = int(table.loc[~design, "status"].isin(["match", "differs"]).sum())
-    shown = int(table.loc[~design, "status"].isin(STATUSES[2:4]).sum())
+    res, des = table[~design], table[design]
+
+    def n(frame: pd.DataFrame, *status: str) -> int:
+        return int(frame["status"].isin(status).sum())
+
+    computed = len(res) - n(res, "not in run")
     lines = [
         f"Run '{table.attrs.get('run', 'run')}' against the study (Ciernik et al. 2025, "
-        f"{table.attrs.get('n_study_models_total', 64)} models): {n - int(counts.get('not in run', 0))} "
-        f"of {n} published numbers could be computed on this run; {judged} have a verdict "
-        f"({int(counts.get('match', 0))} match, {int(counts.get('differs', 0))} differ; "
-        "match = |run - study| <= the row's tolerance)."
+        f"{table.attrs.get('n_study_models_total', 64)} models): {computed} of {len(res)} published "
+        f"results could be computed on this run; {n(res, 'match', 'differs')} have a verdict "
+        f"({n(res, 'match')} match, {n(res, 'differs')} differ; match = |run - study| <= the "
+        "row's tolerance)."
     ]
+    shown = n(res, *STATUSES[2:4])
     n_study = table.attrs.get("n_study_models", 0)
-    if judged_results == 0:
+    if computed and n(res, "match", "differs") == 0:
         lines.append(
             f"The run shares {n_study} of its {table.attrs.get('n_models', '?')} models with the "
             f"study, so none of its results is comparable with the study's values"
@@ -314,6 +316,11 @@ def summary(table: pd.DataFrame) -> str:
         )
     elif shown:
         lines.append(f"{shown} results rest on other models than the study's and have no verdict.")
+    if len(des):
+        lines.append(
+            f"Design: {n(des, 'match')} of {len(des)} counts (models, datasets, pairs) are the "
+            "study's."
+        )
     return "\n".join(lines)
 
 

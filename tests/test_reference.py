@@ -124,7 +124,8 @@ def test_study_shaped_run_matches(repo_root):
     assert (table[table.quantity == "behavior_r"].status == "not in run").all()  # no probes
     assert table.attrs["n_study_models"] == 64
     text = reference.summary(table)
-    assert "35 of 40 published numbers" in text and "(35 match, 0 differ" in text
+    assert "24 of 29 published results" in text and "(24 match, 0 differ" in text
+    assert "Design: 11 of 11 counts" in text
 
 
 def test_study_shaped_run_misses(repo_root):
