@@ -75,7 +75,7 @@ def test_subset_takes_whole_train_split_when_small():
     assert set(sub) == set(s.ids[s.split == "train"])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(deadline=None)  # examples: the profile in conftest.py (40; more under make fuzz)
 @given(counts=st.lists(st.integers(0, 60), min_size=1, max_size=12), max_images=st.integers(1, 200))
 def test_subset_per_class_rule(counts, max_images):
     s = _stimset(counts)

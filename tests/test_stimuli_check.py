@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ def bad_folder(tmp_path: Path) -> Path:
     for split, n in (("train", 4), ("test", 2)):
         for c in ("ant", "bee"):
             for i in range(n):
-                _write(root / split / c / f"{i}.png", _png(hash((split, c, i)) % 1000))
+                seed = zlib.crc32(f"{split}/{c}/{i}".encode()) % 1000  # not hash(): PYTHONHASHSEED
+                _write(root / split / c / f"{i}.png", _png(seed))
     jpg = _png(99, 64, "JPEG")
     _write(root / "test" / "bee" / "cut.jpg", jpg[: len(jpg) // 2])  # header reads, data does not
     (root / "train" / "ant" / "gone.png").symlink_to(root / "nowhere" / "x.png")
