@@ -10,7 +10,7 @@ RUN    ?= runs/embedded
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test lint bench book minizoo lock clean
+.PHONY: setup run test fuzz lint bench book minizoo lock clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,16 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Opt-in exploratory fuzzing (not part of `test` or .ci/run): the property tests with fresh random
+# examples. FUZZ_SEED replays a run (a new one is drawn and printed by default); see CONTRIBUTING.md.
+FUZZ_SEED ?=
+FUZZ_EXAMPLES ?= 500
+fuzz: setup
+	@seed="$(FUZZ_SEED)"; seed="$${seed:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"; \
+	echo "make fuzz: FUZZ_SEED=$$seed FUZZ_EXAMPLES=$(FUZZ_EXAMPLES)"; \
+	REPSIM_HYPOTHESIS_PROFILE=fuzz REPSIM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) \
+	  $(BIN)/python -m pytest -q -m hypothesis --hypothesis-seed="$$seed"
 
 lint: setup
 	$(BIN)/ruff check repsim tests
