@@ -8,7 +8,7 @@ import sys
 
 from repsim.errors import RepsimError
 
-BENCHMARKS = ("measures", "extract", "probe", "run")
+BENCHMARKS = ("measures", "extract", "probe", "run", "precision")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
