@@ -140,7 +140,11 @@ def _run_locked(
         )
         # measures against the exact similarity subsets, before any image is decoded for features
         plan.check_stimulus_counts(
-            {d.id: int(i["n_similarity"]) for d, i in zip(plan.datasets, stim_info) if isinstance(i, dict)}
+            {
+                d.id: int(i["n_similarity"])
+                for d, i in zip(plan.datasets, stim_info)
+                if isinstance(i, dict)
+            }
         )
         graph = _analysis_graph(plan, run_dir, device, stim_info)
         with TaskProgress(f"run {plan.name}"):
@@ -498,7 +502,9 @@ def _feature_hashes(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
 
 def _prune(plan: RunPlan, folder: RunFolder) -> None:
     """Remove cached features, records and parts of models or datasets this config does not have."""
-    stale = folder.stale_cache([m.id for m in plan.models], [d.id for d in plan.datasets])
+    stale = folder.stale_cache(
+        [m.id for m in plan.models], [d.id for d in plan.datasets], probes=plan.probes_enabled
+    )
     if not stale:
         return
     with filesystem_errors(folder.path, "clean"):

@@ -329,11 +329,18 @@ class RunFolder:
                 f"{self.info} is not valid JSON ({exc}); rerun the config into {self.path}"
             ) from exc
 
-    def stale_cache(self, models: list[str], datasets: list[str]) -> list[Path]:
-        """Cache entries (feature groups, task records, parts) of models or datasets not in the run."""
+    def stale_cache(
+        self, models: list[str], datasets: list[str], probes: bool = True
+    ) -> list[Path]:
+        """Cache entries (feature groups, task records, parts) of models or datasets not in the run,
+        and every probe record and part when the run has probes off."""
         keep_ds = {safe_name(d) for d in datasets}
         keep_m = {safe_name(m) for m in models}
         stale: list[Path] = []
+        if not probes:
+            stale += [
+                p for p in (self.stages / "probes", self.stages / "parts" / "probes") if p.exists()
+            ]
         if self.features.is_dir():
             for d in sorted(self.features.iterdir()):
                 if not d.is_dir():
@@ -346,6 +353,7 @@ class RunFolder:
         if self.stages.is_dir():
             roots += [p for p in self.stages.iterdir() if p.is_dir() and p.name != "parts"]
             roots += [p for p in (self.stages / "parts").glob("*") if p.is_dir()]
+            roots = [r for r in roots if r not in stale]
         for root in roots:
             for entry in sorted(root.iterdir()) if root.is_dir() else []:
                 stem = entry.name.rsplit(".", 1)[0] if entry.is_file() else entry.name

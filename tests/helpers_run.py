@@ -107,8 +107,10 @@ def _pearson_pairs(sim: np.ndarray, idx_a: list[int], idx_b: list[int]) -> np.nd
 def write_fake_run(path: Path, n_per_objective: int = 4, seed: int = 0,
                    features: bool = True, probes: bool = True) -> Path:
     """Write similarity.nc, consistency.nc, probes.nc, run.json (and features when possible)."""
+    from repsim.runfolder import RunFolder
+
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(path).create()
     rng = np.random.default_rng(seed)
     models = _models(n_per_objective)
     ids = [m["id"] for m in models]
@@ -128,7 +130,7 @@ def write_fake_run(path: Path, n_per_objective: int = 4, seed: int = 0,
         coords[f"{key}_b"] = ("model_b", [m[key] for m in models])
     sim_ds = xr.Dataset(data_vars, coords=coords,
                         attrs={"run": "fake-tiny", "config": "tests/helpers_run.py"})
-    sim_ds.to_netcdf(path / "similarity.nc", engine=NC_ENGINE)
+    sim_ds.to_netcdf(folder.similarity, engine=NC_ENGINE)
 
     # consistency: all pairs and every category pair (>= 2 model pairs), plus anchors
     gp_labels, gp_meta, values = [], [], []
@@ -160,7 +162,7 @@ def write_fake_run(path: Path, n_per_objective: int = 4, seed: int = 0,
                 "group_b": ("group_pair", [g[2] for g in gp_meta]),
                 "n_pairs": ("group_pair", [g[3] for g in gp_meta]),
                 "objective": ("anchor", [m["objective"] for m in models])})
-    cons_ds.to_netcdf(path / "consistency.nc", engine=NC_ENGINE)
+    cons_ds.to_netcdf(folder.consistency, engine=NC_ENGINE)
 
     if probes:
         skill = {"Self-Supervised": 0.8, "Image-Text": 0.75, "Supervised": 0.7, "Random": 0.3}
@@ -175,11 +177,11 @@ def write_fake_run(path: Path, n_per_objective: int = 4, seed: int = 0,
                     "balanced_accuracy": (("model", "dataset", "seed"), acc * 0.98),
                     "lr": (("model", "dataset"), np.full((len(ids), len(dsets)), 1e-2)),
                     "wd": (("model", "dataset"), np.full((len(ids), len(dsets)), 1e-4))},
-                   coords=pcoords).to_netcdf(path / "probes.nc", engine=NC_ENGINE)
+                   coords=pcoords).to_netcdf(folder.probes, engine=NC_ENGINE)
 
     if features:
         _write_features(path, models, dsets, z, rng)
-    (path / "run.json").write_text(json.dumps({
+    folder.info.write_text(json.dumps({
         "config": {"name": "fake-tiny"}, "versions": {}, "git_commit": None, "device": "cpu",
         "timings": {}, "skipped": []}, indent=1))
     return path
@@ -193,7 +195,9 @@ def _write_features(path: Path, models: list[dict], dsets: list[str], z: np.ndar
     except ImportError:
         log.info("repsim.store not available: the fake run has no features")
         return
-    store = FeatureStore(path / "features.zarr")
+    from repsim.runfolder import RunFolder
+
+    store = FeatureStore(RunFolder(path).features)
     n = 80
     stim = [f"s{i:03d}" for i in range(n)]
     for d, ds in enumerate(dsets):

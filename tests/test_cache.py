@@ -31,3 +31,21 @@ def test_atomic_write_leaves_no_temp(tmp_path: Path):
     atomic_write_text(tmp_path / "a" / "x.txt", "hello")
     assert (tmp_path / "a" / "x.txt").read_text() == "hello"
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["x.txt"]
+
+
+def test_check_verifies_the_output_content(tmp_path: Path):
+    from repsim.runfolder import RunFolder
+
+    cache = StageCache(tmp_path)
+    out = RunFolder(tmp_path).similarity_part("digits")
+    assert cache.check("similarity", "digits", "k1", out) == (False, "not done yet")
+    sha = RunFolder(tmp_path).write_text(out, "some result")
+    cache.mark_done("similarity", "digits", "k1", sha256=sha)
+    assert cache.check("similarity", "digits", "k1", out) == (True, "")
+    assert "inputs changed" in cache.check("similarity", "digits", "k2", out)[1]
+    out.write_text("some resul")  # truncated
+    assert "content hash differs" in cache.check("similarity", "digits", "k1", out)[1]
+    out.unlink()
+    assert "missing" in cache.check("similarity", "digits", "k1", out)[1]
+    RunFolder(tmp_path).marker("similarity", "digits").write_text("{")
+    assert "unreadable" in cache.check("similarity", "digits", "k1", out)[1]

@@ -61,13 +61,24 @@ def test_second_run_skips_every_stage(
     run_dir = tmp_path / "again"
     shutil.copytree(tiny_run, run_dir)
 
-    def fail(*args, **kwargs):
-        raise AssertionError("a cached stage ran again")
+    import functools
+    import importlib
 
-    monkeypatch.setattr("repsim.stimuli.open_dataset", fail)
-    monkeypatch.setattr("repsim.extract.extract_features", fail)
-    monkeypatch.setattr("repsim.measures.similarity_matrices", fail)
-    monkeypatch.setattr("repsim.probe.linear_probe", fail)
+    for target in (
+        "repsim.stimuli.open_dataset",
+        "repsim.extract.extract_features",
+        "repsim.measures.similarity_matrices",
+        "repsim.probe.linear_probe",
+    ):
+        module, name = target.rsplit(".", 1)
+        original = getattr(importlib.import_module(module), name)
+
+        # same signature as the original: the plan checks probe options against linear_probe's
+        @functools.wraps(original)
+        def fail(*args, _target=target, **kwargs):
+            raise AssertionError(f"a cached stage ran again ({_target})")
+
+        monkeypatch.setattr(target, fail)
     run(tiny_config, run_dir, device="cpu")
     _files_equal(tiny_run, run_dir)
 

@@ -99,3 +99,28 @@ def test_netcdf_atomic(tmp_path: Path) -> None:
     out = write_netcdf_atomic(ds, tmp_path / "r" / "sim.nc", **kw)
     assert xr.load_dataset(out)["a"].values.tolist() == [0.0, 1.0, 2.0]
     assert [p.name for p in out.parent.iterdir()] == ["sim.nc"]
+
+
+def test_sealed_groups_detect_damage_and_missing_chunks(tmp_path: Path) -> None:
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    store = FeatureStore(path)
+    digest = store.seal("ds", "m")
+    assert store.checksum("ds", "m") == digest
+    ids, clean = store.read("ds", "m")
+    chunks = sorted(p for p in (path / "ds" / "m" / "features").rglob("*")
+                    if p.is_file() and p.name != "zarr.json")
+    chunks[1].unlink()  # zarr would read the fill value (NaN) here
+    assert store.checksum("ds", "m") != digest
+    with pytest.raises(StoreError, match="checksum"):
+        store.read("ds", "m")
+    group = store._open("ds", "m")
+    del group.attrs["sha256"]  # an unsealed group: the missing rows are still an error, not NaN
+    with pytest.raises(StoreError, match="no data"):
+        store.read("ds", "m")
+
+
+def test_no_temp_folder_is_left(tmp_path: Path) -> None:
+    _fill(str(tmp_path / "f.zarr"), "m", 10, 2, seed=0)
+    hidden = [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
+    assert hidden == []

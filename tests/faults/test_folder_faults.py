@@ -1,0 +1,224 @@
+"""Faults of the run folder itself: a second config, small configs, two writers, unwritable or
+full targets, bad weights, failing tasks. Each ends in the right files or a clear RepsimError."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from faults.faultkit import MODELS, write_config
+from repsim.errors import ModelError, RepsimError
+from repsim.pipeline import RunFailedError, config_hash, run
+from repsim.plan import load_plan
+from repsim.runfolder import RunFolder, RunFolderError, RunLockedError
+
+pytestmark = pytest.mark.slow
+
+
+def _info(run_dir: Path) -> dict:
+    return json.loads(RunFolder(run_dir).info.read_text())
+
+
+def _feature_groups(run_dir: Path) -> set[str]:
+    root = RunFolder(run_dir).features
+    return {
+        f"{d.name}/{m.name}"
+        for d in root.iterdir()
+        if d.is_dir()
+        for m in d.iterdir()
+        if m.is_dir()
+    }
+
+
+# ----------------------------------------------------------------------------- configs
+def test_three_objectives_leave_out_undefined_groupings(small_run):
+    """3 models of 3 objectives: consistency over all pairs exists, by objective it cannot."""
+    info = _info(small_run)
+    assert info["status"] == "finished"
+    skipped = " ".join(info["skipped_analyses"])
+    assert "consistency by objective" in skipped and "probes are off" in skipped
+    results = RunFolder(small_run).open_results()
+    assert "all" in results.consistency.group_pair.values
+    assert not any(str(g).startswith("objective") for g in results.consistency.group_pair.values)
+    assert "consistency by objective" in RunFolder(small_run).summary.read_text()
+    assert set(info["timings_s"]) >= {
+        "stimuli",
+        "decode",
+        "features",
+        "similarity",
+        "probes",
+        "consistency",
+        "total",
+    }
+    assert info["images_per_s"] > 0
+
+
+def test_second_config_replaces_every_result_file(run_copy, tmp_path):
+    """2 models on 1 dataset after 3 on 2: no file of the first config survives beside the second."""
+    config = write_config(
+        tmp_path / "two.yaml",
+        name="two",
+        models=MODELS[:2],
+        datasets=("faces",),
+        measures=("cka_linear",),
+    )
+    run(config, run_copy, device="cpu")
+    folder = RunFolder(run_copy)
+    results = folder.open_results()
+    assert list(results.similarity.model_a.values) == list(MODELS[:2])
+    assert list(results.similarity.dataset.values) == ["faces"]
+    assert results.consistency is None and not folder.consistency.exists()  # undefined for 2 models
+    info = _info(run_copy)
+    assert any("consistency needs at least 2 model pairs" in s for s in info["skipped_analyses"])
+    assert "consistency needs at least 2 model pairs" in folder.summary.read_text()
+    assert _feature_groups(run_copy) == {f"faces/{m}" for m in MODELS[:2]}
+    assert not folder.stimuli("textures").exists()
+    assert not list(folder.stages.rglob("textures*"))
+    assert folder.read_manifest()["config_hash"] == config_hash(load_plan(config))
+
+
+def test_one_model_run_finishes(run_copy, tmp_path):
+    config = write_config(tmp_path / "one.yaml", name="one", models=MODELS[:1])
+    result = run(config, run_copy, device="cpu")
+    assert result.consistency is None and result.similarity.exists() and result.info.exists()
+    assert RunFolder(run_copy).open_results().similarity.sizes["model_a"] == 1
+
+
+def test_probes_of_a_larger_run_do_not_survive(tiny_run, tmp_path):
+    """The issue's case: an 8-model run with probes, then a 2-model run without, in one folder."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    config = write_config(
+        tmp_path / "two.yaml",
+        name="two",
+        models=MODELS[:2],
+        datasets=("faces", "textures", "gratings"),
+        measures=("cka_linear",),
+    )
+    run(config, run_dir, device="cpu")
+    folder = RunFolder(run_dir)
+    assert not folder.probes.exists() and not folder.consistency.exists()
+    assert (
+        not (folder.stages / "parts" / "probes").exists()
+        and not (folder.stages / "probes").exists()
+    )
+    assert {g.split("/")[1] for g in _feature_groups(run_dir)} == set(MODELS[:2])
+    assert folder.open_results().similarity.sizes["model_a"] == 2
+
+
+# ----------------------------------------------------------------------------- two writers
+def test_second_writer_is_refused_with_the_other_pid(run_copy, small_config):
+    code = (
+        "import sys, time\nfrom repsim.runfolder import RunFolder\n"
+        "with RunFolder(sys.argv[1]).lock():\n    print('locked', flush=True)\n    time.sleep(60)\n"
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code, str(run_copy)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLockedError, match=f"process {other.pid}"):
+            run(small_config, run_copy, device="cpu")
+    finally:
+        other.kill()
+        other.wait()
+    run(small_config, run_copy, device="cpu")  # the lock dies with its process
+
+
+# ----------------------------------------------------------------------------- filesystem
+def test_out_path_that_is_a_file(small_config, tmp_path):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    with pytest.raises(RunFolderError, match="is a file, not a folder"):
+        run(small_config, target, device="cpu")
+
+
+def test_unwritable_out_folder(small_config, tmp_path, monkeypatch):
+    target = tmp_path / "locked-down"
+    target.mkdir()
+    target.chmod(0o500)
+    if os.geteuid() == 0:  # root writes anywhere: simulate what a user would see
+        monkeypatch.setattr("repsim.runfolder.os.access", lambda *a, **k: False)
+    try:
+        with pytest.raises(RunFolderError, match="permission denied.*chmod"):
+            run(small_config, target / "run" if os.geteuid() != 0 else target, device="cpu")
+    finally:
+        target.chmod(0o755)
+
+
+def test_full_disk_while_writing_results(run_copy, small_config, monkeypatch):
+    import xarray as xr
+
+    RunFolder(run_copy).manifest_path.unlink()  # the result files must be written again
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    with pytest.raises(RunFolderError, match="no space left.*similarity.nc.*free space"):
+        run(small_config, run_copy, device="cpu")
+
+
+def test_full_disk_in_a_task_is_reported_once_not_retried(run_copy, small_config, monkeypatch):
+    from repsim.store import FeatureWriter
+
+    shutil.rmtree(RunFolder(run_copy).features / "faces" / MODELS[1])
+    calls = []
+
+    def full(self, chunk, features, raw=None):
+        calls.append(chunk)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FeatureWriter, "write_chunk", full)
+    with pytest.raises(RunFailedError) as err:
+        run(small_config, run_copy, device="cpu")
+    assert len(calls) == 1
+    assert f"features-faces-{MODELS[1]}" in str(err.value) and "no space left" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- failing inputs
+def test_truncated_weights_fail_before_any_work(small_config, tmp_path):
+    weights = Path(load_plan(small_config).models[0].weights)
+    (tmp_path / "truncated.safetensors").write_bytes(weights.read_bytes()[:1000])
+    config = write_config(
+        tmp_path / "bad.yaml",
+        models=("truncated", *MODELS),
+        extra="models:\n  - {id: truncated, loader: minizoo, identifier: cnn, "
+        "weights: truncated.safetensors, metadata: {objective: Supervised}}\n",
+    )
+    with pytest.raises(ModelError, match="truncated.safetensors"):
+        run(config, tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()
+
+
+def test_failed_decode_is_the_reported_cause(run_copy, small_config, monkeypatch):
+    from repsim import stages
+    from repsim.errors import DatasetError
+
+    shutil.rmtree(RunFolder(run_copy).features / "faces" / MODELS[0])
+
+    def broken(plan, ds, run_dir, ids):
+        raise DatasetError(f"dataset {ds.id}: simulated unreadable shard")
+
+    monkeypatch.setattr(stages, "decode_images", broken)
+    with pytest.raises(RunFailedError) as err:
+        run(small_config, run_copy, device="cpu")
+    message = str(err.value)
+    assert "1 task(s) failed" in message
+    assert (
+        "decode-faces (dataset faces): DatasetError: dataset faces: simulated unreadable shard"
+        in message
+    )
+    assert "skipped because decode-faces failed" in message
+    failed = _info(run_copy)["failed_tasks"]
+    assert [f["task"] for f in failed if not f["skipped"]] == ["decode-faces"]
+    assert {f["cause"] for f in failed if f["skipped"]} == {"decode-faces"}
+    with pytest.raises(RepsimError):
+        RunFolder(run_copy).open_results()  # no half result files after a failed run

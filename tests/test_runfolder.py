@@ -1,0 +1,102 @@
+"""RunFolder: paths that cannot escape, atomic 0644 writes, the lock, filesystem errors, schema."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from repsim.runfolder import (
+    RunFolder,
+    RunFolderError,
+    RunLockedError,
+    atomic_write_bytes,
+    check_schema,
+    describe_os_error,
+    safe_name,
+    unsafe_name,
+)
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", ".hidden", "..", "ok-id_1.2", "ünï"])
+def test_ids_cannot_escape_the_folder(tmp_path: Path, name: str):
+    folder = RunFolder(tmp_path / "run")
+    for path in (
+        folder.stimuli(name),
+        folder.probe_part(name, name),
+        folder.marker("probes", name, name),
+    ):
+        resolved = path.resolve()
+        assert folder.path.resolve() in resolved.parents
+        assert not any(part in ("..", ".") for part in path.relative_to(folder.path).parts)
+    assert unsafe_name(safe_name(name)) == name
+
+
+def test_atomic_write_mode_and_no_temp(tmp_path: Path):
+    umask = os.umask(0)
+    os.umask(umask)
+    digest = atomic_write_bytes(tmp_path / "d" / "x.txt", b"hello")
+    assert (
+        digest == "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    )  # sha256("hello")
+    assert oct((tmp_path / "d" / "x.txt").stat().st_mode & 0o777) == oct(0o666 & ~umask)
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["x.txt"]
+
+
+def test_lock_refuses_a_second_holder_and_names_the_pid(tmp_path: Path):
+    folder = RunFolder(tmp_path).create()
+    with folder.lock():
+        # flock locks belong to an open file, so a second open in this process is refused too
+        with pytest.raises(RunLockedError, match=f"process {os.getpid()}"):
+            with RunFolder(tmp_path).lock():
+                pass
+    with folder.lock():  # released
+        pass
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        (errno.ENOSPC, "no space left"),
+        (errno.EACCES, "permission denied"),
+        (errno.ENOTDIR, "is a file"),
+    ],
+)
+def test_filesystem_errors_name_the_path_and_fix(code: int, words: str):
+    message = describe_os_error(OSError(code, os.strerror(code)), "/some/run/similarity.nc")
+    assert words in message and "/some/run/similarity.nc" in message and "--out" in message
+
+
+def test_create_refuses_a_file(tmp_path: Path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RunFolderError, match="is a file"):
+        RunFolder(tmp_path / "f").create()
+
+
+def _sim(models: list[str], datasets: list[str]) -> xr.Dataset:
+    values = np.ones((len(datasets), len(models), len(models)))
+    return xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), values)},
+        coords={"dataset": datasets, "model_a": models, "model_b": models},
+    )
+
+
+def test_schema_cross_check_finds_mixed_runs():
+    sim = _sim(["a", "b"], ["d1", "d2"])
+    probes8 = xr.Dataset(
+        {"accuracy": (("model", "dataset", "seed"), np.zeros((3, 2, 1)))},
+        coords={"model": ["a", "b", "c"], "dataset": ["d1", "d2"], "seed": [0]},
+    )
+    with pytest.raises(RunFolderError, match="probes.nc has models"):
+        check_schema(sim, probes=probes8)
+    cons = xr.Dataset(
+        {"consistency": (("measure", "dataset_a", "dataset_b"), np.zeros((1, 1, 1)))},
+        coords={"measure": ["cka_linear"], "dataset_a": ["d1"], "dataset_b": ["d1"]},
+    )
+    with pytest.raises(RunFolderError, match="consistency.nc has datasets"):
+        check_schema(sim, consistency=cons)
+    check_schema(sim, probes=probes8.sel(model=["b", "a"]))  # same ids in another order is fine
