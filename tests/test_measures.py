@@ -247,6 +247,23 @@ def test_near_degenerate_family_matches_exact(n, d, eps, centre, ydeg):
     assert cka(Y, X) == pytest.approx(expected, rel=1e-10)
 
 
+@given(
+    n=st.integers(5, 30),
+    d=st.integers(1, 6),
+    log_eps=st.integers(-12, -2),
+    centre=st.floats(-100, 100, allow_nan=False),
+    seed=st.integers(0, 2**16),
+    ydeg=st.booleans(),
+)
+def test_near_degenerate_property(n, d, log_eps, centre, seed, ydeg):
+    """The generated family of issue 11 in cka() and the engine, against exact arithmetic."""
+    X, Y = near_degenerate(n, d, 10.0**log_eps, centre, seed, y_degenerate=ydeg)
+    expected = cka_exact(X, Y)
+    assert cka(X, Y) == pytest.approx(expected, rel=1e-10, abs=1e-14)
+    got = repsim.similarity_matrix({"x": X, "y": Y}, "cka_linear", device="cpu").values[0, 1]
+    assert got == pytest.approx(expected, rel=1e-10, abs=1e-14)
+
+
 @pytest.mark.parametrize("kernel_", ["linear", "rbf"])
 def test_all_but_one_identical_is_undefined(rng, kernel_):
     """The U-centred kernel of n - 1 equal rows and one outlier is exactly 0: CKA has no value."""
