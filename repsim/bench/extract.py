@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.extract import _Runner, extract_features, resolve_device
+from repsim.extract import PRECISIONS, _Runner, extract_features, resolve_device
 from repsim.preprocess import preprocess_batch
 from repsim.store import FeatureStore
 from repsim.zoo import ModelSpec, load_model
@@ -43,10 +43,7 @@ def _forward_only(runner: _Runner, staged: list[torch.Tensor], device: torch.dev
         _sync(device)
         start = time.perf_counter()
         for x in staged:
-            if device.type == "cuda":
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    ex(x)
-            else:
+            with runner.autocast():  # the extraction's precision (extract.precision)
                 ex(x)
         _sync(device)
     return time.perf_counter() - start
@@ -59,18 +56,28 @@ def run(
     batch_size: int = 32,
     image_size: int = 256,
     device: str | None = None,
+    precision: str = "float32",
 ) -> dict[str, Any]:
-    """Images/s of the whole path and of forward-only for each model; returns a results dict."""
+    """Images/s of the whole path and of forward-only for each model; returns a results dict.
+
+    ``precision`` is ``extract.precision`` (float32, the study's; bfloat16 or float16 autocast).
+    """
     dev = resolve_device(device)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(n_images, image_size, image_size * 5 // 4, 3), dtype=np.uint8)
     ids = [f"img{i:06d}" for i in range(n_images)]
-    results: dict[str, Any] = {"device": str(dev), "n_images": n_images, "batch_size": batch_size, "models": {}}
+    results: dict[str, Any] = {
+        "device": str(dev),
+        "n_images": n_images,
+        "batch_size": batch_size,
+        "precision": precision,
+        "models": {},
+    }
     for name in models or list(MODELS):
         spec = MODELS[name]
         torch.manual_seed(0)
         loaded = load_model(spec, pretrained=False, device=dev)
-        runner = _Runner(loaded, spec, dev)
+        runner = _Runner(loaded, spec, dev, precision)
         staged = [
             preprocess_batch(images[i : i + batch_size], loaded.preprocess, dev)
             for i in range(0, n_images, batch_size)
@@ -85,7 +92,7 @@ def run(
             _sync(dev)
             start = time.perf_counter()
             extract_features(spec, images, ids, store, "bench", loaded=loaded, batch_size=batch_size,
-                             chunk_batches=8, device=dev, progress=False)
+                             chunk_batches=8, device=dev, progress=False, precision=precision)
             _sync(dev)
             whole = time.perf_counter() - start
         row = {"forward_img_s": n_images / fwd, "whole_img_s": n_images / whole, "ratio": fwd / whole}
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-images", type=int, default=None, help="default: 2048 on CUDA, 64 on CPU")
     p.add_argument("--batch-size", type=int, default=None, help="default: 256 on CUDA, 32 on CPU")
     p.add_argument("--device", default=None)
+    p.add_argument("--precision", choices=list(PRECISIONS), default="float32", help="extract.precision")
     args = p.parse_args(argv)
     cuda = resolve_device(args.device).type == "cuda"
     res = run(
@@ -107,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         n_images=args.n_images or (2048 if cuda else 64),
         batch_size=args.batch_size or (256 if cuda else 32),
         device=args.device,
+        precision=args.precision,
     )
-    lines = [f"extract benchmark on {res['device']} ({res['n_images']} images, batch {res['batch_size']})",
+    lines = [f"extract benchmark on {res['device']} ({res['n_images']} images, batch {res['batch_size']}, {res['precision']})",
              f"{'model':<24}{'whole img/s':>14}{'forward img/s':>16}{'ratio':>8}"]
     for name, row in res["models"].items():
         lines.append(f"{name:<24}{row['whole_img_s']:>14.1f}{row['forward_img_s']:>16.1f}{row['ratio']:>8.2f}")

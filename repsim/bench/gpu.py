@@ -3,8 +3,8 @@
 Three measurements, sized to finish in at most 5 minutes on one H100:
 
 - extraction of random-weight resnet50, vit_base_patch16_224 and vit_large_patch14_clip_224: the
-  whole path from decoded uint8 images to the feature store against the forward pass alone (bf16,
-  channels_last, batch 256), via :mod:`repsim.bench.extract`;
+  whole path from decoded uint8 images to the feature store against the forward pass alone (float32
+  as in the study, channels_last, batch 256), via :mod:`repsim.bench.extract`;
 - all-pairs similarity of the study's 64 models (their embedding dims from
   ``data/configs/paper_models.yaml``) on random unit-norm features at n = 10,000, one engine call per
   measure (linear CKA, RBF CKA, RSA), plus a few pairs of the naive per-pair loop for comparison;
@@ -694,7 +694,7 @@ def _registry() -> dict[str, Any]:
             bench_extraction,
             _tables_extract,
             "Random-weight models, whole path from decoded uint8 images incl. the feature store "
-            "against forward-only (bf16 autocast and channels_last on CUDA).",
+            "against forward-only (float32 as in the study, channels_last on CUDA).",
         ),
         "similarity": Benchmark(
             bench_similarity,
