@@ -26,12 +26,21 @@ log = logging.getLogger(__name__)
 OBJECTIVES = ("Supervised", "Self-Supervised", "Image-Text", "Random")
 ARCHS = ("Convolutional", "Transformer", "MLP")
 DATASETS = {
-    "shapes": "Natural (multi-domain)", "objects": "Natural (multi-domain)",
-    "flowers": "Natural (single-domain)", "textures": "Specialized",
-    "digits": "Structured", "counts": "Structured",
+    "shapes": "Natural (multi-domain)",
+    "objects": "Natural (multi-domain)",
+    "flowers": "Natural (single-domain)",
+    "textures": "Specialized",
+    "digits": "Structured",
+    "counts": "Structured",
 }
-MEASURES = ("cka_linear", "cka_rbf_0.2", "cka_rbf_0.4", "cka_rbf_0.8", "rsa_spearman",
-            "mutual_knn_10")
+MEASURES = (
+    "cka_linear",
+    "cka_rbf_0.2",
+    "cka_rbf_0.4",
+    "cka_rbf_0.8",
+    "rsa_spearman",
+    "mutual_knn_10",
+)
 NC_ENGINE = "scipy"  # h5py is not installed; netCDF3 via scipy reads everywhere
 GROUPINGS = ("objective", "architecture_class", "data_class", "size_class")
 
@@ -66,10 +75,18 @@ def _models(n_per: int) -> list[dict]:
     out = []
     for obj, k in itertools.product(OBJECTIVES, range(n_per)):
         arch = ARCHS[k % len(ARCHS)]
-        out.append({"id": f"{obj[:3].lower()}-{arch[:3].lower()}-{k}", "objective": obj,
-                    "architecture_class": arch, "architecture": f"{arch[:3]}Net",
-                    "data_class": "embedded", "size_class": "small" if k % 2 else "medium",
-                    "params_m": 0.1 + k, "embed_dim": 32 * (1 + k % 2)})
+        out.append(
+            {
+                "id": f"{obj[:3].lower()}-{arch[:3].lower()}-{k}",
+                "objective": obj,
+                "architecture_class": arch,
+                "architecture": f"{arch[:3]}Net",
+                "data_class": "embedded",
+                "size_class": "small" if k % 2 else "medium",
+                "params_m": 0.1 + k,
+                "embed_dim": 32 * (1 + k % 2),
+            }
+        )
     return out
 
 
@@ -104,8 +121,9 @@ def _pearson_pairs(sim: np.ndarray, idx_a: list[int], idx_b: list[int]) -> np.nd
     return out
 
 
-def write_fake_run(path: Path, n_per_objective: int = 4, seed: int = 0,
-                   features: bool = True, probes: bool = True) -> Path:
+def write_fake_run(
+    path: Path, n_per_objective: int = 4, seed: int = 0, features: bool = True, probes: bool = True
+) -> Path:
     """Write similarity.nc, consistency.nc, probes.nc, run.json (and features when possible)."""
     from repsim.runfolder import RunFolder
 
@@ -120,16 +138,28 @@ def write_fake_run(path: Path, n_per_objective: int = 4, seed: int = 0,
     for k, name in enumerate(MEASURES):
         sim = _similarity(z, 20.0 + 10 * k)
         data_vars[name] = (("dataset", "model_a", "model_b"), sim)
-    coords = {"dataset": dsets, "model_a": ids, "model_b": ids,
-              "domain": ("dataset", [DATASETS[d] for d in dsets]),
-              "n_stimuli": ("dataset", [200] * len(dsets)),
-              "dataset_name": ("dataset", [d.title() for d in dsets])}
-    for key in ("objective", "architecture_class", "architecture", "data_class", "size_class",
-                "params_m", "embed_dim"):
+    coords = {
+        "dataset": dsets,
+        "model_a": ids,
+        "model_b": ids,
+        "domain": ("dataset", [DATASETS[d] for d in dsets]),
+        "n_stimuli": ("dataset", [200] * len(dsets)),
+        "dataset_name": ("dataset", [d.title() for d in dsets]),
+    }
+    for key in (
+        "objective",
+        "architecture_class",
+        "architecture",
+        "data_class",
+        "size_class",
+        "params_m",
+        "embed_dim",
+    ):
         coords[f"{key}_a"] = ("model_a", [m[key] for m in models])
         coords[f"{key}_b"] = ("model_b", [m[key] for m in models])
-    sim_ds = xr.Dataset(data_vars, coords=coords,
-                        attrs={"run": "fake-tiny", "config": "tests/helpers_run.py"})
+    sim_ds = xr.Dataset(
+        data_vars, coords=coords, attrs={"run": "fake-tiny", "config": "tests/helpers_run.py"}
+    )
     sim_ds.to_netcdf(folder.similarity, engine=NC_ENGINE)
 
     # consistency: all pairs and every category pair (>= 2 model pairs), plus anchors
@@ -139,9 +169,15 @@ def write_fake_run(path: Path, n_per_objective: int = 4, seed: int = 0,
             combos = [("all", "all", list(range(len(ids))), list(range(len(ids))))]
         else:
             cats = sorted({m[group_by] for m in models})
-            combos = [(a, b, [i for i, m in enumerate(models) if m[group_by] == a],
-                       [i for i, m in enumerate(models) if m[group_by] == b])
-                      for a, b in itertools.combinations_with_replacement(cats, 2)]
+            combos = [
+                (
+                    a,
+                    b,
+                    [i for i, m in enumerate(models) if m[group_by] == a],
+                    [i for i, m in enumerate(models) if m[group_by] == b],
+                )
+                for a, b in itertools.combinations_with_replacement(cats, 2)
+            ]
         for a, b, ia, ib in combos:
             per_measure = [_pearson_pairs(data_vars[me][1], ia, ib) for me in MEASURES]
             label = "all" if group_by == "all" else f"{group_by}: {a} | {b}"
@@ -149,46 +185,88 @@ def write_fake_run(path: Path, n_per_objective: int = 4, seed: int = 0,
             gp_meta.append((group_by, a, b, len(ia) * len(ib)))
             values.append(per_measure)
     cons = np.array(values).transpose(1, 0, 2, 3)  # measure, group_pair, da, db
-    anchors = np.array([[_pearson_pairs(data_vars[me][1], [i], list(range(len(ids))))
-                         for i in range(len(ids))] for me in MEASURES])
+    anchors = np.array(
+        [
+            [_pearson_pairs(data_vars[me][1], [i], list(range(len(ids)))) for i in range(len(ids))]
+            for me in MEASURES
+        ]
+    )
     cons_ds = xr.Dataset(
-        {"consistency": (("measure", "group_pair", "dataset_a", "dataset_b"), cons),
-         "consistency_spearman": (("measure", "group_pair", "dataset_a", "dataset_b"), cons),
-         "anchor_consistency": (("measure", "anchor", "dataset_a", "dataset_b"), anchors)},
-        coords={"measure": list(MEASURES), "group_pair": gp_labels, "dataset_a": dsets,
-                "dataset_b": dsets, "anchor": ids,
-                "group_by": ("group_pair", [g[0] for g in gp_meta]),
-                "group_a": ("group_pair", [g[1] for g in gp_meta]),
-                "group_b": ("group_pair", [g[2] for g in gp_meta]),
-                "n_pairs": ("group_pair", [g[3] for g in gp_meta]),
-                "objective": ("anchor", [m["objective"] for m in models])})
+        {
+            "consistency": (("measure", "group_pair", "dataset_a", "dataset_b"), cons),
+            "consistency_spearman": (("measure", "group_pair", "dataset_a", "dataset_b"), cons),
+            "anchor_consistency": (("measure", "anchor", "dataset_a", "dataset_b"), anchors),
+        },
+        coords={
+            "measure": list(MEASURES),
+            "group_pair": gp_labels,
+            "dataset_a": dsets,
+            "dataset_b": dsets,
+            "anchor": ids,
+            "group_by": ("group_pair", [g[0] for g in gp_meta]),
+            "group_a": ("group_pair", [g[1] for g in gp_meta]),
+            "group_b": ("group_pair", [g[2] for g in gp_meta]),
+            "n_pairs": ("group_pair", [g[3] for g in gp_meta]),
+            "objective": ("anchor", [m["objective"] for m in models]),
+        },
+    )
     cons_ds.to_netcdf(folder.consistency, engine=NC_ENGINE)
 
     if probes:
         skill = {"Self-Supervised": 0.8, "Image-Text": 0.75, "Supervised": 0.7, "Random": 0.3}
-        acc = np.array([[[np.clip(skill[m["objective"]] - 0.1 * j / len(dsets)
-                                  + 0.05 * rng.normal(), 0, 1) for _ in range(3)]
-                         for j in range(len(dsets))] for m in models])
-        pcoords = {"model": ids, "dataset": dsets, "seed": [0, 1, 2],
-                   "domain": ("dataset", [DATASETS[d] for d in dsets])}
+        acc = np.array(
+            [
+                [
+                    [
+                        np.clip(
+                            skill[m["objective"]] - 0.1 * j / len(dsets) + 0.05 * rng.normal(), 0, 1
+                        )
+                        for _ in range(3)
+                    ]
+                    for j in range(len(dsets))
+                ]
+                for m in models
+            ]
+        )
+        pcoords = {
+            "model": ids,
+            "dataset": dsets,
+            "seed": [0, 1, 2],
+            "domain": ("dataset", [DATASETS[d] for d in dsets]),
+        }
         for key in ("objective", "architecture_class", "data_class", "size_class"):
             pcoords[key] = ("model", [m[key] for m in models])
-        xr.Dataset({"accuracy": (("model", "dataset", "seed"), acc),
-                    "balanced_accuracy": (("model", "dataset", "seed"), acc * 0.98),
-                    "lr": (("model", "dataset"), np.full((len(ids), len(dsets)), 1e-2)),
-                    "wd": (("model", "dataset"), np.full((len(ids), len(dsets)), 1e-4))},
-                   coords=pcoords).to_netcdf(folder.probes, engine=NC_ENGINE)
+        xr.Dataset(
+            {
+                "accuracy": (("model", "dataset", "seed"), acc),
+                "balanced_accuracy": (("model", "dataset", "seed"), acc * 0.98),
+                "lr": (("model", "dataset"), np.full((len(ids), len(dsets)), 1e-2)),
+                "wd": (("model", "dataset"), np.full((len(ids), len(dsets)), 1e-4)),
+            },
+            coords=pcoords,
+        ).to_netcdf(folder.probes, engine=NC_ENGINE)
 
     if features:
         _write_features(path, models, dsets, z, rng)
-    folder.info.write_text(json.dumps({
-        "config": {"name": "fake-tiny"}, "versions": {}, "git_commit": None, "device": "cpu",
-        "timings": {}, "skipped": []}, indent=1))
+    folder.info.write_text(
+        json.dumps(
+            {
+                "config": {"name": "fake-tiny"},
+                "versions": {},
+                "git_commit": None,
+                "device": "cpu",
+                "timings": {},
+                "skipped": [],
+            },
+            indent=1,
+        )
+    )
     return path
 
 
-def _write_features(path: Path, models: list[dict], dsets: list[str], z: np.ndarray,
-                    rng: np.random.Generator) -> None:
+def _write_features(
+    path: Path, models: list[dict], dsets: list[str], z: np.ndarray, rng: np.random.Generator
+) -> None:
     """Features whose geometry follows the latents, if the feature store module exists."""
     try:
         from repsim.store import FeatureStore

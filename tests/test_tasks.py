@@ -34,7 +34,9 @@ def test_failures_carry_model_dataset_type_and_root_cause():
         calls["n"] += 1
         raise OSError(errno.ENOSPC, "No space left on device", "/run/features.zarr/x")
 
-    failed = Guarded(full_disk, "features-faces-cnn", stage="features", model="cnn", dataset="faces")()
+    failed = Guarded(
+        full_disk, "features-faces-cnn", stage="features", model="cnn", dataset="faces"
+    )()
     assert calls["n"] == 1  # a full disk is not retried
     assert (failed.model, failed.dataset, failed.exc_type) == ("cnn", "faces", "OSError")
     assert "no space left" in failed.message and "/run/features.zarr/x" in failed.message
@@ -42,5 +44,7 @@ def test_failures_carry_model_dataset_type_and_root_cause():
     consistency = Guarded(lambda *a: 1, "consistency")(sim)
     assert sim.cause == consistency.cause == "features-faces-cnn"  # skips point at the root failure
     report = failure_report(failures([sim, consistency, failed]))
-    assert report.splitlines()[0].startswith("features-faces-cnn (model cnn, dataset faces): OSError:")
+    assert report.splitlines()[0].startswith(
+        "features-faces-cnn (model cnn, dataset faces): OSError:"
+    )
     assert "skipped because features-faces-cnn failed: similarity-faces, consistency" in report
