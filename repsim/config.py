@@ -83,12 +83,13 @@ def check_id(value: Any, kind: str, *, allow_slash: bool = False) -> str:
         raise ConfigError(f"{kind} id {value!r} must be a non-empty string")
     segments = value.split("/") if allow_slash else [value]
     if not all(_SEGMENT.fullmatch(s) for s in segments) or ".." in value:
-        sep = " separated by '/'" if allow_slash else ""
+        parts = "parts separated by '/', each" if allow_slash else "it must be"
+        pieces = [re.sub(r"[^A-Za-z0-9._+=@,-]+", "-", p).strip(".-") for p in segments]
+        safe = "/".join(p for p in pieces if p) or f"{kind}-1"
         raise ConfigError(
-            f"{kind} id {value!r} cannot be used: ids name files inside the run folder, so they must be "
-            f"letters, digits and . _ - + = @ ,{sep}, start with a letter or digit, and not contain "
-            "'..'; rename it (e.g. "
-            f"{re.sub(r'[^A-Za-z0-9._+=@,-]+', '-', value).strip('.-') or 'model-1'!r})"
+            f"{kind} id {value!r} cannot be used: ids name files inside the run folder, so {parts} "
+            "made of letters, digits and the characters . _ - + = @ and comma, starting with a letter "
+            f"or digit, with no '..'; rename it (e.g. {safe!r})"
         )
     return value
 
