@@ -198,6 +198,8 @@ def _check_signatures(cfg: RunConfig) -> None:
         (similarity_matrices, cfg.similarity.to_dict(), "similarity"),
     ):
         params = inspect.signature(func).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            continue  # a wrapper taking **kwargs passes everything on
         allowed = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "device"]
         check_keys(options, allowed, f"{cfg.path}: {section} (keywords of {func.__name__})")
 
