@@ -178,6 +178,10 @@ def test_engine_recomputes_nothing_for_healthy_models(rng, monkeypatch):
     feats = zoo(rng, n=200, dims=(3, 7, 20))  # the feature path: gram_path only on a redo
     similarity_matrix(feats, "cka_linear", device="cpu")
     assert calls == []
+    wide = zoo(rng, n=60, dims=(80, 120))  # the Gram path, linear and RBF, small and large sigma
+    similarity_matrices(wide, ["cka_linear", "cka_rbf_0.2", "cka_rbf_0.8", "cka_rbf_median_1.0"])
+    assert calls == [None]  # one first pass for all kernels, no redo
+    calls.clear()
     feats["bad"] = np.vstack([np.full((199, 5), 0.25), np.ones((1, 5))]) + 1e-7 * rng.normal(
         size=(200, 5)
     )
