@@ -191,3 +191,23 @@ def test_offline_flag_fails_without_any_request(tmp_path: Path, no_network, monk
     with pytest.raises(MissingWeightsError, match="not available offline"):
         load_plan(cfg)
     assert no_network == []
+
+
+def test_timm_file_missing_weights_is_not_loaded_silently(tmp_path: Path) -> None:
+    # timm itself loads files non-strictly once the classifier is dropped; the loader must not
+    import timm
+
+    from repsim.zoo import ModelSpec, load_model
+
+    torch.manual_seed(0)
+    state = timm.create_model("resnet10t", pretrained=False, num_classes=0).state_dict()
+    torch.save(state, tmp_path / "good.pth")
+    state.pop("conv1.0.weight")
+    torch.save(state, tmp_path / "bad.pth")
+    good = load_model(ModelSpec("t", "timm", "resnet10t.c3_in1k", weights=tmp_path / "good.pth"))
+    assert torch.equal(
+        good.module.state_dict()["layer1.0.conv1.weight"],
+        torch.load(tmp_path / "good.pth")["layer1.0.conv1.weight"],
+    )
+    with pytest.raises(ModelError, match=r"does not cover 1 keys.*conv1\.0\.weight"):
+        load_model(ModelSpec("t", "timm", "resnet10t.c3_in1k", weights=tmp_path / "bad.pth"))

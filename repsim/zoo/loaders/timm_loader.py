@@ -1,6 +1,6 @@
 """The ``timm`` loader: ``identifier`` is a timm model name, optionally with a pretrained tag.
 
-A local file goes in through timm's ``pretrained_cfg_overlay=dict(file=...)``; options are passed
+A local file is loaded with the model's own checkpoint filter and must cover every parameter; options are passed
 to ``timm.create_model`` (e.g. ``img_size: 224`` for DINOv2). The model is built without its
 classifier (``num_classes=0``), so its own output is the pooled pre-logits feature.
 """
@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from repsim.errors import ModelError
+from repsim.zoo.loaders.checkpoint_loader import load_into
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
 from repsim.zoo.weights import (
@@ -112,10 +113,10 @@ def load_timm(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") 
     kwargs.pop("weights_only", None)
     source = "random-init"
     name = spec.identifier
+    path = None
     if pretrained:
         path = local_weights(spec)
         if path is not None:
-            kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
             source = str(path)
         else:
             if is_offline():
@@ -128,11 +129,25 @@ def load_timm(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") 
                 kwargs["pretrained_cfg_overlay"] = {"file": found.where}
         if cfg is not None and "." not in name:
             name = f"{cfg.architecture}.{cfg.tag}"
+    local = path is not None
     try:
         with torch.device(device):
-            model = timm.create_model(name, pretrained=pretrained, **kwargs)
+            model = timm.create_model(name, pretrained=pretrained and not local, **kwargs)
     except (RuntimeError, FileNotFoundError, OSError) as exc:
         raise ModelError(f"model {spec.id!r}: timm.create_model({name!r}) failed: {exc}") from exc
+    if local:
+        # timm loads a file non-strictly when the classifier is dropped (num_classes=0), so a file
+        # missing some weights would load silently; load_into requires every parameter covered
+        from timm.models import load_state_dict as timm_state_dict
+
+        try:
+            state = timm_state_dict(str(path), use_ema=True)
+        except Exception as exc:  # a truncated or damaged file
+            raise ModelError(
+                f"model {spec.id!r}: cannot read weights file {path}: {type(exc).__name__}: {exc}. "
+                "Download it again, or fix the 'weights:' path"
+            ) from exc
+        load_into(model, state, spec, f"timm:{name}")
     data_cfg = resolve_data_config(model=model)
     if "img_size" in spec.options:
         size = int(spec.options["img_size"])
