@@ -233,10 +233,51 @@ def _jupyter_book_cmd() -> list[str]:
     raise BookError("jupyter-book (version 1) is not installed: `pip install 'jupyter-book>=1,<2'`")
 
 
+#: the services behind the launch buttons, switched on by ``repository.url`` in _config.yml
+LAUNCH_SERVICES = {"binderhub_url": "https://mybinder.org", "colab_url": "https://colab.research.google.com"}
+
+
+def book_config(book_dir: str | Path) -> dict[str, Any]:
+    """The book's _config.yml with the launch buttons derived from its one setting.
+
+    ``repository.url`` set: Binder and Colab buttons (and the repository button) on every
+    notebook page; empty: none of them, whatever ``launch_buttons`` says, since the theme needs
+    a repository to build their links. Thebe (live kernels from a CDN) is off and not loaded.
+    """
+    import yaml
+
+    config = yaml.safe_load((Path(book_dir) / "_config.yml").read_text()) or {}
+    url = str((config.get("repository") or {}).get("url") or "").strip()
+    launch = dict(config.get("launch_buttons") or {})
+    for key, service in LAUNCH_SERVICES.items():
+        launch[key] = service if url else ""
+    launch["thebe"] = False
+    config["launch_buttons"] = launch
+    config.setdefault("html", {})["use_repository_button"] = bool(url)
+    # jupyter-book always loads sphinx-thebe, whose inline script names its CDN; the pages have
+    # no live kernels, so the extension list is jupyter-book's own without it
+    from jupyter_book.config import get_default_sphinx_config
+
+    sphinx = config.setdefault("sphinx", {})
+    extensions = [e for e in get_default_sphinx_config()["extensions"] if e != "sphinx_thebe"]
+    extensions += [e for e in sphinx.get("extra_extensions") or [] if e not in extensions]
+    sphinx.setdefault("config", {})["extensions"] = extensions
+    if url:
+        config["repository"]["url"] = url
+    else:
+        config.pop("repository", None)  # jupyter-book would fill in its own repository instead
+    return config
+
+
 def build_html(book_dir: str | Path, warnings_as_errors: bool = True) -> Path:
     """``jupyter-book build`` (execution off in _config.yml); returns the built index.html."""
+    import yaml
+
     book = Path(book_dir).resolve()
-    cmd = [*_jupyter_book_cmd(), "build", str(book), "--builder", "html"]
+    derived = book / "_build" / "_config.derived.yml"
+    derived.parent.mkdir(parents=True, exist_ok=True)
+    derived.write_text(yaml.safe_dump(book_config(book), sort_keys=False))
+    cmd = [*_jupyter_book_cmd(), "build", str(book), "--builder", "html", "--config", str(derived)]
     if warnings_as_errors:
         cmd += ["-W", "-n", "--keep-going"]
     log.info("building the book: %s", " ".join(cmd))

@@ -200,3 +200,88 @@ def test_built_pages_in_headless_chromium(built_book: Path, tmp_path):
             assert (html / f"screenshot_{name}.png").stat().st_size > 10_000
     finally:
         browser.quit()
+
+
+# ---------------------------------------------------------------- the book online and offline
+
+
+def test_pages_workflow_runs_the_readme_command_and_deploys():
+    import yaml
+
+    wf = yaml.safe_load((REPO / ".github" / "workflows" / "book.yml").read_text())
+    triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` as true
+    assert "push" in triggers and "workflow_dispatch" in triggers
+    assert wf["permissions"]["pages"] == "write" and wf["permissions"]["id-token"] == "write"
+    build, deploy = wf["jobs"]["build"], wf["jobs"]["deploy"]
+    uses = [s.get("uses", "").split("@")[0] for s in build["steps"]]
+    assert "actions/checkout" in uses and "actions/setup-python" in uses
+    runs = [s["run"].strip() for s in build["steps"] if "run" in s]
+    readme = (REPO / "README.md").read_text()
+    main_command = re.search(r"^(make \w+)\s+# .*build the book", readme, re.M).group(1)
+    assert main_command in runs  # the README's main command, as it is written there
+    upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "book/_build/html"
+    assert deploy["needs"] == "build"
+    assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in deploy["steps"])
+    assert deploy["environment"]["name"] == "github-pages"
+
+
+def _book_copy(tmp_path: Path, url: str) -> Path:
+    book = tmp_path / "book"
+    book.mkdir(parents=True)
+    text = (REPO / "book" / "_config.yml").read_text()
+    assert re.search(r'^  url: ""$', text, re.M), "repository.url must be empty in the committed config"
+    (book / "_config.yml").write_text(text.replace('  url: ""', f'  url: "{url}"'))
+    return book
+
+
+def test_launch_buttons_are_switched_by_the_repository_url(tmp_path):
+    off = B.book_config(_book_copy(tmp_path / "off", ""))
+    assert "repository" not in off  # else jupyter-book links its own repository
+    assert not any(off["launch_buttons"].get(k) for k in ("binderhub_url", "colab_url", "jupyterhub_url", "thebe"))
+    assert off["html"]["use_repository_button"] is False
+    on = B.book_config(_book_copy(tmp_path / "on", "https://github.com/someone/repsim"))
+    assert on["repository"]["url"] == "https://github.com/someone/repsim"
+    assert on["launch_buttons"]["binderhub_url"] and on["launch_buttons"]["colab_url"]
+    assert on["launch_buttons"]["thebe"] is False and on["html"]["use_repository_button"] is True
+    assert on["repository"]["path_to_book"] == "book"  # Binder and Colab open book/generated/<chapter>.ipynb
+
+
+def test_math_is_mathml_at_build_time():
+    from repsim.bookmath import to_mathml
+
+    out = to_mathml(r"\tfrac{1}{n}\mathbf{1}^\top")
+    assert out.startswith("<math") and "<mfrac" in out and "<msup>" in out
+    assert 'display="block"' in to_mathml(r"\begin{align} a &= b \\ c &= d \end{align}", block=True)
+    assert "<mo" in to_mathml(r"\mathrm{corr}\Big( x \Big)")  # \Big dropped, the parenthesis kept
+    with pytest.raises(ValueError, match="cannot render"):
+        to_mathml(r"\notacommand x")
+
+
+CDN = re.compile(r"(cdn\.jsdelivr|unpkg\.com|cdnjs|mathjax|thebe|googleapis|binder|colab\.research)", re.I)
+
+
+@pytest.mark.slow
+def test_built_pages_need_no_cdn_and_show_math(built_book: Path):
+    html = built_book.parent
+    pages = list(html.rglob("*.html"))
+    assert len(pages) >= 15
+    for page in pages:
+        text = page.read_text()
+        tags = re.findall(r"<(?:script|link|img|iframe)\b[^>]*>", text, re.I)
+        remote = [t for t in tags if re.search(r"(src|href)=[\"'](https?:)?//", t)]
+        assert not remote, f"{page.name} loads from the network: {remote[:3]}"
+        assert not CDN.search(" ".join(re.findall(r"<script\b.*?</script>", text, re.I | re.S))), page.name
+        assert "launch-buttons" not in text and "mybinder" not in text, f"{page.name}: launch buttons without a URL"
+    methods = (html / "methods.html").read_text()
+    assert methods.count("<math") >= 10 and "MathJax" not in methods
+
+
+@pytest.mark.slow
+def test_downloadable_notebook_is_the_executed_chapter(built_book: Path):
+    html = built_book.parent
+    page = (html / RESULTS_PAGE).read_text()
+    ipynb = html / "_sources" / Path(RESULTS_PAGE).with_suffix(".ipynb")
+    assert ipynb.name in page  # the page offers it for download
+    nb = nbformat.read(ipynb, as_version=4)
+    assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
