@@ -211,3 +211,35 @@ def test_timm_file_missing_weights_is_not_loaded_silently(tmp_path: Path) -> Non
     )
     with pytest.raises(ModelError, match=r"does not cover 1 keys.*conv1\.0\.weight"):
         load_model(ModelSpec("t", "timm", "resnet10t.c3_in1k", weights=tmp_path / "bad.pth"))
+
+
+def test_align_folder_missing_vision_weights_is_an_error(tmp_path: Path) -> None:
+    tf = pytest.importorskip("transformers")
+    import safetensors.torch as st
+
+    from repsim.zoo import ModelSpec, load_model
+
+    vision = tf.AlignVisionConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32)
+    text = tf.AlignTextConfig(
+        vocab_size=100,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+    )
+    config = tf.AlignConfig(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=8
+    )
+    torch.manual_seed(0)
+    tf.AlignModel(config).save_pretrained(tmp_path / "ok")
+    load_model(ModelSpec("a", "hf_transformers", "kakaobrain/align-base", weights=tmp_path / "ok"))
+    state = st.load_file(tmp_path / "ok" / "model.safetensors")
+    key = next(k for k in state if k.startswith("vision_model") and k.endswith(".weight"))
+    del state[key]
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text((tmp_path / "ok" / "config.json").read_text())
+    st.save_file(state, tmp_path / "bad" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelError, match=f"do not cover 1 keys of the vision tower.*{key}"):
+        load_model(
+            ModelSpec("a", "hf_transformers", "kakaobrain/align-base", weights=tmp_path / "bad")
+        )

@@ -71,7 +71,16 @@ def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") ->
             )
         cached = path is None and bool(hf_cached(spec.identifier, ("config.json",)))
         # a cached model loads without asking the hub for updates (no retries without network)
-        model = tf.AlignModel.from_pretrained(where, local_files_only=cached).vision_model
+        full, info = tf.AlignModel.from_pretrained(
+            where, local_files_only=cached, output_loading_info=True
+        )
+        lost = [k for k in info.get("missing_keys", []) if k.startswith("vision_model")]
+        if lost:  # transformers would initialise them at random and only warn
+            raise ModelError(
+                f"model {spec.id!r}: weights at {where} do not cover {len(lost)} keys of the vision "
+                f"tower (first: {lost[:5]}); save the full model with save_pretrained, or fix 'weights:'"
+            )
+        model = full.vision_model
         source = where
     else:
         config = tf.AlignVisionConfig()
