@@ -224,6 +224,9 @@ def test_pages_workflow_runs_the_readme_command_and_deploys():
     assert deploy["needs"] == "build"
     assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in deploy["steps"])
     assert deploy["environment"]["name"] == "github-pages"
+    # the launch buttons open the executed notebooks on the branch the workflow pushes them to
+    branch = yaml.safe_load((REPO / "book" / "_config.yml").read_text())["repository"]["branch"]
+    assert any(f"HEAD:refs/heads/{branch}" in r and "book/generated" in r for r in runs)
 
 
 def _book_copy(tmp_path: Path, url: str) -> Path:
