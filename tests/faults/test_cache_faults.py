@@ -159,3 +159,36 @@ def test_clean_run_files_are_0644_with_no_temp_left(small_run):
     manifest = RunFolder(small_run).read_manifest()
     assert {"similarity.nc", "consistency.nc", "summary.txt", "run.json"} <= set(manifest["files"])
     assert manifest["config_hash"] and manifest["code_version"]
+
+
+def test_truncated_table_then_a_measure_added(small_run, run_copy, tmp_path):
+    """The issue's first case: the recomputed similarity must use all stimuli again, not 16 of 60."""
+    import xarray as xr
+
+    from faults.faultkit import write_config
+
+    _truncate(RunFolder(run_copy).stimuli(DS), 0.3)
+    config = write_config(
+        tmp_path / "more.yaml",
+        measures=("cka_linear", "rsa_spearman", "mutual_knn_10", "cka_rbf_0.4"),
+    )
+    run(config, run_copy, device="cpu")
+    clean = xr.load_dataset(RunFolder(small_run).similarity)
+    again = xr.load_dataset(RunFolder(run_copy).similarity)
+    assert list(again.n_stimuli.values) == list(clean.n_stimuli.values)
+    for measure in clean.data_vars:
+        xr.testing.assert_identical(again[measure], clean[measure])
+    assert "cka_rbf_0.4" in again.data_vars
+
+
+@pytest.mark.parametrize("what", ["part", "record"])
+def test_damaged_probe_cache_is_recomputed(tiny_run, tiny_config, tmp_path, what):
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    folder = RunFolder(run_dir)
+    target = folder.probe_part(DS, MODEL) if what == "part" else folder.marker("probes", DS, MODEL)
+    _truncate(target, 0.5)
+    run(tiny_config, run_dir, device="cpu")
+    assert folder.probes.read_bytes() == RunFolder(tiny_run).probes.read_bytes()
+    info = json.loads(folder.info.read_text())
+    assert [line.split(":")[0] for line in info["redone"]] == [f"probes {MODEL} on {DS}"]
