@@ -217,7 +217,7 @@ PROBE_TIMEOUT_S = 10.0
 
 
 def _probe(url: str) -> str | None:
-    """None when ``url``'s host answers, else the reason (connection errors and 401/403/404)."""
+    """None when ``url``'s host answers at all, else the reason it cannot be reached."""
     host = urllib.parse.urlsplit(url).netloc
     if host in _HOST_ERRORS and _HOST_ERRORS[host] is not None:
         return _HOST_ERRORS[host]
@@ -225,9 +225,11 @@ def _probe(url: str) -> str | None:
     try:
         with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S):  # noqa: S310
             pass
-    except urllib.error.HTTPError as exc:
+    except urllib.error.HTTPError:
+        # the host answered: any HTTP status (a gated repo without our token, a HEAD the server
+        # refuses) is for the download itself to report; only an unreachable host fails here
         _HOST_ERRORS[host] = None
-        return f"HTTP {exc.code} {exc.reason}" if exc.code in (401, 403, 404) else None
+        return None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         _HOST_ERRORS[host] = f"{type(exc).__name__}: {reason}"
