@@ -1,10 +1,11 @@
 """``repsim run``: the whole study for one config, as a dask task graph over a run folder.
 
 Stages: stimuli per dataset -> decode per dataset -> features per (model, dataset) -> similarity
-per dataset and probes per (model, dataset) -> consistency and result files. Each task is cached
-and verified by content (:mod:`repsim.stages`), so a rerun skips finished work, an interrupted run
-resumes where it stopped, and a damaged cache is recomputed task by task. The same graph runs
-in-process, on a LocalCluster, on a running scheduler, or on SLURM/PBS (:mod:`repsim.scheduler`).
+per dataset and probes per (model, dataset) -> consistency, the controlled tests (crossed zoos
+only) and result files. Each task is cached and verified by content (:mod:`repsim.stages`), so a
+rerun skips finished work, an interrupted run resumes where it stopped, and a damaged cache is
+recomputed task by task. The same graph runs in-process, on a LocalCluster, on a running
+scheduler, or on SLURM/PBS (:mod:`repsim.scheduler`).
 
 The run folder (:class:`repsim.runfolder.RunFolder`) is locked for the whole run, and always
 holds the result files of one config: a rerun with another config removes the old result files
@@ -29,10 +30,12 @@ from repsim.errors import RepsimError
 from repsim.plan import RunPlan, load_plan
 from repsim.progress import TaskProgress
 from repsim.results import (
+    CONTROLLED_TESTS_OPTIONS,
     assemble_probes,
     assemble_similarity,
     format_timings,
     run_consistency,
+    run_controlled_tests,
     summary_table,
 )
 from repsim.runfolder import RunFolder, filesystem_errors, sha256_file, unsafe_names
@@ -43,7 +46,7 @@ from repsim.tasks import Guarded, TaskFailure, failure_report, failures
 log = logging.getLogger(__name__)
 
 #: The stages reported in run.json and the summary, in order.
-STAGES = ("stimuli", "decode", "features", "similarity", "probes", "consistency")
+STAGES = ("stimuli", "decode", "features", "similarity", "probes", "consistency", "stats")
 
 
 class RunFailedError(RepsimError):
@@ -103,9 +106,11 @@ def run(
     RunFailedError : some tasks failed (each listed with model, dataset, exception); the rest is kept.
     RunFolderError : the folder cannot be used (not writable, a file, disk full, another run in it).
     """
+    folder = RunFolder(out)
+    folder.preflight()
     plan = load_plan(config)
     device = resolve_device(device)
-    folder = RunFolder(out).create()
+    folder.create()
     with folder.lock():
         return _run_locked(plan, folder, device, scheduler, cluster)
 
@@ -355,6 +360,15 @@ def _write_results(
     else:
         folder.remove(folder.consistency)
 
+    t0 = time.perf_counter()
+    tests, tests_skipped = run_controlled_tests(sim)
+    timings["stats"] = time.perf_counter() - t0
+    skipped += tests_skipped
+    if tests is not None:
+        folder.write_text(folder.controlled_tests, tests.to_csv(index=False))
+    else:
+        folder.remove(folder.controlled_tests)
+
     probes = None
     if plan.probes_enabled and probe_results:
         keyed = {tuple(k.split("\t")): v for k, v in probe_results.items()}
@@ -367,6 +381,11 @@ def _write_results(
     for line in skipped:
         log.info("left out: %s", line)
     summary = summary_table(sim, cons, probes, skipped)
+    if tests is not None:
+        from repsim.stats import answer
+
+        headline = answer(tests)
+        summary += f"\n\nControlled experiment ({folder.controlled_tests.name}):\n  {headline}"
     folder.write_text(folder.summary, summary + "\n")
     result = RunResult(
         folder.path,
@@ -453,6 +472,7 @@ def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
                 inputs[f"probe part {ds.id}/{m.id}"] = sha256_file(folder.probe_part(ds.id, m.id))
     for key, sha in _feature_hashes(plan, folder).items():
         inputs[f"features {key}"] = sha
+    inputs["controlled tests options"] = dict(CONTROLLED_TESTS_OPTIONS)
     return inputs
 
 

@@ -8,6 +8,7 @@ Layout (no other module spells these names; they ask :class:`RunFolder`)::
     RUN/stimuli/<dataset>.csv     stimulus tables
     RUN/features.zarr             feature store (one sealed group per dataset/model)
     RUN/similarity.nc  RUN/probes.nc  RUN/consistency.nc  RUN/summary.txt
+    RUN/controlled_tests.csv      the controlled-experiment tests (crossed objective x architecture x seed zoos)
     RUN/.stages/<stage>/...json   one record per finished task: input key and content hash
     RUN/.stages/parts/...         per-dataset similarity and per-model probe parts
     RUN/.lock                     held (fcntl.flock) by the one process running in the folder
@@ -45,6 +46,7 @@ SIMILARITY = "similarity.nc"
 PROBES = "probes.nc"
 CONSISTENCY = "consistency.nc"
 SUMMARY = "summary.txt"
+CONTROLLED_TESTS = "controlled_tests.csv"
 INFO = "run.json"
 MANIFEST = "manifest.json"
 FEATURES = "features.zarr"
@@ -52,7 +54,7 @@ STIMULI = "stimuli"
 STAGES = ".stages"
 LOCK = ".lock"
 #: Result files rebuilt from the stage parts at the end of every successful run.
-RESULT_FILES = (SIMILARITY, CONSISTENCY, PROBES, SUMMARY)
+RESULT_FILES = (SIMILARITY, CONSISTENCY, PROBES, CONTROLLED_TESTS, SUMMARY)
 
 
 class RunFolderError(StoreError):
@@ -193,6 +195,11 @@ class RunFolder:
         return self.path / SUMMARY
 
     @property
+    def controlled_tests(self) -> Path:
+        """The table of :func:`repsim.stats.controlled_tests` (absent when the zoo is not crossed)."""
+        return self.path / CONTROLLED_TESTS
+
+    @property
     def info(self) -> Path:
         return self.path / INFO
 
@@ -234,6 +241,24 @@ class RunFolder:
         return {name: self.path / name for name in RESULT_FILES}
 
     # -- creation and the lock -----------------------------------------------------------------
+    def preflight(self) -> None:
+        """Check, without creating anything, that the folder can be created and written.
+
+        Run before the config is checked, so a wrong --out costs a second, not a model check.
+        """
+        existing = self.path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise RunFolderError(
+                f"{existing} is a file, not a folder: pass a folder path as --out (or remove that file)"
+            )
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise RunFolderError(
+                f"permission denied: {existing} is not writable, so the run folder {self.path} cannot be "
+                "written; make it writable (chmod u+w), or choose another --out"
+            )
+
     def create(self) -> RunFolder:
         """Create the folder (and parents); RunFolderError naming the path and fix when it cannot."""
         if self.path.exists() and not self.path.is_dir():

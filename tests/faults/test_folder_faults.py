@@ -222,3 +222,17 @@ def test_failed_decode_is_the_reported_cause(run_copy, small_config, monkeypatch
     assert {f["cause"] for f in failed if f["skipped"]} == {"decode-faces"}
     with pytest.raises(RepsimError):
         RunFolder(run_copy).open_results()  # no half result files after a failed run
+
+
+def test_failed_consistency_is_reported_like_a_task(run_copy, small_config, monkeypatch):
+    RunFolder(run_copy).manifest_path.unlink()  # the result files must be built again
+
+    def broken(sim):
+        raise ValueError("simulated failure in the consistency analysis")
+
+    monkeypatch.setattr("repsim.pipeline.run_consistency", broken)
+    with pytest.raises(RunFailedError, match="consistency: ValueError: simulated failure"):
+        run(small_config, run_copy, device="cpu")
+    failed = _info(run_copy)["failed_tasks"]
+    assert [(f["stage"], f["exc_type"]) for f in failed] == [("consistency", "ValueError")]
+    assert not RunFolder(run_copy).similarity.exists()
