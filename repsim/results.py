@@ -176,3 +176,63 @@ def consistency_summary(
                 }
             )
     return pd.DataFrame(rows)
+
+
+#: Resampling of the controlled tests written by ``repsim run`` (see :func:`run_controlled_tests`).
+CONTROLLED_TESTS_OPTIONS = {"n_permutations": 999, "n_bootstrap": 99, "n_null": 9, "seed": 0}
+
+
+def controlled_design_problem(sim: xr.Dataset) -> str | None:
+    """Why a run's models are not a crossed objective x architecture x seed design, or None.
+
+    The controlled tests permute labels within the design's strata and resample seed replicates
+    within its cells, so they need every trained objective x architecture cell present with the
+    same number (>= 2) of seeds, two or more levels of each factor, and three or more datasets.
+    Zoos of real models (no seeds, objective confounded with architecture) fail here by design.
+    """
+    from repsim.errors import InputError
+    from repsim.stats import design_table
+
+    try:
+        design = design_table(sim)
+    except InputError as exc:
+        return f"the models lack the design metadata ({exc})"
+    trained = design[~design["control"]]
+    objectives = sorted(set(trained["objective"]))
+    archs = sorted(set(trained["architecture"]))
+    if len(objectives) < 2 or len(archs) < 2:
+        return (
+            f"the trained models have {len(objectives)} objective(s) and {len(archs)} "
+            "architecture class(es); the tests need 2 or more of each"
+        )
+    cells = design.groupby(["objective", "architecture"]).size()
+    missing = [f"{o} x {a}" for o in objectives for a in archs if (o, a) not in cells.index]
+    if missing:
+        return f"objective x architecture is not crossed (no models for {', '.join(missing[:4])})"
+    if cells.nunique() != 1 or int(cells.iloc[0]) < 2:
+        return (
+            "every objective x architecture cell needs the same number (2 or more) of seed "
+            f"replicates; this run has {sorted(set(cells.tolist()))}"
+        )
+    if sim.sizes["dataset"] < 3:
+        return f"the tests need at least 3 datasets; this run has {sim.sizes['dataset']}"
+    return None
+
+
+def run_controlled_tests(sim: xr.Dataset) -> tuple[pd.DataFrame | None, list[str]]:
+    """``controlled_tests.csv`` for a run whose models form a crossed design; else why not.
+
+    Uses :func:`repsim.stats.controlled_tests` with :data:`CONTROLLED_TESTS_OPTIONS` (chosen so the
+    embedded run's 45 models x 10 datasets take well under a minute on two cores; the smallest
+    reachable permutation p is 1 / (n_permutations + 1) = 0.001).
+    """
+    from repsim.errors import InputError
+    from repsim.stats import controlled_tests
+
+    problem = controlled_design_problem(sim)
+    if problem is None:
+        try:
+            return controlled_tests(sim, **CONTROLLED_TESTS_OPTIONS), []
+        except InputError as exc:
+            problem = str(exc)
+    return None, [f"controlled_tests.csv: {problem}"]

@@ -36,9 +36,7 @@ pair. The mini-zoo crosses objective x architecture x seed, so the question can 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,11 +48,12 @@ import xarray as xr
 from scipy.stats import bootstrap, permutation_test
 
 from repsim.errors import InputError
+from repsim.runfolder import CONTROLLED_TESTS, RunFolder
 
 logger = logging.getLogger(__name__)
 
-#: File name of the table in a run folder.
-FILENAME = "controlled_tests.csv"
+#: File name of the table in a run folder (owned by :class:`repsim.runfolder.RunFolder`).
+FILENAME = CONTROLLED_TESTS
 #: Objectives treated as controls, not as levels of the objective factor.
 CONTROLS = ("Random",)
 #: Measures tested by default (those present in the run): the study's two main measures.
@@ -685,13 +684,10 @@ def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
 
 # ------------------------------------------------------------------------------------- file I/O
 def save(table: pd.DataFrame, run_dir: str | Path) -> Path:
-    """Write ``controlled_tests.csv`` into a run folder (atomically) and return its path."""
-    path = Path(run_dir) / FILENAME
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".controlled_tests.", suffix=".csv")
-    os.close(fd)
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    """Write ``controlled_tests.csv`` into a run folder (atomically, 0644) and return its path."""
+    folder = RunFolder(run_dir)
+    folder.write_text(folder.controlled_tests, table.to_csv(index=False))
+    return folder.controlled_tests
 
 
 def load(path: str | Path) -> pd.DataFrame:

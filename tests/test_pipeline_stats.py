@@ -1,0 +1,114 @@
+"""The controlled-experiment tests in a run folder: written for crossed zoos, skipped with a reason
+otherwise, listed in the manifest and rebuilt when damaged like every result file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from repsim import stats
+from repsim.pipeline import run
+from repsim.results import CONTROLLED_TESTS_OPTIONS, controlled_design_problem
+from repsim.runfolder import RESULT_FILES, RunFolder, RunFolderError
+
+pytestmark = pytest.mark.slow
+
+#: 2 objectives x 2 architectures x 2 seeds : a crossed zoo.
+CROSSED_MODELS = [
+    f"{arch}-{obj}-s{seed}"
+    for arch in ("cnn", "mlp")
+    for obj in ("supervised", "clip")
+    for seed in (0, 1)
+]
+
+
+@pytest.fixture(scope="module")
+def crossed_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: Path) -> Path:
+    """The tiny config's datasets, with a crossed selection of mini-zoo models and probes off."""
+    cfg_dir = tmp_path_factory.mktemp("crossed")
+    config = cfg_dir / "crossed.yaml"
+    config.write_text(
+        f"name: crossed\ninclude: [{tiny_config.parent / 'embedded.yaml'}]\n"
+        f"select: {{models: [{', '.join(CROSSED_MODELS)}], datasets: [faces, textures, gratings]}}\n"
+        "stimuli: {max_images: 40, seed: 42}\nmeasures: [cka_linear, rsa_spearman]\n"
+        "probe: {enabled: false}\nthreads: 1\n"
+    )
+    out = cfg_dir / "run"
+    run(config, out, device="cpu")
+    return out
+
+
+def test_tiny_run_records_why_the_tests_are_skipped(tiny_run: Path):
+    folder = RunFolder(tiny_run)
+    assert not folder.controlled_tests.exists()
+    info = json.loads(folder.info.read_text())
+    reasons = [s for s in info["skipped_analyses"] if s.startswith("controlled_tests.csv:")]
+    # the tiny zoo has no MLP SimCLR model, among others: not crossed
+    assert len(reasons) == 1 and "not crossed" in reasons[0]
+    assert reasons[0] in folder.summary.read_text()
+    assert "stats" in info["timings_s"]
+
+
+def test_crossed_run_writes_the_tests(crossed_run: Path):
+    folder = RunFolder(crossed_run)
+    assert folder.controlled_tests.name in RESULT_FILES
+    table = stats.load(crossed_run)
+    assert list(table.columns) == list(stats.COLUMNS)
+    # the file holds exactly what the package computes from the run's similarity.nc
+    sim = xr.load_dataset(folder.similarity)
+    expected = stats.controlled_tests(sim, **CONTROLLED_TESTS_OPTIONS)
+    expected[["group_a", "group_b"]] = expected[["group_a", "group_b"]].fillna("")
+    pd.testing.assert_frame_equal(table, expected, check_dtype=False)
+    factor = table[(table.analysis == "factor") & (table.view == "separate")]
+    assert set(factor.factor) == {"objective", "architecture"}
+    assert set(table.measure) == {"cka_linear"}  # the default measures present in the run
+    assert ((factor.p_value > 0) & (factor.p_value <= 1)).all()
+    info = json.loads(folder.info.read_text())
+    assert not [s for s in info["skipped_analyses"] if s.startswith("controlled_tests.csv")]
+    manifest = folder.read_manifest()
+    assert folder.controlled_tests.name in manifest["files"]
+    assert stats.answer(table) in folder.summary.read_text()
+
+
+def test_damaged_tests_are_refused_and_rebuilt(crossed_run: Path, tmp_path: Path):
+    copy = tmp_path / "run"
+    shutil.copytree(crossed_run, copy)
+    folder = RunFolder(copy)
+    original = folder.controlled_tests.read_bytes()
+    folder.controlled_tests.write_text(original.decode().replace("objective", "architecture", 1))
+    with pytest.raises(RunFolderError, match="changed after the run wrote it"):
+        folder.open_results()
+    config = crossed_run.parent / "crossed.yaml"
+    run(config, copy, device="cpu")
+    assert folder.controlled_tests.read_bytes() == original
+    folder.controlled_tests.unlink()
+    run(config, copy, device="cpu")
+    assert folder.controlled_tests.read_bytes() == original
+
+
+def test_design_problem_names_what_is_missing():
+    models = ["cnn-sup-s0", "cnn-sup-s1", "mlp-sup-s0", "mlp-sup-s1", "cnn-clip-s0", "cnn-clip-s1"]
+    obj = ["Supervised"] * 4 + ["Image-Text"] * 2
+    arch = ["Convolutional", "Convolutional", "MLP", "MLP", "Convolutional", "Convolutional"]
+    S = np.ones((3, len(models), len(models)))
+    sim = xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), S)},
+        coords={
+            "dataset": ["a", "b", "c"],
+            "model_a": models,
+            "model_b": models,
+            "objective_a": ("model_a", obj),
+            "architecture_class_a": ("model_a", arch),
+        },
+    )
+    assert "Image-Text x MLP" in controlled_design_problem(sim)
+    no_seed = sim.assign_coords(model_a=[m[:-3] + "x" for m in models])
+    assert "design metadata" in controlled_design_problem(no_seed)
+    crossed = sim.isel(model_a=[0, 1, 2, 3], model_b=[0, 1, 2, 3])
+    assert "2 or more of each" in controlled_design_problem(crossed)
