@@ -208,6 +208,19 @@ def _precision(value: Any, where: str) -> str:
         raise ConfigError(f"{loc}: {exc}" if loc else str(exc)) from None
 
 
+#: Splits a similarity subset may be drawn from (``stimuli.split``).
+SPLITS = ("train", "test")
+
+
+def _split(value: Any, where: str) -> str:
+    if value not in SPLITS:
+        raise ConfigError(
+            f"{where} must be one of {', '.join(SPLITS)} (the split the similarity subset is drawn "
+            f"from), got {value!r}"
+        )
+    return value
+
+
 def _opt(default: Any, check: Check) -> Any:
     """A section field: its default and the check its config value must pass."""
     return field(default=default, metadata={"check": check})
@@ -224,11 +237,13 @@ class Section:
 
 @dataclass(frozen=True)
 class StimuliOptions(Section):
-    """``stimuli:``: how the similarity subset of each dataset's train split is drawn."""
+    """``stimuli:``: how the similarity subset of each dataset is drawn, and from which split
+    (``split``: ``train`` when unset, as in the study; ``test`` for images no model trained on)."""
 
     max_images: int = _opt(10000, _int(1))
     per_class: int | None = _opt(None, _optional(_int(1)))
     seed: int = _opt(42, _int(0))
+    split: str | None = _opt(None, _optional(_split))
 
 
 @dataclass(frozen=True)

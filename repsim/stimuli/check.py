@@ -59,7 +59,7 @@ def check_datasets(
             rows.append((spec.id, spec.domain, classes, "-", "-", "-", "-", "absent"))
             notes.append(f"{spec.id}: {exc}")
             continue
-        subset = similarity_subset(st, spec.max_images, spec.per_class, spec.seed)
+        subset = similarity_subset(st, spec.max_images, spec.per_class, spec.seed, spec.split)
         n_train = int((st.split == "train").sum())
         n_test = int((st.split == "test").sum())
         rows.append(

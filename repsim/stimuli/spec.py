@@ -71,6 +71,7 @@ class DatasetSpec:
     max_images: int = 10000
     per_class: int | None = None
     seed: int = 42
+    split: str = "train"  # the split the similarity subset is drawn from (config stimuli.split)
     source: str = ""
     config_dir: Path | None = None
 
@@ -108,7 +109,7 @@ def parse_dataset(
     """Turn one YAML ``datasets:`` entry into a validated :class:`DatasetSpec`.
 
     ``defaults`` (the config's ``stimuli:`` block) supplies ``max_images``, ``per_class`` and
-    ``seed`` where the entry does not set them.
+    ``seed`` where the entry does not set them, and ``split`` (checked by the config section).
     """
     from repsim.config import check_id, check_keys, did_you_mean
 
@@ -164,6 +165,7 @@ def parse_dataset(
         or 10000,
         per_class=_int_or_none(entry, "per_class", defaults.get("per_class"), where),
         seed=seed,
+        split=str(defaults.get("split") or "train"),
         source=str(entry.get("source") or ""),
         config_dir=Path(entry[CONFIG_DIR_KEY]) if entry.get(CONFIG_DIR_KEY) else None,
     )

@@ -1,8 +1,9 @@
 """Stratified similarity subsets and the stimulus table, as in the study.
 
-The similarity analysis uses the train split; above ``max_images`` images it takes, per class,
-min(n_c, ceil(max_images / C)) images without replacement (C = classes present in the train
-split), or ``per_class`` images when set (ImageNet: 10). Items are sorted by id before sampling,
+The similarity analysis uses the train split, as the study did, or the test split when the config
+says ``stimuli: {split: test}`` (images no model of a zoo trained on, e.g. the mini-zoo); above
+``max_images`` images it takes, per class, min(n_c, ceil(max_images / C)) images without
+replacement (C = classes present in that split), or ``per_class`` images when set (ImageNet: 10). Items are sorted by id before sampling,
 so the subset depends only on the ids, never on the order a loader streamed them in.
 """
 
@@ -20,10 +21,14 @@ TABLE_COLUMNS = ["id", "label", "split", "in_similarity"]
 
 
 def similarity_subset(
-    stimset: StimulusSet, max_images: int = 10000, per_class: int | None = None, seed: int = 42
+    stimset: StimulusSet,
+    max_images: int = 10000,
+    per_class: int | None = None,
+    seed: int = 42,
+    split: str = "train",
 ) -> np.ndarray:
-    """Ids (sorted) of the train images used for similarity."""
-    train = np.flatnonzero(stimset.split == "train")
+    """Ids (sorted) of the images of ``split`` used for similarity."""
+    train = np.flatnonzero(stimset.split == split)
     order = train[np.argsort(stimset.ids[train], kind="stable")]
     ids, labels = stimset.ids[order], stimset.labels[order]
     if per_class is None and len(ids) <= max_images:
@@ -48,6 +53,7 @@ def stimulus_table(
     seed: int | None = None,
     verify: bool | str = True,
     progress: bool = False,
+    split: str | None = None,
 ) -> pd.DataFrame:
     """One row per usable item, sorted by id: ``id, label, split, in_similarity``.
 
@@ -66,20 +72,22 @@ def stimulus_table(
         max_images = spec.max_images if max_images is None else max_images
         per_class = spec.per_class if per_class is None else per_class
         seed = spec.seed if seed is None else seed
+        split = spec.split if split is None else split
     else:
         stimset = spec_or_stimset
     max_images = 10000 if max_images is None else max_images
     seed = 42 if seed is None else seed
+    split = "train" if split is None else split
     if verify is True or verify == "all":
         stimset = stimset.verify(progress=progress)
-    subset = similarity_subset(stimset, max_images, per_class, seed)
+    subset = similarity_subset(stimset, max_images, per_class, seed, split)
     if verify == "similarity":
         for _ in range(10):  # each round removes unreadable picks; a handful of rounds suffices
             n_before = len(stimset)
             stimset = stimset.verify(stimset.indices_of(subset))
             if len(stimset) == n_before:
                 break
-            subset = similarity_subset(stimset, max_images, per_class, seed)
+            subset = similarity_subset(stimset, max_images, per_class, seed, split)
     order = np.argsort(stimset.ids, kind="stable")
     table = pd.DataFrame(
         {
