@@ -32,8 +32,9 @@ from repsim.measures._inputs import as_matrix, check_pair, require_variance
 # diagonal (the entries the estimator uses); biased CKA compares <HKH, HKH> with REL_TOL * ||K||^2.
 REL_TOL = 1e-12
 # The feature-space expansion of the unbiased HSIC subtracts terms of size ``mag`` to leave h; when
-# h < CANCEL * mag it has lost more than four digits and is recomputed on the U-centred Gram path.
-CANCEL = 1e-4
+# h < CANCEL * mag it has lost more than two digits and is recomputed on the U-centred Gram path.
+# The similarities of that representation then carry an error of about eps / CANCEL (1e-14) at most.
+CANCEL = 1e-2
 # elements of one (rows x n) kernel block on the blocked Gram path (32 MiB of float64)
 BLOCK_ELEMENTS = 2**22
 
@@ -93,7 +94,7 @@ def _unbiased_hsics(
 
     Small d, linear kernel: the feature-space expansion (no n x n matrix) on mean-centred features.
     It subtracts O(|X|^4) terms; near-degenerate inputs (one outlier, the rest within eps) leave an
-    O(eps^2) result, so when more than four digits cancel the U-centred Gram path is used instead.
+    O(eps^2) result, so when more than two digits cancel the U-centred Gram path is used instead.
     That path works from features centred at their coordinate-wise median: a tight cluster then sits
     near 0 (its differences to the median are exact), every off-diagonal kernel entry is as small as
     the structure it carries, and U-centring entry by entry loses no more than a few ulps.

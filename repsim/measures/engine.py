@@ -275,8 +275,10 @@ def _cka_all(
         key = ("linear",) if p["kernel"] == "linear" else ("rbf", p["sigma"], p["sigma_mode"])
         st = stats[key]
         H = hsic(st, n, p["unbiased"])
-        if p["unbiased"]:
+        if p["unbiased"] and key == ("linear",):
             H, scale = _keep_digits(H, st, key, redone, [arrays[i] for i in idx], kernels, budget)
+        elif p["unbiased"]:
+            scale = torch.diagonal(st.G)
         else:
             scale = st.second_moment()
         self_h = torch.diagonal(H)
@@ -301,7 +303,8 @@ def _keep_digits(
     A model whose self-HSIC is below ``CANCEL`` times the terms it was computed from (near-degenerate
     features) gets its row and column again from the Gram path on median-centred features, where the
     kernel entries are as small as the structure they carry. The scale of the "undefined" rule is
-    ``|K~|^2`` (off-diagonal entries only) of whichever evaluation is kept.
+    ``|K~|^2`` (off-diagonal entries only) of whichever evaluation is kept. Linear kernels only: an
+    RBF kernel does not depend on the origin, so a second pass would give the same terms.
     """
     n = st.R.shape[1]
     scale = torch.diagonal(st.G).clone()
