@@ -8,11 +8,13 @@ across datasets" (ICML 2025, arXiv 2411.05561).
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -108,8 +110,13 @@ def load_run(run_dir: str | Path) -> Run:
     path = Path(run_dir)
     results = RunFolder(path).open_results()
     log.info("loaded run %s: %s", path, dict(results.similarity.sizes))
-    return Run(path=path, similarity=results.similarity, info=results.info,
-               consistency=results.consistency, probes=results.probes)
+    return Run(
+        path=path,
+        similarity=results.similarity,
+        info=results.info,
+        consistency=results.consistency,
+        probes=results.probes,
+    )
 
 
 def model_table(sim: xr.Dataset | xr.DataArray) -> pd.DataFrame:
@@ -565,7 +572,92 @@ def accuracy_gap_table(da: xr.DataArray, probes: xr.Dataset, dataset: str) -> pd
     b = acc.sel(model=t.model_b.values).values
     t["gap"] = np.abs(a - b)
     t["best_accuracy"] = np.maximum(a, b)
-    return t.reset_index(drop=True)
+    return t[np.isfinite(t["gap"])].reset_index(drop=True)  # probes left out (NaN) drop their pairs
+
+
+#: Why a probe option may differ from the study's protocol (the embedded config's reasons).
+PROBE_DEVIATIONS = {
+    "batch_size": "the embedded sets have 1-2k train images, and batches of 1024 would give about "
+    "two optimiser steps per epoch, which underfits",
+    "lrs": "with so few steps the study's learning rates (0.1 down to 0.0001) underfit, so larger "
+    "ones are searched",
+    "shared_search": "one hyperparameter search shared by the seeds keeps the default run "
+    "within minutes on a CPU",
+    "epochs": "fewer epochs keep a small run fast",
+    "seeds": "fewer seeds keep a small run fast",
+    "wds": "a shorter weight-decay grid keeps a small run fast",
+}
+
+
+def probe_protocol_text(run: Run) -> str:
+    """The run's probe protocol and each way it departs from the study's, with the reason."""
+    import json
+
+    from repsim.probe import linear_probe
+
+    if run.probes is None:
+        return "This run has no probes."
+    try:
+        opts = json.loads(run.probes.attrs.get("probe", "{}"))
+    except ValueError:
+        opts = {}
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(linear_probe).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
+    study = {"batch_size": 1024, "shared_search": False, "epochs": 20, "seeds": (0, 1, 2)}
+    study["lrs"], study["wds"] = tuple(defaults["lrs"]), tuple(defaults["wds"])
+    changed = []
+    for key, value in study.items():
+        got = opts.get(key)
+        if got is None:
+            continue
+        same = tuple(got) == tuple(value) if isinstance(value, tuple) else got == value
+        if not same:
+            shown = got if not isinstance(got, list) or len(got) <= 6 else f"{len(got)} values"
+            reason = PROBE_DEVIATIONS.get(key, "set in the run's config")
+            changed.append(f"`{key}` {shown} (the study: {_short(value)}), because {reason}")
+    text = (
+        "Probe protocol: the study's (a linear layer on L2-normalised features, AdamW, cosine "
+        "schedule, learning-rate and weight-decay search on a validation split, accuracy on the "
+        "held-out test split)"
+    )
+    if not changed:
+        return text + ", unchanged."
+    return text + ", with these changes: " + "; ".join(changed) + "."
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, tuple) and len(value) > 6:
+        return f"{len(value)} values from {value[0]:g} to {value[-1]:g}"
+    if isinstance(value, tuple):
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def class_counts(run: Run) -> dict[str, int]:
+    """Number of classes per dataset, read from the run's stimulus tables (datasets without a
+    table, such as those of a synthetic run, are missing: their chance level is unknown)."""
+    from repsim.runfolder import RunFolder
+
+    folder, out = RunFolder(run.path), {}
+    for ds in map(str, run.similarity.dataset.values):
+        path = folder.stimuli(ds)
+        if path.is_file():
+            out[ds] = int(pd.read_csv(path, usecols=["label"])["label"].nunique())
+    return out
+
+
+def probes_above_chance(run: Run) -> tuple[xr.Dataset | None, pd.DataFrame | None]:
+    """The run's probes with near-chance probes set to NaN (:func:`repsim.behavior.probe_chance`),
+    and the chance table; (None, None) without probes."""
+    from repsim.behavior import drop_near_chance, probe_chance
+
+    if run.probes is None:
+        return None, None
+    chance = probe_chance(run.probes, class_counts(run))
+    return drop_near_chance(run.probes, chance), chance
 
 
 def gap_correlations(da: xr.DataArray, probes: xr.Dataset, method: str = "pearson") -> pd.DataFrame:
@@ -877,20 +969,159 @@ def is_same_pair(label: str) -> bool:
 
 
 # ---------------------------------------------------------------------------- computed sentences
-def overview_text(summary: pd.DataFrame, spread: pd.DataFrame, measure: str, category: str) -> str:
-    """The chapter-0 answer in words, from the consistency summary and the grouping spread."""
+def controlled_tests(run: Run) -> tuple[pd.DataFrame | None, str]:
+    """The run's ``controlled_tests.csv`` (:mod:`repsim.stats`), or None and why it is absent."""
+    from repsim import stats
+    from repsim.runfolder import RunFolder
+
+    path = RunFolder(run.path).controlled_tests
+    if path.is_file():
+        return stats.load(path), ""
+    for line in run.info.get("skipped_analyses", []) or []:
+        if str(line).startswith(f"{path.name}:"):
+            return None, str(line).split(":", 1)[1].strip()
+    return None, f"the run folder has no {path.name} (runs of older versions did not write it)"
+
+
+def controlled_answer(
+    tests: pd.DataFrame | None, reason: str = "", measure: str | None = None
+) -> str:
+    """The answer of the controlled tests in words (separate objectives, then pooled), or why
+    there is none; every sentence comes from :func:`repsim.stats.answer`."""
+    from repsim import stats
+
+    if tests is None:
+        return (
+            "Whether objective explains the consistency of pairwise similarity more than "
+            f"architecture is not tested on this run: {reason}."
+        )
+    measures = list(dict.fromkeys(tests["measure"]))
+    measure = measure if measure in measures else measures[0]
+    pooled = stats.answer(tests, measure, "pooled")
+    return (
+        f"{stats.answer(tests, measure, 'separate')} "
+        f"Secondary view, SimCLR and Barlow Twins pooled: {pooled[0].lower()}{pooled[1:]}"
+    )
+
+
+CONTROLLED_DISPLAY = {
+    "factor": ["view", "factor", "estimate", "ci_low", "ci_high", "p_value", "z", "n_permutations"],
+    "difference": ["view", "factor", "estimate", "ci_low", "ci_high", "p_value", "n_bootstrap"],
+    "category_pair": [
+        "factor",
+        "group_a",
+        "group_b",
+        "estimate",
+        "ci_low",
+        "ci_high",
+        "n_model_pairs",
+    ],
+    "seed_spread": ["group_a", "group_b", "estimate", "seed_min", "seed_max", "n_models"],
+}
+
+
+def controlled_rows(
+    tests: pd.DataFrame, measure: str, analysis: str, view: str | None = "separate"
+) -> pd.DataFrame:
+    """The rows of one analysis of ``controlled_tests.csv`` for display (one measure; one view,
+    or both when ``view`` is None), with the columns that matter for it."""
+    measures = list(dict.fromkeys(tests["measure"]))
+    t = tests[(tests["measure"] == (measure if measure in measures else measures[0]))]
+    t = t[t["analysis"] == analysis]
+    if view is not None:
+        t = t[t["view"] == view]
+    return t[CONTROLLED_DISPLAY[analysis]].reset_index(drop=True)
+
+
+def study_overlap_text(run: Run) -> str:
+    """Whether the run's models are the study's (Ciernik et al. 2025): its numbers are comparable
+    with the study's only where they rest on the study's own models."""
+    from repsim.reference import study_models
+
+    study = study_models()
+    models = [str(m) for m in run.similarity.model_a.values]
+    shared = [m for m in models if m in study]
+    if not shared:
+        return (
+            f"None of this run's {len(models)} models is one of the study's {len(study)}, so "
+            "its numbers are not comparable with the study's: they answer the same questions on "
+            "other models and other images."
+        )
+    if len(shared) == len(models):
+        return f"All {len(models)} models of this run are among the study's {len(study)}."
+    return (
+        f"{len(shared)} of this run's {len(models)} models are among the study's {len(study)}; "
+        "numbers over all of the run's models are not comparable with the study's."
+    )
+
+
+#: The label of the study's values in every table that sets them beside a run's.
+STUDY_LABEL = "study (Ciernik et al. 2025, 64 models)"
+
+
+def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) -> pd.DataFrame:
+    """Rows of :func:`repsim.reference.compare` for display: the study's value (labelled as the
+    study's), the run's where it has one, and the basis of the run's value."""
+    quantities = [quantity] if isinstance(quantity, str) else list(quantity)
+    t = comparison[comparison["quantity"].isin(quantities)]
+    keep = {
+        "measure": "measure",
+        "models": "models",
+        "dataset_a": "dataset A",
+        "dataset_b": "dataset B",
+        "domain": "domain",
+        "study": STUDY_LABEL,
+        "run": "this run",
+        "status": "status",
+        "run_basis": "basis of this run's value",
+    }
+    out = t[list(keep)].rename(columns=keep)
+    return out.loc[:, [c for c in out.columns if out[c].astype(str).str.strip().ne("").any()]]
+
+
+def stimuli_split_text(run: Run) -> str:
+    """Which split the run's similarity stimuli come from (config ``stimuli.split``)."""
+    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
+    split = (cfg.get("stimuli") or {}).get("split") or "train"
+    if not run.info:
+        return "The run records no config, so the split of its similarity stimuli is unknown."
+    if split == "test":
+        return (
+            "Similarity is measured on the held-out **test** split of each dataset: images no "
+            "model of a zoo trained on these sets has seen."
+        )
+    return (
+        "Similarity is measured on the **train** split of each dataset, as in the study; for "
+        "models trained on these sets (the mini-zoo) those are images they were trained on."
+    )
+
+
+def overview_text(
+    summary: pd.DataFrame,
+    spread: pd.DataFrame | None,
+    measure: str,
+    category: str,
+    tests: pd.DataFrame | None = None,
+    reason: str = "",
+) -> str:
+    """The chapter-0 answer in words: consistency medians (described, not ranked) and the answer
+    of the controlled tests (:func:`controlled_answer`) when the run has them.
+
+    ``spread`` (:func:`grouping_spread`) is accepted for compatibility and not worded: a range of
+    medians favours the grouping with more category pairs, so it supports no ranking.
+    """
     base = summary.loc[summary.group_by == "all", "median"]
     if not len(base):
         return f"With {measure}, no consistency over dataset pairs could be computed on this run."
     parts = [f"With {measure}, the all-pairs median consistency is **{fmt(float(base.iloc[0]))}**."]
     same = summary[(summary.group_by == category) & summary.label.map(is_same_pair)]
     if len(same) >= 2:
-        top, low = same.iloc[0], same.iloc[-1]
+        listed = ", ".join(
+            f"{r.label.split(PAIR_SEP)[0]} {fmt(r['median'])}" for _, r in same.iterrows()
+        )
         parts.append(
-            f"Among pairs of models that share the {category}, "
-            f"**{top.label.split(PAIR_SEP)[0]}** models are the most consistent (median "
-            f"{fmt(top['median'])}) and **{low.label.split(PAIR_SEP)[0]}** models the least "
-            f"({fmt(low['median'])})."
+            f"Median consistency of model pairs that share the {category}: {listed} "
+            "(medians over dataset pairs, described here, not tested against each other)."
         )
     elif len(same) == 1:
         row = same.iloc[0]
@@ -904,35 +1135,8 @@ def overview_text(summary: pd.DataFrame, spread: pd.DataFrame, measure: str, cat
             f"No {category} has enough models for {MIN_PAIRS} model pairs within it, so "
             "the within-category comparison of the study cannot be made on this run."
         )
-    if len(spread) >= 2:
-        d = spread.iloc[0]
-        others = ", ".join(f"{r.group_by} {fmt(r['range'])}" for _, r in spread.iloc[1:].iterrows())
-        parts.append(
-            f"Across groupings, the category-pair medians spread most for "
-            f"**{d.group_by}** (range {fmt(d['range'])}, against {others})."
-        )
-    elif len(spread) == 1:
-        d = spread.iloc[0]
-        parts.append(
-            f"Only the {d.group_by} grouping has two or more category pairs to compare "
-            f"(range of medians {fmt(d['range'])})."
-        )
-    verdicts = []
-    if len(same) >= 2:
-        ssl_top = same.iloc[0].label.split(PAIR_SEP)[0] == "Self-Supervised"
-        verdicts.append(
-            f"{'agrees with' if ssl_top else 'differs from'} the study's finding that "
-            "self-supervised models are the most consistent"
-        )
-    if len(spread) >= 2:
-        obj_top = spread.iloc[0].group_by == "objective"
-        whose = "its" if verdicts else "the study's"
-        verdicts.append(
-            f"{'agrees with' if obj_top else 'differs from'} {whose} finding that the "
-            "objective is the strongest driver"
-        )
-    if verdicts:
-        parts.append("This run " + " and ".join(verdicts) + ".")
+    if tests is not None or reason:
+        parts.append(controlled_answer(tests, reason, measure))
     return " ".join(parts)
 
 
@@ -1067,7 +1271,8 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
 
 
 def behaviour_text(corr: pd.DataFrame) -> str:
-    """The similarity-behaviour link in words, per dataset and per domain."""
+    """The similarity-behaviour link in words, per dataset and per domain (domains are listed,
+    never ranked: no test compares them, and a domain with one dataset is one dataset)."""
     ok = corr.dropna(subset=["r"])
     if not len(ok):
         return (
@@ -1079,13 +1284,19 @@ def behaviour_text(corr: pd.DataFrame) -> str:
         f"Similarity and accuracy gap are negatively correlated (similar representations, "
         f"similar accuracy) on **{neg} of {len(ok)}** datasets; mean r = {fmt(ok.r.mean())}."
     )
-    by = ok.groupby("domain").r.mean().sort_values()
+    by = ok.groupby("domain").r.agg(["mean", "size"])
     if len(by) >= 2:
-        text += (
-            f" The link is strongest for **{by.index[0]}** ({fmt(by.iloc[0])}) and weakest "
-            f"for **{by.index[-1]}** ({fmt(by.iloc[-1])}); the study found it strongest on "
-            "single-domain datasets."
+        listed = "; ".join(
+            f"{dom} {fmt(row['mean'])} ({int(row['size'])} dataset{'s' if row['size'] > 1 else ''})"
+            for dom, row in by.iterrows()
         )
+        single = [str(d) for d, row in by.iterrows() if row["size"] < 2]
+        why = "no test compares domains here"
+        if single:
+            why += (
+                f", and {join_names(single)} rest{'s' if len(single) == 1 else ''} on one dataset"
+            )
+        text += f" Mean r per domain: {listed}. Domains are not ranked: {why}."
     return text
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -172,4 +173,137 @@ def correlation_by_domain(correlations: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-__all__ = ["PAIR_COLUMNS", "behavior_correlation", "correlation_by_domain", "pair_table"]
+# ------------------------------------------------------------------------------ probes near chance
+#: Absolute margin above chance (1 / n_classes) that a probe must clear to enter the behaviour link.
+CHANCE_MARGIN = 0.05
+CHANCE_COLUMNS = [
+    "model",
+    "dataset",
+    "n_classes",
+    "chance",
+    "threshold",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "n_seeds",
+    "near_chance",
+]
+
+
+def probe_chance(
+    accuracy: xr.DataArray | xr.Dataset,
+    n_classes: Mapping[str, int],
+    *,
+    margin: float = CHANCE_MARGIN,
+    confidence_level: float = 0.95,
+) -> pd.DataFrame:
+    """Which probes cannot be told from chance: the rule that keeps them out of the behaviour link.
+
+    A probe (model, dataset) is *near chance* when the lower end of the interval of its accuracy
+    over probe seeds (a Student t interval of the mean at ``confidence_level``; with one seed, the
+    accuracy itself) does not exceed ``1 / n_classes + margin``. An accuracy gap between two models
+    that both guess is noise, so such probes say nothing about the similarity-behaviour link.
+
+    Parameters
+    ----------
+    accuracy : probe accuracy (model, dataset[, seed]) or the probes Dataset.
+    n_classes : number of classes per dataset id; datasets missing here are kept (chance unknown,
+        ``near_chance`` False, ``chance`` NaN).
+
+    Returns
+    -------
+    pandas.DataFrame with the columns of :data:`CHANCE_COLUMNS`, one row per (model, dataset).
+    """
+    if not 0 <= margin < 1 or not 0 < confidence_level < 1:
+        raise InputError(
+            f"margin must be in [0, 1) and confidence_level in (0, 1); got {margin}, "
+            f"{confidence_level}"
+        )
+    if isinstance(accuracy, xr.Dataset):
+        if "accuracy" not in accuracy:
+            raise InputError("the probes Dataset has no 'accuracy' variable; pass probes.nc")
+        accuracy = accuracy["accuracy"]
+    if "seed" not in accuracy.dims:
+        accuracy = accuracy.expand_dims(seed=[0])
+    if set(accuracy.dims) != {"model", "dataset", "seed"}:
+        raise InputError(f"accuracy must have dims (model, dataset[, seed]); got {accuracy.dims}")
+    A = accuracy.transpose("model", "dataset", "seed").values.astype(np.float64)
+    rows = []
+    for i, model in enumerate(accuracy["model"].values.tolist()):
+        for j, dataset in enumerate(accuracy["dataset"].values.tolist()):
+            v = A[i, j][np.isfinite(A[i, j])]
+            k = n_classes.get(str(dataset))
+            chance = 1.0 / k if k else np.nan
+            mean = float(v.mean()) if v.size else np.nan
+            if v.size > 1:
+                half = stats.t.ppf((1 + confidence_level) / 2, v.size - 1) * v.std(ddof=1)
+                half /= np.sqrt(v.size)
+            else:
+                half = 0.0
+            rows.append(
+                {
+                    "model": str(model),
+                    "dataset": str(dataset),
+                    "n_classes": int(k) if k else 0,
+                    "chance": chance,
+                    "threshold": chance + margin,
+                    "accuracy": mean,
+                    "ci_low": mean - half,
+                    "ci_high": mean + half,
+                    "n_seeds": int(v.size),
+                    "near_chance": bool(np.isfinite(chance) and mean - half <= chance + margin),
+                }
+            )
+    return pd.DataFrame(rows, columns=CHANCE_COLUMNS)
+
+
+def drop_near_chance(probes: xr.Dataset, chance: pd.DataFrame) -> xr.Dataset:
+    """``probes`` with accuracy (and balanced accuracy) set to NaN for near-chance probes, so
+    :func:`pair_table` and :func:`behavior_correlation` leave their pairs out."""
+    out = probes.copy()
+    mask = xr.DataArray(
+        np.zeros((probes.sizes["model"], probes.sizes["dataset"]), dtype=bool),
+        coords={"model": probes["model"].values, "dataset": probes["dataset"].values},
+        dims=("model", "dataset"),
+    )
+    for row in chance[chance["near_chance"]].itertuples():
+        mask.loc[{"model": row.model, "dataset": row.dataset}] = True
+    for var in ("accuracy", "balanced_accuracy"):
+        if var in out:
+            out[var] = out[var].where(~mask)
+    return out
+
+
+def near_chance_text(chance: pd.DataFrame, margin: float = CHANCE_MARGIN) -> str:
+    """The chance rule and which probes it leaves out, in words."""
+    rule = (
+        f"A probe is left out of the behaviour correlations when the lower end of the 95% "
+        f"interval of its accuracy over probe seeds is at most chance (1 / number of classes) "
+        f"plus {margin:.2f}."
+    )
+    unknown = sorted(set(chance.loc[chance["n_classes"] == 0, "dataset"]))
+    if unknown:
+        rule += f" The number of classes is unknown for {', '.join(unknown)}: kept."
+    near = chance[chance["near_chance"]]
+    if near.empty:
+        return rule + " No probe of this run is that close to chance."
+    parts = []
+    for dataset, group in near.groupby("dataset", sort=False):
+        n_all = int((chance["dataset"] == dataset).sum())
+        parts.append(
+            f"{dataset} ({len(group)} of {n_all} models; chance {group['chance'].iloc[0]:.2f})"
+        )
+    return rule + f" Left out: {'; '.join(parts)}."
+
+
+__all__ = [
+    "CHANCE_COLUMNS",
+    "CHANCE_MARGIN",
+    "PAIR_COLUMNS",
+    "behavior_correlation",
+    "correlation_by_domain",
+    "drop_near_chance",
+    "near_chance_text",
+    "pair_table",
+    "probe_chance",
+]

@@ -251,15 +251,57 @@ def test_overview_text_without_same_category_pairs():
     assert "0.50" in text and "cannot be made" in text and "agrees" not in text
 
 
-def test_overview_text_compares_with_the_study(run):
+def _answer_rows(p_obj: float, p_arch: float, ci: tuple[float, float]) -> pd.DataFrame:
+    base = {"measure": "cka_linear", "n_datasets": 6, "n_models": 12, "confidence_level": 0.95}
+    rows = []
+    for view in ("separate", "pooled"):
+        rows += [
+            {**base, "view": view, "analysis": "factor", "factor": "objective", "p_value": p_obj},
+            {
+                **base,
+                "view": view,
+                "analysis": "factor",
+                "factor": "architecture",
+                "p_value": p_arch,
+            },
+            {
+                **base,
+                "view": view,
+                "analysis": "difference",
+                "factor": "objective - architecture",
+                "estimate": sum(ci) / 2,
+                "ci_low": ci[0],
+                "ci_high": ci[1],
+                "p_value": 0.5,
+            },
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_overview_text_makes_no_untested_claims(run):
     tidy = A.consistency_values(run.consistency, "cka_linear", ["all", *A.CATEGORY_FIELDS])
-    text = A.overview_text(
-        A.consistency_summary(tidy), A.grouping_spread(tidy), "cka_linear", "objective"
+    summary, spread = A.consistency_summary(tidy), A.grouping_spread(tidy)
+    text = A.overview_text(summary, spread, "cka_linear", "objective")
+    assert "not tested against each other" in text
+    for word in ("agrees", "differs", "strongest", "most consistent", "spread most"):
+        assert word not in text
+    # the controlled tests word the answer: evidence only with p < 0.05 and an interval above 0
+    yes = A.overview_text(
+        summary, spread, "cka_linear", "objective", _answer_rows(0.001, 0.4, (0.05, 0.2))
     )
-    assert "most consistent" in text and "This run" in text
-    assert ("agrees with its finding that the objective" in text) == (
-        A.grouping_spread(tidy).group_by.iloc[0] == "objective"
+    assert "objective explains the consistency of pairwise similarity across datasets more" in yes
+    assert "95% CI 0.05 to 0.20" in yes and "pooled" in yes
+    no = A.overview_text(
+        summary, spread, "cka_linear", "objective", _answer_rows(0.001, 0.4, (-0.1, 0.2))
     )
+    assert "no evidence that objective explains" in no.lower()
+    why = A.overview_text(summary, spread, "cka_linear", "objective", None, "not crossed")
+    assert "not tested on this run: not crossed" in why
+
+
+def test_controlled_tests_of_a_run_without_them(run):
+    table, reason = A.controlled_tests(run)
+    assert table is None and "controlled_tests.csv" in reason
 
 
 def test_unknown_metadata_is_one_label():
@@ -348,6 +390,12 @@ def test_behaviour_text_handles_nan_and_one_domain():
     corr = pd.DataFrame({"dataset": ["x", "y"], "domain": ["D", "D"], "r": [-0.5, np.nan]})
     text = A.behaviour_text(corr)
     assert "1 of 1" in text and "strongest" not in text
+    two = pd.DataFrame(
+        {"dataset": ["x", "y", "z"], "domain": ["D", "D", "E"], "r": [-0.5, -0.3, 0.1]}
+    )
+    text = A.behaviour_text(two)
+    assert "D -0.40 (2 datasets); E 0.10 (1 dataset)" in text
+    assert "not ranked" in text and "E rests on one dataset" in text and "strongest" not in text
     assert "nothing to summarise" in A.behaviour_text(corr.assign(r=np.nan))
     assert A.fmt(float("nan")) == "undefined"
 

@@ -134,3 +134,92 @@ def test_errors_say_what_to_do(rng):
     per = behavior_correlation(sim.drop_vars("domain"), acc)
     with pytest.raises(InputError, match="domain"):
         correlation_by_domain(per)
+
+
+# ------------------------------------------------------------------------------ probes near chance
+def _acc(values: dict[tuple[str, str], list[float]]) -> xr.DataArray:
+    models = sorted({m for m, _ in values})
+    datasets = sorted({d for _, d in values})
+    A = np.array([[values[(m, d)] for d in datasets] for m in models])
+    return xr.DataArray(
+        A, dims=("model", "dataset", "seed"), coords={"model": models, "dataset": datasets}
+    )
+
+
+def test_chance_rule_by_hand():
+    from repsim.behavior import probe_chance
+
+    # chance on "ten" is 0.10, threshold 0.15 (margin 0.05)
+    acc = _acc(
+        {
+            ("a", "ten"): [0.50, 0.52, 0.54],  # far above: kept
+            ("b", "ten"): [0.16, 0.17, 0.18],  # mean 0.17, CI low 0.17 - 4.303 * 0.01 / sqrt 3
+            ("c", "ten"): [0.30, 0.10, 0.20],  # mean 0.20, wide interval reaching below 0.15
+            ("a", "two"): [0.56, 0.56, 0.56],  # chance 0.5, threshold 0.55: kept (0.56 > 0.55)
+            ("b", "two"): [0.54, 0.54, 0.54],  # below the threshold: left out
+            ("c", "two"): [0.90, 0.90, 0.90],
+        }
+    )
+    t = probe_chance(acc, {"ten": 10, "two": 2}).set_index(["model", "dataset"])
+    half_b = 4.302652729911275 * 0.01 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert t.loc[("b", "ten"), "ci_low"] == pytest.approx(0.17 - half_b, abs=1e-12)
+    assert t.loc[("b", "ten"), "chance"] == pytest.approx(0.1)
+    assert t.loc[("b", "ten"), "threshold"] == pytest.approx(0.15)
+    near = t["near_chance"].to_dict()
+    assert near == {
+        ("a", "ten"): False,
+        ("a", "two"): False,  # 0.56 > 0.55
+        ("b", "ten"): True,  # CI low 0.1452 <= 0.15, though the mean 0.17 is above it
+        ("b", "two"): True,  # 0.54 <= 0.55
+        ("c", "ten"): True,  # CI low 0.20 - 0.248 < 0.15
+        ("c", "two"): False,
+    }
+    # one seed: the accuracy itself against the threshold; unknown classes: kept
+    one = probe_chance(acc.isel(seed=[0]), {"ten": 10})
+    row = one[(one.model == "c") & (one.dataset == "ten")].iloc[0]
+    assert row.ci_low == row.accuracy == pytest.approx(0.30) and not row.near_chance
+    assert not one[one.dataset == "two"]["near_chance"].any()
+    assert (one[one.dataset == "two"]["n_classes"] == 0).all()
+
+
+def test_near_chance_probes_leave_the_correlations():
+    from repsim.behavior import (
+        behavior_correlation,
+        drop_near_chance,
+        near_chance_text,
+        probe_chance,
+    )
+
+    acc = _acc(
+        {
+            ("a", "ten"): [0.9, 0.9],
+            ("b", "ten"): [0.6, 0.6],
+            ("c", "ten"): [0.3, 0.3],
+            ("d", "ten"): [0.11, 0.12],
+        }
+    )
+    probes = xr.Dataset({"accuracy": acc})
+    chance = probe_chance(probes, {"ten": 10})
+    assert chance.set_index("model")["near_chance"].to_dict() == {
+        "a": False,
+        "b": False,
+        "c": False,
+        "d": True,
+    }
+    kept = drop_near_chance(probes, chance)
+    assert np.isnan(kept["accuracy"].sel(model="d")).all()
+    assert np.isfinite(kept["accuracy"].sel(model=["a", "b", "c"])).all()
+    models = ["a", "b", "c", "d"]
+    S = np.array([[[1, 0.9, 0.5, 0.2], [0.9, 1, 0.6, 0.3], [0.5, 0.6, 1, 0.4], [0.2, 0.3, 0.4, 1]]])
+    sim = xr.DataArray(
+        S,
+        dims=("dataset", "model_a", "model_b"),
+        coords={"dataset": ["ten"], "model_a": models, "model_b": models},
+    )
+    corr = behavior_correlation(sim, kept["accuracy"])
+    assert int(corr["n_pairs"].iloc[0]) == 3  # pairs of a, b, c only
+    gaps = [0.3, 0.6, 0.3]  # |a-b|, |a-c|, |b-c|
+    expected = stats.pearsonr([0.9, 0.5, 0.6], gaps)[0]
+    assert corr["pearson_r"].iloc[0] == pytest.approx(expected, abs=1e-12)
+    text = near_chance_text(chance)
+    assert "plus 0.05" in text and "ten (1 of 4 models; chance 0.10)" in text

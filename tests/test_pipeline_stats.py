@@ -112,3 +112,46 @@ def test_design_problem_names_what_is_missing():
     assert "design metadata" in controlled_design_problem(no_seed)
     crossed = sim.isel(model_a=[0, 1, 2, 3], model_b=[0, 1, 2, 3])
     assert "2 or more of each" in controlled_design_problem(crossed)
+
+
+# ------------------------------------------------------------------ the chapters that word the tests
+def _markdown(path: Path) -> str:
+    """Markdown outputs of an executed notebook; fails on an error output or stderr."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    outs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outs if o["output_type"] == "error"], path.name
+    assert not [o for o in outs if o.get("name") == "stderr"], path.name
+    return "\n".join(
+        "".join(o["data"]["text/markdown"]) for o in outs if "text/markdown" in o.get("data", {})
+    )
+
+
+def _chapters(run_dir: Path, out: Path, prefixes: tuple[str, ...]) -> dict[str, str]:
+    from repsim import book
+
+    chapters = [p for p in book.chapter_notebooks() if p.stem.startswith(prefixes)]
+    return {p.stem[:2]: _markdown(p) for p in book.execute_chapters(run_dir, out, chapters)}
+
+
+def test_chapters_state_the_tests_of_a_crossed_run(crossed_run: Path, tmp_path: Path):
+    text = _chapters(crossed_run, tmp_path / "out", ("00", "12", "13"))
+    headline = stats.answer(stats.load(crossed_run))
+    assert headline in text["12"] and headline in text["00"]
+    assert "Secondary view, SimCLR and Barlow Twins pooled" in text["12"]
+    for chapter in text.values():
+        assert "strongest driver" not in chapter and "agrees with" not in chapter
+    assert "None of this run's 8 models is one of the study's 64" in text["13"]
+    assert "not comparable with the study's" in text["00"]
+
+
+def test_chapters_on_the_fake_run_say_why_there_is_no_test(tmp_path: Path):
+    from helpers_run import write_fake_run
+
+    run_dir = write_fake_run(tmp_path / "fake")
+    text = _chapters(run_dir, tmp_path / "out", ("07", "12", "13"))
+    assert "is not tested on this run" in text["12"]
+    assert "plus 0.05" in text["07"] and "number of classes is unknown" in text["07"]
+    assert "Probe protocol" in text["07"] and "not ranked" in text["07"]
+    assert "against the study (Ciernik et al. 2025, 64 models)" in text["13"]
