@@ -118,7 +118,8 @@ def test_include_overrides_settings_and_concatenates_entries(tmp_path: Path) -> 
 
 def test_plan_keeps_its_dict_options_and_adds_typed_sections() -> None:
     plan = load_plan(TINY, check_models=False)
-    assert plan.stimuli == {"max_images": 60, "seed": 42, "split": "test"}  # split from embedded.yaml
+    # split: test is inherited from embedded.yaml
+    assert plan.stimuli == {"max_images": 60, "seed": 42, "split": "test"}
     assert plan.extract["batch_size"] == 256 and plan.threads == 1 and plan.probes_enabled
     assert plan.config.stimuli.max_images == 60 and plan.config.extract.batch_size == 256
     with pytest.raises(AttributeError):
