@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except RepsimError as exc:
         print(f"repsim: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         print("repsim: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
         return 130

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 
 class RepsimError(Exception):
-    """Base class of every error raised on purpose by repsim."""
+    """Base class of every error raised on purpose by repsim.
+
+    ``exit_code`` is what the ``repsim`` command exits with: 2 for errors found before or instead of
+    the work (a bad config, model, dataset or folder); subclasses that mean "the work ran, partly"
+    say so with another code.
+    """
+
+    exit_code = 2
 
 
 class ConfigError(RepsimError, ValueError):

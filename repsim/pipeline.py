@@ -50,7 +50,13 @@ STAGES = ("stimuli", "decode", "features", "similarity", "probes", "consistency"
 
 
 class RunFailedError(RepsimError):
-    """Some tasks of a run failed; the others finished and are cached in the run folder."""
+    """Some tasks of a run failed; the others finished and are cached in the run folder.
+
+    The command exits 3 (not 2, a config or folder error): the run folder holds cached work and a
+    rerun after fixing the cause does only what is missing.
+    """
+
+    exit_code = 3
 
 
 @dataclass

@@ -1,0 +1,28 @@
+"""Exit codes of the ``repsim`` command (documented in CONTRIBUTING.md): 2 a config, model or
+folder error (nothing or no more could run), 3 a run whose tasks partly failed (the rest is cached)."""
+
+from __future__ import annotations
+
+import pytest
+
+from repsim import cli
+from repsim.errors import ConfigError
+from repsim.pipeline import RunFailedError
+from repsim.runfolder import RunLockedError
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ConfigError("bad key"), 2),
+        (RunLockedError("locked by pid 1"), 2),
+        (RunFailedError("1 task(s) failed"), 3),
+    ],
+)
+def test_run_exit_code_follows_the_error(monkeypatch, capsys, error, code):
+    def failing_run(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("repsim.pipeline.run", failing_run)
+    assert cli.main(["run", "some.yaml", "--out", "somewhere"]) == code
+    assert str(error) in capsys.readouterr().err
