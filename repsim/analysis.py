@@ -1116,8 +1116,11 @@ def overview_text(
     parts = [f"With {measure}, the all-pairs median consistency is **{fmt(float(base.iloc[0]))}**."]
     same = summary[(summary.group_by == category) & summary.label.map(is_same_pair)]
     if len(same) >= 2:
+        from repsim.stats import CONTROLS
+
         listed = ", ".join(
-            f"{r.label.split(PAIR_SEP)[0]} {fmt(r['median'])}" for _, r in same.iterrows()
+            f"{name}{' (untrained control)' if name in CONTROLS else ''} {fmt(r['median'])}"
+            for name, r in zip(same.label.str.split(PAIR_SEP).str[0], same.to_dict("records"))
         )
         parts.append(
             f"Median consistency of model pairs that share the {category}: {listed} "
