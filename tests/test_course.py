@@ -19,8 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
 LESSONS = B.course_notebooks(BOOK)
 RUN_LESSONS = [p for p in LESSONS if B.lesson_takes_run(p)]
-#: papermill's per-cell execution timeout: a lesson must run in under two minutes on a laptop CPU
-TIMEOUT = 120
+#: papermill's per-cell timeout: a guard against a hung kernel, not a speed test (lessons run in
+#: well under two minutes on a laptop CPU; that is measured, never asserted, so a busy CI never fails)
+TIMEOUT = 600
 SKIP_MESSAGE = "No run folder with a similarity.nc"
 
 

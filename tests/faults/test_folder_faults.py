@@ -117,12 +117,12 @@ def test_probes_of_a_larger_run_do_not_survive(tiny_run, tmp_path):
 def test_second_writer_is_refused_with_the_other_pid(run_copy, small_config):
     code = (
         "import sys, time\nfrom repsim.runfolder import RunFolder\n"
-        "with RunFolder(sys.argv[1]).lock():\n    print('locked', flush=True)\n    time.sleep(60)\n"
+        "with RunFolder(sys.argv[1]).lock():\n    print('locked', flush=True)\n    time.sleep(3600)\n"
     )
     other = subprocess.Popen(
         [sys.executable, "-c", code, str(run_copy)], stdout=subprocess.PIPE, text=True
     )
-    try:
+    try:  # the holder sleeps far longer than any run takes to reach the lock; it is killed below
         assert other.stdout.readline().strip() == "locked"
         with pytest.raises(RunLockedError, match=f"process {other.pid}"):
             run(small_config, run_copy, device="cpu")
