@@ -13,11 +13,13 @@ BENCHMARKS = ("measures", "extract", "probe", "run", "precision")
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from repsim.pipeline import run
+    from repsim.runfolder import RunFolder
 
     result = run(args.config, args.out, scheduler=args.scheduler, cluster=args.cluster, device=args.device)
     print(result.summary)
-    files = [p.name for p in (result.similarity, result.consistency, result.probes, result.info) if p]
-    print(f"results: {result.run_dir}/ ({', '.join(files)}, summary.txt); the book: repsim book --run {result.run_dir}")
+    folder = RunFolder(result.run_dir)
+    files = [p.name for p in (*folder.result_paths().values(), folder.info) if p.exists()]
+    print(f"results: {result.run_dir}/ ({', '.join(files)}); the book: repsim book --run {result.run_dir}")
     return 0
 
 
