@@ -1166,13 +1166,36 @@ def within_between_text(table: pd.DataFrame, category: str) -> str:
             f"The run has no model pairs of the same {category} and of different {category} "
             "to compare, so this comparison is skipped."
         )
-    more = int((ok["same category"] > ok["different category"]).sum())
-    gap = float((ok["same category"] - ok["different category"]).median())
-    return (
+    diff = ok["same category"] - ok["different category"]
+    more, less = int((diff > 0).sum()), int((diff < 0).sum())
+    gap = float(diff.median())
+    head = (
         f"On **{more} of {len(ok)}** datasets, models of the same {category} are more similar "
         f"to each other (median) than models of different {category}; the median difference "
         f"is {fmt(gap)}."
     )
+    if more + less == 0:
+        return head + " No dataset separates the two, so there is nothing to test."
+    # the unit is the dataset: an exact two-sided sign test over datasets (ties left out)
+    p = float(stats.binomtest(more, more + less, 0.5).pvalue)
+    from repsim.stats import format_p
+
+    if p < 0.05:
+        verdict = (
+            f"Same-{category} pairs are the more similar ones on more datasets than chance "
+            f"would give (exact sign test over datasets, {format_p(p)})."
+        )
+    else:
+        verdict = (
+            f"That is not more often than chance would give (exact sign test over datasets, "
+            f"{format_p(p)})"
+            + (
+                "; with fewer than 6 datasets no sign test can reach p < 0.05."
+                if more + less < 6
+                else "."
+            )
+        )
+    return f"{head} {verdict}"
 
 
 def pick_dataset_pairs(da: xr.DataArray, k: int = 3) -> list[tuple[str, str]]:

@@ -321,6 +321,19 @@ def test_within_between_without_same_category_pairs():
     sim2 = _small_sim(["S", "S", "T", "T"])
     text = A.within_between_text(A.within_between(sim2["cka_linear"]), "objective")
     assert "of 3** datasets" in text
+    assert "sign test" in text and "fewer than 6 datasets" in text  # 3 datasets cannot reach 0.05
+
+
+def test_within_between_text_states_its_sign_test():
+    # 9 of 10 datasets favour same-category pairs: two-sided exact sign test p = 22/1024
+    table = pd.DataFrame(
+        {"same category": [0.9] * 9 + [0.1], "different category": [0.5] * 10},
+        index=[f"d{i}" for i in range(10)],
+    )
+    text = A.within_between_text(table, "objective")
+    assert "**9 of 10**" in text and "p = 0.02" in text and "more datasets than chance" in text
+    even = pd.DataFrame({"same category": [0.9, 0.1] * 5, "different category": [0.5] * 10})
+    assert "not more often than chance" in A.within_between_text(even, "objective")
 
 
 def test_pick_dataset_pairs_spans_the_range():
