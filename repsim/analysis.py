@@ -1143,6 +1143,30 @@ def overview_text(
     return " ".join(parts)
 
 
+def pearson_spearman_table(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Median consistency per category pair under Pearson (``x``) and Spearman (``y``)."""
+    return (
+        pairs.groupby("label")[["x", "y"]]
+        .median()
+        .rename(columns={"x": "median Pearson", "y": "median Spearman"})
+    )
+
+
+def pearson_spearman_text(pairs: pd.DataFrame) -> str:
+    """How closely Spearman consistency follows Pearson consistency, worded descriptively: the
+    values share datasets and models, so no p-value is attached and no ranking is claimed."""
+    ok = pairs[["x", "y"]].dropna()
+    if len(ok) < 3:
+        return "Too few consistency values to compare Pearson with Spearman on this run."
+    return (
+        f"Across the {len(ok)} consistency values (dataset pairs x category pairs), Spearman "
+        f"follows Pearson with r = **{fmt(correlate(ok.x, ok.y))}**. The values share datasets "
+        "and models, so this r describes agreement and carries no p-value; the medians above "
+        "are descriptive, and which category pair ranks first is not tested here (the test of "
+        "the objective factor is in the controlled-experiment chapter)."
+    )
+
+
 def within_between(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
     """Per dataset: median similarity of same-category and of different-category model pairs
     (NaN where the run has no such pair); unknown categories count as neither."""

@@ -547,3 +547,15 @@ def test_partner_tests_text_names_threshold_and_significant_pairs():
     text = A.partner_tests_text(tests, 0.01)
     assert text.startswith("1 of 2") and "p < 0.005" in text and "anchor x: P" in text
     assert "no rank-sum test" in A.partner_tests_text(tests.assign(p=np.nan), 0.01)
+
+
+def test_pearson_spearman_text_is_descriptive():
+    pairs = pd.DataFrame(
+        {"label": ["a", "a", "b", "b"], "x": [0.1, 0.4, 0.6, 0.9], "y": [0.2, 0.3, 0.7, 0.8]}
+    )
+    table = A.pearson_spearman_table(pairs)
+    assert table.loc["a", "median Pearson"] == 0.25 and table.loc["b", "median Spearman"] == 0.75
+    text = A.pearson_spearman_text(pairs)
+    r = np.corrcoef(pairs.x, pairs.y)[0, 1]
+    assert f"r = **{A.fmt(r)}**" in text and "not tested" in text and "p-value" in text
+    assert "Too few" in A.pearson_spearman_text(pairs.iloc[:2])
