@@ -12,21 +12,21 @@ resumes where it stopped and produces the same rows.
 from __future__ import annotations
 
 import logging
-import platform
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from importlib import metadata
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from repsim.device import device_name, resolve_device
 from repsim.errors import ConfigError, InputError, StoreError
 from repsim.preprocess import preprocess_batch
+from repsim.runinfo import package_versions
 from repsim.store import FeatureStore, check_ids
 from repsim.zoo import LoadedModel, ModelSpec, load_model
 from repsim.zoo.taps import FeatureExtractor
@@ -41,18 +41,6 @@ PRECISIONS: dict[str, torch.dtype | None] = {
     "float16": torch.float16,
 }
 DEFAULT_PRECISION = "float32"
-_PACKAGES = ("torch", "torchvision", "timm", "open_clip_torch", "transformers", "numpy", "zarr", "repsim-compendium")
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of the packages that determine the features."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def check_precision(precision: Any) -> str:
@@ -66,19 +54,6 @@ def check_precision(precision: Any) -> str:
             f"use {DEFAULT_PRECISION} (the study's) unless you have measured what the others do"
         )
     return precision
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` or, when None, CUDA when available else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def _loader(images: Images, n: int) -> Callable[[np.ndarray], Any]:

@@ -26,6 +26,7 @@ from dask import delayed
 
 from repsim import __version__, stages
 from repsim.cache import stage_key
+from repsim.device import resolve_device
 from repsim.errors import RepsimError
 from repsim.plan import RunPlan, load_plan
 from repsim.progress import TaskProgress
@@ -39,7 +40,7 @@ from repsim.results import (
     summary_table,
 )
 from repsim.runfolder import RunFolder, filesystem_errors, sha256_file, unsafe_names
-from repsim.runinfo import git_commit, machine_info, package_versions, resolve_device
+from repsim.runinfo import git_commit, machine_info, package_versions
 from repsim.scheduler import dask_scheduler
 from repsim.tasks import Guarded, TaskFailure, failure_report, failures
 
@@ -115,7 +116,7 @@ def run(
     folder = RunFolder(out)
     folder.preflight()
     plan = load_plan(config)
-    device = resolve_device(device)
+    device = str(resolve_device(device))
     folder.create()
     with folder.lock():
         return _run_locked(plan, folder, device, scheduler, cluster)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from repsim.device import resolve_device
 from repsim.errors import ConstantFeaturesError, InputError
 from repsim.measures._inputs import real_array
 
@@ -86,12 +87,6 @@ class ProbeResult:
 
 
 # ----------------------------------------------------------------------------- input handling
-
-
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _features(X: Any, name: str, device: torch.device, normalize: bool) -> torch.Tensor:
@@ -289,7 +284,7 @@ def train_sweep(
     No normalisation, split or search: this is the batched trainer itself, for benchmarks and for
     checking it against :func:`train_reference`. Returns weights ``(S, d, C)`` and bias ``(S, C)``.
     """
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev)
     C = int(n_classes if n_classes is not None else int(yt.max()) + 1)
@@ -321,7 +316,7 @@ def train_reference(
     Same initialisation, batch order and per-step cosine schedule as :func:`train_sweep`, so the
     two agree up to float rounding. Returns weights ``(d, C)`` and bias ``(C,)``.
     """
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     Xt = torch.as_tensor(X, dtype=torch.float32, device=dev)
     yt = torch.as_tensor(np.asarray(y), dtype=torch.int64, device=dev)
     n, d = Xt.shape
@@ -438,7 +433,7 @@ def linear_probe(
     lrs_a, wds_a = np.asarray(lrs, dtype=np.float64), np.asarray(wds, dtype=np.float64)
     seeds = [int(s) for s in seeds]
     _check_options(lrs_a, wds_a, seeds, epochs, batch_size)
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     Xtr = _features(X_train, "X_train", dev, normalize)
     Xte = _features(X_test, "X_test", dev, normalize)
     if Xtr.shape[1] != Xte.shape[1]:

@@ -272,23 +272,17 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     return p.parse_args(list(argv))
 
 
-def _resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return str(device)
-
-
 def run_all(argv: Sequence[str] | None = None) -> int:
     """``repsim bench all``: run the benchmarks, write ``OUT/bench.{json,md}``, print the markdown.
 
     Exit status 0 when every benchmark ran, 1 when any failed (its error is in the report).
     """
-    from repsim.bench.report import machine_info, write_report
+    from repsim.bench.report import write_report
+    from repsim.device import resolve_device
+    from repsim.runinfo import machine_info
 
     args = _parse(argv or [])
-    device = _resolve_device(args.device)
+    device = str(resolve_device(args.device))
     if args.gpu:
         from repsim.bench import gpu
 

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.extract import PRECISIONS, _Runner, extract_features, resolve_device
+from repsim.device import resolve_device
+from repsim.extract import PRECISIONS, _Runner, extract_features
 from repsim.preprocess import preprocess_batch
 from repsim.store import FeatureStore
 from repsim.zoo import ModelSpec, load_model

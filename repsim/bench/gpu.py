@@ -730,7 +730,7 @@ def run_suite(
     report says why.
     """
     from repsim.bench import apply_overrides, run_benchmarks
-    from repsim.bench.report import machine_info
+    from repsim.runinfo import machine_info
 
     registry = _registry()
     names = list(only or registry)

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.extract import PRECISIONS, _Runner, resolve_device
+from repsim.device import resolve_device
+from repsim.extract import PRECISIONS, _Runner
 from repsim.zoo import ModelSpec, load_model
 
 log = logging.getLogger(__name__)

@@ -7,11 +7,8 @@ is that dict, the markdown file is rendered from it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
-import os
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,70 +19,6 @@ log = logging.getLogger(__name__)
 
 #: a table: header row, then data rows (cells already formatted as strings)
 Table = tuple[Sequence[str], Sequence[Sequence[str]]]
-
-
-def _cpu_model() -> str:
-    """The CPU's marketing name (Linux /proc/cpuinfo; else what ``platform`` knows)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _memory_gb() -> float | None:
-    """Total physical memory in GiB, or None where it cannot be read."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _cores_available() -> int | None:
-    """Cores this process may run on (affinity), which can be fewer than the machine has."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count()
-
-
-def machine_info(device: str | None = None) -> dict[str, Any]:
-    """Facts about this machine and its software that a benchmark figure depends on.
-
-    The GPU fields are filled only when CUDA is available, so this never fails on a CPU machine.
-    """
-    import torch
-
-    from repsim.runinfo import git_commit
-
-    info: dict[str, Any] = {
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpu": _cpu_model(),
-        "cpu_cores_logical": os.cpu_count(),
-        "cpu_cores_available": _cores_available(),
-        "memory_gib": round(m, 1) if (m := _memory_gb()) is not None else None,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "gpu": None,
-        "gpu_memory_gib": None,
-        "gpu_count": 0,
-        "device": device,
-        "git_commit": git_commit(Path(__file__).resolve().parent),
-    }
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info.update(
-            gpu=props.name,
-            gpu_memory_gib=round(props.total_memory / 2**30, 1),
-            gpu_count=torch.cuda.device_count(),
-        )
-    return info
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -117,7 +50,7 @@ _MACHINE_ROWS = (
 
 
 def machine_table(info: Mapping[str, Any]) -> str:
-    """The machine facts of :func:`machine_info` as a two-column markdown table."""
+    """The machine facts of :func:`repsim.runinfo.machine_info` as a two-column markdown table."""
     rows = []
     for label, key in _MACHINE_ROWS:
         if key is None:
@@ -173,7 +106,7 @@ def write_report(
 ) -> tuple[Path, Path]:
     """Write ``OUT/<stem>.json`` and ``OUT/<stem>.md`` atomically; return both paths.
 
-    ``report`` has ``title``, ``machine`` (:func:`machine_info`) and ``benchmarks``: name ->
+    ``report`` has ``title``, ``machine`` (:func:`repsim.runinfo.machine_info`) and ``benchmarks``: name ->
     ``{status, seconds, result, tables, description | error}``; ``extra_markdown`` is appended.
     """
     out = Path(out_dir)

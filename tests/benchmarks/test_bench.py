@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from repsim.bench import Benchmark, apply_overrides, default_sizes, gpu, run_all, run_benchmarks
-from repsim.bench.report import machine_info, markdown_table, render_markdown, write_report
+from repsim.bench.report import markdown_table, render_markdown, write_report
 from repsim.config import load_config
 from repsim.errors import ConfigError
+from repsim.runinfo import machine_info
 
 REPO = Path(__file__).resolve().parents[2]
 
