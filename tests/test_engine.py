@@ -168,12 +168,12 @@ def test_engine_near_degenerate_matches_exact(n, d, eps, centre):
 
 def test_engine_recomputes_nothing_for_healthy_models(rng, monkeypatch):
     """The accurate second pass runs only for models whose self-HSIC cancelled: no cost otherwise."""
-    import repsim.measures.engine as engine
+    import repsim.measures.batched as batched
 
     calls = []
-    real = engine.gram_path
+    real = batched.gram_path
     monkeypatch.setattr(
-        engine, "gram_path", lambda *a, **k: calls.append(k.get("rows")) or real(*a, **k)
+        batched, "gram_path", lambda *a, **k: calls.append(k.get("rows")) or real(*a, **k)
     )
     feats = zoo(rng, n=200, dims=(3, 7, 20))  # the feature path: gram_path only on a redo
     similarity_matrix(feats, "cka_linear", device="cpu")

@@ -22,7 +22,7 @@ from test_measures_reference import (
 
 import repsim
 from repsim.errors import InputError, UndefinedMeasureError
-from repsim.measures import INVARIANCES, MEASURES, cka, mutual_knn, parse_measure, rsa
+from repsim.measures import FAMILIES, INVARIANCES, MEASURES, cka, mutual_knn, parse_measure, rsa
 from repsim.measures.cka import gram, u_centre
 
 
@@ -121,7 +121,13 @@ def test_unbiased_cka_near_zero_for_independent_high_dim(rng):
     assert abs(cka(X, Y, unbiased=True)) < 0.05
 
 
-STUDY = list(MEASURES)
+# the study's measures, plus the example names of every registered family the study does not use
+STUDY = list(MEASURES) + [
+    name
+    for fam in FAMILIES.values()
+    if not any(MEASURES[m].family == fam.name for m in MEASURES)
+    for name in fam.examples
+]
 
 
 def _transform(name, X, Y, rng):

@@ -134,6 +134,29 @@ def knn_ref(X, Y, k):
     return float(np.mean([len(a & b) / k for a, b in zip(sx, sy)]))
 
 
+def procrustes_ref(X, Y, angular=False):
+    """Procrustes similarity from the optimal rotation itself (scipy), not from a nuclear norm.
+
+    Centre, scale to unit Frobenius norm, zero-pad to a common width, find the rotation R with
+    scipy.linalg.orthogonal_procrustes, and read the similarity off the residual distance
+    d = |X R - Y|_F (1 - d^2 / 2) or off the angle between X R and Y (Williams et al. 2021), taken
+    as 2 atan2(|XR - Y|, |XR + Y|) (Kahan's form, accurate for small angles where arccos is not).
+    """
+    from scipy.linalg import orthogonal_procrustes
+
+    A, B = (M - M.mean(axis=0) for M in (X, Y))
+    A, B = A / np.linalg.norm(A), B / np.linalg.norm(B)
+    d = max(A.shape[1], B.shape[1])
+    A = np.hstack([A, np.zeros((A.shape[0], d - A.shape[1]))])
+    B = np.hstack([B, np.zeros((B.shape[0], d - B.shape[1]))])
+    R, _ = orthogonal_procrustes(A, B)
+    assert np.allclose(R @ R.T, np.eye(d), atol=1e-12)
+    if angular:
+        theta = 2 * np.arctan2(np.linalg.norm(A @ R - B), np.linalg.norm(A @ R + B))
+        return float(1 - theta / (np.pi / 2))
+    return float(1 - np.sum((A @ R - B) ** 2) / 2)
+
+
 def measure_ref(spec, X, Y):
     """Reference value of any registered measure."""
     p = spec.params
@@ -143,4 +166,6 @@ def measure_ref(spec, X, Y):
         return float(cka_ref(K, L, p["unbiased"]))
     if spec.family == "rsa":
         return rsa_ref(X, Y, p["compare"])
+    if spec.family == "procrustes":
+        return procrustes_ref(X, Y, p["angular"])
     return knn_ref(X, Y, p["k"])

@@ -15,7 +15,7 @@ cost one Gram-of-Grams product and no kernel matrix is ever stored whole:
 The unbiased HSIC is a difference of these terms. On near-degenerate features (one outlier, the rest
 within eps of each other) it is O(eps^2) while the terms are O(1), so the engine checks each model's
 self-HSIC against :func:`unbiased_scale` and recomputes the models that lost digits on the Gram path
-from median-centred features, where the terms are as small as the result (see ``engine._cka_all``).
+from median-centred features, where the terms are as small as the result (see ``batched.cka_all``).
 """
 
 from __future__ import annotations

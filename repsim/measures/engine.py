@@ -1,45 +1,30 @@
 """The all-pairs engine: a whole model x model similarity matrix per measure, in batches.
 
-Per model, what is per model is computed once (centred features, bandwidths, kernel row sums, RDM
-ranks, kNN sets); all pairs then come from one batched product per measure (see ``_stats``). Work is
-blocked over stimuli to stay under a memory budget, runs on CUDA when available, and accumulates in
-float64 with TF32 off. A model whose features are NaN/Inf or constant, or for which a measure is
-undefined, gets a NaN row and column and a warning naming it; the other models go on.
+Each requested measure is resolved in the registry (:mod:`repsim.measures.registry`) and grouped
+by family; a family with a batched kernel (``batched.py``: CKA, RSA, mutual kNN) computes all pairs
+of all its measures at once, sharing per-model work, blocked over stimuli to stay under a memory
+budget, on CUDA when available, accumulating in float64 with TF32 off. A family without one falls
+back to its single-pair function, called once for every pair of models (correct, slower). A model
+whose features are NaN/Inf or constant, or for which a measure is undefined, gets a NaN row and
+column and a warning naming it; the other models go on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import xarray as xr
+from tqdm import tqdm
 
-from repsim.errors import InputError
+from repsim.device import resolve_device
+from repsim.errors import InputError, UndefinedMeasureError
 from repsim.measures._inputs import first_bad_row, is_constant, to_float64
-from repsim.measures._ranks import RankStore, doubled_ranks, upper_triangle
-from repsim.measures._stats import (
-    GramStats,
-    Kernel,
-    block_rows,
-    feature_path,
-    gram_path,
-    hsic,
-    hsic_rows,
-    offdiag_pearson,
-    unbiased_scale,
-)
-from repsim.measures.cka import CANCEL, REL_TOL
-from repsim.measures.knn import knn_indices
-from repsim.measures.registry import MeasureSpec, parse_measure
-
-logger = logging.getLogger(__name__)
+from repsim.measures.batched import warn_nan
+from repsim.measures.registry import FAMILIES, MeasureSpec, get_family, parse_measure
 
 
 def similarity_matrix(
@@ -82,9 +67,11 @@ def similarity_matrices(
 ) -> xr.Dataset:
     """All-pairs similarity for several measures, sharing per-model work between them.
 
-    Kernel blocks of the features are computed once for the linear and all RBF CKA variants, biased
-    and unbiased CKA share the same statistics, and one kNN search serves every k. Returns an
-    ``xr.Dataset`` with one variable (model_a, model_b) per measure, named as given.
+    Each family's measures go to its batched kernel together: kernel blocks of the features are
+    computed once for the linear and all RBF CKA variants, biased and unbiased CKA share the same
+    statistics, and one kNN search serves every k. A family without a batched kernel runs
+    :func:`pairwise_all`. Returns an ``xr.Dataset`` with one variable (model_a, model_b) per
+    measure, named as given.
     """
     if isinstance(measures, str):
         measures = [measures]
@@ -95,22 +82,18 @@ def similarity_matrices(
     n = arrays[0].shape[0]
     for spec in specs.values():
         if n < spec.min_n:
-            fix = "lower k" if spec.family == "mutual_knn" else "use more stimuli"
+            fix = get_family(spec.family).too_few_stimuli
             raise InputError(f"{spec.name} needs at least {spec.min_n} stimuli, got n={n}; {fix}")
-    dev = _device(device)
+    dev = resolve_device(device)
     budget = _budget_bytes(dev, memory_budget_gb)
     ok = _usable(ids, arrays)
     results: dict[str, np.ndarray] = {}
     with _no_tf32():
-        cka_specs = {k: s for k, s in specs.items() if s.family == "cka"}
-        if cka_specs:
-            results.update(_cka_all(ids, arrays, ok, cka_specs, dev, budget, progress))
-        rsa_specs = {k: s for k, s in specs.items() if s.family == "rsa"}
-        if rsa_specs:
-            results.update(_rsa_all(ids, arrays, ok, rsa_specs, dev, budget, progress))
-        knn_specs = {k: s for k, s in specs.items() if s.family == "mutual_knn"}
-        if knn_specs:
-            results.update(_knn_all(ids, arrays, ok, knn_specs, dev, budget))
+        for family in FAMILIES.values():  # registration order: the same order on every run
+            mine = {k: s for k, s in specs.items() if s.family == family.name}
+            if mine:
+                kernel = family.batched or pairwise_all
+                results.update(kernel(ids, arrays, ok, mine, dev, budget, progress))
     coords = {"model_a": list(ids), "model_b": list(ids)}
     data_vars = {
         name: xr.DataArray(
@@ -147,11 +130,6 @@ def _read_features(features: Mapping[str, Any]) -> tuple[list[str], list[np.ndar
     return ids, arrays
 
 
-def _warn(msg: str) -> None:
-    logger.warning(msg)
-    warnings.warn(msg, RuntimeWarning, stacklevel=4)
-
-
 def _usable(ids: list[str], arrays: list[np.ndarray]) -> np.ndarray:
     """Mask of models with finite, non-constant features; warn about the others."""
     ok = np.ones(len(ids), dtype=bool)
@@ -159,26 +137,15 @@ def _usable(ids: list[str], arrays: list[np.ndarray]) -> np.ndarray:
         row, count = first_bad_row(A)
         if row is not None:
             ok[i] = False
-            _warn(
+            warn_nan(
                 f"model {mid!r} has NaN or Inf in {count} rows (first bad row {row}); its similarities are NaN"
             )
         elif is_constant(A):
             ok[i] = False
-            _warn(
+            warn_nan(
                 f"model {mid!r} has zero variance (the same vector for every stimulus); its similarities are NaN"
             )
     return ok
-
-
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            "device='cuda' was requested but CUDA is not available; use device='cpu' or None"
-        )
-    return dev
 
 
 def _budget_bytes(dev: torch.device, memory_budget_gb: float | None) -> float:
@@ -209,255 +176,42 @@ def _no_tf32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def _embed(sub: np.ndarray, idx: np.ndarray, M: int) -> np.ndarray:
-    """Put the (k, k) matrix of models ``idx`` into an (M, M) NaN matrix, with an exact unit diagonal."""
-    out = np.full((M, M), np.nan)
-    sub = 0.5 * (sub + sub.T)
-    out[np.ix_(idx, idx)] = sub
-    ok = idx[np.isfinite(np.diagonal(sub))]
-    out[ok, ok] = 1.0
-    return out
+# ------------------------------------------------------------------------------ per-pair fallback
 
 
-def _nan_undefined(sim: np.ndarray, defined: np.ndarray, names: list[str], what: str) -> np.ndarray:
-    for i in np.flatnonzero(~defined):
-        _warn(
-            f"{what} is undefined for model {names[i]!r} (no usable variance); its similarities are NaN"
-        )
-    sim = sim.copy()
-    sim[~defined, :] = np.nan
-    sim[:, ~defined] = np.nan
-    return sim
-
-
-# ------------------------------------------------------------------------------------------- CKA
-
-
-def _cka_all(
-    ids, arrays, ok, specs: dict[str, MeasureSpec], dev, budget, progress
-) -> dict[str, np.ndarray]:
-    idx = np.flatnonzero(ok)
-    M = len(ids)
-    out = {name: np.full((M, M), np.nan) for name in specs}
-    if idx.size == 0:
-        return out
-    names = [ids[i] for i in idx]
-    X = [_centred(arrays[i], dev) for i in idx]
-    n = X[0].shape[0]
-    budget -= sum(x.numel() * 8 for x in X)
-    budget = max(budget, 64 * 2**20)
-    kernels: dict[tuple, Kernel] = {}
-    medians: list[float] | None = None
-    for spec in specs.values():
-        p = spec.params
-        if p["kernel"] == "linear":
-            kernels[("linear",)] = Kernel("linear")
-        else:
-            if p["sigma_mode"] == "median" and medians is None:
-                medians = [_median_distance(x, budget) for x in X]
-            scale = medians if p["sigma_mode"] == "median" else [1.0] * len(X)
-            kernels[("rbf", p["sigma"], p["sigma_mode"])] = Kernel(
-                "rbf", tuple(p["sigma"] * s for s in scale)
-            )
-    stats: dict[tuple, GramStats] = {}
-    gram_keys = [k for k in kernels if k[0] == "rbf"]
-    if ("linear",) in kernels:
-        if _linear_in_feature_space(n, [x.shape[1] for x in X], shared_gram=bool(gram_keys)):
-            stats[("linear",)] = feature_path(X, budget)
-        else:
-            gram_keys.append(("linear",))
-    if gram_keys:
-        res = gram_path(X, [kernels[k] for k in gram_keys], budget, progress)
-        stats.update(zip(gram_keys, res))
-    redone: dict[tuple, tuple[torch.Tensor, GramStats]] = {}
-    for name, spec in specs.items():
-        p = spec.params
-        key = ("linear",) if p["kernel"] == "linear" else ("rbf", p["sigma"], p["sigma_mode"])
-        st = stats[key]
-        H = hsic(st, n, p["unbiased"])
-        if p["unbiased"] and key == ("linear",):
-            H, scale = _keep_digits(H, st, key, redone, [arrays[i] for i in idx], kernels, budget)
-        elif p["unbiased"]:
-            scale = torch.diagonal(st.G)
-        else:
-            scale = st.second_moment()
-        self_h = torch.diagonal(H)
-        defined = (self_h > REL_TOL * scale).cpu().numpy()
-        sim = (H / torch.sqrt(torch.outer(self_h, self_h).clamp(min=0.0))).cpu().numpy()
-        sim = _nan_undefined(sim, defined, names, spec.name)
-        out[name] = _embed(sim, idx, M)
-    return out
-
-
-def _keep_digits(
-    H: torch.Tensor,
-    st: GramStats,
-    key: tuple,
-    redone: dict[tuple, tuple[torch.Tensor, GramStats]],
+def pairwise_all(
+    ids: list[str],
     arrays: list[np.ndarray],
-    kernels: dict[tuple, Kernel],
+    ok: np.ndarray,
+    specs: dict[str, MeasureSpec],
+    dev: torch.device,
     budget: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recompute the unbiased HSIC rows of models whose self-HSIC lost digits; return H and scales.
-
-    A model whose self-HSIC is below ``CANCEL`` times the terms it was computed from (near-degenerate
-    features) gets its row and column again from the Gram path on median-centred features, where the
-    kernel entries are as small as the structure they carry. The scale of the "undefined" rule is
-    ``|K~|^2`` (off-diagonal entries only) of whichever evaluation is kept. Linear kernels only: an
-    RBF kernel does not depend on the origin, so a second pass would give the same terms.
-    """
-    n = st.R.shape[1]
-    scale = torch.diagonal(st.G).clone()
-    lost = torch.nonzero(torch.diagonal(H) < CANCEL * unbiased_scale(st, n)).flatten()
-    if lost.numel() == 0:
-        return H, scale
-    rows = lost.tolist()
-    if key not in redone:
-        dev = H.device
-        med = [_median_centred(A, dev) for A in arrays]
-        (st2,) = gram_path(med, [kernels[key]], budget, rows=rows)
-        redone[key] = lost, st2
-        del med
-    lost, st2 = redone[key]
-    rows = lost.tolist()
-    Hr = hsic_rows(st2, rows, n)
-    H = H.clone()
-    H[lost, :] = Hr
-    H[:, lost] = Hr.T
-    scale[lost] = st2.G[torch.arange(len(rows), device=H.device), lost]
-    return H, scale
-
-
-def _centred(A: np.ndarray, dev: torch.device) -> torch.Tensor:
-    """Features centred over stimuli: CKA is invariant to it, and it avoids cancellation."""
-    t = torch.from_numpy(A).to(dev)
-    return t - t.mean(0)
-
-
-def _median_centred(A: np.ndarray, dev: torch.device) -> torch.Tensor:
-    """Features minus their coordinate-wise median: a tight cluster of stimuli sits at 0 exactly."""
-    t = torch.from_numpy(A).to(dev)
-    return t - t.median(0).values
-
-
-def _linear_in_feature_space(n: int, dims: list[int], shared_gram: bool) -> bool:
-    """Choose the cheaper all-pairs route for linear kernels from n and the feature dims."""
-    total, M = float(sum(dims)), len(dims)
-    feature_cost = n * total * total / 2
-    gram_cost = M * M * n * n / 4 + (0.0 if shared_gram else n * n * total / 2)
-    return feature_cost <= gram_cost
-
-
-def _median_distance(S: torch.Tensor, budget: float) -> float:
-    """Median Euclidean distance over stimulus pairs i < j (mean of the two middles for an even count)."""
-    n = S.shape[0]
-    q = (S * S).sum(1)
-    nb = block_rows(n, 8.0 * n * 3, budget / 2)
-    parts = []
-    for r0 in range(0, n, nb):
-        r1 = min(n, r0 + nb)
-        D2 = (q[r0:r1, None] + q[None, r0:]).sub_(S[r0:r1] @ S[r0:].T, alpha=2.0).clamp_(min=0.0)
-        parts.append(D2[torch.ones_like(D2, dtype=torch.bool).triu_(diagonal=1)])
-    d2 = torch.cat(parts)
-    N = d2.numel()
-    lo = torch.kthvalue(d2, (N + 1) // 2).values
-    hi = torch.kthvalue(d2, N // 2 + 1).values
-    med = 0.5 * (math.sqrt(float(lo)) + math.sqrt(float(hi)))
-    return med if med > 0 else math.nan
-
-
-# ------------------------------------------------------------------------------------------- RSA
-
-
-def _rsa_all(
-    ids, arrays, ok, specs: dict[str, MeasureSpec], dev, budget, progress
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
+    """All pairs from the single-pair function: the engine's path for a family without a kernel.
+
+    Every unordered pair of usable models, each model with itself included, is one call of
+    ``spec(X, Y)`` (the registry's single-pair function, on the CPU in float64; ``dev`` and
+    ``budget`` are not used). Measures are symmetric, so ``[b, a]`` is ``[a, b]``. A pair for which
+    the measure is undefined is NaN, with one warning per measure.
+    """
     M = len(ids)
-    out = {name: np.full((M, M), np.nan) for name in specs}
-    Z, idx = [], []
-    for i in np.flatnonzero(ok):
-        t = torch.from_numpy(arrays[i]).to(dev)
-        t = t - t.mean(1, keepdim=True)
-        norms = t.norm(dim=1)
-        bad = ~(norms > 0)
-        if bool(bad.any()):
-            row = int(torch.nonzero(bad)[0])
-            _warn(
-                f"model {ids[i]!r}: stimulus row {row} has a constant feature vector, so RSA is undefined; its RSA is NaN"
-            )
-            continue
-        Z.append(t / norms[:, None])
-        idx.append(i)
-    if not Z:
-        return out
-    idx_arr = np.asarray(idx)
-    names = [ids[i] for i in idx]
-    n = Z[0].shape[0]
-    budget = max(budget - sum(z.numel() * 8 for z in Z), 64 * 2**20)
+    idx = np.flatnonzero(ok)
+    pairs = [(int(a), int(b)) for i, a in enumerate(idx) for b in idx[i:]]
+    out = {}
     for name, spec in specs.items():
-        if spec.params["compare"] == "pearson":
-            dims = [z.shape[1] for z in Z]
-            if _linear_in_feature_space(n, dims, shared_gram=False):
-                st = feature_path(Z, budget)
-            else:
-                (st,) = gram_path(Z, [Kernel("linear")], budget, progress)
-            sim, var = offdiag_pearson(st, n)
-            defined = (var > REL_TOL * torch.diagonal(st.G)).cpu().numpy()
-            sim = sim.cpu().numpy()
-        else:
-            sim, defined = _spearman(Z, budget, dev)
-        out[name] = _embed(_nan_undefined(sim, defined, names, spec.name), idx_arr, M)
-    return out
-
-
-def _spearman(
-    Z: list[torch.Tensor], budget: float, dev: torch.device
-) -> tuple[np.ndarray, np.ndarray]:
-    n = Z[0].shape[0]
-    N = n * (n - 1) // 2
-    store = RankStore(len(Z), N, dev, budget / 2)
-    try:
-        nb = block_rows(n, 8.0 * n * 3, budget / 8)
-        for m, z in enumerate(Z):
-            store.data[m] = doubled_ranks(upper_triangle(z, nb)).to(store.data.device)
-        G = store.gram(dev, budget / 4)
-    finally:
-        store.close()
-    var = torch.diagonal(G).clone()
-    sim = G / torch.sqrt(torch.outer(var, var))
-    return sim.cpu().numpy(), (var > 0).cpu().numpy()
-
-
-# ------------------------------------------------------------------------------------ mutual kNN
-
-
-def _knn_all(ids, arrays, ok, specs: dict[str, MeasureSpec], dev, budget) -> dict[str, np.ndarray]:
-    M = len(ids)
-    out = {name: np.full((M, M), np.nan) for name in specs}
-    kmax = max(s.params["k"] for s in specs.values())
-    sets, idx = [], []
-    for i in np.flatnonzero(ok):
-        t = torch.from_numpy(arrays[i]).to(dev)
-        norms = t.norm(dim=1)
-        bad = ~(norms > 0)
-        if bool(bad.any()):
-            row = int(torch.nonzero(bad)[0])
-            _warn(
-                f"model {ids[i]!r}: stimulus row {row} is a zero vector, so mutual kNN is undefined; its kNN is NaN"
+        sim = np.full((M, M), np.nan)
+        undefined: list[tuple[int, int, str]] = []
+        for a, b in tqdm(pairs, desc=spec.name, disable=not progress, leave=False):
+            try:
+                sim[a, b] = sim[b, a] = spec(arrays[a], arrays[b])
+            except UndefinedMeasureError as err:
+                undefined.append((a, b, str(err)))
+        if undefined:
+            a, b, why = undefined[0]
+            warn_nan(
+                f"{spec.name} is undefined for {len(undefined)} model pair(s), first "
+                f"({ids[a]!r}, {ids[b]!r}): {why}; their similarities are NaN"
             )
-            continue
-        n = t.shape[0]
-        nb = block_rows(n, 8.0 * n * 2, budget / 2)
-        sets.append(knn_indices(t / norms[:, None], kmax, nb).cpu().numpy())
-        idx.append(i)
-    if not sets:
-        return out
-    n = sets[0].shape[0]
-    for name, spec in specs.items():
-        k = spec.params["k"]
-        cols = np.concatenate([(np.arange(n)[:, None] * n + s[:, :k]).ravel() for s in sets])
-        rows = np.repeat(np.arange(len(sets)), n * k)
-        A = sp.csr_matrix((np.ones(cols.size), (rows, cols)), shape=(len(sets), n * n))
-        shared = (A @ A.T).toarray()
-        out[name] = _embed(shared / (n * k), np.asarray(idx), M)
+        out[name] = sim
     return out
