@@ -26,6 +26,7 @@ from repsim.config import (
     select_ids,
 )
 from repsim.errors import ConfigError, InputError, MissingWeightsError, ModelError
+from repsim.names import MODEL_FIELDS, NUMERIC_MODEL_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,6 @@ KNOWN_MEASURES = (
     "rsa_pearson",
     "mutual_knn_5",
     "mutual_knn_20",
-)
-
-# metadata fields carried as coords on the model dims of the result files
-MODEL_COORDS = (
-    "objective",
-    "method",
-    "architecture_class",
-    "architecture",
-    "data_class",
-    "size_class",
-    "params_m",
-    "embed_dim",
 )
 
 
@@ -285,12 +274,12 @@ def file_fingerprint(path: str | Path | None) -> str | None:
 
 
 def model_metadata(spec: Any) -> dict[str, Any]:
-    """The metadata fields of MODEL_COORDS for one model spec (NaN/'' where unknown)."""
+    """The fields of :data:`repsim.names.MODEL_FIELDS` for one model spec (NaN/'' where unknown)."""
     meta = dict(getattr(spec, "metadata", {}) or {})
     out: dict[str, Any] = {}
-    for key in MODEL_COORDS:
+    for key in MODEL_FIELDS:
         value = meta.get(key, getattr(spec, key, None))
-        if key in ("params_m", "embed_dim"):
+        if key in NUMERIC_MODEL_FIELDS:
             out[key] = float(value) if value is not None else float("nan")
         else:
             out[key] = "" if value is None else str(value)

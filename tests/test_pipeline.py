@@ -12,8 +12,9 @@ import xarray as xr
 
 from repsim import stages
 from repsim.errors import ConfigError
+from repsim.names import MODEL_FIELDS
 from repsim.pipeline import run
-from repsim.plan import MODEL_COORDS, load_plan
+from repsim.plan import load_plan
 from repsim.runfolder import RunFolder
 
 pytestmark = pytest.mark.slow
@@ -34,7 +35,7 @@ def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
         values = sim[name].values
         np.testing.assert_allclose(values, values.transpose(0, 2, 1), atol=1e-12)
     assert list(sim.model_a.values) == [m.id for m in plan.models]
-    for key in MODEL_COORDS:
+    for key in MODEL_FIELDS:
         assert sim[f"{key}_a"].dims == ("model_a",) and sim[f"{key}_b"].dims == ("model_b",)
     assert {"domain", "n_stimuli", "dataset_name"} <= set(sim.coords)
     np.testing.assert_allclose(
@@ -66,7 +67,7 @@ def test_second_run_skips_every_stage(
 
     for target in (
         "repsim.stimuli.open_dataset",
-        "repsim.extract.extract_features",
+        "repsim.extract.extract_models",
         "repsim.measures.similarity_matrices",
         "repsim.probe.linear_probe",
     ):
@@ -175,21 +176,22 @@ def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path
     assert not RunFolder(run_dir).similarity.exists()
 
 
-def test_large_datasets_decode_on_demand_with_the_same_features(
+def test_datasets_decode_on_demand_with_the_same_images(
     tiny_run: Path, tiny_config: Path, tmp_path: Path
 ):
+    """Extraction reads a dataset's images batch by batch (chunk-major), at any size."""
     import pickle
 
     from repsim.stages import LazyImages, decode_images, extraction_ids, read_stimuli
+    from repsim.stimuli import open_dataset
 
     plan = load_plan(tiny_config)
     ds = plan.datasets[0]
     ids = extraction_ids(plan, read_stimuli(tiny_run, ds))
-    eager = decode_images(plan, ds, tiny_run, ids)
-    lazy_plan = load_plan(tiny_config).__class__(
-        **{**plan.__dict__, "extract": {**plan.extract, "max_decoded": 10}}
-    )
-    lazy = pickle.loads(pickle.dumps(decode_images(lazy_plan, ds, tiny_run, ids)))
-    assert isinstance(lazy, LazyImages)
+    stimset = open_dataset(ds)
+    lazy = pickle.loads(pickle.dumps(decode_images(plan, ds, tiny_run, ids)))
+    assert isinstance(lazy, LazyImages) and len(lazy) == len(ids)
     rows = np.array([0, 5, len(ids) - 1])
-    np.testing.assert_array_equal(np.asarray(lazy(rows)), eager[rows])
+    np.testing.assert_array_equal(
+        np.asarray(lazy(rows)), stimset.load_images(stimset.indices_of(ids[rows]))
+    )

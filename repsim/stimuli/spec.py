@@ -15,8 +15,8 @@ from typing import Any
 
 from repsim.config import CONFIG_DIR_KEY, resolve_path
 from repsim.errors import ConfigError
+from repsim.names import DOMAINS
 
-DOMAINS = ("Natural (multi-domain)", "Natural (single-domain)", "Specialized", "Structured")
 LOADER_NAMES = ("embedded", "torchvision", "wds", "imagefolder", "breeds")
 # which location field each loader needs (any one of them)
 _NEEDS = {
