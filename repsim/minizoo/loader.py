@@ -41,17 +41,20 @@ def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu
                 f"model {spec.id!r}: {path} holds architecture {meta.get('arch')!r}, but the spec's "
                 f"identifier is {spec.identifier!r}; fix the identifier or the weights path"
             )
-        cfg = {"weights": str(path), **meta}
+        source, record = str(path), {"weights": str(path), **meta}
     else:
         kwargs = {**arch_kwargs(spec.identifier), **dict(spec.options)}
         module = build_arch(spec.identifier, **kwargs)
-        cfg = {"weights": None, "arch": spec.identifier}
-    module = module.to(device).eval()
-    cfg.update({"embed_dim": int(module.embed_dim), "input_size": [3, IMG_SIZE, IMG_SIZE]})
-    return LoadedModel(
-        module=module,
-        preprocess=PREPROCESS,
-        default_layer=None,
+        source, record = "random-init", {"weights": None, "arch": spec.identifier}
+    record.update(embed_dim=int(module.embed_dim), input_size=[3, IMG_SIZE, IMG_SIZE])
+    return LoadedModel.built(
+        spec,
+        module,
+        PREPROCESS,
+        loader="minizoo",
+        pretrained=pretrained,
+        source=source,
+        device=device,
         default_token="none",
-        pretrained_cfg=cfg,
+        **record,
     )

@@ -103,6 +103,45 @@ class LoadedModel:
     default_token: str
     pretrained_cfg: dict = field(default_factory=dict)
 
+    @classmethod
+    def built(
+        cls,
+        spec: ModelSpec,
+        module: torch.nn.Module,
+        preprocess: PreprocessSpec,
+        *,
+        loader: str,
+        pretrained: bool,
+        source: str | None,
+        resolved: str | None = None,
+        device: Any = None,
+        default_layer: str | None = None,
+        default_token: str = "pooled",
+        **record: Any,
+    ) -> LoadedModel:
+        """What every loader returns: the module in eval mode, and where its weights came from.
+
+        The record (``pretrained_cfg``) is stored with the features, so every loader writes the same
+        five fields first (loader, identifier, resolved name, pretrained, source) and its own after.
+        ``device``, when given, moves the module there.
+        """
+        if device is not None:
+            module = module.to(device)
+        return cls(
+            module=module.eval(),
+            preprocess=preprocess,
+            default_layer=default_layer,
+            default_token=default_token,
+            pretrained_cfg={
+                "loader": loader,
+                "identifier": spec.identifier,
+                "resolved": spec.identifier if resolved is None else resolved,
+                "pretrained": bool(pretrained),
+                "source": source,
+                **record,
+            },
+        )
+
 
 @dataclass(frozen=True)
 class ModelSpec:

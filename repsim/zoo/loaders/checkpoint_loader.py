@@ -178,18 +178,14 @@ def load_checkpoint(
         )
         load_into(model, state, spec, spec.identifier)
     is_timm = spec.identifier.startswith("timm:")
-    return LoadedModel(
-        module=model.to(device).eval(),
-        preprocess=SSL_PREPROCESS,
-        default_layer=None,
-        default_token="pooled",
-        pretrained_cfg={
-            "loader": "checkpoint",
-            "identifier": spec.identifier,
-            "resolved": spec.identifier,
-            "pretrained": bool(pretrained),
-            "source": source,
-            "url": url,
-            "architecture_source": "timm" if is_timm else "torchvision",
-        },
+    return LoadedModel.built(
+        spec,
+        model,
+        SSL_PREPROCESS,
+        loader="checkpoint",
+        pretrained=pretrained,
+        source=source,
+        device=device,
+        url=url,
+        architecture_source="timm" if is_timm else "torchvision",
     )

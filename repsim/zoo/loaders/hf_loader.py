@@ -86,16 +86,12 @@ def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") ->
         config = tf.AlignVisionConfig()
         with torch.device(device):
             model = tf.AlignVisionModel(config)
-    return LoadedModel(
-        module=AlignVision(model).to(device).eval(),
-        preprocess=ALIGN_PREPROCESS,
-        default_layer=None,
-        default_token="pooled",
-        pretrained_cfg={
-            "loader": "hf_transformers",
-            "identifier": spec.identifier,
-            "resolved": spec.identifier,
-            "pretrained": bool(pretrained),
-            "source": source,
-        },
+    return LoadedModel.built(
+        spec,
+        AlignVision(model),
+        ALIGN_PREPROCESS,
+        loader="hf_transformers",
+        pretrained=pretrained,
+        source=source,
+        device=device,
     )

@@ -85,16 +85,12 @@ def load_hub(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -
         model = model[0]
     if path is not None:
         load_into(model, load_state_dict(path), spec, spec.identifier)  # every parameter covered
-    return LoadedModel(
-        module=model.to(device).eval(),
-        preprocess=SSL_PREPROCESS,
-        default_layer=None,
-        default_token="pooled",
-        pretrained_cfg={
-            "loader": "torch_hub",
-            "identifier": spec.identifier,
-            "resolved": spec.identifier,
-            "pretrained": bool(pretrained),
-            "source": str(path) if path else (repo if pretrained else "random-init"),
-        },
+    return LoadedModel.built(
+        spec,
+        model,
+        SSL_PREPROCESS,
+        loader="torch_hub",
+        pretrained=pretrained,
+        source=str(path) if path else (repo if pretrained else "random-init"),
+        device=device,
     )

@@ -152,17 +152,13 @@ def load_open_clip(spec: ModelSpec, *, pretrained: bool = True, device: Any = "c
     visual = model.visual
     pre = preprocess_for(dict(getattr(visual, "preprocess_cfg", {}) or {}), tag_cfg)
     del model
-    return LoadedModel(
-        module=ImageTower(visual).eval(),
-        preprocess=pre,
+    return LoadedModel.built(
+        spec,
+        ImageTower(visual),
+        pre,
+        loader="open_clip",
+        pretrained=pretrained,
+        source=source,
         default_layer="visual",
-        default_token="pooled",
-        pretrained_cfg={
-            "loader": "open_clip",
-            "identifier": spec.identifier,
-            "resolved": spec.identifier,
-            "pretrained": bool(pretrained),
-            "source": source,
-            "options": dict(spec.options),
-        },
+        options=dict(spec.options),
     )

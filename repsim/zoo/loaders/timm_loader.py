@@ -153,19 +153,13 @@ def load_timm(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") 
         size = int(spec.options["img_size"])
         data_cfg["input_size"] = (3, size, size)
     resolved = model.pretrained_cfg or {}
-    return LoadedModel(
-        module=model.eval(),
-        preprocess=preprocess_from_data_config(data_cfg),
-        default_layer=None,
-        default_token="pooled",
-        pretrained_cfg={
-            "loader": "timm",
-            "identifier": spec.identifier,
-            "resolved": f"{resolved.get('architecture', name)}.{resolved.get('tag', '')}".rstrip(
-                "."
-            ),
-            "pretrained": bool(pretrained),
-            "source": source,
-            "options": dict(spec.options),
-        },
+    return LoadedModel.built(
+        spec,
+        model,
+        preprocess_from_data_config(data_cfg),
+        loader="timm",
+        pretrained=pretrained,
+        source=source,
+        resolved=f"{resolved.get('architecture', name)}.{resolved.get('tag', '')}".rstrip("."),
+        options=dict(spec.options),
     )

@@ -83,16 +83,13 @@ def load_torchvision(
             model.load_state_dict(state)
         except RuntimeError as exc:
             raise ModelError(f"model {spec.id!r}: weights {path} do not fit {name}: {exc}") from exc
-    return LoadedModel(
-        module=model.to(device).eval(),
-        preprocess=preprocess_from_weights(weights),
-        default_layer=None,
-        default_token="pooled",
-        pretrained_cfg={
-            "loader": "torchvision",
-            "identifier": spec.identifier,
-            "resolved": f"{name}:{weights.name}",
-            "pretrained": bool(pretrained),
-            "source": source,
-        },
+    return LoadedModel.built(
+        spec,
+        model,
+        preprocess_from_weights(weights),
+        loader="torchvision",
+        pretrained=pretrained,
+        source=source,
+        resolved=f"{name}:{weights.name}",
+        device=device,
     )
