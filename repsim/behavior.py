@@ -129,6 +129,19 @@ def _correlate(x: np.ndarray, y: np.ndarray, min_pairs: int) -> tuple[float, ...
     return float(pr[0]), float(pr[1]), float(sr[0]), float(sr[1])
 
 
+#: Columns of :func:`behavior_correlation`.
+CORRELATION_COLUMNS = [
+    "dataset",
+    "domain",
+    "n_pairs",
+    "pearson_r",
+    "pearson_p",
+    "spearman_r",
+    "spearman_p",
+    "mean_accuracy",
+]
+
+
 def behavior_correlation(
     similarity: xr.DataArray | pd.DataFrame,
     accuracy: xr.DataArray | xr.Dataset | None = None,
@@ -138,21 +151,37 @@ def behavior_correlation(
     """Per dataset, the correlation between pair similarity and absolute accuracy gap.
 
     Pass ``(similarity, accuracy)`` as for :func:`pair_table`, or a table it returned. A dataset
-    with fewer than ``min_pairs`` pairs, or constant similarity or gap, gets NaN (r is undefined).
+    with fewer than ``min_pairs`` pairs, or constant similarity or gap, gets NaN (r is undefined);
+    with arrays, every dataset the two share has a row, also one whose accuracies are all missing
+    (probes left out as near chance: ``n_pairs`` 0).
 
     Returns
     -------
     pandas.DataFrame
-        One row per dataset: ``dataset, domain, n_pairs, pearson_r, pearson_p, spearman_r,
-        spearman_p``. ``.set_index("dataset").to_xarray()`` gives the xarray form.
+        One row per dataset (:data:`CORRELATION_COLUMNS`): ``dataset, domain, n_pairs, pearson_r,
+        pearson_p, spearman_r, spearman_p, mean_accuracy`` (the mean over the models of their
+        seed-mean accuracy; NaN when a table is passed). ``.set_index("dataset").to_xarray()``
+        gives the xarray form.
     """
-    pairs = similarity if isinstance(similarity, pd.DataFrame) else pair_table(similarity, accuracy)
+    if isinstance(similarity, pd.DataFrame):
+        pairs, acc = similarity, None
+        datasets = list(dict.fromkeys(pairs["dataset"]))
+        domains = dict(zip(pairs["dataset"], pairs["domain"]))
+    else:
+        pairs = pair_table(similarity, accuracy)
+        acc = _accuracy_array(accuracy)
+        models = set(similarity["model_a"].values.tolist())
+        acc = acc.sel(model=[m for m in acc["model"].values.tolist() if m in models])
+        shared = set(acc["dataset"].values.tolist())
+        datasets = [d for d in similarity["dataset"].values.tolist() if d in shared]
+        domains = dict(zip(datasets, _domains(datasets, similarity, acc)))
     rows = []
-    for dataset, group in pairs.groupby("dataset", sort=False):
+    for dataset in datasets:
+        group = pairs[pairs["dataset"] == dataset]
         r = _correlate(group["similarity"].to_numpy(), group["gap"].to_numpy(), min_pairs)
-        rows.append((dataset, group["domain"].iloc[0], len(group), *r))
-    columns = ["dataset", "domain", "n_pairs", "pearson_r", "pearson_p", "spearman_r", "spearman_p"]
-    return pd.DataFrame(rows, columns=columns)
+        mean = float(acc.sel(dataset=dataset).mean()) if acc is not None else np.nan
+        rows.append((dataset, domains.get(dataset), len(group), *r, mean))
+    return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
 
 def correlation_by_domain(correlations: pd.DataFrame) -> pd.DataFrame:
@@ -299,6 +328,7 @@ def near_chance_text(chance: pd.DataFrame, margin: float = CHANCE_MARGIN) -> str
 __all__ = [
     "CHANCE_COLUMNS",
     "CHANCE_MARGIN",
+    "CORRELATION_COLUMNS",
     "PAIR_COLUMNS",
     "behavior_correlation",
     "correlation_by_domain",

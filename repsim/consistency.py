@@ -24,15 +24,28 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import rankdata
 
-from repsim.errors import AsymmetricSimilarityError, InputError
+from repsim.errors import AsymmetricSimilarityError, InputError, StoreError
 from repsim.measures._inputs import real_array
+from repsim.names import (
+    ALL,
+    CATEGORY_FIELDS,
+    UNKNOWN,
+    anchor_partner_label,
+    group_pair_label,
+    is_known,
+    is_same_pair,
+    pair_label,
+    split_pair,
+)
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("pearson", "spearman")
 #: Transforms of similarity before correlating (the study's appendix on values near the upper bound).
 TRANSFORMS = (None, "arccos", "tan")
-GROUP_BYS = ("objective", "architecture_class", "data_class", "size_class")
+#: Fewest model pairs a consistency value needs in the tables of the book: a Pearson r over 2
+#: points is always +-1 (consistency.nc itself keeps category pairs with 2 model pairs).
+MIN_PAIRS = 3
 
 
 def consistency(
@@ -208,7 +221,7 @@ def anchor_partner_consistency(
                 logger.debug("anchor %s: skipping partners %s (%d models)", a, c, len(partners))
                 continue
             da = _consistency(sim, _pair_mask(sim, [a], partners), method)
-            da = da.expand_dims(anchor_partner=[f"{a} | {c}"])
+            da = da.expand_dims(anchor_partner=[anchor_partner_label(a, c)])
             da.attrs.pop("n_pairs", None)
             parts.append(
                 da.assign_coords(
@@ -291,7 +304,7 @@ def partner_rank_sum_tests(
     return out
 
 
-def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = GROUP_BYS) -> xr.Dataset:
+def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = CATEGORY_FIELDS) -> xr.Dataset:
     """All consistency results of a run: the content of ``consistency.nc``.
 
     Variables: ``consistency`` and ``consistency_spearman`` (measure, group_pair, dataset_a,
@@ -319,7 +332,7 @@ def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = GROUP_BYS) -> xr
     for name in measures:
         sim = sim_ds[name]
         for var, method in (("consistency", "pearson"), ("consistency_spearman", "spearman")):
-            groups = [_labelled(consistency(sim, method), "all", "all", "all", _n_all(sim))]
+            groups = [_labelled(consistency(sim, method), ALL, ALL, ALL, _n_all(sim))]
             groups += [grouped_consistency(sim, key, method) for key in usable]
             out[var].append(xr.concat(groups, dim="group_pair", combine_attrs="drop_conflicts"))
         out["anchor_consistency"].append(anchor_consistency(sim, method="pearson"))
@@ -349,6 +362,357 @@ def to_tidy(da: xr.DataArray) -> pd.DataFrame:
     df = da.rename(name).to_dataframe().reset_index()
     keep = df["dataset_a"].map(order) < df["dataset_b"].map(order)
     return df.loc[keep].reset_index(drop=True)
+
+
+# ------------------------------------------------------------------- tidy tables for the book
+#: Columns of :func:`similarity_pairs`.
+PAIR_COLUMNS = [
+    "dataset",
+    "domain",
+    "model_a",
+    "model_b",
+    "similarity",
+    "cat_a",
+    "cat_b",
+    "category_pair",
+]
+#: Columns of :func:`consistency_table`.
+TABLE_COLUMNS = [
+    "group_pair",
+    "group_by",
+    "group_a",
+    "group_b",
+    "label",
+    "dataset_a",
+    "dataset_b",
+    "consistency",
+]
+
+
+def category_labels(da: xr.Dataset | xr.DataArray, category: str = "objective") -> np.ndarray:
+    """Each model's category (``model_a`` order), with missing metadata as ``"unknown"``."""
+    coord = f"{category}_a"
+    if coord not in da.coords:
+        return np.array([UNKNOWN] * da.sizes["model_a"], dtype=object)
+    return np.array([str(c) if is_known(c) else UNKNOWN for c in da[coord].values], dtype=object)
+
+
+def similarity_pairs(da: xr.DataArray, category: str = "objective") -> pd.DataFrame:
+    """Tidy table of all unordered model pairs: one row per (dataset, pair) with its similarity.
+
+    The unit that consistency correlates. Columns (:data:`PAIR_COLUMNS`): dataset, domain,
+    model_a, model_b (model_a before model_b in the array's order), similarity, cat_a, cat_b and
+    category_pair (``"A | B"``, :func:`repsim.names.pair_label`).
+    """
+    models = [str(m) for m in da.model_a.values]
+    iu, ju = np.triu_indices(len(models), k=1)
+    cats = category_labels(da, category)
+    rows = []
+    for k, ds in enumerate(da.dataset.values):
+        vals = da.sel(dataset=ds).transpose("model_a", "model_b").values[iu, ju]
+        dom = str(da["domain"].values[k]) if "domain" in da.coords else ""
+        rows.append(
+            pd.DataFrame(
+                {
+                    "dataset": str(ds),
+                    "domain": dom,
+                    "model_a": np.array(models)[iu],
+                    "model_b": np.array(models)[ju],
+                    "similarity": vals,
+                    "cat_a": cats[iu],
+                    "cat_b": cats[ju],
+                }
+            )
+        )
+    out = pd.concat(rows, ignore_index=True)
+    out["category_pair"] = [pair_label(a, b) for a, b in zip(out.cat_a, out.cat_b)]
+    return out
+
+
+def pair_vectors(da: xr.DataArray) -> pd.DataFrame:
+    """Pairs x datasets table of pair similarities (index: ``"model_a~model_b"``): the vectors
+    whose correlation across two datasets is their consistency."""
+    t = similarity_pairs(da)
+    t["pair"] = t.model_a + "~" + t.model_b
+    return t.pivot(index="pair", columns="dataset", values="similarity")
+
+
+def dataset_pair_table(
+    da: xr.DataArray, dataset_a: str, dataset_b: str, category: str = "objective"
+) -> pd.DataFrame:
+    """Each model pair's similarity on two datasets side by side: the points whose correlation is
+    the consistency of the two datasets. Columns: model_a, model_b, category_pair, then one
+    column per dataset (named by its id)."""
+    return (
+        similarity_pairs(da.sel(dataset=[dataset_a, dataset_b]), category)
+        .pivot_table(
+            index=["model_a", "model_b", "category_pair"], columns="dataset", values="similarity"
+        )
+        .reset_index()
+    )
+
+
+def within_category_consistency(
+    da: xr.DataArray,
+    dataset_pairs: Sequence[tuple[str, str]],
+    category: str = "objective",
+    min_pairs: int = MIN_PAIRS,
+) -> pd.DataFrame:
+    """Per dataset pair: consistency over all model pairs (``all``) and within each category with
+    at least ``min_pairs`` model pairs (one column per category; unknown categories left out).
+
+    Index: ``"A / B"`` (column name ``dataset pair``). Pearson r, as :func:`consistency`, over the
+    model pairs finite on both datasets (:func:`repsim.stats.correlate`).
+    """
+    from repsim.stats import correlate
+
+    rows = []
+    for a, b in dataset_pairs:
+        t = dataset_pair_table(da, a, b, category)
+        row = {"dataset pair": f"{a} / {b}", ALL: correlate(t[a], t[b])}
+        for lab, g in t.groupby("category_pair"):
+            if is_same_pair(lab) and len(g) >= min_pairs and UNKNOWN not in lab:
+                row[split_pair(lab)[0]] = correlate(g[a], g[b])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("dataset pair")
+
+
+def consistency_matrices(
+    cons: xr.Dataset,
+    measure: str,
+    group_pairs: Sequence[str],
+    datasets: Sequence[str],
+    variable: str = "consistency",
+) -> xr.DataArray:
+    """Dataset x dataset consistency of some group pairs of ``consistency.nc``, datasets in the
+    given order: (group_pair, dataset_a, dataset_b)."""
+    return cons[variable].sel(
+        measure=measure,
+        group_pair=list(group_pairs),
+        dataset_a=list(datasets),
+        dataset_b=list(datasets),
+    )
+
+
+def consistency_table(
+    cons: xr.Dataset,
+    measure: str,
+    group_by: str | Sequence[str] = "objective",
+    variable: str = "consistency",
+    datasets: Sequence[str] | None = None,
+    min_pairs: int = MIN_PAIRS,
+) -> pd.DataFrame:
+    """Tidy consistency of ``consistency.nc`` over distinct dataset pairs, one row per
+    (group_pair, dataset pair).
+
+    Columns (:data:`TABLE_COLUMNS`): group_pair, group_by, group_a, group_b, label (``"A | B"``,
+    or ``"all"``), dataset_a, dataset_b, consistency. ``group_by`` may be one grouping or several
+    (``"all"`` is the baseline); ``datasets`` restricts the dataset pairs (None: all of the run).
+    Category pairs with fewer than ``min_pairs`` model pairs (their r is +-1 or undefined) or an
+    unknown category are left out.
+    """
+    groups = [group_by] if isinstance(group_by, str) else list(group_by)
+    da = cons[variable].sel(measure=measure)
+    if datasets:
+        da = da.sel(dataset_a=list(datasets), dataset_b=list(datasets))
+    keep = np.isin(da["group_by"].values, groups)
+    if "n_pairs" in da.coords:
+        keep &= da["n_pairs"].values >= min_pairs
+    known = [
+        g == ALL or (is_known(a) and is_known(b))
+        for g, a, b in zip(da["group_by"].values, da["group_a"].values, da["group_b"].values)
+    ]
+    keep &= np.array(known, dtype=bool)
+    da = da.isel(group_pair=np.flatnonzero(keep))
+    dsets = [str(d) for d in da.dataset_a.values]
+    ia, ib = np.triu_indices(len(dsets), k=1)
+    rows = []
+    for k, gp in enumerate(da.group_pair.values):
+        m = da.sel(group_pair=gp).transpose("dataset_a", "dataset_b").values
+        ga, gb = str(da["group_a"].values[k]), str(da["group_b"].values[k])
+        rows.append(
+            pd.DataFrame(
+                {
+                    "group_pair": str(gp),
+                    "group_by": str(da["group_by"].values[k]),
+                    "group_a": ga,
+                    "group_b": gb,
+                    "label": ALL if ga in ("", ALL) else pair_label(ga, gb),
+                    "dataset_a": np.array(dsets)[ia],
+                    "dataset_b": np.array(dsets)[ib],
+                    "consistency": m[ia, ib],
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=TABLE_COLUMNS)
+
+
+def consistency_pairs(
+    cons: xr.Dataset,
+    x: tuple[str, str],
+    y: tuple[str, str],
+    group_by: str | Sequence[str] = (ALL, "objective"),
+    datasets: Sequence[str] | None = None,
+    min_pairs: int = MIN_PAIRS,
+) -> pd.DataFrame:
+    """The same consistency values under two settings, one row per (category pair, dataset pair).
+
+    ``x`` and ``y`` are ``(measure, variable)`` of consistency.nc, e.g.
+    ``("cka_linear", "consistency")`` against ``("mutual_knn_10", "consistency")`` for local
+    against global (the study's appendix), or against ``("cka_linear", "consistency_spearman")``
+    for Pearson against Spearman. Columns: label, group_by, dataset_a, dataset_b, x, y.
+    """
+    keys = ["group_pair", "group_by", "label", "dataset_a", "dataset_b"]
+    tables = []
+    for (measure, variable), name in ((x, "x"), (y, "y")):
+        if variable not in cons or measure not in set(map(str, cons.measure.values)):
+            raise InputError(
+                f"consistency.nc has no {variable} for {measure}; measures: "
+                f"{list(map(str, cons.measure.values))}"
+            )
+        t = consistency_table(cons, measure, group_by, variable, datasets, min_pairs)
+        tables.append(t[keys + ["consistency"]].rename(columns={"consistency": name}))
+    out = tables[0].merge(tables[1], on=keys)
+    return out.drop(columns="group_pair")
+
+
+def median_order(tidy: pd.DataFrame, by: str = "label", value: str = "consistency") -> list[str]:
+    """Labels sorted by the median of ``value``, highest first (NaN-only labels last)."""
+    med = tidy.groupby(by)[value].median().sort_values(ascending=False, na_position="last")
+    return [str(x) for x in med.index]
+
+
+def consistency_summary(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Median, quartiles and count of consistency per label of a :func:`consistency_table`,
+    sorted by median (highest first). Columns: group_by, label, median, q25, q75, n."""
+    g = tidy.dropna(subset=["consistency"]).groupby(["group_by", "label"])["consistency"]
+    cols = ["group_by", "label", "median", "q25", "q75", "n"]
+    if not len(g):
+        return pd.DataFrame(columns=cols)
+    out = g.agg(
+        median="median", q25=lambda s: s.quantile(0.25), q75=lambda s: s.quantile(0.75), n="count"
+    ).reset_index()
+    return out.sort_values("median", ascending=False, ignore_index=True)
+
+
+def category_pair_medians(
+    cons: xr.Dataset,
+    measures: Sequence[str],
+    category: str = "objective",
+    datasets: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Median consistency over dataset pairs of each category pair (rows, sorted by label) under
+    each measure of consistency.nc (columns, sorted; measures it lacks are left out).
+
+    Built from :func:`consistency_summary` of :func:`consistency_table` per measure; a category
+    pair missing under one measure is NaN there.
+    """
+    present = set(map(str, cons.measure.values))
+    parts = [
+        consistency_summary(consistency_table(cons, m, category, datasets=datasets)).assign(
+            measure=m
+        )
+        for m in dict.fromkeys(measures)
+        if m in present
+    ]
+    if not parts:
+        return pd.DataFrame(index=pd.Index([], name="label"))
+    return pd.concat(parts, ignore_index=True).pivot(
+        index="label", columns="measure", values="median"
+    )
+
+
+def grouping_spread(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Per grouping: range and standard deviation of the category-pair medians.
+
+    A grouping whose category pairs differ a lot in median consistency "drives" consistency more
+    than one whose pairs all sit near the all-pairs baseline (the study's central comparison).
+    Groupings with fewer than two category pairs (nothing to compare) are left out.
+    """
+    s = consistency_summary(tidy) if len(tidy) else pd.DataFrame(columns=["group_by", "median"])
+    s = s[s.group_by != ALL]
+    g = s.groupby("group_by")["median"]
+    out = g.agg(range=lambda v: v.max() - v.min(), std="std", n_pairs="count").reset_index()
+    out = out[out.n_pairs >= 2]
+    return out.sort_values("range", ascending=False, ignore_index=True)
+
+
+def anchor_table(cons: xr.Dataset, measure: str, category: str = "objective") -> pd.DataFrame:
+    """Tidy anchor consistency of ``consistency.nc`` over distinct dataset pairs.
+
+    Columns: anchor, category (the anchor's, from the ``<category>`` coord on ``anchor``;
+    ``"unknown"`` where missing), dataset_a, dataset_b, consistency.
+    """
+    if "anchor_consistency" not in cons:
+        raise StoreError("consistency.nc has no 'anchor_consistency'; rerun the consistency stage")
+    da = cons["anchor_consistency"].sel(measure=measure)
+    dsets = [str(d) for d in da.dataset_a.values]
+    ia, ib = np.triu_indices(len(dsets), k=1)
+    cat_coord = next((c for c in (category, f"{category}_a") if c in da["anchor"].coords), None)
+    rows = []
+    for k, a in enumerate(da.anchor.values):
+        m = da.sel(anchor=a).transpose("dataset_a", "dataset_b").values
+        cat = da[cat_coord].values[k] if cat_coord else None
+        rows.append(
+            pd.DataFrame(
+                {
+                    "anchor": str(a),
+                    "category": str(cat) if is_known(cat) else UNKNOWN,
+                    "dataset_a": np.array(dsets)[ia],
+                    "dataset_b": np.array(dsets)[ib],
+                    "consistency": m[ia, ib],
+                }
+            )
+        )
+    return pd.concat(rows, ignore_index=True)
+
+
+def anchor_rank_sum_tests(
+    tidy: pd.DataFrame,
+    by: str = "category",
+    value: str = "consistency",
+    alpha: float = 0.01,
+    unit: str | None = "anchor",
+) -> pd.DataFrame:
+    """Two-sided Wilcoxon rank-sum tests between every two anchor categories, Bonferroni-corrected.
+
+    ``tidy`` is an :func:`anchor_table`. With ``unit`` set, each unit (an anchor model)
+    contributes its median, so the samples are independent; with ``unit=None`` every row is one
+    observation. Columns: group_a, group_b, n_a, n_b, median_a, median_b, statistic, p,
+    p_bonferroni, significant.
+    """
+    from scipy.stats import ranksums
+
+    data = tidy.dropna(subset=[value])
+    if unit:
+        data = data.groupby([unit, by], as_index=False)[value].median()
+    groups = sorted(data[by].unique())
+    tests = list(combinations(groups, 2))
+    rows = []
+    for a, b in tests:
+        xa, xb = data.loc[data[by] == a, value].values, data.loc[data[by] == b, value].values
+        if len(xa) < 2 or len(xb) < 2:
+            stat, p = float("nan"), float("nan")
+        else:
+            stat, p = ranksums(xa, xb)
+        rows.append(
+            {
+                "group_a": a,
+                "group_b": b,
+                "n_a": len(xa),
+                "n_b": len(xb),
+                "median_a": float(np.median(xa)) if len(xa) else np.nan,
+                "median_b": float(np.median(xb)) if len(xb) else np.nan,
+                "statistic": float(stat),
+                "p": float(p),
+            }
+        )
+    out = pd.DataFrame(
+        rows, columns=["group_a", "group_b", "n_a", "n_b", "median_a", "median_b", "statistic", "p"]
+    )
+    out["p_bonferroni"] = np.minimum(out["p"] * max(len(tests), 1), 1.0)
+    out["significant"] = out["p_bonferroni"] < alpha
+    return out
 
 
 # ------------------------------------------------------------------------------------- internals
@@ -505,8 +869,7 @@ def _categories(sim: xr.DataArray, by: str | Mapping[str, str]) -> tuple[str, di
 
 
 def _labelled(da: xr.DataArray, by: str, ca: str, cb: str, n_pairs: int) -> xr.DataArray:
-    label = "all" if by == "all" else f"{by}: {ca} | {cb}"
-    da = da.expand_dims(group_pair=[label])
+    da = da.expand_dims(group_pair=[group_pair_label(by, ca, cb)])
     da.attrs.pop("n_pairs", None)
     return da.assign_coords(
         group_by=("group_pair", [by]),

@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from repsim.plan import MODEL_COORDS, RunPlan, model_metadata
-
-DOMAIN_ORDER = ("Natural (multi-domain)", "Natural (single-domain)", "Specialized", "Structured")
+from repsim.names import ALL, CATEGORY_FIELDS, MODEL_FIELDS
+from repsim.plan import RunPlan, model_metadata
 
 
 def _model_coords(plan: RunPlan, suffix: str, dim: str) -> dict[str, tuple[str, list]]:
     metas = [model_metadata(m) for m in plan.models]
-    return {f"{key}{suffix}": (dim, [meta[key] for meta in metas]) for key in MODEL_COORDS}
+    return {f"{key}{suffix}": (dim, [meta[key] for meta in metas]) for key in MODEL_FIELDS}
 
 
 def _dataset_coords(plan: RunPlan, n_stimuli: list[int]) -> dict[str, tuple[str, list]]:
@@ -66,7 +65,7 @@ def assemble_probes(plan: RunPlan, results: dict[tuple[str, str], dict[str, Any]
             "model": model_ids,
             "dataset": dataset_ids,
             "seed": seeds,
-            **{key: ("model", [m[key] for m in metas]) for key in MODEL_COORDS},
+            **{key: ("model", [m[key] for m in metas]) for key in MODEL_FIELDS},
             "domain": ("dataset", [str(getattr(d, "domain", "")) for d in plan.datasets]),
         },
         attrs={
@@ -86,7 +85,7 @@ def run_consistency(sim: xr.Dataset) -> tuple[xr.Dataset | None, list[str]]:
     pair of it has 2 or more model pairs. Runs that are too small for some of this (1 or 2 models,
     one model per category) still finish: the parts that are undefined are left out and listed.
     """
-    from repsim.consistency import GROUP_BYS, consistency_dataset, grouped_consistency
+    from repsim.consistency import consistency_dataset, grouped_consistency
     from repsim.errors import InputError
 
     n_models = int(sim.sizes["model_a"])
@@ -98,7 +97,7 @@ def run_consistency(sim: xr.Dataset) -> tuple[xr.Dataset | None, list[str]]:
         ]
     skipped, usable = [], []
     first = sim[next(iter(sim.data_vars))]
-    for key in GROUP_BYS:
+    for key in CATEGORY_FIELDS:
         if f"{key}_a" not in sim.coords:
             continue
         try:
@@ -141,7 +140,7 @@ def summary_table(
     text = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}")
     if consistency is not None and "consistency" in consistency:
         text += "\n\nConsistency across dataset pairs (Pearson; median and IQR):\n"
-        text += consistency_summary(consistency).to_string(
+        text += consistency_overview(consistency).to_string(
             index=False, float_format=lambda v: f"{v:.3f}"
         )
     if skipped:
@@ -149,33 +148,43 @@ def summary_table(
     return text
 
 
-def consistency_summary(
-    consistency: xr.Dataset, group_by: tuple[str, ...] = ("all", "objective")
+def consistency_overview(
+    consistency: xr.Dataset, group_by: tuple[str, ...] = (ALL, "objective")
 ) -> pd.DataFrame:
-    """Median and IQR over dataset pairs: all model pairs per measure, groups for the first measure."""
-    c = consistency["consistency"]
-    rows = []
-    iu = np.triu_indices(c.sizes["dataset_a"], 1)
-    for measure in c.measure.values:
-        for pair in c.group_pair.values:
-            kind = str(c.group_by.sel(group_pair=pair).values)
-            if kind not in group_by or (kind != "all" and measure != c.measure.values[0]):
-                continue  # per-group rows for the first measure only: a readable summary
-            v = c.sel(measure=measure, group_pair=pair).values[iu]
-            v = v[np.isfinite(v)]
-            if v.size == 0:
-                continue
-            rows.append(
+    """Median and IQR over dataset pairs for the end-of-run summary: all model pairs per measure,
+    the category pairs of ``group_by`` for the first measure only (a readable summary).
+
+    The numbers are :func:`repsim.consistency.consistency_summary` of
+    :func:`repsim.consistency.consistency_table`, with every category pair consistency.nc holds
+    (2 or more model pairs). Columns: measure, models, median, q25, q75, dataset pairs.
+    """
+    from repsim.consistency import consistency_summary, consistency_table
+
+    measures = [str(m) for m in consistency["consistency"].measure.values]
+    parts = []
+    for k, measure in enumerate(measures):
+        groups = group_by if k == 0 else (ALL,)
+        tidy = consistency_table(consistency, measure, groups, min_pairs=2)
+        # in consistency.nc's order (all model pairs first), not by median
+        order = list(dict.fromkeys(zip(tidy["group_by"], tidy["label"])))
+        summary = consistency_summary(tidy).set_index(["group_by", "label"])
+        summary = summary.reindex([k for k in order if k in summary.index]).reset_index()
+        parts.append(
+            pd.DataFrame(
                 {
-                    "measure": str(measure),
-                    "models": str(pair),
-                    "median": float(np.median(v)),
-                    "q25": float(np.percentile(v, 25)),
-                    "q75": float(np.percentile(v, 75)),
-                    "dataset pairs": int(v.size),
+                    "measure": measure,
+                    "models": [
+                        ALL if g == ALL else f"{g}: {lab}"
+                        for g, lab in zip(summary["group_by"], summary["label"])
+                    ],
+                    "median": summary["median"].astype(float),
+                    "q25": summary["q25"].astype(float),
+                    "q75": summary["q75"].astype(float),
+                    "dataset pairs": summary["n"].astype(int),
                 }
             )
-    return pd.DataFrame(rows)
+        )
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 #: Resampling of the controlled tests written by ``repsim run`` (see :func:`run_controlled_tests`).

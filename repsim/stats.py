@@ -705,6 +705,21 @@ def load(path: str | Path) -> pd.DataFrame:
     return table
 
 
+# ----------------------------------------------------------------------------------- correlation
+def correlate(x: Sequence[float], y: Sequence[float], method: str = "pearson") -> float:
+    """Pearson or Spearman correlation over the points finite in both; NaN when undefined
+    (fewer than 3 such points, or either side constant), the rule of every r the book states."""
+    from scipy.stats import pearsonr, spearmanr
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    fn = pearsonr if method == "pearson" else spearmanr
+    return float(fn(x, y)[0])
+
+
 # ------------------------------------------------------------------------------------- sentences
 def format_p(p: float) -> str:
     """``p = 0.003``, ``p < 0.001`` or ``p undefined``."""

@@ -118,9 +118,29 @@ def test_one_triangle_missing_models_and_undefined_r(rng):
 def test_table_input_and_xarray_form(rng):
     sim, acc = _inputs(rng)
     table = pair_table(sim, acc)
-    pd.testing.assert_frame_equal(behavior_correlation(table), behavior_correlation(sim, acc))
+    from_table, from_arrays = behavior_correlation(table), behavior_correlation(sim, acc)
+    pd.testing.assert_frame_equal(
+        from_table.drop(columns="mean_accuracy"), from_arrays.drop(columns="mean_accuracy")
+    )
+    assert from_table["mean_accuracy"].isna().all()  # a pair table holds no single accuracies
+    means = acc.mean("seed") if "seed" in acc.dims else acc
+    for row in from_arrays.itertuples():
+        want = float(np.mean(means.sel(dataset=row.dataset).values))
+        assert row.mean_accuracy == pytest.approx(want, abs=1e-12)
     ds = behavior_correlation(table).set_index("dataset").to_xarray()
     assert ds["pearson_r"].dims == ("dataset",)
+
+
+def test_a_dataset_without_accuracies_keeps_its_row(rng):
+    """Probes all left out (near chance) on one dataset: its row stays, with no pairs and no r."""
+    sim, acc = _inputs(rng)
+    gone = str(sim.dataset.values[0])
+    acc = acc.where(acc["dataset"] != gone)
+    out = behavior_correlation(sim, acc).set_index("dataset")
+    assert list(out.index) == list(map(str, sim.dataset.values))
+    assert out.loc[gone, "n_pairs"] == 0 and np.isnan(out.loc[gone, "pearson_r"])
+    assert np.isnan(out.loc[gone, "mean_accuracy"])
+    assert out.drop(index=gone)["pearson_r"].notna().all()
 
 
 def test_errors_say_what_to_do(rng):
