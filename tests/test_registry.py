@@ -167,9 +167,12 @@ def test_registration_refuses_ambiguous_families(toy):
     with pytest.raises(InputError, match="already registered"):
         register_measure(TOY)
     clash = dataclasses.replace(TOY, name="toy2", pattern=r"toy_first_[0-9]+|other")
-    with pytest.raises(InputError, match="already a name of family 'toy'"):
+    with pytest.raises(InputError, match="'toy_first_1' is a name of both 'toy2' and 'toy'"):
         register_measure(clash)
+    greedy = dataclasses.replace(TOY, name="toy4", pattern=r"toy_.*", examples=("toy_any",))
+    with pytest.raises(InputError, match="'toy_first_1' is a name of both 'toy' and 'toy4'"):
+        register_measure(greedy)
     wrong = dataclasses.replace(TOY, name="toy3", pattern=r"third_[0-9]", examples=("toy_x",))
     with pytest.raises(InputError, match="does not match its pattern"):
         register_measure(wrong)
-    assert "toy2" not in FAMILIES and "toy3" not in FAMILIES
+    assert not {"toy2", "toy3", "toy4"} & set(FAMILIES)

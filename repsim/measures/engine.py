@@ -41,7 +41,8 @@ def similarity_matrix(
     ----------
     features : model id -> array (n_stimuli, d_model); the same stimuli in the same order for every
         model, feature dims may differ. numpy or torch; computed in float64.
-    measure : a registry name (``cka_linear``, ``cka_rbf_0.4``, ``rsa_spearman``, ``mutual_knn_10``, ...).
+    measure : a registry name (``cka_linear``, ``cka_rbf_0.4``, ``rsa_spearman``, ``mutual_knn_10``,
+        ``procrustes``, ...).
     device : ``"cuda"``, ``"cpu"``, or None / ``"auto"`` (CUDA when available).
     memory_budget_gb : working-memory budget for blocks; default half the free RAM (CPU) or 80% of
         the free GPU memory.

@@ -102,7 +102,8 @@ class MeasureFamily:
     spec : ``match -> MeasureSpec``: the canonical name, the parameters of ``function`` and the facts
         (invariances, ``min_n``, bounds, direction); raises :class:`InputError` for bad values.
     function : the single-pair function ``f(X, Y, **params) -> float``, the definition of the
-        measure and the public function (``repsim.cka``, ...).
+        measure and the public function (``repsim.cka``, ...); symmetric in X and Y, raising
+        :class:`~repsim.errors.UndefinedMeasureError` where the measure is undefined.
     batched : optional all-pairs kernel (:data:`BatchedKernel`); without one the engine calls
         ``function`` for every pair (correct, slower).
     grammar : how names are written, for error messages and docs.
@@ -133,7 +134,8 @@ def register_measure(family: MeasureFamily) -> MeasureFamily:
     """Add a measure family to the registry; every name it matches becomes a valid measure.
 
     Raises :class:`InputError` if the family's name is taken, or if one of its ``examples`` is not
-    one of its names or is already a name of another family (names must resolve to one family).
+    one of its names, or an example of one family is a name of the other (names must resolve to
+    one family).
     """
     if family.name in _FAMILIES:
         raise InputError(
@@ -147,11 +149,13 @@ def register_measure(family: MeasureFamily) -> MeasureFamily:
                 f"measure family {family.name!r}: example {example!r} does not match its pattern "
                 f"{family.pattern!r}; fix the pattern or the example"
             )
-        for other in _FAMILIES.values():
-            if other.match(example) is not None:
+    for other in _FAMILIES.values():
+        for a, b in ((family, other), (other, family)):
+            clash = next((e for e in a.examples if b.match(e) is not None), None)
+            if clash is not None:
                 raise InputError(
-                    f"measure family {family.name!r}: {example!r} is already a name of family "
-                    f"{other.name!r}; make the patterns disjoint (e.g. a distinct prefix)"
+                    f"measure family {family.name!r}: {clash!r} is a name of both {a.name!r} and "
+                    f"{b.name!r}; make the patterns disjoint (e.g. a distinct prefix)"
                 )
     _FAMILIES[family.name] = family
     return family
