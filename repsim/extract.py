@@ -1,22 +1,34 @@
-"""Batched, resumable feature extraction of one model on one dataset into the feature store.
+"""Chunk-major, resumable feature extraction: each image decoded once, every model run on it.
 
-Images arrive decoded (uint8, shared by all models of a run) as an array or as a callable
-``load_images(indices)``. Per chunk of rows: a prefetch thread loads the next batches (pinned
-memory on CUDA), the model's transform runs as batched tensor ops on the device, the forward
-runs in the config's ``extract.precision`` (float32 as in the study; bfloat16 or float16 under
-autocast, channels_last on CUDA), and the L2-normalised features of the chunk are written and
-flagged done. A rerun skips done chunks, so a killed run
-resumes where it stopped and produces the same rows.
+The rows of a dataset are cut into chunks of ``batch_size * chunk_batches`` (the feature store's
+unit of resumption). Each chunk is decoded **once**, batch by batch, by a pool of decode threads
+(PIL releases the GIL while it decodes; pinned memory on CUDA), and every model of the call then
+runs on that decoded chunk: its own transform as batched tensor ops on the device
+(:func:`repsim.preprocess.preprocess_batch`), the forward in the config's ``extract.precision``
+(float32 as in the study; bfloat16 or float16 under autocast, channels_last on CUDA), L2
+normalisation, and the chunk's rows written and flagged done in that model's group. The next
+chunk is decoded while the models run on this one, so at most two decoded chunks are in memory.
+
+Models are built before the first image is decoded (a bad layer or weights file fails first) and
+stay resident on the device while their sizes, added up in the call's order, fit
+:func:`model_memory_budget`; the models after that are released after each chunk and built again
+for the next one, in the same fixed order. A model that fails (``errors="collect"``) leaves the
+pass; the others go on. A rerun skips every model's done chunks, so a killed extraction resumes
+where it stopped and produces the same rows.
+
+One model is the same call with one spec (:func:`extract_features`): a per-model run and a
+chunk-major run compute every batch with the same rows, the same ops, the same bits.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
+import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +39,7 @@ from repsim.device import device_name, resolve_device
 from repsim.errors import ConfigError, InputError, StoreError
 from repsim.preprocess import preprocess_batch
 from repsim.runinfo import package_versions
-from repsim.store import FeatureStore, check_ids
+from repsim.store import FeatureStore, FeatureWriter, check_ids
 from repsim.zoo import LoadedModel, ModelSpec, load_model
 from repsim.zoo.taps import FeatureExtractor
 
@@ -41,6 +53,9 @@ PRECISIONS: dict[str, torch.dtype | None] = {
     "float16": torch.float16,
 }
 DEFAULT_PRECISION = "float32"
+#: share of the device's memory that resident models may take (the rest: activations, images)
+MODEL_MEMORY_SHARE = {"cuda": 0.5, "cpu": 0.25}
+MAX_DECODE_WORKERS = 16
 
 
 def check_precision(precision: Any) -> str:
@@ -56,52 +71,51 @@ def check_precision(precision: Any) -> str:
     return precision
 
 
+def decode_workers() -> int:
+    """Decode threads: one per core this process may use, less one for the forward (1 to 16)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_DECODE_WORKERS, cores - 1))
+
+
+def model_memory_budget(device: torch.device) -> int:
+    """Bytes of parameters and buffers that may stay resident: half a GPU, a quarter of the RAM.
+
+    A fixed share of the total (not of what is free now) keeps the choice of resident models the
+    same from one run to the next; it changes only speed, never a feature.
+    """
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+    else:
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = 16 * 2**30
+    return int(MODEL_MEMORY_SHARE.get(device.type, 0.25) * total)
+
+
+def module_bytes(module: torch.nn.Module) -> int:
+    """Bytes of a module's parameters and buffers."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return int(sum(t.numel() * t.element_size() for t in tensors))
+
+
 def _loader(images: Images, n: int) -> Callable[[np.ndarray], Any]:
     if callable(images):
         return images
     if isinstance(images, np.ndarray):
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise InputError(f"images must be uint8 (n, H, W, 3), got {images.shape} {images.dtype}")
+            raise InputError(
+                f"images must be uint8 (n, H, W, 3), got {images.shape} {images.dtype}"
+            )
         if len(images) != n:
             raise InputError(f"{len(images)} images but {n} ids; they must be aligned")
         return lambda idx: images[idx]
     if len(images) != n:
         raise InputError(f"{len(images)} images but {n} ids; they must be aligned")
     return lambda idx: [images[i] for i in idx]
-
-
-def _prefetch(batches: list[np.ndarray], load: Callable[[np.ndarray], Any], pin: bool, depth: int = 2) -> Iterator[Any]:
-    """Load batches in a background thread, ``depth`` ahead (pinned on CUDA)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def work() -> None:
-        try:
-            for idx in batches:
-                if stop.is_set():
-                    return
-                imgs = load(idx)
-                if pin and isinstance(imgs, np.ndarray):
-                    imgs = torch.from_numpy(np.ascontiguousarray(imgs)).pin_memory()
-                q.put((None, imgs))
-        except BaseException as exc:  # handed to the consumer
-            q.put((exc, None))
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    try:
-        for _ in batches:
-            exc, imgs = q.get()
-            if exc is not None:
-                raise exc
-            yield imgs
-    finally:
-        stop.set()
-        while thread.is_alive():
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                thread.join(timeout=0.05)
 
 
 class _Runner:
@@ -143,6 +157,360 @@ class _Runner:
         return normed.cpu().numpy(), raw.cpu().numpy()
 
 
+@dataclass
+class _Job:
+    """One model's part of a chunk-major pass."""
+
+    spec: ModelSpec
+    writer: FeatureWriter | None = None
+    pending: set[int] = field(default_factory=set)
+    loaded: LoadedModel | None = None
+    runner: _Runner | None = None
+    attrs: dict[str, Any] | None = None
+    resident: bool = True
+    computed: int = 0
+    seconds: float = 0.0
+    status: str = "done"
+    error: BaseException | None = None
+
+
+class _Decoder:
+    """Decodes the batches of a chunk on a thread pool; counts images and decode seconds."""
+
+    def __init__(self, load: Callable[[np.ndarray], Any], workers: int, pin: bool) -> None:
+        self.load, self.pin = load, pin
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="repsim-decode")
+        self.images = 0
+        self.seconds = 0.0  # decode work, summed over the threads
+        self.wait = 0.0  # time the forward waited for decoded images
+
+    def _one(self, idx: np.ndarray) -> tuple[Any, float]:
+        t0 = time.perf_counter()
+        imgs = self.load(idx)
+        if self.pin and isinstance(imgs, np.ndarray):
+            imgs = torch.from_numpy(np.ascontiguousarray(imgs)).pin_memory()
+        return imgs, time.perf_counter() - t0
+
+    def submit(self, batches: list[np.ndarray]) -> list[tuple[int, Future]]:
+        return [(len(idx), self.pool.submit(self._one, idx)) for idx in batches]
+
+    def collect(self, futures: list[tuple[int, Future]]) -> list[Any]:
+        out = []
+        for n, fut in futures:
+            t0 = time.perf_counter()
+            imgs, seconds = fut.result()
+            self.wait += time.perf_counter() - t0
+            self.seconds += seconds
+            self.images += n
+            out.append(imgs)
+        return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def extract_models(
+    specs: Sequence[ModelSpec],
+    images: Images,
+    ids: Sequence[str],
+    store: FeatureStore,
+    dataset_id: str,
+    *,
+    load: Callable[[ModelSpec], LoadedModel] | None = None,
+    pretrained: bool = True,
+    batch_size: int = 64,
+    chunk_batches: int = 16,
+    device: str | torch.device | None = None,
+    keep_raw: bool = False,
+    overwrite: bool | Collection[str] = False,
+    progress: bool = True,
+    precision: str = DEFAULT_PRECISION,
+    workers: int | None = None,
+    memory_budget: int | None = None,
+    errors: str = "raise",
+) -> dict[str, Any]:
+    """Extract the features of every model in ``specs`` on one dataset, decoding each image once.
+
+    Parameters
+    ----------
+    specs
+        The models, in the fixed order in which they run on each chunk (and are made resident).
+    images
+        uint8 ``(n, H, W, 3)`` array, a list of ``(H, W, 3)`` arrays, or ``load_images(indices)``
+        returning either, aligned with ``ids``; called once per batch of rows.
+    ids
+        Unique stimulus ids; rows of the store are keyed by them.
+    load
+        ``load(spec) -> LoadedModel`` (default: :func:`repsim.zoo.load_model` on the device).
+    chunk_batches
+        Batches per stored chunk: the unit of decoding and of resumption.
+    overwrite
+        True (all models) or the ids of the models whose stored features are deleted first.
+    workers
+        Decode threads (default :func:`decode_workers`).
+    memory_budget
+        Bytes of models kept resident (default :func:`model_memory_budget`).
+    errors
+        ``raise``: the first failure of a model ends the call; ``collect``: a failing model
+        leaves the pass, its exception is returned under ``models`` and the others go on. A
+        failure to decode always ends the call (every model needs the image).
+
+    Returns ``{"models": {id: stats or exception}, "n", "decoded", "decode_seconds",
+    "decode_wait_seconds", "seconds", "workers"}``; ``decoded`` counts the images decoded,
+    at most one per row; per model ``seconds`` is its own preprocess, forward and write time.
+    """
+    check_precision(precision)
+    if errors not in ("raise", "collect"):
+        raise InputError(f"errors must be 'raise' or 'collect', got {errors!r}")
+    ids = check_ids(ids)
+    n = len(ids)
+    if n == 0:
+        raise InputError(f"no stimuli for dataset {dataset_id!r}")
+    model_ids = [s.id for s in specs]
+    if len(set(model_ids)) != len(model_ids):
+        raise InputError(f"model ids must be unique in one extraction, got {model_ids}")
+    read = _loader(images, n)
+    dev = resolve_device(device)
+    if load is None:
+
+        def load(spec: ModelSpec) -> LoadedModel:
+            return load_model(spec, pretrained=pretrained, device=dev)
+
+    chunk_rows = batch_size * chunk_batches
+    n_chunks = -(-n // chunk_rows)
+    budget = model_memory_budget(dev) if memory_budget is None else int(memory_budget)
+    start = time.perf_counter()
+    jobs = [_Job(spec) for spec in specs]
+
+    def fail(job: _Job, exc: BaseException) -> None:
+        if errors == "raise" or not isinstance(exc, Exception):
+            raise exc
+        log.error("%s on %s: %s: %s", job.spec.id, dataset_id, type(exc).__name__, exc)
+        job.status, job.error = "failed", exc
+        _release(job, dev)
+
+    for job in jobs:  # open or resume each model's group, before any image is decoded
+        try:
+            _open_group(job, store, dataset_id, ids, overwrite, keep_raw, chunk_rows, n_chunks)
+        except Exception as exc:  # noqa: BLE001 - one model's failure (errors="collect")
+            fail(job, exc)
+    resident = 0
+    for job in jobs:  # build the models with work: a bad layer fails before any decoding
+        if job.status != "done" or not job.pending:
+            continue
+        try:
+            size = _build(job, load, dev, precision, batch_size)
+        except Exception as exc:  # noqa: BLE001
+            fail(job, exc)
+            continue
+        job.resident = resident + size <= budget
+        resident += size if job.resident else 0
+        if not job.resident:
+            log.info(
+                "%s: %.2f GB of models resident (budget %.2f GB); %s is built for each chunk",
+                dataset_id,
+                resident / 1e9,
+                budget / 1e9,
+                job.spec.id,
+            )
+            _release(job, dev)
+    chunks = sorted(set().union(*(j.pending for j in jobs if j.status == "done")))
+    todo = sum(min(chunk_rows, n - c * chunk_rows) for c in chunks)
+    decoder = _Decoder(read, workers or decode_workers(), pin=dev.type == "cuda")
+    label = (
+        f"{dataset_id}: {jobs[0].spec.id}"
+        if len(jobs) == 1
+        else f"{dataset_id}: {len(jobs)} models"
+    )
+    bar = tqdm(total=todo, unit="img", desc=label, disable=not progress, leave=False, delay=2.0)
+    try:
+        ahead = decoder.submit(_batches(chunks[0], chunk_rows, n, batch_size)) if chunks else []
+        for k, chunk in enumerate(chunks):
+            current = ahead
+            if k + 1 < len(chunks):  # the next chunk decodes while the models run on this one
+                ahead = decoder.submit(_batches(chunks[k + 1], chunk_rows, n, batch_size))
+            batches = decoder.collect(current)
+            for job in jobs:
+                if job.status != "done" or chunk not in job.pending:
+                    continue
+                try:
+                    _run_chunk(
+                        job,
+                        chunk,
+                        batches,
+                        store,
+                        dataset_id,
+                        ids,
+                        keep_raw,
+                        chunk_rows,
+                        load,
+                        dev,
+                        precision,
+                        batch_size,
+                    )
+                except Exception as exc:  # noqa: BLE001
+                    fail(job, exc)
+                    continue
+                if not job.resident:
+                    _release(job, dev)
+            del batches
+            bar.update(min(chunk_rows, n - chunk * chunk_rows))
+    finally:
+        bar.close()
+        decoder.close()
+    seconds = time.perf_counter() - start
+    models: dict[str, Any] = {}
+    for job in jobs:
+        job.loaded, job.runner = None, None  # resident models stay where they are (the caller's)
+        if job.error is not None:
+            models[job.spec.id] = job.error
+            continue
+        rate = job.computed / job.seconds if job.seconds > 0 else float("nan")
+        models[job.spec.id] = {
+            "model": job.spec.id,
+            "dataset": dataset_id,
+            "status": job.status,
+            "n": n,
+            "computed": job.computed,
+            "seconds": job.seconds,
+            "img_per_s": rate,
+        }
+    log.debug(
+        "%s: %d models, %d images decoded in %.1f s of decode threads (%.1f s waited), %.1f s in all",
+        dataset_id,
+        len(jobs),
+        decoder.images,
+        decoder.seconds,
+        decoder.wait,
+        seconds,
+    )
+    return {
+        "dataset": dataset_id,
+        "models": models,
+        "n": n,
+        "decoded": decoder.images,
+        "decode_seconds": decoder.seconds,
+        "decode_wait_seconds": decoder.wait,
+        "seconds": seconds,
+        "workers": decoder.workers,
+    }
+
+
+def _batches(chunk: int, chunk_rows: int, n: int, batch_size: int) -> list[np.ndarray]:
+    rows = np.arange(chunk * chunk_rows, min((chunk + 1) * chunk_rows, n))
+    return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+
+
+def _open_group(
+    job: _Job,
+    store: FeatureStore,
+    dataset_id: str,
+    ids: list[str],
+    overwrite: bool | Collection[str],
+    keep_raw: bool,
+    chunk_rows: int,
+    n_chunks: int,
+) -> None:
+    """Find what is left to do for one model: its group's pending chunks (all, if none)."""
+    spec = job.spec
+    if overwrite is True or (not isinstance(overwrite, bool) and spec.id in overwrite):
+        store.delete(dataset_id, spec.id)
+    writer = store.writer(dataset_id, spec.id, ids)
+    if writer is not None and writer.complete:
+        log.debug("%s on %s: features already stored", spec.id, dataset_id)
+        job.status = "skipped"
+        return
+    if writer is not None and writer.keep_raw != keep_raw:
+        raise StoreError(
+            f"{spec.id} on {dataset_id}: resuming with keep_raw={keep_raw} but the group was created with {writer.keep_raw}"
+        )
+    if writer is not None and writer.chunk_rows != chunk_rows:
+        # another batch size: its chunks are not this pass's chunks, and its batches not its batches
+        log.info(
+            "%s on %s: partial features were stored in chunks of %d rows, this pass uses %d; extracting again",
+            spec.id,
+            dataset_id,
+            writer.chunk_rows,
+            chunk_rows,
+        )
+        store.delete(dataset_id, spec.id)
+        writer = None
+    job.writer = writer
+    job.pending = set(writer.pending_chunks()) if writer is not None else set(range(n_chunks))
+
+
+def _build(
+    job: _Job,
+    load: Callable[[ModelSpec], LoadedModel],
+    dev: torch.device,
+    precision: str,
+    batch_size: int,
+) -> int:
+    """Build one model's runner on the device (and its group's attributes); its size in bytes."""
+    job.loaded = load(job.spec)
+    job.runner = _Runner(job.loaded, job.spec, dev, precision)  # validates the layer
+    if job.attrs is None:
+        job.attrs = {
+            "spec": job.spec.to_dict(),
+            "pretrained_cfg": job.loaded.pretrained_cfg,
+            "layer": job.runner.extractor.layer,
+            "token": job.runner.extractor.token,
+            "versions": package_versions(),
+            "device": device_name(dev),
+            "precision": precision if PRECISIONS[precision] is None else f"{precision} (autocast)",
+            "batch_size": batch_size,
+        }
+    return module_bytes(job.loaded.module)
+
+
+def _release(job: _Job, dev: torch.device) -> None:
+    """Let a model go from the device (a cached LoadedModel keeps it in host memory)."""
+    if job.loaded is not None and dev.type == "cuda":
+        job.loaded.module.to("cpu")
+    job.loaded, job.runner = None, None
+
+
+def _run_chunk(
+    job: _Job,
+    chunk: int,
+    batches: list[Any],
+    store: FeatureStore,
+    dataset_id: str,
+    ids: list[str],
+    keep_raw: bool,
+    chunk_rows: int,
+    load: Callable[[ModelSpec], LoadedModel],
+    dev: torch.device,
+    precision: str,
+    batch_size: int,
+) -> None:
+    """One model on one decoded chunk: features of every batch, written, chunk flagged done."""
+    if job.runner is None:
+        _build(job, load, dev, precision, batch_size)
+    t0 = time.perf_counter()
+    normed, raw = [], []
+    for imgs in batches:
+        a, b = job.runner(imgs)
+        normed.append(a)
+        raw.append(b)
+    feats = np.concatenate(normed)
+    if job.writer is None:
+        job.writer = store.create(
+            dataset_id,
+            job.spec.id,
+            ids,
+            feats.shape[1],
+            chunk_rows=chunk_rows,
+            attrs=job.attrs,
+            keep_raw=keep_raw,
+        )
+    job.writer.write_chunk(chunk, feats, np.concatenate(raw) if keep_raw else None)
+    job.pending.discard(chunk)
+    job.computed += len(feats)
+    job.seconds += time.perf_counter() - t0
+
+
 def extract_features(
     spec: ModelSpec,
     images: Images,
@@ -159,8 +527,12 @@ def extract_features(
     overwrite: bool = False,
     progress: bool = True,
     precision: str = DEFAULT_PRECISION,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Extract ``spec``'s features of ``images`` into ``store`` under ``(dataset_id, spec.id)``.
+
+    :func:`extract_models` with one model (the same code: per-model extraction of several models
+    decodes every image once per model, chunk-major extraction once).
 
     Parameters
     ----------
@@ -177,62 +549,42 @@ def extract_features(
         ``float32`` (the study's; plain float32 forward), ``bfloat16`` or ``float16`` (autocast
         on the device); stored in the group's attributes.
 
-    Returns a summary dict (``status`` "done" or "skipped", ``n``, ``seconds``, ``img_per_s``).
+    Returns a summary dict (``status`` "done" or "skipped", ``n``, ``computed``, ``seconds`` (wall),
+    ``img_per_s``, ``decoded``, ``decode_seconds``).
     """
-    check_precision(precision)
-    ids = check_ids(ids)
-    n = len(ids)
-    if n == 0:
-        raise InputError(f"no stimuli for dataset {dataset_id!r}")
-    load = _loader(images, n)
-    if overwrite:
-        store.delete(dataset_id, spec.id)
-    writer = store.writer(dataset_id, spec.id, ids)
-    if writer is not None and writer.complete:
-        log.debug("%s on %s: features already stored", spec.id, dataset_id)
-        return {"model": spec.id, "dataset": dataset_id, "status": "skipped", "n": n}
-    if writer is not None and writer.keep_raw != keep_raw:
-        raise StoreError(f"{spec.id} on {dataset_id}: resuming with keep_raw={keep_raw} but the group was created with {writer.keep_raw}")
-    dev = resolve_device(device)
-    loaded = loaded if loaded is not None else load_model(spec, pretrained=pretrained, device=dev)
-    runner = _Runner(loaded, spec, dev, precision)  # validates the layer before any work
-    chunk_rows = batch_size * chunk_batches
-    if writer is not None:
-        chunk_rows = writer.chunk_rows
-    n_chunks = -(-n // chunk_rows)
-    pending = writer.pending_chunks() if writer is not None else list(range(n_chunks))
-    todo = sum(min(chunk_rows, n - c * chunk_rows) for c in pending)
-    attrs = {
-        "spec": spec.to_dict(),
-        "pretrained_cfg": loaded.pretrained_cfg,
-        "layer": runner.extractor.layer,
-        "token": runner.extractor.token,
-        "versions": package_versions(),
-        "device": device_name(dev),
-        "precision": precision if PRECISIONS[precision] is None else f"{precision} (autocast)",
-        "batch_size": batch_size,
+    load = None if loaded is None else (lambda _spec: loaded)
+    out = extract_models(
+        [spec],
+        images,
+        ids,
+        store,
+        dataset_id,
+        load=load,
+        pretrained=pretrained,
+        batch_size=batch_size,
+        chunk_batches=chunk_batches,
+        device=device,
+        keep_raw=keep_raw,
+        overwrite=overwrite,
+        progress=progress,
+        precision=precision,
+        workers=workers,
+        memory_budget=None if loaded is None else 2**62,  # given: it stays in memory anyway
+    )
+    stats = out["models"][spec.id]
+    if stats["status"] == "skipped":
+        return {
+            "model": spec.id,
+            "dataset": dataset_id,
+            "status": "skipped",
+            "n": stats["n"],
+            "decoded": 0,
+        }
+    seconds = out["seconds"]
+    return {
+        **stats,
+        "seconds": seconds,
+        "img_per_s": stats["computed"] / seconds if seconds > 0 else float("nan"),
+        "decoded": out["decoded"],
+        "decode_seconds": out["decode_seconds"],
     }
-    start = time.perf_counter()
-    bar = tqdm(total=todo, unit="img", desc=f"{spec.id} | {dataset_id}", disable=not progress, leave=False, delay=2.0)
-    try:
-        for chunk in pending:
-            rows = np.arange(chunk * chunk_rows, min((chunk + 1) * chunk_rows, n))
-            batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-            normed, raw = [], []
-            for imgs in _prefetch(batches, load, pin=dev.type == "cuda"):
-                a, b = runner(imgs)
-                normed.append(a)
-                raw.append(b)
-                bar.update(len(a))
-            feats = np.concatenate(normed)
-            if writer is None:
-                writer = store.create(
-                    dataset_id, spec.id, ids, feats.shape[1], chunk_rows=chunk_rows, attrs=attrs, keep_raw=keep_raw
-                )
-            writer.write_chunk(chunk, feats, np.concatenate(raw) if keep_raw else None)
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - start
-    rate = todo / seconds if seconds > 0 else float("nan")
-    log.debug("%s on %s: %d images in %.1f s (%.1f img/s)", spec.id, dataset_id, todo, seconds, rate)
-    return {"model": spec.id, "dataset": dataset_id, "status": "done", "n": n, "computed": todo, "seconds": seconds, "img_per_s": rate}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from repsim.errors import StoreError
 from repsim.extract import extract_features
 from repsim.store import FeatureStore
 from repsim.zoo import ModelSpec, load_model
@@ -274,3 +275,208 @@ def test_bfloat16_on_cpu_is_close_but_not_identical(
     cos = np.sum(a * b, axis=1)  # rows are unit norm
     assert cos.min() > 0.99, cos.min()  # bfloat16 keeps 8 bits of mantissa: close, not equal
     assert bf16.attrs("toy", "rn18")["precision"] == "bfloat16 (autocast)"
+
+
+# ---------------------------------------------------------------- chunk-major extraction
+
+
+def _counting(images: list[np.ndarray]) -> tuple[object, list[int]]:
+    """A ``load_images(indices)`` over images of two sizes that counts every image it decodes."""
+    count = [0]
+
+    def load(idx: np.ndarray) -> object:
+        count[0] += len(idx)
+        out = [images[i] for i in idx]
+        return np.stack(out) if all(im.shape == out[0].shape for im in out) else out
+
+    return load, count
+
+
+@pytest.fixture(scope="module")
+def mixed_images() -> list[np.ndarray]:
+    """22 images, 15 of 48x40 and 7 of 36x52 (so some batches are lists, as in an image folder)."""
+    rng = np.random.default_rng(3)
+    return [
+        rng.integers(0, 256, size=(48, 40, 3) if i % 3 else (36, 52, 3), dtype=np.uint8)
+        for i in range(22)
+    ]
+
+
+def _zoo() -> list[ModelSpec]:
+    """Three small random-init models with their own preprocessing (size, crop, interpolation)."""
+    return [
+        _spec("rn18"),
+        _spec(
+            "rn18-l3",
+            layer="layer3",
+            preprocess={"resize": 36, "crop": 36, "interpolation": "bicubic"},
+        ),
+        ModelSpec(
+            "mnv3",
+            "torchvision",
+            "mobilenet_v3_small",
+            layer="avgpool",
+            token="pooled",
+            preprocess={"resize": 32, "crop": 32, "resize_mode": "squash"},
+        ),
+    ]
+
+
+def test_chunk_major_equals_per_model_bit_for_bit(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
+) -> None:
+    from repsim.extract import extract_models
+
+    specs = _zoo()
+    per_model, chunk_major = FeatureStore(tmp_path / "a.zarr"), FeatureStore(tmp_path / "b.zarr")
+    load, count = _counting(mixed_images)
+    for i, spec in enumerate(specs):
+        extract_features(
+            spec,
+            load,
+            ids,
+            per_model,
+            "toy",
+            loaded=_loaded(spec, seed=i),
+            batch_size=4,
+            chunk_batches=2,
+            progress=False,
+        )
+    assert count[0] == len(specs) * len(ids)  # the per-model path decodes every image per model
+    load, count = _counting(mixed_images)
+    built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
+    out = extract_models(
+        specs,
+        load,
+        ids,
+        chunk_major,
+        "toy",
+        load=lambda s: built[s.id],
+        batch_size=4,
+        chunk_batches=2,
+        progress=False,
+        workers=3,
+    )
+    assert count[0] == out["decoded"] == len(ids)  # chunk-major: each image once
+    for spec in specs:
+        assert out["models"][spec.id]["computed"] == len(ids)
+        a_ids, a = per_model.read("toy", spec.id)
+        b_ids, b = chunk_major.read("toy", spec.id)
+        assert list(a_ids) == list(b_ids) == ids
+        assert np.array_equal(a, b), spec.id
+    assert (
+        chunk_major.attrs("toy", "mnv3")["pretrained_cfg"]["preprocess"]["resize_mode"] == "squash"
+    )
+
+
+def test_chunk_major_resumes_after_a_kill_and_never_reads_a_half_written_chunk(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str], monkeypatch
+) -> None:
+    from repsim.extract import extract_models
+    from repsim.store import FeatureWriter
+
+    specs = _zoo()
+    built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
+    kw = {"load": lambda s: built[s.id], "batch_size": 4, "chunk_batches": 2, "progress": False}
+    clean = FeatureStore(tmp_path / "clean.zarr")
+    extract_models(specs, _counting(mixed_images)[0], ids, clean, "toy", **kw)
+
+    store = FeatureStore(tmp_path / "killed.zarr")
+    original = FeatureWriter.write_chunk
+
+    def killed_mid_write(self, chunk, features, raw=None):
+        if chunk == 1 and self.group.attrs["model"] == "rn18-l3":
+            # the rows land, the process dies before the chunk's done flag (the commit point)
+            self.group["features"][self.rows(chunk)] = features
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, chunk, features, raw)
+
+    monkeypatch.setattr(FeatureWriter, "write_chunk", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        extract_models(specs, _counting(mixed_images)[0], ids, store, "toy", **kw)
+    monkeypatch.setattr(FeatureWriter, "write_chunk", original)
+    pending = {s.id: store.writer("toy", s.id, ids).pending_chunks() for s in specs}
+    assert pending == {"rn18": [2], "rn18-l3": [1, 2], "mnv3": [1, 2]}
+    for spec in specs:  # not done, so never read as features
+        with pytest.raises(StoreError, match="incomplete"):
+            store.read("toy", spec.id)
+    load, count = _counting(mixed_images)
+    out = extract_models(specs, load, ids, store, "toy", **kw)
+    assert count[0] == 8 + 6  # chunks 1 and 2 only, each image once
+    assert {m: r["computed"] for m, r in out["models"].items()} == {
+        "rn18": 6,
+        "rn18-l3": 14,
+        "mnv3": 14,
+    }
+    for spec in specs:
+        assert np.array_equal(store.read("toy", spec.id)[1], clean.read("toy", spec.id)[1])
+
+
+def test_a_failing_model_leaves_the_pass_and_the_others_finish(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
+) -> None:
+    from repsim.extract import extract_models
+
+    specs = _zoo()
+    built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
+
+    def load(spec: ModelSpec):
+        if spec.id == "rn18-l3":
+            raise RuntimeError("simulated broken model")
+        return built[spec.id]
+
+    store = FeatureStore(tmp_path / "f.zarr")
+    loader, count = _counting(mixed_images)
+    out = extract_models(
+        specs,
+        loader,
+        ids,
+        store,
+        "toy",
+        load=load,
+        batch_size=4,
+        chunk_batches=2,
+        progress=False,
+        errors="collect",
+    )
+    assert isinstance(out["models"]["rn18-l3"], RuntimeError)
+    assert store.has("toy", "rn18") and store.has("toy", "mnv3") and not store.has("toy", "rn18-l3")
+    assert count[0] == len(ids)
+    with pytest.raises(RuntimeError, match="simulated broken model"):
+        extract_models(specs, loader, ids, store, "toy", load=load, progress=False)
+
+
+def test_models_past_the_memory_budget_are_built_per_chunk_with_the_same_features(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
+) -> None:
+    from repsim.extract import extract_models, module_bytes
+
+    specs = _zoo()
+    built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
+    builds: list[str] = []
+
+    def load(spec: ModelSpec):
+        builds.append(spec.id)
+        return built[spec.id]
+
+    budget = module_bytes(built["rn18"].module)  # room for the first model only
+    kw = {"batch_size": 4, "chunk_batches": 2, "progress": False}
+    swapped, resident = FeatureStore(tmp_path / "s.zarr"), FeatureStore(tmp_path / "r.zarr")
+    out = extract_models(
+        specs,
+        _counting(mixed_images)[0],
+        ids,
+        swapped,
+        "toy",
+        load=load,
+        memory_budget=budget,
+        **kw,
+    )
+    # built once before the work (checked), then the two that do not fit once per chunk (3 chunks)
+    assert builds.count("rn18") == 1 and builds.count("rn18-l3") == builds.count("mnv3") == 4
+    assert out["decoded"] == len(ids)
+    extract_models(
+        specs, _counting(mixed_images)[0], ids, resident, "toy", load=lambda s: built[s.id], **kw
+    )
+    for spec in specs:
+        assert np.array_equal(swapped.read("toy", spec.id)[1], resident.read("toy", spec.id)[1])
