@@ -48,7 +48,7 @@ _LAZY = {
     "load_model": "repsim.zoo",
     "load_config": "repsim.config",
     "run": "repsim.pipeline",
-    "load_run": "repsim.analysis",
+    "load_run": "repsim.chapter",
 }
 
 

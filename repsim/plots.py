@@ -19,7 +19,11 @@ import xarray as xr
 from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 
-from repsim import analysis
+from repsim.analysis import cluster_order
+from repsim.consistency import category_labels, median_order
+from repsim.names import DOMAINS, PAIR_SEP
+from repsim.sentences import fmt
+from repsim.stats import correlate
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +60,8 @@ def category_color(label: str) -> str:
     label = str(label)
     if label in CATEGORY_COLORS:
         return CATEGORY_COLORS[label]
-    if analysis.PAIR_SEP in label:
-        a, b = label.split(analysis.PAIR_SEP, 1)
+    if PAIR_SEP in label:
+        a, b = label.split(PAIR_SEP, 1)
         if a == b:
             return category_color(a)
         mix = (np.array(to_rgb(category_color(a))) + np.array(to_rgb(category_color(b)))) / 2
@@ -161,6 +165,8 @@ def _legend_for(ax, labels: Sequence[str], title: str | None = None, loc: str = 
 # ------------------------------------------------------------------------------ framework figure
 def framework_figure(
     da: xr.DataArray,
+    pairs: pd.DataFrame,
+    r: float,
     cons_all: pd.DataFrame,
     dataset_a: str,
     dataset_b: str,
@@ -168,14 +174,17 @@ def framework_figure(
     caption: str | None = None,
 ) -> Figure:
     """The study's framework on real numbers: two similarity matrices, their pair scatter, and the
-    distribution of that correlation over all dataset pairs (the highlighted pair marked)."""
+    distribution of that correlation over all dataset pairs (the highlighted pair marked).
+
+    ``pairs`` is :func:`repsim.consistency.dataset_pair_table` of the two datasets, ``r`` their
+    consistency, ``cons_all`` :func:`repsim.consistency.consistency_table` of all model pairs."""
     fig = plt.figure(figsize=(9.5, 8.2), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[1, 0.95])
     axes = [*top.subplots(1, 2), *bottom.subplots(1, 2, width_ratios=[1.6, 0.6])]
     a = da.sel(dataset=dataset_a).transpose("model_a", "model_b").values
-    order = analysis.cluster_order(a)
+    order = cluster_order(a)
     models = list(da.model_a.values[order])
-    cats = list(analysis.category_labels(da, category)[order])
+    cats = list(category_labels(da, category)[order])
     for ax, ds in zip(axes[:2], (dataset_a, dataset_b)):
         m = da.sel(dataset=ds, model_a=models, model_b=models).values
         im = _heatmap(ax, m, models, 0, 1, ticks=False)
@@ -186,17 +195,12 @@ def framework_figure(
     _fig_legend(
         top, sorted(set(map(str, cats))), f"{category} (side strip)", loc="outside lower center"
     )
-    pairs = analysis.pair_table(da.sel(dataset=[dataset_a, dataset_b]), category)
-    wide = pairs.pivot_table(
-        index=["model_a", "model_b", "category_pair"], columns="dataset", values="similarity"
-    ).reset_index()
     ax = axes[2]
-    for lab, g in wide.groupby("category_pair"):
+    for lab, g in pairs.groupby("category_pair"):
         ax.scatter(g[dataset_a], g[dataset_b], s=10, alpha=0.7, color=category_color(lab))
-    r = analysis.correlate(wide[dataset_a], wide[dataset_b])
     ax.set_xlabel(f"pair similarity on {dataset_a}")
     ax.set_ylabel(f"pair similarity on {dataset_b}")
-    ax.set_title(f"consistency of {dataset_a} and {dataset_b}: r = {analysis.fmt(r)}", fontsize=10)
+    ax.set_title(f"consistency of {dataset_a} and {dataset_b}: r = {fmt(r)}", fontsize=10)
     ax = axes[3]
     vals = cons_all["consistency"].dropna().values
     ax.boxplot(vals, widths=0.5)
@@ -236,8 +240,8 @@ def clustered_matrices(
     im = None
     for ax, ds in zip(axes.flat, datasets):
         m = da.sel(dataset=ds).transpose("model_a", "model_b")
-        order = analysis.cluster_order(m.values)
-        cats = analysis.category_labels(m, category)[order]
+        order = cluster_order(m.values)
+        cats = category_labels(m, category)[order]
         im = _heatmap(
             ax, m.values[np.ix_(order, order)], list(m.model_a.values[order]), 0, 1, ticks=False
         )
@@ -248,9 +252,7 @@ def clustered_matrices(
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.colorbar(im, ax=axes, shrink=0.6, label=str(da.name or "similarity"))
-    _fig_legend(
-        fig, sorted(set(analysis.category_labels(da, category))), f"{category} (side strips)"
-    )
+    _fig_legend(fig, sorted(set(category_labels(da, category))), f"{category} (side strips)")
     return add_caption(fig, caption)
 
 
@@ -297,7 +299,7 @@ def matrices_common_order(
         squeeze=False,
         layout="constrained",
     )
-    cats = analysis.category_labels(da.sel(model_a=order), category)
+    cats = category_labels(da.sel(model_a=order), category)
     colors = [category_color(c) for c in cats]
     im = im_std = None
     for ax, p in zip(axes.flat, panels):
@@ -339,9 +341,9 @@ def measure_mean_scatter(
     for ax, y in zip(axes.flat, ys):
         for lab, g in table.groupby("category_pair"):
             ax.scatter(g[x], g[y], s=12, alpha=0.75, color=category_color(lab))
-        r = analysis.correlate(table[x], table[y])
-        rho = analysis.correlate(table[x], table[y], "spearman")
-        ax.set_title(f"Pearson r = {analysis.fmt(r)}, Spearman = {analysis.fmt(rho)}", fontsize=9)
+        r = correlate(table[x], table[y])
+        rho = correlate(table[x], table[y], "spearman")
+        ax.set_title(f"Pearson r = {fmt(r)}, Spearman = {fmt(rho)}", fontsize=9)
         ax.set_xlabel(f"mean {x} across datasets")
         ax.set_ylabel(f"mean {y} across datasets")
     _legend_for(
@@ -403,8 +405,8 @@ def transformed_mean_std(
         f = measure if name in ("none", "", None) else f"{name}({measure})"
         ax.set_xlabel(f"mean {f}", fontsize=8)
         ax.set_ylabel(f"std {f}", fontsize=8)
-        r = analysis.correlate(t["mean"], t["std"], "spearman")
-        ax.set_title(f"{name}: Spearman(mean, std) = {analysis.fmt(r)}", fontsize=9)
+        r = correlate(t["mean"], t["std"], "spearman")
+        ax.set_title(f"{name}: Spearman(mean, std) = {fmt(r)}", fontsize=9)
     _legend_for(
         axes.flat[-1],
         sorted(labels),
@@ -434,7 +436,7 @@ def transform_consistency(table: pd.DataFrame, caption: str | None = None) -> Fi
                 )
         _identity(ax, table[["none", name]].values)
         d = np.nanmax(np.abs(table[name] - table["none"])) if len(table) else np.nan
-        ax.set_title(f"{name}: largest change {analysis.fmt(d)}", fontsize=9)
+        ax.set_title(f"{name}: largest change {fmt(d)}", fontsize=9)
         ax.set_xlabel("consistency, similarity as is")
         ax.set_ylabel(f"consistency, {name}(similarity)")
     fig.tight_layout()
@@ -460,12 +462,11 @@ def consistency_agreement(
             marker="o" if lab != "all" else "s",
         )
     _identity(ax, table[["x", "y"]].values)
-    r = analysis.correlate(table["x"], table["y"])
+    r = correlate(table["x"], table["y"])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(
-        f"{title}\nPearson r over {len(table.dropna(subset=['x', 'y']))} values = "
-        f"{analysis.fmt(r)}".strip(),
+        f"{title}\nPearson r over {len(table.dropna(subset=['x', 'y']))} values = {fmt(r)}".strip(),
         fontsize=9,
     )
     _legend_for(ax, labels, title="category pair", loc="upper left", bbox_to_anchor=(1.02, 1))
@@ -482,44 +483,39 @@ def _identity(ax, values: np.ndarray) -> None:
 
 
 def consistency_scatter(
-    da: xr.DataArray,
-    dataset_pairs: Sequence[tuple[str, str]],
-    category: str = "objective",
+    tables: Mapping[tuple[str, str], pd.DataFrame],
+    correlations: pd.DataFrame,
     caption: str | None = None,
 ) -> Figure:
-    """Pair similarities on dataset B against A, coloured by category pair, with r per panel."""
-    k = len(dataset_pairs)
+    """Pair similarities on dataset B against A, coloured by category pair, with r per panel.
+
+    ``tables``: per dataset pair (A, B), :func:`repsim.consistency.dataset_pair_table`;
+    ``correlations``: :func:`repsim.consistency.within_category_consistency` of the same pairs
+    (the panel title gives ``all``, the coloured labels the within-category r)."""
+    k = len(tables)
     fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.7), squeeze=False)
     labels: set[str] = set()
-    for ax, (a, b) in zip(axes.flat, dataset_pairs):
-        t = analysis.pair_table(da.sel(dataset=[a, b]), category)
-        w = t.pivot_table(
-            index=["model_a", "model_b", "category_pair"], columns="dataset", values="similarity"
-        ).reset_index()
+    for ax, ((a, b), w) in zip(axes.flat, tables.items()):
         for lab, g in w.groupby("category_pair"):
             ax.scatter(g[a], g[b], s=10, alpha=0.75, color=category_color(lab))
             labels.add(lab)
         lo, hi = np.nanmin(w[[a, b]].values), np.nanmax(w[[a, b]].values)
         ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
-        same = w[w.category_pair.map(analysis.is_same_pair)]
-        rows = [
-            (lab, analysis.correlate(g[a], g[b]))
-            for lab, g in same.groupby("category_pair")
-            if len(g) >= analysis.MIN_PAIRS and analysis.UNKNOWN not in lab
-        ]
-        for k, (lab, r_in) in enumerate(rows):  # within-category r, one line each, in its colour
+        row = correlations.loc[f"{a} / {b}"]
+        within = [(c, row[c]) for c in correlations.columns if c != "all"]
+        for k, (cat, r_in) in enumerate(within):  # within-category r, one line each, in its colour
             ax.text(
                 0.98,
                 0.03 + 0.075 * k,
-                f"{lab.split(analysis.PAIR_SEP)[0]}: r = {analysis.fmt(r_in)}",
+                f"{cat}: r = {fmt(r_in)}",
                 transform=ax.transAxes,
                 ha="right",
                 va="bottom",
                 fontsize=7,
-                color=category_color(lab),
+                color=category_color(cat),
                 bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 0.5},
             )
-        ax.set_title(f"{a} vs {b}: r = {analysis.fmt(analysis.correlate(w[a], w[b]))}", fontsize=9)
+        ax.set_title(f"{a} vs {b}: r = {fmt(row['all'])}", fontsize=9)
         ax.set_xlabel(f"similarity on {a}")
         ax.set_ylabel(f"similarity on {b}")
     _legend_for(
@@ -541,7 +537,7 @@ def consistency_boxes(
 ) -> Figure:
     """Consistency over dataset pairs per category pair, sorted by median, with the all-pairs
     interquartile band behind them."""
-    order = analysis.median_order(tidy)
+    order = median_order(tidy)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(order) + 2), 4.4))
     if baseline is not None and len(baseline):
         q1, med, q3 = np.nanpercentile(baseline["consistency"], [25, 50, 75])
@@ -564,25 +560,21 @@ def consistency_boxes(
 
 
 def consistency_heatmaps(
-    cons: xr.Dataset,
-    measure: str,
-    group_pairs: Sequence[str],
-    order: Sequence[str],
+    matrices: xr.DataArray,
     domains: Mapping[str, str] | None = None,
     caption: str | None = None,
 ) -> Figure:
-    """Dataset x dataset consistency for some group pairs, datasets ordered by domain."""
+    """Dataset x dataset consistency for some group pairs, datasets in the matrices' order
+    (:func:`repsim.consistency.consistency_matrices`, ordered by domain in the book)."""
+    group_pairs = [str(g) for g in matrices.group_pair.values]
+    order = [str(d) for d in matrices.dataset_a.values]
     k = len(group_pairs)
     n = len(order)
     fig, axes = plt.subplots(1, k, figsize=(3.3 * k + 1, 4.2), squeeze=False, layout="constrained")
     im = None
     colors = [category_color(domains[d]) for d in order] if domains else None
     for ax, gp in zip(axes.flat, group_pairs):
-        m = (
-            cons["consistency"]
-            .sel(measure=measure, group_pair=gp, dataset_a=list(order), dataset_b=list(order))
-            .values
-        )
+        m = matrices.sel(group_pair=gp).transpose("dataset_a", "dataset_b").values
         im = _heatmap(ax, m, list(order), -1, 1, cmap="RdBu_r", colors=colors, fontsize=7)
         if colors:
             _category_strip(ax, colors)
@@ -605,7 +597,7 @@ def consistency_heatmaps(
     if domains:
         _fig_legend(
             fig,
-            [d for d in analysis.DOMAINS if d in set(domains.values())],
+            [d for d in DOMAINS if d in set(domains.values())],
             "dataset domain (strip and tick colour)",
         )
     return add_caption(fig, caption)
@@ -613,10 +605,17 @@ def consistency_heatmaps(
 
 # ------------------------------------------------------------------------------------- behaviour
 def gap_scatter(
-    tables: Mapping[str, pd.DataFrame], ncols: int = 3, caption: str | None = None
+    tables: Mapping[str, pd.DataFrame],
+    correlations: pd.DataFrame,
+    ncols: int = 3,
+    caption: str | None = None,
 ) -> Figure:
     """Pair similarity against absolute accuracy gap per dataset, coloured by the better model's
-    accuracy, with Pearson r in each panel."""
+    accuracy, with Pearson r in each panel.
+
+    ``tables``: per dataset, :func:`repsim.behavior.pair_table`; ``correlations``:
+    :func:`repsim.behavior.behavior_correlation` (its ``pearson_r`` goes in the titles)."""
+    r_of = correlations.set_index("dataset")["pearson_r"]
     n = len(tables)
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
@@ -626,11 +625,10 @@ def gap_scatter(
     sc = None
     for ax, (ds, t) in zip(axes.flat, tables.items()):
         sc = ax.scatter(
-            t["similarity"], t["gap"], c=t["best_accuracy"], s=9, cmap="plasma", vmin=0, vmax=1
+            t["similarity"], t["gap"], c=t["better_accuracy"], s=9, cmap="plasma", vmin=0, vmax=1
         )
-        r = analysis.correlate(t["similarity"], t["gap"])
         dom = t["domain"].iloc[0] if len(t) else ""
-        ax.set_title(f"{ds} ({dom})\nr = {analysis.fmt(r)}", fontsize=8)
+        ax.set_title(f"{ds} ({dom})\nr = {fmt(r_of[ds])}", fontsize=8)
         ax.set_xlabel("pair similarity", fontsize=8)
         ax.set_ylabel("|accuracy gap|", fontsize=8)
     for ax in list(axes.flat)[n:]:
@@ -641,14 +639,14 @@ def gap_scatter(
 
 def by_domain(
     table: pd.DataFrame,
-    value: str = "r",
+    value: str = "pearson_r",
     ylabel: str = "Pearson r",
     caption: str | None = None,
     title: str = "",
 ) -> Figure:
     """Per-dataset values grouped by domain category: boxes with the datasets as points."""
-    doms = [d for d in analysis.DOMAINS if d in set(table["domain"])] + sorted(
-        set(table["domain"]) - set(analysis.DOMAINS)
+    doms = [d for d in DOMAINS if d in set(table["domain"])] + sorted(
+        set(table["domain"]) - set(DOMAINS)
     )
     fig, ax = plt.subplots(figsize=(1.6 * len(doms) + 2.5, 3.8))
     for i, d in enumerate(doms, start=1):
@@ -667,28 +665,28 @@ def by_domain(
 
 # ------------------------------------------------------------------------- measures and robustness
 def measure_vs_measure(
-    sim: xr.Dataset,
+    table: pd.DataFrame,
+    agreement: pd.DataFrame,
     measure_x: str,
     measure_y: str,
-    datasets: Sequence[str],
-    category: str = "objective",
     caption: str | None = None,
 ) -> Figure:
-    """Pair similarity under one measure against another, one panel per dataset."""
+    """Pair similarity under one measure against another, one panel per dataset.
+
+    ``table``: :func:`repsim.analysis.measure_pair_table` of the datasets to show;
+    ``agreement``: :func:`repsim.analysis.measure_agreement` (Spearman; its r in the titles)."""
+    datasets = list(dict.fromkeys(table["dataset"]))
+    r_of = agreement.set_index("dataset")["r"]
     k = len(datasets)
     fig, axes = plt.subplots(1, k, figsize=(3.6 * k, 3.5), squeeze=False)
     labels: set[str] = set()
     for ax, ds in zip(axes.flat, datasets):
-        x = analysis.pair_table(sim[measure_x].sel(dataset=[ds]), category)
-        y = analysis.pair_table(sim[measure_y].sel(dataset=[ds]), category)
-        for lab in sorted(set(x.category_pair)):
-            sel = (x.category_pair == lab).values
-            ax.scatter(
-                x.similarity[sel], y.similarity[sel], s=8, alpha=0.7, color=category_color(lab)
-            )
+        t = table[table["dataset"] == ds]
+        for lab in sorted(set(t.category_pair)):
+            g = t[t.category_pair == lab]
+            ax.scatter(g.x, g.y, s=8, alpha=0.7, color=category_color(lab))
             labels.add(lab)
-        r = analysis.correlate(x.similarity, y.similarity, "spearman")
-        ax.set_title(f"{ds}: Spearman {r:.2f}", fontsize=9)
+        ax.set_title(f"{ds}: Spearman {r_of[ds]:.2f}", fontsize=9)
         ax.set_xlabel(measure_x)
         ax.set_ylabel(measure_y)
     _legend_for(

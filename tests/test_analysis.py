@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import itertools
 import math
 
 import numpy as np
@@ -11,12 +13,20 @@ import xarray as xr
 from helpers_run import write_fake_run
 
 from repsim import analysis as A
+from repsim import behavior as B
+from repsim import chapter as CH
+from repsim import names as N
+from repsim import sentences as T
+from repsim import stats as S
 from repsim.errors import InputError, StoreError
+
+# the module: ``repsim.consistency`` as an attribute of the package is the function
+C = importlib.import_module("repsim.consistency")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> A.Run:
-    return A.load_run(
+def run(tmp_path_factory) -> CH.Run:
+    return CH.load_run(
         write_fake_run(tmp_path_factory.mktemp("run"), n_per_objective=3, features=False)
     )
 
@@ -28,7 +38,7 @@ def _lin(x: np.ndarray, y: np.ndarray) -> float:
 
 def test_load_run_missing_folder_says_what_to_do(tmp_path):
     with pytest.raises(StoreError, match="repsim run"):
-        A.load_run(tmp_path)
+        CH.load_run(tmp_path)
 
 
 def test_load_run_and_caption(run):
@@ -48,11 +58,11 @@ def test_cluster_order_groups_blocks():
 
 def test_pair_table_counts_and_labels(run):
     da = run.similarity["cka_linear"]
-    t = A.pair_table(da, "objective")
+    t = C.similarity_pairs(da, "objective")
     n = da.sizes["model_a"]
     assert len(t) == da.sizes["dataset"] * n * (n - 1) // 2
     assert set(t.category_pair) >= {"Random | Supervised", "Self-Supervised | Self-Supervised"}
-    assert A.pair_label("b", "a") == A.pair_label("a", "b") == "a | b"
+    assert N.pair_label("b", "a") == N.pair_label("a", "b") == "a | b"
 
 
 def test_mean_std_is_zero_for_constant_pairs():
@@ -72,19 +82,19 @@ def test_mean_std_is_zero_for_constant_pairs():
 
 
 def test_consistency_values_and_summary(run):
-    tidy = A.consistency_values(run.consistency, "cka_linear", ["all", "objective"])
+    tidy = C.consistency_table(run.consistency, "cka_linear", ["all", "objective"])
     n_d = run.similarity.sizes["dataset"]
     assert (tidy.groupby("group_pair").size() == n_d * (n_d - 1) // 2).all()
     assert "all" in set(tidy.label)
     obj = tidy[tidy.group_by == "objective"]
-    order = A.median_order(obj)
+    order = C.median_order(obj)
     meds = obj.groupby("label").consistency.median()[order].values
     assert (np.diff(meds) <= 1e-12).all()
-    assert list(A.consistency_summary(obj).label) == order
-    sub = A.consistency_values(run.consistency, "cka_linear", "all", datasets=["shapes", "digits"])
+    assert list(C.consistency_summary(obj).label) == order
+    sub = C.consistency_table(run.consistency, "cka_linear", "all", datasets=["shapes", "digits"])
     assert len(sub) == 1
-    spread = A.grouping_spread(
-        A.consistency_values(run.consistency, "cka_linear", ["all", "objective", "size_class"])
+    spread = C.grouping_spread(
+        C.consistency_table(run.consistency, "cka_linear", ["all", "objective", "size_class"])
     )
     assert spread.group_by.iloc[0] == "objective"
 
@@ -97,7 +107,7 @@ def test_rank_sum_tests_bonferroni():
         for i in range(12)
         for v in mu + 0.02 * rng.normal(size=3)
     ]
-    out = A.rank_sum_tests(pd.DataFrame(rows), alpha=0.01)
+    out = C.anchor_rank_sum_tests(pd.DataFrame(rows), alpha=0.01)
     assert len(out) == 3
     assert np.allclose(out.p_bonferroni, np.minimum(out.p * 3, 1))
     sig = {(r.group_a, r.group_b) for r in out[out.significant].itertuples()}
@@ -105,14 +115,18 @@ def test_rank_sum_tests_bonferroni():
 
 
 def test_anchor_values_have_categories(run):
-    av = A.anchor_values(run.consistency, "cka_linear")
+    av = C.anchor_table(run.consistency, "cka_linear")
     assert set(av.category) == {"Supervised", "Self-Supervised", "Image-Text", "Random"}
 
 
-def test_gap_correlations_negative_when_similarity_tracks_accuracy(run):
-    r = A.gap_correlations(run.similarity["cka_linear"], run.probes)
+def test_behavior_correlation_on_a_run_has_every_dataset(run):
+    r = B.behavior_correlation(run.similarity["cka_linear"], run.probes)
     assert list(r.dataset) == list(map(str, run.similarity.dataset.values))
-    assert r.r.notna().all() and set(r.columns) >= {"domain", "r", "n_pairs"}
+    assert r.pearson_r.notna().all() and list(r.columns) == B.CORRELATION_COLUMNS
+    acc = run.probes["accuracy"].mean("seed")
+    for row in r.itertuples():  # the mean over models of the seed-mean accuracy, by hand
+        want = np.mean([acc.sel(model=m, dataset=row.dataset).item() for m in acc.model.values])
+        assert row.mean_accuracy == pytest.approx(want, abs=1e-12)
 
 
 def test_measure_agreement_self_is_one(run):
@@ -121,9 +135,9 @@ def test_measure_agreement_self_is_one(run):
 
 
 def test_domain_order(run):
-    order = A.domain_order(run.similarity)
+    order = CH.domain_order(run.similarity)
     doms = [str(run.similarity["domain"].sel(dataset=d).values) for d in order]
-    assert doms == sorted(doms, key=A.DOMAINS.index)
+    assert doms == sorted(doms, key=N.DOMAINS.index)
 
 
 def test_stability_error_shrinks_with_n(rng):
@@ -228,25 +242,25 @@ def _small_cons() -> xr.Dataset:
 
 
 def test_consistency_values_drop_two_point_and_unknown_pairs():
-    tidy = A.consistency_values(_small_cons(), "cka_linear", ["all", *A.CATEGORY_FIELDS])
+    tidy = C.consistency_table(_small_cons(), "cka_linear", ["all", *N.CATEGORY_FIELDS])
     assert set(tidy.group_pair) == {"all"}
-    keep = A.consistency_values(_small_cons(), "cka_linear", "objective", min_pairs=2)
+    keep = C.consistency_table(_small_cons(), "cka_linear", "objective", min_pairs=2)
     assert set(keep.label) == {"Self-Supervised | Supervised"}
-    empty = A.consistency_values(_small_cons(), "cka_linear", "size_class")
+    empty = C.consistency_table(_small_cons(), "cka_linear", "size_class")
     assert empty.empty and "consistency" in empty.columns
-    assert A.consistency_summary(empty).empty and A.grouping_spread(empty).empty
+    assert C.consistency_summary(empty).empty and C.grouping_spread(empty).empty
 
 
 def test_grouping_spread_needs_two_category_pairs(run):
-    tidy = A.consistency_values(run.consistency, "cka_linear", ["all", "objective", "data_class"])
-    spread = A.grouping_spread(tidy)
+    tidy = C.consistency_table(run.consistency, "cka_linear", ["all", "objective", "data_class"])
+    spread = C.grouping_spread(tidy)
     assert list(spread.group_by) == ["objective"]  # data_class has one category pair only
 
 
 def test_overview_text_without_same_category_pairs():
-    tidy = A.consistency_values(_small_cons(), "cka_linear", ["all", *A.CATEGORY_FIELDS])
-    text = A.overview_text(
-        A.consistency_summary(tidy), A.grouping_spread(tidy), "cka_linear", "objective"
+    tidy = C.consistency_table(_small_cons(), "cka_linear", ["all", *N.CATEGORY_FIELDS])
+    text = T.overview_text(
+        C.consistency_summary(tidy), C.grouping_spread(tidy), "cka_linear", "objective"
     )
     assert "0.50" in text and "cannot be made" in text and "agrees" not in text
 
@@ -279,23 +293,23 @@ def _answer_rows(p_obj: float, p_arch: float, ci: tuple[float, float]) -> pd.Dat
 
 
 def test_overview_text_makes_no_untested_claims(run):
-    tidy = A.consistency_values(run.consistency, "cka_linear", ["all", *A.CATEGORY_FIELDS])
-    summary, spread = A.consistency_summary(tidy), A.grouping_spread(tidy)
-    text = A.overview_text(summary, spread, "cka_linear", "objective")
+    tidy = C.consistency_table(run.consistency, "cka_linear", ["all", *N.CATEGORY_FIELDS])
+    summary, spread = C.consistency_summary(tidy), C.grouping_spread(tidy)
+    text = T.overview_text(summary, spread, "cka_linear", "objective")
     assert "not tested against each other" in text
     for word in ("agrees", "differs", "strongest", "most consistent", "spread most"):
         assert word not in text
     # the controlled tests word the answer: evidence only with p < 0.05 and an interval above 0
-    yes = A.overview_text(
+    yes = T.overview_text(
         summary, spread, "cka_linear", "objective", _answer_rows(0.001, 0.4, (0.05, 0.2))
     )
     assert "objective explains the consistency of pairwise similarity across datasets more" in yes
     assert "95% CI 0.05 to 0.20" in yes and "pooled" in yes
-    no = A.overview_text(
+    no = T.overview_text(
         summary, spread, "cka_linear", "objective", _answer_rows(0.001, 0.4, (-0.1, 0.2))
     )
     assert "no evidence that objective explains" in no.lower()
-    why = A.overview_text(summary, spread, "cka_linear", "objective", None, "not crossed")
+    why = T.overview_text(summary, spread, "cka_linear", "objective", None, "not crossed")
     assert "not tested on this run: not crossed" in why
 
 
@@ -306,20 +320,20 @@ def test_controlled_tests_of_a_run_without_them(run):
 
 def test_unknown_metadata_is_one_label():
     sim = _small_sim(["Supervised", "", "Supervised"])
-    assert list(A.category_labels(sim, "objective")) == ["Supervised", A.UNKNOWN, "Supervised"]
-    assert set(A.category_labels(sim, "size_class")) == {A.UNKNOWN}
-    counts = A.count_table(A.model_table(sim), "objective", "architecture_class")
-    assert counts.values.sum() == 3 and A.UNKNOWN in counts.columns
-    assert not A.is_known("") and not A.is_known(float("nan")) and A.is_known("MLP")
+    assert list(C.category_labels(sim, "objective")) == ["Supervised", N.UNKNOWN, "Supervised"]
+    assert set(C.category_labels(sim, "size_class")) == {N.UNKNOWN}
+    counts = A.count_table(CH.model_table(sim), "objective", "architecture_class")
+    assert counts.values.sum() == 3 and N.UNKNOWN in counts.columns
+    assert not N.is_known("") and not N.is_known(float("nan")) and N.is_known("MLP")
 
 
 def test_within_between_without_same_category_pairs():
     sim = _small_sim(["Supervised", "Self-Supervised", "Image-Text"])
     table = A.within_between(sim["cka_linear"], "objective")
     assert table["same category"].isna().all() and table["different category"].notna().all()
-    assert "skipped" in A.within_between_text(table, "objective")
+    assert "skipped" in T.within_between_text(table, "objective")
     sim2 = _small_sim(["S", "S", "T", "T"])
-    text = A.within_between_text(A.within_between(sim2["cka_linear"]), "objective")
+    text = T.within_between_text(A.within_between(sim2["cka_linear"]), "objective")
     assert "of 3** datasets" in text
     assert "sign test" in text and "fewer than 6 datasets" in text  # 3 datasets cannot reach 0.05
 
@@ -330,35 +344,37 @@ def test_within_between_text_states_its_sign_test():
         {"same category": [0.9] * 9 + [0.1], "different category": [0.5] * 10},
         index=[f"d{i}" for i in range(10)],
     )
-    text = A.within_between_text(table, "objective")
+    text = T.within_between_text(table, "objective")
     assert "**9 of 10**" in text and "p = 0.02" in text and "more datasets than chance" in text
     even = pd.DataFrame({"same category": [0.9, 0.1] * 5, "different category": [0.5] * 10})
-    assert "not more often than chance" in A.within_between_text(even, "objective")
+    assert "not more often than chance" in T.within_between_text(even, "objective")
 
 
 def test_pick_dataset_pairs_spans_the_range():
     da = _small_sim(["a", "a", "b", "b", "c"], n_datasets=5)["cka_linear"]
     pairs = A.pick_dataset_pairs(da, 3)
     assert len(pairs) == 3 and len(set(pairs)) == 3
-    vec = A.pair_vectors(da)
-    r = [A.correlate(vec[a], vec[b]) for a, b in pairs]
-    assert r[0] == max(A.correlate(vec[a], vec[b]) for a, b in A.upper_pairs(da.dataset.values))
+    vec = C.pair_vectors(da)
+    r = [S.correlate(vec[a], vec[b]) for a, b in pairs]
+    assert r[0] == max(
+        S.correlate(vec[a], vec[b]) for a, b in itertools.combinations(da.dataset.values, 2)
+    )
     assert r[0] >= r[1] >= r[2]
     assert A.pick_dataset_pairs(da.isel(dataset=[0, 1]), 3) == [("d0", "d1")]
 
 
 def test_scatter_correlations_skip_small_groups():
     da = _small_sim(["S", "S", "T", "T", "T"], n_datasets=2)["cka_linear"]
-    tab = A.scatter_correlations(da, [("d0", "d1")])
+    tab = C.within_category_consistency(da, [("d0", "d1")])
     assert list(tab.columns) == ["all", "T"]  # S has one pair within it
-    assert "Only **T**" in A.scatter_text(tab, "objective")
-    assert "no group r" in A.scatter_text(tab[["all"]], "objective")
+    assert "Only **T**" in T.scatter_text(tab, "objective")
+    assert "no group r" in T.scatter_text(tab[["all"]], "objective")
 
 
 def test_chapter_need_says_why(tmp_path):
     sim = _small_sim(["S", "T"], n_datasets=1)
     sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
-    ch = A.open_chapter(tmp_path, measure="not_a_measure", category="architecture_class")
+    ch = CH.open_chapter(tmp_path, measure="not_a_measure", category="architecture_class")
     assert ch.measure == "cka_linear" and ch.category == "objective"
     assert "no consistency.nc" in ch.need("consistency")
     assert "no probes.nc" in ch.need("probes")
@@ -375,9 +391,9 @@ def test_rank_sum_text_with_untestable_groups():
     tidy = pd.DataFrame(
         {"anchor": ["a", "b", "c"], "category": ["S", "T", "T"], "consistency": [0.1, 0.5, 0.6]}
     )
-    tests = A.rank_sum_tests(tidy)
+    tests = C.anchor_rank_sum_tests(tidy)
     assert tests.p.isna().all()
-    assert "No two categories" in A.rank_sum_text(tests, 0.01)
+    assert "No two categories" in T.rank_sum_text(tests, 0.01)
 
 
 def test_spread_over_domains_and_domain_contrast():
@@ -394,28 +410,28 @@ def test_spread_over_domains_and_domain_contrast():
         }
     )
     table = A.domain_contrast(tidy, doms)
-    assert "more consistent" in A.domain_contrast_text(table)
+    assert "more consistent" in T.domain_contrast_text(table)
     one = A.domain_contrast(tidy.iloc[:1], doms)
-    assert "cannot be compared" in A.domain_contrast_text(one)
+    assert "cannot be compared" in T.domain_contrast_text(one)
 
 
 def test_behaviour_text_handles_nan_and_one_domain():
-    corr = pd.DataFrame({"dataset": ["x", "y"], "domain": ["D", "D"], "r": [-0.5, np.nan]})
-    text = A.behaviour_text(corr)
+    corr = pd.DataFrame({"dataset": ["x", "y"], "domain": ["D", "D"], "pearson_r": [-0.5, np.nan]})
+    text = T.behaviour_text(corr)
     assert "1 of 1" in text and "strongest" not in text
     two = pd.DataFrame(
-        {"dataset": ["x", "y", "z"], "domain": ["D", "D", "E"], "r": [-0.5, -0.3, 0.1]}
+        {"dataset": ["x", "y", "z"], "domain": ["D", "D", "E"], "pearson_r": [-0.5, -0.3, 0.1]}
     )
-    text = A.behaviour_text(two)
+    text = T.behaviour_text(two)
     assert "D -0.40 (2 datasets); E 0.10 (1 dataset)" in text
     assert "not ranked" in text and "E rests on one dataset" in text and "strongest" not in text
-    assert "nothing to summarise" in A.behaviour_text(corr.assign(r=np.nan))
-    assert A.fmt(float("nan")) == "undefined"
+    assert "nothing to summarise" in T.behaviour_text(corr.assign(pearson_r=np.nan))
+    assert T.fmt(float("nan")) == "undefined"
 
 
 def test_read_features_skips_missing_models(tmp_path):
     run_dir = write_fake_run(tmp_path / "r", n_per_objective=1)
-    r = A.load_run(run_dir)
+    r = CH.load_run(run_dir)
     ids = list(map(str, r.similarity.model_a.values))
     feats = A.read_features(r, "shapes", [*ids[:2], "not-a-model"])
     assert list(feats) == ids[:2]
@@ -509,14 +525,14 @@ def test_model_embedding_separates_blocks_and_is_seeded(method):
 
 
 def test_consistency_pairs_match_consistency_values(run):
-    t = A.consistency_pairs(
+    t = C.consistency_pairs(
         run.consistency,
         ("cka_linear", "consistency"),
         ("mutual_knn_10", "consistency_spearman"),
         ("all", "objective"),
     )
-    x = A.consistency_values(run.consistency, "cka_linear", ("all", "objective"))
-    y = A.consistency_values(
+    x = C.consistency_table(run.consistency, "cka_linear", ("all", "objective"))
+    y = C.consistency_table(
         run.consistency, "mutual_knn_10", ("all", "objective"), "consistency_spearman"
     )
     assert len(t) == len(x) == len(y)
@@ -524,7 +540,7 @@ def test_consistency_pairs_match_consistency_values(run):
     np.testing.assert_allclose(t["y"].values, y["consistency"].values)
     assert "all" in set(t.label)
     with pytest.raises(InputError, match="no consistency"):
-        A.consistency_pairs(run.consistency, ("nope", "consistency"), ("cka_linear", "consistency"))
+        C.consistency_pairs(run.consistency, ("nope", "consistency"), ("cka_linear", "consistency"))
 
 
 def test_partner_tests_text_names_threshold_and_significant_pairs():
@@ -544,9 +560,9 @@ def test_partner_tests_text_names_threshold_and_significant_pairs():
             "significant": [True, False],
         }
     )
-    text = A.partner_tests_text(tests, 0.01)
+    text = T.partner_tests_text(tests, 0.01)
     assert text.startswith("1 of 2") and "p < 0.005" in text and "anchor x: P" in text
-    assert "no rank-sum test" in A.partner_tests_text(tests.assign(p=np.nan), 0.01)
+    assert "no rank-sum test" in T.partner_tests_text(tests.assign(p=np.nan), 0.01)
 
 
 def test_pearson_spearman_text_is_descriptive():
@@ -555,7 +571,7 @@ def test_pearson_spearman_text_is_descriptive():
     )
     table = A.pearson_spearman_table(pairs)
     assert table.loc["a", "median Pearson"] == 0.25 and table.loc["b", "median Spearman"] == 0.75
-    text = A.pearson_spearman_text(pairs)
+    text = T.pearson_spearman_text(pairs)
     r = np.corrcoef(pairs.x, pairs.y)[0, 1]
-    assert f"r = **{A.fmt(r)}**" in text and "not tested" in text and "p-value" in text
-    assert "Too few" in A.pearson_spearman_text(pairs.iloc[:2])
+    assert f"r = **{T.fmt(r)}**" in text and "not tested" in text and "p-value" in text
+    assert "Too few" in T.pearson_spearman_text(pairs.iloc[:2])

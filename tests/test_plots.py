@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -13,12 +15,19 @@ import pytest  # noqa: E402
 from helpers_run import write_fake_run  # noqa: E402
 
 from repsim import analysis as A  # noqa: E402
+from repsim import behavior as B  # noqa: E402
+from repsim import chapter as CH  # noqa: E402
+from repsim import names as N  # noqa: E402
 from repsim import plots as P  # noqa: E402
+from repsim import stats as S  # noqa: E402
+
+# the module: ``repsim.consistency`` as an attribute of the package is the function
+C = importlib.import_module("repsim.consistency")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> A.Run:
-    return A.load_run(
+def run(tmp_path_factory) -> CH.Run:
+    return CH.load_run(
         write_fake_run(tmp_path_factory.mktemp("run"), n_per_objective=3, features=False)
     )
 
@@ -45,42 +54,59 @@ def test_category_colours_are_stable_and_mix():
 
 def test_similarity_figures(run):
     da = run.similarity["cka_linear"]
-    order = A.domain_order(run.similarity)
+    order = CH.domain_order(run.similarity)
     cap = run.caption("cka_linear")
-    base = A.consistency_values(run.consistency, "cka_linear", "all")
-    _check(P.framework_figure(da, base, order[0], order[-1], caption=cap), cap)
+    base = C.consistency_table(run.consistency, "cka_linear", "all")
+    pairs = C.dataset_pair_table(da, order[0], order[-1])
+    r = S.correlate(pairs[order[0]], pairs[order[-1]])
+    _check(P.framework_figure(da, pairs, r, base, order[0], order[-1], caption=cap), cap)
     _check(P.clustered_matrices(da, order, caption=cap), cap)
     _check(P.mean_std_scatter(A.mean_std_across_datasets(da), caption=cap), cap)
-    _check(P.consistency_scatter(da, [(order[0], order[1])], caption=cap), cap)
-    _check(P.measure_vs_measure(run.similarity, "cka_linear", "mutual_knn_10", order[:2]))
+    dpairs = [(order[0], order[1])]
+    tables = {(a, b): C.dataset_pair_table(da, a, b) for a, b in dpairs}
+    within = C.within_category_consistency(da, dpairs)
+    _check(P.consistency_scatter(tables, within, caption=cap), cap)
+    sim = run.similarity
+    fig = P.measure_vs_measure(
+        A.measure_pair_table(sim, "cka_linear", "mutual_knn_10", order[:2]),
+        A.measure_agreement(sim, "cka_linear", "mutual_knn_10", "spearman", order[:2]),
+        "cka_linear",
+        "mutual_knn_10",
+    )
+    assert [ax.get_title().split(":")[0] for ax in fig.axes if ax.has_data()] == order[:2]
+    _check(fig)
 
 
 def test_consistency_figures(run):
     cons = run.consistency
-    base = A.consistency_values(cons, "cka_linear", "all")
-    tidy = A.consistency_values(cons, "cka_linear", "objective")
+    base = C.consistency_table(cons, "cka_linear", "all")
+    tidy = C.consistency_table(cons, "cka_linear", "objective")
     fig = P.consistency_boxes(tidy, base, caption="boxes")
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
-    assert labels == A.median_order(tidy)
+    assert labels == C.median_order(tidy)
     _check(fig)
     doms = dict(
         zip(map(str, run.similarity.dataset.values), map(str, run.similarity.domain.values))
     )
     _check(
-        P.consistency_heatmaps(cons, "cka_linear", ["all"], A.domain_order(run.similarity), doms)
+        P.consistency_heatmaps(
+            C.consistency_matrices(cons, "cka_linear", ["all"], CH.domain_order(run.similarity)),
+            doms,
+        )
     )
-    av = A.anchor_values(cons, "cka_linear")
+    av = C.anchor_table(cons, "cka_linear")
     _check(P.anchor_boxes(av))
-    summ = A.consistency_summary(tidy).set_index("label")["median"]
+    summ = C.consistency_summary(tidy).set_index("label")["median"]
     both = summ.to_frame("x").join(summ.to_frame("y")).reset_index()
     _check(P.paired_measures(both, "x", "y"))
 
 
 def test_behaviour_and_robustness_figures(run, rng):
     da = run.similarity["cka_linear"]
-    tables = {d: A.accuracy_gap_table(da, run.probes, d) for d in ["shapes", "digits"]}
-    _check(P.gap_scatter(tables))
-    _check(P.by_domain(A.gap_correlations(da, run.probes)))
+    tables = {d: B.pair_table(da.sel(dataset=[d]), run.probes) for d in ["shapes", "digits"]}
+    corr = B.behavior_correlation(da, run.probes)
+    _check(P.gap_scatter(tables, corr))
+    _check(P.by_domain(corr))
     feats = {k: rng.normal(size=(40, 4)) for k in "abc"}
 
     def lin(x, y):
@@ -117,15 +143,19 @@ def test_similarity_figures_on_sparse_metadata(n_models, rng):
     fig = P.clustered_matrices(da, ["a", "b", "c"], caption="sparse")
     assert all(not ax.get_xticklabels() for ax in fig.axes if ax.get_label() != "<colorbar>")
     legend = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
-    assert "" not in legend and (A.UNKNOWN in legend) == (n_models >= 4)
+    assert "" not in legend and (N.UNKNOWN in legend) == (n_models >= 4)
     _check(fig)
-    fig = P.consistency_scatter(da, [("a", "b")])
+    fig = P.consistency_scatter(
+        {("a", "b"): C.dataset_pair_table(da, "a", "b")},
+        C.within_category_consistency(da, [("a", "b")]),
+    )
     texts = [fig.axes[0].get_title(), *(t.get_text() for t in fig.axes[0].texts)]
     assert "r = " in texts[0] and not any("nan" in t for t in texts)
-    assert all(A.UNKNOWN not in t for t in texts)
+    assert all(N.UNKNOWN not in t for t in texts)
     _check(fig)
     base = pd.DataFrame({"consistency": []})
-    _check(P.framework_figure(da, base, "a", "c"))
+    pairs = C.dataset_pair_table(da, "a", "c")
+    _check(P.framework_figure(da, pairs, S.correlate(pairs["a"], pairs["c"]), base, "a", "c"))
 
 
 def test_study_figures_of_issue_14(run):
@@ -139,7 +169,7 @@ def test_study_figures_of_issue_14(run):
 
     sim, cons = run.similarity, run.consistency
     da = sim["cka_linear"]
-    datasets = A.domain_order(sim)
+    datasets = CH.domain_order(sim)
     order = A.common_model_order(da)
     mean, std = A.mean_std_matrices(da)
     fig = P.matrices_common_order(da, datasets, order, mean, std, caption="common")
@@ -159,7 +189,7 @@ def test_study_figures_of_issue_14(run):
     tables = {t or "none": A.mean_std_across_datasets(da, transform=t) for t in (None, "tan")}
     _check(P.transformed_mean_std(tables, "cka_linear"))
     _check(P.transform_consistency(transform_comparison(da)))
-    pairs = A.consistency_pairs(
+    pairs = C.consistency_pairs(
         cons, ("cka_linear", "consistency"), ("cka_linear", "consistency_spearman")
     )
     _check(P.consistency_agreement(pairs, "Pearson", "Spearman", title="robustness"))

@@ -1,0 +1,312 @@
+"""What every chapter of the book starts from: the run folder's result files and the chapter's
+parameters, in one call.
+
+A chapter notebook's first code cell after its ``parameters`` cell is ::
+
+    from repsim.chapter import A, C, P, T, display, say, setup
+
+    ch, run, sim, da, order, caption, measure, category = setup(
+        run_dir, measure, datasets, models, category
+    )
+
+importing what the chapter calls under short names: ``A`` :mod:`repsim.analysis` (tables behind
+the figures), ``B`` :mod:`repsim.behavior`, ``C`` :mod:`repsim.consistency`, ``N``
+:mod:`repsim.names`, ``P`` :mod:`repsim.plots` (figures), ``R`` :mod:`repsim.reference`, ``S``
+:mod:`repsim.stats`, ``T`` :mod:`repsim.sentences` (computed sentences), and ``np``/``pd``.
+Everything after it is a figure, a table or a sentence computed by the package.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from repsim.consistency import category_labels
+from repsim.errors import InputError
+from repsim.names import CATEGORY_FIELDS, DOMAINS, UNKNOWN, is_known
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------- run files
+@dataclass
+class Run:
+    """The result files of one run folder (absent optional files are None)."""
+
+    path: Path
+    similarity: xr.Dataset
+    consistency: xr.Dataset | None = None
+    probes: xr.Dataset | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """The run's name: attrs of similarity.nc, then run.json, then the folder name."""
+        cfg = self.info.get("config", {}) if isinstance(self.info.get("config"), dict) else {}
+        return str(self.similarity.attrs.get("run") or cfg.get("name") or self.path.name)
+
+    @property
+    def features_path(self) -> Path | None:
+        """The feature store of the run, or None when the run kept no features."""
+        from repsim.runfolder import RunFolder
+
+        p = RunFolder(self.path).features
+        return p if p.exists() else None
+
+    @property
+    def measures(self) -> list[str]:
+        return list(self.similarity.data_vars)
+
+    def caption(
+        self,
+        measure: str | None = None,
+        datasets: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        extra: str = "",
+    ) -> str:
+        """A figure caption naming the run, the models, the datasets and the measure."""
+        sim = self.similarity
+        models = list(sim.model_a.values) if models is None else list(models)
+        datasets = list(sim.dataset.values) if datasets is None else list(datasets)
+        ds = ", ".join(map(str, datasets)) if len(datasets) <= 6 else f"{len(datasets)} datasets"
+        parts = [f"Run '{self.name}'", f"{len(models)} models", f"datasets: {ds}"]
+        if measure:
+            parts.append(f"measure: {measure}")
+        text = "; ".join(parts) + "."
+        return f"{text} {extra}".strip()
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Open the result files of a run folder (similarity.nc required; the rest optional).
+
+    Read through :class:`repsim.runfolder.RunFolder`, which checks each file's schema, that the
+    files name the same models and datasets, and (when the run recorded a manifest) that every
+    file is the one the last run wrote: a folder that mixes two runs is an error, not a figure.
+    """
+    from repsim.runfolder import RunFolder
+
+    path = Path(run_dir)
+    results = RunFolder(path).open_results()
+    log.info("loaded run %s: %s", path, dict(results.similarity.sizes))
+    return Run(
+        path=path,
+        similarity=results.similarity,
+        info=results.info,
+        consistency=results.consistency,
+        probes=results.probes,
+    )
+
+
+def model_table(sim: xr.Dataset | xr.DataArray) -> pd.DataFrame:
+    """Model metadata (coords with suffix ``_a`` on ``model_a``) as a DataFrame indexed by model."""
+    cols = {
+        name[:-2]: sim[name].values
+        for name in sim.coords
+        if name.endswith("_a") and sim[name].dims == ("model_a",)
+    }
+    return pd.DataFrame(cols, index=pd.Index(sim.model_a.values, name="model"))
+
+
+def select(
+    da: xr.DataArray,
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+) -> xr.DataArray:
+    """Restrict a (dataset, model_a, model_b) array to some datasets and models (None: all)."""
+    if datasets:
+        da = da.sel(dataset=list(datasets))
+    if models:
+        da = da.sel(model_a=list(models), model_b=list(models))
+    return da
+
+
+def domain_order(sim: xr.Dataset | xr.DataArray) -> list[str]:
+    """Dataset ids sorted by domain category (study order), then by id."""
+    doms = sim["domain"].values if "domain" in sim.coords else [""] * sim.sizes["dataset"]
+    rank = {d: i for i, d in enumerate(DOMAINS)}
+    keyed = sorted(zip(sim.dataset.values, doms), key=lambda t: (rank.get(t[1], 99), str(t[0])))
+    return [str(d) for d, _ in keyed]
+
+
+# ----------------------------------------------------------------------------- chapter context
+#: What a chapter may need from a run, and the sentence that says why it is skipped without it.
+_NEEDS = {
+    "consistency": "This run has no consistency.nc (its consistency stage did not run)",
+    "anchors": "This run's consistency.nc has no anchor consistency",
+    "probes": "This run has no probes.nc (probing was switched off in its config)",
+    "features": "This run kept no features (features.zarr)",
+}
+
+
+@dataclass
+class Chapter:
+    """What every chapter notebook starts from: the run, its selection and the main measure."""
+
+    run: Run
+    sim: xr.Dataset
+    measure: str
+    category: str
+
+    @property
+    def da(self) -> xr.DataArray:
+        return self.sim[self.measure]
+
+    @property
+    def order(self) -> list[str]:
+        return domain_order(self.sim)
+
+    @property
+    def datasets(self) -> list[str]:
+        return [str(d) for d in self.sim.dataset.values]
+
+    @property
+    def models(self) -> pd.DataFrame:
+        return model_table(self.sim)
+
+    @property
+    def domains(self) -> dict[str, str]:
+        doms = (
+            self.sim["domain"].values if "domain" in self.sim.coords else [""] * len(self.datasets)
+        )
+        return {d: str(x) if is_known(x) else UNKNOWN for d, x in zip(self.datasets, doms)}
+
+    @property
+    def caption(self) -> str:
+        return self.run.caption(self.measure, self.datasets, list(self.sim.model_a.values))
+
+    def categories(self) -> pd.Series:
+        """Each model's category under the chapter's grouping (``unknown`` where missing)."""
+        return pd.Series(
+            category_labels(self.sim, self.category),
+            index=[str(m) for m in self.sim.model_a.values],
+            name=self.category,
+        )
+
+    def need(
+        self, *needs: str, min_datasets: int = 1, min_models: int = 2, min_domains: int = 1
+    ) -> str | None:
+        """The first reason this chapter's figure cannot be drawn on this run, or None.
+
+        ``needs`` names optional run files (``consistency``, ``anchors``, ``probes``,
+        ``features``); the counts are lower bounds on the run's datasets, models and domains.
+        """
+        run = self.run
+        have = {
+            "consistency": run.consistency is not None,
+            "anchors": run.consistency is not None and "anchor_consistency" in run.consistency,
+            "probes": run.probes is not None,
+            "features": run.features_path is not None,
+        }
+        for n in needs:
+            if n not in have:
+                raise InputError(f"unknown need {n!r}; choose from {sorted(have)}")
+            if not have[n]:
+                return f"{_NEEDS[n]}, so this figure is skipped."
+        n_d, n_m = len(self.datasets), self.sim.sizes["model_a"]
+        n_dom = len(set(self.domains.values()))
+        if n_d < min_datasets:
+            return (
+                f"This needs at least {min_datasets} datasets and the run has {n_d} "
+                f"({', '.join(self.datasets)}), so this figure is skipped."
+            )
+        if n_m < min_models:
+            return (
+                f"This needs at least {min_models} models and the run has {n_m}, so this "
+                "figure is skipped."
+            )
+        if n_dom < min_domains:
+            return (
+                f"This compares domain categories and every dataset of the run is "
+                f"{next(iter(self.domains.values()))}, so this figure is skipped."
+            )
+        return None
+
+
+def open_chapter(
+    run_dir: str | Path,
+    measure: str = "cka_linear",
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    category: str = "objective",
+) -> Chapter:
+    """Load a run and apply a chapter's parameters (an absent measure falls back to the first)."""
+    run = load_run(run_dir)
+    sim = select(run.similarity, datasets, models)
+    if measure not in sim:
+        log.info("measure %s not in the run; using %s", measure, run.measures[0])
+        measure = run.measures[0]
+    if f"{category}_a" not in sim.coords:
+        known_fields = [c for c in CATEGORY_FIELDS if f"{c}_a" in sim.coords]
+        category = known_fields[0] if known_fields else category
+    return Chapter(run=run, sim=sim, measure=measure, category=category)
+
+
+def say(text: str) -> None:
+    """Show a computed sentence (Markdown) in the notebook."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))
+
+
+def setup(
+    run_dir: str | Path,
+    measure: str = "cka_linear",
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    category: str = "objective",
+) -> tuple[Chapter, Run, xr.Dataset, xr.DataArray, list[str], str, str, str]:
+    """A chapter's opening: :func:`open_chapter` with its parameters, unpacked into the names the
+    chapter cells use: ``ch, run, sim, da, order, caption, measure, category`` (the measure and
+    category after their fallbacks)."""
+    # tqdm.auto in the kernel without ipywidgets: its warning is not part of the book
+    warnings.filterwarnings("ignore", message="IProgress not found")
+    ch = open_chapter(run_dir, measure, datasets, models, category)
+    return ch, ch.run, ch.sim, ch.da, ch.order, ch.caption, ch.measure, ch.category
+
+
+#: The modules a chapter cell calls, under the short names the chapters use; imported on first
+#: use, so ``repsim.load_run`` does not pay for matplotlib.
+_SHORT = {
+    "A": "repsim.analysis",
+    "B": "repsim.behavior",
+    "C": "repsim.consistency",
+    "N": "repsim.names",
+    "P": "repsim.plots",
+    "R": "repsim.reference",
+    "S": "repsim.stats",
+    "T": "repsim.sentences",
+}
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _SHORT:
+        return importlib.import_module(_SHORT[name])
+    if name == "display":
+        from IPython.display import display
+
+        return display
+    raise AttributeError(f"module 'repsim.chapter' has no attribute {name!r}")
+
+
+__all__ = [
+    "Chapter",
+    "Run",
+    "domain_order",
+    "load_run",
+    "model_table",
+    "np",
+    "open_chapter",
+    "pd",
+    "say",
+    "select",
+    "setup",
+]

@@ -1,0 +1,604 @@
+"""The book's computed sentences: every sentence of a chapter that states a result is written by
+a function here, from the tables the analyses return, so it is tested and its numbers are the
+tables' numbers. Each function takes computed tables (never a run folder to recompute from) and
+returns Markdown.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from repsim.consistency import MIN_PAIRS
+from repsim.names import PAIR_SEP, is_known, is_same_pair
+from repsim.stats import correlate
+
+if TYPE_CHECKING:
+    from repsim.chapter import Chapter, Run
+
+
+def fmt(x: float, digits: int = 2) -> str:
+    """A number for a sentence; 'undefined' for NaN."""
+    return "undefined" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def join_names(items: Sequence[str], last: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = [str(x) for x in items]
+    if len(items) <= 1:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+#: Why a probe option may differ from the study's protocol (the embedded config's reasons).
+PROBE_DEVIATIONS = {
+    "batch_size": "the embedded sets have 1-2k train images, and batches of 1024 would give about "
+    "two optimiser steps per epoch, which underfits",
+    "lrs": "with so few steps the study's learning rates (0.1 down to 0.0001) underfit, so larger "
+    "ones are searched",
+    "shared_search": "one hyperparameter search shared by the seeds keeps the default run "
+    "within minutes on a CPU",
+    "epochs": "fewer epochs keep a small run fast",
+    "seeds": "fewer seeds keep a small run fast",
+    "wds": "a shorter weight-decay grid keeps a small run fast",
+}
+
+
+def probe_protocol_text(run: Run) -> str:
+    """The run's probe protocol and each way it departs from the study's, with the reason."""
+    import json
+
+    from repsim.probe import linear_probe
+
+    if run.probes is None:
+        return "This run has no probes."
+    try:
+        opts = json.loads(run.probes.attrs.get("probe", "{}"))
+    except ValueError:
+        opts = {}
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(linear_probe).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
+    study = {"batch_size": 1024, "shared_search": False, "epochs": 20, "seeds": (0, 1, 2)}
+    study["lrs"], study["wds"] = tuple(defaults["lrs"]), tuple(defaults["wds"])
+    changed = []
+    for key, value in study.items():
+        got = opts.get(key)
+        if got is None:
+            continue
+        same = tuple(got) == tuple(value) if isinstance(value, tuple) else got == value
+        if not same:
+            shown = got if not isinstance(got, list) or len(got) <= 6 else f"{len(got)} values"
+            reason = PROBE_DEVIATIONS.get(key, "set in the run's config")
+            changed.append(f"`{key}` {shown} (the study: {_short(value)}), because {reason}")
+    text = (
+        "Probe protocol: the study's (a linear layer on L2-normalised features, AdamW, cosine "
+        "schedule, learning-rate and weight-decay search on a validation split, accuracy on the "
+        "held-out test split)"
+    )
+    if not changed:
+        return text + ", unchanged."
+    return text + ", with these changes: " + "; ".join(changed) + "."
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, tuple) and len(value) > 6:
+        return f"{len(value)} values from {value[0]:g} to {value[-1]:g}"
+    if isinstance(value, tuple):
+        return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
+def controlled_answer(
+    tests: pd.DataFrame | None, reason: str = "", measure: str | None = None
+) -> str:
+    """The answer of the controlled tests in words (separate objectives, then pooled), or why
+    there is none; every sentence comes from :func:`repsim.stats.answer`."""
+    from repsim import stats
+
+    if tests is None:
+        return (
+            "Whether objective explains the consistency of pairwise similarity more than "
+            f"architecture is not tested on this run: {reason}."
+        )
+    measures = list(dict.fromkeys(tests["measure"]))
+    measure = measure if measure in measures else measures[0]
+    pooled = stats.answer(tests, measure, "pooled")
+    return (
+        f"{stats.answer(tests, measure, 'separate')} "
+        f"Secondary view, SimCLR and Barlow Twins pooled: {pooled[0].lower()}{pooled[1:]}"
+    )
+
+
+def study_overlap_text(run: Run) -> str:
+    """Whether the run's models are the study's (Ciernik et al. 2025): its numbers are comparable
+    with the study's only where they rest on the study's own models."""
+    from repsim.reference import study_models
+
+    study = study_models()
+    models = [str(m) for m in run.similarity.model_a.values]
+    shared = [m for m in models if m in study]
+    if not shared:
+        return (
+            f"None of this run's {len(models)} models is one of the study's {len(study)}, so "
+            "its numbers are not comparable with the study's: they answer the same questions on "
+            "other models and other images."
+        )
+    if len(shared) == len(models):
+        return f"All {len(models)} models of this run are among the study's {len(study)}."
+    return (
+        f"{len(shared)} of this run's {len(models)} models are among the study's {len(study)}; "
+        "numbers over all of the run's models are not comparable with the study's."
+    )
+
+
+def stimuli_split_text(run: Run) -> str:
+    """Which split the run's similarity stimuli come from (config ``stimuli.split``)."""
+    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
+    split = (cfg.get("stimuli") or {}).get("split") or "train"
+    if not run.info:
+        return "The run records no config, so the split of its similarity stimuli is unknown."
+    if split == "test":
+        return (
+            "Similarity is measured on the held-out **test** split of each dataset: images no "
+            "model of a zoo trained on these sets has seen."
+        )
+    return (
+        "Similarity is measured on the **train** split of each dataset, as in the study; for "
+        "models trained on these sets (the mini-zoo) those are images they were trained on."
+    )
+
+
+def overview_text(
+    summary: pd.DataFrame,
+    spread: pd.DataFrame | None,
+    measure: str,
+    category: str,
+    tests: pd.DataFrame | None = None,
+    reason: str = "",
+) -> str:
+    """The chapter-0 answer in words: consistency medians (described, not ranked) and the answer
+    of the controlled tests (:func:`controlled_answer`) when the run has them.
+
+    ``spread`` (:func:`grouping_spread`) is accepted for compatibility and not worded: a range of
+    medians favours the grouping with more category pairs, so it supports no ranking.
+    """
+    base = summary.loc[summary.group_by == "all", "median"]
+    if not len(base):
+        return f"With {measure}, no consistency over dataset pairs could be computed on this run."
+    parts = [f"With {measure}, the all-pairs median consistency is **{fmt(float(base.iloc[0]))}**."]
+    same = summary[(summary.group_by == category) & summary.label.map(is_same_pair)]
+    if len(same) >= 2:
+        from repsim.stats import CONTROLS
+
+        listed = ", ".join(
+            f"{name}{' (untrained control)' if name in CONTROLS else ''} {fmt(r['median'])}"
+            for name, r in zip(same.label.str.split(PAIR_SEP).str[0], same.to_dict("records"))
+        )
+        parts.append(
+            f"Median consistency of model pairs that share the {category}: {listed} "
+            "(medians over dataset pairs, described here, not tested against each other)."
+        )
+    elif len(same) == 1:
+        row = same.iloc[0]
+        parts.append(
+            f"Only **{row.label.split(PAIR_SEP)[0]}** has at least {MIN_PAIRS} model pairs "
+            f"within one {category} (median {fmt(row['median'])}), so categories cannot be "
+            "ranked against each other."
+        )
+    else:
+        parts.append(
+            f"No {category} has enough models for {MIN_PAIRS} model pairs within it, so "
+            "the within-category comparison of the study cannot be made on this run."
+        )
+    if tests is not None or reason:
+        parts.append(controlled_answer(tests, reason, measure))
+    return " ".join(parts)
+
+
+def pearson_spearman_text(pairs: pd.DataFrame) -> str:
+    """How closely Spearman consistency follows Pearson consistency, worded descriptively: the
+    values share datasets and models, so no p-value is attached and no ranking is claimed."""
+    ok = pairs[["x", "y"]].dropna()
+    if len(ok) < 3:
+        return "Too few consistency values to compare Pearson with Spearman on this run."
+    return (
+        f"Across the {len(ok)} consistency values (dataset pairs x category pairs), Spearman "
+        f"follows Pearson with r = **{fmt(correlate(ok.x, ok.y))}**. The values share datasets "
+        "and models, so this r describes agreement and carries no p-value; the medians above "
+        "are descriptive, and which category pair ranks first is not tested here (the test of "
+        "the objective factor is in the controlled-experiment chapter)."
+    )
+
+
+def within_between_text(table: pd.DataFrame, category: str) -> str:
+    """How often same-category pairs are more similar than different-category pairs."""
+    ok = table.dropna()
+    if not len(ok):
+        return (
+            f"The run has no model pairs of the same {category} and of different {category} "
+            "to compare, so this comparison is skipped."
+        )
+    diff = ok["same category"] - ok["different category"]
+    more, less = int((diff > 0).sum()), int((diff < 0).sum())
+    gap = float(diff.median())
+    head = (
+        f"On **{more} of {len(ok)}** datasets, models of the same {category} are more similar "
+        f"to each other (median) than models of different {category}; the median difference "
+        f"is {fmt(gap)}."
+    )
+    if more + less == 0:
+        return head + " No dataset separates the two, so there is nothing to test."
+    # the unit is the dataset: an exact two-sided sign test over datasets (ties left out)
+    p = float(stats.binomtest(more, more + less, 0.5).pvalue)
+    from repsim.stats import format_p
+
+    if p < 0.05:
+        verdict = (
+            f"Same-{category} pairs are the more similar ones on more datasets than chance "
+            f"would give (exact sign test over datasets, {format_p(p)})."
+        )
+    else:
+        verdict = (
+            f"That is not more often than chance would give (exact sign test over datasets, "
+            f"{format_p(p)})"
+            + (
+                "; with fewer than 6 datasets no sign test can reach p < 0.05."
+                if more + less < 6
+                else "."
+            )
+        )
+    return f"{head} {verdict}"
+
+
+def scatter_text(table: pd.DataFrame, category: str) -> str:
+    """Which same-category group keeps its pair ordering best over the chosen dataset pairs."""
+    r_all = table["all"].mean()
+    text = f"Over these dataset pairs, the mean consistency of all model pairs is **{fmt(r_all)}**."
+    groups = table.drop(columns="all").mean().dropna()
+    if len(groups) >= 2:
+        return (
+            f"{text} Within one {category}, **{groups.idxmax()}** models keep their similarity "
+            f"ordering best ({fmt(groups.max())}) and **{groups.idxmin()}** models worst "
+            f"({fmt(groups.min())})."
+        )
+    if len(groups) == 1:
+        return (
+            f"{text} Only **{groups.index[0]}** has {MIN_PAIRS} or more model pairs within one "
+            f"{category} (r {fmt(groups.iloc[0])})."
+        )
+    return f"{text} No {category} has {MIN_PAIRS} model pairs within it, so no group r is shown."
+
+
+def domain_contrast_text(table: pd.DataFrame) -> str:
+    """Whether dataset pairs of one domain are more consistent than pairs across domains."""
+    if "all" not in table.index or table.loc["all"].isna().any():
+        return (
+            "The run lacks dataset pairs of the same domain or of different domains, so "
+            "within- and across-domain consistency cannot be compared."
+        )
+    same, diff = table.loc["all", "same domain"], table.loc["all", "different domains"]
+    word = "more" if same > diff else "less"
+    return (
+        f"Over all model pairs, datasets of the same domain are {word} consistent with each "
+        f"other (median {fmt(same)}) than datasets of different domains ({fmt(diff)})."
+    )
+
+
+def behaviour_text(corr: pd.DataFrame) -> str:
+    """The similarity-behaviour link in words, per dataset and per domain (domains are listed,
+    never ranked: no test compares them, and a domain with one dataset is one dataset)."""
+    ok = corr.dropna(subset=["pearson_r"])
+    if not len(ok):
+        return (
+            "No dataset has a defined correlation between similarity and accuracy gap (too "
+            "few models, or equal accuracies), so there is nothing to summarise."
+        )
+    neg = int((ok.pearson_r < 0).sum())
+    text = (
+        f"Similarity and accuracy gap are negatively correlated (similar representations, "
+        f"similar accuracy) on **{neg} of {len(ok)}** datasets; mean r = {fmt(ok.pearson_r.mean())}."
+    )
+    by = ok.groupby("domain").pearson_r.agg(["mean", "size"])
+    if len(by) >= 2:
+        listed = "; ".join(
+            f"{dom} {fmt(row['mean'])} ({int(row['size'])} dataset{'s' if row['size'] > 1 else ''})"
+            for dom, row in by.iterrows()
+        )
+        single = [str(d) for d, row in by.iterrows() if row["size"] < 2]
+        why = "no test compares domains here"
+        if single:
+            why += (
+                f", and {join_names(single)} rest{'s' if len(single) == 1 else ''} on one dataset"
+            )
+        text += f" Mean r per domain: {listed}. Domains are not ranked: {why}."
+    return text
+
+
+def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
+    """The anchor rank-sum tests in words (untestable comparisons said as such)."""
+    testable = tests.dropna(subset=["p"])
+    if not len(testable):
+        return (
+            "No two categories have at least 2 anchor models each, so no rank-sum test can be "
+            "run on this run."
+        )
+    sig = testable[testable.significant]
+    text = (
+        f"{len(sig)} of {len(testable)} testable category comparisons are significant after "
+        f"Bonferroni correction (alpha = {alpha})"
+    )
+    if len(sig):
+        text += ": " + "; ".join(
+            f"{r.group_a} vs {r.group_b} (p = {r.p_bonferroni:.2g}, medians "
+            f"{fmt(r.median_a)} and {fmt(r.median_b)})"
+            for r in sig.itertuples()
+        )
+    if len(testable) < len(tests):
+        text += (
+            f" ({len(tests) - len(testable)} comparisons have a category with fewer than 2 anchors)"
+        )
+    return text + "."
+
+
+def partner_tests_text(tests: pd.DataFrame, alpha: float) -> str:
+    """The study's anchor rank-sum tests in words: how many survive Bonferroni, and which."""
+    testable = tests.dropna(subset=["p"])
+    if not len(testable):
+        return (
+            "No anchor has two partner categories with enough dataset pairs to compare, so no "
+            "rank-sum test can be run on this run."
+        )
+    thr = float(testable["p_threshold"].iloc[0])
+    sig = testable[testable.significant.astype(bool)]
+    text = (
+        f"{len(sig)} of {len(testable)} comparisons of partner categories are significant after "
+        f"Bonferroni correction (alpha = {alpha}, so p < {thr:.3g} for each test)"
+    )
+    if len(sig):
+        text += ": " + "; ".join(
+            f"anchor {r.anchor}: {r.partner_a} (median {fmt(r.median_a)}) vs {r.partner_b} "
+            f"(median {fmt(r.median_b)}), p = {r.p:.3g}"
+            for r in sig.itertuples()
+        )
+    return text + "."
+
+
+# ------------------------------------------------------------------------- sentences of chapters
+def run_text(ch: Chapter) -> str:
+    """What the chapters are drawn from: the run, its size, its measures and the chosen ones."""
+    run = ch.run
+    return (
+        f"Run **{run.name}** (run folder `{run.path.name}`): {len(ch.models)} models, "
+        f"{len(ch.datasets)} datasets, measures {', '.join(run.measures)}; main measure "
+        f"**{ch.measure}**, models grouped by **{ch.category}**."
+    )
+
+
+def framework_text(
+    n_pairs: int, dataset_a: str, dataset_b: str, r: float, values: pd.Series
+) -> str:
+    """The consistency of two datasets over ``n_pairs`` model pairs, placed among the run's
+    consistency ``values`` over all dataset pairs."""
+    vals = values.dropna()
+    text = (
+        f"Over {n_pairs} model pairs, the consistency of **{dataset_a}** and **{dataset_b}** "
+        f"is r = **{fmt(r)}**"
+    )
+    if len(vals) > 1 and np.isfinite(r):
+        text += (
+            f"; {(vals < r - 1e-12).mean():.0%} of the run's {len(vals)} dataset pairs are less "
+            f"consistent (median {fmt(vals.median())})."
+        )
+    return text + ("." if not text.endswith(".") else "")
+
+
+def transfer_text(table: pd.DataFrame, by: pd.DataFrame) -> str:
+    """How much a model pair's similarity moves across datasets (:func:`repsim.analysis.
+    mean_std_across_datasets`), and which category pair is steadiest
+    (:func:`repsim.analysis.std_by_category_pair`)."""
+    text = (
+        f"The median model pair changes by a standard deviation of "
+        f"**{fmt(table['std'].median())}** across datasets (its mean similarity is "
+        f"{fmt(table['mean'].median())})."
+    )
+    if len(by) >= 2:
+        text += (
+            f" The steadiest category pair is **{by.index[0]}** ({fmt(by['median'].iloc[0])}), "
+            f"the least steady **{by.index[-1]}** ({fmt(by['median'].iloc[-1])})."
+        )
+    return text
+
+
+def transform_text(table: pd.DataFrame, tolerance: float = 0.05) -> str:
+    """Whether the appendix transforms change consistency (:func:`repsim.consistency.
+    transform_comparison`): the largest change per transform against ``tolerance``."""
+    shift = {t: (table[t] - table["none"]).abs().max() for t in ("arccos", "tan")}
+    verdict = (
+        "the transforms leave the consistency of this run practically unchanged."
+        if max(shift.values()) < tolerance
+        else "the transforms change consistency noticeably on this run."
+    )
+    return (
+        f"Over {len(table)} dataset pairs, the largest change of consistency is "
+        f"{fmt(shift['arccos'])} with arccos and {fmt(shift['tan'])} with tan: {verdict}"
+    )
+
+
+def grouping_skip_text(group_by: str, models: pd.DataFrame, tidy: pd.DataFrame) -> str | None:
+    """Why a grouping gets no box figure (its field unrecorded, one category, or no category pair
+    with enough model pairs), or None when it gets one."""
+    g = group_by
+    if g not in models or not models[g].map(is_known).any():
+        return f"*{g}*: not recorded for this run's models, so there is no box to draw."
+    if models[g].nunique() == 1:
+        return (
+            f"*{g}*: every model of the run has the same {g} ({models[g].iloc[0]}), so its one "
+            "category pair is the all-pairs baseline itself: no box to draw."
+        )
+    if tidy.empty:
+        return (
+            f"*{g}*: no category pair has {MIN_PAIRS} or more model pairs with known {g}, so "
+            "there is no box to draw."
+        )
+    return None
+
+
+def grouping_spread_text(spread: pd.DataFrame) -> str:
+    """Which grouping's category pairs differ most in median consistency
+    (:func:`repsim.consistency.grouping_spread`), described."""
+    if len(spread) >= 2:
+        return (
+            f"The medians of the category pairs differ most when models are grouped by "
+            f"**{spread.group_by.iloc[0]}** (range {fmt(spread['range'].iloc[0])}) and least by "
+            f"**{spread.group_by.iloc[-1]}** ({fmt(spread['range'].iloc[-1])})."
+        )
+    if len(spread) == 1:
+        return (
+            f"Only **{spread.group_by.iloc[0]}** has two or more category pairs (range of medians "
+            f"{fmt(spread['range'].iloc[0])}); the groupings cannot be ranked against each other."
+        )
+    return (
+        "No grouping has two category pairs with enough model pairs, so the groupings cannot be "
+        "compared."
+    )
+
+
+def missing_group_pairs_text(missing: Sequence[str]) -> str:
+    """The requested group pairs that consistency.nc does not hold (or holds with too few pairs)."""
+    return (
+        f"Not in this run (or fewer than {MIN_PAIRS} model pairs): "
+        + ", ".join(f"`{g}`" for g in missing)
+        + "."
+    )
+
+
+def measure_agreement_text(agree: pd.DataFrame, measure: str) -> str:
+    """Rank agreement over model pairs between the main measure and others
+    (:func:`repsim.analysis.measure_agreement` with a ``measure`` column)."""
+    ok = agree.dropna(subset=["r"])
+    if not len(ok):
+        return (
+            f"No dataset has a defined rank agreement between {measure} and the other measures "
+            "on this run."
+        )
+    low = ok.loc[ok.r.idxmin()]
+    return (
+        f"Rank agreement between {measure} and the other measures over model pairs: median "
+        f"Spearman **{fmt(ok.r.median())}** (lowest {fmt(low.r)}, on {low.dataset} with "
+        f"{low.measure})."
+    )
+
+
+def top_pair_text(medians: pd.DataFrame, category: str) -> str:
+    """The most consistent category pair under each measure
+    (:func:`repsim.consistency.category_pair_medians`), and whether the measures agree on it."""
+    if len(medians) < 2:
+        return (
+            f"Fewer than two {category} pairs have {MIN_PAIRS} or more model pairs, so the "
+            "category ranking under local and global measures cannot be compared."
+        )
+    tops = medians.idxmax()
+    same = tops.nunique() == 1
+    return (
+        "Most consistent category pair per measure: "
+        + ", ".join(f"{m}: **{lab}**" for m, lab in tops.items())
+        + (
+            " — the same under every measure."
+            if same
+            else " — the measures disagree on the top pair."
+        )
+    )
+
+
+def local_global_text(pairs: pd.DataFrame, local: str, measure: str) -> str:
+    """Consistency under a local measure (``y``) against the global one (``x``) of
+    :func:`repsim.consistency.consistency_pairs`."""
+    return (
+        f"{local} against {measure}: over {len(pairs.dropna())} values, Pearson r = "
+        f"**{fmt(correlate(pairs.x, pairs.y))}**; the local measure is the more consistent one "
+        f"for {int((pairs.y > pairs.x).sum())} of them."
+    )
+
+
+def platonic_text(medians: pd.DataFrame, measure: str, knn_measure: str, category: str) -> str:
+    """The most consistent category pair under CKA and under mutual kNN, and how alike the two
+    rank the category pairs (:func:`repsim.consistency.category_pair_medians` of both)."""
+    medians = medians.reindex(columns=[measure, knn_measure])
+    both = medians.dropna()
+    if len(both) < 2:
+        return (
+            f"Fewer than two {category} pairs have {MIN_PAIRS} or more model pairs, so the "
+            "consistency of category pairs cannot be compared between the two measures."
+        )
+    text = (
+        f"The most consistent {category} pair is **{medians[measure].idxmax()}** under "
+        f"{measure} and **{medians[knn_measure].idxmax()}** under {knn_measure}"
+    )
+    if len(both) >= 3:
+        rho = correlate(both[measure], both[knn_measure], "spearman")
+        text += (
+            f"; the ranking of the {len(both)} pairs agrees between the two measures with "
+            f"Spearman **{fmt(rho)}**"
+        )
+    return text + "."
+
+
+def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: float) -> str:
+    """From how many stimuli the median error of pair similarity
+    (:func:`repsim.analysis.stability_vs_n`) stays under ``tolerance``."""
+    err = table.groupby("n").abs_error.median()
+    enough = err[err < tolerance]
+    start = f"**n = {enough.index.min()}**" if len(enough) else "no subset size tried"
+    return (
+        f"With {n_all} stimuli of {dataset} as the reference, the median absolute error falls "
+        f"below {tolerance} from {start} on."
+    )
+
+
+def subsample_text(spread: pd.DataFrame, n_draws: int, n_all: int) -> str:
+    """The standard error of pair similarity over random halves
+    (:func:`repsim.analysis.subsample_pairs`)."""
+    worst = spread.loc[spread["se"].idxmax(), "pair"]
+    return (
+        f"Standard error of pair similarity over {len(spread)} pairs (spread over {n_draws} "
+        f"random halves of {n_all} stimuli): median **{spread['se'].median():.3f}**, largest "
+        f"{spread['se'].max():.3f} ({worst})."
+    )
+
+
+def fixed_design_text(models: pd.DataFrame) -> str:
+    """Which design fields (data, size, training data) one value holds for every model of the
+    run: what the controlled experiment keeps fixed, as the run's metadata records it."""
+    fixed = [
+        c
+        for c in ("data_class", "size_class", "training_data")
+        if c in models and models[c].map(is_known).all() and models[c].nunique() == 1
+    ]
+    held = (
+        ", ".join(f"**{c}** = {models[c].iloc[0]}" for c in fixed)
+        if fixed
+        else "nothing recorded (the run's metadata does not show a controlled design, so read "
+        "the comparison below with care)"
+    )
+    return f"Held fixed across this run's models: {held}."
+
+
+def no_boxes_text(group_by: str) -> str:
+    """Why a grouping of the controlled chapter has no box figure."""
+    return (
+        f"Grouped by *{group_by}*, fewer than two category pairs have {MIN_PAIRS} or more model "
+        "pairs: no figure."
+    )
+
+
+def no_controlled_table_text(reason: str) -> str:
+    """Why the controlled chapter shows no table of category pairs."""
+    return f"No table: {reason}."
