@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,48 +147,74 @@ def extraction_ids(plan: RunPlan, table: pd.DataFrame) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- features
 class LazyImages:
-    """Images of one dataset decoded on demand, for datasets too large to hold decoded in memory.
+    """Images of one dataset, decoded on demand, batch by batch, by chunk-major extraction.
 
     Picklable (it holds the spec and row positions, not the data), so a worker process opens the
     dataset itself; extraction calls it with batch indices, as it would slice a decoded array.
     """
 
-    def __init__(self, ds: Any, positions: np.ndarray):
-        self.ds, self.positions, self._stimset = ds, positions, None
+    def __init__(self, ds: Any, positions: np.ndarray, stimset: Any = None):
+        self.ds, self.positions, self._stimset = ds, positions, stimset
+        self._lock = threading.Lock()
 
     def __call__(self, indices: np.ndarray) -> Any:
-        if self._stimset is None:
-            from repsim.stimuli import open_dataset
+        with self._lock:  # decode threads share one opened dataset
+            if self._stimset is None:
+                from repsim.stimuli import open_dataset
 
-            self._stimset = open_dataset(self.ds)
+                self._stimset = open_dataset(self.ds)
         return self._stimset.load_images(self.positions[np.asarray(indices)])
+
+    def __len__(self) -> int:
+        return len(self.positions)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"ds": self.ds, "positions": self.positions, "_stimset": None}
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
 
 @dataclass
 class Decoded:
-    """A dataset's decoded images (or a :class:`LazyImages`), with the time decoding took."""
+    """A dataset opened for extraction (its :class:`LazyImages`), with the time opening took."""
 
     images: Any
     n: int
     seconds: float
 
     def status(self) -> dict[str, Any]:
-        """What the run reports about this decode task (the images stay with the workers)."""
+        """What the run reports about this task (the images stay with the workers)."""
         return {"n": self.n, "seconds": self.seconds, "lazy": isinstance(self.images, LazyImages)}
 
 
-def decode_status(decoded: Decoded) -> dict[str, Any]:
-    return decoded.status()
+def decode_status(decoded: Decoded, extracted: Any = None) -> dict[str, Any]:
+    """The decode stage of one dataset: opening it, then decoding its images for extraction.
+
+    ``seconds`` is the decode work (summed over decode threads, overlapping the forward passes);
+    ``wait_seconds`` the time the forward passes waited for decoded images; ``decoded`` the
+    number of images decoded (one per row to extract: chunk-major extraction).
+    """
+    out = decoded.status()
+    if isinstance(extracted, dict) and "decode" in extracted:
+        dec = extracted["decode"]
+        out.update(
+            open_seconds=out["seconds"],
+            seconds=out["seconds"] + dec["seconds"],
+            wait_seconds=dec["wait_seconds"],
+            decoded=dec["decoded"],
+            workers=dec["workers"],
+        )
+    return out
 
 
-def decode_images(plan: RunPlan, ds: Any, run_dir: Path, ids: np.ndarray) -> Any:
-    """Decode a dataset's images once (uint8), to be shared by every model's extraction.
+def decode_images(plan: RunPlan, ds: Any, run_dir: Path, ids: np.ndarray) -> LazyImages:
+    """The images of a dataset's extraction ids, decoded on demand by chunk-major extraction.
 
-    Above ``extract.max_decoded`` images (default 20,000: about 4 GB at 224 px) holding them decoded
-    would exhaust memory, so each model's extraction decodes them on demand instead.
+    Nothing is decoded here: extraction decodes each chunk of rows once, for every model
+    (:func:`repsim.extract.extract_models`), so no dataset is ever held decoded whole, at any size
+    (``extract.max_decoded`` is no longer needed). DatasetError when the table's ids are gone.
     """
     from repsim.stimuli import open_dataset
 
@@ -202,15 +229,7 @@ def decode_images(plan: RunPlan, ds: Any, run_dir: Path, ids: np.ndarray) -> Any
             f"dataset {ds.id}: stimulus ids {bad} of the run's stimulus table are no longer in the data; "
             f"the dataset changed since the table was written — delete {stimuli_path(run_dir, ds)} to redo it"
         )
-    positions = positions.to_numpy(dtype=int)
-    if len(positions) > int(plan.extract.get("max_decoded", 20000)):
-        log.info(
-            "%s: %d images, decoded per model on demand (extract.max_decoded)",
-            ds.id,
-            len(positions),
-        )
-        return LazyImages(ds, positions)
-    return stimset.load_images(positions)
+    return LazyImages(ds, positions.to_numpy(dtype=int), stimset)
 
 
 def decode_task(plan: RunPlan, ds: Any, run_dir: Path, ids: np.ndarray) -> Decoded:
@@ -220,18 +239,31 @@ def decode_task(plan: RunPlan, ds: Any, run_dir: Path, ids: np.ndarray) -> Decod
     return Decoded(images, int(len(ids)), time.perf_counter() - t0)
 
 
-_LAST_MODEL: dict[str, Any] = {}
+#: models kept built between tasks of one process, in the order they were built
+_MODELS: dict[str, tuple[Any, int]] = {}
 
 
 def _loaded_model(spec: Any, device: str, pretrained: bool = True) -> Any:
-    """Keep the last model in memory: consecutive datasets of one model reuse it."""
+    """Build a model, or reuse the one built for an earlier dataset in this process.
+
+    Models are kept while their sizes add up to :func:`repsim.extract.model_memory_budget`;
+    past it the oldest are let go, so a run of many models holds no more than the budget.
+    """
+    import torch
+
+    from repsim.extract import model_memory_budget, module_bytes
     from repsim.zoo import load_model
 
     key = stage_key(spec, device, pretrained)
-    if key not in _LAST_MODEL:
-        _LAST_MODEL.clear()
-        _LAST_MODEL[key] = load_model(spec, pretrained=pretrained, device=device)
-    return _LAST_MODEL[key]
+    if key in _MODELS:
+        return _MODELS[key][0]
+    loaded = load_model(spec, pretrained=pretrained, device=device)
+    size = module_bytes(loaded.module)
+    budget = model_memory_budget(torch.device(device))
+    while _MODELS and sum(s for _, s in _MODELS.values()) + size > budget:
+        _MODELS.pop(next(iter(_MODELS)))
+    _MODELS[key] = (loaded, size)
+    return loaded
 
 
 def check_features(
@@ -252,80 +284,181 @@ def check_features(
     )
 
 
+def features_task_name(ds: Any, model: Any) -> str:
+    """The name of one model's features task on one dataset (failures are reported by it)."""
+    return f"features-{ds.id}-{model.id}"
+
+
 @_fixed_threads
-def run_features(
+def run_dataset_features(
     plan: RunPlan,
-    model: Any,
+    models: list[Any],
     ds: Any,
     run_dir: Path,
     images: Any,
     ids: np.ndarray,
     device: str,
     stimuli_sha: str | None = None,
-    why: str = "not done yet",
+    whys: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Extract one model's features on one dataset into the run's feature store, then seal them.
+    """Extract the features of ``models`` on one dataset chunk-major, then seal each group.
 
-    Called only for groups that :func:`check_features` found unusable (``why``). A group left
-    half-written by an interrupted extraction with the same inputs resumes from its last complete
-    chunk; anything else there (other inputs, damaged content) is deleted and extracted again.
+    Each chunk of images is decoded once and run through every model
+    (:func:`repsim.extract.extract_models`). Called only for groups that :func:`check_features`
+    found unusable (``whys``). Per model, as if it were its own task: a group left half-written by
+    an interrupted extraction with the same inputs resumes from its last complete chunk (a damaged
+    one starts over), anything else there is deleted and extracted again; a sealed group gets its
+    record. A model that fails costs only itself: it is retried once on its own unless the error
+    is a RepsimError or a permanent filesystem error (:class:`repsim.tasks.Guarded`), and comes
+    back as a :class:`~repsim.tasks.TaskFailure` named ``features-<dataset>-<model>``. A failure
+    to decode fails the whole task.
+
+    Returns ``{"models": {id: info or TaskFailure}, "decode": {...}}``.
     """
-    from repsim.errors import StoreError
-    from repsim.extract import extract_features
-    from repsim.store import FeatureStore
+    from repsim.tasks import Guarded
 
-    name = f"{ds.id}/{model.id}"
-    folder = RunFolder(run_dir)
-    cache, key = StageCache(folder), features_key(plan, model, ds, stimuli_sha)
-    store = FeatureStore(folder.features)
     images = images.images if isinstance(images, Decoded) else images
-    redone = _redo("features", name, why)
-    t0 = time.perf_counter()
-    try:
-        sealed = "sha256" in store.attrs(ds.id, model.id)
-    except StoreError:
-        sealed = True  # missing or unreadable: nothing to resume
-    resume = cache.info("features-started", name).get("key") == key and not sealed
-    cache.mark_done("features-started", name, key)
+    whys = whys or {}
+    extractor = _DatasetExtraction(plan, ds, run_dir, images, ids, device, stimuli_sha)
+    results = extractor.run(list(models), {m.id: whys.get(m.id, "not done yet") for m in models})
+    out: dict[str, Any] = {}
+    for m in models:
+        res = results[m.id]
+        if isinstance(res, BaseException):  # as its own task would: retried once, or reported
+            retry = _Retry(
+                res, lambda m=m: extractor.run([m], {m.id: "retried after a failure"})[m.id]
+            )
+            res = Guarded(
+                retry, features_task_name(ds, m), stage="features", model=m.id, dataset=ds.id
+            )()
+        out[m.id] = res
+    return {"models": out, "decode": extractor.decode}
 
-    def extract(overwrite: bool) -> dict[str, Any]:
-        return extract_features(
-            model,
-            images,
-            ids,
-            store,
-            ds.id,
-            loaded=_loaded_model(model, device, bool(plan.extract.get("pretrained", True))),
-            batch_size=int(plan.extract.get("batch_size", 256)),
-            device=device,
-            keep_raw=bool(plan.extract.get("keep_raw", False)),
-            overwrite=overwrite,
-            precision=str(plan.extract.get("precision", "float32")),
+
+class _Retry:
+    """For :class:`~repsim.tasks.Guarded`: the first call raises the pass's failure, the next one
+    extracts that model again on its own (so Guarded decides, as for any task, whether to retry)."""
+
+    def __init__(self, failure: BaseException, again: Callable[[], Any]) -> None:
+        self.failure, self.again = failure, again
+
+    def __call__(self) -> Any:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+        result = self.again()
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+
+class _DatasetExtraction:
+    """The per-model bookkeeping of chunk-major extraction on one dataset (records, resume, seal)."""
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        ds: Any,
+        run_dir: Path,
+        images: Any,
+        ids: np.ndarray,
+        device: str,
+        stimuli_sha: str | None,
+    ) -> None:
+        from repsim.store import FeatureStore
+
+        self.plan, self.ds, self.images, self.ids, self.device = plan, ds, images, ids, device
+        self.sha = stimuli_sha
+        self.folder = RunFolder(run_dir)
+        self.cache = StageCache(self.folder)
+        self.store = FeatureStore(self.folder.features)
+        self.decode = {"decoded": 0, "seconds": 0.0, "wait_seconds": 0.0, "workers": 0}
+
+    def _extract(self, models: list[Any], fresh: set[str]) -> dict[str, Any]:
+        from repsim.extract import extract_models
+
+        pretrained = bool(self.plan.extract.get("pretrained", True))
+        out = extract_models(
+            list(models),
+            self.images,
+            self.ids,
+            self.store,
+            self.ds.id,
+            load=lambda spec: _loaded_model(spec, self.device, pretrained),
+            batch_size=int(self.plan.extract.get("batch_size", 256)),
+            device=self.device,
+            keep_raw=bool(self.plan.extract.get("keep_raw", False)),
+            overwrite=fresh,
+            precision=str(self.plan.extract.get("precision", "float32")),
+            errors="collect",
         )
+        self.decode["decoded"] += out["decoded"]
+        self.decode["seconds"] += out["decode_seconds"]
+        self.decode["wait_seconds"] += out["decode_wait_seconds"]
+        self.decode["workers"] = out["workers"]
+        return out["models"]
 
-    try:
-        stats = extract(overwrite=not resume)
-    except StoreError:
-        if not resume:
-            raise
-        stats = extract(overwrite=True)  # the partial group does not fit these inputs
-    if resume:
-        try:
-            store.read(ds.id, model.id)
-        except StoreError as exc:  # a chunk of the partial group was damaged: start over
-            log.info("features %s recomputed from scratch: %s", name, exc)
-            stats = extract(overwrite=True)
-    sha = store.seal(ds.id, model.id)
-    computed = int(stats.get("computed", 0))
-    info = {
-        "n": int(len(ids)),
-        "computed": computed,
-        "seconds": time.perf_counter() - t0,
-        "extract_seconds": float(stats.get("seconds", 0.0)),
-        "sha256": sha,
-    }
-    cache.mark_done("features", name, key, **info)
-    return {**info, "cached": False, "redone": redone}
+    def run(self, models: list[Any], whys: dict[str, str]) -> dict[str, Any]:
+        """Extract, verify and seal ``models``; each model's info dict or its exception."""
+        from repsim.errors import StoreError
+
+        t0 = time.perf_counter()
+        ds, results, resume, redone, keys = self.ds, {}, {}, {}, {}
+        for m in models:
+            name = f"{ds.id}/{m.id}"
+            keys[m.id] = features_key(self.plan, m, ds, self.sha)
+            redone[m.id] = _redo("features", name, whys[m.id])
+            try:
+                sealed = "sha256" in self.store.attrs(ds.id, m.id)
+            except StoreError:
+                sealed = True  # missing or unreadable: nothing to resume
+            resume[m.id] = (
+                self.cache.info("features-started", name).get("key") == keys[m.id] and not sealed
+            )
+            self.cache.mark_done("features-started", name, keys[m.id])
+        todo = list(models)
+        stats = self._extract(todo, {m.id for m in todo if not resume[m.id]})
+        # a partial group that does not fit these inputs (other ids, keep_raw): start it over
+        again = [m for m in todo if resume[m.id] and isinstance(stats[m.id], StoreError)]
+        # a resumed group whose earlier chunks were damaged: start it over
+        for m in todo:
+            if resume[m.id] and not isinstance(stats[m.id], BaseException):
+                try:
+                    self.store.read(ds.id, m.id)
+                except StoreError as exc:
+                    log.info("features %s/%s recomputed from scratch: %s", ds.id, m.id, exc)
+                    again.append(m)
+        if again:
+            stats.update(self._extract(again, {m.id for m in again}))
+        seconds = time.perf_counter() - t0
+        for m in models:
+            res = stats[m.id]
+            if isinstance(res, BaseException):
+                results[m.id] = res
+                continue
+            try:
+                sha = self.store.seal(ds.id, m.id)
+            except Exception as exc:  # noqa: BLE001 - that model's failure
+                results[m.id] = exc
+                continue
+            info = {
+                "n": int(len(self.ids)),
+                "computed": int(res.get("computed", 0)),
+                "seconds": float(
+                    res.get("seconds", 0.0)
+                ),  # this model's preprocess + forward + write
+                "extract_seconds": float(res.get("seconds", 0.0)),
+                "pass_seconds": seconds,
+                "sha256": sha,
+            }
+            self.cache.mark_done("features", f"{ds.id}/{m.id}", keys[m.id], **info)
+            results[m.id] = {**info, "cached": False, "redone": redone[m.id]}
+        return results
+
+
+def pick_features(extracted: dict[str, Any], model_id: str) -> Any:
+    """One model's result of :func:`run_dataset_features` (its info, or its TaskFailure)."""
+    return extracted["models"][model_id]
 
 
 # ----------------------------------------------------------------------------- similarity

@@ -84,13 +84,13 @@ def test_damaged_cache_is_recomputed_to_identical_results(
     damage, stage = DAMAGE[case]
     damage(run_copy)
     extracted = []
-    original = repsim.extract.extract_features
+    original = repsim.extract.extract_models
 
-    def counting(spec, images, ids, store, dataset_id, **kw):
-        extracted.append((dataset_id, spec.id))
-        return original(spec, images, ids, store, dataset_id, **kw)
+    def counting(specs, images, ids, store, dataset_id, **kw):
+        extracted.extend((dataset_id, spec.id) for spec in specs)
+        return original(specs, images, ids, store, dataset_id, **kw)
 
-    monkeypatch.setattr(repsim.extract, "extract_features", counting)
+    monkeypatch.setattr(repsim.extract, "extract_models", counting)
     run(small_config, run_copy, device="cpu")
     assert_same_results(small_run, run_copy)
     info = json.loads(RunFolder(run_copy).info.read_text())
