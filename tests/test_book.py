@@ -15,7 +15,7 @@ from helpers_run import tiny_run_available, write_fake_run
 from repsim import book as B
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_PAGE = "generated/05_consistency_by_category.html"
+RESULTS_PAGE = "generated/06_consistency_by_category.html"
 
 
 def test_every_notebook_has_a_parameters_cell_first():
@@ -35,6 +35,14 @@ def test_toc_lists_every_notebook_and_lesson():
         assert f"generated/{path.stem}" in toc, path.name
     for path in B.course_notebooks(REPO / "book"):
         assert f"generated/course/{path.stem}" in toc, path.name
+
+
+def test_chapter_files_are_numbered_in_toc_order():
+    """The table of contents reads the chapters in file-name order (book.chapter_notebooks)."""
+    toc = (REPO / "book" / "_toc.yml").read_text()
+    listed = re.findall(r"generated/([0-9]{2}_[a-z_]+)", toc)
+    assert listed == [p.stem for p in B.chapter_notebooks()]
+    assert [int(s[:2]) for s in listed] == list(range(len(listed)))
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +133,9 @@ def test_chapters_on_the_fake_run(book_run, tmp_path):
     if not tiny_run_available():
         pytest.skip("the book itself is built on the fake run")
     run_dir = write_fake_run(tmp_path / "fake")
-    chapters = [p for p in B.chapter_notebooks() if p.stem.startswith(("05", "06", "10", "12"))]
+    names = ("consistency_by_category", "consistency_heatmaps", "anchors", "controlled_minizoo")
+    chapters = [p for p in B.chapter_notebooks() if p.stem[3:] in names]
+    assert len(chapters) == len(names)
     for path in B.execute_chapters(run_dir, tmp_path / "out", chapters):
         _assert_clean(path)
 
@@ -136,14 +146,17 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
     draw its figure says why in one sentence, without a traceback or stderr."""
     run_dir = write_fake_run(tmp_path / "bare", n_per_objective=1, features=False, probes=False)
     (run_dir / "consistency.nc").unlink()
-    chapters = [p for p in B.chapter_notebooks() if p.stem.startswith(("00", "02", "04", "05", "07", "11"))]
+    names = ("overview", "similarity_matrices", "consistency_scatter", "consistency_by_category",
+             "behaviour", "robustness")
+    chapters = [p for p in B.chapter_notebooks() if p.stem[3:] in names]
+    assert len(chapters) == len(names)
     out = B.execute_chapters(run_dir, tmp_path / "out", chapters)
     text = ""
     for path in out:
         text += _text(_assert_clean(path))
     assert "no probes.nc" in text and "no consistency.nc" in text and "kept no features" in text
-    assert "of the same objective and of different objective" in text  # 02: no same-category pair
-    assert "no group r is shown" in text  # 04: no category with 3 model pairs
+    assert "of the same objective and of different objective" in text  # similarity matrices: no same-category pair
+    assert "no group r is shown" in text  # consistency scatter: no 3 pairs
 
 
 def _chrome():

@@ -128,30 +128,36 @@ def _markdown(path: Path) -> str:
     )
 
 
-def _chapters(run_dir: Path, out: Path, prefixes: tuple[str, ...]) -> dict[str, str]:
+def _chapters(run_dir: Path, out: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """The Markdown of the chapters called ``NN_<name>``, keyed by name."""
     from repsim import book
 
-    chapters = [p for p in book.chapter_notebooks() if p.stem.startswith(prefixes)]
-    return {p.stem[:2]: _markdown(p) for p in book.execute_chapters(run_dir, out, chapters)}
+    chapters = [p for p in book.chapter_notebooks() if p.stem[3:] in names]
+    assert len(chapters) == len(names), names
+    return {p.stem[3:]: _markdown(p) for p in book.execute_chapters(run_dir, out, chapters)}
 
 
 def test_chapters_state_the_tests_of_a_crossed_run(crossed_run: Path, tmp_path: Path):
-    text = _chapters(crossed_run, tmp_path / "out", ("00", "12", "13"))
+    text = _chapters(
+        crossed_run, tmp_path / "out", ("overview", "controlled_minizoo", "study_numbers")
+    )
     headline = stats.answer(stats.load(crossed_run))
-    assert headline in text["12"] and headline in text["00"]
-    assert "Secondary view, SimCLR and Barlow Twins pooled" in text["12"]
+    assert headline in text["controlled_minizoo"] and headline in text["overview"]
+    assert "Secondary view, SimCLR and Barlow Twins pooled" in text["controlled_minizoo"]
     for chapter in text.values():
         assert "strongest driver" not in chapter and "agrees with" not in chapter
-    assert "None of this run's 8 models is one of the study's 64" in text["13"]
-    assert "not comparable with the study's" in text["00"]
+    assert "None of this run's 8 models is one of the study's 64" in text["study_numbers"]
+    assert "not comparable with the study's" in text["overview"]
 
 
 def test_chapters_on_the_fake_run_say_why_there_is_no_test(tmp_path: Path):
     from helpers_run import write_fake_run
 
     run_dir = write_fake_run(tmp_path / "fake")
-    text = _chapters(run_dir, tmp_path / "out", ("07", "12", "13"))
-    assert "is not tested on this run" in text["12"]
-    assert "plus 0.05" in text["07"] and "number of classes is unknown" in text["07"]
-    assert "Probe protocol" in text["07"] and "not ranked" in text["07"]
-    assert "against the study (Ciernik et al. 2025, 64 models)" in text["13"]
+    text = _chapters(
+        run_dir, tmp_path / "out", ("behaviour", "controlled_minizoo", "study_numbers")
+    )
+    assert "is not tested on this run" in text["controlled_minizoo"]
+    assert "plus 0.05" in text["behaviour"] and "number of classes is unknown" in text["behaviour"]
+    assert "Probe protocol" in text["behaviour"] and "not ranked" in text["behaviour"]
+    assert "against the study (Ciernik et al. 2025, 64 models)" in text["study_numbers"]
