@@ -158,7 +158,6 @@ def stimuli_split_text(run: Run) -> str:
 
 def overview_text(
     summary: pd.DataFrame,
-    spread: pd.DataFrame | None,
     measure: str,
     category: str,
     tests: pd.DataFrame | None = None,
@@ -167,8 +166,8 @@ def overview_text(
     """The chapter-0 answer in words: consistency medians (described, not ranked) and the answer
     of the controlled tests (:func:`controlled_answer`) when the run has them.
 
-    ``spread`` (:func:`grouping_spread`) is accepted for compatibility and not worded: a range of
-    medians favours the grouping with more category pairs, so it supports no ranking.
+    ``summary`` is :func:`repsim.consistency.consistency_summary`. The spread of the medians per
+    grouping is not worded: it favours the grouping with more category pairs and ranks nothing.
     """
     base = summary.loc[summary.group_by == "all", "median"]
     if not len(base):

@@ -56,7 +56,7 @@ def test_cluster_order_groups_blocks():
     assert groups in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
 
 
-def test_pair_table_counts_and_labels(run):
+def test_similarity_pairs_counts_and_labels(run):
     da = run.similarity["cka_linear"]
     t = C.similarity_pairs(da, "objective")
     n = da.sizes["model_a"]
@@ -81,7 +81,7 @@ def test_mean_std_is_zero_for_constant_pairs():
     assert t["mean"].item() == pytest.approx(0.5) and t["std"].item() == pytest.approx(0.0)
 
 
-def test_consistency_values_and_summary(run):
+def test_consistency_table_and_summary(run):
     tidy = C.consistency_table(run.consistency, "cka_linear", ["all", "objective"])
     n_d = run.similarity.sizes["dataset"]
     assert (tidy.groupby("group_pair").size() == n_d * (n_d - 1) // 2).all()
@@ -99,7 +99,7 @@ def test_consistency_values_and_summary(run):
     assert spread.group_by.iloc[0] == "objective"
 
 
-def test_rank_sum_tests_bonferroni():
+def test_anchor_rank_sum_tests_bonferroni():
     rng = np.random.default_rng(0)
     rows = [
         {"anchor": f"{c}{i}", "category": c, "consistency": v}
@@ -114,7 +114,7 @@ def test_rank_sum_tests_bonferroni():
     assert ("hi", "lo") in sig and ("lo", "lo2") not in sig
 
 
-def test_anchor_values_have_categories(run):
+def test_anchor_table_has_categories(run):
     av = C.anchor_table(run.consistency, "cka_linear")
     assert set(av.category) == {"Supervised", "Self-Supervised", "Image-Text", "Random"}
 
@@ -241,7 +241,7 @@ def _small_cons() -> xr.Dataset:
     )
 
 
-def test_consistency_values_drop_two_point_and_unknown_pairs():
+def test_consistency_table_drops_two_point_and_unknown_pairs():
     tidy = C.consistency_table(_small_cons(), "cka_linear", ["all", *N.CATEGORY_FIELDS])
     assert set(tidy.group_pair) == {"all"}
     keep = C.consistency_table(_small_cons(), "cka_linear", "objective", min_pairs=2)
@@ -259,9 +259,7 @@ def test_grouping_spread_needs_two_category_pairs(run):
 
 def test_overview_text_without_same_category_pairs():
     tidy = C.consistency_table(_small_cons(), "cka_linear", ["all", *N.CATEGORY_FIELDS])
-    text = T.overview_text(
-        C.consistency_summary(tidy), C.grouping_spread(tidy), "cka_linear", "objective"
-    )
+    text = T.overview_text(C.consistency_summary(tidy), "cka_linear", "objective")
     assert "0.50" in text and "cannot be made" in text and "agrees" not in text
 
 
@@ -294,22 +292,18 @@ def _answer_rows(p_obj: float, p_arch: float, ci: tuple[float, float]) -> pd.Dat
 
 def test_overview_text_makes_no_untested_claims(run):
     tidy = C.consistency_table(run.consistency, "cka_linear", ["all", *N.CATEGORY_FIELDS])
-    summary, spread = C.consistency_summary(tidy), C.grouping_spread(tidy)
-    text = T.overview_text(summary, spread, "cka_linear", "objective")
+    summary = C.consistency_summary(tidy)
+    text = T.overview_text(summary, "cka_linear", "objective")
     assert "not tested against each other" in text
     for word in ("agrees", "differs", "strongest", "most consistent", "spread most"):
         assert word not in text
     # the controlled tests word the answer: evidence only with p < 0.05 and an interval above 0
-    yes = T.overview_text(
-        summary, spread, "cka_linear", "objective", _answer_rows(0.001, 0.4, (0.05, 0.2))
-    )
+    yes = T.overview_text(summary, "cka_linear", "objective", _answer_rows(0.001, 0.4, (0.05, 0.2)))
     assert "objective explains the consistency of pairwise similarity across datasets more" in yes
     assert "95% CI 0.05 to 0.20" in yes and "pooled" in yes
-    no = T.overview_text(
-        summary, spread, "cka_linear", "objective", _answer_rows(0.001, 0.4, (-0.1, 0.2))
-    )
+    no = T.overview_text(summary, "cka_linear", "objective", _answer_rows(0.001, 0.4, (-0.1, 0.2)))
     assert "no evidence that objective explains" in no.lower()
-    why = T.overview_text(summary, spread, "cka_linear", "objective", None, "not crossed")
+    why = T.overview_text(summary, "cka_linear", "objective", None, "not crossed")
     assert "not tested on this run: not crossed" in why
 
 
@@ -363,7 +357,7 @@ def test_pick_dataset_pairs_spans_the_range():
     assert A.pick_dataset_pairs(da.isel(dataset=[0, 1]), 3) == [("d0", "d1")]
 
 
-def test_scatter_correlations_skip_small_groups():
+def test_within_category_consistency_skips_small_groups():
     da = _small_sim(["S", "S", "T", "T", "T"], n_datasets=2)["cka_linear"]
     tab = C.within_category_consistency(da, [("d0", "d1")])
     assert list(tab.columns) == ["all", "T"]  # S has one pair within it
@@ -524,7 +518,7 @@ def test_model_embedding_separates_blocks_and_is_seeded(method):
         A.model_embedding(da, "umap")
 
 
-def test_consistency_pairs_match_consistency_values(run):
+def test_consistency_pairs_match_consistency_table(run):
     t = C.consistency_pairs(
         run.consistency,
         ("cka_linear", "consistency"),

@@ -315,3 +315,65 @@ def test_partner_rank_sum_tests_bonferroni_by_hand():
     assert xpq.p < 0.01 and not xpq.significant
     sig = out[out.significant]
     assert list(zip(sig.anchor, sig.partner_a, sig.partner_b)) == [("x", "P", "R")]  # 8 against 8
+
+
+# --------------------------------------------------------------------- tidy tables of the book
+def test_similarity_pairs_and_dataset_pair_table_by_hand(rng):
+    from repsim.consistency import dataset_pair_table, similarity_pairs
+
+    sim = make_sim(rng)
+    t = similarity_pairs(sim)
+    pairs = list(combinations(MODELS, 2))
+    assert len(t) == len(DATASETS) * len(pairs)
+    row = t[(t.dataset == "d2") & (t.model_a == "a1") & (t.model_b == "b2")].iloc[0]
+    assert row.similarity == float(sim.sel(dataset="d2", model_a="a1", model_b="b2"))
+    assert row.category_pair == "A | B" and row.domain == "spec"
+    wide = dataset_pair_table(sim, "d0", "d3").set_index(["model_a", "model_b"])
+    for f, g in pairs:
+        for d in ("d0", "d3"):
+            assert wide.loc[(f, g), d] == float(sim.sel(dataset=d, model_a=f, model_b=g))
+
+
+def test_within_category_consistency_by_hand(rng):
+    from repsim.consistency import within_category_consistency
+
+    sim = make_sim(rng)
+    tab = within_category_consistency(sim, [("d0", "d1"), ("d1", "d3")], min_pairs=3)
+    assert list(tab.index) == ["d0 / d1", "d1 / d3"] and list(tab.columns) == ["all", "A"]
+    everything = by_hand(sim, list(combinations(MODELS, 2)))
+    within_a = by_hand(sim, list(combinations(["a1", "a2", "a3"], 2)))
+    assert tab.loc["d1 / d3", "all"] == pytest.approx(everything[1, 3], abs=1e-12)
+    assert tab.loc["d0 / d1", "A"] == pytest.approx(within_a[0, 1], abs=1e-12)
+
+
+def test_consistency_table_summary_and_medians_by_hand(rng):
+    from repsim.consistency import (
+        category_pair_medians,
+        consistency_matrices,
+        consistency_summary,
+        consistency_table,
+    )
+
+    sim = make_sim(rng)
+    cons = consistency_dataset(sim.to_dataset(), by=("objective",))
+    tidy = consistency_table(cons, "cka_linear", ["all", "objective"], min_pairs=3)
+    # A | A has 3 model pairs, A | B 6, A | C 3, B | C 2 (left out), B | B 1 (not in the file)
+    assert set(tidy.label) == {"all", "A | A", "A | B", "A | C"}
+    ab = by_hand(sim, [(f, g) for f in ("a1", "a2", "a3") for g in ("b1", "b2")])
+    iu = np.triu_indices(len(DATASETS), 1)
+    got = tidy[tidy.label == "A | B"].set_index(["dataset_a", "dataset_b"])["consistency"]
+    want = {(DATASETS[i], DATASETS[j]): ab[i, j] for i, j in zip(*iu)}
+    assert got.to_dict() == pytest.approx(want, abs=1e-12)
+    summary = consistency_summary(tidy).set_index("label")
+    assert summary.loc["A | B", "median"] == pytest.approx(np.median(ab[iu]), abs=1e-12)
+    assert summary.loc["A | B", "q25"] == pytest.approx(np.percentile(ab[iu], 25), abs=1e-12)
+    assert summary.loc["A | B", "n"] == len(iu[0])
+    medians = category_pair_medians(cons, ["cka_linear", "not_a_measure"], "objective")
+    assert list(medians.columns) == ["cka_linear"] and list(medians.index) == [
+        "A | A",
+        "A | B",
+        "A | C",
+    ]
+    assert medians.loc["A | B", "cka_linear"] == pytest.approx(np.median(ab[iu]), abs=1e-12)
+    m = consistency_matrices(cons, "cka_linear", ["objective: A | B"], ["d3", "d0"])
+    assert m.sel(group_pair="objective: A | B").values[0, 1] == pytest.approx(ab[3, 0], abs=1e-12)
