@@ -480,3 +480,20 @@ def test_models_past_the_memory_budget_are_built_per_chunk_with_the_same_feature
     )
     for spec in specs:
         assert np.array_equal(swapped.read("toy", spec.id)[1], resident.read("toy", spec.id)[1])
+
+
+def test_bench_decode_once_counts_one_decode_per_image() -> None:
+    """``repsim bench extract``'s comparison: per model decodes models x images, chunk-major
+    once per image, and both write the same features (no timing is asserted)."""
+    from repsim.bench.extract import decode_once, format_decode_once
+
+    res = decode_once(
+        ["shufflenet_v2_x0_5", "squeezenet1_1"],
+        n_images=6,
+        batch_size=4,
+        image_size=48,
+        device="cpu",
+    )
+    assert res["per_model"]["decoded"] == 2 * 6 and res["chunk_major"]["decoded"] == 6
+    assert res["features_equal"] is True
+    assert "decodes per image: 1 vs 2" in format_decode_once(res)
