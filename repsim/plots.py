@@ -37,11 +37,8 @@ CATEGORY_COLORS: dict[str, str] = {
     "Convolutional": "#9467bd",
     "Transformer": "#ff7f0e",
     "MLP": "#8c564b",
-    # dataset domains
-    "Natural (multi-domain)": "#17becf",
-    "Natural (single-domain)": "#bcbd22",
-    "Specialized": "#e377c2",
-    "Structured": "#393b79",
+    # dataset domains, in the order of repsim.names.DOMAINS
+    **dict(zip(DOMAINS, ("#17becf", "#bcbd22", "#e377c2", "#393b79"))),
     # size classes
     "small": "#c6dbef",
     "medium": "#6baed6",
