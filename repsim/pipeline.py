@@ -16,6 +16,7 @@ and datasets that the new config does not have.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +42,16 @@ from repsim.results import (
 )
 from repsim.runfolder import RunFolder, filesystem_errors, sha256_file, unsafe_names
 from repsim.runinfo import git_commit, machine_info, package_versions
-from repsim.scheduler import dask_scheduler
+from repsim.scheduler import dask_scheduler, is_synchronous, pool_workers, process_map
 from repsim.tasks import Guarded, TaskFailure, failure_report, failures
 
 log = logging.getLogger(__name__)
 
-#: The stages reported in run.json and the summary, in order.
+#: The stages reported in run.json and the summary, in order (``repsim book`` reports "book").
 STAGES = ("stimuli", "decode", "features", "similarity", "probes", "consistency", "stats")
+#: From this many probe tasks to compute on, an in-process CPU run trains them on one
+#: single-threaded worker process per core (below it, starting processes costs more than it gains).
+PROBE_POOL_MIN_TASKS = 32
 
 
 class RunFailedError(RepsimError):
@@ -142,6 +146,8 @@ def _run_locked(
         cluster or scheduler,
     )
 
+    probe_pool = _probe_pool_possible(plan, device, scheduler, cluster)
+    wall: dict[str, float] = {}
     with dask_scheduler(scheduler, cluster, plan.raw.get("cluster")) as compute_kw:
         stim_info = dask.compute(
             *[
@@ -158,7 +164,8 @@ def _run_locked(
                 if isinstance(i, dict)
             }
         )
-        graph = _analysis_graph(plan, run_dir, device, stim_info)
+        graph = _analysis_graph(plan, run_dir, device, stim_info, probes_in_graph=not probe_pool)
+        t0 = time.perf_counter()
         with TaskProgress(f"run {plan.name}"):
             (decoded, feats, sims, probes) = dask.compute(
                 graph["decode"],
@@ -167,6 +174,13 @@ def _run_locked(
                 graph["probes"],
                 **compute_kw,
             )
+        if probe_pool:
+            wall["features and similarity"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            probes, workers = _run_probe_pool(plan, run_dir, device, graph["probe_specs"], feats)
+            wall["probes"] = time.perf_counter() - t0
+            if workers > 1:
+                wall["probe_workers"] = workers
 
     outcome = {
         "stimuli": dict(zip([d.id for d in plan.datasets], stim_info)),
@@ -176,6 +190,7 @@ def _run_locked(
         "probes": probes,
     }
     timings, rate, redone = _timings(outcome)
+    parallel = _parallel_note(wall, timings)
     failed = failures([r for group in outcome.values() for r in group.values()])
     if failed:
         return _fail(
@@ -202,7 +217,7 @@ def _run_locked(
         result = _existing_result(folder, plan)
     else:
         result, skipped, cons_failure = _write_results(plan, folder, stim_info, probes, timings)
-    result.summary = result.summary + "\n\n" + format_timings(timings, rate)
+    result.summary = result.summary + "\n\n" + format_timings(timings, rate) + parallel
     if cons_failure is not None:
         return _fail(
             plan,
@@ -228,6 +243,7 @@ def _run_locked(
         redone,
         skipped=skipped,
         status="finished",
+        wall=wall,
     )
     _write_manifest(plan, folder, chash, inputs, skipped)
     _prune(plan, folder)
@@ -280,10 +296,21 @@ def _task(func: Any, name: str, *, model: str | None = None, dataset: str | None
     return call
 
 
-def _analysis_graph(plan: RunPlan, run_dir: Path, device: str, stim_info: tuple) -> dict[str, dict]:
+def _analysis_graph(
+    plan: RunPlan, run_dir: Path, device: str, stim_info: tuple, *, probes_in_graph: bool = True
+) -> dict[str, dict]:
     """Delayed tasks: decode once per dataset, extract per (model, dataset) whose cached features
-    do not verify, then similarity per dataset and probes per (model, dataset)."""
-    graph: dict[str, dict] = {"decode": {}, "features": {}, "similarity": {}, "probes": {}}
+    do not verify, then similarity per dataset and probes per (model, dataset).
+
+    Without ``probes_in_graph`` the probe tasks are left out of the graph and described in
+    ``graph["probe_specs"]`` (key -> model, dataset, stimulus hash) for :func:`_run_probe_pool`."""
+    graph: dict[str, dict] = {
+        "decode": {},
+        "features": {},
+        "similarity": {},
+        "probes": {},
+        "probe_specs": {},
+    }
     for ds, info in zip(plan.datasets, stim_info):
         if isinstance(info, TaskFailure):
             continue
@@ -299,31 +326,22 @@ def _analysis_graph(plan: RunPlan, run_dir: Path, device: str, stim_info: tuple)
             images = _task(stages.decode_task, f"decode-{ds.id}", dataset=ds.id)(
                 plan, ds, run_dir, ids
             )
-            # chunk-major: one task decodes each image once and runs every pending model on it
-            extracted = _task(stages.run_dataset_features, f"extract-{ds.id}", dataset=ds.id)(
-                plan,
-                [m for m, _ in pending.values()],
-                ds,
-                run_dir,
-                images,
-                ids,
-                device,
-                sha,
-                {mid: why for mid, (_, why) in pending.items()},
-            )
             # the status (not the images) comes back to this process; a failed decode comes back as is
             graph["decode"][ds.id] = delayed(_decode_status, pure=False)(
-                images, extracted, dask_key_name=f"decode-status-{ds.id}"
+                images, dask_key_name=f"decode-status-{ds.id}"
             )
-            for mid in pending:
+            for mid, (m, why) in pending.items():
                 feature_tasks[mid] = _task(
-                    stages.pick_features, f"features-{ds.id}-{mid}", model=mid, dataset=ds.id
-                )(extracted, mid)
+                    stages.run_features, f"features-{ds.id}-{mid}", model=mid, dataset=ds.id
+                )(plan, m, ds, run_dir, images, ids, device, sha, why)
                 graph["features"][f"{mid}\t{ds.id}"] = feature_tasks[mid]
         graph["similarity"][ds.id] = _task(
             stages.run_similarity, f"similarity-{ds.id}", dataset=ds.id
         )(plan, ds, run_dir, device, sha, *feature_tasks.values())
-        if plan.probes_enabled:
+        if plan.probes_enabled and not probes_in_graph:
+            for m in plan.models:
+                graph["probe_specs"][f"{m.id}\t{ds.id}"] = (m, ds, sha)
+        elif plan.probes_enabled:
             for m in plan.models:
                 upstream = [feature_tasks[m.id]] if m.id in feature_tasks else []
                 graph["probes"][f"{m.id}\t{ds.id}"] = _task(
@@ -332,8 +350,74 @@ def _analysis_graph(plan: RunPlan, run_dir: Path, device: str, stim_info: tuple)
     return graph
 
 
-def _decode_status(decoded: Any, extracted: Any = None) -> Any:
-    return decoded if isinstance(decoded, TaskFailure) else stages.decode_status(decoded, extracted)
+def _probe_pool_possible(plan: RunPlan, device: str, scheduler: str, cluster: str | None) -> bool:
+    """Whether probes may run on a process pool: an in-process run on a CPU with 2+ cores.
+
+    Other schedulers spread the probe tasks over their own workers; on a GPU one process keeps
+    the device busy.
+    """
+    return (
+        plan.probes_enabled
+        and is_synchronous(scheduler, cluster)
+        and str(device).startswith("cpu")
+        and (os.cpu_count() or 1) >= 2
+    )
+
+
+def _run_probe_pool(
+    plan: RunPlan, run_dir: Path, device: str, specs: dict[str, tuple], feats: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """Probe tasks after extraction: cached ones here, the rest on one process per core.
+
+    Each probe is a small problem (thousands of rows, a few hundred dims) whose matmuls keep one
+    core busy but not two, so N single-threaded processes train N probes at the speed of one.
+    Each process runs with ``plan.threads`` torch threads when the config fixes them, else one;
+    the results are the same as in-process (shown on the embedded run's probes.nc). Returns the
+    results by task key and the number of worker processes used.
+    """
+    from repsim.cache import StageCache
+
+    cache = StageCache(run_dir)
+    calls, keys, done = [], [], {}
+    for key, (m, ds, sha) in specs.items():
+        upstream = [feats[key]] if key in feats else []
+        guarded = Guarded(stages.run_probe, f"probe-{ds.id}-{m.id}", model=m.id, dataset=ds.id)
+        args = (plan, m, ds, run_dir, device, sha, *upstream)
+        ok, _ = cache.check(
+            "probes",
+            f"{ds.id}/{m.id}",
+            stages.probe_key(plan, m, ds, run_dir, sha),
+            RunFolder(run_dir).probe_part(ds.id, m.id),
+        )
+        if ok or any(isinstance(u, TaskFailure) for u in upstream):
+            done[key] = guarded(*args)  # cached or skipped: nothing to compute
+        else:
+            calls.append((guarded, args))
+            keys.append(key)
+    workers = pool_workers(len(calls), PROBE_POOL_MIN_TASKS)
+    if workers > 1:
+        log.info("probes: %d tasks on %d worker processes", len(calls), workers)
+    from tqdm import tqdm
+
+    with tqdm(total=len(calls), desc="probes", unit="task", disable=None, delay=2.0) as bar:
+        results = process_map(calls, workers, plan.threads or 1, lambda _: bar.update())
+    done.update(zip(keys, results))
+    return {key: done[key] for key in specs}, workers
+
+
+def _parallel_note(wall: dict[str, float], timings: dict[str, float]) -> str:
+    """The end-of-run line on stages that ran in parallel: wall time against summed task time."""
+    workers = int(wall.get("probe_workers", 1))
+    if workers <= 1 or "probes" not in wall:
+        return ""
+    return (
+        f"\nProbes ran on {workers} worker processes: {wall['probes']:.1f} s wall for "
+        f"{timings.get('probes', 0.0):.1f} s of task time."
+    )
+
+
+def _decode_status(decoded: Any) -> Any:
+    return decoded if isinstance(decoded, TaskFailure) else stages.decode_status(decoded)
 
 
 def _timings(outcome: dict[str, dict]) -> tuple[dict[str, float], float | None, list[str]]:
@@ -442,6 +526,7 @@ def _write_run_info(
     skipped: list[str] | None = None,
     failed: list[TaskFailure] | None = None,
     status: str,
+    wall: dict[str, float] | None = None,
 ) -> None:
     config = {k: v for k, v in plan.raw.items() if not k.startswith("_")}
     stim = {k: v for k, v in outcome["stimuli"].items() if isinstance(v, dict)}
@@ -461,6 +546,8 @@ def _write_run_info(
         "machine": machine_info(device),
         "scheduler": scheduler,
         "timings_s": timings,
+        "wall_s": {k: v for k, v in (wall or {}).items() if k != "probe_workers"},
+        "probe_workers": int((wall or {}).get("probe_workers", 1)),
         "images_per_s": rate,
         "stimuli": {
             d: {k: v for k, v in i.items() if k not in ("cached", "redone")}

@@ -186,12 +186,26 @@ def _adamw_(p, g, m, v, lr, decay, step: int) -> None:
     """One AdamW step in place; ``lr`` and ``decay = 1 - lr * wd`` broadcast per setting.
 
     ``g`` is used as scratch space afterwards, which saves two allocations of the weights' size.
+    ``lr`` and ``decay`` may be expanded over the class axis (same values): the elementwise loops
+    then run over whole rows of settings x classes instead of one class count at a time.
     """
     p.mul_(decay)
     m.lerp_(g, 1 - _BETA1)
     v.mul_(_BETA2).addcmul_(g, g, value=1 - _BETA2)
     denom = torch.sqrt(v, out=g).div_(math.sqrt(1 - _BETA2**step)).add_(_EPS)
     p.sub_(torch.div(m, denom, out=g).mul_(lr / (1 - _BETA1**step)))
+
+
+def _schedule(lr: torch.Tensor, wd: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step learning rates ``lr * f`` and decays ``1 - lr * f * wd``, shape ``(total, *lr.shape)``.
+
+    The same float32 operations, in the same order, as computing them at each step from the cosine
+    factor ``f`` (:func:`_cosine`, rounded to float32 as a scalar operand is), all steps at once.
+    """
+    f = torch.tensor([_cosine(t, total) for t in range(total)], dtype=torch.float32)
+    f = f.view(-1, *([1] * lr.dim()))
+    lr_f = lr.unsqueeze(0) * f
+    return lr_f, 1 - lr_f * wd.unsqueeze(0)
 
 
 def _train_batched(
@@ -208,7 +222,9 @@ def _train_batched(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Train ``K x S`` probes at once: seed k trains on ``X[rows[k]]`` with settings ``lr[k], wd[k]``.
 
-    Returns weights ``(K, d, S, C)`` and bias ``(K, S, C)``.
+    Returns weights ``(K, d, S, C)`` and bias ``(K, S, C)``. Per step: one gather of the batch rows,
+    one batched matmul forward and one backward, a softmax, and AdamW; the learning-rate schedule
+    is computed once for all steps, so a step launches no small tensor operations of its own.
     """
     K, n = rows.shape
     S, d, C = lr.shape[1], X.shape[1], n_classes
@@ -217,31 +233,35 @@ def _train_batched(
     W = torch.stack([w for w, _ in inits]).to(dev)[:, :, None, :].repeat(1, 1, S, 1)
     b = torch.stack([bb for _, bb in inits]).to(dev)[:, None, :].repeat(1, S, 1)
     mW, vW, mb, vb = (torch.zeros_like(t) for t in (W, W, b, b))
-    lr_w, lr_b = lr.view(K, 1, S, 1).to(dev), lr.view(K, S, 1).to(dev)
-    wd_w, wd_b = wd.view(K, 1, S, 1).to(dev), wd.view(K, S, 1).to(dev)
     orders = [_orders(n, s) for s in seeds]
     per_epoch = math.ceil(n / batch_size)
     total = epochs * per_epoch
+    # (total, K, 1, S, C): expanded over classes and materialised, so AdamW's loops are long
+    lr_f, decay = (
+        t.view(total, K, 1, S, 1).expand(total, K, 1, S, C).contiguous().to(dev)
+        for t in _schedule(lr.float(), wd.float(), total)
+    )
+    minus_one = torch.full((1, 1, 1, 1), -1.0, device=dev).expand(K, batch_size, S, 1)
     step = 0
     with tqdm(total=total, desc=desc, leave=False, disable=None, delay=2.0) as bar:
         for _ in range(epochs):
             perm = torch.stack([next(o) for o in orders]).to(dev)
             epoch_rows = torch.gather(rows, 1, perm)
             for start in range(0, n, batch_size):
-                idx = epoch_rows[:, start : start + batch_size]
-                xb, yb = X[idx], y[idx]  # (K, B, d), (K, B)
-                B = xb.shape[1]
+                idx = epoch_rows[:, start : start + batch_size].reshape(-1)
+                B = idx.numel() // K
+                xb = X.index_select(0, idx).view(K, B, d)
+                yb = y.index_select(0, idx).view(K, B, 1, 1)
                 logits = torch.baddbmm(b.view(K, 1, S * C), xb, W.view(K, d, S * C))
                 grad = torch.softmax(logits.view(K, B, S, C), dim=-1)
-                target = yb.view(K, B, 1, 1).expand(K, B, S, 1)
-                grad.scatter_add_(3, target, grad.new_full((1, 1, 1, 1), -1.0).expand(K, B, S, 1))
+                grad.scatter_add_(3, yb.expand(K, B, S, 1), minus_one[:, :B])
                 grad.div_(B)
                 gW = torch.bmm(xb.transpose(1, 2), grad.view(K, B, S * C)).view(K, d, S, C)
                 gb = grad.sum(dim=1)
-                f = _cosine(step, total)
                 step += 1
-                _adamw_(W, gW, mW, vW, lr_w * f, 1 - lr_w * f * wd_w, step)
-                _adamw_(b, gb, mb, vb, lr_b * f, 1 - lr_b * f * wd_b, step)
+                lr_t, decay_t = lr_f[step - 1], decay[step - 1]
+                _adamw_(W, gW, mW, vW, lr_t, decay_t, step)
+                _adamw_(b, gb, mb, vb, lr_t[:, 0], decay_t[:, 0], step)
                 bar.update()
     return W, b
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from repsim.errors import ConfigError
@@ -47,9 +48,12 @@ def dask_scheduler(
         n_workers = _parse_local(scheduler)
         from distributed import Client, LocalCluster
 
-        with LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as lc, Client(lc) as client:
+        with (
+            LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as lc,
+            Client(lc) as client,
+        ):
             log.info("started a LocalCluster with %d worker processes", n_workers)
             yield {"scheduler": client}
         return
@@ -65,6 +69,75 @@ def dask_scheduler(
     )
 
 
+def is_synchronous(scheduler: str, cluster: str | None = None) -> bool:
+    """Whether the run's graph executes in this process (no cluster, no worker processes)."""
+    return cluster is None and scheduler in ("synchronous", "sync", "single-threaded")
+
+
+def pool_workers(n_tasks: int, min_tasks: int, cpu_count: int | None = None) -> int:
+    """Worker processes for ``n_tasks`` independent single-threaded tasks on this machine's cores.
+
+    One per core (at most ``n_tasks``); 1, meaning run in-process, below ``min_tasks`` tasks or on
+    one core, where starting processes would cost more than it gains.
+    """
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    if n_tasks < max(2, min_tasks) or cores < 2:
+        return 1
+    return max(1, min(cores, n_tasks))
+
+
+def _pool_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _call(call: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
+    func, args = call
+    return func(*args)
+
+
+def process_map(
+    calls: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]],
+    workers: int,
+    threads: int = 1,
+    on_done: Callable[[int], None] | None = None,
+) -> list[Any]:
+    """``[func(*args) for func, args in calls]`` on ``workers`` fresh processes, in order.
+
+    For independent tasks that each use one core poorly (small matmuls): N single-threaded
+    processes use N cores fully where one process with N threads mostly waits on itself. Processes
+    are spawned, not forked (a forked child inherits the parent's OpenMP state and can hang), with
+    ``threads`` torch threads each. ``func`` must catch its own errors (a
+    :class:`repsim.tasks.Guarded`): an exception here ends the map. ``on_done(i)`` is called in
+    this process as each result arrives.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if workers <= 1:
+        out = []
+        for i, call in enumerate(calls):
+            out.append(_call(call))
+            if on_done is not None:
+                on_done(i)
+        return out
+    ctx = multiprocessing.get_context("spawn")
+    results: list[Any] = [None] * len(calls)
+    with ProcessPoolExecutor(
+        workers, mp_context=ctx, initializer=_pool_init, initargs=(threads,)
+    ) as ex:
+        futures = {ex.submit(_call, call): i for i, call in enumerate(calls)}
+        from concurrent.futures import as_completed
+
+        for fut in as_completed(futures):
+            i = futures[fut]
+            results[i] = fut.result()
+            if on_done is not None:
+                on_done(i)
+    return results
+
+
 def _parse_local(scheduler: str) -> int:
     if scheduler == "local":
         import os
@@ -75,7 +148,9 @@ def _parse_local(scheduler: str) -> int:
     except (IndexError, ValueError):
         n = 0
     if n < 1:
-        raise ConfigError(f"scheduler {scheduler!r}: write local:N with N >= 1 worker processes, e.g. local:4")
+        raise ConfigError(
+            f"scheduler {scheduler!r}: write local:N with N >= 1 worker processes, e.g. local:4"
+        )
     return n
 
 

@@ -191,9 +191,45 @@ def test_shared_search_picks_once_and_retrains_every_seed():
     X = centers[y] + rng.normal(size=(240, 16))
     kw = dict(lrs=(1e-1, 1e-2), wds=(1e-6, 1e-3, 1e-1), epochs=3, batch_size=64)
     per_seed = linear_probe(X[:160], y[:160], X[160:], y[160:], seeds=(0, 1), **kw)
-    shared = linear_probe(X[:160], y[:160], X[160:], y[160:], seeds=(0, 1), shared_search=True, **kw)
+    shared = linear_probe(
+        X[:160], y[:160], X[160:], y[160:], seeds=(0, 1), shared_search=True, **kw
+    )
     # one choice for every seed, equal to the first seed's own search
     assert shared.lr[0] == shared.lr[1] == per_seed.lr[0]
     assert shared.wd[0] == shared.wd[1] == per_seed.wd[0]
     assert shared.accuracy[0] == pytest.approx(per_seed.accuracy[0])
     assert shared.val_accuracy.shape == per_seed.val_accuracy.shape
+
+
+def test_precomputed_schedule_is_the_per_step_arithmetic():
+    # the trainer computes every step's lr * f and 1 - lr * f * wd up front; the values must be
+    # those of the per-step float32 scalar arithmetic bit for bit (probes.nc stays the same)
+    from repsim.probe import _cosine, _schedule
+
+    lr = torch.tensor([[1.0, 0.1, 0.01, 0.001, 0.3]], dtype=torch.float32)
+    wd = torch.tensor([[1e-6, 3e-4, 0.1, 1.0, 10.0]], dtype=torch.float32)
+    total = 57
+    lr_f, decay = _schedule(lr, wd, total)
+    for t in range(total):
+        f = _cosine(t, total)
+        assert torch.equal(lr_f[t], lr * f)
+        assert torch.equal(decay[t], 1 - lr * f * wd)
+
+
+def test_probe_in_a_worker_process_with_one_thread_is_identical(rng):
+    # repsim run trains probes on single-threaded worker processes on a multi-core CPU: the
+    # numbers must be those of an in-process probe with the default threads
+    from repsim.scheduler import process_map
+
+    X, y = _blobs(rng, n=300, d=24, c=5)
+    opts = {**SMALL, "seeds": (0, 1), "device": "cpu"}
+    here = linear_probe(X[:200], y[:200], X[200:], y[200:], **opts)
+    calls = [(_probe_fields, (X[:200], y[:200], X[200:], y[200:], opts))] * 2
+    for there in process_map(calls, workers=2, threads=1):
+        for key, value in there.items():
+            np.testing.assert_array_equal(getattr(here, key), value, err_msg=key)
+
+
+def _probe_fields(X_train, y_train, X_test, y_test, opts):
+    r = linear_probe(X_train, y_train, X_test, y_test, **opts)
+    return {k: getattr(r, k) for k in ("accuracy", "balanced_accuracy", "lr", "wd", "val_accuracy")}

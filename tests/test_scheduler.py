@@ -6,7 +6,14 @@ from repsim.scheduler import dask_scheduler, jobqueue_cluster
 
 def test_slurm_job_script_asks_for_one_gpu_and_the_configured_resources():
     pytest.importorskip("dask_jobqueue")
-    options = {"cores": 4, "memory": "32GB", "walltime": "02:00:00", "queue": "gpu", "account": "lab", "jobs": 8}
+    options = {
+        "cores": 4,
+        "memory": "32GB",
+        "walltime": "02:00:00",
+        "queue": "gpu",
+        "account": "lab",
+        "jobs": 8,
+    }
     with jobqueue_cluster("slurm", options) as cluster:
         script = cluster.job_script()
     assert "#SBATCH --gres=gpu:1" in script
@@ -29,3 +36,27 @@ def test_scheduler_strings():
         with pytest.raises(ConfigError):
             with dask_scheduler(bad):
                 pass
+
+
+def test_pool_workers_one_per_core_only_when_worth_it():
+    from repsim.scheduler import is_synchronous, pool_workers
+
+    assert pool_workers(450, 32, cpu_count=2) == 2
+    assert pool_workers(450, 32, cpu_count=16) == 16
+    assert pool_workers(40, 32, cpu_count=64) == 40
+    assert pool_workers(31, 32, cpu_count=2) == 1  # too few tasks: in-process
+    assert pool_workers(450, 32, cpu_count=1) == 1
+    assert is_synchronous("synchronous") and not is_synchronous("local:2")
+    assert not is_synchronous("synchronous", cluster="slurm")
+
+
+def test_process_map_keeps_the_order_and_runs_in_process_for_one_worker():
+    from operator import mul
+
+    from repsim.scheduler import process_map
+
+    calls = [(mul, (i, 3)) for i in range(7)]
+    seen: list[int] = []
+    assert process_map(calls, workers=1, on_done=seen.append) == [3 * i for i in range(7)]
+    assert seen == list(range(7))
+    assert process_map(calls, workers=2) == [3 * i for i in range(7)]
