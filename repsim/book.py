@@ -9,14 +9,17 @@ for download. The book then builds with execution off and warnings as errors.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +66,65 @@ def lesson_takes_run(lesson: str | Path) -> bool:
     )
 
 
+#: Notebooks executed at once (each in its own kernel process); at most one per core.
+BOOK_WORKERS = 2
+#: Environment of the kernels while notebooks run side by side: one math thread each, since two
+#: kernels with two threads each on two cores mostly wait on each other.
+_KERNEL_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+_env_lock = threading.Lock()
+_env_depth = 0
+_env_saved: dict[str, str | None] = {}
+
+
+@contextlib.contextmanager
+def _kernel_env(threads: int | None = None) -> Iterator[None]:
+    """Set the kernels' environment (inline matplotlib backend; ``threads`` math threads) for the
+    duration, re-entrant across threads: the outermost use sets it, the last to leave restores it,
+    so notebooks started side by side all see the same environment."""
+    global _env_depth
+    wanted = {"MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    if threads is not None:
+        wanted.update({var: str(threads) for var in _KERNEL_THREAD_VARS})
+    with _env_lock:
+        if _env_depth == 0:
+            _env_saved.clear()
+            _env_saved.update({k: os.environ.get(k) for k in wanted})
+            os.environ.update(wanted)
+        _env_depth += 1
+    try:
+        yield
+    finally:
+        with _env_lock:
+            _env_depth -= 1
+            if _env_depth == 0:
+                for key, value in _env_saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+
+
+def book_workers(n_notebooks: int, workers: int | None = None) -> int:
+    """Notebooks to execute at once: ``workers``, else :data:`BOOK_WORKERS`, at most the cores."""
+    cores = os.cpu_count() or 1
+    return max(1, min(n_notebooks, cores, workers if workers is not None else BOOK_WORKERS))
+
+
+def _run_all(func: Callable[[Path], Path], paths: Sequence[Path], workers: int) -> list[Path]:
+    """``[func(p) for p in paths]``, ``workers`` at a time (threads: each notebook runs in its
+    own kernel process), in order; the first failure is raised after the others finished."""
+    if workers <= 1:
+        return [func(p) for p in paths]
+    with _kernel_env(threads=max(1, (os.cpu_count() or 1) // workers)):
+        with ThreadPoolExecutor(workers) as pool:
+            futures = [pool.submit(func, p) for p in paths]
+            errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error
+    return [f.result() for f in futures]
+
+
 def execute_notebook(
     src: Path,
     dest: Path,
@@ -75,29 +137,23 @@ def execute_notebook(
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    env_backend = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
-        pm.execute_notebook(
-            str(src),
-            str(dest),
-            parameters=dict(parameters or {}),
-            kernel_name="python3",
-            cwd=str(cwd or src.parent),
-            progress_bar=False,
-            execution_timeout=timeout,
-            log_output=False,
-        )
+        with _kernel_env():
+            pm.execute_notebook(
+                str(src),
+                str(dest),
+                parameters=dict(parameters or {}),
+                kernel_name="python3",
+                cwd=str(cwd or src.parent),
+                progress_bar=False,
+                execution_timeout=timeout,
+                log_output=False,
+            )
     except pm.PapermillExecutionError as exc:
         raise BookError(
             f"notebook {src.name} failed ({exc.ename}: {exc.evalue}); the executed "
             f"copy with the traceback is {dest}"
         ) from exc
-    finally:
-        if env_backend is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_backend
     _hide_injected_parameters(dest)
     log.info("executed %s in %.1f s", src.name, time.perf_counter() - t0)
     return dest
@@ -127,8 +183,13 @@ def execute_chapters(
     out_dir: str | Path,
     notebooks: Sequence[Path] | None = None,
     parameters: Mapping[str, Any] | None = None,
+    workers: int | None = None,
 ) -> list[Path]:
-    """Execute every chapter notebook on ``run_dir`` into ``out_dir``."""
+    """Execute every chapter notebook on ``run_dir`` into ``out_dir``, ``workers`` at a time.
+
+    The chapters only read the run folder and write their own executed copy, so they can run side
+    by side (default :data:`BOOK_WORKERS`, at most one per core; each kernel then gets an equal
+    share of the cores as math threads)."""
     from repsim.runfolder import RunFolder
 
     run_dir = Path(run_dir).resolve()
@@ -145,7 +206,11 @@ def execute_chapters(
     # rerun as they are from a checkout
     cwd = paths[0].parent.resolve() if paths else Path.cwd()
     params = {"run_dir": os.path.relpath(run_dir, cwd), **dict(parameters or {})}
-    return [execute_notebook(nb, out / nb.name, params) for nb in paths]
+    return _run_all(
+        lambda nb: execute_notebook(nb, out / nb.name, params),
+        paths,
+        book_workers(len(paths), workers),
+    )
 
 
 def execute_course(
@@ -154,6 +219,7 @@ def execute_course(
     run_dir: str | Path | None = None,
     lessons: Sequence[Path] | None = None,
     timeout: int = 600,
+    workers: int | None = None,
 ) -> list[Path]:
     """Execute the course lessons into ``out_dir``: the teacher version, with the solutions.
 
@@ -163,8 +229,8 @@ def execute_course(
     """
     out = Path(out_dir)
     paths = list(lessons if lessons is not None else course_notebooks(book_dir))
-    done = []
-    for nb in paths:
+
+    def one(nb: Path) -> Path:
         params = None
         if lesson_takes_run(nb):
             rel = (
@@ -173,8 +239,9 @@ def execute_course(
                 else os.path.relpath(Path(run_dir).resolve(), nb.parent.resolve())
             )
             params = {"run_dir": rel}
-        done.append(execute_notebook(nb, out / nb.name, params, cwd=nb.parent, timeout=timeout))
-    return done
+        return execute_notebook(nb, out / nb.name, params, cwd=nb.parent, timeout=timeout)
+
+    return _run_all(one, paths, book_workers(len(paths), workers))
 
 
 def student_notebook(lesson: str | Path):
@@ -234,7 +301,10 @@ def _jupyter_book_cmd() -> list[str]:
 
 
 #: the services behind the launch buttons, switched on by ``repository.url`` in _config.yml
-LAUNCH_SERVICES = {"binderhub_url": "https://mybinder.org", "colab_url": "https://colab.research.google.com"}
+LAUNCH_SERVICES = {
+    "binderhub_url": "https://mybinder.org",
+    "colab_url": "https://colab.research.google.com",
+}
 
 
 def book_config(book_dir: str | Path) -> dict[str, Any]:
@@ -304,14 +374,34 @@ def build_book(
     """
     book = Path(book_dir)
     generated = book / "generated"
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
     if execute:
         if generated.exists():
             shutil.rmtree(generated)
         chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)
-        log.info("executing %d chapter notebooks on %s", len(chapters), run_dir)
+        workers = book_workers(len(chapters))
+        log.info(
+            "executing %d chapter notebooks on %s, %d at a time", len(chapters), run_dir, workers
+        )
+        t0 = time.perf_counter()
         execute_chapters(run_dir, generated, chapters, parameters)
+        timings["chapters"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         execute_course(book, generated / "course", run_dir)
+        timings["course"] = time.perf_counter() - t0
     elif not generated.exists():
         raise BookError(f"{generated} does not exist: build once with execution on")
     write_student_notebooks(book, generated / "course" / "student")
-    return build_html(book)
+    t0 = time.perf_counter()
+    index = build_html(book)
+    timings["html"] = time.perf_counter() - t0
+    timings["book"] = time.perf_counter() - t_start
+    log.info("%s", format_book_timings(timings))
+    return index
+
+
+def format_book_timings(timings: Mapping[str, float]) -> str:
+    """The book's line of the time per stage (the run's stages are in its summary and run.json)."""
+    parts = [f"{k} {v:.1f} s" for k, v in timings.items() if k != "book"]
+    return f"Time per stage: book {timings.get('book', 0.0):.1f} s ({', '.join(parts)})"

@@ -1,0 +1,43 @@
+"""The book's chapters and lessons execute side by side (repsim.book), without running a kernel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from repsim import book as B
+
+
+def test_notebooks_run_side_by_side_in_order_with_one_environment(monkeypatch):
+    # chapters execute two at a time: results in book order, every kernel sees the inline backend
+    # and one math thread per core share, the environment is restored after, a failure is raised
+    import threading
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    monkeypatch.setattr(B.os, "cpu_count", lambda: 2)
+    barrier = threading.Barrier(2, timeout=30)  # fails unless two run at once
+    seen = []
+
+    def fake(path: Path) -> Path:
+        barrier.wait()
+        seen.append((os.environ.get("MPLBACKEND"), os.environ.get("OMP_NUM_THREADS")))
+        return path.with_suffix(".out")
+
+    paths = [Path(f"{i:02d}_x.ipynb") for i in range(4)]
+    assert B._run_all(fake, paths, B.book_workers(len(paths))) == [
+        p.with_suffix(".out") for p in paths
+    ]
+    assert set(seen) == {("module://matplotlib_inline.backend_inline", "1")}
+    assert os.environ["MPLBACKEND"] == "agg" and "OMP_NUM_THREADS" not in os.environ
+
+    def broken(path: Path) -> Path:
+        if path.name.startswith("01"):
+            raise B.BookError("chapter 01 failed")
+        return path
+
+    with pytest.raises(B.BookError, match="chapter 01"):
+        B._run_all(broken, paths, 2)
+    assert B.book_workers(10, workers=1) == 1 and B.book_workers(1) == 1
