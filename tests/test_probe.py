@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -233,3 +235,59 @@ def test_probe_in_a_worker_process_with_one_thread_is_identical(rng):
 def _probe_fields(X_train, y_train, X_test, y_test, opts):
     r = linear_probe(X_train, y_train, X_test, y_test, **opts)
     return {k: getattr(r, k) for k in ("accuracy", "balanced_accuracy", "lr", "wd", "val_accuracy")}
+
+
+def test_bfloat16_matmuls_keep_accuracy_within_0_2_points():
+    # the study's tolerance for mixed precision, checked at a small size on the CPU (where the
+    # bfloat16-input, float32-accumulation arithmetic of the GPU path is emulated exactly)
+    from repsim.bench.probe import precision_check
+
+    chk = precision_check(n=1500, dim=32, classes=8, n_test=5000, epochs=4, device="cpu")
+    assert chk["max_abs_diff_points"] <= 0.2, chk
+    with pytest.raises(InputError, match="precision"):
+        linear_probe(np.eye(4), [0, 1, 0, 1], np.eye(4), [0, 1, 0, 1], precision="float16")
+
+
+def test_bfloat16_product_is_float32_accumulation_of_rounded_inputs(rng):
+    from repsim.probe import _bmm
+
+    a = torch.as_tensor(rng.normal(size=(2, 5, 7)), dtype=torch.float32)
+    b = torch.as_tensor(rng.normal(size=(2, 7, 3)), dtype=torch.float32)
+    ref = (a.to(torch.bfloat16).double() @ b.to(torch.bfloat16).double()).float()
+    np.testing.assert_allclose(_bmm(a, b, True).numpy(), ref.numpy(), rtol=1e-6, atol=1e-6)
+    assert torch.equal(_bmm(a, b, False), torch.bmm(a, b))
+
+
+def test_study_probe_priced_as_steps_times_measured_step_cost():
+    from repsim.bench import probe as P
+
+    per_step = {"coarse": 0.01, "fine": 0.008, "final": 0.001}
+    n = 1_281_167
+    steps_search = 20 * math.ceil(0.8 * n / 1024)
+    expected = steps_search * 0.018 + 20 * math.ceil(n / 1024) * 0.001
+    assert P.study_probe_seconds(n, per_step) == pytest.approx(expected)
+    # the per-step fit recovers a linear cost plus a fixed one from exact points
+    a, c = 3e-12, 2e-4
+    points = [
+        {
+            "dim": d,
+            "classes": 1000,
+            "per_step": {name: a * k * s * d * 1000 + c for name, k, s, _ in P.PHASES},
+        }
+        for d in (384, 1024, 1536)
+    ]
+    fit = P.fit_step_cost(points)
+    for name in ("coarse", "fine", "final"):
+        assert fit[name] == pytest.approx((a, c), rel=1e-6)
+    assert P.step_cost(768, 100, fit)["final"] == pytest.approx(a * 3 * 768 * 100 + c)
+
+
+def test_study_sweep_measures_what_fits_and_lists_the_rest():
+    from repsim.bench import probe as P
+
+    res = P.study_sweep([2048, 10**9], [16], 10, device="cpu", steps=1, memory_budget_gb=1.0)
+    assert [(p["n"], p["dim"]) for p in res["points"]] == [(2048, 16)]
+    assert res["skipped"][0]["n"] == 10**9
+    point = res["points"][0]
+    assert set(point["per_step"]) == {"coarse", "fine", "final"}
+    assert point["full_probe_s"] == pytest.approx(P.study_probe_seconds(2048, point["per_step"]))

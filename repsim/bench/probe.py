@@ -7,6 +7,14 @@ time). Sequential training costs the same for every setting, so by default only 
 timed and the total is extrapolated (``--sequential 0`` times them all). Then the full
 :func:`repsim.linear_probe` (coarse and fine search plus retraining, all seeds) is timed: the cost
 of one model on one dataset. Data are synthetic Gaussian classes on the unit sphere.
+
+``--study`` prices the probes where they cost: at the study's sizes (n in {100k, 300k, 1.28M}
+train rows, d in {384, 1024, 1536}, 1,000 classes; the sizes that fit in memory) it times
+training steps of each phase of the protocol (coarse search: 32 settings, fine search: 24,
+retraining: 3 seeds x 1 setting; batch 1024) and prices a full probe as steps x measured seconds
+per step (:func:`study_probe_seconds`); :func:`fit_step_cost` fits the per-step cost to those
+points, which is what the projection of ``repsim bench all --gpu`` uses. ``--precision-check``
+trains the same probes in float32 and with bfloat16 matmuls and reports the accuracy difference.
 """
 
 from __future__ import annotations
@@ -16,14 +24,22 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from repsim.probe import DEFAULT_LRS, linear_probe, train_reference, train_sweep
+from repsim.probe import (
+    DEFAULT_LRS,
+    FINE_OFFSETS,
+    _train_batched,
+    coarse_indices,
+    linear_probe,
+    train_reference,
+    train_sweep,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +51,10 @@ def _data(n: int, dim: int, classes: int, seed: int) -> tuple[np.ndarray, np.nda
     y = rng.integers(0, classes, size=n)
     X = means[y] + 3.0 * rng.normal(size=(n, dim)).astype(np.float32)
     return X / np.linalg.norm(X, axis=1, keepdims=True), y
+
+
+def _on_gpu(device: str | None) -> bool:
+    return (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
@@ -110,6 +130,215 @@ def run(
     }
 
 
+#: the study's probe sizes (train rows x feature dims) at 1,000 classes (ImageNet-1k train split)
+STUDY_N: tuple[int, ...] = (100_000, 300_000, 1_281_167)
+STUDY_DIMS: tuple[int, ...] = (384, 1024, 1536)
+STUDY_CLASSES = 1000
+#: the study's protocol (data/configs/paper.yaml: 3 seeds, one search per seed) in phases:
+#: (name, seeds trained at once K, settings per seed S, share of the train rows it trains on)
+PHASES: tuple[tuple[str, int, int, float], ...] = (
+    ("coarse", 3, len(DEFAULT_LRS) * len(coarse_indices(64)), 0.8),
+    ("fine", 3, len(DEFAULT_LRS) * len(FINE_OFFSETS), 0.8),
+    ("final", 3, 1, 1.0),
+)
+
+
+def step_seconds(
+    n: int,
+    dim: int,
+    classes: int,
+    *,
+    seeds: int,
+    settings: int,
+    batch_size: int = 1024,
+    steps: int = 8,
+    warmup: int = 2,
+    device: str | None = None,
+    precision: str = "float32",
+) -> float:
+    """Measured seconds of one training step of ``seeds x settings`` probes on ``n`` rows.
+
+    The features are random unit vectors of all ``n`` rows on the device (so the batch gather
+    reads from a train split of the real size); ``warmup`` steps are run and discarded first.
+    """
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    g = torch.Generator(device=dev).manual_seed(0)
+    X = torch.randn(n, dim, generator=g, device=dev)
+    X /= X.norm(dim=1, keepdim=True)
+    y = torch.randint(0, classes, (n,), generator=g, device=dev)
+    lr = torch.full((seeds, settings), 1e-3)
+    wd = torch.full((seeds, settings), 1e-4)
+
+    def train(k: int) -> None:
+        rows = torch.randint(0, n, (seeds, k * batch_size), generator=g, device=dev)
+        _train_batched(X, y, rows, list(range(seeds)), lr, wd, classes, 1, batch_size,
+                       "bench", precision)  # fmt: skip
+
+    train(warmup)
+    seconds, _ = _timed(lambda: train(steps), dev)
+    return seconds / steps
+
+
+def study_probe_seconds(
+    n: int, per_step: Mapping[str, float], epochs: int = 20, batch_size: int = 1024
+) -> float:
+    """Seconds of one full probe of the study's protocol: steps of each phase x seconds per step.
+
+    Scoring the validation and test rows (one forward pass each) is left out: under 1% of the
+    training steps' work at 20 epochs.
+    """
+    return sum(
+        epochs * math.ceil(share * n / batch_size) * per_step[name] for name, _, _, share in PHASES
+    )
+
+
+def fit_step_cost(points: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Per phase, ``(a, c)`` of ``seconds per step = a * K*S*d*C + c`` fitted to measured points.
+
+    ``points`` hold ``dim``, ``classes`` and ``per_step`` (phase -> seconds); the fit is least
+    squares in relative error with a, c >= 0, so a small problem's fixed cost (kernel launches)
+    and a large one's matmul cost both count.
+    """
+    from scipy.optimize import nnls
+
+    out = {}
+    for name, k, s, _ in PHASES:
+        work = np.array([k * s * p["dim"] * p["classes"] for p in points], dtype=np.float64)
+        t = np.array([p["per_step"][name] for p in points], dtype=np.float64)
+        if len(points) == 1 or np.ptp(work) == 0:
+            out[name] = (float(t.mean() / work.mean()), 0.0)
+            continue
+        A = np.stack([work, np.ones_like(work)], axis=1) / t[:, None]
+        coef, _ = nnls(A, np.ones_like(t))
+        out[name] = (float(coef[0]), float(coef[1]))
+    return out
+
+
+def step_cost(dim: int, classes: int, fit: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Seconds per step of each phase for ``dim`` x ``classes`` from :func:`fit_step_cost`."""
+    return {name: fit[name][0] * k * s * dim * classes + fit[name][1] for name, k, s, _ in PHASES}
+
+
+def fits_in_memory(
+    n: int, dim: int, classes: int, device: str, budget_gb: float, batch_rows: int = 1024
+) -> bool:
+    """Whether the features (n x d) and the coarse phase's weights, optimiser state and one
+    batch of logits fit in ``budget_gb``."""
+    k, s = PHASES[0][1], PHASES[0][2]
+    weights = 4 * k * s * dim * classes + batch_rows * k * s * classes  # W, m, v, grad; logits
+    return 4 * (n * dim + weights) / 1e9 <= budget_gb
+
+
+def study_sweep(
+    ns: Sequence[int] = STUDY_N,
+    dims: Sequence[int] = STUDY_DIMS,
+    classes: int = STUDY_CLASSES,
+    *,
+    device: str | None = None,
+    steps: int = 8,
+    batch_size: int = 1024,
+    precision: str = "float32",
+    memory_budget_gb: float | None = None,
+) -> dict[str, Any]:
+    """Seconds per step of each phase at each (n, d) that fits, and the full probe they price.
+
+    Sizes above ``memory_budget_gb`` (default: 80% of the GPU's memory, 8 GB on a CPU) are listed
+    as skipped, not measured.
+    """
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if memory_budget_gb is None:
+        if dev.startswith("cuda"):
+            memory_budget_gb = 0.8 * torch.cuda.get_device_properties(dev).total_memory / 1e9
+        else:
+            memory_budget_gb = 8.0
+    points, skipped = [], []
+    for n in ns:
+        for d in dims:
+            if not fits_in_memory(n, d, classes, dev, memory_budget_gb):
+                skipped.append({"n": n, "dim": d, "why": f"over {memory_budget_gb:.0f} GB"})
+                continue
+            per_step = {
+                name: step_seconds(
+                    n,
+                    d,
+                    classes,
+                    seeds=k,
+                    settings=s,
+                    batch_size=batch_size,
+                    steps=steps,
+                    device=dev,
+                    precision=precision,
+                )  # fmt: skip
+                for name, k, s, _ in PHASES
+            }
+            points.append(
+                {
+                    "n": n,
+                    "dim": d,
+                    "classes": classes,
+                    "per_step": per_step,
+                    "full_probe_s": study_probe_seconds(n, per_step, batch_size=batch_size),
+                }
+            )
+            logger.info(
+                "probe steps n=%d d=%d C=%d (%s): %s; full probe %.1f s",
+                n, d, classes, precision,
+                ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in per_step.items()),
+                points[-1]["full_probe_s"],
+            )  # fmt: skip
+    return {
+        "device": torch.cuda.get_device_name(dev) if dev.startswith("cuda") else "cpu",
+        "precision": precision,
+        "batch_size": batch_size,
+        "steps_timed": steps,
+        "points": points,
+        "skipped": skipped,
+    }
+
+
+def precision_check(
+    n: int = 4000,
+    dim: int = 64,
+    classes: int = 20,
+    n_test: int = 10_000,
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    epochs: int = 20,
+    batch_size: int = 1024,
+    device: str | None = None,
+    shared_search: bool = True,
+) -> dict[str, Any]:
+    """The same probes in float32 and with bfloat16 matmuls: accuracies and their difference.
+
+    The study asks bfloat16 to keep every accuracy within 0.2 points of float32; ``n_test`` is
+    large so that one test row is far below that (0.01 points at 10,000 rows).
+    """
+    X, y = _data(n, dim, classes, seed=0)
+    X_test, y_test = _data(n_test, dim, classes, seed=1)
+    y_test = np.where(np.isin(y_test, y), y_test, y[0])
+    opts = {"seeds": seeds, "epochs": epochs, "batch_size": batch_size, "device": device,
+            "shared_search": shared_search}  # fmt: skip
+    out: dict[str, Any] = {"n": n, "dim": dim, "classes": classes, "n_test": n_test}
+    for precision in ("float32", "bfloat16"):
+        seconds, res = _timed(
+            lambda p=precision: linear_probe(X, y, X_test, y_test, precision=p, **opts),
+            torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+        )
+        out[precision] = {
+            "accuracy": [float(a) for a in res.accuracy],
+            "lr": [float(v) for v in res.lr],
+            "wd": [float(v) for v in res.wd],
+            "seconds": seconds,
+        }
+    diff = np.abs(np.subtract(out["float32"]["accuracy"], out["bfloat16"]["accuracy"]))
+    out["max_abs_diff_points"] = float(100 * diff.max())
+    out["within_0_2_points"] = bool(100 * diff.max() <= 0.2)
+    out["same_choice"] = out["float32"]["lr"] == out["bfloat16"]["lr"] and (
+        out["float32"]["wd"] == out["bfloat16"]["wd"]
+    )
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, run the benchmark, log a summary and optionally write JSON."""
     p = argparse.ArgumentParser(prog="repsim bench probe", description=__doc__.splitlines()[0])
@@ -123,7 +352,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sequential", type=int, default=4, help="settings timed alone; 0 = all")
     p.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
+    p.add_argument("--study", action="store_true", help="time steps at the study's sizes")
+    p.add_argument("--study-n", type=int, nargs="+", default=None, help="train rows (--study)")
+    p.add_argument("--study-dims", type=int, nargs="+", default=None, help="dims (--study)")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per phase (--study)")
+    p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
+    p.add_argument(
+        "--precision-check", action="store_true", help="float32 against bfloat16 accuracies"
+    )
     args = p.parse_args(list(argv) if argv is not None else None)
+    if args.study or args.precision_check:
+        res: dict[str, Any] = {}
+        if args.study:
+            default_ns = STUDY_N if _on_gpu(args.device) else (10_000, 30_000)
+            res["study"] = study_sweep(
+                args.study_n or default_ns,
+                args.study_dims or STUDY_DIMS,
+                args.classes if args.classes != 100 else STUDY_CLASSES,
+                device=args.device,
+                steps=args.steps,
+                precision=args.precision,
+            )
+        if args.precision_check:
+            res["precision_check"] = chk = precision_check(device=args.device)
+            logger.info(
+                "bfloat16 matmuls against float32 (n=%d d=%d C=%d, %d test rows): max accuracy "
+                "difference %.3f points (%s 0.2), same lr/wd chosen: %s",
+                chk["n"], chk["dim"], chk["classes"], chk["n_test"], chk["max_abs_diff_points"],
+                "within" if chk["within_0_2_points"] else "NOT within", chk["same_choice"],
+            )  # fmt: skip
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(res, indent=2))
+        return 0
     res = run(
         n=args.n,
         dim=args.dim,
