@@ -326,14 +326,26 @@ def _analysis_graph(
             images = _task(stages.decode_task, f"decode-{ds.id}", dataset=ds.id)(
                 plan, ds, run_dir, ids
             )
+            # chunk-major: one task decodes each image once and runs every pending model on it
+            extracted = _task(stages.run_dataset_features, f"extract-{ds.id}", dataset=ds.id)(
+                plan,
+                [m for m, _ in pending.values()],
+                ds,
+                run_dir,
+                images,
+                ids,
+                device,
+                sha,
+                {mid: why for mid, (_, why) in pending.items()},
+            )
             # the status (not the images) comes back to this process; a failed decode comes back as is
             graph["decode"][ds.id] = delayed(_decode_status, pure=False)(
-                images, dask_key_name=f"decode-status-{ds.id}"
+                images, extracted, dask_key_name=f"decode-status-{ds.id}"
             )
-            for mid, (m, why) in pending.items():
+            for mid in pending:
                 feature_tasks[mid] = _task(
-                    stages.run_features, f"features-{ds.id}-{mid}", model=mid, dataset=ds.id
-                )(plan, m, ds, run_dir, images, ids, device, sha, why)
+                    stages.pick_features, f"features-{ds.id}-{mid}", model=mid, dataset=ds.id
+                )(extracted, mid)
                 graph["features"][f"{mid}\t{ds.id}"] = feature_tasks[mid]
         graph["similarity"][ds.id] = _task(
             stages.run_similarity, f"similarity-{ds.id}", dataset=ds.id
@@ -416,8 +428,8 @@ def _parallel_note(wall: dict[str, float], timings: dict[str, float]) -> str:
     )
 
 
-def _decode_status(decoded: Any) -> Any:
-    return decoded if isinstance(decoded, TaskFailure) else stages.decode_status(decoded)
+def _decode_status(decoded: Any, extracted: Any = None) -> Any:
+    return decoded if isinstance(decoded, TaskFailure) else stages.decode_status(decoded, extracted)
 
 
 def _timings(outcome: dict[str, dict]) -> tuple[dict[str, float], float | None, list[str]]:
