@@ -8,11 +8,17 @@ Three measurements, sized to finish in at most 5 minutes on one H100:
 - all-pairs similarity of the study's 64 models (their embedding dims from
   ``data/configs/paper_models.yaml``) on random unit-norm features at n = 10,000, one engine call per
   measure (linear CKA, RBF CKA, RSA), plus a few pairs of the naive per-pair loop for comparison;
-- the probe sweep of :mod:`repsim.bench.probe` (n = 10,000, d = 768, 100 classes, 3 seeds) and one
-  larger full probe (more rows and classes) so that the probe cost can be scaled to big train splits.
+- the probe sweep of :mod:`repsim.bench.probe` (n = 10,000, d = 768, 100 classes, 3 seeds), one
+  larger full probe, and the study's sizes (n in {100k, 300k, 1.28M} x d in {384, 1024, 1536},
+  1,000 classes): seconds per training step of each phase of the protocol, in float32 and with
+  bfloat16 matmuls, plus the accuracy check of bfloat16 against float32 (within 0.2 points);
+- decode-once extraction (:func:`repsim.bench.extract.decode_once`: the chunk-major path that
+  decodes each image once for all models, against the per-model path) on the suite's models.
 
 :func:`project` turns these figures into GPU-hours for the study (64 models x 23 datasets) on one GPU
-and on 8, with every assumption written next to the numbers. Every function takes ``device`` and
+and on 8, with every assumption written next to the numbers; a probe is priced as its number of
+training steps (exact) times the seconds per step fitted to the measured study-size points, and
+the report says which figures are measured and which extrapolated. Every function takes ``device`` and
 runs tiny on a CPU, which is how the tests exercise it.
 """
 
@@ -282,11 +288,15 @@ def bench_probe(
     epochs: int = 20,
     sequential: int = 4,
     scale_point: Sequence[int] | None = (20_000, 768, 1000),
+    study: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The probe sweep benchmark, plus a full probe at ``scale_point`` = (n, d, classes).
+    """The probe sweep benchmark, a full probe at ``scale_point`` = (n, d, classes), and ``study``.
 
-    ``points`` lists (n, dim, classes, seconds) of full probes with all ``seeds``: the figures the
-    projection fits its probe cost model to.
+    ``points`` lists (n, dim, classes, seconds) of full probes with all ``seeds``. ``study``
+    (``ns``, ``dims``, ``classes``, ``steps``, ``precisions``, ``precision_check``) times training
+    steps at the study's sizes (:func:`repsim.bench.probe.study_sweep`) per precision, and runs
+    :func:`repsim.bench.probe.precision_check` with the given sizes: the figures the projection
+    prices the probes with.
     """
     from repsim.bench import probe as probe_bench
     from repsim.probe import linear_probe
@@ -319,13 +329,53 @@ def bench_probe(
                 "mean_accuracy": float(res.mean_accuracy),
             }
         )
-    return {
+    out: dict[str, Any] = {
         "device": device,
         "seeds": [int(s) for s in seeds],
         "epochs": epochs,
         "sweep": sweep,
         "points": points,
     }
+    if study:
+        opts = dict(study)
+        check = opts.pop("precision_check", None)
+        precisions = opts.pop("precisions", ["float32"])
+        ns, dims = opts.pop("ns", probe_bench.STUDY_N), opts.pop("dims", probe_bench.STUDY_DIMS)
+        classes_s = opts.pop("classes", probe_bench.STUDY_CLASSES)
+        out["study"] = {
+            p: probe_bench.study_sweep(ns, dims, classes_s, device=device, precision=p, **opts)
+            for p in precisions
+        }
+        if check:
+            out["precision_check"] = probe_bench.precision_check(device=device, **check)
+    return out
+
+
+def bench_decode_once(
+    device: str,
+    models: Sequence[str] = ("resnet50", "vit_base_patch16_224"),
+    n_images: int = 512,
+    batch_size: int = 128,
+    repeats: int = 1,
+    precision: str = "float32",
+) -> dict[str, Any]:
+    """Decode-once (chunk-major) extraction against the per-model path on JPEG files
+    (:func:`repsim.bench.extract.decode_once`, the extraction's own benchmark) for suite models."""
+    from repsim.bench import extract as extract_bench
+    from repsim.zoo import ModelSpec
+
+    specs = []
+    for name in models:
+        ident, layer, token, _ = EXTRACT_MODELS[name]
+        specs.append(ModelSpec(name, "timm", ident, layer=layer, token=token))
+    return extract_bench.decode_once(
+        specs,
+        n_images=n_images,
+        batch_size=batch_size,
+        device=device,
+        repeats=repeats,
+        precision=precision,
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,6 +427,90 @@ def _fit_probe(points: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
 
     coef, _ = nnls(A / t[:, None], np.ones_like(t))
     return float(coef[0]), float(coef[1])
+
+
+def _probe_pricer(probe: Mapping[str, Any], coef: tuple[float, float]) -> dict[str, Any]:
+    """Seconds of one full probe (n, d, C) per precision.
+
+    With study-size figures: the protocol's steps (exact, :func:`repsim.bench.probe.study_probe_seconds`)
+    x seconds per step fitted to the measured points of that precision
+    (:func:`repsim.bench.probe.fit_step_cost`). Without: ``a*n*d*C + b*n*d`` fitted to full probes.
+    """
+    from repsim.bench import probe as probe_bench
+
+    study = {p: r for p, r in (probe.get("study") or {}).items() if r.get("points")}
+    if not study:
+        return {"float32": lambda n, d, c: probe_seconds(n, d, c, coef)}
+    out = {}
+    for precision, res in study.items():
+        fit = probe_bench.fit_step_cost(res["points"])
+        batch = int(res.get("batch_size", 1024))
+        out[precision] = lambda n, d, c, fit=fit, batch=batch: probe_bench.study_probe_seconds(
+            n, probe_bench.step_cost(d, c, fit), batch_size=batch
+        )
+    if "float32" not in out:
+        out["float32"] = lambda n, d, c: probe_seconds(n, d, c, coef)
+    return out
+
+
+def _measured_points(figures: Mapping[str, Any]) -> list[dict[str, str]]:
+    """What the projection rests on: each measured figure, and what is extrapolated from it."""
+    rows = []
+    ex = figures["extract"]
+    for name, m in ex.get("models", {}).items():
+        rows.append(
+            {
+                "figure": f"extraction {name}",
+                "measured": f"{m['whole_img_s']:.0f} img/s whole path ({ex.get('n_images', '?')} images)",
+                "extrapolated": "every study model of its kind, scaled by parameters; all images",
+            }
+        )
+    sim = figures["similarity"]
+    rows.append(
+        {
+            "figure": "similarity",
+            "measured": f"{sim.get('models', '?')} models, {sim['pairs']} pairs, n={sim['n']}",
+            "extrapolated": "each dataset's stimuli, (n / bench n)^2",
+        }
+    )
+    probe = figures["probe"]
+    for precision, res in (probe.get("study") or {}).items():
+        for p in res.get("points", []):
+            rows.append(
+                {
+                    "figure": f"probe steps {precision}",
+                    "measured": f"n={p['n']:,} d={p['dim']} C={p['classes']}: "
+                    + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in p["per_step"].items()),
+                    "extrapolated": f"full probe {p['full_probe_s']:.0f} s = steps x measured step",
+                }
+            )
+        for p in res.get("skipped", []):
+            rows.append(
+                {
+                    "figure": f"probe steps {precision}",
+                    "measured": f"n={p['n']:,} d={p['dim']}: not measured ({p['why']})",
+                    "extrapolated": "from the fitted step cost",
+                }
+            )
+    for p in probe.get("points", []):
+        rows.append(
+            {
+                "figure": "full probe",
+                "measured": f"n={p['n']:,} d={p['dim']} C={p['classes']}: {p['seconds']:.1f} s",
+                "extrapolated": "-" if probe.get("study") else "a*n*d*C + b*n*d to every probe",
+            }
+        )
+    chk = probe.get("precision_check")
+    if chk:
+        rows.append(
+            {
+                "figure": "bfloat16 accuracy check",
+                "measured": f"n={chk['n']:,} d={chk['dim']} C={chk['classes']}: max difference "
+                f"{chk['max_abs_diff_points']:.3f} points (limit 0.2)",
+                "extrapolated": "-",
+            }
+        )
+    return rows
 
 
 def probe_seconds(n: int, dim: int, classes: int, coef: tuple[float, float]) -> float:
@@ -446,6 +580,7 @@ def project(
     timed = {m: float(v["seconds"]) for m, v in sim["measures"].items()}
     bench_pairs, bench_n = sim["pairs"], sim["n"]
     coef = _fit_probe(figures["probe"]["points"])
+    probe_cost = _probe_pricer(figures["probe"], coef)
     M = len(models)
     pairs = M * (M - 1) // 2
 
@@ -463,10 +598,16 @@ def project(
             (ds.n_train + ds.n_test) / model_rates[m.id] for m in models for ds in datasets
         ],
         "probes": [
-            probe_seconds(ds.n_train, m.embed_dim, ds.n_classes, coef)
+            probe_cost["float32"](ds.n_train, m.embed_dim, ds.n_classes)
             for m in models
             for ds in datasets
         ],
+    }
+    probe_by_precision = {
+        p: float(
+            sum(price(ds.n_train, m.embed_dim, ds.n_classes) for m in models for ds in datasets)
+        )
+        for p, price in probe_cost.items()
     }
     totals = {k: float(sum(v)) for k, v in stages.items()}
     parts = {
@@ -486,7 +627,7 @@ def project(
                 ds.id,
                 float(
                     sum(
-                        probe_seconds(ds.n_train, m.embed_dim, ds.n_classes, coef)
+                        probe_cost["float32"](ds.n_train, m.embed_dim, ds.n_classes)
                         + (ds.n_train + ds.n_test) / model_rates[m.id]
                         for m in models
                     )
@@ -519,6 +660,11 @@ def project(
             "study_met": gpu_s["full_study"] / 3600 <= assumptions.study_target_gpu_h,
         },
         "probe_cost_coef": {"a_s_per_ndc": coef[0], "b_s_per_nd": coef[1]},
+        "probe_model": "steps x fitted step cost"
+        if figures["probe"].get("study")
+        else "a*n*d*C + b*n*d fitted to full probes",
+        "probes_gpu_s_by_precision": probe_by_precision,
+        "measured": _measured_points(figures),
         "extract_rates_img_s": rates,
         "costliest_datasets_full_study_gpu_h": [(k, v / 3600) for k, v in by_dataset[:5]],
         "assumptions": {
@@ -597,8 +743,21 @@ def format_projection(p: Mapping[str, Any]) -> str:
         "",
         "Measured rates scaled from (whole path, img/s): "
         + ", ".join(f"{k} {v:.0f}" for k, v in p["extract_rates_img_s"].items())
-        + f"; probe cost a = {p['probe_cost_coef']['a_s_per_ndc']:.3g} s per n*d*C, "
-        f"b = {p['probe_cost_coef']['b_s_per_nd']:.3g} s per n*d.",
+        + f"; probes priced as {p.get('probe_model', 'a*n*d*C + b*n*d')}"
+        + (
+            "; probe GPU-hours by precision: "
+            + ", ".join(f"{k} {v / 3600:.2f}" for k, v in p["probes_gpu_s_by_precision"].items())
+            if p.get("probes_gpu_s_by_precision")
+            else ""
+        )
+        + ".",
+        "",
+        "### Measured and extrapolated",
+        "",
+        markdown_table(
+            ["figure", "measured", "extrapolated to the study"],
+            [[r["figure"], r["measured"], r["extrapolated"]] for r in p.get("measured", [])],
+        ),
         "",
         "Assumptions:",
         *[f"- {note}" for note in p["assumptions"]["notes"]],
@@ -626,7 +785,16 @@ GPU_SIZES: dict[str, dict[str, Any]] = {
         "classes": 100,
         "seeds": [0, 1, 2],
         "scale_point": [20_000, 768, 1000],
+        "study": {
+            "ns": [100_000, 300_000, 1_281_167],
+            "dims": [384, 1024, 1536],
+            "classes": 1000,
+            "steps": 10,
+            "precisions": ["float32", "bfloat16"],
+            "precision_check": {"n": 100_000, "dim": 384, "classes": 1000, "n_test": 50_000},
+        },
     },
+    "decode_once": {"n_images": 512, "batch_size": 128, "repeats": 1},
 }
 CPU_SIZES: dict[str, dict[str, Any]] = {
     "extract": {"models": ["resnet50"], "n_images": 8, "batch_size": 4},
@@ -640,8 +808,21 @@ CPU_SIZES: dict[str, dict[str, Any]] = {
         "settings": 8,
         "sequential": 1,
         "scale_point": [1200, 32, 40],
+        "study": {
+            "ns": [2048],
+            "dims": [16, 32],
+            "classes": 10,
+            "steps": 1,
+            "precisions": ["float32", "bfloat16"],
+            "precision_check": {"n": 600, "dim": 16, "classes": 5, "n_test": 1000, "epochs": 1},
+        },
     },
+    "decode_once": {"models": ["resnet50"], "n_images": 8, "batch_size": 4, "repeats": 1},
 }
+
+
+#: the parts the projection is computed from (decode_once is reported beside it)
+PROJECTION_PARTS = ("extract", "similarity", "probe")
 
 
 def _tables_extract(r: Mapping[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
@@ -680,10 +861,59 @@ def _tables_probe(r: Mapping[str, Any]) -> list[tuple[list[str], list[list[str]]
     points = [
         [str(p["n"]), str(p["dim"]), str(p["classes"]), f"{p['seconds']:.2f}"] for p in r["points"]
     ]
-    return [
+    out = [
         *tables(r["sweep"]),
         ([f"full probe, seeds {r['seeds']}: n", "d", "classes", "seconds"], points),
     ]
+    for precision, res in (r.get("study") or {}).items():
+        rows = [
+            [
+                f"{p['n']:,}",
+                str(p["dim"]),
+                str(p["classes"]),
+                *[f"{p['per_step'][k] * 1e3:.2f}" for k in ("coarse", "fine", "final")],
+                f"{p['full_probe_s']:.1f}",
+            ]
+            for p in res["points"]
+        ] + [[f"{p['n']:,}", str(p["dim"]), "-", "-", "-", "-", p["why"]] for p in res["skipped"]]
+        header = [f"study size, {precision}: n", "d", "classes", "coarse ms/step",
+                  "fine ms/step", "final ms/step", "full probe s (steps x step)"]  # fmt: skip
+        out.append((header, rows))
+    chk = r.get("precision_check")
+    if chk:
+        out.append(
+            (
+                ["bfloat16 against float32", "value"],
+                [
+                    ["problem", f"n={chk['n']} d={chk['dim']} C={chk['classes']}, {chk['n_test']} test rows"],
+                    ["float32 accuracy per seed", ", ".join(f"{a:.4f}" for a in chk["float32"]["accuracy"])],
+                    ["bfloat16 accuracy per seed", ", ".join(f"{a:.4f}" for a in chk["bfloat16"]["accuracy"])],
+                    ["max difference (points)", f"{chk['max_abs_diff_points']:.3f} (limit 0.2)"],
+                    ["same lr/wd chosen", str(chk["same_choice"])],
+                    ["seconds float32 / bfloat16", f"{chk['float32']['seconds']:.1f} / {chk['bfloat16']['seconds']:.1f}"],
+                ],
+            )
+        )  # fmt: skip
+    return out
+
+
+def _tables_decode_once(r: Mapping[str, Any]) -> list[tuple[list[str], list[list[str]]]]:
+    rows = [
+        [
+            path,
+            str(r[path]["decoded"]),
+            f"{r[path]['seconds']:.2f}",
+            f"{r[path]['img_s']:.1f}",
+        ]
+        for path in ("per_model", "chunk_major")
+    ]
+    header = [
+        f"path ({len(r['models'])} models x {r['n_images']} images)",
+        "images decoded",
+        "seconds",
+        "dataset img/s",
+    ]
+    return [(header, rows)]
 
 
 def _registry() -> dict[str, Any]:
@@ -705,8 +935,15 @@ def _registry() -> dict[str, Any]:
         "probe": Benchmark(
             bench_probe,
             _tables_probe,
-            "The batched probe sweep against one setting at a time, the full probe, and one "
-            "larger full probe for the cost model of the projection.",
+            "The batched probe sweep against one setting at a time, the full probe, one "
+            "larger full probe, and seconds per training step at the study's sizes (float32 and "
+            "bfloat16 matmuls) that the projection prices probes with.",
+        ),
+        "decode_once": Benchmark(
+            bench_decode_once,
+            _tables_decode_once,
+            "Decode-once (chunk-major) extraction against the per-model path: images decoded "
+            "and dataset images/s with all models.",
         ),
     }
 
@@ -751,13 +988,13 @@ def run_suite(
         "benchmarks": benchmarks,
         "suite_seconds": time.perf_counter() - t0,
     }
-    missing = [n for n in registry if benchmarks.get(n, {}).get("status") != "ok"]
+    missing = [n for n in PROJECTION_PARTS if benchmarks.get(n, {}).get("status") != "ok"]
     if missing:
         report["extra_markdown"] = (
             f"## Projection\n\nnot computed: no figures from {', '.join(missing)}."
         )
         return report
-    figures = {n: benchmarks[n]["result"] for n in registry}
+    figures = {n: benchmarks[n]["result"] for n in PROJECTION_PARTS}
     proj = project(figures, assumptions=assumptions)
     report["projection"] = proj
     report["extra_markdown"] = format_projection(proj)

@@ -210,7 +210,17 @@ def test_gpu_suite_runs_tiny_on_cpu(tmp_path: Path) -> None:
             "settings": 4,
             "sequential": 1,
             "scale_point": [400, 16, 20],
+            "study": {
+                "ns": [1024, 10**9],
+                "dims": [8, 16],
+                "classes": 5,
+                "steps": 1,
+                "precisions": ["float32", "bfloat16"],
+                "precision_check": {"n": 300, "dim": 8, "classes": 3, "n_test": 300, "epochs": 1},
+                "memory_budget_gb": 1.0,
+            },
         },
+        "decode_once": {"models": ["resnet50"], "n_images": 4, "batch_size": 2, "repeats": 1},
     }
     report = gpu.run_suite("cpu", sizes=sizes)
     assert all(e["status"] == "ok" for e in report["benchmarks"].values()), report["benchmarks"]
@@ -218,10 +228,21 @@ def test_gpu_suite_runs_tiny_on_cpu(tmp_path: Path) -> None:
     assert sim["pairs"] == 6 and set(sim["measures"]) == set(gpu.SIMILARITY_MEASURES)
     assert sim["measures"]["cka_linear"]["max_abs_diff_vs_naive"] < 1e-6
     assert len(report["benchmarks"]["probe"]["result"]["points"]) == 2
+    probe = report["benchmarks"]["probe"]["result"]
+    assert {p["n"] for p in probe["study"]["float32"]["points"]} == {1024}  # 10**9 rows skipped
+    assert probe["study"]["bfloat16"]["skipped"][0]["n"] == 10**9
+    decode = report["benchmarks"]["decode_once"]["result"]
+    assert decode["chunk_major"]["decoded"] == 4 and decode["per_model"]["decoded"] == 4
     proj = report["projection"]
     assert proj["models"] == 64 and proj["datasets"] == 23 and proj["gpu_s"]["full_study"] > 0
+    assert proj["probe_model"] == "steps x fitted step cost"
+    assert set(proj["probes_gpu_s_by_precision"]) == {"float32", "bfloat16"}
     _, md = write_report(report, tmp_path, "bench-gpu")
-    assert "## Projection: 64 models x 23 datasets" in md.read_text()
+    text = md.read_text()
+    assert (
+        "## Projection: 64 models x 23 datasets" in text and "### Measured and extrapolated" in text
+    )
+    assert "not measured (over 1 GB)" in text and "bfloat16 accuracy check" in text
 
 
 def test_gpu_suite_skips_the_projection_without_all_parts() -> None:
