@@ -1,9 +1,14 @@
-"""Small analyses behind the book's figures, as functions on the result files of a run.
+"""The book's own tables: analyses of a run that only the book draws, as functions on its
+result files.
 
-Each function takes xarray/pandas objects (or feature arrays) and returns a tidy DataFrame or an
-ordering; the plotting lives in :mod:`repsim.plots` and the notebooks only glue the two together.
-Figures follow Ciernik et al., "Objective drives the consistency of representational similarity
-across datasets" (ICML 2025, arXiv 2411.05561).
+The study's analyses live in the science modules (:mod:`repsim.consistency` for consistency, its
+category pairs and anchors; :mod:`repsim.behavior` for the similarity-behaviour link;
+:mod:`repsim.stats` for the controlled tests); what is left here is the book's view of a run:
+mean and spread across datasets, model orders and maps, measure against measure, resampling of
+the stored features, and the tables the chapters display. Figures are :mod:`repsim.plots`,
+sentences :mod:`repsim.sentences`, a chapter's opening :mod:`repsim.chapter`. Figures follow
+Ciernik et al., "Objective drives the consistency of representational similarity across
+datasets" (ICML 2025, arXiv 2411.05561).
 """
 
 from __future__ import annotations
@@ -33,9 +38,6 @@ if TYPE_CHECKING:
     from repsim.chapter import Run
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------------------- run files
 
 
 # ------------------------------------------------------------------------------ matrices and pairs
@@ -179,10 +181,7 @@ def model_embedding(
     )
 
 
-# ---------------------------------------------------------------------------------- consistency
-
-
-# ------------------------------------------------------------------------------------ behaviour
+# -------------------------------------------------------------------------------------- probes
 
 
 def class_counts(run: Run) -> dict[str, int]:
@@ -380,7 +379,7 @@ def pick_models(
     return [str(m) for _, g in models.groupby(category, sort=True) for m in g.index[:per_category]]
 
 
-# ----------------------------------------------------------------------------- chapter context
+# ------------------------------------------------------------------------------ tables shown
 
 
 def count_table(
@@ -393,7 +392,7 @@ def count_table(
     return t.groupby([rows, cols]).size().unstack(fill_value=0)
 
 
-# ---------------------------------------------------------------------------- computed sentences
+# ------------------------------------------------------------------- tables of the chapters
 def controlled_tests(run: Run) -> tuple[pd.DataFrame | None, str]:
     """The run's ``controlled_tests.csv`` (:mod:`repsim.stats`), or None and why it is absent."""
     from repsim import stats
