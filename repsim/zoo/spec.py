@@ -20,17 +20,6 @@ if TYPE_CHECKING:
 TOKENS = ("cls", "pooled", "mean", "none")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 RESIZE_MODES = ("shortest", "squash")
-METADATA_KEYS = (
-    "objective",
-    "architecture_class",
-    "architecture",
-    "training_data",
-    "data_class",
-    "size_class",
-    "params_m",
-    "embed_dim",
-    "notes",
-)
 _SPEC_KEYS = {
     "id",
     "loader",

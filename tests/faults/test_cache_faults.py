@@ -102,7 +102,7 @@ def test_damaged_cache_is_recomputed_to_identical_results(
 
 
 def test_altered_result_file_is_refused_then_rebuilt(small_run, run_copy, small_config):
-    from repsim.analysis import load_run
+    from repsim.chapter import load_run
 
     _truncate(RunFolder(run_copy).similarity, 0.9)
     with pytest.raises(RunFolderError, match="rerun"):
@@ -112,7 +112,7 @@ def test_altered_result_file_is_refused_then_rebuilt(small_run, run_copy, small_
 
 
 def test_stray_result_file_is_refused_and_removed(small_run, run_copy, small_config):
-    from repsim.analysis import load_run
+    from repsim.chapter import load_run
 
     folder = RunFolder(run_copy)
     shutil.copy(folder.similarity, folder.probes)  # a probes.nc this run never wrote
