@@ -244,7 +244,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         nargs="+",
         default=None,
         metavar="NAME",
-        help=f"benchmarks to run (default all): {', '.join(NAMES)}; with --gpu: extract, similarity, probe",
+        help=f"benchmarks to run (default all): {', '.join(NAMES)}; with --gpu: extract, similarity, probe, decode_once",
     )
     p.add_argument(
         "--out",

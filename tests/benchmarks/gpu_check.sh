@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# The prepared GPU check: runs `repsim bench all --gpu` (repsim/bench/gpu.py) under a time limit; the
-# suite prints its markdown report (measurements + projection of the study's full scale) when done.
-# It sets nothing up: run it from the repository root with the environment already installed.
+# The prepared GPU check (issue 16): one script, under 5 minutes on one H100/H200, that measures
+#   - extraction: whole path against forward-only (resnet50, vit_base, vit_large_clip), and the
+#     decode-once (chunk-major) path against the per-model path (images decoded, images/s);
+#   - the similarity of the study's 64 models at n = 10,000 (linear CKA, RBF CKA, RSA);
+#   - the probe sweep: n = 10,000 and one larger full probe, seconds per training step of each
+#     phase at the study's sizes (n 100k / 300k / 1.28M x d 384 / 1024 / 1536, 1,000 classes) in
+#     float32 and with bfloat16 matmuls, and bfloat16 accuracies against float32 (limit 0.2 points);
+# then prints the projection of the full study (GPU-hours, 1 and 8 GPUs) with a table of which
+# figures are measured and which extrapolated. It runs `repsim bench all --gpu` (repsim/bench/gpu.py)
+# and sets nothing up: run it from the repository root with the environment installed.
 #
 #   bash tests/benchmarks/gpu_check.sh            # report in $OUT/bench-gpu/ (or bench-results/bench-gpu/)
 #   GPU_CHECK_TIMEOUT=400 bash tests/benchmarks/gpu_check.sh
 #
-# Target: at most 5 minutes on one H100 (the default limit is 300 s of suite time).
+# Without CUDA the same script is a dry run: the suite picks its tiny CPU sizes (about a minute on
+# two cores; tests/benchmarks/test_bench.py runs it that way). Its numbers then say nothing about a GPU.
 set -u
 cd "$(dirname "$0")/../.."
 LIMIT="${GPU_CHECK_TIMEOUT:-300}"

@@ -252,3 +252,29 @@ def test_gpu_suite_skips_the_projection_without_all_parts() -> None:
     assert "projection" not in report and "not computed" in report["extra_markdown"]
     with pytest.raises(ConfigError, match="unknown parts"):
         gpu.run_suite("cpu", only=["nope"])
+
+
+@pytest.mark.slow
+def test_gpu_check_script_dry_runs_on_cpu(tmp_path: Path) -> None:
+    # without CUDA the prepared GPU check runs the suite at its tiny CPU sizes, end to end
+    import os
+    import subprocess
+
+    env = {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "OUT": str(tmp_path),
+        "GPU_CHECK_TIMEOUT": "900",
+    }
+    proc = subprocess.run(
+        ["bash", str(REPO / "tests" / "benchmarks" / "gpu_check.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1200,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "== suite exit status 0" in out and "### Measured and extrapolated" in out
+    assert "study size, bfloat16" in out and "images decoded" in out
+    assert (tmp_path / "bench-gpu" / "bench-gpu.json").is_file()
