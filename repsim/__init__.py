@@ -31,6 +31,7 @@ _LAZY = {
     "cka": "repsim.measures",
     "rsa": "repsim.measures",
     "mutual_knn": "repsim.measures",
+    "procrustes": "repsim.measures",
     "similarity_matrix": "repsim.measures",
     "MEASURES": "repsim.measures",
     "similarity_matrices": "repsim.measures",

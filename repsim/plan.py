@@ -39,16 +39,6 @@ DEFAULT_MEASURES = (
     "mutual_knn_10",
 )
 
-#: measure names offered as did-you-mean suggestions for a misspelt measure
-KNOWN_MEASURES = (
-    *DEFAULT_MEASURES,
-    "cka_linear_biased",
-    "cka_rbf_0.6",
-    "rsa_pearson",
-    "mutual_knn_5",
-    "mutual_knn_20",
-)
-
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -165,6 +155,14 @@ def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
     return plan
 
 
+def known_measures() -> tuple[str, ...]:
+    """Measure names offered as did-you-mean suggestions: the defaults and every family's examples."""
+    from repsim.measures.registry import FAMILIES
+
+    examples = (e for family in FAMILIES.values() for e in family.examples)
+    return tuple(dict.fromkeys((*DEFAULT_MEASURES, *examples)))
+
+
 def _check_measures(names: tuple[str, ...], where: str) -> tuple[str, ...]:
     from repsim.measures import parse_measure
 
@@ -172,7 +170,7 @@ def _check_measures(names: tuple[str, ...], where: str) -> tuple[str, ...]:
         try:
             parse_measure(name)
         except InputError as exc:
-            hint = did_you_mean(name, KNOWN_MEASURES)
+            hint = did_you_mean(name, known_measures())
             raise ConfigError(f"{where}: measures: {exc}{hint}") from None
     return tuple(names)
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from repsim.plan import DEFAULT_MEASURES
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "data" / "configs" / "tiny.yaml"
 log = logging.getLogger(__name__)
@@ -33,14 +35,7 @@ DATASETS = {
     "digits": "Structured",
     "counts": "Structured",
 }
-MEASURES = (
-    "cka_linear",
-    "cka_rbf_0.2",
-    "cka_rbf_0.4",
-    "cka_rbf_0.8",
-    "rsa_spearman",
-    "mutual_knn_10",
-)
+MEASURES = DEFAULT_MEASURES  # the synthetic runs use the default measures of a config
 NC_ENGINE = "scipy"  # h5py is not installed; netCDF3 via scipy reads everywhere
 GROUPINGS = ("objective", "architecture_class", "data_class", "size_class")
 
