@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,6 +127,40 @@ def _features(X: Any, name: str, device: torch.device, normalize: bool) -> torch
     if normalize:
         t = t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return t.contiguous()
+
+
+def stream_features(
+    chunks: Iterable[Any],
+    n_rows: int,
+    *,
+    device: str | torch.device | None = None,
+    normalize: bool = True,
+    name: str = "X_train",
+) -> torch.Tensor:
+    """Feature rows arriving in chunks (e.g. a store's chunks) as one float32 tensor on ``device``.
+
+    The tensor is allocated once and filled chunk by chunk, each chunk converted and (with
+    ``normalize``) L2-normalised on its own, so a large train split is never whole in host memory
+    nor held twice on the device; the rows equal those of :func:`linear_probe`'s own conversion
+    bit for bit. Pass the result to :func:`linear_probe` with ``normalize=False``.
+    """
+    dev = resolve_device(device)
+    out: torch.Tensor | None = None
+    start = 0
+    for chunk in chunks:
+        t = _features(chunk, name, dev, normalize)
+        if out is None:
+            out = torch.empty((n_rows, t.shape[1]), dtype=torch.float32, device=dev)
+        if t.shape[1] != out.shape[1] or start + t.shape[0] > n_rows:
+            raise InputError(
+                f"{name}: a chunk of shape {tuple(t.shape)} does not fit rows {start}.. of a "
+                f"({n_rows}, {out.shape[1]}) matrix; pass chunks of one width totalling n_rows."
+            )
+        out[start : start + t.shape[0]] = t
+        start += t.shape[0]
+    if out is None or start != n_rows:
+        raise InputError(f"{name}: the chunks held {start} rows, not the {n_rows} expected.")
+    return out
 
 
 def _labels(y: Any, n: int, name: str) -> np.ndarray:
@@ -590,6 +624,7 @@ __all__ = [
     "init_params",
     "linear_probe",
     "stratified_split",
+    "stream_features",
     "train_reference",
     "train_sweep",
 ]

@@ -291,3 +291,22 @@ def test_study_sweep_measures_what_fits_and_lists_the_rest():
     point = res["points"][0]
     assert set(point["per_step"]) == {"coarse", "fine", "final"}
     assert point["full_probe_s"] == pytest.approx(P.study_probe_seconds(2048, point["per_step"]))
+
+
+def test_streamed_features_are_the_whole_matrix_bit_for_bit(rng):
+    # features read from the store chunk by chunk give the same normalised rows, and the same probe
+    from repsim.probe import stream_features
+
+    X, y = _blobs(rng, n=300, d=24, c=5)
+    X = X * rng.uniform(0.5, 3.0, size=(300, 1))  # rows of different norms
+    chunks = (X[i : i + 64] for i in range(0, 300, 64))  # the last chunk is partial
+    streamed = stream_features(chunks, 300, device="cpu")
+    whole = torch.as_tensor(X, dtype=torch.float32)
+    whole = whole / whole.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    assert torch.equal(streamed, whole)
+    a = linear_probe(streamed[:200], y[:200], streamed[200:], y[200:], normalize=False, **SMALL)
+    b = linear_probe(X[:200], y[:200], X[200:], y[200:], **SMALL)
+    np.testing.assert_array_equal(a.val_accuracy, b.val_accuracy)
+    np.testing.assert_array_equal(a.accuracy, b.accuracy)
+    with pytest.raises(InputError, match="rows"):
+        stream_features([X[:100]], 300, device="cpu")
