@@ -10,7 +10,7 @@ RUN    ?= runs/embedded
 export HF_HUB_OFFLINE ?= 1
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test fuzz lint bench book minizoo lock clean
+.PHONY: setup run test fuzz lint bench gpu-check book minizoo lock clean
 
 setup: $(STAMP)
 
@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
 	touch $(STAMP)
 
+# On a CPU with 2+ cores the run trains its probes on one worker process per core and the book
+# executes its notebooks two at a time; run.json and the summary give the time of each stage.
 run: setup
 	$(BIN)/repsim run $(CONFIG) --out $(RUN)
 	$(BIN)/repsim book --run $(RUN)
@@ -41,6 +43,10 @@ lint: setup
 
 bench: setup
 	$(BIN)/repsim bench all
+
+# The prepared GPU check (under 5 minutes on one H100/H200; a dry run at tiny sizes without CUDA).
+gpu-check: setup
+	bash tests/benchmarks/gpu_check.sh
 
 book: setup
 	$(BIN)/repsim book --run $(RUN)
