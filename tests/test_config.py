@@ -74,6 +74,10 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("extract: {precision: fp8}\n", "c.yaml: extract.precision 'fp8' is not one of"),
         ("measures: cka_linear\n", "measures must be a list"),
         ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
+        (
+            "measures: [procrustes_angualr]\n",
+            "unknown measure 'procrustes_angualr'.*did you mean 'procrustes_angular'",
+        ),
         ("select: {models: []}\n", "select.models is an empty list"),
         (
             "select: {datasets: [face, texture]}\n",
