@@ -185,16 +185,10 @@ def model_embedding(
 
 
 def class_counts(run: Run) -> dict[str, int]:
-    """Number of classes per dataset, read from the run's stimulus tables (datasets without a
-    table, such as those of a synthetic run, are missing: their chance level is unknown)."""
+    """Number of classes per dataset of the run (:meth:`repsim.runfolder.RunFolder.class_counts`)."""
     from repsim.runfolder import RunFolder
 
-    folder, out = RunFolder(run.path), {}
-    for ds in map(str, run.similarity.dataset.values):
-        path = folder.stimuli(ds)
-        if path.is_file():
-            out[ds] = int(pd.read_csv(path, usecols=["label"])["label"].nunique())
-    return out
+    return RunFolder(run.path).class_counts(run.similarity.dataset.values)
 
 
 def probes_above_chance(run: Run) -> tuple[xr.Dataset | None, pd.DataFrame | None]:

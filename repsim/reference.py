@@ -18,7 +18,7 @@ be equal. Design counts always get a verdict. Rows the run cannot compute are ``
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import xarray as xr
 import yaml
 
 from repsim.errors import InputError, StoreError
+from repsim.runfolder import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +84,11 @@ class _RunData:
     similarity: xr.Dataset
     probes: xr.Dataset | None
     name: str
+    n_classes: dict[str, int] = field(default_factory=dict)  # per dataset; empty: chance unknown
 
 
 def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
-    """A run folder, an object with ``.similarity`` (e.g. analysis.Run) or a similarity Dataset."""
+    """A run folder, an object with ``.similarity`` (e.g. repsim.chapter.Run) or a similarity Dataset."""
     if isinstance(run, str | Path):
         folder = Path(run)
         sim_file = folder if folder.suffix == ".nc" else folder / "similarity.nc"
@@ -99,13 +101,17 @@ def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
         probe_file = sim_file.parent / "probes.nc"
         if probes is None and probe_file.exists():
             probes = xr.load_dataset(probe_file)
-        return _RunData(similarity, probes, str(similarity.attrs.get("run") or folder.name))
+        name = str(similarity.attrs.get("run") or folder.name)
+        classes = RunFolder(sim_file.parent).class_counts(similarity.dataset.values)
+        return _RunData(similarity, probes, name, classes)
     if isinstance(run, xr.Dataset):
         return _RunData(run, probes, str(run.attrs.get("run", "run")))
     if hasattr(run, "similarity") and isinstance(run.similarity, xr.Dataset):
         probes = probes if probes is not None else getattr(run, "probes", None)
         name = str(getattr(run, "name", run.similarity.attrs.get("run", "run")))
-        return _RunData(run.similarity, probes, name)
+        path = getattr(run, "path", None)
+        classes = RunFolder(path).class_counts(run.similarity.dataset.values) if path else {}
+        return _RunData(run.similarity, probes, name, classes)
     raise InputError(
         f"compare() takes a run folder, a similarity Dataset or a loaded run, got {type(run).__name__}"
     )
@@ -124,7 +130,7 @@ def compare(
     Parameters
     ----------
     run : a run folder (``similarity.nc``, optional ``probes.nc``), a similarity Dataset, or an
-        object with ``.similarity`` / ``.probes`` such as :func:`repsim.analysis.load_run`'s result.
+        object with ``.similarity`` / ``.probes`` such as :func:`repsim.chapter.load_run`'s result.
     probes : probe results, when ``run`` is a Dataset (needed for the behaviour rows).
     reference : the study's numbers; default the shipped ``data/reference/study_numbers.csv``.
     models : the study's models (id -> objective); default from ``data/configs/paper_models.yaml``.
@@ -233,9 +239,14 @@ def _run_value(
         if rows.empty:
             return np.nan, f"no dataset of domain {r['domain']} with a defined r in the run", None
         n_models = sim.sizes["model_a"]
+        chance = (
+            f"; {behavior.attrs['near_chance']} near-chance probes left out (behavior.probe_chance)"
+            if behavior.attrs.get("chance_known")
+            else "; class counts unknown, no probe left out as near chance"
+        )
         return (
             float(rows["pearson_r"].mean()),
-            f"{len(rows)} dataset{'s' if len(rows) > 1 else ''}, {n_models} models",
+            f"{len(rows)} dataset{'s' if len(rows) > 1 else ''}, {n_models} models{chance}",
             [str(m) for m in sim["model_a"].values],
         )
     if q in COUNTS:
@@ -263,9 +274,15 @@ def _count(sim: xr.Dataset, r: pd.Series, objectives: list[str] | None) -> float
 def _behavior(data: _RunData) -> pd.DataFrame | None:
     if data.probes is None or "cka_linear" not in data.similarity.data_vars:
         return None
-    from repsim.behavior import behavior_correlation
+    from repsim.behavior import behavior_correlation, drop_near_chance, probe_chance
 
-    return behavior_correlation(data.similarity["cka_linear"], data.probes)
+    chance = probe_chance(data.probes, data.n_classes)
+    table = behavior_correlation(
+        data.similarity["cka_linear"], drop_near_chance(data.probes, chance)
+    )
+    table.attrs["near_chance"] = int(chance["near_chance"].sum())
+    table.attrs["chance_known"] = bool(data.n_classes)
+    return table
 
 
 def _status(

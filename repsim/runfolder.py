@@ -32,7 +32,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -222,6 +222,20 @@ class RunFolder:
     def stimuli(self, dataset: str) -> Path:
         """The stimulus table of one dataset."""
         return self.path / STIMULI / f"{safe_name(dataset)}.csv"
+
+    def class_counts(self, datasets: Iterable[str]) -> dict[str, int]:
+        """Number of classes per dataset, read from the run's stimulus tables.
+
+        Datasets without a table (a synthetic run's) are left out: their chance level is unknown.
+        """
+        import pandas as pd
+
+        out = {}
+        for ds in map(str, datasets):
+            path = self.stimuli(ds)
+            if path.is_file():
+                out[ds] = int(pd.read_csv(path, usecols=["label"])["label"].nunique())
+        return out
 
     def similarity_part(self, dataset: str) -> Path:
         """All measures on one dataset, before the result files are assembled."""

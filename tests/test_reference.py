@@ -18,6 +18,7 @@ import yaml
 from repsim import reference
 from repsim.cli import main
 from repsim.errors import StoreError
+from repsim.runfolder import RunFolder
 
 STUDY_DATASETS = {
     "ImageNet": "imagenet-subset-10k",
@@ -234,3 +235,39 @@ def test_compare_on_a_real_run_folder(tiny_run, capsys):
     assert main(["compare", str(tiny_run)]) == 0
     out = capsys.readouterr().out
     assert "none of its results is comparable" in out
+
+
+def test_behavior_rows_leave_out_near_chance_probes(repo_root, tmp_path):
+    """On a run folder, compare() applies the behaviour chapter's chance rule before correlating."""
+    sim = study_run(repo_root)
+    rng = np.random.default_rng(5)
+    M, D = sim.sizes["model_a"], sim.sizes["dataset"]
+    acc = rng.uniform(0.5, 0.9, size=(M, D, 1)) + rng.uniform(0, 0.01, size=(M, D, 3))
+    acc[0, 0] = [0.26, 0.27, 0.26]  # 4 classes: chance 0.25, threshold 0.30 -> near chance
+    probes = xr.Dataset(
+        {"accuracy": (("model", "dataset", "seed"), acc)},
+        coords={"model": sim.model_a.values, "dataset": sim.dataset.values, "seed": [0, 1, 2],
+                "domain": ("dataset", sim.domain.values)},
+    )  # fmt: skip
+    sim.to_netcdf(tmp_path / "similarity.nc")
+    probes.to_netcdf(tmp_path / "probes.nc")
+    (tmp_path / "stimuli").mkdir()
+    for ds in map(str, sim.dataset.values):
+        table = pd.DataFrame({"id": [f"{ds}/{i}" for i in range(8)], "label": [0, 1, 2, 3] * 2})
+        table.to_csv(RunFolder(tmp_path).stimuli(ds), index=False)
+    table = reference.compare(tmp_path).set_index("id")
+    iu, ju = np.triu_indices(M, k=1)
+    mean_acc = acc.mean(axis=2)
+    r = []
+    for k in range(D):
+        keep = ~((iu == 0) | (ju == 0)) if k == 0 else np.ones(iu.size, bool)
+        s = sim["cka_linear"].values[k][iu, ju][keep]
+        gap = np.abs(mean_acc[iu, k] - mean_acc[ju, k])[keep]
+        r.append(np.corrcoef(s, gap)[0, 1])
+    row = table.loc["behavior/cka_linear/all"]
+    assert row["run"] == pytest.approx(np.mean(r), abs=1e-12)
+    assert "1 near-chance probes left out" in row["run_basis"]
+    # the same probes without class counts (a Dataset, not a folder): nothing is left out
+    plain = reference.compare(sim, probes=probes).set_index("id").loc["behavior/cka_linear/all"]
+    assert plain["run"] != pytest.approx(row["run"], abs=1e-9)
+    assert "class counts unknown" in plain["run_basis"]
