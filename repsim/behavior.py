@@ -10,7 +10,6 @@ dataset's ``domain`` coordinate) travel with the numbers; outputs are tidy DataF
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -119,14 +118,13 @@ def pair_table(similarity: xr.DataArray, accuracy: xr.DataArray | xr.Dataset) ->
 
 
 def _correlate(x: np.ndarray, y: np.ndarray, min_pairs: int) -> tuple[float, ...]:
-    """Pearson and Spearman r (and p); NaN when too few pairs or either side is constant."""
-    if x.size < min_pairs or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return (np.nan,) * 4
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        pr = stats.pearsonr(x, y)
-        sr = stats.spearmanr(x, y)
-    return float(pr[0]), float(pr[1]), float(sr[0]), float(sr[1])
+    """Pearson r and p, Spearman r and p (:func:`repsim.stats.correlation_test`)."""
+    from repsim.stats import correlation_test
+
+    return (
+        *correlation_test(x, y, "pearson", min_pairs),
+        *correlation_test(x, y, "spearman", min_pairs),
+    )
 
 
 #: Columns of :func:`behavior_correlation`.

@@ -706,18 +706,30 @@ def load(path: str | Path) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------------- correlation
-def correlate(x: Sequence[float], y: Sequence[float], method: str = "pearson") -> float:
-    """Pearson or Spearman correlation over the points finite in both; NaN when undefined
-    (fewer than 3 such points, or either side constant), the rule of every r the book states."""
+def correlation_test(
+    x: Sequence[float], y: Sequence[float], method: str = "pearson", min_points: int = 3
+) -> tuple[float, float]:
+    """Pearson or Spearman r and its two-sided p over the points finite in both.
+
+    (NaN, NaN) when undefined: fewer than ``min_points`` such points, or either side constant.
+    This is the rule of every r the book states.
+    """
     from scipy.stats import pearsonr, spearmanr
 
+    if method not in ("pearson", "spearman"):
+        raise InputError(f"method must be 'pearson' or 'spearman', got {method!r}")
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    fn = pearsonr if method == "pearson" else spearmanr
-    return float(fn(x, y)[0])
+    if len(x) < max(min_points, 2) or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan"), float("nan")
+    result = (pearsonr if method == "pearson" else spearmanr)(x, y)
+    return float(result[0]), float(result[1])
+
+
+def correlate(x: Sequence[float], y: Sequence[float], method: str = "pearson") -> float:
+    """The r of :func:`correlation_test` (NaN when undefined)."""
+    return correlation_test(x, y, method)[0]
 
 
 # ------------------------------------------------------------------------------------- sentences
