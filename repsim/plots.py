@@ -11,6 +11,7 @@ import hashlib
 import logging
 import textwrap
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -159,6 +160,19 @@ def _legend_for(ax, labels: Sequence[str], title: str | None = None, loc: str = 
     )
 
 
+def _finish(
+    fig: Figure, caption: str | None, legend_on: Any = None, pairs: Sequence[str] = ()
+) -> Figure:
+    """The tail every figure shares: an optional category-pair legend to the right of the axes
+    ``legend_on``, a tight layout, and the caption."""
+    if legend_on is not None:
+        _legend_for(
+            legend_on, pairs, title="category pair", loc="upper left", bbox_to_anchor=(1.02, 1)
+        )
+    fig.tight_layout()
+    return add_caption(fig, caption)
+
+
 # ------------------------------------------------------------------------------ framework figure
 def framework_figure(
     da: xr.DataArray,
@@ -268,8 +282,7 @@ def mean_std_scatter(table: pd.DataFrame, caption: str | None = None, title: str
         title="category pair",
         title_fontsize=7,
     )
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 def matrices_common_order(
@@ -343,11 +356,7 @@ def measure_mean_scatter(
         ax.set_title(f"Pearson r = {fmt(r)}, Spearman = {fmt(rho)}", fontsize=9)
         ax.set_xlabel(f"mean {x} across datasets")
         ax.set_ylabel(f"mean {y} across datasets")
-    _legend_for(
-        axes.flat[-1], labels, title="category pair", loc="upper left", bbox_to_anchor=(1.02, 1)
-    )
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption, legend_on=axes.flat[-1], pairs=labels)
 
 
 def model_map(emb: pd.DataFrame, title: str = "", caption: str | None = None) -> Figure:
@@ -383,8 +392,7 @@ def model_map(emb: pd.DataFrame, title: str = "", caption: str | None = None) ->
     ax.legend(
         fontsize=7, title="category", title_fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left"
     )
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 def transformed_mean_std(
@@ -404,15 +412,7 @@ def transformed_mean_std(
         ax.set_ylabel(f"std {f}", fontsize=8)
         r = correlate(t["mean"], t["std"], "spearman")
         ax.set_title(f"{name}: Spearman(mean, std) = {fmt(r)}", fontsize=9)
-    _legend_for(
-        axes.flat[-1],
-        sorted(labels),
-        title="category pair",
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1),
-    )
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption, legend_on=axes.flat[-1], pairs=sorted(labels))
 
 
 def transform_consistency(table: pd.DataFrame, caption: str | None = None) -> Figure:
@@ -436,8 +436,7 @@ def transform_consistency(table: pd.DataFrame, caption: str | None = None) -> Fi
         ax.set_title(f"{name}: largest change {fmt(d)}", fontsize=9)
         ax.set_xlabel("consistency, similarity as is")
         ax.set_ylabel(f"consistency, {name}(similarity)")
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 def consistency_agreement(
@@ -466,9 +465,7 @@ def consistency_agreement(
         f"{title}\nPearson r over {len(table.dropna(subset=['x', 'y']))} values = {fmt(r)}".strip(),
         fontsize=9,
     )
-    _legend_for(ax, labels, title="category pair", loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption, legend_on=ax, pairs=labels)
 
 
 def _identity(ax, values: np.ndarray) -> None:
@@ -515,15 +512,7 @@ def consistency_scatter(
         ax.set_title(f"{a} vs {b}: r = {fmt(row['all'])}", fontsize=9)
         ax.set_xlabel(f"similarity on {a}")
         ax.set_ylabel(f"similarity on {b}")
-    _legend_for(
-        axes.flat[-1],
-        sorted(labels),
-        title="category pair",
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1),
-    )
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption, legend_on=axes.flat[-1], pairs=sorted(labels))
 
 
 def consistency_boxes(
@@ -552,8 +541,7 @@ def consistency_boxes(
     ax.set_ylabel("consistency across dataset pairs (Pearson r)")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 def consistency_heatmaps(
@@ -656,8 +644,7 @@ def by_domain(
     ax.set_xticks(range(1, len(doms) + 1), [d.replace(" (", "\n(") for d in doms], fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 # ------------------------------------------------------------------------- measures and robustness
@@ -686,15 +673,7 @@ def measure_vs_measure(
         ax.set_title(f"{ds}: Spearman {r_of[ds]:.2f}", fontsize=9)
         ax.set_xlabel(measure_x)
         ax.set_ylabel(measure_y)
-    _legend_for(
-        axes.flat[-1],
-        sorted(labels),
-        title="category pair",
-        loc="upper left",
-        bbox_to_anchor=(1.02, 1),
-    )
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption, legend_on=axes.flat[-1], pairs=sorted(labels))
 
 
 def stability_curve(table: pd.DataFrame, caption: str | None = None) -> Figure:
@@ -715,8 +694,7 @@ def stability_curve(table: pd.DataFrame, caption: str | None = None) -> Figure:
     axes[1].set_xlabel("number of stimuli n")
     axes[1].set_ylabel("mean pair similarity over repeats")
     axes[1].set_title("one line per model pair", fontsize=9)
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 def subsample_errorbars(table: pd.DataFrame, caption: str | None = None) -> Figure:
@@ -741,8 +719,7 @@ def subsample_errorbars(table: pd.DataFrame, caption: str | None = None) -> Figu
     axes[1].hist(t["se"], bins=15, color="#1f77b4")
     axes[1].set_xlabel("standard error (delete-d jackknife)")
     axes[1].set_ylabel("number of pairs")
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 def anchor_partner_boxes(
@@ -810,8 +787,7 @@ def anchor_boxes(tidy: pd.DataFrame, caption: str | None = None, title: str = ""
     _legend_for(
         ax, sorted(set(cat)), title="anchor category", loc="upper left", bbox_to_anchor=(1.01, 1)
     )
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 def paired_measures(
@@ -830,8 +806,7 @@ def paired_measures(
     ax.set_xlabel(f"median consistency, {x}")
     ax.set_ylabel(f"median consistency, {y}")
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return add_caption(fig, caption)
+    return _finish(fig, caption)
 
 
 def show(fig: Figure) -> None:
