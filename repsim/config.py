@@ -254,7 +254,12 @@ class ExtractOptions(Section):
     precision: str = _opt("float32", _precision)
     pretrained: bool | None = _opt(None, _optional(_bool))
     keep_raw: bool | None = _opt(None, _optional(_bool))
-    max_decoded: int | None = _opt(None, _optional(_int(1)))
+
+    #: keys that no longer exist, with what to do instead (an old config gets this, not "unknown")
+    RETIRED = {
+        "max_decoded": "every dataset is now decoded once, chunk by chunk, at any size, "
+        "so there is no limit to set; delete the key",
+    }
 
 
 @dataclass(frozen=True)
@@ -301,6 +306,9 @@ def parse_section(cls: type, value: Any, where: str) -> Any:
             f"{where} must be a mapping of options, got {value!r} ({_type_name(value)})"
         )
     specs = {f.name: f for f in fields(cls)}
+    for key, why in getattr(cls, "RETIRED", {}).items():
+        if key in value:
+            raise ConfigError(f"{where}.{key} was retired: {why}")
     check_keys(value, specs, where)
     return cls(**{k: specs[k].metadata["check"](v, f"{where}.{k}") for k, v in value.items()})
 

@@ -75,6 +75,10 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("measures: cka_linear\n", "measures must be a list"),
         ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
         (
+            "extract: {max_decoded: 20000}\n",
+            "extract.max_decoded was retired: every dataset is now decoded once.*delete the key",
+        ),
+        (
             "measures: [procrustes_angualr]\n",
             "unknown measure 'procrustes_angualr'.*did you mean 'procrustes_angular'",
         ),
