@@ -112,6 +112,11 @@ def run(
     cluster : ``slurm`` or ``pbs`` to start workers through dask-jobqueue.
     device : ``cpu`` or ``cuda``; default cuda when available.
 
+    On a CPU with 2+ cores an in-process run trains its probes on spawned worker processes
+    (:func:`_run_probe_pool`), which import the calling script: a script that calls ``run``
+    needs the usual ``if __name__ == "__main__":`` guard (the ``repsim`` command, notebooks
+    and tests need nothing).
+
     Raises
     ------
     RunFailedError : some tasks failed (each listed with model, dataset, exception); the rest is kept.
