@@ -221,6 +221,17 @@ def _split(value: Any, where: str) -> str:
     return value
 
 
+def _probe_precision(value: Any, where: str) -> str:
+    from repsim.probe import PRECISIONS
+
+    if value not in PRECISIONS:
+        raise ConfigError(
+            f"{where} must be one of {', '.join(PRECISIONS)} (float32 is the study's; bfloat16 "
+            f"runs the training matmuls on bfloat16 inputs with float32 accumulation), got {value!r}"
+        )
+    return value
+
+
 def _opt(default: Any, check: Check) -> Any:
     """A section field: its default and the check its config value must pass."""
     return field(default=default, metadata={"check": check})
@@ -275,6 +286,7 @@ class ProbeOptions(Section):
     val_fraction: float | None = _opt(None, _optional(_float(0.0, 1.0, open_high=True)))
     normalize: bool | None = _opt(None, _optional(_bool))
     shared_search: bool | None = _opt(None, _optional(_bool))
+    precision: str | None = _opt(None, _optional(_probe_precision))
 
     def kwargs(self) -> dict[str, Any]:
         """The keywords to pass to :func:`repsim.linear_probe`."""

@@ -74,6 +74,7 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("extract: {precision: fp8}\n", "c.yaml: extract.precision 'fp8' is not one of"),
         ("measures: cka_linear\n", "measures must be a list"),
         ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
+        ("probe: {precision: float16}\n", "probe.precision must be one of float32, bfloat16"),
         (
             "extract: {max_decoded: 20000}\n",
             "extract.max_decoded was retired: every dataset is now decoded once.*delete the key",
