@@ -139,27 +139,42 @@ def stream_features(
 ) -> torch.Tensor:
     """Feature rows arriving in chunks (e.g. a store's chunks) as one float32 tensor on ``device``.
 
-    The tensor is allocated once and filled chunk by chunk, each chunk converted and (with
-    ``normalize``) L2-normalised on its own, so a large train split is never whole in host memory
-    nor held twice on the device; the rows equal those of :func:`linear_probe`'s own conversion
-    bit for bit. Pass the result to :func:`linear_probe` with ``normalize=False``.
+    A chunk is an array of the next rows, or a pair ``(positions, rows)`` that places its rows
+    anywhere (what :meth:`repsim.store.FeatureStore.iter_rows` yields). The tensor is allocated
+    once and filled chunk by chunk, each chunk converted and (with ``normalize``) L2-normalised on
+    its own, so a large train split is never whole in host memory nor held twice on the device; the
+    rows equal those of :func:`linear_probe`'s own conversion bit for bit. Pass the result to
+    :func:`linear_probe` with ``normalize=False``.
     """
     dev = resolve_device(device)
     out: torch.Tensor | None = None
+    filled = np.zeros(n_rows, dtype=bool)
     start = 0
     for chunk in chunks:
-        t = _features(chunk, name, dev, normalize)
+        if isinstance(chunk, tuple):
+            positions, rows = np.asarray(chunk[0], dtype=np.int64), chunk[1]
+        else:
+            positions, rows = None, chunk
+        t = _features(rows, name, dev, normalize)
         if out is None:
             out = torch.empty((n_rows, t.shape[1]), dtype=torch.float32, device=dev)
-        if t.shape[1] != out.shape[1] or start + t.shape[0] > n_rows:
-            raise InputError(
-                f"{name}: a chunk of shape {tuple(t.shape)} does not fit rows {start}.. of a "
-                f"({n_rows}, {out.shape[1]}) matrix; pass chunks of one width totalling n_rows."
-            )
-        out[start : start + t.shape[0]] = t
+        if positions is None:
+            positions = np.arange(start, start + t.shape[0])
         start += t.shape[0]
-    if out is None or start != n_rows:
-        raise InputError(f"{name}: the chunks held {start} rows, not the {n_rows} expected.")
+        bad = positions.size != t.shape[0] or t.shape[1] != out.shape[1]
+        bad = bad or positions.size == 0 or positions.min() < 0 or positions.max() >= n_rows
+        if bad or filled[positions].any():
+            raise InputError(
+                f"{name}: a chunk of shape {tuple(t.shape)} does not fit the ({n_rows}, "
+                f"{out.shape[1]}) matrix (rows out of range or given twice); pass chunks of one "
+                "width that fill every row once."
+            )
+        filled[positions] = True
+        out[torch.as_tensor(positions, device=dev)] = t
+    if out is None or not filled.all():
+        raise InputError(
+            f"{name}: the chunks held {int(filled.sum())} rows, not the {n_rows} expected."
+        )
     return out
 
 

@@ -517,7 +517,7 @@ def run_probe(
     *_upstream: Any,
 ) -> dict[str, Any]:
     """Linear probe of one model on one dataset (train split -> test split)."""
-    from repsim.probe import linear_probe
+    from repsim.probe import linear_probe, stream_features
     from repsim.store import FeatureStore
 
     name = f"{ds.id}/{model.id}"
@@ -532,15 +532,21 @@ def run_probe(
     table = read_stimuli(run_dir, ds)
     store = FeatureStore(folder.features)
     train, test = table[table["split"] == "train"], table[table["split"] == "test"]
-    _, x_train = store.read(ds.id, model.id, train["id"].to_numpy(dtype=str))
-    _, x_test = store.read(ds.id, model.id, test["id"].to_numpy(dtype=str))
     options = {k: v for k, v in plan.probe.items() if k != "enabled"}
+    normalize = bool(options.pop("normalize", True))
+
+    def streamed(ids: np.ndarray, name: str) -> Any:
+        # one stored chunk at a time into one float32 tensor on the device (verified at the end)
+        rows = store.iter_rows(ds.id, model.id, ids)
+        return stream_features(rows, len(ids), device=device, normalize=normalize, name=name)
+
     result = linear_probe(
-        x_train,
+        streamed(train["id"].to_numpy(dtype=str), "X_train"),
         train["label"].to_numpy(),
-        x_test,
+        streamed(test["id"].to_numpy(dtype=str), "X_test"),
         test["label"].to_numpy(),
         device=device,
+        normalize=False,  # done by stream_features, row by row as linear_probe would
         **options,
     )
     out = {

@@ -20,7 +20,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -254,6 +254,61 @@ class FeatureStore:
             )
         if ids is None:
             return stored, feats
+        rows = self._rows_of(stored, ids, dataset, model)
+        return np.array([str(i) for i in ids], dtype=object), feats[rows]
+
+    def iter_rows(
+        self, dataset: str, model: str, ids: Sequence[str]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The rows of ``ids``, one stored chunk at a time: ``(positions in ids, features)``.
+
+        For a split too large to hold whole (and again as a selection) in memory: only one stored
+        chunk is read at a time. The group's checksum is computed along the way and checked after
+        the last chunk, so a consumer must take every chunk before it uses what it built; a
+        damaged or partly missing group raises :class:`StoreError` there, as :meth:`read` does.
+        """
+        group = self._complete_group(dataset, model)
+        fix = "rerun `repsim run` on the run folder to re-extract them"
+        try:
+            id_bytes = group["ids"][:]
+            feats = group["features"]
+            n, step = int(feats.shape[0]), int(feats.chunks[0])
+            rows = self._rows_of(decode_ids(id_bytes), ids, dataset, model)
+            if len(set(rows.tolist())) != len(rows):
+                raise StoreError(
+                    f"iter_rows of {model!r} on {dataset!r}: some stimulus ids are repeated; "
+                    "pass each id once (read() repeats rows)"
+                )
+            position = np.full(n, -1, dtype=np.int64)
+            position[rows] = np.arange(len(rows))
+            h = _hash_start(id_bytes, feats.shape, feats.dtype)
+            for start in range(0, n, step):
+                block = feats[start : start + step]
+                h.update(np.ascontiguousarray(block).tobytes())
+                if np.isnan(block).all(axis=1).any():
+                    raise StoreError(
+                        f"features of {model!r} on {dataset!r} have rows with no data (missing "
+                        f"chunk files); {fix}"
+                    )
+                take = np.nonzero(position[start : start + step] >= 0)[0]
+                if take.size:
+                    yield position[start + take], block[take]
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a chunk that does not decode
+            raise StoreError(
+                f"features of {model!r} on {dataset!r} are unreadable ({exc}); {fix}"
+            ) from exc
+        sealed = group.attrs.get("sha256")
+        if sealed is not None and h.hexdigest() != sealed:
+            raise StoreError(
+                f"features of {model!r} on {dataset!r} are damaged (checksum differs from the one "
+                f"recorded when they were written); {fix}"
+            )
+
+    @staticmethod
+    def _rows_of(stored: np.ndarray, ids: Sequence[str], dataset: str, model: str) -> np.ndarray:
+        """Row numbers of ``ids`` among the stored ids; StoreError naming the missing ones."""
         index = {s: i for i, s in enumerate(stored)}
         wanted = [str(i) for i in ids]
         missing = [i for i in wanted if i not in index]
@@ -262,7 +317,7 @@ class FeatureStore:
                 f"{len(missing)} stimulus ids are not in the features of {model!r} on {dataset!r} "
                 f"(first: {missing[:5]}); re-extract with the current stimulus table"
             )
-        return np.array(wanted, dtype=object), feats[[index[i] for i in wanted]]
+        return np.array([index[i] for i in wanted], dtype=np.int64)
 
     # -- writing ------------------------------------------------------------------------------
     def writer(self, dataset: str, model: str, ids: Sequence[str]) -> FeatureWriter | None:
@@ -346,12 +401,19 @@ def _content_hash(
     """SHA-256 of a group's ids and (normalised) features, from arrays already read when given."""
     ids = group["ids"][:] if ids is None else ids
     features = group["features"][:] if features is None else features
-    h = hashlib.sha256()
-    for name, arr in (("ids", ids), ("features", features)):
-        arr = np.ascontiguousarray(arr)
-        h.update(f"{name}{arr.shape}{arr.dtype}".encode())
-        h.update(arr.tobytes())
+    h = _hash_start(ids, features.shape, features.dtype)
+    h.update(np.ascontiguousarray(features).tobytes())
     return h.hexdigest()
+
+
+def _hash_start(ids: np.ndarray, shape: tuple[int, ...], dtype: Any) -> Any:
+    """The content hash up to the feature bytes, which follow in row order (whole or by chunk)."""
+    h = hashlib.sha256()
+    ids = np.ascontiguousarray(ids)
+    h.update(f"ids{ids.shape}{ids.dtype}".encode())
+    h.update(ids.tobytes())
+    h.update(f"features{tuple(shape)}{np.dtype(dtype)}".encode())
+    return h
 
 
 def write_netcdf_atomic(ds: Any, path: str | Path, **kwargs: Any) -> Path:

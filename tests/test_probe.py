@@ -310,3 +310,19 @@ def test_streamed_features_are_the_whole_matrix_bit_for_bit(rng):
     np.testing.assert_array_equal(a.accuracy, b.accuracy)
     with pytest.raises(InputError, match="rows"):
         stream_features([X[:100]], 300, device="cpu")
+
+
+def test_streamed_features_placed_by_position(rng):
+    # (positions, rows) chunks, as FeatureStore.iter_rows yields them, fill the matrix in any order
+    from repsim.probe import stream_features
+
+    X = rng.normal(size=(50, 7)) * rng.uniform(0.5, 3.0, size=(50, 1))
+    order = rng.permutation(50)
+    chunks = [(order[i : i + 16], X[order[i : i + 16]]) for i in range(0, 50, 16)]
+    whole = torch.as_tensor(X, dtype=torch.float32)
+    whole = whole / whole.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    assert torch.equal(stream_features(chunks, 50, device="cpu"), whole)
+    with pytest.raises(InputError, match="given twice"):
+        stream_features([chunks[0], chunks[0]], 50, device="cpu")
+    with pytest.raises(InputError, match="rows"):
+        stream_features(chunks[:2], 50, device="cpu")

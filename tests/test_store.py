@@ -133,3 +133,46 @@ def test_no_temp_folder_is_left(tmp_path: Path) -> None:
     _fill(str(tmp_path / "f.zarr"), "m", 10, 2, seed=0)
     hidden = [p for p in tmp_path.rglob("*") if p.name.startswith(".") or p.name.endswith(".tmp")]
     assert hidden == []
+
+
+def _streamed(store: FeatureStore, ids: list[str]) -> np.ndarray:
+    out = None
+    for positions, rows in store.iter_rows("ds", "m", ids):
+        out = np.full((len(ids), rows.shape[1]), np.nan, np.float32) if out is None else out
+        assert np.isnan(out[positions]).all()  # each row handed on once
+        out[positions] = rows
+    return out
+
+
+def test_iter_rows_gives_read_rows_one_stored_chunk_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 37, 5, seed=3)
+    store = FeatureStore(path)
+    store.seal("ds", "m")
+    all_ids, _ = store.read("ds", "m")
+    rng = np.random.default_rng(0)
+    subset = [str(i) for i in rng.permutation(all_ids)[:23]]  # any order, rows from every chunk
+    np.testing.assert_array_equal(_streamed(store, subset), store.read("ds", "m", subset)[1])
+    step = store._open("ds", "m")["features"].chunks[0]
+    assert len(list(store.iter_rows("ds", "m", subset))) <= -(-37 // step) and step < 37
+    with pytest.raises(StoreError, match="repeated"):
+        list(store.iter_rows("ds", "m", [subset[0], subset[0]]))
+    with pytest.raises(StoreError, match="nope"):
+        list(store.iter_rows("ds", "m", ["nope"]))
+
+
+def test_iter_rows_detects_damage_after_the_last_chunk(tmp_path: Path) -> None:
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    store = FeatureStore(path)
+    store.seal("ds", "m")
+    ids = [str(i) for i in store.read("ds", "m")[0]]
+    features = store._open("ds", "m")["features"]
+    features[0:1] = features[0:1] + 1.0  # a silent change of one stored value
+    with pytest.raises(StoreError, match="checksum"):
+        _streamed(store, ids[5:])  # even when the changed row is not among those asked for
+    del store._open("ds", "m").attrs["sha256"]  # unsealed: missing rows are still an error
+    chunks = sorted(p for p in (path / "ds" / "m" / "features").rglob("*") if p.name != "zarr.json")
+    next(p for p in chunks if p.is_file()).unlink()
+    with pytest.raises(StoreError, match="no data"):
+        _streamed(store, ids)
