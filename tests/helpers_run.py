@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from repsim.names import CATEGORY_FIELDS, MODEL_FIELDS
 from repsim.plan import DEFAULT_MEASURES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ DATASETS = {
 }
 MEASURES = DEFAULT_MEASURES  # the synthetic runs use the default measures of a config
 NC_ENGINE = "scipy"  # h5py is not installed; netCDF3 via scipy reads everywhere
-GROUPINGS = ("objective", "architecture_class", "data_class", "size_class")
+GROUPINGS = CATEGORY_FIELDS
 
 
 def tiny_run_available() -> bool:
@@ -141,15 +142,7 @@ def write_fake_run(
         "n_stimuli": ("dataset", [200] * len(dsets)),
         "dataset_name": ("dataset", [d.title() for d in dsets]),
     }
-    for key in (
-        "objective",
-        "architecture_class",
-        "architecture",
-        "data_class",
-        "size_class",
-        "params_m",
-        "embed_dim",
-    ):
+    for key in (k for k in MODEL_FIELDS if k in models[0]):  # the fake models have no method
         coords[f"{key}_a"] = ("model_a", [m[key] for m in models])
         coords[f"{key}_b"] = ("model_b", [m[key] for m in models])
     sim_ds = xr.Dataset(
