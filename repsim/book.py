@@ -135,6 +135,10 @@ def execute_notebook(
     """Run one notebook with papermill (parameters injected after the ``parameters`` cell)."""
     import papermill as pm
 
+    # Absolute paths, and the working directory given to the kernel alone: papermill's own cwd=
+    # changes the directory of the whole process, which races when notebooks run on threads.
+    src, dest = Path(src).resolve(), Path(dest).resolve()
+    workdir = str(Path(cwd or src.parent).resolve())
     dest.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
@@ -144,7 +148,7 @@ def execute_notebook(
                 str(dest),
                 parameters=dict(parameters or {}),
                 kernel_name="python3",
-                cwd=str(cwd or src.parent),
+                resources={"metadata": {"path": workdir}},
                 progress_bar=False,
                 execution_timeout=timeout,
                 log_output=False,

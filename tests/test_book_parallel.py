@@ -41,3 +41,36 @@ def test_notebooks_run_side_by_side_in_order_with_one_environment(monkeypatch):
     with pytest.raises(B.BookError, match="chapter 01"):
         B._run_all(broken, paths, 2)
     assert B.book_workers(10, workers=1) == 1 and B.book_workers(1) == 1
+
+
+def test_side_by_side_kernels_each_run_in_their_own_folder(tmp_path, monkeypatch):
+    # relative notebook paths in two folders, executed two at a time: every kernel starts in its
+    # notebook's folder and the process never changes directory (papermill's cwd= would, for all)
+    import nbformat
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(B.os, "cpu_count", lambda: 2)
+    paths = []
+    for folder in ("chapters", "course"):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            nb = nbformat.v4.new_notebook()
+            nb.metadata["kernelspec"] = {"name": "python3", "language": "python"}
+            nb.metadata["language_info"] = {"name": "python"}
+            nb.cells = [
+                nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import os; print(os.getcwd())"),
+            ]
+            path = Path(folder) / f"{i:02d}_nb.ipynb"
+            nbformat.write(nb, path)
+            paths.append(path)
+
+    def one(path: Path) -> Path:
+        assert Path.cwd() == tmp_path  # never moved by another thread's notebook
+        return B.execute_notebook(path, Path("out") / path, {"x": 1})
+
+    done = B._run_all(one, paths, B.book_workers(len(paths)))
+    for path, out in zip(paths, done):
+        printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].strip()
+        assert Path(printed) == (tmp_path / path.parent).resolve()
+    assert Path.cwd() == tmp_path
