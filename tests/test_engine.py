@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers_features import pairwise, zoo
 from scipy.stats import rankdata
 
 import repsim
@@ -16,20 +17,6 @@ from repsim.measures._ranks import doubled_ranks
 from repsim.measures._stats import Kernel, feature_path, gram_path
 
 TINY = 2e-5  # GiB: forces many row blocks, column slices and the on-disk rank store
-
-
-def zoo(rng, n=36, dims=(3, 7, 20, 50)):
-    Z = rng.normal(size=(n, 4))
-    out = {}
-    for i, d in enumerate(dims):
-        A = np.tanh(Z @ rng.normal(size=(4, d))) + (0.3 + 0.3 * i) * rng.normal(size=(n, d))
-        out[f"m{i}"] = A / np.linalg.norm(A, axis=1, keepdims=True)
-    return out
-
-
-def pairwise(spec, feats):
-    names = list(feats)
-    return np.array([[spec(feats[a], feats[b]) for b in names] for a in names])
 
 
 ALL = [*MEASURES, "cka_rbf_median_0.7_biased", "mutual_knn_3"]

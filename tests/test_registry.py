@@ -11,6 +11,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers_features import pairwise, zoo
 
 import repsim
 from repsim.errors import InputError, UndefinedMeasureError
@@ -29,26 +30,10 @@ EXAMPLES = [(f.name, name) for f in FAMILIES.values() for name in f.examples]
 WITH_KERNEL = [(fam, name) for fam, name in EXAMPLES if FAMILIES[fam].batched is not None]
 
 
-def zoo(seed, n=30, dims=(3, 8, 21, 40)):
-    """Features of a few models sharing a latent structure (float64)."""
-    rng = np.random.default_rng(seed)
-    Z = rng.normal(size=(n, 4))
-    out = {}
-    for i, d in enumerate(dims):
-        A = np.tanh(Z @ rng.normal(size=(4, d))) + (0.3 + 0.3 * i) * rng.normal(size=(n, d))
-        out[f"m{i}"] = A / np.linalg.norm(A, axis=1, keepdims=True)
-    return out
-
-
-def pairwise(spec, feats):
-    names = list(feats)
-    return np.array([[spec(feats[a], feats[b]) for b in names] for a in names])
-
-
 @pytest.mark.parametrize("family,name", EXAMPLES)
 def test_engine_equals_single_pair_function(family, name):
     """Kernel (or fallback) of the engine against the family's function on every ordered pair."""
-    feats = zoo(seed=len(name))
+    feats = zoo(np.random.default_rng(len(name)), n=30, dims=(3, 8, 21, 40))
     got = similarity_matrices(feats, [name], device="cpu")[name].values
     spec = parse_measure(name)
     assert spec.family == family and spec.function is FAMILIES[family].function
@@ -59,7 +44,7 @@ def test_engine_equals_single_pair_function(family, name):
 @pytest.mark.parametrize("family,name", WITH_KERNEL)
 def test_batched_kernel_equals_the_per_pair_path(monkeypatch, family, name):
     """The same engine call with the family's kernel and with the kernel removed (the fallback)."""
-    feats = zoo(seed=7, dims=(5, 12, 30))
+    feats = zoo(np.random.default_rng(7), n=30, dims=(5, 12, 30))
     batched = similarity_matrices(feats, [name], device="cpu")[name].values
     bare = dataclasses.replace(FAMILIES[family], batched=None)
     monkeypatch.setitem(registry_module._FAMILIES, family, bare)
