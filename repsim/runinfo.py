@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import importlib.metadata
 import os
 import platform
@@ -33,14 +34,20 @@ def package_versions(names: tuple[str, ...] = TRACKED_PACKAGES) -> dict[str, str
     """Python and the installed versions of the packages that can change the numbers.
 
     One record for ``run.json`` and every feature group, so a number can be traced to its software.
+    Looked up once per process (about 20 ms), not once per feature group.
     """
+    return dict(_versions(tuple(names)))
+
+
+@functools.cache
+def _versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     out = {"python": platform.python_version()}
     for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = "not installed"
-    return out
+    return tuple(out.items())
 
 
 def git_commit(path: str | Path | None = None) -> str | None:
