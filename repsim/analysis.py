@@ -514,3 +514,233 @@ def domain_contrast(tidy: pd.DataFrame, domains: Mapping[str, str]) -> pd.DataFr
     )
     out = t.groupby(["group_pair", "pairs of datasets"]).consistency.median().unstack()
     return out.reindex(columns=["same domain", "different domains"])
+
+
+# ------------------------------------------------------------- train split against held-out images
+#: The two variants of :func:`train_split_similarity`: the run's similarity on its held-out (test)
+#: similarity stimuli, and the same measure on the train-split subset under the same rules.
+SPLIT_VARIANTS = ("held_out", "train")
+
+
+def run_split(run: Run) -> str | None:
+    """The split the run drew its similarity stimuli from (``stimuli.split`` of run.json's config:
+    ``train`` when unset, as in the study); None when the run records no config."""
+    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else None
+    if cfg is None:
+        return None
+    return str((cfg.get("stimuli") or {}).get("split") or "train")
+
+
+def _subset_rules(run: Run, dataset: str) -> tuple[int, int | None, int]:
+    """``(max_images, per_class, seed)`` of one dataset under the run's config: the dataset entry's
+    own values, else the config's ``stimuli:`` block, else the defaults (parsed by the config's own
+    rules, :func:`repsim.stimuli.spec.parse_dataset`)."""
+    from repsim.config import StimuliOptions, parse_section
+    from repsim.stimuli.spec import parse_dataset
+
+    cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
+    stimuli = parse_section(StimuliOptions, cfg.get("stimuli"), "run.json: stimuli").to_dict()
+    entry = next((e for e in cfg.get("datasets") or [] if e.get("id") == dataset), None)
+    if entry is None:
+        return stimuli["max_images"], stimuli.get("per_class"), stimuli["seed"]
+    spec = parse_dataset(entry, stimuli)
+    return spec.max_images, spec.per_class, spec.seed
+
+
+def split_ids(run: Run, dataset: str, split: str = "train") -> np.ndarray | None:
+    """Ids (sorted) of the similarity subset of ``split`` of one dataset under the run's rules.
+
+    The rule is the pipeline's own (:func:`repsim.stimuli.subset.similarity_subset`, with the
+    run's ``max_images``, ``per_class`` and ``seed``), applied to the run's stimulus table
+    (``stimuli/<dataset>.csv``): with ``split`` the run's own split it gives the rows marked
+    ``in_similarity``. None without a table; empty when the table has no row of ``split``.
+    """
+    from types import SimpleNamespace
+
+    from repsim.runfolder import RunFolder
+    from repsim.stimuli.subset import similarity_subset
+
+    path = RunFolder(run.path).stimuli(dataset)
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype={"id": str, "split": str})
+    max_images, per_class, seed = _subset_rules(run, dataset)
+    # the rule reads only ids, labels and split: the table is the stimulus set it needs
+    items = SimpleNamespace(
+        ids=table["id"].to_numpy(dtype=str),
+        labels=table["label"].to_numpy(),
+        split=table["split"].to_numpy(dtype=str),
+    )
+    return similarity_subset(items, max_images, per_class, seed, split)  # type: ignore[arg-type]
+
+
+def _stored_with(store: object, dataset: str, model: str, ids: np.ndarray) -> bool:
+    """Whether the store holds complete features of ``model`` on ``dataset`` for every id."""
+    if not store.has(dataset, model):  # type: ignore[attr-defined]
+        return False
+    return set(map(str, store.ids(dataset, model))).issuperset(map(str, ids))  # type: ignore[attr-defined]
+
+
+def train_split_skip(run: Run, datasets: Sequence[str] | None = None) -> str | None:
+    """Why the train-split variant cannot be computed on this run (a sentence), or None.
+
+    It needs held-out similarity stimuli (``stimuli.split: test``), a feature store and, on at
+    least one dataset, a stimulus table with train rows whose features two or more models have.
+    """
+    split = run_split(run)
+    if split is None:
+        return "The run records no config, so the split of its similarity stimuli is unknown."
+    if split != "test":
+        return (
+            f"This run measured similarity on the {split} split already, so there is no "
+            "held-out value to set the train-split variant beside."
+        )
+    if run.features_path is None:
+        return "This run kept no features (features.zarr), so the train-split variant is skipped."
+    from repsim.store import FeatureStore
+
+    store = FeatureStore(run.features_path)
+    models = [str(m) for m in run.similarity.model_a.values]
+    for ds in datasets or [str(d) for d in run.similarity.dataset.values]:
+        ids = split_ids(run, ds, "train")
+        if (
+            ids is not None
+            and len(ids)
+            and sum(_stored_with(store, ds, m, ids) for m in models) > 1
+        ):
+            return None
+    return (
+        "The feature store of this run holds no train-split rows (its probes were off, so only "
+        "the similarity stimuli were extracted), so the train-split variant is skipped."
+    )
+
+
+def train_split_similarity(
+    run: Run,
+    measure: str = "cka_linear",
+    datasets: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+    device: str | None = None,
+) -> xr.Dataset:
+    """The run's similarity beside the same measure on the train-split subset of every dataset.
+
+    The study measured similarity on the train images of pretrained models; the mini-zoo default
+    measures it on held-out images, which no model trained on. The train-split subset (same
+    ``max_images``/``per_class``/``seed`` rule, :func:`split_ids`) is read from the feature store
+    and passed through the all-pairs engine (:func:`repsim.measures.similarity_matrices`), as the
+    similarity stage does. Returns a Dataset with variables ``held_out`` (the run's values) and
+    ``train`` (dataset, model_a, model_b) and the run's coords; datasets without train rows are
+    left out (logged), models without train features there are NaN. Attr ``n_train`` per dataset.
+    """
+    from repsim.chapter import select
+    from repsim.measures import similarity_matrices
+    from repsim.store import FeatureStore
+
+    if measure not in run.similarity:
+        raise InputError(f"{measure!r} is not in the run; it has {list(run.similarity.data_vars)}")
+    reason = train_split_skip(run, datasets)
+    if reason:
+        raise InputError(f"{reason} Check with repsim.analysis.train_split_skip(run) first.")
+    held = select(run.similarity[measure], datasets, models).transpose(
+        "dataset", "model_a", "model_b"
+    )
+    store = FeatureStore(run.features_path)  # type: ignore[arg-type]
+    ids_of = [str(m) for m in held.model_a.values]
+    keep, train, n_train = [], [], []
+    for ds in [str(d) for d in held.dataset.values]:
+        ids = split_ids(run, ds, "train")
+        stored = [
+            m for m in ids_of if ids is not None and len(ids) and _stored_with(store, ds, m, ids)
+        ]
+        if len(stored) < 2:
+            log.info("train split: %s left out (train features of %d models)", ds, len(stored))
+            continue
+        feats = {m: store.read(ds, m, ids)[1] for m in stored}
+        sim = similarity_matrices(feats, [measure], device=device)[measure]
+        full = sim.reindex(model_a=ids_of, model_b=ids_of).values  # absent models: NaN
+        keep.append(ds)
+        train.append(full)
+        n_train.append(len(ids))
+    held = held.sel(dataset=keep)
+    out = xr.Dataset(
+        {"held_out": held, "train": held.copy(data=np.stack(train))},
+        attrs={"measure": measure, "n_train": n_train},
+    )
+    out["held_out"].attrs = {"measure": measure, "split": "test"}
+    out["train"].attrs = {"measure": measure, "split": "train"}
+    return out
+
+
+def split_pair_table(variants: xr.Dataset, category: str = "objective") -> pd.DataFrame:
+    """Each model pair's similarity on held-out and on train images, per dataset (tidy).
+
+    Columns: dataset, domain, model_a, model_b, category_pair, held_out, train.
+    """
+    t = measure_pair_table(variants, *SPLIT_VARIANTS, category=category)
+    return t.rename(columns={"x": "held_out", "y": "train"})
+
+
+def split_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset: Pearson r (and p, :func:`repsim.stats.correlation_test`) over model pairs
+    between train-split and held-out similarity, and the mean of each and their difference.
+
+    Columns: dataset, domain, n_pairs, r, p, mean_held_out, mean_train, mean_difference
+    (train minus held-out). The pairs of one dataset share models, so p treats them as more
+    independent than they are.
+    """
+    from repsim.stats import correlation_test
+
+    rows = []
+    for ds, g in pairs.groupby("dataset", sort=False):
+        ok = g.dropna(subset=["held_out", "train"])
+        r, p = correlation_test(ok["held_out"], ok["train"])
+        rows.append(
+            {
+                "dataset": str(ds),
+                "domain": g["domain"].iloc[0],
+                "n_pairs": len(ok),
+                "r": r,
+                "p": p,
+                "mean_held_out": ok["held_out"].mean(),
+                "mean_train": ok["train"].mean(),
+                "mean_difference": (ok["train"] - ok["held_out"]).mean(),
+            }
+        )
+    cols = ["dataset", "domain", "n_pairs", "r", "p", "mean_held_out", "mean_train"]
+    return pd.DataFrame(rows, columns=[*cols, "mean_difference"])
+
+
+def split_consistency(variants: xr.Dataset, category: str = "objective") -> pd.DataFrame:
+    """Consistency (Pearson, :func:`repsim.consistency.consistency_dataset`, the definition of
+    consistency.nc) of all model pairs and of each ``category`` pair, under each variant.
+
+    One row per (category pair, dataset pair). Columns: label, group_by, dataset_a, dataset_b,
+    held_out, train. Category pairs with fewer than 3 model pairs are left out.
+    """
+    from repsim.consistency import consistency_dataset, consistency_pairs
+    from repsim.names import ALL
+
+    if variants.sizes["dataset"] < 2:
+        raise InputError(
+            f"consistency needs two or more datasets; the train-split variant has "
+            f"{variants.sizes['dataset']}"
+        )
+    cons = consistency_dataset(variants, by=[category])
+    x, y = ((v, "consistency") for v in SPLIT_VARIANTS)
+    out = consistency_pairs(cons, x, y, (ALL, category))
+    return out.rename(columns={"x": "held_out", "y": "train"})
+
+
+def split_consistency_summary(cons: pd.DataFrame) -> pd.DataFrame:
+    """Per category pair of :func:`split_consistency`: median consistency over dataset pairs under
+    each variant, their difference (train minus held-out) and the number of dataset pairs.
+
+    Index: label (``all`` first, then by held-out median, highest first). Columns: held_out,
+    train, difference, n.
+    """
+    ok = cons.dropna(subset=["held_out", "train"])
+    out = ok.groupby("label")[["held_out", "train"]].median()
+    out["difference"] = out["train"] - out["held_out"]
+    out["n"] = ok.groupby("label").size()
+    order = sorted(out.index, key=lambda lab: (lab != "all", -out.loc[lab, "held_out"]))
+    return out.loc[order]

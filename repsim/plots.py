@@ -816,3 +816,54 @@ def show(fig: Figure) -> None:
 
     display(fig)
     plt.close(fig)
+
+
+# ------------------------------------------------------------------ train split against held-out
+def split_scatter(
+    pairs: pd.DataFrame,
+    agreement: pd.DataFrame,
+    measure: str = "cka_linear",
+    caption: str | None = None,
+    columns: int = 5,
+) -> Figure:
+    """Pair similarity on the train split (y) against held-out images (x), one small panel per
+    dataset, coloured by category pair, identity line dotted, Pearson r over pairs in the title.
+
+    ``pairs``: :func:`repsim.analysis.split_pair_table`; ``agreement``:
+    :func:`repsim.analysis.split_agreement` of it."""
+    datasets = list(dict.fromkeys(pairs["dataset"]))
+    r_of = agreement.set_index("dataset")["r"]
+    ncols = max(1, min(columns, len(datasets)))
+    nrows = -(-len(datasets) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.5 * ncols + 1.6, 2.5 * nrows), squeeze=False)
+    labels: set[str] = set()
+    for ax, ds in zip(axes.flat, datasets):
+        t = pairs[pairs["dataset"] == ds]
+        for lab in sorted(set(t.category_pair)):
+            g = t[t.category_pair == lab]
+            ax.scatter(g["held_out"], g["train"], s=5, alpha=0.7, color=category_color(lab))
+            labels.add(lab)
+        _identity(ax, t[["held_out", "train"]].values)
+        ax.set_title(f"{ds}: r = {fmt(r_of.get(ds, np.nan))}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(datasets) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"{measure}, held-out images", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{measure}, train images", fontsize=8)
+    return _finish(fig, caption, legend_on=axes.flat[ncols - 1], pairs=sorted(labels))
+
+
+def split_consistency_scatter(
+    cons: pd.DataFrame, measure: str = "cka_linear", caption: str | None = None
+) -> Figure:
+    """Consistency per (category pair, dataset pair) on train images (y) against held-out images
+    (x): :func:`consistency_agreement` of :func:`repsim.analysis.split_consistency`."""
+    return consistency_agreement(
+        cons.rename(columns={"held_out": "x", "train": "y"}),
+        "consistency, held-out images",
+        "consistency, train images",
+        title=f"{measure}: train split against held-out",
+        caption=caption,
+    )

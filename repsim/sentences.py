@@ -601,3 +601,109 @@ def no_boxes_text(group_by: str) -> str:
 def no_controlled_table_text(reason: str) -> str:
     """Why the controlled chapter shows no table of category pairs."""
     return f"No table: {reason}."
+
+
+def train_split_text(
+    agreement: pd.DataFrame,
+    summary: pd.DataFrame | None,
+    measure: str,
+    category: str,
+    close: float = 0.9,
+    alpha: float = 0.05,
+) -> str:
+    """How far similarity on the train-split images agrees with the held-out value, and whether
+    consistency changes (:func:`repsim.analysis.split_agreement` and
+    :func:`repsim.analysis.split_consistency_summary`; ``summary`` None when the run has fewer
+    than two datasets).
+
+    Agreement is "close" when every dataset's Pearson r over model pairs is at least ``close``;
+    a shift in level is tested with an exact sign test over datasets (the unit that is
+    independent); the category-pair medians of consistency are compared by Spearman's rho.
+    """
+    from repsim.stats import correlation_test, format_p
+
+    ok = agreement.dropna(subset=["r"])
+    if not len(ok):
+        return (
+            f"No dataset has a defined correlation between {measure} on train and on held-out "
+            "images on this run, so the two are not compared."
+        )
+    lo, hi = ok.loc[ok.r.idxmin()], ok.loc[ok.r.idxmax()]
+    n = len(ok)
+    where = (
+        f"on its one dataset ({lo.dataset}), so this rests on one dataset"
+        if n == 1
+        else f"from **{fmt(lo.r)}** ({lo.dataset}) to **{fmt(hi.r)}** ({hi.dataset}) over the "
+        f"{n} datasets (median {fmt(ok.r.median())})"
+    )
+    if (ok.r >= close).all():
+        verdict = "The train-split variant agrees closely with the held-out one"
+    elif (ok.r > 0).all():
+        low = ok[ok.r < close]
+        verdict = (
+            f"The train-split variant keeps the order of model pairs but not closely on "
+            f"{join_names(list(low.dataset))} (r below {close})"
+        )
+    else:
+        neg = ok[ok.r <= 0]
+        verdict = (
+            f"The train-split variant disagrees with the held-out one on "
+            f"{join_names(list(neg.dataset))} (r at or below 0)"
+        )
+    parts = [
+        f"{verdict}: Pearson r of pair similarity ({measure}) between train and held-out images, "
+        f"over model pairs, runs {where}; the largest p is {format_p(ok.p.max())}, but the pairs "
+        "of a dataset share models, so p overstates the evidence and r is the description."
+    ]
+    diff = ok["mean_difference"]
+    up, down = int((diff > 0).sum()), int((diff < 0).sum())
+    if up + down:
+        p = float(stats.binomtest(up, up + down, 0.5).pvalue)
+        level = (
+            f"Mean pair similarity is higher on train images on **{up} of {n}** datasets "
+            f"(difference train minus held-out from {fmt(diff.min(), 3)} to {fmt(diff.max(), 3)})"
+        )
+        if p < alpha:
+            side = "higher" if up > down else "lower"
+            parts.append(
+                f"{level}: systematically {side} (exact sign test over datasets, {format_p(p)})."
+            )
+        else:
+            parts.append(
+                f"{level}: no systematic shift (exact sign test over datasets, {format_p(p)})."
+            )
+    if summary is None or not len(summary):
+        parts.append(
+            "Consistency needs two or more datasets, so whether it changes cannot be said here."
+        )
+        return " ".join(parts)
+    if "all" in summary.index:
+        a = summary.loc["all"]
+        parts.append(
+            f"Consistency of all model pairs (median over {int(a.n)} dataset pairs): "
+            f"**{fmt(a.held_out)}** on held-out and **{fmt(a.train)}** on train images."
+        )
+    cats = summary.drop(index="all", errors="ignore").dropna(subset=["held_out", "train"])
+    if len(cats) < 3:
+        parts.append(
+            f"Fewer than three {category} pairs have a median on both, so their order is not "
+            "compared."
+        )
+    else:
+        rho, p = correlation_test(cats.held_out, cats.train, "spearman")
+        kept = np.isfinite(p) and p < alpha and rho > 0
+        top_h, top_t = cats.held_out.idxmax(), cats.train.idxmax()
+        big = cats.difference.abs().idxmax()
+        parts.append(
+            f"The order of the {len(cats)} {category} pairs by median consistency is "
+            f"{'kept' if kept else 'not clearly kept'} (Spearman rho = {fmt(rho)}, "
+            f"{format_p(p)}); the most consistent is {top_h} on held-out and "
+            + ("the same on train images" if top_h == top_t else f"{top_t} on train images")
+            + f"; the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)})."
+        )
+    parts.append(
+        "The medians are over dataset pairs that share datasets, so the change of each category "
+        "pair carries no test: this run cannot say whether changes of this size exceed what "
+        "another draw of datasets or models would give."
+    )
+    return " ".join(parts)
