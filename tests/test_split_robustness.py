@@ -1,0 +1,281 @@
+"""Tests of the train-split variant of pair similarity (repsim.analysis.train_split_similarity and
+what the robustness chapter draws from it) on a small fake run with stimulus tables."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_run import write_fake_run
+
+from repsim import analysis as A
+from repsim import chapter as CH
+from repsim import sentences as T
+from repsim.errors import InputError
+from repsim.runfolder import RunFolder
+from repsim.stimuli.stimset import StimulusSet
+from repsim.stimuli.subset import similarity_subset
+from repsim.store import FeatureStore
+
+N_STIM = 80  # stimuli per dataset in the fake run's feature store (ids s000..s079)
+N_CLASSES = 4
+
+
+def _table(extra_train: int = 0) -> pd.DataFrame:
+    """Stimulus table of the fake store's ids: every 4th a test row (the similarity subset), the
+    rest train; ``extra_train`` train rows more whose features the store lacks."""
+    ids = [f"s{i:03d}" for i in range(N_STIM)] + [f"t{i:03d}" for i in range(extra_train)]
+    n = len(ids)
+    split = ["test" if i % 4 == 0 and i < N_STIM else "train" for i in range(n)]
+    return pd.DataFrame(
+        {
+            "id": ids,
+            "label": [(i // 4) % N_CLASSES for i in range(n)],
+            "split": split,
+            "in_similarity": [s == "test" for s in split],
+        }
+    )
+
+
+def _stimuli_run(path, stimuli: dict | None, extra_train: int = 0, entries: list | None = None):
+    """A fake run with features, stimulus tables and a config with ``stimuli`` (None: no config)."""
+    write_fake_run(path, n_per_objective=2, probes=False)
+    folder = RunFolder(path)
+    run = CH.load_run(path)
+    for ds in map(str, run.similarity.dataset.values):
+        folder.stimuli(ds).parent.mkdir(parents=True, exist_ok=True)
+        _table(extra_train).to_csv(folder.stimuli(ds), index=False)
+    info = json.loads(folder.info.read_text())
+    info["config"] = (
+        None if stimuli is None else {"name": "fake", "stimuli": stimuli, "datasets": entries or []}
+    )
+    folder.info.write_text(json.dumps(info))
+    return CH.load_run(path)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> CH.Run:
+    return _stimuli_run(
+        tmp_path_factory.mktemp("split"), {"max_images": 40, "seed": 3, "split": "test"}
+    )
+
+
+def _ucka(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased linear CKA from the U-statistic HSIC of Song et al. (2012), float64."""
+
+    def hsic(k: np.ndarray, m: np.ndarray) -> float:
+        n = len(k)
+        k, m = k.copy(), m.copy()
+        np.fill_diagonal(k, 0.0)
+        np.fill_diagonal(m, 0.0)
+        t = np.sum(k * m) + k.sum() * m.sum() / ((n - 1) * (n - 2))
+        t -= 2.0 / (n - 2) * k.sum(0) @ m.sum(0)
+        return t / (n * (n - 3))
+
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    k, m = x @ x.T, y @ y.T
+    return float(hsic(k, m) / np.sqrt(hsic(k, k) * hsic(m, m)))
+
+
+def _stimset(table: pd.DataFrame) -> StimulusSet:
+    return StimulusSet(
+        dataset_id="d",
+        ids=table["id"].to_numpy(str),
+        labels=table["label"].to_numpy(),
+        split=table["split"].to_numpy(str),
+        class_names=[str(c) for c in range(N_CLASSES)],
+        domain="Structured",
+        images=np.zeros((len(table), 1, 1, 3), np.uint8),
+    )
+
+
+# ----------------------------------------------------------------------------------- which rows
+def test_split_ids_are_the_pipelines_subset_of_the_train_rows(run):
+    ids = A.split_ids(run, "shapes", "train")
+    table = _table()
+    train = set(table.loc[table.split == "train", "id"])
+    assert set(ids) <= train and len(ids) == 40  # max_images 40 of the 60 train rows
+    assert (table.set_index("id").loc[ids, "label"].value_counts() == 10).all()  # ceil(40 / 4)
+    expected = similarity_subset(_stimset(table), max_images=40, seed=3, split="train")
+    assert list(ids) == list(expected)
+    other_seed = similarity_subset(_stimset(table), max_images=40, seed=4, split="train")
+    assert list(ids) != list(other_seed)  # the run's seed is the one used
+    # on the run's own split the rule gives the rows the run marked in_similarity
+    assert list(A.split_ids(run, "shapes", "test")) == sorted(table.id[table.in_similarity])
+
+
+def test_split_ids_take_a_dataset_entrys_own_rule(tmp_path):
+    entry = {
+        "id": "digits",
+        "loader": "embedded",
+        "path": "digits.npz",
+        "domain": "Structured",
+        "per_class": 3,
+    }
+    r = _stimuli_run(tmp_path / "r", {"split": "test"}, entries=[entry])
+    assert len(A.split_ids(r, "digits", "train")) == 3 * N_CLASSES
+    assert len(A.split_ids(r, "shapes", "train")) == 60  # no cap: every train row
+    assert A.split_ids(r, "no-such-dataset") is None
+
+
+# --------------------------------------------------------------------------------- the numbers
+def test_train_split_similarity_matches_a_per_pair_reference(run):
+    v = A.train_split_similarity(run, "cka_linear", device="cpu")
+    store = FeatureStore(run.features_path)
+    models = [str(m) for m in run.similarity.model_a.values]
+    assert list(v.dataset.values) == list(run.similarity.dataset.values)
+    assert v.attrs["n_train"] == [40] * v.sizes["dataset"]
+    for ds in map(str, v.dataset.values):
+        ids = A.split_ids(run, ds, "train")
+        feats = {m: store.read(ds, m, ids)[1] for m in models}
+        got = v["train"].sel(dataset=ds)
+        for a, b in itertools.combinations(models, 2):
+            assert got.sel(model_a=a, model_b=b).item() == pytest.approx(
+                _ucka(feats[a], feats[b]), abs=1e-9
+            )
+        held = run.similarity["cka_linear"].sel(dataset=ds)
+        np.testing.assert_array_equal(v["held_out"].sel(dataset=ds).values, held.values)
+    assert v["held_out"].attrs["split"] == "test" and v["train"].attrs["split"] == "train"
+
+
+def test_agreement_and_consistency_against_direct_computations(run):
+    from scipy.stats import pearsonr
+
+    v = A.train_split_similarity(run, "cka_linear", device="cpu")
+    pairs = A.split_pair_table(v)
+    models = [str(m) for m in v.model_a.values]
+    n_pairs = len(models) * (len(models) - 1) // 2
+    assert list(pairs.columns[-2:]) == ["held_out", "train"] and len(pairs) == 6 * n_pairs
+    agree = A.split_agreement(pairs)
+    iu = np.triu_indices(len(models), k=1)
+    vec = {k: v[k].transpose("dataset", "model_a", "model_b").values[:, iu[0], iu[1]] for k in v}
+    for i, row in agree.iterrows():
+        r, p = pearsonr(vec["held_out"][i], vec["train"][i])
+        assert row.r == pytest.approx(r, abs=1e-12) and row.p == pytest.approx(p, rel=1e-9)
+        diff = (vec["train"][i] - vec["held_out"][i]).mean()
+        assert row.mean_difference == pytest.approx(diff, abs=1e-12)
+        assert row.n_pairs == n_pairs
+    cons = A.split_consistency(v)
+    everything = cons[cons.label == "all"]
+    assert len(everything) == 15  # 6 datasets: 15 dataset pairs
+    for _, row in everything.iterrows():
+        a, b = (list(v.dataset.values).index(d) for d in (row.dataset_a, row.dataset_b))
+        for k in ("held_out", "train"):
+            assert row[k] == pytest.approx(np.corrcoef(vec[k][a], vec[k][b])[0, 1], abs=1e-12)
+    summary = A.split_consistency_summary(cons)
+    assert summary.index[0] == "all"
+    assert summary.loc["all", "held_out"] == pytest.approx(everything.held_out.median())
+    assert (summary["n"] == 15).all()
+
+
+def test_a_model_without_train_features_is_nan_on_that_dataset(tmp_path):
+    r = _stimuli_run(tmp_path / "r", {"split": "test"})
+    gone = str(r.similarity.model_a.values[0])
+    FeatureStore(r.features_path).delete("shapes", gone)
+    v = A.train_split_similarity(r, device="cpu")
+    shapes = v["train"].sel(dataset="shapes")
+    assert np.isnan(shapes.sel(model_a=gone)).all()
+    assert np.isfinite(shapes.drop_sel(model_a=gone, model_b=gone)).all()
+    assert np.isfinite(v["train"].sel(dataset="digits")).all()
+
+
+# ------------------------------------------------------------------------------------- skipping
+def test_skip_when_the_store_lacks_train_rows_or_the_run_cannot_compare(tmp_path, run):
+    assert A.train_split_skip(run) is None
+    # train rows listed in the tables but not extracted (and no other train rows)
+    r = _stimuli_run(tmp_path / "a", {"split": "test", "max_images": 8}, extra_train=8)
+    table = _table(extra_train=8)
+    table = table[(table.split == "test") | table.id.str.startswith("t")]
+    for ds in map(str, r.similarity.dataset.values):
+        table.to_csv(RunFolder(r.path).stimuli(ds), index=False)
+    assert "holds no train-split rows" in A.train_split_skip(r)
+    with pytest.raises(InputError, match="holds no train-split rows"):
+        A.train_split_similarity(r)
+    r = _stimuli_run(tmp_path / "b", {"split": "train"})
+    assert "train split already" in A.train_split_skip(r)
+    r = _stimuli_run(tmp_path / "c", None)
+    assert "records no config" in A.train_split_skip(r)
+    r = CH.load_run(write_fake_run(tmp_path / "d", n_per_objective=1, features=False))
+    info = json.loads(RunFolder(r.path).info.read_text())
+    info["config"]["stimuli"] = {"split": "test"}
+    RunFolder(r.path).info.write_text(json.dumps(info))
+    assert "kept no features" in A.train_split_skip(CH.load_run(r.path))
+    with pytest.raises(InputError, match="not in the run"):
+        A.train_split_similarity(run, "no_such_measure")
+
+
+# ------------------------------------------------------------------------------------- sentences
+def _agreement(r: list[float], diff: list[float]) -> pd.DataFrame:
+    n = len(r)
+    return pd.DataFrame(
+        {
+            "dataset": [f"d{i}" for i in range(n)],
+            "domain": "Structured",
+            "n_pairs": 28,
+            "r": r,
+            "p": [1e-5] * n,
+            "mean_held_out": 0.5,
+            "mean_train": [0.5 + d for d in diff],
+            "mean_difference": diff,
+        }
+    )
+
+
+def _summary(held: list[float], train: list[float]) -> pd.DataFrame:
+    labels = ["all"] + [f"C{i} | C{i}" for i in range(len(held) - 1)]
+    t = pd.DataFrame({"held_out": held, "train": train}, index=pd.Index(labels, name="label"))
+    return t.assign(difference=t.train - t.held_out, n=15)
+
+
+def test_sentence_agree_case():
+    agree = _agreement([0.95, 0.99, 0.97, 0.98], [0.01, -0.02, 0.01, -0.01])
+    text = T.train_split_text(
+        agree,
+        _summary([0.4, 0.8, 0.6, 0.3, 0.1], [0.42, 0.78, 0.65, 0.3, 0.12]),
+        "cka",
+        "objective",
+    )
+    assert text.startswith("The train-split variant agrees closely")
+    assert "from **0.95** (d0) to **0.99** (d1) over the 4 datasets" in text
+    assert "p < 0.001" in text and "overstates" in text
+    assert "higher on train images on **2 of 4** datasets" in text
+    assert "no systematic shift (exact sign test over datasets, p = 1.00)" in text
+    assert "**0.40** on held-out and **0.42** on train" in text
+    assert (
+        "order of the 4 objective pairs by median consistency is kept (Spearman rho = 1.00" in text
+    )
+    assert "the same on train images" in text and "carries no test" in text
+
+
+def test_sentence_disagree_case():
+    agree = _agreement([0.95, -0.2, 0.6, 0.97, 0.9, 0.92, 0.95, 0.99], [0.05] * 8)
+    summary = _summary([0.4, 0.8, 0.6, 0.3, 0.1], [0.2, 0.1, 0.3, 0.6, 0.5])
+    text = T.train_split_text(agree, summary, "cka", "objective")
+    assert text.startswith("The train-split variant disagrees with the held-out one on d1")
+    assert "closely" not in text
+    # all 8 datasets higher on train images: two-sided exact sign test p = 2 / 2**8
+    assert "systematically higher (exact sign test over datasets, p = 0.008)" in text
+    assert "is not clearly kept" in text
+    assert "the most consistent is C0 | C0 on held-out and C2 | C2 on train images" in text
+    assert "the largest change is C0 | C0 (-0.700)" in text
+    weak = T.train_split_text(_agreement([0.95, 0.6], [0.0, 0.0]), None, "cka", "objective")
+    assert "keeps the order of model pairs but not closely on d1 (r below 0.9)" in weak
+    assert "sign test" not in weak  # no dataset moved: nothing to test
+    assert "needs two or more datasets" in weak
+
+
+def test_sentence_says_what_one_dataset_or_no_r_cannot_support():
+    one = T.train_split_text(_agreement([0.99], [0.01]), None, "cka", "objective")
+    assert "so this rests on one dataset" in one
+    none = T.train_split_text(_agreement([np.nan], [0.01]), None, "cka", "objective")
+    assert "not compared" in none
+    few = T.train_split_text(
+        _agreement([0.99, 0.98], [0.0, 0.0]),
+        _summary([0.4, 0.8, 0.6], [0.4, 0.8, 0.6]),
+        "cka",
+        "objective",
+    )
+    assert "Fewer than three objective pairs" in few
