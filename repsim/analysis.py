@@ -634,6 +634,7 @@ def train_split_similarity(
     """
     from repsim.chapter import select
     from repsim.measures import similarity_matrices
+    from repsim.measures.registry import parse_measure
     from repsim.store import FeatureStore
 
     if measure not in run.similarity:
@@ -646,12 +647,14 @@ def train_split_similarity(
     )
     store = FeatureStore(run.features_path)  # type: ignore[arg-type]
     ids_of = [str(m) for m in held.model_a.values]
+    min_n = parse_measure(measure).min_n
     keep, train, n_train = [], [], []
     for ds in [str(d) for d in held.dataset.values]:
         ids = split_ids(run, ds, "train")
-        stored = [
-            m for m in ids_of if ids is not None and len(ids) and _stored_with(store, ds, m, ids)
-        ]
+        if ids is None or len(ids) < min_n:
+            log.info("train split: %s left out (fewer than %d train rows)", ds, min_n)
+            continue
+        stored = [m for m in ids_of if _stored_with(store, ds, m, ids)]
         if len(stored) < 2:
             log.info("train split: %s left out (train features of %d models)", ds, len(stored))
             continue
@@ -661,6 +664,11 @@ def train_split_similarity(
         keep.append(ds)
         train.append(full)
         n_train.append(len(ids))
+    if not keep:
+        raise InputError(
+            f"no dataset has {min_n} or more train-split rows stored for two or more models; "
+            "check with repsim.analysis.train_split_skip(run)"
+        )
     held = held.sel(dataset=keep)
     out = xr.Dataset(
         {"held_out": held, "train": held.copy(data=np.stack(train))},
