@@ -15,11 +15,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from repsim.pipeline import run
     from repsim.runfolder import RunFolder
 
-    result = run(args.config, args.out, scheduler=args.scheduler, cluster=args.cluster, device=args.device)
+    result = run(
+        args.config, args.out, scheduler=args.scheduler, cluster=args.cluster, device=args.device
+    )
     print(result.summary)
     folder = RunFolder(result.run_dir)
     files = [p.name for p in (*folder.result_paths().values(), folder.info) if p.exists()]
-    print(f"results: {result.run_dir}/ ({', '.join(files)}); the book: repsim book --run {result.run_dir}")
+    print(
+        f"results: {result.run_dir}/ ({', '.join(files)}); the book: repsim book --run {result.run_dir}"
+    )
     return 0
 
 
@@ -73,9 +77,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_minizoo(args: argparse.Namespace) -> int:
+    from repsim.minizoo.train import evaluate_main
     from repsim.minizoo.train import main as train_main
 
-    return train_main(args.rest)
+    return (train_main if args.action == "train" else evaluate_main)(args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,14 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="synchronous",
         help="synchronous | local:N | tcp://HOST:PORT (an existing dask scheduler)",
     )
-    p.add_argument("--cluster", choices=["slurm", "pbs"], default=None, help="start workers via dask-jobqueue")
+    p.add_argument(
+        "--cluster", choices=["slurm", "pbs"], default=None, help="start workers via dask-jobqueue"
+    )
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("book", help="execute the notebooks on a run folder and build the book")
     p.add_argument("--run", default="runs/embedded", help="run folder to render")
     p.add_argument("--book", default="book", help="book folder")
-    p.add_argument("--no-execute", action="store_true", help="build from already executed notebooks")
+    p.add_argument(
+        "--no-execute", action="store_true", help="build from already executed notebooks"
+    )
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("models", help="list or check the models of a config")
@@ -130,8 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 when a number differs")
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("minizoo", help="retrain the mini-zoo: repsim minizoo train [options]")
-    p.add_argument("action", choices=["train"])
+    p = sub.add_parser(
+        "minizoo",
+        help="retrain the mini-zoo (repsim minizoo train [options]) or rewrite its per-dataset "
+        "held-out accuracies (repsim minizoo evaluate)",
+    )
+    p.add_argument("action", choices=["train", "evaluate"])
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_minizoo)
     return parser

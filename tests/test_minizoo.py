@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -214,3 +215,113 @@ def test_shipped_models_yaml_loads_through_the_zoo() -> None:
         assert loaded.pretrained_cfg["weights"] == str(ZOO / f"{spec.id}.safetensors")
         with torch.no_grad():
             assert loaded.module(x).shape == (2, spec.embed_dim)
+
+
+# ------------------------------------------------------------------ held-out accuracy per dataset
+def test_ridge_fit_matches_augmented_least_squares() -> None:
+    """The closed-form ridge equals the least-squares solution of the augmented system."""
+    from repsim.minizoo.evaluate import _design, _ridge
+
+    rng = np.random.default_rng(0)
+    x = _design(rng.normal(size=(60, 5)))
+    y = rng.integers(0, 3, size=60)
+    lam = 0.3
+    aug_x = np.vstack([x, np.sqrt(lam * len(x)) * np.eye(x.shape[1])])
+    aug_y = np.vstack([np.eye(3)[y], np.zeros((x.shape[1], 3))])
+    ref = np.linalg.lstsq(aug_x, aug_y, rcond=None)[0]
+    np.testing.assert_allclose(_ridge(x, y, 3, lam), ref, rtol=1e-10, atol=1e-12)
+
+
+def _two_sets(n: int = 200) -> tuple[torch.Tensor, ...]:
+    """Joint labels of two sets: 'sep' (classes 0-1, separable features), 'noise' (classes 2-5,
+    features independent of the label)."""
+    rng = np.random.default_rng(1)
+    y = np.concatenate([rng.integers(0, 2, n), rng.integers(2, 6, n)])
+    z = rng.normal(size=(2 * n, 8))
+    z[:n, 0] += 6.0 * (2 * y[:n] - 1)  # 'sep': the first feature gives the class away
+    train = np.arange(2 * n) % 4 != 3
+    t = torch.from_numpy
+    return t(z[train]), t(y[train]), t(z[~train]), t(y[~train])
+
+
+def test_dataset_accuracies_probe_each_set_on_its_own_classes() -> None:
+    from repsim.minizoo.evaluate import dataset_accuracies, heldout_chance, ridge_probe
+
+    tr_z, tr_y, te_z, te_y = _two_sets()
+    names = ["sep/a", "sep/b", "noise/a", "noise/b", "noise/c", "noise/d"]
+    rows = dataset_accuracies(tr_z, tr_y, te_z, te_y, names)
+    assert [(r["dataset"], r["n_classes"]) for r in rows] == [("sep", 2), ("noise", 4)]
+    assert rows[0]["n_train"] + rows[1]["n_train"] == len(tr_y)
+    assert rows[0]["n_test"] == int((te_y < 2).sum())
+    assert rows[0]["probe_acc"] >= 0.95
+    # the noise set alone, re-indexed by hand, gives the same number
+    m, mt = tr_y >= 2, te_y >= 2
+    ref = ridge_probe(tr_z[m], tr_y[m] - 2, te_z[mt], te_y[mt] - 2, 4)
+    assert rows[1]["probe_acc"] == round(ref, 4)
+    chance = heldout_chance([{"id": "m", **r} for r in rows])
+    assert chance.set_index("dataset")["near_chance"].to_dict() == {"sep": False, "noise": True}
+
+
+def test_train_writes_heldout_and_evaluate_refuses_a_changed_file(
+    tiny: Path, tmp_path: Path
+) -> None:
+    from repsim.errors import ConfigError
+    from repsim.minizoo.train import evaluate_zoo, main
+
+    out = tmp_path / "zoo"
+    args = ["--data", str(tiny), "--seeds", "0", "--epochs", "1", "--batch-size", "32"]
+    assert (
+        main([*args, "--archs", "mlp", "--objectives", "supervised", "random", "--out", str(out)])
+        == 0
+    )
+    manifest = list(csv.DictReader((out / "manifest.csv").open()))
+    held = list(csv.DictReader((out / "heldout.csv").open()))
+    assert [(r["id"], r["dataset"]) for r in held] == [
+        (m["id"], d) for m in manifest for d in ("blocks", "squares")
+    ]
+    assert {r["sha256"] for r in held} == {m["sha256"] for m in manifest}
+    # evaluate rewrites the same rows from the files ...
+    again = evaluate_zoo(out, tiny)
+    assert [{k: str(v) for k, v in r.items()} for r in again] == held
+    # ... and refuses a weights file the manifest does not describe
+    path = out / manifest[0]["weights"]
+    path.write_bytes(path.read_bytes() + b" ")
+    with pytest.raises(ConfigError, match=r"SHA-256 differs.*--only mlp-supervised-s0"):
+        evaluate_zoo(out, tiny)
+
+
+def _heldout_rows() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    rows = _shipped_rows()
+    if not (ZOO / "heldout.csv").exists():
+        pytest.fail("data/minizoo/heldout.csv is missing; run `repsim minizoo evaluate`")
+    return list(csv.DictReader((ZOO / "heldout.csv").open())), rows
+
+
+def test_shipped_heldout_describes_the_shipped_files_and_no_trained_model_guesses() -> None:
+    from repsim.minizoo.evaluate import heldout_chance
+
+    held, manifest = _heldout_rows()
+    sha = {r["id"]: r["sha256"] for r in manifest}
+    assert {r["id"] for r in held} == set(sha)
+    assert all(r["sha256"] == sha[r["id"]] for r in held)
+    chance = heldout_chance(held)
+    trained = {r["id"] for r in manifest if r["objective"] != "Random"}
+    near = chance[chance["near_chance"] & chance["model"].isin(trained)]
+    assert near.empty, near[["model", "dataset", "accuracy", "threshold"]].to_string()
+
+
+def test_shipped_heldout_recomputes_from_the_weights() -> None:
+    """Two models re-evaluated here agree with heldout.csv to one test image per set (float32
+    embeddings may differ in the last bit between thread counts)."""
+    from repsim.minizoo.data import load_zoo_data
+    from repsim.minizoo.train import evaluate_stored
+
+    held, manifest = _heldout_rows()
+    data = load_zoo_data(ZOO.parent / "embedded")
+    train, test = data.subset(True), data.subset(False)
+    for row in [r for r in manifest if r["id"] in ("cnn-supervised-s0", "vit-clip-s1")]:
+        _, rows, _ = evaluate_stored(ZOO / row["weights"], row["id"], row["sha256"], train, test)
+        shipped = {r["dataset"]: r for r in held if r["id"] == row["id"]}
+        for r in rows:
+            ref = shipped[r["dataset"]]
+            assert abs(r["probe_acc"] - float(ref["probe_acc"])) <= 1 / int(ref["n_test"]) + 1e-4

@@ -4,6 +4,10 @@ The probe is a closed-form ridge classifier on L2-normalised embeddings (as the 
 features before any probe), with the penalty chosen on a fixed 80/20 split of the train part. It
 is deterministic and takes well under a second, so every model, random controls included, gets a
 comparable number in the manifest. The study's own AdamW probe lives in :mod:`repsim.probe`.
+
+:func:`dataset_accuracies` applies the same probe within each embedded set (its own classes, its own
+train and test split), so a reader can see that no trained model guesses on a set the behaviour
+chapter uses; ``repsim minizoo evaluate`` writes those rows to ``heldout.csv``.
 """
 
 from __future__ import annotations
@@ -59,6 +63,66 @@ def ridge_probe(
     best = max(PENALTIES, key=val_acc)
     w = _ridge(x, y, n_classes, best)
     return float(((_design(test_z.double().numpy()) @ w).argmax(1) == test_y.numpy()).mean())
+
+
+def dataset_accuracies(
+    train_z: torch.Tensor,
+    train_y: torch.Tensor,
+    test_z: torch.Tensor,
+    test_y: torch.Tensor,
+    class_names: list[str],
+) -> list[dict[str, object]]:
+    """Ridge-probe accuracy within each dataset: trained on its train rows, tested on its test rows.
+
+    ``class_names`` is the zoo's joint label space (``"<dataset>/<class>"``); a dataset's labels are
+    re-indexed to its own classes, so chance is ``1 / n_classes`` of that dataset. One row per
+    dataset, in label order: ``dataset, n_classes, n_train, n_test, probe_acc``.
+    """
+    owner = np.array([name.split("/", 1)[0] for name in class_names])
+    tr_y, te_y = train_y.numpy(), test_y.numpy()
+    rows: list[dict[str, object]] = []
+    for dataset in dict.fromkeys(owner.tolist()):
+        labels = np.flatnonzero(owner == dataset)  # contiguous block of the joint label space
+        offset = int(labels[0])
+        tr = np.flatnonzero(np.isin(tr_y, labels))
+        te = np.flatnonzero(np.isin(te_y, labels))
+        if tr.size == 0 or te.size == 0:
+            continue
+        acc = ridge_probe(
+            train_z[tr],
+            torch.from_numpy(tr_y[tr] - offset),
+            test_z[te],
+            torch.from_numpy(te_y[te] - offset),
+            labels.size,
+        )
+        rows.append(
+            {
+                "dataset": str(dataset),
+                "n_classes": int(labels.size),
+                "n_train": int(tr.size),
+                "n_test": int(te.size),
+                "probe_acc": round(acc, 4),
+            }
+        )
+    return rows
+
+
+def heldout_chance(rows: list[dict[str, object]]):  # -> pandas.DataFrame
+    """The behaviour chapter's chance rule (:func:`repsim.behavior.probe_chance`) on ``heldout.csv``
+    rows: one deterministic probe per (model, dataset), near chance when its accuracy is at most
+    ``1 / n_classes + CHANCE_MARGIN``."""
+    import xarray as xr
+
+    from repsim.behavior import probe_chance
+
+    models = list(dict.fromkeys(str(r["id"]) for r in rows))
+    datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
+    acc = np.full((len(models), len(datasets)), np.nan)
+    for r in rows:
+        acc[models.index(str(r["id"])), datasets.index(str(r["dataset"]))] = float(r["probe_acc"])
+    classes = {str(r["dataset"]): int(r["n_classes"]) for r in rows}
+    da = xr.DataArray(acc, coords={"model": models, "dataset": datasets}, dims=("model", "dataset"))
+    return probe_chance(da, classes)
 
 
 @torch.no_grad()

@@ -36,6 +36,8 @@ COLUMNS = (
     "sha256",
 )
 _ORDER_OBJ = ("supervised", "simclr", "barlow", "clip", "random")
+#: ``heldout.csv``: per model and embedded set, the ridge probe within that set (held-out split).
+HELDOUT_COLUMNS = ("id", "dataset", "n_classes", "n_train", "n_test", "probe_acc", "sha256")
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:
@@ -72,6 +74,33 @@ def write_manifest(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+    return path
+
+
+def merge_heldout(
+    old: Iterable[Mapping[str, Any]], new: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """``old`` per-dataset rows with every row of a model in ``new`` replaced; model order as the manifest."""
+    new = [dict(r) for r in new]
+    replaced = {str(r["id"]) for r in new}
+    rows = [dict(r) for r in old if str(r["id"]) not in replaced] + new
+    first: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        first.setdefault(str(r["dataset"]), i)
+    return sorted(rows, key=lambda r: (_sort_key(r), first[str(r["dataset"])]))
+
+
+def write_heldout(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write ``heldout.csv`` atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(
+            f, fieldnames=HELDOUT_COLUMNS, extrasaction="ignore", lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(rows)
     tmp.replace(path)
@@ -141,4 +170,31 @@ def summary_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
         lines.append(
             f"| {method} | {arch} | {len(rs)} | {stat(probe)} | {stat(head)} | {stat(loss)} | {secs:.0f} |"
         )
+    return "\n".join(lines)
+
+
+def heldout_markdown(
+    manifest: Iterable[Mapping[str, Any]], heldout: Iterable[Mapping[str, Any]]
+) -> str:
+    """A markdown table: per (method, architecture), the mean over seeds of the within-dataset
+    probe accuracy on each embedded set, with chance (1 / classes) as the last row."""
+    method = {str(r["id"]): (str(r["method"]), str(r["identifier"])) for r in manifest}
+    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
+    classes: dict[str, int] = {}
+    first: dict[tuple[str, str], str] = {}
+    for r in heldout:
+        key = method[str(r["id"])]
+        first.setdefault(key, str(r["id"]))
+        classes[str(r["dataset"])] = int(r["n_classes"])
+        cells.setdefault(key, {}).setdefault(str(r["dataset"]), []).append(float(r["probe_acc"]))
+    datasets = list(classes)
+    lines = [
+        "| method | arch | " + " | ".join(datasets) + " |",
+        "|---|---|" + "---|" * len(datasets),
+    ]
+    for key in sorted(cells, key=lambda k: _sort_key({"id": first[k]})):
+        values = [cells[key].get(d, []) for d in datasets]
+        row = [f"{sum(v) / len(v):.3f}" if v else "-" for v in values]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(row) + " |")
+    lines.append("| chance | | " + " | ".join(f"{1 / classes[d]:.3f}" for d in datasets) + " |")
     return "\n".join(lines)

@@ -30,11 +30,14 @@ from repsim.errors import ConfigError
 from repsim.minizoo.archs import ARCHS, arch_kwargs, build_arch, count_params
 from repsim.minizoo.captions import Tokenizer
 from repsim.minizoo.data import ZooData, load_zoo_data
-from repsim.minizoo.evaluate import embed, head_accuracy, ridge_probe
+from repsim.minizoo.evaluate import dataset_accuracies, embed, head_accuracy, ridge_probe
 from repsim.minizoo.manifest import (
+    heldout_markdown,
+    merge_heldout,
     merge_rows,
     read_manifest,
     summary_markdown,
+    write_heldout,
     write_manifest,
     write_models_yaml,
 )
@@ -44,13 +47,14 @@ from repsim.minizoo.weights import load_encoder, save_encoder
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
+HELDOUT = "heldout.csv"
 
 
 @dataclass(frozen=True)
 class Budget:
     """The training budget every objective gets."""
 
-    epochs: int = 2
+    epochs: int = 20
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -139,6 +143,22 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def evaluate_stored(
+    path: Path, name: str, sha256: str, train: ZooData, test: ZooData
+) -> tuple[float, list[dict[str, Any]], torch.Tensor]:
+    """Held-out accuracies of the weights file as stored (after the float16 round trip).
+
+    Returns the 95-way ridge-probe accuracy, the per-dataset rows of ``heldout.csv`` and the test
+    embeddings (for the supervised head).
+    """
+    stored, _ = load_encoder(path)
+    train_z, test_z = embed(stored, train.images), embed(stored, test.images)
+    probe = ridge_probe(train_z, train.labels, test_z, test.labels, len(train.class_names))
+    per_dataset = dataset_accuracies(train_z, train.labels, test_z, test.labels, train.class_names)
+    heldout = [{"id": name, **r, "sha256": sha256} for r in per_dataset]
+    return probe, heldout, test_z
+
+
 def build_one(
     arch: str,
     objective: str,
@@ -173,9 +193,8 @@ def build_one(
             "training_data": train.description,
         },
     )
-    stored, _ = load_encoder(path)
-    train_z, test_z = embed(stored, train.images), embed(stored, test.images)
-    probe = ridge_probe(train_z, train.labels, test_z, test.labels, len(train.class_names))
+    sha = _sha256(path)
+    probe, heldout, test_z = evaluate_stored(path, name, sha, train, test)
     head = head_accuracy(obj.head, test_z, test.labels) if hasattr(obj, "head") else ""
     row = {
         "id": name,
@@ -193,7 +212,8 @@ def build_one(
         "params": count_params(encoder),
         "embed_dim": int(encoder.embed_dim),
         "weights": path.name,
-        "sha256": _sha256(path),
+        "sha256": sha,
+        "heldout": heldout,
     }
     log.info(
         "%s: loss %s, probe acc %.3f%s, %.1f s",
@@ -257,6 +277,8 @@ def train_zoo(
         merged = merge_rows(read_manifest(out / "manifest.csv"), rows[-1:])
         write_manifest(merged, out / "manifest.csv")
         write_models_yaml(merged, out / "models.yaml")
+        held = merge_heldout(read_manifest(out / HELDOUT), rows[-1]["heldout"])
+        write_heldout(held, out / HELDOUT)
     log.info(
         "trained %d models in %.1f s into %s\n%s",
         len(rows),
@@ -264,6 +286,36 @@ def train_zoo(
         out,
         summary_markdown(rows),
     )
+    return rows
+
+
+def evaluate_zoo(zoo: str | Path, data_dir: str | Path) -> list[dict[str, Any]]:
+    """Rewrite ``heldout.csv`` of an existing zoo from its weights, checked against the manifest.
+
+    Refuses a weights file whose SHA-256 differs from its manifest row: the accuracies must
+    describe the files that ship. Returns the rows written.
+    """
+    zoo = Path(zoo)
+    manifest = read_manifest(zoo / "manifest.csv")
+    if not manifest:
+        raise ConfigError(f"{zoo / 'manifest.csv'} is missing or empty; train the zoo first")
+    data = load_zoo_data(data_dir)
+    train, test = data.subset(True), data.subset(False)
+    rows: list[dict[str, Any]] = []
+    for row in tqdm(manifest, desc="held-out", unit="model"):
+        path = zoo / row["weights"]
+        if not path.exists():
+            raise ConfigError(
+                f"{row['id']}: weights file {path} is missing; retrain it with --only"
+            )
+        sha = _sha256(path)
+        if sha != row["sha256"]:
+            raise ConfigError(
+                f"{row['id']}: {path.name} does not match its manifest row (SHA-256 differs); "
+                f"retrain it with `repsim minizoo train --only {row['id']}`"
+            )
+        rows += evaluate_stored(path, row["id"], sha, train, test)[1]
+    write_heldout(rows, zoo / HELDOUT)
     return rows
 
 
@@ -301,6 +353,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads (fixed so reruns reproduce; default 1)",
     )
     return p
+
+
+def build_evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="repsim minizoo evaluate",
+        description="Rewrite heldout.csv (per-dataset held-out accuracy) of a trained zoo.",
+    )
+    p.add_argument("--zoo", default=str(REPO / "data" / "minizoo"), help="zoo folder")
+    p.add_argument(
+        "--data", default=str(REPO / "data" / "embedded"), help="folder of embedded sets (*.npz)"
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch threads (as in training)")
+    return p
+
+
+def evaluate_main(argv: list[str] | None = None) -> int:
+    """Entry point of ``repsim minizoo evaluate``: prints the table and the near-chance models."""
+    from repsim.minizoo.evaluate import heldout_chance
+
+    args = build_evaluate_parser().parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        rows = evaluate_zoo(args.zoo, args.data)
+    finally:
+        torch.set_num_threads(threads)
+    manifest = read_manifest(Path(args.zoo) / "manifest.csv")
+    print(heldout_markdown(manifest, rows))
+    trained = {r["id"] for r in manifest if r["objective"] != "Random"}
+    chance = heldout_chance(rows)
+    near = chance[chance["near_chance"] & chance["model"].isin(trained)]
+    print(
+        f"{len(near)} (model, dataset) cells of trained models are near chance"
+        + (
+            ": " + ", ".join(f"{m} on {d}" for m, d in zip(near["model"], near["dataset"]))
+            if len(near)
+            else ""
+        )
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
