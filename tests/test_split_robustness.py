@@ -283,3 +283,27 @@ def test_sentence_says_what_one_dataset_or_no_r_cannot_support():
         "objective",
     )
     assert "Fewer than three objective pairs" in few
+
+
+def test_split_figures_draw_one_panel_per_dataset_with_every_pair(run):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from repsim import plots as P
+
+    v = A.train_split_similarity(run, device="cpu")
+    pairs = A.split_pair_table(v)
+    agree = A.split_agreement(pairs)
+    fig = P.split_scatter(pairs, agree, caption="caption", columns=4)
+    shown = [ax for ax in fig.axes if ax.get_visible() and ax.collections]
+    assert len(shown) == 6 and len(fig.axes) == 8  # 2 rows of 4, the last two hidden
+    for ax, (_, row) in zip(shown, agree.iterrows()):
+        assert ax.get_title() == f"{row.dataset}: r = {T.fmt(row.r)}"
+        assert sum(len(c.get_offsets()) for c in ax.collections) == row.n_pairs
+    plt.close(fig)
+    cons = A.split_consistency(v)
+    fig = P.split_consistency_scatter(cons, caption="caption")
+    assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == len(cons)
+    plt.close(fig)
