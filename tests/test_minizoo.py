@@ -262,7 +262,7 @@ def test_dataset_accuracies_probe_each_set_on_its_own_classes() -> None:
     assert chance.set_index("dataset")["near_chance"].to_dict() == {"sep": False, "noise": True}
 
 
-def test_train_writes_heldout_and_evaluate_refuses_a_changed_file(
+def test_train_writes_heldout_evaluate_refuses_a_changed_file_and_resume_skips_intact(
     tiny: Path, tmp_path: Path
 ) -> None:
     from repsim.errors import ConfigError
@@ -285,9 +285,27 @@ def test_train_writes_heldout_and_evaluate_refuses_a_changed_file(
     assert [{k: str(v) for k, v in r.items()} for r in again] == held
     # ... and refuses a weights file the manifest does not describe
     path = out / manifest[0]["weights"]
-    path.write_bytes(path.read_bytes() + b" ")
+    original = path.read_bytes()
+    path.write_bytes(original + b" ")
     with pytest.raises(ConfigError, match=r"SHA-256 differs.*--only mlp-supervised-s0"):
         evaluate_zoo(out, tiny)
+    # --resume retrains only what is not intact with this budget (byte-identical to the first
+    # training) and fills missing heldout rows
+    (out / "heldout.csv").unlink()
+    random_file = out / manifest[1]["weights"]
+    stamp = random_file.stat().st_mtime_ns
+    resume = [*args, "--archs", "mlp", "--objectives", "supervised", "random", "--resume"]
+    assert main([*resume, "--out", str(out)]) == 0
+    assert path.read_bytes() == original and random_file.stat().st_mtime_ns == stamp
+    assert list(csv.DictReader((out / "heldout.csv").open())) == held
+    stamp_sup = path.stat().st_mtime_ns
+    assert main([*resume, "--out", str(out)]) == 0  # nothing left to train
+    assert path.stat().st_mtime_ns == stamp_sup
+    # a longer budget is a different model: retrained; the random control is the same
+    assert main([*resume, "--out", str(out), "--epochs", "2"]) == 0
+    assert path.read_bytes() != original and random_file.stat().st_mtime_ns == stamp
+    rows = {r["id"]: r for r in csv.DictReader((out / "manifest.csv").open())}
+    assert rows["mlp-supervised-s0"]["epochs"] == "2" and rows["mlp-supervised-s0"]["lr"] == "0.002"
 
 
 def _heldout_rows() -> tuple[list[dict[str, str]], list[dict[str, str]]]:

@@ -26,6 +26,7 @@ COLUMNS = (
     "n_train",
     "epochs",
     "steps",
+    "lr",
     "final_loss",
     "probe_acc",
     "head_acc",

@@ -54,7 +54,7 @@ HELDOUT = "heldout.csv"
 class Budget:
     """The training budget every objective gets."""
 
-    epochs: int = 20
+    epochs: int = 2
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -105,6 +105,7 @@ def train_model(
     facts: dict[str, Any] = {
         "epochs": budget.epochs if total else 0,
         "steps": total,
+        "lr": budget.lr if total else "",
         "final_loss": "",
     }
     if not total:
@@ -240,6 +241,35 @@ def _select(
     return jobs
 
 
+def _finished(out: Path, budget: Budget, n_train: int) -> set[str]:
+    """Ids that ``out`` already holds trained with ``budget``: manifest row and intact file."""
+    steps = (n_train // budget.batch_size) * budget.epochs
+    done = set()
+    for row in read_manifest(out / "manifest.csv"):
+        trains = row["objective"] != "Random"
+        # rows written before the lr column existed were all trained with the default lr
+        lr = float(row.get("lr") or Budget.lr) if trains else budget.lr
+        same = (int(row["epochs"]), int(row["steps"]), lr) == (
+            (budget.epochs, steps, budget.lr) if trains else (0, 0, budget.lr)
+        )
+        path = out / row["weights"]
+        if same and path.exists() and _sha256(path) == row["sha256"]:
+            done.add(row["id"])
+    return done
+
+
+def _fill_heldout(out: Path, ids: set[str], train: ZooData, test: ZooData) -> None:
+    """Add heldout.csv rows for models of ``ids`` that lack them (zoos trained before it existed)."""
+    held = read_manifest(out / HELDOUT)
+    have = {r["id"] for r in held}
+    new = []
+    for row in read_manifest(out / "manifest.csv"):
+        if row["id"] in ids and row["id"] not in have:
+            new += evaluate_stored(out / row["weights"], row["id"], row["sha256"], train, test)[1]
+    if new:
+        write_heldout(merge_heldout(held, new), out / HELDOUT)
+
+
 def train_zoo(
     out: str | Path,
     data_dir: str | Path,
@@ -250,9 +280,12 @@ def train_zoo(
     only: list[str] | None = None,
     budget: Budget = Budget(),
     datasets: list[str] | None = None,
+    resume: bool = False,
 ) -> list[dict[str, Any]]:
     """Train the selected models into ``out`` and (re)write its manifest and models.yaml.
 
+    With ``resume``, models that ``out`` already holds with this budget (same epochs and steps,
+    weights file intact) are skipped, so a long retraining can be finished over several sittings.
     Returns the manifest rows of the models trained in this call.
     """
     archs = archs or list(ARCHS)
@@ -269,6 +302,14 @@ def train_zoo(
     tok = Tokenizer(train.captions)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        done = _finished(out, budget, len(train))
+        if done:
+            log.info(
+                "resume: %d models already trained with this budget: %s", len(done), sorted(done)
+            )
+        jobs = [j for j in jobs if model_id(*j) not in done]
+        _fill_heldout(out, done, train, test)
     start = time.perf_counter()
     rows = []
     for a, o, s in tqdm(jobs, desc="mini-zoo", unit="model"):
@@ -342,6 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", nargs="+", default=None, help="glob(s) on model ids, e.g. 'vit-*' 'cnn-clip-s0'"
     )
     p.add_argument("--epochs", type=int, default=b.epochs)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip models --out already holds with this budget (intact file, same epochs/steps)",
+    )
     p.add_argument("--batch-size", type=int, default=b.batch_size)
     p.add_argument("--lr", type=float, default=b.lr)
     # one thread by default: results do not depend on the core count, and on a shared machine one
@@ -414,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             only=args.only,
             budget=budget,
             datasets=args.datasets,
+            resume=args.resume,
         )
     finally:
         torch.set_num_threads(threads)
