@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from repsim.errors import RepsimError, StoreError
 
@@ -125,6 +125,25 @@ def _run_all(func: Callable[[Path], Path], paths: Sequence[Path], workers: int) 
     return [f.result() for f in futures]
 
 
+def _logged_kernel_manager(log_file: IO[bytes]) -> type:
+    """A kernel manager whose kernel process writes its stdout and stderr to ``log_file``.
+
+    The kernel's own messages (a warning about TCP transport at every start, "KeyboardInterrupt
+    caught in kernel" when it is shut down) would otherwise interleave with the build's progress
+    on the terminal, 14 chapters and 7 lessons of them. A cell's output and errors reach the
+    executed notebook either way; the log keeps what the kernel process itself says.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            kw.setdefault("stdout", log_file)
+            kw.setdefault("stderr", log_file)
+            await AsyncKernelManager.start_kernel(self, **kw)
+
+    return LoggedKernelManager
+
+
 def execute_notebook(
     src: Path,
     dest: Path,
@@ -140,14 +159,16 @@ def execute_notebook(
     src, dest = Path(src).resolve(), Path(dest).resolve()
     workdir = str(Path(cwd or src.parent).resolve())
     dest.parent.mkdir(parents=True, exist_ok=True)
+    kernel_log = dest.with_name(dest.stem + ".kernel.log")
     t0 = time.perf_counter()
     try:
-        with _kernel_env():
+        with _kernel_env(), kernel_log.open("wb") as log_file:
             pm.execute_notebook(
                 str(src),
                 str(dest),
                 parameters=dict(parameters or {}),
                 kernel_name="python3",
+                kernel_manager_class=_logged_kernel_manager(log_file),
                 resources={"metadata": {"path": workdir}},
                 progress_bar=False,
                 execution_timeout=timeout,
@@ -156,7 +177,7 @@ def execute_notebook(
     except pm.PapermillExecutionError as exc:
         raise BookError(
             f"notebook {src.name} failed ({exc.ename}: {exc.evalue}); the executed "
-            f"copy with the traceback is {dest}"
+            f"copy with the traceback is {dest} (the kernel's own log: {kernel_log})"
         ) from exc
     _hide_injected_parameters(dest)
     log.info("executed %s in %.1f s", src.name, time.perf_counter() - t0)

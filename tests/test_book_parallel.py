@@ -43,7 +43,7 @@ def test_notebooks_run_side_by_side_in_order_with_one_environment(monkeypatch):
     assert B.book_workers(10, workers=1) == 1 and B.book_workers(1) == 1
 
 
-def test_side_by_side_kernels_each_run_in_their_own_folder(tmp_path, monkeypatch):
+def test_side_by_side_kernels_each_run_in_their_own_folder(tmp_path, monkeypatch, capfd):
     # relative notebook paths in two folders, executed two at a time: every kernel starts in its
     # notebook's folder and the process never changes directory (papermill's cwd= would, for all)
     import nbformat
@@ -73,4 +73,8 @@ def test_side_by_side_kernels_each_run_in_their_own_folder(tmp_path, monkeypatch
     for path, out in zip(paths, done):
         printed = nbformat.read(out, as_version=4).cells[-1].outputs[0]["text"].strip()
         assert Path(printed) == (tmp_path / path.parent).resolve()
+        # the kernel process's own messages go to its log beside the executed copy
+        assert out.with_name(out.stem + ".kernel.log").is_file()
     assert Path.cwd() == tmp_path
+    terminal = capfd.readouterr()
+    assert "IPKernelApp" not in terminal.err + terminal.out
