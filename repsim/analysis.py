@@ -547,13 +547,17 @@ def _subset_rules(run: Run, dataset: str) -> tuple[int, int | None, int]:
     return spec.max_images, spec.per_class, spec.seed
 
 
-def split_ids(run: Run, dataset: str, split: str = "train") -> np.ndarray | None:
+def split_ids(
+    run: Run, dataset: str, split: str = "train", max_images: int | None = None
+) -> np.ndarray | None:
     """Ids (sorted) of the similarity subset of ``split`` of one dataset under the run's rules.
 
     The rule is the pipeline's own (:func:`repsim.stimuli.subset.similarity_subset`, with the
     run's ``max_images``, ``per_class`` and ``seed``), applied to the run's stimulus table
     (``stimuli/<dataset>.csv``): with ``split`` the run's own split it gives the rows marked
     ``in_similarity``. None without a table; empty when the table has no row of ``split``.
+    ``max_images`` lowers the rule's cap (the train-split variant draws as many images as the
+    held-out subset has).
     """
     from types import SimpleNamespace
 
@@ -564,7 +568,8 @@ def split_ids(run: Run, dataset: str, split: str = "train") -> np.ndarray | None
     if not path.is_file():
         return None
     table = pd.read_csv(path, dtype={"id": str, "split": str})
-    max_images, per_class, seed = _subset_rules(run, dataset)
+    rule_max, per_class, seed = _subset_rules(run, dataset)
+    max_images = rule_max if max_images is None else min(rule_max, max_images)
     # the rule reads only ids, labels and split: the table is the stimulus set it needs
     items = SimpleNamespace(
         ids=table["id"].to_numpy(dtype=str),
@@ -572,6 +577,19 @@ def split_ids(run: Run, dataset: str, split: str = "train") -> np.ndarray | None
         split=table["split"].to_numpy(dtype=str),
     )
     return similarity_subset(items, max_images, per_class, seed, split)  # type: ignore[arg-type]
+
+
+def _train_rows(store: object, dataset: str, model: str, ids: np.ndarray) -> np.ndarray | None:
+    """Features of ``model`` on the rows ``ids``, from one checked read; None when the store lacks
+    the model there or any of the rows (a damaged group still raises StoreError)."""
+    if not store.has(dataset, model):  # type: ignore[attr-defined]
+        return None
+    stored, feats = store.read(dataset, model)  # type: ignore[attr-defined]
+    where = {str(i): k for k, i in enumerate(stored)}
+    rows = [where.get(str(i)) for i in ids]
+    if any(r is None for r in rows):
+        return None
+    return np.asarray(feats)[rows]
 
 
 def _stored_with(store: object, dataset: str, model: str, ids: np.ndarray) -> bool:
@@ -603,11 +621,10 @@ def train_split_skip(run: Run, datasets: Sequence[str] | None = None) -> str | N
     models = [str(m) for m in run.similarity.model_a.values]
     for ds in datasets or [str(d) for d in run.similarity.dataset.values]:
         ids = split_ids(run, ds, "train")
-        if (
-            ids is not None
-            and len(ids)
-            and sum(_stored_with(store, ds, m, ids) for m in models) > 1
-        ):
+        if ids is None or not len(ids):
+            continue
+        stored = (m for m in models if _stored_with(store, ds, m, ids))
+        if next(stored, None) is not None and next(stored, None) is not None:  # two suffice
             return None
     return (
         "The feature store of this run holds no train-split rows (its probes were off, so only "
@@ -621,8 +638,13 @@ def train_split_similarity(
     datasets: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     device: str | None = None,
+    same_n: bool = True,
 ) -> xr.Dataset:
     """The run's similarity beside the same measure on the train-split subset of every dataset.
+
+    With ``same_n`` (default) the train-split subset has as many images as the dataset's held-out
+    subset (drawn by the same rule and seed), so the two variants differ in the split alone, not
+    in the number of stimuli as well; it also keeps the cost of the variant that of the run's.
 
     The study measured similarity on the train images of pretrained models; the mini-zoo default
     measures it on held-out images, which no model trained on. The train-split subset (same
@@ -650,15 +672,16 @@ def train_split_similarity(
     min_n = parse_measure(measure).min_n
     keep, train, n_train = [], [], []
     for ds in [str(d) for d in held.dataset.values]:
-        ids = split_ids(run, ds, "train")
+        held_ids = split_ids(run, ds, run_split(run) or "test")
+        cap = len(held_ids) if same_n and held_ids is not None and len(held_ids) else None
+        ids = split_ids(run, ds, "train", max_images=cap)
         if ids is None or len(ids) < min_n:
             log.info("train split: %s left out (fewer than %d train rows)", ds, min_n)
             continue
-        stored = [m for m in ids_of if _stored_with(store, ds, m, ids)]
-        if len(stored) < 2:
-            log.info("train split: %s left out (train features of %d models)", ds, len(stored))
+        feats = {m: f for m in ids_of if (f := _train_rows(store, ds, m, ids)) is not None}
+        if len(feats) < 2:
+            log.info("train split: %s left out (train features of %d models)", ds, len(feats))
             continue
-        feats = {m: store.read(ds, m, ids)[1] for m in stored}
         sim = similarity_matrices(feats, [measure], device=device)[measure]
         full = sim.reindex(model_a=ids_of, model_b=ids_of).values  # absent models: NaN
         keep.append(ds)

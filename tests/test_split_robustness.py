@@ -127,9 +127,15 @@ def test_train_split_similarity_matches_a_per_pair_reference(run):
     store = FeatureStore(run.features_path)
     models = [str(m) for m in run.similarity.model_a.values]
     assert list(v.dataset.values) == list(run.similarity.dataset.values)
-    assert v.attrs["n_train"] == [40] * v.sizes["dataset"]
+    # as many train images as the held-out subset has (20 of the 40 train rows), same rule and seed
+    n_held = [len(A.split_ids(run, str(ds), "test")) for ds in v.dataset.values]
+    assert v.attrs["n_train"] == n_held == [20] * v.sizes["dataset"]
+    every = A.train_split_similarity(run, "cka_linear", device="cpu", same_n=False)
+    assert every.attrs["n_train"] == [40] * v.sizes["dataset"]
+    assert not np.allclose(every["train"].values, v["train"].values, equal_nan=True)
     for ds in map(str, v.dataset.values):
-        ids = A.split_ids(run, ds, "train")
+        ids = A.split_ids(run, ds, "train", max_images=20)
+        assert len(ids) == 20 and not set(ids) & set(A.split_ids(run, ds, "test"))
         feats = {m: store.read(ds, m, ids)[1] for m in models}
         got = v["train"].sel(dataset=ds)
         for a, b in itertools.combinations(models, 2):
