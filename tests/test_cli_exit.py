@@ -26,3 +26,10 @@ def test_run_exit_code_follows_the_error(monkeypatch, capsys, error, code):
     monkeypatch.setattr("repsim.pipeline.run", failing_run)
     assert cli.main(["run", "some.yaml", "--out", "somewhere"]) == code
     assert str(error) in capsys.readouterr().err
+
+
+def test_minizoo_evaluate_without_a_trained_zoo_names_the_fix(tmp_path, capsys):
+    assert cli.main(["minizoo", "evaluate", "--zoo", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.csv is missing or empty; train the zoo first" in err
+    assert "Traceback" not in err
