@@ -360,7 +360,7 @@ def test_shipped_heldout_recomputes_from_the_weights() -> None:
     data = load_zoo_data(ZOO.parent / "embedded")
     train, test = data.subset(True), data.subset(False)
     for row in [r for r in manifest if r["id"] in ("cnn-supervised-s0", "vit-clip-s1")]:
-        _, rows, _ = evaluate_stored(ZOO / row["weights"], row["id"], row["sha256"], train, test)
+        rows, _, _ = evaluate_stored(ZOO / row["weights"], row["id"], row["sha256"], train, test)
         shipped = {r["dataset"]: r for r in held if r["id"] == row["id"]}
         for r in rows:
             ref = shipped[r["dataset"]]

@@ -13,6 +13,7 @@ chapter uses; ``repsim minizoo evaluate`` writes those rows to ``heldout.csv``.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
@@ -107,7 +108,7 @@ def dataset_accuracies(
     return rows
 
 
-def heldout_chance(rows: list[dict[str, object]]):  # -> pandas.DataFrame
+def heldout_chance(rows: list[dict[str, object]]) -> pd.DataFrame:
     """The behaviour chapter's chance rule (:func:`repsim.behavior.probe_chance`) on ``heldout.csv``
     rows: one deterministic probe per (model, dataset), near chance when its accuracy is at most
     ``1 / n_classes + CHANCE_MARGIN``."""

@@ -146,18 +146,13 @@ def _sha256(path: Path) -> str:
 
 def evaluate_stored(
     path: Path, name: str, sha256: str, train: ZooData, test: ZooData
-) -> tuple[float, list[dict[str, Any]], torch.Tensor]:
-    """Held-out accuracies of the weights file as stored (after the float16 round trip).
-
-    Returns the 95-way ridge-probe accuracy, the per-dataset rows of ``heldout.csv`` and the test
-    embeddings (for the supervised head).
-    """
+) -> tuple[list[dict[str, Any]], torch.Tensor, torch.Tensor]:
+    """The per-dataset ``heldout.csv`` rows of the weights file as stored (after the float16 round
+    trip), and its train and test embeddings (for the 95-way probe and the supervised head)."""
     stored, _ = load_encoder(path)
     train_z, test_z = embed(stored, train.images), embed(stored, test.images)
-    probe = ridge_probe(train_z, train.labels, test_z, test.labels, len(train.class_names))
     per_dataset = dataset_accuracies(train_z, train.labels, test_z, test.labels, train.class_names)
-    heldout = [{"id": name, **r, "sha256": sha256} for r in per_dataset]
-    return probe, heldout, test_z
+    return [{"id": name, **r, "sha256": sha256} for r in per_dataset], train_z, test_z
 
 
 def build_one(
@@ -195,7 +190,8 @@ def build_one(
         },
     )
     sha = _sha256(path)
-    probe, heldout, test_z = evaluate_stored(path, name, sha, train, test)
+    heldout, train_z, test_z = evaluate_stored(path, name, sha, train, test)
+    probe = ridge_probe(train_z, train.labels, test_z, test.labels, len(train.class_names))
     head = head_accuracy(obj.head, test_z, test.labels) if hasattr(obj, "head") else ""
     row = {
         "id": name,
@@ -265,7 +261,7 @@ def _fill_heldout(out: Path, ids: set[str], train: ZooData, test: ZooData) -> No
     new = []
     for row in read_manifest(out / "manifest.csv"):
         if row["id"] in ids and row["id"] not in have:
-            new += evaluate_stored(out / row["weights"], row["id"], row["sha256"], train, test)[1]
+            new += evaluate_stored(out / row["weights"], row["id"], row["sha256"], train, test)[0]
     if new:
         write_heldout(merge_heldout(held, new), out / HELDOUT)
 
@@ -355,7 +351,7 @@ def evaluate_zoo(zoo: str | Path, data_dir: str | Path) -> list[dict[str, Any]]:
                 f"{row['id']}: {path.name} does not match its manifest row (SHA-256 differs); "
                 f"retrain it with `repsim minizoo train --only {row['id']}`"
             )
-        rows += evaluate_stored(path, row["id"], sha, train, test)[1]
+        rows += evaluate_stored(path, row["id"], sha, train, test)[0]
     write_heldout(rows, zoo / HELDOUT)
     return rows
 
