@@ -8,20 +8,48 @@ pattern, parameters, facts, single-pair function, optional batched kernel); :dat
 single-pair function per pair when the family has none.
 """
 
+import importlib
+from typing import Any
+
+# Eager: these three share their module's name (a lazy export would be shadowed by the submodule)
+# and need only numpy/scipy.
 from repsim.measures.cka import cka
-from repsim.measures.engine import similarity_matrices, similarity_matrix
-from repsim.measures.knn import mutual_knn
 from repsim.measures.procrustes import procrustes
-from repsim.measures.registry import (
-    FAMILIES,
-    INVARIANCES,
-    MEASURES,
-    MeasureFamily,
-    MeasureSpec,
-    parse_measure,
-    register_measure,
-)
 from repsim.measures.rsa import rsa
+
+# Lazy: the engine, the k-NN measure and the registry (which holds the batched kernels) import
+# torch, which a notebook that only reads a run's result files should not pay for.
+_LAZY = {
+    "similarity_matrix": "repsim.measures.engine",
+    "similarity_matrices": "repsim.measures.engine",
+    "mutual_knn": "repsim.measures.knn",
+    **dict.fromkeys(
+        (
+            "FAMILIES",
+            "INVARIANCES",
+            "MEASURES",
+            "MeasureFamily",
+            "MeasureSpec",
+            "parse_measure",
+            "register_measure",
+        ),
+        "repsim.measures.registry",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'repsim.measures' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "cka",
