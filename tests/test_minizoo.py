@@ -308,6 +308,28 @@ def test_train_writes_heldout_evaluate_refuses_a_changed_file_and_resume_skips_i
     assert rows["mlp-supervised-s0"]["epochs"] == "2" and rows["mlp-supervised-s0"]["lr"] == "0.002"
 
 
+def test_resume_retrains_models_built_with_other_architecture_hyperparameters(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same budget, other hyperparameters (as the ViT's patch 8 before patch 4): another model."""
+    from repsim.minizoo.train import main
+    from repsim.minizoo.weights import read_metadata
+
+    out = tmp_path / "zoo"
+    args = ["--data", str(tiny), "--seeds", "0", "--epochs", "1", "--batch-size", "32"]
+    args += ["--archs", "mlp", "--objectives", "supervised", "random", "--out", str(out)]
+    monkeypatch.setitem(ARCHS["mlp"][1], "hidden", (16, 16))
+    assert main(args) == 0
+    files = {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")}
+    assert main([*args, "--resume"]) == 0  # same hyperparameters: nothing retrained
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")} == files
+    monkeypatch.setitem(ARCHS["mlp"][1], "hidden", (16, 8))
+    assert main([*args, "--resume"]) == 0  # both retrained, the random control too
+    for name, stamp in files.items():
+        assert (out / name).stat().st_mtime_ns != stamp, name
+        assert read_metadata(out / name)["arch_kwargs"] == '{"hidden": [16, 8]}'
+
+
 def _heldout_rows() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     rows = _shipped_rows()
     if not (ZOO / "heldout.csv").exists():

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import hashlib
+import json
 import logging
 import math
 import time
@@ -42,7 +43,7 @@ from repsim.minizoo.manifest import (
     write_models_yaml,
 )
 from repsim.minizoo.objectives import OBJECTIVES, Batch, Objective, build_objective
-from repsim.minizoo.weights import load_encoder, save_encoder
+from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
 
 log = logging.getLogger(__name__)
 
@@ -238,10 +239,13 @@ def _select(
 
 
 def _finished(out: Path, budget: Budget, n_train: int) -> set[str]:
-    """Ids that ``out`` already holds trained with ``budget``: manifest row and intact file."""
+    """Ids that ``out`` already holds trained with ``budget`` and today's architecture
+    hyperparameters (:data:`ARCHS`): manifest row and intact file."""
     steps = (n_train // budget.batch_size) * budget.epochs
     done = set()
     for row in read_manifest(out / "manifest.csv"):
+        if not _same_arch(out / row["weights"], row["identifier"]):
+            continue
         trains = row["objective"] != "Random"
         # rows written before the lr column existed were all trained with the default lr
         lr = float(row.get("lr") or Budget.lr) if trains else budget.lr
@@ -252,6 +256,19 @@ def _finished(out: Path, budget: Budget, n_train: int) -> set[str]:
         if same and path.exists() and _sha256(path) == row["sha256"]:
             done.add(row["id"])
     return done
+
+
+def _same_arch(path: Path, arch: str) -> bool:
+    """Whether the weights at ``path`` were built with the hyperparameters ``ARCHS[arch]`` has now
+    (a ViT of another patch size is another model, even with the same budget)."""
+    if arch not in ARCHS or not path.exists():
+        return False
+    try:
+        stored = json.loads(read_metadata(path).get("arch_kwargs", "null"))
+    except Exception:  # unreadable header: not finished, retrain it
+        return False
+    expected = json.loads(json.dumps(arch_kwargs(arch), sort_keys=True))
+    return stored == expected
 
 
 def _fill_heldout(out: Path, ids: set[str], train: ZooData, test: ZooData) -> None:
