@@ -423,7 +423,23 @@ def build_book(
     timings["html"] = time.perf_counter() - t0
     timings["book"] = time.perf_counter() - t_start
     log.info("%s", format_book_timings(timings))
+    if execute:
+        _record_timings(run_dir, timings)
     return index
+
+
+def _record_timings(run_dir: str | Path, timings: Mapping[str, float]) -> None:
+    """Add the book's time per stage to the run's run.json (``book_timings_s``), beside the
+    pipeline's ``timings_s``; a folder that cannot take it (read-only, in use) only logs why."""
+    from repsim.errors import StoreError
+    from repsim.runfolder import RunFolder
+
+    try:
+        RunFolder(run_dir).record_info(
+            "book_timings_s", {k: round(v, 3) for k, v in timings.items()}
+        )
+    except StoreError as exc:
+        log.warning("book timings not recorded in run.json: %s", exc)
 
 
 def format_book_timings(timings: Mapping[str, float]) -> str:

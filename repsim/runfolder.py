@@ -368,6 +368,28 @@ class RunFolder:
                 f"{self.info} is not valid JSON ({exc}); rerun the config into {self.path}"
             ) from exc
 
+    def record_info(self, key: str, value: Any) -> bool:
+        """Add ``key`` to ``run.json`` after the run (``repsim book`` records its timings so).
+
+        run.json is listed in the manifest with its hash, so the entry is updated with it, under
+        the folder's lock. Nothing is written (False) when run.json or the manifest is missing, or
+        when run.json no longer matches its manifest entry: the run is not vouched for anymore,
+        and recording would make a changed file verify again.
+        """
+        with self.lock():
+            manifest = self.read_manifest()
+            entry = manifest.get("files", {}).get(self.info.name)
+            if not self.info.is_file() or not isinstance(entry, dict):
+                return False
+            if sha256_file(self.info) != entry.get("sha256"):
+                log.warning("%s differs from its manifest entry; %s not recorded", self.info, key)
+                return False
+            info = self.read_info()
+            info[key] = value
+            entry["sha256"] = self.write_json(self.info, info)
+            self.write_manifest(manifest)
+        return True
+
     def stale_cache(
         self, models: list[str], datasets: list[str], probes: bool = True
     ) -> list[Path]:

@@ -101,6 +101,18 @@ def test_book_builds_without_errors(built_book: Path):
     assert len(list((html / "_images").glob("*.png"))) >= 15
 
 
+def test_book_records_its_time_per_stage_in_run_json(built_book: Path, book_run: Path):
+    from repsim.runfolder import RunFolder
+
+    folder = RunFolder(book_run)
+    if not folder.read_manifest():
+        pytest.skip("the fake run has no manifest, so nothing vouches for its run.json")
+    timings = folder.read_info()["book_timings_s"]
+    assert set(timings) == {"chapters", "course", "html", "book"}
+    assert timings["book"] >= timings["chapters"] + timings["course"] + timings["html"] > 0
+    folder.open_results(verify=True)  # the manifest still vouches for every file
+
+
 @pytest.mark.slow
 def test_built_book_has_the_course_and_student_notebooks(built_book: Path):
     """The course index links every student notebook for download, and those in the built book

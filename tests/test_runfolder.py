@@ -100,3 +100,33 @@ def test_schema_cross_check_finds_mixed_runs():
     with pytest.raises(RunFolderError, match="consistency.nc has datasets"):
         check_schema(sim, consistency=cons)
     check_schema(sim, probes=probes8.sel(model=["b", "a"]))  # same ids in another order is fine
+
+
+def _vouched_run(path: Path) -> RunFolder:
+    """A run folder whose manifest lists run.json and one result file with their hashes."""
+    folder = RunFolder(path).create()
+    files = {
+        folder.info.name: folder.write_json(folder.info, {"timings_s": {"total": 1.0}}),
+        folder.summary.name: folder.write_text(folder.summary, "summary\n"),
+    }
+    folder.write_manifest({"files": {k: {"sha256": v} for k, v in files.items()}})
+    return folder
+
+
+def test_record_info_adds_a_key_and_keeps_the_manifest_true(tmp_path: Path):
+    folder = _vouched_run(tmp_path / "run")
+    assert folder.record_info("book_timings_s", {"book": 2.5})
+    assert folder.read_info() == {"timings_s": {"total": 1.0}, "book_timings_s": {"book": 2.5}}
+    folder._verify_manifest(folder.read_manifest())  # run.json's new hash is the manifest's
+
+
+def test_record_info_refuses_a_changed_or_unlisted_run_json(tmp_path: Path):
+    folder = _vouched_run(tmp_path / "run")
+    folder.info.write_text('{"timings_s": {"total": 0.1}}\n')  # edited after the run
+    assert not folder.record_info("book_timings_s", {"book": 2.5})
+    assert folder.read_info() == {"timings_s": {"total": 0.1}}
+    with pytest.raises(RunFolderError, match="changed after the run wrote it"):
+        folder._verify_manifest(folder.read_manifest())  # still caught, not blessed
+    folder.manifest_path.unlink()  # no manifest: nothing vouches for the run
+    assert not folder.record_info("book_timings_s", {"book": 2.5})
+    assert "book_timings_s" not in folder.read_info()
