@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -775,3 +776,91 @@ def split_consistency_summary(cons: pd.DataFrame) -> pd.DataFrame:
     out["n"] = ok.groupby("label").size()
     order = sorted(out.index, key=lambda lab: (lab != "all", -out.loc[lab, "held_out"]))
     return out.loc[order]
+
+
+# ------------------------------------------------------------------- the mini-zoo's own accuracy
+def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str]:
+    """What the mini-zoo's ``manifest.csv`` and ``heldout.csv`` record for the run's models.
+
+    Only rows that describe the very files the run used count: the run's ``run.json`` lists each
+    weights file with its SHA-256, and a manifest row with another hash (a model retrained after
+    the run) is left out. Returns ``(models, cells, note)``: one row per model (id, method,
+    architecture, seed, epochs, the 95-way held-out ridge-probe accuracy), the per-set rows (of
+    the run's datasets, when run.json lists them) with the behaviour chapter's chance rule applied
+    (:func:`repsim.minizoo.evaluate.heldout_chance`), and a note on what was left out (``models`` None when nothing matched: the note says why).
+    """
+    weights = run.info.get("weights") or {}
+    if not weights:
+        return (
+            None,
+            None,
+            "run.json lists no weights files (a run of pretrained or untrained models)",
+        )
+    rows, held, stale = [], [], []
+    for folder in sorted({str(Path(w["path"]).parent) for w in weights.values()}):
+        manifest_path, heldout_path = Path(folder, "manifest.csv"), Path(folder, "heldout.csv")
+        if not manifest_path.is_file():
+            continue
+        manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
+        for rec in manifest.to_dict("records"):
+            used = weights.get(rec["id"])
+            if used is None or Path(used["path"]).parent != Path(folder):
+                continue
+            if used.get("sha256") != rec["sha256"]:
+                stale.append(rec["id"])
+                continue
+            rows.append(rec)
+        if heldout_path.is_file():
+            per_set = pd.read_csv(heldout_path, dtype=str, keep_default_na=False)
+            held += per_set.to_dict("records")
+    matched = {r["id"]: r["sha256"] for r in rows}
+    notes = []
+    if stale:
+        notes.append(
+            f"{len(stale)} model(s) were retrained after this run (manifest hash differs from the "
+            f"file the run used) and are left out: {', '.join(stale)}"
+        )
+    missing = sorted(set(weights) - set(matched) - set(stale))
+    if missing:
+        notes.append(f"no manifest row for {len(missing)} model(s): {', '.join(missing)}")
+    if not rows:
+        return None, None, "; ".join(notes) or "no manifest.csv beside the run's weights files"
+    models = pd.DataFrame(
+        {
+            "model": [r["id"] for r in rows],
+            "method": [r["method"] for r in rows],
+            "objective": [r["objective"] for r in rows],
+            "architecture": [r["architecture"] for r in rows],
+            "seed": [int(r["seed"]) for r in rows],
+            "epochs": [int(r["epochs"]) for r in rows],
+            "accuracy": [float(r["probe_acc"]) for r in rows],
+        }
+    )
+    in_run = set(run.info.get("datasets") or [])  # the sets this run compares the models on
+    held = [
+        h
+        for h in held
+        if matched.get(h["id"]) == h["sha256"] and (not in_run or h["dataset"] in in_run)
+    ]
+    cells = None
+    if held:
+        from repsim.minizoo.evaluate import heldout_chance
+
+        cells = heldout_chance(held)
+        trained = set(models.loc[models["objective"] != "Random", "model"])
+        cells["trained"] = cells["model"].isin(trained)
+    return models, cells, "; ".join(notes)
+
+
+def zoo_accuracy_table(models: pd.DataFrame) -> pd.DataFrame:
+    """Held-out accuracy per method (rows) and architecture (columns): "mean (min-max)" over seeds."""
+
+    def cell(acc: pd.Series) -> str:
+        if len(acc) == 1:
+            return f"{acc.iloc[0]:.3f}"
+        return f"{acc.mean():.3f} ({acc.min():.3f}-{acc.max():.3f})"
+
+    order = list(dict.fromkeys(models["method"]))
+    archs = list(dict.fromkeys(models["architecture"]))
+    table = models.groupby(["method", "architecture"])["accuracy"].apply(cell).unstack()
+    return table.reindex(index=order, columns=archs).fillna("")

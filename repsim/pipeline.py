@@ -554,6 +554,7 @@ def _write_run_info(
         "config_hash": config_hash(plan),
         "config": config,
         "models": [m.id for m in plan.models],
+        "weights": _weights_record(plan),
         "datasets": [d.id for d in plan.datasets],
         "measures": list(plan.measures),
         "versions": package_versions(),
@@ -577,6 +578,20 @@ def _write_run_info(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     folder.write_json(folder.info, _strip_private(info))
+
+
+def _weights_record(plan: RunPlan) -> dict[str, dict[str, str | None]]:
+    """Each local weights file the run used, with its SHA-256 (None above 64 MiB, not hashed),
+    so a reader can tell whether a manifest beside it (the mini-zoo's) describes these files."""
+    record = {}
+    for m in plan.models:
+        path = getattr(m, "weights", None)
+        if path is None or not Path(path).is_file():
+            continue
+        p = Path(path).resolve()
+        sha = sha256_file(p) if p.stat().st_size <= 64 * 2**20 else None
+        record[m.id] = {"path": str(p), "sha256": sha}
+    return record
 
 
 def _code_version() -> str:

@@ -590,6 +590,49 @@ def fixed_design_text(models: pd.DataFrame) -> str:
     return f"Held fixed across this run's models: {held}."
 
 
+def zoo_accuracy_text(models: pd.DataFrame | None, cells: pd.DataFrame | None, note: str) -> str:
+    """How well the run's mini-zoo models learned, from the zoo's own manifest and heldout.csv:
+    the budget, and which trained models sit near chance on a set (the behaviour chapter's rule)."""
+    if models is None:
+        return f"No held-out accuracy of the models is shown: {note}."
+    trained = models[models["objective"] != "Random"]
+    epochs = sorted(set(trained["epochs"]))
+    budget = (
+        f"trained for {epochs[0]} epochs each"
+        if len(epochs) == 1
+        else f"trained for {epochs} epochs"
+    )
+    text = (
+        f"The table gives the 95-way held-out accuracy of a ridge probe on each model's embedding "
+        f"(all embedded sets' test splits; mean over seeds, range in brackets), from the zoo's "
+        f"manifest.csv. The {len(trained)} trained models were {budget}."
+    )
+    if cells is not None and not trained.empty:
+        pool = cells[cells["trained"]]
+        near = pool[pool["near_chance"]]
+        rule = "accuracy at most 1 / classes + 0.05, the behaviour chapter's rule"
+        if near.empty:
+            text += (
+                " Within each of the run's embedded sets (heldout.csv: a probe on the set's own "
+                f"classes), none of the {len(pool)} (trained model, set) cells is near chance "
+                f"({rule})."
+            )
+        else:
+            listed = ", ".join(
+                f"{m} on {d} ({a:.3f})"
+                for m, d, a in near[["model", "dataset", "accuracy"]].itertuples(index=False)
+            )
+            text += (
+                " Within each of the run's embedded sets (heldout.csv: a probe on the set's own "
+                f"classes), {len(near)} of the {len(pool)} (trained model, set) cells "
+                f"{'is' if len(near) == 1 else 'are'} near chance ({rule}): {listed}. Those "
+                "models barely learned that set, so a comparison of them there rests on little."
+            )
+    if note:
+        text += f" Left out: {note}."
+    return text
+
+
 def no_boxes_text(group_by: str) -> str:
     """Why a grouping of the controlled chapter has no box figure."""
     return (

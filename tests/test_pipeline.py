@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -54,6 +55,13 @@ def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["versions"]["torch"] and info["device"] == "cpu"
     assert set(info["datasets"]) == set(sim.dataset.values)
+    # every weights file the run used, with its content hash (the zoo's manifest is matched on it)
+    assert set(info["weights"]) == set(info["models"])
+    for entry in info["weights"].values():
+        path = Path(entry["path"])
+        assert (
+            path.is_absolute() and entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        )
 
 
 def test_second_run_skips_every_stage(

@@ -1,0 +1,123 @@
+"""Chapter 09's table of how well the mini-zoo learned: the zoo's manifest and heldout.csv, read
+only for the weights files the run used (matched by SHA-256)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+
+from repsim import analysis as A
+from repsim import sentences as T
+from repsim.chapter import Run
+from repsim.minizoo.data import synthetic_npz
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-model zoo (MLP supervised and its random control, seed 0) trained on two tiny sets."""
+    from repsim.minizoo.train import main
+
+    root = tmp_path_factory.mktemp("zoo")
+    synthetic_npz(root / "data" / "squares.npz", n=96, n_classes=3, seed=0)
+    synthetic_npz(root / "data" / "blocks.npz", n=64, n_classes=2, seed=1)
+    args = ["--data", str(root / "data"), "--seeds", "0", "--epochs", "1", "--batch-size", "32"]
+    args += ["--archs", "mlp", "--objectives", "supervised", "random", "--out", str(root / "zoo")]
+    assert main(args) == 0
+    return root / "zoo"
+
+
+def _run(zoo: Path, **sha: str) -> Run:
+    """A run whose run.json lists the zoo's weights files (hash overridden per model id)."""
+    weights = {}
+    for row in csv.DictReader((zoo / "manifest.csv").open()):
+        path = zoo / row["weights"]
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        weights[row["id"]] = {"path": str(path), "sha256": sha.get(row["id"], digest)}
+    return Run(path=zoo, similarity=xr.Dataset(), info={"weights": weights})
+
+
+def test_zoo_heldout_reads_the_manifest_rows_of_the_files_the_run_used(zoo: Path) -> None:
+    models, cells, note = A.zoo_heldout(_run(zoo))
+    manifest = {r["id"]: r for r in csv.DictReader((zoo / "manifest.csv").open())}
+    assert note == ""
+    assert list(models["model"]) == ["mlp-supervised-s0", "mlp-random-s0"]
+    for row in models.itertuples():
+        assert row.accuracy == float(manifest[row.model]["probe_acc"])
+        assert row.epochs == int(manifest[row.model]["epochs"])
+    held = pd.read_csv(zoo / "heldout.csv")
+    assert len(cells) == len(held) == 4
+    assert (
+        cells.set_index(["model", "dataset"])["accuracy"].to_dict()
+        == held.set_index(["id", "dataset"])["probe_acc"].to_dict()
+    )
+    assert cells.groupby("model")["trained"].first().to_dict() == {
+        "mlp-random-s0": False,
+        "mlp-supervised-s0": True,
+    }
+    table = A.zoo_accuracy_table(models)
+    assert (
+        table.loc["Cross-entropy", "MLP"]
+        == f"{float(manifest['mlp-supervised-s0']['probe_acc']):.3f}"
+    )
+
+
+def test_zoo_heldout_leaves_out_a_model_retrained_after_the_run(zoo: Path) -> None:
+    models, cells, note = A.zoo_heldout(_run(zoo, **{"mlp-supervised-s0": "0" * 64}))
+    assert list(models["model"]) == ["mlp-random-s0"]
+    assert set(cells["model"]) == {"mlp-random-s0"}
+    assert "retrained after this run" in note and "mlp-supervised-s0" in note
+    text = T.zoo_accuracy_text(models, cells, note)
+    assert "Left out:" in text and "mlp-supervised-s0" in text
+
+
+def test_zoo_heldout_without_weights_says_why() -> None:
+    models, cells, note = A.zoo_heldout(Run(path=Path("."), similarity=xr.Dataset(), info={}))
+    assert models is None and cells is None
+    assert T.zoo_accuracy_text(models, cells, note).startswith("No held-out accuracy")
+
+
+def test_zoo_accuracy_table_gives_mean_and_range_over_seeds() -> None:
+    models = pd.DataFrame(
+        {
+            "method": ["SimCLR"] * 3 + ["Random init"],
+            "architecture": ["SmallCNN"] * 4,
+            "accuracy": [0.5, 0.6, 0.7, 0.2],
+        }
+    )
+    table = A.zoo_accuracy_table(models)
+    assert table.to_dict() == {
+        "SmallCNN": {"SimCLR": "0.600 (0.500-0.700)", "Random init": "0.200"}
+    }
+
+
+def test_zoo_accuracy_text_lists_the_near_chance_cells_of_trained_models_only() -> None:
+    models = pd.DataFrame(
+        {"objective": ["Supervised", "Random"], "epochs": [20, 0], "model": ["a", "r"]}
+    )
+    cells = pd.DataFrame(
+        {
+            "model": ["a", "a", "r"],
+            "dataset": ["glyphs", "faces", "glyphs"],
+            "accuracy": [0.07, 0.98, 0.04],
+            "near_chance": [True, False, True],
+            "trained": [True, True, False],
+        }
+    )
+    text = T.zoo_accuracy_text(models, cells, "")
+    assert "trained for 20 epochs each" in text
+    assert "1 of the 2 (trained model, set) cells is near chance" in text
+    assert "a on glyphs (0.070)" in text and "r on glyphs" not in text
+    none = T.zoo_accuracy_text(models, cells.assign(near_chance=False), "")
+    assert "none of the 2 (trained model, set) cells is near chance" in none
+
+
+def test_zoo_heldout_keeps_the_sets_of_the_run(zoo: Path) -> None:
+    run = _run(zoo)
+    run.info["datasets"] = ["squares"]
+    _, cells, _ = A.zoo_heldout(run)
+    assert set(cells["dataset"]) == {"squares"} and len(cells) == 2
