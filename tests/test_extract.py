@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from repsim.errors import StoreError
 from repsim.extract import extract_features
@@ -212,21 +213,25 @@ def test_config_precision_checked_before_work(tmp_path: Path) -> None:
     assert yaml.safe_load(paper.read_text())["extract"]["precision"] == "float32"
 
 
-def _plain_forward(spec: ModelSpec, images: np.ndarray, batch_size: int) -> np.ndarray:
+def _plain_forward(
+    spec: ModelSpec, images: np.ndarray, batch_size: int, channels_last: bool = True
+) -> np.ndarray:
     """Features computed the way extraction did before extract.precision existed: a float32
-    forward with no autocast context, then L2 normalisation (a path independent of _Runner)."""
+    forward with no autocast context, then L2 normalisation (a path independent of _Runner), in
+    channels_last (as extraction runs a CNN on a CPU) or in the default layout."""
     from repsim.preprocess import preprocess_batch
     from repsim.zoo.taps import FeatureExtractor
 
     loaded = _loaded(spec)
     loaded.module = loaded.module.eval()
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    loaded.module = loaded.module.to(memory_format=layout)
     extractor = FeatureExtractor(loaded, spec)
     out = []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
-            raw = extractor(
-                preprocess_batch(images[i : i + batch_size], loaded.preprocess, torch.device("cpu"))
-            ).float()
+            x = preprocess_batch(images[i : i + batch_size], loaded.preprocess, torch.device("cpu"))
+            raw = extractor(x.contiguous(memory_format=layout)).float()
             out.append((raw / raw.norm(dim=1, keepdim=True).clamp_min(1e-12)).numpy())
     return np.concatenate(out)
 
@@ -250,6 +255,21 @@ def test_float32_is_bit_identical_to_a_plain_forward(
     )
     np.testing.assert_array_equal(store.read("toy", "rn18")[1], _plain_forward(spec, images, 8))
     assert store.attrs("toy", "rn18")["precision"] == "float32"
+    # channels_last changes the order of the sums only: equal to float32 rounding, not bit for bit
+    nchw = _plain_forward(spec, images, 8, channels_last=False)
+    np.testing.assert_allclose(store.read("toy", "rn18")[1], nchw, rtol=0, atol=1e-5)
+
+
+def test_channels_last_only_for_convolutional_networks_on_a_cpu() -> None:
+    from repsim.extract import use_channels_last
+    from repsim.minizoo.archs import build_arch
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert use_channels_last(build_arch("cnn"), cpu)
+    assert use_channels_last(torchvision.models.resnet18(), cpu)
+    assert not use_channels_last(build_arch("vit"), cpu)  # one Conv2d: the patch embedding
+    assert not use_channels_last(build_arch("mlp"), cpu)
+    assert use_channels_last(build_arch("mlp"), cuda)  # the GPU path: every model
 
 
 def test_bfloat16_on_cpu_is_close_but_not_identical(

@@ -313,7 +313,7 @@ def run(
             preprocess_batch(images[i : i + batch_size], loaded.preprocess, dev)
             for i in range(0, n_images, batch_size)
         ]
-        if dev.type == "cuda":
+        if runner.channels_last:  # the layout extraction gives this model's input
             staged = [x.contiguous(memory_format=torch.channels_last) for x in staged]
         fwd = _forward_only(runner, staged, dev)
         del staged
