@@ -33,7 +33,7 @@ from repsim.consistency import (
 )
 from repsim.errors import InputError
 from repsim.names import UNKNOWN, is_known
-from repsim.stats import correlate
+from repsim.stats import correlate, format_mean_range
 
 if TYPE_CHECKING:
     from repsim.chapter import Run
@@ -854,13 +854,9 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
 
 def zoo_accuracy_table(models: pd.DataFrame) -> pd.DataFrame:
     """Held-out accuracy per method (rows) and architecture (columns): "mean (min-max)" over seeds."""
-
-    def cell(acc: pd.Series) -> str:
-        if len(acc) == 1:
-            return f"{acc.iloc[0]:.3f}"
-        return f"{acc.mean():.3f} ({acc.min():.3f}-{acc.max():.3f})"
-
     order = list(dict.fromkeys(models["method"]))
     archs = list(dict.fromkeys(models["architecture"]))
-    table = models.groupby(["method", "architecture"])["accuracy"].apply(cell).unstack()
+    table = (
+        models.groupby(["method", "architecture"])["accuracy"].apply(format_mean_range).unstack()
+    )
     return table.reindex(index=order, columns=archs).fillna("")

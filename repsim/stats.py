@@ -733,6 +733,16 @@ def correlate(x: Sequence[float], y: Sequence[float], method: str = "pearson") -
 
 
 # ------------------------------------------------------------------------------------- sentences
+def format_mean_range(values: Sequence[float]) -> str:
+    """``0.600 (0.500-0.700)``: mean and range of a few values (seeds); one value alone, ``-`` none."""
+    v = [float(x) for x in values]
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return f"{v[0]:.3f}"
+    return f"{sum(v) / len(v):.3f} ({min(v):.3f}-{max(v):.3f})"
+
+
 def format_p(p: float) -> str:
     """``p = 0.003``, ``p < 0.001`` or ``p undefined``."""
     if p is None or not np.isfinite(p):

@@ -340,3 +340,11 @@ def test_difference_sentence_needs_both_tests():
     o["p_value"] = 0.001
     text = stats.difference_sentence(d, o, a)
     assert text.startswith("Objective explains") and "95% CI 0.01 to 0.20" in text
+
+
+def test_format_mean_range() -> None:
+    from repsim.stats import format_mean_range
+
+    assert format_mean_range([0.5, 0.6, 0.7]) == "0.600 (0.500-0.700)"
+    assert format_mean_range([0.25]) == "0.250"
+    assert format_mean_range([]) == "-"

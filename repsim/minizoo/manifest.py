@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from repsim.minizoo.archs import ARCHS
+from repsim.stats import format_mean_range
 
 COLUMNS = (
     "id",
@@ -154,11 +155,6 @@ def summary_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
     for r in rows:
         groups.setdefault((str(r["method"]), str(r["identifier"])), []).append(r)
 
-    def stat(values: list[float]) -> str:
-        if not values:
-            return "-"
-        return f"{sum(values) / len(values):.3f} ({min(values):.3f}-{max(values):.3f})"
-
     lines = [
         "| method | arch | seeds | probe acc, mean (range) | head acc | final loss | train s (mean) |",
         "|---|---|---|---|---|---|---|",
@@ -169,7 +165,7 @@ def summary_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
         loss = [float(r["final_loss"]) for r in rs if str(r.get("final_loss", "")) != ""]
         secs = sum(float(r["train_s"]) for r in rs) / len(rs)
         lines.append(
-            f"| {method} | {arch} | {len(rs)} | {stat(probe)} | {stat(head)} | {stat(loss)} | {secs:.0f} |"
+            f"| {method} | {arch} | {len(rs)} | {format_mean_range(probe)} | {format_mean_range(head)} | {format_mean_range(loss)} | {secs:.0f} |"
         )
     return "\n".join(lines)
 
