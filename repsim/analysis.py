@@ -779,6 +779,29 @@ def split_consistency_summary(cons: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------- the mini-zoo's own accuracy
+_ZOO_MANIFEST_COLUMNS = ("id", "objective", "method", "architecture", "seed", "epochs")
+_ZOO_MANIFEST_COLUMNS += ("probe_acc", "sha256")
+_ZOO_HELDOUT_COLUMNS = ("id", "dataset", "n_classes", "probe_acc", "sha256")
+
+
+def _zoo_csv(
+    path: Path, columns: Sequence[str], unreadable: list[tuple[str, str]]
+) -> pd.DataFrame | None:
+    """A zoo table as strings; None when absent, or unreadable or of another kind (noted)."""
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        unreadable.append((f"{path.parent.name}/{path.name}", f"{type(exc).__name__}: {exc}"))
+        return None
+    lacking = [c for c in columns if c not in table.columns]
+    if lacking:
+        unreadable.append((f"{path.parent.name}/{path.name}", f"no column {', '.join(lacking)}"))
+        return None
+    return table
+
+
 def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str]:
     """What the mini-zoo's ``manifest.csv`` and ``heldout.csv`` record for the run's models.
 
@@ -787,7 +810,8 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
     the run) is left out. Returns ``(models, cells, note)``: one row per model (id, method,
     architecture, seed, epochs, the 95-way held-out ridge-probe accuracy), the per-set rows (of
     the run's datasets, when run.json lists them) with the behaviour chapter's chance rule applied
-    (:func:`repsim.minizoo.evaluate.heldout_chance`), and a note on what was left out (``models`` None when nothing matched: the note says why).
+    (:func:`repsim.minizoo.evaluate.heldout_chance`), and a note on what was left out
+    (``models`` is None when nothing matched; the note says why).
     """
     weights = run.info.get("weights") or {}
     if not weights:
@@ -796,12 +820,11 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
             None,
             "run.json lists no weights files (a run of pretrained or untrained models)",
         )
-    rows, held, stale = [], [], []
+    rows, held, stale, unreadable = [], [], [], []
     for folder in sorted({str(Path(w["path"]).parent) for w in weights.values()}):
-        manifest_path, heldout_path = Path(folder, "manifest.csv"), Path(folder, "heldout.csv")
-        if not manifest_path.is_file():
+        manifest = _zoo_csv(Path(folder, "manifest.csv"), _ZOO_MANIFEST_COLUMNS, unreadable)
+        if manifest is None:
             continue
-        manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
         for rec in manifest.to_dict("records"):
             used = weights.get(rec["id"])
             if used is None or Path(used["path"]).parent != Path(folder):
@@ -810,11 +833,11 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
                 stale.append(rec["id"])
                 continue
             rows.append(rec)
-        if heldout_path.is_file():
-            per_set = pd.read_csv(heldout_path, dtype=str, keep_default_na=False)
+        per_set = _zoo_csv(Path(folder, "heldout.csv"), _ZOO_HELDOUT_COLUMNS, unreadable)
+        if per_set is not None:
             held += per_set.to_dict("records")
     matched = {r["id"]: r["sha256"] for r in rows}
-    notes = []
+    notes = [f"{p} is not a mini-zoo table ({why})" for p, why in unreadable]
     if stale:
         notes.append(
             f"{len(stale)} model(s) were retrained after this run (manifest hash differs from the "

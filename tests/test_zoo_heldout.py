@@ -121,3 +121,16 @@ def test_zoo_heldout_keeps_the_sets_of_the_run(zoo: Path) -> None:
     run.info["datasets"] = ["squares"]
     _, cells, _ = A.zoo_heldout(run)
     assert set(cells["dataset"]) == {"squares"} and len(cells) == 2
+
+
+def test_zoo_heldout_names_a_manifest_of_another_kind(tmp_path: Path) -> None:
+    """Weights beside a manifest.csv that is not the zoo's: noted, not a KeyError."""
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "m.safetensors").write_bytes(b"x")
+    (folder / "manifest.csv").write_text("name,size\nm,1\n")
+    info = {"weights": {"m": {"path": str(folder / "m.safetensors"), "sha256": "0" * 64}}}
+    models, cells, note = A.zoo_heldout(Run(path=tmp_path, similarity=xr.Dataset(), info=info))
+    assert models is None and cells is None
+    assert "weights/manifest.csv is not a mini-zoo table (no column id" in note
+    assert "no manifest row for 1 model(s): m" in note
