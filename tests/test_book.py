@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -27,6 +28,18 @@ def test_every_notebook_has_a_parameters_cell_first():
         assert "parameters" in code[0].metadata.get("tags", []), path.name
         assert "run_dir" in code[0].source, path.name
         assert all(not c.outputs for c in code), f"{path.name}: commit notebooks without outputs"
+
+
+def test_every_notebook_is_valid_with_unique_cell_ids():
+    """nbformat 4.5 needs an id on every cell (a cell added by hand without one only warns now,
+    and will be an error in a later nbformat)."""
+    for path in [*B.chapter_notebooks(), *B.course_notebooks(REPO / "book")]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
+        ids = [c.get("id") for c in nb.cells]
+        assert all(ids) and len(set(ids)) == len(ids), path.name
 
 
 def test_toc_lists_every_notebook_and_lesson():
