@@ -96,7 +96,7 @@ ARCHS: dict[str, tuple[Callable[..., nn.Module], dict[str, Any], dict[str, str]]
         {"widths": (32, 64, 128, 128), "pools": 2},
         {"architecture_class": "Convolutional", "architecture": "SmallCNN"},
     ),
-    # patch 4 (64 tokens), as ViTs for 32-pixel images use: with patch 8 (16 tokens) a letter of
+    # patch 4 (64 patches), as ViTs for 32-pixel images use: with patch 8 (16 patches) a letter of
     # `glyphs` falls into one or two patches, and even at 20 epochs the supervised, Barlow Twins and
     # CLIP ViTs stayed near chance there (0.07 against 0.09) while the CNN reached 0.72.
     "vit": (
