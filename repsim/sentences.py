@@ -590,6 +590,10 @@ def fixed_design_text(models: pd.DataFrame) -> str:
     return f"Held fixed across this run's models: {held}."
 
 
+#: Up to this many near-chance (model, set) cells are named one by one; more are counted.
+ZOO_CELLS_LISTED = 8
+
+
 def zoo_accuracy_text(models: pd.DataFrame | None, cells: pd.DataFrame | None, note: str) -> str:
     """How well the run's mini-zoo models learned, from the zoo's own manifest and heldout.csv:
     the budget, and which trained models sit near chance on a set (the behaviour chapter's rule)."""
@@ -618,10 +622,21 @@ def zoo_accuracy_text(models: pd.DataFrame | None, cells: pd.DataFrame | None, n
                 f"({rule})."
             )
         else:
-            listed = ", ".join(
-                f"{m} on {d} ({a:.3f})"
-                for m, d, a in near[["model", "dataset", "accuracy"]].itertuples(index=False)
-            )
+            if len(near) <= ZOO_CELLS_LISTED:
+                listed = ", ".join(
+                    f"{m} on {d} ({a:.3f})"
+                    for m, d, a in near[["model", "dataset", "accuracy"]].itertuples(index=False)
+                )
+            else:  # too many to read: where they are, by set and by architecture
+                arch = near["model"].map(models.set_index("model")["architecture"])
+                per_set = near["dataset"].value_counts()
+                per_arch = arch.value_counts()
+                listed = (
+                    ", ".join(f"{d} {n}" for d, n in per_set.items())
+                    + " (by architecture: "
+                    + ", ".join(f"{a} {n}" for a, n in per_arch.items())
+                    + "; `repsim minizoo evaluate` lists them)"
+                )
             text += (
                 " Within each of the run's embedded sets (heldout.csv: a probe on the set's own "
                 f"classes), {len(near)} of the {len(pool)} (trained model, set) cells "

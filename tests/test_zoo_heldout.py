@@ -134,3 +134,28 @@ def test_zoo_heldout_names_a_manifest_of_another_kind(tmp_path: Path) -> None:
     assert models is None and cells is None
     assert "weights/manifest.csv is not a mini-zoo table (no column id" in note
     assert "no manifest row for 1 model(s): m" in note
+
+
+def test_zoo_accuracy_text_counts_many_near_chance_cells_by_set_and_architecture() -> None:
+    ids = [f"m{i}" for i in range(10)]
+    models = pd.DataFrame(
+        {
+            "model": ids,
+            "objective": ["Supervised"] * 10,
+            "epochs": [2] * 10,
+            "architecture": ["ViT"] * 7 + ["MLP"] * 3,
+        }
+    )
+    cells = pd.DataFrame(
+        {
+            "model": ids,
+            "dataset": ["glyphs"] * 6 + ["gratings"] * 4,
+            "accuracy": [0.05] * 10,
+            "near_chance": [True] * 10,
+            "trained": [True] * 10,
+        }
+    )
+    text = T.zoo_accuracy_text(models, cells, "")
+    assert "10 of the 10 (trained model, set) cells are near chance" in text
+    assert "glyphs 6, gratings 4 (by architecture: ViT 7, MLP 3;" in text
+    assert "m0 on glyphs" not in text
