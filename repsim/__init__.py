@@ -6,9 +6,7 @@ The public API is re-exported here lazily, so ``import repsim`` stays cheap and 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from repsim._lazy import lazy_exports
 from repsim.errors import (
     ConfigError,
     DatasetError,
@@ -53,17 +51,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'repsim' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -8,8 +8,7 @@ pattern, parameters, facts, single-pair function, optional batched kernel); :dat
 single-pair function per pair when the family has none.
 """
 
-import importlib
-from typing import Any
+from repsim._lazy import lazy_exports
 
 # Eager: these three share their module's name (a lazy export would be shadowed by the submodule)
 # and need only numpy/scipy.
@@ -38,17 +37,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'repsim.measures' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
