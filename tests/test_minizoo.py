@@ -387,3 +387,14 @@ def test_shipped_heldout_recomputes_from_the_weights() -> None:
         for r in rows:
             ref = shipped[r["dataset"]]
             assert abs(r["probe_acc"] - float(ref["probe_acc"])) <= 1 / int(ref["n_test"]) + 1e-4
+
+
+def test_same_arch_is_false_for_an_unreadable_weights_file(tmp_path: Path) -> None:
+    from repsim.minizoo.train import _same_arch
+
+    bad = tmp_path / "cnn-supervised-s0.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    assert not _same_arch(bad, "cnn")
+    assert not _same_arch(tmp_path / "absent.safetensors", "cnn")
+    good = save_encoder(build_arch("cnn"), tmp_path / "c.safetensors", "cnn", ARCHS["cnn"][1])
+    assert _same_arch(good, "cnn") and not _same_arch(good, "mlp")

@@ -263,9 +263,11 @@ def _same_arch(path: Path, arch: str) -> bool:
     (a ViT of another patch size is another model, even with the same budget)."""
     if arch not in ARCHS or not path.exists():
         return False
+    from safetensors import SafetensorError
+
     try:
         stored = json.loads(read_metadata(path).get("arch_kwargs", "null"))
-    except Exception:  # unreadable header: not finished, retrain it
+    except (OSError, ValueError, SafetensorError):  # unreadable header: retrain it
         return False
     expected = json.loads(json.dumps(arch_kwargs(arch), sort_keys=True))
     return stored == expected
