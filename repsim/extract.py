@@ -7,8 +7,8 @@ runs on that decoded chunk: its own transform as batched tensor ops on the devic
 (:func:`repsim.preprocess.preprocess_batch`), the forward in the config's ``extract.precision``
 (float32 as in the study; bfloat16 or float16 under autocast; channels_last on CUDA and for
 convolutional networks on a CPU, :func:`use_channels_last`), L2 normalisation, and the chunk's
-rows written and flagged done in that model's group. The next
-chunk is decoded while the models run on this one, so at most two decoded chunks are in memory.
+rows written and flagged done in that model's group. The next chunk is decoded while the models
+run on this one, so at most two decoded chunks are in memory.
 
 Models are built before the first image is decoded (a bad layer or weights file fails first) and
 stay resident on the device while their sizes, added up in the call's order, fit
