@@ -55,7 +55,7 @@ HELDOUT = "heldout.csv"
 class Budget:
     """The training budget every objective gets."""
 
-    epochs: int = 2
+    epochs: int = 20
     batch_size: int = 256
     lr: float = 2e-3
     weight_decay: float = 0.05
