@@ -752,10 +752,23 @@ def format_p(p: float) -> str:
     return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
+#: Fewer bootstrap resamples than this give an interval whose ends move from one resampling seed
+#: to the next; a sentence quoting such an interval says how many there were. The embedded run
+#: uses 79 to stay within its time budget; :func:`controlled_tests` defaults to 999.
+COARSE_BOOTSTRAP = 999
+
+
 def _ci(row: pd.Series) -> str:
     level = row.get("confidence_level", 0.95)
     level = 0.95 if not np.isfinite(level) else level
-    return f"{level:.0%} CI {row['ci_low']:.2f} to {row['ci_high']:.2f}"
+    text = f"{level:.0%} CI {row['ci_low']:.2f} to {row['ci_high']:.2f}"
+    try:
+        n_boot = float(row.get("n_bootstrap", np.nan))
+    except (TypeError, ValueError):
+        n_boot = np.nan
+    if np.isfinite(n_boot) and n_boot < COARSE_BOOTSTRAP:
+        text += f" from {int(n_boot)} bootstrap resamples, so its ends are approximate"
+    return text
 
 
 def factor_sentence(row: pd.Series | dict, alpha: float = 0.05) -> str:
@@ -824,6 +837,7 @@ def answer(
 
 
 __all__ = [
+    "COARSE_BOOTSTRAP",
     "COLUMNS",
     "CONTROLS",
     "FILENAME",

@@ -342,6 +342,20 @@ def test_difference_sentence_needs_both_tests():
     assert text.startswith("Objective explains") and "95% CI 0.01 to 0.20" in text
 
 
+def test_difference_sentence_says_when_its_interval_is_coarse():
+    """An interval from few bootstrap resamples is quoted with their number; one from the
+    default count (or a row without the column) is not."""
+    o = {"p_value": 0.001, "factor": "objective"}
+    a = {"p_value": 0.5, "factor": "architecture"}
+    d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "confidence_level": 0.95}
+    assert "bootstrap resamples" not in stats.difference_sentence(d, o, a)
+    d["n_bootstrap"] = stats.COARSE_BOOTSTRAP
+    assert "bootstrap resamples" not in stats.difference_sentence(d, o, a)
+    d["n_bootstrap"] = 79.0
+    text = stats.difference_sentence(d, o, a)
+    assert "95% CI 0.01 to 0.20 from 79 bootstrap resamples, so its ends are approximate" in text
+
+
 def test_format_mean_range() -> None:
     from repsim.stats import format_mean_range
 
