@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -399,12 +400,66 @@ def test_shipped_heldout_recomputes_from_the_weights() -> None:
             assert abs(r["probe_acc"] - float(ref["probe_acc"])) <= 1 / int(ref["n_test"]) + 1e-4
 
 
-def test_same_arch_is_false_for_an_unreadable_weights_file(tmp_path: Path) -> None:
-    from repsim.minizoo.train import _same_arch
+def test_same_recipe_is_false_for_an_unreadable_weights_file(tmp_path: Path) -> None:
+    from repsim.minizoo.train import Budget, _same_recipe
 
     bad = tmp_path / "cnn-supervised-s0.safetensors"
     bad.write_bytes(b"not a safetensors file")
-    assert not _same_arch(bad, "cnn")
-    assert not _same_arch(tmp_path / "absent.safetensors", "cnn")
+    assert not _same_recipe(bad, "cnn", "supervised", Budget())
+    assert not _same_recipe(tmp_path / "absent.safetensors", "cnn", "supervised", Budget())
+    # a file without the objective's record was trained with HPARAMS_BEFORE_RECORDING
     good = save_encoder(build_arch("cnn"), tmp_path / "c.safetensors", "cnn", ARCHS["cnn"][1])
-    assert _same_arch(good, "cnn") and not _same_arch(good, "mlp")
+    assert _same_recipe(good, "cnn", "supervised", Budget())
+    assert not _same_recipe(good, "mlp", "supervised", Budget())
+    assert not _same_recipe(good, "cnn", "supervised", Budget(batch_size=128))
+    assert _same_recipe(good, "cnn", "random", Budget(batch_size=128))  # untrained: no optimiser
+
+
+def test_resume_retrains_models_trained_with_other_objective_hyperparameters(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same budget and architecture, another Barlow Twins off-diagonal weight: another model."""
+    from repsim.minizoo.objectives import BarlowTwins
+    from repsim.minizoo.train import main
+    from repsim.minizoo.weights import read_metadata
+
+    out = tmp_path / "zoo"
+    args = ["--data", str(tiny), "--seeds", "0", "--epochs", "1", "--batch-size", "32"]
+    args += ["--archs", "mlp", "--objectives", "barlow", "random", "--out", str(out)]
+    assert main(args) == 0
+    files = {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")}
+    meta = read_metadata(out / "mlp-barlow-s0.safetensors")
+    assert json.loads(meta["objective_hparams"]) == BarlowTwins.hparams
+    assert json.loads(meta["optimizer"]) == {"batch_size": 32, "warmup": 0.1, "weight_decay": 0.05}
+    assert "optimizer" not in read_metadata(out / "mlp-random-s0.safetensors")
+    assert main([*args, "--resume"]) == 0  # same recipe: nothing retrained
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")} == files
+    monkeypatch.setitem(BarlowTwins.hparams, "off_diagonal_scale", 2.0)
+    assert main([*args, "--resume"]) == 0  # Barlow Twins retrained, the random control not
+    assert (out / "mlp-barlow-s0.safetensors").stat().st_mtime_ns != files[
+        "mlp-barlow-s0.safetensors"
+    ]
+    assert (out / "mlp-random-s0.safetensors").stat().st_mtime_ns == files[
+        "mlp-random-s0.safetensors"
+    ]
+    meta = read_metadata(out / "mlp-barlow-s0.safetensors")
+    assert json.loads(meta["objective_hparams"])["off_diagonal_scale"] == 2.0
+
+
+def test_hparams_before_recording_name_every_objective() -> None:
+    from repsim.minizoo.objectives import OBJECTIVES
+    from repsim.minizoo.train import HPARAMS_BEFORE_RECORDING
+
+    assert set(HPARAMS_BEFORE_RECORDING) == set(OBJECTIVES)
+
+
+def test_shipped_zoo_is_what_today_s_code_trains() -> None:
+    """`repsim minizoo train --resume` on the shipped zoo has nothing to do: every file was trained
+    with today's budget, architecture and objective hyperparameters. A change to any of them
+    without retraining the affected models fails here."""
+    from repsim.minizoo.train import Budget, _finished
+
+    rows = _shipped_rows()
+    n_train = {int(r["n_train"]) for r in rows}
+    assert len(n_train) == 1
+    assert _finished(ZOO, Budget(), n_train.pop()) == {r["id"] for r in rows}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,9 +56,15 @@ def _projector(d_in: int, hidden: int, d_out: int, out_bn: bool = False) -> nn.S
 
 
 class Objective(nn.Module):
-    """Base class: ``loss(encoder, batch, gen)`` returns the scalar training loss."""
+    """Base class: ``loss(encoder, batch, gen)`` returns the scalar training loss.
+
+    ``hparams`` holds the objective's own settings (head sizes, loss constants). Every weights file
+    records them, so ``repsim minizoo train --resume`` retrains a model whose objective has changed
+    since, as it does for a changed budget or architecture.
+    """
 
     info: ObjectiveInfo
+    hparams: ClassVar[dict[str, Any]] = {}
 
     def loss(self, encoder: nn.Module, batch: Batch, gen: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -91,11 +98,13 @@ class SimCLR(Objective):
     """Contrastive: two strong views of each image, NT-Xent on a projector's output."""
 
     info = ObjectiveInfo("simclr", "Self-Supervised", "SimCLR")
+    hparams: ClassVar[dict[str, Any]] = {"proj_hidden": 256, "proj_dim": 64, "temperature": 0.2}
 
-    def __init__(self, embed_dim: int, temperature: float = 0.2, **_: object) -> None:
+    def __init__(self, embed_dim: int, **_: object) -> None:
         super().__init__()
-        self.projector = _projector(embed_dim, 256, 64)
-        self.temperature = temperature
+        h = self.hparams
+        self.projector = _projector(embed_dim, h["proj_hidden"], h["proj_dim"])
+        self.temperature = h["temperature"]
 
     def loss(self, encoder: nn.Module, batch: Batch, gen: torch.Generator) -> torch.Tensor:
         x = to_unit(batch.images)
@@ -117,12 +126,15 @@ class BarlowTwins(Objective):
     """Non-contrastive: redundancy reduction between two strong views (no negatives)."""
 
     info = ObjectiveInfo("barlow", "Self-Supervised", "Barlow Twins")
+    # the off-diagonal weight is off_diagonal_scale / proj_dim
+    hparams: ClassVar[dict[str, Any]] = {"proj_dim": 256, "off_diagonal_scale": 1.0}
 
-    def __init__(self, embed_dim: int, proj_dim: int = 256, **_: object) -> None:
+    def __init__(self, embed_dim: int, **_: object) -> None:
         super().__init__()
+        proj_dim = self.hparams["proj_dim"]
         # the final affine-free BatchNorm standardises each dimension over the batch
         self.projector = _projector(embed_dim, proj_dim, proj_dim, out_bn=True)
-        self.lambd = 1.0 / proj_dim
+        self.lambd = self.hparams["off_diagonal_scale"] / proj_dim
 
     def loss(self, encoder: nn.Module, batch: Batch, gen: torch.Generator) -> torch.Tensor:
         x = to_unit(batch.images)
@@ -143,20 +155,30 @@ class CLIP(Objective):
     """
 
     info = ObjectiveInfo("clip", "Image-Text", "CLIP")
+    hparams: ClassVar[dict[str, Any]] = {
+        "out_dim": 64,
+        "init_temperature": 0.07,
+        "max_logit_scale": 100.0,
+    }
 
-    def __init__(
-        self, embed_dim: int, vocab_size: int, max_len: int, out_dim: int = 64, **_: object
-    ) -> None:
+    def __init__(self, embed_dim: int, vocab_size: int, max_len: int, **_: object) -> None:
         super().__init__()
+        out_dim = self.hparams["out_dim"]
         self.image_proj = nn.Linear(embed_dim, out_dim, bias=False)
         self.text = TextTower(vocab_size, max_len, out_dim=out_dim)
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.logit_scale = nn.Parameter(
+            torch.tensor(math.log(1 / self.hparams["init_temperature"]))
+        )
 
     def loss(self, encoder: nn.Module, batch: Batch, gen: torch.Generator) -> torch.Tensor:
         x = normalize(weak_view(to_unit(batch.images), gen))
         img = F.normalize(self.image_proj(encoder(x)), dim=1)
         txt = F.normalize(self.text(batch.tokens), dim=1)
-        logits = self.logit_scale.clamp(max=math.log(100.0)).exp() * img @ txt.T
+        logits = (
+            self.logit_scale.clamp(max=math.log(self.hparams["max_logit_scale"])).exp()
+            * img
+            @ txt.T
+        )
         same = (batch.tokens.unsqueeze(1) == batch.tokens.unsqueeze(0)).all(-1).float()
         targets = same / same.sum(1, keepdim=True)
         return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))

@@ -50,6 +50,21 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 HELDOUT = "heldout.csv"
 
+#: What weights files written before their metadata recorded the objective's hyperparameters and
+#: the optimiser were trained with (the zoo shipped in 441cee3). ``--resume`` compares against these.
+HPARAMS_BEFORE_RECORDING: dict[str, dict[str, Any]] = {
+    "supervised": {},
+    "simclr": {"proj_hidden": 256, "proj_dim": 64, "temperature": 0.2},
+    "barlow": {"proj_dim": 256, "off_diagonal_scale": 1.0},
+    "clip": {"out_dim": 64, "init_temperature": 0.07, "max_logit_scale": 100.0},
+    "random": {},
+}
+OPTIMIZER_BEFORE_RECORDING: dict[str, Any] = {
+    "batch_size": 256,
+    "weight_decay": 0.05,
+    "warmup": 0.1,
+}
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -188,6 +203,13 @@ def build_one(
             "method": obj.info.method,
             "seed": seed,
             "training_data": train.description,
+            "objective_hparams": json.dumps(obj.hparams, sort_keys=True),
+            # an untrained control does not depend on the optimiser
+            **(
+                {"optimizer": json.dumps(_optimizer(budget), sort_keys=True)}
+                if facts["steps"]
+                else {}
+            ),
         },
     )
     sha = _sha256(path)
@@ -238,13 +260,24 @@ def _select(
     return jobs
 
 
+def _optimizer(budget: Budget) -> dict[str, Any]:
+    """The optimiser settings a weights file records (epochs, steps and lr are in the manifest too)."""
+    return {
+        "batch_size": budget.batch_size,
+        "weight_decay": budget.weight_decay,
+        "warmup": budget.warmup,
+    }
+
+
 def _finished(out: Path, budget: Budget, n_train: int) -> set[str]:
-    """Ids that ``out`` already holds trained with ``budget`` and today's architecture
-    hyperparameters (:data:`ARCHS`): manifest row and intact file."""
+    """Ids that ``out`` already holds trained with ``budget`` and today's architecture and objective
+    hyperparameters (:data:`ARCHS`, ``Objective.hparams``): manifest row and intact file."""
     steps = (n_train // budget.batch_size) * budget.epochs
+    by_method = {cls.info.method: key for key, cls in OBJECTIVES.items()}
     done = set()
     for row in read_manifest(out / "manifest.csv"):
-        if not _same_arch(out / row["weights"], row["identifier"]):
+        key = by_method.get(row["method"])
+        if key is None or not _same_recipe(out / row["weights"], row["identifier"], key, budget):
             continue
         trains = row["objective"] != "Random"
         # rows written before the lr column existed were all trained with the default lr
@@ -258,19 +291,35 @@ def _finished(out: Path, budget: Budget, n_train: int) -> set[str]:
     return done
 
 
-def _same_arch(path: Path, arch: str) -> bool:
-    """Whether the weights at ``path`` were built with the hyperparameters ``ARCHS[arch]`` has now
-    (a ViT of another patch size is another model, even with the same budget)."""
-    if arch not in ARCHS or not path.exists():
+def _same_recipe(path: Path, arch: str, objective: str, budget: Budget) -> bool:
+    """Whether the weights at ``path`` were built with the architecture hyperparameters
+    ``ARCHS[arch]`` has now, the objective's ``hparams`` and the budget's optimiser settings.
+
+    A ViT of another patch size, or a Barlow Twins model of another off-diagonal weight, is
+    another model even with the same epochs and learning rate.
+    """
+    if arch not in ARCHS or objective not in OBJECTIVES or not path.exists():
         return False
     from safetensors import SafetensorError
 
     try:
-        stored = json.loads(read_metadata(path).get("arch_kwargs", "null"))
+        meta = read_metadata(path)
+        stored_arch = json.loads(meta.get("arch_kwargs", "null"))
+        stored_obj = json.loads(meta["objective_hparams"]) if "objective_hparams" in meta else None
+        stored_opt = json.loads(meta["optimizer"]) if "optimizer" in meta else None
     except (OSError, ValueError, SafetensorError):  # unreadable header: retrain it
         return False
+    if stored_obj is None:  # written before the metadata recorded them
+        stored_obj = HPARAMS_BEFORE_RECORDING.get(objective)
+        stored_opt = OPTIMIZER_BEFORE_RECORDING
     expected = json.loads(json.dumps(arch_kwargs(arch), sort_keys=True))
-    return stored == expected
+    hparams = json.loads(json.dumps(OBJECTIVES[objective].hparams, sort_keys=True))
+    trains = OBJECTIVES[objective].info.trains
+    return (
+        stored_arch == expected
+        and stored_obj == hparams
+        and (not trains or stored_opt == _optimizer(budget))
+    )
 
 
 def _fill_heldout(out: Path, ids: set[str], train: ZooData, test: ZooData) -> None:
