@@ -77,10 +77,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_minizoo(args: argparse.Namespace) -> int:
+    from repsim.minizoo.merge import main as merge_main
     from repsim.minizoo.train import evaluate_main
     from repsim.minizoo.train import main as train_main
 
-    return (train_main if args.action == "train" else evaluate_main)(args.rest)
+    actions = {"train": train_main, "evaluate": evaluate_main, "merge": merge_main}
+    return actions[args.action](args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,10 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "minizoo",
-        help="retrain the mini-zoo (repsim minizoo train [options]) or rewrite its per-dataset "
-        "held-out accuracies (repsim minizoo evaluate)",
+        help="retrain the mini-zoo (repsim minizoo train [options]), rewrite its per-dataset "
+        "held-out accuracies (repsim minizoo evaluate) or merge zoo folders trained side by side "
+        "(repsim minizoo merge SRC... --into data/minizoo)",
     )
-    p.add_argument("action", choices=["train", "evaluate"])
+    p.add_argument("action", choices=["train", "evaluate", "merge"])
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_minizoo)
     return parser

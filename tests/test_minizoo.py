@@ -15,7 +15,7 @@ from repsim.errors import MissingWeightsError
 from repsim.minizoo.archs import ARCHS, MEAN, STD, build_arch
 from repsim.minizoo.captions import Tokenizer, make_captions
 from repsim.minizoo.data import load_zoo_data, synthetic_npz
-from repsim.minizoo.manifest import summary_markdown
+from repsim.minizoo.manifest import read_manifest, summary_markdown
 from repsim.minizoo.objectives import OBJECTIVES, Batch, build_objective
 from repsim.minizoo.weights import load_encoder, save_encoder
 
@@ -463,3 +463,90 @@ def test_shipped_zoo_is_what_today_s_code_trains() -> None:
     n_train = {int(r["n_train"]) for r in rows}
     assert len(n_train) == 1
     assert _finished(ZOO, Budget(), n_train.pop()) == {r["id"] for r in rows}
+
+
+def _train_tiny(tiny: Path, out: Path, *extra: str) -> None:
+    from repsim.minizoo.train import main
+
+    args = ["--data", str(tiny), "--epochs", "1", "--batch-size", "32", "--archs", "mlp"]
+    assert main([*args, "--out", str(out), *extra]) == 0
+
+
+def test_merge_joins_zoos_trained_side_by_side(tiny: Path, tmp_path: Path) -> None:
+    from repsim.minizoo.merge import merge_zoos
+    from repsim.minizoo.train import Budget, _finished
+
+    a, b, zoo = tmp_path / "a", tmp_path / "b", tmp_path / "zoo"
+    _train_tiny(tiny, a, "--seeds", "0", "--objectives", "supervised", "random")
+    _train_tiny(tiny, b, "--seeds", "1", "--objectives", "supervised", "random")
+    assert merge_zoos([a, b], zoo) == sorted(
+        ["mlp-supervised-s0", "mlp-random-s0", "mlp-supervised-s1", "mlp-random-s1"]
+    )
+    rows = read_manifest(zoo / "manifest.csv")
+    assert [r["id"] for r in rows] == [
+        "mlp-supervised-s0", "mlp-supervised-s1", "mlp-random-s0", "mlp-random-s1"
+    ]  # fmt: skip
+    for src in (a, b):
+        for r in read_manifest(src / "manifest.csv"):
+            assert (zoo / r["weights"]).read_bytes() == (src / r["weights"]).read_bytes()
+    held = read_manifest(zoo / "heldout.csv")
+    assert sorted((h["id"], h["dataset"]) for h in held) == sorted(
+        (r["id"], d) for r in rows for d in ("blocks", "squares")
+    )
+    assert {r["id"] for r in yaml.safe_load((zoo / "models.yaml").read_text())["models"]} == {
+        r["id"] for r in rows
+    }
+    # the merged folder is a zoo `--resume` recognises as finished
+    assert _finished(zoo, Budget(epochs=1, batch_size=32), int(rows[0]["n_train"])) == {
+        r["id"] for r in rows
+    }
+    # merging a retrained seed replaces its rows and keeps the others
+    c = tmp_path / "c"
+    _train_tiny(tiny, c, "--seeds", "1", "--objectives", "supervised", "--lr", "0.002")
+    assert merge_zoos([c], zoo) == ["mlp-supervised-s1"]
+    assert len(read_manifest(zoo / "manifest.csv")) == 4
+
+
+def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from repsim.cli import main as cli
+    from repsim.errors import ConfigError
+    from repsim.minizoo.merge import merge_zoos
+    from repsim.minizoo.objectives import BarlowTwins
+
+    a, zoo = tmp_path / "a", tmp_path / "zoo"
+    _train_tiny(tiny, a, "--seeds", "0", "--objectives", "barlow")
+    merge_zoos([a], zoo)
+    before = {p.name: p.read_bytes() for p in zoo.iterdir()}
+    # another budget for one seed: refused, and nothing in the target changes
+    longer = tmp_path / "longer"
+    _train_tiny(tiny, longer, "--seeds", "1", "--objectives", "barlow", "--epochs", "2")
+    with pytest.raises(ConfigError, match="mix training budgets"):
+        merge_zoos([longer], zoo)
+    # the same id trained twice differently
+    _train_tiny(tiny, tmp_path / "other", "--seeds", "0", "--objectives", "barlow", "--lr", "1e-3")
+    with pytest.raises(ConfigError, match="mlp-barlow-s0 is in both"):
+        merge_zoos([a, tmp_path / "other"], zoo)
+    # another Barlow Twins setting for one seed
+    odd = tmp_path / "odd"
+    monkeypatch.setitem(BarlowTwins.hparams, "off_diagonal_scale", 4.0)
+    _train_tiny(tiny, odd, "--seeds", "1", "--objectives", "barlow")
+    monkeypatch.undo()
+    with pytest.raises(ConfigError, match="one objective with different settings"):
+        merge_zoos([odd], zoo)
+    # a file its manifest does not describe, and a source without held-out rows
+    seed1 = tmp_path / "seed1"
+    _train_tiny(tiny, seed1, "--seeds", "1", "--objectives", "barlow")
+    weights = seed1 / "mlp-barlow-s1.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good + b" ")
+    with pytest.raises(ConfigError, match=r"mlp-barlow-s1: .*SHA-256 differs"):
+        merge_zoos([seed1], zoo)
+    weights.write_bytes(good)
+    (seed1 / "heldout.csv").unlink()
+    with pytest.raises(ConfigError, match="repsim minizoo evaluate --zoo"):
+        merge_zoos([seed1], zoo)
+    assert {p.name: p.read_bytes() for p in zoo.iterdir()} == before
+    # the command names the cause without a traceback
+    assert cli(["minizoo", "merge", str(tmp_path / "absent"), "--into", str(zoo)]) == 2

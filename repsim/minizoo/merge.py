@@ -1,0 +1,156 @@
+"""Merge zoo folders trained side by side into one zoo (``repsim minizoo merge``).
+
+Two training processes must never share an ``--out`` folder (each rewrites its manifest), so a
+retraining on two cores ends with two folders. Merging copies every model of the sources into the
+target, replacing rows of the same id, and refuses what would make a zoo the tests reject: a file
+its manifest does not describe, a model without held-out rows, one id trained twice differently,
+and trained models of more than one budget or objective setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from repsim.errors import ConfigError
+from repsim.minizoo.manifest import (
+    merge_heldout,
+    merge_rows,
+    read_manifest,
+    write_heldout,
+    write_manifest,
+    write_models_yaml,
+)
+from repsim.minizoo.objectives import OBJECTIVES
+from repsim.minizoo.weights import read_metadata
+
+HELDOUT = "heldout.csv"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _source_models(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The manifest rows of ``src`` with their held-out rows, each file checked against its row."""
+    rows = read_manifest(src / "manifest.csv")
+    if not rows:
+        raise ConfigError(f"{src / 'manifest.csv'} is missing or empty; is {src} a zoo folder?")
+    held = read_manifest(src / HELDOUT)
+    for row in rows:
+        path = src / row["weights"]
+        if not path.exists():
+            raise ConfigError(f"{row['id']}: {path} is missing; retrain it or drop its row")
+        if _sha256(path) != row["sha256"]:
+            raise ConfigError(
+                f"{row['id']}: {path.name} in {src} does not match its manifest row (SHA-256 "
+                f"differs); retrain it with `repsim minizoo train --out {src} --only {row['id']}`"
+            )
+        mine = [h for h in held if h["id"] == row["id"]]
+        if not mine or any(h["sha256"] != row["sha256"] for h in mine):
+            raise ConfigError(
+                f"{row['id']}: {src / HELDOUT} has no rows for this file; run "
+                f"`repsim minizoo evaluate --zoo {src}` first"
+            )
+    return rows, held
+
+
+def _objective_record(path: Path, method: str) -> str:
+    from repsim.minizoo.train import HPARAMS_BEFORE_RECORDING
+
+    key = next(k for k, cls in OBJECTIVES.items() if cls.info.method == method)
+    meta = read_metadata(path)
+    if "objective_hparams" in meta:
+        return json.dumps(json.loads(meta["objective_hparams"]), sort_keys=True)
+    return json.dumps(HPARAMS_BEFORE_RECORDING[key], sort_keys=True)
+
+
+def _check_one_recipe(rows: list[dict[str, Any]], files: dict[str, Path]) -> None:
+    """Refuse a merged zoo whose trained models differ in budget, or one objective in settings
+    (``files``: each model's weights file, where it is before the copy)."""
+    budgets = {
+        (r["epochs"], r["steps"], r["lr"] or "0.002") for r in rows if r["objective"] != "Random"
+    }
+    if len(budgets) > 1:
+        raise ConfigError(
+            f"the merged zoo would mix training budgets (epochs, steps, lr) {sorted(budgets)}; "
+            "every objective gets the same budget, so retrain the odd ones out or merge elsewhere"
+        )
+    by_method: dict[str, set[str]] = {}
+    for r in rows:
+        by_method.setdefault(r["method"], set()).add(_objective_record(files[r["id"]], r["method"]))
+    mixed = {m: sorted(v) for m, v in by_method.items() if len(v) > 1}
+    if mixed:
+        raise ConfigError(
+            f"the merged zoo would train one objective with different settings: {mixed}; every "
+            "architecture and seed of an objective gets the same, so retrain the odd ones out"
+        )
+
+
+def merge_zoos(sources: list[str | Path], into: str | Path) -> list[str]:
+    """Copy every model of ``sources`` into the zoo ``into``; returns the ids merged.
+
+    Every check runs before anything is written; weights are copied atomically, then the
+    manifest, ``models.yaml`` and ``heldout.csv`` of ``into`` are rewritten from the merged rows.
+    """
+    into = Path(into)
+    new_rows: dict[str, tuple[Path, dict[str, str]]] = {}
+    new_held: list[dict[str, str]] = []
+    for src in map(Path, sources):
+        if src.resolve() == into.resolve():
+            raise ConfigError(f"{src} is the target folder; name only the folders to merge in")
+        rows, held = _source_models(src)
+        for row in rows:
+            seen = new_rows.get(row["id"])
+            if seen and seen[1]["sha256"] != row["sha256"]:
+                raise ConfigError(
+                    f"{row['id']} is in both {seen[0]} and {src} with different weights; "
+                    "keep one of them"
+                )
+            new_rows[row["id"]] = (src, row)
+        new_held += [h for h in held if h["id"] in {r["id"] for r in rows}]
+    old_rows = read_manifest(into / "manifest.csv")
+    rows = merge_rows(old_rows, [row for _, row in new_rows.values()])
+    # a model taken from a source is judged by the source's file; the others by the target's
+    files = {r["id"]: into / r["weights"] for r in old_rows}
+    files.update({r["id"]: src / r["weights"] for src, r in new_rows.values()})
+    for r in rows:
+        if not files[r["id"]].exists():
+            raise ConfigError(f"{r['id']}: {files[r['id']]} is missing in the target zoo {into}")
+    _check_one_recipe(rows, files)
+    into.mkdir(parents=True, exist_ok=True)
+    for src, row in new_rows.values():
+        tmp = into / (row["weights"] + ".tmp")
+        shutil.copyfile(src / row["weights"], tmp)
+        tmp.replace(into / row["weights"])
+    write_manifest(rows, into / "manifest.csv")
+    write_models_yaml(rows, into / "models.yaml")
+    write_heldout(merge_heldout(read_manifest(into / HELDOUT), new_held), into / HELDOUT)
+    return sorted(new_rows)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="repsim minizoo merge",
+        description="Merge zoo folders trained side by side into one zoo (weights, manifest.csv, "
+        "models.yaml, heldout.csv).",
+    )
+    p.add_argument("sources", nargs="+", help="zoo folders to merge in (their --out folders)")
+    p.add_argument("--into", required=True, help="the zoo to merge into, e.g. data/minizoo")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``repsim minizoo merge``."""
+    args = build_parser().parse_args(argv)
+    try:
+        ids = merge_zoos(args.sources, args.into)
+    except OSError as exc:  # unreadable source, full disk, no permission: name it, no traceback
+        raise ConfigError(f"cannot merge into {args.into}: {exc}") from exc
+    total = len(read_manifest(Path(args.into) / "manifest.csv"))
+    print(f"merged {len(ids)} models into {args.into} (now {total}): {', '.join(ids)}")
+    return 0
