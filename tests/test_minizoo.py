@@ -508,7 +508,7 @@ def test_merge_joins_zoos_trained_side_by_side(tiny: Path, tmp_path: Path) -> No
 
 
 def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from repsim.cli import main as cli
     from repsim.errors import ConfigError
@@ -550,3 +550,7 @@ def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(
     assert {p.name: p.read_bytes() for p in zoo.iterdir()} == before
     # the command names the cause without a traceback
     assert cli(["minizoo", "merge", str(tmp_path / "absent"), "--into", str(zoo)]) == 2
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert cli(["minizoo", "merge", str(a), "--into", str(a_file)]) == 2
+    assert "a_file is a file, not a folder" in capsys.readouterr().err

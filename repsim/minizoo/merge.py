@@ -10,7 +10,6 @@ and trained models of more than one budget or objective setting.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -26,13 +25,10 @@ from repsim.minizoo.manifest import (
     write_models_yaml,
 )
 from repsim.minizoo.objectives import OBJECTIVES
-from repsim.minizoo.weights import read_metadata
+from repsim.minizoo.train import recorded_recipe
+from repsim.runfolder import describe_os_error, sha256_file
 
 HELDOUT = "heldout.csv"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _source_models(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -45,7 +41,7 @@ def _source_models(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]
         path = src / row["weights"]
         if not path.exists():
             raise ConfigError(f"{row['id']}: {path} is missing; retrain it or drop its row")
-        if _sha256(path) != row["sha256"]:
+        if sha256_file(path) != row["sha256"]:
             raise ConfigError(
                 f"{row['id']}: {path.name} in {src} does not match its manifest row (SHA-256 "
                 f"differs); retrain it with `repsim minizoo train --out {src} --only {row['id']}`"
@@ -59,14 +55,10 @@ def _source_models(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]
     return rows, held
 
 
-def _objective_record(path: Path, method: str) -> str:
-    from repsim.minizoo.train import HPARAMS_BEFORE_RECORDING
-
+def _recipe(path: Path, method: str) -> str:
+    """The objective settings and optimiser a file records, as one comparable string."""
     key = next(k for k, cls in OBJECTIVES.items() if cls.info.method == method)
-    meta = read_metadata(path)
-    if "objective_hparams" in meta:
-        return json.dumps(json.loads(meta["objective_hparams"]), sort_keys=True)
-    return json.dumps(HPARAMS_BEFORE_RECORDING[key], sort_keys=True)
+    return json.dumps(recorded_recipe(path, key), sort_keys=True)
 
 
 def _check_one_recipe(rows: list[dict[str, Any]], files: dict[str, Path]) -> None:
@@ -82,7 +74,7 @@ def _check_one_recipe(rows: list[dict[str, Any]], files: dict[str, Path]) -> Non
         )
     by_method: dict[str, set[str]] = {}
     for r in rows:
-        by_method.setdefault(r["method"], set()).add(_objective_record(files[r["id"]], r["method"]))
+        by_method.setdefault(r["method"], set()).add(_recipe(files[r["id"]], r["method"]))
     mixed = {m: sorted(v) for m, v in by_method.items() if len(v) > 1}
     if mixed:
         raise ConfigError(
@@ -150,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ids = merge_zoos(args.sources, args.into)
     except OSError as exc:  # unreadable source, full disk, no permission: name it, no traceback
-        raise ConfigError(f"cannot merge into {args.into}: {exc}") from exc
+        raise ConfigError(
+            describe_os_error(exc, action="merge into", path=exc.filename or args.into)
+        ) from exc
     total = len(read_manifest(Path(args.into) / "manifest.csv"))
     print(f"merged {len(ids)} models into {args.into} (now {total}): {', '.join(ids)}")
     return 0

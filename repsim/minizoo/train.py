@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import hashlib
 import json
 import logging
 import math
@@ -44,6 +43,7 @@ from repsim.minizoo.manifest import (
 )
 from repsim.minizoo.objectives import OBJECTIVES, Batch, Objective, build_objective
 from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
+from repsim.runfolder import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +156,6 @@ def train_model(
     return encoder.eval(), obj, facts
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def evaluate_stored(
     path: Path, name: str, sha256: str, train: ZooData, test: ZooData
 ) -> tuple[list[dict[str, Any]], torch.Tensor, torch.Tensor]:
@@ -212,7 +208,7 @@ def build_one(
             ),
         },
     )
-    sha = _sha256(path)
+    sha = sha256_file(path)
     heldout, train_z, test_z = evaluate_stored(path, name, sha, train, test)
     probe = ridge_probe(train_z, train.labels, test_z, test.labels, len(train.class_names))
     head = head_accuracy(obj.head, test_z, test.labels) if hasattr(obj, "head") else ""
@@ -286,9 +282,24 @@ def _finished(out: Path, budget: Budget, n_train: int) -> set[str]:
             (budget.epochs, steps, budget.lr) if trains else (0, 0, budget.lr)
         )
         path = out / row["weights"]
-        if same and path.exists() and _sha256(path) == row["sha256"]:
+        if same and path.exists() and sha256_file(path) == row["sha256"]:
             done.add(row["id"])
     return done
+
+
+def recorded_recipe(path: Path, objective: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The objective hyperparameters and optimiser settings the weights file at ``path`` records.
+
+    Files written before the metadata held them count as trained with
+    :data:`HPARAMS_BEFORE_RECORDING` and :data:`OPTIMIZER_BEFORE_RECORDING`; an untrained control
+    has no optimiser (``None``). Raises what reading the header raises.
+    """
+    meta = read_metadata(path)
+    if "objective_hparams" not in meta:
+        trains = OBJECTIVES[objective].info.trains
+        return HPARAMS_BEFORE_RECORDING[objective], OPTIMIZER_BEFORE_RECORDING if trains else None
+    opt = json.loads(meta["optimizer"]) if "optimizer" in meta else None
+    return json.loads(meta["objective_hparams"]), opt
 
 
 def _same_recipe(path: Path, arch: str, objective: str, budget: Budget) -> bool:
@@ -303,15 +314,10 @@ def _same_recipe(path: Path, arch: str, objective: str, budget: Budget) -> bool:
     from safetensors import SafetensorError
 
     try:
-        meta = read_metadata(path)
-        stored_arch = json.loads(meta.get("arch_kwargs", "null"))
-        stored_obj = json.loads(meta["objective_hparams"]) if "objective_hparams" in meta else None
-        stored_opt = json.loads(meta["optimizer"]) if "optimizer" in meta else None
+        stored_arch = json.loads(read_metadata(path).get("arch_kwargs", "null"))
+        stored_obj, stored_opt = recorded_recipe(path, objective)
     except (OSError, ValueError, SafetensorError):  # unreadable header: retrain it
         return False
-    if stored_obj is None:  # written before the metadata recorded them
-        stored_obj = HPARAMS_BEFORE_RECORDING.get(objective)
-        stored_opt = OPTIMIZER_BEFORE_RECORDING
     expected = json.loads(json.dumps(arch_kwargs(arch), sort_keys=True))
     hparams = json.loads(json.dumps(OBJECTIVES[objective].hparams, sort_keys=True))
     trains = OBJECTIVES[objective].info.trains
@@ -413,7 +419,7 @@ def evaluate_zoo(zoo: str | Path, data_dir: str | Path) -> list[dict[str, Any]]:
             raise ConfigError(
                 f"{row['id']}: weights file {path} is missing; retrain it with --only"
             )
-        sha = _sha256(path)
+        sha = sha256_file(path)
         if sha != row["sha256"]:
             raise ConfigError(
                 f"{row['id']}: {path.name} does not match its manifest row (SHA-256 differs); "
