@@ -309,28 +309,6 @@ def test_train_writes_heldout_evaluate_refuses_a_changed_file_and_resume_skips_i
     assert rows["mlp-supervised-s0"]["epochs"] == "2" and rows["mlp-supervised-s0"]["lr"] == "0.002"
 
 
-def test_resume_retrains_models_built_with_other_architecture_hyperparameters(
-    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Same budget, other hyperparameters (as the ViT's patch 8 before patch 4): another model."""
-    from repsim.minizoo.train import main
-    from repsim.minizoo.weights import read_metadata
-
-    out = tmp_path / "zoo"
-    args = ["--data", str(tiny), "--seeds", "0", "--epochs", "1", "--batch-size", "32"]
-    args += ["--archs", "mlp", "--objectives", "supervised", "random", "--out", str(out)]
-    monkeypatch.setitem(ARCHS["mlp"][1], "hidden", (16, 16))
-    assert main(args) == 0
-    files = {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")}
-    assert main([*args, "--resume"]) == 0  # same hyperparameters: nothing retrained
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")} == files
-    monkeypatch.setitem(ARCHS["mlp"][1], "hidden", (16, 8))
-    assert main([*args, "--resume"]) == 0  # both retrained, the random control too
-    for name, stamp in files.items():
-        assert (out / name).stat().st_mtime_ns != stamp, name
-        assert read_metadata(out / name)["arch_kwargs"] == '{"hidden": [16, 8]}'
-
-
 def _heldout_rows() -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     rows = _shipped_rows()
     if not (ZOO / "heldout.csv").exists():
@@ -415,35 +393,41 @@ def test_same_recipe_is_false_for_an_unreadable_weights_file(tmp_path: Path) -> 
     assert _same_recipe(good, "cnn", "random", Budget(batch_size=128))  # untrained: no optimiser
 
 
-def test_resume_retrains_models_trained_with_other_objective_hyperparameters(
+def test_resume_retrains_models_whose_architecture_or_objective_changed(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same budget and architecture, another Barlow Twins off-diagonal weight: another model."""
+    """Same budget, other hyperparameters (as the ViT's patch 8 before patch 4, or another Barlow
+    Twins off-diagonal weight): another model. The random control depends on the architecture only."""
     from repsim.minizoo.objectives import BarlowTwins
     from repsim.minizoo.train import main
     from repsim.minizoo.weights import read_metadata
 
     out = tmp_path / "zoo"
     args = ["--data", str(tiny), "--seeds", "0", "--epochs", "1", "--batch-size", "32"]
-    args += ["--archs", "mlp", "--objectives", "barlow", "random", "--out", str(out)]
+    args += ["--archs", "mlp", "--objectives", "barlow", "random", "--out", str(out), "--resume"]
+    barlow, control = out / "mlp-barlow-s0.safetensors", out / "mlp-random-s0.safetensors"
+
+    def stamps() -> tuple[int, int]:
+        return barlow.stat().st_mtime_ns, control.stat().st_mtime_ns
+
+    monkeypatch.setitem(ARCHS["mlp"][1], "hidden", (16, 16))
     assert main(args) == 0
-    files = {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")}
-    meta = read_metadata(out / "mlp-barlow-s0.safetensors")
+    first = stamps()
+    meta = read_metadata(barlow)
     assert json.loads(meta["objective_hparams"]) == BarlowTwins.hparams
     assert json.loads(meta["optimizer"]) == {"batch_size": 32, "warmup": 0.1, "weight_decay": 0.05}
-    assert "optimizer" not in read_metadata(out / "mlp-random-s0.safetensors")
-    assert main([*args, "--resume"]) == 0  # same recipe: nothing retrained
-    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.safetensors")} == files
+    assert "optimizer" not in read_metadata(control)
+    assert main(args) == 0 and stamps() == first  # same recipe: nothing retrained
     monkeypatch.setitem(BarlowTwins.hparams, "off_diagonal_scale", 2.0)
-    assert main([*args, "--resume"]) == 0  # Barlow Twins retrained, the random control not
-    assert (out / "mlp-barlow-s0.safetensors").stat().st_mtime_ns != files[
-        "mlp-barlow-s0.safetensors"
-    ]
-    assert (out / "mlp-random-s0.safetensors").stat().st_mtime_ns == files[
-        "mlp-random-s0.safetensors"
-    ]
-    meta = read_metadata(out / "mlp-barlow-s0.safetensors")
-    assert json.loads(meta["objective_hparams"])["off_diagonal_scale"] == 2.0
+    assert main(args) == 0  # Barlow Twins retrained, the random control not
+    second = stamps()
+    assert second[0] != first[0] and second[1] == first[1]
+    assert json.loads(read_metadata(barlow)["objective_hparams"])["off_diagonal_scale"] == 2.0
+    monkeypatch.setitem(ARCHS["mlp"][1], "hidden", (16, 8))
+    assert main(args) == 0  # both retrained, the random control too
+    assert all(a != b for a, b in zip(stamps(), second))
+    for path in (barlow, control):
+        assert read_metadata(path)["arch_kwargs"] == '{"hidden": [16, 8]}'
 
 
 def test_hparams_before_recording_name_every_objective() -> None:
