@@ -498,6 +498,7 @@ def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(
     from repsim.errors import ConfigError
     from repsim.minizoo.merge import merge_zoos
     from repsim.minizoo.objectives import BarlowTwins
+    from repsim.minizoo.train import evaluate_zoo
 
     a, zoo = tmp_path / "a", tmp_path / "zoo"
     _train_tiny(tiny, a, "--seeds", "0", "--objectives", "barlow")
@@ -532,6 +533,15 @@ def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(
     with pytest.raises(ConfigError, match="repsim minizoo evaluate --zoo"):
         merge_zoos([seed1], zoo)
     assert {p.name: p.read_bytes() for p in zoo.iterdir()} == before
+    # a damaged file in the target, kept by the merge, is refused too
+    weights.write_bytes(good)
+    evaluate_zoo(seed1, tiny)
+    kept = zoo / "mlp-barlow-s0.safetensors"
+    kept.write_bytes(kept.read_bytes() + b" ")
+    with pytest.raises(ConfigError, match=r"mlp-barlow-s0: .*target zoo .*does not match"):
+        merge_zoos([seed1], zoo)
+    kept.write_bytes(before["mlp-barlow-s0.safetensors"])
+    assert merge_zoos([seed1], zoo) == ["mlp-barlow-s1"]
     # the command names the cause without a traceback
     assert cli(["minizoo", "merge", str(tmp_path / "absent"), "--into", str(zoo)]) == 2
     a_file = tmp_path / "a_file"

@@ -57,15 +57,20 @@ def _source_models(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]
 
 def _recipe(path: Path, method: str) -> str:
     """The objective settings and optimiser a file records, as one comparable string."""
-    key = next(k for k, cls in OBJECTIVES.items() if cls.info.method == method)
-    return json.dumps(recorded_recipe(path, key), sort_keys=True)
+    keys = [k for k, cls in OBJECTIVES.items() if cls.info.method == method]
+    if not keys:
+        raise ConfigError(f"{path.name}: its manifest row names an unknown method {method!r}")
+    return json.dumps(recorded_recipe(path, keys[0]), sort_keys=True)
 
 
 def _check_one_recipe(rows: list[dict[str, Any]], files: dict[str, Path]) -> None:
     """Refuse a merged zoo whose trained models differ in budget, or one objective in settings
     (``files``: each model's weights file, where it is before the copy)."""
+    # rows written before the lr column existed were trained with the default 2e-3
     budgets = {
-        (r["epochs"], r["steps"], r["lr"] or "0.002") for r in rows if r["objective"] != "Random"
+        (int(r["epochs"]), int(r["steps"]), float(r["lr"] or 2e-3))
+        for r in rows
+        if r["objective"] != "Random"
     }
     if len(budgets) > 1:
         raise ConfigError(
@@ -111,8 +116,15 @@ def merge_zoos(sources: list[str | Path], into: str | Path) -> list[str]:
     files = {r["id"]: into / r["weights"] for r in old_rows}
     files.update({r["id"]: src / r["weights"] for src, r in new_rows.values()})
     for r in rows:
-        if not files[r["id"]].exists():
-            raise ConfigError(f"{r['id']}: {files[r['id']]} is missing in the target zoo {into}")
+        path = files[r["id"]]
+        if r["id"] in new_rows:
+            continue
+        # a model the merge keeps must be the file its row describes, as a source's must
+        if not path.exists() or sha256_file(path) != r["sha256"]:
+            raise ConfigError(
+                f"{r['id']}: {path} in the target zoo is missing or does not match its manifest "
+                f"row (SHA-256); retrain it with `repsim minizoo train --out {into} --only {r['id']}`"
+            )
     _check_one_recipe(rows, files)
     into.mkdir(parents=True, exist_ok=True)
     for src, row in new_rows.values():
