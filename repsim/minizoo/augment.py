@@ -74,9 +74,15 @@ def color_jitter(
     return x.clamp(0.0, 1.0)
 
 
-def strong_view(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A SimCLR-style view: resized crop, flip, colour jitter, random grayscale."""
-    return color_jitter(resized_crop(x, gen), gen)
+#: the crop area range of :func:`strong_view` (the objectives that use it record it in ``hparams``)
+STRONG_CROP_SCALE = (0.35, 1.0)
+
+
+def strong_view(
+    x: torch.Tensor, gen: torch.Generator, crop_scale: tuple[float, float] = STRONG_CROP_SCALE
+) -> torch.Tensor:
+    """A SimCLR-style view: resized crop (area ``crop_scale``), flip, colour jitter, random grayscale."""
+    return color_jitter(resized_crop(x, gen, scale=crop_scale), gen)
 
 
 def weak_view(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

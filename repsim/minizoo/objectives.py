@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from repsim.errors import ConfigError
-from repsim.minizoo.augment import normalize, strong_view, to_unit, weak_view
+from repsim.minizoo.augment import STRONG_CROP_SCALE, normalize, strong_view, to_unit, weak_view
 from repsim.minizoo.captions import TextTower
 
 
@@ -98,7 +98,12 @@ class SimCLR(Objective):
     """Contrastive: two strong views of each image, NT-Xent on a projector's output."""
 
     info = ObjectiveInfo("simclr", "Self-Supervised", "SimCLR")
-    hparams: ClassVar[dict[str, Any]] = {"proj_hidden": 256, "proj_dim": 64, "temperature": 0.2}
+    hparams: ClassVar[dict[str, Any]] = {
+        "proj_hidden": 256,
+        "proj_dim": 64,
+        "temperature": 0.2,
+        "crop_scale": list(STRONG_CROP_SCALE),
+    }
 
     def __init__(self, embed_dim: int, **_: object) -> None:
         super().__init__()
@@ -108,7 +113,8 @@ class SimCLR(Objective):
 
     def loss(self, encoder: nn.Module, batch: Batch, gen: torch.Generator) -> torch.Tensor:
         x = to_unit(batch.images)
-        views = normalize(torch.cat([strong_view(x, gen), strong_view(x, gen)]))
+        crop = tuple(self.hparams["crop_scale"])
+        views = normalize(torch.cat([strong_view(x, gen, crop), strong_view(x, gen, crop)]))
         z1, z2 = self.projector(encoder(views)).chunk(2)
         return nt_xent(z1, z2, self.temperature)
 
@@ -127,7 +133,11 @@ class BarlowTwins(Objective):
 
     info = ObjectiveInfo("barlow", "Self-Supervised", "Barlow Twins")
     # the off-diagonal weight is off_diagonal_scale / proj_dim
-    hparams: ClassVar[dict[str, Any]] = {"proj_dim": 256, "off_diagonal_scale": 1.0}
+    hparams: ClassVar[dict[str, Any]] = {
+        "proj_dim": 256,
+        "off_diagonal_scale": 1.0,
+        "crop_scale": list(STRONG_CROP_SCALE),
+    }
 
     def __init__(self, embed_dim: int, **_: object) -> None:
         super().__init__()
@@ -138,7 +148,8 @@ class BarlowTwins(Objective):
 
     def loss(self, encoder: nn.Module, batch: Batch, gen: torch.Generator) -> torch.Tensor:
         x = to_unit(batch.images)
-        v1, v2 = strong_view(x, gen), strong_view(x, gen)
+        crop = tuple(self.hparams["crop_scale"])
+        v1, v2 = strong_view(x, gen, crop), strong_view(x, gen, crop)
         # each view through the projector separately, so each gets its own batch statistics
         h1, h2 = encoder(normalize(torch.cat([v1, v2]))).chunk(2)
         return (

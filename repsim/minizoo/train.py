@@ -54,8 +54,8 @@ HELDOUT = "heldout.csv"
 #: the optimiser were trained with (the zoo shipped in 441cee3). ``--resume`` compares against these.
 HPARAMS_BEFORE_RECORDING: dict[str, dict[str, Any]] = {
     "supervised": {},
-    "simclr": {"proj_hidden": 256, "proj_dim": 64, "temperature": 0.2},
-    "barlow": {"proj_dim": 256, "off_diagonal_scale": 1.0},
+    "simclr": {"proj_hidden": 256, "proj_dim": 64, "temperature": 0.2, "crop_scale": [0.35, 1.0]},
+    "barlow": {"proj_dim": 256, "off_diagonal_scale": 1.0, "crop_scale": [0.35, 1.0]},
     "clip": {"out_dim": 64, "init_temperature": 0.07, "max_logit_scale": 100.0},
     "random": {},
 }
