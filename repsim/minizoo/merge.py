@@ -24,7 +24,7 @@ from repsim.minizoo.manifest import (
     write_manifest,
     write_models_yaml,
 )
-from repsim.minizoo.objectives import OBJECTIVES
+from repsim.minizoo.objectives import objective_key
 from repsim.minizoo.train import recorded_recipe
 from repsim.runfolder import describe_os_error, sha256_file
 
@@ -57,10 +57,10 @@ def _source_models(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]
 
 def _recipe(path: Path, method: str) -> str:
     """The objective settings and optimiser a file records, as one comparable string."""
-    keys = [k for k, cls in OBJECTIVES.items() if cls.info.method == method]
-    if not keys:
+    key = objective_key(method)
+    if key is None:
         raise ConfigError(f"{path.name}: its manifest row names an unknown method {method!r}")
-    return json.dumps(recorded_recipe(path, keys[0]), sort_keys=True)
+    return json.dumps(recorded_recipe(path, key), sort_keys=True)
 
 
 def _check_one_recipe(rows: list[dict[str, Any]], files: dict[str, Path]) -> None:

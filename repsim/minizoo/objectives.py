@@ -209,6 +209,11 @@ OBJECTIVES: dict[str, type[Objective]] = {
 }
 
 
+def objective_key(method: str) -> str | None:
+    """The registered key of the objective a manifest's ``method`` column names (None if none)."""
+    return next((k for k, cls in OBJECTIVES.items() if cls.info.method == method), None)
+
+
 def build_objective(key: str, **kwargs: object) -> Objective:
     """The objective ``key`` with its heads sized by ``kwargs`` (embed_dim, n_classes, vocab_size, max_len)."""
     if key not in OBJECTIVES:

@@ -41,7 +41,13 @@ from repsim.minizoo.manifest import (
     write_manifest,
     write_models_yaml,
 )
-from repsim.minizoo.objectives import OBJECTIVES, Batch, Objective, build_objective
+from repsim.minizoo.objectives import (
+    OBJECTIVES,
+    Batch,
+    Objective,
+    build_objective,
+    objective_key,
+)
 from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
 from repsim.runfolder import sha256_file
 
@@ -269,10 +275,9 @@ def _finished(out: Path, budget: Budget, n_train: int) -> set[str]:
     """Ids that ``out`` already holds trained with ``budget`` and today's architecture and objective
     hyperparameters (:data:`ARCHS`, ``Objective.hparams``): manifest row and intact file."""
     steps = (n_train // budget.batch_size) * budget.epochs
-    by_method = {cls.info.method: key for key, cls in OBJECTIVES.items()}
     done = set()
     for row in read_manifest(out / "manifest.csv"):
-        key = by_method.get(row["method"])
+        key = objective_key(row["method"])
         if key is None or not _same_recipe(out / row["weights"], row["identifier"], key, budget):
             continue
         trains = row["objective"] != "Random"
