@@ -36,16 +36,17 @@ pair. The mini-zoo crosses objective x architecture x seed, so the question can 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.stats import bootstrap, permutation_test
+from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test
 
 from repsim.errors import InputError
 from repsim.runfolder import CONTROLLED_TESTS, RunFolder
@@ -705,6 +706,155 @@ def load(path: str | Path) -> pd.DataFrame:
     return table
 
 
+# ------------------------------------------------------------------ tests with datasets as the unit
+def _pair_rows(pairs: pd.DataFrame) -> tuple[list[str], dict[tuple[int, int], np.ndarray]]:
+    """The datasets of a table with ``dataset_a``/``dataset_b`` columns, and for each unordered
+    pair of their positions the table's row numbers that hold it (several group pairs may)."""
+    names = sorted(set(map(str, pairs["dataset_a"])) | set(map(str, pairs["dataset_b"])))
+    pos = {d: i for i, d in enumerate(names)}
+    rows: dict[tuple[int, int], list[int]] = {}
+    for k, (a, b) in enumerate(zip(map(str, pairs["dataset_a"]), map(str, pairs["dataset_b"]))):
+        i, j = sorted((pos[a], pos[b]))
+        if i != j:
+            rows.setdefault((i, j), []).append(k)
+    return names, {key: np.array(v) for key, v in rows.items()}
+
+
+def _resample_rows(draw: np.ndarray, rows: Mapping[tuple[int, int], np.ndarray]) -> np.ndarray:
+    """Row numbers of a dataset resample: the rows of every pair of draws at two positions (a
+    dataset drawn twice enters its pairs twice; a dataset with its own copy has no row)."""
+    draw = np.asarray(draw, dtype=int)
+    ia, ib = np.triu_indices(len(draw), k=1)
+    lo, hi = np.minimum(draw[ia], draw[ib]), np.maximum(draw[ia], draw[ib])
+    picked = [rows[k] for k in zip(lo.tolist(), hi.tolist()) if k in rows]
+    return np.concatenate(picked) if picked else np.array([], dtype=int)
+
+
+def domain_permutation_test(
+    pairs: pd.DataFrame,
+    domains: Mapping[str, str],
+    *,
+    n_resamples: int = 9999,
+    rng: np.random.Generator | int | None = 0,
+) -> dict[str, float]:
+    """Are dataset pairs of one domain more (or less) consistent than pairs across domains?
+
+    ``pairs``: one value per distinct dataset pair (columns ``dataset_a``, ``dataset_b``,
+    ``consistency``; one group pair of :func:`repsim.consistency.consistency_table`). Statistic:
+    median consistency of same-domain pairs minus that of different-domain pairs. Null: the
+    datasets' domain labels are exchangeable, so the labels are permuted over the *datasets*
+    (:func:`scipy.stats.permutation_test`, ``permutation_type="pairings"`` on the one label
+    array; exact when there are at most ``n_resamples`` orderings), never over the dataset pairs,
+    which share datasets. Two-sided. ``p_value`` is NaN when no permutation can change the
+    statistic's groups (one domain, or one dataset per domain).
+    """
+    ok = pairs.dropna(subset=["consistency"])
+    names, rows = _pair_rows(ok)
+    unknown = [d for d in names if d not in domains]
+    if unknown:
+        raise InputError(f"no domain for datasets {unknown}; pass a domain for every dataset")
+    codes, _ = _codes([str(domains[d]) for d in names])
+    keys = np.array(list(rows))
+    values = ok["consistency"].to_numpy(dtype=float)[[rows[tuple(k)][0] for k in keys]]
+    ia, ib = (keys[:, 0], keys[:, 1]) if len(keys) else (np.array([], int), np.array([], int))
+
+    def statistic(labels: np.ndarray) -> float:
+        same = labels[ia] == labels[ib]
+        if not same.any() or same.all():
+            return float("nan")
+        return float(np.median(values[same]) - np.median(values[~same]))
+
+    same = codes[ia] == codes[ib]
+    out = {
+        "same": float(np.median(values[same])) if same.any() else float("nan"),
+        "different": float(np.median(values[~same])) if (~same).any() else float("nan"),
+        "difference": statistic(codes),
+        "p_value": float("nan"),
+        "n_same_pairs": int(same.sum()),
+        "n_different_pairs": int((~same).sum()),
+        "n_datasets": len(names),
+        "n_permutations": 0,
+    }
+    if np.isfinite(out["difference"]):
+        res = permutation_test(
+            (codes,),
+            statistic,
+            permutation_type="pairings",
+            vectorized=False,
+            n_resamples=n_resamples,
+            alternative="two-sided",
+            rng=rng,
+        )
+        # With a dataset pair missing (undefined consistency), a relabelling can leave no pair
+        # within (or across) domains: it has no statistic and is left out of the null, rather
+        # than counted as less extreme (scipy's reading of NaN), which would shrink p.
+        null = np.asarray(res.null_distribution, dtype=float)
+        null = null[np.isfinite(null)]
+        exact = math.factorial(len(codes)) <= n_resamples
+        adjust = 0 if exact else 1
+        t, tol = out["difference"], 1e-12 * max(1.0, abs(out["difference"]))
+        greater = ((null >= t - tol).sum() + adjust) / (null.size + adjust)
+        less = ((null <= t + tol).sum() + adjust) / (null.size + adjust)
+        out["p_value"] = float(min(1.0, 2 * min(greater, less)))
+        out["n_permutations"] = int(null.size)
+    return out
+
+
+def dataset_bootstrap(
+    pairs: pd.DataFrame,
+    statistic: Callable[[pd.DataFrame], float],
+    *,
+    n_resamples: int = 999,
+    confidence_level: float = 0.95,
+    rng: np.random.Generator | int | None = 0,
+) -> dict[str, float]:
+    """Bootstrap interval of a statistic of a table of dataset pairs, resampling the *datasets*.
+
+    ``pairs`` has columns ``dataset_a`` and ``dataset_b`` (and whatever ``statistic`` reads); a
+    resample draws datasets with replacement and keeps the rows of every pair of draws at two
+    positions, so a dataset drawn twice enters its pairs twice, and a pair of one dataset with
+    its own copy (no row) is left out. The models stay fixed: the interval says how much the
+    statistic would move with another draw of datasets, not of models.
+    (:func:`scipy.stats.bootstrap`, percentile method.) Returns ``estimate``, ``ci_low``,
+    ``ci_high``, ``n_datasets``, ``n_bootstrap``; the interval is NaN with fewer than 3 datasets.
+    """
+    names, rows = _pair_rows(pairs)
+    estimate = float(statistic(pairs))
+    out = {
+        "estimate": estimate,
+        "ci_low": float("nan"),
+        "ci_high": float("nan"),
+        "n_datasets": len(names),
+        "n_bootstrap": 0,
+    }
+    if len(names) < 3 or not np.isfinite(estimate):
+        return out
+
+    def resampled(draw: np.ndarray) -> float:
+        picked = _resample_rows(draw, rows)
+        return float(statistic(pairs.iloc[picked])) if picked.size else float("nan")
+
+    with warnings.catch_warnings():  # scipy warns of the NaN of a one-dataset draw; see below
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = bootstrap(
+            (np.arange(len(names)),),
+            resampled,
+            n_resamples=n_resamples,
+            vectorized=False,
+            confidence_level=confidence_level,
+            method="percentile",
+            rng=rng,
+        )
+    # a draw of one dataset only has no pair: such resamples are left out of the interval
+    dist = np.asarray(res.bootstrap_distribution, dtype=float)
+    dist = dist[np.isfinite(dist)]
+    if dist.size:
+        alpha = 100 * (1 - confidence_level) / 2
+        low, high = np.percentile(dist, [alpha, 100 - alpha])
+        out.update(ci_low=float(low), ci_high=float(high), n_bootstrap=int(dist.size))
+    return out
+
+
 # ----------------------------------------------------------------------------------- correlation
 def correlation_test(
     x: Sequence[float], y: Sequence[float], method: str = "pearson", min_points: int = 3
@@ -725,6 +875,18 @@ def correlation_test(
         return float("nan"), float("nan")
     result = (pearsonr if method == "pearson" else spearmanr)(x, y)
     return float(result[0]), float(result[1])
+
+
+def sign_test(positive: int, negative: int) -> float:
+    """Exact two-sided sign test (:func:`scipy.stats.binomtest`, p = 1/2) of ``positive`` against
+    ``negative`` units, ties already left out; NaN when there is no unit. The book uses it with
+    datasets as the units, the one level at which its observations are independent."""
+    n = int(positive) + int(negative)
+    if n == 0:
+        return float("nan")
+    from scipy.stats import binomtest
+
+    return float(binomtest(int(positive), n, 0.5).pvalue)
 
 
 def correlate(x: Sequence[float], y: Sequence[float], method: str = "pearson") -> float:
@@ -843,11 +1005,14 @@ __all__ = [
     "FILENAME",
     "answer",
     "controlled_tests",
+    "dataset_bootstrap",
     "design_table",
     "difference_sentence",
+    "domain_permutation_test",
     "factor_sentence",
     "format_p",
     "load",
     "save",
+    "sign_test",
     "stratified_permutation_test",
 ]

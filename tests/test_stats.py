@@ -362,3 +362,106 @@ def test_format_mean_range() -> None:
     assert format_mean_range([0.5, 0.6, 0.7]) == "0.600 (0.500-0.700)"
     assert format_mean_range([0.25]) == "0.250"
     assert format_mean_range([]) == "-"
+
+
+# --------------------------------------------------------- tests with datasets as the unit
+
+
+def _pairs_table(values: dict[tuple[str, str], float]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(a, b, v) for (a, b), v in values.items()],
+        columns=["dataset_a", "dataset_b", "consistency"],
+    )
+
+
+def _brute_force_domain_p(values, domains) -> float:
+    """Two-sided p of the median difference over every distinct relabelling, by enumeration."""
+    names = sorted(domains)
+    labels = [domains[d] for d in names]
+
+    def stat(lab):
+        same = [v for (a, b), v in values.items() if lab[a] == lab[b]]
+        diff = [v for (a, b), v in values.items() if lab[a] != lab[b]]
+        return np.median(same) - np.median(diff) if same and diff else None
+
+    observed = stat(domains)
+    null = []
+    for perm in set(__import__("itertools").permutations(labels)):
+        t = stat(dict(zip(names, perm)))
+        if t is not None:
+            null.append(t)
+    null = np.array(null)
+    greater = (null >= observed - 1e-12).mean()
+    less = (null <= observed + 1e-12).mean()
+    return min(1.0, 2 * min(greater, less))
+
+
+def test_domain_permutation_test_matches_enumeration_by_hand():
+    rng = np.random.default_rng(3)
+    domains = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B", "c1": "C"}
+    values = {
+        (a, b): (0.8 if domains[a] == domains[b] else 0.3) + rng.normal(0, 0.1)
+        for a, b in combinations(sorted(domains), 2)
+    }
+    res = stats.domain_permutation_test(_pairs_table(values), domains)
+    want = _brute_force_domain_p(values, domains)
+    assert res["p_value"] == pytest.approx(want, abs=1e-12)
+    assert res["p_value"] < 0.1 and res["difference"] > 0.3  # 6!/(3!2!1!) = 60 labellings
+    assert res["n_same_pairs"] == 4 and res["n_different_pairs"] == 11 and res["n_datasets"] == 6
+    # a missing pair: some relabellings leave no same-domain pair and drop out of the null
+    del values[("a1", "a2")], values[("a1", "a3")], values[("a2", "a3")]
+    res = stats.domain_permutation_test(_pairs_table(values), domains)
+    assert res["p_value"] == pytest.approx(_brute_force_domain_p(values, domains), abs=1e-12)
+
+
+def test_domain_permutation_test_monte_carlo_is_seeded_and_untestable_is_nan():
+    names = [f"d{i}" for i in range(10)]
+    domains = {d: "AB"[i % 2] for i, d in enumerate(names)}
+    rng = np.random.default_rng(0)
+    values = {(a, b): rng.uniform() for a, b in combinations(names, 2)}
+    table = _pairs_table(values)
+    one = stats.domain_permutation_test(table, domains, n_resamples=199, rng=1)
+    assert one == stats.domain_permutation_test(table, domains, n_resamples=199, rng=1)
+    assert one["n_permutations"] == 199 and one["p_value"] >= 2 / 200  # (k + 1) / (n + 1)
+    single = stats.domain_permutation_test(table, {d: "A" for d in names})
+    assert np.isnan(single["p_value"]) and single["n_different_pairs"] == 0
+    with pytest.raises(InputError, match="no domain for datasets"):
+        stats.domain_permutation_test(table, {})
+
+
+def test_dataset_resample_rows_by_hand():
+    table = _pairs_table({("x", "y"): 0.1, ("x", "z"): 0.2, ("y", "z"): 0.3})
+    names, rows = stats._pair_rows(table)
+    assert names == ["x", "y", "z"]
+    # x drawn twice: both copies pair with y; the pair of x with its own copy has no row
+    assert sorted(stats._resample_rows(np.array([0, 0, 1]), rows).tolist()) == [0, 0]
+    assert stats._resample_rows(np.array([2, 2, 2]), rows).size == 0
+    assert sorted(stats._resample_rows(np.array([2, 1, 0]), rows).tolist()) == [0, 1, 2]
+
+
+def test_dataset_bootstrap_interval_and_its_edges():
+    names = [f"d{i}" for i in range(8)]
+    table = _pairs_table({(a, b): 0.5 for a, b in combinations(names, 2)})
+    const = stats.dataset_bootstrap(table, lambda t: t.consistency.mean(), n_resamples=99)
+    assert const["ci_low"] == const["ci_high"] == const["estimate"] == 0.5
+    assert const["n_datasets"] == 8 and const["n_bootstrap"] == 99
+    # one dataset carries every high value: the interval spans what leaving it out or doubling
+    # it gives, and contains the estimate
+    table["consistency"] = (table.dataset_a == "d0").astype(float)  # d0 sorts first: always a
+    mean = lambda t: t.consistency.mean()  # noqa: E731
+    res = stats.dataset_bootstrap(table, mean, n_resamples=199, rng=2)
+    assert res == stats.dataset_bootstrap(table, mean, n_resamples=199, rng=2)
+    assert res["estimate"] == pytest.approx(7 / 28)
+    assert res["ci_low"] < res["estimate"] < res["ci_high"]
+    assert res["ci_low"] >= 0 and res["ci_high"] <= 1
+    two = stats.dataset_bootstrap(table.iloc[:1], mean)
+    assert np.isnan(two["ci_low"]) and two["n_bootstrap"] == 0
+
+
+def test_sign_test_against_the_binomial_formula():
+    from math import comb
+
+    for k, n in [(9, 10), (3, 3), (4, 8)]:
+        tail = sum(comb(n, i) for i in range(max(k, n - k), n + 1)) / 2**n
+        assert stats.sign_test(k, n - k) == pytest.approx(min(1.0, 2 * tail))
+    assert np.isnan(stats.sign_test(0, 0))
