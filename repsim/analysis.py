@@ -507,14 +507,39 @@ def spread_over_domains(order: Sequence[str], domains: Mapping[str, str], k: int
     return [d for d in order if d in out]
 
 
-def domain_contrast(tidy: pd.DataFrame, domains: Mapping[str, str]) -> pd.DataFrame:
-    """Median consistency of dataset pairs within one domain and across domains, per group pair."""
-    t = tidy.copy()
-    t["pairs of datasets"] = np.where(
-        t.dataset_a.map(domains) == t.dataset_b.map(domains), "same domain", "different domains"
+def domain_contrast(
+    tidy: pd.DataFrame, domains: Mapping[str, str], n_resamples: int = 9999
+) -> pd.DataFrame:
+    """Median consistency of dataset pairs within one domain and across domains, per group pair,
+    with the permutation test of the difference (:func:`repsim.stats.domain_permutation_test`:
+    domain labels permuted over datasets). Index: group_pair, in the order of ``tidy``."""
+    from repsim.stats import domain_permutation_test
+
+    rows = {}
+    for gp, t in tidy.groupby("group_pair", sort=False):
+        r = domain_permutation_test(t, domains, n_resamples=n_resamples)
+        rows[gp] = {
+            "same domain": r["same"],
+            "different domains": r["different"],
+            "difference": r["difference"],
+            "p": r["p_value"],
+            "same-domain pairs": r["n_same_pairs"],
+            "datasets": r["n_datasets"],
+            "permutations": r["n_permutations"],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group_pair")
+
+
+def scale_difference(pairs: pd.DataFrame, n_resamples: int = 999) -> dict[str, float]:
+    """How much higher consistency is under the local measure (``y``) than under the global one
+    (``x``) of :func:`repsim.consistency.consistency_pairs`: the median of ``y - x`` over all rows,
+    with a bootstrap interval that resamples datasets (:func:`repsim.stats.dataset_bootstrap`)."""
+    from repsim.stats import dataset_bootstrap
+
+    ok = pairs.dropna(subset=["x", "y"])
+    return dataset_bootstrap(
+        ok, lambda t: float(np.median(t.y - t.x)) if len(t) else np.nan, n_resamples=n_resamples
     )
-    out = t.groupby(["group_pair", "pairs of datasets"]).consistency.median().unstack()
-    return out.reindex(columns=["same domain", "different domains"])
 
 
 # ------------------------------------------------------------- train split against held-out images

@@ -7,12 +7,12 @@ returns Markdown.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from repsim.consistency import MIN_PAIRS
 from repsim.names import PAIR_SEP, is_known, is_same_pair
@@ -20,6 +20,34 @@ from repsim.stats import correlate
 
 if TYPE_CHECKING:
     from repsim.chapter import Chapter, Run
+
+
+#: Words by which a sentence ranks or compares categories, datasets or measures.
+COMPARING = re.compile(
+    r"\b(best|worst|steadiest|least steady|most consistent|least consistent|more consistent|"
+    r"less consistent|more similar|less similar|differs? most|highest|lowest|strongest|weakest|"
+    r"ranks? (?:first|last|higher|lower|above|below)|ranked|ranking|outperforms?|"
+    r"agrees? with the study|more than|less than)\b",
+    re.IGNORECASE,
+)
+#: What backs such a sentence: a test result beside it, or words that say it is only described.
+BACKED = re.compile(
+    r"(\bp\s*[=<]|\bp undefined\b|\bCI\b|sign test|permut|bootstrap|not tested|not ranked|"
+    r"not compared|described|no p-value|carries no test|cannot be (?:ranked|compared)|no test)",
+    re.IGNORECASE,
+)
+
+
+def untested_claims(markdown: str) -> list[str]:
+    """The sentences of ``markdown`` that rank or compare (:data:`COMPARING`) without a test
+    result or a "described, not tested" beside them in the same sentence (:data:`BACKED`).
+
+    The book's rule, checked on every executed chapter by the test suite: a sentence that ranks
+    states its test, or says that it only describes.
+    """
+    text = re.sub(r"\s+", " ", markdown)
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z*`])", text)
+    return [s for s in sentences if COMPARING.search(s) and not BACKED.search(s)]
 
 
 def fmt(x: float, digits: int = 2) -> str:
@@ -227,34 +255,29 @@ def within_between_text(table: pd.DataFrame, category: str) -> str:
         )
     diff = ok["same category"] - ok["different category"]
     more, less = int((diff > 0).sum()), int((diff < 0).sum())
-    gap = float(diff.median())
     head = (
         f"On **{more} of {len(ok)}** datasets, models of the same {category} are more similar "
-        f"to each other (median) than models of different {category}; the median difference "
-        f"is {fmt(gap)}."
+        f"to each other (median) than models of different {category} (median difference "
+        f"{fmt(float(diff.median()))}"
     )
-    if more + less == 0:
-        return head + " No dataset separates the two, so there is nothing to test."
-    # the unit is the dataset: an exact two-sided sign test over datasets (ties left out)
-    p = float(stats.binomtest(more, more + less, 0.5).pvalue)
-    from repsim.stats import format_p
+    return f"{head}; {_sign_verdict(more, less)}"
 
-    if p < 0.05:
-        verdict = (
-            f"Same-{category} pairs are the more similar ones on more datasets than chance "
-            f"would give (exact sign test over datasets, {format_p(p)})."
-        )
-    else:
-        verdict = (
-            f"That is not more often than chance would give (exact sign test over datasets, "
-            f"{format_p(p)})"
-            + (
-                "; with fewer than 6 datasets no sign test can reach p < 0.05."
-                if more + less < 6
-                else "."
-            )
-        )
-    return f"{head} {verdict}"
+
+def _sign_verdict(positive: int, negative: int, alpha: float = 0.05) -> str:
+    """The end of a sentence that counts datasets: whether the count beats chance, by the exact
+    sign test over datasets (:func:`repsim.stats.sign_test`; the dataset is the unit)."""
+    from repsim.stats import format_p, sign_test
+
+    if positive + negative == 0:
+        return "not tested, since no dataset separates the two)."
+    p = sign_test(positive, negative)
+    test = f"exact sign test over datasets, {format_p(p)}"
+    if p < alpha:
+        return f"{test}): more often than chance would give."
+    few = ""
+    if positive + negative < 6:
+        few = "; with fewer than 6 datasets no sign test can reach p < 0.05"
+    return f"{test}{few}): not more often than chance would give."
 
 
 def scatter_text(table: pd.DataFrame, category: str) -> str:
@@ -263,10 +286,12 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
     text = f"Over these dataset pairs, the mean consistency of all model pairs is **{fmt(r_all)}**."
     groups = table.drop(columns="all").mean().dropna()
     if len(groups) >= 2:
+        listed = ", ".join(f"{g} {fmt(v)}" for g, v in groups.sort_index().items())
         return (
-            f"{text} Within one {category}, **{groups.idxmax()}** models keep their similarity "
-            f"ordering best ({fmt(groups.max())}) and **{groups.idxmin()}** models worst "
-            f"({fmt(groups.min())})."
+            f"{text} Mean consistency within one {category}: {listed}. These are described, "
+            f"not ranked: {len(table)} dataset pairs chosen by their consistency cannot order "
+            f"the {category}s (the {category} factor is tested in the controlled-experiment "
+            "chapter, where the run has one)."
         )
     if len(groups) == 1:
         return (
@@ -278,16 +303,36 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
 
 def domain_contrast_text(table: pd.DataFrame) -> str:
     """Whether dataset pairs of one domain are more consistent than pairs across domains."""
-    if "all" not in table.index or table.loc["all"].isna().any():
+    medians = ["same domain", "different domains"]
+    if "all" not in table.index or table.loc["all", medians].isna().any():
         return (
             "The run lacks dataset pairs of the same domain or of different domains, so "
             "within- and across-domain consistency cannot be compared."
         )
-    same, diff = table.loc["all", "same domain"], table.loc["all", "different domains"]
-    word = "more" if same > diff else "less"
+    from repsim.stats import format_p
+
+    row = table.loc["all"]
+    same, diff, p = row["same domain"], row["different domains"], row["p"]
+    medians = (
+        f"median {fmt(same)} over {int(row['same-domain pairs'])} dataset pairs within a domain, "
+        f"{fmt(diff)} across domains"
+    )
+    if not np.isfinite(p):
+        return (
+            f"Over all model pairs, within-domain and across-domain consistency are not compared "
+            f"({medians}): no relabelling of the datasets' domains changes which pairs share one, "
+            "so there is nothing to test."
+        )
+    test = f"domain labels permuted over the {int(row['datasets'])} datasets, {format_p(p)}"
+    if p < 0.05:
+        word = "more" if same > diff else "less"
+        return (
+            f"Over all model pairs, datasets of the same domain are {word} consistent with each "
+            f"other than datasets of different domains ({medians}; {test})."
+        )
     return (
-        f"Over all model pairs, datasets of the same domain are {word} consistent with each "
-        f"other (median {fmt(same)}) than datasets of different domains ({fmt(diff)})."
+        f"Over all model pairs, no evidence that datasets of the same domain are more or less "
+        f"consistent with each other than datasets of different domains ({medians}; {test})."
     )
 
 
@@ -300,10 +345,11 @@ def behaviour_text(corr: pd.DataFrame) -> str:
             "No dataset has a defined correlation between similarity and accuracy gap (too "
             "few models, or equal accuracies), so there is nothing to summarise."
         )
-    neg = int((ok.pearson_r < 0).sum())
+    neg, pos = int((ok.pearson_r < 0).sum()), int((ok.pearson_r > 0).sum())
     text = (
         f"Similarity and accuracy gap are negatively correlated (similar representations, "
-        f"similar accuracy) on **{neg} of {len(ok)}** datasets; mean r = {fmt(ok.pearson_r.mean())}."
+        f"similar accuracy) on **{neg} of {len(ok)}** datasets (mean r = "
+        f"{fmt(ok.pearson_r.mean())}; {_sign_verdict(neg, pos)}"
     )
     by = ok.groupby("domain").pearson_r.agg(["mean", "size"])
     if len(by) >= 2:
@@ -393,8 +439,8 @@ def framework_text(
     )
     if len(vals) > 1 and np.isfinite(r):
         text += (
-            f"; {(vals < r - 1e-12).mean():.0%} of the run's {len(vals)} dataset pairs are less "
-            f"consistent (median {fmt(vals.median())})."
+            f"; it lies above {(vals < r - 1e-12).mean():.0%} of the run's {len(vals)} dataset "
+            f"pairs (their median {fmt(vals.median())})."
         )
     return text + ("." if not text.endswith(".") else "")
 
@@ -410,8 +456,10 @@ def transfer_text(table: pd.DataFrame, by: pd.DataFrame) -> str:
     )
     if len(by) >= 2:
         text += (
-            f" The steadiest category pair is **{by.index[0]}** ({fmt(by['median'].iloc[0])}), "
-            f"the least steady **{by.index[-1]}** ({fmt(by['median'].iloc[-1])})."
+            f" Median standard deviation per category pair: from {fmt(by['median'].iloc[0])} "
+            f"({by.index[0]}) to {fmt(by['median'].iloc[-1])} ({by.index[-1]}), described, not "
+            "ranked: the model pairs of a category pair share models, and no test here asks "
+            "whether category pairs differ in spread."
         )
     return text
 
@@ -454,15 +502,19 @@ def grouping_spread_text(spread: pd.DataFrame) -> str:
     """Which grouping's category pairs differ most in median consistency
     (:func:`repsim.consistency.grouping_spread`), described."""
     if len(spread) >= 2:
+        listed = ", ".join(
+            f"{g} {fmt(r)} over {int(n)} category pairs"
+            for g, r, n in zip(spread.group_by, spread["range"], spread.n_pairs)
+        )
         return (
-            f"The medians of the category pairs differ most when models are grouped by "
-            f"**{spread.group_by.iloc[0]}** (range {fmt(spread['range'].iloc[0])}) and least by "
-            f"**{spread.group_by.iloc[-1]}** ({fmt(spread['range'].iloc[-1])})."
+            f"Range of the category-pair medians: {listed}. The ranges are described, not "
+            "compared: a grouping with more category pairs spreads more by chance alone, and "
+            "the groupings' category pairs share models and datasets."
         )
     if len(spread) == 1:
         return (
             f"Only **{spread.group_by.iloc[0]}** has two or more category pairs (range of medians "
-            f"{fmt(spread['range'].iloc[0])}); the groupings cannot be ranked against each other."
+            f"{fmt(spread['range'].iloc[0])}); the groupings cannot be compared with each other."
         )
     return (
         "No grouping has two category pairs with enough model pairs, so the groupings cannot be "
@@ -491,7 +543,7 @@ def measure_agreement_text(agree: pd.DataFrame, measure: str) -> str:
     low = ok.loc[ok.r.idxmin()]
     return (
         f"Rank agreement between {measure} and the other measures over model pairs: median "
-        f"Spearman **{fmt(ok.r.median())}** (lowest {fmt(low.r)}, on {low.dataset} with "
+        f"Spearman **{fmt(ok.r.median())}** (minimum {fmt(low.r)}, on {low.dataset} with "
         f"{low.measure})."
     )
 
@@ -507,24 +559,40 @@ def top_pair_text(medians: pd.DataFrame, category: str) -> str:
     tops = medians.idxmax()
     same = tops.nunique() == 1
     return (
-        "Most consistent category pair per measure: "
+        "Category pair with the highest median consistency under each measure: "
         + ", ".join(f"{m}: **{lab}**" for m, lab in tops.items())
-        + (
-            " — the same under every measure."
-            if same
-            else " — the measures disagree on the top pair."
-        )
+        + (" (the same under every measure)" if same else " (not the same under every measure)")
+        + "; described, not tested: the medians share datasets and models, and the gap between "
+        "the first and the next pair carries no interval here."
     )
 
 
-def local_global_text(pairs: pd.DataFrame, local: str, measure: str) -> str:
+def local_global_text(
+    pairs: pd.DataFrame, local: str, measure: str, difference: dict[str, float]
+) -> str:
     """Consistency under a local measure (``y``) against the global one (``x``) of
-    :func:`repsim.consistency.consistency_pairs`."""
-    return (
+    :func:`repsim.consistency.consistency_pairs`: their agreement (described) and which scale
+    gives the higher consistency, worded by the interval of
+    :func:`repsim.analysis.scale_difference` (datasets resampled)."""
+    head = (
         f"{local} against {measure}: over {len(pairs.dropna())} values, Pearson r = "
-        f"**{fmt(correlate(pairs.x, pairs.y))}**; the local measure is the more consistent one "
-        f"for {int((pairs.y > pairs.x).sum())} of them."
+        f"**{fmt(correlate(pairs.x, pairs.y))}** (described: the values share datasets and "
+        "models)"
     )
+    d, lo, hi = difference["estimate"], difference["ci_low"], difference["ci_high"]
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return (
+            f"{head}; the median difference {local} minus {measure} is {fmt(d)}, not tested: "
+            f"fewer than 3 datasets give no interval."
+        )
+    ci = (
+        f"median difference {local} minus {measure} {fmt(d)}, 95% CI {fmt(lo)} to {fmt(hi)} "
+        f"with the {int(difference['n_datasets'])} datasets resampled and the models fixed"
+    )
+    if lo > 0 or hi < 0:
+        side = "higher" if lo > 0 else "lower"
+        return f"{head}; the local measure gives the {side} consistency ({ci})."
+    return f"{head}; no evidence that either measure gives the higher consistency ({ci})."
 
 
 def platonic_text(medians: pd.DataFrame, measure: str, knn_measure: str, category: str) -> str:
@@ -538,16 +606,20 @@ def platonic_text(medians: pd.DataFrame, measure: str, knn_measure: str, categor
             "consistency of category pairs cannot be compared between the two measures."
         )
     text = (
-        f"The most consistent {category} pair is **{medians[measure].idxmax()}** under "
-        f"{measure} and **{medians[knn_measure].idxmax()}** under {knn_measure}"
+        f"The {category} pair with the highest median consistency is "
+        f"**{medians[measure].idxmax()}** under {measure} and **{medians[knn_measure].idxmax()}** "
+        f"under {knn_measure}"
     )
     if len(both) >= 3:
         rho = correlate(both[measure], both[knn_measure], "spearman")
         text += (
-            f"; the ranking of the {len(both)} pairs agrees between the two measures with "
-            f"Spearman **{fmt(rho)}**"
+            f"; over the {len(both)} pairs the two measures' medians have Spearman "
+            f"**{fmt(rho)}**"
         )
-    return text + "."
+    return text + (
+        "; described, not tested: the medians share datasets and models, so no p-value or "
+        "interval is attached."
+    )
 
 
 def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: float) -> str:
@@ -678,7 +750,7 @@ def train_split_text(
     a shift in level is tested with an exact sign test over datasets (the unit that is
     independent); the category-pair medians of consistency are compared by Spearman's rho.
     """
-    from repsim.stats import correlation_test, format_p
+    from repsim.stats import correlation_test, format_p, sign_test
 
     ok = agreement.dropna(subset=["r"])
     if not len(ok):
@@ -716,7 +788,7 @@ def train_split_text(
     diff = ok["mean_difference"]
     up, down = int((diff > 0).sum()), int((diff < 0).sum())
     if up + down:
-        p = float(stats.binomtest(up, up + down, 0.5).pvalue)
+        p = sign_test(up, down)
         level = (
             f"Mean pair similarity is higher on train images on **{up} of {n}** datasets "
             f"(difference train minus held-out from {fmt(diff.min(), 3)} to {fmt(diff.max(), 3)})"
@@ -755,9 +827,10 @@ def train_split_text(
         parts.append(
             f"The order of the {len(cats)} {category} pairs by median consistency is "
             f"{'kept' if kept else 'not clearly kept'} (Spearman rho = {fmt(rho)}, "
-            f"{format_p(p)}); the most consistent is {top_h} on held-out and "
+            f"{format_p(p)}); the highest median is {top_h} on held-out and "
             + ("the same on train images" if top_h == top_t else f"{top_t} on train images")
-            + f"; the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)})."
+            + f", and the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)}), "
+            "both described."
         )
     parts.append(
         "The medians are over dataset pairs that share datasets, so the change of each category "

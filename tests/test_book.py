@@ -14,6 +14,7 @@ import pytest
 from helpers_run import tiny_run_available, write_fake_run
 
 from repsim import book as B
+from repsim import sentences as T
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_PAGE = "generated/06_consistency_by_category.html"
@@ -90,7 +91,8 @@ def _text(outs: list[dict]) -> str:
 
 
 def _assert_clean(path: Path) -> list[dict]:
-    """No error, no stderr, no 'nan' in a sentence of an executed notebook."""
+    """No error, no stderr, no 'nan' in a sentence of an executed notebook, and no computed
+    sentence that ranks or compares without its test or a "described, not tested" beside it."""
     outs = _outputs(path)
     assert not [o for o in outs if o["output_type"] == "error"], path.name
     stderr = [o["text"] for o in outs if o.get("name") == "stderr"]
@@ -98,6 +100,8 @@ def _assert_clean(path: Path) -> list[dict]:
     md = "\n".join("".join(o["data"]["text/markdown"]) for o in outs
                    if "text/markdown" in o.get("data", {}))
     assert not re.search(r"\bnan\b", md, re.I), f"{path.name}: 'nan' in a sentence: {md}"
+    claims = T.untested_claims(md)
+    assert not claims, f"{path.name}: sentences that rank or compare without a test: {claims}"
     return outs
 
 
@@ -216,6 +220,7 @@ def test_built_pages_in_headless_chromium(built_book: Path, tmp_path):
     from selenium import webdriver
 
     opts.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     browser = webdriver.Chrome(options=opts, service=service)
     try:
         browser.set_page_load_timeout(60)
@@ -234,6 +239,9 @@ def test_built_pages_in_headless_chromium(built_book: Path, tmp_path):
             assert "Traceback" not in browser.find_element("tag name", "body").text
             if name == "results":
                 assert len(images) >= 2, "the results page shows no figures"
+            # a fresh profile is a reader's first visit: the page's scripts log no error
+            severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+            assert not severe, f"{name}: errors in the browser console: {severe}"
             browser.save_screenshot(str(html / f"screenshot_{name}.png"))
             assert (html / f"screenshot_{name}.png").stat().st_size > 10_000
     finally:

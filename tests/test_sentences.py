@@ -17,14 +17,14 @@ def test_framework_text_places_the_pair_among_all_pairs():
     text = T.framework_text(28, "a", "b", 0.25, values)
     # 2 of the 4 defined values lie below 0.25; their median is 0.25
     assert text == (
-        "Over 28 model pairs, the consistency of **a** and **b** is r = **0.25**; 50% of the "
-        "run's 4 dataset pairs are less consistent (median 0.25)."
+        "Over 28 model pairs, the consistency of **a** and **b** is r = **0.25**; it lies above "
+        "50% of the run's 4 dataset pairs (their median 0.25)."
     )
     assert T.framework_text(3, "a", "b", float("nan"), values).endswith("r = **undefined**.")
     assert T.framework_text(3, "a", "b", 0.5, pd.Series([0.4])).endswith("**0.50**.")
 
 
-def test_transfer_text_names_the_steadiest_pair():
+def test_transfer_text_describes_the_spread_per_category_pair_without_ranking():
     table = pd.DataFrame(
         {
             "category_pair": ["A | A", "A | A", "A | B"],
@@ -35,8 +35,9 @@ def test_transfer_text_names_the_steadiest_pair():
     by = table.groupby("category_pair")["std"].agg(["median", "count"]).sort_values("median")
     text = T.transfer_text(table, by)
     assert "standard deviation of **0.10**" in text and "mean similarity is 0.50" in text
-    assert "steadiest category pair is **A | B** (0.05), the least steady **A | A** (0.20)" in text
-    assert "steadiest" not in T.transfer_text(table, by.iloc[:1])
+    assert "from 0.05 (A | B) to 0.20 (A | A), described, not ranked" in text
+    assert not T.untested_claims(text)
+    assert "category pair" not in T.transfer_text(table, by.iloc[:1])
 
 
 def test_transform_text_says_whether_consistency_moves():
@@ -61,10 +62,14 @@ def test_grouping_skip_text_each_reason():
 
 
 def test_grouping_spread_text_three_branches():
-    two = pd.DataFrame({"group_by": ["objective", "size_class"], "range": [0.4, 0.1]})
+    two = pd.DataFrame(
+        {"group_by": ["objective", "size_class"], "range": [0.4, 0.1], "n_pairs": [10, 3]}
+    )
     assert T.grouping_spread_text(two) == (
-        "The medians of the category pairs differ most when models are grouped by **objective** "
-        "(range 0.40) and least by **size_class** (0.10)."
+        "Range of the category-pair medians: objective 0.40 over 10 category pairs, size_class "
+        "0.10 over 3 category pairs. The ranges are described, not compared: a grouping with more "
+        "category pairs spreads more by chance alone, and the groupings' category pairs share "
+        "models and datasets."
     )
     assert "Only **objective** has two or more" in T.grouping_spread_text(two.iloc[:1])
     assert "cannot be compared" in T.grouping_spread_text(two.iloc[:0])
@@ -75,19 +80,35 @@ def test_measure_texts_of_the_local_global_chapter():
         {"dataset": ["x", "y", "x"], "r": [0.9, 0.5, np.nan], "measure": ["m1", "m1", "m2"]}
     )
     text = T.measure_agreement_text(agree, "cka")
-    assert "median Spearman **0.70** (lowest 0.50, on y with m1)" in text
+    assert "median Spearman **0.70** (minimum 0.50, on y with m1)" in text
     assert "No dataset" in T.measure_agreement_text(agree.iloc[2:], "cka")
     medians = pd.DataFrame({"m1": [0.2, 0.6], "m2": [0.3, 0.1]}, index=["A | A", "A | B"])
     text = T.top_pair_text(medians, "objective")
-    assert "m1: **A | B**, m2: **A | A**" in text and "disagree" in text
-    assert "the same under every measure" in T.top_pair_text(medians[["m1"]], "objective")
+    assert "m1: **A | B**, m2: **A | A** (not the same under every measure)" in text
+    assert "described, not tested" in text and not T.untested_claims(text)
+    assert "(the same under every measure)" in T.top_pair_text(medians[["m1"]], "objective")
     assert "Fewer than two objective pairs" in T.top_pair_text(medians.iloc[:1], "objective")
     pairs = pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4], "y": [0.2, 0.1, 0.5, 0.3]})
     r = stats.pearsonr(pairs.x, pairs.y)[0]
-    assert T.local_global_text(pairs, "knn", "cka") == (
-        f"knn against cka: over 4 values, Pearson r = **{r:.2f}**; the local measure is the "
-        "more consistent one for 2 of them."
+    head = (
+        f"knn against cka: over 4 values, Pearson r = **{r:.2f}** (described: the values share "
+        "datasets and models); "
     )
+    up = {"estimate": 0.1, "ci_low": 0.02, "ci_high": 0.2, "n_datasets": 5}
+    assert T.local_global_text(pairs, "knn", "cka", up) == head + (
+        "the local measure gives the higher consistency (median difference knn minus cka 0.10, "
+        "95% CI 0.02 to 0.20 with the 5 datasets resampled and the models fixed)."
+    )
+    down = {**up, "estimate": -0.1, "ci_low": -0.2, "ci_high": -0.01}
+    assert "gives the lower consistency" in T.local_global_text(pairs, "knn", "cka", down)
+    across = {**up, "ci_low": -0.05}
+    assert "no evidence that either measure gives the higher" in T.local_global_text(
+        pairs, "knn", "cka", across
+    )
+    none = {**up, "ci_low": np.nan, "ci_high": np.nan}
+    assert "not tested: fewer than 3 datasets" in T.local_global_text(pairs, "knn", "cka", none)
+    for d in (up, down, across, none):
+        assert not T.untested_claims(T.local_global_text(pairs, "knn", "cka", d))
 
 
 def test_platonic_text_branches():
@@ -98,11 +119,14 @@ def test_platonic_text_branches():
     text = T.platonic_text(medians, "cka", "knn", "objective")
     rho = stats.spearmanr([0.6, 0.4, 0.2], [0.1, 0.5, 0.3])[0]
     assert text == (
-        "The most consistent objective pair is **A | A** under cka and **C | C** under knn; the "
-        f"ranking of the 3 pairs agrees between the two measures with Spearman **{rho:.2f}**."
+        "The objective pair with the highest median consistency is **A | A** under cka and "
+        f"**C | C** under knn; over the 3 pairs the two measures' medians have Spearman "
+        f"**{rho:.2f}**; described, not tested: the medians share datasets and models, so no "
+        "p-value or interval is attached."
     )
     two = T.platonic_text(medians.iloc[:2], "cka", "knn", "objective")
-    assert "Spearman" not in two and two.endswith("under knn.")
+    assert "Spearman" not in two and "under knn; described, not tested" in two
+    assert not T.untested_claims(text) and not T.untested_claims(two)
     assert "Fewer than two" in T.platonic_text(medians.iloc[:1], "cka", "knn", "objective")
     assert "Fewer than two" in T.platonic_text(medians[["knn"]], "cka", "knn", "objective")
 
@@ -156,3 +180,64 @@ def test_run_text_names_run_size_and_choices(tmp_path):
 )
 def test_fmt(x, want):
     assert T.fmt(x) == want
+
+
+def test_untested_claims_flags_rankings_without_a_test_beside_them():
+    bare = "Random models keep their similarity ordering best (0.72). Faces is a dataset."
+    assert T.untested_claims(bare) == ["Random models keep their similarity ordering best (0.72)."]
+    assert T.untested_claims("Pairs of A are more consistent than pairs of B (p = 0.01).") == []
+    assert T.untested_claims("A differs most (95% CI 0.1 to 0.3).") == []
+    assert T.untested_claims("A has the highest median; described, not tested.") == []
+    # the disclaimer must be in the same sentence as the ranking
+    assert len(T.untested_claims("A has the highest median. Described, not tested.")) == 1
+    # rank correlation and rank order are names of methods, not rankings
+    assert T.untested_claims("Rank agreement is 0.9, in rank order.") == []
+
+
+def test_domain_contrast_text_is_worded_by_the_permutation_test():
+    row = {
+        "same domain": 0.2,
+        "different domains": 0.5,
+        "difference": -0.3,
+        "p": 0.01,
+        "same-domain pairs": 12,
+        "datasets": 10,
+        "permutations": 9999,
+    }
+    table = pd.DataFrame([row], index=pd.Index(["all"], name="group_pair"))
+    text = T.domain_contrast_text(table)
+    assert text == (
+        "Over all model pairs, datasets of the same domain are less consistent with each other "
+        "than datasets of different domains (median 0.20 over 12 dataset pairs within a domain, "
+        "0.50 across domains; domain labels permuted over the 10 datasets, p = 0.01)."
+    )
+    more = T.domain_contrast_text(table.assign(**{"same domain": 0.8}))
+    assert "are more consistent" in more
+    null = T.domain_contrast_text(table.assign(p=0.3))
+    assert null.startswith("Over all model pairs, no evidence that datasets of the same domain")
+    assert "p = 0.30" in null
+    untestable = T.domain_contrast_text(table.assign(p=np.nan))
+    assert "nothing to test" in untestable
+    for t in (text, more, null, untestable):
+        assert not T.untested_claims(t)
+
+
+def test_behaviour_text_states_the_sign_test_over_datasets():
+    corr = pd.DataFrame(
+        {"dataset": list("abcdefgh"), "domain": ["D"] * 8, "pearson_r": [-0.5] * 7 + [0.2]}
+    )
+    text = T.behaviour_text(corr)
+    p = stats.binomtest(7, 8, 0.5).pvalue  # 18/256
+    assert f"on **7 of 8** datasets (mean r = -0.41; exact sign test over datasets, p = {p:.2f})" in text
+    assert "not more often than chance would give" in text
+    all_neg = T.behaviour_text(corr.assign(pearson_r=-0.5))
+    assert "p = 0.008): more often than chance would give" in all_neg  # 2 / 2**8
+
+
+def test_scatter_text_describes_the_groups_without_ranking_them():
+    tab = pd.DataFrame(
+        {"all": [0.5, 0.3], "S": [0.9, 0.7], "T": [0.1, 0.3]}, index=["a / b", "a / c"]
+    )
+    text = T.scatter_text(tab, "objective")
+    assert "Mean consistency within one objective: S 0.80, T 0.20." in text
+    assert "described, not ranked: 2 dataset pairs" in text and not T.untested_claims(text)

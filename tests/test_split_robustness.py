@@ -269,7 +269,7 @@ def test_sentence_disagree_case():
     # all 8 datasets higher on train images: two-sided exact sign test p = 2 / 2**8
     assert "systematically higher (exact sign test over datasets, p = 0.008)" in text
     assert "is not clearly kept" in text
-    assert "the most consistent is C0 | C0 on held-out and C2 | C2 on train images" in text
+    assert "the highest median is C0 | C0 on held-out and C2 | C2 on train images" in text
     assert "the largest change is C0 | C0 (-0.700)" in text
     weak = T.train_split_text(_agreement([0.95, 0.6], [0.0, 0.0]), None, "cka", "objective")
     assert "keeps the order of model pairs but not closely on d1 (r below 0.9)" in weak
