@@ -255,7 +255,8 @@ def test_sentence_agree_case():
     assert "no systematic shift (exact sign test over datasets, p = 1.00)" in text
     assert "**0.40** on held-out and **0.42** on train" in text
     assert (
-        "order of the 4 objective pairs by median consistency is kept (Spearman rho = 1.00" in text
+        "order of the 4 objective pairs by median consistency is kept (Spearman rho = 1.00, at "
+        "least 0.9 counting as kept; described, with no p-value" in text
     )
     assert "the same on train images" in text and "carries no test" in text
 
@@ -265,10 +266,10 @@ def test_sentence_disagree_case():
     summary = _summary([0.4, 0.8, 0.6, 0.3, 0.1], [0.2, 0.1, 0.3, 0.6, 0.5])
     text = T.train_split_text(agree, summary, "cka", "objective")
     assert text.startswith("The train-split variant disagrees with the held-out one on d1")
-    assert "closely" not in text
+    assert "agrees closely" not in text
     # all 8 datasets higher on train images: two-sided exact sign test p = 2 / 2**8
     assert "systematically higher (exact sign test over datasets, p = 0.008)" in text
-    assert "is not clearly kept" in text
+    assert "is not closely kept" in text
     assert "the highest median is C0 | C0 on held-out and C2 | C2 on train images" in text
     assert "the largest change is C0 | C0 (-0.700)" in text
     weak = T.train_split_text(_agreement([0.95, 0.6], [0.0, 0.0]), None, "cka", "objective")
