@@ -72,6 +72,7 @@ BOOK_WORKERS = 2
 #: kernels with two threads each on two cores mostly wait on each other.
 _KERNEL_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _env_lock = threading.Lock()
+_io_lock = threading.Lock()
 _env_depth = 0
 _env_saved: dict[str, str | None] = {}
 
@@ -144,6 +145,33 @@ def _logged_kernel_manager(log_file: IO[bytes]) -> type:
     return LoggedKernelManager
 
 
+def _papermill_io_without_chdir() -> None:
+    """Make papermill's local file handler leave the process's working directory alone.
+
+    papermill has one local handler per process. Each ``execute_notebook`` sets the handler's
+    directory to the caller's current one and restores the previous value when it returns, and
+    every read and write changes the *process's* directory to it for a moment. Notebooks run on
+    threads (:func:`_run_all`), so the restores interleave, the handler can keep a directory of
+    an earlier call (a test's deleted temporary folder, say), and one thread's write moves every
+    other thread's working directory. The paths given to papermill here are absolute, so the
+    handler is swapped for one whose directory stays unset (papermill offers no public switch:
+    a second "local" handler registered with it is never chosen). Idempotent.
+    """
+    from papermill.iorw import LocalHandler, papermill_io
+
+    class AbsolutePathHandler(LocalHandler):
+        def cwd(self, new_path: Any) -> None:  # papermill's hook: ignore it, keep None
+            return None
+
+    with _io_lock:
+        papermill_io._handlers = [
+            (scheme, AbsolutePathHandler())
+            if scheme == "local" and type(handler) is LocalHandler
+            else (scheme, handler)
+            for scheme, handler in papermill_io._handlers
+        ]
+
+
 def execute_notebook(
     src: Path,
     dest: Path,
@@ -157,6 +185,7 @@ def execute_notebook(
     # Absolute paths, and the working directory given to the kernel alone: papermill's own cwd=
     # changes the directory of the whole process, which races when notebooks run on threads.
     src, dest = Path(src).resolve(), Path(dest).resolve()
+    _papermill_io_without_chdir()
     workdir = str(Path(cwd or src.parent).resolve())
     dest.parent.mkdir(parents=True, exist_ok=True)
     kernel_log = dest.with_name(dest.stem + ".kernel.log")

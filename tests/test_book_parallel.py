@@ -78,3 +78,29 @@ def test_side_by_side_kernels_each_run_in_their_own_folder(tmp_path, monkeypatch
     assert Path.cwd() == tmp_path
     terminal = capfd.readouterr()
     assert "IPKernelApp" not in terminal.err + terminal.out
+
+
+def test_papermill_io_never_moves_the_process_directory(tmp_path, monkeypatch):
+    # papermill's one local handler changes the process's directory to the one it last kept on
+    # every read and write; notebooks on threads left it holding another call's directory, and a
+    # side-by-side kernel test saw the working directory move (a red make test, 1 run in 2)
+    import nbformat
+    from papermill.iorw import papermill_io
+
+    elsewhere, here = tmp_path / "elsewhere", tmp_path / "here"
+    elsewhere.mkdir()
+    here.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "py"}
+    nb.cells = [nbformat.v4.new_code_cell("x = 0", metadata={"tags": ["parameters"]})]
+    nbformat.write(nb, here / "nb.ipynb")
+    monkeypatch.chdir(here)
+    B.execute_notebook(Path("nb.ipynb"), Path("out") / "nb.ipynb", {"x": 1})
+    handler = papermill_io.get_handler("nb.ipynb")
+    handler.cwd(str(elsewhere))  # what an interleaved restore could leave behind
+    seen = []
+    real_chdir = os.chdir
+    monkeypatch.setattr(os, "chdir", lambda p: (seen.append(str(p)), real_chdir(p)))
+    assert "nbformat" in handler.read("nb.ipynb")  # relative to the process's directory
+    handler.write(handler.read("nb.ipynb"), str(here / "copy.ipynb"))
+    assert str(elsewhere) not in seen and Path.cwd() == here
