@@ -625,9 +625,11 @@ def category_pair_medians(
 def grouping_spread(tidy: pd.DataFrame) -> pd.DataFrame:
     """Per grouping: range and standard deviation of the category-pair medians.
 
-    A grouping whose category pairs differ a lot in median consistency "drives" consistency more
-    than one whose pairs all sit near the all-pairs baseline (the study's central comparison).
-    Groupings with fewer than two category pairs (nothing to compare) are left out.
+    The study read a grouping whose category pairs differ a lot in median consistency as
+    "driving" consistency more than one whose pairs sit near the all-pairs baseline. The range
+    grows with the number of category pairs even by chance, so it describes; the test that
+    compares factors is :func:`repsim.stats.controlled_tests`. Groupings with fewer than two
+    category pairs (nothing to describe) are left out.
     """
     s = consistency_summary(tidy) if len(tidy) else pd.DataFrame(columns=["group_by", "median"])
     s = s[s.group_by != ALL]

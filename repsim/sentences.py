@@ -499,8 +499,9 @@ def grouping_skip_text(group_by: str, models: pd.DataFrame, tidy: pd.DataFrame) 
 
 
 def grouping_spread_text(spread: pd.DataFrame) -> str:
-    """Which grouping's category pairs differ most in median consistency
-    (:func:`repsim.consistency.grouping_spread`), described."""
+    """How far the category-pair medians of each grouping spread
+    (:func:`repsim.consistency.grouping_spread`), described and not compared: the comparison of
+    factors is :func:`repsim.stats.controlled_tests`."""
     if len(spread) >= 2:
         listed = ", ".join(
             f"{g} {fmt(r)} over {int(n)} category pairs"
