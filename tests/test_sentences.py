@@ -192,6 +192,12 @@ def test_untested_claims_flags_rankings_without_a_test_beside_them():
     assert len(T.untested_claims("A has the highest median. Described, not tested.")) == 1
     # rank correlation and rank order are names of methods, not rankings
     assert T.untested_claims("Rank agreement is 0.9, in rank order.") == []
+    # a sentence may start with a lower-case measure name, or be the next output of a chapter;
+    # a number's decimal point and an abbreviation end nothing
+    masked = "A is 0.5 (p = 0.01). cka_rbf_0.2 is the more consistent one for 3 of 5."
+    assert T.untested_claims(masked) == ["cka_rbf_0.2 is the more consistent one for 3 of 5."]
+    assert len(T.untested_claims("A, p = 0.2 (described)\nB ranks first")) == 1
+    assert T.untested_claims("A, e.g. B, is the best (95% CI 0.1 to 0.2).") == []
 
 
 def test_domain_contrast_text_is_worded_by_the_permutation_test():
