@@ -374,16 +374,6 @@ def model_map(emb: pd.DataFrame, title: str = "", caption: str | None = None) ->
             edgecolor="white",
             lw=0.5,
         )
-    if len(emb) <= 40:
-        for _, r in emb.iterrows():
-            ax.annotate(
-                r["model"],
-                (r["x"], r["y"]),
-                fontsize=6,
-                xytext=(3, 2),
-                textcoords="offset points",
-                color="#333333",
-            )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_xlabel("embedding dimension 1")
@@ -392,6 +382,9 @@ def model_map(emb: pd.DataFrame, title: str = "", caption: str | None = None) ->
     ax.legend(
         fontsize=7, title="category", title_fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left"
     )
+    if len(emb) <= 40:
+        fig.tight_layout()
+        point_labels(ax, emb["x"], emb["y"], emb["model"], color="#333333")
     return _finish(fig, caption)
 
 
@@ -422,20 +415,16 @@ def transform_consistency(table: pd.DataFrame, caption: str | None = None) -> Fi
     fig, axes = plt.subplots(1, len(others), figsize=(3.7 * len(others), 3.6), squeeze=False)
     for ax, name in zip(axes.flat, others):
         ax.scatter(table["none"], table[name], s=22, color="#1f77b4", alpha=0.8)
-        if len(table) <= 12:  # few dataset pairs: name them
-            for _, r in table.iterrows():
-                ax.annotate(
-                    f"{r.dataset_a}-{r.dataset_b}",
-                    (r["none"], r[name]),
-                    fontsize=6,
-                    xytext=(3, -8),
-                    textcoords="offset points",
-                )
         _identity(ax, table[["none", name]].values)
         d = np.nanmax(np.abs(table[name] - table["none"])) if len(table) else np.nan
         ax.set_title(f"{name}: largest change {fmt(d)}", fontsize=9)
         ax.set_xlabel("consistency, similarity as is")
         ax.set_ylabel(f"consistency, {name}(similarity)")
+    if len(table) <= 12:  # few dataset pairs: name them
+        fig.tight_layout()
+        names = table["dataset_a"] + "-" + table["dataset_b"]
+        for ax, name in zip(axes.flat, others):
+            point_labels(ax, table["none"], table[name], names)
     return _finish(fig, caption)
 
 
@@ -797,16 +786,57 @@ def paired_measures(
     fig, ax = plt.subplots(figsize=(5.5, 4.6))
     for _, row in values.iterrows():
         ax.scatter(row[x], row[y], color=category_color(row["label"]), s=40)
-        ax.annotate(
-            row["label"], (row[x], row[y]), fontsize=6, xytext=(3, 3), textcoords="offset points"
-        )
     lo = np.nanmin(values[[x, y]].values)
     hi = np.nanmax(values[[x, y]].values)
     ax.plot([lo, hi], [lo, hi], ls=":", color="#999999")
     ax.set_xlabel(f"median consistency, {x}")
     ax.set_ylabel(f"median consistency, {y}")
     ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    point_labels(ax, values[x], values[y], values["label"])
     return _finish(fig, caption)
+
+
+#: Where a point's label may sit, in points from the point, tried in this order.
+_LABEL_OFFSETS = [(4, 3), (4, -9), (-4, 3), (-4, -9), (4, 10), (4, -16), (-4, 10), (-4, -16)]
+
+
+def point_labels(
+    ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize=6, color=None
+):
+    """Label each point at the first offset (:data:`_LABEL_OFFSETS`) where its text overlaps no
+    label placed before it, so labels of nearby points stay readable. Call it once the axes'
+    limits and layout are final: it measures the labels on the canvas."""
+    renderer = ax.figure.canvas.get_renderer()
+
+    def annotate(label, point, offset):
+        ha = "left" if offset[0] >= 0 else "right"
+        t = ax.annotate(
+            str(label),
+            point,
+            xytext=offset,
+            textcoords="offset points",
+            fontsize=fontsize,
+            ha=ha,
+            color=color,
+        )
+        return t, t.get_window_extent(renderer)
+
+    placed: list[Any] = []
+    texts = []
+    for px, py, label in zip(xs, ys, labels):
+        if not (np.isfinite(px) and np.isfinite(py)):
+            continue
+        for offset in _LABEL_OFFSETS:
+            t, box = annotate(label, (px, py), offset)
+            if not any(box.overlaps(b) for b in placed):
+                break
+            t.remove()
+        else:  # no free place near the point: keep the first one
+            t, box = annotate(label, (px, py), _LABEL_OFFSETS[0])
+        placed.append(box)
+        texts.append(t)
+    return texts
 
 
 def show(fig: Figure) -> None:

@@ -199,3 +199,19 @@ def test_study_figures_of_issue_14(run):
     fig = P.anchor_partner_boxes(to_tidy(part), tests)
     assert {ax.get_title().split("\n")[0] for ax in fig.axes if ax.has_data()} == set(anchors)
     _check(fig)
+
+
+def test_point_labels_of_nearby_points_do_not_overlap():
+    fig, ax = plt.subplots(figsize=(4, 3))
+    xs, ys = [0.5, 0.501, 0.502, 0.9], [0.5, 0.501, 0.499, 0.1]
+    labels = ["Random | Random", "Self-Supervised | Self-Supervised", "Supervised", "far"]
+    ax.scatter(xs, ys)
+    fig.tight_layout()
+    texts = P.point_labels(ax, xs, ys, labels)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert [t.get_text() for t in texts] == labels
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    # an isolated point keeps the first place: right of and above the point
+    assert texts[-1].xy == (0.9, 0.1) and texts[-1].xyann == (4, 3)
+    plt.close(fig)
