@@ -33,7 +33,7 @@ from repsim.consistency import (
 )
 from repsim.errors import InputError
 from repsim.names import UNKNOWN, is_known
-from repsim.stats import correlate, format_mean_range
+from repsim.stats import correlate, format_mean_range, keyed_rng
 
 if TYPE_CHECKING:
     from repsim.chapter import Run
@@ -291,10 +291,10 @@ def stability_vs_n(
     fn = measure or _default_measure()
     names = list(features)
     n_total = len(next(iter(features.values())))
-    rng = np.random.default_rng(seed)
     full = {(a, b): fn(features[a], features[b]) for a, b in itertools.combinations(names, 2)}
     rows = []
     for n in sorted({int(s) for s in sizes if 4 <= int(s) <= n_total}):
+        rng = keyed_rng(seed, n)  # the draws at n do not depend on the other sizes asked for
         for r in range(repeats if n < n_total else 1):
             idx = rng.choice(n_total, size=n, replace=False)
             for (a, b), ref in full.items():

@@ -39,6 +39,7 @@ import logging
 import math
 import re
 import warnings
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -385,7 +386,8 @@ def controlled_tests(
     n_permutations : permutations per factor test; the smallest reachable p is 1 / (n + 1).
     n_bootstrap : bootstrap resamples; ``n_null`` permutations re-estimate the null mean in each
         (a noisy null mean widens the intervals of the excess SDs a little: conservative).
-    seed : seeds every resampling: the same inputs give the same table.
+    seed : seeds every resampling: the same inputs give the same table, and a measure's rows do not
+        depend on which other measures are tested (each has its own generator, :func:`keyed_rng`).
 
     Returns
     -------
@@ -403,10 +405,10 @@ def controlled_tests(
         raise InputError(
             f"measures {unknown or measures} not in the similarity file; it has {available}"
         )
-    rng = np.random.default_rng(seed)
     rows: list[dict] = []
     for measure in measures:
         prep = _prepare(similarity[measure], controls, min_pairs)
+        rng = keyed_rng(seed, measure)
         rows += _measure_rows(
             prep, measure, n_permutations, n_bootstrap, n_null, confidence_level, rng
         )
@@ -745,8 +747,9 @@ def domain_permutation_test(
     datasets' domain labels are exchangeable, so the labels are permuted over the *datasets*
     (:func:`scipy.stats.permutation_test`, ``permutation_type="pairings"`` on the one label
     array; exact when there are at most ``n_resamples`` orderings), never over the dataset pairs,
-    which share datasets. Two-sided. ``p_value`` is NaN when no permutation can change the
-    statistic's groups (one domain, or one dataset per domain).
+    which share datasets. Two-sided. A dataset with no defined pair carries no value and takes
+    no part. ``p_value`` is NaN when no permutation can change the statistic's groups (one
+    domain, or one dataset per domain).
     """
     ok = pairs.dropna(subset=["consistency"])
     names, rows = _pair_rows(ok)
@@ -875,6 +878,15 @@ def correlation_test(
         return float("nan"), float("nan")
     result = (pearsonr if method == "pearson" else spearmanr)(x, y)
     return float(result[0]), float(result[1])
+
+
+def keyed_rng(seed: int, *keys: str | int) -> np.random.Generator:
+    """A generator for one unit of a computation (a measure, a subset size), seeded by ``seed`` and
+    the unit's keys, so a unit's draws do not depend on which other units the same call computes
+    or in which order. Strings enter by CRC-32, which, unlike ``hash``, is the same in every process.
+    """
+    words = [int(seed)] + [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
+    return np.random.default_rng(words)
 
 
 def sign_test(positive: int, negative: int) -> float:

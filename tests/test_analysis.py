@@ -151,6 +151,15 @@ def test_stability_error_shrinks_with_n(rng):
     assert err[10] > err[50] > err[400] - 1e-12 and err[400] == pytest.approx(0.0)
 
 
+def test_stability_draws_at_one_size_do_not_depend_on_the_other_sizes(rng):
+    feats = {k: rng.normal(size=(120, 5)) for k in "abc"}
+    alone = A.stability_vs_n(feats, [50], repeats=3, measure=_lin)
+    with_other = A.stability_vs_n(feats, [20, 50], repeats=3, measure=_lin)
+    pd.testing.assert_frame_equal(
+        alone, with_other[with_other.n == 50].reset_index(drop=True), check_exact=True
+    )
+
+
 def test_subsample_pairs_draws_distinct_stimuli(rng):
     n = 60
     feats = {k: np.hstack([np.arange(n)[:, None], rng.normal(size=(n, 5))]) for k in "abc"}

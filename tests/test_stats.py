@@ -8,7 +8,8 @@ noise drives how consistent a category pair's similarities are across datasets.
 
 from __future__ import annotations
 
-from itertools import combinations
+from itertools import combinations, permutations
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -286,6 +287,51 @@ def test_bootstrap_resamples_datasets_and_seed_replicates(monkeypatch):
     assert sorted(np.concatenate(cells).tolist()) == list(range(45))
 
 
+def test_factor_permutations_keep_the_other_factor_and_the_seed(monkeypatch):
+    """Objective labels move only among models of one architecture and seed, and the reverse."""
+    calls = []
+    real = stats.stratified_permutation_test
+
+    def spy(labels, strata, statistic, **kw):
+        calls.append(np.asarray(strata))
+        return real(labels, strata, statistic, **kw)
+
+    monkeypatch.setattr(stats, "stratified_permutation_test", spy)
+    sim = make_zoo(0, "objective", n_datasets=5)
+    stats.controlled_tests(sim, n_permutations=19, n_bootstrap=9, n_null=4)
+    design = stats.design_table(sim)
+    trained = design[~design["control"]].reset_index(drop=True)  # 4 objectives x 3 archs x 3 seeds
+    # the first three test the data as observed: objective (separate, pooled), architecture
+    for strata, kept, size in zip(
+        calls[:3], ("architecture", "architecture", "objective"), (4, 4, 3)
+    ):
+        assert strata.size == len(trained) == 36
+        groups = trained.groupby(strata)
+        assert groups.ngroups == 36 // size and (groups.size() == size).all()
+        assert groups[[kept, "seed"]].nunique().eq(1).all().all()
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.DegenerateDataWarning")
+def test_difference_p_is_two_sided(monkeypatch):
+    """The p of objective minus architecture is twice the smaller tail of its bootstrap
+    distribution: with 3 of 100 resamples at or below zero, 0.06."""
+    real = stats.bootstrap
+
+    def fixed_distribution(data, statistic, **kw):
+        res = real(data, statistic, **kw)
+        k = np.atleast_2d(res.bootstrap_distribution).shape[0]
+        tail = np.tile(np.r_[-np.ones(3), np.ones(97)], (k, 1))
+        return SimpleNamespace(
+            bootstrap_distribution=tail, confidence_interval=res.confidence_interval
+        )
+
+    monkeypatch.setattr(stats, "bootstrap", fixed_distribution)
+    sim = make_zoo(0, "objective", n_datasets=5)
+    table = stats.controlled_tests(sim, n_permutations=19, n_bootstrap=100, n_null=4)
+    diff = table[table.analysis == "difference"]
+    assert len(diff) == 2 and np.allclose(diff.p_value, 0.06)
+
+
 def test_deterministic_with_a_fixed_seed():
     sim = make_zoo(4, "objective", n_datasets=5)
     kw = {"n_permutations": 49, "n_bootstrap": 19, "n_null": 4}
@@ -293,6 +339,23 @@ def test_deterministic_with_a_fixed_seed():
     pd.testing.assert_frame_equal(first, stats.controlled_tests(sim, seed=7, **kw))
     other = stats.controlled_tests(sim, seed=8, **kw)
     assert not np.allclose(first.ci_low.fillna(0), other.ci_low.fillna(0))
+
+
+def test_a_measures_rows_do_not_depend_on_the_other_measures_tested():
+    sim = make_zoo(4, "objective", n_datasets=5)
+    sim["cka_rbf"] = sim["cka_linear"] ** 2
+    kw = {"n_permutations": 49, "n_bootstrap": 19, "n_null": 4, "seed": 7}
+    alone = stats.controlled_tests(sim, ["cka_rbf"], **kw)
+    after = stats.controlled_tests(sim, ["cka_linear", "cka_rbf"], **kw)
+    after = after[after.measure == "cka_rbf"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(alone, after)
+
+
+def test_keyed_rng_is_fixed_by_seed_and_keys():
+    draw = lambda *key: stats.keyed_rng(*key).integers(1 << 30, size=4).tolist()  # noqa: E731
+    assert draw(0, "cka_linear") == draw(0, "cka_linear")
+    assert draw(0, "cka_linear") != draw(0, "cka_rbf") != draw(1, "cka_rbf")
+    assert draw(0, 50) != draw(0, 20)
 
 
 def test_table_columns_and_file_round_trip(objective_table, tmp_path):
@@ -386,13 +449,14 @@ def _brute_force_domain_p(values, domains) -> float:
 
     observed = stat(domains)
     null = []
-    for perm in set(__import__("itertools").permutations(labels)):
+    for perm in set(permutations(labels)):
         t = stat(dict(zip(names, perm)))
         if t is not None:
             null.append(t)
     null = np.array(null)
     greater = (null >= observed - 1e-12).mean()
     less = (null <= observed + 1e-12).mean()
+    _brute_force_domain_p.undefined = len(set(permutations(labels))) - len(null)
     return min(1.0, 2 * min(greater, less))
 
 
@@ -408,10 +472,13 @@ def test_domain_permutation_test_matches_enumeration_by_hand():
     assert res["p_value"] == pytest.approx(want, abs=1e-12)
     assert res["p_value"] < 0.1 and res["difference"] > 0.3  # 6!/(3!2!1!) = 60 labellings
     assert res["n_same_pairs"] == 4 and res["n_different_pairs"] == 11 and res["n_datasets"] == 6
-    # a missing pair: some relabellings leave no same-domain pair and drop out of the null
-    del values[("a1", "a2")], values[("a1", "a3")], values[("a2", "a3")]
-    res = stats.domain_permutation_test(_pairs_table(values), domains)
-    assert res["p_value"] == pytest.approx(_brute_force_domain_p(values, domains), abs=1e-12)
+    # missing pairs (every dataset keeps one): 8 of the 60 relabellings leave no pair within a
+    # domain and drop out of the null, rather than counting as less extreme
+    keep = [("a1", "c1"), ("a2", "a3"), ("a3", "b2"), ("a3", "c1"), ("b1", "b2"), ("b1", "c1")]
+    sparse = {pair: values[pair] for pair in keep}
+    res = stats.domain_permutation_test(_pairs_table(sparse), domains)
+    assert res["p_value"] == pytest.approx(_brute_force_domain_p(sparse, domains), abs=1e-12)
+    assert _brute_force_domain_p.undefined == 8
 
 
 def test_domain_permutation_test_monte_carlo_is_seeded_and_untestable_is_nan():
@@ -456,6 +523,22 @@ def test_dataset_bootstrap_interval_and_its_edges():
     assert res["ci_low"] >= 0 and res["ci_high"] <= 1
     two = stats.dataset_bootstrap(table.iloc[:1], mean)
     assert np.isnan(two["ci_low"]) and two["n_bootstrap"] == 0
+
+
+def test_dataset_bootstrap_resamples_datasets_not_pairs(monkeypatch):
+    calls = []
+    real = stats.bootstrap
+
+    def spy(data, statistic, **kw):
+        calls.append([np.asarray(x) for x in data])
+        return real(data, statistic, **kw)
+
+    monkeypatch.setattr(stats, "bootstrap", spy)
+    names = [f"d{i}" for i in range(6)]
+    table = _pairs_table({(a, b): 0.1 * i for i, (a, b) in enumerate(combinations(names, 2))})
+    stats.dataset_bootstrap(table, lambda t: t.consistency.median(), n_resamples=9)
+    (data,) = calls
+    np.testing.assert_array_equal(data[0], np.arange(6))  # 6 datasets, not 15 dataset pairs
 
 
 def test_sign_test_against_the_binomial_formula():
