@@ -107,11 +107,33 @@ def test_anchor_rank_sum_tests_bonferroni():
         for i in range(12)
         for v in mu + 0.02 * rng.normal(size=3)
     ]
-    out = C.anchor_rank_sum_tests(pd.DataFrame(rows), alpha=0.01)
+    tidy = pd.DataFrame(rows)
+    out = C.anchor_rank_sum_tests(tidy, alpha=0.01)
     assert len(out) == 3
     assert np.allclose(out.p_bonferroni, np.minimum(out.p * 3, 1))
     sig = {(r.group_a, r.group_b) for r in out[out.significant].itertuples()}
     assert ("hi", "lo") in sig and ("lo", "lo2") not in sig
+    # the unit is the anchor (its median), and p is the two-sided normal approximation
+    medians = tidy.groupby(["anchor", "category"], as_index=False).consistency.median()
+    for unit, data, n in ((None, tidy, 36), ("anchor", medians, 12)):
+        table = C.anchor_rank_sum_tests(tidy, unit=unit).set_index(["group_a", "group_b"])
+        for (a, b), row in table.iterrows():
+            xa = data.consistency[data.category == a].to_numpy()
+            xb = data.consistency[data.category == b].to_numpy()
+            assert row.n_a == row.n_b == n
+            assert row.p == pytest.approx(_rank_sum_p(xa, xb), rel=1e-9)
+
+
+def _rank_sum_p(xa: np.ndarray, xb: np.ndarray) -> float:
+    """Two-sided p of the Wilcoxon rank-sum statistic by its normal approximation, by hand."""
+    from math import erfc, sqrt
+
+    n1, n2 = len(xa), len(xb)
+    pooled = np.concatenate([xa, xb])
+    ranks = np.array([1 + (pooled < v).sum() + ((pooled == v).sum() - 1) / 2 for v in pooled])
+    mean, sd = n1 * (n1 + n2 + 1) / 2, sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    z = (ranks[:n1].sum() - mean) / sd
+    return erfc(abs(z) / sqrt(2))
 
 
 def test_anchor_table_has_categories(run):
@@ -487,7 +509,9 @@ def test_mean_std_matrices_by_hand():
     assert m_arc.values[0, 1] == pytest.approx(sum(math.acos(x) for x in v[:, 0, 1]) / 3)
     t = A.mean_std_across_datasets(da, transform="tan")
     row = t[(t.model_a == "s1") & (t.model_b == "t2")].iloc[0]
-    assert row["mean"] == pytest.approx(sum(math.tan(x) for x in v[:, 0, 4]) / 3)
+    tans = [math.tan(x) for x in v[:, 0, 4]]
+    assert row["mean"] == pytest.approx(sum(tans) / 3)
+    assert row["std"] == pytest.approx(math.sqrt(sum((x - sum(tans) / 3) ** 2 for x in tans) / 2))
 
 
 def test_common_model_order_groups_by_category_then_cluster():

@@ -85,6 +85,7 @@ def test_correlations_equal_scipy_on_all_unordered_pairs(rng):
         assert row.pearson_r == pytest.approx(stats.pearsonr(s, g)[0])
         assert row.spearman_r == pytest.approx(stats.spearmanr(s, g)[0])
         assert row.pearson_p == pytest.approx(stats.pearsonr(s, g)[1])
+        assert row.spearman_p == pytest.approx(stats.spearmanr(s, g)[1])
 
 
 def test_grouped_by_domain(rng):

@@ -11,6 +11,7 @@ import torch
 from repsim.errors import InputError
 from repsim.probe import (
     ProbeResult,
+    _best,
     coarse_indices,
     encode_labels,
     linear_probe,
@@ -326,3 +327,37 @@ def test_streamed_features_placed_by_position(rng):
         stream_features([chunks[0], chunks[0]], 50, device="cpu")
     with pytest.raises(InputError, match="rows"):
         stream_features(chunks[:2], 50, device="cpu")
+
+
+def test_final_probe_is_the_chosen_setting_retrained_on_every_train_row(rng):
+    """The reported accuracies are those of the plain torch probe (:func:`train_reference`)
+    trained on all train rows at the chosen (lr, wd); balanced accuracy as sklearn computes it."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    means = rng.normal(size=(4, 12))
+    y = rng.choice(4, size=1400, p=[0.55, 0.25, 0.15, 0.05])  # imbalanced classes
+    X = means[y] + 1.6 * rng.normal(size=(1400, 12))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Xtr, ytr, Xte, yte = X[:600], y[:600], X[600:], y[600:]
+    kw = dict(epochs=5, batch_size=64)
+    res = linear_probe(
+        Xtr, ytr, Xte, yte, lrs=(1e-1, 1e-2), wds=(1e-4, 1e-1), seeds=(0,), device="cpu", **kw
+    )
+    W, b = train_reference(Xtr, ytr, res.lr[0], res.wd[0], seed=0, n_classes=4, device="cpu", **kw)
+    pred = (torch.as_tensor(Xte, dtype=torch.float32) @ W + b).argmax(dim=1).numpy()
+    assert res.accuracy[0] == pytest.approx((pred == yte).mean(), abs=1.5 / len(yte))
+    balanced = balanced_accuracy_score(yte, pred)
+    assert res.balanced_accuracy[0] == pytest.approx(balanced, abs=0.002)
+    assert abs(balanced - (pred == yte).mean()) > 0.02  # the two differ on this problem
+
+
+def test_best_setting_ties_go_to_the_lower_validation_loss():
+    acc = np.array([[0.8, 0.9], [0.9, 0.7]])
+    loss = np.array([[0.1, 0.5], [0.4, 0.0]])
+    assert _best(acc, loss) == (1, 0)  # two cells at 0.9: losses 0.5 and 0.4
+
+
+def test_stratified_split_rounds_each_class_to_the_nearest_count():
+    y = np.array([0] * 3 + [1] * 8 + [2] * 13)  # 0.2 x: 0.6 -> 1, 1.6 -> 2, 2.6 -> 3
+    _, va = stratified_split(y, 0.2, 0)
+    assert np.bincount(y[va], minlength=3).tolist() == [1, 2, 3]
