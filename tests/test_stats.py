@@ -211,6 +211,33 @@ def test_objective_driven_zoo_is_detected(objective_table):
     assert (pairs.estimate <= pairs.ci_high).all()
 
 
+@pytest.mark.filterwarnings("ignore::scipy.stats.DegenerateDataWarning")
+def test_factor_statistic_and_excess_sd_by_their_definitions(objective_table):
+    """T_F is the variance (ddof 0) of the reported category-pair means; the excess SD is
+    sign(d) sqrt(|d|) with d = T_F - mean of the null."""
+    # min_pairs 50 leaves out the same-objective pairs (36 model pairs each), not the others (81)
+    sparse = stats.controlled_tests(make_zoo(0, "objective"), seed=1, min_pairs=50, **FAST)
+    for t in (objective_table, sparse):
+        _check_factor_rows(t)
+    n_obj = (sparse.analysis == "category_pair") & (sparse.factor == "objective")
+    n_obj &= sparse.view == "separate"
+    assert (sparse[n_obj].group_a != sparse[n_obj].group_b).all()
+
+
+def _check_factor_rows(t: pd.DataFrame) -> None:
+    for factor, view in (
+        ("objective", "separate"),
+        ("objective", "pooled"),
+        ("architecture", "separate"),
+    ):
+        row = _row(t, "factor", factor, view)
+        pairs = t[(t.analysis == "category_pair") & (t.factor == factor) & (t.view == view)]
+        means = pairs.estimate.to_numpy()
+        assert row.statistic == pytest.approx(((means - means.mean()) ** 2).mean(), rel=1e-9)
+        d = row.statistic - row.null_mean
+        assert row.estimate == pytest.approx(np.sign(d) * abs(d) ** 0.5, rel=1e-12)
+
+
 def test_pooled_view_merges_self_supervised(objective_table):
     pooled = objective_table[
         (objective_table.view == "pooled")
