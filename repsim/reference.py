@@ -28,7 +28,7 @@ import xarray as xr
 import yaml
 
 from repsim.errors import InputError, StoreError
-from repsim.runfolder import RunFolder
+from repsim.runfolder import INFO, MANIFEST, RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +79,18 @@ def study_models(path: str | Path | None = None) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------------- run input
+def _load_netcdf(path: Path) -> xr.Dataset:
+    if not path.is_file():
+        raise StoreError(
+            f"{path} does not exist: give a run folder written by `repsim run` "
+            "(it holds similarity.nc and, with probes, probes.nc) or a similarity file"
+        )
+    try:
+        return xr.load_dataset(path)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path} is not a readable netCDF file ({exc})") from exc
+
+
 @dataclass
 class _RunData:
     similarity: xr.Dataset
@@ -90,20 +102,22 @@ class _RunData:
 def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
     """A run folder, an object with ``.similarity`` (e.g. repsim.chapter.Run) or a similarity Dataset."""
     if isinstance(run, str | Path):
-        folder = Path(run)
-        sim_file = folder if folder.suffix == ".nc" else folder / "similarity.nc"
-        if not sim_file.exists():
-            raise StoreError(
-                f"{sim_file} does not exist: give a run folder written by `repsim run` "
-                "(it holds similarity.nc and, with probes, probes.nc)"
-            )
-        similarity = xr.load_dataset(sim_file)
-        probe_file = sim_file.parent / "probes.nc"
-        if probes is None and probe_file.exists():
-            probes = xr.load_dataset(probe_file)
-        name = str(similarity.attrs.get("run") or folder.name)
-        classes = RunFolder(sim_file.parent).class_counts(similarity.dataset.values)
-        return _RunData(similarity, probes, name, classes)
+        path = Path(run)
+        in_run = any((path.parent / name).exists() for name in (MANIFEST, INFO))
+        if path.suffix != ".nc" or in_run:
+            # a run folder (or a file of one): read through its checks, never around them
+            folder = RunFolder(path.parent if path.suffix == ".nc" else path)
+            results = folder.open_results()
+            similarity = results.similarity
+            probes = probes if probes is not None else results.probes
+        else:  # a similarity file on its own (exported, or made by hand): read as it is
+            similarity = _load_netcdf(path)
+            probe_file = path.parent / "probes.nc"
+            if probes is None and probe_file.exists():
+                probes = _load_netcdf(probe_file)
+            folder = RunFolder(path.parent)
+        name = str(similarity.attrs.get("run") or folder.path.name)
+        return _RunData(similarity, probes, name, folder.class_counts(similarity.dataset.values))
     if isinstance(run, xr.Dataset):
         return _RunData(run, probes, str(run.attrs.get("run", "run")))
     if hasattr(run, "similarity") and isinstance(run.similarity, xr.Dataset):

@@ -433,7 +433,8 @@ class RunFolder:
         Checks: similarity.nc exists with (dataset, model_a, model_b) variables; probes.nc and
         consistency.nc, when present, name the same models and datasets; with a manifest, every
         listed file exists with its recorded content hash and no unlisted result file lies beside
-        them. A folder that fails a check is never read half-way: RunFolderError says how to fix it.
+        them; without a readable manifest nothing can be verified and the folder is refused. A
+        folder that fails a check is never read half-way: RunFolderError says how to fix it.
         """
         import xarray as xr
 
@@ -443,7 +444,14 @@ class RunFolder:
                 f"`repsim run data/configs/embedded.yaml --out {self.path}`"
             )
         manifest = self.read_manifest()
-        if verify and manifest:
+        if verify:
+            if not isinstance(manifest.get("files"), dict):
+                state = "unreadable" if self.manifest_path.exists() else "missing"
+                raise RunFolderError(
+                    f"{self.manifest_path} is {state}, so the result files of {self.path} cannot "
+                    "be verified (the manifest records each file's content hash and is written last, "
+                    "when a run finishes); rerun the config into that folder to rebuild them"
+                )
             self._verify_manifest(manifest)
         try:
             similarity = xr.load_dataset(self.similarity)

@@ -249,7 +249,19 @@ def write_fake_run(
             indent=1,
         )
     )
+    write_manifest_for(path)
     return path
+
+
+def write_manifest_for(path: Path, config_hash: str = "fake") -> None:
+    """The manifest a finished run writes last (each result file with its content hash), for a
+    folder whose result files a test wrote itself."""
+    from repsim.runfolder import RunFolder, sha256_file
+
+    folder = RunFolder(path)
+    written = [p for p in (*folder.result_paths().values(), folder.info) if p.is_file()]
+    files = {p.name: {"sha256": sha256_file(p)} for p in written}
+    folder.write_manifest({"config_hash": config_hash, "files": files})
 
 
 def _write_features(

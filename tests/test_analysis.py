@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
-from helpers_run import write_fake_run
+from helpers_run import write_fake_run, write_manifest_for
 
 from repsim import analysis as A
 from repsim import behavior as B
@@ -399,6 +399,7 @@ def test_within_category_consistency_skips_small_groups():
 def test_chapter_need_says_why(tmp_path):
     sim = _small_sim(["S", "T"], n_datasets=1)
     sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
+    write_manifest_for(tmp_path)
     ch = CH.open_chapter(tmp_path, measure="not_a_measure", category="architecture_class")
     assert ch.measure == "cka_linear" and ch.category == "objective"
     assert "no consistency.nc" in ch.need("consistency")

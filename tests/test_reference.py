@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from helpers_run import write_manifest_for
 
 from repsim import reference
 from repsim.cli import main
@@ -215,6 +216,7 @@ def test_cli_compare(repo_root, tmp_path, capsys):
     for folder, shift in ((good, None), (bad, {("cka_rbf_0.4", "Image-Text", 1, 2): 0.40})):
         folder.mkdir()
         study_run(repo_root, shift).to_netcdf(folder / "similarity.nc")
+        write_manifest_for(folder)
     assert main(["compare", str(good), "--strict"]) == 0
     out = capsys.readouterr().out
     assert "consistency/cka_linear/all/ImageNet-Flowers" in out and "differ" in out
@@ -255,6 +257,7 @@ def test_behavior_rows_leave_out_near_chance_probes(repo_root, tmp_path):
     for ds in map(str, sim.dataset.values):
         table = pd.DataFrame({"id": [f"{ds}/{i}" for i in range(8)], "label": [0, 1, 2, 3] * 2})
         table.to_csv(RunFolder(tmp_path).stimuli(ds), index=False)
+    write_manifest_for(tmp_path)
     table = reference.compare(tmp_path).set_index("id")
     iu, ju = np.triu_indices(M, k=1)
     mean_acc = acc.mean(axis=2)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_run import write_fake_run
+from helpers_run import write_fake_run, write_manifest_for
 
 from repsim import analysis as A
 from repsim import chapter as CH
@@ -53,6 +53,7 @@ def _stimuli_run(path, stimuli: dict | None, extra_train: int = 0, entries: list
         None if stimuli is None else {"name": "fake", "stimuli": stimuli, "datasets": entries or []}
     )
     folder.info.write_text(json.dumps(info))
+    write_manifest_for(path)  # the edited run.json is what the test's run wrote
     return CH.load_run(path)
 
 
@@ -212,6 +213,7 @@ def test_skip_when_the_store_lacks_train_rows_or_the_run_cannot_compare(tmp_path
     info = json.loads(RunFolder(r.path).info.read_text())
     info["config"]["stimuli"] = {"split": "test"}
     RunFolder(r.path).info.write_text(json.dumps(info))
+    write_manifest_for(r.path)
     assert "kept no features" in A.train_split_skip(CH.load_run(r.path))
     with pytest.raises(InputError, match="not in the run"):
         A.train_split_similarity(run, "no_such_measure")

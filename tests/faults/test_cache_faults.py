@@ -122,6 +122,39 @@ def test_stray_result_file_is_refused_and_removed(small_run, run_copy, small_con
     assert_same_results(small_run, run_copy)
 
 
+@pytest.mark.parametrize("manifest", ["deleted", "not json", "a list"])
+def test_result_files_without_a_readable_manifest_are_refused(
+    manifest, small_run, run_copy, small_config
+):
+    """Without its manifest nothing vouches for a result file: an altered similarity.nc must not
+    be read as if fine, by the book's loader or by `repsim compare`."""
+    from repsim.chapter import load_run
+    from repsim.cli import main
+
+    folder = RunFolder(run_copy)
+    _flip_byte(folder.similarity)
+    {
+        "deleted": lambda: folder.manifest_path.unlink(),
+        "not json": lambda: folder.manifest_path.write_text("{"),
+        "a list": lambda: folder.manifest_path.write_text("[]"),
+    }[manifest]()
+    with pytest.raises(RunFolderError, match="manifest.json is (missing|unreadable)"):
+        load_run(run_copy)
+    assert main(["compare", str(run_copy)]) == 2
+    assert main(["compare", str(folder.similarity)]) == 2  # a file of a run folder: same checks
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+
+
+def test_compare_refuses_an_altered_result_file(run_copy, capsys):
+    from repsim.cli import main
+
+    _truncate(RunFolder(run_copy).similarity, 0.9)
+    assert main(["compare", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "content hash differs" in err and "Traceback" not in err
+
+
 def test_kill_during_extraction_resumes_to_identical_results(
     small_run, small_config, tmp_path, monkeypatch
 ):
