@@ -29,6 +29,7 @@ from repsim import __version__, stages
 from repsim.cache import stage_key
 from repsim.device import resolve_device
 from repsim.errors import RepsimError
+from repsim.fingerprint import file_fingerprint
 from repsim.plan import RunPlan, load_plan
 from repsim.progress import TaskProgress
 from repsim.results import (
@@ -581,16 +582,15 @@ def _write_run_info(
 
 
 def _weights_record(plan: RunPlan) -> dict[str, dict[str, str | None]]:
-    """Each local weights file the run used, with its SHA-256 (None above 64 MiB, not hashed),
-    so a reader can tell whether a manifest beside it (the mini-zoo's) describes these files."""
+    """Each local weights file the run used, with its SHA-256, so a reader can tell whether a
+    manifest beside it (the mini-zoo's) describes these files."""
     record = {}
     for m in plan.models:
         path = getattr(m, "weights", None)
         if path is None or not Path(path).is_file():
             continue
         p = Path(path).resolve()
-        sha = sha256_file(p) if p.stat().st_size <= 64 * 2**20 else None
-        record[m.id] = {"path": str(p), "sha256": sha}
+        record[m.id] = {"path": str(p), "sha256": file_fingerprint(p)}
     return record
 
 

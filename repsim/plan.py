@@ -8,7 +8,6 @@ be downloaded) is found here, in seconds, rather than an hour into extraction.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import time
@@ -256,19 +255,6 @@ def _check_files(plan: RunPlan) -> None:
             + "\n  ".join(missing)
             + "\nFix the paths in the config, or recreate the files (mini-zoo: `repsim minizoo train`)."
         )
-
-
-def file_fingerprint(path: str | Path | None) -> str | None:
-    """Content hash of a small file (weights), so retraining a model invalidates its features."""
-    if path is None:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        return None
-    if p.stat().st_size > 64 * 2**20:
-        st = p.stat()
-        return f"size={st.st_size}"
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16]
 
 
 def model_metadata(spec: Any) -> dict[str, Any]:

@@ -27,7 +27,8 @@ import pandas as pd
 import xarray as xr
 
 from repsim.cache import StageCache, stage_key
-from repsim.plan import RunPlan, file_fingerprint
+from repsim.fingerprint import data_fingerprint, file_fingerprint
+from repsim.plan import RunPlan
 from repsim.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,10 @@ def _redo(stage: str, name: str, why: str) -> str | None:
 
 # ----------------------------------------------------------------------------- keys
 def stimuli_key(plan: RunPlan, ds: Any) -> str:
-    return stage_key("stimuli", ds, plan.stimuli)
+    """Inputs of one stimulus table: the dataset spec, the subset rules and the data's content
+    (:func:`repsim.fingerprint.data_fingerprint`), so changed images or labels redo the table
+    and everything computed from it."""
+    return stage_key("stimuli", ds, plan.stimuli, data_fingerprint(ds))
 
 
 def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = None) -> str:

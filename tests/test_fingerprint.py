@@ -1,0 +1,117 @@
+"""repsim.fingerprint: a changed weights or data file must change its fingerprint, an untouched
+one must not; and a run redoes what was computed from a dataset file whose content changed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+import numpy as np
+import pytest
+from faults.faultkit import MODELS, REPO
+
+from repsim.fingerprint import data_fingerprint, file_fingerprint, folder_fingerprint
+
+
+def test_file_fingerprint_is_the_sha256_of_the_content_at_any_size(tmp_path):
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(b"x" * 5000)
+    b.write_bytes(b"x" * 4999 + b"y")  # same size, one byte apart
+    assert file_fingerprint(a) == hashlib.sha256(b"x" * 5000).hexdigest()
+    assert file_fingerprint(a) != file_fingerprint(b)
+    assert file_fingerprint(tmp_path / "missing") is None and file_fingerprint(None) is None
+    assert file_fingerprint(tmp_path) is None  # a folder is not a file
+
+
+def test_a_file_changed_in_place_is_hashed_again(tmp_path):
+    p = tmp_path / "w.safetensors"
+    p.write_bytes(b"first")
+    first = file_fingerprint(p)
+    st = p.stat()
+    p.write_bytes(b"other")  # same size; even with the old modification time put back
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert file_fingerprint(p) == hashlib.sha256(b"other").hexdigest() != first
+
+
+def test_folder_fingerprint_follows_the_files(tmp_path):
+    root = tmp_path / "images"
+    (root / "cat").mkdir(parents=True)
+    (root / "cat" / "1.png").write_bytes(b"a" * 10)
+    first = folder_fingerprint(root)
+    assert folder_fingerprint(root) == first
+    (root / "cat" / "2.png").write_bytes(b"b")
+    added = folder_fingerprint(root)
+    assert added != first
+    st = (root / "cat" / "1.png").stat()
+    (root / "cat" / "1.png").write_bytes(b"c" * 10)  # replaced in place: a new mtime
+    os.utime(root / "cat" / "1.png", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert folder_fingerprint(root) != added
+    assert folder_fingerprint(tmp_path / "none") is None
+
+
+def test_data_fingerprint_of_a_spec(tmp_path):
+    class Spec:
+        path = None
+
+    spec = Spec()
+    assert data_fingerprint(spec) is None  # a library-managed root: the spec identifies it
+    spec.path = tmp_path / "d.npz"
+    spec.path.write_bytes(b"npz")
+    assert data_fingerprint(spec) == file_fingerprint(spec.path)
+    spec.path = tmp_path
+    assert data_fingerprint(spec) == folder_fingerprint(tmp_path)
+
+
+def _config(path, data_dir):
+    path.write_text(
+        "name: data-change\n"
+        f"include: [{REPO / 'data' / 'minizoo' / 'models.yaml'}]\n"
+        f"select: {{models: [{', '.join(MODELS)}]}}\n"
+        "measures: [cka_linear]\n"
+        "stimuli: {max_images: 60, seed: 42}\n"
+        "probe: {enabled: false}\n"
+        "threads: 1\n"
+        "datasets:\n"
+        f"  - {{id: faces, loader: embedded, path: {data_dir / 'faces.npz'}, "
+        'domain: "Natural (single-domain)", n_classes: 2}\n'
+        f"  - {{id: textures, loader: embedded, path: {data_dir / 'textures.npz'}, "
+        "domain: Structured, n_classes: 5}\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_changed_dataset_file_redoes_its_features_and_results(tmp_path):
+    import json
+
+    import xarray as xr
+
+    from repsim.pipeline import run
+    from repsim.runfolder import RunFolder
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("faces.npz", "textures.npz"):
+        shutil.copy(REPO / "data" / "embedded" / name, data / name)
+    config = _config(tmp_path / "c.yaml", data)
+    run(config, tmp_path / "run", device="cpu")
+    before = xr.load_dataset(RunFolder(tmp_path / "run").similarity)
+    with np.load(data / "faces.npz", allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["images"] = 255 - arrays["images"]  # same ids, labels and split; other pixels
+    np.savez(data / "faces.npz", **arrays)
+    run(config, tmp_path / "run", device="cpu")
+    again = xr.load_dataset(RunFolder(tmp_path / "run").similarity)
+    run(config, tmp_path / "fresh", device="cpu")
+    fresh = xr.load_dataset(RunFolder(tmp_path / "fresh").similarity)
+    xr.testing.assert_identical(again["cka_linear"], fresh["cka_linear"])
+    assert not np.allclose(
+        again["cka_linear"].sel(dataset="faces"), before["cka_linear"].sel(dataset="faces")
+    )
+    xr.testing.assert_identical(  # the untouched dataset keeps its values
+        again["cka_linear"].sel(dataset="textures"), before["cka_linear"].sel(dataset="textures")
+    )
+    redone = json.loads(RunFolder(tmp_path / "run").info.read_text())["redone"]
+    assert any(line.startswith("stimuli") and "faces" in line for line in redone), redone
+    assert not any("textures" in line for line in redone), redone
