@@ -68,3 +68,15 @@ def data_fingerprint(spec: object) -> str | None:
         return None
     p = Path(path)
     return file_fingerprint(p) if p.is_file() else folder_fingerprint(p)
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """SHA-256 of the package's own source (every ``repsim/**/*.py``, by relative path), so result
+    files written by other code, a commit or an uncommitted edit, are not kept as current."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()

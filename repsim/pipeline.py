@@ -29,7 +29,7 @@ from repsim import __version__, stages
 from repsim.cache import stage_key
 from repsim.device import resolve_device
 from repsim.errors import RepsimError
-from repsim.fingerprint import file_fingerprint
+from repsim.fingerprint import code_fingerprint, file_fingerprint
 from repsim.plan import RunPlan, load_plan
 from repsim.progress import TaskProgress
 from repsim.results import (
@@ -600,7 +600,8 @@ def _code_version() -> str:
 
 
 def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
-    """Content hashes of everything the result files are built from (parts, tables, features)."""
+    """Content hashes of everything the result files are built from (parts, tables, features),
+    the run's name and config path they record, and the package's code."""
     inputs: dict[str, Any] = {}
     for ds in plan.datasets:
         inputs[f"stimuli {ds.id}"] = sha256_file(folder.stimuli(ds.id))
@@ -611,6 +612,9 @@ def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
     for key, sha in _feature_hashes(plan, folder).items():
         inputs[f"features {key}"] = sha
     inputs["controlled tests options"] = dict(CONTROLLED_TESTS_OPTIONS)
+    # the files name their run and config, and other code may compute them differently
+    inputs["run name"], inputs["config path"] = plan.name, plan.config_path
+    inputs["code"] = code_fingerprint()
     return inputs
 
 

@@ -84,6 +84,36 @@ def test_second_config_replaces_every_result_file(run_copy, tmp_path):
     assert folder.read_manifest()["config_hash"] == config_hash(load_plan(config))
 
 
+def test_renamed_config_rewrites_the_names_inside_the_result_files(
+    run_copy, small_config, tmp_path
+):
+    """One folder never describes two configs: the files' own attrs follow the new name."""
+    import xarray as xr
+
+    renamed = tmp_path / "renamed.yaml"
+    renamed.write_text(small_config.read_text().replace("name: faults", "name: faults-renamed"))
+    run(renamed, run_copy, device="cpu")
+    attrs = xr.load_dataset(RunFolder(run_copy).similarity).attrs
+    assert attrs["run"] == "faults-renamed" and attrs["config"] == str(renamed)
+    assert _info(run_copy)["config"]["name"] == "faults-renamed"
+
+
+def test_results_of_other_code_are_rebuilt(run_copy, small_config):
+    """Result files written by other code are not kept as current, even with equal inputs."""
+    from repsim.runfolder import sha256_file
+
+    folder = RunFolder(run_copy)
+    before = folder.read_manifest()["inputs"]["code"]
+    folder.consistency.write_bytes(b"")  # what other code might have written...
+    manifest = folder.read_manifest()
+    manifest["files"]["consistency.nc"]["sha256"] = sha256_file(folder.consistency)
+    manifest["inputs"]["code"] = "other code"  # ...and recorded as its own
+    folder.write_manifest(manifest)
+    run(small_config, run_copy, device="cpu")
+    assert folder.read_manifest()["inputs"]["code"] == before
+    assert folder.consistency.stat().st_size > 0 and folder.open_results().consistency is not None
+
+
 def test_one_model_run_finishes(run_copy, tmp_path):
     config = write_config(tmp_path / "one.yaml", name="one", models=MODELS[:1])
     result = run(config, run_copy, device="cpu")
