@@ -41,7 +41,14 @@ from repsim.results import (
     run_controlled_tests,
     summary_table,
 )
-from repsim.runfolder import RunFolder, filesystem_errors, sha256_file, unsafe_names
+from repsim.runfolder import (
+    RunFolder,
+    RunFolderError,
+    describe_os_error,
+    filesystem_errors,
+    sha256_file,
+    unsafe_names,
+)
 from repsim.runinfo import git_commit, machine_info, package_versions
 from repsim.scheduler import dask_scheduler, is_synchronous, pool_workers, process_map
 from repsim.tasks import Guarded, TaskFailure, failure_report, failures
@@ -129,7 +136,37 @@ def run(
     device = str(resolve_device(device))
     folder.create()
     with folder.lock():
-        return _run_locked(plan, folder, device, scheduler, cluster)
+        try:
+            try:
+                return _run_locked(plan, folder, device, scheduler, cluster)
+            except OSError as exc:  # outside the tasks, which name their own
+                raise RunFolderError(describe_os_error(exc, exc.filename or folder.path)) from exc
+        except RunFailedError:
+            raise
+        except RepsimError as exc:
+            _record_abort(plan, folder, exc)
+            raise
+
+
+def _record_abort(plan: RunPlan, folder: RunFolder, exc: Exception) -> None:
+    """A run stopped outside its tasks (a folder that cannot be written, a result that cannot be
+    computed): run.json says so and names the cause, and the manifest goes, so no reader takes
+    the files left from an earlier run for this one. Best effort: the disk may be the cause."""
+    info = {
+        "name": plan.name,
+        "status": "failed",
+        "config_path": plan.config_path,
+        "config_hash": config_hash(plan),
+        "config": {k: v for k, v in plan.raw.items() if not k.startswith("_")},
+        "failed_tasks": [],
+        "error": f"{type(exc).__name__}: {exc}",
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        folder.remove(folder.manifest_path)
+        folder.write_json(folder.info, _strip_private(info))
+    except (OSError, RepsimError) as again:
+        log.warning("could not record the failure in %s (%s)", folder.info, again)
 
 
 def _run_locked(

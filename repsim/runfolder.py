@@ -105,10 +105,22 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
         fix = "make it writable (chmod u+w), or choose another --out"
         return f"permission denied while trying to {action} {where}: {fix}"
     if code in (errno.EEXIST, errno.ENOTDIR):
-        return f"{where} is a file, not a folder: pass a folder path as --out (or remove that file)"
+        blocker = _file_in_the_way(Path(where))
+        return (
+            f"{blocker} is a file where a folder is needed (to {action} {where}): remove that "
+            "file, or pass another folder as --out"
+        )
     return (
         f"cannot {action} {where} ({exc.strerror or exc}); check the path and the disk, then rerun"
     )
+
+
+def _file_in_the_way(path: Path) -> Path:
+    """The first existing non-folder among ``path`` and its parents (``path`` when there is none)."""
+    for p in (*reversed(path.parents), path):
+        if p.exists() and not p.is_dir():
+            return p
+    return path
 
 
 @contextlib.contextmanager

@@ -538,4 +538,4 @@ def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     assert cli(["minizoo", "merge", str(a), "--into", str(a_file)]) == 2
-    assert "a_file is a file, not a folder" in capsys.readouterr().err
+    assert "a_file is a file where a folder is needed" in capsys.readouterr().err

@@ -170,6 +170,26 @@ def test_out_path_that_is_a_file(small_config, tmp_path):
         run(small_config, target, device="cpu")
 
 
+@pytest.mark.parametrize("where", ["features", "stages"])
+def test_a_file_in_the_way_inside_the_folder_is_named_and_recorded(where, run_copy, small_config):
+    """A file where the run needs a folder: the message names that file, run.json records the
+    failure, the manifest goes (the old files are not vouched for), and a rerun recovers."""
+    folder = RunFolder(run_copy)
+    blocked = getattr(folder, where)
+    shutil.rmtree(blocked)
+    blocked.write_text("x")
+    with pytest.raises(RepsimError, match=f"{blocked.name} is a file where a folder is needed"):
+        run(small_config, run_copy, device="cpu")
+    info = _info(run_copy)
+    assert info["status"] == "failed" and blocked.name in json.dumps(info)
+    assert not folder.manifest_path.exists()
+    with pytest.raises(RepsimError, match="manifest.json is missing|similarity.nc does not exist"):
+        folder.open_results()
+    blocked.unlink()
+    run(small_config, run_copy, device="cpu")
+    assert _info(run_copy)["status"] == "finished" and folder.open_results().consistency
+
+
 def test_unwritable_out_folder(small_config, tmp_path, monkeypatch):
     target = tmp_path / "locked-down"
     target.mkdir()
