@@ -119,8 +119,11 @@ def run_stimuli(plan: RunPlan, ds: Any, run_dir: Path) -> dict[str, Any]:
     folder = RunFolder(run_dir)
     cache, key, path = StageCache(folder), stimuli_key(plan, ds), folder.stimuli(ds.id)
     ok, why = cache.check("stimuli", ds.id, key, path)
-    if ok:
-        return {**cache.info("stimuli", ds.id), "seconds": 0.0, "cached": True, "redone": None}
+    if ok:  # the table verified by its hash: its counts come from it, not from the record
+        table = read_stimuli(run_dir, ds)
+        counts = {"n_total": int(len(table)), "n_similarity": int(table["in_similarity"].sum())}
+        info = {**cache.info("stimuli", ds.id), **counts}
+        return {**info, "seconds": 0.0, "cached": True, "redone": None}
     redone = _redo("stimuli", ds.id, why)
     t0 = time.perf_counter()
     table = stimulus_table(ds)  # the spec carries the subset rules (max_images, per_class, seed)

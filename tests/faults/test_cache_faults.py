@@ -214,6 +214,24 @@ def test_truncated_table_then_a_measure_added(small_run, run_copy, tmp_path):
     assert "cka_rbf_0.4" in again.data_vars
 
 
+def test_counts_in_a_stage_record_are_not_trusted(small_run, run_copy, tmp_path):
+    """A stimulus record whose count was edited: the counts come from the verified table."""
+    import xarray as xr
+
+    from faults.faultkit import write_config
+
+    record = RunFolder(run_copy).marker("stimuli", DS)
+    entry = json.loads(record.read_text())
+    assert entry["n_similarity"] == 60
+    record.write_text(json.dumps({**entry, "n_similarity": 50}))
+    config = write_config(tmp_path / "more.yaml", measures=("cka_linear", "cka_rbf_0.4"))
+    run(config, run_copy, device="cpu")
+    again = xr.load_dataset(RunFolder(run_copy).similarity)
+    clean = xr.load_dataset(RunFolder(small_run).similarity)
+    assert list(again.n_stimuli.values) == list(clean.n_stimuli.values) == [60, 60]
+    assert "n = 50" not in RunFolder(run_copy).summary.read_text()
+
+
 @pytest.mark.parametrize("what", ["part", "record"])
 def test_damaged_probe_cache_is_recomputed(tiny_run, tiny_config, tmp_path, what):
     run_dir = tmp_path / "run"
