@@ -254,9 +254,8 @@ def read_features(
     """
     if run.features_path is None:
         return None
-    from repsim.store import FeatureStore
 
-    store = FeatureStore(run.features_path)
+    store = run.feature_store()
     models = [m for m in models if store.has(dataset, m)]
     if len(models) < 2:
         return None
@@ -641,9 +640,8 @@ def train_split_skip(run: Run, datasets: Sequence[str] | None = None) -> str | N
         )
     if run.features_path is None:
         return "This run kept no features (features.zarr), so the train-split variant is skipped."
-    from repsim.store import FeatureStore
 
-    store = FeatureStore(run.features_path)
+    store = run.feature_store()
     models = [str(m) for m in run.similarity.model_a.values]
     for ds in datasets or [str(d) for d in run.similarity.dataset.values]:
         ids = split_ids(run, ds, "train")
@@ -683,7 +681,6 @@ def train_split_similarity(
     from repsim.chapter import select
     from repsim.measures import similarity_matrices
     from repsim.measures.registry import parse_measure
-    from repsim.store import FeatureStore
 
     if measure not in run.similarity:
         raise InputError(f"{measure!r} is not in the run; it has {list(run.similarity.data_vars)}")
@@ -693,7 +690,7 @@ def train_split_similarity(
     held = select(run.similarity[measure], datasets, models).transpose(
         "dataset", "model_a", "model_b"
     )
-    store = FeatureStore(run.features_path)  # type: ignore[arg-type]
+    store = run.feature_store()
     ids_of = [str(m) for m in held.model_a.values]
     min_n = parse_measure(measure).min_n
     keep, train, n_train = [], [], []

@@ -23,13 +23,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from repsim.consistency import category_labels
-from repsim.errors import InputError
+from repsim.errors import InputError, StoreError
 from repsim.names import CATEGORY_FIELDS, DOMAINS, UNKNOWN, is_known
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Run:
     consistency: xr.Dataset | None = None
     probes: xr.Dataset | None = None
     info: dict = field(default_factory=dict)
+    manifest: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -59,6 +61,31 @@ class Run:
 
         p = RunFolder(self.path).features
         return p if p.exists() else None
+
+    def feature_store(self) -> Any:
+        """The run's feature store, reading only the groups the result files were computed from:
+        a group sealed since (another extraction into the folder) raises StoreError."""
+        from repsim.store import FeatureStore
+
+        expected = {
+            key.removeprefix("features "): sha
+            for key, sha in self.manifest.get("inputs", {}).items()
+            if key.startswith("features ")
+        }
+
+        class _RunStore(FeatureStore):
+            def _complete_group(self, dataset: str, model: str) -> Any:
+                group = super()._complete_group(dataset, model)
+                want = expected.get(f"{dataset}/{model}")
+                if want is not None and group.attrs.get("sha256") != want:
+                    raise StoreError(
+                        f"features of {model!r} on {dataset!r} are not those the result files of "
+                        "this run were computed from (extracted again since); rerun the config "
+                        "into the run folder"
+                    )
+                return group
+
+        return _RunStore(self.features_path)
 
     @property
     def measures(self) -> list[str]:
@@ -101,6 +128,7 @@ def load_run(run_dir: str | Path) -> Run:
         info=results.info,
         consistency=results.consistency,
         probes=results.probes,
+        manifest=results.manifest,
     )
 
 

@@ -488,6 +488,14 @@ class RunFolder:
                 raise RunFolderError(
                     f"{path} was changed after the run wrote it (content hash differs); {fix}"
                 )
+        for key, sha in manifest.get("inputs", {}).items():
+            if key.startswith("stimuli "):  # the tables the analyses read beside the results
+                table = self.stimuli(key.removeprefix("stimuli "))
+                if not table.is_file() or sha256_file(table) != sha:
+                    raise RunFolderError(
+                        f"{table} is not the stimulus table the result files were computed from "
+                        f"(missing or changed since); {fix}"
+                    )
         unlisted = [n for n in RESULT_FILES if n not in files and (self.path / n).exists()]
         if unlisted:
             raise RunFolderError(

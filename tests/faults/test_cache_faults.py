@@ -146,6 +146,31 @@ def test_result_files_without_a_readable_manifest_are_refused(
     assert_same_results(small_run, run_copy)
 
 
+def test_a_stimulus_table_changed_after_the_results_is_refused(run_copy):
+    from repsim.chapter import load_run
+
+    table = RunFolder(run_copy).stimuli(DS)
+    table.write_text(table.read_text().replace(",train,", ",test,", 5))
+    with pytest.raises(RunFolderError, match="not the stimulus table the result files"):
+        load_run(run_copy)
+
+
+def test_features_extracted_again_after_the_results_are_refused(run_copy):
+    """A group sealed since the results were written (e.g. an interrupted rerun with new
+    weights) is not read beside them."""
+    from repsim.analysis import read_features
+    from repsim.chapter import load_run
+    from repsim.errors import StoreError
+    from repsim.store import FeatureStore
+
+    run = load_run(run_copy)
+    assert set(read_features(run, DS, [MODEL, "cnn-supervised-s0"])) == {MODEL, "cnn-supervised-s0"}
+    store = FeatureStore(RunFolder(run_copy).features)
+    store._open(DS, MODEL).attrs["sha256"] = "0" * 64  # what another extraction sealed
+    with pytest.raises(StoreError, match="not those the result files of this run"):
+        read_features(load_run(run_copy), DS, [MODEL, "cnn-supervised-s0"])
+
+
 def test_compare_refuses_an_altered_result_file(run_copy, capsys):
     from repsim.cli import main
 
