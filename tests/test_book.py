@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from helpers_run import tiny_run_available, write_fake_run
+from helpers_run import tiny_run_available, write_fake_run, write_manifest_for
 
 from repsim import book as B
 from repsim import sentences as T
@@ -175,6 +175,7 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
     draw its figure says why in one sentence, without a traceback or stderr."""
     run_dir = write_fake_run(tmp_path / "bare", n_per_objective=1, features=False, probes=False)
     (run_dir / "consistency.nc").unlink()
+    write_manifest_for(run_dir)  # a run that wrote no consistency.nc
     names = ("overview", "similarity_matrices", "consistency_scatter", "consistency_by_category",
              "behaviour", "robustness")
     chapters = [p for p in B.chapter_notebooks() if p.stem[3:] in names]
