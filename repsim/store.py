@@ -2,14 +2,20 @@
 
 Layout: one zarr group per ``(dataset, model)`` under ``ROOT/<dataset>/<model>`` with arrays
 ``features`` (n, dim) float32 (L2-normalised), optional ``raw``, ``ids`` (utf-8 bytes, one row per
-stimulus) and ``done`` (one flag per chunk of rows). A group is created complete with its ids and
-attributes in a temporary folder and renamed into place, so readers never see half a group;
-rows are written chunk by chunk (zarr writes each chunk file atomically) and a chunk's ``done``
-flag is set only after its rows are written, so a killed extraction resumes from the last complete
-chunk. Different models live in different folders, so concurrent writers do not touch the same
-files. A finished group is sealed: the SHA-256 of its ids and features is kept in its attributes
-and checked on every read, so a deleted chunk (which zarr would read as NaN) or a flipped byte is
-an error, never a silent number. This module does not import torch.
+stimulus), ``done`` (one flag per chunk of rows) and ``chunk_sha256`` (the SHA-256 of each chunk's
+rows as written). A group is created complete with its ids and attributes in a temporary folder
+and renamed into place, so readers never see half a group; rows are written chunk by chunk (zarr
+writes each chunk file atomically), then the chunk's digest, and its ``done`` flag is set last, so
+a killed extraction resumes from the last complete chunk. A resumed group's written chunks are
+checked against their digests first (:meth:`FeatureStore.writer`): one that does not decode or
+hash to its digest is extracted again, never trusted. Different models live in different folders,
+so concurrent writers do not touch the same files. Every array is compressed with zstd's frame
+checksum on, so a flipped bit in a chunk file is a decoding error. A finished group is sealed: the
+SHA-256 of its ids, features and raw features is kept in its attributes and checked on every read,
+so a deleted chunk (which zarr would read as NaN) or a flipped byte is an error, never a silent
+number; an unsealed group is checked against its chunk digests. Groups written before chunk
+digests were kept still read (their missing rows are still an error) but cannot be verified.
+This module does not import torch.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from urllib.parse import unquote
 
 import numpy as np
 import zarr
+from zarr.codecs import ZstdCodec
 
 from repsim.errors import StoreError
 from repsim.runfolder import atomic_write_netcdf, safe_name
@@ -34,6 +41,13 @@ from repsim.runfolder import atomic_write_netcdf, safe_name
 log = logging.getLogger(__name__)
 
 _GROUP_JSON = {"zarr_format": 3, "node_type": "group", "attributes": {}}
+#: zarr's default codec (zstd level 0) with the frame checksum on: a flipped bit in a chunk file
+#: fails to decode instead of decoding to other floats (the decoded values are the same as without)
+_COMPRESSOR = ZstdCodec(level=0, checksum=True)
+#: the array of per-chunk digests (absent in groups written before they were kept)
+_DIGESTS = "chunk_sha256"
+#: the attribute listing the arrays a seal covers (absent: sealed before raw was covered)
+_COVERS = "sha256_covers"
 
 
 def _key(name: str) -> str:
@@ -90,10 +104,22 @@ class FeatureWriter:
         self.n = int(group.attrs["n"])
         self.n_chunks = int(group.attrs["n_chunks"])
         self.keep_raw = "raw" in group
+        #: whether each chunk's digest is kept (groups written before they were: False)
+        self.verifiable = _DIGESTS in group
+
+    def _done(self) -> np.ndarray:
+        try:
+            return self.group["done"][:]
+        except Exception as exc:  # noqa: BLE001 - a flag chunk that does not decode
+            where = f"{self.group.attrs.get('model')!r} on {self.group.attrs.get('dataset')!r}"
+            raise StoreError(
+                f"the done flags of the features of {where} are unreadable ({exc}); "
+                "delete that group to recompute it"
+            ) from exc
 
     def pending_chunks(self) -> list[int]:
         """Chunks without a ``done`` flag, in order."""
-        done = self.group["done"][:]
+        done = self._done()
         return [i for i in range(self.n_chunks) if not done[i]]
 
     def rows(self, chunk: int) -> slice:
@@ -105,12 +131,54 @@ class FeatureWriter:
         expected = (rows.stop - rows.start, self.group["features"].shape[1])
         if features.shape != expected:
             raise StoreError(f"chunk {chunk} must have shape {expected}, got {features.shape}")
-        self.group["features"][rows] = features.astype(np.float32, copy=False)
+        features = features.astype(np.float32, copy=False)
+        self.group["features"][rows] = features
         if self.keep_raw:
             if raw is None:
                 raise StoreError("this group keeps raw features; pass raw= for every chunk")
-            self.group["raw"][rows] = raw.astype(np.float32, copy=False)
+            raw = raw.astype(np.float32, copy=False)
+            self.group["raw"][rows] = raw
+        if self.verifiable:
+            self.group[_DIGESTS][chunk] = _chunk_digest(features, raw if self.keep_raw else None)
         self.group["done"][chunk] = 1
+
+    def damaged_chunks(
+        self, features: np.ndarray | None = None, raw: np.ndarray | None = None
+    ) -> list[int] | None:
+        """Done chunks whose rows do not decode or do not hash to the digest recorded when they
+        were written, in order; None when the group keeps no digests (it cannot be verified).
+
+        ``features`` and ``raw``: the whole arrays, when already read (else read chunk by chunk,
+        so one chunk that does not decode is reported, not raised).
+        """
+        if not self.verifiable:
+            return None
+        done = self._done()
+        try:
+            digests = self.group[_DIGESTS][:]
+        except Exception:  # noqa: BLE001 - digests that do not decode verify nothing
+            return [c for c in range(self.n_chunks) if done[c]]
+        bad = []
+        for chunk in range(self.n_chunks):
+            if not done[chunk]:
+                continue
+            rows = self.rows(chunk)
+            try:
+                f = self.group["features"][rows] if features is None else features[rows]
+                r = None
+                if self.keep_raw:
+                    r = self.group["raw"][rows] if raw is None else raw[rows]
+            except Exception:  # noqa: BLE001 - a chunk that does not decode is damaged
+                bad.append(chunk)
+                continue
+            if not np.array_equal(digests[chunk], _chunk_digest(f, r)):
+                bad.append(chunk)
+        return bad
+
+    def redo(self, chunks: Sequence[int]) -> None:
+        """Clear the ``done`` flags of ``chunks``: they are pending again (extracted again)."""
+        for chunk in chunks:
+            self.group["done"][chunk] = 0
 
     @property
     def complete(self) -> bool:
@@ -158,32 +226,58 @@ class FeatureStore:
 
     # -- checksums ----------------------------------------------------------------------------
     def checksum(self, dataset: str, model: str) -> str | None:
-        """SHA-256 of a complete group's ids and feature values (None when there is no complete group).
+        """SHA-256 of a complete group's ids, feature and raw feature values (None when there is
+        no complete group).
 
         Hashing the decoded values, not the chunk files, catches every kind of damage: a deleted
         chunk (zarr would read its fill value), a flipped byte, a truncated file. StoreError when the
-        group cannot be read at all.
+        group cannot be read at all. A group without raw features hashes as it always has; one with
+        them sealed before they were covered hashes differently now (so it is extracted again).
         """
         group = self._open(dataset, model)
         try:
             if group is None or not FeatureWriter(group).complete:
                 return None
-            return _content_hash(group)
+            return _content_hash(*_read_all(group))
         except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged group
             raise StoreError(
                 f"feature group {self._dir(dataset, model)} is unreadable ({exc})"
             ) from exc
 
     def seal(self, dataset: str, model: str) -> str:
-        """Record the checksum of a complete group in its attributes; :meth:`read` verifies it."""
-        digest = self.checksum(dataset, model)
-        if digest is None:
+        """Record the checksum of a complete group in its attributes; :meth:`read` verifies it.
+
+        StoreError, and no seal, when a chunk does not hash to the digest recorded when it was
+        written: a damaged chunk is never sealed.
+        """
+        group = self._open(dataset, model)
+        if group is None or not FeatureWriter(group).complete:
             raise StoreError(
                 f"features of {model!r} on {dataset!r} are incomplete; they cannot be sealed"
             )
-        group = self._open(dataset, model)
-        group.attrs["sha256"] = digest
+        try:
+            ids, features, raw = _read_all(group)
+            damaged = FeatureWriter(group).damaged_chunks(features, raw)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged group
+            raise StoreError(
+                f"feature group {self._dir(dataset, model)} is unreadable ({exc}); it cannot be sealed"
+            ) from exc
+        if damaged:
+            raise StoreError(
+                f"features of {model!r} on {dataset!r} are damaged (chunks {damaged} differ from "
+                "the checksums recorded when they were written); they cannot be sealed"
+            )
+        digest = _content_hash(ids, features, raw)
+        group.attrs.update(
+            {"sha256": digest, _COVERS: ["ids", "features"] + (["raw"] if raw is not None else [])}
+        )
         return digest
+
+    def has_chunk_digests(self, dataset: str, model: str) -> bool:
+        """Whether the group keeps a digest of each chunk, so a resume can verify what it trusts
+        (False for a missing group and for one written before digests were kept)."""
+        group = self._open(dataset, model)
+        return group is not None and FeatureWriter(group).verifiable
 
     # -- reading ------------------------------------------------------------------------------
     def has(self, dataset: str, model: str) -> bool:
@@ -225,33 +319,56 @@ class FeatureStore:
         group = self._complete_group(dataset, model)
         fix = "rerun `repsim run` on the run folder to re-extract them"
         sealed = group.attrs.get("sha256")
+        writer = FeatureWriter(group)
+        # what is checked: a sealed group against its seal (raw too, if the seal covers it), an
+        # unsealed one against its chunk digests (raw too); one with neither only for missing rows
+        covers_raw = "raw" in group.attrs.get(_COVERS, ())
+        if raw and "raw" not in group:
+            raise StoreError(
+                f"{model!r} on {dataset!r} has no raw features; extract with keep_raw=True"
+            )
+        if raw and sealed is not None and not covers_raw:
+            raise StoreError(
+                f"raw features of {model!r} on {dataset!r} were sealed without a checksum of "
+                f"them, so they cannot be verified; {fix}"
+            )
         try:
             id_bytes = group["ids"][:]
             normed = group["features"][:]
-            if sealed is not None and _content_hash(group, id_bytes, normed) != sealed:
-                raise StoreError(
-                    f"features of {model!r} on {dataset!r} are damaged (checksum differs from the one "
-                    f"recorded when they were written); {fix}"
-                )
+            need_raw = raw or (covers_raw if sealed is not None else writer.verifiable)
+            raw_values = group["raw"][:] if need_raw and "raw" in group else None
+            if sealed is not None:
+                hashed = _content_hash(id_bytes, normed, raw_values if covers_raw else None)
+                if hashed != sealed:
+                    raise StoreError(
+                        f"features of {model!r} on {dataset!r} are damaged (checksum differs from "
+                        f"the one recorded when they were written); {fix}"
+                    )
             stored = decode_ids(id_bytes)
-            if raw and "raw" not in group:
-                raise StoreError(
-                    f"{model!r} on {dataset!r} has no raw features; extract with keep_raw=True"
-                )
-            feats = group["raw"][:] if raw else normed
+            feats = raw_values if raw else normed
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - a chunk that does not decode
             raise StoreError(
                 f"features of {model!r} on {dataset!r} are unreadable ({exc}); {fix}"
             ) from exc
-        empty = np.isnan(feats).all(axis=1) if feats.size else np.zeros(0, dtype=bool)
-        if empty.any():
-            # a missing chunk file reads as the fill value (NaN): never hand it on as features
-            raise StoreError(
-                f"features of {model!r} on {dataset!r} have {int(empty.sum())} rows with no data "
-                f"(missing chunk files); {fix}"
-            )
+        for values in (normed, raw_values):
+            if values is None:
+                continue
+            empty = np.isnan(values).all(axis=1) if values.size else np.zeros(0, dtype=bool)
+            if empty.any():
+                # a missing chunk file reads as the fill value (NaN): never hand it on as features
+                raise StoreError(
+                    f"features of {model!r} on {dataset!r} have {int(empty.sum())} rows with no "
+                    f"data (missing chunk files); {fix}"
+                )
+        if sealed is None:
+            damaged = writer.damaged_chunks(normed, raw_values)
+            if damaged:
+                raise StoreError(
+                    f"features of {model!r} on {dataset!r} are damaged (chunks {damaged} differ "
+                    f"from the checksums recorded when they were written); {fix}"
+                )
         if ids is None:
             return stored, feats
         rows = self._rows_of(stored, ids, dataset, model)
@@ -269,7 +386,12 @@ class FeatureStore:
         """
         group = self._complete_group(dataset, model)
         fix = "rerun `repsim run` on the run folder to re-extract them"
+        sealed = group.attrs.get("sha256")
+        writer = FeatureWriter(group)
+        covers_raw = sealed is not None and "raw" in group.attrs.get(_COVERS, ())
         try:
+            # an unsealed group: each chunk against its digest before any of its rows is handed on
+            digests = group[_DIGESTS][:] if sealed is None and writer.verifiable else None
             id_bytes = group["ids"][:]
             feats = group["features"]
             n, step = int(feats.shape[0]), int(feats.chunks[0])
@@ -282,7 +404,7 @@ class FeatureStore:
             position = np.full(n, -1, dtype=np.int64)
             position[rows] = np.arange(len(rows))
             h = _hash_start(id_bytes, feats.shape, feats.dtype)
-            for start in range(0, n, step):
+            for chunk, start in enumerate(range(0, n, step)):
                 block = feats[start : start + step]
                 h.update(np.ascontiguousarray(block).tobytes())
                 if np.isnan(block).all(axis=1).any():
@@ -290,16 +412,27 @@ class FeatureStore:
                         f"features of {model!r} on {dataset!r} have rows with no data (missing "
                         f"chunk files); {fix}"
                     )
+                if digests is not None:
+                    raw_block = group["raw"][start : start + step] if writer.keep_raw else None
+                    if not np.array_equal(digests[chunk], _chunk_digest(block, raw_block)):
+                        raise StoreError(
+                            f"features of {model!r} on {dataset!r} are damaged (chunk {chunk} "
+                            f"differs from the checksum recorded when it was written); {fix}"
+                        )
                 take = np.nonzero(position[start : start + step] >= 0)[0]
                 if take.size:
                     yield position[start + take], block[take]
+            if covers_raw:  # the seal covers the raw features too: hashed after the features
+                raw_values = group["raw"]
+                _hash_raw_header(h, raw_values.shape, raw_values.dtype)
+                for start in range(0, n, step):
+                    h.update(np.ascontiguousarray(raw_values[start : start + step]).tobytes())
         except StoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - a chunk that does not decode
             raise StoreError(
                 f"features of {model!r} on {dataset!r} are unreadable ({exc}); {fix}"
             ) from exc
-        sealed = group.attrs.get("sha256")
         if sealed is not None and h.hexdigest() != sealed:
             raise StoreError(
                 f"features of {model!r} on {dataset!r} are damaged (checksum differs from the one "
@@ -323,6 +456,8 @@ class FeatureStore:
     def writer(self, dataset: str, model: str, ids: Sequence[str]) -> FeatureWriter | None:
         """The writer of an existing group for these ids (to resume), or None if there is none.
 
+        The written chunks of an unsealed group are checked against their digests first: one that
+        does not decode or hash to its digest loses its ``done`` flag, so it is written again.
         StoreError when the stored ids differ (the stimulus table changed): delete the group.
         """
         group = self._open(dataset, model)
@@ -334,7 +469,28 @@ class FeatureStore:
                 f"stored features of {model!r} on {dataset!r} were extracted for other stimulus ids; "
                 f"delete {self._dir(dataset, model)} (or pass overwrite=True) to recompute"
             )
-        return FeatureWriter(group)
+        writer = FeatureWriter(group)
+        if "sha256" in group.attrs:
+            return writer  # sealed: every read checks the seal
+        damaged = writer.damaged_chunks()
+        if damaged is None:
+            log.info(
+                "features of %r on %r were written without chunk checksums: their written chunks "
+                "cannot be verified (delete %s to recompute them)",
+                model,
+                dataset,
+                self._dir(dataset, model),
+            )
+        elif damaged:
+            log.warning(
+                "features of %r on %r: chunks %s do not match the checksums recorded when they "
+                "were written; they are extracted again",
+                model,
+                dataset,
+                damaged,
+            )
+            writer.redo(damaged)
+        return writer
 
     def create(
         self,
@@ -377,11 +533,33 @@ class FeatureStore:
         group.attrs.update(json.loads(json.dumps(meta, default=str)))
         for name in ("features", "raw") if keep_raw else ("features",):
             group.create_array(
-                name, shape=(n, dim), chunks=(chunk_rows, dim), dtype="float32", fill_value=np.nan
+                name,
+                shape=(n, dim),
+                chunks=(chunk_rows, dim),
+                dtype="float32",
+                fill_value=np.nan,
+                compressors=_COMPRESSOR,
             )
         enc = encode_ids(ids)
-        group.create_array("ids", shape=enc.shape, chunks=enc.shape, dtype="uint8")[:] = enc
-        group.create_array("done", shape=(n_chunks,), chunks=(1,), dtype="uint8", fill_value=0)
+        group.create_array(
+            "ids", shape=enc.shape, chunks=enc.shape, dtype="uint8", compressors=_COMPRESSOR
+        )[:] = enc
+        group.create_array(
+            _DIGESTS,
+            shape=(n_chunks, 32),
+            chunks=(1, 32),
+            dtype="uint8",
+            fill_value=0,
+            compressors=_COMPRESSOR,
+        )
+        group.create_array(
+            "done",
+            shape=(n_chunks,),
+            chunks=(1,),
+            dtype="uint8",
+            fill_value=0,
+            compressors=_COMPRESSOR,
+        )
         try:
             os.rename(tmp, final)
         except OSError:
@@ -395,15 +573,40 @@ class FeatureStore:
         shutil.rmtree(self._dir(dataset, model), ignore_errors=True)
 
 
-def _content_hash(
-    group: zarr.Group, ids: np.ndarray | None = None, features: np.ndarray | None = None
-) -> str:
-    """SHA-256 of a group's ids and (normalised) features, from arrays already read when given."""
-    ids = group["ids"][:] if ids is None else ids
-    features = group["features"][:] if features is None else features
+def _read_all(group: zarr.Group) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """A group's ids, features and raw features (None when it keeps none), read whole."""
+    raw = group["raw"][:] if "raw" in group else None
+    return group["ids"][:], group["features"][:], raw
+
+
+def _content_hash(ids: np.ndarray, features: np.ndarray, raw: np.ndarray | None = None) -> str:
+    """SHA-256 of a group's ids, (normalised) features and raw features (when given).
+
+    Without raw features it is the hash groups have always been sealed with.
+    """
     h = _hash_start(ids, features.shape, features.dtype)
     h.update(np.ascontiguousarray(features).tobytes())
+    if raw is not None:
+        _hash_raw_header(h, raw.shape, raw.dtype)
+        h.update(np.ascontiguousarray(raw).tobytes())
     return h.hexdigest()
+
+
+def _hash_raw_header(h: Any, shape: tuple[int, ...], dtype: Any) -> None:
+    """The content hash's header of the raw feature bytes, which follow the feature bytes."""
+    h.update(f"raw{tuple(shape)}{np.dtype(dtype)}".encode())
+
+
+def _chunk_digest(features: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
+    """SHA-256 of one chunk's rows as stored (float32 features, then raw ones): 32 uint8."""
+    h = hashlib.sha256()
+    for name, values in (("features", features), ("raw", raw)):
+        if values is None:
+            continue
+        values = np.ascontiguousarray(values, dtype=np.float32)
+        h.update(f"{name}{values.shape}{values.dtype}".encode())
+        h.update(values.tobytes())
+    return np.frombuffer(h.digest(), dtype=np.uint8)
 
 
 def _hash_start(ids: np.ndarray, shape: tuple[int, ...], dtype: Any) -> Any:

@@ -176,3 +176,144 @@ def test_iter_rows_detects_damage_after_the_last_chunk(tmp_path: Path) -> None:
     next(p for p in chunks if p.is_file()).unlink()
     with pytest.raises(StoreError, match="no data"):
         _streamed(store, ids)
+
+
+# -- damaged chunks: detected in unsealed (resuming) groups too, raw features under the seal ---------
+def _ids(n: int) -> list[str]:
+    return [f"img/{i:04d}" for i in range(n)]
+
+
+def _values(n: int, dim: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+
+
+def _flip_bit(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _legacy_hash(ids: np.ndarray, features: np.ndarray) -> str:
+    """The seal of a group without raw features, as it has always been computed."""
+    import hashlib
+
+    h = hashlib.sha256()
+    h.update(f"ids{ids.shape}{ids.dtype}".encode())
+    h.update(np.ascontiguousarray(ids).tobytes())
+    h.update(f"features{features.shape}{features.dtype}".encode())
+    h.update(np.ascontiguousarray(features).tobytes())
+    return h.hexdigest()
+
+
+def test_chunk_files_carry_the_zstd_frame_checksum(tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    for array in ("features", "ids", "done"):
+        codecs = json.loads((path / "ds" / "m" / array / "zarr.json").read_text())["codecs"]
+        zstd = [c for c in codecs if c["name"] == "zstd"]
+        assert zstd and zstd[0]["configuration"]["checksum"] is True, (array, codecs)
+    store = FeatureStore(path)
+    _flip_bit(path / "ds" / "m" / "features" / "c" / "1" / "0")
+    with pytest.raises(StoreError, match="unreadable"):  # not other floats
+        store.read("ds", "m")
+
+
+@pytest.mark.parametrize("damage", ["flipped bit in the chunk file", "other values that decode"])
+def test_resume_extracts_a_damaged_written_chunk_again(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "f.zarr"
+    store = FeatureStore(path)
+    ids, feats = _ids(20), _values(20, 3, seed=2)
+    w = store.create("ds", "m", ids, 3, chunk_rows=8)
+    for c in (0, 1):  # killed before chunk 2
+        w.write_chunk(c, feats[w.rows(c)])
+    if damage == "flipped bit in the chunk file":
+        _flip_bit(path / "ds" / "m" / "features" / "c" / "0" / "0")
+    else:  # e.g. a stale file: it decodes, and only its checksum tells
+        store._open("ds", "m")["features"][0:8] = feats[0:8] + 1.0
+    resumed = store.writer("ds", "m", ids)
+    assert resumed.pending_chunks() == [0, 2]  # chunk 1 verified, chunk 0 written again
+    for c in resumed.pending_chunks():
+        resumed.write_chunk(c, feats[resumed.rows(c)])
+    np.testing.assert_array_equal(store.read("ds", "m")[1], feats)
+    store.seal("ds", "m")
+    np.testing.assert_array_equal(store.read("ds", "m")[1], feats)
+
+
+def test_unsealed_group_is_checked_against_its_chunk_checksums(tmp_path: Path) -> None:
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    store = FeatureStore(path)
+    ids = [str(i) for i in store.ids("ds", "m")]
+    group = store._open("ds", "m")
+    group["features"][9:10] = group["features"][9:10] + 1.0  # chunk 1, a silent change
+    with pytest.raises(StoreError, match=r"chunks \[1\] differ"):
+        store.read("ds", "m")
+    with pytest.raises(StoreError, match="chunk 1 differs"):
+        _streamed(store, ids)
+    with pytest.raises(StoreError, match="cannot be sealed"):
+        store.seal("ds", "m")  # a damaged chunk is never sealed
+    assert "sha256" not in store.attrs("ds", "m")
+    assert store.writer("ds", "m", ids).pending_chunks() == [1]
+
+
+def _fill_raw(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    store = FeatureStore(path)
+    ids, feats, raw = _ids(20), _values(20, 3, seed=4), _values(20, 3, seed=5)
+    w = store.create("ds", "m", ids, 3, chunk_rows=8, keep_raw=True)
+    for c in w.pending_chunks():
+        w.write_chunk(c, feats[w.rows(c)], raw[w.rows(c)])
+    return ids, feats, raw
+
+
+@pytest.mark.parametrize("sealed", [True, False])
+def test_raw_features_are_verified_like_features(tmp_path: Path, sealed: bool) -> None:
+    path = tmp_path / "f.zarr"
+    ids, feats, raw = _fill_raw(path)
+    store = FeatureStore(path)
+    digest = store.seal("ds", "m") if sealed else None
+    np.testing.assert_array_equal(store.read("ds", "m", raw=True)[1], raw)
+    assert [p for _, p in store.iter_rows("ds", "m", ids)]  # verifies, raw included
+    group = store._open("ds", "m")
+    group["raw"][17:18] = group["raw"][17:18] * 2.0  # chunk 2 of the raw features, silently
+    with pytest.raises(StoreError, match="checksum"):
+        store.read("ds", "m", raw=True)
+    with pytest.raises(StoreError, match="checksum"):
+        store.read("ds", "m")  # the group as a whole is damaged
+    with pytest.raises(StoreError, match="checksum"):
+        _streamed(store, ids)
+    if sealed:
+        assert store.checksum("ds", "m") != digest  # so the pipeline extracts it again
+    else:
+        assert store.writer("ds", "m", ids).pending_chunks() == [2]
+
+
+def test_groups_written_before_chunk_checksums_still_read(tmp_path: Path) -> None:
+    import shutil
+
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    shutil.rmtree(path / "ds" / "m" / "chunk_sha256")  # as an older version wrote it
+    store = FeatureStore(path)
+    ids, feats = store.read("ds", "m")
+    np.testing.assert_array_equal(feats, _values(20, 3, seed=1))
+    assert store.has_chunk_digests("ds", "m") is False
+    assert store.writer("ds", "m", list(ids)).pending_chunks() == []  # cannot be checked: kept
+    digest = store.seal("ds", "m")
+    # a group without raw features seals as it always has: finished runs stay valid
+    assert digest == _legacy_hash(store._open("ds", "m")["ids"][:], feats)
+    np.testing.assert_array_equal(store.read("ds", "m")[1], feats)
+
+    # an older seal of a group with raw features: its features read, its raw features cannot
+    # be verified (refused), and its checksum is no longer the recorded one (extracted again)
+    raw_path = tmp_path / "raw.zarr"
+    _, feats, _ = _fill_raw(raw_path)
+    shutil.rmtree(raw_path / "ds" / "m" / "chunk_sha256")
+    store = FeatureStore(raw_path)
+    group = store._open("ds", "m")
+    group.attrs["sha256"] = _legacy_hash(group["ids"][:], feats)
+    np.testing.assert_array_equal(store.read("ds", "m")[1], feats)
+    with pytest.raises(StoreError, match="cannot be verified"):
+        store.read("ds", "m", raw=True)
+    assert store.checksum("ds", "m") != group.attrs["sha256"]
