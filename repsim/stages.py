@@ -417,17 +417,30 @@ class _DatasetExtraction:
             redone[m.id] = _redo("features", name, whys[m.id])
             try:
                 sealed = "sha256" in self.store.attrs(ds.id, m.id)
+                checkable = self.store.has_chunk_digests(ds.id, m.id)
             except StoreError:
-                sealed = True  # missing or unreadable: nothing to resume
+                sealed, checkable = True, False  # missing or unreadable: nothing to resume
             resume[m.id] = (
                 self.cache.info("features-started", name).get("key") == keys[m.id] and not sealed
             )
+            if resume[m.id] and not checkable:
+                # written before chunk checksums were kept: its chunks cannot be verified
+                log.info(
+                    "features %s recomputed from scratch: its partial group has no chunk "
+                    "checksums to verify its written chunks against",
+                    name,
+                )
+                resume[m.id] = False
             self.cache.mark_done("features-started", name, keys[m.id])
         todo = list(models)
+        # a resumed group's written chunks are checked against their checksums when it is
+        # opened (FeatureStore.writer): a damaged one is extracted again with the pending ones
         stats = self._extract(todo, {m.id for m in todo if not resume[m.id]})
-        # a partial group that does not fit these inputs (other ids, keep_raw): start it over
+        # a partial group that does not fit these inputs (other ids, keep_raw) or whose
+        # bookkeeping does not read: start it over
         again = [m for m in todo if resume[m.id] and isinstance(stats[m.id], StoreError)]
-        # a resumed group whose earlier chunks were damaged: start it over
+        # a resumed group that still does not verify (rows missing, a chunk differing from its
+        # checksum): start it over
         for m in todo:
             if resume[m.id] and not isinstance(stats[m.id], BaseException):
                 try:
