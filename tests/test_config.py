@@ -207,3 +207,19 @@ def test_measures_checked_against_the_stimuli_they_will_see(tmp_path: Path) -> N
 def test_small_valid_runs_are_not_rejected(tmp_path: Path, select: str) -> None:
     plan = _plan(tmp_path, f"select: {select}\n", check_models=True)
     assert 1 <= len(plan.models) <= 3 and plan.datasets
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: a second models list would replace the
+    first. The config reader names the key and its line instead."""
+    from repsim.config import read_yaml
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("name: x\nmodels: [a]\nstimuli: {seed: 1, seed: 2}\n")
+    with pytest.raises(ConfigError, match="found the key 'seed' twice"):
+        read_yaml(path)
+    path.write_text("name: x\nmodels: [a]\nmodels: [b]\n")
+    with pytest.raises(ConfigError, match=r"(?s)'models' twice.*line 3"):
+        read_yaml(path)
+    path.write_text("base: &b {seed: 1}\nstimuli: {<<: *b, max_images: 5}\n")  # merge keys still work
+    assert read_yaml(path)["stimuli"] == {"seed": 1, "max_images": 5}

@@ -375,6 +375,8 @@ def test_parse_names():
         "mutual_knn_0",
         "knn_10",
         "cka_rbf_0",
+        "cka_rbf_1e-300",  # its square underflows to 0: the kernel would divide by zero
+        "cka_rbf_median_1e200",  # its square overflows
     ):
         with pytest.raises(InputError, match=f"measure '{bad}'"):
             parse_measure(bad)

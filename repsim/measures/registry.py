@@ -21,7 +21,9 @@ Grammar of names
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -211,8 +213,12 @@ def _cka_spec(m: re.Match[str]) -> MeasureSpec:
         if m["sigma"] is None:
             raise InputError(f"measure {m.string!r}: give the RBF bandwidth, e.g. cka_rbf_0.4")
         sigma = float(m["sigma"])
-        if not sigma > 0:
-            raise InputError(f"measure {m.string!r}: sigma must be > 0")
+        width = 2.0 * sigma * sigma  # the kernel divides squared distances by it
+        if not (sigma > 0 and math.isfinite(width) and width >= sys.float_info.min):
+            raise InputError(
+                f"measure {m.string!r}: sigma must be > 0 and its square a finite, non-zero "
+                f"float (about 1e-150 to 1e150), got {m['sigma']}"
+            )
         mode = "median" if m["median"] else "absolute"
         params.update(sigma=sigma, sigma_mode=mode)
         if mode == "median":
