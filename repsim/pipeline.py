@@ -28,7 +28,7 @@ from dask import delayed
 from repsim import __version__, stages
 from repsim.cache import stage_key
 from repsim.device import resolve_device
-from repsim.errors import RepsimError
+from repsim.errors import DatasetError, RepsimError
 from repsim.fingerprint import code_fingerprint, file_fingerprint
 from repsim.plan import RunPlan, load_plan
 from repsim.progress import TaskProgress
@@ -199,6 +199,9 @@ def _run_locked(
             ],
             **compute_kw,
         )
+        # every dataset is opened by its stimulus stage: one that cannot be read, or that cannot
+        # be probed, stops the run here, before any image is decoded for features
+        _check_datasets_opened(plan, folder, stim_info)
         # measures against the exact similarity subsets, before any image is decoded for features
         plan.check_stimulus_counts(
             {
@@ -292,6 +295,35 @@ def _run_locked(
     _prune(plan, folder)
     log.info("run %s finished in %.1f s; results in %s", plan.name, timings["total"], run_dir)
     return result
+
+
+def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -> None:
+    """DatasetError naming every dataset whose stimulus table could not be made, and, with probes
+    on, every dataset without both a train and a test split to fit and score a probe on."""
+    failed = failures([i for i in stim_info if isinstance(i, TaskFailure)])
+    if failed:
+        raise DatasetError(
+            "datasets could not be opened, so nothing was extracted:\n  "
+            + failure_report(failed)
+            + "\nFix the dataset entries (check them with `repsim datasets --config CONFIG --check`) "
+            "and rerun."
+        )
+    if not plan.probes_enabled:
+        return
+    missing = []
+    for ds in plan.datasets:
+        splits = set(stages.read_stimuli(folder.path, ds)["split"])
+        lacking = [s for s in ("train", "test") if s not in splits]
+        if lacking:
+            missing.append(f"{ds.id} has no {' or '.join(lacking)} images")
+    if missing:
+        raise DatasetError(
+            "linear probes need a train and a test split on every dataset: "
+            + "; ".join(missing)
+            + ". Hold out a test part (imagefolder and torchvision: options: {test_fraction: 0.2}), "
+            "give the split folders (options: {splits: ...}), or turn probes off "
+            "(probe: {enabled: false})."
+        )
 
 
 def _fail(

@@ -286,3 +286,60 @@ def test_failed_consistency_is_reported_like_a_task(run_copy, small_config, monk
     failed = _info(run_copy)["failed_tasks"]
     assert [(f["stage"], f["exc_type"]) for f in failed] == [("consistency", "ValueError")]
     assert not RunFolder(run_copy).similarity.exists()
+
+
+# ----------------------------------------------------------------------------- datasets checked first
+def _two_dataset_config(path: Path, second: str, probes: bool = False) -> Path:
+    from faults.faultkit import REPO
+
+    path.write_text(
+        "name: datasets-first\n"
+        f"include: [{REPO / 'data' / 'minizoo' / 'models.yaml'}]\n"
+        f"select: {{models: [{', '.join(MODELS[:2])}]}}\n"
+        "measures: [cka_linear]\n"
+        "stimuli: {max_images: 60, seed: 42}\n"
+        f"probe: {{enabled: {str(probes).lower()}, epochs: 1, seeds: [0]}}\n"
+        "threads: 1\n"
+        "datasets:\n"
+        f"  - {{id: faces, loader: embedded, path: {REPO / 'data' / 'embedded' / 'faces.npz'}, "
+        'domain: "Natural (single-domain)", n_classes: 2}\n'
+        f"  - {second}\n"
+    )
+    return path
+
+
+def test_an_unreadable_dataset_stops_the_run_before_any_feature(tmp_path):
+    from repsim.errors import DatasetError
+
+    missing = tmp_path / "no-such-folder"
+    config = _two_dataset_config(
+        tmp_path / "c.yaml",
+        f"{{id: photos, loader: imagefolder, path: {missing}, domain: Specialized}}",
+    )
+    with pytest.raises(
+        DatasetError, match=r"(?s)stimuli-photos \(dataset photos\).*does not exist"
+    ):
+        run(config, tmp_path / "run", device="cpu")
+    folder = RunFolder(tmp_path / "run")
+    assert not folder.features.exists() or not any(folder.features.rglob("zarr.json"))
+    info = _info(tmp_path / "run")
+    assert info["status"] == "failed" and "photos" in info["error"]
+
+
+def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
+    from repsim.errors import DatasetError
+
+    root = tmp_path / "photos"
+    rng = __import__("numpy").random.default_rng(0)
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 255, (16, 16, 3), dtype="uint8")
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    entry = f"{{id: photos, loader: imagefolder, path: {root}, domain: Specialized}}"
+    config = _two_dataset_config(tmp_path / "c.yaml", entry, probes=True)
+    with pytest.raises(DatasetError, match="photos has no test images.*test_fraction"):
+        run(config, tmp_path / "run", device="cpu")
+    assert not any(RunFolder(tmp_path / "run").features.rglob("zarr.json"))
