@@ -27,8 +27,8 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from repsim.errors import InputError, StoreError
-from repsim.runfolder import INFO, MANIFEST, RunFolder
+from repsim.errors import InputError, RepsimError, StoreError
+from repsim.runfolder import INFO, MANIFEST, RunFolder, check_schema
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +115,14 @@ def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
             probe_file = path.parent / "probes.nc"
             if probes is None and probe_file.exists():
                 probes = _load_netcdf(probe_file)
+            try:
+                check_schema(similarity, None, probes, where=path.parent)
+            except RepsimError as exc:
+                problem = str(exc).split(";")[0].split(": ", 1)[-1]
+                raise StoreError(
+                    f"{path} is not a similarity file written by repsim ({problem}); give a run "
+                    "folder or its similarity.nc"
+                ) from exc
             folder = RunFolder(path.parent)
         name = str(similarity.attrs.get("run") or folder.path.name)
         return _RunData(similarity, probes, name, folder.class_counts(similarity.dataset.values))

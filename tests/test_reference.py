@@ -274,3 +274,13 @@ def test_behavior_rows_leave_out_near_chance_probes(repo_root, tmp_path):
     plain = reference.compare(sim, probes=probes).set_index("id").loc["behavior/cka_linear/all"]
     assert plain["run"] != pytest.approx(row["run"], abs=1e-9)
     assert "class counts unknown" in plain["run_basis"]
+
+
+def test_compare_names_a_file_that_is_not_a_similarity_file(tmp_path, capsys):
+    wrong, truncated = tmp_path / "wrong.nc", tmp_path / "truncated.nc"
+    xr.Dataset({"x": ("a", np.arange(3.0))}).to_netcdf(wrong)
+    truncated.write_bytes(wrong.read_bytes()[:40])
+    for path, words in ((wrong, "not a similarity file"), (truncated, "not a readable netCDF")):
+        assert main(["compare", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and str(path) in err and "Traceback" not in err
