@@ -102,7 +102,13 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
         )
         return f"no space left on the device while trying to {action} {where}: {fix}"
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        fix = "make it writable (chmod u+w), or choose another --out"
+        if action == "access":  # a task's error: a dataset it reads or the run folder it writes
+            fix = (
+                "give this user access to it (read for datasets and weights, write for the run "
+                "folder), or choose another --out if it lies in the run folder"
+            )
+        else:
+            fix = "make it writable (chmod u+w), or choose another --out"
         return f"permission denied while trying to {action} {where}: {fix}"
     if code in (errno.EEXIST, errno.ENOTDIR):
         blocker = _file_in_the_way(Path(where))

@@ -109,7 +109,7 @@ class Guarded:
                 return self._failure(exc)
             except OSError as exc:
                 if exc.errno in _PERMANENT_ERRNOS or attempt >= self.retries:
-                    message = describe_os_error(exc)
+                    message = describe_os_error(exc, action="access")
                     log.error("%s failed: %s", self.name, message)
                     return self._failure(exc, message)
                 log.warning("%s failed (%s: %s); retrying", self.name, type(exc).__name__, exc)

@@ -130,3 +130,11 @@ def test_record_info_refuses_a_changed_or_unlisted_run_json(tmp_path: Path):
     folder.manifest_path.unlink()  # no manifest: nothing vouches for the run
     assert not folder.record_info("book_timings_s", {"book": 2.5})
     assert "book_timings_s" not in folder.read_info()
+
+
+def test_a_tasks_permission_error_does_not_blame_the_run_folder_alone():
+    """A task's OSError may come from a dataset it reads: the fix names both possibilities."""
+    exc = OSError(errno.EACCES, os.strerror(errno.EACCES), "/data/photos/cat")
+    message = describe_os_error(exc, action="access")
+    assert "/data/photos/cat" in message and "read for datasets" in message
+    assert "make it writable" not in message
