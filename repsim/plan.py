@@ -205,6 +205,12 @@ def _check_subset_sizes(plan: RunPlan) -> None:
     _check_counts(plan.measures, bounds, plan.config_path, bound=True)
 
 
+def _named(model: str, error: Exception) -> str:
+    """The error's message, led by the model's id unless it already names it."""
+    text = str(error)
+    return text if repr(model) in text or text.startswith(f"{model}:") else f"{model}: {text}"
+
+
 def _check_models(plan: RunPlan) -> None:
     """Every model built on the meta device and its weights checked; all failures listed at once."""
     from repsim.zoo.check import check_specs
@@ -232,7 +238,7 @@ def _check_models(plan: RunPlan) -> None:
     bad = [c.spec.id for c in results if c.error is not None]
     message = (
         f"{len(errors)} of {len(results)} models cannot be used, so nothing was run:\n  "
-        + "\n  ".join(str(e) for e in errors)
+        + "\n  ".join(_named(c.spec.id, c.error) for c in results if c.error is not None)
         + f"\nFix them, or leave them out with select: {{models: [...]}} (not {', '.join(bad)})"
     )
     cls = (

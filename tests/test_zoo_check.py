@@ -243,3 +243,16 @@ def test_align_folder_missing_vision_weights_is_an_error(tmp_path: Path) -> None
         load_model(
             ModelSpec("a", "hf_transformers", "kakaobrain/align-base", weights=tmp_path / "bad")
         )
+
+
+def test_every_failing_model_is_named_in_the_run_message(tmp_path: Path) -> None:
+    """Two models with the same bad architecture: each line of the message says which model."""
+    entries = "".join(
+        f"  - {{id: {m}, loader: timm, identifier: vit_bsae_patch16_224}}\n"
+        for m in ("vitA", "vitB")
+    )
+    with pytest.raises(ModelError) as err:
+        load_plan(_config(tmp_path, entries, "[vitA, vitB]"))
+    lines = str(err.value).splitlines()
+    assert any(line.strip().startswith("vitA:") or "'vitA'" in line for line in lines)
+    assert any(line.strip().startswith("vitB:") or "'vitB'" in line for line in lines)
