@@ -290,6 +290,19 @@ class RunFolder:
                 f"permission denied: {existing} is not writable, so the run folder {self.path} cannot be "
                 "written; make it writable (chmod u+w), or choose another --out"
             )
+        if self.path.is_dir() and not self.is_run_folder():
+            entries = sorted(p.name for p in self.path.iterdir())
+            if entries:  # a run removes and rewrites files by name: not in someone else's folder
+                raise RunFolderError(
+                    f"{self.path.resolve()} holds other files ({', '.join(entries[:3])}"
+                    f"{', ...' if len(entries) > 3 else ''}) and is not a run folder: pass a new or "
+                    "empty folder as --out"
+                )
+
+    def is_run_folder(self) -> bool:
+        """Whether a run has entered this folder (its lock, records, features, tables, results)."""
+        marks = (LOCK, STAGES, FEATURES, STIMULI, MANIFEST, SIMILARITY)
+        return any((self.path / name).exists() for name in marks)
 
     def create(self) -> RunFolder:
         """Create the folder (and parents); RunFolderError naming the path and fix when it cannot."""

@@ -343,3 +343,21 @@ def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
     with pytest.raises(DatasetError, match="photos has no test images.*test_fraction"):
         run(config, tmp_path / "run", device="cpu")
     assert not any(RunFolder(tmp_path / "run").features.rglob("zarr.json"))
+
+
+def test_a_folder_that_is_not_a_run_folder_is_left_alone(small_config, tmp_path, monkeypatch):
+    """--out on someone's folder (or "" for the working directory) would remove and rewrite files
+    by name there: refused before anything is written."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.txt").write_text("my notes")
+    with pytest.raises(RunFolderError, match="is not a run folder"):
+        run(small_config, mine, device="cpu")
+    assert sorted(p.name for p in mine.iterdir()) == ["summary.txt"]
+    monkeypatch.chdir(mine)
+    with pytest.raises(RunFolderError, match="is not a run folder"):
+        run(small_config, "", device="cpu")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run(small_config, empty, device="cpu")  # an empty folder is fine
+    assert RunFolder(empty).is_run_folder()
