@@ -50,7 +50,13 @@ from repsim.runfolder import (
     unsafe_names,
 )
 from repsim.runinfo import git_commit, machine_info, package_versions
-from repsim.scheduler import dask_scheduler, is_synchronous, pool_workers, process_map
+from repsim.scheduler import (
+    check_scheduler,
+    dask_scheduler,
+    is_synchronous,
+    pool_workers,
+    process_map,
+)
 from repsim.tasks import Guarded, TaskFailure, failure_report, failures
 
 log = logging.getLogger(__name__)
@@ -133,6 +139,7 @@ def run(
     folder = RunFolder(out)
     folder.preflight()
     plan = load_plan(config)
+    check_scheduler(scheduler, cluster, plan.raw.get("cluster"))
     device = str(resolve_device(device))
     folder.create()
     with folder.lock():

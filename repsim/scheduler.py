@@ -69,6 +69,37 @@ def dask_scheduler(
     )
 
 
+def check_scheduler(
+    scheduler: str, cluster: str | None = None, cluster_options: dict[str, Any] | None = None
+) -> None:
+    """ConfigError for a scheduler or cluster request that cannot work, checked before a run
+    touches its folder: the form of ``scheduler``, the cluster kind, its ``jobs`` count and that
+    the batch system's submit command is on this machine. Nothing is started or connected."""
+    import shutil
+
+    if cluster is not None:
+        submit = {"slurm": "sbatch", "pbs": "qsub"}
+        if cluster not in submit:
+            raise ConfigError(f"unknown cluster kind {cluster!r}; use slurm or pbs")
+        jobs = (cluster_options or {}).get("jobs", 4)
+        if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+            raise ConfigError(f"cluster: jobs must be a whole number >= 1, got {jobs!r}")
+        if shutil.which(submit[cluster]) is None:
+            raise ConfigError(
+                f"--cluster {cluster}: `{submit[cluster]}` is not on this machine's PATH; run from "
+                "a login node of the cluster, or drop --cluster"
+            )
+        return
+    if scheduler in ("synchronous", "sync", "single-threaded") or "://" in scheduler:
+        return
+    if scheduler.startswith("local"):
+        _parse_local(scheduler)
+        return
+    raise ConfigError(
+        f"unknown scheduler {scheduler!r}; use 'synchronous', 'local:N' or a scheduler address tcp://HOST:PORT"
+    )
+
+
 def is_synchronous(scheduler: str, cluster: str | None = None) -> bool:
     """Whether the run's graph executes in this process (no cluster, no worker processes)."""
     return cluster is None and scheduler in ("synchronous", "sync", "single-threaded")

@@ -60,3 +60,33 @@ def test_process_map_keeps_the_order_and_runs_in_process_for_one_worker():
     assert process_map(calls, workers=1, on_done=seen.append) == [3 * i for i in range(7)]
     assert seen == list(range(7))
     assert process_map(calls, workers=2) == [3 * i for i in range(7)]
+
+
+def test_scheduler_requests_are_checked_before_the_run_touches_its_folder(monkeypatch):
+    from repsim.scheduler import check_scheduler
+
+    for ok in ("synchronous", "local:2", "tcp://127.0.0.1:8786"):
+        check_scheduler(ok)
+    for bad, words in (("bogus", "unknown scheduler"), ("local:0", "local:N")):
+        with pytest.raises(ConfigError, match=words):
+            check_scheduler(bad)
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(ConfigError, match="`sbatch` is not on this machine"):
+        check_scheduler("synchronous", "slurm")
+    with pytest.raises(ConfigError, match="jobs must be a whole number"):
+        check_scheduler("synchronous", "pbs", {"jobs": "abc"})
+    with pytest.raises(ConfigError, match="unknown cluster kind"):
+        check_scheduler("synchronous", "lsf")
+
+
+def test_a_mistyped_scheduler_keeps_the_previous_results(tiny_run, tiny_config, tmp_path):
+    import shutil
+
+    from repsim.pipeline import run
+    from repsim.runfolder import RunFolder
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    with pytest.raises(ConfigError, match="unknown scheduler"):
+        run(tiny_config, run_dir, device="cpu", scheduler="bogsu")
+    RunFolder(run_dir).open_results()  # nothing was removed
