@@ -146,6 +146,7 @@ def parse_dataset(
         raise ConfigError(f"{where}: 'options' must be a mapping")
     if loader in LOADER_OPTIONS:
         check_keys(options, LOADER_OPTIONS[loader], f"{where}: options of loader '{loader}'")
+    _check_option_values(options, where)
     defaults = defaults or {}
     seed = entry.get("seed", defaults.get("seed", 42))
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -169,6 +170,36 @@ def parse_dataset(
         source=str(entry.get("source") or ""),
         config_dir=Path(entry[CONFIG_DIR_KEY]) if entry.get(CONFIG_DIR_KEY) else None,
     )
+
+
+def _check_option_values(options: Mapping[str, Any], where: str) -> None:
+    """The values of the shared ``options:`` keys, checked with the config (not when a task
+    first reads them): ``min_side``, ``test_fraction``, ``splits``, ``verify``."""
+    from repsim.stimuli.loaders.files import VERIFY_LEVELS
+
+    if "min_side" in options:
+        v = options["min_side"]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{where}: options.min_side must be a whole number >= 1, got {v!r}")
+    if "test_fraction" in options:
+        v = options["test_fraction"]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+            raise ConfigError(
+                f"{where}: options.test_fraction must be a number between 0 and 1 (e.g. 0.2), "
+                f"got {v!r}"
+            )
+    if "splits" in options and options["splits"] is not None:
+        v = options["splits"]
+        if not isinstance(v, Mapping) or not all(isinstance(x, str) for x in v.values()):
+            raise ConfigError(
+                f"{where}: options.splits must map split names to folder names, e.g. "
+                f"{{train: training, test: validation}}, got {v!r}"
+            )
+    if "verify" in options and options["verify"] not in VERIFY_LEVELS:
+        raise ConfigError(
+            f"{where}: options.verify must be one of {', '.join(VERIFY_LEVELS)}, "
+            f"got {options['verify']!r}"
+        )
 
 
 def parse_datasets(
