@@ -807,21 +807,44 @@ _ZOO_HELDOUT_COLUMNS = ("id", "dataset", "n_classes", "probe_acc", "sha256")
 
 
 def _zoo_csv(
-    path: Path, columns: Sequence[str], unreadable: list[tuple[str, str]]
+    path: Path, columns: Sequence[str], notes: list[str], damaged_ids: set[str] | None = None
 ) -> pd.DataFrame | None:
-    """A zoo table as strings; None when absent, or unreadable or of another kind (noted)."""
+    """A zoo table as strings; None when absent, or unreadable or of another kind (noted).
+
+    Rows that cannot be what the trainer wrote (an empty field, a SHA-256 that is not 64 hex
+    digits, a number that does not parse: a truncated or edited file) are left out and noted,
+    so that a cut-off hash is not taken for a model retrained since.
+    """
     if not path.is_file():
         return None
+    name = f"{path.parent.name}/{path.name}"
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
-        unreadable.append((f"{path.parent.name}/{path.name}", f"{type(exc).__name__}: {exc}"))
+        notes.append(f"{name} is not a mini-zoo table ({type(exc).__name__}: {exc})")
         return None
     lacking = [c for c in columns if c not in table.columns]
     if lacking:
-        unreadable.append((f"{path.parent.name}/{path.name}", f"no column {', '.join(lacking)}"))
+        notes.append(f"{name} is not a mini-zoo table (no column {', '.join(lacking)})")
         return None
-    return table
+    damaged = _damaged_rows(table, columns)
+    if damaged.any():
+        ids = ", ".join(str(i) or "?" for i in table.loc[damaged, "id"])
+        if damaged_ids is not None:
+            damaged_ids.update(table.loc[damaged, "id"])
+        notes.append(
+            f"{name} has {int(damaged.sum())} damaged row(s) (truncated or edited), left out: {ids}"
+        )
+    return table.loc[~damaged].reset_index(drop=True)
+
+
+def _damaged_rows(table: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    bad = (table[list(columns)].apply(lambda col: col.str.strip()) == "").any(axis=1)
+    bad |= ~table["sha256"].str.fullmatch(r"[0-9a-f]{64}")
+    for col in ("probe_acc", "seed", "epochs", "n_classes"):
+        if col in columns:
+            bad |= pd.to_numeric(table[col], errors="coerce").isna()
+    return bad
 
 
 def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str]:
@@ -842,9 +865,9 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
             None,
             "run.json lists no weights files (a run of pretrained or untrained models)",
         )
-    rows, held, stale, unreadable = [], [], [], []
+    rows, held, stale, notes, damaged = [], [], [], [], set()
     for folder in sorted({str(Path(w["path"]).parent) for w in weights.values()}):
-        manifest = _zoo_csv(Path(folder, "manifest.csv"), _ZOO_MANIFEST_COLUMNS, unreadable)
+        manifest = _zoo_csv(Path(folder, "manifest.csv"), _ZOO_MANIFEST_COLUMNS, notes, damaged)
         if manifest is None:
             continue
         for rec in manifest.to_dict("records"):
@@ -855,17 +878,16 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
                 stale.append(rec["id"])
                 continue
             rows.append(rec)
-        per_set = _zoo_csv(Path(folder, "heldout.csv"), _ZOO_HELDOUT_COLUMNS, unreadable)
+        per_set = _zoo_csv(Path(folder, "heldout.csv"), _ZOO_HELDOUT_COLUMNS, notes)
         if per_set is not None:
             held += per_set.to_dict("records")
     matched = {r["id"]: r["sha256"] for r in rows}
-    notes = [f"{p} is not a mini-zoo table ({why})" for p, why in unreadable]
     if stale:
         notes.append(
             f"{len(stale)} model(s) were retrained after this run (manifest hash differs from the "
             f"file the run used) and are left out: {', '.join(stale)}"
         )
-    missing = sorted(set(weights) - set(matched) - set(stale))
+    missing = sorted(set(weights) - set(matched) - set(stale) - damaged)
     if missing:
         notes.append(f"no manifest row for {len(missing)} model(s): {', '.join(missing)}")
     if not rows:

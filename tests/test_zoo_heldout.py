@@ -159,3 +159,40 @@ def test_zoo_accuracy_text_counts_many_near_chance_cells_by_set_and_architecture
     assert "10 of the 10 (trained model, set) cells are near chance" in text
     assert "glyphs 6, gratings 4 (by architecture: ViT 7, MLP 3;" in text
     assert "m0 on glyphs" not in text
+
+
+@pytest.mark.parametrize("cut", [-20, -70])
+def test_zoo_heldout_names_a_truncated_manifest_not_a_retrained_model(
+    zoo: Path, tmp_path: Path, cut: int
+) -> None:
+    """A manifest cut inside its last row (in the hash, or before it) is damaged, not a model
+    retrained after the run; the intact row still counts."""
+    import shutil
+
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo, copy)
+    run = _run(copy)
+    text = (copy / "manifest.csv").read_text()
+    (copy / "manifest.csv").write_text(text.rstrip("\n")[:cut])
+    last = list(csv.DictReader(text.splitlines()))[-1]["id"]
+    models, _, note = A.zoo_heldout(run)
+    assert "retrained" not in note
+    assert f"zoo/manifest.csv has 1 damaged row(s) (truncated or edited), left out: {last}" in note
+    assert "no manifest row" not in note
+    assert last not in set(models["model"]) and len(models) == 1
+
+
+def test_zoo_heldout_leaves_out_a_damaged_heldout_row_with_a_note(
+    zoo: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo, copy)
+    held = pd.read_csv(copy / "heldout.csv", dtype=str)
+    held.loc[0, "probe_acc"] = "0.8x"
+    held.to_csv(copy / "heldout.csv", index=False)
+    _, cells, note = A.zoo_heldout(_run(copy))
+    assert "zoo/heldout.csv has 1 damaged row(s) (truncated or edited), left out: " in note
+    acc = cells.set_index(["model", "dataset"])["accuracy"]
+    assert acc.isna().sum() == 1 and acc.isna()[(held.loc[0, "id"], held.loc[0, "dataset"])]
