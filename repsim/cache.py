@@ -77,11 +77,14 @@ class StageCache:
         key: str,
         output: Path | None = None,
         content_hash: Callable[[], str | None] | None = None,
+        code: str | None = None,
     ) -> tuple[bool, str]:
         """``(True, "")`` when the recorded task can be reused, else ``(False, why)``.
 
         ``output`` is a file hashed with SHA-256; ``content_hash`` computes the hash of an output
         that is not one file (a feature group). Either is compared with the recorded hash.
+        ``code`` (part of ``key``, recorded by :meth:`mark_done`) names the reason when it is the
+        code that changed.
         """
         info = self.info(stage, name)
         if not info:
@@ -89,6 +92,8 @@ class StageCache:
                 return False, "its record in .stages is unreadable"
             return False, "not done yet"
         if info.get("key") != key:
+            if code is not None and info.get("code") not in (None, code):
+                return False, "the code that computes it changed (repsim or a library's version)"
             return False, "its inputs changed (config, weights, stimuli or upstream results)"
         recorded = info.get("sha256")
         if output is not None:

@@ -11,6 +11,7 @@ run, and a file replaced in place gets a new modification time.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import os
@@ -70,13 +71,82 @@ def data_fingerprint(spec: object) -> str | None:
     return file_fingerprint(p) if p.is_file() else folder_fingerprint(p)
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
-    """SHA-256 of the package's own source (every ``repsim/**/*.py``, by relative path), so result
-    files written by other code, a commit or an uncommitted edit, are not kept as current."""
+def code_fingerprint(*modules: str) -> str:
+    """SHA-256 of the package's own source, so that what other code wrote is not kept as current.
+
+    With no argument: every ``repsim/**/*.py`` (the result files, which any module can shape).
+    With module names (``"repsim.measures"``): the source of those modules, of every module of a
+    named package, and of every repsim module they import, directly or not. A cached stage keyed
+    on it is redone when the code that computes it changes, and only then: an edit to the book or
+    the plots leaves the features alone. The package's ``__init__`` is not followed; it only
+    re-exports the public API.
+    """
+    return _code_fingerprint(tuple(modules))
+
+
+@functools.lru_cache(maxsize=64)
+def _code_fingerprint(modules: tuple[str, ...]) -> str:
     root = Path(__file__).resolve().parent
+    files = sorted(root.rglob("*.py")) if not modules else source_files(root, modules)
     h = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    for path in files:
         h.update(str(path.relative_to(root)).encode() + b"\0")
         h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def source_files(root: Path, modules: tuple[str, ...]) -> list[Path]:
+    """The files of ``modules`` (dotted names in the package at ``root``) and of every module of
+    the package that they import, found by reading their ``import`` statements, including those
+    inside functions. A named package stands for all its modules: some are loaded by name."""
+    package = root.name
+    seen: set[Path] = set()
+    todo = [f for name in modules for f in _files_of(root, package, name, whole=True)]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported(path, root, package):
+            todo.extend(_files_of(root, package, name, whole=False))
+    return sorted(seen)
+
+
+def _files_of(root: Path, package: str, name: str, whole: bool) -> list[Path]:
+    parts = name.split(".")
+    if parts[0] != package or len(parts) == 1:
+        return []
+    where = root.joinpath(*parts[1:])
+    if where.is_dir() and (where / "__init__.py").is_file():
+        if whole:
+            return sorted(where.rglob("*.py"))
+        # an imported package runs its __init__ and the __init__ of every package above it
+        return [where / "__init__.py"]
+    if where.with_suffix(".py").is_file():
+        return [where.with_suffix(".py")]
+    return []
+
+
+def _imported(path: Path, root: Path, package: str) -> set[str]:
+    """Dotted names of the package's modules that ``path`` imports (``from a import b`` gives
+    ``a`` and ``a.b``, since ``b`` may be a module), and the packages above it, whose
+    ``__init__`` runs first."""
+    rel = path.relative_to(root).with_suffix("")
+    here = [package, *rel.parts]
+    if here[-1] == "__init__":
+        here = here[:-1]
+    else:
+        here = here[:-1]  # the package holding this module
+    names: set[str] = {".".join(here[:i]) for i in range(2, len(here) + 1)}
+    for node in ast.walk(ast.parse(path.read_bytes(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return {n for n in names if n.split(".")[0] == package}

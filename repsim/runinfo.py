@@ -20,6 +20,7 @@ TRACKED_PACKAGES = (
     "timm",
     "open_clip_torch",
     "transformers",
+    "pillow",
     "xarray",
     "zarr",
     "h5netcdf",

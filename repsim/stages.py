@@ -27,9 +27,10 @@ import pandas as pd
 import xarray as xr
 
 from repsim.cache import StageCache, stage_key
-from repsim.fingerprint import data_fingerprint, file_fingerprint
+from repsim.fingerprint import code_fingerprint, data_fingerprint, file_fingerprint
 from repsim.plan import RunPlan
 from repsim.runfolder import RunFolder
+from repsim.runinfo import package_versions
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,43 @@ def _redo(stage: str, name: str, why: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- keys
+# The code each stage's output depends on: the package's modules that compute it (with what they
+# import, see repsim.fingerprint.code_fingerprint) and the libraries whose versions can change
+# its numbers. Both are in the stage's key, so a cached output made by other code is redone.
+STAGE_CODE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "stimuli": (("repsim.stimuli",), ("numpy", "pandas", "pillow", "torchvision")),
+    "features": (
+        (
+            "repsim.extract",
+            "repsim.preprocess",
+            "repsim.store",
+            "repsim.zoo",
+            "repsim.minizoo.loader",
+            "repsim.stimuli",
+        ),
+        ("numpy", "pillow", "torch", "torchvision", "timm", "open_clip_torch", "transformers"),
+    ),
+    "similarity": (("repsim.measures", "repsim.store"), ("numpy", "scipy", "torch")),
+    "probes": (("repsim.probe", "repsim.store"), ("numpy", "torch")),
+}
+
+
+def stage_code(stage: str) -> str:
+    """Fingerprint of the code behind ``stage``: its modules, the stage definitions in this
+    module, and its libraries' versions (:data:`STAGE_CODE`)."""
+    modules, libraries = STAGE_CODE[stage]
+    return stage_key(
+        code_fingerprint(*modules),
+        file_fingerprint(__file__),
+        package_versions(libraries),
+    )
+
+
 def stimuli_key(plan: RunPlan, ds: Any) -> str:
     """Inputs of one stimulus table: the dataset spec, the subset rules and the data's content
     (:func:`repsim.fingerprint.data_fingerprint`), so changed images or labels redo the table
     and everything computed from it."""
-    return stage_key("stimuli", ds, plan.stimuli, data_fingerprint(ds))
+    return stage_key("stimuli", ds, plan.stimuli, data_fingerprint(ds), stage_code("stimuli"))
 
 
 def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = None) -> str:
@@ -85,6 +118,7 @@ def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = N
         plan.extract.get("keep_raw", False),
         plan.extract.get("pretrained", True),
         plan.extract.get("precision", "float32"),
+        stage_code("features"),
     )
 
 
@@ -96,7 +130,12 @@ def feature_hashes(plan: RunPlan, ds: Any, run_dir: Path) -> dict[str, str | Non
 
 def similarity_key(plan: RunPlan, ds: Any, run_dir: Path, stimuli_sha: str | None = None) -> str:
     return stage_key(
-        "similarity", feature_hashes(plan, ds, run_dir), stimuli_sha, plan.measures, plan.similarity
+        "similarity",
+        feature_hashes(plan, ds, run_dir),
+        stimuli_sha,
+        plan.measures,
+        plan.similarity,
+        stage_code("similarity"),
     )
 
 
@@ -104,7 +143,7 @@ def probe_key(
     plan: RunPlan, model: Any, ds: Any, run_dir: Path, stimuli_sha: str | None = None
 ) -> str:
     sha = StageCache(run_dir).info("features", f"{ds.id}/{model.id}").get("sha256")
-    return stage_key("probe", sha, stimuli_sha, plan.probe)
+    return stage_key("probe", sha, stimuli_sha, plan.probe, stage_code("probes"))
 
 
 # ----------------------------------------------------------------------------- stimuli
@@ -118,7 +157,7 @@ def run_stimuli(plan: RunPlan, ds: Any, run_dir: Path) -> dict[str, Any]:
 
     folder = RunFolder(run_dir)
     cache, key, path = StageCache(folder), stimuli_key(plan, ds), folder.stimuli(ds.id)
-    ok, why = cache.check("stimuli", ds.id, key, path)
+    ok, why = cache.check("stimuli", ds.id, key, path, code=stage_code("stimuli"))
     if ok:  # the table verified by its hash: its counts come from it, not from the record
         table = read_stimuli(run_dir, ds)
         counts = {"n_total": int(len(table)), "n_similarity": int(table["in_similarity"].sum())}
@@ -136,7 +175,7 @@ def run_stimuli(plan: RunPlan, ds: Any, run_dir: Path) -> dict[str, Any]:
         "seconds": time.perf_counter() - t0,
         "sha256": sha,
     }
-    cache.mark_done("stimuli", ds.id, key, **info)
+    cache.mark_done("stimuli", ds.id, key, code=stage_code("stimuli"), **info)
     return {**info, "cached": False, "redone": redone}
 
 
@@ -287,7 +326,11 @@ def check_features(
     store = FeatureStore(folder.features)
     key = features_key(plan, model, ds, stimuli_sha)
     return StageCache(folder).check(
-        "features", f"{ds.id}/{model.id}", key, content_hash=lambda: store.checksum(ds.id, model.id)
+        "features",
+        f"{ds.id}/{model.id}",
+        key,
+        content_hash=lambda: store.checksum(ds.id, model.id),
+        code=stage_code("features"),
     )
 
 
@@ -471,7 +514,9 @@ class _DatasetExtraction:
                 "pass_seconds": seconds,
                 "sha256": sha,
             }
-            self.cache.mark_done("features", f"{ds.id}/{m.id}", keys[m.id], **info)
+            self.cache.mark_done(
+                "features", f"{ds.id}/{m.id}", keys[m.id], code=stage_code("features"), **info
+            )
             results[m.id] = {**info, "cached": False, "redone": redone[m.id]}
         return results
 
@@ -502,7 +547,7 @@ def run_similarity(
     folder = RunFolder(run_dir)
     cache, path = StageCache(folder), folder.similarity_part(ds.id)
     key = similarity_key(plan, ds, run_dir, stimuli_sha)
-    ok, why = cache.check("similarity", ds.id, key, path)
+    ok, why = cache.check("similarity", ds.id, key, path, code=stage_code("similarity"))
     if ok:
         return {"part": str(path), "seconds": 0.0, "cached": True, "redone": None}
     redone = _redo("similarity", ds.id, why)
@@ -517,7 +562,15 @@ def run_similarity(
     sims = similarity_matrices(features, plan.measures, device=device, **options)
     sha = folder.write_netcdf(sims, path)
     seconds = time.perf_counter() - t0
-    cache.mark_done("similarity", ds.id, key, n=int(len(ids)), seconds=seconds, sha256=sha)
+    cache.mark_done(
+        "similarity",
+        ds.id,
+        key,
+        code=stage_code("similarity"),
+        n=int(len(ids)),
+        seconds=seconds,
+        sha256=sha,
+    )
     return {"part": str(path), "seconds": seconds, "cached": False, "redone": redone}
 
 
@@ -544,7 +597,7 @@ def run_probe(
     folder = RunFolder(run_dir)
     cache, path = StageCache(folder), folder.probe_part(ds.id, model.id)
     key = probe_key(plan, model, ds, run_dir, stimuli_sha)
-    ok, why = cache.check("probes", name, key, path)
+    ok, why = cache.check("probes", name, key, path, code=stage_code("probes"))
     if ok:
         return {**json.loads(path.read_text()), "seconds": 0.0, "cached": True, "redone": None}
     redone = _redo("probe", name, why)
@@ -578,7 +631,7 @@ def run_probe(
     }
     sha = folder.write_text(path, json.dumps(out))
     seconds = time.perf_counter() - t0
-    cache.mark_done("probes", name, key, seconds=seconds, sha256=sha)
+    cache.mark_done("probes", name, key, code=stage_code("probes"), seconds=seconds, sha256=sha)
     return {**out, "seconds": seconds, "cached": False, "redone": redone}
 
 

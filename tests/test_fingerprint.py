@@ -115,3 +115,101 @@ def test_changed_dataset_file_redoes_its_features_and_results(tmp_path):
     redone = json.loads(RunFolder(tmp_path / "run").info.read_text())["redone"]
     assert any(line.startswith("stimuli") and "faces" in line for line in redone), redone
     assert not any("textures" in line for line in redone), redone
+
+
+# ----------------------------------------------------------------------------- code
+def _package(root, files):
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_source_files_follow_imports_and_take_named_packages_whole(tmp_path):
+    from repsim.fingerprint import source_files
+
+    pkg = _package(
+        tmp_path / "pkg",
+        {
+            "__init__.py": "from pkg.unrelated import thing\n",  # the API: not followed
+            "a.py": "def f():\n    import pkg.b\n",  # an import inside a function counts
+            "b.py": "from . import c\n",  # relative
+            "c.py": "import numpy\n",  # other packages are not ours
+            "unrelated.py": "thing = 1\n",
+            "sub/__init__.py": "",
+            "sub/x.py": "from ..c import f\n",
+            "sub/y.py": "",  # loaded by name only: in when its package is named
+            "d.py": "from pkg.sub import x\n",
+        },
+    )
+    names = lambda mods: {str(p.relative_to(pkg)) for p in source_files(pkg, mods)}  # noqa: E731
+    assert names(("pkg.a",)) == {"a.py", "b.py", "c.py"}
+    assert names(("pkg.sub",)) == {"sub/__init__.py", "sub/x.py", "sub/y.py", "c.py"}
+    assert names(("pkg.d",)) == {"d.py", "sub/__init__.py", "sub/x.py", "c.py"}
+    assert names(("pkg.unrelated", "pkg.c")) == {"unrelated.py", "c.py"}
+
+
+def test_each_stage_hashes_its_own_code_only():
+    from repsim.fingerprint import code_fingerprint, source_files
+    from repsim.stages import STAGE_CODE
+
+    root = REPO / "repsim"
+    files = {
+        stage: {str(p.relative_to(root)) for p in source_files(root, modules)}
+        for stage, (modules, _) in STAGE_CODE.items()
+    }
+    assert "measures/batched.py" in files["similarity"]  # loaded by name, still covered
+    assert "zoo/loaders/timm_loader.py" in files["features"]
+    assert "stimuli/loaders/wds.py" in files["stimuli"]
+    assert "probe.py" in files["probes"] and "probe.py" not in files["similarity"]
+    for stage in STAGE_CODE:  # the book, its sentences and figures never redo a stage
+        assert not files[stage] & {"plots.py", "book.py", "sentences.py", "chapter.py"}
+    fingerprints = {code_fingerprint(*STAGE_CODE[s][0]) for s in STAGE_CODE} | {code_fingerprint()}
+    assert len(fingerprints) == len(STAGE_CODE) + 1
+
+
+@pytest.mark.parametrize(
+    "stage, work",
+    [
+        (
+            "similarity",
+            "from repsim.measures import similarity_matrices\n"
+            "f = {m: np.random.default_rng(i).normal(size=(40, 8)) for i, m in enumerate('abc')}\n"
+            "similarity_matrices(f, ['cka_linear', 'cka_rbf_0.4', 'cka_linear_biased',"
+            " 'rsa_spearman', 'rsa_pearson', 'mutual_knn_5', 'procrustes'])\n",
+        ),
+        (
+            "probes",
+            "from repsim.probe import linear_probe\n"
+            "rng = np.random.default_rng(0)\n"
+            "x, y = rng.normal(size=(60, 4)).astype('float32'), np.arange(60) % 3\n"
+            "linear_probe(x[:40], y[:40], x[40:], y[40:], seeds=[0], epochs=1)\n",
+        ),
+    ],
+)
+def test_the_modules_a_stage_runs_are_in_its_fingerprint(stage, work):
+    """The static reading of imports is checked against what the stage's work really loads,
+    after ``import repsim`` (whose API re-exports load some modules whatever the stage)."""
+    import subprocess
+    import sys
+
+    from repsim.fingerprint import source_files
+    from repsim.stages import STAGE_CODE
+
+    root = REPO / "repsim"
+    covered = {
+        ".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        for p in source_files(root, STAGE_CODE[stage][0])
+    }
+    script = (
+        "import sys\nimport numpy as np\nimport repsim\nbefore = set(sys.modules)\n"
+        + work
+        + "print(' '.join(m for m in set(sys.modules) - before if m.startswith('repsim.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO
+    ).stdout.split()
+    loaded = {m.removeprefix("repsim.") for m in out}
+    assert len(loaded) >= 2, loaded  # the stage's work loaded its modules in this process
+    assert loaded <= covered, loaded - covered

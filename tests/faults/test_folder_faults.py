@@ -114,6 +114,29 @@ def test_results_of_other_code_are_rebuilt(run_copy, small_config):
     assert folder.consistency.stat().st_size > 0 and folder.open_results().consistency is not None
 
 
+def test_a_stage_made_by_other_code_is_redone_and_only_that_stage(
+    run_copy, small_config, monkeypatch
+):
+    """Similarity parts written by other measure code are recomputed, the features kept: a fix
+    to a measure reaches the numbers without extracting the features again."""
+    import xarray as xr
+
+    from repsim import stages
+
+    folder = RunFolder(run_copy)
+    before = xr.load_dataset(folder.similarity)
+    edited = stages.STAGE_CODE["similarity"][0]
+    real = stages.code_fingerprint
+    monkeypatch.setattr(
+        stages, "code_fingerprint", lambda *m: "edited" if m == edited else real(*m)
+    )
+    run(small_config, run_copy, device="cpu")
+    redone = _info(run_copy)["redone"]
+    assert redone and all(line.startswith("similarity") for line in redone), redone
+    assert all("the code that computes it changed" in line for line in redone), redone
+    xr.testing.assert_identical(xr.load_dataset(folder.similarity), before)  # same code really
+
+
 def test_one_model_run_finishes(run_copy, tmp_path):
     config = write_config(tmp_path / "one.yaml", name="one", models=MODELS[:1])
     result = run(config, run_copy, device="cpu")
