@@ -94,7 +94,7 @@ COLUMNS: dict[str, str] = {
     "n_datasets": "datasets used",
     "n_dataset_pairs": "dataset pairs averaged over",
     "n_permutations": "permutations of the null (factor rows)",
-    "n_bootstrap": "bootstrap resamples (rows with an interval)",
+    "n_bootstrap": "bootstrap resamples the interval rests on (those that leave the estimate defined)",
     "confidence_level": "level of the bootstrap interval",
 }
 
@@ -478,21 +478,21 @@ def _measure_rows(
     def boot_stat(didx: np.ndarray, *cell_samples: np.ndarray) -> np.ndarray:
         return _replicate(prep, didx, list(cell_samples), labelsets, n_null, rng)[0]
 
-    boot = bootstrap(
-        (np.arange(D), *cells),
-        boot_stat,
-        n_resamples=n_boot,
-        vectorized=False,
-        confidence_level=level,
-        method="percentile",
-        rng=rng,
-    )
+    with warnings.catch_warnings():  # scipy warns of NaN draws; percentile_interval leaves them out
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        boot = bootstrap(
+            (np.arange(D), *cells),
+            boot_stat,
+            n_resamples=n_boot,
+            vectorized=False,
+            confidence_level=level,
+            method="percentile",
+            rng=rng,
+        )
     dist = np.atleast_2d(boot.bootstrap_distribution)
-    lows = np.atleast_1d(boot.confidence_interval.low)
-    highs = np.atleast_1d(boot.confidence_interval.high)
     keys = [name[:5] if name[0] == "pair" else name for name in names]
     est = dict(zip(keys, points))
-    ci = {k: (float(lo), float(hi)) for k, lo, hi in zip(keys, lows, highs)}
+    ci = {k: percentile_interval(draws, level) for k, draws in zip(keys, dist)}
     n_trained = int(trained.sum())
     rows: list[dict] = []
     for view in VIEWS:
@@ -519,7 +519,7 @@ def _measure_rows(
                 "n_models": n_trained,
                 "n_model_pairs": t["n_model_pairs"],
                 "n_permutations": t["n_permutations"],
-                "n_bootstrap": n_boot,
+                "n_bootstrap": ci[key][2],
             }
         rows += factor_rows.values()
         key = ("difference", view)
@@ -540,7 +540,7 @@ def _measure_rows(
                 "ci_high": ci[key][1],
                 "p_value": p_boot,
                 "n_models": n_trained,
-                "n_bootstrap": n_boot,
+                "n_bootstrap": ci[key][2],
             }
         )
         for name in names:
@@ -560,7 +560,7 @@ def _measure_rows(
                     "ci_high": ci[name[:5]][1],
                     "n_models": n_models,
                     "n_model_pairs": n_pairs,
-                    "n_bootstrap": n_boot,
+                    "n_bootstrap": ci[name[:5]][2],
                 }
             )
         rows += _seed_rows(prep, base, view)
@@ -849,13 +849,28 @@ def dataset_bootstrap(
             rng=rng,
         )
     # a draw of one dataset only has no pair: such resamples are left out of the interval
-    dist = np.asarray(res.bootstrap_distribution, dtype=float)
-    dist = dist[np.isfinite(dist)]
-    if dist.size:
-        alpha = 100 * (1 - confidence_level) / 2
-        low, high = np.percentile(dist, [alpha, 100 - alpha])
-        out.update(ci_low=float(low), ci_high=float(high), n_bootstrap=int(dist.size))
+    low, high, kept = percentile_interval(res.bootstrap_distribution, confidence_level)
+    out.update(ci_low=low, ci_high=high, n_bootstrap=kept)
     return out
+
+
+def percentile_interval(
+    draws: np.ndarray | Sequence[float], confidence_level: float
+) -> tuple[float, float, int]:
+    """The percentile bootstrap interval of one statistic over its defined draws, and their count.
+
+    A resample can leave a statistic undefined (a draw of one dataset has no dataset pair; a
+    category pair may lose its model pairs). Such draws are left out of the interval, and the
+    count says on how many draws it rests; scipy's own interval would be NaN as soon as one draw
+    is. ``(nan, nan, 0)`` when no draw is defined.
+    """
+    draws = np.asarray(draws, dtype=float).ravel()
+    draws = draws[np.isfinite(draws)]
+    if not draws.size:
+        return float("nan"), float("nan"), 0
+    alpha = 100 * (1 - confidence_level) / 2
+    low, high = np.percentile(draws, [alpha, 100 - alpha])
+    return float(low), float(high), int(draws.size)
 
 
 # ----------------------------------------------------------------------------------- correlation

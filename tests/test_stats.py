@@ -211,7 +211,6 @@ def test_objective_driven_zoo_is_detected(objective_table):
     assert (pairs.estimate <= pairs.ci_high).all()
 
 
-@pytest.mark.filterwarnings("ignore::scipy.stats.DegenerateDataWarning")
 def test_factor_statistic_and_excess_sd_by_their_definitions(objective_table):
     """T_F is the variance (ddof 0) of the reported category-pair means; the excess SD is
     sign(d) sqrt(|d|) with d = T_F - mean of the null."""
@@ -338,7 +337,6 @@ def test_factor_permutations_keep_the_other_factor_and_the_seed(monkeypatch):
         assert groups[[kept, "seed"]].nunique().eq(1).all().all()
 
 
-@pytest.mark.filterwarnings("ignore::scipy.stats.DegenerateDataWarning")
 def test_difference_p_is_two_sided(monkeypatch):
     """The p of objective minus architecture is twice the smaller tail of its bootstrap
     distribution: with 3 of 100 resamples at or below zero, 0.06."""
@@ -357,6 +355,44 @@ def test_difference_p_is_two_sided(monkeypatch):
     table = stats.controlled_tests(sim, n_permutations=19, n_bootstrap=100, n_null=4)
     diff = table[table.analysis == "difference"]
     assert len(diff) == 2 and np.allclose(diff.p_value, 0.06)
+
+
+def test_intervals_rest_on_the_draws_that_leave_the_estimate_defined(monkeypatch):
+    """Undefined draws (NaN) are left out of every interval and counted out of n_bootstrap; the
+    interval is the percentile interval of the others (scipy's would be NaN)."""
+    real = stats.bootstrap
+    defined = np.linspace(0.0, 1.0, 90)
+
+    def with_undefined_draws(data, statistic, **kw):
+        res = real(data, statistic, **kw)
+        k = np.atleast_2d(res.bootstrap_distribution).shape[0]
+        draws = np.tile(np.r_[np.full(10, np.nan), defined], (k, 1))
+        return SimpleNamespace(bootstrap_distribution=draws, confidence_interval=None)
+
+    monkeypatch.setattr(stats, "bootstrap", with_undefined_draws)
+    sim = make_zoo(0, "objective", n_datasets=5)
+    table = stats.controlled_tests(sim, n_permutations=19, n_bootstrap=100, n_null=4)
+    boot = table[table.analysis.isin(["factor", "difference", "category_pair"])]
+    assert len(boot) > 10
+    low, high = np.percentile(defined, [2.5, 97.5])
+    assert np.allclose(boot.ci_low, low) and np.allclose(boot.ci_high, high)
+    assert (boot.n_bootstrap == 90).all()
+
+
+def test_few_datasets_give_intervals_without_a_warning():
+    """With 3 datasets, 1 draw in 9 holds one dataset and no dataset pair: those draws are left
+    out quietly, the others still give an interval."""
+    import warnings
+
+    from scipy.stats import DegenerateDataWarning
+
+    sim = make_zoo(0, "objective", n_datasets=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateDataWarning)
+        table = stats.controlled_tests(sim, n_permutations=19, n_bootstrap=49, n_null=4, seed=3)
+    factor = table[table.analysis == "factor"]
+    assert factor.ci_low.notna().all() and factor.ci_high.notna().all()
+    assert (factor.n_bootstrap < 49).all() and (factor.n_bootstrap > 30).all()
 
 
 def test_deterministic_with_a_fixed_seed():
