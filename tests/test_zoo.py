@@ -87,6 +87,28 @@ def test_torchvision_state_dict(tmp_path: Path) -> None:
     assert (got.preprocess.resize, got.preprocess.crop) == (256, 224)
 
 
+def test_torchvision_options_are_honoured_or_refused_when_the_config_is_read(tmp_path: Path) -> None:
+    # a trusted file that holds a non-tensor object: torch.load refuses it unless weights_only is off
+    from collections import UserDict
+
+    torch.manual_seed(3)
+    src = load_model(ModelSpec("a", "torchvision", "squeezenet1_1"), pretrained=False)
+    path = tmp_path / "sq.pth"
+    torch.save(UserDict(src.module.state_dict()), path)
+    with pytest.raises(ModelError, match="weights_only: false"):
+        load_model(ModelSpec("b", "torchvision", "squeezenet1_1", weights=path))
+    got = load_model(ModelSpec("b", "torchvision", "squeezenet1_1", weights=path,
+                               options={"weights_only": False}))
+    assert _params_equal(got.module, src.module)
+    entry = {"id": "tv", "loader": "torchvision", "identifier": "squeezenet1_1",
+             "options": {"weights_onyl": False}}
+    with pytest.raises(ConfigError, match="model 'tv': options of loader 'torchvision': unknown key "
+                       "'weights_onyl' .did you mean 'weights_only'.*allowed keys are weights, weights_only"):
+        parse_models([entry])
+    with pytest.raises(ConfigError, match="weights_only must be true or false"):
+        parse_models([{**entry, "options": {"weights_only": "no"}}])
+
+
 def test_open_clip_local_file(tmp_path: Path) -> None:
     import open_clip
 

@@ -31,6 +31,13 @@ _SPEC_KEYS = {
     "preprocess",
     "metadata",
 }
+#: ``options:`` keys of the model loaders that read a fixed set of them, checked when a spec is made.
+#: The other loaders (timm, open_clip, torch_hub, minizoo) pass their options on to the library that
+#: builds the model, so it decides what they accept, when the plan builds it on the meta device.
+LOADER_OPTIONS: dict[str, tuple[str, ...]] = {
+    "torchvision": ("weights", "weights_only"),
+    "checkpoint": ("url", "weights_only", "strip_prefixes", "drop_prefixes"),
+}
 
 
 @dataclass(frozen=True)
@@ -151,6 +158,19 @@ class ModelSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
     preprocess: Mapping[str, Any] = field(default_factory=dict)
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # here rather than in the loader: a misspelt option would otherwise be ignored in silence,
+        # and a config is refused when it is read, before any model is built
+        from repsim.config import check_keys
+
+        where = f"model {self.id!r}: options of loader '{self.loader}'"
+        if self.loader in LOADER_OPTIONS:
+            check_keys(self.options, LOADER_OPTIONS[self.loader], where)
+        if not isinstance(self.options.get("weights_only", True), bool):
+            raise ConfigError(
+                f"{where}: weights_only must be true or false, got {self.options['weights_only']!r}"
+            )
 
     @property
     def embed_dim(self) -> int | None:

@@ -170,7 +170,7 @@ def load_checkpoint(
             source = str(path)
     model = build_architecture(spec.identifier, device)
     if path is not None:
-        raw = load_state_dict(path, weights_only=bool(spec.options.get("weights_only", True)))
+        raw = load_state_dict(path, weights_only=spec.options.get("weights_only", True))
         state = remap_keys(
             unwrap(raw),
             spec.options.get("strip_prefixes", STRIP_PREFIXES),

@@ -84,7 +84,8 @@ def load_hub(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") -
     if isinstance(model, tuple):
         model = model[0]
     if path is not None:
-        load_into(model, load_state_dict(path), spec, spec.identifier)  # every parameter covered
+        state = load_state_dict(path, weights_only=spec.options.get("weights_only", True))
+        load_into(model, state, spec, spec.identifier)  # every parameter covered
     return LoadedModel.built(
         spec,
         model,

@@ -2,6 +2,8 @@
 
 Weights come from the weights enum (``torchvision.models.get_model_weights``), whose
 ``transforms()`` gives the preprocessing; a local state dict goes in through ``weights:``.
+Options (``repsim.zoo.spec.LOADER_OPTIONS``): ``weights`` (the enum tag when the identifier has
+none) and ``weights_only`` (false: read a trusted local file that holds non-tensor objects).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def load_torchvision(
             source = weights.url
         else:
             source = str(path)
-        state = load_state_dict(path)
+        state = load_state_dict(path, weights_only=spec.options.get("weights_only", True))
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
