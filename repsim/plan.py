@@ -163,7 +163,7 @@ def known_measures() -> tuple[str, ...]:
 
 
 def _check_measures(names: tuple[str, ...], where: str) -> tuple[str, ...]:
-    from repsim.measures import parse_measure
+    from repsim.measures.registry import parse_measure, parse_measures
 
     for name in names:
         try:
@@ -171,6 +171,10 @@ def _check_measures(names: tuple[str, ...], where: str) -> tuple[str, ...]:
         except InputError as exc:
             hint = did_you_mean(name, known_measures())
             raise ConfigError(f"{where}: measures: {exc}{hint}") from None
+    try:
+        parse_measures(names)  # two spellings of one measure
+    except InputError as exc:
+        raise ConfigError(f"{where}: measures: {exc}") from None
     return tuple(names)
 
 

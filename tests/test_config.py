@@ -95,6 +95,18 @@ def test_bad_configs_fail_at_parse_time_with_the_fix(tmp_path: Path, text: str, 
         _plan(tmp_path, text)
 
 
+def test_two_spellings_of_one_measure_are_refused(tmp_path: Path) -> None:
+    # both would be computed, under two labels, and analyses would count the measure twice
+    for names, match in (
+        ("cka_linear, cka_rbf_0.4, cka_rbf_0.40", "'cka_rbf_0.4' and 'cka_rbf_0.40' are two spellings"),
+        ("mutual_knn_10, mutual_knn_010", "'mutual_knn_10' and 'mutual_knn_010' are two spellings"),
+    ):
+        with pytest.raises(ConfigError, match=f"c.yaml: measures: {match} of one measure"):
+            _plan(tmp_path, f"measures: [{names}]\n")
+    distinct = ("cka_rbf_0.4", "cka_rbf_0.4_biased", "cka_rbf_median_0.4", "cka_rbf_0.04")
+    assert _plan(tmp_path, f"measures: [{', '.join(distinct)}]\n").measures == distinct
+
+
 def test_unknown_key_names_the_file_it_is_in(tmp_path: Path) -> None:
     (tmp_path / "inc.yaml").write_text("measures: [cka_linear]\nprobe_options: {}\n")
     main = tmp_path / "main.yaml"

@@ -113,6 +113,8 @@ def test_engine_errors(rng):
         similarity_matrix({k: v[:3] for k, v in feats.items()}, "cka_linear")
     with pytest.raises(InputError, match="unknown measure"):
         similarity_matrix(feats, "cka_cosine")
+    with pytest.raises(InputError, match="'cka_rbf_0.4' and 'cka_rbf_.4' are two spellings"):
+        similarity_matrices(feats, ["cka_rbf_0.4", "cka_rbf_.4"])
     with pytest.raises(InputError, match="non-empty mapping"):
         similarity_matrix({}, "cka_linear")
     with pytest.raises(InputError, match="memory_budget_gb"):

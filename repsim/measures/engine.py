@@ -24,7 +24,7 @@ from repsim.device import resolve_device
 from repsim.errors import InputError, UndefinedMeasureError
 from repsim.measures._inputs import first_bad_row, is_constant, to_float64
 from repsim.measures.batched import warn_nan
-from repsim.measures.registry import FAMILIES, MeasureSpec, get_family, parse_measure
+from repsim.measures.registry import FAMILIES, MeasureSpec, get_family, parse_measures
 
 
 def similarity_matrix(
@@ -76,7 +76,7 @@ def similarity_matrices(
     """
     if isinstance(measures, str):
         measures = [measures]
-    specs = {name: parse_measure(name) for name in dict.fromkeys(measures)}
+    specs = parse_measures(measures)
     if not specs:
         raise InputError("no measures given; pass e.g. measures=['cka_linear']")
     ids, arrays = _read_features(features)

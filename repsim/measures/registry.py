@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -187,6 +187,28 @@ def parse_measure(name: str) -> MeasureSpec:
         if m is not None:
             return family.spec(m)
     raise InputError(f"unknown measure {name!r}; valid names: {grammar()}")
+
+
+def parse_measures(names: Iterable[str]) -> dict[str, MeasureSpec]:
+    """Parse several measure names, each as written (a name repeated counts once).
+
+    Two spellings of one measure (``cka_rbf_0.4`` and ``cka_rbf_0.40``, ``mutual_knn_010`` and
+    ``mutual_knn_10``) are an :class:`InputError` naming both: both would be computed, under two
+    labels, and every analysis would count the one measure twice.
+    """
+    specs: dict[str, MeasureSpec] = {}
+    seen: dict[tuple[Any, ...], str] = {}
+    for name in dict.fromkeys(names):
+        spec = parse_measure(name)
+        key = (spec.family, tuple(sorted(spec.params.items())))
+        if key in seen:
+            raise InputError(
+                f"{seen[key]!r} and {name!r} are two spellings of one measure ({spec.name}); "
+                "list it once"
+            )
+        seen[key] = name
+        specs[name] = spec
+    return specs
 
 
 def _fmt(x: float) -> str:
