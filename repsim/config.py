@@ -410,11 +410,28 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a config file (missing, a folder), or None when it can."""
+    if path.is_file():
+        return None
+    if not path.is_dir():
+        return f"{path} does not exist"
+    try:  # a folder: name the configs in it, the likely intent
+        found = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+    except OSError:
+        found = []
+    inside = (
+        f" (it holds {', '.join(found[:5])}{', ...' if len(found) > 5 else ''})" if found else ""
+    )
+    return f"{path} is a folder, not a YAML config file{inside}"
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read one YAML mapping, raising ConfigError with the file name on any problem."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; pass the path to a YAML config")
+    problem = _not_a_file(path)
+    if problem is not None:
+        raise ConfigError(f"config file {problem}; pass the path to a YAML config file")
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:

@@ -28,6 +28,14 @@ def test_missing_and_cyclic_configs(tmp_path: Path):
         load_config(tmp_path / "a.yaml")
 
 
+def test_a_folder_given_as_config_is_named_a_folder(tmp_path: Path):
+    (tmp_path / "run.yaml").write_text("name: r\n")
+    with pytest.raises(
+        ConfigError, match=r"is a folder, not a YAML config file \(it holds run.yaml\); pass the path"
+    ):
+        load_config(tmp_path)
+
+
 # ----------------------------------------------------------------------------- typed config, checked
 import inspect  # noqa: E402
 
