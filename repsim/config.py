@@ -483,6 +483,12 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
             f"{path}: include must be a file name or a list of file names, got {includes!r}"
         )
     for inc in includes:
+        problem = _not_a_file(path.parent / inc)
+        if problem is not None:  # named here, where the includer is known
+            raise ConfigError(
+                f"{path}: include {inc!r}: {problem}; fix the name in include: (a path relative "
+                f"to {path.parent}) or create the file"
+            )
         sub = load_config(path.parent / inc, (*_seen, path))
         _merge_into(merged, sub)
     for key in COLLECTION_KEYS:

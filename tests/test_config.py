@@ -28,6 +28,14 @@ def test_missing_and_cyclic_configs(tmp_path: Path):
         load_config(tmp_path / "a.yaml")
 
 
+def test_a_missing_include_names_the_file_that_includes_it(tmp_path: Path):
+    (tmp_path / "main.yaml").write_text("include: [sub/models.yaml]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(tmp_path / "main.yaml")
+    assert str(err.value).startswith(f"{tmp_path / 'main.yaml'}: include 'sub/models.yaml': ")
+    assert f"{tmp_path / 'sub' / 'models.yaml'} does not exist" in str(err.value)
+
+
 def test_a_folder_given_as_config_is_named_a_folder(tmp_path: Path):
     (tmp_path / "run.yaml").write_text("name: r\n")
     with pytest.raises(
