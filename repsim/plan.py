@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,27 +81,28 @@ class RunPlan:
 def _check_counts(
     measures: tuple[str, ...], counts: Mapping[str, int], where: str, *, bound: bool
 ) -> None:
+    from repsim.measures.registry import get_family, parse_measure
+
     has = "can have at most" if bound else "has"
-    problems = [
-        f"{m} needs at least {min_n} stimuli; dataset {ds!r} {has} {n} in its similarity subset"
-        for ds, n in counts.items()
-        for m, min_n in _min_n(measures).items()
-        if n < min_n
-    ]
-    if problems:
+    specs = {m: parse_measure(m) for m in measures}
+    short = [(ds, n, m) for ds, n in counts.items() for m in measures if n < specs[m].min_n]
+    if short:
         cap = " (stimuli.max_images and per_class cap the subset)" if bound else ""
+        # a family's own fix first (mutual_knn: lower k), then the ones that fit every measure
+        own = {get_family(specs[m].family).too_few_stimuli for _, _, m in short}
+        fixes = ", ".join(
+            [*(f for f in sorted(own) if f != "use more stimuli"), "drop the measure"]
+        )
         raise ConfigError(
             f"{where}: measures do not fit the data{cap}:\n  "
-            + "\n  ".join(problems)
-            + "\nLower k (e.g. mutual_knn_10), drop the measure from 'measures:', raise "
-            "stimuli.max_images, or leave the dataset out with select: {datasets: [...]}"
+            + "\n  ".join(
+                f"{m} needs at least {specs[m].min_n} stimuli; dataset {ds!r} {has} {n} in its "
+                "similarity subset"
+                for ds, n, m in short
+            )
+            + f"\n{fixes[0].upper()}{fixes[1:]} from 'measures:', raise stimuli.max_images, or "
+            "leave the dataset out with select: {datasets: [...]}"
         )
-
-
-def _min_n(measures: tuple[str, ...]) -> dict[str, int]:
-    from repsim.measures import parse_measure
-
-    return {m: int(parse_measure(m).min_n) for m in measures}
 
 
 def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
@@ -202,8 +204,8 @@ def _check_subset_sizes(plan: RunPlan) -> None:
         if getattr(ds, "per_class", None) is not None:
             if classes:
                 bounds[ds.id] = ds.per_class * classes
-        elif classes:
-            bounds[ds.id] = ds.max_images + classes - 1  # ceil(max_images / C) per class
+        elif classes:  # ceil(max_images / c) from each of the c <= classes classes in the split
+            bounds[ds.id] = max(c * math.ceil(ds.max_images / c) for c in range(1, classes + 1))
         else:
             bounds[ds.id] = ds.max_images
     _check_counts(plan.measures, bounds, plan.config_path, bound=True)

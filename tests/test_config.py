@@ -207,21 +207,35 @@ def test_dataset_ids_stay_inside_the_run_folder(tmp_path: Path) -> None:
 
 
 def test_measures_checked_against_the_stimuli_they_will_see(tmp_path: Path) -> None:
-    # tiny's subsets hold at most 60 (+ classes - 1) images: mutual_knn_100 can never be computed
+    # tiny's subsets hold at most 60 images (faces: 2 classes of 30): mutual_knn_100 never fits
     with pytest.raises(
         ConfigError,
-        match=r"mutual_knn_100 needs at least 101 stimuli; dataset 'faces' "
-        r"can have at most 61",
+        match=r"mutual_knn_100 needs at least 102 stimuli; dataset 'faces' "
+        r"can have at most 60(?s:.*)Lower k, drop the measure",
     ):
         _plan(tmp_path, "measures: [cka_linear, mutual_knn_100]\n")
-    with pytest.raises(ConfigError, match="mutual_knn_50 needs at least 51"):
+    with pytest.raises(ConfigError, match="mutual_knn_50 needs at least 52"):
         _plan(tmp_path, "stimuli: {max_images: 20}\nmeasures: [mutual_knn_50]\n")
     plan = _plan(tmp_path, "measures: [cka_linear, mutual_knn_50]\n")
-    plan.check_stimulus_counts({"faces": 60, "textures": 51})  # exact counts, after the tables
+    plan.check_stimulus_counts({"faces": 60, "textures": 52})  # exact counts, after the tables
     with pytest.raises(
-        ConfigError, match="mutual_knn_50 needs at least 51 stimuli; dataset 'textures' has 20"
+        ConfigError, match="mutual_knn_50 needs at least 52 stimuli; dataset 'textures' has 20"
     ):
         plan.check_stimulus_counts({"faces": 60, "textures": 20})
+
+
+def test_measures_that_would_be_1_whatever_the_features_are_refused(tmp_path: Path) -> None:
+    # max_images 2 leaves faces (2 classes) one image per class: two points are always a perfect
+    # Procrustes match; kNN with k = n - 1 neighbours (all the others) is always 1 too
+    with pytest.raises(
+        ConfigError,
+        match=r"procrustes needs at least 3 stimuli; dataset 'faces' can have at most 2"
+        r"(?s:.*)\nDrop the measure from 'measures:'",
+    ):
+        _plan(tmp_path, "stimuli: {max_images: 2}\nmeasures: [procrustes]\n")
+    plan = _plan(tmp_path, "stimuli: {max_images: 5}\nmeasures: [procrustes, mutual_knn_3]\n")
+    with pytest.raises(ConfigError, match="mutual_knn_3 needs at least 5 stimuli; dataset 'faces' has 4"):
+        plan.check_stimulus_counts({"faces": 4, "textures": 5, "gratings": 18})
 
 
 @pytest.mark.parametrize(

@@ -328,6 +328,8 @@ def test_errors(rng):
     assert cka(X[:3], X[:3] * 2, unbiased=False) == pytest.approx(1.0)
     with pytest.raises(InputError, match="k < n_stimuli"):
         mutual_knn(X, X, k=10)
+    with pytest.raises(InputError, match="k < n_stimuli - 1 .* got k=9 and n=10"):
+        mutual_knn(X, X[::-1], k=9)  # all the others are everyone's 9 neighbours: always 1
     with pytest.raises(InputError, match="positive integer"):
         mutual_knn(X, X, k=0)
     with pytest.raises(UndefinedMeasureError, match="zero variance"):
@@ -365,7 +367,7 @@ def test_parse_names():
     assert "isotropic_scaling" in m.invariances and "isotropic_scaling" not in s.invariances
     assert parse_measure("cka_linear").min_n == 4
     assert parse_measure("mutual_knn_10").params == {"k": 10}
-    assert parse_measure("mutual_knn_10").min_n == 11
+    assert parse_measure("mutual_knn_10").min_n == 12
     assert parse_measure("rsa_pearson").params == {"rdm": "correlation", "compare": "pearson"}
     for bad in (
         "cka_rbf",

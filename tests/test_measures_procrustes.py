@@ -10,7 +10,7 @@ from scipy.stats import ortho_group
 from test_measures_reference import procrustes_ref
 
 import repsim.measures
-from repsim.errors import UndefinedMeasureError
+from repsim.errors import InputError, UndefinedMeasureError
 from repsim.measures import MEASURES, parse_measure, procrustes, similarity_matrices
 
 
@@ -58,12 +58,18 @@ def test_procrustes_undefined_for_constant_features(rng):
         procrustes(X, rng.normal(size=(10, 2)))
 
 
+def test_procrustes_refuses_two_stimuli(rng):
+    # two centred points differ only by a rotation and a scale: the score would be 1 for any inputs
+    with pytest.raises(InputError, match="needs at least 3 stimuli, got 2"):
+        procrustes(rng.normal(size=(2, 4)), rng.normal(size=(2, 3)))
+
+
 def test_procrustes_is_registered_as_data():
     spec = parse_measure("procrustes_angular")
     assert spec.family == "procrustes" and spec.params == {"angular": True}
     assert spec.function is procrustes is repsim.measures.procrustes
     assert spec.invariances == frozenset(repsim.measures.INVARIANCES)
-    assert spec.bounds == (0.0, 1.0) and spec.larger_is_more_similar and spec.min_n == 2
+    assert spec.bounds == (0.0, 1.0) and spec.larger_is_more_similar and spec.min_n == 3
     assert "procrustes" in MEASURES and "procrustes" not in list(MEASURES)  # not a study measure
 
 

@@ -21,7 +21,8 @@ def mutual_knn(X: Any, Y: Any, k: int = 10) -> float:
     Parameters
     ----------
     X, Y : arrays (n_stimuli, d_x), (n_stimuli, d_y), rows aligned; computed in float64.
-    k : neighbours per stimulus, excluding the stimulus itself; needs ``k < n``.
+    k : neighbours per stimulus, excluding the stimulus itself; needs ``k < n - 1`` (at
+        ``k = n - 1`` the neighbours are all the other stimuli and the score is 1 for any inputs).
 
     Returns
     -------
@@ -30,9 +31,10 @@ def mutual_knn(X: Any, Y: Any, k: int = 10) -> float:
     k = _check_k(k)
     Xa, Ya = as_matrix(X, "X"), as_matrix(Y, "Y")
     n = check_pair(Xa, Ya, 2, "mutual kNN")
-    if k >= n:
+    if k >= n - 1:
         raise InputError(
-            f"mutual kNN needs k < n_stimuli, got k={k} and n={n}; lower k or use more stimuli"
+            f"mutual kNN needs k < n_stimuli - 1 (with k = n - 1 neighbours, all the others, it is "
+            f"1 whatever the features), got k={k} and n={n}; lower k or use more stimuli"
         )
     sets = []
     for A, name in ((Xa, "X"), (Ya, "Y")):

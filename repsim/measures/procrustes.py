@@ -39,7 +39,7 @@ def procrustes(X: Any, Y: Any, angular: bool = False) -> float:
     :class:`UndefinedMeasureError` for a representation without variance across stimuli.
     """
     Xa, Ya = as_matrix(X, "X"), as_matrix(Y, "Y")
-    check_pair(Xa, Ya, 2, "Procrustes similarity")
+    check_pair(Xa, Ya, 3, "Procrustes similarity")  # at n = 2 it is 1 whatever the inputs
     parts = []
     for A, name in ((Xa, "X"), (Ya, "Y")):
         require_variance(A, name, "Procrustes similarity")

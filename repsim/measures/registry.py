@@ -64,7 +64,8 @@ class MeasureSpec:
     params : keyword arguments of the single-pair function of the family.
     larger_is_more_similar : direction of the score.
     invariances : subset of :data:`INVARIANCES` the measure is exactly invariant to.
-    min_n : smallest number of stimuli for which the measure is defined.
+    min_n : smallest number of stimuli for which the measure is defined and can differ between
+        inputs (procrustes at n = 2 and mutual_knn_k at n = k + 1 are 1 whatever the features).
     bounds : range of the score (unbiased CKA can dip slightly below 0).
     """
 
@@ -285,7 +286,7 @@ def _knn_spec(m: re.Match[str]) -> MeasureSpec:
         invariances=frozenset(
             {"orthogonal", "feature_permutation", "isotropic_scaling", "stimulus_permutation"}
         ),
-        min_n=k + 1,
+        min_n=k + 2,  # at n = k + 1 every stimulus's k neighbours are all the others: always 1
         bounds=(0.0, 1.0),
         description=f"mutual {k}-NN alignment (cosine neighbourhoods)",
     )
@@ -298,7 +299,7 @@ def _procrustes_spec(m: re.Match[str]) -> MeasureSpec:
         family="procrustes",
         params={"angular": angular},
         invariances=frozenset(INVARIANCES),
-        min_n=2,
+        min_n=3,  # two centred points differ only by a rotation and a scale: always 1
         bounds=(0.0, 1.0),
         description=(
             "angular Procrustes similarity 1 - 2 arccos(|X'Y|_*) / pi (Williams et al. 2021)"
