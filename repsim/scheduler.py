@@ -69,12 +69,18 @@ def dask_scheduler(
     )
 
 
+#: seconds :func:`check_scheduler` waits for a ``tcp://`` scheduler to accept a connection (dask's
+#: own client would wait 30 s, and then fail inside the run)
+CONNECT_TIMEOUT_S = 5.0
+
+
 def check_scheduler(
     scheduler: str, cluster: str | None = None, cluster_options: dict[str, Any] | None = None
 ) -> None:
     """ConfigError for a scheduler or cluster request that cannot work, checked before a run
-    touches its folder: the form of ``scheduler``, the cluster kind, its ``jobs`` count and that
-    the batch system's submit command is on this machine. Nothing is started or connected."""
+    touches its folder: the form of ``scheduler``, that a ``tcp://`` scheduler accepts a TCP
+    connection, the cluster kind, its ``jobs`` count and that the batch system's submit command is
+    on this machine. Nothing is started."""
     import shutil
 
     if cluster is not None:
@@ -90,6 +96,9 @@ def check_scheduler(
                 "a login node of the cluster, or drop --cluster"
             )
         return
+    if scheduler.startswith("tcp://"):
+        _check_reachable(scheduler)
+        return
     if scheduler in ("synchronous", "sync", "single-threaded") or "://" in scheduler:
         return
     if scheduler.startswith("local"):
@@ -98,6 +107,34 @@ def check_scheduler(
     raise ConfigError(
         f"unknown scheduler {scheduler!r}; use 'synchronous', 'local:N' or a scheduler address tcp://HOST:PORT"
     )
+
+
+def _check_reachable(address: str) -> None:
+    """ConfigError unless the scheduler at ``tcp://HOST[:PORT]`` accepts a TCP connection."""
+    import socket
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port or 8786  # dask's default port
+    except ValueError as exc:
+        raise ConfigError(f"scheduler {address!r}: {exc}; write it as tcp://HOST:PORT") from None
+    if not host:
+        raise ConfigError(f"scheduler {address!r} names no host; write it as tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = (
+            f"no answer within {CONNECT_TIMEOUT_S:g} s"
+            if isinstance(exc, TimeoutError)
+            else str(exc) or type(exc).__name__
+        )
+        raise ConfigError(
+            f"no dask scheduler can be reached at {address} ({reason}); start one there "
+            f"(`dask scheduler --port {port}`) or fix the host and port, or run with "
+            "--scheduler local:N or synchronous"
+        ) from None
 
 
 def is_synchronous(scheduler: str, cluster: str | None = None) -> bool:

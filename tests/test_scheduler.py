@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 
 from repsim.errors import ConfigError
@@ -65,8 +67,10 @@ def test_process_map_keeps_the_order_and_runs_in_process_for_one_worker():
 def test_scheduler_requests_are_checked_before_the_run_touches_its_folder(monkeypatch):
     from repsim.scheduler import check_scheduler
 
-    for ok in ("synchronous", "local:2", "tcp://127.0.0.1:8786"):
-        check_scheduler(ok)
+    with socket.create_server(("127.0.0.1", 0)) as listening:  # a scheduler's port, on this machine
+        port = listening.getsockname()[1]
+        for ok in ("synchronous", "local:2", f"tcp://127.0.0.1:{port}"):
+            check_scheduler(ok)
     for bad, words in (("bogus", "unknown scheduler"), ("local:0", "local:N")):
         with pytest.raises(ConfigError, match=words):
             check_scheduler(bad)
@@ -77,6 +81,20 @@ def test_scheduler_requests_are_checked_before_the_run_touches_its_folder(monkey
         check_scheduler("synchronous", "pbs", {"jobs": "abc"})
     with pytest.raises(ConfigError, match="unknown cluster kind"):
         check_scheduler("synchronous", "lsf")
+
+
+def test_an_unreachable_scheduler_is_named_before_the_run_instead_of_a_30_s_timeout():
+    from repsim.scheduler import check_scheduler
+
+    with socket.socket() as probe:  # a port nobody listens on: bound, then released
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    with pytest.raises(ConfigError, match=f"no dask scheduler can be reached at {address} .*--port {port}"):
+        check_scheduler(address)
+    for bad in ("tcp://:8786", "tcp://127.0.0.1:port"):
+        with pytest.raises(ConfigError, match="write it as tcp://HOST:PORT"):
+            check_scheduler(bad)
 
 
 def test_a_mistyped_scheduler_keeps_the_previous_results(tiny_run, tiny_config, tmp_path):
