@@ -60,7 +60,15 @@ def dask_scheduler(
     if "://" in scheduler:
         from distributed import Client
 
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler)
+        except (OSError, TimeoutError) as exc:  # else read as the run folder's OSError
+            raise ConfigError(
+                f"cannot join a dask scheduler at {scheduler} ({type(exc).__name__}: {exc}); "
+                "check that what listens there is a dask scheduler (`dask scheduler`) of a "
+                "compatible version, or run with --scheduler local:N or synchronous"
+            ) from None
+        with client:
             log.info("connected to dask scheduler %s", scheduler)
             yield {"scheduler": client}
         return
@@ -79,7 +87,7 @@ def check_scheduler(
 ) -> None:
     """ConfigError for a scheduler or cluster request that cannot work, checked before a run
     touches its folder: the form of ``scheduler``, that a ``tcp://`` scheduler accepts a TCP
-    connection, the cluster kind, its ``jobs`` count and that the batch system's submit command is
+    connection and greets like a dask scheduler, the cluster kind, its ``jobs`` count and that the batch system's submit command is
     on this machine. Nothing is started."""
     import shutil
 
@@ -122,8 +130,13 @@ def _check_reachable(address: str) -> None:
     if not host:
         raise ConfigError(f"scheduler {address!r} names no host; write it as tcp://HOST:PORT")
     try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
-            pass
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S) as conn:
+            # a dask scheduler sends its handshake as soon as it accepts; dask's client waits
+            # for it with no time limit, so a port that answers and stays silent would hang the run
+            try:
+                greeting = conn.recv(1)
+            except TimeoutError:
+                greeting = None
     except OSError as exc:
         reason = (
             f"no answer within {CONNECT_TIMEOUT_S:g} s"
@@ -135,6 +148,13 @@ def _check_reachable(address: str) -> None:
             f"(`dask scheduler --port {port}`) or fix the host and port, or run with "
             "--scheduler local:N or synchronous"
         ) from None
+    if not greeting:
+        what = "stayed silent" if greeting is None else "closed the connection"
+        raise ConfigError(
+            f"what listens at {address} is not a dask scheduler: it {what} where a scheduler "
+            f"greets within {CONNECT_TIMEOUT_S:g} s; start one there (`dask scheduler --port "
+            f"{port}`) or fix the host and port, or run with --scheduler local:N or synchronous"
+        )
 
 
 def is_synchronous(scheduler: str, cluster: str | None = None) -> bool:

@@ -1,4 +1,6 @@
+import contextlib
 import socket
+import threading
 
 import pytest
 
@@ -67,9 +69,8 @@ def test_process_map_keeps_the_order_and_runs_in_process_for_one_worker():
 def test_scheduler_requests_are_checked_before_the_run_touches_its_folder(monkeypatch):
     from repsim.scheduler import check_scheduler
 
-    with socket.create_server(("127.0.0.1", 0)) as listening:  # a scheduler's port, on this machine
-        port = listening.getsockname()[1]
-        for ok in ("synchronous", "local:2", f"tcp://127.0.0.1:{port}"):
+    with _fake_server(b"\x00") as address:  # a scheduler's port, on this machine
+        for ok in ("synchronous", "local:2", address):
             check_scheduler(ok)
     for bad, words in (("bogus", "unknown scheduler"), ("local:0", "local:N")):
         with pytest.raises(ConfigError, match=words):
@@ -90,11 +91,64 @@ def test_an_unreachable_scheduler_is_named_before_the_run_instead_of_a_30_s_time
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    with pytest.raises(ConfigError, match=f"no dask scheduler can be reached at {address} .*--port {port}"):
+    with pytest.raises(
+        ConfigError, match=f"no dask scheduler can be reached at {address} .*--port {port}"
+    ):
         check_scheduler(address)
     for bad in ("tcp://:8786", "tcp://127.0.0.1:port"):
         with pytest.raises(ConfigError, match="write it as tcp://HOST:PORT"):
             check_scheduler(bad)
+
+
+@contextlib.contextmanager
+def _fake_server(greeting: bytes | None):
+    """A local port that sends ``greeting`` to each connection (None: says nothing) and closes."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held = []
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            if greeting is None:
+                held.append(conn)  # open and silent
+            else:
+                conn.sendall(greeting)
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+
+
+def test_a_port_that_is_not_a_dask_scheduler_is_named_before_the_run(monkeypatch):
+    """A port that answers but stays silent would hang dask's client forever; one that closes
+    at once would fail inside the run as if the run folder were at fault."""
+    from repsim import scheduler
+
+    monkeypatch.setattr(scheduler, "CONNECT_TIMEOUT_S", 0.5)
+    with _fake_server(b"\x00") as greets:
+        scheduler.check_scheduler(greets)  # greets like a scheduler: accepted
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=None) as real:
+        scheduler.check_scheduler(real.scheduler_address)  # a real one greets at once
+    for greeting, what in ((None, "stayed silent"), (b"", "closed the connection")):
+        with _fake_server(greeting) as address:
+            with pytest.raises(
+                ConfigError, match=f"at {address} is not a dask scheduler: it {what}"
+            ):
+                scheduler.check_scheduler(address)
+    with _fake_server(b"") as closes:  # and the run's client names it, not the folder
+        with pytest.raises(ConfigError, match=f"cannot join a dask scheduler at {closes} "):
+            with scheduler.dask_scheduler(closes):
+                pass
 
 
 def test_a_mistyped_scheduler_keeps_the_previous_results(tiny_run, tiny_config, tmp_path):
