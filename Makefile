@@ -1,5 +1,6 @@
 # Two commands matter: `make run` (the main job on the embedded default) and `make test`.
-# Every target depends on `setup`, which builds .venv once from pyproject.toml + constraints.txt.
+# Every target but `lock` and `clean` depends on `setup`, which builds .venv once from
+# pyproject.toml + constraints.txt.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
