@@ -249,7 +249,8 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--out",
         default=DEFAULT_OUT,
-        help=f"output folder for bench.json and bench.md (default {DEFAULT_OUT}/)",
+        help=f"output folder for bench.json and bench.md (bench-gpu.json and bench-gpu.md "
+        f"with --gpu; default {DEFAULT_OUT}/)",
     )
     p.add_argument(
         "--gpu",
