@@ -443,7 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         default=str(REPO / "data" / "minizoo"),
-        help="output folder (weights, manifest.csv, models.yaml)",
+        help="output folder (weights, manifest.csv, models.yaml, heldout.csv)",
     )
     p.add_argument(
         "--data", default=str(REPO / "data" / "embedded"), help="folder of embedded sets (*.npz)"
