@@ -180,6 +180,14 @@ def test_bad_task_options(tmp_path):
         open_dataset(_spec(root=str(tmp_path / "nowhere"), task="living17", hierarchy=str(hier)))
 
 
+def test_a_misspelt_option_is_refused_with_the_config(tmp_path):
+    """split_typ would silently give the default split (rand) where good was asked for."""
+    with pytest.raises(ConfigError, match=r"unknown key.*split_typ.*did you mean 'split_type'"):
+        _spec(root=str(tmp_path), task="living17", hierarchy=str(tmp_path), split_typ="good")
+    for ok in ({"class_map": "m.txt"}, {"superclasses": ["n1"], "hierarchy": "h"}):
+        _spec(root=str(tmp_path), verify="full", min_side=8, test_fraction=0.2, **ok)
+
+
 # The study's Living-17 classes (ImageNet indices, sim_consistency/data/datasets/breeds.py), in
 # superclass order; checked against the real BREEDS files when REPSIM_BREEDS_HIERARCHY names them.
 # fmt: off

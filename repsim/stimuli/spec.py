@@ -42,11 +42,14 @@ _KNOWN = {
     "source",
     CONFIG_DIR_KEY,
 }
-#: ``options:`` keys each loader reads (breeds is checked by its own loader)
+#: ``options:`` keys each loader reads
 _COMMON_OPTIONS = ("verify", "min_side")
+_FOLDER_OPTIONS = ("splits", "test_fraction", *_COMMON_OPTIONS)
 LOADER_OPTIONS: dict[str, tuple[str, ...]] = {
     "embedded": ("verify",),
-    "imagefolder": ("splits", "test_fraction", *_COMMON_OPTIONS),
+    "imagefolder": _FOLDER_OPTIONS,
+    # ImageNet's folders, read like imagefolder, grouped into superclasses
+    "breeds": ("task", "hierarchy", "split_type", "class_map", "superclasses", *_FOLDER_OPTIONS),
     "torchvision": ("name", "download", "splits", "kwargs", "test_fraction", "verify"),
     "wds": ("cache", "download", "wds_splits", *_COMMON_OPTIONS),
 }
