@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -242,12 +243,16 @@ def _parse_local(scheduler: str) -> int:
     return n
 
 
+#: a job directive that already asks for GPUs, per batch system
+GPU_REQUEST = {"slurm": r"--gres=(\S*,)?gpu|--gpus|--gpus-per-\w+|^-G\b", "pbs": r"ngpus"}
+
+
 def jobqueue_cluster(kind: str, options: dict[str, Any] | None = None) -> Any:
     """A dask-jobqueue cluster (no jobs submitted yet) for ``kind`` = slurm | pbs.
 
     ``options`` come from the config's ``cluster:`` block (cores, memory, walltime, queue, account,
     job_extra_directives, ...; ``jobs`` is how many worker jobs to start) over JOBQUEUE_DEFAULTS.
-    Each worker job asks for one GPU.
+    Each worker job asks for one GPU, unless ``job_extra_directives`` already ask for GPUs.
     """
     try:
         import dask_jobqueue
@@ -260,8 +265,11 @@ def jobqueue_cluster(kind: str, options: dict[str, Any] | None = None) -> Any:
         raise ConfigError(f"unknown cluster kind {kind!r}; use slurm or pbs")
     opts = {**JOBQUEUE_DEFAULTS, **(options or {})}
     opts.pop("jobs", None)
-    gpu_directive = "--gres=gpu:1" if kind == "slurm" else "-l ngpus=1"
-    opts.setdefault("job_extra_directives", [gpu_directive])
+    # one GPU per worker job, added to the block's own directives unless they ask for GPUs
+    extra = [str(d) for d in opts.get("job_extra_directives") or []]
+    if not any(re.search(GPU_REQUEST[kind], d) for d in extra):
+        extra.append("--gres=gpu:1" if kind == "slurm" else "-l ngpus=1")
+    opts["job_extra_directives"] = extra
     opts.setdefault("scheduler_options", {"dashboard_address": None})
     return classes[kind](**opts)
 
@@ -272,6 +280,11 @@ def _jobqueue_client(kind: str, scheduler: str, options: dict[str, Any]) -> Iter
 
     n_jobs = int(options.get("jobs", 4))
     with jobqueue_cluster(kind, options) as jq, Client(jq) as client:
+        log.info(
+            "requesting %d %s worker jobs, each with this script:\n%s",
+            n_jobs,
+            kind,
+            jq.job_script(),
+        )
         jq.scale(jobs=n_jobs)
-        log.info("requested %d %s worker jobs:\n%s", n_jobs, kind, jq.job_script())
         yield client

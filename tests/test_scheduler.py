@@ -25,6 +25,23 @@ def test_slurm_job_script_asks_for_one_gpu_and_the_configured_resources():
     assert "#SBATCH -t 02:00:00" in script and "--nthreads 4" in script
 
 
+def test_own_job_directives_keep_the_gpu_request_unless_they_make_one():
+    pytest.importorskip("dask_jobqueue")
+    for extra, gres in (
+        (["--constraint=h100"], "--gres=gpu:1"),  # added: the block's directive asked for no GPU
+        (["--gres=gpu:a100:2"], "--gres=gpu:a100:2"),  # the block's own request, alone
+        (["--gpus-per-node=4"], None),
+    ):
+        with jobqueue_cluster("slurm", {"job_extra_directives": extra}) as cluster:
+            script = cluster.job_script()
+        assert "#SBATCH --constraint=h100" in script or extra[0] != "--constraint=h100"
+        assert script.count("gpu") == 1, script
+        if gres:
+            assert f"#SBATCH {gres}" in script
+    with jobqueue_cluster("pbs", {"job_extra_directives": ["-l place=scatter"]}) as cluster:
+        assert "ngpus=1" in cluster.job_script()
+
+
 def test_pbs_and_unknown_kinds():
     pytest.importorskip("dask_jobqueue")
     with jobqueue_cluster("pbs", {"cores": 2, "memory": "8GB"}) as cluster:
