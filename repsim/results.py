@@ -155,8 +155,10 @@ def consistency_overview(
     the category pairs of ``group_by`` for the first measure only (a readable summary).
 
     The numbers are :func:`repsim.consistency.consistency_summary` of
-    :func:`repsim.consistency.consistency_table`, with every category pair consistency.nc holds
-    (2 or more model pairs). Columns: measure, models, median, q25, q75, dataset pairs.
+    :func:`repsim.consistency.consistency_table`, with the category pairs of at least
+    :data:`repsim.consistency.MIN_PAIRS` model pairs, as in the book (consistency.nc also keeps
+    those of 2, whose r is +-1 whatever the data). Columns: measure, models, median, q25, q75,
+    dataset pairs.
     """
     from repsim.consistency import consistency_summary, consistency_table
 
@@ -164,7 +166,7 @@ def consistency_overview(
     parts = []
     for k, measure in enumerate(measures):
         groups = group_by if k == 0 else (ALL,)
-        tidy = consistency_table(consistency, measure, groups, min_pairs=2)
+        tidy = consistency_table(consistency, measure, groups)
         # in consistency.nc's order (all model pairs first), not by median
         order = list(dict.fromkeys(zip(tidy["group_by"], tidy["label"])))
         summary = consistency_summary(tidy).set_index(["group_by", "label"])

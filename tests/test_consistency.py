@@ -337,6 +337,22 @@ def test_similarity_pairs_and_dataset_pair_table_by_hand(rng):
             assert wide.loc[(f, g), d] == float(sim.sel(dataset=d, model_a=f, model_b=g))
 
 
+def test_run_summary_leaves_out_the_category_pairs_of_two_model_pairs(rng):
+    """B | C has 2 model pairs: its r is +-1 whatever the data, so the end-of-run summary leaves
+    it out as the book does (consistency.nc keeps it)."""
+    from repsim.results import consistency_overview
+
+    cons = consistency_dataset(make_sim(rng).to_dataset(), by=("objective",))
+    assert "objective: B | C" in [str(g) for g in cons.group_pair.values]
+    overview = consistency_overview(cons)
+    assert list(overview["models"]) == [
+        "all",
+        "objective: A | A",
+        "objective: A | B",
+        "objective: A | C",
+    ]
+
+
 def test_within_category_consistency_by_hand(rng):
     from repsim.consistency import within_category_consistency
 
