@@ -206,8 +206,8 @@ def _check_subset_sizes(plan: RunPlan) -> None:
                 bounds[ds.id] = ds.per_class * classes
         elif classes:  # ceil(max_images / c) from each of the c <= classes classes in the split
             bounds[ds.id] = max(c * math.ceil(ds.max_images / c) for c in range(1, classes + 1))
-        else:
-            bounds[ds.id] = ds.max_images
+        # without n_classes there is no bound (max_images + C - 1 for C classes): the exact
+        # counts are checked once the stimulus tables exist (RunPlan.check_stimulus_counts)
     _check_counts(plan.measures, bounds, plan.config_path, bound=True)
 
 

@@ -238,6 +238,23 @@ def test_measures_that_would_be_1_whatever_the_features_are_refused(tmp_path: Pa
         plan.check_stimulus_counts({"faces": 4, "textures": 5, "gratings": 18})
 
 
+def test_a_dataset_of_unknown_classes_has_no_subset_bound_at_plan_time() -> None:
+    """max_images 6 over C classes takes ceil(6 / C) per class: up to 6 + C - 1 stimuli. Without
+    n_classes nothing bounds it, so the plan does not refuse; the exact counts are checked later."""
+    from types import SimpleNamespace
+
+    from repsim.plan import _check_subset_sizes
+
+    def plan(n_classes):
+        ds = SimpleNamespace(id="x", n_classes=n_classes, per_class=None, max_images=6)
+        return SimpleNamespace(datasets=[ds], measures=("mutual_knn_5",), config_path="c.yaml")
+
+    _check_subset_sizes(plan(None))  # 4 classes would give 8 >= 7
+    _check_subset_sizes(plan(4))
+    with pytest.raises(ConfigError, match="mutual_knn_5 needs at least 7 stimuli; dataset 'x' can have at most 6"):
+        _check_subset_sizes(plan(1))
+
+
 @pytest.mark.parametrize(
     "select",
     [
