@@ -61,14 +61,20 @@ def folder_fingerprint(path: str | Path) -> str | None:
 
 
 def data_fingerprint(spec: object) -> str | None:
-    """Fingerprint of the data a dataset spec points at through ``path``: the file's content, or
-    the folder's listing. A ``root`` that a library manages (torchvision, ImageNet for BREEDS) is
-    identified by the spec alone: such roots are written by their library, not edited by hand."""
-    path = getattr(spec, "path", None)
-    if path is None:
+    """Fingerprint of the data a dataset spec reads (``spec.data_paths()``: its ``path``, a
+    user-provided ``root`` such as ImageNet for BREEDS, option files such as a class map): each
+    file's content, each folder's listing. None when the spec names no local data (a URL, or a
+    torchvision ``root``, which the library writes and checks itself)."""
+    paths = spec.data_paths() if hasattr(spec, "data_paths") else {}
+    if not paths:
         return None
-    p = Path(path)
-    return file_fingerprint(p) if p.is_file() else folder_fingerprint(p)
+    h = hashlib.sha256()
+    for role, path in sorted(paths.items()):
+        p = Path(path)
+        h.update(
+            f"{role}\0{file_fingerprint(p) if p.is_file() else folder_fingerprint(p)}\n".encode()
+        )
+    return h.hexdigest()
 
 
 def code_fingerprint(*modules: str) -> str:

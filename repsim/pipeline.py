@@ -196,6 +196,7 @@ def _run_locked(
         cluster or scheduler,
     )
 
+    stages.fingerprint_data(plan)  # once here, before the plan is sent to any worker
     probe_pool = _probe_pool_possible(plan, device, scheduler, cluster)
     wall: dict[str, float] = {}
     with dask_scheduler(scheduler, cluster, plan.raw.get("cluster")) as compute_kw:

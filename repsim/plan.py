@@ -61,6 +61,11 @@ class RunPlan:
     threads: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     config: RunConfig | None = field(default=None, compare=False, repr=False)
+    #: each dataset's data fingerprint, taken once per plan (a run), not once per model: the
+    #: listing of a large image folder (ImageNet for BREEDS) takes seconds
+    data_fingerprints: dict[str, str | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def probes_enabled(self) -> bool:

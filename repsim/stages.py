@@ -99,11 +99,21 @@ def stage_code(stage: str) -> str:
     )
 
 
+def fingerprint_data(plan: RunPlan) -> None:
+    """Take each dataset's data fingerprint into the plan, once per run (see :func:`stimuli_key`)."""
+    for ds in plan.datasets:
+        if ds.id not in plan.data_fingerprints:
+            plan.data_fingerprints[ds.id] = data_fingerprint(ds)
+
+
 def stimuli_key(plan: RunPlan, ds: Any) -> str:
     """Inputs of one stimulus table: the dataset spec, the subset rules and the data's content
-    (:func:`repsim.fingerprint.data_fingerprint`), so changed images or labels redo the table
-    and everything computed from it."""
-    return stage_key("stimuli", ds, plan.stimuli, data_fingerprint(ds), stage_code("stimuli"))
+    (:func:`repsim.fingerprint.data_fingerprint`, taken once per plan), so changed images or
+    labels redo the table and everything computed from it."""
+    fingerprint_data(plan)
+    return stage_key(
+        "stimuli", ds, plan.stimuli, plan.data_fingerprints[ds.id], stage_code("stimuli")
+    )
 
 
 def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = None) -> str:

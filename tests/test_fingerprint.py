@@ -50,17 +50,78 @@ def test_folder_fingerprint_follows_the_files(tmp_path):
     assert folder_fingerprint(tmp_path / "none") is None
 
 
-def test_data_fingerprint_of_a_spec(tmp_path):
-    class Spec:
-        path = None
+def _dataset(**entry):
+    from repsim.stimuli import parse_datasets
 
-    spec = Spec()
-    assert data_fingerprint(spec) is None  # a library-managed root: the spec identifies it
-    spec.path = tmp_path / "d.npz"
-    spec.path.write_bytes(b"npz")
-    assert data_fingerprint(spec) == file_fingerprint(spec.path)
-    spec.path = tmp_path
-    assert data_fingerprint(spec) == folder_fingerprint(tmp_path)
+    (spec,) = parse_datasets([{"id": "d", "domain": "Structured", **entry}])
+    return spec
+
+
+def test_data_fingerprint_of_a_spec(tmp_path):
+    (tmp_path / "d.npz").write_bytes(b"npz")
+    spec = _dataset(loader="embedded", path=str(tmp_path / "d.npz"))
+    assert spec.data_paths() == {"path": tmp_path / "d.npz"}
+    one = data_fingerprint(spec)
+    (tmp_path / "d.npz").write_bytes(b"npz, other content")
+    assert data_fingerprint(spec) != one
+    # a torchvision root is the library's: the spec identifies it
+    assert (
+        data_fingerprint(
+            _dataset(loader="torchvision", root=str(tmp_path), options={"name": "CIFAR10"})
+        )
+        is None
+    )
+
+
+def test_breeds_is_identified_by_its_imagenet_folder_and_label_files(tmp_path):
+    """ImageNet is provided by the user (it can be replaced, e.g. by the face-blurred release),
+    and the hierarchy and class-map files set the labels: each of them changes the fingerprint."""
+    imagenet, hierarchy = tmp_path / "imagenet", tmp_path / "hierarchy"
+    (imagenet / "train" / "n01").mkdir(parents=True)
+    (imagenet / "train" / "n01" / "a.JPEG").write_bytes(b"jpeg")
+    hierarchy.mkdir()
+    (hierarchy / "class_hierarchy.txt").write_text("n0 n01\n")
+    (tmp_path / "map.txt").write_text("n01 n9\n")
+    spec = _dataset(
+        loader="breeds",
+        root=str(imagenet),
+        options={
+            "task": "living17",
+            "hierarchy": str(hierarchy),
+            "class_map": str(tmp_path / "map.txt"),
+        },
+    )
+    assert set(spec.data_paths()) == {"root", "options.hierarchy", "options.class_map"}
+    seen = {data_fingerprint(spec)}
+    (imagenet / "train" / "n01" / "b.JPEG").write_bytes(b"jpeg")  # an image more
+    seen.add(data_fingerprint(spec))
+    (hierarchy / "class_hierarchy.txt").write_text("n0 n01\nn0 n02\n")
+    seen.add(data_fingerprint(spec))
+    (tmp_path / "map.txt").write_text("n01 n8\n")
+    seen.add(data_fingerprint(spec))
+    assert len(seen) == 4 and None not in seen
+
+
+def test_the_data_is_fingerprinted_once_per_plan_not_once_per_model(tmp_path, monkeypatch):
+    from repsim import stages
+    from repsim.plan import load_plan
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("faces.npz", "textures.npz"):
+        shutil.copy(REPO / "data" / "embedded" / name, data / name)
+    calls = []
+    real = stages.data_fingerprint
+    monkeypatch.setattr(stages, "data_fingerprint", lambda ds: calls.append(ds.id) or real(ds))
+    plan = load_plan(_config(tmp_path / "c.yaml", data), check_models=False)
+    stages.fingerprint_data(plan)
+    keys = {stages.features_key(plan, m, ds) for m in plan.models for ds in plan.datasets}
+    assert len(keys) == len(plan.models) * len(plan.datasets)
+    assert sorted(calls) == ["faces", "textures"]
+    again = load_plan(_config(tmp_path / "c.yaml", data), check_models=False)
+    assert stages.stimuli_key(again, again.datasets[0]) == stages.stimuli_key(
+        plan, plan.datasets[0]
+    )
 
 
 def _config(path, data_dir):

@@ -55,6 +55,13 @@ LOADER_OPTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: loaders whose ``root`` holds data the user provides (ImageNet for BREEDS), part of the
+#: dataset's fingerprint; a torchvision root is written and checked by the library itself
+USER_ROOTS = ("breeds",)
+#: ``options:`` that name files defining the labels, part of the dataset's fingerprint
+FILE_OPTIONS: dict[str, tuple[str, ...]] = {"breeds": ("hierarchy", "class_map")}
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """One stimulus dataset: where it is, how to load it, and how to subsample it for similarity.
@@ -85,6 +92,19 @@ class DatasetSpec:
         entry = {CONFIG_DIR_KEY: str(self.config_dir)} if self.config_dir else {}
         p = resolve_path(value, entry)
         return Path(os.path.normpath(p)) if p is not None else None
+
+    def data_paths(self) -> dict[str, Path]:
+        """The files and folders whose content makes this dataset's images and labels, by role
+        (``path``, a user-provided ``root``, options naming files): what
+        :func:`repsim.fingerprint.data_fingerprint` identifies the data by."""
+        paths = {"path": self.path} if self.path is not None else {}
+        if self.root is not None and self.loader in USER_ROOTS:
+            paths["root"] = self.root
+        for option in FILE_OPTIONS.get(self.loader, ()):
+            value = self.resolve(self.options.get(option))
+            if value is not None:
+                paths[f"options.{option}"] = value
+        return paths
 
     @property
     def location(self) -> str:
