@@ -41,6 +41,7 @@ fuzz: setup
 
 lint: setup
 	$(BIN)/ruff check repsim tests
+	$(BIN)/ruff format --check repsim tests
 
 bench: setup
 	$(BIN)/repsim bench all

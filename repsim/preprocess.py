@@ -50,7 +50,9 @@ def _center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
     return x[..., top : top + crop, left : left + crop]
 
 
-def to_tensor_batch(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+def to_tensor_batch(
+    images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """uint8 ``(n, H, W, 3)`` -> float32 ``(n, 3, H, W)`` in [0, 255] on ``device``."""
     t = torch.as_tensor(images)
     if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:

@@ -24,7 +24,9 @@ class TaskProgress(Callback):
         total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
         self.bar = tqdm(total=total, desc=self.desc, unit="task", dynamic_ncols=True)
 
-    def _posttask(self, key: Any, result: Any, dsk: Any, state: dict[str, Any], worker_id: Any) -> None:
+    def _posttask(
+        self, key: Any, result: Any, dsk: Any, state: dict[str, Any], worker_id: Any
+    ) -> None:
         if self.bar is not None:
             self.bar.set_postfix_str(str(key)[:40], refresh=False)
             self.bar.update(1)

@@ -46,10 +46,7 @@ def untested_claims(markdown: str) -> list[str]:
     states its test, or says that it only describes.
     """
     sentences = [
-        s
-        for line in markdown.splitlines()
-        for s in _SENTENCE_END.split(line.strip())
-        if s
+        s for line in markdown.splitlines() for s in _SENTENCE_END.split(line.strip()) if s
     ]
     return [s for s in sentences if COMPARING.search(s) and not BACKED.search(s)]
 
@@ -625,8 +622,7 @@ def platonic_text(medians: pd.DataFrame, measure: str, knn_measure: str, categor
     if len(both) >= 3:
         rho = correlate(both[measure], both[knn_measure], "spearman")
         text += (
-            f"; over the {len(both)} pairs the two measures' medians have Spearman "
-            f"**{fmt(rho)}**"
+            f"; over the {len(both)} pairs the two measures' medians have Spearman **{fmt(rho)}**"
         )
     return text + (
         "; described, not tested: the medians share datasets and models, so no p-value or "

@@ -97,8 +97,9 @@ def _assert_clean(path: Path) -> list[dict]:
     assert not [o for o in outs if o["output_type"] == "error"], path.name
     stderr = [o["text"] for o in outs if o.get("name") == "stderr"]
     assert not stderr, f"{path.name} wrote to stderr: {stderr}"
-    md = "\n".join("".join(o["data"]["text/markdown"]) for o in outs
-                   if "text/markdown" in o.get("data", {}))
+    md = "\n".join(
+        "".join(o["data"]["text/markdown"]) for o in outs if "text/markdown" in o.get("data", {})
+    )
     assert not re.search(r"\bnan\b", md, re.I), f"{path.name}: 'nan' in a sentence: {md}"
     claims = T.untested_claims(md)
     assert not claims, f"{path.name}: sentences that rank or compare without a test: {claims}"
@@ -176,8 +177,14 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
     run_dir = write_fake_run(tmp_path / "bare", n_per_objective=1, features=False, probes=False)
     (run_dir / "consistency.nc").unlink()
     write_manifest_for(run_dir)  # a run that wrote no consistency.nc
-    names = ("overview", "similarity_matrices", "consistency_scatter", "consistency_by_category",
-             "behaviour", "robustness")
+    names = (
+        "overview",
+        "similarity_matrices",
+        "consistency_scatter",
+        "consistency_by_category",
+        "behaviour",
+        "robustness",
+    )
     chapters = [p for p in B.chapter_notebooks() if p.stem[3:] in names]
     assert len(chapters) == len(names)
     out = B.execute_chapters(run_dir, tmp_path / "out", chapters)
@@ -185,13 +192,19 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
     for path in out:
         text += _text(_assert_clean(path))
     assert "no probes.nc" in text and "no consistency.nc" in text and "kept no features" in text
-    assert "of the same objective and of different objective" in text  # similarity matrices: no same-category pair
+    assert (
+        "of the same objective and of different objective" in text
+    )  # similarity matrices: no same-category pair
     assert "no group r is shown" in text  # consistency scatter: no 3 pairs
 
 
 def _chrome():
     webdriver = pytest.importorskip("selenium.webdriver")
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    chrome = (
+        shutil.which("chromium")
+        or shutil.which("chromium-browser")
+        or shutil.which("google-chrome")
+    )
     driver = shutil.which("chromedriver")
     if not chrome or not driver:
         pytest.skip("headless chromium and chromedriver are not installed")
@@ -199,9 +212,17 @@ def _chrome():
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = chrome
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1800"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1400,1800",
+    ):
         opts.add_argument(flag)
     return opts, Service(driver)
 
@@ -209,9 +230,12 @@ def _chrome():
 def _wait_until_loaded(browser, timeout: float = 30.0) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, timeout).until(lambda b: b.execute_script(
-        "return document.readyState === 'complete' && document.body !== null "
-        "&& !document.querySelector('meta[http-equiv=\"Refresh\" i]');"))
+    WebDriverWait(browser, timeout).until(
+        lambda b: b.execute_script(
+            "return document.readyState === 'complete' && document.body !== null "
+            "&& !document.querySelector('meta[http-equiv=\"Refresh\" i]');"
+        )
+    )
 
 
 @pytest.mark.slow
@@ -229,13 +253,17 @@ def test_built_pages_in_headless_chromium(built_book: Path, tmp_path):
         for name, page in (("index", built_book), ("results", html / RESULTS_PAGE)):
             browser.get(page.as_uri())
             _wait_until_loaded(browser)  # index.html of jupyter-book redirects to the first page
-            browser.execute_script("window.scrollTo(0, document.body.scrollHeight); window.scrollTo(0, 0);")
+            browser.execute_script(
+                "window.scrollTo(0, document.body.scrollHeight); window.scrollTo(0, 0);"
+            )
             images = browser.execute_script(
-                "return Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete, i.naturalWidth]);")
+                "return Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete, i.naturalWidth]);"
+            )
             broken = [src for src, done, width in images if not (done and width > 0)]
             assert not broken, f"{name}: images that did not load: {broken}"
             errors = browser.execute_script(
-                "return document.querySelectorAll('.output.error, .output.stderr, .stderr, .traceback').length;")
+                "return document.querySelectorAll('.output.error, .output.stderr, .stderr, .traceback').length;"
+            )
             assert errors == 0, f"{name}: {errors} error/stderr output blocks"
             assert "Traceback" not in browser.find_element("tag name", "body").text
             if name == "results":
@@ -266,7 +294,9 @@ def test_pages_workflow_runs_the_readme_command_and_deploys():
     readme = (REPO / "README.md").read_text()
     main_command = re.search(r"^(make \w+)\s+# .*build the book", readme, re.M).group(1)
     assert main_command in runs  # the README's main command, as it is written there
-    upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    upload = next(
+        s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact")
+    )
     assert upload["with"]["path"] == "book/_build/html"
     assert deploy["needs"] == "build"
     assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in deploy["steps"])
@@ -280,7 +310,9 @@ def _book_copy(tmp_path: Path, url: str) -> Path:
     book = tmp_path / "book"
     book.mkdir(parents=True)
     text = (REPO / "book" / "_config.yml").read_text()
-    assert re.search(r'^  url: ""$', text, re.M), "repository.url must be empty in the committed config"
+    assert re.search(r'^  url: ""$', text, re.M), (
+        "repository.url must be empty in the committed config"
+    )
     (book / "_config.yml").write_text(text.replace('  url: ""', f'  url: "{url}"'))
     return book
 
@@ -288,13 +320,18 @@ def _book_copy(tmp_path: Path, url: str) -> Path:
 def test_launch_buttons_are_switched_by_the_repository_url(tmp_path):
     off = B.book_config(_book_copy(tmp_path / "off", ""))
     assert "repository" not in off  # else jupyter-book links its own repository
-    assert not any(off["launch_buttons"].get(k) for k in ("binderhub_url", "colab_url", "jupyterhub_url", "thebe"))
+    assert not any(
+        off["launch_buttons"].get(k)
+        for k in ("binderhub_url", "colab_url", "jupyterhub_url", "thebe")
+    )
     assert off["html"]["use_repository_button"] is False
     on = B.book_config(_book_copy(tmp_path / "on", "https://github.com/someone/repsim"))
     assert on["repository"]["url"] == "https://github.com/someone/repsim"
     assert on["launch_buttons"]["binderhub_url"] and on["launch_buttons"]["colab_url"]
     assert on["launch_buttons"]["thebe"] is False and on["html"]["use_repository_button"] is True
-    assert on["repository"]["path_to_book"] == "book"  # Binder and Colab open book/generated/<chapter>.ipynb
+    assert (
+        on["repository"]["path_to_book"] == "book"
+    )  # Binder and Colab open book/generated/<chapter>.ipynb
 
 
 def test_math_is_mathml_at_build_time():
@@ -308,7 +345,9 @@ def test_math_is_mathml_at_build_time():
         to_mathml(r"\notacommand x")
 
 
-CDN = re.compile(r"(cdn\.jsdelivr|unpkg\.com|cdnjs|mathjax|thebe|googleapis|binder|colab\.research)", re.I)
+CDN = re.compile(
+    r"(cdn\.jsdelivr|unpkg\.com|cdnjs|mathjax|thebe|googleapis|binder|colab\.research)", re.I
+)
 
 
 @pytest.mark.slow
@@ -321,8 +360,12 @@ def test_built_pages_need_no_cdn_and_show_math(built_book: Path):
         tags = re.findall(r"<(?:script|link|img|iframe)\b[^>]*>", text, re.I)
         remote = [t for t in tags if re.search(r"(src|href)=[\"'](https?:)?//", t)]
         assert not remote, f"{page.name} loads from the network: {remote[:3]}"
-        assert not CDN.search(" ".join(re.findall(r"<script\b.*?</script>", text, re.I | re.S))), page.name
-        assert "launch-buttons" not in text and "mybinder" not in text, f"{page.name}: launch buttons without a URL"
+        assert not CDN.search(" ".join(re.findall(r"<script\b.*?</script>", text, re.I | re.S))), (
+            page.name
+        )
+        assert "launch-buttons" not in text and "mybinder" not in text, (
+            f"{page.name}: launch buttons without a URL"
+        )
     methods = (html / "methods.html").read_text()
     assert methods.count("<math") >= 10 and "MathJax" not in methods
 

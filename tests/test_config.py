@@ -39,7 +39,8 @@ def test_a_missing_include_names_the_file_that_includes_it(tmp_path: Path):
 def test_a_folder_given_as_config_is_named_a_folder(tmp_path: Path):
     (tmp_path / "run.yaml").write_text("name: r\n")
     with pytest.raises(
-        ConfigError, match=r"is a folder, not a YAML config file \(it holds run.yaml\); pass the path"
+        ConfigError,
+        match=r"is a folder, not a YAML config file \(it holds run.yaml\); pass the path",
     ):
         load_config(tmp_path)
 
@@ -114,7 +115,10 @@ def test_bad_configs_fail_at_parse_time_with_the_fix(tmp_path: Path, text: str, 
 def test_two_spellings_of_one_measure_are_refused(tmp_path: Path) -> None:
     # both would be computed, under two labels, and analyses would count the measure twice
     for names, match in (
-        ("cka_linear, cka_rbf_0.4, cka_rbf_0.40", "'cka_rbf_0.4' and 'cka_rbf_0.40' are two spellings"),
+        (
+            "cka_linear, cka_rbf_0.4, cka_rbf_0.40",
+            "'cka_rbf_0.4' and 'cka_rbf_0.40' are two spellings",
+        ),
         ("mutual_knn_10, mutual_knn_010", "'mutual_knn_10' and 'mutual_knn_010' are two spellings"),
     ):
         with pytest.raises(ConfigError, match=f"c.yaml: measures: {match} of one measure"):
@@ -234,7 +238,9 @@ def test_measures_that_would_be_1_whatever_the_features_are_refused(tmp_path: Pa
     ):
         _plan(tmp_path, "stimuli: {max_images: 2}\nmeasures: [procrustes]\n")
     plan = _plan(tmp_path, "stimuli: {max_images: 5}\nmeasures: [procrustes, mutual_knn_3]\n")
-    with pytest.raises(ConfigError, match="mutual_knn_3 needs at least 5 stimuli; dataset 'faces' has 4"):
+    with pytest.raises(
+        ConfigError, match="mutual_knn_3 needs at least 5 stimuli; dataset 'faces' has 4"
+    ):
         plan.check_stimulus_counts({"faces": 4, "textures": 5, "gratings": 18})
 
 
@@ -251,7 +257,9 @@ def test_a_dataset_of_unknown_classes_has_no_subset_bound_at_plan_time() -> None
 
     _check_subset_sizes(plan(None))  # 4 classes would give 8 >= 7
     _check_subset_sizes(plan(4))
-    with pytest.raises(ConfigError, match="mutual_knn_5 needs at least 7 stimuli; dataset 'x' can have at most 6"):
+    with pytest.raises(
+        ConfigError, match="mutual_knn_5 needs at least 7 stimuli; dataset 'x' can have at most 6"
+    ):
         _check_subset_sizes(plan(1))
 
 
@@ -280,5 +288,7 @@ def test_a_key_given_twice_is_refused(tmp_path):
     path.write_text("name: x\nmodels: [a]\nmodels: [b]\n")
     with pytest.raises(ConfigError, match=r"(?s)'models' twice.*line 3"):
         read_yaml(path)
-    path.write_text("base: &b {seed: 1}\nstimuli: {<<: *b, max_images: 5}\n")  # merge keys still work
+    path.write_text(
+        "base: &b {seed: 1}\nstimuli: {<<: *b, max_images: 5}\n"
+    )  # merge keys still work
     assert read_yaml(path)["stimuli"] == {"seed": 1, "max_images": 5}

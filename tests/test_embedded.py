@@ -37,7 +37,11 @@ def test_embedded_file_contract(name, specs):
     n = len(st)
     assert n >= 1000
     assert st.images.shape == (n, 32, 32, 3) and st.images.dtype == np.uint8
-    assert st.labels.dtype == np.int64 and len(attrs) == n and all(isinstance(a, dict) and a for a in attrs)
+    assert (
+        st.labels.dtype == np.int64
+        and len(attrs) == n
+        and all(isinstance(a, dict) and a for a in attrs)
+    )
     assert len(np.unique(st.ids)) == n
     assert all(i.startswith(f"{name}/{s}/") for i, s in zip(st.ids, st.split))
     assert st.n_classes == spec.n_classes

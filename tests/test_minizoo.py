@@ -327,6 +327,7 @@ def test_shipped_heldout_describes_the_shipped_files() -> None:
 #: The retraining budget of issue 13: ten times the first zoo's 2 epochs.
 RETRAINED_EPOCHS = 20
 
+
 def test_shipped_zoo_has_one_budget_for_every_objective() -> None:
     """Issue 13: every trained model at the same budget, at least ten times the first zoo's."""
     rows = [r for r in _shipped_rows() if r["objective"] != "Random"]

@@ -44,8 +44,20 @@ def test_pixels_close_to_pil(rng: np.random.Generator, interp: str) -> None:
 @pytest.mark.parametrize(
     "entry",
     [
-        {"id": "rn18", "loader": "torchvision", "identifier": "resnet18", "layer": "avgpool", "token": "pooled"},
-        {"id": "vit", "loader": "timm", "identifier": "vit_tiny_patch16_224.augreg_in21k_ft_in1k", "layer": "norm", "token": "cls"},
+        {
+            "id": "rn18",
+            "loader": "torchvision",
+            "identifier": "resnet18",
+            "layer": "avgpool",
+            "token": "pooled",
+        },
+        {
+            "id": "vit",
+            "loader": "timm",
+            "identifier": "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+            "layer": "norm",
+            "token": "cls",
+        },
     ],
     ids=["resnet18", "vit_tiny"],
 )

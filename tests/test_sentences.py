@@ -234,7 +234,10 @@ def test_behaviour_text_states_the_sign_test_over_datasets():
     )
     text = T.behaviour_text(corr)
     p = stats.binomtest(7, 8, 0.5).pvalue  # 18/256
-    assert f"on **7 of 8** datasets (mean r = -0.41; exact sign test over datasets, p = {p:.2f})" in text
+    assert (
+        f"on **7 of 8** datasets (mean r = -0.41; exact sign test over datasets, p = {p:.2f})"
+        in text
+    )
     assert "not more often than chance would give" in text
     all_neg = T.behaviour_text(corr.assign(pearson_r=-0.5))
     assert "p = 0.008): more often than chance would give" in all_neg  # 2 / 2**8

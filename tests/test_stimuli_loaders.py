@@ -52,7 +52,9 @@ def test_decode_conversions_to_rgb_uint8():
     sixteen = np.full((16, 16), 65535, np.uint16)
     sixteen[:8] = 257 * 100
     out = decode_image(_png(sixteen))
-    assert out.dtype == np.uint8 and out[0, 0, 0] == 100 and out[15, 0, 0] == 255  # scaled, not clipped
+    assert (
+        out.dtype == np.uint8 and out[0, 0, 0] == 100 and out[15, 0, 0] == 255
+    )  # scaled, not clipped
 
     rgba = np.dstack([_rgb(0), np.full((16, 16), 0, np.uint8)])
     out = decode_image(_png(rgba))
@@ -95,9 +97,15 @@ def folder(tmp_path) -> Path:
         _write(root / "train" / "ant" / f"{i}.png", _png(_rgb(i)))
         _write(root / "train" / "bee" / f"sub/{i}.jpg", _png(_rgb(10 + i), "JPEG"))
     _write(root / "train" / "bee" / "gray.png", _png(np.full((20, 12), 9, np.uint8)))
-    _write(root / "train" / "bee" / "cmyk.jpg", _png(Image.new("CMYK", (16, 16), (10, 20, 30, 40)), "JPEG"))
+    _write(
+        root / "train" / "bee" / "cmyk.jpg",
+        _png(Image.new("CMYK", (16, 16), (10, 20, 30, 40)), "JPEG"),
+    )
     _write(root / "train" / "bee" / "deep.png", _png(np.full((16, 16), 4000, np.uint16)))
-    _write(root / "train" / "bee" / "alpha.png", _png(np.dstack([_rgb(5), np.full((16, 16), 128, np.uint8)])))
+    _write(
+        root / "train" / "bee" / "alpha.png",
+        _png(np.dstack([_rgb(5), np.full((16, 16), 128, np.uint8)])),
+    )
     _write(root / "train" / "bee" / "broken.jpg", b"\xff\xd8 garbage")
     jpg = _png(_rgb(6, 64), "JPEG")
     _write(root / "train" / "bee" / "cut.jpg", jpg[: len(jpg) // 2])
@@ -140,17 +148,23 @@ def test_stimulus_table_records_truncated_item_in_subset(folder):
     assert "fx/train/bee/cut.jpg" not in set(table.id)
     assert "fx/train/bee/cut.jpg" in dict(table.attrs["skipped"])
     assert len(table.attrs["skipped"]) == 3
-    assert table.in_similarity.sum() == 13 and "fx/train/solo/only.png" in set(table[table.in_similarity].id)
+    assert table.in_similarity.sum() == 13 and "fx/train/solo/only.png" in set(
+        table[table.in_similarity].id
+    )
 
 
 def test_imagefolder_flat_with_holdout(tmp_path):
     for c, n in (("x", 10), ("y", 1)):
         for i in range(n):
             _write(tmp_path / c / f"{i}.png", _png(_rgb(i)))
-    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path), options={"test_fraction": 0.3}))
+    st = open_dataset(
+        _spec(loader="imagefolder", path=str(tmp_path), options={"test_fraction": 0.3})
+    )
     assert st.counts("test").tolist() == [3, 0] and st.counts("train").tolist() == [7, 1]
     assert all(i.startswith(f"fx/{s}/") for i, s in zip(st.ids, st.split))
-    again = open_dataset(_spec(loader="imagefolder", path=str(tmp_path), options={"test_fraction": 0.3}))
+    again = open_dataset(
+        _spec(loader="imagefolder", path=str(tmp_path), options={"test_fraction": 0.3})
+    )
     assert np.array_equal(st.ids, again.ids)
 
 
@@ -187,11 +201,19 @@ def shards(tmp_path) -> Path:
     root.mkdir()
     (root / "classnames.txt").write_text("cat\ndog\nfox\n")
     webp = _png(_rgb(0), "WEBP")
-    _shard(root / "train" / "0.tar", [(f"s{i:04d}", _png(_rgb(i)), str(i % 3)) for i in range(6)] + [("w", webp, "1")])
+    _shard(
+        root / "train" / "0.tar",
+        [(f"s{i:04d}", _png(_rgb(i)), str(i % 3)) for i in range(6)] + [("w", webp, "1")],
+    )
     _shard(
         root / "train" / "1.tar",
-        [("s0100", _png(_rgb(1)), None), ("s0101", None, "1"), ("s0102", b"junk", "2"), ("s0103", _png(_rgb(2)), "9"),
-         ("s0104", _png(_rgb(3)), "x")],
+        [
+            ("s0100", _png(_rgb(1)), None),
+            ("s0101", None, "1"),
+            ("s0102", b"junk", "2"),
+            ("s0103", _png(_rgb(2)), "9"),
+            ("s0104", _png(_rgb(3)), "x"),
+        ],
     )
     _shard(root / "test" / "0.tar", [(f"t{i}", _png(_rgb(50 + i)), str(i % 3)) for i in range(3)])
     # a shard that ends early: the last sample's image is cut off
@@ -284,16 +306,28 @@ def test_breeds_from_hierarchy_and_class_map(tmp_path):
             _write(imnet / sp / wnid / f"{wnid}_{sp}.JPEG", _png(_rgb(k), "JPEG"))
     info = tmp_path / "breeds"
     info.mkdir()
-    (info / "class_hierarchy.txt").write_text("n00 n10\nn00 n20\nn10 n01\nn10 n02\nn20 n21\nn21 n03\nn20 n04\n")
+    (info / "class_hierarchy.txt").write_text(
+        "n00 n10\nn00 n20\nn10 n01\nn10 n02\nn20 n21\nn21 n03\nn20 n04\n"
+    )
     (info / "node_names.txt").write_text("n10\tanimal\nn20\tartifact\n")
-    spec = _spec(loader="breeds", root=str(imnet), options={"hierarchy": str(info), "superclasses": ["n10", "n20"]})
+    spec = _spec(
+        loader="breeds",
+        root=str(imnet),
+        options={"hierarchy": str(info), "superclasses": ["n10", "n20"]},
+    )
     st = open_dataset(spec)
     assert st.class_names == ["animal", "artifact"]
     assert st.counts("train").tolist() == [2, 2] and st.counts("test").tolist() == [2, 2]
     assert st.labels[st.indices_of(["fx/train/n03/n03_train.JPEG"])][0] == 1
     cmap = tmp_path / "map.txt"
     cmap.write_text("n01 n10\nn04 n20\n")
-    st = open_dataset(_spec(loader="breeds", root=str(imnet), options={"class_map": str(cmap), "hierarchy": str(info)}))
+    st = open_dataset(
+        _spec(
+            loader="breeds",
+            root=str(imnet),
+            options={"class_map": str(cmap), "hierarchy": str(info)},
+        )
+    )
     assert st.counts().tolist() == [2, 2] and len(st) == 4
     with pytest.raises(ConfigError, match="class_map"):
         open_dataset(_spec(loader="breeds", root=str(imnet)))
@@ -303,7 +337,10 @@ def test_torchvision_one_part_dataset_gets_a_test_fraction(tmp_path):
     # EuroSAT ships as one folder of classes; probes need a held-out test part
     for k, cls in enumerate(("AnnualCrop", "Forest")):
         for i in range(10):
-            _write(tmp_path / "eurosat" / "2750" / cls / f"{cls}_{i}.jpg", _png(_rgb(k * 10 + i), "JPEG"))
+            _write(
+                tmp_path / "eurosat" / "2750" / cls / f"{cls}_{i}.jpg",
+                _png(_rgb(k * 10 + i), "JPEG"),
+            )
     options = {"name": "EuroSAT", "test_fraction": 0.2}
     st = open_dataset(_spec(loader="torchvision", root=str(tmp_path), options=options))
     assert st.counts("train").tolist() == [8, 8] and st.counts("test").tolist() == [2, 2]

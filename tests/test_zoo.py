@@ -29,8 +29,14 @@ def _params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 # -- specs ---------------------------------------------------------------------------------
 def test_parse_valid_entry(tmp_path: Path) -> None:
-    entry = {"_config_dir": str(tmp_path), "id": "m", "loader": "timm", "identifier": "resnet18",
-             "weights": "w.safetensors", "metadata": {"embed_dim": "512", "objective": "Supervised"}}
+    entry = {
+        "_config_dir": str(tmp_path),
+        "id": "m",
+        "loader": "timm",
+        "identifier": "resnet18",
+        "weights": "w.safetensors",
+        "metadata": {"embed_dim": "512", "objective": "Supervised"},
+    }
     (spec,) = parse_models([entry])
     assert spec.weights == tmp_path / "w.safetensors" and spec.embed_dim == 512
 
@@ -43,7 +49,10 @@ def test_parse_valid_entry(tmp_path: Path) -> None:
         ([{"id": "a", "loader": "timm", "identifier": "x"}] * 2, "'a' appears twice"),
         ([{"id": "a", "loader": "timm", "identifier": "x", "token": "avg"}], "token 'avg'"),
         ([{"loader": "timm", "identifier": "x"}], "no 'id'"),
-        ([{"id": "a", "loader": "timm", "identifier": "x", "layr": "norm"}], "unknown key 'layr' .did you mean 'layer'"),
+        (
+            [{"id": "a", "loader": "timm", "identifier": "x", "layr": "norm"}],
+            "unknown key 'layr' .did you mean 'layer'",
+        ),
     ],
 )
 def test_parse_errors(entries: list, match: str) -> None:
@@ -87,7 +96,9 @@ def test_torchvision_state_dict(tmp_path: Path) -> None:
     assert (got.preprocess.resize, got.preprocess.crop) == (256, 224)
 
 
-def test_torchvision_options_are_honoured_or_refused_when_the_config_is_read(tmp_path: Path) -> None:
+def test_torchvision_options_are_honoured_or_refused_when_the_config_is_read(
+    tmp_path: Path,
+) -> None:
     # a trusted file that holds a non-tensor object: torch.load refuses it unless weights_only is off
     from collections import UserDict
 
@@ -97,13 +108,23 @@ def test_torchvision_options_are_honoured_or_refused_when_the_config_is_read(tmp
     torch.save(UserDict(src.module.state_dict()), path)
     with pytest.raises(ModelError, match="weights_only: false"):
         load_model(ModelSpec("b", "torchvision", "squeezenet1_1", weights=path))
-    got = load_model(ModelSpec("b", "torchvision", "squeezenet1_1", weights=path,
-                               options={"weights_only": False}))
+    got = load_model(
+        ModelSpec(
+            "b", "torchvision", "squeezenet1_1", weights=path, options={"weights_only": False}
+        )
+    )
     assert _params_equal(got.module, src.module)
-    entry = {"id": "tv", "loader": "torchvision", "identifier": "squeezenet1_1",
-             "options": {"weights_onyl": False}}
-    with pytest.raises(ConfigError, match="model 'tv': options of loader 'torchvision': unknown key "
-                       "'weights_onyl' .did you mean 'weights_only'.*allowed keys are weights, weights_only"):
+    entry = {
+        "id": "tv",
+        "loader": "torchvision",
+        "identifier": "squeezenet1_1",
+        "options": {"weights_onyl": False},
+    }
+    with pytest.raises(
+        ConfigError,
+        match="model 'tv': options of loader 'torchvision': unknown key "
+        "'weights_onyl' .did you mean 'weights_only'.*allowed keys are weights, weights_only",
+    ):
         parse_models([entry])
     with pytest.raises(ConfigError, match="weights_only must be true or false"):
         parse_models([{**entry, "options": {"weights_only": "no"}}])
@@ -112,9 +133,17 @@ def test_torchvision_options_are_honoured_or_refused_when_the_config_is_read(tmp
 def test_open_clip_local_file(tmp_path: Path) -> None:
     import open_clip
 
-    cfg = {"embed_dim": 16,
-           "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "head_width": 32, "patch_size": 16},
-           "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}}
+    cfg = {
+        "embed_dim": 16,
+        "vision_cfg": {
+            "image_size": 32,
+            "layers": 1,
+            "width": 64,
+            "head_width": 32,
+            "patch_size": 16,
+        },
+        "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
+    }
     (tmp_path / "cfgs").mkdir()
     (tmp_path / "cfgs" / "repsim-tiny.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(tmp_path / "cfgs")
@@ -123,7 +152,9 @@ def test_open_clip_local_file(tmp_path: Path) -> None:
     torch.save(src.state_dict(), path)
     got = load_model(ModelSpec("t", "open_clip", "repsim-tiny", weights=path))
     assert _params_equal(got.module.visual, src.visual)
-    out = FeatureExtractor(got, ModelSpec("t", "open_clip", "x", layer="visual"))(torch.randn(2, 3, 32, 32))
+    out = FeatureExtractor(got, ModelSpec("t", "open_clip", "x", layer="visual"))(
+        torch.randn(2, 3, 32, 32)
+    )
     assert out.shape == (2, 16)
 
 
@@ -133,17 +164,37 @@ def test_checkpoint_key_remapping(tmp_path: Path, layout: str) -> None:
     src = load_model(ModelSpec("a", "torchvision", "resnet18"), pretrained=False).module
     trunk = {k: v for k, v in src.state_dict().items() if not k.startswith("fc.")}
     if layout == "vissl":
-        ckpt = {"classy_state_dict": {"base_model": {"model": {
-            "trunk": {f"_feature_blocks.{k}": v for k, v in trunk.items()},
-            "heads": {"0.clf.0.weight": torch.zeros(3)}}}}, "phase_idx": 7}
+        ckpt = {
+            "classy_state_dict": {
+                "base_model": {
+                    "model": {
+                        "trunk": {f"_feature_blocks.{k}": v for k, v in trunk.items()},
+                        "heads": {"0.clf.0.weight": torch.zeros(3)},
+                    }
+                }
+            },
+            "phase_idx": 7,
+        }
     else:
-        ckpt = {"state_dict": {**{f"module.backbone.{k}": v for k, v in trunk.items()},
-                               "module.projection_head.0.weight": torch.zeros(4, 4),
-                               "module.fc.weight": torch.zeros(10, 512)}}
+        ckpt = {
+            "state_dict": {
+                **{f"module.backbone.{k}": v for k, v in trunk.items()},
+                "module.projection_head.0.weight": torch.zeros(4, 4),
+                "module.fc.weight": torch.zeros(10, 512),
+            }
+        }
     path = tmp_path / "ckpt.torch"
     torch.save(ckpt, path)
     assert set(remap_keys(unwrap(torch.load(path, weights_only=True)))) == set(trunk)
-    got = load_model(ModelSpec("c", "checkpoint", "resnet18", weights=path, options={"url": "https://example.org/c.torch"}))
+    got = load_model(
+        ModelSpec(
+            "c",
+            "checkpoint",
+            "resnet18",
+            weights=path,
+            options={"url": "https://example.org/c.torch"},
+        )
+    )
     assert _params_equal(got.module, src)
     assert isinstance(got.module.fc, torch.nn.Identity)
 
@@ -162,7 +213,9 @@ def test_torch_hub_local_repo(tmp_path: Path) -> None:
         "import torch\n\ndef tiny(pretrained=False):\n    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1))\n"
     )
     got = load_model(ModelSpec("h", "torch_hub", f"local:{repo} tiny"), pretrained=False)
-    out = FeatureExtractor(got, ModelSpec("h", "torch_hub", "x", layer="1", token="pooled"))(torch.randn(2, 3, 8, 8))
+    out = FeatureExtractor(got, ModelSpec("h", "torch_hub", "x", layer="1", token="pooled"))(
+        torch.randn(2, 3, 8, 8)
+    )
     assert out.shape == (2, 4)
 
 
@@ -173,7 +226,12 @@ def test_torch_hub_local_repo(tmp_path: Path) -> None:
         ModelSpec("t", "timm", "resnet10t.c3_in1k"),
         ModelSpec("v", "torchvision", "resnet18"),
         ModelSpec("o", "open_clip", "RN50:openai"),
-        ModelSpec("c", "checkpoint", "resnet50", options={"url": "https://dl.fbaipublicfiles.com/vicreg/resnet50.pth"}),
+        ModelSpec(
+            "c",
+            "checkpoint",
+            "resnet50",
+            options={"url": "https://dl.fbaipublicfiles.com/vicreg/resnet50.pth"},
+        ),
         ModelSpec("h", "torch_hub", "facebookresearch/vicreg:main resnet50"),
         ModelSpec("f", "timm", "resnet18", weights=Path("/nonexistent/w.safetensors")),
     ],
@@ -223,7 +281,9 @@ def test_bad_layer_lists_close_names() -> None:
 
 
 def test_taps_cls_pooled_and_hook() -> None:
-    loaded = load_model(ModelSpec("v", "timm", "vit_tiny_patch16_224", options={"img_size": 32}), pretrained=False)
+    loaded = load_model(
+        ModelSpec("v", "timm", "vit_tiny_patch16_224", options={"img_size": 32}), pretrained=False
+    )
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         cls = FeatureExtractor(loaded, layer="norm", token="cls")(x)

@@ -12,7 +12,9 @@ from typing import Any
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "configs" / "embedded.yaml"
 
 
-def run(config: str | Path = DEFAULT_CONFIG, device: str | None = None, out: str | Path | None = None) -> dict[str, Any]:
+def run(
+    config: str | Path = DEFAULT_CONFIG, device: str | None = None, out: str | Path | None = None
+) -> dict[str, Any]:
     """Run ``config`` into a fresh folder, then again (everything cached); return both timings."""
     from repsim.pipeline import run as run_pipeline
     from repsim.runfolder import RunFolder
@@ -26,8 +28,14 @@ def run(config: str | Path = DEFAULT_CONFIG, device: str | None = None, out: str
         t0 = time.perf_counter()
         run_pipeline(config, run_dir, device=device)
         warm = time.perf_counter() - t0
-    return {"benchmark": "run", "config": str(config), "cold_s": cold, "cached_rerun_s": warm,
-            "stages_s": stages, "ratio_cold_over_cached": cold / warm}
+    return {
+        "benchmark": "run",
+        "config": str(config),
+        "cold_s": cold,
+        "cached_rerun_s": warm,
+        "stages_s": stages,
+        "ratio_cold_over_cached": cold / warm,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     result = run(args.config, args.device)
-    print(f"end-to-end run of {result['config']}: {result['cold_s']:.1f} s cold, "
-          f"{result['cached_rerun_s']:.1f} s cached rerun (ratio {result['ratio_cold_over_cached']:.0f}x)")
+    print(
+        f"end-to-end run of {result['config']}: {result['cold_s']:.1f} s cold, "
+        f"{result['cached_rerun_s']:.1f} s cached rerun (ratio {result['ratio_cold_over_cached']:.0f}x)"
+    )
     for stage, seconds in result["stages_s"].items():
         print(f"  {stage:<28} {seconds:8.1f} s")
     if args.json:

@@ -35,26 +35,60 @@ class Generator:
 GENERATORS: dict[str, Generator] = {
     g.name: g
     for g in [
-        Generator("photo_patches", natural.photo_patches, "Natural (multi-domain)",
-                  "crops of 7 photographs; class = source photo"),
-        Generator("faces", natural.faces, "Natural (single-domain)",
-                  "LFW faces vs non-face backgrounds (scikit-image subset)"),
-        Generator("digits_wild", synthetic.digits_wild, "Natural (single-domain)",
-                  "digits rotated, coloured, inverted, on natural textures (SVHN-like)"),
-        Generator("cells", scientific.cells, "Specialized",
-                  "procedural fluorescence-like cells; class = morphology"),
-        Generator("spectrograms", scientific.spectrograms, "Specialized",
-                  "time-frequency images; class = signal type"),
-        Generator("digits", synthetic.digits, "Structured",
-                  "scikit-learn handwritten digits, upsampled"),
-        Generator("shapes", synthetic.shapes, "Structured",
-                  "dSprites-like shapes with size, rotation, position, colour"),
-        Generator("gratings", synthetic.gratings, "Structured",
-                  "sinusoidal gratings; class = orientation x frequency"),
-        Generator("glyphs", synthetic.glyphs, "Structured",
-                  "letters A-Z in 12 fonts, sizes, rotations, colours"),
-        Generator("textures", natural.textures, "Structured",
-                  "grey-level texture crops (DTD-like)"),
+        Generator(
+            "photo_patches",
+            natural.photo_patches,
+            "Natural (multi-domain)",
+            "crops of 7 photographs; class = source photo",
+        ),
+        Generator(
+            "faces",
+            natural.faces,
+            "Natural (single-domain)",
+            "LFW faces vs non-face backgrounds (scikit-image subset)",
+        ),
+        Generator(
+            "digits_wild",
+            synthetic.digits_wild,
+            "Natural (single-domain)",
+            "digits rotated, coloured, inverted, on natural textures (SVHN-like)",
+        ),
+        Generator(
+            "cells",
+            scientific.cells,
+            "Specialized",
+            "procedural fluorescence-like cells; class = morphology",
+        ),
+        Generator(
+            "spectrograms",
+            scientific.spectrograms,
+            "Specialized",
+            "time-frequency images; class = signal type",
+        ),
+        Generator(
+            "digits", synthetic.digits, "Structured", "scikit-learn handwritten digits, upsampled"
+        ),
+        Generator(
+            "shapes",
+            synthetic.shapes,
+            "Structured",
+            "dSprites-like shapes with size, rotation, position, colour",
+        ),
+        Generator(
+            "gratings",
+            synthetic.gratings,
+            "Structured",
+            "sinusoidal gratings; class = orientation x frequency",
+        ),
+        Generator(
+            "glyphs",
+            synthetic.glyphs,
+            "Structured",
+            "letters A-Z in 12 fonts, sizes, rotations, colours",
+        ),
+        Generator(
+            "textures", natural.textures, "Structured", "grey-level texture crops (DTD-like)"
+        ),
     ]
 }
 

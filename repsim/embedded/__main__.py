@@ -11,8 +11,12 @@ from repsim.embedded import DEFAULT_DIR, GENERATORS, generate
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m repsim.embedded", description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[[], *GENERATORS], help="sets to build (default: all)")
-    parser.add_argument("--out", default=str(DEFAULT_DIR), help="output folder (default: data/embedded)")
+    parser.add_argument(
+        "names", nargs="*", choices=[[], *GENERATORS], help="sets to build (default: all)"
+    )
+    parser.add_argument(
+        "--out", default=str(DEFAULT_DIR), help="output folder (default: data/embedded)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     generate(args.names or None, args.out)

@@ -66,7 +66,9 @@ def resize(img: np.ndarray, size: int = SIZE) -> np.ndarray:
     return np.asarray(pil.resize((size, size), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
-def random_crop(rng: np.random.Generator, img: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, dict]:
+def random_crop(
+    rng: np.random.Generator, img: np.ndarray, lo: int, hi: int
+) -> tuple[np.ndarray, dict]:
     """A square crop with side in [lo, hi] (bounded by the image) at a random place."""
     h, w = img.shape[:2]
     side = int(rng.integers(lo, min(hi, h, w) + 1))

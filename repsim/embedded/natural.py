@@ -55,7 +55,9 @@ def photo_patches(seed: int = 0, per_class: int = 300) -> EmbeddedSet:
             img = resize(patch)
             images.append(img)
             labels.append(c)
-            attrs.append({"source": name, **a, **b, "brightness": round(float(img.mean()) / 255, 3)})
+            attrs.append(
+                {"source": name, **a, **b, "brightness": round(float(img.mean()) / 255, 3)}
+            )
     return EmbeddedSet("photo_patches", np.stack(images), np.array(labels), list(PHOTOS), attrs)
 
 
@@ -95,7 +97,14 @@ def faces(seed: int = 2, variants: int = 5) -> EmbeddedSet:
             images.append(np.ascontiguousarray(crop))
             labels.append(0 if i < 100 else 1)
             groups.append(i)
-            attrs.append({"source_index": i, "flipped": mirror, "shift": [dx - 2, dy - 2], "colour": "grey"})
+            attrs.append(
+                {"source_index": i, "flipped": mirror, "shift": [dx - 2, dy - 2], "colour": "grey"}
+            )
     return EmbeddedSet(
-        "faces", np.stack(images), np.array(labels), ["face", "background"], attrs, groups=np.array(groups)
+        "faces",
+        np.stack(images),
+        np.array(labels),
+        ["face", "background"],
+        attrs,
+        groups=np.array(groups),
     )

@@ -16,7 +16,9 @@ CELL_CLASSES = ["round", "elongated", "dividing", "multinucleate", "clustered"]
 STAINS = {"green": (0.2, 1.0, 0.3), "red": (1.0, 0.25, 0.2), "blue": (0.3, 0.5, 1.0)}
 
 
-def _blob(yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, angle: float) -> np.ndarray:
+def _blob(
+    yy: np.ndarray, xx: np.ndarray, cy: float, cx: float, ry: float, rx: float, angle: float
+) -> np.ndarray:
     c, s = np.cos(angle), np.sin(angle)
     u = ((xx - cx) * c + (yy - cy) * s) / rx
     v = (-(xx - cx) * s + (yy - cy) * c) / ry
@@ -44,7 +46,10 @@ def cells(seed: int = 8, per_class: int = 400) -> EmbeddedSet:
                 d = r * 0.8
                 p1 = (cy + d * np.sin(angle), cx + d * np.cos(angle))
                 p2 = (cy - d * np.sin(angle), cx - d * np.cos(angle))
-                body = np.maximum(_blob(yy, xx, *p1, r * 0.75, r * 0.75, 0), _blob(yy, xx, *p2, r * 0.75, r * 0.75, 0))
+                body = np.maximum(
+                    _blob(yy, xx, *p1, r * 0.75, r * 0.75, 0),
+                    _blob(yy, xx, *p2, r * 0.75, r * 0.75, 0),
+                )
                 nuclei = [p1, p2]
             elif kind == "multinucleate":
                 body = _blob(yy, xx, cy, cx, r * 1.2, r * 1.4, angle)
@@ -60,7 +65,9 @@ def cells(seed: int = 8, per_class: int = 400) -> EmbeddedSet:
             nucleus = np.max([_blob(yy, xx, p[0], p[1], nuc_r, nuc_r, 0) for p in nuclei], axis=0)
             texture = ndimage.gaussian_filter(rng.normal(size=(SIZE, SIZE)), 1.0)
             signal = 0.55 * body * (1 + 0.4 * texture) + 0.45 * nucleus
-            signal = ndimage.gaussian_filter(signal, 0.6) + rng.normal(0, 0.04, size=(SIZE, SIZE)) + 0.05
+            signal = (
+                ndimage.gaussian_filter(signal, 0.6) + rng.normal(0, 0.04, size=(SIZE, SIZE)) + 0.05
+            )
             stain = stains[int(rng.integers(len(stains)))]
             rgb = np.clip(signal, 0, 1)[..., None] * np.array(STAINS[stain])
             nucleus_rgb = np.clip(nucleus, 0, 1)[..., None] * np.array([0.15, 0.2, 0.9]) * 0.6
@@ -104,7 +111,10 @@ def spectrograms(seed: int = 9, per_class: int = 300) -> EmbeddedSet:
                 s = np.exp(-((f - track) ** 2) / (2 * width**2)) * on
             elif kind == "harmonic_stack":
                 f0 = rng.uniform(3, 7)
-                s = sum(np.exp(-((f - k * f0) ** 2) / (2 * width**2)) / k**0.5 for k in range(1, 6)) * on
+                s = (
+                    sum(np.exp(-((f - k * f0) ** 2) / (2 * width**2)) / k**0.5 for k in range(1, 6))
+                    * on
+                )
             elif kind == "pulse_train":
                 period = int(rng.integers(4, 8))
                 pulses = ((t - onset) % period < 2).astype(float) * on
@@ -121,7 +131,13 @@ def spectrograms(seed: int = 9, per_class: int = 300) -> EmbeddedSet:
             images.append((rgb * 255).round().astype(np.uint8))
             labels.append(c)
             attrs.append(
-                {"signal": kind, "colormap": cmap, "frequency": round(float(f0), 1), "onset": onset,
-                 "duration": dur, "noise": round(float(noise), 3)}
+                {
+                    "signal": kind,
+                    "colormap": cmap,
+                    "frequency": round(float(f0), 1),
+                    "onset": onset,
+                    "duration": dur,
+                    "noise": round(float(noise), 3),
+                }
             )
     return EmbeddedSet("spectrograms", np.stack(images), np.array(labels), SPECTRO_CLASSES, attrs)

@@ -38,7 +38,12 @@ def digits(seed: int = 3) -> EmbeddedSet:
     """scikit-learn's 8x8 handwritten digits, upsampled to 32x32 grey RGB (MNIST-like)."""
     del seed  # no randomness apart from the split
     img, target = _digit_images()
-    big = np.stack([np.asarray(Image.fromarray(im).resize((SIZE, SIZE), Image.Resampling.BICUBIC)) for im in img])
+    big = np.stack(
+        [
+            np.asarray(Image.fromarray(im).resize((SIZE, SIZE), Image.Resampling.BICUBIC))
+            for im in img
+        ]
+    )
     images = np.repeat(big[..., None], 3, axis=-1)
     attrs = [{"digit": DIGIT_NAMES[t], "colour": "white", "background": "black"} for t in target]
     return EmbeddedSet("digits", images, target, DIGIT_NAMES, attrs)
@@ -108,7 +113,20 @@ def _shape_polygon(shape: str) -> np.ndarray:
     if shape == "cross":
         w = 0.33
         return np.array(
-            [[-w, -1], [w, -1], [w, -w], [1, -w], [1, w], [w, w], [w, 1], [-w, 1], [-w, w], [-1, w], [-1, -w], [-w, -w]]
+            [
+                [-w, -1],
+                [w, -1],
+                [w, -w],
+                [1, -w],
+                [1, w],
+                [w, w],
+                [w, 1],
+                [-w, 1],
+                [-w, w],
+                [-1, w],
+                [-1, -w],
+                [-w, -w],
+            ]
         )
     if shape == "heart":
         x = 16 * np.sin(t) ** 3
@@ -236,8 +254,14 @@ def glyphs(seed: int = 7, per_class: int = 80) -> EmbeddedSet:
             dx, dy = (float(rng.uniform(-3, 3)) * SS for _ in range(2))
             draw.text((big / 2 + dx, big / 2 + dy), letter, font=fonts[key], fill=255, anchor="mm")
             layer = layer.rotate(angle, resample=Image.Resampling.BICUBIC)
-            mask = np.asarray(layer.resize((SIZE, SIZE), Image.Resampling.BOX), np.float32)[..., None] / 255
-            img = np.array(BACKGROUNDS[bg], np.float32) * (1 - mask) + np.array(PALETTE[colour], np.float32) * mask
+            mask = (
+                np.asarray(layer.resize((SIZE, SIZE), Image.Resampling.BOX), np.float32)[..., None]
+                / 255
+            )
+            img = (
+                np.array(BACKGROUNDS[bg], np.float32) * (1 - mask)
+                + np.array(PALETTE[colour], np.float32) * mask
+            )
             images.append(img.round().astype(np.uint8))
             labels.append(c)
             attrs.append(

@@ -26,7 +26,9 @@ def load(spec: DatasetSpec) -> StimulusSet:
         with np.load(path, allow_pickle=False) as npz:
             missing = [k for k in REQUIRED if k not in npz.files]
             if missing:
-                raise DatasetError(f"dataset '{spec.id}': {path} lacks keys {missing}; regenerate it with `python -m repsim.embedded`")
+                raise DatasetError(
+                    f"dataset '{spec.id}': {path} lacks keys {missing}; regenerate it with `python -m repsim.embedded`"
+                )
             data = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DatasetError(
@@ -34,7 +36,9 @@ def load(spec: DatasetSpec) -> StimulusSet:
         ) from None
     images = data["images"]
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise DatasetError(f"dataset '{spec.id}': images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+        raise DatasetError(
+            f"dataset '{spec.id}': images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}"
+        )
     attributes = json.loads(str(data["attributes"])) if "attributes" in data else None
     return StimulusSet(
         dataset_id=spec.id,

@@ -46,7 +46,9 @@ def _to_rgb(img) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
         arr = np.moveaxis(arr, 0, -1)
     if arr.dtype != np.uint8:
-        arr = np.clip(arr * (255 if arr.max(initial=0) <= 1 else 1), 0, 255).round().astype(np.uint8)
+        arr = (
+            np.clip(arr * (255 if arr.max(initial=0) <= 1 else 1), 0, 255).round().astype(np.uint8)
+        )
     if arr.ndim == 2:
         arr = arr[..., None]
     if arr.shape[-1] == 1:
@@ -79,7 +81,9 @@ def _build(spec: DatasetSpec, cls, split: str):
         if split == "test":
             log.warning("%s: no test split (%s)", spec.id, exc)
             return None
-        raise DatasetError(f"dataset '{spec.id}': {cls.__name__}: {exc}; fix options.splits") from None
+        raise DatasetError(
+            f"dataset '{spec.id}': {cls.__name__}: {exc}; fix options.splits"
+        ) from None
 
 
 def load(spec: DatasetSpec) -> StimulusSet:
@@ -88,7 +92,9 @@ def load(spec: DatasetSpec) -> StimulusSet:
     name = spec.options.get("name")
     cls = getattr(tvd, str(name), None) if name else None
     if not inspect.isclass(cls):
-        raise ConfigError(f"dataset '{spec.id}': options.name {name!r} is not a torchvision dataset class (e.g. CIFAR10, MNIST)")
+        raise ConfigError(
+            f"dataset '{spec.id}': options.name {name!r} is not a torchvision dataset class (e.g. CIFAR10, MNIST)"
+        )
     parts = [(sp, ds) for sp in ("train", "test") if (ds := _build(spec, cls, sp)) is not None]
     ids, labels, split, refs = [], [], [], []
     for sp, ds in parts:
@@ -101,9 +107,15 @@ def load(spec: DatasetSpec) -> StimulusSet:
     all_labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
     if len(parts) == 1 and spec.options.get("test_fraction"):
         # one-part datasets (EuroSAT, Caltech101, ...): hold out a stratified test part for probes
-        split = holdout_split(all_labels, ids, float(spec.options["test_fraction"]), spec.seed).tolist()
+        split = holdout_split(
+            all_labels, ids, float(spec.options["test_fraction"]), spec.seed
+        ).tolist()
     n_classes = int(all_labels.max(initial=-1)) + 1
-    class_names = [str(c) for c in classes] if classes and len(classes) >= n_classes else [str(c) for c in range(n_classes)]
+    class_names = (
+        [str(c) for c in classes]
+        if classes and len(classes) >= n_classes
+        else [str(c) for c in range(n_classes)]
+    )
 
     def reader(i: int) -> np.ndarray:
         ds, j = refs[i]
@@ -112,5 +124,12 @@ def load(spec: DatasetSpec) -> StimulusSet:
         except (OSError, SyntaxError, ValueError) as exc:
             raise UnreadableImage(f"corrupt item ({type(exc).__name__}: {exc})") from None
 
-    return StimulusSet(spec.id, np.array(ids, dtype=str), all_labels, np.array(split, dtype=str),
-                       class_names, spec.domain, reader=reader)
+    return StimulusSet(
+        spec.id,
+        np.array(ids, dtype=str),
+        all_labels,
+        np.array(split, dtype=str),
+        class_names,
+        spec.domain,
+        reader=reader,
+    )
