@@ -111,8 +111,8 @@ def std_by_category_pair(table: pd.DataFrame) -> pd.DataFrame:
 def measure_means(
     sim: xr.Dataset, measures: Sequence[str], category: str = "objective"
 ) -> pd.DataFrame:
-    """Per model pair: its mean similarity across datasets under each measure (the study's
-    Fig. 3b/c compares linear CKA with RBF CKA and with RSA this way).
+    """Per model pair: its mean similarity across datasets under each measure, to set linear CKA
+    against RBF CKA and RSA beside the study's mean against spread (its Fig. 3).
 
     Columns: model_a, model_b, category_pair, then one column per measure present in ``sim``.
     """
@@ -431,7 +431,7 @@ def controlled_rows(
 
 
 #: The label of the study's values in every table that sets them beside a run's.
-STUDY_LABEL = "study (Ciernik et al. 2025, 64 models)"
+STUDY_LABEL = "study (Ciernik et al. 2025)"
 
 
 def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) -> pd.DataFrame:

@@ -342,9 +342,9 @@ def matrices_common_order(
 def measure_mean_scatter(
     table: pd.DataFrame, x: str, ys: Sequence[str], caption: str | None = None
 ) -> Figure:
-    """The study's Fig. 3b/c: each model pair's mean similarity across datasets under one measure
-    against others (linear CKA against RBF CKA and against RSA), coloured by category pair, with
-    Pearson and Spearman r per panel."""
+    """Each model pair's mean similarity across datasets under one measure against others (linear
+    CKA against RBF CKA and against RSA), coloured by category pair, with Pearson and Spearman r
+    per panel."""
     ys = [y for y in ys if y in table]
     fig, axes = plt.subplots(1, len(ys), figsize=(3.9 * len(ys) + 1.8, 3.7), squeeze=False)
     labels = sorted(set(table["category_pair"]))
