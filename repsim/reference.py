@@ -196,8 +196,24 @@ def compare(
         n_models=len(run_models),
         n_study_models=sum(m in study for m in run_models),
         n_study_models_total=len(study),
+        earlier_runs=_earlier_runs(ref, len(study)),
     )
     return table
+
+
+def _earlier_runs(ref: pd.DataFrame, n_study: int) -> dict[str, int]:
+    """Published numbers over all models that count another number of models than the study's
+    design, by that run's size ("62 models, 25 datasets" -> rows): the study's behaviour numbers
+    come from an earlier run."""
+    n = pd.to_numeric(ref["n_models"], errors="coerce")
+    d = pd.to_numeric(ref["n_datasets"], errors="coerce")
+    other = (ref["models"].astype(str) == "all") & n.notna() & (n != n_study)
+    counts: dict[str, int] = {}
+    for size, rows in ref[other].groupby(n[other].astype(int)):
+        most = d[rows.index].max()
+        label = f"{size} models" + (f", {int(most)} datasets" if np.isfinite(most) else "")
+        counts[label] = len(rows)
+    return counts
 
 
 def _coord(sim: xr.Dataset, name: str, dim: str) -> list[str] | None:
@@ -329,6 +345,13 @@ def _status(
 
 
 # ------------------------------------------------------------------------------------- printing
+def _earlier_note(table: pd.DataFrame) -> str:
+    runs = table.attrs.get("earlier_runs") or {}
+    return "".join(
+        f"; {k} of its numbers are from its earlier run with {size}" for size, k in runs.items()
+    )
+
+
 def summary(table: pd.DataFrame) -> str:
     """A few sentences: which results were comparable, how they came out, and the run's design."""
     design = table["quantity"].isin(COUNTS)
@@ -340,7 +363,8 @@ def summary(table: pd.DataFrame) -> str:
     computed = len(res) - n(res, "not in run")
     lines = [
         f"Run '{table.attrs.get('run', 'run')}' against the study (Ciernik et al. 2025, "
-        f"{table.attrs.get('n_study_models_total', 64)} models): {computed} of {len(res)} published "
+        f"{table.attrs.get('n_study_models_total', 64)} models{_earlier_note(table)}): "
+        f"{computed} of {len(res)} published "
         f"results could be computed on this run; {n(res, 'match', 'differs')} have a verdict "
         f"({n(res, 'match')} match, {n(res, 'differs')} differ; match = |run - study| <= the "
         "row's tolerance)."

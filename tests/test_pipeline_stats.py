@@ -160,4 +160,4 @@ def test_chapters_on_the_fake_run_say_why_there_is_no_test(tmp_path: Path):
     assert "is not tested on this run" in text["controlled_minizoo"]
     assert "plus 0.05" in text["behaviour"] and "number of classes is unknown" in text["behaviour"]
     assert "Probe protocol" in text["behaviour"] and "not ranked" in text["behaviour"]
-    assert "against the study (Ciernik et al. 2025, 64 models)" in text["study_numbers"]
+    assert "against the study (Ciernik et al. 2025, 64 models; 5 of" in text["study_numbers"]

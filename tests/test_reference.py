@@ -128,6 +128,11 @@ def test_study_shaped_run_matches(repo_root):
     text = reference.summary(table)
     assert "24 of 29 published results" in text and "(24 match, 0 differ" in text
     assert "Design: 11 of 11 counts" in text
+    # the behaviour numbers are the study's, but from its earlier run: the sentence says so
+    assert (
+        "(Ciernik et al. 2025, 64 models; 5 of its numbers are from its earlier run with 62 "
+        in text
+    )
 
 
 def test_study_shaped_run_misses(repo_root):
