@@ -302,6 +302,11 @@ def _prepare(sim: xr.DataArray, controls: Sequence[str], min_pairs: int) -> _Pre
         raise InputError(
             f"expected a similarity array with dims (dataset, model_a, model_b), got {sim.dims}"
         )
+    # One order whatever the config's: the permutations, the bootstrap draws and the sums over
+    # model and dataset pairs follow positions, so positions are fixed by name (model_b as model_a).
+    sim = sim.isel(
+        {dim: np.argsort([str(v) for v in sim[dim].values], kind="stable") for dim in sim.dims}
+    )
     design = design_table(sim, controls)
     S = np.asarray(sim.transpose("dataset", "model_a", "model_b").values, dtype=np.float64)
     M = S.shape[1]
@@ -382,12 +387,14 @@ def controlled_tests(
     ----------
     similarity : the content of ``similarity.nc`` (or one measure's DataArray) of a crossed zoo
         (objective x architecture x seed, e.g. the mini-zoo).
-    measures : measures to test; default those of :data:`DEFAULT_MEASURES` present (else the first).
+    measures : measures to test; default those of :data:`DEFAULT_MEASURES` present (else the
+        first by name, whatever the order of the file's variables).
     n_permutations : permutations per factor test; the smallest reachable p is 1 / (n + 1).
     n_bootstrap : bootstrap resamples; ``n_null`` permutations re-estimate the null mean in each
         (a noisy null mean widens the intervals of the excess SDs a little: conservative).
     seed : seeds every resampling: the same inputs give the same table, and a measure's rows do not
-        depend on which other measures are tested (each has its own generator, :func:`keyed_rng`).
+        depend on which other measures are tested (each has its own generator, :func:`keyed_rng`)
+        nor on the order of the models or datasets (they are put in order of their names first).
 
     Returns
     -------
@@ -399,7 +406,7 @@ def controlled_tests(
         similarity = similarity.to_dataset(name=name)
     available = [str(v) for v in similarity.data_vars]
     if measures is None:
-        measures = [m for m in DEFAULT_MEASURES if m in available] or available[:1]
+        measures = [m for m in DEFAULT_MEASURES if m in available] or sorted(available)[:1]
     unknown = [m for m in measures if m not in available]
     if unknown or not measures:
         raise InputError(

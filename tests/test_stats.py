@@ -414,6 +414,27 @@ def test_a_measures_rows_do_not_depend_on_the_other_measures_tested():
     pd.testing.assert_frame_equal(alone, after)
 
 
+def test_the_table_does_not_depend_on_the_order_of_models_or_datasets():
+    # A config lists models and datasets in any order; similarity.nc keeps that order. The
+    # permutations, the bootstrap draws and the sums must not follow it (to the bit).
+    sim = make_zoo(4, "objective", n_datasets=5)
+    kw = {"n_permutations": 49, "n_bootstrap": 19, "n_null": 4, "seed": 7}
+    first = stats.controlled_tests(sim, **kw)
+    models = list(np.random.default_rng(0).permutation(sim.model_a.values))
+    datasets = list(sim.dataset.values[::-1])
+    shuffled = sim.sel(dataset=datasets, model_a=models, model_b=models)
+    pd.testing.assert_frame_equal(first, stats.controlled_tests(shuffled, **kw), check_exact=True)
+
+
+def test_the_default_measure_does_not_depend_on_the_order_of_measures():
+    sim = make_zoo(4, "objective", n_datasets=5).rename({"cka_linear": "rsa_spearman"})
+    sim["mutual_knn_10"] = sim["rsa_spearman"] ** 2
+    kw = {"n_permutations": 19, "n_bootstrap": 9, "n_null": 4}
+    one = stats.controlled_tests(sim, **kw)
+    other = stats.controlled_tests(sim[["mutual_knn_10", "rsa_spearman"]], **kw)
+    pd.testing.assert_frame_equal(one, other, check_exact=True)
+
+
 def test_keyed_rng_is_fixed_by_seed_and_keys():
     draw = lambda *key: stats.keyed_rng(*key).integers(1 << 30, size=4).tolist()  # noqa: E731
     assert draw(0, "cka_linear") == draw(0, "cka_linear")
