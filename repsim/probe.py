@@ -68,7 +68,8 @@ def _bmm(a: torch.Tensor, b: torch.Tensor, half: bool) -> torch.Tensor:
 class ProbeResult:
     """Outcome of :func:`linear_probe`; arrays are indexed by seed in the order of ``seeds``.
 
-    ``val_accuracy`` is the search grid ``(seed, lr, wd)`` over ``lrs`` x ``wds``, NaN where the
+    ``val_accuracy`` is the search grid ``(seed, lr, wd)`` over ``lrs`` (high to low) x ``wds``
+    (low to high), the grids sorted whatever order they were given in, NaN where the
     coarse-then-fine search did not train that setting. ``classes`` maps class index to the
     original label.
     """
@@ -522,7 +523,7 @@ def linear_probe(
     device : str, optional
         ``"cuda"``, ``"cpu"`` ...; default: CUDA when available.
     shared_search : bool
-        Search (lr, wd) once, on the first seed's split, and retrain every seed with that choice,
+        Search (lr, wd) once, on the smallest seed's split, and retrain every seed with that choice,
         instead of one search per seed (the study). About ``len(seeds)`` times cheaper; the
         seeds then differ only in initialisation and batch order of the final training.
     precision : {"float32", "bfloat16"}
@@ -535,7 +536,11 @@ def linear_probe(
         Test accuracy and balanced accuracy per seed, the chosen (lr, wd) per seed, the
         validation grid.
     """
-    lrs_a, wds_a = np.asarray(lrs, dtype=np.float64), np.asarray(wds, dtype=np.float64)
+    # the grids in one canonical order (learning rates high to low, weight decays low to high, as
+    # the defaults): the coarse-then-fine search steps along the sorted weight-decay grid, and
+    # ties go to the first cell, so the order a config lists them in must not change the result
+    lrs_a = -np.sort(-np.asarray(lrs, dtype=np.float64))
+    wds_a = np.sort(np.asarray(wds, dtype=np.float64))
     seeds = [int(s) for s in seeds]
     _check_options(lrs_a, wds_a, seeds, epochs, batch_size)
     _check_precision(precision)
@@ -558,7 +563,7 @@ def linear_probe(
         _labels(y_train, Xtr.shape[0], "y_train"), _labels(y_test, Xte.shape[0], "y_test")
     )
     C, n_lr, n_wd = classes.size, lrs_a.size, wds_a.size
-    search_seeds = seeds[:1] if shared_search else seeds
+    search_seeds = [min(seeds)] if shared_search else seeds  # not seeds[0]: order must not matter
     K = len(search_seeds)
     splits = [stratified_split(ytr, val_fraction, s) for s in search_seeds]
     if splits[0][1].size == 0:

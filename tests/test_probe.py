@@ -361,3 +361,29 @@ def test_stratified_split_rounds_each_class_to_the_nearest_count():
     y = np.array([0] * 3 + [1] * 8 + [2] * 13)  # 0.2 x: 0.6 -> 1, 1.6 -> 2, 2.6 -> 3
     _, va = stratified_split(y, 0.2, 0)
     assert np.bincount(y[va], minlength=3).tolist() == [1, 2, 3]
+
+
+def test_result_does_not_depend_on_the_order_of_seeds_and_grids():
+    # a config may list seeds, learning rates and weight decays in any order: the coarse-then-fine
+    # search steps along the sorted weight-decay grid, and the shared search uses the smallest seed
+    rng = np.random.default_rng(5)
+    centers = rng.normal(size=(3, 8)) * 1.5
+    y = rng.integers(0, 3, 150)
+    X = centers[y] + rng.normal(size=(150, 8))
+    wds = np.logspace(-6, 1, 16)
+    perm = np.random.default_rng(0).permutation(16)
+    kw = dict(epochs=2, batch_size=32, device="cpu")
+    for shared in (True, False):
+        a = linear_probe(
+            X[:100], y[:100], X[100:], y[100:], seeds=(0, 1), lrs=(1e-1, 1e-3), wds=wds,
+            shared_search=shared, **kw,
+        )  # fmt: skip
+        b = linear_probe(
+            X[:100], y[:100], X[100:], y[100:], seeds=(1, 0), lrs=(1e-3, 1e-1), wds=wds[perm],
+            shared_search=shared, **kw,
+        )  # fmt: skip
+        assert list(b.seeds) == [1, 0]  # results stay in the order the seeds were given
+        assert np.array_equal(a.accuracy, b.accuracy[::-1])
+        assert np.array_equal(a.lr, b.lr[::-1]) and np.array_equal(a.wd, b.wd[::-1])
+        assert np.array_equal(a.lrs, b.lrs) and np.array_equal(a.wds, b.wds)
+        assert np.array_equal(a.val_accuracy, b.val_accuracy[::-1], equal_nan=True)
