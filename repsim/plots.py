@@ -623,16 +623,20 @@ def by_domain(
         set(table["domain"]) - set(DOMAINS)
     )
     fig, ax = plt.subplots(figsize=(1.6 * len(doms) + 2.5, 3.8))
+    xs, ys, names = [], [], []
     for i, d in enumerate(doms, start=1):
         g = table[table.domain == d]
         ax.boxplot(g[value].dropna().values, positions=[i], widths=0.5, showfliers=False)
         ax.scatter(np.full(len(g), i), g[value], color=category_color(d), s=30, zorder=3)
-        for _, row in g.iterrows():
-            ax.annotate(row["dataset"], (i + 0.08, row[value]), fontsize=6)
+        xs += [float(i)] * len(g)
+        ys += [float(v) for v in g[value]]
+        names += [str(n) for n in g["dataset"]]
     ax.axhline(0, color="#999999", lw=0.8)
     ax.set_xticks(range(1, len(doms) + 1), [d.replace(" (", "\n(") for d in doms], fontsize=8)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    point_labels(ax, xs, ys, names, fontsize=7)  # datasets with close values: labels apart
     return _finish(fig, caption)
 
 

@@ -215,3 +215,23 @@ def test_point_labels_of_nearby_points_do_not_overlap():
     # an isolated point keeps the first place: right of and above the point
     assert texts[-1].xy == (0.9, 0.1) and texts[-1].xyann == (4, 3)
     plt.close(fig)
+
+
+def test_by_domain_labels_of_datasets_with_close_values_do_not_overlap():
+    """Two datasets of one domain with nearly equal r (faces and digits_wild in the built book)
+    used to get their names printed on top of each other."""
+    corr = pd.DataFrame(
+        {
+            "dataset": ["faces", "digits_wild", "shapes", "textures", "digits"],
+            "domain": ["Natural (single-domain)"] * 2 + ["Structured"] * 3,
+            "pearson_r": [-0.585, -0.588, -0.41, -0.81, -0.83],
+        }
+    )
+    fig = P.by_domain(corr)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in ax.texts if t.get_text() in set(corr["dataset"])]
+    assert sorted(t.get_text() for t in texts) == sorted(corr["dataset"])
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    plt.close(fig)
