@@ -465,6 +465,27 @@ def _identity(ax, values: np.ndarray) -> None:
         ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
 
 
+def _emptiest_corner(ax, xs, ys, height: float, width: float = 0.5):
+    """The corner of ``ax`` whose block of ``width`` x ``height`` (axes fractions) covers the
+    fewest of the points: (x, y, ha, va, step) for text lines stacked away from the edge (step
+    +1 upwards from the bottom, -1 downwards from the top). Lower right wins ties."""
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    (x_lo, x_hi), (y_lo, y_hi) = ax.get_xlim(), ax.get_ylim()
+    fx = (x - x_lo) / ((x_hi - x_lo) or 1.0)
+    fy = (y - y_lo) / ((y_hi - y_lo) or 1.0)
+    corners = [  # (x, y, ha, va, step, points under the block)
+        (0.98, 0.03, "right", "bottom", 1, (fx > 1 - width) & (fy < height)),
+        (0.02, 0.97, "left", "top", -1, (fx < width) & (fy > 1 - height)),
+        (0.98, 0.97, "right", "top", -1, (fx > 1 - width) & (fy > 1 - height)),
+        (0.02, 0.03, "left", "bottom", 1, (fx < width) & (fy < height)),
+    ]
+    best = min(corners, key=lambda c: int(c[5].sum()))
+    return best[:5]
+
+
 def consistency_scatter(
     tables: Mapping[tuple[str, str], pd.DataFrame],
     correlations: pd.DataFrame,
@@ -486,17 +507,18 @@ def consistency_scatter(
         ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
         row = correlations.loc[f"{a} / {b}"]
         within = [(c, row[c]) for c in correlations.columns if c != "all"]
+        x0, y0, ha, va, step = _emptiest_corner(ax, w[a], w[b], height=0.03 + 0.075 * len(within))
         for k, (cat, r_in) in enumerate(within):  # within-category r, one line each, in its colour
             ax.text(
-                0.98,
-                0.03 + 0.075 * k,
+                x0,
+                y0 + step * 0.075 * k,
                 f"{cat}: r = {fmt(r_in)}",
                 transform=ax.transAxes,
-                ha="right",
-                va="bottom",
+                ha=ha,
+                va=va,
                 fontsize=7,
                 color=category_color(cat),
-                bbox={"facecolor": "white", "alpha": 0.7, "lw": 0, "pad": 0.5},
+                bbox={"facecolor": "white", "alpha": 0.85, "lw": 0, "pad": 0.5},
             )
         ax.set_title(f"{a} vs {b}: r = {fmt(row['all'])}", fontsize=9)
         ax.set_xlabel(f"similarity on {a}")

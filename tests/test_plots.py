@@ -235,3 +235,27 @@ def test_by_domain_labels_of_datasets_with_close_values_do_not_overlap():
     boxes = [t.get_window_extent(renderer) for t in texts]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
     plt.close(fig)
+
+
+def test_consistency_scatter_puts_the_within_category_r_where_the_points_are_not():
+    """The within-category r labels sat in the lower right even where points crowded it (shapes
+    vs gratings in the built book); they go to the corner with the fewest points."""
+    rng = np.random.default_rng(0)
+    n = 200
+    a = rng.uniform(0.5, 1.0, n)  # points fill the right half, low on b: lower right crowded
+    b = rng.uniform(0.0, 0.4, n)
+    cats = ["Random | Random", "Supervised | Supervised"]
+    w = pd.DataFrame({"a": a, "b": b, "category_pair": [cats[i % 2] for i in range(n)]})
+    corr = pd.DataFrame({"all": [0.5], "Random": [0.4], "Supervised": [0.6]}, index=["a / b"])
+    fig = P.consistency_scatter({("a", "b"): w}, corr)
+    ax = fig.axes[0]
+    texts = [t for t in ax.texts if ": r = " in t.get_text()]
+    assert len(texts) == 2
+    renderer = fig.canvas.get_renderer()
+    inv = ax.transData.inverted()
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        (x0, y0), (x1, y1) = inv.transform([(box.x0, box.y0), (box.x1, box.y1)])
+        under = (a >= x0) & (a <= x1) & (b >= y0) & (b <= y1)
+        assert not under.any(), f"{t.get_text()!r} is drawn over {int(under.sum())} points"
+    plt.close(fig)
