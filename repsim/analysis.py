@@ -427,7 +427,11 @@ def controlled_rows(
     t = t[t["analysis"] == analysis]
     if view is not None:
         t = t[t["view"] == view]
-    return t[CONTROLLED_DISPLAY[analysis]].reset_index(drop=True)
+    out = t[CONTROLLED_DISPLAY[analysis]].reset_index(drop=True)
+    for c in out.columns:  # counts read back as floats (other analyses leave them empty): ints
+        if c.startswith("n_") and out[c].notna().all() and (out[c] % 1 == 0).all():
+            out[c] = out[c].astype(int)
+    return out
 
 
 #: The label of the study's values in every table that sets them beside a run's.

@@ -606,3 +606,29 @@ def test_pearson_spearman_text_is_descriptive():
     r = np.corrcoef(pairs.x, pairs.y)[0, 1]
     assert f"r = **{T.fmt(r)}**" in text and "not tested" in text and "p-value" in text
     assert "Too few" in T.pearson_spearman_text(pairs.iloc[:2])
+
+
+def test_controlled_rows_show_counts_as_integers():
+    """controlled_tests.csv leaves a count empty on the rows of other analyses, so pandas reads
+    it as float; the book showed '999.0' permutations beside a NaN column."""
+    tests = pd.DataFrame(
+        {
+            "measure": ["cka_linear"] * 2,
+            "view": ["separate"] * 2,
+            "analysis": ["factor", "difference"],
+            "factor": ["objective", "objective - architecture"],
+            "estimate": [0.2, 0.02],
+            "ci_low": [0.1, -0.01],
+            "ci_high": [0.3, 0.06],
+            "p_value": [0.001, 0.25],
+            "z": [9.3, np.nan],
+            "n_permutations": [999.0, np.nan],
+            "n_bootstrap": [np.nan, 79.0],
+        }
+    )
+    factor = A.controlled_rows(tests, "cka_linear", "factor")
+    difference = A.controlled_rows(tests, "cka_linear", "difference")
+    assert factor["n_permutations"].tolist() == [999]
+    assert factor["n_permutations"].dtype.kind == "i"
+    assert difference["n_bootstrap"].dtype.kind == "i"
+    assert "n_bootstrap" not in factor and "n_permutations" not in difference
