@@ -455,7 +455,14 @@ def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) ->
         "run_basis": "basis of this run's value",
     }
     out = t[list(keep)].rename(columns=keep)
-    return out.loc[:, [c for c in out.columns if out[c].astype(str).str.strip().ne("").any()]]
+    if out["this run"].isna().all():  # no row has a run value: the status says why, once a row;
+        out = out.drop(columns=["this run", "basis of this run's value"])  # no column of NaN
+    for c in (STUDY_LABEL, "this run"):  # counts (64 models) as integers, not 64.0
+        v = out[c] if c in out else None
+        if v is not None and v.notna().all() and len(v) and (v.astype(float) % 1 == 0).all():
+            out[c] = v.astype(int)
+    shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
+    return out.loc[:, shown.any().to_numpy()]
 
 
 def pearson_spearman_table(pairs: pd.DataFrame) -> pd.DataFrame:

@@ -632,3 +632,35 @@ def test_controlled_rows_show_counts_as_integers():
     assert factor["n_permutations"].dtype.kind == "i"
     assert difference["n_bootstrap"].dtype.kind == "i"
     assert "n_bootstrap" not in factor and "n_permutations" not in difference
+
+
+def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():
+    """The study-numbers chapter showed 24 rows of 'this run' = NaN beside a basis column that
+    the page squeezed to one letter a line; counts were shown as 64.0."""
+    base = {
+        "measure": ["cka_linear"] * 2,
+        "models": ["all"] * 2,
+        "dataset_a": ["imagenet-subset-10k"] * 2,
+        "dataset_b": ["wds/vtab/flowers", "wds/vtab/pcam"],
+        "domain": [""] * 2,
+        "study": [0.71, 0.46],
+        "run": [np.nan, np.nan],
+        "status": ["not in run"] * 2,
+        "run_basis": ["dataset imagenet-subset-10k, wds/vtab/flowers not in the run"] * 2,
+    }
+    consistency = pd.DataFrame({**base, "quantity": ["consistency"] * 2})
+    counts = pd.DataFrame(
+        {**base, "study": [64.0, 23.0], "run": [45.0, 10.0], "quantity": ["models"] * 2}
+    )
+    out = A.study_beside_run(pd.concat([consistency, counts]), "consistency")
+    assert list(out.columns) == [
+        "measure",
+        "models",
+        "dataset A",
+        "dataset B",
+        A.STUDY_LABEL,
+        "status",
+    ]
+    assert not out.isna().any().any()
+    out = A.study_beside_run(pd.concat([consistency, counts]), "models")
+    assert out["this run"].tolist() == [45, 10] and out[A.STUDY_LABEL].dtype.kind == "i"
