@@ -972,9 +972,14 @@ def factor_sentence(row: pd.Series | dict, alpha: float = 0.05) -> str:
     row = pd.Series(row)
     what = f"{row['factor']} explains the consistency of pairwise similarity across datasets"
     if np.isfinite(row["p_value"]) and row["p_value"] < alpha:
+        p_text = format_p(row["p_value"])
+        n_perm = row.get("n_permutations", np.nan)
+        if np.isfinite(n_perm) and n_perm > 0 and row["p_value"] <= 1.0 / (n_perm + 1) + 1e-12:
+            # (k + 1) / (n + 1) with k = 0: no permutation reached the observed value
+            p_text += f", the smallest {int(n_perm)} permutations can give"
         return (
             f"{what.capitalize()} beyond random grouping of the same models (permutation "
-            f"{format_p(row['p_value'])}; category-pair means spread {row['estimate']:.2f} beyond "
+            f"{p_text}; category-pair means spread {row['estimate']:.2f} beyond "
             f"the null, {_ci(row)})."
         )
     return (

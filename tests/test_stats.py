@@ -632,3 +632,21 @@ def test_sign_test_against_the_binomial_formula():
         tail = sum(comb(n, i) for i in range(max(k, n - k), n + 1)) / 2**n
         assert stats.sign_test(k, n - k) == pytest.approx(min(1.0, 2 * tail))
     assert np.isnan(stats.sign_test(0, 0))
+
+
+def test_factor_sentence_says_when_p_is_the_permutation_floor():
+    """With 999 permutations and none beyond the observed value, p = 1/1000 is the smallest the
+    test can give; the book printed 'p = 0.001' as if it were measured to that precision."""
+    row = {
+        "factor": "objective",
+        "p_value": 0.001,
+        "n_permutations": 999.0,
+        "estimate": 0.2,
+        "ci_low": 0.12,
+        "ci_high": 0.26,
+        "n_bootstrap": 999.0,
+        "confidence_level": 0.95,
+    }
+    text = stats.factor_sentence(row)
+    assert "p = 0.001, the smallest 999 permutations can give" in text
+    assert "smallest" not in stats.factor_sentence({**row, "p_value": 0.004})
