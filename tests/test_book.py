@@ -378,3 +378,11 @@ def test_downloadable_notebook_is_the_executed_chapter(built_book: Path):
     assert ipynb.name in page  # the page offers it for download
     nb = nbformat.read(ipynb, as_version=4)
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
+
+
+def test_printed_output_wraps_at_the_column_edge():
+    """Long printed lines of the course lessons ran off the page behind a scroll bar (lesson 7's
+    conclusions were cut mid-sentence); the book's stylesheet wraps stream output."""
+    css = (REPO / "book" / "_static" / "repsim.css").read_text()
+    rule = css[css.index(".cell_output .output.stream pre") :]
+    assert "white-space: pre-wrap" in rule[: rule.index("}")]
