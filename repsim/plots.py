@@ -209,6 +209,9 @@ def framework_figure(
     ax = axes[2]
     for lab, g in pairs.groupby("category_pair"):
         ax.scatter(g[dataset_a], g[dataset_b], s=10, alpha=0.7, color=category_color(lab))
+    scatter_labels = sorted(set(map(str, pairs["category_pair"])))
+    if scatter_labels:  # the points' colours are category pairs, not the strip's categories
+        _fig_legend(bottom, scatter_labels, "model pair (scatter points)")
     ax.set_xlabel(f"pair similarity on {dataset_a}")
     ax.set_ylabel(f"pair similarity on {dataset_b}")
     ax.set_title(f"consistency of {dataset_a} and {dataset_b}: r = {fmt(r)}", fontsize=10)

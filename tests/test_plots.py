@@ -259,3 +259,16 @@ def test_consistency_scatter_puts_the_within_category_r_where_the_points_are_not
         under = (a >= x0) & (a <= x1) & (b >= y0) & (b <= y1)
         assert not under.any(), f"{t.get_text()!r} is drawn over {int(under.sum())} points"
     plt.close(fig)
+
+
+def test_framework_scatter_colours_have_a_legend(run):
+    """The framework's scatter is coloured by category pair, but its only legend named the side
+    strips' categories: the mixed colours (brown, purple) of the scatter could not be decoded."""
+    da = run.similarity["cka_linear"]
+    ds = [str(d) for d in da.dataset.values]
+    pairs = C.dataset_pair_table(da, ds[0], ds[1])
+    base = pd.DataFrame({"consistency": [0.1, 0.5]})
+    fig = P.framework_figure(da, pairs, S.correlate(pairs[ds[0]], pairs[ds[1]]), base, ds[0], ds[1])
+    shown = {t.get_text() for sub in fig.subfigs for leg in sub.legends for t in leg.get_texts()}
+    assert set(map(str, pairs["category_pair"])) <= shown
+    plt.close(fig)
