@@ -272,3 +272,32 @@ def test_framework_scatter_colours_have_a_legend(run):
     shown = {t.get_text() for sub in fig.subfigs for leg in sub.legends for t in leg.get_texts()}
     assert set(map(str, pairs["category_pair"])) <= shown
     plt.close(fig)
+
+
+def test_consistency_agreement_tick_labels_do_not_run_into_each_other():
+    """Consistency from -0.8 to 1 put eight x tick labels (-0.75 ... 1.00) on an axes the legend
+    squeezes to about 3 inches; they touched ('-0.75-0.50-0.25') in the local/global chapter."""
+    x = np.linspace(-0.78, 0.99, 60)
+    cats = ["Image-Text", "Random", "Self-Supervised", "Supervised"]
+    labels = ["all", *(N.pair_label(a, b) for a in cats for b in cats if a <= b)]
+    table = pd.DataFrame(
+        {
+            "x": x,
+            "y": 0.9 * x[::-1],
+            "label": [labels[i % len(labels)] for i in range(60)],
+        }
+    )
+    fig = P.consistency_agreement(table, "global", "local")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    lo, hi = ax.get_xlim()
+    boxes = [
+        t.get_window_extent(renderer)
+        for t, v in zip(ax.get_xticklabels(), ax.get_xticks())
+        if t.get_text() and lo <= v <= hi
+    ]
+    boxes.sort(key=lambda b: b.x0)
+    gaps = [b.x0 - a.x1 for a, b in zip(boxes, boxes[1:])]
+    assert min(gaps) > 4, f"x tick labels {min(gaps):.1f} px apart"
+    plt.close(fig)
