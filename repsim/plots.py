@@ -780,10 +780,12 @@ def anchor_partner_boxes(
             top = max((np.max(d) for d in data if len(d)), default=1.0)
             for k, r in enumerate(sig.itertuples()):
                 i, j = here.index(r.partner_a) + 1, here.index(r.partner_b) + 1
-                y = top + 0.15 * (k + 1)  # one level per bar, so stacked bars stay apart
+                y = top + 0.2 * (k + 1)  # one level per bar, its star above it, below the next
                 ax.plot([i, i, j, j], [y - 0.04, y, y, y - 0.04], color="k", lw=0.8)
-                ax.text((i + j) / 2, y - 0.02, "*", ha="center", va="bottom", fontsize=9)
-                ax.set_ylim(top=max(ax.get_ylim()[1], y + 0.12))
+                ax.text((i + j) / 2, y, "*", ha="center", va="bottom", fontsize=9)
+                ax.set_ylim(top=max(ax.get_ylim()[1], y + 0.15))
+        # consistency is a correlation: no tick above 1 where the bars and stars sit
+        ax.set_yticks([t for t in (-1.0, -0.5, 0.0, 0.5, 1.0) if t >= ax.get_ylim()[0] - 1e-9])
     for ax in axes[:, 0]:
         ax.set_ylabel("consistency (Pearson r)", fontsize=8)
     for ax in list(axes.flat)[len(anchors) :]:

@@ -301,3 +301,27 @@ def test_consistency_agreement_tick_labels_do_not_run_into_each_other():
     gaps = [b.x0 - a.x1 for a, b in zip(boxes, boxes[1:])]
     assert min(gaps) > 4, f"x tick labels {min(gaps):.1f} px apart"
     plt.close(fig)
+
+
+def test_anchor_boxes_show_no_consistency_tick_above_one(run):
+    """The significance bars stack above the boxes; the y axis then ticked 1.5, a consistency
+    (a correlation) no reader should see, and each star sat across its own bar."""
+    from repsim.consistency import anchor_partner_consistency, partner_rank_sum_tests, to_tidy
+
+    da = run.similarity["cka_linear"]
+    part = anchor_partner_consistency(da, [str(m) for m in da.model_a.values[::3]])
+    tests = partner_rank_sum_tests(part)
+    tests["significant"] = True  # every pair gets a bar: the tallest stack
+    fig = P.anchor_partner_boxes(to_tidy(part), tests)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        if ax.has_data():
+            lo, hi = ax.get_ylim()
+            shown = [t for t in ax.get_yticks() if lo <= t <= hi]
+            assert shown and max(shown) <= 1.0
+            stars = [t for t in ax.texts if t.get_text() == "*"]
+            bars = [ln for ln in ax.lines if len(ln.get_ydata()) == 4]
+            assert len(stars) == len(bars) > 0
+            for star, bar in zip(stars, bars):
+                assert star.get_position()[1] >= max(bar.get_ydata())
+    plt.close(fig)
