@@ -434,6 +434,22 @@ def controlled_rows(
     return out
 
 
+def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
+    """Rank-sum test rows (:func:`repsim.consistency.partner_rank_sum_tests`,
+    :func:`~repsim.consistency.anchor_rank_sum_tests`) for a page: medians and statistic to two
+    decimals, p-values in scientific notation (a 4-decimal round showed 5e-08 as 0.0), and the
+    per-test threshold (the sentence under the table gives it) and the anchor's own category (the
+    figure's panel titles give it) left out, so the table fits the page."""
+    out = tests.drop(columns=[c for c in ("p_threshold", "anchor_category") if c in tests]).copy()
+    for c in ("median_a", "median_b", "statistic"):
+        if c in out:
+            out[c] = out[c].round(2)
+    for c in ("p", "p_bonferroni"):
+        if c in out:
+            out[c] = [f"{v:.1e}" if np.isfinite(v) else "undefined" for v in out[c]]
+    return out
+
+
 #: The label of the study's values in every table that sets them beside a run's.
 STUDY_LABEL = "study (Ciernik et al. 2025)"
 

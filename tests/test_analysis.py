@@ -664,3 +664,28 @@ def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():
     assert not out.isna().any().any()
     out = A.study_beside_run(pd.concat([consistency, counts]), "models")
     assert out["this run"].tolist() == [45, 10] and out[A.STUDY_LABEL].dtype.kind == "i"
+
+
+def test_rank_sum_display_keeps_small_p_values_readable():
+    """The anchors chapter showed its 48 rank-sum tests rounded to 4 decimals (p = 5e-08 as 0.0)
+    in 12 columns, the right ones cut off by the page."""
+    tests = pd.DataFrame(
+        {
+            "anchor": ["cnn-clip-s0"] * 2,
+            "anchor_category": ["Image-Text"] * 2,
+            "partner_a": ["Image-Text"] * 2,
+            "partner_b": ["Random", "Supervised"],
+            "n": [45, 45],
+            "median_a": [0.846241, 0.846241],
+            "median_b": [0.134203, 0.008132],
+            "statistic": [5.451083, 2.28776],
+            "p": [5.00641e-08, 0.0221515],
+            "p_bonferroni": [2.4e-06, 1.0],
+            "p_threshold": [0.000208, 0.000208],
+            "significant": [True, False],
+        }
+    )
+    out = A.rank_sum_display(tests)
+    assert "p_threshold" not in out and "anchor_category" not in out and "n" in out
+    assert out["p"].tolist() == ["5.0e-08", "2.2e-02"]
+    assert out["median_a"].tolist() == [0.85, 0.85]
