@@ -447,7 +447,21 @@ def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
     for c in ("p", "p_bonferroni"):
         if c in out:
             out[c] = [f"{v:.1e}" if np.isfinite(v) else "undefined" for v in out[c]]
-    return out
+    return out.rename(columns=RANK_SUM_HEADERS)
+
+
+#: Short headers of :func:`rank_sum_display`, so its columns fit a page's width.
+RANK_SUM_HEADERS = {
+    "partner_a": "partners A",
+    "partner_b": "partners B",
+    "group_a": "anchors A",
+    "group_b": "anchors B",
+    "median_a": "median A",
+    "median_b": "median B",
+    "statistic": "z",
+    "p_bonferroni": "p Bonferroni",
+    "significant": "sig.",
+}
 
 
 #: The label of the study's values in every table that sets them beside a run's.

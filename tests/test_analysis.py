@@ -688,4 +688,5 @@ def test_rank_sum_display_keeps_small_p_values_readable():
     out = A.rank_sum_display(tests)
     assert "p_threshold" not in out and "anchor_category" not in out and "n" in out
     assert out["p"].tolist() == ["5.0e-08", "2.2e-02"]
-    assert out["median_a"].tolist() == [0.85, 0.85]
+    assert out["median A"].tolist() == [0.85, 0.85]
+    assert list(out.columns[-4:]) == ["z", "p", "p Bonferroni", "sig."]
