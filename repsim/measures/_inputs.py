@@ -106,6 +106,16 @@ def to_float64(X: Any, name: str = "X") -> np.ndarray:
     return A
 
 
+def check_flag(value: Any, name: str) -> bool:
+    """``value`` as a bool; anything but True/False (a string such as ``"no"``, None, 0/1) raises.
+
+    A truthy string would otherwise select the other estimator without a word.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise InputError(f"{name} must be True or False, got {value!r}")
+
+
 def first_bad_row(A: np.ndarray) -> tuple[int | None, int]:
     """Index of the first row holding NaN or Inf (None if all finite) and the number of such rows."""
     bad = ~np.isfinite(A).all(axis=1)

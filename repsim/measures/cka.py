@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from repsim.errors import InputError, UndefinedMeasureError
-from repsim.measures._inputs import as_matrix, check_pair, require_variance
+from repsim.measures._inputs import as_matrix, check_flag, check_pair, require_variance
 
 # The "undefined" rule (book/methods.md): unbiased CKA is undefined when the U-centred kernel of a
 # representation is zero, judged as ||U(K)||^2 <= REL_TOL * ||K~||^2 with K~ the kernel without its
@@ -64,6 +64,7 @@ def cka(
         CKA; 1 for identical inputs. Raises :class:`UndefinedMeasureError` for a representation
         without usable variance (see :data:`REL_TOL`), :class:`InputError` for malformed input.
     """
+    unbiased = check_flag(unbiased, "unbiased")
     bw_x, bw_y = _check_options(kernel, sigma, sigma_mode)
     Xa, Ya = as_matrix(X, "X"), as_matrix(Y, "Y")
     check_pair(Xa, Ya, 4 if unbiased else 3, f"{'unbiased' if unbiased else 'biased'} CKA")
@@ -140,9 +141,13 @@ def _check_options(
         if sigma_mode == "absolute":
             raise InputError("kernel='rbf' needs sigma (the study uses sigma=0.4, absolute)")
         sigma = 1.0
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise InputError(f"sigma must be a positive number, got {sigma!r}")
-    return float(sigma), float(sigma)
+    try:  # a string or a bool is no bandwidth, even where float() would read it as one
+        bw = float(sigma) if not isinstance(sigma, (str, bytes, bool, np.bool_)) else None
+    except (TypeError, ValueError):
+        bw = None
+    if bw is None or not (np.isfinite(bw) and bw > 0):
+        raise InputError(f"sigma must be a positive number, e.g. sigma=0.4, got {sigma!r}")
+    return bw, bw
 
 
 def sq_distances(X: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from repsim.errors import UndefinedMeasureError
-from repsim.measures._inputs import as_matrix, check_pair, require_variance
+from repsim.measures._inputs import as_matrix, check_flag, check_pair, require_variance
 
 
 def procrustes(X: Any, Y: Any, angular: bool = False) -> float:
@@ -38,6 +38,7 @@ def procrustes(X: Any, Y: Any, angular: bool = False) -> float:
     float in [0, 1]; 1 when Y is a rotated, scaled and translated copy of X. Raises
     :class:`UndefinedMeasureError` for a representation without variance across stimuli.
     """
+    angular = check_flag(angular, "angular")
     Xa, Ya = as_matrix(X, "X"), as_matrix(Y, "Y")
     check_pair(Xa, Ya, 3, "Procrustes similarity")  # at n = 2 it is 1 whatever the inputs
     parts = []
