@@ -53,3 +53,45 @@ def test_cka_sigma_numpy_scalar_is_a_number(rng):
     assert repsim.cka(X, Y, kernel="rbf", sigma=np.float32(0.5)) == repsim.cka(
         X, Y, kernel="rbf", sigma=0.5
     )
+
+
+# ------------------------------------------------------------------------------- magnitudes
+
+SINGLE = {
+    "cka": repsim.cka,
+    "rsa": repsim.rsa,
+    "mutual_knn": lambda X, Y: repsim.mutual_knn(X, Y, k=3),
+    "procrustes": repsim.procrustes,
+}
+
+
+@pytest.mark.parametrize("scale", [1e38, 1e-45, 1e160, 1e-160])
+@pytest.mark.parametrize("measure", list(SINGLE))
+def test_measures_refuse_features_whose_products_leave_float64(rng, measure, scale):
+    # linear CKA of two such representations returned 0.0 (1e38) or inf (1e-45); at 1e160 mutual kNN
+    # returned 0.1 and Procrustes 0.0 (the row norms overflowed), CKA and RSA called it undefined
+    X, Y = _pair(rng)
+    with pytest.raises(InputError, match=r"^X has .*rescale it, e\.g\. X / np\.abs\(X\)\.max\(\)"):
+        SINGLE[measure](X * scale, Y)
+    with pytest.raises(InputError, match="^Y has"):
+        SINGLE[measure](X, Y * scale)
+
+
+@pytest.mark.parametrize("measure", list(SINGLE))
+def test_measures_keep_their_value_at_large_and_small_but_usable_scales(rng, measure):
+    X, Y = _pair(rng)
+    base = SINGLE[measure](X, Y)
+    for scale in (2.0**95, 2.0**-95):  # about 4e28, 2.5e-29; powers of two: exact
+        assert SINGLE[measure](X * scale, Y * scale) == pytest.approx(base, rel=1e-12)
+        assert SINGLE[measure](X * scale, Y) == pytest.approx(base, rel=1e-12)
+
+
+@pytest.mark.parametrize("measure", ["mutual_knn_3", "procrustes", "cka_linear", "rsa_spearman"])
+def test_engine_gives_nan_and_names_a_model_of_unusable_magnitude(rng, measure):
+    X, Y = _pair(rng)
+    Z = rng.normal(size=(20, 4))
+    with pytest.warns(RuntimeWarning, match="model 'big' has values up to .* rescale it"):
+        S = repsim.similarity_matrix({"big": X * 1e38, "b": Y, "c": Z}, measure, device="cpu")
+    assert np.isnan(S.values[0]).all() and np.isnan(S.values[:, 0]).all()
+    want = repsim.similarity_matrix({"b": Y, "c": Z}, measure, device="cpu").values
+    np.testing.assert_array_equal(S.values[1:, 1:], want)

@@ -19,7 +19,8 @@ from repsim.errors import (
 def as_matrix(X: Any, name: str = "X") -> np.ndarray:
     """Return ``X`` (numpy, torch or array-like, shape (n, d)) as a finite float64 numpy array.
 
-    Raises :class:`InputError` naming ``name`` and the first bad row if ``X`` holds NaN or Inf.
+    Raises :class:`InputError` naming ``name`` and the first bad row if ``X`` holds NaN or Inf, and
+    naming the fix if its magnitude is outside the range the measures compute in (:data:`MAX_MAGNITUDE`).
     """
     A = to_float64(X, name)
     row, count = first_bad_row(A)
@@ -28,7 +29,39 @@ def as_matrix(X: Any, name: str = "X") -> np.ndarray:
             f"{name} holds NaN or Inf ({count} rows, first bad row {row}); "
             "re-extract the features or drop those stimuli from every model"
         )
+    why = magnitude_problem(A)
+    if why is not None:
+        raise InputError(f"{name} {why}; {RESCALE_FIX.format(name=name)}")
     return A
+
+
+#: Largest absolute feature value the measures accept (and 1 / it the smallest nonzero one). CKA
+#: multiplies two self-HSICs, eighth powers of the features: beyond about 1e37 they overflow and
+#: linear CKA returned 0.0, below about 1e-40 they underflow and it lost digits, then returned inf;
+#: row norms overflow near 1e154, where mutual kNN returned 0.1 and Procrustes 0.0. Within +-1e30
+#: every measure keeps its digits at any realistic n and d; no network's features come near.
+MAX_MAGNITUDE = 1e30
+RESCALE_FIX = (
+    "rescale it, e.g. {name} / np.abs({name}).max() (linear and median-bandwidth RBF CKA, RSA, "
+    "mutual kNN and Procrustes do not change under scaling; for an absolute RBF sigma choose sigma "
+    "for the rescaled features)"
+)
+
+
+def magnitude_problem(A: np.ndarray) -> str | None:
+    """Why the finite array ``A`` is too large or too small to compute with, or None if it is not."""
+    m = float(np.abs(A).max())
+    if m > MAX_MAGNITUDE:
+        return (
+            f"has values up to {m:.3g} in magnitude, beyond {MAX_MAGNITUDE:g}, "
+            "where products of features overflow float64"
+        )
+    if 0 < m < 1 / MAX_MAGNITUDE:
+        return (
+            f"has no value larger than {m:.3g} in magnitude, below {1 / MAX_MAGNITUDE:g}, "
+            "where products of features underflow float64"
+        )
+    return None
 
 
 _NONE = object()

@@ -5,8 +5,9 @@ by family; a family with a batched kernel (``batched.py``: CKA, RSA, mutual kNN)
 of all its measures at once, sharing per-model work, blocked over stimuli to stay under a memory
 budget, on CUDA when available, accumulating in float64 with TF32 off. A family without one falls
 back to its single-pair function, called once for every pair of models (correct, slower). A model
-whose features are NaN/Inf or constant, or for which a measure is undefined, gets a NaN row and
-column and a warning naming it; the other models go on.
+whose features are NaN/Inf, constant or of unusable magnitude (``MAX_MAGNITUDE`` in ``_inputs.py``),
+or for which a measure is undefined, gets a NaN row and column and a warning naming it; the other
+models go on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from tqdm import tqdm
 
 from repsim.device import resolve_device
 from repsim.errors import InputError, UndefinedMeasureError
-from repsim.measures._inputs import first_bad_row, is_constant, to_float64
+from repsim.measures._inputs import (
+    RESCALE_FIX,
+    first_bad_row,
+    is_constant,
+    magnitude_problem,
+    to_float64,
+)
 from repsim.measures.batched import warn_nan
 from repsim.measures.registry import FAMILIES, MeasureSpec, get_family, parse_measures
 
@@ -132,15 +139,20 @@ def _read_features(features: Mapping[str, Any]) -> tuple[list[str], list[np.ndar
 
 
 def _usable(ids: list[str], arrays: list[np.ndarray]) -> np.ndarray:
-    """Mask of models with finite, non-constant features; warn about the others."""
+    """Mask of models with finite, non-constant features of usable magnitude; warn about the others."""
     ok = np.ones(len(ids), dtype=bool)
     for i, (mid, A) in enumerate(zip(ids, arrays)):
         row, count = first_bad_row(A)
+        why = magnitude_problem(A) if row is None else None
         if row is not None:
             ok[i] = False
             warn_nan(
                 f"model {mid!r} has NaN or Inf in {count} rows (first bad row {row}); its similarities are NaN"
             )
+        elif why is not None:
+            ok[i] = False
+            fix = RESCALE_FIX.format(name="X")
+            warn_nan(f"model {mid!r} {why}, so its similarities are NaN; {fix}")
         elif is_constant(A):
             ok[i] = False
             warn_nan(
