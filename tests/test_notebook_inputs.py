@@ -95,3 +95,14 @@ def test_engine_gives_nan_and_names_a_model_of_unusable_magnitude(rng, measure):
     assert np.isnan(S.values[0]).all() and np.isnan(S.values[:, 0]).all()
     want = repsim.similarity_matrix({"b": Y, "c": Z}, measure, device="cpu").values
     np.testing.assert_array_equal(S.values[1:, 1:], want)
+
+
+# ------------------------------------------------------------------------- similarity_matrix
+
+
+@pytest.mark.parametrize("measure", [["cka_linear"], ("cka_linear", "rsa_spearman"), None])
+def test_similarity_matrix_takes_one_measure_name(rng, measure):
+    # a list used to fail with "unhashable type: 'list'" inside the registry
+    X, Y = _pair(rng)
+    with pytest.raises(InputError, match="similarity_matrices"):
+        repsim.similarity_matrix({"a": X, "b": Y}, measure, device="cpu")

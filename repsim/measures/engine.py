@@ -59,6 +59,11 @@ def similarity_matrix(
     -------
     xr.DataArray (model_a, model_b), symmetric, named and with attr ``measure``.
     """
+    if not isinstance(measure, str):
+        raise InputError(
+            f"measure must be one measure name such as 'cka_linear', got {measure!r}; for several "
+            "measures at once use repsim.similarity_matrices(features, measures)"
+        )
     ds = similarity_matrices(
         features, [measure], device=device, memory_budget_gb=memory_budget_gb, progress=progress
     )
