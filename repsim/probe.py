@@ -185,6 +185,18 @@ def _labels(y: Any, n: int, name: str) -> np.ndarray:
         raise InputError(
             f"{name} must be 1-D with one label per feature row ({n}); got shape {arr.shape}."
         )
+    missing = (
+        np.isnan(arr)
+        if arr.dtype.kind in "fc"
+        else np.array([v is None or (isinstance(v, float) and v != v) for v in arr.ravel()])
+        if arr.dtype.kind == "O"
+        else np.zeros(arr.shape, dtype=bool)
+    )
+    if missing.any():  # np.unique would make "missing" one more class
+        raise InputError(
+            f"{name} has {int(missing.sum())} missing labels (NaN or None), first at row "
+            f"{int(np.flatnonzero(missing)[0])}; drop those rows (features and labels) before probing."
+        )
     return arr
 
 
@@ -194,12 +206,18 @@ def encode_labels(y_train: np.ndarray, y_test: np.ndarray) -> tuple[np.ndarray, 
     Returns ``(classes, train_index, test_index)``. A test class that never occurs in the train
     split cannot be predicted by a probe, so it is an error rather than a silent zero recall.
     """
-    classes = np.unique(y_train)
+    try:
+        classes = np.unique(y_train)
+        unseen = np.setdiff1d(np.unique(y_test), classes)
+    except TypeError as err:  # e.g. ints mixed with strings: no order to map them by
+        raise InputError(
+            f"labels must be of one sortable kind (all numbers or all strings); sorting them "
+            f"failed: {err}. Convert them, e.g. y.astype(str)."
+        ) from None
     if classes.size < 2:
         raise InputError(
             f"the train split has {classes.size} class(es); a probe needs at least 2. Check labels."
         )
-    unseen = np.setdiff1d(np.unique(y_test), classes)
     if unseen.size:
         raise InputError(
             f"test labels {unseen[:10].tolist()} (of {unseen.size}) never occur in the train split; "
@@ -473,13 +491,42 @@ def _balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[y == c] == c) for c in classes]))
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _grid(values: Any, name: str) -> np.ndarray:
+    """A search grid as a 1-D float64 array (one number is a grid of one)."""
+    try:
+        arr = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.ndim != 1 or isinstance(values, (str, bytes)):
+        raise InputError(f"{name} must be a number or a 1-D sequence of numbers; got {values!r}.")
+    return arr
+
+
+def _seed_list(seeds: Any) -> list[int]:
+    """Seeds as a list of ints (one int is one seed); non-integers are refused, not truncated."""
+    seeds = [seeds] if _is_int(seeds) else seeds
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise InputError(f"seeds must be a list of non-negative integers; got {seeds!r}.")
+    seeds = list(seeds)
+    if not all(_is_int(s) and s >= 0 for s in seeds):
+        raise InputError(f"seeds must be a list of non-negative integers; got {seeds!r}.")
+    return [int(s) for s in seeds]
+
+
 def _check_options(lrs, wds, seeds, epochs: int, batch_size: int) -> None:
-    if lrs.size == 0 or wds.size == 0 or (lrs <= 0).any() or (wds < 0).any():
+    if lrs.size == 0 or wds.size == 0 or not (np.isfinite(lrs).all() and np.isfinite(wds).all()):
+        raise InputError(f"lrs and wds must be non-empty and finite; got {lrs} and {wds}.")
+    if (lrs <= 0).any() or (wds < 0).any():
         raise InputError("lrs must be non-empty and positive, wds non-empty and >= 0.")
     if len(seeds) == 0 or len(set(seeds)) != len(seeds):
         raise InputError(f"seeds must be a non-empty list of distinct integers; got {list(seeds)}.")
-    if epochs < 1 or batch_size < 1:
-        raise InputError(f"epochs and batch_size must be >= 1; got {epochs} and {batch_size}.")
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if not _is_int(v) or v < 1:
+            raise InputError(f"{name} must be an integer >= 1; got {v!r}.")
 
 
 def linear_probe(
@@ -519,7 +566,15 @@ def linear_probe(
         :class:`~repsim.errors.ConstantFeaturesError` rather than reporting a majority-class accuracy.
     y_train, y_test : array (n,)
         Labels of any sortable kind; they are mapped to ``0..C-1`` by the sorted train classes. A
-        test class absent from the train split raises :class:`~repsim.errors.InputError`.
+        test class absent from the train split raises :class:`~repsim.errors.InputError`, and so
+        does a missing label (NaN or None) or a mix of kinds that cannot be sorted (ints and strings).
+    lrs, wds : sequence of float, or one float
+        The learning-rate and weight-decay grids (finite; lrs > 0, wds >= 0); one number is a grid
+        of one.
+    seeds : sequence of int, or one int
+        Non-negative integer seeds, one probe each; accuracies are averaged over them.
+    epochs, batch_size : int
+        Integers >= 1.
     device : str, optional
         ``"cuda"``, ``"cpu"`` ...; default: CUDA when available.
     shared_search : bool
@@ -539,11 +594,14 @@ def linear_probe(
     # the grids in one canonical order (learning rates high to low, weight decays low to high, as
     # the defaults): the coarse-then-fine search steps along the sorted weight-decay grid, and
     # ties go to the first cell, so the order a config lists them in must not change the result
-    lrs_a = -np.sort(-np.asarray(lrs, dtype=np.float64))
-    wds_a = np.sort(np.asarray(wds, dtype=np.float64))
-    seeds = [int(s) for s in seeds]
+    lrs_a = -np.sort(-_grid(lrs, "lrs"))
+    wds_a = np.sort(_grid(wds, "wds"))
+    seeds = _seed_list(seeds)
     _check_options(lrs_a, wds_a, seeds, epochs, batch_size)
     _check_precision(precision)
+    for name, flag in (("normalize", normalize), ("shared_search", shared_search)):
+        if not isinstance(flag, (bool, np.bool_)):  # a truthy "no" would switch it on
+            raise InputError(f"{name} must be True or False; got {flag!r}.")
     dev = resolve_device(device)
     Xtr = _features(X_train, "X_train", dev, normalize)
     Xte = _features(X_test, "X_test", dev, normalize)

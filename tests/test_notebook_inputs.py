@@ -106,3 +106,65 @@ def test_similarity_matrix_takes_one_measure_name(rng, measure):
     X, Y = _pair(rng)
     with pytest.raises(InputError, match="similarity_matrices"):
         repsim.similarity_matrix({"a": X, "b": Y}, measure, device="cpu")
+
+
+# ------------------------------------------------------------------------------ linear_probe
+
+FAST = {"lrs": (0.1,), "wds": (0.0, 1e-3), "epochs": 1, "device": "cpu"}
+
+
+def _probe_data(rng):
+    X = rng.normal(size=(90, 5))
+    y = np.tile([0, 1, 2], 30)
+    return X[:60], y[:60].copy(), X[60:], y[60:].copy()
+
+
+@pytest.mark.parametrize(
+    "option, value, match",
+    [
+        ("lrs", (np.nan,), "finite"),  # NaN and inf learning rates trained to chance, silently
+        ("lrs", (np.inf, 0.1), "finite"),
+        ("wds", (np.nan,), "finite"),
+        ("lrs", "0.1", "lrs must be a number"),
+        ("seeds", (1.5,), "non-negative integers"),  # was truncated to seed 1
+        ("seeds", ("a",), "non-negative integers"),  # raised ValueError from int()
+        ("seeds", (-1,), "non-negative integers"),  # raised inside numpy's generator
+        ("seeds", (True,), "non-negative integers"),
+        ("epochs", 2.7, "epochs must be an integer"),  # raised TypeError inside the schedule
+        ("batch_size", 16.5, "batch_size must be an integer"),  # raised inside torch.expand
+        ("normalize", "no", "normalize must be True or False"),  # a truthy "no" normalised
+        ("shared_search", "no", "shared_search must be True or False"),
+    ],
+)
+def test_probe_refuses_bad_options_naming_them(rng, option, value, match):
+    Xtr, ytr, Xte, yte = _probe_data(rng)
+    with pytest.raises(InputError, match=match):
+        repsim.linear_probe(Xtr, ytr, Xte, yte, **{**FAST, "seeds": (0,), option: value})
+
+
+def test_probe_takes_one_number_as_a_grid_of_one_and_one_int_as_one_seed(rng):
+    # a scalar lrs/wds raised IndexError on a 0-d array, seeds=0 "'int' object is not iterable"
+    Xtr, ytr, Xte, yte = _probe_data(rng)
+    kw = {**FAST, "wds": 0.0}
+    one = repsim.linear_probe(Xtr, ytr, Xte, yte, **{**kw, "lrs": 0.1, "seeds": 0})
+    ref = repsim.linear_probe(Xtr, ytr, Xte, yte, **{**kw, "lrs": (0.1,), "seeds": (0,)})
+    np.testing.assert_array_equal(one.accuracy, ref.accuracy)
+    assert one.seeds.tolist() == [0] and one.lrs.tolist() == [0.1] and one.wds.tolist() == [0.0]
+
+
+@pytest.mark.parametrize("kind", ["float", "object"])
+def test_probe_refuses_missing_labels(rng, kind):
+    # a NaN label used to become one more class
+    Xtr, ytr, Xte, yte = _probe_data(rng)
+    y = ytr.astype(float if kind == "float" else object)
+    y[7] = np.nan if kind == "float" else None
+    with pytest.raises(InputError, match="y_train has 1 missing labels .* first at row 7"):
+        repsim.linear_probe(Xtr, y, Xte, yte, **FAST)
+
+
+def test_probe_refuses_labels_that_cannot_be_sorted(rng):
+    # ints mixed with strings raised TypeError inside np.unique
+    Xtr, ytr, Xte, yte = _probe_data(rng)
+    y = np.array([0, "a", 1] * 20, dtype=object)
+    with pytest.raises(InputError, match="one sortable kind"):
+        repsim.linear_probe(Xtr, y, Xte, np.array([0, "a", 1] * 10, dtype=object), **FAST)
