@@ -73,7 +73,9 @@ def consistency(
     NaN similarities are dropped pairwise with a ``RuntimeWarning``: each dataset pair is correlated over
     the model pairs finite on both datasets (the study's code gives NaN). An asymmetric ``sim`` raises
     :class:`~repsim.errors.AsymmetricSimilarityError`; a non-numeric or complex one
-    :class:`~repsim.errors.NonNumericInputError` / :class:`~repsim.errors.ComplexInputError`.
+    :class:`~repsim.errors.NonNumericInputError` / :class:`~repsim.errors.ComplexInputError`; one
+    holding inf, or naming a model twice, :class:`~repsim.errors.InputError`. A single model id may
+    be given as a string for ``models_a`` / ``models_b``.
     """
     _check(sim, method)
     mask = _pair_mask(sim, models_a, models_b)
@@ -130,7 +132,7 @@ def anchor_consistency(
     """
     _check(sim, method)
     models = [str(m) for m in sim["model_a"].values]
-    anchors = models if anchors is None else [str(a) for a in anchors]
+    anchors = models if anchors is None else [str(a) for a in _id_list(anchors)]
     _known(anchors, models, "anchors")
     parts = [_consistency(sim, _pair_mask(sim, [a], None), method) for a in anchors]
     out = xr.concat(parts, dim="anchor", combine_attrs="drop_conflicts")
@@ -211,7 +213,7 @@ def anchor_partner_consistency(
     _check(sim, method)
     label, cats = _categories(sim, by)
     models = [str(m) for m in sim["model_a"].values]
-    anchors = [str(a) for a in anchors]
+    anchors = [str(a) for a in _id_list(anchors)]
     _known(anchors, models, "anchors")
     parts = []
     for a in anchors:
@@ -731,10 +733,26 @@ def _check(sim: xr.DataArray, method: str) -> None:
         )
     if list(sim["model_a"].values) != list(sim["model_b"].values):
         raise InputError("model_a and model_b must list the same models in the same order")
+    ids = [str(m) for m in sim["model_a"].values]
+    if len(set(ids)) != len(
+        ids
+    ):  # a repeated model would add its pairs twice, and itself as a pair
+        dup = sorted({m for m in ids if ids.count(m) > 1})
+        raise InputError(
+            f"model ids must be unique, but {dup[:10]} occur more than once on model_a; "
+            "drop the repeats, e.g. sim.drop_duplicates('model_a').drop_duplicates('model_b')"
+        )
     if sim.sizes["dataset"] < 1:
         raise InputError("the similarity array has no datasets")
     V = real_array(sim.transpose("dataset", "model_a", "model_b").values, "the similarity array")
     V = np.asarray(V, dtype=np.float64)
+    if np.isinf(V).any():  # no measure gives inf; dropping it like NaN would hide a broken input
+        d, i, j = (int(k[0]) for k in np.nonzero(np.isinf(V)))
+        raise InputError(
+            f"the similarity array holds {int(np.isinf(V).sum())} infinite values, e.g. "
+            f"({sim['model_a'].values[i]}, {sim['model_b'].values[j]}) on dataset "
+            f"'{sim['dataset'].values[d]}'; recompute them (NaN marks an undefined similarity)"
+        )
     _check_symmetric(sim, V)
     _warn_nan(sim, V)
 
@@ -792,12 +810,17 @@ def _pair_mask(
         if group is None:
             sets.append(np.ones(len(models), dtype=bool))
         else:
-            group = [str(g) for g in group]
+            group = [str(g) for g in _id_list(group)]
             _known(group, models, what)
             sets.append(np.isin(models, group))
     a, b = sets
     pairs = np.outer(a, b) | np.outer(b, a)
     return np.triu(pairs, k=1)
+
+
+def _id_list(ids: str | Sequence[str]) -> Sequence[str]:
+    """One model id given as a string is a set of one (not its characters)."""
+    return [ids] if isinstance(ids, str) else ids
 
 
 def _consistency(sim: xr.DataArray, mask: np.ndarray, method: str) -> xr.DataArray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import repsim
 from repsim.errors import InputError
@@ -168,3 +169,47 @@ def test_probe_refuses_labels_that_cannot_be_sorted(rng):
     y = np.array([0, "a", 1] * 20, dtype=object)
     with pytest.raises(InputError, match="one sortable kind"):
         repsim.linear_probe(Xtr, y, Xte, np.array([0, "a", 1] * 10, dtype=object), **FAST)
+
+
+# ------------------------------------------------------------------------------- consistency
+
+
+def _sim(rng, models=("m0", "m1", "m2", "m3", "m4", "m5"), n_datasets=4):
+    M = len(models)
+    S = rng.uniform(0, 1, (n_datasets, M, M))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    for d in range(n_datasets):
+        np.fill_diagonal(S[d], 1.0)
+    coords = {"dataset": [f"d{i}" for i in range(n_datasets)], "model_a": list(models)}
+    return xr.DataArray(
+        S, dims=("dataset", "model_a", "model_b"), coords={**coords, "model_b": list(models)}
+    )
+
+
+def test_consistency_refuses_infinite_similarities(rng):
+    # an inf was dropped like a NaN, without the NaN rule's warning
+    sim = _sim(rng)
+    sim[1, 0, 2] = sim[1, 2, 0] = np.inf
+    with pytest.raises(InputError, match=r"1 infinite values|2 infinite values"):
+        repsim.consistency(sim)
+
+
+def test_consistency_refuses_a_repeated_model_id(rng):
+    # the repeat's pairs counted twice, and the model with itself as one more pair
+    sim = _sim(rng, models=("m0", "m0", "m2", "m3", "m4", "m5"))
+    with pytest.raises(InputError, match=r"unique, but \['m0'\]"):
+        repsim.consistency(sim)
+    with pytest.raises(InputError, match="unique"):
+        repsim.grouped_consistency(sim, by={"m0": "a", "m2": "a", "m3": "b", "m4": "b", "m5": "b"})
+
+
+def test_one_model_id_as_a_string_is_a_set_of_one(rng):
+    # "m0" was read as the models "m" and "0"
+    sim = _sim(rng)
+    a = repsim.consistency(sim, models_a="m0")
+    b = repsim.consistency(sim, models_a=["m0"])
+    np.testing.assert_array_equal(a.values, b.values)
+    np.testing.assert_array_equal(
+        repsim.anchor_consistency(sim, anchors="m1").values,
+        repsim.anchor_consistency(sim, anchors=["m1"]).values,
+    )
