@@ -213,3 +213,18 @@ def test_one_model_id_as_a_string_is_a_set_of_one(rng):
         repsim.anchor_consistency(sim, anchors="m1").values,
         repsim.anchor_consistency(sim, anchors=["m1"]).values,
     )
+
+
+def test_similarity_matrix_refuses_ids_that_collide_as_strings(rng):
+    # {1: X, "1": Y} gave a matrix labelled ["1", "1"]
+    X, Y = _pair(rng)
+    with pytest.raises(InputError, match=r"model ids \['1'\]"):
+        repsim.similarity_matrix({1: X, "1": Y}, device="cpu")
+
+
+@pytest.mark.parametrize("budget", ["2", True, [2]])
+def test_similarity_matrix_memory_budget_must_be_a_number(rng, budget):
+    # "2" failed with TypeError in a comparison, True was read as 1 GiB
+    X, Y = _pair(rng)
+    with pytest.raises(InputError, match="memory_budget_gb must be a number"):
+        repsim.similarity_matrix({"a": X, "b": Y}, memory_budget_gb=budget, device="cpu")

@@ -133,6 +133,12 @@ def _read_features(features: Mapping[str, Any]) -> tuple[list[str], list[np.ndar
     if not isinstance(features, Mapping) or len(features) == 0:
         raise InputError("features must be a non-empty mapping {model_id: array (n_stimuli, d)}")
     ids = [str(k) for k in features]
+    if len(set(ids)) != len(ids):  # e.g. 1 and "1": one label for two models in the result
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise InputError(
+            f"model ids {dup} name more than one model once read as strings (e.g. 1 and '1'); "
+            "give every model a distinct name"
+        )
     arrays = [to_float64(features[k], f"model {k!r}") for k in features]
     counts = {i: a.shape[0] for i, a in zip(ids, arrays)}
     if len(set(counts.values())) > 1:
@@ -168,6 +174,12 @@ def _usable(ids: list[str], arrays: list[np.ndarray]) -> np.ndarray:
 
 def _budget_bytes(dev: torch.device, memory_budget_gb: float | None) -> float:
     if memory_budget_gb is not None:
+        if isinstance(memory_budget_gb, (str, bytes, bool, np.bool_)) or not isinstance(
+            memory_budget_gb, (int, float, np.integer, np.floating)
+        ):
+            raise InputError(
+                f"memory_budget_gb must be a number of GiB, e.g. 8, got {memory_budget_gb!r}"
+            )
         if not memory_budget_gb > 0:
             raise InputError(f"memory_budget_gb must be > 0, got {memory_budget_gb!r}")
         return float(memory_budget_gb) * 2**30
