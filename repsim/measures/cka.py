@@ -52,8 +52,12 @@ def cka(
     Parameters
     ----------
     X, Y : arrays (n_stimuli, d_x) and (n_stimuli, d_y), rows aligned; numpy or torch, computed in float64.
+        Used as given: the study L2-normalises every row first (features read with
+        :mod:`repsim.store` already are), and an absolute ``sigma`` such as 0.4 assumes unit-norm rows;
+        on raw features pass ``X / np.linalg.norm(X, axis=1, keepdims=True)``.
     kernel : ``"linear"`` or ``"rbf"``.
-    unbiased : U-statistic HSIC (needs n >= 4; can be slightly negative) or biased double centring.
+    unbiased : True: U-statistic HSIC (needs n >= 4; can be slightly negative); False: biased double
+        centring. Anything but a bool raises.
     sigma : RBF bandwidth; absolute, or a multiple of the median distance (``sigma_mode``).
         Required for ``sigma_mode="absolute"``; defaults to 1 (the median itself) for ``"median"``.
     sigma_mode : ``"absolute"`` (the study) or ``"median"``.
