@@ -967,16 +967,26 @@ def _ci(row: pd.Series) -> str:
     return text
 
 
+def _permutation_p(row: pd.Series) -> str:
+    """``format_p`` of a permutation p, saying so when it sits at the floor the count allows."""
+    p_text = format_p(row["p_value"])
+    try:
+        n_perm = float(row.get("n_permutations", np.nan))
+    except (TypeError, ValueError):
+        n_perm = np.nan
+    p = row["p_value"]
+    if np.isfinite(n_perm) and n_perm > 0 and np.isfinite(p) and p <= 1.0 / (n_perm + 1) + 1e-12:
+        # (k + 1) / (n + 1) with k = 0: no permutation reached the observed value
+        p_text += f", the smallest {int(n_perm)} permutations can give"
+    return p_text
+
+
 def factor_sentence(row: pd.Series | dict, alpha: float = 0.05) -> str:
     """One sentence for a ``factor`` row, worded by its permutation p-value."""
     row = pd.Series(row)
     what = f"{row['factor']} explains the consistency of pairwise similarity across datasets"
     if np.isfinite(row["p_value"]) and row["p_value"] < alpha:
-        p_text = format_p(row["p_value"])
-        n_perm = row.get("n_permutations", np.nan)
-        if np.isfinite(n_perm) and n_perm > 0 and row["p_value"] <= 1.0 / (n_perm + 1) + 1e-12:
-            # (k + 1) / (n + 1) with k = 0: no permutation reached the observed value
-            p_text += f", the smallest {int(n_perm)} permutations can give"
+        p_text = _permutation_p(row)
         return (
             f"{what.capitalize()} beyond random grouping of the same models (permutation "
             f"{p_text}; category-pair means spread {row['estimate']:.2f} beyond "
@@ -1000,8 +1010,8 @@ def difference_sentence(
     """
     d, o, a = pd.Series(difference), pd.Series(objective), pd.Series(architecture)
     stats_text = (
-        f"difference in excess SD {d['estimate']:.2f}, {_ci(d)}; objective {format_p(o['p_value'])}, "
-        f"architecture {format_p(a['p_value'])}"
+        f"difference in excess SD {d['estimate']:.2f}, {_ci(d)}; objective {_permutation_p(o)}, "
+        f"architecture {_permutation_p(a)}"
     )
     subject = "the consistency of pairwise similarity across datasets"
     if d["ci_low"] > 0 and o["p_value"] < alpha:

@@ -650,3 +650,16 @@ def test_factor_sentence_says_when_p_is_the_permutation_floor():
     text = stats.factor_sentence(row)
     assert "p = 0.001, the smallest 999 permutations can give" in text
     assert "smallest" not in stats.factor_sentence({**row, "p_value": 0.004})
+
+
+def test_difference_sentence_says_when_a_factor_p_is_the_permutation_floor():
+    """The headline answer quotes both factors' permutation p-values; one at 1/(n+1) says so, as
+    the factor sentence does, and one above it does not."""
+    o = {"p_value": 0.01, "factor": "objective", "n_permutations": 99.0}
+    a = {"p_value": 0.37, "factor": "architecture", "n_permutations": 99.0}
+    d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "confidence_level": 0.95}
+    text = stats.difference_sentence(d, o, a)
+    assert (
+        "objective p = 0.01, the smallest 99 permutations can give, architecture p = 0.37" in text
+    )
+    assert text.count("smallest") == 1
