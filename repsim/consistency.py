@@ -95,8 +95,9 @@ def grouped_consistency(
     """Consistency per pair of model categories (e.g. objective: Supervised | Self-Supervised).
 
     Categories come from the coord ``<by>_a`` on ``model_a`` (or ``<by>``), or from a mapping
-    model id -> category. Category pairs {c, c'} (c <= c', same-category pairs included) with fewer than
-    2 model pairs are skipped. Returns a DataArray (group_pair, dataset_a, dataset_b) with coords
+    model id -> category. Models whose coord is unknown ('' or NaN) are left out with a
+    ``RuntimeWarning``; they are not one category. Category pairs {c, c'} (c <= c', same-category
+    pairs included) with fewer than 2 model pairs are skipped. Returns a DataArray (group_pair, dataset_a, dataset_b) with coords
     ``group_by``, ``group_a``, ``group_b``, ``n_pairs`` on ``group_pair``.
     """
     _check(sim, method)
@@ -104,8 +105,8 @@ def grouped_consistency(
     models = np.asarray(sim["model_a"].values)
     parts = []
     for ca, cb in combinations_with_replacement(sorted(set(cats.values())), 2):
-        theta = [m for m in models if cats[m] == ca]
-        phi = [m for m in models if cats[m] == cb]
+        theta = [m for m in models if cats.get(m) == ca]
+        phi = [m for m in models if cats.get(m) == cb]
         mask = _pair_mask(sim, theta, phi)
         if mask.sum() < 2:
             logger.debug(
@@ -215,10 +216,16 @@ def anchor_partner_consistency(
     models = [str(m) for m in sim["model_a"].values]
     anchors = [str(a) for a in _id_list(anchors)]
     _known(anchors, models, "anchors")
+    uncategorised = [a for a in anchors if a not in cats]
+    if uncategorised:
+        raise InputError(
+            f"anchor(s) {', '.join(uncategorised)} have no {label}; give their models that "
+            "metadata or choose other anchors"
+        )
     parts = []
     for a in anchors:
         for c in sorted(set(cats.values())):
-            partners = [m for m in models if cats[m] == c and m != a]
+            partners = [m for m in models if cats.get(m) == c and m != a]
             if len(partners) < max(min_pairs, 2):
                 logger.debug("anchor %s: skipping partners %s (%d models)", a, c, len(partners))
                 continue
@@ -886,11 +893,27 @@ def _categories(sim: xr.DataArray, by: str | Mapping[str, str]) -> tuple[str, di
         return "group", {m: str(by[m]) for m in models}
     for name in (f"{by}_a", by):
         if name in sim.coords and sim.coords[name].dims == ("model_a",):
-            return by, dict(zip(models, (str(v) for v in sim.coords[name].values)))
+            values = dict(zip(models, sim.coords[name].values))
+            missing = [m for m, v in values.items() if _is_missing(v)]
+            if missing:
+                # '' and NaN are how model_metadata writes "unknown": they are not one category
+                warnings.warn(
+                    f"{len(missing)} model(s) have no {by} and are left out of the grouping: "
+                    f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return by, {m: str(v) for m, v in values.items() if m not in missing}
     raise InputError(
         f"no coord {by}_a on model_a to group by; add model metadata coords (see similarity.nc) "
         "or pass a mapping {model_id: category}"
     )
+
+
+def _is_missing(value: object) -> bool:
+    if isinstance(value, (float, np.floating)):
+        return not np.isfinite(value)
+    return value is None or str(value).strip() == ""
 
 
 def _labelled(da: xr.DataArray, by: str, ca: str, cb: str, n_pairs: int) -> xr.DataArray:

@@ -111,6 +111,32 @@ def test_nan_pairs_dropped_pairwise(rng, method):
     assert np.isfinite(got.values).all()
 
 
+def test_models_with_unknown_category_are_not_a_category(rng):
+    """model_metadata writes an unknown field as '' (text) or NaN (numbers); grouping by it put
+    those models together as one category named '' or 'nan'. They are left out, with a warning,
+    and the groups of the known models equal a hand computation over their pairs alone."""
+    sim = make_sim(rng)
+    size = ["s", "s", "", "l", "l", ""]  # a3 and c1 unknown
+    sim = sim.assign_coords(size_class_a=("model_a", size), size_class_b=("model_b", size))
+    with pytest.warns(RuntimeWarning, match="2 model\\(s\\) have no size_class.*a3, c1"):
+        g = grouped_consistency(sim, by="size_class")
+    # s = {a1, a2}, l = {b1, b2}: l|l and s|s have one pair each (skipped), l|s has four
+    assert list(g.group_pair.values) == ["size_class: l | s"]
+    assert list(g.n_pairs.values) == [4]
+    ls_pairs = [(f, h) for f in ["a1", "a2"] for h in ["b1", "b2"]]
+    np.testing.assert_allclose(
+        g.sel(group_pair="size_class: l | s").values, by_hand(sim, ls_pairs), rtol=1e-12
+    )
+    params = [1.0, 1.0, np.nan, 2.0, 2.0, 2.0]
+    sim = sim.assign_coords(params_m_a=("model_a", params), params_m_b=("model_b", params))
+    with pytest.warns(RuntimeWarning, match="1 model\\(s\\) have no params_m.*a3"):
+        g = grouped_consistency(sim, by="params_m")
+    assert "nan" not in set(g.group_a.values) | set(g.group_b.values)
+    with pytest.raises(InputError, match="anchor\\(s\\) a3 have no size_class"):
+        with pytest.warns(RuntimeWarning):
+            anchor_partner_consistency(sim, anchors=["a3"], by="size_class")
+
+
 def test_grouped_skips_small_groups_and_labels(rng):
     sim = make_sim(rng)
     g = grouped_consistency(sim, by="objective")
