@@ -439,7 +439,9 @@ def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
     :func:`~repsim.consistency.anchor_rank_sum_tests`) for a page: medians and statistic to two
     decimals, p-values in scientific notation (a 4-decimal round showed 5e-08 as 0.0), and the
     per-test threshold (the sentence under the table gives it) and the anchor's own category (the
-    figure's panel titles give it) left out, so the table fits the page."""
+    figure's panel titles give it) left out, so the table fits the page. The anchor (or the
+    anchors' category) and the first partner category are the row index, so a page prints each
+    once for its block of rows instead of a position column and a repeated name."""
     out = tests.drop(columns=[c for c in ("p_threshold", "anchor_category") if c in tests]).copy()
     for c in ("median_a", "median_b", "statistic"):
         if c in out:
@@ -447,7 +449,9 @@ def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
     for c in ("p", "p_bonferroni"):
         if c in out:
             out[c] = [f"{v:.1e}" if np.isfinite(v) else "undefined" for v in out[c]]
-    return out.rename(columns=RANK_SUM_HEADERS)
+    out = out.rename(columns=RANK_SUM_HEADERS)
+    keys = ["anchor", "partners A"] if "anchor" in out else ["anchors A"]
+    return out.set_index(keys) if set(keys) <= set(out.columns) else out
 
 
 #: Short headers of :func:`rank_sum_display`, so its columns fit a page's width.

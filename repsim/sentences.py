@@ -413,13 +413,22 @@ def partner_tests_text(tests: pd.DataFrame, alpha: float) -> str:
     sig = testable[testable.significant.astype(bool)]
     text = (
         f"{len(sig)} of {len(testable)} comparisons of partner categories are significant after "
-        f"Bonferroni correction (alpha = {alpha}, so p < {thr:.3g} for each test)"
+        f"Bonferroni correction (alpha = {alpha}, so p < {thr:.3g} for each test"
     )
-    if len(sig):
-        text += ": " + "; ".join(
-            f"anchor {r.anchor}: {r.partner_a} (median {fmt(r.median_a)}) vs {r.partner_b} "
-            f"(median {fmt(r.median_b)}), p = {r.p:.3g}"
-            for r in sig.itertuples()
+    if not len(sig):
+        text += ")"
+    else:
+        # one short clause per anchor (48 tests listed one by one with medians and p ran to a
+        # page of prose); the direction is the rank-sum statistic's sign, the numbers are in the
+        # table the sentence sits under
+        per_anchor = {}
+        for r in sig.itertuples():
+            hi, lo = (r.partner_a, r.partner_b) if r.statistic >= 0 else (r.partner_b, r.partner_a)
+            per_anchor.setdefault(r.anchor, []).append(f"{hi} > {lo}")
+        text += (
+            "; the partner category with the higher consistency first, each test's medians and p "
+            "in the table): "
+            + "; ".join(f"anchor {a}: {', '.join(c)}" for a, c in per_anchor.items())
         )
     return text + "."
 

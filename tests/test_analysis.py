@@ -592,7 +592,10 @@ def test_partner_tests_text_names_threshold_and_significant_pairs():
         }
     )
     text = T.partner_tests_text(tests, 0.01)
-    assert text.startswith("1 of 2") and "p < 0.005" in text and "anchor x: P" in text
+    assert text.startswith("1 of 2") and "p < 0.005" in text and "anchor x: P > Q." in text
+    # the direction follows the rank-sum statistic, not the column order
+    flipped = tests.assign(statistic=[-3.0, 0.5], median_a=[0.1, 0.9], median_b=[0.9, 0.8])
+    assert "anchor x: Q > P." in T.partner_tests_text(flipped, 0.01)
     assert "no rank-sum test" in T.partner_tests_text(tests.assign(p=np.nan), 0.01)
 
 
@@ -690,3 +693,7 @@ def test_rank_sum_display_keeps_small_p_values_readable():
     assert out["p"].tolist() == ["5.0e-08", "2.2e-02"]
     assert out["median A"].tolist() == [0.85, 0.85]
     assert list(out.columns[-4:]) == ["z", "p", "p Bonferroni", "sig."]
+    # the anchor and first partner category label the rows, printed once per block on a page
+    assert list(out.index.names) == ["anchor", "partners A"] and "anchor" not in out
+    html = out.to_html()
+    assert html.count("cnn-clip-s0") == 1 and 'rowspan="2"' in html
