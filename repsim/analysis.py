@@ -429,9 +429,20 @@ def controlled_rows(
         t = t[t["view"] == view]
     out = t[CONTROLLED_DISPLAY[analysis]].reset_index(drop=True)
     for c in out.columns:  # counts read back as floats (other analyses leave them empty): ints
-        if c.startswith("n_") and out[c].notna().all() and (out[c] % 1 == 0).all():
-            out[c] = out[c].astype(int)
+        if c.startswith("n_"):
+            out[c] = _counts_as_int(out[c])
     return out
+
+
+def _counts_as_int(values: pd.Series) -> pd.Series:
+    """A column of whole numbers as ints (64 models, not 64.0); any other column unchanged."""
+    try:
+        v = values.astype(float)
+    except (TypeError, ValueError):
+        return values
+    if len(v) and v.notna().all() and (v % 1 == 0).all():
+        return v.astype(int)
+    return values
 
 
 def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
@@ -491,10 +502,9 @@ def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) ->
     out = t[list(keep)].rename(columns=keep)
     if out["this run"].isna().all():  # no row has a run value: the status says why, once a row;
         out = out.drop(columns=["this run", "basis of this run's value"])  # no column of NaN
-    for c in (STUDY_LABEL, "this run"):  # counts (64 models) as integers, not 64.0
-        v = out[c] if c in out else None
-        if v is not None and v.notna().all() and len(v) and (v.astype(float) % 1 == 0).all():
-            out[c] = v.astype(int)
+    for c in (STUDY_LABEL, "this run"):
+        if c in out:
+            out[c] = _counts_as_int(out[c])
     shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
     return out.loc[:, shown.any().to_numpy()]
 

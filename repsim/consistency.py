@@ -741,9 +741,7 @@ def _check(sim: xr.DataArray, method: str) -> None:
     if list(sim["model_a"].values) != list(sim["model_b"].values):
         raise InputError("model_a and model_b must list the same models in the same order")
     ids = [str(m) for m in sim["model_a"].values]
-    if len(set(ids)) != len(
-        ids
-    ):  # a repeated model would add its pairs twice, and itself as a pair
+    if len(set(ids)) != len(ids):  # a repeated model adds its pairs twice, and itself as a pair
         dup = sorted({m for m in ids if ids.count(m) > 1})
         raise InputError(
             f"model ids must be unique, but {dup[:10]} occur more than once on model_a; "

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from repsim.device import resolve_device
 from repsim.errors import ConstantFeaturesError, InputError
-from repsim.measures._inputs import real_array
+from repsim.measures._inputs import check_flag, real_array
 
 logger = logging.getLogger(__name__)
 
@@ -599,9 +599,8 @@ def linear_probe(
     seeds = _seed_list(seeds)
     _check_options(lrs_a, wds_a, seeds, epochs, batch_size)
     _check_precision(precision)
-    for name, flag in (("normalize", normalize), ("shared_search", shared_search)):
-        if not isinstance(flag, (bool, np.bool_)):  # a truthy "no" would switch it on
-            raise InputError(f"{name} must be True or False; got {flag!r}.")
+    normalize = check_flag(normalize, "normalize")  # a truthy "no" would switch it on
+    shared_search = check_flag(shared_search, "shared_search")
     dev = resolve_device(device)
     Xtr = _features(X_train, "X_train", dev, normalize)
     Xte = _features(X_test, "X_test", dev, normalize)

@@ -50,7 +50,7 @@ RESCALE_FIX = (
 
 def magnitude_problem(A: np.ndarray) -> str | None:
     """Why the finite array ``A`` is too large or too small to compute with, or None if it is not."""
-    m = float(np.abs(A).max())
+    m = max(abs(float(A.max())), abs(float(A.min())))  # no |A| copy of a large feature matrix
     if m > MAX_MAGNITUDE:
         return (
             f"has values up to {m:.3g} in magnitude, beyond {MAX_MAGNITUDE:g}, "
