@@ -948,6 +948,43 @@ def _registry() -> dict[str, Any]:
     }
 
 
+#: the modules each part imports: checked before any part runs (see :func:`missing_modules`)
+PART_IMPORTS: dict[str, tuple[str, ...]] = {
+    "extract": ("repsim.bench.extract",),
+    "similarity": ("repsim.measures", "repsim.bench.measures"),
+    "probe": ("repsim.probe", "repsim.bench.probe", "scipy.optimize"),
+    "decode_once": ("repsim.bench.extract",),
+}
+
+#: how to bring a missing package to a GPU machine, in the error that names it
+INSTALL_HINT = (
+    "install the project (pip install -e .); on a GPU machine that cannot reach the package "
+    "index, run `bash tests/benchmarks/device_wheels.sh` where pip works, copy the repository "
+    "with its .whl/ folder, and `bash tests/benchmarks/gpu_check.sh` installs them"
+)
+
+
+def missing_modules(parts: Sequence[str]) -> dict[str, list[str]]:
+    """The packages that ``parts`` cannot import, each with the parts that need it.
+
+    Checked before the suite starts, so that a machine without (say) zarr stops in a second with
+    the fix instead of spending its GPU minutes on the parts that can run and reporting no
+    projection. Importing the project's own modules catches every package they pull in.
+    """
+    import importlib
+
+    missing: dict[str, list[str]] = {}
+    for part in parts:
+        for module in PART_IMPORTS.get(part, ()):
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                name = (exc.name or module).split(".")[0]
+                missing.setdefault(name, []).append(part)
+                break
+    return missing
+
+
 def suite_sizes(device: str) -> dict[str, dict[str, Any]]:
     """The suite's sizes for ``device``: the issue's on CUDA, tiny ones elsewhere."""
     src = GPU_SIZES if device.startswith("cuda") else CPU_SIZES
@@ -979,6 +1016,12 @@ def run_suite(
     chosen = apply_overrides(
         {k: dict(v) for k, v in (sizes or suite_sizes(device)).items()}, overrides
     )
+    absent = missing_modules(names)
+    if absent:
+        needs = "; ".join(f"{m} (for {', '.join(parts)})" for m, parts in sorted(absent.items()))
+        raise ConfigError(
+            f"the GPU suite cannot start: missing packages {needs}. Fix: {INSTALL_HINT}"
+        )
     t0 = time.perf_counter()
     benchmarks = run_benchmarks([n for n in registry if n in names], device, chosen, registry)
     log.info("GPU suite measured in %.1f s", time.perf_counter() - t0)

@@ -8,7 +8,10 @@
 #     float32 and with bfloat16 matmuls, and bfloat16 accuracies against float32 (limit 0.2 points);
 # then prints the projection of the full study (GPU-hours, 1 and 8 GPUs) with a table of which
 # figures are measured and which extrapolated. It runs `repsim bench all --gpu` (repsim/bench/gpu.py)
-# and sets nothing up: run it from the repository root with the environment installed.
+# with the project's .venv when there is one, else with python3 and the repository on PYTHONPATH
+# (a GPU image with PyTorch needs no install of the project). Packages the suite cannot import are
+# named before anything is measured; wheels of them in .whl/ (tests/benchmarks/device_wheels.sh,
+# made where pip reaches the index) are installed into a temporary folder first.
 #
 #   bash tests/benchmarks/gpu_check.sh            # report in $OUT/bench-gpu/ (or bench-results/bench-gpu/)
 #   GPU_CHECK_TIMEOUT=400 bash tests/benchmarks/gpu_check.sh
@@ -19,7 +22,15 @@ set -u
 cd "$(dirname "$0")/../.."
 LIMIT="${GPU_CHECK_TIMEOUT:-300}"
 DEST="${OUT:-bench-results}/bench-gpu"
-if [ -x .venv/bin/repsim ]; then REPSIM=.venv/bin/repsim PY=.venv/bin/python; else REPSIM=repsim PY=python; fi
+if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY="${PYTHON:-python3}"; fi
+export PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}"
+ready() { "${PY}" -c 'import sys; from repsim.bench.gpu import PART_IMPORTS, missing_modules; sys.exit(bool(missing_modules(list(PART_IMPORTS))))' 2>/dev/null; }
+if ! ready && compgen -G ".whl/*.whl" >/dev/null; then
+  SITE="$(mktemp -d)"; trap 'rm -rf "${SITE}"' EXIT
+  echo "== installing $(ls .whl/*.whl | wc -l) wheels from .whl/ into a temporary folder"
+  "${PY}" -m pip install --quiet --no-index --no-deps --no-compile --no-cache-dir --target "${SITE}" .whl/*.whl \
+    && export PYTHONPATH="${PYTHONPATH}:${SITE}"
+fi
 
 echo "== machine"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "nvidia-smi not found"
@@ -27,7 +38,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 
 echo "== repsim bench all --gpu (limit ${LIMIT} s) -> ${DEST}"
 start=$(date +%s)
-timeout --signal=INT --kill-after=20 "${LIMIT}" "${REPSIM}" bench all --gpu --out "${DEST}"
+timeout --signal=INT --kill-after=20 "${LIMIT}" "${PY}" -m repsim.cli bench all --gpu --out "${DEST}"
 rc=$?
 echo "== suite exit status ${rc} after $(( $(date +%s) - start )) s"
 if [ "${rc}" -eq 124 ]; then

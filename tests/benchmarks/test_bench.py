@@ -278,3 +278,46 @@ def test_gpu_check_script_dry_runs_on_cpu(tmp_path: Path) -> None:
     assert "== suite exit status 0" in out and "### Measured and extrapolated" in out
     assert "study size, bfloat16" in out and "images decoded" in out
     assert (tmp_path / "bench-gpu" / "bench-gpu.json").is_file()
+
+
+def test_gpu_suite_names_a_missing_package_before_measuring(tmp_path: Path) -> None:
+    # a GPU image with PyTorch but without zarr (the feature store): the suite stops at once with
+    # the package, the parts that need it and the fix, instead of spending GPU minutes on the other
+    # parts and reporting no projection. A fresh interpreter, so that the imports are real.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['zarr'] = None\n"
+        "from repsim.bench import gpu\n"
+        "from repsim.errors import ConfigError\n"
+        "print(gpu.missing_modules(['extract', 'similarity', 'probe', 'decode_once']))\n"
+        "try:\n"
+        "    gpu.run_suite('cpu')\n"
+        "except ConfigError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "{'zarr': ['extract', 'decode_once']}"
+    assert lines[1].startswith("refused: the GPU suite cannot start: missing packages zarr")
+    assert "device_wheels.sh" in lines[1]
+    # with everything importable nothing is missing (so the check cannot refuse a good machine)
+    assert gpu.missing_modules(list(gpu.PART_IMPORTS)) == {}
+
+
+def test_device_wheels_refuses_a_package_without_a_pin() -> None:
+    # the wheels must be the versions the suite was tested with: an unpinned name stops before pip
+    import subprocess
+
+    proc = subprocess.run(
+        ["bash", str(REPO / "tests" / "benchmarks" / "device_wheels.sh"), "no-such-package"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "no-such-package is not pinned in constraints.txt" in proc.stderr
