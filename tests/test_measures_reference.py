@@ -121,9 +121,10 @@ def rsa_ref(X, Y, compare="spearman"):
 
 
 def knn_ref(X, Y, k):
+    # similarities equal to 12 decimals are ties (duplicate stimuli), broken by the lower index
     def sets(A):
         U = A / np.linalg.norm(A, axis=1, keepdims=True)
-        S = U @ U.T
+        S = np.round(U @ U.T, 12)
         out = []
         for i in range(A.shape[0]):
             order = [j for j in np.argsort(-S[i], kind="stable") if j != i]

@@ -26,7 +26,8 @@ def mutual_knn(X: Any, Y: Any, k: int = 10) -> float:
 
     Returns
     -------
-    float in [0, 1]; 1 for identical inputs.
+    float in [0, 1]; 1 for identical inputs. Equal similarities (duplicate stimuli) are ordered
+    by the lower stimulus index in both models (see :func:`knn_indices`).
     """
     k = _check_k(k)
     Xa, Ya = as_matrix(X, "X"), as_matrix(Y, "Y")
@@ -67,15 +68,31 @@ def unit_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
 def knn_indices(Z: torch.Tensor, k: int, block_rows: int | None = None) -> torch.Tensor:
     """Indices (n, k) of each row's k most cosine-similar other rows of unit-norm ``Z``, blockwise.
 
-    ``block_rows`` bounds the (block_rows, n) similarity block held at once.
+    Ordered by similarity, and among equal similarities by the lower stimulus index. Exact ties
+    are real: a dataset's duplicate images give identical rows in every model. Two models that
+    rank a group of duplicates alike must pick the same members of it, or they lose overlap by
+    chance (with duplicates in fours, mutual kNN 0.70 instead of 0.79). So the similarities to a
+    group of identical rows are computed once, from one of them (a matrix product can round two
+    identical columns differently, by their position), and ties are ordered by index
+    (``torch.topk``'s order among them depends on n, the block and the device). ``block_rows``
+    bounds the (block_rows, n) similarity block held at once.
     """
     n = Z.shape[0]
     block = n if block_rows is None else max(1, min(n, block_rows))
     out = torch.empty((n, k), dtype=torch.int64, device=Z.device)
+    distinct, column = torch.unique(Z, dim=0, return_inverse=True)
     for r0 in range(0, n, block):
         r1 = min(n, r0 + block)
-        S = Z[r0:r1] @ Z.T
+        S = Z[r0:r1] @ Z.T if distinct.shape[0] == n else (Z[r0:r1] @ distinct.T)[:, column]
         rows = torch.arange(r1 - r0, device=Z.device)
         S[rows, rows + r0] = -torch.inf
-        out[r0:r1] = torch.topk(S, k, dim=1, sorted=True).indices
+        vals, idx = torch.topk(S, k, dim=1, sorted=True)
+        # rows with a tie inside the k or at its edge: order them again, stably (lower index first)
+        tied = (S >= vals[:, -1:]).sum(dim=1) > k
+        if k > 1:
+            tied |= (vals[:, 1:] == vals[:, :-1]).any(dim=1)
+        if bool(tied.any()):
+            t = torch.nonzero(tied).squeeze(1)
+            idx[t] = torch.sort(S[t], dim=1, descending=True, stable=True).indices[:, :k]
+        out[r0:r1] = idx
     return out
