@@ -111,6 +111,26 @@ def test_mutual_knn_matches_reference(rng, k):
     assert mutual_knn(X, Y, k=k) == pytest.approx(knn_ref(X, Y, k))
 
 
+def test_rsa_duplicate_stimuli_near_the_exact_ties(rng):
+    # book/methods.md: duplicate stimuli's dissimilarities are equal only up to rounding, so RSA
+    # may miss their ties; with every stimulus in a group of four it moves by about 3e-6.
+    from scipy.stats import spearmanr
+
+    from repsim.measures.engine import similarity_matrices
+    from repsim.measures.rsa import correlation_rdm
+
+    base = rng.normal(size=(50, 8))
+    X = np.repeat(base, 4, axis=0)
+    Y = np.repeat(base + 0.3 * rng.normal(size=base.shape), 4, axis=0)
+    iu = np.triu_indices(200, k=1)
+    exact = spearmanr(
+        np.round(correlation_rdm(X)[iu], 12), np.round(correlation_rdm(Y)[iu], 12)
+    ).statistic
+    engine = similarity_matrices({"x": X, "y": Y}, ["rsa_spearman"])["rsa_spearman"].values[0, 1]
+    for value in (rsa(X, Y), engine):
+        assert abs(value - exact) < 1e-5
+
+
 @pytest.mark.parametrize(("n", "k"), [(40, 5), (300, 5), (300, 10)])
 def test_mutual_knn_duplicate_stimuli_break_ties_by_index(rng, n, k):
     # a dataset's duplicate images give identical rows in every model, hence exact ties in the
