@@ -795,17 +795,20 @@ def anchor_partner_boxes(
 
 
 def anchor_boxes(tidy: pd.DataFrame, caption: str | None = None, title: str = "") -> Figure:
-    """Anchor consistency over dataset pairs, one box per anchor, coloured by its category."""
-    med = tidy.groupby("anchor")["consistency"].median().sort_values(ascending=False)
+    """Anchor consistency over dataset pairs, one horizontal box per anchor (highest median on
+    top), coloured by its category. Horizontal, so that every anchor's name stays readable at the
+    page's width however many anchors there are (the figure grows in height instead)."""
+    med = tidy.groupby("anchor")["consistency"].median().sort_values(ascending=True)
     cat = tidy.groupby("anchor")["category"].first()
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(med) + 2), 4.0))
+    fig, ax = plt.subplots(figsize=(7.0, max(3.5, 0.2 * len(med) + 1.4)))
     data = [tidy.loc[tidy.anchor == a, "consistency"].dropna().values for a in med.index]
-    bp = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.7)
+    bp = ax.boxplot(data, patch_artist=True, showfliers=False, widths=0.7, orientation="horizontal")
     for patch, a in zip(bp["boxes"], med.index):
         patch.set_facecolor(category_color(cat[a]))
-    ax.set_xticks(range(1, len(med) + 1), med.index, rotation=90, fontsize=6)
-    ax.set_ylabel("anchor consistency (Pearson r)")
-    ax.set_xlabel("anchor model (sorted by median)")
+    ax.set_yticks(range(1, len(med) + 1), med.index, fontsize=7)
+    ax.set_ylim(0.4, len(med) + 0.6)
+    ax.set_xlabel("anchor consistency (Pearson r)")
+    ax.set_ylabel("anchor model (sorted by median)")
     ax.set_title(title, fontsize=10)
     _legend_for(
         ax, sorted(set(cat)), title="anchor category", loc="upper left", bbox_to_anchor=(1.01, 1)

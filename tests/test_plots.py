@@ -325,3 +325,29 @@ def test_anchor_boxes_show_no_consistency_tick_above_one(run):
             for star, bar in zip(stars, bars):
                 assert star.get_position()[1] >= max(bar.get_ydata())
     plt.close(fig)
+
+
+def test_anchor_boxes_keep_45_names_readable_at_page_width():
+    # the embedded run draws 45 anchors: as vertical boxes their names were 6 pt, rotated, in a
+    # 12-inch figure shrunk to the page (about 4 px high). Horizontal boxes keep the figure at the
+    # page's width and give each name its own row.
+    rng = np.random.default_rng(0)
+    anchors = [f"cnn-model-{i:02d}-s{i % 3}" for i in range(45)]
+    tidy = pd.DataFrame(
+        [
+            {"anchor": a, "category": ("A", "B", "C")[i % 3], "consistency": v}
+            for i, a in enumerate(anchors)
+            for v in rng.normal(i / 60, 0.1, size=20)
+        ]
+    )
+    fig = P.anchor_boxes(tidy)
+    fig.canvas.draw()
+    assert fig.get_figwidth() <= 7.5
+    ax = fig.axes[0]
+    labels = ax.get_yticklabels()
+    assert len(labels) == 45 and min(t.get_fontsize() for t in labels) >= 7
+    assert labels[-1].get_text() == tidy.groupby("anchor")["consistency"].median().idxmax()
+    boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.y0)
+    gaps = [b.y0 - a.y1 for a, b in zip(boxes, boxes[1:])]
+    assert min(gaps) >= 0, f"anchor names overlap by {-min(gaps):.1f} px"
+    plt.close(fig)
