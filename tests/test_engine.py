@@ -11,7 +11,7 @@ from helpers_features import pairwise, zoo
 from scipy.stats import rankdata
 
 import repsim
-from repsim.errors import InputError
+from repsim.errors import InputError, UndefinedMeasureError
 from repsim.measures import MEASURES, similarity_matrices, similarity_matrix
 from repsim.measures._ranks import doubled_ranks
 from repsim.measures._stats import Kernel, feature_path, gram_path
@@ -198,3 +198,16 @@ def test_engine_all_but_one_identical_is_undefined(rng, measure):
     with pytest.warns(RuntimeWarning, match=f"{measure} is undefined for model 'flat'"):
         da = similarity_matrix(feats, measure, device="cpu")
     assert np.isnan(da.values[4]).all() and np.isfinite(da.values[:4, :4]).all()
+
+
+def test_engine_underflowing_kernel_is_undefined_as_the_pair_function_says(rng):
+    # the only off-diagonal kernel entry of this model is 3e-159; its square underflows float64,
+    # and the engine returned -0.29812237 where the exact value is -0.29812226 (the pair function
+    # -0.29812189): both now call it undefined, as the property test of test_measures.py found
+    X = np.array([[2.91804467e-153], [1e-6], [0.0], [0.0], [0.0]])
+    Y = rng.normal(size=(5, 1))
+    with pytest.raises(UndefinedMeasureError, match="underflows float64"):
+        repsim.cka(X, Y)
+    with pytest.warns(RuntimeWarning, match="cka_linear is undefined for model 'x'"):
+        da = similarity_matrix({"x": X, "y": Y}, "cka_linear", device="cpu")
+    assert np.isnan(da.values[0, 1])

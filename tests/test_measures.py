@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +25,7 @@ from test_measures_reference import (
 import repsim
 from repsim.errors import InputError, UndefinedMeasureError
 from repsim.measures import FAMILIES, INVARIANCES, MEASURES, cka, mutual_knn, parse_measure, rsa
-from repsim.measures.cka import gram, u_centre
+from repsim.measures.cka import SCALE_FLOOR, gram, u_centre
 
 
 def unit(A):
@@ -239,8 +241,14 @@ finite = st.floats(-10, 10, allow_nan=False, width=64)
 ISSUE_X = np.array([[0.0], [1.0], [2**-14], [2**-14], [2**-14]])
 
 
+# found by the property test: the only off-diagonal kernel entry is 3e-159, its square underflows
+UNDERFLOW_X = np.array([[2.91804467e-153], [1e-6], [0.0], [0.0], [0.0]])
+
+
 @example(X=ISSUE_X, dy=1, seed=0)
 @example(X=-ISSUE_X, dy=1, seed=0)
+@example(X=UNDERFLOW_X, dy=1, seed=0)
+@example(X=np.full((5, 1), 2.91804467e-153), dy=1, seed=0)
 @given(
     X=arrays(np.float64, st.tuples(st.integers(5, 9), st.integers(1, 6)), elements=finite),
     dy=st.integers(1, 6),
@@ -251,11 +259,24 @@ def test_cka_property_matches_exact(X, dy, seed):
     try:
         got = cka(X, Y)
     except UndefinedMeasureError:
-        # the rule: |U(K)|^2 <= 1e-12 |K~|^2 (K~ from median-centred features); exactly, with slack
+        # the rule: |U(K)|^2 <= 1e-12 |K~|^2 (K~ from median-centred features), or |K~|^2 below
+        # float64's underflow floor; judged in exact arithmetic, with slack
         Xo = X - np.median(X, axis=0)
-        Kt = Xo @ Xo.T - np.diag(np.sum(Xo * Xo, axis=1))
         n = X.shape[0]
-        assert float(hsic_u_exact(X, X)) * n * (n - 3) <= 1e-10 * np.sum(Kt * Kt)
+        rows = [[Fraction(float(v)) for v in row] for row in Xo]
+        kt2 = sum(
+            sum(a * b for a, b in zip(rows[i], rows[j])) ** 2
+            for i in range(n)
+            for j in range(n)
+            if i != j
+        )
+        if kt2 < 2 * SCALE_FLOOR:
+            return
+        assert hsic_u_exact(X, X) * n * (n - 3) <= Fraction(1e-10) * kt2
+        return
+    except InputError:
+        # features all below 1e-30 in magnitude are refused (their products underflow float64)
+        assert np.abs(X).max() < 1e-30
         return
     # exact rational arithmetic is the reference (float formulas cancel on near-constant columns)
     assert got == pytest.approx(cka_exact(X, Y), rel=1e-10, abs=1e-13)

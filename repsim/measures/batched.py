@@ -37,7 +37,7 @@ from repsim.measures._stats import (
     offdiag_pearson,
     unbiased_scale,
 )
-from repsim.measures.cka import CANCEL, REL_TOL
+from repsim.measures.cka import CANCEL, REL_TOL, SCALE_FLOOR
 from repsim.measures.knn import knn_indices
 
 if TYPE_CHECKING:  # the registry imports this module to declare the kernels
@@ -125,7 +125,7 @@ def cka_all(
         else:
             scale = st.second_moment()
         self_h = torch.diagonal(H)
-        defined = (self_h > REL_TOL * scale).cpu().numpy()
+        defined = ((self_h > REL_TOL * scale) & (scale > SCALE_FLOOR)).cpu().numpy()
         sim = (H / torch.sqrt(torch.outer(self_h, self_h).clamp(min=0.0))).cpu().numpy()
         sim = nan_undefined(sim, defined, names, spec.name)
         out[name] = embed(sim, idx, M)

@@ -31,6 +31,10 @@ from repsim.measures._inputs import as_matrix, check_flag, check_pair, require_v
 # representation is zero, judged as ||U(K)||^2 <= REL_TOL * ||K~||^2 with K~ the kernel without its
 # diagonal (the entries the estimator uses); biased CKA compares <HKH, HKH> with REL_TOL * ||K||^2.
 REL_TOL = 1e-12
+# ... and when that scale itself is below SCALE_FLOOR: the kernel's squared entries (fourth powers of
+# the features' spread) then sit where float64 loses digits to underflow (its smallest normal
+# number over its epsilon, about 1e-292), and a self-HSIC judged against them is rounding noise.
+SCALE_FLOOR = float(np.finfo(np.float64).tiny / np.finfo(np.float64).eps)
 # The feature-space expansion of the unbiased HSIC subtracts terms of size ``mag`` to leave h; when
 # h < CANCEL * mag it has lost more than two digits and is recomputed on the U-centred Gram path.
 # The similarities of that representation then carry an error of about eps / CANCEL (1e-14) at most.
@@ -85,6 +89,11 @@ def cka(
             raise UndefinedMeasureError(
                 f"CKA is undefined: the centred kernel of {name} is zero (self-HSIC {h:.3g}); "
                 "the representation has no usable variance for this kernel (for RBF, check sigma)"
+            )
+        if not scale > SCALE_FLOOR:
+            raise UndefinedMeasureError(
+                f"CKA is undefined: the centred kernel of {name} underflows float64 (squared norm "
+                f"{scale:.3g}, below {SCALE_FLOOR:.0e}); its variance is too small to compute"
             )
     return float(hxy / np.sqrt(hxx * hyy))
 
