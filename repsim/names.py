@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 
 #: Keys of a model spec's ``metadata:`` block in the configs (the result fields plus the
-#: training data, the mini-zoo's seed and free-text notes); tests check the shipped configs.
+#: training data, the image tower's parameters where ``params_m`` counts more than the network
+#: that is run (CLIP's text tower), the mini-zoo's seed and free-text notes); tests check the
+#: shipped configs.
 SPEC_METADATA_KEYS = (
     "objective",
     "method",
@@ -20,6 +22,7 @@ SPEC_METADATA_KEYS = (
     "data_class",
     "size_class",
     "params_m",
+    "image_params_m",
     "embed_dim",
     "seed",
     "notes",

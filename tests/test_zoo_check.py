@@ -33,6 +33,31 @@ def test_paper_models_all_resolve(repo_root: Path) -> None:
     assert ok
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["paper_models.yaml", "quickstart.yaml"])
+def test_image_tower_parameters_are_those_of_the_built_network(
+    repo_root: Path, config: str
+) -> None:
+    # an OpenCLIP model's published params_m counts its text tower too (ViT-B-16: 149.6 against
+    # 86.2 in the image tower the features come from); the GPU projection prices image_params_m,
+    # so every open_clip entry has one, and it is the count of the network the zoo builds
+    import yaml
+
+    from repsim.zoo import load_model
+    from repsim.zoo.check import _quiet
+    from repsim.zoo.registry import parse_models
+
+    entries = yaml.safe_load((repo_root / "data" / "configs" / config).read_text())["models"]
+    clip = [e for e in entries if e["loader"] == "open_clip"]
+    assert clip and all("image_params_m" in e["metadata"] for e in clip)
+    for spec, entry in zip(parse_models(clip), clip):
+        with _quiet():
+            net = load_model(spec, pretrained=False, device="meta").module
+        counted = sum(p.numel() for p in net.parameters()) / 1e6
+        assert counted == pytest.approx(entry["metadata"]["image_params_m"], abs=0.05), spec.id
+        assert entry["metadata"]["params_m"] > counted + 1, spec.id  # the text tower on top
+
+
 # ----------------------------------------------------------------------------- weights, before the work
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402

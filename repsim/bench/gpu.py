@@ -115,7 +115,8 @@ STUDY_DATASETS: tuple[DatasetSize, ...] = (
 
 @dataclass(frozen=True)
 class StudyModel:
-    """What the projection needs of one of the study's models."""
+    """What the projection needs of one of the study's models (``params_m``: of the network that
+    is run, i.e. the image tower of a CLIP model, whose published count includes its text tower)."""
 
     id: str
     embed_dim: int
@@ -141,7 +142,7 @@ def study_models(path: str | Path = PAPER_MODELS) -> list[StudyModel]:
             StudyModel(
                 str(e["id"]),
                 int(meta.get("embed_dim") or FALLBACK_DIM),
-                float(meta.get("params_m") or 86.6),
+                float(meta.get("image_params_m") or meta.get("params_m") or 86.6),
                 str(meta.get("architecture_class") or "Transformer"),
             )
         )
@@ -396,7 +397,9 @@ class Assumptions:
         default=(
             "a model's throughput is that of the benchmarked model of its kind (CNN: resnet50; Transformer up to "
             "150M parameters: vit_base_patch16_224; larger: vit_large_patch14_clip_224), scaled down by parameter "
-            "count when the model is larger (image-text counts include the text tower, so they are pessimistic; "
+            "count when the model is larger (OpenCLIP models by their image tower, image_params_m, since the "
+            "published count includes the text tower; the other published counts include classification "
+            "heads, up to 20% above the backbone for ImageNet-21k heads, so those are slightly pessimistic; "
             "input resolutions above 224, e.g. EfficientNet-B7, are not modelled)",
             "similarity time per dataset scales with (stimuli / benchmark n)^2 and with the number of pairs; each "
             "measure is timed alone, so work the engine shares between CKA variants is counted once per variant; "

@@ -321,3 +321,17 @@ def test_device_wheels_refuses_a_package_without_a_pin() -> None:
     )
     assert proc.returncode == 2
     assert "no-such-package is not pinned in constraints.txt" in proc.stderr
+
+
+def test_projection_prices_a_clip_model_by_its_image_tower() -> None:
+    # the published 102.0 M of OpenCLIP RN50 counts its text tower; extraction runs the 38.3 M
+    # image tower, so its projected rate is resnet50's scaled by 25.6 / 38.3, not by 25.6 / 102.0
+    models = {m.id: m for m in gpu.study_models()}
+    assert len(models) == 64
+    rn50 = models["OpenCLIP_RN50_openai"]
+    assert rn50.params_m == pytest.approx(38.3)
+    rate = gpu.model_rate(rn50, {"resnet50": 100.0})
+    assert rate == pytest.approx(100.0 * 25.6 / 38.3)
+    assert models["Kakaobrain_Align"].params_m == pytest.approx(
+        62.1
+    )  # published for the image tower
