@@ -16,6 +16,10 @@ The unbiased HSIC is a difference of these terms. On near-degenerate features (o
 within eps of each other) it is O(eps^2) while the terms are O(1), so the engine checks each model's
 self-HSIC against :func:`unbiased_scale` and recomputes the models that lost digits on the Gram path
 from median-centred features, where the terms are as small as the result (see ``batched.cka_all``).
+An RBF kernel whose entries are all close to one value (stimuli close together next to the
+bandwidth) cancels the same way; its entries are stored minus that value (``GramStats.shift``),
+which changes neither HSIC (U- and double centring remove a constant) nor the Pearson correlation
+of off-diagonal entries, and keeps the terms as small as the structure.
 """
 
 from __future__ import annotations
@@ -37,17 +41,29 @@ class GramStats:
     ``mag`` (M,) is the size of the terms ``G[a, a]`` was computed from (``|S_a' S_a|^2`` on the
     feature path, where the diagonal is subtracted afterwards; ``G[a, a]`` itself on the Gram path):
     the rounding error of ``G[a, a]`` is a few ulps of it. With ``rows`` given to :func:`gram_path`,
-    ``G`` holds only those rows (len(rows), M).
+    ``G`` holds only those rows (len(rows), M). ``shift`` (M,), where set, was subtracted from every
+    entry of the kernel (diagonal included) before ``G``, ``R`` and ``D`` were formed.
     """
 
     G: torch.Tensor
     R: torch.Tensor
     D: torch.Tensor
     mag: torch.Tensor | None = None
+    shift: torch.Tensor | None = None
+
+    def offdiag_norm2(self) -> torch.Tensor:
+        """<K~_a, K~_a> per model of the kernel as defined (before any shift): the scale a zero
+        unbiased self-HSIC is judged by."""
+        g = torch.diagonal(self.G)
+        if self.shift is None:
+            return g
+        n = self.R.shape[1]
+        return g + 2.0 * self.shift * self.R.sum(1) + self.shift**2 * (n * (n - 1))
 
     def second_moment(self) -> torch.Tensor:
         """<K_a, K_a> per model (diagonal included), the scale a zero biased self-HSIC is judged by."""
-        return torch.diagonal(self.G) + (self.D * self.D).sum(1)
+        D = self.D if self.shift is None else self.D + self.shift[:, None]
+        return self.offdiag_norm2() + (D * D).sum(1)
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,7 @@ def gram_path(
     dev, C = sources[0].device, len(kernels)
     sel = None if rows is None else torch.as_tensor(list(rows), device=dev)
     q = [(S * S).sum(1) for S in sources]
+    shifts = [_rbf_shifts(sources, q, ker) for ker in kernels]
     G = [
         torch.zeros((M if sel is None else len(sel), M), dtype=torch.float64, device=dev)
         for _ in kernels
@@ -138,7 +155,7 @@ def gram_path(
                             (q[m][r0:r1, None] + q[m][None, r0:]).sub_(B, alpha=2.0).clamp_(min=0.0)
                         )
                     bw = ker.bandwidths[m]
-                    torch.mul(D2, -0.5 / (bw * bw), out=Kb).exp_()
+                    torch.mul(D2, -0.5 / (bw * bw), out=Kb).exp_().sub_(float(shifts[c][m]))
                 Kb[t, t] = 0.0
                 R[c][m, r0:r1] += Kb.sum(1)
                 R[c][m, r1:] += Kb[:, h:].sum(0)
@@ -149,14 +166,32 @@ def gram_path(
         del F
     out = []
     for c, ker in enumerate(kernels):
-        D = (
-            torch.stack(q)
-            if ker.kind == "linear"
-            else torch.ones((M, n), dtype=torch.float64, device=dev)
-        )
+        if ker.kind == "linear":
+            D = torch.stack(q)
+        else:
+            D = (1.0 - shifts[c])[:, None].expand(M, n).clone()
         Gc = _sym(G[c]) if sel is None else G[c]
-        out.append(GramStats(G=Gc, R=R[c], D=D, mag=torch.diagonal(Gc) if sel is None else None))
+        mag = torch.diagonal(Gc) if sel is None else None
+        out.append(GramStats(G=Gc, R=R[c], D=D, mag=mag, shift=shifts[c]))
     return out
+
+
+def _rbf_shifts(
+    sources: Sequence[torch.Tensor], q: Sequence[torch.Tensor], ker: Kernel
+) -> torch.Tensor | None:
+    """Per model, the RBF kernel at the mean squared distance between distinct stimuli: the value
+    its entries are stored minus (None for a linear kernel). Any value near the typical entry
+    removes the cancellation, so the mean need not be exact."""
+    if ker.kind == "linear":
+        return None
+    out = []
+    for m, S in enumerate(sources):
+        n, total = S.shape[0], S.sum(0)
+        mean_d2 = float(2.0 * n * q[m].sum() - 2.0 * (total @ total)) / (n * (n - 1))
+        bw = ker.bandwidths[m]
+        c = math.exp(-0.5 * max(mean_d2, 0.0) / (bw * bw))
+        out.append(c if math.isfinite(c) else 0.0)
+    return torch.tensor(out, dtype=torch.float64, device=sources[0].device)
 
 
 def feature_path(sources: Sequence[torch.Tensor], budget_bytes: float) -> GramStats:

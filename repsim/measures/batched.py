@@ -121,7 +121,7 @@ def cka_all(
         if p["unbiased"] and key == ("linear",):
             H, scale = _keep_digits(H, st, key, redone, [arrays[i] for i in idx], kernels, budget)
         elif p["unbiased"]:
-            scale = torch.diagonal(st.G)
+            scale = st.offdiag_norm2()
         else:
             scale = st.second_moment()
         self_h = torch.diagonal(H)
