@@ -130,6 +130,7 @@ def gram_path(
     sel = None if rows is None else torch.as_tensor(list(rows), device=dev)
     q = [(S * S).sum(1) for S in sources]
     shifts = [_rbf_shifts(sources, q, ker) for ker in kernels]
+    shift_of = [None if c is None else c.tolist() for c in shifts]  # floats: no sync per block
     G = [
         torch.zeros((M if sel is None else len(sel), M), dtype=torch.float64, device=dev)
         for _ in kernels
@@ -155,7 +156,7 @@ def gram_path(
                             (q[m][r0:r1, None] + q[m][None, r0:]).sub_(B, alpha=2.0).clamp_(min=0.0)
                         )
                     bw = ker.bandwidths[m]
-                    torch.mul(D2, -0.5 / (bw * bw), out=Kb).exp_().sub_(float(shifts[c][m]))
+                    torch.mul(D2, -0.5 / (bw * bw), out=Kb).exp_().sub_(shift_of[c][m])
                 Kb[t, t] = 0.0
                 R[c][m, r0:r1] += Kb.sum(1)
                 R[c][m, r1:] += Kb[:, h:].sum(0)
