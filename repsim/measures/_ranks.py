@@ -9,7 +9,40 @@ import torch
 
 
 def upper_triangle(Z: torch.Tensor, nb: int) -> torch.Tensor:
-    """Row-major upper triangle (i < j) of the correlation RDM ``1 - Z Z'``, built blockwise."""
+    """Row-major upper triangle (i < j) of the correlation RDM ``1 - Z Z'``, built blockwise.
+
+    Duplicate stimuli (identical rows) make ties that the ranks must see as ties, but a matrix
+    product rounds the same entry differently at different positions. So with duplicates the RDM
+    is computed once over the distinct rows and each entry read from there: a duplicate pair is 0
+    exactly, and every pair of the same two distinct rows has one value.
+    """
+    n = Z.shape[0]
+    distinct, which = torch.unique(Z, dim=0, return_inverse=True)
+    u = distinct.shape[0]
+    if u == n:
+        return _triangle(Z, nb)
+    out = torch.zeros(n * (n - 1) // 2, dtype=torch.float64, device=Z.device)
+    if u == 1:
+        return out  # one stimulus repeated: every dissimilarity is 0
+    tri = _triangle(distinct, nb)
+    pos = 0
+    for r0 in range(0, n, nb):
+        r1 = min(n, r0 + nb)
+        a, b = which[r0:r1, None], which[None, r0:]
+        lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+        mask = torch.ones(lo.shape, dtype=torch.bool, device=Z.device).triu_(diagonal=1)
+        lo, hi = lo[mask], hi[mask]
+        same = lo == hi
+        at = (lo * (2 * u - lo - 1)) // 2 + hi - lo - 1  # (lo, hi)'s place in the distinct triangle
+        at[same] = 0
+        vals = tri[at]
+        vals[same] = 0.0
+        out[pos : pos + vals.numel()] = vals
+        pos += vals.numel()
+    return out
+
+
+def _triangle(Z: torch.Tensor, nb: int) -> torch.Tensor:
     n = Z.shape[0]
     out = torch.empty(n * (n - 1) // 2, dtype=torch.float64, device=Z.device)
     pos = 0

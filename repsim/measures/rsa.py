@@ -35,12 +35,11 @@ def rsa(X: Any, Y: Any, rdm: str = "correlation", compare: str = "spearman") -> 
     if compare not in ("spearman", "pearson"):
         raise InputError(f"compare={compare!r} is unknown; use 'spearman' or 'pearson'")
     Xa, Ya = as_matrix(X, "X"), as_matrix(Y, "Y")
-    n = check_pair(Xa, Ya, 3, "RSA")
-    iu = np.triu_indices(n, k=1)
+    check_pair(Xa, Ya, 3, "RSA")
     vecs = []
     for A, name in ((Xa, "X"), (Ya, "Y")):
         require_variance(A, name, "RSA")
-        v = correlation_rdm(A, name)[iu]
+        v = rdm_upper_triangle(A, name)
         vecs.append(rankdata(v) if compare == "spearman" else v)
     a, b = (v - v.mean() for v in vecs)
     na, nb = np.sqrt(a @ a), np.sqrt(b @ b)
@@ -63,6 +62,21 @@ def standardise_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
             f"({int(bad.sum())} such rows), so its correlation with other stimuli is undefined"
         )
     return Z / norms[:, None]
+
+
+def rdm_upper_triangle(X: np.ndarray, name: str = "X") -> np.ndarray:
+    """The RDM's entries i < j, row by row. Duplicate stimuli (identical rows) give exact ties: the
+    RDM is computed over the distinct rows and read from there (a matrix product rounds the same
+    entry differently at different positions), and a duplicate pair is 0 exactly."""
+    n = X.shape[0]
+    iu = np.triu_indices(n, k=1)
+    distinct, which = np.unique(X, axis=0, return_inverse=True)
+    if distinct.shape[0] == n:
+        return correlation_rdm(X, name)[iu]
+    which = which.reshape(-1)
+    a, b = which[iu[0]], which[iu[1]]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return np.where(lo == hi, 0.0, correlation_rdm(distinct, name)[lo, hi])
 
 
 def correlation_rdm(X: np.ndarray, name: str = "X") -> np.ndarray:
