@@ -289,3 +289,41 @@ def test_compare_names_a_file_that_is_not_a_similarity_file(tmp_path, capsys):
         assert main(["compare", str(path)]) == 2
         err = capsys.readouterr().err
         assert words in err and str(path) in err and "Traceback" not in err
+
+
+def _markdown(path) -> str:
+    import json
+
+    cells = json.loads(path.read_text())["cells"]
+    return " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def test_confound_counts_in_the_book_match_the_study_models(repo_root) -> None:
+    """The controlled-experiment chapter and lesson 7 quote how the study's zoo confounds objective
+    with size and data; the counts are read here from the study's model table, so an edit of the
+    table or of the text that breaks them fails."""
+    raw = yaml.safe_load((repo_root / "data/configs/paper_models.yaml").read_text())
+    meta = pd.DataFrame([m["metadata"] for m in raw["models"]])
+    ssl = meta[meta["objective"] == "Self-Supervised"]
+    text = (
+        f"(of the {len(ssl)}, {(ssl['size_class'] == 'small').sum()} are small, "
+        f"{(ssl['training_data'] == 'ImageNet1k').sum()} were trained on ImageNet-1k, "
+        f"{((ssl['architecture'] == 'ResNet') & (ssl['params_m'] < 30)).sum()} are ResNet-50s)"
+    )
+    chapter = " ".join(_markdown(repo_root / "notebooks/09_controlled_minizoo.ipynb").split())
+    assert text in chapter
+    assert (ssl["size_class"] == "small").sum() > len(ssl) / 2  # "mostly small"
+    assert (ssl["training_data"] == "ImageNet1k").sum() > len(ssl) / 2  # "trained on ImageNet-1k"
+
+    image_text = meta[meta["objective"] == "Image-Text"]
+    small_it = int((image_text["size_class"] == "small").sum())
+    big_ssl_more_data = int(
+        (ssl["size_class"].isin(["large", "xlarge"]) & (ssl["data_class"] != "ImageNet1k")).sum()
+    )
+    words = {1: "one", 2: "two", 3: "three"}
+    lesson = " ".join(_markdown(repo_root / "book/course/07_confounds_statistics.ipynb").split())
+    assert (
+        f"the design has {words[small_it]} small image-text model and {words[big_ssl_more_data]} "
+        "large self-supervised ones trained on more than ImageNet-1k" in lesson
+    )
+    assert (image_text["data_class"] != "ImageNet1k").all()  # "trained on web-scale data"

@@ -41,11 +41,22 @@ def test_transfer_text_describes_the_spread_per_category_pair_without_ranking():
 
 
 def test_transform_text_says_whether_consistency_moves():
-    t = pd.DataFrame({"none": [0.5, 0.6], "arccos": [0.52, 0.6], "tan": [0.5, 0.61]})
+    t = pd.DataFrame(
+        {"none": [0.5, 0.6, 0.7], "arccos": [0.52, 0.6, 0.73], "tan": [0.5, 0.61, 0.7]}
+    )
     text = T.transform_text(t)
-    assert "largest change of consistency is 0.02 with arccos and 0.01 with tan" in text
+    assert text.startswith("Over 3 dataset pairs, consistency changes with arccos at most 0.03")
+    assert "arccos at most 0.03 (median 0.02; 0 of 3 by 0.05 or more)" in text
+    assert "tan at most 0.01 (median 0.00; 0 of 3 by 0.05 or more)" in text
     assert text.endswith("practically unchanged.")
-    assert T.transform_text(t.assign(tan=[0.5, 0.7])).endswith("noticeably on this run.")
+    moved = T.transform_text(t.assign(tan=[0.5, 0.7, 0.64]))
+    assert "tan at most 0.10 (median 0.06; 2 of 3 by 0.05 or more)" in moved
+    assert moved.endswith("some dataset pairs by 0.05 or more on this run.")
+    # exactly at the tolerance counts as moved (the sentence says "or more")
+    edge = T.transform_text(pd.DataFrame({"none": [0.5], "arccos": [0.75], "tan": [0.5]}), 0.25)
+    assert "1 of 1 by 0.25 or more" in edge and edge.startswith("Over 1 dataset pair,")
+    for s in (text, moved, edge):
+        assert not T.untested_claims(s)
 
 
 def test_grouping_skip_text_each_reason():
