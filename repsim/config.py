@@ -232,6 +232,16 @@ def _probe_precision(value: Any, where: str) -> str:
     return value
 
 
+def _probe_normalize(value: Any, where: str) -> bool:
+    if _bool(value, where) is not True:
+        raise ConfigError(
+            f"{where}: false cannot be honoured: the pipeline probes the stored features, which "
+            "extraction L2-normalises (the study's protocol). Fix: delete the key, or call "
+            "repsim.linear_probe(..., normalize=False) on features you extract yourself"
+        )
+    return True
+
+
 def _opt(default: Any, check: Check) -> Any:
     """A section field: its default and the check its config value must pass."""
     return field(default=default, metadata={"check": check})
@@ -284,7 +294,7 @@ class ProbeOptions(Section):
     epochs: int | None = _opt(None, _optional(_int(1)))
     batch_size: int | None = _opt(None, _optional(_int(1)))
     val_fraction: float | None = _opt(None, _optional(_float(0.0, 1.0, open_high=True)))
-    normalize: bool | None = _opt(None, _optional(_bool))
+    normalize: bool | None = _opt(None, _optional(_probe_normalize))
     shared_search: bool | None = _opt(None, _optional(_bool))
     precision: str | None = _opt(None, _optional(_probe_precision))
 

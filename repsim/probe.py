@@ -70,7 +70,8 @@ class ProbeResult:
 
     ``val_accuracy`` is the search grid ``(seed, lr, wd)`` over ``lrs`` (high to low) x ``wds``
     (low to high), the grids sorted whatever order they were given in, NaN where the
-    coarse-then-fine search did not train that setting. ``classes`` maps class index to the
+    coarse-then-fine search did not train that setting or where its training diverged (a
+    non-finite validation loss; such a setting is never chosen). ``classes`` maps class index to the
     original label.
     """
 
@@ -478,8 +479,19 @@ def coarse_indices(n_wds: int) -> list[int]:
 
 
 def _best(acc: np.ndarray, loss: np.ndarray) -> tuple[int, int]:
-    """Grid cell with the highest validation accuracy; ties go to the lower validation loss."""
-    top = acc == np.nanmax(acc)
+    """Grid cell with the highest validation accuracy; ties go to the lower validation loss.
+
+    A cell whose loss is not finite diverged (its weights overflowed; ``argmax`` over NaN logits
+    then predicts class 0 everywhere, which can score well on an unbalanced split), so it never
+    wins; if every tried cell diverged there is nothing to choose."""
+    ok = np.isfinite(loss) & np.isfinite(acc)
+    if not ok.any():
+        raise InputError(
+            "every (lr, wd) setting of the probe search diverged (non-finite validation loss). "
+            "Fix: use smaller learning rates or weight decays (lr x wd above 2 makes AdamW's "
+            "decay step overshoot)."
+        )
+    top = ok & (acc == acc[ok].max())
     masked = np.where(top, loss, np.inf)
     li, wi = np.unravel_index(int(np.argmin(masked)), acc.shape)
     return int(li), int(wi)
@@ -632,6 +644,7 @@ def linear_probe(
     ytr_t = torch.as_tensor(ytr, dtype=torch.int64, device=dev)
     val_acc = np.full((K, n_lr, n_wd), np.nan)
     val_loss = np.full((K, n_lr, n_wd), np.inf)
+    tried = np.zeros((K, n_lr, n_wd), dtype=bool)
 
     def search(cells: list[list[tuple[int, int]]], phase: str) -> None:
         lr_t = torch.tensor([[lrs_a[li] for li, _ in row] for row in cells], dtype=torch.float32)
@@ -643,7 +656,11 @@ def linear_probe(
         acc, loss = acc.cpu().numpy(), loss.cpu().numpy()
         for k, row in enumerate(cells):
             for s, (li, wi) in enumerate(row):
-                val_acc[k, li, wi], val_loss[k, li, wi] = acc[k, s], loss[k, s]
+                tried[k, li, wi] = True
+                # a diverged cell keeps no accuracy: its NaN logits would "predict" class 0
+                diverged = not np.isfinite(loss[k, s])
+                val_acc[k, li, wi] = np.nan if diverged else acc[k, s]
+                val_loss[k, li, wi] = np.nan if diverged else loss[k, s]
 
     coarse = [(li, wi) for li in range(n_lr) for wi in coarse_indices(n_wd)]
     search([coarse] * K, "probe coarse")
@@ -651,7 +668,7 @@ def linear_probe(
     for k in range(K):
         _, best_wi = _best(val_acc[k], val_loss[k])
         near = [best_wi + o for o in FINE_OFFSETS if 0 <= best_wi + o < n_wd]
-        fine_rows.append([wi for wi in near if np.isnan(val_acc[k, 0, wi])] or [best_wi])
+        fine_rows.append([wi for wi in near if not tried[k, 0, wi]] or [best_wi])
     width = max(len(r) for r in fine_rows)
     fine = [
         [(li, wi) for li in range(n_lr) for wi in r + r[:1] * (width - len(r))] for r in fine_rows
@@ -672,6 +689,12 @@ def linear_probe(
         torch.tensor(wd_c, dtype=torch.float32).view(K, 1),
         C, epochs, batch_size, "probe final", precision,
     )  # fmt: skip
+    if not (bool(torch.isfinite(W).all()) and bool(torch.isfinite(b).all())):
+        bad = sorted({(float(lr_c[k]), float(wd_c[k])) for k in range(K)})
+        raise InputError(
+            f"the final probe training diverged (non-finite weights) with (lr, wd) in {bad}, "
+            "chosen on the validation split. Fix: use smaller learning rates or weight decays."
+        )
     yte_t = torch.as_tensor(yte, dtype=torch.int64, device=dev)
     pred, acc, _ = _score(Xte, yte_t, torch.arange(Xte.shape[0], device=dev).expand(K, -1), W, b)
     pred = pred[:, 0].cpu().numpy()

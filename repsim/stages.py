@@ -616,12 +616,12 @@ def run_probe(
     store = FeatureStore(folder.features)
     train, test = table[table["split"] == "train"], table[table["split"] == "test"]
     options = {k: v for k, v in plan.probe.items() if k != "enabled"}
-    normalize = bool(options.pop("normalize", True))
+    options.pop("normalize", None)  # only true is accepted: the stored features are L2-normalised
 
     def streamed(ids: np.ndarray, name: str) -> Any:
         # one stored chunk at a time into one float32 tensor on the device (verified at the end)
         rows = store.iter_rows(ds.id, model.id, ids)
-        return stream_features(rows, len(ids), device=device, normalize=normalize, name=name)
+        return stream_features(rows, len(ids), device=device, normalize=True, name=name)
 
     result = linear_probe(
         streamed(train["id"].to_numpy(dtype=str), "X_train"),

@@ -93,6 +93,11 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
         ("probe: {precision: float16}\n", "probe.precision must be one of float32, bfloat16"),
         (
+            "probe: {normalize: false}\n",
+            "probe.normalize: false cannot be honoured: .* stored features, which extraction "
+            "L2-normalises",
+        ),
+        (
             "extract: {max_decoded: 20000}\n",
             "extract.max_decoded was retired: every dataset is now decoded once.*delete the key",
         ),

@@ -357,6 +357,30 @@ def test_best_setting_ties_go_to_the_lower_validation_loss():
     assert _best(acc, loss) == (1, 0)  # two cells at 0.9: losses 0.5 and 0.4
 
 
+def test_a_diverged_setting_never_wins_the_search():
+    """A NaN loss marks a diverged cell (its NaN logits argmax to class 0); it must not win a tie,
+    and a search where everything diverged has nothing to choose."""
+    assert _best(np.array([[0.5, 0.5]]), np.array([[0.7, np.nan]])) == (0, 0)
+    assert _best(np.array([[0.9, 0.5]]), np.array([[np.inf, 0.7]])) == (0, 1)
+    with pytest.raises(InputError, match="every .lr, wd. setting .* diverged"):
+        _best(np.array([[0.5, 0.5]]), np.array([[np.nan, np.inf]]))
+
+
+def test_probe_search_skips_diverged_settings():
+    """AdamW with lr x wd = 10 overflows to NaN weights; on a split with 80% of class 0 and
+    features without signal, that NaN model scores 0.8 on validation and used to be chosen."""
+    rng = np.random.default_rng(2)
+    y = rng.choice(2, size=500, p=[0.8, 0.2])
+    X = rng.normal(size=(500, 64))
+    kw = dict(seeds=(0, 1, 2), epochs=10, batch_size=32, device="cpu")
+    res = linear_probe(X[:300], y[:300], X[300:], y[300:], lrs=(1.0, 1e-3), wds=(1e-3, 10.0), **kw)
+    chosen = set(zip(res.lr.tolist(), res.wd.tolist()))
+    assert (1.0, 10.0) not in chosen
+    assert np.isnan(res.val_accuracy[:, 0, 1]).all()  # the diverged cell keeps no accuracy
+    with pytest.raises(InputError, match="diverged"):
+        linear_probe(X[:300], y[:300], X[300:], y[300:], lrs=1.0, wds=10.0, **kw)
+
+
 def test_stratified_split_rounds_each_class_to_the_nearest_count():
     y = np.array([0] * 3 + [1] * 8 + [2] * 13)  # 0.2 x: 0.6 -> 1, 1.6 -> 2, 2.6 -> 3
     _, va = stratified_split(y, 0.2, 0)
