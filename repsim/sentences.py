@@ -279,7 +279,7 @@ def _sign_verdict(positive: int, negative: int, alpha: float = 0.05) -> str:
     if positive + negative == 0:
         return "not tested, since no dataset separates the two)."
     p = sign_test(positive, negative)
-    test = f"exact sign test over datasets, {format_p(p)}"
+    test = f"exact sign test over datasets, {format_p(p, alpha)}"
     if p < alpha:
         return f"{test}): more often than chance would give."
     few = ""

@@ -23,8 +23,10 @@ pair. The mini-zoo crosses objective x architecture x seed, so the question can 
   p-values).
 * **Units.** The bootstrap resamples datasets (dataset pairs are never resampled: pairs of one
   dataset with its own copy are left out) and, in each design cell (objective x architecture), the
-  seed replicates; a model drawn twice is never paired with itself. Each bootstrap replicate
-  re-estimates the null mean from ``n_null`` within-strata permutations.
+  seed replicates; a model drawn twice is never paired with itself, and ``min_pairs`` counts
+  distinct model pairs. Each bootstrap replicate re-estimates the null mean from ``n_null``
+  permutations of the design's labels within the design's strata, every drawn copy of a model
+  taking its model's label.
 * **Labels.** SimCLR and Barlow Twins (``method`` coord) are separate objectives (view
   ``"separate"``); the ``"pooled"`` view merges them into one Self-Supervised objective. Models whose
   objective is a control (``Random``) are left out of both factors and reported as control rows.
@@ -81,8 +83,11 @@ COLUMNS: dict[str, str] = {
     "category_pair and seed: mean consistency over dataset pairs; seed_spread: SD over seeds",
     "ci_low": "lower end of the bootstrap interval (datasets and seed replicates resampled)",
     "ci_high": "upper end of the bootstrap interval",
-    "p_value": "factor: one-sided permutation p (labels permuted within strata); difference: "
-    "two-sided bootstrap p; NaN elsewhere",
+    "p_value": "factor: one-sided permutation p (labels permuted within strata; NaN when the "
+    "statistic is undefined); difference: two-sided bootstrap p; NaN elsewhere",
+    "p_min": "factor: the smallest p the permutations can give: 1 / (n + 1) for random "
+    "permutations; with every labelling enumerated, the share of labellings that reach the "
+    "largest T (a design with few labellings may never reach p < 0.05)",
     "statistic": "factor: observed T (variance of category-pair mean consistency)",
     "null_mean": "factor: mean of T under the permutation null",
     "null_sd": "factor: SD of T under the permutation null",
@@ -161,9 +166,19 @@ class _Engine:
     category pair are ``L' X L`` for one-hot labels ``L``, so relabelling costs two small matmuls.
     """
 
+    #: A category pair whose pair similarities vary by less than this share of their mean square
+    #: on a dataset is taken as constant there (r undefined): the raw-sum variance below is
+    #: n * sum(x^2) - (sum x)^2, which rounding leaves at ~1e-16 of its terms instead of 0.
+    CONSTANT = 1e-12
+
     def __init__(self, S: np.ndarray, idx: np.ndarray, didx: np.ndarray):
         sub = S[np.ix_(didx, idx, idx)]
+        self.idx = idx
         self.W = (idx[:, None] != idx[None, :]).astype(np.float64)
+        # distinct models: min_pairs counts distinct model pairs, since copies of one pair drawn
+        # by the bootstrap add points but no information (three copies of two pairs give r = +-1)
+        self.first = np.unique(idx, return_index=True)[1]
+        self.W_distinct = 1.0 - np.eye(self.first.size)
         A = sub * self.W  # (d, m, m)
         d, m = A.shape[0], A.shape[1]
         self.A = A
@@ -186,15 +201,18 @@ class _Engine:
         n2 = L.T @ self.W @ L
         s1 = _sandwich(L, self.A)  # (d, K, K)
         s2 = _sandwich(L, self.P).reshape(self.d, self.d, K, K)
-        n = n2.copy()
-        n[np.diag_indices(K)] /= 2.0  # unordered model pairs
+        # unordered distinct model pairs (copies of a model carry its label: a model's first copy)
+        Lu = L[self.first]
+        n = Lu.T @ self.W_distinct @ Lu
+        n[np.diag_indices(K)] /= 2.0
         sq = s2[np.arange(self.d), np.arange(self.d)]  # (d, K, K): sums of squares
         a, b = self.iu, self.ju
         cov = n2 * s2[a, b] - s1[a] * s1[b]
-        var = (n2 * sq[a] - s1[a] ** 2) * (n2 * sq[b] - s1[b] ** 2)
+        var_a, var_b = n2 * sq[a] - s1[a] ** 2, n2 * sq[b] - s1[b] ** 2
+        constant = (var_a <= self.CONSTANT * n2 * sq[a]) | (var_b <= self.CONSTANT * n2 * sq[b])
         with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.clip(cov / np.sqrt(var), -1.0, 1.0)
-        r[~np.isfinite(r)] = np.nan
+            r = np.clip(cov / np.sqrt(var_a * var_b), -1.0, 1.0)
+        r[constant | ~np.isfinite(r)] = np.nan
         if r.shape[0] == 0:
             return np.full((K, K), np.nan), n
         with warnings.catch_warnings():
@@ -279,6 +297,36 @@ def stratified_permutation_test(
     )
 
 
+def n_labellings(strata: Sequence) -> int:
+    """How many labellings :func:`stratified_permutation_test` can draw: k! per stratum of k."""
+    _, sizes = np.unique(np.asarray(strata), return_counts=True)
+    return math.prod(math.factorial(int(k)) for k in sizes)
+
+
+def p_from_null(statistic: float, null: np.ndarray, exact: bool) -> tuple[float, float]:
+    """One-sided permutation p of ``statistic`` against ``null``, and the smallest p reachable.
+
+    scipy's rule (values within 100 ulp of the statistic count as reached; random permutations
+    add the observed labelling, (k + 1) / (n + 1)), with two differences: an undefined statistic
+    has no p (scipy's comparisons with NaN are False, so it got the smallest p), and a labelling
+    whose statistic is undefined is left out of the null rather than counted as less extreme.
+    ``exact``: ``null`` enumerates every labelling (the observed one among them); then the
+    smallest reachable p is the share of labellings that reach the null's largest value.
+    """
+    null = np.asarray(null, dtype=float)
+    null = null[np.isfinite(null)]
+    if not null.size:
+        return float("nan"), float("nan")
+    add = 0 if exact else 1
+    eps = 100 * np.finfo(float).eps
+
+    def p_of(t: float) -> float:
+        return float(((null >= t - abs(eps * t)).sum() + add) / (null.size + add))
+
+    p_min = p_of(float(null.max())) if exact else 1.0 / (null.size + 1)
+    return (p_of(statistic) if np.isfinite(statistic) else float("nan")), p_min
+
+
 def _excess_sd(t: float, null_mean: float) -> float:
     d = t - null_mean
     return float(np.sign(d) * np.sqrt(abs(d))) if np.isfinite(d) else float("nan")
@@ -308,7 +356,7 @@ def _prepare(sim: xr.DataArray, controls: Sequence[str], min_pairs: int) -> _Pre
         {dim: np.argsort([str(v) for v in sim[dim].values], kind="stable") for dim in sim.dims}
     )
     design = design_table(sim, controls)
-    S = np.asarray(sim.transpose("dataset", "model_a", "model_b").values, dtype=np.float64)
+    S = np.array(sim.transpose("dataset", "model_a", "model_b").values, dtype=np.float64)
     M = S.shape[1]
     off = ~np.eye(M, dtype=bool)
     bad = [design.index[i] for i in range(M) if not np.isfinite(S[:, i, :][:, off[i]]).all()]
@@ -317,6 +365,9 @@ def _prepare(sim: xr.DataArray, controls: Sequence[str], min_pairs: int) -> _Pre
             f"similarities of models {bad[:5]} are NaN on some dataset; drop them "
             "(sim.drop_sel(model_a=..., model_b=...)) before the controlled tests"
         )
+    # a model's similarity to itself is never used (no model is paired with itself), but a NaN
+    # there would reach every sum through NaN * 0
+    S[:, np.arange(M), np.arange(M)] = 0.0
     if S.shape[0] < 3:
         raise InputError(
             f"the controlled tests need at least 3 datasets (got {S.shape[0]}): consistency is "
@@ -332,13 +383,13 @@ def _prepare(sim: xr.DataArray, controls: Sequence[str], min_pairs: int) -> _Pre
     return _Prepared(S, design, [str(d) for d in sim["dataset"].values], min_pairs)
 
 
-def _strata(design: pd.DataFrame, factor: str, slot: np.ndarray) -> np.ndarray:
+def _strata(design: pd.DataFrame, factor: str, seed: np.ndarray) -> np.ndarray:
     """Stratum of each model for permuting ``factor``: the other factor x seed replicate.
 
     Architecture is permuted within the design cell's objective (SimCLR and Barlow Twins apart).
     """
     other = "architecture" if factor == "objective" else "objective"
-    return np.array([f"{o}|{s}" for o, s in zip(design[other], slot)])
+    return np.array([f"{o}|{s}" for o, s in zip(design[other], seed)])
 
 
 def _label_column(factor: str, view: str) -> str:
@@ -424,7 +475,8 @@ def controlled_tests(
         if col not in table:
             table[col] = np.nan
     table["seed"] = table["seed"].fillna(-1).astype(int)
-    table[["group_a", "group_b"]] = table[["group_a", "group_b"]].fillna("")
+    groups = table[["group_a", "group_b"]].astype(object)  # all NaN (float) without pair rows
+    table[["group_a", "group_b"]] = groups.where(groups.notna(), "")
     return table[list(COLUMNS)]
 
 
@@ -467,14 +519,18 @@ def _measure_rows(
             rng=rng,
         )
         null = np.asarray(res.null_distribution, dtype=float)
+        exact = n_labellings(strata) <= n_perm  # scipy then enumerates every labelling
+        p, p_min = p_from_null(float(res.statistic), null, exact)
+        null = null[np.isfinite(null)]
         mean, n = full_engine.means(codes, len(levels))
         iu = np.triu_indices(len(levels))
         n_cat = int(((n[iu] >= min_pairs) & np.isfinite(mean[iu])).sum())
         tests[(factor, view)] = {
             "statistic": float(res.statistic),
-            "p_value": float(res.pvalue),
-            "null_mean": float(null.mean()),
-            "null_sd": float(null.std(ddof=1)),
+            "p_value": p,
+            "p_min": p_min,
+            "null_mean": float(null.mean()) if null.size else np.nan,
+            "null_sd": float(null.std(ddof=1)) if null.size > 1 else np.nan,
             "n_permutations": int(null.size),
             "n_model_pairs": n_cat,
         }
@@ -517,11 +573,12 @@ def _measure_rows(
                 "ci_low": ci[key][0],
                 "ci_high": ci[key][1],
                 "p_value": t["p_value"],
+                "p_min": t["p_min"],
                 "statistic": t["statistic"],
                 "null_mean": t["null_mean"],
                 "null_sd": t["null_sd"],
                 "z": (t["statistic"] - t["null_mean"]) / t["null_sd"]
-                if t["null_sd"] > 0
+                if t["null_sd"] > 0  # False for NaN
                 else np.nan,
                 "n_models": n_trained,
                 "n_model_pairs": t["n_model_pairs"],
@@ -589,7 +646,6 @@ def _replicate(
     """
     design, min_pairs, didx = prep.design, prep.min_pairs, np.asarray(didx)
     idx = np.concatenate(cells)
-    slot = np.concatenate([np.arange(len(c)) for c in cells])
     sub = design.iloc[idx]
     trained = ~sub["control"].to_numpy()
     tpos = np.flatnonzero(trained)
@@ -597,6 +653,9 @@ def _replicate(
     t_engine = _Engine(prep.S, idx[tpos], didx)
     n_models = len(set(idx.tolist()))
     n_trained = len(set(idx[tpos].tolist()))
+    design_trained = np.flatnonzero(prep.trained)  # the positions labelsets' codes refer to
+    tdesign = design.iloc[design_trained]
+    design_strata = {f: _strata(tdesign, f, tdesign["seed"].to_numpy()) for f in FACTORS}
     values: list[float] = []
     names: list[tuple] = []
 
@@ -615,14 +674,19 @@ def _replicate(
         mean, n = engine.means(lab, K)
         views = VIEWS if factor == "architecture" else (view,)
         add_pairs(factor, views, mean, n, levels, lambda i, j: True, n_trained)
-        # the null mean of this (re)sample, from permutations within its own strata
-        codes = lab[tpos]
+        # The null mean of this (re)sample: the design's models are relabelled within the
+        # design's strata and every drawn copy of a model takes its model's label, as the copies
+        # share it in the data. (Permuting the drawn copies within strata of their own would split
+        # them across categories, which the data never do, and lower the null: the excess SDs of
+        # the replicates then sat above their estimate in 80-90% of the draws with no effect.)
+        codes, _ = labelsets[(factor, view)]
+        drawn = np.searchsorted(design_trained, idx[tpos])
+
+        def null_stat(labels: np.ndarray, drawn=drawn, K=K) -> float:
+            return _spread(*t_engine.means(labels[drawn], K), min_pairs)
+
         res = stratified_permutation_test(
-            codes,
-            _strata(sub.iloc[tpos], factor, slot[tpos]),
-            _factor_stat(t_engine, codes, K, min_pairs),
-            n_resamples=n_null,
-            rng=rng,
+            codes, design_strata[factor], null_stat, n_resamples=n_null, rng=rng
         )
         null_mean = float(np.mean(res.null_distribution))
         excess[(factor, view)] = _excess_sd(float(res.statistic), null_mean)
@@ -711,7 +775,8 @@ def load(path: str | Path) -> pd.DataFrame:
             "and repsim.stats.save(table, run_dir)"
         )
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    table[["group_a", "group_b"]] = table[["group_a", "group_b"]].fillna("")
+    groups = table[["group_a", "group_b"]].astype(object)
+    table[["group_a", "group_b"]] = groups.where(groups.notna(), "")
     return table
 
 
@@ -866,18 +931,25 @@ def percentile_interval(
 ) -> tuple[float, float, int]:
     """The percentile bootstrap interval of one statistic over its defined draws, and their count.
 
+    The ends are order statistics of the n defined draws: the (c)-th smallest and the (c)-th
+    largest, c = ceil(n * (1 - level) / 2) (the ((B + 1) * alpha / 2)-th of the textbook rule when
+    that is a whole number, e.g. the 25th of 999 at 95%). Unlike interpolated percentiles, they
+    make the interval exclude 0 exactly when the two-sided bootstrap p (twice the smaller share
+    of draws at or beyond 0) is below 1 - level, so a sentence worded by one never contradicts
+    the other.
+
     A resample can leave a statistic undefined (a draw of one dataset has no dataset pair; a
     category pair may lose its model pairs). Such draws are left out of the interval, and the
     count says on how many draws it rests; scipy's own interval would be NaN as soon as one draw
     is. ``(nan, nan, 0)`` when no draw is defined.
     """
     draws = np.asarray(draws, dtype=float).ravel()
-    draws = draws[np.isfinite(draws)]
+    draws = np.sort(draws[np.isfinite(draws)])
     if not draws.size:
         return float("nan"), float("nan"), 0
-    alpha = 100 * (1 - confidence_level) / 2
-    low, high = np.percentile(draws, [alpha, 100 - alpha])
-    return float(low), float(high), int(draws.size)
+    n = draws.size
+    c = min(n, max(1, math.ceil(n * (1 - confidence_level) / 2 - 1e-9)))
+    return float(draws[c - 1]), float(draws[n - c]), int(n)
 
 
 # ----------------------------------------------------------------------------------- correlation
@@ -907,7 +979,9 @@ def keyed_rng(seed: int, *keys: str | int) -> np.random.Generator:
     the unit's keys, so a unit's draws do not depend on which other units the same call computes
     or in which order. Strings enter by CRC-32, which, unlike ``hash``, is the same in every process.
     """
-    words = [int(seed)] + [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
+    # the key count first: numpy pads a seed sequence with zeros, so (0,) and (0, 0) would agree
+    words = [len(keys), int(seed)]
+    words += [zlib.crc32(k.encode()) if isinstance(k, str) else int(k) for k in keys]
     return np.random.default_rng(words)
 
 
@@ -939,13 +1013,20 @@ def format_mean_range(values: Sequence[float]) -> str:
     return f"{sum(v) / len(v):.3f} ({min(v):.3f}-{max(v):.3f})"
 
 
-def format_p(p: float) -> str:
-    """``p = 0.003``, ``p < 0.001`` or ``p undefined``."""
+def format_p(p: float, alpha: float = 0.05) -> str:
+    """``p = 0.003``, ``p = 0.41``, ``p < 0.001`` or ``p undefined``.
+
+    Never rounded across ``alpha``: a p of 0.0496 prints as ``p = 0.0496``, not ``p = 0.05``, since
+    the sentence beside it reads it as below 0.05 (and p = alpha counts as not below).
+    """
     if p is None or not np.isfinite(p):
         return "p undefined"
     if p < 0.001:
         return "p < 0.001"
-    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
+    digits = 3 if p < 0.01 else 2
+    while digits < 6 and (round(p, digits) < alpha) != (p < alpha):
+        digits += 1
+    return f"p = {p:.{digits}f}"
 
 
 #: Fewer bootstrap resamples than this give an interval whose ends move from one resampling seed
@@ -967,33 +1048,72 @@ def _ci(row: pd.Series) -> str:
     return text
 
 
-def _permutation_p(row: pd.Series) -> str:
-    """``format_p`` of a permutation p, saying so when it sits at the floor the count allows."""
-    p_text = format_p(row["p_value"])
+def _number(row: pd.Series, key: str) -> float:
     try:
-        n_perm = float(row.get("n_permutations", np.nan))
+        return float(row.get(key, np.nan))
     except (TypeError, ValueError):
-        n_perm = np.nan
-    p = row["p_value"]
-    if np.isfinite(n_perm) and n_perm > 0 and np.isfinite(p) and p <= 1.0 / (n_perm + 1) + 1e-12:
-        # (k + 1) / (n + 1) with k = 0: no permutation reached the observed value
-        p_text += f", the smallest {int(n_perm)} permutations can give"
+        return float("nan")
+
+
+def _smallest_p(row: pd.Series) -> float:
+    """The smallest p a factor row's permutations can give (``p_min``; for a table written before
+    that column, the (k + 1) / (n + 1) floor of random permutations)."""
+    p_min, n_perm = _number(row, "p_min"), _number(row, "n_permutations")
+    if np.isfinite(p_min):
+        return p_min
+    return 1.0 / (n_perm + 1) if np.isfinite(n_perm) and n_perm > 0 else float("nan")
+
+
+def _permutation_p(row: pd.Series, alpha: float = 0.05) -> str:
+    """``format_p`` of a permutation p, saying so when it sits at the floor the count allows."""
+    p, n_perm = row["p_value"], _number(row, "n_permutations")
+    p_text = format_p(p, alpha)
+    floor = _smallest_p(row)
+    if np.isfinite(p) and np.isfinite(floor) and p <= floor * (1 + 1e-9):
+        if np.isfinite(n_perm) and floor * (n_perm + 1) > 1 + 1e-9:  # every labelling enumerated
+            p_text += f", the smallest the design's {int(n_perm)} labellings can give"
+        elif np.isfinite(n_perm):
+            # (k + 1) / (n + 1) with k = 0: no permutation reached the observed value
+            p_text += f", the smallest {int(n_perm)} permutations can give"
     return p_text
+
+
+def _untestable(row: pd.Series, alpha: float) -> str | None:
+    """Why a factor row's permutation test cannot reject at ``alpha``; None when it can."""
+    if not np.isfinite(row["p_value"]):
+        return (
+            f"its statistic is undefined ({int(_number(row, 'n_model_pairs') or 0)} category "
+            "pairs with enough model pairs, two needed)"
+        )
+    floor = _smallest_p(row)
+    if np.isfinite(floor) and floor >= alpha:
+        return (
+            f"the design's {int(_number(row, 'n_permutations'))} labellings give p >= "
+            f"{floor:.3g} at best"
+        )
+    return None
 
 
 def factor_sentence(row: pd.Series | dict, alpha: float = 0.05) -> str:
     """One sentence for a ``factor`` row, worded by its permutation p-value."""
     row = pd.Series(row)
     what = f"{row['factor']} explains the consistency of pairwise similarity across datasets"
-    if np.isfinite(row["p_value"]) and row["p_value"] < alpha:
-        p_text = _permutation_p(row)
+    why = _untestable(row, alpha)
+    if why is not None:
+        return (
+            f"Whether {what} beyond random grouping cannot be tested at alpha = {alpha:g} on "
+            f"this run: {why}."
+        )
+    if row["p_value"] < alpha:
+        p_text = _permutation_p(row, alpha)
         return (
             f"{what.capitalize()} beyond random grouping of the same models (permutation "
             f"{p_text}; category-pair means spread {row['estimate']:.2f} beyond "
             f"the null, {_ci(row)})."
         )
     return (
-        f"No evidence that {what} beyond random grouping (permutation {format_p(row['p_value'])})."
+        f"No evidence that {what} beyond random grouping (permutation "
+        f"{format_p(row['p_value'], alpha)})."
     )
 
 
@@ -1006,18 +1126,35 @@ def difference_sentence(
     """The answer to "objective more than architecture?", worded by the tests' results.
 
     "More than" needs both the factor's own permutation p < ``alpha`` and a bootstrap interval of
-    the difference that excludes 0; anything else is worded as no evidence.
+    the difference that excludes 0 (equivalently, its two-sided bootstrap p < ``alpha``: the
+    interval's ends are order statistics chosen so that the two agree, see
+    :func:`percentile_interval`); anything else is worded as no evidence, or as untestable when
+    neither factor's permutations can reach ``alpha``.
     """
     d, o, a = pd.Series(difference), pd.Series(objective), pd.Series(architecture)
+    level = _number(d, "confidence_level")
+    if np.isfinite(level) and not math.isclose(level, 1 - alpha):
+        raise InputError(
+            f"the difference is judged by its {level:.0%} bootstrap interval, which answers at "
+            f"alpha = {1 - level:.2g}, not {alpha:g}; pass alpha={1 - level:.2g} or recompute "
+            f"with controlled_tests(..., confidence_level={1 - alpha:g})"
+        )
     stats_text = (
-        f"difference in excess SD {d['estimate']:.2f}, {_ci(d)}; objective {_permutation_p(o)}, "
-        f"architecture {_permutation_p(a)}"
+        f"difference in excess SD {d['estimate']:.2f}, {_ci(d)}; objective "
+        f"{_permutation_p(o, alpha)}, architecture {_permutation_p(a, alpha)}"
     )
     subject = "the consistency of pairwise similarity across datasets"
     if d["ci_low"] > 0 and o["p_value"] < alpha:
         return f"Objective explains {subject} more than architecture does ({stats_text})."
     if d["ci_high"] < 0 and a["p_value"] < alpha:
         return f"Architecture explains {subject} more than objective does ({stats_text})."
+    why_o, why_a = _untestable(o, alpha), _untestable(a, alpha)
+    if why_o is not None and why_a is not None:
+        return (
+            f"Whether objective explains {subject} more than architecture does cannot be tested "
+            f"at alpha = {alpha:g} on this run: for objective, {why_o}; for architecture, "
+            f"{why_a} ({stats_text})."
+        )
     return (
         f"No evidence that objective explains {subject} more than architecture does, or the "
         f"reverse ({stats_text})."

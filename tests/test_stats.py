@@ -147,9 +147,34 @@ def test_engine_with_repeated_models_and_datasets_by_hand():
             va = np.array([S[didx[x], idx[p], idx[q]] for p, q in pairs])
             vb = np.array([S[didx[y], idx[p], idx[q]] for p, q in pairs])
             rs.append(np.corrcoef(va, vb)[0, 1])
-        assert n[ca, cb] == len(pairs)
+        # the count is of distinct model pairs (min_pairs reads it); the means use every copy
+        assert n[ca, cb] == len({frozenset((idx[p], idx[q])) for p, q in pairs}) < len(pairs)
         assert engine.n_dataset_pairs == len(rs) == 5
         assert mean[ca, cb] == pytest.approx(np.mean(rs), abs=1e-12)
+
+
+def test_engine_gives_no_correlation_for_copies_of_one_model_pair():
+    """A bootstrap cell that draws one seed three times leaves a category pair whose nine drawn
+    model pairs are copies of one: its similarities are constant, r is undefined (raw sums left a
+    rounding residue that the clip turned into values from -1 to 1), and it counts one pair."""
+    rng = np.random.default_rng(1)
+    D, M = 5, 4
+    S = rng.uniform(0.2, 0.9, size=(D, M, M))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    idx = np.array([0, 1, 1, 1, 2, 3])
+    labels = np.array([0, 1, 1, 1, 1, 1])
+    mean, n = stats._Engine(S, idx, np.arange(D)).means(labels, 2)
+    assert np.isfinite(mean[0, 1]) and n[0, 1] == 3  # (0,1) three times, (0,2), (0,3)
+    idx = np.array([0, 1, 1, 1])
+    mean, n = stats._Engine(S, idx, np.arange(D)).means(np.array([0, 1, 1, 1]), 2)
+    assert np.isnan(mean[0, 1]) and n[0, 1] == 1
+    for seed in range(200):  # every draw of copies of one pair: no finite r
+        S = np.random.default_rng(seed).uniform(size=(D, M, M))
+        S = (S + S.transpose(0, 2, 1)) / 2
+        mean, _ = stats._Engine(S, np.array([2, 3, 3, 3]), np.arange(D)).means(
+            np.array([0, 1, 1, 1]), 2
+        )
+        assert np.isnan(mean[0, 1])
 
 
 # ---------------------------------------------------------------------- permutation within strata
@@ -374,8 +399,8 @@ def test_intervals_rest_on_the_draws_that_leave_the_estimate_defined(monkeypatch
     table = stats.controlled_tests(sim, n_permutations=19, n_bootstrap=100, n_null=4)
     boot = table[table.analysis.isin(["factor", "difference", "category_pair"])]
     assert len(boot) > 10
-    low, high = np.percentile(defined, [2.5, 97.5])
-    assert np.allclose(boot.ci_low, low) and np.allclose(boot.ci_high, high)
+    # ceil(90 x 0.025) = 3: the third smallest and the third largest defined draw
+    assert np.allclose(boot.ci_low, defined[2]) and np.allclose(boot.ci_high, defined[-3])
     assert (boot.n_bootstrap == 90).all()
 
 
@@ -663,3 +688,157 @@ def test_difference_sentence_says_when_a_factor_p_is_the_permutation_floor():
         "objective p = 0.01, the smallest 99 permutations can give, architecture p = 0.37" in text
     )
     assert text.count("smallest") == 1
+
+
+# ------------------------------------------------------------- defects found by an audit (session 29)
+def test_bootstrap_nulls_keep_the_copies_of_a_model_under_one_label(monkeypatch):
+    """In a bootstrap replicate a cell may draw one seed twice. In the data both copies carry the
+    model's labels; the replicate's null must relabel models, not copies, or it splits them across
+    categories, lowers the null and pushed the replicates' excess SD above the estimate (with no
+    effect, 80-90% of draws above it)."""
+    seen = []
+    real = stats._Engine.means
+
+    def spy(self, labels, K):
+        seen.append((self.idx, np.asarray(labels).copy()))
+        return real(self, labels, K)
+
+    monkeypatch.setattr(stats._Engine, "means", spy)
+    stats.controlled_tests(
+        make_zoo(2, None, n_datasets=5), n_permutations=9, n_bootstrap=19, n_null=4
+    )
+    with_copies = 0
+    for idx, labels in seen:
+        if len(set(idx.tolist())) < idx.size:
+            with_copies += 1
+            for model in np.unique(idx):
+                assert len(set(labels[idx == model].tolist())) == 1
+    assert with_copies > 100  # the bootstrap's null labellings were among the calls checked
+
+
+def test_bootstrap_excess_sd_is_centred_on_its_estimate_without_an_effect():
+    """With no effect, the bootstrap draws of a factor's excess SD lie on both sides of the
+    estimate (before the fix above, 79-94% of draws lay above it in every zoo tried)."""
+    sim = make_zoo(0, None)
+    prep = stats._prepare(sim["cka_linear"], stats.CONTROLS, 3)
+    cells = stats._cells(prep.design)
+    tdesign = prep.design[prep.trained]
+    labelsets = {
+        ("objective", "separate"): stats._codes(tdesign["objective"].tolist()),
+        ("objective", "pooled"): stats._codes(tdesign["objective_pooled"].tolist()),
+        ("architecture", "separate"): stats._codes(tdesign["architecture"].tolist()),
+    }
+    rng = np.random.default_rng(0)
+    D = prep.S.shape[0]
+    point, names = stats._replicate(prep, np.arange(D), cells, labelsets, 19, rng)
+    k = names.index(("excess", "objective", "separate"))
+    draws = []
+    for _ in range(60):
+        cs = [c[rng.integers(0, c.size, c.size)] for c in cells]
+        draws.append(stats._replicate(prep, rng.integers(0, D, D), cs, labelsets, 19, rng)[0][k])
+    above = np.mean(np.asarray(draws) > point[k])
+    assert 0.2 < above < 0.8, above
+
+
+def test_percentile_interval_excludes_zero_exactly_when_the_bootstrap_p_is_below_alpha():
+    """The difference sentence reads the interval and the table reports the two-sided bootstrap
+    p; with interpolated percentiles they disagreed (79 draws, two at or below 0: CI 0.09 to 0.49
+    and p = 0.0506)."""
+    draws = np.r_[-0.1, 0.0, np.linspace(0.09, 0.6, 77)]
+    low, _, n = stats.percentile_interval(draws, 0.95)
+    assert n == 79 and low == 0.0  # 2 x 2 / 79 = 0.0506: not below 0.05, so 0 is not excluded
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        n = int(rng.integers(5, 400))
+        d = np.round(rng.normal(rng.uniform(-1, 3), 1, n), int(rng.integers(1, 3)))  # with ties
+        level = float(rng.choice([0.9, 0.95, 0.99]))
+        low, high, _ = stats.percentile_interval(d, level)
+        p = min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))
+        assert (low > 0 or high < 0) == (p < round(1 - level, 10)), (n, level, p, low, high)
+        assert low <= high
+
+
+def test_percentile_interval_by_the_textbook_order_statistic():
+    draws = np.random.default_rng(3).permutation(np.arange(999.0))
+    assert stats.percentile_interval(draws, 0.95)[:2] == (24.0, 974.0)  # the 25th from each end
+    assert stats.percentile_interval(np.arange(79.0), 0.95)[:2] == (1.0, 77.0)
+
+
+def test_an_undefined_statistic_gets_no_p_and_no_claim():
+    """scipy compares the null with a NaN statistic as False and returned the smallest p; the
+    sentence then said the factor explains consistency."""
+    table = stats.controlled_tests(make_zoo(0, "objective", n_datasets=4), min_pairs=1000, **FAST)
+    factor = table[table.analysis == "factor"]
+    assert factor.statistic.isna().all() and factor.p_value.isna().all()
+    text = stats.factor_sentence(factor.iloc[0])
+    assert text.startswith("Whether objective explains") and "cannot be tested" in text
+    assert "statistic is undefined" in text
+    assert "cannot be tested" in stats.answer(table)
+
+
+def test_a_nan_self_similarity_does_not_reach_the_sums():
+    sim = make_zoo(0, "objective", n_datasets=4)
+    kw = {"n_permutations": 19, "n_bootstrap": 9, "n_null": 4, "seed": 2}
+    clean = stats.controlled_tests(sim, **kw)
+    sim["cka_linear"][:, 3, 3] = np.nan
+    pd.testing.assert_frame_equal(clean, stats.controlled_tests(sim, **kw))
+
+
+def test_p_from_null_against_scipy_and_by_enumeration():
+    from scipy.stats import permutation_test
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=12)
+    res = permutation_test(
+        (x[:6], x[6:]), lambda a, b: np.mean(a) - np.mean(b), n_resamples=99, rng=1,
+        alternative="greater", vectorized=False,
+    )  # fmt: skip
+    p, p_min = stats.p_from_null(res.statistic, res.null_distribution, exact=False)
+    assert p == pytest.approx(res.pvalue) and p_min == pytest.approx(1 / 100)
+    null = np.array([0.1, 0.5, 0.5, 0.2, np.nan, 0.3])  # a NaN labelling is left out of the null
+    assert stats.p_from_null(0.5, null, exact=True) == (0.4, 0.4)
+    assert stats.p_from_null(0.3, null, exact=True)[0] == pytest.approx(0.6)
+    assert np.isnan(stats.p_from_null(np.nan, null, exact=True)[0])
+
+
+def test_a_design_too_small_to_reject_says_so():
+    """2 objectives x 2 architectures x 2 seeds: each factor has 2^4 = 16 labellings, so no p can
+    go below 2/16 = 0.125 (a labelling and its swap give the same T); the sentence said 'no
+    evidence' as if the test could have found one."""
+    sim = make_zoo(0, "objective", n_datasets=5)
+    keep = [m for m in sim.model_a.values if m.split("-")[0] in ("cnn", "mlp")]
+    keep = [m for m in keep if m.split("-")[1] in ("supervised", "clip") and m[-1] in "01"]
+    sim = sim.sel(model_a=keep, model_b=keep)
+    design = stats.design_table(sim)
+    assert stats.n_labellings(stats._strata(design, "objective", design["seed"].to_numpy())) == 16
+    table = stats.controlled_tests(sim, n_permutations=999, n_bootstrap=19, n_null=15, seed=0)
+    factor = table[(table.analysis == "factor") & (table.view == "separate")]
+    assert (factor.n_permutations == 16).all() and np.allclose(factor.p_min, 0.125)
+    assert (factor.p_value >= 0.125).all()
+    assert "the design's 16 labellings give p >= 0.125 at best" in stats.factor_sentence(
+        factor.iloc[0]
+    )
+    assert "cannot be tested at alpha = 0.05" in stats.answer(table)
+
+
+def test_format_p_never_rounds_across_alpha():
+    assert stats.format_p(0.0496) == "p = 0.0496"  # below 0.05, and the sentence says so
+    assert stats.format_p(0.0504) == "p = 0.05"  # not below: p = alpha is not significant
+    assert stats.format_p(0.0096, alpha=0.01) == "p = 0.0096"
+    assert stats.format_p(0.0496, alpha=0.01) == "p = 0.05"
+
+
+def test_difference_sentence_refuses_an_alpha_its_interval_does_not_answer():
+    o = {"p_value": 0.001, "factor": "objective", "n_permutations": 999.0}
+    a = {"p_value": 0.3, "factor": "architecture", "n_permutations": 999.0}
+    d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "confidence_level": 0.95}
+    with pytest.raises(InputError, match="95% bootstrap interval, which answers at alpha = 0.05"):
+        stats.difference_sentence(d, o, a, alpha=0.01)
+    assert stats.difference_sentence(d, o, a).startswith("Objective explains")
+
+
+def test_keyed_rng_keys_are_not_padded_with_zeros():
+    draw = lambda *key: stats.keyed_rng(*key).integers(1 << 30, size=4).tolist()  # noqa: E731
+    assert draw(0) != draw(0, 0)
+    assert draw(7, "m") != draw(7, "m", 0)
+    assert draw(7, "") != draw(7)
