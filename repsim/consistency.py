@@ -689,12 +689,14 @@ def anchor_rank_sum_tests(
 
     ``tidy`` is an :func:`anchor_table`. With ``unit`` set, each unit (an anchor model)
     contributes its median, so the samples are independent; with ``unit=None`` every row is one
-    observation. Columns: group_a, group_b, n_a, n_b, median_a, median_b, statistic, p,
-    p_bonferroni, significant.
+    observation. Anchors of unknown category are left out; the Bonferroni factor counts the tests
+    that could run (both groups with two or more values). Columns: group_a, group_b, n_a, n_b,
+    median_a, median_b, statistic, p, p_bonferroni, p_threshold (alpha / tests run), significant.
     """
     from scipy.stats import ranksums
 
     data = tidy.dropna(subset=[value])
+    data = data[data[by].map(is_known)]  # anchors of unknown kind are not one category
     if unit:
         data = data.groupby([unit, by], as_index=False)[value].median()
     groups = sorted(data[by].unique())
@@ -721,7 +723,9 @@ def anchor_rank_sum_tests(
     out = pd.DataFrame(
         rows, columns=["group_a", "group_b", "n_a", "n_b", "median_a", "median_b", "statistic", "p"]
     )
-    out["p_bonferroni"] = np.minimum(out["p"] * max(len(tests), 1), 1.0)
+    m = max(int(out["p"].notna().sum()), 1)  # the tests that ran (as partner_rank_sum_tests)
+    out["p_bonferroni"] = np.minimum(out["p"] * m, 1.0)
+    out["p_threshold"] = alpha / m
     out["significant"] = out["p_bonferroni"] < alpha
     return out
 
@@ -876,8 +880,11 @@ def _corr_rows(V: np.ndarray, method: str) -> np.ndarray:
 
 
 def _corr_full(W: np.ndarray) -> np.ndarray:
+    """Pearson r between the rows of W; NaN for a constant row (its mean is often one ulp off
+    the values, which left a centred row of +-1e-17 and r near 0 instead of undefined)."""
     Wc = W - W.mean(axis=1, keepdims=True)
     norms = np.sqrt(np.einsum("ij,ij->i", Wc, Wc))
+    norms[np.ptp(W, axis=1) == 0] = np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         C = (Wc @ Wc.T) / np.outer(norms, norms)
     C[~np.isfinite(C)] = np.nan
@@ -885,33 +892,33 @@ def _corr_full(W: np.ndarray) -> np.ndarray:
 
 
 def _categories(sim: xr.DataArray, by: str | Mapping[str, str]) -> tuple[str, dict[str, str]]:
+    """The category of each model, from a coord or a mapping; models whose category is missing
+    ('', NaN, 'unknown': :func:`repsim.names.is_known`) are left out with a warning, since
+    models of unknown kind are not one category."""
     models = [str(m) for m in sim["model_a"].values]
     if isinstance(by, Mapping):
         _known(models, list(by), "the category mapping (missing models)")
-        return "group", {m: str(by[m]) for m in models}
-    for name in (f"{by}_a", by):
-        if name in sim.coords and sim.coords[name].dims == ("model_a",):
-            values = dict(zip(models, sim.coords[name].values))
-            missing = [m for m, v in values.items() if _is_missing(v)]
-            if missing:
-                # '' and NaN are how model_metadata writes "unknown": they are not one category
-                warnings.warn(
-                    f"{len(missing)} model(s) have no {by} and are left out of the grouping: "
-                    f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            return by, {m: str(v) for m, v in values.items() if m not in missing}
-    raise InputError(
-        f"no coord {by}_a on model_a to group by; add model metadata coords (see similarity.nc) "
-        "or pass a mapping {model_id: category}"
-    )
-
-
-def _is_missing(value: object) -> bool:
-    if isinstance(value, (float, np.floating)):
-        return not np.isfinite(value)
-    return value is None or str(value).strip() == ""
+        name, values, what = "group", {m: by[m] for m in models}, "no category in the mapping"
+    else:
+        coord = next(
+            (c for c in (f"{by}_a", by) if c in sim.coords and sim.coords[c].dims == ("model_a",)),
+            None,
+        )
+        if coord is None:
+            raise InputError(
+                f"no coord {by}_a on model_a to group by; add model metadata coords (see "
+                "similarity.nc) or pass a mapping {model_id: category}"
+            )
+        name, values, what = by, dict(zip(models, sim.coords[coord].values)), f"no {by}"
+    missing = [m for m, v in values.items() if not is_known(v)]
+    if missing:
+        warnings.warn(
+            f"{len(missing)} model(s) have {what} and are left out of the grouping: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return name, {m: str(v) for m, v in values.items() if m not in missing}
 
 
 def _labelled(da: xr.DataArray, by: str, ca: str, cb: str, n_pairs: int) -> xr.DataArray:

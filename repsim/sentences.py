@@ -383,6 +383,8 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
             "No two categories have at least 2 anchor models each, so no rank-sum test can be "
             "run on this run."
         )
+    from repsim.stats import format_p
+
     sig = testable[testable.significant]
     text = (
         f"{len(sig)} of {len(testable)} testable category comparisons are significant after "
@@ -390,7 +392,7 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
     )
     if len(sig):
         text += ": " + "; ".join(
-            f"{r.group_a} vs {r.group_b} (p = {r.p_bonferroni:.2g}, medians "
+            f"{r.group_a} vs {r.group_b} (Bonferroni {format_p(r.p_bonferroni, alpha)}, medians "
             f"{fmt(r.median_a)} and {fmt(r.median_b)})"
             for r in sig.itertuples()
         )
@@ -413,7 +415,9 @@ def partner_tests_text(tests: pd.DataFrame, alpha: float) -> str:
     sig = testable[testable.significant.astype(bool)]
     text = (
         f"{len(sig)} of {len(testable)} comparisons of partner categories are significant after "
-        f"Bonferroni correction (alpha = {alpha}, so p < {thr:.3g} for each test"
+        f"Bonferroni correction (alpha = {alpha}, so p < {thr:.3g} for each test; the study's "
+        "test, with dataset pairs as its observations: they share datasets, so these p-values "
+        "are optimistic"
     )
     if not len(sig):
         text += ")"

@@ -422,3 +422,56 @@ def test_consistency_table_summary_and_medians_by_hand(rng):
     assert medians.loc["A | B", "cka_linear"] == pytest.approx(np.median(ab[iu]), abs=1e-12)
     m = consistency_matrices(cons, "cka_linear", ["objective: A | B"], ["d3", "d0"])
     assert m.sel(group_pair="objective: A | B").values[0, 1] == pytest.approx(ab[3, 0], abs=1e-12)
+
+
+def test_a_constant_similarity_vector_has_no_consistency():
+    """Pair similarities that are one value on a dataset have no correlation with another
+    dataset's. The mean of equal floats is often one ulp off, which left r = -6e-17 (a believable
+    0) instead of NaN; scipy's pearsonr and repsim.stats.correlate say NaN."""
+    m = ["p", "q", "r"]
+    S = np.ones((3, 3, 3))
+    S[0][~np.eye(3, dtype=bool)] = 0.1
+    S[1] = [[1, 0.2, 0.5], [0.2, 1, 0.9], [0.5, 0.9, 1]]
+    S[2] = [[1, 0.3, 0.4], [0.3, 1, 0.8], [0.4, 0.8, 1]]
+    sim = xr.DataArray(
+        S, dims=("dataset", "model_a", "model_b"),
+        coords={"dataset": ["d0", "d1", "d2"], "model_a": m, "model_b": m},
+    )  # fmt: skip
+    for method in ("pearson", "spearman"):
+        c = consistency(sim, method).values
+        assert np.isnan(c[0, 1]) and np.isnan(c[0, 2])
+        assert np.isfinite(c[1, 2])
+    S[1, 0, 1] = S[1, 1, 0] = np.nan  # the pairwise-NaN path
+    with pytest.warns(RuntimeWarning, match="drops them pairwise"):
+        assert np.isnan(consistency(sim.copy(data=S)).values[0, 2])
+
+
+def test_a_category_mapping_leaves_unknown_models_out(rng):
+    """The anchors chapter passes a mapping in which missing metadata reads 'unknown'; it became a
+    category (pairs 'A | unknown', an 'unknown' partner category), where a coord's '' does not."""
+    sim = make_sim(rng)
+    mapping = dict(zip(MODELS, ["A", "A", "A", "unknown", "", "nan"]))
+    with pytest.warns(RuntimeWarning, match="3 model\\(s\\) have no category in the mapping"):
+        g = grouped_consistency(sim, mapping)
+    assert list(g.group_pair.values) == ["group: A | A"]
+    with pytest.warns(RuntimeWarning):
+        p = anchor_partner_consistency(sim, ["a1"], mapping, min_pairs=2)
+    assert all("unknown" not in str(v) for v in p.anchor_partner.values)
+
+
+def test_anchor_rank_sum_tests_leave_out_unknown_and_count_only_tests_that_ran():
+    from repsim.consistency import anchor_rank_sum_tests
+
+    tidy = pd.DataFrame(
+        {
+            "anchor": ["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4", "u1", "u2", "c1"],
+            "category": ["A"] * 4 + ["B"] * 4 + ["unknown"] * 2 + ["C"],
+            "consistency": [0.9, 0.91, 0.92, 0.93, 0.1, 0.11, 0.12, 0.13, 0.5, 0.6, 0.4],
+        }
+    )
+    out = anchor_rank_sum_tests(tidy).set_index(["group_a", "group_b"])
+    assert "unknown" not in set(out.index.get_level_values(0)) | set(out.index.get_level_values(1))
+    assert len(out) == 3 and out.p.notna().sum() == 1  # A-B runs; C has one anchor
+    p = out.loc[("A", "B"), "p"]
+    assert out.loc[("A", "B"), "p_bonferroni"] == pytest.approx(p)  # one test ran: factor 1
+    assert (out.p_threshold == 0.01).all()
