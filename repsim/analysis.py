@@ -369,8 +369,15 @@ def subsample_pairs(
 def pick_models(
     models: pd.DataFrame, per_category: int = 2, category: str = "objective"
 ) -> list[str]:
-    """A small, deterministic sample of models: the first ``per_category`` of each category."""
-    return [str(m) for _, g in models.groupby(category, sort=True) for m in g.index[:per_category]]
+    """A small, deterministic sample of models: the first ``per_category`` of each category by id
+    (not by config order, so the sample is the same however a config lists its models). Models
+    of unknown category are not a category and are not picked."""
+    known = models[models[category].map(is_known)]
+    return [
+        str(m)
+        for _, g in known.groupby(category, sort=True)
+        for m in sorted(map(str, g.index))[:per_category]
+    ]
 
 
 # ------------------------------------------------------------------------------ tables shown

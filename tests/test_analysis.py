@@ -220,6 +220,12 @@ def test_resampling_with_replacement_biases_unbiased_cka():
 def test_pick_models():
     mt = pd.DataFrame({"objective": ["a", "a", "a", "b"]}, index=["m1", "m2", "m3", "m4"])
     assert A.pick_models(mt, 2) == ["m1", "m2", "m4"]
+    # by id whatever the config's order, and unknown categories are not picked
+    shuffled = pd.DataFrame(
+        {"objective": ["a", "unknown", "a", "b", "a", ""]},
+        index=["m3", "u1", "m2", "m4", "m1", "u2"],
+    )
+    assert A.pick_models(shuffled, 2) == ["m1", "m2", "m4"]
 
 
 # ------------------------------------------------------- degenerate runs (seen on real pipeline runs)
