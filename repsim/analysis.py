@@ -424,17 +424,29 @@ CONTROLLED_DISPLAY = {
 }
 
 
+def tested_measure(tests: pd.DataFrame, measure: str | None) -> str:
+    """The measure whose controlled tests a chapter shows: ``measure`` when the table has it,
+    else the table's first (the tests run on the study's two main measures by default)."""
+    measures = [str(m) for m in dict.fromkeys(tests["measure"])]
+    return measure if measure in measures else measures[0]
+
+
 def controlled_rows(
-    tests: pd.DataFrame, measure: str, analysis: str, view: str | None = "separate"
+    tests: pd.DataFrame,
+    measure: str,
+    analysis: str,
+    view: str | None = "separate",
+    display: bool = True,
 ) -> pd.DataFrame:
-    """The rows of one analysis of ``controlled_tests.csv`` for display (one measure; one view,
-    or both when ``view`` is None), with the columns that matter for it."""
-    measures = list(dict.fromkeys(tests["measure"]))
-    t = tests[(tests["measure"] == (measure if measure in measures else measures[0]))]
+    """The rows of one analysis of ``controlled_tests.csv`` (the measure of
+    :func:`tested_measure`; one view, or both when ``view`` is None): with ``display``, the
+    columns that matter for a table; without, every column (what the sentences read, e.g. how
+    many bootstrap resamples an interval rests on)."""
+    t = tests[tests["measure"] == tested_measure(tests, measure)]
     t = t[t["analysis"] == analysis]
     if view is not None:
         t = t[t["view"] == view]
-    out = t[CONTROLLED_DISPLAY[analysis]].reset_index(drop=True)
+    out = (t[CONTROLLED_DISPLAY[analysis]] if display else t).reset_index(drop=True)
     for c in out.columns:  # counts read back as floats (other analyses leave them empty): ints
         if c.startswith("n_"):
             out[c] = _counts_as_int(out[c])
@@ -549,10 +561,15 @@ def pick_dataset_pairs(da: xr.DataArray, k: int = 3) -> list[tuple[str, str]]:
     if len(pairs) <= k:
         return pairs
     r = np.array([correlate(vec[a], vec[b]) for a, b in pairs])
-    idx = np.argsort(np.where(np.isfinite(r), r, -np.inf))[::-1]
-    picks = [idx[0], idx[len(idx) // 2], idx[-1]][:k]
-    picks += [i for i in idx if i not in picks][: k - len(picks)]
-    return [pairs[i] for i in dict.fromkeys(picks)]
+    # most to least consistent, undefined pairs last: they are ranked nowhere, so they are only
+    # shown when fewer than k pairs have a consistency
+    order = [int(i) for i in np.argsort(np.where(np.isfinite(r), -r, np.inf), kind="stable")]
+    finite = [i for i in order if np.isfinite(r[i])]
+    picks = (
+        list(dict.fromkeys([finite[0], finite[len(finite) // 2], finite[-1]]))[:k] if finite else []
+    )
+    picks += [i for i in order if i not in picks][: k - len(picks)]
+    return [pairs[i] for i in picks]
 
 
 def spread_over_domains(order: Sequence[str], domains: Mapping[str, str], k: int) -> list[str]:

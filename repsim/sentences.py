@@ -144,11 +144,19 @@ def controlled_answer(
             "Whether objective explains the consistency of pairwise similarity more than "
             f"architecture is not tested on this run: {reason}."
         )
-    measures = list(dict.fromkeys(tests["measure"]))
-    measure = measure if measure in measures else measures[0]
-    pooled = stats.answer(tests, measure, "pooled")
+    from repsim.analysis import tested_measure
+
+    shown = tested_measure(tests, measure)
+    note = ""
+    if measure is not None and shown != measure:
+        tested = ", ".join(str(m) for m in dict.fromkeys(tests["measure"]))
+        note = (
+            f"The controlled tests were computed for {tested}, not for {measure}; this section "
+            f"shows them for {shown}. "
+        )
+    pooled = stats.answer(tests, shown, "pooled")
     return (
-        f"{stats.answer(tests, measure, 'separate')} "
+        f"{note}{stats.answer(tests, shown, 'separate')} "
         f"Secondary view, SimCLR and Barlow Twins pooled: {pooled[0].lower()}{pooled[1:]}"
     )
 
@@ -264,24 +272,28 @@ def within_between_text(table: pd.DataFrame, category: str) -> str:
     diff = ok["same category"] - ok["different category"]
     more, less = int((diff > 0).sum()), int((diff < 0).sum())
     head = (
-        f"On **{more} of {len(ok)}** datasets, models of the same {category} are more similar "
-        f"to each other (median) than models of different {category} (median difference "
-        f"{fmt(float(diff.median()))}"
+        f"On **{more} of {len(ok)}** dataset{'s' if len(ok) != 1 else ''}, models of the same "
+        f"{category} are more similar to each other (median) than models of different "
+        f"{category} (median difference {fmt(float(diff.median()))}"
     )
-    return f"{head}; {_sign_verdict(more, less)}"
+    return f"{head}; {_sign_verdict(more, less, ties=len(ok) - more - less)}"
 
 
-def _sign_verdict(positive: int, negative: int, alpha: float = 0.05) -> str:
-    """The end of a sentence that counts datasets: whether the count beats chance, by the exact
-    sign test over datasets (:func:`repsim.stats.sign_test`; the dataset is the unit)."""
+def _sign_verdict(positive: int, negative: int, alpha: float = 0.05, ties: int = 0) -> str:
+    """The end of a sentence that counts datasets: whether the count departs from chance, by the
+    exact two-sided sign test over datasets (:func:`repsim.stats.sign_test`; the dataset is the
+    unit). Two-sided: a count far below half is "less often than chance", not "more"."""
     from repsim.stats import format_p, sign_test
 
     if positive + negative == 0:
         return "not tested, since no dataset separates the two)."
     p = sign_test(positive, negative)
     test = f"exact sign test over datasets, {format_p(p, alpha)}"
+    if ties:
+        test += f", {ties} tied dataset{'s' if ties != 1 else ''} left out"
     if p < alpha:
-        return f"{test}): more often than chance would give."
+        side = "more" if positive > negative else "less"
+        return f"{test}): {side} often than chance would give."
     few = ""
     if positive + negative < 6:
         few = "; with fewer than 6 datasets no sign test can reach p < 0.05"
@@ -356,8 +368,9 @@ def behaviour_text(corr: pd.DataFrame) -> str:
     neg, pos = int((ok.pearson_r < 0).sum()), int((ok.pearson_r > 0).sum())
     text = (
         f"Similarity and accuracy gap are negatively correlated (similar representations, "
-        f"similar accuracy) on **{neg} of {len(ok)}** datasets (mean r = "
-        f"{fmt(ok.pearson_r.mean())}; {_sign_verdict(neg, pos)}"
+        f"similar accuracy) on **{neg} of {len(ok)}** dataset{'s' if len(ok) != 1 else ''} "
+        f"(mean r = {fmt(ok.pearson_r.mean())}; "
+        f"{_sign_verdict(neg, pos, ties=len(ok) - neg - pos)}"
     )
     by = ok.groupby("domain").pearson_r.agg(["mean", "size"])
     if len(by) >= 2:
@@ -458,7 +471,16 @@ def framework_text(
         f"Over {n_pairs} model pairs, the consistency of **{dataset_a}** and **{dataset_b}** "
         f"is r = **{fmt(r)}**"
     )
-    if len(vals) > 1 and np.isfinite(r):
+    # the pair itself is normally among the run's values: it is placed among the others
+    same = np.flatnonzero(np.abs(vals.to_numpy() - r) <= 1e-12) if np.isfinite(r) else []
+    if len(same) and len(vals) > 1:
+        others = vals.drop(vals.index[same[0]])
+        text += (
+            f"; it lies above {(others < r - 1e-12).mean():.0%} of the run's {len(others)} other "
+            f"dataset pair{'s' if len(others) != 1 else ''} (median of all {len(vals)}: "
+            f"{fmt(vals.median())})."
+        )
+    elif not len(same) and len(vals) > 1 and np.isfinite(r):
         text += (
             f"; it lies above {(vals < r - 1e-12).mean():.0%} of the run's {len(vals)} dataset "
             f"pairs (their median {fmt(vals.median())})."
@@ -490,8 +512,11 @@ def transform_text(table: pd.DataFrame, tolerance: float = 0.05) -> str:
     transform_comparison`): per transform, the largest and the median absolute change over the
     dataset pairs and how many move by ``tolerance`` or more. The transforms are applied to the same
     numbers, so there is no sampling error to test: the changes are stated, not tested."""
-    n = len(table)
     parts, moved = [], 0
+    defined = table[["none", "arccos", "tan"]].notna().all(axis=1)
+    table, n = table[defined], int(defined.sum())
+    if not n:
+        return "No dataset pair has a consistency under every transform, so none is compared."
     for t in ("arccos", "tan"):
         change = (table[t] - table["none"]).abs()
         over = int((change >= tolerance).sum())
@@ -591,6 +616,12 @@ def top_pair_text(medians: pd.DataFrame, category: str) -> str:
             f"Fewer than two {category} pairs have {MIN_PAIRS} or more model pairs, so the "
             "category ranking under local and global measures cannot be compared."
         )
+    medians = medians.dropna(axis=1, how="all")  # a measure with no defined median names no pair
+    if medians.shape[1] == 0:
+        return (
+            f"No {category} pair has a defined median consistency under any measure, so the "
+            "category ranking under local and global measures cannot be compared."
+        )
     tops = medians.idxmax()
     same = tops.nunique() == 1
     return (
@@ -659,12 +690,18 @@ def platonic_text(medians: pd.DataFrame, measure: str, knn_measure: str, categor
 def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: float) -> str:
     """From how many stimuli the median error of pair similarity
     (:func:`repsim.analysis.stability_vs_n`) stays under ``tolerance``."""
-    err = table.groupby("n").abs_error.median()
-    enough = err[err < tolerance]
-    start = f"**n = {enough.index.min()}**" if len(enough) else "no subset size tried"
+    err = table.groupby("n").abs_error.median().sort_index()
+    # the smallest n from which every larger n tried is below the tolerance too
+    above = err.index[(err >= tolerance).to_numpy()]
+    stays = err.index[err.index > above.max()] if len(above) else err.index
+    if not len(stays):
+        return (
+            f"With {n_all} stimuli of {dataset} as the reference, the median absolute error is "
+            f"not below {tolerance} at the largest subset size tried (n = {err.index.max()})."
+        )
     return (
         f"With {n_all} stimuli of {dataset} as the reference, the median absolute error falls "
-        f"below {tolerance} from {start} on."
+        f"below {tolerance} from **n = {stays.min()}** on."
     )
 
 
@@ -796,7 +833,7 @@ def train_split_text(
     lo, hi = ok.loc[ok.r.idxmin()], ok.loc[ok.r.idxmax()]
     n = len(ok)
     where = (
-        f"on its one dataset ({lo.dataset}), so this rests on one dataset"
+        f"is **{fmt(lo.r)}** on its one dataset ({lo.dataset}), so this rests on one dataset"
         if n == 1
         else f"from **{fmt(lo.r)}** ({lo.dataset}) to **{fmt(hi.r)}** ({hi.dataset}) over the "
         f"{n} datasets (median {fmt(ok.r.median())})"
@@ -817,7 +854,7 @@ def train_split_text(
         )
     parts = [
         f"{verdict}: Pearson r of pair similarity ({measure}) between train and held-out images, "
-        f"over model pairs, runs {where}; the largest p is {format_p(ok.p.max())}, but the pairs "
+        f"over model pairs, {'' if n == 1 else 'runs '}{where}; the largest p is {format_p(ok.p.max())}, but the pairs "
         "of a dataset share models, so p overstates the evidence and r is the description."
     ]
     diff = ok["mean_difference"]

@@ -392,6 +392,14 @@ def test_pick_dataset_pairs_spans_the_range():
     )
     assert r[0] >= r[1] >= r[2]
     assert A.pick_dataset_pairs(da.isel(dataset=[0, 1]), 3) == [("d0", "d1")]
+    # a dataset whose pair similarities are constant has no consistency with any other: its
+    # pairs are not "the least consistent" (NaN was ranked as -inf and picked last)
+    flat = da.copy(data=da.values.copy())
+    flat.values[2] = 0.5
+    picked = A.pick_dataset_pairs(flat, 3)
+    assert len(picked) == 3 and all("d2" not in p for p in picked)
+    r = [S.correlate(vec[a], vec[b]) for a, b in picked]
+    assert r[0] >= r[1] >= r[2]
 
 
 def test_within_category_consistency_skips_small_groups():
@@ -641,6 +649,41 @@ def test_controlled_rows_show_counts_as_integers():
     assert factor["n_permutations"].dtype.kind == "i"
     assert difference["n_bootstrap"].dtype.kind == "i"
     assert "n_bootstrap" not in factor and "n_permutations" not in difference
+
+
+def test_the_chapters_factor_sentence_keeps_the_coarse_bootstrap_caveat():
+    """The chapter words each factor from its row; the display columns leave out n_bootstrap, so
+    the sentence lost 'from 79 bootstrap resamples, so its ends are approximate'."""
+    from repsim import sentences as T
+    from repsim import stats
+
+    base = {"measure": "cka_linear", "n_datasets": 10, "n_models": 36, "confidence_level": 0.95}
+    rows = []
+    for view in ("separate", "pooled"):
+        for factor, p in (("objective", 0.002), ("architecture", 0.3)):
+            rows.append(
+                {**base, "view": view, "analysis": "factor", "factor": factor, "estimate": 0.2,
+                 "ci_low": 0.12, "ci_high": 0.26, "p_value": p, "p_min": 0.001,
+                 "n_permutations": 999, "n_bootstrap": 79, "n_model_pairs": 10}
+            )  # fmt: skip
+        rows.append(
+            {**base, "view": view, "analysis": "difference", "factor": "objective - architecture",
+             "estimate": 0.02, "ci_low": -0.02, "ci_high": 0.07, "p_value": 0.4, "n_bootstrap": 79}
+        )  # fmt: skip
+    tests = pd.DataFrame(rows)
+    (row, _) = [
+        r for _, r in A.controlled_rows(tests, "cka_linear", "factor", display=False).iterrows()
+    ]
+    assert "95% CI 0.12 to 0.26 from 79 bootstrap resamples, so its ends are approximate" in (
+        stats.factor_sentence(row)
+    )
+    # a measure the tests were not run on: the answer says which measure it shows
+    answer = T.controlled_answer(tests, "", "rsa_spearman")
+    assert answer.startswith(
+        "The controlled tests were computed for cka_linear, not for rsa_spearman; this section "
+        "shows them for cka_linear. With cka_linear on 10 datasets"
+    )
+    assert "computed for" not in T.controlled_answer(tests, "", "cka_linear")
 
 
 def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():

@@ -22,6 +22,10 @@ def test_framework_text_places_the_pair_among_all_pairs():
     )
     assert T.framework_text(3, "a", "b", float("nan"), values).endswith("r = **undefined**.")
     assert T.framework_text(3, "a", "b", 0.5, pd.Series([0.4])).endswith("**0.50**.")
+    # as in the book, the pair is one of the run's values: placed among the others, so the most
+    # consistent pair lies above 100% of them (counting itself it could never say 100%)
+    top = T.framework_text(28, "a", "b", 0.9, values)
+    assert "it lies above 100% of the run's 3 other dataset pairs (median of all 4: 0.25)." in top
 
 
 def test_transfer_text_describes_the_spread_per_category_pair_without_ranking():
@@ -55,7 +59,10 @@ def test_transform_text_says_whether_consistency_moves():
     # exactly at the tolerance counts as moved (the sentence says "or more")
     edge = T.transform_text(pd.DataFrame({"none": [0.5], "arccos": [0.75], "tan": [0.5]}), 0.25)
     assert "1 of 1 by 0.25 or more" in edge and edge.startswith("Over 1 dataset pair,")
-    for s in (text, moved, edge):
+    # pairs undefined under a transform are not counted in the denominator
+    part = T.transform_text(t.assign(arccos=[0.52, np.nan, 0.73]))
+    assert part.startswith("Over 2 dataset pairs,") and "0 of 2 by 0.05" in part
+    for s in (text, moved, edge, part):
         assert not T.untested_claims(s)
 
 
@@ -99,6 +106,12 @@ def test_measure_texts_of_the_local_global_chapter():
     assert "described, not tested" in text and not T.untested_claims(text)
     assert "(the same under every measure)" in T.top_pair_text(medians[["m1"]], "objective")
     assert "Fewer than two objective pairs" in T.top_pair_text(medians.iloc[:1], "objective")
+    # a measure without any defined median names no pair (idxmax raised on it)
+    text = T.top_pair_text(medians.assign(m3=np.nan), "objective")
+    assert "m3" not in text and "m1: **A | B**" in text
+    assert (
+        "no objective pair has a defined" in T.top_pair_text(medians * np.nan, "objective").lower()
+    )
     pairs = pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4], "y": [0.2, 0.1, 0.5, 0.3]})
     r = stats.pearsonr(pairs.x, pairs.y)[0]
     head = (
@@ -145,7 +158,12 @@ def test_platonic_text_branches():
 def test_robustness_texts():
     stab = pd.DataFrame({"n": [8, 8, 16, 16], "abs_error": [0.1, 0.2, 0.01, 0.02]})
     assert "falls below 0.02 from **n = 16** on" in T.stability_text(stab, 40, "cells", 0.02)
-    assert "from no subset size tried on" in T.stability_text(stab, 40, "cells", 0.001)
+    assert "is not below 0.001 at the largest subset size tried (n = 16)" in T.stability_text(
+        stab, 40, "cells", 0.001
+    )
+    # "from n on" holds for every larger n: a dip below the tolerance that rises again is not it
+    bumpy = pd.DataFrame({"n": [8, 16, 32, 64], "abs_error": [0.01, 0.05, 0.04, 0.01]})
+    assert "from **n = 64** on" in T.stability_text(bumpy, 500, "cells", 0.02)
     spread = pd.DataFrame({"pair": ["a~b", "a~c", "b~c"], "se": [0.01, 0.03, 0.02]})
     assert T.subsample_text(spread, 20, 100) == (
         "Standard error of pair similarity over 3 pairs (spread over 20 random halves of 100 "
@@ -252,6 +270,23 @@ def test_behaviour_text_states_the_sign_test_over_datasets():
     assert "not more often than chance would give" in text
     all_neg = T.behaviour_text(corr.assign(pearson_r=-0.5))
     assert "p = 0.008): more often than chance would give" in all_neg  # 2 / 2**8
+    # the sign test is two-sided: all positive is significant the other way
+    all_pos = T.behaviour_text(corr.assign(pearson_r=0.5))
+    assert "on **0 of 8** datasets" in all_pos
+    assert "p = 0.008): less often than chance would give" in all_pos
+    tied = T.behaviour_text(corr.assign(pearson_r=[-0.5] * 6 + [0.0, 0.2]))
+    assert "1 tied dataset left out" in tied
+    one = T.behaviour_text(corr.iloc[:1])
+    assert "on **1 of 1** dataset (" in one
+    for t in (all_pos, tied, one):
+        assert not T.untested_claims(t)
+
+
+def test_within_between_text_says_less_often_when_the_count_is_low():
+    table = pd.DataFrame({"same category": [0.1] * 10, "different category": [0.5] * 10})
+    text = T.within_between_text(table, "objective")
+    assert text.startswith("On **0 of 10** datasets")
+    assert "p = 0.002): less often than chance would give" in text
 
 
 def test_scatter_text_describes_the_groups_without_ranking_them():

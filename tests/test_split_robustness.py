@@ -283,6 +283,7 @@ def test_sentence_disagree_case():
 def test_sentence_says_what_one_dataset_or_no_r_cannot_support():
     one = T.train_split_text(_agreement([0.99], [0.01]), None, "cka", "objective")
     assert "so this rests on one dataset" in one
+    assert "over model pairs, is **0.99** on its one dataset" in one  # the r the verdict reads
     none = T.train_split_text(_agreement([np.nan], [0.01]), None, "cka", "objective")
     assert "not compared" in none
     few = T.train_split_text(
