@@ -7,12 +7,16 @@ documents the columns). :func:`compare` computes the same quantity on a run wher
 ingredients (the measure, both datasets, probes) and sets the two side by side.
 
 The rule. A row gets a verdict only when the run's value rests on the study's own models (for a
-model group: exactly the study's models of that group, by id and objective); then it *matches* when
+model group: exactly the study's models of that group, by id and objective), on all their pairs with
+a finite similarity, and for a behaviour row on the study's datasets of its domain (by id or name,
+``data/configs/paper_datasets.yaml``); then it *matches* when
 ``|run - study| <= tolerance`` (the tolerance is a column of the file: 0.05 for consistency, 0.10 for
 the behaviour correlations, which come from an earlier 62-model run, 0 for counts) and otherwise
 *differs*. A value computed from other models (the mini-zoo, a subset of the study's models) is shown
-with status ``other models`` or ``subset of the study's models``: comparable in kind, not expected to
-be equal. Design counts always get a verdict. Rows the run cannot compute are ``not in run``.
+with status ``other models`` or ``subset of the study's models``, one that lost model pairs to NaN
+similarities with ``subset of the study's model pairs``, one from fewer or other datasets with
+``subset of the study's datasets`` or ``other datasets``: comparable in kind, not expected to be
+equal. Design counts always get a verdict. Rows the run cannot compute are ``not in run``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 REFERENCE_FILE = DATA / "reference" / "study_numbers.csv"
 #: The study's 64 models with their metadata (ids and objectives define "the study's models").
 STUDY_MODELS_FILE = DATA / "configs" / "paper_models.yaml"
+#: The study's 23 datasets with names and domains (the behaviour rows need them).
+STUDY_DATASETS_FILE = DATA / "configs" / "paper_datasets.yaml"
 REFERENCE_COLUMNS = (
     "id", "quantity", "value", "tolerance", "measure", "method", "models", "n_models", "n_pairs",
     "dataset_a", "dataset_b", "dataset_a_name", "dataset_b_name", "domain", "n_datasets",
@@ -48,7 +54,13 @@ COMPARE_COLUMNS = (
     "study", "run", "difference", "tolerance", "status", "run_basis", "source", "location",
 )  # fmt: skip
 MIN_PAIRS = 3
-STATUSES = ("match", "differs", "subset of the study's models", "other models", "not in run")
+STATUSES = (
+    "match", "differs", "subset of the study's models", "other models",
+    "subset of the study's model pairs", "subset of the study's datasets", "other datasets",
+    "not in run",
+)  # fmt: skip
+#: Statuses of values that are computed but have no verdict.
+NO_VERDICT = STATUSES[2:-1]
 COUNTS = ("n_models", "n_model_pairs", "n_datasets", "n_dataset_pairs")
 
 
@@ -75,6 +87,16 @@ def study_models(path: str | Path | None = None) -> dict[str, str]:
     return {
         str(m["id"]): str((m.get("metadata") or {}).get("objective", ""))
         for m in raw.get("models", [])
+    }
+
+
+def study_datasets(path: str | Path | None = None) -> dict[str, dict[str, str]]:
+    """The study's datasets: id -> {name, domain}, from ``data/configs/paper_datasets.yaml``."""
+    path = Path(path) if path is not None else STUDY_DATASETS_FILE
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return {
+        str(d["id"]): {"name": str(d.get("name", d["id"])), "domain": str(d.get("domain", ""))}
+        for d in raw.get("datasets", [])
     }
 
 
@@ -146,6 +168,7 @@ def compare(
     probes: xr.Dataset | None = None,
     reference: pd.DataFrame | str | Path | None = None,
     models: dict[str, str] | None = None,
+    datasets: dict[str, dict[str, str]] | None = None,
 ) -> pd.DataFrame:
     """Line up a run's values against the study's published numbers.
 
@@ -156,6 +179,8 @@ def compare(
     probes : probe results, when ``run`` is a Dataset (needed for the behaviour rows).
     reference : the study's numbers; default the shipped ``data/reference/study_numbers.csv``.
     models : the study's models (id -> objective); default from ``data/configs/paper_models.yaml``.
+    datasets : the study's datasets (id -> {name, domain}); default from
+        ``data/configs/paper_datasets.yaml``.
 
     Returns
     -------
@@ -168,14 +193,15 @@ def compare(
     data = _open(run, probes)
     ref = reference if isinstance(reference, pd.DataFrame) else load_study_numbers(reference)
     study = study_models() if models is None else dict(models)
+    study_ds = study_datasets() if datasets is None else dict(datasets)
     sim = data.similarity
     run_models = [str(m) for m in sim["model_a"].values]
     objectives = _coord(sim, "objective_a", "model_a")
     rows = []
     behavior = _behavior(data)
     for _, r in ref.iterrows():
-        value, basis, chosen = _run_value(r, data, objectives, behavior)
-        status, basis = _status(r, value, basis, chosen, study)
+        value, basis, used = _run_value(r, data, objectives, behavior, study_ds)
+        status, basis = _status(r, value, basis, used, study, study_ds)
         rows.append(
             {
                 **{k: r[k] for k in ("id", "quantity", "description", "measure", "models")},
@@ -242,10 +268,30 @@ def _group(sim: xr.Dataset, objectives: list[str] | None, group: str) -> list[st
     return [m for m, o in zip(models, objectives) if o == group]
 
 
+@dataclass
+class _Used:
+    """What a run's value rests on; None where a row does not depend on it."""
+
+    models: list[str]
+    pairs: int | None = None  # model pairs with a finite similarity (consistency)
+    datasets: list[str] | None = None  # the study's id where the dataset is the study's (behaviour)
+
+
+def _as_study_datasets(sim: xr.Dataset, ids: list[str], study_ds: dict) -> list[str]:
+    """The study's id of each run dataset (by id, else by ``dataset_name``); others keep theirs."""
+    names = dict(zip(map(str, sim["dataset"].values), _coord(sim, "dataset_name", "dataset") or []))
+    by_name = {v["name"]: k for k, v in study_ds.items()}
+    return [d if d in study_ds else by_name.get(names.get(d, ""), d) for d in ids]
+
+
 def _run_value(
-    r: pd.Series, data: _RunData, objectives: list[str] | None, behavior: pd.DataFrame | None
-) -> tuple[float, str, list[str] | None]:
-    """The run's value of one study number, what it rests on, and the models it used."""
+    r: pd.Series,
+    data: _RunData,
+    objectives: list[str] | None,
+    behavior: pd.DataFrame | None,
+    study_ds: dict[str, dict[str, str]],
+) -> tuple[float, str, _Used | None]:
+    """The run's value of one study number, what it rests on, and what it used."""
     from repsim.consistency import consistency
 
     sim = data.similarity
@@ -261,13 +307,24 @@ def _run_value(
         group = _group(sim, objectives, r["models"])
         if group is None:
             return np.nan, "the run has no objective_a coord", None
-        n_pairs = len(group) * (len(group) - 1) // 2
-        if n_pairs < MIN_PAIRS:
+        if len(group) * (len(group) - 1) // 2 < MIN_PAIRS:
             return np.nan, f"{len(group)} {r['models']} models in the run: too few pairs", None
+        # consistency() drops NaN pairs: count the pairs and models that are left
+        vals = sim[r["measure"]].sel(dataset=[a, b], model_a=group, model_b=group).values
+        i, j = np.triu_indices(len(group), k=1)
+        finite = np.isfinite(vals[0][i, j]) & np.isfinite(vals[1][i, j])
+        n_pairs = int(finite.sum())
+        used = sorted({group[k] for k in np.concatenate([i[finite], j[finite]])})
+        if n_pairs < MIN_PAIRS:
+            return np.nan, f"{n_pairs} model pairs with a finite similarity: too few pairs", None
         c = consistency(
             sim[r["measure"]].sel(dataset=[a, b]), r["method"] or "pearson", group, group
         )
-        return float(c.values[0, 1]), f"{len(group)} models, {n_pairs} pairs", group
+        return (
+            float(c.values[0, 1]),
+            f"{len(used)} models, {n_pairs} pairs",
+            _Used(used, pairs=n_pairs),
+        )
     if q == "behavior_r":
         if behavior is None:
             why = "no probes.nc in the run" if data.probes is None else "no cka_linear in the run"
@@ -285,7 +342,10 @@ def _run_value(
         return (
             float(rows["pearson_r"].mean()),
             f"{len(rows)} dataset{'s' if len(rows) > 1 else ''}, {n_models} models{chance}",
-            [str(m) for m in sim["model_a"].values],
+            _Used(
+                [str(m) for m in sim["model_a"].values],
+                datasets=_as_study_datasets(sim, [str(d) for d in rows["dataset"]], study_ds),
+            ),
         )
     if q in COUNTS:
         return _count(sim, r, objectives), "the run's design", None
@@ -324,7 +384,12 @@ def _behavior(data: _RunData) -> pd.DataFrame | None:
 
 
 def _status(
-    r: pd.Series, value: float, basis: str, chosen: list[str] | None, study: dict[str, str]
+    r: pd.Series,
+    value: float,
+    basis: str,
+    used: _Used | None,
+    study: dict[str, str],
+    study_ds: dict[str, dict[str, str]],
 ) -> tuple[str, str]:
     if not np.isfinite(value):
         return "not in run", basis
@@ -335,13 +400,35 @@ def _status(
         return verdict, basis
     group = r["models"] if r["models"] not in ("", "all") else None
     wanted = {m for m, o in study.items() if group is None or o == group}
-    used = set(chosen or [])
-    if used == wanted:
+    models = set(used.models if used else [])
+    if models != wanted:
+        if models and models <= set(study):
+            return "subset of the study's models", (
+                f"{basis}; {len(models)} of the study's {len(wanted)} models "
+                f"({len(wanted) - len(models)} missing)"
+            )
+        n_in = len(models & set(study))
+        return "other models", f"{basis}; {n_in} of them are the study's models"
+    n_pairs = len(wanted) * (len(wanted) - 1) // 2
+    if used is not None and used.pairs is not None and used.pairs < n_pairs:
+        return "subset of the study's model pairs", (
+            f"{basis}; {n_pairs - used.pairs} of the study's {n_pairs} pairs missing "
+            "(NaN similarity)"
+        )
+    if used is None or used.datasets is None:
         return verdict, basis
-    if used and used <= set(study):
-        return "subset of the study's models", f"{basis}; {len(used)} of the study's {len(wanted)}"
-    n_in = len(used & set(study))
-    return "other models", f"{basis}; {n_in} of them are the study's models"
+    domain = r["domain"] if r["domain"] not in ("", "all") else None
+    want = {d for d, v in study_ds.items() if domain is None or v["domain"] == domain}
+    got = set(used.datasets)
+    if got == want:
+        return verdict, basis
+    if got < want:
+        missing = sorted(want - got)
+        named = f" (missing {', '.join(missing)})" if len(missing) <= 3 else ""
+        return "subset of the study's datasets", (
+            f"{basis}; {len(got)} of the study's {len(want)} datasets{named}"
+        )
+    return "other datasets", f"{basis}; {len(got & want)} of them are the study's datasets"
 
 
 # ------------------------------------------------------------------------------------- printing
@@ -369,16 +456,23 @@ def summary(table: pd.DataFrame) -> str:
         f"({n(res, 'match')} match, {n(res, 'differs')} differ; match = |run - study| <= the "
         "row's tolerance)."
     ]
-    shown = n(res, *STATUSES[2:4])
+    shown = n(res, *NO_VERDICT)
     n_study = table.attrs.get("n_study_models", 0)
-    if computed and n(res, "match", "differs") == 0:
+    # the models explain a run without verdicts only when it lacks some of the study's
+    lacks = n_study < table.attrs.get("n_study_models_total", 64)
+    by_models = n(res, "subset of the study's models", "other models")
+    if computed and n(res, "match", "differs") == 0 and by_models == shown and lacks:
         lines.append(
             f"The run shares {n_study} of its {table.attrs.get('n_models', '?')} models with the "
             f"study, so none of its results is comparable with the study's values"
             + (f" ({shown} are shown for orientation only)." if shown else ".")
         )
     elif shown:
-        lines.append(f"{shown} results rest on other models than the study's and have no verdict.")
+        why = ", ".join(f"{k} {status}" for status in NO_VERDICT if (k := n(res, status)))
+        lines.append(
+            f"{shown} results rest on other or fewer models, model pairs or datasets than the "
+            f"study's and have no verdict ({why})."
+        )
     if len(des):
         lines.append(
             f"Design: {n(des, 'match')} of {len(des)} counts (models, datasets, pairs) are the "
@@ -409,6 +503,7 @@ __all__ = [
     "compare",
     "format_comparison",
     "load_study_numbers",
+    "study_datasets",
     "study_models",
     "summary",
 ]

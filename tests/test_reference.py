@@ -148,15 +148,21 @@ def test_study_shaped_run_misses(repo_root):
     assert (table[table.quantity == "consistency"].status == "differs").sum() == 2
 
 
-def test_behavior_rows_against_a_hand_computation(repo_root):
-    sim = study_run(repo_root)
-    rng = np.random.default_rng(3)
+def random_probes(sim: xr.Dataset, seed: int = 3) -> tuple[xr.Dataset, np.ndarray]:
+    """Probe accuracies drawn independently of the similarities (2 seeds)."""
+    rng = np.random.default_rng(seed)
     acc = rng.uniform(0.3, 0.9, size=(sim.sizes["model_a"], sim.sizes["dataset"], 2))
     probes = xr.Dataset(
         {"accuracy": (("model", "dataset", "seed"), acc)},
         coords={"model": sim.model_a.values, "dataset": sim.dataset.values, "seed": [0, 1],
                 "domain": ("dataset", sim.domain.values)},
     )  # fmt: skip
+    return probes, acc
+
+
+def test_behavior_rows_against_a_hand_computation(repo_root):
+    sim = study_run(repo_root)
+    probes, acc = random_probes(sim)
     table = reference.compare(sim, probes=probes).set_index("id")
     iu, ju = np.triu_indices(sim.sizes["model_a"], k=1)
     mean_acc = acc.mean(axis=2)
@@ -172,6 +178,74 @@ def test_behavior_rows_against_a_hand_computation(repo_root):
         assert row["run"] == pytest.approx(r[domain].mean(), abs=1e-12)
         # uncorrelated accuracies give r near 0, far from the study's -0.4 to -0.6
         assert row["status"] == "differs"
+
+
+def test_behavior_rows_need_the_study_datasets(repo_root):
+    """The study's mean over its 23 datasets got a verdict from one dataset ('1 dataset, 64
+    models'): only the models were checked."""
+    sim = study_run(repo_root)
+    probes, _ = random_probes(sim)
+    one = reference.compare(sim.sel(dataset=["wds/vtab/svhn"]), probes=probes).set_index("id")
+    for row_id, n in (("all", 23), ("Natural (single-domain)", 6)):
+        row = one.loc[f"behavior/cka_linear/{row_id}"]
+        assert row["status"] == "subset of the study's datasets", row["run_basis"]
+        assert row["run_basis"].startswith("1 dataset, 64 models")
+        assert f"1 of the study's {n} datasets" in row["run_basis"]
+    assert one.loc["behavior/cka_linear/Structured", "status"] == "not in run"
+    text = reference.summary(one.reset_index())
+    assert "0 have a verdict" in text and "no verdict (2 subset of the study's datasets)" in text
+    # one Structured dataset short: that row names it, the complete domains keep their verdict
+    keep = [d for d in sim.dataset.values if d != "wds/vtab/dtd"]
+    short = reference.compare(sim.sel(dataset=keep), probes=probes).set_index("id")
+    row = short.loc["behavior/cka_linear/Structured"]
+    assert row["status"] == "subset of the study's datasets"
+    assert row["run_basis"].startswith("2 datasets, 64 models")
+    assert "2 of the study's 3 datasets (missing wds/vtab/dtd)" in row["run_basis"]
+    assert short.loc["behavior/cka_linear/Specialized", "status"] == "differs"
+    # a dataset that is not the study's, in place of one that is
+    other = sim.assign_coords(
+        dataset=[("shapes" if d == "wds/vtab/dtd" else d) for d in map(str, sim.dataset.values)],
+        dataset_name=("dataset", [n.replace("DTD", "Shapes") for n in sim.dataset_name.values]),
+    )
+    probes = probes.assign_coords(dataset=other.dataset.values)
+    row = reference.compare(other, probes=probes).set_index("id").loc["behavior/cka_linear/all"]
+    assert row["status"] == "other datasets" and "22 of them are the study's" in row["run_basis"]
+
+
+def drop_models(sim: xr.Dataset, gone: list[str]) -> xr.Dataset:
+    """NaN similarities for the models ``gone`` (their features failed), on every dataset."""
+    sim = sim.copy(deep=True)
+    for measure in ("cka_linear", "cka_rbf_0.4"):
+        sim[measure].loc[{"model_a": gone}] = np.nan
+        sim[measure].loc[{"model_b": gone}] = np.nan
+    return sim
+
+
+def test_consistency_basis_counts_the_finite_pairs(repo_root):
+    """With 40 of the 64 models NaN the row said 'differs' on '64 models, 2016 pairs', though
+    276 pairs of 24 models made the value."""
+    sim = study_run(repo_root)
+    ids = [str(m) for m in sim.model_a.values]
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        table = reference.compare(drop_models(sim, ids[24:])).set_index("id")
+    row = table.loc["consistency/cka_linear/all/ImageNet-Flowers"]
+    assert row["status"] == "subset of the study's models" and np.isfinite(row["run"])
+    assert row["run_basis"].startswith("24 models, 276 pairs; 24 of the study's 64")
+    verdicts = table[table.quantity == "consistency"].status.isin(["match", "differs"])
+    assert not verdicts.any()
+    text = reference.summary(table.reset_index())
+    assert "none of its results is comparable" not in text  # it has all 64 models, 40 failed
+    assert "24 results rest on other or fewer models, model pairs or datasets" in text
+    # one pair NaN on one dataset: every model is there, one pair is not
+    imagenet = [str(d) for d in sim.dataset.values].index("imagenet-subset-10k")
+    sim = study_run(repo_root)
+    sim["cka_linear"][imagenet, 0, 1] = sim["cka_linear"][imagenet, 1, 0] = np.nan
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        table = reference.compare(sim).set_index("id")
+    row = table.loc["consistency/cka_linear/all/ImageNet-Flowers"]
+    assert row["status"] == "subset of the study's model pairs"
+    assert row["run_basis"].startswith("64 models, 2015 pairs; 1 of the study's 2016 pairs missing")
+    assert table.loc["consistency/cka_linear/all/Flowers-PCAM", "status"] == "match"
 
 
 def test_subset_of_study_models_gets_no_verdict(repo_root):
