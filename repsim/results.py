@@ -196,8 +196,8 @@ CONTROLLED_TESTS_OPTIONS = {"n_permutations": 999, "n_bootstrap": 79, "n_null": 
 def controlled_design_problem(sim: xr.Dataset) -> str | None:
     """Why a run's models are not a crossed objective x architecture x seed design, or None.
 
-    The controlled tests permute labels within the design's strata and resample seed replicates
-    within its cells, so they need every trained objective x architecture cell present with the
+    The controlled tests permute labels within the design's strata (the other factor x seed) and
+    resample datasets, so they need every trained objective x architecture cell present with the
     same number (>= 2) of seeds, two or more levels of each factor, and three or more datasets.
     Zoos of real models (no seeds, objective confounded with architecture) fail here by design.
     """
