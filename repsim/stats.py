@@ -176,8 +176,8 @@ class _Engine:
     def __init__(self, S: np.ndarray, idx: np.ndarray, didx: np.ndarray):
         sub = S[np.ix_(didx, idx, idx)]
         self.W = (idx[:, None] != idx[None, :]).astype(np.float64)
-        # distinct models: min_pairs counts distinct model pairs, since copies of one pair drawn
-        # by the bootstrap add points but no information (three copies of two pairs give r = +-1)
+        # distinct models: min_pairs counts distinct model pairs, since copies of one pair (when
+        # idx repeats a model) add points but no information (three copies of two pairs: r = +-1)
         self.first = np.unique(idx, return_index=True)[1]
         self.W_distinct = 1.0 - np.eye(self.first.size)
         A = sub * self.W  # (d, m, m)
