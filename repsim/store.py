@@ -238,11 +238,20 @@ class FeatureStore:
         try:
             if group is None or not FeatureWriter(group).complete:
                 return None
-            return _content_hash(*_read_all(group))
+            digest = _content_hash(*_read_all(group))
         except Exception as exc:  # noqa: BLE001 - any decoding failure means a damaged group
             raise StoreError(
                 f"feature group {self._dir(dataset, model)} is unreadable ({exc})"
             ) from exc
+        sealed = group.attrs.get("sha256")
+        if sealed is not None and sealed != digest:
+            # :meth:`read` checks the seal: a group whose seal does not fit its content (an
+            # altered or foreign zarr.json) would pass here and be refused by every reader
+            raise StoreError(
+                f"feature group {self._dir(dataset, model)} does not match its seal (its zarr.json "
+                "was altered or comes from another group)"
+            )
+        return digest
 
     def seal(self, dataset: str, model: str) -> str:
         """Record the checksum of a complete group in its attributes; :meth:`read` verifies it.

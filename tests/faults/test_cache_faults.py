@@ -38,6 +38,17 @@ def _flip_byte(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+def _alter_seal(run_dir: Path) -> None:
+    """One hex digit of the group's seal changed (or another group's zarr.json copied in): the
+    pipeline checked the content against its stage record only and kept the group, which every
+    reader then refused as damaged, with a fix (rerun) that never repaired it."""
+    meta = RunFolder(run_dir).features / DS / MODEL / "zarr.json"
+    doc = json.loads(meta.read_text())
+    seal = doc["attributes"]["sha256"]
+    doc["attributes"]["sha256"] = ("0" if seal[0] != "0" else "1") + seal[1:]
+    meta.write_text(json.dumps(doc))
+
+
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     # case: (damage the run folder, the stage that must be redone)
     "truncated stimulus table": (lambda d: _truncate(RunFolder(d).stimuli(DS)), "stimuli"),
@@ -51,6 +62,7 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda d: (RunFolder(d).features / DS / MODEL / "zarr.json").write_text("{"),
         "features",
     ),
+    "altered group seal": (lambda d: _alter_seal(d), "features"),
     "truncated similarity part": (
         lambda d: _truncate(RunFolder(d).similarity_part(DS)),
         "similarity",
@@ -73,6 +85,9 @@ def assert_same_results(clean: Path, other: Path) -> None:
         assert path_b.read_bytes() == path_a.read_bytes(), path_b.name
     assert not b.probes.exists()
     b.open_results()
+    from repsim.store import FeatureStore
+
+    FeatureStore(b.features).read(DS, MODEL)  # what the book's chapters read, seal checked
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))
