@@ -227,7 +227,7 @@ class FeatureStore:
     # -- checksums ----------------------------------------------------------------------------
     def checksum(self, dataset: str, model: str) -> str | None:
         """SHA-256 of a complete group's ids, feature and raw feature values (None when there is
-        no complete group).
+        no complete group); StoreError when the group is sealed and the seal is not this hash.
 
         Hashing the decoded values, not the chunk files, catches every kind of damage: a deleted
         chunk (zarr would read its fill value), a flipped byte, a truncated file. StoreError when the
