@@ -32,7 +32,7 @@ import xarray as xr
 import yaml
 
 from repsim.errors import InputError, RepsimError, StoreError
-from repsim.runfolder import INFO, MANIFEST, RunFolder, check_schema
+from repsim.runfolder import RunFolder, check_schema
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,9 @@ def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
     """A run folder, an object with ``.similarity`` (e.g. repsim.chapter.Run) or a similarity Dataset."""
     if isinstance(run, str | Path):
         path = Path(run)
-        in_run = any((path.parent / name).exists() for name in (MANIFEST, INFO))
+        # a file inside a run folder, even one whose manifest and run.json are missing (a run
+        # killed before it wrote them), is read through the folder's checks
+        in_run = RunFolder(path.parent).has_run_traces()
         if path.suffix != ".nc" or in_run:
             # a run folder (or a file of one): read through its checks, never around them
             folder = RunFolder(path.parent if path.suffix == ".nc" else path)

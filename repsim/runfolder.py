@@ -301,7 +301,13 @@ class RunFolder:
 
     def is_run_folder(self) -> bool:
         """Whether a run has entered this folder (its lock, records, features, tables, results)."""
-        marks = (LOCK, STAGES, FEATURES, STIMULI, MANIFEST, SIMILARITY)
+        return self.has_run_traces() or (self.path / SIMILARITY).exists()
+
+    def has_run_traces(self) -> bool:
+        """Whether the pipeline has worked here: its lock, stage records, features, stimulus
+        tables, manifest or run.json. A similarity.nc alone is not one (an exported file sits
+        alone), but a folder with these traces and no manifest is a run that did not finish."""
+        marks = (LOCK, STAGES, FEATURES, STIMULI, MANIFEST, INFO)
         return any((self.path / name).exists() for name in marks)
 
     def create(self) -> RunFolder:

@@ -195,6 +195,22 @@ def test_compare_refuses_an_altered_result_file(run_copy, capsys):
     assert "content hash differs" in err and "Traceback" not in err
 
 
+def test_compare_on_a_file_of_a_run_without_manifest_reads_through_the_folder(
+    run_copy, small_run, capsys
+):
+    """A run killed after its results but before its manifest and run.json; another run's
+    similarity.nc put there. `compare RUN/similarity.nc` took the file as an exported one and
+    read it without any check (`compare RUN` refused)."""
+    from repsim.cli import main
+
+    folder = RunFolder(run_copy)
+    folder.manifest_path.unlink()
+    folder.info.unlink()
+    assert main(["compare", str(folder.similarity)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and str(run_copy.name) in err
+
+
 def test_kill_during_extraction_resumes_to_identical_results(
     small_run, small_config, tmp_path, monkeypatch
 ):
