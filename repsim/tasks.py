@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from repsim.errors import RepsimError
@@ -46,6 +46,9 @@ class TaskFailure:
     exc_type: str = ""
     message: str = ""
     cause: str | None = None
+    #: the failure behind a skipped task: a task whose result feeds only other tasks (a
+    #: dataset's extraction) is reported through it, or its cause would never be shown
+    root: TaskFailure | None = field(default=None, repr=False, compare=False)
 
     def __str__(self) -> str:
         where = ", ".join(
@@ -57,7 +60,9 @@ class TaskFailure:
         return f"{head}: {self.exc_type}: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("root")
+        return out
 
 
 class Guarded:
@@ -91,15 +96,18 @@ class Guarded:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         upstream = [a for a in args if isinstance(a, TaskFailure)]
         if upstream:
-            root = upstream[0].cause if upstream[0].skipped else upstream[0].task
+            first = upstream[0]
+            root = first.root if first.skipped else first
+            name = first.cause if first.skipped else first.task
             return TaskFailure(
                 self.name,
-                f"skipped because {root} failed",
+                f"skipped because {name} failed",
                 skipped=True,
                 stage=self.stage,
                 model=self.model,
                 dataset=self.dataset,
-                cause=root,
+                cause=name,
+                root=root,
             )
         for attempt in range(self.retries + 1):
             try:
@@ -123,8 +131,14 @@ class Guarded:
 
 
 def failures(results: Iterable[Any]) -> list[TaskFailure]:
-    """The TaskFailures among task results (first the failed tasks, then the skipped ones)."""
+    """The TaskFailures among task results (first the failed tasks, then the skipped ones),
+    with the failure behind each skipped task added when it is not among the results itself."""
     found = [r for r in results if isinstance(r, TaskFailure)]
+    named = {f.task for f in found}
+    for f in list(found):
+        if f.skipped and f.root is not None and f.root.task not in named:
+            found.append(f.root)
+            named.add(f.root.task)
     return sorted(found, key=lambda f: f.skipped)
 
 

@@ -48,3 +48,22 @@ def test_failures_carry_model_dataset_type_and_root_cause():
         "features-faces-cnn (model cnn, dataset faces): OSError:"
     )
     assert "skipped because features-faces-cnn failed: similarity-faces, consistency" in report
+
+
+def test_a_failure_seen_only_through_the_tasks_it_skipped_is_reported():
+    """A dataset's extraction feeds only the per-model feature tasks, so its own failure was never
+    among the results: the run said '0 task(s) failed and 2 were skipped' and its cause was only
+    in a log line."""
+
+    def broken():
+        raise DatasetError("cannot write the stage record (Is a directory)")
+
+    extract = Guarded(broken, "extract-faces", dataset="faces")()
+    features = Guarded(lambda x: x, "features-faces-m")(extract)
+    similarity = Guarded(lambda x: x, "similarity-faces")(features)
+    found = failures([features, similarity])
+    assert [f.task for f in found] == ["extract-faces", "features-faces-m", "similarity-faces"]
+    assert not found[0].skipped and "Is a directory" in found[0].message
+    assert similarity.cause == "extract-faces"
+    assert "root" not in features.to_dict()  # run.json lists the root once, as its own entry
+    assert failures([features, similarity, extract]).count(extract) == 1
