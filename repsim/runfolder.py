@@ -300,14 +300,10 @@ class RunFolder:
                 )
 
     def is_run_folder(self) -> bool:
-        """Whether a run has entered this folder (its lock, records, features, tables, results)."""
-        return self.has_run_traces() or (self.path / SIMILARITY).exists()
-
-    def has_run_traces(self) -> bool:
-        """Whether the pipeline has worked here: its lock, stage records, features, stimulus
-        tables, manifest or run.json. A similarity.nc alone is not one (an exported file sits
-        alone), but a folder with these traces and no manifest is a run that did not finish."""
-        marks = (LOCK, STAGES, FEATURES, STIMULI, MANIFEST, INFO)
+        """Whether a run has entered this folder: its lock, stage records, features, manifest or
+        run.json. Not ``stimuli/`` or ``similarity.nc``: a user's own folder may hold an image
+        folder named stimuli or an exported similarity file, and a run cleans up by name."""
+        marks = (LOCK, STAGES, FEATURES, MANIFEST, INFO)
         return any((self.path / name).exists() for name in marks)
 
     def create(self) -> RunFolder:
@@ -454,6 +450,8 @@ class RunFolder:
             roots = [r for r in roots if r not in stale]
         for root in roots:
             for entry in sorted(root.iterdir()) if root.is_dir() else []:
+                if root == self.path / STIMULI and not (entry.is_file() and entry.suffix == ".csv"):
+                    continue  # the run writes only <dataset>.csv there: nothing else is its own
                 stem = entry.name.rsplit(".", 1)[0] if entry.is_file() else entry.name
                 if stem not in keep_ds:
                     stale.append(entry)

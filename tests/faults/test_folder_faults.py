@@ -384,3 +384,24 @@ def test_a_folder_that_is_not_a_run_folder_is_left_alone(small_config, tmp_path,
     empty.mkdir()
     run(small_config, empty, device="cpu")  # an empty folder is fine
     assert RunFolder(empty).is_run_folder()
+
+
+def test_a_users_stimuli_folder_does_not_make_a_run_folder(small_config, tmp_path, run_copy):
+    """A project folder with its images in stimuli/ passed as --out: stimuli/ counted as a trace
+    of a run, the folder was taken for a run folder, and the cleanup removed every entry of
+    stimuli/ that was not a dataset id, i.e. the user's class folders."""
+    project = tmp_path / "project"
+    for cls in ("a", "b"):
+        (project / "stimuli" / cls).mkdir(parents=True)
+        (project / "stimuli" / cls / "0.png").write_bytes(b"png")
+    (project / "README.txt").write_text("my project")
+    with pytest.raises(RunFolderError, match="is not a run folder"):
+        run(small_config, project, device="cpu")
+    assert sorted(p.name for p in (project / "stimuli").iterdir()) == ["a", "b"]
+    # in a real run folder the cleanup removes only the tables a run writes
+    (run_copy / "stimuli" / "mine").mkdir()
+    (run_copy / "stimuli" / "notes.txt").write_text("kept")
+    (run_copy / "stimuli" / "old_dataset.csv").write_text("id\n")
+    run(small_config, run_copy, device="cpu")
+    left = sorted(p.name for p in (run_copy / "stimuli").iterdir())
+    assert "mine" in left and "notes.txt" in left and "old_dataset.csv" not in left
