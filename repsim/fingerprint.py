@@ -42,12 +42,22 @@ def _hash_file(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -
 
 
 def folder_fingerprint(path: str | Path) -> str | None:
-    """SHA-256 of the sorted list of (relative path, size, mtime) of every file under ``path``."""
+    """SHA-256 of the sorted list of (relative path, size, mtime) of every file under ``path``.
+
+    Symlinked folders are followed, as the loaders follow them (images rewritten behind a link
+    must change the fingerprint), each real folder once (a link back up cannot loop); names are
+    hashed as the bytes the filesystem holds, so a name that is not valid UTF-8 hashes too."""
     root = Path(path)
     if not root.is_dir():
         return None
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames.sort()
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
@@ -56,7 +66,7 @@ def folder_fingerprint(path: str | Path) -> str | None:
             except OSError:
                 continue
             rel = os.path.relpath(full, root)
-            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            h.update(os.fsencode(rel) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 

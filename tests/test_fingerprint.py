@@ -274,3 +274,23 @@ def test_the_modules_a_stage_runs_are_in_its_fingerprint(stage, work):
     loaded = {m.removeprefix("repsim.") for m in out}
     assert len(loaded) >= 2, loaded  # the stage's work loaded its modules in this process
     assert loaded <= covered, loaded - covered
+
+
+def test_folder_fingerprint_follows_symlinked_folders_and_odd_names(tmp_path):
+    """The loaders follow a symlinked class folder; the fingerprint did not, so images rewritten
+    behind the link left the stimuli and features cached (mean CKA -0.02 where a fresh run gave
+    0.57). A link back up does not loop; a name that is not UTF-8 hashes (it raised)."""
+    real = tmp_path / "real" / "a"
+    real.mkdir(parents=True)
+    (real / "0.png").write_bytes(b"one")
+    view = tmp_path / "view"
+    view.mkdir()
+    (view / "a").symlink_to(real, target_is_directory=True)
+    (view / "loop").symlink_to(view, target_is_directory=True)
+    first = folder_fingerprint(view)
+    (real / "0.png").write_bytes(b"other")
+    os.utime(real / "0.png", ns=(1, 1))
+    assert folder_fingerprint(view) != first
+    with open(os.path.join(os.fsencode(real), b"\xff.png"), "wb") as f:
+        f.write(b"x")
+    assert folder_fingerprint(view) is not None

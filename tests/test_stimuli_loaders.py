@@ -367,3 +367,24 @@ def test_option_values_are_checked_with_the_config(options, words):
     with pytest.raises(ConfigError, match=f"dataset 'photos': options.{words}"):
         parse_dataset({**entry, "options": options})
     parse_dataset({**entry, "options": {"min_side": 8, "test_fraction": 0.2, "verify": "full"}})
+
+
+def test_imagefolder_file_names_that_are_not_utf8_become_escaped_ids(tmp_path):
+    """A file named with bytes that are not UTF-8 opened fine and then ended the run with a raw
+    UnicodeEncodeError when its id was written to the stimulus table."""
+    import os
+
+    root = tmp_path / "folder"
+    for c in ("a", "b"):
+        _write(root / c / "0.png", _png(_rgb(1)))
+    bad = os.path.join(os.fsencode(root / "a"), b"\xff\xfe.png")
+    with open(bad, "wb") as f:
+        f.write(_png(_rgb(2)))
+    spec = _spec(loader="imagefolder", path=str(root))
+    st = open_dataset(spec)
+    assert "fx/train/a/\\xff\\xfe.png" in set(st.ids)
+    assert all(i.encode("utf-8") for i in st.ids)  # every id is writable text
+    table = stimulus_table(spec)
+    table.to_csv(tmp_path / "t.csv")  # what the run writes: no UnicodeEncodeError
+    img = st.load_images(st.indices_of(["fx/train/a/\\xff\\xfe.png"]))
+    assert img.shape == (1, 16, 16, 3)

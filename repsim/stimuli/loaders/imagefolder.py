@@ -9,6 +9,7 @@ its index (and is reported), so labels agree between splits.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,12 @@ def _images_under(folder: Path) -> list[Path]:
     )
 
 
+def _text(name: str) -> str:
+    """A file or folder name as text for ids and tables: bytes that are not valid UTF-8 (which
+    Python carries as surrogates that no file, table or zarr store can encode) as ``\\xff``."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def list_folder(
     spec: DatasetSpec, root: Path, class_dirs: dict[str, list[Path]] | None = None
 ) -> tuple[list[str], list[Path], list[int], list[str], list[str]]:
@@ -61,7 +68,7 @@ def list_folder(
             )
     if class_dirs is None:
         names = sorted({d.name for f in split_roots.values() for d in f.iterdir() if d.is_dir()})
-        class_dirs = {n: [n] for n in names}
+        class_dirs = {_text(n): [n] for n in names}
     class_names = list(class_dirs)
     files, labels, split, ids = [], [], [], []
     for ours, folder in split_roots.items():
@@ -74,7 +81,7 @@ def list_folder(
                     files.append(f)
                     labels.append(c)
                     split.append(ours)
-                    ids.append(f"{spec.id}/{ours}/{f.relative_to(folder).as_posix()}")
+                    ids.append(f"{spec.id}/{ours}/{_text(f.relative_to(folder).as_posix())}")
     if splits is None and spec.options.get("test_fraction"):
         split = holdout_split(
             np.array(labels), ids, float(spec.options["test_fraction"]), spec.seed
