@@ -53,6 +53,15 @@ def test_parse_valid_entry(tmp_path: Path) -> None:
             [{"id": "a", "loader": "timm", "identifier": "x", "layr": "norm"}],
             "unknown key 'layr' .did you mean 'layer'",
         ),
+        # read as numbers only when the results are written, after all the work
+        (
+            [{"id": "a", "loader": "timm", "identifier": "x", "metadata": {"params_m": "lots"}}],
+            "metadata.params_m must be a positive number .* got 'lots'",
+        ),
+        (
+            [{"id": "a", "loader": "timm", "identifier": "x", "metadata": {"image_params_m": 0}}],
+            "metadata.image_params_m must be a positive number",
+        ),
     ],
 )
 def test_parse_errors(entries: list, match: str) -> None:

@@ -7,6 +7,7 @@ the spec free of torch makes parsing a 64-model config instant.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -238,6 +239,18 @@ def spec_from_entry(
             metadata["embed_dim"] = int(metadata["embed_dim"])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{where}: metadata.embed_dim must be an integer") from exc
+    for key in ("params_m", "image_params_m"):  # read as numbers into the result files
+        value = metadata.get(key)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise ConfigError(
+                f"{where}: metadata.{key} must be a positive number of millions of parameters "
+                f"(or null), got {value!r}"
+            )
     preprocess = dict(entry.get("preprocess") or {})
     check_keys(preprocess, PreprocessSpec.__dataclass_fields__, f"{where}: preprocess")
     return ModelSpec(
