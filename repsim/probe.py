@@ -289,13 +289,17 @@ def _adamw_(p, g, m, v, lr, decay, step: int) -> None:
     p.sub_(torch.div(m, denom, out=g).mul_(lr / (1 - _BETA1**step)))
 
 
-def _schedule(lr: torch.Tensor, wd: torch.Tensor, total: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-step learning rates ``lr * f`` and decays ``1 - lr * f * wd``, shape ``(total, *lr.shape)``.
+def _schedule(
+    lr: torch.Tensor, wd: torch.Tensor, total: int, steps: range | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-step learning rates ``lr * f`` and decays ``1 - lr * f * wd`` of the ``steps`` (default
+    all ``total``) of a ``total``-step cosine schedule, shape ``(len(steps), *lr.shape)``.
 
     The same float32 operations, in the same order, as computing them at each step from the cosine
-    factor ``f`` (:func:`_cosine`, rounded to float32 as a scalar operand is), all steps at once.
+    factor ``f`` (:func:`_cosine`, rounded to float32 as a scalar operand is), for many steps at once.
     """
-    f = torch.tensor([_cosine(t, total) for t in range(total)], dtype=torch.float32)
+    steps = range(total) if steps is None else steps
+    f = torch.tensor([_cosine(t, total) for t in steps], dtype=torch.float32)
     f = f.view(-1, *([1] * lr.dim()))
     lr_f = lr.unsqueeze(0) * f
     return lr_f, 1 - lr_f * wd.unsqueeze(0)
@@ -331,15 +335,18 @@ def _train_batched(
     orders = [_orders(n, s) for s in seeds]
     per_epoch = math.ceil(n / batch_size)
     total = epochs * per_epoch
-    # (total, K, 1, S, C): expanded over classes and materialised, so AdamW's loops are long
-    lr_f, decay = (
-        t.view(total, K, 1, S, 1).expand(total, K, 1, S, C).contiguous().to(dev)
-        for t in _schedule(lr.float(), wd.float(), total)
-    )
     minus_one = torch.full((1, 1, 1, 1), -1.0, device=dev).expand(K, batch_size, S, 1)
     step = 0
     with tqdm(total=total, desc=desc, leave=False, disable=None, delay=2.0) as bar:
-        for _ in range(epochs):
+        for epoch in range(epochs):
+            # this epoch's (per_epoch, K, 1, S, C) schedule, expanded over classes and
+            # materialised so AdamW's loops are long; one epoch at a time, since all steps at
+            # once grow with epochs x steps x classes (gigabytes at ImageNet's train split)
+            first = epoch * per_epoch
+            lr_f, decay = (
+                t.view(per_epoch, K, 1, S, 1).expand(per_epoch, K, 1, S, C).contiguous().to(dev)
+                for t in _schedule(lr.float(), wd.float(), total, range(first, first + per_epoch))
+            )
             perm = torch.stack([next(o) for o in orders]).to(dev)
             epoch_rows = torch.gather(rows, 1, perm)
             for start in range(0, n, batch_size):
@@ -357,7 +364,7 @@ def _train_batched(
                 gW = _bmm(xb.transpose(1, 2), grad.view(K, B, S * C), half).view(K, d, S, C)
                 gb = grad.sum(dim=1)
                 step += 1
-                lr_t, decay_t = lr_f[step - 1], decay[step - 1]
+                lr_t, decay_t = lr_f[step - 1 - first], decay[step - 1 - first]
                 _adamw_(W, gW, mW, vW, lr_t, decay_t, step)
                 _adamw_(b, gb, mb, vb, lr_t[:, 0], decay_t[:, 0], step)
                 bar.update()

@@ -411,3 +411,16 @@ def test_result_does_not_depend_on_the_order_of_seeds_and_grids():
         assert np.array_equal(a.lr, b.lr[::-1]) and np.array_equal(a.wd, b.wd[::-1])
         assert np.array_equal(a.lrs, b.lrs) and np.array_equal(a.wds, b.wds)
         assert np.array_equal(a.val_accuracy, b.val_accuracy[::-1], equal_nan=True)
+
+
+def test_schedule_of_a_range_of_steps_is_that_slice_of_the_whole_schedule():
+    """Training builds one epoch's schedule at a time (all steps at once grew with epochs x steps
+    x classes: gigabytes at ImageNet's train split); each slice equals the whole schedule's."""
+    from repsim.probe import _schedule
+
+    lr, wd = torch.tensor([[1.0, 0.1]]), torch.tensor([[0.0, 0.01]])
+    whole = _schedule(lr, wd, 30)
+    for first in (0, 10, 20):
+        part = _schedule(lr, wd, 30, range(first, first + 10))
+        for w, p in zip(whole, part):
+            assert torch.equal(w[first : first + 10], p)
