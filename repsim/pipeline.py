@@ -153,20 +153,30 @@ def run(
         except RepsimError as exc:
             _record_abort(plan, folder, exc)
             raise
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under the repsim command
+            _record_abort(plan, folder, exc, status="interrupted")
+            raise
 
 
-def _record_abort(plan: RunPlan, folder: RunFolder, exc: Exception) -> None:
+def _record_abort(
+    plan: RunPlan, folder: RunFolder, exc: BaseException, status: str = "failed"
+) -> None:
     """A run stopped outside its tasks (a folder that cannot be written, a result that cannot be
-    computed): run.json says so and names the cause, and the manifest goes, so no reader takes
-    the files left from an earlier run for this one. Best effort: the disk may be the cause."""
+    computed, an interrupt): run.json says so and names the cause, and the manifest goes, so no
+    reader takes the files left from an earlier run for this one (an interrupted rerun with another
+    config left run.json saying "finished" with the old config). Best effort: the disk may be the
+    cause."""
+    error = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, KeyboardInterrupt):
+        error = "interrupted; finished stages are kept and rerunning the same command resumes"
     info = {
         "name": plan.name,
-        "status": "failed",
+        "status": status,
         "config_path": plan.config_path,
         "config_hash": config_hash(plan),
         "config": {k: v for k, v in plan.raw.items() if not k.startswith("_")},
         "failed_tasks": [],
-        "error": f"{type(exc).__name__}: {exc}",
+        "error": error,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:

@@ -211,19 +211,29 @@ def process_map(
             if on_done is not None:
                 on_done(i)
         return out
+    from concurrent.futures import as_completed
+
     ctx = multiprocessing.get_context("spawn")
     results: list[Any] = [None] * len(calls)
-    with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_pool_init, initargs=(threads,)
-    ) as ex:
+    ex = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_pool_init, initargs=(threads,))
+    try:
         futures = {ex.submit(_call, call): i for i, call in enumerate(calls)}
-        from concurrent.futures import as_completed
-
         for fut in as_completed(futures):
             i = futures[fut]
             results[i] = fut.result()
             if on_done is not None:
                 on_done(i)
+    except BaseException:
+        # Ctrl-C, SIGTERM or a failed map: leaving the pool as a `with` block would wait for every
+        # queued task (half a minute of probes after Ctrl-C); drop the queue, stop the workers
+        workers_left = list(getattr(ex, "_processes", {}).values())
+        ex.shutdown(wait=False, cancel_futures=True)
+        for proc in workers_left:
+            proc.terminate()
+        for proc in workers_left:
+            proc.join(timeout=5)
+        raise
+    ex.shutdown(wait=True)
     return results
 
 

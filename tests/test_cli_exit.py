@@ -28,6 +28,24 @@ def test_run_exit_code_follows_the_error(monkeypatch, capsys, error, code):
     assert str(error) in capsys.readouterr().err
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(monkeypatch, capsys):
+    """SIGTERM's default action killed the process where it stood (probe workers left behind,
+    run.json not updated); under the repsim command it is raised like Ctrl-C: exit 143, the
+    message, and the previous handler back afterwards."""
+    import os
+    import signal
+
+    def run_until_terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr("repsim.pipeline.run", run_until_terminated)
+    assert cli.main(["run", "some.yaml", "--out", "somewhere"]) == 143
+    assert "interrupted; finished stages are kept" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_minizoo_evaluate_without_a_trained_zoo_names_the_fix(tmp_path, capsys):
     assert cli.main(["minizoo", "evaluate", "--zoo", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -179,3 +179,25 @@ def test_a_mistyped_scheduler_keeps_the_previous_results(tiny_run, tiny_config, 
     with pytest.raises(ConfigError, match="unknown scheduler"):
         run(tiny_config, run_dir, device="cpu", scheduler="bogsu")
     RunFolder(run_dir).open_results()  # nothing was removed
+
+
+def test_an_interrupted_process_map_stops_its_workers_without_running_the_queue(tmp_path):
+    """Ctrl-C during the probe pool: leaving the pool waited for every queued task (30-40 s of
+    probes) and SIGTERM left idle workers behind. Now the queue is dropped and the workers stop:
+    of 12 queued tasks, only those already started finish."""
+    import multiprocessing
+    import os
+    import time
+
+    from repsim.scheduler import process_map
+
+    calls = [(os.system, (f"sleep 0.5; touch {tmp_path / str(i)}",)) for i in range(12)]
+
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        process_map(calls, workers=2, on_done=interrupt)
+    assert not multiprocessing.active_children()
+    time.sleep(1.5)  # a task's shell, started before the interrupt, may still finish
+    assert len(list(tmp_path.iterdir())) <= 5  # the first result, the running and queued ones

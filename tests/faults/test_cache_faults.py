@@ -228,6 +228,8 @@ def test_kill_during_extraction_resumes_to_identical_results(
     monkeypatch.setattr(FeatureWriter, "write_chunk", killed_on_third)
     with pytest.raises(KeyboardInterrupt):
         run(small_config, tmp_path / "run", device="cpu")
+    info = json.loads(RunFolder(tmp_path / "run").info.read_text())
+    assert info["status"] == "interrupted" and "rerunning the same command resumes" in info["error"]
     monkeypatch.setattr(FeatureWriter, "write_chunk", original)
     run(small_config, tmp_path / "run", device="cpu")
     assert_same_results(small_run, tmp_path / "run")
