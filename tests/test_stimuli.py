@@ -41,11 +41,13 @@ def test_parse_resolves_relative_paths_and_defaults(tmp_path):
         ([_entry(path=None)], "needs path"),
         ([_entry(domain="Natural")], "domain"),
         ([_entry(max_images=0)], "positive integer"),
+        ([_entry(seed=-1)], "'seed' must be a non-negative integer, got -1"),
         ([_entry(colour="red")], "unknown key 'colour'"),
         ([_entry(domian="Structured")], "did you mean 'domain'"),
         ([_entry(id="../x")], "cannot be used"),
         ([_entry(options={"verfy": "full"})], "did you mean 'verify'"),
         ([{"loader": "embedded"}], "no 'id'"),
+        ([_entry(id=7)], "'id' must be a string, got 7 .int."),
     ],
 )
 def test_parse_rejects_bad_entries(entries, match):

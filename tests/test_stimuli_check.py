@@ -120,3 +120,25 @@ def test_wds_dangling_shard_symlink_is_listed(tmp_path: Path) -> None:
     assert len(st) == 4
     (item, reason) = st.skipped[0]
     assert item == "w/train/1.tar" and "cannot be read" in reason
+
+
+def test_no_test_split_under_split_test_is_named_with_the_fixes(tmp_path: Path) -> None:
+    """An image folder without test/ under ``stimuli: {split: test}`` passed the check with
+    ``subset 0`` and failed the run with "has 0 in its similarity subset ... max_images"."""
+    from repsim.errors import DatasetError
+
+    root = tmp_path / "imgs"
+    for c in ("ant", "bee"):
+        for i in range(3):
+            _write(root / "train" / c / f"{i}.png", _png(i))
+    cfg = tmp_path / "c.yaml"
+    entry = {"id": "fx", "loader": "imagefolder", "path": str(root), "domain": "Structured"}
+    cfg.write_text(yaml.safe_dump({"stimuli": {"split": "test"}, "datasets": [entry]}))
+    table, ok = check_datasets(cfg)
+    assert not ok
+    note = "fx: dataset 'fx' has no test images (all 6 are train) while stimuli.split is test"
+    assert note in table
+    assert "options.test_fraction" in table and "stimuli.split: train" in table
+    (spec,) = parse_datasets([entry], {"split": "test"})
+    with pytest.raises(DatasetError, match="has no test images .*options.splits"):
+        stimulus_table(spec)  # what the run's stimulus stage does

@@ -388,3 +388,47 @@ def test_imagefolder_file_names_that_are_not_utf8_become_escaped_ids(tmp_path):
     table.to_csv(tmp_path / "t.csv")  # what the run writes: no UnicodeEncodeError
     img = st.load_images(st.indices_of(["fx/train/a/\\xff\\xfe.png"]))
     assert img.shape == (1, 16, 16, 3)
+
+
+def test_wds_classnames_not_utf8_names_the_file(shards):
+    """A Latin-1 classnames.txt ended `repsim datasets --check` with a raw UnicodeDecodeError."""
+    (shards / "classnames.txt").write_bytes("café\nthé\nfox\n".encode("latin-1"))
+    with pytest.raises(DatasetError, match=r"dataset 'fx': .*classnames.txt is not UTF-8.*iconv"):
+        open_dataset(_spec(loader="wds", path=str(shards)))
+
+
+# ---------------------------------------------------------------- embedded .npz files
+
+
+def _npz(path: Path, **arrays) -> Path:
+    """A small valid embedded set (2 classes, 8 images), with ``arrays`` replacing its entries."""
+    n = 8
+    data = {
+        "images": np.zeros((n, 8, 8, 3), np.uint8),
+        "labels": np.arange(n) % 2,
+        "split": np.array(["train"] * 6 + ["test"] * 2),
+        "ids": np.array([f"fx/{i}" for i in range(n)]),
+        "class_names": np.array(["a", "b"]),
+        **arrays,
+    }
+    np.savez(path, **data)
+    return path
+
+
+def test_npz_attributes_that_are_not_json_name_the_file(tmp_path):
+    """Invalid JSON in 'attributes' was a raw JSONDecodeError, retried by the run."""
+    path = _npz(tmp_path / "x.npz", attributes=np.array("{'size': 1}"))
+    with pytest.raises(
+        DatasetError, match=r"dataset 'fx': .*x.npz: 'attributes' is not valid JSON"
+    ):
+        open_dataset(_spec(loader="embedded", path=str(path)))
+
+
+def test_npz_float_labels_must_be_whole_numbers(tmp_path):
+    """Labels 0.5 and 1.7 were truncated to 0 and 1 without a word."""
+    path = _npz(tmp_path / "x.npz", labels=np.array([0, 1, 0, 1, 0.5, 1, 0, 1.7]))
+    with pytest.raises(DatasetError, match=r"dataset 'fx': .*x.npz: labels are float64 .*0.5"):
+        open_dataset(_spec(loader="embedded", path=str(path)))
+    path = _npz(tmp_path / "y.npz", labels=(np.arange(8) % 2).astype(np.float32))
+    st = open_dataset(_spec(loader="embedded", path=str(path)))
+    assert st.labels.tolist() == [0, 1] * 4

@@ -49,6 +49,11 @@ def test_parse_valid_entry(tmp_path: Path) -> None:
         ([{"id": "a", "loader": "timm", "identifier": "x"}] * 2, "'a' appears twice"),
         ([{"id": "a", "loader": "timm", "identifier": "x", "token": "avg"}], "token 'avg'"),
         ([{"loader": "timm", "identifier": "x"}], "no 'id'"),
+        ([{"id": 7, "loader": "timm", "identifier": "x"}], "'id' must be a string, got 7 .int."),
+        (
+            [{"id": "a", "loader": "timm", "identifier": 123}],
+            "'a': 'identifier' must be a string .*got 123 .int.",
+        ),
         (
             [{"id": "a", "loader": "timm", "identifier": "x", "layr": "norm"}],
             "unknown key 'layr' .did you mean 'layer'",
@@ -301,3 +306,23 @@ def test_taps_cls_pooled_and_hook() -> None:
         block = FeatureExtractor(loaded, layer="blocks.0", token="mean")(x)
     torch.testing.assert_close(cls, full[:, 0])
     assert pooled.shape == (2, 192) and block.shape == (2, 192)
+
+
+@pytest.mark.parametrize(
+    ("loader", "identifier"), [("torchvision", "resnet18"), ("minizoo", "cnn")]
+)
+def test_weights_folder_is_said_to_be_a_folder(
+    tmp_path: Path, loader: str, identifier: str
+) -> None:
+    """A folder given as ``weights:`` was reported as missing (or as a raw OSError)."""
+    import re
+
+    from repsim.zoo.check import check_weights
+
+    spec = ModelSpec("m", loader, identifier, weights=tmp_path)
+    said = re.escape(f"model 'm': weights {tmp_path} is a folder, not a file")
+    with pytest.raises(ModelError, match=said) as info:
+        check_weights(spec)  # `repsim models --check` and the plan check of `repsim run`
+    assert not isinstance(info.value, MissingWeightsError)
+    with pytest.raises(ModelError, match=said):
+        load_model(spec)

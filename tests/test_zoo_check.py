@@ -243,6 +243,7 @@ def test_align_folder_missing_vision_weights_is_an_error(tmp_path: Path) -> None
     import safetensors.torch as st
 
     from repsim.zoo import ModelSpec, load_model
+    from repsim.zoo.check import check_weights
 
     vision = tf.AlignVisionConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32)
     text = tf.AlignTextConfig(
@@ -257,7 +258,9 @@ def test_align_folder_missing_vision_weights_is_an_error(tmp_path: Path) -> None
     )
     torch.manual_seed(0)
     tf.AlignModel(config).save_pretrained(tmp_path / "ok")
-    load_model(ModelSpec("a", "hf_transformers", "kakaobrain/align-base", weights=tmp_path / "ok"))
+    ok = ModelSpec("a", "hf_transformers", "kakaobrain/align-base", weights=tmp_path / "ok")
+    load_model(ok)
+    assert check_weights(ok) == "file ok"  # a save_pretrained folder, not "does not exist"
     state = st.load_file(tmp_path / "ok" / "model.safetensors")
     key = next(k for k in state if k.startswith("vision_model") and k.endswith(".weight"))
     del state[key]

@@ -17,7 +17,7 @@ from repsim.config import load_config, parse_config, select_ids
 from repsim.errors import RepsimError
 from repsim.stimuli.open import open_dataset
 from repsim.stimuli.spec import parse_datasets
-from repsim.stimuli.subset import similarity_subset
+from repsim.stimuli.subset import missing_split, similarity_subset
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,10 @@ def check_datasets(
                 "present",
             )
         )
-        if n_train == 0:
+        problem = missing_split(st, spec.split, spec)
+        if problem:
             ok = False
-            notes.append(
-                f"{spec.id}: no train images, so no similarity subset; check the split layout"
-            )
+            notes.append(f"{spec.id}: {problem}")
         if st.skipped:
             ok = ok and not decode
             notes.append(

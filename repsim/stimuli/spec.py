@@ -139,8 +139,13 @@ def parse_dataset(
     if not isinstance(entry, Mapping):
         raise ConfigError(f"each datasets: entry must be a mapping, got {entry!r}")
     ds_id = entry.get("id")
-    if not isinstance(ds_id, str) or not ds_id:
+    if ds_id is None or ds_id == "":
         raise ConfigError(f"dataset entry {dict(entry)!r} has no 'id'; add a unique id string")
+    if not isinstance(ds_id, str):  # YAML reads `id: 7` as a number
+        raise ConfigError(
+            f"dataset entry {ds_id!r}: 'id' must be a string, got {ds_id!r} "
+            f"({type(ds_id).__name__}); quote a number: id: '7'"
+        )
     check_id(ds_id, "dataset", allow_slash=True)
     where = f"dataset '{ds_id}'"
     check_keys(entry, _KNOWN, where, " (loader-specific settings go under 'options:')")
@@ -172,8 +177,8 @@ def parse_dataset(
     _check_option_values(options, where)
     defaults = defaults or {}
     seed = entry.get("seed", defaults.get("seed", 42))
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"{where}: 'seed' must be an integer, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:  # numpy's rule for seeds
+        raise ConfigError(f"{where}: 'seed' must be a non-negative integer, got {seed!r}")
     url = entry.get("url")
     return DatasetSpec(
         id=ds_id,

@@ -14,7 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from repsim.stimuli.spec import DatasetSpec
+from repsim.errors import DatasetError
+from repsim.stimuli.spec import LOADER_OPTIONS, DatasetSpec
 from repsim.stimuli.stimset import StimulusSet
 
 TABLE_COLUMNS = ["id", "label", "split", "in_similarity"]
@@ -46,6 +47,30 @@ def similarity_subset(
     return np.sort(np.concatenate(chosen)) if chosen else ids[:0]
 
 
+def missing_split(stimset: StimulusSet, split: str, spec: DatasetSpec | None = None) -> str | None:
+    """Why ``split`` cannot give a similarity subset (it holds no images) and the fixes, or None.
+
+    Said by the check and the run alike: otherwise an empty split surfaces only later, as a
+    subset too small for the measures ("raise stimuli.max_images"), which cannot help.
+    """
+    if (stimset.split == split).any():
+        return None
+    other = "test" if split == "train" else "train"
+    what = (
+        f"dataset '{stimset.dataset_id}' has no {split} images (all {len(stimset)} are {other}) "
+        f"while stimuli.split is {split}"
+    )
+    if split == "train":
+        return f"{what}; check the split layout, or set stimuli.split: test"
+    if spec is not None and "test_fraction" in LOADER_OPTIONS.get(spec.loader, ()):
+        return (
+            f"{what}; hold out a part with options.test_fraction (e.g. 0.2), name its test "
+            "split with options.splits (e.g. {train: train, test: validation}), "
+            "or set stimuli.split: train"
+        )
+    return f"{what}; add test images to the dataset, or set stimuli.split: train"
+
+
 def stimulus_table(
     spec_or_stimset: DatasetSpec | StimulusSet,
     max_images: int | None = None,
@@ -74,12 +99,15 @@ def stimulus_table(
         seed = spec.seed if seed is None else seed
         split = spec.split if split is None else split
     else:
-        stimset = spec_or_stimset
+        spec, stimset = None, spec_or_stimset
     max_images = 10000 if max_images is None else max_images
     seed = 42 if seed is None else seed
     split = "train" if split is None else split
     if verify is True or verify == "all":
         stimset = stimset.verify(progress=progress)
+    problem = missing_split(stimset, split, spec)
+    if problem:
+        raise DatasetError(problem)
     subset = similarity_subset(stimset, max_images, per_class, seed, split)
     if verify == "similarity":
         for _ in range(10):  # each round removes unreadable picks; a handful of rounds suffices

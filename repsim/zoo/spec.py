@@ -204,8 +204,14 @@ def spec_from_entry(
         raise ConfigError(f"a models: entry must be a mapping, got {entry!r}")
     name = entry.get("id")
     where = f"model entry {name!r}" if name else f"model entry {dict(entry)!r}"
-    if not name or not isinstance(name, str):
+    if name is None or name == "":
         raise ConfigError(f"{where} has no 'id'; give every model a unique string id")
+    if not isinstance(name, str):  # YAML reads `id: 7` as a number
+        raise ConfigError(
+            f"model entry {name!r}: 'id' must be a string, got {name!r} "
+            f"({type(name).__name__}); give every model a unique string id (quote a number: "
+            "id: '7')"
+        )
     check_id(name, "model")
     check_keys(entry, _SPEC_KEYS, where)
     loader = entry.get("loader")
@@ -219,8 +225,13 @@ def spec_from_entry(
                 f"registered loaders are {known}"
             )
     identifier = entry.get("identifier")
-    if not identifier or not isinstance(identifier, str):
+    if identifier is None or identifier == "":
         raise ConfigError(f"{where} has no 'identifier' (e.g. a timm name, 'RN50:openai')")
+    if not isinstance(identifier, str):
+        raise ConfigError(
+            f"{where}: 'identifier' must be a string (e.g. a timm name, 'RN50:openai'), got "
+            f"{identifier!r} ({type(identifier).__name__})"
+        )
     token = entry.get("token")
     if token is not None and token not in TOKENS:
         raise ConfigError(

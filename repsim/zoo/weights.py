@@ -38,6 +38,20 @@ def is_offline() -> bool:
     )
 
 
+#: loaders whose ``weights:`` may be a folder (``save_pretrained`` output); the others read a file
+FOLDER_WEIGHTS = ("hf_transformers",)
+
+
+def check_not_folder(spec: ModelSpec, path: Path) -> None:
+    """ModelError for a folder where the loader reads a file: said as such, not as a missing or
+    unreadable file."""
+    if path.is_dir() and spec.loader not in FOLDER_WEIGHTS:
+        raise ModelError(
+            f"model {spec.id!r}: weights {path} is a folder, not a file; point 'weights:' at the "
+            "weights file in it (e.g. .safetensors or .pth)"
+        )
+
+
 def local_weights(spec: ModelSpec) -> Path | None:
     """The spec's ``weights:`` file, checked to exist (None when the spec has none)."""
     if spec.weights is None:
@@ -48,6 +62,7 @@ def local_weights(spec: ModelSpec) -> Path | None:
             f"model {spec.id!r}: weights file {path} does not exist; fix the 'weights:' path in the "
             "model spec (relative paths are relative to the config file)"
         )
+    check_not_folder(spec, path)
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -39,14 +40,36 @@ def load(spec: DatasetSpec) -> StimulusSet:
         raise DatasetError(
             f"dataset '{spec.id}': images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}"
         )
-    attributes = json.loads(str(data["attributes"])) if "attributes" in data else None
+    attributes = None
+    if "attributes" in data:
+        try:
+            attributes = json.loads(str(data["attributes"]))
+        except json.JSONDecodeError as exc:
+            raise DatasetError(
+                f"dataset '{spec.id}': {path}: 'attributes' is not valid JSON ({exc}); store it as "
+                "json.dumps(records), one record per image, or leave the entry out"
+            ) from None
     return StimulusSet(
         dataset_id=spec.id,
         ids=data["ids"],
-        labels=data["labels"],
+        labels=_labels(data["labels"], spec, path),
         split=data["split"],
         class_names=data["class_names"].tolist(),
         domain=spec.domain,
         images=images,
         attributes=attributes,
     )
+
+
+def _labels(labels: np.ndarray, spec: DatasetSpec, path: Path) -> np.ndarray:
+    """Float labels only when every value is whole: StimulusSet's integer cast would otherwise
+    truncate 1.7 to 1 without a word."""
+    if labels.dtype.kind != "f":
+        return labels
+    bad = labels[~np.isfinite(labels) | (labels != np.round(labels))]
+    if len(bad):
+        raise DatasetError(
+            f"dataset '{spec.id}': {path}: labels are {labels.dtype} with values that are not "
+            f"whole numbers (e.g. {bad[0]}); labels are class indices: store them as integers"
+        )
+    return labels.astype(np.int64)

@@ -158,7 +158,15 @@ def load(spec: DatasetSpec) -> StimulusSet:
     names_file = root / "classnames.txt"
     if not names_file.is_file():
         raise DatasetError(f"dataset '{spec.id}': {names_file} is missing; " + _how_to_get(spec))
-    class_names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+    try:
+        text = names_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"dataset '{spec.id}': {names_file} is not UTF-8 text ({exc.reason} at byte "
+            f"{exc.start}); convert it, e.g. `iconv -f latin1 -t utf-8 classnames.txt > "
+            "classnames.utf8 && mv classnames.utf8 classnames.txt`"
+        ) from None
+    class_names = [line.strip() for line in text.splitlines() if line.strip()]
     ids, labels, split, locs, skipped = [], [], [], [], []
     seen: dict[str, Path] = {}
     for sp in SPLITS:
