@@ -166,6 +166,18 @@ def test_missing_hierarchy_file_is_named(tmp_path, missing):
     assert isinstance(err.value, RepsimError)
 
 
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]"])
+def test_unreadable_hierarchy_file_is_named(tmp_path, content):
+    """A damaged dataset_class_info.json was a raw JSONDecodeError (or UnicodeDecodeError,
+    TypeError) traceback in the check and a retried task in the run."""
+    hier = _hierarchy(tmp_path / "h")
+    (hier / "dataset_class_info.json").write_bytes(content)
+    with pytest.raises(DatasetError, match=r"dataset_class_info.json cannot be read"):
+        open_dataset(
+            _spec(root=str(tmp_path / "no-imagenet"), task="living17", hierarchy=str(hier))
+        )
+
+
 def test_bad_task_options(tmp_path):
     hier = _hierarchy(tmp_path / "h")
     with pytest.raises(ConfigError, match="entity13, entity30, living17, nonliving26"):

@@ -147,8 +147,15 @@ class ClassHierarchy:
                     f"{where}: BREEDS hierarchy file {folder / name} is missing; put {', '.join(HIERARCHY_FILES)} "
                     f"from {HIERARCHY_SOURCE} in {folder} (options.hierarchy)"
                 )
-        info = json.loads((folder / "dataset_class_info.json").read_text())
-        self.leaves = [str(row[1]) for row in info]
+        path = folder / "dataset_class_info.json"
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+            self.leaves = [str(row[1]) for row in info]
+        except (ValueError, TypeError, IndexError, KeyError) as exc:  # JSON, UTF-8 or its layout
+            raise DatasetError(
+                f"{where}: BREEDS hierarchy file {path} cannot be read ({type(exc).__name__}: "
+                f"{exc}); replace it with the file from {HIERARCHY_SOURCE}"
+            ) from exc
         self._leaf_set = set(self.leaves)
         self.names = {k: v for k, v in _pairs(folder / "node_names.txt", sep="\t")}
         full: dict[str, list[str]] = defaultdict(list)
