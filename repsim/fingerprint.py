@@ -17,6 +17,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from repsim.runfolder import filesystem_errors
+
 
 def file_fingerprint(path: str | Path | None) -> str | None:
     """SHA-256 (hex) of a file's content; None when there is no such file."""
@@ -29,7 +31,8 @@ def file_fingerprint(path: str | Path | None) -> str | None:
         return None
     if not p.is_file():
         return None
-    return _hash_file(str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    with filesystem_errors(p, "read"):
+        return _hash_file(str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -146,8 +146,9 @@ def run(
         try:
             try:
                 return _run_locked(plan, folder, device, scheduler, cluster)
-            except OSError as exc:  # outside the tasks, which name their own
-                raise RunFolderError(describe_os_error(exc, exc.filename or folder.path)) from exc
+            except OSError as exc:  # outside the tasks, which name their own; read or write
+                where = None if exc.filename or exc.filename2 else folder.path
+                raise RunFolderError(describe_os_error(exc, where, "access")) from exc
         except RunFailedError:
             raise
         except RepsimError as exc:

@@ -83,9 +83,9 @@ def unsafe_name(name: str) -> str:
 
 
 def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (streamed)."""
+    """SHA-256 of a file's bytes (streamed); RunFolderError naming the fix when it cannot be read."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with filesystem_errors(path, "read"), open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -93,8 +93,14 @@ def sha256_file(path: str | Path) -> str:
 
 # ----------------------------------------------------------------------------- filesystem errors
 def describe_os_error(exc: OSError, path: str | Path | None = None, action: str = "write") -> str:
-    """A message for an OSError that names the path and says what to do about it."""
-    where = path if path is not None else (exc.filename or "the run folder")
+    """A message for an OSError that names the path (or what blocks it) and says what to do.
+
+    ``action`` is what was tried: "read" and "write" get the fix for that access; other words
+    ("access", "merge into", ...) are used when it may be either.
+    """
+    where = path if path is not None else (exc.filename2 or exc.filename or "the run folder")
+    # a rename's error names the temporary source first; the destination is the path that matters
+    paths = [Path(p) for p in (where, exc.filename2, exc.filename) if isinstance(p, str | Path)]
     code = exc.errno
     if code == errno.ENOSPC or code == errno.EDQUOT:
         fix = (
@@ -102,7 +108,12 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
         )
         return f"no space left on the device while trying to {action} {where}: {fix}"
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        if action == "access":  # a task's error: a dataset it reads or the run folder it writes
+        if action == "read":
+            target = _closed_folder(Path(where)) or Path(where)
+            how = "chmod -R u+rX" if _is_dir(target) else "chmod u+r"
+            named = "it" if target == Path(where) else target
+            fix = f"make {named} readable ({how})"
+        elif action == "access":  # a task's error: a dataset it reads or the run folder it writes
             fix = (
                 "give this user access to it (read for datasets and weights, write for the run "
                 "folder), or choose another --out if it lies in the run folder"
@@ -110,23 +121,51 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
         else:
             fix = "make it writable (chmod u+w), or choose another --out"
         return f"permission denied while trying to {action} {where}: {fix}"
-    if code in (errno.EEXIST, errno.ENOTDIR):
-        blocker = _file_in_the_way(Path(where))
+    if code == errno.EISDIR:
+        folder = next((p for p in paths if _is_dir(p)), Path(where))
         return (
-            f"{blocker} is a file where a folder is needed (to {action} {where}): remove that "
-            "file, or pass another folder as --out"
+            f"{folder} is a folder where a file is needed{_to(action, where, folder)}: remove "
+            "that folder, then rerun"
+        )
+    if code in (errno.EEXIST, errno.ENOTDIR):
+        blocker = next(filter(None, map(_file_in_the_way, paths)), Path(where))
+        return (
+            f"{blocker} is a file where a folder is needed{_to(action, where, blocker)}: remove "
+            "that file, or pass another folder as --out"
         )
     return (
         f"cannot {action} {where} ({exc.strerror or exc}); check the path and the disk, then rerun"
     )
 
 
-def _file_in_the_way(path: Path) -> Path:
-    """The first existing non-folder among ``path`` and its parents (``path`` when there is none)."""
+def _to(action: str, where: str | Path, blocker: Path) -> str:
+    """`` (to ACTION WHERE)`` unless the blocker is ``where`` itself."""
+    return "" if blocker == Path(where) else f" (to {action} {where})"
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a folder above it cannot be entered
+        return False
+
+
+def _file_in_the_way(path: Path) -> Path | None:
+    """The first existing non-folder among ``path`` and its parents (None when there is none)."""
     for p in (*reversed(path.parents), path):
-        if p.exists() and not p.is_dir():
-            return p
-    return path
+        try:
+            if p.exists() and not p.is_dir():
+                return p
+        except OSError:
+            return None
+    return None
+
+
+def _closed_folder(path: Path) -> Path | None:
+    """The first folder above ``path`` that this user cannot enter (None when there is none)."""
+    return next(
+        (p for p in reversed(path.parents) if _is_dir(p) and not os.access(p, os.X_OK)), None
+    )
 
 
 @contextlib.contextmanager
@@ -252,7 +291,8 @@ class RunFolder:
         for ds in map(str, datasets):
             path = self.stimuli(ds)
             if path.is_file():
-                out[ds] = int(pd.read_csv(path, usecols=["label"])["label"].nunique())
+                with filesystem_errors(path, "read"):
+                    out[ds] = int(pd.read_csv(path, usecols=["label"])["label"].nunique())
         return out
 
     def similarity_part(self, dataset: str) -> Path:
@@ -395,7 +435,8 @@ class RunFolder:
         if not self.info.is_file():
             return {}
         try:
-            return json.loads(self.info.read_text())
+            with filesystem_errors(self.info, "read"):
+                return json.loads(self.info.read_text())
         except ValueError as exc:
             raise RunFolderError(
                 f"{self.info} is not valid JSON ({exc}); rerun the config into {self.path}"
@@ -473,7 +514,9 @@ class RunFolder:
         """
         import xarray as xr
 
-        if not self.similarity.is_file():
+        with filesystem_errors(self.similarity, "read"):
+            present = self.similarity.exists()
+        if not present:
             raise StoreError(
                 f"{self.similarity} does not exist: run the pipeline first, e.g. "
                 f"`repsim run data/configs/embedded.yaml --out {self.path}`"
@@ -505,7 +548,7 @@ class RunFolder:
         fix = f"rerun the same config into {self.path} to rebuild its result files"
         for name, entry in files.items():
             path = self.path / name
-            if not path.is_file():
+            if not path.exists():  # a folder in its place is named when it is read
                 raise RunFolderError(f"{path} is listed in {MANIFEST} but missing; {fix}")
             if sha256_file(path) != entry.get("sha256"):
                 raise RunFolderError(
@@ -514,7 +557,7 @@ class RunFolder:
         for key, sha in manifest.get("inputs", {}).items():
             if key.startswith("stimuli "):  # the tables the analyses read beside the results
                 table = self.stimuli(key.removeprefix("stimuli "))
-                if not table.is_file() or sha256_file(table) != sha:
+                if not table.exists() or sha256_file(table) != sha:
                     raise RunFolderError(
                         f"{table} is not the stimulus table the result files were computed from "
                         f"(missing or changed since); {fix}"

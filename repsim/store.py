@@ -36,7 +36,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from repsim.errors import StoreError
-from repsim.runfolder import atomic_write_netcdf, safe_name
+from repsim.runfolder import atomic_write_netcdf, filesystem_errors, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,9 @@ class FeatureStore:
 
     def _open(self, dataset: str, model: str) -> zarr.Group | None:
         d = self._dir(dataset, model)
-        if not (d / "zarr.json").exists():
-            return None
+        with filesystem_errors(d, "read"):
+            if not (d / "zarr.json").exists():
+                return None
         try:
             return zarr.open_group(str(d), mode="r+")
         except Exception as exc:

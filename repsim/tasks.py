@@ -29,6 +29,7 @@ _PERMANENT_ERRNOS = {
     errno.EPERM,
     errno.EROFS,
     errno.ENOTDIR,
+    errno.EISDIR,
     errno.EEXIST,
 }
 

@@ -18,6 +18,7 @@ from repsim.runfolder import (
     check_schema,
     describe_os_error,
     safe_name,
+    sha256_file,
     unsafe_name,
 )
 
@@ -69,6 +70,38 @@ def test_lock_refuses_a_second_holder_and_names_the_pid(tmp_path: Path):
 def test_filesystem_errors_name_the_path_and_fix(code: int, words: str):
     message = describe_os_error(OSError(code, os.strerror(code)), "/some/run/similarity.nc")
     assert words in message and "/some/run/similarity.nc" in message and "--out" in message
+
+
+def test_a_read_gets_the_read_fix_and_names_a_closed_folder(tmp_path: Path, monkeypatch):
+    table = tmp_path / "run" / "stimuli" / "faces.csv"
+    denied = OSError(errno.EACCES, os.strerror(errno.EACCES), str(table))
+    message = describe_os_error(denied, table, "read")
+    assert f"trying to read {table}: make it readable (chmod u+r)" in message
+    assert "writable" not in message
+    table.parent.mkdir(parents=True)  # a folder above it that cannot be entered is the cause
+    monkeypatch.setattr("repsim.runfolder.os.access", lambda p, mode: Path(p) != table.parent)
+    assert f"make {table.parent} readable (chmod -R u+rX)" in describe_os_error(
+        denied, table, "read"
+    )
+
+
+def test_a_folder_in_the_way_is_named_with_its_fix(tmp_path: Path):
+    (tmp_path / "similarity.nc").mkdir()
+    with pytest.raises(RunFolderError, match="similarity.nc is a folder where a file is needed"):
+        atomic_write_bytes(tmp_path / "similarity.nc", b"x")
+    with pytest.raises(RunFolderError, match="similarity.nc is a folder.*remove that folder"):
+        sha256_file(tmp_path / "similarity.nc")
+
+
+def test_a_rename_onto_a_file_names_that_file_not_the_temporary(tmp_path: Path):
+    (tmp_path / "group").write_text("x")
+    tmp = tmp_path / ".group.123.tmp"
+    exc = OSError(
+        errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(tmp), None, str(tmp_path / "group")
+    )
+    message = describe_os_error(exc, action="access")
+    assert message.startswith(f"{tmp_path / 'group'} is a file where a folder is needed")
+    assert ".tmp" not in message
 
 
 def test_create_refuses_a_file(tmp_path: Path):

@@ -30,3 +30,36 @@ def write_config(
         "threads: 1\n" + extra
     )
     return path
+
+
+def unreadable(monkeypatch, *paths: Path) -> None:
+    """Make ``paths`` what mode 000 makes them for a user other than root (tests may run as root,
+    whom chmod does not stop): opening one raises PermissionError, and so does opening or a stat
+    of anything inside one that is a folder."""
+    import builtins
+    import errno
+    import io
+    import os
+
+    denied = [os.path.realpath(p) for p in paths]
+    real_open, real_stat = builtins.open, os.stat
+
+    def refused(path, inside_only: bool) -> bool:
+        if not isinstance(path, str | bytes | os.PathLike):
+            return False  # a file descriptor
+        where = os.path.realpath(os.fsdecode(path))
+        return any(where.startswith(d + os.sep) or (not inside_only and where == d) for d in denied)
+
+    def guarded_open(file, *args, **kwargs):
+        if refused(file, inside_only=False):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(file))
+        return real_open(file, *args, **kwargs)
+
+    def guarded_stat(path, *args, **kwargs):
+        if refused(path, inside_only=True):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+    monkeypatch.setattr(io, "open", guarded_open)
+    monkeypatch.setattr(os, "stat", guarded_stat)

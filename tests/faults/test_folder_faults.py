@@ -1,11 +1,13 @@
-"""Faults of the run folder itself: a second config, small configs, two writers, unwritable or
-full targets, bad weights, failing tasks. Each ends in the right files or a clear RepsimError."""
+"""Faults of the run folder itself: a second config, small configs, two writers, unwritable,
+unreadable or full targets, a file or folder where the other belongs, bad weights, failing tasks.
+Each ends in the right files or a clear RepsimError."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from faults.faultkit import MODELS, write_config
+from faults.faultkit import MODELS, unreadable, write_config
 from repsim.errors import ModelError, RepsimError
 from repsim.pipeline import RunFailedError, config_hash, run
 from repsim.plan import load_plan
@@ -254,6 +256,81 @@ def test_full_disk_in_a_task_is_reported_once_not_retried(run_copy, small_config
         run(small_config, run_copy, device="cpu")
     assert len(calls) == 1
     assert f"features-faces-{MODELS[1]}" in str(err.value) and "no space left" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- unreadable or misplaced files
+@pytest.mark.parametrize(
+    "name", ["similarity.nc", "consistency.nc", "run.json", "stimuli/faces.csv"]
+)
+def test_an_unreadable_run_file_is_named_with_the_read_fix(
+    name, run_copy, tmp_path, monkeypatch, capsys
+):
+    """A file of a finished run at mode 000: every reader names it and says how to read it."""
+    from repsim.chapter import load_run
+    from repsim.cli import main
+
+    unreadable(monkeypatch, run_copy / name)
+    want = rf"permission denied while trying to read \S*{name}: .*chmod u\+r"
+    with pytest.raises(RunFolderError, match=want):
+        load_run(run_copy)
+    assert main(["compare", str(run_copy)]) == 2
+    assert main(["book", "--run", str(run_copy), "--book", str(tmp_path / "book")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("chmod u+r") == 2 and "Traceback" not in err
+
+
+def test_an_unreadable_feature_group_is_named_with_the_read_fix(run_copy, monkeypatch):
+    from repsim.chapter import load_run
+
+    group = RunFolder(run_copy).features / "faces" / MODELS[1]
+    store = load_run(run_copy).feature_store()
+    unreadable(monkeypatch, group)
+    with pytest.raises(RepsimError, match=rf"trying to read {group}: .*chmod -R u\+rX"):
+        store.read("faces", MODELS[1])
+
+
+def test_a_rerun_that_cannot_read_a_result_file_says_read(run_copy, small_config, monkeypatch):
+    """The reuse check reads similarity.nc: the message says read (it said write, chmod u+w)."""
+    unreadable(monkeypatch, RunFolder(run_copy).similarity)
+    with pytest.raises(
+        RunFolderError, match=r"trying to read \S*similarity.nc: .*chmod u\+r"
+    ) as err:
+        run(small_config, run_copy, device="cpu")
+    assert "write" not in str(err.value)
+
+
+def test_a_file_where_a_feature_group_belongs_is_named(run_copy, small_config):
+    """The message names the file in the way, not the temporary folder that was renamed onto it."""
+    group = RunFolder(run_copy).features / "faces" / MODELS[1]
+    shutil.rmtree(group)
+    group.write_text("x")
+    with pytest.raises(RunFailedError) as err:
+        run(small_config, run_copy, device="cpu")
+    assert f"{group} is a file where a folder is needed" in str(err.value)
+    assert ".tmp" not in str(err.value)
+    group.unlink()
+    run(small_config, run_copy, device="cpu")
+    assert _info(run_copy)["status"] == "finished"
+
+
+@pytest.mark.parametrize("name", ["similarity.nc", "summary.txt", ".stages/similarity/faces.json"])
+def test_a_folder_where_a_run_file_belongs_is_named(name, run_copy, small_config):
+    """A result file or task record replaced by a folder: readers and the rerun say to remove it."""
+    from repsim.chapter import load_run
+
+    path = run_copy / name
+    path.unlink()
+    path.mkdir()
+    (path / "x").write_text("x")
+    want = f"{re.escape(str(path))} is a folder where a file is needed.*remove that folder"
+    if not name.startswith("."):
+        with pytest.raises(RunFolderError, match=want):
+            load_run(run_copy)
+    with pytest.raises(RepsimError, match=want):
+        run(small_config, run_copy, device="cpu")
+    shutil.rmtree(path)
+    run(small_config, run_copy, device="cpu")
+    assert _info(run_copy)["status"] == "finished"
 
 
 # ----------------------------------------------------------------------------- failing inputs
