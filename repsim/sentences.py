@@ -473,17 +473,12 @@ def framework_text(
     )
     # the pair itself is normally among the run's values: it is placed among the others
     same = np.flatnonzero(np.abs(vals.to_numpy() - r) <= 1e-12) if np.isfinite(r) else []
-    if len(same) and len(vals) > 1:
-        others = vals.drop(vals.index[same[0]])
+    others = vals.drop(vals.index[same[0]]) if len(same) else vals
+    if len(vals) > 1 and np.isfinite(r):
         text += (
-            f"; it lies above {(others < r - 1e-12).mean():.0%} of the run's {len(others)} other "
-            f"dataset pair{'s' if len(others) != 1 else ''} (median of all {len(vals)}: "
-            f"{fmt(vals.median())})."
-        )
-    elif not len(same) and len(vals) > 1 and np.isfinite(r):
-        text += (
-            f"; it lies above {(vals < r - 1e-12).mean():.0%} of the run's {len(vals)} dataset "
-            f"pairs (their median {fmt(vals.median())})."
+            f"; it lies above {(others < r - 1e-12).mean():.0%} of the run's {len(others)} "
+            f"{'other ' if len(same) else ''}dataset pair{'s' if len(others) != 1 else ''} "
+            f"(median of all {len(vals)}: {fmt(vals.median())})."
         )
     return text + ("." if not text.endswith(".") else "")
 

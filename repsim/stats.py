@@ -176,10 +176,6 @@ class _Engine:
     def __init__(self, S: np.ndarray, idx: np.ndarray, didx: np.ndarray):
         sub = S[np.ix_(didx, idx, idx)]
         self.W = (idx[:, None] != idx[None, :]).astype(np.float64)
-        # distinct models: min_pairs counts distinct model pairs, since copies of one pair (when
-        # idx repeats a model) add points but no information (three copies of two pairs: r = +-1)
-        self.first = np.unique(idx, return_index=True)[1]
-        self.W_distinct = 1.0 - np.eye(self.first.size)
         A = sub * self.W  # (d, m, m)
         d, m = A.shape[0], A.shape[1]
         self.A = A
@@ -202,10 +198,8 @@ class _Engine:
         n2 = L.T @ self.W @ L
         s1 = _sandwich(L, self.A)  # (d, K, K)
         s2 = _sandwich(L, self.P).reshape(self.d, self.d, K, K)
-        # unordered distinct model pairs (copies of a model carry its label: a model's first copy)
-        Lu = L[self.first]
-        n = Lu.T @ self.W_distinct @ Lu
-        n[np.diag_indices(K)] /= 2.0
+        n = n2.copy()
+        n[np.diag_indices(K)] /= 2.0  # unordered model pairs
         sq = s2[np.arange(self.d), np.arange(self.d)]  # (d, K, K): sums of squares
         a, b = self.iu, self.ju
         cov = n2 * s2[a, b] - s1[a] * s1[b]
@@ -1060,10 +1054,9 @@ def _permutation_p(row: pd.Series, alpha: float = 0.05) -> str:
 def _untestable(row: pd.Series, alpha: float) -> str | None:
     """Why a factor row's permutation test cannot reject at ``alpha``; None when it can."""
     if not np.isfinite(row["p_value"]):
-        return (
-            f"its statistic is undefined ({int(_number(row, 'n_model_pairs') or 0)} category "
-            "pairs with enough model pairs, two needed)"
-        )
+        n_cat = _number(row, "n_model_pairs")
+        counted = f"{int(n_cat)} category pairs" if np.isfinite(n_cat) else "fewer category pairs"
+        return f"its statistic is undefined ({counted} with enough model pairs, two needed)"
     floor = _smallest_p(row)
     if np.isfinite(floor) and floor >= alpha:
         return (

@@ -18,7 +18,7 @@ def test_framework_text_places_the_pair_among_all_pairs():
     # 2 of the 4 defined values lie below 0.25; their median is 0.25
     assert text == (
         "Over 28 model pairs, the consistency of **a** and **b** is r = **0.25**; it lies above "
-        "50% of the run's 4 dataset pairs (their median 0.25)."
+        "50% of the run's 4 dataset pairs (median of all 4: 0.25)."
     )
     assert T.framework_text(3, "a", "b", float("nan"), values).endswith("r = **undefined**.")
     assert T.framework_text(3, "a", "b", 0.5, pd.Series([0.4])).endswith("**0.50**.")

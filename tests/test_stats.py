@@ -147,16 +147,15 @@ def test_engine_with_repeated_models_and_datasets_by_hand():
             va = np.array([S[didx[x], idx[p], idx[q]] for p, q in pairs])
             vb = np.array([S[didx[y], idx[p], idx[q]] for p, q in pairs])
             rs.append(np.corrcoef(va, vb)[0, 1])
-        # the count is of distinct model pairs (min_pairs reads it); the means use every copy
-        assert n[ca, cb] == len({frozenset((idx[p], idx[q])) for p, q in pairs}) < len(pairs)
+        assert n[ca, cb] == len(pairs)
         assert engine.n_dataset_pairs == len(rs) == 5
         assert mean[ca, cb] == pytest.approx(np.mean(rs), abs=1e-12)
 
 
 def test_engine_gives_no_correlation_for_copies_of_one_model_pair():
-    """A bootstrap cell that draws one seed three times leaves a category pair whose nine drawn
-    model pairs are copies of one: its similarities are constant, r is undefined (raw sums left a
-    rounding residue that the clip turned into values from -1 to 1), and it counts one pair."""
+    """A category pair whose model pairs are copies of one (the engine accepts repeated models)
+    has constant similarities: r is undefined (raw sums left a rounding residue that the clip
+    turned into values from -1 to 1)."""
     rng = np.random.default_rng(1)
     D, M = 5, 4
     S = rng.uniform(0.2, 0.9, size=(D, M, M))
@@ -164,10 +163,10 @@ def test_engine_gives_no_correlation_for_copies_of_one_model_pair():
     idx = np.array([0, 1, 1, 1, 2, 3])
     labels = np.array([0, 1, 1, 1, 1, 1])
     mean, n = stats._Engine(S, idx, np.arange(D)).means(labels, 2)
-    assert np.isfinite(mean[0, 1]) and n[0, 1] == 3  # (0,1) three times, (0,2), (0,3)
+    assert np.isfinite(mean[0, 1]) and n[0, 1] == 5  # (0,1) three times, (0,2), (0,3)
     idx = np.array([0, 1, 1, 1])
     mean, n = stats._Engine(S, idx, np.arange(D)).means(np.array([0, 1, 1, 1]), 2)
-    assert np.isnan(mean[0, 1]) and n[0, 1] == 1
+    assert np.isnan(mean[0, 1]) and n[0, 1] == 3
     for seed in range(200):  # every draw of copies of one pair: no finite r
         S = np.random.default_rng(seed).uniform(size=(D, M, M))
         S = (S + S.transpose(0, 2, 1)) / 2
@@ -748,6 +747,8 @@ def test_an_undefined_statistic_gets_no_p_and_no_claim():
     assert text.startswith("Whether objective explains") and "cannot be tested" in text
     assert "statistic is undefined" in text
     assert "cannot be tested" in stats.answer(table)
+    bare = {"factor": "objective", "p_value": np.nan}  # a row without its counts
+    assert "statistic is undefined" in stats.factor_sentence(bare)
 
 
 def test_a_nan_self_similarity_does_not_reach_the_sums():
