@@ -232,6 +232,9 @@ def process_map(
             proc.terminate()
         for proc in workers_left:
             proc.join(timeout=5)
+            if proc.is_alive():  # still starting up under load: no second chance
+                proc.kill()
+                proc.join()
         raise
     ex.shutdown(wait=True)
     return results
