@@ -242,6 +242,25 @@ def _probe_normalize(value: Any, where: str) -> bool:
     return True
 
 
+#: The largest ``extract.batch_size``. A batch is one forward pass, and extraction holds up to two
+#: chunks of 16 batches of decoded images in memory (131072 images at this bound, about 20 GB at
+#: 224 x 224), so a larger one risks running out of memory; a batch larger than a dataset is that
+#: whole dataset, so a small dataset never needs more.
+MAX_BATCH_SIZE = 4096
+
+
+def _batch_size(value: Any, where: str) -> int:
+    size = _int(1)(value, where)
+    if size > MAX_BATCH_SIZE:
+        raise ConfigError(
+            f"{where} is {size}, above the largest allowed, {MAX_BATCH_SIZE}: a batch is one "
+            "forward pass and extraction holds up to two chunks of 16 batches of decoded images "
+            f"in memory. Fix: set it to 256 (the default) or the largest that fits your device, "
+            f"at most {MAX_BATCH_SIZE}; a batch larger than a dataset is simply the whole dataset"
+        )
+    return size
+
+
 def _opt(default: Any, check: Check) -> Any:
     """A section field: its default and the check its config value must pass."""
     return field(default=default, metadata={"check": check})
@@ -269,9 +288,10 @@ class StimuliOptions(Section):
 
 @dataclass(frozen=True)
 class ExtractOptions(Section):
-    """``extract:``: feature extraction (None = the extraction's default)."""
+    """``extract:``: feature extraction (None = the extraction's default); ``batch_size`` is
+    bounded by :data:`MAX_BATCH_SIZE` and, per dataset, by its number of images."""
 
-    batch_size: int = _opt(256, _int(1))
+    batch_size: int = _opt(256, _batch_size)
     precision: str = _opt("float32", _precision)
     pretrained: bool | None = _opt(None, _optional(_bool))
     keep_raw: bool | None = _opt(None, _optional(_bool))

@@ -8,7 +8,8 @@ runs on that decoded chunk: its own transform as batched tensor ops on the devic
 (float32 as in the study; bfloat16 or float16 under autocast; channels_last on CUDA and for
 convolutional networks on a CPU, :func:`use_channels_last`), L2 normalisation, and the chunk's
 rows written and flagged done in that model's group. The next chunk is decoded while the models
-run on this one, so at most two decoded chunks are in memory.
+run on this one, so at most two decoded chunks are in memory. A batch or a chunk larger than the
+dataset is the whole dataset.
 
 Models are built before the first image is decoded (a bad layer or weights file fails first) and
 stay resident on the device while their sizes, added up in the call's order, fit
@@ -256,8 +257,10 @@ def extract_models(
         Unique stimulus ids; rows of the store are keyed by them.
     load
         ``load(spec) -> LoadedModel`` (default: :func:`repsim.zoo.load_model` on the device).
+    batch_size
+        Images per forward pass; one larger than the dataset is the whole dataset.
     chunk_batches
-        Batches per stored chunk: the unit of decoding and of resumption.
+        Batches per stored chunk: the unit of decoding and of resumption (at most the dataset).
     overwrite
         True (all models) or the ids of the models whose stored features are deleted first.
     workers
@@ -290,7 +293,7 @@ def extract_models(
         def load(spec: ModelSpec) -> LoadedModel:
             return load_model(spec, pretrained=pretrained, device=dev)
 
-    chunk_rows = batch_size * chunk_batches
+    batch_size, chunk_rows = _chunking(batch_size, chunk_batches, n)
     n_chunks = -(-n // chunk_rows)
     budget = model_memory_budget(dev) if memory_budget is None else int(memory_budget)
     start = time.perf_counter()
@@ -408,6 +411,17 @@ def extract_models(
         "seconds": seconds,
         "workers": decoder.workers,
     }
+
+
+def _chunking(batch_size: int, chunk_batches: int, n: int) -> tuple[int, int]:
+    """The batch size and chunk rows for ``n`` rows, each at most ``n``: a batch larger than the
+    dataset is the dataset (the same rows, so the same features), and the store never sizes a
+    chunk, which it allocates whole, beyond the rows there are."""
+    for name, value in (("batch_size", batch_size), ("chunk_batches", chunk_batches)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    batch_size = min(int(batch_size), n)
+    return batch_size, min(batch_size * int(chunk_batches), n)
 
 
 def _batches(chunk: int, chunk_rows: int, n: int, batch_size: int) -> list[np.ndarray]:

@@ -88,6 +88,12 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("probe: {lrs: []}\n", "probe.lrs is an empty list"),
         ("probe: {seeds: [0, 0]}\n", "probe.seeds lists \\['0'\\] more than once"),
         ("extract: {pretrained: 1}\n", "extract.pretrained must be true or false"),
+        (
+            "extract: {batch_size: 100000000}\n",
+            "c.yaml: extract.batch_size is 100000000, above the largest allowed, 4096: .*Fix: set "
+            "it to 256 \\(the default\\)",
+        ),
+        ("extract: {batch_size: 0}\n", "extract.batch_size must be a positive integer"),
         ("extract: {precision: fp8}\n", "c.yaml: extract.precision 'fp8' is not one of"),
         ("measures: cka_linear\n", "measures must be a list"),
         ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
@@ -115,6 +121,13 @@ def _plan(tmp_path: Path, text: str, **kw):
 def test_bad_configs_fail_at_parse_time_with_the_fix(tmp_path: Path, text: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         _plan(tmp_path, text)
+
+
+def test_the_largest_batch_size_is_accepted(tmp_path: Path) -> None:
+    from repsim.config import MAX_BATCH_SIZE
+
+    plan = _plan(tmp_path, f"extract: {{batch_size: {MAX_BATCH_SIZE}}}\n")
+    assert plan.config.extract.batch_size == plan.extract["batch_size"] == MAX_BATCH_SIZE
 
 
 def test_two_spellings_of_one_measure_are_refused(tmp_path: Path) -> None:

@@ -78,6 +78,24 @@ def test_extract_normalised_and_keyed(tmp_path: Path, images: np.ndarray, ids: l
     assert again["status"] == "skipped"
 
 
+def test_a_batch_larger_than_the_dataset_is_the_dataset(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """The store allocates a chunk whole: batch_size x chunk_batches rows sized beyond the dataset
+    asked for terabytes (a MemoryError) where the dataset's 22 rows are all there is."""
+    spec = _spec()
+    loaded = _loaded(spec)
+    kw = {"loaded": loaded, "progress": False}
+    huge = FeatureStore(tmp_path / "huge.zarr")
+    info = extract_features(spec, images, ids, huge, "toy", batch_size=100_000_000, **kw)
+    assert info["status"] == "done" and info["computed"] == len(ids)
+    attrs = huge.attrs("toy", "rn18")
+    assert attrs["chunk_rows"] == attrs["batch_size"] == len(ids) and attrs["n_chunks"] == 1
+    whole = FeatureStore(tmp_path / "whole.zarr")
+    extract_features(spec, images, ids, whole, "toy", batch_size=len(ids), chunk_batches=1, **kw)
+    np.testing.assert_array_equal(huge.read("toy", "rn18")[1], whole.read("toy", "rn18")[1])
+
+
 def test_resume_after_crash_gives_identical_features(
     tmp_path: Path, images: np.ndarray, ids: list[str]
 ) -> None:
