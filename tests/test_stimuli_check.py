@@ -142,3 +142,58 @@ def test_no_test_split_under_split_test_is_named_with_the_fixes(tmp_path: Path) 
     (spec,) = parse_datasets([entry], {"split": "test"})
     with pytest.raises(DatasetError, match="has no test images .*options.splits"):
         stimulus_table(spec)  # what the run's stimulus stage does
+
+
+def _files_column(table: str, n: int) -> dict[str, str]:
+    """The files cell of each of the ``n`` dataset rows, by id (the last column: it may hold
+    spaces)."""
+    header, *rows = table.splitlines()
+    start = header.index("files")
+    return {row.split()[0]: row[start:] for row in rows[:n]}
+
+
+def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that is there but cannot be used was listed as absent, as if it were to download;
+    the cell says present, invalid and why in short, the note below gives the whole message."""
+    from faults.faultkit import unreadable
+
+    from repsim.cli import main
+    from repsim.stimuli.check import REASON_WIDTH
+
+    (tmp_path / "cut.npz").write_bytes(b"PK\x03\x04 cut short")
+    (tmp_path / "locked.npz").write_bytes(b"PK\x03\x04")
+    unreadable(monkeypatch, tmp_path / "locked.npz")  # mode 000, also for root
+    hierarchy = tmp_path / "hierarchy"
+    hierarchy.mkdir()
+    for name in ("class_hierarchy.txt", "node_names.txt"):
+        (hierarchy / name).write_text("")
+    (hierarchy / "dataset_class_info.json").write_text("{not json")
+    (tmp_path / "imagenet").mkdir()
+    entries = [
+        {"id": "cut", "loader": "embedded", "path": "cut.npz", "domain": "Structured"},
+        {"id": "gone", "loader": "embedded", "path": "gone.npz", "domain": "Structured"},
+        {"id": "locked", "loader": "embedded", "path": "locked.npz", "domain": "Structured"},
+        {
+            "id": "liv",
+            "loader": "breeds",
+            "root": "imagenet",
+            "domain": "Structured",
+            "options": {"task": "living17", "hierarchy": "hierarchy"},
+        },
+    ]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": entries}))
+    assert main(["datasets", "--config", str(cfg), "--check"]) == 1
+    out = capsys.readouterr().out
+    files = _files_column(out, len(entries))
+    assert files["cut"] == "present, invalid: cut.npz is not a readable .npz"
+    assert files["gone"] == "absent"
+    assert files["locked"] == "present, invalid: locked.npz is not a readable .npz"
+    # the reason without the task's context, the JSON error and the fix, cut to its width
+    reason = "BREEDS hierarchy file hierarchy/dataset_class_info.json canno..."
+    assert files["liv"] == f"present, invalid: {reason}" and len(reason) == REASON_WIDTH
+    assert f"cut: dataset 'cut': {tmp_path / 'cut.npz'} is not a readable .npz (" in out
+    assert f"{hierarchy / 'dataset_class_info.json'} cannot be read (JSONDecodeError" in out
+    assert "locked.npz is not a readable .npz ([Errno 13] Permission denied" in out

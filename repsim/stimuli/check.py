@@ -9,19 +9,24 @@ symlink), exactly the items a run would skip and record in ``run.json``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from repsim.config import load_config, parse_config, select_ids
 from repsim.errors import RepsimError
 from repsim.stimuli.open import open_dataset
-from repsim.stimuli.spec import parse_datasets
+from repsim.stimuli.spec import DatasetSpec, parse_datasets
 from repsim.stimuli.subset import missing_split, similarity_subset
 
 log = logging.getLogger(__name__)
 
 HEADER = ("id", "domain", "classes", "subset", "train", "test", "skipped", "files")
+#: characters of the reason in the files cell of a dataset whose files are present but invalid
+#: (the note below the table gives the whole message, with its fix)
+REASON_WIDTH = 64
+_PARENTHESES = re.compile(r" ?\([^()]*\)")
 
 
 def _format(rows: list[tuple[str, ...]], notes: list[str]) -> str:
@@ -30,16 +35,41 @@ def _format(rows: list[tuple[str, ...]], notes: list[str]) -> str:
     return "\n".join([*lines, *notes])
 
 
+def _files_cell(spec: DatasetSpec, exc: Exception) -> str:
+    """``absent``, or ``present, invalid: <reason>`` when every local file and folder the dataset
+    names exists, so that a damaged file is not sent to be downloaded again."""
+    paths = spec.data_paths()
+    if not paths or not all(Path(p).exists() for p in paths.values()):
+        return "absent"
+    return f"present, invalid: {_short_reason(str(exc), paths.values())}"
+
+
+def _short_reason(message: str, paths: Iterable[Path]) -> str:
+    """The cause in ``message`` for a table cell: its last ``context: `` clause before the fix
+    (after the first ``; ``), without details in parentheses or the folders above the data
+    paths, cut to REASON_WIDTH. The row names the dataset; the note below has the whole message."""
+    reason = message.split("; ")[0]
+    while (shorter := _PARENTHESES.sub("", reason)) != reason:
+        reason = shorter
+    reason = reason.rsplit(": ", 1)[-1]
+    for parent in sorted({str(Path(p).parent) for p in paths}, key=len, reverse=True):
+        if parent not in ("", ".", "/"):
+            reason = reason.replace(parent + "/", "")
+    return reason if len(reason) <= REASON_WIDTH else reason[: REASON_WIDTH - 3] + "..."
+
+
 def check_datasets(
     config: str | Path | Mapping[str, Any], *, decode: bool = False
 ) -> tuple[str, bool]:
     """A table of every dataset in a config (honouring ``select:``) and whether all can be read.
 
     Columns: id, domain, classes, images in the similarity subset, in the train and test splits,
-    unreadable items skipped, and whether the files are present. Below the table, each dataset
-    that cannot be read gets a line saying why and how to get its files, and (``decode``: every
-    image decoded) each skipped item a line with its id and the reason. ``ok`` is False when a
-    dataset cannot be read, has no train images or, with ``decode``, holds an unusable item.
+    unreadable items skipped, and the files: ``present``, ``absent``, or ``present, invalid:``
+    with the reason in short, so a damaged file is not taken for one to download. Below the
+    table, each dataset that cannot be read gets a line saying why and how to get or fix its
+    files, and (``decode``: every image decoded) each skipped item a line with its id and the
+    reason. ``ok`` is False when a dataset cannot be read, has no train images or, with
+    ``decode``, holds an unusable item.
     """
     raw = config if isinstance(config, Mapping) else load_config(config)
     cfg = parse_config(raw)
@@ -56,7 +86,8 @@ def check_datasets(
         except RepsimError as exc:
             ok = False
             classes = str(spec.n_classes) if spec.n_classes else "?"
-            rows.append((spec.id, spec.domain, classes, "-", "-", "-", "-", "absent"))
+            files = _files_cell(spec, exc)
+            rows.append((spec.id, spec.domain, classes, "-", "-", "-", "-", files))
             notes.append(f"{spec.id}: {exc}")
             continue
         subset = similarity_subset(st, spec.max_images, spec.per_class, spec.seed, spec.split)
