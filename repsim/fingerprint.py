@@ -17,11 +17,16 @@ import hashlib
 import os
 from pathlib import Path
 
-from repsim.runfolder import filesystem_errors
+from repsim.errors import DatasetError, ModelError, RepsimError
+from repsim.runfolder import describe_os_error
 
 
-def file_fingerprint(path: str | Path | None) -> str | None:
-    """SHA-256 (hex) of a file's content; None when there is no such file."""
+def file_fingerprint(path: str | Path | None, error: type[RepsimError] = RepsimError) -> str | None:
+    """SHA-256 (hex) of a file's content; None when there is no such file.
+
+    A file that exists but cannot be read raises ``error``, the class of the input it is (a
+    :class:`ModelError` for weights, a :class:`DatasetError` for data), with the read fix: the
+    culprit is that input, not the run folder."""
     if path is None:
         return None
     p = Path(path)
@@ -31,8 +36,15 @@ def file_fingerprint(path: str | Path | None) -> str | None:
         return None
     if not p.is_file():
         return None
-    with filesystem_errors(p, "read"):
+    try:
         return _hash_file(str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    except OSError as exc:
+        raise error(describe_os_error(exc, p, "read")) from exc
+
+
+def weights_fingerprint(path: str | Path | None) -> str | None:
+    """:func:`file_fingerprint` of a model's weights file; unreadable, a :class:`ModelError`."""
+    return file_fingerprint(path, ModelError)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -77,16 +89,16 @@ def data_fingerprint(spec: object) -> str | None:
     """Fingerprint of the data a dataset spec reads (``spec.data_paths()``: its ``path``, a
     user-provided ``root`` such as ImageNet for BREEDS, option files such as a class map): each
     file's content, each folder's listing. None when the spec names no local data (a URL, or a
-    torchvision ``root``, which the library writes and checks itself)."""
+    torchvision ``root``, which the library writes and checks itself). A file that cannot be read
+    is a :class:`DatasetError` naming it."""
     paths = spec.data_paths() if hasattr(spec, "data_paths") else {}
     if not paths:
         return None
     h = hashlib.sha256()
     for role, path in sorted(paths.items()):
         p = Path(path)
-        h.update(
-            f"{role}\0{file_fingerprint(p) if p.is_file() else folder_fingerprint(p)}\n".encode()
-        )
+        content = file_fingerprint(p, DatasetError) if p.is_file() else folder_fingerprint(p)
+        h.update(f"{role}\0{content}\n".encode())
     return h.hexdigest()
 
 

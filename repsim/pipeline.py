@@ -29,7 +29,7 @@ from repsim import __version__, stages
 from repsim.cache import stage_key
 from repsim.device import resolve_device
 from repsim.errors import DatasetError, RepsimError
-from repsim.fingerprint import code_fingerprint, file_fingerprint
+from repsim.fingerprint import code_fingerprint, weights_fingerprint
 from repsim.plan import RunPlan, load_plan
 from repsim.progress import TaskProgress
 from repsim.results import (
@@ -678,7 +678,7 @@ def _weights_record(plan: RunPlan) -> dict[str, dict[str, str | None]]:
         if path is None or not Path(path).is_file():
             continue
         p = Path(path).resolve()
-        record[m.id] = {"path": str(p), "sha256": file_fingerprint(p)}
+        record[m.id] = {"path": str(p), "sha256": weights_fingerprint(p)}
     return record
 
 

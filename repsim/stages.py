@@ -27,7 +27,12 @@ import pandas as pd
 import xarray as xr
 
 from repsim.cache import StageCache, stage_key
-from repsim.fingerprint import code_fingerprint, data_fingerprint, file_fingerprint
+from repsim.fingerprint import (
+    code_fingerprint,
+    data_fingerprint,
+    file_fingerprint,
+    weights_fingerprint,
+)
 from repsim.plan import RunPlan
 from repsim.runfolder import RunFolder
 from repsim.runinfo import package_versions
@@ -121,7 +126,7 @@ def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = N
     return stage_key(
         "features",
         model,
-        file_fingerprint(getattr(model, "weights", None)),
+        weights_fingerprint(getattr(model, "weights", None)),
         stimuli_key(plan, ds),
         stimuli_sha,
         plan.probes_enabled,

@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 import pytest
-from faults.faultkit import MODELS, REPO
+from faults.faultkit import MODELS, REPO, unreadable
 
 from repsim.fingerprint import data_fingerprint, file_fingerprint, folder_fingerprint
 
@@ -124,11 +124,11 @@ def test_the_data_is_fingerprinted_once_per_plan_not_once_per_model(tmp_path, mo
     )
 
 
-def _config(path, data_dir):
+def _config(path, data_dir, models=MODELS):
     path.write_text(
         "name: data-change\n"
         f"include: [{REPO / 'data' / 'minizoo' / 'models.yaml'}]\n"
-        f"select: {{models: [{', '.join(MODELS)}]}}\n"
+        f"select: {{models: [{', '.join(models)}]}}\n"
         "measures: [cka_linear]\n"
         "stimuli: {max_images: 60, seed: 42}\n"
         "probe: {enabled: false}\n"
@@ -140,6 +140,62 @@ def _config(path, data_dir):
         "domain: Structured, n_classes: 5}\n"
     )
     return path
+
+
+READ_FIX = r"permission denied while trying to read {}: make it readable \(chmod u\+r\)"
+
+
+def test_an_unreadable_weights_file_is_the_models_error_not_the_run_folders(tmp_path, monkeypatch):
+    """Fingerprinting reads each weights file whole: one at mode 000 was a RunFolderError, which
+    blames the run folder and is recorded as its failure; the culprit is the model."""
+    import dataclasses
+    import re
+
+    from repsim import stages
+    from repsim.errors import ModelError
+    from repsim.plan import load_plan
+    from repsim.runfolder import RunFolderError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("faces.npz", "textures.npz"):
+        (data / name).write_bytes(name.encode())  # fingerprinted, never opened here
+    plan = load_plan(_config(tmp_path / "c.yaml", data), check_models=False)
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(plan.models[0].weights, weights)  # a new file: not in the per-process hash cache
+    model = dataclasses.replace(plan.models[0], weights=weights)
+    unreadable(monkeypatch, weights)
+    with pytest.raises(ModelError, match=READ_FIX.format(re.escape(str(weights)))) as err:
+        stages.features_key(plan, model, plan.datasets[0])
+    assert not isinstance(err.value, RunFolderError)
+
+
+def test_an_unreadable_dataset_file_is_the_datasets_error_in_the_cli_and_run_json(
+    tmp_path, monkeypatch, capsys
+):
+    """The run fingerprints its data before any task: a dataset file at mode 000 stopped it with a
+    RunFolderError, and run.json said so; it is a DatasetError, named without a traceback."""
+    import json
+    import re
+
+    from repsim.cli import main
+    from repsim.errors import DatasetError
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("faces.npz", "textures.npz"):
+        (data / name).write_bytes(name.encode())
+    unreadable(monkeypatch, data / "faces.npz")
+    with pytest.raises(DatasetError, match=READ_FIX.format(re.escape(str(data / "faces.npz")))):
+        data_fingerprint(_dataset(loader="embedded", path=str(data / "faces.npz")))
+    config = _config(tmp_path / "c.yaml", data, models=MODELS[:1])
+    assert main(["run", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"repsim: error: permission denied while trying to read {data / 'faces.npz'}" in err
+    assert "Traceback" not in err
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "failed"
+    assert info["error"].startswith("DatasetError: permission denied while trying to read")
 
 
 @pytest.mark.slow
