@@ -57,8 +57,11 @@ def _key(name: str) -> str:
 
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:  # a full disk leaves no half-written temporary file
+        tmp.unlink(missing_ok=True)
 
 
 def _ensure_group(path: Path) -> None:
@@ -523,11 +526,37 @@ class FeatureStore:
         if existing is not None:
             return existing
         _ensure_group(final.parent)
-        n = len(ids)
-        n_chunks = max(1, -(-n // chunk_rows))
         # built beside its final place (same folder, hidden name) and renamed: no temp folder is
         # left behind, and readers skip hidden names
         tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            self._build(tmp, dataset, model, ids, dim, chunk_rows, attrs, keep_raw)
+        except BaseException:  # a full disk half-way: the temporary group would hold its space
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            # another writer created the same group first: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (final / "zarr.json").exists():
+                raise
+        return FeatureWriter(zarr.open_group(str(final), mode="r+"))
+
+    @staticmethod
+    def _build(
+        tmp: Path,
+        dataset: str,
+        model: str,
+        ids: list[str],
+        dim: int,
+        chunk_rows: int,
+        attrs: Mapping[str, Any] | None,
+        keep_raw: bool,
+    ) -> None:
+        """Create a complete empty group at ``tmp``: attributes, arrays, ids, digests, done flags."""
+        n = len(ids)
+        n_chunks = max(1, -(-n // chunk_rows))
         group = zarr.open_group(str(tmp), mode="w")
         meta = {
             **dict(attrs or {}),
@@ -570,14 +599,6 @@ class FeatureStore:
             fill_value=0,
             compressors=_COMPRESSOR,
         )
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            # another writer created the same group first: use theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (final / "zarr.json").exists():
-                raise
-        return FeatureWriter(zarr.open_group(str(final), mode="r+"))
 
     def delete(self, dataset: str, model: str) -> None:
         shutil.rmtree(self._dir(dataset, model), ignore_errors=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 from repsim.errors import StoreError
 from repsim.store import FeatureStore, decode_ids, encode_ids, write_netcdf_atomic
@@ -321,3 +322,24 @@ def test_groups_written_before_chunk_checksums_still_read(tmp_path: Path) -> Non
         store.read("ds", "m", raw=True)
     with pytest.raises(StoreError, match="does not match its seal"):
         store.checksum("ds", "m")
+
+
+def test_a_group_that_cannot_be_built_leaves_no_temporary_folder(tmp_path: Path, monkeypatch):
+    """A full disk half-way through creating a group: its hidden temporary folder would hold space."""
+    import errno
+
+    calls = []
+    real = zarr.Group.create_array
+
+    def full(self, name, **kwargs):
+        calls.append(name)
+        if name == "ids":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, name, **kwargs)
+
+    monkeypatch.setattr(zarr.Group, "create_array", full)
+    store = FeatureStore(tmp_path / "f.zarr")
+    with pytest.raises(OSError, match="No space left"):
+        store.create("ds", "m", ["a", "b"], 3, chunk_rows=2)
+    assert calls == ["features", "ids"]
+    assert [p.name for p in (tmp_path / "f.zarr" / "ds").iterdir()] == ["zarr.json"]
