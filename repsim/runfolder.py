@@ -168,15 +168,51 @@ def _closed_folder(path: Path) -> Path | None:
     )
 
 
+#: errnos of a write that failed for lack of space, and how HDF5 words each in the message of
+#: the exception it raises (h5py gives the errno only in the text)
+_NO_SPACE = {
+    errno.ENOSPC: (f"errno = {errno.ENOSPC},", "no space left on device"),
+    errno.EDQUOT: (f"errno = {errno.EDQUOT},", "disk quota exceeded"),
+}
+
+
+def full_disk(exc: BaseException) -> OSError | None:
+    """The OSError (ENOSPC or EDQUOT) behind ``exc`` when it failed for lack of space, else None.
+
+    Writers word a full disk differently: Python and zarr raise OSError(ENOSPC), but h5py (under
+    xarray's h5netcdf and netCDF4 engines) raises a RuntimeError, or an OSError without errno,
+    whose text alone says "errno = 28, error message = 'No space left on device'". The exceptions
+    ``exc`` was raised from or while handling are searched too.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return exc
+        text = str(exc).lower()
+        for code, words in _NO_SPACE.items():
+            if any(w in text for w in words):
+                return OSError(code, os.strerror(code))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 @contextlib.contextmanager
 def filesystem_errors(path: str | Path, action: str = "write") -> Iterator[None]:
-    """Turn an OSError raised inside the block into a RunFolderError naming ``path`` and the fix."""
+    """Turn an OSError raised inside the block, or any error that says the disk is full
+    (:func:`full_disk`), into a RunFolderError naming ``path`` and the fix."""
     try:
         yield
     except RunFolderError:
         raise
     except OSError as exc:
-        raise RunFolderError(describe_os_error(exc, path, action)) from exc
+        described = exc if exc.errno is not None else full_disk(exc) or exc
+        raise RunFolderError(describe_os_error(described, path, action)) from exc
+    except Exception as exc:
+        full = full_disk(exc)
+        if full is None:
+            raise
+        raise RunFolderError(describe_os_error(full, path, action)) from exc
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> str:
@@ -199,18 +235,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> str:
 
 
 def atomic_write_netcdf(ds: Any, path: str | Path, **kwargs: Any) -> str:
-    """Write an xarray Dataset to ``path`` via a temporary file and a rename; returns its SHA-256."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with filesystem_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            ds.to_netcdf(tmp, **kwargs)
-            digest = sha256_file(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return digest
+    """Write an xarray Dataset to ``path`` via a temporary file and a rename; returns its SHA-256.
+
+    The file is built in memory and written by :func:`atomic_write_bytes`, so the HDF5 library
+    never writes to the disk itself: on a full disk its close fails, and the half-closed file it
+    leaves crashed the interpreter at exit (a segfault after the error was reported). Result files
+    are small (kilobytes to megabytes: measures x models x models per dataset).
+
+    xarray is told no dask scheduler runs: on a dask worker it would take a lock shared by the
+    cluster, named by the target, and a buffer cannot name one ("Semaphore or Lock not known");
+    a file in this process's memory needs no such lock.
+    """
+    import dask
+
+    with filesystem_errors(path), dask.config.set(scheduler="synchronous"):
+        data = ds.to_netcdf(**kwargs)
+    return atomic_write_bytes(path, bytes(data))
 
 
 # ----------------------------------------------------------------------------------- result files

@@ -5,7 +5,8 @@ A failed task (a model whose weights are corrupt, a dataset that cannot be decod
 exception type and message. Tasks that depend on it are skipped and point at that root failure,
 every other task still runs and caches its result, and the run reports all of them at the end.
 Unexpected errors are retried first; RepsimErrors and filesystem errors such as a full disk are
-not (they would fail the same way again).
+not (they would fail the same way again), whatever type the writer raised a full disk as
+(:func:`repsim.runfolder.full_disk`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from repsim.errors import RepsimError
-from repsim.runfolder import describe_os_error
+from repsim.runfolder import describe_os_error, full_disk
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,13 @@ _PERMANENT_ERRNOS = {
     errno.EISDIR,
     errno.EEXIST,
 }
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The OSError ``exc`` is or stands for (h5py words a full disk as a RuntimeError), else None."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc
+    return full_disk(exc) or (exc if isinstance(exc, OSError) else None)
 
 
 @dataclass(frozen=True)
@@ -116,13 +124,14 @@ class Guarded:
             except RepsimError as exc:
                 log.error("%s failed: %s", self.name, exc)
                 return self._failure(exc)
-            except OSError as exc:
-                if exc.errno in _PERMANENT_ERRNOS or attempt >= self.retries:
-                    message = describe_os_error(exc, action="access")
+            except Exception as exc:  # noqa: BLE001 - any failure of one task must not end the run
+                os_error = _os_error(exc)
+                if os_error is not None and (
+                    os_error.errno in _PERMANENT_ERRNOS or attempt >= self.retries
+                ):
+                    message = describe_os_error(os_error, action="access")
                     log.error("%s failed: %s", self.name, message)
                     return self._failure(exc, message)
-                log.warning("%s failed (%s: %s); retrying", self.name, type(exc).__name__, exc)
-            except Exception as exc:  # noqa: BLE001 - any failure of one task must not end the run
                 if attempt < self.retries:
                     log.warning("%s failed (%s: %s); retrying", self.name, type(exc).__name__, exc)
                     continue

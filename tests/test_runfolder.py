@@ -171,3 +171,63 @@ def test_a_tasks_permission_error_does_not_blame_the_run_folder_alone():
     message = describe_os_error(exc, action="access")
     assert "/data/photos/cat" in message and "read for datasets" in message
     assert "make it writable" not in message
+
+
+#: what h5py raises when the disk fills while HDF5 writes a netCDF file: a RuntimeError with the
+#: errno only in its text (raised by the file's close, through xarray's h5netcdf engine)
+HDF5_FULL_DISK = (
+    "Disable slist on flush dest failure failed (file write failed: time = Fri Dec  4 07:48:45 "
+    "2026\n, filename = '/run/.similarity.nc.19e08a9e.tmp', file descriptor = 3, errno = 28, error "
+    "message = 'No space left on device', buf = 0x5604cf764fb0, total write size = 4096, bytes "
+    "this sub-write = 4096, offset = 2048)"
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError(HDF5_FULL_DISK),
+        OSError(
+            HDF5_FULL_DISK.replace("errno = 28", "errno = 122").replace(
+                "No space left on device", "Disk quota exceeded"
+            )
+        ),
+        OSError(errno.ENOSPC, "Can't synchronously write data"),
+    ],
+    ids=["RuntimeError", "OSError-without-errno", "OSError"],
+)
+def test_a_full_disk_under_the_netcdf_writer_is_named(tmp_path: Path, monkeypatch, error):
+    """Whatever type the writer raises a full disk as, the result is the run folder's named error."""
+
+    def full(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    folder = RunFolder(tmp_path / "run").create()
+    want = rf"no space left on the device while trying to write {folder.similarity}: free space"
+    with pytest.raises(RunFolderError, match=want):
+        folder.write_netcdf(xr.Dataset({"a": ("x", [1.0])}), folder.similarity)
+    path = folder.similarity
+    assert list(path.parent.iterdir()) == []  # no temporary file left
+
+
+def test_a_netcdf_file_reaches_the_disk_only_through_a_python_write(tmp_path: Path, monkeypatch):
+    """HDF5 that fills the disk itself leaves a half-closed file that segfaulted the interpreter at
+    exit; built in memory, the file is written by Python, whose full disk is a plain ENOSPC."""
+    import builtins
+
+    real_open = builtins.open
+
+    def full_open(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        if "x" in mode and str(file).endswith(".tmp"):
+            handle.write = lambda data: (_ for _ in ()).throw(
+                OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            )
+        return handle
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    path = tmp_path / "similarity.nc"
+    with pytest.raises(RunFolderError, match="no space left.*similarity.nc"):
+        RunFolder(tmp_path).write_netcdf(xr.Dataset({"a": ("x", [1.0, 2.0])}), path)
+    assert list(tmp_path.iterdir()) == []

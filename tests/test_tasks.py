@@ -67,3 +67,21 @@ def test_a_failure_seen_only_through_the_tasks_it_skipped_is_reported():
     assert similarity.cause == "extract-faces"
     assert "root" not in features.to_dict()  # run.json lists the root once, as its own entry
     assert failures([features, similarity, extract]).count(extract) == 1
+
+
+def test_a_full_disk_worded_as_a_runtime_error_is_not_retried():
+    """h5py raises a full disk as a RuntimeError whose text alone holds errno 28."""
+    from test_runfolder import HDF5_FULL_DISK
+
+    calls = []
+
+    def full_disk():
+        calls.append(1)
+        raise RuntimeError(HDF5_FULL_DISK)
+
+    failed = Guarded(full_disk, "similarity-faces", dataset="faces")()
+    assert len(calls) == 1
+    assert failed.exc_type == "RuntimeError"
+    assert (
+        failed.message.startswith("no space left on the device") and "free space" in failed.message
+    )

@@ -228,17 +228,52 @@ def test_unwritable_out_folder(small_config, tmp_path, monkeypatch):
         target.chmod(0o755)
 
 
-def test_full_disk_while_writing_results(run_copy, small_config, monkeypatch):
+#: h5py's words for a full disk (a RuntimeError; the errno only in the text)
+HDF5_FULL_DISK = (
+    "Disable slist on flush dest failure failed (file write failed: ..., errno = 28, error "
+    "message = 'No space left on device', buf = 0x5604cf764fb0, total write size = 4096)"
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OSError(errno.ENOSPC, "No space left on device"), RuntimeError(HDF5_FULL_DISK)],
+    ids=["OSError", "RuntimeError"],
+)
+def test_full_disk_while_writing_results(run_copy, small_config, monkeypatch, error):
     import xarray as xr
 
     RunFolder(run_copy).manifest_path.unlink()  # the result files must be written again
 
     def full(self, *args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise error
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
     with pytest.raises(RunFolderError, match="no space left.*similarity.nc.*free space"):
         run(small_config, run_copy, device="cpu")
+    info = _info(run_copy)
+    assert info["status"] == "failed" and "no space left" in info["error"]
+
+
+def test_full_disk_worded_by_hdf5_in_a_task_is_reported_once(run_copy, small_config, monkeypatch):
+    """The similarity part of one dataset meets a full disk: one try, named in the final message
+    and in run.json (it was a RuntimeError retried once and reported in h5py's words)."""
+    import xarray as xr
+
+    RunFolder(run_copy).similarity_part("faces").unlink()  # the one netCDF file this run writes
+    calls = []
+
+    def full(self, *args, **kwargs):
+        calls.append(1)
+        raise RuntimeError(HDF5_FULL_DISK)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full)
+    with pytest.raises(RunFailedError, match="similarity-faces.*no space left.*free space") as err:
+        run(small_config, run_copy, device="cpu")
+    assert len(calls) == 1 and "Disable slist" not in str(err.value)
+    failed = _info(run_copy)["failed_tasks"]
+    assert [f["task"] for f in failed] == ["similarity-faces"]
+    assert failed[0]["message"].startswith("no space left on the device")
 
 
 def test_full_disk_in_a_task_is_reported_once_not_retried(run_copy, small_config, monkeypatch):
