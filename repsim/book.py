@@ -244,11 +244,13 @@ def execute_chapters(
     The chapters only read the run folder and write their own executed copy, so they can run side
     by side (default :data:`BOOK_WORKERS`, at most one per core; each kernel then gets an equal
     share of the cores as math threads)."""
-    from repsim.runfolder import RunFolder
+    from repsim.runfolder import RunFolder, filesystem_errors
 
     run_dir = Path(run_dir).resolve()
     folder = RunFolder(run_dir)
-    if not folder.similarity.exists():
+    with filesystem_errors(folder.similarity, "read"):  # a path too long for the filesystem
+        present = folder.similarity.exists()
+    if not present:
         raise StoreError(
             f"{run_dir} has no {folder.similarity.name}: run `repsim run CONFIG --out {run_dir}` "
             "first, or pass --run with an existing run folder"

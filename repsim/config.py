@@ -459,7 +459,12 @@ def _not_a_file(path: Path) -> str | None:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read one YAML mapping, raising ConfigError with the file name on any problem."""
     path = Path(path)
-    problem = _not_a_file(path)
+    try:
+        problem = _not_a_file(path)
+    except OSError as exc:  # a name or path too long for the filesystem
+        from repsim.runfolder import describe_os_error
+
+        raise ConfigError(f"config file: {describe_os_error(exc, path, 'read')}") from exc
     if problem is not None:
         raise ConfigError(f"config file {problem}; pass the path to a YAML config file")
     try:

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from errno import ENAMETOOLONG
 from pathlib import Path
 from typing import Any
 
@@ -261,17 +262,38 @@ def _check_models(plan: RunPlan) -> None:
 
 
 def _check_files(plan: RunPlan) -> None:
-    missing = [
-        f"model {m.id}: weights file {m.weights}"
+    """Weights files exist; no weights or dataset path is too long for the filesystem."""
+    unusable = [
+        f"model {m.id}: weights file{why}"
         for m in plan.models
-        if getattr(m, "weights", None) is not None and not Path(m.weights).is_file()
+        if (why := _unusable_path(getattr(m, "weights", None), missing=True))
     ]
-    if missing:
+    unusable += [
+        f"dataset {ds.id}: {role}{why}"
+        for ds in plan.datasets
+        for role, path in ds.data_paths().items()
+        if (why := _unusable_path(path, missing=False))
+    ]
+    if unusable:
         raise ConfigError(
-            "files named in the config are missing:\n  "
-            + "\n  ".join(missing)
+            "files named in the config are missing or unusable:\n  "
+            + "\n  ".join(unusable)
             + "\nFix the paths in the config, or recreate the files (mini-zoo: `repsim minizoo train`)."
         )
+
+
+def _unusable_path(path: str | Path | None, *, missing: bool) -> str | None:
+    """`` PATH`` when ``missing`` and there is no such file, ``: why`` when a name in it or the
+    whole path is too long for the filesystem, else None (a loader names other problems)."""
+    from repsim.runfolder import describe_os_error
+
+    if path is None:
+        return None
+    try:
+        is_file = Path(path).is_file()
+    except OSError as exc:
+        return f": {describe_os_error(exc, path, 'read')}" if exc.errno == ENAMETOOLONG else None
+    return f" {path}" if missing and not is_file else None
 
 
 def model_metadata(spec: Any) -> dict[str, Any]:

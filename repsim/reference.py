@@ -127,7 +127,7 @@ def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
         path = Path(run)
         # a file inside a run folder, even one whose manifest and run.json are missing (a run
         # killed before it wrote them), is read through the folder's checks
-        in_run = RunFolder(path.parent).is_run_folder()
+        in_run = path.suffix == ".nc" and RunFolder(path.parent).is_run_folder()
         if path.suffix != ".nc" or in_run:
             # a run folder (or a file of one): read through its checks, never around them
             folder = RunFolder(path.parent if path.suffix == ".nc" else path)

@@ -127,6 +127,11 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
             f"{folder} is a folder where a file is needed{_to(action, where, folder)}: remove "
             "that folder, then rerun"
         )
+    if code == errno.ENAMETOOLONG:
+        fix = "shorten it (rename it, or move or link it to a shorter path)"
+        if action not in ("read", "access"):
+            fix += ", or choose a shorter --out"
+        return f"cannot {action} {_shown(where)}: {_too_long(Path(where))}; {fix}"
     if code in (errno.EEXIST, errno.ENOTDIR):
         blocker = next(filter(None, map(_file_in_the_way, paths)), Path(where))
         return (
@@ -135,6 +140,40 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
         )
     return (
         f"cannot {action} {where} ({exc.strerror or exc}); check the path and the disk, then rerun"
+    )
+
+
+def _shown(path: str | Path, keep: int = 60, size: bool = True) -> str:
+    """``path`` for a message: whole when short, else its two ends (and its length in bytes)."""
+    text = str(path)
+    if len(text) <= 3 * keep:
+        return text
+    return f"{text[:keep]}...{text[-keep:]}" + (
+        f" ({len(os.fsencode(text))} bytes)" if size else ""
+    )
+
+
+def _name_limits(path: Path) -> tuple[int, int]:
+    """The longest name and path (bytes) on the filesystem of ``path``'s nearest existing folder."""
+    folder = next((p for p in (path, *path.parents) if _is_dir(p)), Path("/"))
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX"), os.pathconf(folder, "PC_PATH_MAX")
+    except (OSError, ValueError):  # not reported by this filesystem: the usual Linux limits
+        return 255, 4096
+
+
+def _too_long(path: Path) -> str:
+    """Which part of ``path`` is too long (ENAMETOOLONG): one of its names, or the whole path."""
+    name_max, path_max = _name_limits(path)
+    long = [part for part in path.parts if len(os.fsencode(part)) > name_max]
+    if long:
+        return (
+            f"the name '{_shown(long[0], 20, size=False)}' is {len(os.fsencode(long[0]))} bytes long, over the "
+            f"{name_max} bytes a file or folder name may have there"
+        )
+    return (
+        f"the path is {len(os.fsencode(str(path)))} bytes long, over the {path_max} bytes the "
+        "system allows"
     )
 
 
@@ -358,6 +397,10 @@ class RunFolder:
 
         Run before the config is checked, so a wrong --out costs a second, not a model check.
         """
+        with filesystem_errors(self.path, "create"):  # a name too long for the filesystem
+            self._preflight()
+
+    def _preflight(self) -> None:
         existing = self.path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
@@ -384,7 +427,8 @@ class RunFolder:
         run.json. Not ``stimuli/`` or ``similarity.nc``: a user's own folder may hold an image
         folder named stimuli or an exported similarity file, and a run cleans up by name."""
         marks = (LOCK, STAGES, FEATURES, MANIFEST, INFO)
-        return any((self.path / name).exists() for name in marks)
+        with filesystem_errors(self.path, "read"):  # a path too long for the filesystem
+            return any((self.path / name).exists() for name in marks)
 
     def create(self) -> RunFolder:
         """Create the folder (and parents); RunFolderError naming the path and fix when it cannot."""

@@ -32,6 +32,7 @@ _PERMANENT_ERRNOS = {
     errno.ENOTDIR,
     errno.EISDIR,
     errno.EEXIST,
+    errno.ENAMETOOLONG,
 }
 
 

@@ -51,3 +51,14 @@ def test_minizoo_evaluate_without_a_trained_zoo_names_the_fix(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "manifest.csv is missing or empty; train the zoo first" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("form", ["name", "path"])
+def test_paths_too_long_exit_2_with_the_fix_not_a_traceback(tmp_path, capsys, form):
+    long = tmp_path / ("x" * 300) if form == "name" else tmp_path.joinpath(*["y" * 200] * 25)
+    assert cli.main(["run", "some.yaml", "--out", str(long / "run")]) == 2
+    assert cli.main(["run", str(long / "c.yaml"), "--out", str(tmp_path / "run")]) == 2
+    assert cli.main(["compare", str(long)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("shorten it") == 3 and err.count("shorter --out") == 1
+    assert "Traceback" not in err and "OSError" not in err

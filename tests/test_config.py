@@ -310,3 +310,42 @@ def test_a_key_given_twice_is_refused(tmp_path):
         "base: &b {seed: 1}\nstimuli: {<<: *b, max_images: 5}\n"
     )  # merge keys still work
     assert read_yaml(path)["stimuli"] == {"seed": 1, "max_images": 5}
+
+
+def test_a_config_path_too_long_is_named_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file: cannot read .*the name .* shorten it"):
+        load_config(tmp_path / ("x" * 300 + ".yaml"))
+    deep = tmp_path.joinpath(*["y" * 200] * 25, "c.yaml")
+    with pytest.raises(ConfigError, match=r"config file: cannot read .*the path is \d+ bytes long"):
+        load_config(deep)
+
+
+@pytest.mark.parametrize("form", ["name", "path"])
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        (
+            "models:\n  - {id: far, loader: minizoo, identifier: cnn, weights: PATH}\n"
+            "select: {models: [far]}\n",
+            "model far: weights file: cannot read",
+        ),
+        (
+            "datasets:\n  - {id: far, loader: embedded, path: PATH, domain: Structured}\n"
+            "select: {datasets: [far]}\n",
+            "dataset far: path: cannot read",
+        ),
+    ],
+    ids=["weights", "dataset"],
+)
+def test_weights_and_dataset_paths_too_long_are_named_before_any_work(
+    tmp_path: Path, form: str, entry: str, named: str
+) -> None:
+    """A too-long path was a raw OSError (weights) or blamed on the run folder (a dataset)."""
+    long = (
+        tmp_path / ("x" * 300 + ".bin")
+        if form == "name"
+        else tmp_path.joinpath(*["y" * 200] * 25, "f.bin")
+    )
+    with pytest.raises(ConfigError, match=rf"{named} .*(the name|the path) .* shorten it") as err:
+        _plan(tmp_path, entry.replace("PATH", str(long)))
+    assert "run folder" not in str(err.value)

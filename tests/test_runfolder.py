@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -230,4 +231,38 @@ def test_a_netcdf_file_reaches_the_disk_only_through_a_python_write(tmp_path: Pa
     path = tmp_path / "similarity.nc"
     with pytest.raises(RunFolderError, match="no space left.*similarity.nc"):
         RunFolder(tmp_path).write_netcdf(xr.Dataset({"a": ("x", [1.0, 2.0])}), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _too_long(tmp_path: Path, form: str, leaf: str = "run") -> Path:
+    """A path with one name over 255 bytes, or one over PATH_MAX (4096) made of short names."""
+    if form == "name":
+        return tmp_path / ("x" * 300) / leaf
+    return tmp_path.joinpath(*["y" * 200] * 25, leaf)
+
+
+@pytest.mark.parametrize(
+    ("form", "words"),
+    [
+        ("name", r"the name 'x{20}\.\.\.x{20}' is 300 bytes long, over the \d+ bytes a file or"),
+        ("path", r"the path is \d+ bytes long, over the \d+ bytes the system allows"),
+    ],
+)
+def test_a_path_too_long_names_the_long_part_and_the_fix(tmp_path: Path, form, words):
+    path = _too_long(tmp_path, form)
+    message = describe_os_error(OSError(errno.ENAMETOOLONG, "File name too long"), path)
+    assert re.search(words, message), message
+    assert message.endswith(
+        "shorten it (rename it, or move or link it to a shorter path), or choose a shorter --out"
+    )
+    assert str(path)[:60] in message and str(path)[-60:] in message and len(message) < 500
+    read = describe_os_error(OSError(errno.ENAMETOOLONG, "File name too long"), path, "read")
+    assert "--out" not in read
+
+
+@pytest.mark.parametrize("form", ["name", "path"])
+def test_an_out_folder_too_long_is_refused_before_anything(tmp_path: Path, form):
+    path = _too_long(tmp_path, form)
+    with pytest.raises(RunFolderError, match="cannot create .*: the (name|path) .* shorter --out"):
+        RunFolder(path).preflight()
     assert list(tmp_path.iterdir()) == []

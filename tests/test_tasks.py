@@ -85,3 +85,17 @@ def test_a_full_disk_worded_as_a_runtime_error_is_not_retried():
     assert (
         failed.message.startswith("no space left on the device") and "free space" in failed.message
     )
+
+
+def test_a_name_too_long_is_not_retried():
+    """A feature group or part named after a long model id: a retry would fail the same way."""
+    import errno
+
+    calls = []
+
+    def too_long():
+        calls.append(1)
+        raise OSError(errno.ENAMETOOLONG, "File name too long", "/run/.stages/" + "m" * 300)
+
+    failed = Guarded(too_long, "probe-faces-m", model="m", dataset="faces")()
+    assert len(calls) == 1 and "over the" in failed.message and "shorten it" in failed.message
