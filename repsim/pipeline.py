@@ -30,7 +30,7 @@ from repsim.cache import stage_key
 from repsim.device import resolve_device
 from repsim.errors import DatasetError, RepsimError
 from repsim.fingerprint import code_fingerprint, weights_fingerprint
-from repsim.plan import RunPlan, load_plan
+from repsim.plan import UNKNOWN_DIM_BOUND, RunPlan, load_plan
 from repsim.progress import TaskProgress
 from repsim.results import (
     CONTROLLED_TESTS_OPTIONS,
@@ -230,6 +230,7 @@ def _run_locked(
             }
         )
         graph = _analysis_graph(plan, run_dir, device, stim_info, probes_in_graph=not probe_pool)
+        _check_free_space(plan, folder, stim_info, graph["pending"])
         t0 = time.perf_counter()
         with TaskProgress(f"run {plan.name}"):
             (decoded, feats, sims, probes) = dask.compute(
@@ -316,6 +317,35 @@ def _run_locked(
     return result
 
 
+def _check_free_space(
+    plan: RunPlan, folder: RunFolder, stim_info: tuple, pending: dict[str, list[Any]]
+) -> None:
+    """NoSpaceError before any image is decoded when the features still to extract (``pending``:
+    the models per dataset whose features are not cached) will not fit on the run folder's disk.
+
+    Only the feature store is counted: stimulus tables, similarity parts and result files are
+    kilobytes to megabytes. A group left half-written by an interrupted run is counted whole.
+    """
+    n_rows = "n_total" if plan.probes_enabled else "n_similarity"
+    rows = {
+        d.id: int(i[n_rows])
+        for d, i in zip(plan.datasets, stim_info)
+        if isinstance(i, dict) and n_rows in i
+    }
+    needed = plan.feature_bytes(rows, pending)
+    if not needed:
+        return
+    n_groups = sum(map(len, pending.values()))
+    guessed = sorted({m.id for ms in pending.values() for m in ms if not plan.feature_dim(m)[1]})
+    what = f"the features of {n_groups} model-dataset pair(s)"
+    if guessed:
+        what += (
+            f" (feature width of {', '.join(guessed[:3])}{', ...' if len(guessed) > 3 else ''} "
+            f"unknown: {UNKNOWN_DIM_BOUND} assumed)"
+        )
+    folder.check_free_space(needed, what, estimate=bool(guessed))
+
+
 def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -> None:
     """DatasetError naming every dataset whose stimulus table could not be made, and, with probes
     on, every dataset without both a train and a test split to fit and score a probe on."""
@@ -399,6 +429,7 @@ def _analysis_graph(
     Without ``probes_in_graph`` the probe tasks are left out of the graph and described in
     ``graph["probe_specs"]`` (key -> model, dataset, stimulus hash) for :func:`_run_probe_pool`."""
     graph: dict[str, dict] = {
+        "pending": {},
         "decode": {},
         "features": {},
         "similarity": {},
@@ -415,6 +446,7 @@ def _analysis_graph(
             if not ok:
                 pending[m.id] = (m, why)
         feature_tasks = {}
+        graph["pending"][ds.id] = [m for m, _ in pending.values()]
         if pending:
             ids = stages.extraction_ids(plan, stages.read_stimuli(run_dir, ds))
             images = _task(stages.decode_task, f"decode-{ds.id}", dataset=ds.id)(

@@ -31,6 +31,11 @@ from repsim.names import MODEL_FIELDS, NUMERIC_MODEL_FIELDS
 
 log = logging.getLogger(__name__)
 
+#: The feature width assumed for a model whose width is not known before it runs (no
+#: ``metadata.embed_dim`` and no meta-device check): wider than the pooled embedding of every
+#: model in the study's zoo (2048 at most), so the free-space estimate errs on the large side.
+UNKNOWN_DIM_BOUND = 4096
+
 DEFAULT_MEASURES = (
     "cka_linear",
     "cka_rbf_0.2",
@@ -67,6 +72,8 @@ class RunPlan:
     data_fingerprints: dict[str, str | None] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: each model's feature width as the meta-device check found it (filled by load_plan)
+    feature_dims: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def probes_enabled(self) -> bool:
@@ -74,6 +81,26 @@ class RunPlan:
 
     def model(self, model_id: str) -> Any:
         return next(m for m in self.models if m.id == model_id)
+
+    def feature_dim(self, model: Any) -> tuple[int, bool]:
+        """A model's feature width and whether it is known (else :data:`UNKNOWN_DIM_BOUND`)."""
+        dim = self.feature_dims.get(model.id) or getattr(model, "embed_dim", None)
+        return (int(dim), True) if dim else (UNKNOWN_DIM_BOUND, False)
+
+    def feature_bytes(self, rows: Mapping[str, int], models: Mapping[str, list[Any]]) -> int:
+        """Bytes of float32 features the run writes: ``rows[dataset]`` stimuli for each of
+        ``models[dataset]`` (the models to extract there), twice with ``extract.keep_raw``.
+
+        Features only: each group's metadata, ids and digests (tens of KiB) are left out, which
+        matters only for small runs, and zstd saves little on float32 features, so the estimate
+        is close to the store's size and errs towards letting a run start.
+        """
+        copies = 2 if self.extract.get("keep_raw") else 1
+        return sum(
+            rows.get(ds, 0) * self.feature_dim(m)[0] * 4 * copies
+            for ds, ms in models.items()
+            for m in ms
+        )
 
     def check_stimulus_counts(self, counts: Mapping[str, int]) -> None:
         """ConfigError when a measure needs more stimuli than a dataset's similarity subset has.
@@ -238,6 +265,7 @@ def _check_models(plan: RunPlan) -> None:
                 c.dim,
                 c.spec.embed_dim,
             )
+    plan.feature_dims.update({c.spec.id: int(c.dim) for c in results if c.dim})
     errors = [c.error for c in results if c.error is not None]
     log.info(
         "checked %d models in %.1f s (meta device%s)",

@@ -61,6 +61,10 @@ class RunFolderError(StoreError):
     """A run folder cannot be used: not writable, full, mixed, locked by another run, or corrupt."""
 
 
+class NoSpaceError(RunFolderError):
+    """The run folder's disk has less free space than the run will write."""
+
+
 class RunLockedError(RunFolderError):
     """Another process is running in the same run folder."""
 
@@ -175,6 +179,23 @@ def _too_long(path: Path) -> str:
         f"the path is {len(os.fsencode(str(path)))} bytes long, over the {path_max} bytes the "
         "system allows"
     )
+
+
+def _size(n: float) -> str:
+    """Bytes in the largest unit that keeps the number at least 1 (``1.5 GiB``)."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _mount_point(path: Path) -> Path:
+    """The mount point of the filesystem holding ``path`` (which exists)."""
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _to(action: str, where: str | Path, blocker: Path) -> str:
@@ -470,6 +491,37 @@ class RunFolder:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    def check_free_space(self, needed: int, what: str, estimate: bool = False) -> None:
+        """NoSpaceError when the folder's disk has less free space than ``needed`` bytes (for
+        ``what``), a warning when it would be left with less than a quarter of that to spare.
+
+        Run before the work, so a full disk stops a run in a second and not an hour into
+        extraction. ``estimate``: the bytes rest on assumed sizes, and the message says so.
+        """
+        try:
+            free = shutil.disk_usage(self.path).free
+        except OSError as exc:  # cannot be asked (some network filesystems): the writes will tell
+            log.info("free space of %s unknown (%s); not checked", self.path, exc)
+            return
+        about = "an estimated" if estimate else "about"
+        where = f"{self.path} (on the filesystem mounted at {_mount_point(self.path)})"
+        if free < needed:
+            raise NoSpaceError(
+                f"not enough free space: the run needs {about} {_size(needed)} for {what} but "
+                f"{where} has {_size(free)} free; free space on that disk, choose another --out, "
+                "or make the run smaller (fewer models or datasets with select:, a lower "
+                "stimuli.max_images, extract.keep_raw off), then rerun"
+            )
+        if free < needed * 1.25:
+            log.warning(
+                "%s has %s free and the run needs %s %s for %s: the disk will be nearly full",
+                where,
+                _size(free),
+                about,
+                _size(needed),
+                what,
+            )
 
     # -- writing -------------------------------------------------------------------------------
     def write_text(self, path: Path, text: str) -> str:

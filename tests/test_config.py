@@ -349,3 +349,19 @@ def test_weights_and_dataset_paths_too_long_are_named_before_any_work(
     with pytest.raises(ConfigError, match=rf"{named} .*(the name|the path) .* shorten it") as err:
         _plan(tmp_path, entry.replace("PATH", str(long)))
     assert "run folder" not in str(err.value)
+
+
+def test_feature_bytes_count_rows_widths_raw_copies_and_unknown_widths(tmp_path: Path) -> None:
+    from repsim.plan import UNKNOWN_DIM_BOUND
+
+    plan = _plan(tmp_path, "extract: {keep_raw: true}\n")
+    a, b = plan.models[:2]
+    plan.feature_dims[a.id] = 10  # as the meta-device check finds it
+    assert plan.feature_dim(a) == (10, True)
+    object.__setattr__(b, "metadata", {**b.metadata, "embed_dim": None})
+    assert plan.feature_dim(b) == (UNKNOWN_DIM_BOUND, False)
+    rows = {"faces": 7, "textures": 3}
+    assert plan.feature_bytes(rows, {"faces": [a], "textures": [a, b]}) == 2 * 4 * (
+        7 * 10 + 3 * 10 + 3 * UNKNOWN_DIM_BOUND
+    )
+    assert plan.feature_bytes(rows, {"faces": [], "textures": []}) == 0

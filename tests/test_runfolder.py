@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -266,3 +267,32 @@ def test_an_out_folder_too_long_is_refused_before_anything(tmp_path: Path, form)
     with pytest.raises(RunFolderError, match="cannot create .*: the (name|path) .* shorter --out"):
         RunFolder(path).preflight()
     assert list(tmp_path.iterdir()) == []
+
+
+def _disk(monkeypatch, free: int) -> None:
+    """The run folder's disk has ``free`` bytes free (of a terabyte)."""
+    usage = shutil._ntuple_diskusage(10**12, 10**12 - free, free)
+    monkeypatch.setattr("repsim.runfolder.shutil.disk_usage", lambda path: usage)
+
+
+def test_free_space_refuses_what_will_not_fit_and_warns_when_close(
+    tmp_path: Path, monkeypatch, caplog
+):
+    from repsim.runfolder import NoSpaceError
+
+    folder = RunFolder(tmp_path / "run").create()
+    _disk(monkeypatch, 3 * 2**20)
+    with pytest.raises(NoSpaceError) as err:
+        folder.check_free_space(4 * 2**20, "the features of 2 model-dataset pair(s)")
+    message = str(err.value)
+    assert "needs about 4.0 MiB for the features of 2 model-dataset pair(s)" in message
+    assert f"{folder.path} (on the filesystem mounted at " in message
+    assert "has 3.0 MiB free; free space on that disk, choose another --out" in message
+    with pytest.raises(NoSpaceError, match="needs an estimated 4.0 MiB"):
+        folder.check_free_space(4 * 2**20, "features", estimate=True)
+    with caplog.at_level("WARNING", logger="repsim.runfolder"):
+        folder.check_free_space(int(2.5 * 2**20), "features")  # fits, with little to spare
+        assert "nearly full" in caplog.text
+        caplog.clear()
+        folder.check_free_space(2**20, "features")
+        assert caplog.text == ""

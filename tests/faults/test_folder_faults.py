@@ -293,6 +293,39 @@ def test_full_disk_in_a_task_is_reported_once_not_retried(run_copy, small_config
     assert f"features-faces-{MODELS[1]}" in str(err.value) and "no space left" in str(err.value)
 
 
+def _disk(monkeypatch, free: int) -> None:
+    usage = shutil._ntuple_diskusage(10**12, 10**12 - free, free)
+    monkeypatch.setattr("repsim.runfolder.shutil.disk_usage", lambda path: usage)
+
+
+def test_a_run_that_will_not_fit_is_refused_before_any_extraction(
+    run_copy, small_config, monkeypatch
+):
+    """One feature group to extract (60 stimuli) and 1000 bytes free: refused before any image is
+    decoded, with what it needs, what is free and where; run.json says so; the rest is kept."""
+    from repsim.runfolder import NoSpaceError
+
+    group = RunFolder(run_copy).features / "faces" / MODELS[1]
+    shutil.rmtree(group)
+    _disk(monkeypatch, 1000)
+    want = (
+        r"needs about [\d.]+ KiB for the features of 1 model-dataset pair\(s\) but "
+        rf"{run_copy} \(on the filesystem mounted at /\S*\) has 1000 bytes free"
+    )
+    with pytest.raises(NoSpaceError, match=want):
+        run(small_config, run_copy, device="cpu")
+    assert not group.exists()
+    info = _info(run_copy)
+    assert info["status"] == "failed" and "not enough free space" in info["error"]
+
+
+def test_cached_features_need_no_free_space(run_copy, small_config, monkeypatch):
+    """A rerun whose features are all cached writes kilobytes: a nearly full disk does not stop it."""
+    _disk(monkeypatch, 0)
+    run(small_config, run_copy, device="cpu")
+    assert _info(run_copy)["status"] == "finished"
+
+
 # ----------------------------------------------------------------------------- unreadable or misplaced files
 @pytest.mark.parametrize(
     "name", ["similarity.nc", "consistency.nc", "run.json", "stimuli/faces.csv"]
