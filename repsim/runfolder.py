@@ -304,10 +304,13 @@ def atomic_write_netcdf(ds: Any, path: str | Path, **kwargs: Any) -> str:
 
     xarray is told no dask scheduler runs: on a dask worker it would take a lock shared by the
     cluster, named by the target, and a buffer cannot name one ("Semaphore or Lock not known");
-    a file in this process's memory needs no such lock.
+    a file in this process's memory needs no such lock. The engine is h5netcdf (a dependency), so
+    the file is netCDF4 whatever else is installed; xarray before 2025.9 built in-memory files with
+    scipy as netCDF3 only.
     """
     import dask
 
+    kwargs.setdefault("engine", "h5netcdf")
     with filesystem_errors(path), dask.config.set(scheduler="synchronous"):
         data = ds.to_netcdf(**kwargs)
     return atomic_write_bytes(path, bytes(data))
