@@ -500,7 +500,9 @@ class RunFolder:
         ``what``), a warning when it would be left with less than a quarter of that to spare.
 
         Run before the work, so a full disk stops a run in a second and not an hour into
-        extraction. ``estimate``: the bytes rest on assumed sizes, and the message says so.
+        extraction. ``estimate``: the bytes rest on an assumed upper bound (a feature width not
+        known before the model runs), so a shortfall is a warning, never a refusal: a bound must
+        not stop a run that may fit.
         """
         try:
             free = shutil.disk_usage(self.path).free
@@ -509,6 +511,16 @@ class RunFolder:
             return
         about = "an estimated" if estimate else "about"
         where = f"{self.path} (on the filesystem mounted at {_mount_point(self.path)})"
+        if free < needed and estimate:
+            log.warning(
+                "%s has %s free and the run may need up to %s for %s: it may not fit; "
+                "free space on that disk or choose another --out if it stops on a full disk",
+                where,
+                _size(free),
+                _size(needed),
+                what,
+            )
+            return
         if free < needed:
             raise NoSpaceError(
                 f"not enough free space: the run needs {about} {_size(needed)} for {what} but "

@@ -288,9 +288,11 @@ def test_free_space_refuses_what_will_not_fit_and_warns_when_close(
     assert "needs about 4.0 MiB for the features of 2 model-dataset pair(s)" in message
     assert f"{folder.path} (on the filesystem mounted at " in message
     assert "has 3.0 MiB free; free space on that disk, choose another --out" in message
-    with pytest.raises(NoSpaceError, match="needs an estimated 4.0 MiB"):
-        folder.check_free_space(4 * 2**20, "features", estimate=True)
     with caplog.at_level("WARNING", logger="repsim.runfolder"):
+        # an upper bound on unknown feature widths must not stop a run that may fit
+        folder.check_free_space(4 * 2**20, "features", estimate=True)
+        assert "may need up to 4.0 MiB for features: it may not fit" in caplog.text
+        caplog.clear()
         folder.check_free_space(int(2.5 * 2**20), "features")  # fits, with little to spare
         assert "nearly full" in caplog.text
         caplog.clear()
