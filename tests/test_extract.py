@@ -535,3 +535,18 @@ def test_bench_decode_once_counts_one_decode_per_image() -> None:
     assert res["per_model"]["decoded"] == 2 * 6 and res["chunk_major"]["decoded"] == 6
     assert res["features_equal"] is True
     assert "decodes per image: 1 vs 2" in format_decode_once(res)
+
+
+def test_bench_decode_once_reports_the_chunking_extraction_applies() -> None:
+    """A batch or chunk larger than the dataset is the dataset in extraction, so in the report
+    too (it said batch x chunk_batches, rows the store never allocates)."""
+    from repsim.bench.extract import decode_once
+
+    res = decode_once(
+        ["squeezenet1_1"], n_images=6, batch_size=4, image_size=48, device="cpu", repeats=1
+    )
+    assert (res["batch_size"], res["chunk_rows"]) == (4, 6)
+    res = decode_once(
+        ["squeezenet1_1"], n_images=3, batch_size=4, image_size=48, device="cpu", repeats=1
+    )
+    assert (res["batch_size"], res["chunk_rows"]) == (3, 3)

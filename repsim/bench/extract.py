@@ -25,7 +25,14 @@ import numpy as np
 import torch
 
 from repsim.device import resolve_device
-from repsim.extract import PRECISIONS, _Runner, decode_workers, extract_features, extract_models
+from repsim.extract import (
+    PRECISIONS,
+    _chunking,
+    _Runner,
+    decode_workers,
+    extract_features,
+    extract_models,
+)
 from repsim.preprocess import preprocess_batch
 from repsim.store import FeatureStore
 from repsim.zoo import ModelSpec, load_model
@@ -200,13 +207,15 @@ def decode_once(
     for i in range(0, n_images, batch_size):
         single(np.arange(i, min(i + batch_size, n_images)))
     decode_img_s = n_images / (time.perf_counter() - start)
+    # the batch and chunk extraction used (each capped at the dataset), not the ones asked for
+    batch_rows, chunk_rows = _chunking(batch_size, chunk_batches, n_images)
     result = {
         "device": str(dev),
         "models": names,
         "n_images": n_images,
         "image_size": [image_size, image_size * 4 // 3],
-        "batch_size": batch_size,
-        "chunk_rows": batch_size * chunk_batches,
+        "batch_size": batch_rows,
+        "chunk_rows": chunk_rows,
         "workers": workers,
         "precision": precision,
         "decode_one_thread_img_s": decode_img_s,
