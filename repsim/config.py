@@ -91,7 +91,25 @@ def check_id(value: Any, kind: str, *, allow_slash: bool = False) -> str:
             "made of letters, digits and the characters . _ - + = @ and comma, starting with a letter "
             f"or digit, with no '..'; rename it (e.g. {safe!r})"
         )
+    _check_id_length(value, kind)
     return value
+
+
+def _check_id_length(value: str, kind: str) -> None:
+    """ConfigError when a file the run names after the id would exceed the filesystem's name
+    limit: refused here, before any work, instead of failing its tasks mid-run."""
+    from repsim.runfolder import NAME_MAX, _shown, longest_derived_name, safe_name
+
+    longest = longest_derived_name(value)
+    if longest <= NAME_MAX:
+        return
+    room = NAME_MAX - (longest - len(safe_name(value)))
+    slash = ", each '/' counting 3" if "/" in value else ""
+    raise ConfigError(
+        f"{kind} id '{_shown(value, 20, size=False)}' is {len(value)} characters long: the run "
+        f"names files after it, the longest {longest} bytes, over the {NAME_MAX} bytes a file name "
+        f"may have; choose a shorter id (at most {room} characters{slash})"
+    )
 
 
 def select_ids(

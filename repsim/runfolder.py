@@ -86,6 +86,26 @@ def unsafe_name(name: str) -> str:
     return unquote(name)
 
 
+#: the endings of the names a run gives after an id: ``<id>`` folders (feature groups, record and
+#: part folders), ``stimuli/<id>.csv``, ``<id>.nc`` similarity parts, ``<id>.json`` records and
+#: probe parts
+ID_ENDINGS = ("", ".csv", ".nc", ".json")
+#: the longest file name a filesystem commonly allows (NAME_MAX of ext4, xfs, btrfs, tmpfs)
+NAME_MAX = 255
+
+
+def temporary_name(name: str) -> str:
+    """The hidden name a file or folder is written under before it is renamed to ``name``."""
+    return f".{name}.{uuid.uuid4().hex}.tmp"
+
+
+def longest_derived_name(name: str) -> int:
+    """Bytes of the longest file name a run derives from a dataset or model id: the temporary
+    name of its longest ending. The config check refuses an id over :data:`NAME_MAX` with it
+    before any work, so it follows :func:`safe_name`, :data:`ID_ENDINGS` and :func:`temporary_name`."""
+    return max(len(os.fsencode(temporary_name(safe_name(name) + end))) for end in ID_ENDINGS)
+
+
 def sha256_file(path: str | Path) -> str:
     """SHA-256 of a file's bytes (streamed); RunFolderError naming the fix when it cannot be read."""
     h = hashlib.sha256()
@@ -282,7 +302,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> str:
     :func:`tempfile.mkstemp`: result files are meant to be read by others.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(temporary_name(path.name))
     with filesystem_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         try:

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from repsim.errors import StoreError
-from repsim.runfolder import atomic_write_netcdf, filesystem_errors, safe_name
+from repsim.runfolder import atomic_write_netcdf, filesystem_errors, safe_name, temporary_name
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ def _key(name: str) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(temporary_name(path.name))
     try:
         tmp.write_text(text)
         os.replace(tmp, path)
@@ -528,7 +527,7 @@ class FeatureStore:
         _ensure_group(final.parent)
         # built beside its final place (same folder, hidden name) and renamed: no temp folder is
         # left behind, and readers skip hidden names
-        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+        tmp = final.parent / temporary_name(final.name)
         try:
             self._build(tmp, dataset, model, ids, dim, chunk_rows, attrs, keep_raw)
         except BaseException:  # a full disk half-way: the temporary group would hold its space

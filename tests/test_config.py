@@ -365,3 +365,28 @@ def test_feature_bytes_count_rows_widths_raw_copies_and_unknown_widths(tmp_path:
         7 * 10 + 3 * 10 + 3 * UNKNOWN_DIM_BOUND
     )
     assert plan.feature_bytes(rows, {"faces": [], "textures": []}) == 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "named"),
+    [
+        ("models:\n  - {id: ID, loader: minizoo, identifier: cnn}\n", "model"),
+        ("datasets:\n  - {id: ID, loader: embedded, path: x.npz, domain: Structured}\n", "dataset"),
+    ],
+)
+def test_an_id_too_long_for_the_names_a_run_derives_is_refused_before_any_work(
+    tmp_path: Path, entry: str, named: str
+) -> None:
+    """It passed the config check and failed mid-run, as a task failure of every task it had."""
+    with pytest.raises(ConfigError) as err:
+        _plan(tmp_path, entry.replace("ID", "a" * 213))
+    assert str(err.value) == (
+        f"{named} id '{'a' * 20}...{'a' * 20}' is 213 characters long: the run names files after "
+        "it, the longest 256 bytes, over the 255 bytes a file name may have; choose a shorter id "
+        "(at most 212 characters)"
+    )
+    if named == "dataset":  # a '/' is written %2F
+        with pytest.raises(ConfigError, match=r"212 characters, each '/' counting 3\)"):
+            _plan(tmp_path, entry.replace("ID", "a/" + "a" * 209))
+    else:  # one byte less fits
+        _plan(tmp_path, entry.replace("ID", "a" * 212) + "select: {models: [" + "a" * 212 + "]}\n")

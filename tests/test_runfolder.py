@@ -19,8 +19,10 @@ from repsim.runfolder import (
     atomic_write_bytes,
     check_schema,
     describe_os_error,
+    longest_derived_name,
     safe_name,
     sha256_file,
+    temporary_name,
     unsafe_name,
 )
 
@@ -298,3 +300,30 @@ def test_free_space_refuses_what_will_not_fit_and_warns_when_close(
         caplog.clear()
         folder.check_free_space(2**20, "features")
         assert caplog.text == ""
+
+
+def _id_paths(folder: RunFolder, store_root: Path, dataset: str, model: str) -> list[Path]:
+    """Every path a run names after a dataset or model id."""
+    return [
+        folder.stimuli(dataset),
+        folder.similarity_part(dataset),
+        folder.probe_part(dataset, model),
+        folder.marker("stimuli", dataset),
+        folder.marker("features", dataset, model),
+        store_root / safe_name(dataset) / safe_name(model),
+    ]
+
+
+@pytest.mark.skipif(os.pathconf("/tmp", "PC_NAME_MAX") != 255, reason="NAME_MAX is not 255 here")
+def test_the_longest_derived_name_is_the_longest_name_a_run_writes(tmp_path: Path) -> None:
+    """The config check refuses ids by this figure: it must be what the writes meet, temporary
+    names included, or a run passes the check and fails mid-run."""
+    from repsim.store import FeatureStore
+
+    folder, fits = RunFolder(tmp_path / "run").create(), "m" * 212
+    assert longest_derived_name(fits) == 255 and longest_derived_name("d/" + fits[2:]) == 257
+    paths = _id_paths(folder, folder.features, fits, fits)
+    assert max(len(temporary_name(p.name)) for p in paths) == longest_derived_name(fits)
+    for path in paths[:-1]:
+        folder.write_json(path, {})
+    FeatureStore(folder.features).create(fits, fits, ["a", "b"], 3, chunk_rows=2)
