@@ -155,7 +155,7 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
         fix = "shorten it (rename it, or move or link it to a shorter path)"
         if action not in ("read", "access"):
             fix += ", or choose a shorter --out"
-        return f"cannot {action} {_shown(where)}: {_too_long(Path(where))}; {fix}"
+        return f"cannot {action} {_shown(where)}: {_too_long(Path(where), *paths)}; {fix}"
     if code in (errno.EEXIST, errno.ENOTDIR):
         blocker = next(filter(None, map(_file_in_the_way, paths)), Path(where))
         return (
@@ -186,10 +186,14 @@ def _name_limits(path: Path) -> tuple[int, int]:
         return 255, 4096
 
 
-def _too_long(path: Path) -> str:
-    """Which part of ``path`` is too long (ENAMETOOLONG): one of its names, or the whole path."""
+def _too_long(path: Path, *tried: Path) -> str:
+    """Which part of ``path`` is too long (ENAMETOOLONG): one of its names, or the whole path.
+
+    ``tried``: the paths the failed call named (a write's temporary name may be the long one).
+    """
     name_max, path_max = _name_limits(path)
-    long = [part for part in path.parts if len(os.fsencode(part)) > name_max]
+    parts = [part for p in (path, *tried) for part in p.parts]
+    long = [part for part in parts if len(os.fsencode(part)) > name_max]
     if long:
         return (
             f"the name '{_shown(long[0], 20, size=False)}' is {len(os.fsencode(long[0]))} bytes long, over the "

@@ -327,3 +327,5 @@ def test_the_longest_derived_name_is_the_longest_name_a_run_writes(tmp_path: Pat
     for path in paths[:-1]:
         folder.write_json(path, {})
     FeatureStore(folder.features).create(fits, fits, ["a", "b"], 3, chunk_rows=2)
+    with pytest.raises(RunFolderError, match=r"the name '\.m+\.\.\.\w+\.tmp' is 256 bytes long"):
+        folder.write_json(folder.marker("stimuli", fits + "m"), {})  # its temporary name
