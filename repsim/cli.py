@@ -85,6 +85,24 @@ def _cmd_minizoo(args: argparse.Namespace) -> int:
     return actions[args.action](args.rest)
 
 
+#: the path arguments of each command: (attribute, how a message names it, read or write)
+PATH_OPTIONS = {
+    "run": (("config", "config file", "read"), ("out", "--out", "create")),
+    "book": (("run", "--run", "read"), ("book", "--book", "write")),
+    "models": (("config", "--config", "read"),),
+    "datasets": (("config", "--config", "read"),),
+    "compare": (("run", "run folder", "read"),),
+}
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """PathError for a path argument too long for the filesystem, before the command starts."""
+    from repsim.runfolder import check_path_option
+
+    for attr, option, action in PATH_OPTIONS.get(args.command, ()):
+        check_path_option(getattr(args, attr), option, action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repsim", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -173,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
+        _check_paths(args)
         return args.func(args)
     except RepsimError as exc:
         print(f"repsim: error: {exc}", file=sys.stderr)

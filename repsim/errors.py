@@ -66,6 +66,10 @@ class StoreError(RepsimError):
     """A feature store or result file is missing, inconsistent or corrupt."""
 
 
+class PathError(RepsimError):
+    """A path given to a command cannot be used: a name in it or the whole path is too long."""
+
+
 __all__ = [
     "RepsimError",
     "ConfigError",
@@ -80,4 +84,5 @@ __all__ = [
     "ModelError",
     "MissingWeightsError",
     "StoreError",
+    "PathError",
 ]

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from repsim.errors import StoreError
+from repsim.errors import PathError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +116,14 @@ def sha256_file(path: str | Path) -> str:
 
 
 # ----------------------------------------------------------------------------- filesystem errors
-def describe_os_error(exc: OSError, path: str | Path | None = None, action: str = "write") -> str:
+def describe_os_error(
+    exc: OSError, path: str | Path | None = None, action: str = "write", option: str = "--out"
+) -> str:
     """A message for an OSError that names the path (or what blocks it) and says what to do.
 
     ``action`` is what was tried: "read" and "write" get the fix for that access; other words
-    ("access", "merge into", ...) are used when it may be either.
+    ("access", "merge into", ...) are used when it may be either. ``option``: the command-line
+    option that chose the path, named in the fix for a path too long.
     """
     where = path if path is not None else (exc.filename2 or exc.filename or "the run folder")
     # a rename's error names the temporary source first; the destination is the path that matters
@@ -154,7 +157,7 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
     if code == errno.ENAMETOOLONG:
         fix = "shorten it (rename it, or move or link it to a shorter path)"
         if action not in ("read", "access"):
-            fix += ", or choose a shorter --out"
+            fix += f", or choose a shorter {option}"
         return f"cannot {action} {_shown(where)}: {_too_long(Path(where), *paths)}; {fix}"
     if code in (errno.EEXIST, errno.ENOTDIR):
         blocker = next(filter(None, map(_file_in_the_way, paths)), Path(where))
@@ -165,6 +168,23 @@ def describe_os_error(exc: OSError, path: str | Path | None = None, action: str 
     return (
         f"cannot {action} {where} ({exc.strerror or exc}); check the path and the disk, then rerun"
     )
+
+
+def check_path_option(path: str | Path | None, option: str, action: str = "write") -> None:
+    """PathError when ``path``, given as ``option``, has a name or a length the filesystem
+    refuses: commands check their path options before any work, so that none fails with a
+    traceback where it is first used (or after an hour of work, where it is written)."""
+    if path is None or not _exceeds_limits(Path(path)):
+        return
+    exc = OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(path))
+    raise PathError(f"{option}: {describe_os_error(exc, path, action, option)}")
+
+
+def _exceeds_limits(path: Path) -> bool:
+    """Whether a name in ``path``, or ``path`` itself, is longer than its filesystem allows."""
+    name_max, path_max = _name_limits(path)
+    too_long = len(os.fsencode(str(path))) >= path_max  # PATH_MAX counts the closing NUL
+    return too_long or any(len(os.fsencode(part)) > name_max for part in path.parts)
 
 
 def _shown(path: str | Path, keep: int = 60, size: bool = True) -> str:

@@ -62,3 +62,50 @@ def test_paths_too_long_exit_2_with_the_fix_not_a_traceback(tmp_path, capsys, fo
     err = capsys.readouterr().err
     assert err.count("shorten it") == 3 and err.count("shorter --out") == 1
     assert "Traceback" not in err and "OSError" not in err
+
+
+#: every path argument of every command, as (argv with LONG for the path, option named, action)
+PATH_ARGUMENTS = [
+    (["run", "LONG/c.yaml", "--out", "OK"], "config file", "read"),
+    (["run", "c.yaml", "--out", "LONG/run"], "--out", "create"),
+    (["book", "--run", "LONG", "--book", "OK"], "--run", "read"),
+    (["book", "--run", "OK", "--book", "LONG", "--no-execute"], "--book", "write"),
+    (["models", "--config", "LONG/c.yaml"], "--config", "read"),
+    (["datasets", "--config", "LONG/c.yaml"], "--config", "read"),
+    (["compare", "LONG"], "run folder", "read"),
+    (["bench", "all", "--out", "LONG"], "--out", "write"),
+    (["bench", "measures", "--json", "LONG/b.json"], "--json", "write"),
+    (["bench", "probe", "--json", "LONG/b.json"], "--json", "write"),
+    (["bench", "run", "--config", "LONG/c.yaml"], "--config", "read"),
+    (["bench", "run", "--json", "LONG/b.json"], "--json", "write"),
+    (["minizoo", "train", "--out", "LONG"], "--out", "write"),
+    (["minizoo", "train", "--data", "LONG"], "--data", "read"),
+    (["minizoo", "evaluate", "--zoo", "LONG"], "--zoo", "write"),
+    (["minizoo", "evaluate", "--data", "LONG"], "--data", "read"),
+    (["minizoo", "merge", "LONG", "--into", "OK"], "a zoo folder to merge", "read"),
+    (["minizoo", "merge", "OK", "--into", "LONG"], "--into", "write"),
+]
+
+
+@pytest.mark.parametrize("form", ["name", "path"])
+@pytest.mark.parametrize(
+    ("argv", "option", "action"),
+    PATH_ARGUMENTS,
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_every_path_argument_too_long_is_named_before_any_work(
+    tmp_path, capsys, form, argv, option, action
+):
+    """--book, bench --out/--json and the minizoo folders were raw tracebacks (some after the work)."""
+    long = tmp_path / ("x" * 300) if form == "name" else tmp_path.joinpath(*["y" * 200] * 25)
+    ok = str(tmp_path / "ok")
+    argv = [a.replace("LONG", str(long)).replace("OK", ok) for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"repsim: error: {option}: cannot {action} {str(long)[:60]}"), err
+    assert "shorten it (rename it, or move or link it to a shorter path)" in err
+    fix = f"or choose a shorter {option}"
+    assert (fix in err) == (action != "read")
+    assert "--out" not in err or option == "--out"  # the fix names the option that was given
+    assert "Traceback" not in err and "OSError" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from repsim.errors import ConfigError
+from repsim.runfolder import check_path_option
 
 log = logging.getLogger(__name__)
 
@@ -283,6 +284,7 @@ def run_all(argv: Sequence[str] | None = None) -> int:
     from repsim.runinfo import machine_info
 
     args = _parse(argv or [])
+    check_path_option(args.out, "--out")
     device = str(resolve_device(args.device))
     if args.gpu:
         from repsim.bench import gpu

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from repsim.runfolder import check_path_option
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "configs" / "embedded.yaml"
 
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
+    check_path_option(args.config, "--config", "read")
+    check_path_option(args.json, "--json")
     result = run(args.config, args.device)
     print(
         f"end-to-end run of {result['config']}: {result['cold_s']:.1f} s cold, "

@@ -49,7 +49,7 @@ from repsim.minizoo.objectives import (
     objective_key,
 )
 from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
-from repsim.runfolder import sha256_file
+from repsim.runfolder import check_path_option, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -494,6 +494,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
     from repsim.minizoo.evaluate import heldout_chance
 
     args = build_evaluate_parser().parse_args(argv)
+    check_path_option(args.zoo, "--zoo")
+    check_path_option(args.data, "--data", "read")
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
@@ -519,6 +521,8 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``repsim minizoo train``."""
     args = build_parser().parse_args(argv)
+    check_path_option(args.out, "--out")
+    check_path_option(args.data, "--data", "read")
     budget = Budget(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     # the thread count and kernel choice are part of what fixes the weights; restored afterwards
     # so that a caller in the same process (a notebook, the test suite) keeps its own settings
