@@ -29,9 +29,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_book(args: argparse.Namespace) -> int:
     from repsim.book import build_book
+    from repsim.errors import PathError
 
-    build_book(run_dir=args.run, book_dir=args.book, execute=not args.no_execute)
+    try:
+        build_book(run_dir=args.run, book_dir=args.book, execute=not args.no_execute)
+    except OSError as exc:  # a full disk or a folder not writable: named, with the --book fix
+        raise PathError(_book_os_error(exc, args.book)) from exc
     return 0
+
+
+def _book_os_error(exc: OSError, book_dir: str) -> str:
+    """The message of a filesystem error while the book is built: a file inside the book folder
+    was being written (its fix names --book), any other was being read."""
+    from pathlib import Path
+
+    from repsim.runfolder import describe_os_error
+
+    target = Path(exc.filename if isinstance(exc.filename, str | Path) else book_dir)
+    book = Path(book_dir).resolve()
+    inside = target.resolve() == book or book in target.resolve().parents
+    return describe_os_error(exc, target, "write" if inside else "read", "--book")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

@@ -67,7 +67,8 @@ class StoreError(RepsimError):
 
 
 class PathError(RepsimError):
-    """A path given to a command cannot be used: a name in it or the whole path is too long."""
+    """A path given to a command cannot be used: a name in it or the whole path is too long, or
+    the files the command writes there cannot be written (a full disk, no permission)."""
 
 
 __all__ = [

@@ -123,7 +123,8 @@ def describe_os_error(
 
     ``action`` is what was tried: "read" and "write" get the fix for that access; other words
     ("access", "merge into", ...) are used when it may be either. ``option``: the command-line
-    option that chose the path, named in the fix for a path too long.
+    option that chose the path (``--out``, ``--book``, ...), named in each fix that says to choose
+    another.
     """
     where = path if path is not None else (exc.filename2 or exc.filename or "the run folder")
     # a rename's error names the temporary source first; the destination is the path that matters
@@ -131,7 +132,8 @@ def describe_os_error(
     code = exc.errno
     if code == errno.ENOSPC or code == errno.EDQUOT:
         fix = (
-            "free space on that disk (or raise the quota), or choose another --out; rerun to resume"
+            f"free space on that disk (or raise the quota), or choose another {option}; rerun to "
+            "resume"
         )
         return f"no space left on the device while trying to {action} {where}: {fix}"
     if code in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -143,10 +145,10 @@ def describe_os_error(
         elif action == "access":  # a task's error: a dataset it reads or the run folder it writes
             fix = (
                 "give this user access to it (read for datasets and weights, write for the run "
-                "folder), or choose another --out if it lies in the run folder"
+                f"folder), or choose another {option} if it lies in the run folder"
             )
         else:
-            fix = "make it writable (chmod u+w), or choose another --out"
+            fix = f"make it writable (chmod u+w), or choose another {option}"
         return f"permission denied while trying to {action} {where}: {fix}"
     if code == errno.EISDIR:
         folder = next((p for p in paths if _is_dir(p)), Path(where))
@@ -163,7 +165,7 @@ def describe_os_error(
         blocker = next(filter(None, map(_file_in_the_way, paths)), Path(where))
         return (
             f"{blocker} is a file where a folder is needed{_to(action, where, blocker)}: remove "
-            "that file, or pass another folder as --out"
+            f"that file, or pass another folder as {option}"
         )
     return (
         f"cannot {action} {where} ({exc.strerror or exc}); check the path and the disk, then rerun"

@@ -109,3 +109,49 @@ def test_every_path_argument_too_long_is_named_before_any_work(
     assert "--out" not in err or option == "--out"  # the fix names the option that was given
     assert "Traceback" not in err and "OSError" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("errno_name", "inside", "expected"),
+    [
+        (
+            "ENOSPC",
+            True,
+            "no space left on the device while trying to write {path}: free space on "
+            "that disk (or raise the quota), or choose another --book; rerun to resume",
+        ),
+        (
+            "EACCES",
+            True,
+            "permission denied while trying to write {path}: make it writable "
+            "(chmod u+w), or choose another --book",
+        ),
+        (
+            "EACCES",
+            False,
+            "permission denied while trying to read {path}: make it readable (chmod u+r)",
+        ),
+    ],
+    ids=["full-disk", "not-writable", "not-readable"],
+)
+def test_book_filesystem_errors_name_the_file_and_the_book_fix(
+    tmp_path, monkeypatch, capsys, errno_name, inside, expected
+):
+    """A full disk or a folder not writable while the book was built gave a raw traceback; now
+    exit 2 with the file, the access (a file of the book is written, any other read) and a fix
+    that names --book, never --out."""
+    import errno
+    import os
+
+    book = tmp_path / "book"
+    path = (book / "_build" / "html" / "index.html") if inside else (tmp_path / "nb.ipynb")
+    code = getattr(errno, errno_name)
+
+    def failing_build(**kwargs):
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr("repsim.book.build_book", failing_build)
+    assert cli.main(["book", "--run", str(tmp_path / "run"), "--book", str(book)]) == 2
+    err = capsys.readouterr().err
+    assert expected.format(path=path) in err
+    assert "--out" not in err and "Traceback" not in err
