@@ -79,8 +79,12 @@ def check_keys(
 
 def check_id(value: Any, kind: str, *, allow_slash: bool = False) -> str:
     """A model or dataset id that is safe as a file name inside the run folder, else ConfigError."""
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{kind} id {value!r} must be a non-empty string")
+    if not isinstance(value, str) or not value:  # YAML reads `id: 7` as a number
+        raise ConfigError(
+            f"{kind} entry {value!r}: 'id' must be a string, got {value!r} "
+            f"({type(value).__name__}); give every {kind} a unique string id (quote a number: "
+            "id: '7')"
+        )
     segments = value.split("/") if allow_slash else [value]
     if not all(_SEGMENT.fullmatch(s) for s in segments) or ".." in value:
         parts = "parts separated by '/', each" if allow_slash else "it must be"

@@ -162,9 +162,10 @@ def design_table(
 class _Engine:
     """Mean consistency of every category pair for any labelling of a fixed (re)sample of models.
 
-    ``idx`` (models) and ``didx`` (datasets) index the full similarity array and may repeat (a
-    bootstrap sample): a model is never paired with a copy of itself and a dataset never with a copy
-    of itself; repeated pairs count as often as they are drawn. All sums over model pairs of one
+    ``idx`` (models) and ``didx`` (datasets) index the full similarity array. The package's
+    bootstrap repeats datasets only (models stay fixed); either may repeat here: a model is never
+    paired with a copy of itself and a dataset never with a copy of itself, and repeated pairs
+    count as often as they are drawn. All sums over model pairs of one
     category pair are ``L' X L`` for one-hot labels ``L``, so relabelling costs two small matmuls.
     """
 

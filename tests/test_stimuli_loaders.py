@@ -425,10 +425,23 @@ def test_npz_attributes_that_are_not_json_name_the_file(tmp_path):
 
 
 def test_npz_float_labels_must_be_whole_numbers(tmp_path):
-    """Labels 0.5 and 1.7 were truncated to 0 and 1 without a word."""
+    """Labels 0.5 and 1.7 were truncated to 0 and 1 without a word (checked where StimulusSet
+    casts them, so every loader is covered)."""
     path = _npz(tmp_path / "x.npz", labels=np.array([0, 1, 0, 1, 0.5, 1, 0, 1.7]))
-    with pytest.raises(DatasetError, match=r"dataset 'fx': .*x.npz: labels are float64 .*0.5"):
+    with pytest.raises(DatasetError, match=r"dataset 'fx': labels are float64 .*0.5"):
         open_dataset(_spec(loader="embedded", path=str(path)))
     path = _npz(tmp_path / "y.npz", labels=(np.arange(8) % 2).astype(np.float32))
     st = open_dataset(_spec(loader="embedded", path=str(path)))
     assert st.labels.tolist() == [0, 1] * 4
+
+
+def test_stimulus_set_refuses_fractional_labels_from_any_caller():
+    """The check sits where labels are cast to int64, so a set built without a loader (the
+    Python API) cannot truncate 1.7 to 1 either."""
+    from repsim.stimuli.stimset import StimulusSet
+
+    kw = dict(dataset_id="api", ids=["a", "b"], split=["train", "test"], class_names=["x", "y"])
+    kw["images"] = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    with pytest.raises(DatasetError, match=r"dataset 'api': labels are float64 .*1.7"):
+        StimulusSet(labels=np.array([0.0, 1.7]), domain="d", **kw)
+    assert StimulusSet(labels=np.array([0.0, 1.0]), domain="d", **kw).labels.dtype == np.int64

@@ -68,7 +68,8 @@ def check_datasets(
     with the reason in short, so a damaged file is not taken for one to download. Below the
     table, each dataset that cannot be read gets a line saying why and how to get or fix its
     files, and (``decode``: every image decoded) each skipped item a line with its id and the
-    reason. ``ok`` is False when a dataset cannot be read, has no train images or, with
+    reason. ``ok`` is False when a dataset cannot be read, lacks a split the config needs
+    (:func:`repsim.stimuli.subset.missing_split`) or, with
     ``decode``, holds an unusable item.
     """
     raw = config if isinstance(config, Mapping) else load_config(config)

@@ -141,11 +141,6 @@ def parse_dataset(
     ds_id = entry.get("id")
     if ds_id is None or ds_id == "":
         raise ConfigError(f"dataset entry {dict(entry)!r} has no 'id'; add a unique id string")
-    if not isinstance(ds_id, str):  # YAML reads `id: 7` as a number
-        raise ConfigError(
-            f"dataset entry {ds_id!r}: 'id' must be a string, got {ds_id!r} "
-            f"({type(ds_id).__name__}); quote a number: id: '7'"
-        )
     check_id(ds_id, "dataset", allow_slash=True)
     where = f"dataset '{ds_id}'"
     check_keys(entry, _KNOWN, where, " (loader-specific settings go under 'options:')")

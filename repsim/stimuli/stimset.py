@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,11 +42,11 @@ class StimulusSet:
 
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=str)
-        self.labels = np.asarray(self.labels, dtype=np.int64)
+        where = f"dataset '{self.dataset_id}'"
+        self.labels = _class_indices(self.labels, where)
         self.split = np.asarray(self.split, dtype=str)
         self.class_names = [str(c) for c in self.class_names]
         n = len(self.ids)
-        where = f"dataset '{self.dataset_id}'"
         if len(self.labels) != n or len(self.split) != n:
             raise DatasetError(
                 f"{where}: ids, labels and split differ in length ({n}, {len(self.labels)}, {len(self.split)})"
@@ -164,6 +165,20 @@ class StimulusSet:
             return self
         keep = np.setdiff1d(np.arange(len(self)), bad)
         return self.take(keep)
+
+
+def _class_indices(labels: Any, where: str) -> np.ndarray:
+    """Labels as int64 class indices; float labels only when every value is whole (the cast would
+    truncate 1.7 to 1 without a word), whichever loader or caller built them."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f":
+        bad = labels[~np.isfinite(labels) | (labels != np.round(labels))]
+        if len(bad):
+            raise DatasetError(
+                f"{where}: labels are {labels.dtype} with values that are not whole numbers (e.g. "
+                f"{bad[0]}); labels are class indices: store them as integers"
+            )
+    return labels.astype(np.int64)
 
 
 def _decode_errors(reader: Reader, idx: np.ndarray, name: str, progress: bool) -> list[str | None]:

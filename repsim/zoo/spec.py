@@ -206,12 +206,6 @@ def spec_from_entry(
     where = f"model entry {name!r}" if name else f"model entry {dict(entry)!r}"
     if name is None or name == "":
         raise ConfigError(f"{where} has no 'id'; give every model a unique string id")
-    if not isinstance(name, str):  # YAML reads `id: 7` as a number
-        raise ConfigError(
-            f"model entry {name!r}: 'id' must be a string, got {name!r} "
-            f"({type(name).__name__}); give every model a unique string id (quote a number: "
-            "id: '7')"
-        )
     check_id(name, "model")
     check_keys(entry, _SPEC_KEYS, where)
     loader = entry.get("loader")

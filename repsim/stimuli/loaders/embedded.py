@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 
@@ -52,24 +51,10 @@ def load(spec: DatasetSpec) -> StimulusSet:
     return StimulusSet(
         dataset_id=spec.id,
         ids=data["ids"],
-        labels=_labels(data["labels"], spec, path),
+        labels=data["labels"],
         split=data["split"],
         class_names=data["class_names"].tolist(),
         domain=spec.domain,
         images=images,
         attributes=attributes,
     )
-
-
-def _labels(labels: np.ndarray, spec: DatasetSpec, path: Path) -> np.ndarray:
-    """Float labels only when every value is whole: StimulusSet's integer cast would otherwise
-    truncate 1.7 to 1 without a word."""
-    if labels.dtype.kind != "f":
-        return labels
-    bad = labels[~np.isfinite(labels) | (labels != np.round(labels))]
-    if len(bad):
-        raise DatasetError(
-            f"dataset '{spec.id}': {path}: labels are {labels.dtype} with values that are not "
-            f"whole numbers (e.g. {bad[0]}); labels are class indices: store them as integers"
-        )
-    return labels.astype(np.int64)
