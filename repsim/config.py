@@ -156,12 +156,25 @@ def _bool(value: Any, where: str) -> bool:
     return value
 
 
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is an integer or a whole float (``1e4`` reads as 10000.0),
+    else None (booleans, strings, fractions, inf and NaN)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _int(minimum: int) -> Check:
     def check(value: Any, where: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        whole = whole_number(value)
+        if whole is None or whole < minimum:
             what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             raise ConfigError(f"{where} must be {what}, got {value!r} ({_type_name(value)})")
-        return int(value)
+        return whole
 
     return check
 
@@ -462,6 +475,21 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1, which PyYAML implements, reads ``1e-3`` and ``1.0e3`` as strings: a float needs a dot
+# and a signed exponent there. YAML 1.2 (and Python, and every ML config) reads them as numbers.
+_UniqueKeyLoader.add_implicit_resolver(  # copies SafeLoader's resolvers: SafeLoader is unchanged
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values, the way config files are read: keys unique, and numbers in
+    exponent form (``1e-3``, ``1e3``) read as floats, not strings."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+
+
 def _not_a_file(path: Path) -> str | None:
     """Why ``path`` cannot be read as a config file (missing, a folder), or None when it can."""
     if path.is_file():
@@ -490,7 +518,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if problem is not None:
         raise ConfigError(f"config file {problem}; pass the path to a YAML config file")
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:

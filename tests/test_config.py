@@ -390,3 +390,69 @@ def test_an_id_too_long_for_the_names_a_run_derives_is_refused_before_any_work(
             _plan(tmp_path, entry.replace("ID", "a/" + "a" * 209))
     else:  # one byte less fits
         _plan(tmp_path, entry.replace("ID", "a" * 212) + "select: {models: [" + "a" * 212 + "]}\n")
+
+
+def test_numbers_in_exponent_form_are_numbers(tmp_path: Path) -> None:
+    """PyYAML reads YAML 1.1, where ``1e-3`` is a string: ``lrs: [1e-3]`` was refused as text.
+    Configs read exponent forms as numbers (YAML 1.2), and a whole one where an integer is due."""
+    import yaml
+
+    plan = _plan(
+        tmp_path,
+        "probe: {lrs: [1e-3, 1E-2], wds: [1e-6, +1.0e+0], epochs: 4e0, seeds: [0, 1e0]}\n"
+        "stimuli: {max_images: 6e1, seed: 4.2e1}\n"
+        "extract: {batch_size: 2.56e2}\n",
+    )
+    assert plan.config.probe.lrs == (0.001, 0.01)
+    assert plan.config.probe.wds == (1e-6, 1.0)
+    assert plan.config.probe.epochs == 4 and plan.config.probe.seeds == (0, 1)
+    assert plan.config.stimuli.max_images == 60 and type(plan.config.stimuli.max_images) is int
+    assert plan.config.stimuli.seed == 42 and type(plan.config.stimuli.seed) is int
+    assert plan.config.extract.batch_size == 256 and type(plan.config.extract.batch_size) is int
+    # the same run written with plain numbers has the same options (the same cache keys)
+    plain = _plan(
+        tmp_path,
+        "probe: {lrs: [0.001, 0.01], wds: [0.000001, 1.0], epochs: 4, seeds: [0, 1]}\n"
+        "stimuli: {max_images: 60, seed: 42}\nextract: {batch_size: 256}\n",
+    )
+    assert (plain.probe, plain.stimuli, plain.extract) == (plan.probe, plan.stimuli, plan.extract)
+    # fractions stay refused where an integer is due; PyYAML's own loader is left unchanged
+    with pytest.raises(
+        ConfigError, match=r"stimuli.max_images must be a positive integer, got 60.5"
+    ):
+        _plan(tmp_path, "stimuli: {max_images: 6.05e1}\n")
+    assert yaml.safe_load("1e-3") == "1e-3"
+
+
+def test_model_metadata_numbers_in_exponent_form(tmp_path: Path) -> None:
+    from repsim.config import parse_yaml
+    from repsim.zoo.spec import spec_from_entry
+
+    entry = parse_yaml(
+        "{id: m, loader: minizoo, identifier: cnn, metadata: {params_m: 1e3, embed_dim: 7.68e2}}"
+    )
+    spec = spec_from_entry(entry)
+    assert spec.metadata["params_m"] == 1000.0 and spec.metadata["embed_dim"] == 768
+    for bad in ("768.5", "'768 dims'", "0"):  # int() truncated 768.5 to 768
+        entry = parse_yaml(
+            f"{{id: m, loader: minizoo, identifier: cnn, metadata: {{embed_dim: {bad}}}}}"
+        )
+        with pytest.raises(ConfigError, match="metadata.embed_dim must be a positive integer"):
+            spec_from_entry(entry)
+
+
+def test_dataset_integers_in_exponent_form(tmp_path: Path) -> None:
+    from repsim.config import parse_yaml
+    from repsim.stimuli.spec import parse_dataset
+
+    spec = parse_dataset(
+        parse_yaml(
+            "{id: d, loader: imagefolder, domain: Structured, path: x, max_images: 1e3, seed: 7e0, options: {min_side: 6.4e1}}"
+        )
+    )
+    assert (spec.max_images, spec.seed, spec.options["min_side"]) == (1000, 7, 64)
+    assert all(type(v) is int for v in (spec.max_images, spec.seed, spec.options["min_side"]))
+    with pytest.raises(ConfigError, match="'max_images' must be a positive integer"):
+        parse_dataset(
+            parse_yaml("{id: d, loader: imagefolder, domain: Structured, path: x, max_images: 1.5}")
+        )

@@ -197,8 +197,29 @@ def apply_overrides(
             raise ConfigError(
                 f"--set {item!r}: unknown benchmark {name!r}; choose one of {', '.join(sizes)}"
             )
-        sizes[name][option] = yaml.safe_load(raw)
+        sizes[name][option] = _override_value(item, raw, sizes[name].get(option))
     return sizes
+
+
+def _override_value(item: str, raw: str, default: Any) -> Any:
+    """``raw`` read as a config value (``1e4`` a number), checked against the type of the
+    size it replaces: a count stays an integer, so a typo is an error here and not a TypeError
+    inside the benchmark."""
+    from repsim.config import parse_yaml, whole_number
+
+    try:
+        value = parse_yaml(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+    if isinstance(default, int) and not isinstance(default, bool):
+        if whole_number(value) is None:
+            raise ConfigError(f"--set {item!r}: the value must be a whole number, e.g. {default}")
+        return whole_number(value)
+    if isinstance(default, float) and (
+        isinstance(value, bool) or not isinstance(value, int | float)
+    ):
+        raise ConfigError(f"--set {item!r}: the value must be a number, e.g. {default}")
+    return value
 
 
 def run_benchmarks(

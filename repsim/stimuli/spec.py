@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repsim.config import CONFIG_DIR_KEY, resolve_path
+from repsim.config import CONFIG_DIR_KEY, resolve_path, whole_number
 from repsim.errors import ConfigError
 from repsim.names import DOMAINS
 
@@ -121,9 +121,10 @@ def _int_or_none(entry: Mapping[str, Any], key: str, default: int | None, where:
     value = entry.get(key, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    whole = whole_number(value)  # 1e4 in YAML is the float 10000.0
+    if whole is None or whole < 1:
         raise ConfigError(f"{where}: '{key}' must be a positive integer, got {value!r}")
-    return value
+    return whole
 
 
 def parse_dataset(
@@ -170,10 +171,13 @@ def parse_dataset(
     if loader in LOADER_OPTIONS:
         check_keys(options, LOADER_OPTIONS[loader], f"{where}: options of loader '{loader}'")
     _check_option_values(options, where)
+    if "min_side" in options:  # 64.0 (from 6.4e1) hashes and compares as 64
+        options = {**options, "min_side": whole_number(options["min_side"])}
     defaults = defaults or {}
     seed = entry.get("seed", defaults.get("seed", 42))
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:  # numpy's rule for seeds
+    if whole_number(seed) is None or seed < 0:  # numpy's rule for seeds
         raise ConfigError(f"{where}: 'seed' must be a non-negative integer, got {seed!r}")
+    seed = whole_number(seed)
     url = entry.get("url")
     return DatasetSpec(
         id=ds_id,
@@ -202,7 +206,7 @@ def _check_option_values(options: Mapping[str, Any], where: str) -> None:
 
     if "min_side" in options:
         v = options["min_side"]
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        if whole_number(v) is None or v < 1:
             raise ConfigError(f"{where}: options.min_side must be a whole number >= 1, got {v!r}")
     if "test_fraction" in options:
         v = options["test_fraction"]

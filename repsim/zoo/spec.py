@@ -198,7 +198,7 @@ def spec_from_entry(
     entry: Mapping[str, Any], known_loaders: Iterable[str] | None = None
 ) -> ModelSpec:
     """Validate one config entry and build its :class:`ModelSpec`."""
-    from repsim.config import check_id, check_keys, did_you_mean, resolve_path
+    from repsim.config import check_id, check_keys, did_you_mean, resolve_path, whole_number
 
     if not isinstance(entry, Mapping):
         raise ConfigError(f"a models: entry must be a mapping, got {entry!r}")
@@ -240,10 +240,14 @@ def spec_from_entry(
             raise ConfigError(f"{where}: '{key}' must be a mapping")
     metadata = dict(entry.get("metadata") or {})
     if metadata.get("embed_dim") is not None:
-        try:
-            metadata["embed_dim"] = int(metadata["embed_dim"])
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: metadata.embed_dim must be an integer") from exc
+        dim = metadata["embed_dim"]
+        dim = int(dim) if isinstance(dim, str) and dim.isdigit() else whole_number(dim)
+        if dim is None or dim < 1:  # int() truncated 768.5 to 768
+            raise ConfigError(
+                f"{where}: metadata.embed_dim must be a positive integer (or null), got "
+                f"{metadata['embed_dim']!r}"
+            )
+        metadata["embed_dim"] = dim
     for key in ("params_m", "image_params_m"):  # read as numbers into the result files
         value = metadata.get(key)
         if value is not None and (

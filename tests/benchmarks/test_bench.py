@@ -161,6 +161,13 @@ def test_sizes_and_overrides() -> None:
     for bad in ("measures=3", "nope.n=1", "measures.=1"):
         with pytest.raises(ConfigError):
             apply_overrides(default_sizes("cpu"), [bad])
+    # values are read as config values are: 1e4 is a number, and a count stays an integer
+    sizes = apply_overrides(default_sizes("cpu"), ["measures.n=1e4", "probe.dim=5.12e2"])
+    assert sizes["measures"]["n"] == 10_000 and type(sizes["measures"]["n"]) is int
+    assert sizes["probe"]["dim"] == 512 and type(sizes["probe"]["dim"]) is int
+    for bad, why in (("measures.n=1e4x", "whole number"), ("measures.n=2.5", "whole number")):
+        with pytest.raises(ConfigError, match=why):  # a TypeError inside the benchmark before
+            apply_overrides(default_sizes("cpu"), [bad])
 
 
 def test_run_all_tiny_measures_and_a_failing_run(
