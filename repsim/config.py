@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -102,7 +103,7 @@ def check_id(value: Any, kind: str, *, allow_slash: bool = False) -> str:
 def _check_id_length(value: str, kind: str) -> None:
     """ConfigError when a file the run names after the id would exceed the filesystem's name
     limit: refused here, before any work, instead of failing its tasks mid-run."""
-    from repsim.runfolder import NAME_MAX, _shown, longest_derived_name, safe_name
+    from repsim.runfolder import NAME_MAX, abbreviate, longest_derived_name, safe_name
 
     longest = longest_derived_name(value)
     if longest <= NAME_MAX:
@@ -110,7 +111,7 @@ def _check_id_length(value: str, kind: str) -> None:
     room = NAME_MAX - (longest - len(safe_name(value)))
     slash = ", each '/' counting 3" if "/" in value else ""
     raise ConfigError(
-        f"{kind} id '{_shown(value, 20, size=False)}' is {len(value)} characters long: the run "
+        f"{kind} id '{abbreviate(value, 20, size=False)}' is {len(value)} characters long: the run "
         f"names files after it, the longest {longest} bytes, over the {NAME_MAX} bytes a file name "
         f"may have; choose a shorter id (at most {room} characters{slash})"
     )
@@ -491,11 +492,18 @@ def parse_yaml(text: str) -> Any:
 
 
 def _not_a_file(path: Path) -> str | None:
-    """Why ``path`` cannot be read as a config file (missing, a folder), or None when it can."""
-    if path.is_file():
-        return None
-    if not path.is_dir():
+    """Why ``path`` cannot be read as a config file (missing, a folder), or None when it can.
+
+    Raises the OSError of a path that cannot even be looked up (a name too long, a permission);
+    os.stat, because Path.is_file hides those as False since Python 3.14."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
         return f"{path} does not exist"
+    if stat.S_ISREG(mode):
+        return None
+    if not stat.S_ISDIR(mode):
+        return f"{path} is not a regular file"
     try:  # a folder: name the configs in it, the likely intent
         found = sorted(p.name for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
     except OSError:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import os
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from errno import ENAMETOOLONG
+from errno import ELOOP, ENAMETOOLONG, ENOENT, ENOTDIR
 from pathlib import Path
 from typing import Any
 
@@ -317,10 +319,14 @@ def _unusable_path(path: str | Path | None, *, missing: bool) -> str | None:
 
     if path is None:
         return None
-    try:
-        is_file = Path(path).is_file()
+    try:  # os.stat, not Path.is_file: since Python 3.14 is_file hides every OSError as False
+        is_file = stat.S_ISREG(os.stat(path).st_mode)
     except OSError as exc:
-        return f": {describe_os_error(exc, path, 'read')}" if exc.errno == ENAMETOOLONG else None
+        if exc.errno == ENAMETOOLONG:
+            return f": {describe_os_error(exc, path, 'read')}"
+        if exc.errno not in (ENOENT, ENOTDIR, ELOOP):
+            return None  # not readable (a permission): the loader names it
+        is_file = False
     return f" {path}" if missing and not is_file else None
 
 

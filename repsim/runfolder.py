@@ -160,7 +160,7 @@ def describe_os_error(
         fix = "shorten it (rename it, or move or link it to a shorter path)"
         if action not in ("read", "access"):
             fix += f", or choose a shorter {option}"
-        return f"cannot {action} {_shown(where)}: {_too_long(Path(where), *paths)}; {fix}"
+        return f"cannot {action} {abbreviate(where)}: {_too_long(Path(where), *paths)}; {fix}"
     if code in (errno.EEXIST, errno.ENOTDIR):
         blocker = next(filter(None, map(_file_in_the_way, paths)), Path(where))
         return (
@@ -189,7 +189,7 @@ def _exceeds_limits(path: Path) -> bool:
     return too_long or any(len(os.fsencode(part)) > name_max for part in path.parts)
 
 
-def _shown(path: str | Path, keep: int = 60, size: bool = True) -> str:
+def abbreviate(path: str | Path, keep: int = 60, size: bool = True) -> str:
     """``path`` for a message: whole when short, else its two ends (and its length in bytes)."""
     text = str(path)
     if len(text) <= 3 * keep:
@@ -218,7 +218,7 @@ def _too_long(path: Path, *tried: Path) -> str:
     long = [part for part in parts if len(os.fsencode(part)) > name_max]
     if long:
         return (
-            f"the name '{_shown(long[0], 20, size=False)}' is {len(os.fsencode(long[0]))} bytes long, over the "
+            f"the name '{abbreviate(long[0], 20, size=False)}' is {len(os.fsencode(long[0]))} bytes long, over the "
             f"{name_max} bytes a file or folder name may have there"
         )
     return (
