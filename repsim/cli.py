@@ -90,7 +90,17 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     table = compare(args.run)
     print(format_comparison(table, all_rows=args.all))
-    return 1 if args.strict and (table["status"] == "differs").any() else 0
+    differs = table["status"] == "differs"
+    if not (args.strict and differs.any()):
+        return 0
+    design = table["id"].str.startswith("design/")
+    results, counts = int((differs & ~design).sum()), int((differs & design).sum())
+    print(  # the headline counts results only; say what --strict failed on
+        f"--strict: exit 1: {results} result{'s' * (results != 1)} and {counts} design "
+        f"count{'s' * (counts != 1)} (models, datasets, pairs) differ from the study's",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _cmd_minizoo(args: argparse.Namespace) -> int:
@@ -173,7 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="a run's values beside the study's published numbers")
     p.add_argument("run", help="run folder (similarity.nc, optional probes.nc)")
     p.add_argument("--all", action="store_true", help="also list numbers the run cannot compute")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a number differs")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a result or a design count (models, datasets, pairs) differs from the study's",
+    )
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(

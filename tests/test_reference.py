@@ -301,7 +301,9 @@ def test_cli_compare(repo_root, tmp_path, capsys):
     assert "consistency/cka_linear/all/ImageNet-Flowers" in out and "differ" in out
     assert main(["compare", str(bad)]) == 0
     assert main(["compare", str(bad), "--strict"]) == 1
-    assert "consistency/cka_rbf_0.4/Image-Text/Flowers-PCAM" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "consistency/cka_rbf_0.4/Image-Text/Flowers-PCAM" in out
+    assert "--strict: exit 1: 1 result and 0 design counts" in err
     assert main(["compare", str(tmp_path / "missing")]) == 2
     assert "similarity.nc does not exist" in capsys.readouterr().err
 
