@@ -16,7 +16,7 @@ import pandas as pd
 
 from repsim.consistency import MIN_PAIRS
 from repsim.names import PAIR_SEP, is_known, is_same_pair
-from repsim.stats import correlate
+from repsim.stats import correlate, format_interval
 
 if TYPE_CHECKING:
     from repsim.chapter import Chapter, Run
@@ -647,7 +647,7 @@ def local_global_text(
             f"fewer than 3 datasets give no interval."
         )
     ci = (
-        f"median difference {local} minus {measure} {fmt(d)}, 95% CI {fmt(lo)} to {fmt(hi)} "
+        f"median difference {local} minus {measure} {fmt(d)}, 95% CI {format_interval(lo, hi)} "
         f"with the {int(difference['n_datasets'])} datasets resampled and the models fixed"
     )
     if lo > 0 or hi < 0:

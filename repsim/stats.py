@@ -1000,6 +1000,26 @@ def format_p(p: float, alpha: float = 0.05) -> str:
     return f"p = {p:.{digits}f}"
 
 
+def format_interval(low: float, high: float, digits: int = 2) -> str:
+    """``0.12 to 0.30``: the ends of an interval, each with ``digits`` decimals or more.
+
+    A non-zero end never prints as 0: one that would (0.004 as ``0.00``, -0.004 as ``-0.00``)
+    gets more decimals (up to 6, then ``4.1e-07``), since the sentence beside an interval reads
+    on which side of 0 each end lies (as :func:`format_p` never rounds across alpha).
+    """
+
+    def end(x: float) -> str:
+        x = float(x)
+        if not np.isfinite(x) or x == 0:
+            return f"{x:.{digits}f}"
+        d = digits
+        while d < 6 and round(x, d) == 0:
+            d += 1
+        return f"{x:.{d}f}" if round(x, d) != 0 else f"{x:.1e}"
+
+    return f"{end(low)} to {end(high)}"
+
+
 #: Fewer bootstrap resamples than this give an interval whose ends move from one resampling seed
 #: to the next; a sentence quoting such an interval says how many there were. The embedded run
 #: uses 79 to stay within its time budget; :func:`controlled_tests` defaults to 999.
@@ -1012,7 +1032,7 @@ def _ci(row: pd.Series) -> str:
     approximate."""
     level = row.get("confidence_level", 0.95)
     level = 0.95 if not np.isfinite(level) else level
-    text = f"{level:.0%} CI {row['ci_low']:.2f} to {row['ci_high']:.2f}"
+    text = f"{level:.0%} CI {format_interval(row['ci_low'], row['ci_high'])}"
     n_boot = _number(row, "n_bootstrap")
     if np.isfinite(n_boot) and n_boot < COARSE_BOOTSTRAP:
         return (
@@ -1169,6 +1189,7 @@ __all__ = [
     "difference_sentence",
     "domain_permutation_test",
     "factor_sentence",
+    "format_interval",
     "format_p",
     "load",
     "save",

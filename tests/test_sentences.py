@@ -131,6 +131,10 @@ def test_measure_texts_of_the_local_global_chapter():
     )
     none = {**up, "ci_low": np.nan, "ci_high": np.nan}
     assert "not tested: fewer than 3 datasets" in T.local_global_text(pairs, "knn", "cka", none)
+    # an end that excludes 0 is printed so that it does (0.004 as 0.00 contradicted "higher")
+    near = {**up, "estimate": 0.007, "ci_low": 0.004, "ci_high": 0.0099}
+    text = T.local_global_text(pairs, "knn", "cka", near)
+    assert "gives the higher consistency" in text and "95% CI 0.004 to 0.01 " in text
     for d in (up, down, across, none):
         assert not T.untested_claims(T.local_global_text(pairs, "knn", "cka", d))
 

@@ -817,3 +817,20 @@ def test_keyed_rng_keys_are_not_padded_with_zeros():
     assert draw(0) != draw(0, 0)
     assert draw(7, "m") != draw(7, "m", 0)
     assert draw(7, "") != draw(7)
+
+
+def test_an_interval_end_that_excludes_zero_never_prints_as_zero():
+    """A sentence claims a difference when its interval excludes 0; the interval it prints must
+    show that (0.004 printed as 0.00 read as an interval touching 0 beside the claim)."""
+    assert stats.format_interval(0.12, 0.3) == "0.12 to 0.30"
+    assert stats.format_interval(0.0041, 0.25) == "0.004 to 0.25"
+    assert stats.format_interval(-0.0041, -0.00004) == "-0.004 to -0.00004"
+    assert stats.format_interval(0.0, 3e-7) == "0.00 to 3.0e-07"
+    assert stats.format_interval(float("nan"), 0.2) == "nan to 0.20"
+    o = {"p_value": 0.001, "factor": "objective", "n_permutations": 999.0}
+    a = {"p_value": 0.4, "factor": "architecture", "n_permutations": 999.0}
+    d = {"estimate": 0.12, "ci_low": 0.0041, "ci_high": 0.25, "confidence_level": 0.95}
+    text = stats.difference_sentence(d, o, a)
+    assert text.startswith("Objective explains") and "95% CI 0.004 to 0.25" in text
+    text = stats.difference_sentence({**d, "ci_low": -0.0041}, o, a)
+    assert text.startswith("No evidence") and "95% CI -0.004 to 0.25" in text
