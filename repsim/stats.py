@@ -995,7 +995,7 @@ def format_p(p: float, alpha: float = 0.05) -> str:
     if p < 0.001:
         return "p < 0.001"
     digits = 3 if p < 0.01 else 2
-    while digits < 6 and (round(p, digits) < alpha) != (p < alpha):
+    while digits < 17 and (round(p, digits) < alpha) != (p < alpha):  # 17: every float's digits
         digits += 1
     return f"p = {p:.{digits}f}"
 

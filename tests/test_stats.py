@@ -801,6 +801,8 @@ def test_format_p_never_rounds_across_alpha():
     assert stats.format_p(0.0504) == "p = 0.05"  # not below: p = alpha is not significant
     assert stats.format_p(0.0096, alpha=0.01) == "p = 0.0096"
     assert stats.format_p(0.0496, alpha=0.01) == "p = 0.05"
+    # as close to alpha as a Bonferroni-multiplied p can fall: still not rounded onto it
+    assert stats.format_p(0.0499999996) == "p = 0.0499999996"
 
 
 def test_difference_sentence_refuses_an_alpha_its_interval_does_not_answer():
