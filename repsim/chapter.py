@@ -64,8 +64,9 @@ class Run:
 
     def feature_store(self) -> Any:
         """The run's feature store, reading only the groups the result files were computed from:
-        a group sealed since (another extraction into the folder) raises StoreError."""
-        from repsim.store import FeatureStore
+        a group sealed since (another extraction into the folder) raises StoreError, and so does
+        one of those groups that is gone or incomplete (``has`` does not answer False for it)."""
+        from repsim.store import FeatureStore, FeatureWriter
 
         expected = {
             key.removeprefix("features "): sha
@@ -74,9 +75,26 @@ class Run:
         }
 
         class _RunStore(FeatureStore):
+            def has(self, dataset: str, model: str) -> bool:
+                # a group the results were computed from must be there: a deleted or incomplete
+                # one is damage to report, not a model the run lacks (it was left out of figures)
+                if expected.get(f"{dataset}/{model}") is not None:
+                    self._complete_group(dataset, model)
+                    return True
+                return super().has(dataset, model)
+
             def _complete_group(self, dataset: str, model: str) -> Any:
-                group = super()._complete_group(dataset, model)
                 want = expected.get(f"{dataset}/{model}")
+                if want is not None:  # a group that cannot be read keeps its own message and fix
+                    group = self._open(dataset, model)
+                    if group is None or not FeatureWriter(group).complete:
+                        raise StoreError(
+                            f"features of {model!r} on {dataset!r}, which the result files of this "
+                            f"run were computed from, are missing or incomplete in {self.path} "
+                            "(deleted or damaged since the run); rerun the config into the run "
+                            "folder"
+                        )
+                group = super()._complete_group(dataset, model)
                 if want is not None and group.attrs.get("sha256") != want:
                     raise StoreError(
                         f"features of {model!r} on {dataset!r} are not those the result files of "

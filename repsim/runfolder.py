@@ -617,12 +617,13 @@ class RunFolder:
 
     # -- manifest ------------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
-        """The manifest ({} when there is none or it is unreadable: results are then rebuilt)."""
+        """The manifest ({} when there is none, it is unreadable or it is not of the shape a run
+        writes: results are then rebuilt, and readers refuse the folder as unverifiable)."""
         try:
             value = json.loads(self.manifest_path.read_text())
         except (OSError, ValueError):
             return {}
-        return value if isinstance(value, dict) else {}
+        return value if _well_formed(value) else {}
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.write_json(self.manifest_path, manifest)
@@ -765,6 +766,23 @@ class RunFolder:
                 f"{', '.join(unlisted)} in {self.path} were not written by its last run "
                 f"(config {manifest.get('config_hash')}); delete them or {fix}"
             )
+
+
+def _well_formed(manifest: Any) -> bool:
+    """Whether ``manifest`` has the shape :func:`repsim.pipeline._write_manifest` gives it: an
+    object whose ``files`` map names to objects, whose ``inputs`` is an object and whose
+    ``skipped`` is a list. Valid JSON of another shape (an edited file, another tool's) was read
+    as a manifest and raised an AttributeError with a traceback in ``repsim run``, ``repsim
+    compare`` and ``load_run``, so the rerun that the fix asks for could not run either."""
+    if not isinstance(manifest, dict):
+        return False
+    files = manifest.get("files", {})
+    return (
+        isinstance(files, dict)
+        and all(isinstance(entry, dict) for entry in files.values())
+        and isinstance(manifest.get("inputs", {}), dict)
+        and isinstance(manifest.get("skipped", []), list)
+    )
 
 
 def check_schema(

@@ -137,7 +137,9 @@ def test_stray_result_file_is_refused_and_removed(small_run, run_copy, small_con
     assert_same_results(small_run, run_copy)
 
 
-@pytest.mark.parametrize("manifest", ["deleted", "not json", "a list"])
+@pytest.mark.parametrize(
+    "manifest", ["deleted", "not json", "a list", "an entry not an object", "inputs a list"]
+)
 def test_result_files_without_a_readable_manifest_are_refused(
     manifest, small_run, run_copy, small_config
 ):
@@ -152,6 +154,9 @@ def test_result_files_without_a_readable_manifest_are_refused(
         "deleted": lambda: folder.manifest_path.unlink(),
         "not json": lambda: folder.manifest_path.write_text("{"),
         "a list": lambda: folder.manifest_path.write_text("[]"),
+        # valid JSON of another shape: an AttributeError with a traceback in run and compare
+        "an entry not an object": lambda: _edit_manifest(folder, files={"similarity.nc": "0"}),
+        "inputs a list": lambda: _edit_manifest(folder, inputs=[]),
     }[manifest]()
     with pytest.raises(RunFolderError, match="manifest.json is (missing|unreadable)"):
         load_run(run_copy)
@@ -159,6 +164,12 @@ def test_result_files_without_a_readable_manifest_are_refused(
     assert main(["compare", str(folder.similarity)]) == 2  # a file of a run folder: same checks
     run(small_config, run_copy, device="cpu")
     assert_same_results(small_run, run_copy)
+
+
+def _edit_manifest(folder: RunFolder, **changes: object) -> None:
+    manifest = json.loads(folder.manifest_path.read_text())
+    manifest.update(changes)
+    folder.manifest_path.write_text(json.dumps(manifest))
 
 
 def test_a_stimulus_table_changed_after_the_results_is_refused(run_copy):
@@ -184,6 +195,28 @@ def test_features_extracted_again_after_the_results_are_refused(run_copy):
     store._open(DS, MODEL).attrs["sha256"] = "0" * 64  # what another extraction sealed
     with pytest.raises(StoreError, match="not those the result files of this run"):
         read_features(load_run(run_copy), DS, [MODEL, "cnn-supervised-s0"])
+
+
+@pytest.mark.parametrize("damage", ["group deleted", "zarr.json deleted"])
+def test_features_of_the_results_gone_since_are_refused_not_left_out(damage, run_copy):
+    """A group the manifest lists as an input of the results, deleted after the run: the book's
+    feature chapters left that model out of their figures (read_features dropped it, the
+    train-split variant made it NaN) instead of saying the folder is damaged."""
+    from repsim.analysis import read_features
+    from repsim.chapter import load_run
+    from repsim.errors import StoreError
+
+    group = RunFolder(run_copy).features / DS / MODEL
+    if damage == "group deleted":
+        shutil.rmtree(group)
+    else:
+        (group / "zarr.json").unlink()
+    run = load_run(run_copy)  # the result files themselves still verify
+    with pytest.raises(StoreError, match="missing or incomplete .*rerun the config"):
+        read_features(run, DS, [MODEL, "cnn-supervised-s0"])
+    with pytest.raises(StoreError, match="missing or incomplete"):
+        run.feature_store().has(DS, MODEL)
+    assert not run.feature_store().has(DS, "not-a-model")  # not an input: simply absent
 
 
 def test_compare_refuses_an_altered_result_file(run_copy, capsys):
