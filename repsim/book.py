@@ -232,6 +232,34 @@ def _hide_injected_parameters(path: Path) -> None:
     nbformat.write(nb, str(path))
 
 
+def check_run(run_dir: str | Path) -> Path:
+    """``run_dir`` resolved, once its results verify (schema, hashes, one run): before any
+    notebook starts, and before the notebooks of the last build are replaced."""
+    from repsim.runfolder import RunFolder, filesystem_errors
+
+    run_dir = Path(run_dir).resolve()
+    folder = RunFolder(run_dir)
+    with filesystem_errors(folder.similarity, "read"):  # a path too long for the filesystem
+        present = folder.similarity.exists()
+    if not present:
+        raise StoreError(
+            f"{run_dir} has no {folder.similarity.name}: run `repsim run CONFIG --out {run_dir}` "
+            "first, or pass --run with an existing run folder"
+        )
+    folder.open_results()
+    return run_dir
+
+
+def check_book_folder(book_dir: str | Path) -> None:
+    """BookError unless ``book_dir`` is a book (it has the _config.yml that jupyter-book needs):
+    said before the notebooks run, not after a minute of them."""
+    if not (Path(book_dir) / "_config.yml").is_file():
+        raise BookError(
+            f"{book_dir} is not a book folder: it has no _config.yml; pass --book with the book "
+            "folder of a checkout (default: book)"
+        )
+
+
 def execute_chapters(
     run_dir: str | Path,
     out_dir: str | Path,
@@ -244,18 +272,7 @@ def execute_chapters(
     The chapters only read the run folder and write their own executed copy, so they can run side
     by side (default :data:`BOOK_WORKERS`, at most one per core; each kernel then gets an equal
     share of the cores as math threads)."""
-    from repsim.runfolder import RunFolder, filesystem_errors
-
-    run_dir = Path(run_dir).resolve()
-    folder = RunFolder(run_dir)
-    with filesystem_errors(folder.similarity, "read"):  # a path too long for the filesystem
-        present = folder.similarity.exists()
-    if not present:
-        raise StoreError(
-            f"{run_dir} has no {folder.similarity.name}: run `repsim run CONFIG --out {run_dir}` "
-            "first, or pass --run with an existing run folder"
-        )
-    folder.open_results()  # schema and one-run checks before any notebook starts
+    run_dir = check_run(run_dir)
     out = Path(out_dir)
     paths = list(notebooks or chapter_notebooks())
     # relative to where the notebooks run: the published .ipynb files hold no machine paths and
@@ -432,7 +449,9 @@ def build_book(
     generated = book / "generated"
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
+    check_book_folder(book)
     if execute:
+        check_run(run_dir)  # a run that fails its checks leaves the last build's notebooks
         if generated.exists():
             shutil.rmtree(generated)
         chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)

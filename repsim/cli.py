@@ -9,6 +9,8 @@ import sys
 from repsim.errors import RepsimError
 
 BENCHMARKS = ("measures", "extract", "probe", "run", "precision")
+#: the run folder `repsim book` renders when --run is not given (the one `make run` writes)
+DEFAULT_BOOK_RUN = "runs/embedded"
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -29,10 +31,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_book(args: argparse.Namespace) -> int:
     from repsim.book import build_book
-    from repsim.errors import PathError
+    from repsim.errors import ConfigError, PathError
 
+    if args.no_execute and args.run is not None:
+        raise ConfigError(
+            "--run does not apply with --no-execute, which builds the book from the notebooks "
+            "executed last (on the run they were executed on); drop --run, or drop --no-execute "
+            "to execute the notebooks on that run"
+        )
     try:
-        build_book(run_dir=args.run, book_dir=args.book, execute=not args.no_execute)
+        build_book(
+            run_dir=args.run or DEFAULT_BOOK_RUN, book_dir=args.book, execute=not args.no_execute
+        )
     except OSError as exc:  # a full disk or a folder not writable: named, with the --book fix
         raise PathError(_book_os_error(exc, args.book)) from exc
     return 0
@@ -150,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("book", help="execute the notebooks on a run folder and build the book")
-    p.add_argument("--run", default="runs/embedded", help="run folder to render")
+    p.add_argument("--run", help=f"run folder to render (default: {DEFAULT_BOOK_RUN})")
     p.add_argument("--book", default="book", help="book folder")
     p.add_argument(
         "--no-execute", action="store_true", help="build from already executed notebooks"

@@ -69,7 +69,7 @@ PATH_ARGUMENTS = [
     (["run", "LONG/c.yaml", "--out", "OK"], "config file", "read"),
     (["run", "c.yaml", "--out", "LONG/run"], "--out", "create"),
     (["book", "--run", "LONG", "--book", "OK"], "--run", "read"),
-    (["book", "--run", "OK", "--book", "LONG", "--no-execute"], "--book", "write"),
+    (["book", "--book", "LONG", "--no-execute"], "--book", "write"),
     (["models", "--config", "LONG/c.yaml"], "--config", "read"),
     (["datasets", "--config", "LONG/c.yaml"], "--config", "read"),
     (["compare", "LONG"], "run folder", "read"),
@@ -155,3 +155,27 @@ def test_book_filesystem_errors_name_the_file_and_the_book_fix(
     err = capsys.readouterr().err
     assert expected.format(path=path) in err
     assert "--out" not in err and "Traceback" not in err
+
+
+def test_book_refuses_run_with_no_execute(tmp_path, capsys):
+    """--no-execute builds from the notebooks executed last, whatever run they were executed on:
+    a --run beside it was ignored, so a book could show another run than the one named."""
+    assert cli.main(["book", "--run", str(tmp_path), "--no-execute"]) == 2
+    assert "--run does not apply with --no-execute" in capsys.readouterr().err
+
+
+def test_book_checks_its_folder_and_the_run_before_replacing_notebooks(tmp_path):
+    """A run that fails its checks cost the last build's executed notebooks (removed first), and
+    a --book without _config.yml failed only after every notebook had run."""
+    from repsim.book import BookError, build_book
+    from repsim.errors import StoreError
+
+    book = tmp_path / "book"
+    (book / "generated").mkdir(parents=True)
+    (book / "generated" / "01_last_build.ipynb").write_text("{}")
+    with pytest.raises(BookError, match="is not a book folder: it has no _config.yml"):
+        build_book(run_dir=tmp_path / "no-run", book_dir=book)
+    (book / "_config.yml").write_text("title: t\n")
+    with pytest.raises(StoreError, match="has no similarity.nc"):
+        build_book(run_dir=tmp_path / "no-run", book_dir=book)
+    assert (book / "generated" / "01_last_build.ipynb").is_file()
