@@ -449,9 +449,10 @@ def build_book(
     generated = book / "generated"
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    check_book_folder(book)
     if execute:
         check_run(run_dir)  # a run that fails its checks leaves the last build's notebooks
+    check_book_folder(book)
+    if execute:
         if generated.exists():
             shutil.rmtree(generated)
         chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)
