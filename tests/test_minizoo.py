@@ -540,3 +540,33 @@ def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(
     a_file.write_text("")
     assert cli(["minizoo", "merge", str(a), "--into", str(a_file)]) == 2
     assert "a_file is a file where a folder is needed" in capsys.readouterr().err
+
+
+def test_a_weights_file_of_another_model_is_refused(tmp_path: Path) -> None:
+    """A SimCLR file at the supervised model's path was loaded as that model: the analyses then
+    counted a self-supervised encoder as supervised. The facts the file records must agree with
+    the config's metadata where both state them."""
+    from repsim.errors import ModelError
+    from repsim.zoo import load_model
+    from repsim.zoo.spec import ModelSpec
+
+    extra = {"objective": "Self-Supervised", "method": "SimCLR", "seed": 0}
+    path = save_encoder(
+        build_arch("mlp"), tmp_path / "m.safetensors", "mlp", ARCHS["mlp"][1], extra
+    )
+    stated = {"objective": "Supervised", "method": "Cross-entropy", "seed": 0}
+    spec = ModelSpec(id="sup", loader="minizoo", identifier="mlp", weights=path, metadata=stated)
+    with pytest.raises(
+        ModelError,
+        match=r"trained with objective 'Self-Supervised' \(the config says 'Supervised'\)",
+    ):
+        load_model(spec)
+    same = ModelSpec(id="ssl", loader="minizoo", identifier="mlp", weights=path, metadata=extra)
+    assert load_model(same).module is not None  # agreeing facts, and seed 0 == "0"
+    bare = ModelSpec(id="any", loader="minizoo", identifier="mlp", weights=path)
+    assert load_model(bare).module is not None  # a config that states nothing is not checked
+    # the config check says the same before any work, without the damaged-file fix
+    from repsim.zoo.check import check_spec
+
+    err = str(check_spec(spec).error)
+    assert "was trained with objective 'Self-Supervised'" in err and "truncated" not in err

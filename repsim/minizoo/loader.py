@@ -43,6 +43,7 @@ def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu
                 f"model {spec.id!r}: {path} holds architecture {meta.get('arch')!r}, but the spec's "
                 f"identifier is {spec.identifier!r}; fix the identifier or the weights path"
             )
+        _check_recorded_training(spec, path, meta)
         source, record = str(path), {"weights": str(path), **meta}
     else:
         kwargs = {**arch_kwargs(spec.identifier), **dict(spec.options)}
@@ -60,3 +61,27 @@ def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu
         default_token="none",
         **record,
     )
+
+
+#: training facts a weights file records that the config's metadata also states; the analyses
+#: group models by them, so a file of another model under this id would mislabel its results
+RECORDED_TRAINING = ("objective", "method", "seed", "training_data")
+
+
+def _check_recorded_training(spec: ModelSpec, path: Path, meta: dict[str, str]) -> None:
+    """ModelError when ``path`` records training facts other than the ones the spec states (a
+    SimCLR file at the supervised model's path was accepted and counted as supervised)."""
+    from repsim.errors import ModelError
+
+    stated = dict(spec.metadata or {})
+    differ = [
+        f"{key} {meta[key]!r} (the config says {str(stated[key])!r})"
+        for key in RECORDED_TRAINING
+        if stated.get(key) is not None and key in meta and str(stated[key]) != meta[key]
+    ]
+    if differ:
+        raise ModelError(
+            f"model {spec.id!r}: {path} was trained with {'; '.join(differ)}: it is the file of "
+            "another model, and the analyses would group this one by the wrong labels; fix the "
+            "weights path, or the metadata if the file is the intended one"
+        )

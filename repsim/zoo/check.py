@@ -106,15 +106,12 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
             )
         try:
             load_model(spec, pretrained=True, device="meta")
+        except ModelError as exc:
+            if str(exc).startswith(f"model {spec.id!r}: "):
+                raise  # the loader named the model and gave its own fix (a file of another model)
+            raise _unusable_file(spec, path, exc) from exc
         except Exception as exc:  # any failure to read or fit the file is the same user error
-            reason = " ".join(str(exc).split()).removeprefix(f"model {spec.id!r}: ")
-            reason = reason if len(reason) <= 600 else reason[:600] + " ..."
-            raise ModelError(
-                f"model {spec.id!r}: weights file {path} cannot be used for {spec.loader} "
-                f"{spec.identifier!r}: {type(exc).__name__}: {reason}. The file is truncated, damaged or "
-                "for another architecture: download or retrain it again (mini-zoo: `repsim minizoo "
-                "train`), or point 'weights:' at the file made for this architecture"
-            ) from exc
+            raise _unusable_file(spec, path, exc) from exc
         return "file ok"
     if source.kind == "cached":
         return "cached"
@@ -124,6 +121,18 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
         check_source(spec, source)
         return "downloadable"
     return source.where or "-"
+
+
+def _unusable_file(spec: ModelSpec, path: str, exc: Exception) -> ModelError:
+    """The error of a local weights file that cannot be read or fit the architecture."""
+    reason = " ".join(str(exc).split()).removeprefix(f"model {spec.id!r}: ")
+    reason = reason if len(reason) <= 600 else reason[:600] + " ..."
+    return ModelError(
+        f"model {spec.id!r}: weights file {path} cannot be used for {spec.loader} "
+        f"{spec.identifier!r}: {type(exc).__name__}: {reason}. The file is truncated, damaged or "
+        "for another architecture: download or retrain it again (mini-zoo: `repsim minizoo "
+        "train`), or point 'weights:' at the file made for this architecture"
+    )
 
 
 def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) -> ModelCheck:
