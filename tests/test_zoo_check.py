@@ -112,8 +112,10 @@ def test_weights_of_another_architecture_are_found_at_plan_time(tmp_path: Path) 
     cfg = _config(
         tmp_path, _minizoo_entry("wrong", "cnn", ZOO / "vit-simclr-s0.safetensors"), "[wrong]"
     )
-    with pytest.raises(
-        ModelError, match="model 'wrong': weights file .*vit-simclr-s0.safetensors cannot be used"
+    with pytest.raises(  # the loader's own message and fix, not the damaged-file one
+        ModelError,
+        match="model 'wrong': .*vit-simclr-s0.safetensors holds architecture 'vit', but the "
+        "spec's identifier is 'cnn'; fix the identifier or the weights path",
     ):
         load_plan(cfg)
 
