@@ -321,6 +321,43 @@ def filesystem_errors(path: str | Path, action: str = "write") -> Iterator[None]
         raise RunFolderError(describe_os_error(full, path, action)) from exc
 
 
+def link_between(top: Path, path: Path) -> Path | None:
+    """The first symbolic link among the folders strictly between ``top`` and ``path``, or None.
+
+    Links there lead into another folder (another run's feature store): removing a file or
+    folder through one would delete that folder's data. ``top`` itself may be a link (a run's
+    features.zarr placed on another disk)."""
+    try:
+        inner = Path(path).relative_to(top).parts[:-1]
+    except ValueError:
+        return None
+    folder = Path(top)
+    for part in inner:
+        folder = folder / part
+        if folder.is_symlink():
+            return folder
+    return None
+
+
+def _foreign(path: Path, link: Path) -> str:
+    return (
+        f"{path} is reached through the symbolic link {link} (to {os.readlink(link)}): the run "
+        "does not delete files of another folder; replace the link with a copy of what it points "
+        "to, or remove the link, then rerun"
+    )
+
+
+def remove_tree(path: Path, top: Path) -> None:
+    """``shutil.rmtree(path)``, refused (RunFolderError) when ``path`` is reached through a link
+    below ``top``; a link at ``path`` itself is unlinked, never followed."""
+    if path.is_symlink():
+        path.unlink()
+        return
+    if (link := link_between(top, path)) is not None:
+        raise RunFolderError(_foreign(path, link))
+    shutil.rmtree(path)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> str:
     """Write ``data`` through a temporary file and a rename; returns its SHA-256.
 
@@ -596,11 +633,24 @@ class RunFolder:
         return atomic_write_netcdf(ds, path)
 
     def remove(self, path: Path) -> bool:
-        """Remove a file or folder of the run (True when something was there)."""
+        """Remove a file or folder of the run (True when something was there).
+
+        A symbolic link is removed, never what it points to; a path reached through a link
+        inside the run's top-level entries (``features.zarr/<dataset>`` linked to another run's)
+        is refused (:func:`remove_tree`)."""
         with filesystem_errors(path, "remove"):
-            if path.is_dir():
-                shutil.rmtree(path)
+            if path.is_symlink():
+                path.unlink()
                 return True
+            try:
+                top = self.path / Path(path).relative_to(self.path).parts[0]
+            except (ValueError, IndexError):
+                top = Path(path)
+            if path.is_dir():
+                remove_tree(path, top)
+                return True
+            if (link := link_between(top, path)) is not None:
+                raise RunFolderError(_foreign(path, link))
             if path.exists():
                 path.unlink()
                 return True

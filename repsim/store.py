@@ -35,7 +35,13 @@ import zarr
 from zarr.codecs import ZstdCodec
 
 from repsim.errors import StoreError
-from repsim.runfolder import atomic_write_netcdf, filesystem_errors, safe_name, temporary_name
+from repsim.runfolder import (
+    atomic_write_netcdf,
+    filesystem_errors,
+    remove_tree,
+    safe_name,
+    temporary_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -519,8 +525,8 @@ class FeatureStore:
         """Create the group of (dataset, model) atomically and return its writer."""
         ids = check_ids(ids)
         final = self._dir(dataset, model)
-        if overwrite and final.exists():
-            shutil.rmtree(final)
+        if overwrite and (final.exists() or final.is_symlink()):
+            remove_tree(final, self.path)
         existing = self.writer(dataset, model, ids)
         if existing is not None:
             return existing
@@ -600,7 +606,11 @@ class FeatureStore:
         )
 
     def delete(self, dataset: str, model: str) -> None:
-        shutil.rmtree(self._dir(dataset, model), ignore_errors=True)
+        """Remove the group of (dataset, model); through a link into another store, refused."""
+        group = self._dir(dataset, model)
+        if group.exists() or group.is_symlink():
+            with filesystem_errors(group, "remove"):
+                remove_tree(group, self.path)
 
 
 def _read_all(group: zarr.Group) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

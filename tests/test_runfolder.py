@@ -329,3 +329,34 @@ def test_the_longest_derived_name_is_the_longest_name_a_run_writes(tmp_path: Pat
     FeatureStore(folder.features).create(fits, fits, ["a", "b"], 3, chunk_rows=2)
     with pytest.raises(RunFolderError, match=r"the name '\.m+\.\.\.\w+\.tmp' is 256 bytes long"):
         folder.write_json(folder.marker("stimuli", fits + "m"), {})  # its temporary name
+
+
+def test_removing_never_deletes_through_a_link_into_another_folder(tmp_path: Path) -> None:
+    """A rerun with fewer models pruned features.zarr/<dataset>/<model>; with <dataset> a link
+    to another run's folder it deleted that run's features. Links are removed, never followed;
+    a path reached through a link below a top-level entry is refused; a top-level entry may be
+    a link (features.zarr placed on another disk)."""
+    from repsim.runfolder import RunFolder, RunFolderError
+    from repsim.store import FeatureStore
+
+    other = tmp_path / "other" / "faces"
+    for model in ("a", "b", "c"):
+        (other / model).mkdir(parents=True)
+        (other / model / "zarr.json").write_text("{}")
+    folder = RunFolder(tmp_path / "run")
+    (folder.features).mkdir(parents=True)
+    (folder.features / "faces").symlink_to(other)
+    with pytest.raises(RunFolderError, match=r"reached through the symbolic link .*faces"):
+        folder.remove(folder.features / "faces" / "a")
+    with pytest.raises(RunFolderError, match="does not delete files of another folder"):
+        FeatureStore(folder.features).delete("faces", "b")
+    assert all((other / m / "zarr.json").is_file() for m in ("a", "b", "c"))
+    assert folder.remove(folder.features / "faces")  # the link itself: unlinked, not followed
+    assert not (folder.features / "faces").exists() and (other / "a").is_dir()
+    # a top-level entry that is a link is the run's own place
+    disk = tmp_path / "disk" / "features.zarr"
+    (disk / "faces" / "a").mkdir(parents=True)
+    linked = RunFolder(tmp_path / "run2")
+    linked.path.mkdir()
+    linked.features.symlink_to(disk)
+    assert linked.remove(linked.features / "faces" / "a") and not (disk / "faces" / "a").exists()
