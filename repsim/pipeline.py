@@ -192,6 +192,7 @@ def _run_locked(
 ) -> RunResult:
     run_dir = folder.path
     chash = config_hash(plan)
+    _check_prunable(plan, folder)  # the prune at the end would fail after all the work
     previous = folder.read_manifest()
     if previous.get("config_hash") != chash:
         why = "another config" if previous.get("config_hash") else "no complete run recorded"
@@ -782,11 +783,23 @@ def _feature_hashes(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
     return out
 
 
-def _prune(plan: RunPlan, folder: RunFolder) -> None:
-    """Remove cached features, records and parts of models or datasets this config does not have."""
-    stale = folder.stale_cache(
+def _stale(plan: RunPlan, folder: RunFolder) -> list[Path]:
+    """Cached features, records and parts of models or datasets this config does not have."""
+    return folder.stale_cache(
         [m.id for m in plan.models], [d.id for d in plan.datasets], probes=plan.probes_enabled
     )
+
+
+def _check_prunable(plan: RunPlan, folder: RunFolder) -> None:
+    """RunFolderError before any work when the cached work to remove at the end is reached
+    through a link into another folder (:meth:`RunFolder.check_removable`)."""
+    with filesystem_errors(folder.path, "read"):
+        folder.check_removable(_stale(plan, folder))
+
+
+def _prune(plan: RunPlan, folder: RunFolder) -> None:
+    """Remove cached features, records and parts of models or datasets this config does not have."""
+    stale = _stale(plan, folder)
     if not stale:
         return
     with filesystem_errors(folder.path, "clean"):

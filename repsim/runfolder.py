@@ -632,6 +632,20 @@ class RunFolder:
     def write_netcdf(self, ds: Any, path: Path) -> str:
         return atomic_write_netcdf(ds, path)
 
+    def _top(self, path: Path) -> Path:
+        """The top-level entry of the run that holds ``path`` (``path`` itself outside the run)."""
+        try:
+            return self.path / Path(path).relative_to(self.path).parts[0]
+        except (ValueError, IndexError):
+            return Path(path)
+
+    def check_removable(self, paths: Iterable[Path]) -> None:
+        """RunFolderError naming the first of ``paths`` that :meth:`remove` would refuse (reached
+        through a link below a top-level entry): said before the work, not after it."""
+        for path in paths:
+            if not path.is_symlink() and (link := link_between(self._top(path), path)):
+                raise RunFolderError(_foreign(path, link))
+
     def remove(self, path: Path) -> bool:
         """Remove a file or folder of the run (True when something was there).
 
@@ -642,10 +656,7 @@ class RunFolder:
             if path.is_symlink():
                 path.unlink()
                 return True
-            try:
-                top = self.path / Path(path).relative_to(self.path).parts[0]
-            except (ValueError, IndexError):
-                top = Path(path)
+            top = self._top(path)
             if path.is_dir():
                 remove_tree(path, top)
                 return True

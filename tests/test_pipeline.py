@@ -203,3 +203,31 @@ def test_datasets_decode_on_demand_with_the_same_images(
     np.testing.assert_array_equal(
         np.asarray(lazy(rows)), stimset.load_images(stimset.indices_of(ids[rows]))
     )
+
+
+def test_a_prune_through_a_link_into_another_run_is_refused_before_any_work(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With features.zarr/<dataset> linked to another run's, a rerun with fewer models deleted
+    that run's features at its end (or, once removal was guarded, failed after all the work)."""
+    from repsim.runfolder import RunFolderError
+
+    other, mine = tmp_path / "other", tmp_path / "mine"
+    shutil.copytree(tiny_run, other)
+    shutil.copytree(tiny_run, mine)
+    shutil.rmtree(mine / "features.zarr" / "faces")
+    (mine / "features.zarr" / "faces").symlink_to(other / "features.zarr" / "faces")
+    before = sorted(p.name for p in (other / "features.zarr" / "faces").iterdir())
+    cfg = tmp_path / "fewer.yaml"
+    cfg.write_text(
+        f"include: [{tiny_config}]\nselect: {{models: [cnn-supervised-s0, cnn-simclr-s0, "
+        "cnn-barlow-s0], datasets: [faces, textures, gratings]}\n"
+    )
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the link was found")
+
+    monkeypatch.setattr(stages, "fingerprint_data", no_work)
+    with pytest.raises(RunFolderError, match=r"reached through the symbolic link .*faces"):
+        run(cfg, mine, device="cpu")
+    assert sorted(p.name for p in (other / "features.zarr" / "faces").iterdir()) == before
