@@ -272,7 +272,17 @@ def execute_chapters(
     The chapters only read the run folder and write their own executed copy, so they can run side
     by side (default :data:`BOOK_WORKERS`, at most one per core; each kernel then gets an equal
     share of the cores as math threads)."""
-    run_dir = check_run(run_dir)
+    return _execute_checked(check_run(run_dir), out_dir, notebooks, parameters, workers)
+
+
+def _execute_checked(
+    run_dir: Path,
+    out_dir: str | Path,
+    notebooks: Sequence[Path] | None,
+    parameters: Mapping[str, Any] | None,
+    workers: int | None = None,
+) -> list[Path]:
+    """:func:`execute_chapters` on a run folder :func:`check_run` has verified and resolved."""
     out = Path(out_dir)
     paths = list(notebooks or chapter_notebooks())
     # relative to where the notebooks run: the published .ipynb files hold no machine paths and
@@ -449,10 +459,10 @@ def build_book(
     generated = book / "generated"
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    if execute:
-        check_run(run_dir)  # a run that fails its checks leaves the last build's notebooks
+    # both before the last build's notebooks are replaced, and before any notebook runs
+    run = check_run(run_dir) if execute else None
     check_book_folder(book)
-    if execute:
+    if run is not None:
         if generated.exists():
             shutil.rmtree(generated)
         chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)
@@ -461,7 +471,7 @@ def build_book(
             "executing %d chapter notebooks on %s, %d at a time", len(chapters), run_dir, workers
         )
         t0 = time.perf_counter()
-        execute_chapters(run_dir, generated, chapters, parameters)
+        _execute_checked(run, generated, chapters, parameters)
         timings["chapters"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         execute_course(book, generated / "course", run_dir)

@@ -66,7 +66,7 @@ class Run:
         """The run's feature store, reading only the groups the result files were computed from:
         a group sealed since (another extraction into the folder) raises StoreError, and so does
         one of those groups that is gone or incomplete (``has`` does not answer False for it)."""
-        from repsim.store import FeatureStore, FeatureWriter
+        from repsim.store import FeatureStore
 
         expected = {
             key.removeprefix("features "): sha
@@ -78,22 +78,17 @@ class Run:
             def has(self, dataset: str, model: str) -> bool:
                 # a group the results were computed from must be there: a deleted or incomplete
                 # one is damage to report, not a model the run lacks (it was left out of figures)
-                if expected.get(f"{dataset}/{model}") is not None:
-                    self._complete_group(dataset, model)
-                    return True
-                return super().has(dataset, model)
+                present = super().has(dataset, model)
+                if not present and expected.get(f"{dataset}/{model}") is not None:
+                    raise StoreError(
+                        f"features of {model!r} on {dataset!r}, which the result files of this "
+                        f"run were computed from, are missing or incomplete in {self.path} "
+                        "(deleted or damaged since the run); rerun the config into the run folder"
+                    )
+                return present
 
             def _complete_group(self, dataset: str, model: str) -> Any:
                 want = expected.get(f"{dataset}/{model}")
-                if want is not None:  # a group that cannot be read keeps its own message and fix
-                    group = self._open(dataset, model)
-                    if group is None or not FeatureWriter(group).complete:
-                        raise StoreError(
-                            f"features of {model!r} on {dataset!r}, which the result files of this "
-                            f"run were computed from, are missing or incomplete in {self.path} "
-                            "(deleted or damaged since the run); rerun the config into the run "
-                            "folder"
-                        )
                 group = super()._complete_group(dataset, model)
                 if want is not None and group.attrs.get("sha256") != want:
                     raise StoreError(

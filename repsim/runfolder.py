@@ -339,7 +339,12 @@ def link_between(top: Path, path: Path) -> Path | None:
     return None
 
 
-def _foreign(path: Path, link: Path) -> str:
+def _through_link(path: Path, top: Path) -> str | None:
+    """Why removing ``path`` would delete another folder's data (it is reached through a link
+    below ``top``), or None; a link at ``path`` itself is only unlinked, so it is no reason."""
+    link = None if path.is_symlink() else link_between(top, path)
+    if link is None:
+        return None
     return (
         f"{path} is reached through the symbolic link {link} (to {os.readlink(link)}): the run "
         "does not delete files of another folder; replace the link with a copy of what it points "
@@ -347,15 +352,15 @@ def _foreign(path: Path, link: Path) -> str:
     )
 
 
-def remove_tree(path: Path, top: Path) -> None:
-    """``shutil.rmtree(path)``, refused (RunFolderError) when ``path`` is reached through a link
-    below ``top``; a link at ``path`` itself is unlinked, never followed."""
-    if path.is_symlink():
+def remove_path(path: Path, top: Path) -> None:
+    """Remove the file, folder or link at ``path`` (a link is unlinked, never followed);
+    RunFolderError when ``path`` is reached through a link below ``top``."""
+    if (why := _through_link(path, top)) is not None:
+        raise RunFolderError(why)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
         path.unlink()
-        return
-    if (link := link_between(top, path)) is not None:
-        raise RunFolderError(_foreign(path, link))
-    shutil.rmtree(path)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> str:
@@ -643,29 +648,20 @@ class RunFolder:
         """RunFolderError naming the first of ``paths`` that :meth:`remove` would refuse (reached
         through a link below a top-level entry): said before the work, not after it."""
         for path in paths:
-            if not path.is_symlink() and (link := link_between(self._top(path), path)):
-                raise RunFolderError(_foreign(path, link))
+            if (why := _through_link(path, self._top(path))) is not None:
+                raise RunFolderError(why)
 
     def remove(self, path: Path) -> bool:
-        """Remove a file or folder of the run (True when something was there).
+        """Remove a file, folder or link of the run (True when something was there).
 
-        A symbolic link is removed, never what it points to; a path reached through a link
-        inside the run's top-level entries (``features.zarr/<dataset>`` linked to another run's)
-        is refused (:func:`remove_tree`)."""
+        A link is removed, never what it points to; a path reached through a link below the
+        run's top-level entries (``features.zarr/<dataset>`` linked to another run's) is
+        refused (:func:`remove_path`)."""
         with filesystem_errors(path, "remove"):
-            if path.is_symlink():
-                path.unlink()
-                return True
-            top = self._top(path)
-            if path.is_dir():
-                remove_tree(path, top)
-                return True
-            if (link := link_between(top, path)) is not None:
-                raise RunFolderError(_foreign(path, link))
-            if path.exists():
-                path.unlink()
-                return True
-        return False
+            if not (path.exists() or path.is_symlink()):
+                return False
+            remove_path(path, self._top(path))
+        return True
 
     def remove_results(self, reason: str) -> list[str]:
         """Remove the result files and the manifest (they are rebuilt); the names removed."""

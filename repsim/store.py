@@ -38,7 +38,7 @@ from repsim.errors import StoreError
 from repsim.runfolder import (
     atomic_write_netcdf,
     filesystem_errors,
-    remove_tree,
+    remove_path,
     safe_name,
     temporary_name,
 )
@@ -526,7 +526,7 @@ class FeatureStore:
         ids = check_ids(ids)
         final = self._dir(dataset, model)
         if overwrite and (final.exists() or final.is_symlink()):
-            remove_tree(final, self.path)
+            remove_path(final, self.path)
         existing = self.writer(dataset, model, ids)
         if existing is not None:
             return existing
@@ -610,7 +610,7 @@ class FeatureStore:
         group = self._dir(dataset, model)
         if group.exists() or group.is_symlink():
             with filesystem_errors(group, "remove"):
-                remove_tree(group, self.path)
+                remove_path(group, self.path)
 
 
 def _read_all(group: zarr.Group) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -174,10 +174,10 @@ def parse_dataset(
     if "min_side" in options:  # 64.0 (from 6.4e1) hashes and compares as 64
         options = {**options, "min_side": whole_number(options["min_side"])}
     defaults = defaults or {}
-    seed = entry.get("seed", defaults.get("seed", 42))
-    if whole_number(seed) is None or seed < 0:  # numpy's rule for seeds
-        raise ConfigError(f"{where}: 'seed' must be a non-negative integer, got {seed!r}")
-    seed = whole_number(seed)
+    given = entry.get("seed", defaults.get("seed", 42))
+    seed = whole_number(given)
+    if seed is None or seed < 0:  # numpy's rule for seeds
+        raise ConfigError(f"{where}: 'seed' must be a non-negative integer, got {given!r}")
     url = entry.get("url")
     return DatasetSpec(
         id=ds_id,
