@@ -525,7 +525,7 @@ class FeatureStore:
         """Create the group of (dataset, model) atomically and return its writer."""
         ids = check_ids(ids)
         final = self._dir(dataset, model)
-        if overwrite and (final.exists() or final.is_symlink()):
+        if overwrite and (final.is_dir() or final.is_symlink()):
             remove_path(final, self.path)
         existing = self.writer(dataset, model, ids)
         if existing is not None:
@@ -606,9 +606,10 @@ class FeatureStore:
         )
 
     def delete(self, dataset: str, model: str) -> None:
-        """Remove the group of (dataset, model); through a link into another store, refused."""
+        """Remove the group of (dataset, model); through a link into another store, refused. A
+        file in the group's place is not the store's: left for creation to name it."""
         group = self._dir(dataset, model)
-        if group.exists() or group.is_symlink():
+        if group.is_dir() or group.is_symlink():
             with filesystem_errors(group, "remove"):
                 remove_path(group, self.path)
 
