@@ -791,10 +791,13 @@ def _stale(plan: RunPlan, folder: RunFolder) -> list[Path]:
 
 
 def _check_prunable(plan: RunPlan, folder: RunFolder) -> None:
-    """RunFolderError before any work when the cached work to remove at the end is reached
-    through a link into another folder (:meth:`RunFolder.check_removable`)."""
+    """RunFolderError before any work when a folder of the run is a link into another folder
+    (:meth:`RunFolder.check_own_folders`), or the cached work to remove at the end is reached
+    through one (:meth:`RunFolder.check_removable`)."""
     with filesystem_errors(folder.path, "read"):
-        folder.check_removable(_stale(plan, folder))
+        stale = _stale(plan, folder)
+        folder.check_removable(stale)
+        folder.check_own_folders(leaving=stale)
 
 
 def _prune(plan: RunPlan, folder: RunFolder) -> None:

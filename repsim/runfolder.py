@@ -352,6 +352,24 @@ def _through_link(path: Path, top: Path) -> str | None:
     )
 
 
+_LINK_DEPTH = 3  # features.zarr/<dataset>/<model>, .stages/parts/<stage>/<dataset>
+
+
+def _folder_links(top: Path, depth: int) -> list[Path]:
+    """Symbolic links to folders inside ``top``, down to ``depth`` levels (not followed)."""
+    links: list[Path] = []
+    if depth < 1 or not top.is_dir():
+        return links
+    with os.scandir(top) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.is_symlink():
+                if entry.is_dir():  # follows the link: a link to a folder
+                    links.append(Path(entry.path))
+            elif entry.is_dir(follow_symlinks=False):
+                links += _folder_links(Path(entry.path), depth - 1)
+    return links
+
+
 def remove_path(path: Path, top: Path) -> None:
     """Remove the file, folder or link at ``path`` (a link is unlinked, never followed);
     RunFolderError when ``path`` is reached through a link below ``top``."""
@@ -650,6 +668,23 @@ class RunFolder:
         for path in paths:
             if (why := _through_link(path, self._top(path))) is not None:
                 raise RunFolderError(why)
+
+    def check_own_folders(self, leaving: Iterable[Path] = ()) -> None:
+        """RunFolderError naming a folder of the run, below its top-level entries, that is a
+        symbolic link, before any work: features and records would be read from, and new ones
+        written into, another folder (another run's feature store), so the run would mix two
+        configs. Links in ``leaving`` (cached work the run removes, only unlinked) are no reason;
+        a top-level entry may be a link (features.zarr on another disk)."""
+        leaving = set(leaving)
+        for top in (self.features, self.stages, self.path / STIMULI):
+            for link in _folder_links(top, depth=_LINK_DEPTH):
+                if link not in leaving:
+                    raise RunFolderError(
+                        f"{link} is a symbolic link to {os.readlink(link)}: a run reads and writes "
+                        "only its own folders (its features and records would be read from, and "
+                        "written into, another folder); replace the link with a copy of what it "
+                        "points to, or remove it, then rerun"
+                    )
 
     def remove(self, path: Path) -> bool:
         """Remove a file, folder or link of the run (True when something was there).

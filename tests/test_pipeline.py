@@ -231,3 +231,37 @@ def test_a_prune_through_a_link_into_another_run_is_refused_before_any_work(
     with pytest.raises(RunFolderError, match=r"reached through the symbolic link .*faces"):
         run(cfg, mine, device="cpu")
     assert sorted(p.name for p in (other / "features.zarr" / "faces").iterdir()) == before
+
+
+def test_a_rerun_with_a_folder_linked_into_another_run_is_refused_before_any_work(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With features.zarr/<dataset> linked to another run's, a rerun wrote the features it
+    lacked into that run's store (and read the others as its own): refused before any work. A
+    linked folder the rerun only removes (a dataset it no longer has) is unlinked, no reason."""
+    from repsim.runfolder import RunFolderError
+
+    other, mine = tmp_path / "other", tmp_path / "mine"
+    shutil.copytree(tiny_run, other)
+    shutil.copytree(tiny_run, mine)
+    shutil.rmtree(mine / "features.zarr" / "faces")
+    (mine / "features.zarr" / "faces").symlink_to(other / "features.zarr" / "faces")
+    shutil.rmtree(other / "features.zarr" / "faces" / "cnn-simclr-s0")
+    for record in (mine / ".stages" / "features" / "faces").glob("cnn-simclr-s0*"):
+        record.unlink()
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the link was found")
+
+    monkeypatch.setattr(stages, "fingerprint_data", no_work)
+    with pytest.raises(RunFolderError, match=r"faces is a symbolic link to .*other.*own folders"):
+        run(tiny_config, mine, device="cpu")
+    assert not (other / "features.zarr" / "faces" / "cnn-simclr-s0").exists()
+    monkeypatch.undo()
+    (mine / "features.zarr" / "faces").unlink()
+    shutil.copytree(tiny_run / "features.zarr" / "faces", mine / "features.zarr" / "faces")
+    shutil.copytree(tiny_run / ".stages", mine / ".stages", dirs_exist_ok=True)
+    (mine / "features.zarr" / "old").symlink_to(other / "features.zarr" / "faces")
+    run(tiny_config, mine, device="cpu")
+    assert not (mine / "features.zarr" / "old").exists()
+    assert (other / "features.zarr" / "faces" / "cnn-barlow-s0").is_dir()

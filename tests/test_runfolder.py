@@ -360,3 +360,34 @@ def test_removing_never_deletes_through_a_link_into_another_folder(tmp_path: Pat
     linked.path.mkdir()
     linked.features.symlink_to(disk)
     assert linked.remove(linked.features / "faces" / "a") and not (disk / "faces" / "a").exists()
+
+
+def test_folders_of_the_run_that_are_links_are_named(tmp_path: Path) -> None:
+    """check_own_folders names a linked folder down to the layout's depth (features.zarr/<ds>/
+    <model>, .stages/parts/<stage>/<ds>), not a top-level link, a linked file or a link that
+    the run only removes."""
+    from repsim.runfolder import RunFolder, RunFolderError
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "f.json").write_text("{}")
+    folder = RunFolder(tmp_path / "run")
+    (folder.stages / "parts" / "probes").mkdir(parents=True)
+    (folder.features / "faces").mkdir(parents=True)
+    (folder.features / "faces" / "a.json").symlink_to(elsewhere / "f.json")  # a file: replaced
+    folder.check_own_folders()
+    (folder.stages / "parts" / "probes" / "faces").symlink_to(elsewhere)
+    with pytest.raises(RunFolderError, match=r"parts/probes/faces is a symbolic link"):
+        folder.check_own_folders()
+    folder.check_own_folders(leaving=[folder.stages / "parts" / "probes" / "faces"])
+    (folder.stages / "parts" / "probes" / "faces").unlink()
+    (folder.features / "faces" / "m").symlink_to(elsewhere)
+    with pytest.raises(RunFolderError, match=r"faces/m is a symbolic link"):
+        folder.check_own_folders()
+    (folder.features / "faces" / "m").unlink()
+    disk = tmp_path / "disk"
+    (disk / "faces").mkdir(parents=True)
+    linked = RunFolder(tmp_path / "run2")
+    linked.path.mkdir()
+    linked.features.symlink_to(disk)  # the run's own place on another disk
+    linked.check_own_folders()
