@@ -167,3 +167,13 @@ def test_consistency_toy_shows_the_family_it_is_built_for():
     ]
     assert res[3]["A | A"] - res[3]["B | B"] > 0.3, res[3]
     assert sum(r["B | B"] < r["A | A"] for r in res) >= 15, res
+
+
+def test_biased_cka_sweep_answers_how_many_stimuli():
+    """Lesson 2, exercise 2 asks how many stimuli biased CKA needs before two unrelated
+    representations (d = 500) look unrelated: the sweep reaches that point, and its values follow
+    d / (n + d), the rule the solution states."""
+    _, out = _run_cells(_lesson("02"))
+    rows = [(int(n), float(b)) for n, b in re.findall(r"n = +(\d+): biased ([0-9.]+)", out)]
+    assert rows and rows[-1][1] < 0.1, rows
+    assert all(abs(b - 500 / (n + 500)) < 0.03 for n, b in rows), rows
