@@ -177,3 +177,11 @@ def test_biased_cka_sweep_answers_how_many_stimuli():
     rows = [(int(n), float(b)) for n, b in re.findall(r"n = +(\d+): biased ([0-9.]+)", out)]
     assert rows and rows[-1][1] < 0.1, rows
     assert all(abs(b - 500 / (n + 500)) < 0.03 for n, b in rows), rows
+
+
+def test_scipy_floor_has_the_rng_keyword_the_lessons_use():
+    """Lesson 7 (like repsim.stats) passes rng= to scipy.stats.permutation_test, which scipy has
+    from 1.15 on: the package's scipy floor must not let a student install an older one."""
+    assert any("rng=0" in c.source for c in nbformat.read(_lesson("07"), as_version=4).cells)
+    floor = re.search(r'"scipy>=(\d+)\.(\d+)', (REPO / "pyproject.toml").read_text())
+    assert floor and (int(floor[1]), int(floor[2])) >= (1, 15), floor
