@@ -185,3 +185,29 @@ def test_scipy_floor_has_the_rng_keyword_the_lessons_use():
     assert any("rng=0" in c.source for c in nbformat.read(_lesson("07"), as_version=4).cells)
     floor = re.search(r'"scipy>=(\d+)\.(\d+)', (REPO / "pyproject.toml").read_text())
     assert floor and (int(floor[1]), int(floor[2])) >= (1, 15), floor
+
+
+def _lesson_numbers(text: str) -> list[int]:
+    """'1-3 and 6' -> [1, 2, 3, 6]."""
+    spans = re.findall(r"(\d+)(?:-(\d+))?", text)
+    return [k for a, b in spans for k in range(int(a), int(b or a) + 1)]
+
+
+def test_index_sessions_fit_the_lesson_times():
+    """The index's plan of sessions holds its lessons at the longest time of each in its table."""
+    index = (BOOK / "course" / "index.md").read_text()
+    times = {
+        int(m[1]): int(m[3] or m[2])
+        for m in re.finditer(r"^\| (\d+)\. .*?\| (\d+)(?:-(\d+))? min \|", index, re.M)
+    }
+    assert sorted(times) == list(range(1, len(LESSONS) + 1)), times
+    plan = re.search(
+        r"Two (\d+)-minute sessions fit the course: the measures \(lessons ([^)]*)\) and then the "
+        r"study's questions \(lessons ([^)]*)\)",
+        " ".join(index.split()),
+    )
+    assert plan, "the index names its two sessions and their lessons"
+    sessions = [_lesson_numbers(plan[2]), _lesson_numbers(plan[3])]
+    assert sorted(sum(sessions, [])) == sorted(times)
+    for lessons in sessions:
+        assert sum(times[k] for k in lessons) <= int(plan[1]), (lessons, times)
