@@ -211,3 +211,14 @@ def test_index_sessions_fit_the_lesson_times():
     assert sorted(sum(sessions, [])) == sorted(times)
     for lessons in sessions:
         assert sum(times[k] for k in lessons) <= int(plan[1]), (lessons, times)
+
+
+def test_linear_cka_checks_catch_a_missing_centring():
+    """Lesson 1's solution checks fail for the commonest wrong answer, linear_cka without centring:
+    the lesson's X is nearly centred, so that answer is off by about 0.1% only, and the comparison
+    of exercise 3 says so rather than leaving it to the reader's eye."""
+    _, right = _run_cells(_lesson("01"))
+    assert "all agree" in right and "CHANGED" not in right.split("general linear map")[0]
+    _, wrong = _run_cells(_lesson("01"), {"    X = X - X.mean(0)\n    Y = Y - Y.mean(0)\n": ""})
+    assert re.search(r"translation +CKA = [0-9.]+ +CHANGED", wrong), wrong
+    assert "they DIFFER" in wrong, wrong
