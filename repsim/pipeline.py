@@ -192,7 +192,7 @@ def _run_locked(
 ) -> RunResult:
     run_dir = folder.path
     chash = config_hash(plan)
-    _check_prunable(plan, folder)  # the prune at the end would fail after all the work
+    _check_own_folders(plan, folder)  # said now, not when the prune at the end fails
     previous = folder.read_manifest()
     if previous.get("config_hash") != chash:
         why = "another config" if previous.get("config_hash") else "no complete run recorded"
@@ -790,11 +790,13 @@ def _stale(plan: RunPlan, folder: RunFolder) -> list[Path]:
     )
 
 
-def _check_prunable(plan: RunPlan, folder: RunFolder) -> None:
+def _check_own_folders(plan: RunPlan, folder: RunFolder) -> None:
     """RunFolderError before any work when a folder of the run is a link into another folder
-    (:meth:`RunFolder.check_own_folders`), or the cached work to remove at the end is reached
-    through one (:meth:`RunFolder.check_removable`)."""
+    (:meth:`RunFolder.check_own_folders`), the cached work to remove at the end is reached
+    through one (:meth:`RunFolder.check_removable`), or a top-level folder kept elsewhere is
+    another run's (:meth:`RunFolder.claim_linked_entries`)."""
     with filesystem_errors(folder.path, "read"):
+        folder.claim_linked_entries()
         stale = _stale(plan, folder)
         folder.check_removable(stale)
         folder.check_own_folders(leaving=stale)

@@ -12,6 +12,9 @@ Layout (no other module spells these names; they ask :class:`RunFolder`)::
     RUN/.stages/<stage>/...json   one record per finished task: input key and content hash
     RUN/.stages/parts/...         per-dataset similarity and per-model probe parts
     RUN/.lock                     held (fcntl.flock) by the one process running in the folder
+    RUN/.run-id                   the folder's random id, written when a top-level entry is a link
+                                  (features.zarr on another disk), whose target records it in
+                                  .repsim-owner: two runs never share one such folder
 
 Why one owner: a folder whose files were written by two configs, or whose cache was truncated,
 must be recognised as such by every reader (the pipeline, ``load_run``, the book, the
@@ -53,6 +56,8 @@ FEATURES = "features.zarr"
 STIMULI = "stimuli"
 STAGES = ".stages"
 LOCK = ".lock"
+RUN_ID = ".run-id"  # a random id of the run folder, for the folders it keeps elsewhere
+OWNER = ".repsim-owner"  # in a top-level folder kept elsewhere (a link): the run id it belongs to
 #: Result files rebuilt from the stage parts at the end of every successful run.
 RESULT_FILES = (SIMILARITY, CONSISTENCY, PROBES, CONTROLLED_TESTS, SUMMARY)
 
@@ -668,6 +673,41 @@ class RunFolder:
         for path in paths:
             if (why := _through_link(path, self._top(path))) is not None:
                 raise RunFolderError(why)
+
+    def claim_linked_entries(self) -> None:
+        """Record this run folder as the owner of each top-level folder that is a symbolic link
+        (features.zarr on another disk); RunFolderError before any work when another run folder
+        owns it: two runs sharing one feature store would prune, overwrite and read each other's
+        features (and write them at the same time, each under its own lock)."""
+        linked = [p for p in (self.features, self.stages, self.path / STIMULI) if p.is_symlink()]
+        linked = [p for p in linked if p.is_dir()]
+        if not linked:
+            return
+        mine = self._run_id()
+        for entry in linked:
+            owner_file = entry / OWNER
+            with filesystem_errors(owner_file, "read"):
+                owner = owner_file.read_text().strip() if owner_file.is_file() else ""
+            if not owner:
+                atomic_write_bytes(owner_file, f"{mine}\n".encode())
+            elif owner != mine:
+                raise RunFolderError(
+                    f"{entry} is a symbolic link to {os.readlink(entry)}, which another run folder "
+                    f"uses (its {OWNER} names run {owner}; this folder is run {mine}): two runs "
+                    "would prune and overwrite each other's files there; link this run to a folder "
+                    f"of its own, or, if that other run folder is gone, delete {owner_file}"
+                )
+
+    def _run_id(self) -> str:
+        """This folder's random id, written on first use (a copy of the folder keeps it, and with
+        it a linked store: copy a run folder with its links resolved)."""
+        path = self.path / RUN_ID
+        with filesystem_errors(path, "read"):
+            mine = path.read_text().strip() if path.is_file() else ""
+        if not mine:
+            mine = uuid.uuid4().hex
+            atomic_write_bytes(path, f"{mine}\n".encode())
+        return mine
 
     def check_own_folders(self, leaving: Iterable[Path] = ()) -> None:
         """RunFolderError naming a folder of the run, below its top-level entries, that is a

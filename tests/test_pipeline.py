@@ -265,3 +265,36 @@ def test_a_rerun_with_a_folder_linked_into_another_run_is_refused_before_any_wor
     run(tiny_config, mine, device="cpu")
     assert not (mine / "features.zarr" / "old").exists()
     assert (other / "features.zarr" / "faces" / "cnn-barlow-s0").is_dir()
+
+
+def test_two_runs_never_share_one_linked_feature_store(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """features.zarr may be a link (another disk); two run folders linked to the same store
+    pruned and overwrote each other's features (a rerun with fewer models deleted the other's).
+    The first run to use the store owns it; another is refused before any work."""
+    from repsim.runfolder import RunFolderError
+
+    disk = tmp_path / "disk" / "features.zarr"
+    disk.parent.mkdir()
+    shutil.copytree(tiny_run / "features.zarr", disk)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for run_dir in (first, second):
+        shutil.copytree(tiny_run, run_dir, ignore=shutil.ignore_patterns("features.zarr"))
+        (run_dir / "features.zarr").symlink_to(disk)
+    run(tiny_config, first, device="cpu")  # takes the store: everything cached, nothing redone
+    cfg = tmp_path / "fewer.yaml"
+    cfg.write_text(
+        f"include: [{tiny_config}]\nselect: {{models: [cnn-supervised-s0, cnn-simclr-s0, "
+        "cnn-barlow-s0], datasets: [faces, textures, gratings]}\n"
+    )
+    groups = sorted(p.relative_to(disk) for p in disk.glob("*/*") if p.is_dir())
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the work started before the shared store was found")
+
+    monkeypatch.setattr(stages, "fingerprint_data", no_work)
+    with pytest.raises(RunFolderError, match=r"features.zarr is a symbolic link .*another run"):
+        run(cfg, second, device="cpu")
+    assert sorted(p.relative_to(disk) for p in disk.glob("*/*") if p.is_dir()) == groups
+    assert (disk / ".repsim-owner").read_text() == (first / ".run-id").read_text()
