@@ -168,6 +168,12 @@ def describe_os_error(
         return f"cannot {action} {abbreviate(where)}: {_too_long(Path(where), *paths)}; {fix}"
     if code in (errno.EEXIST, errno.ENOTDIR):
         blocker = next(filter(None, map(_file_in_the_way, paths)), Path(where))
+        if blocker.is_symlink() and not blocker.exists():
+            return (
+                f"{blocker} is a symbolic link to {os.readlink(blocker)}, which does not exist"
+                f"{_to(action, where, blocker)}: create that folder (a disk not mounted?), or "
+                "remove the link, then rerun"
+            )
         return (
             f"{blocker} is a file where a folder is needed{_to(action, where, blocker)}: remove "
             f"that file, or pass another folder as {option}"
@@ -262,10 +268,11 @@ def _is_dir(path: Path) -> bool:
 
 
 def _file_in_the_way(path: Path) -> Path | None:
-    """The first existing non-folder among ``path`` and its parents (None when there is none)."""
+    """The first existing non-folder or dangling link among ``path`` and its parents (None when
+    there is none)."""
     for p in (*reversed(path.parents), path):
         try:
-            if p.exists() and not p.is_dir():
+            if (p.exists() and not p.is_dir()) or (p.is_symlink() and not p.exists()):
                 return p
         except OSError:
             return None

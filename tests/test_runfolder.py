@@ -19,6 +19,7 @@ from repsim.runfolder import (
     atomic_write_bytes,
     check_schema,
     describe_os_error,
+    filesystem_errors,
     longest_derived_name,
     safe_name,
     sha256_file,
@@ -106,6 +107,20 @@ def test_a_rename_onto_a_file_names_that_file_not_the_temporary(tmp_path: Path):
     message = describe_os_error(exc, action="access")
     assert message.startswith(f"{tmp_path / 'group'} is a file where a folder is needed")
     assert ".tmp" not in message
+
+
+def test_a_dangling_link_where_a_folder_is_needed_is_named_as_a_link(tmp_path: Path):
+    """features.zarr linked to a disk that is not mounted was reported as 'a file where a
+    folder is needed' (remove that file): the message names the link and its missing target."""
+    link = tmp_path / "features.zarr"
+    link.symlink_to(tmp_path / "unmounted" / "features.zarr")
+    with pytest.raises(RunFolderError) as err:
+        with filesystem_errors(link / "faces", "write"):
+            (link / "faces").mkdir(parents=True)
+    message = str(err.value)
+    assert message.startswith(f"{link} is a symbolic link to {tmp_path / 'unmounted'}")
+    assert "which does not exist" in message and "remove the link" in message
+    assert "is a file" not in message
 
 
 def test_create_refuses_a_file(tmp_path: Path):
