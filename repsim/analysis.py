@@ -140,7 +140,8 @@ def model_embedding(
     study's code, lowered to n - 1 for small zoos; the exact gradient up to 1000 models, since the
     Barnes-Hut approximation only pays off for many thousands of points) or metric MDS.
     Both are random: ``seed`` is their ``random_state`` and belongs in the figure caption.
-    Columns: model, x, y, category.
+    Columns: model, x, y, category; ``attrs["method"]`` names the method with the perplexity
+    actually used (for the caption: a small zoo's is lower than ``perplexity``).
     """
     from sklearn.manifold import MDS, TSNE
 
@@ -159,9 +160,11 @@ def model_embedding(
     dist = np.clip(1.0 - (m + m.T) / 2.0, 0.0, None)
     np.fill_diagonal(dist, 0.0)
     if method == "tsne":
+        used = min(perplexity, n - 1.0)
+        how = f"scikit-learn t-SNE (perplexity {used:g}, random init)"
         emb = TSNE(
             n_components=2,
-            perplexity=min(perplexity, n - 1.0),
+            perplexity=used,
             metric="precomputed",
             init="random",
             learning_rate="auto",
@@ -169,10 +172,11 @@ def model_embedding(
             random_state=seed,
         ).fit_transform(dist)
     else:
+        how = "scikit-learn metric MDS"
         emb = MDS(
             n_components=2, metric="precomputed", init="classical_mds", n_init=1, random_state=seed
         ).fit_transform(dist)
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "model": [str(x) for x in da.model_a.values],
             "x": emb[:, 0],
@@ -180,6 +184,8 @@ def model_embedding(
             "category": category_labels(da, category),
         }
     )
+    out.attrs["method"] = how
+    return out
 
 
 # -------------------------------------------------------------------------------------- probes

@@ -565,6 +565,12 @@ def test_model_embedding_separates_blocks_and_is_seeded(method):
     assert list(emb.category) == ["S"] * k + ["T"] * k
     small = A.model_embedding(_blocks_sim(k=2), method)  # 4 models: perplexity lowered to 3
     assert len(small) == 4 and np.isfinite(small[["x", "y"]].values).all()
+    # the caption names the perplexity used, not the one asked for (chapter 3 said 5 for any zoo)
+    if method == "tsne":
+        assert emb.attrs["method"] == "scikit-learn t-SNE (perplexity 5, random init)"
+        assert small.attrs["method"] == "scikit-learn t-SNE (perplexity 3, random init)"
+    else:
+        assert small.attrs["method"] == "scikit-learn metric MDS"
     with pytest.raises(InputError, match="method"):
         A.model_embedding(da, "umap")
 
