@@ -403,3 +403,48 @@ def test_confound_counts_in_the_book_match_the_study_models(repo_root) -> None:
         "large self-supervised ones trained on more than ImageNet-1k" in lesson
     )
     assert (image_text["data_class"] != "ImageNet1k").all()  # "trained on web-scale data"
+
+
+#: The study's numbers quoted in the book's static text, by reference id (the file that quotes them
+#: must hold the value as the reference file has it, to two decimals).
+QUOTED = {
+    "book/intro.md": [
+        "consistency/cka_linear/Self-Supervised/ImageNet-Flowers",
+        "consistency/cka_linear/Image-Text/ImageNet-Flowers",
+        "consistency/cka_linear/Supervised/ImageNet-Flowers",
+        "behavior/cka_linear/Natural (single-domain)",
+        "behavior/cka_linear/Specialized",
+        "behavior/cka_linear/Structured",
+    ],
+    "notebooks/08_behaviour.ipynb": [
+        "behavior/cka_linear/Natural (single-domain)",
+        "behavior/cka_linear/Specialized",
+        "behavior/cka_linear/Structured",
+    ],
+    "book/course/05_behaviour.ipynb": [
+        "behavior/cka_linear/all",
+        "behavior/cka_linear/Natural (single-domain)",
+    ],
+    "book/course/07_confounds_statistics.ipynb": [
+        "consistency/cka_linear/Self-Supervised/ImageNet-Flowers",
+        "consistency/cka_linear/Image-Text/ImageNet-Flowers",
+        "consistency/cka_linear/Supervised/ImageNet-Flowers",
+    ],
+}
+
+
+@pytest.mark.parametrize("path", sorted(QUOTED))
+def test_static_text_quotes_the_study_as_the_reference_file_has_it(path):
+    """Where the book's own text states a finding of the study, it gives the study's numbers beside
+    it (the chapter on behaviour said only "strongest on single-domain datasets"); those numbers are
+    the reference file's, so an edit of one cannot leave the other behind."""
+    import json
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / path).read_text()
+    if path.endswith(".ipynb"):
+        cells = json.loads(text)["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    study = reference.load_study_numbers().set_index("id")["value"]
+    for ident in QUOTED[path]:
+        assert f"{study[ident]:.2f}" in text, f"{path} does not quote {ident} = {study[ident]}"
