@@ -16,6 +16,7 @@ import pytest
 from helpers_run import tiny_run_available, write_fake_run
 
 from repsim import book as B
+from repsim import sentences as T
 
 REPO = Path(__file__).resolve().parents[1]
 BOOK = REPO / "book"
@@ -97,10 +98,15 @@ def test_lesson_is_a_lesson(lesson: Path):
 
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_executes(lesson: Path, course_run: Path, tmp_path):
-    """Every lesson runs (on the test run where it has an exercise on a real run)."""
+    """Every lesson runs (on the test run where it has an exercise on a real run), and what it
+    prints ranks or compares only with its test or a "described, not tested" beside it, the
+    book's rule for its chapters (lesson 4 printed "Most consistent: A | A" from one correlation
+    per group)."""
     (out,) = B.execute_course(BOOK, tmp_path, course_run, lessons=[lesson], timeout=TIMEOUT)
     stdout = _stdout(out)
     assert stdout
+    claims = T.untested_claims(stdout)
+    assert not claims, f"{lesson.name} prints rankings without a test: {claims}"
     if lesson in RUN_LESSONS:
         assert SKIP_MESSAGE not in stdout and "Run '" in stdout, lesson.name
         run_dir = nbformat.read(out, as_version=4).metadata.papermill.parameters.run_dir
