@@ -139,10 +139,12 @@ def summary_table(
         rows.append(row)
     text = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}")
     if consistency is not None and "consistency" in consistency:
-        text += "\n\nConsistency across dataset pairs (Pearson; median and IQR):\n"
-        text += consistency_overview(consistency).to_string(
-            index=False, float_format=lambda v: f"{v:.3f}"
-        )
+        overview = consistency_overview(consistency)
+        text += "\n\nConsistency across dataset pairs (Pearson; median and IQR"
+        if overview["measure"].nunique() > 1:  # the category pairs are the first measure's
+            first = overview["measure"].iloc[0]
+            text += f"; category pairs for {first} only, all measures' in consistency.nc"
+        text += "):\n" + overview.to_string(index=False, float_format=lambda v: f"{v:.3f}")
     if skipped:
         text += "\n\nLeft out (undefined for this run):\n  " + "\n  ".join(skipped)
     return text

@@ -298,3 +298,17 @@ def test_two_runs_never_share_one_linked_feature_store(
         run(cfg, second, device="cpu")
     assert sorted(p.relative_to(disk) for p in disk.glob("*/*") if p.is_dir()) == groups
     assert (disk / ".repsim-owner").read_text() == (first / ".run-id").read_text()
+
+
+def test_the_summary_says_whose_category_pairs_it_lists(tiny_run: Path) -> None:
+    """The end-of-run summary lists category pairs for the first measure only; it said so nowhere,
+    so a reader could take the rows of one measure for the run's."""
+    from repsim.results import summary_table
+    from repsim.runfolder import RunFolder
+
+    results = RunFolder(tiny_run).open_results()
+    text = summary_table(results.similarity, results.consistency, None)
+    first = str(results.consistency["consistency"].measure.values[0])
+    assert f"category pairs for {first} only, all measures' in consistency.nc" in text
+    one = results.consistency.isel(measure=[0])
+    assert "only" not in summary_table(results.similarity, one, None)
