@@ -146,7 +146,8 @@ def summary_table(
             text += f"; category pairs for {first} only, all measures' in consistency.nc"
         text += "):\n" + overview.to_string(index=False, float_format=lambda v: f"{v:.3f}")
     if skipped:
-        text += "\n\nLeft out (undefined for this run):\n  " + "\n  ".join(skipped)
+        text += "\n\nLeft out of this run (undefined here, or switched off):\n  "
+        text += "\n  ".join(skipped)
     return text
 
 
