@@ -88,7 +88,7 @@ def machine_info(device: str | None = None) -> dict[str, Any]:
     from repsim.device import resolve_device
 
     info: dict[str, Any] = {
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "date_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M:%S"),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu": _cpu_model(),
