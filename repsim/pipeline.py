@@ -792,14 +792,12 @@ def _stale(plan: RunPlan, folder: RunFolder) -> list[Path]:
 
 def _check_own_folders(plan: RunPlan, folder: RunFolder) -> None:
     """RunFolderError before any work when a folder of the run is a link into another folder
-    (:meth:`RunFolder.check_own_folders`), the cached work to remove at the end is reached
-    through one (:meth:`RunFolder.check_removable`), or a top-level folder kept elsewhere is
-    another run's (:meth:`RunFolder.claim_linked_entries`)."""
+    (:meth:`RunFolder.check_own_folders`; the prune at the end would remove cached work
+    there), or a top-level folder kept elsewhere is another run's
+    (:meth:`RunFolder.claim_linked_entries`)."""
     with filesystem_errors(folder.path, "read"):
         folder.claim_linked_entries()
-        stale = _stale(plan, folder)
-        folder.check_removable(stale)
-        folder.check_own_folders(leaving=stale)
+        folder.check_own_folders(leaving=_stale(plan, folder))
 
 
 def _prune(plan: RunPlan, folder: RunFolder) -> None:

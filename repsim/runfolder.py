@@ -667,6 +667,11 @@ class RunFolder:
     def write_netcdf(self, ds: Any, path: Path) -> str:
         return atomic_write_netcdf(ds, path)
 
+    @property
+    def _own_folders(self) -> tuple[Path, ...]:
+        """The top-level folders the run writes into (each may be a link to another disk)."""
+        return (self.features, self.stages, self.path / STIMULI)
+
     def _top(self, path: Path) -> Path:
         """The top-level entry of the run that holds ``path`` (``path`` itself outside the run)."""
         try:
@@ -674,20 +679,12 @@ class RunFolder:
         except (ValueError, IndexError):
             return Path(path)
 
-    def check_removable(self, paths: Iterable[Path]) -> None:
-        """RunFolderError naming the first of ``paths`` that :meth:`remove` would refuse (reached
-        through a link below a top-level entry): said before the work, not after it."""
-        for path in paths:
-            if (why := _through_link(path, self._top(path))) is not None:
-                raise RunFolderError(why)
-
     def claim_linked_entries(self) -> None:
         """Record this run folder as the owner of each top-level folder that is a symbolic link
         (features.zarr on another disk); RunFolderError before any work when another run folder
         owns it: two runs sharing one feature store would prune, overwrite and read each other's
         features (and write them at the same time, each under its own lock)."""
-        linked = [p for p in (self.features, self.stages, self.path / STIMULI) if p.is_symlink()]
-        linked = [p for p in linked if p.is_dir()]
+        linked = [p for p in self._own_folders if p.is_symlink() and p.is_dir()]
         if not linked:
             return
         mine = self._run_id()
@@ -720,10 +717,11 @@ class RunFolder:
         """RunFolderError naming a folder of the run, below its top-level entries, that is a
         symbolic link, before any work: features and records would be read from, and new ones
         written into, another folder (another run's feature store), so the run would mix two
-        configs. Links in ``leaving`` (cached work the run removes, only unlinked) are no reason;
-        a top-level entry may be a link (features.zarr on another disk)."""
+        configs, and cached work reached through it would be removed there at the end. Links in
+        ``leaving`` (cached work the run removes, only unlinked) are no reason; a top-level entry
+        may be a link (features.zarr on another disk). :meth:`remove` keeps its own guard."""
         leaving = set(leaving)
-        for top in (self.features, self.stages, self.path / STIMULI):
+        for top in self._own_folders:
             for link in _folder_links(top, depth=_LINK_DEPTH):
                 if link not in leaving:
                     raise RunFolderError(
