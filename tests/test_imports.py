@@ -41,3 +41,51 @@ def test_lazy_measures_names_are_the_defining_modules_objects() -> None:
     assert repsim.measures.similarity_matrices is engine.similarity_matrices
     assert repsim.measures.mutual_knn is knn.mutual_knn
     assert callable(repsim.measures.cka) and repsim.measures.cka.__module__ == "repsim.measures.cka"
+
+
+def _declared_distributions() -> set[str]:
+    """Normalised names of every distribution pyproject.toml declares (dependencies and extras)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(repsim.__file__).parents[1] / "pyproject.toml").read_text())[
+        "project"
+    ]
+    specs = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        specs += extra
+    return {re.split(r"[<>=!~;\[ ]", s, maxsplit=1)[0].lower().replace("_", "-") for s in specs}
+
+
+def test_every_third_party_import_of_the_package_is_declared() -> None:
+    """A module imported by repsim that arrives only through another package's dependencies
+    breaks the day that package drops it: each must be named in pyproject.toml."""
+    import ast
+    import importlib.metadata
+    from pathlib import Path
+
+    root = Path(repsim.__file__).parent
+    imported: dict[str, str] = {}
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                imported.setdefault(name.split(".")[0], str(path.relative_to(root.parent)))
+    dists = importlib.metadata.packages_distributions()
+    declared = _declared_distributions()
+    missing = {
+        top: (where, dists[top])
+        for top, where in imported.items()
+        if top in dists
+        and top not in sys.stdlib_module_names
+        and top != "repsim"
+        and not {d.lower().replace("_", "-") for d in dists[top]} & declared
+    }
+    assert imported.keys() & dists.keys() >= {"numpy", "torch", "IPython"}  # the scan sees them
+    assert missing == {}, f"imported but not declared in pyproject.toml: {missing}"

@@ -104,10 +104,8 @@ def fetch_url(spec: ModelSpec, url: str) -> Path:
 
 def hf_cached(repo_id: str, filenames: Iterable[str]) -> str | None:
     """Path of the first of ``filenames`` cached for Hugging Face repo ``repo_id``, else None."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None
+    from huggingface_hub import try_to_load_from_cache
+
     for name in filenames:
         hit = try_to_load_from_cache(repo_id, name)
         if isinstance(hit, str):
@@ -117,10 +115,8 @@ def hf_cached(repo_id: str, filenames: Iterable[str]) -> str | None:
 
 def hf_cache_dir(repo_id: str) -> str:
     """The Hugging Face cache folder of ``repo_id`` (for error messages)."""
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-    except ImportError:
-        return "~/.cache/huggingface/hub"
+    from huggingface_hub.constants import HF_HUB_CACHE
+
     return str(Path(HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--")))
 
 
@@ -216,13 +212,11 @@ def hf_source(spec: ModelSpec, repo_id: str, filenames: Iterable[str], what: str
     hit = hf_cached(repo_id, filenames)
     if hit:
         return WeightsSource("cached", hit, None, what, hf_cache_dir(repo_id))
-    try:
-        from huggingface_hub import hf_hub_url
+    from huggingface_hub import hf_hub_url
 
-        url = hf_hub_url(repo_id, filenames[0])
-    except ImportError:
-        url = None
-    return WeightsSource("remote", repo_id, url, what, hf_cache_dir(repo_id))
+    return WeightsSource(
+        "remote", repo_id, hf_hub_url(repo_id, filenames[0]), what, hf_cache_dir(repo_id)
+    )
 
 
 #: host -> the error its first request gave (None: it answered), so a run asks each host once
