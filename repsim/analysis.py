@@ -136,8 +136,9 @@ def model_embedding(
 ) -> pd.DataFrame:
     """A 2-D map of the models from their dissimilarity 1 - mean similarity across datasets.
 
-    ``method`` is scikit-learn's t-SNE (precomputed metric, random init, perplexity 5 as in the
-    study's code, lowered to n - 1 for small zoos; the exact gradient up to 1000 models, since the
+    ``method`` is scikit-learn's t-SNE (precomputed metric, random init, perplexity 5 and seed 42
+    as in the study's code, its notebook 4_3, which embeds each dataset's matrix rather than the
+    mean; perplexity lowered to n - 1 for small zoos; the exact gradient up to 1000 models, since the
     Barnes-Hut approximation only pays off for many thousands of points) or metric MDS.
     Both are random: ``seed`` is their ``random_state`` and belongs in the figure caption.
     Columns: model, x, y, category; ``attrs["method"]`` names the method with the perplexity
