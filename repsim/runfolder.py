@@ -13,8 +13,8 @@ Layout (no other module spells these names; they ask :class:`RunFolder`)::
     RUN/.stages/parts/...         per-dataset similarity and per-model probe parts
     RUN/.lock                     held (fcntl.flock) by the one process running in the folder
     RUN/.run-id                   the folder's random id, written when a top-level entry is a link
-                                  (features.zarr on another disk), whose target records it in
-                                  .repsim-owner: two runs never share one such folder
+                                  (features.zarr on another disk), whose target records it and the
+                                  folder's path in .repsim-owner: two runs never share one such folder
 
 Why one owner: a folder whose files were written by two configs, or whose cache was truncated,
 must be recognised as such by every reader (the pipeline, ``load_run``, the book, the
@@ -57,7 +57,7 @@ STIMULI = "stimuli"
 STAGES = ".stages"
 LOCK = ".lock"
 RUN_ID = ".run-id"  # a random id of the run folder, for the folders it keeps elsewhere
-OWNER = ".repsim-owner"  # in a top-level folder kept elsewhere (a link): the run id it belongs to
+OWNER = ".repsim-owner"  # in a top-level folder kept elsewhere (a link): its run's id and path
 #: Result files rebuilt from the stage parts at the end of every successful run.
 RESULT_FILES = (SIMILARITY, CONSISTENCY, PROBES, CONTROLLED_TESTS, SUMMARY)
 
@@ -365,6 +365,14 @@ def _through_link(path: Path, top: Path) -> str | None:
 
 
 _LINK_DEPTH = 3  # features.zarr/<dataset>/<model>, .stages/parts/<stage>/<dataset>
+
+
+def _run_id_of(folder: Path) -> str:
+    """The id in ``folder``'s run-id file ("" when it has none or it cannot be read)."""
+    try:
+        return (folder / RUN_ID).read_text().strip()
+    except OSError:
+        return ""
 
 
 def _folder_links(top: Path, depth: int) -> list[Path]:
@@ -683,28 +691,48 @@ class RunFolder:
         """Record this run folder as the owner of each top-level folder that is a symbolic link
         (features.zarr on another disk); RunFolderError before any work when another run folder
         owns it: two runs sharing one feature store would prune, overwrite and read each other's
-        features (and write them at the same time, each under its own lock)."""
+        features (and write them at the same time, each under its own lock).
+
+        The owner file holds the run's id and its folder's path. A copy of the run folder made
+        with its links kept (``cp -r``) has the same id; while the folder the owner file names
+        still has that id and links to the same folder, the copy is refused too. A run folder that
+        was moved takes the store with it (the folder named there is gone)."""
         linked = [p for p in self._own_folders if p.is_symlink() and p.is_dir()]
         if not linked:
             return
         mine = self._run_id()
+        here = os.path.realpath(self.path)
+        record = f"{mine}\n{here}\n"
         for entry in linked:
             owner_file = entry / OWNER
             with filesystem_errors(owner_file, "read"):
-                owner = owner_file.read_text().strip() if owner_file.is_file() else ""
-            if not owner:
-                atomic_write_bytes(owner_file, f"{mine}\n".encode())
-            elif owner != mine:
+                text = owner_file.read_text() if owner_file.is_file() else ""
+            owner, where = ([line.strip() for line in text.splitlines()] + ["", ""])[:2]
+            if owner and owner != mine:
                 raise RunFolderError(
                     f"{entry} is a symbolic link to {os.readlink(entry)}, which another run folder "
                     f"uses (its {OWNER} names run {owner}; this folder is run {mine}): two runs "
                     "would prune and overwrite each other's files there; link this run to a folder "
                     f"of its own, or, if that other run folder is gone, delete {owner_file}"
                 )
+            if (
+                owner
+                and where not in ("", here)
+                and _run_id_of(Path(where)) == mine
+                and os.path.realpath(Path(where) / entry.name) == os.path.realpath(entry)
+            ):
+                raise RunFolderError(
+                    f"{self.path} is a copy of the run folder {where} (it has the same {RUN_ID}) "
+                    f"and its {entry.name} is a link to the same folder, {os.readlink(entry)}: two "
+                    "runs would prune and overwrite each other's files there; replace the copy's "
+                    f"link {entry} with a copy of what it points to (or copy run folders with "
+                    "their links resolved), then rerun"
+                )
+            if text != record:
+                atomic_write_bytes(owner_file, record.encode())
 
     def _run_id(self) -> str:
-        """This folder's random id, written on first use (a copy of the folder keeps it, and with
-        it a linked store: copy a run folder with its links resolved)."""
+        """This folder's random id, written on first use."""
         path = self.path / RUN_ID
         with filesystem_errors(path, "read"):
             mine = path.read_text().strip() if path.is_file() else ""

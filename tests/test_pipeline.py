@@ -297,7 +297,8 @@ def test_two_runs_never_share_one_linked_feature_store(
     with pytest.raises(RunFolderError, match=r"features.zarr is a symbolic link .*another run"):
         run(cfg, second, device="cpu")
     assert sorted(p.relative_to(disk) for p in disk.glob("*/*") if p.is_dir()) == groups
-    assert (disk / ".repsim-owner").read_text() == (first / ".run-id").read_text()
+    owner = (disk / ".repsim-owner").read_text().splitlines()
+    assert owner == [(first / ".run-id").read_text().strip(), str(first.resolve())]
 
 
 def test_the_summary_says_whose_category_pairs_it_lists(tiny_run: Path) -> None:

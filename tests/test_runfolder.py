@@ -406,3 +406,46 @@ def test_folders_of_the_run_that_are_links_are_named(tmp_path: Path) -> None:
     linked.path.mkdir()
     linked.features.symlink_to(disk)  # the run's own place on another disk
     linked.check_own_folders()
+
+
+def _linked_run(tmp_path: Path, name: str, store: Path) -> RunFolder:
+    """A run folder whose features.zarr is a link to ``store`` (a feature store on another disk)."""
+    folder = RunFolder(tmp_path / name).create()
+    folder.features.symlink_to(store, target_is_directory=True)
+    return folder
+
+
+def test_a_copy_of_a_run_folder_with_its_links_never_shares_its_store(tmp_path: Path) -> None:
+    """A run folder copied with its links kept (cp -r) has the original's run id, so its linked
+    feature store took it for the original's: the two runs would prune each other's features.
+    The copy is refused; the original keeps its store."""
+    store = tmp_path / "disk" / "features.zarr"
+    (store / "faces" / "model-a").mkdir(parents=True)
+    original = _linked_run(tmp_path, "original", store)
+    original.claim_linked_entries()
+    owner = (store / ".repsim-owner").read_text()
+    shutil.copytree(original.path, tmp_path / "copy", symlinks=True)
+    copy = RunFolder(tmp_path / "copy")
+    assert (copy.path / ".run-id").read_text() == (original.path / ".run-id").read_text()
+    with pytest.raises(RunFolderError, match=r"copy is a copy of the run folder .*original"):
+        copy.claim_linked_entries()
+    assert (store / ".repsim-owner").read_text() == owner
+    original.claim_linked_entries()  # still its own
+
+
+def test_a_moved_run_folder_keeps_its_linked_store(tmp_path: Path) -> None:
+    """A run folder moved elsewhere (the folder the owner file names is gone) is the same run."""
+    store = tmp_path / "disk" / "features.zarr"
+    store.mkdir(parents=True)
+    first = _linked_run(tmp_path, "first", store)
+    first.claim_linked_entries()
+    moved = RunFolder(first.path.rename(tmp_path / "moved"))
+    moved.claim_linked_entries()
+    mine = (moved.path / ".run-id").read_text().strip()
+    assert (store / ".repsim-owner").read_text().splitlines() == [mine, str(moved.path.resolve())]
+    (store / ".repsim-owner").write_text(f"{mine}\n")  # an owner file from before the path
+    moved.claim_linked_entries()
+    assert (store / ".repsim-owner").read_text().splitlines()[1] == str(moved.path.resolve())
+    other = _linked_run(tmp_path, "other", store)
+    with pytest.raises(RunFolderError, match=r"which another run folder uses"):
+        other.claim_linked_entries()
