@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_LRS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4)
 DEFAULT_WDS: np.ndarray = np.logspace(-6, 1, 64)
-#: grid steps around the best coarse weight decay that the fine search adds
-FINE_OFFSETS: tuple[int, ...] = (-4, -2, -1, 1, 2, 4)
+#: the fine search's rounds (the study's): grid steps either side of each learning rate's best
+#: weight decay so far, one round per step
+REFINE_STEPS: tuple[int, ...] = (4, 2, 1)
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
 _EVAL_ELEMENTS = 2**26  # logits per chunk when scoring (256 MB of float32)
 PRECISIONS = ("float32", "bfloat16")
@@ -485,23 +486,31 @@ def coarse_indices(n_wds: int) -> list[int]:
     return idx
 
 
-def _best(acc: np.ndarray, loss: np.ndarray) -> tuple[int, int]:
-    """Grid cell with the highest validation accuracy; ties go to the lower validation loss.
+def _peak(acc: np.ndarray, idxs: Sequence[int]) -> int | None:
+    """The study's choice among weight decays ``idxs`` (its ``find_peak``): the highest validation
+    accuracy, ties to the later index (the larger weight decay). A diverged cell (NaN: its NaN
+    logits would "predict" class 0 everywhere) never wins; None when every one diverged."""
+    best = None
+    for i in idxs:
+        if np.isfinite(acc[i]) and (best is None or acc[i] >= acc[best]):
+            best = i
+    return best
 
-    A cell whose loss is not finite diverged (its weights overflowed; ``argmax`` over NaN logits
-    then predicts class 0 everywhere, which can score well on an unbalanced split), so it never
-    wins; if every tried cell diverged there is nothing to choose."""
-    ok = np.isfinite(loss) & np.isfinite(acc)
-    if not ok.any():
+
+def _study_choice(acc: np.ndarray, peaks: Sequence[int | None]) -> tuple[int, int]:
+    """The study's choice of learning rate (its ``HyperparameterTuner``): the first, in the grid's
+    order, whose best weight decay has the strictly highest validation accuracy."""
+    best = None
+    for li, wi in enumerate(peaks):
+        if wi is not None and (best is None or acc[li, wi] > acc[best, peaks[best]]):
+            best = li
+    if best is None:
         raise InputError(
             "every (lr, wd) setting of the probe search diverged (non-finite validation loss). "
             "Fix: use smaller learning rates or weight decays (lr x wd above 2 makes AdamW's "
             "decay step overshoot)."
         )
-    top = ok & (acc == acc[ok].max())
-    masked = np.where(top, loss, np.inf)
-    li, wi = np.unravel_index(int(np.argmin(masked)), acc.shape)
-    return int(li), int(wi)
+    return best, int(peaks[best])
 
 
 def _balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
@@ -567,11 +576,13 @@ def linear_probe(
 ) -> ProbeResult:
     """Linear-probe accuracy of frozen features, with the study's hyperparameter search.
 
-    For each seed: a seeded stratified ``val_fraction`` split of the train rows; every learning
-    rate with the coarse weight decays (:func:`coarse_indices`), then every learning rate with the
-    weight decays ``FINE_OFFSETS`` grid steps around the best coarse one; the best setting on
-    validation (ties: lower validation loss) is retrained on all train rows and scored on the test
-    rows. Training: cross-entropy, AdamW (betas 0.9/0.999, weight decay on weights and bias, as
+    For each seed: a seeded stratified ``val_fraction`` split of the train rows; for each learning
+    rate, the coarse weight decays (:func:`coarse_indices`; the best: highest validation accuracy,
+    ties to the larger weight decay), then ``REFINE_STEPS`` rounds that try the weight decays that
+    many grid steps either side of the best so far and move to one only when its accuracy is
+    strictly higher; the learning rate whose best is strictly highest (ties: the first, from high
+    to low) is retrained with it on all train rows and scored on the test rows. That is the
+    study's search (its ``HyperparameterTuner`` and ``RegularizationTuner``), tie rules included. Training: cross-entropy, AdamW (betas 0.9/0.999, weight decay on weights and bias, as
     ``torch.optim.AdamW`` over all parameters of a ``torch.nn.Linear``), learning rate scaled by a
     cosine without warm-up stepped once per batch, last partial batch kept. All seeds and settings
     of a phase train together as one batched layer (see the module docstring). The seed fixes the split, the initialisation and the batch order, so a result is
@@ -650,39 +661,55 @@ def linear_probe(
     val_rows = torch.as_tensor(np.stack([v for _, v in splits]), device=dev)
     ytr_t = torch.as_tensor(ytr, dtype=torch.int64, device=dev)
     val_acc = np.full((K, n_lr, n_wd), np.nan)
-    val_loss = np.full((K, n_lr, n_wd), np.inf)
     tried = np.zeros((K, n_lr, n_wd), dtype=bool)
 
     def search(cells: list[list[tuple[int, int]]], phase: str) -> None:
-        lr_t = torch.tensor([[lrs_a[li] for li, _ in row] for row in cells], dtype=torch.float32)
-        wd_t = torch.tensor([[wds_a[wi] for _, wi in row] for row in cells], dtype=torch.float32)
+        """Train and score the untried cells of each seed's list (padded to one width)."""
+        cells = [[c for c in dict.fromkeys(row) if not tried[k][c]] for k, row in enumerate(cells)]
+        width = max(len(row) for row in cells)
+        if width == 0:
+            return
+        padded = [row + (row or [(0, 0)])[:1] * (width - len(row)) for row in cells]
+        lr_t = torch.tensor([[lrs_a[li] for li, _ in row] for row in padded], dtype=torch.float32)
+        wd_t = torch.tensor([[wds_a[wi] for _, wi in row] for row in padded], dtype=torch.float32)
         W, b = _train_batched(
             Xtr, ytr_t, fit_rows, search_seeds, lr_t, wd_t, C, epochs, batch_size, phase, precision
         )
         _, acc, loss = _score(Xtr, ytr_t, val_rows, W, b)
         acc, loss = acc.cpu().numpy(), loss.cpu().numpy()
-        for k, row in enumerate(cells):
+        for k, row in enumerate(cells):  # the padding is not recorded
             for s, (li, wi) in enumerate(row):
                 tried[k, li, wi] = True
                 # a diverged cell keeps no accuracy: its NaN logits would "predict" class 0
-                diverged = not np.isfinite(loss[k, s])
-                val_acc[k, li, wi] = np.nan if diverged else acc[k, s]
-                val_loss[k, li, wi] = np.nan if diverged else loss[k, s]
+                val_acc[k, li, wi] = acc[k, s] if np.isfinite(loss[k, s]) else np.nan
 
-    coarse = [(li, wi) for li in range(n_lr) for wi in coarse_indices(n_wd)]
-    search([coarse] * K, "probe coarse")
-    fine_rows = []
-    for k in range(K):
-        _, best_wi = _best(val_acc[k], val_loss[k])
-        near = [best_wi + o for o in FINE_OFFSETS if 0 <= best_wi + o < n_wd]
-        fine_rows.append([wi for wi in near if not tried[k, 0, wi]] or [best_wi])
-    width = max(len(r) for r in fine_rows)
-    fine = [
-        [(li, wi) for li in range(n_lr) for wi in r + r[:1] * (width - len(r))] for r in fine_rows
-    ]
-    search(fine, "probe fine")
+    # the study's search, for each seed and learning rate on its own: the coarse weight decays,
+    # then rounds of one step either side of the best so far, which moves only to a strictly
+    # higher accuracy; all seeds and learning rates of a round train as one batched layer
+    coarse = coarse_indices(n_wd)
+    search([[(li, wi) for li in range(n_lr) for wi in coarse]] * K, "probe coarse")
+    peaks = [[_peak(val_acc[k, li], coarse) for li in range(n_lr)] for k in range(K)]
+    for step in REFINE_STEPS:
+        sides = [
+            [
+                [i for i in dict.fromkeys((max(p - step, 0), min(p + step, n_wd - 1))) if i != p]
+                if p is not None
+                else []
+                for p in peaks[k]
+            ]
+            for k in range(K)
+        ]
+        search(
+            [[(li, wi) for li in range(n_lr) for wi in sides[k][li]] for k in range(K)],
+            f"probe fine +-{step}",
+        )
+        for k in range(K):
+            for li, side in enumerate(sides[k]):
+                new = _peak(val_acc[k, li], side)
+                if new is not None and val_acc[k, li, new] > val_acc[k, li, peaks[k][li]]:
+                    peaks[k][li] = new
 
-    chosen = [_best(val_acc[k], val_loss[k]) for k in range(K)]
+    chosen = [_study_choice(val_acc[k], peaks[k]) for k in range(K)]
     if shared_search:
         chosen = chosen * len(seeds)
         val_acc = np.repeat(val_acc, len(seeds), axis=0)
@@ -723,7 +750,7 @@ def linear_probe(
 __all__ = [
     "DEFAULT_LRS",
     "DEFAULT_WDS",
-    "FINE_OFFSETS",
+    "REFINE_STEPS",
     "PRECISIONS",
     "ProbeResult",
     "coarse_indices",

@@ -11,7 +11,8 @@ import torch
 from repsim.errors import InputError
 from repsim.probe import (
     ProbeResult,
-    _best,
+    _peak,
+    _study_choice,
     coarse_indices,
     encode_labels,
     linear_probe,
@@ -102,9 +103,8 @@ def test_default_search_trains_coarse_then_fine(rng):
     res = linear_probe(X[:150], y[:150], X[150:], y[150:], seeds=(0,), epochs=2, device="cpu")
     tried = np.isfinite(res.val_accuracy[0])
     assert tried[:, coarse_indices(64)].all()
-    # fine: +-1, +-2, +-4 steps around one coarse index, for every learning rate
-    assert 8 + 3 <= tried[0].sum() <= 8 + 6
-    assert (tried == tried[0]).all()
+    # fine: at most two neighbours in each of three rounds, for each learning rate on its own
+    assert ((8 + 3 <= tried.sum(axis=1)) & (tried.sum(axis=1) <= 8 + 6)).all()
 
 
 def test_deterministic_for_a_seed_and_labels_are_mapped(rng):
@@ -265,7 +265,8 @@ def test_study_probe_priced_as_steps_times_measured_step_cost():
     per_step = {"coarse": 0.01, "fine": 0.008, "final": 0.001}
     n = 1_281_167
     steps_search = 20 * math.ceil(0.8 * n / 1024)
-    expected = steps_search * 0.018 + 20 * math.ceil(n / 1024) * 0.001
+    # one coarse round, three fine rounds (steps 4, 2, 1), one retraining on all train rows
+    expected = steps_search * (0.01 + 3 * 0.008) + 20 * math.ceil(n / 1024) * 0.001
     assert P.study_probe_seconds(n, per_step) == pytest.approx(expected)
     # the per-step fit recovers a linear cost plus a fixed one from exact points
     a, c = 3e-12, 2e-4
@@ -273,7 +274,7 @@ def test_study_probe_priced_as_steps_times_measured_step_cost():
         {
             "dim": d,
             "classes": 1000,
-            "per_step": {name: a * k * s * d * 1000 + c for name, k, s, _ in P.PHASES},
+            "per_step": {name: a * k * s * d * 1000 + c for name, k, s, _, _ in P.PHASES},
         }
         for d in (384, 1024, 1536)
     ]
@@ -351,19 +352,73 @@ def test_final_probe_is_the_chosen_setting_retrained_on_every_train_row(rng):
     assert abs(balanced - (pred == yte).mean()) > 0.02  # the two differ on this problem
 
 
-def test_best_setting_ties_go_to_the_lower_validation_loss():
-    acc = np.array([[0.8, 0.9], [0.9, 0.7]])
-    loss = np.array([[0.1, 0.5], [0.4, 0.0]])
-    assert _best(acc, loss) == (1, 0)  # two cells at 0.9: losses 0.5 and 0.4
+def test_the_study_s_tie_rules():
+    """Its find_peak keeps the later of equal accuracies (the larger weight decay); its
+    learning-rate loop replaces the best only on a strictly higher accuracy (the first wins)."""
+    assert _peak(np.array([0.8, 0.9, 0.9, 0.7]), [0, 1, 2, 3]) == 2
+    assert _peak(np.array([0.8, 0.9, 0.9, 0.7]), [3, 0]) == 0
+    acc = np.array([[0.8, 0.9], [0.9, 0.7], [0.9, 0.9]])
+    assert _study_choice(acc, [1, 0, 0]) == (0, 1)  # three at 0.9: the first learning rate
+    assert _study_choice(acc, [0, 0, 1]) == (1, 0)
 
 
 def test_a_diverged_setting_never_wins_the_search():
-    """A NaN loss marks a diverged cell (its NaN logits argmax to class 0); it must not win a tie,
+    """A NaN accuracy marks a diverged cell (its NaN logits argmax to class 0); it must not win,
     and a search where everything diverged has nothing to choose."""
-    assert _best(np.array([[0.5, 0.5]]), np.array([[0.7, np.nan]])) == (0, 0)
-    assert _best(np.array([[0.9, 0.5]]), np.array([[np.inf, 0.7]])) == (0, 1)
+    assert _peak(np.array([0.2, np.nan, 0.2]), [0, 1, 2]) == 2
+    assert _peak(np.array([np.nan, np.nan]), [0, 1]) is None
+    assert _study_choice(np.array([[np.nan], [0.4]]), [None, 0]) == (1, 0)
     with pytest.raises(InputError, match="every .lr, wd. setting .* diverged"):
-        _best(np.array([[0.5, 0.5]]), np.array([[np.nan, np.inf]]))
+        _study_choice(np.array([[np.nan], [np.nan]]), [None, None])
+
+
+def _study_tuner(score, lrs: int, n_wds: int) -> tuple[int, int, set[tuple[int, int]]]:
+    """The study's HyperparameterTuner and RegularizationTuner written out as their loops, one
+    setting at a time: (learning rate index, weight decay index, the settings it scored)."""
+    visited = set()
+
+    def find_peak(li, idxs):
+        best, best_acc = 0, 0.0
+        for wi in idxs:
+            visited.add((li, wi))
+            if best_acc <= score(li, wi):
+                best, best_acc = wi, score(li, wi)
+        return best, best_acc
+
+    best_lr, best_wd, max_acc = 0, 0, 0.0
+    for li in range(lrs):
+        peak, acc = find_peak(li, coarse_indices(n_wds))
+        step = 4
+        while step > 0:
+            left, right = max(peak - step, 0), min(peak + step, n_wds - 1)
+            idxs = [i for i in (left, right) if i != peak]
+            if not idxs:
+                break
+            new_peak, new_acc = find_peak(li, idxs)
+            if new_acc > acc:
+                peak, acc = new_peak, new_acc
+            step //= 2
+        if max_acc < acc:
+            best_lr, best_wd, max_acc = li, peak, acc
+    return best_lr, best_wd, visited
+
+
+@pytest.mark.parametrize("noise, n_wds", [(1.0, 64), (2.5, 64), (4.0, 17)])
+def test_the_search_is_the_study_s_tuner(noise, n_wds):
+    """The batched search tries exactly the settings the study's sequential tuner scores and
+    chooses what it chooses (the tuner reads each score from the probe's validation grid; a
+    setting the probe did not try would be NaN there and fail the comparison)."""
+    rng = np.random.default_rng(int(noise * 10) + n_wds)
+    X, y = _blobs(rng, n=240, d=8, c=3, noise=noise)
+    wds = np.logspace(-6, 1, n_wds)
+    res = linear_probe(
+        X[:180], y[:180], X[180:], y[180:], seeds=(0, 1), wds=wds, epochs=2, device="cpu"
+    )
+    for k in range(2):
+        grid = res.val_accuracy[k]
+        li, wi, visited = _study_tuner(lambda a, b, g=grid: g[a, b], len(res.lrs), n_wds)
+        assert set(zip(*np.nonzero(np.isfinite(grid)), strict=True)) == visited
+        assert (res.lr[k], res.wd[k]) == (res.lrs[li], res.wds[wi])
 
 
 def test_probe_search_skips_diverged_settings():

@@ -10,8 +10,8 @@ of one model on one dataset. Data are synthetic Gaussian classes on the unit sph
 
 ``--study`` prices the probes where they cost: at the study's sizes (n in {100k, 300k, 1.28M}
 train rows, d in {384, 1024, 1536}, 1,000 classes; the sizes that fit in memory) it times
-training steps of each phase of the protocol (coarse search: 32 settings, fine search: 24,
-retraining: 3 seeds x 1 setting; batch 1024) and prices a full probe as steps x measured seconds
+training steps of each phase of the protocol (coarse search: 32 settings, fine search: three
+rounds of at most 8, retraining: 3 seeds x 1 setting; batch 1024) and prices a full probe as steps x measured seconds
 per step (:func:`study_probe_seconds`); :func:`fit_step_cost` fits the per-step cost to those
 points, which is what the projection of ``repsim bench all --gpu`` uses. ``--precision-check``
 trains the same probes in float32 and with bfloat16 matmuls and reports the accuracy difference.
@@ -33,7 +33,7 @@ import torch
 
 from repsim.probe import (
     DEFAULT_LRS,
-    FINE_OFFSETS,
+    REFINE_STEPS,
     _train_batched,
     coarse_indices,
     linear_probe,
@@ -136,11 +136,12 @@ STUDY_N: tuple[int, ...] = (100_000, 300_000, 1_281_167)
 STUDY_DIMS: tuple[int, ...] = (384, 1024, 1536)
 STUDY_CLASSES = 1000
 #: the study's protocol (data/configs/paper.yaml: 3 seeds, one search per seed) in phases:
-#: (name, seeds trained at once K, settings per seed S, share of the train rows it trains on)
-PHASES: tuple[tuple[str, int, int, float], ...] = (
-    ("coarse", 3, len(DEFAULT_LRS) * len(coarse_indices(64)), 0.8),
-    ("fine", 3, len(DEFAULT_LRS) * len(FINE_OFFSETS), 0.8),
-    ("final", 3, 1, 1.0),
+#: (name, seeds trained at once K, settings per seed S, share of the train rows it trains on,
+#: rounds); a fine round tries at most the two neighbours of each learning rate's best
+PHASES: tuple[tuple[str, int, int, float, int], ...] = (
+    ("coarse", 3, len(DEFAULT_LRS) * len(coarse_indices(64)), 0.8, 1),
+    ("fine", 3, len(DEFAULT_LRS) * 2, 0.8, len(REFINE_STEPS)),
+    ("final", 3, 1, 1.0, 1),
 )
 
 
@@ -189,7 +190,8 @@ def study_probe_seconds(
     training steps' work at 20 epochs.
     """
     return sum(
-        epochs * math.ceil(share * n / batch_size) * per_step[name] for name, _, _, share in PHASES
+        rounds * epochs * math.ceil(share * n / batch_size) * per_step[name]
+        for name, _, _, share, rounds in PHASES
     )
 
 
@@ -203,7 +205,7 @@ def fit_step_cost(points: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float,
     from scipy.optimize import nnls
 
     out = {}
-    for name, k, s, _ in PHASES:
+    for name, k, s, _, _ in PHASES:
         work = np.array([k * s * p["dim"] * p["classes"] for p in points], dtype=np.float64)
         t = np.array([p["per_step"][name] for p in points], dtype=np.float64)
         if len(points) == 1 or np.ptp(work) == 0:
@@ -217,7 +219,9 @@ def fit_step_cost(points: Sequence[Mapping[str, Any]]) -> dict[str, tuple[float,
 
 def step_cost(dim: int, classes: int, fit: Mapping[str, tuple[float, float]]) -> dict[str, float]:
     """Seconds per step of each phase for ``dim`` x ``classes`` from :func:`fit_step_cost`."""
-    return {name: fit[name][0] * k * s * dim * classes + fit[name][1] for name, k, s, _ in PHASES}
+    return {
+        name: fit[name][0] * k * s * dim * classes + fit[name][1] for name, k, s, _, _ in PHASES
+    }
 
 
 def fits_in_memory(
@@ -270,7 +274,7 @@ def study_sweep(
                     device=dev,
                     precision=precision,
                 )  # fmt: skip
-                for name, k, s, _ in PHASES
+                for name, k, s, _, _ in PHASES
             }
             points.append(
                 {
