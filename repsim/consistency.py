@@ -151,7 +151,8 @@ def transform_similarity(sim: xr.DataArray, transform: str | None = None) -> xr.
 
     CKA values pile up near the upper bound 1, where a fixed change of the representation moves
     CKA less than in the middle of the range; the study's appendix checks whether its mean-versus-
-    spread and consistency results survive stretching that end of the scale. As in the study's
+    spread results survive stretching that end of the scale (here consistency can be computed on
+    the transformed values too, which the study's code does not do). As in the study's
     code, the transform is numpy's function applied to the raw value:
 
     - ``"arccos"``: ``arccos(s)``, the angle whose cosine is the similarity (0 for s = 1); values
@@ -204,7 +205,7 @@ def anchor_partner_consistency(
     anchor is compared with models of its own objective and of every other objective separately,
     which is what lets the study ask whether the partners' objective, for a fixed anchor, changes
     consistency. A (anchor, category) cell with fewer than ``min_pairs`` partners is skipped (the
-    study's rule: at least 2 model pairs).
+    study's rule for category pairs, at least 2 model pairs; its anchor code sets no minimum).
 
     Returns a DataArray (anchor_partner, dataset_a, dataset_b) with coords ``anchor``,
     ``anchor_category``, ``partner`` (the partner category), ``n_pairs`` and ``group_by`` on
@@ -567,8 +568,9 @@ def consistency_pairs(
     """The same consistency values under two settings, one row per (category pair, dataset pair).
 
     ``x`` and ``y`` are ``(measure, variable)`` of consistency.nc, e.g.
-    ``("cka_linear", "consistency")`` against ``("mutual_knn_10", "consistency")`` for local
-    against global (the study's appendix), or against ``("cka_linear", "consistency_spearman")``
+    ``("cka_linear", "consistency")`` against ``("cka_rbf_0.4", "consistency")`` for local
+    against global (the study's appendix, which also sets RSA with Spearman against linear CKA;
+    ``mutual_knn_10`` works the same way), or against ``("cka_linear", "consistency_spearman")``
     for Pearson against Spearman. Columns: label, group_by, dataset_a, dataset_b, x, y.
     """
     keys = ["group_pair", "group_by", "label", "dataset_a", "dataset_b"]

@@ -34,8 +34,9 @@ from repsim.names import MODEL_FIELDS, NUMERIC_MODEL_FIELDS
 log = logging.getLogger(__name__)
 
 #: The feature width assumed for a model whose width is not known before it runs (no
-#: ``metadata.embed_dim`` and no meta-device check): wider than the pooled embedding of every
-#: model in the study's zoo (2048 at most), so the free-space estimate errs on the large side.
+#: ``metadata.embed_dim`` and no meta-device check): as wide as the widest feature of the study's
+#: zoo (VGG-16/19's fully connected layer, 4096; EfficientNet-B6/B7 pool to 2304/2560), so the
+#: free-space estimate errs on the large side for such a model.
 UNKNOWN_DIM_BOUND = 4096
 
 DEFAULT_MEASURES = (

@@ -364,8 +364,10 @@ def measure_mean_scatter(
 
 
 def model_map(emb: pd.DataFrame, title: str = "", caption: str | None = None) -> Figure:
-    """The study's model map: a 2-D embedding of the models (t-SNE or MDS of 1 - mean
-    similarity), one point per model coloured by its category and labelled with its id."""
+    """A model map after the study's (which embeds each dataset's 1 - similarity with t-SNE): a
+    2-D embedding of 1 - mean similarity across datasets (t-SNE or MDS, from
+    :func:`repsim.analysis.model_embedding`), one point per model coloured by its category and
+    labelled with its id."""
     fig, ax = plt.subplots(figsize=(6.4, 5.0))
     for cat, g in emb.groupby("category"):
         ax.scatter(

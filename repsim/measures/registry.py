@@ -369,7 +369,8 @@ GRAMMAR = grammar()
 
 
 class _Registry(Mapping[str, MeasureSpec]):
-    """Mapping of measure names to specs: lists the study's measures, resolves any valid name."""
+    """Mapping of measure names to specs: lists the run's default measures (the study's and this
+    package's additions), resolves any valid name."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self._names = names
@@ -397,7 +398,10 @@ class _Registry(Mapping[str, MeasureSpec]):
         return f"MEASURES({', '.join(self._names)}; any name of the grammar: {grammar()})"
 
 
-#: The study's measures (iteration order); ``MEASURES[name]`` also resolves any other valid name.
+#: The default measures (iteration order): the study's (unbiased linear CKA, unbiased RBF CKA with
+#: sigma 0.2 to 0.8, RSA with Spearman and Pearson) and this package's additions (biased linear CKA,
+#: RBF CKA with a median-relative bandwidth, mutual kNN); ``MEASURES[name]`` also resolves any
+#: other valid name.
 MEASURES: Mapping[str, MeasureSpec] = _Registry(
     (
         "cka_linear",
