@@ -257,7 +257,8 @@ def partner_rank_sum_tests(
     ran them: the samples are the consistency values over dataset pairs, a dataset pair missing
     (NaN) in either sample is dropped from both, and all tests of all anchors are Bonferroni-
     corrected together (p * number of tests, capped at 1) at family-wise ``alpha`` (0.01 in the
-    study).
+    study). The family is the tests of one measure; the study's pooled its two measures (linear
+    CKA and RBF CKA 0.4), twice as many tests, so its correction was twice as strict.
 
     ``partner`` is the output of :func:`anchor_partner_consistency` or its :func:`to_tidy` table.
     Columns: anchor, anchor_category, partner_a, partner_b, n, median_a, median_b, statistic, p,

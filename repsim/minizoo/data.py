@@ -2,9 +2,10 @@
 
 Every model of the zoo sees the same images in the same order (for a given seed): the train splits
 of all embedded sets (``data/embedded/*.npz``), labelled by ``(dataset, class)`` pairs, each with
-a generated caption. The test splits are held out for the accuracies in the manifest. The
-similarity stimuli of a run are drawn from the same train splits, as in the study, where models
-are compared on images from (or like) their training distribution.
+a generated caption. The test splits are held out for the accuracies in the manifest. The study
+drew its similarity stimuli from train splits (images from, or like, the training distribution);
+the default run (``data/configs/embedded.yaml``) draws them from the test splits, images no model
+of the mini-zoo trained on, and ``stimuli: {split: train}`` gives the study's variant.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ says ``stimuli: {split: test}`` (images no model of a zoo trained on, e.g. the m
 ``max_images`` images it takes, per class, min(n_c, ceil(max_images / C)) images without
 replacement (C = classes present in that split), or ``per_class`` images when set (ImageNet: 10). Items are sorted by id before sampling,
 so the subset depends only on the ids, never on the order a loader streamed them in.
+
+Same rule, sizes and seed as the study, not the same images: the study seeded numpy's global
+generator once and drew its datasets one after another (ImageNet with Python's ``random``), while
+each dataset here has its own generator from the seed. A run of the study's design therefore
+measures similarity on other stimuli of the same datasets.
 """
 
 from __future__ import annotations
