@@ -391,6 +391,32 @@ def pick_models(
     ]
 
 
+#: The study's six anchor models (its appendix on anchor models), by the ids of
+#: ``data/configs/paper_models.yaml``: a CLIP, a SimCLR and a supervised ResNet-50, and a CLIP, a
+#: DINOv2 and a supervised ViT-L.
+STUDY_ANCHORS: tuple[str, ...] = (
+    "OpenCLIP_RN50_openai",
+    "simclr-rn50",
+    "resnet50",
+    "OpenCLIP_ViT-L-14_openai",
+    "dinov2-vit-large-p14",
+    "vit_large_patch16_224",
+)
+
+
+def anchor_models(
+    models: pd.DataFrame, per_category: int = 2, category: str = "objective"
+) -> tuple[list[str], str]:
+    """The anchors of the study's anchor design and how they were chosen (for the caption): the
+    study's six when the run has all of them, else the first ``per_category`` models of each
+    category (:func:`pick_models`)."""
+    if set(STUDY_ANCHORS) <= set(map(str, models.index)):
+        return list(STUDY_ANCHORS), "the study's six"
+    return pick_models(
+        models, per_category, category
+    ), f"the first {per_category} of each {category}"
+
+
 # ------------------------------------------------------------------------------ tables shown
 
 

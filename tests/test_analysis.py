@@ -752,3 +752,34 @@ def test_rank_sum_display_keeps_small_p_values_readable():
     assert list(out.index.names) == ["anchor", "partners A"] and "anchor" not in out
     html = out.to_html()
     assert html.count("cnn-clip-s0") == 1 and 'rowspan="2"' in html
+
+
+def test_the_study_s_anchor_models_when_the_run_has_them():
+    """The study's appendix fixes six anchors; a run of its design uses them, any other run the
+    first models of each category, and the caption says which."""
+    from pathlib import Path
+
+    import yaml
+
+    from repsim.analysis import STUDY_ANCHORS, anchor_models
+
+    paper = yaml.safe_load(
+        (Path(__file__).parents[1] / "data" / "configs" / "paper_models.yaml").read_text()
+    )
+    ids = {m["id"] for m in paper["models"]}
+    assert set(STUDY_ANCHORS) <= ids and len(STUDY_ANCHORS) == 6
+    models = pd.DataFrame(
+        {"objective": ["a", "b", "a", "b", "a", "b", "c", "c"]},
+        index=[*STUDY_ANCHORS, "m1", "m2"],
+    )
+    assert anchor_models(models) == (list(STUDY_ANCHORS), "the study's six")
+    chosen, how = anchor_models(models.drop("resnet50"))
+    assert how == "the first 2 of each objective"
+    assert chosen == [
+        "OpenCLIP_RN50_openai",
+        "dinov2-vit-large-p14",
+        "OpenCLIP_ViT-L-14_openai",
+        "simclr-rn50",
+        "m1",
+        "m2",
+    ]
