@@ -631,8 +631,8 @@ def top_pair_text(medians: pd.DataFrame, category: str) -> str:
 def local_global_text(
     pairs: pd.DataFrame, local: str, measure: str, difference: dict[str, float]
 ) -> str:
-    """Consistency under a local measure (``y``) against the global one (``x``) of
-    :func:`repsim.consistency.consistency_pairs`: their agreement (described) and which scale
+    """Consistency under another measure (``y``, e.g. a local one) against the main one (``x``) of
+    :func:`repsim.consistency.consistency_pairs`: their agreement (described) and which measure
     gives the higher consistency, worded by the interval of
     :func:`repsim.analysis.scale_difference` (datasets resampled)."""
     head = (
@@ -652,7 +652,7 @@ def local_global_text(
     )
     if lo > 0 or hi < 0:
         side = "higher" if lo > 0 else "lower"
-        return f"{head}; the local measure gives the {side} consistency ({ci})."
+        return f"{head}; {local} gives the {side} consistency ({ci})."
     return f"{head}; no evidence that either measure gives the higher consistency ({ci})."
 
 

@@ -120,7 +120,7 @@ def test_measure_texts_of_the_local_global_chapter():
     )
     up = {"estimate": 0.1, "ci_low": 0.02, "ci_high": 0.2, "n_datasets": 5}
     assert T.local_global_text(pairs, "knn", "cka", up) == head + (
-        "the local measure gives the higher consistency (median difference knn minus cka 0.10, "
+        "knn gives the higher consistency (median difference knn minus cka 0.10, "
         "95% CI 0.02 to 0.20 with the 5 datasets resampled and the models fixed)."
     )
     down = {**up, "estimate": -0.1, "ci_low": -0.2, "ci_high": -0.01}
