@@ -274,7 +274,11 @@ def breeds_split(hierarchy: Path, task: str, split_type: str = "rand") -> Breeds
 
     Follows the BREEDS release's construction (superclasses at a fixed depth with at least
     ``n_sub`` ImageNet classes, split per superclass with a random generator seeded 2), so the
-    result is the task the study used; only the files are read, nothing is downloaded.
+    result is the task the study used: with the release's ``modified`` hierarchy files and
+    ``rand``, the source and target classes and the superclass labels of all four tasks equal the
+    lists hard-coded in the study's code (its ``sim_consistency/data/datasets/breeds.py``; checked
+    once by hand, not by a test: the files are not shipped here). Only the files are read,
+    nothing is downloaded.
     """
     if task not in TASKS:
         raise ConfigError(f"unknown BREEDS task {task!r}; choose one of {', '.join(TASKS)}")
