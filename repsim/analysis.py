@@ -412,9 +412,8 @@ def anchor_models(
     category (:func:`pick_models`)."""
     if set(STUDY_ANCHORS) <= set(map(str, models.index)):
         return list(STUDY_ANCHORS), "the study's six"
-    return pick_models(
-        models, per_category, category
-    ), f"the first {per_category} of each {category}"
+    how = f"the first {per_category} of each {category}"
+    return pick_models(models, per_category, category), how
 
 
 # ------------------------------------------------------------------------------ tables shown

@@ -582,7 +582,8 @@ def linear_probe(
     many grid steps either side of the best so far and move to one only when its accuracy is
     strictly higher; the learning rate whose best is strictly highest (ties: the first, from high
     to low) is retrained with it on all train rows and scored on the test rows. That is the
-    study's search (its ``HyperparameterTuner`` and ``RegularizationTuner``), tie rules included. Training: cross-entropy, AdamW (betas 0.9/0.999, weight decay on weights and bias, as
+    study's search (its ``HyperparameterTuner`` and ``RegularizationTuner``), tie rules included.
+    Training: cross-entropy, AdamW (betas 0.9/0.999, weight decay on weights and bias, as
     ``torch.optim.AdamW`` over all parameters of a ``torch.nn.Linear``), learning rate scaled by a
     cosine without warm-up stepped once per batch, last partial batch kept. All seeds and settings
     of a phase train together as one batched layer (see the module docstring). The seed fixes the split, the initialisation and the batch order, so a result is

@@ -375,6 +375,15 @@ def _run_id_of(folder: Path) -> str:
         return ""
 
 
+def _same_folder(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one folder (by device and inode: a bind mount gives one folder
+    two real paths)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _folder_links(top: Path, depth: int) -> list[Path]:
     """Symbolic links to folders inside ``top``, down to ``depth`` levels (not followed)."""
     links: list[Path] = []
@@ -720,6 +729,7 @@ class RunFolder:
                 and where not in ("", here)
                 and _run_id_of(Path(where)) == mine
                 and os.path.realpath(Path(where) / entry.name) == os.path.realpath(entry)
+                and not _same_folder(Path(where), self.path)  # the same one by another path
             ):
                 raise RunFolderError(
                     f"{self.path} is a copy of the run folder {where} (it has the same {RUN_ID}) "

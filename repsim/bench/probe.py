@@ -11,8 +11,8 @@ of one model on one dataset. Data are synthetic Gaussian classes on the unit sph
 ``--study`` prices the probes where they cost: at the study's sizes (n in {100k, 300k, 1.28M}
 train rows, d in {384, 1024, 1536}, 1,000 classes; the sizes that fit in memory) it times
 training steps of each phase of the protocol (coarse search: 32 settings, fine search: three
-rounds of at most 8, retraining: 3 seeds x 1 setting; batch 1024) and prices a full probe as steps x measured seconds
-per step (:func:`study_probe_seconds`); :func:`fit_step_cost` fits the per-step cost to those
+rounds of at most 8, retraining: 3 seeds x 1 setting; batch 1024) and prices a full probe as
+steps x measured seconds per step (:func:`study_probe_seconds`); :func:`fit_step_cost` fits the per-step cost to those
 points, which is what the projection of ``repsim bench all --gpu`` uses. ``--precision-check``
 trains the same probes in float32 and with bfloat16 matmuls and reports the accuracy difference.
 """
