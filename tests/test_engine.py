@@ -157,6 +157,50 @@ def test_engine_near_degenerate_matches_exact(n, d, eps, centre):
         assert got[a, b] == pytest.approx(expected, rel=1e-10), (names[a], names[b])
 
 
+def _cluster_and_outlier(n, eps, seed):
+    """``n - 1`` stimuli within ``eps`` of one point far from the origin, one outlier: the median
+    distance between stimuli is of order ``eps``, so the median-bandwidth RBF kernel carries O(1)
+    structure that squared distances expanded about the mean (|x|^2 + |y|^2 - 2 x.y) lose."""
+    rng = np.random.default_rng(seed)
+    X = eps * rng.normal(size=(n, 4)) + np.array([0.0, 1.0, 0.0, 0.0])
+    X[0] = [1.0, 0.0, 0.0, 0.0]
+    return X
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-7, 1e-10])
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_engine_median_rbf_on_a_tight_cluster_matches_reference(eps, unbiased):
+    from test_measures_reference import cka_ref, median_distance, rbf_kernel
+
+    X = _cluster_and_outlier(9, eps, seed=1)
+    Y = X + 0.5 * eps * np.random.default_rng(2).normal(size=X.shape)
+    Y[0] = X[0]
+    K, L = (rbf_kernel(A, 0.5 * median_distance(A)) for A in (X, Y))
+    expected = cka_ref(K, L, unbiased)
+    name = "cka_rbf_median_0.5" + ("" if unbiased else "_biased")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = similarity_matrix({"x": X, "y": Y}, name, device="cpu").values[0, 1]
+    pair = repsim.cka(X, Y, kernel="rbf", sigma=0.5, sigma_mode="median", unbiased=unbiased)
+    assert got == pytest.approx(expected, rel=1e-9)
+    assert got == pytest.approx(pair, rel=1e-9)
+
+
+@pytest.mark.parametrize("measure", ["cka_rbf_median_0.5", "cka_rbf_median_0.5_biased"])
+def test_engine_median_rbf_with_most_stimuli_duplicated_is_undefined(measure):
+    """More than half of the pairs are duplicates: the median distance is 0 and the median bandwidth
+    does not exist, as the pair function says (the engine gave a finite value from rounding)."""
+    rng = np.random.default_rng(2)
+    V = rng.normal(size=(3, 64))
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    X, Y = V[[0] * 8 + [1, 2]], rng.normal(size=(10, 64))
+    with pytest.raises(UndefinedMeasureError, match="median distance between stimuli is 0"):
+        repsim.cka(X, Y, kernel="rbf", sigma=0.5, sigma_mode="median")
+    with pytest.warns(RuntimeWarning, match=f"{measure} is undefined for model 'x'"):
+        da = similarity_matrix({"x": X, "y": Y, "z": Y[::-1].copy()}, measure, device="cpu")
+    assert np.isnan(da.values[0]).all() and np.isfinite(da.values[1:, 1:]).all()
+
+
 def test_engine_recomputes_nothing_for_healthy_models(rng, monkeypatch):
     """The accurate second pass runs only for models whose self-HSIC cancelled: no cost otherwise."""
     import repsim.measures.batched as batched

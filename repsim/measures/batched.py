@@ -85,40 +85,51 @@ def cka_all(
     if idx.size == 0:
         return out
     names = [ids[i] for i in idx]
-    X = [_centred(arrays[i], dev) for i in idx]
-    n = X[0].shape[0]
-    budget -= sum(x.numel() * 8 for x in X)
+    n, dims = arrays[idx[0]].shape[0], [arrays[i].shape[1] for i in idx]
+    budget -= 8 * n * sum(dims)
     budget = max(budget, 64 * 2**20)
-    kernels: dict[tuple, Kernel] = {}
-    medians: list[float] | None = None
-    for spec in specs.values():
-        p = spec.params
-        if p["kernel"] == "linear":
-            kernels[("linear",)] = Kernel("linear")
-        else:
-            if p["sigma_mode"] == "median" and medians is None:
-                medians = [_median_distance(x, budget) for x in X]
-            scale = medians if p["sigma_mode"] == "median" else [1.0] * len(X)
-            kernels[("rbf", p["sigma"], p["sigma_mode"])] = Kernel(
-                "rbf", tuple(p["sigma"] * s for s in scale)
-            )
+    rbf_keys = list(
+        dict.fromkeys(
+            ("rbf", s.params["sigma"], s.params["sigma_mode"])
+            for s in specs.values()
+            if s.params["kernel"] == "rbf"
+        )
+    )
     stats: dict[tuple, GramStats] = {}
-    gram_keys = [k for k in kernels if k[0] == "rbf"]
-    if ("linear",) in kernels:
-        if _linear_in_feature_space(n, [x.shape[1] for x in X], shared_gram=bool(gram_keys)):
-            stats[("linear",)] = feature_path(X, budget)
+    kernels: dict[tuple, Kernel] = {("linear",): Kernel("linear")}
+    gram_keys: list[tuple] = list(rbf_keys)
+    linear_by_features = False
+    if any(s.params["kernel"] == "linear" for s in specs.values()):
+        if _linear_in_feature_space(n, dims, shared_gram=bool(rbf_keys)):
+            stats[("linear",)] = feature_path([_centred(arrays[i], dev) for i in idx], budget)
+            linear_by_features = True
         else:
             gram_keys.append(("linear",))
     if gram_keys:
-        res = gram_path(X, [kernels[k] for k in gram_keys], budget, progress)
+        # the Gram path works from median-centred features, as the pair function does: a tight
+        # cluster of stimuli then sits near 0, where |x|^2 + |y|^2 - 2 x.y keeps its digits, and a
+        # majority of duplicates is exactly 0 (a median distance of 0, as the pair function finds)
+        S = [_median_centred(arrays[i], dev) for i in idx]
+        medians = (
+            [_median_distance(s, budget) for s in S]
+            if any(k[2] == "median" for k in rbf_keys)
+            else None
+        )
+        for key in rbf_keys:
+            _, sigma, mode = key
+            kernels[key] = Kernel(
+                "rbf", tuple(sigma * m for m in medians) if mode == "median" else (sigma,) * len(S)
+            )
+        res = gram_path(S, [kernels[k] for k in gram_keys], budget, progress)
         stats.update(zip(gram_keys, res))
+        del S
     redone: dict[tuple, tuple[torch.Tensor, GramStats]] = {}
     for name, spec in specs.items():
         p = spec.params
         key = ("linear",) if p["kernel"] == "linear" else ("rbf", p["sigma"], p["sigma_mode"])
         st = stats[key]
         H = hsic(st, n, p["unbiased"])
-        if p["unbiased"] and key == ("linear",):
+        if p["unbiased"] and linear_by_features and key == ("linear",):
             H, scale = _keep_digits(H, st, key, redone, [arrays[i] for i in idx], kernels, budget)
         elif p["unbiased"]:
             scale = st.offdiag_norm2()
@@ -146,8 +157,8 @@ def _keep_digits(
     A model whose self-HSIC is below ``CANCEL`` times the terms it was computed from (near-degenerate
     features) gets its row and column again from the Gram path on median-centred features, where the
     kernel entries are as small as the structure they carry. The scale of the "undefined" rule is
-    ``|K~|^2`` (off-diagonal entries only) of whichever evaluation is kept. Linear kernels only: an
-    RBF kernel does not depend on the origin, so a second pass would give the same terms.
+    ``|K~|^2`` (off-diagonal entries only) of whichever evaluation is kept. Linear kernels from the
+    feature path only: the Gram path already works from median-centred features.
     """
     n = st.R.shape[1]
     scale = torch.diagonal(st.G).clone()

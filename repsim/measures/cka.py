@@ -5,7 +5,9 @@ Conventions (made explicit because the literature differs):
 - RBF kernel: ``k(x, y) = exp(-|x - y|^2 / (2 bw^2))``. With ``sigma_mode="absolute"`` the bandwidth
   ``bw`` is ``sigma`` itself, as in the study's code on L2-normalised features. With
   ``sigma_mode="median"`` it is ``sigma`` times the median Euclidean distance between distinct stimuli
-  (pairs i < j), the convention of Kornblith et al. (2019).
+  (pairs i < j). Kornblith et al.'s (2019) code takes the root of the median of all n^2 squared
+  distances, the zero diagonal included: a slightly smaller bandwidth (in one example CKA differed
+  by 1e-4 at n = 500, 4e-3 at n = 10).
 - Unbiased CKA uses the U-statistic HSIC of Song et al. (2012): with K~ the Gram matrix with a zeroed
   diagonal, ``HSIC_u(K, L) = <U(K), U(L)> / (n (n - 3))`` where ``U`` is U-centring
   ``U(K)_ij = K~_ij - r_i/(n-2) - r_j/(n-2) + s/((n-1)(n-2))`` for i != j and 0 on the diagonal
@@ -134,6 +136,8 @@ def _biased_hsics(
     if kernel == "linear" and dx * dy + dx * dx + dy * dy < X.shape[0] * (dx + dy):
         hxx, hyy = _fro2(Xm.T @ Xm), _fro2(Ym.T @ Ym)  # centred features: HKH = X X'
         return _fro2(Xm.T @ Ym), (hxx, hxx), (hyy, hyy)
+    if kernel != "linear":  # distances from the features as given (see sq_distances)
+        Xm, Ym = X, Y
     K, L = gram(Xm, kernel, bw_x, mode), gram(Ym, kernel, bw_y, mode)
     Kc, Lc = double_centre(K), double_centre(L)
     return _fro_inner(Kc, Lc), (_fro2(Kc), _fro2(K)), (_fro2(Lc), _fro2(L))
@@ -164,7 +168,11 @@ def _check_options(
 
 
 def sq_distances(X: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances between all rows of ``X`` (clipped at 0)."""
+    """Squared Euclidean distances between all rows of ``X`` (clipped at 0).
+
+    Computed about the coordinate-wise median (distances do not depend on the origin): a tight
+    cluster of rows far from the origin keeps the digits |x|^2 + |y|^2 - 2 x.y would cancel."""
+    X = _median_centred(X)
     q = np.einsum("ij,ij->i", X, X)
     D2 = q[:, None] + q[None, :] - 2.0 * (X @ X.T)
     np.maximum(D2, 0.0, out=D2)
