@@ -29,6 +29,7 @@ from repsim.measures._inputs import real_array
 from repsim.names import (
     ALL,
     CATEGORY_FIELDS,
+    MIN_PAIRS,
     UNKNOWN,
     anchor_partner_label,
     group_pair_label,
@@ -43,9 +44,6 @@ logger = logging.getLogger(__name__)
 METHODS = ("pearson", "spearman")
 #: Transforms of similarity before correlating (the study's appendix on values near the upper bound).
 TRANSFORMS = (None, "arccos", "tan")
-#: Fewest model pairs a consistency value needs in the tables of the book: a Pearson r over 2
-#: points is always +-1 (consistency.nc itself keeps category pairs with 2 model pairs).
-MIN_PAIRS = 3
 
 
 def consistency(
@@ -71,7 +69,8 @@ def consistency(
     such as ``domain`` are carried as ``domain_a`` / ``domain_b``.
 
     NaN similarities are dropped pairwise with a ``RuntimeWarning``: each dataset pair is correlated over
-    the model pairs finite on both datasets (the study's code gives NaN). An asymmetric ``sim`` raises
+    the model pairs finite on both datasets (the study's code gives NaN), and is NaN where fewer than
+    :data:`MIN_PAIRS` of them are left of ``n_pairs`` >= MIN_PAIRS. An asymmetric ``sim`` raises
     :class:`~repsim.errors.AsymmetricSimilarityError`; a non-numeric or complex one
     :class:`~repsim.errors.NonNumericInputError` / :class:`~repsim.errors.ComplexInputError`; one
     holding inf, or naming a model twice, :class:`~repsim.errors.InputError`. A single model id may
@@ -839,7 +838,8 @@ def _consistency(sim: xr.DataArray, mask: np.ndarray, method: str) -> xr.DataArr
     values = sim.transpose("dataset", "model_a", "model_b").values
     V = values[:, mask]  # (dataset, pair)
     C = _corr_rows(V, method)
-    np.fill_diagonal(C, 1.0)
+    defined = np.flatnonzero(np.isfinite(np.diagonal(C)))  # a constant vector has no correlation
+    C[defined, defined] = 1.0
     datasets = sim["dataset"].values
     coords: dict[str, tuple[str, np.ndarray] | np.ndarray] = {
         "dataset_a": datasets,
@@ -864,17 +864,22 @@ def _measure_attr(sim: xr.DataArray) -> dict[str, str]:
 
 
 def _corr_rows(V: np.ndarray, method: str) -> np.ndarray:
-    """Correlation between the rows of V, dropping NaN entries pairwise."""
+    """Correlation between the rows of V, dropping NaN entries pairwise.
+
+    Dropping never takes a correlation below :data:`MIN_PAIRS` points when V has that many (over 2
+    points r is +-1): such a dataset pair is NaN, so ``n_pairs >= MIN_PAIRS`` holds for every value.
+    """
     D = V.shape[0]
     finite = np.isfinite(V)
     C = np.full((D, D), np.nan)
     if finite.all():
         W = np.apply_along_axis(rankdata, 1, V) if method == "spearman" else V
         return _corr_full(W)
+    need = max(2, min(V.shape[1], MIN_PAIRS))
     for i in range(D):
         for j in range(i, D):
             keep = finite[i] & finite[j]
-            if keep.sum() >= 2:
+            if keep.sum() >= need:
                 a, b = V[i, keep], V[j, keep]
                 if method == "spearman":
                     a, b = rankdata(a), rankdata(b)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 
+#: Fewest model pairs a consistency value needs in the tables, tests and comparisons of the book: a
+#: Pearson r over 2 points is always +-1 (consistency.nc itself keeps category pairs with 2).
+MIN_PAIRS = 3
+
 #: Keys of a model spec's ``metadata:`` block in the configs (the result fields plus the
 #: training data, the image tower's parameters where ``params_m`` counts more than the network
 #: that is run (CLIP's text tower), the mini-zoo's seed and free-text notes); tests check the

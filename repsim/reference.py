@@ -32,6 +32,7 @@ import xarray as xr
 import yaml
 
 from repsim.errors import InputError, RepsimError, StoreError
+from repsim.names import MIN_PAIRS
 from repsim.runfolder import RunFolder, check_schema
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,6 @@ COMPARE_COLUMNS = (
     "id", "quantity", "description", "measure", "models", "dataset_a", "dataset_b", "domain",
     "study", "run", "difference", "tolerance", "status", "run_basis", "source", "location",
 )  # fmt: skip
-MIN_PAIRS = 3
 STATUSES = (
     "match", "differs", "subset of the study's models", "other models",
     "subset of the study's model pairs", "subset of the study's datasets", "other datasets",

@@ -159,7 +159,7 @@ def consistency_overview(
 
     The numbers are :func:`repsim.consistency.consistency_summary` of
     :func:`repsim.consistency.consistency_table`, with the category pairs of at least
-    :data:`repsim.consistency.MIN_PAIRS` model pairs, as in the book (consistency.nc also keeps
+    :data:`repsim.names.MIN_PAIRS` model pairs, as in the book (consistency.nc also keeps
     those of 2, whose r is +-1 whatever the data). Columns: measure, models, median, q25, q75,
     dataset pairs.
     """

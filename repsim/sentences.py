@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from repsim.consistency import MIN_PAIRS
-from repsim.names import PAIR_SEP, is_known, is_same_pair
+from repsim.names import MIN_PAIRS, PAIR_SEP, is_known, is_same_pair
 from repsim.stats import correlate, format_interval
 
 if TYPE_CHECKING:

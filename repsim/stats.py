@@ -54,6 +54,7 @@ import xarray as xr
 from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test
 
 from repsim.errors import InputError
+from repsim.names import MIN_PAIRS
 from repsim.runfolder import CONTROLLED_TESTS, RunFolder
 
 logger = logging.getLogger(__name__)
@@ -66,8 +67,6 @@ CONTROLS = ("Random",)
 DEFAULT_MEASURES = ("cka_linear", "cka_rbf_0.4")
 VIEWS = ("separate", "pooled")
 FACTORS = ("objective", "architecture")
-#: Fewest model pairs a category pair needs (a Pearson r over 2 points is always +-1).
-MIN_PAIRS = 3
 
 #: Columns of :func:`controlled_tests` / ``controlled_tests.csv``, with their meaning.
 COLUMNS: dict[str, str] = {

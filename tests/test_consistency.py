@@ -13,6 +13,7 @@ from scipy.stats import pearsonr, spearmanr
 
 import repsim
 from repsim.consistency import (
+    MIN_PAIRS,
     anchor_consistency,
     anchor_partner_consistency,
     consistency,
@@ -439,8 +440,8 @@ def test_a_constant_similarity_vector_has_no_consistency():
     )  # fmt: skip
     for method in ("pearson", "spearman"):
         c = consistency(sim, method).values
-        assert np.isnan(c[0, 1]) and np.isnan(c[0, 2])
-        assert np.isfinite(c[1, 2])
+        assert np.isnan(c[0, 1]) and np.isnan(c[0, 2]) and np.isnan(c[0, 0])
+        assert np.isfinite(c[1, 2]) and c[1, 1] == c[2, 2] == 1.0
     S[1, 0, 1] = S[1, 1, 0] = np.nan  # the pairwise-NaN path
     with pytest.warns(RuntimeWarning, match="drops them pairwise"):
         assert np.isnan(consistency(sim.copy(data=S)).values[0, 2])
@@ -475,3 +476,32 @@ def test_anchor_rank_sum_tests_leave_out_unknown_and_count_only_tests_that_ran()
     p = out.loc[("A", "B"), "p"]
     assert out.loc[("A", "B"), "p_bonferroni"] == pytest.approx(p)  # one test ran: factor 1
     assert (out.p_threshold == 0.01).all()
+
+
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_dropping_nan_pairs_never_leaves_fewer_than_min_pairs(method):
+    """A dataset with 2 finite model pairs of 10 gave r = +-1 with the others, counted as 10 pairs
+    (n_pairs) by the book's MIN_PAIRS filter; now NaN. One with 3 is correlated over those 3."""
+    rng = np.random.default_rng(1)
+    m = [f"m{i}" for i in range(5)]
+    S = rng.uniform(size=(4, 5, 5))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    for i in (0, 1):  # d1: only (m2, m3) and (m3, m4) finite
+        S[1, i, :] = S[1, :, i] = np.nan
+    S[1, 2, 4] = S[1, 4, 2] = np.nan
+    S[2, 0, :] = S[2, :, 0] = np.nan  # d2: the 6 pairs of m1..m4
+    S[2, 1, 2] = S[2, 2, 1] = S[2, 1, 3] = S[2, 3, 1] = S[2, 1, 4] = S[2, 4, 1] = np.nan  # 3 left
+    sim = xr.DataArray(
+        S, dims=("dataset", "model_a", "model_b"),
+        coords={"dataset": ["d0", "d1", "d2", "d3"], "model_a": m, "model_b": m},
+    )  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="drops them pairwise"):
+        c = consistency(sim, method)
+    assert c.attrs["n_pairs"] == 10 >= MIN_PAIRS
+    assert np.isnan(c.values[1]).all() and np.isnan(c.values[:, 1]).all()
+    left = [(2, 3), (2, 4), (3, 4)]
+    corr = pearsonr if method == "pearson" else spearmanr
+    for other in (0, 3):
+        want = corr([S[2, i, j] for i, j in left], [S[other, i, j] for i, j in left])[0]
+        assert c.values[2, other] == pytest.approx(want, abs=1e-12)
+    assert np.isfinite(c.values[np.ix_([0, 2, 3], [0, 2, 3])]).all()
