@@ -105,6 +105,26 @@ def test_rsa_spearman_handles_ties(rng):
     assert rsa(X, Y) == pytest.approx(rsa_ref(X, Y), rel=1e-10)
 
 
+@pytest.mark.parametrize("n", [6, 37])
+def test_rsa_of_equally_dissimilar_stimuli_is_undefined(rng, n):
+    """One-hot rows: every stimulus equally correlated with every other, a constant RDM exactly; in
+    float64 its entries differ by rounding, which Spearman ranked into r = -0.02 and -0.05 (pair
+    function, engine) and Pearson into -0.014 at n = 37. Undefined in both, as the engine's
+    Pearson path already said."""
+    from repsim.measures.engine import similarity_matrices
+
+    X, Y = np.eye(n), rng.normal(size=(n, 12))
+    for compare in ("spearman", "pearson"):
+        with pytest.raises(UndefinedMeasureError, match="the RDM of X is constant"):
+            rsa(X, Y, compare=compare)
+    feats = {"onehot": X, "y": Y, "z": Y + rng.normal(size=Y.shape)}
+    for measure in ("rsa_spearman", "rsa_pearson"):
+        with pytest.warns(RuntimeWarning, match=f"{measure} is undefined for model 'onehot'"):
+            ds = similarity_matrices(feats, [measure], device="cpu")
+        assert np.isnan(ds[measure].values[0]).all()
+        assert np.isfinite(ds[measure].values[1:, 1:]).all()
+
+
 @pytest.mark.parametrize("k", [1, 3, 10])
 def test_mutual_knn_matches_reference(rng, k):
     X, Y = related(rng, 40, 6, 9)

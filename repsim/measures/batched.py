@@ -39,6 +39,7 @@ from repsim.measures._stats import (
 )
 from repsim.measures.cka import CANCEL, REL_TOL, SCALE_FLOOR
 from repsim.measures.knn import knn_indices
+from repsim.measures.rsa import rdm_is_constant
 
 if TYPE_CHECKING:  # the registry imports this module to declare the kernels
     from repsim.measures.registry import MeasureSpec
@@ -270,16 +271,20 @@ def _spearman(
     n = Z[0].shape[0]
     N = n * (n - 1) // 2
     store = RankStore(len(Z), N, dev, budget / 2)
+    constant = np.zeros(len(Z), dtype=bool)
     try:
         nb = block_rows(n, 8.0 * n * 3, budget / 8)
         for m, z in enumerate(Z):
-            store.data[m] = doubled_ranks(upper_triangle(z, nb)).to(store.data.device)
+            tri = upper_triangle(z, nb)
+            constant[m] = rdm_is_constant(tri)  # its ranks would order rounding noise
+            store.data[m] = doubled_ranks(tri).to(store.data.device)
+            del tri
         G = store.gram(dev, budget / 4)
     finally:
         store.close()
     var = torch.diagonal(G).clone()
     sim = G / torch.sqrt(torch.outer(var, var))
-    return sim.cpu().numpy(), (var > 0).cpu().numpy()
+    return sim.cpu().numpy(), (var > 0).cpu().numpy() & ~constant
 
 
 # ------------------------------------------------------------------------------------ mutual kNN

@@ -14,6 +14,7 @@ from scipy.stats import rankdata
 
 from repsim.errors import InputError, UndefinedMeasureError
 from repsim.measures._inputs import as_matrix, check_pair, require_variance
+from repsim.measures.cka import REL_TOL
 
 
 def rsa(X: Any, Y: Any, rdm: str = "correlation", compare: str = "spearman") -> float:
@@ -40,14 +41,27 @@ def rsa(X: Any, Y: Any, rdm: str = "correlation", compare: str = "spearman") -> 
     for A, name in ((Xa, "X"), (Ya, "Y")):
         require_variance(A, name, "RSA")
         v = rdm_upper_triangle(A, name)
+        if rdm_is_constant(v):
+            raise UndefinedMeasureError(
+                f"RSA is undefined: the RDM of {name} is constant (all stimuli equally dissimilar)"
+            )
         vecs.append(rankdata(v) if compare == "spearman" else v)
     a, b = (v - v.mean() for v in vecs)
-    na, nb = np.sqrt(a @ a), np.sqrt(b @ b)
-    if not (na > 0 and nb > 0):
-        raise UndefinedMeasureError(
-            "RSA is undefined: an RDM is constant (all stimuli equally dissimilar)"
-        )
-    return float((a @ b) / (na * nb))
+    return float((a @ b) / np.sqrt((a @ a) * (b @ b)))
+
+
+def rdm_is_constant(v: Any) -> bool:
+    """Whether an RDM's upper triangle ``v`` (numpy or torch) is one value up to rounding.
+
+    Every stimulus equally correlated with every other (one-hot rows, say) gives a constant RDM in
+    exact arithmetic and rounding noise in float64, which ranks would order as if it were
+    structure. The rule is the one the all-pairs Pearson path applies to the correlations ``1 - v``:
+    their spread squared at most :data:`~repsim.measures.cka.REL_TOL` times their second moment
+    (from the moments, one temporary: the cancellation is far below REL_TOL).
+    """
+    c = 1.0 - v
+    second, total = float(c @ c), float(c.sum())
+    return second - total * total / c.shape[0] <= REL_TOL * second
 
 
 def standardise_rows(X: np.ndarray, name: str = "X") -> np.ndarray:
