@@ -64,12 +64,19 @@ def did_you_mean(word: Any, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def is_note(key: Any) -> bool:
+    """A key starting with ``_`` is the user's note (a comment, the holder of a YAML anchor): it is
+    ignored at every level of a config, never read as an option."""
+    return str(key).startswith("_")
+
+
 def check_keys(
     mapping: Mapping[str, Any], allowed: Iterable[str], where: str, hint: str = ""
 ) -> None:
-    """ConfigError naming every key of ``mapping`` not in ``allowed``, each with a did-you-mean."""
-    allowed = [k for k in allowed if not str(k).startswith("_")]
-    unknown = [k for k in mapping if not str(k).startswith("_") and k not in allowed]
+    """ConfigError naming every key of ``mapping`` not in ``allowed``, each with a did-you-mean
+    (notes, keys starting with ``_``, are allowed anywhere: see :func:`is_note`)."""
+    allowed = [k for k in allowed if not is_note(k)]
+    unknown = [k for k in mapping if not is_note(k) and k not in allowed]
     if unknown:
         parts = [f"{k!r}{did_you_mean(k, allowed)}" for k in unknown]
         raise ConfigError(
@@ -388,7 +395,13 @@ def parse_section(cls: type, value: Any, where: str) -> Any:
         if key in value:
             raise ConfigError(f"{where}.{key} was retired: {why}")
     check_keys(value, specs, where)
-    return cls(**{k: specs[k].metadata["check"](v, f"{where}.{k}") for k, v in value.items()})
+    return cls(
+        **{
+            k: specs[k].metadata["check"](v, f"{where}.{k}")
+            for k, v in value.items()
+            if not is_note(k)
+        }
+    )
 
 
 @dataclass(frozen=True)

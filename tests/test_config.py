@@ -176,6 +176,31 @@ def test_include_overrides_settings_and_concatenates_entries(tmp_path: Path) -> 
     assert len(load_plan(TINY, check_models=False).raw["models"]) == 45  # models are concatenated
 
 
+def test_notes_are_ignored_at_every_level(tmp_path: Path) -> None:
+    """Keys starting with '_' are notes (check_keys lets them through); in a section they raised
+    KeyError with a traceback, in entries and at the top level they were already ignored."""
+    sections = {
+        "stimuli": "max_images: 60",
+        "probe": "seeds: [3]",
+        "extract": "batch_size: 128",
+        "similarity": "memory_budget_gb: 1",
+        "select": "models: [cnn-supervised-s0, cnn-clip-s0, cnn-random-s0]",
+    }
+    plain = "".join(f"{k}: {{{v}}}\n" for k, v in sections.items())
+    noted = "_defaults: &d {seed: 42}\n" + "".join(
+        f"{k}: {{{v}, _why: 'a note'}}\n" for k, v in sections.items()
+    )
+    want = _plan(tmp_path, plain)
+    got = _plan(tmp_path, noted)
+    assert got.config == want.config
+    assert (got.probe, got.extract, got.similarity, got.stimuli) == (
+        want.probe,
+        want.extract,
+        want.similarity,
+        want.stimuli,
+    )
+
+
 def test_plan_keeps_its_dict_options_and_adds_typed_sections() -> None:
     plan = load_plan(TINY, check_models=False)
     # split: test is inherited from embedded.yaml
