@@ -435,6 +435,49 @@ def test_npz_float_labels_must_be_whole_numbers(tmp_path):
     assert st.labels.tolist() == [0, 1] * 4
 
 
+@pytest.mark.parametrize("at", [2, 51, 58, 79])  # zlib, zlib, numpy header, tokenize errors
+def test_a_damaged_compressed_npz_is_named_not_a_traceback(tmp_path, at):
+    """Bytes flipped inside a compressed member raised zlib.error or tokenize.TokenError, which
+    the loader did not catch: a traceback from `repsim datasets --check` and `repsim run`."""
+    import struct
+    import zipfile
+
+    n, path = 8, tmp_path / "x.npz"
+    images = (np.arange(n * 16 * 16 * 3) % 7).astype(np.uint8).reshape(n, 16, 16, 3)
+    np.savez_compressed(
+        path,
+        images=images,
+        labels=np.arange(n) % 2,
+        split=np.array(["train"] * 6 + ["test"] * 2),
+        ids=np.array([f"fx/{i}" for i in range(n)]),
+        class_names=np.array(["a", "b"]),
+    )
+    raw = bytearray(path.read_bytes())
+    offset = zipfile.ZipFile(path).getinfo("images.npy").header_offset
+    name_len, extra_len = struct.unpack("<HH", raw[offset + 26 : offset + 30])
+    start = offset + 30 + name_len + extra_len + at
+    raw[start : start + 4] = bytes(b ^ 0xFF for b in raw[start : start + 4])
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DatasetError, match=r"dataset 'fx': .*x.npz is not a readable .npz \(\w+"):
+        open_dataset(_spec(loader="embedded", path=str(path)))
+
+
+@pytest.mark.parametrize(
+    ("arrays", "match"),
+    [
+        ({"labels": np.array(list("abababab"))}, r"labels are <U1 .*not class indices"),
+        ({"labels": (np.arange(8) % 2)[:, None]}, r"one class index per image.*shape \(8, 1\)"),
+        ({"images": np.zeros((8, 0, 0, 3), np.uint8)}, r"images of 0x0 pixels"),
+    ],
+)
+def test_npz_labels_and_images_of_the_wrong_kind_are_named(tmp_path, arrays, match):
+    """String or 2-D labels raised a raw ValueError; 0x0 images passed every check and divided by
+    zero in extraction."""
+    path = _npz(tmp_path / "x.npz", **arrays)
+    with pytest.raises(DatasetError, match=rf"dataset 'fx': .*{match}"):
+        open_dataset(_spec(loader="embedded", path=str(path)))
+
+
 def test_stimulus_set_refuses_fractional_labels_from_any_caller():
     """The check sits where labels are cast to int64, so a set built without a loader (the
     Python API) cannot truncate 1.7 to 1 either."""

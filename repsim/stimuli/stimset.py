@@ -171,6 +171,17 @@ def _class_indices(labels: Any, where: str) -> np.ndarray:
     """Labels as int64 class indices; float labels only when every value is whole (the cast would
     truncate 1.7 to 1 without a word), whichever loader or caller built them."""
     labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise DatasetError(
+            f"{where}: labels must hold one class index per image, got an array of shape "
+            f"{labels.shape}; flatten them (labels.reshape(-1)) or fix the file"
+        )
+    if labels.dtype.kind not in "iuf":
+        example = f" (e.g. {labels[0]!r})" if len(labels) else ""
+        raise DatasetError(
+            f"{where}: labels are {labels.dtype}{example}, not class indices; store the index of "
+            "each image's class as an integer and the names in class_names"
+        )
     if labels.dtype.kind == "f":
         bad = labels[~np.isfinite(labels) | (labels != np.round(labels))]
         if len(bad):

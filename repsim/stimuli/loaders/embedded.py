@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zipfile
 
 import numpy as np
 
@@ -24,20 +23,26 @@ def load(spec: DatasetSpec) -> StimulusSet:
         )
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in REQUIRED if k not in npz.files]
-            if missing:
-                raise DatasetError(
-                    f"dataset '{spec.id}': {path} lacks keys {missing}; regenerate it with `python -m repsim.embedded`"
-                )
             data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damage shows as zlib, zip, tokenize, value errors ...
         raise DatasetError(
-            f"dataset '{spec.id}': {path} is not a readable .npz ({exc}); regenerate it with `python -m repsim.embedded`"
+            f"dataset '{spec.id}': {path} is not a readable .npz ({type(exc).__name__}: {exc}); "
+            "regenerate it with `python -m repsim.embedded`"
         ) from None
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise DatasetError(
+            f"dataset '{spec.id}': {path} lacks keys {missing}; regenerate it with `python -m repsim.embedded`"
+        )
     images = data["images"]
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise DatasetError(
             f"dataset '{spec.id}': images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}"
+        )
+    if images.shape[0] and 0 in images.shape[1:3]:
+        raise DatasetError(
+            f"dataset '{spec.id}': {path} holds images of {images.shape[1]}x{images.shape[2]} "
+            "pixels; an image needs at least one pixel: regenerate the file"
         )
     attributes = None
     if "attributes" in data:
