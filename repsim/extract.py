@@ -38,7 +38,7 @@ import torch
 from tqdm import tqdm
 
 from repsim.device import device_name, resolve_device
-from repsim.errors import ConfigError, InputError, StoreError
+from repsim.errors import ConfigError, InputError, ModelError, StoreError
 from repsim.preprocess import preprocess_batch
 from repsim.runinfo import package_versions
 from repsim.store import FeatureStore, FeatureWriter, check_ids
@@ -522,6 +522,7 @@ def _run_chunk(
         normed.append(a)
         raw.append(b)
     feats = np.concatenate(normed)
+    _check_finite(feats, job.spec.id, dataset_id, ids[chunk * chunk_rows :], precision)
     if job.writer is None:
         job.writer = store.create(
             dataset_id,
@@ -536,6 +537,23 @@ def _run_chunk(
     job.pending.discard(chunk)
     job.computed += len(feats)
     job.seconds += time.perf_counter() - t0
+
+
+def _check_finite(
+    feats: np.ndarray, model: str, dataset: str, ids: Sequence[str], precision: str
+) -> None:
+    """ModelError when a model gives NaN or inf features: never written, since the store marks
+    missing rows with NaN (a NaN feature would read as a missing chunk, and be kept)."""
+    bad = np.flatnonzero(~np.isfinite(feats).all(axis=1))
+    if bad.size == 0:
+        return
+    overflow = "" if precision == "float32" else f", an overflow in {precision} (try float32)"
+    raise ModelError(
+        f"model {model!r} gives NaN or infinite features for {bad.size} of {len(feats)} images of "
+        f"dataset {dataset!r} (first {ids[int(bad[0])]!r}); they come from the model: NaN in its "
+        f"weights, a preprocess that divides by 0 (std: 0){overflow}; check the weights file "
+        "and preprocess: in the config"
+    )
 
 
 def extract_features(

@@ -234,6 +234,36 @@ def test_section_fields_match_the_functions_they_configure() -> None:
         ("{id: ok, loader: minizoo, identifier: cnn, weigths: x}", "did you mean 'weights'"),
         ("{id: ok, loader: minizo, identifier: cnn}", "did you mean 'minizoo'"),
         ("{id: ok, loader: minizoo, identifier: cnn, layer: 3}", "'layer' must be a string"),
+        # preprocess values were taken as given: std 0 gave NaN features read as missing chunks,
+        # two means a traceback in extraction, crop 100000 a request for 30 TB
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {std: [0, 0, 0]}}",
+            "std must be positive",
+        ),
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {mean: [0.5, 0.5]}}",
+            "mean must be 3 finite",
+        ),
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {mean: [a, b, c]}}",
+            "mean must be 3 numbers",
+        ),
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {std: [1, .nan, 1]}}",
+            "std must be 3 finite",
+        ),
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {crop: 100000}}",
+            "crop must be a whole number of pixels from 1 to 4096",
+        ),
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {resize: big}}",
+            "resize must be a whole number",
+        ),
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {resize: 0}}",
+            "resize must be a whole number",
+        ),
     ],
 )
 def test_bad_model_entries(tmp_path: Path, entry: str, match: str) -> None:

@@ -550,3 +550,35 @@ def test_bench_decode_once_reports_the_chunking_extraction_applies() -> None:
         ["squeezenet1_1"], n_images=3, batch_size=4, image_size=48, device="cpu", repeats=1
     )
     assert (res["batch_size"], res["chunk_rows"]) == (3, 3)
+
+
+def test_a_model_giving_nan_is_named_and_nothing_is_written(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """NaN weights gave NaN features, which the store (NaN marks a missing row) sealed and then
+    reported as "missing chunk files", again on every rerun."""
+    from repsim.errors import ModelError
+
+    spec = _spec()
+    loaded = _loaded(spec)
+    with torch.no_grad():
+        next(loaded.module.parameters()).fill_(float("nan"))
+    store = FeatureStore(tmp_path / "f.zarr")
+    with pytest.raises(
+        ModelError,
+        match=r"model 'rn18' gives NaN or infinite features for 8 of 8 "
+        r"images of dataset 'toy' \(first 'stim-000'\).*weights",
+    ):
+        extract_features(
+            spec,
+            images,
+            ids,
+            store,
+            "toy",
+            loaded=loaded,
+            batch_size=4,
+            chunk_batches=2,
+            progress=False,
+        )
+    writer = store.writer("toy", "rn18", ids)
+    assert writer is None or writer.pending_chunks() == list(range(writer.n_chunks))

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 TOKENS = ("cls", "pooled", "mean", "none")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 RESIZE_MODES = ("shortest", "squash")
+#: Largest resize / crop side accepted (the study's models run at 224 to 448 pixels; a typo such as
+#: 100000 would otherwise ask for terabytes per batch).
+MAX_IMAGE_SIDE = 4096
 _SPEC_KEYS = {
     "id",
     "loader",
@@ -57,20 +60,46 @@ class PreprocessSpec:
     resize_mode: str = "shortest"
 
     def __post_init__(self) -> None:
+        for name in ("resize", "crop"):
+            side = getattr(self, name)
+            if (
+                isinstance(side, bool)
+                or not isinstance(side, int)
+                or not 1 <= side <= MAX_IMAGE_SIDE
+            ):
+                raise ConfigError(
+                    f"{name} must be a whole number of pixels from 1 to {MAX_IMAGE_SIDE}, got {side!r}"
+                )
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if len(values) != 3 or not all(math.isfinite(v) for v in values):
+                raise ConfigError(
+                    f"{name} must be 3 finite numbers, one per RGB channel, got {list(values)!r}"
+                )
+        if not all(v > 0 for v in self.std):
+            raise ConfigError(
+                f"std must be positive (the pixels are divided by it), got {list(self.std)!r}"
+            )
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(
                 f"interpolation {self.interpolation!r} is not one of {INTERPOLATIONS}"
             )
         if self.resize_mode not in RESIZE_MODES:
             raise ConfigError(f"resize_mode {self.resize_mode!r} is not one of {RESIZE_MODES}")
-        if self.resize < 1 or self.crop < 1:
-            raise ConfigError(f"resize ({self.resize}) and crop ({self.crop}) must be positive")
 
     def replace(self, **changes: Any) -> PreprocessSpec:
         """A copy with some fields changed (used for per-spec overrides)."""
         values = {**self.to_dict(), **changes}
-        values["mean"] = tuple(float(v) for v in values["mean"])
-        values["std"] = tuple(float(v) for v in values["std"])
+        for name in ("resize", "crop"):  # YAML reads 2.24e2 as a float
+            if isinstance(values[name], float) and values[name].is_integer():
+                values[name] = int(values[name])
+        for name in ("mean", "std"):
+            try:
+                values[name] = tuple(float(v) for v in values[name])
+            except (TypeError, ValueError):
+                raise ConfigError(
+                    f"{name} must be 3 numbers, one per RGB channel, got {values[name]!r}"
+                ) from None
         return PreprocessSpec(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +111,10 @@ class PreprocessSpec:
             "interpolation": self.interpolation,
             "resize_mode": self.resize_mode,
         }
+
+
+#: Any valid transform: a config's ``preprocess:`` values are checked by overriding it.
+_NEUTRAL_PREPROCESS = PreprocessSpec(resize=224, crop=224, mean=(0.0,) * 3, std=(1.0,) * 3)
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -198,7 +231,14 @@ def spec_from_entry(
     entry: Mapping[str, Any], known_loaders: Iterable[str] | None = None
 ) -> ModelSpec:
     """Validate one config entry and build its :class:`ModelSpec`."""
-    from repsim.config import check_id, check_keys, did_you_mean, resolve_path, whole_number
+    from repsim.config import (
+        check_id,
+        check_keys,
+        did_you_mean,
+        is_note,
+        resolve_path,
+        whole_number,
+    )
 
     if not isinstance(entry, Mapping):
         raise ConfigError(f"a models: entry must be a mapping, got {entry!r}")
@@ -262,6 +302,11 @@ def spec_from_entry(
             )
     preprocess = dict(entry.get("preprocess") or {})
     check_keys(preprocess, PreprocessSpec.__dataclass_fields__, f"{where}: preprocess")
+    preprocess = {k: v for k, v in preprocess.items() if not is_note(k)}
+    try:  # the values, before any model is loaded: they override the loader's own transform
+        _NEUTRAL_PREPROCESS.replace(**preprocess)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: preprocess: {exc}") from None
     return ModelSpec(
         id=name,
         loader=str(loader),
