@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -191,6 +192,30 @@ def check_path_option(path: str | Path | None, option: str, action: str = "write
         return
     exc = OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(path))
     raise PathError(f"{option}: {describe_os_error(exc, path, action, option)}")
+
+
+def check_output_path(path: str | Path | None, option: str, kind: str = "file") -> None:
+    """PathError, before any work, when a command could not write ``path`` (``kind`` "file" or
+    "folder"): a folder where a file is needed or the reverse, a file in the way of a parent, a
+    place that cannot be written. The folder (a file's parent) is created and probed with a
+    temporary file, so that a benchmark does not fail where it writes, after its work."""
+    if path is None:
+        return
+    check_path_option(path, option)
+    target = Path(path)
+    if kind == "file" and _is_dir(target):
+        raise PathError(
+            f"{option}: {target} is a folder where a file is needed; name a file in it, e.g. "
+            f"{target / 'result.json'}"
+        )
+    folder = target if kind == "folder" else target.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".repsim-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PathError(f"{option}: {describe_os_error(exc, target, 'write', option)}") from None
 
 
 def _exceeds_limits(path: Path) -> bool:

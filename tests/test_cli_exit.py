@@ -179,3 +179,84 @@ def test_book_checks_its_folder_and_the_run_before_replacing_notebooks(tmp_path)
     with pytest.raises(BookError, match="is not a book folder: it has no _config.yml"):
         build_book(book_dir=book, execute=False)
     assert (book / "generated" / "01_last_build.ipynb").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["bench", "all", "--only", "measures", "--out", "FILE"],
+            "--out: FILE is a file where a folder is needed",
+        ),
+        (["bench", "measures", "--json", "DIR"], "--json: DIR is a folder where a file is needed"),
+        (
+            ["bench", "probe", "--json", "FILE/b.json"],
+            "--json: FILE is a file where a folder is needed",
+        ),
+        (
+            ["bench", "run", "--json", "FILE/b.json"],
+            "--json: FILE is a file where a folder is needed",
+        ),
+        (["minizoo", "train", "--out", "FILE"], "--out: FILE is a file where a folder is needed"),
+        (
+            ["minizoo", "merge", "DIR", "--into", "FILE"],
+            "--into: FILE is a file where a folder is needed",
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_output_paths_that_cannot_be_written_are_named_before_any_work(
+    tmp_path, capsys, monkeypatch, argv, expected
+):
+    """A file where bench all --out wants a folder, or a folder where --json wants a file, were
+    tracebacks after the benchmark had run (minutes); now exit 2 before any work."""
+    import repsim.bench
+    import repsim.bench.measures
+    import repsim.bench.probe
+    import repsim.bench.run
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the output path was checked")
+
+    for module, name in (
+        (repsim.bench, "run_benchmarks"),
+        (repsim.bench.measures, "run"),
+        (repsim.bench.probe, "run"),
+        (repsim.bench.run, "run"),
+    ):
+        monkeypatch.setattr(module, name, no_work)
+    (tmp_path / "FILE").write_text("x")
+    (tmp_path / "DIR").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"repsim: error: {expected}"), err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["DIR", "FILE"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--epochs", "0", "epochs must be a whole number of at least 1, got 0"),
+        ("--epochs", "-3", "epochs must be a whole number of at least 1, got -3"),
+        ("--batch-size", "0", "batch size must be a whole number of at least 2"),
+        ("--lr", "-1", "the learning rate must be a positive number, got -1.0"),
+        ("--threads", "0", "--threads must be at least 1, got 0"),
+    ],
+)
+def test_minizoo_training_budget_is_checked_before_any_work(
+    tmp_path, capsys, option, value, expected
+):
+    """--epochs 0 wrote untrained weights presented as trained; --batch-size 0, --lr -1 and
+    --epochs -3 were tracebacks from inside training."""
+    out = tmp_path / "zoo"
+    assert (
+        cli.main(
+            ["minizoo", "train", "--only", "cnn-supervised-s0", "--out", str(out), option, value]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err.startswith(f"repsim: error: {expected}"), err
+    assert not out.exists()

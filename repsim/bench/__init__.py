@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from repsim.errors import ConfigError
-from repsim.runfolder import check_path_option
+from repsim.runfolder import check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -305,7 +305,7 @@ def run_all(argv: Sequence[str] | None = None) -> int:
     from repsim.runinfo import machine_info
 
     args = _parse(argv or [])
-    check_path_option(args.out, "--out")
+    check_output_path(args.out, "--out", "folder")
     device = str(resolve_device(args.device))
     if args.gpu:
         from repsim.bench import gpu

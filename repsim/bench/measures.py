@@ -23,7 +23,7 @@ import torch
 
 from repsim.device import resolve_device
 from repsim.measures import parse_measure, similarity_matrices
-from repsim.runfolder import check_path_option
+from repsim.runfolder import check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--json", default=None, help="also write the result dict to this file")
     args = ap.parse_args(argv)
-    check_path_option(args.json, "--json")
+    check_output_path(args.json, "--json")
     res = run(args.models, args.n, args.dim, args.measures, args.device, args.naive_pairs)
     print(
         f"measures {' '.join(res['measures'])}: {res['models']} models x n={res['n']} x d={res['dim']} "

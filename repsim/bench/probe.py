@@ -40,7 +40,7 @@ from repsim.probe import (
     train_reference,
     train_sweep,
 )
-from repsim.runfolder import check_path_option
+from repsim.runfolder import check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -367,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--precision-check", action="store_true", help="float32 against bfloat16 accuracies"
     )
     args = p.parse_args(list(argv) if argv is not None else None)
-    check_path_option(args.json, "--json")
+    check_output_path(args.json, "--json")
     if args.study or args.precision_check:
         res: dict[str, Any] = {}
         if args.study:

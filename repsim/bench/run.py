@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repsim.runfolder import check_path_option
+from repsim.runfolder import check_output_path, check_path_option
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "configs" / "embedded.yaml"
 
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     check_path_option(args.config, "--config", "read")
-    check_path_option(args.json, "--json")
+    check_output_path(args.json, "--json")
     result = run(args.config, args.device)
     print(
         f"end-to-end run of {result['config']}: {result['cold_s']:.1f} s cold, "

@@ -26,7 +26,7 @@ from repsim.minizoo.manifest import (
 )
 from repsim.minizoo.objectives import objective_key
 from repsim.minizoo.train import recorded_recipe
-from repsim.runfolder import check_path_option, describe_os_error, sha256_file
+from repsim.runfolder import check_output_path, check_path_option, describe_os_error, sha256_file
 
 HELDOUT = "heldout.csv"
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     for source in args.sources:
         check_path_option(source, "a zoo folder to merge", "read")
-    check_path_option(args.into, "--into")
+    check_output_path(args.into, "--into", "folder")
     try:
         ids = merge_zoos(args.sources, args.into)
     except OSError as exc:  # unreadable source, full disk, no permission: name it, no traceback

@@ -49,7 +49,7 @@ from repsim.minizoo.objectives import (
     objective_key,
 )
 from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
-from repsim.runfolder import check_path_option, sha256_file
+from repsim.runfolder import check_output_path, check_path_option, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,30 @@ class Budget:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: float = 0.1
+
+    def __post_init__(self) -> None:
+        """ConfigError naming a value no training can use (--epochs 0 wrote untrained weights
+        presented as trained; --batch-size 0 and --lr -1 ended in tracebacks)."""
+        bad = []
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            bad.append(f"epochs must be a whole number of at least 1, got {self.epochs!r}")
+        if (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 2
+        ):
+            bad.append(
+                "batch size must be a whole number of at least 2 (the contrastive objectives "
+                f"contrast the images of a batch), got {self.batch_size!r}"
+            )
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            bad.append(f"the learning rate must be a positive number, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            bad.append(f"the weight decay must be 0 or more, got {self.weight_decay!r}")
+        if not (0 <= self.warmup < 1):
+            bad.append(f"the warm-up fraction must lie in [0, 1), got {self.warmup!r}")
+        if bad:
+            raise ConfigError("; ".join(bad))
 
 
 def model_id(arch: str, objective: str, seed: int) -> str:
@@ -521,9 +545,11 @@ def evaluate_main(argv: list[str] | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``repsim minizoo train``."""
     args = build_parser().parse_args(argv)
-    check_path_option(args.out, "--out")
-    check_path_option(args.data, "--data", "read")
     budget = Budget(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be at least 1, got {args.threads}")
+    check_output_path(args.out, "--out", "folder")
+    check_path_option(args.data, "--data", "read")
     # the thread count and kernel choice are part of what fixes the weights; restored afterwards
     # so that a caller in the same process (a notebook, the test suite) keeps its own settings
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
