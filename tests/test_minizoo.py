@@ -570,3 +570,30 @@ def test_a_weights_file_of_another_model_is_refused(tmp_path: Path) -> None:
 
     err = str(check_spec(spec).error)
     assert "was trained with objective 'Self-Supervised'" in err and "truncated" not in err
+
+
+def test_a_damaged_zoo_weights_file_is_refused_by_its_manifest_digest(tmp_path: Path) -> None:
+    """A byte flipped inside a weight is still a valid float: the file loaded and every number of
+    the model changed without a word. The manifest beside it records each file's SHA-256."""
+    import shutil
+
+    from repsim.errors import ModelError
+    from repsim.zoo import load_model
+    from repsim.zoo.check import check_spec
+    from repsim.zoo.spec import ModelSpec
+
+    name = "cnn-supervised-s0.safetensors"
+    shutil.copy(ZOO / "manifest.csv", tmp_path / "manifest.csv")
+    shutil.copy(ZOO / name, tmp_path / name)
+    spec = ModelSpec(
+        id="cnn-supervised-s0", loader="minizoo", identifier="cnn", weights=tmp_path / name
+    )
+    assert load_model(spec).module is not None  # the intact copy
+    raw = bytearray((tmp_path / name).read_bytes())
+    raw[-100] ^= 0x01  # the last bits of a weight's mantissa
+    (tmp_path / name).write_bytes(bytes(raw))
+    with pytest.raises(ModelError, match=r"does not match the SHA-256 that manifest.csv records"):
+        load_model(spec)
+    assert "does not match the SHA-256" in str(check_spec(spec).error)  # before any work
+    (tmp_path / "manifest.csv").unlink()  # a user's own file, no manifest: not checked
+    assert load_model(spec).module is not None

@@ -35,6 +35,7 @@ def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu
             else DEFAULT_DIR / f"{spec.id}.safetensors"
         )
         check_not_folder(spec, path)
+        _check_manifest_digest(spec, path)
         module, meta = load_encoder(path)
         if meta.get("arch") != spec.identifier:
             from repsim.errors import ModelError
@@ -84,4 +85,33 @@ def _check_recorded_training(spec: ModelSpec, path: Path, meta: dict[str, str]) 
             f"model {spec.id!r}: {path} was trained with {'; '.join(differ)}: it is the file of "
             "another model, and the analyses would group this one by the wrong labels; fix the "
             "weights path, or the metadata if the file is the intended one"
+        )
+
+
+def _check_manifest_digest(spec: ModelSpec, path: Path) -> None:
+    """ModelError when the ``manifest.csv`` beside ``path`` records another SHA-256 for it: a
+    damaged or replaced weights file still loads (a flipped bit in a weight is a valid float) and
+    would change every number of the model without a word. Files without a manifest row (a user's
+    own weights) are not checked."""
+    import csv
+
+    from repsim.errors import ModelError
+    from repsim.minizoo.manifest import read_manifest
+    from repsim.runfolder import sha256_file
+
+    manifest = path.parent / "manifest.csv"
+    try:
+        rows = [r for r in read_manifest(manifest) if r.get("weights") == path.name]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return  # no readable manifest: nothing recorded to check against
+    recorded = rows[-1].get("sha256") if rows else None
+    if not recorded:
+        return
+    actual = sha256_file(path)
+    if actual != recorded:
+        raise ModelError(
+            f"model {spec.id!r}: {path} does not match the SHA-256 that {manifest.name} records for "
+            f"it ({actual[:12]}... against {recorded[:12]}...): the file was damaged or replaced; "
+            f"restore it (git checkout, or a copy), or retrain it with `repsim minizoo train --only "
+            f"{spec.id} --out {path.parent}`, which writes the file and its manifest row together"
         )
