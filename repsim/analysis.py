@@ -508,7 +508,8 @@ def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
     figure's panel titles give it) left out, so the table fits the page. The anchor (or the
     anchors' category) and the first partner category are the row index, so a page prints each
     once for its block of rows instead of a position column and a repeated name."""
-    out = tests.drop(columns=[c for c in ("p_threshold", "anchor_category") if c in tests]).copy()
+    dropped = ("p_threshold", "p_min", "anchor_category")
+    out = tests.drop(columns=[c for c in dropped if c in tests]).copy()
     for c in ("median_a", "median_b", "statistic"):
         if c in out:
             out[c] = out[c].round(2)

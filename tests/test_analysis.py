@@ -99,6 +99,31 @@ def test_consistency_table_and_summary(run):
     assert spread.group_by.iloc[0] == "objective"
 
 
+def test_anchor_rank_sum_tests_are_exact_for_few_anchors():
+    """3 against 3 anchors: the normal approximation gave p = 0.0495 for complete separation,
+    whose exact p is 0.1 (the smallest these sizes allow); with 2 against 2 no test can reach a
+    Bonferroni threshold, and the sentence says the comparison cannot be tested."""
+    from scipy.stats import mannwhitneyu
+
+    def tidy(n):
+        return pd.DataFrame(
+            [
+                {"anchor": f"{c}{i}", "category": c, "consistency": mu + 0.01 * i}
+                for c, mu in (("hi", 0.9), ("lo", 0.2))
+                for i in range(n)
+            ]
+        )
+
+    three = C.anchor_rank_sum_tests(tidy(3), alpha=0.05).iloc[0]
+    assert three.p == pytest.approx(0.1) and three.p_min == pytest.approx(0.1)
+    xa, xb = [0.9, 0.91, 0.92], [0.2, 0.21, 0.22]
+    assert three.p == pytest.approx(mannwhitneyu(xa, xb, method="exact").pvalue)
+    assert not three.significant
+    text = T.rank_sum_text(C.anchor_rank_sum_tests(tidy(2), alpha=0.01), 0.01)
+    assert text.startswith("No category comparison can be tested at the Bonferroni threshold")
+    assert "smallest p an exact rank-sum test can give is 0.333" in text
+
+
 def test_anchor_rank_sum_tests_bonferroni():
     rng = np.random.default_rng(0)
     rows = [
@@ -366,7 +391,9 @@ def test_within_between_without_same_category_pairs():
     sim2 = _small_sim(["S", "S", "T", "T"])
     text = T.within_between_text(A.within_between(sim2["cka_linear"]), "objective")
     assert "of 3** datasets" in text
-    assert "sign test" in text and "fewer than 6 datasets" in text  # 3 datasets cannot reach 0.05
+    assert (
+        "sign test" in text and "cannot be tested, since with fewer than 6 untied datasets" in text
+    )
 
 
 def test_within_between_text_states_its_sign_test():
@@ -378,7 +405,9 @@ def test_within_between_text_states_its_sign_test():
     text = T.within_between_text(table, "objective")
     assert "**9 of 10**" in text and "p = 0.02): more often than chance would give" in text
     even = pd.DataFrame({"same category": [0.9, 0.1] * 5, "different category": [0.5] * 10})
-    assert "not more often than chance" in T.within_between_text(even, "objective")
+    assert "no evidence that this happens more or less often than chance" in T.within_between_text(
+        even, "objective"
+    )
 
 
 def test_pick_dataset_pairs_spans_the_range():
@@ -612,7 +641,9 @@ def test_partner_tests_text_names_threshold_and_significant_pairs():
         }
     )
     text = T.partner_tests_text(tests, 0.01)
-    assert text.startswith("1 of 2") and "p < 0.005" in text and "anchor x: P > Q." in text
+    assert text.startswith("In the study's test, 1 of 2 comparisons")
+    assert "p < 0.005" in text and "anchor x: P > Q." in text
+    assert "not evidence of a difference" in text and "significant" not in text
     # the direction follows the rank-sum statistic, not the column order
     flipped = tests.assign(statistic=[-3.0, 0.5], median_a=[0.1, 0.9], median_b=[0.9, 0.8])
     assert "anchor x: Q > P." in T.partner_tests_text(flipped, 0.01)

@@ -130,7 +130,9 @@ def test_measure_texts_of_the_local_global_chapter():
         pairs, "knn", "cka", across
     )
     none = {**up, "ci_low": np.nan, "ci_high": np.nan}
-    assert "not tested: fewer than 3 datasets" in T.local_global_text(pairs, "knn", "cka", none)
+    assert "not tested: no interval (5 datasets, fewer than the 8" in T.local_global_text(
+        pairs, "knn", "cka", none
+    )
     # an end that excludes 0 is printed so that it does (0.004 as 0.00 contradicted "higher")
     near = {**up, "estimate": 0.007, "ci_low": 0.004, "ci_high": 0.0099}
     text = T.local_global_text(pairs, "knn", "cka", near)
@@ -271,7 +273,8 @@ def test_behaviour_text_states_the_sign_test_over_datasets():
         f"on **7 of 8** datasets (mean r = -0.41; exact sign test over datasets, p = {p:.2f})"
         in text
     )
-    assert "not more often than chance would give" in text
+    # no evidence is not evidence of chance: the sentence does not assert the null
+    assert "no evidence that this happens more or less often than chance would give" in text
     all_neg = T.behaviour_text(corr.assign(pearson_r=-0.5))
     assert "p = 0.008): more often than chance would give" in all_neg  # 2 / 2**8
     # the sign test is two-sided: all positive is significant the other way
