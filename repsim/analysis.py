@@ -489,6 +489,25 @@ def controlled_rows(
     return out
 
 
+#: Columns of the book's tables that hold p-values (printed by :func:`page_table`).
+P_COLUMNS = ("p", "p_value", "p_bonferroni")
+
+
+def page_table(table: pd.DataFrame, digits: int = 3, alpha: float = 0.05) -> pd.DataFrame:
+    """``table`` for a page: numbers rounded to ``digits``, p-values as
+    :func:`repsim.stats.format_p` prints them (never rounded across ``alpha``: a ``round(3)``
+    showed 0.0496 as 0.05 beside a sentence that read it as below 0.05)."""
+    from repsim.stats import format_p
+
+    out = table.round(digits)
+    for c in P_COLUMNS:
+        if c in out:
+            out[c] = [
+                format_p(float(v), alpha).removeprefix("p = ").removeprefix("p ") for v in table[c]
+            ]
+    return out
+
+
 def _counts_as_int(values: pd.Series) -> pd.Series:
     """A column of whole numbers as ints (64 models, not 64.0); any other column unchanged."""
     try:

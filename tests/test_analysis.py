@@ -814,3 +814,11 @@ def test_the_study_s_anchor_models_when_the_run_has_them():
         "m1",
         "m2",
     ]
+
+
+def test_page_tables_never_round_a_p_value_across_alpha():
+    """round(3) showed p = 0.0496 as 0.050 in a table under a sentence reading it as below 0.05."""
+    table = pd.DataFrame({"estimate": [0.12345, 0.5, 0.25], "p_value": [0.0496, 0.0004, np.nan]})
+    out = A.page_table(table)
+    assert out["p_value"].tolist() == ["0.0496", "< 0.001", "undefined"]
+    assert out["estimate"].tolist() == [0.123, 0.5, 0.25]

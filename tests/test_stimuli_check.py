@@ -196,4 +196,4 @@ def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
     assert files["liv"] == f"present, invalid: {reason}" and len(reason) == REASON_WIDTH
     assert f"cut: dataset 'cut': {tmp_path / 'cut.npz'} is not a readable .npz (" in out
     assert f"{hierarchy / 'dataset_class_info.json'} cannot be read (JSONDecodeError" in out
-    assert "locked.npz is not a readable .npz ([Errno 13] Permission denied" in out
+    assert "locked.npz is not a readable .npz (PermissionError: [Errno 13] Permission denied" in out
