@@ -349,7 +349,9 @@ def _check_free_space(
 
 def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -> None:
     """DatasetError naming every dataset whose stimulus table could not be made, and, with probes
-    on, every dataset without both a train and a test split to fit and score a probe on."""
+    on, every dataset without both a train and a test split to fit and score a probe on, with
+    fewer than 2 classes in its train split, or with test classes its train split lacks (the
+    probe stage failed on those after the features were extracted)."""
     failed = failures([i for i in stim_info if isinstance(i, TaskFailure)])
     if failed:
         raise DatasetError(
@@ -360,12 +362,22 @@ def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -
         )
     if not plan.probes_enabled:
         return
-    missing = []
+    missing, classes = [], []
     for ds in plan.datasets:
-        splits = set(stages.read_stimuli(folder.path, ds)["split"])
-        lacking = [s for s in ("train", "test") if s not in splits]
+        table = stages.read_stimuli(folder.path, ds)
+        lacking = [s for s in ("train", "test") if s not in set(table["split"])]
         if lacking:
             missing.append(f"{ds.id} has no {' or '.join(lacking)} images")
+            continue
+        train = set(table.loc[table["split"] == "train", "label"])
+        unseen = sorted(set(table.loc[table["split"] == "test", "label"]) - train)
+        if len(train) < 2:
+            classes.append(f"{ds.id} has {len(train)} class in its train split (a probe needs 2)")
+        elif unseen:
+            classes.append(
+                f"{ds.id} has test images of {len(unseen)} class(es) its train split lacks "
+                f"(class indices {unseen[:10]})"
+            )
     if missing:
         raise DatasetError(
             "linear probes need a train and a test split on every dataset: "
@@ -373,6 +385,13 @@ def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -
             + ". Hold out a test part (imagefolder and torchvision: options: {test_fraction: 0.2}), "
             "give the split folders (options: {splits: ...}), or turn probes off "
             "(probe: {enabled: false})."
+        )
+    if classes:
+        raise DatasetError(
+            "linear probes cannot be fitted and scored on every dataset: "
+            + "; ".join(classes)
+            + ". Give those datasets train images of every class they test, leave them out "
+            "(select: {datasets: [...]}), or turn probes off (probe: {enabled: false})."
         )
 
 

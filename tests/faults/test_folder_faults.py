@@ -550,3 +550,40 @@ def test_a_users_stimuli_folder_does_not_make_a_run_folder(small_config, tmp_pat
     run(small_config, run_copy, device="cpu")
     left = sorted(p.name for p in (run_copy / "stimuli").iterdir())
     assert "mine" in left and "notes.txt" in left and "old_dataset.csv" not in left
+
+
+@pytest.mark.parametrize(
+    ("train_labels", "test_labels", "match"),
+    [
+        ([0] * 12, [0] * 4, r"photos has 1 class in its train split \(a probe needs 2\)"),
+        (
+            [0, 1] * 6,
+            [0, 1, 2, 2],
+            r"photos has test images of 1 class\(es\) its train split lacks",
+        ),
+    ],
+)
+def test_probes_that_cannot_be_fitted_or_scored_are_refused_first(
+    tmp_path, train_labels, test_labels, match
+):
+    """One train class, or test classes the train split lacks, failed in the probe stage after
+    every feature had been extracted (exit 3, "test labels [2] (of 1)")."""
+    import numpy as np
+
+    from repsim.errors import DatasetError
+
+    n = len(train_labels) + len(test_labels)
+    path = tmp_path / "photos.npz"
+    np.savez(
+        path,
+        images=np.random.default_rng(0).integers(0, 255, (n, 16, 16, 3), dtype=np.uint8),
+        labels=np.array(train_labels + test_labels),
+        split=np.array(["train"] * len(train_labels) + ["test"] * len(test_labels)),
+        ids=np.array([f"photos/{i}" for i in range(n)]),
+        class_names=np.array(["a", "b", "c"]),
+    )
+    entry = f"{{id: photos, loader: embedded, path: {path}, domain: Specialized}}"
+    config = _two_dataset_config(tmp_path / "c.yaml", entry, probes=True)
+    with pytest.raises(DatasetError, match=f"{match}.*probe: {{enabled: false}}"):
+        run(config, tmp_path / "run", device="cpu")
+    assert not any(RunFolder(tmp_path / "run").features.rglob("zarr.json"))
