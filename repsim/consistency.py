@@ -699,7 +699,8 @@ def anchor_rank_sum_tests(
     :data:`EXACT_RANK_SUM_MAX` values without ties get the exact p of the Mann-Whitney U (the same
     test; ``scipy.stats.mannwhitneyu``): the normal approximation gave p = 0.0495 for 3 against 3
     anchors, whose exact smallest p is 0.1. Larger groups get the normal approximation, as the
-    study's ``scipy.stats.ranksums``. ``p_min`` is the smallest p the two group sizes allow, 2 / C(n_a + n_b, n_a).
+    study's ``scipy.stats.ranksums``. ``p_min`` is the smallest p the two group sizes allow,
+    2 / C(n_a + n_b, n_a).
     Columns: group_a, group_b, n_a, n_b, median_a, median_b, statistic (the rank-sum z: its sign
     is the direction), p, p_min, p_bonferroni, p_threshold (alpha / tests run), significant.
     """
@@ -720,9 +721,8 @@ def anchor_rank_sum_tests(
             stat, p, p_min = float("nan"), float("nan"), float("nan")
         else:
             stat, p = ranksums(xa, xb)
-            if max(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX and len(np.unique(np.r_[xa, xb])) == len(
-                xa
-            ) + len(xb):
+            no_ties = len(np.unique(np.r_[xa, xb])) == len(xa) + len(xb)
+            if no_ties and max(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX:
                 p = mannwhitneyu(xa, xb, alternative="two-sided", method="exact").pvalue
             p_min = min(1.0, 2 / comb(len(xa) + len(xb), len(xa)))
         rows.append(

@@ -376,7 +376,7 @@ def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -
         elif unseen:
             classes.append(
                 f"{ds.id} has test images of {len(unseen)} class(es) its train split lacks "
-                f"(class indices {unseen[:10]})"
+                f"(class indices {', '.join(str(u) for u in unseen[:10])})"
             )
     if missing:
         raise DatasetError(

@@ -559,7 +559,7 @@ def test_a_users_stimuli_folder_does_not_make_a_run_folder(small_config, tmp_pat
         (
             [0, 1] * 6,
             [0, 1, 2, 2],
-            r"photos has test images of 1 class\(es\) its train split lacks",
+            r"photos has test images of 1 class\(es\) its train split lacks \(class indices 2\)",
         ),
     ],
 )
