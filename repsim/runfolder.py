@@ -828,6 +828,30 @@ class RunFolder:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.write_json(self.manifest_path, manifest)
 
+    def _why_no_results(self) -> str:
+        """What run.json says about a folder without results, with the command that makes them."""
+        try:
+            info = self.read_info()
+        except (RunFolderError, PathError):  # unreadable: no record to go by
+            info = {}
+        info = info if isinstance(info, dict) else {}
+        config = info.get("config_path") or "data/configs/embedded.yaml"
+        rerun = f"`repsim run {config} --out {self.path}`"
+        status = info.get("status")
+        if status == "running":
+            return f"the run in {self.path} has not finished (run.json: running); wait for it"
+        if status not in ("failed", "interrupted"):
+            return f"run the pipeline first, e.g. {rerun}"
+        failed = info.get("failed_tasks") if isinstance(info.get("failed_tasks"), list) else []
+        errors = [t["error"] for t in failed if isinstance(t, dict) and t.get("error")]
+        if info.get("error"):
+            errors.insert(0, info["error"])
+        cause = f"; its first error: {errors[0]}" if errors else ""
+        return (
+            f"the run in {self.path} {status} before writing it (run.json{cause}); fix the cause "
+            f"and rerun {rerun}"
+        )
+
     def read_info(self) -> dict[str, Any]:
         """``run.json`` ({} when absent)."""
         if not self.info.is_file():
@@ -915,10 +939,7 @@ class RunFolder:
         with filesystem_errors(self.similarity, "read"):
             present = self.similarity.exists()
         if not present:
-            raise StoreError(
-                f"{self.similarity} does not exist: run the pipeline first, e.g. "
-                f"`repsim run data/configs/embedded.yaml --out {self.path}`"
-            )
+            raise StoreError(f"{self.similarity} does not exist: {self._why_no_results()}")
         manifest = self.read_manifest()
         if verify:
             if not isinstance(manifest.get("files"), dict):

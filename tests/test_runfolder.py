@@ -449,3 +449,34 @@ def test_a_moved_run_folder_keeps_its_linked_store(tmp_path: Path) -> None:
     other = _linked_run(tmp_path, "other", store)
     with pytest.raises(RunFolderError, match=r"which another run folder uses"):
         other.claim_linked_entries()
+
+
+def test_results_missing_after_a_failed_run_point_at_its_failure(tmp_path):
+    """`repsim compare` on a folder whose run failed said to run embedded.yaml, as if the folder
+    were new; it now gives run.json's first error and the command of that run."""
+    import json
+
+    from repsim.errors import StoreError
+    from repsim.runfolder import RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    with pytest.raises(
+        StoreError, match=r"run the pipeline first, e\.g\. `repsim run data/configs"
+    ):
+        folder.open_results()
+    info = {
+        "status": "failed",
+        "config_path": "my.yaml",
+        "failed_tasks": [{"task": "features-faces-x", "error": "ModelError: model 'x' gives NaN"}],
+    }
+    folder.info.write_text(json.dumps(info))
+    with pytest.raises(
+        StoreError,
+        match=r"failed before writing it \(run.json; its first error: ModelError: model 'x' gives "
+        r"NaN\); fix the cause and rerun `repsim run my.yaml --out ",
+    ):
+        folder.open_results()
+    folder.info.write_text("{not json")
+    with pytest.raises(StoreError, match="run the pipeline first"):
+        folder.open_results()
