@@ -1068,8 +1068,8 @@ def _ci(row: pd.Series) -> str:
     n_boot = _number(row, "n_bootstrap")
     if np.isfinite(n_boot) and n_boot < COARSE_BOOTSTRAP:
         return (
-            f"{text} from {int(n_boot)} bootstrap resamples of the datasets, so its ends are "
-            "approximate"
+            f"{text} from {int(n_boot)} bootstrap resamples of the datasets with these models held "
+            "fixed, so its ends are approximate"
         )
     return f"{text}, datasets resampled with these models held fixed"
 

@@ -525,8 +525,8 @@ def test_difference_sentence_says_when_its_interval_is_coarse():
     d["n_bootstrap"] = 79.0
     text = stats.difference_sentence(d, o, a)
     assert (
-        "95% CI 0.01 to 0.20 from 79 bootstrap resamples of the datasets, so its ends are approximate"
-        in text
+        "95% CI 0.01 to 0.20 from 79 bootstrap resamples of the datasets with these models held "
+        "fixed, so its ends are approximate" in text
     )
 
 
