@@ -550,7 +550,7 @@ RANK_SUM_HEADERS = {
     "median_b": "median B",
     "statistic": "z",
     "p_bonferroni": "p Bonferroni",
-    "significant": "below threshold",
+    "significant": "below thr.",
 }
 
 

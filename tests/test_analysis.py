@@ -779,7 +779,7 @@ def test_rank_sum_display_keeps_small_p_values_readable():
     assert "p_threshold" not in out and "anchor_category" not in out and "n" in out
     assert out["p"].tolist() == ["5.0e-08", "2.2e-02"]
     assert out["median A"].tolist() == [0.85, 0.85]
-    assert list(out.columns[-4:]) == ["z", "p", "p Bonferroni", "below threshold"]
+    assert list(out.columns[-4:]) == ["z", "p", "p Bonferroni", "below thr."]
     # the anchor and first partner category label the rows, printed once per block on a page
     assert list(out.index.names) == ["anchor", "partners A"] and "anchor" not in out
     html = out.to_html()
