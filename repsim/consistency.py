@@ -42,8 +42,8 @@ from repsim.names import (
 logger = logging.getLogger(__name__)
 
 METHODS = ("pearson", "spearman")
-#: Largest group for which the anchor rank-sum tests use the exact p (scipy's own rule for
-#: ``mannwhitneyu(method="auto")``).
+#: The anchor rank-sum tests use the exact p when a group has at most this many values and there
+#: are no ties (scipy's own rule for ``mannwhitneyu(method="auto")``).
 EXACT_RANK_SUM_MAX = 8
 #: Transforms of similarity before correlating (the study's appendix on values near the upper bound).
 TRANSFORMS = (None, "arccos", "tan")
@@ -695,11 +695,11 @@ def anchor_rank_sum_tests(
     ``tidy`` is an :func:`anchor_table`. With ``unit`` set, each unit (an anchor model)
     contributes its median, so the samples are independent; with ``unit=None`` every row is one
     observation. Anchors of unknown category are left out; the Bonferroni factor counts the tests
-    that could run (both groups with two or more values). Groups of at most
-    :data:`EXACT_RANK_SUM_MAX` values without ties get the exact p of the Mann-Whitney U (the same
-    test; ``scipy.stats.mannwhitneyu``): the normal approximation gave p = 0.0495 for 3 against 3
-    anchors, whose exact smallest p is 0.1. Larger groups get the normal approximation, as the
-    study's ``scipy.stats.ranksums``. ``p_min`` is the smallest p the two group sizes allow,
+    that could run (both groups with two or more values). When a group has at most
+    :data:`EXACT_RANK_SUM_MAX` values and there are no ties, p is the exact one of the Mann-Whitney
+    U (the same test; ``scipy.stats.mannwhitneyu``): the normal approximation gave p = 0.0495 for 3
+    against 3 anchors, whose exact smallest p is 0.1. Otherwise it is the normal approximation, as
+    the study's ``scipy.stats.ranksums``. ``p_min`` is the smallest p the two group sizes allow,
     2 / C(n_a + n_b, n_a).
     Columns: group_a, group_b, n_a, n_b, median_a, median_b, statistic (the rank-sum z: its sign
     is the direction), p, p_min, p_bonferroni, p_threshold (alpha / tests run), significant.
@@ -722,7 +722,7 @@ def anchor_rank_sum_tests(
         else:
             stat, p = ranksums(xa, xb)
             no_ties = len(np.unique(np.r_[xa, xb])) == len(xa) + len(xb)
-            if no_ties and max(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX:
+            if no_ties and min(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX:
                 p = mannwhitneyu(xa, xb, alternative="two-sided", method="exact").pvalue
             p_min = min(1.0, 2 / comb(len(xa) + len(xb), len(xa)))
         rows.append(

@@ -1022,16 +1022,7 @@ def format_interval(low: float, high: float, digits: int = 2) -> str:
     on which side of 0 each end lies (as :func:`format_p` never rounds across alpha).
     """
 
-    def end(x: float) -> str:
-        x = float(x)
-        if not np.isfinite(x) or x == 0:
-            return f"{x:.{digits}f}"
-        d = digits
-        while d < 6 and round(x, d) == 0:
-            d += 1
-        return f"{x:.{d}f}" if round(x, d) != 0 else f"{x:.1e}"
-
-    return f"{end(low)} to {end(high)}"
+    return f"{format_estimate(low, digits)} to {format_estimate(high, digits)}"
 
 
 #: Fewer bootstrap resamples than this give an interval whose ends move from one resampling seed
@@ -1051,9 +1042,16 @@ def no_interval_reason(n_datasets: float) -> str:
 
 
 def format_estimate(x: float, digits: int = 2) -> str:
-    """A point estimate for a sentence, rounded as :func:`format_interval` rounds an end: a
-    non-zero value never prints as 0 beside an interval or test that excludes 0."""
-    return format_interval(x, x, digits).split(" to ")[0]
+    """A number for a sentence with ``digits`` decimals or more: a non-zero value never prints as 0
+    (0.004 as ``0.00``, -0.004 as ``-0.00``): it gets more decimals (up to 6, then ``4.1e-07``).
+    The ends of :func:`format_interval` and the estimates beside them are printed so."""
+    x = float(x)
+    if not np.isfinite(x) or x == 0:
+        return f"{x:.{digits}f}"
+    d = digits
+    while d < 6 and round(x, d) == 0:
+        d += 1
+    return f"{x:.{d}f}" if round(x, d) != 0 else f"{x:.1e}"
 
 
 def _ci(row: pd.Series) -> str:

@@ -119,6 +119,14 @@ def test_anchor_rank_sum_tests_are_exact_for_few_anchors():
     xa, xb = [0.9, 0.91, 0.92], [0.2, 0.21, 0.22]
     assert three.p == pytest.approx(mannwhitneyu(xa, xb, method="exact").pvalue)
     assert not three.significant
+    # one small group is enough for the exact p (scipy's rule): 3 anchors against 12
+    uneven = pd.DataFrame(
+        [{"anchor": f"a{i}", "category": "a", "consistency": 0.9 + 0.01 * i} for i in range(3)]
+        + [{"anchor": f"b{i}", "category": "b", "consistency": 0.5 + 0.01 * i} for i in range(12)]
+    )
+    got = C.anchor_rank_sum_tests(uneven, alpha=0.05).iloc[0].p
+    xa, xb = [0.9 + 0.01 * i for i in range(3)], [0.5 + 0.01 * i for i in range(12)]
+    assert got == pytest.approx(mannwhitneyu(xa, xb, method="exact").pvalue)
     text = T.rank_sum_text(C.anchor_rank_sum_tests(tidy(2), alpha=0.01), 0.01)
     assert text.startswith("No category comparison can be tested at the Bonferroni threshold")
     assert "smallest p an exact rank-sum test can give is 0.333" in text
