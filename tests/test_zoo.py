@@ -311,6 +311,21 @@ def test_taps_cls_pooled_and_hook() -> None:
 @pytest.mark.parametrize(
     ("loader", "identifier"), [("torchvision", "resnet18"), ("minizoo", "cnn")]
 )
+def test_cls_token_of_a_pooled_output_is_refused_at_check(loader: str, identifier: str) -> None:
+    """`token: cls` on a layer that is already (batch, dim) was ignored: pooled features under
+    the name of a CLS token. `repsim models --check` (and the run's plan check) now refuse it."""
+    from repsim.zoo.check import check_spec
+
+    spec = ModelSpec("m", loader, identifier, token="cls")
+    check = check_spec(spec, weights=False)
+    assert not check.ok
+    assert "token 'cls' needs a (batch, tokens, dim) output" in check.status
+    assert check_spec(ModelSpec("m", loader, identifier, token="pooled"), weights=False).ok
+
+
+@pytest.mark.parametrize(
+    ("loader", "identifier"), [("torchvision", "resnet18"), ("minizoo", "cnn")]
+)
 def test_weights_folder_is_said_to_be_a_folder(
     tmp_path: Path, loader: str, identifier: str
 ) -> None:

@@ -54,6 +54,12 @@ def reduce_token(out: Any, token: str) -> torch.Tensor:
     if token not in TOKENS:
         raise ModelError(f"token {token!r} is not one of {TOKENS}")
     if out.ndim == 2:
+        if token == "cls":
+            # a pooled (batch, dim) output has no first token: 'cls' would quietly mean 'pooled'
+            raise ModelError(
+                "token 'cls' needs a (batch, tokens, dim) output; this layer gives (batch, dim), "
+                "already pooled (use 'pooled', or tap a layer with tokens)"
+            )
         return out
     if token == "none":
         return out.flatten(1)
