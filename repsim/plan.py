@@ -260,14 +260,6 @@ def _check_models(plan: RunPlan) -> None:
     t0 = time.perf_counter()
     pretrained = bool(plan.extract.get("pretrained", True))
     results = check_specs(plan.models, weights=pretrained, fetch=True)
-    for c in results:
-        if c.error is None and not c.ok:
-            log.warning(
-                "model %s: tap gives dim %s, metadata.embed_dim says %s",
-                c.spec.id,
-                c.dim,
-                c.spec.embed_dim,
-            )
     plan.feature_dims.update({c.spec.id: int(c.dim) for c in results if c.dim})
     errors = [c.error for c in results if c.error is not None]
     log.info(

@@ -21,7 +21,7 @@ def test_check_reports_mismatch_and_errors(tmp_path: Path) -> None:
     assert not ok
     lines = {line.split()[0]: line for line in table.splitlines()[2:5]}
     assert lines["good"].rstrip().endswith("ok")
-    assert "dim mismatch" in lines["wrongdim"]
+    assert "gives 512-d features but metadata.embed_dim says 100" in lines["wrongdim"]
     assert "does not exist" in lines["badlayer"]
     assert "good" in list_models(cfg)
 
@@ -117,6 +117,20 @@ def test_weights_of_another_architecture_are_found_at_plan_time(tmp_path: Path) 
         match="model 'wrong': .*vit-simclr-s0.safetensors holds architecture 'vit', but the "
         "spec's identifier is 'cnn'; fix the identifier or the weights path",
     ):
+        load_plan(cfg)
+
+
+def test_wrong_embed_dim_is_refused_by_the_run_as_by_models_check(tmp_path: Path) -> None:
+    """The results carry metadata.embed_dim as the model's width: `repsim run` only warned about
+    a mismatch (and analysed the wrong width) where `repsim models --check` failed the row."""
+    entry = (
+        f"  - {{id: wide, loader: minizoo, identifier: cnn, weights: "
+        f"{ZOO / 'cnn-supervised-s0.safetensors'}, metadata: {{embed_dim: 100}}}}\n"
+    )
+    cfg = _config(tmp_path, entry, "[wide]")
+    table, ok = check_models(cfg)
+    assert not ok and "metadata.embed_dim says 100" in table
+    with pytest.raises(ModelError, match=r"model 'wide': the tap .* metadata.embed_dim says 100"):
         load_plan(cfg)
 
 

@@ -46,15 +46,13 @@ class ModelCheck:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and (
-            self.spec.embed_dim is None or self.dim == self.spec.embed_dim
-        )
+        return self.error is None
 
     @property
     def status(self) -> str:
         if self.error is not None:
             return f"error: {type(self.error).__name__}: {str(self.error).splitlines()[0][:200]}"
-        return "ok" if self.ok else "dim mismatch"
+        return "ok"
 
 
 @contextlib.contextmanager
@@ -153,6 +151,14 @@ def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) ->
     ) as exc:  # a loader's own error (bad option, missing package): one row, not a crash
         err = ModelError(f"model {spec.id!r}: cannot be built: {type(exc).__name__}: {exc}")
         return ModelCheck(spec, dim, layer, "-", err)
+    if spec.embed_dim is not None and dim != spec.embed_dim:
+        # results carry metadata.embed_dim as the model's width, so a wrong one would be analysed
+        # as if true; a mismatch is as often a wrong layer tapped
+        err = ModelError(
+            f"model {spec.id!r}: the tap ({layer}) gives {dim}-d features but metadata.embed_dim "
+            f"says {spec.embed_dim}; correct embed_dim, or tap the layer you meant"
+        )
+        return ModelCheck(spec, dim, layer, found, err)
     return ModelCheck(spec, dim, layer, found)
 
 
@@ -180,7 +186,7 @@ def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
     """Check the models of ``config`` (a path or a loaded config); return (table, all_ok).
 
     Honours ``select:``. A row is ``ok`` when the model builds offline, its tap gives the
-    ``metadata.embed_dim`` of the config and (``weights``) its weights are usable: a local file
+    ``metadata.embed_dim`` of the config (if given) and (``weights``) its weights are usable: a local file
     loads into the architecture, or the weights are cached or can be downloaded. Errors are
     written in the row; the full message of each is listed below the table.
     """
