@@ -45,6 +45,16 @@ def stage_key(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
+def _present(present: Callable[[], bool] | None) -> bool:
+    """Whether an output is there by ``present`` (an unreadable one counts as there)."""
+    if present is None:
+        return False
+    try:
+        return bool(present())
+    except Exception:  # noqa: BLE001 - something is there that does not read
+        return True
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (mode 0644, never half-written)."""
     atomic_write_bytes(path, text.encode())
@@ -78,18 +88,22 @@ class StageCache:
         output: Path | None = None,
         content_hash: Callable[[], str | None] | None = None,
         code: str | None = None,
+        present: Callable[[], bool] | None = None,
     ) -> tuple[bool, str]:
         """``(True, "")`` when the recorded task can be reused, else ``(False, why)``.
 
         ``output`` is a file hashed with SHA-256; ``content_hash`` computes the hash of an output
         that is not one file (a feature group). Either is compared with the recorded hash.
         ``code`` (part of ``key``, recorded by :meth:`mark_done`) names the reason when it is the
-        code that changed.
+        code that changed. ``present`` says cheaply whether a finished output of a kind that is
+        not one file exists, so an output whose record was deleted is said to be redone.
         """
         info = self.info(stage, name)
         if not info:
             if self._marker(stage, name).exists():
                 return False, "its record in .stages is unreadable"
+            if (output is not None and output.exists()) or _present(present):
+                return False, "its record in .stages is missing, so its output cannot be verified"
             return False, "not done yet"
         if info.get("key") != key:
             if code is not None and info.get("code") not in (None, code):

@@ -346,6 +346,7 @@ def check_features(
         key,
         content_hash=lambda: store.checksum(ds.id, model.id),
         code=stage_code("features"),
+        present=lambda: store.has(ds.id, model.id),
     )
 
 

@@ -71,6 +71,15 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda d: RunFolder(d).marker("features", DS, MODEL).write_text("{"),
         "features",
     ),
+    # deleted records: the output was redone, but run.json's `redone` left it out ("not done yet")
+    "deleted features record": (
+        lambda d: RunFolder(d).marker("features", DS, MODEL).unlink(),
+        "features",
+    ),
+    "deleted similarity record": (
+        lambda d: RunFolder(d).marker("similarity", DS).unlink(),
+        "similarity",
+    ),
 }
 
 
