@@ -1002,12 +1002,19 @@ def format_p(p: float, alpha: float = 0.05) -> str:
     """``p = 0.003``, ``p = 0.41``, ``p < 0.001`` or ``p undefined``.
 
     Never rounded across ``alpha``: a p of 0.0496 prints as ``p = 0.0496``, not ``p = 0.05``, since
-    the sentence beside it reads it as below 0.05 (and p = alpha counts as not below).
+    the sentence beside it reads it as below 0.05 (and p = alpha counts as not below). With an
+    alpha of 0.001 or less (a Bonferroni threshold) a small p gets significant digits
+    (``p = 0.00052``), since ``p < 0.001`` would not say on which side of alpha it lies.
     """
     if p is None or not np.isfinite(p):
         return "p undefined"
-    if p < 0.001:
+    if p < 0.001 and alpha > 0.001:
         return "p < 0.001"
+    if p < 0.001:  # an alpha this small (a Bonferroni threshold): "p < 0.001" would not say
+        sig = 2  # on which side of alpha p lies, so significant digits until it does
+        while sig < 17 and (float(f"{p:.{sig}g}") < alpha) != (p < alpha):
+            sig += 1
+        return f"p = {p:.{sig}g}"
     digits = 3 if p < 0.01 else 2
     while digits < 17 and (round(p, digits) < alpha) != (p < alpha):  # 17: every float's digits
         digits += 1

@@ -811,6 +811,15 @@ def test_format_p_never_rounds_across_alpha():
     assert stats.format_p(0.0499999996) == "p = 0.0499999996"
 
 
+def test_format_p_below_a_small_alpha_says_which_side():
+    # a Bonferroni threshold of 0.05 / 100: "p < 0.001" said nothing about p against it
+    assert stats.format_p(0.0004, alpha=0.0005) == "p = 0.0004"
+    assert stats.format_p(0.0006, alpha=0.0005) == "p = 0.0006"
+    assert stats.format_p(0.000499996, alpha=0.0005) == "p = 0.000499996"
+    assert stats.format_p(0.0000002, alpha=0.0005) == "p = 2e-07"
+    assert stats.format_p(0.0004) == "p < 0.001"  # alpha 0.05: the floor says enough
+
+
 def test_difference_sentence_refuses_an_alpha_its_interval_does_not_answer():
     o = {"p_value": 0.001, "factor": "objective", "n_permutations": 999.0}
     a = {"p_value": 0.3, "factor": "architecture", "n_permutations": 999.0}
