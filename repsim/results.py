@@ -219,7 +219,7 @@ def controlled_design_problem(sim: xr.Dataset) -> str | None:
             f"the trained models have {len(objectives)} objective(s) and {len(archs)} "
             "architecture class(es); the tests need 2 or more of each"
         )
-    cells = design.groupby(["objective", "architecture"]).size()
+    cells = trained.groupby(["objective", "architecture"]).size()
     missing = [f"{o} x {a}" for o in objectives for a in archs if (o, a) not in cells.index]
     if missing:
         return f"objective x architecture is not crossed (no models for {', '.join(missing[:4])})"

@@ -114,6 +114,27 @@ def test_design_problem_names_what_is_missing():
     assert "2 or more of each" in controlled_design_problem(crossed)
 
 
+def test_a_random_control_is_not_a_design_cell():
+    """One untrained control beside a crossed 2 x 2 x 2 design was counted as a cell with one
+    seed ("this run has [1, 2]"), though the tests leave controls out of the strata."""
+    cells = [(a, o) for a in ("cnn", "mlp") for o in ("sup", "clip")]
+    models = [f"{a}-{o}-s{s}" for a, o in cells for s in (0, 1)] + ["cnn-random-s0"]
+    obj = [{"sup": "Supervised", "clip": "Image-Text"}[m.split("-")[1]] for m in models[:-1]]
+    arch = [{"cnn": "Convolutional", "mlp": "MLP"}[m.split("-")[0]] for m in models]
+    sim = xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), np.ones((3, 9, 9)))},
+        coords={
+            "dataset": ["a", "b", "c"],
+            "model_a": models,
+            "model_b": models,
+            "objective_a": ("model_a", [*obj, "Random"]),
+            "architecture_class_a": ("model_a", arch),
+        },
+    )
+    assert controlled_design_problem(sim) is None
+    assert "same number" in controlled_design_problem(sim.isel(model_a=slice(1, 9)))
+
+
 # ------------------------------------------------------------------ the chapters that word the tests
 def _markdown(path: Path) -> str:
     """Markdown outputs of an executed notebook; fails on an error output or stderr."""
