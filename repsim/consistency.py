@@ -5,9 +5,10 @@ Spearman as a robustness check) between the similarities of all unordered model 
 f in Theta, g in Phi, f != g, measured on A and on B (Ciernik et al. 2025). Each unordered pair counts
 once. NaN similarities (a model whose measure was undefined) are dropped pairwise, with a
 ``RuntimeWarning`` naming the models and datasets: the consistency of datasets A and B is the
-correlation over the pairs finite on both (the study's code returns NaN instead; to get that, turn the
-warning into an error with ``warnings.simplefilter("error", RuntimeWarning)``). A similarity array must be
-symmetric in (model_a, model_b). Inputs and outputs
+correlation over the pairs finite on both (the study's code returns NaN for that dataset pair
+instead). To refuse NaN similarities altogether, turn the warning into an error with
+``warnings.simplefilter("error", RuntimeWarning)``: the call then raises before computing anything.
+A similarity array must be symmetric in (model_a, model_b). Inputs and outputs
 are xarray objects whose coords carry model and dataset metadata, so results can be plotted directly
 (:func:`to_tidy`).
 """

@@ -36,7 +36,7 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"device {str(device)!r} was requested but CUDA is not available on this machine; "
-            "use --device cpu (or device: cpu in the config), or 'auto' to take a GPU when there is one"
+            "use --device cpu, or --device auto to take a GPU when there is one"
         )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ConfigError(

@@ -271,7 +271,8 @@ def jobqueue_cluster(kind: str, options: dict[str, Any] | None = None) -> Any:
         import dask_jobqueue
     except ImportError as exc:
         raise ConfigError(
-            "--cluster needs dask-jobqueue: pip install 'repsim-compendium[cluster]'"
+            "--cluster needs dask-jobqueue: in the repository, pip install -c constraints.txt "
+            "-e '.[cluster]' (the environment of make setup has it)"
         ) from exc
     classes = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}
     if kind not in classes:

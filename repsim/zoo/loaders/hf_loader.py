@@ -1,6 +1,6 @@
 """The ``hf_transformers`` loader for ALIGN (``kakaobrain/align-base``): the vision tower's pooled output.
 
-transformers is an optional extra (``pip install repsim-compendium[align]``). ``weights:`` may
+transformers is an optional extra (``pip install -e '.[align]'`` in the repository). ``weights:`` may
 point to a local folder saved with ``save_pretrained``.
 """
 
@@ -33,7 +33,8 @@ def _transformers() -> Any:
         import transformers
     except ImportError as exc:
         raise ModelError(
-            "the hf_transformers loader (ALIGN) needs transformers: pip install repsim-compendium[align]"
+            "the hf_transformers loader (ALIGN) needs transformers: in the repository, pip install "
+            "-c constraints.txt -e '.[align]' (the environment of make setup has it)"
         ) from exc
     return transformers
 
