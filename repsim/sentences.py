@@ -819,7 +819,7 @@ def train_split_text(
     """How far similarity on the train-split images agrees with the held-out value, and whether
     consistency changes (:func:`repsim.analysis.split_agreement` and
     :func:`repsim.analysis.split_consistency_summary`; ``summary`` None when the run has fewer
-    than two datasets).
+    than two datasets or three models).
 
     Agreement is "close" when every dataset's Pearson r over model pairs is at least ``close``;
     a shift in level is tested with an exact sign test over datasets (the unit that is
@@ -887,7 +887,8 @@ def train_split_text(
             )
     if summary is None or not len(summary):
         parts.append(
-            "Consistency needs two or more datasets, so whether it changes cannot be said here."
+            "Consistency needs two or more datasets and three or more models, so whether it "
+            "changes cannot be said here."
         )
         return " ".join(parts)
     if "all" in summary.index:

@@ -198,6 +198,31 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
     assert "no group r is shown" in text  # consistency scatter: no 3 pairs
 
 
+@pytest.mark.slow
+def test_a_two_model_run_renders(tmp_path, tiny_config):
+    """A run of two models (one model pair) finishes, and `repsim book` failed on it: the
+    robustness chapter's train-split consistency and course lesson 4 called repsim.consistency,
+    which needs two model pairs. Both now say why they stop."""
+    if not tiny_run_available():
+        pytest.skip("needs the real pipeline (the mini-zoo weights)")
+    from repsim.pipeline import run
+
+    cfg = tmp_path / "two.yaml"
+    cfg.write_text(
+        f"include: [{tiny_config}]\n"
+        "select: {models: [cnn-supervised-s0, cnn-simclr-s0], datasets: [faces, textures]}\n"
+    )  # probes on: the train-split stimuli are extracted for them
+    run_dir = run(cfg, tmp_path / "two", device="cpu").run_dir
+    chapter = [p for p in B.chapter_notebooks() if p.stem == "13_robustness"]
+    (path,) = B.execute_chapters(run_dir, tmp_path / "out", chapter)
+    # one model pair: no correlation over pairs, so neither similarity nor consistency is compared
+    assert "so the two are not compared" in _text(_assert_clean(path))
+    lesson = [p for p in B.course_notebooks() if p.stem == "04_consistency"]
+    (path,) = B.execute_course(REPO / "book", tmp_path / "course", run_dir, lesson)
+    printed = "".join("".join(o.get("text", "")) for o in _assert_clean(path))
+    assert "This run has fewer than 3 models" in printed
+
+
 def _chrome():
     webdriver = pytest.importorskip("selenium.webdriver")
     chrome = (
