@@ -467,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         default=str(REPO / "data" / "minizoo"),
-        help="output folder (weights, manifest.csv, models.yaml, heldout.csv)",
+        help="output folder (weights, manifest.csv, models.yaml, heldout.csv); the default is "
+        "the shipped mini-zoo, whose files are replaced: give another folder to try a budget",
     )
     p.add_argument(
         "--data", default=str(REPO / "data" / "embedded"), help="folder of embedded sets (*.npz)"
