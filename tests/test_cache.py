@@ -49,3 +49,61 @@ def test_check_verifies_the_output_content(tmp_path: Path):
     assert "missing" in cache.check("similarity", "digits", "k1", out)[1]
     RunFolder(tmp_path).marker("similarity", "digits").write_text("{")
     assert "unreadable" in cache.check("similarity", "digits", "k1", out)[1]
+
+
+# -- mutation audit (session 35): each test below kills a change that no other test noticed ------
+def test_check_of_a_content_hash_output(tmp_path: Path):
+    # a feature group: its content hash is computed, None when it is missing or incomplete
+    cache = StageCache(tmp_path)
+    cache.mark_done("features", "digits/cnn", "k1", sha256="abc")
+    assert cache.check("features", "digits/cnn", "k1", content_hash=lambda: "abc") == (True, "")
+    assert cache.check("features", "digits/cnn", "k1", content_hash=lambda: None) == (
+        False,
+        "its output is missing or incomplete",
+    )
+    assert (
+        "content hash differs"
+        in cache.check("features", "digits/cnn", "k1", content_hash=lambda: "abd")[1]
+    )
+
+
+def test_a_record_that_is_json_but_not_an_object_is_unreadable(tmp_path: Path):
+    from repsim.runfolder import RunFolder
+
+    cache = StageCache(tmp_path)
+    cache.mark_done("similarity", "digits", "k1", sha256="x")
+    RunFolder(tmp_path).marker("similarity", "digits").write_text('["k1"]')
+    assert cache.info("similarity", "digits") == {}
+    assert not cache.is_done("similarity", "digits", "k1")
+    assert cache.check("similarity", "digits", "k1") == (
+        False,
+        "its record in .stages is unreadable",
+    )
+
+
+def test_a_changed_key_is_blamed_on_the_code_only_when_the_code_changed(tmp_path: Path):
+    cache = StageCache(tmp_path)
+    cache.mark_done("similarity", "digits", "k1", code="v1")
+    assert (
+        "code that computes it changed" in cache.check("similarity", "digits", "k2", code="v2")[1]
+    )
+    assert "inputs changed" in cache.check("similarity", "digits", "k2", code="v1")[1]
+    cache.mark_done("similarity", "old", "k1")  # a record from before code versions were kept
+    assert "inputs changed" in cache.check("similarity", "old", "k2", code="v2")[1]
+
+
+def test_stage_key_sees_every_element_of_an_array():
+    import numpy as np
+
+    a = np.zeros(2000)
+    b = a.copy()
+    b[1000] = 1.0  # numpy prints both as [0. 0. 0. ... 0. 0. 0.]
+    assert stage_key({"weights": a}) != stage_key({"weights": b})
+    assert stage_key({"weights": a}) == stage_key({"weights": a.tolist()})
+
+
+def test_a_record_without_an_output_to_verify_is_reused_on_its_key(tmp_path: Path):
+    cache = StageCache(tmp_path)
+    cache.mark_done("probe", "digits/cnn", "k1")
+    assert cache.check("probe", "digits/cnn", "k1") == (True, "")
+    assert cache.check("probe", "digits/cnn", "k2")[0] is False

@@ -505,3 +505,21 @@ def test_dropping_nan_pairs_never_leaves_fewer_than_min_pairs(method):
         want = corr([S[2, i, j] for i, j in left], [S[other, i, j] for i, j in left])[0]
         assert c.values[2, other] == pytest.approx(want, abs=1e-12)
     assert np.isfinite(c.values[np.ix_([0, 2, 3], [0, 2, 3])]).all()
+
+
+def test_anchor_consistency_counts_each_anchors_partners(rng):
+    # Theta = {anchor}, Phi = all models: the anchor is paired with every other model once
+    sim = make_sim(rng)
+    assert anchor_consistency(sim).attrs["n_pairs"] == len(MODELS) - 1
+
+
+def test_consistency_summary_quartiles_by_hand():
+    from repsim.consistency import consistency_summary
+
+    values = [0.9, 0.1, 0.4, np.nan, 0.2, 0.3]  # NaN dropped: 0.1 0.2 0.3 0.4 0.9
+    tidy = pd.DataFrame({"group_by": "objective", "label": "A | B", "consistency": values})
+    row = consistency_summary(tidy).iloc[0]
+    assert row["median"] == pytest.approx(0.3)
+    assert row["q25"] == pytest.approx(0.2)
+    assert row["q75"] == pytest.approx(0.4)
+    assert row["n"] == 5

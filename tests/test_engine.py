@@ -316,3 +316,69 @@ def test_engine_and_pair_functions_agree_property(n, dims, duplicates, log_scale
                 assert np.isnan(got), name
             else:
                 assert got == pytest.approx(expected, rel=1e-9, abs=1e-9), name
+
+
+# -- mutation audit (session 35): each test below kills a change that no other test noticed ------
+def test_mutual_knn_with_several_k_matches_the_pair_function_on_duplicates(rng):
+    # duplicates in threes: for k = 3 the next tied group straddles the 3rd place inside the
+    # k = 8 neighbour lists the engine computes once; ties must still go to the lower index
+    base = rng.normal(size=(40, 8))
+    X = np.repeat(base, 3, axis=0)
+    Y = np.repeat(base + 0.3 * rng.normal(size=base.shape), 3, axis=0)
+    ds = similarity_matrices({"x": X, "y": Y}, ["mutual_knn_3", "mutual_knn_8"], device="cpu")
+    for k in (3, 8):
+        got = float(ds[f"mutual_knn_{k}"].values[0, 1])
+        assert got == pytest.approx(repsim.mutual_knn(X, Y, k=k), abs=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e35, 1e-35])
+def test_model_of_unusable_magnitude_gets_nan_and_a_warning(rng, scale):
+    feats = zoo(rng)
+    feats["m1"] = feats["m1"] * scale
+    names = ["cka_linear", "rsa_spearman", "mutual_knn_5", "procrustes"]
+    with pytest.warns(RuntimeWarning, match="'m1' has .* magnitude"):
+        ds = similarity_matrices(feats, names, memory_budget_gb=TINY)
+    for name in names:
+        v = ds[name]
+        assert np.isnan(v.sel(model_a="m1")).all() and np.isnan(v.sel(model_b="m1")).all()
+
+
+def test_model_ids_that_read_alike_are_refused(rng):
+    X = rng.normal(size=(10, 3))
+    with pytest.raises(InputError, match="distinct name"):
+        similarity_matrix({1: X, "1": X + 1.0}, "cka_linear")
+
+
+def test_similarity_matrix_takes_one_measure_name(rng):
+    with pytest.raises(InputError, match="similarity_matrices"):
+        similarity_matrix(zoo(rng), ["cka_linear", "rsa_spearman"])
+
+
+def test_similarity_attrs_say_larger_is_more_similar(rng):
+    ds = similarity_matrices(zoo(rng), ["cka_linear", "rsa_spearman", "mutual_knn_5"])
+    for name in ds.data_vars:
+        assert ds[name].attrs["larger_is_more_similar"] == 1
+
+
+@pytest.mark.parametrize("unbiased", [True, False])
+def test_engine_and_pair_function_agree_where_a_wide_rbf_kernel_becomes_undefined(rng, unbiased):
+    # a wide RBF kernel (sigma far above the distances) is stored minus its typical entry
+    # (GramStats.shift); the scale of the "undefined" rule must be that of the kernel as
+    # defined, so the engine must call the same bandwidths undefined as the pair function
+    n = 5
+    X, Y = rng.normal(size=(n, 3)), rng.normal(size=(n, 4))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    suffix = "" if unbiased else "_biased"
+    for sigma in np.unique([float(f"{s:.4g}") for s in np.geomspace(100, 5000, 200)]):
+        try:
+            want = repsim.cka(X, Y, kernel="rbf", sigma=sigma, unbiased=unbiased)
+        except UndefinedMeasureError:
+            want = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            da = similarity_matrix({"x": X, "y": Y}, f"cka_rbf_{sigma:.4g}{suffix}", device="cpu")
+        got = float(da.values[0, 1])
+        assert np.isnan(got) == np.isnan(want), sigma
+        if not np.isnan(want):
+            assert got == pytest.approx(want, rel=1e-6, abs=1e-9)

@@ -164,3 +164,17 @@ def test_probe_refuses_malformed_features(rng, case):
     y = np.repeat([0, 1], 4)
     with pytest.raises(cls):
         repsim.linear_probe(bad, y, _good(rng, 8, 2), y, epochs=1, device="cpu")
+
+
+def test_consistency_refuses_a_small_asymmetry_above_rounding(rng):
+    sim = _sim(rng)
+    sim.values[1, 0, 3] *= 1 + 1e-6  # far above rounding (1e-13): one side recomputed differently
+    with pytest.raises(AsymmetricSimilarityError, match=r"dataset 'd1', \(m0, m3\)"):
+        repsim.consistency(sim)
+
+
+def test_consistency_refuses_infinite_similarities(rng):
+    sim = _sim(rng)
+    sim.values[2, 1, 4] = sim.values[2, 4, 1] = np.inf  # symmetric, so only the inf check sees it
+    with pytest.raises(InputError, match="2 infinite values"):
+        repsim.consistency(sim)

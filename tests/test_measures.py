@@ -477,3 +477,49 @@ def test_parse_names():
     assert {"cka_linear", "cka_rbf_0.4", "rsa_spearman", "mutual_knn_10"} <= set(MEASURES)
     with pytest.raises(KeyError):
         MEASURES["nope"]
+
+
+# -- mutation audit (session 35): each test below kills a change that no other test noticed ------
+def test_wide_rbf_kernel_is_defined_and_tends_to_linear_cka(rng):
+    # sigma far above the distances of unit-norm rows: |U(K)|^2 is ~2e-9 of |K~|^2, small but far
+    # above REL_TOL (1e-12) and well resolved in float64, so CKA is defined (and near linear CKA)
+    X = rng.normal(size=(30, 5))
+    Y = rng.normal(size=(30, 4))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Y /= np.linalg.norm(Y, axis=1, keepdims=True)
+    assert cka(X, Y, kernel="rbf", sigma=100.0) == pytest.approx(cka(X, Y), abs=1e-4)
+
+
+def test_median_bandwidth_defaults_to_the_median_itself(rng):
+    X, Y = rng.normal(size=(20, 4)), rng.normal(size=(20, 3))
+    assert cka(X, Y, kernel="rbf", sigma_mode="median") == cka(
+        X, Y, kernel="rbf", sigma=1.0, sigma_mode="median"
+    )
+
+
+@pytest.mark.parametrize("sigma", [-0.4, 0.0, float("nan"), float("inf"), "0.4", True])
+def test_rbf_sigma_must_be_a_positive_number(rng, sigma):
+    X = rng.normal(size=(10, 3))
+    with pytest.raises(InputError, match="sigma must be a positive number"):
+        cka(X, X, kernel="rbf", sigma=sigma)
+
+
+def test_rsa_needs_three_stimuli(rng):
+    X = rng.normal(size=(2, 4))
+    with pytest.raises(InputError, match="at least 3 stimuli"):
+        rsa(X, X)
+
+
+def test_rsa_of_an_rdm_with_small_but_real_spread_is_defined(rng):
+    # one-hot stimuli are equally dissimilar (undefined); perturbed by 3e-5 their RDM's spread is
+    # ~3e-7 of its second moment: real structure, far above rounding (REL_TOL = 1e-12)
+    X = np.eye(12) + 3e-5 * rng.normal(size=(12, 12))
+    assert rsa(X, X) == pytest.approx(1.0)
+    assert rsa(X, X, compare="pearson") == pytest.approx(1.0)
+
+
+def test_mutual_knn_of_a_zero_row_is_undefined(rng):
+    X = rng.normal(size=(10, 3))
+    X[4] = 0.0
+    with pytest.raises(UndefinedMeasureError, match="row 4 of X is a zero vector"):
+        mutual_knn(X, rng.normal(size=(10, 3)), k=3)

@@ -479,3 +479,31 @@ def test_schedule_of_a_range_of_steps_is_that_slice_of_the_whole_schedule():
         part = _schedule(lr, wd, 30, range(first, first + 10))
         for w, p in zip(whole, part):
             assert torch.equal(w[first : first + 10], p)
+
+
+# -- mutation audit (session 35): each test below kills a change that no other test noticed ------
+def test_accuracy_is_the_share_of_correct_test_predictions(rng):
+    X, y = _blobs(rng, n=400, c=4, noise=3.0)  # labels cycle: 25 test rows of each class
+    res = linear_probe(X[:300], y[:300], X[300:], y[300:], seeds=(0, 1, 2), **SMALL)
+    assert len(set(res.accuracy.tolist())) > 1  # the seeds' probes differ
+    correct = res.accuracy * 100
+    np.testing.assert_allclose(correct, np.round(correct), atol=1e-4)  # whole numbers of rows
+    # equal class counts in the test split: top-1 accuracy is the mean recall
+    np.testing.assert_allclose(res.accuracy, res.balanced_accuracy, rtol=1e-6)
+
+
+def test_stratified_split_never_takes_a_class_s_last_train_row():
+    # a large val_fraction rounds to every row of a small class; one must stay to train on
+    y = np.array([0, 0, 1, 1, 1, 2, 2, 2, 2])
+    train, val = stratified_split(y, 0.9, seed=0)
+    assert sorted(set(y[train])) == [0, 1, 2]
+    assert [int((y[val] == c).sum()) for c in (0, 1, 2)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("missing", [np.nan, None])
+def test_missing_labels_are_refused_not_made_a_class(rng, missing):
+    X, y = _blobs(rng, n=80)
+    y_train = y.astype(object if missing is None else float)
+    y_train[5] = missing
+    with pytest.raises(InputError, match="1 missing labels .*first at row 5"):
+        linear_probe(X, y_train, X, y, seeds=(0,), **SMALL)

@@ -897,3 +897,54 @@ def test_too_few_datasets_give_no_interval_and_the_sentence_says_why():
     text = stats.answer(table)
     assert "cannot be tested on this run" in text and "No evidence" not in text
     assert "7 datasets, fewer than the 8 a bootstrap interval over datasets needs" in text
+
+
+# -- mutation audit (session 35): each test below kills a change that no other test noticed ------
+def test_spread_is_undefined_with_fewer_than_two_category_pairs():
+    # T is the variance over category pairs with enough model pairs: one pair has no spread to test
+    mean = np.array([[0.5, 0.7], [0.7, 0.2]])
+    assert stats._spread(mean, np.full((2, 2), 3), 2) == pytest.approx(np.var([0.5, 0.7, 0.2]))
+    only_one = np.array([[3, 1], [1, 1]])  # A | A has 3 model pairs, the others too few
+    assert np.isnan(stats._spread(mean, only_one, 2))
+
+
+def test_null_mean_and_sd_are_those_of_the_permutation_null(monkeypatch):
+    # null_sd is the sample SD (ddof 1) of the permutation null that the p-value is read from
+    nulls = []
+    original = stats.stratified_permutation_test
+
+    def spy(labels, strata, statistic, **kw):
+        res = original(labels, strata, statistic, **kw)
+        if kw["n_resamples"] == FAST["n_permutations"]:  # the three factor tests, in order
+            nulls.append(np.asarray(res.null_distribution, dtype=float))
+        return res
+
+    monkeypatch.setattr(stats, "stratified_permutation_test", spy)
+    t = stats.controlled_tests(make_zoo(0, "objective"), seed=1, **FAST)
+    tests = [("objective", "separate"), ("objective", "pooled"), ("architecture", "separate")]
+    assert len(nulls) == len(tests)
+    for (factor, view), null in zip(tests, nulls):
+        null = null[np.isfinite(null)]
+        row = _row(t, "factor", factor, view)
+        assert row.null_mean == pytest.approx(null.mean(), rel=1e-12)
+        assert row.null_sd == pytest.approx(null.std(ddof=1), rel=1e-12)
+
+
+def test_dataset_bootstrap_never_gives_an_interval_below_three_datasets():
+    # "never fewer than 3", whatever min_datasets says: two datasets have one pair to resample
+    table = _pairs_table({("d0", "d1"): 0.4})
+    res = stats.dataset_bootstrap(table, lambda t: t.consistency.mean(), min_datasets=0)
+    assert res["estimate"] == 0.4
+    assert np.isnan(res["ci_low"]) and np.isnan(res["ci_high"]) and res["n_bootstrap"] == 0
+
+
+def test_controlled_tests_need_three_datasets():
+    with pytest.raises(InputError, match="at least 3 datasets"):
+        stats.controlled_tests(make_zoo(0, "objective", n_datasets=2), seed=1, **FAST)
+
+
+def test_correlation_needs_min_points_finite_pairs():
+    # two points always give r = +-1: undefined under the default min_points = 3
+    assert all(np.isnan(stats.correlation_test([1.0, 2.0], [3.0, 5.0])))
+    assert np.isnan(stats.correlate([1.0, 2.0, np.nan], [3.0, 5.0, 4.0]))
+    assert stats.correlate([1.0, 2.0, 4.0], [3.0, 5.0, 9.0]) == pytest.approx(1.0)

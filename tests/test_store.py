@@ -343,3 +343,26 @@ def test_a_group_that_cannot_be_built_leaves_no_temporary_folder(tmp_path: Path,
         store.create("ds", "m", ["a", "b"], 3, chunk_rows=2)
     assert calls == ["features", "ids"]
     assert [p.name for p in (tmp_path / "f.zarr" / "ds").iterdir()] == ["zarr.json"]
+
+
+# -- mutation audit (session 35): each test below kills a change that no other test noticed ------
+def test_chunk_checksums_that_do_not_decode_verify_nothing(tmp_path: Path) -> None:
+    # an unsealed group whose digest array is damaged cannot vouch for any written chunk
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    store = FeatureStore(path)
+    ids = [str(i) for i in store.ids("ds", "m")]
+    _flip_bit(path / "ds" / "m" / "chunk_sha256" / "c" / "1" / "0")
+    with pytest.raises(StoreError, match=r"chunks \[0, 1, 2\] differ"):
+        store.read("ds", "m")
+    assert store.writer("ds", "m", ids).pending_chunks() == [0, 1, 2]
+
+
+def test_write_chunk_refuses_rows_of_the_wrong_shape(tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "f.zarr")
+    w = store.create("d", "m", _ids(20), 3, chunk_rows=8)
+    with pytest.raises(StoreError, match=r"chunk 0 must have shape \(8, 3\)"):
+        w.write_chunk(0, _values(1, 3, seed=0))  # one row would broadcast over all eight
+    with pytest.raises(StoreError, match=r"chunk 2 must have shape \(4, 3\)"):
+        w.write_chunk(2, _values(8, 3, seed=0))  # the last chunk is short
+    assert w.pending_chunks() == [0, 1, 2]
