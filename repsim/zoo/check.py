@@ -186,9 +186,9 @@ def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
     """Check the models of ``config`` (a path or a loaded config); return (table, all_ok).
 
     Honours ``select:``. A row is ``ok`` when the model builds offline, its tap gives the
-    ``metadata.embed_dim`` of the config (if given) and (``weights``) its weights are usable: a local file
-    loads into the architecture, or the weights are cached or can be downloaded. Errors are
-    written in the row; the full message of each is listed below the table.
+    ``metadata.embed_dim`` of the config (if given) and (``weights``) its weights are usable: a
+    local file loads into the architecture, or the weights are cached or can be downloaded.
+    Errors are written in the row; the full message of each is listed below the table.
     """
     start = time.perf_counter()
     results = check_specs(_specs(config), weights=weights)
