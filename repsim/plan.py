@@ -12,11 +12,10 @@ import inspect
 import logging
 import math
 import os
-import stat
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from errno import ELOOP, ENAMETOOLONG, ENOENT, ENOTDIR
+from errno import ENAMETOOLONG
 from pathlib import Path
 from typing import Any
 
@@ -285,17 +284,14 @@ def _check_models(plan: RunPlan) -> None:
 
 
 def _check_files(plan: RunPlan) -> None:
-    """Weights files exist; no weights or dataset path is too long for the filesystem."""
-    unusable = [
-        f"model {m.id}: weights file{why}"
-        for m in plan.models
-        if (why := _unusable_path(getattr(m, "weights", None), missing=True))
-    ]
+    """Weights paths are what their loaders read; no weights or dataset path is too long for the
+    filesystem."""
+    unusable = [why for m in plan.models if (why := _weights_problem(m))]
     unusable += [
-        f"dataset {ds.id}: {role}{why}"
+        f"dataset {ds.id}: {role}: {why}"
         for ds in plan.datasets
         for role, path in ds.data_paths().items()
-        if (why := _unusable_path(path, missing=False))
+        if (why := _too_long(path))
     ]
     if unusable:
         raise ConfigError(
@@ -305,22 +301,38 @@ def _check_files(plan: RunPlan) -> None:
         )
 
 
-def _unusable_path(path: str | Path | None, *, missing: bool) -> str | None:
-    """`` PATH`` when ``missing`` and there is no such file, ``: why`` when a name in it or the
-    whole path is too long for the filesystem, else None (a loader names other problems)."""
+def _weights_problem(spec: Any) -> str | None:
+    """Why ``spec``'s ``weights:`` cannot be read by its loader (missing, a folder where a file is
+    read, too long a path), else None: a save_pretrained folder for hf_transformers is fine."""
+    from repsim.errors import RepsimError
+    from repsim.zoo.weights import check_weights_path
+
+    path = getattr(spec, "weights", None)
+    if path is None:
+        return None
+    if why := _too_long(path):
+        return f"model {spec.id}: weights file: {why}"
+    try:
+        check_weights_path(spec, path)
+    except RepsimError as exc:
+        return str(exc)
+    except OSError:
+        return None  # not readable (a permission): the loader names it
+    return None
+
+
+def _too_long(path: str | Path | None) -> str | None:
+    """What is too long in ``path`` for the filesystem (a name or the whole path), else None."""
     from repsim.runfolder import describe_os_error
 
     if path is None:
         return None
-    try:  # os.stat, not Path.is_file: since Python 3.14 is_file hides every OSError as False
-        is_file = stat.S_ISREG(os.stat(path).st_mode)
+    try:
+        os.stat(path)
     except OSError as exc:
         if exc.errno == ENAMETOOLONG:
-            return f": {describe_os_error(exc, path, 'read')}"
-        if exc.errno not in (ENOENT, ENOTDIR, ELOOP):
-            return None  # not readable (a permission): the loader names it
-        is_file = False
-    return f" {path}" if missing and not is_file else None
+            return describe_os_error(exc, path, "read")
+    return None
 
 
 def model_metadata(spec: Any) -> dict[str, Any]:

@@ -1,3 +1,4 @@
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -436,6 +437,41 @@ def test_weights_and_dataset_paths_too_long_are_named_before_any_work(
     with pytest.raises(ConfigError, match=rf"{named} .*(the name|the path) .* shorten it") as err:
         _plan(tmp_path, entry.replace("PATH", str(long)))
     assert "run folder" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda p: None, r"weights file .*w\.bin does not exist; fix the 'weights:' path"),
+        (lambda p: p.mkdir(), r"weights .*w\.bin is a folder, not a file; point 'weights:'"),
+        (lambda p: os.mkfifo(p), r"weights .*w\.bin is not a regular file"),
+    ],
+    ids=["missing", "folder", "fifo"],
+)
+@pytest.mark.usefixtures("lookups")
+def test_unusable_weights_paths_are_named_by_what_is_wrong(tmp_path: Path, make, named) -> None:
+    """The run's preflight said only "missing or unusable" with the path; it now says what
+    ``repsim models --check`` says (a FIFO would block the loader, so it is refused too)."""
+    make(tmp_path / "w.bin")
+    entry = "models:\n  - {id: w, loader: minizoo, identifier: cnn, weights: w.bin}\nselect: {models: [w]}\n"
+    with pytest.raises(ConfigError, match=rf"model 'w': {named}"):
+        _plan(tmp_path, entry)
+
+
+@pytest.mark.usefixtures("lookups")
+def test_a_save_pretrained_folder_passes_the_preflight(tmp_path: Path) -> None:
+    """hf_transformers reads ``weights:`` as a save_pretrained folder: the run refused it as a
+    missing file, though ``repsim models --check`` and the loader accept it."""
+    (tmp_path / "align").mkdir()
+    entry = (
+        "models:\n  - {id: a, loader: hf_transformers, identifier: kakaobrain/align-base, "
+        "weights: align, token: pooled}\nselect: {models: [a]}\n"
+    )
+    plan = _plan(tmp_path, entry)
+    assert [m.id for m in plan.models] == ["a"]
+    (tmp_path / "align").rmdir()
+    with pytest.raises(ConfigError, match=r"model 'a': weights file .*align does not exist"):
+        _plan(tmp_path, entry)
 
 
 def test_feature_bytes_count_rows_widths_raw_copies_and_unknown_widths(tmp_path: Path) -> None:

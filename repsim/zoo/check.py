@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from repsim.config import load_config, parse_config, select_ids
-from repsim.errors import MissingWeightsError, ModelError, RepsimError
+from repsim.errors import ModelError, RepsimError
 from repsim.zoo.registry import load_model, parse_models
 from repsim.zoo.spec import ModelSpec
-from repsim.zoo.weights import check_not_folder, check_source, locate_weights
+from repsim.zoo.weights import check_source, check_weights_path, locate_weights
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +95,7 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
     source = locate_weights(spec)
     if source.kind == "local":
         path = source.where
-        check_not_folder(spec, Path(path))
-        if not Path(path).exists():
-            raise MissingWeightsError(
-                f"model {spec.id!r}: weights file {path} does not exist; fix the 'weights:' path in the "
-                "model spec (relative paths are relative to the config file), or recreate the file "
-                "(mini-zoo: `repsim minizoo train`)"
-            )
+        check_weights_path(spec, path)
         try:
             load_model(spec, pretrained=True, device="meta")
         except ModelError as exc:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -52,18 +53,41 @@ def check_not_folder(spec: ModelSpec, path: Path) -> None:
         )
 
 
+def check_weights_path(spec: ModelSpec, path: str | Path) -> Path:
+    """``path`` as the spec's loader reads it: a file, or a folder for :data:`FOLDER_WEIGHTS`.
+
+    MissingWeightsError when nothing is there, ModelError for a folder where a file is read or
+    for something that is neither (a FIFO would block the reader); other OSErrors (a permission)
+    propagate for the caller to name. One check for the run's preflight, ``repsim models
+    --check`` and the loaders, so all three say the same.
+    """
+    path = Path(path)
+    try:  # os.stat, not Path.exists: since Python 3.14 that answers False for every OSError
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        raise MissingWeightsError(
+            f"model {spec.id!r}: weights file {path} does not exist; fix the 'weights:' path in the "
+            "model spec (relative paths are relative to the config file)"
+            + (
+                ", or recreate the file (`repsim minizoo train`)"
+                if spec.loader == "minizoo"
+                else ""
+            )
+        ) from None
+    check_not_folder(spec, path)
+    if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+        raise ModelError(
+            f"model {spec.id!r}: weights {path} is not a regular file; point 'weights:' at the "
+            "weights file itself"
+        )
+    return path
+
+
 def local_weights(spec: ModelSpec) -> Path | None:
     """The spec's ``weights:`` file, checked to exist (None when the spec has none)."""
     if spec.weights is None:
         return None
-    path = Path(spec.weights)
-    if not path.exists():
-        raise MissingWeightsError(
-            f"model {spec.id!r}: weights file {path} does not exist; fix the 'weights:' path in the "
-            "model spec (relative paths are relative to the config file)"
-        )
-    check_not_folder(spec, path)
-    return path
+    return check_weights_path(spec, spec.weights)
 
 
 def missing(
