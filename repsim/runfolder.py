@@ -488,6 +488,14 @@ class RunResults:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+def _not_a_folder(path: Path) -> str:
+    """The message for an --out that exists and is not a folder: a file, or a device such as
+    /dev/null (which is not "a file" to remove)."""
+    if path.is_file():
+        return f"{path} is a file, not a folder: pass a folder path as --out (or remove that file)"
+    return f"{path} is not a folder (a device or other special file): pass a folder path as --out"
+
+
 class RunFolder:
     """Every path of one run folder, atomic writes into it, its manifest, lock and schema check."""
 
@@ -589,9 +597,7 @@ class RunFolder:
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
         if not existing.is_dir():
-            raise RunFolderError(
-                f"{existing} is a file, not a folder: pass a folder path as --out (or remove that file)"
-            )
+            raise RunFolderError(_not_a_folder(existing))
         if not os.access(existing, os.W_OK | os.X_OK):
             raise RunFolderError(
                 f"permission denied: {existing} is not writable, so the run folder {self.path} cannot be "
@@ -617,9 +623,7 @@ class RunFolder:
     def create(self) -> RunFolder:
         """Create the folder (and parents); RunFolderError naming the path and fix when it cannot."""
         if self.path.exists() and not self.path.is_dir():
-            raise RunFolderError(
-                f"{self.path} is a file, not a folder: pass a folder path as --out (or remove that file)"
-            )
+            raise RunFolderError(_not_a_folder(self.path))
         with filesystem_errors(self.path, "create"):
             self.path.mkdir(parents=True, exist_ok=True)
         if not os.access(self.path, os.W_OK | os.X_OK):

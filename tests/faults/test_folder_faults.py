@@ -195,6 +195,14 @@ def test_out_path_that_is_a_file(small_config, tmp_path):
         run(small_config, target, device="cpu")
 
 
+def test_out_path_that_is_a_device_is_not_called_a_file(small_config):
+    """``--out /dev/null`` was "a file ... (or remove that file)"."""
+    with pytest.raises(RunFolderError, match=r"/dev/null is not a folder \(a device"):
+        run(small_config, Path("/dev/null"), device="cpu")
+    with pytest.raises(RunFolderError, match=r"/dev/null is not a folder \(a device"):
+        RunFolder(Path("/dev/null")).create()
+
+
 @pytest.mark.parametrize("where", ["features", "stages"])
 def test_a_file_in_the_way_inside_the_folder_is_named_and_recorded(where, run_copy, small_config):
     """A file where the run needs a folder: the message names that file, run.json records the
