@@ -13,7 +13,8 @@ The include rule: ``models`` and ``datasets`` are collections, so the entries of
 files come first and the including file's own entries follow (ids must be unique over all of
 them). Every other key is a setting, and the including file's value *replaces* the included one:
 lists such as ``measures`` are replaced whole (so a config can narrow them), and mappings such
-as ``probe:`` are merged key by key (``probe: {seeds: [0]}`` changes only the seeds).
+as ``probe:`` are merged key by key (``probe: {seeds: [0]}`` changes only the seeds; an empty
+``probe:`` over an included one is an error, not a silent reset).
 """
 
 from __future__ import annotations
@@ -596,21 +597,31 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
                 f"to {path.parent}) or create the file"
             )
         sub = load_config(path.parent / inc, (*_seen, path))
-        _merge_into(merged, sub)
+        _merge_into(merged, sub, Path(sub["_path"]))
     for key in COLLECTION_KEYS:
         if key in raw:
             if not isinstance(raw[key], list):
                 raise ConfigError(f"{path}: '{key}' must be a list")
             raw[key] = _tag_dir(raw[key], path.parent)
-    _merge_into(merged, raw)
+    _merge_into(merged, raw, path)
     merged["name"] = name
     merged["_path"] = str(path)
     return merged
 
 
-def _merge_into(base: dict, new: dict) -> None:
-    """The include rule: collections concatenate, mappings merge key by key, the rest is replaced."""
+def _merge_into(base: dict, new: dict, where: Path) -> None:
+    """The include rule: collections concatenate, mappings merge key by key, the rest is replaced.
+
+    An empty section (``probe:`` with nothing under it, or ``probe: null``) over an included one
+    is an error: it would drop every included option without a word (a commented-out option
+    left its key behind), where ``probe: {}`` keeps them."""
     for key, value in new.items():
+        if value is None and isinstance(base.get(key), dict) and base[key]:
+            raise ConfigError(
+                f"{where}: '{key}:' is empty, which would drop the {key} options of the included "
+                f"config ({', '.join(map(str, base[key]))}); remove the key to keep them, or "
+                f"write the options to change under it"
+            )
         if key in COLLECTION_KEYS and isinstance(value, list) and isinstance(base.get(key), list):
             base[key] = base[key] + value
         elif isinstance(value, dict) and isinstance(base.get(key), dict):

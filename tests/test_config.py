@@ -177,6 +177,22 @@ def test_include_overrides_settings_and_concatenates_entries(tmp_path: Path) -> 
     assert len(load_plan(TINY, check_models=False).raw["models"]) == 45  # models are concatenated
 
 
+@pytest.mark.parametrize("empty", ["probe:\n", "probe: null\n", "probe:\n  # epochs: 8\n"])
+def test_an_empty_section_over_an_included_one_is_an_error(tmp_path: Path, empty: str) -> None:
+    """``probe:`` with nothing under it reset tiny's probe options (epochs 4, two seeds, ...) to
+    the defaults without a word; ``probe: {}`` keeps them."""
+    with pytest.raises(
+        ConfigError,
+        match=r"c\.yaml: 'probe:' is empty, which would drop the probe "
+        r"options of the included config \(enabled, seeds, epochs",
+    ):
+        load_config(_cfg(tmp_path, empty))
+    kept = _plan(tmp_path, "probe: {}\n")
+    assert kept.probe["epochs"] == 4 and kept.config.probe.seeds == (0, 1)
+    (tmp_path / "alone.yaml").write_text("name: alone\nprobe:\n")  # nothing included: defaults
+    assert load_config(tmp_path / "alone.yaml")["probe"] is None
+
+
 def test_notes_are_ignored_at_every_level(tmp_path: Path) -> None:
     """Keys starting with '_' are notes (check_keys lets them through); in a section they raised
     KeyError with a traceback, in entries and at the top level they were already ignored."""
