@@ -741,9 +741,19 @@ def fixed_design_text(models: pd.DataFrame) -> str:
 ZOO_CELLS_LISTED = 8
 
 
-def zoo_accuracy_text(models: pd.DataFrame | None, cells: pd.DataFrame | None, note: str) -> str:
+def zoo_accuracy_text(
+    models: pd.DataFrame | None,
+    cells: pd.DataFrame | None,
+    note: str,
+    run_chance: pd.DataFrame | None = None,
+) -> str:
     """How well the run's mini-zoo models learned, from the zoo's own manifest and heldout.csv:
-    the budget, and which trained models sit near chance on a set (the behaviour chapter's rule)."""
+    the budget, and which trained models sit near chance on a set (the behaviour chapter's rule).
+
+    ``run_chance`` (:func:`repsim.behavior.probe_chance` of the run's probes) adds how many cells
+    the run's own probes put near chance: the zoo's ridge probe on a set's full training split
+    found none on the embedded run where the run's probes found 11, and a reader of both chapters
+    saw only the contradiction."""
     if models is None:
         return f"No held-out accuracy of the models is shown: {note}."
     trained = models[models["objective"] != "Random"]
@@ -790,6 +800,18 @@ def zoo_accuracy_text(models: pd.DataFrame | None, cells: pd.DataFrame | None, n
                 f"{'is' if len(near) == 1 else 'are'} near chance ({rule}): {listed}. Those "
                 "models barely learned that set, so a comparison of them there rests on little."
             )
+    if run_chance is not None and not trained.empty:
+        pool = run_chance[run_chance["model"].isin(set(trained["model"]))]
+        near = pool[pool["near_chance"]]
+        where = ", ".join(f"{d} {n}" for d, n in near["dataset"].value_counts().items())
+        text += (
+            f" The run's own probes (the behaviour chapter: the study's logistic probe on the "
+            f"run's smaller train sample, judged by its interval over probe seeds) put "
+            f"{len(near)} of the {len(pool)} trained (model, dataset) cells near chance"
+            + (f" ({where})" if len(near) else "")
+            + ". The two probes differ in method and training images, so the counts need not "
+            "agree; the behaviour link leaves out the run's near-chance probes."
+        )
     if note:
         text += f" Left out: {note}."
     return text

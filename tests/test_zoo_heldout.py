@@ -116,6 +116,40 @@ def test_zoo_accuracy_text_lists_the_near_chance_cells_of_trained_models_only() 
     assert "none of the 2 (trained model, set) cells is near chance" in none
 
 
+def test_zoo_accuracy_text_adds_the_runs_own_near_chance_probes() -> None:
+    """Chapter 9 said no trained cell is near chance (the zoo's ridge probe) while chapter 8
+    left 11 of the same run's probes out as near chance; the sentence now says both."""
+    models = pd.DataFrame(
+        {"objective": ["Supervised", "Random"], "epochs": [20, 0], "model": ["a", "r"]}
+    )
+    cells = pd.DataFrame(
+        {
+            "model": ["a", "a"],
+            "dataset": ["glyphs", "faces"],
+            "accuracy": [0.6, 0.98],
+            "near_chance": [False, False],
+            "trained": [True, True],
+        }
+    )
+    run_chance = pd.DataFrame(
+        {
+            "model": ["a", "a", "r", "r"],
+            "dataset": ["glyphs", "faces", "glyphs", "faces"],
+            "near_chance": [True, False, True, True],
+        }
+    )
+    text = T.zoo_accuracy_text(models, cells, "", run_chance)
+    assert "none of the 2 (trained model, set) cells is near chance" in text
+    assert (
+        "The run's own probes (the behaviour chapter: the study's logistic probe on the run's "
+        "smaller train sample, judged by its interval over probe seeds) put 1 of the 2 trained "
+        "(model, dataset) cells near chance (glyphs 1). The two probes differ"
+    ) in text
+    calm = T.zoo_accuracy_text(models, cells, "", run_chance.assign(near_chance=False))
+    assert "put 0 of the 2 trained (model, dataset) cells near chance. The two" in calm
+    assert "The run's own probes" not in T.zoo_accuracy_text(models, cells, "")
+
+
 def test_zoo_heldout_keeps_the_sets_of_the_run(zoo: Path) -> None:
     run = _run(zoo)
     run.info["datasets"] = ["squares"]
