@@ -652,6 +652,17 @@ def test_partner_tests_text_names_threshold_and_significant_pairs():
     assert text.startswith("In the study's test, 1 of 2 comparisons")
     assert "p < 0.005" in text and "anchor x: P > Q." in text
     assert "not evidence of a difference" in text and "significant" not in text
+    # the false-positive rate is simulated for the datasets the 8 dataset pairs come from (5),
+    # not quoted from a simulation of another design
+    from repsim.simulations import pair_test_false_positive_rate
+
+    rate = pair_test_false_positive_rate(5, alpha=0.01)
+    assert (
+        f"in a simulation with 5 datasets, no difference between the partner categories and each "
+        f"dataset shifting its pairs as much as they vary otherwise, {rate:.0%} of such tests gave "
+        "p < 0.01, where a valid test gives 1%"
+    ) in text
+    assert "as the study reads them, not as findings of this run" in text
     # the direction follows the rank-sum statistic, not the column order
     flipped = tests.assign(statistic=[-3.0, 0.5], median_a=[0.1, 0.9], median_b=[0.9, 0.8])
     assert "anchor x: Q > P." in T.partner_tests_text(flipped, 0.01)
