@@ -68,10 +68,11 @@ DEFAULT_MEASURES = ("cka_linear", "cka_rbf_0.4")
 VIEWS = ("separate", "pooled")
 FACTORS = ("objective", "architecture")
 #: Fewest datasets a bootstrap interval over datasets is given for. With few datasets the
-#: percentile interval covers far less than its level: in simulations of a median of dataset-pair
-#: values with random dataset effects (300 draws each, 499 resamples), a nominal 95% interval
-#: covered the truth in 47% of draws at 3 datasets, 80% at 5, 87% at 8 and 92% at 10. Below 8
-#: the interval is not given, and a sentence that would rest on it says the run cannot test it.
+#: percentile interval covers far less than its level: :func:`repsim.simulations.bootstrap_coverage`
+#: (a median of dataset-pair values, each dataset shifting its pairs as much as they vary
+#: otherwise) puts a nominal 95% interval over the truth in 58% of draws at 3 datasets, 87% at 5,
+#: 91% at 8 and 92% at 10. Below 8 the interval is not given, and a sentence that would rest on
+#: it says the run cannot test it.
 MIN_BOOTSTRAP_DATASETS = 8
 
 #: Columns of :func:`controlled_tests` / ``controlled_tests.csv``, with their meaning.
@@ -438,6 +439,7 @@ def controlled_tests(
     controls: Sequence[str] = CONTROLS,
     seed: int = 0,
     min_datasets: int = MIN_BOOTSTRAP_DATASETS,
+    n_bootstrap_max: int | None = None,
 ) -> pd.DataFrame:
     """Test whether objective explains the consistency of pairwise similarity more than architecture.
 
@@ -450,6 +452,10 @@ def controlled_tests(
     n_permutations : permutations per factor test; the smallest reachable p is 1 / (n + 1).
     n_bootstrap : bootstrap resamples; ``n_null`` permutations re-estimate the null mean in each
         (a noisy null mean widens the intervals of the excess SDs a little: conservative).
+    n_bootstrap_max : when larger than ``n_bootstrap``, a measure whose objective - architecture
+        bootstrap p is too close to ``1 - confidence_level`` to tell its side
+        (:func:`monte_carlo_undecided`) gets more resamples, up to this many: the verdict then
+        does not hang on the resampling seed, and only the measures that need it pay for it.
     min_datasets : fewest datasets the bootstrap intervals are computed for (below, NaN; see
         :data:`MIN_BOOTSTRAP_DATASETS`; lower it only to test the mechanics).
     seed : seeds every resampling: the same inputs give the same table, and a measure's rows do not
@@ -477,7 +483,15 @@ def controlled_tests(
         prep = _prepare(similarity[measure], controls, min_pairs)
         rng = keyed_rng(seed, measure)
         rows += _measure_rows(
-            prep, measure, n_permutations, n_bootstrap, n_null, confidence_level, rng, min_datasets
+            prep,
+            measure,
+            n_permutations,
+            n_bootstrap,
+            n_null,
+            confidence_level,
+            rng,
+            min_datasets,
+            max(n_bootstrap, n_bootstrap_max or 0),
         )
     table = pd.DataFrame(rows)
     for col in COLUMNS:
@@ -498,6 +512,7 @@ def _measure_rows(
     level: float,
     rng: np.random.Generator,
     min_datasets: int = MIN_BOOTSTRAP_DATASETS,
+    n_boot_max: int = 0,
 ) -> list[dict]:
     design, S, min_pairs = prep.design, prep.S, prep.min_pairs
     D = S.shape[0]
@@ -550,22 +565,32 @@ def _measure_rows(
     def boot_stat(didx: np.ndarray) -> np.ndarray:
         return _replicate(prep, didx, labelsets, n_null, rng)[0]
 
+    keys = [name[:5] if name[0] == "pair" else name for name in names]
     if D < min_datasets:  # no interval: see MIN_BOOTSTRAP_DATASETS
         dist = np.empty((len(names), 0))
     else:
         with warnings.catch_warnings():  # scipy warns of NaN draws; percentile_interval drops them
             warnings.simplefilter("ignore", DegenerateDataWarning)
-            boot = bootstrap(
-                (np.arange(D),),
-                boot_stat,
-                n_resamples=n_boot,
-                vectorized=False,
-                confidence_level=level,
-                method="percentile",
-                rng=rng,
-            )
-        dist = np.atleast_2d(boot.bootstrap_distribution)
-    keys = [name[:5] if name[0] == "pair" else name for name in names]
+            boot, more = None, n_boot
+            while more > 0:  # scipy adds the new resamples to those of bootstrap_result
+                boot = bootstrap(
+                    (np.arange(D),),
+                    boot_stat,
+                    n_resamples=more,
+                    vectorized=False,
+                    confidence_level=level,
+                    method="percentile",
+                    rng=rng,
+                    bootstrap_result=boot,
+                )
+                dist = np.atleast_2d(boot.bootstrap_distribution)
+                undecided = any(
+                    monte_carlo_undecided(
+                        *_bootstrap_p(dist[keys.index(("difference", v))]), 1 - level
+                    )
+                    for v in VIEWS
+                )
+                more = n_boot_max - dist.shape[1] if undecided else 0
     est = dict(zip(keys, points))
     ci = {k: percentile_interval(draws, level) for k, draws in zip(keys, dist)}
     n_trained = int(trained.sum())
@@ -599,11 +624,7 @@ def _measure_rows(
             }
         rows += factor_rows.values()
         key = ("difference", view)
-        diffs = dist[keys.index(key)]
-        diffs = diffs[np.isfinite(diffs)]
-        p_boot = (
-            min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())) if diffs.size else np.nan
-        )
+        p_boot, _ = _bootstrap_p(dist[keys.index(key)])
         rows.append(
             {
                 **base,
@@ -641,6 +662,17 @@ def _measure_rows(
             )
         rows += _seed_rows(prep, base, view)
     return rows
+
+
+def _bootstrap_p(draws: np.ndarray) -> tuple[float, int]:
+    """Two-sided bootstrap p of "the estimate is 0" from its finite draws, and their number.
+
+    p < alpha exactly when the percentile interval at level 1 - alpha excludes 0 (its ends are
+    order statistics chosen so, see :func:`percentile_interval`)."""
+    draws = draws[np.isfinite(draws)]
+    if not draws.size:
+        return np.nan, 0
+    return min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean())), int(draws.size)
 
 
 def _replicate(
@@ -1053,8 +1085,28 @@ def format_interval(low: float, high: float, digits: int = 2) -> str:
 
 #: Fewer bootstrap resamples than this give an interval whose ends move from one resampling seed
 #: to the next; a sentence quoting such an interval says how many there were. The embedded run
-#: uses 79 to stay within its time budget; :func:`controlled_tests` defaults to 999.
+#: uses 79 to stay within its time budget (999 where the verdict needs them, see
+#: :func:`monte_carlo_undecided`); :func:`controlled_tests` defaults to 999.
 COARSE_BOOTSTRAP = 999
+
+
+#: z of the band around alpha inside which a bootstrap p cannot be placed on either side of it
+#: (99%, two-sided): another resampling seed would too often give the other answer.
+MONTE_CARLO_Z = 2.576
+
+
+def monte_carlo_undecided(p: float, n: float, alpha: float) -> bool:
+    """Whether a two-sided bootstrap p from ``n`` resamples (twice the share of draws in the
+    smaller tail) is too close to ``alpha`` to say on which side of it the exact p lies: within
+    :data:`MONTE_CARLO_Z` binomial standard errors at p = alpha, ``sqrt(alpha (2 - alpha) / n)``.
+
+    With 79 resamples at alpha 0.05 that is any p up to 0.14, 0 included (0 of 79 draws beyond 0
+    happens 14% of the time when the exact p is 0.05): the embedded headline's interval moved
+    across 0 from one seed to the next. From 260 resamples up, p = 0 is decided.
+    """
+    if not (np.isfinite(p) and np.isfinite(n) and n > 0):
+        return False
+    return bool(abs(p - alpha) <= MONTE_CARLO_Z * math.sqrt(alpha * (2 - alpha) / n))
 
 
 def no_interval_reason(n_datasets: float) -> str:
@@ -1185,7 +1237,8 @@ def difference_sentence(
     the difference that excludes 0 (equivalently, its two-sided bootstrap p < ``alpha``: the
     interval's ends are order statistics chosen so that the two agree, see
     :func:`percentile_interval`); anything else is worded as no evidence, or as untestable when
-    neither factor's permutations can reach ``alpha``.
+    neither factor's permutations can reach ``alpha``. A bootstrap p within Monte Carlo error of
+    ``alpha`` (:func:`monte_carlo_undecided`) is said to be unsettled where it would decide.
     """
     d, o, a = pd.Series(difference), pd.Series(objective), pd.Series(architecture)
     level = _number(d, "confidence_level")
@@ -1200,6 +1253,17 @@ def difference_sentence(
         f"{_permutation_p(o, alpha)}, architecture {_permutation_p(a, alpha)}"
     )
     subject = "the consistency of pairwise similarity across datasets"
+    n_boot = _number(d, "n_bootstrap")
+    if (o["p_value"] < alpha or a["p_value"] < alpha) and monte_carlo_undecided(
+        _number(d, "p_value"), n_boot, alpha
+    ):
+        return (
+            f"Whether objective explains {subject} more than architecture does, or the reverse, "
+            f"is not settled by {int(n_boot)} bootstrap resamples: their two-sided p "
+            f"({format_estimate(d['p_value'], 3)}) is within Monte Carlo error of alpha = "
+            f"{alpha:g}, so another resampling seed could give the other answer; rerun "
+            f"controlled_tests with more resamples ({stats_text})."
+        )
     if d["ci_low"] > 0 and o["p_value"] < alpha:
         return (
             f"Objective explains {subject} more than architecture does for these models "

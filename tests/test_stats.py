@@ -306,7 +306,10 @@ def test_nothing_drives_consistency(null_table):
 
 
 def test_architecture_driven_zoo_reads_the_other_way():
-    table = stats.controlled_tests(make_zoo(2, "architecture"), seed=1, **FAST)
+    # 299 resamples: from 49, a bootstrap p of 0 is within Monte Carlo error of 0.05
+    table = stats.controlled_tests(
+        make_zoo(2, "architecture"), seed=1, **{**FAST, "n_bootstrap": 299}
+    )
     a = _row(table, "factor", "architecture")
     o = _row(table, "factor", "objective")
     assert a["p_value"] <= 2 / 200 and o["p_value"] > 0.05
@@ -417,6 +420,68 @@ def test_few_datasets_give_intervals_without_a_warning():
     factor = table[table.analysis == "factor"]
     assert factor.ci_low.notna().all() and factor.ci_high.notna().all()
     assert (factor.n_bootstrap < 49).all() and (factor.n_bootstrap > 30).all()
+
+
+def test_monte_carlo_undecided_by_the_binomial_band():
+    # the two-sided p is twice a tail share: at p = alpha its SE is sqrt(alpha (2 - alpha) / n);
+    # 79 resamples at alpha 0.05 give a band of 2.576 * sqrt(0.0975 / 79) = 0.0905
+    assert stats.monte_carlo_undecided(0.0506, 79, 0.05)
+    assert stats.monte_carlo_undecided(0.0, 79, 0.05)  # 0 of 79 draws: 0.975^79 = 14% at p 0.05
+    assert stats.monte_carlo_undecided(0.14, 79, 0.05)
+    assert not stats.monte_carlo_undecided(0.141, 79, 0.05)
+    # 999 resamples: 0.0254; the headline's 0.088 is settled, 0.07 is not
+    assert not stats.monte_carlo_undecided(0.088, 999, 0.05)
+    assert stats.monte_carlo_undecided(0.07, 999, 0.05)
+    assert not stats.monte_carlo_undecided(0.0, 999, 0.05)
+    # p = 0 is settled from 2.576^2 * 0.0975 / 0.05^2 = 258.8 resamples up
+    assert stats.monte_carlo_undecided(0.0, 258, 0.05)
+    assert not stats.monte_carlo_undecided(0.0, 259, 0.05)
+    assert not stats.monte_carlo_undecided(np.nan, 79, 0.05)
+    assert not stats.monte_carlo_undecided(0.05, 0, 0.05)
+
+
+def test_difference_sentence_says_when_the_bootstrap_cannot_settle_it():
+    """The embedded headline's bootstrap p was 0.0506 from 79 resamples: one seed in 8 gave an
+    interval above 0 and the opposite verdict. Within Monte Carlo error of alpha the sentence
+    says so, where the permutation tests leave the bootstrap to decide."""
+    o = {"p_value": 0.001, "factor": "objective"}
+    a = {"p_value": 0.001, "factor": "architecture"}
+    d = {"estimate": 0.02, "ci_low": -0.006, "ci_high": 0.12, "p_value": 0.0506,
+         "n_bootstrap": 79.0, "confidence_level": 0.95}  # fmt: skip
+    text = stats.difference_sentence(d, o, a)
+    assert text.startswith(
+        "Whether objective explains the consistency of pairwise similarity across datasets more "
+        "than architecture does, or the reverse, is not settled by 79 bootstrap resamples: their "
+        "two-sided p (0.051) is within Monte Carlo error of alpha = 0.05"
+    ), text
+    d.update(ci_low=0.003, p_value=0.025)  # an interval above 0 is not settled either
+    assert "is not settled by 79" in stats.difference_sentence(d, o, a)
+    d.update(ci_low=-0.006, p_value=0.088, n_bootstrap=999.0)
+    assert stats.difference_sentence(d, o, a).startswith("No evidence")
+    # neither permutation test below alpha: no verdict hangs on the bootstrap
+    o["p_value"] = a["p_value"] = 0.5
+    d.update(p_value=0.0506, n_bootstrap=79.0)
+    assert stats.difference_sentence(d, o, a).startswith("No evidence")
+
+
+@pytest.mark.parametrize(("driver", "extended"), [("objective", True), (None, False)])
+def test_a_bootstrap_near_alpha_gets_more_resamples(driver, extended):
+    """With n_bootstrap_max, a measure whose difference p is undecided after n_bootstrap gets
+    more resamples; a decided one keeps its table, bit for bit."""
+    sim = make_zoo(4, driver, n_datasets=5)
+    kw = {"n_permutations": 49, "n_null": 4, "min_datasets": 3, "seed": 7, "n_bootstrap": 19}
+    short = stats.controlled_tests(sim, **kw)
+    more = stats.controlled_tests(sim, n_bootstrap_max=299, **kw)
+    d_short = _row(short, "difference", "objective - architecture")
+    d_more = _row(more, "difference", "objective - architecture")
+    assert stats.monte_carlo_undecided(d_short.p_value, d_short.n_bootstrap, 0.05) is extended
+    if extended:  # 299 draws, of which the finite ones count
+        assert d_short.n_bootstrap == 19 and 260 <= d_more.n_bootstrap <= 299
+        assert not stats.monte_carlo_undecided(d_more.p_value, d_more.n_bootstrap, 0.05)
+        perm = short.analysis == "factor"
+        pd.testing.assert_series_equal(short[perm].p_value, more[perm].p_value)
+    else:
+        pd.testing.assert_frame_equal(short, more)
 
 
 def test_deterministic_with_a_fixed_seed():
