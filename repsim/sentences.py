@@ -26,13 +26,15 @@ COMPARING = re.compile(
     r"\b(best|worst|steadiest|least steady|most consistent|least consistent|more consistent|"
     r"less consistent|more similar|less similar|differs? most|highest|lowest|strongest|weakest|"
     r"ranks? (?:first|last|higher|lower|above|below)|ranked|ranking|outperforms?|"
-    r"agrees? with the study|more than|less than)\b",
+    r"agrees? with the study|agrees? closely|more than|less than|systematically|"
+    r"(?:higher|lower|better|worse|larger|smaller|greater|stronger|weaker)\b[^.;:]{0,40}\bthan)\b",
     re.IGNORECASE,
 )
 #: What backs such a sentence: a test result beside it, or words that say it is only described.
 BACKED = re.compile(
     r"(\bp\s*[=<]|\bp undefined\b|\bCI\b|sign test|permut|bootstrap|not tested|not ranked|"
-    r"not compared|described|no p-value|carries no test|cannot be (?:ranked|compared)|no test)",
+    r"not compared|described|no p-value|carries no test|cannot be (?:ranked|compared)|no test|"
+    r"simulat)",
     re.IGNORECASE,
 )
 
@@ -48,6 +50,29 @@ def untested_claims(markdown: str) -> list[str]:
         s for line in markdown.splitlines() for s in _SENTENCE_END.split(line.strip()) if s
     ]
     return [s for s in sentences if COMPARING.search(s) and not BACKED.search(s)]
+
+
+#: Words by which hand-written prose reports the study's findings (or another paper's), which
+#: the book quotes with their source rather than tests.
+ATTRIBUTED = re.compile(r"\bthe study\b|\bstudy's\b|\bCiernik\b|\bHuh\b|\barXiv", re.IGNORECASE)
+
+
+def untested_prose_claims(markdown: str) -> list[str]:
+    """:func:`untested_claims` for hand-written Markdown (chapters' text, the course, the intro).
+
+    Prose wraps its sentences over lines and puts findings in lists, so it is read by block
+    (paragraph or list): a block that attributes what it says to the study or another paper
+    (:data:`ATTRIBUTED`), or follows a block that does (a list after "... found that"), quotes
+    rather than claims; a question (an exercise) claims nothing; code blocks are skipped.
+    """
+    text = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)
+    blocks = [" ".join(line.strip() for line in b.splitlines()) for b in re.split(r"\n\s*\n", text)]
+    found: list[str] = []
+    for before, block in zip(["", *blocks], blocks):
+        if ATTRIBUTED.search(block) or ATTRIBUTED.search(before):
+            continue
+        found += [s for s in untested_claims(block) if not s.rstrip().endswith("?")]
+    return found
 
 
 #: A sentence ends at . ! or ? and a space (so not inside 0.46), except after an abbreviation;

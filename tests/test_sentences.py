@@ -235,6 +235,52 @@ def test_untested_claims_flags_rankings_without_a_test_beside_them():
     assert T.untested_claims("A, e.g. B, is the best (95% CI 0.1 to 0.2).") == []
 
 
+def test_untested_claims_catch_comparatives_with_than():
+    """ "higher ... than", "agrees closely" and "systematically" rank too; "the lower end of an
+    interval" does not, and a simulation beside a claim backs it."""
+    assert T.untested_claims("SimCLR gives higher consistency than Supervised.") != []
+    assert T.untested_claims("It is systematically lower on train images.") != []
+    assert T.untested_claims("The train split agrees closely with the test split.") != []
+    assert T.untested_claims("A probe is left out when the lower end of its interval is low.") == []
+    backed = "Such tests reject more than 1% (30% in a simulation with 10 datasets)."
+    assert T.untested_claims(backed) == []
+
+
+def test_untested_prose_claims_read_blocks_attributions_and_questions():
+    prose = (
+        "Pairs of self-supervised models keep their\nsimilarity structure best.\n\n"
+        "The study found that\n\n- self-supervised pairs are more consistent than others;\n\n"
+        "Which objective is the most consistent in this run?\n\n"
+        "```python\nbest = table.max()  # the best row\n```\n"
+    )
+    assert T.untested_prose_claims(prose) == [
+        "Pairs of self-supervised models keep their similarity structure best."
+    ]
+
+
+def test_the_hand_written_prose_makes_no_untested_claim():
+    """The chapters' and lessons' Markdown cells and the intro: a sentence that ranks or compares
+    states its test, says it only describes, or quotes the study (only computed sentences were
+    checked; chapter 5 called its pairs the run's most consistent without either). The methods
+    page is left out: its comparisons are of formulas ("much larger than their sum")."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pages = {"book/intro.md": (root / "book" / "intro.md").read_text()}
+    for path in [
+        *sorted(root.glob("notebooks/*.ipynb")),
+        *sorted(root.glob("book/course/*.ipynb")),
+    ]:
+        cells = json.loads(path.read_text())["cells"]
+        pages[str(path.relative_to(root))] = "\n\n".join(
+            "".join(c["source"]) for c in cells if c["cell_type"] == "markdown"
+        )
+    assert len(pages) > 20
+    claims = {name: T.untested_prose_claims(text) for name, text in pages.items()}
+    assert not {k: v for k, v in claims.items() if v}
+
+
 def test_domain_contrast_text_is_worded_by_the_permutation_test():
     row = {
         "same domain": 0.2,
