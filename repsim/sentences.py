@@ -312,7 +312,7 @@ def _sign_verdict(positive: int, negative: int, alpha: float = 0.05, ties: int =
     if positive + negative == 0:
         return "not tested, since no dataset separates the two)."
     p = sign_test(positive, negative)
-    test = f"exact sign test over datasets, {format_p(p, alpha)}"
+    test = f"exact sign test over datasets with these models held fixed, {format_p(p, alpha)}"
     if ties:
         test += f", {ties} tied dataset{'s' if ties != 1 else ''} left out"
     if p < alpha:
@@ -369,7 +369,10 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
             f"({medians}): no relabelling of the datasets' domains changes which pairs share one, "
             "so there is nothing to test."
         )
-    test = f"domain labels permuted over the {int(row['datasets'])} datasets, {format_p(p)}"
+    test = (
+        f"domain labels permuted over the {int(row['datasets'])} datasets with these models held "
+        f"fixed, {format_p(p)}"
+    )
     if p < 0.05:
         word = "more" if same > diff else "less"
         return (
@@ -431,6 +434,8 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
             f"(alpha = {alpha} over {len(testable)} tests): with these few anchors per category "
             f"the smallest p an exact rank-sum test can give is {testable['p_min'].min():.3g}."
         )
+    unreachable = testable[testable["p_min"] >= thr] if "p_min" in testable else testable.iloc[:0]
+    testable = testable.drop(unreachable.index)
     sig = testable[testable.significant]
     text = (
         f"{len(sig)} of {len(testable)} testable category comparisons are significant after "
@@ -442,10 +447,15 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
             f"{fmt(r.median_a)} and {fmt(r.median_b)})"
             for r in sig.itertuples()
         )
-    if len(testable) < len(tests):
+    if len(unreachable):  # counted as "not significant" they read as tested and negative
         text += (
-            f" ({len(tests) - len(testable)} comparisons have a category with fewer than 2 anchors)"
+            f" ({len(unreachable)} more cannot be tested: with so few anchors the smallest p an "
+            f"exact rank-sum test can give, {unreachable['p_min'].min():.3g}, is not below "
+            f"{thr:.3g}: {join_names([f'{r.group_a} vs {r.group_b}' for r in unreachable.itertuples()])})"
         )
+    few = len(tests) - len(testable) - len(unreachable)
+    if few:
+        text += f" ({few} comparisons have a category with fewer than 2 anchors)"
     return text + "."
 
 
@@ -936,17 +946,17 @@ def train_split_text(
         if p < alpha:
             side = "higher" if up > down else "lower"
             parts.append(
-                f"{level}: systematically {side} (exact sign test over datasets, "
+                f"{level}: systematically {side} (exact sign test over datasets with these models held fixed, "
                 f"{format_p(p, alpha)})."
             )
         elif up + down < 6:
             parts.append(
                 f"{level}: a shift cannot be tested, since with fewer than 6 untied datasets no "
-                f"sign test can reach p < 0.05 (exact sign test over datasets, {format_p(p, alpha)})."
+                f"sign test can reach p < 0.05 (exact sign test over datasets with these models held fixed, {format_p(p, alpha)})."
             )
         else:
             parts.append(
-                f"{level}: no evidence of a systematic shift (exact sign test over datasets, "
+                f"{level}: no evidence of a systematic shift (exact sign test over datasets with these models held fixed, "
                 f"{format_p(p, alpha)})."
             )
     if summary is None or not len(summary):

@@ -1286,9 +1286,14 @@ def difference_sentence(
             f"Whether objective explains {subject} more than architecture does cannot be tested "
             f"on this run ({stats_text})."
         )
+    why = ""
+    if d["ci_low"] > 0:  # the interval alone would say "more": say what it lacks
+        why = "; the interval lies above 0, but objective's own permutation p is not below alpha"
+    elif d["ci_high"] < 0:
+        why = "; the interval lies below 0, but architecture's own permutation p is not below alpha"
     return (
         f"No evidence that objective explains {subject} more than architecture does, or the "
-        f"reverse ({stats_text})."
+        f"reverse ({stats_text}{why})."
     )
 
 

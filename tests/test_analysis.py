@@ -473,6 +473,23 @@ def test_rank_sum_text_with_untestable_groups():
     assert "No two categories" in T.rank_sum_text(tests, 0.01)
 
 
+def test_rank_sum_text_says_which_comparisons_cannot_reach_the_threshold():
+    """2 anchors against 8 cannot go below p = 2 / C(10, 2) = 0.044, above the Bonferroni
+    threshold 0.01 / 3: such a comparison was counted among the tested, not significant ones."""
+    rows = [("a", 0.9 + 0.01 * i) for i in range(2)]
+    rows += [("b", 0.5 + 0.01 * i) for i in range(8)] + [("c", 0.1 + 0.01 * i) for i in range(8)]
+    tidy = pd.DataFrame(
+        [{"anchor": f"{c}{i}", "category": c, "consistency": v} for i, (c, v) in enumerate(rows)]
+    )
+    tests = C.anchor_rank_sum_tests(tidy, alpha=0.01)
+    text = T.rank_sum_text(tests, 0.01)
+    assert text.startswith("1 of 1 testable category comparisons are significant")
+    assert (
+        "(2 more cannot be tested: with so few anchors the smallest p an exact rank-sum test can "
+        "give, 0.0444, is not below 0.00333: a vs b and a vs c)"
+    ) in text
+
+
 def test_spread_over_domains_and_domain_contrast():
     order = ["a1", "a2", "a3", "b1", "c1"]
     doms = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}

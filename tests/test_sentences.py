@@ -296,7 +296,7 @@ def test_domain_contrast_text_is_worded_by_the_permutation_test():
     assert text == (
         "Over all model pairs, datasets of the same domain are less consistent with each other "
         "than datasets of different domains (median 0.20 over 12 dataset pairs within a domain, "
-        "0.50 across domains; domain labels permuted over the 10 datasets, p = 0.01)."
+        "0.50 across domains; domain labels permuted over the 10 datasets with these models held fixed, p = 0.01)."
     )
     more = T.domain_contrast_text(table.assign(**{"same domain": 0.8}))
     assert "are more consistent" in more
@@ -316,7 +316,7 @@ def test_behaviour_text_states_the_sign_test_over_datasets():
     text = T.behaviour_text(corr)
     p = stats.binomtest(7, 8, 0.5).pvalue  # 18/256
     assert (
-        f"on **7 of 8** datasets (mean r = -0.41; exact sign test over datasets, p = {p:.2f})"
+        f"on **7 of 8** datasets (mean r = -0.41; exact sign test over datasets with these models held fixed, p = {p:.2f})"
         in text
     )
     # no evidence is not evidence of chance: the sentence does not assert the null

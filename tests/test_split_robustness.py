@@ -255,7 +255,7 @@ def test_sentence_agree_case():
     assert "p < 0.001" in text and "overstates" in text
     assert "higher on train images on **2 of 4** datasets" in text
     assert "a shift cannot be tested, since with fewer than 6 untied datasets" in text
-    assert "(exact sign test over datasets, p = 1.00)" in text
+    assert "(exact sign test over datasets with these models held fixed, p = 1.00)" in text
     assert "**0.40** on held-out and **0.42** on train" in text
     assert (
         "order of the 4 objective pairs by median consistency is kept (Spearman rho = 1.00, at "
@@ -271,7 +271,10 @@ def test_sentence_disagree_case():
     assert text.startswith("The train-split variant disagrees with the held-out one on d1")
     assert "agrees closely" not in text
     # all 8 datasets higher on train images: two-sided exact sign test p = 2 / 2**8
-    assert "systematically higher (exact sign test over datasets, p = 0.008)" in text
+    assert (
+        "systematically higher (exact sign test over datasets with these models held fixed, p = 0.008)"
+        in text
+    )
     assert "is not closely kept" in text
     assert "the highest median is C0 | C0 on held-out and C2 | C2 on train images" in text
     assert "the largest change is C0 | C0 (-0.700)" in text

@@ -571,8 +571,16 @@ def test_difference_sentence_needs_both_tests():
     o = {"p_value": 0.2, "factor": "objective"}
     a = {"p_value": 0.5, "factor": "architecture"}
     d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "confidence_level": 0.95}
-    # an interval above 0 is not enough when objective's own test finds nothing
-    assert stats.difference_sentence(d, o, a).startswith("No evidence")
+    # an interval above 0 is not enough when objective's own test finds nothing, and the
+    # sentence says why beside an interval that excludes 0
+    text = stats.difference_sentence(d, o, a)
+    assert text.startswith("No evidence") and text.endswith(
+        "; the interval lies above 0, but objective's own permutation p is not below alpha)."
+    )
+    below = {**d, "ci_low": -0.2, "ci_high": -0.01}
+    assert stats.difference_sentence(below, o, a).endswith(
+        "; the interval lies below 0, but architecture's own permutation p is not below alpha)."
+    )
     o["p_value"] = 0.001
     text = stats.difference_sentence(d, o, a)
     assert text.startswith("Objective explains") and "95% CI 0.01 to 0.20" in text
