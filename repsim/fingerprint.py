@@ -43,7 +43,17 @@ def file_fingerprint(path: str | Path | None, error: type[RepsimError] = RepsimE
 
 
 def weights_fingerprint(path: str | Path | None) -> str | None:
-    """:func:`file_fingerprint` of a model's weights file; unreadable, a :class:`ModelError`."""
+    """:func:`file_fingerprint` of a model's weights file; unreadable, a :class:`ModelError`.
+
+    A weights folder (hf_transformers reads a save_pretrained folder) is identified by the names
+    and contents of every file in it: a model saved again into the same folder changes it."""
+    if path is not None and Path(path).is_dir():
+        h = hashlib.sha256()
+        root = Path(path)
+        for f in sorted(p for p in root.rglob("*") if p.is_file()):
+            h.update(os.fsencode(f.relative_to(root)) + b"\0")
+            h.update((file_fingerprint(f, ModelError) or "").encode() + b"\0")
+        return h.hexdigest()
     return file_fingerprint(path, ModelError)
 
 

@@ -724,9 +724,11 @@ def _write_run_info(
 def _weights_record(plan: RunPlan) -> dict[str, dict[str, str | None]]:
     """Each local weights file the run used, with its SHA-256, so a reader can tell whether a
     manifest beside it (the mini-zoo's) describes these files."""
+    from repsim.zoo.weights import local_weights_file
+
     record = {}
     for m in plan.models:
-        path = getattr(m, "weights", None)
+        path = local_weights_file(m)
         if path is None or not Path(path).is_file():
             continue
         p = Path(path).resolve()

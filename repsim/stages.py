@@ -36,6 +36,7 @@ from repsim.fingerprint import (
 from repsim.plan import RunPlan
 from repsim.runfolder import RunFolder
 from repsim.runinfo import package_versions
+from repsim.zoo.weights import local_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = N
     return stage_key(
         "features",
         model,
-        weights_fingerprint(getattr(model, "weights", None)),
+        weights_fingerprint(local_weights_file(model)),
         stimuli_key(plan, ds),
         stimuli_sha,
         plan.probes_enabled,
@@ -315,7 +316,11 @@ def _loaded_model(spec: Any, device: str, pretrained: bool = True) -> Any:
     from repsim.extract import model_memory_budget, module_bytes
     from repsim.zoo import load_model
 
-    key = stage_key(spec, device, pretrained)
+    # the weights' content is in the key: a file changed between two runs of one process (a
+    # notebook, a long-lived dask worker) was a cache hit, and the "recomputed" features came
+    # from the old model
+    weights = weights_fingerprint(local_weights_file(spec)) if pretrained else None
+    key = stage_key(spec, device, pretrained, weights)
     if key in _MODELS:
         return _MODELS[key][0]
     loaded = load_model(spec, pretrained=pretrained, device=device)

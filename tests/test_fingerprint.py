@@ -350,3 +350,66 @@ def test_folder_fingerprint_follows_symlinked_folders_and_odd_names(tmp_path):
     with open(os.path.join(os.fsencode(real), b"\xff.png"), "wb") as f:
         f.write(b"x")
     assert folder_fingerprint(view) is not None
+
+
+def test_a_minizoo_model_without_weights_is_keyed_by_its_default_file(tmp_path, monkeypatch):
+    """An entry without ``weights:`` reads the zoo's default ``<id>.safetensors``; that file was in
+    no key, so retraining it in place (what ``repsim minizoo train`` does by default) reused the
+    old model's features with nothing redone."""
+    import dataclasses
+
+    from repsim import stages
+    from repsim.minizoo import loader
+    from repsim.plan import load_plan
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("faces.npz", "textures.npz"):
+        (data / name).write_bytes(name.encode())
+    plan = load_plan(_config(tmp_path / "c.yaml", data), check_models=False)
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    model = dataclasses.replace(plan.models[0], weights=None)
+    shutil.copy(plan.models[0].weights, zoo / f"{model.id}.safetensors")
+    monkeypatch.setattr(loader, "DEFAULT_DIR", zoo)
+    before = stages.features_key(plan, model, plan.datasets[0])
+    assert before == stages.features_key(plan, model, plan.datasets[0])
+    shutil.copy(plan.models[1].weights, zoo / f"{model.id}.safetensors")  # retrained in place
+    assert stages.features_key(plan, model, plan.datasets[0]) != before
+
+
+def test_a_weights_file_changed_within_one_process_is_loaded_again(tmp_path):
+    """Built models are kept per process; a file changed between two runs of one process (a
+    notebook, a long-lived dask worker) was a cache hit, so the redone features came from the
+    old model."""
+    import torch
+
+    from repsim import stages
+    from repsim.zoo.spec import ModelSpec
+
+    weights = tmp_path / "w.safetensors"
+    shutil.copy(REPO / "data" / "minizoo" / "cnn-supervised-s0.safetensors", weights)
+    spec = ModelSpec("m", "minizoo", "cnn", weights=weights)
+    first = stages._loaded_model(spec, "cpu")
+    assert stages._loaded_model(spec, "cpu") is first  # the same file: reused
+    shutil.copy(REPO / "data" / "minizoo" / "cnn-supervised-s1.safetensors", weights)
+    second = stages._loaded_model(spec, "cpu")
+    assert second is not first
+    old, new = (next(m.module.parameters()) for m in (first, second))
+    assert not torch.equal(old, new)
+
+
+def test_a_weights_folder_is_fingerprinted_by_its_files(tmp_path):
+    from repsim.fingerprint import weights_fingerprint
+
+    folder = tmp_path / "align"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"a" * 10)
+    first = weights_fingerprint(folder)
+    assert first is not None and weights_fingerprint(folder) == first
+    (folder / "model.safetensors").write_bytes(b"b" * 10)  # saved again into the same folder
+    second = weights_fingerprint(folder)
+    assert second != first
+    (folder / "model.safetensors").rename(folder / "other.safetensors")
+    assert weights_fingerprint(folder) not in (first, second)

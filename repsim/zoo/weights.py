@@ -221,6 +221,17 @@ def locate_weights(spec: ModelSpec) -> WeightsSource:
     return locator(spec)
 
 
+def local_weights_file(spec: ModelSpec) -> str | None:
+    """The local file (or folder) ``spec``'s pretrained weights are read from: its ``weights:``,
+    or the mini-zoo's default file when it has none. None where they come from a download or a
+    cache, which the spec's identifier names. The stage keys fingerprint this path, so a file
+    retrained in place (``repsim minizoo train`` writes the default files) is seen."""
+    if getattr(spec, "weights", None) is None and getattr(spec, "loader", None) != "minizoo":
+        return None
+    source = locate_weights(spec)
+    return source.where if source.kind == "local" else None
+
+
 def url_source(spec: ModelSpec, url: str, what: str, cached: Iterable[Path] = ()) -> WeightsSource:
     """A checkpoint URL: ``cached`` when in the torch.hub cache (or one of ``cached``), else remote."""
     hint = url_cache_path(url)
