@@ -208,6 +208,7 @@ def _run_locked(
         cluster or scheduler,
     )
 
+    plan.device_type["type"] = device.split(":")[0]  # in the stage keys (plan.numerics)
     stages.fingerprint_data(plan)  # once here, before the plan is sent to any worker
     probe_pool = _probe_pool_possible(plan, device, scheduler, cluster)
     wall: dict[str, float] = {}

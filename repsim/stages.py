@@ -134,6 +134,7 @@ def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = N
         plan.extract.get("keep_raw", False),
         plan.extract.get("pretrained", True),
         plan.extract.get("precision", "float32"),
+        plan.numerics(batch=True),
         stage_code("features"),
     )
 
@@ -151,6 +152,7 @@ def similarity_key(plan: RunPlan, ds: Any, run_dir: Path, stimuli_sha: str | Non
         stimuli_sha,
         plan.measures,
         plan.similarity,
+        plan.numerics(),
         stage_code("similarity"),
     )
 
@@ -159,7 +161,7 @@ def probe_key(
     plan: RunPlan, model: Any, ds: Any, run_dir: Path, stimuli_sha: str | None = None
 ) -> str:
     sha = StageCache(run_dir).info("features", f"{ds.id}/{model.id}").get("sha256")
-    return stage_key("probe", sha, stimuli_sha, plan.probe, stage_code("probes"))
+    return stage_key("probe", sha, stimuli_sha, plan.probe, plan.numerics(), stage_code("probes"))
 
 
 # ----------------------------------------------------------------------------- stimuli

@@ -139,6 +139,44 @@ def test_a_stage_made_by_other_code_is_redone_and_only_that_stage(
     xr.testing.assert_identical(xr.load_dataset(folder.similarity), before)  # same code really
 
 
+@pytest.mark.parametrize(
+    ("extra", "stages_redone"),
+    [
+        ("threads: 2\n", {"features", "similarity"}),
+        ("extract: {batch_size: 7}\n", {"features"}),  # similarity: if the features changed
+    ],
+    ids=["threads", "batch_size"],
+)
+def test_settings_that_fix_the_last_bits_redo_their_stages(
+    run_copy, tmp_path, extra, stages_redone
+):
+    """threads and extract.batch_size change the last bits of the numbers but were in no stage
+    key: a rerun under the new value rebuilt the result files from the old parts (about 150
+    values per measure differed from a fresh run), so the folder did not reproduce its config."""
+    from repsim.plan import load_plan
+
+    write_config(tmp_path / "small.yaml")
+    config = tmp_path / "changed.yaml"
+    config.write_text(f"name: faults\ninclude: [small.yaml]\n{extra}")
+    run(config, run_copy, device="cpu")
+    redone = _info(run_copy)["redone"]
+    assert stages_redone <= {line.split()[0] for line in redone} <= {"features", "similarity"}
+    fresh = tmp_path / "fresh"
+    run(config, fresh, device="cpu")
+    for name in ("similarity.nc", "consistency.nc"):
+        assert (run_copy / name).read_bytes() == (fresh / name).read_bytes(), name
+    plan = load_plan(config, check_models=False)
+    cpu = stages_key(plan, "cpu")
+    assert cpu != stages_key(plan, "cuda")  # the device type too: its kernels and budgets
+
+
+def stages_key(plan, device_type: str) -> str:
+    from repsim import stages
+
+    plan.device_type["type"] = device_type
+    return stages.features_key(plan, plan.models[0], plan.datasets[0])
+
+
 def test_one_model_run_finishes(run_copy, tmp_path):
     config = write_config(tmp_path / "one.yaml", name="one", models=MODELS[:1])
     result = run(config, run_copy, device="cpu")
