@@ -249,6 +249,11 @@ def test_section_fields_match_the_functions_they_configure() -> None:
         ("{id: a/b, loader: minizoo, identifier: cnn}", "model id 'a/b' cannot be used"),
         ("{id: .hidden, loader: minizoo, identifier: cnn}", "cannot be used"),
         ("{id: ok, loader: minizoo, identifier: cnn, weigths: x}", "did you mean 'weights'"),
+        (  # the model lost its objective in every grouping, without a word
+            "{id: ok, loader: minizoo, identifier: cnn, metadata: {objectve: Supervised}}",
+            "model entry 'ok': metadata: unknown key 'objectve' \\(did you mean 'objective'\\?\\)"
+            ".*free text goes under notes:",
+        ),
         ("{id: ok, loader: minizo, identifier: cnn}", "did you mean 'minizoo'"),
         ("{id: ok, loader: minizoo, identifier: cnn, layer: 3}", "'layer' must be a string"),
         # preprocess values were taken as given: std 0 gave NaN features read as missing chunks,
@@ -286,6 +291,12 @@ def test_section_fields_match_the_functions_they_configure() -> None:
 def test_bad_model_entries(tmp_path: Path, entry: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         _plan(tmp_path, f"models:\n  - {entry}\n")
+
+
+def test_metadata_takes_notes_beside_its_fields(tmp_path: Path) -> None:
+    entry = "{id: ok, loader: minizoo, identifier: cnn, metadata: {_mine: x, notes: y, seed: 1}}"
+    plan = _plan(tmp_path, f"models:\n  - {entry}\nselect: {{models: [ok]}}\n")
+    assert plan.models[0].metadata["notes"] == "y"
 
 
 def test_dataset_ids_stay_inside_the_run_folder(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repsim.errors import ConfigError
+from repsim.names import SPEC_METADATA_KEYS
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +36,7 @@ _SPEC_KEYS = {
     "preprocess",
     "metadata",
 }
+_METADATA_HINT = " (free text goes under notes:, or under a key starting with _)"
 #: ``options:`` keys of the model loaders that read a fixed set of them, checked when a spec is made.
 #: The other loaders (timm, open_clip, torch_hub, minizoo) pass their options on to the library that
 #: builds the model, so it decides what they accept, when the plan builds it on the meta device.
@@ -279,6 +281,8 @@ def spec_from_entry(
         if entry.get(key) is not None and not isinstance(entry.get(key), Mapping):
             raise ConfigError(f"{where}: '{key}' must be a mapping")
     metadata = dict(entry.get("metadata") or {})
+    # a misspelt key (objectve:) left the model without its category in every grouping
+    check_keys(metadata, SPEC_METADATA_KEYS, f"{where}: metadata", hint=_METADATA_HINT)
     if metadata.get("embed_dim") is not None:
         dim = metadata["embed_dim"]
         dim = int(dim) if isinstance(dim, str) and dim.isdigit() else whole_number(dim)
