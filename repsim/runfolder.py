@@ -488,6 +488,15 @@ class RunResults:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+def _written_by_a_run(path: Path, keys: tuple[str, ...]) -> bool:
+    """Whether ``path`` is a JSON object with ``keys`` (a run's run.json or manifest.json)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(k in data for k in keys)
+
+
 def _not_a_folder(path: Path) -> str:
     """The message for an --out that exists and is not a folder: a file, or a device such as
     /dev/null (which is not "a file" to remove)."""
@@ -613,12 +622,21 @@ class RunFolder:
                 )
 
     def is_run_folder(self) -> bool:
-        """Whether a run has entered this folder: its lock, stage records, features, manifest or
-        run.json. Not ``stimuli/`` or ``similarity.nc``: a user's own folder may hold an image
-        folder named stimuli or an exported similarity file, and a run cleans up by name."""
-        marks = (LOCK, STAGES, FEATURES, MANIFEST, INFO)
+        """Whether a run has entered this folder: its lock, stage records, features, or a
+        manifest or run.json that a run wrote. Not ``stimuli/`` or ``similarity.nc``: a user's
+        own folder may hold an image folder named stimuli or an exported similarity file, and a
+        run cleans up by name. For the same reason a ``run.json`` or ``manifest.json`` counts
+        only with the keys a run writes: another tool's run.json made a user's folder a run
+        folder, and the run then removed its summary.txt and stimuli/."""
+        marks = (LOCK, STAGES, FEATURES)
         with filesystem_errors(self.path, "read"):  # a path too long for the filesystem
-            return any((self.path / name).exists() for name in marks)
+            return any((self.path / name).exists() for name in marks) or any(
+                _written_by_a_run(self.path / name, keys)
+                for name, keys in (
+                    (INFO, ("status", "config_hash")),
+                    (MANIFEST, ("config_hash", "files")),
+                )
+            )
 
     def create(self) -> RunFolder:
         """Create the folder (and parents); RunFolderError naming the path and fix when it cannot."""

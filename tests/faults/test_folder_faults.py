@@ -577,6 +577,38 @@ def test_a_folder_that_is_not_a_run_folder_is_left_alone(small_config, tmp_path,
     assert RunFolder(empty).is_run_folder()
 
 
+@pytest.mark.parametrize("name", ["run.json", "manifest.json"])
+def test_another_tools_run_json_does_not_make_a_run_folder(small_config, tmp_path, name):
+    """A folder of another tool's run (its own run.json) was taken for a run folder: the run
+    replaced its summary.txt and removed its stimuli/data.csv."""
+    theirs = tmp_path / "theirs"
+    (theirs / "stimuli").mkdir(parents=True)
+    (theirs / name).write_text('{"tool": "other"}')
+    (theirs / "summary.txt").write_text("their notes")
+    (theirs / "stimuli" / "data.csv").write_text("x,y\n")
+    with pytest.raises(RunFolderError, match="is not a run folder"):
+        run(small_config, theirs, device="cpu")
+    assert (theirs / "summary.txt").read_text() == "their notes"
+    assert (theirs / "stimuli" / "data.csv").is_file()
+    (theirs / name).write_text("not json")
+    assert not RunFolder(theirs).is_run_folder()
+
+
+def test_a_run_json_of_a_failed_run_still_marks_a_run_folder(small_config, tmp_path):
+    """What a run writes when it stops before any task (status and config hash) keeps the
+    folder a run folder, so the rerun may enter it."""
+    from repsim.errors import ConfigError
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({"status": "failed", "config_hash": "x"}))
+    assert RunFolder(folder).is_run_folder()
+    with pytest.raises(ConfigError):  # noqa: PT012 - not refused as a foreign folder
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"include: [{small_config}]\nmeasures: [no_such_measure]\n")
+        run(bad, folder, device="cpu")
+
+
 def test_a_users_stimuli_folder_does_not_make_a_run_folder(small_config, tmp_path, run_copy):
     """A project folder with its images in stimuli/ passed as --out: stimuli/ counted as a trace
     of a run, the folder was taken for a run folder, and the cleanup removed every entry of
