@@ -223,6 +223,27 @@ def test_a_two_model_run_renders(tmp_path, tiny_config):
     assert "This run has fewer than 3 models" in printed
 
 
+@pytest.mark.slow
+def test_a_one_model_run_renders_lesson_7(tmp_path, tiny_config):
+    """`repsim book` on a one-model run (which `repsim run` completes) failed after every chapter
+    had executed: lesson 7's Mantel test permuted the models of a run with none to permute."""
+    if not tiny_run_available():
+        pytest.skip("needs the real pipeline (the mini-zoo weights)")
+    from repsim.pipeline import run
+
+    cfg = tmp_path / "one.yaml"
+    cfg.write_text(
+        f"include: [{tiny_config}]\n"
+        "select: {models: [cnn-supervised-s0], datasets: [faces, textures]}\n"
+        "probe: {enabled: false}\n"
+    )
+    run_dir = run(cfg, tmp_path / "one", device="cpu").run_dir
+    lesson = [p for p in B.course_notebooks() if p.stem == "07_confounds_statistics"]
+    (path,) = B.execute_course(REPO / "book", tmp_path / "course", run_dir, lesson)
+    printed = "".join("".join(o.get("text", "")) for o in _assert_clean(path))
+    assert "a Mantel test over model pairs needs at least 3 models" in printed
+
+
 def _chrome():
     webdriver = pytest.importorskip("selenium.webdriver")
     chrome = (
