@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from repsim.argtypes import at_least
 from repsim.device import resolve_device
 from repsim.extract import (
     PRECISIONS,
@@ -373,19 +374,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--decode-images",
-        type=int,
+        type=at_least(1),
         default=None,
         help="decode-once images (default: 2048 on CUDA, 192 on CPU)",
     )
-    p.add_argument("--repeats", type=int, default=3, help="runs of each path (the fastest counts)")
+    p.add_argument(
+        "--repeats", type=at_least(1), default=3, help="runs of each path (the fastest counts)"
+    )
     p.add_argument(
         "--forward",
         action="store_true",
         help="also compare the whole path with forward-only (--models)",
     )
     p.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    p.add_argument("--n-images", type=int, default=None, help="default: 2048 on CUDA, 64 on CPU")
-    p.add_argument("--batch-size", type=int, default=None, help="default: 256 on CUDA, 32 on CPU")
+    p.add_argument(
+        "--n-images", type=at_least(1), default=None, help="default: 2048 on CUDA, 64 on CPU"
+    )
+    p.add_argument(
+        "--batch-size", type=at_least(1), default=None, help="default: 256 on CUDA, 32 on CPU"
+    )
     p.add_argument("--device", default=None)
     p.add_argument(
         "--precision", choices=list(PRECISIONS), default="float32", help="extract.precision"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from repsim.argtypes import at_least
 from repsim.device import resolve_device
 from repsim.extract import PRECISIONS, _Runner
 from repsim.zoo import ModelSpec, load_model
@@ -35,6 +36,8 @@ TIMM = {
     ),
 }
 DATASETS = ("photo_patches", "digits", "textures")
+#: every embedded set shipped in data/embedded (the choices of --datasets)
+EMBEDDED_SETS = sorted(p.stem for p in (DATA / "embedded").glob("*.npz"))
 MEASURES = ("cka_linear", "cka_rbf_0.4")
 
 
@@ -169,18 +172,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--precision", choices=[k for k in PRECISIONS if k != "float32"], default="bfloat16"
     )
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), help="embedded sets")
     p.add_argument(
-        "--minizoo-images", type=int, default=200, help="images per set for the mini-zoo (0: skip)"
+        "--datasets", nargs="+", choices=EMBEDDED_SETS, default=list(DATASETS), help="embedded sets"
     )
     p.add_argument(
-        "--timm-images", type=int, default=200, help="images per set for the timm models"
+        "--minizoo-images",
+        type=at_least(0),
+        default=200,
+        help="images per set for the mini-zoo (0: skip)",
+    )
+    p.add_argument(
+        "--timm-images", type=at_least(1), default=200, help="images per set for the timm models"
     )
     p.add_argument(
         "--timm", nargs="*", choices=list(TIMM), default=list(TIMM), help="timm models (none: skip)"
     )
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=at_least(1), default=16)
     args = p.parse_args(argv)
     groups: dict[str, list[ModelSpec]] = {}
     n_images: dict[str, int] = {}

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from repsim.argtypes import at_least
 from repsim.probe import (
     DEFAULT_LRS,
     REFINE_STEPS,
@@ -348,20 +349,28 @@ def precision_check(
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, run the benchmark, log a summary and optionally write JSON."""
     p = argparse.ArgumentParser(prog="repsim bench probe", description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=10_000, help="train rows")
-    p.add_argument("--dim", type=int, default=768, help="feature dimension")
-    p.add_argument("--classes", type=int, default=100)
-    p.add_argument("--settings", type=int, default=56, help="(lr, wd) settings in the sweep")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="for the full probe")
-    p.add_argument("--sequential", type=int, default=4, help="settings timed alone; 0 = all")
+    p.add_argument("--n", type=at_least(2), default=10_000, help="train rows")
+    p.add_argument("--dim", type=at_least(1), default=768, help="feature dimension")
+    p.add_argument("--classes", type=at_least(2), default=100)
+    p.add_argument(
+        "--settings", type=at_least(1), default=56, help="(lr, wd) settings in the sweep"
+    )
+    p.add_argument("--epochs", type=at_least(1), default=20)
+    p.add_argument("--batch-size", type=at_least(1), default=1024)
+    p.add_argument(
+        "--seeds", type=at_least(0), nargs="+", default=[0, 1, 2], help="for the full probe"
+    )
+    p.add_argument(
+        "--sequential", type=at_least(0), default=4, help="settings timed alone; 0 = all"
+    )
     p.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--study", action="store_true", help="time steps at the study's sizes")
-    p.add_argument("--study-n", type=int, nargs="+", default=None, help="train rows (--study)")
-    p.add_argument("--study-dims", type=int, nargs="+", default=None, help="dims (--study)")
-    p.add_argument("--steps", type=int, default=8, help="timed steps per phase (--study)")
+    p.add_argument(
+        "--study-n", type=at_least(2), nargs="+", default=None, help="train rows (--study)"
+    )
+    p.add_argument("--study-dims", type=at_least(1), nargs="+", default=None, help="dims (--study)")
+    p.add_argument("--steps", type=at_least(1), default=8, help="timed steps per phase (--study)")
     p.add_argument("--precision", default="float32", choices=("float32", "bfloat16"))
     p.add_argument(
         "--precision-check", action="store_true", help="float32 against bfloat16 accuracies"

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from repsim.argtypes import at_least
 from repsim.errors import ConfigError
 from repsim.minizoo.archs import ARCHS, arch_kwargs, build_arch, count_params
 from repsim.minizoo.captions import Tokenizer
@@ -476,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--datasets", nargs="+", default=None, help="embedded set names (default: every *.npz)"
     )
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2])
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     p.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
     p.add_argument(
@@ -510,7 +511,7 @@ def build_evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", default=str(REPO / "data" / "embedded"), help="folder of embedded sets (*.npz)"
     )
-    p.add_argument("--threads", type=int, default=1, help="torch threads (as in training)")
+    p.add_argument("--threads", type=at_least(1), default=1, help="torch threads (as in training)")
     return p
 
 
