@@ -288,8 +288,12 @@ def test_train_writes_heldout_evaluate_refuses_a_changed_file_and_resume_skips_i
     path = out / manifest[0]["weights"]
     original = path.read_bytes()
     path.write_bytes(original + b" ")
-    with pytest.raises(ConfigError, match=r"SHA-256 differs.*--only mlp-supervised-s0"):
-        evaluate_zoo(out, tiny)
+    # (--out: without it the advice retrained into the shipped zoo; refused before the images
+    # are read, so a data folder that does not exist is never reached)
+    with pytest.raises(
+        ConfigError, match=rf"SHA-256 differs.*--only mlp-supervised-s0 --out {out}`"
+    ):
+        evaluate_zoo(out, tmp_path / "no-data-here")
     # --resume retrains only what is not intact with this budget (byte-identical to the first
     # training) and fills missing heldout rows
     (out / "heldout.csv").unlink()

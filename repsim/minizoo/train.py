@@ -440,22 +440,24 @@ def evaluate_zoo(zoo: str | Path, data_dir: str | Path) -> list[dict[str, Any]]:
     manifest = read_manifest(zoo / "manifest.csv")
     if not manifest:
         raise ConfigError(f"{zoo / 'manifest.csv'} is missing or empty; train the zoo first")
-    data = load_zoo_data(data_dir)
-    train, test = data.subset(True), data.subset(False)
-    rows: list[dict[str, Any]] = []
-    for row in tqdm(manifest, desc="held-out", unit="model"):
+    checked = []  # every file against its row before the images are loaded (a minute)
+    for row in manifest:
         path = zoo / row["weights"]
+        retrain = f"retrain it with `repsim minizoo train --only {row['id']} --out {zoo}`"
         if not path.exists():
-            raise ConfigError(
-                f"{row['id']}: weights file {path} is missing; retrain it with --only"
-            )
+            raise ConfigError(f"{row['id']}: weights file {path} is missing; {retrain}")
         sha = sha256_file(path)
         if sha != row["sha256"]:
             raise ConfigError(
                 f"{row['id']}: {path.name} does not match its manifest row (SHA-256 differs); "
-                f"retrain it with `repsim minizoo train --only {row['id']}`"
+                f"{retrain}"
             )
-        rows += evaluate_stored(path, row["id"], sha, train, test)[0]
+        checked.append((path, row["id"], sha))
+    data = load_zoo_data(data_dir)
+    train, test = data.subset(True), data.subset(False)
+    rows: list[dict[str, Any]] = []
+    for path, model, sha in tqdm(checked, desc="held-out", unit="model"):
+        rows += evaluate_stored(path, model, sha, train, test)[0]
     write_heldout(rows, zoo / HELDOUT)
     return rows
 
