@@ -744,7 +744,8 @@ def _code_version() -> str:
 
 def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
     """Content hashes of everything the result files are built from (parts, tables, features),
-    the run's name and config path they record, and the package's code."""
+    the run's name and config path they record, the package's code and the libraries'
+    versions."""
     inputs: dict[str, Any] = {}
     for ds in plan.datasets:
         inputs[f"stimuli {ds.id}"] = sha256_file(folder.stimuli(ds.id))
@@ -758,6 +759,9 @@ def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
     # the files name their run and config, and other code may compute them differently
     inputs["run name"], inputs["config path"] = plan.name, plan.config_path
     inputs["code"] = code_fingerprint()
+    # and the libraries that compute them (scipy's tests, pandas' and xarray's reductions): an
+    # upgrade kept result files built by the old versions when the parts were unchanged
+    inputs["versions"] = package_versions(("numpy", "scipy", "pandas", "xarray", "h5netcdf"))
     return inputs
 
 

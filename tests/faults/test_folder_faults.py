@@ -100,19 +100,21 @@ def test_renamed_config_rewrites_the_names_inside_the_result_files(
     assert _info(run_copy)["config"]["name"] == "faults-renamed"
 
 
-def test_results_of_other_code_are_rebuilt(run_copy, small_config):
-    """Result files written by other code are not kept as current, even with equal inputs."""
+@pytest.mark.parametrize("what", ["code", "versions"])
+def test_results_of_other_code_are_rebuilt(run_copy, small_config, what):
+    """Result files written by other code, or by other versions of the libraries that compute
+    them (a scipy upgrade), are not kept as current, even with equal inputs."""
     from repsim.runfolder import sha256_file
 
     folder = RunFolder(run_copy)
-    before = folder.read_manifest()["inputs"]["code"]
+    before = folder.read_manifest()["inputs"][what]
     folder.consistency.write_bytes(b"")  # what other code might have written...
     manifest = folder.read_manifest()
     manifest["files"]["consistency.nc"]["sha256"] = sha256_file(folder.consistency)
-    manifest["inputs"]["code"] = "other code"  # ...and recorded as its own
+    manifest["inputs"][what] = "other code"  # ...and recorded as its own
     folder.write_manifest(manifest)
     run(small_config, run_copy, device="cpu")
-    assert folder.read_manifest()["inputs"]["code"] == before
+    assert folder.read_manifest()["inputs"][what] == before
     assert folder.consistency.stat().st_size > 0 and folder.open_results().consistency is not None
 
 
