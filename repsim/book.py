@@ -459,25 +459,29 @@ def build_book(
     generated = book / "generated"
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    # both before the last build's notebooks are replaced, and before any notebook runs
-    run = check_run(run_dir) if execute else None
-    check_book_folder(book)
-    if run is not None:
-        if generated.exists():
-            shutil.rmtree(generated)
-        chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)
-        workers = book_workers(len(chapters))
-        log.info(
-            "executing %d chapter notebooks on %s, %d at a time", len(chapters), run_dir, workers
-        )
-        t0 = time.perf_counter()
-        _execute_checked(run, generated, chapters, parameters)
-        timings["chapters"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        execute_course(book, generated / "course", run_dir)
-        timings["course"] = time.perf_counter() - t0
-    elif not generated.exists():
-        raise BookError(f"{generated} does not exist: build once with execution on")
+    with _holding(run_dir) if execute else contextlib.nullcontext():
+        # both before the last build's notebooks are replaced, and before any notebook runs
+        run = check_run(run_dir) if execute else None
+        check_book_folder(book)
+        if run is not None:
+            if generated.exists():
+                shutil.rmtree(generated)
+            chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)
+            workers = book_workers(len(chapters))
+            log.info(
+                "executing %d chapter notebooks on %s, %d at a time",
+                len(chapters),
+                run_dir,
+                workers,
+            )
+            t0 = time.perf_counter()
+            _execute_checked(run, generated, chapters, parameters)
+            timings["chapters"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            execute_course(book, generated / "course", run_dir)
+            timings["course"] = time.perf_counter() - t0
+        elif not generated.exists():
+            raise BookError(f"{generated} does not exist: build once with execution on")
     write_student_notebooks(book, generated / "course" / "student")
     t0 = time.perf_counter()
     index = build_html(book)
@@ -487,6 +491,27 @@ def build_book(
     if execute:
         _record_timings(run_dir, timings)
     return index
+
+
+@contextlib.contextmanager
+def _holding(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder's lock while the notebooks read it: a ``repsim run`` in the folder
+    meanwhile (a rerun replacing its results) could leave a book whose chapters come from two
+    runs. A run already in the folder is named; a folder where this user cannot make the lock
+    file (read-only) is read without it."""
+    from repsim.runfolder import RunFolder, RunFolderError, RunLockedError
+
+    held = contextlib.ExitStack()
+    try:
+        held.enter_context(RunFolder(run_dir).lock())
+    except RunLockedError as exc:
+        raise RunLockedError(
+            str(exc).replace("or choose another --out", "then build the book")
+        ) from None
+    except RunFolderError as exc:
+        log.info("building the book without the run folder's lock: %s", exc)
+    with held:
+        yield
 
 
 def _record_timings(run_dir: str | Path, timings: Mapping[str, float]) -> None:

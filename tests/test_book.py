@@ -244,6 +244,19 @@ def test_a_one_model_run_renders_lesson_7(tmp_path, tiny_config):
     assert "a Mantel test over model pairs needs at least 3 models" in printed
 
 
+def test_the_book_is_not_built_while_a_run_writes_the_folder(tiny_run, tmp_path):
+    """The notebooks read the run folder for minutes; a rerun replacing its results meanwhile
+    could leave chapters from two runs. The book holds the folder's lock, so either waits."""
+    from repsim.runfolder import RunFolder, RunLockedError
+
+    book = tmp_path / "book"
+    book.mkdir()
+    with RunFolder(tiny_run).lock():  # a run in the folder
+        with pytest.raises(RunLockedError, match="in use by another run .*then build the book"):
+            B.build_book(run_dir=tiny_run, book_dir=book)
+    assert not (book / "generated").exists()
+
+
 def _chrome():
     webdriver = pytest.importorskip("selenium.webdriver")
     chrome = (
