@@ -145,7 +145,9 @@ def design_table(
         missing = [m for m, p in zip(models, parsed) if p is None]
         if missing:
             raise InputError(
-                f"no seed for models {missing[:5]}: add a seed_a coord or name models '<id>-s<N>'"
+                f"no seed for models {missing[:5]}: the controlled tests read a model's seed from "
+                "its id, so name them '<id>-s<N>' (metadata.seed is a note for the reader, not "
+                "read here; with xarray, a seed_a coord on model_a also works)"
             )
         seeds = [p.group(1) for p in parsed]  # type: ignore[union-attr]
     fine = [

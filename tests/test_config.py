@@ -255,6 +255,10 @@ def test_section_fields_match_the_functions_they_configure() -> None:
             ".*free text goes under notes:",
         ),
         ("{id: ok, loader: minizo, identifier: cnn}", "did you mean 'minizoo'"),
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, metadata: {seed: one}}",
+            "metadata.seed must be a whole number of at least 0",
+        ),
         ("{id: ok, loader: minizoo, identifier: cnn, layer: 3}", "'layer' must be a string"),
         # preprocess values were taken as given: std 0 gave NaN features read as missing chunks,
         # two means a traceback in extraction, crop 100000 a request for 30 TB

@@ -103,6 +103,15 @@ def test_design_prefers_a_seed_coord():
 
 
 # -------------------------------------------------------------------------- category-pair engine
+def test_a_model_without_a_seed_is_named_with_the_fix():
+    """The error asked for "a seed_a coord", which a config cannot add, and said nothing of the
+    metadata.seed a user had set."""
+    sim = make_zoo(0, None)
+    renamed = sim.assign_coords(model_a=[str(m).replace("-s", "-r") for m in sim.model_a.values])
+    with pytest.raises(InputError, match="name them '<id>-s<N>' \\(metadata.seed is a note"):
+        stats.design_table(renamed)
+
+
 def test_engine_matches_grouped_consistency():
     """Mean consistency per category pair equals the mean over dataset pairs of consistency()."""
     sim = make_zoo(3, "objective", n_datasets=5)["cka_linear"]

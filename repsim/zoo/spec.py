@@ -292,6 +292,11 @@ def spec_from_entry(
                 f"{metadata['embed_dim']!r}"
             )
         metadata["embed_dim"] = dim
+    seed = metadata.get("seed")
+    if seed is not None and ((n := whole_number(seed)) is None or n < 0):
+        raise ConfigError(
+            f"{where}: metadata.seed must be a whole number of at least 0 (or null), got {seed!r}"
+        )
     for key in ("params_m", "image_params_m"):  # read as numbers into the result files
         value = metadata.get(key)
         if value is not None and (
