@@ -138,9 +138,14 @@ def run(
     """
     folder = RunFolder(out)
     folder.preflight()
-    plan = load_plan(config)
-    check_scheduler(scheduler, cluster, plan.raw.get("cluster"))
+    # before the plan builds and checks every model (64 of them, with download checks, for the
+    # study's config): a mistyped --device or --scheduler costs a second, not minutes
     device = str(resolve_device(device))
+    if cluster is None:
+        check_scheduler(scheduler)
+    plan = load_plan(config)
+    if cluster is not None:  # its options (jobs) are in the config
+        check_scheduler(scheduler, cluster, plan.raw.get("cluster"))
     folder.create()
     with folder.lock():
         try:

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from repsim import stages
-from repsim.errors import ConfigError
+from repsim.errors import ConfigError, RepsimError
 from repsim.names import MODEL_FIELDS
 from repsim.pipeline import run
 from repsim.plan import load_plan
@@ -134,6 +134,22 @@ def test_local_cluster_gives_bitwise_identical_results(
 def test_unknown_scheduler_is_a_clear_error(tiny_config: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="local:N"):
         run(tiny_config, tmp_path / "run", scheduler="mpi", device="cpu")
+
+
+@pytest.mark.parametrize("option", [{"scheduler": "local:0"}, {"device": "tpu"}])
+def test_scheduler_and_device_are_checked_before_the_models(
+    tiny_config, tmp_path, monkeypatch, option
+):
+    """They were checked after the plan had built every model and checked its weights (64
+    models with download checks for the study's config)."""
+    import repsim.pipeline as P
+
+    def no_plan(*args, **kwargs):
+        raise AssertionError("the plan was loaded first")
+
+    monkeypatch.setattr(P, "load_plan", no_plan)
+    with pytest.raises(RepsimError):
+        run(tiny_config, tmp_path / "run", **{"device": "cpu", **option})
 
 
 def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path, monkeypatch):
