@@ -57,6 +57,7 @@ from repsim.scheduler import (
     pool_workers,
     process_map,
 )
+from repsim.stimuli.subset import PROBE_CLASSES_FIX, PROBE_SPLIT_FIX, probe_split_problem
 from repsim.tasks import Guarded, TaskFailure, failure_report, failures
 
 log = logging.getLogger(__name__)
@@ -368,36 +369,24 @@ def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -
         )
     if not plan.probes_enabled:
         return
-    missing, classes = [], []
-    for ds in plan.datasets:
-        table = stages.read_stimuli(folder.path, ds)
-        lacking = [s for s in ("train", "test") if s not in set(table["split"])]
-        if lacking:
-            missing.append(f"{ds.id} has no {' or '.join(lacking)} images")
-            continue
-        train = set(table.loc[table["split"] == "train", "label"])
-        unseen = sorted(set(table.loc[table["split"] == "test", "label"]) - train)
-        if len(train) < 2:
-            classes.append(f"{ds.id} has {len(train)} class in its train split (a probe needs 2)")
-        elif unseen:
-            classes.append(
-                f"{ds.id} has test images of {len(unseen)} class(es) its train split lacks "
-                f"(class indices {', '.join(str(u) for u in unseen[:10])})"
-            )
+    problems = [
+        probe_split_problem(ds.id, table["split"], table["label"])
+        for ds in plan.datasets
+        for table in [stages.read_stimuli(folder.path, ds)]
+    ]
+    missing = [why for kind, why in filter(None, problems) if kind == "split"]
+    classes = [why for kind, why in filter(None, problems) if kind == "classes"]
     if missing:
         raise DatasetError(
             "linear probes need a train and a test split on every dataset: "
             + "; ".join(missing)
-            + ". Hold out a test part (imagefolder and torchvision: options: {test_fraction: 0.2}), "
-            "give the split folders (options: {splits: ...}), or turn probes off "
-            "(probe: {enabled: false})."
+            + PROBE_SPLIT_FIX
         )
     if classes:
         raise DatasetError(
             "linear probes cannot be fitted and scored on every dataset: "
             + "; ".join(classes)
-            + ". Give those datasets train images of every class they test, leave them out "
-            "(select: {datasets: [...]}), or turn probes off (probe: {enabled: false})."
+            + PROBE_CLASSES_FIX
         )
 
 

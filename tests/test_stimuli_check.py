@@ -144,6 +144,26 @@ def test_no_test_split_under_split_test_is_named_with_the_fixes(tmp_path: Path) 
         stimulus_table(spec)  # what the run's stimulus stage does
 
 
+def test_datasets_check_refuses_what_the_runs_probes_refuse(tmp_path: Path) -> None:
+    """A folder without a test split, or with one class, passed ``repsim datasets --check``
+    ("every image decodes") and the run then refused it at once for its linear probes."""
+    root = tmp_path / "imgs"
+    for i in range(3):
+        _write(root / "train" / "ant" / f"{i}.png", _png(i))
+    entry = {"id": "fx", "loader": "imagefolder", "path": str(root), "domain": "Structured"}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": [entry]}))
+    table, ok = check_datasets(cfg, decode=True)
+    assert not ok and "fx: linear probes cannot run: fx has no test images. Hold out" in table
+    assert "every image of the" not in table
+    for i in range(3):
+        _write(root / "test" / "ant" / f"{i}.png", _png(10 + i))
+    table, ok = check_datasets(cfg)
+    assert not ok and "fx has 1 class in its train split (a probe needs 2). Give" in table
+    cfg.write_text(yaml.safe_dump({"datasets": [entry], "probe": {"enabled": False}}))
+    assert check_datasets(cfg)[1]  # no probes: nothing to refuse
+
+
 def _files_column(table: str, n: int) -> dict[str, str]:
     """The files cell of each of the ``n`` dataset rows, by id (the last column: it may hold
     spaces)."""

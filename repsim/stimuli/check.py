@@ -18,7 +18,13 @@ from repsim.config import load_config, parse_config, select_ids
 from repsim.errors import RepsimError
 from repsim.stimuli.open import open_dataset
 from repsim.stimuli.spec import DatasetSpec, parse_datasets
-from repsim.stimuli.subset import missing_split, similarity_subset
+from repsim.stimuli.subset import (
+    PROBE_CLASSES_FIX,
+    PROBE_SPLIT_FIX,
+    missing_split,
+    probe_split_problem,
+    similarity_subset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +75,9 @@ def check_datasets(
     table, each dataset that cannot be read gets a line saying why and how to get or fix its
     files, and (``decode``: every image decoded) each skipped item a line with its id and the
     reason. ``ok`` is False when a dataset cannot be read, lacks a split the config needs
-    (:func:`repsim.stimuli.subset.missing_split`) or, with
-    ``decode``, holds an unusable item.
+    (:func:`repsim.stimuli.subset.missing_split`), cannot take the config's linear probes
+    (:func:`repsim.stimuli.subset.probe_split_problem`) or, with ``decode``, holds an unusable
+    item.
     """
     raw = config if isinstance(config, Mapping) else load_config(config)
     cfg = parse_config(raw)
@@ -110,6 +117,12 @@ def check_datasets(
         if problem:
             ok = False
             notes.append(f"{spec.id}: {problem}")
+        probe = probe_split_problem(spec.id, st.split, st.labels) if cfg.probe.enabled else None
+        if probe is not None:  # what the run refuses before extracting, said here too
+            ok = False
+            kind, why = probe
+            fix = PROBE_SPLIT_FIX if kind == "split" else PROBE_CLASSES_FIX
+            notes.append(f"{spec.id}: linear probes cannot run: {why}{fix}")
         if st.skipped:
             ok = ok and not decode
             notes.append(

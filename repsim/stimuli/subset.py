@@ -15,6 +15,7 @@ measures similarity on other stimuli of the same datasets.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,44 @@ def missing_split(stimset: StimulusSet, split: str, spec: DatasetSpec | None = N
             "or set stimuli.split: train"
         )
     return f"{what}; add test images to the dataset, or set stimuli.split: train"
+
+
+#: the fixes of the probe checks on the datasets (the run's and ``repsim datasets --check``'s)
+PROBE_SPLIT_FIX = (
+    ". Hold out a test part (imagefolder and torchvision: options: {test_fraction: 0.2}), give "
+    "the split folders (options: {splits: ...}), or turn probes off (probe: {enabled: false})."
+)
+PROBE_CLASSES_FIX = (
+    ". Give those datasets train images of every class they test, leave them out (select: "
+    "{datasets: [...]}), or turn probes off (probe: {enabled: false})."
+)
+
+
+def probe_split_problem(dataset_id: str, split: Any, labels: Any) -> tuple[str, str] | None:
+    """Why linear probes cannot be fitted and scored on a dataset with these per-item ``split``
+    and ``labels``: ``("split", why)`` without a train or a test split, ``("classes", why)`` with
+    fewer than 2 classes in its train split or test classes its train split lacks; else None.
+
+    One rule for ``repsim datasets --check`` and the run (which refuses before any extraction):
+    the check passed datasets the run then refused.
+    """
+    split, labels = np.asarray(split, dtype=str), np.asarray(labels)
+    lacking = [s for s in ("train", "test") if not (split == s).any()]
+    if lacking:
+        return "split", f"{dataset_id} has no {' or '.join(lacking)} images"
+    train = set(labels[split == "train"].tolist())
+    unseen = sorted(set(labels[split == "test"].tolist()) - train)
+    if len(train) < 2:
+        return (
+            "classes",
+            f"{dataset_id} has {len(train)} class in its train split (a probe needs 2)",
+        )
+    if unseen:
+        return "classes", (
+            f"{dataset_id} has test images of {len(unseen)} class(es) its train split lacks "
+            f"(class indices {', '.join(str(u) for u in unseen[:10])})"
+        )
+    return None
 
 
 def stimulus_table(
