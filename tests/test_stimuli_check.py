@@ -164,6 +164,26 @@ def test_datasets_check_refuses_what_the_runs_probes_refuse(tmp_path: Path) -> N
     assert check_datasets(cfg)[1]  # no probes: nothing to refuse
 
 
+def test_a_dataset_of_unreadable_images_is_named_so_not_as_a_split_problem(tmp_path: Path):
+    """Every image cut in half: the run said "has no train images (all 0 are test) ... check the
+    split layout", which sent the user to the wrong place."""
+    from repsim.errors import DatasetError
+
+    root = tmp_path / "imgs"
+    for c in ("ant", "bee"):
+        for i in range(3):
+            png = _png(i)
+            _write(root / "train" / c / f"{i}.png", png[: len(png) // 2])
+    entry = {"id": "cut", "loader": "imagefolder", "path": str(root), "domain": "Structured"}
+    (spec,) = parse_datasets([entry], {})
+    with pytest.raises(
+        DatasetError,
+        match=r"'cut' has no usable images: all 6 items could not be "
+        r"read and were skipped \(the first, .*repair or replace the files",
+    ):
+        stimulus_table(spec)  # what the run's stimulus stage does
+
+
 def _files_column(table: str, n: int) -> dict[str, str]:
     """The files cell of each of the ``n`` dataset rows, by id (the last column: it may hold
     spaces)."""

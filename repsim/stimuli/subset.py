@@ -61,6 +61,13 @@ def missing_split(stimset: StimulusSet, split: str, spec: DatasetSpec | None = N
     """
     if (stimset.split == split).any():
         return None
+    if stimset.skipped and not len(stimset):  # every item unreadable: not a split layout problem
+        item, reason = stimset.skipped[0]
+        return (
+            f"dataset '{stimset.dataset_id}' has no usable images: all {len(stimset.skipped)} "
+            f"items could not be read and were skipped (the first, {item}: {reason}); repair or "
+            "replace the files (`repsim datasets --config CONFIG --check` lists each)"
+        )
     other = "test" if split == "train" else "train"
     what = (
         f"dataset '{stimset.dataset_id}' has no {split} images (all {len(stimset)} are {other}) "
