@@ -243,8 +243,8 @@ def check_run(run_dir: str | Path) -> Path:
         present = folder.similarity.exists()
     if not present:
         raise StoreError(
-            f"{run_dir} has no {folder.similarity.name}: run `repsim run CONFIG --out {run_dir}` "
-            "first, or pass --run with an existing run folder"
+            f"{run_dir} has no {folder.similarity.name}: {folder.why_no_results()} (or pass "
+            "--run with a finished run folder)"
         )
     folder.open_results()
     return run_dir

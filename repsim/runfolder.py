@@ -850,20 +850,28 @@ class RunFolder:
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.write_json(self.manifest_path, manifest)
 
-    def _why_no_results(self) -> str:
-        """What run.json says about a folder without results, with the command that makes them."""
+    def why_no_results(self) -> str:
+        """Why a folder has no results, with the command that makes them: a file given for a
+        folder, a run still writing it (its lock is held), or what run.json says."""
+        if self.path.exists() and not self.path.is_dir():
+            return (
+                f"{self.path} is a file, not a run folder: pass the folder a run wrote (its --out)"
+            )
+        writer = self.locked_by()
+        if writer is not None:
+            return f"a run is writing {self.path} (process {writer}); wait for it to finish"
         try:
             info = self.read_info()
         except (RunFolderError, PathError):  # unreadable: no record to go by
             info = {}
         info = info if isinstance(info, dict) else {}
-        config = info.get("config_path") or "data/configs/embedded.yaml"
-        rerun = f"`repsim run {config} --out {self.path}`"
+        config = info.get("config_path")
+        rerun = f"`repsim run {config or 'CONFIG'} --out {self.path}`"
         status = info.get("status")
-        if status == "running":
-            return f"the run in {self.path} has not finished (run.json: running); wait for it"
         if status not in ("failed", "interrupted"):
-            return f"run the pipeline first, e.g. {rerun}"
+            return f"run the pipeline first: {rerun}" + (
+                "" if config else " (e.g. CONFIG = data/configs/embedded.yaml)"
+            )
         failed = info.get("failed_tasks") if isinstance(info.get("failed_tasks"), list) else []
         errors = [t["error"] for t in failed if isinstance(t, dict) and t.get("error")]
         if info.get("error"):
@@ -873,6 +881,26 @@ class RunFolder:
             f"the run in {self.path} {status} before writing it (run.json{cause}); fix the cause "
             f"and rerun {rerun}"
         )
+
+    def locked_by(self) -> str | None:
+        """The process holding the folder's lock (a run writing it), or None; creates nothing."""
+        import fcntl
+
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:  # no lock file (or none readable): no run has it
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        except OSError:
+            return None
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def read_info(self) -> dict[str, Any]:
         """``run.json`` ({} when absent)."""
@@ -961,7 +989,7 @@ class RunFolder:
         with filesystem_errors(self.similarity, "read"):
             present = self.similarity.exists()
         if not present:
-            raise StoreError(f"{self.similarity} does not exist: {self._why_no_results()}")
+            raise StoreError(f"{self.similarity} does not exist: {self.why_no_results()}")
         manifest = self.read_manifest()
         if verify:
             if not isinstance(manifest.get("files"), dict):

@@ -462,7 +462,8 @@ def test_results_missing_after_a_failed_run_point_at_its_failure(tmp_path):
     folder = RunFolder(tmp_path / "run")
     folder.path.mkdir()
     with pytest.raises(
-        StoreError, match=r"run the pipeline first, e\.g\. `repsim run data/configs"
+        StoreError,
+        match=r"run the pipeline first: `repsim run CONFIG --out .*\(e\.g\. CONFIG = data",
     ):
         folder.open_results()
     info = {
@@ -480,3 +481,32 @@ def test_results_missing_after_a_failed_run_point_at_its_failure(tmp_path):
     folder.info.write_text("{not json")
     with pytest.raises(StoreError, match="run the pipeline first"):
         folder.open_results()
+
+
+def test_readers_say_when_a_run_is_writing_the_folder_or_a_file_was_given(tmp_path):
+    """A folder without results while a run holds its lock got "run the pipeline first" (the
+    run.json status 'running' it looked for is never written); a file given for the folder was
+    told to run with --out set to that file."""
+    from repsim.book import check_run
+    from repsim.errors import StoreError
+    from repsim.runfolder import RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    assert folder.locked_by() is None and not folder.lock_path.exists()  # creates nothing
+    with folder.lock():
+        assert folder.locked_by() == str(os.getpid())
+        with pytest.raises(StoreError, match=r"a run is writing .* \(process \d+\); wait for it"):
+            folder.open_results()
+    assert folder.locked_by() is None
+    file = tmp_path / "garbage.txt"
+    file.write_text("x")
+    with pytest.raises(StoreError, match="garbage.txt is a file, not a run folder"):
+        RunFolder(file).open_results()
+    folder.info.write_text('{"status": "failed", "config_path": "my.yaml", "error": "boom"}')
+    with pytest.raises(
+        StoreError,
+        match=r"has no similarity.nc: the run in .* failed before "
+        r"writing it \(run.json; its first error: boom\).*repsim run my.yaml",
+    ):
+        check_run(folder.path)  # repsim book said only "run `repsim run CONFIG --out ...`"
