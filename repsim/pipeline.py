@@ -404,24 +404,36 @@ def _fail(
 ) -> RunResult:
     """Record the failures in run.json (no result files: they would be incomplete) and raise."""
     timings["total"] = time.perf_counter() - t_start
-    folder.remove_results("the run did not finish")
-    _write_run_info(
-        plan,
-        folder,
-        device,
-        scheduler,
-        outcome,
-        timings,
-        rate,
-        redone,
-        failed=failed,
-        status="failed",
-    )
     n_failed = sum(not f.skipped for f in failed)
-    raise RunFailedError(
+    what = (
         f"{n_failed} task(s) failed and {len(failed) - n_failed} were skipped because they needed "
-        f"them:\n  {failure_report(failed)}\nEverything else finished and is kept in {folder.path} "
-        "(run.json lists the failures); fix the cause and rerun the same command to do only what is missing."
+        f"them:\n  {failure_report(failed)}"
+    )
+    try:
+        folder.remove_results("the run did not finish")
+        _write_run_info(
+            plan,
+            folder,
+            device,
+            scheduler,
+            outcome,
+            timings,
+            rate,
+            redone,
+            failed=failed,
+            status="failed",
+        )
+    except (OSError, RepsimError) as exc:
+        # a full disk is often why the tasks failed: the failures must not be lost with the
+        # record (the message named only run.json, and the short record listed no task)
+        _record_abort(plan, folder, RunFailedError(what))
+        raise RunFailedError(
+            f"{what}\nThe full record could not be written ({exc}); run.json holds these "
+            "failures in short. Fix the cause and rerun the same command to do only what is missing."
+        ) from exc
+    raise RunFailedError(
+        f"{what}\nEverything else finished and is kept in {folder.path} (run.json lists the "
+        "failures); fix the cause and rerun the same command to do only what is missing."
     )
 
 

@@ -341,6 +341,32 @@ def test_full_disk_in_a_task_is_reported_once_not_retried(run_copy, small_config
     assert f"features-faces-{MODELS[1]}" in str(err.value) and "no space left" in str(err.value)
 
 
+def test_a_failed_task_is_kept_when_the_full_record_cannot_be_written(
+    run_copy, small_config, monkeypatch
+):
+    """On a full disk the tasks fail and then run.json's full record fails too: the final message
+    named only run.json, and the short record written instead listed no failed task."""
+    from repsim import pipeline
+    from repsim.store import FeatureWriter
+
+    shutil.rmtree(RunFolder(run_copy).features / "faces" / MODELS[1])
+
+    def full(self, chunk, features, raw=None):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def no_record(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "run.json")
+
+    monkeypatch.setattr(FeatureWriter, "write_chunk", full)
+    monkeypatch.setattr(pipeline, "_write_run_info", no_record)
+    with pytest.raises(RunFailedError) as err:
+        run(small_config, run_copy, device="cpu")
+    message = str(err.value)
+    assert f"features-faces-{MODELS[1]}" in message and "The full record could not be" in message
+    info = _info(run_copy)
+    assert info["status"] == "failed" and f"features-faces-{MODELS[1]}" in info["error"]
+
+
 def _disk(monkeypatch, free: int) -> None:
     usage = shutil._ntuple_diskusage(10**12, 10**12 - free, free)
     monkeypatch.setattr("repsim.runfolder.shutil.disk_usage", lambda path: usage)
