@@ -257,11 +257,14 @@ def measure_agreement(
 def read_features(
     run: Run, dataset: str, models: Sequence[str], max_rows: int | None = None, seed: int = 0
 ) -> dict[str, np.ndarray] | None:
-    """Features of some models on one dataset, rows aligned by stimulus id.
+    """Features of some models on one dataset, rows aligned by stimulus id: the stimuli of the
+    dataset's similarity subset (the run's stimulus table), as similarity.nc was computed on.
 
+    The store holds every stimulus of the dataset, train split included (for the probes); the
+    robustness chapter read them all, so its error curves described another pool of images than
+    the run's similarity. A folder without stimulus tables (made by hand) gives every stored row.
     Models the store lacks on that dataset are left out; None without a store or with fewer than
-    two of the models stored. ``max_rows`` keeps a fixed random subset of the stimuli (the store
-    holds every stimulus of the dataset, not only the similarity subset).
+    two of the models stored. ``max_rows`` keeps a fixed random subset of those stimuli.
     """
     if run.features_path is None:
         return None
@@ -271,6 +274,11 @@ def read_features(
     if len(models) < 2:
         return None
     ids0, first = store.read(dataset, models[0])
+    ids0, first = np.asarray(ids0), np.asarray(first)
+    subset = _similarity_ids(run, dataset)
+    if subset is not None:
+        keep = np.isin(ids0, subset)
+        ids0, first = ids0[keep], first[keep]
     if max_rows is not None and len(ids0) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(ids0), size=max_rows, replace=False))
         ids0, first = np.asarray(ids0)[keep], np.asarray(first)[keep]
@@ -279,6 +287,17 @@ def read_features(
         _, f = store.read(dataset, m, ids=ids0)
         out[m] = np.asarray(f)
     return out
+
+
+def _similarity_ids(run: Run, dataset: str) -> np.ndarray | None:
+    """Ids of a dataset's similarity subset from the run's stimulus table (None without one)."""
+    from repsim.runfolder import RunFolder
+
+    path = RunFolder(run.path).stimuli(dataset)
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype={"id": str})
+    return table.loc[table["in_similarity"].astype(bool), "id"].to_numpy()
 
 
 def _default_measure() -> Callable[[np.ndarray, np.ndarray], float]:

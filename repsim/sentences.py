@@ -747,13 +747,20 @@ def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: flo
     """From how many stimuli the median error of pair similarity
     (:func:`repsim.analysis.stability_vs_n`) stays under ``tolerance``."""
     err = table.groupby("n").abs_error.median().sort_index()
+    err = err[err.index < n_all]  # n_all itself is the reference: its error is 0 by construction
+    if not len(err):
+        return (
+            f"No subset smaller than the {n_all} stimuli of {dataset} was tried, so nothing is "
+            "said about how many stimuli suffice."
+        )
     # the smallest n from which every larger n tried is below the tolerance too
     above = err.index[(err >= tolerance).to_numpy()]
     stays = err.index[err.index > above.max()] if len(above) else err.index
     if not len(stays):
         return (
             f"With {n_all} stimuli of {dataset} as the reference, the median absolute error is "
-            f"not below {tolerance} at the largest subset size tried (n = {err.index.max()})."
+            f"not below {tolerance} at the largest subset size tried below it (n = "
+            f"{err.index.max()})."
         )
     return (
         f"With {n_all} stimuli of {dataset} as the reference, the median absolute error falls "

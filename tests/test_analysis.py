@@ -538,6 +538,25 @@ def test_read_features_skips_missing_models(tmp_path):
     assert np.allclose(small[ids[1]], A.read_features(r, "shapes", ids[:2], max_rows=10)[ids[1]])
 
 
+def test_read_features_keeps_the_similarity_subset(tiny_run):
+    """The store holds train images for the probes too; the robustness chapter read them all,
+    so its curves described another pool of images than the run's similarity."""
+    import pandas as pd
+
+    r = CH.load_run(tiny_run)
+    ids = list(map(str, r.similarity.model_a.values))[:2]
+    feats = A.read_features(r, "faces", ids)
+    table = pd.read_csv(tiny_run / "stimuli" / "faces.csv")
+    n_sim = int(table["in_similarity"].sum())
+    assert n_sim < len(table) and all(len(f) == n_sim for f in feats.values())
+    store = r.feature_store()
+    sim_ids = table.loc[table["in_similarity"], "id"].tolist()
+    _, direct = store.read("faces", ids[0], ids=sorted(sim_ids))
+    got, direct = feats[ids[0]], np.asarray(direct)
+    assert got.shape == direct.shape  # the same rows, whatever their order
+    assert np.array_equal(np.sort(got, axis=0), np.sort(direct, axis=0))
+
+
 # ------------------------------------------------------------ the study's figures 2-4 and appendices
 def _blocks_sim(n_datasets: int = 3, seed: int = 0, k: int = 3) -> xr.DataArray:
     """Two objectives of k models each forming two similarity blocks, with noise per dataset."""

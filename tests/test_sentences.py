@@ -164,9 +164,16 @@ def test_platonic_text_branches():
 def test_robustness_texts():
     stab = pd.DataFrame({"n": [8, 8, 16, 16], "abs_error": [0.1, 0.2, 0.01, 0.02]})
     assert "falls below 0.02 from **n = 16** on" in T.stability_text(stab, 40, "cells", 0.02)
-    assert "is not below 0.001 at the largest subset size tried (n = 16)" in T.stability_text(
-        stab, 40, "cells", 0.001
+    assert "is not below 0.001 at the largest subset size tried below it (n = 16)" in (
+        T.stability_text(stab, 40, "cells", 0.001)
     )
+    # the reference size itself has error 0 by construction: it must not make "from n on" true
+    with_all = pd.concat([stab, pd.DataFrame({"n": [40], "abs_error": [0.0]})])
+    assert "at the largest subset size tried below it (n = 16)" in T.stability_text(
+        with_all, 40, "cells", 0.001
+    )
+    only_all = pd.DataFrame({"n": [40], "abs_error": [0.0]})
+    assert "No subset smaller than the 40 stimuli" in T.stability_text(only_all, 40, "cells", 0.02)
     # "from n on" holds for every larger n: a dip below the tolerance that rises again is not it
     bumpy = pd.DataFrame({"n": [8, 16, 32, 64], "abs_error": [0.01, 0.05, 0.04, 0.01]})
     assert "from **n = 64** on" in T.stability_text(bumpy, 500, "cells", 0.02)
