@@ -548,8 +548,8 @@ def transfer_text(table: pd.DataFrame, by: pd.DataFrame) -> str:
     mean_std_across_datasets`), and which category pair is steadiest
     (:func:`repsim.analysis.std_by_category_pair`)."""
     text = (
-        f"The median model pair changes by a standard deviation of "
-        f"**{fmt(table['std'].median())}** across datasets (its mean similarity is "
+        f"Over model pairs, the median standard deviation of a pair's similarity across "
+        f"datasets is **{fmt(table['std'].median())}** (the median of their mean similarities: "
         f"{fmt(table['mean'].median())})."
     )
     if len(by) >= 2:
