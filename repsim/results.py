@@ -243,9 +243,10 @@ def run_controlled_tests(sim: xr.Dataset) -> tuple[pd.DataFrame | None, list[str
     """``controlled_tests.csv`` for a run whose models form a crossed design; else why not.
 
     Uses :func:`repsim.stats.controlled_tests` with :data:`CONTROLLED_TESTS_OPTIONS`: 79 bootstrap
-    resamples per measure (the bootstrap dominates, about 0.07 s per resample and measure on the
-    embedded run's 45 models x 10 datasets), raised to 999 for a measure whose verdict they cannot
-    settle (the embedded run's cka_linear: about a minute more). The smallest reachable
+    resamples per measure (the bootstrap dominates, about 0.015 s per resample and measure on
+    the embedded run's 45 models x 10 datasets), raised to 999 for a measure whose verdict they
+    cannot settle (the embedded run's cka_linear: 17 s for the whole stage, measured with another
+    job on the second core). The smallest reachable
     permutation p is 1 / (n_permutations + 1) = 0.001; percentile intervals from 79 resamples are
     coarse. For a final analysis call ``controlled_tests`` with its larger defaults.
     """

@@ -186,13 +186,16 @@ class _Engine:
         sub = S[np.ix_(didx, idx, idx)]
         self.W = (idx[:, None] != idx[None, :]).astype(np.float64)
         A = sub * self.W  # (d, m, m)
-        d, m = A.shape[0], A.shape[1]
+        d = A.shape[0]
         self.A = A
-        self.P = (sub[:, None] * A[None, :]).reshape(d * d, m, m)  # products, pair weights
         iu, ju = np.triu_indices(d, k=1)
         keep = didx[iu] != didx[ju]
         self.iu, self.ju = iu[keep], ju[keep]
         self.d = d
+        # products with pair weights, only where the sums are read: each kept dataset pair
+        # (cross products) and each dataset with itself (sums of squares); all d x d products
+        # cost twice as much in the bootstrap, which builds an engine per resample
+        self.P = np.concatenate([sub[self.iu] * A[self.ju], sub * A])
 
     @property
     def n_dataset_pairs(self) -> int:
@@ -206,12 +209,12 @@ class _Engine:
         # ordered-pair sums: same-category pairs appear as (i, j) and (j, i), which cancels in r
         n2 = L.T @ self.W @ L
         s1 = _sandwich(L, self.A)  # (d, K, K)
-        s2 = _sandwich(L, self.P).reshape(self.d, self.d, K, K)
+        s2 = _sandwich(L, self.P)
+        cross, sq = s2[: self.iu.size], s2[self.iu.size :]  # (pairs, K, K), (d, K, K)
         n = n2.copy()
         n[np.diag_indices(K)] /= 2.0  # unordered model pairs
-        sq = s2[np.arange(self.d), np.arange(self.d)]  # (d, K, K): sums of squares
         a, b = self.iu, self.ju
-        cov = n2 * s2[a, b] - s1[a] * s1[b]
+        cov = n2 * cross - s1[a] * s1[b]
         var_a, var_b = n2 * sq[a] - s1[a] ** 2, n2 * sq[b] - s1[b] ** 2
         constant = (var_a <= self.CONSTANT * n2 * sq[a]) | (var_b <= self.CONSTANT * n2 * sq[b])
         with np.errstate(invalid="ignore", divide="ignore"):
