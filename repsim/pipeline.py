@@ -648,7 +648,8 @@ def _write_results(
 
     for line in skipped:
         log.info("left out: %s", line)
-    summary = summary_table(sim, cons, probes, skipped)
+    unreadable = {ds.id: len(i.get("skipped", [])) for ds, i in zip(plan.datasets, stim_info)}
+    summary = summary_table(sim, cons, probes, skipped, unreadable)
     if tests is not None:
         from repsim.stats import answer
 

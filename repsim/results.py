@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -121,8 +122,11 @@ def summary_table(
     consistency: xr.Dataset | None,
     probes: xr.Dataset | None,
     skipped: list[str] | None = None,
+    unreadable: Mapping[str, int] | None = None,
 ) -> str:
-    """A short plain-text summary: per dataset, mean similarity per measure and probe accuracy."""
+    """A short plain-text summary: per dataset, mean similarity per measure and probe accuracy;
+    the analyses left out, and how many items of each dataset could not be read (``unreadable``:
+    a class lost to damaged files was said only in the log and run.json)."""
     rows = []
     for ds_id in sim.dataset.values:
         row: dict[str, Any] = {
@@ -148,6 +152,10 @@ def summary_table(
     if skipped:
         text += "\n\nLeft out of this run (undefined here, or switched off):\n  "
         text += "\n  ".join(skipped)
+    lost = {d: n for d, n in (unreadable or {}).items() if n}
+    if lost:
+        text += "\n\nItems that could not be read and were left out (run.json 'skipped' lists each):\n  "
+        text += "\n  ".join(f"{d}: {n}" for d, n in lost.items())
     return text
 
 

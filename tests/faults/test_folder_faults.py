@@ -587,6 +587,32 @@ def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
     assert not any(RunFolder(tmp_path / "run").features.rglob("zarr.json"))
 
 
+def test_unreadable_images_are_counted_in_the_summary(tmp_path):
+    """Damaged images are skipped and listed in run.json; the summary and the final message
+    said nothing, so a class lost to them went unnoticed."""
+    root = tmp_path / "photos"
+    rng = __import__("numpy").random.default_rng(0)
+    from PIL import Image
+
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 255, (16, 16, 3), dtype="uint8")
+            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    for i in range(2):  # cut in half: the header reads, the pixels do not
+        data = (root / "b" / f"{i}.png").read_bytes()
+        (root / "b" / f"{i}.png").write_bytes(data[: len(data) // 2])
+    entry = f"{{id: photos, loader: imagefolder, path: {root}, domain: Specialized}}"
+    config = _two_dataset_config(tmp_path / "c.yaml", entry)
+    result = run(config, tmp_path / "run", device="cpu")
+    assert len(_info(tmp_path / "run")["skipped"]["photos"]) == 2
+    assert (
+        "Items that could not be read and were left out (run.json 'skipped' lists each):\n"
+        "  photos: 2"
+    ) in result.summary
+    assert "faces: 0" not in result.summary
+
+
 def test_a_folder_that_is_not_a_run_folder_is_left_alone(small_config, tmp_path, monkeypatch):
     """--out on someone's folder (or "" for the working directory) would remove and rewrite files
     by name there: refused before anything is written."""
