@@ -198,21 +198,27 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
     assert "no group r is shown" in text  # consistency scatter: no 3 pairs
 
 
+def _small_run(tmp_path: Path, tiny_config: Path, models: list[str], extra: str = "") -> Path:
+    """A run of the tiny config on a few models and two datasets (skips without the mini-zoo)."""
+    if not tiny_run_available():
+        pytest.skip("needs the real pipeline (the mini-zoo weights)")
+    from repsim.pipeline import run
+
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(
+        f"include: [{tiny_config}]\n"
+        f"select: {{models: [{', '.join(models)}], datasets: [faces, textures]}}\n{extra}"
+    )
+    return run(cfg, tmp_path / "run", device="cpu").run_dir
+
+
 @pytest.mark.slow
 def test_a_two_model_run_renders(tmp_path, tiny_config):
     """A run of two models (one model pair) finishes, and `repsim book` failed on it: the
     robustness chapter's train-split consistency and course lesson 4 called repsim.consistency,
     which needs two model pairs. Both now say why they stop."""
-    if not tiny_run_available():
-        pytest.skip("needs the real pipeline (the mini-zoo weights)")
-    from repsim.pipeline import run
-
-    cfg = tmp_path / "two.yaml"
-    cfg.write_text(
-        f"include: [{tiny_config}]\n"
-        "select: {models: [cnn-supervised-s0, cnn-simclr-s0], datasets: [faces, textures]}\n"
-    )  # probes on: the train-split stimuli are extracted for them
-    run_dir = run(cfg, tmp_path / "two", device="cpu").run_dir
+    # probes on: the train-split stimuli are extracted for them
+    run_dir = _small_run(tmp_path, tiny_config, ["cnn-supervised-s0", "cnn-simclr-s0"])
     chapter = [p for p in B.chapter_notebooks() if p.stem == "13_robustness"]
     (path,) = B.execute_chapters(run_dir, tmp_path / "out", chapter)
     # one model pair: no correlation over pairs, so neither similarity nor consistency is compared
@@ -227,17 +233,7 @@ def test_a_two_model_run_renders(tmp_path, tiny_config):
 def test_a_one_model_run_renders_lesson_7(tmp_path, tiny_config):
     """`repsim book` on a one-model run (which `repsim run` completes) failed after every chapter
     had executed: lesson 7's Mantel test permuted the models of a run with none to permute."""
-    if not tiny_run_available():
-        pytest.skip("needs the real pipeline (the mini-zoo weights)")
-    from repsim.pipeline import run
-
-    cfg = tmp_path / "one.yaml"
-    cfg.write_text(
-        f"include: [{tiny_config}]\n"
-        "select: {models: [cnn-supervised-s0], datasets: [faces, textures]}\n"
-        "probe: {enabled: false}\n"
-    )
-    run_dir = run(cfg, tmp_path / "one", device="cpu").run_dir
+    run_dir = _small_run(tmp_path, tiny_config, ["cnn-supervised-s0"], "probe: {enabled: false}\n")
     lesson = [p for p in B.course_notebooks() if p.stem == "07_confounds_statistics"]
     (path,) = B.execute_course(REPO / "book", tmp_path / "course", run_dir, lesson)
     printed = "".join("".join(o.get("text", "")) for o in _assert_clean(path))

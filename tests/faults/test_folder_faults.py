@@ -568,18 +568,23 @@ def test_an_unreadable_dataset_stops_the_run_before_any_feature(tmp_path):
     assert info["status"] == "failed" and "photos" in info["error"]
 
 
-def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
-    from repsim.errors import DatasetError
-
-    root = tmp_path / "photos"
-    rng = __import__("numpy").random.default_rng(0)
+def _photo_folder(root: Path) -> Path:
+    """An image folder of two classes of 12 random 16 px PNGs, without a test split."""
     from PIL import Image
 
+    rng = __import__("numpy").random.default_rng(0)
     for label in ("a", "b"):
         (root / label).mkdir(parents=True)
         for i in range(12):
             pixels = rng.integers(0, 255, (16, 16, 3), dtype="uint8")
             Image.fromarray(pixels).save(root / label / f"{i}.png")
+    return root
+
+
+def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
+    from repsim.errors import DatasetError
+
+    root = _photo_folder(tmp_path / "photos")
     entry = f"{{id: photos, loader: imagefolder, path: {root}, domain: Specialized}}"
     config = _two_dataset_config(tmp_path / "c.yaml", entry, probes=True)
     with pytest.raises(DatasetError, match="photos has no test images.*test_fraction"):
@@ -590,15 +595,7 @@ def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
 def test_unreadable_images_are_counted_in_the_summary(tmp_path):
     """Damaged images are skipped and listed in run.json; the summary and the final message
     said nothing, so a class lost to them went unnoticed."""
-    root = tmp_path / "photos"
-    rng = __import__("numpy").random.default_rng(0)
-    from PIL import Image
-
-    for label in ("a", "b"):
-        (root / label).mkdir(parents=True)
-        for i in range(12):
-            pixels = rng.integers(0, 255, (16, 16, 3), dtype="uint8")
-            Image.fromarray(pixels).save(root / label / f"{i}.png")
+    root = _photo_folder(tmp_path / "photos")
     for i in range(2):  # cut in half: the header reads, the pixels do not
         data = (root / "b" / f"{i}.png").read_bytes()
         (root / "b" / f"{i}.png").write_bytes(data[: len(data) // 2])
