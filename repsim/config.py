@@ -20,6 +20,7 @@ as ``probe:`` are merged key by key (``probe: {seeds: [0]}`` changes only the se
 from __future__ import annotations
 
 import difflib
+import io
 import math
 import re
 import stat
@@ -499,10 +500,15 @@ _UniqueKeyLoader.add_implicit_resolver(  # copies SafeLoader's resolvers: SafeLo
 )
 
 
-def parse_yaml(text: str) -> Any:
+def parse_yaml(text: str, name: str | None = None) -> Any:
     """YAML text as Python values, the way config files are read: keys unique, and numbers in
-    exponent form (``1e-3``, ``1e3``) read as floats, not strings."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
+    exponent form (``1e-3``, ``1e3``) read as floats, not strings. ``name`` (the file) is what
+    a syntax error's position names, instead of yaml's ``"<unicode string>"``."""
+    stream: Any = text
+    if name is not None:
+        stream = io.StringIO(text)
+        stream.name = name
+    return yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 - a safe loader
 
 
 def _not_a_file(path: Path) -> str | None:
@@ -540,10 +546,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if problem is not None:
         raise ConfigError(f"config file {problem}; pass the path to a YAML config file")
     try:
-        data = parse_yaml(path.read_text())
+        data = parse_yaml(path.read_text(encoding="utf-8"), name=str(path))
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as "
+            "UTF-8 (in most editors: save with encoding UTF-8)"
+        ) from exc
+    except OSError as exc:
         raise ConfigError(
             f"config file {path} cannot be read ({exc}); check the path and permissions"
         ) from exc

@@ -394,6 +394,21 @@ def test_a_key_given_twice_is_refused(tmp_path):
     path.write_text("name: x\nmodels: [a]\nmodels: [b]\n")
     with pytest.raises(ConfigError, match=r"(?s)'models' twice.*line 3"):
         read_yaml(path)
+
+
+def test_yaml_errors_name_the_file_and_an_encoding_its_fix(tmp_path):
+    """A syntax error's position said in "<unicode string>"; a Latin-1 file was told to check
+    its path and permissions."""
+    from repsim.config import read_yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\nmodels: [a\n")
+    with pytest.raises(ConfigError) as err:
+        read_yaml(path)
+    assert f'in "{path}", line' in str(err.value) and "<unicode string>" not in str(err.value)
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text .*save it as UTF-8"):
+        read_yaml(path)
     path.write_text(
         "base: &b {seed: 1}\nstimuli: {<<: *b, max_images: 5}\n"
     )  # merge keys still work
