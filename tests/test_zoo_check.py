@@ -182,7 +182,8 @@ def test_models_check_honours_select_and_opens_weights_files(tmp_path: Path) -> 
     ids = [line.split()[0] for line in table.splitlines()[2:4]]
     assert ids == ["cnn-supervised-s0", "broken"]  # the selection, not the 46 models of the config
     assert "1/2 models ok" in table
-    assert f"broken: model 'broken': weights file {broken} cannot be used" in table
+    assert f"\nmodel 'broken': weights file {broken} cannot be used" in table
+    assert "broken: model 'broken'" not in table  # the model named once
 
 
 @pytest.fixture

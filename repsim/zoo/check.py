@@ -199,7 +199,13 @@ def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
         for c in results
     ]
     table = _table(rows, ["id", "loader", "dim", "expected", "layer", "weights", "status"])
-    errors = [f"{c.spec.id}: {c.error}" for c in results if c.error is not None]
+    errors = [  # named once: most messages already start with "model 'ID': "
+        str(c.error)
+        if str(c.error).startswith(f"model {c.spec.id!r}")
+        else f"{c.spec.id}: {c.error}"
+        for c in results
+        if c.error is not None
+    ]
     n_ok = sum(c.ok for c in results)
     what = "weights checked" if weights else "no weights"
     summary = (
