@@ -592,6 +592,10 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     raw = read_yaml(path)
     check_keys(raw, TOP_LEVEL_KEYS, str(path))
     name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():  # `name: true` became the run "True"
+        raise ConfigError(
+            f"{path}: name must be a text (the run's name), got {name!r}; quote it: name: 'yes'"
+        )
     merged: dict[str, Any] = {}
     includes = raw.pop("include", []) or []
     if isinstance(includes, str):

@@ -396,6 +396,15 @@ def test_a_key_given_twice_is_refused(tmp_path):
         read_yaml(path)
 
 
+@pytest.mark.parametrize("value", ["true", "7", "''", "[a]"])
+def test_a_name_that_is_not_text_is_refused(tmp_path, value):
+    """`name: true` became the run "True", and a number a number."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"name: {value}\n")
+    with pytest.raises(ConfigError, match="name must be a text"):
+        load_config(path)
+
+
 def test_yaml_errors_name_the_file_and_an_encoding_its_fix(tmp_path):
     """A syntax error's position said in "<unicode string>"; a Latin-1 file was told to check
     its path and permissions."""
