@@ -275,9 +275,9 @@ def read_features(
         return None
     ids0, first = store.read(dataset, models[0])
     ids0, first = np.asarray(ids0), np.asarray(first)
-    subset = _similarity_ids(run, dataset)
-    if subset is not None:
-        keep = np.isin(ids0, subset)
+    table = _stimulus_table(run, dataset)
+    if table is not None:
+        keep = np.isin(ids0, table.loc[table["in_similarity"].astype(bool), "id"].to_numpy())
         ids0, first = ids0[keep], first[keep]
     if max_rows is not None and len(ids0) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(ids0), size=max_rows, replace=False))
@@ -289,15 +289,15 @@ def read_features(
     return out
 
 
-def _similarity_ids(run: Run, dataset: str) -> np.ndarray | None:
-    """Ids of a dataset's similarity subset from the run's stimulus table (None without one)."""
+def _stimulus_table(run: Run, dataset: str) -> pd.DataFrame | None:
+    """The run's stimulus table of one dataset (``stimuli/<dataset>.csv``: id, label, split,
+    in_similarity); None for a folder without one (made by hand)."""
     from repsim.runfolder import RunFolder
 
     path = RunFolder(run.path).stimuli(dataset)
     if not path.is_file():
         return None
-    table = pd.read_csv(path, dtype={"id": str})
-    return table.loc[table["in_similarity"].astype(bool), "id"].to_numpy()
+    return pd.read_csv(path, dtype={"id": str, "split": str})
 
 
 def _default_measure() -> Callable[[np.ndarray, np.ndarray], float]:
@@ -740,13 +740,11 @@ def split_ids(
     """
     from types import SimpleNamespace
 
-    from repsim.runfolder import RunFolder
     from repsim.stimuli.subset import similarity_subset
 
-    path = RunFolder(run.path).stimuli(dataset)
-    if not path.is_file():
+    table = _stimulus_table(run, dataset)
+    if table is None:
         return None
-    table = pd.read_csv(path, dtype={"id": str, "split": str})
     rule_max, per_class, seed = _subset_rules(run, dataset)
     max_images = rule_max if max_images is None else min(rule_max, max_images)
     # the rule reads only ids, labels and split: the table is the stimulus set it needs

@@ -15,6 +15,7 @@ and datasets that the new config does not have.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -214,7 +215,7 @@ def _run_locked(
         cluster or scheduler,
     )
 
-    plan.device_type["type"] = device.split(":")[0]  # in the stage keys (plan.numerics)
+    plan = dataclasses.replace(plan, device_type=device.split(":")[0])  # in the stage keys
     stages.fingerprint_data(plan)  # once here, before the plan is sent to any worker
     probe_pool = _probe_pool_possible(plan, device, scheduler, cluster)
     wall: dict[str, float] = {}

@@ -78,13 +78,13 @@ class RunPlan:
     feature_dims: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
     #: the kind of device the run computes on (``cpu``, ``cuda``; filled by the run): it sets
     #: kernels and memory budgets, so the last bits of every number, and is in the stage keys
-    device_type: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    device_type: str | None = field(default=None, compare=False, repr=False)
 
     def numerics(self, *, batch: bool = False) -> tuple[Any, ...]:
         """What fixes the last bits of a stage's numbers besides its inputs: the device type,
         the torch threads and, for extraction, the batch size (a rerun under other values reused
         results computed under the old ones, so the folder no longer reproduced its config)."""
-        parts = (self.device_type.get("type"), self.threads)
+        parts = (self.device_type, self.threads)
         return (*parts, self.extract.get("batch_size")) if batch else parts
 
     @property

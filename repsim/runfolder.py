@@ -488,6 +488,11 @@ class RunResults:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+def _lock_holder(fd: int) -> str:
+    """The process id a run wrote into the lock file it holds ("unknown" when empty)."""
+    return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+
+
 def _written_by_a_run(path: Path, keys: tuple[str, ...]) -> bool:
     """Whether ``path`` is a JSON object with ``keys`` (a run's run.json or manifest.json)."""
     try:
@@ -662,7 +667,7 @@ class RunFolder:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                other = _lock_holder(fd)
                 raise RunLockedError(
                     f"run folder {self.path} is in use by another run (process {other}); wait for it "
                     "to finish (or stop it), or choose another --out"
@@ -893,7 +898,7 @@ class RunFolder:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            return _lock_holder(fd)
         except OSError:
             return None
         else:

@@ -186,12 +186,10 @@ class _Engine:
         sub = S[np.ix_(didx, idx, idx)]
         self.W = (idx[:, None] != idx[None, :]).astype(np.float64)
         A = sub * self.W  # (d, m, m)
-        d = A.shape[0]
         self.A = A
-        iu, ju = np.triu_indices(d, k=1)
+        iu, ju = np.triu_indices(A.shape[0], k=1)
         keep = didx[iu] != didx[ju]
         self.iu, self.ju = iu[keep], ju[keep]
-        self.d = d
         # products with pair weights, only where the sums are read: each kept dataset pair
         # (cross products) and each dataset with itself (sums of squares); all d x d products
         # cost twice as much in the bootstrap, which builds an engine per resample

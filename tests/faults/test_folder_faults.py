@@ -173,9 +173,11 @@ def test_settings_that_fix_the_last_bits_redo_their_stages(
 
 
 def stages_key(plan, device_type: str) -> str:
+    import dataclasses
+
     from repsim import stages
 
-    plan.device_type["type"] = device_type
+    plan = dataclasses.replace(plan, device_type=device_type)
     return stages.features_key(plan, plan.models[0], plan.datasets[0])
 
 
