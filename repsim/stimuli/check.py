@@ -16,6 +16,7 @@ from typing import Any
 
 from repsim.config import load_config, parse_config, select_ids
 from repsim.errors import RepsimError
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
 from repsim.stimuli.open import open_dataset
 from repsim.stimuli.spec import DatasetSpec, parse_datasets
 from repsim.stimuli.subset import (
@@ -45,8 +46,8 @@ def _files_cell(spec: DatasetSpec, exc: Exception) -> str:
     """``absent``, or ``present, invalid: <reason>`` when every local file and folder the dataset
     names exists, so that a damaged file is not sent to be downloaded again."""
     paths = spec.data_paths()
-    if not paths or not all(Path(p).exists() for p in paths.values()):
-        return "absent"
+    if not paths or any(path_problem(p, "file") == DOES_NOT_EXIST for p in paths.values()):
+        return "absent"  # not a symlink loop or a FIFO: those are there, and invalid
     return f"present, invalid: {_short_reason(str(exc), paths.values())}"
 
 

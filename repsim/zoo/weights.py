@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from repsim.errors import MissingWeightsError, ModelError
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
 from repsim.zoo.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -56,15 +56,15 @@ def check_not_folder(spec: ModelSpec, path: Path) -> None:
 def check_weights_path(spec: ModelSpec, path: str | Path) -> Path:
     """``path`` as the spec's loader reads it: a file, or a folder for :data:`FOLDER_WEIGHTS`.
 
-    MissingWeightsError when nothing is there, ModelError for a folder where a file is read or
-    for something that is neither (a FIFO would block the reader); other OSErrors (a permission)
-    propagate for the caller to name. One check for the run's preflight, ``repsim models
-    --check`` and the loaders, so all three say the same.
+    MissingWeightsError when nothing is there, ModelError for anything else that stops the loader
+    (:func:`repsim.pathcheck.path_problem`: a folder where a file is read, a FIFO that would block
+    the reader, a symbolic-link loop, a permission). One check for the run's preflight, ``repsim
+    models --check`` and the loaders, so all three say the same.
     """
     path = Path(path)
-    try:  # os.stat, not Path.exists: since Python 3.14 that answers False for every OSError
-        mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
+    want = "folder" if spec.loader in FOLDER_WEIGHTS and path.is_dir() else "file"
+    problem = path_problem(path, want)
+    if problem == DOES_NOT_EXIST:
         raise MissingWeightsError(
             f"model {spec.id!r}: weights file {path} does not exist; fix the 'weights:' path in the "
             "model spec (relative paths are relative to the config file)"
@@ -73,12 +73,16 @@ def check_weights_path(spec: ModelSpec, path: str | Path) -> Path:
                 if spec.loader == "minizoo"
                 else ""
             )
-        ) from None
+        )
     check_not_folder(spec, path)
-    if not stat.S_ISDIR(mode) and not stat.S_ISREG(mode):
+    if problem is not None:
         raise ModelError(
-            f"model {spec.id!r}: weights {path} is not a regular file; point 'weights:' at the "
-            "weights file itself"
+            f"model {spec.id!r}: weights {path} {problem}; "
+            + (
+                "check the permissions of the folders above it"
+                if problem.startswith("cannot be read")
+                else "point 'weights:' at the weights file itself"
+            )
         )
     return path
 

@@ -30,15 +30,17 @@ from pathlib import Path
 import numpy as np
 
 from repsim.errors import ConfigError, DatasetError
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
 from repsim.stimuli.loaders.imagefolder import list_folder, make_stimset
 from repsim.stimuli.spec import DatasetSpec
 from repsim.stimuli.stimset import StimulusSet
 
 
 def _read_pairs(path: Path, what: str, spec: DatasetSpec) -> list[tuple[str, str]]:
-    if not path.is_file():
+    if (problem := path_problem(path, "file")) is not None:
         raise DatasetError(
-            f"dataset '{spec.id}': BREEDS {what} file {path} is missing; get it from the BREEDS release and set options"
+            f"dataset '{spec.id}': BREEDS {what} file {path} {problem}; get it from the BREEDS "
+            "release and set options"
         )
     pairs = []
     for line in path.read_text().splitlines():
@@ -353,9 +355,10 @@ def _load_task(spec: DatasetSpec) -> StimulusSet:
 
 def _check_root(spec: DatasetSpec) -> Path:
     root = spec.root
-    if root is None or not root.is_dir():
+    problem = DOES_NOT_EXIST if root is None else path_problem(root, "folder")
+    if problem is not None:
         raise DatasetError(
-            f"dataset '{spec.id}': ImageNet folder {root} does not exist; BREEDS needs ImageNet locally "
+            f"dataset '{spec.id}': ImageNet folder {root} {problem}; BREEDS needs ImageNet locally "
             "(train/<wnid>/ and val/<wnid>/), see https://image-net.org/download"
         )
     return root

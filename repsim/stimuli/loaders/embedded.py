@@ -7,6 +7,7 @@ import json
 import numpy as np
 
 from repsim.errors import DatasetError
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
 from repsim.stimuli.spec import DatasetSpec
 from repsim.stimuli.stimset import StimulusSet
 
@@ -16,9 +17,10 @@ REQUIRED = ("images", "labels", "split", "ids", "class_names")
 def load(spec: DatasetSpec) -> StimulusSet:
     """Read an embedded set fully into memory (a few MB)."""
     path = spec.path
-    if path is None or not path.is_file():
+    problem = DOES_NOT_EXIST if path is None else path_problem(path, "file")
+    if problem is not None:
         raise DatasetError(
-            f"dataset '{spec.id}': embedded file {path} is missing; regenerate it with "
+            f"dataset '{spec.id}': embedded file {path} {problem}; regenerate it with "
             "`python -m repsim.embedded` or fix 'path' in the config"
         )
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from repsim.errors import DatasetError
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
 from repsim.stimuli.decode import decode_image
 from repsim.stimuli.loaders.files import IMAGE_EXTS, header_filter, holdout_split, min_side
 from repsim.stimuli.spec import DatasetSpec
@@ -115,9 +116,10 @@ def make_stimset(
 
 def load(spec: DatasetSpec) -> StimulusSet:
     root = spec.path
-    if root is None or not root.is_dir():
+    problem = DOES_NOT_EXIST if root is None else path_problem(root, "folder")
+    if problem is not None:
         raise DatasetError(
-            f"dataset '{spec.id}': image folder {root} does not exist; put one subfolder per class there "
+            f"dataset '{spec.id}': image folder {root} {problem}; put one subfolder per class there "
             "(optionally under train/ and test/) or fix 'path'"
         )
     return make_stimset(spec, *list_folder(spec, root))

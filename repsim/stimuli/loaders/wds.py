@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from repsim.errors import DatasetError
+from repsim.pathcheck import path_problem
 from repsim.stimuli.decode import decode_image
 from repsim.stimuli.loaders.files import IMAGE_EXTS, header_filter, min_side
 from repsim.stimuli.spec import DatasetSpec
@@ -151,13 +152,13 @@ def index_shard(
 
 def load(spec: DatasetSpec) -> StimulusSet:
     root = _root(spec)
-    if not root.is_dir():
+    if (problem := path_problem(root, "folder")) is not None:
         raise DatasetError(
-            f"dataset '{spec.id}': shard folder {root} does not exist; " + _how_to_get(spec)
+            f"dataset '{spec.id}': shard folder {root} {problem}; " + _how_to_get(spec)
         )
     names_file = root / "classnames.txt"
-    if not names_file.is_file():
-        raise DatasetError(f"dataset '{spec.id}': {names_file} is missing; " + _how_to_get(spec))
+    if (problem := path_problem(names_file, "file")) is not None:
+        raise DatasetError(f"dataset '{spec.id}': {names_file} {problem}; " + _how_to_get(spec))
     try:
         text = names_file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

@@ -1,0 +1,50 @@
+"""What stops a configured path from being read, in words: one answer for datasets and weights.
+
+``Path.exists()`` and ``Path.is_file()`` answer False for a symbolic-link loop and True or False
+for a FIFO or a device, so a loader that asks them calls a loop "missing" and hands a FIFO to a
+reader that blocks. :func:`path_problem` stats the path once and names what is there instead.
+This module imports nothing from the package, so any loader may import it.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+#: what :func:`path_problem` says of a path with nothing at it (callers test for it to tell
+#: "get or create the file" from "fix what is there")
+DOES_NOT_EXIST = "does not exist"
+
+
+def path_problem(path: str | Path, want: str = "file") -> str | None:
+    """None when ``path`` is a ``want`` ("file": a regular file; "folder"), else what it is.
+
+    The answer completes a sentence that starts with the path: "does not exist", "is a dangling
+    symbolic link to ...", "is a symbolic-link loop", "is a folder, not a file", "is a file, not a
+    folder", "is not a regular file (...)" or "cannot be read (<reason>)" (a permission).
+    """
+    if want not in ("file", "folder"):
+        raise ValueError(f"want must be 'file' or 'folder', got {want!r}")
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(path):
+            return f"is a dangling symbolic link to {os.readlink(path)} (the target does not exist)"
+        return DOES_NOT_EXIST
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic-link loop (links that point at each other)"
+        return f"cannot be read ({exc.strerror or exc})"
+    if want == "folder":
+        if stat.S_ISDIR(mode):
+            return None
+        return "is a file, not a folder" if stat.S_ISREG(mode) else "is not a folder"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    if not stat.S_ISREG(mode):
+        return (
+            "is not a regular file (a FIFO, device or socket: reading it would block or never end)"
+        )
+    return None
