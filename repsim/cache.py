@@ -98,6 +98,8 @@ class StageCache:
         code that changed. ``present`` says cheaply whether a finished output of a kind that is
         not one file exists, so an output whose record was deleted is said to be redone.
         """
+        if output is None and content_hash is None:  # a record alone proves no output
+            raise TypeError("StageCache.check needs the output: pass output= or content_hash=")
         info = self.info(stage, name)
         if not info:
             if self._marker(stage, name).exists():
@@ -114,22 +116,16 @@ class StageCache:
             if not output.is_file():
                 return False, f"{output.name} is missing"
             actual = sha256_file(output)
-        elif content_hash is not None:
+        else:
             try:
                 actual = content_hash()
             except Exception as exc:  # noqa: BLE001 - any read failure means a damaged output
                 return False, f"its output is unreadable ({exc})"
             if actual is None:
                 return False, "its output is missing or incomplete"
-        else:
-            return True, ""
         if actual != recorded:
             return False, "its output was truncated or altered (content hash differs)"
         return True, ""
-
-    def is_done(self, stage: str, name: str, key: str) -> bool:
-        """Whether a record with this key exists (no content check; see :meth:`check`)."""
-        return self.info(stage, name).get("key") == key
 
     def mark_done(self, stage: str, name: str, key: str, **info: Any) -> None:
         """Record a finished task (pass ``sha256=`` the output's content hash)."""

@@ -1,6 +1,8 @@
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from repsim.cache import StageCache, atomic_write_text, stage_key
 
 
@@ -20,11 +22,9 @@ def test_stage_key_is_stable_and_sensitive():
 
 def test_markers_record_keys(tmp_path: Path):
     cache = StageCache(tmp_path)
-    assert not cache.is_done("features", "digits/cnn", "k1")
+    assert cache.info("features", "digits/cnn") == {}
     cache.mark_done("features", "digits/cnn", "k1", seconds=1.5)
-    assert cache.is_done("features", "digits/cnn", "k1")
-    assert not cache.is_done("features", "digits/cnn", "k2")
-    assert cache.info("features", "digits/cnn")["seconds"] == 1.5
+    assert cache.info("features", "digits/cnn") == {"key": "k1", "seconds": 1.5}
 
 
 def test_atomic_write_leaves_no_temp(tmp_path: Path):
@@ -74,8 +74,7 @@ def test_a_record_that_is_json_but_not_an_object_is_unreadable(tmp_path: Path):
     cache.mark_done("similarity", "digits", "k1", sha256="x")
     RunFolder(tmp_path).marker("similarity", "digits").write_text('["k1"]')
     assert cache.info("similarity", "digits") == {}
-    assert not cache.is_done("similarity", "digits", "k1")
-    assert cache.check("similarity", "digits", "k1") == (
+    assert cache.check("similarity", "digits", "k1", tmp_path / "digits.nc") == (
         False,
         "its record in .stages is unreadable",
     )
@@ -83,13 +82,23 @@ def test_a_record_that_is_json_but_not_an_object_is_unreadable(tmp_path: Path):
 
 def test_a_changed_key_is_blamed_on_the_code_only_when_the_code_changed(tmp_path: Path):
     cache = StageCache(tmp_path)
+    out = tmp_path / "digits.nc"
     cache.mark_done("similarity", "digits", "k1", code="v1")
     assert (
-        "code that computes it changed" in cache.check("similarity", "digits", "k2", code="v2")[1]
+        "code that computes it changed"
+        in cache.check("similarity", "digits", "k2", out, code="v2")[1]
     )
-    assert "inputs changed" in cache.check("similarity", "digits", "k2", code="v1")[1]
+    assert "inputs changed" in cache.check("similarity", "digits", "k2", out, code="v1")[1]
     cache.mark_done("similarity", "old", "k1")  # a record from before code versions were kept
-    assert "inputs changed" in cache.check("similarity", "old", "k2", code="v2")[1]
+    assert "inputs changed" in cache.check("similarity", "old", "k2", out, code="v2")[1]
+
+
+def test_a_record_without_its_output_is_never_enough(tmp_path: Path):
+    """A check given no output to hash answered "reuse" from the record alone: now refused."""
+    cache = StageCache(tmp_path)
+    cache.mark_done("similarity", "digits", "k1", sha256="x")
+    with pytest.raises(TypeError, match="needs the output"):
+        cache.check("similarity", "digits", "k1")
 
 
 def test_stage_key_sees_every_element_of_an_array():
@@ -100,10 +109,3 @@ def test_stage_key_sees_every_element_of_an_array():
     b[1000] = 1.0  # numpy prints both as [0. 0. 0. ... 0. 0. 0.]
     assert stage_key({"weights": a}) != stage_key({"weights": b})
     assert stage_key({"weights": a}) == stage_key({"weights": a.tolist()})
-
-
-def test_a_record_without_an_output_to_verify_is_reused_on_its_key(tmp_path: Path):
-    cache = StageCache(tmp_path)
-    cache.mark_done("probe", "digits/cnn", "k1")
-    assert cache.check("probe", "digits/cnn", "k1") == (True, "")
-    assert cache.check("probe", "digits/cnn", "k2")[0] is False
