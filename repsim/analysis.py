@@ -676,6 +676,7 @@ def domain_contrast(
             "different domains": r["different"],
             "difference": r["difference"],
             "p": r["p_value"],
+            "smallest p": r["p_min"],
             "same-domain pairs": r["n_same_pairs"],
             "datasets": r["n_datasets"],
             "permutations": r["n_permutations"],

@@ -373,6 +373,14 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
         f"domain labels permuted over the {int(row['datasets'])} datasets with these models held "
         f"fixed, {format_p(p)}"
     )
+    floor = float(row.get("smallest p", np.nan))
+    if np.isfinite(floor) and floor >= 0.05:
+        return (
+            f"Over all model pairs, whether datasets of the same domain are more or less "
+            f"consistent with each other than datasets of different domains cannot be tested on "
+            f"this run ({medians}; {test}): no relabelling of these {int(row['datasets'])} "
+            f"datasets' domains gives p below {floor:.2g}, so the test cannot reach p < 0.05."
+        )
     if p < 0.05:
         word = "more" if same > diff else "less"
         return (

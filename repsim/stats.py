@@ -308,16 +308,21 @@ def n_labellings(strata: Sequence) -> int:
     return math.prod(math.factorial(int(k)) for k in sizes)
 
 
-def p_from_null(statistic: float, null: np.ndarray, exact: bool) -> tuple[float, float]:
-    """One-sided permutation p of ``statistic`` against ``null``, and the smallest p reachable.
+def p_from_null(
+    statistic: float, null: np.ndarray, exact: bool, alternative: str = "greater"
+) -> tuple[float, float]:
+    """Permutation p of ``statistic`` against ``null``, and the smallest p the null can give.
 
     scipy's rule (values within 100 ulp of the statistic count as reached; random permutations
     add the observed labelling, (k + 1) / (n + 1)), with two differences: an undefined statistic
     has no p (scipy's comparisons with NaN are False, so it got the smallest p), and a labelling
     whose statistic is undefined is left out of the null rather than counted as less extreme.
     ``exact``: ``null`` enumerates every labelling (the observed one among them); then the
-    smallest reachable p is the share of labellings that reach the null's largest value.
+    smallest reachable p is that of the null's most extreme value. ``alternative`` "greater" or
+    "two-sided" (twice the smaller tail, at most 1, as scipy).
     """
+    if alternative not in ("greater", "two-sided"):
+        raise InputError(f"alternative must be 'greater' or 'two-sided', got {alternative!r}")
     null = np.asarray(null, dtype=float)
     null = null[np.isfinite(null)]
     if not null.size:
@@ -325,11 +330,62 @@ def p_from_null(statistic: float, null: np.ndarray, exact: bool) -> tuple[float,
     add = 0 if exact else 1
     eps = 100 * np.finfo(float).eps
 
-    def p_of(t: float) -> float:
-        return float(((null >= t - abs(eps * t)).sum() + add) / (null.size + add))
+    def tail(count: int) -> float:
+        return float((count + add) / (null.size + add))
 
-    p_min = p_of(float(null.max())) if exact else 1.0 / (null.size + 1)
+    def p_of(t: float) -> float:
+        greater = tail(int((null >= t - abs(eps * t)).sum()))
+        if alternative == "greater":
+            return greater
+        less = tail(int((null <= t + abs(eps * t)).sum()))
+        return min(1.0, 2 * min(greater, less))
+
+    if not exact:
+        p_min = (1.0 if alternative == "greater" else 2.0) / (null.size + 1)
+    elif alternative == "greater":
+        p_min = p_of(float(null.max()))
+    else:
+        p_min = min(p_of(float(null.max())), p_of(float(null.min())))
     return (p_of(statistic) if np.isfinite(statistic) else float("nan")), p_min
+
+
+def unit_permutation_test(
+    statistic: Callable[[np.ndarray], float],
+    n_units: int,
+    *,
+    n_resamples: int = 9999,
+    alternative: str = "two-sided",
+    rng: np.random.Generator | int | None = 0,
+) -> dict[str, float]:
+    """Permutation test whose exchangeable units are whole models or whole datasets.
+
+    ``statistic(order)`` computes the statistic with the units' labels (or one side's rows and
+    columns, a Mantel test) taken in ``order``, a permutation of ``range(n_units)``; the identity
+    is the data as observed. Every pair that shares a unit moves with it, so the dependence
+    between pairs stays in the null (a p over pairs as if independent is too small). Exact when
+    ``n_units!`` is at most ``n_resamples`` (scipy enumerates every ordering), else that many
+    random orderings. Returns ``statistic``, ``p_value`` and ``p_min`` (:func:`p_from_null`),
+    ``n_permutations`` (defined null values) and ``exact``.
+    """
+    t = float(statistic(np.arange(n_units)))
+    out = {"statistic": t, "p_value": np.nan, "p_min": np.nan, "n_permutations": 0}
+    exact = math.factorial(n_units) <= n_resamples
+    out["exact"] = exact
+    if n_units < 2 or not np.isfinite(t):
+        return out
+    res = permutation_test(
+        (np.arange(n_units),),
+        statistic,
+        permutation_type="pairings",
+        vectorized=False,
+        n_resamples=n_resamples,
+        alternative=alternative,
+        rng=rng,
+    )
+    null = np.asarray(res.null_distribution, dtype=float)
+    out["p_value"], out["p_min"] = p_from_null(t, null, exact, alternative)
+    out["n_permutations"] = int(np.isfinite(null).sum())
+    return out
 
 
 def _excess_sd(t: float, null_mean: float) -> float:
@@ -882,33 +938,19 @@ def domain_permutation_test(
         "different": float(np.median(values[~same])) if (~same).any() else float("nan"),
         "difference": statistic(codes),
         "p_value": float("nan"),
+        "p_min": float("nan"),
         "n_same_pairs": int(same.sum()),
         "n_different_pairs": int((~same).sum()),
         "n_datasets": len(names),
         "n_permutations": 0,
     }
-    if np.isfinite(out["difference"]):
-        res = permutation_test(
-            (codes,),
-            statistic,
-            permutation_type="pairings",
-            vectorized=False,
-            n_resamples=n_resamples,
-            alternative="two-sided",
-            rng=rng,
-        )
-        # With a dataset pair missing (undefined consistency), a relabelling can leave no pair
-        # within (or across) domains: it has no statistic and is left out of the null, rather
-        # than counted as less extreme (scipy's reading of NaN), which would shrink p.
-        null = np.asarray(res.null_distribution, dtype=float)
-        null = null[np.isfinite(null)]
-        exact = math.factorial(len(codes)) <= n_resamples
-        adjust = 0 if exact else 1
-        t, tol = out["difference"], 1e-12 * max(1.0, abs(out["difference"]))
-        greater = ((null >= t - tol).sum() + adjust) / (null.size + adjust)
-        less = ((null <= t + tol).sum() + adjust) / (null.size + adjust)
-        out["p_value"] = float(min(1.0, 2 * min(greater, less)))
-        out["n_permutations"] = int(null.size)
+    # With a dataset pair missing (undefined consistency), a relabelling can leave no pair within
+    # (or across) domains: it has no statistic and is left out of the null (p_from_null), rather
+    # than counted as less extreme (scipy's reading of NaN), which would shrink p.
+    test = unit_permutation_test(
+        lambda order: statistic(codes[order]), len(codes), n_resamples=n_resamples, rng=rng
+    )
+    out.update({k: test[k] for k in ("p_value", "p_min", "n_permutations")})
     return out
 
 

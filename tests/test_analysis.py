@@ -507,9 +507,28 @@ def test_spread_over_domains_and_domain_contrast():
     # (a2, b1) has no value: of the 3 labellings of a1, a2, b1 (one B), B at a1 leaves no
     # same-domain pair and has no statistic; the other two give +0.6 and -0.6, so p = 1
     assert table.loc["all", "same domain"] == 0.9 and table.loc["all", "p"] == 1.0
-    assert "no evidence that datasets of the same domain" in T.domain_contrast_text(table)
+    # and no labelling can give less: the design cannot test, which is not "no evidence"
+    assert "cannot be tested on this run" in T.domain_contrast_text(table)
     one = A.domain_contrast(tidy.iloc[:1], doms)
     assert "cannot be compared" in T.domain_contrast_text(one)
+
+
+def test_domain_contrast_on_a_design_too_small_to_test_says_so():
+    doms = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
+    pairs = [("a1", "a2"), ("a1", "b1"), ("a1", "b2"), ("a2", "b1"), ("a2", "b2"), ("b1", "b2")]
+    tidy = pd.DataFrame(
+        {
+            "group_pair": "all",
+            "dataset_a": [a for a, _ in pairs],
+            "dataset_b": [b for _, b in pairs],
+            "consistency": [0.9 if doms[a] == doms[b] else 0.1 for a, b in pairs],
+        }
+    )
+    table = A.domain_contrast(tidy, doms)
+    assert table.loc["all", "smallest p"] == pytest.approx(2 / 3)
+    text = T.domain_contrast_text(table)
+    assert "cannot be tested on this run" in text and "no evidence" not in text
+    assert "gives p below 0.67" in text and not T.untested_claims(text)
 
 
 def test_behaviour_text_handles_nan_and_one_domain():

@@ -864,6 +864,62 @@ def test_p_from_null_against_scipy_and_by_enumeration():
     assert np.isnan(stats.p_from_null(np.nan, null, exact=True)[0])
 
 
+def test_two_sided_p_from_null_and_its_floor_by_hand():
+    null = np.array([-0.4, -0.1, 0.0, 0.2, 0.2, np.nan, 0.5])  # six defined labellings
+    # 0.2 is reached by 3 of 6 upward and 5 of 6 downward: 2 x 3/6
+    assert stats.p_from_null(0.2, null, exact=True, alternative="two-sided") == (1.0, 2 / 6)
+    assert stats.p_from_null(0.5, null, exact=True, alternative="two-sided")[0] == 2 / 6
+    assert stats.p_from_null(-0.4, null, exact=True, alternative="two-sided")[0] == 2 / 6
+    # random orderings: the observed one is added to both tails, (k + 1) / (n + 1)
+    assert stats.p_from_null(0.5, null, exact=False, alternative="two-sided") == (4 / 7, 2 / 7)
+    with pytest.raises(InputError, match="alternative"):
+        stats.p_from_null(0.5, null, exact=True, alternative="less")
+
+
+def _brute_force_unit_test(statistic, n):
+    """Two-sided p and its floor over every ordering of ``n`` units, by itertools."""
+    null = np.array([statistic(np.array(o)) for o in permutations(range(n))])
+    null = null[np.isfinite(null)]
+    t = statistic(np.arange(n))
+
+    def p(v):
+        return min(1.0, 2 * min((null >= v - 1e-12).mean(), (null <= v + 1e-12).mean()))
+
+    return p(t), min(p(v) for v in null)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unit_permutation_test_matches_enumeration_by_hand(seed):
+    """A Mantel test (one matrix's models reordered) over 5 models: 120 orderings, all of them."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(5, 5))
+    b = a + rng.normal(scale=1.0, size=(5, 5))
+    a, b = a + a.T, b + b.T
+    iu = np.triu_indices(5, k=1)
+
+    def r(order):
+        return float(np.corrcoef(a[iu], b[np.ix_(order, order)][iu])[0, 1])
+
+    res = stats.unit_permutation_test(r, 5, n_resamples=999)
+    p, p_min = _brute_force_unit_test(r, 5)
+    assert res["exact"] and res["n_permutations"] == 120
+    assert res["statistic"] == pytest.approx(r(np.arange(5)), abs=1e-15)
+    assert res["p_value"] == pytest.approx(p, abs=1e-12)
+    assert res["p_min"] == pytest.approx(p_min, abs=1e-12)
+    random = stats.unit_permutation_test(r, 5, n_resamples=99, rng=3)
+    assert not random["exact"] and random["p_min"] == pytest.approx(2 / 100)
+    assert random == stats.unit_permutation_test(r, 5, n_resamples=99, rng=3)
+
+
+def test_a_domain_split_too_small_to_test_says_its_floor():
+    """4 datasets in 2 + 2: the 3 splits appear 8 times each in the 24 orderings, so even the
+    clearest separation has two-sided p = 2 x 8/24; the sentence said "no evidence"."""
+    domains = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
+    values = {(a, b): 0.9 if domains[a] == domains[b] else 0.1 for a, b in combinations(domains, 2)}
+    res = stats.domain_permutation_test(_pairs_table(values), domains)
+    assert res["p_value"] == pytest.approx(2 / 3) and res["p_min"] == pytest.approx(2 / 3)
+
+
 @pytest.mark.parametrize("zoo_seed", [0, 1, 2])
 def test_renamed_labellings_give_the_same_statistic(zoo_seed):
     """Swapping the two objectives in every stratum gives the same T in exact arithmetic, but
