@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -285,8 +285,19 @@ def pearson_spearman_text(pairs: pd.DataFrame) -> str:
     )
 
 
-def within_between_text(table: pd.DataFrame, category: str) -> str:
-    """How often same-category pairs are more similar than different-category pairs."""
+def within_between_text(
+    table: pd.DataFrame, category: str, test: Mapping | None = None, alpha: float = 0.05
+) -> str:
+    """How often same-category pairs are more similar than different-category pairs, and whether
+    that beats random groupings of the same models (``test``:
+    :func:`repsim.analysis.within_between_test`; without it the counts are only described).
+
+    The datasets are not the unit here: the same models meet on every dataset, so a count of
+    datasets (a sign test) finds any fixed grouping of them (half of all random groupings at
+    p < 0.05 in a simulation); the test relabels the models instead.
+    """
+    from repsim.stats import format_p, permutation_verdict
+
     ok = table.dropna()
     if not len(ok):
         return (
@@ -294,13 +305,45 @@ def within_between_text(table: pd.DataFrame, category: str) -> str:
             "to compare, so this comparison is skipped."
         )
     diff = ok["same category"] - ok["different category"]
-    more, less = int((diff > 0).sum()), int((diff < 0).sum())
+    more = int((diff > 0).sum())
     head = (
         f"On **{more} of {len(ok)}** dataset{'s' if len(ok) != 1 else ''}, models of the same "
         f"{category} are more similar to each other (median) than models of different "
-        f"{category} (median difference {format_estimate(float(diff.median()))}"
+        f"{category} (median difference {format_estimate(float(diff.median()))})"
     )
-    return f"{head}; {_sign_verdict(more, less, ties=len(ok) - more - less)}"
+    if test is None:
+        return f"{head}: described for these models, not tested."
+    verdict = permutation_verdict(test, alpha)
+    how = f"{category} labels permuted {test['permuted']}, the datasets fixed"
+    if verdict == "undefined":
+        return (
+            f"{head}; whether that beats random groupings of the same models cannot be tested: "
+            f"no relabelling leaves pairs of one {category} and of two ({how})."
+        )
+    p_text = format_p(float(test["p_value"]), alpha)
+    mean = f"averaged over the datasets the difference is {format_estimate(test['statistic'])}"
+    if verdict == "untestable":
+        return (
+            f"{head}; {mean}, and whether that beats random groupings of the same models cannot "
+            f"be tested at alpha = {alpha:g}: their relabellings give p >= "
+            f"{float(test['p_min']):.2g} at best ({how})."
+        )
+    if verdict == "not settled":
+        return (
+            f"{head}; {mean}, and whether that beats random groupings of the same models is not "
+            f"settled by {int(test['n_permutations'])} random relabellings: {p_text} is within "
+            f"Monte Carlo error of alpha = {alpha:g} ({how})."
+        )
+    if verdict == "below":
+        side = "more" if float(test["statistic"]) > 0 else "less"
+        return (
+            f"{head}; {mean}, {side} than random groupings of the same models give ({how}, "
+            f"two-sided {p_text})."
+        )
+    return (
+        f"{head}; {mean}: no evidence that this differs from random groupings of the same "
+        f"models ({how}, two-sided {p_text})."
+    )
 
 
 def _sign_verdict(positive: int, negative: int, alpha: float = 0.05, ties: int = 0) -> str:

@@ -47,6 +47,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -1140,18 +1141,42 @@ COARSE_BOOTSTRAP = 999
 MONTE_CARLO_Z = 2.576
 
 
-def monte_carlo_undecided(p: float, n: float, alpha: float) -> bool:
-    """Whether a two-sided bootstrap p from ``n`` resamples (twice the share of draws in the
-    smaller tail) is too close to ``alpha`` to say on which side of it the exact p lies: within
-    :data:`MONTE_CARLO_Z` binomial standard errors at p = alpha, ``sqrt(alpha (2 - alpha) / n)``.
+def monte_carlo_undecided(p: float, n: float, alpha: float, two_sided: bool = True) -> bool:
+    """Whether a p from ``n`` random resamples is too close to ``alpha`` to say on which side of
+    it the exact p lies: within :data:`MONTE_CARLO_Z` binomial standard errors at p = alpha.
 
-    With 79 resamples at alpha 0.05 that is any p up to 0.14, 0 included (0 of 79 draws beyond 0
-    happens 14% of the time when the exact p is 0.05): the embedded headline's interval moved
-    across 0 from one seed to the next. From 260 resamples up, p = 0 is decided.
+    Two-sided (twice the share of draws in the smaller tail: a bootstrap p, a two-sided
+    permutation p) the error is ``sqrt(alpha (2 - alpha) / n)``; one-sided (the share of draws
+    at least as extreme) ``sqrt(alpha (1 - alpha) / n)``. With 79 bootstrap resamples at alpha
+    0.05 the band reaches up to 0.14, 0 included (0 of 79 draws beyond 0 happens 14% of the time
+    when the exact p is 0.05): the embedded headline's interval moved across 0 from one seed to
+    the next. A p from exact enumeration has no such error: do not pass it here.
     """
     if not (np.isfinite(p) and np.isfinite(n) and n > 0):
         return False
-    return bool(abs(p - alpha) <= MONTE_CARLO_Z * math.sqrt(alpha * (2 - alpha) / n))
+    spread = alpha * ((2 - alpha) if two_sided else (1 - alpha))
+    return bool(abs(p - alpha) <= MONTE_CARLO_Z * math.sqrt(spread / n))
+
+
+def permutation_verdict(test: Mapping[str, Any], alpha: float = 0.05) -> str:
+    """Where a permutation result stands at ``alpha``: "undefined" (no p), "untestable" (the
+    smallest p the design allows is not below alpha), "not settled" (random permutations and p
+    within Monte Carlo error of alpha, :func:`monte_carlo_undecided`), "below" or "not below".
+
+    ``test``: ``p_value``, ``p_min``, ``n_permutations``, ``exact`` and optionally
+    ``alternative`` ("two-sided", the default, or "greater"), as :func:`unit_permutation_test`.
+    """
+    p, p_min = float(test["p_value"]), float(test.get("p_min", np.nan))
+    if not np.isfinite(p):
+        return "undefined"
+    if np.isfinite(p_min) and p_min >= alpha:
+        return "untestable"
+    two_sided = test.get("alternative", "two-sided") == "two-sided"
+    if not test.get("exact", False) and monte_carlo_undecided(
+        p, float(test.get("n_permutations", np.nan)), alpha, two_sided
+    ):
+        return "not settled"
+    return "below" if p < alpha else "not below"
 
 
 def no_interval_reason(n_datasets: float) -> str:

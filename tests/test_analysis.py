@@ -397,25 +397,123 @@ def test_within_between_without_same_category_pairs():
     assert table["same category"].isna().all() and table["different category"].notna().all()
     assert "skipped" in T.within_between_text(table, "objective")
     sim2 = _small_sim(["S", "S", "T", "T"])
-    text = T.within_between_text(A.within_between(sim2["cka_linear"]), "objective")
-    assert "of 3** datasets" in text
-    assert (
-        "sign test" in text and "cannot be tested, since with fewer than 6 untied datasets" in text
+    da = sim2["cka_linear"]
+    test = A.within_between_test(da, "objective")
+    # 4 models in 2 + 2: each of the 3 groupings is 8 of the 24 orderings, p >= 2 x 8/24
+    assert test["exact"] and test["p_min"] == pytest.approx(2 / 3)
+    text = T.within_between_text(A.within_between(da), "objective", test)
+    assert "of 3** datasets" in text and "cannot be tested at alpha = 0.05" in text
+    assert "permuted freely over the 4 models" in text and not T.untested_claims(text)
+    assert "described for these models, not tested" in T.within_between_text(
+        A.within_between(da), "objective"
     )
 
 
-def test_within_between_text_states_its_sign_test():
-    # 9 of 10 datasets favour same-category pairs: two-sided exact sign test p = 22/1024
-    table = pd.DataFrame(
-        {"same category": [0.9] * 9 + [0.1], "different category": [0.5] * 10},
-        index=[f"d{i}" for i in range(10)],
+def _relabelled(da: xr.DataArray, labels) -> xr.DataArray:
+    return da.assign_coords(objective_a=("model_a", list(labels)))
+
+
+def _brute_within_between_p(da: xr.DataArray, relabellings) -> tuple[float, float]:
+    """Two-sided p over ``relabellings`` (the observed one among them), each scored by the
+    within_between table itself: the statistic is the mean of its per-dataset differences."""
+
+    def score(labels) -> float:
+        t = A.within_between(_relabelled(da, labels), "objective")
+        return float((t["same category"] - t["different category"]).mean())
+
+    observed = score(da["objective_a"].values)
+    null = np.array([score(lab) for lab in relabellings])
+    return observed, min(
+        1.0, 2 * min((null >= observed - 1e-12).mean(), (null <= observed + 1e-12).mean())
     )
-    text = T.within_between_text(table, "objective")
-    assert "**9 of 10**" in text and "p = 0.02): more often than chance would give" in text
-    even = pd.DataFrame({"same category": [0.9, 0.1] * 5, "different category": [0.5] * 10})
-    assert "no evidence that this happens more or less often than chance" in T.within_between_text(
-        even, "objective"
+
+
+def test_within_between_test_matches_enumeration_by_hand():
+    """Free relabelling of 6 models: the 90 distinct groupings of a, a, b, b, c, c (each 8 of the
+    720 orderings scipy enumerates), scored by A.within_between, give the same p."""
+    da = _small_sim(["a", "a", "b", "b", "c", "c"], n_datasets=4, seed=5)["cka_linear"]
+    test = A.within_between_test(da, "objective")
+    groupings = set(itertools.permutations(["a", "a", "b", "b", "c", "c"]))
+    observed, p = _brute_within_between_p(da, groupings)
+    assert test["exact"] and test["n_permutations"] == 720
+    assert test["statistic"] == pytest.approx(observed, abs=1e-12)
+    assert test["p_value"] == pytest.approx(p, abs=1e-12)
+
+
+def _crossed_zoo(seed: int, effect: float) -> xr.DataArray:
+    """2 objectives x 2 architectures x 2 seeds (ids ``-s<N>``); same-objective pairs are
+    ``effect`` more similar, same-architecture pairs 0.3 more."""
+    rng = np.random.default_rng(seed)
+    design = [(o, a, s) for o in "PQ" for a in ("CNN", "ViT") for s in (0, 1)]
+    ids = [f"{a.lower()}-{o}-s{s}" for o, a, s in design]
+    obj = np.array([o for o, _, _ in design])
+    arch = np.array([a for _, a, _ in design])
+    base = 0.3 + effect * (obj[:, None] == obj[None]) + 0.3 * (arch[:, None] == arch[None])
+    vals = base + rng.normal(0, 0.05, size=(5, 8, 8))
+    vals = (vals + vals.transpose(0, 2, 1)) / 2
+    return xr.DataArray(
+        vals,
+        dims=("dataset", "model_a", "model_b"),
+        coords={
+            "dataset": [f"d{k}" for k in range(5)],
+            "model_a": ids,
+            "model_b": ids,
+            "objective_a": ("model_a", obj),
+            "architecture_class_a": ("model_a", arch),
+        },
+        name="cka_linear",
     )
+
+
+@pytest.mark.parametrize("effect", [0.0, 0.2])
+def test_within_between_test_permutes_within_the_design_strata(effect):
+    """In a crossed zoo the objective was assigned within architecture x seed: the 16 relabellings
+    that swap P and Q inside some of the 4 strata are the null (a free shuffle would also move
+    objectives across architectures, which are more alike)."""
+    da = _crossed_zoo(1, effect)
+    test = A.within_between_test(da, "objective")
+    assert test["permuted"] == "within architecture x seed over the 8 models"
+    assert test["exact"] and test["n_permutations"] == 16
+    obj = da["objective_a"].values
+    relabellings = []
+    for flips in itertools.product([False, True], repeat=4):
+        lab = obj.copy()
+        for stratum, flip in enumerate(flips):  # ids: strata (CNN,0) (CNN,1) (ViT,0) (ViT,1)
+            pos = [stratum, 4 + stratum]  # P and Q member of the stratum
+            if flip:
+                lab[pos] = lab[pos[::-1]]
+        relabellings.append(lab)
+    observed, p = _brute_within_between_p(da, relabellings)
+    assert test["statistic"] == pytest.approx(observed, abs=1e-12)
+    assert test["p_value"] == pytest.approx(p, abs=1e-12)
+    # the design floor, 2 x 2/16: an 8-model zoo cannot reach 0.05, and says so
+    assert test["p_min"] == pytest.approx(0.25)
+    text = T.within_between_text(A.within_between(da), "objective", test)
+    assert "cannot be tested at alpha = 0.05" in text
+
+
+def test_a_fixed_grouping_is_not_a_category_effect():
+    """Stable pair similarities and labels that mean nothing: every dataset puts the same-label
+    pairs below the rest, so the sign test over datasets gave p = 0.002, "less often than
+    chance"; relabelling the models finds no evidence."""
+    rng = np.random.default_rng(7)
+    n, labels = 12, np.repeat(["a", "b", "c"], 4)
+    stable = rng.uniform(0.2, 0.9, size=(n, n))
+    vals = (stable + stable.T)[None] / 2 + rng.normal(0, 0.01, size=(10, n, n))
+    vals = (vals + vals.transpose(0, 2, 1)) / 2
+    ids = [f"m{i}" for i in range(n)]
+    da = xr.DataArray(
+        vals,
+        dims=("dataset", "model_a", "model_b"),
+        coords={"dataset": [f"d{k}" for k in range(10)], "model_a": ids, "model_b": ids},
+    ).assign_coords(objective_a=("model_a", labels))
+    table = A.within_between(da, "objective")
+    diff = table["same category"] - table["different category"]
+    assert (diff < 0).all()  # 0 of 10 datasets, which a sign test calls p = 0.002
+    test = A.within_between_test(da, "objective", n_resamples=1999)
+    assert test["p_value"] > 0.2 and not test["exact"]
+    text = T.within_between_text(table, "objective", test)
+    assert "no evidence that this differs from random groupings" in text
 
 
 def test_pick_dataset_pairs_spans_the_range():

@@ -346,11 +346,26 @@ def test_behaviour_text_states_the_sign_test_over_datasets():
         assert not T.untested_claims(t)
 
 
-def test_within_between_text_says_less_often_when_the_count_is_low():
+def test_within_between_text_is_worded_by_the_model_relabelling():
     table = pd.DataFrame({"same category": [0.1] * 10, "different category": [0.5] * 10})
-    text = T.within_between_text(table, "objective")
+    test = {
+        "statistic": -0.4,
+        "p_value": 0.0004,
+        "p_min": 0.0002,
+        "n_permutations": 9999,
+        "exact": False,
+        "permuted": "freely over the 12 models",
+    }
+    text = T.within_between_text(table, "objective", test)
     assert text.startswith("On **0 of 10** datasets")
-    assert "p = 0.002): less often than chance would give" in text
+    assert "difference is -0.40, less than random groupings of the same models give" in text
+    assert "two-sided p < 0.001" in text
+    settled = T.within_between_text(table, "objective", {**test, "p_value": 0.052})
+    assert "not settled by 9999 random relabellings" in settled
+    exact = T.within_between_text(table, "objective", {**test, "p_value": 0.052, "exact": True})
+    assert "no evidence that this differs" in exact
+    for t in (text, settled, exact):
+        assert not T.untested_claims(t)
 
 
 def test_scatter_text_describes_the_groups_without_ranking_them():
