@@ -39,6 +39,7 @@ _LAZY = {
     "ProbeResult": "repsim.probe",
     "pair_table": "repsim.behavior",
     "behavior_correlation": "repsim.behavior",
+    "behavior_link_test": "repsim.behavior",
     "correlation_by_domain": "repsim.behavior",
     "open_dataset": "repsim.stimuli",
     "stimulus_table": "repsim.stimuli",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -117,14 +118,36 @@ def pair_table(similarity: xr.DataArray, accuracy: xr.DataArray | xr.Dataset) ->
     return frame[~missing].reset_index(drop=True)
 
 
-def _correlate(x: np.ndarray, y: np.ndarray, min_pairs: int) -> tuple[float, ...]:
-    """Pearson r and p, Spearman r and p (:func:`repsim.stats.correlation_test`)."""
-    from repsim.stats import correlation_test
+def _pair_matrices(pairs: pd.DataFrame, datasets: list) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The models of a :func:`pair_table` and, per dataset, their similarity and accuracy-gap
+    matrices (dataset, model, model), NaN where a pair has no row: the form in which whole models
+    can be permuted."""
+    models = list(dict.fromkeys([*pairs["model_a"], *pairs["model_b"]]))
+    index = {m: i for i, m in enumerate(models)}
+    S = np.full((len(datasets), len(models), len(models)), np.nan)
+    G = S.copy()
+    for k, dataset in enumerate(datasets):
+        group = pairs[pairs["dataset"] == dataset]
+        a = group["model_a"].map(index).to_numpy(dtype=np.intp)
+        b = group["model_b"].map(index).to_numpy(dtype=np.intp)
+        for M, col in ((S, "similarity"), (G, "gap")):
+            M[k, a, b] = M[k, b, a] = group[col].to_numpy(dtype=float)
+    return models, S, G
 
-    return (
-        *correlation_test(x, y, "pearson", min_pairs),
-        *correlation_test(x, y, "spearman", min_pairs),
+
+def _r_per_dataset(S: np.ndarray, G: np.ndarray, order: np.ndarray, method: str, min_pairs: int):
+    """r over model pairs on each dataset, with the gap matrices' models taken in ``order``."""
+    from repsim.stats import correlate
+
+    iu, ju = np.triu_indices(S.shape[1], k=1)
+    G = G[:, order][:, :, order]
+    return np.array(
+        [correlate(S[k][iu, ju], G[k][iu, ju], method, min_pairs) for k in range(len(S))]
     )
+
+
+def _one_r(S: np.ndarray, G: np.ndarray, order: np.ndarray, method: str, min_pairs: int) -> float:
+    return float(_r_per_dataset(S, G, order, method, min_pairs)[0])
 
 
 #: Columns of :func:`behavior_correlation`.
@@ -133,9 +156,9 @@ CORRELATION_COLUMNS = [
     "domain",
     "n_pairs",
     "pearson_r",
-    "pearson_p",
+    "pearson_mantel_p",
     "spearman_r",
-    "spearman_p",
+    "spearman_mantel_p",
     "mean_accuracy",
 ]
 
@@ -145,41 +168,112 @@ def behavior_correlation(
     accuracy: xr.DataArray | xr.Dataset | None = None,
     *,
     min_pairs: int = 3,
+    n_resamples: int = 999,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Per dataset, the correlation between pair similarity and absolute accuracy gap.
 
     Pass ``(similarity, accuracy)`` as for :func:`pair_table`, or a table it returned. A dataset
     with fewer than ``min_pairs`` pairs, or constant similarity or gap, gets NaN (r is undefined);
     with arrays, every dataset the two share has a row, also one whose accuracies are all missing
-    (probes left out as near chance: ``n_pairs`` 0).
+    (probes left out as near chance: ``n_pairs`` 0). Each r's p is a Mantel test: the models of
+    the gap matrix permuted (``n_resamples``, exact when few models;
+    :func:`repsim.stats.unit_permutation_test`), since the pairs share models and a p over pairs
+    as if independent comes out too small.
 
     Returns
     -------
     pandas.DataFrame
         One row per dataset (:data:`CORRELATION_COLUMNS`): ``dataset, domain, n_pairs, pearson_r,
-        pearson_p, spearman_r, spearman_p, mean_accuracy`` (the mean over the models of their
-        seed-mean accuracy; NaN when a table is passed). ``.set_index("dataset").to_xarray()``
-        gives the xarray form.
+        pearson_mantel_p, spearman_r, spearman_mantel_p, mean_accuracy`` (the mean over the models
+        of their seed-mean accuracy; NaN when a table is passed). ``.set_index("dataset")
+        .to_xarray()`` gives the xarray form.
     """
-    if isinstance(similarity, pd.DataFrame):
-        pairs, acc = similarity, None
-        datasets = list(dict.fromkeys(pairs["dataset"]))
-        domains = dict(zip(pairs["dataset"], pairs["domain"]))
-    else:
-        pairs = pair_table(similarity, accuracy)
-        acc = _accuracy_array(accuracy)
-        models = set(similarity["model_a"].values.tolist())
-        acc = acc.sel(model=[m for m in acc["model"].values.tolist() if m in models])
-        shared = set(acc["dataset"].values.tolist())
-        datasets = [d for d in similarity["dataset"].values.tolist() if d in shared]
-        domains = dict(zip(datasets, _domains(datasets, similarity, acc)))
+    from repsim.stats import keyed_rng, unit_permutation_test
+
+    pairs, acc, datasets, domains = _pairs_of(similarity, accuracy)
+    models, S, G = _pair_matrices(pairs, datasets)
     rows = []
-    for dataset in datasets:
-        group = pairs[pairs["dataset"] == dataset]
-        r = _correlate(group["similarity"].to_numpy(), group["gap"].to_numpy(), min_pairs)
+    for k, dataset in enumerate(datasets):
+        # this dataset's models: a model without accuracies here (left out as near chance) is
+        # not permuted into the pairs of the others
+        here = np.flatnonzero(np.isfinite(G[k]).any(axis=1))
+        Sk, Gk = S[k][np.ix_(here, here)][None], G[k][np.ix_(here, here)][None]
+        tests = [
+            unit_permutation_test(
+                partial(_one_r, Sk, Gk, method=method, min_pairs=min_pairs),
+                here.size,
+                n_resamples=n_resamples,
+                rng=keyed_rng(seed, str(dataset), method),
+            )
+            for method in ("pearson", "spearman")
+        ]
         mean = float(acc.sel(dataset=dataset).mean()) if acc is not None else np.nan
-        rows.append((dataset, domains.get(dataset), len(group), *r, mean))
+        rows.append(
+            (
+                dataset,
+                domains.get(dataset),
+                int((pairs["dataset"] == dataset).sum()),
+                tests[0]["statistic"],
+                tests[0]["p_value"],
+                tests[1]["statistic"],
+                tests[1]["p_value"],
+                mean,
+            )
+        )
     return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+
+
+def _pairs_of(similarity, accuracy):
+    """The pair table, the seed-mean accuracies (None for a table), the datasets and domains."""
+    if isinstance(similarity, pd.DataFrame):
+        pairs = similarity
+        datasets = list(dict.fromkeys(pairs["dataset"]))
+        return pairs, None, datasets, dict(zip(pairs["dataset"], pairs["domain"]))
+    pairs = pair_table(similarity, accuracy)
+    acc = _accuracy_array(accuracy)
+    models = set(similarity["model_a"].values.tolist())
+    acc = acc.sel(model=[m for m in acc["model"].values.tolist() if m in models])
+    shared = set(acc["dataset"].values.tolist())
+    datasets = [d for d in similarity["dataset"].values.tolist() if d in shared]
+    return pairs, acc, datasets, dict(zip(datasets, _domains(datasets, similarity, acc)))
+
+
+def behavior_link_test(
+    similarity: xr.DataArray | pd.DataFrame,
+    accuracy: xr.DataArray | xr.Dataset | None = None,
+    *,
+    min_pairs: int = 3,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Do similar models perform alike beyond what random pairings of the same models give?
+
+    The statistic is the mean over datasets of the Pearson r between pair similarity and
+    accuracy gap (:func:`behavior_correlation`'s ``pearson_r``). The null permutes whole models:
+    one ordering of the models' accuracies for every dataset, so each model keeps its accuracy
+    profile and its similarities, and only which model has which is shuffled (a joint Mantel
+    test; :func:`repsim.stats.unit_permutation_test`, two-sided). A count of datasets with a
+    negative r (a sign test) would treat datasets as independent, but the same models meet on
+    every dataset.
+
+    Returns ``statistic``, ``p_value``, ``p_min``, ``n_permutations``, ``exact``, ``n_models``
+    and ``n_datasets`` (those with a defined r).
+    """
+    from repsim.stats import keyed_rng, unit_permutation_test
+
+    pairs, _, datasets, _ = _pairs_of(similarity, accuracy)
+    models, S, G = _pair_matrices(pairs, datasets)
+
+    def statistic(order: np.ndarray) -> float:
+        r = _r_per_dataset(S, G, order, "pearson", min_pairs)
+        return float(np.mean(r[np.isfinite(r)])) if np.isfinite(r).any() else float("nan")
+
+    test = unit_permutation_test(
+        statistic, len(models), n_resamples=n_resamples, rng=keyed_rng(seed, "behaviour link")
+    )
+    r = _r_per_dataset(S, G, np.arange(len(models)), "pearson", min_pairs)
+    return {**test, "n_models": len(models), "n_datasets": int(np.isfinite(r).sum())}
 
 
 def correlation_by_domain(correlations: pd.DataFrame) -> pd.DataFrame:

@@ -346,29 +346,6 @@ def within_between_text(
     )
 
 
-def _sign_verdict(positive: int, negative: int, alpha: float = 0.05, ties: int = 0) -> str:
-    """The end of a sentence that counts datasets: whether the count departs from chance, by the
-    exact two-sided sign test over datasets (:func:`repsim.stats.sign_test`; the dataset is the
-    unit). Two-sided: a count far below half is "less often than chance", not "more"."""
-    from repsim.stats import format_p, sign_test
-
-    if positive + negative == 0:
-        return "not tested, since no dataset separates the two)."
-    p = sign_test(positive, negative)
-    test = f"exact sign test over datasets with these models held fixed, {format_p(p, alpha)}"
-    if ties:
-        test += f", {ties} tied dataset{'s' if ties != 1 else ''} left out"
-    if p < alpha:
-        side = "more" if positive > negative else "less"
-        return f"{test}): {side} often than chance would give."
-    if positive + negative < 6:
-        return (
-            f"{test}): cannot be tested, since with fewer than 6 untied datasets no sign test "
-            "can reach p < 0.05."
-        )
-    return f"{test}): no evidence that this happens more or less often than chance would give."
-
-
 def scatter_text(table: pd.DataFrame, category: str) -> str:
     """Which same-category group keeps its pair ordering best over the chosen dataset pairs."""
     r_all = table["all"].mean()
@@ -436,22 +413,58 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
     )
 
 
-def behaviour_text(corr: pd.DataFrame) -> str:
+def behaviour_text(corr: pd.DataFrame, test: Mapping | None = None, alpha: float = 0.05) -> str:
     """The similarity-behaviour link in words, per dataset and per domain (domains are listed,
-    never ranked: no test compares them, and a domain with one dataset is one dataset)."""
+    never ranked: no test compares them, and a domain with one dataset is one dataset).
+
+    ``test`` (:func:`repsim.behavior.behavior_link_test`) words whether the mean r beats random
+    pairings of the same models; without it the link is only described. The count of datasets
+    is not tested: the same models meet on every dataset, so the datasets' signs are not
+    independent draws.
+    """
+    from repsim.stats import format_p, permutation_verdict
+
     ok = corr.dropna(subset=["pearson_r"])
     if not len(ok):
         return (
             "No dataset has a defined correlation between similarity and accuracy gap (too "
             "few models, or equal accuracies), so there is nothing to summarise."
         )
-    neg, pos = int((ok.pearson_r < 0).sum()), int((ok.pearson_r > 0).sum())
-    text = (
+    neg = int((ok.pearson_r < 0).sum())
+    head = (
         f"Similarity and accuracy gap are negatively correlated (similar representations, "
         f"similar accuracy) on **{neg} of {len(ok)}** dataset{'s' if len(ok) != 1 else ''} "
-        f"(mean r = {fmt(ok.pearson_r.mean())}; "
-        f"{_sign_verdict(neg, pos, ties=len(ok) - neg - pos)}"
+        f"(mean r = {fmt(ok.pearson_r.mean())}"
     )
+    verdict = "untested" if test is None else permutation_verdict(test, alpha)
+    if verdict in ("untested", "undefined"):
+        text = f"{head}; described for these models, not tested)."
+    else:
+        how = f"the {int(test['n_models'])} models' accuracies permuted jointly over the datasets"
+        p_text = format_p(float(test["p_value"]), alpha)
+        if verdict == "untestable":
+            text = (
+                f"{head}; whether that beats random pairings of the same models cannot be tested "
+                f"at alpha = {alpha:g}: their orderings give p >= {float(test['p_min']):.2g} at "
+                f"best, {how})."
+            )
+        elif verdict == "not settled":
+            text = (
+                f"{head}; whether that beats random pairings of the same models is not settled by "
+                f"{int(test['n_permutations'])} random orderings: {p_text} is within Monte Carlo "
+                f"error of alpha = {alpha:g}, {how})."
+            )
+        elif verdict == "below":
+            side = "more negative" if float(test["statistic"]) < 0 else "more positive"
+            text = (
+                f"{head}), {side} than random pairings of the same models give ({how}, "
+                f"two-sided {p_text})."
+            )
+        else:
+            text = (
+                f"{head}): no evidence that the link differs from random pairings of the same "
+                f"models ({how}, two-sided {p_text})."
+            )
     by = ok.groupby("domain").pearson_r.agg(["mean", "size"])
     if len(by) >= 2:
         listed = "; ".join(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from itertools import combinations
+from itertools import combinations, permutations
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,7 @@ from scipy import stats
 from repsim.behavior import (
     PAIR_COLUMNS,
     behavior_correlation,
+    behavior_link_test,
     correlation_by_domain,
     pair_table,
 )
@@ -84,8 +85,6 @@ def test_correlations_equal_scipy_on_all_unordered_pairs(rng):
         assert row.n_pairs == 10
         assert row.pearson_r == pytest.approx(stats.pearsonr(s, g)[0])
         assert row.spearman_r == pytest.approx(stats.spearmanr(s, g)[0])
-        assert row.pearson_p == pytest.approx(stats.pearsonr(s, g)[1])
-        assert row.spearman_p == pytest.approx(stats.spearmanr(s, g)[1])
 
 
 def test_grouped_by_domain(rng):
@@ -246,3 +245,79 @@ def test_near_chance_probes_leave_the_correlations():
     assert corr["pearson_r"].iloc[0] == pytest.approx(expected, abs=1e-12)
     text = near_chance_text(chance)
     assert "plus 0.05" in text and "ten (1 of 4 models; chance 0.10)" in text
+
+
+def _brute_p(r_of, n: int) -> tuple[float, float]:
+    """Observed r and its two-sided p over all n! orderings of the models, by itertools."""
+    null = np.array([r_of(np.array(o)) for o in permutations(range(n))])
+    t = r_of(np.arange(n))
+    return t, min(1.0, 2 * min((null >= t - 1e-12).mean(), (null <= t + 1e-12).mean()))
+
+
+def _r_with_models_reordered(sim, mean_acc, dataset, order, method=stats.pearsonr) -> float:
+    """scipy's r over the unordered pairs, model i taking the accuracy of model order[i]."""
+    a = mean_acc.sel(dataset=dataset).values[order]
+    s, g = [], []
+    for i, j in combinations(range(len(MODELS)), 2):
+        s.append(float(sim.sel(dataset=dataset).values[i, j]))
+        g.append(abs(a[i] - a[j]))
+    return float(method(s, g)[0])
+
+
+def test_mantel_p_matches_enumeration_by_hand(rng):
+    """The pairs share models, so a p over pairs as if independent is too small: each r's p
+    permutes the models (all 5! = 120 orderings here), as scipy-by-hand does."""
+    sim, acc = _inputs(rng)
+    out = behavior_correlation(sim, acc).set_index("dataset")
+    mean_acc = acc.mean("seed")
+    for dataset in DATASETS:
+        for method, col in ((stats.pearsonr, "pearson"), (stats.spearmanr, "spearman")):
+            t, p = _brute_p(
+                lambda o, d=dataset, m=method: _r_with_models_reordered(sim, mean_acc, d, o, m), 5
+            )
+            assert out.loc[dataset, f"{col}_r"] == pytest.approx(t, abs=1e-12)
+            assert out.loc[dataset, f"{col}_mantel_p"] == pytest.approx(p, abs=1e-12)
+
+
+def test_behavior_link_test_permutes_models_jointly_by_hand(rng):
+    """One ordering of the models for every dataset; the statistic is the mean Pearson r."""
+    sim, acc = _inputs(rng)
+    mean_acc = acc.mean("seed")
+
+    def mean_r(order):
+        return np.mean([_r_with_models_reordered(sim, mean_acc, d, order) for d in DATASETS])
+
+    t, p = _brute_p(mean_r, 5)
+    test = behavior_link_test(sim, acc)
+    assert test["exact"] and test["n_permutations"] == 120 and test["n_datasets"] == 4
+    assert test["statistic"] == pytest.approx(t, abs=1e-12)
+    assert test["p_value"] == pytest.approx(p, abs=1e-12)
+    assert test["statistic"] == pytest.approx(behavior_correlation(sim, acc).pearson_r.mean())
+    # the same from a pair table
+    from_table = behavior_link_test(pair_table(sim, acc))
+    assert from_table["p_value"] == pytest.approx(p, abs=1e-12)
+
+
+def test_fixed_models_on_many_datasets_are_not_a_link():
+    """Accuracy profiles unrelated to similarity, but both stable over datasets: every dataset
+    gives the same sign of r, which a sign test over the 10 datasets calls p = 0.002; permuting
+    the models finds no evidence."""
+    rng = np.random.default_rng(2)
+    m, n_ds = 12, 10
+    models, datasets = [f"m{i}" for i in range(m)], [f"d{k}" for k in range(n_ds)]
+    stable = rng.uniform(0.2, 0.9, size=(m, m))
+    raw = (stable + stable.T)[None] / 2 + rng.normal(0, 0.01, size=(n_ds, m, m))
+    sim = xr.DataArray(
+        (raw + raw.transpose(0, 2, 1)) / 2,
+        dims=("dataset", "model_a", "model_b"),
+        coords={"dataset": datasets, "model_a": models, "model_b": models},
+    )
+    acc = xr.DataArray(
+        rng.uniform(0.3, 0.9, size=(m, 1)) + rng.normal(0, 0.01, size=(m, n_ds)),
+        dims=("model", "dataset"),
+        coords={"model": models, "dataset": datasets},
+    )
+    corr = behavior_correlation(sim, acc, n_resamples=99)
+    assert (corr.pearson_r > 0).all() or (corr.pearson_r < 0).all()
+    test = behavior_link_test(sim, acc, n_resamples=999)
+    assert test["p_value"] > 0.2

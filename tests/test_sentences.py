@@ -320,29 +320,34 @@ def test_domain_contrast_text_is_worded_by_the_permutation_test():
         assert not T.untested_claims(t)
 
 
-def test_behaviour_text_states_the_sign_test_over_datasets():
+def test_behaviour_text_is_worded_by_the_model_permutation():
     corr = pd.DataFrame(
         {"dataset": list("abcdefgh"), "domain": ["D"] * 8, "pearson_r": [-0.5] * 7 + [0.2]}
     )
-    text = T.behaviour_text(corr)
-    p = stats.binomtest(7, 8, 0.5).pvalue  # 18/256
-    assert (
-        f"on **7 of 8** datasets (mean r = -0.41; exact sign test over datasets with these models held fixed, p = {p:.2f})"
-        in text
+    test = {
+        "statistic": -0.41,
+        "p_value": 0.003,
+        "p_min": 0.0002,
+        "n_permutations": 9999,
+        "exact": False,
+        "n_models": 45,
+    }
+    text = T.behaviour_text(corr, test)
+    assert text.startswith(
+        "Similarity and accuracy gap are negatively correlated (similar representations, "
+        "similar accuracy) on **7 of 8** datasets (mean r = -0.41), more negative than random "
+        "pairings of the same models give (the 45 models' accuracies permuted jointly over the "
+        "datasets, two-sided p = 0.003)."
     )
-    # no evidence is not evidence of chance: the sentence does not assert the null
-    assert "no evidence that this happens more or less often than chance would give" in text
-    all_neg = T.behaviour_text(corr.assign(pearson_r=-0.5))
-    assert "p = 0.008): more often than chance would give" in all_neg  # 2 / 2**8
-    # the sign test is two-sided: all positive is significant the other way
-    all_pos = T.behaviour_text(corr.assign(pearson_r=0.5))
-    assert "on **0 of 8** datasets" in all_pos
-    assert "p = 0.008): less often than chance would give" in all_pos
-    tied = T.behaviour_text(corr.assign(pearson_r=[-0.5] * 6 + [0.0, 0.2]))
-    assert "1 tied dataset left out" in tied
-    one = T.behaviour_text(corr.iloc[:1])
-    assert "on **1 of 1** dataset (" in one
-    for t in (all_pos, tied, one):
+    none = T.behaviour_text(corr, {**test, "p_value": 0.4})
+    assert "no evidence that the link differs from random pairings" in none
+    settled = T.behaviour_text(corr, {**test, "p_value": 0.055})
+    assert "not settled by 9999 random orderings" in settled
+    floor = T.behaviour_text(corr, {**test, "p_value": 0.33, "p_min": 0.33, "exact": True})
+    assert "cannot be tested at alpha = 0.05" in floor
+    described = T.behaviour_text(corr)
+    assert "described for these models, not tested" in described and "sign test" not in described
+    for t in (text, none, settled, floor, described):
         assert not T.untested_claims(t)
 
 

@@ -1086,3 +1086,23 @@ def test_correlation_needs_min_points_finite_pairs():
     assert all(np.isnan(stats.correlation_test([1.0, 2.0], [3.0, 5.0])))
     assert np.isnan(stats.correlate([1.0, 2.0, np.nan], [3.0, 5.0, 4.0]))
     assert stats.correlate([1.0, 2.0, 4.0], [3.0, 5.0, 9.0]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_correlate_equals_scipy_with_ties_and_gaps(method):
+    """correlate's centred-sum r (fast enough to permute) against scipy's, in float64."""
+    from scipy.stats import pearsonr, spearmanr
+
+    rng = np.random.default_rng(11)
+    x = np.round(rng.normal(size=200), 1)  # ties
+    y = 0.5 * x + rng.normal(size=200)
+    x[[3, 50]] = np.nan
+    y[7] = np.inf
+    ok = np.isfinite(x) & np.isfinite(y)
+    want = (pearsonr if method == "pearson" else spearmanr)(x[ok], y[ok])
+    assert stats.correlate(x, y, method) == pytest.approx(want[0], abs=1e-14)
+    r, p = stats.correlation_test(x, y, method)
+    assert r == stats.correlate(x, y, method) and p == pytest.approx(want[1], rel=1e-9)
+    assert np.isnan(stats.correlate(x, np.ones(200), method))  # constant side: undefined
+    with pytest.raises(InputError, match="method"):
+        stats.correlate(x, y, "kendall")
