@@ -1279,6 +1279,21 @@ def _untestable(row: pd.Series, alpha: float) -> str | None:
     return None
 
 
+def _factor_unsettled(row: pd.Series, alpha: float) -> bool:
+    """Whether a factor row's one-sided permutation p came from random labellings and lies
+    within Monte Carlo error of ``alpha`` (:func:`permutation_verdict`)."""
+    n_perm, floor = _number(row, "n_permutations"), _smallest_p(row)
+    exact = np.isfinite(n_perm) and np.isfinite(floor) and floor * (n_perm + 1) > 1 + 1e-9
+    test = {
+        "p_value": _number(row, "p_value"),
+        "p_min": floor,
+        "n_permutations": n_perm,
+        "exact": exact,
+        "alternative": "greater",
+    }
+    return permutation_verdict(test, alpha) == "not settled"
+
+
 def factor_sentence(row: pd.Series | dict, alpha: float = 0.05) -> str:
     """One sentence for a ``factor`` row, worded by its permutation p-value."""
     row = pd.Series(row)
@@ -1288,6 +1303,13 @@ def factor_sentence(row: pd.Series | dict, alpha: float = 0.05) -> str:
         return (
             f"Whether {what} beyond random grouping cannot be tested at alpha = {alpha:g} on "
             f"this run: {why}."
+        )
+    if _factor_unsettled(row, alpha):
+        return (
+            f"Whether {what} beyond random grouping is not settled by "
+            f"{int(_number(row, 'n_permutations'))} random labellings: permutation "
+            f"{format_p(row['p_value'], alpha)} is within Monte Carlo error of alpha = "
+            f"{alpha:g}; rerun controlled_tests with more permutations."
         )
     if row["p_value"] < alpha:
         p_text = _permutation_p(row, alpha)
@@ -1347,6 +1369,21 @@ def difference_sentence(
             f"({format_estimate(d['p_value'], 3)}) is within Monte Carlo error of alpha = "
             f"{alpha:g}, so another resampling seed could give the other answer; rerun "
             f"controlled_tests with more resamples ({stats_text})."
+        )
+    hangs_on = [
+        name
+        for name, row, side in (
+            ("objective", o, d["ci_low"] > 0),
+            ("architecture", a, d["ci_high"] < 0),
+        )
+        if side and _factor_unsettled(row, alpha)
+    ]
+    if hangs_on:
+        return (
+            f"Whether objective explains {subject} more than architecture does, or the reverse, "
+            f"is not settled: the interval excludes 0, but {hangs_on[0]}'s own permutation p is "
+            f"within Monte Carlo error of alpha = {alpha:g}; rerun controlled_tests with more "
+            f"permutations ({stats_text})."
         )
     if d["ci_low"] > 0 and o["p_value"] < alpha:
         return (

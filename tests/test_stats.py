@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from repsim import sentences as T
 from repsim import stats
 from repsim.consistency import grouped_consistency
 from repsim.errors import InputError
@@ -772,6 +773,50 @@ def test_difference_sentence_says_when_a_factor_p_is_the_permutation_floor():
         "objective p = 0.01, the smallest 99 permutations can give, architecture p = 0.37" in text
     )
     assert text.count("smallest") == 1
+
+
+def test_a_factor_p_within_monte_carlo_error_is_not_settled():
+    """A permutation p from random labellings near alpha (0.047 of 999: band 2.576 x
+    sqrt(0.05 x 0.95 / 999) = 0.018) was worded as a finding; an enumerated one is exact."""
+    row = {
+        "factor": "objective",
+        "p_value": 0.047,
+        "p_min": 0.001,
+        "n_permutations": 999.0,
+        "estimate": 0.2,
+        "ci_low": 0.12,
+        "ci_high": 0.26,
+        "n_bootstrap": 999.0,
+        "confidence_level": 0.95,
+    }
+    text = stats.factor_sentence(row)
+    assert text.startswith(
+        "Whether objective explains the consistency of pairwise similarity across datasets "
+        "beyond random grouping is not settled by 999 random labellings: permutation p = 0.047"
+    )
+    assert stats.factor_sentence({**row, "p_value": 0.03}).startswith("Objective explains")
+    # every labelling enumerated (p_min above 1/(n+1)): no Monte Carlo error
+    exact = {**row, "p_min": 0.002, "n_permutations": 720.0}
+    assert stats.factor_sentence(exact).startswith("Objective explains")
+    assert not T.untested_claims(text)
+    # the headline: the interval excludes 0, the verdict then hangs on objective's p
+    a = {"p_value": 0.5, "factor": "architecture", "n_permutations": 999.0}
+    d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "p_value": 0.001,
+         "n_bootstrap": 999.0, "confidence_level": 0.95}  # fmt: skip
+    head = stats.difference_sentence(d, row, a)
+    assert "is not settled: the interval excludes 0, but objective's own permutation p" in head
+    assert stats.difference_sentence(d, exact, a).startswith("Objective explains")
+    # an interval that includes 0 does not hang on it
+    assert stats.difference_sentence({**d, "ci_low": -0.01, "p_value": 0.2}, row, a).startswith(
+        "No evidence"
+    )
+
+
+def test_monte_carlo_band_of_a_one_sided_p():
+    # one-sided: SE sqrt(alpha (1 - alpha) / n); 999 permutations: 2.576 x 0.00690 = 0.0178
+    assert stats.monte_carlo_undecided(0.067, 999, 0.05, two_sided=False)
+    assert not stats.monte_carlo_undecided(0.068, 999, 0.05, two_sided=False)
+    assert stats.monte_carlo_undecided(0.068, 999, 0.05)  # two-sided band: 0.0254
 
 
 # ------------------------------------------------------------- defects found by an audit (session 29)
