@@ -43,9 +43,11 @@ from repsim.names import (
 logger = logging.getLogger(__name__)
 
 METHODS = ("pearson", "spearman")
-#: The anchor rank-sum tests use the exact p when a group has at most this many values and there
-#: are no ties (scipy's own rule for ``mannwhitneyu(method="auto")``).
+#: The anchor rank-sum tests use an exact p when a group has at most this many values (scipy's
+#: own rule for ``mannwhitneyu(method="auto")``), with ties too (:func:`exact_rank_sum_p`).
 EXACT_RANK_SUM_MAX = 8
+#: Most splits of the pooled values :func:`exact_rank_sum_p` enumerates (C(20, 8) = 125,970).
+EXACT_RANK_SUM_SPLITS = 200_000
 #: Transforms of similarity before correlating (the study's appendix on values near the upper bound).
 TRANSFORMS = (None, "arccos", "tan")
 
@@ -684,6 +686,29 @@ def anchor_table(cons: xr.Dataset, measure: str, category: str = "objective") ->
     return pd.concat(rows, ignore_index=True)
 
 
+def exact_rank_sum_p(xa: np.ndarray, xb: np.ndarray) -> tuple[float, float]:
+    """Exact two-sided p of the rank-sum test and the smallest p these values allow, over every
+    split of the pooled values into groups of these sizes; tied values share their mid rank, so
+    the p is exact with ties too (scipy's exact Mann-Whitney assumes none: one tie sent it back
+    to the normal approximation, which gave p = 0.0495 where 0.1 is the least possible).
+    """
+    from scipy.stats import permutation_test, rankdata
+
+    from repsim.stats import p_from_null
+
+    ranks = rankdata(np.r_[xa, xb])
+    ra, rb = ranks[: len(xa)], ranks[len(xa) :]
+    res = permutation_test(
+        (ra, rb),
+        lambda a, b, axis: a.sum(axis=axis),
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=np.inf,
+        alternative="two-sided",
+    )
+    return p_from_null(float(ra.sum()), res.null_distribution, exact=True, alternative="two-sided")
+
+
 def anchor_rank_sum_tests(
     tidy: pd.DataFrame,
     by: str = "category",
@@ -697,11 +722,13 @@ def anchor_rank_sum_tests(
     contributes its median, so the samples are independent; with ``unit=None`` every row is one
     observation. Anchors of unknown category are left out; the Bonferroni factor counts the tests
     that could run (both groups with two or more values). When a group has at most
-    :data:`EXACT_RANK_SUM_MAX` values and there are no ties, p is the exact one of the Mann-Whitney
-    U (the same test; ``scipy.stats.mannwhitneyu``): the normal approximation gave p = 0.0495 for 3
-    against 3 anchors, whose exact smallest p is 0.1. Otherwise it is the normal approximation, as
-    the study's ``scipy.stats.ranksums``. ``p_min`` is the smallest p the two group sizes allow,
-    2 / C(n_a + n_b, n_a).
+    :data:`EXACT_RANK_SUM_MAX` values, p is exact (:func:`exact_rank_sum_p`, ties at their mid
+    rank; without ties beyond :data:`EXACT_RANK_SUM_SPLITS` splits, scipy's exact Mann-Whitney U):
+    the normal approximation gave p = 0.0495 for 3 against 3 anchors, whose exact smallest p is
+    0.1. Otherwise it is the normal approximation, as the study's ``scipy.stats.ranksums``, with
+    the tie correction where values tie (``mannwhitneyu(method="asymptotic",
+    use_continuity=False)``, which equals ``ranksums`` without ties). ``p_min`` is the smallest p
+    the groups allow: 2 / C(n_a + n_b, n_a) without ties, from the enumeration with them.
     Columns: group_a, group_b, n_a, n_b, median_a, median_b, statistic (the rank-sum z: its sign
     is the direction), p, p_min, p_bonferroni, p_threshold (alpha / tests run), significant.
     """
@@ -722,10 +749,17 @@ def anchor_rank_sum_tests(
             stat, p, p_min = float("nan"), float("nan"), float("nan")
         else:
             stat, p = ranksums(xa, xb)
-            no_ties = len(np.unique(np.r_[xa, xb])) == len(xa) + len(xb)
-            if no_ties and min(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX:
-                p = mannwhitneyu(xa, xb, alternative="two-sided", method="exact").pvalue
+            ties = len(np.unique(np.r_[xa, xb])) < len(xa) + len(xb)
             p_min = min(1.0, 2 / comb(len(xa) + len(xb), len(xa)))
+            splits = comb(len(xa) + len(xb), len(xa))
+            if min(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX and splits <= EXACT_RANK_SUM_SPLITS:
+                p, p_min = exact_rank_sum_p(xa, xb)
+            elif min(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX and not ties:
+                p = mannwhitneyu(xa, xb, alternative="two-sided", method="exact").pvalue
+            elif ties:
+                p = mannwhitneyu(
+                    xa, xb, alternative="two-sided", method="asymptotic", use_continuity=False
+                ).pvalue
         rows.append(
             {
                 "group_a": a,

@@ -132,6 +132,64 @@ def test_anchor_rank_sum_tests_are_exact_for_few_anchors():
     assert "smallest p an exact rank-sum test can give is 0.333" in text
 
 
+def _brute_rank_sum(xa, xb) -> tuple[float, float]:
+    """Two-sided p of the mid-rank sum over every split, by itertools, and its smallest value."""
+    from scipy.stats import rankdata
+
+    pooled = np.r_[xa, xb]
+    ranks = rankdata(pooled)
+    null = np.array(
+        [ranks[list(c)].sum() for c in itertools.combinations(range(len(pooled)), len(xa))]
+    )
+
+    def p(t):
+        return min(1.0, 2 * min((null >= t - 1e-9).mean(), (null <= t + 1e-9).mean()))
+
+    return p(ranks[: len(xa)].sum()), min(p(t) for t in null)
+
+
+@pytest.mark.parametrize(
+    ("xa", "xb", "want"),
+    [
+        ([0.1, 0.2, 0.3], [0.4, 0.5, 0.5], 0.1),  # the normal approximation gave 0.0495
+        ([0.1, 0.2, 0.3, 0.3], [0.4, 0.5, 0.6, 0.7], 0.0286),  # it gave 0.0209
+        ([0.5, 0.5, 0.2, 0.3], [0.5, 0.6, 0.6, 0.9, 0.1], None),
+    ],
+)
+def test_anchor_rank_sum_tests_are_exact_with_ties(xa, xb, want):
+    """One tie anywhere sent the exact p back to the normal approximation without tie
+    correction, which fell below the smallest p the design allows."""
+    tidy = pd.DataFrame(
+        [{"anchor": f"a{i}", "category": "a", "consistency": v} for i, v in enumerate(xa)]
+        + [{"anchor": f"b{i}", "category": "b", "consistency": v} for i, v in enumerate(xb)]
+    )
+    row = C.anchor_rank_sum_tests(tidy, alpha=0.05).iloc[0]
+    p, p_min = _brute_rank_sum(np.array(xa), np.array(xb))
+    assert row.p == pytest.approx(p, abs=1e-12) and row.p_min == pytest.approx(p_min, abs=1e-12)
+    assert row.p >= row.p_min
+    if want is not None:
+        assert row.p == pytest.approx(want, abs=5e-5)
+
+
+def test_large_groups_with_ties_get_the_tie_correction():
+    """Beyond the exact sizes, ties use the normal approximation with the tie correction
+    (ranksums has none; without ties the two agree)."""
+    from scipy.stats import mannwhitneyu, ranksums
+
+    xa, xb = np.repeat([0.1, 0.2, 0.3], 4), np.repeat([0.2, 0.3, 0.4], 4)
+    tidy = pd.DataFrame(
+        [{"anchor": f"a{i}", "category": "a", "consistency": v} for i, v in enumerate(xa)]
+        + [{"anchor": f"b{i}", "category": "b", "consistency": v} for i, v in enumerate(xb)]
+    )
+    row = C.anchor_rank_sum_tests(tidy).iloc[0]
+    want = mannwhitneyu(xa, xb, method="asymptotic", use_continuity=False).pvalue
+    assert row.p == pytest.approx(want, rel=1e-12) and row.p != pytest.approx(ranksums(xa, xb)[1])
+    distinct = np.linspace(0, 1, 24)
+    assert mannwhitneyu(
+        distinct[:12], distinct[12:], method="asymptotic", use_continuity=False
+    ).pvalue == pytest.approx(ranksums(distinct[:12], distinct[12:])[1], rel=1e-12)
+
+
 def test_anchor_rank_sum_tests_bonferroni():
     rng = np.random.default_rng(0)
     rows = [
