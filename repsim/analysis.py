@@ -772,6 +772,7 @@ def domain_contrast(
             "same-domain pairs": r["n_same_pairs"],
             "datasets": r["n_datasets"],
             "permutations": r["n_permutations"],
+            "exact": r["exact"],
         }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group_pair")
 

@@ -375,7 +375,7 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
             "The run lacks dataset pairs of the same domain or of different domains, so "
             "within- and across-domain consistency cannot be compared."
         )
-    from repsim.stats import format_p
+    from repsim.stats import format_p, permutation_verdict
 
     row = table.loc["all"]
     same, diff, p = row["same domain"], row["different domains"], row["p"]
@@ -393,15 +393,30 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
         f"domain labels permuted over the {int(row['datasets'])} datasets with these models held "
         f"fixed, {format_p(p)}"
     )
-    floor = float(row.get("smallest p", np.nan))
-    if np.isfinite(floor) and floor >= 0.05:
+    verdict = permutation_verdict(
+        {
+            "p_value": p,
+            "p_min": float(row.get("smallest p", np.nan)),
+            "n_permutations": float(row.get("permutations", np.nan)),
+            "exact": bool(row.get("exact", False)),
+        }
+    )
+    if verdict == "not settled":
+        return (
+            f"Over all model pairs, whether datasets of the same domain are more or less "
+            f"consistent with each other than datasets of different domains is not settled by "
+            f"{int(row['permutations'])} random relabellings ({medians}; {test}, within Monte "
+            "Carlo error of 0.05)."
+        )
+    if verdict == "untestable":
+        floor = float(row["smallest p"])
         return (
             f"Over all model pairs, whether datasets of the same domain are more or less "
             f"consistent with each other than datasets of different domains cannot be tested on "
             f"this run ({medians}; {test}): no relabelling of these {int(row['datasets'])} "
             f"datasets' domains gives p below {floor:.2g}, so the test cannot reach p < 0.05."
         )
-    if p < 0.05:
+    if verdict == "below":
         word = "more" if same > diff else "less"
         return (
             f"Over all model pairs, datasets of the same domain are {word} consistent with each "

@@ -944,6 +944,7 @@ def domain_permutation_test(
         "n_different_pairs": int((~same).sum()),
         "n_datasets": len(names),
         "n_permutations": 0,
+        "exact": False,
     }
     # With a dataset pair missing (undefined consistency), a relabelling can leave no pair within
     # (or across) domains: it has no statistic and is left out of the null (p_from_null), rather
@@ -951,7 +952,7 @@ def domain_permutation_test(
     test = unit_permutation_test(
         lambda order: statistic(codes[order]), len(codes), n_resamples=n_resamples, rng=rng
     )
-    out.update({k: test[k] for k in ("p_value", "p_min", "n_permutations")})
+    out.update({k: test[k] for k in ("p_value", "p_min", "n_permutations", "exact")})
     return out
 
 
