@@ -293,8 +293,8 @@ def within_between_text(
     :func:`repsim.analysis.within_between_test`; without it the counts are only described).
 
     The datasets are not the unit here: the same models meet on every dataset, so a count of
-    datasets (a sign test) finds any fixed grouping of them (half of all random groupings at
-    p < 0.05 in a simulation); the test relabels the models instead.
+    datasets (a sign test) finds almost any fixed grouping of them, labels that mean nothing
+    included (``tests/test_analysis.py`` has one); the test relabels the models instead.
     """
     from repsim.stats import format_p, permutation_verdict
 
