@@ -83,6 +83,44 @@ def dask_scheduler(
 CONNECT_TIMEOUT_S = 5.0
 
 
+def cluster_option_names(kind: str) -> set[str] | None:
+    """The keywords dask-jobqueue's cluster of ``kind`` accepts (the cluster's, its job class's
+    and their bases'), plus ``jobs``; None without dask-jobqueue (the run then says so)."""
+    import inspect
+
+    try:
+        import dask_jobqueue
+    except ImportError:
+        return None
+    cls = {"slurm": dask_jobqueue.SLURMCluster, "pbs": dask_jobqueue.PBSCluster}[kind]
+    names = {"jobs"}
+    for klass in (*cls.__mro__, *cls.job_cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {
+                n
+                for n, p in inspect.signature(init).parameters.items()
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n != "self"
+            }
+    return names
+
+
+def check_cluster_options(kind: str, options: dict[str, Any]) -> None:
+    """ConfigError naming each key of the config's ``cluster:`` block that dask-jobqueue would
+    refuse (a misspelt ``wallTime`` reached it as a bare TypeError after the run had started)."""
+    from repsim.config import did_you_mean
+
+    allowed = cluster_option_names(kind)
+    unknown = sorted(set(map(str, options)) - allowed) if allowed is not None else []
+    if unknown:
+        named = ", ".join(f"{k!r}{did_you_mean(k, allowed)}" for k in unknown)
+        raise ConfigError(
+            f"cluster: unknown dask-jobqueue option(s) for {kind}: {named}; see the "
+            f"{kind.upper()}Cluster options of dask-jobqueue (e.g. cores, memory, walltime, queue, "
+            "account, job_extra_directives) and jobs (worker jobs to start)"
+        )
+
+
 def check_scheduler(
     scheduler: str, cluster: str | None = None, cluster_options: dict[str, Any] | None = None
 ) -> None:
@@ -99,6 +137,7 @@ def check_scheduler(
         jobs = (cluster_options or {}).get("jobs", 4)
         if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
             raise ConfigError(f"cluster: jobs must be a whole number >= 1, got {jobs!r}")
+        check_cluster_options(cluster, cluster_options or {})
         if shutil.which(submit[cluster]) is None:
             raise ConfigError(
                 f"--cluster {cluster}: `{submit[cluster]}` is not on this machine's PATH; run from "

@@ -199,3 +199,18 @@ def test_an_interrupted_process_map_stops_its_workers_without_running_the_queue(
         process_map(calls, workers=2, on_done=interrupt)
     time.sleep(1.5)  # a task's shell, started before the interrupt, may still finish
     assert len(list(tmp_path.iterdir())) <= 5  # the first result, the running and queued ones
+
+
+def test_a_misspelt_cluster_option_is_refused_before_the_run():
+    """``wallTime`` went to dask-jobqueue as a bare TypeError once the run had started; it is now
+    a ConfigError with the option it resembles, before anything (sbatch's PATH included)."""
+    pytest.importorskip("dask_jobqueue")
+    from repsim.errors import ConfigError
+    from repsim.scheduler import check_scheduler, cluster_option_names
+
+    with pytest.raises(ConfigError, match=r"'wallTime' \(did you mean 'walltime'\?\)"):
+        check_scheduler("synchronous", "slurm", {"wallTime": "1:00:00", "cores": 8})
+    assert {"cores", "memory", "walltime", "queue", "account", "jobs"} <= cluster_option_names(
+        "slurm"
+    )
+    assert "resource_spec" in cluster_option_names("pbs")
