@@ -161,14 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("book", help="execute the notebooks on a run folder and build the book")
     p.add_argument("--run", help=f"run folder to render (default: {DEFAULT_BOOK_RUN})")
-    p.add_argument("--book", default="book", help="book folder")
+    p.add_argument("--book", default="book", help="book folder (default: book)")
     p.add_argument(
         "--no-execute", action="store_true", help="build from already executed notebooks"
     )
     p.set_defaults(func=_cmd_book)
 
     p = sub.add_parser("models", help="list or check the models of a config")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the run's config file (YAML)")
     p.add_argument(
         "--check",
         action="store_true",
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("datasets", help="list or check the datasets of a config")
-    p.add_argument("--config", required=True)
+    p.add_argument("--config", required=True, help="the run's config file (YAML)")
     p.add_argument(
         "--check",
         action="store_true",
@@ -186,8 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_datasets)
 
     p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHMARKS) + ", all")
-    p.add_argument("name", choices=[*BENCHMARKS, "all"])
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that benchmark (see --help)")
+    p.add_argument(
+        "name",
+        choices=[*BENCHMARKS, "all"],
+        help="the benchmark; all runs measures, extract, probe and run",
+    )
+    p.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        help="options of that benchmark (see repsim bench NAME --help)",
+    )
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("compare", help="a run's values beside the study's published numbers")
@@ -206,8 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         "held-out accuracies (repsim minizoo evaluate) or merge zoo folders trained side by side "
         "(repsim minizoo merge SRC... --into data/minizoo)",
     )
-    p.add_argument("action", choices=["train", "evaluate", "merge"])
-    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.add_argument("action", choices=["train", "evaluate", "merge"], help="what to do")
+    p.add_argument(
+        "rest",
+        nargs=argparse.REMAINDER,
+        help="options of that action (see repsim minizoo ACTION --help); train without --out "
+        "replaces the shipped weights in data/minizoo",
+    )
     p.set_defaults(func=_cmd_minizoo)
     return parser
 
