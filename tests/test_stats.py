@@ -1151,3 +1151,25 @@ def test_correlate_equals_scipy_with_ties_and_gaps(method):
     assert np.isnan(stats.correlate(x, np.ones(200), method))  # constant side: undefined
     with pytest.raises(InputError, match="method"):
         stats.correlate(x, y, "kendall")
+
+
+def test_boundaries_of_the_permutation_rules():
+    """Each comparison at its edge (found by mutation testing: < and <= were interchangeable)."""
+    # n_labellings: k! per stratum of k, not k
+    assert stats.n_labellings(["a", "a", "a", "b", "b"]) == 3 * 2 * 1 * 2 * 1
+    # a p equal to alpha is not below it; a floor equal to alpha cannot test
+    base = {"p_value": 0.05, "p_min": 0.001, "n_permutations": 720, "exact": True}
+    assert stats.permutation_verdict(base) == "not below"
+    assert stats.permutation_verdict({**base, "p_value": 0.2, "p_min": 0.05}) == "untestable"
+    row = {"factor": "objective", "p_value": 0.05, "p_min": 2 / 720, "n_permutations": 720.0}
+    assert stats.factor_sentence(row).startswith("No evidence")
+    # every ordering enumerated when n! equals n_resamples
+    assert stats.unit_permutation_test(lambda o: float(o[0]), 3, n_resamples=6)["exact"]
+    assert not stats.unit_permutation_test(lambda o: float(o[0]), 3, n_resamples=5)["exact"]
+    # a null value equal to the statistic but for the last bits counts as reached (100 ulp)
+    t = 0.3
+    null = np.array([t * (1 - 4e-16), 0.1, 0.2, 0.25])
+    assert stats.p_from_null(t, null, exact=True) == (0.25, 0.25)
+    # bootstrap draws exactly at 0 count in both tails
+    assert stats._bootstrap_p(np.array([0.0, 0.0, 1.0, 2.0]))[0] == 1.0
+    assert stats._bootstrap_p(np.array([0.0, 1.0, 2.0, 3.0]))[0] == 0.5
