@@ -744,19 +744,22 @@ def test_sign_test_against_the_binomial_formula():
     assert np.isnan(stats.sign_test(0, 0))
 
 
+#: an objective factor row of a controlled-tests table from 999 random labellings
+FACTOR_ROW = {
+    "factor": "objective",
+    "n_permutations": 999.0,
+    "estimate": 0.2,
+    "ci_low": 0.12,
+    "ci_high": 0.26,
+    "n_bootstrap": 999.0,
+    "confidence_level": 0.95,
+}
+
+
 def test_factor_sentence_says_when_p_is_the_permutation_floor():
     """With 999 permutations and none beyond the observed value, p = 1/1000 is the smallest the
     test can give; the book printed 'p = 0.001' as if it were measured to that precision."""
-    row = {
-        "factor": "objective",
-        "p_value": 0.001,
-        "n_permutations": 999.0,
-        "estimate": 0.2,
-        "ci_low": 0.12,
-        "ci_high": 0.26,
-        "n_bootstrap": 999.0,
-        "confidence_level": 0.95,
-    }
+    row = {**FACTOR_ROW, "p_value": 0.001}
     text = stats.factor_sentence(row)
     assert "p = 0.001, the smallest 999 permutations can give" in text
     assert "smallest" not in stats.factor_sentence({**row, "p_value": 0.004})
@@ -778,17 +781,7 @@ def test_difference_sentence_says_when_a_factor_p_is_the_permutation_floor():
 def test_a_factor_p_within_monte_carlo_error_is_not_settled():
     """A permutation p from random labellings near alpha (0.047 of 999: band 2.576 x
     sqrt(0.05 x 0.95 / 999) = 0.018) was worded as a finding; an enumerated one is exact."""
-    row = {
-        "factor": "objective",
-        "p_value": 0.047,
-        "p_min": 0.001,
-        "n_permutations": 999.0,
-        "estimate": 0.2,
-        "ci_low": 0.12,
-        "ci_high": 0.26,
-        "n_bootstrap": 999.0,
-        "confidence_level": 0.95,
-    }
+    row = {**FACTOR_ROW, "p_value": 0.047, "p_min": 0.001}
     text = stats.factor_sentence(row)
     assert text.startswith(
         "Whether objective explains the consistency of pairwise similarity across datasets "
