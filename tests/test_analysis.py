@@ -230,6 +230,10 @@ def _rank_sum_p(xa: np.ndarray, xb: np.ndarray) -> float:
 def test_anchor_table_has_categories(run):
     av = C.anchor_table(run.consistency, "cka_linear")
     assert set(av.category) == {"Supervised", "Self-Supervised", "Image-Text", "Random"}
+    # distinct dataset pairs only: a dataset with itself (consistency 1) would raise the medians
+    n_anchors, n_ds = av.anchor.nunique(), run.consistency.sizes["dataset_a"]
+    assert len(av) == n_anchors * n_ds * (n_ds - 1) // 2
+    assert (av.dataset_a != av.dataset_b).all()
 
 
 def test_behavior_correlation_on_a_run_has_every_dataset(run):

@@ -321,3 +321,28 @@ def test_fixed_models_on_many_datasets_are_not_a_link():
     assert (corr.pearson_r > 0).all() or (corr.pearson_r < 0).all()
     test = behavior_link_test(sim, acc, n_resamples=999)
     assert test["p_value"] > 0.2
+
+
+def test_a_lower_triangle_reads_as_the_upper(rng):
+    """pair_table reads {f, g} from whichever triangle holds it."""
+    sim, acc = _inputs(rng)
+    lower = sim.where(np.tril(np.ones((5, 5), bool), -1)[None])
+    pd.testing.assert_frame_equal(pair_table(lower, acc), pair_table(sim, acc))
+
+
+def test_a_model_missing_on_a_dataset_is_not_permuted_there(rng):
+    """A model left out as near chance on one dataset takes no part in that dataset's Mantel test:
+    its p is the p of the same test without the model."""
+    sim, acc = _inputs(rng)
+    missing = acc.copy()
+    missing.loc[{"model": "m2", "dataset": "pets"}] = np.nan
+    with_nan = behavior_correlation(sim, missing).set_index("dataset").loc["pets"]
+    keep = [m for m in MODELS if m != "m2"]
+    dropped = (
+        behavior_correlation(sim.sel(model_a=keep, model_b=keep), acc.sel(model=keep))
+        .set_index("dataset")
+        .loc["pets"]
+    )
+    assert with_nan.n_pairs == dropped.n_pairs == 6
+    assert with_nan.pearson_r == pytest.approx(dropped.pearson_r, abs=1e-12)
+    assert with_nan.pearson_mantel_p == pytest.approx(dropped.pearson_mantel_p, abs=1e-12)

@@ -382,3 +382,24 @@ def test_engine_and_pair_function_agree_where_a_wide_rbf_kernel_becomes_undefine
         assert np.isnan(got) == np.isnan(want), sigma
         if not np.isnan(want):
             assert got == pytest.approx(want, rel=1e-6, abs=1e-9)
+
+
+def test_engine_centres_features_far_from_the_origin(rng):
+    """Features offset by 1e3: the engine's feature-space path must centre them (unbiased CKA
+    recovers without centring; biased CKA became NaN), as the float64 pair function does."""
+    from repsim import cka
+    from repsim.measures.engine import similarity_matrices
+
+    base = rng.normal(size=(60, 8))
+    feats = {
+        "a": base + 1e3,
+        "b": base @ rng.normal(size=(8, 5)) + rng.normal(size=(60, 5)) - 1e3,
+        "c": rng.normal(size=(60, 6)) + 100.0,
+    }
+    ds = similarity_matrices(feats, ["cka_linear_biased"], device="cpu")
+    got = ds["cka_linear_biased"].values
+    for i, x in enumerate(feats):
+        for j, y in enumerate(feats):
+            if i != j:
+                want = cka(feats[x], feats[y], unbiased=False)
+                assert got[i, j] == pytest.approx(want, abs=1e-9), (x, y)

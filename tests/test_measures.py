@@ -105,7 +105,7 @@ def test_rsa_spearman_handles_ties(rng):
     assert rsa(X, Y) == pytest.approx(rsa_ref(X, Y), rel=1e-10)
 
 
-@pytest.mark.parametrize("n", [6, 37])
+@pytest.mark.parametrize("n", [6, 37, 100])
 def test_rsa_of_equally_dissimilar_stimuli_is_undefined(rng, n):
     """One-hot rows: every stimulus equally correlated with every other, a constant RDM exactly; in
     float64 its entries differ by rounding, which Spearman ranked into r = -0.02 and -0.05 (pair
@@ -115,8 +115,9 @@ def test_rsa_of_equally_dissimilar_stimuli_is_undefined(rng, n):
 
     X, Y = np.eye(n), rng.normal(size=(n, 12))
     for compare in ("spearman", "pearson"):
-        with pytest.raises(UndefinedMeasureError, match="the RDM of X is constant"):
-            rsa(X, Y, compare=compare)
+        for onehot in (X, 3.7 * X + 1.3):  # scaled and shifted: entries no longer round exactly
+            with pytest.raises(UndefinedMeasureError, match="the RDM of X is constant"):
+                rsa(onehot, Y, compare=compare)
     feats = {"onehot": X, "y": Y, "z": Y + rng.normal(size=Y.shape)}
     for measure in ("rsa_spearman", "rsa_pearson"):
         with pytest.warns(RuntimeWarning, match=f"{measure} is undefined for model 'onehot'"):
