@@ -750,11 +750,12 @@ def anchor_rank_sum_tests(
         else:
             stat, p = ranksums(xa, xb)
             ties = len(np.unique(np.r_[xa, xb])) < len(xa) + len(xb)
-            p_min = min(1.0, 2 / comb(len(xa) + len(xb), len(xa)))
             splits = comb(len(xa) + len(xb), len(xa))
-            if min(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX and splits <= EXACT_RANK_SUM_SPLITS:
+            p_min = min(1.0, 2 / splits)
+            small = min(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX
+            if small and splits <= EXACT_RANK_SUM_SPLITS:
                 p, p_min = exact_rank_sum_p(xa, xb)
-            elif min(len(xa), len(xb)) <= EXACT_RANK_SUM_MAX and not ties:
+            elif small and not ties:
                 p = mannwhitneyu(xa, xb, alternative="two-sided", method="exact").pvalue
             elif ties:
                 p = mannwhitneyu(
