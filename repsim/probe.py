@@ -477,9 +477,11 @@ def train_reference(
 def coarse_indices(n_wds: int) -> list[int]:
     """Indices of the coarse weight-decay values: the 8 decades of the default 64-value grid.
 
-    For another grid length, 8 roughly even steps including both ends.
+    For another grid length: every ``s``-th index and the last, with ``s`` the largest step that
+    still puts 8 values on the grid (``7 s <= n_wds - 1``), so a short grid is never searched
+    more coarsely than the study's.
     """
-    step = max(1, round((n_wds - 1) / 7))
+    step = max(1, (n_wds - 1) // 7)
     idx = list(range(0, n_wds, step))
     if idx[-1] != n_wds - 1:
         idx.append(n_wds - 1)

@@ -98,6 +98,15 @@ def test_coarse_indices_are_the_decades_of_the_default_grid():
     assert coarse_indices(3) == [0, 1, 2]
 
 
+def test_coarse_indices_are_the_widest_even_steps_that_give_8_values():
+    for n_wds in range(1, 130):
+        idx = coarse_indices(n_wds)
+        widest = max([s for s in range(1, n_wds) if 7 * s <= n_wds - 1], default=1)
+        assert idx[: min(8, n_wds)] == [widest * i for i in range(min(8, n_wds))], n_wds
+        assert idx[-1] == n_wds - 1 and idx == sorted(set(idx)), n_wds
+        assert np.diff(idx[:-1]).tolist() == [widest] * (len(idx) - 2), n_wds  # last step shorter
+
+
 def test_default_search_trains_coarse_then_fine(rng):
     X, y = _blobs(rng, n=200, d=8, c=3)
     res = linear_probe(X[:150], y[:150], X[150:], y[150:], seeds=(0,), epochs=2, device="cpu")
@@ -507,3 +516,25 @@ def test_missing_labels_are_refused_not_made_a_class(rng, missing):
     y_train[5] = missing
     with pytest.raises(InputError, match="1 missing labels .*first at row 5"):
         linear_probe(X, y_train, X, y, seeds=(0,), **SMALL)
+
+
+def test_validation_grid_is_each_setting_trained_on_the_fit_rows_scored_on_the_held_out_rows():
+    """Each tried cell of the validation grid is the plain torch probe (:func:`train_reference`)
+    trained at that (lr, wd) on the seed's fit rows and scored on its validation rows; the search
+    chooses on these, so scoring on the fit rows (training accuracy) would pick other settings."""
+    rng = np.random.default_rng(11)
+    X, y = _blobs(rng, n=200, d=64, c=4, noise=3.0)  # noisy, many dims: fit and held-out differ
+    kw = dict(epochs=4, batch_size=32)
+    lrs, wds = (1e-1, 1e-2), np.logspace(-4, 1, 9)
+    res = linear_probe(
+        X, y, X[:20], y[:20], lrs=lrs, wds=wds, seeds=(3,), normalize=False, device="cpu", **kw
+    )
+    fit, val = stratified_split(y, 0.2, 3)
+    gaps = []
+    for li, wi in zip(*np.nonzero(np.isfinite(res.val_accuracy[0])), strict=True):
+        lr, wd = res.lrs[li], res.wds[wi]
+        W, b = train_reference(X[fit], y[fit], lr, wd, seed=3, n_classes=4, device="cpu", **kw)
+        held_out = _accuracy(W, b, X[val], y[val])
+        assert res.val_accuracy[0, li, wi] == pytest.approx(held_out, abs=1.5 / len(val))
+        gaps.append(_accuracy(W, b, X[fit], y[fit]) - held_out)
+    assert max(gaps) > 0.1  # on this problem training accuracy would be another grid
