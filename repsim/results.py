@@ -204,7 +204,7 @@ def consistency_overview(
 CONTROLLED_TESTS_OPTIONS = {
     "n_permutations": 999,
     "n_bootstrap": 79,
-    "n_bootstrap_max": 999,
+    "n_bootstrap_max": 1999,
     "n_null": 9,
     "seed": 0,
 }
@@ -252,11 +252,12 @@ def run_controlled_tests(sim: xr.Dataset) -> tuple[pd.DataFrame | None, list[str
 
     Uses :func:`repsim.stats.controlled_tests` with :data:`CONTROLLED_TESTS_OPTIONS`: 79 bootstrap
     resamples per measure (the bootstrap dominates, about 0.015 s per resample and measure on
-    the embedded run's 45 models x 10 datasets), raised to 999 for a measure whose verdict they
-    cannot settle (the embedded run's cka_linear: 17 s for the whole stage, measured with another
-    job on the second core). The smallest reachable
-    permutation p is 1 / (n_permutations + 1) = 0.001; percentile intervals from 79 resamples are
-    coarse. For a final analysis call ``controlled_tests`` with its larger defaults.
+    the embedded run's 45 models x 10 datasets), raised to 1,999 for a measure whose verdict
+    they cannot settle (:func:`repsim.stats.bootstrap_undecided`: the expanded interval's raw
+    alpha is 0.0115 at 8 datasets, so even no draw beyond 0 settles it only from 1,150
+    resamples). The smallest reachable permutation p is 1 / (n_permutations + 1) = 0.001;
+    intervals from 79 resamples are coarse. For a final analysis call ``controlled_tests`` with
+    its larger defaults.
     """
     from repsim.errors import InputError
     from repsim.stats import controlled_tests

@@ -12,7 +12,8 @@ models look unusual lowers every pair it is in. How far the rules matter depends
   difference between the categories, how often is p below alpha?
 - :func:`bootstrap_coverage`: how often a nominal 95% percentile interval from resampling the
   datasets (as :func:`repsim.stats.dataset_bootstrap` does) covers the true median, by number of
-  datasets; the reason for :data:`repsim.stats.MIN_BOOTSTRAP_DATASETS`.
+  datasets, plain or expanded; the reason the package reports expanded intervals
+  (:func:`repsim.stats.expanded_level`) and for :data:`repsim.stats.MIN_BOOTSTRAP_DATASETS`.
 """
 
 from __future__ import annotations
@@ -70,12 +71,14 @@ def bootstrap_coverage(
     n_draws: int = 1000,
     n_resamples: int = 499,
     seed: int = 0,
+    expanded: bool = True,
 ) -> float:
     """Share of draws whose percentile interval of the median over dataset pairs covers the
     true median (0), resampling the datasets with replacement as
     :func:`repsim.stats.dataset_bootstrap` does: a dataset drawn twice enters its pairs twice,
     a pair of a dataset with its own copy is left out, and the ends are
-    :func:`repsim.stats.percentile_interval`'s order statistics."""
+    :func:`repsim.stats.percentile_interval`'s order statistics; ``expanded``: the expanded
+    interval the package reports (:func:`repsim.stats.expanded_level`), else the plain one."""
     rng = np.random.default_rng(seed)
     a, b = np.triu_indices(n_datasets, k=1)
     covered = 0
@@ -87,7 +90,9 @@ def bootstrap_coverage(
         with warnings.catch_warnings():  # a draw of one dataset has no pair: NaN, dropped
             warnings.simplefilter("ignore", RuntimeWarning)
             medians = np.nanmedian(np.where(i != j, M[i, j], np.nan), axis=1)
-        low, high, _ = percentile_interval(medians, confidence_level)
+        low, high, _ = percentile_interval(
+            medians, confidence_level, n_units=n_datasets if expanded else None
+        )
         covered += bool(low <= 0.0 <= high)
     return covered / n_draws
 

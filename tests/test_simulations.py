@@ -19,7 +19,8 @@ def test_rank_sum_over_dataset_pairs_is_valid_only_without_dataset_effects():
 
 
 def test_bootstrap_coverage_falls_with_few_datasets():
-    few, many = S.bootstrap_coverage(3, n_draws=300), S.bootstrap_coverage(10, n_draws=300)
+    few = S.bootstrap_coverage(3, n_draws=300, expanded=False)
+    many = S.bootstrap_coverage(10, n_draws=300, expanded=False)
     assert few < 0.7 < 0.85 < many <= 1.0
 
 
@@ -35,12 +36,17 @@ def test_pair_values_by_their_model():
 
 def test_the_quoted_numbers_are_the_computed_ones():
     """methods.md and stats.MIN_BOOTSTRAP_DATASETS's comment quote these runs of the defaults."""
-    coverage = [f"{S.bootstrap_coverage(n):.0%}" for n in (3, 5, 8, 10)]
+    coverage = [f"{S.bootstrap_coverage(n, expanded=False):.0%}" for n in (3, 5, 8, 10)]
+    expanded = [f"{S.bootstrap_coverage(n):.0%}" for n in (5, 8, 10, 23)]
     rates = [S.pair_test_false_positive_rate(10, dataset_sd=s) for s in (1.0, 0.25, 0.0)]
     methods = " ".join((ROOT / "book" / "methods.md").read_text().split())
     assert (
         f"covered the true median in {coverage[0]} of 1,000 draws at 3 datasets, {coverage[1]} "
         f"at 5, {coverage[2]} at 8 and {coverage[3]} at 10" in methods
+    )
+    assert (
+        f"covered {expanded[0]} at 5 datasets, {expanded[1]} at 8, {expanded[2]} at 10 and "
+        f"{expanded[3]} at 23" in methods
     )
     assert (
         f"{rates[0]:.0%} of such tests gave $p < 0.01$, where a valid test gives 1% "
@@ -50,5 +56,6 @@ def test_the_quoted_numbers_are_the_computed_ones():
     stats_source = " ".join((ROOT / "repsim" / "stats.py").read_text().replace("#:", "").split())
     assert (
         f"over the truth in {coverage[0]} of draws at 3 datasets, {coverage[1]} at 5, "
-        f"{coverage[2]} at 8 and {coverage[3]} at 10" in stats_source
+        f"{coverage[2]} at 8 and {coverage[3]} at 10. The expanded interval the package reports "
+        f"(:func:`expanded_level`) covers {expanded[0]} at 5 and {expanded[1]} at 8" in stats_source
     )

@@ -8,6 +8,7 @@ noise drives how consistent a category pair's similarities are across datasets.
 
 from __future__ import annotations
 
+import math
 from itertools import combinations, permutations
 from types import SimpleNamespace
 
@@ -316,9 +317,10 @@ def test_nothing_drives_consistency(null_table):
 
 
 def test_architecture_driven_zoo_reads_the_other_way():
-    # 299 resamples: from 49, a bootstrap p of 0 is within Monte Carlo error of 0.05
+    # 699 resamples of 12 datasets: the expanded interval's raw alpha is then 0.0215, and a raw
+    # bootstrap p of 0 is within Monte Carlo error of it up to 611 resamples
     table = stats.controlled_tests(
-        make_zoo(2, "architecture"), seed=1, **{**FAST, "n_bootstrap": 299}
+        make_zoo(2, "architecture", n_datasets=12), seed=1, **{**FAST, "n_bootstrap": 699}
     )
     a = _row(table, "factor", "architecture")
     o = _row(table, "factor", "objective")
@@ -370,7 +372,12 @@ def test_factor_permutations_keep_the_other_factor_and_the_seed(monkeypatch):
 
 def test_difference_p_is_two_sided(monkeypatch):
     """The p of objective minus architecture is twice the smaller tail of its bootstrap
-    distribution: with 3 of 100 resamples at or below zero, 0.06."""
+    distribution (with 3 of 100 resamples at or below zero, 0.06), put on the expanded scale of
+    5 datasets: the p whose t quantile with 4 degrees of freedom is the normal quantile of 0.06
+    shrunk by sqrt(4 / 5)."""
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
     real = stats.bootstrap
 
     def fixed_distribution(data, statistic, **kw):
@@ -387,7 +394,8 @@ def test_difference_p_is_two_sided(monkeypatch):
         sim, n_permutations=19, n_bootstrap=100, n_null=4, min_datasets=3
     )
     diff = table[table.analysis == "difference"]
-    assert len(diff) == 2 and np.allclose(diff.p_value, 0.06)
+    expanded = 2 * student_t.sf(norm.isf(0.03) * math.sqrt(4 / 5), 4)
+    assert len(diff) == 2 and np.allclose(diff.p_value, expanded) and expanded > 0.16
 
 
 def test_intervals_rest_on_the_draws_that_leave_the_estimate_defined(monkeypatch):
@@ -409,8 +417,11 @@ def test_intervals_rest_on_the_draws_that_leave_the_estimate_defined(monkeypatch
     )
     boot = table[table.analysis.isin(["factor", "difference", "category_pair"])]
     assert len(boot) > 10
-    # ceil(90 x 0.025) = 3: the third smallest and the third largest defined draw
-    assert np.allclose(boot.ci_low, defined[2]) and np.allclose(boot.ci_high, defined[-3])
+    # ceil(90 x (1 - level) / 2) at the expanded level of 5 datasets (0.998): the extreme draws
+    c = math.ceil(90 * (1 - stats.expanded_level(0.95, 5)) / 2)
+    assert (
+        c == 1 and np.allclose(boot.ci_low, defined[0]) and np.allclose(boot.ci_high, defined[-1])
+    )
     assert (boot.n_bootstrap == 90).all()
 
 
@@ -857,6 +868,48 @@ def test_percentile_interval_excludes_zero_exactly_when_the_bootstrap_p_is_below
         assert low <= high
 
 
+def test_expanded_interval_of_a_mean_is_student_s_t_interval():
+    """What the expansion is for: over 10 normal values, the bootstrap distribution of the mean
+    is narrower than the sampling distribution (plug-in SD) and has normal tails, so the plain
+    95% percentile interval is about 0.82 of the t interval's width; the expanded one matches it."""
+    from scipy.stats import t as student_t
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=10)
+    means = x[rng.integers(0, 10, (400_000, 10))].mean(axis=1)
+    t_low, t_high = student_t.interval(0.95, 9, loc=x.mean(), scale=x.std(ddof=1) / math.sqrt(10))
+    low, high, _ = stats.percentile_interval(means, 0.95, n_units=10)
+    plain_low, plain_high, _ = stats.percentile_interval(means, 0.95)
+    assert (high - low) / (t_high - t_low) == pytest.approx(1.0, abs=0.03)
+    assert (plain_high - plain_low) / (t_high - t_low) < 0.85
+    assert stats.expanded_level(0.95, 10) == pytest.approx(0.98290, abs=5e-5)  # by hand: 2.3846
+    with pytest.raises(InputError, match="2 or more units"):
+        stats.expanded_level(0.95, 1)
+
+
+def test_expanded_bootstrap_p_agrees_with_the_expanded_interval_and_its_monte_carlo_check():
+    rng = np.random.default_rng(1)
+    for _ in range(2000):
+        n, units = int(rng.integers(5, 400)), int(rng.integers(3, 30))
+        d = np.round(rng.normal(rng.uniform(-1, 4), 1, n), int(rng.integers(1, 3)))  # with ties
+        level = float(rng.choice([0.9, 0.95, 0.99]))
+        low, high, _ = stats.percentile_interval(d, level, n_units=units)
+        p, _ = stats.bootstrap_p(d, units)
+        raw, _ = stats.bootstrap_p(d)
+        assert (low > 0 or high < 0) == (p < 1 - level), (n, units, level, p, low, high)
+        assert p >= raw - 1e-12  # the expansion only ever widens
+    # 0 of B draws beyond 0 at 10 datasets: the raw alpha is 0.0171, settled from 770 draws on
+    assert stats.bootstrap_undecided(0.0, 769, 0.05, 10)
+    assert not stats.bootstrap_undecided(0.0, 771, 0.05, 10)
+    assert not stats.monte_carlo_undecided(0.0, 769, 0.05)  # the raw scale's band differs
+    # raw p 0.004 is within the raw band (0.0171 +- 0.0150 at 999 draws), though its expanded p
+    # is outside the band around 0.05 that the expanded scale would wrongly use
+    p, _ = stats.bootstrap_p(np.r_[-np.ones(2), np.ones(998)], 10)
+    assert p < 0.05 - 2.576 * math.sqrt(0.05 * 1.95 / 999) and stats.bootstrap_undecided(
+        p, 999, 0.05, 10
+    )
+
+
 def test_percentile_interval_by_the_textbook_order_statistic():
     draws = np.random.default_rng(3).permutation(np.arange(999.0))
     assert stats.percentile_interval(draws, 0.95)[:2] == (24.0, 974.0)  # the 25th from each end
@@ -1164,5 +1217,5 @@ def test_boundaries_of_the_permutation_rules():
     null = np.array([t * (1 - 4e-16), 0.1, 0.2, 0.25])
     assert stats.p_from_null(t, null, exact=True) == (0.25, 0.25)
     # bootstrap draws exactly at 0 count in both tails
-    assert stats._bootstrap_p(np.array([0.0, 0.0, 1.0, 2.0]))[0] == 1.0
-    assert stats._bootstrap_p(np.array([0.0, 1.0, 2.0, 3.0]))[0] == 0.5
+    assert stats.bootstrap_p(np.array([0.0, 0.0, 1.0, 2.0]))[0] == 1.0
+    assert stats.bootstrap_p(np.array([0.0, 1.0, 2.0, 3.0]))[0] == 0.5
