@@ -14,6 +14,8 @@ from repsim.errors import (
     MissingWeightsError,
     ModelError,
     RepsimError,
+    RunFailedError,
+    RunFolderError,
     StoreError,
     UndefinedMeasureError,
 )
@@ -64,6 +66,8 @@ __all__ = [
     "ModelError",
     "MissingWeightsError",
     "StoreError",
+    "RunFolderError",
+    "RunFailedError",
     "consistency",
     "grouped_consistency",
     "anchor_consistency",

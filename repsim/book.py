@@ -23,16 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from repsim.errors import RepsimError, StoreError
+from repsim.errors import BookError, StoreError
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-
-
-class BookError(RepsimError):
-    """A notebook failed to execute or the book failed to build."""
 
 
 def chapter_notebooks(notebooks_dir: str | Path = NOTEBOOKS) -> list[Path]:

@@ -71,6 +71,32 @@ class PathError(RepsimError):
     the files the command writes there cannot be written (a full disk, no permission)."""
 
 
+class RunFolderError(StoreError):
+    """A run folder cannot be used: not writable, full, mixed, locked by another run, or corrupt."""
+
+
+class NoSpaceError(RunFolderError):
+    """The run folder's disk has less free space than the run will write."""
+
+
+class RunLockedError(RunFolderError):
+    """Another process is running in the same run folder."""
+
+
+class RunFailedError(RepsimError):
+    """Some tasks of a run failed; the others finished and are cached in the run folder.
+
+    The command exits 3 (not 2, a config or folder error): the run folder holds cached work and a
+    rerun after fixing the cause does only what is missing.
+    """
+
+    exit_code = 3
+
+
+class BookError(RepsimError):
+    """A notebook failed to execute or the book failed to build."""
+
+
 __all__ = [
     "RepsimError",
     "ConfigError",
@@ -86,4 +112,9 @@ __all__ = [
     "MissingWeightsError",
     "StoreError",
     "PathError",
+    "RunFolderError",
+    "NoSpaceError",
+    "RunLockedError",
+    "RunFailedError",
+    "BookError",
 ]

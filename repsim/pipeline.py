@@ -29,7 +29,7 @@ from dask import delayed
 from repsim import __version__, stages
 from repsim.cache import stage_key
 from repsim.device import resolve_device
-from repsim.errors import DatasetError, RepsimError
+from repsim.errors import DatasetError, RepsimError, RunFailedError
 from repsim.fingerprint import code_fingerprint, weights_fingerprint
 from repsim.plan import UNKNOWN_DIM_BOUND, RunPlan, load_plan
 from repsim.progress import TaskProgress
@@ -68,16 +68,6 @@ STAGES = ("stimuli", "decode", "features", "similarity", "probes", "consistency"
 #: From this many probe tasks to compute on, an in-process CPU run trains them on one
 #: single-threaded worker process per core (below it, starting processes costs more than it gains).
 PROBE_POOL_MIN_TASKS = 32
-
-
-class RunFailedError(RepsimError):
-    """Some tasks of a run failed; the others finished and are cached in the run folder.
-
-    The command exits 3 (not 2, a config or folder error): the run folder holds cached work and a
-    rerun after fixing the cause does only what is missing.
-    """
-
-    exit_code = 3
 
 
 @dataclass

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from repsim.errors import PathError, StoreError
+from repsim.errors import NoSpaceError, PathError, RunFolderError, RunLockedError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -61,18 +61,6 @@ RUN_ID = ".run-id"  # a random id of the run folder, for the folders it keeps el
 OWNER = ".repsim-owner"  # in a top-level folder kept elsewhere (a link): its run's id and path
 #: Result files rebuilt from the stage parts at the end of every successful run.
 RESULT_FILES = (SIMILARITY, CONSISTENCY, PROBES, CONTROLLED_TESTS, SUMMARY)
-
-
-class RunFolderError(StoreError):
-    """A run folder cannot be used: not writable, full, mixed, locked by another run, or corrupt."""
-
-
-class NoSpaceError(RunFolderError):
-    """The run folder's disk has less free space than the run will write."""
-
-
-class RunLockedError(RunFolderError):
-    """Another process is running in the same run folder."""
 
 
 # ----------------------------------------------------------------------------------- names, hashes

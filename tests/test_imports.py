@@ -89,3 +89,24 @@ def test_every_third_party_import_of_the_package_is_declared() -> None:
     }
     assert imported.keys() & dists.keys() >= {"numpy", "torch", "IPython"}  # the scan sees them
     assert missing == {}, f"imported but not declared in pyproject.toml: {missing}"
+
+
+def test_every_error_class_is_defined_and_listed_in_repsim_errors() -> None:
+    """One place to look for what repsim raises (and to catch it): no module defines its own."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import repsim.errors
+
+    found = {}
+    for info in pkgutil.walk_packages(repsim.__path__, "repsim."):
+        if info.name.endswith("__main__"):
+            continue  # running it would start the command line
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, repsim.errors.RepsimError):
+                found[name] = obj.__module__
+    assert {"RunFolderError", "RunFailedError", "BookError", "NoSpaceError"} <= set(found)
+    assert {name: m for name, m in found.items() if m != "repsim.errors"} == {}
+    assert set(found) <= set(repsim.errors.__all__)
