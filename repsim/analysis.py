@@ -665,12 +665,7 @@ def within_between_test(
     Returns ``statistic``, ``p_value``, ``p_min``, ``n_permutations``, ``exact``, ``n_models`` and
     ``permuted`` (how the labels were shuffled, for the sentence).
     """
-    from repsim.stats import (
-        n_labellings,
-        p_from_null,
-        stratified_permutation_test,
-        unit_permutation_test,
-    )
+    from repsim.stats import unit_permutation_test
 
     cats = category_labels(da, category)
     models = np.flatnonzero(cats != UNKNOWN)
@@ -691,32 +686,19 @@ def within_between_test(
             return float(np.nanmean(diff)) if np.isfinite(diff).any() else float("nan")
 
     strata = _design_strata(da, category, models)
-    base = {"n_models": int(models.size)}
-    if strata is None:
-        test = unit_permutation_test(
-            lambda order: statistic(codes[order]),
-            int(models.size),
-            n_resamples=n_resamples,
-            rng=rng,
-        )
-        return {**test, **base, "permuted": f"freely over the {models.size} models"}
-    t = statistic(codes)
-    exact = n_labellings(strata) <= n_resamples
-    res = stratified_permutation_test(
-        codes, strata, statistic, n_resamples=n_resamples, alternative="two-sided", rng=rng
+    test = unit_permutation_test(
+        lambda order: statistic(codes[order]),
+        int(models.size),
+        n_resamples=n_resamples,
+        rng=rng,
+        strata=strata,
     )
-    null = np.asarray(res.null_distribution, dtype=float)
-    p, p_min = p_from_null(t, null, exact, "two-sided")
-    other = "architecture" if category == "objective" else "objective"
-    return {
-        "statistic": t,
-        "p_value": p,
-        "p_min": p_min,
-        "n_permutations": int(np.isfinite(null).sum()),
-        "exact": exact,
-        **base,
-        "permuted": f"within {other} x seed over the {models.size} models",
-    }
+    if strata is None:
+        permuted = f"freely over the {models.size} models"
+    else:
+        other = "architecture" if category == "objective" else "objective"
+        permuted = f"within {other} x seed over the {models.size} models"
+    return {**test, "n_models": int(models.size), "permuted": permuted}
 
 
 def pick_dataset_pairs(da: xr.DataArray, k: int = 3) -> list[tuple[str, str]]:

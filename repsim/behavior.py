@@ -179,7 +179,7 @@ def behavior_correlation(
     (probes left out as near chance: ``n_pairs`` 0). Each r's p is a Mantel test: the models of
     the gap matrix permuted (``n_resamples``, exact when few models;
     :func:`repsim.stats.unit_permutation_test`), since the pairs share models and a p over pairs
-    as if independent comes out too small.
+    as if independent comes out too small; ``n_resamples=0`` leaves the p's NaN (r only).
 
     Returns
     -------

@@ -359,32 +359,43 @@ def unit_permutation_test(
     n_resamples: int = 9999,
     alternative: str = "two-sided",
     rng: np.random.Generator | int | None = 0,
+    strata: Sequence | None = None,
 ) -> dict[str, float]:
     """Permutation test whose exchangeable units are whole models or whole datasets.
 
     ``statistic(order)`` computes the statistic with the units' labels (or one side's rows and
     columns, a Mantel test) taken in ``order``, a permutation of ``range(n_units)``; the identity
     is the data as observed. Every pair that shares a unit moves with it, so the dependence
-    between pairs stays in the null (a p over pairs as if independent is too small). Exact when
-    ``n_units!`` is at most ``n_resamples`` (scipy enumerates every ordering), else that many
-    random orderings. Returns ``statistic``, ``p_value`` and ``p_min`` (:func:`p_from_null`),
-    ``n_permutations`` (defined null values) and ``exact``.
+    between pairs stays in the null (a p over pairs as if independent is too small). With
+    ``strata`` (one key per unit, strata of equal size) units move only within their stratum
+    (:func:`stratified_permutation_test`). Exact when the orderings (``n_units!``, or
+    :func:`n_labellings` of the strata) are at most ``n_resamples`` (scipy enumerates them all),
+    else that many random orderings; ``n_resamples=0`` computes the statistic only (p NaN).
+    Returns ``statistic``, ``p_value`` and ``p_min`` (:func:`p_from_null`), ``n_permutations``
+    (defined null values) and ``exact``.
     """
     t = float(statistic(np.arange(n_units)))
     out = {"statistic": t, "p_value": np.nan, "p_min": np.nan, "n_permutations": 0}
-    exact = math.factorial(n_units) <= n_resamples
+    n_orders = math.factorial(n_units) if strata is None else n_labellings(strata)
+    exact = n_orders <= n_resamples
     out["exact"] = exact
-    if n_units < 2 or not np.isfinite(t):
+    if n_units < 2 or not np.isfinite(t) or n_resamples == 0:
         return out
-    res = permutation_test(
-        (np.arange(n_units),),
-        statistic,
-        permutation_type="pairings",
-        vectorized=False,
-        n_resamples=n_resamples,
-        alternative=alternative,
-        rng=rng,
-    )
+    if strata is not None:
+        res = stratified_permutation_test(
+            np.arange(n_units), strata, statistic,
+            n_resamples=n_resamples, alternative=alternative, rng=rng,
+        )  # fmt: skip
+    else:
+        res = permutation_test(
+            (np.arange(n_units),),
+            statistic,
+            permutation_type="pairings",
+            vectorized=False,
+            n_resamples=n_resamples,
+            alternative=alternative,
+            rng=rng,
+        )
     null = np.asarray(res.null_distribution, dtype=float)
     out["p_value"], out["p_min"] = p_from_null(t, null, exact, alternative)
     out["n_permutations"] = int(np.isfinite(null).sum())

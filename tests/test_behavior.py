@@ -264,6 +264,9 @@ def _r_with_models_reordered(sim, mean_acc, dataset, order, method=stats.pearson
     return float(method(s, g)[0])
 
 
+MANTEL = ["pearson_mantel_p", "spearman_mantel_p"]
+
+
 def test_mantel_p_matches_enumeration_by_hand(rng):
     """The pairs share models, so a p over pairs as if independent is too small: each r's p
     permutes the models (all 5! = 120 orderings here), as scipy-by-hand does."""
@@ -277,6 +280,9 @@ def test_mantel_p_matches_enumeration_by_hand(rng):
             )
             assert out.loc[dataset, f"{col}_r"] == pytest.approx(t, abs=1e-12)
             assert out.loc[dataset, f"{col}_mantel_p"] == pytest.approx(p, abs=1e-12)
+    r_only = behavior_correlation(sim, acc, n_resamples=0).set_index("dataset")
+    pd.testing.assert_frame_equal(r_only.drop(columns=MANTEL), out.drop(columns=MANTEL))
+    assert r_only[MANTEL].isna().all().all()
 
 
 def test_behavior_link_test_permutes_models_jointly_by_hand(rng):

@@ -967,9 +967,13 @@ def test_two_sided_p_from_null_and_its_floor_by_hand():
         stats.p_from_null(0.5, null, exact=True, alternative="less")
 
 
-def _brute_force_unit_test(statistic, n):
-    """Two-sided p and its floor over every ordering of ``n`` units, by itertools."""
-    null = np.array([statistic(np.array(o)) for o in permutations(range(n))])
+def _brute_force_unit_test(statistic, n, strata=None):
+    """Two-sided p and its floor over every ordering of ``n`` units (with ``strata``: those that
+    move units only within their stratum), by itertools."""
+    orders = list(permutations(range(n)))
+    if strata is not None:
+        orders = [o for o in orders if all(strata[u] == strata[i] for i, u in enumerate(o))]
+    null = np.array([statistic(np.array(o)) for o in orders])
     null = null[np.isfinite(null)]
     t = statistic(np.arange(n))
 
@@ -1000,6 +1004,26 @@ def test_unit_permutation_test_matches_enumeration_by_hand(seed):
     random = stats.unit_permutation_test(r, 5, n_resamples=99, rng=3)
     assert not random["exact"] and random["p_min"] == pytest.approx(2 / 100)
     assert random == stats.unit_permutation_test(r, 5, n_resamples=99, rng=3)
+
+
+def test_unit_permutation_within_strata_matches_enumeration_by_hand():
+    """6 models in three strata of 2: the 8 orderings that keep every model in its stratum, all
+    of them (exact), or random ones when fewer are allowed; strata of unequal size are refused."""
+    rng = np.random.default_rng(5)
+    x, labels = rng.normal(size=6), np.array([0, 1, 0, 1, 1, 0])
+    strata = np.array(["a", "a", "b", "b", "c", "c"])
+
+    def diff(order):
+        lab = labels[order]
+        return float(x[lab == 1].mean() - x[lab == 0].mean())
+
+    res = stats.unit_permutation_test(diff, 6, n_resamples=99, strata=strata)
+    p, p_min = _brute_force_unit_test(diff, 6, strata)
+    assert res["exact"] and res["n_permutations"] == 8
+    assert res["p_value"] == pytest.approx(p, abs=1e-12) and res["p_min"] == pytest.approx(p_min)
+    assert not stats.unit_permutation_test(diff, 6, n_resamples=7, strata=strata)["exact"]
+    with pytest.raises(InputError, match="strata of equal size"):
+        stats.unit_permutation_test(diff, 6, strata=np.array(list("aaabbc")))
 
 
 def test_a_domain_split_too_small_to_test_says_its_floor():
