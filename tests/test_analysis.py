@@ -293,6 +293,14 @@ def test_subsample_pairs_draws_distinct_stimuli(rng):
     assert (t.m == 30).all() and (t.n == n).all()
     np.testing.assert_allclose(t["se"], t["std"])  # m = n/2: the factor sqrt(m/(n-m)) is 1
     assert (t["std"] > 0).all() and (t.q05 <= t.q95).all()
+    # the spread over subsets, recomputed from the recorded subsets: the sample SD (n - 1)
+    import statistics
+
+    first = [
+        _lin(feats["a"][s.astype(int), 1:], feats["b"][s.astype(int), 1:]) for s in subsets[:8]
+    ]
+    assert t["std"].iloc[0] == pytest.approx(statistics.stdev(first), rel=1e-12)
+    assert t["mean"].iloc[0] == pytest.approx(statistics.fmean(first), rel=1e-12)
     t3 = A.subsample_pairs(feats, n_draws=4, fraction=0.75, measure=_lin)
     np.testing.assert_allclose(t3["se"], t3["std"] * np.sqrt(45 / 15))
     with pytest.raises(InputError, match="fraction"):
@@ -387,6 +395,16 @@ def test_grouping_spread_needs_two_category_pairs(run):
     tidy = C.consistency_table(run.consistency, "cka_linear", ["all", "objective", "data_class"])
     spread = C.grouping_spread(tidy)
     assert list(spread.group_by) == ["objective"]  # data_class has one category pair only
+    import statistics
+
+    medians = [
+        statistics.median(v.tolist())
+        for _, v in tidy[tidy.group_by == "objective"].groupby("group_pair").consistency
+    ]
+    row = spread.iloc[0]
+    assert row.n_pairs == len(medians) >= 2
+    assert row["range"] == pytest.approx(max(medians) - min(medians), abs=1e-12)
+    assert row["std"] == pytest.approx(statistics.stdev(medians), rel=1e-12)  # sample SD
 
 
 def test_overview_text_without_same_category_pairs():

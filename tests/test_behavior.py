@@ -202,6 +202,10 @@ def test_chance_rule_by_hand():
     assert row.ci_low == row.accuracy == pytest.approx(0.30) and not row.near_chance
     assert not one[one.dataset == "two"]["near_chance"].any()
     assert (one[one.dataset == "two"]["n_classes"] == 0).all()
+    # at the threshold exactly ("does not exceed"): 1/4 + 0.25 = 0.5 in binary, no rounding
+    edge = _acc({("a", "four"): [0.5], ("b", "four"): [0.5 + 2**-20]})
+    flags = probe_chance(edge, {"four": 4}, margin=0.25).set_index("model")["near_chance"]
+    assert flags.to_dict() == {"a": True, "b": False}
 
 
 def test_near_chance_probes_leave_the_correlations():
