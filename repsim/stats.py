@@ -527,8 +527,9 @@ def controlled_tests(
         (a noisy null mean widens the intervals of the excess SDs a little: conservative).
     n_bootstrap_max : when larger than ``n_bootstrap``, a measure whose objective - architecture
         bootstrap p is too close to ``1 - confidence_level`` to tell its side
-        (:func:`monte_carlo_undecided`) gets more resamples, up to this many: the verdict then
-        does not hang on the resampling seed, and only the measures that need it pay for it.
+        (:func:`bootstrap_undecided`) is resampled afresh with this many: the verdict then does
+        not hang on the resampling seed, only the measures that need it pay for it, and the
+        draws that asked for more are not part of the answer.
     min_datasets : fewest datasets the bootstrap intervals are computed for (below, NaN; see
         :data:`MIN_BOOTSTRAP_DATASETS`; lower it only to test the mechanics).
     seed : seeds every resampling: the same inputs give the same table, and a measure's rows do not
@@ -642,28 +643,30 @@ def _measure_rows(
     if D < min_datasets:  # no interval: see MIN_BOOTSTRAP_DATASETS
         dist = np.empty((len(names), 0))
     else:
-        with warnings.catch_warnings():  # scipy warns of NaN draws; percentile_interval drops them
-            warnings.simplefilter("ignore", DegenerateDataWarning)
-            boot, more = None, n_boot
-            while more > 0:  # scipy adds the new resamples to those of bootstrap_result
+
+        def draws(n: int) -> np.ndarray:
+            with warnings.catch_warnings():  # NaN draws: percentile_interval drops them
+                warnings.simplefilter("ignore", DegenerateDataWarning)
                 boot = bootstrap(
                     (np.arange(D),),
                     boot_stat,
-                    n_resamples=more,
+                    n_resamples=n,
                     vectorized=False,
                     confidence_level=level,
                     method="percentile",
                     rng=rng,
-                    bootstrap_result=boot,
                 )
-                dist = np.atleast_2d(boot.bootstrap_distribution)
-                undecided = any(
-                    bootstrap_undecided(
-                        *bootstrap_p(dist[keys.index(("difference", v))], D), 1 - level, D
-                    )
-                    for v in VIEWS
-                )
-                more = n_boot_max - dist.shape[1] if undecided else 0
+            return np.atleast_2d(boot.bootstrap_distribution)
+
+        dist = draws(n_boot)
+        undecided = any(
+            bootstrap_undecided(*bootstrap_p(dist[keys.index(("difference", v))], D), 1 - level, D)
+            for v in VIEWS
+        )
+        if undecided and n_boot_max > n_boot:
+            # fresh draws, not more of the same: the answer must not rest on the draws whose
+            # closeness to alpha asked for it (optional stopping)
+            dist = draws(n_boot_max)
     est = dict(zip(keys, points))
     ci = {k: percentile_interval(draws, level, n_units=D) for k, draws in zip(keys, dist)}
     n_trained = int(trained.sum())

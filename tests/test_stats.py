@@ -486,22 +486,33 @@ def test_difference_sentence_says_when_the_bootstrap_cannot_settle_it():
 
 
 @pytest.mark.parametrize(("driver", "extended"), [("objective", True), (None, False)])
-def test_a_bootstrap_near_alpha_gets_more_resamples(driver, extended):
-    """With n_bootstrap_max, a measure whose difference p is undecided after n_bootstrap gets
-    more resamples; a decided one keeps its table, bit for bit."""
-    sim = make_zoo(4, driver, n_datasets=5)
-    kw = {"n_permutations": 49, "n_null": 4, "min_datasets": 3, "seed": 7, "n_bootstrap": 19}
+def test_a_bootstrap_near_alpha_gets_more_resamples(driver, extended, monkeypatch):
+    """With n_bootstrap_max, a measure whose difference p is undecided after n_bootstrap is
+    resampled afresh with n_bootstrap_max (the draws that asked for more are not reused: no
+    optional stopping); a decided one keeps its table, bit for bit."""
+    sizes, real = [], stats.bootstrap
+
+    def spy(data, statistic, **kw):
+        sizes.append((kw["n_resamples"], kw.get("bootstrap_result")))
+        return real(data, statistic, **kw)
+
+    monkeypatch.setattr(stats, "bootstrap", spy)
+    sim = make_zoo(4, driver, n_datasets=10)
+    kw = {"n_permutations": 49, "n_null": 4, "seed": 7, "n_bootstrap": 19}
     short = stats.controlled_tests(sim, **kw)
-    more = stats.controlled_tests(sim, n_bootstrap_max=299, **kw)
+    sizes.clear()
+    more = stats.controlled_tests(sim, n_bootstrap_max=999, **kw)
     d_short = _row(short, "difference", "objective - architecture")
     d_more = _row(more, "difference", "objective - architecture")
-    assert stats.monte_carlo_undecided(d_short.p_value, d_short.n_bootstrap, 0.05) is extended
-    if extended:  # 299 draws, of which the finite ones count
-        assert d_short.n_bootstrap == 19 and 260 <= d_more.n_bootstrap <= 299
-        assert not stats.monte_carlo_undecided(d_more.p_value, d_more.n_bootstrap, 0.05)
+    assert stats.bootstrap_undecided(d_short.p_value, d_short.n_bootstrap, 0.05, 10) is extended
+    if extended:  # 999 fresh draws, of which the finite ones count
+        assert sizes == [(19, None), (999, None)]
+        assert d_short.n_bootstrap == 19 and 990 <= d_more.n_bootstrap <= 999
+        assert not stats.bootstrap_undecided(d_more.p_value, d_more.n_bootstrap, 0.05, 10)
         perm = short.analysis == "factor"
         pd.testing.assert_series_equal(short[perm].p_value, more[perm].p_value)
     else:
+        assert sizes == [(19, None)]
         pd.testing.assert_frame_equal(short, more)
 
 
