@@ -74,8 +74,10 @@ FACTORS = ("objective", "architecture")
 #: (a median of dataset-pair values, each dataset shifting its pairs as much as they vary
 #: otherwise) puts a nominal 95% interval over the truth in 58% of draws at 3 datasets, 87% at 5,
 #: 91% at 8 and 92% at 10. The expanded interval the package reports (:func:`expanded_level`)
-#: covers 95% at 5 and 97% at 8 there, but that is one model of how datasets vary; below 8 the
-#: interval is not given, and a sentence that would rest on it says the run cannot test it.
+#: covers 95% at 5 and 97% at 8 there, but that is one model of how datasets vary, and at 5
+#: datasets its level (0.998) leaves so little in each tail that some 7,000 resamples are needed
+#: to settle even a clear verdict (:func:`bootstrap_undecided`). Below 8 the interval is not
+#: given, and a sentence that would rest on it says the run cannot test it.
 MIN_BOOTSTRAP_DATASETS = 8
 
 #: Columns of :func:`controlled_tests` / ``controlled_tests.csv``, with their meaning.
