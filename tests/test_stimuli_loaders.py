@@ -488,3 +488,28 @@ def test_stimulus_set_refuses_fractional_labels_from_any_caller():
     with pytest.raises(DatasetError, match=r"dataset 'api': labels are float64 .*1.7"):
         StimulusSet(labels=np.array([0.0, 1.7]), domain="d", **kw)
     assert StimulusSet(labels=np.array([0.0, 1.0]), domain="d", **kw).labels.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (b"id,label\n1,cat\n", "it is not a zip archive, which every .npz is"),
+        ("object", "it holds object arrays, which only pickle loads, and repsim loads no pickles"),
+    ],
+)
+def test_a_file_that_is_not_an_npz_of_plain_arrays_says_what_it_is(tmp_path, content, why):
+    """numpy tries a non-zip file as a pickle and answers "allow_pickle=False", a hint to do
+    what repsim must not (a pickle can run code); the loaders say what the file is instead."""
+    from repsim.minizoo.data import load_zoo_data
+
+    path = tmp_path / "x.npz"
+    if content == "object":
+        np.savez(path, images=np.array([{"a": 1}], dtype=object))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(DatasetError) as err:
+        open_dataset(_spec(loader="embedded", path=str(path)))
+    assert str(err.value).startswith(f"dataset 'fx': {path} is not a readable .npz ({why}); ")
+    assert "allow_pickle" not in str(err.value)
+    with pytest.raises(DatasetError, match=rf"embedded set .*x.npz is not a readable .npz \({why}"):
+        load_zoo_data(tmp_path, ["x"])

@@ -20,6 +20,7 @@ import torch
 
 from repsim.errors import DatasetError
 from repsim.minizoo.captions import make_captions
+from repsim.stimuli.loaders.embedded import read_npz
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +58,6 @@ class ZooData:
         return "embedded:" + "+".join(self.datasets) + " (train splits)"
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError) as exc:
-        raise DatasetError(
-            f"cannot read embedded set {path} ({exc}); regenerate it with `python -m repsim.embedded`"
-        ) from exc
-
-
 def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -> ZooData:
     """Read the embedded sets under ``embedded_dir`` (all ``*.npz``, sorted, or those named).
 
@@ -87,7 +78,7 @@ def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -
             raise DatasetError(
                 f"embedded set {path} does not exist; generate it with `python -m repsim.embedded`"
             )
-        d = _read_npz(path)
+        d = read_npz(path, "embedded set ")
         missing = {"images", "labels", "split", "class_names"} - set(d)
         if missing:
             raise DatasetError(f"embedded set {path} lacks keys {sorted(missing)}")

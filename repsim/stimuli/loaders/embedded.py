@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import zipfile
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +16,28 @@ from repsim.stimuli.stimset import StimulusSet
 REQUIRED = ("images", "labels", "split", "ids", "class_names")
 
 
+def read_npz(path: Path, context: str = "") -> dict[str, np.ndarray]:
+    """Every array of a ``.npz`` file, or a DatasetError ``CONTEXT PATH is not a readable .npz
+    (why)``. numpy's own messages mislead here: a file that is not a zip archive (a text file
+    named ``.npz``) is tried as a pickle and reported as needing ``allow_pickle``, which no
+    embedded set needs and repsim never sets (a pickle can run code)."""
+    try:
+        with open(path, "rb") as fh:
+            is_zip = zipfile.is_zipfile(fh)
+        if is_zip:
+            with np.load(path, allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        why = "it is not a zip archive, which every .npz is"
+    except Exception as exc:  # noqa: BLE001 - damage shows as zlib, zip, tokenize, value errors ...
+        why = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+            why = "it holds object arrays, which only pickle loads, and repsim loads no pickles"
+    raise DatasetError(
+        f"{context}{path} is not a readable .npz ({why}); regenerate it with "
+        "`python -m repsim.embedded`"
+    )
+
+
 def load(spec: DatasetSpec) -> StimulusSet:
     """Read an embedded set fully into memory (a few MB)."""
     path = spec.path
@@ -23,14 +47,7 @@ def load(spec: DatasetSpec) -> StimulusSet:
             f"dataset '{spec.id}': embedded file {path} {problem}; regenerate it with "
             "`python -m repsim.embedded` or fix 'path' in the config"
         )
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # noqa: BLE001 - damage shows as zlib, zip, tokenize, value errors ...
-        raise DatasetError(
-            f"dataset '{spec.id}': {path} is not a readable .npz ({type(exc).__name__}: {exc}); "
-            "regenerate it with `python -m repsim.embedded`"
-        ) from None
+    data = read_npz(path, f"dataset '{spec.id}': ")
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise DatasetError(
