@@ -452,7 +452,10 @@ def _train_tiny(tiny: Path, out: Path, *extra: str) -> None:
     assert main([*args, "--out", str(out), *extra]) == 0
 
 
-def test_merge_joins_zoos_trained_side_by_side(tiny: Path, tmp_path: Path) -> None:
+def test_merge_joins_zoos_trained_side_by_side(
+    tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from repsim.cli import main as cli
     from repsim.minizoo.merge import merge_zoos
     from repsim.minizoo.train import Budget, _finished
 
@@ -480,11 +483,25 @@ def test_merge_joins_zoos_trained_side_by_side(tiny: Path, tmp_path: Path) -> No
     assert _finished(zoo, Budget(epochs=1, batch_size=32), int(rows[0]["n_train"])) == {
         r["id"] for r in rows
     }
-    # merging a retrained seed replaces its rows and keeps the others
+    # merging a retrained seed replaces its rows, keeps the others, and says what it replaced
     c = tmp_path / "c"
     _train_tiny(tiny, c, "--seeds", "1", "--objectives", "supervised", "--lr", "0.002")
-    assert merge_zoos([c], zoo) == ["mlp-supervised-s1"]
+    assert merge_zoos([c], zoo) == ["mlp-supervised-s1"]  # the same recipe: the same weights
+    _train_tiny(tiny, c, "--seeds", "0", "1", "--objectives", "supervised", "--lr", "0.001")
+    capsys.readouterr()
+    assert cli(["minizoo", "merge", str(c), "--into", str(zoo)]) == 0
+    out = capsys.readouterr().out
+    assert "merged 2 models into" in out and "(now 4): mlp-supervised-s0, mlp-supervised-s1" in out
+    assert "replaced 2 with other weights: mlp-supervised-s0, mlp-supervised-s1" in out
     assert len(read_manifest(zoo / "manifest.csv")) == 4
+    assert cli(["minizoo", "merge", str(c), "--into", str(zoo)]) == 0  # the same again
+    assert "replaced" not in capsys.readouterr().out
+    # a garbled manifest is named as such, not taken for a zoo without models
+    (c / "manifest.csv").write_bytes(b"\x00\xff garbage\n\x01,\x02\n")
+    assert cli(["minizoo", "merge", str(c), "--into", str(zoo)]) == 2
+    assert "manifest.csv is not a zoo table: its header lacks the columns ['id', 'sha256']" in (
+        capsys.readouterr().err
+    )
 
 
 def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from repsim.errors import ConfigError
 from repsim.minizoo.archs import ARCHS
 from repsim.stats import format_mean_range
 
@@ -42,13 +43,31 @@ _ORDER_OBJ = ("supervised", "simclr", "barlow", "clip", "random")
 HELDOUT_COLUMNS = ("id", "dataset", "n_classes", "n_train", "n_test", "probe_acc", "sha256")
 
 
+#: columns every table of a zoo has (``manifest.csv`` and ``heldout.csv``): without them a file
+#: is not one of them, whatever its name
+_KEY_COLUMNS = ("id", "sha256")
+
+
 def read_manifest(path: str | Path) -> list[dict[str, str]]:
-    """Rows of an existing manifest (empty when there is none)."""
+    """Rows of an existing manifest or held-out table (empty when there is none).
+
+    A file whose header lacks the key columns (a garbled or foreign file) is a ConfigError that
+    says so, rather than a zoo without models."""
     path = Path(path)
     if not path.exists():
         return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    with path.open(newline="", errors="replace") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        rows = list(reader)
+    missing = [c for c in _KEY_COLUMNS if c not in header]
+    if header and missing:
+        raise ConfigError(
+            f"{path} is not a zoo table: its header lacks the columns {missing} (it starts "
+            f"{', '.join(map(repr, header[:3]))}); restore it, or retrain the zoo into a new "
+            "--out folder"
+        )
+    return rows
 
 
 def _sort_key(row: Mapping[str, Any]) -> tuple:

@@ -155,11 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         check_path_option(source, "a zoo folder to merge", "read")
     check_output_path(args.into, "--into", "folder")
     try:
+        before = {r["id"]: r["sha256"] for r in read_manifest(Path(args.into) / "manifest.csv")}
         ids = merge_zoos(args.sources, args.into)
     except OSError as exc:  # unreadable source, full disk, no permission: name it, no traceback
         raise ConfigError(
             describe_os_error(exc, action="merge into", path=exc.filename or args.into)
         ) from exc
-    total = len(read_manifest(Path(args.into) / "manifest.csv"))
-    print(f"merged {len(ids)} models into {args.into} (now {total}): {', '.join(ids)}")
+    after = {r["id"]: r["sha256"] for r in read_manifest(Path(args.into) / "manifest.csv")}
+    print(f"merged {len(ids)} models into {args.into} (now {len(after)}): {', '.join(ids)}")
+    replaced = [i for i in ids if i in before and before[i] != after[i]]
+    if replaced:  # retraining replaces on purpose, but the user should see what was there
+        print(f"replaced {len(replaced)} with other weights: {', '.join(replaced)}")
     return 0
