@@ -33,3 +33,22 @@ def test_embedded_images_are_a_fixed_draw_of_the_train_split():
     with np.load(P.DATA / "embedded" / "digits.npz") as z:
         train = z["images"][z["split"] == "train"]
     assert all(any(np.array_equal(x, t) for t in train) for x in a)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--minizoo-images", "0", "--timm"], "nothing to measure"),
+        (
+            ["--minizoo-images", "0", "--timm", "resnet50", "resnet50"],
+            "has 1 model; name at least 2",
+        ),
+    ],
+)
+def test_a_benchmark_without_model_pairs_is_refused_before_any_work(argv, message, capsys):
+    """It printed an empty table, or failed on an empty array with a traceback."""
+    from repsim.bench.precision import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

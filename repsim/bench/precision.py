@@ -196,8 +196,13 @@ def main(argv: list[str] | None = None) -> int:
         groups["mini-zoo"] = minizoo_specs()
         n_images["mini-zoo"] = args.minizoo_images
     if args.timm:
-        groups["timm, random init"] = [TIMM[t] for t in args.timm]
+        groups["timm, random init"] = [TIMM[t] for t in dict.fromkeys(args.timm)]
         n_images["timm, random init"] = args.timm_images
+    if not groups:
+        p.error("nothing to measure: --minizoo-images 0 and --timm without models skip both groups")
+    for group, specs in groups.items():
+        if len(specs) < 2:  # the differences are over model pairs within a group
+            p.error(f"the {group} group has {len(specs)} model; name at least 2 to compare pairs")
     res = run(
         groups,
         n_images,
