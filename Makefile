@@ -18,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "make: $(PYTHON) is $$($(PYTHON) -V 2>&1); repsim needs Python 3.11 or newer." \
-	       "Name one: make $(MAKECMDGOALS) PYTHON=python3.11" >&2; exit 2; }
+	       "Name one: make $(or $(MAKECMDGOALS),setup) PYTHON=python3.11" >&2; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
 	touch $(STAMP)

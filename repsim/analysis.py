@@ -457,7 +457,10 @@ def controlled_tests(run: Run) -> tuple[pd.DataFrame | None, str]:
 
     path = RunFolder(run.path).controlled_tests
     if path.is_file():
-        return stats.load(path), ""
+        try:
+            return stats.load(path), ""
+        except InputError as exc:  # written by an earlier version: said, not read
+            return None, str(exc)
     for line in run.info.get("skipped_analyses", []) or []:
         if str(line).startswith(f"{path.name}:"):
             return None, str(line).split(":", 1)[1].strip()

@@ -97,7 +97,8 @@ COLUMNS: dict[str, str] = {
     "ci_low": "lower end of the bootstrap interval (datasets resampled, models fixed)",
     "ci_high": "upper end of the bootstrap interval",
     "p_value": "factor: one-sided permutation p (labels permuted within strata; NaN when the "
-    "statistic is undefined); difference: two-sided bootstrap p; NaN elsewhere",
+    "statistic is undefined); difference: two-sided bootstrap p on the scale of the expanded "
+    "interval (bootstrap_p); NaN elsewhere",
     "p_min": "factor: the smallest p the permutations can give: 1 / (n + 1) for random "
     "permutations; with every labelling enumerated, the share of labellings that reach the "
     "largest T (a design with few labellings may never reach p < 0.05)",
@@ -113,8 +114,14 @@ COLUMNS: dict[str, str] = {
     "n_dataset_pairs": "dataset pairs averaged over",
     "n_permutations": "permutations of the null (factor rows)",
     "n_bootstrap": "bootstrap resamples the interval rests on (those that leave the estimate defined)",
-    "confidence_level": "level of the bootstrap interval",
+    "confidence_level": "nominal level of the bootstrap interval (its percentile level is "
+    "expanded_level of it and n_datasets)",
+    "interval": "'expanded': ci_low and ci_high are expanded percentile intervals and the "
+    "difference p_value is on their scale (a table without this column was written by an earlier "
+    "version, with plain percentile intervals, and is not read)",
 }
+#: The value of the ``interval`` column of a table this version writes.
+INTERVAL_KIND = "expanded"
 
 
 # ------------------------------------------------------------------------------------------ design
@@ -607,6 +614,7 @@ def _measure_rows(
         "n_datasets": D,
         "n_dataset_pairs": full_engine.n_dataset_pairs,
         "confidence_level": level,
+        "interval": INTERVAL_KIND,
     }
     # --- permutation tests on the data as observed
     tests: dict[tuple[str, str], dict] = {}
@@ -752,12 +760,13 @@ def bootstrap_p(draws: np.ndarray, n_units: float | None = None) -> tuple[float,
     contradicts the other."""
     draws = np.asarray(draws, dtype=float)
     draws = draws[np.isfinite(draws)]
-    if not draws.size:
+    n = draws.size
+    if n_units is not None:
+        _units(n_units)
+    if not n:
         return np.nan, 0
-    raw = min(1.0, 2 * min((draws <= 0).mean(), (draws >= 0).mean()))
-    if n_units is None or not np.isfinite(n_units):
-        return raw, int(draws.size)
-    return _expanded_p(raw, n_units), int(draws.size)
+    raw = min(1.0, 2 * (min(int((draws <= 0).sum()), int((draws >= 0).sum())) / n))
+    return (raw if n_units is None else _expanded_p(raw, n_units)), int(n)
 
 
 def expanded_level(confidence_level: float, n_units: float) -> float:
@@ -771,11 +780,18 @@ def expanded_level(confidence_level: float, n_units: float) -> float:
     from scipy.stats import norm
     from scipy.stats import t as student_t
 
+    n = _units(n_units)
+    quantile = student_t.isf((1 - confidence_level) / 2, n - 1)
+    return float(1 - 2 * norm.sf(math.sqrt(n / (n - 1)) * quantile))
+
+
+def _units(n_units: float) -> float:
+    """The number of resampled units as a float; an InputError below 2 (or NaN): with one unit
+    there is nothing to resample, and the expansion divides by n - 1."""
     n = float(n_units)
     if not n >= 2:
         raise InputError(f"an expanded bootstrap interval needs 2 or more units; got {n_units}.")
-    quantile = student_t.isf((1 - confidence_level) / 2, n - 1)
-    return float(1 - 2 * norm.sf(math.sqrt(n / (n - 1)) * quantile))
+    return n
 
 
 def _expanded_p(raw: float, n_units: float) -> float:
@@ -924,7 +940,9 @@ def save(table: pd.DataFrame, run_dir: str | Path) -> Path:
 
 
 def load(path: str | Path) -> pd.DataFrame:
-    """Read ``controlled_tests.csv`` (a run folder or the file itself)."""
+    """Read ``controlled_tests.csv`` (a run folder or the file itself); one written by an earlier
+    version (plain percentile intervals, no ``interval`` column) is refused, not read on the
+    wrong scale."""
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
@@ -934,6 +952,13 @@ def load(path: str | Path) -> pd.DataFrame:
             "and repsim.stats.save(table, run_dir)"
         )
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if "interval" not in table.columns or not (table["interval"] == INTERVAL_KIND).all():
+        raise InputError(
+            f"{path} was written by an earlier version of repsim, whose intervals were plain "
+            "percentile intervals (they cover less than their level with few datasets) and whose "
+            "bootstrap p is on another scale; rerun the config into that folder (repsim run "
+            "CONFIG --out RUN) to recompute it"
+        )
     groups = table[["group_a", "group_b"]].astype(object)
     table[["group_a", "group_b"]] = groups.where(groups.notna(), "")
     return table
@@ -1037,7 +1062,8 @@ def dataset_bootstrap(
     positions, so a dataset drawn twice enters its pairs twice, and a pair of one dataset with
     its own copy (no row) is left out. The models stay fixed: the interval says how much the
     statistic would move with another draw of datasets, not of models.
-    (:func:`scipy.stats.bootstrap`, percentile method.) Returns ``estimate``, ``ci_low``,
+    (:func:`scipy.stats.bootstrap` draws, the expanded percentile interval of
+    :func:`percentile_interval` over the datasets.) Returns ``estimate``, ``ci_low``,
     ``ci_high``, ``n_datasets``, ``n_bootstrap``; the interval is NaN with fewer than
     ``min_datasets`` datasets (:data:`MIN_BOOTSTRAP_DATASETS`; never fewer than 3).
     """
@@ -1102,10 +1128,29 @@ def percentile_interval(
     draws = np.sort(draws[np.isfinite(draws)])
     if not draws.size:
         return float("nan"), float("nan"), 0
-    level = confidence_level if n_units is None else expanded_level(confidence_level, n_units)
     n = draws.size
-    c = min(n, max(1, math.ceil(n * (1 - level) / 2 - 1e-9)))
+    c = _tail_limit(n, confidence_level, n_units)
     return float(draws[c - 1]), float(draws[n - c]), int(n)
+
+
+def _tail_limit(n: int, confidence_level: float, n_units: float | None) -> int:
+    """c of :func:`percentile_interval`: the fewest draws in one tail whose :func:`bootstrap_p`,
+    in the same float arithmetic, is not below alpha (``1 - confidence_level`` to 12 decimals,
+    as a literal 0.05 is). Derived from the p itself, not from ``n (1 - level) / 2``, so interval
+    and p agree even where that product lands on a whole number up to rounding."""
+    alpha = round(1 - confidence_level, 12)
+
+    def p_of(k: int) -> float:
+        raw = min(1.0, 2 * (k / n))
+        return raw if n_units is None else _expanded_p(raw, n_units)
+
+    level = confidence_level if n_units is None else expanded_level(confidence_level, n_units)
+    c = min(n, max(1, math.ceil(n * (1 - level) / 2)))  # a guess within a draw or two
+    while c > 1 and p_of(c - 1) >= alpha:
+        c -= 1
+    while c < n and p_of(c) < alpha:
+        c += 1
+    return c
 
 
 # ----------------------------------------------------------------------------------- correlation
@@ -1418,7 +1463,8 @@ def difference_sentence(
     interval's ends are order statistics chosen so that the two agree, see
     :func:`percentile_interval`); anything else is worded as no evidence, or as untestable when
     neither factor's permutations can reach ``alpha``. A bootstrap p within Monte Carlo error of
-    ``alpha`` (:func:`monte_carlo_undecided`) is said to be unsettled where it would decide.
+    ``alpha`` (:func:`bootstrap_undecided`, on the raw scale) is said to be unsettled where it
+    would decide.
     """
     d, o, a = pd.Series(difference), pd.Series(objective), pd.Series(architecture)
     level = _number(d, "confidence_level")

@@ -618,3 +618,10 @@ def test_a_damaged_zoo_weights_file_is_refused_by_its_manifest_digest(tmp_path: 
     assert "does not match the SHA-256" in str(check_spec(spec).error)  # before any work
     (tmp_path / "manifest.csv").unlink()  # a user's own file, no manifest: not checked
     assert load_model(spec).module is not None
+
+
+def test_a_manifest_saved_with_a_byte_order_mark_reads_as_one(tmp_path: Path) -> None:
+    """A spreadsheet program's UTF-8 BOM is not part of the first column's name."""
+    path = tmp_path / "manifest.csv"
+    path.write_bytes("id,sha256\nmlp-random-s0,abc\n".encode("utf-8-sig"))
+    assert read_manifest(path) == [{"id": "mlp-random-s0", "sha256": "abc"}]

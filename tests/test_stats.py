@@ -318,7 +318,7 @@ def test_nothing_drives_consistency(null_table):
 
 def test_architecture_driven_zoo_reads_the_other_way():
     # 699 resamples of 12 datasets: the expanded interval's raw alpha is then 0.0215, and a raw
-    # bootstrap p of 0 is within Monte Carlo error of it up to 611 resamples
+    # bootstrap p of 0 is within Monte Carlo error of it up to 610 resamples
     table = stats.controlled_tests(
         make_zoo(2, "architecture", n_datasets=12), seed=1, **{**FAST, "n_bootstrap": 699}
     )
@@ -479,6 +479,14 @@ def test_difference_sentence_says_when_the_bootstrap_cannot_settle_it():
     assert "is not settled by 79" in stats.difference_sentence(d, o, a)
     d.update(ci_low=-0.006, p_value=0.088, n_bootstrap=999.0)
     assert stats.difference_sentence(d, o, a).startswith("No evidence")
+    # with its datasets known, the p is on the expanded scale and is checked on the raw one: at
+    # 10 datasets an expanded p of 0.023 is a raw 0.004, within the raw band around 0.0171
+    # (+-0.0150 at 999 draws), though outside the band around 0.05 the raw rule would use
+    d.update(ci_low=0.003, p_value=stats._expanded_p(0.004, 10), n_datasets=10.0)
+    assert not stats.monte_carlo_undecided(d["p_value"], 999, 0.05)
+    assert "is not settled by 999" in stats.difference_sentence(d, o, a)
+    d.pop("n_datasets")
+    assert stats.difference_sentence(d, o, a).startswith("Objective explains")
     # neither permutation test below alpha: no verdict hangs on the bootstrap
     o["p_value"] = a["p_value"] = 0.5
     d.update(p_value=0.0506, n_bootstrap=79.0)
@@ -514,6 +522,45 @@ def test_a_bootstrap_near_alpha_gets_more_resamples(driver, extended, monkeypatc
     else:
         assert sizes == [(19, None)]
         pd.testing.assert_frame_equal(short, more)
+
+
+def test_the_redraw_is_decided_on_the_raw_scale(monkeypatch):
+    """999 draws of 10 datasets with 2 at or below 0: a raw p of 0.004, expanded 0.023. The raw
+    rule (band 0.0171 +- 0.0150) cannot tell its side of alpha, so the measure is redrawn; the
+    expanded p read with the raw rule's band around 0.05 would have looked settled."""
+    sizes, real = [], stats.bootstrap
+
+    def fixed(data, statistic, **kw):
+        res = real(
+            data, statistic, n_resamples=2, **{k: v for k, v in kw.items() if k != "n_resamples"}
+        )
+        n, k = kw["n_resamples"], np.atleast_2d(res.bootstrap_distribution).shape[0]
+        sizes.append(n)
+        row = np.r_[-np.ones(2), np.ones(n - 2)]
+        return SimpleNamespace(bootstrap_distribution=np.tile(row, (k, 1)))
+
+    monkeypatch.setattr(stats, "bootstrap", fixed)
+    kw = {"n_permutations": 19, "n_null": 2, "seed": 0, "n_bootstrap": 999}
+    table = stats.controlled_tests(
+        make_zoo(0, "objective", n_datasets=10), n_bootstrap_max=1999, **kw
+    )
+    assert sizes == [999, 1999]
+    d = _row(table, "difference", "objective - architecture")
+    assert d.n_bootstrap == 1999 and d.p_value == pytest.approx(stats._expanded_p(4 / 1999, 10))
+
+
+def test_an_earlier_version_s_table_is_refused_not_read_on_another_scale(tmp_path):
+    """A controlled_tests.csv without the interval column holds plain percentile intervals and a
+    raw bootstrap p; read as expanded, a settled verdict could turn unsettled (and the reverse)."""
+    from repsim.analysis import controlled_tests as run_tests
+
+    table = stats.controlled_tests(make_zoo(0, "objective", n_datasets=8), **FAST)
+    assert (table["interval"] == "expanded").all()
+    stats.save(table.drop(columns="interval"), tmp_path)
+    with pytest.raises(InputError, match="written by an earlier version of repsim.*rerun"):
+        stats.load(tmp_path)
+    none, why = run_tests(SimpleNamespace(path=tmp_path, info={}))
+    assert none is None and "earlier version" in why
 
 
 def test_deterministic_with_a_fixed_seed():
@@ -741,6 +788,26 @@ def test_dataset_bootstrap_interval_and_its_edges():
     assert np.isnan(two["ci_low"]) and two["n_bootstrap"] == 0
 
 
+def test_dataset_bootstrap_interval_is_the_expanded_one(monkeypatch):
+    """Its ends are the order statistics of the expanded level of its 8 datasets (0.989: the 3rd
+    of 500 draws from each end), not of the plain 95% (the 13th)."""
+    real = stats.bootstrap
+    draws = np.random.default_rng(0).permutation(np.arange(500.0))
+
+    def fixed(data, statistic, **kw):
+        res = real(data, statistic, **kw)
+        return SimpleNamespace(
+            bootstrap_distribution=draws, confidence_interval=res.confidence_interval
+        )
+
+    monkeypatch.setattr(stats, "bootstrap", fixed)
+    names = [f"d{i}" for i in range(8)]
+    table = _pairs_table({(a, b): 0.1 * i for i, (a, b) in enumerate(combinations(names, 2))})
+    res = stats.dataset_bootstrap(table, lambda t: t.consistency.mean(), n_resamples=500)
+    c = math.ceil(500 * (1 - stats.expanded_level(0.95, 8)) / 2)
+    assert c == 3 and (res["ci_low"], res["ci_high"]) == (2.0, 497.0)
+
+
 def test_dataset_bootstrap_resamples_datasets_not_pairs(monkeypatch):
     calls = []
     real = stats.bootstrap
@@ -907,8 +974,18 @@ def test_expanded_bootstrap_p_agrees_with_the_expanded_interval_and_its_monte_ca
         low, high, _ = stats.percentile_interval(d, level, n_units=units)
         p, _ = stats.bootstrap_p(d, units)
         raw, _ = stats.bootstrap_p(d)
-        assert (low > 0 or high < 0) == (p < 1 - level), (n, units, level, p, low, high)
+        assert (low > 0 or high < 0) == (p < round(1 - level, 12)), (n, units, level, p, low, high)
         assert p >= raw - 1e-12  # the expansion only ever widens
+    # a level whose n (1 - level) / 2 lands a hair above a whole number: the ends come from the
+    # p itself, so the two still agree (an absolute fudge on that product let them differ)
+    draws = np.r_[-np.ones(8), np.ones(992)]
+    level = 1 - stats._expanded_p(0.016 + 1e-12, 10)
+    low, _, _ = stats.percentile_interval(draws, level, n_units=10)
+    p, _ = stats.bootstrap_p(draws, 10)
+    assert (low > 0) == (p < round(1 - level, 12))
+    for units in (1, 0, float("nan")):
+        with pytest.raises(InputError, match="2 or more units"):
+            stats.bootstrap_p(draws, units)
     # 0 of B draws beyond 0 at 10 datasets: the raw alpha is 0.0171, settled from 770 draws on
     assert stats.bootstrap_undecided(0.0, 769, 0.05, 10)
     assert not stats.bootstrap_undecided(0.0, 771, 0.05, 10)

@@ -56,7 +56,7 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     if not path.exists():
         return []
-    with path.open(newline="", errors="replace") as f:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:  # a BOM is no column
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         rows = list(reader)
