@@ -654,7 +654,7 @@ def _measure_rows(
         dist = np.empty((len(names), 0))
     else:
 
-        def draws(n: int) -> np.ndarray:
+        def resample(n: int) -> np.ndarray:
             with warnings.catch_warnings():  # NaN draws: percentile_interval drops them
                 warnings.simplefilter("ignore", DegenerateDataWarning)
                 boot = bootstrap(
@@ -668,7 +668,7 @@ def _measure_rows(
                 )
             return np.atleast_2d(boot.bootstrap_distribution)
 
-        dist = draws(n_boot)
+        dist = resample(n_boot)
         undecided = any(
             bootstrap_undecided(*bootstrap_p(dist[keys.index(("difference", v))], D), 1 - level, D)
             for v in VIEWS
@@ -676,7 +676,7 @@ def _measure_rows(
         if undecided and n_boot_max > n_boot:
             # fresh draws, not more of the same: the answer must not rest on the draws whose
             # closeness to alpha asked for it (optional stopping)
-            dist = draws(n_boot_max)
+            dist = resample(n_boot_max)
     est = dict(zip(keys, points))
     ci = {k: percentile_interval(draws, level, n_units=D) for k, draws in zip(keys, dist)}
     n_trained = int(trained.sum())
@@ -1113,8 +1113,8 @@ def percentile_interval(
     With ``n_units`` (the number of units resampled, e.g. datasets) the interval is the expanded
     one, at :func:`expanded_level` instead of ``confidence_level``; every interval the package
     reports is. The ends are order statistics of the n defined draws: the (c)-th smallest and the
-    (c)-th largest, c = ceil(n * (1 - level) / 2) (the ((B + 1) * alpha / 2)-th of the textbook
-    rule when that is a whole number, e.g. the 25th of 999 at 95%). Unlike interpolated
+    (c)-th largest, c the fewest draws in a tail whose p is not below alpha (:func:`_tail_limit`;
+    about ceil(n * (1 - level) / 2), e.g. the 25th of 999 at a plain 95%). Unlike interpolated
     percentiles, they make the interval exclude 0 exactly when the two-sided bootstrap p
     (:func:`bootstrap_p`, with the same ``n_units``) is below 1 - ``confidence_level``, so a
     sentence worded by one never contradicts the other.
