@@ -475,7 +475,8 @@ def train_reference(
 
 
 def coarse_indices(n_wds: int) -> list[int]:
-    """Indices of the coarse weight-decay values: the 8 decades of the default 64-value grid.
+    """Indices of the coarse weight-decay values: one per power of ten of the default
+    64-value grid (1e-6 to 1e1: 8 values).
 
     For another grid length: every ``s``-th index and the last, with ``s`` the largest step that
     still puts 8 values on the grid (``7 s <= n_wds - 1``), so a short grid is never searched
