@@ -12,9 +12,12 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 from helpers_run import tiny_run_available, write_fake_run
 
+import repsim
 from repsim import book as B
 from repsim import sentences as T
 
@@ -180,7 +183,7 @@ def test_biased_cka_sweep_answers_how_many_stimuli():
     representations (d = 500) look unrelated: the sweep reaches that point, and its values follow
     d / (n + d), the rule the solution states."""
     _, out = _run_cells(_lesson("02"))
-    rows = [(int(n), float(b)) for n, b in re.findall(r"n = +(\d+): biased ([0-9.]+)", out)]
+    rows = [(int(n), float(b)) for n, b in re.findall(r"^n = +(\d+): biased ([0-9.]+)", out, re.M)]
     assert rows and rows[-1][1] < 0.1, rows
     assert all(abs(b - 500 / (n + 500)) < 0.03 for n, b in rows), rows
 
@@ -228,3 +231,95 @@ def test_linear_cka_checks_catch_a_missing_centring():
     _, wrong = _run_cells(_lesson("01"), {"    X = X - X.mean(0)\n    Y = Y - Y.mean(0)\n": ""})
     assert re.search(r"translation +CKA = [0-9.]+ +CHANGED", wrong), wrong
     assert "they DIFFER" in wrong, wrong
+
+
+def test_local_kernel_is_read_against_a_shuffled_baseline():
+    """Lesson 3: biased RBF CKA with a bandwidth far below the distances between stimuli tends to 1
+    for any two representations (both kernels near the identity), so exercise 1 reads every value
+    against X and a row-shuffled Y: the shuffled pair is high at sigma 0.05, and the bandwidth the
+    lesson picks is the one furthest above its own baseline, never the smallest. Y moves every
+    cluster (a derangement), so no cluster is left where X has it; on other draws too."""
+    for seed in (2, 0, 1, 3, 4):
+        ns, _ = _run_cells(_lesson("03"), {"default_rng(2)": f"default_rng({seed})"})
+        assert (ns["moved"] != np.arange(ns["n_clusters"])).all(), ns["moved"]
+        base, vals = ns["base"], ns["vals"]
+        assert base[0.05] > 0.5, base
+        assert ns["best"] != 0.05 and vals[ns["best"]] - base[ns["best"]] > ns["lin"] - ns["lin0"]
+        # the shuffled pair's own baseline: independent of the lesson's helpers
+        X, Ys = ns["X"], ns["Y_shuffled"]
+        assert base[0.05] == pytest.approx(
+            repsim.cka(X, Ys, kernel="rbf", sigma=0.05, unbiased=False)
+        )
+        assert abs(repsim.cka(X, Ys, kernel="rbf", sigma=0.05)) < 0.05
+
+
+def test_biased_cka_bias_follows_the_effective_dimension():
+    """Lesson 2 says the d / (n + d) rule is for isotropic features and that with decaying
+    variances the bias follows the effective dimension: the printed values bear both out, and the
+    unbiased estimator's mean over the lesson's draws at n = 20 is within 3 standard errors of 0."""
+    ns, out = _run_cells(_lesson("02"))
+    m = re.search(
+        r"1/k variances, n = (\d+): biased ([0-9.]+), d / \(n \+ d\) = ([0-9.]+), "
+        r"d_eff / \(n \+ d_eff\) = ([0-9.]+)",
+        out,
+    )
+    assert m, out
+    biased, plain, effective = float(m[2]), float(m[3]), float(m[4])
+    assert abs(biased - effective) < 0.01 and plain - biased > 0.2, m.groups()
+    lam = 1.0 / np.arange(1, 501)
+    d_eff = lam.sum() ** 2 / (lam**2).sum()
+    assert effective == pytest.approx(d_eff / (1000 + d_eff), abs=5e-4)
+    u20 = np.asarray(ns["u20"])
+    assert abs(u20.mean()) < 3 * u20.std(ddof=1) / np.sqrt(len(u20)), u20
+
+
+def test_pooled_consistency_is_read_against_the_groups():
+    """Lesson 4 says its all-pairs r is mostly the groups' different mean similarities: with each
+    group's pairs centred per dataset (recomputed here with pandas) the correlation is far smaller,
+    on the lesson's draw; the sentence is printed only when that holds."""
+    ns, out = _run_cells(_lesson("04"))
+    groups = {k: g for g, idx in ns["groups"].items() for k in idx}
+    frame = pd.DataFrame({ds: ns["sims"][ds] for ds in ("objects", "texture")})
+    frame["group"] = [groups[k] for k in range(len(frame))]
+    centred = frame[["objects", "texture"]] - frame.groupby("group")[
+        ["objects", "texture"]
+    ].transform("mean")
+    r_centred = centred["objects"].corr(centred["texture"])
+    assert ns["r_centred"] == pytest.approx(r_centred, abs=1e-12)
+    assert abs(r_centred) < abs(ns["r_all"]) / 2
+    assert "Simpson's paradox" in out
+
+
+def test_local_and_global_verdicts_hold_over_draws():
+    """Lesson 6 calls a measure local or global from a sign test over 20 draws, not from one draw
+    (on the lesson's earlier draws RBF CKA at sigma 0.1 flipped sides): linear CKA and RSA come
+    out global and mutual k-NN local, and every draw moves every cluster."""
+    ns, out = _run_cells(_lesson("06"))
+    for name, side in (
+        ("linear CKA", "global"),
+        ("RSA (Spearman)", "global"),
+        ("mutual 10-NN", "local"),
+    ):
+        line = next(s for s in out.splitlines() if s.startswith(name) and "prefer Y_global" in s)
+        assert f"({side}), p = " in line, line
+    for X, reps in ns["draws"]:
+        Yg = reps["Y_global"]
+        labels = ns["labels"]
+        means_x = np.array([X[labels == c].mean(0) for c in range(ns["n_clusters"])])
+        means_y = np.array([Yg[labels == c].mean(0) for c in range(ns["n_clusters"])])
+        assert (np.linalg.norm(means_x - means_y, axis=1) > 1e-6).all()
+
+
+def test_stratified_objective_test_finds_no_effect_beyond_size():
+    """Lesson 7's simulation has size as its only effect; the stratified test (objective shuffled
+    within size) must not find the objective in the study-like zoo, where the free test does on
+    the lesson's draw, and holds that on other draws."""
+    for seed in (7, 1, 2, 3):
+        ns, out = _run_cells(_lesson("07"), {"default_rng(7)": f"default_rng({seed})"})
+        res = ns["stratified_spread_test"](ns["S_study"], ns["objective"], ns["size"])
+        assert res["p_value"] > 0.1, (seed, res)
+        if seed == 7:
+            assert "study-like: significant at alpha = 0.05: objective, size" in out
+            assert re.search(
+                r"study-like objective, shuffled within size: p = [0-9.]+ \(not significant", out
+            )
