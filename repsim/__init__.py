@@ -51,6 +51,7 @@ _LAZY = {
     "load_config": "repsim.config",
     "run": "repsim.pipeline",
     "load_run": "repsim.chapter",
+    "lesson_run": "repsim.chapter",
 }
 
 

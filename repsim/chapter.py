@@ -145,6 +145,31 @@ def load_run(run_dir: str | Path) -> Run:
     )
 
 
+def lesson_run(run_dir: str | Path | None) -> Run | None:
+    """The run a course lesson's exercises on a real run use, with one line about it printed; None,
+    with how to make one printed, when ``run_dir`` names no run folder.
+
+    A lesson takes ``run_dir`` as a papermill parameter (None, or a folder without similarity.nc,
+    skips those exercises), so a student can work through the toy parts without a run.
+    """
+    from repsim.runfolder import SIMILARITY
+
+    if not run_dir or not (Path(run_dir) / SIMILARITY).is_file():
+        print(
+            f"No run folder with a {SIMILARITY} at run_dir={run_dir!r}, so the exercise on a real "
+            "run is skipped. Make one with `repsim run data/configs/embedded.yaml --out "
+            "runs/embedded` (minutes on a CPU) and set run_dir to it."
+        )
+        return None
+    run = load_run(run_dir)
+    sim = run.similarity
+    print(
+        f"Run '{run.name}': {sim.sizes['model_a']} models, datasets "
+        f"{', '.join(map(str, sim.dataset.values))}; measures {', '.join(run.measures)}"
+    )
+    return run
+
+
 def model_table(sim: xr.Dataset | xr.DataArray) -> pd.DataFrame:
     """Model metadata (coords with suffix ``_a`` on ``model_a``) as a DataFrame indexed by model."""
     cols = {

@@ -323,3 +323,18 @@ def test_stratified_objective_test_finds_no_effect_beyond_size():
             assert re.search(
                 r"study-like objective, shuffled within size: p = [0-9.]+ \(not significant", out
             )
+
+
+def test_lesson_run_opens_a_run_or_says_how_to_make_one(course_run: Path, tmp_path, capsys):
+    """The three lessons with an exercise on a real run open it with one call: a run folder gives
+    the run and a line naming it; None, an empty folder or a missing one gives None and the
+    message that the exercise is skipped, with the command that makes a run."""
+    run = repsim.lesson_run(course_run)
+    assert run is not None and f"Run '{run.name}': " in capsys.readouterr().out
+    for missing in (None, "", tmp_path, tmp_path / "absent"):
+        assert repsim.lesson_run(missing) is None
+        out = capsys.readouterr().out
+        assert out.count(SKIP_MESSAGE) == 1 and "repsim run data/configs/embedded.yaml" in out
+    for lesson in RUN_LESSONS:
+        cells = [c.source for c in nbformat.read(lesson, as_version=4).cells]
+        assert sum("repsim.lesson_run(run_dir)" in s for s in cells) == 1, lesson.name
