@@ -255,6 +255,31 @@ class Chapter:
             name=self.category,
         )
 
+    def category_boxes(self, groupings: Sequence[str], note: str = "") -> list[str]:
+        """One box figure per grouping: the consistency of each category pair over the chapter's
+        dataset pairs, against the all-pairs baseline (:func:`repsim.plots.consistency_boxes`);
+        for a grouping without one, the sentence saying why
+        (:func:`repsim.sentences.grouping_skip_text`). ``note`` ends each caption. Returns the
+        groupings drawn. Needs the run's consistency.nc (check with :meth:`need`)."""
+        from repsim import plots as P
+        from repsim import sentences as T
+        from repsim.consistency import consistency_table
+
+        cons, datasets = self.run.consistency, self.datasets
+        base = consistency_table(cons, self.measure, "all", datasets=datasets)
+        caption = f"{self.caption} {note}".strip()
+        drawn = []
+        for g in groupings:
+            tidy = consistency_table(cons, self.measure, g, datasets=datasets)
+            why = T.grouping_skip_text(g, self.models, tidy)
+            if why:
+                say(why)
+                continue
+            drawn.append(g)
+            title = f"{self.measure}, grouped by {g}"
+            P.show(P.consistency_boxes(tidy, base, caption=caption, title=title))
+        return drawn
+
     def need(
         self, *needs: str, min_datasets: int = 1, min_models: int = 2, min_domains: int = 1
     ) -> str | None:

@@ -955,14 +955,6 @@ def zoo_accuracy_text(
     return text
 
 
-def no_boxes_text(group_by: str) -> str:
-    """Why a grouping of the controlled chapter has no box figure."""
-    return (
-        f"Grouped by *{group_by}*, fewer than two category pairs have {MIN_PAIRS} or more model "
-        "pairs: no figure."
-    )
-
-
 def no_controlled_table_text(reason: str) -> str:
     """Why the controlled chapter shows no table of category pairs."""
     return f"No table: {reason}."

@@ -1075,3 +1075,27 @@ def test_page_tables_never_round_a_p_value_across_alpha():
     out = A.page_table(table)
     assert out["p_value"].tolist() == ["0.0496", "< 0.001", "undefined"]
     assert out["estimate"].tolist() == [0.123, 0.5, 0.25]
+
+
+def test_chapter_category_boxes_draw_or_say_why(tmp_path, monkeypatch):
+    """One box figure per grouping that has category pairs to show, the sentence saying why for
+    any other (chapters 6 and 9 had a loop each, with two different rules), in the given order."""
+    import matplotlib.pyplot as plt
+
+    from repsim import plots as P
+
+    write_fake_run(tmp_path / "run", features=False, probes=False)
+    ch = CH.open_chapter(tmp_path / "run")
+    events: list[str] = []
+    monkeypatch.setattr(CH, "say", lambda text: events.append(text))
+
+    def show(fig):
+        events.append(f"figure {fig.texts[0].get_text() if fig.texts else ''}")
+        plt.close(fig)
+
+    monkeypatch.setattr(P, "show", show)
+    drawn = ch.category_boxes(["data_class", "objective", "size_class"], note="Descriptive.")
+    assert drawn == ["objective", "size_class"]
+    assert len(events) == 3
+    assert "same data_class (embedded)" in events[0]
+    assert all(e.startswith("figure") for e in events[1:])

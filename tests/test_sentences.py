@@ -196,10 +196,6 @@ def test_fixed_design_and_controlled_notices():
         T.fixed_design_text(models) == "Held fixed across this run's models: **data_class** = toy."
     )
     assert "nothing recorded" in T.fixed_design_text(models.drop(columns="data_class"))
-    assert T.no_boxes_text("objective") == (
-        "Grouped by *objective*, fewer than two category pairs have 3 or more model pairs: "
-        "no figure."
-    )
     assert T.no_controlled_table_text("too few seeds") == "No table: too few seeds."
     assert T.missing_group_pairs_text(["a", "b"]) == (
         "Not in this run (or fewer than 3 model pairs): `a`, `b`."
