@@ -143,9 +143,16 @@ def _check_paths(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="repsim", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # -v after the command too (repsim run -v ...); SUPPRESS keeps a -v given before it
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("run", help="run the pipeline of a config into a run folder")
+    p = sub.add_parser(
+        "run", parents=[verbose], help="run the pipeline of a config into a run folder"
+    )
     p.add_argument("config", help="YAML config, e.g. data/configs/embedded.yaml")
     p.add_argument("--out", required=True, help="run folder (created; reused to resume)")
     p.add_argument(
@@ -159,7 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("book", help="execute the notebooks on a run folder and build the book")
+    p = sub.add_parser(
+        "book", parents=[verbose], help="execute the notebooks on a run folder and build the book"
+    )
     p.add_argument("--run", help=f"run folder to render (default: {DEFAULT_BOOK_RUN})")
     p.add_argument("--book", default="book", help="book folder (default: book)")
     p.add_argument(
@@ -167,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_book)
 
-    p = sub.add_parser("models", help="list or check the models of a config")
+    p = sub.add_parser("models", parents=[verbose], help="list or check the models of a config")
     p.add_argument("--config", required=True, help="the run's config file (YAML)")
     p.add_argument(
         "--check",
@@ -176,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_models)
 
-    p = sub.add_parser("datasets", help="list or check the datasets of a config")
+    p = sub.add_parser("datasets", parents=[verbose], help="list or check the datasets of a config")
     p.add_argument("--config", required=True, help="the run's config file (YAML)")
     p.add_argument(
         "--check",
@@ -185,7 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_datasets)
 
-    p = sub.add_parser("bench", help="benchmarks: " + ", ".join(BENCHMARKS) + ", all")
+    p = sub.add_parser(
+        "bench", parents=[verbose], help="benchmarks: " + ", ".join(BENCHMARKS) + ", all"
+    )
     p.add_argument(
         "name",
         choices=[*BENCHMARKS, "all"],
@@ -198,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("compare", help="a run's values beside the study's published numbers")
+    p = sub.add_parser(
+        "compare", parents=[verbose], help="a run's values beside the study's published numbers"
+    )
     p.add_argument("run", help="run folder (similarity.nc, optional probes.nc)")
     p.add_argument("--all", action="store_true", help="also list numbers the run cannot compute")
     p.add_argument(
@@ -210,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "minizoo",
+        parents=[verbose],
         help="retrain the mini-zoo (repsim minizoo train [options]), rewrite its per-dataset "
         "held-out accuracies (repsim minizoo evaluate) or merge zoo folders trained side by side "
         "(repsim minizoo merge SRC... --into data/minizoo)",

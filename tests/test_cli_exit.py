@@ -286,3 +286,22 @@ def test_bad_numbers_are_usage_errors_not_tracebacks(capsys, tmp_path, argv, mes
         cli.main([a.replace("{tmp}", str(tmp_path)) for a in argv])
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [
+        (["run", "c.yaml", "--out", "o"], False),
+        (["-v", "run", "c.yaml", "--out", "o"], True),
+        (["run", "c.yaml", "--out", "o", "-v"], True),
+        (["run", "-v", "c.yaml", "--out", "o"], True),
+        (["book", "--verbose"], True),
+        (["compare", "r", "-v"], True),
+        (["models", "--config", "c.yaml", "-v"], True),
+        (["-v", "bench", "measures"], True),
+        (["bench", "-v", "measures"], True),
+    ],
+)
+def test_verbose_goes_before_or_after_the_command(argv, verbose):
+    """``-v`` was taken only before the command; ``repsim run ... -v`` was a usage error."""
+    assert cli.build_parser().parse_args(argv).verbose is verbose
