@@ -625,3 +625,41 @@ def test_a_manifest_saved_with_a_byte_order_mark_reads_as_one(tmp_path: Path) ->
     path = tmp_path / "manifest.csv"
     path.write_bytes("id,sha256\nmlp-random-s0,abc\n".encode("utf-8-sig"))
     assert read_manifest(path) == [{"id": "mlp-random-s0", "sha256": "abc"}]
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda p: None, r"does not exist.*repsim minizoo train"),
+        (lambda p: p.mkdir(), r"is a folder, not a file"),
+        (lambda p: __import__("os").mkfifo(p), r"is not a regular file"),
+    ],
+    ids=["missing", "folder", "fifo"],
+)
+def test_minizoo_loader_names_what_is_wrong_with_its_weights_path(tmp_path: Path, make, named):
+    """The loader (called by ``repsim.load_model`` outside a run's preflight too) checks its path
+    as the preflight does: it checked only for a folder, so a FIFO blocked the digest check's
+    read and a missing file surfaced from deeper down."""
+    import signal
+
+    from repsim.errors import ModelError
+    from repsim.minizoo.loader import load_minizoo
+    from repsim.zoo.spec import ModelSpec
+
+    path = tmp_path / "w.safetensors"
+    make(path)
+    spec = ModelSpec(id="w", loader="minizoo", identifier="cnn", weights=path)
+
+    def hung(signum, frame):
+        raise TimeoutError("the loader blocked on the weights path")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        with pytest.raises(
+            (ModelError, MissingWeightsError), match=rf"model 'w': weights .*{named}"
+        ):
+            load_minizoo(spec)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -15,7 +15,7 @@ from repsim.minizoo.archs import IMG_SIZE, MEAN, STD, arch_kwargs, build_arch
 from repsim.minizoo.weights import load_encoder
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
-from repsim.zoo.weights import check_not_folder
+from repsim.zoo.weights import check_weights_path
 
 #: where ``repsim minizoo train`` writes the zoo by default (the repository's data/minizoo)
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "minizoo"
@@ -34,7 +34,7 @@ def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu
             if spec.weights is not None
             else DEFAULT_DIR / f"{spec.id}.safetensors"
         )
-        check_not_folder(spec, path)
+        check_weights_path(spec, path)
         _check_manifest_digest(spec, path)
         module, meta = load_encoder(path)
         if meta.get("arch") != spec.identifier:

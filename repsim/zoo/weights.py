@@ -43,7 +43,7 @@ def is_offline() -> bool:
 FOLDER_WEIGHTS = ("hf_transformers",)
 
 
-def check_not_folder(spec: ModelSpec, path: Path) -> None:
+def _check_not_folder(spec: ModelSpec, path: Path) -> None:
     """ModelError for a folder where the loader reads a file: said as such, not as a missing or
     unreadable file."""
     if path.is_dir() and spec.loader not in FOLDER_WEIGHTS:
@@ -74,7 +74,7 @@ def check_weights_path(spec: ModelSpec, path: str | Path) -> Path:
                 else ""
             )
         )
-    check_not_folder(spec, path)
+    _check_not_folder(spec, path)
     if problem is not None:
         raise ModelError(
             f"model {spec.id!r}: weights {path} {problem}; "
