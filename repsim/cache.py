@@ -60,6 +60,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+#: A task's name in the records: a dataset id (per-dataset stages) or a (dataset id, model id)
+#: pair. A pair is never joined into one string: ids may hold '/' (``wds/cars``), and
+#: ``"wds/cars"`` read as dataset ``wds``, model ``cars`` put its records where the end of the
+#: run removed them as belonging to no dataset, so every rerun recomputed them.
+TaskName = str | tuple[str, str]
+
+
 class StageCache:
     """Records of finished tasks under ``RUN/.stages``: input key, output content hash, facts."""
 
@@ -67,12 +74,14 @@ class StageCache:
         self.folder = run_dir if isinstance(run_dir, RunFolder) else RunFolder(run_dir)
         self.root = self.folder.stages
 
-    def _marker(self, stage: str, name: str) -> Path:
-        dataset, _, model = name.partition("/")
-        return self.folder.marker(stage, dataset, model or None)
+    def _marker(self, stage: str, name: TaskName) -> Path:
+        if isinstance(name, tuple):
+            return self.folder.marker(stage, *name)
+        return self.folder.marker(stage, name)
 
-    def info(self, stage: str, name: str) -> dict[str, Any]:
-        """The record of ``name`` (``dataset`` or ``dataset/model``) in ``stage``; {} when absent or damaged."""
+    def info(self, stage: str, name: TaskName) -> dict[str, Any]:
+        """The record of ``name`` (a dataset id, or a ``(dataset, model)`` pair of ids) in
+        ``stage``; {} when absent or damaged."""
         marker = self._marker(stage, name)
         try:
             value = json.loads(marker.read_text())
@@ -83,7 +92,7 @@ class StageCache:
     def check(
         self,
         stage: str,
-        name: str,
+        name: TaskName,
         key: str,
         output: Path | None = None,
         content_hash: Callable[[], str | None] | None = None,
@@ -127,10 +136,10 @@ class StageCache:
             return False, "its output was truncated or altered (content hash differs)"
         return True, ""
 
-    def mark_done(self, stage: str, name: str, key: str, **info: Any) -> None:
+    def mark_done(self, stage: str, name: TaskName, key: str, **info: Any) -> None:
         """Record a finished task (pass ``sha256=`` the output's content hash)."""
         record = {"key": key, **_canonical(info)}
         atomic_write_text(self._marker(stage, name), json.dumps(record, indent=1, default=str))
 
-    def forget(self, stage: str, name: str) -> None:
+    def forget(self, stage: str, name: TaskName) -> None:
         self._marker(stage, name).unlink(missing_ok=True)

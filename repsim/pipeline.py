@@ -541,7 +541,7 @@ def _run_probe_pool(
         args = (plan, m, ds, run_dir, device, sha, *upstream)
         ok, _ = cache.check(
             "probes",
-            f"{ds.id}/{m.id}",
+            (ds.id, m.id),
             stages.probe_key(plan, m, ds, run_dir, sha),
             RunFolder(run_dir).probe_part(ds.id, m.id),
         )

@@ -142,7 +142,7 @@ def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = N
 def feature_hashes(plan: RunPlan, ds: Any, run_dir: Path) -> dict[str, str | None]:
     """Content hash of each model's feature group on ``ds``, as recorded when it was sealed."""
     cache = StageCache(run_dir)
-    return {m.id: cache.info("features", f"{ds.id}/{m.id}").get("sha256") for m in plan.models}
+    return {m.id: cache.info("features", (ds.id, m.id)).get("sha256") for m in plan.models}
 
 
 def similarity_key(plan: RunPlan, ds: Any, run_dir: Path, stimuli_sha: str | None = None) -> str:
@@ -160,7 +160,7 @@ def similarity_key(plan: RunPlan, ds: Any, run_dir: Path, stimuli_sha: str | Non
 def probe_key(
     plan: RunPlan, model: Any, ds: Any, run_dir: Path, stimuli_sha: str | None = None
 ) -> str:
-    sha = StageCache(run_dir).info("features", f"{ds.id}/{model.id}").get("sha256")
+    sha = StageCache(run_dir).info("features", (ds.id, model.id)).get("sha256")
     return stage_key("probe", sha, stimuli_sha, plan.probe, plan.numerics(), stage_code("probes"))
 
 
@@ -349,7 +349,7 @@ def check_features(
     key = features_key(plan, model, ds, stimuli_sha)
     return StageCache(folder).check(
         "features",
-        f"{ds.id}/{model.id}",
+        (ds.id, model.id),
         key,
         content_hash=lambda: store.checksum(ds.id, model.id),
         code=stage_code("features"),
@@ -487,7 +487,8 @@ class _DatasetExtraction:
             except StoreError:
                 sealed, checkable = True, False  # missing or unreadable: nothing to resume
             resume[m.id] = (
-                self.cache.info("features-started", name).get("key") == keys[m.id] and not sealed
+                self.cache.info("features-started", (ds.id, m.id)).get("key") == keys[m.id]
+                and not sealed
             )
             if resume[m.id] and not checkable:
                 # written before chunk checksums were kept: its chunks cannot be verified
@@ -497,7 +498,7 @@ class _DatasetExtraction:
                     name,
                 )
                 resume[m.id] = False
-            self.cache.mark_done("features-started", name, keys[m.id])
+            self.cache.mark_done("features-started", (ds.id, m.id), keys[m.id])
         todo = list(models)
         # a resumed group's written chunks are checked against their checksums when it is
         # opened (FeatureStore.writer): a damaged one is extracted again with the pending ones
@@ -538,7 +539,7 @@ class _DatasetExtraction:
                 "sha256": sha,
             }
             self.cache.mark_done(
-                "features", f"{ds.id}/{m.id}", keys[m.id], code=stage_code("features"), **info
+                "features", (ds.id, m.id), keys[m.id], code=stage_code("features"), **info
             )
             results[m.id] = {**info, "cached": False, "redone": redone[m.id]}
         return results
@@ -620,7 +621,7 @@ def run_probe(
     folder = RunFolder(run_dir)
     cache, path = StageCache(folder), folder.probe_part(ds.id, model.id)
     key = probe_key(plan, model, ds, run_dir, stimuli_sha)
-    ok, why = cache.check("probes", name, key, path, code=stage_code("probes"))
+    ok, why = cache.check("probes", (ds.id, model.id), key, path, code=stage_code("probes"))
     if ok:
         return {**json.loads(path.read_text()), "seconds": 0.0, "cached": True, "redone": None}
     redone = _redo("probe", name, why)
@@ -654,7 +655,9 @@ def run_probe(
     }
     sha = folder.write_text(path, json.dumps(out))
     seconds = time.perf_counter() - t0
-    cache.mark_done("probes", name, key, code=stage_code("probes"), seconds=seconds, sha256=sha)
+    cache.mark_done(
+        "probes", (ds.id, model.id), key, code=stage_code("probes"), seconds=seconds, sha256=sha
+    )
     return {**out, "seconds": seconds, "cached": False, "redone": redone}
 
 

@@ -22,9 +22,9 @@ def test_stage_key_is_stable_and_sensitive():
 
 def test_markers_record_keys(tmp_path: Path):
     cache = StageCache(tmp_path)
-    assert cache.info("features", "digits/cnn") == {}
-    cache.mark_done("features", "digits/cnn", "k1", seconds=1.5)
-    assert cache.info("features", "digits/cnn") == {"key": "k1", "seconds": 1.5}
+    assert cache.info("features", ("digits", "cnn")) == {}
+    cache.mark_done("features", ("digits", "cnn"), "k1", seconds=1.5)
+    assert cache.info("features", ("digits", "cnn")) == {"key": "k1", "seconds": 1.5}
 
 
 def test_atomic_write_leaves_no_temp(tmp_path: Path):
@@ -55,15 +55,18 @@ def test_check_verifies_the_output_content(tmp_path: Path):
 def test_check_of_a_content_hash_output(tmp_path: Path):
     # a feature group: its content hash is computed, None when it is missing or incomplete
     cache = StageCache(tmp_path)
-    cache.mark_done("features", "digits/cnn", "k1", sha256="abc")
-    assert cache.check("features", "digits/cnn", "k1", content_hash=lambda: "abc") == (True, "")
-    assert cache.check("features", "digits/cnn", "k1", content_hash=lambda: None) == (
+    cache.mark_done("features", ("digits", "cnn"), "k1", sha256="abc")
+    assert cache.check("features", ("digits", "cnn"), "k1", content_hash=lambda: "abc") == (
+        True,
+        "",
+    )
+    assert cache.check("features", ("digits", "cnn"), "k1", content_hash=lambda: None) == (
         False,
         "its output is missing or incomplete",
     )
     assert (
         "content hash differs"
-        in cache.check("features", "digits/cnn", "k1", content_hash=lambda: "abd")[1]
+        in cache.check("features", ("digits", "cnn"), "k1", content_hash=lambda: "abd")[1]
     )
 
 

@@ -183,8 +183,8 @@ def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path
     ) in message
     assert "skipped because features-faces-cnn-clip-s0 failed: similarity-faces" in message
     cache = StageCache(run_dir)
-    assert cache.info("features", "faces/cnn-supervised-s0")["sha256"]
-    assert cache.info("features", "textures/cnn-simclr-s0")["sha256"]
+    assert cache.info("features", ("faces", "cnn-supervised-s0"))["sha256"]
+    assert cache.info("features", ("textures", "cnn-simclr-s0"))["sha256"]
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "failed"
     failed = [f for f in info["failed_tasks"] if not f["skipped"]]
@@ -329,3 +329,50 @@ def test_the_summary_says_whose_category_pairs_it_lists(tiny_run: Path) -> None:
     assert f"category pairs for {first} only, all measures' in consistency.nc" in text
     one = results.consistency.isel(measure=[0])
     assert "only" not in summary_table(results.similarity, one, None)
+
+
+def test_a_dataset_id_with_a_slash_is_cached_like_any_other(tmp_path: Path, monkeypatch):
+    """The study's datasets have ids like ``wds/cars``: their per-model records were written as
+    dataset ``wds``, model ``cars/<model>``, which the end of the run removed as belonging to no
+    dataset of the config, so every rerun recomputed every feature group and probe of them."""
+    import functools
+    import importlib
+
+    from repsim.cache import StageCache
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    config = tmp_path / "slash.yaml"
+    config.write_text(
+        f"include: [{data / 'minizoo' / 'models.yaml'}]\n"
+        "select: {models: [cnn-supervised-s0, mlp-clip-s0]}\n"
+        "measures: [cka_linear]\n"
+        "stimuli: {max_images: 40, seed: 0}\n"
+        "probe: {enabled: true, seeds: [0], epochs: 2, lrs: [0.01], wds: [1.0e-4]}\n"
+        "threads: 1\n"
+        "datasets:\n"
+        f"  - {{id: grp/faces, loader: embedded, path: {data / 'embedded' / 'faces.npz'}, "
+        "domain: Structured}\n"
+        f"  - {{id: textures, loader: embedded, path: {data / 'embedded' / 'textures.npz'}, "
+        "domain: Structured}\n"
+    )
+    run_dir = tmp_path / "run"
+    run(config, run_dir, device="cpu")
+    cache = StageCache(run_dir)
+    for stage in ("features", "probes"):
+        assert cache.info(stage, ("grp/faces", "mlp-clip-s0")).get("key"), stage
+    for target in (
+        "repsim.extract.extract_models",
+        "repsim.measures.similarity_matrices",
+        "repsim.probe.linear_probe",
+    ):
+        module, name = target.rsplit(".", 1)
+        original = getattr(importlib.import_module(module), name)
+
+        @functools.wraps(original)
+        def fail(*args, _target=target, **kwargs):
+            raise AssertionError(f"a cached stage ran again ({_target})")
+
+        monkeypatch.setattr(target, fail)
+    run(config, run_dir, device="cpu")
+    info = json.loads((run_dir / "run.json").read_text())
+    assert not info.get("redone"), info.get("redone")
