@@ -495,11 +495,16 @@ def _holding(run_dir: str | Path) -> Iterator[None]:
     meanwhile (a rerun replacing its results) could leave a book whose chapters come from two
     runs. A run already in the folder is named; a folder where this user cannot make the lock
     file (read-only) is read without it."""
-    from repsim.runfolder import RunFolder, RunFolderError, RunLockedError
+    from repsim.runfolder import RunFolder, RunFolderError, RunLockedError, filesystem_errors
 
+    folder = RunFolder(run_dir)
+    with filesystem_errors(folder.similarity, "read"):
+        present = folder.similarity.exists()
+    if not present:  # not a run's results: said as such, and no lock file left in the folder
+        check_run(run_dir)
     held = contextlib.ExitStack()
     try:
-        held.enter_context(RunFolder(run_dir).lock())
+        held.enter_context(folder.lock())
     except RunLockedError as exc:
         raise RunLockedError(
             str(exc).replace("or choose another --out", "then build the book")

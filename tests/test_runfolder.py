@@ -510,3 +510,24 @@ def test_readers_say_when_a_run_is_writing_the_folder_or_a_file_was_given(tmp_pa
         r"writing it \(run.json; its first error: boom\).*repsim run my.yaml",
     ):
         check_run(folder.path)  # repsim book said only "run `repsim run CONFIG --out ...`"
+
+
+def test_book_on_a_folder_without_results_says_why_and_leaves_no_lock(tmp_path):
+    """``repsim book --run`` on a folder without results took the folder's lock first and then
+    blamed "a run is writing" it, naming its own process; an empty folder was left a .lock."""
+    from repsim.book import build_book
+    from repsim.errors import StoreError
+    from repsim.runfolder import RunFolder
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(StoreError, match="has no similarity.nc") as err:
+        build_book(run_dir=empty, book_dir=tmp_path / "book")
+    assert "a run is writing" not in str(err.value)
+    assert not RunFolder(empty).lock_path.exists()
+    folder = RunFolder(tmp_path / "failed").create()
+    folder.info.write_text('{"status": "failed", "config_path": "my.yaml", "error": "boom"}')
+    with pytest.raises(
+        StoreError, match=r"failed before writing it \(run.json; its first error: boom"
+    ):
+        build_book(run_dir=folder.path, book_dir=tmp_path / "book")
