@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import io
 import math
+import os
 import re
 import stat
 from collections.abc import Callable, Iterable, Mapping
@@ -294,6 +295,23 @@ def _probe_normalize(value: Any, where: str) -> bool:
 MAX_BATCH_SIZE = 4096
 
 
+#: The most torch threads a config may ask for per process: more cores than any one machine
+#: has, and torch's pool of 100,000 threads failed to map its memory and aborted the run with no
+#: run.json (1,000 still runs).
+MAX_THREADS = 1024
+
+
+def _threads(value: Any, where: str) -> int:
+    n = _int(1)(value, where)
+    if n > MAX_THREADS:
+        raise ConfigError(
+            f"{where} is {n}, above the largest allowed, {MAX_THREADS}: it is the number of torch "
+            "threads each process uses. Fix: set it to at most the cores of the machine that runs "
+            f"the work ({os.cpu_count()} here), or remove it to let each stage choose"
+        )
+    return n
+
+
 def _batch_size(value: Any, where: str) -> int:
     size = _int(1)(value, where)
     if size > MAX_BATCH_SIZE:
@@ -443,7 +461,7 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
         measures = _list(_str, unique=True)(measures, f"{where}: measures")
     threads = raw.get("threads")
     if threads is not None:
-        threads = _int(1)(threads, f"{where}: threads")
+        threads = _threads(threads, f"{where}: threads")
     cluster = raw.get("cluster") or {}
     if not isinstance(cluster, Mapping):
         raise ConfigError(
