@@ -197,8 +197,25 @@ def apply_overrides(
             raise ConfigError(
                 f"--set {item!r}: unknown benchmark {name!r}; choose one of {', '.join(sizes)}"
             )
+        if option not in sizes[name] and name in BENCHMARKS:
+            known = _options(name)
+            if option not in known:
+                raise ConfigError(
+                    f"--set {item!r}: {name} has no option {option!r}; choose from "
+                    f"{', '.join(known)}"
+                )
         sizes[name][option] = _override_value(item, raw, sizes[name].get(option))
     return sizes
+
+
+def _options(name: str) -> list[str]:
+    """The keyword options of benchmark ``name``'s ``run`` function (``device`` is given by
+    ``bench all`` itself): an unknown ``--set`` key was a TypeError inside the benchmark."""
+    import importlib
+    import inspect
+
+    run = importlib.import_module(f"repsim.bench.{name}").run
+    return [p for p in inspect.signature(run).parameters if p != "device"]
 
 
 def _override_value(item: str, raw: str, default: Any) -> Any:
@@ -212,8 +229,10 @@ def _override_value(item: str, raw: str, default: Any) -> Any:
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
     if isinstance(default, int) and not isinstance(default, bool):
-        if whole_number(value) is None:
-            raise ConfigError(f"--set {item!r}: the value must be a whole number, e.g. {default}")
+        if whole_number(value) is None or whole_number(value) < 0:
+            raise ConfigError(
+                f"--set {item!r}: the value must be a whole number >= 0, e.g. {default}"
+            )
         return whole_number(value)
     if isinstance(default, float) and (
         isinstance(value, bool) or not isinstance(value, int | float)

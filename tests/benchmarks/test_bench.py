@@ -156,7 +156,8 @@ def test_sizes_and_overrides() -> None:
     cpu, cuda = default_sizes("cpu"), default_sizes("cuda")
     assert cpu["measures"]["n"] == 2000 and cuda["measures"]["n"] == 5000
     assert default_sizes("cpu", full=True) == cuda
-    sizes = apply_overrides(cpu, ["measures.n=5000", "probe.seeds=[0]"])
+    sizes = apply_overrides(cpu, ["measures.n=5000", "probe.seeds=[0]", "measures.measures=[rsa]"])
+    assert sizes["measures"]["measures"] == ["rsa"]  # an option without a default size
     assert sizes["measures"]["n"] == 5000 and sizes["probe"]["seeds"] == [0]
     for bad in ("measures=3", "nope.n=1", "measures.=1"):
         with pytest.raises(ConfigError):
@@ -165,7 +166,13 @@ def test_sizes_and_overrides() -> None:
     sizes = apply_overrides(default_sizes("cpu"), ["measures.n=1e4", "probe.dim=5.12e2"])
     assert sizes["measures"]["n"] == 10_000 and type(sizes["measures"]["n"]) is int
     assert sizes["probe"]["dim"] == 512 and type(sizes["probe"]["dim"]) is int
-    for bad, why in (("measures.n=1e4x", "whole number"), ("measures.n=2.5", "whole number")):
+    for bad, why in (
+        ("measures.n=1e4x", "whole number"),
+        ("measures.n=2.5", "whole number"),
+        ("measures.n=-5", "whole number >= 0"),  # "negative dimensions" inside the benchmark
+        ("measures.nope=5", "measures has no option 'nope'; choose from models, n, dim"),
+        ("run.n=5", "run has no option 'n'; choose from config, out"),
+    ):
         with pytest.raises(ConfigError, match=why):  # a TypeError inside the benchmark before
             apply_overrides(default_sizes("cpu"), [bad])
 
