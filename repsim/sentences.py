@@ -27,6 +27,7 @@ COMPARING = re.compile(
     r"less consistent|more similar|less similar|differs? most|highest|lowest|strongest|weakest|"
     r"ranks? (?:first|last|higher|lower|above|below)|ranked|ranking|outperforms?|"
     r"agrees? with the study|agrees? closely|more than|less than|systematically|"
+    r"(?:above|below) \d+(?:\.\d+)?% of|"
     r"(?:higher|lower|better|worse|larger|smaller|greater|stronger|weaker)\b[^.;:]{0,40}\bthan)\b",
     re.IGNORECASE,
 )
@@ -617,7 +618,8 @@ def framework_text(
         text += (
             f"; it lies above {(others < r - 1e-12).mean():.0%} of the run's {len(others)} "
             f"{'other ' if len(same) else ''}dataset pair{'s' if len(others) != 1 else ''} "
-            f"(median of all {len(vals)}: {fmt(vals.median())})."
+            f"(median of all {len(vals)}: {fmt(vals.median())}; its place among this run's "
+            "values, described, not tested)."
         )
     return text + ("." if not text.endswith(".") else "")
 

@@ -18,14 +18,18 @@ def test_framework_text_places_the_pair_among_all_pairs():
     # 2 of the 4 defined values lie below 0.25; their median is 0.25
     assert text == (
         "Over 28 model pairs, the consistency of **a** and **b** is r = **0.25**; it lies above "
-        "50% of the run's 4 dataset pairs (median of all 4: 0.25)."
+        "50% of the run's 4 dataset pairs (median of all 4: 0.25; its place among this run's "
+        "values, described, not tested)."
     )
+    assert not T.untested_claims(text)
+    # the checker sees such a placement: without its "described" it is flagged
+    assert T.untested_claims(text.split(" (median")[0] + ".")
     assert T.framework_text(3, "a", "b", float("nan"), values).endswith("r = **undefined**.")
     assert T.framework_text(3, "a", "b", 0.5, pd.Series([0.4])).endswith("**0.50**.")
     # as in the book, the pair is one of the run's values: placed among the others, so the most
     # consistent pair lies above 100% of them (counting itself it could never say 100%)
     top = T.framework_text(28, "a", "b", 0.9, values)
-    assert "it lies above 100% of the run's 3 other dataset pairs (median of all 4: 0.25)." in top
+    assert "it lies above 100% of the run's 3 other dataset pairs (median of all 4: 0.25;" in top
 
 
 def test_transfer_text_describes_the_spread_per_category_pair_without_ranking():
