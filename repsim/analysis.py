@@ -755,6 +755,8 @@ def domain_contrast(
             "p": r["p_value"],
             "smallest p": r["p_min"],
             "same-domain pairs": r["n_same_pairs"],
+            "main domain": r["main_domain"],
+            "main domain pairs": r["main_domain_pairs"],
             "datasets": r["n_datasets"],
             "permutations": r["n_permutations"],
             "exact": r["exact"],

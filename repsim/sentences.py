@@ -380,10 +380,37 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
 
     row = table.loc["all"]
     same, diff, p = row["same domain"], row["different domains"], row["p"]
+    n_same = int(row["same-domain pairs"])
+    main, n_main = str(row.get("main domain", "")), int(row.get("main domain pairs", 0) or 0)
+    within = (
+        ""
+        if not main
+        else f" ({n_main} of them within {main})"
+        if n_main < n_same
+        else f" (all within {main})"
+    )
     medians = (
-        f"median {fmt(same)} over {int(row['same-domain pairs'])} dataset pairs within a domain, "
+        f"median {fmt(same)} over {n_same} dataset pairs within a domain{within}, "
         f"{fmt(diff)} across domains"
     )
+    others = [str(g) for g in table.index if g != "all"]
+    rest = (
+        " The test over all model pairs is the chapter's one test; "
+        + (
+            "the other row of the table is shown, not worded, and its p-value is not corrected "
+            "for being a second test."
+            if len(others) == 1
+            else f"the {len(others)} other rows of the table are shown, not worded, and their "
+            "p-values are not corrected for being several."
+        )
+        if others
+        else ""
+    )
+    if main and n_main > n_same / 2 and n_same > 1:
+        main_note = (
+            f" Most within-domain pairs are {main} pairs: this speaks mainly for that domain."
+        )
+        rest = main_note + rest
     if not np.isfinite(p):
         return (
             f"Over all model pairs, within-domain and across-domain consistency are not compared "
@@ -407,7 +434,7 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
             f"Over all model pairs, whether datasets of the same domain are more or less "
             f"consistent with each other than datasets of different domains is not settled by "
             f"{int(row['permutations'])} random relabellings ({medians}; {test}, within Monte "
-            "Carlo error of 0.05)."
+            "Carlo error of 0.05)." + rest
         )
     if verdict == "untestable":
         floor = float(row["smallest p"])
@@ -416,16 +443,17 @@ def domain_contrast_text(table: pd.DataFrame) -> str:
             f"consistent with each other than datasets of different domains cannot be tested on "
             f"this run ({medians}; {test}): no relabelling of these {int(row['datasets'])} "
             f"datasets' domains gives p below {floor:.2g}, so the test cannot reach p < 0.05."
+            + rest
         )
     if verdict == "below":
         word = "more" if same > diff else "less"
         return (
             f"Over all model pairs, datasets of the same domain are {word} consistent with each "
-            f"other than datasets of different domains ({medians}; {test})."
+            f"other than datasets of different domains ({medians}; {test})." + rest
         )
     return (
         f"Over all model pairs, no evidence that datasets of the same domain are more or less "
-        f"consistent with each other than datasets of different domains ({medians}; {test})."
+        f"consistent with each other than datasets of different domains ({medians}; {test})." + rest
     )
 
 

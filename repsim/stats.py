@@ -1024,7 +1024,12 @@ def domain_permutation_test(
         return float(np.median(values[same]) - np.median(values[~same]))
 
     same = codes[ia] == codes[ib]
+    # which domain the within-domain pairs come from: a contrast resting on one domain's pairs
+    # says something about that domain, not about domains in general
+    by_domain = pd.Series([str(domains[names[i]]) for i in ia[same]]).value_counts()
     out = {
+        "main_domain": str(by_domain.index[0]) if len(by_domain) else "",
+        "main_domain_pairs": int(by_domain.iloc[0]) if len(by_domain) else 0,
         "same": float(np.median(values[same])) if same.any() else float("nan"),
         "different": float(np.median(values[~same])) if (~same).any() else float("nan"),
         "difference": statistic(codes),

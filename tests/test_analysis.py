@@ -707,6 +707,26 @@ def test_domain_contrast_on_a_design_too_small_to_test_says_so():
     text = T.domain_contrast_text(table)
     assert "cannot be tested on this run" in text and "no evidence" not in text
     assert "gives p below 0.67" in text and not T.untested_claims(text)
+    # which domain the within-domain pairs come from: here one each, so neither holds most
+    assert table.loc["all", "same-domain pairs"] == 2 and table.loc["all", "main domain pairs"] == 1
+    assert "Most within-domain pairs" not in text
+    doms3 = {**doms, "b3": "B"}
+    tidy3 = pd.concat(
+        [
+            tidy,
+            pd.DataFrame(
+                {
+                    "group_pair": "all",
+                    "dataset_a": ["a1", "a2", "b1", "b2"],
+                    "dataset_b": ["b3"] * 4,
+                    "consistency": [0.1, 0.1, 0.9, 0.9],
+                }
+            ),
+        ]
+    )
+    table3 = A.domain_contrast(tidy3, doms3)  # B: b1-b2, b1-b3, b2-b3; A: a1-a2
+    assert (table3.loc["all", "main domain"], table3.loc["all", "main domain pairs"]) == ("B", 3)
+    assert "(3 of them within B)" in T.domain_contrast_text(table3)
 
 
 def test_behaviour_text_handles_nan_and_one_domain():

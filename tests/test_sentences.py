@@ -311,6 +311,18 @@ def test_domain_contrast_text_is_worded_by_the_permutation_test():
     )
     more = T.domain_contrast_text(table.assign(**{"same domain": 0.8}))
     assert "are more consistent" in more
+    # where the within-domain pairs come from, and the rows the sentence does not word
+    rows = pd.DataFrame(
+        [{**row, "main domain": "Structured", "main domain pairs": 10}] * 2,
+        index=pd.Index(["all", "SSL | SSL"], name="group_pair"),
+    )
+    told = T.domain_contrast_text(rows)
+    assert "12 dataset pairs within a domain (10 of them within Structured)" in told
+    assert (
+        "Most within-domain pairs are Structured pairs: this speaks mainly for that domain." in told
+    )
+    assert "the other row of the table is shown, not worded" in told
+    assert not T.untested_claims(told)
     null = T.domain_contrast_text(table.assign(p=0.3))
     assert null.startswith("Over all model pairs, no evidence that datasets of the same domain")
     assert "p = 0.30" in null
