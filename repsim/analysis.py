@@ -766,11 +766,16 @@ def domain_contrast(
 
 def scale_difference(pairs: pd.DataFrame, n_resamples: int = 999) -> dict[str, float]:
     """How much higher consistency is under the local measure (``y``) than under the global one
-    (``x``) of :func:`repsim.consistency.consistency_pairs`: the median of ``y - x`` over all rows,
-    with a bootstrap interval that resamples datasets (:func:`repsim.stats.dataset_bootstrap`)."""
+    (``x``) of :func:`repsim.consistency.consistency_pairs`: the median of ``y - x`` over the
+    dataset pairs of the all-model-pairs rows (label ``all``; the category-pair rows, drawn in the
+    figure, reuse the same models and would weigh each category by how many pairs it has), with a
+    bootstrap interval that resamples datasets (:func:`repsim.stats.dataset_bootstrap`)."""
+    from repsim.names import ALL
     from repsim.stats import dataset_bootstrap
 
     ok = pairs.dropna(subset=["x", "y"])
+    if "label" in ok:
+        ok = ok[ok["label"] == ALL]
     return dataset_bootstrap(
         ok, lambda t: float(np.median(t.y - t.x)) if len(t) else np.nan, n_resamples=n_resamples
     )

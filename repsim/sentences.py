@@ -798,12 +798,18 @@ def top_pair_text(medians: pd.DataFrame, category: str) -> str:
 
 
 def local_global_text(
-    pairs: pd.DataFrame, local: str, measure: str, difference: dict[str, float]
+    pairs: pd.DataFrame,
+    local: str,
+    measure: str,
+    difference: dict[str, float],
+    n_comparisons: int = 1,
 ) -> str:
     """Consistency under another measure (``y``, e.g. a local one) against the main one (``x``) of
     :func:`repsim.consistency.consistency_pairs`: their agreement (described) and which measure
     gives the higher consistency, worded by the interval of
-    :func:`repsim.analysis.scale_difference` (datasets resampled)."""
+    :func:`repsim.analysis.scale_difference` (datasets resampled). ``n_comparisons``: how many
+    measures the chapter sets against the main one, each with its own 95% interval (said, not
+    corrected)."""
     head = (
         f"{local} against {measure}: over {len(pairs.dropna())} values, Pearson r = "
         f"**{fmt(correlate(pairs.x, pairs.y))}** (described: the values share datasets and "
@@ -815,10 +821,16 @@ def local_global_text(
             f"{head}; the median difference {local} minus {measure} is {fmt(d)}, not tested: no "
             f"interval ({no_interval_reason(difference['n_datasets'])})."
         )
+    several = (
+        f"; one of {n_comparisons} measures set against {measure} here, each interval at 95%, "
+        "not corrected for being several"
+        if n_comparisons > 1
+        else ""
+    )
     ci = (
-        f"median difference {local} minus {measure} {format_estimate(d)}, 95% CI "
-        f"{format_interval(lo, hi)} with the {int(difference['n_datasets'])} datasets resampled "
-        "and the models fixed"
+        f"median over dataset pairs of the difference {local} minus {measure} in the consistency "
+        f"of all model pairs {format_estimate(d)}, 95% CI {format_interval(lo, hi)} with the "
+        f"{int(difference['n_datasets'])} datasets resampled and the models fixed{several}"
     )
     if lo > 0 or hi < 0:
         side = "higher" if lo > 0 else "lower"

@@ -1119,3 +1119,25 @@ def test_chapter_category_boxes_draw_or_say_why(tmp_path, monkeypatch):
     assert len(events) == 3
     assert "same data_class (embedded)" in events[0]
     assert all(e.startswith("figure") for e in events[1:])
+
+
+def test_scale_difference_is_over_the_all_pairs_rows():
+    """The local/global difference is the median over dataset pairs of the all-model-pairs
+    consistency: category-pair rows (drawn in the figure) reuse the same models and, pooled in,
+    weighed each category by its number of pairs."""
+    import itertools
+
+    ds = [f"d{i}" for i in range(9)]
+    rows = []
+    for k, (a, b) in enumerate(itertools.combinations(ds, 2)):
+        rows.append({"label": "all", "group_by": "all", "dataset_a": a, "dataset_b": b,
+                     "x": 0.5, "y": 0.5 + 0.01 * (k % 5)})  # fmt: skip
+        for cat in ("A | A", "A | B", "B | B"):
+            rows.append({"label": cat, "group_by": "objective", "dataset_a": a, "dataset_b": b,
+                         "x": 0.5, "y": 0.9})  # fmt: skip
+    pairs = pd.DataFrame(rows)
+    res = A.scale_difference(pairs, n_resamples=199)
+    everything = pairs.y - pairs.x
+    assert res["estimate"] == pytest.approx(np.median(everything[pairs.label == "all"]))
+    assert res["estimate"] != pytest.approx(np.median(everything))
+    assert res["ci_high"] <= 0.04 + 1e-12

@@ -128,8 +128,14 @@ def test_measure_texts_of_the_local_global_chapter():
     )
     up = {"estimate": 0.1, "ci_low": 0.02, "ci_high": 0.2, "n_datasets": 5}
     assert T.local_global_text(pairs, "knn", "cka", up) == head + (
-        "knn gives the higher consistency (median difference knn minus cka 0.10, "
-        "95% CI 0.02 to 0.20 with the 5 datasets resampled and the models fixed)."
+        "knn gives the higher consistency (median over dataset pairs of the difference knn minus "
+        "cka in the consistency of all model pairs 0.10, 95% CI 0.02 to 0.20 with the 5 datasets "
+        "resampled and the models fixed)."
+    )
+    three = T.local_global_text(pairs, "knn", "cka", up, n_comparisons=3)
+    assert (
+        "fixed; one of 3 measures set against cka here, each interval at 95%, not corrected"
+        in three
     )
     down = {**up, "estimate": -0.1, "ci_low": -0.2, "ci_high": -0.01}
     assert "gives the lower consistency" in T.local_global_text(pairs, "knn", "cka", down)
