@@ -28,8 +28,8 @@ pair. The mini-zoo crosses objective x architecture x seed, so the question can 
   per design cell, a seed drawn twice changes which within-cell model pairs exist (copies are never
   paired), which on the embedded run pulled every seed-resampled excess SD below the estimate
   (median 0.17 against 0.21), so such intervals would be shifted, not widened. How much the
-  category-pair means move from seed to seed is given instead by the ``seed`` and
-  ``seed_spread`` rows.
+  category-pair means depend on the seeds is given instead by the ``seed`` rows (each seed's
+  models left out) and the ``seed_spread`` rows (their jackknife standard error).
 * **Labels.** SimCLR and Barlow Twins (``method`` coord) are separate objectives (view
   ``"separate"``); the ``"pooled"`` view merges them into one Self-Supervised objective. Models whose
   objective is a control (``Random``) are left out of both factors and reported as control rows.
@@ -86,14 +86,15 @@ COLUMNS: dict[str, str] = {
     "view": "'separate': SimCLR and Barlow Twins are two objectives; 'pooled': one Self-Supervised",
     "analysis": "'factor' (permutation test of one factor), 'difference' (objective minus "
     "architecture), 'category_pair' (mean consistency of one category pair), 'seed' (the same "
-    "within one seed's models), 'seed_spread' (across seeds)",
+    "with one seed's models left out), 'seed_spread' (jackknife over seeds)",
     "factor": "'objective', 'architecture', 'objective - architecture', 'control' (pairs with a "
     "Random model) or 'all' (all trained models)",
     "group_a": "first category of the pair (category_pair, seed, seed_spread rows)",
     "group_b": "second category of the pair",
-    "seed": "seed of the models used (seed rows; -1 elsewhere)",
+    "seed": "seed whose models are left out (seed rows; -1 elsewhere)",
     "estimate": "factor: excess SD; difference: excess SD of objective minus architecture; "
-    "category_pair and seed: mean consistency over dataset pairs; seed_spread: SD over seeds",
+    "category_pair and seed: mean consistency over dataset pairs; seed_spread: jackknife SE over "
+    "seeds of the category-pair mean",
     "ci_low": "lower end of the bootstrap interval (datasets resampled, models fixed)",
     "ci_high": "upper end of the bootstrap interval",
     "p_value": "factor: one-sided permutation p (labels permuted within strata; NaN when the "
@@ -106,8 +107,8 @@ COLUMNS: dict[str, str] = {
     "null_mean": "factor: mean of T under the permutation null",
     "null_sd": "factor: SD of T under the permutation null",
     "z": "factor: (statistic - null_mean) / null_sd",
-    "seed_min": "seed_spread: smallest per-seed mean consistency",
-    "seed_max": "seed_spread: largest per-seed mean consistency",
+    "seed_min": "seed_spread: smallest leave-one-seed-out mean consistency",
+    "seed_max": "seed_spread: largest leave-one-seed-out mean consistency",
     "n_models": "models used (seed_spread rows: the number of seeds)",
     "n_model_pairs": "model pairs in the category pair (factor rows: category pairs tested)",
     "n_datasets": "datasets used",
@@ -117,11 +118,16 @@ COLUMNS: dict[str, str] = {
     "confidence_level": "nominal level of the bootstrap interval (its percentile level is "
     "expanded_level of it and n_datasets)",
     "interval": "'expanded': ci_low and ci_high are expanded percentile intervals and the "
-    "difference p_value is on their scale (a table without this column was written by an earlier "
-    "version, with plain percentile intervals, and is not read)",
+    "difference p_value is on their scale",
+    "format": "layout of the table: 2 = expanded intervals, seed rows leave one seed out (a "
+    "table without it, or of another format, was written by an earlier version and is not read)",
 }
 #: The value of the ``interval`` column of a table this version writes.
 INTERVAL_KIND = "expanded"
+#: The ``format`` of a table this version writes: 1 (no column) had plain percentile intervals
+#: and seed rows computed within one seed's models (cross-architecture pairs only, another
+#: estimand than the category-pair mean they were set beside).
+TABLE_FORMAT = 2
 
 
 # ------------------------------------------------------------------------------------------ design
@@ -615,6 +621,7 @@ def _measure_rows(
         "n_dataset_pairs": full_engine.n_dataset_pairs,
         "confidence_level": level,
         "interval": INTERVAL_KIND,
+        "format": TABLE_FORMAT,
     }
     # --- permutation tests on the data as observed
     tests: dict[tuple[str, str], dict] = {}
@@ -882,15 +889,25 @@ def _replicate(
 
 
 def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
-    """Mean consistency of each objective pair within each seed's models, and its spread."""
+    """Each objective pair's mean consistency with one seed's models left out, and the jackknife
+    SE over seeds of the full estimate.
+
+    Leaving a seed out keeps the estimand: the remaining models still cross every architecture
+    with every objective, so same- and cross-architecture model pairs enter in nearly the full
+    proportions. (Within one seed's models alone each objective has one model per architecture,
+    so a category pair's mean rests on cross-architecture pairs only: another quantity, on the
+    embedded run far below the estimate it was set beside.)
+    """
     design, S = prep.design, prep.S
     col = _label_column("objective", view)
     trained = design[~design["control"]]
     levels = sorted(set(trained[col]))
+    seeds = sorted(set(trained["seed"]))
     per_pair: dict[tuple[str, str], list[float]] = {}
     rows = []
-    for seed in sorted(set(trained["seed"])):
-        pos = np.flatnonzero((~design["control"].to_numpy()) & (design["seed"].to_numpy() == seed))
+    for seed in seeds if len(seeds) >= 2 else []:
+        keep = (~design["control"].to_numpy()) & (design["seed"].to_numpy() != seed)
+        pos = np.flatnonzero(keep)
         eng = _Engine(S, pos, np.arange(S.shape[0]))
         lab = np.array([levels.index(v) for v in design.iloc[pos][col]])
         mean, n = eng.means(lab, len(levels))
@@ -914,6 +931,8 @@ def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
             )
     for (ga, gb), vals in per_pair.items():
         v = np.asarray(vals)
+        k = v.size
+        complete = k == len(seeds)  # a pair undefined without some seed has no jackknife
         rows.append(
             {
                 **base,
@@ -922,10 +941,12 @@ def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
                 "factor": "objective",
                 "group_a": ga,
                 "group_b": gb,
-                "estimate": float(v.std(ddof=1)) if v.size > 1 else np.nan,
+                "estimate": float(np.sqrt((k - 1) / k * np.sum((v - v.mean()) ** 2)))
+                if complete and k > 1
+                else np.nan,
                 "seed_min": float(v.min()),
                 "seed_max": float(v.max()),
-                "n_models": int(v.size),
+                "n_models": int(k),
             }
         )
     return rows
@@ -941,8 +962,8 @@ def save(table: pd.DataFrame, run_dir: str | Path) -> Path:
 
 def load(path: str | Path) -> pd.DataFrame:
     """Read ``controlled_tests.csv`` (a run folder or the file itself); one written by an earlier
-    version (plain percentile intervals, no ``interval`` column) is refused, not read on the
-    wrong scale."""
+    version (another :data:`TABLE_FORMAT`: plain percentile intervals, seed rows of another
+    estimand) is refused, not read as if it were this version's."""
     path = Path(path)
     if path.is_dir():
         path = path / FILENAME
@@ -952,12 +973,17 @@ def load(path: str | Path) -> pd.DataFrame:
             "and repsim.stats.save(table, run_dir)"
         )
     table = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    if "interval" not in table.columns or not (table["interval"] == INTERVAL_KIND).all():
+    current = (
+        "interval" in table.columns
+        and (table["interval"] == INTERVAL_KIND).all()
+        and "format" in table.columns
+        and (table["format"] == TABLE_FORMAT).all()
+    )
+    if not current:
         raise InputError(
-            f"{path} was written by an earlier version of repsim, whose intervals were plain "
-            "percentile intervals (they cover less than their level with few datasets) and whose "
-            "bootstrap p is on another scale; rerun the config into that folder (repsim run "
-            "CONFIG --out RUN) to recompute it"
+            f"{path} was written by an earlier version of repsim (its intervals, bootstrap p or "
+            "seed rows are computed otherwise than this version's); rerun the config into that "
+            "folder (repsim run CONFIG --out RUN) to recompute it"
         )
     groups = table[["group_a", "group_b"]].astype(object)
     table[["group_a", "group_b"]] = groups.where(groups.notna(), "")

@@ -294,17 +294,58 @@ def test_random_is_a_control_not_an_objective(objective_table):
 
 
 def test_seed_rows_and_spread(objective_table):
+    """Seed rows leave one seed's models out (24 of the 36 trained models), so they estimate the
+    category-pair mean itself; the spread is their jackknife standard error."""
     t = objective_table[objective_table.view == "separate"]
     seeds = t[t.analysis == "seed"]
-    assert set(seeds.seed) == {0, 1, 2} and (seeds.n_models == 12).all()
+    assert set(seeds.seed) == {0, 1, 2} and (seeds.n_models == 24).all()
     spread = t[t.analysis == "seed_spread"]
     assert len(spread) == 10
     for _, row in spread.iterrows():
         vals = seeds[(seeds.group_a == row.group_a) & (seeds.group_b == row.group_b)].estimate
-        assert row.estimate == pytest.approx(np.std(vals, ddof=1))
+        k = len(vals)
+        jackknife = np.sqrt((k - 1) / k * ((vals - vals.mean()) ** 2).sum())
+        assert k == 3 and row.estimate == pytest.approx(jackknife)
         assert row.seed_min == pytest.approx(vals.min()) and row.seed_max == pytest.approx(
             vals.max()
         )
+
+
+def test_seed_rows_recompute_the_category_pair_mean_without_that_seed(objective_table):
+    """A seed row equals the category-pair row of the same analysis run on the models of the
+    other seeds (recomputed here with controlled_tests on the reduced zoo), and each is near the
+    full estimate: leaving a seed out keeps the same- and cross-architecture mix."""
+    import itertools
+
+    sim = make_zoo(0, "objective")
+    S = (
+        sim["cka_linear"].values
+        if "cka_linear" in sim
+        else next(iter(sim.data_vars.values())).values
+    )
+    design = stats.design_table(sim)
+    t = objective_table[objective_table.view == "separate"]
+    ids = list(design.index)
+    for _, row in t[t.analysis == "seed"].iterrows():
+        models = [
+            k for k, m in enumerate(ids)
+            if not design.loc[m, "control"] and design.loc[m, "seed"] != row.seed
+        ]  # fmt: skip
+        label = {k: design.loc[ids[k], "objective"] for k in models}
+        pairs = [
+            (i, j) for i, j in itertools.combinations(models, 2)
+            if sorted((label[i], label[j])) == sorted((row.group_a, row.group_b))
+        ]  # fmt: skip
+        ia, ib = np.array(pairs).T
+        rs = [
+            np.corrcoef(S[d1, ia, ib], S[d2, ia, ib])[0, 1]
+            for d1, d2 in itertools.combinations(range(S.shape[0]), 2)
+        ]
+        assert row.estimate == pytest.approx(np.mean(rs), abs=1e-12), (row.group_a, row.seed)
+        assert row.n_model_pairs == len(pairs)
+    full = t[t.analysis == "category_pair"].set_index(["group_a", "group_b"]).estimate
+    loo = t[t.analysis == "seed"].groupby(["group_a", "group_b"]).estimate.mean()
+    assert np.abs(loo - full.reindex(loo.index)).max() < 0.1
 
 
 def test_nothing_drives_consistency(null_table):
@@ -561,6 +602,12 @@ def test_an_earlier_version_s_table_is_refused_not_read_on_another_scale(tmp_pat
         stats.load(tmp_path)
     none, why = run_tests(SimpleNamespace(path=tmp_path, info={}))
     assert none is None and "earlier version" in why
+    # format 1 (expanded intervals, seed rows within one seed's models) is refused too
+    stats.save(table.drop(columns="format"), tmp_path)
+    with pytest.raises(InputError, match="written by an earlier version of repsim.*rerun"):
+        stats.load(tmp_path)
+    stats.save(table, tmp_path)
+    assert len(stats.load(tmp_path)) == len(table)
 
 
 def test_deterministic_with_a_fixed_seed():
