@@ -493,6 +493,63 @@ def within_category_consistency(
     return pd.DataFrame(rows).set_index("dataset pair")
 
 
+def architecture_mix(
+    da: xr.DataArray,
+    factor: str = "objective",
+    architecture: str = "architecture_class",
+    min_pairs: int = MIN_PAIRS,
+) -> pd.DataFrame:
+    """Within each category of ``factor``, the consistency of its model pairs split by whether the
+    two models share an architecture, beside the consistency of all its pairs, and the mean
+    similarity of each kind of pair.
+
+    In a zoo that crosses objective with architecture, the pairs within one objective mix two
+    kinds: same-architecture pairs, alike on every dataset, and cross-architecture pairs, less
+    alike on every dataset. A correlation over the mix then rises with that gap in level alone
+    (Simpson's paradox), so a within-objective consistency above both of its parts says as much
+    about the architecture blocks as about the objective. Consistency is the mean over dataset
+    pairs of the Pearson r over the model pairs (undefined below ``min_pairs`` pairs). Index: the
+    factor's categories (unknown left out); columns: ``all``, ``same architecture``, ``across
+    architectures`` (consistency), ``similarity same``, ``similarity across`` (mean similarity
+    over model pairs and datasets), ``pairs same``, ``pairs across``.
+    """
+    from repsim.stats import correlate
+
+    labels = category_labels(da, factor)
+    archs = category_labels(da, architecture)
+    S = da.transpose("dataset", "model_a", "model_b").values.astype(float)
+    ia, ib = np.triu_indices(S.shape[1], k=1)
+    D = S.shape[0]
+
+    def consistency(mask: np.ndarray) -> float:
+        if mask.sum() < min_pairs or D < 2:
+            return float("nan")
+        v = S[:, ia[mask], ib[mask]]
+        rs = [correlate(v[d1], v[d2]) for d1, d2 in combinations(range(D), 2)]
+        return float(np.nanmean(rs)) if np.isfinite(rs).any() else float("nan")
+
+    rows = {}
+    for cat in sorted({c for c in labels if c != UNKNOWN}):
+        within = (labels[ia] == cat) & (labels[ib] == cat)
+        known = (archs[ia] != UNKNOWN) & (archs[ib] != UNKNOWN)
+        same = within & known & (archs[ia] == archs[ib])
+        across = within & known & (archs[ia] != archs[ib])
+        rows[cat] = {
+            "all": consistency(within),
+            "same architecture": consistency(same),
+            "across architectures": consistency(across),
+            "similarity same": float(np.nanmean(S[:, ia[same], ib[same]]))
+            if same.any()
+            else np.nan,
+            "similarity across": float(np.nanmean(S[:, ia[across], ib[across]]))
+            if across.any()
+            else np.nan,
+            "pairs same": int(same.sum()),
+            "pairs across": int(across.sum()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(factor)
+
+
 def consistency_matrices(
     cons: xr.Dataset,
     measure: str,

@@ -997,6 +997,43 @@ def zoo_accuracy_text(
     return text
 
 
+def architecture_mix_text(mix: pd.DataFrame, factor: str = "objective") -> str:
+    """Within-category consistency split by architecture
+    (:func:`repsim.consistency.architecture_mix`), described: where the consistency of all of a
+    category's pairs lies above that of both kinds of pair, it rises with the gap in similarity
+    between them (Simpson's paradox), and the sentence says so."""
+    parts = ["all", "same architecture", "across architectures"]
+    ok = mix.dropna(subset=parts)
+    if ok.empty:
+        return (
+            f"No {factor} has {MIN_PAIRS} or more model pairs both of one architecture and across "
+            "architectures, so its consistency cannot be split by architecture."
+        )
+    listed = "; ".join(
+        f"{cat} {fmt(r['all'])} (same architecture {fmt(r['same architecture'])}, across "
+        f"{fmt(r['across architectures'])}; mean similarity {fmt(r['similarity same'])} and "
+        f"{fmt(r['similarity across'])})"
+        for cat, r in ok.iterrows()
+    )
+    text = (
+        f"Consistency within each {factor} over all of its model pairs, and over its pairs of one "
+        f"architecture and of different architectures: {listed} (described, not tested)."
+    )
+    above = ok[
+        (ok["all"] > ok[parts[1:]].max(axis=1)) & (ok["similarity same"] > ok["similarity across"])
+    ]
+    if len(above):
+        text += (
+            f" For {join_names(list(map(str, above.index)))}, the consistency of all pairs lies "
+            "above both of its parts: pairs of one architecture are more alike on average, and a "
+            "correlation over both kinds together can rise with that gap alone (Simpson's paradox). "
+            f"There the {factor}'s consistency says as much about the zoo's architecture blocks "
+            f"as about the {factor}. The controlled tests permute {factor} labels within "
+            "architecture, so their null keeps these blocks too."
+        )
+    return text
+
+
 def no_controlled_table_text(reason: str) -> str:
     """Why the controlled chapter shows no table of category pairs."""
     return f"No table: {reason}."

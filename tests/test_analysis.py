@@ -1141,3 +1141,49 @@ def test_scale_difference_is_over_the_all_pairs_rows():
     assert res["estimate"] == pytest.approx(np.median(everything[pairs.label == "all"]))
     assert res["estimate"] != pytest.approx(np.median(everything))
     assert res["ci_high"] <= 0.04 + 1e-12
+
+
+def test_architecture_mix_splits_within_objective_consistency():
+    """Within one objective, same-architecture pairs alike on both datasets (high level) and
+    cross-architecture pairs less alike (low level), each with consistency near 0: pooled, the
+    level gap alone makes the consistency high (Simpson). The split is recomputed by hand."""
+    rng = np.random.default_rng(3)
+    archs = ["cnn", "vit", "mlp"]
+    ids = [f"{a}-{o}-s{s}" for o in ("sup", "ssl") for a in archs for s in range(3)]
+    M, D = len(ids), 4
+    arch = np.array([i.split("-")[0] for i in ids])
+    obj = np.array(["Supervised" if "-sup-" in i else "Self-Supervised" for i in ids])
+    level = np.where(arch[:, None] == arch[None], 0.85, 0.55)
+    S = level[None] + 0.05 * rng.normal(size=(D, M, M))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    S[:, np.arange(M), np.arange(M)] = 1.0
+    da = xr.DataArray(
+        S,
+        dims=("dataset", "model_a", "model_b"),
+        coords={
+            "dataset": [f"d{k}" for k in range(D)],
+            "model_a": ids,
+            "model_b": ids,
+            "objective_a": ("model_a", obj),
+            "objective_b": ("model_b", obj),
+            "architecture_class_a": ("model_a", arch),
+            "architecture_class_b": ("model_b", arch),
+        },
+    )
+    mix = C.architecture_mix(da)
+    ia, ib = np.triu_indices(M, k=1)
+    for cat, row in mix.iterrows():
+        within = (obj[ia] == cat) & (obj[ib] == cat)
+        same = within & (arch[ia] == arch[ib])
+        for column, mask in (("all", within), ("same architecture", same),
+                             ("across architectures", within & ~same)):  # fmt: skip
+            v = S[:, ia[mask], ib[mask]]
+            rs = [np.corrcoef(v[a], v[b])[0, 1] for a, b in itertools.combinations(range(D), 2)]
+            assert row[column] == pytest.approx(np.mean(rs), abs=1e-12), (cat, column)
+        assert row["pairs same"] == same.sum() == 9 and row["pairs across"] == 27
+        assert row["similarity same"] == pytest.approx(S[:, ia[same], ib[same]].mean())
+    assert (mix["all"] > mix[["same architecture", "across architectures"]].max(axis=1) + 0.3).all()
+    text = T.architecture_mix_text(mix)
+    assert "Self-Supervised and Supervised, the consistency of all pairs lies above both" in text
+    assert "Simpson's paradox" in text and not T.untested_claims(text)
+    assert "cannot be split" in T.architecture_mix_text(mix.iloc[:0])
