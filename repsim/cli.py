@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 
 from repsim.errors import RepsimError
@@ -24,7 +25,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     folder = RunFolder(result.run_dir)
     files = [p.name for p in (*folder.result_paths().values(), folder.info) if p.exists()]
     print(
-        f"results: {result.run_dir}/ ({', '.join(files)}); the book: repsim book --run {result.run_dir}"
+        f"results: {result.run_dir}/ ({', '.join(files)}); the book: repsim book --run "
+        f"{shlex.quote(str(result.run_dir))}"
     )
     return 0
 

@@ -611,8 +611,14 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     check_keys(raw, TOP_LEVEL_KEYS, str(path))
     name = raw.get("name", path.stem)
     if not isinstance(name, str) or not name.strip():  # `name: true` became the run "True"
+        fix = (
+            f"quote it: name: '{name}'"
+            if isinstance(name, (bool, int, float)) and not isinstance(name, str)
+            else "give the run a name: name: my-run (or leave the key out: the file name is used)"
+        )
         raise ConfigError(
-            f"{path}: name must be a text (the run's name), got {name!r}; quote it: name: 'yes'"
+            f"{path}: name must be a text (the run's name), got {name!r} ({_type_name(name)}); "
+            f"{fix}"
         )
     merged: dict[str, Any] = {}
     includes = raw.pop("include", []) or []

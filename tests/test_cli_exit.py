@@ -305,3 +305,17 @@ def test_bad_numbers_are_usage_errors_not_tracebacks(capsys, tmp_path, argv, mes
 def test_verbose_goes_before_or_after_the_command(argv, verbose):
     """``-v`` was taken only before the command; ``repsim run ... -v`` was a usage error."""
     assert cli.build_parser().parse_args(argv).verbose is verbose
+
+
+def test_the_closing_hint_quotes_a_run_folder_with_spaces(monkeypatch, capsys, tmp_path):
+    """The hint to build the book printed a folder with spaces unquoted: pasted, it failed."""
+    from types import SimpleNamespace
+
+    out = tmp_path / "my runs" / "run 1"
+    monkeypatch.setattr(
+        "repsim.pipeline.run",
+        lambda *a, **k: SimpleNamespace(summary="done", run_dir=out),
+    )
+    assert cli.main(["run", "c.yaml", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"the book: repsim book --run '{out}'" in printed

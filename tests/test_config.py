@@ -397,13 +397,22 @@ def test_a_key_given_twice_is_refused(tmp_path):
         read_yaml(path)
 
 
-@pytest.mark.parametrize("value", ["true", "7", "''", "[a]"])
-def test_a_name_that_is_not_text_is_refused(tmp_path, value):
+@pytest.mark.parametrize(
+    ("value", "fix"),
+    [
+        ("true", "quote it: name: 'True'"),
+        ("7", "quote it: name: '7'"),
+        ("''", "give the run a name"),  # was told to quote it as 'yes'
+        ("[a]", "give the run a name"),
+    ],
+)
+def test_a_name_that_is_not_text_is_refused(tmp_path, value, fix):
     """`name: true` became the run "True", and a number a number."""
     path = tmp_path / "c.yaml"
     path.write_text(f"name: {value}\n")
-    with pytest.raises(ConfigError, match="name must be a text"):
+    with pytest.raises(ConfigError, match="name must be a text") as err:
         load_config(path)
+    assert fix in str(err.value)
 
 
 def test_yaml_errors_name_the_file_and_an_encoding_its_fix(tmp_path):
