@@ -41,6 +41,11 @@ def _cmd_book(args: argparse.Namespace) -> int:
             "executed last (on the run they were executed on); drop --run, or drop --no-execute "
             "to execute the notebooks on that run"
         )
+    if args.run is not None and not args.run.strip():
+        raise ConfigError(
+            f"--run is empty; name a run folder (its --out), or leave --run out to render "
+            f"{DEFAULT_BOOK_RUN}"
+        )
     try:
         build_book(
             run_dir=args.run or DEFAULT_BOOK_RUN, book_dir=args.book, execute=not args.no_execute

@@ -319,3 +319,10 @@ def test_the_closing_hint_quotes_a_run_folder_with_spaces(monkeypatch, capsys, t
     assert cli.main(["run", "c.yaml", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"the book: repsim book --run '{out}'" in printed
+
+
+def test_an_empty_run_option_is_refused_not_replaced_by_the_default(monkeypatch, capsys):
+    """``repsim book --run ""`` (an unset shell variable) rendered runs/embedded without a word."""
+    monkeypatch.setattr("repsim.book.build_book", lambda **kw: pytest.fail("the book was built"))
+    assert cli.main(["book", "--run", ""]) == 2
+    assert "--run is empty" in capsys.readouterr().err
