@@ -107,14 +107,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     table = compare(args.run)
     print(format_comparison(table, all_rows=args.all))
-    differs = table["status"] == "differs"
+    differs = table["status"] == "outside tolerance"
     if not (args.strict and differs.any()):
         return 0
     design = table["id"].str.startswith("design/")
     results, counts = int((differs & ~design).sum()), int((differs & design).sum())
     print(  # the headline counts results only; say what --strict failed on
         f"--strict: exit 1: {results} result{'s' * (results != 1)} and {counts} design "
-        f"count{'s' * (counts != 1)} (models, datasets, pairs) differ from the study's",
+        f"count{'s' * (counts != 1)} (models, datasets, pairs) outside the tolerance of the study's",
         file=sys.stderr,
     )
     return 1
@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 when a result or a design count (models, datasets, pairs) differs from the study's",
+        help="exit 1 when a result or a design count (models, datasets, pairs) is outside the "
+        "tolerance of the study's value",
     )
     p.set_defaults(func=_cmd_compare)
 

@@ -9,10 +9,11 @@ ingredients (the measure, both datasets, probes) and sets the two side by side.
 The rule. A row gets a verdict only when the run's value rests on the study's own models (for a
 model group: exactly the study's models of that group, by id and objective), on all their pairs with
 a finite similarity, and for a behaviour row on the study's datasets of its domain (by id or name,
-``data/configs/paper_datasets.yaml``); then it *matches* when
+``data/configs/paper_datasets.yaml``); then it is *within tolerance* when
 ``|run - study| <= tolerance`` (the tolerance is a column of the file: 0.05 for consistency, 0.10 for
 the behaviour correlations, which come from an earlier 62-model run, 0 for counts) and otherwise
-*differs*. A value computed from other models (the mini-zoo, a subset of the study's models) is shown
+*outside tolerance*. A tolerance is a fixed rule, not a test: no interval is computed for the run's
+value, so "within tolerance" is not evidence of agreement, and the summary says so. A value computed from other models (the mini-zoo, a subset of the study's models) is shown
 with status ``other models`` or ``subset of the study's models``, one that lost model pairs to NaN
 similarities with ``subset of the study's model pairs``, one from fewer or other datasets with
 ``subset of the study's datasets`` or ``other datasets``: comparable in kind, not expected to be
@@ -55,10 +56,12 @@ COMPARE_COLUMNS = (
     "study", "run", "difference", "tolerance", "status", "run_basis", "source", "location",
 )  # fmt: skip
 STATUSES = (
-    "match", "differs", "subset of the study's models", "other models",
+    "within tolerance", "outside tolerance", "subset of the study's models", "other models",
     "subset of the study's model pairs", "subset of the study's datasets", "other datasets",
     "not in run",
 )  # fmt: skip
+#: The two statuses of a value set against the study's by its fixed tolerance (not a test).
+VERDICTS = STATUSES[:2]
 #: Statuses of values that are computed but have no verdict.
 NO_VERDICT = STATUSES[2:-1]
 COUNTS = ("n_models", "n_model_pairs", "n_datasets", "n_dataset_pairs")
@@ -396,7 +399,9 @@ def _status(
     if not np.isfinite(value):
         return "not in run", basis
     verdict = (
-        "match" if abs(value - float(r["value"])) <= float(r["tolerance"]) + 1e-9 else "differs"
+        "within tolerance"
+        if abs(value - float(r["value"])) <= float(r["tolerance"]) + 1e-9
+        else "outside tolerance"
     )
     if r["quantity"] in COUNTS:
         return verdict, basis
@@ -454,16 +459,17 @@ def summary(table: pd.DataFrame) -> str:
         f"Run '{table.attrs.get('run', 'run')}' against the study (Ciernik et al. 2025, "
         f"{table.attrs.get('n_study_models_total', 64)} models{_earlier_note(table)}): "
         f"{computed} of {len(res)} published "
-        f"results could be computed on this run; {n(res, 'match', 'differs')} have a verdict "
-        f"({n(res, 'match')} match, {n(res, 'differs')} differ; match = |run - study| <= the "
-        "row's tolerance)."
+        f"results could be computed on this run; {n(res, *VERDICTS)} are set against the study's "
+        f"value ({n(res, VERDICTS[0])} within tolerance, {n(res, VERDICTS[1])} outside: "
+        "|run - study| against the row's fixed tolerance, a rule of thumb and not a test, since "
+        "no interval is computed for the run's value)."
     ]
     shown = n(res, *NO_VERDICT)
     n_study = table.attrs.get("n_study_models", 0)
     # the models explain a run without verdicts only when it lacks some of the study's
     lacks = n_study < table.attrs.get("n_study_models_total", 64)
     by_models = n(res, "subset of the study's models", "other models")
-    if computed and n(res, "match", "differs") == 0 and by_models == shown and lacks:
+    if computed and n(res, *VERDICTS) == 0 and by_models == shown and lacks:
         lines.append(
             f"The run shares {n_study} of its {table.attrs.get('n_models', '?')} models with the "
             f"study, so none of its results is comparable with the study's values"
@@ -477,7 +483,7 @@ def summary(table: pd.DataFrame) -> str:
         )
     if len(des):
         lines.append(
-            f"Design: {n(des, 'match')} of {len(des)} counts (models, datasets, pairs) are the "
+            f"Design: {n(des, VERDICTS[0])} of {len(des)} counts (models, datasets, pairs) are the "
             "study's."
         )
     return "\n".join(lines)

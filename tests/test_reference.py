@@ -119,14 +119,14 @@ def test_reference_file_holds_every_published_number():
 def test_study_shaped_run_matches(repo_root):
     table = reference.compare(study_run(repo_root))
     consistency = table[table.quantity == "consistency"]
-    assert len(consistency) == 24 and (consistency.status == "match").all()
+    assert len(consistency) == 24 and (consistency.status == "within tolerance").all()
     np.testing.assert_allclose(consistency.run, consistency.study, atol=1e-9)
     design = table[table.quantity.str.startswith("n_")]
-    assert (design.status == "match").all(), design[["id", "run", "study"]]
+    assert (design.status == "within tolerance").all(), design[["id", "run", "study"]]
     assert (table[table.quantity == "behavior_r"].status == "not in run").all()  # no probes
     assert table.attrs["n_study_models"] == 64
     text = reference.summary(table)
-    assert "24 of 29 published results" in text and "(24 match, 0 differ" in text
+    assert "24 of 29 published results" in text and "(24 within tolerance, 0 outside" in text
     assert "Design: 11 of 11 counts" in text
     # the behaviour numbers are the study's, but from its earlier run: the sentence says so
     assert (
@@ -139,13 +139,13 @@ def test_study_shaped_run_misses(repo_root):
     # Supervised ImageNet-PCAM 0.48 -> 0.20 also moves the all-pairs value by 435 * 0.28 / 2016
     table = reference.compare(study_run(repo_root, {("cka_linear", "Supervised", 0, 2): 0.20}))
     status = table.set_index("id")["status"]
-    assert status["consistency/cka_linear/Supervised/ImageNet-PCAM"] == "differs"
-    assert status["consistency/cka_linear/all/ImageNet-PCAM"] == "differs"
+    assert status["consistency/cka_linear/Supervised/ImageNet-PCAM"] == "outside tolerance"
+    assert status["consistency/cka_linear/all/ImageNet-PCAM"] == "outside tolerance"
     diff = table.set_index("id").loc["consistency/cka_linear/all/ImageNet-PCAM", "difference"]
     assert diff == pytest.approx(435 * (0.20 - 0.48) / 2016, abs=1e-9)
     others = table[(table.quantity == "consistency") & ~table.id.str.contains("cka_linear/.*PCAM")]
-    assert (others.status == "match").all()
-    assert (table[table.quantity == "consistency"].status == "differs").sum() == 2
+    assert (others.status == "within tolerance").all()
+    assert (table[table.quantity == "consistency"].status == "outside tolerance").sum() == 2
 
 
 def random_probes(sim: xr.Dataset, seed: int = 3) -> tuple[xr.Dataset, np.ndarray]:
@@ -177,7 +177,7 @@ def test_behavior_rows_against_a_hand_computation(repo_root):
         row = table.loc[f"behavior/cka_linear/{domain}"]
         assert row["run"] == pytest.approx(r[domain].mean(), abs=1e-12)
         # uncorrelated accuracies give r near 0, far from the study's -0.4 to -0.6
-        assert row["status"] == "differs"
+        assert row["status"] == "outside tolerance"
 
 
 def test_behavior_rows_need_the_study_datasets(repo_root):
@@ -193,7 +193,7 @@ def test_behavior_rows_need_the_study_datasets(repo_root):
         assert f"1 of the study's {n} datasets" in row["run_basis"]
     assert one.loc["behavior/cka_linear/Structured", "status"] == "not in run"
     text = reference.summary(one.reset_index())
-    assert "0 have a verdict" in text and "no verdict (2 subset of the study's datasets)" in text
+    assert "0 are set against the study's value" in text and "no verdict (2 subset of the study's datasets)" in text
     # one Structured dataset short: that row names it, the complete domains keep their verdict
     keep = [d for d in sim.dataset.values if d != "wds/vtab/dtd"]
     short = reference.compare(sim.sel(dataset=keep), probes=probes).set_index("id")
@@ -201,7 +201,7 @@ def test_behavior_rows_need_the_study_datasets(repo_root):
     assert row["status"] == "subset of the study's datasets"
     assert row["run_basis"].startswith("2 datasets, 64 models")
     assert "2 of the study's 3 datasets (missing wds/vtab/dtd)" in row["run_basis"]
-    assert short.loc["behavior/cka_linear/Specialized", "status"] == "differs"
+    assert short.loc["behavior/cka_linear/Specialized", "status"] == "outside tolerance"
     # a dataset that is not the study's, in place of one that is
     other = sim.assign_coords(
         dataset=[("shapes" if d == "wds/vtab/dtd" else d) for d in map(str, sim.dataset.values)],
@@ -231,7 +231,9 @@ def test_consistency_basis_counts_the_finite_pairs(repo_root):
     row = table.loc["consistency/cka_linear/all/ImageNet-Flowers"]
     assert row["status"] == "subset of the study's models" and np.isfinite(row["run"])
     assert row["run_basis"].startswith("24 models, 276 pairs; 24 of the study's 64")
-    verdicts = table[table.quantity == "consistency"].status.isin(["match", "differs"])
+    verdicts = table[table.quantity == "consistency"].status.isin(
+        ["within tolerance", "outside tolerance"]
+    )
     assert not verdicts.any()
     text = reference.summary(table.reset_index())
     assert "none of its results is comparable" not in text  # it has all 64 models, 40 failed
@@ -245,7 +247,7 @@ def test_consistency_basis_counts_the_finite_pairs(repo_root):
     row = table.loc["consistency/cka_linear/all/ImageNet-Flowers"]
     assert row["status"] == "subset of the study's model pairs"
     assert row["run_basis"].startswith("64 models, 2015 pairs; 1 of the study's 2016 pairs missing")
-    assert table.loc["consistency/cka_linear/all/Flowers-PCAM", "status"] == "match"
+    assert table.loc["consistency/cka_linear/all/Flowers-PCAM", "status"] == "within tolerance"
 
 
 def test_subset_of_study_models_gets_no_verdict(repo_root):
@@ -255,7 +257,7 @@ def test_subset_of_study_models_gets_no_verdict(repo_root):
     ssl = table.set_index("id").loc["consistency/cka_linear/Self-Supervised/ImageNet-Flowers"]
     assert ssl["status"] == "subset of the study's models" and np.isfinite(ssl["run"])
     sup = table.set_index("id").loc["consistency/cka_linear/Supervised/ImageNet-Flowers"]
-    assert sup["status"] == "match"  # the supervised models are all there
+    assert sup["status"] == "within tolerance"  # the supervised models are all there
 
 
 def test_embedded_style_run_has_few_comparable_items(repo_root):
@@ -284,7 +286,7 @@ def test_embedded_style_run_has_few_comparable_items(repo_root):
     beh = table[table.quantity == "behavior_r"].set_index("id")
     assert beh.loc["behavior/cka_linear/Structured", "status"] == "other models"
     assert beh.loc["behavior/cka_linear/Natural (multi-domain)", "status"] == "not in run"
-    assert table.set_index("id").loc["design/n_models/all", "status"] == "differs"
+    assert table.set_index("id").loc["design/n_models/all", "status"] == "outside tolerance"
     text = reference.format_comparison(table)
     assert "shares 0 of its 8 models" in text and "none of its results is comparable" in text
     assert "not in this run" in text
