@@ -326,3 +326,14 @@ def test_an_empty_run_option_is_refused_not_replaced_by_the_default(monkeypatch,
     monkeypatch.setattr("repsim.book.build_book", lambda **kw: pytest.fail("the book was built"))
     assert cli.main(["book", "--run", ""]) == 2
     assert "--run is empty" in capsys.readouterr().err
+
+
+def test_python_m_repsim_is_the_command():
+    """``python -m repsim`` said "No module named repsim.__main__"."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "repsim", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and "usage: repsim" in out.stdout

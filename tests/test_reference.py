@@ -193,7 +193,10 @@ def test_behavior_rows_need_the_study_datasets(repo_root):
         assert f"1 of the study's {n} datasets" in row["run_basis"]
     assert one.loc["behavior/cka_linear/Structured", "status"] == "not in run"
     text = reference.summary(one.reset_index())
-    assert "0 are set against the study's value" in text and "no verdict (2 subset of the study's datasets)" in text
+    assert (
+        "0 are set against the study's value" in text
+        and "no verdict (2 subset of the study's datasets)" in text
+    )
     # one Structured dataset short: that row names it, the complete domains keep their verdict
     keep = [d for d in sim.dataset.values if d != "wds/vtab/dtd"]
     short = reference.compare(sim.sel(dataset=keep), probes=probes).set_index("id")
