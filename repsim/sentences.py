@@ -1000,7 +1000,7 @@ def zoo_accuracy_text(
 def architecture_mix_text(mix: pd.DataFrame, factor: str = "objective") -> str:
     """Within-category consistency split by architecture
     (:func:`repsim.consistency.architecture_mix`), described: where the consistency of all of a
-    category's pairs lies above that of both kinds of pair, it rises with the gap in similarity
+    category's pairs lies above that of both kinds of pair, it can rise with the gap in similarity
     between them (Simpson's paradox), and the sentence says so."""
     parts = ["all", "same architecture", "across architectures"]
     ok = mix.dropna(subset=parts)
