@@ -64,17 +64,13 @@ def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
         )
 
 
-def test_second_run_skips_every_stage(
-    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch
-):
-    run_dir = tmp_path / "again"
-    shutil.copytree(tiny_run, run_dir)
-
+def _forbid_recomputation(monkeypatch, *extra: str) -> None:
+    """Make every computing stage fail if it runs: a rerun must take everything from the cache."""
     import functools
     import importlib
 
     for target in (
-        "repsim.stimuli.open_dataset",
+        *extra,
         "repsim.extract.extract_models",
         "repsim.measures.similarity_matrices",
         "repsim.probe.linear_probe",
@@ -88,6 +84,15 @@ def test_second_run_skips_every_stage(
             raise AssertionError(f"a cached stage ran again ({_target})")
 
         monkeypatch.setattr(target, fail)
+
+
+def test_second_run_skips_every_stage(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch
+):
+    run_dir = tmp_path / "again"
+    shutil.copytree(tiny_run, run_dir)
+
+    _forbid_recomputation(monkeypatch, "repsim.stimuli.open_dataset")
     run(tiny_config, run_dir, device="cpu")
     _files_equal(tiny_run, run_dir)
 
@@ -335,9 +340,6 @@ def test_a_dataset_id_with_a_slash_is_cached_like_any_other(tmp_path: Path, monk
     """The study's datasets have ids like ``wds/cars``: their per-model records were written as
     dataset ``wds``, model ``cars/<model>``, which the end of the run removed as belonging to no
     dataset of the config, so every rerun recomputed every feature group and probe of them."""
-    import functools
-    import importlib
-
     from repsim.cache import StageCache
 
     data = Path(__file__).resolve().parents[1] / "data"
@@ -360,19 +362,7 @@ def test_a_dataset_id_with_a_slash_is_cached_like_any_other(tmp_path: Path, monk
     cache = StageCache(run_dir)
     for stage in ("features", "probes"):
         assert cache.info(stage, ("grp/faces", "mlp-clip-s0")).get("key"), stage
-    for target in (
-        "repsim.extract.extract_models",
-        "repsim.measures.similarity_matrices",
-        "repsim.probe.linear_probe",
-    ):
-        module, name = target.rsplit(".", 1)
-        original = getattr(importlib.import_module(module), name)
-
-        @functools.wraps(original)
-        def fail(*args, _target=target, **kwargs):
-            raise AssertionError(f"a cached stage ran again ({_target})")
-
-        monkeypatch.setattr(target, fail)
+    _forbid_recomputation(monkeypatch)
     run(config, run_dir, device="cpu")
     info = json.loads((run_dir / "run.json").read_text())
     assert not info.get("redone"), info.get("redone")
