@@ -451,11 +451,21 @@ def count_table(
 
 # ------------------------------------------------------------------- tables of the chapters
 def controlled_tests(run: Run) -> tuple[pd.DataFrame | None, str]:
-    """The run's ``controlled_tests.csv`` (:mod:`repsim.stats`), or None and why it is absent."""
+    """The run's ``controlled_tests.csv`` (:mod:`repsim.stats`), or None and why it is absent.
+
+    A chapter that shows part of a run (:func:`repsim.chapter.select_run`) gets None: the tests
+    resample and permute the run's datasets and models, so the whole run's numbers are not this
+    part's, and they are not recomputed in a chapter."""
     from repsim import stats
     from repsim.runfolder import RunFolder
 
     path = RunFolder(run.path).controlled_tests
+    if run.selection:
+        return None, (
+            f"this chapter shows part of the run ({run.selection}), and the run's {path.name} "
+            "tests all of it; the tests are not recomputed for a part (run a config with "
+            "these models and datasets to test them)"
+        )
     if path.is_file():
         try:
             return stats.load(path), ""
@@ -1096,6 +1106,9 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
     (``models`` is None when nothing matched; the note says why).
     """
     weights = run.info.get("weights") or {}
+    if run.selection:  # a chapter's part of the run: its models only
+        shown = {str(m) for m in run.similarity.model_a.values}
+        weights = {k: v for k, v in weights.items() if k in shown}
     if not weights:
         return (
             None,
@@ -1141,10 +1154,14 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
         }
     )
     in_run = set(run.info.get("datasets") or [])  # the sets this run compares the models on
+    if run.selection:  # of those, the ones the chapter shows
+        shown_sets = {str(d) for d in run.similarity.dataset.values}
+        in_run = shown_sets & in_run if in_run else shown_sets
     held = [
         h
         for h in held
-        if matched.get(h["id"]) == h["sha256"] and (not in_run or h["dataset"] in in_run)
+        if matched.get(h["id"]) == h["sha256"]
+        and (h["dataset"] in in_run if in_run or run.selection else True)
     ]
     cells = None
     if held:

@@ -47,6 +47,9 @@ class Run:
     probes: xr.Dataset | None = None
     info: dict = field(default_factory=dict)
     manifest: dict = field(default_factory=dict)
+    #: "" for the whole run; else the part of it a chapter's parameters kept, in words
+    #: ("3 of 12 models and 4 of 6 datasets"): see :func:`select_run`
+    selection: str = ""
 
     @property
     def name(self) -> str:
@@ -185,12 +188,82 @@ def select(
     datasets: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
 ) -> xr.DataArray:
-    """Restrict a (dataset, model_a, model_b) array to some datasets and models (None: all)."""
-    if datasets:
-        da = da.sel(dataset=list(datasets))
-    if models:
-        da = da.sel(model_a=list(models), model_b=list(models))
+    """Restrict a (dataset, model_a, model_b) array to some datasets and models (None: all).
+
+    An id the array lacks, or one given twice, is an InputError that names it and the ids there
+    are; one id may be given as a plain string."""
+    if datasets is not None:
+        da = da.sel(dataset=_ids(datasets, [str(d) for d in da.dataset.values], "dataset"))
+    if models is not None:
+        keep = _ids(models, [str(m) for m in da.model_a.values], "model")
+        da = da.sel(model_a=keep, model_b=keep)
     return da
+
+
+def _ids(wanted: str | Sequence[str], have: list[str], what: str) -> list[str]:
+    ids = [wanted] if isinstance(wanted, str) else [str(w) for w in wanted]
+    if not ids:
+        raise InputError(f"the chapter's {what}s parameter is an empty list; give None for all")
+    unknown = [i for i in ids if i not in have]
+    if unknown:
+        raise InputError(
+            f"{what}(s) {', '.join(map(repr, unknown))} not in this run; its {what}s are "
+            f"{', '.join(have)}"
+        )
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise InputError(f"{what}(s) {', '.join(map(repr, twice))} given more than once")
+    return ids
+
+
+def select_run(
+    run: Run,
+    datasets: str | Sequence[str] | None = None,
+    models: str | Sequence[str] | None = None,
+) -> Run:
+    """The run as a chapter with ``datasets`` and ``models`` parameters sees it: similarity,
+    consistency and probes of those datasets and models only (None: all).
+
+    Consistency correlates the similarities of the model pairs across datasets, so leaving models
+    out changes it: it is recomputed from the selected similarities
+    (:func:`repsim.results.run_consistency`, what the run's consistency stage computes); leaving
+    datasets out only drops dataset pairs. The run-level tests (``controlled_tests.csv``) are not
+    recomputed: :func:`repsim.analysis.controlled_tests` says they cover the whole run. The
+    whole run is returned unchanged when the parameters keep all of it.
+    """
+    from dataclasses import replace
+
+    full = run.similarity
+    sim = select(full, datasets, models)
+    n_m, n_d = int(full.sizes["model_a"]), int(full.sizes["dataset"])
+    k_m, k_d = int(sim.sizes["model_a"]), int(sim.sizes["dataset"])
+    if (k_m, k_d) == (n_m, n_d):
+        return replace(run, similarity=sim)  # the same ids, perhaps in the order asked for
+    parts = []
+    if k_m < n_m:
+        parts.append(f"{k_m} of {n_m} models")
+    if k_d < n_d:
+        parts.append(f"{k_d} of {n_d} datasets")
+    dsets = [str(d) for d in sim.dataset.values]
+    cons = run.consistency
+    if cons is not None and k_m < n_m:
+        from repsim.results import run_consistency
+
+        attrs = dict(cons.attrs)
+        cons, _ = run_consistency(sim)
+        if cons is not None:
+            cons.attrs.update(attrs, selection=" and ".join(parts))
+    elif cons is not None:
+        cons = cons.sel(dataset_a=dsets, dataset_b=dsets)
+    probes = run.probes
+    if probes is not None:
+        probes = probes.sel(
+            model=[m for m in map(str, sim.model_a.values) if m in set(probes.model.values)],
+            dataset=[d for d in dsets if d in set(probes.dataset.values)],
+        )
+    return replace(
+        run, similarity=sim, consistency=cons, probes=probes, selection=" and ".join(parts)
+    )
 
 
 def domain_order(sim: xr.Dataset | xr.DataArray) -> list[str]:
@@ -298,6 +371,12 @@ class Chapter:
         for n in needs:
             if n not in have:
                 raise InputError(f"unknown need {n!r}; choose from {sorted(have)}")
+            if not have[n] and n in ("consistency", "anchors") and run.selection:
+                k = self.sim.sizes["model_a"]
+                return (
+                    f"Consistency needs at least 3 models (2 model pairs); this chapter's "
+                    f"selection keeps {k} ({run.selection}), so this figure is skipped."
+                )
             if not have[n]:
                 return f"{_NEEDS[n]}, so this figure is skipped."
         n_d, n_m = len(self.datasets), self.sim.sizes["model_a"]
@@ -327,9 +406,10 @@ def open_chapter(
     models: Sequence[str] | None = None,
     category: str = "objective",
 ) -> Chapter:
-    """Load a run and apply a chapter's parameters (an absent measure falls back to the first)."""
-    run = load_run(run_dir)
-    sim = select(run.similarity, datasets, models)
+    """Load a run and apply a chapter's parameters (:func:`select_run`; an absent measure falls
+    back to the first)."""
+    run = select_run(load_run(run_dir), datasets, models)
+    sim = run.similarity
     if measure not in sim:
         log.info("measure %s not in the run; using %s", measure, run.measures[0])
         measure = run.measures[0]
@@ -399,5 +479,6 @@ __all__ = [
     "pd",
     "say",
     "select",
+    "select_run",
     "setup",
 ]

@@ -622,9 +622,10 @@ def partner_tests_text(tests: pd.DataFrame, alpha: float) -> str:
 def run_text(ch: Chapter) -> str:
     """What the chapters are drawn from: the run, its size, its measures and the chosen ones."""
     run = ch.run
+    part = f" (this chapter's part of the run: {run.selection})" if run.selection else ""
     return (
         f"Run **{run.name}** (run folder `{run.path.name}`): {len(ch.models)} models, "
-        f"{len(ch.datasets)} datasets, measures {', '.join(run.measures)}; main measure "
+        f"{len(ch.datasets)} datasets{part}, measures {', '.join(run.measures)}; main measure "
         f"**{ch.measure}**, models grouped by **{ch.category}**."
     )
 

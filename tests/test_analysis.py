@@ -1187,3 +1187,91 @@ def test_architecture_mix_splits_within_objective_consistency():
     assert "Self-Supervised and Supervised, the consistency of all pairs lies above both" in text
     assert "Simpson's paradox" in text and not T.untested_claims(text)
     assert "cannot be split" in T.architecture_mix_text(mix.iloc[:0])
+
+
+def _pair_consistency_by_hand(sim: xr.DataArray, a: str, b: str) -> float:
+    """Pearson r between two datasets' upper-triangle model-pair similarities, in float64."""
+    iu = np.triu_indices(sim.sizes["model_a"], k=1)
+    x = sim.sel(dataset=a).transpose("model_a", "model_b").values[iu]
+    y = sim.sel(dataset=b).transpose("model_a", "model_b").values[iu]
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def test_a_chapter_of_some_models_shows_their_consistency(tmp_path):
+    """Consistency correlates model-pair similarities across datasets, so a chapter given
+    ``models=`` must show the consistency of those models' pairs, not the whole run's (chapters
+    read consistency.nc, computed over every model of the run, and printed it for the subset)."""
+    path = write_fake_run(tmp_path / "run", n_per_objective=3, features=False)
+    whole = CH.load_run(path)
+    keep = [str(m) for m in whole.similarity.model_a.values[::2]]  # 6 of 12
+    ch = CH.open_chapter(path, models=keep)
+    assert list(ch.sim.model_a.values) == keep and ch.run.selection == "6 of 12 models"
+    cons = ch.run.consistency["consistency"].sel(measure="cka_linear", group_pair="all")
+    full = whole.consistency["consistency"].sel(measure="cka_linear", group_pair="all")
+    sim = whole.similarity["cka_linear"].sel(model_a=keep, model_b=keep)
+    gaps = []
+    for a, b in itertools.combinations([str(d) for d in sim.dataset.values], 2):
+        want = _pair_consistency_by_hand(sim, a, b)
+        assert float(cons.sel(dataset_a=a, dataset_b=b)) == pytest.approx(want, abs=1e-12)
+        gaps.append(abs(want - float(full.sel(dataset_a=a, dataset_b=b))))
+    assert max(gaps) > 0.01  # the whole run's numbers are not the subset's
+    # the grouped rows and the anchors are the subset's as well
+    n_obj = ch.run.consistency["n_pairs"].sel(group_pair=ch.run.consistency.group_pair.values[1])
+    assert int(n_obj) < int(whole.consistency["n_pairs"].isel(group_pair=1))
+    assert list(ch.run.consistency.anchor.values) == keep
+    # probes of the same models; tables built from the chapter's run follow it
+    assert list(ch.run.probes.model.values) == keep
+    assert set(C.anchor_table(ch.run.consistency, "cka_linear")["anchor"]) <= set(keep)
+
+
+def test_a_chapter_of_some_datasets_keeps_their_pairs_and_drops_the_rest(tmp_path):
+    path = write_fake_run(tmp_path / "run", n_per_objective=2, features=False)
+    whole = CH.load_run(path)
+    keep = ["digits", "shapes", "flowers"]
+    ch = CH.open_chapter(path, datasets=keep)
+    assert ch.datasets == keep and ch.run.selection == "3 of 6 datasets"
+    got = ch.run.consistency["consistency"]
+    assert list(got.dataset_a.values) == keep == list(got.dataset_b.values)
+    want = whole.consistency["consistency"].sel(dataset_a=keep, dataset_b=keep)
+    np.testing.assert_array_equal(got.values, want.values)  # values do not depend on the others
+    anchors = C.anchor_table(ch.run.consistency, "cka_linear")
+    assert set(anchors["dataset_a"]) | set(anchors["dataset_b"]) <= set(keep)
+    assert list(ch.run.probes.dataset.values) == keep
+
+
+def test_a_chapter_of_part_of_a_run_does_not_show_the_whole_runs_tests(tmp_path):
+    path = write_fake_run(tmp_path / "run", n_per_objective=2, features=False)
+    S.save(pd.DataFrame(columns=S.COLUMNS), path)
+    write_manifest_for(path)
+    assert CH.open_chapter(path).run.selection == ""
+    assert A.controlled_tests(CH.open_chapter(path).run)[0] is not None
+    models = [str(m) for m in CH.load_run(path).similarity.model_a.values[:4]]
+    for kw in ({"models": models}, {"datasets": ["digits", "counts"]}):
+        run = CH.open_chapter(path, **kw).run
+        tests, reason = A.controlled_tests(run)
+        assert tests is None
+        assert run.selection in reason and "not recomputed" in reason
+        assert "not tested on this run" in T.controlled_answer(tests, reason)
+
+
+def test_a_chapter_of_two_models_says_consistency_needs_three(tmp_path):
+    path = write_fake_run(tmp_path / "run", n_per_objective=2, features=False)
+    models = [str(m) for m in CH.load_run(path).similarity.model_a.values[:2]]
+    ch = CH.open_chapter(path, models=models)
+    assert ch.run.consistency is None
+    why = ch.need("consistency")
+    assert "at least 3 models" in why and "keeps 2" in why and "2 of " in why
+
+
+def test_a_chapters_selection_names_what_it_cannot_find(tmp_path):
+    path = write_fake_run(tmp_path / "run", n_per_objective=2, features=False)
+    with pytest.raises(InputError, match=r"'nope'.* not in this run; its models are sup-"):
+        CH.open_chapter(path, models=["sup-con-0", "nope"])
+    with pytest.raises(InputError, match="'digits' given more than once"):
+        CH.open_chapter(path, datasets=["digits", "counts", "digits"])
+    with pytest.raises(InputError, match="empty list"):
+        CH.open_chapter(path, models=[])
+    ch = CH.open_chapter(path, datasets="digits")  # one id as a string, not its letters
+    assert ch.datasets == ["digits"]
+    same = CH.open_chapter(path, models=list(CH.load_run(path).similarity.model_a.values[::-1]))
+    assert same.run.selection == ""  # every model, another order: the whole run

@@ -10,11 +10,13 @@ import warnings
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 from helpers_run import tiny_run_available, write_fake_run, write_manifest_for
 
 from repsim import book as B
 from repsim import sentences as T
+from repsim import stats as S
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_PAGE = "generated/06_consistency_by_category.html"
@@ -196,6 +198,30 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
         "of the same objective and of different objective" in text
     )  # similarity matrices: no same-category pair
     assert "no group r is shown" in text  # consistency scatter: no 3 pairs
+
+
+@pytest.mark.slow
+def test_chapters_of_part_of_a_run(tmp_path):
+    """The ``models`` and ``datasets`` parameters: the chapters that read consistency.nc and the
+    controlled tests show the part (consistency recomputed for its models), and say that the
+    whole run's tests are not this part's, instead of printing them for it."""
+    run_dir = write_fake_run(tmp_path / "fake", n_per_objective=2, features=False)
+    S.save(pd.DataFrame(columns=S.COLUMNS), run_dir)
+    write_manifest_for(run_dir)
+    names = ("overview", "consistency_by_category", "controlled_minizoo", "anchors", "local_global")
+    chapters = [p for p in B.chapter_notebooks() if p.stem[3:] in names]
+    assert len(chapters) == len(names)
+    models = ["sup-con-0", "sup-tra-1", "sel-con-0", "sel-tra-1", "ima-con-0", "ima-tra-1"]
+    params = {"models": models, "datasets": ["shapes", "flowers", "digits", "counts"]}
+    out = B.execute_chapters(run_dir, tmp_path / "out", chapters, params)
+    for path in out:
+        text = _text(_assert_clean(path))
+        if path.stem[3:] == "overview":
+            assert "6 models, 4 datasets (this chapter's part of the run: 6 of 8" in text
+        if path.stem[3:] in ("overview", "consistency_by_category", "controlled_minizoo"):
+            assert "part of the run (6 of 8 models and 4 of 6 datasets)" in text, path.name
+        if path.stem[3:] == "anchors":  # the chosen models are the anchors: none random
+            assert "Self-Supervised" in text and "Random" not in text
 
 
 def _small_run(tmp_path: Path, tiny_config: Path, models: list[str], extra: str = "") -> Path:

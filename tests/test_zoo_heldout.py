@@ -157,6 +157,21 @@ def test_zoo_heldout_keeps_the_sets_of_the_run(zoo: Path) -> None:
     assert set(cells["dataset"]) == {"squares"} and len(cells) == 2
 
 
+def test_zoo_heldout_of_a_chapters_selection_keeps_its_models_and_sets(zoo: Path) -> None:
+    """A chapter run with ``models=``/``datasets=`` shows the zoo rows of those only."""
+    from dataclasses import replace
+
+    run = _run(zoo)
+    run.info["datasets"] = ["squares", "blocks"]
+    ids = ["mlp-random-s0"]
+    sim = xr.Dataset(coords={"model_a": ids, "model_b": ids, "dataset": ["blocks"]})
+    part = replace(run, similarity=sim, selection="1 of 2 models and 1 of 2 datasets")
+    models, cells, note = A.zoo_heldout(part)
+    assert list(models["model"]) == ids and note == ""
+    assert set(cells["model"]) == set(ids) and set(cells["dataset"]) == {"blocks"}
+    assert len(cells) == 1
+
+
 def test_zoo_heldout_names_a_manifest_of_another_kind(tmp_path: Path) -> None:
     """Weights beside a manifest.csv that is not the zoo's: noted, not a KeyError."""
     folder = tmp_path / "weights"
