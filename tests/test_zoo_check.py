@@ -262,19 +262,7 @@ def test_align_folder_missing_vision_weights_is_an_error(tmp_path: Path) -> None
     from repsim.zoo import ModelSpec, load_model
     from repsim.zoo.check import check_weights
 
-    vision = tf.AlignVisionConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32)
-    text = tf.AlignTextConfig(
-        vocab_size=100,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-    )
-    config = tf.AlignConfig(
-        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=8
-    )
-    torch.manual_seed(0)
-    tf.AlignModel(config).save_pretrained(tmp_path / "ok")
+    _tiny_align_folder(tf, tmp_path / "ok")
     ok = ModelSpec("a", "hf_transformers", "kakaobrain/align-base", weights=tmp_path / "ok")
     load_model(ok)
     assert check_weights(ok) == "file ok"  # a save_pretrained folder, not "does not exist"
@@ -301,3 +289,52 @@ def test_every_failing_model_is_named_in_the_run_message(tmp_path: Path) -> None
     lines = str(err.value).splitlines()
     assert any(line.strip().startswith("vitA:") or "'vitA'" in line for line in lines)
     assert any(line.strip().startswith("vitB:") or "'vitB'" in line for line in lines)
+
+
+def _tiny_align_folder(tf, folder: Path) -> None:
+    vision = tf.AlignVisionConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32)
+    text = tf.AlignTextConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16,
+    )  # fmt: skip
+    config = tf.AlignConfig(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=8
+    )
+    torch.manual_seed(0)
+    tf.AlignModel(config).save_pretrained(folder)
+
+
+def test_align_check_reports_the_width_of_the_configured_model(tmp_path: Path) -> None:
+    """The meta-device check built ALIGN-base's default config whatever the model, so `repsim
+    models --check` reported 640-d features for any folder or identifier."""
+    tf = pytest.importorskip("transformers")
+    from repsim.zoo import ModelSpec
+    from repsim.zoo.check import check_spec
+
+    _tiny_align_folder(tf, tmp_path / "tiny")
+    model = tf.AlignModel.from_pretrained(tmp_path / "tiny").vision_model.eval()
+    with torch.no_grad():
+        want = model(pixel_values=torch.zeros(1, 3, 289, 289)).pooler_output.shape[1]
+    assert want != 640
+    spec = ModelSpec("a", "hf_transformers", "kakaobrain/align-base", weights=tmp_path / "tiny")
+    got = check_spec(spec)
+    assert got.ok and got.dim == want and got.weights == "file ok"
+
+
+def test_align_loader_refuses_a_model_of_another_kind(tmp_path: Path) -> None:
+    tf = pytest.importorskip("transformers")
+    from repsim.zoo import ModelSpec, load_model
+    from repsim.zoo.check import check_spec
+
+    vit = tf.ViTConfig(
+        hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16,
+        image_size=32, patch_size=8,
+    )  # fmt: skip
+    tf.ViTModel(vit).save_pretrained(tmp_path / "vit")
+    spec = ModelSpec(
+        "v", "hf_transformers", "google/vit-base-patch16-224", weights=tmp_path / "vit"
+    )
+    got = check_spec(spec)
+    assert not got.ok and "builds ALIGN" in str(got.error) and "'vit' model" in str(got.error)
+    with pytest.raises(ModelError, match=r"model 'v': the hf_transformers loader builds ALIGN"):
+        load_model(spec)

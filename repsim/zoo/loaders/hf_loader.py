@@ -1,7 +1,8 @@
 """The ``hf_transformers`` loader for ALIGN (``kakaobrain/align-base``): the vision tower's pooled output.
 
 transformers is an optional extra (``pip install -e '.[align]'`` in the repository). ``weights:`` may
-point to a local folder saved with ``save_pretrained``.
+point to a local folder saved with ``save_pretrained``. Only ALIGN models load: a config of another
+model type is refused wherever it can be read (a local folder, the cache, the hub).
 """
 
 from __future__ import annotations
@@ -50,6 +51,37 @@ class AlignVision(torch.nn.Module):
         return self.vision(pixel_values=x).pooler_output
 
 
+def _readable_config(spec: ModelSpec) -> str | None:
+    """Where ``spec``'s config.json is read without a download: its ``weights:`` folder, or the
+    Hugging Face cache of its identifier; None when neither has it."""
+    path = local_weights(spec)
+    if path is not None:
+        return str(path)
+    return spec.identifier if hf_cached(spec.identifier, ("config.json",)) else None
+
+
+def _align_config(tf: Any, spec: ModelSpec, where: str, *, local_only: bool = True) -> Any:
+    """The ALIGN config at ``where``; a model of another kind is refused by name (transformers
+    would build ALIGN around it with a warning, and a meta-device check would report ALIGN's
+    default 640-d features for any identifier)."""
+    try:
+        config = tf.AutoConfig.from_pretrained(where, local_files_only=local_only)
+    except Exception as exc:  # noqa: BLE001 - any unreadable config is the same user error
+        reason = " ".join(str(exc).split())[:300]
+        raise ModelError(
+            f"model {spec.id!r}: cannot read the model config (config.json) at {where}: "
+            f"{type(exc).__name__}: {reason}"
+        ) from exc
+    kind = getattr(config, "model_type", None)
+    if kind != "align":
+        raise ModelError(
+            f"model {spec.id!r}: the hf_transformers loader builds ALIGN (model_type 'align'), "
+            f"and {where} holds a {kind!r} model; use the loader made for that model (timm, "
+            "open_clip, torchvision), or an ALIGN model such as kakaobrain/align-base"
+        )
+    return config
+
+
 @register_locator("hf_transformers")
 def locate(spec: ModelSpec) -> WeightsSource:
     """The Hugging Face repo ``identifier`` (cached when its config.json is)."""
@@ -72,8 +104,9 @@ def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") ->
             )
         cached = path is None and bool(hf_cached(spec.identifier, ("config.json",)))
         # a cached model loads without asking the hub for updates (no retries without network)
+        config = _align_config(tf, spec, where, local_only=path is not None or cached)
         full, info = tf.AlignModel.from_pretrained(
-            where, local_files_only=cached, output_loading_info=True
+            where, config=config, local_files_only=cached, output_loading_info=True
         )
         lost = [k for k in info.get("missing_keys", []) if k.startswith("vision_model")]
         if lost:  # transformers would initialise them at random and only warn
@@ -84,7 +117,10 @@ def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") ->
         model = full.vision_model
         source = where
     else:
-        config = tf.AlignVisionConfig()
+        # the architecture of the configured model where its config can be read offline (a
+        # meta-device check then reports its real width); ALIGN-base's otherwise
+        where = _readable_config(spec)
+        config = _align_config(tf, spec, where).vision_config if where else tf.AlignVisionConfig()
         with torch.device(device):
             model = tf.AlignVisionModel(config)
     return LoadedModel.built(
