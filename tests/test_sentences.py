@@ -132,11 +132,15 @@ def test_measure_texts_of_the_local_global_chapter():
         "cka in the consistency of all model pairs 0.10, 95% CI 0.02 to 0.20 with the 5 datasets "
         "resampled and the models fixed)."
     )
-    three = T.local_global_text(pairs, "knn", "cka", up, n_comparisons=3)
-    assert (
-        "fixed; one of 3 measures set against cka here, each interval at 95%, not corrected"
-        in three
+    three = T.local_global_text(
+        pairs, "knn", "cka", {**up, "n_comparisons": 3, "confidence_level": 1 - 0.05 / 3}
     )
+    assert "0.10, 95% simultaneous CI 0.02 to 0.20 with" in three
+    assert (
+        "fixed; one of 3 measures set against cka here, so each interval is at 98.3% "
+        "(Bonferroni) and all 3 cover together at 95%)." in three
+    )
+    assert not T.untested_claims(three)
     down = {**up, "estimate": -0.1, "ci_low": -0.2, "ci_high": -0.01}
     assert "gives the lower consistency" in T.local_global_text(pairs, "knn", "cka", down)
     across = {**up, "ci_low": -0.05}
@@ -213,7 +217,9 @@ def test_fixed_design_and_controlled_notices():
 
 
 def test_run_text_names_run_size_and_choices(tmp_path):
-    run = SimpleNamespace(name="r1", path=tmp_path / "folder", measures=["cka_linear", "rsa"])
+    run = SimpleNamespace(
+        name="r1", path=tmp_path / "folder", measures=["cka_linear", "rsa"], selection=""
+    )
     ch = SimpleNamespace(
         run=run,
         models=pd.DataFrame(index=["m0", "m1", "m2"]),
@@ -224,6 +230,10 @@ def test_run_text_names_run_size_and_choices(tmp_path):
     assert T.run_text(ch) == (
         "Run **r1** (run folder `folder`): 3 models, 2 datasets, measures cka_linear, rsa; main "
         "measure **cka_linear**, models grouped by **objective**."
+    )
+    run.selection = "3 of 5 models"
+    assert "3 models, 2 datasets (this chapter's part of the run: 3 of 5 models), measures" in (
+        T.run_text(ch)
     )
 
 
