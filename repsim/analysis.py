@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -774,21 +775,49 @@ def domain_contrast(
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group_pair")
 
 
-def scale_difference(pairs: pd.DataFrame, n_resamples: int = 999) -> dict[str, float]:
+def scale_difference(
+    pairs: pd.DataFrame,
+    n_resamples: int | None = None,
+    n_comparisons: int = 1,
+    confidence_level: float = 0.95,
+) -> dict[str, float]:
     """How much higher consistency is under the local measure (``y``) than under the global one
     (``x``) of :func:`repsim.consistency.consistency_pairs`: the median of ``y - x`` over the
     dataset pairs of the all-model-pairs rows (label ``all``; the category-pair rows, drawn in the
     figure, reuse the same models and would weigh each category by how many pairs it has), with a
-    bootstrap interval that resamples datasets (:func:`repsim.stats.dataset_bootstrap`)."""
-    from repsim.names import ALL
-    from repsim.stats import dataset_bootstrap
+    bootstrap interval that resamples datasets (:func:`repsim.stats.dataset_bootstrap`).
 
+    ``n_comparisons``: how many measures a chapter sets against the same main one. Each interval
+    is then at ``1 - (1 - confidence_level) / n_comparisons`` (Bonferroni), so that all of them
+    cover together at ``confidence_level`` and "one of them excludes 0" is not found by chance one
+    time in seven. ``n_resamples`` (default) leaves about 25 draws beyond each end of the
+    interval, at least 999. The returned dict adds ``confidence_level`` (each interval's) and
+    ``n_comparisons``.
+    """
+    from repsim.names import ALL
+    from repsim.stats import dataset_bootstrap, expanded_level
+
+    if not (isinstance(n_comparisons, (int, np.integer)) and n_comparisons >= 1):
+        raise InputError(
+            f"n_comparisons must be a whole number of 1 or more; got {n_comparisons!r}"
+        )
     ok = pairs.dropna(subset=["x", "y"])
     if "label" in ok:
         ok = ok[ok["label"] == ALL]
-    return dataset_bootstrap(
-        ok, lambda t: float(np.median(t.y - t.x)) if len(t) else np.nan, n_resamples=n_resamples
+    level = 1 - (1 - confidence_level) / n_comparisons
+    if n_resamples is None:
+        n_datasets = len(set(ok["dataset_a"]) | set(ok["dataset_b"]))
+        tail = (1 - expanded_level(level, n_datasets)) / 2 if n_datasets >= 2 else 0.025
+        n_resamples = max(999, math.ceil(25 / tail))
+    diff = (ok["y"] - ok["x"]).to_numpy()
+    out = dataset_bootstrap(
+        ok.assign(diff=diff),
+        lambda t: float(np.median(t["diff"].to_numpy())) if len(t) else np.nan,
+        n_resamples=n_resamples,
+        confidence_level=level,
     )
+    out.update(confidence_level=level, n_comparisons=int(n_comparisons))
+    return out
 
 
 # ------------------------------------------------------------- train split against held-out images

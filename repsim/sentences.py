@@ -799,18 +799,13 @@ def top_pair_text(medians: pd.DataFrame, category: str) -> str:
 
 
 def local_global_text(
-    pairs: pd.DataFrame,
-    local: str,
-    measure: str,
-    difference: dict[str, float],
-    n_comparisons: int = 1,
+    pairs: pd.DataFrame, local: str, measure: str, difference: dict[str, float]
 ) -> str:
     """Consistency under another measure (``y``, e.g. a local one) against the main one (``x``) of
     :func:`repsim.consistency.consistency_pairs`: their agreement (described) and which measure
     gives the higher consistency, worded by the interval of
-    :func:`repsim.analysis.scale_difference` (datasets resampled). ``n_comparisons``: how many
-    measures the chapter sets against the main one, each with its own 95% interval (said, not
-    corrected)."""
+    :func:`repsim.analysis.scale_difference` (datasets resampled; when the chapter sets several
+    measures against the main one, Bonferroni-adjusted intervals that cover together at 95%)."""
     head = (
         f"{local} against {measure}: over {len(pairs.dropna())} values, Pearson r = "
         f"**{fmt(correlate(pairs.x, pairs.y))}** (described: the values share datasets and "
@@ -822,15 +817,19 @@ def local_global_text(
             f"{head}; the median difference {local} minus {measure} is {fmt(d)}, not tested: no "
             f"interval ({no_interval_reason(difference['n_datasets'])})."
         )
+    k = int(difference.get("n_comparisons", 1))
+    level = float(difference.get("confidence_level", 0.95))
+    family = 1 - (1 - level) * k
+    label = f"{family:.0%} CI" if k == 1 else f"{family:.0%} simultaneous CI"
     several = (
-        f"; one of {n_comparisons} measures set against {measure} here, each interval at 95%, "
-        "not corrected for being several"
-        if n_comparisons > 1
+        f"; one of {k} measures set against {measure} here, so each interval is at {level:.1%} "
+        f"(Bonferroni) and all {k} cover together at {family:.0%}"
+        if k > 1
         else ""
     )
     ci = (
         f"median over dataset pairs of the difference {local} minus {measure} in the consistency "
-        f"of all model pairs {format_estimate(d)}, 95% CI {format_interval(lo, hi)} with the "
+        f"of all model pairs {format_estimate(d)}, {label} {format_interval(lo, hi)} with the "
         f"{int(difference['n_datasets'])} datasets resampled and the models fixed{several}"
     )
     if lo > 0 or hi < 0:

@@ -1143,6 +1143,38 @@ def test_scale_difference_is_over_the_all_pairs_rows():
     assert res["ci_high"] <= 0.04 + 1e-12
 
 
+def test_scale_difference_intervals_cover_together_when_several_measures_are_compared():
+    """Chapter 10 sets three measures against linear CKA, each with a 95% interval: one of three
+    excluding 0 by chance is about 1 in 7. Each interval is now at 1 - 0.05 / 3 (Bonferroni)."""
+    rng = np.random.default_rng(5)
+    ds = [f"d{i}" for i in range(9)]
+    rows = [
+        {"label": "all", "dataset_a": a, "dataset_b": b, "x": 0.5, "y": 0.5 + rng.normal(0, 0.05)}
+        for a, b in itertools.combinations(ds, 2)
+    ]
+    pairs = pd.DataFrame(rows)
+    one = A.scale_difference(pairs, n_resamples=1999)
+    three = A.scale_difference(pairs, n_resamples=1999, n_comparisons=3)
+    assert one["confidence_level"] == 0.95 and one["n_comparisons"] == 1
+    assert three["confidence_level"] == pytest.approx(1 - 0.05 / 3) and three["n_comparisons"] == 3
+    by_hand = S.dataset_bootstrap(
+        pairs, lambda t: float(np.median(t.y - t.x)), n_resamples=1999,
+        confidence_level=1 - 0.05 / 3,
+    )  # fmt: skip
+    for key in ("estimate", "ci_low", "ci_high", "n_bootstrap"):
+        assert three[key] == pytest.approx(by_hand[key], abs=1e-15), key
+    assert three["ci_low"] < one["ci_low"] and three["ci_high"] > one["ci_high"]
+    # by default about 25 draws lie beyond each end of the (expanded) interval
+    tail = (1 - S.expanded_level(1 - 0.05 / 3, 9)) / 2
+    assert A.scale_difference(pairs, n_comparisons=3)["n_bootstrap"] == math.ceil(25 / tail)
+    assert A.scale_difference(pairs)["n_bootstrap"] == max(
+        999, math.ceil(25 / ((1 - S.expanded_level(0.95, 9)) / 2))
+    )
+    for bad in (0, 1.5, "3"):
+        with pytest.raises(InputError, match="n_comparisons"):
+            A.scale_difference(pairs, n_comparisons=bad)
+
+
 def test_architecture_mix_splits_within_objective_consistency():
     """Within one objective, same-architecture pairs alike on both datasets (high level) and
     cross-architecture pairs less alike (low level), each with consistency near 0: pooled, the
