@@ -1170,6 +1170,11 @@ def test_scale_difference_intervals_cover_together_when_several_measures_are_com
     assert A.scale_difference(pairs)["n_bootstrap"] == max(
         999, math.ceil(25 / ((1 - S.expanded_level(0.95, 9)) / 2))
     )
+    # too few datasets for an interval: none, and no resamples sized for one (2 divided by 0)
+    for n in (2, 3, 5):
+        few = pairs[pairs.dataset_a.isin(ds[:n]) & pairs.dataset_b.isin(ds[:n])]
+        res = A.scale_difference(few, n_comparisons=3)
+        assert np.isnan(res["ci_low"]) and res["n_datasets"] == n and res["n_bootstrap"] == 0
     for bad in (0, 1.5, "3"):
         with pytest.raises(InputError, match="n_comparisons"):
             A.scale_difference(pairs, n_comparisons=bad)
