@@ -600,7 +600,7 @@ def test_an_earlier_version_s_table_is_refused_not_read_on_another_scale(tmp_pat
     stats.save(table.drop(columns="interval"), tmp_path)
     with pytest.raises(InputError, match="written by an earlier version of repsim.*rerun"):
         stats.load(tmp_path)
-    none, why = run_tests(SimpleNamespace(path=tmp_path, info={}))
+    none, why = run_tests(SimpleNamespace(path=tmp_path, info={}, selection=""))
     assert none is None and "earlier version" in why
     # format 1 (expanded intervals, seed rows within one seed's models) is refused too
     stats.save(table.drop(columns="format"), tmp_path)
