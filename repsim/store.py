@@ -257,8 +257,8 @@ class FeatureStore:
             # :meth:`read` checks the seal: a group whose seal does not fit its content (an
             # altered or foreign zarr.json) would pass here and be refused by every reader
             raise StoreError(
-                f"feature group {self._dir(dataset, model)} does not match its seal (its zarr.json "
-                "was altered or comes from another group)"
+                f"feature group {self._dir(dataset, model)} does not match its seal (a chunk was "
+                "changed or deleted, or its zarr.json altered or copied from another group)"
             )
         return digest
 
