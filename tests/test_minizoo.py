@@ -31,6 +31,23 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def test_data_option_naming_a_file_or_nothing_says_so(tiny: Path, tmp_path: Path, capsys) -> None:
+    """``--data squares.npz`` (one set's file) said "no embedded sets under squares.npz"."""
+    from repsim.cli import main as cli
+    from repsim.errors import DatasetError
+
+    with pytest.raises(
+        DatasetError, match=rf"squares.npz is a file.*give {tiny} with --datasets squares"
+    ):
+        load_zoo_data(tiny / "squares.npz")
+    with pytest.raises(DatasetError, match="folder of embedded sets .*nowhere does not exist"):
+        load_zoo_data(tiny / "nowhere")
+    args = ["--data", str(tiny / "squares.npz"), "--epochs", "1", "--out", str(tmp_path / "zoo")]
+    assert cli(["minizoo", "train", *args]) != 0
+    err = capsys.readouterr().err
+    assert "is a file" in err and "Traceback" not in err and not (tmp_path / "zoo").exists()
+
+
 def test_data_joint_labels_and_captions(tiny: Path) -> None:
     data = load_zoo_data(tiny)
     assert data.datasets == ["blocks", "squares"]

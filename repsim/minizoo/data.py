@@ -58,6 +58,22 @@ class ZooData:
         return "embedded:" + "+".join(self.datasets) + " (train splits)"
 
 
+def check_data_dir(embedded_dir: str | Path) -> None:
+    """DatasetError unless ``embedded_dir`` is a folder (of embedded sets): a set's own file or a
+    missing folder is named as such, before a command creates its output folder."""
+    root = Path(embedded_dir)
+    if root.is_file():  # one set named by its file: said, not "no sets under it"
+        raise DatasetError(
+            f"{root} is a file; the embedded sets are read from the folder that holds them: give "
+            f"{root.parent}" + (f" with --datasets {root.stem}" if root.suffix == ".npz" else "")
+        )
+    if not root.is_dir():
+        raise DatasetError(
+            f"folder of embedded sets {root} does not exist; generate them with "
+            "`python -m repsim.embedded`, or give the folder that holds the *.npz files"
+        )
+
+
 def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -> ZooData:
     """Read the embedded sets under ``embedded_dir`` (all ``*.npz``, sorted, or those named).
 
@@ -65,6 +81,7 @@ def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -
     class names become ``"<dataset>/<class>"``.
     """
     root = Path(embedded_dir)
+    check_data_dir(root)
     paths = (
         sorted(root.glob("*.npz")) if datasets is None else [root / f"{d}.npz" for d in datasets]
     )

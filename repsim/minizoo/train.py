@@ -30,7 +30,7 @@ from repsim.argtypes import at_least
 from repsim.errors import ConfigError
 from repsim.minizoo.archs import ARCHS, arch_kwargs, build_arch, count_params
 from repsim.minizoo.captions import Tokenizer
-from repsim.minizoo.data import ZooData, load_zoo_data
+from repsim.minizoo.data import ZooData, check_data_dir, load_zoo_data
 from repsim.minizoo.evaluate import dataset_accuracies, embed, head_accuracy, ridge_probe
 from repsim.minizoo.manifest import (
     heldout_markdown,
@@ -552,8 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     budget = Budget(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
     if args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
-    check_output_path(args.out, "--out", "folder")
     check_path_option(args.data, "--data", "read")
+    check_data_dir(args.data)  # before --out is created
+    check_output_path(args.out, "--out", "folder")
     # the thread count and kernel choice are part of what fixes the weights; restored afterwards
     # so that a caller in the same process (a notebook, the test suite) keeps its own settings
     threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
