@@ -708,10 +708,10 @@ def grouping_skip_text(group_by: str, models: pd.DataFrame, tidy: pd.DataFrame) 
     with enough model pairs), or None when it gets one."""
     g = group_by
     if g not in models or not models[g].map(is_known).any():
-        return f"*{g}*: not recorded for this run's models, so there is no box to draw."
+        return f"*{g}*: not recorded for the models shown, so there is no box to draw."
     if models[g].nunique() == 1:
         return (
-            f"*{g}*: every model of the run has the same {g} ({models[g].iloc[0]}), so its one "
+            f"*{g}*: every model shown has the same {g} ({models[g].iloc[0]}), so its one "
             "category pair is the all-pairs baseline itself: no box to draw."
         )
     if tidy.empty:
