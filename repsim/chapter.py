@@ -201,6 +201,11 @@ def select(
 
 
 def _ids(wanted: str | Sequence[str], have: list[str], what: str) -> list[str]:
+    if isinstance(wanted, str) and wanted.lstrip().startswith("["):
+        raise InputError(
+            f"the chapter's {what}s parameter is the string {wanted!r}, not a list; papermill's "
+            f"-p passes strings: give lists with -y, e.g. -y '{what}s: [a, b]'"
+        )
     ids = [wanted] if isinstance(wanted, str) else [str(w) for w in wanted]
     if not ids:
         raise InputError(f"the chapter's {what}s parameter is an empty list; give None for all")

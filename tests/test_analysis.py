@@ -1308,6 +1308,8 @@ def test_a_chapters_selection_names_what_it_cannot_find(tmp_path):
         CH.open_chapter(path, datasets=["digits", "counts", "digits"])
     with pytest.raises(InputError, match="empty list"):
         CH.open_chapter(path, models=[])
+    with pytest.raises(InputError, match=r"not a list; papermill's -p passes strings.*-y"):
+        CH.open_chapter(path, models='["sup-con-0", "sup-tra-1"]')  # papermill -p of a list
     ch = CH.open_chapter(path, datasets="digits")  # one id as a string, not its letters
     assert ch.datasets == ["digits"]
     same = CH.open_chapter(path, models=list(CH.load_run(path).similarity.model_a.values[::-1]))
