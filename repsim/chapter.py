@@ -376,8 +376,8 @@ class Chapter:
         for n in needs:
             if n not in have:
                 raise InputError(f"unknown need {n!r}; choose from {sorted(have)}")
-            if not have[n] and n in ("consistency", "anchors") and run.selection:
-                k = self.sim.sizes["model_a"]
+            k = self.sim.sizes["model_a"]
+            if not have[n] and n in ("consistency", "anchors") and run.selection and k < 3:
                 return (
                     f"Consistency needs at least 3 models (2 model pairs); this chapter's "
                     f"selection keeps {k} ({run.selection}), so this figure is skipped."

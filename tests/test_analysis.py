@@ -1298,6 +1298,12 @@ def test_a_chapter_of_two_models_says_consistency_needs_three(tmp_path):
     assert ch.run.consistency is None
     why = ch.need("consistency")
     assert "at least 3 models" in why and "keeps 2" in why and "2 of " in why
+    # a run that wrote no consistency.nc says so, whatever part of it a chapter shows
+    (path / "consistency.nc").unlink()
+    write_manifest_for(path)
+    assert "no consistency.nc" in CH.open_chapter(path, models=models + ["sel-con-0"]).need(
+        "consistency"
+    )
 
 
 def test_a_chapters_selection_names_what_it_cannot_find(tmp_path):
