@@ -356,3 +356,84 @@ def test_a_model_missing_on_a_dataset_is_not_permuted_there(rng):
     assert with_nan.n_pairs == dropped.n_pairs == 6
     assert with_nan.pearson_r == pytest.approx(dropped.pearson_r, abs=1e-12)
     assert with_nan.pearson_mantel_p == pytest.approx(dropped.pearson_mantel_p, abs=1e-12)
+
+
+# -- mutation audit (behavior): each test below kills a change that no other test noticed --------
+def test_mean_accuracy_counts_only_the_models_of_the_similarity(rng):
+    """An accuracy array with an extra model (probed, but not in the similarity array): the
+    dataset's mean_accuracy is over the models that enter the pairs, computed here by hand;
+    averaging over every model of the accuracy array let the outsider (accuracy 0) pull it down."""
+    sim, acc = _inputs(rng)
+    extra = xr.zeros_like(acc.isel(model=[0])).assign_coords(model=["outsider"])
+    wide = xr.concat([acc, extra], dim="model")
+    out = behavior_correlation(sim, wide, n_resamples=0)
+    pd.testing.assert_frame_equal(out, behavior_correlation(sim, acc, n_resamples=0))
+    for row in out.itertuples():
+        want = np.mean([acc.sel(model=m, dataset=row.dataset).values.mean() for m in MODELS])
+        assert row.mean_accuracy == pytest.approx(want, abs=1e-12)
+
+
+def test_domains_follow_the_datasets_when_the_arrays_differ_in_order(rng):
+    """The domain coord read from an array whose datasets are in another order (or a superset) is
+    selected by dataset name: read positionally, pcam was labelled 'single' and flowers
+    'structured' when only the accuracy array, in reverse order, carried domains."""
+    sim, acc = _inputs(rng)
+    domain = dict(zip(DATASETS, DOMAINS))
+    rev = acc.isel(dataset=slice(None, None, -1))
+    rev = rev.assign_coords(domain=("dataset", [domain[d] for d in rev.dataset.values]))
+    for s, a in ((sim.drop_vars("domain"), rev), (sim, acc.isel(dataset=[3, 1]))):
+        table = pair_table(s, a)
+        assert (table["domain"] == table["dataset"].map(domain)).all()
+        out = behavior_correlation(s, a, n_resamples=0)
+        assert list(out["domain"]) == [domain[d] for d in out["dataset"]]
+
+
+def test_correlation_by_domain_counts_only_datasets_with_a_defined_r():
+    """n_datasets counts the datasets whose Pearson r is defined (the ones the mean uses); counting
+    rows, a domain with an undefined r claimed 2 datasets for a mean over 1."""
+    per = pd.DataFrame(
+        {
+            "dataset": ["a", "b", "c"],
+            "domain": ["nat", "nat", "spec"],
+            "pearson_r": [-0.4, np.nan, 0.2],
+            "spearman_r": [-0.3, np.nan, 0.1],
+        }
+    )
+    out = correlation_by_domain(per).set_index("domain")
+    assert out.loc["nat", "n_datasets"] == 1 and out.loc["spec", "n_datasets"] == 1
+    assert out.loc["nat", "pearson_mean"] == pytest.approx(-0.4)
+
+
+@pytest.mark.parametrize(("margin", "level"), [(1.0, 0.95), (1.5, 0.95), (-0.1, 0.95), (0.05, 1.0)])
+def test_probe_chance_refuses_a_margin_or_level_out_of_range(margin, level):
+    """A margin of 1 or more above chance marks every probe near chance (accuracy cannot exceed
+    1); it must raise, as a negative margin or a confidence level of 1 does."""
+    from repsim.behavior import probe_chance
+
+    acc = _acc({("m", "d"): [0.8, 0.9, 0.85]})
+    with pytest.raises(InputError, match="margin must be in"):
+        probe_chance(acc, {"d": 10}, margin=margin, confidence_level=level)
+
+
+def test_a_dataset_of_unknown_class_count_is_kept_whatever_its_accuracy():
+    """No class count for a dataset: chance is unknown (NaN, threshold NaN) and the probe is kept
+    even at accuracy 0.02; reading unknown chance as 0 marked it near chance (0.02 <= 0 + 0.05)."""
+    from repsim.behavior import probe_chance
+
+    acc = _acc({("m", "d"): [0.01, 0.02, 0.03], ("m", "e"): [0.01, 0.02, 0.03]})
+    out = probe_chance(acc, {"e": 10}).set_index("dataset")
+    assert np.isnan(out.loc["d", "chance"]) and np.isnan(out.loc["d", "threshold"])
+    assert out.loc["d", "n_classes"] == 0 and not out.loc["d", "near_chance"]
+    assert out.loc["e", "near_chance"]  # 10 classes: 0.02 is below chance
+
+
+def test_probe_chance_uses_the_finite_seeds_only():
+    """A seed whose probe failed (NaN): the interval is over the other seeds, by hand here;
+    unfiltered, the NaN made accuracy and ci NaN and the probe passed as not near chance."""
+    from repsim.behavior import probe_chance
+
+    acc = _acc({("m", "d"): [0.11, np.nan, 0.13]})
+    row = probe_chance(acc, {"d": 10}).iloc[0]
+    half = stats.t.ppf(0.975, 1) * np.std([0.11, 0.13], ddof=1) / np.sqrt(2)
+    assert row.n_seeds == 2 and row.accuracy == pytest.approx(0.12)
+    assert row.ci_low == pytest.approx(0.12 - half) and row.near_chance

@@ -523,3 +523,178 @@ def test_consistency_summary_quartiles_by_hand():
     assert row["q25"] == pytest.approx(0.2)
     assert row["q75"] == pytest.approx(0.4)
     assert row["n"] == 5
+
+
+# -- mutation audit (consistency): each test below kills a change that no other test noticed -----
+@pytest.mark.parametrize("min_pairs", [0, 1])
+def test_anchor_partner_cells_need_two_partners_whatever_min_pairs(rng, min_pairs):
+    """One partner is one model pair: its similarity vector has no correlation across datasets.
+    A min_pairs below 2 must not let that cell in (the rule is max(min_pairs, 2)); taken as given,
+    'a1 | C' (c1 alone) appeared with n_pairs 1."""
+    sim = _anchor_sim(rng)
+    out = anchor_partner_consistency(sim, ["a1", "b1"], "objective", min_pairs=min_pairs)
+    assert list(out.anchor_partner.values) == ["a1 | A", "a1 | B", "b1 | A", "b1 | B"]
+    assert (out.n_pairs.values >= 2).all()
+
+
+def test_partner_rank_sum_tests_need_two_shared_dataset_pairs():
+    """A partner pair sharing one dataset pair (the others NaN in one of them) has no rank-sum
+    test: statistic and p are NaN, and it is not counted in the Bonferroni factor (the tests that
+    ran, not the rows). With one value per side allowed, ranksums gave those pairs a p of one point
+    against one; counting rows, the factor was 3 for the one test that ran."""
+    rows = []
+    for k in range(6):
+        for p, v in (
+            ("P", 0.9 + 0.01 * k),
+            ("Q", 0.1 + 0.01 * k),
+            ("R", 0.5 if k == 0 else np.nan),
+        ):
+            rows.append(
+                {"anchor": "x", "partner": p, "dataset_a": f"d{k}", "dataset_b": "e",
+                 "consistency": v}
+            )  # fmt: skip
+    out = partner_rank_sum_tests(pd.DataFrame(rows)).set_index(["partner_a", "partner_b"])
+    assert list(out.n) == [6, 1, 1]  # P-Q, P-R, Q-R
+    for pair in (("P", "R"), ("Q", "R")):
+        assert np.isnan(out.loc[pair, "p"]) and np.isnan(out.loc[pair, "statistic"])
+    p = _ranksum_p_by_hand([0.9 + 0.01 * k for k in range(6)], [0.1 + 0.01 * k for k in range(6)])
+    assert out.loc[("P", "Q"), "p"] == pytest.approx(p, rel=1e-9)
+    assert out.loc[("P", "Q"), "p_bonferroni"] == pytest.approx(p, rel=1e-9)  # one test ran
+    assert (out.p_threshold == 0.01).all()
+
+
+def test_partner_rank_sum_bonferroni_is_capped_and_strict():
+    """p * number of tests is capped at 1 (it is a probability: uncapped, these alike
+    partners got p_bonferroni above 2), and significance is p_bonferroni < alpha strictly: at
+    alpha = 1 a capped p of 1 is not significant (with <= every test was)."""
+    pairs = [(f"d{i}", f"e{i}") for i in range(8)]
+    vals = {
+        ("y", "P"): [0.50, 0.41, 0.62, 0.33, 0.54, 0.45, 0.66, 0.37],
+        ("y", "Q"): [0.51, 0.42, 0.63, 0.34, 0.55, 0.46, 0.67, 0.38],
+        ("y", "R"): [0.52, 0.43, 0.64, 0.35, 0.56, 0.47, 0.68, 0.39],
+    }
+    rows = [
+        {"anchor": a, "partner": p, "dataset_a": da, "dataset_b": db, "consistency": v}
+        for (a, p), vs in vals.items()
+        for (da, db), v in zip(pairs, vs)
+    ]
+    out = partner_rank_sum_tests(pd.DataFrame(rows), alpha=1.0)
+    assert len(out) == 3 and (out.p * 3 > 1).all()
+    assert (out.p_bonferroni == 1.0).all()
+    assert not out.significant.any()
+
+
+def test_architecture_mix_uses_a_kind_of_pair_with_exactly_min_pairs():
+    """Objective A has 3 model pairs (a1, a3 same architecture; the other 2 across): at
+    min_pairs=3 its 'all' consistency is the mean over dataset pairs of the Pearson r over those 3
+    pairs, computed by hand; '<=' in the pair-count rule made it NaN. Categories with fewer pairs
+    (same/across of A, B with 1 pair, C with none) are NaN."""
+    from repsim.consistency import architecture_mix
+
+    sim = make_sim(rng=np.random.default_rng(5))
+    mix = architecture_mix(sim, min_pairs=3)
+    assert list(mix.index) == ["A", "B", "C"]
+    r = by_hand(sim, [("a1", "a2"), ("a1", "a3"), ("a2", "a3")])
+    assert mix.loc["A", "all"] == pytest.approx(np.mean(r[np.triu_indices(4, k=1)]), abs=1e-12)
+    assert mix.loc["A", ["pairs same", "pairs across"]].tolist() == [1, 2]
+    assert np.isnan(mix.loc["A", "same architecture"]) and np.isnan(
+        mix.loc["A", "across architectures"]
+    )
+    assert (
+        mix.loc[["B", "C"], ["all", "same architecture", "across architectures"]].isna().all().all()
+    )
+
+
+def test_architecture_mix_never_pairs_two_unknown_architectures_as_same():
+    """Two models without architecture metadata both read 'unknown': equal labels, but not one
+    architecture. Such a pair is neither same nor across (dropping the 'known' mask counted
+    (a1, a2) below as a same-architecture pair)."""
+    from repsim.consistency import architecture_mix
+
+    sim = make_sim(rng=np.random.default_rng(5))
+    arch = ["", "", "cnn", "vit", "cnn", "vit"]
+    sim = sim.assign_coords(
+        architecture_class_a=("model_a", arch), architecture_class_b=("model_b", arch)
+    )
+    mix = architecture_mix(sim, min_pairs=1)
+    assert mix.loc["A", ["pairs same", "pairs across"]].tolist() == [0, 0]
+    assert mix.loc["B", ["pairs same", "pairs across"]].tolist() == [0, 1]
+    assert np.isnan(mix.loc["A", "similarity same"])
+
+
+def _two_groups(xa, xb):
+    return pd.DataFrame(
+        [{"anchor": f"a{i}", "category": "a", "consistency": v} for i, v in enumerate(xa)]
+        + [{"anchor": f"b{i}", "category": "b", "consistency": v} for i, v in enumerate(xb)]
+    )
+
+
+@pytest.mark.parametrize(("na", "nb"), [(8, 8), (8, 20), (9, 9)])
+def test_anchor_rank_sum_p_at_and_beyond_the_exact_sizes(na, nb):
+    """Two fully separated groups without ties. At a group of 8 (EXACT_RANK_SUM_MAX, inclusive)
+    p is exact: the most extreme of the C(na + nb, na) splits, p = 2 / C (by enumeration for
+    8 v 8; by scipy's exact Mann-Whitney for 8 v 20, beyond the enumeration's 200,000 splits, which
+    reading every group as tied sent to the normal approximation). At 9 v 9 p is the normal
+    approximation (ranksums) and p_min is still 2 / C(18, 9) (it was 1 / C)."""
+    from scipy.stats import ranksums
+
+    from repsim.consistency import anchor_rank_sum_tests
+
+    xa = 0.9 + 0.001 * np.arange(na)
+    xb = 0.1 + 0.001 * np.arange(nb)
+    row = anchor_rank_sum_tests(_two_groups(xa, xb), alpha=0.05).iloc[0]
+    smallest = 2 / math.comb(na + nb, na)
+    assert row.p_min == pytest.approx(smallest, rel=1e-12)
+    if min(na, nb) <= 8:
+        assert row.p == pytest.approx(smallest, rel=1e-9)
+    else:
+        assert row.p == pytest.approx(ranksums(xa, xb)[1], rel=1e-12) and row.p > 2 * smallest
+
+
+def test_consistency_refuses_model_b_in_another_order(rng):
+    """model_b listing the models in another order than model_a: the pair mask is built on
+    model_a's order, so the values read would be those of other pairs. It must raise."""
+    sim = make_sim(rng)
+    shuffled = sim.isel(model_b=[1, 0, 2, 3, 4, 5])
+    with pytest.raises(InputError, match="same models in the same order"):
+        consistency(shuffled)
+
+
+def test_a_nan_self_similarity_alone_is_not_warned_about(rng):
+    """The NaN rule concerns model pairs (i < j): a NaN on the diagonal (a self-similarity, which
+    consistency never reads) is not a dropped pair, so no RuntimeWarning; counting the diagonal
+    warned of 'model-pair similarities' that were none."""
+    import warnings
+
+    sim = make_sim(rng)
+    S = sim.values.copy()
+    S[:, 2, 2] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = consistency(sim.copy(data=S))
+    np.testing.assert_allclose(got.values, by_hand(sim, list(combinations(MODELS, 2))), rtol=1e-12)
+
+
+def test_consistency_of_affinely_related_datasets_is_at_most_one():
+    """Dataset d1's pair similarities are an affine function of d0's: r = 1 exactly, but the
+    centred-sum formula rounds it to 1 + 4e-16 for these values. Consistency is a correlation and
+    is clipped to [-1, 1] (unclipped, 1.0000000000000004 reached consistency.nc)."""
+    rng = np.random.default_rng(0)
+    M = 7
+    x = rng.uniform(size=M * (M - 1) // 2)
+    a, b = rng.uniform(0.1, 3), rng.uniform(-0.5, 0.5)
+    S = np.ones((3, M, M))
+    iu = np.triu_indices(M, k=1)
+    for k, v in enumerate((x, a * x + b, rng.uniform(size=x.size))):
+        S[k][iu] = v
+        S[k].T[iu] = v
+    m = [f"m{i}" for i in range(M)]
+    sim = xr.DataArray(
+        S, dims=("dataset", "model_a", "model_b"),
+        coords={"dataset": ["d0", "d1", "d2"], "model_a": m, "model_b": m},
+    )  # fmt: skip
+    c = consistency(sim).values
+    assert (np.abs(c) <= 1.0).all()
+    assert c[0, 1] == pytest.approx(1.0, abs=1e-15) and c[0, 2] == pytest.approx(
+        pearsonr(x, S[2][iu])[0], abs=1e-12
+    )

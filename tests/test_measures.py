@@ -524,3 +524,93 @@ def test_mutual_knn_of_a_zero_row_is_undefined(rng):
     X[4] = 0.0
     with pytest.raises(UndefinedMeasureError, match="row 4 of X is a zero vector"):
         mutual_knn(X, rng.normal(size=(10, 3)), k=3)
+
+
+# -- mutation audit (rsa / knn): each test below kills a change that no other test noticed --------
+@pytest.mark.parametrize(
+    ("option", "match"), [({"rdm": "euclidean"}, "rdm="), ({"compare": "kendall"}, "compare=")]
+)
+def test_rsa_refuses_an_unknown_rdm_or_comparison(rng, option, match):
+    """Without these checks rsa(rdm='euclidean') or rsa(compare='kendall') silently returned the
+    correlation-RDM Spearman / Pearson value under the wrong name."""
+    X, Y = related(rng, 10, 4, 5)
+    with pytest.raises(InputError, match=match):
+        rsa(X, Y, **option)
+
+
+def hadamard_rows(m):
+    """Rows 1..m-1 of the Sylvester Hadamard matrix of order m: +-1 entries, each row of mean 0,
+    every two rows orthogonal, so every correlation between two of them is 0 exactly in float64."""
+    H = np.array([[1.0]])
+    while H.shape[0] < m:
+        H = np.block([[H, H], [H, -H]])
+    return H[1:]
+
+
+@pytest.mark.parametrize("compare", ["spearman", "pearson"])
+def test_rsa_of_exactly_uncorrelated_stimuli_is_undefined(rng, compare):
+    """Stimuli pairwise uncorrelated exactly: the RDM is 1 everywhere, its correlations 1 - v all 0,
+    and the constancy rule's spread <= REL_TOL * second moment holds as 0 <= 0. A strict '<' there
+    let the constant RDM through and RSA returned NaN (0 / 0) instead of raising."""
+    X = hadamard_rows(8)
+    corr = np.corrcoef(X)
+    assert (corr[np.triu_indices(7, k=1)] == 0.0).all()  # the premise: exactly uncorrelated
+    with pytest.raises(UndefinedMeasureError, match="the RDM of X is constant"):
+        rsa(X, rng.normal(size=(7, 5)), compare=compare)
+
+
+@pytest.mark.parametrize("compare", ["spearman", "pearson"])
+def test_rsa_of_nearly_uncorrelated_stimuli_is_defined(rng, compare):
+    """Stimuli whose correlations are all ~1e-8 but differ (near-orthogonal rows, as in wide
+    features): real structure, resolved to ~8 digits in float64. The constancy rule must judge the
+    spread of the correlations 1 - v, not of the RDM v ~ 1, whose spread squared is ~1e-16 of its
+    second moment, below REL_TOL: judged on v, RSA called this RDM constant and raised."""
+    from test_measures_reference import rsa_ref
+
+    H = hadamard_rows(16)
+    X = H + 1e-8 * rng.normal(size=H.shape)
+    Y = H + 1e-8 * rng.normal(size=H.shape)
+    assert np.abs(np.corrcoef(X)[np.triu_indices(15, k=1)]).max() < 1e-6
+    assert rsa(X, X, compare=compare) == pytest.approx(1.0)
+    assert rsa(X, Y, compare=compare) == pytest.approx(rsa_ref(X, Y, compare), abs=1e-6)
+
+
+def test_mutual_knn_of_a_constant_nonzero_representation_is_undefined(rng):
+    """Every stimulus the same nonzero vector: all cosine similarities tie, so the neighbours are
+    only the index order. Without the variance check mutual kNN returned a number."""
+    X = rng.normal(size=(10, 3))
+    with pytest.raises(UndefinedMeasureError, match="zero variance"):
+        mutual_knn(np.tile([0.3, -1.2, 2.0], (10, 1)), X, k=3)
+    with pytest.raises(UndefinedMeasureError, match="zero variance"):
+        mutual_knn(X, np.full((10, 4), 7.0), k=3)
+
+
+def test_mutual_knn_k_must_be_an_integer_not_a_bool(rng):
+    """k=True is an int subclass: unchecked it ran as k=1. numpy integers (k from an array or
+    ``np.arange``) are integers and must give the same value as the plain int."""
+    X, Y = related(rng, 20, 5, 6)
+    with pytest.raises(InputError, match="positive integer"):
+        mutual_knn(X, Y, k=True)
+    for k in (np.int64(3), np.int32(3)):
+        assert mutual_knn(X, Y, k=k) == mutual_knn(X, Y, k=3)
+
+
+@pytest.mark.parametrize("k", [6, 8, 9, 10])
+def test_mutual_knn_matches_reference_when_k_is_most_of_the_stimuli(rng, k):
+    """k close to n - 1 (the other half of the similarity row). The tie re-sort rescues a top-k
+    that takes the wrong end of the row only while that end holds more than k entries: with
+    largest=False in topk every test at k = 1, 3, 10 of n = 40 still passed."""
+    from test_measures_reference import knn_ref
+
+    X, Y = related(rng, 12, 6, 9)
+    assert mutual_knn(X, Y, k=k) == pytest.approx(knn_ref(X, Y, k))
+
+
+@pytest.mark.parametrize("block_rows", [0, -3, 1, 5, 12, 100])
+def test_knn_indices_any_block_size_gives_the_unblocked_neighbours(rng, block_rows):
+    """Blocks of any size, even 0 or negative (clamped to 1) or beyond n (clamped to n), give the
+    unblocked indices; without the clamp to 1, block_rows=0 made range() raise."""
+    from repsim.measures.knn import knn_indices, unit_rows
+
+    Z = torch.from_numpy(unit_rows(rng.normal(size=(12, 4))))
+    assert torch.equal(knn_indices(Z, 3, block_rows=block_rows), knn_indices(Z, 3))
