@@ -222,6 +222,12 @@ def test_chapters_of_part_of_a_run(tmp_path):
             assert "part of the run (6 of 8 models and 4 of 6 datasets)" in text, path.name
         if path.stem[3:] == "anchors":  # the chosen models are the anchors: none random
             assert "Self-Supervised" in text and "Random" not in text
+    # one model per objective: no objective pair has 3 model pairs, and chapter 6 says so
+    # (the part's consistency.nc has no objective rows, and the grouping went unmentioned)
+    boxes = [p for p in chapters if p.stem[3:] == "consistency_by_category"]
+    one_each = {"models": ["sup-con-0", "sel-con-0", "ima-con-0", "ran-con-0"]}
+    (path,) = B.execute_chapters(run_dir, tmp_path / "one", boxes, one_each)
+    assert "*objective*: no category pair has 3 or more model pairs" in _text(_assert_clean(path))
 
 
 def _small_run(tmp_path: Path, tiny_config: Path, models: list[str], extra: str = "") -> Path:
