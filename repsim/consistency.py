@@ -513,8 +513,6 @@ def architecture_mix(
     architectures`` (consistency), ``similarity same``, ``similarity across`` (mean similarity
     over model pairs and datasets), ``pairs same``, ``pairs across``.
     """
-    from repsim.stats import correlate
-
     labels = category_labels(da, factor)
     archs = category_labels(da, architecture)
     S = da.transpose("dataset", "model_a", "model_b").values.astype(float)
@@ -524,8 +522,7 @@ def architecture_mix(
     def consistency(mask: np.ndarray) -> float:
         if mask.sum() < min_pairs or D < 2:
             return float("nan")
-        v = S[:, ia[mask], ib[mask]]
-        rs = [correlate(v[d1], v[d2]) for d1, d2 in combinations(range(D), 2)]
+        rs = _corr_rows(S[:, ia[mask], ib[mask]], "pearson")[np.triu_indices(D, k=1)]
         return float(np.nanmean(rs)) if np.isfinite(rs).any() else float("nan")
 
     rows = {}
