@@ -819,9 +819,10 @@ def scale_difference(
     diff = (ok["y"] - ok["x"]).to_numpy()
     out = dataset_bootstrap(
         ok.assign(diff=diff),
-        lambda t: float(np.median(t["diff"].to_numpy())) if len(t) else np.nan,
+        lambda d: float(np.median(d)) if len(d) else np.nan,
         n_resamples=n_resamples,
         confidence_level=level,
+        column="diff",
     )
     out.update(confidence_level=level, n_comparisons=int(n_comparisons))
     return out

@@ -1007,11 +1007,34 @@ def _pair_rows(pairs: pd.DataFrame) -> tuple[list[str], dict[tuple[int, int], np
 def _resample_rows(draw: np.ndarray, rows: Mapping[tuple[int, int], np.ndarray]) -> np.ndarray:
     """Row numbers of a dataset resample: the rows of every pair of draws at two positions (a
     dataset drawn twice enters its pairs twice; a dataset with its own copy has no row)."""
-    draw = np.asarray(draw, dtype=int)
-    ia, ib = np.triu_indices(len(draw), k=1)
-    lo, hi = np.minimum(draw[ia], draw[ib]), np.maximum(draw[ia], draw[ib])
-    picked = [rows[k] for k in zip(lo.tolist(), hi.tolist()) if k in rows]
-    return np.concatenate(picked) if picked else np.array([], dtype=int)
+    return _RowSampler(rows)(draw)
+
+
+class _RowSampler:
+    """:func:`_resample_rows` for many draws over one table: the pairs' rows laid out once, so a
+    draw costs a few array operations instead of a loop over its pairs (25,000 draws in chapter
+    10). Rows come in the order of the draw's pairs, each pair's rows in table order."""
+
+    def __init__(self, rows: Mapping[tuple[int, int], np.ndarray]):
+        n = 1 + max((j for _, j in rows), default=-1)
+        self.slot = np.full((n, n), -1, dtype=np.int64)  # pair (i, j) -> its block, -1: none
+        blocks = [np.asarray(rows[key], dtype=np.int64) for key in rows]
+        for b, (i, j) in enumerate(rows):
+            self.slot[i, j] = self.slot[j, i] = b
+        self.counts = np.array([len(v) for v in blocks], dtype=np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self.order = np.concatenate(blocks) if blocks else np.array([], dtype=np.int64)
+
+    def __call__(self, draw: np.ndarray) -> np.ndarray:
+        draw = np.asarray(draw, dtype=int)
+        ia, ib = np.triu_indices(len(draw), k=1)
+        found = self.slot[draw[ia], draw[ib]] if self.slot.size else np.array([], dtype=np.int64)
+        found = found[found >= 0]
+        counts = self.counts[found]
+        if not counts.size:
+            return np.array([], dtype=int)
+        first = np.repeat(self.starts[found] - (np.cumsum(counts) - counts), counts)
+        return self.order[first + np.arange(counts.sum())]
 
 
 def domain_permutation_test(
@@ -1085,6 +1108,7 @@ def dataset_bootstrap(
     confidence_level: float = 0.95,
     rng: np.random.Generator | int | None = 0,
     min_datasets: int = MIN_BOOTSTRAP_DATASETS,
+    column: str | None = None,
 ) -> dict[str, float]:
     """Bootstrap interval of a statistic of a table of dataset pairs, resampling the *datasets*.
 
@@ -1097,9 +1121,17 @@ def dataset_bootstrap(
     :func:`percentile_interval` over the datasets.) Returns ``estimate``, ``ci_low``,
     ``ci_high``, ``n_datasets``, ``n_bootstrap``; the interval is NaN with fewer than
     ``min_datasets`` datasets (:data:`MIN_BOOTSTRAP_DATASETS`; never fewer than 3).
+
+    ``column``: when the statistic reads one column only, name it, and ``statistic`` gets that
+    column's values (a float array, in row order) instead of the table: the same draws and
+    interval, without building a table per draw (most of the time of 25,000 draws).
     """
     names, rows = _pair_rows(pairs)
-    estimate = float(statistic(pairs))
+    if column is not None:
+        values = pairs[column].to_numpy(dtype=float)
+        estimate = float(statistic(values))
+    else:
+        estimate = float(statistic(pairs))
     out = {
         "estimate": estimate,
         "ci_low": float("nan"),
@@ -1110,9 +1142,13 @@ def dataset_bootstrap(
     if len(names) < max(3, min_datasets) or not np.isfinite(estimate):
         return out
 
+    sample_rows = _RowSampler(rows)
+
     def resampled(draw: np.ndarray) -> float:
-        picked = _resample_rows(draw, rows)
-        return float(statistic(pairs.iloc[picked])) if picked.size else float("nan")
+        picked = sample_rows(draw)
+        if not picked.size:
+            return float("nan")
+        return float(statistic(values[picked] if column is not None else pairs.iloc[picked]))
 
     with warnings.catch_warnings():  # scipy warns of the NaN of a one-dataset draw; see below
         warnings.simplefilter("ignore", DegenerateDataWarning)

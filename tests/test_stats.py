@@ -816,6 +816,50 @@ def test_dataset_resample_rows_by_hand():
     assert sorted(stats._resample_rows(np.array([2, 1, 0]), rows).tolist()) == [0, 1, 2]
 
 
+def test_dataset_resample_rows_against_a_loop_over_the_draws_pairs():
+    """The array form of a resample gives the rows a plain loop over the draw's pairs gives, in
+    the same order: several rows per pair, pairs without rows, datasets drawn several times."""
+    rng = np.random.default_rng(3)
+    names = [f"d{i}" for i in range(7)]
+    records = []
+    for a, b in combinations(names, 2):
+        for _ in range(rng.integers(0, 3)):  # 0, 1 or 2 rows (group pairs) per dataset pair
+            a_, b_ = (a, b) if rng.random() < 0.5 else (b, a)
+            records.append((a_, b_, rng.random()))
+    table = pd.DataFrame(records, columns=["dataset_a", "dataset_b", "consistency"])
+    names, rows = stats._pair_rows(table)
+
+    def by_loop(draw):
+        out = []
+        for p in range(len(draw)):
+            for q in range(p + 1, len(draw)):
+                key = (min(draw[p], draw[q]), max(draw[p], draw[q]))
+                out.extend(rows.get(key, []))
+        return out
+
+    for _ in range(200):
+        draw = rng.integers(0, len(names), size=len(names))
+        assert stats._resample_rows(draw, rows).tolist() == by_loop(draw.tolist())
+    assert stats._resample_rows(np.array([3, 3, 3]), rows).size == 0
+    assert stats._resample_rows(np.array([0, 1]), {}).size == 0
+
+
+def test_dataset_bootstrap_of_one_column_equals_the_table_statistic():
+    """``column=`` hands the statistic the column's values: same estimate, draws and interval as
+    the statistic of the table, including draws left undefined (one dataset only)."""
+    rng = np.random.default_rng(4)
+    for n in (8, 3):  # at 3 datasets, a ninth of the draws hold one dataset only
+        names = [f"d{i}" for i in range(n)]
+        table = _pairs_table({(a, b): rng.normal() for a, b in combinations(names, 2)})
+        kw = {"n_resamples": 499, "rng": 7, "min_datasets": 3}
+        of_table = stats.dataset_bootstrap(table, lambda t: float(np.median(t.consistency)), **kw)
+        of_column = stats.dataset_bootstrap(
+            table, lambda v: float(np.median(v)), column="consistency", **kw
+        )
+        assert of_column == of_table and np.isfinite(of_table["ci_low"])
+    assert of_table["n_bootstrap"] < 499
+
+
 def test_dataset_bootstrap_interval_and_its_edges():
     names = [f"d{i}" for i in range(8)]
     table = _pairs_table({(a, b): 0.5 for a, b in combinations(names, 2)})
