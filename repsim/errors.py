@@ -62,6 +62,11 @@ class MissingWeightsError(ModelError, FileNotFoundError):
     """Pretrained weights are not available locally and cannot be downloaded (offline)."""
 
 
+class UnknownArchitectureError(ModelError):
+    """A model's architecture is read from a config that is neither local nor cached, so it cannot
+    be built (nor its width known) before that config is downloaded."""
+
+
 class StoreError(RepsimError):
     """A feature store or result file is missing, inconsistent or corrupt."""
 

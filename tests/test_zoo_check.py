@@ -321,6 +321,28 @@ def test_align_check_reports_the_width_of_the_configured_model(tmp_path: Path) -
     assert got.ok and got.dim == want and got.weights == "file ok"
 
 
+def test_align_check_does_not_guess_the_width_of_a_model_it_cannot_read() -> None:
+    """An ALIGN identifier whose config is neither local nor cached was checked as ALIGN-base
+    (640-d): `repsim models --check` said 640 and a random-init run built ALIGN-base. Its width
+    is now unknown until downloaded, and a random-init model of it is refused by name."""
+    pytest.importorskip("transformers")
+    from repsim.errors import UnknownArchitectureError
+    from repsim.zoo import ModelSpec, load_model
+    from repsim.zoo.check import check_spec
+
+    other = ModelSpec("x", "hf_transformers", "someone/align-large-not-cached")
+    got = check_spec(other)  # before anything is downloaded (HF_HUB_OFFLINE in the tests)
+    assert got.ok and got.dim is None and got.weights == "not cached"
+    assert got.status == "ok (width known once downloaded)"
+    no_weights = check_spec(other, weights=False)
+    assert isinstance(no_weights.error, UnknownArchitectureError)
+    with pytest.raises(UnknownArchitectureError, match=r"model 'x'.*someone/align-large-not-c"):
+        load_model(other, pretrained=False, device="meta")
+    # ALIGN-base's architecture is the default config, known without one
+    base = check_spec(ModelSpec("a", "hf_transformers", "kakaobrain/align-base"))
+    assert base.ok and base.dim == 640 and base.status == "ok"
+
+
 def test_align_loader_refuses_a_model_of_another_kind(tmp_path: Path) -> None:
     tf = pytest.importorskip("transformers")
     from repsim.zoo import ModelSpec, load_model

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from repsim.config import load_config, parse_config, select_ids
-from repsim.errors import ModelError, RepsimError
+from repsim.errors import ModelError, RepsimError, UnknownArchitectureError
 from repsim.zoo.registry import load_model, parse_models
 from repsim.zoo.spec import ModelSpec
 from repsim.zoo.weights import check_source, check_weights_path, locate_weights
@@ -43,6 +43,8 @@ class ModelCheck:
     layer: str
     weights: str
     error: RepsimError | None = None
+    #: what an ok row could not check (shown beside "ok")
+    note: str = ""
 
     @property
     def ok(self) -> bool:
@@ -52,7 +54,7 @@ class ModelCheck:
     def status(self) -> str:
         if self.error is not None:
             return f"error: {type(self.error).__name__}: {str(self.error).splitlines()[0][:200]}"
-        return "ok"
+        return f"ok ({self.note})" if self.note else "ok"
 
 
 @contextlib.contextmanager
@@ -136,7 +138,14 @@ def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) ->
     layer = spec.layer or "-"
     try:
         with _quiet():
-            dim, layer = probe_spec(spec)
+            try:
+                dim, layer = probe_spec(spec)
+            except UnknownArchitectureError:
+                if not weights:  # a random-init model is built from the config it cannot read
+                    raise
+                # the pretrained model brings its config: usable when its weights are
+                found = check_weights(spec, fetch=fetch)
+                return ModelCheck(spec, None, layer, found, note="width known once downloaded")
             found = check_weights(spec, fetch=fetch) if weights else "not checked"
     except RepsimError as exc:
         return ModelCheck(spec, dim, layer, "-", exc)

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from repsim.errors import ModelError
+from repsim.errors import ModelError, UnknownArchitectureError
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
 from repsim.zoo.weights import (
@@ -24,6 +24,9 @@ from repsim.zoo.weights import (
     missing,
     register_locator,
 )
+
+#: the ALIGN model whose architecture transformers' default config is (built without a config)
+ALIGN_BASE = "kakaobrain/align-base"
 
 #: ALIGN's processor: 289 px, pixel values scaled to [-1, 1] (= mean 0.5, std 0.5)
 ALIGN_PREPROCESS = PreprocessSpec(289, 289, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bilinear", "squash")
@@ -118,8 +121,15 @@ def load_hf(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") ->
         source = where
     else:
         # the architecture of the configured model where its config can be read offline (a
-        # meta-device check then reports its real width); ALIGN-base's otherwise
+        # meta-device check then reports its real width); ALIGN-base's is known without one
         where = _readable_config(spec)
+        if where is None and spec.identifier != ALIGN_BASE:
+            raise UnknownArchitectureError(
+                f"model {spec.id!r}: the architecture of Hugging Face model {spec.identifier} is "
+                "read from its config.json, which is neither in a 'weights:' folder nor in the "
+                f"Hugging Face cache ({hf_cache_dir(spec.identifier)}); download the model once, "
+                "or point 'weights:' at a folder saved with save_pretrained"
+            )
         config = _align_config(tf, spec, where).vision_config if where else tf.AlignVisionConfig()
         with torch.device(device):
             model = tf.AlignVisionModel(config)
