@@ -941,13 +941,25 @@ def zoo_accuracy_text(
     budget = (
         f"trained for {epochs[0]} epochs each"
         if len(epochs) == 1
-        else f"trained for {epochs} epochs"
+        else f"trained for {' or '.join(map(str, epochs))} epochs (by model)"
     )
     text = (
-        f"The table gives the 95-way held-out accuracy of a ridge probe on each model's embedding "
-        f"(all embedded sets' test splits; mean over seeds, range in brackets), from the zoo's "
-        f"manifest.csv. The {len(trained)} trained models were {budget}."
+        "The table gives the 95-way held-out accuracy of a ridge probe on each model's embedding "
+        "(all embedded sets' test splits; mean over seeds, range in brackets), from the zoo's "
+        "manifest.csv. "
     )
+    if trained.empty:  # a part of untrained controls only
+        n = len(models)
+        text += (
+            f"{'The one model' if n == 1 else f'All {n} models'} shown "
+            f"{'is an untrained control' if n == 1 else 'are untrained controls'} (objective "
+            "Random), so no training budget applies and no trained model is checked for "
+            "near-chance accuracy."
+        )
+    else:
+        text += (
+            f"The {len(trained)} trained model{'s were' if len(trained) != 1 else ' was'} {budget}."
+        )
     if cells is not None and not trained.empty:
         pool = cells[cells["trained"]]
         near = pool[pool["near_chance"]]

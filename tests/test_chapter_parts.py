@@ -9,6 +9,7 @@ import pandas as pd
 import xarray as xr
 
 from repsim import analysis as A
+from repsim import sentences as T
 
 
 def _sim(objectives, n_datasets=4, seed=0, measures=("cka_linear",)) -> xr.Dataset:
@@ -46,3 +47,21 @@ def test_split_consistency_of_one_model_per_objective_keeps_all_pairs_only():
     summary = A.split_consistency_summary(cons)
     assert list(summary.index) == ["all"]
     assert isinstance(summary, pd.DataFrame)
+
+
+def test_zoo_accuracy_text_of_untrained_controls_only():
+    # a part of three untrained controls said "The 0 trained models were trained for [] epochs."
+    models = pd.DataFrame(
+        {"objective": ["Random"] * 3, "epochs": [0] * 3, "model": ["r0", "r1", "r2"]}
+    )
+    text = T.zoo_accuracy_text(models, None, "")
+    assert "All 3 models shown are untrained controls" in text
+    assert "[]" not in text and "0 trained" not in text
+    one = T.zoo_accuracy_text(models.head(1), None, "")
+    assert "The one model shown is an untrained control" in one
+    two = T.zoo_accuracy_text(
+        pd.DataFrame({"objective": ["Supervised"] * 2, "epochs": [20, 40], "model": ["a", "b"]}),
+        None,
+        "",
+    )
+    assert "The 2 trained models were trained for 20 or 40 epochs (by model)." in two
