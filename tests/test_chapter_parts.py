@@ -4,11 +4,14 @@ controls, or 2-3 datasets."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from repsim import analysis as A
+from repsim import chapter as CH
 from repsim import sentences as T
 
 
@@ -65,3 +68,18 @@ def test_zoo_accuracy_text_of_untrained_controls_only():
         "",
     )
     assert "The 2 trained models were trained for 20 or 40 epochs (by model)." in two
+
+
+def test_need_says_the_part_not_the_run_lacks_models_or_datasets():
+    # chapter 12 on 3 of 45 models read "This needs at least 4 models and the run has 3"
+    sim = _sim(["Supervised"] * 3 + ["Random"] * 3, n_datasets=4)
+    run = CH.Run(path=Path("."), similarity=sim)
+    part = CH.select_run(run, datasets=["d0", "d1"], models=["m0", "m1", "m2"])
+    ch = CH.Chapter(run=part, sim=part.similarity, measure="cka_linear", category="objective")
+    why = ch.need(min_models=4)
+    assert "this chapter's part of the run has 3 (3 of 6 models and 2 of 4 datasets)" in why
+    assert "and the run has" not in why
+    assert "this chapter's part of the run has 2 (d0, d1)" in ch.need(min_datasets=3)
+    assert "every dataset of this chapter's part of the run is" in ch.need(min_domains=2)
+    whole = CH.Chapter(run=run, sim=sim, measure="cka_linear", category="objective")
+    assert "and the run has 6, so" in whole.need(min_models=7)
