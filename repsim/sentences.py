@@ -368,14 +368,22 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
     return f"{text} No {category} has {MIN_PAIRS} model pairs within it, so no group r is shown."
 
 
-def domain_contrast_text(table: pd.DataFrame) -> str:
-    """Whether dataset pairs of one domain are more consistent than pairs across domains."""
+def domain_contrast_text(table: pd.DataFrame, selection: str = "") -> str:
+    """Whether dataset pairs of one domain are more consistent than pairs across domains.
+
+    ``selection``: the chapter's part of the run (:attr:`repsim.chapter.Run.selection`), so that
+    what a part lacks is not said of the run."""
     medians = ["same domain", "different domains"]
     if "all" not in table.index or table.loc["all", medians].isna().any():
-        return (
-            "The run lacks dataset pairs of the same domain or of different domains, so "
-            "within- and across-domain consistency cannot be compared."
-        )
+        whose = f"this chapter's part of the run ({selection})" if selection else "the run"
+        same, diff = table.loc["all", medians].isna() if "all" in table.index else (True, True)
+        if same and not diff:
+            lack = f"No two datasets of {whose} share a domain"
+        elif diff and not same:
+            lack = f"Every dataset of {whose} is of one domain"
+        else:
+            lack = f"{whose[0].upper()}{whose[1:]} lacks dataset pairs of the same domain or of different domains"
+        return f"{lack}, so within- and across-domain consistency cannot be compared."
     from repsim.stats import format_p, permutation_verdict
 
     row = table.loc["all"]
@@ -747,13 +755,16 @@ def grouping_spread_text(spread: pd.DataFrame) -> str:
     )
 
 
-def missing_group_pairs_text(missing: Sequence[str]) -> str:
-    """The requested group pairs that consistency.nc does not hold (or holds with too few pairs)."""
-    return (
-        f"Not in this run (or fewer than {MIN_PAIRS} model pairs): "
-        + ", ".join(f"`{g}`" for g in missing)
-        + "."
+def missing_group_pairs_text(missing: Sequence[str], selection: str = "") -> str:
+    """The requested group pairs that consistency.nc does not hold (or holds with too few pairs);
+    ``selection``: the chapter's part of the run, whose models may leave out pairs the run has."""
+    where = (
+        f"Not in this chapter's part of the run ({selection}), or with fewer than {MIN_PAIRS} "
+        "model pairs there"
+        if selection
+        else f"Not in this run (or fewer than {MIN_PAIRS} model pairs)"
     )
+    return f"{where}: " + ", ".join(f"`{g}`" for g in missing) + "."
 
 
 def measure_agreement_text(agree: pd.DataFrame, measure: str) -> str:

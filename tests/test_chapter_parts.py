@@ -83,3 +83,21 @@ def test_need_says_the_part_not_the_run_lacks_models_or_datasets():
     assert "every dataset of this chapter's part of the run is" in ch.need(min_domains=2)
     whole = CH.Chapter(run=run, sim=sim, measure="cka_linear", category="objective")
     assert "and the run has 6, so" in whole.need(min_models=7)
+
+
+def test_heatmap_chapter_sentences_name_the_part():
+    # chapter 7 on 3 datasets of three domains read "The run lacks dataset pairs of the same
+    # domain or of different domains", and on 4 of 45 models "Not in this run: ..."
+    nan = float("nan")
+    cols = ["same domain", "different domains", "difference", "p"]
+    no_same = pd.DataFrame([[nan, 0.3, nan, nan]], index=["all"], columns=cols)
+    text = T.domain_contrast_text(no_same, "3 of 10 datasets")
+    assert text.startswith(
+        "No two datasets of this chapter's part of the run (3 of 10 datasets) share a domain, so"
+    )
+    one_domain = pd.DataFrame([[0.3, nan, nan, nan]], index=["all"], columns=cols)
+    assert T.domain_contrast_text(one_domain).startswith("Every dataset of the run is of one")
+    assert T.missing_group_pairs_text(["a"], "4 of 45 models") == (
+        "Not in this chapter's part of the run (4 of 45 models), or with fewer than 3 model "
+        "pairs there: `a`."
+    )
