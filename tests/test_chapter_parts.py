@@ -101,3 +101,29 @@ def test_heatmap_chapter_sentences_name_the_part():
         "Not in this chapter's part of the run (4 of 45 models), or with fewer than 3 model "
         "pairs there: `a`."
     )
+
+
+def _partner_tests(n_pairs: int) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "anchor": ["a"],
+            "partner_a": ["S"],
+            "partner_b": ["T"],
+            "statistic": [1.0],
+            "p": [0.1],
+            "p_threshold": [0.01],
+            "significant": [False],
+            "n": [n_pairs],
+        }
+    )
+
+
+def test_partner_tests_text_on_three_datasets_does_not_call_p_values_too_small():
+    # chapter 12 on 3 datasets: "its p-values are far too small (in a simulation with 3
+    # datasets ... 0% of such tests gave p < 0.01, where a valid test gives 1%)"
+    few = T.partner_tests_text(_partner_tests(3), 0.01)
+    assert "simulation with 3 datasets" in few and "0% of such tests" in few
+    assert "its p-values are far too small (" not in few
+    assert "with so few dataset pairs, it can hardly give a small p at all" in few
+    more = T.partner_tests_text(_partner_tests(6), 0.01)  # 4 datasets: 6% against 1%
+    assert "its p-values are far too small (in a simulation with 4 datasets" in more
