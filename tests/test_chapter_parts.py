@@ -127,3 +127,19 @@ def test_partner_tests_text_on_three_datasets_does_not_call_p_values_too_small()
     assert "with so few dataset pairs, it can hardly give a small p at all" in few
     more = T.partner_tests_text(_partner_tests(6), 0.01)  # 4 datasets: 6% against 1%
     assert "its p-values are far too small (in a simulation with 4 datasets" in more
+
+
+def test_consistency_pairs_of_one_objective_count_each_value_once():
+    # 3 models of one objective: "Supervised | Supervised" holds every model pair, so chapters
+    # 10 and 13 counted each consistency value twice ("over 90 values" for 45 dataset pairs)
+    from repsim.consistency import consistency_dataset, consistency_pairs
+
+    cons = consistency_dataset(_sim(["Supervised"] * 3, n_datasets=4), by=["objective"])
+    assert "objective: Supervised | Supervised" in set(map(str, cons.group_pair.values))
+    x, y = ("cka_linear", "consistency"), ("cka_linear", "consistency_spearman")
+    pairs = consistency_pairs(cons, x, y, ("all", "objective"))
+    assert list(pairs.label.unique()) == ["all"] and len(pairs) == 6
+    # with two objectives, each category pair is a proper subset and stays
+    mixed = consistency_dataset(_sim(["S", "S", "S", "T", "T", "T"], n_datasets=4))
+    labels = set(consistency_pairs(mixed, x, y, ("all", "objective")).label)
+    assert labels == {"all", "S | S", "S | T", "T | T"}
