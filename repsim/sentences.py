@@ -301,9 +301,22 @@ def within_between_text(
 
     ok = table.dropna()
     if not len(ok):
+        # said of the models shown: on a chapter's part of the run the run itself may have both
+        if table["same category"].isna().all() and table["different category"].notna().any():
+            return (
+                f"No two of the models shown have the same {category}, so there are no model "
+                f"pairs of the same {category} to set against those of different {category}; "
+                "this comparison is skipped."
+            )
+        if table["different category"].isna().all() and table["same category"].notna().any():
+            return (
+                f"Every model shown has the same {category}, so there are no model pairs of "
+                f"different {category} to set against those of the same {category}; this "
+                "comparison is skipped."
+            )
         return (
-            f"The run has no model pairs of the same {category} and of different {category} "
-            "to compare, so this comparison is skipped."
+            f"The models shown have no model pairs of the same {category} and of different "
+            f"{category} to compare, so this comparison is skipped."
         )
     diff = ok["same category"] - ok["different category"]
     more = int((diff > 0).sum())
@@ -356,7 +369,8 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
         listed = ", ".join(f"{g} {fmt(v)}" for g, v in groups.sort_index().items())
         return (
             f"{text} Mean consistency within one {category}: {listed}. These are described, "
-            f"not ranked: {len(table)} dataset pairs chosen by their consistency cannot order "
+            f"not ranked: {len(table)} dataset pair{'s' if len(table) != 1 else ''} chosen by "
+            "their consistency cannot order "
             f"the {category}s (the {category} factor is tested in the controlled-experiment "
             "chapter, where the run has one)."
         )
@@ -913,7 +927,8 @@ def subsample_text(spread: pd.DataFrame, n_draws: int, n_all: int) -> str:
     (:func:`repsim.analysis.subsample_pairs`)."""
     worst = spread.loc[spread["se"].idxmax(), "pair"]
     return (
-        f"Standard error of pair similarity over {len(spread)} pairs (spread over {n_draws} "
+        f"Standard error of pair similarity over {len(spread)} pair{'s' if len(spread) != 1 else ''} "
+        f"(spread over {n_draws} "
         f"random halves of {n_all} stimuli): median **{spread['se'].median():.3f}**, largest "
         f"{spread['se'].max():.3f} ({worst})."
     )
@@ -1160,7 +1175,8 @@ def train_split_text(
     if "all" in summary.index:
         a = summary.loc["all"]
         parts.append(
-            f"Consistency of all model pairs (median over {int(a.n)} dataset pairs): "
+            f"Consistency of all model pairs (median over {int(a.n)} dataset "
+            f"pair{'s' if int(a.n) != 1 else ''}): "
             f"**{fmt(a.held_out)}** on held-out and **{fmt(a.train)}** on train images."
         )
     cats = summary.drop(index="all", errors="ignore").dropna(subset=["held_out", "train"])

@@ -195,7 +195,7 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
         text += _text(_assert_clean(path))
     assert "no probes.nc" in text and "no consistency.nc" in text and "kept no features" in text
     assert (
-        "of the same objective and of different objective" in text
+        "No two of the models shown have the same objective" in text
     )  # similarity matrices: no same-category pair
     assert "no group r is shown" in text  # consistency scatter: no 3 pairs
 

@@ -143,3 +143,35 @@ def test_consistency_pairs_of_one_objective_count_each_value_once():
     mixed = consistency_dataset(_sim(["S", "S", "S", "T", "T", "T"], n_datasets=4))
     labels = set(consistency_pairs(mixed, x, y, ("all", "objective")).label)
     assert labels == {"all", "S | S", "S | T", "T | T"}
+
+
+def test_within_between_text_says_what_the_models_shown_lack():
+    # chapter 3 on 3 models of one objective read "The run has no model pairs of the same
+    # objective and of different objective": the run had both, the part lacked different pairs
+    nan = float("nan")
+    one_objective = pd.DataFrame({"same category": [0.7, 0.8], "different category": [nan, nan]})
+    text = T.within_between_text(one_objective, "objective")
+    assert text.startswith("Every model shown has the same objective, so there are no model")
+    assert "The run" not in text
+    one_each = pd.DataFrame({"same category": [nan, nan], "different category": [0.5, 0.6]})
+    assert T.within_between_text(one_each, "objective").startswith(
+        "No two of the models shown have the same objective"
+    )
+
+
+def test_counts_of_one_read_in_the_singular():
+    # "over 1 pairs" (chapter 13 on 2 chosen models), "1 dataset pairs chosen" (chapter 5 on 2
+    # datasets), "median over 1 dataset pairs" (chapter 13 on 2 datasets)
+    spread = pd.DataFrame({"pair": ["a~b"], "se": [0.01]})
+    assert "over 1 pair (spread over 20" in T.subsample_text(spread, 20, 100)
+    table = pd.DataFrame({"all": [0.3], "S": [0.8], "T": [0.7]}, index=["d0 / d1"])
+    assert "1 dataset pair chosen by their consistency" in T.scatter_text(table, "objective")
+    agree = pd.DataFrame(
+        {"dataset": ["d0", "d1"], "r": [0.99, 0.98], "mean_difference": [0.01, -0.01]}
+    )
+    summary = pd.DataFrame(
+        {"held_out": [0.3], "train": [0.3], "difference": [0.0], "n": [1]}, index=["all"]
+    )
+    assert "(median over 1 dataset pair)" in T.train_split_text(
+        agree, summary, "cka_linear", "objective"
+    )
