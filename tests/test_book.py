@@ -230,6 +230,37 @@ def test_chapters_of_part_of_a_run(tmp_path):
     assert "*objective*: no category pair has 3 or more model pairs" in _text(_assert_clean(path))
 
 
+@pytest.mark.slow
+def test_chapters_of_a_part_of_one_objective(tmp_path):
+    """A part of 3 models of one objective and 4 datasets of 4 domains: what the part lacks is
+    said of the part, not of the run, and each consistency value is counted once (the one
+    objective pair holds every model pair: it is the all-pairs baseline itself)."""
+    run_dir = write_fake_run(tmp_path / "fake", n_per_objective=3, features=False)
+    S.save(pd.DataFrame(columns=S.COLUMNS), run_dir)
+    write_manifest_for(run_dir)
+    names = ("similarity_matrices", "consistency_heatmaps", "local_global", "anchors")
+    chapters = [p for p in B.chapter_notebooks() if p.stem[3:] in names]
+    assert len(chapters) == len(names)
+    part = "3 of 12 models and 4 of 6 datasets"
+    params = {
+        "models": ["sup-con-0", "sup-tra-1", "sup-mlp-2"],
+        "datasets": ["shapes", "flowers", "textures", "digits"],
+    }
+    text = {
+        p.stem[3:]: _text(_assert_clean(p))
+        for p in B.execute_chapters(run_dir, tmp_path / "out", chapters, params)
+    }
+    assert "Every model shown has the same objective" in text["similarity_matrices"]
+    assert f"Not in this chapter's part of the run ({part})" in text["consistency_heatmaps"]
+    assert (
+        f"No two datasets of this chapter's part of the run ({part}) share a domain"
+        in text["consistency_heatmaps"]
+    )
+    assert "over 6 values" in text["local_global"]  # 6 dataset pairs, not 12
+    assert f"this chapter's part of the run has 3 ({part})" in text["anchors"]
+    assert "and the run has 3" not in text["anchors"]
+
+
 def _small_run(tmp_path: Path, tiny_config: Path, models: list[str], extra: str = "") -> Path:
     """A run of the tiny config on a few models and two datasets (skips without the mini-zoo)."""
     if not tiny_run_available():
