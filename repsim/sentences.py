@@ -661,10 +661,11 @@ def run_text(ch: Chapter) -> str:
 
 
 def framework_text(
-    n_pairs: int, dataset_a: str, dataset_b: str, r: float, values: pd.Series
+    n_pairs: int, dataset_a: str, dataset_b: str, r: float, values: pd.Series, selection: str = ""
 ) -> str:
     """The consistency of two datasets over ``n_pairs`` model pairs, placed among the run's
-    consistency ``values`` over all dataset pairs."""
+    consistency ``values`` over all dataset pairs (``selection``: the chapter's part of the run,
+    whose dataset pairs these are, not the run's)."""
     vals = values.dropna()
     text = (
         f"Over {n_pairs} model pairs, the consistency of **{dataset_a}** and **{dataset_b}** "
@@ -674,10 +675,15 @@ def framework_text(
     same = np.flatnonzero(np.abs(vals.to_numpy() - r) <= 1e-12) if np.isfinite(r) else []
     others = vals.drop(vals.index[same[0]]) if len(same) else vals
     if len(vals) > 1 and np.isfinite(r):
+        whose, where, these = (
+            ("the", f" of this chapter's part of the run ({selection})", "these")
+            if selection
+            else ("the run's", "", "this run's")
+        )
         text += (
-            f"; it lies above {(others < r - 1e-12).mean():.0%} of the run's {len(others)} "
-            f"{'other ' if len(same) else ''}dataset pair{'s' if len(others) != 1 else ''} "
-            f"(median of all {len(vals)}: {fmt(vals.median())}; its place among this run's "
+            f"; it lies above {(others < r - 1e-12).mean():.0%} of {whose} {len(others)} "
+            f"{'other ' if len(same) else ''}dataset pair{'s' if len(others) != 1 else ''}{where} "
+            f"(median of all {len(vals)}: {fmt(vals.median())}; its place among {these} "
             "values, described, not tested)."
         )
     return text + ("." if not text.endswith(".") else "")
