@@ -609,10 +609,16 @@ def _pair_test_simulation(n_pairs: int) -> tuple[float, str]:
 def partner_tests_text(tests: pd.DataFrame, alpha: float) -> str:
     """The study's anchor rank-sum tests in words: how many survive Bonferroni, and which."""
     testable = tests.dropna(subset=["p"])
+    if not len(tests):  # each anchor's partners that are kept fall in one category
+        return (
+            "No anchor has partners in two categories with enough partner models each (a part "
+            "of a run with few models per category leaves one), so no rank-sum test compares "
+            "partner categories here."
+        )
     if not len(testable):
         return (
             "No anchor has two partner categories with enough dataset pairs to compare, so no "
-            "rank-sum test can be run on this run."
+            "rank-sum test can be run here."
         )
     thr = float(testable["p_threshold"].iloc[0])
     sig = testable[testable.significant.astype(bool)]

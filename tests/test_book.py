@@ -259,6 +259,17 @@ def test_chapters_of_a_part_of_one_objective(tmp_path):
     assert "over 6 values" in text["local_global"]  # 6 dataset pairs, not 12
     assert f"this chapter's part of the run has 3 ({part})" in text["anchors"]
     assert "and the run has 3" not in text["anchors"]
+    # grouped by architecture, 4 Convolutional and 1 Transformer model: each anchor's kept
+    # partners are of one category, so no test and no (empty) table of tests
+    (anchors,) = [p for p in chapters if p.stem[3:] == "anchors"]
+    arch = {
+        "models": ["sup-con-0", "sel-con-0", "ima-con-0", "ran-con-0", "sup-tra-1"],
+        "category": "architecture_class",
+    }
+    (path,) = B.execute_chapters(run_dir, tmp_path / "arch", [anchors], arch)
+    said = _text(_assert_clean(path))
+    assert "partners in two categories with enough partner models each" in said
+    assert "Empty DataFrame" not in said
 
 
 def _small_run(tmp_path: Path, tiny_config: Path, models: list[str], extra: str = "") -> Path:

@@ -186,3 +186,13 @@ def test_framework_text_on_a_part_places_the_pair_among_the_parts_pairs():
     )
     assert "the run's" not in text and "this run's" not in text
     assert "of the run's 2 other dataset pairs" in T.framework_text(990, "a", "b", 0.29, values)
+
+
+def test_partner_tests_text_when_each_anchor_has_one_partner_category():
+    # chapter 12 on 3 Convolutional and 1 Transformer model, grouped by architecture_class:
+    # every anchor's kept partners are of one category, so there are no tests at all; the
+    # sentence blamed too few dataset pairs (there were 45)
+    empty = _partner_tests(3).iloc[0:0]
+    text = T.partner_tests_text(empty, 0.01)
+    assert "partners in two categories with enough partner models each" in text
+    assert "dataset pairs" not in text
