@@ -240,7 +240,7 @@ def overview_text(
     """
     base = summary.loc[summary.group_by == "all", "median"]
     if not len(base):
-        return f"With {measure}, no consistency over dataset pairs could be computed on this run."
+        return f"With {measure}, no consistency over dataset pairs could be computed here."
     parts = [f"With {measure}, the all-pairs median consistency is **{fmt(float(base.iloc[0]))}**."]
     same = summary[(summary.group_by == category) & summary.label.map(is_same_pair)]
     if len(same) >= 2:
@@ -264,7 +264,7 @@ def overview_text(
     else:
         parts.append(
             f"No {category} has enough models for {MIN_PAIRS} model pairs within it, so "
-            "the within-category comparison of the study cannot be made on this run."
+            "the within-category comparison of the study cannot be made here."
         )
     if tests is not None or reason:
         parts.append(controlled_answer(tests, reason, measure))
@@ -276,7 +276,7 @@ def pearson_spearman_text(pairs: pd.DataFrame) -> str:
     values share datasets and models, so no p-value is attached and no ranking is claimed."""
     ok = pairs[["x", "y"]].dropna()
     if len(ok) < 3:
-        return "Too few consistency values to compare Pearson with Spearman on this run."
+        return "Too few consistency values to compare Pearson with Spearman here."
     return (
         f"Across the {len(ok)} consistency values (dataset pairs x category pairs), Spearman "
         f"follows Pearson with r = **{fmt(correlate(ok.x, ok.y))}**. The values share datasets "
@@ -553,7 +553,7 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
     if not len(testable):
         return (
             "No two categories have at least 2 anchor models each, so no rank-sum test can be "
-            "run on this run."
+            "run here."
         )
     from repsim.stats import format_p
 

@@ -196,3 +196,16 @@ def test_partner_tests_text_when_each_anchor_has_one_partner_category():
     text = T.partner_tests_text(empty, 0.01)
     assert "partners in two categories with enough partner models each" in text
     assert "dataset pairs" not in text
+
+
+def test_what_a_part_cannot_show_is_not_said_of_the_run():
+    # chapter 0 on one model per objective: "the within-category comparison of the study cannot
+    # be made on this run" (the run has 9 models per objective); chapter 12: "no rank-sum test
+    # can be run on this run"
+    summary = pd.DataFrame(
+        {"group_by": ["all"], "label": ["all"], "median": [0.2], "q25": [0.0], "q75": [0.4]}
+    )
+    text = T.overview_text(summary.assign(n=45), "cka_linear", "objective")
+    assert "cannot be made here." in text and "on this run" not in text
+    untestable = pd.DataFrame({"p": [np.nan], "p_threshold": [0.01]})
+    assert T.rank_sum_text(untestable, 0.01).endswith("no rank-sum test can be run here.")
