@@ -1053,9 +1053,10 @@ def split_consistency(variants: xr.Dataset, category: str = "objective") -> pd.D
     consistency.nc) of all model pairs and of each ``category`` pair, under each variant.
 
     One row per (category pair, dataset pair). Columns: label, group_by, dataset_a, dataset_b,
-    held_out, train. Category pairs with fewer than 3 model pairs are left out.
+    held_out, train. Category pairs with fewer than 3 model pairs are left out; when no category
+    pair has 2 model pairs (one model per category: a part of a run), only all model pairs are.
     """
-    from repsim.consistency import consistency_dataset, consistency_pairs
+    from repsim.consistency import consistency_dataset, consistency_pairs, grouped_consistency
     from repsim.names import ALL
 
     if variants.sizes["dataset"] < 2:
@@ -1063,7 +1064,12 @@ def split_consistency(variants: xr.Dataset, category: str = "objective") -> pd.D
             f"consistency needs two or more datasets; the train-split variant has "
             f"{variants.sizes['dataset']}"
         )
-    cons = consistency_dataset(variants, by=[category])
+    try:  # as run_consistency: a grouping without a category pair of 2 model pairs is left out
+        grouped_consistency(variants[SPLIT_VARIANTS[0]], category)
+        by = [category]
+    except InputError:
+        by = []
+    cons = consistency_dataset(variants, by=by)
     x, y = ((v, "consistency") for v in SPLIT_VARIANTS)
     out = consistency_pairs(cons, x, y, (ALL, category))
     return out.rename(columns={"x": "held_out", "y": "train"})

@@ -631,7 +631,9 @@ def consistency_pairs(
     ``("cka_linear", "consistency")`` against ``("cka_rbf_0.4", "consistency")`` for local
     against global (the study's appendix, which also sets RSA with Spearman against linear CKA;
     ``mutual_knn_10`` works the same way), or against ``("cka_linear", "consistency_spearman")``
-    for Pearson against Spearman. Columns: label, group_by, dataset_a, dataset_b, x, y.
+    for Pearson against Spearman. Columns: label, group_by, dataset_a, dataset_b, x, y. A
+    category pair of every model pair (all models in one category) is left out beside ``all``:
+    its values are the all-pairs values.
     """
     keys = ["group_pair", "group_by", "label", "dataset_a", "dataset_b"]
     tables = []
@@ -644,6 +646,14 @@ def consistency_pairs(
         t = consistency_table(cons, measure, group_by, variable, datasets, min_pairs)
         tables.append(t[keys + ["consistency"]].rename(columns={"consistency": name}))
     out = tables[0].merge(tables[1], on=keys)
+    # a category pair holding every model pair (all models of one category: a part of a run) is
+    # the all-pairs baseline itself; kept beside it, each value would be counted twice
+    if "n_pairs" in cons[x[1]].coords and (out["group_by"] == ALL).any():
+        n = pd.Series(cons[x[1]]["n_pairs"].values, index=map(str, cons.group_pair.values))
+        n_all = n[(cons[x[1]]["group_by"].values == ALL)]
+        if len(n_all):
+            same = (out["group_by"] != ALL) & (out["group_pair"].map(n) == int(n_all.iloc[0]))
+            out = out[~same].reset_index(drop=True)
     return out.drop(columns="group_pair")
 
 

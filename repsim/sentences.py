@@ -240,7 +240,7 @@ def overview_text(
     """
     base = summary.loc[summary.group_by == "all", "median"]
     if not len(base):
-        return f"With {measure}, no consistency over dataset pairs could be computed on this run."
+        return f"With {measure}, no consistency over dataset pairs could be computed here."
     parts = [f"With {measure}, the all-pairs median consistency is **{fmt(float(base.iloc[0]))}**."]
     same = summary[(summary.group_by == category) & summary.label.map(is_same_pair)]
     if len(same) >= 2:
@@ -264,7 +264,7 @@ def overview_text(
     else:
         parts.append(
             f"No {category} has enough models for {MIN_PAIRS} model pairs within it, so "
-            "the within-category comparison of the study cannot be made on this run."
+            "the within-category comparison of the study cannot be made here."
         )
     if tests is not None or reason:
         parts.append(controlled_answer(tests, reason, measure))
@@ -276,7 +276,7 @@ def pearson_spearman_text(pairs: pd.DataFrame) -> str:
     values share datasets and models, so no p-value is attached and no ranking is claimed."""
     ok = pairs[["x", "y"]].dropna()
     if len(ok) < 3:
-        return "Too few consistency values to compare Pearson with Spearman on this run."
+        return "Too few consistency values to compare Pearson with Spearman here."
     return (
         f"Across the {len(ok)} consistency values (dataset pairs x category pairs), Spearman "
         f"follows Pearson with r = **{fmt(correlate(ok.x, ok.y))}**. The values share datasets "
@@ -301,9 +301,22 @@ def within_between_text(
 
     ok = table.dropna()
     if not len(ok):
+        # said of the models shown: on a chapter's part of the run the run itself may have both
+        if table["same category"].isna().all() and table["different category"].notna().any():
+            return (
+                f"No two of the models shown have the same {category}, so there are no model "
+                f"pairs of the same {category} to set against those of different {category}; "
+                "this comparison is skipped."
+            )
+        if table["different category"].isna().all() and table["same category"].notna().any():
+            return (
+                f"Every model shown has the same {category}, so there are no model pairs of "
+                f"different {category} to set against those of the same {category}; this "
+                "comparison is skipped."
+            )
         return (
-            f"The run has no model pairs of the same {category} and of different {category} "
-            "to compare, so this comparison is skipped."
+            f"The models shown have no model pairs of the same {category} and of different "
+            f"{category} to compare, so this comparison is skipped."
         )
     diff = ok["same category"] - ok["different category"]
     more = int((diff > 0).sum())
@@ -356,7 +369,8 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
         listed = ", ".join(f"{g} {fmt(v)}" for g, v in groups.sort_index().items())
         return (
             f"{text} Mean consistency within one {category}: {listed}. These are described, "
-            f"not ranked: {len(table)} dataset pairs chosen by their consistency cannot order "
+            f"not ranked: {len(table)} dataset pair{'s' if len(table) != 1 else ''} chosen by "
+            "their consistency cannot order "
             f"the {category}s (the {category} factor is tested in the controlled-experiment "
             "chapter, where the run has one)."
         )
@@ -368,14 +382,22 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
     return f"{text} No {category} has {MIN_PAIRS} model pairs within it, so no group r is shown."
 
 
-def domain_contrast_text(table: pd.DataFrame) -> str:
-    """Whether dataset pairs of one domain are more consistent than pairs across domains."""
+def domain_contrast_text(table: pd.DataFrame, selection: str = "") -> str:
+    """Whether dataset pairs of one domain are more consistent than pairs across domains.
+
+    ``selection``: the chapter's part of the run (:attr:`repsim.chapter.Run.selection`), so that
+    what a part lacks is not said of the run."""
     medians = ["same domain", "different domains"]
     if "all" not in table.index or table.loc["all", medians].isna().any():
-        return (
-            "The run lacks dataset pairs of the same domain or of different domains, so "
-            "within- and across-domain consistency cannot be compared."
-        )
+        whose = f"this chapter's part of the run ({selection})" if selection else "the run"
+        same, diff = table.loc["all", medians].isna() if "all" in table.index else (True, True)
+        if same and not diff:
+            lack = f"No two datasets of {whose} share a domain"
+        elif diff and not same:
+            lack = f"Every dataset of {whose} is of one domain"
+        else:
+            lack = f"{whose[0].upper()}{whose[1:]} lacks dataset pairs of the same domain or of different domains"
+        return f"{lack}, so within- and across-domain consistency cannot be compared."
     from repsim.stats import format_p, permutation_verdict
 
     row = table.loc["all"]
@@ -531,7 +553,7 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
     if not len(testable):
         return (
             "No two categories have at least 2 anchor models each, so no rank-sum test can be "
-            "run on this run."
+            "run here."
         )
     from repsim.stats import format_p
 
@@ -567,17 +589,17 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
     return text + "."
 
 
-def _pair_test_simulation(n_pairs: int) -> str:
+def _pair_test_simulation(n_pairs: int) -> tuple[float, str]:
     """How often the study's rank-sum test over dataset pairs gives p < 0.01 with no difference,
     simulated (:func:`repsim.simulations.pair_test_false_positive_rate`) for the number of
-    datasets that ``n_pairs`` dataset pairs come from."""
+    datasets that ``n_pairs`` dataset pairs come from: the rate, and the clause that says it."""
     from repsim.simulations import pair_test_false_positive_rate
 
     n_datasets = 2
     while n_datasets * (n_datasets - 1) // 2 < n_pairs:
         n_datasets += 1
     rate = pair_test_false_positive_rate(n_datasets, alpha=0.01)
-    return (
+    return rate, (
         f"in a simulation with {n_datasets} datasets, no difference between the partner "
         f"categories and each dataset shifting its pairs as much as they vary otherwise, "
         f"{rate:.0%} of such tests gave p < 0.01, where a valid test gives 1%; repsim.simulations"
@@ -587,20 +609,34 @@ def _pair_test_simulation(n_pairs: int) -> str:
 def partner_tests_text(tests: pd.DataFrame, alpha: float) -> str:
     """The study's anchor rank-sum tests in words: how many survive Bonferroni, and which."""
     testable = tests.dropna(subset=["p"])
+    if not len(tests):  # each anchor's partners that are kept fall in one category
+        return (
+            "No anchor has partners in two categories with enough partner models each (a part "
+            "of a run with few models per category leaves one), so no rank-sum test compares "
+            "partner categories here."
+        )
     if not len(testable):
         return (
             "No anchor has two partner categories with enough dataset pairs to compare, so no "
-            "rank-sum test can be run on this run."
+            "rank-sum test can be run here."
         )
     thr = float(testable["p_threshold"].iloc[0])
     sig = testable[testable.significant.astype(bool)]
+    rate, simulated = _pair_test_simulation(int(testable["n"].max()))
+    # with very few datasets (a part of 3) the simulated rate is at or below 1%: the test is then
+    # not too liberal, it can hardly reject at all, and "far too small" would contradict its clause
+    flaw = (
+        f"its p-values are far too small ({simulated})"
+        if rate > 0.01
+        else f"here, with so few dataset pairs, it can hardly give a small p at all ({simulated}), "
+        "and with more datasets its p-values are far too small"
+    )
     text = (
         f"In the study's test, {len(sig)} of {len(testable)} comparisons of partner categories "
         f"have p below the Bonferroni threshold (alpha = {alpha}, so p < {thr:.3g} for each "
         "test). That test takes the dataset pairs as independent observations, but they share "
-        "datasets, and a dataset shifts all of its pairs together: its p-values are far too "
-        f"small ({_pair_test_simulation(int(testable['n'].max()))}), so these counts repeat the "
-        "study's computation and are not evidence of a difference"
+        f"datasets, and a dataset shifts all of its pairs together: {flaw}, so these counts "
+        "repeat the study's computation and are not evidence of a difference"
     )
     if len(sig):
         # one short clause per anchor (48 tests listed one by one with medians and p ran to a
@@ -631,10 +667,11 @@ def run_text(ch: Chapter) -> str:
 
 
 def framework_text(
-    n_pairs: int, dataset_a: str, dataset_b: str, r: float, values: pd.Series
+    n_pairs: int, dataset_a: str, dataset_b: str, r: float, values: pd.Series, selection: str = ""
 ) -> str:
     """The consistency of two datasets over ``n_pairs`` model pairs, placed among the run's
-    consistency ``values`` over all dataset pairs."""
+    consistency ``values`` over all dataset pairs (``selection``: the chapter's part of the run,
+    whose dataset pairs these are, not the run's)."""
     vals = values.dropna()
     text = (
         f"Over {n_pairs} model pairs, the consistency of **{dataset_a}** and **{dataset_b}** "
@@ -644,10 +681,15 @@ def framework_text(
     same = np.flatnonzero(np.abs(vals.to_numpy() - r) <= 1e-12) if np.isfinite(r) else []
     others = vals.drop(vals.index[same[0]]) if len(same) else vals
     if len(vals) > 1 and np.isfinite(r):
+        whose, where, these = (
+            ("the", f" of this chapter's part of the run ({selection})", "these")
+            if selection
+            else ("the run's", "", "this run's")
+        )
         text += (
-            f"; it lies above {(others < r - 1e-12).mean():.0%} of the run's {len(others)} "
-            f"{'other ' if len(same) else ''}dataset pair{'s' if len(others) != 1 else ''} "
-            f"(median of all {len(vals)}: {fmt(vals.median())}; its place among this run's "
+            f"; it lies above {(others < r - 1e-12).mean():.0%} of {whose} {len(others)} "
+            f"{'other ' if len(same) else ''}dataset pair{'s' if len(others) != 1 else ''}{where} "
+            f"(median of all {len(vals)}: {fmt(vals.median())}; its place among {these} "
             "values, described, not tested)."
         )
     return text + ("." if not text.endswith(".") else "")
@@ -747,13 +789,16 @@ def grouping_spread_text(spread: pd.DataFrame) -> str:
     )
 
 
-def missing_group_pairs_text(missing: Sequence[str]) -> str:
-    """The requested group pairs that consistency.nc does not hold (or holds with too few pairs)."""
-    return (
-        f"Not in this run (or fewer than {MIN_PAIRS} model pairs): "
-        + ", ".join(f"`{g}`" for g in missing)
-        + "."
+def missing_group_pairs_text(missing: Sequence[str], selection: str = "") -> str:
+    """The requested group pairs that consistency.nc does not hold (or holds with too few pairs);
+    ``selection``: the chapter's part of the run, whose models may leave out pairs the run has."""
+    where = (
+        f"Not in this chapter's part of the run ({selection}), or with fewer than {MIN_PAIRS} "
+        "model pairs there"
+        if selection
+        else f"Not in this run (or fewer than {MIN_PAIRS} model pairs)"
     )
+    return f"{where}: " + ", ".join(f"`{g}`" for g in missing) + "."
 
 
 def measure_agreement_text(agree: pd.DataFrame, measure: str) -> str:
@@ -894,7 +939,8 @@ def subsample_text(spread: pd.DataFrame, n_draws: int, n_all: int) -> str:
     (:func:`repsim.analysis.subsample_pairs`)."""
     worst = spread.loc[spread["se"].idxmax(), "pair"]
     return (
-        f"Standard error of pair similarity over {len(spread)} pairs (spread over {n_draws} "
+        f"Standard error of pair similarity over {len(spread)} pair{'s' if len(spread) != 1 else ''} "
+        f"(spread over {n_draws} "
         f"random halves of {n_all} stimuli): median **{spread['se'].median():.3f}**, largest "
         f"{spread['se'].max():.3f} ({worst})."
     )
@@ -941,13 +987,25 @@ def zoo_accuracy_text(
     budget = (
         f"trained for {epochs[0]} epochs each"
         if len(epochs) == 1
-        else f"trained for {epochs} epochs"
+        else f"trained for {' or '.join(map(str, epochs))} epochs (by model)"
     )
     text = (
-        f"The table gives the 95-way held-out accuracy of a ridge probe on each model's embedding "
-        f"(all embedded sets' test splits; mean over seeds, range in brackets), from the zoo's "
-        f"manifest.csv. The {len(trained)} trained models were {budget}."
+        "The table gives the 95-way held-out accuracy of a ridge probe on each model's embedding "
+        "(all embedded sets' test splits; mean over seeds, range in brackets), from the zoo's "
+        "manifest.csv. "
     )
+    if trained.empty:  # a part of untrained controls only
+        n = len(models)
+        text += (
+            f"{'The one model' if n == 1 else f'All {n} models'} shown "
+            f"{'is an untrained control' if n == 1 else 'are untrained controls'} (objective "
+            "Random), so no training budget applies and no trained model is checked for "
+            "near-chance accuracy."
+        )
+    else:
+        text += (
+            f"The {len(trained)} trained model{'s were' if len(trained) != 1 else ' was'} {budget}."
+        )
     if cells is not None and not trained.empty:
         pool = cells[cells["trained"]]
         near = pool[pool["near_chance"]]
@@ -1129,7 +1187,8 @@ def train_split_text(
     if "all" in summary.index:
         a = summary.loc["all"]
         parts.append(
-            f"Consistency of all model pairs (median over {int(a.n)} dataset pairs): "
+            f"Consistency of all model pairs (median over {int(a.n)} dataset "
+            f"pair{'s' if int(a.n) != 1 else ''}): "
             f"**{fmt(a.held_out)}** on held-out and **{fmt(a.train)}** on train images."
         )
     cats = summary.drop(index="all", errors="ignore").dropna(subset=["held_out", "train"])

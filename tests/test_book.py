@@ -195,7 +195,7 @@ def test_chapters_skip_cleanly_on_a_degenerate_run(tmp_path):
         text += _text(_assert_clean(path))
     assert "no probes.nc" in text and "no consistency.nc" in text and "kept no features" in text
     assert (
-        "of the same objective and of different objective" in text
+        "No two of the models shown have the same objective" in text
     )  # similarity matrices: no same-category pair
     assert "no group r is shown" in text  # consistency scatter: no 3 pairs
 
@@ -228,6 +228,48 @@ def test_chapters_of_part_of_a_run(tmp_path):
     one_each = {"models": ["sup-con-0", "sel-con-0", "ima-con-0", "ran-con-0"]}
     (path,) = B.execute_chapters(run_dir, tmp_path / "one", boxes, one_each)
     assert "*objective*: no category pair has 3 or more model pairs" in _text(_assert_clean(path))
+
+
+@pytest.mark.slow
+def test_chapters_of_a_part_of_one_objective(tmp_path):
+    """A part of 3 models of one objective and 4 datasets of 4 domains: what the part lacks is
+    said of the part, not of the run, and each consistency value is counted once (the one
+    objective pair holds every model pair: it is the all-pairs baseline itself)."""
+    run_dir = write_fake_run(tmp_path / "fake", n_per_objective=3, features=False)
+    S.save(pd.DataFrame(columns=S.COLUMNS), run_dir)
+    write_manifest_for(run_dir)
+    names = ("similarity_matrices", "consistency_heatmaps", "local_global", "anchors")
+    chapters = [p for p in B.chapter_notebooks() if p.stem[3:] in names]
+    assert len(chapters) == len(names)
+    part = "3 of 12 models and 4 of 6 datasets"
+    params = {
+        "models": ["sup-con-0", "sup-tra-1", "sup-mlp-2"],
+        "datasets": ["shapes", "flowers", "textures", "digits"],
+    }
+    text = {
+        p.stem[3:]: _text(_assert_clean(p))
+        for p in B.execute_chapters(run_dir, tmp_path / "out", chapters, params)
+    }
+    assert "Every model shown has the same objective" in text["similarity_matrices"]
+    assert f"Not in this chapter's part of the run ({part})" in text["consistency_heatmaps"]
+    assert (
+        f"No two datasets of this chapter's part of the run ({part}) share a domain"
+        in text["consistency_heatmaps"]
+    )
+    assert "over 6 values" in text["local_global"]  # 6 dataset pairs, not 12
+    assert f"this chapter's part of the run has 3 ({part})" in text["anchors"]
+    assert "and the run has 3" not in text["anchors"]
+    # grouped by architecture, 4 Convolutional and 1 Transformer model: each anchor's kept
+    # partners are of one category, so no test and no (empty) table of tests
+    (anchors,) = [p for p in chapters if p.stem[3:] == "anchors"]
+    arch = {
+        "models": ["sup-con-0", "sel-con-0", "ima-con-0", "ran-con-0", "sup-tra-1"],
+        "category": "architecture_class",
+    }
+    (path,) = B.execute_chapters(run_dir, tmp_path / "arch", [anchors], arch)
+    said = _text(_assert_clean(path))
+    assert "partners in two categories with enough partner models each" in said
+    assert "Empty DataFrame" not in said
 
 
 def _small_run(tmp_path: Path, tiny_config: Path, models: list[str], extra: str = "") -> Path:
