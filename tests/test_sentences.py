@@ -415,3 +415,92 @@ def test_scatter_text_describes_the_groups_without_ranking_them():
     text = T.scatter_text(tab, "objective")
     assert "Mean consistency within one objective: S 0.80, T 0.20." in text
     assert "described, not ranked: 2 dataset pairs" in text and not T.untested_claims(text)
+
+
+def test_overview_text_lists_the_same_category_medians_of_its_own_grouping():
+    summary = pd.DataFrame(
+        {
+            "group_by": ["all", "objective", "objective", "objective", "architecture"],
+            "label": ["all", "SSL | SSL", "Random | Random", "Random | SSL", "CNN | CNN"],
+            "median": [0.5, 0.61, 0.2, 0.1, 0.9],
+        }
+    )
+    text = T.overview_text(summary, "cka", "objective")
+    # two same-objective pairs (the pair of two objectives and the other grouping left out)
+    assert text == (
+        "With cka, the all-pairs median consistency is **0.50**. Median consistency of model pairs "
+        "that share the objective: SSL 0.61, Random (untrained control) 0.20 (medians over "
+        "dataset pairs, described here, not tested against each other)."
+    )
+    one = T.overview_text(summary.drop(index=2), "cka", "objective")
+    assert one == (
+        "With cka, the all-pairs median consistency is **0.50**. Only **SSL** has at least 3 "
+        "model pairs within one objective (median 0.61), so categories cannot be ranked against "
+        "each other."
+    )
+    for t in (text, one):
+        assert not T.untested_claims(t)
+
+
+def test_pearson_spearman_text_words_three_values():
+    pairs = pd.DataFrame({"x": [0.1, 0.5, 0.3, np.nan], "y": [0.2, 0.6, 0.1, 0.4]})
+    r = stats.pearsonr([0.1, 0.5, 0.3], [0.2, 0.6, 0.1])[0]
+    text = T.pearson_spearman_text(pairs)
+    assert text.startswith(
+        f"Across the 3 consistency values (dataset pairs x category pairs), Spearman follows "
+        f"Pearson with r = **{r:.2f}**."
+    )
+    assert T.pearson_spearman_text(pairs.iloc[1:]).startswith("Too few")
+
+
+def test_within_between_text_counts_strictly_more_similar_datasets_and_words_a_small_positive_mean():
+    # differences 0.3, 0 (a tie is not "more similar") and -0.1
+    table = pd.DataFrame({"same category": [0.6, 0.4, 0.2], "different category": [0.3, 0.4, 0.3]})
+    test = {
+        "statistic": 0.07,
+        "p_value": 0.0004,
+        "p_min": 0.0002,
+        "n_permutations": 9999,
+        "exact": False,
+        "permuted": "freely over the 12 models",
+    }
+    text = T.within_between_text(table, "objective", test)
+    assert text.startswith("On **1 of 3** datasets, models of the same objective")
+    assert "difference is 0.07, more than random groupings of the same models give" in text
+    assert not T.untested_claims(text)
+
+
+def test_domain_contrast_text_reads_a_table_without_exact_as_random_relabellings():
+    row = {
+        "same domain": 0.2,
+        "different domains": 0.5,
+        "p": 0.045,
+        "smallest p": 0.0002,
+        "same-domain pairs": 12,
+        "datasets": 10,
+        "permutations": 9999,
+    }
+    table = pd.DataFrame([row], index=pd.Index(["all"], name="group_pair"))
+    # no "exact" column: the permutations are taken as random, so p = 0.045 is within Monte Carlo
+    # error of 0.05 (it read as below 0.05 had a missing column meant an exact test)
+    assert "is not settled by 9999 random relabellings" in T.domain_contrast_text(table)
+
+
+def test_behaviour_text_counts_strictly_negative_r_and_words_a_small_positive_mean():
+    corr = pd.DataFrame(
+        {"dataset": list("abcd"), "domain": ["D"] * 4, "pearson_r": [-0.5, 0.0, 0.5, 0.8]}
+    )
+    test = {
+        "statistic": 0.2,
+        "p_value": 0.003,
+        "p_min": 0.0002,
+        "n_permutations": 9999,
+        "exact": False,
+        "n_models": 45,
+    }
+    text = T.behaviour_text(corr, test)
+    # r = 0 is not a negative correlation: one of four
+    assert (
+        "similar accuracy) on **1 of 4** datasets (mean r = 0.20), more positive than random"
+    ) in text
+    assert not T.untested_claims(text)
