@@ -504,3 +504,18 @@ def test_behaviour_text_counts_strictly_negative_r_and_words_a_small_positive_me
         "similar accuracy) on **1 of 4** datasets (mean r = 0.20), more positive than random"
     ) in text
     assert not T.untested_claims(text)
+
+
+def test_overview_text_names_a_category_with_spaces_whole():
+    # "A | A" is split on the separator itself: split as a pattern, " | " matched every space
+    # and the category "ImageNet21k + ImageNet1k" was listed as "ImageNet21k"
+    name = "ImageNet21k + ImageNet1k"
+    summary = pd.DataFrame(
+        {
+            "group_by": ["all", "training_data", "training_data"],
+            "label": ["all", f"{name} | {name}", "LAION | LAION"],
+            "median": [0.5, 0.61, 0.2],
+        }
+    )
+    text = T.overview_text(summary, "cka", "training_data")
+    assert "share the training_data: ImageNet21k + ImageNet1k 0.61, LAION 0.20 (medians" in text
