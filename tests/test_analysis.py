@@ -668,6 +668,33 @@ def test_rank_sum_text_says_which_comparisons_cannot_reach_the_threshold():
     ) in text
 
 
+def test_rank_sum_text_a_smallest_p_at_the_threshold_cannot_reach_it():
+    """p < threshold is significant, so a comparison whose smallest p equals the threshold is
+    untestable, as is one of a table without p_min (none is then counted as unreachable)."""
+    tests = pd.DataFrame(
+        {
+            "group_a": ["a", "a"],
+            "group_b": ["b", "c"],
+            "median_a": [0.9, 0.9],
+            "median_b": [0.5, 0.1],
+            "p": [0.05, 0.001],
+            "p_bonferroni": [0.1, 0.002],
+            "p_threshold": [0.005, 0.005],
+            "p_min": [0.005, 0.0001],
+            "significant": [False, True],
+        }
+    )
+    text = T.rank_sum_text(tests, 0.01)
+    assert text.startswith("1 of 1 testable category comparisons are significant")
+    assert "(1 more cannot be tested: with so few anchors the smallest p an exact" in text
+    assert "give, 0.005, is not below 0.005: a vs b)" in text
+    floor = T.rank_sum_text(tests.assign(p_min=0.005), 0.01)
+    assert floor.startswith("No category comparison can be tested at the Bonferroni threshold")
+    bare = T.rank_sum_text(tests.drop(columns="p_min"), 0.01)
+    assert bare.startswith("1 of 2 testable category comparisons are significant")
+    assert "cannot be tested" not in bare
+
+
 def test_spread_over_domains_and_domain_contrast():
     order = ["a1", "a2", "a3", "b1", "c1"]
     doms = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}
@@ -920,6 +947,11 @@ def test_partner_tests_text_names_threshold_and_significant_pairs():
     flipped = tests.assign(statistic=[-3.0, 0.5], median_a=[0.1, 0.9], median_b=[0.9, 0.8])
     assert "anchor x: Q > P." in T.partner_tests_text(flipped, 0.01)
     assert "no rank-sum test" in T.partner_tests_text(tests.assign(p=np.nan), 0.01)
+    assert "the partner category with the higher consistency first" in text
+    # one comparison, of 6 dataset pairs: they come from 4 datasets (4 * 3 / 2 = 6)
+    one = T.partner_tests_text(tests.iloc[:1].assign(n=6), 0.01)
+    assert one.startswith("In the study's test, 1 of 1 comparisons")
+    assert "p < 0.005 for each test" in one and "in a simulation with 4 datasets," in one
 
 
 def test_pearson_spearman_text_is_descriptive():

@@ -32,6 +32,16 @@ def test_framework_text_places_the_pair_among_all_pairs():
     assert "it lies above 100% of the run's 3 other dataset pairs (median of all 4: 0.25;" in top
 
 
+def test_framework_text_drops_only_the_pair_itself_and_places_among_two_values():
+    values = pd.Series([0.1, 0.2, 0.3, 0.9])
+    # 0.305 is not one of the values (0.3 is near it, not it): all 4 are others, 3 lie below
+    text = T.framework_text(28, "a", "b", 0.305, values)
+    assert "it lies above 75% of the run's 4 dataset pairs (median of all 4: 0.25;" in text
+    # two values, the pair one of them: placed against the one other
+    two = T.framework_text(28, "a", "b", 0.5, pd.Series([0.2, 0.5]))
+    assert "it lies above 100% of the run's 1 other dataset pair (median of all 2: 0.35;" in two
+
+
 def test_transfer_text_describes_the_spread_per_category_pair_without_ranking():
     table = pd.DataFrame(
         {
@@ -85,6 +95,9 @@ def test_grouping_skip_text_each_reason():
     empty = T.grouping_skip_text("objective", models, full.iloc[:0])
     assert "no category pair has 3 or more model pairs with known objective" in empty
     assert T.grouping_skip_text("objective", models, full) is None
+    # a field recorded for some of the models is drawn (the others are its unknown category)
+    some = models.assign(data_class=["toy", "", "real"])
+    assert T.grouping_skip_text("data_class", some, full) is None
 
 
 def test_grouping_spread_text_three_branches():
