@@ -154,6 +154,11 @@ def test_measure_texts_of_the_local_global_chapter():
         "(Bonferroni) and all 3 cover together at 95%)." in three
     )
     assert not T.untested_claims(three)
+    two = T.local_global_text(
+        pairs, "knn", "cka", {**up, "n_comparisons": 2, "confidence_level": 0.975}
+    )
+    assert "0.10, 95% simultaneous CI 0.02 to 0.20 with" in two
+    assert "one of 2 measures set against cka here, so each interval is at 97.5%" in two
     down = {**up, "estimate": -0.1, "ci_low": -0.2, "ci_high": -0.01}
     assert "gives the lower consistency" in T.local_global_text(pairs, "knn", "cka", down)
     across = {**up, "ci_low": -0.05}
@@ -164,6 +169,8 @@ def test_measure_texts_of_the_local_global_chapter():
     assert "not tested: no interval (5 datasets, fewer than the 8" in T.local_global_text(
         pairs, "knn", "cka", none
     )
+    half = {**up, "ci_high": np.nan}  # one end undefined is no interval either
+    assert "not tested: no interval" in T.local_global_text(pairs, "knn", "cka", half)
     # an end that excludes 0 is printed so that it does (0.004 as 0.00 contradicted "higher")
     near = {**up, "estimate": 0.007, "ci_low": 0.004, "ci_high": 0.0099}
     text = T.local_global_text(pairs, "knn", "cka", near)
@@ -208,6 +215,9 @@ def test_robustness_texts():
     # "from n on" holds for every larger n: a dip below the tolerance that rises again is not it
     bumpy = pd.DataFrame({"n": [8, 16, 32, 64], "abs_error": [0.01, 0.05, 0.04, 0.01]})
     assert "from **n = 64** on" in T.stability_text(bumpy, 500, "cells", 0.02)
+    # an error equal to the tolerance is not below it
+    at = pd.DataFrame({"n": [8, 8, 16, 16], "abs_error": [0.25, 0.25, 0.125, 0.125]})
+    assert "falls below 0.25 from **n = 16** on" in T.stability_text(at, 40, "cells", 0.25)
     spread = pd.DataFrame({"pair": ["a~b", "a~c", "b~c"], "se": [0.01, 0.03, 0.02]})
     assert T.subsample_text(spread, 20, 100) == (
         "Standard error of pair similarity over 3 pairs (spread over 20 random halves of 100 "
@@ -223,6 +233,9 @@ def test_fixed_design_and_controlled_notices():
         T.fixed_design_text(models) == "Held fixed across this run's models: **data_class** = toy."
     )
     assert "nothing recorded" in T.fixed_design_text(models.drop(columns="data_class"))
+    # one value among the models that record it is not held fixed when another model lacks it
+    partly = models.assign(data_class=["toy", "toy", None])
+    assert "nothing recorded" in T.fixed_design_text(partly)
     assert T.no_controlled_table_text("too few seeds") == "No table: too few seeds."
     assert T.missing_group_pairs_text(["a", "b"]) == (
         "Not in this run (or fewer than 3 model pairs): `a`, `b`."
@@ -532,3 +545,20 @@ def test_overview_text_names_a_category_with_spaces_whole():
     )
     text = T.overview_text(summary, "cka", "training_data")
     assert "share the training_data: ImageNet21k + ImageNet1k 0.61, LAION 0.20 (medians" in text
+
+
+def test_architecture_mix_text_names_only_categories_above_both_parts_with_a_level_gap():
+    parts = ["all", "same architecture", "across architectures", "similarity same"]
+    mix = pd.DataFrame(
+        [
+            [0.8, 0.5, 0.3, 0.9, 0.5],  # above both parts, pairs of one architecture more alike
+            [0.6, 0.7, 0.2, 0.9, 0.5],  # above the cross-architecture part only
+            [0.5, 0.5, 0.1, 0.9, 0.5],  # equal to a part is not above it
+            [0.8, 0.3, 0.2, 0.5, 0.5],  # above both, but no gap in similarity between the kinds
+        ],
+        columns=[*parts, "similarity across"],
+        index=["A", "B", "C", "D"],
+    )
+    text = T.architecture_mix_text(mix)
+    assert " For A, the consistency of all pairs lies above both of its parts" in text
+    assert "For A and" not in text and not T.untested_claims(text)
