@@ -304,6 +304,29 @@ def test_sentence_says_what_one_dataset_or_no_r_cannot_support():
     assert "Fewer than three objective pairs" in few
 
 
+def test_sentence_boundaries_of_its_verdicts():
+    # a Spearman rho of exactly 0.9 (one swap of neighbours among 5 pairs) counts as kept
+    held, train = [0.4, 0.9, 0.8, 0.7, 0.6, 0.5], [0.4, 0.9, 0.8, 0.6, 0.7, 0.5]
+    agree = _agreement([0.95, 0.99], [0.0, 0.0])
+    kept = T.train_split_text(agree, _summary(held, train), "cka", "objective")
+    assert "by median consistency is kept (Spearman rho = 0.90, at least 0.9" in kept
+    # every dataset lower on train images: systematically lower, p = 2 / 2**8
+    down = T.train_split_text(_agreement([0.95] * 8, [-0.05] * 8), None, "cka", "objective")
+    assert "higher on train images on **0 of 8** datasets" in down
+    assert "systematically lower (exact sign test" in down and "p = 0.008" in down
+    # four up and four down: testable, and no shift
+    even = T.train_split_text(_agreement([0.95] * 8, [0.05, -0.05] * 4), None, "cka", "objective")
+    assert "no evidence of a systematic shift (exact sign test" in even and "p = 1.00" in even
+    # p equal to alpha is not below it: 5 of 5 up gives p = 2 / 2**5 = 0.0625
+    at = T.train_split_text(
+        _agreement([0.95] * 5, [0.05] * 5), None, "cka", "objective", alpha=0.0625
+    )
+    assert "systematically" not in at and "a shift cannot be tested" in at
+    # r = 0 is no positive correlation
+    zero = T.train_split_text(_agreement([0.95, 0.0], [0.0, 0.0]), None, "cka", "objective")
+    assert zero.startswith("The train-split variant disagrees with the held-out one on d1 (r at")
+
+
 def test_split_figures_draw_one_panel_per_dataset_with_every_pair(run):
     import matplotlib
 
