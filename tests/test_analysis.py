@@ -277,6 +277,19 @@ def test_stability_draws_at_one_size_do_not_depend_on_the_other_sizes(rng):
     )
 
 
+def test_stability_vs_n_uses_the_given_measure_from_4_stimuli_and_all_once():
+    feats = {k: np.arange(12.0)[:, None] + i for i, k in enumerate("abc")}
+
+    def rows(x, y):  # the number of stimuli it was given
+        return float(len(x))
+
+    t = A.stability_vs_n(feats, [3, 4, 12, 20], repeats=3, measure=rows)
+    # sizes below 4 or above the 12 stimuli are not drawn; all 12 once (its draws are all alike)
+    assert t.groupby("n").size().to_dict() == {4: 3 * 3, 12: 1 * 3}
+    assert (t.similarity == t.n).all() and (t.full == 12.0).all()
+    assert (t.abs_error == 12 - t.n).all()
+
+
 def test_subsample_pairs_draws_distinct_stimuli(rng):
     n = 60
     feats = {k: np.hstack([np.arange(n)[:, None], rng.normal(size=(n, 5))]) for k in "abc"}
@@ -301,6 +314,10 @@ def test_subsample_pairs_draws_distinct_stimuli(rng):
     ]
     assert t["std"].iloc[0] == pytest.approx(statistics.stdev(first), rel=1e-12)
     assert t["mean"].iloc[0] == pytest.approx(statistics.fmean(first), rel=1e-12)
+    # the 5% and 95% quantiles (linear interpolation) of the recorded values
+    cuts = statistics.quantiles(first, n=20, method="inclusive")
+    assert t["q05"].iloc[0] == pytest.approx(cuts[0], rel=1e-12)
+    assert t["q95"].iloc[0] == pytest.approx(cuts[-1], rel=1e-12)
     t3 = A.subsample_pairs(feats, n_draws=4, fraction=0.75, measure=_lin)
     np.testing.assert_allclose(t3["se"], t3["std"] * np.sqrt(45 / 15))
     with pytest.raises(InputError, match="fraction"):
@@ -329,6 +346,10 @@ def test_pick_models():
         index=["m3", "u1", "m2", "m4", "m1", "u2"],
     )
     assert A.pick_models(shuffled, 2) == ["m1", "m2", "m4"]
+    # categories in alphabetical order whatever order the config lists them in; two of each
+    # by default
+    b_first = pd.DataFrame({"objective": ["b", "b", "b", "a"]}, index=["m5", "m6", "m7", "m8"])
+    assert A.pick_models(b_first) == ["m8", "m5", "m6"]
 
 
 # ------------------------------------------------------- degenerate runs (seen on real pipeline runs)
@@ -1109,6 +1130,8 @@ def test_the_study_s_anchor_models_when_the_run_has_them():
         index=[*STUDY_ANCHORS, "m1", "m2"],
     )
     assert anchor_models(models) == (list(STUDY_ANCHORS), "the study's six")
+    # a run of exactly the six
+    assert anchor_models(models.iloc[:6]) == (list(STUDY_ANCHORS), "the study's six")
     chosen, how = anchor_models(models.drop("resnet50"))
     assert how == "the first 2 of each objective"
     assert chosen == [
