@@ -593,6 +593,32 @@ def test_within_between_test_permutes_within_the_design_strata(effect):
     assert "cannot be tested at alpha = 0.05" in text
 
 
+def test_within_between_test_strata_need_two_or_more_of_equal_size():
+    da = _crossed_zoo(1, 0.0)
+    ids = [str(m) for m in da.model_a.values]
+    # one seed: the 2 strata (CNN, ViT) of a P and a Q model each; the 2 x 2 swaps are the null
+    s0 = [m for m in ids if m.endswith("-s0")]
+    two = A.within_between_test(da.sel(model_a=s0, model_b=s0), "objective")
+    assert two["permuted"] == "within architecture x seed over the 4 models"
+    assert two["exact"] and two["n_permutations"] == 4
+    # a model missing: strata of 2, 2, 2 and 1 are no design, so the labels move freely (7!)
+    some = ids[:-1]
+    free = A.within_between_test(da.sel(model_a=some, model_b=some), "objective")
+    assert free["permuted"] == "freely over the 7 models" and free["n_permutations"] == 5040
+
+
+def test_within_between_test_skips_an_undefined_pair_on_one_dataset():
+    """A pair undefined on one dataset leaves that dataset's medians over its other pairs (as the
+    within_between table computes them), not undefined."""
+    da = _small_sim(["a", "a", "b", "b", "c", "c"], n_datasets=4, seed=5)["cka_linear"].copy()
+    da[0, 0, 1] = da[0, 1, 0] = np.nan  # a same-category pair, on the first dataset
+    test = A.within_between_test(da, "objective")
+    t = A.within_between(da, "objective")
+    by_hand = float((t["same category"] - t["different category"]).mean())
+    assert np.isfinite(t.iloc[0]).all()
+    assert test["statistic"] == pytest.approx(by_hand, abs=1e-12)
+
+
 def test_a_fixed_grouping_is_not_a_category_effect():
     """Stable pair similarities and labels that mean nothing: every dataset puts the same-label
     pairs below the rest, so the sign test over datasets gave p = 0.002, "less often than
