@@ -653,6 +653,12 @@ def test_pick_dataset_pairs_spans_the_range():
         S.correlate(vec[a], vec[b]) for a, b in itertools.combinations(da.dataset.values, 2)
     )
     assert r[0] >= r[1] >= r[2]
+    # the least consistent and, of the 10 pairs ranked from most consistent, the 6th (index 10 // 2)
+    every = sorted(
+        (S.correlate(vec[a], vec[b]) for a, b in itertools.combinations(da.dataset.values, 2)),
+        reverse=True,
+    )
+    assert r[2] == every[-1] and r[1] == every[5]
     assert A.pick_dataset_pairs(da.isel(dataset=[0, 1]), 3) == [("d0", "d1")]
     # a dataset whose pair similarities are constant has no consistency with any other: its
     # pairs are not "the least consistent" (NaN was ranked as -inf and picked last)
