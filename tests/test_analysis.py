@@ -769,6 +769,9 @@ def test_spread_over_domains_and_domain_contrast():
     assert "cannot be tested on this run" in T.domain_contrast_text(table)
     one = A.domain_contrast(tidy.iloc[:1], doms)
     assert "cannot be compared" in T.domain_contrast_text(one)
+    # one row per group pair, in the order of the tidy table (not sorted)
+    rows = pd.concat([tidy.assign(group_pair=g) for g in ("all", "SSL | SSL", "Image-Text | SSL")])
+    assert list(A.domain_contrast(rows, doms).index) == ["all", "SSL | SSL", "Image-Text | SSL"]
 
 
 def test_domain_contrast_on_a_design_too_small_to_test_says_so():
@@ -1257,6 +1260,9 @@ def test_scale_difference_intervals_cover_together_when_several_measures_are_com
     assert A.scale_difference(pairs)["n_bootstrap"] == max(
         999, math.ceil(25 / ((1 - S.expanded_level(0.95, 9)) / 2))
     )
+    # at least 999, however wide the tails of a lower level
+    assert math.ceil(25 / ((1 - S.expanded_level(0.8, 9)) / 2)) < 999
+    assert A.scale_difference(pairs, confidence_level=0.8)["n_bootstrap"] == 999
     # too few datasets for an interval: none, and no resamples sized for one (2 divided by 0)
     for n in (2, 3, 5):
         few = pairs[pairs.dataset_a.isin(ds[:n]) & pairs.dataset_b.isin(ds[:n])]
