@@ -176,6 +176,15 @@ def test_agreement_and_consistency_against_direct_computations(run):
     assert summary.index[0] == "all"
     assert summary.loc["all", "held_out"] == pytest.approx(everything.held_out.median())
     assert (summary["n"] == 15).all()
+    # two datasets are enough: one dataset pair
+    two = A.split_consistency(v.isel(dataset=[0, 1]))
+    row = two[two.label == "all"].iloc[0]
+    assert len(two[two.label == "all"]) == 1
+    assert row.held_out == pytest.approx(
+        np.corrcoef(vec["held_out"][0], vec["held_out"][1])[0, 1], abs=1e-12
+    )
+    with pytest.raises(InputError, match="two or more datasets"):
+        A.split_consistency(v.isel(dataset=[0]))
 
 
 def test_a_model_without_train_features_is_nan_on_that_dataset(tmp_path):
@@ -239,6 +248,20 @@ def _summary(held: list[float], train: list[float]) -> pd.DataFrame:
     labels = ["all"] + [f"C{i} | C{i}" for i in range(len(held) - 1)]
     t = pd.DataFrame({"held_out": held, "train": train}, index=pd.Index(labels, name="label"))
     return t.assign(difference=t.train - t.held_out, n=15)
+
+
+def test_split_agreement_of_a_dataset_with_one_model_pair():
+    pairs = pd.DataFrame(
+        {
+            "dataset": ["d0", "d1", "d1"],
+            "domain": ["Natural", "Structured", "Structured"],
+            "held_out": [0.5, 0.2, 0.4],
+            "train": [0.6, 0.3, 0.3],
+        }
+    )
+    agree = A.split_agreement(pairs)
+    assert list(agree.domain) == ["Natural", "Structured"] and list(agree.n_pairs) == [1, 2]
+    assert np.isnan(agree.r.iloc[0]) and agree.mean_difference.iloc[0] == pytest.approx(0.1)
 
 
 def test_sentence_agree_case():
