@@ -364,6 +364,8 @@ def test_domain_contrast_text_is_worded_by_the_permutation_test():
         "Most within-domain pairs are Structured pairs: this speaks mainly for that domain." in told
     )
     assert "the other row of the table is shown, not worded" in told
+    every = T.domain_contrast_text(rows.assign(**{"main domain pairs": 12}))
+    assert "12 dataset pairs within a domain (all within Structured)" in every
     assert not T.untested_claims(told)
     null = T.domain_contrast_text(table.assign(p=0.3))
     assert null.startswith("Over all model pairs, no evidence that datasets of the same domain")
