@@ -366,6 +366,16 @@ def test_domain_contrast_text_is_worded_by_the_permutation_test():
     assert "the other row of the table is shown, not worded" in told
     every = T.domain_contrast_text(rows.assign(**{"main domain pairs": 12}))
     assert "12 dataset pairs within a domain (all within Structured)" in every
+    # "most ... pairs" needs two or more within-domain pairs
+    pair = {**row, "main domain": "Structured"}
+    for n, most in ((1, False), (2, True)):
+        t = pd.DataFrame(
+            [{**pair, "same-domain pairs": n, "main domain pairs": n}],
+            index=pd.Index(["all"], name="group_pair"),
+        )
+        assert (
+            "Most within-domain pairs are Structured pairs" in T.domain_contrast_text(t)
+        ) == most
     assert not T.untested_claims(told)
     null = T.domain_contrast_text(table.assign(p=0.3))
     assert null.startswith("Over all model pairs, no evidence that datasets of the same domain")
@@ -408,6 +418,7 @@ def test_behaviour_text_is_worded_by_the_model_permutation():
     assert "not settled by 9999 random orderings" in settled
     floor = T.behaviour_text(corr, {**test, "p_value": 0.33, "p_min": 0.33, "exact": True})
     assert "cannot be tested at alpha = 0.05" in floor
+    assert "per domain" not in text  # one domain: nothing to list per domain
     described = T.behaviour_text(corr)
     assert "described for these models, not tested" in described and "sign test" not in described
     for t in (text, none, settled, floor, described):
