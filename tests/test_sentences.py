@@ -575,3 +575,60 @@ def test_architecture_mix_text_names_only_categories_above_both_parts_with_a_lev
     text = T.architecture_mix_text(mix)
     assert " For A, the consistency of all pairs lies above both of its parts" in text
     assert "For A and" not in text and not T.untested_claims(text)
+
+
+def test_probe_protocol_text_names_each_change_from_the_study():
+    import json
+
+    def run(opts):
+        return SimpleNamespace(probes=SimpleNamespace(attrs={"probe": json.dumps(opts)}))
+
+    assert T.probe_protocol_text(SimpleNamespace(probes=None)) == "This run has no probes."
+    study = {"batch_size": 1024, "shared_search": False, "epochs": 20, "seeds": [0, 1, 2]}
+    assert T.probe_protocol_text(run(study)).endswith("held-out test split), unchanged.")
+    assert T.probe_protocol_text(run({})).endswith(", unchanged.")
+    changed = {**study, "batch_size": 256, "epochs": 5, "lrs": [0.5, 0.1]}
+    changed["wds"] = [10.0**k for k in range(-7, 1)]  # 8 values
+    text = T.probe_protocol_text(run(changed))
+    assert text.endswith(
+        ", with these changes: `batch_size` 256 (the study: 1024), because the embedded sets "
+        "have 1-2k train images, and batches of 1024 would give about two optimiser steps per "
+        "epoch, which underfits; `epochs` 5 (the study: 20), because fewer epochs keep a small "
+        "run fast; `lrs` [0.5, 0.1] (the study: 0.1, 0.01, 0.001, 0.0001), because with so few "
+        "steps the study's learning rates (0.1 down to 0.0001) underfit, so larger ones are "
+        "searched; `wds` 8 values (the study: 64 values from 1e-06 to 10), because a shorter "
+        "weight-decay grid keeps a small run fast."
+    )
+    six = T.probe_protocol_text(run({"wds": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "seeds": [0]}))
+    assert "`seeds` [0] (the study: 0, 1, 2), because fewer seeds" in six
+    assert "`wds` [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] (the study: 64 values" in six
+    seven = T.probe_protocol_text(run({"wds": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]}))
+    assert "`wds` 7 values (the study: 64 values" in seven
+
+
+def test_study_overlap_and_stimuli_split_texts():
+    from repsim.reference import study_models
+
+    study = list(study_models())
+    n = len(study)
+
+    def run(models, info=None):
+        sim = SimpleNamespace(model_a=SimpleNamespace(values=np.array(models)))
+        return SimpleNamespace(similarity=sim, info=info or {})
+
+    assert T.study_overlap_text(run(["x", "y"])).startswith(
+        f"None of this run's 2 models is one of the study's {n}, so its numbers are not comparable"
+    )
+    assert T.study_overlap_text(run(study[:3])) == (
+        f"All 3 models of this run are among the study's {n}."
+    )
+    assert T.study_overlap_text(run([*study[:1], "x"])).startswith(
+        f"1 of this run's 2 models are among the study's {n}; numbers over all"
+    )
+    assert "split of its similarity stimuli is unknown" in T.stimuli_split_text(run([]))
+    test = run([], {"config": {"stimuli": {"split": "test"}}})
+    assert "the held-out **test** split" in T.stimuli_split_text(test)
+    for info in ({"config": {"stimuli": {}}}, {"config": "odd"}, {"name": "r"}):
+        assert "the **train** split of each dataset, as in the study" in T.stimuli_split_text(
+            run([], info)
+        )
