@@ -617,6 +617,14 @@ def test_within_between_test_skips_an_undefined_pair_on_one_dataset():
     by_hand = float((t["same category"] - t["different category"]).mean())
     assert np.isfinite(t.iloc[0]).all()
     assert test["statistic"] == pytest.approx(by_hand, abs=1e-12)
+    # no same-category pair defined on the first dataset: the mean is over the other three
+    for i, j in ((0, 1), (2, 3), (4, 5)):
+        da[0, i, j] = da[0, j, i] = np.nan
+    test = A.within_between_test(da, "objective")
+    t = A.within_between(da, "objective")
+    assert np.isnan(t.iloc[0]["same category"])
+    diffs = (t["same category"] - t["different category"]).iloc[1:]
+    assert test["statistic"] == pytest.approx(float(diffs.sum() / 3), abs=1e-12)
 
 
 def test_a_fixed_grouping_is_not_a_category_effect():

@@ -169,6 +169,9 @@ def test_measure_texts_of_the_local_global_chapter():
     assert "not tested: no interval (5 datasets, fewer than the 8" in T.local_global_text(
         pairs, "knn", "cka", none
     )
+    for touching in ({**up, "ci_low": 0.0}, {**down, "ci_high": 0.0}):  # 0 is not excluded
+        text = T.local_global_text(pairs, "knn", "cka", touching)
+        assert "no evidence that either measure gives the higher" in text
     half = {**up, "ci_high": np.nan}  # one end undefined is no interval either
     assert "not tested: no interval" in T.local_global_text(pairs, "knn", "cka", half)
     # an end that excludes 0 is printed so that it does (0.004 as 0.00 contradicted "higher")

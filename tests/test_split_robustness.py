@@ -345,6 +345,30 @@ def test_sentence_boundaries_of_its_verdicts():
         _agreement([0.95] * 5, [0.05] * 5), None, "cka", "objective", alpha=0.0625
     )
     assert "systematically" not in at and "a shift cannot be tested" in at
+    # the default alpha is 0.05: 7 of 7 up (p = 2 / 2**7 = 0.016) is a shift, 9 up and 2 down
+    # (p = 2 * 67 / 2**11 = 0.065) is not
+    seven = T.train_split_text(_agreement([0.95] * 7, [0.05] * 7), None, "cka", "objective")
+    assert "systematically higher (exact sign test" in seven and "p = 0.02)" in seven
+    eleven = T.train_split_text(
+        _agreement([0.95] * 11, [0.05] * 9 + [-0.05] * 2), None, "cka", "objective"
+    )
+    assert "no evidence of a systematic shift" in eleven and "p = 0.07)" in eleven
+    # six untied datasets can reach p < 0.05, so 3 up and 3 down is testable, and no shift
+    six = T.train_split_text(_agreement([0.95] * 6, [0.05, -0.05] * 3), None, "cka", "objective")
+    assert "no evidence of a systematic shift" in six
+    # an r of exactly 0.9 counts as close
+    at_close = T.train_split_text(_agreement([0.9, 0.9], [0.0, 0.0]), None, "cka", "objective")
+    assert at_close.startswith("The train-split variant agrees closely with the held-out one")
+    below = T.train_split_text(_agreement([0.9, 0.6], [0.0, 0.0]), None, "cka", "objective")
+    assert "but with r below 0.9 on d1 (described" in below
+    # three category pairs are enough to compare their order
+    three = T.train_split_text(
+        _agreement([0.95, 0.99], [0.0, 0.0]),
+        _summary([0.4, 0.8, 0.6, 0.3], [0.4, 0.8, 0.6, 0.3]),
+        "cka",
+        "objective",
+    )
+    assert "The order of the 3 objective pairs by median consistency is kept" in three
     # r = 0 is no positive correlation
     zero = T.train_split_text(_agreement([0.95, 0.0], [0.0, 0.0]), None, "cka", "objective")
     assert zero.startswith("The train-split variant disagrees with the held-out one on d1 (r at")
