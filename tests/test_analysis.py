@@ -1268,6 +1268,10 @@ def test_scale_difference_intervals_cover_together_when_several_measures_are_com
     assert A.scale_difference(pairs)["n_bootstrap"] == max(
         999, math.ceil(25 / ((1 - S.expanded_level(0.95, 9)) / 2))
     )
+    # sized so from the fewest datasets an interval is drawn for (8) on
+    eight = pairs[pairs.dataset_a.isin(ds[:8]) & pairs.dataset_b.isin(ds[:8])]
+    tail8 = (1 - S.expanded_level(0.95, 8)) / 2
+    assert A.scale_difference(eight)["n_bootstrap"] == max(999, math.ceil(25 / tail8)) > 999
     # at least 999, however wide the tails of a lower level
     assert math.ceil(25 / ((1 - S.expanded_level(0.8, 9)) / 2)) < 999
     assert A.scale_difference(pairs, confidence_level=0.8)["n_bootstrap"] == 999
