@@ -492,6 +492,15 @@ def test_unknown_metadata_is_one_label():
     assert not N.is_known("") and not N.is_known(float("nan")) and N.is_known("MLP")
 
 
+def test_measure_agreement_of_two_models_has_one_row_per_dataset():
+    sim = _small_sim(["a", "b"], n_datasets=3, domains=["Natural", "Natural", "Structured"])
+    sim = sim.assign_coords(dataset=["d2", "d0", "d1"])  # the run's order, not sorted
+    agree = A.measure_agreement(sim, "cka_linear", "cka_linear")
+    # one model pair per dataset: no correlation, but each dataset's row and domain
+    assert list(agree.dataset) == ["d2", "d0", "d1"]
+    assert list(agree.domain) == ["Natural", "Natural", "Structured"] and agree.r.isna().all()
+
+
 def test_within_between_without_same_category_pairs():
     sim = _small_sim(["Supervised", "Self-Supervised", "Image-Text"])
     table = A.within_between(sim["cka_linear"], "objective")
