@@ -248,7 +248,9 @@ def overview_text(
 
         listed = ", ".join(
             f"{name}{' (untrained control)' if name in CONTROLS else ''} {fmt(r['median'])}"
-            for name, r in zip(same.label.str.split(PAIR_SEP).str[0], same.to_dict("records"))
+            for name, r in zip(
+                same.label.str.split(PAIR_SEP, regex=False).str[0], same.to_dict("records")
+            )
         )
         parts.append(
             f"Median consistency of model pairs that share the {category}: {listed} "

@@ -277,6 +277,19 @@ def test_stability_draws_at_one_size_do_not_depend_on_the_other_sizes(rng):
     )
 
 
+def test_stability_vs_n_uses_the_given_measure_from_4_stimuli_and_all_once():
+    feats = {k: np.arange(12.0)[:, None] + i for i, k in enumerate("abc")}
+
+    def rows(x, y):  # the number of stimuli it was given
+        return float(len(x))
+
+    t = A.stability_vs_n(feats, [3, 4, 12, 20], repeats=3, measure=rows)
+    # sizes below 4 or above the 12 stimuli are not drawn; all 12 once (its draws are all alike)
+    assert t.groupby("n").size().to_dict() == {4: 3 * 3, 12: 1 * 3}
+    assert (t.similarity == t.n).all() and (t.full == 12.0).all()
+    assert (t.abs_error == 12 - t.n).all()
+
+
 def test_subsample_pairs_draws_distinct_stimuli(rng):
     n = 60
     feats = {k: np.hstack([np.arange(n)[:, None], rng.normal(size=(n, 5))]) for k in "abc"}
@@ -301,6 +314,10 @@ def test_subsample_pairs_draws_distinct_stimuli(rng):
     ]
     assert t["std"].iloc[0] == pytest.approx(statistics.stdev(first), rel=1e-12)
     assert t["mean"].iloc[0] == pytest.approx(statistics.fmean(first), rel=1e-12)
+    # the 5% and 95% quantiles (linear interpolation) of the recorded values
+    cuts = statistics.quantiles(first, n=20, method="inclusive")
+    assert t["q05"].iloc[0] == pytest.approx(cuts[0], rel=1e-12)
+    assert t["q95"].iloc[0] == pytest.approx(cuts[-1], rel=1e-12)
     t3 = A.subsample_pairs(feats, n_draws=4, fraction=0.75, measure=_lin)
     np.testing.assert_allclose(t3["se"], t3["std"] * np.sqrt(45 / 15))
     with pytest.raises(InputError, match="fraction"):
@@ -329,6 +346,10 @@ def test_pick_models():
         index=["m3", "u1", "m2", "m4", "m1", "u2"],
     )
     assert A.pick_models(shuffled, 2) == ["m1", "m2", "m4"]
+    # categories in alphabetical order whatever order the config lists them in; two of each
+    # by default
+    b_first = pd.DataFrame({"objective": ["b", "b", "b", "a"]}, index=["m5", "m6", "m7", "m8"])
+    assert A.pick_models(b_first) == ["m8", "m5", "m6"]
 
 
 # ------------------------------------------------------- degenerate runs (seen on real pipeline runs)
@@ -471,6 +492,15 @@ def test_unknown_metadata_is_one_label():
     assert not N.is_known("") and not N.is_known(float("nan")) and N.is_known("MLP")
 
 
+def test_measure_agreement_of_two_models_has_one_row_per_dataset():
+    sim = _small_sim(["a", "b"], n_datasets=3, domains=["Natural", "Natural", "Structured"])
+    sim = sim.assign_coords(dataset=["d2", "d0", "d1"])  # the run's order, not sorted
+    agree = A.measure_agreement(sim, "cka_linear", "cka_linear")
+    # one model pair per dataset: no correlation, but each dataset's row and domain
+    assert list(agree.dataset) == ["d2", "d0", "d1"]
+    assert list(agree.domain) == ["Natural", "Natural", "Structured"] and agree.r.isna().all()
+
+
 def test_within_between_without_same_category_pairs():
     sim = _small_sim(["Supervised", "Self-Supervised", "Image-Text"])
     table = A.within_between(sim["cka_linear"], "objective")
@@ -572,6 +602,40 @@ def test_within_between_test_permutes_within_the_design_strata(effect):
     assert "cannot be tested at alpha = 0.05" in text
 
 
+def test_within_between_test_strata_need_two_or_more_of_equal_size():
+    da = _crossed_zoo(1, 0.0)
+    ids = [str(m) for m in da.model_a.values]
+    # one seed: the 2 strata (CNN, ViT) of a P and a Q model each; the 2 x 2 swaps are the null
+    s0 = [m for m in ids if m.endswith("-s0")]
+    two = A.within_between_test(da.sel(model_a=s0, model_b=s0), "objective")
+    assert two["permuted"] == "within architecture x seed over the 4 models"
+    assert two["exact"] and two["n_permutations"] == 4
+    # a model missing: strata of 2, 2, 2 and 1 are no design, so the labels move freely (7!)
+    some = ids[:-1]
+    free = A.within_between_test(da.sel(model_a=some, model_b=some), "objective")
+    assert free["permuted"] == "freely over the 7 models" and free["n_permutations"] == 5040
+
+
+def test_within_between_test_skips_an_undefined_pair_on_one_dataset():
+    """A pair undefined on one dataset leaves that dataset's medians over its other pairs (as the
+    within_between table computes them), not undefined."""
+    da = _small_sim(["a", "a", "b", "b", "c", "c"], n_datasets=4, seed=5)["cka_linear"].copy()
+    da[0, 0, 1] = da[0, 1, 0] = np.nan  # a same-category pair, on the first dataset
+    test = A.within_between_test(da, "objective")
+    t = A.within_between(da, "objective")
+    by_hand = float((t["same category"] - t["different category"]).mean())
+    assert np.isfinite(t.iloc[0]).all()
+    assert test["statistic"] == pytest.approx(by_hand, abs=1e-12)
+    # no same-category pair defined on the first dataset: the mean is over the other three
+    for i, j in ((0, 1), (2, 3), (4, 5)):
+        da[0, i, j] = da[0, j, i] = np.nan
+    test = A.within_between_test(da, "objective")
+    t = A.within_between(da, "objective")
+    assert np.isnan(t.iloc[0]["same category"])
+    diffs = (t["same category"] - t["different category"]).iloc[1:]
+    assert test["statistic"] == pytest.approx(float(diffs.sum() / 3), abs=1e-12)
+
+
 def test_a_fixed_grouping_is_not_a_category_effect():
     """Stable pair similarities and labels that mean nothing: every dataset puts the same-label
     pairs below the rest, so the sign test over datasets gave p = 0.002, "less often than
@@ -606,6 +670,12 @@ def test_pick_dataset_pairs_spans_the_range():
         S.correlate(vec[a], vec[b]) for a, b in itertools.combinations(da.dataset.values, 2)
     )
     assert r[0] >= r[1] >= r[2]
+    # the least consistent and, of the 10 pairs ranked from most consistent, the 6th (index 10 // 2)
+    every = sorted(
+        (S.correlate(vec[a], vec[b]) for a, b in itertools.combinations(da.dataset.values, 2)),
+        reverse=True,
+    )
+    assert r[2] == every[-1] and r[1] == every[5]
     assert A.pick_dataset_pairs(da.isel(dataset=[0, 1]), 3) == [("d0", "d1")]
     # a dataset whose pair similarities are constant has no consistency with any other: its
     # pairs are not "the least consistent" (NaN was ranked as -inf and picked last)
@@ -668,6 +738,33 @@ def test_rank_sum_text_says_which_comparisons_cannot_reach_the_threshold():
     ) in text
 
 
+def test_rank_sum_text_a_smallest_p_at_the_threshold_cannot_reach_it():
+    """p < threshold is significant, so a comparison whose smallest p equals the threshold is
+    untestable, as is one of a table without p_min (none is then counted as unreachable)."""
+    tests = pd.DataFrame(
+        {
+            "group_a": ["a", "a"],
+            "group_b": ["b", "c"],
+            "median_a": [0.9, 0.9],
+            "median_b": [0.5, 0.1],
+            "p": [0.05, 0.001],
+            "p_bonferroni": [0.1, 0.002],
+            "p_threshold": [0.005, 0.005],
+            "p_min": [0.005, 0.0001],
+            "significant": [False, True],
+        }
+    )
+    text = T.rank_sum_text(tests, 0.01)
+    assert text.startswith("1 of 1 testable category comparisons are significant")
+    assert "(1 more cannot be tested: with so few anchors the smallest p an exact" in text
+    assert "give, 0.005, is not below 0.005: a vs b)" in text
+    floor = T.rank_sum_text(tests.assign(p_min=0.005), 0.01)
+    assert floor.startswith("No category comparison can be tested at the Bonferroni threshold")
+    bare = T.rank_sum_text(tests.drop(columns="p_min"), 0.01)
+    assert bare.startswith("1 of 2 testable category comparisons are significant")
+    assert "cannot be tested" not in bare
+
+
 def test_spread_over_domains_and_domain_contrast():
     order = ["a1", "a2", "a3", "b1", "c1"]
     doms = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}
@@ -689,6 +786,9 @@ def test_spread_over_domains_and_domain_contrast():
     assert "cannot be tested on this run" in T.domain_contrast_text(table)
     one = A.domain_contrast(tidy.iloc[:1], doms)
     assert "cannot be compared" in T.domain_contrast_text(one)
+    # one row per group pair, in the order of the tidy table (not sorted)
+    rows = pd.concat([tidy.assign(group_pair=g) for g in ("all", "SSL | SSL", "Image-Text | SSL")])
+    assert list(A.domain_contrast(rows, doms).index) == ["all", "SSL | SSL", "Image-Text | SSL"]
 
 
 def test_domain_contrast_on_a_design_too_small_to_test_says_so():
@@ -920,6 +1020,11 @@ def test_partner_tests_text_names_threshold_and_significant_pairs():
     flipped = tests.assign(statistic=[-3.0, 0.5], median_a=[0.1, 0.9], median_b=[0.9, 0.8])
     assert "anchor x: Q > P." in T.partner_tests_text(flipped, 0.01)
     assert "no rank-sum test" in T.partner_tests_text(tests.assign(p=np.nan), 0.01)
+    assert "the partner category with the higher consistency first" in text
+    # one comparison, of 6 dataset pairs: they come from 4 datasets (4 * 3 / 2 = 6)
+    one = T.partner_tests_text(tests.iloc[:1].assign(n=6), 0.01)
+    assert one.startswith("In the study's test, 1 of 1 comparisons")
+    assert "p < 0.005 for each test" in one and "in a simulation with 4 datasets," in one
 
 
 def test_pearson_spearman_text_is_descriptive():
@@ -1077,6 +1182,8 @@ def test_the_study_s_anchor_models_when_the_run_has_them():
         index=[*STUDY_ANCHORS, "m1", "m2"],
     )
     assert anchor_models(models) == (list(STUDY_ANCHORS), "the study's six")
+    # a run of exactly the six
+    assert anchor_models(models.iloc[:6]) == (list(STUDY_ANCHORS), "the study's six")
     chosen, how = anchor_models(models.drop("resnet50"))
     assert how == "the first 2 of each objective"
     assert chosen == [
@@ -1170,6 +1277,13 @@ def test_scale_difference_intervals_cover_together_when_several_measures_are_com
     assert A.scale_difference(pairs)["n_bootstrap"] == max(
         999, math.ceil(25 / ((1 - S.expanded_level(0.95, 9)) / 2))
     )
+    # sized so from the fewest datasets an interval is drawn for (8) on
+    eight = pairs[pairs.dataset_a.isin(ds[:8]) & pairs.dataset_b.isin(ds[:8])]
+    tail8 = (1 - S.expanded_level(0.95, 8)) / 2
+    assert A.scale_difference(eight)["n_bootstrap"] == max(999, math.ceil(25 / tail8)) > 999
+    # at least 999, however wide the tails of a lower level
+    assert math.ceil(25 / ((1 - S.expanded_level(0.8, 9)) / 2)) < 999
+    assert A.scale_difference(pairs, confidence_level=0.8)["n_bootstrap"] == 999
     # too few datasets for an interval: none, and no resamples sized for one (2 divided by 0)
     for n in (2, 3, 5):
         few = pairs[pairs.dataset_a.isin(ds[:n]) & pairs.dataset_b.isin(ds[:n])]

@@ -32,6 +32,16 @@ def test_framework_text_places_the_pair_among_all_pairs():
     assert "it lies above 100% of the run's 3 other dataset pairs (median of all 4: 0.25;" in top
 
 
+def test_framework_text_drops_only_the_pair_itself_and_places_among_two_values():
+    values = pd.Series([0.1, 0.2, 0.3, 0.9])
+    # 0.305 is not one of the values (0.3 is near it, not it): all 4 are others, 3 lie below
+    text = T.framework_text(28, "a", "b", 0.305, values)
+    assert "it lies above 75% of the run's 4 dataset pairs (median of all 4: 0.25;" in text
+    # two values, the pair one of them: placed against the one other
+    two = T.framework_text(28, "a", "b", 0.5, pd.Series([0.2, 0.5]))
+    assert "it lies above 100% of the run's 1 other dataset pair (median of all 2: 0.35;" in two
+
+
 def test_transfer_text_describes_the_spread_per_category_pair_without_ranking():
     table = pd.DataFrame(
         {
@@ -85,6 +95,9 @@ def test_grouping_skip_text_each_reason():
     empty = T.grouping_skip_text("objective", models, full.iloc[:0])
     assert "no category pair has 3 or more model pairs with known objective" in empty
     assert T.grouping_skip_text("objective", models, full) is None
+    # a field recorded for some of the models is drawn (the others are its unknown category)
+    some = models.assign(data_class=["toy", "", "real"])
+    assert T.grouping_skip_text("data_class", some, full) is None
 
 
 def test_grouping_spread_text_three_branches():
@@ -141,6 +154,11 @@ def test_measure_texts_of_the_local_global_chapter():
         "(Bonferroni) and all 3 cover together at 95%)." in three
     )
     assert not T.untested_claims(three)
+    two = T.local_global_text(
+        pairs, "knn", "cka", {**up, "n_comparisons": 2, "confidence_level": 0.975}
+    )
+    assert "0.10, 95% simultaneous CI 0.02 to 0.20 with" in two
+    assert "one of 2 measures set against cka here, so each interval is at 97.5%" in two
     down = {**up, "estimate": -0.1, "ci_low": -0.2, "ci_high": -0.01}
     assert "gives the lower consistency" in T.local_global_text(pairs, "knn", "cka", down)
     across = {**up, "ci_low": -0.05}
@@ -151,6 +169,11 @@ def test_measure_texts_of_the_local_global_chapter():
     assert "not tested: no interval (5 datasets, fewer than the 8" in T.local_global_text(
         pairs, "knn", "cka", none
     )
+    for touching in ({**up, "ci_low": 0.0}, {**down, "ci_high": 0.0}):  # 0 is not excluded
+        text = T.local_global_text(pairs, "knn", "cka", touching)
+        assert "no evidence that either measure gives the higher" in text
+    half = {**up, "ci_high": np.nan}  # one end undefined is no interval either
+    assert "not tested: no interval" in T.local_global_text(pairs, "knn", "cka", half)
     # an end that excludes 0 is printed so that it does (0.004 as 0.00 contradicted "higher")
     near = {**up, "estimate": 0.007, "ci_low": 0.004, "ci_high": 0.0099}
     text = T.local_global_text(pairs, "knn", "cka", near)
@@ -195,6 +218,9 @@ def test_robustness_texts():
     # "from n on" holds for every larger n: a dip below the tolerance that rises again is not it
     bumpy = pd.DataFrame({"n": [8, 16, 32, 64], "abs_error": [0.01, 0.05, 0.04, 0.01]})
     assert "from **n = 64** on" in T.stability_text(bumpy, 500, "cells", 0.02)
+    # an error equal to the tolerance is not below it
+    at = pd.DataFrame({"n": [8, 8, 16, 16], "abs_error": [0.25, 0.25, 0.125, 0.125]})
+    assert "falls below 0.25 from **n = 16** on" in T.stability_text(at, 40, "cells", 0.25)
     spread = pd.DataFrame({"pair": ["a~b", "a~c", "b~c"], "se": [0.01, 0.03, 0.02]})
     assert T.subsample_text(spread, 20, 100) == (
         "Standard error of pair similarity over 3 pairs (spread over 20 random halves of 100 "
@@ -210,6 +236,9 @@ def test_fixed_design_and_controlled_notices():
         T.fixed_design_text(models) == "Held fixed across this run's models: **data_class** = toy."
     )
     assert "nothing recorded" in T.fixed_design_text(models.drop(columns="data_class"))
+    # one value among the models that record it is not held fixed when another model lacks it
+    partly = models.assign(data_class=["toy", "toy", None])
+    assert "nothing recorded" in T.fixed_design_text(partly)
     assert T.no_controlled_table_text("too few seeds") == "No table: too few seeds."
     assert T.missing_group_pairs_text(["a", "b"]) == (
         "Not in this run (or fewer than 3 model pairs): `a`, `b`."
@@ -338,6 +367,18 @@ def test_domain_contrast_text_is_worded_by_the_permutation_test():
         "Most within-domain pairs are Structured pairs: this speaks mainly for that domain." in told
     )
     assert "the other row of the table is shown, not worded" in told
+    every = T.domain_contrast_text(rows.assign(**{"main domain pairs": 12}))
+    assert "12 dataset pairs within a domain (all within Structured)" in every
+    # "most ... pairs" needs two or more within-domain pairs
+    pair = {**row, "main domain": "Structured"}
+    for n, most in ((1, False), (2, True)):
+        t = pd.DataFrame(
+            [{**pair, "same-domain pairs": n, "main domain pairs": n}],
+            index=pd.Index(["all"], name="group_pair"),
+        )
+        assert (
+            "Most within-domain pairs are Structured pairs" in T.domain_contrast_text(t)
+        ) == most
     assert not T.untested_claims(told)
     null = T.domain_contrast_text(table.assign(p=0.3))
     assert null.startswith("Over all model pairs, no evidence that datasets of the same domain")
@@ -380,6 +421,7 @@ def test_behaviour_text_is_worded_by_the_model_permutation():
     assert "not settled by 9999 random orderings" in settled
     floor = T.behaviour_text(corr, {**test, "p_value": 0.33, "p_min": 0.33, "exact": True})
     assert "cannot be tested at alpha = 0.05" in floor
+    assert "per domain" not in text  # one domain: nothing to list per domain
     described = T.behaviour_text(corr)
     assert "described for these models, not tested" in described and "sign test" not in described
     for t in (text, none, settled, floor, described):
@@ -415,3 +457,181 @@ def test_scatter_text_describes_the_groups_without_ranking_them():
     text = T.scatter_text(tab, "objective")
     assert "Mean consistency within one objective: S 0.80, T 0.20." in text
     assert "described, not ranked: 2 dataset pairs" in text and not T.untested_claims(text)
+
+
+def test_overview_text_lists_the_same_category_medians_of_its_own_grouping():
+    summary = pd.DataFrame(
+        {
+            "group_by": ["all", "objective", "objective", "objective", "architecture"],
+            "label": ["all", "SSL | SSL", "Random | Random", "Random | SSL", "CNN | CNN"],
+            "median": [0.5, 0.61, 0.2, 0.1, 0.9],
+        }
+    )
+    text = T.overview_text(summary, "cka", "objective")
+    # two same-objective pairs (the pair of two objectives and the other grouping left out)
+    assert text == (
+        "With cka, the all-pairs median consistency is **0.50**. Median consistency of model pairs "
+        "that share the objective: SSL 0.61, Random (untrained control) 0.20 (medians over "
+        "dataset pairs, described here, not tested against each other)."
+    )
+    one = T.overview_text(summary.drop(index=2), "cka", "objective")
+    assert one == (
+        "With cka, the all-pairs median consistency is **0.50**. Only **SSL** has at least 3 "
+        "model pairs within one objective (median 0.61), so categories cannot be ranked against "
+        "each other."
+    )
+    for t in (text, one):
+        assert not T.untested_claims(t)
+
+
+def test_pearson_spearman_text_words_three_values():
+    pairs = pd.DataFrame({"x": [0.1, 0.5, 0.3, np.nan], "y": [0.2, 0.6, 0.1, 0.4]})
+    r = stats.pearsonr([0.1, 0.5, 0.3], [0.2, 0.6, 0.1])[0]
+    text = T.pearson_spearman_text(pairs)
+    assert text.startswith(
+        f"Across the 3 consistency values (dataset pairs x category pairs), Spearman follows "
+        f"Pearson with r = **{r:.2f}**."
+    )
+    assert T.pearson_spearman_text(pairs.iloc[1:]).startswith("Too few")
+
+
+def test_within_between_text_counts_strictly_more_similar_datasets_and_words_a_small_positive_mean():
+    # differences 0.3, 0 (a tie is not "more similar") and -0.1
+    table = pd.DataFrame({"same category": [0.6, 0.4, 0.2], "different category": [0.3, 0.4, 0.3]})
+    test = {
+        "statistic": 0.07,
+        "p_value": 0.0004,
+        "p_min": 0.0002,
+        "n_permutations": 9999,
+        "exact": False,
+        "permuted": "freely over the 12 models",
+    }
+    text = T.within_between_text(table, "objective", test)
+    assert text.startswith("On **1 of 3** datasets, models of the same objective")
+    assert "difference is 0.07, more than random groupings of the same models give" in text
+    assert not T.untested_claims(text)
+
+
+def test_domain_contrast_text_reads_a_table_without_exact_as_random_relabellings():
+    row = {
+        "same domain": 0.2,
+        "different domains": 0.5,
+        "p": 0.045,
+        "smallest p": 0.0002,
+        "same-domain pairs": 12,
+        "datasets": 10,
+        "permutations": 9999,
+    }
+    table = pd.DataFrame([row], index=pd.Index(["all"], name="group_pair"))
+    # no "exact" column: the permutations are taken as random, so p = 0.045 is within Monte Carlo
+    # error of 0.05 (it read as below 0.05 had a missing column meant an exact test)
+    assert "is not settled by 9999 random relabellings" in T.domain_contrast_text(table)
+
+
+def test_behaviour_text_counts_strictly_negative_r_and_words_a_small_positive_mean():
+    corr = pd.DataFrame(
+        {"dataset": list("abcd"), "domain": ["D"] * 4, "pearson_r": [-0.5, 0.0, 0.5, 0.8]}
+    )
+    test = {
+        "statistic": 0.2,
+        "p_value": 0.003,
+        "p_min": 0.0002,
+        "n_permutations": 9999,
+        "exact": False,
+        "n_models": 45,
+    }
+    text = T.behaviour_text(corr, test)
+    # r = 0 is not a negative correlation: one of four
+    assert (
+        "similar accuracy) on **1 of 4** datasets (mean r = 0.20), more positive than random"
+    ) in text
+    assert not T.untested_claims(text)
+
+
+def test_overview_text_names_a_category_with_spaces_whole():
+    # "A | A" is split on the separator itself: split as a pattern, " | " matched every space
+    # and the category "ImageNet21k + ImageNet1k" was listed as "ImageNet21k"
+    name = "ImageNet21k + ImageNet1k"
+    summary = pd.DataFrame(
+        {
+            "group_by": ["all", "training_data", "training_data"],
+            "label": ["all", f"{name} | {name}", "LAION | LAION"],
+            "median": [0.5, 0.61, 0.2],
+        }
+    )
+    text = T.overview_text(summary, "cka", "training_data")
+    assert "share the training_data: ImageNet21k + ImageNet1k 0.61, LAION 0.20 (medians" in text
+
+
+def test_architecture_mix_text_names_only_categories_above_both_parts_with_a_level_gap():
+    parts = ["all", "same architecture", "across architectures", "similarity same"]
+    mix = pd.DataFrame(
+        [
+            [0.8, 0.5, 0.3, 0.9, 0.5],  # above both parts, pairs of one architecture more alike
+            [0.6, 0.7, 0.2, 0.9, 0.5],  # above the cross-architecture part only
+            [0.5, 0.5, 0.1, 0.9, 0.5],  # equal to a part is not above it
+            [0.8, 0.3, 0.2, 0.5, 0.5],  # above both, but no gap in similarity between the kinds
+        ],
+        columns=[*parts, "similarity across"],
+        index=["A", "B", "C", "D"],
+    )
+    text = T.architecture_mix_text(mix)
+    assert " For A, the consistency of all pairs lies above both of its parts" in text
+    assert "For A and" not in text and not T.untested_claims(text)
+
+
+def test_probe_protocol_text_names_each_change_from_the_study():
+    import json
+
+    def run(opts):
+        return SimpleNamespace(probes=SimpleNamespace(attrs={"probe": json.dumps(opts)}))
+
+    assert T.probe_protocol_text(SimpleNamespace(probes=None)) == "This run has no probes."
+    study = {"batch_size": 1024, "shared_search": False, "epochs": 20, "seeds": [0, 1, 2]}
+    assert T.probe_protocol_text(run(study)).endswith("held-out test split), unchanged.")
+    assert T.probe_protocol_text(run({})).endswith(", unchanged.")
+    changed = {**study, "batch_size": 256, "epochs": 5, "lrs": [0.5, 0.1]}
+    changed["wds"] = [10.0**k for k in range(-7, 1)]  # 8 values
+    text = T.probe_protocol_text(run(changed))
+    assert text.endswith(
+        ", with these changes: `batch_size` 256 (the study: 1024), because the embedded sets "
+        "have 1-2k train images, and batches of 1024 would give about two optimiser steps per "
+        "epoch, which underfits; `epochs` 5 (the study: 20), because fewer epochs keep a small "
+        "run fast; `lrs` [0.5, 0.1] (the study: 0.1, 0.01, 0.001, 0.0001), because with so few "
+        "steps the study's learning rates (0.1 down to 0.0001) underfit, so larger ones are "
+        "searched; `wds` 8 values (the study: 64 values from 1e-06 to 10), because a shorter "
+        "weight-decay grid keeps a small run fast."
+    )
+    six = T.probe_protocol_text(run({"wds": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "seeds": [0]}))
+    assert "`seeds` [0] (the study: 0, 1, 2), because fewer seeds" in six
+    assert "`wds` [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] (the study: 64 values" in six
+    seven = T.probe_protocol_text(run({"wds": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]}))
+    assert "`wds` 7 values (the study: 64 values" in seven
+
+
+def test_study_overlap_and_stimuli_split_texts():
+    from repsim.reference import study_models
+
+    study = list(study_models())
+    n = len(study)
+
+    def run(models, info=None):
+        sim = SimpleNamespace(model_a=SimpleNamespace(values=np.array(models)))
+        return SimpleNamespace(similarity=sim, info=info or {})
+
+    assert T.study_overlap_text(run(["x", "y"])).startswith(
+        f"None of this run's 2 models is one of the study's {n}, so its numbers are not comparable"
+    )
+    assert T.study_overlap_text(run(study[:3])) == (
+        f"All 3 models of this run are among the study's {n}."
+    )
+    assert T.study_overlap_text(run([*study[:1], "x"])).startswith(
+        f"1 of this run's 2 models are among the study's {n}; numbers over all"
+    )
+    assert "split of its similarity stimuli is unknown" in T.stimuli_split_text(run([]))
+    test = run([], {"config": {"stimuli": {"split": "test"}}})
+    assert "the held-out **test** split" in T.stimuli_split_text(test)
+    for info in ({"config": {"stimuli": {}}}, {"config": "odd"}, {"name": "r"}):
+        assert "the **train** split of each dataset, as in the study" in T.stimuli_split_text(
+            run([], info)
+        )

@@ -176,6 +176,15 @@ def test_agreement_and_consistency_against_direct_computations(run):
     assert summary.index[0] == "all"
     assert summary.loc["all", "held_out"] == pytest.approx(everything.held_out.median())
     assert (summary["n"] == 15).all()
+    # two datasets are enough: one dataset pair
+    two = A.split_consistency(v.isel(dataset=[0, 1]))
+    row = two[two.label == "all"].iloc[0]
+    assert len(two[two.label == "all"]) == 1
+    assert row.held_out == pytest.approx(
+        np.corrcoef(vec["held_out"][0], vec["held_out"][1])[0, 1], abs=1e-12
+    )
+    with pytest.raises(InputError, match="two or more datasets"):
+        A.split_consistency(v.isel(dataset=[0]))
 
 
 def test_a_model_without_train_features_is_nan_on_that_dataset(tmp_path):
@@ -241,6 +250,20 @@ def _summary(held: list[float], train: list[float]) -> pd.DataFrame:
     return t.assign(difference=t.train - t.held_out, n=15)
 
 
+def test_split_agreement_of_a_dataset_with_one_model_pair():
+    pairs = pd.DataFrame(
+        {
+            "dataset": ["d0", "d1", "d1"],
+            "domain": ["Natural", "Structured", "Structured"],
+            "held_out": [0.5, 0.2, 0.4],
+            "train": [0.6, 0.3, 0.3],
+        }
+    )
+    agree = A.split_agreement(pairs)
+    assert list(agree.domain) == ["Natural", "Structured"] and list(agree.n_pairs) == [1, 2]
+    assert np.isnan(agree.r.iloc[0]) and agree.mean_difference.iloc[0] == pytest.approx(0.1)
+
+
 def test_sentence_agree_case():
     agree = _agreement([0.95, 0.99, 0.97, 0.98], [0.01, -0.02, 0.01, -0.01])
     text = T.train_split_text(
@@ -302,6 +325,53 @@ def test_sentence_says_what_one_dataset_or_no_r_cannot_support():
         "objective",
     )
     assert "Fewer than three objective pairs" in few
+
+
+def test_sentence_boundaries_of_its_verdicts():
+    # a Spearman rho of exactly 0.9 (one swap of neighbours among 5 pairs) counts as kept
+    held, train = [0.4, 0.9, 0.8, 0.7, 0.6, 0.5], [0.4, 0.9, 0.8, 0.6, 0.7, 0.5]
+    agree = _agreement([0.95, 0.99], [0.0, 0.0])
+    kept = T.train_split_text(agree, _summary(held, train), "cka", "objective")
+    assert "by median consistency is kept (Spearman rho = 0.90, at least 0.9" in kept
+    # every dataset lower on train images: systematically lower, p = 2 / 2**8
+    down = T.train_split_text(_agreement([0.95] * 8, [-0.05] * 8), None, "cka", "objective")
+    assert "higher on train images on **0 of 8** datasets" in down
+    assert "systematically lower (exact sign test" in down and "p = 0.008" in down
+    # four up and four down: testable, and no shift
+    even = T.train_split_text(_agreement([0.95] * 8, [0.05, -0.05] * 4), None, "cka", "objective")
+    assert "no evidence of a systematic shift (exact sign test" in even and "p = 1.00" in even
+    # p equal to alpha is not below it: 5 of 5 up gives p = 2 / 2**5 = 0.0625
+    at = T.train_split_text(
+        _agreement([0.95] * 5, [0.05] * 5), None, "cka", "objective", alpha=0.0625
+    )
+    assert "systematically" not in at and "a shift cannot be tested" in at
+    # the default alpha is 0.05: 7 of 7 up (p = 2 / 2**7 = 0.016) is a shift, 9 up and 2 down
+    # (p = 2 * 67 / 2**11 = 0.065) is not
+    seven = T.train_split_text(_agreement([0.95] * 7, [0.05] * 7), None, "cka", "objective")
+    assert "systematically higher (exact sign test" in seven and "p = 0.02)" in seven
+    eleven = T.train_split_text(
+        _agreement([0.95] * 11, [0.05] * 9 + [-0.05] * 2), None, "cka", "objective"
+    )
+    assert "no evidence of a systematic shift" in eleven and "p = 0.07)" in eleven
+    # six untied datasets can reach p < 0.05, so 3 up and 3 down is testable, and no shift
+    six = T.train_split_text(_agreement([0.95] * 6, [0.05, -0.05] * 3), None, "cka", "objective")
+    assert "no evidence of a systematic shift" in six
+    # an r of exactly 0.9 counts as close
+    at_close = T.train_split_text(_agreement([0.9, 0.9], [0.0, 0.0]), None, "cka", "objective")
+    assert at_close.startswith("The train-split variant agrees closely with the held-out one")
+    below = T.train_split_text(_agreement([0.9, 0.6], [0.0, 0.0]), None, "cka", "objective")
+    assert "but with r below 0.9 on d1 (described" in below
+    # three category pairs are enough to compare their order
+    three = T.train_split_text(
+        _agreement([0.95, 0.99], [0.0, 0.0]),
+        _summary([0.4, 0.8, 0.6, 0.3], [0.4, 0.8, 0.6, 0.3]),
+        "cka",
+        "objective",
+    )
+    assert "The order of the 3 objective pairs by median consistency is kept" in three
+    # r = 0 is no positive correlation
+    zero = T.train_split_text(_agreement([0.95, 0.0], [0.0, 0.0]), None, "cka", "objective")
+    assert zero.startswith("The train-split variant disagrees with the held-out one on d1 (r at")
 
 
 def test_split_figures_draw_one_panel_per_dataset_with_every_pair(run):

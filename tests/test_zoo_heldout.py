@@ -114,6 +114,9 @@ def test_zoo_accuracy_text_lists_the_near_chance_cells_of_trained_models_only() 
     assert "a on glyphs (0.070)" in text and "r on glyphs" not in text
     none = T.zoo_accuracy_text(models, cells.assign(near_chance=False), "")
     assert "none of the 2 (trained model, set) cells is near chance" in none
+    # no per-set table: the budget alone
+    alone = T.zoo_accuracy_text(models, None, "")
+    assert "trained for 20 epochs each." in alone and "near chance" not in alone
 
 
 def test_zoo_accuracy_text_adds_the_runs_own_near_chance_probes() -> None:
@@ -208,6 +211,11 @@ def test_zoo_accuracy_text_counts_many_near_chance_cells_by_set_and_architecture
     assert "10 of the 10 (trained model, set) cells are near chance" in text
     assert "glyphs 6, gratings 4 (by architecture: ViT 7, MLP 3;" in text
     assert "m0 on glyphs" not in text
+    # up to 8 near-chance cells are named one by one
+    eight = T.zoo_accuracy_text(models, cells.iloc[:8], "")
+    assert "8 of the 8 (trained model, set) cells are near chance" in eight
+    assert "m0 on glyphs (0.050)" in eight and "m7 on gratings (0.050)" in eight
+    assert "by architecture" not in eight
 
 
 @pytest.mark.parametrize("cut", [-20, -70])
