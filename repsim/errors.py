@@ -115,6 +115,7 @@ __all__ = [
     "DatasetError",
     "ModelError",
     "MissingWeightsError",
+    "UnknownArchitectureError",
     "StoreError",
     "PathError",
     "RunFolderError",
