@@ -683,15 +683,15 @@ def framework_text(
     same = np.flatnonzero(np.abs(vals.to_numpy() - r) <= 1e-12) if np.isfinite(r) else []
     others = vals.drop(vals.index[same[0]]) if len(same) else vals
     if len(vals) > 1 and np.isfinite(r):
-        whose, where, these = (
-            ("the", f" of this chapter's part of the run ({selection})", "these")
+        whose, where, part, these = (
+            ("the", " of this chapter's part of the run", f"{selection}; ", "these")
             if selection
-            else ("the run's", "", "this run's")
+            else ("the run's", "", "", "this run's")
         )
         text += (
             f"; it lies above {(others < r - 1e-12).mean():.0%} of {whose} {len(others)} "
             f"{'other ' if len(same) else ''}dataset pair{'s' if len(others) != 1 else ''}{where} "
-            f"(median of all {len(vals)}: {fmt(vals.median())}; its place among {these} "
+            f"({part}median of all {len(vals)}: {fmt(vals.median())}; its place among {these} "
             "values, described, not tested)."
         )
     return text + ("." if not text.endswith(".") else "")

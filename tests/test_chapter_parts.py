@@ -181,9 +181,10 @@ def test_framework_text_on_a_part_places_the_pair_among_the_parts_pairs():
     # chapter 1 on 3 of 10 datasets read "it lies above 0% of the run's 2 other dataset pairs"
     values = pd.Series([0.29, 0.42, 0.65])
     text = T.framework_text(990, "faces", "shapes", 0.29, values, "3 of 10 datasets")
-    assert "of the 2 other dataset pairs of this chapter's part of the run (3 of 10 datasets)" in (
+    assert "of the 2 other dataset pairs of this chapter's part of the run (3 of 10 datasets; " in (
         text
     )
+    assert ") (" not in text  # one bracket: the part, then the median
     assert "the run's" not in text and "this run's" not in text
     assert "of the run's 2 other dataset pairs" in T.framework_text(990, "a", "b", 0.29, values)
 
