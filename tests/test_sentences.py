@@ -396,18 +396,23 @@ def test_domain_contrast_text_is_worded_by_the_permutation_test():
         assert not T.untested_claims(t)
 
 
-def test_behaviour_text_is_worded_by_the_model_permutation():
-    corr = pd.DataFrame(
-        {"dataset": list("abcdefgh"), "domain": ["D"] * 8, "pearson_r": [-0.5] * 7 + [0.2]}
-    )
-    test = {
-        "statistic": -0.41,
+def _accuracy_permutation(statistic: float) -> dict:
+    """A behavior_link_test result of 9,999 joint permutations of 45 models' accuracies, p = 0.003."""
+    return {
+        "statistic": statistic,
         "p_value": 0.003,
         "p_min": 0.0002,
         "n_permutations": 9999,
         "exact": False,
         "n_models": 45,
     }
+
+
+def test_behaviour_text_is_worded_by_the_model_permutation():
+    corr = pd.DataFrame(
+        {"dataset": list("abcdefgh"), "domain": ["D"] * 8, "pearson_r": [-0.5] * 7 + [0.2]}
+    )
+    test = _accuracy_permutation(-0.41)
     text = T.behaviour_text(corr, test)
     assert text.startswith(
         "Similarity and accuracy gap are negatively correlated (similar representations, "
@@ -428,16 +433,21 @@ def test_behaviour_text_is_worded_by_the_model_permutation():
         assert not T.untested_claims(t)
 
 
-def test_within_between_text_is_worded_by_the_model_relabelling():
-    table = pd.DataFrame({"same category": [0.1] * 10, "different category": [0.5] * 10})
-    test = {
-        "statistic": -0.4,
+def _relabelling(statistic: float) -> dict:
+    """A within_between_test result of 9,999 random relabellings with p = 0.0004."""
+    return {
+        "statistic": statistic,
         "p_value": 0.0004,
         "p_min": 0.0002,
         "n_permutations": 9999,
         "exact": False,
         "permuted": "freely over the 12 models",
     }
+
+
+def test_within_between_text_is_worded_by_the_model_relabelling():
+    table = pd.DataFrame({"same category": [0.1] * 10, "different category": [0.5] * 10})
+    test = _relabelling(-0.4)
     text = T.within_between_text(table, "objective", test)
     assert text.startswith("On **0 of 10** datasets")
     assert "difference is -0.40, less than random groupings of the same models give" in text
@@ -498,14 +508,7 @@ def test_pearson_spearman_text_words_three_values():
 def test_within_between_text_counts_strictly_more_similar_datasets_and_words_a_small_positive_mean():
     # differences 0.3, 0 (a tie is not "more similar") and -0.1
     table = pd.DataFrame({"same category": [0.6, 0.4, 0.2], "different category": [0.3, 0.4, 0.3]})
-    test = {
-        "statistic": 0.07,
-        "p_value": 0.0004,
-        "p_min": 0.0002,
-        "n_permutations": 9999,
-        "exact": False,
-        "permuted": "freely over the 12 models",
-    }
+    test = _relabelling(0.07)
     text = T.within_between_text(table, "objective", test)
     assert text.startswith("On **1 of 3** datasets, models of the same objective")
     assert "difference is 0.07, more than random groupings of the same models give" in text
@@ -532,14 +535,7 @@ def test_behaviour_text_counts_strictly_negative_r_and_words_a_small_positive_me
     corr = pd.DataFrame(
         {"dataset": list("abcd"), "domain": ["D"] * 4, "pearson_r": [-0.5, 0.0, 0.5, 0.8]}
     )
-    test = {
-        "statistic": 0.2,
-        "p_value": 0.003,
-        "p_min": 0.0002,
-        "n_permutations": 9999,
-        "exact": False,
-        "n_models": 45,
-    }
+    test = _accuracy_permutation(0.2)
     text = T.behaviour_text(corr, test)
     # r = 0 is not a negative correlation: one of four
     assert (
