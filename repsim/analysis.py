@@ -1056,7 +1056,7 @@ def split_consistency(variants: xr.Dataset, category: str = "objective") -> pd.D
     held_out, train. Category pairs with fewer than 3 model pairs are left out; when no category
     pair has 2 model pairs (one model per category: a part of a run), only all model pairs are.
     """
-    from repsim.consistency import consistency_dataset, consistency_pairs, grouped_consistency
+    from repsim.consistency import consistency_dataset, consistency_pairs, defined_groupings
     from repsim.names import ALL
 
     if variants.sizes["dataset"] < 2:
@@ -1064,11 +1064,7 @@ def split_consistency(variants: xr.Dataset, category: str = "objective") -> pd.D
             f"consistency needs two or more datasets; the train-split variant has "
             f"{variants.sizes['dataset']}"
         )
-    try:  # as run_consistency: a grouping without a category pair of 2 model pairs is left out
-        grouped_consistency(variants[SPLIT_VARIANTS[0]], category)
-        by = [category]
-    except InputError:
-        by = []
+    by, _ = defined_groupings(variants[[SPLIT_VARIANTS[0]]], [category])  # as the run's
     cons = consistency_dataset(variants, by=by)
     x, y = ((v, "consistency") for v in SPLIT_VARIANTS)
     out = consistency_pairs(cons, x, y, (ALL, category))

@@ -386,19 +386,18 @@ class Chapter:
                 return f"{_NEEDS[n]}, so this figure is skipped."
         n_d, n_m = len(self.datasets), self.sim.sizes["model_a"]
         n_dom = len(set(self.domains.values()))
-        # a part of the run (the chapter's models/datasets parameters) is not the run: the run
-        # may well have the models this figure needs
-        whose = "this chapter's part of the run" if run.selection else "the run"
+        from repsim.sentences import shown
+
+        whose = shown(run.selection)
         if n_d < min_datasets:
             return (
                 f"This needs at least {min_datasets} datasets and {whose} has {n_d} "
                 f"({', '.join(self.datasets)}), so this figure is skipped."
             )
         if n_m < min_models:
-            part = f" ({run.selection})" if run.selection else ""
             return (
-                f"This needs at least {min_models} models and {whose} has {n_m}{part}, so "
-                "this figure is skipped."
+                f"This needs at least {min_models} models and {whose} has {n_m}, so this "
+                "figure is skipped."
             )
         if n_dom < min_domains:
             return (

@@ -320,6 +320,26 @@ def partner_rank_sum_tests(
     return out
 
 
+def defined_groupings(
+    sim_ds: xr.Dataset, keys: Sequence[str] = CATEGORY_FIELDS
+) -> tuple[list[str], list[str]]:
+    """The groupings of ``keys`` that consistency is defined for on these models, and why each
+    other one is not: a grouping needs some category pair with 2 or more model pairs (one model
+    per category has none). Keys the models do not record are neither."""
+    first = sim_ds[next(iter(sim_ds.data_vars))]
+    usable, skipped = [], []
+    for key in keys:
+        if f"{key}_a" not in sim_ds.coords:
+            continue
+        try:
+            grouped_consistency(first, key)
+        except InputError as exc:
+            skipped.append(f"consistency by {key}: {exc}")
+            continue
+        usable.append(key)
+    return usable, skipped
+
+
 def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = CATEGORY_FIELDS) -> xr.Dataset:
     """All consistency results of a run: the content of ``consistency.nc``.
 

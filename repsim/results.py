@@ -86,8 +86,7 @@ def run_consistency(sim: xr.Dataset) -> tuple[xr.Dataset | None, list[str]]:
     pair of it has 2 or more model pairs. Runs that are too small for some of this (1 or 2 models,
     one model per category) still finish: the parts that are undefined are left out and listed.
     """
-    from repsim.consistency import consistency_dataset, grouped_consistency
-    from repsim.errors import InputError
+    from repsim.consistency import consistency_dataset, defined_groupings
 
     n_models = int(sim.sizes["model_a"])
     n_pairs = n_models * (n_models - 1) // 2
@@ -96,17 +95,7 @@ def run_consistency(sim: xr.Dataset) -> tuple[xr.Dataset | None, list[str]]:
             f"consistency.nc: consistency needs at least 2 model pairs (3 models); this run has "
             f"{n_models} model(s), {n_pairs} pair(s)"
         ]
-    skipped, usable = [], []
-    first = sim[next(iter(sim.data_vars))]
-    for key in CATEGORY_FIELDS:
-        if f"{key}_a" not in sim.coords:
-            continue
-        try:
-            grouped_consistency(first, key)
-        except InputError as exc:
-            skipped.append(f"consistency by {key}: {exc}")
-            continue
-        usable.append(key)
+    usable, skipped = defined_groupings(sim, CATEGORY_FIELDS)
     return consistency_dataset(sim, by=tuple(usable)), skipped
 
 

@@ -384,6 +384,13 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
     return f"{text} No {category} has {MIN_PAIRS} model pairs within it, so no group r is shown."
 
 
+def shown(selection: str, whole: str = "the run") -> str:
+    """How a sentence names what its chapter shows: ``whole`` for the whole run, and for a part
+    (the chapter's models/datasets parameters, :attr:`repsim.chapter.Run.selection`) "this
+    chapter's part of the run (...)": what a part lacks, the run may well have."""
+    return f"this chapter's part of the run ({selection})" if selection else whole
+
+
 def domain_contrast_text(table: pd.DataFrame, selection: str = "") -> str:
     """Whether dataset pairs of one domain are more consistent than pairs across domains.
 
@@ -391,7 +398,7 @@ def domain_contrast_text(table: pd.DataFrame, selection: str = "") -> str:
     what a part lacks is not said of the run."""
     medians = ["same domain", "different domains"]
     if "all" not in table.index or table.loc["all", medians].isna().any():
-        whose = f"this chapter's part of the run ({selection})" if selection else "the run"
+        whose = shown(selection)
         same, diff = table.loc["all", medians].isna() if "all" in table.index else (True, True)
         if same and not diff:
             lack = f"No two datasets of {whose} share a domain"
@@ -794,13 +801,11 @@ def grouping_spread_text(spread: pd.DataFrame) -> str:
 def missing_group_pairs_text(missing: Sequence[str], selection: str = "") -> str:
     """The requested group pairs that consistency.nc does not hold (or holds with too few pairs);
     ``selection``: the chapter's part of the run, whose models may leave out pairs the run has."""
-    where = (
-        f"Not in this chapter's part of the run ({selection}), or with fewer than {MIN_PAIRS} "
-        "model pairs there"
-        if selection
-        else f"Not in this run (or fewer than {MIN_PAIRS} model pairs)"
+    return (
+        f"Not in {shown(selection, 'this run')}, or with fewer than {MIN_PAIRS} model pairs there: "
+        + ", ".join(f"`{g}`" for g in missing)
+        + "."
     )
-    return f"{where}: " + ", ".join(f"`{g}`" for g in missing) + "."
 
 
 def measure_agreement_text(agree: pd.DataFrame, measure: str) -> str:

@@ -257,7 +257,7 @@ def test_chapters_of_a_part_of_one_objective(tmp_path):
         in text["consistency_heatmaps"]
     )
     assert "over 6 values" in text["local_global"]  # 6 dataset pairs, not 12
-    assert f"this chapter's part of the run has 3 ({part})" in text["anchors"]
+    assert f"this chapter's part of the run ({part}) has 3" in text["anchors"]
     assert "and the run has 3" not in text["anchors"]
     # grouped by architecture, 4 Convolutional and 1 Transformer model: each anchor's kept
     # partners are of one category, so no test and no (empty) table of tests

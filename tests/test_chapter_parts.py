@@ -77,10 +77,10 @@ def test_need_says_the_part_not_the_run_lacks_models_or_datasets():
     part = CH.select_run(run, datasets=["d0", "d1"], models=["m0", "m1", "m2"])
     ch = CH.Chapter(run=part, sim=part.similarity, measure="cka_linear", category="objective")
     why = ch.need(min_models=4)
-    assert "this chapter's part of the run has 3 (3 of 6 models and 2 of 4 datasets)" in why
+    assert "this chapter's part of the run (3 of 6 models and 2 of 4 datasets) has 3" in why
     assert "and the run has" not in why
-    assert "this chapter's part of the run has 2 (d0, d1)" in ch.need(min_datasets=3)
-    assert "every dataset of this chapter's part of the run is" in ch.need(min_domains=2)
+    assert "of 4 datasets) has 2 (d0, d1)" in ch.need(min_datasets=3)
+    assert "every dataset of this chapter's part of the run (3 of 6" in ch.need(min_domains=2)
     whole = CH.Chapter(run=run, sim=sim, measure="cka_linear", category="objective")
     assert "and the run has 6, so" in whole.need(min_models=7)
 

@@ -241,7 +241,7 @@ def test_fixed_design_and_controlled_notices():
     assert "nothing recorded" in T.fixed_design_text(partly)
     assert T.no_controlled_table_text("too few seeds") == "No table: too few seeds."
     assert T.missing_group_pairs_text(["a", "b"]) == (
-        "Not in this run (or fewer than 3 model pairs): `a`, `b`."
+        "Not in this run, or with fewer than 3 model pairs there: `a`, `b`."
     )
 
 
