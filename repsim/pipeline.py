@@ -127,17 +127,23 @@ def run(
     ------
     RunFailedError : some tasks failed (each listed with model, dataset, exception); the rest is kept.
     RunFolderError : the folder cannot be used (not writable, a file, disk full, another run in it).
+    RepsimError : the config, a model, its weights, the device or scheduler was refused before
+        any work; run.json in ``out`` records the cause (:meth:`RunFolder.record_refusal`).
     """
     folder = RunFolder(out)
     folder.preflight()
-    # before the plan builds and checks every model (64 of them, with download checks, for the
-    # study's config): a mistyped --device or --scheduler costs a second, not minutes
-    device = str(resolve_device(device))
-    if cluster is None:
-        check_scheduler(scheduler)
-    plan = load_plan(config)
-    if cluster is not None:  # its options (jobs) are in the config
-        check_scheduler(scheduler, cluster, plan.raw.get("cluster"))
+    try:
+        # before the plan builds and checks every model (64 of them, with download checks, for
+        # the study's config): a mistyped --device or --scheduler costs a second, not minutes
+        device = str(resolve_device(device))
+        if cluster is None:
+            check_scheduler(scheduler)
+        plan = load_plan(config)
+        if cluster is not None:  # its options (jobs) are in the config
+            check_scheduler(scheduler, cluster, plan.raw.get("cluster"))
+    except RepsimError as exc:
+        _record_refusal(folder, config, exc)
+        raise
     folder.create()
     with folder.lock():
         try:
@@ -154,6 +160,16 @@ def run(
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under the repsim command
             _record_abort(plan, folder, exc, status="interrupted")
             raise
+
+
+def _record_refusal(folder: RunFolder, config: str | Path, exc: RepsimError) -> None:
+    """A run refused by its checks (config, ids, weights, device, scheduler) before any work:
+    run.json names the cause (:meth:`RunFolder.record_refusal`). Best effort: the error being
+    raised is the one to report, not a failure to record it."""
+    try:
+        folder.record_refusal(config, f"{type(exc).__name__}: {exc}")
+    except (OSError, RepsimError) as again:
+        log.warning("could not record the refusal in %s (%s)", folder.info, again)
 
 
 def _record_abort(

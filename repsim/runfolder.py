@@ -2,7 +2,8 @@
 
 Layout (no other module spells these names; they ask :class:`RunFolder`)::
 
-    RUN/run.json                  config, versions, device, timings, failures, what was skipped
+    RUN/run.json                  config, versions, device, timings, failures, what was skipped;
+                                  why the last run was refused before it started, if it was
     RUN/manifest.json             what produced each result file: config hash, code version,
                                   input hashes, content hash (written last: the commit point)
     RUN/stimuli/<dataset>.csv     stimulus tables
@@ -11,7 +12,8 @@ Layout (no other module spells these names; they ask :class:`RunFolder`)::
     RUN/controlled_tests.csv      the controlled-experiment tests (crossed objective x architecture x seed zoos)
     RUN/.stages/<stage>/...json   one record per finished task: input key and content hash
     RUN/.stages/parts/...         per-dataset similarity and per-model probe parts
-    RUN/.lock                     held (fcntl.flock) by the one process running in the folder
+    RUN/.lock                     held (fcntl.flock) by the one process running in the folder,
+                                  as is the folder itself (see RunFolder.lock)
     RUN/.run-id                   the folder's random id, written when a top-level entry is a link
                                   (features.zarr on another disk), whose target records it and the
                                   folder's path in .repsim-owner: two runs never share one such folder
@@ -35,6 +37,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -476,6 +479,31 @@ class RunResults:
     manifest: dict[str, Any] = field(default_factory=dict)
 
 
+def _open_folder(path: Path) -> int | None:
+    """A read-only descriptor of the folder, to lock it; None when it cannot be opened."""
+    try:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return None
+
+
+def _flock_folder(fd: int, kind: int) -> None:
+    """Lock a folder without waiting (BlockingIOError when another run holds it; nothing where
+    the filesystem cannot lock a folder: ``.lock`` guards it there). A shared lock is a probe
+    and is released at once."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        log.debug("cannot lock the folder itself (%s); its .lock file guards it", exc)
+        return
+    if kind == fcntl.LOCK_SH:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 def _lock_holder(fd: int) -> str:
     """The process id a run wrote into the lock file it holds ("unknown" when empty)."""
     return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
@@ -646,14 +674,23 @@ class RunFolder:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the folder's lock (fcntl.flock, released when this process ends, even by kill -9)."""
+        """Hold the folder's lock (fcntl.flock, released when this process ends, even by kill -9).
+
+        Two locks: ``.lock``, which holds the process id for messages, and the folder itself.
+        A ``.lock`` deleted during a run (it looks like a stale lock file) would let a second run
+        create a new one and lock that; the folder's own lock still keeps it out. Where a
+        filesystem cannot lock a folder (some network filesystems), ``.lock`` alone guards it.
+        """
         import fcntl
 
         with filesystem_errors(self.lock_path, "lock"):
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        folder_fd = _open_folder(self.path)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if folder_fd is not None:
+                    _flock_folder(folder_fd, fcntl.LOCK_EX)
             except BlockingIOError:
                 other = _lock_holder(fd)
                 raise RunLockedError(
@@ -669,6 +706,8 @@ class RunFolder:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+            if folder_fd is not None:
+                os.close(folder_fd)  # releases the folder's lock
 
     def check_free_space(self, needed: int, what: str, estimate: bool = False) -> None:
         """NoSpaceError when the folder's disk has less free space than ``needed`` bytes (for
@@ -860,6 +899,13 @@ class RunFolder:
         info = info if isinstance(info, dict) else {}
         config = info.get("config_path")
         rerun = f"`repsim run {config or 'CONFIG'} --out {self.path}`"
+        refused = info.get("refused")
+        if isinstance(refused, dict) and refused.get("error"):
+            return (
+                f"the last run into {self.path} was refused before it started (run.json: "
+                f"{refused['error']}); fix the cause and rerun `repsim run "
+                f"{refused.get('config_path') or 'CONFIG'} --out {self.path}`"
+            )
         status = info.get("status")
         if status not in ("failed", "interrupted"):
             return f"run the pipeline first: {rerun}" + (
@@ -876,9 +922,19 @@ class RunFolder:
         )
 
     def locked_by(self) -> str | None:
-        """The process holding the folder's lock (a run writing it), or None; creates nothing."""
+        """The process holding the folder's lock (a run writing it), or None; creates nothing.
+
+        "unknown" when the folder is locked but its ``.lock`` was deleted (see :meth:`lock`)."""
         import fcntl
 
+        folder_fd = _open_folder(self.path)
+        if folder_fd is not None:
+            try:
+                _flock_folder(folder_fd, fcntl.LOCK_SH)
+            except BlockingIOError:
+                return self._pid_in_lock_file()
+            finally:
+                os.close(folder_fd)
         try:
             fd = os.open(self.lock_path, os.O_RDONLY)
         except OSError:  # no lock file (or none readable): no run has it
@@ -892,6 +948,16 @@ class RunFolder:
         else:
             fcntl.flock(fd, fcntl.LOCK_UN)
             return None
+        finally:
+            os.close(fd)
+
+    def _pid_in_lock_file(self) -> str:
+        try:
+            fd = os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return "unknown"
+        try:
+            return _lock_holder(fd)
         finally:
             os.close(fd)
 
@@ -928,6 +994,50 @@ class RunFolder:
             entry["sha256"] = self.write_json(self.info, info)
             self.write_manifest(manifest)
         return True
+
+    def record_refusal(self, config: str | Path, error: str) -> None:
+        """Say in ``run.json`` that a run with ``config`` was refused before it started (a config,
+        id, weights file or device that its checks rejected), and why.
+
+        A batch job's log can be lost; the folder it was pointed at keeps the cause. Nothing of
+        the folder's results changes: a new folder gets a run.json with status ``refused``; a
+        folder holding a run keeps that run's record, which gains a ``refused`` entry (and its
+        manifest entry the new hash, so intact results still verify). The next run that starts
+        writes run.json anew. Raises RunLockedError when another run holds the folder (its
+        run.json is that run's to write).
+        """
+        refusal = {
+            "config_path": str(config),
+            "error": error,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        self.create()
+        with self.lock():
+            manifest = self.read_manifest()
+            entry = manifest.get("files", {}).get(self.info.name)
+            vouched = (
+                isinstance(entry, dict)
+                and self.info.is_file()
+                and sha256_file(self.info) == entry.get("sha256")
+            )
+            try:
+                info = self.read_info()
+            except RunFolderError:  # not JSON: no record to keep
+                info = {}
+            if not isinstance(info, dict) or not info:
+                info = {
+                    "status": "refused",
+                    "config_path": str(config),
+                    "config_hash": None,
+                    "failed_tasks": [],
+                    "error": error,
+                    "finished": refusal["at"],
+                }
+            info["refused"] = refusal
+            digest = self.write_json(self.info, info)
+            if vouched:
+                entry["sha256"] = digest
+                self.write_manifest(manifest)
 
     def stale_cache(
         self, models: list[str], datasets: list[str], probes: bool = True

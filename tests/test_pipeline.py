@@ -122,9 +122,11 @@ def test_interrupted_run_resumes_to_identical_results(
 def test_bad_config_fails_before_work(tmp_path: Path, tiny_config: Path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"include: [{tiny_config}]\nmeasures: [cka_cubic]\n")
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="cka_cubic"):
         run(bad, tmp_path / "run", device="cpu")
     assert not (tmp_path / "run" / "features.zarr").exists()
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["status"] == "refused" and "cka_cubic" in info["refused"]["error"]
 
 
 def test_local_cluster_gives_bitwise_identical_results(

@@ -64,6 +64,40 @@ def test_lock_refuses_a_second_holder_and_names_the_pid(tmp_path: Path):
         pass
 
 
+def test_a_deleted_lock_file_does_not_let_a_second_run_in(tmp_path: Path):
+    """Removing .lock during a run (it looks like a stale lock file) let a second run create a
+    new one, lock it, and write into the folder beside the first: the folder itself is locked."""
+    folder = RunFolder(tmp_path / "run").create()
+    with folder.lock():
+        folder.lock_path.unlink()
+        assert folder.locked_by() == "unknown"  # locked, but the id was in the deleted file
+        with pytest.raises(RunLockedError, match="in use by another run"):
+            with RunFolder(folder.path).lock():
+                pass
+    assert folder.locked_by() is None
+    with folder.lock():  # released
+        assert folder.locked_by() == str(os.getpid())
+
+
+def test_a_refusal_is_recorded_without_touching_a_record_it_cannot_keep(tmp_path: Path):
+    """run.json that is not JSON gets the refusal record; a folder another run holds is left to it."""
+    import json
+
+    folder = RunFolder(tmp_path / "run").create()
+    folder.info.write_text("{not json")
+    folder.record_refusal("my.yaml", "ConfigError: unknown measure 'cka_cubic'")
+    info = json.loads(folder.info.read_text())
+    assert info["status"] == "refused" and info["refused"]["config_path"] == "my.yaml"
+    assert "refused before it started (run.json: ConfigError: unknown measure" in (
+        folder.why_no_results()
+    )
+    assert "repsim run my.yaml --out" in folder.why_no_results()
+    with folder.lock():
+        with pytest.raises(RunLockedError):
+            RunFolder(folder.path).record_refusal("other.yaml", "ConfigError: x")
+    assert json.loads(folder.info.read_text()) == info
+
+
 @pytest.mark.parametrize(
     ("code", "words"),
     [

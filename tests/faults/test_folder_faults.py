@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from faults.faultkit import MODELS, unreadable, write_config
+from repsim.chapter import load_run
 from repsim.errors import ModelError, RepsimError
 from repsim.pipeline import RunFailedError, config_hash, run
 from repsim.plan import load_plan
@@ -424,7 +425,6 @@ def test_an_unreadable_run_file_is_named_with_the_read_fix(
 
 
 def test_an_unreadable_feature_group_is_named_with_the_read_fix(run_copy, monkeypatch):
-    from repsim.chapter import load_run
 
     group = RunFolder(run_copy).features / "faces" / MODELS[1]
     store = load_run(run_copy).feature_store()
@@ -460,7 +460,6 @@ def test_a_file_where_a_feature_group_belongs_is_named(run_copy, small_config):
 @pytest.mark.parametrize("name", ["similarity.nc", "summary.txt", ".stages/similarity/faces.json"])
 def test_a_folder_where_a_run_file_belongs_is_named(name, run_copy, small_config):
     """A result file or task record replaced by a folder: readers and the rerun say to remove it."""
-    from repsim.chapter import load_run
 
     path = run_copy / name
     path.unlink()
@@ -487,9 +486,43 @@ def test_truncated_weights_fail_before_any_work(small_config, tmp_path):
         extra="models:\n  - {id: truncated, loader: minizoo, identifier: cnn, "
         "weights: truncated.safetensors, metadata: {objective: Supervised}}\n",
     )
-    with pytest.raises(ModelError, match="truncated.safetensors"):
+    with pytest.raises(ModelError, match="truncated.safetensors") as err:
         run(config, tmp_path / "run", device="cpu")
-    assert not (tmp_path / "run").exists()
+    # no work, and the cause where a batch job's user looks: run.json, and nothing else
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "run.json"]
+    info = _info(tmp_path / "run")
+    assert info["status"] == "refused" and info["config_path"] == str(config)
+    assert info["refused"]["error"] == f"ModelError: {err.value}" == info["error"]
+    assert "truncated.safetensors" in RunFolder(tmp_path / "run").why_no_results()
+    with pytest.raises(RepsimError, match="(?s)refused before it started.*truncated"):
+        load_run(tmp_path / "run")
+    run(
+        small_config, tmp_path / "run", device="cpu"
+    )  # the folder is a run's: the fixed run goes in
+    assert _info(tmp_path / "run")["status"] == "finished" and "refused" not in _info(
+        tmp_path / "run"
+    )
+
+
+def test_refused_run_keeps_the_folders_results_and_records_why(run_copy, small_config, tmp_path):
+    """A bad config pointed at a finished run: the run's results and record stay (and verify),
+    run.json says the last attempt was refused and why."""
+    before = {p.name: p.read_bytes() for p in RunFolder(run_copy).path.iterdir() if p.is_file()}
+    config = write_config(tmp_path / "bad.yaml", models=("no-such-model", *MODELS))
+    with pytest.raises(RepsimError, match="no-such-model") as err:
+        run(config, run_copy, device="cpu")
+    info = _info(run_copy)
+    assert info["status"] == "finished" and info["config_hash"] == config_hash(
+        load_plan(small_config)
+    )
+    assert info["refused"]["config_path"] == str(config)
+    assert info["refused"]["error"].endswith(str(err.value))
+    after = {p.name: p.read_bytes() for p in RunFolder(run_copy).path.iterdir() if p.is_file()}
+    changed = {n for n in before if before[n] != after.get(n)}
+    assert changed == {"run.json", "manifest.json"}  # the manifest vouches for the new run.json
+    results = load_run(run_copy)  # verifies every listed file against the manifest
+    assert results.similarity is not None
+    assert RunFolder(run_copy).record_info("book_s", 1.0)  # still vouched for
 
 
 def test_failed_decode_is_the_reported_cause(run_copy, small_config, monkeypatch):
