@@ -19,6 +19,7 @@ import xarray as xr
 from scipy import stats
 
 from repsim.errors import InputError
+from repsim.sentences import shown
 
 logger = logging.getLogger(__name__)
 
@@ -395,8 +396,11 @@ def drop_near_chance(probes: xr.Dataset, chance: pd.DataFrame) -> xr.Dataset:
     return out
 
 
-def near_chance_text(chance: pd.DataFrame, margin: float = CHANCE_MARGIN) -> str:
-    """The chance rule and which probes it leaves out, in words."""
+def near_chance_text(
+    chance: pd.DataFrame, margin: float = CHANCE_MARGIN, selection: str = ""
+) -> str:
+    """The chance rule and which probes it leaves out, in words (of the chapter's part of the
+    run, ``selection``, when it shows one)."""
     rule = (
         f"A probe is left out of the behaviour correlations when the lower end of the 95% "
         f"interval of its accuracy over probe seeds is at most chance (1 / number of classes) "
@@ -407,7 +411,7 @@ def near_chance_text(chance: pd.DataFrame, margin: float = CHANCE_MARGIN) -> str
         rule += f" The number of classes is unknown for {', '.join(unknown)}: kept."
     near = chance[chance["near_chance"]]
     if near.empty:
-        return rule + " No probe of this run is that close to chance."
+        return rule + f" No probe of {shown(selection, 'this run')} is that close to chance."
     parts = []
     for dataset, group in near.groupby("dataset", sort=False):
         n_all = int((chance["dataset"] == dataset).sum())

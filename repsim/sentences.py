@@ -194,17 +194,22 @@ def study_overlap_text(run: Run) -> str:
     study = study_models()
     models = [str(m) for m in run.similarity.model_a.values]
     shared = [m for m in models if m in study]
+    selection = getattr(run, "selection", "")
     if not shared:
         return (
-            f"None of this run's {len(models)} models is one of the study's {len(study)}, so "
-            "its numbers are not comparable with the study's: they answer the same questions on "
-            "other models and other images."
+            f"None of the {len(models)} models of {shown(selection, 'this run')} is one of the "
+            f"study's {len(study)}, so its numbers are not comparable with the study's: they "
+            "answer the same questions on other models and other images."
         )
     if len(shared) == len(models):
-        return f"All {len(models)} models of this run are among the study's {len(study)}."
+        return (
+            f"All {len(models)} models of {shown(selection, 'this run')} are among the study's "
+            f"{len(study)}."
+        )
     return (
-        f"{len(shared)} of this run's {len(models)} models are among the study's {len(study)}; "
-        "numbers over all of the run's models are not comparable with the study's."
+        f"{len(shared)} of the {len(models)} models of {shown(selection, 'this run')} are among "
+        f"the study's {len(study)}; numbers over all of these models are not comparable with "
+        "the study's."
     )
 
 
@@ -723,7 +728,7 @@ def transfer_text(table: pd.DataFrame, by: pd.DataFrame) -> str:
     return text
 
 
-def transform_text(table: pd.DataFrame, tolerance: float = 0.05) -> str:
+def transform_text(table: pd.DataFrame, tolerance: float = 0.05, selection: str = "") -> str:
     """How much the appendix transforms move consistency (:func:`repsim.consistency.
     transform_comparison`): per transform, the largest and the median absolute change over the
     dataset pairs and how many move by ``tolerance`` or more. The transforms are applied to the same
@@ -742,11 +747,11 @@ def transform_text(table: pd.DataFrame, tolerance: float = 0.05) -> str:
             f"{over} of {n} by {fmt(tolerance)} or more)"
         )
     verdict = (
-        f"no dataset pair moves by {fmt(tolerance)} or more, so the transforms leave this run's "
-        "consistency practically unchanged."
+        f"no dataset pair moves by {fmt(tolerance)} or more, so the transforms leave the "
+        f"consistency of {shown(selection, 'this run')} practically unchanged."
         if moved == 0
         else f"the transforms change the consistency of some dataset pairs by {fmt(tolerance)} "
-        "or more on this run."
+        f"or more on {shown(selection, 'this run')}."
     )
     return (
         f"Over {n} dataset pair{'s' if n != 1 else ''}, consistency changes with "
@@ -953,9 +958,10 @@ def subsample_text(spread: pd.DataFrame, n_draws: int, n_all: int) -> str:
     )
 
 
-def fixed_design_text(models: pd.DataFrame) -> str:
+def fixed_design_text(models: pd.DataFrame, selection: str = "") -> str:
     """Which design fields (data, size, training data) one value holds for every model of the
-    run: what the controlled experiment keeps fixed, as the run's metadata records it."""
+    run (or of the chapter's part, ``selection``): what the controlled experiment keeps fixed,
+    as the run's metadata records it."""
     fixed = [
         c
         for c in ("data_class", "size_class", "training_data")
@@ -967,7 +973,7 @@ def fixed_design_text(models: pd.DataFrame) -> str:
         else "nothing recorded (the run's metadata does not show a controlled design, so read "
         "the comparison below with care)"
     )
-    return f"Held fixed across this run's models: {held}."
+    return f"Held fixed across the models of {shown(selection, 'this run')}: {held}."
 
 
 #: Up to this many near-chance (model, set) cells are named one by one; more are counted.

@@ -249,6 +249,11 @@ def test_near_chance_probes_leave_the_correlations():
     assert corr["pearson_r"].iloc[0] == pytest.approx(expected, abs=1e-12)
     text = near_chance_text(chance)
     assert "plus 0.05" in text and "ten (1 of 4 models; chance 0.10)" in text
+    none_near = chance.assign(near_chance=False)
+    assert near_chance_text(none_near).endswith("No probe of this run is that close to chance.")
+    assert near_chance_text(none_near, selection="3 of 45 models").endswith(
+        "No probe of this chapter's part of the run (3 of 45 models) is that close to chance."
+    )
 
 
 def _brute_p(r_of, n: int) -> tuple[float, float]:

@@ -82,6 +82,15 @@ def test_transform_text_says_whether_consistency_moves():
     assert part.startswith("Over 2 dataset pairs,") and "0 of 2 by 0.05" in part
     for s in (text, moved, edge, part):
         assert not T.untested_claims(s)
+    # a chapter's part: the verdict is of the part, not the run
+    of_part = T.transform_text(t, selection="2 of 5 datasets")
+    assert of_part.endswith(
+        "leave the consistency of this chapter's part of the run (2 of 5 datasets) practically "
+        "unchanged."
+    )
+    assert T.transform_text(t.assign(tan=[0.5, 0.7, 0.64]), selection="3 of 45 models").endswith(
+        "or more on this chapter's part of the run (3 of 45 models)."
+    )
 
 
 def test_grouping_skip_text_each_reason():
@@ -233,12 +242,16 @@ def test_fixed_design_and_controlled_notices():
         {"data_class": ["toy"] * 3, "size_class": ["small", "small", "large"], "training_data": ""}
     )
     assert (
-        T.fixed_design_text(models) == "Held fixed across this run's models: **data_class** = toy."
+        T.fixed_design_text(models)
+        == "Held fixed across the models of this run: **data_class** = toy."
     )
     assert "nothing recorded" in T.fixed_design_text(models.drop(columns="data_class"))
     # one value among the models that record it is not held fixed when another model lacks it
     partly = models.assign(data_class=["toy", "toy", None])
     assert "nothing recorded" in T.fixed_design_text(partly)
+    assert T.fixed_design_text(models, selection="3 of 45 models").startswith(
+        "Held fixed across the models of this chapter's part of the run (3 of 45 models): "
+    )
     assert T.no_controlled_table_text("too few seeds") == "No table: too few seeds."
     assert T.missing_group_pairs_text(["a", "b"]) == (
         "Not in this run, or with fewer than 3 model pairs there: `a`, `b`."
@@ -611,18 +624,27 @@ def test_study_overlap_and_stimuli_split_texts():
     study = list(study_models())
     n = len(study)
 
-    def run(models, info=None):
+    def run(models, info=None, selection=""):
         sim = SimpleNamespace(model_a=SimpleNamespace(values=np.array(models)))
-        return SimpleNamespace(similarity=sim, info=info or {})
+        return SimpleNamespace(similarity=sim, info=info or {}, selection=selection)
 
     assert T.study_overlap_text(run(["x", "y"])).startswith(
-        f"None of this run's 2 models is one of the study's {n}, so its numbers are not comparable"
+        f"None of the 2 models of this run is one of the study's {n}, so its numbers are not "
+        "comparable"
     )
     assert T.study_overlap_text(run(study[:3])) == (
         f"All 3 models of this run are among the study's {n}."
     )
     assert T.study_overlap_text(run([*study[:1], "x"])).startswith(
-        f"1 of this run's 2 models are among the study's {n}; numbers over all"
+        f"1 of the 2 models of this run are among the study's {n}; numbers over all of these"
+    )
+    # a chapter's part: what it says is of the part, not the run
+    part = run([*study[:1], "x"], selection="2 of 45 models")
+    assert T.study_overlap_text(part).startswith(
+        "1 of the 2 models of this chapter's part of the run (2 of 45 models) are among"
+    )
+    assert "this chapter's part of the run (2 of 45 models) is one of" in T.study_overlap_text(
+        run(["x", "y"], selection="2 of 45 models")
     )
     assert "split of its similarity stimuli is unknown" in T.stimuli_split_text(run([]))
     test = run([], {"config": {"stimuli": {"split": "test"}}})
