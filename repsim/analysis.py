@@ -542,6 +542,13 @@ def page_table(table: pd.DataFrame, digits: int = 3, alpha: float = 0.05) -> pd.
     return out
 
 
+def defined_rows(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``table`` whose ``columns`` are all defined: what the sentence under the table
+    speaks of. Empty means no table: a table of NaN shown before the sentence that says why
+    (a part of a run too small for the comparison) reads as a broken result."""
+    return table.dropna(subset=list(columns))
+
+
 def _counts_as_int(values: pd.Series) -> pd.Series:
     """A column of whole numbers as ints (64 models, not 64.0); any other column unchanged."""
     try:

@@ -867,6 +867,16 @@ def anchor_rank_sum_tests(
     return out
 
 
+def reachable_rank_sums(tests: pd.DataFrame) -> pd.DataFrame:
+    """The rank-sum comparisons (:func:`anchor_rank_sum_tests`) that can come out significant:
+    p defined and, where the table has ``p_min``, a smallest possible p below the Bonferroni
+    threshold. The others are untestable with so few anchors, not tested and negative."""
+    testable = tests.dropna(subset=["p"])
+    if "p_min" in testable:
+        testable = testable[~(testable["p_min"] >= testable["p_threshold"])]
+    return testable
+
+
 # ------------------------------------------------------------------------------------- internals
 
 

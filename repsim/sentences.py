@@ -167,7 +167,7 @@ def controlled_answer(
     if tests is None:
         return (
             "Whether objective explains the consistency of pairwise similarity more than "
-            f"architecture is not tested on this run: {reason}."
+            f"architecture is not tested here: {reason}."
         )
     from repsim.analysis import tested_measure
 
@@ -563,6 +563,8 @@ def behaviour_text(corr: pd.DataFrame, test: Mapping | None = None, alpha: float
 
 def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
     """The anchor rank-sum tests in words (untestable comparisons said as such)."""
+    from repsim.consistency import reachable_rank_sums
+
     testable = tests.dropna(subset=["p"])
     if not len(testable):
         return (
@@ -572,14 +574,15 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
     from repsim.stats import format_p
 
     thr = float(testable["p_threshold"].iloc[0])
-    if "p_min" in testable and (testable["p_min"] >= thr).all():
+    reachable = reachable_rank_sums(tests)
+    if not len(reachable):
         return (
             f"No category comparison can be tested at the Bonferroni threshold p < {thr:.3g} "
             f"(alpha = {alpha} over {len(testable)} tests): with these few anchors per category "
             f"the smallest p an exact rank-sum test can give is {testable['p_min'].min():.3g}."
         )
-    unreachable = testable[testable["p_min"] >= thr] if "p_min" in testable else testable.iloc[:0]
-    testable = testable.drop(unreachable.index)
+    unreachable = testable.drop(reachable.index)
+    testable = reachable
     sig = testable[testable.significant]
     text = (
         f"{len(sig)} of {len(testable)} testable category comparisons are significant after "

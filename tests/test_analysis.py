@@ -475,7 +475,7 @@ def test_overview_text_makes_no_untested_claims(run):
     no = T.overview_text(summary, "cka_linear", "objective", _answer_rows(0.001, 0.4, (-0.1, 0.2)))
     assert "no evidence that objective explains" in no.lower()
     why = T.overview_text(summary, "cka_linear", "objective", None, "not crossed")
-    assert "not tested on this run: not crossed" in why
+    assert "not tested here: not crossed" in why
 
 
 def test_controlled_tests_of_a_run_without_them(run):
@@ -763,6 +763,21 @@ def test_rank_sum_text_a_smallest_p_at_the_threshold_cannot_reach_it():
     bare = T.rank_sum_text(tests.drop(columns="p_min"), 0.01)
     assert bare.startswith("1 of 2 testable category comparisons are significant")
     assert "cannot be tested" not in bare
+    # the chapter shows the table only where the sentence can count a testable comparison
+    assert list(C.reachable_rank_sums(tests).group_b) == ["c"]
+    assert C.reachable_rank_sums(tests.assign(p_min=0.005)).empty
+    assert list(C.reachable_rank_sums(tests.drop(columns="p_min")).group_b) == ["b", "c"]
+    assert C.reachable_rank_sums(tests.assign(p=np.nan)).empty
+
+
+def test_defined_rows_keep_what_the_sentence_speaks_of():
+    table = pd.DataFrame(
+        {"same": [0.5, np.nan, 0.2], "across": [0.4, 0.3, np.nan], "pairs": [3, 0, 1]},
+        index=["x", "y", "z"],
+    )
+    assert list(A.defined_rows(table, ["same", "across"]).index) == ["x"]
+    assert list(A.defined_rows(table, ["across"]).index) == ["x", "y"]
+    assert A.defined_rows(table.iloc[1:], ["same", "across"]).empty
 
 
 def test_spread_over_domains_and_domain_contrast():
@@ -1402,7 +1417,7 @@ def test_a_chapter_of_part_of_a_run_does_not_show_the_whole_runs_tests(tmp_path)
         tests, reason = A.controlled_tests(run)
         assert tests is None
         assert run.selection in reason and "not recomputed" in reason
-        assert "not tested on this run" in T.controlled_answer(tests, reason)
+        assert "not tested here" in T.controlled_answer(tests, reason)
 
 
 def test_a_chapter_of_two_models_says_consistency_needs_three(tmp_path):

@@ -220,8 +220,16 @@ def test_chapters_of_part_of_a_run(tmp_path):
             assert "6 models, 4 datasets (this chapter's part of the run: 6 of 8" in text
         if path.stem[3:] in ("overview", "consistency_by_category", "controlled_minizoo"):
             assert "part of the run (6 of 8 models and 4 of 6 datasets)" in text, path.name
-        if path.stem[3:] == "anchors":  # the chosen models are the anchors: none random
-            assert "Self-Supervised" in text and "Random" not in text
+        if path.stem[3:] == "anchors":
+            # the chosen models are the anchors, none random: 3 categories, so 3 tests; with 2
+            # anchors each no comparison can reach the threshold, and the sentence says so
+            # without a table of tests above it that cannot come out
+            assert "No category comparison can be tested at the Bonferroni threshold" in text
+            assert "(alpha = 0.01 over 3 tests)" in text and "Random" not in text
+            assert "below thr." not in text
+        if path.stem[3:] == "controlled_minizoo":  # no objective splits by architecture here
+            assert "its consistency cannot be split by architecture" in text
+            assert "pairs across" not in text  # the all-NaN table (a column of it) is not shown
     # one model per objective: no objective pair has 3 model pairs, and chapter 6 says so
     # (the part's consistency.nc has no objective rows, and the grouping went unmentioned)
     boxes = [p for p in chapters if p.stem[3:] == "consistency_by_category"]
@@ -256,6 +264,7 @@ def test_chapters_of_a_part_of_one_objective(tmp_path):
         f"No two datasets of this chapter's part of the run ({part}) share a domain"
         in text["consistency_heatmaps"]
     )
+    assert "NaN" not in text["consistency_heatmaps"]  # no domain table of undefined entries
     assert "over 6 values" in text["local_global"]  # 6 dataset pairs, not 12
     assert f"this chapter's part of the run ({part}) has 3" in text["anchors"]
     assert "and the run has 3" not in text["anchors"]
