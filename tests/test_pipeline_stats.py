@@ -167,7 +167,7 @@ def test_chapters_state_the_tests_of_a_crossed_run(crossed_run: Path, tmp_path: 
     assert "Secondary view, SimCLR and Barlow Twins pooled" in text["controlled_minizoo"]
     for chapter in text.values():
         assert "strongest driver" not in chapter and "agrees with" not in chapter
-    assert "None of this run's 8 models is one of the study's 64" in text["study_numbers"]
+    assert "None of the 8 models of this run is one of the study's 64" in text["study_numbers"]
     assert "not comparable with the study's" in text["overview"]
 
 
