@@ -290,9 +290,20 @@ def test_embedded_style_run_has_few_comparable_items(repo_root):
     assert beh.loc["behavior/cka_linear/Structured", "status"] == "other models"
     assert beh.loc["behavior/cka_linear/Natural (multi-domain)", "status"] == "not in run"
     assert table.set_index("id").loc["design/n_models/all", "status"] == "outside tolerance"
+    assert beh.loc["behavior/cka_linear/Structured", "run_basis"].endswith(
+        "; 0 of them are the study's models"
+    )
     text = reference.format_comparison(table)
     assert "shares 0 of its 8 models" in text and "none of its results is comparable" in text
     assert "not in this run" in text
+    # the study's design is the study's 64 models, not the run's 8; none of its 11 counts is met
+    assert table.attrs["n_study_models_total"] == 64
+    assert "(Ciernik et al. 2025, 64 models;" in text
+    assert "Design: 0 of 11 counts" in text
+    # rows the run cannot compute are listed only on request
+    assert "consistency/cka_linear/all/ImageNet-Flowers" not in text
+    full = reference.format_comparison(table, all_rows=True)
+    assert "consistency/cka_linear/all/ImageNet-Flowers" in full and "not in this run" not in full
 
 
 def test_cli_compare(repo_root, tmp_path, capsys):
@@ -453,3 +464,212 @@ def test_static_text_quotes_the_study_as_the_reference_file_has_it(path):
     study = reference.load_study_numbers().set_index("id")["value"]
     for ident in QUOTED[path]:
         assert f"{study[ident]:.2f}" in text, f"{path} does not quote {ident} = {study[ident]}"
+
+
+def test_tolerance_is_the_rows_column_and_inclusive(repo_root):
+    """A verdict reads the row's own tolerance column (the behaviour rows' 0.10 is not the
+    consistency rows' 0.05), in both directions, and |run - study| equal to the tolerance is within
+    it (a 0.05 step from the run's value is a float a hair above 0.05)."""
+    sim = study_run(repo_root)
+    ref = reference.load_study_numbers()
+    row_id = "consistency/cka_linear/all/ImageNet-Flowers"
+    run = reference.compare(sim).set_index("id").loc[row_id, "run"]
+    i = ref.index[ref["id"] == row_id][0]
+    cases = []  # (study value, tolerance, expected status)
+    for step, tol in ((0.08, 0.10), (-0.08, 0.10), (0.05, 0.05), (-0.05, 0.05), (0.10, 0.10)):
+        cases.append((run + step, tol, "within tolerance"))
+    for step, tol in ((0.08, 0.05), (-0.0501, 0.05), (0.1001, 0.10)):
+        cases.append((run + step, tol, "outside tolerance"))
+    for value, tol, expected in cases:
+        table = ref.copy()
+        table.loc[i, ["value", "tolerance"]] = [value, tol]
+        row = reference.compare(sim, reference=table).set_index("id").loc[row_id]
+        assert row["status"] == expected, (value - run, tol)
+        assert row["difference"] == pytest.approx(run - value, abs=1e-12)
+        assert row["tolerance"] == tol
+
+
+def test_nan_pair_on_either_dataset_or_within_a_group(repo_root):
+    """A model pair NaN on the second dataset of a row only, or between two models of one
+    objective, is a pair lost from that row (and only from the rows that use it)."""
+    sim = study_run(repo_root)
+    models = reference.study_models()
+    ids = [str(m) for m in sim.model_a.values]
+    sup = [k for k, m in enumerate(ids) if models[m] == "Supervised"]
+    pcam = [str(d) for d in sim.dataset.values].index("wds/vtab/pcam")
+    p, q = sup[-2], sup[-1]
+    sim["cka_linear"][pcam, p, q] = sim["cka_linear"][pcam, q, p] = np.nan
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        table = reference.compare(sim).set_index("id")
+    for rows, n, pairs in (("all", 64, 2016), ("Supervised", 30, 435)):
+        for pair in ("ImageNet-PCAM", "Flowers-PCAM"):
+            row = table.loc[f"consistency/cka_linear/{rows}/{pair}"]
+            assert row["status"] == "subset of the study's model pairs"
+            assert row["run_basis"].startswith(f"{n} models, {pairs - 1} pairs; 1 of the study's")
+        assert table.loc[f"consistency/cka_linear/{rows}/ImageNet-Flowers", "status"] == (
+            "within tolerance"
+        )
+    for group in ("Self-Supervised", "Image-Text"):
+        rows = table[table.index.str.startswith(f"consistency/cka_linear/{group}/")]
+        assert (rows.status == "within tolerance").all()
+
+
+def test_extra_datasets_are_other_datasets(repo_root):
+    """A behaviour mean over the study's datasets and more is not over the study's datasets."""
+    sim = study_run(repo_root)
+    extra = sim.isel(dataset=[0]).assign_coords(
+        dataset=["shapes"], dataset_name=("dataset", ["Shapes"])
+    )
+    more = xr.concat([sim, extra], dim="dataset")
+    probes, _ = random_probes(more)
+    table = reference.compare(more, probes=probes).set_index("id")
+    domain = str(sim.domain.values[0])
+    for row_id in ("all", domain):
+        row = table.loc[f"behavior/cka_linear/{row_id}"]
+        n = 23 if row_id == "all" else int((sim.domain.values == domain).sum())
+        assert row["status"] == "other datasets"
+        assert f"{n} of them are the study's datasets" in row["run_basis"]
+    # the consistency rows read their two datasets only
+    assert (table[table.quantity == "consistency"].status == "within tolerance").all()
+
+
+def test_behavior_dataset_with_undefined_r_is_missing(repo_root):
+    """A dataset whose r is undefined (constant probe accuracy) is not in the mean: the row rests
+    on the domain's other datasets, and says so."""
+    sim = study_run(repo_root)
+    probes, acc = random_probes(sim)
+    dtd = [str(d) for d in sim.dataset.values].index("wds/vtab/dtd")
+    probes["accuracy"][:, dtd, :] = 0.5
+    table = reference.compare(sim, probes=probes).set_index("id")
+    row = table.loc["behavior/cka_linear/Structured"]
+    assert row["status"] == "subset of the study's datasets"
+    assert row["run_basis"].startswith("2 datasets, 64 models")
+    assert "(missing wds/vtab/dtd)" in row["run_basis"]
+
+
+def test_smallest_group_with_enough_pairs_is_computed(repo_root):
+    """Three models of an objective make MIN_PAIRS (3) pairs: the row is computed, on a subset."""
+    sim = study_run(repo_root)
+    models = reference.study_models()
+    it = [m for m in map(str, sim.model_a.values) if models[m] == "Image-Text"]
+    keep = [m for m in map(str, sim.model_a.values) if models[m] != "Image-Text"] + it[:3]
+    table = reference.compare(sim.sel(model_a=keep, model_b=keep)).set_index("id")
+    row = table.loc["consistency/cka_linear/Image-Text/ImageNet-Flowers"]
+    S = sim["cka_linear"].sel(model_a=it[:3], model_b=it[:3])
+    i, j = np.triu_indices(3, k=1)
+    a = S.sel(dataset="imagenet-subset-10k").values[i, j]
+    b = S.sel(dataset="wds/vtab/flowers").values[i, j]
+    assert row["run"] == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-12)
+    assert row["status"] == "subset of the study's models"
+    assert row["run_basis"].startswith("3 models, 3 pairs; 3 of the study's 14 models (11 missing)")
+    for n in (2, 0):
+        fewer = keep[: len(keep) - 3 + n]
+        table = reference.compare(sim.sel(model_a=fewer, model_b=fewer)).set_index("id")
+        row = table.loc["consistency/cka_linear/Image-Text/ImageNet-Flowers"]
+        assert row["status"] == "not in run"
+        assert row["run_basis"] == f"{n} Image-Text models in the run: too few pairs"
+
+
+def test_summary_of_a_run_short_of_models(repo_root):
+    """A run lacking some of the study's models in every group: every result rests on a subset of
+    them, and the summary says the run shares N of its models; a run lacking only the DINO models
+    keeps the verdicts of the complete groups and counts them."""
+    sim = study_run(repo_root)
+    models = reference.study_models()
+    first = {g: next(m for m in models if models[m] == g) for g in set(models.values())}
+    keep = [m for m in map(str, sim.model_a.values) if m not in first.values()]
+    table = reference.compare(sim.sel(model_a=keep, model_b=keep))
+    assert table.attrs["n_study_models"] == 61 and table.attrs["n_study_models_total"] == 64
+    row = table.set_index("id").loc["consistency/cka_linear/Self-Supervised/ImageNet-PCAM"]
+    assert row["run_basis"].endswith("19 of the study's 20 models (1 missing)")
+    text = reference.summary(table)
+    assert (
+        "The run shares 61 of its 61 models with the study, so none of its results is comparable "
+        "with the study's values (24 are shown for orientation only)." in text
+    )
+    # the DINO models are self-supervised: the other groups' 2 x 2 x 3 rows keep their verdict
+    keep = [m for m in map(str, sim.model_a.values) if not m.startswith("dino")]
+    assert {models[m] for m in models if m not in keep} == {"Self-Supervised"}
+    text = reference.summary(reference.compare(sim.sel(model_a=keep, model_b=keep)))
+    assert "none of its results is comparable" not in text
+    assert "24 of 29 published results could be computed" in text
+    assert "12 are set against the study's value (12 within tolerance, 0 outside" in text
+    assert "12 results rest on other or fewer models" in text
+    assert "(12 subset of the study's models)" in text
+
+
+def test_summary_counts_design_rows_and_names_the_earlier_run(repo_root):
+    """'Design: k of 11' counts the counts within tolerance only; the behaviour numbers' earlier run
+    is named by its models and its largest number of datasets."""
+    sim = study_run(repo_root)
+    keep = [d for d in map(str, sim.dataset.values) if d != "wds/vtab/dtd"]
+    table = reference.compare(sim.sel(dataset=keep))
+    # off by DTD: n_datasets/all (22), n_datasets/Structured (2), n_dataset_pairs/all (231)
+    text = reference.summary(table)
+    assert "Design: 8 of 11 counts (models, datasets, pairs) are the study's." in text
+    assert "5 of its numbers are from its earlier run with 62 models, 25 datasets)" in text
+    # the earlier run's size is its largest number of datasets, also with a row over fewer
+    ref = reference.load_study_numbers()
+    ref.loc[ref["id"] == "behavior/cka_linear/Specialized", "n_datasets"] = "4"
+    text = reference.summary(reference.compare(sim, reference=ref))
+    assert "earlier run with 62 models, 25 datasets)" in text
+
+
+def test_models_blank_means_all(repo_root):
+    """A reference row with no model group (``models`` empty) is over all models, like 'all'."""
+    sim = study_run(repo_root)
+    ref = reference.load_study_numbers()
+    base = reference.compare(sim, reference=ref)
+    blank = ref.assign(models=ref["models"].replace("all", ""))
+    table = reference.compare(sim, reference=blank)
+    pd.testing.assert_series_equal(table.status, base.status)
+    np.testing.assert_allclose(table.run, base.run, atol=1e-12)
+
+
+def test_row_with_one_dataset_missing_is_not_in_run(repo_root):
+    """A consistency row needs both its datasets: one missing is 'not in run' and named."""
+    sim = study_run(repo_root)
+    keep = [d for d in map(str, sim.dataset.values) if d != "wds/vtab/pcam"]
+    table = reference.compare(sim.sel(dataset=keep)).set_index("id")
+    for pair, status in (("ImageNet-PCAM", "not in run"), ("Flowers-PCAM", "not in run"),
+                         ("ImageNet-Flowers", "within tolerance")):  # fmt: skip
+        row = table.loc[f"consistency/cka_linear/Supervised/{pair}"]
+        assert row["status"] == status
+        if status == "not in run":
+            assert row["run_basis"] == "dataset wds/vtab/pcam not in the run"
+
+
+def test_summary_of_a_run_short_of_models_and_pairs(repo_root):
+    """No verdict because of missing models in some rows and missing model pairs in others: the
+    summary names both, not only the models."""
+    sim = study_run(repo_root)
+    models = reference.study_models()
+    ssl = next(m for m in models if models[m] == "Self-Supervised")
+    keep = [m for m in map(str, sim.model_a.values) if m != ssl]
+    sim = sim.sel(model_a=keep, model_b=keep).copy(deep=True)
+    datasets = [str(d) for d in sim.dataset.values]
+    for group in ("Supervised", "Image-Text"):
+        p, q = [k for k, m in enumerate(keep) if models[m] == group][:2]
+        for measure in ("cka_linear", "cka_rbf_0.4"):
+            for d in ("imagenet-subset-10k", "wds/vtab/pcam"):
+                k = datasets.index(d)
+                sim[measure][k, p, q] = sim[measure][k, q, p] = np.nan
+    with pytest.warns(RuntimeWarning, match="NaN"):
+        table = reference.compare(sim)
+    text = reference.summary(table)
+    assert "none of its results is comparable" not in text
+    assert (
+        "24 results rest on other or fewer models, model pairs or datasets than the study's and "
+        "have no verdict (12 subset of the study's models, 12 subset of the study's model pairs)"
+    ) in text
+
+
+def test_run_without_objectives_compares_all_models_only(repo_root):
+    """Without objective coords the group rows and group counts cannot be computed and say why;
+    the rows over all models still are; a group the run has no model of says so."""
+    sim = study_run(repo_root).drop_vars(["objective_a", "objective_b"])
+    table = reference.compare(sim).set_index("id")
+    row = table.loc["consistency/cka_linear/Supervised/ImageNet-Flowers"]
+    assert row["status"] == "not in run" and row["run_basis"] == "the run has no objective_a coord"
+    assert table.loc["design/n_models/Supervised", "status"] == "not in run"
+    assert table.loc["consistency/cka_linear/all/ImageNet-Flowers", "status"] == "within tolerance"
