@@ -409,7 +409,7 @@ def _status(
     wanted = {m for m, o in study.items() if group is None or o == group}
     models = set(used.models if used else [])
     if models != wanted:
-        if models and models <= set(study):
+        if models and models <= wanted:
             return "subset of the study's models", (
                 f"{basis}; {len(models)} of the study's {len(wanted)} models "
                 f"({len(wanted) - len(models)} missing)"

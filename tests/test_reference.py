@@ -673,3 +673,22 @@ def test_run_without_objectives_compares_all_models_only(repo_root):
     assert row["status"] == "not in run" and row["run_basis"] == "the run has no objective_a coord"
     assert table.loc["design/n_models/Supervised", "status"] == "not in run"
     assert table.loc["consistency/cka_linear/all/ImageNet-Flowers", "status"] == "within tolerance"
+
+
+def test_objective_labels_other_than_the_study_s(repo_root):
+    """A run that labels a study model with another objective has, for that objective, models
+    that are not the study's models of it: 'other models', not a subset (the row said '21 of the
+    study's 20 models (-1 missing)')."""
+    sim = study_run(repo_root)
+    models = reference.study_models()
+    obj = [str(o) for o in sim.objective_a.values]
+    k = next(i for i, m in enumerate(sim.model_a.values) if models[str(m)] == "Supervised")
+    obj[k] = "Self-Supervised"
+    relabelled = sim.assign_coords(objective_a=("model_a", obj), objective_b=("model_b", obj))
+    table = reference.compare(relabelled).set_index("id")
+    row = table.loc["consistency/cka_linear/Self-Supervised/ImageNet-Flowers"]
+    assert row["status"] == "other models", row["run_basis"]
+    row = table.loc["consistency/cka_linear/Supervised/ImageNet-Flowers"]
+    assert row["status"] == "subset of the study's models"
+    assert "29 of the study's 30 models (1 missing)" in row["run_basis"]
+    assert table.loc["design/n_models/Self-Supervised", "status"] == "outside tolerance"
