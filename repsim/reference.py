@@ -253,14 +253,17 @@ def _coord(sim: xr.Dataset, name: str, dim: str) -> list[str] | None:
     return None
 
 
-def _dataset_id(sim: xr.Dataset, ident: str, name: str) -> str | None:
-    """The run's id of a study dataset: by id, else by the ``dataset_name`` coord."""
+def _dataset_id(sim: xr.Dataset, ident: str, *names: str) -> str | None:
+    """The run's id of a study dataset: by id, else by the ``dataset_name`` coord (any of
+    ``names``: the reference file's name of it, or ``paper_datasets.yaml``'s, by which the
+    behaviour rows know it)."""
     ids = [str(d) for d in sim["dataset"].values]
     if ident in ids:
         return ident
-    names = _coord(sim, "dataset_name", "dataset")
-    if names and name and name in names:
-        return ids[names.index(name)]
+    run_names = _coord(sim, "dataset_name", "dataset")
+    for name in names:
+        if run_names and name and name in run_names:
+            return ids[run_names.index(name)]
     return None
 
 
@@ -304,8 +307,10 @@ def _run_value(
     if q == "consistency":
         if r["measure"] not in sim.data_vars:
             return np.nan, f"no measure {r['measure']} in the run", None
-        a = _dataset_id(sim, r["dataset_a"], r["dataset_a_name"])
-        b = _dataset_id(sim, r["dataset_b"], r["dataset_b_name"])
+        a, b = (
+            _dataset_id(sim, r[k], r[f"{k}_name"], study_ds.get(r[k], {}).get("name", ""))
+            for k in ("dataset_a", "dataset_b")
+        )
         if a is None or b is None:
             missing = [r["dataset_a"] if a is None else None, r["dataset_b"] if b is None else None]
             return np.nan, f"dataset {', '.join(m for m in missing if m)} not in the run", None

@@ -692,3 +692,29 @@ def test_objective_labels_other_than_the_study_s(repo_root):
     assert row["status"] == "subset of the study's models"
     assert "29 of the study's 30 models (1 missing)" in row["run_basis"]
     assert table.loc["design/n_models/Self-Supervised", "status"] == "outside tolerance"
+
+
+def test_datasets_found_by_name(repo_root):
+    """A run that names the study's datasets by other ids but carries their names (the
+    ``dataset_name`` coord, as ``paper_datasets.yaml`` gives them) is compared on them: the same
+    values and statuses as under the study's ids. The consistency rows looked ImageNet up by the
+    reference file's name ('ImageNet-1k') only, not by the name the run and the behaviour rows
+    carry ('ImageNet-1k (10 per class; ...)'): all 16 ImageNet rows were 'not in run'."""
+    sim = study_run(repo_root)
+    probes, _ = random_probes(sim)
+    base = reference.compare(sim, probes=probes).set_index("id")
+    assert (base.status != "not in run").all()
+    ids = [f"set{k}" for k in range(sim.sizes["dataset"])]
+    renamed = sim.assign_coords(dataset=ids)
+    table = reference.compare(renamed, probes=probes.assign_coords(dataset=ids)).set_index("id")
+    pd.testing.assert_series_equal(table.status, base.status)
+    np.testing.assert_allclose(table.run, base.run, atol=1e-12)
+    # the reference file's own name of a dataset is found too
+    names = [str(n) for n in renamed.dataset_name.values]
+    names[[str(d) for d in sim.dataset.values].index("imagenet-subset-10k")] = "ImageNet-1k"
+    table = reference.compare(renamed.assign_coords(dataset_name=("dataset", names))).set_index(
+        "id"
+    )
+    consistency = table[table.quantity == "consistency"]
+    assert (consistency.status == "within tolerance").all()
+    np.testing.assert_allclose(consistency.run, base.run[consistency.index], atol=1e-12)
