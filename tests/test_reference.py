@@ -718,3 +718,18 @@ def test_datasets_found_by_name(repo_root):
     consistency = table[table.quantity == "consistency"]
     assert (consistency.status == "within tolerance").all()
     np.testing.assert_allclose(consistency.run, base.run[consistency.index], atol=1e-12)
+
+
+def test_run_with_one_measure_and_no_domains(repo_root):
+    """A measure the run lacks makes its rows 'not in run' and named; without a domain coord the
+    per-domain counts cannot be computed, the counts over all datasets still are."""
+    sim = study_run(repo_root)[["cka_linear"]].drop_vars("domain")
+    table = reference.compare(sim).set_index("id")
+    rbf = table[table.index.str.startswith("consistency/cka_rbf_0.4/")]
+    assert len(rbf) == 12 and (rbf.status == "not in run").all()
+    assert (rbf.run_basis == "no measure cka_rbf_0.4 in the run").all()
+    linear = table[table.index.str.startswith("consistency/cka_linear/")]
+    assert (linear.status == "within tolerance").all()
+    assert table.loc["design/n_datasets/Structured", "status"] == "not in run"
+    assert table.loc["design/n_datasets/all", "status"] == "within tolerance"
+    assert table.loc["design/n_dataset_pairs/all", "run"] == 23 * 22 / 2
