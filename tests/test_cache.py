@@ -112,3 +112,83 @@ def test_stage_key_sees_every_element_of_an_array():
     b[1000] = 1.0  # numpy prints both as [0. 0. 0. ... 0. 0. 0.]
     assert stage_key({"weights": a}) != stage_key({"weights": b})
     assert stage_key({"weights": a}) == stage_key({"weights": a.tolist()})
+
+
+# -- mutation audit of the cache's trust checks (session audit-store) ---------------------------
+def test_a_record_without_a_content_hash_is_never_reused(tmp_path: Path):
+    """A record with the right key but no ``sha256`` (damaged, or older than content hashes)
+    vouches for no output: it must not be reused because the output has nothing to differ from."""
+    cache = StageCache(tmp_path)
+    out = tmp_path / "digits.nc"
+    out.write_text("some result")
+    cache.mark_done("similarity", "digits", "k1")
+    assert cache.check("similarity", "digits", "k1", out)[0] is False
+    cache.mark_done("features", ("digits", "cnn"), "k1")
+    assert cache.check("features", ("digits", "cnn"), "k1", content_hash=lambda: None)[0] is False
+
+
+def test_an_output_without_its_record_is_said_to_be_unverifiable(tmp_path: Path):
+    """An output whose record is gone (a file, a feature group that is there, or one that is
+    there but does not read) is named as unverifiable, not as work never done."""
+    cache = StageCache(tmp_path)
+    out = tmp_path / "digits.nc"
+    missing = (False, "its record in .stages is missing, so its output cannot be verified")
+    assert cache.check("similarity", "digits", "k1", out) == (False, "not done yet")
+    out.write_text("some result")
+    assert cache.check("similarity", "digits", "k1", out) == missing
+
+    def unreadable() -> bool:
+        raise OSError("a chunk that does not decode")
+
+    group = ("digits", "cnn")
+    hashed = {"content_hash": lambda: "abc"}
+    assert cache.check("features", group, "k1", **hashed, present=lambda: False)[0] is False
+    assert cache.check("features", group, "k1", **hashed, present=lambda: True) == missing
+    assert cache.check("features", group, "k1", **hashed, present=unreadable) == missing
+
+
+def test_a_damaged_output_is_redone_not_raised(tmp_path: Path):
+    """A folder where the output file should be, or a feature group whose hash fails with the
+    store's own error, is a reason to redo the task: check answers, it does not raise."""
+    from repsim.errors import StoreError
+
+    cache = StageCache(tmp_path)
+    out = tmp_path / "digits.nc"
+    out.mkdir()
+    cache.mark_done("similarity", "digits", "k1", sha256="x")
+    assert cache.check("similarity", "digits", "k1", out) == (False, "digits.nc is missing")
+
+    def damaged() -> str:
+        raise StoreError("feature group does not match its seal")
+
+    cache.mark_done("features", ("digits", "cnn"), "k1", sha256="x")
+    ok, why = cache.check("features", ("digits", "cnn"), "k1", content_hash=damaged)
+    assert not ok and "unreadable" in why
+
+
+def test_the_code_is_blamed_only_when_the_caller_names_its_code(tmp_path: Path):
+    """A caller that passes no ``code`` cannot know the code changed: a changed key is blamed on
+    the inputs even when the record names a code version."""
+    cache = StageCache(tmp_path)
+    cache.mark_done("similarity", "digits", "k1", code="v1")
+    why = cache.check("similarity", "digits", "k2", tmp_path / "digits.nc")[1]
+    assert "inputs changed" in why
+
+
+def test_a_dataclass_is_keyed_by_its_fields_like_a_dict():
+    """A dataclass enters the key as the dict of its fields (private ones left out, arrays whole),
+    not as its printed form, which elides long arrays and shows private fields."""
+    import numpy as np
+
+    @dataclass(frozen=True)
+    class Weights:
+        id: str
+        values: object
+        _source: str = ""
+
+    a = np.zeros(2000)
+    b = a.copy()
+    b[1000] = 1.0
+    assert stage_key(Weights("m", [1, 2])) == stage_key({"id": "m", "values": [1, 2]})
+    assert stage_key(Weights("m", a)) != stage_key(Weights("m", b))
+    assert stage_key(Weights("m", 1, "/a")) == stage_key(Weights("m", 1, "/b"))
