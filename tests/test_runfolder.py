@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -565,3 +566,296 @@ def test_book_on_a_folder_without_results_says_why_and_leaves_no_lock(tmp_path):
         StoreError, match=r"failed before writing it \(run.json; its first error: boom"
     ):
         build_book(run_dir=folder.path, book_dir=tmp_path / "book")
+
+
+# -- mutation audit of the checks that decide whether a folder's results are trusted -------------
+_NAMES = ("similarity.nc", "consistency.nc", "probes.nc", "controlled_tests.csv", "summary.txt")
+
+
+def _cons(datasets_a: list[str], datasets_b: list[str], **extra: list[str]) -> xr.Dataset:
+    """A consistency.nc of one measure over pairs of datasets (``anchor=[...]`` adds anchors)."""
+    dims = ("measure", "dataset_a", "dataset_b", *extra)
+    shape = (1, len(datasets_a), len(datasets_b), *(len(v) for v in extra.values()))
+    coords = {"measure": ["cka_linear"], "dataset_a": datasets_a, "dataset_b": datasets_b, **extra}
+    return xr.Dataset({"consistency": (dims, np.zeros(shape))}, coords=coords)
+
+
+def _probes(models: list[str], datasets: list[str]) -> xr.Dataset:
+    return xr.Dataset(
+        {"accuracy": (("model", "dataset"), np.zeros((len(models), len(datasets))))},
+        coords={"model": models, "dataset": datasets},
+    )
+
+
+def _finished_run(path: Path, unlisted: tuple[str, ...] = ()) -> RunFolder:
+    """A run folder as a finished run leaves it: every result file, run.json and the stimulus
+    table of d1, each listed in the manifest with its content hash (but those in ``unlisted``)."""
+    folder = RunFolder(path).create()
+    models, datasets = ["a", "b"], ["d1", "d2"]
+    hashes = {
+        "similarity.nc": folder.write_netcdf(_sim(models, datasets), folder.similarity),
+        "consistency.nc": folder.write_netcdf(_cons(datasets, datasets), folder.consistency),
+        "probes.nc": folder.write_netcdf(_probes(models, datasets), folder.probes),
+        "controlled_tests.csv": folder.write_text(folder.controlled_tests, "test,p\n"),
+        "summary.txt": folder.write_text(folder.summary, "summary\n"),
+        "run.json": folder.write_json(folder.info, {"status": "ok", "config_hash": "c"}),
+    }
+    table = folder.write_text(folder.stimuli("d1"), "id,label\nx,0\n")
+    folder.write_manifest(
+        {
+            "config_hash": "c",
+            "files": {k: {"sha256": v} for k, v in hashes.items() if k not in unlisted},
+            "inputs": {"stimuli d1": table},
+            "skipped": [],
+        }
+    )
+    return folder
+
+
+def _relist(folder: RunFolder, name: str) -> None:
+    """Give ``name`` its current hash in the manifest (as if the run had written it so)."""
+    manifest = folder.read_manifest()
+    manifest["files"][name] = {"sha256": sha256_file(folder.path / name)}
+    folder.write_manifest(manifest)
+
+
+def test_results_open_only_when_a_manifest_of_the_run_vouches_for_them(tmp_path: Path):
+    """A manifest that is missing, not JSON or not of the shape a run writes verifies nothing:
+    the folder is refused (without verify it opens), never read as if it were checked."""
+    folder = _finished_run(tmp_path / "run")
+    assert folder.open_results().similarity.sizes["model_a"] == 2
+    good = folder.manifest_path.read_text()
+    for text, state in (
+        ("{", "unreadable"),
+        ('{"config_hash": "c", "files": {"summary.txt": "abc"}}', "unreadable"),
+        ('{"config_hash": "c", "files": {}, "inputs": ["stimuli d1"]}', "unreadable"),
+        ('{"config_hash": "c", "files": {}, "skipped": {"d1": "x"}}', "unreadable"),
+        (None, "missing"),
+    ):
+        if text is None:
+            folder.manifest_path.unlink()
+        else:
+            folder.manifest_path.write_text(text)
+        assert folder.read_manifest() == {}
+        with pytest.raises(RunFolderError, match=f"manifest.json is {state}"):
+            folder.open_results()
+        assert folder.open_results(verify=False).manifest == {}
+    folder.manifest_path.write_text(good)
+    folder.open_results()
+
+
+def test_a_listed_file_that_is_gone_is_named_as_missing(tmp_path: Path):
+    """A file the manifest lists but the folder lacks is refused as missing (not read as absent)."""
+    folder = _finished_run(tmp_path / "run")
+    folder.summary.unlink()
+    with pytest.raises(RunFolderError, match="summary.txt is listed in manifest.json but missing"):
+        folder.open_results()
+
+
+@pytest.mark.parametrize("damage", ["changed", "deleted"])
+def test_the_stimulus_tables_are_verified_with_the_results(tmp_path: Path, damage: str):
+    """The results are only as good as the stimulus table the analyses read beside them: a table
+    changed or deleted since the run is refused, like a result file."""
+    folder = _finished_run(tmp_path / "run")
+    table = folder.stimuli("d1")
+    if damage == "changed":
+        table.write_text("id,label\nx,1\n")
+    else:
+        table.unlink()
+    with pytest.raises(RunFolderError, match="not the stimulus table the result files were"):
+        folder.open_results()
+
+
+@pytest.mark.parametrize("name", _NAMES)
+def test_a_result_file_the_manifest_does_not_list_is_refused_and_removed(tmp_path: Path, name: str):
+    """Each result file that the last run did not list (a leftover of another config) makes the
+    folder unverifiable, and the cleanup before a rerun removes it with the manifest."""
+    folder = _finished_run(tmp_path / "run", unlisted=(name,))
+    with pytest.raises(RunFolderError, match=f"{re.escape(name)} in .* were not written by its"):
+        folder.open_results()
+    removed = folder.remove_results("rerun")
+    assert sorted(removed) == sorted([*_NAMES, "manifest.json"])
+    assert not any((folder.path / n).exists() for n in removed)
+
+
+@pytest.mark.parametrize("name", ["consistency.nc", "probes.nc"])
+def test_open_results_checks_the_optional_files_against_similarity(tmp_path: Path, name: str):
+    """consistency.nc and probes.nc of another run (listed with their hashes) are refused when
+    opened, not handed on beside a similarity.nc of other models or datasets."""
+    folder = _finished_run(tmp_path / "run")
+    other = _cons(["d1"], ["d1"]) if name == "consistency.nc" else _probes(["a", "c"], ["d1", "d2"])
+    folder.write_netcdf(other, folder.path / name)
+    _relist(folder, name)
+    with pytest.raises(RunFolderError, match=f"{name} has"):
+        folder.open_results()
+
+
+def test_a_result_file_that_is_not_netcdf_is_refused_as_unreadable(tmp_path: Path):
+    """A listed result file whose bytes are not netCDF (its hash listed too) is refused with the
+    fix, not raised as xarray's own error."""
+    folder = _finished_run(tmp_path / "run")
+    folder.consistency.write_text("not a netCDF file\n")
+    _relist(folder, "consistency.nc")
+    with pytest.raises(RunFolderError, match="is unreadable"):
+        folder.open_results()
+
+
+def test_schema_check_finds_each_mismatch():
+    """Each check of check_schema on its own: no measures, model_a against model_b, other ids of
+    the same count, dims in another order, and consistency.nc's second dataset axis, measures and
+    anchors."""
+    sim = _sim(["a", "b"], ["d1", "d2"])
+    check_schema(
+        sim, _cons(["d1", "d2"], ["d2", "d1"], anchor=["b", "a"]), _probes(["b", "a"], ["d1", "d2"])
+    )
+    cases = [
+        (xr.Dataset(coords=sim.coords), None, None, "no measure variables"),
+        (sim.transpose("model_a", "dataset", "model_b"), None, None, "has dims"),
+        (sim.assign_coords(model_b=["a", "c"]), None, None, "model_a and model_b differ"),
+        (sim, None, _probes(["a", "c"], ["d1", "d2"]), "probes.nc has models"),
+        (sim, None, _probes(["a", "b"], ["d1", "d3"]), "probes.nc has datasets"),
+        (sim, _cons(["d1", "d2"], ["d1"]), None, "consistency.nc has datasets"),
+        (
+            sim,
+            _cons(["d1", "d2"], ["d1", "d2"]).rename(dataset_a="ds"),
+            None,
+            "consistency.nc has datasets",
+        ),
+        (
+            sim,
+            _cons(["d1", "d2"], ["d1", "d2"]).assign_coords(measure=["rsa"]),
+            None,
+            "has measures",
+        ),
+        (sim, _cons(["d1", "d2"], ["d1", "d2"], anchor=["a"]), None, "has anchor models"),
+    ]
+    for similarity, consistency, probes, words in cases:
+        with pytest.raises(RunFolderError, match=words):
+            check_schema(similarity, consistency, probes)
+
+
+def test_only_what_a_run_leaves_makes_a_run_folder(tmp_path: Path):
+    """Each trace a run leaves (.lock, .stages, features.zarr, its run.json or manifest with
+    their keys) marks a run folder; a JSON file of another shape, or not JSON, does not."""
+    folder = RunFolder(tmp_path / "f").create()
+    assert not folder.is_run_folder()
+    for mark in (".lock", ".stages", "features.zarr"):
+        (folder.path / mark).mkdir()
+        assert folder.is_run_folder(), mark
+        (folder.path / mark).rmdir()
+    for name, keys in (
+        ("run.json", ("status", "config_hash")),
+        ("manifest.json", ("config_hash", "files")),
+    ):
+        path = folder.path / name
+        for text in ("not json", json.dumps(list(keys)), *(json.dumps({k: 1}) for k in keys)):
+            path.write_text(text)
+            assert not folder.is_run_folder(), text
+        path.write_text(json.dumps(dict.fromkeys(keys, 1)))
+        assert folder.is_run_folder()
+        path.unlink()
+
+
+def test_preflight_refuses_a_folder_of_other_files_only(tmp_path: Path):
+    """--out naming a user's folder of other files is refused before anything is written; an
+    empty folder, a new one and a run folder are fine."""
+    folder = RunFolder(tmp_path / "mine").create()
+    folder.preflight()
+    RunFolder(tmp_path / "new").preflight()
+    folder.summary.write_text("my notes")
+    with pytest.raises(RunFolderError, match="is not a run folder"):
+        folder.preflight()
+    folder.stages.mkdir()
+    folder.preflight()
+
+
+def test_record_info_without_run_json_records_nothing(tmp_path: Path):
+    """run.json listed in the manifest but deleted: nothing is recorded (False), no error."""
+    folder = _vouched_run(tmp_path / "run")
+    folder.info.unlink()
+    assert not folder.record_info("book_timings_s", {"book": 2.5})
+    assert not folder.info.exists()
+
+
+def test_a_refusal_keeps_an_intact_run_verified_and_a_changed_one_caught(tmp_path: Path):
+    """A refused rerun into a finished run adds its record and moves run.json's manifest hash
+    with it, so the intact results still verify; a run.json changed after the run is not
+    vouched for again by the refusal (its results stay refused)."""
+    folder = _vouched_run(tmp_path / "run")
+    folder.record_refusal("my.yaml", "ConfigError: x")
+    info = folder.read_info()
+    assert info["timings_s"] == {"total": 1.0} and info["refused"]["error"] == "ConfigError: x"
+    folder._verify_manifest(folder.read_manifest())
+    changed = _vouched_run(tmp_path / "changed")
+    changed.info.write_text('{"timings_s": {"total": 0.1}}\n')  # edited after the run
+    changed.record_refusal("my.yaml", "ConfigError: x")
+    with pytest.raises(RunFolderError, match="changed after the run wrote it"):
+        changed._verify_manifest(changed.read_manifest())
+
+
+def test_a_refusal_replaces_a_run_json_that_is_not_an_object(tmp_path: Path):
+    """run.json holding JSON that is not an object is no record to keep: a refused one is written."""
+    folder = RunFolder(tmp_path / "run").create()
+    folder.info.write_text('["status"]')
+    folder.record_refusal("my.yaml", "ConfigError: x")
+    assert folder.read_info()["status"] == "refused"
+
+
+def test_stale_cache_lists_exactly_the_cached_work_of_other_models_and_datasets(tmp_path: Path):
+    """The prune at the end of a run removes what stale_cache lists: every entry of a model or
+    dataset not in the run (and the probe records with probes off), each once, and nothing that
+    is the run's own or not the run's at all (zarr metadata, a user's files in stimuli/, the
+    parts folder itself, an id with a dot read as a file name)."""
+    folder = RunFolder(tmp_path / "run").create()
+    ds, old = safe_name("digits.v2"), safe_name("faces")
+
+    def touch(*parts: str) -> Path:
+        path = folder.path.joinpath(*parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+        return path
+
+    for kept in (
+        ("features.zarr", "zarr.json"),
+        ("features.zarr", ds, "zarr.json"),
+        ("features.zarr", ds, "cnn", "zarr.json"),
+        ("stimuli", f"{ds}.csv"),
+        ("stimuli", "notes.txt"),
+        ("stimuli", "images", "a.png"),
+        (".stages", "stimuli", f"{ds}.json"),
+        (".stages", "features", ds, "cnn.json"),
+        (".stages", "parts", "similarity", f"{ds}.nc"),
+    ):
+        touch(*kept)
+    probe_records = [
+        touch(".stages", "probes", ds, "cnn.json"),
+        touch(".stages", "parts", "probes", ds, "cnn.json"),
+    ]
+    stale = [
+        touch("features.zarr", old, "cnn", "zarr.json").parent.parent,
+        touch("features.zarr", ds, "vit", "zarr.json").parent,
+        touch("stimuli", f"{old}.csv"),
+        touch(".stages", "stimuli", f"{old}.json"),
+        touch(".stages", "features", old, "cnn.json").parent,
+        touch(".stages", "features", ds, "vit.json"),
+        touch(".stages", "parts", "similarity", f"{old}.nc"),
+    ]
+    stale_probes = [
+        touch(".stages", "probes", ds, "vit.json"),
+        touch(".stages", "parts", "probes", ds, "vit.json"),
+    ]
+    assert sorted(folder.stale_cache(["cnn"], ["digits.v2"])) == sorted(stale + stale_probes)
+    probes_off = [folder.stages / "probes", folder.stages / "parts" / "probes"]
+    assert sorted(folder.stale_cache(["cnn"], ["digits.v2"], probes=False)) == sorted(
+        stale + probes_off
+    )
+    assert all(p.exists() for p in probe_records)
+
+
+def test_remove_unlinks_a_dangling_link(tmp_path: Path):
+    """A link whose target is gone is still an entry of the run: remove unlinks it (True)."""
+    folder = RunFolder(tmp_path / "run").create()
+    link = folder.path / "features.zarr"
+    link.symlink_to(tmp_path / "gone")
+    assert folder.remove(link)
+    assert not link.is_symlink()
