@@ -366,3 +366,59 @@ def test_write_chunk_refuses_rows_of_the_wrong_shape(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match=r"chunk 2 must have shape \(4, 3\)"):
         w.write_chunk(2, _values(8, 3, seed=0))  # the last chunk is short
     assert w.pending_chunks() == [0, 1, 2]
+
+
+# -- mutation audit of the store's trust checks (session audit-store) --------------------------
+def test_an_incomplete_group_has_no_checksum_and_is_never_sealed(tmp_path: Path) -> None:
+    """A group with a chunk still pending hashes to None (the pipeline redoes it) and refuses a
+    seal: a seal over its unwritten (NaN) rows would vouch for features never extracted."""
+    store = FeatureStore(tmp_path / "f.zarr")
+    feats = _values(20, 3, seed=1)
+    w = store.create("ds", "m", _ids(20), 3, chunk_rows=8)
+    w.write_chunk(0, feats[w.rows(0)])
+    assert store.checksum("ds", "m") is None
+    with pytest.raises(StoreError, match="incomplete"):
+        store.seal("ds", "m")
+    assert "sha256" not in store.attrs("ds", "m")
+
+
+def test_a_resume_refuses_the_same_ids_in_another_order(tmp_path: Path) -> None:
+    """Rows are stored in the order of the ids they were created for: a stimulus table that lists
+    the same ids in another order would put each new chunk's rows under other ids."""
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    store = FeatureStore(path)
+    ids = [f"img/{i:04d}" for i in range(20)]
+    assert store.writer("ds", "m", ids) is not None
+    with pytest.raises(StoreError, match="other stimulus ids"):
+        store.writer("ds", "m", ids[::-1])
+
+
+def test_missing_raw_rows_of_a_group_without_checksums_are_an_error(tmp_path: Path) -> None:
+    """A group written before chunk digests were kept has only the missing-rows check: a deleted
+    raw chunk file (read as NaN) must fail a raw read, like a deleted feature chunk."""
+    import shutil
+
+    path = tmp_path / "f.zarr"
+    _fill_raw(path)
+    shutil.rmtree(path / "ds" / "m" / "chunk_sha256")  # as an older version wrote it
+    chunks = sorted(
+        p for p in (path / "ds" / "m" / "raw").rglob("*") if p.is_file() and p.name != "zarr.json"
+    )
+    chunks[1].unlink()
+    store = FeatureStore(path)
+    with pytest.raises(StoreError, match="no data"):
+        store.read("ds", "m", raw=True)
+
+
+def test_a_temporary_group_is_never_listed(tmp_path: Path) -> None:
+    """A group being built (or left by a killed writer) under its hidden temporary name is not a
+    dataset or model of the store, even with its zarr.json written."""
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 4, 3, seed=1)
+    for hidden in (path / "ds" / ".m.0123.tmp", path / ".ds.0123.tmp"):
+        hidden.mkdir()
+        (hidden / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')
+    store = FeatureStore(path)
+    assert store.datasets() == ["ds"]
+    assert store.models("ds") == ["m"]
