@@ -422,3 +422,15 @@ def test_a_temporary_group_is_never_listed(tmp_path: Path) -> None:
     store = FeatureStore(path)
     assert store.datasets() == ["ds"]
     assert store.models("ds") == ["m"]
+
+
+def test_overwrite_replaces_a_dangling_link_in_the_groups_place(tmp_path: Path) -> None:
+    """overwrite=True removes whatever holds the group's place, a link to a folder that is gone
+    too (the link is unlinked, never followed), and builds a new group there."""
+    path = tmp_path / "f.zarr"
+    store = FeatureStore(path)
+    (path / "ds").mkdir()
+    (path / "ds" / "m").symlink_to(tmp_path / "gone")
+    w = store.create("ds", "m", _ids(4), 3, chunk_rows=8, overwrite=True)
+    assert not (path / "ds" / "m").is_symlink()
+    assert w.pending_chunks() == [0]
