@@ -204,8 +204,9 @@ def compare(
     objectives = _coord(sim, "objective_a", "model_a")
     rows = []
     behavior = _behavior(data)
+    names = _study_names(study_ds, ref)
     for _, r in ref.iterrows():
-        value, basis, used = _run_value(r, data, objectives, behavior, study_ds)
+        value, basis, used = _run_value(r, data, objectives, behavior, study_ds, names)
         status, basis = _status(r, value, basis, used, study, study_ds)
         rows.append(
             {
@@ -253,17 +254,28 @@ def _coord(sim: xr.Dataset, name: str, dim: str) -> list[str] | None:
     return None
 
 
-def _dataset_id(sim: xr.Dataset, ident: str, *names: str) -> str | None:
-    """The run's id of a study dataset: by id, else by the ``dataset_name`` coord (any of
-    ``names``: the reference file's name of it, or ``paper_datasets.yaml``'s, by which the
-    behaviour rows know it)."""
+def _study_names(study_ds: dict[str, dict[str, str]], ref: pd.DataFrame) -> dict[str, str]:
+    """Every name a run may give a study dataset, mapped to the study's id of it:
+    ``paper_datasets.yaml``'s name (the one repsim writes into a run of the study's config) and
+    the reference file's ``dataset_*_name``. Consistency and behaviour rows find a run's datasets
+    by the same names (each knew only one of them: a run naming ImageNet one way lost one kind)."""
+    names = {str(v["name"]): k for k, v in study_ds.items() if v.get("name")}
+    for side in ("dataset_a", "dataset_b"):
+        for ident, name in zip(ref[side], ref[f"{side}_name"]):
+            if isinstance(ident, str) and ident and isinstance(name, str) and name:
+                names.setdefault(name, ident)
+    return names
+
+
+def _dataset_id(sim: xr.Dataset, ident: str, names: dict[str, str]) -> str | None:
+    """The run's id of a study dataset: by id, else by the ``dataset_name`` coord (``names``:
+    :func:`_study_names`)."""
     ids = [str(d) for d in sim["dataset"].values]
     if ident in ids:
         return ident
-    run_names = _coord(sim, "dataset_name", "dataset")
-    for name in names:
-        if run_names and name and name in run_names:
-            return ids[run_names.index(name)]
+    for run_id, name in zip(ids, _coord(sim, "dataset_name", "dataset") or []):
+        if names.get(name) == ident:
+            return run_id
     return None
 
 
@@ -285,11 +297,15 @@ class _Used:
     datasets: list[str] | None = None  # the study's id where the dataset is the study's (behaviour)
 
 
-def _as_study_datasets(sim: xr.Dataset, ids: list[str], study_ds: dict) -> list[str]:
-    """The study's id of each run dataset (by id, else by ``dataset_name``); others keep theirs."""
-    names = dict(zip(map(str, sim["dataset"].values), _coord(sim, "dataset_name", "dataset") or []))
-    by_name = {v["name"]: k for k, v in study_ds.items()}
-    return [d if d in study_ds else by_name.get(names.get(d, ""), d) for d in ids]
+def _as_study_datasets(
+    sim: xr.Dataset, ids: list[str], study_ds: dict, names: dict[str, str]
+) -> list[str]:
+    """The study's id of each run dataset (by id, else by ``dataset_name``, ``names``:
+    :func:`_study_names`); others keep theirs."""
+    run_names = dict(
+        zip(map(str, sim["dataset"].values), _coord(sim, "dataset_name", "dataset") or [])
+    )
+    return [d if d in study_ds else names.get(run_names.get(d, ""), d) for d in ids]
 
 
 def _run_value(
@@ -298,8 +314,10 @@ def _run_value(
     objectives: list[str] | None,
     behavior: pd.DataFrame | None,
     study_ds: dict[str, dict[str, str]],
+    names: dict[str, str],
 ) -> tuple[float, str, _Used | None]:
-    """The run's value of one study number, what it rests on, and what it used."""
+    """The run's value of one study number, what it rests on, and what it used (``names``: the
+    names a run may give a study dataset, :func:`_study_names`)."""
     from repsim.consistency import consistency
 
     sim = data.similarity
@@ -307,10 +325,7 @@ def _run_value(
     if q == "consistency":
         if r["measure"] not in sim.data_vars:
             return np.nan, f"no measure {r['measure']} in the run", None
-        a, b = (
-            _dataset_id(sim, r[k], r[f"{k}_name"], study_ds.get(r[k], {}).get("name", ""))
-            for k in ("dataset_a", "dataset_b")
-        )
+        a, b = (_dataset_id(sim, r[k], names) for k in ("dataset_a", "dataset_b"))
         if a is None or b is None:
             missing = [r["dataset_a"] if a is None else None, r["dataset_b"] if b is None else None]
             return np.nan, f"dataset {', '.join(m for m in missing if m)} not in the run", None
@@ -354,7 +369,9 @@ def _run_value(
             f"{len(rows)} dataset{'s' if len(rows) > 1 else ''}, {n_models} models{chance}",
             _Used(
                 [str(m) for m in sim["model_a"].values],
-                datasets=_as_study_datasets(sim, [str(d) for d in rows["dataset"]], study_ds),
+                datasets=_as_study_datasets(
+                    sim, [str(d) for d in rows["dataset"]], study_ds, names
+                ),
             ),
         )
     if q in COUNTS:

@@ -699,7 +699,9 @@ def test_datasets_found_by_name(repo_root):
     ``dataset_name`` coord, as ``paper_datasets.yaml`` gives them) is compared on them: the same
     values and statuses as under the study's ids. The consistency rows looked ImageNet up by the
     reference file's name ('ImageNet-1k') only, not by the name the run and the behaviour rows
-    carry ('ImageNet-1k (10 per class; ...)'): all 16 ImageNet rows were 'not in run'."""
+    carry ('ImageNet-1k (10 per class; ...)'): all 16 ImageNet rows were 'not in run'; the
+    behaviour rows knew only that name, and a run carrying the reference file's got 'other
+    datasets' there."""
     sim = study_run(repo_root)
     probes, _ = random_probes(sim)
     base = reference.compare(sim, probes=probes).set_index("id")
@@ -712,12 +714,15 @@ def test_datasets_found_by_name(repo_root):
     # the reference file's own name of a dataset is found too
     names = [str(n) for n in renamed.dataset_name.values]
     names[[str(d) for d in sim.dataset.values].index("imagenet-subset-10k")] = "ImageNet-1k"
-    table = reference.compare(renamed.assign_coords(dataset_name=("dataset", names))).set_index(
-        "id"
-    )
+    short = renamed.assign_coords(dataset_name=("dataset", names))
+    table = reference.compare(short, probes=probes.assign_coords(dataset=ids)).set_index("id")
     consistency = table[table.quantity == "consistency"]
     assert (consistency.status == "within tolerance").all()
     np.testing.assert_allclose(consistency.run, base.run[consistency.index], atol=1e-12)
+    # and so do the behaviour rows, which knew ImageNet only by paper_datasets.yaml's name: the
+    # same statuses and values as under the study's ids (they were "other datasets")
+    pd.testing.assert_series_equal(table.status, base.status)
+    np.testing.assert_allclose(table.run, base.run, atol=1e-12)
 
 
 def test_run_with_one_measure_and_no_domains(repo_root):
