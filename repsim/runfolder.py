@@ -982,11 +982,10 @@ class RunFolder:
         and recording would make a changed file verify again.
         """
         with self.lock():
-            manifest = self.read_manifest()
-            entry = manifest.get("files", {}).get(self.info.name)
-            if not self.info.is_file() or not isinstance(entry, dict):
+            manifest, entry, vouched = self._info_entry()
+            if entry is None:
                 return False
-            if sha256_file(self.info) != entry.get("sha256"):
+            if not vouched:
                 log.warning("%s differs from its manifest entry; %s not recorded", self.info, key)
                 return False
             info = self.read_info()
@@ -1013,13 +1012,7 @@ class RunFolder:
         }
         self.create()
         with self.lock():
-            manifest = self.read_manifest()
-            entry = manifest.get("files", {}).get(self.info.name)
-            vouched = (
-                isinstance(entry, dict)
-                and self.info.is_file()
-                and sha256_file(self.info) == entry.get("sha256")
-            )
+            manifest, entry, vouched = self._info_entry()
             try:
                 info = self.read_info()
             except RunFolderError:  # not JSON: no record to keep
@@ -1035,9 +1028,19 @@ class RunFolder:
                 }
             info["refused"] = refusal
             digest = self.write_json(self.info, info)
-            if vouched:
+            if vouched and entry is not None:
                 entry["sha256"] = digest
                 self.write_manifest(manifest)
+
+    def _info_entry(self) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
+        """The manifest, its run.json entry (None when either is missing) and whether that
+        entry vouches for the run.json on disk (same hash): run.json may be rewritten with its
+        entry only then, or a changed file would verify again."""
+        manifest = self.read_manifest()
+        entry = manifest.get("files", {}).get(self.info.name)
+        if not self.info.is_file() or not isinstance(entry, dict):
+            return manifest, None, False
+        return manifest, entry, sha256_file(self.info) == entry.get("sha256")
 
     def stale_cache(
         self, models: list[str], datasets: list[str], probes: bool = True

@@ -1004,16 +1004,12 @@ def _pair_rows(pairs: pd.DataFrame) -> tuple[list[str], dict[tuple[int, int], np
     return names, {key: np.array(v) for key, v in rows.items()}
 
 
-def _resample_rows(draw: np.ndarray, rows: Mapping[tuple[int, int], np.ndarray]) -> np.ndarray:
-    """Row numbers of a dataset resample: the rows of every pair of draws at two positions (a
-    dataset drawn twice enters its pairs twice; a dataset with its own copy has no row)."""
-    return _RowSampler(rows)(draw)
-
-
 class _RowSampler:
-    """:func:`_resample_rows` for many draws over one table: the pairs' rows laid out once, so a
-    draw costs a few array operations instead of a loop over its pairs (25,000 draws in chapter
-    10). Rows come in the order of the draw's pairs, each pair's rows in table order."""
+    """Row numbers of a dataset resample (a draw of dataset positions): the rows of every pair of
+    draws at two positions (a dataset drawn twice enters its pairs twice; a dataset with its own
+    copy has no row), in the order of the draw's pairs, each pair's rows in table order. The
+    pairs' rows are laid out once, so a draw costs a few array operations instead of a loop over
+    its pairs (25,000 draws in chapter 10)."""
 
     def __init__(self, rows: Mapping[tuple[int, int], np.ndarray]):
         n = 1 + max((j for _, j in rows), default=-1)

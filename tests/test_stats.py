@@ -811,9 +811,9 @@ def test_dataset_resample_rows_by_hand():
     names, rows = stats._pair_rows(table)
     assert names == ["x", "y", "z"]
     # x drawn twice: both copies pair with y; the pair of x with its own copy has no row
-    assert sorted(stats._resample_rows(np.array([0, 0, 1]), rows).tolist()) == [0, 0]
-    assert stats._resample_rows(np.array([2, 2, 2]), rows).size == 0
-    assert sorted(stats._resample_rows(np.array([2, 1, 0]), rows).tolist()) == [0, 1, 2]
+    assert sorted(stats._RowSampler(rows)(np.array([0, 0, 1])).tolist()) == [0, 0]
+    assert stats._RowSampler(rows)(np.array([2, 2, 2])).size == 0
+    assert sorted(stats._RowSampler(rows)(np.array([2, 1, 0])).tolist()) == [0, 1, 2]
 
 
 def test_dataset_resample_rows_against_a_loop_over_the_draws_pairs():
@@ -839,9 +839,9 @@ def test_dataset_resample_rows_against_a_loop_over_the_draws_pairs():
 
     for _ in range(200):
         draw = rng.integers(0, len(names), size=len(names))
-        assert stats._resample_rows(draw, rows).tolist() == by_loop(draw.tolist())
-    assert stats._resample_rows(np.array([3, 3, 3]), rows).size == 0
-    assert stats._resample_rows(np.array([0, 1]), {}).size == 0
+        assert stats._RowSampler(rows)(draw).tolist() == by_loop(draw.tolist())
+    assert stats._RowSampler(rows)(np.array([3, 3, 3])).size == 0
+    assert stats._RowSampler({})(np.array([0, 1])).size == 0
 
 
 def test_dataset_bootstrap_of_one_column_equals_the_table_statistic():
