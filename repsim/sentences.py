@@ -195,21 +195,21 @@ def study_overlap_text(run: Run) -> str:
     models = [str(m) for m in run.similarity.model_a.values]
     shared = [m for m in models if m in study]
     selection = getattr(run, "selection", "")
+    whose = shown(selection, "this run")
+    # a part that keeps some models says how many in its own words ("3 of 45 models")
+    many = "" if "models" in selection else f"{len(models)} "
     if not shared:
         return (
-            f"None of the {len(models)} models of {shown(selection, 'this run')} is one of the "
-            f"study's {len(study)}, so its numbers are not comparable with the study's: they "
-            "answer the same questions on other models and other images."
+            f"None of the {many}models of {whose} is one of the study's {len(study)}, so its "
+            "numbers are not comparable with the study's: they answer the same questions on "
+            "other models and other images."
         )
     if len(shared) == len(models):
-        return (
-            f"All {len(models)} models of {shown(selection, 'this run')} are among the study's "
-            f"{len(study)}."
-        )
+        return f"All {many}models of {whose} are among the study's {len(study)}."
+    verb = "is" if len(shared) == 1 else "are"
     return (
-        f"{len(shared)} of the {len(models)} models of {shown(selection, 'this run')} are among "
-        f"the study's {len(study)}; numbers over all of these models are not comparable with "
-        "the study's."
+        f"{len(shared)} of the {many}models of {whose} {verb} among the study's {len(study)}; "
+        "numbers over all of these models are not comparable with the study's."
     )
 
 

@@ -636,15 +636,25 @@ def test_study_overlap_and_stimuli_split_texts():
         f"All 3 models of this run are among the study's {n}."
     )
     assert T.study_overlap_text(run([*study[:1], "x"])).startswith(
-        f"1 of the 2 models of this run are among the study's {n}; numbers over all of these"
+        f"1 of the 2 models of this run is among the study's {n}; numbers over all of these"
+    )
+    assert T.study_overlap_text(run([*study[:2], "x"])).startswith(
+        f"2 of the 3 models of this run are among the study's {n}; numbers over all of these"
     )
     # a chapter's part: what it says is of the part, not the run
     part = run([*study[:1], "x"], selection="2 of 45 models")
     assert T.study_overlap_text(part).startswith(
-        "1 of the 2 models of this chapter's part of the run (2 of 45 models) are among"
+        "1 of the models of this chapter's part of the run (2 of 45 models) is among"
     )
-    assert "this chapter's part of the run (2 of 45 models) is one of" in T.study_overlap_text(
-        run(["x", "y"], selection="2 of 45 models")
+    assert T.study_overlap_text(run(["x", "y"], selection="2 of 45 models")).startswith(
+        "None of the models of this chapter's part of the run (2 of 45 models) is one of"
+    )
+    assert T.study_overlap_text(run(study[:2], selection="2 of 45 models")).startswith(
+        "All models of this chapter's part of the run (2 of 45 models) are among"
+    )
+    # a part of the datasets only: the model count is said once, by the sentence
+    assert T.study_overlap_text(run(["x", "y"], selection="3 of 10 datasets")).startswith(
+        "None of the 2 models of this chapter's part of the run (3 of 10 datasets) is one of"
     )
     assert "split of its similarity stimuli is unknown" in T.stimuli_split_text(run([]))
     test = run([], {"config": {"stimuli": {"split": "test"}}})
