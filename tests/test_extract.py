@@ -582,3 +582,91 @@ def test_a_model_giving_nan_is_named_and_nothing_is_written(
         )
     writer = store.writer("toy", "rn18", ids)
     assert writer is None or writer.pending_chunks() == list(range(writer.n_chunks))
+
+
+# ---------------------------------------------------------------- rows against a per-image forward
+
+
+def _one_by_one(spec: ModelSpec, loaded, images) -> tuple[np.ndarray, np.ndarray]:
+    """The obviously-correct features: each image by itself, NCHW, normalised in float64."""
+    from repsim.preprocess import preprocess_batch
+    from repsim.zoo.taps import FeatureExtractor
+
+    extractor = FeatureExtractor(loaded, spec)
+    raw = []
+    with torch.no_grad():
+        for im in images:
+            x = preprocess_batch(np.asarray(im)[None], loaded.preprocess, torch.device("cpu"))
+            raw.append(extractor(x).double().numpy()[0])
+    raw = np.stack(raw)
+    return raw / np.linalg.norm(raw, axis=1, keepdims=True), raw
+
+
+@pytest.mark.parametrize("batch_size, chunk_batches", [(3, 2), (5, 1), (4, 3)])
+def test_every_row_is_its_own_image_across_batches_that_do_not_divide_n(
+    tmp_path: Path, images: np.ndarray, ids: list[str], batch_size: int, chunk_batches: int
+) -> None:
+    """Batches (3, 5, 4) and chunks (6, 5, 12 rows) that do not divide the 22 rows: the last
+    batch of a chunk and the last chunk are short, and every row still holds the feature of the
+    image with its id, float32 in the store (to float32 rounding of a batch of one)."""
+    spec = _spec()
+    loaded = _loaded(spec)
+    ref, ref_raw = _one_by_one(spec, loaded, images)
+    store = FeatureStore(tmp_path / "f.zarr")
+    info = extract_features(
+        spec,
+        lambda idx: images[idx],
+        ids,
+        store,
+        "toy",
+        loaded=loaded,
+        batch_size=batch_size,
+        chunk_batches=chunk_batches,
+        keep_raw=True,
+        progress=False,
+    )
+    assert info["computed"] == info["decoded"] == len(ids)
+    got_ids, feats = store.read("toy", "rn18")
+    _, raw = store.read("toy", "rn18", raw=True)
+    assert list(got_ids) == ids and feats.dtype == raw.dtype == np.float32
+    np.testing.assert_allclose(feats, ref, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(raw, ref_raw, rtol=1e-4, atol=1e-5)
+    attrs = store.attrs("toy", "rn18")
+    assert attrs["chunk_rows"] == batch_size * chunk_batches and attrs["batch_size"] == batch_size
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+        ({"batch_size": 2.5}, "batch_size must be a positive integer"),
+        ({"chunk_batches": True}, "chunk_batches must be a positive integer, got True"),
+        ({"chunk_batches": -1}, "chunk_batches must be a positive integer"),
+        ({"errors": "ignore"}, "errors must be 'raise' or 'collect'"),
+        ({"images": "short"}, "21 images but 22 ids"),
+        ({"images": "list"}, "21 images but 22 ids"),
+        ({"images": "gray"}, r"images must be uint8 \(n, H, W, 3\)"),
+        ({"specs": "twice"}, "model ids must be unique"),
+    ],
+)
+def test_extract_models_refuses_bad_arguments_before_any_model_is_built(
+    tmp_path: Path, images: np.ndarray, ids: list[str], kw: dict, match: str
+) -> None:
+    from repsim.errors import InputError
+    from repsim.extract import extract_models
+
+    specs = [_spec(), _spec()] if kw.pop("specs", None) else [_spec()]
+    given = {
+        "short": images[:21],
+        "list": list(images[:21]),
+        "gray": images[..., 0],
+        None: images,
+    }[kw.pop("images", None)]
+
+    def load(spec: ModelSpec):
+        raise AssertionError("a model was built")
+
+    store = FeatureStore(tmp_path / "f.zarr")
+    with pytest.raises(InputError, match=match):
+        extract_models(specs, given, ids, store, "toy", load=load, progress=False, **kw)
+    assert not store.has("toy", "rn18")
