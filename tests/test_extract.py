@@ -670,3 +670,66 @@ def test_extract_models_refuses_bad_arguments_before_any_model_is_built(
     with pytest.raises(InputError, match=match):
         extract_models(specs, given, ids, store, "toy", load=load, progress=False, **kw)
     assert not store.has("toy", "rn18")
+
+
+def test_overwrite_recomputes_only_the_models_named(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """``overwrite``: the ids named (or True, all) are extracted again from scratch with the model
+    given now; the others keep their stored features and are skipped."""
+    from repsim.extract import extract_models
+
+    images, ids = images[:9], ids[:9]
+    specs = [_spec("a"), _spec("b", layer="layer3")]
+    old = {s.id: _loaded(s, seed=0) for s in specs}
+    new = {s.id: _loaded(s, seed=7) for s in specs}
+    kw = {"batch_size": 4, "chunk_batches": 1, "progress": False}
+    store = FeatureStore(tmp_path / "f.zarr")
+    extract_models(specs, images, ids, store, "toy", load=lambda s: old[s.id], **kw)
+    out = extract_models(
+        specs, images, ids, store, "toy", load=lambda s: new[s.id], overwrite={"b"}, **kw
+    )
+    assert {m: r["status"] for m, r in out["models"].items()} == {"a": "skipped", "b": "done"}
+    assert out["models"]["b"]["computed"] == len(ids)
+    for s, models in ((specs[0], old), (specs[1], new)):
+        np.testing.assert_allclose(
+            store.read("toy", s.id)[1], _one_by_one(s, models[s.id], images)[0], atol=1e-5
+        )
+    extract_models(specs, images, ids, store, "toy", load=lambda s: new[s.id], overwrite=True, **kw)
+    np.testing.assert_allclose(
+        store.read("toy", "a")[1], _one_by_one(specs[0], new["a"], images)[0], atol=1e-5
+    )
+    out = extract_models(specs, images, ids, store, "toy", load=lambda s: old[s.id], **kw)
+    assert out["decoded"] == 0  # all done: nothing decoded, nothing built again
+
+
+def test_a_resume_with_another_chunking_extracts_again_and_keep_raw_must_match(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """Partial features stored in chunks of 8 rows are not resumed by a pass in chunks of 5: the
+    group is extracted again whole; resuming with another keep_raw is refused."""
+    spec = _spec()
+    loaded = _loaded(spec)
+    calls = {"n": 0}
+
+    def crashing(idx: np.ndarray) -> np.ndarray:
+        calls["n"] += 1
+        if calls["n"] == 3:  # the first chunk (two batches) is done, then the kill
+            raise KeyboardInterrupt("simulated kill")
+        return images[idx]
+
+    store = FeatureStore(tmp_path / "f.zarr")
+    kw = {"loaded": loaded, "progress": False, "workers": 1}
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(spec, crashing, ids, store, "toy", batch_size=4, chunk_batches=2, **kw)
+    assert store.writer("toy", "rn18", ids).pending_chunks() == [1, 2]
+    with pytest.raises(StoreError, match="keep_raw=True but the group was created with False"):
+        extract_features(
+            spec, images, ids, store, "toy", batch_size=4, chunk_batches=2, keep_raw=True, **kw
+        )
+    info = extract_features(spec, images, ids, store, "toy", batch_size=5, chunk_batches=1, **kw)
+    assert info["computed"] == info["decoded"] == len(ids)
+    assert store.attrs("toy", "rn18")["chunk_rows"] == 5
+    np.testing.assert_allclose(
+        store.read("toy", "rn18")[1], _one_by_one(spec, loaded, images)[0], atol=1e-5
+    )
