@@ -79,3 +79,44 @@ def test_list_of_sizes(rng: np.random.Generator) -> None:
     spec = PreprocessSpec(32, 32, (0.5,) * 3, (0.5,) * 3)
     out = preprocess_batch([_images(rng, 1, 40, 60)[0], _images(rng, 1, 64, 48)[0]], spec)
     assert out.shape == (2, 3, 32, 32)
+
+
+@pytest.mark.parametrize("interp", ["bilinear", "bicubic"])
+def test_resized_pixels_are_whole_uint8_values_like_pil(interp: str) -> None:
+    """After the resize, pixels are rounded and clamped to 0..255 as PIL writes them: a black
+    third stays 0, a white third 255, and bicubic's overshoot at the stripes' edges is cut."""
+    img = np.zeros((1, 40, 40, 3), dtype=np.uint8)
+    img[:, :, 14:26:3] = 255  # stripes between a black and a white third
+    img[:, :, 27:] = 255
+    spec = PreprocessSpec(24, 24, (0.0,) * 3, (1.0,) * 3, interp)
+    raw = torch.nn.functional.interpolate(
+        torch.from_numpy(img).permute(0, 3, 1, 2).float(),
+        size=(24, 24),
+        mode=interp,
+        antialias=True,
+    )
+    if interp == "bicubic":
+        assert raw.max() > 255.5 and raw.min() < -0.5  # there is an overshoot to cut
+    pixels = preprocess_batch(img, spec).numpy() * 255.0
+    whole = np.rint(pixels)
+    np.testing.assert_allclose(pixels, whole, rtol=0, atol=1e-3)
+    assert whole.min() == 0 and whole.max() == 255
+    assert (whole[..., :, :6] == 0).all() and (whole[..., :, -6:] == 255).all()
+
+
+def test_a_crop_larger_than_the_resized_image_is_padded_like_pil(rng: np.random.Generator) -> None:
+    """30x41 resized to 20x27, then a 29 crop: 4 rows of padding above and 5 below, 1 column
+    each side, black before normalisation, as torchvision's CenterCrop pads."""
+    spec = PreprocessSpec(20, 29, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "bilinear")
+    imgs = rng.integers(30, 226, size=(2, 30, 41, 3), dtype=np.uint8)
+    ours = preprocess_batch(imgs, spec)
+    ref = torch.stack([pil_transform(spec)(Image.fromarray(im)) for im in imgs])
+    assert ours.shape == ref.shape == (2, 3, 29, 29)
+    fill = (-torch.tensor(spec.mean) / torch.tensor(spec.std)).view(1, 3, 1, 1)
+    padded = torch.isclose(ours, fill.expand_as(ours), atol=1e-5)
+    assert torch.equal(padded, torch.isclose(ref, fill.expand_as(ref), atol=1e-5))
+    rows, cols = padded.all(dim=(0, 1, 3)), padded.all(dim=(0, 1, 2))
+    assert rows.tolist() == [True] * 4 + [False] * 20 + [True] * 5
+    assert cols.tolist() == [True] + [False] * 27 + [True]
+    inside = (slice(None), slice(None), slice(4, 24), slice(1, 28))
+    assert (ours[inside] - ref[inside]).abs().mul(0.229).mean() < 3 / 255
