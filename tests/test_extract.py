@@ -733,3 +733,25 @@ def test_a_resume_with_another_chunking_extracts_again_and_keep_raw_must_match(
     np.testing.assert_allclose(
         store.read("toy", "rn18")[1], _one_by_one(spec, loaded, images)[0], atol=1e-5
     )
+
+
+def test_rows_are_unit_norm_however_small_and_a_zero_feature_stays_zero(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """The random-init ResNet (no biases, BN at its initial statistics) is positively homogeneous:
+    an input divided by 1e4 gives features 1e4 smaller (norms well under 1), and a black image
+    with mean 0 gives exactly 0. Small rows are still scaled to unit norm; the zero row is
+    stored as zeros, not as NaN (which the store reads as a missing row)."""
+    spec = _spec(preprocess={**SMALL, "mean": [0.0] * 3, "std": [1e4] * 3})
+    loaded = _loaded(spec)
+    imgs = images[:6].copy()
+    imgs[2] = 0
+    store = FeatureStore(tmp_path / "f.zarr")
+    kw = {"loaded": loaded, "batch_size": 4, "keep_raw": True, "progress": False}
+    extract_features(spec, imgs, ids[:6], store, "toy", **kw)
+    feats, raw = store.read("toy", "rn18")[1], store.read("toy", "rn18", raw=True)[1]
+    assert (raw[2] == 0).all() and (feats[2] == 0).all()
+    rest = [0, 1, 3, 4, 5]
+    assert np.linalg.norm(raw[rest], axis=1).max() < 0.5
+    ref = _one_by_one(spec, loaded, imgs[rest])[0]
+    np.testing.assert_allclose(feats[rest], ref, rtol=0, atol=1e-5)
