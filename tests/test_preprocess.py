@@ -120,3 +120,13 @@ def test_a_crop_larger_than_the_resized_image_is_padded_like_pil(rng: np.random.
     assert cols.tolist() == [True] + [False] * 27 + [True]
     inside = (slice(None), slice(None), slice(4, 24), slice(1, 28))
     assert (ours[inside] - ref[inside]).abs().mul(0.229).mean() < 3 / 255
+
+
+def test_nearest_picks_the_pixels_pil_picks(rng: np.random.Generator) -> None:
+    """``interpolation: nearest`` (no antialiasing): the same source pixels as PIL's NEAREST."""
+    spec = PreprocessSpec(24, 24, (0.5,) * 3, (0.25,) * 3, "nearest")
+    imgs = rng.integers(0, 256, size=(2, 45, 60, 3), dtype=np.uint8)
+    ours = preprocess_batch(imgs, spec)
+    ref = torch.stack([pil_transform(spec)(Image.fromarray(im)) for im in imgs])
+    assert ours.shape == ref.shape == (2, 3, 24, 24)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=0, atol=1e-5)
