@@ -538,3 +538,41 @@ def test_validation_grid_is_each_setting_trained_on_the_fit_rows_scored_on_the_h
         assert res.val_accuracy[0, li, wi] == pytest.approx(held_out, abs=1.5 / len(val))
         gaps.append(_accuracy(W, b, X[fit], y[fit]) - held_out)
     assert max(gaps) > 0.1  # on this problem training accuracy would be another grid
+
+
+# -- mutation audit (probe.py, second round): each test below kills a change no other test noticed
+def test_initial_weights_are_those_torch_nn_linear_draws_for_the_seed():
+    """The batched trainer and train_reference both start from init_params, so only a comparison
+    with torch itself checks the study's initialisation (uniform in +-1/sqrt(d), weights and bias)."""
+    from repsim.probe import init_params
+
+    for d, c, seed in [(24, 5, 7), (3, 2, 0), (100, 10, 3)]:
+        w, b = init_params(d, c, seed)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            layer = torch.nn.Linear(d, c)
+        assert w.shape == (d, c) and b.shape == (c,)
+        assert torch.equal(w, layer.weight.detach().T) and torch.equal(b, layer.bias.detach())
+
+
+def test_cosine_schedule_is_torch_s_cosine_annealing_to_zero():
+    """The learning-rate factor of each step against torch's own CosineAnnealingLR (no warm-up,
+    down to 0 at the last step), not against the module's _cosine that both trainers share."""
+    from repsim.probe import _schedule
+
+    total = 13
+    param = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.SGD([param], lr=1.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=0.0)
+    expected = []
+    for _ in range(total):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    lr, wd = torch.tensor([[0.5]]), torch.tensor([[0.1]])
+    lr_f, decay = _schedule(lr, wd, total)
+    np.testing.assert_allclose(lr_f[:, 0, 0].numpy(), 0.5 * np.array(expected), rtol=1e-6)
+    np.testing.assert_allclose(
+        decay[:, 0, 0].numpy(), 1 - 0.5 * 0.1 * np.array(expected), rtol=1e-6
+    )
+    assert expected[0] == 1.0 and expected[-1] < 0.02  # a full half cosine
