@@ -576,3 +576,72 @@ def test_cosine_schedule_is_torch_s_cosine_annealing_to_zero():
         decay[:, 0, 0].numpy(), 1 - 0.5 * 0.1 * np.array(expected), rtol=1e-6
     )
     assert expected[0] == 1.0 and expected[-1] < 0.02  # a full half cosine
+
+
+@pytest.mark.parametrize("eval_elements", [5, 60, 2**26])
+def test_scoring_in_chunks_is_the_whole_float64_computation(rng, monkeypatch, eval_elements):
+    """_score works through the rows in chunks of _EVAL_ELEMENTS logits (at ImageNet's 1000 classes
+    a validation split takes hundreds of chunks); every chunk size, down to one row, must give the
+    predictions, accuracy and mean cross-entropy of the whole matrix in float64."""
+    import repsim.probe as P
+
+    monkeypatch.setattr(P, "_EVAL_ELEMENTS", eval_elements)  # 5: one row a chunk, 60: 5 rows
+    K, d, S, C, n, m = 2, 6, 2, 3, 40, 23
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, C, n)
+    W, b = rng.normal(size=(K, d, S, C)), rng.normal(size=(K, S, C))
+    rows = np.stack([rng.choice(n, m, replace=False) for _ in range(K)])
+    pred, acc, loss = P._score(
+        torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y),
+        torch.as_tensor(rows), torch.as_tensor(W, dtype=torch.float32),
+        torch.as_tensor(b, dtype=torch.float32),
+    )  # fmt: skip
+    assert pred.shape == (K, S, m) and acc.shape == loss.shape == (K, S)
+    for k in range(K):
+        for s in range(S):
+            logits = X[rows[k]] @ W[k, :, s] + b[k, s]
+            target = y[rows[k]]
+            assert pred[k, s].tolist() == logits.argmax(axis=1).tolist()
+            assert float(acc[k, s]) == pytest.approx(np.mean(logits.argmax(axis=1) == target))
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            ce = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(m), target]
+            assert float(loss[k, s]) == pytest.approx(ce.mean(), rel=1e-5)
+
+
+def test_bfloat16_training_rounds_both_matmuls_of_every_step(rng):
+    """precision="bfloat16" against a float64 loop of full-batch steps whose forward and backward
+    products take bfloat16-rounded inputs (what the GPU does with float32 accumulation): a forward
+    left in float32 would give other gradients from the second step on, while the accuracy check
+    (within 0.2 points of float32) cannot tell."""
+    from repsim.probe import _cosine, init_params
+
+    n, d, c, steps, lr, wd = 48, 10, 3, 3, 0.05, 0.01
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    y = rng.integers(0, c, n)
+    W_got, b_got = train_sweep(
+        X, y, [lr], [wd], seed=4, epochs=steps, batch_size=n, device="cpu", precision="bfloat16"
+    )
+
+    def bf16(a):
+        return torch.as_tensor(a, dtype=torch.float32).to(torch.bfloat16).double().numpy()
+
+    w0, b0 = init_params(d, c, 4)
+    W, b = w0.double().numpy(), b0.double().numpy()
+    state = {"W": [np.zeros_like(W), np.zeros_like(W)], "b": [np.zeros_like(b), np.zeros_like(b)]}
+    for t in range(1, steps + 1):
+        logits = bf16(X) @ bf16(W) + b
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        p[np.arange(n), y] -= 1
+        grads = {"W": bf16(X).T @ bf16(p / n), "b": (p / n).sum(axis=0)}
+        lr_t = lr * _cosine(t - 1, steps)
+        params = {"W": W, "b": b}
+        for key, g in grads.items():
+            m, v = state[key]
+            m[:] = 0.9 * m + 0.1 * g
+            v[:] = 0.999 * v + 0.001 * g * g
+            params[key] *= 1 - lr_t * wd
+            denom = np.sqrt(v) / np.sqrt(1 - 0.999**t) + 1e-8
+            params[key] -= lr_t / (1 - 0.9**t) * m / denom
+    np.testing.assert_allclose(W_got[0].numpy(), W, atol=2e-6)
+    np.testing.assert_allclose(b_got[0].numpy(), b, atol=2e-6)
