@@ -645,3 +645,34 @@ def test_bfloat16_training_rounds_both_matmuls_of_every_step(rng):
             params[key] -= lr_t / (1 - 0.9**t) * m / denom
     np.testing.assert_allclose(W_got[0].numpy(), W, atol=2e-6)
     np.testing.assert_allclose(b_got[0].numpy(), b, atol=2e-6)
+
+
+def test_features_differing_only_slightly_in_absolute_terms_are_not_constant(rng):
+    """The constant-features refusal compares row differences with the features' own scale:
+    tiny features (1e-4) and features on a large common offset are still informative."""
+    X, y = _blobs(rng, n=120, d=8, c=3)
+    for feats in (1e-4 * X, 5.0 + X):
+        res = linear_probe(
+            feats[:90], y[:90], feats[90:], y[90:], seeds=(0,), normalize=False, **SMALL
+        )
+        assert res.accuracy.shape == (1,)
+
+
+def test_shared_search_uses_the_smallest_seed_s_split():
+    rng = np.random.default_rng(8)
+    X, y = _blobs(rng, n=160, d=8, c=3, noise=2.0)
+    kw = dict(lrs=(1e-1, 1e-2), wds=np.logspace(-4, 0, 9), epochs=2, batch_size=32)
+    own = linear_probe(X[:120], y[:120], X[120:], y[120:], seeds=(2, 5), **kw)
+    assert not np.array_equal(own.val_accuracy[0], own.val_accuracy[1], equal_nan=True)
+    shared = linear_probe(
+        X[:120], y[:120], X[120:], y[120:], seeds=(5, 2), shared_search=True, **kw
+    )
+    for k in range(2):  # seed 2's grid and choice, for both seeds
+        np.testing.assert_array_equal(shared.val_accuracy[k], own.val_accuracy[0])
+        assert (shared.lr[k], shared.wd[k]) == (own.lr[0], own.wd[0])
+
+
+def test_a_train_split_of_single_examples_is_refused_for_want_of_validation_rows(rng):
+    X = rng.normal(size=(6, 4))
+    with pytest.raises(InputError, match="no validation rows"):
+        linear_probe(X[:3], [0, 1, 2], X[3:], [0, 1, 2], seeds=(0,), **SMALL)
