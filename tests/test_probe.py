@@ -676,3 +676,17 @@ def test_a_train_split_of_single_examples_is_refused_for_want_of_validation_rows
     X = rng.normal(size=(6, 4))
     with pytest.raises(InputError, match="no validation rows"):
         linear_probe(X[:3], [0, 1, 2], X[3:], [0, 1, 2], seeds=(0,), **SMALL)
+
+
+def test_default_grids_are_the_study_s():
+    """Four learning rates 1e-1 .. 1e-4 and 64 weight decays log-spaced over 1e-6 .. 1e1, as the
+    defaults of linear_probe (the other tests pass their own grids)."""
+    import inspect
+
+    from repsim.probe import DEFAULT_LRS, DEFAULT_WDS
+
+    assert DEFAULT_LRS == (0.1, 0.01, 0.001, 0.0001)
+    assert DEFAULT_WDS.shape == (64,) and DEFAULT_WDS[0] == pytest.approx(1e-6)
+    np.testing.assert_allclose(np.log10(DEFAULT_WDS), np.linspace(-6.0, 1.0, 64), atol=1e-12)
+    defaults = inspect.signature(linear_probe).parameters
+    assert defaults["lrs"].default is DEFAULT_LRS and defaults["wds"].default is DEFAULT_WDS
