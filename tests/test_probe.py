@@ -690,3 +690,34 @@ def test_default_grids_are_the_study_s():
     np.testing.assert_allclose(np.log10(DEFAULT_WDS), np.linspace(-6.0, 1.0, 64), atol=1e-12)
     defaults = inspect.signature(linear_probe).parameters
     assert defaults["lrs"].default is DEFAULT_LRS and defaults["wds"].default is DEFAULT_WDS
+
+
+def test_a_seed_with_no_new_cells_in_a_fine_round_is_padded_and_not_recorded(monkeypatch):
+    """Per-seed searches (``shared_search=False``) train each round as one batched layer, a row
+    per seed padded to one width. On a 16-value grid (coarse: every 2nd index and 15), a seed whose
+    coarse best is index 0 has nothing new at +-4 (index 4 is coarse), while one whose best is 15
+    tries 11: the first seed's row is all padding. Each seed's search must come out as when it is
+    run alone, the padding recorded nowhere."""
+    import repsim.probe as P
+
+    coarse = P.coarse_indices(16)
+    real_peak = P._peak
+    forced: list[int] = []
+
+    def peak(acc, idxs):  # force the coarse bests; every later round picks as the study does
+        return forced.pop(0) if forced and list(idxs) == coarse else real_peak(acc, idxs)
+
+    monkeypatch.setattr(P, "_peak", peak)
+    X, y = _blobs(np.random.default_rng(5), n=120, d=8, c=3)
+    kw = {"lrs": [0.1], "wds": np.logspace(-6, 1, 16), "epochs": 2, "batch_size": 32}
+    forced[:] = [0, 15]
+    both = linear_probe(X, y, X, y, seeds=[0, 1], **kw)
+    assert not forced and np.isfinite(both.val_accuracy[1, 0, 11])
+    for k, (seed, best) in enumerate([(0, 0), (1, 15)]):
+        forced[:] = [best]
+        alone = linear_probe(X, y, X, y, seeds=[seed], **kw)
+        np.testing.assert_array_equal(
+            np.isfinite(both.val_accuracy[k]), np.isfinite(alone.val_accuracy[0])
+        )
+        np.testing.assert_allclose(both.val_accuracy[k], alone.val_accuracy[0], atol=1e-6)
+        assert (both.lr[k], both.wd[k]) == (alone.lr[0], alone.wd[0])
