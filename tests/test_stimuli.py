@@ -18,6 +18,8 @@ from repsim.stimuli import (
     similarity_subset,
     stimulus_table,
 )
+from repsim.stimuli.decode import UnreadableImage
+from repsim.stimuli.subset import missing_split, probe_split_problem
 
 
 def _entry(**kw):
@@ -125,6 +127,115 @@ def test_stimulus_table_rows_columns_and_alignment():
     assert t.attrs["skipped"] == []
     t2 = stimulus_table(s.take(np.arange(len(s))[::-1]), max_images=30)
     assert t.equals(t2)
+
+
+def _with_split(split, labels=None):
+    split = np.asarray(split)
+    labels = np.zeros(len(split), int) if labels is None else np.asarray(labels)
+    ids = [f"s/{i:03d}" for i in range(len(split))]
+    images = np.zeros((len(split), 2, 2, 3), np.uint8)
+    return StimulusSet("s", ids, labels, split, ["a", "b"], "Structured", images=images)
+
+
+def test_an_empty_similarity_split_is_refused_with_the_fix_for_that_split():
+    """No train images: the fix is stimuli.split: test; no test images (a loader without
+    test_fraction): add test images or use the train split. Never an empty subset."""
+    all_test = _with_split(["test"] * 4)
+    why = missing_split(all_test, "train")
+    assert why == (
+        "dataset 's' has no train images (all 4 are test) while stimuli.split is train; "
+        "check the split layout, or set stimuli.split: test"
+    )
+    all_train = _with_split(["train"] * 3)
+    assert missing_split(all_train, "train") is None
+    why = missing_split(all_train, "test")
+    assert why == (
+        "dataset 's' has no test images (all 3 are train) while stimuli.split is test; "
+        "add test images to the dataset, or set stimuli.split: train"
+    )
+    all_train.skipped.append(("s/099", "broken"))  # a skipped item is no cause when others read
+    assert missing_split(all_train, "test") == why
+    with pytest.raises(DatasetError, match="'s' has no test images"):
+        stimulus_table(all_train, split="test")
+    assert similarity_subset(all_train, per_class=2, split="test").tolist() == []
+
+
+def test_probe_split_problem_names_test_classes_the_train_split_lacks():
+    """Plain lists, as a caller may pass: a test class absent from train cannot be scored."""
+    split = ["train", "train", "train", "test", "test"]
+    assert probe_split_problem("d", split, [0, 1, 1, 0, 1]) is None
+    assert probe_split_problem("d", split, [0, 1, 1, 3, 2]) == (
+        "classes",
+        "d has test images of 2 class(es) its train split lacks (class indices 2, 3)",
+    )
+    assert probe_split_problem("d", split, [1, 1, 1, 0, 1]) == (
+        "classes",
+        "d has 1 class in its train split (a probe needs 2)",
+    )
+    assert probe_split_problem("d", ["train"] * 2, [0, 1]) == ("split", "d has no test images")
+
+
+def test_verify_similarity_redraws_the_subset_without_unreadable_items():
+    """``verify="similarity"`` decodes only the subset; unreadable picks are skipped, listed and
+    replaced by readable images of the same class, so each class keeps its k images."""
+    labels = np.repeat([0, 1], 20)
+    ids = np.array([f"v/{i:03d}" for i in range(40)])
+    bad = {f"v/{i:03d}" for i in range(0, 20, 2)}  # every other image of class 0
+
+    def reader(i):
+        if ids[i] in bad:
+            raise UnreadableImage("broken")
+        return np.zeros((2, 2, 3), np.uint8)
+
+    s = StimulusSet("v", ids, labels, ["train"] * 40, ["a", "b"], "Structured", reader=reader)
+    t = stimulus_table(s, max_images=10, verify="similarity")
+    chosen = t[t.in_similarity]
+    assert not set(chosen.id) & bad
+    assert chosen.label.value_counts().sort_index().tolist() == [5, 5]
+    skipped = {item for item, _ in t.attrs["skipped"]}
+    assert skipped and skipped <= bad and not skipped & set(t.id)
+    assert len(t) == 40 - len(skipped)
+    s = StimulusSet("v", ids, labels, ["train"] * 40, ["a", "b"], "Structured", reader=reader)
+    t = stimulus_table(s, max_images=10, verify=False)  # nothing decoded, nothing skipped
+    assert len(t) == 40 and t.attrs["skipped"] == [] and t.in_similarity.sum() == 10
+
+
+def test_stimulus_table_marks_the_subset_of_its_own_rules():
+    """Given a StimulusSet, the table's in_similarity is the subset of the given seed, per_class
+    and split; the attrs name the dataset and its classes."""
+    s = _stimset([30, 30, 30])
+    for kw in ({"seed": 7}, {"seed": 8}, {"per_class": 3}, {"split": "test", "max_images": 6}):
+        t = stimulus_table(s, **{"max_images": 30, **kw})
+        want = similarity_subset(s, **{"max_images": 30, **kw})
+        assert t.id[t.in_similarity].tolist() == want.tolist()
+    assert t.attrs["dataset"] == "toy" and t.attrs["class_names"] == ["c0", "c1", "c2"]
+    want = similarity_subset(s, max_images=30, seed=42)  # the study's seed is the default
+    assert similarity_subset(s, max_images=30).tolist() == want.tolist()
+    t = stimulus_table(s, max_images=30)
+    assert t.id[t.in_similarity].tolist() == want.tolist()
+
+
+def test_subset_draws_are_pinned_and_a_full_budget_takes_everything():
+    """The draw sequence is part of the reproducibility promise (a rerun must pick the same
+    images): classes in order, one generator, no draw for a class that fits whole. A train split
+    of exactly max_images is taken whole, however unbalanced."""
+    s = _stimset([13, 4, 9, 3], test_every=10**9)  # only item 0 is test
+    rng = np.random.default_rng(5)
+    want = []
+    for c in range(4):  # class 0 has 12 train images (item 0 is test)
+        members = np.sort(s.ids[(s.labels == c) & (s.split == "train")])
+        want += list(members) if len(members) <= 4 else list(rng.choice(members, 4, replace=False))
+    assert similarity_subset(s, per_class=4, seed=5).tolist() == sorted(want)
+    s = _stimset([10, 1], test_every=10**9)
+    assert len(similarity_subset(s, max_images=10)) == 10  # 9 + 1 train images
+
+
+def test_the_default_budget_is_the_studys_10000_images():
+    """Without max_images, stimulus_table and similarity_subset keep up to 10000 train images."""
+    for counts, n in (([9001, 1000], 10000), ([9002, 1000], 6000)):  # item 0 is test
+        s = _stimset(counts, test_every=10**9)
+        assert stimulus_table(s, verify=False).in_similarity.sum() == n
+        assert len(similarity_subset(s)) == n
 
 
 def test_indices_of_unknown_id_is_an_error():

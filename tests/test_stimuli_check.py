@@ -237,3 +237,29 @@ def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
     assert f"cut: dataset 'cut': {tmp_path / 'cut.npz'} is not a readable .npz (" in out
     assert f"{hierarchy / 'dataset_class_info.json'} cannot be read (JSONDecodeError" in out
     assert "locked.npz is not a readable .npz (PermissionError: [Errno 13] Permission denied" in out
+
+
+def test_the_specs_per_class_and_seed_choose_the_tables_subset(tmp_path: Path) -> None:
+    """stimulus_table(spec), as the run calls it, takes per_class and seed from the spec."""
+    from repsim.stimuli import similarity_subset
+
+    root = tmp_path / "imgs"
+    for c in ("ant", "bee"):
+        for i in range(6):
+            _write(root / "train" / c / f"{i}.png", _png(zlib.crc32(f"{c}{i}".encode()) % 1000))
+        _write(root / "test" / c / "t.png", _png(7))
+    entry = {"id": "fx", "loader": "imagefolder", "path": str(root), "domain": "Structured"}
+    (spec,) = parse_datasets([{**entry, "per_class": 2, "seed": 3}])
+    table = stimulus_table(spec)
+    chosen = table[table.in_similarity]
+    assert chosen.label.value_counts().sort_index().tolist() == [2, 2]
+    st = open_dataset(spec)
+    assert chosen.id.tolist() == similarity_subset(st, per_class=2, seed=3).tolist()
+    assert chosen.id.tolist() != similarity_subset(st, per_class=2, seed=42).tolist()
+    t = stimulus_table(spec, per_class=1, seed=9)  # arguments override the spec
+    assert t.id[t.in_similarity].tolist() == similarity_subset(st, per_class=1, seed=9).tolist()
+    (spec,) = parse_datasets([entry])
+    assert stimulus_table(spec).in_similarity.sum() == 12
+    assert stimulus_table(spec, max_images=4).in_similarity.sum() == 4
+    t = stimulus_table(spec, split="test")
+    assert t.in_similarity.sum() == 2 and (t[t.in_similarity].split == "test").all()
