@@ -82,6 +82,57 @@ def test_decode_rejects_corrupt_truncated_and_tiny():
     assert decode_image(_png(_rgb(3, 2)), min_side=1).shape == (2, 2, 3)
 
 
+def test_decode_scales_deep_and_float_images_by_the_documented_rule():
+    """32-bit 'I' images: kept when every value fits 8 bits, else scaled by 16 or 32 bits of
+    depth; float images: [0, 1] scaled by 255, others clipped to [0, 255], NaN to 0."""
+    from repsim.stimuli.decode import to_rgb_array
+
+    def first(arr, mode):
+        return to_rgb_array(Image.fromarray(arr, mode))[..., 0]
+
+    small = np.array([[0, 200]], np.int32)
+    assert first(small, "I").tolist() == [[0, 200]]
+    mid = np.array([[0, 65535]], np.int32)
+    assert first(mid, "I").tolist() == [[0, 255]]
+    big = np.array([[0, 2**30]], np.int32)  # 32-bit depth: 2**30 / (2**32 - 1) * 255 = 63.75
+    assert first(big, "I").tolist() == [[0, 64]]
+    unit = np.array([[0.0, 0.5, 1.0]], np.float32)
+    assert first(unit, "F").tolist() == [[0, 128, 255]]
+    wide = np.array([[-5.0, 1.5, 300.0, np.nan]], np.float32)
+    assert first(wide, "F").tolist() == [[0, 2, 255, 0]]
+    out = to_rgb_array(Image.fromarray(wide, "F"))
+    assert out.shape == (1, 4, 3) and out.dtype == np.uint8
+
+
+def test_min_side_is_inclusive_for_headers_and_full_decodes():
+    """An image with its short side exactly min_side is kept; one pixel less is refused."""
+    from repsim.stimuli.decode import check_header
+
+    eight = _png(np.zeros((8, 20, 3), np.uint8))
+    seven = _png(np.zeros((20, 7, 3), np.uint8))
+    assert check_header(eight) == (20, 8) and decode_image(eight).shape == (8, 20, 3)
+    for call in (check_header, decode_image):
+        with pytest.raises(UnreadableImage, match="7x20 px, below min_side=8"):
+            call(seven)
+
+
+def test_decode_reports_truncation_even_if_a_library_switched_pil_to_tolerate_it(monkeypatch):
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    jpg = _png(_rgb(2, 64), "JPEG")
+    with pytest.raises(UnreadableImage, match="truncated"):
+        decode_image(jpg[: len(jpg) // 2])
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_a_decompression_bomb_warning_refuses_the_image(monkeypatch):
+    """PIL only warns between MAX_IMAGE_PIXELS and twice that; the warning refuses the item."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # a 16x16 image has 256 pixels
+    with pytest.raises(UnreadableImage, match="DecompressionBombWarning"):
+        decode_image(_png(_rgb(4)))
+
+
 # ---------------------------------------------------------------- image folder
 
 
