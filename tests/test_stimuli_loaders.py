@@ -84,7 +84,7 @@ def test_decode_rejects_corrupt_truncated_and_tiny():
 
 def test_decode_scales_deep_and_float_images_by_the_documented_rule():
     """32-bit 'I' images: kept when every value fits 8 bits, else scaled by 16 or 32 bits of
-    depth; float images: [0, 1] scaled by 255, others clipped to [0, 255], NaN to 0."""
+    depth, negative values 0; float images: [0, 1] scaled by 255, others clipped to [0, 255], NaN to 0."""
     from repsim.stimuli.decode import to_rgb_array
 
     def first(arr, mode):
@@ -96,6 +96,9 @@ def test_decode_scales_deep_and_float_images_by_the_documented_rule():
     assert first(mid, "I").tolist() == [[0, 255]]
     big = np.array([[0, 2**30]], np.int32)  # 32-bit depth: 2**30 / (2**32 - 1) * 255 = 63.75
     assert first(big, "I").tolist() == [[0, 64]]
+    # a signed image's negative values are black, not wrapped around (-5 was 251)
+    assert first(np.array([[-5, 200]], np.int32), "I").tolist() == [[0, 200]]
+    assert first(np.array([[-(2**20), 2**30]], np.int32), "I").tolist() == [[0, 64]]
     unit = np.array([[0.0, 0.5, 1.0]], np.float32)
     assert first(unit, "F").tolist() == [[0, 128, 255]]
     wide = np.array([[-5.0, 1.5, 300.0, np.nan]], np.float32)

@@ -3,8 +3,8 @@
 - grayscale, palette, CMYK, YCbCr, LAB, HSV: converted to RGB.
 - alpha (RGBA, LA, PA, P with transparency): the alpha channel is dropped, as the study's loaders
   (``PIL.Image.convert("RGB")``) did, so features match theirs.
-- 16-bit and 32-bit integer images: scaled to 8 bit by their bit depth (not clipped);
-  float images: [0, 1] data is scaled by 255, anything else is clipped to [0, 255].
+- 16-bit and 32-bit integer images: scaled to 8 bit by their bit depth (not clipped; negative
+  values of a signed 32-bit image are 0); float images: [0, 1] data is scaled by 255, anything else is clipped to [0, 255].
 - corrupt or truncated files: :class:`UnreadableImage` (the loaders skip and record the item).
 - images with a side below ``min_side`` pixels: :class:`UnreadableImage` (skip and record);
   set ``options: {min_side: 1}`` on a dataset to keep them.
@@ -74,7 +74,8 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
                 if top > 255 or mode.startswith("I;16")
                 else arr
             )
-        gray = np.asarray(arr).round().astype(np.uint8)
+        # clipped before the cast, which would wrap a negative value (-5 to 251)
+        gray = np.clip(np.asarray(arr).round(), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     if mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
