@@ -179,7 +179,7 @@ def test_a_dataset_of_unreadable_images_is_named_so_not_as_a_split_problem(tmp_p
     with pytest.raises(
         DatasetError,
         match=r"'cut' has no usable images: all 6 items could not be "
-        r"read and were skipped \(the first, .*repair or replace the files",
+        r"read and were skipped \(the first, \S*ant\S0\.png: .*\); repair or replace the files",
     ):
         stimulus_table(spec)  # what the run's stimulus stage does
 
