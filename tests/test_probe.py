@@ -721,3 +721,43 @@ def test_a_seed_with_no_new_cells_in_a_fine_round_is_padded_and_not_recorded(mon
         )
         np.testing.assert_allclose(both.val_accuracy[k], alone.val_accuracy[0], atol=1e-6)
         assert (both.lr[k], both.wd[k]) == (alone.lr[0], alone.wd[0])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.2, 1.5])
+def test_stratified_split_refuses_a_validation_fraction_outside_0_1(fraction):
+    # 0 or 1 would still split (each class is clamped to 1..n_c - 1 rows); refuse, don't guess
+    y = np.array([0] * 6 + [1] * 6)
+    with pytest.raises(InputError, match=r"val_fraction must be in \(0, 1\)"):
+        stratified_split(y, fraction, 0)
+
+
+def test_object_labels_flag_only_none_and_nan_as_missing():
+    # float labels in an object array (e.g. read from a mixed column) are labels, NaN is not
+    from repsim.probe import _labels
+
+    y = np.array([0.5, 1.5, 2.0, float("nan"), 0.5], dtype=object)
+    with pytest.raises(InputError, match=r"has 1 missing labels .*first at row 3"):
+        _labels(y, 5, "y_train")
+    ok = np.array([0.5, 1.5, "a", 2], dtype=object)
+    assert _labels(ok, 4, "y_train") is ok
+
+
+def test_streamed_features_refuse_chunks_that_do_not_fit():
+    # each bad chunk is refused by name, never written to a wrapped-around or unchecked row
+    from repsim.probe import stream_features
+
+    X = np.arange(1.0, 25.0).reshape(6, 4)
+    raw = stream_features([X[:4], X[4:]], 6, device="cpu", normalize=False)
+    assert raw.dtype == torch.float32 and torch.equal(raw, torch.tensor(X, dtype=torch.float32))
+    bad = {
+        "wider": [X[:3], np.ones((3, 5))],
+        "positions and rows differ": [(np.arange(3), X[:2]), (np.arange(3, 6), X[3:])],
+        "negative": [(np.array([-1, 0, 1]), X[:3]), (np.arange(3, 6), X[3:])],
+        "past the end": [(np.array([2, 3, 6]), X[:3]), (np.arange(3), X[3:])],
+        "too many": [X, X[:1]],
+    }
+    for chunks in bad.values():
+        with pytest.raises(InputError, match=r"X_train: a chunk of shape .* does not fit"):
+            stream_features(chunks, 6, device="cpu")
+    with pytest.raises(InputError, match="held 0 rows, not the 6"):
+        stream_features([], 6, device="cpu")
