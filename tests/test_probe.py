@@ -747,7 +747,7 @@ def test_streamed_features_refuse_chunks_that_do_not_fit():
     from repsim.probe import stream_features
 
     X = np.arange(1.0, 25.0).reshape(6, 4)
-    raw = stream_features([X[:4], X[4:]], 6, device="cpu", normalize=False)
+    raw = stream_features([X[:5], X[5:]], 6, device="cpu", normalize=False)  # 1-row chunk
     assert raw.dtype == torch.float32 and torch.equal(raw, torch.tensor(X, dtype=torch.float32))
     bad = {
         "wider": [X[:3], np.ones((3, 5))],
