@@ -755,3 +755,71 @@ def test_rows_are_unit_norm_however_small_and_a_zero_feature_stays_zero(
     assert np.linalg.norm(raw[rest], axis=1).max() < 0.5
     ref = _one_by_one(spec, loaded, imgs[rest])[0]
     np.testing.assert_allclose(feats[rest], ref, rtol=0, atol=1e-5)
+
+
+def test_nan_in_a_later_chunk_names_its_own_first_image_and_keeps_the_chunks_before(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """A model giving NaN only for image 17 (chunk 2 of 8-row chunks): the error names
+    'stim-017' (the chunk's rows are ids[16:], not ids[0:]), chunks 0 and 1 are written and
+    chunk 2 is not."""
+    from repsim.errors import ModelError
+
+    spec = _spec()
+    loaded = _loaded(spec)
+    imgs = images.copy()
+    imgs[17] = 0  # a black image: every pixel of a channel equal after preprocessing
+
+    def nan_for_flat_images(_module: torch.nn.Module, args: tuple) -> tuple:
+        x = args[0]
+        flat = (x.amax(dim=(1, 2, 3)) == x.amin(dim=(1, 2, 3))) | (
+            x.flatten(2).std(dim=2).amax(dim=1) == 0
+        )
+        return (torch.where(flat[:, None, None, None], float("nan"), x),)
+
+    loaded.module.conv1.register_forward_pre_hook(nan_for_flat_images)
+    store = FeatureStore(tmp_path / "f.zarr")
+    with pytest.raises(ModelError, match=r"model 'rn18' gives NaN .*\(first 'stim-017'\)"):
+        extract_features(
+            spec,
+            imgs,
+            ids,
+            store,
+            "toy",
+            loaded=loaded,
+            batch_size=4,
+            chunk_batches=2,
+            progress=False,
+        )
+    writer = store.writer("toy", "rn18", ids)
+    assert writer is not None and writer.pending_chunks() == [2]
+
+
+def test_the_returned_info_counts_rows_and_each_models_own_seconds(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """Per model: every row computed, its own (positive) seconds within the call's wall time,
+    and the rate is rows over those seconds; models run one after another, so their seconds add
+    up to no more than the call's."""
+    from repsim.extract import extract_models
+
+    specs = [_spec("a"), _spec("b", layer="layer3")]
+    built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
+    out = extract_models(
+        specs,
+        images,
+        ids,
+        FeatureStore(tmp_path / "f.zarr"),
+        "toy",
+        load=lambda s: built[s.id],
+        batch_size=4,
+        chunk_batches=2,
+        progress=False,
+    )
+    assert out["n"] == out["decoded"] == len(ids) and out["dataset"] == "toy"
+    for spec in specs:
+        stats = out["models"][spec.id]
+        assert stats["status"] == "done" and stats["computed"] == stats["n"] == len(ids)
+        assert 0 < stats["seconds"] <= out["seconds"]
+        assert stats["img_per_s"] == stats["computed"] / stats["seconds"]
+    assert sum(out["models"][s.id]["seconds"] for s in specs) <= out["seconds"]
