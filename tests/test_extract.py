@@ -823,3 +823,34 @@ def test_the_returned_info_counts_rows_and_each_models_own_seconds(
         assert 0 < stats["seconds"] <= out["seconds"]
         assert stats["img_per_s"] == stats["computed"] / stats["seconds"]
     assert sum(out["models"][s.id]["seconds"] for s in specs) <= out["seconds"]
+
+
+def test_a_model_past_the_budget_leaves_room_for_a_smaller_one_after_it(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
+) -> None:
+    """Budget for rn18 and mnv3: rn18-l3 (as large as rn18) does not fit and is built per chunk,
+    and takes no room, so mnv3 after it is still resident (built once), in that fixed order."""
+    from repsim.extract import extract_models, module_bytes
+
+    specs = _zoo()
+    built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
+    builds: list[str] = []
+
+    def load(spec: ModelSpec):
+        builds.append(spec.id)
+        return built[spec.id]
+
+    budget = module_bytes(built["rn18"].module) + module_bytes(built["mnv3"].module)
+    extract_models(
+        specs,
+        _counting(mixed_images)[0],
+        ids,
+        FeatureStore(tmp_path / "f.zarr"),
+        "toy",
+        load=load,
+        memory_budget=budget,
+        batch_size=4,
+        chunk_batches=2,
+        progress=False,
+    )
+    assert builds == ["rn18", "rn18-l3", "mnv3"] + ["rn18-l3"] * 3
