@@ -484,12 +484,9 @@ def test_a_failing_model_leaves_the_pass_and_the_others_finish(
         extract_models(specs, loader, ids, store, "toy", load=load, progress=False)
 
 
-def test_models_past_the_memory_budget_are_built_per_chunk_with_the_same_features(
-    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
-) -> None:
-    from repsim.extract import extract_models, module_bytes
-
-    specs = _zoo()
+def _recording_loader(specs: list[ModelSpec]):
+    """Random-init models for ``specs`` (seeded by position), the list of ids in the order they are
+    built, and the ``load`` that builds (returns) them and records it."""
     built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
     builds: list[str] = []
 
@@ -497,6 +494,16 @@ def test_models_past_the_memory_budget_are_built_per_chunk_with_the_same_feature
         builds.append(spec.id)
         return built[spec.id]
 
+    return built, builds, load
+
+
+def test_models_past_the_memory_budget_are_built_per_chunk_with_the_same_features(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
+) -> None:
+    from repsim.extract import extract_models, module_bytes
+
+    specs = _zoo()
+    built, builds, load = _recording_loader(specs)
     budget = module_bytes(built["rn18"].module)  # room for the first model only
     kw = {"batch_size": 4, "chunk_batches": 2, "progress": False}
     swapped, resident = FeatureStore(tmp_path / "s.zarr"), FeatureStore(tmp_path / "r.zarr")
@@ -557,31 +564,35 @@ def test_a_model_giving_nan_is_named_and_nothing_is_written(
 ) -> None:
     """NaN weights gave NaN features, which the store (NaN marks a missing row) sealed and then
     reported as "missing chunk files", again on every rerun."""
-    from repsim.errors import ModelError
 
     spec = _spec()
     loaded = _loaded(spec)
     with torch.no_grad():
         next(loaded.module.parameters()).fill_(float("nan"))
-    store = FeatureStore(tmp_path / "f.zarr")
-    with pytest.raises(
-        ModelError,
-        match=r"model 'rn18' gives NaN or infinite features for 8 of 8 "
+    writer = _refused_for_nan(
+        tmp_path,
+        spec,
+        loaded,
+        images,
+        ids,
+        r"model 'rn18' gives NaN or infinite features for 8 of 8 "
         r"images of dataset 'toy' \(first 'stim-000'\).*weights",
-    ):
-        extract_features(
-            spec,
-            images,
-            ids,
-            store,
-            "toy",
-            loaded=loaded,
-            batch_size=4,
-            chunk_batches=2,
-            progress=False,
-        )
-    writer = store.writer("toy", "rn18", ids)
+    )
     assert writer is None or writer.pending_chunks() == list(range(writer.n_chunks))
+
+
+def _refused_for_nan(tmp_path, spec, loaded, images, ids, match):
+    """Extract in 8-row chunks (batches of 4), expecting the ModelError ``match``; the writer of
+    what was stored (None when nothing was)."""
+    from repsim.errors import ModelError
+
+    store = FeatureStore(tmp_path / "f.zarr")
+    with pytest.raises(ModelError, match=match):
+        extract_features(
+            spec, images, ids, store, "toy", loaded=loaded, batch_size=4, chunk_batches=2,
+            progress=False,
+        )  # fmt: skip
+    return store.writer("toy", "rn18", ids)
 
 
 # ---------------------------------------------------------------- rows against a per-image forward
@@ -763,7 +774,6 @@ def test_nan_in_a_later_chunk_names_its_own_first_image_and_keeps_the_chunks_bef
     """A model giving NaN only for image 17 (chunk 2 of 8-row chunks): the error names
     'stim-017' (the chunk's rows are ids[16:], not ids[0:]), chunks 0 and 1 are written and
     chunk 2 is not."""
-    from repsim.errors import ModelError
 
     spec = _spec()
     loaded = _loaded(spec)
@@ -778,20 +788,9 @@ def test_nan_in_a_later_chunk_names_its_own_first_image_and_keeps_the_chunks_bef
         return (torch.where(flat[:, None, None, None], float("nan"), x),)
 
     loaded.module.conv1.register_forward_pre_hook(nan_for_flat_images)
-    store = FeatureStore(tmp_path / "f.zarr")
-    with pytest.raises(ModelError, match=r"model 'rn18' gives NaN .*\(first 'stim-017'\)"):
-        extract_features(
-            spec,
-            imgs,
-            ids,
-            store,
-            "toy",
-            loaded=loaded,
-            batch_size=4,
-            chunk_batches=2,
-            progress=False,
-        )
-    writer = store.writer("toy", "rn18", ids)
+    writer = _refused_for_nan(
+        tmp_path, spec, loaded, imgs, ids, r"model 'rn18' gives NaN .*\(first 'stim-017'\)"
+    )
     assert writer is not None and writer.pending_chunks() == [2]
 
 
@@ -833,13 +832,7 @@ def test_a_model_past_the_budget_leaves_room_for_a_smaller_one_after_it(
     from repsim.extract import extract_models, module_bytes
 
     specs = _zoo()
-    built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
-    builds: list[str] = []
-
-    def load(spec: ModelSpec):
-        builds.append(spec.id)
-        return built[spec.id]
-
+    built, builds, load = _recording_loader(specs)
     budget = module_bytes(built["rn18"].module) + module_bytes(built["mnv3"].module)
     extract_models(
         specs,
