@@ -4,7 +4,8 @@
 - alpha (RGBA, LA, PA, P with transparency): the alpha channel is dropped, as the study's loaders
   (``PIL.Image.convert("RGB")``) did, so features match theirs.
 - 16-bit and 32-bit integer images: scaled to 8 bit by their bit depth (not clipped; negative
-  values of a signed 32-bit image are 0); float images: [0, 1] data is scaled by 255, anything else is clipped to [0, 255].
+  values of a signed 32-bit image are 0); float images: [0, 1] data is scaled by 255, anything
+  else is clipped to [0, 255].
 - corrupt or truncated files: :class:`UnreadableImage` (the loaders skip and record the item).
 - images with a side below ``min_side`` pixels: :class:`UnreadableImage` (skip and record);
   set ``options: {min_side: 1}`` on a dataset to keep them.
