@@ -625,17 +625,9 @@ def test_every_row_is_its_own_image_across_batches_that_do_not_divide_n(
     ref, ref_raw = _one_by_one(spec, loaded, images)
     store = FeatureStore(tmp_path / "f.zarr")
     info = extract_features(
-        spec,
-        lambda idx: images[idx],
-        ids,
-        store,
-        "toy",
-        loaded=loaded,
-        batch_size=batch_size,
-        chunk_batches=chunk_batches,
-        keep_raw=True,
-        progress=False,
-    )
+        spec, lambda idx: images[idx], ids, store, "toy", loaded=loaded, batch_size=batch_size,
+        chunk_batches=chunk_batches, keep_raw=True, progress=False,
+    )  # fmt: skip
     assert info["computed"] == info["decoded"] == len(ids)
     got_ids, feats = store.read("toy", "rn18")
     _, raw = store.read("toy", "rn18", raw=True)

@@ -66,7 +66,7 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
         if arr.dtype.kind == "f":
             arr = arr.astype(np.float64)
             arr = arr * 255 if np.nanmax(arr, initial=0) <= 1.0 else arr
-            arr = np.clip(np.nan_to_num(arr), 0, 255)
+            arr = np.nan_to_num(arr)  # NaN to 0; the clip below bounds the rest
         else:
             top = int(arr.max(initial=0))
             bits = 16 if (mode.startswith("I;16") or top <= 65535) else 32
@@ -75,7 +75,7 @@ def to_rgb_array(im: Image.Image) -> np.ndarray:
                 if top > 255 or mode.startswith("I;16")
                 else arr
             )
-        # clipped before the cast, which would wrap a negative value (-5 to 251)
+        # clipped before the cast, which would wrap a value outside 0..255 (-5 to 251)
         gray = np.clip(np.asarray(arr).round(), 0, 255).astype(np.uint8)
         return np.repeat(gray[..., None], 3, axis=-1)
     if mode == "P" and "transparency" in im.info:
