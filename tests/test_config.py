@@ -21,6 +21,26 @@ def test_include_merges_lists_and_resolves_paths(tmp_path: Path):
     assert cfg["name"] == "main"
 
 
+def test_one_include_needs_no_list_and_a_wrong_one_is_named(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text("models:\n  - {id: a}\n")
+    (tmp_path / "main.yaml").write_text("include: base.yaml\nmodels:\n  - {id: b}\n")
+    assert [m["id"] for m in load_config(tmp_path / "main.yaml")["models"]] == ["a", "b"]
+    (tmp_path / "main.yaml").write_text("include: [3]\n")
+    with pytest.raises(ConfigError, match="include must be a file name or a list of file names"):
+        load_config(tmp_path / "main.yaml")
+
+
+def test_a_config_named_by_a_relative_path_resolves_paths_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "main.yaml").write_text("models:\n  - {id: a, weights: w.bin}\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config("main.yaml")
+    assert cfg["_path"] == str(tmp_path.resolve() / "main.yaml")
+    monkeypatch.chdir(tmp_path.parent)  # the run may start from anywhere
+    assert resolve_path("w.bin", cfg["models"][0]) == tmp_path.resolve() / "w.bin"
+
+
 def test_missing_and_cyclic_configs(tmp_path: Path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
@@ -88,6 +108,25 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("threads: 100000\n", "threads is 100000, above the largest allowed, 1024: .*Fix: set it"),
         ("stimuli: {max_images: -5}\n", "stimuli.max_images must be a positive integer"),
         ("probe: {val_fraction: 1.5}\n", "probe.val_fraction must be a number in \\(0, 1\\)"),
+        (
+            "probe: {val_fraction: 1.0}\n",
+            "probe.val_fraction must be a number in \\(0, 1\\), got 1.0",
+        ),
+        ("probe: {lrs: [0]}\n", "probe.lrs\\[0\\] must be a number > 0, got 0 \\(int\\)"),
+        (
+            "probe: {lrs: [fast]}\n",
+            "probe.lrs\\[0\\] must be a number > 0, got 'fast' \\(a string\\)",
+        ),
+        (
+            "similarity: {memory_budget_gb: .inf}\n",
+            "similarity.memory_budget_gb must be a number > 0, got inf",
+        ),
+        ("probe: {seeds: 3}\n", "probe.seeds must be a list, got 3 \\(int\\)"),
+        ("cluster: slurm\n", "cluster must be a mapping of dask-jobqueue options, got 'slurm'"),
+        (
+            "similarity: fast\n",
+            "similarity must be a mapping of options, got 'fast' \\(a string\\)",
+        ),
         ("probe: {lrs: []}\n", "probe.lrs is an empty list"),
         ("probe: {seeds: [0, 0]}\n", "probe.seeds lists \\['0'\\] more than once"),
         ("extract: {pretrained: 1}\n", "extract.pretrained must be true or false"),
@@ -99,6 +138,10 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("extract: {batch_size: 0}\n", "extract.batch_size must be a positive integer"),
         ("extract: {precision: fp8}\n", "c.yaml: extract.precision 'fp8' is not one of"),
         ("measures: cka_linear\n", "measures must be a list"),
+        (
+            "measures: [cka_linear, cka_linear]\n",
+            "measures lists \\['cka_linear'\\] more than once",
+        ),
         ("measures: [cka_liner]\n", "unknown measure 'cka_liner'.*did you mean 'cka_linear'"),
         ("probe: {precision: float16}\n", "probe.precision must be one of float32, bfloat16"),
         (
@@ -133,6 +176,12 @@ def test_the_largest_batch_size_is_accepted(tmp_path: Path) -> None:
     assert plan.config.extract.batch_size == plan.extract["batch_size"] == MAX_BATCH_SIZE
 
 
+def test_the_most_threads_are_accepted(tmp_path: Path) -> None:
+    from repsim.config import MAX_THREADS
+
+    assert _plan(tmp_path, f"threads: {MAX_THREADS}\n").config.threads == MAX_THREADS
+
+
 def test_two_spellings_of_one_measure_are_refused(tmp_path: Path) -> None:
     # both would be computed, under two labels, and analyses would count the measure twice
     for names, match in (
@@ -146,6 +195,23 @@ def test_two_spellings_of_one_measure_are_refused(tmp_path: Path) -> None:
             _plan(tmp_path, f"measures: [{names}]\n")
     distinct = ("cka_rbf_0.4", "cka_rbf_0.4_biased", "cka_rbf_median_0.4", "cka_rbf_0.04")
     assert _plan(tmp_path, f"measures: [{', '.join(distinct)}]\n").measures == distinct
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"modles": []}, "^config: unknown key 'modles' \\(did you mean 'models'\\?\\)"),
+        ({"datasets": {"faces": {}}}, "^config: 'datasets' must be a list of entries, got dict"),
+        ({"name": ""}, "^config: name must be a non-empty string, got ''"),
+    ],
+)
+def test_a_config_given_as_a_mapping_is_checked_like_a_file(raw: dict, match: str) -> None:
+    """repsim.zoo.check and repsim.stimuli.check take a config as a mapping, which load_config
+    never read."""
+    from repsim.config import parse_config
+
+    with pytest.raises(ConfigError, match=match):
+        parse_config(raw)
 
 
 def test_unknown_key_names_the_file_it_is_in(tmp_path: Path) -> None:
@@ -315,6 +381,28 @@ def test_dataset_ids_stay_inside_the_run_folder(tmp_path: Path) -> None:
         [{"id": "wds/vtab/cifar10", "loader": "embedded", "path": "x.npz", "domain": "Structured"}]
     )
     assert spec.id == "wds/vtab/cifar10"  # the study's ids: safe segments joined by '/'
+
+
+@pytest.mark.parametrize(
+    ("bad", "kind", "rule", "suggested"),
+    [
+        ("a b", "model", "so it must be made of", "a-b"),
+        ("...", "model", "so it must be made of", "model-1"),
+        ("wds/../x y", "dataset", "so parts separated by '/', each made of", "wds/x-y"),
+    ],
+)
+def test_an_unsafe_id_is_refused_with_a_rename_that_is_accepted(
+    bad: str, kind: str, rule: str, suggested: str
+) -> None:
+    from repsim.config import check_id
+
+    slash = kind == "dataset"
+    with pytest.raises(ConfigError) as err:
+        check_id(bad, kind, allow_slash=slash)
+    message = str(err.value)
+    assert message.startswith(f"{kind} id {bad!r} cannot be used") and rule in message
+    assert message.endswith(f"rename it (e.g. {suggested!r})")
+    assert check_id(suggested, kind, allow_slash=slash) == suggested
 
 
 def test_measures_checked_against_the_stimuli_they_will_see(tmp_path: Path) -> None:
