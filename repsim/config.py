@@ -190,18 +190,22 @@ def _int(minimum: int) -> Check:
     return check
 
 
-def _float(low: float, high: float = math.inf, *, open_high: bool = False) -> Check:
+def _float(
+    low: float, high: float = math.inf, *, open_high: bool = False, closed_low: bool = False
+) -> Check:
     def check(value: Any, where: str) -> float:
         ok = (
             isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         )
         if ok:
-            ok = value > low and (value < high if open_high else value <= high)
+            ok = (value >= low if closed_low else value > low) and (
+                value < high if open_high else value <= high
+            )
         if not ok:
             rng = (
-                f"in ({low:g}, {high:g}{')' if open_high else ']'}"
+                f"in {'[' if closed_low else '('}{low:g}, {high:g}{')' if open_high else ']'}"
                 if math.isfinite(high)
-                else f"> {low:g}"
+                else f"{'>=' if closed_low else '>'} {low:g}"
             )
             raise ConfigError(
                 f"{where} must be a number {rng}, got {value!r} ({_type_name(value)})"
@@ -373,7 +377,8 @@ class ProbeOptions(Section):
     enabled: bool = _opt(True, _bool)
     seeds: tuple[int, ...] | None = _opt(None, _optional(_list(_int(0), unique=True)))
     lrs: tuple[float, ...] | None = _opt(None, _optional(_list(_float(0.0))))
-    wds: tuple[float, ...] | None = _opt(None, _optional(_list(_float(0.0))))
+    #: 0 is no weight decay, which linear_probe takes (lrs must be positive)
+    wds: tuple[float, ...] | None = _opt(None, _optional(_list(_float(0.0, closed_low=True))))
     epochs: int | None = _opt(None, _optional(_int(1)))
     batch_size: int | None = _opt(None, _optional(_int(1)))
     val_fraction: float | None = _opt(None, _optional(_float(0.0, 1.0, open_high=True)))

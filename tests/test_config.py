@@ -113,6 +113,8 @@ def _plan(tmp_path: Path, text: str, **kw):
             "probe.val_fraction must be a number in \\(0, 1\\), got 1.0",
         ),
         ("probe: {lrs: [0]}\n", "probe.lrs\\[0\\] must be a number > 0, got 0 \\(int\\)"),
+        ("probe: {wds: [true]}\n", "probe.wds\\[0\\] must be a number >= 0, got True \\(bool\\)"),
+        ("probe: {wds: [-0.1]}\n", "probe.wds\\[0\\] must be a number >= 0, got -0.1 \\(float\\)"),
         (
             "probe: {lrs: [fast]}\n",
             "probe.lrs\\[0\\] must be a number > 0, got 'fast' \\(a string\\)",
@@ -174,6 +176,11 @@ def test_the_largest_batch_size_is_accepted(tmp_path: Path) -> None:
 
     plan = _plan(tmp_path, f"extract: {{batch_size: {MAX_BATCH_SIZE}}}\n")
     assert plan.config.extract.batch_size == plan.extract["batch_size"] == MAX_BATCH_SIZE
+
+
+def test_a_weight_decay_of_0_is_accepted_as_linear_probe_takes_it(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "probe: {wds: [0, 1e-4]}\n")
+    assert plan.config.probe.wds == tuple(plan.probe["wds"]) == (0.0, 1e-4)
 
 
 def test_the_most_threads_are_accepted(tmp_path: Path) -> None:
