@@ -110,6 +110,31 @@ def test_torchvision_state_dict(tmp_path: Path) -> None:
     assert (got.preprocess.resize, got.preprocess.crop) == (256, 224)
 
 
+def test_weights_files_are_read_in_both_formats_and_a_damaged_or_pickled_one_is_refused(
+    tmp_path: Path,
+) -> None:
+    from collections import UserDict
+
+    from safetensors.torch import save_file
+
+    from repsim.zoo.weights import load_state_dict
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}
+    save_file(state, tmp_path / "w.safetensors")
+    torch.save(state, tmp_path / "w.pth")
+    for name in ("w.safetensors", "w.pth"):
+        got = load_state_dict(str(tmp_path / name))  # a path as text, as a config gives it
+        assert set(got) == set(state) and all(torch.equal(got[k], state[k]) for k in state)
+    blob = (tmp_path / "w.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ModelError, match=r"cut\.safetensors: .*truncated or damaged"):
+        load_state_dict(tmp_path / "cut.safetensors")
+    torch.save(UserDict(state), tmp_path / "obj.pth")  # a pickle is read only when trusted
+    with pytest.raises(ModelError, match="weights_only: false"):
+        load_state_dict(tmp_path / "obj.pth")
+    assert set(load_state_dict(tmp_path / "obj.pth", weights_only=False)) == set(state)
+
+
 def test_torchvision_options_are_honoured_or_refused_when_the_config_is_read(
     tmp_path: Path,
 ) -> None:
@@ -335,7 +360,10 @@ def test_weights_folder_is_said_to_be_a_folder(
     from repsim.zoo.check import check_weights
 
     spec = ModelSpec("m", loader, identifier, weights=tmp_path)
-    said = re.escape(f"model 'm': weights {tmp_path} is a folder, not a file")
+    said = re.escape(  # and the fix: the file in it, not "the weights file itself"
+        f"model 'm': weights {tmp_path} is a folder, not a file; point 'weights:' at the weights "
+        "file in it (e.g. .safetensors or .pth)"
+    )
     with pytest.raises(ModelError, match=said) as info:
         check_weights(spec)  # `repsim models --check` and the plan check of `repsim run`
     assert not isinstance(info.value, MissingWeightsError)
