@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 from pathlib import Path
 
@@ -355,8 +356,6 @@ def test_weights_folder_is_said_to_be_a_folder(
     tmp_path: Path, loader: str, identifier: str
 ) -> None:
     """A folder given as ``weights:`` was reported as missing (or as a raw OSError)."""
-    import re
-
     from repsim.zoo.check import check_weights
 
     spec = ModelSpec("m", loader, identifier, weights=tmp_path)
@@ -368,4 +367,19 @@ def test_weights_folder_is_said_to_be_a_folder(
         check_weights(spec)  # `repsim models --check` and the plan check of `repsim run`
     assert not isinstance(info.value, MissingWeightsError)
     with pytest.raises(ModelError, match=said):
+        load_model(spec)
+
+
+def test_a_weights_file_for_a_folder_loader_is_said_to_be_a_file(tmp_path: Path) -> None:
+    """hf_transformers reads a save_pretrained folder: a file given as ``weights:`` passed the
+    check and failed later as an unreadable config.json, with no word of the folder it needs."""
+    from repsim.zoo.check import check_weights
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"not read")
+    spec = ModelSpec("a", "hf_transformers", "kakaobrain/align-base", weights=weights)
+    said = f"model 'a': weights {weights} is a file, but the hf_transformers loader reads a folder"
+    with pytest.raises(ModelError, match=re.escape(said) + ".*point 'weights:' at that folder"):
+        check_weights(spec)
+    with pytest.raises(ModelError, match=re.escape(said)):
         load_model(spec)

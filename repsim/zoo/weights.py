@@ -43,13 +43,19 @@ def is_offline() -> bool:
 FOLDER_WEIGHTS = ("hf_transformers",)
 
 
-def _check_not_folder(spec: ModelSpec, path: Path) -> None:
-    """ModelError for a folder where the loader reads a file: said as such, not as a missing or
-    unreadable file."""
+def _check_file_or_folder(spec: ModelSpec, path: Path) -> None:
+    """ModelError for a folder where the loader reads a file, or a file where it reads a folder:
+    said as such, not as a missing or unreadable file or an unreadable config later."""
     if path.is_dir() and spec.loader not in FOLDER_WEIGHTS:
         raise ModelError(
             f"model {spec.id!r}: weights {path} is a folder, not a file; point 'weights:' at the "
             "weights file in it (e.g. .safetensors or .pth)"
+        )
+    if path.is_file() and spec.loader in FOLDER_WEIGHTS:
+        raise ModelError(
+            f"model {spec.id!r}: weights {path} is a file, but the {spec.loader} loader reads a "
+            "folder saved with save_pretrained (config.json and the weights); point 'weights:' at "
+            "that folder"
         )
 
 
@@ -74,7 +80,7 @@ def check_weights_path(spec: ModelSpec, path: str | Path) -> Path:
                 else ""
             )
         )
-    _check_not_folder(spec, path)
+    _check_file_or_folder(spec, path)
     if problem is not None:
         raise ModelError(
             f"model {spec.id!r}: weights {path} {problem}; "
