@@ -352,6 +352,59 @@ def test_folder_fingerprint_follows_symlinked_folders_and_odd_names(tmp_path):
     assert folder_fingerprint(view) is not None
 
 
+def test_links_back_up_add_nothing_to_a_folders_fingerprint(tmp_path):
+    """Each real folder is hashed once: links back up leave the fingerprint what it is without
+    them (two of them, were they not pruned, would be walked 2**40 times)."""
+    root = tmp_path / "images"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "0.png").write_bytes(b"one")
+    (root / "labels.txt").write_text("a\n")
+    plain = folder_fingerprint(root)
+    (root / "up").symlink_to(root, target_is_directory=True)
+    (root / "a" / "back").symlink_to(root, target_is_directory=True)
+    assert folder_fingerprint(root) == plain
+
+
+def _listed_in_order(reverse: bool):
+    """``os.scandir``, listing a folder in name order or in reverse (filesystems differ)."""
+    real = os.scandir
+
+    class Listing:
+        def __init__(self, path="."):
+            with real(path) as entries:
+                self.entries = iter(sorted(entries, key=lambda e: e.name, reverse=reverse))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self.entries)
+
+    return Listing
+
+
+def test_a_folders_fingerprint_does_not_depend_on_the_listing_order(tmp_path, monkeypatch):
+    """A filesystem lists a folder in an order of its own: a copy of the data elsewhere, with the
+    same names, sizes and times, must not redo every stage built on it."""
+    root = tmp_path / "images"
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        for name in ("0.png", "1.png"):
+            (root / label / name).write_bytes(name.encode())
+    fingerprints = []
+    for reverse in (False, True):
+        monkeypatch.setattr(os, "scandir", _listed_in_order(reverse))
+        assert next(os.walk(root))[1] == sorted(["cat", "dog"], reverse=reverse)
+        fingerprints.append(folder_fingerprint(root))
+    assert fingerprints[0] == fingerprints[1]
+
+
 def test_a_minizoo_model_without_weights_is_keyed_by_its_default_file(tmp_path, monkeypatch):
     """An entry without ``weights:`` reads the zoo's default ``<id>.safetensors``; that file was in
     no key, so retraining it in place (what ``repsim minizoo train`` does by default) reused the
