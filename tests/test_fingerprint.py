@@ -267,6 +267,37 @@ def test_source_files_follow_imports_and_take_named_packages_whole(tmp_path):
     assert names(("pkg.unrelated", "pkg.c")) == {"unrelated.py", "c.py"}
 
 
+def test_a_code_fingerprint_follows_the_source_it_covers(tmp_path, monkeypatch):
+    """A stage's fingerprint changes with the content of a module it imports and only then; the
+    whole package's (no module named) with any module, its content or its name."""
+    from repsim import fingerprint
+
+    pkg = _package(
+        tmp_path / "pkg",
+        {"__init__.py": "", "fingerprint.py": "", "a.py": "import pkg.b\n", "b.py": "x = 1\n"},
+    )
+    (pkg / "c.py").write_text("y = 1\n")
+    monkeypatch.setattr(fingerprint, "__file__", str(pkg / "fingerprint.py"))
+
+    def now(*modules):
+        fingerprint._code_fingerprint.cache_clear()  # as a new process would
+        return fingerprint.code_fingerprint(*modules)
+
+    try:
+        seen = [(now("pkg.a"), now())]
+        (pkg / "b.py").write_text("x = 2\n")  # imported by a
+        seen.append((now("pkg.a"), now()))
+        (pkg / "c.py").write_text("y = 2\n")  # imported by no module of the stage
+        seen.append((now("pkg.a"), now()))
+        (pkg / "c.py").rename(pkg / "d.py")
+        seen.append((now("pkg.a"), now()))
+    finally:
+        fingerprint._code_fingerprint.cache_clear()
+    stage, whole = zip(*seen)
+    assert stage[0] != stage[1] == stage[2] == stage[3]
+    assert len(set(whole)) == 4
+
+
 def test_each_stage_hashes_its_own_code_only():
     from repsim.fingerprint import code_fingerprint, source_files
     from repsim.stages import STAGE_CODE
@@ -466,3 +497,106 @@ def test_a_weights_folder_is_fingerprinted_by_its_files(tmp_path):
     assert second != first
     (folder / "model.safetensors").rename(folder / "other.safetensors")
     assert weights_fingerprint(folder) not in (first, second)
+
+
+# ----------------------------------------------------------------------------- stage keys
+def _stage_keys(plan, run_dir, stimuli_sha="table"):
+    """The key of each stage of the first model on the first dataset."""
+    from repsim import stages
+
+    ds, model = plan.datasets[0], plan.models[0]
+    return {
+        "stimuli": stages.stimuli_key(plan, ds),
+        "features": stages.features_key(plan, model, ds, stimuli_sha),
+        "similarity": stages.similarity_key(plan, ds, run_dir, stimuli_sha),
+        "probes": stages.probe_key(plan, model, ds, run_dir, stimuli_sha),
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "redone"),
+    [
+        ({"stimuli": {"max_images": 50, "seed": 42}}, {"stimuli", "features"}),
+        ({"data": "other images"}, {"stimuli", "features"}),
+        ({"extract": {"keep_raw": True}}, {"features"}),
+        ({"extract": {"pretrained": False}}, {"features"}),
+        ({"extract": {"precision": "bfloat16"}}, {"features"}),
+        ({"extract": {"batch_size": 7}}, {"features"}),
+        ({"probe": {"enabled": True}}, {"features", "probes"}),  # all rows are extracted
+        ({"probe": {"enabled": False, "epochs": 3}}, {"probes"}),
+        ({"measures": ("cka_linear", "rsa_spearman")}, {"similarity"}),
+        ({"similarity": {"memory_budget_gb": 1.0}}, {"similarity"}),
+        ({"threads": 2}, {"features", "similarity", "probes"}),
+        ({"device_type": "cuda"}, {"features", "similarity", "probes"}),
+        ({"stimuli_sha": "other table"}, {"features", "similarity", "probes"}),
+        ({"sha of model 0": "other"}, {"similarity", "probes"}),
+        ({"sha of model 1": "other"}, {"similarity"}),  # the probe of model 0 does not read it
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, dict) else None,
+)
+def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, change, redone):
+    """A stage is redone when an input it depends on changes (a key that leaves one out reuses a
+    stale output) and only then (one that takes another stage's option recomputes needlessly).
+    Upstream results enter by their content: the stimulus table's hash, the feature groups'."""
+    import dataclasses
+
+    from repsim.cache import StageCache
+    from repsim.plan import load_plan
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("faces.npz", "textures.npz"):
+        (data / name).write_bytes(name.encode())  # fingerprinted, never opened here
+    plan = load_plan(_config(tmp_path / "c.yaml", data), check_models=False)
+    ds = plan.datasets[0]
+    cache = StageCache(tmp_path / "run")
+    for m in plan.models:
+        cache.mark_done("features", (ds.id, m.id), "key", sha256=f"features of {m.id}")
+    before = _stage_keys(plan, tmp_path / "run")
+    change = dict(change)
+    sha = change.pop("stimuli_sha", "table")
+    for i, m in enumerate(plan.models[:2]):
+        if f"sha of model {i}" in change:
+            cache.mark_done(
+                "features", (ds.id, m.id), "key", sha256=change.pop(f"sha of model {i}")
+            )
+    if "data" in change:
+        change["data_fingerprints"] = {**plan.data_fingerprints, ds.id: change.pop("data")}
+    for section in ("stimuli", "extract", "probe", "similarity"):
+        if section in change:
+            change[section] = {**getattr(plan, section), **change[section]}
+    after = _stage_keys(dataclasses.replace(plan, **change), tmp_path / "run", sha)
+    assert {stage for stage in before if after[stage] != before[stage]} == redone
+
+
+@pytest.mark.parametrize("stage", ["stimuli", "features", "similarity", "probes"])
+@pytest.mark.parametrize("edit", ["its modules", "the stage definitions", "a library"])
+def test_a_stage_key_follows_the_code_behind_it(monkeypatch, stage, edit):
+    """An output made by other code is redone: the stage's modules, repsim.stages itself and the
+    versions of the libraries that compute it are each in its code fingerprint."""
+    from repsim import stages
+
+    modules, libraries = stages.STAGE_CODE[stage]
+    before = stages.stage_code(stage)
+    if edit == "its modules":
+        real = stages.code_fingerprint
+        monkeypatch.setattr(
+            stages, "code_fingerprint", lambda *m: "edited" if m == modules else real(*m)
+        )
+    elif edit == "the stage definitions":
+        real = stages.file_fingerprint
+        monkeypatch.setattr(
+            stages,
+            "file_fingerprint",
+            lambda path: "edited" if path == stages.__file__ else real(path),
+        )
+    else:
+        real = stages.package_versions
+        monkeypatch.setattr(
+            stages,
+            "package_versions",
+            lambda names: (
+                {**real(names), libraries[-1]: "9.9"} if names == libraries else real(names)
+            ),
+        )
+    assert stages.stage_code(stage) != before
