@@ -192,3 +192,16 @@ def test_a_dataclass_is_keyed_by_its_fields_like_a_dict():
     assert stage_key(Weights("m", [1, 2])) == stage_key({"id": "m", "values": [1, 2]})
     assert stage_key(Weights("m", a)) != stage_key(Weights("m", b))
     assert stage_key(Weights("m", 1, "/a")) == stage_key(Weights("m", 1, "/b"))
+
+
+def test_redone_work_is_said_in_one_log_line_with_its_reason(caplog):
+    """Cached work that is redone says so, and why, once; work never done is not "redone"."""
+    import logging
+
+    from repsim.stages import _redo
+
+    why = "its output was truncated or altered (content hash differs)"
+    with caplog.at_level(logging.INFO, logger="repsim.stages"):
+        assert _redo("similarity", "digits", why) == why
+        assert _redo("similarity", "faces", "not done yet") is None
+    assert [r.getMessage() for r in caplog.records] == [f"similarity digits recomputed: {why}"]

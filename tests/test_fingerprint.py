@@ -232,6 +232,8 @@ def test_changed_dataset_file_redoes_its_features_and_results(tmp_path):
     redone = json.loads(RunFolder(tmp_path / "run").info.read_text())["redone"]
     assert any(line.startswith("stimuli") and "faces" in line for line in redone), redone
     assert not any("textures" in line for line in redone), redone
+    # work done for the first time was not redone
+    assert json.loads(RunFolder(tmp_path / "fresh").info.read_text())["redone"] == []
 
 
 # ----------------------------------------------------------------------------- code
