@@ -502,6 +502,17 @@ def test_a_weights_folder_is_fingerprinted_by_its_files(tmp_path):
 
 
 # ----------------------------------------------------------------------------- stage keys
+def _plan_of_placeholder_data(tmp_path):
+    """The plan of ``_config`` on dataset files that are fingerprinted but never opened."""
+    from repsim.plan import load_plan
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("faces.npz", "textures.npz"):
+        (data / name).write_bytes(name.encode())
+    return load_plan(_config(tmp_path / "c.yaml", data), check_models=False)
+
+
 def _stage_keys(plan, run_dir, stimuli_sha="table"):
     """The key of each stage of the first model on the first dataset."""
     from repsim import stages
@@ -543,13 +554,8 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, change, redo
     import dataclasses
 
     from repsim.cache import StageCache
-    from repsim.plan import load_plan
 
-    data = tmp_path / "data"
-    data.mkdir()
-    for name in ("faces.npz", "textures.npz"):
-        (data / name).write_bytes(name.encode())  # fingerprinted, never opened here
-    plan = load_plan(_config(tmp_path / "c.yaml", data), check_models=False)
+    plan = _plan_of_placeholder_data(tmp_path)
     ds = plan.datasets[0]
     cache = StageCache(tmp_path / "run")
     for m in plan.models:
@@ -602,3 +608,19 @@ def test_a_stage_key_follows_the_code_behind_it(monkeypatch, stage, edit):
             ),
         )
     assert stages.stage_code(stage) != before
+
+
+def test_a_feature_group_made_by_other_code_is_said_to_be_redone_for_its_code(tmp_path):
+    """The reason a feature group is redone names the code when the record's code differs, the
+    inputs when only they do."""
+    from repsim import stages
+    from repsim.cache import StageCache
+
+    plan = _plan_of_placeholder_data(tmp_path)
+    model, ds, run_dir = plan.models[0], plan.datasets[0], tmp_path / "run"
+    cache = StageCache(run_dir)
+    for code, reason in [("other code", "the code that computes it changed"), (None, "inputs")]:
+        code = code or stages.stage_code("features")
+        cache.mark_done("features", (ds.id, model.id), "old key", code=code, sha256="x")
+        ok, why = stages.check_features(plan, model, ds, run_dir, "table")
+        assert not ok and reason in why, why
