@@ -530,6 +530,8 @@ def _stage_keys(plan, run_dir, stimuli_sha="table"):
     ("change", "redone"),
     [
         ({"stimuli": {"max_images": 50, "seed": 42}}, {"stimuli", "features"}),
+        ({"dataset": {"per_class": 5}}, {"stimuli", "features"}),
+        ({"model": {"layer": "other"}}, {"features"}),
         ({"data": "other images"}, {"stimuli", "features"}),
         ({"extract": {"keep_raw": True}}, {"features"}),
         ({"extract": {"pretrained": False}}, {"features"}),
@@ -568,6 +570,11 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, change, redo
             cache.mark_done(
                 "features", (ds.id, m.id), "key", sha256=change.pop(f"sha of model {i}")
             )
+    if "dataset" in change:
+        change["datasets"] = (dataclasses.replace(ds, **change.pop("dataset")), *plan.datasets[1:])
+    if "model" in change:
+        model = dataclasses.replace(plan.models[0], **change.pop("model"))
+        change["models"] = (model, *plan.models[1:])
     if "data" in change:
         change["data_fingerprints"] = {**plan.data_fingerprints, ds.id: change.pop("data")}
     for section in ("stimuli", "extract", "probe", "similarity"):
