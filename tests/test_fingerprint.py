@@ -546,15 +546,20 @@ def _stage_keys(plan, run_dir, stimuli_sha="table"):
         ({"stimuli_sha": "other table"}, {"features", "similarity", "probes"}),
         ({"sha of model 0": "other"}, {"similarity", "probes"}),
         ({"sha of model 1": "other"}, {"similarity"}),  # the probe of model 0 does not read it
+        ({"code of": "stimuli"}, {"stimuli", "features"}),
+        ({"code of": "features"}, {"features"}),
+        ({"code of": "similarity"}, {"similarity"}),
+        ({"code of": "probes"}, {"probes"}),
     ],
     ids=lambda v: "-".join(v) if isinstance(v, dict) else None,
 )
-def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, change, redone):
+def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch, change, redone):
     """A stage is redone when an input it depends on changes (a key that leaves one out reuses a
     stale output) and only then (one that takes another stage's option recomputes needlessly).
     Upstream results enter by their content: the stimulus table's hash, the feature groups'."""
     import dataclasses
 
+    from repsim import stages
     from repsim.cache import StageCache
 
     plan = _plan_of_placeholder_data(tmp_path)
@@ -575,6 +580,9 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, change, redo
     if "model" in change:
         model = dataclasses.replace(plan.models[0], **change.pop("model"))
         change["models"] = (model, *plan.models[1:])
+    if "code of" in change:
+        edited, real = change.pop("code of"), stages.stage_code
+        monkeypatch.setattr(stages, "stage_code", lambda s: "edited" if s == edited else real(s))
     if "data" in change:
         change["data_fingerprints"] = {**plan.data_fingerprints, ds.id: change.pop("data")}
     for section in ("stimuli", "extract", "probe", "similarity"):
