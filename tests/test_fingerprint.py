@@ -398,6 +398,17 @@ def test_links_back_up_add_nothing_to_a_folders_fingerprint(tmp_path):
     assert folder_fingerprint(root) == plain
 
 
+def test_a_broken_link_in_a_folder_is_left_out_of_its_fingerprint(tmp_path):
+    """A link to nothing has no size or time of its own: it is left out, not hashed with the
+    facts of the file before it (or failing the run)."""
+    root = tmp_path / "images"
+    root.mkdir()
+    (root / "0.png").write_bytes(b"one")
+    plain = folder_fingerprint(root)
+    (root / "1.png").symlink_to(tmp_path / "gone.png")
+    assert folder_fingerprint(root) == plain
+
+
 def _listed_in_order(reverse: bool):
     """``os.scandir``, listing a folder in name order or in reverse (filesystems differ)."""
     real = os.scandir
