@@ -94,7 +94,7 @@ def config_hash(plan: RunPlan) -> str:
         plan.stimuli,
         plan.extract,
         plan.probe,
-        plan.similarity,
+        plan.similarity_inputs,
         plan.threads,
     )
 

@@ -88,6 +88,12 @@ class RunPlan:
         return (*parts, self.extract.get("batch_size")) if batch else parts
 
     @property
+    def similarity_inputs(self) -> dict[str, Any]:
+        """The similarity options that can change its numbers: all but ``progress``, which only
+        shows bars (in the stage key and the config hash, it redid every similarity part)."""
+        return {k: v for k, v in self.similarity.items() if k != "progress"}
+
+    @property
     def probes_enabled(self) -> bool:
         return bool(self.probe.get("enabled", True))
 

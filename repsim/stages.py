@@ -151,7 +151,7 @@ def similarity_key(plan: RunPlan, ds: Any, run_dir: Path, stimuli_sha: str | Non
         feature_hashes(plan, ds, run_dir),
         stimuli_sha,
         plan.measures,
-        plan.similarity,
+        plan.similarity_inputs,
         plan.numerics(),
         stage_code("similarity"),
     )

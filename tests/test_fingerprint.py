@@ -552,6 +552,8 @@ def _stage_keys(plan, run_dir, stimuli_sha="table"):
         ({"probe": {"enabled": False, "epochs": 3}}, {"probes"}),
         ({"measures": ("cka_linear", "rsa_spearman")}, {"similarity"}),
         ({"similarity": {"memory_budget_gb": 1.0}}, {"similarity"}),
+        ({"similarity": {"progress": True}}, set()),  # bars change no number
+        ({"similarity": {"progress": False}}, set()),
         ({"threads": 2}, {"features", "similarity", "probes"}),
         ({"device_type": "cuda"}, {"features", "similarity", "probes"}),
         ({"stimuli_sha": "other table"}, {"features", "similarity", "probes"}),
@@ -572,6 +574,7 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch,
 
     from repsim import stages
     from repsim.cache import StageCache
+    from repsim.pipeline import config_hash
 
     plan = _plan_of_placeholder_data(tmp_path)
     ds = plan.datasets[0]
@@ -599,8 +602,11 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch,
     for section in ("stimuli", "extract", "probe", "similarity"):
         if section in change:
             change[section] = {**getattr(plan, section), **change[section]}
-    after = _stage_keys(dataclasses.replace(plan, **change), tmp_path / "run", sha)
+    changed = dataclasses.replace(plan, **change)
+    after = _stage_keys(changed, tmp_path / "run", sha)
     assert {stage for stage in before if after[stage] != before[stage]} == redone
+    if not redone:  # nor does the run folder take it for another config and rebuild its results
+        assert config_hash(changed) == config_hash(plan)
 
 
 @pytest.mark.parametrize("stage", ["stimuli", "features", "similarity", "probes"])
