@@ -32,8 +32,10 @@ def file_fingerprint(path: str | Path | None, error: type[RepsimError] = RepsimE
     p = Path(path)
     try:
         st = p.stat()
-    except OSError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:  # a folder above it closed: the input cannot be read, not absent
+        raise error(describe_os_error(exc, p, "read")) from exc
     if not p.is_file():
         return None
     try:
@@ -107,7 +109,11 @@ def data_fingerprint(spec: object) -> str | None:
     h = hashlib.sha256()
     for role, path in sorted(paths.items()):
         p = Path(path)
-        content = file_fingerprint(p, DatasetError) if p.is_file() else folder_fingerprint(p)
+        try:
+            folder = p.is_dir()
+        except OSError as exc:  # is_dir raises for a closed folder above (EACCES), not for absence
+            raise DatasetError(describe_os_error(exc, p, "read")) from exc
+        content = folder_fingerprint(p) if folder else file_fingerprint(p, DatasetError)
         h.update(f"{role}\0{content}\n".encode())
     return h.hexdigest()
 

@@ -170,11 +170,13 @@ def test_an_unreadable_weights_file_is_the_models_error_not_the_run_folders(tmp_
     assert not isinstance(err.value, RunFolderError)
 
 
+@pytest.mark.parametrize("closed", ["the file", "its folder"])
 def test_an_unreadable_dataset_file_is_the_datasets_error_in_the_cli_and_run_json(
-    tmp_path, monkeypatch, capsys
+    tmp_path, monkeypatch, capsys, closed
 ):
     """The run fingerprints its data before any task: a dataset file at mode 000 stopped it with a
-    RunFolderError, and run.json said so; it is a DatasetError, named without a traceback."""
+    RunFolderError, and run.json said so; it is a DatasetError, named without a traceback. So is a
+    file in a folder at mode 000 (its stat fails: it was taken for absent, or raised from is_file)."""
     import json
     import re
 
@@ -185,8 +187,16 @@ def test_an_unreadable_dataset_file_is_the_datasets_error_in_the_cli_and_run_jso
     data.mkdir()
     for name in ("faces.npz", "textures.npz"):
         (data / name).write_bytes(name.encode())
-    unreadable(monkeypatch, data / "faces.npz")
-    with pytest.raises(DatasetError, match=READ_FIX.format(re.escape(str(data / "faces.npz")))):
+    unreadable(monkeypatch, data / "faces.npz" if closed == "the file" else data)
+    fix = "make it readable (chmod u+r)"
+    if closed == "its folder":  # the fix names the folder to open (os.access says so for root)
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: str(p) != str(data) and real_access(p, m))
+        fix = f"make {data} readable (chmod -R u+rX)"
+    read = re.escape(f"permission denied while trying to read {data / 'faces.npz'}: {fix}")
+    with pytest.raises(DatasetError, match=read):
+        file_fingerprint(data / "faces.npz", DatasetError)
+    with pytest.raises(DatasetError, match=read):
         data_fingerprint(_dataset(loader="embedded", path=str(data / "faces.npz")))
     config = _config(tmp_path / "c.yaml", data, models=MODELS[:1])
     assert main(["run", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
