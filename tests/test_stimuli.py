@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from repsim.stimuli import (
     stimulus_table,
 )
 from repsim.stimuli.decode import UnreadableImage
+from repsim.stimuli.spec import DatasetSpec
 from repsim.stimuli.subset import missing_split, probe_split_problem
 
 
@@ -33,6 +35,34 @@ def test_parse_resolves_relative_paths_and_defaults(tmp_path):
     assert (spec.max_images, spec.per_class, spec.seed) == (500, None, 7)
     (spec,) = parse_datasets([_entry(per_class=10)])
     assert (spec.max_images, spec.per_class, spec.seed) == (10000, 10, 42)
+    (spec,) = parse_datasets([_entry(max_images=1, per_class=1, n_classes=1, seed=0)])
+    assert (spec.max_images, spec.per_class, spec.n_classes, spec.seed) == (1, 1, 1, 0)
+
+
+def test_option_paths_resolve_against_the_config_folder_or_as_written(tmp_path):
+    """A file named in options (a BREEDS class map) is found next to the config that names it;
+    a config given as a dict has no folder, and the path stays as written."""
+    entry = _entry(loader="breeds", path=None, root="imagenet")
+    (spec,) = parse_datasets([{**entry, "_config_dir": str(tmp_path)}])
+    assert spec.root == tmp_path / "imagenet"
+    assert spec.resolve("maps/../map.txt") == tmp_path / "map.txt"
+    assert spec.resolve(None) is None
+    (spec,) = parse_datasets([entry])
+    assert spec.resolve("maps/../map.txt") == Path("map.txt")
+
+
+@pytest.mark.parametrize(
+    "where, location",
+    [
+        ({"path": "d.npz"}, "d.npz"),
+        ({"loader": "torchvision", "path": None, "root": "/data/tv"}, "/data/tv"),
+        ({"loader": "wds", "path": None, "url": "https://h/x"}, "https://h/x"),
+    ],
+)
+def test_a_datasets_location_is_its_path_root_or_url(where, location):
+    (spec,) = parse_datasets([_entry(**where)])
+    assert spec.location == location
+    assert DatasetSpec("d", "embedded", "Structured").location == ""
 
 
 @pytest.mark.parametrize(
@@ -44,11 +74,13 @@ def test_parse_resolves_relative_paths_and_defaults(tmp_path):
         ([_entry(domain="Natural")], "domain"),
         ([_entry(max_images=0)], "positive integer"),
         ([_entry(seed=-1)], "'seed' must be a non-negative integer, got -1"),
-        ([_entry(colour="red")], "unknown key 'colour'"),
+        ([_entry(colour="red")], r"unknown key 'colour'.*settings go under 'options:'"),
         ([_entry(domian="Structured")], "did you mean 'domain'"),
         ([_entry(id="../x")], "cannot be used"),
         ([_entry(options={"verfy": "full"})], "did you mean 'verify'"),
         ([{"loader": "embedded"}], "no 'id'"),
+        ([_entry(id="")], "has no 'id'; add a unique id string"),
+        (["faces"], "each datasets: entry must be a mapping, got 'faces'"),
         ([_entry(id=7)], "'id' must be a string, got 7 .int."),
     ],
 )
