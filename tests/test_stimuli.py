@@ -39,6 +39,12 @@ def test_parse_resolves_relative_paths_and_defaults(tmp_path):
     assert (spec.max_images, spec.per_class, spec.n_classes, spec.seed) == (1, 1, 1, 0)
 
 
+@pytest.mark.parametrize("key", ["path", "root", "url", "name", "source"])
+def test_a_location_or_name_that_is_not_a_string_is_refused(key):
+    with pytest.raises(ConfigError, match=f"dataset 'd': '{key}' must be a string, got 7"):
+        parse_datasets([_entry(**{key: 7})])
+
+
 def test_option_paths_resolve_against_the_config_folder_or_as_written(tmp_path):
     """A file named in options (a BREEDS class map) is found next to the config that names it;
     a config given as a dict has no folder, and the path stays as written."""
@@ -81,6 +87,7 @@ def test_a_datasets_location_is_its_path_root_or_url(where, location):
         ([{"loader": "embedded"}], "no 'id'"),
         ([_entry(id="")], "has no 'id'; add a unique id string"),
         (["faces"], "each datasets: entry must be a mapping, got 'faces'"),
+        ([_entry(options=["verify"])], "'options' must be a mapping"),
         ([_entry(id=7)], "'id' must be a string, got 7 .int."),
     ],
 )
