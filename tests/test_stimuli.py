@@ -37,6 +37,12 @@ def test_parse_resolves_relative_paths_and_defaults(tmp_path):
     assert (spec.max_images, spec.per_class, spec.seed) == (10000, 10, 42)
     (spec,) = parse_datasets([_entry(max_images=1, per_class=1, n_classes=1, seed=0)])
     assert (spec.max_images, spec.per_class, spec.n_classes, spec.seed) == (1, 1, 1, 0)
+    # `max_images:` left empty is the default budget, not "no limit"
+    (spec,) = parse_datasets([_entry(max_images=None)], {"max_images": None})
+    assert spec.max_images == 10000
+    assert (spec.name, spec.url, spec.source) == ("d", None, "")  # the name defaults to the id
+    (spec,) = parse_datasets([_entry(name="Faces", source="wds_faces")], {"per_class": 5})
+    assert (spec.name, spec.source, spec.per_class) == ("Faces", "wds_faces", 5)
 
 
 @pytest.mark.parametrize("key", ["path", "root", "url", "name", "source"])
@@ -80,6 +86,7 @@ def test_a_datasets_location_is_its_path_root_or_url(where, location):
         ([_entry(domain="Natural")], "domain"),
         ([_entry(max_images=0)], "positive integer"),
         ([_entry(seed=-1)], "'seed' must be a non-negative integer, got -1"),
+        ([_entry(seed="7")], "'seed' must be a non-negative integer, got '7'"),
         ([_entry(colour="red")], r"unknown key 'colour'.*settings go under 'options:'"),
         ([_entry(domian="Structured")], "did you mean 'domain'"),
         ([_entry(id="../x")], "cannot be used"),

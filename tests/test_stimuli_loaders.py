@@ -315,9 +315,13 @@ def test_wds_from_file_url_cache(shards, tmp_path):
     assert len(open_dataset(spec)) == 11
 
 
-def test_wds_missing_folder_says_how_to_get_it(tmp_path):
-    with pytest.raises(DatasetError, match="huggingface-cli download"):
-        open_dataset(_spec(loader="wds", path=str(tmp_path / "nothing"), source="wds_vtab-cifar10"))
+@pytest.mark.parametrize(
+    ("source", "repo"), [({"source": "wds_vtab-cifar10"}, "wds_vtab-cifar10"), ({}, "wds_fx")]
+)
+def test_wds_missing_folder_says_how_to_get_it(tmp_path, source, repo):
+    """The command names the dataset's repository: its source, else wds_<id>."""
+    with pytest.raises(DatasetError, match=f"huggingface-cli download .*clip-benchmark/{repo} "):
+        open_dataset(_spec(loader="wds", path=str(tmp_path / "nothing"), **source))
 
 
 # ---------------------------------------------------------------- torchvision
@@ -406,8 +410,11 @@ def test_torchvision_one_part_dataset_gets_a_test_fraction(tmp_path):
     ("options", "words"),
     [
         ({"min_side": "x"}, "min_side must be a whole number"),
+        ({"min_side": 0}, "min_side must be a whole number >= 1, got 0"),
         ({"test_fraction": "abc"}, "test_fraction must be a number between 0 and 1"),
         ({"test_fraction": 2}, "test_fraction must be a number between 0 and 1"),
+        ({"test_fraction": 0}, "test_fraction must be a number between 0 and 1"),
+        ({"test_fraction": 1.0}, "test_fraction must be a number between 0 and 1"),
         ({"test_fraction": -0.5}, "test_fraction must be a number between 0 and 1"),
         ({"splits": ["train", "test"]}, "splits must map split names to folder names"),
         ({"verify": True}, "verify must be one of none, header, full"),
@@ -421,6 +428,7 @@ def test_option_values_are_checked_with_the_config(options, words):
     with pytest.raises(ConfigError, match=f"dataset 'photos': options.{words}"):
         parse_dataset({**entry, "options": options})
     parse_dataset({**entry, "options": {"min_side": 8, "test_fraction": 0.2, "verify": "full"}})
+    parse_dataset({**entry, "options": {"min_side": 1, "test_fraction": 0.99, "splits": None}})
 
 
 def test_imagefolder_file_names_that_are_not_utf8_become_escaped_ids(tmp_path):
