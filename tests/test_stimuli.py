@@ -103,6 +103,10 @@ def test_parse_rejects_bad_entries(entries, match):
         parse_datasets(entries)
 
 
+def test_an_empty_datasets_list_parses_to_no_specs():
+    assert parse_datasets(None) == [] and parse_datasets([]) == []
+
+
 def _stimset(counts, test_every=5, dataset="toy"):
     labels = np.repeat(np.arange(len(counts)), counts)
     ids = np.array([f"{dataset}/{i:06d}" for i in range(len(labels))])

@@ -417,6 +417,7 @@ def test_torchvision_one_part_dataset_gets_a_test_fraction(tmp_path):
         ({"test_fraction": 1.0}, "test_fraction must be a number between 0 and 1"),
         ({"test_fraction": -0.5}, "test_fraction must be a number between 0 and 1"),
         ({"splits": ["train", "test"]}, "splits must map split names to folder names"),
+        ({"splits": {"train": 5}}, "splits must map split names to folder names"),
         ({"verify": True}, "verify must be one of none, header, full"),
     ],
 )
@@ -429,6 +430,7 @@ def test_option_values_are_checked_with_the_config(options, words):
         parse_dataset({**entry, "options": options})
     parse_dataset({**entry, "options": {"min_side": 8, "test_fraction": 0.2, "verify": "full"}})
     parse_dataset({**entry, "options": {"min_side": 1, "test_fraction": 0.99, "splits": None}})
+    parse_dataset({**entry, "options": {"splits": {"train": "training", "test": "validation"}}})
 
 
 def test_imagefolder_file_names_that_are_not_utf8_become_escaped_ids(tmp_path):
