@@ -307,6 +307,47 @@ def test_duplicate_ids_are_an_error():
         )
 
 
+def _three(**change):
+    """A valid three-item StimulusSet's arguments, with some of them changed."""
+    kw = {
+        "dataset_id": "d",
+        "ids": ["a", "b", "c"],
+        "labels": [0, 1, 1],
+        "split": ["train", "train", "test"],
+        "class_names": ["x", "y"],
+        "domain": "Structured",
+        "images": np.zeros((3, 1, 1, 3), np.uint8),
+    }
+    return {**kw, **change}
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"labels": [0, 1]}, r"ids, labels and split differ in length \(3, 2, 3\)"),
+        ({"split": ["train"] * 4}, r"ids, labels and split differ in length \(3, 3, 4\)"),
+        ({"images": np.zeros((2, 1, 1, 3), np.uint8)}, "2 images for 3 ids"),
+        ({"attributes": [{}]}, "1 attribute records for 3 ids"),
+        ({"split": ["train", "val", "test"]}, r"unknown split values \['val'\]"),
+        ({"labels": [0, 2, 1]}, r"labels must lie in \[0, 2\) for 2 class names"),
+        ({"labels": [0, -1, 1]}, r"labels must lie in \[0, 2\)"),
+        ({"images": None}, "no image source"),
+    ],
+)
+def test_a_stimulus_set_that_does_not_line_up_is_refused(change, match):
+    with pytest.raises(DatasetError, match=f"dataset 'd': {match}"):
+        StimulusSet(**_three(**change))
+
+
+def test_a_stimulus_set_names_up_to_five_duplicated_ids_and_takes_class_names_as_text():
+    ids = ["u", *[k for k in "abcdef" for _ in (0, 1)]]
+    kw = _three(ids=ids, labels=[0] * 13, split=["train"] * 13, class_names=[3, 7])
+    with pytest.raises(DatasetError, match=r"duplicate stimulus ids \['a', 'b', 'c', 'd', 'e'\];"):
+        StimulusSet(**{**kw, "images": np.zeros((13, 1, 1, 3), np.uint8)})
+    st = StimulusSet(**_three(class_names=np.array([3, 7]), attributes=[{}, {}, {}]))
+    assert st.class_names == ["3", "7"] and all(type(c) is str for c in st.class_names)
+
+
 def test_check_datasets_embedded(repo_root):
     table, ok = check_datasets(repo_root / "data/configs/embedded.yaml")
     assert ok

@@ -63,7 +63,7 @@ class StimulusSet:
             raise DatasetError(
                 f"{where}: duplicate stimulus ids {dups}; ids must be unique (fix the file names or keys)"
             )
-        bad = sorted(set(np.unique(self.split)) - set(SPLITS))
+        bad = sorted(set(np.unique(self.split).tolist()) - set(SPLITS))
         if bad:
             raise DatasetError(f"{where}: unknown split values {bad}; use 'train' or 'test'")
         if n and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
