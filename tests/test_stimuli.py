@@ -250,6 +250,38 @@ def test_verify_similarity_redraws_the_subset_without_unreadable_items():
     assert len(t) == 40 and t.attrs["skipped"] == [] and t.in_similarity.sum() == 10
 
 
+def test_verify_decodes_only_the_given_items_and_take_keeps_everything_aligned():
+    ids = [f"v/{i}" for i in range(4)]
+    decoded = []
+
+    def reader(i):
+        decoded.append(i)
+        if i == 0:
+            raise UnreadableImage("broken")
+        return np.full((2, 2, 3), i, np.uint8)
+
+    attributes = [{"n": i} for i in range(4)]
+    s = StimulusSet(
+        "v",
+        ids,
+        [0, 1, 0, 1],
+        ["train"] * 4,
+        ["a", "b"],
+        "Structured",
+        reader=reader,
+        attributes=attributes,
+    )
+    assert s.verify([1, 3]) is s and sorted(decoded) == [1, 3] and s.skipped == []
+    t = s.verify()
+    assert t.skipped == [("v/0", "broken")]
+    assert t.ids.tolist() == ids[1:] and t.labels.tolist() == [1, 0, 1]
+    assert t.attributes == attributes[1:] and t.load_images([0])[0, 0, 0, 0] == 1
+    empty = t.take([])
+    assert len(empty) == 0 and empty.load_images([]) == []
+    with pytest.raises(DatasetError, match="stimulus id 'v/1' is not in the dataset"):
+        empty.indices_of(["v/1"])
+
+
 def test_stimulus_table_marks_the_subset_of_its_own_rules():
     """Given a StimulusSet, the table's in_similarity is the subset of the given seed, per_class
     and split; the attrs name the dataset and its classes."""

@@ -95,7 +95,7 @@ class StimulusSet:
         missing = ~(self.ids[found] == ids) if len(order) else np.ones(len(ids), bool)
         if missing.any():
             raise DatasetError(
-                f"dataset '{self.dataset_id}': stimulus id {ids[missing][0]!r} is not in the dataset; "
+                f"dataset '{self.dataset_id}': stimulus id {str(ids[missing][0])!r} is not in the dataset; "
                 "the stimulus table was written for other data (delete RUN/stimuli to rebuild it)"
             )
         return found.astype(np.int64)
