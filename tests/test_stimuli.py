@@ -282,6 +282,15 @@ def test_verify_decodes_only_the_given_items_and_take_keeps_everything_aligned()
         empty.indices_of(["v/1"])
 
 
+def test_verify_skips_a_file_that_vanished_with_the_reason():
+    def reader(i):
+        raise FileNotFoundError("gone")
+
+    s = StimulusSet("v", ["v/0"], [0], ["train"], ["a"], "Structured", reader=reader)
+    assert len(s.verify()) == 0
+    assert s.skipped == [("v/0", "cannot read file (FileNotFoundError: gone)")]
+
+
 def test_stimulus_table_marks_the_subset_of_its_own_rules():
     """Given a StimulusSet, the table's in_similarity is the subset of the given seed, per_class
     and split; the attrs name the dataset and its classes."""
@@ -364,6 +373,10 @@ def _three(**change):
         ({"labels": [0, 2, 1]}, r"labels must lie in \[0, 2\) for 2 class names"),
         ({"labels": [0, -1, 1]}, r"labels must lie in \[0, 2\)"),
         ({"images": None}, "no image source"),
+        (
+            {"ids": [], "labels": np.array([], str), "split": [], "images": None, "reader": id},
+            "labels are <U1, not class indices",
+        ),
     ],
 )
 def test_a_stimulus_set_that_does_not_line_up_is_refused(change, match):
