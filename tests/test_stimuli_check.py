@@ -215,6 +215,13 @@ def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
         {"id": "cut", "loader": "embedded", "path": "cut.npz", "domain": "Structured"},
         {"id": "gone", "loader": "embedded", "path": "gone.npz", "domain": "Structured"},
         {"id": "locked", "loader": "embedded", "path": "locked.npz", "domain": "Structured"},
+        {  # no local file names the data: shards not cached yet, to download
+            "id": "remote",
+            "loader": "wds",
+            "url": "https://example.invalid/wds",
+            "domain": "Structured",
+            "options": {"cache": "cache"},
+        },
         {
             "id": "liv",
             "loader": "breeds",
@@ -229,7 +236,7 @@ def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
     out = capsys.readouterr().out
     files = _files_column(out, len(entries))
     assert files["cut"] == "present, invalid: cut.npz is not a readable .npz"
-    assert files["gone"] == "absent"
+    assert files["gone"] == files["remote"] == "absent"
     assert files["locked"] == "present, invalid: locked.npz is not a readable .npz"
     # the reason without the task's context, the JSON error and the fix, cut to its width
     reason = "BREEDS hierarchy file hierarchy/dataset_class_info.json canno..."
