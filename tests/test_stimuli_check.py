@@ -246,6 +246,19 @@ def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
     assert "locked.npz is not a readable .npz (PermissionError: [Errno 13] Permission denied" in out
 
 
+def test_the_short_reason_drops_the_folders_above_the_data_and_only_those() -> None:
+    from repsim.stimuli.check import _short_reason
+
+    paths = [Path("/d/a/x.npz"), Path("/d/a/b/y.txt")]
+    message = "dataset 'd': file /d/a/b/y.txt (0 bytes) is empty; fix it"
+    assert _short_reason(message, paths) == "file y.txt is empty"  # the deepest folder first
+    message = "dataset 'd': fetch from https://h/x failed in ./tmp (timeout); check"
+    assert _short_reason(message, [Path("/x.npz"), Path("x.npz")]) == (
+        "fetch from https://h/x failed in ./tmp"  # the root and the working folder stay
+    )
+    assert _short_reason("no colon here", []) == "no colon here"
+
+
 def test_the_specs_per_class_and_seed_choose_the_tables_subset(tmp_path: Path) -> None:
     """stimulus_table(spec), as the run calls it, takes per_class and seed from the spec."""
     from repsim.stimuli import similarity_subset
