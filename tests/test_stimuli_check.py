@@ -11,6 +11,7 @@ import pytest
 import yaml
 from PIL import Image
 
+from repsim.errors import ConfigError
 from repsim.stimuli import check_datasets, open_dataset, parse_datasets, stimulus_table
 
 
@@ -257,6 +258,19 @@ def test_the_short_reason_drops_the_folders_above_the_data_and_only_those() -> N
         "fetch from https://h/x failed in ./tmp"  # the root and the working folder stay
     )
     assert _short_reason("no colon here", []) == "no colon here"
+    assert _short_reason("x" * 64, []) == "x" * 64  # REASON_WIDTH characters fit whole
+    assert _short_reason("x" * 65, []) == "x" * 61 + "..."
+
+
+def test_datasets_check_takes_a_config_as_a_mapping_and_names_an_unknown_select(
+    repo_root: Path,
+) -> None:
+    faces = {"id": "faces", "loader": "embedded", "domain": "Structured"}
+    config = {"datasets": [{**faces, "path": str(repo_root / "data/embedded/faces.npz")}]}
+    table, ok = check_datasets(config)
+    assert ok and table.splitlines()[1].split()[0] == "faces"
+    with pytest.raises(ConfigError, match=r"select.datasets names 1 unknown id: 'facez' \(did"):
+        check_datasets({**config, "select": {"datasets": ["facez"]}})
 
 
 def test_the_specs_per_class_and_seed_choose_the_tables_subset(tmp_path: Path) -> None:
