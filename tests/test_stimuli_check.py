@@ -215,7 +215,13 @@ def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
     entries = [
         {"id": "cut", "loader": "embedded", "path": "cut.npz", "domain": "Structured"},
         {"id": "gone", "loader": "embedded", "path": "gone.npz", "domain": "Structured"},
-        {"id": "locked", "loader": "embedded", "path": "locked.npz", "domain": "Structured"},
+        {
+            "id": "locked",
+            "loader": "embedded",
+            "path": "locked.npz",
+            "domain": "Structured",
+            "n_classes": 3,
+        },
         {  # no local file names the data: shards not cached yet, to download
             "id": "remote",
             "loader": "wds",
@@ -238,6 +244,10 @@ def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
     files = _files_column(out, len(entries))
     assert files["cut"] == "present, invalid: cut.npz is not a readable .npz"
     assert files["gone"] == files["remote"] == "absent"
+    # the classes the config gives (or ?), no counts: the data could not be read
+    cells = {row.split()[0]: row.split()[1:7] for row in out.splitlines()[1 : len(entries) + 1]}
+    assert cells["gone"] == ["Structured", "?", "-", "-", "-", "-"]
+    assert cells["locked"] == ["Structured", "3", "-", "-", "-", "-"]
     assert files["locked"] == "present, invalid: locked.npz is not a readable .npz"
     # the reason without the task's context, the JSON error and the fix, cut to its width
     reason = "BREEDS hierarchy file hierarchy/dataset_class_info.json canno..."
