@@ -99,6 +99,12 @@ def test_datasets_check_passes_clean_data_and_honours_select(
     ]
     assert rows == ["faces"]
     assert "every image of the 1 dataset(s) decodes" in table
+    header, row = table.splitlines()[:2]
+    start = header.index(" train ") + 1
+    n_train, n_test = row[start:].split()[:2]
+    with np.load(repo_root / "data/embedded/faces.npz") as npz:
+        split = npz["split"].tolist()
+    assert (int(n_train), int(n_test)) == (split.count("train"), split.count("test"))
 
 
 def test_wds_dangling_shard_symlink_is_listed(tmp_path: Path) -> None:
@@ -139,6 +145,10 @@ def test_no_test_split_under_split_test_is_named_with_the_fixes(tmp_path: Path) 
     assert not ok
     note = "fx: dataset 'fx' has no test images (all 6 are train) while stimuli.split is test"
     assert note in table
+    # the missing split alone fails the check, without the probes' own refusal
+    config = {"stimuli": {"split": "test"}, "probe": {"enabled": False}, "datasets": [entry]}
+    table, ok = check_datasets(config)
+    assert not ok and note in table and "linear probes" not in table
     assert "options.test_fraction" in table and "stimuli.split: train" in table
     (spec,) = parse_datasets([entry], {"split": "test"})
     with pytest.raises(DatasetError, match="has no test images .*options.splits"):
