@@ -145,10 +145,13 @@ def test_no_test_split_under_split_test_is_named_with_the_fixes(tmp_path: Path) 
     assert not ok
     note = "fx: dataset 'fx' has no test images (all 6 are train) while stimuli.split is test"
     assert note in table
-    # the missing split alone fails the check, without the probes' own refusal
+    # the missing split alone fails the check, without the probes' own refusal, and an item
+    # skipped at open (listed, not a failure without --check) does not make it pass
+    _write(root / "train" / "ant" / "junk.png", b"junk")
     config = {"stimuli": {"split": "test"}, "probe": {"enabled": False}, "datasets": [entry]}
     table, ok = check_datasets(config)
     assert not ok and note in table and "linear probes" not in table
+    assert "fx: 1 item(s) cannot be used and are skipped by a run:" in table
     assert "options.test_fraction" in table and "stimuli.split: train" in table
     (spec,) = parse_datasets([entry], {"split": "test"})
     with pytest.raises(DatasetError, match="has no test images .*options.splits"):
@@ -289,6 +292,9 @@ def test_datasets_check_takes_a_config_as_a_mapping_and_names_an_unknown_select(
     config = {"datasets": [{**faces, "path": str(repo_root / "data/embedded/faces.npz")}]}
     table, ok = check_datasets(config)
     assert ok and table.splitlines()[1].split()[0] == "faces"
+    assert "decodes" not in table  # nothing was decoded
+    table, ok = check_datasets({"datasets": []})
+    assert "config: no datasets configured (add a 'datasets:' list)" in table
     with pytest.raises(ConfigError, match=r"select.datasets names 1 unknown id: 'facez' \(did"):
         check_datasets({**config, "select": {"datasets": ["facez"]}})
 
