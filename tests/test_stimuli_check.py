@@ -293,8 +293,9 @@ def test_datasets_check_takes_a_config_as_a_mapping_and_names_an_unknown_select(
     table, ok = check_datasets(config)
     assert ok and table.splitlines()[1].split()[0] == "faces"
     assert "decodes" not in table  # nothing was decoded
-    table, ok = check_datasets({"datasets": []})
+    table, ok = check_datasets({"datasets": []}, decode=True)
     assert "config: no datasets configured (add a 'datasets:' list)" in table
+    assert "decodes" not in table
     with pytest.raises(ConfigError, match=r"select.datasets names 1 unknown id: 'facez' \(did"):
         check_datasets({**config, "select": {"datasets": ["facez"]}})
 
