@@ -230,20 +230,31 @@ def test_imagefolder_missing_and_empty(tmp_path):
         open_dataset(_spec(loader="imagefolder", path=str(tmp_path / "empty")))
 
 
-def test_open_warns_of_empty_classes_and_of_a_class_count_the_data_do_not_have(tmp_path, caplog):
+def test_open_warns_of_empty_classes_a_class_count_the_data_do_not_have_and_skipped_items(
+    tmp_path, caplog
+):
     for c in ("ant", "bee"):
         _write(tmp_path / "train" / c / "0.png", _png(_rgb(0)))
     (tmp_path / "train" / "void").mkdir()
-    empty = "dataset 'fx': 1 classes have no images: ['void']"
-    for n_classes, warned in (
-        (3, [empty]),
-        (2, ["dataset 'fx': config says 2 classes, data have 3", empty]),
-    ):
+
+    def warnings(n_classes):
         caplog.clear()
         with caplog.at_level("WARNING", logger="repsim.stimuli.open"):
-            spec = _spec(loader="imagefolder", path=str(tmp_path), n_classes=n_classes)
-            assert open_dataset(spec).counts().tolist() == [1, 1, 0]
-        assert [r.getMessage() for r in caplog.records if r.name == "repsim.stimuli.open"] == warned
+            open_dataset(_spec(loader="imagefolder", path=str(tmp_path), n_classes=n_classes))
+        return [r.getMessage() for r in caplog.records if r.name == "repsim.stimuli.open"]
+
+    empty = "dataset 'fx': 1 classes have no images: ['void']"
+    assert warnings(3) == [empty]
+    _write(tmp_path / "train" / "bee" / "junk.png", b"junk")
+    assert warnings(2) == [
+        "dataset 'fx': config says 2 classes, data have 3",
+        empty,
+        "dataset 'fx': skipped 1 unreadable items (listed in StimulusSet.skipped)",
+    ]
+    (tmp_path / "train" / "void").rmdir()
+    assert warnings(2) == [
+        "dataset 'fx': skipped 1 unreadable items (listed in StimulusSet.skipped)"
+    ]
 
 
 # ---------------------------------------------------------------- webdataset shards
