@@ -9,6 +9,7 @@ shard that ends early keeps its complete samples and records the cut one.
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from pathlib import Path
 
@@ -332,14 +333,37 @@ def test_wds_duplicate_key_is_an_error(shards):
 
 
 def test_wds_from_file_url_cache(shards, tmp_path):
-    for sp in ("train", "test"):
-        (shards / sp / "nshards.txt").write_text(str(len(list((shards / sp).glob("*.tar")))))
-    cache = tmp_path / "cache"
+    """Downloaded once into a new nested cache folder, then read from it; a split the server
+    lacks (no test/nshards.txt here) is left out, a server without the data is named."""
+    (shards / "train" / "nshards.txt").write_text("3")
+    cache = tmp_path / "cache" / "fx"
     spec = _spec(loader="wds", url=shards.as_uri(), options={"cache": str(cache)})
     with pytest.raises(DatasetError, match="download: true"):
         open_dataset(spec)
-    spec = _spec(loader="wds", url=shards.as_uri(), options={"cache": str(cache), "download": True})
-    assert len(open_dataset(spec)) == 11
+    fetch = _spec(
+        loader="wds", url=shards.as_uri(), options={"cache": str(cache), "download": True}
+    )
+    assert len(open_dataset(fetch)) == 8  # the usable train samples
+    assert len(open_dataset(spec)) == 8  # cached now: nothing to download
+    gone = (tmp_path / "gone").as_uri()
+    options = {"cache": str(tmp_path / "c"), "download": True}
+    with pytest.raises(DatasetError, match=f"download from {gone} failed"):
+        open_dataset(_spec(loader="wds", url=gone, options=options))
+
+
+def test_wds_url_shards_are_cached_under_the_home_folder_by_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cache = re.escape(str(tmp_path / ".cache" / "repsim" / "wds" / "a_b"))
+    with pytest.raises(DatasetError, match=f"not cached in {cache};"):
+        open_dataset(_spec(id="a/b", loader="wds", url="https://example.invalid/wds"))
+
+
+def test_wds_shards_are_read_in_natural_order(tmp_path):
+    (tmp_path / "classnames.txt").write_text("cat\ndog\n")
+    _shard(tmp_path / "train" / "10.tar", [("b", _png(_rgb(1)), "1")])
+    _shard(tmp_path / "train" / "2.tar", [("a", _png(_rgb(0)), "0")])
+    st = open_dataset(_spec(loader="wds", path=str(tmp_path)))
+    assert st.ids.tolist() == ["fx/train/a", "fx/train/b"] and st.labels.tolist() == [0, 1]
 
 
 @pytest.mark.parametrize(
