@@ -277,6 +277,12 @@ def _shard(path: Path, samples: list[tuple[str, bytes | None, str | None]]) -> N
                 _add(tf, f"{key}.cls", cls.encode())
 
 
+def _dir(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    return info
+
+
 @pytest.fixture
 def shards(tmp_path) -> Path:
     root = tmp_path / "wds_toy"
@@ -314,6 +320,7 @@ def test_wds_index_labels_and_bad_samples(shards):
     assert train == {f"fx/train/s{i:04d}" for i in range(6)} | {"fx/train/w", "fx/train/s0200"}
     assert (st.split == "test").sum() == 3
     reasons = dict(st.skipped)
+    assert set(reasons) == {f"fx/train/s010{i}" for i in range(5)} | {"fx/train/s0201"}
     assert "no .cls label" in reasons["fx/train/s0100"]
     assert "no image" in reasons["fx/train/s0101"]
     assert "not a readable image" in reasons["fx/train/s0102"]
@@ -358,6 +365,34 @@ def test_wds_url_shards_are_cached_under_the_home_folder_by_default(tmp_path, mo
         open_dataset(_spec(id="a/b", loader="wds", url="https://example.invalid/wds"))
 
 
+def test_wds_members_by_folder_extension_and_order(tmp_path):
+    """Keys keep their folder; extensions are read in any case; the first image of a key is its
+    image; folders, members without an extension and other files are not images; a label file
+    of bytes that are not UTF-8 is a bad label; blank lines of classnames.txt are no classes."""
+    (tmp_path / "classnames.txt").write_text("cat\n\ndog\n")
+    (tmp_path / "train").mkdir()
+    with tarfile.open(tmp_path / "train" / "0.tar", "w") as tf:
+        tf.addfile(_dir("odd.dir"))
+        for name, data in [
+            ("README", b"no extension"),
+            ("sub/k.png", _png(_rgb(1))),
+            ("sub/k.cls", b"1"),
+            ("u.txt", b"not an image"),
+            ("u.PNG", _png(_rgb(2))),
+            ("u.webp", _png(_rgb(3), "WEBP")),
+            ("u.CLS", b"0"),
+            ("v.png", _png(_rgb(4))),
+            ("v.cls", b"\xff"),
+        ]:
+            _add(tf, name, data)
+    st = open_dataset(_spec(loader="wds", path=str(tmp_path)))
+    assert st.class_names == ["cat", "dog"]
+    assert st.ids.tolist() == ["fx/train/sub/k", "fx/train/u"] and st.labels.tolist() == [1, 0]
+    assert np.array_equal(st.load_images([1])[0], _rgb(2))
+    assert [item for item, _ in st.skipped] == ["fx/train/v"]
+    assert "holds '\ufffd', not an integer" in st.skipped[0][1]
+
+
 def test_wds_shards_are_read_in_natural_order(tmp_path):
     (tmp_path / "classnames.txt").write_text("cat\ndog\n")
     _shard(tmp_path / "train" / "10.tar", [("b", _png(_rgb(1)), "1")])
@@ -371,8 +406,13 @@ def test_wds_shards_are_read_in_natural_order(tmp_path):
 )
 def test_wds_missing_folder_says_how_to_get_it(tmp_path, source, repo):
     """The command names the dataset's repository: its source, else wds_<id>."""
-    with pytest.raises(DatasetError, match=f"huggingface-cli download .*clip-benchmark/{repo} "):
+    nothing = re.escape(str(tmp_path / "nothing"))
+    hint = f"; download the shards, e.g. `huggingface-cli download .*clip-benchmark/{repo} "
+    with pytest.raises(DatasetError, match=f"shard folder {nothing} does not exist{hint}"):
         open_dataset(_spec(loader="wds", path=str(tmp_path / "nothing"), **source))
+    names = re.escape(str(tmp_path / "classnames.txt"))
+    with pytest.raises(DatasetError, match=f"{names} does not exist{hint}"):
+        open_dataset(_spec(loader="wds", path=str(tmp_path), **source))
 
 
 # ---------------------------------------------------------------- torchvision
