@@ -383,14 +383,27 @@ def test_wds_members_by_folder_extension_and_order(tmp_path):
             ("u.CLS", b"0"),
             ("v.png", _png(_rgb(4))),
             ("v.cls", b"\xff"),
+            ("w.png", _png(_rgb(5))),
+            ("w.cls", b"2"),  # classes 0 and 1 only
         ]:
             _add(tf, name, data)
     st = open_dataset(_spec(loader="wds", path=str(tmp_path)))
     assert st.class_names == ["cat", "dog"]
     assert st.ids.tolist() == ["fx/train/sub/k", "fx/train/u"] and st.labels.tolist() == [1, 0]
     assert np.array_equal(st.load_images([1])[0], _rgb(2))
-    assert [item for item, _ in st.skipped] == ["fx/train/v"]
+    assert [item for item, _ in st.skipped] == ["fx/train/v", "fx/train/w"]
     assert "holds '\ufffd', not an integer" in st.skipped[0][1]
+    assert st.skipped[1][1] == "label 2 outside the 2 classes of classnames.txt"
+
+
+def test_wds_without_shards_or_without_usable_samples_says_which(tmp_path):
+    (tmp_path / "classnames.txt").write_text("cat\n")
+    spec = _spec(loader="wds", path=str(tmp_path))
+    with pytest.raises(DatasetError, match=f"no shards under {re.escape(str(tmp_path))}/train or"):
+        open_dataset(spec)
+    _shard(tmp_path / "test" / "0.tar", [("a", _png(_rgb(0)), None)])
+    with pytest.raises(DatasetError, match="no usable images at"):
+        open_dataset(spec)
 
 
 def test_wds_shards_are_read_in_natural_order(tmp_path):
