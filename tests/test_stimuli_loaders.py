@@ -223,6 +223,32 @@ def test_imagefolder_flat_with_holdout(tmp_path):
     assert np.array_equal(st.ids, again.ids)
 
 
+def test_imagefolder_split_folders_by_option_and_test_before_val(tmp_path):
+    for split in ("training", "validation", "test", "val"):
+        _write(tmp_path / split / "ant" / f"{split}.png", _png(_rgb(0)))
+    splits = {"train": "training", "test": "validation"}
+    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path), options={"splits": splits}))
+    assert st.ids.tolist() == ["fx/train/ant/training.png", "fx/test/ant/validation.png"]
+    (tmp_path / "train").mkdir()
+    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path)))
+    assert st.ids.tolist() == ["fx/test/ant/test.png"]  # test/ is the test split, not val/
+    for splits, match in (
+        ({"train": "training", "val": "validation"}, "options.splits keys must be 'train'/'test'"),
+        ({"train": "nope"}, f"split folder {re.escape(str(tmp_path / 'nope'))} is missing"),
+    ):
+        with pytest.raises(DatasetError, match=match):
+            open_dataset(
+                _spec(loader="imagefolder", path=str(tmp_path), options={"splits": splits})
+            )
+
+
+def test_imagefolder_folders_named_like_images_are_no_images(tmp_path):
+    _write(tmp_path / "ant" / "dir.png" / "0.png", _png(_rgb(0)))
+    (tmp_path / "ant" / "link.png").symlink_to(tmp_path / "ant" / "dir.png")
+    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path)))
+    assert st.ids.tolist() == ["fx/train/ant/dir.png/0.png"] and st.skipped == []
+
+
 def test_imagefolder_missing_and_empty(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         open_dataset(_spec(loader="imagefolder", path=str(tmp_path / "nope")))
