@@ -245,8 +245,10 @@ def test_imagefolder_split_folders_by_option_and_test_before_val(tmp_path):
 def test_imagefolder_folders_named_like_images_are_no_images(tmp_path):
     _write(tmp_path / "ant" / "dir.png" / "0.png", _png(_rgb(0)))
     (tmp_path / "ant" / "link.png").symlink_to(tmp_path / "ant" / "dir.png")
+    _write(tmp_path / "stray.png", _png(_rgb(1)))  # beside the class folders: no class
     st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path)))
     assert st.ids.tolist() == ["fx/train/ant/dir.png/0.png"] and st.skipped == []
+    assert st.class_names == ["ant"]
 
 
 def test_imagefolder_missing_and_empty(tmp_path):
