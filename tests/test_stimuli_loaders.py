@@ -229,6 +229,12 @@ def test_imagefolder_split_folders_by_option_and_test_before_val(tmp_path):
     splits = {"train": "training", "test": "validation"}
     st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path), options={"splits": splits}))
     assert st.ids.tolist() == ["fx/train/ant/training.png", "fx/test/ant/validation.png"]
+    for i in range(4):
+        _write(tmp_path / "more" / "train" / "ant" / f"{i}.png", _png(_rgb(i)))
+    _write(tmp_path / "more" / "test" / "ant" / "t.png", _png(_rgb(9)))
+    options = {"test_fraction": 0.5}  # the folders' split wins
+    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path / "more"), options=options))
+    assert st.ids[st.split == "test"].tolist() == ["fx/test/ant/t.png"]
     (tmp_path / "train").mkdir()
     st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path)))
     assert st.ids.tolist() == ["fx/test/ant/test.png"]  # test/ is the test split, not val/
