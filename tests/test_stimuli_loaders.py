@@ -248,6 +248,17 @@ def test_imagefolder_split_folders_by_option_and_test_before_val(tmp_path):
             )
 
 
+def test_imagefolder_verify_none_reads_no_headers(tmp_path):
+    _write(tmp_path / "ant" / "ok.png", _png(_rgb(0)))
+    _write(tmp_path / "ant" / "junk.png", b"junk")
+    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path), options={"verify": "none"}))
+    assert st.ids.tolist() == ["fx/train/ant/junk.png", "fx/train/ant/ok.png"] and not st.skipped
+    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path)))  # header, the default
+    assert (
+        st.ids.tolist() == ["fx/train/ant/ok.png"] and st.skipped[0][0] == "fx/train/ant/junk.png"
+    )
+
+
 def test_imagefolder_folders_named_like_images_are_no_images(tmp_path):
     _write(tmp_path / "ant" / "dir.png" / "0.png", _png(_rgb(0)))
     (tmp_path / "ant" / "link.png").symlink_to(tmp_path / "ant" / "dir.png")
