@@ -20,6 +20,7 @@ from PIL import Image
 from repsim.errors import ConfigError, DatasetError
 from repsim.stimuli import open_dataset, parse_datasets, stimulus_table
 from repsim.stimuli.decode import UnreadableImage, decode_image
+from repsim.stimuli.loaders import get_loader
 
 
 def _png(arr_or_img, fmt="PNG", **kw) -> bytes:
@@ -257,6 +258,15 @@ def test_imagefolder_verify_none_reads_no_headers(tmp_path):
     assert (
         st.ids.tolist() == ["fx/train/ant/ok.png"] and st.skipped[0][0] == "fx/train/ant/junk.png"
     )
+
+
+def test_imagefolder_min_side_option_sets_the_smallest_usable_side(tmp_path):
+    _write(tmp_path / "ant" / "a.png", _png(_rgb(0, size=16)))
+    for side, kept in ((16, ["fx/train/ant/a.png"]), (17, [])):
+        st = get_loader("imagefolder")(
+            _spec(loader="imagefolder", path=str(tmp_path), options={"min_side": side})
+        )
+        assert st.ids.tolist() == kept and len(st.skipped) == 1 - len(kept)
 
 
 def test_imagefolder_folders_named_like_images_are_no_images(tmp_path):
