@@ -278,6 +278,18 @@ def test_imagefolder_folders_named_like_images_are_no_images(tmp_path):
     assert st.class_names == ["ant"]
 
 
+def test_holdout_split_is_stratified_and_follows_the_keys_not_their_order():
+    from repsim.stimuli.loaders.files import holdout_split
+
+    labels = np.repeat([0, 1, 2], [40, 5, 1])
+    keys = np.array([f"k{i:02d}" for i in range(len(labels))])
+    split = holdout_split(labels, keys, 0.5, seed=3)
+    assert [int((split[labels == c] == "test").sum()) for c in range(3)] == [20, 2, 0]
+    perm = np.random.default_rng(0).permutation(len(labels))
+    again = holdout_split(labels[perm], keys[perm], 0.5, seed=3)
+    assert dict(zip(keys[perm], again)) == dict(zip(keys, split))
+
+
 def test_imagefolder_missing_and_empty(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
         open_dataset(_spec(loader="imagefolder", path=str(tmp_path / "nope")))
