@@ -636,7 +636,8 @@ def test_wds_classnames_not_utf8_names_the_file(shards):
 
 
 def _npz(path: Path, **arrays) -> Path:
-    """A small valid embedded set (2 classes, 8 images), with ``arrays`` replacing its entries."""
+    """A small valid embedded set (2 classes, 8 images), with ``arrays`` replacing its entries
+    (None: left out)."""
     n = 8
     data = {
         "images": np.zeros((n, 8, 8, 3), np.uint8),
@@ -646,7 +647,7 @@ def _npz(path: Path, **arrays) -> Path:
         "class_names": np.array(["a", "b"]),
         **arrays,
     }
-    np.savez(path, **data)
+    np.savez(path, **{k: v for k, v in data.items() if v is not None})
     return path
 
 
@@ -703,6 +704,15 @@ def test_a_damaged_compressed_npz_is_named_not_a_traceback(tmp_path, at):
         ({"labels": np.array(list("abababab"))}, r"labels are <U1 .*not class indices"),
         ({"labels": (np.arange(8) % 2)[:, None]}, r"one class index per image.*shape \(8, 1\)"),
         ({"images": np.zeros((8, 0, 0, 3), np.uint8)}, r"images of 0x0 pixels"),
+        ({"split": None, "ids": None}, r"lacks keys \['split', 'ids'\]"),
+        ({"images": np.zeros((8, 8, 8, 3), np.float32)}, r"must be \(N, H, W, 3\) uint8"),
+        ({"images": np.zeros((8, 8, 3), np.uint8)}, r"must be \(N, H, W, 3\) uint8"),
+        ({"images": np.zeros((8, 8, 8, 4), np.uint8)}, r"must be \(N, H, W, 3\) uint8"),
+        (
+            {"images": np.zeros((0, 0, 0, 3), np.uint8), "labels": np.zeros(0, int)}
+            | {"split": np.array([], str), "ids": np.array([], str)},
+            "no usable images at",
+        ),
     ],
 )
 def test_npz_labels_and_images_of_the_wrong_kind_are_named(tmp_path, arrays, match):
@@ -711,6 +721,11 @@ def test_npz_labels_and_images_of_the_wrong_kind_are_named(tmp_path, arrays, mat
     path = _npz(tmp_path / "x.npz", **arrays)
     with pytest.raises(DatasetError, match=rf"dataset 'fx': .*{match}"):
         open_dataset(_spec(loader="embedded", path=str(path)))
+
+
+def test_a_missing_embedded_file_is_named_with_the_fix(tmp_path):
+    with pytest.raises(DatasetError, match="embedded file .*x.npz does not exist; regenerate"):
+        open_dataset(_spec(loader="embedded", path=str(tmp_path / "x.npz")))
 
 
 def test_stimulus_set_refuses_fractional_labels_from_any_caller():
