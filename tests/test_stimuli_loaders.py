@@ -473,6 +473,16 @@ def test_wds_without_shards_or_without_usable_samples_says_which(tmp_path):
         open_dataset(spec)
 
 
+def test_wds_a_shard_that_is_not_a_tar_is_skipped_by_name(tmp_path):
+    (tmp_path / "classnames.txt").write_text("cat\n")
+    _shard(tmp_path / "train" / "0.tar", [("a", _png(_rgb(0)), "0")])
+    (tmp_path / "train" / "1.tar").write_bytes(b"not a tar archive" * 64)
+    st = open_dataset(_spec(loader="wds", path=str(tmp_path)))
+    assert st.ids.tolist() == ["fx/train/a"]
+    ((item, reason),) = st.skipped
+    assert item == "fx/train/1.tar" and reason.startswith("shard is not a readable tar (")
+
+
 def test_wds_shards_are_read_in_natural_order(tmp_path):
     (tmp_path / "classnames.txt").write_text("cat\ndog\n")
     _shard(tmp_path / "train" / "10.tar", [("b", _png(_rgb(1)), "1")])
