@@ -294,6 +294,7 @@ def test_datasets_check_takes_a_config_as_a_mapping_and_names_an_unknown_select(
     assert ok and table.splitlines()[1].split()[0] == "faces"
     assert "decodes" not in table  # nothing was decoded
     table, ok = check_datasets({"datasets": []}, decode=True)
+    assert not ok  # `repsim data --check` exits 1, as `repsim run` refuses it
     assert "config: no datasets configured (add a 'datasets:' list)" in table
     assert "decodes" not in table
     with pytest.raises(ConfigError, match=r"select.datasets names 1 unknown id: 'facez' \(did"):

@@ -130,8 +130,9 @@ def check_datasets(
                 f"{spec.id}: {len(st.skipped)} item(s) cannot be used and are skipped by a run:"
             )
             notes.extend(f"  {item}: {reason}" for item, reason in st.skipped)
-    if not specs:
+    if not specs:  # a run refuses it, so the check does not pass it (as the models' check)
         notes.append(f"{cfg.path}: no datasets configured (add a 'datasets:' list)")
+        ok = False
     if decode and ok and specs:
         notes.append(f"every image of the {len(specs)} dataset(s) decodes")
     return _format(rows, notes), ok
