@@ -455,6 +455,11 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
     """Check a merged config (from :func:`load_config`) and build its :class:`RunConfig`."""
     where = str(raw.get("_path", "config"))
     check_keys(raw, TOP_LEVEL_KEYS, where)
+    if "include" in raw:  # load_config merges and removes it: a mapping given as is skipped it
+        raise ConfigError(
+            f"{where}: include: is merged only when a config file is read; pass the file's path "
+            "instead of a mapping, or put the included entries in the mapping"
+        )
     for key in COLLECTION_KEYS:
         value = raw.get(key)
         if value is not None and not isinstance(value, list):

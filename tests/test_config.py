@@ -210,11 +210,12 @@ def test_two_spellings_of_one_measure_are_refused(tmp_path: Path) -> None:
         ({"modles": []}, "^config: unknown key 'modles' \\(did you mean 'models'\\?\\)"),
         ({"datasets": {"faces": {}}}, "^config: 'datasets' must be a list of entries, got dict"),
         ({"name": ""}, "^config: name must be a non-empty string, got ''"),
+        ({"include": ["base.yaml"]}, "^config: include: is merged only when a config file is read"),
     ],
 )
 def test_a_config_given_as_a_mapping_is_checked_like_a_file(raw: dict, match: str) -> None:
     """repsim.zoo.check and repsim.stimuli.check take a config as a mapping, which load_config
-    never read."""
+    never read (so its include: was skipped, and the check saw no datasets)."""
     from repsim.config import parse_config
 
     with pytest.raises(ConfigError, match=match):
