@@ -365,6 +365,14 @@ def test_section_fields_match_the_functions_they_configure() -> None:
             "{id: ok, loader: minizoo, identifier: cnn, preprocess: {resize: 0}}",
             "resize must be a whole number",
         ),
+        (  # the message names the field and the accepted choices
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {interpolation: lanczos}}",
+            "model entry 'ok': preprocess: interpolation 'lanczos' is not one of",
+        ),
+        (
+            "{id: ok, loader: minizoo, identifier: cnn, preprocess: {crop: 224.5}}",
+            "crop must be a whole number of pixels from 1 to 4096, got 224.5",
+        ),
     ],
 )
 def test_bad_model_entries(tmp_path: Path, entry: str, match: str) -> None:

@@ -7,9 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
+from repsim.errors import ConfigError
 from repsim.preprocess import pil_transform, preprocess_batch, resized_size
 from repsim.zoo import ModelSpec, load_model
-from repsim.zoo.spec import PreprocessSpec
+from repsim.zoo.spec import MAX_IMAGE_SIDE, PreprocessSpec
 from repsim.zoo.taps import FeatureExtractor
 
 
@@ -130,3 +131,46 @@ def test_nearest_picks_the_pixels_pil_picks(rng: np.random.Generator) -> None:
     ref = torch.stack([pil_transform(spec)(Image.fromarray(im)) for im in imgs])
     assert ours.shape == ref.shape == (2, 3, 24, 24)
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=0, atol=1e-5)
+
+
+_NORM = ((0.5,) * 3, (0.25,) * 3)
+
+
+@pytest.mark.parametrize("name", ["resize", "crop"])
+def test_a_side_from_1_to_the_largest_is_taken_and_any_other_refused(name: str) -> None:
+    """Both bounds are inclusive; a bool (YAML's ``yes``) or a float is no number of pixels."""
+    for side in (1, MAX_IMAGE_SIDE):
+        spec = PreprocessSpec(
+            **{"resize": 224, "crop": 224, name: side}, mean=_NORM[0], std=_NORM[1]
+        )
+        assert getattr(spec, name) == side
+    for side in (0, MAX_IMAGE_SIDE + 1, True, 224.0):
+        with pytest.raises(
+            ConfigError, match=f"{name} must be a whole number of pixels from 1 to {MAX_IMAGE_SIDE}"
+        ):
+            PreprocessSpec(**{"resize": 224, "crop": 224, name: side}, mean=_NORM[0], std=_NORM[1])
+
+
+def test_an_unknown_interpolation_or_resize_mode_is_refused_with_the_choices() -> None:
+    spec = PreprocessSpec(224, 224, *_NORM)
+    with pytest.raises(
+        ConfigError,
+        match=r"interpolation 'lanczos' is not one of \('bilinear', 'bicubic', 'nearest'\)",
+    ):
+        spec.replace(interpolation="lanczos")
+    with pytest.raises(
+        ConfigError, match=r"resize_mode 'crop' is not one of \('shortest', 'squash'\)"
+    ):
+        spec.replace(resize_mode="crop")
+
+
+def test_replace_reads_yaml_numbers_as_whole_pixels_and_float_channels() -> None:
+    """YAML reads ``2.56e2`` as a float and ``[0, 1, 0.5]`` as ints: the overrides come out as the
+    same transform as the one written with whole pixels and float channels."""
+    spec = PreprocessSpec(224, 224, *_NORM).replace(resize=2.56e2, crop=224.0, mean=[0, 1, 0.5])
+    assert spec == PreprocessSpec(256, 224, (0.0, 1.0, 0.5), _NORM[1])
+    assert type(spec.resize) is int and type(spec.crop) is int
+    assert [type(v) for v in spec.mean] == [float] * 3 and isinstance(spec.mean, tuple)
+    with pytest.raises(ConfigError, match="crop must be a whole number of pixels"):
+        spec.replace(crop=224.5)  # not truncated to 224
+    assert spec.replace() == spec and spec.replace(interpolation="nearest").resize == 256
