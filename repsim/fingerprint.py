@@ -24,9 +24,9 @@ from repsim.runfolder import describe_os_error
 def file_fingerprint(path: str | Path | None, error: type[RepsimError] = RepsimError) -> str | None:
     """SHA-256 (hex) of a file's content; None when there is no such file.
 
-    A file that exists but cannot be read raises ``error``, the class of the input it is (a
-    :class:`ModelError` for weights, a :class:`DatasetError` for data), with the read fix: the
-    culprit is that input, not the run folder."""
+    A file that exists but cannot be read, or that a closed folder above hides, raises ``error``,
+    the class of the input it is (a :class:`ModelError` for weights, a :class:`DatasetError` for
+    data), with the read fix: the culprit is that input, not the run folder."""
     if path is None:
         return None
     p = Path(path)
