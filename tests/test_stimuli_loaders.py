@@ -525,7 +525,40 @@ def test_torchvision_mnist_from_local_root(tmp_path):
     assert st.class_names[0].startswith("0") and st.labels[:3].tolist() == [0, 1, 2]
     imgs = st.load_images([0, 13])
     assert imgs.shape == (2, 28, 28, 3) and imgs.dtype == np.uint8
+    for img, (prefix, i) in zip(imgs, [("train", 0), ("t10k", 1)]):  # the file's grey pixels
+        pixels = np.frombuffer((raw / f"{prefix}-images-idx3-ubyte").read_bytes()[16:], np.uint8)
+        grey = pixels.reshape(-1, 28, 28)[i]
+        assert all(np.array_equal(img[..., c], grey) for c in range(3))
     assert stimulus_table(st).in_similarity.sum() == 12
+
+
+def test_torchvision_items_become_the_same_rgb_image_whatever_their_layout():
+    """A torchvision dataset gives PIL images, or arrays and tensors when its kwargs add a
+    transform: channels first or last, grey, floats in [0, 1] (ToTensor) or in [0, 255]."""
+    import torch
+
+    from repsim.stimuli.loaders.tv import _to_rgb
+
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 7, 3)).astype(np.uint8)
+    chw, grey = np.moveaxis(rgb, -1, 0), rgb[..., 0]
+    as_rgb = np.repeat(grey[..., None], 3, axis=-1)
+    cases = [
+        (Image.fromarray(rgb), rgb),
+        (rgb, rgb),
+        (chw, rgb),
+        (torch.from_numpy(chw).float() / 255, rgb),
+        (rgb - 0.4, rgb),  # floats in [0, 255], rounded to the nearest level
+        (Image.fromarray(grey), as_rgb),
+        (grey, as_rgb),
+        (grey[None], as_rgb),
+        (grey[..., None], as_rgb),
+    ]
+    for item, want in cases:
+        got = _to_rgb(item)
+        assert got.dtype == np.uint8 and np.array_equal(got, want), type(item)
+    for bad in (np.zeros((5, 7, 4), np.uint8), np.zeros(5, np.uint8)):
+        with pytest.raises(UnreadableImage, match=r"item of shape \(.*\) is not an image"):
+            _to_rgb(bad)
 
 
 def test_torchvision_missing_root_and_bad_name(tmp_path):
