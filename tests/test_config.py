@@ -748,3 +748,19 @@ def test_dataset_integers_in_exponent_form(tmp_path: Path) -> None:
         parse_dataset(
             parse_yaml("{id: d, loader: imagefolder, domain: Structured, path: x, max_images: 1.5}")
         )
+
+
+@pytest.mark.parametrize(("n_known", "more"), [(30, ""), (31, ", ... (31 in all)")])
+def test_an_unknown_selected_id_lists_the_known_ids_up_to_30(n_known: int, more: str) -> None:
+    """The refusal of an unknown ``select`` id lists the ids to choose from: all of up to 30, else
+    the first 30 and the count. No selection keeps every spec, as a list."""
+    from types import SimpleNamespace
+
+    from repsim.config import select_ids
+
+    specs = [SimpleNamespace(id=f"d{i:02d}") for i in range(n_known)]
+    with pytest.raises(ConfigError) as err:
+        select_ids(specs, ["d99"], "datasets", "c.yaml")
+    first_30 = ", ".join(f"d{i:02d}" for i in range(30))
+    assert str(err.value).endswith(f"the config's datasets are: {first_30}{more}")
+    assert select_ids(iter(specs), None, "datasets", "c.yaml") == specs
