@@ -107,6 +107,7 @@ def _plan(tmp_path: Path, text: str, **kw):
         ("threads: 0\n", "threads must be a positive integer"),
         ("threads: 100000\n", "threads is 100000, above the largest allowed, 1024: .*Fix: set it"),
         ("stimuli: {max_images: -5}\n", "stimuli.max_images must be a positive integer"),
+        ("stimuli: {split: val}\n", "stimuli.split must be one of train, test .*got 'val'"),
         (
             "stimuli: {max_images: true}\n",
             "stimuli.max_images must be a positive integer, got True \\(bool\\)",
