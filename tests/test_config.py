@@ -769,3 +769,12 @@ def test_an_unknown_selected_id_lists_the_known_ids_up_to_30(n_known: int, more:
     first_30 = ", ".join(f"d{i:02d}" for i in range(30))
     assert str(err.value).endswith(f"the config's datasets are: {first_30}{more}")
     assert select_ids(iter(specs), None, "datasets", "c.yaml") == specs
+
+
+def test_probe_options_reach_linear_probe_as_written() -> None:
+    """``probe: {precision: bfloat16}`` is passed on to linear_probe, not dropped for its default
+    (float32), and ``normalize: true`` as true."""
+    from repsim.config import parse_config
+
+    probe = {"precision": "bfloat16", "epochs": 3, "normalize": True}
+    assert parse_config({"name": "x", "probe": probe}).probe.kwargs() == probe
