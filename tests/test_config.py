@@ -778,3 +778,15 @@ def test_probe_options_reach_linear_probe_as_written() -> None:
 
     probe = {"precision": "bfloat16", "epochs": 3, "normalize": True}
     assert parse_config({"name": "x", "probe": probe}).probe.kwargs() == probe
+
+
+def test_an_unknown_key_is_never_told_to_use_an_internal_key() -> None:
+    """``_config_dir``, which the reader adds to every entry, is no key to offer: neither as a
+    did-you-mean nor among the allowed keys."""
+    from repsim.config import parse_yaml
+    from repsim.stimuli.spec import parse_dataset
+
+    entry = "{id: d, loader: imagefolder, domain: Structured, path: x, config_dir: y}"
+    with pytest.raises(ConfigError, match="unknown key 'config_dir'; allowed keys are") as err:
+        parse_dataset(parse_yaml(entry))
+    assert "_config_dir" not in str(err.value)
