@@ -40,6 +40,32 @@ def test_parse_valid_entry(tmp_path: Path) -> None:
     }
     (spec,) = parse_models([entry])
     assert spec.weights == tmp_path / "w.safetensors" and spec.embed_dim == 512
+    assert spec.to_dict()["metadata"]["embed_dim"] == 512  # a number in run.json, as in the study
+
+
+def test_parse_keeps_the_smallest_accepted_values_and_every_field_as_written() -> None:
+    entry = {
+        "id": "m",
+        "loader": "timm",
+        "identifier": "resnet18",
+        "layer": "layer4",
+        "token": "cls",
+        "options": {"drop_rate": 0.0},
+        "preprocess": {"_why": "the SSL transform", "resize": 256, "crop": 224},
+        "metadata": {"seed": 0, "embed_dim": 1, "params_m": 0.5},
+    }
+    (spec,) = parse_models([entry])
+    assert spec.to_dict() == {
+        "id": "m",
+        "loader": "timm",
+        "identifier": "resnet18",
+        "layer": "layer4",
+        "token": "cls",
+        "weights": None,
+        "options": {"drop_rate": 0.0},
+        "preprocess": {"resize": 256, "crop": 224},  # the note is not an override
+        "metadata": {"seed": 0, "embed_dim": 1, "params_m": 0.5},
+    }
 
 
 @pytest.mark.parametrize(
@@ -67,6 +93,26 @@ def test_parse_valid_entry(tmp_path: Path) -> None:
         (
             [{"id": "a", "loader": "timm", "identifier": "x", "metadata": {"image_params_m": 0}}],
             "metadata.image_params_m must be a positive number",
+        ),
+        (
+            [{"id": "a", "loader": "timm", "identifier": "x", "preprocess": {"crpo": 224}}],
+            "'a': preprocess: unknown key 'crpo' .did you mean 'crop'",
+        ),
+        ([{"id": "a", "loader": "timm", "identifier": "x", "layer": ""}], "'a': 'layer' must be"),
+        (
+            [{"id": "a", "loader": "timm", "identifier": "x", "options": ["pretrained"]}],
+            "'a': 'options' must be a mapping",
+        ),
+        (
+            [
+                {
+                    "id": "a",
+                    "loader": "timm",
+                    "identifier": "x",
+                    "metadata": {"params_m": float("inf")},
+                }
+            ],
+            "'a': metadata.params_m must be a positive number",
         ),
     ],
 )
