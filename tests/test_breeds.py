@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -198,6 +199,76 @@ def test_a_misspelt_option_is_refused_with_the_config(tmp_path):
         _spec(root=str(tmp_path), task="living17", hierarchy=str(tmp_path), split_typ="good")
     for ok in ({"class_map": "m.txt"}, {"superclasses": ["n1"], "hierarchy": "h"}):
         _spec(root=str(tmp_path), verify="full", min_side=8, test_fraction=0.2, **ok)
+
+
+def test_a_superclass_without_imagenet_folders_is_refused_by_name(tmp_path):
+    """Without the refusal the superclass would be a label with no images: the probe would
+    silently run on one class fewer than the config lists."""
+    imnet = _imagenet(tmp_path / "imagenet")
+    for split in ("train", "val"):
+        for wnid in OUTSIDE:  # the classes of n50000004 (bottle) are not on disk
+            shutil.rmtree(imnet / split / wnid)
+    hier = _hierarchy(tmp_path / "h")
+    spec = _spec(root=str(imnet), hierarchy=str(hier), superclasses=["n50000001", "n50000004"])
+    with pytest.raises(DatasetError, match=r"no ImageNet class folders.*\['n50000004'\]"):
+        open_dataset(spec)
+    # with both superclasses on disk the same options load, each under its own name
+    st = open_dataset(
+        _spec(root=str(imnet), hierarchy=str(hier), superclasses=["n50000001", "n50000002"])
+    )
+    assert st.class_names == ["salamander", "turtle"]
+
+
+def test_a_class_below_two_listed_superclasses_is_refused_by_name(tmp_path):
+    """n60000001 lies below n50000001: its classes would otherwise get whichever label came first."""
+    imnet = _imagenet(tmp_path / "imagenet")
+    hier = _hierarchy(tmp_path / "h")
+    spec = _spec(root=str(imnet), hierarchy=str(hier), superclasses=["n50000001", "n60000001"])
+    with pytest.raises(
+        DatasetError,
+        match=r"class n90000011 lies below superclasses n50000001 and n60000001.*class_map",
+    ):
+        open_dataset(spec)
+
+
+@pytest.mark.parametrize("given", ["hierarchy", "superclasses"])
+def test_superclasses_and_hierarchy_only_work_together(tmp_path, given):
+    imnet = _imagenet(tmp_path / "imagenet")
+    value = {"hierarchy": str(_hierarchy(tmp_path / "h")), "superclasses": ["n50000001"]}[given]
+    with pytest.raises(ConfigError, match=r"options.hierarchy and options.superclasses"):
+        open_dataset(_spec(root=str(imnet), **{given: value}))
+
+
+def test_a_missing_class_folder_of_the_task_is_refused_by_name(tmp_path):
+    """A source class missing on disk would silently shrink a superclass's training images."""
+    imnet = _imagenet(tmp_path / "imagenet")
+    hier = _hierarchy(tmp_path / "h")
+    gone = breeds_split(hier, "living17").source[1][0]
+    for split in ("train", "val"):
+        shutil.rmtree(imnet / split / gone)
+    with pytest.raises(DatasetError, match=rf"1 ImageNet class folders of the BREEDS task.*{gone}"):
+        open_dataset(_spec(root=str(imnet), task="living17", hierarchy=str(hier)))
+
+
+def test_a_task_without_a_large_enough_superclass_is_refused(tmp_path):
+    # entity13 wants superclasses 3 levels down with >= 20 ImageNet classes: none here
+    with pytest.raises(DatasetError, match=r"BREEDS task entity13: no superclass at depth 3"):
+        breeds_split(_hierarchy(tmp_path / "h"), "entity13")
+
+
+def test_a_missing_class_map_is_refused_by_name(tmp_path):
+    imnet = _imagenet(tmp_path / "imagenet")
+    cmap = tmp_path / "no-map.txt"
+    with pytest.raises(DatasetError, match=rf"dataset 'liv': BREEDS class map file {cmap}"):
+        open_dataset(_spec(root=str(imnet), class_map=str(cmap)))
+
+
+def test_a_class_map_with_blank_lines_loads(tmp_path):
+    imnet = _imagenet(tmp_path / "imagenet")
+    cmap = tmp_path / "map.txt"
+    cmap.write_text("n90000011\tn50000001\n\n   \nn90000021 n50000002\n")
+    st = open_dataset(_spec(root=str(imnet), class_map=str(cmap)))
+    assert st.class_names == ["n50000001", "n50000002"] and st.counts().tolist() == [2, 2]
 
 
 # The study's Living-17 classes (ImageNet indices, sim_consistency/data/datasets/breeds.py), in
