@@ -137,6 +137,18 @@ def test_good_split_puts_each_branch_on_both_sides(tmp_path):
     ]
 
 
+def test_good_split_looks_through_a_single_child_chain(tmp_path):
+    """The branches that the good split spreads sit below a chain of single children (as in the
+    release's hierarchy); split at the chain's top, one branch would go whole to each side."""
+    hier = _hierarchy(tmp_path / "h")
+    edges = [e for e in _edges() if e[0] != "n50000001"]
+    edges += [("n50000001", "n55000000"), ("n55000000", "n60000001"), ("n55000000", "n60000002")]
+    (hier / "class_hierarchy.txt").write_text("".join(f"{p} {c}\n" for p, c in edges))
+    task = breeds_split(hier, "living17", "good")
+    assert task.source[0] == ["n90000011", "n90000013"]
+    assert task.target[0] == ["n90000012", "n90000014"]
+
+
 def test_loader_trains_on_source_and_tests_on_target(tmp_path):
     imnet = _imagenet(tmp_path / "imagenet")
     hier = _hierarchy(tmp_path / "h")
