@@ -283,6 +283,18 @@ def test_a_class_map_with_blank_lines_loads(tmp_path):
     assert st.class_names == ["n50000001", "n50000002"] and st.counts().tolist() == [2, 2]
 
 
+def test_a_class_map_line_without_its_superclass_or_not_utf8_is_refused_by_line(tmp_path):
+    """A line holding only a class was skipped, and the class dropped out of the task unsaid."""
+    imnet = _imagenet(tmp_path / "imagenet")
+    cmap = tmp_path / "map.txt"
+    cmap.write_text("n90000011\tn50000001\nn90000021\n")
+    with pytest.raises(DatasetError, match=r"map\.txt, line 2: 'n90000021' has one field"):
+        open_dataset(_spec(root=str(imnet), class_map=str(cmap)))
+    cmap.write_bytes(b"n90000011\tn5\xff\n")
+    with pytest.raises(DatasetError, match=r"map\.txt is not UTF-8 text \(invalid start byte"):
+        open_dataset(_spec(root=str(imnet), class_map=str(cmap)))
+
+
 # The study's Living-17 classes (ImageNet indices, sim_consistency/data/datasets/breeds.py), in
 # superclass order; checked against the real BREEDS files when REPSIM_BREEDS_HIERARCHY names them.
 # fmt: off

@@ -42,11 +42,25 @@ def _read_pairs(path: Path, what: str, spec: DatasetSpec) -> list[tuple[str, str
             f"dataset '{spec.id}': BREEDS {what} file {path} {problem}; get it from the BREEDS "
             "release and set options"
         )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"dataset '{spec.id}': BREEDS {what} file {path} is not UTF-8 text ({exc.reason} at "
+            f"byte {exc.start}); use the BREEDS release's file"
+        ) from None
     pairs = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         parts = line.split("\t") if "\t" in line else line.split()
         if len(parts) >= 2:
             pairs.append((parts[0].strip(), parts[1].strip()))
+        elif line.strip():  # a class without its superclass would drop out of the task unsaid
+            raise DatasetError(
+                f"dataset '{spec.id}': BREEDS {what} file {path}, line {number}: {line.strip()!r} "
+                "has one field, and each line holds two (a WordNet id and its "
+                + ("name" if what == "node names" else "parent or superclass")
+                + "); fix that line"
+            )
     return pairs
 
 
