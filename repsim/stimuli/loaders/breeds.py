@@ -31,6 +31,7 @@ import numpy as np
 
 from repsim.errors import ConfigError, DatasetError
 from repsim.pathcheck import DOES_NOT_EXIST, path_problem
+from repsim.stimuli.loaders.files import read_utf8
 from repsim.stimuli.loaders.imagefolder import list_folder, make_stimset
 from repsim.stimuli.spec import DatasetSpec
 from repsim.stimuli.stimset import StimulusSet
@@ -42,13 +43,9 @@ def _read_pairs(path: Path, what: str, spec: DatasetSpec) -> list[tuple[str, str
             f"dataset '{spec.id}': BREEDS {what} file {path} {problem}; get it from the BREEDS "
             "release and set options"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"dataset '{spec.id}': BREEDS {what} file {path} is not UTF-8 text ({exc.reason} at "
-            f"byte {exc.start}); use the BREEDS release's file"
-        ) from None
+    text = read_utf8(
+        path, f"dataset '{spec.id}': BREEDS {what} file {path}", "use the BREEDS release's file"
+    )
     pairs = []
     for number, line in enumerate(text.splitlines(), 1):
         parts = line.split("\t") if "\t" in line else line.split()

@@ -1,4 +1,5 @@
-"""Shared pieces of the file-based loaders: image extensions, header checks, split assignment."""
+"""Shared pieces of the file-based loaders: image extensions, header checks, split assignment,
+the text files that come with a dataset."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
 VERIFY_LEVELS = ("none", "header", "full")
+
+
+def read_utf8(path: Path, named: str, fix: str) -> str:
+    """The text of a file that comes with a dataset (class names, a class map); one that is not
+    UTF-8 is a DatasetError starting with ``named``, saying where it breaks, then ``fix``."""
+    from repsim.errors import DatasetError
+
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{named} is not UTF-8 text ({exc.reason} at byte {exc.start}); {fix}"
+        ) from None
 
 
 def verify_level(spec: DatasetSpec) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 from repsim.errors import DatasetError
 from repsim.pathcheck import path_problem
 from repsim.stimuli.decode import decode_image
-from repsim.stimuli.loaders.files import IMAGE_EXTS, header_filter, min_side
+from repsim.stimuli.loaders.files import IMAGE_EXTS, header_filter, min_side, read_utf8
 from repsim.stimuli.spec import DatasetSpec
 from repsim.stimuli.stimset import StimulusSet
 
@@ -159,14 +159,12 @@ def load(spec: DatasetSpec) -> StimulusSet:
     names_file = root / "classnames.txt"
     if (problem := path_problem(names_file, "file")) is not None:
         raise DatasetError(f"dataset '{spec.id}': {names_file} {problem}; " + _how_to_get(spec))
-    try:
-        text = names_file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(
-            f"dataset '{spec.id}': {names_file} is not UTF-8 text ({exc.reason} at byte "
-            f"{exc.start}); convert it, e.g. `iconv -f latin1 -t utf-8 classnames.txt > "
-            "classnames.utf8 && mv classnames.utf8 classnames.txt`"
-        ) from None
+    text = read_utf8(
+        names_file,
+        f"dataset '{spec.id}': {names_file}",
+        "convert it, e.g. `iconv -f latin1 -t utf-8 classnames.txt > classnames.utf8 && mv "
+        "classnames.utf8 classnames.txt`",
+    )
     class_names = [line.strip() for line in text.splitlines() if line.strip()]
     ids, labels, split, locs, skipped = [], [], [], [], []
     seen: dict[str, Path] = {}
