@@ -149,6 +149,25 @@ def test_good_split_looks_through_a_single_child_chain(tmp_path):
     assert task.target[0] == ["n90000012", "n90000014"]
 
 
+@pytest.mark.parametrize(
+    "shared",
+    [
+        [("n60000001", "n90000013")],  # branches {11, 12, 13} and {13, 14}: 13 on both sides
+        [("n50000001", "n60000000"), ("n60000000", "n90000011"), ("n60000000", "n90000012")],
+    ],  # a third branch {11, 12} ahead of the others: 11 twice in the source, 12 in the target
+)
+def test_a_superclass_whose_branches_share_classes_is_refused_by_the_good_split(tmp_path, shared):
+    """The hierarchy is a DAG: a class below two branches of one superclass cannot be dealt to
+    the halves branch by branch. A class twice on one side was accepted and trained on twice."""
+    hier = _hierarchy(tmp_path / "h")
+    edges = _edges() + shared
+    (hier / "class_hierarchy.txt").write_text("".join(f"{p} {c}\n" for p, c in edges))
+    with pytest.raises(
+        DatasetError, match=r"superclass n50000001: cannot split .* two disjoint halves of 2"
+    ):
+        breeds_split(hier, "living17", "good")
+
+
 def test_loader_trains_on_source_and_tests_on_target(tmp_path):
     imnet = _imagenet(tmp_path / "imagenet")
     hier = _hierarchy(tmp_path / "h")
@@ -288,7 +307,10 @@ def test_a_class_map_line_without_its_superclass_or_not_utf8_is_refused_by_line(
     imnet = _imagenet(tmp_path / "imagenet")
     cmap = tmp_path / "map.txt"
     cmap.write_text("n90000011\tn50000001\nn90000021\n")
-    with pytest.raises(DatasetError, match=r"map\.txt, line 2: 'n90000021' has one field"):
+    with pytest.raises(
+        DatasetError,
+        match=r"map\.txt, line 2: 'n90000021' has one field, .*WordNet id and its superclass\)",
+    ):
         open_dataset(_spec(root=str(imnet), class_map=str(cmap)))
     cmap.write_bytes(b"n90000011\tn5\xff\n")
     with pytest.raises(DatasetError, match=r"map\.txt is not UTF-8 text \(invalid start byte"):

@@ -36,6 +36,12 @@ from repsim.stimuli.loaders.imagefolder import list_folder, make_stimset
 from repsim.stimuli.spec import DatasetSpec
 from repsim.stimuli.stimset import StimulusSet
 
+_FIELDS = {  # what the two fields of each line of a BREEDS text file are
+    "node names": "a WordNet id and its name",
+    "class map": "an ImageNet WordNet id and its superclass",
+    "class_hierarchy.txt": "a parent WordNet id and its child",
+}
+
 
 def _read_pairs(path: Path, what: str, spec: DatasetSpec) -> list[tuple[str, str]]:
     if (problem := path_problem(path, "file")) is not None:
@@ -54,9 +60,7 @@ def _read_pairs(path: Path, what: str, spec: DatasetSpec) -> list[tuple[str, str
         elif line.strip():  # a class without its superclass would drop out of the task unsaid
             raise DatasetError(
                 f"dataset '{spec.id}': BREEDS {what} file {path}, line {number}: {line.strip()!r} "
-                "has one field, and each line holds two (a WordNet id and its "
-                + ("name" if what == "node names" else "parent or superclass")
-                + "); fix that line"
+                f"has one field, and each line holds two ({_FIELDS[what]}); fix that line"
             )
     return pairs
 
@@ -274,7 +278,7 @@ def _split_subpopulations(
                 source.extend(leaves[:cut])
             if take_target > 0:
                 target.extend(leaves[cut : cut + take_target])
-    if len(source) != half or len(target) != half or set(source) & set(target):
+    if len(source) != half or len(target) != half or len(set(source + target)) != 2 * half:
         raise DatasetError(
             f"BREEDS superclass {superclass}: cannot split its subclasses into two disjoint halves of {half} "
             f"(split_type {split_type!r}); check the hierarchy files"
