@@ -258,7 +258,7 @@ def _precision(value: Any, where: str) -> str:
         raise ConfigError(f"{loc}: {exc}" if loc else str(exc)) from None
 
 
-#: Splits a similarity subset may be drawn from (``stimuli.split``).
+#: The splits of every stimulus set; a similarity subset is drawn from one (``stimuli.split``).
 SPLITS = ("train", "test")
 
 

@@ -425,6 +425,37 @@ def test_wds_from_file_url_cache(shards, tmp_path):
         open_dataset(_spec(loader="wds", url=gone, options=options))
 
 
+def test_wds_downloads_only_the_splits_it_is_given(shards, tmp_path):
+    for split, n in (("train", 3), ("test", 1)):
+        (shards / split / "nshards.txt").write_text(f"{n}\n")
+    cache = tmp_path / "cache"
+    options = {"cache": str(cache), "download": True, "wds_splits": ["test"]}
+    st = open_dataset(_spec(loader="wds", url=shards.as_uri(), options=options))
+    assert set(st.split) == {"test"} and len(st) == 3
+    assert not (cache / "train").exists()
+
+
+@pytest.mark.parametrize("splits", ["test", [], ["validation"], ["test", 1], {"test": 1}])
+def test_wds_splits_must_list_train_or_test(splits):
+    from repsim.stimuli.spec import parse_dataset
+
+    entry = {"id": "w", "loader": "wds", "url": "file:///x", "domain": "Specialized"}
+    with pytest.raises(ConfigError, match=r"'w': options.wds_splits must list the splits to"):
+        parse_dataset({**entry, "options": {"wds_splits": splits}})
+    parse_dataset({**entry, "options": {"wds_splits": ["train", "test"]}})
+
+
+def test_wds_a_shard_count_that_is_not_a_number_names_the_url(shards, tmp_path):
+    (shards / "train" / "nshards.txt").write_text("<html>Not Found</html>")
+    cache = tmp_path / "cache"
+    spec = _spec(loader="wds", url=shards.as_uri(), options={"cache": str(cache), "download": True})
+    with pytest.raises(
+        DatasetError, match=r"train/nshards\.txt holds '<html>Not Found</html>', not a"
+    ):
+        open_dataset(spec)
+    assert not (cache / "train" / "nshards.txt").exists()  # fetched again next time
+
+
 def test_wds_url_shards_are_cached_under_the_home_folder_by_default(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     cache = re.escape(str(tmp_path / ".cache" / "repsim" / "wds" / "a_b"))
@@ -481,6 +512,44 @@ def test_wds_a_shard_that_is_not_a_tar_is_skipped_by_name(tmp_path):
     assert st.ids.tolist() == ["fx/train/a"]
     ((item, reason),) = st.skipped
     assert item == "fx/train/1.tar" and reason.startswith("shard is not a readable tar (")
+
+
+def _four_sample_shard(root: Path) -> tuple[Path, list[tarfile.TarInfo]]:
+    (root / "classnames.txt").write_text("cat\n")
+    shard = root / "train" / "0.tar"
+    _shard(shard, [(f"s{k}", _png(_rgb(k)), "0") for k in range(4)])
+    with tarfile.open(shard) as tf:
+        return shard, tf.getmembers()
+
+
+def test_wds_a_damaged_member_header_mid_shard_is_named(tmp_path):
+    """tarfile stops at a damaged header as at the archive's end: the samples after it dropped
+    out of the dataset unsaid."""
+    shard, members = _four_sample_shard(tmp_path)
+    data = bytearray(shard.read_bytes())
+    at = members[4].offset  # the header of s2.png
+    data[at : at + 100] = b"\x07" * 100
+    shard.write_bytes(bytes(data))
+    st = open_dataset(_spec(loader="wds", path=str(tmp_path)))
+    assert st.ids.tolist() == ["fx/train/s0", "fx/train/s1"]
+    ((item, reason),) = st.skipped
+    assert item == "fx/train/0.tar" and f"cannot be read past byte {at} (a cut or damaged" in reason
+
+
+def test_wds_a_shard_cut_mid_header_or_right_after_a_member_keeps_what_it_holds(tmp_path):
+    shard, members = _four_sample_shard(tmp_path)
+    last = members[-1]
+    full = shard.read_bytes()
+    shard.write_bytes(full[: last.offset_data + last.size])  # the end blocks are gone
+    st = open_dataset(_spec(loader="wds", path=str(tmp_path)))
+    assert len(st) == 4 and np.array_equal(st.load_images(np.array([3]))[0], _rgb(3))
+    ((item, reason),) = st.skipped
+    assert item == "fx/train/0.tar" and reason.startswith("shard ends early after 4 samples (")
+    shard.write_bytes(full[: members[4].offset + 100])  # cut inside the header of s2.png
+    st = open_dataset(_spec(loader="wds", path=str(tmp_path)))
+    assert st.ids.tolist() == ["fx/train/s0", "fx/train/s1"]
+    ((item, reason),) = st.skipped  # tarfile takes a cut header for the end as well
+    assert reason.startswith(f"shard cannot be read past byte {members[4].offset} (a cut or")
 
 
 def test_wds_shards_are_read_in_natural_order(tmp_path):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repsim.config import CONFIG_DIR_KEY, resolve_path, whole_number
+from repsim.config import CONFIG_DIR_KEY, SPLITS, resolve_path, whole_number
 from repsim.errors import ConfigError
 from repsim.names import DOMAINS
 
@@ -201,7 +201,7 @@ def parse_dataset(
 
 def _check_option_values(options: Mapping[str, Any], where: str) -> None:
     """The values of the shared ``options:`` keys, checked with the config (not when a task
-    first reads them): ``min_side``, ``test_fraction``, ``splits``, ``verify``."""
+    first reads them): ``min_side``, ``test_fraction``, ``splits``, ``wds_splits``, ``verify``."""
     from repsim.stimuli.loaders.files import VERIFY_LEVELS
 
     if "min_side" in options:
@@ -221,6 +221,17 @@ def _check_option_values(options: Mapping[str, Any], where: str) -> None:
             raise ConfigError(
                 f"{where}: options.splits must map split names to folder names, e.g. "
                 f"{{train: training, test: validation}}, got {v!r}"
+            )
+    if "wds_splits" in options:
+        v = options["wds_splits"]
+        if (
+            not isinstance(v, list)
+            or not v
+            or not all(isinstance(x, str) and x in SPLITS for x in v)
+        ):
+            raise ConfigError(
+                f"{where}: options.wds_splits must list the splits to download, from "
+                f"{', '.join(SPLITS)} (e.g. [test]), got {v!r}"
             )
     if "verify" in options and options["verify"] not in VERIFY_LEVELS:
         raise ConfigError(

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from repsim.config import SPLITS
 from repsim.errors import DatasetError
 from repsim.stimuli.decode import UnreadableImage
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
 Reader = Callable[[int], np.ndarray]
 
 

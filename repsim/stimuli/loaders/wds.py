@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from repsim.config import SPLITS
 from repsim.errors import DatasetError
 from repsim.pathcheck import path_problem
 from repsim.stimuli.decode import decode_image
@@ -30,7 +31,6 @@ from repsim.stimuli.stimset import StimulusSet
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
 _IMAGE_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTS)
 
 
@@ -54,6 +54,19 @@ def _fetch(url: str, dest: Path) -> None:
     tmp.replace(dest)
 
 
+def _shard_count(path: Path, spec: DatasetSpec) -> int:
+    """The number in a downloaded nshards.txt; anything else is the server's error, named."""
+    words = path.read_text(encoding="utf-8", errors="replace").split()
+    if not words or not words[0].isdigit():
+        path.unlink()  # not kept: the next run downloads it again
+        raise DatasetError(
+            f"dataset '{spec.id}': {spec.url.rstrip('/')}/{path.parent.name}/nshards.txt holds "
+            f"{' '.join(words)[:40]!r}, not a shard count; check the URL (it should serve the "
+            "shards of a clip-benchmark dataset)"
+        )
+    return int(words[0])
+
+
 def _download(spec: DatasetSpec, cache: Path) -> None:
     base = spec.url.rstrip("/")
     _fetch(f"{base}/classnames.txt", cache / "classnames.txt")
@@ -63,7 +76,7 @@ def _download(spec: DatasetSpec, cache: Path) -> None:
         except OSError as exc:
             log.warning("%s: no %s split at %s (%s)", spec.id, split, base, exc)
             continue
-        n = int((cache / split / "nshards.txt").read_text().split()[0])
+        n = _shard_count(cache / split / "nshards.txt", spec)
         for i in range(n):
             dest = cache / split / f"{i}.tar"
             if not dest.is_file():
@@ -90,6 +103,16 @@ def _root(spec: DatasetSpec) -> Path:
                 f"dataset '{spec.id}': download from {spec.url} failed ({exc}); check the URL and that you are online"
             ) from None
     return cache
+
+
+def _only_zeros_after(path: Path, offset: int) -> bool:
+    """Whether the file holds nothing but the tar's zero end blocks after ``offset``."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        while chunk := fh.read(1 << 16):
+            if chunk.strip(b"\0"):
+                return False
+    return True
 
 
 def index_shard(
@@ -123,7 +146,16 @@ def index_shard(
                     )
                 )
                 break
-            if member is None:
+            if member is None:  # tarfile also stops, unsaid, at a cut or damaged header
+                if not _only_zeros_after(shard, tf.offset):
+                    skipped.append(
+                        (
+                            f"{spec.id}/{split}/{shard.name}",
+                            f"shard cannot be read past byte {tf.offset} (a cut or damaged member "
+                            "header, or a second archive appended): what comes before is read, the rest "
+                            "is not",
+                        )
+                    )
                 break
             if not member.isfile():
                 continue
