@@ -716,6 +716,20 @@ def test_option_values_are_checked_with_the_config(options, words):
     parse_dataset({**entry, "options": {"splits": {"train": "training", "test": "validation"}}})
 
 
+def test_an_item_that_cannot_be_read_is_skipped_by_its_error():
+    """A file gone or closed between listing and the header check is skipped with the reason."""
+    from repsim.stimuli.loaders.files import header_filter
+
+    def fetch(i: int) -> bytes:
+        if i == 1:
+            raise PermissionError(13, "Permission denied", "b.png")
+        return _png(_rgb(i))
+
+    keep, skipped = header_filter(_spec(loader="imagefolder", path="x"), ["a", "b", "c"], fetch)
+    assert keep.tolist() == [0, 2]
+    assert skipped == [("b", "cannot read file ([Errno 13] Permission denied: 'b.png')")]
+
+
 def test_imagefolder_file_names_that_are_not_utf8_become_escaped_ids(tmp_path):
     """A file named with bytes that are not UTF-8 opened fine and then ended the run with a raw
     UnicodeEncodeError when its id was written to the stimulus table."""
