@@ -210,6 +210,31 @@ def test_unreadable_hierarchy_file_is_named(tmp_path, content):
         )
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        (
+            "class_hierarchy.txt",
+            b"n50000001\n",
+            r"line 1: 'n50000001' has one field, .*its child\)",
+        ),
+        ("node_names.txt", b"n50000001\tsalamander\nn50000002\n", r"line 2: 'n50000002' has one"),
+        ("node_names.txt", b"n50000001\tsal\xe9\n", r"is not UTF-8 text \(invalid continuation"),
+    ],
+)
+def test_a_damaged_line_of_the_task_hierarchy_is_refused_by_file_and_line(
+    tmp_path, name, content, words
+):
+    """The task's hierarchy was read by a second, lenient reader: a line with one field was
+    skipped (an edge lost, its classes out of the task unsaid), a non-UTF-8 file a raw error."""
+    hier = _hierarchy(tmp_path / "h")
+    (hier / name).write_bytes(content + (hier / name).read_bytes())
+    with pytest.raises(
+        DatasetError, match=rf"dataset 'liv': BREEDS task living17: .*{name}.*{words}"
+    ):
+        open_dataset(_spec(root=str(tmp_path / "imagenet"), task="living17", hierarchy=str(hier)))
+
+
 def test_bad_task_options(tmp_path):
     hier = _hierarchy(tmp_path / "h")
     with pytest.raises(ConfigError, match="entity13, entity30, living17, nonliving26"):

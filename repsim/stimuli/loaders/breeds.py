@@ -43,15 +43,15 @@ _FIELDS = {  # what the two fields of each line of a BREEDS text file are
 }
 
 
-def _read_pairs(path: Path, what: str, spec: DatasetSpec) -> list[tuple[str, str]]:
+def _read_pairs(path: Path, what: str, where: str) -> list[tuple[str, str]]:
+    """The two fields of each line of a BREEDS text file (tab- or space-separated); ``where``
+    (the dataset or task) starts every refusal."""
     if (problem := path_problem(path, "file")) is not None:
         raise DatasetError(
-            f"dataset '{spec.id}': BREEDS {what} file {path} {problem}; get it from the BREEDS "
+            f"{where}: BREEDS {what} file {path} {problem}; get it from the BREEDS "
             "release and set options"
         )
-    text = read_utf8(
-        path, f"dataset '{spec.id}': BREEDS {what} file {path}", "use the BREEDS release's file"
-    )
+    text = read_utf8(path, f"{where}: BREEDS {what} file {path}", "use the BREEDS release's file")
     pairs = []
     for number, line in enumerate(text.splitlines(), 1):
         parts = line.split("\t") if "\t" in line else line.split()
@@ -59,7 +59,7 @@ def _read_pairs(path: Path, what: str, spec: DatasetSpec) -> list[tuple[str, str
             pairs.append((parts[0].strip(), parts[1].strip()))
         elif line.strip():  # a class without its superclass would drop out of the task unsaid
             raise DatasetError(
-                f"dataset '{spec.id}': BREEDS {what} file {path}, line {number}: {line.strip()!r} "
+                f"{where}: BREEDS {what} file {path}, line {number}: {line.strip()!r} "
                 f"has one field, and each line holds two ({_FIELDS[what]}); fix that line"
             )
     return pairs
@@ -77,20 +77,20 @@ def _descendants(children: dict[str, list[str]], node: str) -> set[str]:
 
 def superclass_map(spec: DatasetSpec, present: set[str]) -> tuple[list[str], dict[str, list[str]]]:
     """Superclass order and, per superclass, the ImageNet wnids (folders) that belong to it."""
-    opts = spec.options
+    opts, where = spec.options, f"dataset '{spec.id}'"
     names: dict[str, str] = {}
     hierarchy = spec.resolve(opts.get("hierarchy"))
     if hierarchy is not None and (hierarchy / "node_names.txt").is_file():
-        names = dict(_read_pairs(hierarchy / "node_names.txt", "node names", spec))
+        names = dict(_read_pairs(hierarchy / "node_names.txt", "node names", where))
     members: dict[str, list[str]] = defaultdict(list)
     if opts.get("class_map"):
-        for wnid, sup in _read_pairs(spec.resolve(opts["class_map"]), "class map", spec):
+        for wnid, sup in _read_pairs(spec.resolve(opts["class_map"]), "class map", where):
             members[sup].append(wnid)
         order = list(dict.fromkeys(members))
     elif hierarchy is not None and opts.get("superclasses"):
         children: dict[str, list[str]] = defaultdict(list)
         for parent, child in _read_pairs(
-            hierarchy / "class_hierarchy.txt", "class_hierarchy.txt", spec
+            hierarchy / "class_hierarchy.txt", "class_hierarchy.txt", where
         ):
             children[parent].append(child)
         order = [str(s) for s in opts["superclasses"]]
@@ -174,9 +174,11 @@ class ClassHierarchy:
                 f"{exc}); replace it with the file from {HIERARCHY_SOURCE}"
             ) from exc
         self._leaf_set = set(self.leaves)
-        self.names = {k: v for k, v in _pairs(folder / "node_names.txt", sep="\t")}
+        self.names = dict(_read_pairs(folder / "node_names.txt", "node names", where))
         full: dict[str, list[str]] = defaultdict(list)
-        for parent, child in _pairs(folder / "class_hierarchy.txt"):
+        for parent, child in _read_pairs(
+            folder / "class_hierarchy.txt", "class_hierarchy.txt", where
+        ):
             full[child].append(parent)
         # keep only edges on a path up from an ImageNet class
         self.children: dict[str, set[str]] = defaultdict(set)
@@ -242,15 +244,6 @@ class ClassHierarchy:
 
     def name(self, node: str) -> str:
         return self.names.get(node, node)
-
-
-def _pairs(path: Path, sep: str | None = None) -> list[tuple[str, str]]:
-    out = []
-    for line in path.read_text().splitlines():
-        parts = line.strip().split(sep) if sep else line.split()
-        if len(parts) >= 2:
-            out.append((parts[0].strip(), parts[1].strip()))
-    return out
 
 
 def _split_subpopulations(
