@@ -87,9 +87,15 @@ def _other_values(group: Path) -> None:
     features[0:32] = features[0:32] * 0.5  # a stale chunk: it decodes, only its checksum tells
 
 
+def _other_ids(group: Path) -> None:
+    ids = zarr.open_group(str(group), mode="r+")["ids"]
+    ids[0:1] = ids[1:2]  # bookkeeping that does not fit the run's table: the writer refuses it
+
+
 DAMAGE = {
     "flipped bit in the chunk file": lambda g: _flip_bit(g / "features" / "c" / "0" / "0"),
     "chunk with other values that decode": _other_values,
+    "partial group naming other stimulus ids": _other_ids,
     # a group an older version wrote: its written chunks cannot be checked
     "partial group without chunk checksums": lambda g: shutil.rmtree(g / "chunk_sha256"),
 }
@@ -108,6 +114,33 @@ def test_damaged_chunk_of_an_interrupted_extraction_is_extracted_again(
     written = _rewrites(monkeypatch)
     run(config, run_dir, device="cpu")
     assert (dataset, model, 0) in written  # the damaged (or unverifiable) chunk, never trusted
+    _same_results(clean, run_dir)
+    np.testing.assert_array_equal(
+        FeatureStore(RunFolder(run_dir).features).read(dataset, model)[1],
+        FeatureStore(RunFolder(clean).features).read(dataset, model)[1],
+    )
+
+
+def test_a_chunk_damaged_while_its_group_resumes_is_extracted_again(chunked, tmp_path, monkeypatch):
+    """The resumed group is verified again once written: a written chunk that changed after the
+    writer checked it is caught there and the group starts over, never sealed as it is."""
+    config, clean = chunked
+    run_dir = tmp_path / "run"
+    group = _killed_after_first_chunk(config, run_dir, monkeypatch)
+    attrs = zarr.open_group(str(group), mode="r").attrs
+    dataset, model = attrs["dataset"], attrs["model"]
+    written = _rewrites(monkeypatch)
+    recording = FeatureWriter.write_chunk
+
+    def damaging(self, chunk, features, raw=None):
+        here = (self.group.attrs["dataset"], self.group.attrs["model"], chunk)
+        if here == (dataset, model, 1) and (dataset, model, 0) not in written:
+            _other_values(group)  # chunk 0, verified when the group was opened, changes now
+        return recording(self, chunk, features, raw)
+
+    monkeypatch.setattr(FeatureWriter, "write_chunk", damaging)
+    run(config, run_dir, device="cpu")
+    assert written.count((dataset, model, 0)) == 1  # from scratch, after the pass that resumed it
     _same_results(clean, run_dir)
     np.testing.assert_array_equal(
         FeatureStore(RunFolder(run_dir).features).read(dataset, model)[1],
