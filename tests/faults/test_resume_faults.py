@@ -121,6 +121,22 @@ def test_damaged_chunk_of_an_interrupted_extraction_is_extracted_again(
     )
 
 
+def test_a_partial_group_of_other_inputs_is_extracted_from_scratch(chunked, tmp_path, monkeypatch):
+    """A group left half-written under other inputs (here: the models' weights) starts over;
+    resuming it would seal chunks of the old model with chunks of the new one."""
+    config, _ = chunked
+    run_dir = tmp_path / "run"
+    group = _killed_after_first_chunk(config, run_dir, monkeypatch)
+    attrs = zarr.open_group(str(group), mode="r").attrs
+    dataset, model = attrs["dataset"], attrs["model"]
+    other = write_config(
+        tmp_path / "other.yaml", extra="extract: {batch_size: 2, pretrained: false}\n"
+    )
+    written = _rewrites(monkeypatch)
+    run(other, run_dir, device="cpu")
+    assert (dataset, model, 0) in written
+
+
 def test_a_chunk_damaged_while_its_group_resumes_is_extracted_again(chunked, tmp_path, monkeypatch):
     """The resumed group is verified again once written: a written chunk that changed after the
     writer checked it is caught there and the group starts over, never sealed as it is."""
