@@ -506,6 +506,34 @@ def test_a_weights_file_changed_within_one_process_is_loaded_again(tmp_path):
     assert not torch.equal(old, new)
 
 
+def test_built_models_are_kept_up_to_the_memory_budget_oldest_let_go_first(tmp_path, monkeypatch):
+    """Models built for one dataset are kept for the next while their sizes fit the budget; past
+    it the oldest go, and a model larger than the budget alone is still kept (and used)."""
+    import repsim.extract
+    from repsim import stages
+    from repsim.zoo.spec import ModelSpec
+
+    specs = [
+        ModelSpec(f"m{s}", "minizoo", "cnn", weights=REPO / "data" / "minizoo" / f"{m}.safetensors")
+        for s, m in enumerate(MODELS)
+    ]
+    monkeypatch.setattr(stages, "_MODELS", {})
+    sizes = {repsim.extract.module_bytes(stages._loaded_model(s, "cpu").module) for s in specs}
+    (size,) = sizes  # three models of one size
+    monkeypatch.setattr(repsim.extract, "model_memory_budget", lambda device: 2 * size)
+    stages._MODELS.clear()
+    a, b = (stages._loaded_model(s, "cpu") for s in specs[:2])
+    assert stages._loaded_model(specs[0], "cpu") is a  # two fit: both kept
+    c = stages._loaded_model(specs[2], "cpu")  # the third does not: the oldest (a) goes
+    assert stages._loaded_model(specs[1], "cpu") is b
+    assert stages._loaded_model(specs[2], "cpu") is c
+    assert stages._loaded_model(specs[0], "cpu") is not a
+    monkeypatch.setattr(repsim.extract, "model_memory_budget", lambda device: size // 2)
+    big = stages._loaded_model(specs[1], "cpu")  # over the budget alone: the others go, it stays
+    assert list(stages._MODELS.values()) == [(big, size)]
+    assert stages._loaded_model(specs[1], "cpu") is big
+
+
 def test_a_weights_folder_is_fingerprinted_by_its_files(tmp_path):
     from repsim.fingerprint import weights_fingerprint
 
