@@ -228,6 +228,45 @@ def test_datasets_decode_on_demand_with_the_same_images(
     )
 
 
+def test_stimulus_ids_gone_from_the_data_are_refused_by_name_with_the_table_to_delete(
+    tiny_config: Path, tmp_path: Path
+):
+    """A table naming images the dataset no longer has is refused before any extraction; the
+    message names (the first five of) the ids and the table to delete."""
+    from repsim.errors import DatasetError
+    from repsim.stimuli import open_dataset
+
+    plan = load_plan(tiny_config)
+    ds = plan.datasets[0]
+    real = np.asarray(open_dataset(ds).ids, dtype=str)[:3]
+    gone = [f"gone-{i}" for i in range(7)]
+    with pytest.raises(
+        DatasetError, match=r"\['gone-0', 'gone-1', 'gone-2', 'gone-3', 'gone-4'\] "
+    ) as err:
+        stages.decode_images(plan, ds, tmp_path, np.array([*real, *gone]))
+    assert str(stages.stimuli_path(tmp_path, ds)) in str(err.value)
+    images = stages.decode_images(plan, ds, tmp_path, real)  # all there: decoded on demand
+    np.testing.assert_array_equal(
+        np.asarray(images(np.arange(3))), open_dataset(ds).load_images(np.arange(3))
+    )
+
+
+def test_a_stage_runs_with_the_configs_torch_threads_and_puts_them_back():
+    """threads fixes how float reductions are split; the process's own count comes back after."""
+    from types import SimpleNamespace
+
+    import torch
+
+    seen = []
+    stage = stages._fixed_threads(lambda plan, x: seen.append(torch.get_num_threads()) or x)
+    before = torch.get_num_threads()
+    wanted = 2 if before != 2 else 3
+    assert stage(SimpleNamespace(threads=wanted), "out") == "out"
+    assert torch.get_num_threads() == before
+    assert stage(SimpleNamespace(threads=None), "unset") == "unset"  # no threads: left as they are
+    assert seen == [wanted, before]
+
+
 def test_a_prune_through_a_link_into_another_run_is_refused_before_any_work(
     tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
