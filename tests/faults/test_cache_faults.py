@@ -314,6 +314,25 @@ def test_truncated_table_then_a_measure_added(small_run, run_copy, tmp_path):
     assert "cka_rbf_0.4" in again.data_vars
 
 
+def test_an_unchanged_rerun_takes_the_stimulus_tables_as_they_are(
+    small_run, run_copy, small_config, monkeypatch
+):
+    """A verified stimulus table is reused: not derived from the dataset again nor rewritten."""
+    import repsim.stimuli
+
+    tables = {ds: RunFolder(run_copy).stimuli(ds) for ds in ("faces", "textures")}
+    before = {ds: path.stat().st_mtime_ns for ds, path in tables.items()}
+
+    def derived(*args, **kwargs):
+        raise AssertionError("a verified stimulus table was derived again")
+
+    monkeypatch.setattr(repsim.stimuli, "stimulus_table", derived)
+    run(small_config, run_copy, device="cpu")
+    assert {ds: path.stat().st_mtime_ns for ds, path in tables.items()} == before
+    assert json.loads(RunFolder(run_copy).info.read_text())["redone"] == []
+    assert_same_results(small_run, run_copy)
+
+
 def test_counts_in_a_stage_record_are_not_trusted(small_run, run_copy, tmp_path):
     """A stimulus record whose count was edited: the counts come from the verified table."""
     import xarray as xr
