@@ -92,7 +92,10 @@ def test_second_run_skips_every_stage(
     run_dir = tmp_path / "again"
     shutil.copytree(tiny_run, run_dir)
 
-    _forbid_recomputation(monkeypatch, "repsim.stimuli.open_dataset")
+    # both names: the stimuli stage reaches the loaders through repsim.stimuli.open
+    _forbid_recomputation(
+        monkeypatch, "repsim.stimuli.open_dataset", "repsim.stimuli.open.open_dataset"
+    )
     run(tiny_config, run_dir, device="cpu")
     _files_equal(tiny_run, run_dir)
 
