@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from repsim.errors import ConfigError
+from repsim.errors import ConfigError, InputError
 from repsim.preprocess import pil_transform, preprocess_batch, resized_size
 from repsim.zoo import ModelSpec, load_model
 from repsim.zoo.spec import MAX_IMAGE_SIDE, PreprocessSpec
@@ -174,3 +174,45 @@ def test_replace_reads_yaml_numbers_as_whole_pixels_and_float_channels() -> None
     with pytest.raises(ConfigError, match="crop must be a whole number of pixels"):
         spec.replace(crop=224.5)  # not truncated to 224
     assert spec.replace() == spec and spec.replace(interpolation="nearest").resize == 256
+
+
+@pytest.mark.parametrize(
+    "images, got",
+    [
+        (np.zeros((2, 16, 16, 3), np.float32), r"\(2, 16, 16, 3\) torch.float32"),
+        (np.zeros((2, 16, 16, 4), np.uint8), r"\(2, 16, 16, 4\) torch.uint8"),
+        (np.zeros((16, 16, 3), np.uint8), r"\(16, 16, 3\) torch.uint8"),
+    ],
+    ids=["float", "rgba", "one-image-not-a-batch"],
+)
+def test_images_that_are_not_a_uint8_rgb_batch_are_refused_by_shape_and_dtype(
+    images: np.ndarray, got: str
+) -> None:
+    """Float pixels would be read as 0..255 values, a 4th channel or a missing batch axis would
+    be read as colours: each is refused, naming what was given."""
+    spec = PreprocessSpec(16, 16, *_NORM)
+    with pytest.raises(InputError, match=rf"images must be uint8 \(n, H, W, 3\), got {got}"):
+        preprocess_batch(images, spec)
+
+
+def test_an_empty_list_of_images_is_refused() -> None:
+    with pytest.raises(InputError, match="no images to preprocess"):
+        preprocess_batch([], PreprocessSpec(16, 16, *_NORM))
+
+
+@pytest.mark.parametrize("shape", [(20, 60), (60, 20)], ids=["wide", "tall"])
+def test_a_crop_larger_than_the_short_side_only_pads_that_side_like_pil(
+    rng: np.random.Generator, shape: tuple[int, int]
+) -> None:
+    """Resized to a short side of 20, cropped to 29: padded across the short side only (4 and 5
+    pixels), cut from the long side, as torchvision's CenterCrop does."""
+    spec = PreprocessSpec(20, 29, (0.5,) * 3, (0.25,) * 3, "nearest")
+    imgs = rng.integers(0, 256, size=(2, *shape, 3), dtype=np.uint8)
+    ours = preprocess_batch(imgs, spec)
+    ref = torch.stack([pil_transform(spec)(Image.fromarray(im)) for im in imgs])
+    assert ours.shape == ref.shape == (2, 3, 29, 29)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=0, atol=1e-5)
+    fill = -0.5 / 0.25
+    short_axis = 2 if shape[0] < shape[1] else 3
+    edge = ours.select(short_axis, 0), ours.select(short_axis, 28)
+    assert all(bool((e == fill).all()) for e in edge)
