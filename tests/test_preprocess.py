@@ -216,3 +216,26 @@ def test_a_crop_larger_than_the_short_side_only_pads_that_side_like_pil(
     short_axis = 2 if shape[0] < shape[1] else 3
     edge = ours.select(short_axis, 0), ours.select(short_axis, 28)
     assert all(bool((e == fill).all()) for e in edge)
+
+
+def test_squash_resizes_both_sides_to_the_size_like_torchvision(rng: np.random.Generator) -> None:
+    """``resize_mode: squash``: both sides to ``resize`` (the aspect ratio is not kept), then the
+    crop; the same pixels as torchvision's own Resize((r, r)) and CenterCrop, in both paths."""
+    from torchvision import transforms as T
+
+    spec = PreprocessSpec(24, 20, (0.5,) * 3, (0.25,) * 3, "nearest", resize_mode="squash")
+    imgs = rng.integers(0, 256, size=(2, 30, 72, 3), dtype=np.uint8)
+    ref_tf = T.Compose(
+        [
+            T.Resize((24, 24), interpolation=T.InterpolationMode.NEAREST),
+            T.CenterCrop(20),
+            T.ToTensor(),
+            T.Normalize((0.5,) * 3, (0.25,) * 3),
+        ]
+    )
+    ref = torch.stack([ref_tf(Image.fromarray(im)) for im in imgs])
+    ours = preprocess_batch(imgs, spec)
+    pil = torch.stack([pil_transform(spec)(Image.fromarray(im)) for im in imgs])
+    assert ours.shape == ref.shape == pil.shape == (2, 3, 20, 20)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pil.numpy(), ref.numpy(), rtol=0, atol=1e-5)
