@@ -200,21 +200,23 @@ def test_an_empty_list_of_images_is_refused() -> None:
         preprocess_batch([], PreprocessSpec(16, 16, *_NORM))
 
 
-@pytest.mark.parametrize("shape", [(20, 60), (60, 20)], ids=["wide", "tall"])
+@pytest.mark.parametrize("crop", [28, 29])
+@pytest.mark.parametrize("shape", [(20, 59), (20, 62), (59, 20), (62, 20)])
 def test_a_crop_larger_than_the_short_side_only_pads_that_side_like_pil(
-    rng: np.random.Generator, shape: tuple[int, int]
+    rng: np.random.Generator, shape: tuple[int, int], crop: int
 ) -> None:
-    """Resized to a short side of 20, cropped to 29: padded across the short side only (4 and 5
-    pixels), cut from the long side, as torchvision's CenterCrop does."""
-    spec = PreprocessSpec(20, 29, (0.5,) * 3, (0.25,) * 3, "nearest")
+    """Resized to a short side of 20, cropped to 28 or 29: padded across the short side only
+    (4 and 4, or 4 and 5 pixels), cut from the long side where torchvision's CenterCrop cuts
+    (round((long - crop) / 2) from the start, rounding half to even)."""
+    spec = PreprocessSpec(20, crop, (0.5,) * 3, (0.25,) * 3, "nearest")
     imgs = rng.integers(0, 256, size=(2, *shape, 3), dtype=np.uint8)
     ours = preprocess_batch(imgs, spec)
     ref = torch.stack([pil_transform(spec)(Image.fromarray(im)) for im in imgs])
-    assert ours.shape == ref.shape == (2, 3, 29, 29)
+    assert ours.shape == ref.shape == (2, 3, crop, crop)
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=0, atol=1e-5)
     fill = -0.5 / 0.25
     short_axis = 2 if shape[0] < shape[1] else 3
-    edge = ours.select(short_axis, 0), ours.select(short_axis, 28)
+    edge = ours.select(short_axis, 0), ours.select(short_axis, crop - 1)
     assert all(bool((e == fill).all()) for e in edge)
 
 
