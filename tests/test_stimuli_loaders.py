@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import io
 import re
+import sys
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +109,34 @@ def test_decode_scales_deep_and_float_images_by_the_documented_rule():
     assert first(wide, "F").tolist() == [[0, 2, 255, 0]]
     out = to_rgb_array(Image.fromarray(wide, "F"))
     assert out.shape == (1, 4, 3) and out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L", "I;16N"])
+def test_every_16_bit_layout_is_scaled_by_its_depth_not_clipped(mode):
+    """Big-endian (TIFF), little-endian and native 16-bit images are scaled like PNG's I;16:
+    25700 of 65535 is 100, where PIL's own convert("RGB") would clip both pixels to 255."""
+    from repsim.stimuli.decode import to_rgb_array
+
+    big = mode == "I;16B" or (mode == "I;16N" and sys.byteorder == "big")
+    data = np.array([[257 * 100, 65535]], ">u2" if big else "<u2").tobytes()
+    im = Image.frombytes(mode, (2, 1), data)
+    assert im.mode == mode
+    assert to_rgb_array(im).tolist() == [[[100] * 3, [255] * 3]]
+
+
+def test_a_palette_image_with_a_transparency_table_decodes_to_its_colours_unwarned():
+    """A palette PNG with an alpha value per entry (tRNS): the palette's colours, alpha dropped,
+    with no PIL warning per image (converting such an image straight to RGB warns)."""
+    rgb = _rgb(5)
+    pal = Image.fromarray(rgb).quantize(16)
+    colours = np.asarray(pal.convert("RGB"))
+    data = _png(pal, transparency=bytes(range(0, 160, 10)))
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.mode == "P" and isinstance(im.info["transparency"], bytes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = decode_image(data)
+    assert np.array_equal(out, colours)
 
 
 def test_min_side_is_inclusive_for_headers_and_full_decodes():
