@@ -98,13 +98,19 @@ def test_decode_scales_deep_and_float_images_by_the_documented_rule():
     assert first(small, "I").tolist() == [[0, 200]]
     mid = np.array([[0, 65535]], np.int32)
     assert first(mid, "I").tolist() == [[0, 255]]
+    # the edges: 255 still fits 8 bits; 65536 no longer fits 16 (65536 / (2**32 - 1) * 255 ~ 0)
+    assert first(np.array([[0, 255]], np.int32), "I").tolist() == [[0, 255]]
+    assert first(np.array([[0, 256]], np.int32), "I").tolist() == [[0, 1]]
+    assert first(np.array([[0, 65536]], np.int32), "I").tolist() == [[0, 0]]
     big = np.array([[0, 2**30]], np.int32)  # 32-bit depth: 2**30 / (2**32 - 1) * 255 = 63.75
     assert first(big, "I").tolist() == [[0, 64]]
     # a signed image's negative values are black, not wrapped around (-5 was 251)
     assert first(np.array([[-5, 200]], np.int32), "I").tolist() == [[0, 200]]
     assert first(np.array([[-(2**20), 2**30]], np.int32), "I").tolist() == [[0, 64]]
-    unit = np.array([[0.0, 0.5, 1.0]], np.float32)
-    assert first(unit, "F").tolist() == [[0, 128, 255]]
+    unit = np.array([[0.0, 0.5, 0.8, 1.0]], np.float32)
+    assert first(unit, "F").tolist() == [[0, 128, 204, 255]]
+    # just above 1 is no [0, 1] data: clipped as it is, not scaled
+    assert first(np.array([[0.2, 1.5]], np.float32), "F").tolist() == [[0, 2]]
     wide = np.array([[-5.0, 1.5, 300.0, np.nan]], np.float32)
     assert first(wide, "F").tolist() == [[0, 2, 255, 0]]
     out = to_rgb_array(Image.fromarray(wide, "F"))
@@ -114,14 +120,16 @@ def test_decode_scales_deep_and_float_images_by_the_documented_rule():
 @pytest.mark.parametrize("mode", ["I;16", "I;16B", "I;16L", "I;16N"])
 def test_every_16_bit_layout_is_scaled_by_its_depth_not_clipped(mode):
     """Big-endian (TIFF), little-endian and native 16-bit images are scaled like PNG's I;16:
-    25700 of 65535 is 100, where PIL's own convert("RGB") would clip both pixels to 255."""
+    25700 and 51400 of 65535 are 100 and 200, 51529 (200.502 by 255 / 65535, not by 256 / 65536)
+    is 201, where PIL's own convert("RGB") would clip every pixel to 255."""
     from repsim.stimuli.decode import to_rgb_array
 
     big = mode == "I;16B" or (mode == "I;16N" and sys.byteorder == "big")
-    data = np.array([[257 * 100, 65535]], ">u2" if big else "<u2").tobytes()
-    im = Image.frombytes(mode, (2, 1), data)
+    data = np.array([[25700, 51400, 51529, 65535]], ">u2" if big else "<u2").tobytes()
+    im = Image.frombytes(mode, (4, 1), data)
     assert im.mode == mode
-    assert to_rgb_array(im).tolist() == [[[100] * 3, [255] * 3]]
+    assert to_rgb_array(im)[..., 0].tolist() == [[100, 200, 201, 255]]
+    assert (to_rgb_array(im) == to_rgb_array(im)[..., :1]).all()
 
 
 def test_a_palette_image_with_a_transparency_table_decodes_to_its_colours_unwarned():
