@@ -839,3 +839,21 @@ def test_a_model_past_the_budget_leaves_room_for_a_smaller_one_after_it(
         progress=False,
     )
     assert builds == ["rn18", "rn18-l3", "mnv3"] + ["rn18-l3"] * 3
+
+
+def test_a_list_of_images_of_two_sizes_is_extracted_row_by_row(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
+) -> None:
+    """``images`` as a plain list of ``(H, W, 3)`` arrays (two sizes, so no batch is one array):
+    every row is the feature of its own image, as from a per-image forward."""
+    spec = _spec()
+    loaded = _loaded(spec)
+    store = FeatureStore(tmp_path / "f.zarr")
+    info = extract_features(
+        spec, list(mixed_images), ids, store, "toy", loaded=loaded, batch_size=4,
+        chunk_batches=2, progress=False,
+    )  # fmt: skip
+    assert info["computed"] == info["decoded"] == len(ids)
+    got_ids, feats = store.read("toy", "rn18")
+    assert list(got_ids) == ids
+    np.testing.assert_allclose(feats, _one_by_one(spec, loaded, mixed_images)[0], atol=1e-5)
