@@ -581,18 +581,35 @@ def test_a_model_giving_nan_is_named_and_nothing_is_written(
     assert writer is None or writer.pending_chunks() == list(range(writer.n_chunks))
 
 
-def _refused_for_nan(tmp_path, spec, loaded, images, ids, match):
+def _refused_for_nan(tmp_path, spec, loaded, images, ids, match, **kw):
     """Extract in 8-row chunks (batches of 4), expecting the ModelError ``match``; the writer of
     what was stored (None when nothing was)."""
     from repsim.errors import ModelError
 
     store = FeatureStore(tmp_path / "f.zarr")
-    with pytest.raises(ModelError, match=match):
+    with pytest.raises(ModelError, match=match) as err:
         extract_features(
             spec, images, ids, store, "toy", loaded=loaded, batch_size=4, chunk_batches=2,
-            progress=False,
+            progress=False, **kw,
         )  # fmt: skip
+    if kw.get("precision", "float32") == "float32":
+        assert "overflow" not in str(err.value)  # float32 is what to try, not what failed
     return store.writer("toy", "rn18", ids)
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_nan_features_under_autocast_suggest_an_overflow_and_float32(
+    tmp_path: Path, images: np.ndarray, ids: list[str], precision: str
+) -> None:
+    spec = _spec()
+    loaded = _loaded(spec)
+    with torch.no_grad():
+        next(loaded.module.parameters()).fill_(float("nan"))
+    _refused_for_nan(
+        tmp_path, spec, loaded, images[:8], ids[:8],
+        rf"gives NaN .*, an overflow in {precision} \(try float32\); check the weights",
+        precision=precision,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- rows against a per-image forward
