@@ -761,3 +761,26 @@ def test_streamed_features_refuse_chunks_that_do_not_fit():
             stream_features(chunks, 6, device="cpu")
     with pytest.raises(InputError, match="held 0 rows, not the 6"):
         stream_features([], 6, device="cpu")
+
+
+# -- mutation audit (probe.py, third round) ---------------------------------------------------------
+def test_the_search_trains_each_setting_once(monkeypatch):
+    """A fine round can land on a setting already scored (on a 16-value grid the coarse step is 2,
+    so +-4 and +-2 from a coarse best are coarse cells): it keeps its score and is not trained
+    again; the search phases train exactly the settings the validation grid holds."""
+    import repsim.probe as P
+
+    trained: list[int] = []
+    real = P._train_batched
+
+    def counting(X, y, rows, seeds, lr, wd, *args):
+        if args[-2] != "probe final":  # the desc: the search phases only
+            trained.append(lr.shape[1])
+        return real(X, y, rows, seeds, lr, wd, *args)
+
+    monkeypatch.setattr(P, "_train_batched", counting)
+    X, y = _blobs(np.random.default_rng(5), n=120, d=8, c=3)
+    res = linear_probe(X, y, X, y, seeds=[0], lrs=[0.1], wds=np.logspace(-6, 1, 16), epochs=2)
+    n_scored = int(np.isfinite(res.val_accuracy).sum())
+    assert sum(trained) == n_scored
+    assert n_scored < len(P.coarse_indices(16)) + 6  # a fine round landed on scored cells
