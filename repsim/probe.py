@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -190,7 +191,7 @@ def _labels(y: Any, n: int, name: str) -> np.ndarray:
     missing = (
         np.isnan(arr)
         if arr.dtype.kind in "fc"
-        else np.array([v is None or (isinstance(v, float) and v != v) for v in arr.ravel()])
+        else pd.isna(arr)  # None, NaN of any float type, pandas' NA and NaT
         if arr.dtype.kind == "O"
         else np.zeros(arr.shape, dtype=bool)
     )

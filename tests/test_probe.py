@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -735,9 +736,10 @@ def test_object_labels_flag_only_none_and_nan_as_missing():
     # float labels in an object array (e.g. read from a mixed column) are labels, NaN is not
     from repsim.probe import _labels
 
-    y = np.array([0.5, 1.5, 2.0, float("nan"), 0.5], dtype=object)
-    with pytest.raises(InputError, match=r"has 1 missing labels .*first at row 3"):
-        _labels(y, 5, "y_train")
+    for nan in (float("nan"), np.float32("nan"), pd.NA):  # a float32 NaN passed as a class
+        y = np.array([0.5, 1.5, 2.0, nan, 0.5], dtype=object)
+        with pytest.raises(InputError, match=r"has 1 missing labels .*first at row 3"):
+            _labels(y, 5, "y_train")
     ok = np.array([0.5, 1.5, "a", 2], dtype=object)
     assert _labels(ok, 4, "y_train") is ok
 
