@@ -463,6 +463,22 @@ def test_wds_from_file_url_cache(shards, tmp_path):
         open_dataset(_spec(loader="wds", url=gone, options=options))
 
 
+def test_wds_an_interrupted_download_is_resumed_never_read_as_the_data(shards, tmp_path):
+    """classnames.txt came first and marked the cache complete: after a download cut off at a
+    shard, the next run read the shards fetched so far as the whole dataset."""
+    (shards / "train" / "nshards.txt").write_text("4")  # 3.tar is missing on the server
+    cache = tmp_path / "cache"
+    fetch = {"cache": str(cache), "download": True}
+    with pytest.raises(DatasetError, match="download from .* failed .*3.tar"):
+        open_dataset(_spec(loader="wds", url=shards.as_uri(), options=fetch))
+    with pytest.raises(DatasetError, match="not cached in"):  # not taken for the data
+        open_dataset(_spec(loader="wds", url=shards.as_uri(), options={"cache": str(cache)}))
+    kept = (cache / "train" / "0.tar").stat().st_mtime_ns
+    (shards / "train" / "nshards.txt").write_text("3")  # the server is fixed
+    assert len(open_dataset(_spec(loader="wds", url=shards.as_uri(), options=fetch))) == 8
+    assert (cache / "train" / "0.tar").stat().st_mtime_ns == kept  # resumed, not fetched again
+
+
 def test_wds_downloads_only_the_splits_it_is_given(shards, tmp_path):
     for split, n in (("train", 3), ("test", 1)):
         (shards / split / "nshards.txt").write_text(f"{n}\n")

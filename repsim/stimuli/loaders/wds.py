@@ -68,8 +68,9 @@ def _shard_count(path: Path, spec: DatasetSpec) -> int:
 
 
 def _download(spec: DatasetSpec, cache: Path) -> None:
+    """Every shard of the splits, then classnames.txt: its presence marks a complete cache, so an
+    interrupted download is resumed (shards already fetched are kept), never read as the data."""
     base = spec.url.rstrip("/")
-    _fetch(f"{base}/classnames.txt", cache / "classnames.txt")
     for split in spec.options.get("wds_splits", SPLITS):
         try:
             _fetch(f"{base}/{split}/nshards.txt", cache / split / "nshards.txt")
@@ -82,6 +83,7 @@ def _download(spec: DatasetSpec, cache: Path) -> None:
             if not dest.is_file():
                 log.info("%s: downloading %s/%s/%d.tar", spec.id, base, split, i)
                 _fetch(f"{base}/{split}/{i}.tar", dest)
+    _fetch(f"{base}/classnames.txt", cache / "classnames.txt")
 
 
 def _root(spec: DatasetSpec) -> Path:
