@@ -479,6 +479,38 @@ def test_wds_an_interrupted_download_is_resumed_never_read_as_the_data(shards, t
     assert (cache / "train" / "0.tar").stat().st_mtime_ns == kept  # resumed, not fetched again
 
 
+@pytest.mark.parametrize("absent", [True, False])
+def test_wds_a_split_is_left_out_only_when_the_server_has_none(
+    shards, tmp_path, monkeypatch, absent
+):
+    """A split whose nshards.txt could not be fetched was left out for any error: a timeout
+    left the cache marked complete without that split, for good."""
+    import urllib.error
+
+    from repsim.stimuli.loaders import wds
+
+    (shards / "train" / "nshards.txt").write_text("3")
+    (shards / "test" / "nshards.txt").write_text("1")
+    fetch = wds._fetch
+
+    def flaky(url: str, dest: Path) -> None:
+        if url.endswith("test/nshards.txt"):
+            if absent:
+                raise urllib.error.HTTPError(url, 404, "Not Found", {}, None)
+            raise urllib.error.URLError(TimeoutError("timed out"))
+        fetch(url, dest)
+
+    monkeypatch.setattr(wds, "_fetch", flaky)
+    cache = tmp_path / "cache"
+    spec = _spec(loader="wds", url=shards.as_uri(), options={"cache": str(cache), "download": True})
+    if absent:
+        assert set(open_dataset(spec).split) == {"train"}
+    else:
+        with pytest.raises(DatasetError, match="download from .* failed .*timed out"):
+            open_dataset(spec)
+        assert not (cache / "classnames.txt").exists()
+
+
 def test_wds_downloads_only_the_splits_it_is_given(shards, tmp_path):
     for split, n in (("train", 3), ("test", 1)):
         (shards / split / "nshards.txt").write_text(f"{n}\n")

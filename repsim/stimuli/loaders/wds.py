@@ -16,6 +16,7 @@ import logging
 import re
 import shutil
 import tarfile
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -67,6 +68,16 @@ def _shard_count(path: Path, spec: DatasetSpec) -> int:
     return int(words[0])
 
 
+def _absent(exc: OSError) -> bool:
+    """Whether a fetch failed because the server has no such file (HTTP 404, a missing local
+    file), not because it could not be asked (a timeout, a refused connection)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code == 404
+    return isinstance(exc, FileNotFoundError) or isinstance(
+        getattr(exc, "reason", None), FileNotFoundError
+    )
+
+
 def _download(spec: DatasetSpec, cache: Path) -> None:
     """Every shard of the splits, then classnames.txt: its presence marks a complete cache, so an
     interrupted download is resumed (shards already fetched are kept), never read as the data."""
@@ -75,6 +86,8 @@ def _download(spec: DatasetSpec, cache: Path) -> None:
         try:
             _fetch(f"{base}/{split}/nshards.txt", cache / split / "nshards.txt")
         except OSError as exc:
+            if not _absent(exc):  # a network error: the split may exist; fail, retry next run
+                raise
             log.warning("%s: no %s split at %s (%s)", spec.id, split, base, exc)
             continue
         n = _shard_count(cache / split / "nshards.txt", spec)
