@@ -54,6 +54,10 @@ def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
 
     info = json.loads((tiny_run / "run.json").read_text())
     assert info["versions"]["torch"] and info["device"] == "cpu"
+    # seconds per stage are durations of this run: each of a stage's tasks lasts at most the run
+    tasks = {"similarity": len(plan.datasets), "probes": len(plan.datasets) * len(plan.models)}
+    for stage, n_tasks in tasks.items():
+        assert 0.0 < info["timings_s"][stage] <= info["timings_s"]["total"] * n_tasks
     assert set(info["datasets"]) == set(sim.dataset.values)
     # every weights file the run used, with its content hash (the zoo's manifest is matched on it)
     assert set(info["weights"]) == set(info["models"])
@@ -98,6 +102,11 @@ def test_second_run_skips_every_stage(
     )
     run(tiny_config, run_dir, device="cpu")
     _files_equal(tiny_run, run_dir)
+    # the rerun's record counts no stage time to work it took from the cache and redid nothing
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["redone"] == []
+    stages_taken = ("stimuli", "similarity", "probes")
+    assert {s: info["timings_s"][s] for s in stages_taken} == dict.fromkeys(stages_taken, 0.0)
 
 
 def test_interrupted_run_resumes_to_identical_results(
