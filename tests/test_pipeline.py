@@ -219,6 +219,44 @@ def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path
     assert not RunFolder(run_dir).similarity.exists()
 
 
+@pytest.mark.parametrize("failure", ["transient", "repsim"])
+def test_a_model_failing_in_the_pass_is_extracted_once_more_on_its_own_unless_by_a_repsim_error(
+    failure: str, tiny_config: Path, tmp_path: Path, monkeypatch
+):
+    # a failure that goes away is retried and the run finishes; a RepsimError is final at once
+    from repsim.cache import StageCache
+    from repsim.errors import ModelError
+    from repsim.pipeline import RunFailedError
+
+    original, loads = stages._loaded_model, []
+
+    def flaky(spec, device, pretrained=True):
+        if spec.id == "cnn-clip-s0":
+            loads.append(spec.id)
+            if failure == "repsim":
+                raise ModelError("simulated refusal of the model")
+            if len(loads) == 1:
+                raise RuntimeError("simulated failure that goes away")
+        return original(spec, device, pretrained)
+
+    monkeypatch.setattr(stages, "_loaded_model", flaky)
+    config = tmp_path / "flaky.yaml"
+    config.write_text(
+        f"include: [{tiny_config}]\n"
+        "select: {models: [cnn-supervised-s0, cnn-clip-s0], datasets: [faces]}\n"
+        "probe: {enabled: false}\n"
+    )
+    run_dir = tmp_path / "run"
+    if failure == "transient":
+        run(config, run_dir, device="cpu")
+        assert loads == ["cnn-clip-s0"] * 2  # the pass, then the retry on its own
+        assert StageCache(run_dir).info("features", ("faces", "cnn-clip-s0"))["sha256"]
+    else:
+        with pytest.raises(RunFailedError, match="simulated refusal"):
+            run(config, run_dir, device="cpu")
+        assert loads == ["cnn-clip-s0"]  # never extracted again
+
+
 def test_datasets_decode_on_demand_with_the_same_images(
     tiny_run: Path, tiny_config: Path, tmp_path: Path
 ):
