@@ -413,6 +413,27 @@ def test_two_runs_never_share_one_linked_feature_store(
     assert owner == [(first / ".run-id").read_text().strip(), str(first.resolve())]
 
 
+def test_probe_normalize_true_written_out_gives_the_probes_of_the_default(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path
+):
+    # the stored features are L2-normalised as they stream in; the option must not reach
+    # linear_probe a second time
+    config = tmp_path / "normalize.yaml"
+    config.write_text(
+        f"include: [{tiny_config}]\n"
+        "select: {models: [cnn-supervised-s0], datasets: [faces]}\n"
+        "probe: {normalize: true}\n"  # merged into the tiny config's probe options
+    )
+    run(config, tmp_path / "run", device="cpu")
+    got, want = (
+        xr.load_dataset(tmp_path / "run" / "probes.nc"),
+        xr.load_dataset(tiny_run / "probes.nc"),
+    )
+    cell = {"model": "cnn-supervised-s0", "dataset": "faces"}
+    for name in ("accuracy", "balanced_accuracy"):
+        np.testing.assert_array_equal(got[name].sel(cell).values, want[name].sel(cell).values)
+
+
 def test_the_summary_says_whose_category_pairs_it_lists(tiny_run: Path) -> None:
     """The end-of-run summary lists category pairs for the first measure only; it said so nowhere,
     so a reader could take the rows of one measure for the run's."""
