@@ -228,7 +228,7 @@ def test_a_model_failing_in_the_pass_is_extracted_once_more_on_its_own_unless_by
     from repsim.errors import ModelError
     from repsim.pipeline import RunFailedError
 
-    original, loads = stages._loaded_model, []
+    original, loads, models = stages._loaded_model, [], ("cnn-supervised-s0", "cnn-clip-s0")
 
     def flaky(spec, device, pretrained=True):
         if spec.id == "cnn-clip-s0":
@@ -243,14 +243,18 @@ def test_a_model_failing_in_the_pass_is_extracted_once_more_on_its_own_unless_by
     config = tmp_path / "flaky.yaml"
     config.write_text(
         f"include: [{tiny_config}]\n"
-        "select: {models: [cnn-supervised-s0, cnn-clip-s0], datasets: [faces]}\n"
+        f"select: {{models: [{', '.join(models)}], datasets: [faces]}}\n"
         "probe: {enabled: false}\n"
     )
     run_dir = tmp_path / "run"
     if failure == "transient":
         run(config, run_dir, device="cpu")
         assert loads == ["cnn-clip-s0"] * 2  # the pass, then the retry on its own
-        assert StageCache(run_dir).info("features", ("faces", "cnn-clip-s0"))["sha256"]
+        records = [StageCache(run_dir).info("features", ("faces", m)) for m in models]
+        assert all(r["sha256"] for r in records)
+        # the retried extraction counts in the run's time like any other
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["timings_s"]["features"] == pytest.approx(sum(r["seconds"] for r in records))
     else:
         with pytest.raises(RunFailedError, match="simulated refusal"):
             run(config, run_dir, device="cpu")
