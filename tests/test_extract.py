@@ -874,3 +874,43 @@ def test_a_list_of_images_of_two_sizes_is_extracted_row_by_row(
     got_ids, feats = store.read("toy", "rn18")
     assert list(got_ids) == ids
     np.testing.assert_allclose(feats, _one_by_one(spec, loaded, mixed_images)[0], atol=1e-5)
+
+
+def test_a_model_failing_in_a_later_chunk_leaves_its_group_unread_and_the_others_finish(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """errors="collect": the middle model raises on the first batch of chunk 1 (its chunk 0 is
+    written); its exception is returned, it runs no more chunks and nothing of it reads as
+    features, while the models before and after it finish, each row the feature of its own image.
+    A rerun extracts only its chunks 1 and 2, to the same features as a per-image forward."""
+    from repsim.extract import extract_models
+
+    specs = [_spec("a"), _spec("b", layer="layer3"), _spec("c")]
+    built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
+    calls = [0]
+
+    def broken(module, args):
+        calls[0] += 1
+        if calls[0] == 3:  # batches of 4, chunks of 8 rows: the first batch of chunk 1
+            raise RuntimeError("simulated failure in chunk 1")
+
+    kw = {"load": lambda s: built[s.id], "batch_size": 4, "chunk_batches": 2, "progress": False}
+    store = FeatureStore(tmp_path / "f.zarr")
+    hook = built["b"].module.register_forward_pre_hook(broken)
+    try:
+        out = extract_models(specs, images, ids, store, "toy", errors="collect", **kw)
+    finally:
+        hook.remove()
+    assert isinstance(out["models"]["b"], RuntimeError) and calls[0] == 3
+    assert out["models"]["a"]["computed"] == out["models"]["c"]["computed"] == len(ids)
+    assert store.writer("toy", "b", ids).pending_chunks() == [1, 2]
+    with pytest.raises(StoreError, match="incomplete"):
+        store.read("toy", "b")
+    for spec in (specs[0], specs[2]):
+        got_ids, feats = store.read("toy", spec.id)
+        assert list(got_ids) == ids
+        np.testing.assert_allclose(feats, _one_by_one(spec, built[spec.id], images)[0], atol=1e-5)
+    again = extract_models(specs, images, ids, store, "toy", **kw)
+    assert {m: r["computed"] for m, r in again["models"].items()} == {"a": 0, "b": 14, "c": 0}
+    ref = _one_by_one(specs[1], built["b"], images)[0]
+    np.testing.assert_allclose(store.read("toy", "b")[1], ref, atol=1e-5)
