@@ -914,3 +914,31 @@ def test_a_model_failing_in_a_later_chunk_leaves_its_group_unread_and_the_others
     assert {m: r["computed"] for m, r in again["models"].items()} == {"a": 0, "b": 14, "c": 0}
     ref = _one_by_one(specs[1], built["b"], images)[0]
     np.testing.assert_allclose(store.read("toy", "b")[1], ref, atol=1e-5)
+
+
+def test_a_model_already_stored_is_not_built_again_nor_takes_room_in_the_budget(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
+) -> None:
+    """rn18 stored by a first call: a second call with the three models builds only the other
+    two, once each, resident in a budget with room for those two only; a third call builds none."""
+    from repsim.extract import extract_models, module_bytes
+
+    specs = _zoo()
+    built, builds, load = _recording_loader(specs)
+    store = FeatureStore(tmp_path / "f.zarr")
+    kw = {"load": load, "batch_size": 4, "chunk_batches": 2, "progress": False}
+    extract_models(specs[:1], _counting(mixed_images)[0], ids, store, "toy", **kw)
+    assert builds == ["rn18"]
+    budget = module_bytes(built["rn18-l3"].module) + module_bytes(built["mnv3"].module)
+    out = extract_models(
+        specs, _counting(mixed_images)[0], ids, store, "toy", memory_budget=budget, **kw
+    )
+    assert builds == ["rn18", "rn18-l3", "mnv3"]
+    assert {m: r["computed"] for m, r in out["models"].items()} == {
+        "rn18": 0,
+        "rn18-l3": len(ids),
+        "mnv3": len(ids),
+    }
+    load_images, count = _counting(mixed_images)
+    extract_models(specs, load_images, ids, store, "toy", **kw)
+    assert builds == ["rn18", "rn18-l3", "mnv3"] and count[0] == 0
