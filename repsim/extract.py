@@ -286,6 +286,8 @@ def extract_models(
     model_ids = [s.id for s in specs]
     if len(set(model_ids)) != len(model_ids):
         raise InputError(f"model ids must be unique in one extraction, got {model_ids}")
+    if isinstance(overwrite, str):  # one id, not the ids it contains as substrings
+        overwrite = (overwrite,)
     read = _loader(images, n)
     dev = resolve_device(device)
     if load is None:

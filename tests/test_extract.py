@@ -721,6 +721,11 @@ def test_overwrite_recomputes_only_the_models_named(
     )
     out = extract_models(specs, images, ids, store, "toy", load=lambda s: old[s.id], **kw)
     assert out["decoded"] == 0  # all done: nothing decoded, nothing built again
+    # one id given as a text names that model, not every model whose id is a part of it
+    out = extract_models(
+        specs, images, ids, store, "toy", load=lambda s: old[s.id], overwrite="ab", **kw
+    )
+    assert out["decoded"] == 0
 
 
 def test_a_resume_with_another_chunking_extracts_again_and_keep_raw_must_match(
