@@ -680,8 +680,8 @@ def test_a_train_split_of_single_examples_is_refused_for_want_of_validation_rows
 
 
 def test_default_grids_are_the_study_s():
-    """Four learning rates 1e-1 .. 1e-4 and 64 weight decays log-spaced over 1e-6 .. 1e1, as the
-    defaults of linear_probe (the other tests pass their own grids)."""
+    """Four learning rates 1e-1 .. 1e-4, 64 weight decays log-spaced over 1e-6 .. 1e1, 20 epochs
+    of batches of 1024, as the defaults of linear_probe (the other tests pass their own grids)."""
     import inspect
 
     from repsim.probe import DEFAULT_LRS, DEFAULT_WDS
@@ -691,6 +691,7 @@ def test_default_grids_are_the_study_s():
     np.testing.assert_allclose(np.log10(DEFAULT_WDS), np.linspace(-6.0, 1.0, 64), atol=1e-12)
     defaults = inspect.signature(linear_probe).parameters
     assert defaults["lrs"].default is DEFAULT_LRS and defaults["wds"].default is DEFAULT_WDS
+    assert defaults["epochs"].default == 20 and defaults["batch_size"].default == 1024
 
 
 def test_a_seed_with_no_new_cells_in_a_fine_round_is_padded_and_not_recorded(monkeypatch):
@@ -786,3 +787,30 @@ def test_the_search_trains_each_setting_once(monkeypatch):
     n_scored = int(np.isfinite(res.val_accuracy).sum())
     assert sum(trained) == n_scored
     assert n_scored < len(P.coarse_indices(16)) + 6  # a fine round landed on scored cells
+
+
+def test_one_int_seed_is_one_seed_and_non_integer_seeds_are_refused():
+    X, y = _blobs(np.random.default_rng(2), n=90, d=6, c=3)
+    kw = dict(lrs=0.1, wds=(0.0, 1e-2), epochs=1, batch_size=32, device="cpu")
+    one = linear_probe(X[:60], y[:60], X[60:], y[60:], seeds=4, **kw)
+    listed = linear_probe(X[:60], y[:60], X[60:], y[60:], seeds=[4], **kw)
+    assert one.seeds.tolist() == [4] and np.array_equal(one.accuracy, listed.accuracy)
+    for bad in (1.5, [0, 1.0], [-1], [True], "0"):
+        with pytest.raises(InputError, match="seeds must be a list of non-negative integers"):
+            linear_probe(X[:60], y[:60], X[60:], y[60:], seeds=bad, **kw)
+
+
+@pytest.mark.parametrize("flag", ["normalize", "shared_search"])
+def test_probe_flags_are_true_or_false_not_truthy(flag):
+    # a config's "no" is a truthy string: it must be refused, not switch the option on
+    X, y = _blobs(np.random.default_rng(2), n=60, d=6, c=3)
+    with pytest.raises(InputError, match=f"{flag} must be True or False, got 'no'"):
+        linear_probe(X, y, X, y, lrs=0.1, wds=0.0, epochs=1, device="cpu", **{flag: "no"})
+
+
+def test_a_final_training_that_diverges_is_refused_by_name():
+    # lr x wd = 1e30: the search's single step (31 fit rows, batch 32) leaves finite weights, the
+    # final training's second step (all 40 rows) overflows them; no accuracy of inf weights
+    X, y = _blobs(np.random.default_rng(3), n=40, d=6, c=3)
+    with pytest.raises(InputError, match=r"final probe training diverged .*\(1\.0, 1e\+30\)"):
+        linear_probe(X, y, X, y, lrs=1.0, wds=1e30, seeds=0, epochs=1, batch_size=32, device="cpu")
