@@ -90,6 +90,16 @@ def _forbid_recomputation(monkeypatch, *extra: str) -> None:
         monkeypatch.setattr(target, fail)
 
 
+def _no_probes(tiny_config: Path, path: Path, models: list[str], datasets: list[str]) -> Path:
+    """A config of the tiny run's ``models`` and ``datasets`` with its probes off."""
+    path.write_text(
+        f"include: [{tiny_config}]\n"
+        f"select: {{models: [{', '.join(models)}], datasets: [{', '.join(datasets)}]}}\n"
+        "probe: {enabled: false}\n"
+    )
+    return path
+
+
 def test_second_run_skips_every_stage(
     tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch
 ):
@@ -185,12 +195,8 @@ def test_one_broken_model_does_not_end_the_run(tiny_config: Path, tmp_path: Path
         return original(spec, device, pretrained)
 
     monkeypatch.setattr(stages, "_loaded_model", broken)
-    config = tmp_path / "broken.yaml"
-    config.write_text(
-        f"include: [{tiny_config}]\n"
-        "select: {models: [cnn-supervised-s0, cnn-simclr-s0, cnn-clip-s0], datasets: [faces, textures]}\n"
-        "probe: {enabled: false}\n"
-    )
+    models = ["cnn-supervised-s0", "cnn-simclr-s0", "cnn-clip-s0"]
+    config = _no_probes(tiny_config, tmp_path / "broken.yaml", models, ["faces", "textures"])
     run_dir = tmp_path / "run"
     with pytest.raises(RunFailedError) as err:
         run(config, run_dir, device="cpu")
@@ -228,7 +234,7 @@ def test_a_model_failing_in_the_pass_is_extracted_once_more_on_its_own_unless_by
     from repsim.errors import ModelError
     from repsim.pipeline import RunFailedError
 
-    original, loads, models = stages._loaded_model, [], ("cnn-supervised-s0", "cnn-clip-s0")
+    original, loads, models = stages._loaded_model, [], ["cnn-supervised-s0", "cnn-clip-s0"]
 
     def flaky(spec, device, pretrained=True):
         if spec.id == "cnn-clip-s0":
@@ -240,12 +246,7 @@ def test_a_model_failing_in_the_pass_is_extracted_once_more_on_its_own_unless_by
         return original(spec, device, pretrained)
 
     monkeypatch.setattr(stages, "_loaded_model", flaky)
-    config = tmp_path / "flaky.yaml"
-    config.write_text(
-        f"include: [{tiny_config}]\n"
-        f"select: {{models: [{', '.join(models)}], datasets: [faces]}}\n"
-        "probe: {enabled: false}\n"
-    )
+    config = _no_probes(tiny_config, tmp_path / "flaky.yaml", models, ["faces"])
     run_dir = tmp_path / "run"
     if failure == "transient":
         run(config, run_dir, device="cpu")
