@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import sys
 import tarfile
 import warnings
@@ -477,6 +478,44 @@ def test_wds_an_interrupted_download_is_resumed_never_read_as_the_data(shards, t
     (shards / "train" / "nshards.txt").write_text("3")  # the server is fixed
     assert len(open_dataset(_spec(loader="wds", url=shards.as_uri(), options=fetch))) == 8
     assert (cache / "train" / "0.tar").stat().st_mtime_ns == kept  # resumed, not fetched again
+
+
+def test_wds_a_cache_cut_off_by_an_earlier_version_is_named_and_resumed(shards, tmp_path):
+    """Earlier versions fetched classnames.txt first, so a cache cut off at a shard has it: the
+    shards its nshards.txt counts and lacks are named, and a download fetches only them."""
+    (shards / "train" / "nshards.txt").write_text("3")
+    cache = tmp_path / "cache"
+    (cache / "train").mkdir(parents=True)
+    shutil.copy(shards / "classnames.txt", cache)
+    shutil.copy(shards / "train" / "nshards.txt", cache / "train")
+    shutil.copy(shards / "train" / "0.tar", cache / "train")
+    kept = (cache / "train" / "0.tar").stat().st_mtime_ns
+    spec = _spec(loader="wds", url=shards.as_uri(), options={"cache": str(cache)})
+    with pytest.raises(DatasetError, match=r"lacks 1\.tar, 2\.tar of the 3 shards .* cut off"):
+        open_dataset(spec)
+    fetch = {"cache": str(cache), "download": True}
+    assert len(open_dataset(_spec(loader="wds", url=shards.as_uri(), options=fetch))) == 8
+    assert (cache / "train" / "0.tar").stat().st_mtime_ns == kept  # kept, not fetched again
+    assert len(open_dataset(spec)) == 8
+
+
+def test_wds_a_folder_lacking_shards_its_nshards_counts_is_refused_by_name(shards):
+    """A local copy with shards missing was read as the whole dataset, unsaid."""
+    spec = _spec(loader="wds", path=str(shards))
+    (shards / "train" / "nshards.txt").write_text("6\n")
+    with pytest.raises(DatasetError, match=r"train lacks 3\.tar, 4\.tar, 5\.tar of the 6 shards"):
+        open_dataset(spec)
+    (shards / "train" / "nshards.txt").write_text("8")
+    with pytest.raises(DatasetError, match=r"lacks 3\.tar, 4\.tar, 5\.tar and 2 more of the 8"):
+        open_dataset(spec)
+    (shards / "train" / "nshards.txt").write_text("<html>Not Found</html>")
+    with pytest.raises(DatasetError, match=r"nshards\.txt holds '<html>Not Found</html>', not a"):
+        open_dataset(spec)
+    (shards / "train" / "nshards.txt").write_text("3")  # all there
+    assert len(open_dataset(spec)) == 11
+    (shards / "train" / "nshards.txt").unlink()  # the documented way to read what there is
+    (shards / "train" / "2.tar").unlink()
+    assert len(open_dataset(spec)) == 10
 
 
 @pytest.mark.parametrize("absent", [True, False])

@@ -4,7 +4,8 @@ Layout (local folder, or the same under a URL): ``ROOT/classnames.txt`` (one cla
 and ``ROOT/<split>/*.tar``; each sample is a group of tar members sharing a key, with an image
 (``.webp``, ``.jpg``, ``.png``, ...) and the label in ``.cls``. Shards are indexed once (headers
 and labels only); images are read lazily from their byte offsets. A shard that ends early keeps
-its complete samples and records the cut one in ``skipped``.
+its complete samples and records the cut one in ``skipped``. A split whose ``nshards.txt``
+counts shards its folder lacks is refused by name, never read as the whole split.
 
 With ``url:`` the shards are cached in ``options.cache`` (default ``~/.cache/repsim/wds/<id>``)
 and downloaded only when ``options.download`` is true.
@@ -55,17 +56,49 @@ def _fetch(url: str, dest: Path) -> None:
     tmp.replace(dest)
 
 
+def _count_in(path: Path) -> tuple[int | None, str]:
+    """The shard count an nshards.txt holds (None if it holds something else), and its text."""
+    words = path.read_text(encoding="utf-8", errors="replace").split()
+    text = " ".join(words)[:40]
+    return (int(words[0]) if words and words[0].isdigit() else None), text
+
+
 def _shard_count(path: Path, spec: DatasetSpec) -> int:
     """The number in a downloaded nshards.txt; anything else is the server's error, named."""
-    words = path.read_text(encoding="utf-8", errors="replace").split()
-    if not words or not words[0].isdigit():
+    n, text = _count_in(path)
+    if n is None:
         path.unlink()  # not kept: the next run downloads it again
         raise DatasetError(
             f"dataset '{spec.id}': {spec.url.rstrip('/')}/{path.parent.name}/nshards.txt holds "
-            f"{' '.join(words)[:40]!r}, not a shard count; check the URL (it should serve the "
+            f"{text!r}, not a shard count; check the URL (it should serve the "
             "shards of a clip-benchmark dataset)"
         )
-    return int(words[0])
+    return n
+
+
+def _missing_shards(root: Path, spec: DatasetSpec) -> str | None:
+    """Which shards a split's nshards.txt counts and its folder lacks (a download cut off, also
+    one made by an earlier repsim that marked its cache complete first), said; None if none."""
+    for split in SPLITS:
+        count_file = root / split / "nshards.txt"
+        if not count_file.is_file():
+            continue
+        try:
+            n, text = _count_in(count_file)
+        except OSError as exc:
+            raise DatasetError(
+                f"dataset '{spec.id}': {count_file} cannot be read ({type(exc).__name__}: {exc})"
+            ) from None
+        if n is None:
+            raise DatasetError(
+                f"dataset '{spec.id}': {count_file} holds {text!r}, not a shard count; download "
+                "it again, or delete it to read the shards there are"
+            )
+        if len(list((root / split).glob("*.tar"))) < n:
+            gone = [f"{i}.tar" for i in range(n) if not (root / split / f"{i}.tar").is_file()]
+            shown = ", ".join(gone[:3]) + (f" and {len(gone) - 3} more" if len(gone) > 3 else "")
+            return f"{root / split} lacks {shown} of the {n} shards its nshards.txt counts"
+    return None
 
 
 def _absent(exc: OSError) -> bool:
@@ -105,11 +138,15 @@ def _root(spec: DatasetSpec) -> Path:
     cache = spec.resolve(
         spec.options.get("cache")
     ) or Path.home() / ".cache" / "repsim" / "wds" / spec.id.replace("/", "_")
-    if not (cache / "classnames.txt").is_file():
+    cached = (cache / "classnames.txt").is_file()
+    missing = _missing_shards(cache, spec) if cached else None
+    if not cached or missing:
         if not spec.options.get("download"):
+            cut = f" ({missing}: a download was cut off)" if missing else ""
             raise DatasetError(
-                f"dataset '{spec.id}': shards from {spec.url} are not cached in {cache}; set options: "
-                "{download: true} and run online once, or " + _how_to_get(spec)
+                f"dataset '{spec.id}': shards from {spec.url} are not cached in {cache}{cut}; set "
+                "options: {download: true} and run online once (shards already there are kept), "
+                "or " + _how_to_get(spec)
             )
         try:
             _download(spec, cache)
@@ -202,6 +239,11 @@ def load(spec: DatasetSpec) -> StimulusSet:
     if (problem := path_problem(root, "folder")) is not None:
         raise DatasetError(
             f"dataset '{spec.id}': shard folder {root} {problem}; " + _how_to_get(spec)
+        )
+    if (missing := _missing_shards(root, spec)) is not None:
+        raise DatasetError(
+            f"dataset '{spec.id}': {missing}; download them again, or delete that nshards.txt to "
+            "read only the shards there are"
         )
     names_file = root / "classnames.txt"
     if (problem := path_problem(names_file, "file")) is not None:
