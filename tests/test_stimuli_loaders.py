@@ -511,6 +511,9 @@ def test_wds_a_folder_lacking_shards_its_nshards_counts_is_refused_by_name(shard
     (shards / "train" / "nshards.txt").write_text("<html>Not Found</html>")
     with pytest.raises(DatasetError, match=r"nshards\.txt holds '<html>Not Found</html>', not a"):
         open_dataset(spec)
+    (shards / "train" / "nshards.txt").write_text("\u00b2", encoding="utf-8")  # isdigit, not int
+    with pytest.raises(DatasetError, match=r"nshards\.txt holds '\u00b2', not a shard count"):
+        open_dataset(spec)
     (shards / "train" / "nshards.txt").write_text("3")  # all there
     assert len(open_dataset(spec)) == 11
     (shards / "train" / "nshards.txt").unlink()  # the documented way to read what there is

@@ -60,7 +60,7 @@ def _count_in(path: Path) -> tuple[int | None, str]:
     """The shard count an nshards.txt holds (None if it holds something else), and its text."""
     words = path.read_text(encoding="utf-8", errors="replace").split()
     text = " ".join(words)[:40]
-    return (int(words[0]) if words and words[0].isdigit() else None), text
+    return (int(words[0]) if words and words[0].isdecimal() else None), text
 
 
 def _shard_count(path: Path, spec: DatasetSpec) -> int:
