@@ -730,7 +730,7 @@ def test_model_metadata_numbers_in_exponent_form(tmp_path: Path) -> None:
     )
     spec = spec_from_entry(entry)
     assert spec.metadata["params_m"] == 1000.0 and spec.metadata["embed_dim"] == 768
-    for bad in ("768.5", "'768 dims'", "0"):  # int() truncated 768.5 to 768
+    for bad in ("768.5", "'768 dims'", "0", "'7\u00b2'"):  # int() truncated 768.5; '²' isdigit
         entry = parse_yaml(
             f"{{id: m, loader: minizoo, identifier: cnn, metadata: {{embed_dim: {bad}}}}}"
         )

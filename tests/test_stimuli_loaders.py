@@ -684,8 +684,10 @@ def test_wds_shards_are_read_in_natural_order(tmp_path):
     (tmp_path / "classnames.txt").write_text("cat\ndog\n")
     _shard(tmp_path / "train" / "10.tar", [("b", _png(_rgb(1)), "1")])
     _shard(tmp_path / "train" / "2.tar", [("a", _png(_rgb(0)), "0")])
+    _shard(tmp_path / "train" / "10\u00b21.tar", [("c", _png(_rgb(2)), "0")])  # '²' isdigit
     st = open_dataset(_spec(loader="wds", path=str(tmp_path)))
-    assert st.ids.tolist() == ["fx/train/a", "fx/train/b"] and st.labels.tolist() == [0, 1]
+    assert st.ids.tolist() == ["fx/train/a", "fx/train/b", "fx/train/c"]
+    assert st.labels.tolist() == [0, 1, 0]
 
 
 @pytest.mark.parametrize(

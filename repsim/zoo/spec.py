@@ -285,7 +285,7 @@ def spec_from_entry(
     check_keys(metadata, SPEC_METADATA_KEYS, f"{where}: metadata", hint=_METADATA_HINT)
     if metadata.get("embed_dim") is not None:
         dim = metadata["embed_dim"]
-        dim = int(dim) if isinstance(dim, str) and dim.isdigit() else whole_number(dim)
+        dim = int(dim) if isinstance(dim, str) and dim.isdecimal() else whole_number(dim)
         if dim is None or dim < 1:  # int() truncated 768.5 to 768
             raise ConfigError(
                 f"{where}: metadata.embed_dim must be a positive integer (or null), got "

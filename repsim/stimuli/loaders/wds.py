@@ -37,7 +37,7 @@ _IMAGE_EXTS = tuple(e.lstrip(".") for e in IMAGE_EXTS)
 
 
 def _natural_key(path: Path) -> list:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+    return [int(t) if t.isdecimal() else t for t in re.split(r"(\d+)", path.name)]
 
 
 def _how_to_get(spec: DatasetSpec) -> str:
