@@ -787,6 +787,18 @@ def domain_contrast(
 MAX_RESAMPLES = 99_999
 
 
+def _resamples_for(level: float, pairs: pd.DataFrame) -> int:
+    """Dataset resamples that leave about 25 draws beyond each end of an expanded interval at
+    ``level`` over the datasets of ``pairs``, at least 999 (and at most :data:`MAX_RESAMPLES`)."""
+    from repsim.stats import MIN_BOOTSTRAP_DATASETS, expanded_level
+
+    n_datasets = len(set(pairs["dataset_a"]) | set(pairs["dataset_b"]))
+    if n_datasets < MIN_BOOTSTRAP_DATASETS:  # there is no interval to draw for
+        return 999
+    tail = (1 - expanded_level(level, n_datasets)) / 2
+    return min(MAX_RESAMPLES, max(999, math.ceil(25 / tail)))
+
+
 def scale_difference(
     pairs: pd.DataFrame,
     n_resamples: int | None = None,
@@ -807,7 +819,7 @@ def scale_difference(
     ``n_comparisons``.
     """
     from repsim.names import ALL
-    from repsim.stats import MIN_BOOTSTRAP_DATASETS, dataset_bootstrap, expanded_level
+    from repsim.stats import dataset_bootstrap
 
     if not (isinstance(n_comparisons, (int, np.integer)) and n_comparisons >= 1):
         raise InputError(
@@ -818,11 +830,7 @@ def scale_difference(
         ok = ok[ok["label"] == ALL]
     level = 1 - (1 - confidence_level) / n_comparisons
     if n_resamples is None:
-        n_resamples = 999
-        n_datasets = len(set(ok["dataset_a"]) | set(ok["dataset_b"]))
-        if n_datasets >= MIN_BOOTSTRAP_DATASETS:  # below, there is no interval to draw for
-            tail = (1 - expanded_level(level, n_datasets)) / 2
-            n_resamples = min(MAX_RESAMPLES, max(999, math.ceil(25 / tail)))
+        n_resamples = _resamples_for(level, ok)
     diff = (ok["y"] - ok["x"]).to_numpy()
     out = dataset_bootstrap(
         ok.assign(diff=diff),
@@ -832,6 +840,66 @@ def scale_difference(
         column="diff",
     )
     out.update(confidence_level=level, n_comparisons=int(n_comparisons))
+    return out
+
+
+def top_pair_gaps(
+    cons: xr.Dataset,
+    measures: Sequence[str],
+    category: str = "objective",
+    datasets: Sequence[str] | None = None,
+    n_resamples: int | None = None,
+    confidence_level: float = 0.95,
+) -> dict[str, dict]:
+    """Is the most consistent category pair first by more than chance? For each measure of
+    consistency.nc (those it lacks left out): the category pair with the highest median
+    consistency over dataset pairs (``top``, as in :func:`repsim.consistency.category_pair_medians`),
+    the next one (``runner_up``), and the gap between their medians with a bootstrap interval
+    that resamples datasets, models fixed (:func:`repsim.stats.dataset_bootstrap`); both pairs
+    are held fixed across the draws. An interval above 0 says the first pair stays above the
+    next under another draw of datasets; one that covers 0 says the ranking of the two is not
+    settled by these datasets. With several measures each interval is at the Bonferroni level
+    (``n_comparisons``), so that they cover together at ``confidence_level``. A measure with fewer
+    than two category pairs with a defined median has no entry.
+    """
+    from repsim.consistency import category_pair_medians, consistency_table
+    from repsim.stats import dataset_bootstrap
+
+    present = [m for m in dict.fromkeys(measures) if m in set(map(str, cons.measure.values))]
+    level = 1 - (1 - confidence_level) / max(1, len(present))
+    out: dict[str, dict] = {}
+    for m in present:
+        medians = category_pair_medians(cons, [m], category, datasets)[m].dropna()
+        if len(medians) < 2:
+            continue
+        top = str(medians.idxmax())
+        runner_up = str(medians.drop(top).idxmax())
+        table = consistency_table(cons, m, category, datasets=datasets).dropna(
+            subset=["consistency"]
+        )
+        table = table[table["label"].isin([top, runner_up])].reset_index(drop=True)
+        first = (table["label"] == top).to_numpy()
+        values = table["consistency"].to_numpy(dtype=float)
+
+        def gap(rows: np.ndarray, first=first, values=values) -> float:
+            rows = rows.astype(np.int64)
+            a, b = values[rows[first[rows]]], values[rows[~first[rows]]]
+            return float(np.median(a) - np.median(b)) if len(a) and len(b) else np.nan
+
+        result = dataset_bootstrap(
+            table.assign(row=np.arange(len(table), dtype=float)),
+            gap,
+            n_resamples=n_resamples if n_resamples is not None else _resamples_for(level, table),
+            confidence_level=level,
+            column="row",
+        )
+        out[m] = {
+            "top": top,
+            "runner_up": runner_up,
+            **result,
+            "confidence_level": level,
+            "n_comparisons": len(present),
+        }
     return out
 
 

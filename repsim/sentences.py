@@ -833,28 +833,72 @@ def measure_agreement_text(agree: pd.DataFrame, measure: str) -> str:
     )
 
 
-def top_pair_text(medians: pd.DataFrame, category: str) -> str:
-    """The most consistent category pair under each measure
-    (:func:`repsim.consistency.category_pair_medians`), and whether the measures agree on it."""
-    if len(medians) < 2:
+def top_pair_text(gaps: Mapping[str, Mapping], category: str) -> str:
+    """The most consistent category pair under each measure, and whether it is first by more than
+    the datasets' chance (:func:`repsim.analysis.top_pair_gaps`: its gap to the next pair, with an
+    interval over datasets resampled)."""
+    if not gaps:
         return (
-            f"Fewer than two {category} pairs have {MIN_PAIRS} or more model pairs, so the "
-            "category ranking under local and global measures cannot be compared."
+            f"Fewer than two {category} pairs have a median consistency under any measure (a pair "
+            f"needs {MIN_PAIRS} or more model pairs), so the category ranking under local and "
+            "global measures cannot be compared."
         )
-    medians = medians.dropna(axis=1, how="all")  # a measure with no defined median names no pair
-    if medians.shape[1] == 0:
-        return (
-            f"No {category} pair has a defined median consistency under any measure, so the "
-            "category ranking under local and global measures cannot be compared."
-        )
-    tops = medians.idxmax()
-    same = tops.nunique() == 1
+    same = len({g["top"] for g in gaps.values()}) == 1
     return (
-        "Category pair with the highest median consistency under each measure: "
-        + ", ".join(f"{m}: **{lab}**" for m, lab in tops.items())
+        "Category pair with the highest median consistency under each measure"
         + (" (the same under every measure)" if same else " (not the same under every measure)")
-        + "; described, not tested: the medians share datasets and models, and the gap between "
-        "the first and the next pair carries no interval here."
+        + ", and its gap to the next pair: "
+        + "; ".join(f"{m}: {top_gap_clause(g)}" for m, g in gaps.items())
+        + "."
+        + _gap_intervals_note(gaps)
+    )
+
+
+def top_gap_clause(gap: Mapping) -> str:
+    """``**A | A**, ahead of the next, B | B, by 0.05 (95% CI 0.01 to 0.09)``, worded by the
+    interval of one entry of :func:`repsim.analysis.top_pair_gaps`."""
+    top, nxt, d = gap["top"], gap["runner_up"], gap["estimate"]
+    lo, hi = gap["ci_low"], gap["ci_high"]
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return (
+            f"**{top}**, {format_estimate(d)} above the next, {nxt} (not tested: no interval, "
+            f"{no_interval_reason(gap['n_datasets'])})"
+        )
+    ci = f"{_ci_label(gap)} {format_interval(lo, hi)}"
+    if lo > 0:
+        return f"**{top}**, ahead of the next, {nxt}, by {format_estimate(d)} ({ci})"
+    if hi < 0:
+        return (
+            f"**{top}** by the median, but the next, {nxt}, is ahead in the resamples (gap "
+            f"{format_estimate(d)}, {ci})"
+        )
+    return f"**{top}**, not told apart from the next, {nxt} (gap {format_estimate(d)}, {ci})"
+
+
+def _ci_label(result: Mapping) -> str:
+    """``95% CI``, or ``95% simultaneous CI`` for one of ``n_comparisons`` Bonferroni intervals
+    (each at ``confidence_level``) that cover together at 95%."""
+    k = int(result.get("n_comparisons", 1))
+    family = 1 - (1 - float(result.get("confidence_level", 0.95))) * k
+    return f"{family:.0%} CI" if k == 1 else f"{family:.0%} simultaneous CI"
+
+
+def _gap_intervals_note(gaps: Mapping[str, Mapping]) -> str:
+    """What the intervals of :func:`top_gap_clause` resample, and their Bonferroni level."""
+    shown = [g for g in gaps.values() if np.isfinite(g["ci_low"]) and np.isfinite(g["ci_high"])]
+    if not shown:
+        return ""
+    g = shown[0]
+    k, level = int(g.get("n_comparisons", 1)), float(g.get("confidence_level", 0.95))
+    several = (
+        f"; with {k} measures each interval is at {level:.1%} (Bonferroni), so "
+        f"{'both' if k == 2 else f'all {k}'} cover together at {1 - (1 - level) * k:.0%}"
+        if k > 1
+        else ""
+    )
+    return (
+        f" Each interval resamples the {int(g['n_datasets'])} datasets with the models and both "
+        f"pairs fixed{several}."
     )
 
 
@@ -880,7 +924,7 @@ def local_global_text(
     k = int(difference.get("n_comparisons", 1))
     level = float(difference.get("confidence_level", 0.95))
     family = 1 - (1 - level) * k
-    label = f"{family:.0%} CI" if k == 1 else f"{family:.0%} simultaneous CI"
+    label = _ci_label(difference)
     several = (
         f"; one of {k} measures set against {measure} here, so each interval is at {level:.1%} "
         f"(Bonferroni) and all {k} cover together at {family:.0%}"
@@ -898,30 +942,37 @@ def local_global_text(
     return f"{head}; no evidence that either measure gives the higher consistency ({ci})."
 
 
-def platonic_text(medians: pd.DataFrame, measure: str, knn_measure: str, category: str) -> str:
-    """The most consistent category pair under CKA and under mutual kNN, and how alike the two
-    rank the category pairs (:func:`repsim.consistency.category_pair_medians` of both)."""
+def platonic_text(
+    medians: pd.DataFrame,
+    measure: str,
+    knn_measure: str,
+    category: str,
+    gaps: Mapping[str, Mapping],
+) -> str:
+    """The most consistent category pair under CKA and under mutual kNN, each with its gap to the
+    next pair (:func:`repsim.analysis.top_pair_gaps`), and how alike the two measures rank the
+    category pairs (:func:`repsim.consistency.category_pair_medians` of both, described)."""
     medians = medians.reindex(columns=[measure, knn_measure])
     both = medians.dropna()
-    if len(both) < 2:
+    if len(both) < 2 or measure not in gaps or knn_measure not in gaps:
         return (
             f"Fewer than two {category} pairs have {MIN_PAIRS} or more model pairs, so the "
             "consistency of category pairs cannot be compared between the two measures."
         )
     text = (
-        f"The {category} pair with the highest median consistency is "
-        f"**{medians[measure].idxmax()}** under {measure} and **{medians[knn_measure].idxmax()}** "
-        f"under {knn_measure}"
+        f"The {category} pair with the highest median consistency under {measure} is "
+        f"{top_gap_clause(gaps[measure])}; under {knn_measure} it is "
+        f"{top_gap_clause(gaps[knn_measure])}."
+        + _gap_intervals_note({m: gaps[m] for m in (measure, knn_measure)})
     )
     if len(both) >= 3:
         rho = correlate(both[measure], both[knn_measure], "spearman")
         text += (
-            f"; over the {len(both)} pairs the two measures' medians have Spearman **{fmt(rho)}**"
+            f" Over the {len(both)} pairs the two measures' medians have Spearman "
+            f"**{fmt(rho)}** (described, not tested: the medians share datasets and models, so "
+            "no p-value or interval is attached)."
         )
-    return text + (
-        "; described, not tested: the medians share datasets and models, so no p-value or "
-        "interval is attached."
-    )
+    return text
 
 
 def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: float) -> str:

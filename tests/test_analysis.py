@@ -1309,6 +1309,113 @@ def test_scale_difference_intervals_cover_together_when_several_measures_are_com
             A.scale_difference(pairs, n_comparisons=bad)
 
 
+def _sim_of_two_objectives(rng, n_datasets: int, noise_a: float, noise_b: float) -> xr.Dataset:
+    """Similarity of 4 models of objective A and 4 of B on ``n_datasets`` datasets: each
+    objective's within pairs follow a fixed pattern plus noise of its own size, so the smaller
+    noise gives the more consistent category pair; the pairs across objectives are noise."""
+    ids = [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(4)]
+    obj = ["A"] * 4 + ["B"] * 4
+    M = len(ids)
+    pattern = rng.uniform(0.2, 0.8, size=(M, M))
+    sims = []
+    for _ in range(n_datasets):
+        s = rng.uniform(0, 1, size=(M, M))
+        s[:4, :4] = pattern[:4, :4] + noise_a * rng.normal(size=(4, 4))
+        s[4:, 4:] = pattern[4:, 4:] + noise_b * rng.normal(size=(4, 4))
+        s = (s + s.T) / 2
+        np.fill_diagonal(s, 1.0)
+        sims.append(s)
+    da = xr.DataArray(
+        np.stack(sims),
+        dims=("dataset", "model_a", "model_b"),
+        coords={
+            "dataset": [f"d{i}" for i in range(n_datasets)],
+            "model_a": ids,
+            "model_b": ids,
+            "objective_a": ("model_a", obj),
+            "objective_b": ("model_b", obj),
+        },
+        name="cka_linear",
+        attrs={"measure": "cka_linear"},
+    )
+    return da.to_dataset()
+
+
+def _median_consistency_by_hand(sim: xr.Dataset, models: list[str]) -> float:
+    """Median over dataset pairs of Pearson r between the similarities of the model pairs within
+    ``models`` (a loop over dataset pairs)."""
+    s = sim["cka_linear"]
+    pairs = list(itertools.combinations(models, 2))
+    vec = np.array(
+        [[float(s[d].sel(model_a=a, model_b=b)) for a, b in pairs] for d in range(len(s.dataset))]
+    )
+    rs = [np.corrcoef(vec[i], vec[j])[0, 1] for i, j in itertools.combinations(range(len(vec)), 2)]
+    return float(np.median(rs))
+
+
+def test_top_pair_gaps_against_a_table_bootstrap_and_by_hand():
+    """The gap between the most consistent category pair and the next: its value by hand, its
+    interval the same as a bootstrap over the plain table of the two pairs (datasets resampled)."""
+    rng = np.random.default_rng(11)
+    sim = _sim_of_two_objectives(rng, 9, noise_a=0.02, noise_b=0.3)
+    cons = C.consistency_dataset(sim, by=("objective",))
+    gaps = A.top_pair_gaps(cons, ["cka_linear", "not_there"], "objective", n_resamples=999)
+    assert list(gaps) == ["cka_linear"]
+    g = gaps["cka_linear"]
+    assert (g["top"], g["runner_up"]) == ("A | A", "B | B")  # A | B: noise, below both
+    by_hand = _median_consistency_by_hand(sim, ["a0", "a1", "a2", "a3"]) - (
+        _median_consistency_by_hand(sim, ["b0", "b1", "b2", "b3"])
+    )
+    assert g["estimate"] == pytest.approx(by_hand, abs=1e-12)
+    table = C.consistency_table(cons, "cka_linear", "objective")
+    two = table[table.label.isin(["A | A", "B | B"])].reset_index(drop=True)
+
+    def gap(t: pd.DataFrame) -> float:
+        return float(
+            t[t.label == "A | A"].consistency.median() - t[t.label == "B | B"].consistency.median()
+        )
+
+    plain = S.dataset_bootstrap(two, gap, n_resamples=999)
+    for key in ("estimate", "ci_low", "ci_high", "n_bootstrap", "n_datasets"):
+        assert g[key] == pytest.approx(plain[key], abs=1e-12), key
+    assert g["ci_low"] > 0  # A | A is first by far more than the datasets' chance
+    assert g["confidence_level"] == 0.95 and g["n_comparisons"] == 1
+    # by default sized as scale_difference's: about 25 draws beyond each end of the interval
+    tail = (1 - S.expanded_level(0.95, 9)) / 2
+    sized = A.top_pair_gaps(cons, ["cka_linear"], "objective")["cka_linear"]
+    assert sized["n_bootstrap"] == max(999, math.ceil(25 / tail)) > 999
+    text = T.top_pair_text(gaps, "objective")
+    assert "cka_linear: **A | A**, ahead of the next, B | B, by" in text
+    assert not T.untested_claims(text)
+
+
+def test_top_pair_gaps_when_the_first_is_not_told_apart():
+    """Two objectives as consistent as each other: the interval of the gap covers 0, and with two
+    measures each interval is at the Bonferroni level (wider than alone)."""
+    rng = np.random.default_rng(12)
+    sim = _sim_of_two_objectives(rng, 9, noise_a=0.15, noise_b=0.15)
+    two_measures = xr.merge([sim, sim.rename(cka_linear="rsa")])
+    two_measures["rsa"].attrs["measure"] = "rsa"
+    cons = C.consistency_dataset(two_measures, by=("objective",))
+    alone = A.top_pair_gaps(cons, ["cka_linear"], "objective", n_resamples=999)["cka_linear"]
+    gaps = A.top_pair_gaps(cons, ["cka_linear", "rsa"], "objective", n_resamples=999)
+    g = gaps["cka_linear"]
+    assert g["ci_low"] < 0 < g["ci_high"]
+    assert g["confidence_level"] == pytest.approx(0.975) and g["n_comparisons"] == 2
+    assert g["ci_low"] <= alone["ci_low"] and g["ci_high"] >= alone["ci_high"]
+    text = T.top_pair_text(gaps, "objective")
+    assert f"**{g['top']}**, not told apart from the next, {g['runner_up']} (gap" in text
+    assert "95% simultaneous CI" in text and "each interval is at 97.5% (Bonferroni)" in text
+    assert "(the same under every measure)" in text and not T.untested_claims(text)
+    # too few datasets for an interval: not tested, said so
+    few = C.consistency_dataset(_sim_of_two_objectives(rng, 4, 0.02, 0.3), by=("objective",))
+    g4 = A.top_pair_gaps(few, ["cka_linear"], "objective")["cka_linear"]
+    assert np.isnan(g4["ci_low"]) and g4["n_bootstrap"] == 0
+    text = T.top_pair_text({"cka_linear": g4}, "objective")
+    assert "not tested: no interval, 4 datasets, fewer than" in text
+    assert "Each interval" not in text and not T.untested_claims(text)
+
+
 def test_architecture_mix_splits_within_objective_consistency():
     """Within one objective, same-architecture pairs alike on both datasets (high level) and
     cross-architecture pairs less alike (low level), each with consistency near 0: pooled, the

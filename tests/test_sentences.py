@@ -130,18 +130,36 @@ def test_measure_texts_of_the_local_global_chapter():
     text = T.measure_agreement_text(agree, "cka")
     assert "median Spearman **0.70** (minimum 0.50, on y with m1)" in text
     assert "No dataset" in T.measure_agreement_text(agree.iloc[2:], "cka")
-    medians = pd.DataFrame({"m1": [0.2, 0.6], "m2": [0.3, 0.1]}, index=["A | A", "A | B"])
-    text = T.top_pair_text(medians, "objective")
-    assert "m1: **A | B**, m2: **A | A** (not the same under every measure)" in text
-    assert "described, not tested" in text and not T.untested_claims(text)
-    assert "(the same under every measure)" in T.top_pair_text(medians[["m1"]], "objective")
-    assert "Fewer than two objective pairs" in T.top_pair_text(medians.iloc[:1], "objective")
-    # a measure without any defined median names no pair (idxmax raised on it)
-    text = T.top_pair_text(medians.assign(m3=np.nan), "objective")
-    assert "m3" not in text and "m1: **A | B**" in text
-    assert (
-        "no objective pair has a defined" in T.top_pair_text(medians * np.nan, "objective").lower()
+    first = {"top": "A | B", "runner_up": "A | A", "estimate": 0.4, "ci_low": 0.1,
+             "ci_high": 0.6, "n_datasets": 9, "confidence_level": 0.975, "n_comparisons": 2}  # fmt: skip
+    tied = {**first, "top": "A | A", "runner_up": "A | B", "estimate": 0.2, "ci_low": -0.1}
+    text = T.top_pair_text({"m1": first, "m2": tied}, "objective")
+    assert text == (
+        "Category pair with the highest median consistency under each measure (not the same "
+        "under every measure), and its gap to the next pair: m1: **A | B**, ahead of the next, "
+        "A | A, by 0.40 (95% simultaneous CI 0.10 to 0.60); m2: **A | A**, not told apart from "
+        "the next, A | B (gap 0.20, 95% simultaneous CI -0.10 to 0.60). Each interval resamples "
+        "the 9 datasets with the models and both pairs fixed; with 2 measures each interval is "
+        "at 97.5% (Bonferroni), so both cover together at 95%."
     )
+    assert not T.untested_claims(text)
+    alone = {**first, "confidence_level": 0.95, "n_comparisons": 1}
+    text = T.top_pair_text({"m1": alone}, "objective")
+    assert "(the same under every measure)" in text and "by 0.40 (95% CI 0.10 to 0.60)." in text
+    assert "Bonferroni" not in text
+    behind = {**first, "ci_low": -0.3, "ci_high": -0.05}  # the resamples put the next ahead
+    assert "**A | B** by the median, but the next, A | A, is ahead in the resamples" in (
+        T.top_pair_text({"m1": behind}, "objective")
+    )
+    touching = {**first, "ci_low": 0.0}  # 0 is not excluded
+    assert "not told apart" in T.top_pair_text({"m1": touching}, "objective")
+    none = {**first, "ci_low": np.nan, "ci_high": np.nan, "n_datasets": 5}
+    text = T.top_pair_text({"m1": none}, "objective")
+    assert "**A | B**, 0.40 above the next, A | A (not tested: no interval, 5 datasets" in text
+    assert "Each interval" not in text
+    for gaps in ({"m1": behind}, {"m1": touching}, {"m1": none}):
+        assert not T.untested_claims(T.top_pair_text(gaps, "objective"))
+    assert "Fewer than two objective pairs" in T.top_pair_text({}, "objective")
     pairs = pd.DataFrame({"x": [0.1, 0.2, 0.3, 0.4], "y": [0.2, 0.1, 0.5, 0.3]})
     r = stats.pearsonr(pairs.x, pairs.y)[0]
     head = (
@@ -196,19 +214,29 @@ def test_platonic_text_branches():
         {"cka": [0.6, 0.4, 0.2, np.nan], "knn": [0.1, 0.5, 0.3, 0.9]},
         index=["A | A", "A | B", "B | B", "C | C"],
     )
-    text = T.platonic_text(medians, "cka", "knn", "objective")
+    gap = {"estimate": 0.2, "ci_low": -0.1, "ci_high": 0.4, "n_datasets": 9,
+           "confidence_level": 0.975, "n_comparisons": 2}  # fmt: skip
+    gaps = {
+        "cka": {**gap, "top": "A | A", "runner_up": "A | B"},
+        "knn": {**gap, "top": "C | C", "runner_up": "A | B", "ci_low": 0.05},
+    }
+    text = T.platonic_text(medians, "cka", "knn", "objective", gaps)
     rho = stats.spearmanr([0.6, 0.4, 0.2], [0.1, 0.5, 0.3])[0]
     assert text == (
-        "The objective pair with the highest median consistency is **A | A** under cka and "
-        f"**C | C** under knn; over the 3 pairs the two measures' medians have Spearman "
-        f"**{rho:.2f}**; described, not tested: the medians share datasets and models, so no "
-        "p-value or interval is attached."
+        "The objective pair with the highest median consistency under cka is **A | A**, not told "
+        "apart from the next, A | B (gap 0.20, 95% simultaneous CI -0.10 to 0.40); under knn it "
+        "is **C | C**, ahead of the next, A | B, by 0.20 (95% simultaneous CI 0.05 to 0.40). "
+        "Each interval resamples the 9 datasets with the models and both pairs fixed; with 2 "
+        "measures each interval is at 97.5% (Bonferroni), so both cover together at 95%. Over "
+        f"the 3 pairs the two measures' medians have Spearman **{rho:.2f}** (described, not "
+        "tested: the medians share datasets and models, so no p-value or interval is attached)."
     )
-    two = T.platonic_text(medians.iloc[:2], "cka", "knn", "objective")
-    assert "Spearman" not in two and "under knn; described, not tested" in two
+    two = T.platonic_text(medians.iloc[:2], "cka", "knn", "objective", gaps)
+    assert "Spearman" not in two and two.endswith("cover together at 95%.")
     assert not T.untested_claims(text) and not T.untested_claims(two)
-    assert "Fewer than two" in T.platonic_text(medians.iloc[:1], "cka", "knn", "objective")
-    assert "Fewer than two" in T.platonic_text(medians[["knn"]], "cka", "knn", "objective")
+    assert "Fewer than two" in T.platonic_text(medians.iloc[:1], "cka", "knn", "objective", gaps)
+    assert "Fewer than two" in T.platonic_text(medians[["knn"]], "cka", "knn", "objective", gaps)
+    assert "Fewer than two" in T.platonic_text(medians, "cka", "knn", "objective", {})
 
 
 def test_robustness_texts():
