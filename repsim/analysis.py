@@ -34,7 +34,7 @@ from repsim.consistency import (
     transform_similarity,
 )
 from repsim.errors import InputError
-from repsim.names import UNKNOWN, is_known
+from repsim.names import UNKNOWN, is_known, is_same_pair
 from repsim.stats import correlate, format_mean_range, keyed_rng
 
 if TYPE_CHECKING:
@@ -850,6 +850,7 @@ def top_pair_gaps(
     datasets: Sequence[str] | None = None,
     n_resamples: int | None = None,
     confidence_level: float = 0.95,
+    same_only: bool = False,
 ) -> dict[str, dict]:
     """Is the most consistent category pair first by more than chance? For each measure of
     consistency.nc (those it lacks left out): the category pair with the highest median
@@ -860,7 +861,8 @@ def top_pair_gaps(
     next under another draw of datasets; one that covers 0 says the ranking of the two is not
     settled by these datasets. With several measures each interval is at the Bonferroni level
     (``n_comparisons``), so that they cover together at ``confidence_level``. A measure with fewer
-    than two category pairs with a defined median has no entry.
+    than two category pairs with a defined median has no entry. ``same_only``: among the pairs
+    of one category (``A | A``) only, the within-category comparison of the study.
     """
     from repsim.consistency import category_pair_medians, consistency_table
     from repsim.stats import dataset_bootstrap
@@ -870,6 +872,8 @@ def top_pair_gaps(
     out: dict[str, dict] = {}
     for m in present:
         medians = category_pair_medians(cons, [m], category, datasets)[m].dropna()
+        if same_only:
+            medians = medians[medians.index.map(is_same_pair).to_numpy(dtype=bool)]
         if len(medians) < 2:
             continue
         top = str(medians.idxmax())

@@ -236,9 +236,13 @@ def overview_text(
     category: str,
     tests: pd.DataFrame | None = None,
     reason: str = "",
+    gap: Mapping | None = None,
 ) -> str:
-    """The chapter-0 answer in words: consistency medians (described, not ranked) and the answer
-    of the controlled tests (:func:`controlled_answer`) when the run has them.
+    """The chapter-0 answer in words: consistency medians, whether the first of the
+    within-category ones is told apart from the next (``gap``: the measure's entry of
+    :func:`repsim.analysis.top_pair_gaps` with ``same_only``; without it the medians are only
+    described), and the answer of the controlled tests (:func:`controlled_answer`) when the run
+    has them.
 
     ``summary`` is :func:`repsim.consistency.consistency_summary`. The spread of the medians per
     grouping is not worded: it favours the grouping with more category pairs and ranks nothing.
@@ -257,10 +261,17 @@ def overview_text(
                 same.label.str.split(PAIR_SEP, regex=False).str[0], same.to_dict("records")
             )
         )
-        parts.append(
-            f"Median consistency of model pairs that share the {category}: {listed} "
-            "(medians over dataset pairs, described here, not tested against each other)."
-        )
+        if gap is None:
+            parts.append(
+                f"Median consistency of model pairs that share the {category}: {listed} "
+                "(medians over dataset pairs, described here, not tested against each other)."
+            )
+        else:
+            parts.append(
+                f"Median consistency of model pairs that share the {category}: {listed} "
+                f"(medians over dataset pairs). The first is {top_gap_clause(gap)}."
+                + _gap_intervals_note({"gap": gap})
+            )
     elif len(same) == 1:
         row = same.iloc[0]
         parts.append(
@@ -897,8 +908,8 @@ def _gap_intervals_note(gaps: Mapping[str, Mapping]) -> str:
         else ""
     )
     return (
-        f" Each interval resamples the {int(g['n_datasets'])} datasets with the models and both "
-        f"pairs fixed{several}."
+        f" {'Each' if len(gaps) > 1 else 'The'} interval resamples the {int(g['n_datasets'])} "
+        f"datasets with the models and both pairs fixed{several}."
     )
 
 

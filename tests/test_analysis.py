@@ -1309,10 +1309,13 @@ def test_scale_difference_intervals_cover_together_when_several_measures_are_com
             A.scale_difference(pairs, n_comparisons=bad)
 
 
-def _sim_of_two_objectives(rng, n_datasets: int, noise_a: float, noise_b: float) -> xr.Dataset:
+def _sim_of_two_objectives(
+    rng, n_datasets: int, noise_a: float, noise_b: float, noise_ab: float | None = None
+) -> xr.Dataset:
     """Similarity of 4 models of objective A and 4 of B on ``n_datasets`` datasets: each
     objective's within pairs follow a fixed pattern plus noise of its own size, so the smaller
-    noise gives the more consistent category pair; the pairs across objectives are noise."""
+    noise gives the more consistent category pair; the pairs across objectives are noise, or
+    the pattern plus ``noise_ab``."""
     ids = [f"a{i}" for i in range(4)] + [f"b{i}" for i in range(4)]
     obj = ["A"] * 4 + ["B"] * 4
     M = len(ids)
@@ -1322,6 +1325,9 @@ def _sim_of_two_objectives(rng, n_datasets: int, noise_a: float, noise_b: float)
         s = rng.uniform(0, 1, size=(M, M))
         s[:4, :4] = pattern[:4, :4] + noise_a * rng.normal(size=(4, 4))
         s[4:, 4:] = pattern[4:, 4:] + noise_b * rng.normal(size=(4, 4))
+        if noise_ab is not None:
+            s[:4, 4:] = pattern[:4, 4:] + noise_ab * rng.normal(size=(4, 4))
+            s[4:, :4] = s[:4, 4:].T
         s = (s + s.T) / 2
         np.fill_diagonal(s, 1.0)
         sims.append(s)
@@ -1407,6 +1413,17 @@ def test_top_pair_gaps_when_the_first_is_not_told_apart():
     assert f"**{g['top']}**, not told apart from the next, {g['runner_up']} (gap" in text
     assert "95% simultaneous CI" in text and "each interval is at 97.5% (Bonferroni)" in text
     assert "(the same under every measure)" in text and not T.untested_claims(text)
+    # among the pairs of one objective only (the across pair A | B left out)
+    within = A.top_pair_gaps(cons, ["cka_linear"], "objective", n_resamples=99, same_only=True)
+    assert {within["cka_linear"]["top"], within["cka_linear"]["runner_up"]} == {"A | A", "B | B"}
+    sim = _sim_of_two_objectives(rng, 9, noise_a=0.3, noise_b=0.3, noise_ab=0.01)
+    across = C.consistency_dataset(sim, by=("objective",))
+    assert (
+        A.top_pair_gaps(across, ["cka_linear"], "objective", n_resamples=99)["cka_linear"]["top"]
+        == "A | B"
+    )
+    within = A.top_pair_gaps(across, ["cka_linear"], "objective", n_resamples=99, same_only=True)
+    assert {within["cka_linear"]["top"], within["cka_linear"]["runner_up"]} == {"A | A", "B | B"}
     # too few datasets for an interval: not tested, said so
     few = C.consistency_dataset(_sim_of_two_objectives(rng, 4, 0.02, 0.3), by=("objective",))
     g4 = A.top_pair_gaps(few, ["cka_linear"], "objective")["cka_linear"]

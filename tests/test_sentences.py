@@ -531,7 +531,17 @@ def test_overview_text_lists_the_same_category_medians_of_its_own_grouping():
         "model pairs within one objective (median 0.61), so categories cannot be ranked against "
         "each other."
     )
-    for t in (text, one):
+    gap = {"top": "SSL | SSL", "runner_up": "Random | Random", "estimate": 0.41,
+           "ci_low": 0.2, "ci_high": 0.5, "n_datasets": 9}  # fmt: skip
+    tested = T.overview_text(summary, "cka", "objective", gap=gap)
+    assert tested == (
+        "With cka, the all-pairs median consistency is **0.50**. Median consistency of model "
+        "pairs that share the objective: SSL 0.61, Random (untrained control) 0.20 (medians over "
+        "dataset pairs). The first is **SSL | SSL**, ahead of the next, Random | Random, by 0.41 "
+        "(95% CI 0.20 to 0.50). The interval resamples the 9 datasets with the models and both "
+        "pairs fixed."
+    )
+    for t in (text, one, tested):
         assert not T.untested_claims(t)
 
 
