@@ -902,17 +902,23 @@ def _blocks_sim(n_datasets: int = 3, seed: int = 0, k: int = 3) -> xr.DataArray:
         m = (m + m.T) / 2
         np.fill_diagonal(m, 1.0)
         vals.append(m)
+    return _objective_sim(vals, ids, obj)
+
+
+def _objective_sim(matrices: list[np.ndarray], ids: list[str], obj: list[str]) -> xr.DataArray:
+    """Similarity matrices of one dataset each (d0, d1, ...) as cka_linear, models with objectives."""
     return xr.DataArray(
-        np.stack(vals),
+        np.stack(matrices),
         dims=("dataset", "model_a", "model_b"),
         coords={
-            "dataset": [f"d{i}" for i in range(n_datasets)],
+            "dataset": [f"d{i}" for i in range(len(matrices))],
             "model_a": ids,
             "model_b": ids,
             "objective_a": ("model_a", obj),
             "objective_b": ("model_b", obj),
         },
         name="cka_linear",
+        attrs={"measure": "cka_linear"},
     )
 
 
@@ -1331,20 +1337,7 @@ def _sim_of_two_objectives(
         s = (s + s.T) / 2
         np.fill_diagonal(s, 1.0)
         sims.append(s)
-    da = xr.DataArray(
-        np.stack(sims),
-        dims=("dataset", "model_a", "model_b"),
-        coords={
-            "dataset": [f"d{i}" for i in range(n_datasets)],
-            "model_a": ids,
-            "model_b": ids,
-            "objective_a": ("model_a", obj),
-            "objective_b": ("model_b", obj),
-        },
-        name="cka_linear",
-        attrs={"measure": "cka_linear"},
-    )
-    return da.to_dataset()
+    return _objective_sim(sims, ids, obj).to_dataset()
 
 
 def _median_consistency_by_hand(sim: xr.Dataset, models: list[str]) -> float:
