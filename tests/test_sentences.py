@@ -153,6 +153,7 @@ def test_measure_texts_of_the_local_global_chapter():
     )
     touching = {**first, "ci_low": 0.0}  # 0 is not excluded
     assert "not told apart" in T.top_pair_text({"m1": touching}, "objective")
+    assert "not told apart" in T.top_pair_text({"m1": {**behind, "ci_high": 0.0}}, "objective")
     none = {**first, "ci_low": np.nan, "ci_high": np.nan, "n_datasets": 5}
     text = T.top_pair_text({"m1": none}, "objective")
     assert "**A | B**, 0.40 above the next, A | A (not tested: no interval, 5 datasets" in text

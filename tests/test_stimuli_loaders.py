@@ -519,6 +519,9 @@ def test_wds_a_folder_lacking_shards_its_nshards_counts_is_refused_by_name(shard
     (shards / "train" / "nshards.txt").unlink()  # the documented way to read what there is
     (shards / "train" / "2.tar").unlink()
     assert len(open_dataset(spec)) == 10
+    (shards / "test" / "nshards.txt").write_text("2")  # each split is checked on its own
+    with pytest.raises(DatasetError, match=r"test lacks 1\.tar of the 2 shards"):
+        open_dataset(spec)
 
 
 @pytest.mark.parametrize("absent", [True, False])
