@@ -763,6 +763,54 @@ def test_torchvision_items_become_the_same_rgb_image_whatever_their_layout():
             _to_rgb(bad)
 
 
+class _Labelled:
+    """A torchvision-style dataset (``root``, ``train=``) of 4 grey images whose labels are set
+    by the test, as an attribute (``targets``), as ``samples`` pairs, or only in its items."""
+
+    labels_as: dict = {}
+
+    def __init__(self, root: str, train: bool = True):
+        self.part = "train" if train else "test"
+        for attr, value in self.labels_as.items():
+            setattr(self, attr, value)
+
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        return np.full((5, 5), 40 * i, np.uint8), self.labels_as.get("item", [0, 1, 0, 1])[i]
+
+
+@pytest.mark.parametrize(
+    ("labels_as", "want"),
+    [
+        ({"targets": [0, 1, 1, 0]}, [0, 1, 1, 0]),
+        ({"targets": np.array([[0], [1], [1], [0]])}, [0, 1, 1, 0]),  # a column of labels
+        ({"targets": [0.0, 1.0, 1.0, 0.0]}, [0, 1, 1, 0]),
+        ({"samples": [("a", 1), ("b", 0), ("c", 1), ("d", 1)]}, [1, 0, 1, 1]),
+        ({"item": [1, 1, 0, 0]}, [1, 1, 0, 0]),
+        ({"targets": [0, 1.5, 1, 0]}, "not whole numbers"),  # was cast to class 1
+        ({"targets": np.zeros((4, 3))}, r"got an array of shape \(4, 3\)"),  # was a bare ValueError
+        ({"item": [0, None, 1, 0]}, "not class indices"),  # was a bare TypeError
+    ],
+)
+def test_torchvision_labels_are_checked_as_class_indices(tmp_path, monkeypatch, labels_as, want):
+    import torchvision.datasets
+
+    monkeypatch.setattr(_Labelled, "labels_as", labels_as)
+    monkeypatch.setattr(torchvision.datasets, "Labelled", _Labelled, raising=False)
+    spec = _spec(loader="torchvision", root=str(tmp_path), options={"name": "Labelled"})
+    if isinstance(want, str):
+        with pytest.raises(
+            DatasetError, match=r"'fx': torchvision _Labelled \(train\): labels .*" + want
+        ):
+            open_dataset(spec)
+    else:
+        st = open_dataset(spec)
+        assert st.labels[st.split == "train"].tolist() == want
+        assert st.labels.dtype == np.int64
+
+
 def test_torchvision_missing_root_and_bad_name(tmp_path):
     with pytest.raises(DatasetError, match="download: true"):
         open_dataset(_spec(loader="torchvision", root=str(tmp_path), options={"name": "MNIST"}))

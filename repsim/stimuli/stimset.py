@@ -43,7 +43,7 @@ class StimulusSet:
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids, dtype=str)
         where = f"dataset '{self.dataset_id}'"
-        self.labels = _class_indices(self.labels, where)
+        self.labels = class_indices(self.labels, where)
         self.split = np.asarray(self.split, dtype=str)
         self.class_names = [str(c) for c in self.class_names]
         n = len(self.ids)
@@ -167,7 +167,7 @@ class StimulusSet:
         return self.take(keep)
 
 
-def _class_indices(labels: Any, where: str) -> np.ndarray:
+def class_indices(labels: Any, where: str) -> np.ndarray:
     """Labels as int64 class indices; float labels only when every value is whole (the cast would
     truncate 1.7 to 1 without a word), whichever loader or caller built them."""
     labels = np.asarray(labels)

@@ -19,24 +19,30 @@ from repsim.errors import ConfigError, DatasetError
 from repsim.stimuli.decode import UnreadableImage, to_rgb_array
 from repsim.stimuli.loaders.files import holdout_split
 from repsim.stimuli.spec import DatasetSpec
-from repsim.stimuli.stimset import StimulusSet
+from repsim.stimuli.stimset import StimulusSet, class_indices
 
 log = logging.getLogger(__name__)
 
 _LABEL_ATTRS = ("targets", "labels", "_labels", "y")
 
 
-def _labels(ds) -> np.ndarray:
+def _labels(ds, where: str) -> np.ndarray:
+    """The class index of each item, from the dataset's label attribute where it has one, checked
+    as class indices (a float 1.5 was cast to class 1, a label array per item raised a bare
+    ValueError)."""
     for attr in _LABEL_ATTRS:
         value = getattr(ds, attr, None)
         if value is not None and len(value) == len(ds):
-            return np.asarray(value, dtype=np.int64).reshape(len(ds))
+            labels = np.asarray(value)
+            if labels.shape == (len(ds), 1):  # a column of labels
+                labels = labels[:, 0]
+            return class_indices(labels, where)
     for attr in ("samples", "_samples", "imgs"):
         value = getattr(ds, attr, None)
         if value is not None and len(value) == len(ds):
-            return np.array([s[1] for s in value], dtype=np.int64)
+            return class_indices([s[1] for s in value], where)
     log.info("reading labels of %s item by item (no label attribute)", type(ds).__name__)
-    return np.array([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)
+    return class_indices([ds[i][1] for i in range(len(ds))], where)
 
 
 def _to_rgb(img) -> np.ndarray:
@@ -98,7 +104,7 @@ def load(spec: DatasetSpec) -> StimulusSet:
     parts = [(sp, ds) for sp in ("train", "test") if (ds := _build(spec, cls, sp)) is not None]
     ids, labels, split, refs = [], [], [], []
     for sp, ds in parts:
-        lab = _labels(ds)
+        lab = _labels(ds, f"dataset '{spec.id}': torchvision {cls.__name__} ({sp})")
         ids += [f"{spec.id}/{sp}/{i:07d}" for i in range(len(ds))]
         labels.append(lab)
         split += [sp] * len(ds)
