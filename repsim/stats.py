@@ -40,6 +40,7 @@ pair. The mini-zoo crosses objective x architecture x seed, so the question can 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -1004,6 +1005,15 @@ def _pair_rows(pairs: pd.DataFrame) -> tuple[list[str], dict[tuple[int, int], np
     return names, {key: np.array(v) for key, v in rows.items()}
 
 
+@functools.lru_cache(maxsize=8)
+def _upper_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.triu_indices(n, k=1)``, made once per size: every draw of a bootstrap has the same
+    size, and building them took a third of the time of a draw."""
+    ia, ib = np.triu_indices(n, k=1)
+    ia.flags.writeable = ib.flags.writeable = False
+    return ia, ib
+
+
 class _RowSampler:
     """Row numbers of a dataset resample (a draw of dataset positions): the rows of every pair of
     draws at two positions (a dataset drawn twice enters its pairs twice; a dataset with its own
@@ -1023,7 +1033,7 @@ class _RowSampler:
 
     def __call__(self, draw: np.ndarray) -> np.ndarray:
         draw = np.asarray(draw, dtype=int)
-        ia, ib = np.triu_indices(len(draw), k=1)
+        ia, ib = _upper_pairs(len(draw))
         found = self.slot[draw[ia], draw[ib]] if self.slot.size else np.array([], dtype=np.int64)
         found = found[found >= 0]
         counts = self.counts[found]
