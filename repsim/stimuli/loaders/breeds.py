@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +66,11 @@ def _read_pairs(path: Path, what: str, where: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _descendants(children: dict[str, list[str]], node: str) -> set[str]:
-    out, stack = set(), [node]
+def _below(children: Mapping[str, Iterable[str]], node: str) -> set[str]:
+    """``node`` and every node under it, by the ``children`` edges (a DAG: each node once)."""
+    out, stack = {node}, [node]
     while stack:
-        for child in children.get(stack.pop(), []):
+        for child in children.get(stack.pop(), ()):
             if child not in out:
                 out.add(child)
                 stack.append(child)
@@ -96,7 +98,7 @@ def superclass_map(spec: DatasetSpec, present: set[str]) -> tuple[list[str], dic
         order = [str(s) for s in opts["superclasses"]]
         owner: dict[str, str] = {}
         for sup in order:
-            for wnid in sorted(_descendants(children, sup) & present):
+            for wnid in sorted(_below(children, sup) & present):
                 if wnid in owner:
                     raise DatasetError(
                         f"dataset '{spec.id}': ImageNet class {wnid} lies below superclasses {owner[wnid]} and {sup}; "
@@ -217,13 +219,7 @@ class ClassHierarchy:
 
     def below(self, node: str) -> set[str]:
         """``node`` and every node under it."""
-        out, stack = {node}, [node]
-        while stack:
-            for child in self.children.get(stack.pop(), ()):
-                if child not in out:
-                    out.add(child)
-                    stack.append(child)
-        return out
+        return _below(self.children, node)
 
     def leaves_below(self, node: str) -> list[str]:
         """The ImageNet classes under ``node`` (the search stops at an ImageNet class), sorted."""
