@@ -270,7 +270,7 @@ def overview_text(
             parts.append(
                 f"Median consistency of model pairs that share the {category}: {listed} "
                 f"(medians over dataset pairs). The first is {top_gap_clause(gap)}."
-                + _gap_intervals_note({"gap": gap})
+                + _gap_intervals_note({measure: gap})
             )
     elif len(same) == 1:
         row = same.iloc[0]
