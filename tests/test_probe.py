@@ -650,9 +650,10 @@ def test_bfloat16_training_rounds_both_matmuls_of_every_step(rng):
 
 def test_features_differing_only_slightly_in_absolute_terms_are_not_constant(rng):
     """The constant-features refusal compares row differences with the features' own scale:
-    tiny features (1e-4) and features on a large common offset are still informative."""
+    tiny features (1e-4) and features on a large common offset are still informative, even where
+    the rows differ by a few millionths of their size (float32 rounds at about 1e-7)."""
     X, y = _blobs(rng, n=120, d=8, c=3)
-    for feats in (1e-4 * X, 5.0 + X):
+    for feats in (1e-4 * X, 5.0 + X, 100.0 + 3e-4 * X):
         res = linear_probe(
             feats[:90], y[:90], feats[90:], y[90:], seeds=(0,), normalize=False, **SMALL
         )
@@ -692,6 +693,7 @@ def test_default_grids_are_the_study_s():
     defaults = inspect.signature(linear_probe).parameters
     assert defaults["lrs"].default is DEFAULT_LRS and defaults["wds"].default is DEFAULT_WDS
     assert defaults["epochs"].default == 20 and defaults["batch_size"].default == 1024
+    assert defaults["seeds"].default == (0, 1, 2) and defaults["val_fraction"].default == 0.2
 
 
 def test_a_seed_with_no_new_cells_in_a_fine_round_is_padded_and_not_recorded(monkeypatch):
@@ -814,3 +816,63 @@ def test_a_final_training_that_diverges_is_refused_by_name():
     X, y = _blobs(np.random.default_rng(3), n=40, d=6, c=3)
     with pytest.raises(InputError, match=r"final probe training diverged .*\(1\.0, 1e\+30\)"):
         linear_probe(X, y, X, y, lrs=1.0, wds=1e30, seeds=0, epochs=1, batch_size=32, device="cpu")
+    # at lr x wd = 4.5e19 only the weights overflow (their largest initial value is larger than
+    # the bias's): non-finite weights alone are refused too
+    W, b = train_sweep(X, y, [1.0], [4.5e19], epochs=1, batch_size=32, device="cpu")
+    assert not torch.isfinite(W).all() and torch.isfinite(b).all()
+    with pytest.raises(InputError, match=r"final probe training diverged .*\(1\.0, 4\.5e\+19\)"):
+        linear_probe(X, y, X, y, lrs=1.0, wds=4.5e19, seeds=0, epochs=1, batch_size=32)
+
+
+# -- mutation audit (probe.py, fourth round: options, inputs and results of linear_probe) ----------
+def test_input_errors_name_the_argument_at_fault():
+    # each array and grid is checked under its own name: the message says which one to fix
+    X, y = _blobs(np.random.default_rng(2), n=60, d=6, c=3)
+    call = {"X_train": X, "y_train": y, "X_test": X, "y_test": y, "lrs": 0.1, "wds": 0.0}
+    bad = X.copy()
+    bad[4, 1] = np.inf
+    for option, value, match in [
+        ("X_train", bad, r"^X_train contains NaN or inf"),
+        ("X_test", bad, r"^X_test contains NaN or inf"),
+        ("y_train", y[:10], r"^y_train must be 1-D with one label per feature row \(60\)"),
+        ("y_test", y[:10], r"^y_test must be 1-D with one label per feature row \(60\)"),
+        ("lrs", "0.1", r"^lrs must be a number or a 1-D sequence of numbers"),
+        ("lrs", ["fast"], r"^lrs must be a number or a 1-D sequence of numbers"),
+        ("wds", [[0.1]], r"^wds must be a number or a 1-D sequence of numbers"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            linear_probe(**{**call, option: value}, epochs=1, device="cpu")
+
+
+def test_features_must_be_a_non_empty_matrix_and_one_test_row_is_enough():
+    X, y = _blobs(np.random.default_rng(4), n=60, d=6, c=3)
+    for bad in (X[:, 0], X[None], X[:0], X[:, :0]):
+        with pytest.raises(InputError, match=r"X_test must be a non-empty 2-D array .* got shape"):
+            linear_probe(X, y, bad, y[: len(bad)], lrs=0.1, wds=0.0, epochs=1, device="cpu")
+    one = linear_probe(X, y, X[:1], y[:1], lrs=0.1, wds=0.0, seeds=0, epochs=1, device="cpu")
+    assert one.accuracy.shape == (1,) and one.accuracy[0] in (0.0, 1.0)
+    with pytest.raises(InputError):  # one train row: nothing to learn, refused by name
+        linear_probe(X[:1], y[:1], X, y, lrs=0.1, wds=0.0, epochs=1, device="cpu")
+
+
+def test_probe_options_are_refused_at_their_bounds_and_accepted_on_them():
+    # a learning rate of 0 trains nothing, a negative weight decay grows the weights, 0 epochs or
+    # a batch of 0 rows train nothing: each is refused naming it; lr > 0, wd = 0 and 1 are fine
+    X, y = _blobs(np.random.default_rng(6), n=60, d=6, c=3)
+    kw = dict(lrs=0.1, wds=0.0, seeds=0, epochs=1, batch_size=32, device="cpu")
+    for option, value, match in [
+        ("lrs", (0.1, 0.0), "lrs must be non-empty and positive"),
+        ("wds", (1e-3, -1e-3), "wds non-empty and >= 0"),
+        ("lrs", (), "lrs and wds must be non-empty and finite"),
+        ("wds", [], "lrs and wds must be non-empty and finite"),
+        ("wds", (1e-3, np.inf), "lrs and wds must be non-empty and finite"),
+        ("epochs", 0, r"epochs must be an integer >= 1; got 0"),
+        ("batch_size", 0, r"batch_size must be an integer >= 1; got 0"),
+        ("seeds", [], "seeds must be a non-empty list"),
+    ]:
+        with pytest.raises(InputError, match=match):
+            linear_probe(X, y, X, y, **{**kw, option: value})
+    res = linear_probe(X, y, X, y, **{**kw, "lrs": 1e-4, "epochs": 1, "batch_size": 1})
+    assert res.lr.tolist() == [1e-4] and res.wd.tolist() == [0.0]
+    once = linear_probe(X, y, X, y, **{**kw, "seeds": iter([3, 1])})  # any iterable of seeds
+    assert once.seeds.tolist() == [3, 1]
