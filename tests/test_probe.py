@@ -876,3 +876,21 @@ def test_probe_options_are_refused_at_their_bounds_and_accepted_on_them():
     assert res.lr.tolist() == [1e-4] and res.wd.tolist() == [0.0]
     once = linear_probe(X, y, X, y, **{**kw, "seeds": iter([3, 1])})  # any iterable of seeds
     assert once.seeds.tolist() == [3, 1]
+
+
+def test_train_sweep_and_train_reference_defaults_are_one_probe_of_the_study():
+    # both default to seed 0, 20 epochs of batches of 1024 (as linear_probe): the same probe
+    X, y = _blobs(np.random.default_rng(7), n=1030, d=6, c=3)  # two batches per epoch
+    W, b = train_sweep(X, y, [0.01], [1e-3], device="cpu")
+    W1, b1 = train_reference(X, y, 0.01, 1e-3, device="cpu")
+    W2, b2 = train_reference(X, y, 0.01, 1e-3, seed=0, epochs=20, batch_size=1024, device="cpu")
+    assert torch.equal(W1, W2) and torch.equal(b1, b2)
+    torch.testing.assert_close(W[0], W2, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(b[0], b2, atol=1e-5, rtol=1e-4)
+    # a class absent from these labels still gets its column when n_classes says so
+    X, y = X[:60], y[:60]
+    W, b = train_sweep(X, y, [0.01, 0.1], [1e-3, 0.0], n_classes=5, epochs=1, device="cpu")
+    W1, b1 = train_reference(X, y, 0.01, 1e-3, n_classes=5, epochs=1, device="cpu")
+    assert W.shape == (2, 6, 5) and b.shape == (2, 5) and W1.shape == (6, 5) and b1.shape == (5,)
+    with pytest.raises(InputError, match="lr and wd need one value per setting; got 2 and 3"):
+        train_sweep(X, y, [0.01, 0.1], [0.0, 1e-3, 1e-2], epochs=1, device="cpu")
