@@ -894,3 +894,26 @@ def test_train_sweep_and_train_reference_defaults_are_one_probe_of_the_study():
     assert W.shape == (2, 6, 5) and b.shape == (2, 5) and W1.shape == (6, 5) and b1.shape == (5,)
     with pytest.raises(InputError, match="lr and wd need one value per setting; got 2 and 3"):
         train_sweep(X, y, [0.01, 0.1], [0.0, 1e-3, 1e-2], epochs=1, device="cpu")
+
+
+def test_probe_result_as_xarray_keeps_every_field_by_seed():
+    res = ProbeResult(
+        seeds=np.array([5, 2]),
+        accuracy=np.array([0.5, 0.75]),
+        balanced_accuracy=np.array([0.25, 0.625]),
+        lr=np.array([0.1, 0.01]),
+        wd=np.array([1e-4, 1e-2]),
+        lrs=np.array([0.1, 0.01]),
+        wds=np.array([1e-4, 1e-3, 1e-2]),
+        val_accuracy=np.arange(12.0).reshape(2, 2, 3),
+        classes=np.array(["a", "b"]),
+    )
+    assert res.mean_accuracy == 0.625 and res.mean_balanced_accuracy == 0.4375
+    ds = res.to_xarray()
+    assert ds["seed"].values.tolist() == [5, 2] and ds["val_accuracy"].dims == ("seed", "lr", "wd")
+    for k, seed in enumerate([5, 2]):
+        one = ds.sel(seed=seed)
+        assert float(one["accuracy"]) == res.accuracy[k]
+        assert float(one["balanced_accuracy"]) == res.balanced_accuracy[k]
+        assert (float(one["chosen_lr"]), float(one["chosen_wd"])) == (res.lr[k], res.wd[k])
+        assert float(one["val_accuracy"].sel(lr=0.01, wd=1e-3)) == res.val_accuracy[k, 1, 1]
