@@ -887,8 +887,9 @@ def test_train_sweep_and_train_reference_defaults_are_one_probe_of_the_study():
     assert torch.equal(W1, W2) and torch.equal(b1, b2)
     torch.testing.assert_close(W[0], W2, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(b[0], b2, atol=1e-5, rtol=1e-4)
-    # a class absent from these labels still gets its column when n_classes says so
-    X, y = X[:60], y[:60]
+    # a class absent from these labels still gets its column when n_classes says so; labels of
+    # any integer type are taken (here int32, which torch's cross-entropy refuses as targets)
+    X, y = X[:60], y[:60].astype(np.int32)
     W, b = train_sweep(X, y, [0.01, 0.1], [1e-3, 0.0], n_classes=5, epochs=1, device="cpu")
     W1, b1 = train_reference(X, y, 0.01, 1e-3, n_classes=5, epochs=1, device="cpu")
     assert W.shape == (2, 6, 5) and b.shape == (2, 5) and W1.shape == (6, 5) and b1.shape == (5,)
