@@ -644,6 +644,11 @@ def linear_probe(
             f"X_train has {Xtr.shape[1]} features but X_test has {Xte.shape[1]}; "
             "use features from the same model and layer."
         )
+    if Xtr.shape[0] < 2:  # else taken below for constant features, which misleads
+        raise InputError(
+            f"X_train has {Xtr.shape[0]} row: a probe needs training images of two or more "
+            "classes; pass the train split's features"
+        )
     if bool((Xtr - Xtr[0]).abs().max() <= 1e-6 * Xtr.abs().max()):  # equal up to float32 rounding
         raise ConstantFeaturesError(
             "X_train is the same vector for every row (all-zero or constant features"

@@ -851,7 +851,7 @@ def test_features_must_be_a_non_empty_matrix_and_one_test_row_is_enough():
             linear_probe(X, y, bad, y[: len(bad)], lrs=0.1, wds=0.0, epochs=1, device="cpu")
     one = linear_probe(X, y, X[:1], y[:1], lrs=0.1, wds=0.0, seeds=0, epochs=1, device="cpu")
     assert one.accuracy.shape == (1,) and one.accuracy[0] in (0.0, 1.0)
-    with pytest.raises(InputError):  # one train row: nothing to learn, refused by name
+    with pytest.raises(InputError, match="X_train has 1 row: a probe needs"):  # not "constant"
         linear_probe(X[:1], y[:1], X, y, lrs=0.1, wds=0.0, epochs=1, device="cpu")
 
 
