@@ -439,6 +439,76 @@ def test_probe_normalize_true_written_out_gives_the_probes_of_the_default(
         np.testing.assert_array_equal(got[name].sel(cell).values, want[name].sel(cell).values)
 
 
+def test_a_probe_is_fitted_on_the_train_split_and_scored_on_the_test_split(
+    tiny_run: Path, tiny_config: Path
+):
+    """The probes of a run are linear_probe on the stored features: fitted on the stimulus
+    table's train rows, scored on its test rows (whatever their similarity subset)."""
+    from repsim.probe import linear_probe
+    from repsim.store import FeatureStore
+
+    plan = load_plan(tiny_config)
+    ds, model = plan.datasets[0], plan.models[0]
+    table = stages.read_stimuli(tiny_run, ds)
+    assert {"train", "test"} <= set(table["split"])
+    store = FeatureStore(RunFolder(tiny_run).features)
+    train, test = table[table["split"] == "train"], table[table["split"] == "test"]
+    options = {k: v for k, v in plan.probe.items() if k not in ("enabled", "normalize")}
+    want = linear_probe(
+        store.read(ds.id, model.id, train["id"].to_numpy(dtype=str))[1],
+        train["label"].to_numpy(),
+        store.read(ds.id, model.id, test["id"].to_numpy(dtype=str))[1],
+        test["label"].to_numpy(),
+        device="cpu",
+        **options,
+    )
+    got = xr.load_dataset(tiny_run / "probes.nc").sel(model=model.id, dataset=ds.id)
+    np.testing.assert_allclose(got["accuracy"].values, want.accuracy, atol=1e-12)
+    np.testing.assert_allclose(got["balanced_accuracy"].values, want.balanced_accuracy, atol=1e-12)
+
+
+def test_a_probe_made_by_other_code_is_redone_and_said_so(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch
+):
+    """A probe part written by other probe code is redone, and run.json says it was the code (a
+    fix to the probe reaches the accuracies without extracting the features again)."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    edited = stages.STAGE_CODE["probes"][0]
+    real = stages.code_fingerprint
+    monkeypatch.setattr(
+        stages, "code_fingerprint", lambda *m: "edited" if m == edited else real(*m)
+    )
+    config = tmp_path / "one.yaml"
+    config.write_text(
+        f"include: [{tiny_config}]\nselect: {{models: [cnn-supervised-s0], datasets: [faces]}}\n"
+    )
+    run(config, run_dir, device="cpu")
+    redone = json.loads((run_dir / "run.json").read_text())["redone"]
+    probes = [line for line in redone if line.startswith("probes")]
+    assert probes == [
+        "probes cnn-supervised-s0 on faces: the code that computes it changed "
+        "(repsim or a library's version)"
+    ], redone
+    assert not [line for line in redone if line.startswith("features")], redone
+
+
+def test_result_files_rebuilt_from_cached_parts_keep_the_probes_of_the_parts(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch
+):
+    """A rerun that rewrites the result files while every task is cached (here: the config
+    renamed) assembles probes.nc from the cached probe parts: the same accuracies, new names."""
+    run_dir = tmp_path / "renamed"
+    shutil.copytree(tiny_run, run_dir)
+    config = tmp_path / "renamed.yaml"
+    config.write_text(f"include: [{tiny_config}]\nname: tiny-renamed\n")
+    _forbid_recomputation(monkeypatch)
+    run(config, run_dir, device="cpu")
+    got, want = xr.load_dataset(run_dir / "probes.nc"), xr.load_dataset(tiny_run / "probes.nc")
+    assert got.attrs["run"] == "tiny-renamed"
+    xr.testing.assert_identical(got.drop_attrs(), want.drop_attrs())
+
+
 def test_the_summary_says_whose_category_pairs_it_lists(tiny_run: Path) -> None:
     """The end-of-run summary lists category pairs for the first measure only; it said so nowhere,
     so a reader could take the rows of one measure for the run's."""
