@@ -182,6 +182,31 @@ def stages_key(plan, device_type: str) -> str:
     return stages.features_key(plan, plan.models[0], plan.datasets[0])
 
 
+def test_similarity_is_computed_in_a_fixed_memory_budget_or_the_configs(
+    run_copy, tmp_path, monkeypatch
+):
+    """The memory budget fixes the engine's blocking, and so the last bits of the numbers: 6 GiB
+    on a CPU when the config leaves it out (never a share of the memory free at the time, which
+    changes from run to run), the config's own budget when it sets one."""
+    import repsim.measures
+    from repsim import stages
+
+    seen = []
+    real = repsim.measures.similarity_matrices
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("memory_budget_gb"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(repsim.measures, "similarity_matrices", recording)
+    for extra in ("", "similarity: {memory_budget_gb: 1.5}\n"):
+        plan = load_plan(write_config(tmp_path / "small.yaml", extra=extra), check_models=False)
+        ds = plan.datasets[0]
+        RunFolder(run_copy).marker("similarity", ds.id).unlink(missing_ok=True)
+        assert not stages.run_similarity(plan, ds, run_copy, "cpu")["cached"]
+    assert seen == [6.0, 1.5]
+
+
 def test_one_model_run_finishes(run_copy, tmp_path):
     config = write_config(tmp_path / "one.yaml", name="one", models=MODELS[:1])
     result = run(config, run_copy, device="cpu")
