@@ -306,6 +306,44 @@ def test_stimulus_ids_gone_from_the_data_are_refused_by_name_with_the_table_to_d
     )
 
 
+def test_the_decode_status_adds_the_extractions_decode_work_to_the_opening():
+    """What the run reports of a dataset's decode stage: the opening's time plus the decode work
+    the extraction did, its waits, images and threads; the opening alone when the extraction
+    failed as a whole."""
+    from repsim.tasks import TaskFailure
+
+    opened = stages.Decoded(images=None, n=12, seconds=0.5)
+    extracted = {
+        "models": {},
+        "decode": {"decoded": 12, "seconds": 2.0, "wait_seconds": 0.25, "workers": 3},
+    }
+    assert stages.decode_status(opened, extracted) == {
+        "n": 12,
+        "lazy": False,
+        "open_seconds": 0.5,
+        "seconds": 2.5,
+        "wait_seconds": 0.25,
+        "decoded": 12,
+        "workers": 3,
+    }
+    failed = TaskFailure("extract-faces", "RuntimeError: boom", stage="features")
+    assert stages.decode_status(opened, failed) == {"n": 12, "seconds": 0.5, "lazy": False}
+
+
+def test_stimulus_ids_that_look_like_numbers_read_back_as_written(tmp_path: Path):
+    """A dataset whose image ids are digits ("007"): the run's table gives them back as the same
+    text (read as numbers, "007" became 7 and named no stored row nor image)."""
+    from types import SimpleNamespace
+
+    ds = SimpleNamespace(id="digits")
+    path = stages.stimuli_path(tmp_path, ds)
+    path.parent.mkdir(parents=True)
+    path.write_text("id,label,split,in_similarity\n007,3,train,True\n010,1,test,False\n")
+    table = stages.read_stimuli(tmp_path, ds)
+    assert table["id"].tolist() == ["007", "010"]
+    assert table["in_similarity"].tolist() == [True, False]
+
+
 def test_a_stage_runs_with_the_configs_torch_threads_and_puts_them_back():
     """threads fixes how float reductions are split; the process's own count comes back after."""
     from types import SimpleNamespace
