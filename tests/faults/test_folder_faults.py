@@ -207,6 +207,32 @@ def test_similarity_is_computed_in_a_fixed_memory_budget_or_the_configs(
     assert seen == [6.0, 1.5]
 
 
+def test_extract_options_a_config_leaves_out_are_those_its_key_records(small_run, tmp_path):
+    """A config that leaves extract.pretrained and keep_raw out (the small one) extracts what its
+    feature key records for them: the trained weights and no raw features, the features of a
+    config that writes them out."""
+    import numpy as np
+
+    from repsim.errors import StoreError
+    from repsim.store import FeatureStore
+
+    config = write_config(
+        tmp_path / "written.yaml",
+        models=("cnn-supervised-s0",),
+        datasets=("faces",),
+        extra="extract: {pretrained: true, keep_raw: false}\n",
+    )
+    run(config, tmp_path / "run", device="cpu")
+    left_out = FeatureStore(RunFolder(small_run).features)
+    written = FeatureStore(RunFolder(tmp_path / "run").features)
+    np.testing.assert_array_equal(
+        left_out.read("faces", "cnn-supervised-s0")[1],
+        written.read("faces", "cnn-supervised-s0")[1],
+    )
+    with pytest.raises(StoreError):
+        left_out.read("faces", "cnn-supervised-s0", raw=True)
+
+
 def test_one_model_run_finishes(run_copy, tmp_path):
     config = write_config(tmp_path / "one.yaml", name="one", models=MODELS[:1])
     result = run(config, run_copy, device="cpu")
