@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -342,6 +343,29 @@ def test_stimulus_ids_that_look_like_numbers_read_back_as_written(tmp_path: Path
     table = stages.read_stimuli(tmp_path, ds)
     assert table["id"].tolist() == ["007", "010"]
     assert table["in_similarity"].tolist() == [True, False]
+
+
+def test_an_extraction_called_without_reasons_is_new_work_sealed_and_counted(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path
+):
+    """run_dataset_features called on its own, without the reasons the pipeline passes, takes its
+    groups for work not done yet (nothing to report as redone), seals and records each, and
+    counts every image it decoded (one per extraction id: chunk-major)."""
+    from repsim.cache import StageCache
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    plan = load_plan(tiny_config)
+    ds, model = plan.datasets[0], plan.models[0]
+    ids = stages.extraction_ids(plan, stages.read_stimuli(run_dir, ds))
+    t0 = time.perf_counter()
+    opened = stages.decode_task(plan, ds, run_dir, ids)
+    assert 0.0 <= opened.seconds <= time.perf_counter() - t0  # the opening's own time
+    out = stages.run_dataset_features(plan, [model], ds, run_dir, opened, ids, "cpu")
+    info = stages.pick_features(out, model.id)
+    assert info["redone"] is None and info["n"] == len(ids)
+    assert StageCache(run_dir).info("features", (ds.id, model.id))["sha256"] == info["sha256"]
+    assert stages.decode_status(opened, out)["decoded"] == len(ids)
 
 
 def test_a_stage_runs_with_the_configs_torch_threads_and_puts_them_back():
