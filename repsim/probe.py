@@ -20,6 +20,7 @@ measures what that does to the accuracies.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -559,6 +560,16 @@ def _check_options(lrs, wds, seeds, epochs: int, batch_size: int) -> None:
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not _is_int(v) or v < 1:
             raise InputError(f"{name} must be an integer >= 1; got {v!r}.")
+
+
+def probe_defaults() -> dict[str, Any]:
+    """:func:`linear_probe`'s keyword defaults (the study's protocol), by name: what a config's
+    ``probe:`` option left unset (None) means."""
+    return {
+        k: v.default
+        for k, v in inspect.signature(linear_probe).parameters.items()
+        if v.default is not inspect.Parameter.empty
+    }
 
 
 def linear_probe(

@@ -6,7 +6,6 @@ returns Markdown.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -114,7 +113,7 @@ def probe_protocol_text(run: Run) -> str:
     """The run's probe protocol and each way it departs from the study's, with the reason."""
     import json
 
-    from repsim.probe import linear_probe
+    from repsim.probe import probe_defaults
 
     if run.probes is None:
         return "This run has no probes."
@@ -122,11 +121,7 @@ def probe_protocol_text(run: Run) -> str:
         opts = json.loads(run.probes.attrs.get("probe", "{}"))
     except ValueError:
         opts = {}
-    defaults = {
-        k: v.default
-        for k, v in inspect.signature(linear_probe).parameters.items()
-        if v.default is not inspect.Parameter.empty
-    }
+    defaults = probe_defaults()
     study = {"batch_size": 1024, "shared_search": False, "epochs": 20, "seeds": (0, 1, 2)}
     study["lrs"], study["wds"] = tuple(defaults["lrs"]), tuple(defaults["wds"])
     changed = []

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -160,8 +160,18 @@ def similarity_key(plan: RunPlan, ds: Any, run_dir: Path, stimuli_sha: str | Non
 def probe_key(
     plan: RunPlan, model: Any, ds: Any, run_dir: Path, stimuli_sha: str | None = None
 ) -> str:
+    from repsim.config import ProbeOptions
+    from repsim.probe import probe_defaults
+
     sha = StageCache(run_dir).info("features", (ds.id, model.id)).get("sha256")
-    return stage_key("probe", sha, stimuli_sha, plan.probe, plan.numerics(), stage_code("probes"))
+    # the options the probe runs with: a default written out (normalize: true) is the same probe
+    given = {k: v for k, v in plan.probe.items() if v is not None}
+    options = {
+        f.name: given.get(f.name, probe_defaults().get(f.name))
+        for f in fields(ProbeOptions)
+        if f.name != "enabled"
+    }
+    return stage_key("probe", sha, stimuli_sha, options, plan.numerics(), stage_code("probes"))
 
 
 # ----------------------------------------------------------------------------- stimuli

@@ -501,6 +501,24 @@ def test_probe_normalize_true_written_out_gives_the_probes_of_the_default(
         np.testing.assert_array_equal(got[name].sel(cell).values, want[name].sel(cell).values)
 
 
+def test_a_probe_option_written_out_at_its_default_keeps_the_probe_key(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path
+):
+    """probe: {normalize: true} (the default written out) redid every probe with the same
+    numbers: the key hashed the config's text, not the options the probe runs with."""
+
+    def key(probe: str) -> str:
+        config = tmp_path / "probe.yaml"
+        config.write_text(f"include: [{tiny_config}]\nprobe: {probe}\n")
+        plan = load_plan(config)
+        return stages.probe_key(plan, plan.models[0], plan.datasets[0], tiny_run)
+
+    default = key("{}")
+    assert key("{normalize: true, precision: float32, val_fraction: 0.2}") == default
+    assert key("{shared_search: false}") != default
+    assert key("{val_fraction: 0.3}") != default
+
+
 def test_a_probe_is_fitted_on_the_train_split_and_scored_on_the_test_split(
     tiny_run: Path, tiny_config: Path
 ):
