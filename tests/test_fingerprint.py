@@ -589,7 +589,6 @@ def _stage_keys(plan, run_dir, stimuli_sha="table"):
         # all rows are extracted; a probe is the probe of its features (their sha), enabled or not
         ({"probe": {"enabled": True}}, {"features"}),
         ({"probe": {"enabled": False, "epochs": 3}}, {"probes"}),
-        ({"probe": {"normalize": True, "precision": "float32"}}, set()),  # defaults written out
         ({"measures": ("cka_linear", "rsa_spearman")}, {"similarity"}),
         ({"similarity": {"memory_budget_gb": 1.0}}, {"similarity"}),
         ({"similarity": {"progress": True}}, set()),  # bars change no number
