@@ -648,6 +648,41 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch,
         assert config_hash(changed) == config_hash(plan)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"models": "first two"},
+        {"datasets": "first only"},
+        {"measures": ("cka_linear", "rsa_spearman")},
+        {"stimuli": {"max_images": 50}},
+        {"extract": {"batch_size": 7}},
+        {"probe": {"epochs": 3}},
+        {"similarity": {"memory_budget_gb": 1.0}},
+        {"threads": 2},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_each_option_of_the_result_files_is_in_the_config_hash(tmp_path, change):
+    """A config that differs in anything its result files are built from has another config
+    hash: the run folder removes an earlier config's result files before any work only when the
+    hashes differ, and run.json and the manifest name the config by it."""
+    import dataclasses
+
+    from repsim.pipeline import config_hash
+
+    plan = _plan_of_placeholder_data(tmp_path)
+    ((key, value),) = change.items()
+    if key == "models":
+        value = plan.models[:2]
+    elif key == "datasets":
+        value = plan.datasets[:1]
+    elif isinstance(value, dict):
+        value = {**getattr(plan, key), **value}
+    changed = dataclasses.replace(plan, **{key: value})
+    assert config_hash(changed) != config_hash(plan)
+    assert config_hash(dataclasses.replace(changed)) == config_hash(changed)
+
+
 @pytest.mark.parametrize("stage", ["stimuli", "features", "similarity", "probes"])
 @pytest.mark.parametrize("edit", ["its modules", "the stage definitions", "a library"])
 def test_a_stage_key_follows_the_code_behind_it(monkeypatch, stage, edit):
