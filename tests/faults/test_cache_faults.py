@@ -333,6 +333,34 @@ def test_an_unchanged_rerun_takes_the_stimulus_tables_as_they_are(
     assert_same_results(small_run, run_copy)
 
 
+def test_an_unchanged_rerun_hands_back_the_result_files_as_they_are(
+    small_run, run_copy, small_config
+):
+    """Nothing changed since the result files were written: the rerun keeps them (not rewritten),
+    returns them with their summary, and its new run.json and manifest still vouch for them."""
+    folder = RunFolder(run_copy)
+    written = [p for p in folder.result_paths().values() if p.is_file()]
+    assert {p.name for p in written} == {"similarity.nc", "consistency.nc", "summary.txt"}
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in written}
+    manifest = folder.read_manifest()
+    result = run(small_config, run_copy, device="cpu")
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in written} == before
+    assert (result.similarity, result.consistency, result.probes) == (
+        folder.similarity,
+        folder.consistency,
+        None,
+    )
+    assert result.summary.startswith(folder.summary.read_text().rstrip("\n") + "\n\n")
+    again = folder.read_manifest()
+    assert {k: again[k] for k in ("config_hash", "inputs", "skipped")} == {
+        k: manifest[k] for k in ("config_hash", "inputs", "skipped")
+    }
+    info = json.loads(folder.info.read_text())
+    assert info["status"] == "finished" and info["skipped_analyses"] == manifest["skipped"]
+    assert_same_results(small_run, run_copy)
+    folder.open_results()  # every file verifies against the new manifest
+
+
 def test_counts_in_a_stage_record_are_not_trusted(small_run, run_copy, tmp_path):
     """A stimulus record whose count was edited: the counts come from the verified table."""
     import xarray as xr
