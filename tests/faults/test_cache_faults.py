@@ -12,10 +12,11 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from repsim.pipeline import run
-from repsim.runfolder import RunFolder, RunFolderError
+from repsim.runfolder import RunFolder, RunFolderError, sha256_file
 
 pytestmark = pytest.mark.slow
 
@@ -359,6 +360,47 @@ def test_an_unchanged_rerun_hands_back_the_result_files_as_they_are(
     assert info["status"] == "finished" and info["skipped_analyses"] == manifest["skipped"]
     assert_same_results(small_run, run_copy)
     folder.open_results()  # every file verifies against the new manifest
+
+
+def _vouch(folder: RunFolder, stage: str, *task: str) -> None:
+    """Make the record of a task vouch for its output as it is now on disk."""
+    marker = folder.marker(stage, *task)
+    output = folder.similarity_part(*task) if stage == "similarity" else folder.probe_part(*task)
+    record = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**record, "sha256": sha256_file(output)}))
+
+
+@pytest.mark.parametrize("stage", ["similarity", "probes"])
+def test_result_files_follow_a_part_that_changed_with_nothing_else(
+    stage, tiny_run, tiny_config, tmp_path
+):
+    """A part recomputed to other numbers while the config, code and tables stayed (a library
+    upgrade that only its stage's key names): the result files are rebuilt from the part as it
+    is now, not handed back as they were."""
+    import xarray as xr
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    folder = RunFolder(run_dir)
+    if stage == "similarity":
+        part = xr.load_dataset(folder.similarity_part(DS))
+        part["cka_linear"] = part["cka_linear"] * 0.5
+        folder.write_netcdf(part, folder.similarity_part(DS))
+        _vouch(folder, "similarity", DS)
+    else:
+        values = json.loads(folder.probe_part(DS, MODEL).read_text())
+        values["accuracy"] = [0.25] * len(values["accuracy"])
+        folder.probe_part(DS, MODEL).write_text(json.dumps(values))
+        _vouch(folder, "probes", DS, MODEL)
+    run(tiny_config, run_dir, device="cpu")
+    assert json.loads(folder.info.read_text())["redone"] == []  # the part was taken as it is
+    if stage == "similarity":
+        written = xr.load_dataset(folder.similarity)["cka_linear"].sel(dataset=DS)
+        np.testing.assert_array_equal(written.values, part["cka_linear"].values)
+    else:
+        written = xr.load_dataset(folder.probes)["accuracy"].sel(dataset=DS, model=MODEL)
+        np.testing.assert_array_equal(written.values, values["accuracy"])
+    folder.open_results()
 
 
 def test_counts_in_a_stage_record_are_not_trusted(small_run, run_copy, tmp_path):
