@@ -136,6 +136,12 @@ def test_altered_result_file_is_refused_then_rebuilt(small_run, run_copy, small_
     assert_same_results(small_run, run_copy)
 
 
+def test_deleted_result_file_is_rebuilt(small_run, run_copy, small_config):
+    RunFolder(run_copy).consistency.unlink()
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+
+
 def test_stray_result_file_is_refused_and_removed(small_run, run_copy, small_config):
     from repsim.chapter import load_run
 

@@ -238,6 +238,10 @@ def test_one_model_run_finishes(run_copy, tmp_path):
     result = run(config, run_copy, device="cpu")
     assert result.consistency is None and result.similarity.exists() and result.info.exists()
     assert RunFolder(run_copy).open_results().similarity.sizes["model_a"] == 1
+    # a rerun that hands the result files back as they are names the same files, and no other
+    again = run(config, run_copy, device="cpu")
+    assert (again.similarity, again.consistency, again.probes) == (result.similarity, None, None)
+    assert again.summary.startswith(RunFolder(run_copy).summary.read_text().rstrip("\n"))
 
 
 def test_probes_of_a_larger_run_do_not_survive(tiny_run, tmp_path):
