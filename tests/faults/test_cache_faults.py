@@ -409,6 +409,29 @@ def test_result_files_follow_a_part_that_changed_with_nothing_else(
     folder.open_results()
 
 
+def test_the_free_space_asked_for_is_that_of_the_features_left_to_extract(
+    tiny_run, tiny_config, tmp_path, monkeypatch
+):
+    """With probes on, every stimulus of the table is extracted, not only the similarity subset:
+    the space a rerun asks for before it extracts one deleted group is what that group takes."""
+    from repsim.store import FeatureStore
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    folder = RunFolder(run_dir)
+    shutil.rmtree(folder.features / DS / MODEL)
+    asked = []
+    monkeypatch.setattr(
+        RunFolder,
+        "check_free_space",
+        lambda self, needed, what, estimate=False: asked.append(needed),
+    )
+    run(tiny_config, run_dir, device="cpu")
+    ids, features = FeatureStore(folder.features).read(DS, MODEL)
+    assert len(ids) == len(folder.stimuli(DS).read_text().splitlines()) - 1  # the whole table
+    assert asked == [features.astype(np.float32).nbytes]
+
+
 def test_counts_in_a_stage_record_are_not_trusted(small_run, run_copy, tmp_path):
     """A stimulus record whose count was edited: the counts come from the verified table."""
     import xarray as xr
