@@ -146,6 +146,11 @@ def run(
         raise
     folder.create()
     with folder.lock():
+        try:  # before any work: a refusal, which leaves the folder's results as they are
+            _check_own_folders(plan, folder)
+        except RepsimError as exc:
+            _record_refusal(folder, config, exc, held=True)
+            raise
         try:
             try:
                 return _run_locked(plan, folder, device, scheduler, cluster)
@@ -162,12 +167,15 @@ def run(
             raise
 
 
-def _record_refusal(folder: RunFolder, config: str | Path, exc: RepsimError) -> None:
-    """A run refused by its checks (config, ids, weights, device, scheduler) before any work:
-    run.json names the cause (:meth:`RunFolder.record_refusal`). Best effort: the error being
-    raised is the one to report, not a failure to record it."""
+def _record_refusal(
+    folder: RunFolder, config: str | Path, exc: RepsimError, held: bool = False
+) -> None:
+    """A run refused by its checks (config, ids, weights, device, scheduler, a folder of the run
+    linked into another) before any work: run.json names the cause
+    (:meth:`RunFolder.record_refusal`; ``held``: under the folder's lock). Best effort: the error
+    being raised is the one to report, not a failure to record it."""
     try:
-        folder.record_refusal(config, f"{type(exc).__name__}: {exc}")
+        folder.record_refusal(config, f"{type(exc).__name__}: {exc}", held=held)
     except (OSError, RepsimError) as again:
         log.warning("could not record the refusal in %s (%s)", folder.info, again)
 
@@ -205,7 +213,6 @@ def _run_locked(
 ) -> RunResult:
     run_dir = folder.path
     chash = config_hash(plan)
-    _check_own_folders(plan, folder)  # said now, not when the prune at the end fails
     previous = folder.read_manifest()
     if previous.get("config_hash") != chash:
         why = "another config" if previous.get("config_hash") else "no complete run recorded"

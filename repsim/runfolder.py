@@ -994,7 +994,7 @@ class RunFolder:
             self.write_manifest(manifest)
         return True
 
-    def record_refusal(self, config: str | Path, error: str) -> None:
+    def record_refusal(self, config: str | Path, error: str, *, held: bool = False) -> None:
         """Say in ``run.json`` that a run with ``config`` was refused before it started (a config,
         id, weights file or device that its checks rejected), and why.
 
@@ -1003,7 +1003,8 @@ class RunFolder:
         folder holding a run keeps that run's record, which gains a ``refused`` entry (and its
         manifest entry the new hash, so intact results still verify). The next run that starts
         writes run.json anew. Raises RunLockedError when another run holds the folder (its
-        run.json is that run's to write).
+        run.json is that run's to write). ``held``: the caller holds the folder's lock already
+        (a refusal found under it, before any work).
         """
         refusal = {
             "config_path": str(config),
@@ -1011,7 +1012,7 @@ class RunFolder:
             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         self.create()
-        with self.lock():
+        with contextlib.nullcontext() if held else self.lock():
             manifest, entry, vouched = self._info_entry()
             try:
                 info = self.read_info()

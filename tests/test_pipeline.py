@@ -436,6 +436,10 @@ def test_a_rerun_with_a_folder_linked_into_another_run_is_refused_before_any_wor
     with pytest.raises(RunFolderError, match=r"faces is a symbolic link to .*other.*own folders"):
         run(tiny_config, mine, device="cpu")
     assert not (other / "features.zarr" / "faces" / "cnn-simclr-s0").exists()
+    # a refusal, not a failed run: the finished run's record and results still verify
+    info = json.loads((mine / "run.json").read_text())
+    assert info["status"] == "finished" and "own folders" in info["refused"]["error"]
+    RunFolder(mine).open_results()
     monkeypatch.undo()
     (mine / "features.zarr" / "faces").unlink()
     shutil.copytree(tiny_run / "features.zarr" / "faces", mine / "features.zarr" / "faces")
