@@ -165,9 +165,9 @@ def probe_key(
 
     sha = StageCache(run_dir).info("features", (ds.id, model.id)).get("sha256")
     # the options the probe runs with: a default written out (normalize: true) is the same probe
-    given = {k: v for k, v in plan.probe.items() if v is not None}
+    given, defaults = {k: v for k, v in plan.probe.items() if v is not None}, probe_defaults()
     options = {
-        f.name: given.get(f.name, probe_defaults().get(f.name))
+        f.name: given.get(f.name, defaults.get(f.name))
         for f in fields(ProbeOptions)
         if f.name != "enabled"
     }
