@@ -192,7 +192,7 @@ def no_network(tmp_path: Path, monkeypatch) -> list[str]:
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "REPSIM_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # nothing cached
-    monkeypatch.setattr(weights_mod, "_HOST_ERRORS", {})
+    monkeypatch.setattr(weights_mod, "_HOST_ANSWERS", {})
     calls: list[str] = []
 
     def unreachable(request, *args, **kwargs):
@@ -223,6 +223,43 @@ def test_offline_without_the_flag_fails_once_per_model_with_the_fix(
     # `models --check` never contacts the network: weights to download are reported, not fetched
     table, ok = check_models(cfg)
     assert ok and "not cached" in table and len(no_network) == 1
+
+
+def test_a_failed_host_is_asked_again_by_a_later_run(
+    tmp_path: Path, no_network, monkeypatch
+) -> None:
+    # a notebook kernel keeps the module: a network failure that has passed must not fail every
+    # later run of the process, and the checks of one run still ask a host once
+    entries = (
+        "  - {id: sq, loader: torchvision, identifier: squeezenet1_1}\n"
+        "  - {id: sq0, loader: torchvision, identifier: squeezenet1_0}\n"
+    )
+    cfg = _config(tmp_path, entries, "[sq, sq0]")
+    with pytest.raises(MissingWeightsError, match="Connection refused"):
+        load_plan(cfg)
+    assert len(no_network) == 1
+
+    class Answer:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def answers(request, *args, **kwargs):
+        no_network.append(request.full_url)
+        return Answer()
+
+    monkeypatch.setattr(urllib.request, "urlopen", answers)
+    with pytest.raises(MissingWeightsError, match="Connection refused"):
+        load_plan(cfg)  # within the same run's window: the answer is kept, nothing asked
+    assert len(no_network) == 1
+    monkeypatch.setattr(weights_mod, "HOST_ANSWER_KEPT_S", 0.0)  # the window has passed
+    load_plan(cfg)
+    assert len(no_network) == 3  # asked again: the weights are downloadable now
+    monkeypatch.setattr(weights_mod, "HOST_ANSWER_KEPT_S", 3600.0)
+    load_plan(cfg)
+    assert len(no_network) == 3  # an answer is kept too, for both models
 
 
 def test_offline_flag_fails_without_any_request(tmp_path: Path, no_network, monkeypatch) -> None:

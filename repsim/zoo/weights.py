@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -264,8 +265,12 @@ def hf_source(spec: ModelSpec, repo_id: str, filenames: Iterable[str], what: str
     )
 
 
-#: host -> the error its first request gave (None: it answered), so a run asks each host once
-_HOST_ERRORS: dict[str, str | None] = {}
+#: host -> (when it was asked, the error it gave or None: it answered); a run's checks ask each
+#: host once, and a later run (a notebook kernel rerunning a cell) asks again, so a failure that
+#: has passed is not remembered for the life of the process
+_HOST_ANSWERS: dict[str, tuple[float, str | None]] = {}
+#: seconds an answer is kept: longer than the checks of one run, shorter than a user's retry
+HOST_ANSWER_KEPT_S = 120.0
 #: seconds to wait for a download source to answer before a run starts
 PROBE_TIMEOUT_S = 10.0
 
@@ -273,23 +278,21 @@ PROBE_TIMEOUT_S = 10.0
 def _probe(url: str) -> str | None:
     """None when ``url``'s host answers at all, else the reason it cannot be reached."""
     host = urllib.parse.urlsplit(url).netloc
-    if host in _HOST_ERRORS and _HOST_ERRORS[host] is not None:
-        return _HOST_ERRORS[host]
+    asked = _HOST_ANSWERS.get(host)
+    if asked is not None and time.monotonic() - asked[0] < HOST_ANSWER_KEPT_S:
+        return asked[1]
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S):  # noqa: S310
-            pass
+            reason = None
     except urllib.error.HTTPError:
         # the host answered: any HTTP status (a gated repo without our token, a HEAD the server
         # refuses) is for the download itself to report; only an unreachable host fails here
-        _HOST_ERRORS[host] = None
-        return None
+        reason = None
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        _HOST_ERRORS[host] = f"{type(exc).__name__}: {reason}"
-        return _HOST_ERRORS[host]
-    _HOST_ERRORS[host] = None
-    return None
+        reason = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    _HOST_ANSWERS[host] = (time.monotonic(), reason)
+    return reason
 
 
 def check_source(spec: ModelSpec, source: WeightsSource) -> None:
