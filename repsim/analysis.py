@@ -1127,16 +1127,11 @@ def split_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*cols, "mean_difference"])
 
 
-def split_consistency(variants: xr.Dataset, category: str = "objective") -> pd.DataFrame:
-    """Consistency (Pearson, :func:`repsim.consistency.consistency_dataset`, the definition of
-    consistency.nc) of all model pairs and of each ``category`` pair, under each variant.
-
-    One row per (category pair, dataset pair). Columns: label, group_by, dataset_a, dataset_b,
-    held_out, train. Category pairs with fewer than 3 model pairs are left out; when no category
-    pair has 2 model pairs (one model per category: a part of a run), only all model pairs are.
-    """
-    from repsim.consistency import consistency_dataset, consistency_pairs, defined_groupings
-    from repsim.names import ALL
+def split_consistency_dataset(variants: xr.Dataset, category: str = "objective") -> xr.Dataset:
+    """consistency.nc's definition (:func:`repsim.consistency.consistency_dataset`) applied to
+    the two variants of :func:`train_split_similarity`: its ``measure`` values are ``held_out``
+    and ``train``, so every reader of consistency.nc (e.g. :func:`top_pair_gaps`) reads it."""
+    from repsim.consistency import consistency_dataset, defined_groupings
 
     if variants.sizes["dataset"] < 2:
         raise InputError(
@@ -1144,7 +1139,21 @@ def split_consistency(variants: xr.Dataset, category: str = "objective") -> pd.D
             f"{variants.sizes['dataset']}"
         )
     by, _ = defined_groupings(variants[[SPLIT_VARIANTS[0]]], [category])  # as the run's
-    cons = consistency_dataset(variants, by=by)
+    return consistency_dataset(variants, by=by)
+
+
+def split_consistency(variants: xr.Dataset, category: str = "objective") -> pd.DataFrame:
+    """Consistency (Pearson, :func:`split_consistency_dataset`) of all model pairs and of each
+    ``category`` pair, under each variant.
+
+    One row per (category pair, dataset pair). Columns: label, group_by, dataset_a, dataset_b,
+    held_out, train. Category pairs with fewer than 3 model pairs are left out; when no category
+    pair has 2 model pairs (one model per category: a part of a run), only all model pairs are.
+    """
+    from repsim.consistency import consistency_pairs
+    from repsim.names import ALL
+
+    cons = split_consistency_dataset(variants, category)
     x, y = ((v, "consistency") for v in SPLIT_VARIANTS)
     out = consistency_pairs(cons, x, y, (ALL, category))
     return out.rename(columns={"x": "held_out", "y": "train"})

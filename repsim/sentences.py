@@ -889,15 +889,16 @@ def _ci_label(result: Mapping) -> str:
     return f"{family:.0%} CI" if k == 1 else f"{family:.0%} simultaneous CI"
 
 
-def _gap_intervals_note(gaps: Mapping[str, Mapping]) -> str:
-    """What the intervals of :func:`top_gap_clause` resample, and their Bonferroni level."""
+def _gap_intervals_note(gaps: Mapping[str, Mapping], compared: str = "measures") -> str:
+    """What the intervals of :func:`top_gap_clause` resample, and their Bonferroni level over the
+    ``compared`` (measures, or the image sets of one measure)."""
     shown = [g for g in gaps.values() if np.isfinite(g["ci_low"]) and np.isfinite(g["ci_high"])]
     if not shown:
         return ""
     g = shown[0]
     k, level = int(g.get("n_comparisons", 1)), float(g.get("confidence_level", 0.95))
     several = (
-        f"; with {k} measures each interval is at {level:.1%} (Bonferroni), so "
+        f"; with {k} {compared} each interval is at {level:.1%} (Bonferroni), so "
         f"{'both' if k == 2 else f'all {k}'} cover together at {1 - (1 - level) * k:.0%}"
         if k > 1
         else ""
@@ -1177,11 +1178,14 @@ def train_split_text(
     category: str,
     close: float = 0.9,
     alpha: float = 0.05,
+    gaps: Mapping[str, Mapping] | None = None,
 ) -> str:
     """How far similarity on the train-split images agrees with the held-out value, and whether
     consistency changes (:func:`repsim.analysis.split_agreement` and
     :func:`repsim.analysis.split_consistency_summary`; ``summary`` None when the run has fewer
-    than two datasets or three models).
+    than two datasets or three models). ``gaps``: :func:`repsim.analysis.top_pair_gaps` of
+    :func:`repsim.analysis.split_consistency_dataset`, which tests the category pair with the
+    highest median under each variant against the next; without it that pair is only described.
 
     Agreement is "close" when every dataset's Pearson r over model pairs is at least ``close`` (a
     description: a p over pairs that share models would overstate the evidence); a shift in level is tested with an exact sign test over datasets (the unit that is
@@ -1276,15 +1280,26 @@ def train_split_text(
         kept = np.isfinite(rho) and rho >= close
         top_h, top_t = cats.held_out.idxmax(), cats.train.idxmax()
         big = cats.difference.abs().idxmax()
-        parts.append(
+        order = (
             f"The order of the {len(cats)} {category} pairs by median consistency is "
             f"{'kept' if kept else 'not closely kept'} (Spearman rho = {fmt(rho)}, at least "
             f"{close} counting as kept; described, with no p-value, since the pairs share models "
-            f"and datasets); the highest median is {top_h} on held-out and "
-            + ("the same on train images" if top_h == top_t else f"{top_t} on train images")
-            + f", and the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)}), "
-            "both described."
+            "and datasets)"
         )
+        change = f"the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)})"
+        tested = {v: gaps[v] for v in ("held_out", "train") if gaps and v in gaps}
+        if len(tested) == 2:
+            parts.append(
+                f"{order}, and {change}, described. The highest median on held-out images is "
+                f"{top_gap_clause(tested['held_out'])}; on train images it is "
+                f"{top_gap_clause(tested['train'])}." + _gap_intervals_note(tested, "image sets")
+            )
+        else:
+            parts.append(
+                f"{order}; the highest median is {top_h} on held-out and "
+                + ("the same on train images" if top_h == top_t else f"{top_t} on train images")
+                + f", and {change}, both described."
+            )
     parts.append(
         "The medians are over dataset pairs that share datasets, so the change of each category "
         "pair carries no test: this run cannot say whether changes of this size exceed what "

@@ -187,6 +187,26 @@ def test_agreement_and_consistency_against_direct_computations(run):
         A.split_consistency(v.isel(dataset=[0]))
 
 
+def test_top_pair_gaps_of_the_two_variants_read_the_split_consistency(run):
+    # the chapter tests the highest median under each variant with top_pair_gaps over
+    # split_consistency_dataset: its pairs and gaps are those of split_consistency's table
+    v = A.train_split_similarity(run, "cka_linear", device="cpu")
+    cons = A.split_consistency_dataset(v)
+    assert sorted(map(str, cons.measure.values)) == ["held_out", "train"]
+    table = A.split_consistency(v)
+    gaps = A.top_pair_gaps(cons, A.SPLIT_VARIANTS)
+    assert set(gaps) == {"held_out", "train"}
+    for variant, g in gaps.items():
+        medians = table[table.label != "all"].groupby("label")[variant].median()
+        first, second = medians.sort_values(ascending=False).index[:2]
+        assert (g["top"], g["runner_up"]) == (first, second)
+        assert g["estimate"] == pytest.approx(medians[first] - medians[second], abs=1e-12)
+        assert g["n_comparisons"] == 2 and g["n_datasets"] == 6
+        assert np.isnan(g["ci_low"])  # 6 datasets: too few for an interval
+    with pytest.raises(InputError, match="two or more datasets"):
+        A.split_consistency_dataset(v.isel(dataset=[0]))
+
+
 def test_a_model_without_train_features_is_nan_on_that_dataset(tmp_path):
     r = _stimuli_run(tmp_path / "r", {"split": "test"})
     gone = str(r.similarity.model_a.values[0])
@@ -310,6 +330,49 @@ def test_sentence_disagree_case():
     )  # it said "keeps the order of model pairs", which a positive r does not show
     assert "sign test" not in weak  # no dataset moved: nothing to test
     assert "needs two or more datasets" in weak
+
+
+def _gap(top: str, runner_up: str, estimate: float, lo: float, hi: float) -> dict:
+    """One entry of top_pair_gaps: one of the two variants' Bonferroni intervals, 10 datasets."""
+    return {
+        "top": top,
+        "runner_up": runner_up,
+        "estimate": estimate,
+        "ci_low": lo,
+        "ci_high": hi,
+        "n_datasets": 10,
+        "confidence_level": 0.975,
+        "n_comparisons": 2,
+    }
+
+
+def test_sentence_tests_the_highest_median_of_each_variant():
+    agree = _agreement([0.95] * 8, [0.0] * 8)
+    summary = _summary([0.4, 0.8, 0.6, 0.3, 0.1], [0.2, 0.1, 0.3, 0.6, 0.5])
+    gaps = {
+        "held_out": _gap("C0 | C0", "C1 | C1", 0.2, 0.05, 0.31),
+        "train": _gap("C2 | C2", "C3 | C3", 0.1, -0.04, 0.2),
+    }
+    text = T.train_split_text(agree, summary, "cka", "objective", gaps=gaps)
+    assert (
+        "The highest median on held-out images is **C0 | C0**, ahead of the next, C1 | C1, by "
+        "0.20 (95% simultaneous CI 0.05 to 0.31); on train images it is **C2 | C2**, not told "
+        "apart from the next, C3 | C3 (gap 0.10, 95% simultaneous CI -0.04 to 0.20)." in text
+    )
+    assert (
+        "Each interval resamples the 10 datasets with the models and both pairs fixed; with 2 "
+        "image sets each interval is at 97.5% (Bonferroni), so both cover together at 95%." in text
+    )
+    assert "the largest change is C0 | C0 (-0.700), described." in text
+    assert "the highest median is" not in text  # no ranking left without its test
+    # an interval below 0 on held-out (the next pair ahead in the resamples)
+    gaps["held_out"] = _gap("C0 | C0", "C1 | C1", 0.01, -0.3, -0.02)
+    below = T.train_split_text(agree, summary, "cka", "objective", gaps=gaps)
+    assert "**C0 | C0** by the median, but the next, C1 | C1, is ahead in the resamples" in below
+    # without the test of one variant (fewer than two pairs there): described, as before
+    one = T.train_split_text(agree, summary, "cka", "objective", gaps={"held_out": gaps["train"]})
+    assert "the highest median is C0 | C0 on held-out and C2 | C2 on train images" in one
+    assert "both described" in one and "simultaneous CI" not in one
 
 
 def test_sentence_says_what_one_dataset_or_no_r_cannot_support():
