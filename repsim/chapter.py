@@ -297,6 +297,8 @@ class Chapter:
     sim: xr.Dataset
     measure: str
     category: str
+    #: what the chapter shows instead of what its parameters asked for (:func:`open_chapter`)
+    notes: tuple[str, ...] = ()
 
     @property
     def da(self) -> xr.DataArray:
@@ -407,24 +409,54 @@ class Chapter:
         return None
 
 
+#: The chapters' default parameters: a run without them is rendered with a fallback, said in
+#: the chapter; any other measure or category a run lacks is an error (a typo must not render
+#: another measure's chapter).
+DEFAULT_MEASURE = "cka_linear"
+DEFAULT_CATEGORY = "objective"
+
+
 def open_chapter(
     run_dir: str | Path,
-    measure: str = "cka_linear",
+    measure: str = DEFAULT_MEASURE,
     datasets: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
-    category: str = "objective",
+    category: str = DEFAULT_CATEGORY,
 ) -> Chapter:
-    """Load a run and apply a chapter's parameters (:func:`select_run`; an absent measure falls
-    back to the first)."""
+    """Load a run and apply a chapter's parameters (:func:`select_run`).
+
+    The default measure or category, when the run lacks it, falls back to the run's first
+    (``notes`` says so); another one the run lacks raises InputError naming what it has.
+    """
     run = select_run(load_run(run_dir), datasets, models)
     sim = run.similarity
+    notes: list[str] = []
     if measure not in sim:
-        log.info("measure %s not in the run; using %s", measure, run.measures[0])
+        if measure != DEFAULT_MEASURE:
+            raise InputError(
+                f"measure {measure!r} is not in this run; its measures are "
+                f"{', '.join(run.measures)}: give one of them as the chapter's measure parameter"
+            )
+        notes.append(
+            f"This run has no {measure}; the chapter shows {run.measures[0]}, the run's first "
+            "measure."
+        )
         measure = run.measures[0]
     if f"{category}_a" not in sim.coords:
         known_fields = [c for c in CATEGORY_FIELDS if f"{c}_a" in sim.coords]
-        category = known_fields[0] if known_fields else category
-    return Chapter(run=run, sim=sim, measure=measure, category=category)
+        if category != DEFAULT_CATEGORY:
+            raise InputError(
+                f"category {category!r} is not a model field of this run; its fields are "
+                f"{', '.join(known_fields) or 'none'}: give one of them as the chapter's "
+                "category parameter"
+            )
+        if known_fields:
+            notes.append(
+                f"The models of this run have no {category}; the chapter groups them by "
+                f"{known_fields[0]}."
+            )
+            category = known_fields[0]
+    return Chapter(run=run, sim=sim, measure=measure, category=category, notes=tuple(notes))
 
 
 def say(text: str) -> None:
@@ -436,10 +468,10 @@ def say(text: str) -> None:
 
 def setup(
     run_dir: str | Path,
-    measure: str = "cka_linear",
+    measure: str = DEFAULT_MEASURE,
     datasets: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
-    category: str = "objective",
+    category: str = DEFAULT_CATEGORY,
 ) -> tuple[Chapter, Run, xr.Dataset, xr.DataArray, list[str], str, str, str]:
     """A chapter's opening: :func:`open_chapter` with its parameters, unpacked into the names the
     chapter cells use: ``ch, run, sim, da, order, caption, measure, category`` (the measure and
@@ -447,6 +479,8 @@ def setup(
     # tqdm.auto in the kernel without ipywidgets: its warning is not part of the book
     warnings.filterwarnings("ignore", message="IProgress not found")
     ch = open_chapter(run_dir, measure, datasets, models, category)
+    for note in ch.notes:
+        say(note)
     return ch, ch.run, ch.sim, ch.da, ch.order, ch.caption, ch.measure, ch.category
 
 

@@ -699,8 +699,8 @@ def test_chapter_need_says_why(tmp_path):
     sim = _small_sim(["S", "T"], n_datasets=1)
     sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
     write_manifest_for(tmp_path)
-    ch = CH.open_chapter(tmp_path, measure="not_a_measure", category="architecture_class")
-    assert ch.measure == "cka_linear" and ch.category == "objective"
+    ch = CH.open_chapter(tmp_path)
+    assert ch.measure == "cka_linear" and ch.category == "objective" and ch.notes == ()
     assert "no consistency.nc" in ch.need("consistency")
     assert "no probes.nc" in ch.need("probes")
     assert "kept no features" in ch.need("features")
@@ -710,6 +710,42 @@ def test_chapter_need_says_why(tmp_path):
     assert ch.need() is None
     with pytest.raises(Exception, match="unknown need"):
         ch.need("nonsense")
+
+
+def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
+    # a measure or category the run lacks is an error naming what it has (a typo must not render
+    # another measure's chapter); only the chapters' defaults fall back, and the chapter says so
+    sim = _small_sim(["S", "T", "T"], n_datasets=1)
+    sim = sim.assign(rsa=sim["cka_linear"] ** 2)
+    sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
+    write_manifest_for(tmp_path)
+    with pytest.raises(
+        InputError,
+        match="measure 'cka_linaer' is not in this run; its measures are cka_linear, rsa: give",
+    ):
+        CH.open_chapter(tmp_path, measure="cka_linaer")
+    with pytest.raises(
+        InputError,
+        match="category 'size_class' is not a model field of this run; its fields are "
+        "objective, data_class: give",
+    ):
+        CH.open_chapter(tmp_path, category="size_class")
+    ch = CH.open_chapter(tmp_path, measure="rsa", category="data_class")
+    assert (ch.measure, ch.category, ch.notes) == ("rsa", "data_class", ())
+    other = tmp_path / "other"
+    other.mkdir()
+    sim[["rsa"]].drop_vars(["objective_a", "objective_b"]).to_netcdf(
+        other / "similarity.nc", engine="scipy"
+    )
+    write_manifest_for(other)
+    shown: list[str] = []
+    monkeypatch.setattr(CH, "say", shown.append)
+    _, _, _, da, _, _, measure, category = CH.setup(other)
+    assert (measure, category, da.name) == ("rsa", "data_class", "rsa")
+    assert shown == [  # the chapter says what it shows instead
+        "This run has no cka_linear; the chapter shows rsa, the run's first measure.",
+        "The models of this run have no objective; the chapter groups them by data_class.",
+    ]
 
 
 def test_rank_sum_text_with_untestable_groups():
