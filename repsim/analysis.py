@@ -266,8 +266,12 @@ def read_features(
     robustness chapter read them all, so its error curves described another pool of images than
     the run's similarity. A folder without stimulus tables (made by hand) gives every stored row.
     Models the store lacks on that dataset are left out; None without a store or with fewer than
-    two of the models stored. ``max_rows`` keeps a fixed random subset of those stimuli.
+    two of the models stored. ``max_rows`` keeps a fixed random subset of those stimuli. A
+    dataset the run lacks (a chapter's parameter) is an InputError naming the run's datasets.
     """
+    from repsim.chapter import select
+
+    select(run.similarity, [dataset])
     if run.features_path is None:
         return None
 

@@ -478,9 +478,12 @@ def dataset_pair_table(
 ) -> pd.DataFrame:
     """Each model pair's similarity on two datasets side by side: the points whose correlation is
     the consistency of the two datasets. Columns: model_a, model_b, category_pair, then one
-    column per dataset (named by its id)."""
+    column per dataset (named by its id). A dataset the array lacks, or the same one twice (a
+    chapter's parameters), is an InputError naming it."""
+    from repsim.chapter import select
+
     return (
-        similarity_pairs(da.sel(dataset=[dataset_a, dataset_b]), category)
+        similarity_pairs(select(da, [dataset_a, dataset_b]), category)
         .pivot_table(
             index=["model_a", "model_b", "category_pair"], columns="dataset", values="similarity"
         )

@@ -904,6 +904,9 @@ def test_read_features_skips_missing_models(tmp_path):
     small = A.read_features(r, "shapes", ids[:2], max_rows=10)
     assert all(len(f) == 10 for f in small.values())
     assert np.allclose(small[ids[1]], A.read_features(r, "shapes", ids[:2], max_rows=10)[ids[1]])
+    # the robustness chapter's dataset parameter: it said the store lacked the models' features
+    with pytest.raises(InputError, match="dataset\\(s\\) 'shapez' not in this run; its datasets"):
+        A.read_features(r, "shapez", ids[:2])
 
 
 def test_read_features_keeps_the_similarity_subset(tiny_run):

@@ -362,6 +362,13 @@ def test_similarity_pairs_and_dataset_pair_table_by_hand(rng):
     for f, g in pairs:
         for d in ("d0", "d3"):
             assert wide.loc[(f, g), d] == float(sim.sel(dataset=d, model_a=f, model_b=g))
+    # a chapter's dataset parameters: a raw KeyError, and a reshaping error for the same one twice
+    with pytest.raises(
+        InputError, match="dataset\\(s\\) 'd9' not in this run; its datasets are d0"
+    ):
+        dataset_pair_table(sim, "d0", "d9")
+    with pytest.raises(InputError, match="dataset\\(s\\) 'd0' given more than once"):
+        dataset_pair_table(sim, "d0", "d0")
 
 
 def test_run_summary_leaves_out_the_category_pairs_of_two_model_pairs(rng):
