@@ -33,7 +33,7 @@ from repsim.consistency import (
     similarity_pairs,
     transform_similarity,
 )
-from repsim.errors import InputError
+from repsim.errors import InputError, check_count
 from repsim.names import UNKNOWN, is_known, is_same_pair
 from repsim.stats import correlate, format_mean_range, keyed_rng
 
@@ -272,6 +272,8 @@ def read_features(
     from repsim.chapter import select
 
     select(run.similarity, [dataset])
+    if max_rows is not None:
+        max_rows = check_count("max_rows", max_rows, 4)  # unbiased CKA needs 4 stimuli
     if run.features_path is None:
         return None
 
@@ -323,6 +325,7 @@ def stability_vs_n(
 
     Columns: n, repeat, pair, similarity, full (value on all stimuli), abs_error.
     """
+    repeats = check_count("repeats", repeats)
     fn = measure or _default_measure()
     names = list(features)
     n_total = len(next(iter(features.values())))
@@ -368,6 +371,7 @@ def subsample_pairs(
     Columns: pair, model_a, model_b, estimate (all stimuli), mean, std (over subsets), se,
     q05, q95, m (stimuli per subset), n (all stimuli).
     """
+    n_draws = check_count("n_draws", n_draws, 2)  # a spread needs two draws
     fn = measure or _default_measure()
     pairs = list(pairs) if pairs is not None else list(itertools.combinations(list(features), 2))
     n_total = len(next(iter(features.values())))
@@ -408,6 +412,7 @@ def pick_models(
     """A small, deterministic sample of models: the first ``per_category`` of each category by id
     (not by config order, so the sample is the same however a config lists its models). Models
     of unknown category are not a category and are not picked."""
+    per_category = check_count("per_category", per_category)
     known = models[models[category].map(is_known)]
     return [
         str(m)

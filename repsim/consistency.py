@@ -19,6 +19,7 @@ import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from itertools import combinations, combinations_with_replacement
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -271,6 +272,8 @@ def partner_rank_sum_tests(
     """
     from scipy.stats import ranksums
 
+    if not (isinstance(alpha, Real) and 0 < alpha < 1):
+        raise InputError(f"alpha must be a number between 0 and 1; got {alpha!r}")
     tidy = to_tidy(partner) if isinstance(partner, xr.DataArray) else partner
     need = {"anchor", "partner", "dataset_a", "dataset_b", "consistency"}
     if not need <= set(tidy.columns):

@@ -6,6 +6,8 @@ so that a failed 64-model run tells the user how to continue rather than just wh
 
 from __future__ import annotations
 
+from numbers import Integral
+
 
 class RepsimError(Exception):
     """Base class of every error raised on purpose by repsim.
@@ -24,6 +26,15 @@ class ConfigError(RepsimError, ValueError):
 
 class InputError(RepsimError, ValueError):
     """Arrays handed to a measure or analysis are unusable (shape mismatch, NaN, too few rows)."""
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int, or an InputError that names the parameter: counts (epochs, draws,
+    repeats, models per category) come from configs and notebook parameters, where a 0 or a
+    float would otherwise fail deep inside as an IndexError or give an empty result."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}.")
+    return int(value)
 
 
 class UndefinedMeasureError(InputError):

@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from repsim.device import resolve_device
-from repsim.errors import ConstantFeaturesError, InputError
+from repsim.errors import ConstantFeaturesError, InputError, check_count
 from repsim.measures._inputs import check_flag, real_array
 
 logger = logging.getLogger(__name__)
@@ -557,9 +557,8 @@ def _check_options(lrs, wds, seeds, epochs: int, batch_size: int) -> None:
         raise InputError("lrs must be non-empty and positive, wds non-empty and >= 0.")
     if len(seeds) == 0 or len(set(seeds)) != len(seeds):
         raise InputError(f"seeds must be a non-empty list of distinct integers; got {list(seeds)}.")
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if not _is_int(v) or v < 1:
-            raise InputError(f"{name} must be an integer >= 1; got {v!r}.")
+    check_count("epochs", epochs)
+    check_count("batch_size", batch_size)
 
 
 def probe_defaults() -> dict[str, Any]:

@@ -190,6 +190,17 @@ def test_large_groups_with_ties_get_the_tie_correction():
     ).pvalue == pytest.approx(ranksums(distinct[:12], distinct[12:])[1], rel=1e-12)
 
 
+def test_partner_rank_sum_tests_check_alpha():
+    # the anchor chapter's alpha: above 1 every test was "significant"
+    tidy = pd.DataFrame(
+        {"anchor": "a", "partner": ["S", "T"], "dataset_a": "d0", "dataset_b": "d1",
+         "consistency": [0.2, 0.3]}
+    )  # fmt: skip
+    for bad in (0, 1, 2, -0.1, "0.01", np.nan):
+        with pytest.raises(InputError, match="alpha must be a number between 0 and 1"):
+            C.partner_rank_sum_tests(tidy, alpha=bad)
+
+
 def test_anchor_rank_sum_tests_bonferroni():
     rng = np.random.default_rng(0)
     rows = [
@@ -322,6 +333,25 @@ def test_subsample_pairs_draws_distinct_stimuli(rng):
     np.testing.assert_allclose(t3["se"], t3["std"] * np.sqrt(45 / 15))
     with pytest.raises(InputError, match="fraction"):
         A.subsample_pairs(feats, fraction=1.0, measure=_lin)
+    # the chapter's n_draws: 0 raised an IndexError, 1 gave a NaN spread
+    for bad in (0, 1, 2.0, True):
+        with pytest.raises(InputError, match=f"n_draws must be an integer >= 2; got {bad!r}"):
+            A.subsample_pairs(feats, n_draws=bad, measure=_lin)
+    assert len(A.subsample_pairs(feats, n_draws=np.int64(2), measure=_lin)) == 3
+
+
+def test_chapter_counts_are_checked(rng):
+    # the robustness chapter's repeats and per_category gave an empty table or no models
+    feats = {k: rng.normal(size=(20, 3)) for k in "ab"}
+    with pytest.raises(InputError, match="repeats must be an integer >= 1; got 0"):
+        A.stability_vs_n(feats, [8, 20], repeats=0, measure=_lin)
+    assert len(A.stability_vs_n(feats, [8, 20], repeats=1, measure=_lin)) == 2
+    mt = pd.DataFrame({"objective": ["a", "b"]}, index=["m1", "m2"])
+    with pytest.raises(InputError, match="per_category must be an integer >= 1; got 0"):
+        A.pick_models(mt, 0)
+    with pytest.raises(InputError, match=r"per_category must be an integer >= 1; got 1\.5"):
+        A.pick_models(mt, 1.5)
+    assert A.pick_models(mt, 1) == ["m1", "m2"]
 
 
 def test_resampling_with_replacement_biases_unbiased_cka():
@@ -748,6 +778,20 @@ def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
     ]
 
 
+def test_measure_parameters_are_measure_names():
+    # chapters leave out measures the run lacks; a misspelt name would be left out unsaid
+    CH.check_measure_names("compare_measures", ["cka_rbf_0.4", "rsa_spearman"])
+    CH.check_measure_names("knn_measure", "mutual_knn_10")
+    with pytest.raises(
+        InputError,
+        match="the chapter's local_measures parameter: unknown measure 'rsa_spearmann'; valid "
+        "names: cka_linear",
+    ):
+        CH.check_measure_names("local_measures", ["cka_rbf_0.2", "rsa_spearmann"])
+    with pytest.raises(InputError, match="knn_measure parameter: unknown measure 'mutual_kn_10'"):
+        CH.check_measure_names("knn_measure", "mutual_kn_10")
+
+
 def test_rank_sum_text_with_untestable_groups():
     tidy = pd.DataFrame(
         {"anchor": ["a", "b", "c"], "category": ["S", "T", "T"], "consistency": [0.1, 0.5, 0.6]}
@@ -907,6 +951,8 @@ def test_read_features_skips_missing_models(tmp_path):
     # the robustness chapter's dataset parameter: it said the store lacked the models' features
     with pytest.raises(InputError, match="dataset\\(s\\) 'shapez' not in this run; its datasets"):
         A.read_features(r, "shapez", ids[:2])
+    with pytest.raises(InputError, match="max_rows must be an integer >= 4; got 0"):
+        A.read_features(r, "shapes", ids[:2], max_rows=0)  # the chapter's max_stimuli
 
 
 def test_read_features_keeps_the_similarity_subset(tiny_run):
