@@ -272,8 +272,8 @@ def partner_rank_sum_tests(
     """
     from scipy.stats import ranksums
 
-    if not (isinstance(alpha, Real) and 0 < alpha < 1):
-        raise InputError(f"alpha must be a number between 0 and 1; got {alpha!r}")
+    if not (isinstance(alpha, Real) and 0 < alpha <= 1):
+        raise InputError(f"alpha must be a number above 0 and at most 1; got {alpha!r}")
     tidy = to_tidy(partner) if isinstance(partner, xr.DataArray) else partner
     need = {"anchor", "partner", "dataset_a", "dataset_b", "consistency"}
     if not need <= set(tidy.columns):

@@ -196,8 +196,8 @@ def test_partner_rank_sum_tests_check_alpha():
         {"anchor": "a", "partner": ["S", "T"], "dataset_a": "d0", "dataset_b": "d1",
          "consistency": [0.2, 0.3]}
     )  # fmt: skip
-    for bad in (0, 1, 2, -0.1, "0.01", np.nan):
-        with pytest.raises(InputError, match="alpha must be a number between 0 and 1"):
+    for bad in (0, 1.01, 2, -0.1, "0.01", np.nan):
+        with pytest.raises(InputError, match="alpha must be a number above 0 and at most 1"):
             C.partner_rank_sum_tests(tidy, alpha=bad)
 
 
