@@ -111,8 +111,12 @@ def test_second_run_skips_every_stage(
     _forbid_recomputation(
         monkeypatch, "repsim.stimuli.open_dataset", "repsim.stimuli.open.open_dataset"
     )
-    run(tiny_config, run_dir, device="cpu")
+    result = run(tiny_config, run_dir, device="cpu")
     _files_equal(tiny_run, run_dir)
+    # the result files handed back as they are are named as a run that writes them names them
+    assert (result.similarity, result.consistency, result.probes) == tuple(
+        run_dir / name for name in ("similarity.nc", "consistency.nc", "probes.nc")
+    )
     # the rerun's record counts no stage time to work it took from the cache and redid nothing
     info = json.loads((run_dir / "run.json").read_text())
     assert info["redone"] == []
