@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -359,6 +360,10 @@ def test_full_disk_while_writing_results(run_copy, small_config, monkeypatch, er
         run(small_config, run_copy, device="cpu")
     info = _info(run_copy)
     assert info["status"] == "failed" and "no space left" in info["error"]
+    # and for which config: the record names it as a finished run's does
+    assert info["config_hash"] == config_hash(load_plan(small_config))
+    assert info["config"]["name"] == "faults"
+    assert info["config"]["measures"] == ["cka_linear", "rsa_spearman", "mutual_knn_10"]
 
 
 def test_full_disk_worded_by_hdf5_in_a_task_is_reported_once(run_copy, small_config, monkeypatch):
@@ -590,8 +595,10 @@ def test_failed_decode_is_the_reported_cause(run_copy, small_config, monkeypatch
         raise DatasetError(f"dataset {ds.id}: simulated unreadable shard")
 
     monkeypatch.setattr(stages, "decode_images", broken)
+    t0 = time.perf_counter()
     with pytest.raises(RunFailedError) as err:
         run(small_config, run_copy, device="cpu")
+    elapsed = time.perf_counter() - t0
     message = str(err.value)
     assert "1 task(s) failed" in message
     assert (
@@ -602,6 +609,8 @@ def test_failed_decode_is_the_reported_cause(run_copy, small_config, monkeypatch
     failed = _info(run_copy)["failed_tasks"]
     assert [f["task"] for f in failed if not f["skipped"]] == ["decode-faces"]
     assert {f["cause"] for f in failed if f["skipped"]} == {"decode-faces"}
+    # the failed run is timed as a finished one is: its total is the time the call took at most
+    assert 0.0 < _info(run_copy)["timings_s"]["total"] <= elapsed
     with pytest.raises(RepsimError):
         RunFolder(run_copy).open_results()  # no half result files after a failed run
 
@@ -803,6 +812,9 @@ def test_probes_that_cannot_be_fitted_or_scored_are_refused_first(
     )
     entry = f"{{id: photos, loader: embedded, path: {path}, domain: Specialized}}"
     config = _two_dataset_config(tmp_path / "c.yaml", entry, probes=True)
-    with pytest.raises(DatasetError, match=f"{match}.*probe: {{enabled: false}}"):
+    # the fix for the classes, not the one for a missing split
+    fix = "Give those datasets train images of every class they test"
+    with pytest.raises(DatasetError, match=f"cannot be fitted and scored .*{match}.*{fix}") as err:
         run(config, tmp_path / "run", device="cpu")
+    assert "test_fraction" not in str(err.value)
     assert not any(RunFolder(tmp_path / "run").features.rglob("zarr.json"))
