@@ -947,3 +947,66 @@ def test_a_model_already_stored_is_not_built_again_nor_takes_room_in_the_budget(
     load_images, count = _counting(mixed_images)
     extract_models(specs, load_images, ids, store, "toy", **kw)
     assert builds == ["rn18", "rn18-l3", "mnv3"] and count[0] == 0
+
+
+# ---------------------------------------------------------------- sizes, memory budget, threads
+
+
+def test_module_bytes_adds_every_parameter_and_buffer_at_its_own_dtype() -> None:
+    """A float16 Linear(4, 3) (15 parameters, 2 bytes each) and a float32 BatchNorm1d(3) (weight,
+    bias, running mean and variance: 12 floats of 4 bytes, and an int64 batch counter)."""
+    from repsim.extract import module_bytes
+
+    module = torch.nn.Sequential(torch.nn.Linear(4, 3).half(), torch.nn.BatchNorm1d(3))
+    assert module_bytes(module) == 15 * 2 + 12 * 4 + 8
+    rn18 = _loaded(_spec()).module
+    assert module_bytes(rn18) == sum(t.nbytes for t in rn18.state_dict().values())
+
+
+def test_the_memory_budget_is_a_share_of_the_whole_device(monkeypatch) -> None:
+    """A quarter of the RAM on a CPU (and on a device it does not know), half of a GPU's memory;
+    where the RAM cannot be read, a quarter of 16 GiB."""
+    import os
+    import types
+
+    from repsim.extract import model_memory_budget
+
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 1_000_003}
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name], raising=False)
+    ram = 4096 * 1_000_003
+    assert model_memory_budget(torch.device("cpu")) == ram // 4
+    assert model_memory_budget(torch.device("meta")) == ram // 4
+    gpu = types.SimpleNamespace(total_memory=80 * 10**9 + 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: gpu)
+    assert model_memory_budget(torch.device("cuda")) == 40 * 10**9 + 1
+    for error in (ValueError, OSError):
+
+        def unreadable(name, error=error):
+            raise error(name)
+
+        monkeypatch.setattr(os, "sysconf", unreadable)
+        assert model_memory_budget(torch.device("cpu")) == 4 * 2**30
+    monkeypatch.delattr(os, "sysconf")  # not on this system
+    assert model_memory_budget(torch.device("cpu")) == 4 * 2**30
+
+
+@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 1), (5, 4), (16, 15), (17, 16), (64, 16)])
+def test_decode_workers_leave_one_core_to_the_forward(
+    monkeypatch, cores: int, workers: int
+) -> None:
+    """One decode thread per core this process may use, less one, at least 1 and at most 16; the
+    cores of the machine where the affinity cannot be read (at least one)."""
+    import os
+
+    from repsim.extract import decode_workers
+
+    def affinity(pid: int) -> set[int]:  # this process's, not another's (pid 1, init)
+        return set(range(cores)) if pid in (0, os.getpid()) else set(range(256))
+
+    monkeypatch.setattr(os, "sched_getaffinity", affinity, raising=False)
+    assert decode_workers() == workers
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert decode_workers() == workers
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert decode_workers() == 1
