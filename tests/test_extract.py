@@ -1010,3 +1010,37 @@ def test_decode_workers_leave_one_core_to_the_forward(
     assert decode_workers() == workers
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert decode_workers() == 1
+
+
+def test_a_model_that_fails_to_build_fails_before_decoding_and_takes_no_room(
+    tmp_path: Path, mixed_images: list[np.ndarray], ids: list[str]
+) -> None:
+    """A model whose build fails: with errors="raise" the call fails before any image is decoded;
+    with errors="collect" it is tried once, takes no room in the budget, and the model after it
+    (rn18, with room for it and mnv3 exactly) is still resident: built once, not once per chunk."""
+    from repsim.extract import extract_models, module_bytes
+
+    specs = _zoo()
+    specs = [specs[2], specs[1], specs[0]]  # mnv3, rn18-l3 (broken), rn18
+    built, builds, record = _recording_loader(specs)
+
+    def load(spec: ModelSpec):
+        record(spec)
+        if spec.id == "rn18-l3":
+            raise RuntimeError("simulated broken layer")
+        return built[spec.id]
+
+    kw = {"load": load, "batch_size": 4, "chunk_batches": 2, "progress": False}
+    budget = module_bytes(built["mnv3"].module) + module_bytes(built["rn18"].module)
+    store = FeatureStore(tmp_path / "f.zarr")
+    loader, count = _counting(mixed_images)
+    with pytest.raises(RuntimeError, match="simulated broken layer"):
+        extract_models(specs, loader, ids, store, "toy", memory_budget=budget, **kw)
+    assert count[0] == 0 and builds == ["mnv3", "rn18-l3"]
+    builds.clear()
+    out = extract_models(
+        specs, loader, ids, store, "toy", memory_budget=budget, errors="collect", **kw
+    )
+    assert isinstance(out["models"]["rn18-l3"], RuntimeError) and count[0] == len(ids)
+    assert builds == ["mnv3", "rn18-l3", "rn18"]
+    assert out["models"]["mnv3"]["computed"] == out["models"]["rn18"]["computed"] == len(ids)
