@@ -396,6 +396,7 @@ def test_chunk_major_equals_per_model_bit_for_bit(
         workers=3,
     )
     assert count[0] == out["decoded"] == len(ids)  # chunk-major: each image once
+    assert out["workers"] == 3  # the decode threads asked for
     for spec in specs:
         assert out["models"][spec.id]["computed"] == len(ids)
         a_ids, a = per_model.read("toy", spec.id)
@@ -814,7 +815,7 @@ def test_the_returned_info_counts_rows_and_each_models_own_seconds(
     """Per model: every row computed, its own (positive) seconds within the call's wall time,
     and the rate is rows over those seconds; models run one after another, so their seconds add
     up to no more than the call's."""
-    from repsim.extract import extract_models
+    from repsim.extract import decode_workers, extract_models
 
     specs = [_spec("a"), _spec("b", layer="layer3")]
     built = {s.id: _loaded(s, seed=i) for i, s in enumerate(specs)}
@@ -830,6 +831,7 @@ def test_the_returned_info_counts_rows_and_each_models_own_seconds(
         progress=False,
     )
     assert out["n"] == out["decoded"] == len(ids) and out["dataset"] == "toy"
+    assert out["workers"] == decode_workers()  # none asked for: one per core, less one
     for spec in specs:
         stats = out["models"][spec.id]
         assert stats["status"] == "done" and stats["computed"] == stats["n"] == len(ids)
