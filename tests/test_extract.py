@@ -74,6 +74,9 @@ def test_extract_normalised_and_keyed(tmp_path: Path, images: np.ndarray, ids: l
         and attrs["pretrained_cfg"]["resolved"] == "resnet18:IMAGENET1K_V1"
     )
     assert "torch" in attrs["versions"] and attrs["device"].startswith("cpu")
+    # where the features come from: the spec, and the layer and token that were tapped
+    assert (attrs["spec"]["id"], attrs["spec"]["identifier"]) == ("rn18", "resnet18")
+    assert (attrs["layer"], attrs["token"]) == ("avgpool", "pooled")
     again = extract_features(spec, images, ids, store, "toy", loaded=_loaded(spec), progress=False)
     assert again["status"] == "skipped"
 
@@ -1012,6 +1015,29 @@ def test_decode_workers_leave_one_core_to_the_forward(
     assert decode_workers() == workers
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert decode_workers() == 1
+
+
+def test_a_model_let_go_on_a_gpu_goes_back_to_host_memory() -> None:
+    """_release: a model swapped out (or failed) on CUDA is moved to the CPU, where a cached
+    LoadedModel keeps it, and the pass holds it no more; on a CPU it stays where it is."""
+    import types
+
+    from repsim.extract import _Job, _release
+
+    class Recording(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.moves: list[object] = []
+
+        def to(self, *args, **kwargs):
+            self.moves.append(args[0] if args else kwargs)
+            return self
+
+    for device, moves in (("cuda", ["cpu"]), ("cpu", [])):
+        module = Recording()
+        job = _Job(_spec(), loaded=types.SimpleNamespace(module=module), runner=object())
+        _release(job, torch.device(device))
+        assert module.moves == moves and job.loaded is None and job.runner is None
 
 
 def test_a_model_that_fails_to_build_fails_before_decoding_and_takes_no_room(
