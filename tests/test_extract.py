@@ -60,7 +60,8 @@ def test_extract_normalised_and_keyed(tmp_path: Path, images: np.ndarray, ids: l
         keep_raw=True,
         progress=False,
     )
-    assert info["status"] == "done" and info["computed"] == 22
+    assert info["status"] == "done" and info["computed"] == info["decoded"] == 22
+    assert info["img_per_s"] == 22 / info["seconds"]  # over the call's wall time
     got_ids, feats = store.read("toy", "rn18")
     assert list(got_ids) == ids and feats.shape == (22, 512)
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)
@@ -78,7 +79,7 @@ def test_extract_normalised_and_keyed(tmp_path: Path, images: np.ndarray, ids: l
     assert (attrs["spec"]["id"], attrs["spec"]["identifier"]) == ("rn18", "resnet18")
     assert (attrs["layer"], attrs["token"]) == ("avgpool", "pooled")
     again = extract_features(spec, images, ids, store, "toy", loaded=_loaded(spec), progress=False)
-    assert again["status"] == "skipped"
+    assert again == {"model": "rn18", "dataset": "toy", "status": "skipped", "n": 22, "decoded": 0}
 
 
 def test_a_batch_larger_than_the_dataset_is_the_dataset(
@@ -1072,3 +1073,31 @@ def test_a_model_that_fails_to_build_fails_before_decoding_and_takes_no_room(
     assert isinstance(out["models"]["rn18-l3"], RuntimeError) and count[0] == len(ids)
     assert builds == ["mnv3", "rn18-l3", "rn18"]
     assert out["models"]["mnv3"]["computed"] == out["models"]["rn18"]["computed"] == len(ids)
+
+
+def test_a_given_model_is_built_once_however_little_room_the_device_has(
+    tmp_path: Path, images: np.ndarray, ids: list[str], monkeypatch
+) -> None:
+    """extract_features with a model given: it stays in memory anyway, so it is made ready on the
+    device (moved there and put in eval mode) once for the pass, never once per chunk (here 3),
+    even where the device's budget has no room for it."""
+    import repsim.extract
+
+    monkeypatch.setattr(repsim.extract, "model_memory_budget", lambda device: 0)
+    spec = _spec()
+    loaded = _loaded(spec)
+    builds = []
+    to_eval = loaded.module.eval
+
+    def counted_eval() -> torch.nn.Module:
+        builds.append(1)
+        return to_eval()
+
+    monkeypatch.setattr(loaded.module, "eval", counted_eval)
+    store = FeatureStore(tmp_path / "f.zarr")
+    info = extract_features(
+        spec, images, ids, store, "toy", loaded=loaded, batch_size=4, chunk_batches=2,
+        progress=False,
+    )  # fmt: skip
+    assert info["computed"] == len(ids) and store.attrs("toy", "rn18")["n_chunks"] == 3
+    assert len(builds) == 1
