@@ -1018,6 +1018,38 @@ def test_decode_workers_leave_one_core_to_the_forward(
     assert decode_workers() == 1
 
 
+def test_the_decode_counters_add_the_threads_work_and_the_wait_of_the_forward(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """A loader that takes at least 20 ms a batch, on one thread, timing itself: the decode
+    seconds are the loader's own time for the 6 batches (4 + 4 + ... of 22 rows), give or take
+    the calls around it (far under the 0.5 s allowed), and at most the call's wall time; the
+    forward waited for the first batch, for no longer than the call."""
+    import time
+
+    from repsim.extract import extract_models
+
+    spec = _spec()
+    built = _loaded(spec)
+    spent = []
+
+    def slow(idx: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        time.sleep(0.02)
+        out = images[idx]
+        spent.append(time.perf_counter() - t0)
+        return out
+
+    out = extract_models(
+        [spec], slow, ids, FeatureStore(tmp_path / "f.zarr"), "toy", load=lambda s: built,
+        batch_size=4, chunk_batches=2, workers=1, progress=False,
+    )  # fmt: skip
+    assert out["decoded"] == len(ids) and out["workers"] == 1 and len(spent) == 6
+    assert sum(spent) <= out["decode_seconds"] < sum(spent) + 0.5
+    assert out["decode_seconds"] <= out["seconds"]
+    assert 0 < out["decode_wait_seconds"] <= out["seconds"]
+
+
 def test_a_model_let_go_on_a_gpu_goes_back_to_host_memory() -> None:
     """_release: a model swapped out (or failed) on CUDA is moved to the CPU, where a cached
     LoadedModel keeps it, and the pass holds it no more; on a CPU it stays where it is."""
