@@ -1023,7 +1023,7 @@ def test_the_decode_counters_add_the_threads_work_and_the_wait_of_the_forward(
 ) -> None:
     """A loader that takes at least 20 ms a batch, on one thread, timing itself: the decode
     seconds are the loader's own time for the 6 batches (4 + 4 + ... of 22 rows), give or take
-    the calls around it (far under the 0.5 s allowed), and at most the call's wall time; the
+    the calls around it (far under the 0.9 s allowed), and at most the call's wall time; the
     forward waited for the first batch, and no longer than the thread decoded (give or take)."""
     import time
 
@@ -1045,10 +1045,12 @@ def test_the_decode_counters_add_the_threads_work_and_the_wait_of_the_forward(
         batch_size=4, chunk_batches=2, workers=1, progress=False,
     )  # fmt: skip
     assert out["decoded"] == len(ids) and out["workers"] == 1 and len(spent) == 6
-    assert sum(spent) <= out["decode_seconds"] < sum(spent) + 0.5
+    # the slack (0.9 s over 6 calls, far above their overhead) keeps a loaded machine from
+    # failing it; a count that starts at 1 s instead of 0 is still seen
+    assert sum(spent) <= out["decode_seconds"] < sum(spent) + 0.9
     assert out["decode_seconds"] <= out["seconds"]
     # the forward waits only while the one thread decodes
-    assert 0 < out["decode_wait_seconds"] < out["decode_seconds"] + 0.5
+    assert 0 < out["decode_wait_seconds"] < out["decode_seconds"] + 0.9
 
 
 def test_a_model_let_go_on_a_gpu_goes_back_to_host_memory() -> None:
