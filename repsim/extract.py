@@ -616,7 +616,8 @@ def extract_features(
         progress=progress,
         precision=precision,
         workers=workers,
-        memory_budget=None if loaded is None else 2**62,  # given: it stays in memory anyway
+        # one model: nothing to make room for, so it is built once, never once per chunk
+        memory_budget=2**62,
     )
     stats = out["models"][spec.id]
     if stats["status"] == "skipped":

@@ -1136,3 +1136,11 @@ def test_a_given_model_is_built_once_however_little_room_the_device_has(
     )  # fmt: skip
     assert info["computed"] == len(ids) and store.attrs("toy", "rn18")["n_chunks"] == 3
     assert len(builds) == 1
+    # one model built by extract_features itself: the same (it was built again for every chunk
+    # when larger than the budget, which made room for nothing)
+    built = []
+    monkeypatch.setattr(repsim.extract, "load_model", lambda s, **kw: built.append(s) or loaded)
+    info = extract_features(
+        spec, images, ids, store, "again", batch_size=4, chunk_batches=2, progress=False,
+    )  # fmt: skip
+    assert info["computed"] == len(ids) and built == [spec]
