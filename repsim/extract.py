@@ -14,7 +14,8 @@ dataset is the whole dataset.
 Models are built before the first image is decoded (a bad layer or weights file fails first) and
 stay resident on the device while their sizes, added up in the call's order, fit
 :func:`model_memory_budget`; the models after that are released after each chunk and built again
-for the next one, in the same fixed order. A model that fails (``errors="collect"``) leaves the
+for the next one, in the same fixed order. A model alone in the call stays resident whatever its
+size: letting it go would make room for nothing. A model that fails (``errors="collect"``) leaves the
 pass; the others go on. A rerun skips every model's done chunks, so a killed extraction resumes
 where it stopped and produces the same rows.
 
@@ -266,7 +267,8 @@ def extract_models(
     workers
         Decode threads (default :func:`decode_workers`).
     memory_budget
-        Bytes of models kept resident (default :func:`model_memory_budget`).
+        Bytes of models kept resident (default :func:`model_memory_budget`; a model alone with
+        work stays resident anyway).
     errors
         ``raise``: the first failure of a model ends the call; ``collect``: a failing model
         leaves the pass, its exception is returned under ``models`` and the others go on. A
@@ -314,6 +316,8 @@ def extract_models(
         except Exception as exc:  # noqa: BLE001 - one model's failure (errors="collect")
             fail(job, exc)
     resident = 0
+    # a model alone makes room for nothing by being let go: it is built once, whatever its size
+    alone = sum(job.status == "done" and bool(job.pending) for job in jobs) == 1
     for job in jobs:  # build the models with work: a bad layer fails before any decoding
         if job.status != "done" or not job.pending:
             continue
@@ -322,7 +326,7 @@ def extract_models(
         except Exception as exc:  # noqa: BLE001
             fail(job, exc)
             continue
-        job.resident = resident + size <= budget
+        job.resident = alone or resident + size <= budget
         resident += size if job.resident else 0
         if not job.resident:
             log.info(
@@ -616,8 +620,6 @@ def extract_features(
         progress=progress,
         precision=precision,
         workers=workers,
-        # one model: nothing to make room for, so it is built once, never once per chunk
-        memory_budget=2**62,
     )
     stats = out["models"][spec.id]
     if stats["status"] == "skipped":
