@@ -358,6 +358,96 @@ def test_align_needs_extra_or_builds() -> None:
         load_model(spec)
 
 
+# -- where pretrained weights come from ------------------------------------------------------
+def test_a_checkpoint_in_the_torch_hub_cache_is_taken_from_there(tmp_path: Path) -> None:
+    """A torchvision/timm/checkpoint URL already downloaded into $TORCH_HOME is ``cached`` (not
+    asked for again); its path is not the run's weights file: the identifier names it."""
+    from repsim.zoo.check import check_weights
+    from repsim.zoo.weights import local_weights_file, locate_weights
+
+    spec = ModelSpec("sq", "torchvision", "squeezenet1_1")
+    remote = locate_weights(spec)
+    assert remote.kind == "remote" and remote.url.endswith(".pth")
+    assert check_weights(spec, fetch=False) == "not cached"
+    checkpoints = tmp_path / "torch_home" / "hub" / "checkpoints"
+    cached = checkpoints / remote.url.rsplit("/", 1)[1]
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "resnet18-f37072fd.pth").write_bytes(b"another model's download")
+    assert locate_weights(spec).kind == "remote"
+    cached.write_bytes(b"the download")
+    got = locate_weights(spec)
+    assert (got.kind, got.where, got.url) == ("cached", str(cached), remote.url)
+    assert got.cache_hint == str(cached)
+    assert check_weights(spec) == "cached"  # nothing to download, no request made
+    assert local_weights_file(spec) is None
+
+
+def test_weights_are_located_before_the_loader_was_ever_used(monkeypatch) -> None:
+    """locate_weights imports the loader that registers the locator: a model looked up before
+    anything built it was 'unknown source', and its download went unchecked."""
+    import sys
+
+    from repsim.zoo import registry
+    from repsim.zoo import weights as weights_mod
+
+    monkeypatch.delitem(sys.modules, "repsim.zoo.loaders.torchvision_loader", raising=False)
+    monkeypatch.setattr(registry, "_LOADERS", {})
+    monkeypatch.setattr(weights_mod, "_LOCATORS", {})
+    got = weights_mod.locate_weights(ModelSpec("sq", "torchvision", "squeezenet1_1"))
+    assert got.kind == "remote" and got.url.endswith(".pth")
+
+
+def test_a_loader_without_a_locator_has_its_weights_said_unknown(monkeypatch) -> None:
+    """A loader registered without a locator: the check cannot say where its weights come from
+    and says so, rather than failing the model or calling it a local file."""
+    from repsim.zoo import registry
+    from repsim.zoo.check import check_weights
+    from repsim.zoo.weights import local_weights_file, locate_weights
+
+    monkeypatch.setitem(registry._LOADERS, "mine", lambda spec, **kwargs: None)
+    spec = ModelSpec("m", "mine", "x")
+    assert locate_weights(spec).kind == "none"
+    assert check_weights(spec) == "unknown source"
+    assert local_weights_file(spec) is None
+
+
+def _hf_cache_file(cache: Path, repo: str, filename: str) -> Path:
+    """``filename`` of ``repo`` as huggingface_hub caches it (refs/main -> snapshots/<sha>)."""
+    folder = cache / ("models--" + repo.replace("/", "--"))
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    path = folder / "snapshots" / ("0" * 40) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"cached")
+    return path
+
+
+def test_a_hugging_face_file_in_the_cache_is_taken_from_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timm weights on the Hub: remote (the URL of the first file timm reads) until any of the
+    files it reads is in the HF cache, then cached at that file; another repo's file is not."""
+    import huggingface_hub.constants
+
+    from repsim.zoo.check import check_weights
+    from repsim.zoo.weights import locate_weights
+
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    spec = ModelSpec("t", "timm", "resnet10t.c3_in1k")
+    folder = str(cache / "models--timm--resnet10t.c3_in1k")
+    remote = locate_weights(spec)
+    assert remote.kind == "remote" and remote.where == "timm/resnet10t.c3_in1k"
+    assert remote.url.endswith("/timm/resnet10t.c3_in1k/resolve/main/model.safetensors")
+    assert remote.cache_hint == folder
+    _hf_cache_file(cache, "timm/resnet18.a1_in1k", "model.safetensors")
+    assert locate_weights(spec).kind == "remote"
+    cached = _hf_cache_file(cache, "timm/resnet10t.c3_in1k", "pytorch_model.bin")
+    got = locate_weights(spec)
+    assert (got.kind, got.where, got.cache_hint) == ("cached", str(cached), folder)
+    assert check_weights(spec) == "cached"
+
+
 # -- taps --------------------------------------------------------------------------------------
 def test_bad_layer_lists_close_names() -> None:
     loaded = load_model(ModelSpec("r", "torchvision", "resnet18"), pretrained=False)

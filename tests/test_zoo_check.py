@@ -59,6 +59,7 @@ def test_image_tower_parameters_are_those_of_the_built_network(
 
 
 # ----------------------------------------------------------------------------- weights, before the work
+import contextlib  # noqa: E402
 import urllib.error  # noqa: E402
 import urllib.request  # noqa: E402
 
@@ -239,16 +240,9 @@ def test_a_failed_host_is_asked_again_by_a_later_run(
         load_plan(cfg)
     assert len(no_network) == 1
 
-    class Answer:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
     def answers(request, *args, **kwargs):
         no_network.append(request.full_url)
-        return Answer()
+        return contextlib.nullcontext()
 
     monkeypatch.setattr(urllib.request, "urlopen", answers)
     with pytest.raises(MissingWeightsError, match="Connection refused"):
@@ -260,6 +254,24 @@ def test_a_failed_host_is_asked_again_by_a_later_run(
     monkeypatch.setattr(weights_mod, "HOST_ANSWER_KEPT_S", 3600.0)
     load_plan(cfg)
     assert len(no_network) == 3  # an answer is kept too, for both models
+
+
+def test_weights_to_download_are_asked_for_only_when_fetching(no_network, monkeypatch) -> None:
+    """`repsim models --check` reports weights to download as not cached without a request; the
+    run's check asks the source once and says downloadable when it answers, else names it."""
+    from repsim.zoo import ModelSpec
+    from repsim.zoo.check import check_weights
+    from repsim.zoo.weights import locate_weights
+
+    spec = ModelSpec("sq", "torchvision", "squeezenet1_1")
+    assert check_weights(spec, fetch=False) == "not cached" and no_network == []
+    url = locate_weights(spec).url
+    with pytest.raises(MissingWeightsError, match=f"model 'sq'.*{url}: URLError"):
+        check_weights(spec)
+    assert no_network == [url]
+    monkeypatch.setattr(weights_mod, "_HOST_ANSWERS", {})
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: contextlib.nullcontext())
+    assert check_weights(spec) == "downloadable"
 
 
 def test_offline_flag_fails_without_any_request(tmp_path: Path, no_network, monkeypatch) -> None:
