@@ -471,6 +471,105 @@ def test_taps_cls_pooled_and_hook() -> None:
 
 
 @pytest.mark.parametrize(
+    ("shape", "token", "want"),
+    [
+        ((2, 3, 4), "cls", lambda t: t[:, 0]),
+        ((2, 3, 4), "mean", lambda t: t.mean(dim=1)),
+        ((2, 3, 4), "pooled", lambda t: t.mean(dim=1)),
+        ((2, 3, 4), "none", lambda t: t.reshape(2, 12)),
+        ((2, 5, 3, 3), "pooled", lambda t: t.mean(dim=(2, 3))),
+        ((2, 5, 3, 3), "mean", lambda t: t.mean(dim=(2, 3))),
+        ((2, 5, 3, 3), "none", lambda t: t.reshape(2, 45)),
+        ((2, 5), "pooled", lambda t: t),
+        ((2, 5), "none", lambda t: t),
+        ((2, 2, 2, 2, 2), "pooled", lambda t: t.reshape(2, 16)),
+    ],
+)
+def test_each_token_rule_reduces_a_tapped_output_as_documented(shape, token, want) -> None:
+    """cls: the first token; mean/pooled: the mean over tokens or positions; none: flattened."""
+    from repsim.zoo.taps import reduce_token
+
+    out = torch.randn(*shape)
+    torch.testing.assert_close(reduce_token(out, token), want(out), rtol=0, atol=0)
+    # a module returning a tuple, a list or a dict is tapped at its first output
+    other = torch.randn(2, 7)
+    for wrapped in ((out, other), [out, other], {"last_hidden_state": out, "pooled": other}):
+        torch.testing.assert_close(reduce_token(wrapped, token), want(out), rtol=0, atol=0)
+
+
+def test_a_tap_that_cannot_give_features_says_why() -> None:
+    from repsim.zoo.taps import reduce_token
+
+    with pytest.raises(ModelError, match="token 'cls' needs a .* this layer is 4-d"):
+        reduce_token(torch.randn(2, 5, 3, 3), "cls")
+    with pytest.raises(ModelError, match="tapped output is a str, not a tensor; tap another"):
+        reduce_token(("text",), "pooled")
+    with pytest.raises(ModelError, match="token 'first' is not one of"):
+        reduce_token(torch.randn(2, 3, 4), "first")
+
+
+class _Chain(torch.nn.Module):
+    """stem -> head, and a module the forward pass never calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Linear(4, 6)
+        self.head = torch.nn.Linear(6, 3)
+        self.unused = torch.nn.Linear(4, 4)
+        self.heads_run = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        self.heads_run += 1  # not reached when a tap on the stem stops the pass
+        return self.head(h)
+
+
+def _chain(default_layer: str | None = None, default_token: str = "pooled"):
+    from repsim.zoo.spec import LoadedModel, PreprocessSpec
+
+    torch.manual_seed(0)
+    prep = PreprocessSpec(resize=8, crop=8, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    return LoadedModel(_Chain().eval(), prep, default_layer, default_token)
+
+
+def test_the_layer_tapped_is_the_one_asked_for_and_the_pass_stops_there() -> None:
+    """An explicit layer beats the spec's, which beats the loader's default; the layers after
+    the tap are not run, and a layer the pass never calls is an error naming it."""
+    loaded = _chain(default_layer="head")
+    net = loaded.module
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        stem, head = net.stem(x), net(x)
+        by_default = FeatureExtractor(loaded)
+        by_spec = FeatureExtractor(loaded, ModelSpec("c", "torch_hub", "x", layer="stem"))
+        spec_head = ModelSpec("c", "torch_hub", "x", layer="head")
+        by_arg = FeatureExtractor(loaded, spec_head, layer="stem")
+        assert (by_default.layer, by_spec.layer, by_arg.layer) == ("head", "stem", "stem")
+        torch.testing.assert_close(by_default(x), head)
+        net.heads_run = 0
+        torch.testing.assert_close(by_spec(x), stem)
+        torch.testing.assert_close(by_arg(x), stem)
+        assert net.heads_run == 0
+        whole = FeatureExtractor(_chain(default_layer=None))
+        assert whole.layer is None
+        torch.testing.assert_close(whole(x), whole.module(x))
+        unused = FeatureExtractor(loaded, layer="unused")
+        with pytest.raises(ModelError, match="layer 'unused' was not called during the forward"):
+            unused(x)
+
+
+def test_the_token_rule_is_the_one_asked_for() -> None:
+    """An explicit token beats the spec's, which beats the loader's default."""
+    loaded = _chain(default_layer=None, default_token="cls")
+    assert FeatureExtractor(loaded).token == "cls"
+    spec = ModelSpec("c", "torch_hub", "x", token="mean")
+    assert FeatureExtractor(loaded, spec).token == "mean"
+    assert FeatureExtractor(loaded, spec, token="none").token == "none"
+    with pytest.raises(ModelError, match="token 'first' is not one of"):
+        FeatureExtractor(loaded, token="first")
+
+
+@pytest.mark.parametrize(
     ("loader", "identifier"), [("torchvision", "resnet18"), ("minizoo", "cnn")]
 )
 def test_cls_token_of_a_pooled_output_is_refused_at_check(loader: str, identifier: str) -> None:
