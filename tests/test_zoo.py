@@ -390,7 +390,8 @@ def test_weights_are_located_before_the_loader_was_ever_used(monkeypatch) -> Non
     from repsim.zoo import registry
     from repsim.zoo import weights as weights_mod
 
-    monkeypatch.delitem(sys.modules, "repsim.zoo.loaders.torchvision_loader", raising=False)
+    get_loader("torchvision")  # so that the module and registries put back after are this one
+    monkeypatch.delitem(sys.modules, "repsim.zoo.loaders.torchvision_loader")
     monkeypatch.setattr(registry, "_LOADERS", {})
     monkeypatch.setattr(weights_mod, "_LOCATORS", {})
     got = weights_mod.locate_weights(ModelSpec("sq", "torchvision", "squeezenet1_1"))
