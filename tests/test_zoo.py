@@ -412,6 +412,22 @@ def test_a_loader_without_a_locator_has_its_weights_said_unknown(monkeypatch) ->
     assert local_weights_file(spec) is None
 
 
+def test_only_a_local_weights_file_is_fingerprinted(tmp_path: Path) -> None:
+    """The stage keys fingerprint the weights: file, or the mini-zoo's own file; a model whose
+    weights are downloaded, or a random-init model with no download source at all (a checkpoint
+    without options.url), has none, and its key is made without asking for one."""
+    from repsim.minizoo.loader import DEFAULT_DIR
+    from repsim.zoo.weights import local_weights_file
+
+    assert local_weights_file(ModelSpec("c", "checkpoint", "resnet50")) is None
+    assert local_weights_file(ModelSpec("sq", "torchvision", "squeezenet1_1")) is None
+    weights = tmp_path / "w.pth"
+    given = ModelSpec("c", "checkpoint", "resnet50", weights=weights)
+    assert local_weights_file(given) == str(weights)
+    own = local_weights_file(ModelSpec("cnn-supervised-s0", "minizoo", "cnn"))
+    assert own == str(DEFAULT_DIR / "cnn-supervised-s0.safetensors")
+
+
 def _hf_cache_file(cache: Path, repo: str, filename: str) -> Path:
     """``filename`` of ``repo`` as huggingface_hub caches it (refs/main -> snapshots/<sha>)."""
     folder = cache / ("models--" + repo.replace("/", "--"))
