@@ -173,6 +173,43 @@ def test_local_weights_file_matched_against_the_architecture(tmp_path: Path, edi
         load_plan(cfg)
 
 
+def test_a_truncated_weights_file_of_a_zoo_loader_is_refused_with_its_fix(tmp_path: Path) -> None:
+    """The loader's own unreadable-file error does not name the model: the check names it, the
+    file, the architecture and the fix, rather than passing the file or losing the cause."""
+    from repsim.zoo import ModelSpec
+    from repsim.zoo.check import check_spec
+
+    path = _torchvision_file(tmp_path, lambda s: None)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    got = check_spec(ModelSpec("sq", "torchvision", "squeezenet1_1", weights=path))
+    assert not got.ok and got.weights == "-"
+    message = str(got.error)
+    assert message.startswith(
+        f"model 'sq': weights file {path} cannot be used for torchvision 'squeezenet1_1': "
+        f"ModelError: cannot read weights file {path}: "
+    )
+    assert message.endswith("or point 'weights:' at the file made for this architecture")
+
+
+def test_a_loader_that_fails_is_one_row_naming_the_model(monkeypatch) -> None:
+    """A loader's own exception (a bad option, a missing package) is the model's row, not a
+    crash that hides the other models."""
+    from repsim.zoo import ModelSpec, registry
+    from repsim.zoo.check import check_specs
+
+    def broken(spec, **kwargs):
+        raise TypeError("unexpected keyword 'depth'")
+
+    monkeypatch.setitem(registry._LOADERS, "broken", broken)
+    bad, good = check_specs(
+        [ModelSpec("b", "broken", "x"), ModelSpec("m", "minizoo", "cnn")], weights=False
+    )
+    assert isinstance(bad.error, ModelError)
+    assert str(bad.error) == "model 'b': cannot be built: TypeError: unexpected keyword 'depth'"
+    assert bad.weights == "-" and bad.dim is None
+    assert good.ok and good.dim is not None and good.weights == "not checked"
+
+
 def test_models_check_honours_select_and_opens_weights_files(tmp_path: Path) -> None:
     broken = tmp_path / "broken.safetensors"
     broken.write_bytes(b"not a safetensors file")
