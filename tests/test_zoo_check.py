@@ -191,6 +191,32 @@ def test_a_truncated_weights_file_of_a_zoo_loader_is_refused_with_its_fix(tmp_pa
     assert message.endswith("or point 'weights:' at the file made for this architecture")
 
 
+def test_the_reason_a_weights_file_cannot_be_used_is_cut_but_the_fix_is_kept(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A loader's error listing every missing key: the message keeps its first 600 characters,
+    the model, the file and the fix, not pages of keys."""
+    from repsim.zoo import ModelSpec, registry
+    from repsim.zoo.check import check_weights
+
+    reason = "Missing key(s) in state_dict: " + ", ".join(
+        f'"blocks.{i}.weight"' for i in range(200)
+    )
+
+    def strict(spec, **kwargs):
+        raise RuntimeError(reason)
+
+    monkeypatch.setitem(registry._LOADERS, "strict", strict)
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"any")
+    with pytest.raises(ModelError) as err:
+        check_weights(ModelSpec("s", "strict", "arch", weights=path))
+    assert str(err.value).startswith(
+        f"model 's': weights file {path} cannot be used for strict 'arch': RuntimeError: "
+        f"{reason[:600]} .... The file is truncated, damaged or for another architecture"
+    )
+
+
 def test_a_loader_that_fails_is_one_row_naming_the_model(monkeypatch) -> None:
     """A loader's own exception (a bad option, a missing package) is the model's row, not a
     crash that hides the other models."""
