@@ -208,9 +208,12 @@ def test_the_reason_a_weights_file_cannot_be_used_is_cut_but_the_fix_is_kept(
 
     monkeypatch.setitem(registry._LOADERS, "strict", strict)
     path = tmp_path / "w.pth"
+    spec = ModelSpec("s", "strict", "arch", weights=path)
+    with pytest.raises(MissingWeightsError, match=f"model 's': weights file {path} does not exist"):
+        check_weights(spec)  # said as missing, not as the loader's error, whatever the loader
     path.write_bytes(b"any")
     with pytest.raises(ModelError) as err:
-        check_weights(ModelSpec("s", "strict", "arch", weights=path))
+        check_weights(spec)
     assert str(err.value).startswith(
         f"model 's': weights file {path} cannot be used for strict 'arch': RuntimeError: "
         f"{reason[:600]} .... The file is truncated, damaged or for another architecture"
