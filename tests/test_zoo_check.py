@@ -23,6 +23,7 @@ def test_check_reports_mismatch_and_errors(tmp_path: Path) -> None:
     assert lines["good"].rstrip().endswith("ok")
     assert "gives 512-d features but metadata.embed_dim says 100" in lines["wrongdim"]
     assert "does not exist" in lines["badlayer"]
+    assert lines["badlayer"].split()[2:5] == ["-", "512", "nolayer"]  # the layer it was asked for
     assert "good" in list_models(cfg)
 
 
