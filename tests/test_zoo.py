@@ -562,6 +562,7 @@ def test_the_layer_tapped_is_the_one_asked_for_and_the_pass_stops_there() -> Non
         spec_head = ModelSpec("c", "torch_hub", "x", layer="head")
         by_arg = FeatureExtractor(loaded, spec_head, layer="stem")
         assert (by_default.layer, by_spec.layer, by_arg.layer) == ("head", "stem", "stem")
+        assert FeatureExtractor(loaded, ModelSpec("c", "torch_hub", "x")).layer == "head"
         torch.testing.assert_close(by_default(x), head)
         net.heads_run = 0
         torch.testing.assert_close(by_spec(x), stem)

@@ -190,6 +190,7 @@ def test_a_truncated_weights_file_of_a_zoo_loader_is_refused_with_its_fix(tmp_pa
         f"ModelError: cannot read weights file {path}: "
     )
     assert message.endswith("or point 'weights:' at the file made for this architecture")
+    assert " ..." not in message  # a short reason is whole, not said to be cut
 
 
 def test_the_reason_a_weights_file_cannot_be_used_is_cut_but_the_fix_is_kept(
