@@ -37,6 +37,14 @@ def check_count(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
+def brief(text: str, limit: int = 600) -> str:
+    """``text`` on one line, cut to its first ``limit`` characters (`` ...`` marks a cut): a
+    library's error that lists every key of a state dict would bury the model, file and fix of
+    the message it is quoted in."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 class UndefinedMeasureError(InputError):
     """A measure is undefined for this input (e.g. CKA of a zero-variance representation)."""
 

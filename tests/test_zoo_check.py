@@ -174,6 +174,25 @@ def test_local_weights_file_matched_against_the_architecture(tmp_path: Path, edi
         load_plan(cfg)
 
 
+def test_a_file_of_another_architecture_is_named_in_a_short_message(tmp_path: Path) -> None:
+    """torch's own error lists every key that does not fit (about 8 kB for a ResNet-18 file
+    given to SqueezeNet): the message keeps its start, the model, the file and the fix."""
+    import torchvision
+
+    path = tmp_path / "resnet.pth"
+    torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), path)
+    entry = f"  - {{id: sq, loader: torchvision, identifier: squeezenet1_1, weights: {path}}}\n"
+    with pytest.raises(ModelError) as err:
+        load_plan(_config(tmp_path, entry, "[sq]"))
+    message = str(err.value)
+    assert f"model 'sq': weights {path} do not fit squeezenet1_1: Error(s) in loading" in message
+    assert (
+        " .... The file is for another architecture: point 'weights:' at the file made for "
+        "squeezenet1_1" in message
+    )
+    assert len(message) < 1500
+
+
 def test_a_truncated_weights_file_of_a_zoo_loader_is_refused_with_its_fix(tmp_path: Path) -> None:
     """The loader's own unreadable-file error does not name the model: the check names it, the
     file, the architecture and the fix, rather than passing the file or losing the cause."""

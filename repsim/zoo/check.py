@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from repsim.config import load_config, parse_config, select_ids
-from repsim.errors import ModelError, RepsimError, UnknownArchitectureError
+from repsim.errors import ModelError, RepsimError, UnknownArchitectureError, brief
 from repsim.zoo.registry import load_model, parse_models
 from repsim.zoo.spec import ModelSpec
 from repsim.zoo.weights import check_source, check_weights_path, locate_weights
@@ -119,8 +119,7 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
 
 def _unusable_file(spec: ModelSpec, path: str, exc: Exception) -> ModelError:
     """The error of a local weights file that cannot be read or fit the architecture."""
-    reason = " ".join(str(exc).split()).removeprefix(f"model {spec.id!r}: ")
-    reason = reason if len(reason) <= 600 else reason[:600] + " ..."
+    reason = brief(" ".join(str(exc).split()).removeprefix(f"model {spec.id!r}: "))
     return ModelError(
         f"model {spec.id!r}: weights file {path} cannot be used for {spec.loader} "
         f"{spec.identifier!r}: {type(exc).__name__}: {reason}. The file is truncated, damaged or "

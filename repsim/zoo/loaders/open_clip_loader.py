@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from repsim.errors import ModelError
+from repsim.errors import ModelError, brief
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
 from repsim.zoo.weights import (
@@ -147,7 +147,7 @@ def load_open_clip(spec: ModelSpec, *, pretrained: bool = True, device: Any = "c
             )
     except (RuntimeError, FileNotFoundError, OSError) as exc:
         raise ModelError(
-            f"model {spec.id!r}: open_clip.create_model({arch!r}) failed: {exc}"
+            f"model {spec.id!r}: open_clip.create_model({arch!r}) failed: {brief(exc)}"
         ) from exc
     visual = model.visual
     pre = preprocess_for(dict(getattr(visual, "preprocess_cfg", {}) or {}), tag_cfg)

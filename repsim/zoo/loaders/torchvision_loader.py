@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from repsim.errors import ModelError
+from repsim.errors import ModelError, brief
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
 from repsim.zoo.weights import (
@@ -84,7 +84,10 @@ def load_torchvision(
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            raise ModelError(f"model {spec.id!r}: weights {path} do not fit {name}: {exc}") from exc
+            raise ModelError(
+                f"model {spec.id!r}: weights {path} do not fit {name}: {brief(exc)}. The file is "
+                f"for another architecture: point 'weights:' at the file made for {name}"
+            ) from exc
     return LoadedModel.built(
         spec,
         model,
