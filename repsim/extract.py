@@ -15,9 +15,9 @@ Models are built before the first image is decoded (a bad layer or weights file 
 stay resident on the device while their sizes, added up in the call's order, fit
 :func:`model_memory_budget`; the models after that are released after each chunk and built again
 for the next one, in the same fixed order. A model alone in the call stays resident whatever its
-size: letting it go would make room for nothing. A model that fails (``errors="collect"``) leaves the
-pass; the others go on. A rerun skips every model's done chunks, so a killed extraction resumes
-where it stopped and produces the same rows.
+size: letting it go would make room for nothing. A model that fails (``errors="collect"``) leaves
+the pass; the others go on. A rerun skips every model's done chunks, so a killed extraction
+resumes where it stopped and produces the same rows.
 
 One model is the same call with one spec (:func:`extract_features`): a per-model run and a
 chunk-major run compute every batch with the same rows, the same ops, the same bits.
