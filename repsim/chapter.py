@@ -459,17 +459,18 @@ def open_chapter(
     return Chapter(run=run, sim=sim, measure=measure, category=category, notes=tuple(notes))
 
 
-def check_measure_names(parameter: str, names: str | Sequence[str]) -> None:
-    """InputError unless each of a chapter parameter's ``names`` is a measure name. A chapter
-    leaves out the measures the run lacks (the tiny run has few); a misspelt one would be left
-    out unsaid, so it is named here with the valid names."""
+def check_measure_names(**parameters: str | Sequence[str]) -> None:
+    """InputError unless each chapter parameter given (its name: a measure name or a list of
+    them) names measures. A chapter leaves out the measures the run lacks (the tiny run has few);
+    a misspelt one would be left out unsaid, so it is named here with the valid names."""
     from repsim.measures.registry import parse_measure
 
-    for name in [names] if isinstance(names, str) else names:
-        try:
-            parse_measure(str(name))
-        except InputError as exc:
-            raise InputError(f"the chapter's {parameter} parameter: {exc}") from None
+    for parameter, names in parameters.items():
+        for name in [names] if isinstance(names, str) else names:
+            try:
+                parse_measure(str(name))
+            except InputError as exc:
+                raise InputError(f"the chapter's {parameter} parameter: {exc}") from None
 
 
 def say(text: str) -> None:

@@ -780,16 +780,19 @@ def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
 
 def test_measure_parameters_are_measure_names():
     # chapters leave out measures the run lacks; a misspelt name would be left out unsaid
-    CH.check_measure_names("compare_measures", ["cka_rbf_0.4", "rsa_spearman"])
-    CH.check_measure_names("knn_measure", "mutual_knn_10")
+    CH.check_measure_names(
+        compare_measures=["cka_rbf_0.4", "rsa_spearman"], knn_measure="mutual_knn_10"
+    )
     with pytest.raises(
         InputError,
         match="the chapter's local_measures parameter: unknown measure 'rsa_spearmann'; valid "
         "names: cka_linear",
     ):
-        CH.check_measure_names("local_measures", ["cka_rbf_0.2", "rsa_spearmann"])
+        CH.check_measure_names(
+            knn_measure="mutual_knn_10", local_measures=["cka_rbf_0.2", "rsa_spearmann"]
+        )
     with pytest.raises(InputError, match="knn_measure parameter: unknown measure 'mutual_kn_10'"):
-        CH.check_measure_names("knn_measure", "mutual_kn_10")
+        CH.check_measure_names(knn_measure="mutual_kn_10")
 
 
 def test_rank_sum_text_with_untestable_groups():
