@@ -382,6 +382,70 @@ def test_a_checkpoint_in_the_torch_hub_cache_is_taken_from_there(tmp_path: Path)
     assert local_weights_file(spec) is None
 
 
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors", ".npz"])
+def test_a_cached_download_cut_short_is_refused_before_the_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    """A cached file cut anywhere (a copy or a disk that filled) passed as ``cached`` and failed in
+    every task that loaded it; its structure is read now, and the refusal names the model, the
+    file and the fix. The whole file, a legacy torch pickle and a file of no known format pass."""
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from repsim.zoo import check as check_mod
+    from repsim.zoo.weights import WeightsSource
+
+    whole = tmp_path / f"whole{suffix}"
+    tensors = {"w": torch.arange(600, dtype=torch.float32).reshape(20, 30), "b": torch.ones(7)}
+    if suffix == ".pth":
+        torch.save(tensors, whole)
+    elif suffix == ".safetensors":
+        save_file(tensors, whole)
+    else:
+        np.savez(whole, **{k: v.numpy() for k, v in tensors.items()})
+    data = whole.read_bytes()
+    spec = ModelSpec("sq", "torchvision", "squeezenet1_1")
+    where = {"path": whole}
+    source = lambda spec: WeightsSource("cached", str(where["path"]), "u", "the download")  # noqa: E731
+    monkeypatch.setattr(check_mod, "locate_weights", source)
+    assert check_mod.check_weights(spec) == "cached"
+    for cut in (len(data) - 1, len(data) // 2, 10, 0):
+        where["path"] = tmp_path / f"cut{cut}{suffix}"
+        where["path"].write_bytes(data[:cut])
+        with pytest.raises(ModelError) as err:
+            check_mod.check_weights(spec)
+        said = str(err.value)
+        assert said.startswith("model 'sq': the download in the cache at ")
+        assert str(where["path"]) in said and "truncated or damaged" in said
+        assert f"delete {where['path'].resolve()} so that" in said
+    legacy = tmp_path / "legacy.pth"
+    torch.save(tensors, legacy, _use_new_zipfile_serialization=False)
+    other = tmp_path / "model.bin"
+    other.write_bytes(b"the download")
+    for where["path"] in (legacy, other):
+        assert check_mod.check_weights(spec) == "cached"
+
+
+def test_a_damaged_blob_of_the_hugging_face_cache_is_named_for_deletion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Hugging Face cache links each snapshot file to a blob, and deleting the link alone
+    would have it linked again to the same damaged blob: the fix names the blob."""
+    from repsim.zoo import check as check_mod
+    from repsim.zoo.weights import WeightsSource
+
+    blob = tmp_path / "blobs" / "0123"
+    blob.parent.mkdir()
+    blob.write_bytes(b"PK\x03\x04 cut short")
+    link = tmp_path / "snapshots" / "model.safetensors"
+    link.parent.mkdir()
+    link.symlink_to(blob)
+    source = WeightsSource("cached", str(link), None, "timm weights x/y")
+    monkeypatch.setattr(check_mod, "locate_weights", lambda spec: source)
+    with pytest.raises(ModelError, match=f"at {link} cannot be read .* delete {blob} so that"):
+        check_mod.check_weights(ModelSpec("t", "timm", "x"), fetch=False)
+
+
 def test_weights_are_located_before_the_loader_was_ever_used(monkeypatch) -> None:
     """locate_weights imports the loader that registers the locator: a model looked up before
     anything built it was 'unknown source', and its download went unchecked."""

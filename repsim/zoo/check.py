@@ -7,8 +7,9 @@ seconds and reports the embedding dim at each configured tap. Weights are checke
 - a local weights file (``weights:``, or the mini-zoo's file) is read and loaded into the meta
   model, so missing keys, wrong shapes, a wrong architecture or a truncated file are a
   :class:`~repsim.errors.ModelError` naming the model, the file and the fix;
-- weights to be downloaded are looked up in the caches; when they are not cached, the source is
-  asked once (a short HEAD request, unless offline), so a machine without network fails here, once
+- weights to be downloaded are looked up in the caches; a cached file has its structure read (a
+  download cut short is refused, :func:`~repsim.zoo.weights.cached_file_problem`); when they are
+  not cached, the source is asked once (a short HEAD request, unless offline), so a machine without network fails here, once
   per model and in seconds, rather than in every task after minutes of retries.
 
 ``repsim models --check`` and :func:`repsim.plan.load_plan` both use :func:`check_spec`.
@@ -29,7 +30,12 @@ from repsim.config import load_config, parse_config, select_ids
 from repsim.errors import ModelError, RepsimError, UnknownArchitectureError, brief
 from repsim.zoo.registry import load_model, parse_models
 from repsim.zoo.spec import ModelSpec
-from repsim.zoo.weights import check_source, check_weights_path, locate_weights
+from repsim.zoo.weights import (
+    cached_file_problem,
+    check_source,
+    check_weights_path,
+    locate_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,14 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
             raise _unusable_file(spec, path, exc) from exc
         return "file ok"
     if source.kind == "cached":
+        problem = cached_file_problem(source.where)
+        if problem is not None:
+            real = Path(source.where).resolve()  # the Hugging Face cache links to a blob
+            raise ModelError(
+                f"model {spec.id!r}: {source.what} in the cache at {source.where} {problem}: the "
+                f"download is truncated or damaged; delete {real} so that the next run downloads "
+                "it again"
+            )
         return "cached"
     if source.kind == "remote":
         if not fetch:

@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,37 @@ def load_state_dict(path: str | Path, *, weights_only: bool = True) -> dict[str,
             f"cannot read weights file {path}: {exc}. If the file is trusted and holds non-tensor "
             "objects, set 'options: {weights_only: false}' in the model spec"
         ) from exc
+
+
+def cached_file_problem(path: str | Path) -> str | None:
+    """What is wrong with a cached download, as far as it shows without reading its tensors.
+
+    A download cut short keeps its name in a cache when it was copied there by hand or the disk
+    filled; it would pass as ``cached`` and fail in every task that loads it. Reading the whole
+    file is gigabytes for the study's models, so only its structure is read: a ``.safetensors``
+    header that covers the file (what safetensors checks when it opens one), and the central
+    directory at the end of a zip archive (torch's own format, and numpy's ``.npz``). An empty
+    file is damaged whatever its format; a legacy torch pickle cannot be checked this way and
+    passes. None when nothing is wrong.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "is empty"
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt"):
+                return None
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+        if magic[:2] == b"PK":
+            with zipfile.ZipFile(path):
+                return None
+    except Exception as exc:  # SafetensorError, BadZipFile, OSError: the file cannot be used
+        return f"cannot be read as a complete file ({type(exc).__name__}: {exc})"
+    return None
 
 
 # ----------------------------------------------------------------------------- locating weights
