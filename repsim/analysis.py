@@ -751,8 +751,12 @@ def pick_dataset_pairs(da: xr.DataArray, k: int = 3) -> list[tuple[str, str]]:
     return [pairs[i] for i in picks]
 
 
-def spread_over_domains(order: Sequence[str], domains: Mapping[str, str], k: int) -> list[str]:
-    """Up to ``k`` datasets taken in turn from each domain (in ``order``), then in ``order``."""
+def spread_over_domains(
+    order: Sequence[str], domains: Mapping[str, str], max_panels: int
+) -> list[str]:
+    """Up to ``max_panels`` datasets taken in turn from each domain (in ``order``), then in
+    ``order`` (a chapter's panels: a count of 0 would draw an empty figure)."""
+    k = check_count("max_panels", max_panels)
     by: dict[str, list[str]] = {}
     for d in order:
         by.setdefault(domains.get(d, ""), []).append(d)

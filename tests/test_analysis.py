@@ -868,6 +868,9 @@ def test_spread_over_domains_and_domain_contrast():
     doms = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "c1": "C"}
     assert A.spread_over_domains(order, doms, 3) == ["a1", "b1", "c1"]
     assert A.spread_over_domains(order, doms, 10) == order
+    for bad in (0, -1, 2.5):  # a chapter's max_panels: no panel at all, or a float taken as 3
+        with pytest.raises(InputError, match=f"max_panels must be an integer >= 1; got {bad!r}"):
+            A.spread_over_domains(order, doms, bad)
     tidy = pd.DataFrame(
         {
             "group_pair": "all",
