@@ -880,7 +880,8 @@ def top_pair_gaps(
     from repsim.consistency import category_pair_medians, consistency_table
     from repsim.stats import dataset_bootstrap
 
-    present = [m for m in dict.fromkeys(measures) if m in set(map(str, cons.measure.values))]
+    have = set(map(str, cons.measure.values))
+    present = [m for m in dict.fromkeys(measures) if m in have]
     level = 1 - (1 - confidence_level) / max(1, len(present))
     out: dict[str, dict] = {}
     for m in present:
