@@ -426,6 +426,29 @@ def test_a_cached_download_cut_short_is_refused_before_the_work(
         assert check_mod.check_weights(spec) == "cached"
 
 
+def test_a_cached_download_that_cannot_be_read_is_said_so_not_called_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A permission is not a download cut short: deleting the file is not the fix."""
+    from faults.faultkit import unreadable
+
+    from repsim.zoo import check as check_mod
+    from repsim.zoo.weights import WeightsSource
+
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.ones(3)}, path)
+    source = WeightsSource("cached", str(path), None, "the download")
+    monkeypatch.setattr(check_mod, "locate_weights", lambda spec: source)
+    unreadable(monkeypatch, path)
+    with pytest.raises(ModelError) as err:
+        check_mod.check_weights(ModelSpec("sq", "torchvision", "squeezenet1_1"))
+    said = str(err.value)
+    assert said.startswith(
+        f"model 'sq': the download: permission denied while trying to read {path}"
+    )
+    assert "chmod" in said and "delete" not in said
+
+
 def test_a_damaged_blob_of_the_hugging_face_cache_is_named_for_deletion(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,9 +8,10 @@ seconds and reports the embedding dim at each configured tap. Weights are checke
   model, so missing keys, wrong shapes, a wrong architecture or a truncated file are a
   :class:`~repsim.errors.ModelError` naming the model, the file and the fix;
 - weights to be downloaded are looked up in the caches; a cached file has its structure read (a
-  download cut short is refused, :func:`~repsim.zoo.weights.cached_file_problem`); when they are
-  not cached, the source is asked once (a short HEAD request, unless offline), so a machine without network fails here, once
-  per model and in seconds, rather than in every task after minutes of retries.
+  download cut short is refused, :func:`~repsim.zoo.weights.check_cached_file`); when they are
+  not cached, the source is asked once (a short HEAD request, unless offline), so a machine
+  without network fails here, once per model and in seconds, rather than in every task after
+  minutes of retries.
 
 ``repsim models --check`` and :func:`repsim.plan.load_plan` both use :func:`check_spec`.
 """
@@ -31,7 +32,7 @@ from repsim.errors import ModelError, RepsimError, UnknownArchitectureError, bri
 from repsim.zoo.registry import load_model, parse_models
 from repsim.zoo.spec import ModelSpec
 from repsim.zoo.weights import (
-    cached_file_problem,
+    check_cached_file,
     check_source,
     check_weights_path,
     locate_weights,
@@ -114,14 +115,7 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
             raise _unusable_file(spec, path, exc) from exc
         return "file ok"
     if source.kind == "cached":
-        problem = cached_file_problem(source.where)
-        if problem is not None:
-            real = Path(source.where).resolve()  # the Hugging Face cache links to a blob
-            raise ModelError(
-                f"model {spec.id!r}: {source.what} in the cache at {source.where} {problem}: the "
-                f"download is truncated or damaged; delete {real} so that the next run downloads "
-                "it again"
-            )
+        check_cached_file(spec, source.where, source.what)
         return "cached"
     if source.kind == "remote":
         if not fetch:

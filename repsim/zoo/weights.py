@@ -180,35 +180,44 @@ def load_state_dict(path: str | Path, *, weights_only: bool = True) -> dict[str,
         ) from exc
 
 
-def cached_file_problem(path: str | Path) -> str | None:
-    """What is wrong with a cached download, as far as it shows without reading its tensors.
+def check_cached_file(spec: ModelSpec, path: str | Path, what: str) -> None:
+    """ModelError when the cached download ``path`` of ``spec``'s weights (``what``) is cut short.
 
     A download cut short keeps its name in a cache when it was copied there by hand or the disk
-    filled; it would pass as ``cached`` and fail in every task that loads it. Reading the whole
-    file is gigabytes for the study's models, so only its structure is read: a ``.safetensors``
-    header that covers the file (what safetensors checks when it opens one), and the central
-    directory at the end of a zip archive (torch's own format, and numpy's ``.npz``). An empty
-    file is damaged whatever its format; a legacy torch pickle cannot be checked this way and
-    passes. None when nothing is wrong.
+    filled; it would pass as cached and fail in every task that loads it. Reading the whole file
+    is gigabytes for the study's models, so only its structure is read: a ``.safetensors`` header
+    that covers the file (what safetensors checks when it opens one), and the central directory
+    at the end of a zip archive (torch's own format, and numpy's ``.npz``). An empty file is
+    damaged whatever its format; a legacy torch pickle cannot be checked this way and passes.
+    A file that cannot be read at all (a permission) is said as such, with its own fix.
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size == 0:
-            return "is empty"
-        if path.suffix == ".safetensors":
+        problem = "is empty" if path.stat().st_size == 0 else None
+        if problem is None and path.suffix == ".safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), "pt"):
-                return None
-        with path.open("rb") as handle:
-            magic = handle.read(4)
-        if magic[:2] == b"PK":
-            with zipfile.ZipFile(path):
-                return None
-    except Exception as exc:  # SafetensorError, BadZipFile, OSError: the file cannot be used
-        return f"cannot be read as a complete file ({type(exc).__name__}: {exc})"
-    return None
+                pass
+        elif problem is None:
+            with path.open("rb") as handle:
+                if handle.read(2) == b"PK":
+                    with zipfile.ZipFile(handle):
+                        pass
+    except OSError as exc:
+        from repsim.runfolder import describe_os_error
+
+        raise ModelError(
+            f"model {spec.id!r}: {what}: {describe_os_error(exc, path, 'read')}"
+        ) from exc
+    except Exception as exc:  # SafetensorError, BadZipFile: the file is incomplete
+        problem = f"cannot be read as a complete file ({type(exc).__name__}: {exc})"
+    if problem is not None:
+        real = path.resolve()  # the Hugging Face cache links to a blob: the blob is what to delete
+        raise ModelError(
+            f"model {spec.id!r}: {what} in the cache at {path} {problem}: the download is "
+            f"truncated or damaged; delete {real} so that the next run downloads it again"
+        )
 
 
 # ----------------------------------------------------------------------------- locating weights
