@@ -9,7 +9,7 @@ import pytest
 from repsim.zoo import check_models, list_models
 
 
-def test_check_reports_mismatch_and_errors(tmp_path: Path) -> None:
+def _good_wrongdim_badlayer(tmp_path: Path) -> Path:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         "models:\n"
@@ -17,6 +17,23 @@ def test_check_reports_mismatch_and_errors(tmp_path: Path) -> None:
         "  - {id: wrongdim, loader: timm, identifier: resnet18, metadata: {embed_dim: 100}}\n"
         "  - {id: badlayer, loader: timm, identifier: resnet18, layer: nolayer, metadata: {embed_dim: 512}}\n"
     )
+    return cfg
+
+
+def _columns(table: str) -> list[list[str]]:
+    """The cells of a table of `repsim models`, cut at the columns of its header."""
+    header, rule, *rows = table.split("\n\n")[0].splitlines()
+    starts = [i for i, c in enumerate(header) if c != " " and (i == 0 or header[i - 1] == " ")]
+    assert rule.split() == ["-" * (b - a - 2) for a, b in zip(starts, starts[1:])] + [
+        "-" * max(len(line) - starts[-1] for line in [header, *rows])
+    ]  # each rule as wide as its column
+    assert not any(line.endswith(" ") for line in [header, rule, *rows])
+    bounds = [*starts, None]
+    return [[line[a:b].strip() for a, b in zip(bounds, bounds[1:])] for line in [header, *rows]]
+
+
+def test_check_reports_mismatch_and_errors(tmp_path: Path) -> None:
+    cfg = _good_wrongdim_badlayer(tmp_path)
     table, ok = check_models(cfg)
     assert not ok
     lines = {line.split()[0]: line for line in table.splitlines()[2:5]}
@@ -25,6 +42,93 @@ def test_check_reports_mismatch_and_errors(tmp_path: Path) -> None:
     assert "does not exist" in lines["badlayer"]
     assert lines["badlayer"].split()[2:5] == ["-", "512", "nolayer"]  # the layer it was asked for
     assert "good" in list_models(cfg)
+    # below the table, the full message of each failing model (not of the ok one), each naming
+    # its model once: a bad layer's message, written without the model, is prefixed with its id
+    table, summary = table.split("\n\n")[1:]
+    errors = table.splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith("model 'wrongdim': the tap") and "gives 512-d" in errors[0]
+    assert errors[1].startswith("badlayer: layer 'nolayer' does not exist in ResNet; closest")
+    assert summary.startswith("1/3 models ok (")
+    assert summary.endswith(", meta device, weights checked)")
+
+
+def test_models_check_table_puts_each_value_under_its_header(tmp_path: Path) -> None:
+    cfg = _good_wrongdim_badlayer(tmp_path)
+    cfg.write_text(cfg.read_text() + "  - {id: nodim, loader: timm, identifier: resnet18}\n")
+    table, ok = check_models(cfg, weights=False)
+    header, good, wrongdim, badlayer, nodim = _columns(table)
+    assert header == ["id", "loader", "dim", "expected", "layer", "weights", "status"]
+    assert good == ["good", "torchvision", "512", "512", "avgpool", "not checked", "ok"]
+    assert wrongdim[:6] == ["wrongdim", "timm", "512", "100", "(output)", "not checked"]
+    assert badlayer[:6] == ["badlayer", "timm", "-", "512", "nolayer", "-"]
+    assert badlayer[6].startswith("error: ModelError: layer 'nolayer' does not exist")
+    assert nodim == ["nodim", "timm", "512", "-", "(output)", "not checked", "ok"]
+    assert not ok and table.endswith(", meta device, no weights)")
+
+
+def test_models_lists_each_model_with_its_metadata_under_its_header(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "models:\n"
+        "  - {id: a, loader: timm, identifier: resnet18, metadata: {objective: supervised, "
+        "architecture_class: cnn, data_class: imagenet, size_class: small, embed_dim: 512}}\n"
+        "  - {id: b, loader: minizoo, identifier: cnn, metadata: {data_class: faces}}\n"
+        "select: {models: [b, a]}\n"
+    )
+    header, *rows = _columns(list_models(cfg))
+    assert header == [
+        "id", "loader", "identifier", "objective", "architecture_class", "data_class",
+        "size_class", "embed_dim",
+    ]  # fmt: skip
+    assert rows == [  # the selection, in its order; '-' for what the entry does not give
+        ["b", "minizoo", "cnn", "-", "-", "faces", "-", "-"],
+        ["a", "timm", "resnet18", "supervised", "cnn", "imagenet", "small", "512"],
+    ]
+
+
+def test_models_of_a_loaded_config_are_checked_and_an_unknown_selection_is_named() -> None:
+    import yaml
+
+    from repsim.errors import ConfigError
+
+    raw = yaml.safe_load(
+        "models:\n  - {id: a, loader: minizoo, identifier: cnn, metadata: {data_class: faces}}\n"
+    )
+    table, ok = check_models(raw, weights=False)  # a mapping, as read from YAML
+    assert ok and "1/1 models ok" in table
+    assert "faces" in list_models(raw)
+    with pytest.raises(ConfigError, match=r"select\.models names 1 unknown id: 'b'"):
+        check_models({**raw, "select": {"models": ["b"]}}, weights=False)
+
+
+def test_the_noise_of_building_on_the_meta_device_is_silenced_and_logging_restored() -> None:
+    import logging
+    import warnings
+
+    from repsim.zoo.check import _quiet
+
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with _quiet():
+                assert not logging.getLogger("open_clip").isEnabledFor(logging.WARNING)
+                assert logging.getLogger("open_clip").isEnabledFor(logging.ERROR)
+                warnings.warn("copying into a meta parameter is a no-op", UserWarning, stacklevel=1)
+        assert caught == []
+        assert root.level == logging.INFO  # the caller's logging as it was
+    finally:
+        root.setLevel(before)
+
+
+def test_a_config_without_models_is_not_reported_ok(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models: []\n")
+    table, ok = check_models(cfg)
+    assert not ok and "0/0 models ok" in table
 
 
 @pytest.mark.slow
@@ -160,13 +264,17 @@ def _torchvision_file(tmp_path: Path, edit) -> Path:
     ids=["fits", "missing-key", "wrong-shape"],
 )
 def test_local_weights_file_matched_against_the_architecture(tmp_path: Path, edit, match) -> None:
+    from repsim.zoo.check import _specs, check_specs
+
     path = _torchvision_file(tmp_path, edit)
     entry = f"  - {{id: sq, loader: torchvision, identifier: squeezenet1_1, weights: {path}}}\n"
     cfg = _config(tmp_path, entry, "[sq]")
     table, ok = check_models(cfg)
     row = next(line for line in table.splitlines() if line.startswith("sq "))
+    assert [c.ok for c in check_specs(_specs(cfg))] == [match is None]  # weights checked by default
     if match is None:
         assert ok and "file ok" in row and row.endswith("ok"), table
+        assert table.split("\n\n")[1].startswith("1/1 models ok")  # no error list in between
         load_plan(cfg)
         return
     assert not ok and "error: ModelError" in row
