@@ -560,6 +560,33 @@ def test_bad_layer_lists_close_names() -> None:
     assert "layer4" in str(info.value)
 
 
+def test_a_bad_layer_names_the_network_its_closest_layers_and_its_top_level_modules() -> None:
+    import ast
+    from collections import OrderedDict
+
+    from repsim.zoo.taps import module_names, resolve_layer
+
+    blocks = torch.nn.Sequential(*(torch.nn.Linear(2, 2) for _ in range(10)))
+    net = torch.nn.Sequential(
+        OrderedDict(stem=torch.nn.Linear(2, 2), blocks=blocks, head=torch.nn.Linear(2, 2))
+    )
+    inner = [f"blocks.{i}" for i in range(10)]
+    assert module_names(net) == ["stem", "blocks", *inner, "head"]  # the root is no layer
+    with pytest.raises(ModelError) as info:
+        resolve_layer(net, "hexxd")
+    assert str(info.value) == (
+        "layer 'hexxd' does not exist in Sequential; closest names: ['head']; top-level modules: "
+        "['stem', 'blocks', 'head']. Set 'layer:' in the model spec to one of these (or null for "
+        "the model's output)"
+    )
+    with pytest.raises(ModelError, match="closest names: none; top-level"):
+        resolve_layer(net, "zzzzzz")
+    with pytest.raises(ModelError) as info:
+        resolve_layer(net, "blocks.")
+    close = str(info.value).split("closest names: ")[1].split(";")[0]
+    assert len(ast.literal_eval(close)) == 8  # the 8 closest of the 11 close ones
+
+
 def test_taps_cls_pooled_and_hook() -> None:
     loaded = load_model(
         ModelSpec("v", "timm", "vit_tiny_patch16_224", options={"img_size": 32}), pretrained=False
