@@ -236,7 +236,10 @@ def test_wrong_embed_dim_is_refused_by_the_run_as_by_models_check(tmp_path: Path
     cfg = _config(tmp_path, entry, "[wide]")
     table, ok = check_models(cfg)
     assert not ok and "metadata.embed_dim says 100" in table
-    with pytest.raises(ModelError, match=r"model 'wide': the tap .* metadata.embed_dim says 100"):
+    with pytest.raises(
+        ModelError,
+        match=r"model 'wide': the tap at \(output\) gives \d+-d features but metadata.embed_dim says 100",
+    ):
         load_plan(cfg)
 
 

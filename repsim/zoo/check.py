@@ -165,7 +165,7 @@ def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) ->
         # results carry metadata.embed_dim as the model's width, so a wrong one would be analysed
         # as if true; a mismatch is as often a wrong layer tapped
         err = ModelError(
-            f"model {spec.id!r}: the tap ({layer}) gives {dim}-d features but metadata.embed_dim "
+            f"model {spec.id!r}: the tap at {layer} gives {dim}-d features but metadata.embed_dim "
             f"says {spec.embed_dim}; correct embed_dim, or tap the layer you meant"
         )
         return ModelCheck(spec, dim, layer, found, err)
