@@ -22,6 +22,7 @@ from repsim.errors import ModelError, RepsimError
 from repsim.pipeline import RunFailedError, config_hash, run
 from repsim.plan import load_plan
 from repsim.runfolder import RunFolder, RunFolderError, RunLockedError
+from repsim.stimuli.subset import PROBE_SPLIT_FIX
 
 pytestmark = pytest.mark.slow
 
@@ -97,9 +98,39 @@ def test_renamed_config_rewrites_the_names_inside_the_result_files(
     renamed = tmp_path / "renamed.yaml"
     renamed.write_text(small_config.read_text().replace("name: faults", "name: faults-renamed"))
     run(renamed, run_copy, device="cpu")
-    attrs = xr.load_dataset(RunFolder(run_copy).similarity).attrs
-    assert attrs["run"] == "faults-renamed" and attrs["config"] == str(renamed)
+    for path in (RunFolder(run_copy).similarity, RunFolder(run_copy).consistency):
+        attrs = xr.load_dataset(path).attrs
+        assert attrs["run"] == "faults-renamed" and attrs["config"] == str(renamed), path.name
     assert _info(run_copy)["config"]["name"] == "faults-renamed"
+
+
+def test_run_json_times_the_consistency_and_the_controlled_tests_each_alone(
+    run_copy, small_config, tmp_path, monkeypatch
+):
+    """timings_s gives the seconds of the consistency and of the controlled tests, each its own
+    (on a clock that only those two advance: 5 s and 2 s), and the run's total."""
+    import types
+
+    import repsim.pipeline as P
+
+    clock = [1000.0]
+    monkeypatch.setattr(
+        P, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], strftime=time.strftime)
+    )
+
+    def taking(seconds, func):
+        def call(*args, **kwargs):
+            clock[0] += seconds
+            return func(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(P, "run_consistency", taking(5.0, P.run_consistency))
+    monkeypatch.setattr(P, "run_controlled_tests", taking(2.0, P.run_controlled_tests))
+    # another name: the result files are written again from the cached tasks
+    run(write_config(tmp_path / "timed.yaml", name="timed"), run_copy, device="cpu")
+    timings = _info(run_copy)["timings_s"]
+    assert (timings["consistency"], timings["stats"], timings["total"]) == (5.0, 2.0, 7.0)
 
 
 @pytest.mark.parametrize("what", ["code", "versions"])
@@ -659,8 +690,11 @@ def test_an_unreadable_dataset_stops_the_run_before_any_feature(tmp_path):
     )
     with pytest.raises(
         DatasetError, match=r"(?s)stimuli-photos \(dataset photos\).*does not exist"
-    ):
+    ) as err:
         run(config, tmp_path / "run", device="cpu")
+    # what happened and the fix, beside the dataset's own error
+    assert str(err.value).startswith("datasets could not be opened, so nothing was extracted:")
+    assert "Fix the dataset entries (check them with `repsim datasets --config" in str(err.value)
     folder = RunFolder(tmp_path / "run")
     assert not folder.features.exists() or not any(folder.features.rglob("zarr.json"))
     info = _info(tmp_path / "run")
@@ -686,8 +720,11 @@ def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
     root = _photo_folder(tmp_path / "photos")
     entry = f"{{id: photos, loader: imagefolder, path: {root}, domain: Specialized}}"
     config = _two_dataset_config(tmp_path / "c.yaml", entry, probes=True)
-    with pytest.raises(DatasetError, match="photos has no test images.*test_fraction"):
+    with pytest.raises(DatasetError, match="photos has no test images.*test_fraction") as err:
         run(config, tmp_path / "run", device="cpu")
+    # what probes need, and the fixes of a missing split (not those of missing classes)
+    assert str(err.value).startswith("linear probes need a train and a test split on every")
+    assert str(err.value).endswith(PROBE_SPLIT_FIX)
     assert not any(RunFolder(tmp_path / "run").features.rglob("zarr.json"))
 
 
