@@ -60,6 +60,10 @@ def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
     for stage, n_tasks in tasks.items():
         assert 0.0 < info["timings_s"][stage] <= info["timings_s"]["total"] * n_tasks
     assert set(info["datasets"]) == set(sim.dataset.values)
+    # the stimuli of each dataset, as counted in similarity.nc, without the cache's own fields
+    for ds, n in zip(sim.dataset.values, sim["n_stimuli"].values, strict=True):
+        assert info["stimuli"][ds]["n_similarity"] == n
+        assert not {"cached", "redone"} & set(info["stimuli"][ds])
     # every weights file the run used, with its content hash (the zoo's manifest is matched on it)
     assert set(info["weights"]) == set(info["models"])
     for entry in info["weights"].values():
@@ -67,6 +71,32 @@ def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
         assert (
             path.is_absolute() and entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         )
+
+
+def test_run_json_lists_only_the_weights_files_on_disk(tiny_config: Path, tmp_path: Path):
+    """run.json's ``weights`` names each local weights file a run read, with its SHA-256; a model
+    whose weights come from a download or a cache, or whose ``weights:`` is a folder (a Hugging
+    Face save_pretrained folder), has no file there and is left out."""
+    import dataclasses
+
+    from repsim.pipeline import _weights_record
+    from repsim.zoo.spec import ModelSpec
+
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"some weights")
+    (tmp_path / "hf").mkdir()
+    models = [
+        ModelSpec("local", "minizoo", "cnn", weights=tmp_path / "." / "w.safetensors"),
+        ModelSpec("downloaded", "checkpoint", "resnet50"),
+        ModelSpec("saved", "hf_transformers", "org/vit", weights=tmp_path / "hf"),
+    ]
+    plan = dataclasses.replace(load_plan(tiny_config), models=models)
+    assert _weights_record(plan) == {
+        "local": {
+            "path": str(weights.resolve()),
+            "sha256": hashlib.sha256(b"some weights").hexdigest(),
+        }
+    }
 
 
 def _forbid_recomputation(monkeypatch, *extra: str) -> None:
@@ -163,6 +193,40 @@ def test_local_cluster_gives_bitwise_identical_results(
     run_dir = tmp_path / "local2"
     run(tiny_config, run_dir, scheduler="local:2", device="cpu")
     _files_equal(tiny_run, run_dir)
+
+
+def test_run_json_records_the_probe_workers_and_the_wall_time_around_them(
+    tiny_run: Path, tiny_config: Path, tmp_path: Path, monkeypatch
+):
+    """run.json's ``probe_workers`` is the number of processes the probes ran on, and ``wall_s``
+    the wall time of the stages before and of the probes (what the benchmarks compare with the
+    summed task time): 1 below PROBE_POOL_MIN_TASKS probe tasks to compute, else one process per
+    core, which the summary says too."""
+    import os
+
+    import repsim.pipeline as P
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("probes run on worker processes only on 2+ cores")
+    wall_keys = {"features and similarity", "probes"}
+    info = RunFolder(tiny_run).read_info()  # 24 probe tasks: trained in this process
+    assert info["probe_workers"] == 1 and set(info["wall_s"]) == wall_keys
+    assert 0.0 < info["wall_s"]["probes"] <= info["timings_s"]["total"]
+
+    run_dir = tmp_path / "pool"
+    shutil.copytree(tiny_run, run_dir)
+    config = tmp_path / "two.yaml"  # other seeds: both probes computed again, features cached
+    config.write_text(
+        f"include: [{tiny_config}]\n"
+        "select: {models: [cnn-supervised-s0, mlp-clip-s0], datasets: [faces]}\n"
+        "probe: {seeds: [3]}\n"
+    )
+    monkeypatch.setattr(P, "PROBE_POOL_MIN_TASKS", 2)
+    result = run(config, run_dir, device="cpu")
+    info = RunFolder(run_dir).read_info()
+    assert info["probe_workers"] == 2 and set(info["wall_s"]) == wall_keys
+    assert 0.0 < info["wall_s"]["probes"] <= info["timings_s"]["total"]
+    assert "Probes ran on 2 worker processes" in result.summary
 
 
 def test_unknown_scheduler_is_a_clear_error(tiny_config: Path, tmp_path: Path):
