@@ -655,7 +655,11 @@ def test_result_files_rebuilt_from_cached_parts_keep_the_probes_of_the_parts(
     config = tmp_path / "renamed.yaml"
     config.write_text(f"include: [{tiny_config}]\nname: tiny-renamed\n")
     _forbid_recomputation(monkeypatch)
-    run(config, run_dir, device="cpu")
+    result = run(config, run_dir, device="cpu")
+    # the files it wrote are those it hands back
+    assert (result.similarity, result.consistency, result.probes) == tuple(
+        run_dir / name for name in ("similarity.nc", "consistency.nc", "probes.nc")
+    )
     got, want = xr.load_dataset(run_dir / "probes.nc"), xr.load_dataset(tiny_run / "probes.nc")
     assert got.attrs["run"] == "tiny-renamed"
     xr.testing.assert_identical(got.drop_attrs(), want.drop_attrs())

@@ -269,6 +269,7 @@ def test_one_model_run_finishes(run_copy, tmp_path):
     config = write_config(tmp_path / "one.yaml", name="one", models=MODELS[:1])
     result = run(config, run_copy, device="cpu")
     assert result.consistency is None and result.similarity.exists() and result.info.exists()
+    assert result.probes is None  # probes are off
     assert RunFolder(run_copy).open_results().similarity.sizes["model_a"] == 1
     # a rerun that hands the result files back as they are names the same files, and no other
     again = run(config, run_copy, device="cpu")
