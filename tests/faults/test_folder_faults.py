@@ -472,13 +472,16 @@ def test_a_run_that_will_not_fit_is_refused_before_any_extraction(
 ):
     """One feature group to extract (60 stimuli) and 1000 bytes free: refused before any image is
     decoded, with what it needs, what is free and where; run.json says so; the rest is kept."""
-    from repsim.runfolder import NoSpaceError
+    from repsim.runfolder import NoSpaceError, _size
+    from repsim.store import FeatureStore
 
     group = RunFolder(run_copy).features / "faces" / MODELS[1]
+    _, features = FeatureStore(RunFolder(run_copy).features).read("faces", MODELS[1])
     shutil.rmtree(group)
     _disk(monkeypatch, 1000)
+    needed = _size(60 * features.shape[1] * 4)  # probes off: the 60 similarity rows, float32
     want = (
-        r"needs about [\d.]+ KiB for the features of 1 model-dataset pair\(s\) but "
+        rf"needs about {re.escape(needed)} for the features of 1 model-dataset pair\(s\) but "
         rf"{run_copy} \(on the filesystem mounted at /\S*\) has 1000 bytes free"
     )
     with pytest.raises(NoSpaceError, match=want):
@@ -486,6 +489,30 @@ def test_a_run_that_will_not_fit_is_refused_before_any_extraction(
     assert not group.exists()
     info = _info(run_copy)
     assert info["status"] == "failed" and "not enough free space" in info["error"]
+
+
+def test_a_run_with_probes_asks_for_the_space_of_every_row_it_extracts(
+    tiny_run, tiny_config, tmp_path, monkeypatch
+):
+    """With probes on, a dataset's features are extracted for its train and test rows, not only
+    its similarity stimuli: the space asked for is that of every row (the similarity rows alone
+    let a run start that the disk could not hold)."""
+    import pandas as pd
+
+    from repsim.runfolder import NoSpaceError, _size
+    from repsim.store import FeatureStore
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    folder = RunFolder(run_dir)
+    ids, features = FeatureStore(folder.features).read("faces", MODELS[1])
+    rows = len(pd.read_csv(folder.stimuli("faces")))
+    assert len(ids) == rows > 60  # every row extracted, more than the similarity stimuli
+    shutil.rmtree(folder.features / "faces" / MODELS[1])
+    _disk(monkeypatch, 1000)
+    needed = _size(rows * features.shape[1] * 4)  # float32
+    with pytest.raises(NoSpaceError, match=rf"needs about {re.escape(needed)} for the features"):
+        run(tiny_config, run_dir, device="cpu")
 
 
 def test_cached_features_need_no_free_space(run_copy, small_config, monkeypatch):
