@@ -515,6 +515,22 @@ def test_a_run_with_probes_asks_for_the_space_of_every_row_it_extracts(
         run(tiny_config, run_dir, device="cpu")
 
 
+def test_a_shortfall_on_a_guessed_feature_width_warns_and_runs(
+    run_copy, small_config, monkeypatch, caplog
+):
+    """A feature width not known before the model runs is guessed at an upper bound: too little
+    free space for that bound is a warning naming the model and the bound, not a refusal."""
+    from repsim.plan import UNKNOWN_DIM_BOUND, RunPlan
+
+    shutil.rmtree(RunFolder(run_copy).features / "faces" / MODELS[1])
+    _disk(monkeypatch, 1000)
+    monkeypatch.setattr(RunPlan, "feature_dim", lambda self, m: (UNKNOWN_DIM_BOUND, False))
+    with caplog.at_level("WARNING", logger="repsim.runfolder"):
+        run(small_config, run_copy, device="cpu")
+    assert _info(run_copy)["status"] == "finished"
+    assert f"feature width of {MODELS[1]} unknown: {UNKNOWN_DIM_BOUND} assumed" in caplog.text
+
+
 def test_cached_features_need_no_free_space(run_copy, small_config, monkeypatch):
     """A rerun whose features are all cached writes kilobytes: a nearly full disk does not stop it."""
     _disk(monkeypatch, 0)
