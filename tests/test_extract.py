@@ -199,7 +199,7 @@ def test_precision_is_validated_with_the_choices(
 
     assert set(PRECISIONS) == {"float32", "bfloat16", "float16"}
     assert [check_precision(p) for p in PRECISIONS] == list(PRECISIONS)
-    for bad in ("fp16", "bf16", "float64", None, 32):
+    for bad in ("fp16", "bf16", "float64", None, 32, ["float32"]):  # a YAML list: no TypeError
         with pytest.raises(ConfigError, match="float32, bfloat16, float16") as err:
             check_precision(bad)
         assert isinstance(err.value, RepsimError)
@@ -1051,6 +1051,38 @@ def test_the_decode_counters_add_the_threads_work_and_the_wait_of_the_forward(
     assert out["decode_seconds"] <= out["seconds"]
     # the forward waits only while the one thread decodes
     assert 0 < out["decode_wait_seconds"] < out["decode_seconds"] + 0.9
+
+
+def test_closing_the_decoder_drops_queued_batches_and_waits_for_the_running_one() -> None:
+    """_Decoder.close (in extract_models' finally, after a failure too): the batches still
+    queued are never read, and the one being read has finished when it returns, so no thread
+    reads images after the call. Deterministic: the batch running blocks until the first queued
+    one is cancelled (its done callback releases it; a 5 s timeout keeps a broken close from
+    hanging the test)."""
+    import time
+
+    from repsim.extract import _Decoder
+
+    started, release = threading.Event(), threading.Event()
+    read, finished = [], []
+
+    def load(idx: np.ndarray) -> np.ndarray:
+        read.append(int(idx[0]))
+        if idx[0] == 0:
+            started.set()
+            release.wait(5)
+            time.sleep(0.05)  # still reading a moment after the release
+            finished.append(int(idx[0]))
+        return np.zeros((len(idx), 2, 2, 3), np.uint8)
+
+    decoder = _Decoder(load, workers=1, pin=False)
+    futures = decoder.submit([np.arange(0, 2), np.arange(2, 4), np.arange(4, 6)])
+    assert started.wait(5)
+    futures[1][1].add_done_callback(lambda _: release.set())
+    decoder.close()
+    assert finished == [0]  # the running batch was waited for
+    assert read == [0]  # the queued ones were dropped, not read
+    assert all(f.cancelled() for _, f in futures[1:])
 
 
 def test_a_model_let_go_on_a_gpu_goes_back_to_host_memory() -> None:
