@@ -672,12 +672,14 @@ def test_every_row_is_its_own_image_across_batches_that_do_not_divide_n(
         ({"images": "list"}, "21 images but 22 ids"),
         ({"images": "gray"}, r"images must be uint8 \(n, H, W, 3\)"),
         ({"specs": "twice"}, "model ids must be unique"),
+        ({"precision": "half"}, "extract.precision 'half' is not one of float32, bfloat16"),
+        ({"images": "none", "ids": []}, "no stimuli for dataset 'toy'"),
     ],
 )
 def test_extract_models_refuses_bad_arguments_before_any_model_is_built(
     tmp_path: Path, images: np.ndarray, ids: list[str], kw: dict, match: str
 ) -> None:
-    from repsim.errors import InputError
+    from repsim.errors import ConfigError, InputError
     from repsim.extract import extract_models
 
     specs = [_spec(), _spec()] if kw.pop("specs", None) else [_spec()]
@@ -685,14 +687,16 @@ def test_extract_models_refuses_bad_arguments_before_any_model_is_built(
         "short": images[:21],
         "list": list(images[:21]),
         "gray": images[..., 0],
+        "none": images[:0],
         None: images,
     }[kw.pop("images", None)]
+    ids = kw.pop("ids", ids)
 
     def load(spec: ModelSpec):
         raise AssertionError("a model was built")
 
     store = FeatureStore(tmp_path / "f.zarr")
-    with pytest.raises(InputError, match=match):
+    with pytest.raises((InputError, ConfigError), match=match):
         extract_models(specs, given, ids, store, "toy", load=load, progress=False, **kw)
     assert not store.has("toy", "rn18")
 
@@ -733,13 +737,8 @@ def test_overwrite_recomputes_only_the_models_named(
     assert out["decoded"] == 0
 
 
-def test_a_resume_with_another_chunking_extracts_again_and_keep_raw_must_match(
-    tmp_path: Path, images: np.ndarray, ids: list[str]
-) -> None:
-    """Partial features stored in chunks of 8 rows are not resumed by a pass in chunks of 5: the
-    group is extracted again whole; resuming with another keep_raw is refused."""
-    spec = _spec()
-    loaded = _loaded(spec)
+def _killed_after_the_first_chunk(spec, store, images, ids, **kw) -> None:
+    """An extraction in chunks of two batches of 4 rows, killed once its first chunk is stored."""
     calls = {"n": 0}
 
     def crashing(idx: np.ndarray) -> np.ndarray:
@@ -748,11 +747,23 @@ def test_a_resume_with_another_chunking_extracts_again_and_keep_raw_must_match(
             raise KeyboardInterrupt("simulated kill")
         return images[idx]
 
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(
+            spec, crashing, ids, store, "toy", batch_size=4, chunk_batches=2, workers=1, **kw
+        )
+    assert store.writer("toy", spec.id, ids).pending_chunks() == [1, 2]
+
+
+def test_a_resume_with_another_chunking_extracts_again_and_keep_raw_must_match(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """Partial features stored in chunks of 8 rows are not resumed by a pass in chunks of 5: the
+    group is extracted again whole; resuming with another keep_raw is refused."""
+    spec = _spec()
+    loaded = _loaded(spec)
     store = FeatureStore(tmp_path / "f.zarr")
     kw = {"loaded": loaded, "progress": False, "workers": 1}
-    with pytest.raises(KeyboardInterrupt):
-        extract_features(spec, crashing, ids, store, "toy", batch_size=4, chunk_batches=2, **kw)
-    assert store.writer("toy", "rn18", ids).pending_chunks() == [1, 2]
+    _killed_after_the_first_chunk(spec, store, images, ids, loaded=loaded, progress=False)
     with pytest.raises(StoreError, match="keep_raw=True but the group was created with False"):
         extract_features(
             spec, images, ids, store, "toy", batch_size=4, chunk_batches=2, keep_raw=True, **kw
