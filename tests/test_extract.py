@@ -290,6 +290,8 @@ def test_channels_last_only_for_convolutional_networks_on_a_cpu() -> None:
     assert use_channels_last(build_arch("cnn"), cpu)
     assert use_channels_last(torchvision.models.resnet18(), cpu)
     assert not use_channels_last(build_arch("vit"), cpu)  # one Conv2d: the patch embedding
+    two = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 3))
+    assert use_channels_last(two, cpu)  # two are a convolutional network
     assert not use_channels_last(build_arch("mlp"), cpu)
     assert use_channels_last(build_arch("mlp"), cuda)  # the GPU path: every model
 
@@ -673,7 +675,8 @@ def test_every_row_is_its_own_image_across_batches_that_do_not_divide_n(
         ({"images": "gray"}, r"images must be uint8 \(n, H, W, 3\)"),
         ({"specs": "twice"}, "model ids must be unique"),
         ({"precision": "half"}, "extract.precision 'half' is not one of float32, bfloat16"),
-        ({"images": "none", "ids": []}, "no stimuli for dataset 'toy'"),
+        ({"images": "none", "ids": "none"}, "no stimuli for dataset 'toy'"),
+        ({"ids": "twice"}, "stimulus ids must be unique; 'stim-000' appears more than once"),
     ],
 )
 def test_extract_models_refuses_bad_arguments_before_any_model_is_built(
@@ -690,13 +693,13 @@ def test_extract_models_refuses_bad_arguments_before_any_model_is_built(
         "none": images[:0],
         None: images,
     }[kw.pop("images", None)]
-    ids = kw.pop("ids", ids)
+    ids = {"none": [], "twice": [*ids[:21], ids[0]], None: ids}[kw.pop("ids", None)]
 
     def load(spec: ModelSpec):
         raise AssertionError("a model was built")
 
     store = FeatureStore(tmp_path / "f.zarr")
-    with pytest.raises((InputError, ConfigError), match=match):
+    with pytest.raises((InputError, ConfigError, StoreError), match=match):
         extract_models(specs, given, ids, store, "toy", load=load, progress=False, **kw)
     assert not store.has("toy", "rn18")
 
