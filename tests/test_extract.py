@@ -282,6 +282,20 @@ def test_float32_is_bit_identical_to_a_plain_forward(
     np.testing.assert_allclose(store.read("toy", "rn18")[1], nchw, rtol=0, atol=1e-5)
 
 
+def test_without_a_model_given_the_spec_is_built_with_load_model(
+    tmp_path: Path, images: np.ndarray, ids: list[str]
+) -> None:
+    """No ``loaded``: the model is ``load_model(spec, pretrained=...)`` on the device; random
+    init draws under load_model's fixed seed, so the features are those of the same network
+    built by hand, bit for bit."""
+    spec = _spec()
+    stores = [FeatureStore(tmp_path / "a.zarr"), FeatureStore(tmp_path / "b.zarr")]
+    kw = {"batch_size": 8, "device": "cpu", "progress": False}
+    extract_features(spec, images, ids, stores[0], "toy", pretrained=False, **kw)
+    extract_features(spec, images, ids, stores[1], "toy", loaded=_loaded(spec), **kw)
+    np.testing.assert_array_equal(*(s.read("toy", "rn18")[1] for s in stores))
+
+
 def test_channels_last_only_for_convolutional_networks_on_a_cpu() -> None:
     from repsim.extract import use_channels_last
     from repsim.minizoo.archs import build_arch
@@ -296,12 +310,15 @@ def test_channels_last_only_for_convolutional_networks_on_a_cpu() -> None:
     assert use_channels_last(build_arch("mlp"), cuda)  # the GPU path: every model
 
 
-def test_bfloat16_on_cpu_is_close_but_not_identical(
+def test_bfloat16_and_float16_on_cpu_are_close_but_not_identical(
     tmp_path: Path, images: np.ndarray, ids: list[str]
 ) -> None:
+    """Each precision is its own autocast dtype: bfloat16 and float16 change the arithmetic
+    (neither is float32, nor the other; CPU autocast left to its default would run float16 in
+    bfloat16), and stay close to float32."""
     spec = _spec()
-    fp32, bf16 = FeatureStore(tmp_path / "a.zarr"), FeatureStore(tmp_path / "b.zarr")
-    for store, precision in ((fp32, "float32"), (bf16, "bfloat16")):
+    stores = {p: FeatureStore(tmp_path / f"{p}.zarr") for p in ("float32", "bfloat16", "float16")}
+    for precision, store in stores.items():
         extract_features(
             spec,
             images,
@@ -314,11 +331,14 @@ def test_bfloat16_on_cpu_is_close_but_not_identical(
             precision=precision,
             progress=False,
         )
-    a, b = fp32.read("toy", "rn18")[1], bf16.read("toy", "rn18")[1]
+    a, b, h = (stores[p].read("toy", "rn18")[1] for p in ("float32", "bfloat16", "float16"))
     assert not np.array_equal(a, b)  # autocast did change the arithmetic
-    cos = np.sum(a * b, axis=1)  # rows are unit norm
-    assert cos.min() > 0.99, cos.min()  # bfloat16 keeps 8 bits of mantissa: close, not equal
-    assert bf16.attrs("toy", "rn18")["precision"] == "bfloat16 (autocast)"
+    assert not np.array_equal(a, h) and not np.array_equal(b, h)
+    for low in (b, h):
+        cos = np.sum(a * low, axis=1)  # rows are unit norm
+        assert cos.min() > 0.99, cos.min()  # 8 or 11 bits of mantissa: close, not equal
+    for precision in ("bfloat16", "float16"):
+        assert stores[precision].attrs("toy", "rn18")["precision"] == f"{precision} (autocast)"
 
 
 # ---------------------------------------------------------------- chunk-major extraction
