@@ -17,7 +17,8 @@ stay resident on the device while their sizes, added up in the call's order, fit
 for the next one, in the same fixed order. A model alone in the call stays resident whatever its
 size: letting it go would make room for nothing. A model that fails (``errors="collect"``) leaves
 the pass; the others go on. A rerun skips every model's done chunks, so a killed extraction
-resumes where it stopped and produces the same rows.
+resumes where it stopped and produces the same rows; a partial group written in other chunks,
+batches or precision is extracted again whole.
 
 One model is the same call with one spec (:func:`extract_features`): a per-model run and a
 chunk-major run compute every batch with the same rows, the same ops, the same bits.
@@ -312,7 +313,18 @@ def extract_models(
 
     for job in jobs:  # open or resume each model's group, before any image is decoded
         try:
-            _open_group(job, store, dataset_id, ids, overwrite, keep_raw, chunk_rows, n_chunks)
+            _open_group(
+                job,
+                store,
+                dataset_id,
+                ids,
+                overwrite,
+                keep_raw,
+                chunk_rows,
+                n_chunks,
+                precision,
+                batch_size,
+            )
         except Exception as exc:  # noqa: BLE001 - one model's failure (errors="collect")
             fail(job, exc)
     resident = 0
@@ -444,6 +456,8 @@ def _open_group(
     keep_raw: bool,
     chunk_rows: int,
     n_chunks: int,
+    precision: str,
+    batch_size: int,
 ) -> None:
     """Find what is left to do for one model: its group's pending chunks (all, if none)."""
     spec = job.spec
@@ -458,19 +472,44 @@ def _open_group(
         raise StoreError(
             f"{spec.id} on {dataset_id}: resuming with keep_raw={keep_raw} but the group was created with {writer.keep_raw}"
         )
-    if writer is not None and writer.chunk_rows != chunk_rows:
-        # another batch size: its chunks are not this pass's chunks, and its batches not its batches
+    changed = "" if writer is None else _changed(writer, chunk_rows, precision, batch_size)
+    if changed:
+        # its chunks are not this pass's chunks, or its bits not this pass's bits
         log.info(
-            "%s on %s: partial features were stored in chunks of %d rows, this pass uses %d; extracting again",
+            "%s on %s: partial features were stored with another %s; extracting again",
             spec.id,
             dataset_id,
-            writer.chunk_rows,
-            chunk_rows,
+            changed,
         )
         store.delete(dataset_id, spec.id)
         writer = None
     job.writer = writer
     job.pending = set(writer.pending_chunks()) if writer is not None else set(range(n_chunks))
+
+
+def _changed(writer: FeatureWriter, chunk_rows: int, precision: str, batch_size: int) -> str:
+    """What a partial group was written with that this pass changes ('' if nothing): rows per
+    chunk, batch size or precision (other batches or another precision give other bits, and a
+    group resumed under them would mix two numerics under the attributes of the first)."""
+    attrs = writer.group.attrs
+    stored = {
+        "chunk_rows": writer.chunk_rows,
+        "batch_size": attrs.get("batch_size", batch_size),
+        "precision": attrs.get("precision", _precision_attr(precision)),
+    }
+    now = {
+        "chunk_rows": chunk_rows,
+        "batch_size": batch_size,
+        "precision": _precision_attr(precision),
+    }
+    return ", ".join(
+        f"{key} ({stored[key]!r}, this pass {now[key]!r})" for key in now if stored[key] != now[key]
+    )
+
+
+def _precision_attr(precision: str) -> str:
+    """A group's ``precision`` attribute: the name, and whether the forward ran under autocast."""
+    return precision if PRECISIONS[precision] is None else f"{precision} (autocast)"
 
 
 def _build(
@@ -491,7 +530,7 @@ def _build(
             "token": job.runner.extractor.token,
             "versions": package_versions(),
             "device": device_name(dev),
-            "precision": precision if PRECISIONS[precision] is None else f"{precision} (autocast)",
+            "precision": _precision_attr(precision),
             "batch_size": batch_size,
         }
     return module_bytes(job.loaded.module)

@@ -799,6 +799,31 @@ def test_a_resume_with_another_chunking_extracts_again_and_keep_raw_must_match(
     )
 
 
+@pytest.mark.parametrize(
+    "before",
+    [{"precision": "bfloat16"}, {"precision": "float32"}],
+    ids=["another-precision", "another-batch-size"],
+)
+def test_a_resume_with_another_precision_or_batch_size_extracts_again(
+    tmp_path: Path, images: np.ndarray, ids: list[str], before: dict
+) -> None:
+    """Chunks of 8 rows stored in bfloat16, or in batches of 4, are not resumed by a float32
+    pass in batches of 8 (chunks of 8 rows too): they are other bits, so the group would mix two
+    numerics under the attributes of the first. It is extracted again whole, bit for bit a fresh
+    extraction, and its attributes name this pass's precision and batch size."""
+    spec = _spec()
+    loaded = _loaded(spec)
+    store, fresh = FeatureStore(tmp_path / "f.zarr"), FeatureStore(tmp_path / "g.zarr")
+    _killed_after_the_first_chunk(spec, store, images, ids, loaded=loaded, progress=False, **before)
+    kw = {"loaded": loaded, "batch_size": 8, "chunk_batches": 1, "progress": False}
+    info = extract_features(spec, images, ids, store, "toy", precision="float32", **kw)
+    assert info["computed"] == len(ids)
+    attrs = store.attrs("toy", "rn18")
+    assert (attrs["precision"], attrs["batch_size"], attrs["chunk_rows"]) == ("float32", 8, 8)
+    extract_features(spec, images, ids, fresh, "toy", precision="float32", **kw)
+    np.testing.assert_array_equal(store.read("toy", "rn18")[1], fresh.read("toy", "rn18")[1])
+
+
 def test_rows_are_unit_norm_however_small_and_a_zero_feature_stays_zero(
     tmp_path: Path, images: np.ndarray, ids: list[str]
 ) -> None:
