@@ -18,7 +18,8 @@ for the next one, in the same fixed order. A model alone in the call stays resid
 size: letting it go would make room for nothing. A model that fails (``errors="collect"``) leaves
 the pass; the others go on. A rerun skips every model's done chunks, so a killed extraction
 resumes where it stopped and produces the same rows; a partial group written in other chunks,
-batches or precision is extracted again whole.
+batches or precision, from another model spec, on another device or with other numerical
+packages is extracted again whole.
 
 One model is the same call with one spec (:func:`extract_features`): a per-model run and a
 chunk-major run compute every batch with the same rows, the same ops, the same bits.
@@ -26,6 +27,7 @@ chunk-major run compute every batch with the same rows, the same ops, the same b
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -304,8 +306,8 @@ def extract_models(
     start = time.perf_counter()
     jobs = [_Job(spec) for spec in specs]
 
-    def fail(job: _Job, exc: BaseException) -> None:
-        if errors == "raise" or not isinstance(exc, Exception):
+    def fail(job: _Job, exc: Exception) -> None:  # an interrupt is never caught to come here
+        if errors == "raise":
             raise exc
         log.error("%s on %s: %s: %s", job.spec.id, dataset_id, type(exc).__name__, exc)
         job.status, job.error = "failed", exc
@@ -324,6 +326,7 @@ def extract_models(
                 n_chunks,
                 precision,
                 batch_size,
+                dev,
             )
         except Exception as exc:  # noqa: BLE001 - one model's failure (errors="collect")
             fail(job, exc)
@@ -458,6 +461,7 @@ def _open_group(
     n_chunks: int,
     precision: str,
     batch_size: int,
+    dev: torch.device,
 ) -> None:
     """Find what is left to do for one model: its group's pending chunks (all, if none)."""
     spec = job.spec
@@ -472,7 +476,9 @@ def _open_group(
         raise StoreError(
             f"{spec.id} on {dataset_id}: resuming with keep_raw={keep_raw} but the group was created with {writer.keep_raw}"
         )
-    changed = "" if writer is None else _changed(writer, chunk_rows, precision, batch_size)
+    changed = (
+        "" if writer is None else _changed(writer, spec, dev, chunk_rows, precision, batch_size)
+    )
     if changed:
         # its chunks are not this pass's chunks, or its bits not this pass's bits
         log.info(
@@ -487,24 +493,49 @@ def _open_group(
     job.pending = set(writer.pending_chunks()) if writer is not None else set(range(n_chunks))
 
 
-def _changed(writer: FeatureWriter, chunk_rows: int, precision: str, batch_size: int) -> str:
+def _changed(
+    writer: FeatureWriter,
+    spec: ModelSpec,
+    dev: torch.device,
+    chunk_rows: int,
+    precision: str,
+    batch_size: int,
+) -> str:
     """What a partial group was written with that this pass changes ('' if nothing): rows per
-    chunk, batch size or precision (other batches or another precision give other bits, and a
-    group resumed under them would mix two numerics under the attributes of the first)."""
+    chunk, batch size, precision, the model spec (its metadata aside: labels, not numbers), the
+    device or the numerical packages. Each gives other rows or other bits, and a group resumed
+    under them would mix two extractions under the attributes of the first. (The weights'
+    content is not in the attributes: the pipeline's stage key fingerprints it.)"""
     attrs = writer.group.attrs
-    stored = {
-        "chunk_rows": writer.chunk_rows,
-        "batch_size": attrs.get("batch_size", batch_size),
-        "precision": attrs.get("precision", _precision_attr(precision)),
-    }
     now = {
         "chunk_rows": chunk_rows,
         "batch_size": batch_size,
         "precision": _precision_attr(precision),
+        "model spec": _numbers_spec(spec.to_dict()),
+        "device": device_name(dev),
+        "package versions": package_versions(),
+    }
+    stored = {
+        **{key: attrs.get(key, now[key]) for key in ("batch_size", "precision", "device")},
+        "chunk_rows": writer.chunk_rows,
+        "model spec": _numbers_spec(attrs.get("spec", spec.to_dict())),
+        "package versions": attrs.get("versions", now["package versions"]),
     }
     return ", ".join(
-        f"{key} ({stored[key]!r}, this pass {now[key]!r})" for key in now if stored[key] != now[key]
+        key if isinstance(now[key], dict) else f"{key} ({stored[key]!r}, this pass {now[key]!r})"
+        for key in now
+        if _json(stored[key]) != _json(now[key])
     )
+
+
+def _numbers_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec's fields that make its features (all but ``metadata``)."""
+    return {key: value for key, value in spec.items() if key != "metadata"}
+
+
+def _json(value: Any) -> str:
+    """``value`` as the store's attributes keep it (JSON: tuples become lists), for comparison."""
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _precision_attr(precision: str) -> str:

@@ -824,6 +824,37 @@ def test_a_resume_with_another_precision_or_batch_size_extracts_again(
     np.testing.assert_array_equal(store.read("toy", "rn18")[1], fresh.read("toy", "rn18")[1])
 
 
+@pytest.mark.parametrize("change", ["layer", "device", "versions", "metadata"])
+def test_a_resume_from_another_spec_device_or_packages_extracts_again(
+    tmp_path: Path, images: np.ndarray, ids: list[str], change: str, monkeypatch
+) -> None:
+    """A partial group is resumed only by the extraction that wrote it: another layer under the
+    same model id, another device or other numerical packages give other rows or other bits, so
+    the group is extracted again whole (its rows then those of a fresh extraction); the spec's
+    metadata, a label for the analyses, is not such a change."""
+    import repsim.extract as extract_mod
+
+    spec = _spec()
+    loaded = _loaded(spec)
+    store, fresh = FeatureStore(tmp_path / "f.zarr"), FeatureStore(tmp_path / "g.zarr")
+    _killed_after_the_first_chunk(spec, store, images, ids, loaded=loaded, progress=False)
+    if change == "layer":
+        spec = _spec(layer="layer4", token="pooled")
+    elif change == "metadata":
+        spec = _spec(metadata={"objective": "Supervised"})
+    elif change == "device":
+        monkeypatch.setattr(extract_mod, "device_name", lambda dev: "another device")
+    else:
+        versions = {**extract_mod.package_versions(), "torch": "0.0.1"}
+        monkeypatch.setattr(extract_mod, "package_versions", lambda: versions)
+    kw = {"loaded": loaded, "batch_size": 4, "chunk_batches": 2, "progress": False, "workers": 1}
+    info = extract_features(spec, images, ids, store, "toy", **kw)
+    assert info["computed"] == (len(ids) - 8 if change == "metadata" else len(ids))
+    extract_features(spec, images, ids, fresh, "toy", **kw)
+    np.testing.assert_array_equal(store.read("toy", "rn18")[1], fresh.read("toy", "rn18")[1])
+    assert store.attrs("toy", "rn18")["layer"] == ("layer4" if change == "layer" else "avgpool")
+
+
 def test_rows_are_unit_norm_however_small_and_a_zero_feature_stays_zero(
     tmp_path: Path, images: np.ndarray, ids: list[str]
 ) -> None:
