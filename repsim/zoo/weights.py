@@ -192,14 +192,16 @@ def check_cached_file(spec: ModelSpec, path: str | Path, what: str) -> None:
     A file that cannot be read at all (a permission) is said as such, with its own fix.
     """
     path = Path(path)
+    problem = None
     try:
-        problem = "is empty" if path.stat().st_size == 0 else None
-        if problem is None and path.suffix == ".safetensors":
+        if path.stat().st_size == 0:
+            problem = "is empty"
+        elif path.suffix == ".safetensors":
             from safetensors import safe_open
 
             with safe_open(str(path), "pt"):
                 pass
-        elif problem is None:
+        else:
             with path.open("rb") as handle:
                 if handle.read(2) == b"PK":
                     with zipfile.ZipFile(handle):
