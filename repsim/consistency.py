@@ -26,7 +26,7 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import rankdata
 
-from repsim.errors import AsymmetricSimilarityError, InputError, StoreError
+from repsim.errors import AsymmetricSimilarityError, InputError, StoreError, check_count
 from repsim.measures._inputs import real_array
 from repsim.names import (
     ALL,
@@ -211,13 +211,15 @@ def anchor_partner_consistency(
     anchor is compared with models of its own objective and of every other objective separately,
     which is what lets the study ask whether the partners' objective, for a fixed anchor, changes
     consistency. A (anchor, category) cell with fewer than ``min_pairs`` partners is skipped (the
-    study's rule for category pairs, at least 2 model pairs; its anchor code sets no minimum).
+    study's rule for category pairs, at least 2 model pairs; its anchor code sets no minimum); a
+    ``min_pairs`` below 2 is refused, as one partner gives one model pair and no correlation.
 
     Returns a DataArray (anchor_partner, dataset_a, dataset_b) with coords ``anchor``,
     ``anchor_category``, ``partner`` (the partner category), ``n_pairs`` and ``group_by`` on
     ``anchor_partner``; :func:`to_tidy` turns it into a table and :func:`partner_rank_sum_tests`
     tests it.
     """
+    min_pairs = check_count("min_pairs", min_pairs, 2)
     _check(sim, method)
     label, cats = _categories(sim, by)
     models = [str(m) for m in sim["model_a"].values]
@@ -233,7 +235,7 @@ def anchor_partner_consistency(
     for a in anchors:
         for c in sorted(set(cats.values())):
             partners = [m for m in models if cats.get(m) == c and m != a]
-            if len(partners) < max(min_pairs, 2):
+            if len(partners) < min_pairs:
                 logger.debug("anchor %s: skipping partners %s (%d models)", a, c, len(partners))
                 continue
             da = _consistency(sim, _pair_mask(sim, [a], partners), method)
@@ -250,7 +252,7 @@ def anchor_partner_consistency(
             )
     if not parts:
         raise InputError(
-            f"no anchor has {max(min_pairs, 2)} or more partners in any {label} category; "
+            f"no anchor has {min_pairs} or more partners in any {label} category; "
             "add models or choose other anchors"
         )
     return xr.concat(parts, dim="anchor_partner", combine_attrs="drop_conflicts")
@@ -508,6 +510,7 @@ def within_category_consistency(
     """
     from repsim.stats import correlate
 
+    min_pairs = check_count("min_pairs", min_pairs, 2)
     rows = []
     for a, b in dataset_pairs:
         t = dataset_pair_table(da, a, b, category)
@@ -539,6 +542,7 @@ def architecture_mix(
     architectures`` (consistency), ``similarity same``, ``similarity across`` (mean similarity
     over model pairs and datasets), ``pairs same``, ``pairs across``.
     """
+    min_pairs = check_count("min_pairs", min_pairs, 2)
     labels = category_labels(da, factor)
     archs = category_labels(da, architecture)
     S = da.transpose("dataset", "model_a", "model_b").values.astype(float)
@@ -607,6 +611,7 @@ def consistency_table(
     Category pairs with fewer than ``min_pairs`` model pairs (their r is +-1 or undefined) or an
     unknown category are left out.
     """
+    min_pairs = check_count("min_pairs", min_pairs, 2)
     groups = [group_by] if isinstance(group_by, str) else list(group_by)
     da = cons[variable].sel(measure=measure)
     if datasets:

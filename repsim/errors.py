@@ -6,7 +6,8 @@ so that a failed 64-model run tells the user how to continue rather than just wh
 
 from __future__ import annotations
 
-from numbers import Integral
+import math
+from numbers import Integral, Real
 
 
 class RepsimError(Exception):
@@ -35,6 +36,18 @@ def check_count(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise InputError(f"{name} must be an integer >= {minimum}; got {value!r}.")
     return int(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    """``value`` as a float, or an InputError that names the parameter: a tolerance of 0 or below
+    (or NaN) in a notebook's parameters would give a true sentence about nothing."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, Real)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise InputError(f"{name} must be a finite number above 0; got {value!r}.")
+    return float(value)
 
 
 def brief(text: str, limit: int = 600) -> str:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from repsim.errors import check_positive
 from repsim.names import MIN_PAIRS, PAIR_SEP, is_known, is_same_pair
 from repsim.stats import correlate, format_estimate, format_interval, no_interval_reason
 
@@ -742,6 +743,7 @@ def transform_text(table: pd.DataFrame, tolerance: float = 0.05, selection: str 
     transform_comparison`): per transform, the largest and the median absolute change over the
     dataset pairs and how many move by ``tolerance`` or more. The transforms are applied to the same
     numbers, so there is no sampling error to test: the changes are stated, not tested."""
+    tolerance = check_positive("tolerance", tolerance)
     parts, moved = [], 0
     defined = table[["none", "arccos", "tan"]].notna().all(axis=1)
     table, n = table[defined], int(defined.sum())
@@ -985,6 +987,7 @@ def platonic_text(
 def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: float) -> str:
     """From how many stimuli the median error of pair similarity
     (:func:`repsim.analysis.stability_vs_n`) stays under ``tolerance``."""
+    tolerance = check_positive("tolerance", tolerance)
     err = table.groupby("n").abs_error.median().sort_index()
     err = err[err.index < n_all]  # n_all itself is the reference: its error is 0 by construction
     if not len(err):

@@ -442,6 +442,25 @@ def test_consistency_table_drops_two_point_and_unknown_pairs():
     assert C.consistency_summary(empty).empty and C.grouping_spread(empty).empty
 
 
+@pytest.mark.parametrize("min_pairs", [1, 0, 2.5])
+def test_consistency_tables_refuse_fewer_than_two_pairs(min_pairs):
+    """A consistency over one model pair is undefined; min_pairs 1 or 0 let such groups in as NaN
+    columns and rows, and 2.5 was read as 3: each is refused by name."""
+    da = _small_sim(["S", "S", "T", "T", "T"], n_datasets=2)["cka_linear"]
+    da = da.assign_coords(
+        architecture_class_a=("model_a", ["a", "b"] * 2 + ["a"]),
+        architecture_class_b=("model_b", ["a", "b"] * 2 + ["a"]),
+    )
+    calls = [
+        lambda: C.consistency_table(_small_cons(), "cka_linear", "objective", min_pairs=min_pairs),
+        lambda: C.within_category_consistency(da, [("d0", "d1")], min_pairs=min_pairs),
+        lambda: C.architecture_mix(da, min_pairs=min_pairs),
+    ]
+    for call in calls:
+        with pytest.raises(InputError, match=f"min_pairs must be an integer >= 2; got {min_pairs}"):
+            call()
+
+
 def test_grouping_spread_needs_two_category_pairs(run):
     tidy = C.consistency_table(run.consistency, "cka_linear", ["all", "objective", "data_class"])
     spread = C.grouping_spread(tidy)

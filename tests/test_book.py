@@ -323,6 +323,25 @@ def test_a_one_model_run_renders_lesson_7(tmp_path, tiny_config):
     assert "a Mantel test over model pairs needs at least 3 models" in printed
 
 
+def test_a_bad_chapter_parameter_fails_the_chapter_by_name(tmp_path):
+    """Chapter 12 words the anchor design's errors as a sentence about the run (too few
+    partners); a min_partners below 2 is the reader's error: it fails the chapter by name (it
+    was taken as 2 without a word)."""
+    from repsim.errors import BookError
+
+    run_dir = write_fake_run(tmp_path / "fake")
+    (path,) = [p for p in B.chapter_notebooks() if p.stem == "12_anchors"]
+    with pytest.raises(
+        BookError,
+        match=re.escape(
+            "12_anchors.ipynb failed (InputError: min_partners must be an integer >= 2; got 1.)"
+        ),
+    ):
+        B.execute_notebook(
+            path, tmp_path / "out.ipynb", {"run_dir": str(run_dir), "min_partners": 1}
+        )
+
+
 def test_the_book_is_not_built_while_a_run_writes_the_folder(tiny_run, tmp_path):
     """The notebooks read the run folder for minutes; a rerun replacing its results meanwhile
     could leave chapters from two runs. The book holds the folder's lock, so either waits."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from itertools import combinations
 
 import numpy as np
@@ -533,13 +534,21 @@ def test_consistency_summary_quartiles_by_hand():
 
 
 # -- mutation audit (consistency): each test below kills a change that no other test noticed -----
-@pytest.mark.parametrize("min_pairs", [0, 1])
-def test_anchor_partner_cells_need_two_partners_whatever_min_pairs(rng, min_pairs):
+@pytest.mark.parametrize("min_pairs", [0, 1, 2.5, "3", True])
+def test_anchor_partner_min_pairs_is_a_count_of_two_or_more(rng, min_pairs):
     """One partner is one model pair: its similarity vector has no correlation across datasets.
-    A min_pairs below 2 must not let that cell in (the rule is max(min_pairs, 2)); taken as given,
-    'a1 | C' (c1 alone) appeared with n_pairs 1."""
+    A min_pairs below 2 was taken as 2 without a word (chapter 12's min_partners = 1 drew the
+    figure of 2), and 2.5 as 3; each is now refused by name."""
     sim = _anchor_sim(rng)
-    out = anchor_partner_consistency(sim, ["a1", "b1"], "objective", min_pairs=min_pairs)
+    with pytest.raises(
+        InputError, match=re.escape(f"min_pairs must be an integer >= 2; got {min_pairs!r}")
+    ):
+        anchor_partner_consistency(sim, ["a1", "b1"], "objective", min_pairs=min_pairs)
+
+
+def test_anchor_partner_cells_need_min_pairs_partners(rng):
+    sim = _anchor_sim(rng)
+    out = anchor_partner_consistency(sim, ["a1", "b1"], "objective", min_pairs=2)
     assert list(out.anchor_partner.values) == ["a1 | A", "a1 | B", "b1 | A", "b1 | B"]
     assert (out.n_pairs.values >= 2).all()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 from scipy import stats
 
 from repsim import sentences as T
+from repsim.errors import InputError
 
 
 def test_framework_text_places_the_pair_among_all_pairs():
@@ -264,6 +266,19 @@ def test_robustness_texts():
         "Standard error of pair similarity over 3 pairs (spread over 20 random halves of 100 "
         "stimuli): median **0.020**, largest 0.030 (a~c)."
     )
+
+
+@pytest.mark.parametrize("tolerance", [0, -0.02, float("nan"), "0.02", True])
+def test_robustness_tolerances_are_positive_numbers(tolerance):
+    """A tolerance of 0 or below made a true sentence about nothing (no error is below 0: "not
+    below 0 at the largest subset size"; every pair "moves by 0 or more")."""
+    stab = pd.DataFrame({"n": [8, 16], "abs_error": [0.1, 0.01]})
+    table = pd.DataFrame({"none": [0.5], "arccos": [0.52], "tan": [0.5]})
+    with pytest.raises(InputError, match=re.escape(f"above 0; got {tolerance!r}.")):
+        T.stability_text(stab, 40, "cells", tolerance)
+    with pytest.raises(InputError, match="tolerance must be a finite number above 0"):
+        T.transform_text(table, tolerance)
+    assert "from **n = 16** on" in T.stability_text(stab, 40, "cells", np.float32(0.02))
 
 
 def test_fixed_design_and_controlled_notices():
