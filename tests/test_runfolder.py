@@ -200,6 +200,19 @@ def _vouched_run(path: Path) -> RunFolder:
     return folder
 
 
+def test_every_key_of_run_json_is_documented(tiny_run: Path, repo_root: Path):
+    """CONTRIBUTING.md's run folder listing is where a user looks up what run.json holds; a key
+    the pipeline writes and the listing does not name is undocumented (the per-dataset stimuli
+    record, the weights list and the parallel stages' wall times were)."""
+    info = json.loads((tiny_run / "run.json").read_text())
+    text = (repo_root / "CONTRIBUTING.md").read_text()
+    entry = " ".join(text[text.index("RUN/run.json") : text.index("RUN/manifest.json")].split())
+    undocumented = [k for k in info if k not in entry and k.replace("_", " ") not in entry]
+    assert not undocumented, f"run.json keys not in CONTRIBUTING.md: {undocumented}"
+    for key in info["stimuli"][next(iter(info["stimuli"]))]:
+        assert key in entry, key
+
+
 def test_record_info_adds_a_key_and_keeps_the_manifest_true(tmp_path: Path):
     folder = _vouched_run(tmp_path / "run")
     assert folder.record_info("book_timings_s", {"book": 2.5})
