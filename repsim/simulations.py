@@ -14,16 +14,35 @@ models look unusual lowers every pair it is in. How far the rules matter depends
   datasets (as :func:`repsim.stats.dataset_bootstrap` does) covers the true median, by number of
   datasets, plain or expanded; the reason the package reports expanded intervals
   (:func:`repsim.stats.expanded_level`) and for :data:`repsim.stats.MIN_BOOTSTRAP_DATASETS`.
+
+A third check is not of a rule but of the book's headline itself, on a run's own data:
+:func:`headline_coverage` draws new datasets like the run's (:func:`fitted_datasets`: the models
+fixed, each new dataset the run's mean similarity matrix plus a Gaussian combination of its
+datasets' deviations from it) and counts how often the objective - architecture interval of
+:func:`repsim.stats.controlled_tests`, computed as ``repsim run`` computes it, covers the value
+that many datasets give. It takes minutes (a full controlled test per draw), so it is not part of
+``make test``; its tests check its mechanics on a tiny zoo.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import xarray as xr
 from scipy.stats import ranksums
 
-from repsim.stats import percentile_interval
+from repsim.errors import InputError, check_count
+from repsim.stats import (
+    MIN_BOOTSTRAP_DATASETS,
+    VIEWS,
+    controlled_tests,
+    keyed_rng,
+    percentile_interval,
+)
 
 #: the settings the book quotes: each dataset shifts its pairs by as much as they vary otherwise
 DATASET_SD = 1.0
@@ -97,10 +116,133 @@ def bootstrap_coverage(
     return covered / n_draws
 
 
+def fitted_datasets(sim: xr.DataArray, n_datasets: int, rng: np.random.Generator) -> xr.DataArray:
+    """``n_datasets`` new datasets for the models of ``sim`` (dims dataset, model_a, model_b),
+    drawn from the Gaussian fitted to its datasets: the mean similarity matrix plus
+    ``sum_k z_k E_k / sqrt(D - 1)``, ``E_k`` dataset k's deviation from the mean and ``z ~ N(0,
+    1)``. The pair similarities of the new datasets then have the run's mean and covariance over
+    datasets (a model's similarity to itself stays as it is), so a statistic's value at many such
+    datasets is known by drawing many; model coords are kept, dataset coords are the first ones
+    repeated (names ``sim0``, ``sim1``, ...)."""
+    n_datasets = check_count("n_datasets", n_datasets, 1)
+    sim = sim.transpose("dataset", "model_a", "model_b")
+    S = np.asarray(sim.values, dtype=np.float64)
+    D = S.shape[0]
+    if D < 2:
+        raise InputError(f"fitting how datasets vary needs 2 or more datasets; got {D}")
+    mean = S.mean(axis=0)
+    z = rng.normal(size=(n_datasets, D))
+    X = mean[None] + np.einsum("nk,kij->nij", z, S - mean[None]) / np.sqrt(D - 1)
+    out = sim.isel(dataset=np.arange(n_datasets) % D).copy(data=X)
+    return out.assign_coords(dataset=[f"sim{i}" for i in range(n_datasets)])
+
+
+def _differences(sim: xr.DataArray, options: Mapping[str, Any]) -> dict[str, tuple[float, ...]]:
+    """Per view: the objective - architecture estimate and its interval, as controlled_tests
+    gives them."""
+    name = str(sim.name or "similarity")  # the measure's name keys its resampling
+    table = controlled_tests(sim.to_dataset(name=name), [name], **options)
+    rows = table[table["analysis"] == "difference"].set_index("view")
+    return {v: (rows.at[v, "estimate"], rows.at[v, "ci_low"], rows.at[v, "ci_high"]) for v in VIEWS}
+
+
+def headline_coverage(
+    sim: xr.DataArray,
+    n_datasets: int | None = None,
+    *,
+    n_draws: int = 100,
+    options: Mapping[str, Any] | None = None,
+    truth_datasets: int = 100,
+    truth_draws: int = 4,
+    seed: int = 0,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """How often the headline interval (objective minus architecture in excess SD, datasets
+    resampled with the models fixed) covers its target, on datasets drawn like ``sim``'s.
+
+    The target is the difference at many datasets: the mean of its estimates on ``truth_draws``
+    draws of ``truth_datasets`` datasets each (999 permutations, no bootstrap); the spread of
+    those estimates is its own error (``truth_se``). Each of ``n_draws`` draws of
+    ``n_datasets`` datasets (default: as many as ``sim`` has) gets the interval of
+    :func:`repsim.stats.controlled_tests` with ``options`` (default: the ones ``repsim run``
+    uses, :data:`repsim.results.CONTROLLED_TESTS_OPTIONS`, its seed set per draw).
+
+    Returns one row per (draw, view): estimate, ci_low, ci_high, truth, truth_se, covered
+    (``ci_low <= truth <= ci_high``); :func:`coverage_summary` sums it up.
+    """
+    from repsim.results import CONTROLLED_TESTS_OPTIONS
+
+    options = dict(CONTROLLED_TESTS_OPTIONS if options is None else options)
+    n_draws = check_count("n_draws", n_draws)
+    truth_draws = check_count("truth_draws", truth_draws, 2)
+    truth_datasets = check_count("truth_datasets", truth_datasets, 3)
+    n_datasets = (
+        sim.sizes["dataset"] if n_datasets is None else check_count("n_datasets", n_datasets, 3)
+    )
+    fewest = options.get("min_datasets", MIN_BOOTSTRAP_DATASETS)
+    if n_datasets < fewest:
+        raise InputError(
+            f"the headline interval is not given below {fewest} datasets (stats."
+            f"MIN_BOOTSTRAP_DATASETS); got n_datasets={n_datasets}"
+        )
+    exact = {"n_permutations": 999, "n_bootstrap": 0, "min_datasets": truth_datasets + 1}
+    many = [
+        _differences(fitted_datasets(sim, truth_datasets, keyed_rng(seed, "truth", k)), exact)
+        for k in range(truth_draws)
+    ]
+    truth = {v: np.mean([m[v][0] for m in many]) for v in VIEWS}
+    truth_se = {v: np.std([m[v][0] for m in many], ddof=1) / np.sqrt(truth_draws) for v in VIEWS}
+    rows = []
+    draws = range(n_draws)
+    if progress:
+        from tqdm import tqdm
+
+        draws = tqdm(draws, desc="headline coverage", unit="draw", dynamic_ncols=True)
+    for k in draws:
+        drawn = fitted_datasets(sim, n_datasets, keyed_rng(seed, "draw", k))
+        for view, (est, low, high) in _differences(drawn, {**options, "seed": k}).items():
+            rows.append(
+                {
+                    "draw": k,
+                    "view": view,
+                    "estimate": est,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "truth": truth[view],
+                    "truth_se": truth_se[view],
+                    "covered": bool(low <= truth[view] <= high),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def coverage_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per view of :func:`headline_coverage`'s table: draws, the share covered, the shares
+    missed below (the interval under the truth) and above, the truth and its error, the mean
+    estimate minus the truth (bias) and the estimates' SD, and the mean interval width."""
+    out = {}
+    for view, t in table.groupby("view", sort=False):
+        out[view] = {
+            "draws": len(t),
+            "covered": t["covered"].mean(),
+            "missed_below": (t["ci_high"] < t["truth"]).mean(),
+            "missed_above": (t["ci_low"] > t["truth"]).mean(),
+            "truth": t["truth"].iloc[0],
+            "truth_se": t["truth_se"].iloc[0],
+            "bias": t["estimate"].mean() - t["truth"].iloc[0],
+            "estimate_sd": t["estimate"].std(ddof=1),
+            "width": (t["ci_high"] - t["ci_low"]).mean(),
+        }
+    return pd.DataFrame(out).T
+
+
 __all__ = [
     "DATASET_SD",
     "PAIR_SD",
     "bootstrap_coverage",
+    "coverage_summary",
+    "fitted_datasets",
+    "headline_coverage",
     "pair_test_false_positive_rate",
     "pair_values",
 ]

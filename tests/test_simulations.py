@@ -59,3 +59,115 @@ def test_the_quoted_numbers_are_the_computed_ones():
         f"{coverage[2]} at 8 and {coverage[3]} at 10. The expanded interval the package reports "
         f"(:func:`expanded_level`) covers {expanded[0]} at 5 and {expanded[1]} at 8" in stats_source
     )
+
+
+# ------------------------------------------------------------------ the headline's own coverage
+def _crossed_zoo(n_datasets: int = 8):
+    """2 objectives x 2 architectures x 2 seeds, similarities random around a fixed pattern."""
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(5)
+    rows = [(o, a, s) for o in ("sup", "clip") for a in ("cnn", "vit") for s in range(2)]
+    ids = [f"{a}-{o}-s{s}" for o, a, s in rows]
+    M = len(ids)
+    S = rng.uniform(0.3, 0.7, (M, M))[None] + 0.1 * rng.normal(size=(n_datasets, M, M))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    S[:, np.arange(M), np.arange(M)] = 1.0
+    objective = ["Supervised" if o == "sup" else "Image-Text" for o, _, _ in rows]
+    arch = ["Convolutional" if a == "cnn" else "Transformer" for _, a, _ in rows]
+    return xr.DataArray(
+        S,
+        name="cka_linear",
+        dims=("dataset", "model_a", "model_b"),
+        coords={
+            "dataset": [f"d{i}" for i in range(n_datasets)],
+            "model_a": ids,
+            "model_b": ids,
+            "objective_a": ("model_a", objective),
+            "objective_b": ("model_b", objective),
+            "architecture_class_a": ("model_a", arch),
+            "architecture_class_b": ("model_b", arch),
+        },
+    )
+
+
+def test_fitted_datasets_vary_as_the_run_s_do():
+    """Many drawn datasets have the run's mean similarity matrix and the run's covariance of
+    pair similarities over datasets; each is symmetric and keeps the self-similarity of 1."""
+    import numpy as np
+
+    sim = _crossed_zoo()
+    drawn = S.fitted_datasets(sim, 20_000, np.random.default_rng(0))
+    assert drawn.sizes["dataset"] == 20_000
+    assert list(drawn.model_a.values) == list(sim.model_a.values)
+    assert list(drawn.objective_a.values) == list(sim.objective_a.values)
+    X = drawn.values
+    np.testing.assert_array_equal(X, X.transpose(0, 2, 1))
+    assert (X[:, np.arange(8), np.arange(8)] == 1.0).all()
+    iu = np.triu_indices(8, k=1)
+    run, new = sim.values[:, iu[0], iu[1]], X[:, iu[0], iu[1]]
+    np.testing.assert_allclose(new.mean(0), run.mean(0), atol=0.01)
+    np.testing.assert_allclose(np.cov(new.T), np.cov(run.T), atol=0.001)
+
+
+def test_headline_coverage_is_controlled_tests_on_each_draw():
+    """Each draw's row is controlled_tests' objective - architecture row on the datasets drawn
+    for it (with the options given, its seed the draw's), the truth is the mean estimate of the
+    truth draws, and covered says whether the interval holds it."""
+    import numpy as np
+
+    from repsim.stats import controlled_tests, keyed_rng
+
+    sim = _crossed_zoo()
+    options = {"n_permutations": 19, "n_bootstrap": 19, "n_null": 3}
+    table = S.headline_coverage(
+        sim, n_draws=3, options=options, truth_datasets=10, truth_draws=2, seed=4
+    )
+    assert list(table["draw"]) == [0, 0, 1, 1, 2, 2]
+    assert list(table["view"]) == ["separate", "pooled"] * 3
+
+    def difference(datasets, **kw):
+        t = controlled_tests(datasets.to_dataset(), ["cka_linear"], **kw)
+        return t[(t.analysis == "difference") & (t.view == "separate")].iloc[0]
+
+    truths = [
+        difference(
+            S.fitted_datasets(sim, 10, keyed_rng(4, "truth", k)),
+            n_permutations=999,
+            n_bootstrap=0,
+            min_datasets=11,
+        ).estimate
+        for k in range(2)
+    ]
+    got = table[table.view == "separate"].set_index("draw")
+    assert got["truth"].iloc[0] == np.mean(truths)
+    assert got["truth_se"].iloc[0] == np.std(truths, ddof=1) / np.sqrt(2)
+    for k in range(3):
+        want = difference(S.fitted_datasets(sim, 8, keyed_rng(4, "draw", k)), **options, seed=k)
+        row = got.loc[k]
+        assert (row.estimate, row.ci_low, row.ci_high) == (want.estimate, want.ci_low, want.ci_high)
+        assert row.covered == (want.ci_low <= np.mean(truths) <= want.ci_high)
+    with pytest.raises(Exception, match="not given below 8 datasets"):
+        S.headline_coverage(sim, 7, n_draws=1, options=options)
+
+
+def test_coverage_summary_by_hand():
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "view": ["separate"] * 4,
+            "estimate": [0.1, 0.2, 0.3, 0.6],
+            "ci_low": [0.0, 0.25, -0.1, 0.0],
+            "ci_high": [0.2, 0.4, 0.15, 0.1],
+            "truth": [0.2] * 4,
+            "truth_se": [0.01] * 4,
+        }
+    )
+    table["covered"] = (table.ci_low <= table.truth) & (table.truth <= table.ci_high)
+    row = S.coverage_summary(table).loc["separate"]
+    assert row["draws"] == 4 and row["covered"] == 0.25  # only [0, 0.2] holds 0.2 (an end)
+    assert row["missed_above"] == 0.25 and row["missed_below"] == 0.5
+    assert row["bias"] == pytest.approx(0.3 - 0.2) and row["width"] == pytest.approx(0.175)
+    assert row["estimate_sd"] == pytest.approx(pd.Series([0.1, 0.2, 0.3, 0.6]).std())
