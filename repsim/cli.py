@@ -7,6 +7,7 @@ import logging
 import shlex
 import sys
 
+from repsim.argtypes import Parser
 from repsim.errors import RepsimError
 
 BENCHMARKS = ("measures", "extract", "probe", "run", "precision")
@@ -148,10 +149,10 @@ def _check_paths(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="repsim", description=__doc__)
+    parser = Parser(prog="repsim", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     # -v after the command too (repsim run -v ...); SUPPRESS keeps a -v given before it
-    verbose = argparse.ArgumentParser(add_help=False)
+    verbose = Parser(add_help=False)
     verbose.add_argument(
         "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging"
     )

@@ -289,6 +289,26 @@ def test_bad_numbers_are_usage_errors_not_tracebacks(capsys, tmp_path, argv, mes
 
 
 @pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # values the full options refuse: taken as --settings and --models, they fail at once
+        # (a regression must not run a benchmark for minutes)
+        (["bench", "probe", "--set", "x"], "unrecognized arguments: --set x"),
+        (["bench", "measures", "--mod", "1"], "unrecognized arguments: --mod 1"),
+        (["run", "c.yaml", "--ou", "o"], "required: --out"),
+        (["models", "--conf", "c.yaml"], "required: --config"),
+    ],
+)
+def test_options_are_taken_by_their_full_name_only(capsys, argv, message):
+    """argparse took any unambiguous prefix: ``bench probe --set 5`` (``--set`` is an option of
+    ``bench all``) ran the benchmark with ``--settings 5`` without a word."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("argv", "verbose"),
     [
         (["run", "c.yaml", "--out", "o"], False),

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from repsim.argtypes import Parser
 from repsim.errors import ConfigError
 from repsim.runfolder import check_output_path
 
@@ -279,7 +280,7 @@ def run_benchmarks(
 
 
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="repsim bench all", description=__doc__.splitlines()[0])
+    p = Parser(prog="repsim bench all", description=__doc__.splitlines()[0])
     p.add_argument(
         "--only",
         nargs="+",

@@ -14,7 +14,6 @@ device; the ratio says how much of the model's speed the pipeline keeps (target 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import tempfile
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.argtypes import at_least
+from repsim.argtypes import Parser, at_least
 from repsim.device import resolve_device
 from repsim.extract import (
     PRECISIONS,
@@ -364,7 +363,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="repsim bench extract", description=__doc__)
+    p = Parser(prog="repsim bench extract", description=__doc__)
     p.add_argument(
         "--small-models",
         nargs="+",

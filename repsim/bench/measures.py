@@ -11,7 +11,6 @@ low-rank structure.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.argtypes import at_least
+from repsim.argtypes import Parser, at_least
 from repsim.device import resolve_device
 from repsim.measures import parse_measure, similarity_matrices
 from repsim.runfolder import check_output_path
@@ -107,7 +106,7 @@ def _sync(dev: torch.device) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``repsim bench measures``: print engine and per-pair times and their ratio."""
-    ap = argparse.ArgumentParser(prog="repsim bench measures", description=__doc__)
+    ap = Parser(prog="repsim bench measures", description=__doc__)
     ap.add_argument("--models", type=at_least(2), default=16)
     ap.add_argument("--n", type=at_least(4), default=5000)
     ap.add_argument("--dim", type=at_least(1), default=768)

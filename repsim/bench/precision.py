@@ -12,7 +12,6 @@ CPU, autocast runs bfloat16 kernels too (slowly where the CPU has no bfloat16 in
 
 from __future__ import annotations
 
-import argparse
 import logging
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.argtypes import at_least
+from repsim.argtypes import Parser, at_least
 from repsim.device import resolve_device
 from repsim.extract import PRECISIONS, _Runner
 from repsim.zoo import ModelSpec, load_model
@@ -168,7 +167,7 @@ def table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="repsim bench precision", description=__doc__)
+    p = Parser(prog="repsim bench precision", description=__doc__)
     p.add_argument(
         "--precision", choices=[k for k in PRECISIONS if k != "float32"], default="bfloat16"
     )

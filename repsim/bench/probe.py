@@ -19,7 +19,6 @@ trains the same probes in float32 and with bfloat16 matmuls and reports the accu
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.argtypes import at_least
+from repsim.argtypes import Parser, at_least
 from repsim.probe import (
     DEFAULT_LRS,
     REFINE_STEPS,
@@ -348,7 +347,7 @@ def precision_check(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, run the benchmark, log a summary and optionally write JSON."""
-    p = argparse.ArgumentParser(prog="repsim bench probe", description=__doc__.splitlines()[0])
+    p = Parser(prog="repsim bench probe", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=at_least(2), default=10_000, help="train rows")
     p.add_argument("--dim", type=at_least(1), default=768, help="feature dimension")
     p.add_argument("--classes", type=at_least(2), default=100)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from repsim.argtypes import Parser
 from repsim.runfolder import check_output_path, check_path_option
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "configs" / "embedded.yaml"
@@ -41,7 +41,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="repsim bench run", description=__doc__)
+    parser = Parser(prog="repsim bench run", description=__doc__)
     parser.add_argument("--config", default=str(DEFAULT_CONFIG))
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", default=None, help="write the result as JSON here")

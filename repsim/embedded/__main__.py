@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 
+from repsim.argtypes import Parser
 from repsim.embedded import DEFAULT_DIR, GENERATORS, generate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m repsim.embedded", description=__doc__)
+    parser = Parser(prog="python -m repsim.embedded", description=__doc__)
     parser.add_argument(
         "names", nargs="*", choices=[[], *GENERATORS], help="sets to build (default: all)"
     )

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from repsim.argtypes import Parser
 from repsim.errors import ConfigError
 from repsim.minizoo.manifest import (
     merge_heldout,
@@ -138,7 +139,7 @@ def merge_zoos(sources: list[str | Path], into: str | Path) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="repsim minizoo merge",
         description="Merge zoo folders trained side by side into one zoo (weights, manifest.csv, "
         "models.yaml, heldout.csv).",

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from repsim.argtypes import at_least
+from repsim.argtypes import Parser, at_least
 from repsim.errors import ConfigError
 from repsim.minizoo.archs import ARCHS, arch_kwargs, build_arch, count_params
 from repsim.minizoo.captions import Tokenizer
@@ -464,7 +464,7 @@ def evaluate_zoo(zoo: str | Path, data_dir: str | Path) -> list[dict[str, Any]]:
 
 def build_parser() -> argparse.ArgumentParser:
     b = Budget()
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="repsim minizoo train", description="Retrain the mini-zoo on the embedded sets."
     )
     p.add_argument(
@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def build_evaluate_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="repsim minizoo evaluate",
         description="Rewrite heldout.csv (per-dataset held-out accuracy) of a trained zoo.",
     )
