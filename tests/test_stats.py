@@ -1362,6 +1362,27 @@ def test_null_mean_and_sd_are_those_of_the_permutation_null(monkeypatch):
         assert row.null_sd == pytest.approx(null.std(ddof=1), rel=1e-12)
 
 
+def test_labellings_with_an_undefined_statistic_are_left_out_of_the_null(monkeypatch):
+    """A permuted labelling whose T is undefined (NaN) is not part of the null: the null mean and
+    SD (and so the excess SD) are those of the defined values, and n_permutations counts them."""
+    original = stats.stratified_permutation_test
+
+    def some_undefined(labels, strata, statistic, **kw):
+        res = original(labels, strata, statistic, **kw)
+        null = np.asarray(res.null_distribution, dtype=float).copy()
+        null[::4] = np.nan  # 50 of the 199 permutations
+        return SimpleNamespace(statistic=res.statistic, pvalue=res.pvalue, null_distribution=null)
+
+    monkeypatch.setattr(stats, "stratified_permutation_test", some_undefined)
+    t = stats.controlled_tests(make_zoo(0, "objective", n_datasets=4), seed=1, **FAST)
+    for factor in ("objective", "architecture"):
+        row = _row(t, "factor", factor)
+        assert row.n_permutations == 149
+        assert np.isfinite([row.null_mean, row.null_sd, row.z, row.estimate]).all()
+        d = row.statistic - row.null_mean
+        assert row.estimate == pytest.approx(np.sign(d) * abs(d) ** 0.5, rel=1e-12)
+
+
 def test_dataset_bootstrap_never_gives_an_interval_below_three_datasets():
     # "never fewer than 3", whatever min_datasets says: two datasets have one pair to resample
     table = _pairs_table({("d0", "d1"): 0.4})
