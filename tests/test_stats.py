@@ -1240,17 +1240,21 @@ def test_renaming_by_first_appearance():
     assert renamed(np.array([1, 0, 1, 0])).tolist() == renamed(np.array([0, 1, 0, 1])).tolist()
 
 
-def test_a_design_too_small_to_reject_says_so():
+@pytest.mark.parametrize("n_permutations", [16, 999])
+def test_a_design_too_small_to_reject_says_so(n_permutations):
     """2 objectives x 2 architectures x 2 seeds: each factor has 2^4 = 16 labellings, so no p can
     go below 2/16 = 0.125 (a labelling and its swap give the same T); the sentence said 'no
-    evidence' as if the test could have found one."""
+    evidence' as if the test could have found one. Asked for exactly 16 permutations, scipy
+    enumerates them too: they are the design's labellings, not 16 random ones."""
     sim = make_zoo(0, "objective", n_datasets=5)
     keep = [m for m in sim.model_a.values if m.split("-")[0] in ("cnn", "mlp")]
     keep = [m for m in keep if m.split("-")[1] in ("supervised", "clip") and m[-1] in "01"]
     sim = sim.sel(model_a=keep, model_b=keep)
     design = stats.design_table(sim)
     assert stats.n_labellings(stats._strata(design, "objective", design["seed"].to_numpy())) == 16
-    table = stats.controlled_tests(sim, n_permutations=999, n_bootstrap=19, n_null=15, seed=0)
+    table = stats.controlled_tests(
+        sim, n_permutations=n_permutations, n_bootstrap=19, n_null=15, seed=0
+    )
     factor = table[(table.analysis == "factor") & (table.view == "separate")]
     assert (factor.n_permutations == 16).all() and np.allclose(factor.p_min, 0.125)
     assert (factor.p_value >= 0.125).all()
