@@ -1146,6 +1146,20 @@ def test_two_sided_p_from_null_and_its_floor_by_hand():
         stats.p_from_null(0.5, null, exact=True, alternative="less")
 
 
+@pytest.mark.parametrize("exact", [True, False])
+def test_p_from_null_without_a_defined_labelling_is_undefined_and_takes_a_list(exact):
+    """No defined null value: no p and no floor (not the 1 / (0 + 1) of an empty count). A plain
+    list is read as the array it holds."""
+    for empty in ([], [np.nan, np.nan]):
+        p, p_min = stats.p_from_null(0.3, empty, exact=exact)
+        assert np.isnan(p) and np.isnan(p_min)
+    null = [0.1, 0.3, np.nan, 0.5, 0.2]
+    assert stats.p_from_null(0.3, null, exact=exact) == stats.p_from_null(
+        0.3, np.array(null), exact=exact
+    )
+    assert stats.p_from_null(0.3, null, exact=exact)[0] == (2 / 4 if exact else 3 / 5)
+
+
 def _brute_force_unit_test(statistic, n, strata=None):
     """Two-sided p and its floor over every ordering of ``n`` units (with ``strata``: those that
     move units only within their stratum), by itertools."""
