@@ -1142,9 +1142,10 @@ def test_two_sided_p_from_null_and_its_floor_by_hand():
     assert stats.p_from_null(-0.4, null, exact=True, alternative="two-sided")[0] == 2 / 6
     # random orderings: the observed one is added to both tails, (k + 1) / (n + 1)
     assert stats.p_from_null(0.5, null, exact=False, alternative="two-sided") == (4 / 7, 2 / 7)
-    # a floor set by the lower end: -0.4 is reached by 1 of 5 downward, 0.5 by 2 of 5 upward
+    # a floor set by the lower end: -0.4 is reached by 1 of 5 downward, 0.5 by 2 of 5 upward;
+    # 0.2 by 4 of 5 upward and 3 of 5 downward: twice 3/5, capped at 1
     skewed = np.array([-0.4, 0.2, 0.2, 0.5, 0.5])
-    assert stats.p_from_null(0.2, skewed, exact=True, alternative="two-sided")[1] == 2 / 5
+    assert stats.p_from_null(0.2, skewed, exact=True, alternative="two-sided") == (1.0, 2 / 5)
     with pytest.raises(InputError, match="alternative"):
         stats.p_from_null(0.5, null, exact=True, alternative="less")
 
