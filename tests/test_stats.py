@@ -1089,6 +1089,20 @@ def test_expanded_bootstrap_p_agrees_with_the_expanded_interval_and_its_monte_ca
     )
 
 
+def test_bootstrap_p_rests_on_the_defined_draws():
+    """Undefined draws (NaN, inf) are left out of the p and of the count it rests on, as out of
+    the interval; a list is read as its array. Of the 4 defined draws 1 is at or below 0: raw p
+    2 x 1/4, put on the expanded scale of 5 units by hand."""
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
+    draws = [0.3, -0.1, np.nan, 0.2, np.inf, 0.5]
+    assert stats.bootstrap_p(draws) == (0.5, 4)
+    p, n = stats.bootstrap_p(draws, 5)
+    assert n == 4 and p == pytest.approx(2 * student_t.sf(norm.isf(0.25) / math.sqrt(5 / 4), 4))
+    assert np.isnan(stats.bootstrap_p([np.nan])[0]) and stats.bootstrap_p([np.nan])[1] == 0
+
+
 def test_percentile_interval_by_the_textbook_order_statistic():
     draws = np.random.default_rng(3).permutation(np.arange(999.0))
     assert stats.percentile_interval(draws, 0.95)[:2] == (24.0, 974.0)  # the 25th from each end
@@ -1132,6 +1146,20 @@ def test_p_from_null_against_scipy_and_by_enumeration():
     assert stats.p_from_null(0.5, null, exact=True) == (0.4, 0.4)
     assert stats.p_from_null(0.3, null, exact=True)[0] == pytest.approx(0.6)
     assert np.isnan(stats.p_from_null(np.nan, null, exact=True)[0])
+    # at 0 the 100-ulp band is 0 wide: a null value equal to the statistic still reaches it
+    assert stats.p_from_null(0.0, np.array([0.0, 0.0, 1.0]), exact=True) == (1.0, 1 / 3)
+    two_sided = stats.p_from_null(0.0, [0.0, 0.0, -1.0, 1.0], exact=True, alternative="two-sided")
+    assert two_sided == (1.0, 0.5)  # 3 of 4 reach 0 on each side
+
+
+def test_p_from_null_counts_values_within_100_ulp_of_the_statistic_as_reached():
+    """On both tails and at any scale: 50 ulp from T reaches it, 300 ulp does not."""
+    eps, t = np.finfo(float).eps, 1e3
+    near_below, far_below = t * (1 - 50 * eps), t * (1 - 300 * eps)
+    assert stats.p_from_null(t, [near_below, far_below, 0.0], exact=True)[0] == 1 / 3
+    near_above, far_above = t * (1 + 50 * eps), t * (1 + 300 * eps)
+    null = [near_above, far_above, 2e3, 3e3]  # all 4 at or above T, 1 of 4 reaches it from above
+    assert stats.p_from_null(t, null, exact=True, alternative="two-sided")[0] == 2 * 1 / 4
 
 
 def test_two_sided_p_from_null_and_its_floor_by_hand():
