@@ -1492,4 +1492,5 @@ def test_boundaries_of_the_permutation_rules():
     assert stats.p_from_null(t, null, exact=True) == (0.25, 0.25)
     # bootstrap draws exactly at 0 count in both tails
     assert stats.bootstrap_p(np.array([0.0, 0.0, 1.0, 2.0]))[0] == 1.0
+    assert stats.bootstrap_p(np.array([-2.0, -1.0, 0.0, 0.0]))[0] == 1.0  # and from below
     assert stats.bootstrap_p(np.array([0.0, 1.0, 2.0, 3.0]))[0] == 0.5
