@@ -712,6 +712,32 @@ def test_difference_sentence_needs_both_tests():
     assert text.startswith("Objective explains") and "95% CI 0.01 to 0.20" in text
 
 
+def test_difference_sentence_reads_the_architecture_side_as_the_objective_side():
+    """The mirror of the objective's answer: an interval below 0 with architecture's own p below
+    alpha says architecture explains more; a p at alpha is not below it; an interval that
+    touches 0 does not exclude it; and an architecture p within Monte Carlo error of alpha
+    leaves the answer unsettled only when the interval is below 0."""
+    o = {"p_value": 0.5, "factor": "objective", "n_permutations": 999.0}
+    a = {"p_value": 0.001, "factor": "architecture", "n_permutations": 999.0}
+    d = {"estimate": -0.1, "ci_low": -0.2, "ci_high": -0.01, "p_value": 0.001,
+         "n_bootstrap": 999.0, "confidence_level": 0.95}  # fmt: skip
+    assert stats.difference_sentence(d, o, a).startswith(
+        "Architecture explains the consistency of pairwise similarity across datasets more than "
+        "objective does for these models (difference in excess SD -0.10, 95% CI -0.20 to -0.01"
+    )
+    at_alpha = {**a, "p_value": 0.05, "p_min": 0.002, "n_permutations": 720.0}  # enumerated
+    for other in (at_alpha, a):
+        touching = d if other is not a else {**d, "ci_high": 0.0}
+        assert stats.difference_sentence(touching, o, other).startswith("No evidence")
+    near = {**a, "p_value": 0.047}
+    assert "is not settled: the interval excludes 0, but architecture's own permutation p" in (
+        stats.difference_sentence(d, o, near)
+    )
+    above = {**d, "estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2}
+    for interval in (above, {**d, "ci_high": 0.0}):
+        assert stats.difference_sentence(interval, o, near).startswith("No evidence")
+
+
 def test_difference_sentence_says_when_its_interval_is_coarse():
     """An interval from few bootstrap resamples is quoted with their number; one from the
     default count (or a row without the column) is not."""
@@ -1077,6 +1103,7 @@ def test_expanded_bootstrap_p_agrees_with_the_expanded_interval_and_its_monte_ca
     for units in (1, 0, float("nan")):
         with pytest.raises(InputError, match="2 or more units"):
             stats.bootstrap_p(draws, units)
+    assert 0 < stats.bootstrap_p(draws, 2)[0] < 1  # 2 units are the fewest that expand
     # 0 of B draws beyond 0 at 10 datasets: the raw alpha is 0.0171, settled from 770 draws on
     assert stats.bootstrap_undecided(0.0, 769, 0.05, 10)
     assert not stats.bootstrap_undecided(0.0, 771, 0.05, 10)
