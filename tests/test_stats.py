@@ -738,6 +738,43 @@ def test_difference_sentence_reads_the_architecture_side_as_the_objective_side()
         assert stats.difference_sentence(interval, o, near).startswith("No evidence")
 
 
+def _headline_rows(measure: str, objective_p: float) -> list[dict]:
+    """The factor and difference rows of one measure (separate view) that answer() reads."""
+    base = {"measure": measure, "view": "separate", "n_datasets": 8, "n_models": 36,
+            "n_permutations": 999.0, "n_bootstrap": 999.0, "confidence_level": 0.95}  # fmt: skip
+    return [
+        {**base, "analysis": "factor", "factor": "objective", "p_value": objective_p},
+        {**base, "analysis": "factor", "factor": "architecture", "p_value": 0.5},
+        {
+            **base,
+            "analysis": "difference",
+            "factor": "objective - architecture",
+            "estimate": 0.1,
+            "ci_low": 0.01,
+            "ci_high": 0.2,
+            "p_value": 0.0,
+            "n_bootstrap": 9999.0,
+        },  # fmt: skip
+    ]
+
+
+def test_answer_words_the_measure_asked_for():
+    """Each measure is answered from its own rows (the first in the table by default), with its
+    datasets and models; a measure without rows is refused by name."""
+    table = pd.DataFrame(_headline_rows("cka_linear", 0.001) + _headline_rows("cka_rbf", 0.3))
+    first = stats.answer(table)
+    assert first.startswith(
+        "With cka_linear on 8 datasets and 36 trained models, objective explains the "
+        "consistency of pairwise similarity across datasets more than architecture does"
+    )
+    assert first == stats.answer(table, "cka_linear")
+    assert stats.answer(table, "cka_rbf").startswith(
+        "With cka_rbf on 8 datasets and 36 trained models, no evidence that objective"
+    )
+    with pytest.raises(InputError, match="no rows for measure 'rsa'"):
+        stats.answer(table, "rsa")
+
+
 def test_difference_sentence_says_when_its_interval_is_coarse():
     """An interval from few bootstrap resamples is quoted with their number; one from the
     default count (or a row without the column) is not."""
