@@ -1145,6 +1145,11 @@ def test_expanded_bootstrap_p_agrees_with_the_expanded_interval_and_its_monte_ca
     assert stats.bootstrap_undecided(0.0, 769, 0.05, 10)
     assert not stats.bootstrap_undecided(0.0, 771, 0.05, 10)
     assert not stats.monte_carlo_undecided(0.0, 769, 0.05)  # the raw scale's band differs
+    # from 2 units on, as bootstrap_p: at 2 units the raw alpha is 4e-72, which no count of
+    # draws tells apart from a raw p of 0 (on the raw scale 9999 draws would)
+    assert stats.bootstrap_undecided(0.0, 9999, 0.05, 2)
+    assert not stats.monte_carlo_undecided(0.0, 9999, 0.05)
+    assert not stats.bootstrap_undecided(1.0, 79, 0.05, 8)  # p = 1 is never near alpha
     # raw p 0.004 is within the raw band (0.0171 +- 0.0150 at 999 draws), though its expanded p
     # is outside the band around 0.05 that the expanded scale would wrongly use
     p, _ = stats.bootstrap_p(np.r_[-np.ones(2), np.ones(998)], 10)
