@@ -1462,25 +1462,36 @@ def _untestable(row: pd.Series, alpha: float) -> str | None:
         n_cat = _number(row, "n_model_pairs")
         counted = f"{int(n_cat)} category pairs" if np.isfinite(n_cat) else "fewer category pairs"
         return f"its statistic is undefined ({counted} with enough model pairs, two needed)"
-    floor = _smallest_p(row)
+    floor, n_perm = _smallest_p(row), _number(row, "n_permutations")
     if np.isfinite(floor) and floor >= alpha:
+        if not np.isfinite(n_perm):
+            return f"its permutations give p >= {floor:.3g} at best"
+        if _enumerated(row):
+            return f"the design's {int(n_perm)} labellings give p >= {floor:.3g} at best"
+        # random permutations: too few of them, not the design, keep p from alpha
         return (
-            f"the design's {int(_number(row, 'n_permutations'))} labellings give p >= "
-            f"{floor:.3g} at best"
+            f"{int(n_perm)} random permutations give p >= {floor:.3g} at best (too few: rerun "
+            "controlled_tests with more permutations)"
         )
     return None
+
+
+def _enumerated(row: pd.Series) -> bool:
+    """Whether a factor row's permutations enumerated every labelling of the design: its
+    smallest p is then above the 1 / (n + 1) of n random permutations."""
+    n_perm, floor = _number(row, "n_permutations"), _smallest_p(row)
+    return bool(np.isfinite(n_perm) and np.isfinite(floor) and floor * (n_perm + 1) > 1 + 1e-9)
 
 
 def _factor_unsettled(row: pd.Series, alpha: float) -> bool:
     """Whether a factor row's one-sided permutation p came from random labellings and lies
     within Monte Carlo error of ``alpha`` (:func:`permutation_verdict`)."""
     n_perm, floor = _number(row, "n_permutations"), _smallest_p(row)
-    exact = np.isfinite(n_perm) and np.isfinite(floor) and floor * (n_perm + 1) > 1 + 1e-9
     test = {
         "p_value": _number(row, "p_value"),
         "p_min": floor,
         "n_permutations": n_perm,
-        "exact": exact,
+        "exact": _enumerated(row),
         "alternative": "greater",
     }
     return permutation_verdict(test, alpha) == "not settled"

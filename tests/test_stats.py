@@ -999,6 +999,24 @@ FACTOR_ROW = {
 }
 
 
+def test_too_few_random_permutations_are_not_blamed_on_the_design():
+    """19 random permutations cannot give p < 0.05 (1 / 20 at best, p_min as controlled_tests
+    writes it): the sentence said "the design's 19 labellings", sending the reader to a larger
+    zoo instead of to more permutations. An enumerated design (p_min above 1 / (n + 1)) is."""
+    few = {**FACTOR_ROW, "p_value": 0.05, "p_min": 0.05, "n_permutations": 19.0}
+    text = stats.factor_sentence(few)
+    assert "cannot be tested at alpha = 0.05" in text and "design" not in text
+    assert "19 random permutations give p >= 0.05 at best (too few: rerun" in text
+    no_floor = {k: v for k, v in few.items() if k != "p_min"}  # a table before p_min: 1 / (n + 1)
+    assert "19 random permutations give p >= 0.05" in stats.factor_sentence(no_floor)
+    enumerated = {**few, "p_value": 0.25, "p_min": 0.125, "n_permutations": 16.0}
+    assert "the design's 16 labellings give p >= 0.125" in stats.factor_sentence(enumerated)
+    d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "confidence_level": 0.95}
+    arch = {**few, "factor": "architecture", "p_value": 0.4}
+    both = stats.difference_sentence(d, few, arch)
+    assert "cannot be tested" in both and both.count("19 random permutations give") == 2
+
+
 def test_factor_sentence_says_when_p_is_the_permutation_floor():
     """With 999 permutations and none beyond the observed value, p = 1/1000 is the smallest the
     test can give; the book printed 'p = 0.001' as if it were measured to that precision."""
@@ -1176,6 +1194,7 @@ def test_percentile_interval_by_the_textbook_order_statistic():
     draws = np.random.default_rng(3).permutation(np.arange(999.0))
     assert stats.percentile_interval(draws, 0.95)[:2] == (24.0, 974.0)  # the 25th from each end
     assert stats.percentile_interval(np.arange(79.0), 0.95)[:2] == (1.0, 77.0)
+    assert stats.percentile_interval(list(draws), 0.95) == (24.0, 974.0, 999)  # a plain list
 
 
 def test_an_undefined_statistic_gets_no_p_and_no_claim():
