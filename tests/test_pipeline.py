@@ -99,6 +99,29 @@ def test_run_json_lists_only_the_weights_files_on_disk(tiny_config: Path, tmp_pa
     }
 
 
+def test_run_json_gives_where_the_run_ran_and_its_extraction_rate_from_its_groups(
+    tiny_run: Path, tiny_config: Path
+):
+    """A fresh run's ``images_per_s`` is the images its models computed over the seconds they took,
+    as each feature group's record gives them, and ``timings_s`` counts those seconds; run.json
+    names the models, measures, scheduler, checkout and machine the numbers came from."""
+    from repsim.cache import StageCache
+    from repsim.runinfo import git_commit
+
+    plan = load_plan(tiny_config)
+    cache = StageCache(tiny_run)
+    groups = [cache.info("features", (d.id, m.id)) for d in plan.datasets for m in plan.models]
+    computed = sum(g["computed"] for g in groups)
+    assert computed == sum(g["n"] for g in groups)  # nothing was cached before this run
+    info = RunFolder(tiny_run).read_info()
+    assert info["images_per_s"] == pytest.approx(computed / sum(g["seconds"] for g in groups))
+    assert info["timings_s"]["features"] == pytest.approx(sum(g["seconds"] for g in groups))
+    assert info["models"] == [m.id for m in plan.models]
+    assert info["measures"] == list(plan.measures)
+    assert info["scheduler"] == "synchronous" and info["machine"]["device"] == "cpu"
+    assert info["git_commit"] == git_commit()
+
+
 def _forbid_recomputation(monkeypatch, *extra: str) -> None:
     """Make every computing stage fail if it runs: a rerun must take everything from the cache."""
     import functools
@@ -709,3 +732,63 @@ def test_a_dataset_id_with_a_slash_is_cached_like_any_other(tmp_path: Path, monk
     run(config, run_dir, device="cpu")
     info = json.loads((run_dir / "run.json").read_text())
     assert not info.get("redone"), info.get("redone")
+
+
+def test_the_stage_times_sum_this_runs_tasks_and_the_rate_counts_the_images_computed():
+    """run.json's ``timings_s`` sums each stage's task seconds (a failed task, or one that timed
+    nothing, adds none), its ``images_per_s`` is the images the models computed over the seconds
+    they took (a cached group computed nothing and adds nothing; no image computed: no rate), and
+    ``redone`` names each redone task as "stage model on dataset: why"."""
+    from repsim.pipeline import STAGES, _timings
+    from repsim.tasks import TaskFailure
+
+    failed = TaskFailure("features-faces-c", "RuntimeError: boom", stage="features")
+    features = {
+        "a\tfaces": {"seconds": 3.0, "computed": 30, "extract_seconds": 2.5, "redone": "code"},
+        "b\tfaces": {"seconds": 1.5, "computed": 20, "extract_seconds": 1.5, "redone": None},
+        "b\ttextures": {"seconds": 0.0, "cached": True},
+        "c\tfaces": failed,
+    }
+    outcome = {
+        "stimuli": {"faces": {"seconds": 0.25}, "textures": {"seconds": None}, "digits": {}},
+        "decode": {"faces": {"seconds": 2.0}, "textures": failed},
+        "features": features,
+        "similarity": {"faces": {"seconds": 0.5, "redone": "its stimuli changed"}},
+        "probes": {"a\tfaces": {"seconds": 0.75}, "b\tfaces": {"seconds": 1.0}},
+    }
+    timings, rate, redone = _timings(outcome)
+    assert list(timings) == list(STAGES)
+    assert timings == {
+        "stimuli": 0.25,
+        "decode": 2.0,
+        "features": 4.5,
+        "similarity": 0.5,
+        "probes": 1.75,
+        "consistency": 0.0,
+        "stats": 0.0,
+    }
+    assert rate == pytest.approx((30 + 20) / (2.5 + 1.5))
+    assert redone == ["features a on faces: code", "similarity faces: its stimuli changed"]
+
+    outcome["features"] = {"b\ttextures": features["b\ttextures"], "c\tfaces": failed}
+    assert _timings(outcome)[1] is None  # all cached or failed: no rate to give
+    outcome["features"] = {"a\tfaces": {"seconds": 0.0, "computed": 5, "extract_seconds": 0.0}}
+    assert _timings(outcome)[1] is None  # an extraction too fast to time gives no rate
+    outcome["features"]["a\tfaces"]["extract_seconds"] = 0.5
+    assert _timings(outcome)[1] == pytest.approx(10.0)  # under a second is timed all the same
+
+
+def test_the_summary_compares_the_probes_wall_time_with_their_task_time_only_on_a_pool():
+    """The end-of-run line on the probe pool: its worker count, the wall time of the probes and
+    their summed task time; nothing when they ran in this process (one worker) or not at all."""
+    from repsim.pipeline import _parallel_note
+
+    timings = {"probes": 12.34, "features": 3.0}
+    note = _parallel_note({"probes": 4.5, "probe_workers": 3}, timings)
+    assert note == "\nProbes ran on 3 worker processes: 4.5 s wall for 12.3 s of task time."
+    untimed = _parallel_note({"probes": 4.5, "probe_workers": 2}, {})
+    assert untimed.endswith("4.5 s wall for 0.0 s of task time.")
+    assert _parallel_note({"probes": 4.5, "probe_workers": 1}, timings) == ""
+    assert _parallel_note({"probes": 4.5}, timings) == ""
+    assert _parallel_note({"features and similarity": 1.0, "probe_workers": 2}, timings) == ""
+    assert _parallel_note({}, timings) == ""
