@@ -159,7 +159,7 @@ def run(
                 raise RunFolderError(describe_os_error(exc, where, "access")) from exc
         except RunFailedError:
             raise
-        except RepsimError as exc:
+        except Exception as exc:  # a RepsimError, or a bug: either way run.json must say so
             _record_abort(plan, folder, exc)
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under the repsim command

@@ -260,6 +260,24 @@ def test_compare_on_a_file_of_a_run_without_manifest_reads_through_the_folder(
     assert "Traceback" not in err and str(run_copy.name) in err
 
 
+def test_an_unexpected_error_is_recorded_as_the_run_s_failure(run_copy, small_config, monkeypatch):
+    """An exception that is no RepsimError (a bug) left run.json saying "finished" for the
+    previous run and its manifest in place, although the rerun may have replaced files already;
+    it is recorded like any abort (and still raised, with its traceback)."""
+    import repsim.pipeline as P
+
+    def buggy(*args, **kwargs):
+        raise ValueError("a bug in a stage")
+
+    monkeypatch.setattr(P, "_run_locked", buggy)
+    with pytest.raises(ValueError, match="a bug in a stage"):
+        run(small_config, run_copy, device="cpu")
+    folder = RunFolder(run_copy)
+    info = json.loads(folder.info.read_text())
+    assert info["status"] == "failed" and info["error"] == "ValueError: a bug in a stage"
+    assert not folder.manifest_path.exists()
+
+
 def test_kill_during_extraction_resumes_to_identical_results(
     small_run, small_config, tmp_path, monkeypatch
 ):
