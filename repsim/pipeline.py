@@ -196,7 +196,7 @@ def _record_abort(
         "status": status,
         "config_path": plan.config_path,
         "config_hash": config_hash(plan),
-        "config": {k: v for k, v in plan.raw.items() if not k.startswith("_")},
+        "config": plan.raw,
         "failed_tasks": [],
         "error": error,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -708,14 +708,13 @@ def _write_run_info(
     status: str,
     wall: dict[str, float] | None = None,
 ) -> None:
-    config = {k: v for k, v in plan.raw.items() if not k.startswith("_")}
     stim = {k: v for k, v in outcome["stimuli"].items() if isinstance(v, dict)}
     info = {
         "name": plan.name,
         "status": status,
         "config_path": plan.config_path,
         "config_hash": config_hash(plan),
-        "config": config,
+        "config": plan.raw,
         "models": [m.id for m in plan.models],
         "weights": _weights_record(plan),
         "datasets": [d.id for d in plan.datasets],
@@ -863,6 +862,8 @@ def _prune(plan: RunPlan, folder: RunFolder) -> None:
 
 
 def _strip_private(value: Any) -> Any:
+    """``value`` without the keys starting with ``_`` at any depth (the plan's own notes in the
+    config, never written to run.json)."""
     if isinstance(value, dict):
         return {k: _strip_private(v) for k, v in value.items() if not str(k).startswith("_")}
     if isinstance(value, list):

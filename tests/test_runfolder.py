@@ -213,6 +213,21 @@ def test_every_key_of_run_json_is_documented(tiny_run: Path, repo_root: Path):
         assert key in entry, key
 
 
+def test_run_json_holds_no_private_key(tiny_run: Path):
+    """The plan keeps its own notes in the config (``_path``); run.json leaves them out, at any
+    depth."""
+
+    def private(value) -> list[str]:
+        if isinstance(value, dict):
+            return [k for k in value if k.startswith("_")] + [
+                p for v in value.values() for p in private(v)
+            ]
+        return [p for v in value for p in private(v)] if isinstance(value, list) else []
+
+    info = json.loads((tiny_run / "run.json").read_text())
+    assert "config" in info and not private(info)
+
+
 def test_record_info_adds_a_key_and_keeps_the_manifest_true(tmp_path: Path):
     folder = _vouched_run(tmp_path / "run")
     assert folder.record_info("book_timings_s", {"book": 2.5})
