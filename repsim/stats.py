@@ -21,7 +21,10 @@ pair. The mini-zoo crosses objective x architecture x seed, so the question can 
   (:func:`scipy.stats.bootstrap` draws; the expanded percentile interval of
   :func:`percentile_interval`, which corrects the plain one's undercoverage with few datasets) and
   a two-sided bootstrap p-value on the same scale (:func:`bootstrap_p`; approximate, unlike the
-  permutation p-values).
+  permutation p-values). How often that interval covers its target on datasets drawn like a
+  run's own is :func:`repsim.simulations.headline_coverage`; the book's Methods page gives what
+  it measured on the embedded run (near 95%, the misses all on one side: the estimate is biased
+  upward with few datasets).
 * **Units.** The bootstrap resamples datasets (dataset pairs are never resampled: pairs of one
   dataset with its own copy are left out); the models stay fixed, and each replicate re-estimates
   the null mean from ``n_null`` within-strata permutations. Seeds are not resampled: with three
@@ -446,6 +449,13 @@ def _prepare(sim: xr.DataArray, controls: Sequence[str], min_pairs: int) -> _Pre
     sim = sim.isel(
         {dim: np.argsort([str(v) for v in sim[dim].values], kind="stable") for dim in sim.dims}
     )
+    a, b = ([str(v) for v in sim[d].values] for d in ("model_a", "model_b"))
+    if a != b:  # position i of model_a is paired with position i of model_b below
+        only = sorted(set(a) ^ set(b))[:5]
+        raise InputError(
+            f"model_a and model_b of the similarity array hold other models ({only} in only one "
+            "of them); pass a (dataset, model, model) array of one set of models"
+        )
     design = design_table(sim, controls)
     S = np.array(sim.transpose("dataset", "model_a", "model_b").values, dtype=np.float64)
     M = S.shape[1]
@@ -973,7 +983,8 @@ def load(path: str | Path) -> pd.DataFrame:
             f"{path} does not exist; compute it with repsim.stats.controlled_tests(similarity) "
             "and repsim.stats.save(table, run_dir)"
         )
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    text = {c: str for c in ("measure", "view", "analysis", "factor", "group_a", "group_b")}
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=text)
     current = (
         "interval" in table.columns
         and (table["interval"] == INTERVAL_KIND).all()

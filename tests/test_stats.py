@@ -665,11 +665,35 @@ def test_table_columns_and_file_round_trip(objective_table, tmp_path):
     pd.testing.assert_frame_equal(back, objective_table, check_dtype=False)
 
 
+def test_a_category_named_like_a_number_reads_back_as_text(objective_table, tmp_path):
+    """Categories named "1", "2", ... (all of a table's groups) were read back as numbers, never
+    equal to their names."""
+    pairs = objective_table[objective_table["analysis"] == "category_pair"]
+    names = sorted(set(pairs["group_a"]) | set(pairs["group_b"]))
+    numbered = pairs.replace(
+        {c: {n: str(k) for k, n in enumerate(names)} for c in ("group_a", "group_b")}
+    )
+    stats.save(numbered, tmp_path)
+    back = stats.load(tmp_path)
+    assert back["group_a"].tolist() == numbered["group_a"].tolist()
+    assert set(back["group_b"]) <= {str(k) for k in range(len(names))}
+
+
 # ------------------------------------------------------------------------------------ refusals
 def test_unbalanced_zoo_is_refused_with_advice():
     sim = make_zoo(0, None).drop_sel(model_a=["cnn-clip-s0"], model_b=["cnn-clip-s0"])
     with pytest.raises(InputError, match="crossed design"):
         stats.controlled_tests(sim, **FAST)
+
+
+def test_model_b_must_hold_the_models_of_model_a():
+    """Positions of model_a are paired with those of model_b: another model in model_b would
+    pair the wrong similarities without a word."""
+    sim = make_zoo(0, None)
+    ids = list(sim.model_b.values)
+    other = sim.assign_coords(model_b=[*ids[:-1], "cnn-other-s9"])
+    with pytest.raises(InputError, match=r"model_a and model_b .*\['cnn-other-s9'"):
+        stats.controlled_tests(other, **FAST)
 
 
 def test_nan_similarities_are_refused():
