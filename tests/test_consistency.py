@@ -632,7 +632,7 @@ def test_architecture_mix_never_pairs_two_unknown_architectures_as_same():
     sim = sim.assign_coords(
         architecture_class_a=("model_a", arch), architecture_class_b=("model_b", arch)
     )
-    mix = architecture_mix(sim, min_pairs=1)
+    mix = architecture_mix(sim, min_pairs=2)
     assert mix.loc["A", ["pairs same", "pairs across"]].tolist() == [0, 0]
     assert mix.loc["B", ["pairs same", "pairs across"]].tolist() == [0, 1]
     assert np.isnan(mix.loc["A", "similarity same"])
