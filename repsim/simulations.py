@@ -121,7 +121,8 @@ def fitted_datasets(sim: xr.DataArray, n_datasets: int, rng: np.random.Generator
     drawn from the Gaussian fitted to its datasets: the mean similarity matrix plus
     ``sum_k z_k E_k / sqrt(D - 1)``, ``E_k`` dataset k's deviation from the mean and ``z ~ N(0,
     1)``. The pair similarities of the new datasets then have the run's mean and covariance over
-    datasets (a model's similarity to itself stays as it is), so a statistic's value at many such
+    datasets (a model's similarity to itself, the same on every dataset of a run, stays as it
+    is), so a statistic's value at many such
     datasets is known by drawing many; model coords are kept, dataset coords are the first ones
     repeated (names ``sim0``, ``sim1``, ...)."""
     n_datasets = check_count("n_datasets", n_datasets, 1)
