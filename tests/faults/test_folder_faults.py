@@ -660,6 +660,52 @@ def test_refused_run_keeps_the_folders_results_and_records_why(run_copy, small_c
     assert RunFolder(run_copy).record_info("book_s", 1.0)  # still vouched for
 
 
+@pytest.mark.parametrize(
+    "error", [OSError(errno.EROFS, "Read-only file system"), RunLockedError("x")]
+)
+def test_a_refusal_that_cannot_be_recorded_still_reports_its_cause(
+    run_copy, small_config, monkeypatch, caplog, error
+):
+    """Recording a refusal is best effort: when run.json cannot be written, the refusal itself
+    (the user's error) is what is raised, and the failure to record it is a warning naming
+    run.json, not a second traceback."""
+
+    def unwritable(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(RunFolder, "record_refusal", unwritable)
+    before = RunFolder(run_copy).info.read_bytes()
+    with caplog.at_level("WARNING", logger="repsim.pipeline"):
+        with pytest.raises(RepsimError, match="'tpu'"):
+            run(small_config, run_copy, device="tpu")
+    assert RunFolder(run_copy).info.read_bytes() == before
+    (record,) = [r for r in caplog.records if "could not record the refusal" in r.getMessage()]
+    assert "run.json" in record.getMessage() and str(error) in record.getMessage()
+
+
+def test_an_abort_that_cannot_be_recorded_still_raises_its_cause(
+    run_copy, small_config, monkeypatch, caplog
+):
+    """An abort whose record cannot be written (the disk may be the cause): the abort's error is
+    raised, the failure to record it is a warning naming run.json."""
+    import repsim.pipeline as P
+
+    def stopped(*args, **kwargs):
+        raise RunFolderError("simulated: the results cannot be written")
+
+    def unwritable(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(P, "_run_locked", stopped)
+    monkeypatch.setattr(RunFolder, "write_json", unwritable)
+    with caplog.at_level("WARNING", logger="repsim.pipeline"):
+        with pytest.raises(RunFolderError, match="simulated: the results cannot be written"):
+            run(small_config, run_copy, device="cpu")
+    (record,) = [r for r in caplog.records if "could not record the failure" in r.getMessage()]
+    assert "run.json" in record.getMessage() and "No space left" in record.getMessage()
+    assert not RunFolder(run_copy).manifest_path.exists()  # removed before the write failed
+
+
 def test_failed_decode_is_the_reported_cause(run_copy, small_config, monkeypatch):
     from repsim import stages
     from repsim.errors import DatasetError
