@@ -38,7 +38,6 @@ from scipy.stats import ranksums
 from repsim.errors import InputError, check_count
 from repsim.stats import (
     MIN_BOOTSTRAP_DATASETS,
-    VIEWS,
     controlled_tests,
     keyed_rng,
     percentile_interval,
@@ -138,13 +137,19 @@ def fitted_datasets(sim: xr.DataArray, n_datasets: int, rng: np.random.Generator
     return out.assign_coords(dataset=[f"sim{i}" for i in range(n_datasets)])
 
 
-def _differences(sim: xr.DataArray, options: Mapping[str, Any]) -> dict[str, tuple[float, ...]]:
-    """Per view: the objective - architecture estimate and its interval, as controlled_tests
-    gives them."""
+def _intervals(
+    sim: xr.DataArray, options: Mapping[str, Any]
+) -> dict[tuple[str, str], tuple[float, ...]]:
+    """Per (factor, view): the estimate and interval of the objective - architecture difference
+    and of each factor's excess SD, as controlled_tests gives them (architecture once: its rows
+    of the two views are the same)."""
     name = str(sim.name or "similarity")  # the measure's name keys its resampling
     table = controlled_tests(sim.to_dataset(name=name), [name], **options)
-    rows = table[table["analysis"] == "difference"].set_index("view")
-    return {v: (rows.at[v, "estimate"], rows.at[v, "ci_low"], rows.at[v, "ci_high"]) for v in VIEWS}
+    rows = table[table["analysis"].isin(["difference", "factor"])]
+    rows = rows[~((rows["factor"] == "architecture") & (rows["view"] != "separate"))]
+    return {
+        (r.factor, r.view): (r.estimate, r.ci_low, r.ci_high) for r in rows.itertuples(index=False)
+    }
 
 
 def headline_coverage(
@@ -159,7 +164,8 @@ def headline_coverage(
     progress: bool = False,
 ) -> pd.DataFrame:
     """How often the headline interval (objective minus architecture in excess SD, datasets
-    resampled with the models fixed) covers its target, on datasets drawn like ``sim``'s.
+    resampled with the models fixed), and each factor's excess SD interval, cover their targets
+    on datasets drawn like ``sim``'s.
 
     The target is the difference at many datasets: the mean of its estimates on ``truth_draws``
     draws of ``truth_datasets`` datasets each (999 permutations, no bootstrap); the spread of
@@ -168,8 +174,9 @@ def headline_coverage(
     :func:`repsim.stats.controlled_tests` with ``options`` (default: the ones ``repsim run``
     uses, :data:`repsim.results.CONTROLLED_TESTS_OPTIONS`, its seed set per draw).
 
-    Returns one row per (draw, view): estimate, ci_low, ci_high, truth, truth_se, covered
-    (``ci_low <= truth <= ci_high``); :func:`coverage_summary` sums it up.
+    Returns one row per (draw, factor, view), factor ``objective - architecture``, ``objective``
+    or ``architecture``: estimate, ci_low, ci_high, truth, truth_se, covered (``ci_low <= truth
+    <= ci_high``); :func:`coverage_summary` sums it up.
     """
     from repsim.results import CONTROLLED_TESTS_OPTIONS
 
@@ -188,11 +195,13 @@ def headline_coverage(
         )
     exact = {"n_permutations": 999, "n_bootstrap": 0, "min_datasets": truth_datasets + 1}
     many = [
-        _differences(fitted_datasets(sim, truth_datasets, keyed_rng(seed, "truth", k)), exact)
+        _intervals(fitted_datasets(sim, truth_datasets, keyed_rng(seed, "truth", k)), exact)
         for k in range(truth_draws)
     ]
-    truth = {v: np.mean([m[v][0] for m in many]) for v in VIEWS}
-    truth_se = {v: np.std([m[v][0] for m in many], ddof=1) / np.sqrt(truth_draws) for v in VIEWS}
+    truth = {key: np.mean([m[key][0] for m in many]) for key in many[0]}
+    truth_se = {
+        key: np.std([m[key][0] for m in many], ddof=1) / np.sqrt(truth_draws) for key in many[0]
+    }
     rows = []
     draws = range(n_draws)
     if progress:
@@ -201,29 +210,30 @@ def headline_coverage(
         draws = tqdm(draws, desc="headline coverage", unit="draw", dynamic_ncols=True)
     for k in draws:
         drawn = fitted_datasets(sim, n_datasets, keyed_rng(seed, "draw", k))
-        for view, (est, low, high) in _differences(drawn, {**options, "seed": k}).items():
+        for key, (est, low, high) in _intervals(drawn, {**options, "seed": k}).items():
             rows.append(
                 {
                     "draw": k,
-                    "view": view,
+                    "factor": key[0],
+                    "view": key[1],
                     "estimate": est,
                     "ci_low": low,
                     "ci_high": high,
-                    "truth": truth[view],
-                    "truth_se": truth_se[view],
-                    "covered": bool(low <= truth[view] <= high),
+                    "truth": truth[key],
+                    "truth_se": truth_se[key],
+                    "covered": bool(low <= truth[key] <= high),
                 }
             )
     return pd.DataFrame(rows)
 
 
 def coverage_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per view of :func:`headline_coverage`'s table: draws, the share covered, the shares
+    """Per (factor, view) of :func:`headline_coverage`'s table: draws, the share covered, the shares
     missed below (the interval under the truth) and above, the truth and its error, the mean
     estimate minus the truth (bias) and the estimates' SD, and the mean interval width."""
     out = {}
-    for view, t in table.groupby("view", sort=False):
-        out[view] = {
+    for key, t in table.groupby(["factor", "view"], sort=False):
+        out[key] = {
             "draws": len(t),
             "covered": t["covered"].mean(),
             "missed_below": (t["ci_high"] < t["truth"]).mean(),

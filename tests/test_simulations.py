@@ -112,9 +112,10 @@ def test_fitted_datasets_vary_as_the_run_s_do():
 
 
 def test_headline_coverage_is_controlled_tests_on_each_draw():
-    """Each draw's row is controlled_tests' objective - architecture row on the datasets drawn
-    for it (with the options given, its seed the draw's), the truth is the mean estimate of the
-    truth draws, and covered says whether the interval holds it."""
+    """Each draw's rows are controlled_tests' objective - architecture and factor rows on the
+    datasets drawn for it (with the options given, its seed the draw's; architecture once, its
+    two views being the same), the truth is the mean estimate of the truth draws, and covered
+    says whether the interval holds it."""
     import numpy as np
 
     from repsim.stats import controlled_tests, keyed_rng
@@ -124,12 +125,19 @@ def test_headline_coverage_is_controlled_tests_on_each_draw():
     table = S.headline_coverage(
         sim, n_draws=3, options=options, truth_datasets=10, truth_draws=2, seed=4
     )
-    assert list(table["draw"]) == [0, 0, 1, 1, 2, 2]
-    assert list(table["view"]) == ["separate", "pooled"] * 3
+    assert list(table["draw"]) == [0] * 5 + [1] * 5 + [2] * 5
+    diff = "objective - architecture"
+    assert list(zip(table["factor"], table["view"]))[:5] == [
+        ("objective", "separate"),
+        ("architecture", "separate"),
+        (diff, "separate"),
+        ("objective", "pooled"),
+        (diff, "pooled"),
+    ]
 
-    def difference(datasets, **kw):
+    def difference(datasets, factor=diff, view="separate", **kw):
         t = controlled_tests(datasets.to_dataset(), ["cka_linear"], **kw)
-        return t[(t.analysis == "difference") & (t.view == "separate")].iloc[0]
+        return t[(t.factor == factor) & (t.view == view)].iloc[0]
 
     truths = [
         difference(
@@ -140,7 +148,7 @@ def test_headline_coverage_is_controlled_tests_on_each_draw():
         ).estimate
         for k in range(2)
     ]
-    got = table[table.view == "separate"].set_index("draw")
+    got = table[(table.view == "separate") & (table.factor == diff)].set_index("draw")
     assert got["truth"].iloc[0] == np.mean(truths)
     assert got["truth_se"].iloc[0] == np.std(truths, ddof=1) / np.sqrt(2)
     for k in range(3):
@@ -148,6 +156,12 @@ def test_headline_coverage_is_controlled_tests_on_each_draw():
         row = got.loc[k]
         assert (row.estimate, row.ci_low, row.ci_high) == (want.estimate, want.ci_low, want.ci_high)
         assert row.covered == (want.ci_low <= np.mean(truths) <= want.ci_high)
+    # a factor's rows the same way: the objective's excess SD with SimCLR and Barlow pooled
+    pooled = table[(table.view == "pooled") & (table.factor == "objective")].set_index("draw")
+    want = difference(
+        S.fitted_datasets(sim, 8, keyed_rng(4, "draw", 2)), "objective", "pooled", **options, seed=2
+    )
+    assert (pooled.loc[2].estimate, pooled.loc[2].ci_low) == (want.estimate, want.ci_low)
     with pytest.raises(Exception, match="not given below 8 datasets"):
         S.headline_coverage(sim, 7, n_draws=1, options=options)
 
@@ -157,16 +171,19 @@ def test_coverage_summary_by_hand():
 
     table = pd.DataFrame(
         {
-            "view": ["separate"] * 4,
-            "estimate": [0.1, 0.2, 0.3, 0.6],
-            "ci_low": [0.0, 0.25, -0.1, 0.0],
-            "ci_high": [0.2, 0.4, 0.15, 0.1],
-            "truth": [0.2] * 4,
-            "truth_se": [0.01] * 4,
+            "factor": ["objective - architecture"] * 4 + ["objective"],
+            "view": ["separate"] * 5,
+            "estimate": [0.1, 0.2, 0.3, 0.6, 9.0],
+            "ci_low": [0.0, 0.25, -0.1, 0.0, 9.0],
+            "ci_high": [0.2, 0.4, 0.15, 0.1, 9.0],
+            "truth": [0.2] * 4 + [9.0],
+            "truth_se": [0.01] * 5,
         }
     )
     table["covered"] = (table.ci_low <= table.truth) & (table.truth <= table.ci_high)
-    row = S.coverage_summary(table).loc["separate"]
+    summary = S.coverage_summary(table)
+    assert summary.loc[("objective", "separate"), "draws"] == 1  # one row per (factor, view)
+    row = summary.loc[("objective - architecture", "separate")]
     assert row["draws"] == 4 and row["covered"] == 0.25  # only [0, 0.2] holds 0.2 (an end)
     assert row["missed_above"] == 0.25 and row["missed_below"] == 0.5
     assert row["bias"] == pytest.approx(0.3 - 0.2) and row["width"] == pytest.approx(0.175)

@@ -87,6 +87,15 @@ def _row(table: pd.DataFrame, analysis: str, factor: str, view: str = "separate"
     return sel.iloc[0]
 
 
+@pytest.fixture
+def uncorrected(monkeypatch):
+    """Tests that fix the bootstrap draws to check what is read off them (tails, undefined
+    draws, the redraw) take them as drawn; the bias correction has its own tests."""
+    monkeypatch.setattr(
+        stats, "bias_corrected_draws", lambda draws, estimate: (np.array(draws, float), 0.0)
+    )
+
+
 # ------------------------------------------------------------------------------------------ design
 def test_design_splits_ssl_methods_and_marks_controls():
     d = stats.design_table(make_zoo(0, None))
@@ -411,7 +420,65 @@ def test_factor_permutations_keep_the_other_factor_and_the_seed(monkeypatch):
         assert groups[[kept, "seed"]].nunique().eq(1).all().all()
 
 
-def test_difference_p_is_two_sided(monkeypatch):
+def test_bias_corrected_draws_by_hand():
+    """Each draw minus twice (mean of the finite draws - estimate); NaN draws stay NaN; nothing
+    to correct without a finite draw or a defined estimate."""
+    draws, bias = stats.bias_corrected_draws([1.0, 2.0, np.nan, 3.0, 6.0], 2.0)
+    assert bias == 1.0
+    np.testing.assert_array_equal(draws, [-1.0, 0.0, np.nan, 1.0, 4.0])
+    for raw, estimate in (([np.nan, np.nan], 0.5), ([1.0, 2.0], np.nan), ([], 0.0)):
+        same, bias = stats.bias_corrected_draws(raw, estimate)
+        np.testing.assert_array_equal(same, raw)
+        assert np.isnan(bias)
+
+
+def test_bias_correction_removes_the_bias_of_a_plug_in_variance():
+    """The plug-in variance of n values (ddof 0) is biased by -var / n, and the bootstrap
+    reproduces it: its draws average (n - 1) / n of the estimate. So the bias found is -var0 / n
+    and the corrected draws centre on var0 (n + 1) / n, near the unbiased (n / (n - 1)) var0; a
+    correction of the wrong sign would centre them on var0 (n - 3) / n."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=10)
+    var0 = x.var()
+    boots = x[rng.integers(0, 10, (400_000, 10))].var(axis=1)  # bias's MC error: 0.6%
+    draws, bias = stats.bias_corrected_draws(boots, var0)
+    assert bias == pytest.approx(-var0 / 10, rel=0.05)
+    assert np.mean(draws) == pytest.approx(var0 * 11 / 10, rel=0.01)
+
+
+def test_factor_and_difference_intervals_are_bias_corrected(monkeypatch):
+    """controlled_tests corrects the draws of the three excess SDs and the two differences about
+    the estimates it reports: each row's bias is the mean of its draws minus its estimate, its
+    interval the percentile interval of the draws minus twice that, and the difference p is read
+    off the same draws (so interval and p still agree); category-pair means are left as drawn."""
+    calls, real = [], stats.bias_corrected_draws
+
+    def spy(draws, estimate):
+        out = real(draws, estimate)
+        calls.append((np.array(draws, float), estimate, out))
+        return out
+
+    monkeypatch.setattr(stats, "bias_corrected_draws", spy)
+    D = 10
+    table = stats.controlled_tests(make_zoo(2, "objective", n_datasets=D), **FAST)
+    assert len(calls) == 5
+    rows = table[table.analysis.isin(["factor", "difference"])]
+    assert len(rows) == 6  # architecture in both views
+    for row in rows.itertuples():
+        (raw, _, (shifted, bias)), *others = [c for c in calls if c[1] == row.estimate]
+        assert all(o[2][1] == bias for o in others)
+        finite = raw[np.isfinite(raw)]
+        assert row.bias == bias == pytest.approx(finite.mean() - row.estimate)
+        assert bias != 0.0
+        low, high, n = stats.percentile_interval(raw - 2 * bias, 0.95, n_units=D)
+        assert (row.ci_low, row.ci_high, row.n_bootstrap) == (low, high, n)
+        if row.analysis == "difference":
+            assert row.p_value == stats.bootstrap_p(raw - 2 * bias, D)[0]
+    pairs = table[table.analysis == "category_pair"]
+    assert pairs["bias"].isna().all() and len(pairs) > 0
+
+
+def test_difference_p_is_two_sided(monkeypatch, uncorrected):
     """The p of objective minus architecture is twice the smaller tail of its bootstrap
     distribution (with 3 of 100 resamples at or below zero, 0.06), put on the expanded scale of
     5 datasets: the p whose t quantile with 4 degrees of freedom is the normal quantile of 0.06
@@ -439,7 +506,7 @@ def test_difference_p_is_two_sided(monkeypatch):
     assert len(diff) == 2 and np.allclose(diff.p_value, expanded) and expanded > 0.16
 
 
-def test_intervals_rest_on_the_draws_that_leave_the_estimate_defined(monkeypatch):
+def test_intervals_rest_on_the_draws_that_leave_the_estimate_defined(monkeypatch, uncorrected):
     """Undefined draws (NaN) are left out of every interval and counted out of n_bootstrap; the
     interval is the percentile interval of the others (scipy's would be NaN)."""
     real = stats.bootstrap
@@ -565,7 +632,7 @@ def test_a_bootstrap_near_alpha_gets_more_resamples(driver, extended, monkeypatc
         pd.testing.assert_frame_equal(short, more)
 
 
-def test_the_redraw_is_decided_on_the_raw_scale(monkeypatch):
+def test_the_redraw_is_decided_on_the_raw_scale(monkeypatch, uncorrected):
     """999 draws of 10 datasets with 2 at or below 0: a raw p of 0.004, expanded 0.023. The raw
     rule (band 0.0171 +- 0.0150) cannot tell its side of alpha, so the measure is redrawn; the
     expanded p read with the raw rule's band around 0.05 would have looked settled."""
@@ -760,6 +827,9 @@ def test_difference_sentence_reads_the_architecture_side_as_the_objective_side()
     above = {**d, "estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2}
     for interval in (above, {**d, "ci_high": 0.0}):
         assert stats.difference_sentence(interval, o, near).startswith("No evidence")
+    # a bias-corrected interval says so (its centre is the estimate minus the bias)
+    text = stats.difference_sentence({**d, "bias": 0.02}, o, a)
+    assert "(difference in excess SD -0.10, bias-corrected 95% CI -0.20 to -0.01, datasets" in text
 
 
 def _headline_rows(measure: str, objective_p: float) -> list[dict]:
