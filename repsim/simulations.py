@@ -140,15 +140,16 @@ def fitted_datasets(sim: xr.DataArray, n_datasets: int, rng: np.random.Generator
 def _intervals(
     sim: xr.DataArray, options: Mapping[str, Any]
 ) -> dict[tuple[str, str], tuple[float, ...]]:
-    """Per (factor, view): the estimate and interval of the objective - architecture difference
-    and of each factor's excess SD, as controlled_tests gives them (architecture once: its rows
-    of the two views are the same)."""
+    """Per (factor, view): the estimate, interval and bias of the objective - architecture
+    difference and of each factor's excess SD, as controlled_tests gives them (architecture
+    once: its rows of the two views are the same)."""
     name = str(sim.name or "similarity")  # the measure's name keys its resampling
     table = controlled_tests(sim.to_dataset(name=name), [name], **options)
     rows = table[table["analysis"].isin(["difference", "factor"])]
     rows = rows[~((rows["factor"] == "architecture") & (rows["view"] != "separate"))]
     return {
-        (r.factor, r.view): (r.estimate, r.ci_low, r.ci_high) for r in rows.itertuples(index=False)
+        (r.factor, r.view): (r.estimate, r.ci_low, r.ci_high, r.bias)
+        for r in rows.itertuples(index=False)
     }
 
 
@@ -175,8 +176,10 @@ def headline_coverage(
     uses, :data:`repsim.results.CONTROLLED_TESTS_OPTIONS`, its seed set per draw).
 
     Returns one row per (draw, factor, view), factor ``objective - architecture``, ``objective``
-    or ``architecture``: estimate, ci_low, ci_high, truth, truth_se, covered (``ci_low <= truth
-    <= ci_high``); :func:`coverage_summary` sums it up.
+    or ``architecture``: estimate, ci_low, ci_high, bias (the interval's correction,
+    :func:`repsim.stats.bias_corrected_draws`: the uncorrected interval is ``ci + 2 * bias``),
+    truth, truth_se, covered (``ci_low <= truth <= ci_high``); :func:`coverage_summary` sums it
+    up.
     """
     from repsim.results import CONTROLLED_TESTS_OPTIONS
 
@@ -210,7 +213,7 @@ def headline_coverage(
         draws = tqdm(draws, desc="headline coverage", unit="draw", dynamic_ncols=True)
     for k in draws:
         drawn = fitted_datasets(sim, n_datasets, keyed_rng(seed, "draw", k))
-        for key, (est, low, high) in _intervals(drawn, {**options, "seed": k}).items():
+        for key, (est, low, high, bias) in _intervals(drawn, {**options, "seed": k}).items():
             rows.append(
                 {
                     "draw": k,
@@ -219,6 +222,7 @@ def headline_coverage(
                     "estimate": est,
                     "ci_low": low,
                     "ci_high": high,
+                    "bias": bias,
                     "truth": truth[key],
                     "truth_se": truth_se[key],
                     "covered": bool(low <= truth[key] <= high),
@@ -229,18 +233,27 @@ def headline_coverage(
 
 def coverage_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (factor, view) of :func:`headline_coverage`'s table: draws, the share covered, the shares
-    missed below (the interval under the truth) and above, the truth and its error, the mean
-    estimate minus the truth (bias) and the estimates' SD, and the mean interval width."""
+    missed below (the interval under the truth) and above, the same three for the intervals
+    without the bias correction (the same draws), the truth and its error, the mean estimate
+    minus the truth (bias), the mean of the bootstrap's bias estimates (bootstrap_bias), the
+    estimates' SD, and the mean interval width."""
     out = {}
     for key, t in table.groupby(["factor", "view"], sort=False):
+        truth = t["truth"].iloc[0]
+        shift = 2 * t["bias"].fillna(0.0)  # the draws were moved down by 2 * bias
+        low, high = t["ci_low"] + shift, t["ci_high"] + shift
         out[key] = {
             "draws": len(t),
             "covered": t["covered"].mean(),
-            "missed_below": (t["ci_high"] < t["truth"]).mean(),
-            "missed_above": (t["ci_low"] > t["truth"]).mean(),
-            "truth": t["truth"].iloc[0],
+            "missed_below": (t["ci_high"] < truth).mean(),
+            "missed_above": (t["ci_low"] > truth).mean(),
+            "uncorrected_covered": ((low <= truth) & (truth <= high)).mean(),
+            "uncorrected_missed_below": (high < truth).mean(),
+            "uncorrected_missed_above": (low > truth).mean(),
+            "truth": truth,
             "truth_se": t["truth_se"].iloc[0],
-            "bias": t["estimate"].mean() - t["truth"].iloc[0],
+            "bias": t["estimate"].mean() - truth,
+            "bootstrap_bias": t["bias"].mean(),
             "estimate_sd": t["estimate"].std(ddof=1),
             "width": (t["ci_high"] - t["ci_low"]).mean(),
         }

@@ -155,6 +155,7 @@ def test_headline_coverage_is_controlled_tests_on_each_draw():
         want = difference(S.fitted_datasets(sim, 8, keyed_rng(4, "draw", k)), **options, seed=k)
         row = got.loc[k]
         assert (row.estimate, row.ci_low, row.ci_high) == (want.estimate, want.ci_low, want.ci_high)
+        assert row.bias == want.bias and np.isfinite(row.bias)
         assert row.covered == (want.ci_low <= np.mean(truths) <= want.ci_high)
     # a factor's rows the same way: the objective's excess SD with SimCLR and Barlow pooled
     pooled = table[(table.view == "pooled") & (table.factor == "objective")].set_index("draw")
@@ -176,6 +177,7 @@ def test_coverage_summary_by_hand():
             "estimate": [0.1, 0.2, 0.3, 0.6, 9.0],
             "ci_low": [0.0, 0.25, -0.1, 0.0, 9.0],
             "ci_high": [0.2, 0.4, 0.15, 0.1, 9.0],
+            "bias": [0.05, 0.0, -0.1, 0.01, 0.0],
             "truth": [0.2] * 4 + [9.0],
             "truth_se": [0.01] * 5,
         }
@@ -188,3 +190,7 @@ def test_coverage_summary_by_hand():
     assert row["missed_above"] == 0.25 and row["missed_below"] == 0.5
     assert row["bias"] == pytest.approx(0.3 - 0.2) and row["width"] == pytest.approx(0.175)
     assert row["estimate_sd"] == pytest.approx(pd.Series([0.1, 0.2, 0.3, 0.6]).std())
+    # without the correction (ci + 2 bias): [0.1, 0.3], [0.25, 0.4], [-0.3, -0.05], [0.02, 0.12]
+    assert row["uncorrected_covered"] == 0.25 and row["uncorrected_missed_above"] == 0.25
+    assert row["uncorrected_missed_below"] == 0.5
+    assert row["bootstrap_bias"] == pytest.approx(-0.01)
