@@ -673,8 +673,14 @@ def test_an_earlier_version_s_table_is_refused_not_read_on_another_scale(tmp_pat
     stats.save(table.drop(columns="format"), tmp_path)
     with pytest.raises(InputError, match="written by an earlier version of repsim.*rerun"):
         stats.load(tmp_path)
+    # format 2 (no bias correction: intervals of the excess SDs shifted up) is refused too
+    stats.save(table.drop(columns="bias").assign(format=2), tmp_path)
+    with pytest.raises(InputError, match="written by an earlier version of repsim.*rerun"):
+        stats.load(tmp_path)
     stats.save(table, tmp_path)
-    assert len(stats.load(tmp_path)) == len(table)
+    loaded = stats.load(tmp_path)
+    assert len(loaded) == len(table) and loaded["bias"].dtype == float
+    np.testing.assert_array_equal(loaded["bias"], table["bias"])
 
 
 def test_deterministic_with_a_fixed_seed():
