@@ -19,8 +19,9 @@ A third check is not of a rule but of the book's headline itself, on a run's own
 :func:`headline_coverage` draws new datasets like the run's (:func:`fitted_datasets`: the models
 fixed, each new dataset the run's mean similarity matrix plus a Gaussian combination of its
 datasets' deviations from it) and counts how often the objective - architecture interval of
-:func:`repsim.stats.controlled_tests`, computed as ``repsim run`` computes it, covers the value
-that many datasets give. It takes minutes (a full controlled test per draw), so it is not part of
+:func:`repsim.stats.controlled_tests` and each factor's, computed as ``repsim run`` computes
+them, cover the value that many datasets give, with and without their bias correction
+(:func:`repsim.stats.bias_corrected_draws`). It takes minutes (a full controlled test per draw), so it is not part of
 ``make test``; its tests check its mechanics on a tiny zoo.
 """
 
