@@ -21,8 +21,8 @@ fixed, each new dataset the run's mean similarity matrix plus a Gaussian combina
 datasets' deviations from it) and counts how often the objective - architecture interval of
 :func:`repsim.stats.controlled_tests` and each factor's, computed as ``repsim run`` computes
 them, cover the value that many datasets give, with and without their bias correction
-(:func:`repsim.stats.bias_corrected_draws`). It takes minutes (a full controlled test per draw), so it is not part of
-``make test``; its tests check its mechanics on a tiny zoo.
+(:func:`repsim.stats.bias_corrected_draws`). It takes minutes (a full controlled test per
+draw), so it is not part of ``make test``; its tests check its mechanics on a tiny zoo.
 """
 
 from __future__ import annotations
@@ -169,12 +169,13 @@ def headline_coverage(
     resampled with the models fixed), and each factor's excess SD interval, cover their targets
     on datasets drawn like ``sim``'s.
 
-    The target is the difference at many datasets: the mean of its estimates on ``truth_draws``
-    draws of ``truth_datasets`` datasets each (999 permutations, no bootstrap); the spread of
-    those estimates is its own error (``truth_se``). Each of ``n_draws`` draws of
-    ``n_datasets`` datasets (default: as many as ``sim`` has) gets the interval of
-    :func:`repsim.stats.controlled_tests` with ``options`` (default: the ones ``repsim run``
-    uses, :data:`repsim.results.CONTROLLED_TESTS_OPTIONS`, its seed set per draw).
+    Each row's target is its value at many datasets: the mean of its estimates on
+    ``truth_draws`` draws of ``truth_datasets`` datasets each (999 permutations, no bootstrap);
+    the spread of those estimates is the target's own error (``truth_se``). Each of
+    ``n_draws`` draws of ``n_datasets`` datasets (default: as many as ``sim`` has) gets the
+    intervals of :func:`repsim.stats.controlled_tests` with ``options`` (default: the ones
+    ``repsim run`` uses, :data:`repsim.results.CONTROLLED_TESTS_OPTIONS`, its seed set per
+    draw).
 
     Returns one row per (draw, factor, view), factor ``objective - architecture``, ``objective``
     or ``architecture``: estimate, ci_low, ci_high, bias (the interval's correction,

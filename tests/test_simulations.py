@@ -135,12 +135,12 @@ def test_headline_coverage_is_controlled_tests_on_each_draw():
         (diff, "pooled"),
     ]
 
-    def difference(datasets, factor=diff, view="separate", **kw):
+    def row_of(datasets, factor=diff, view="separate", **kw):
         t = controlled_tests(datasets.to_dataset(), ["cka_linear"], **kw)
         return t[(t.factor == factor) & (t.view == view)].iloc[0]
 
     truths = [
-        difference(
+        row_of(
             S.fitted_datasets(sim, 10, keyed_rng(4, "truth", k)),
             n_permutations=999,
             n_bootstrap=0,
@@ -152,14 +152,14 @@ def test_headline_coverage_is_controlled_tests_on_each_draw():
     assert got["truth"].iloc[0] == np.mean(truths)
     assert got["truth_se"].iloc[0] == np.std(truths, ddof=1) / np.sqrt(2)
     for k in range(3):
-        want = difference(S.fitted_datasets(sim, 8, keyed_rng(4, "draw", k)), **options, seed=k)
+        want = row_of(S.fitted_datasets(sim, 8, keyed_rng(4, "draw", k)), **options, seed=k)
         row = got.loc[k]
         assert (row.estimate, row.ci_low, row.ci_high) == (want.estimate, want.ci_low, want.ci_high)
         assert row.bias == want.bias and np.isfinite(row.bias)
         assert row.covered == (want.ci_low <= np.mean(truths) <= want.ci_high)
     # a factor's rows the same way: the objective's excess SD with SimCLR and Barlow pooled
     pooled = table[(table.view == "pooled") & (table.factor == "objective")].set_index("draw")
-    want = difference(
+    want = row_of(
         S.fitted_datasets(sim, 8, keyed_rng(4, "draw", 2)), "objective", "pooled", **options, seed=2
     )
     assert (pooled.loc[2].estimate, pooled.loc[2].ci_low) == (want.estimate, want.ci_low)
