@@ -488,8 +488,28 @@ def controlled_tests(run: Run) -> tuple[pd.DataFrame | None, str]:
 
 
 CONTROLLED_DISPLAY = {
-    "factor": ["view", "factor", "estimate", "ci_low", "ci_high", "p_value", "z", "n_permutations"],
-    "difference": ["view", "factor", "estimate", "ci_low", "ci_high", "p_value", "n_bootstrap"],
+    # bias: the intervals are bias-corrected, centred on estimate - bias (stats.bias_corrected_draws)
+    "factor": [
+        "view",
+        "factor",
+        "estimate",
+        "bias",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "z",
+        "n_permutations",
+    ],
+    "difference": [
+        "view",
+        "factor",
+        "estimate",
+        "bias",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "n_bootstrap",
+    ],
     "category_pair": [
         "factor",
         "group_a",

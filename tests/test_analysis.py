@@ -1180,6 +1180,7 @@ def test_controlled_rows_show_counts_as_integers():
             "analysis": ["factor", "difference"],
             "factor": ["objective", "objective - architecture"],
             "estimate": [0.2, 0.02],
+            "bias": [0.01, 0.005],
             "ci_low": [0.1, -0.01],
             "ci_high": [0.3, 0.06],
             "p_value": [0.001, 0.25],
@@ -1194,6 +1195,10 @@ def test_controlled_rows_show_counts_as_integers():
     assert factor["n_permutations"].dtype.kind == "i"
     assert difference["n_bootstrap"].dtype.kind == "i"
     assert "n_bootstrap" not in factor and "n_permutations" not in difference
+    # beside the estimate, the bias its interval is corrected for (the interval is not about it)
+    assert (
+        list(factor.columns[2:5]) == list(difference.columns[2:5]) == ["estimate", "bias", "ci_low"]
+    )
 
 
 def test_the_chapters_factor_sentence_keeps_the_coarse_bootstrap_caveat():
