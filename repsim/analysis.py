@@ -487,29 +487,12 @@ def controlled_tests(run: Run) -> tuple[pd.DataFrame | None, str]:
     return None, f"the run folder has no {path.name} (runs of older versions did not write it)"
 
 
+#: a factor's and a difference's row alike: the estimate, the bias its interval is corrected for
+#: (the interval is centred on estimate - bias, stats.bias_corrected_draws), interval and p
+_TESTED = ["view", "factor", "estimate", "bias", "ci_low", "ci_high", "p_value"]
 CONTROLLED_DISPLAY = {
-    # bias: the intervals are bias-corrected, centred on estimate - bias (stats.bias_corrected_draws)
-    "factor": [
-        "view",
-        "factor",
-        "estimate",
-        "bias",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "z",
-        "n_permutations",
-    ],
-    "difference": [
-        "view",
-        "factor",
-        "estimate",
-        "bias",
-        "ci_low",
-        "ci_high",
-        "p_value",
-        "n_bootstrap",
-    ],
+    "factor": [*_TESTED, "z", "n_permutations"],
+    "difference": [*_TESTED, "n_bootstrap"],
     "category_pair": [
         "factor",
         "group_a",
