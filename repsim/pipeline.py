@@ -729,8 +729,8 @@ def _write_run_info(
         "wall_s": {k: v for k, v in (wall or {}).items() if k != "probe_workers"},
         "probe_workers": int((wall or {}).get("probe_workers", 1)),
         "images_per_s": rate,
-        "stimuli": {
-            d: {k: v for k, v in i.items() if k not in ("cached", "redone")}
+        "stimuli": {  # each dataset's skipped items are listed once, under "skipped"
+            d: {k: v for k, v in i.items() if k not in ("cached", "redone", "skipped")}
             for d, i in stim.items()
         },
         "skipped": {d: i.get("skipped", []) for d, i in stim.items()},

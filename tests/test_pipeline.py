@@ -64,7 +64,7 @@ def test_tiny_run_writes_documented_files(tiny_run: Path, tiny_config: Path):
     # the stimuli of each dataset, as counted in similarity.nc, without the cache's own fields
     for ds, n in zip(sim.dataset.values, sim["n_stimuli"].values, strict=True):
         assert info["stimuli"][ds]["n_similarity"] == n
-        assert not {"cached", "redone"} & set(info["stimuli"][ds])
+        assert not {"cached", "redone", "skipped"} & set(info["stimuli"][ds])
     # every weights file the run used, with its content hash (the zoo's manifest is matched on it)
     assert set(info["weights"]) == set(info["models"])
     for entry in info["weights"].values():

@@ -828,7 +828,9 @@ def test_unreadable_images_are_counted_in_the_summary(tmp_path):
     entry = f"{{id: photos, loader: imagefolder, path: {root}, domain: Specialized}}"
     config = _two_dataset_config(tmp_path / "c.yaml", entry)
     result = run(config, tmp_path / "run", device="cpu")
-    assert len(_info(tmp_path / "run")["skipped"]["photos"]) == 2
+    info = _info(tmp_path / "run")
+    assert len(info["skipped"]["photos"]) == 2
+    assert "skipped" not in info["stimuli"]["photos"]  # listed once, not again per dataset
     assert (
         "Items that could not be read and were left out (run.json 'skipped' lists each):\n"
         "  photos: 2"
