@@ -531,6 +531,36 @@ def test_a_shortfall_on_a_guessed_feature_width_warns_and_runs(
     assert f"feature width of {MODELS[1]} unknown: {UNKNOWN_DIM_BOUND} assumed" in caplog.text
 
 
+@pytest.mark.parametrize("n_guessed, named", [(3, "m0, m1, m2"), (5, "m0, m1, m2, ...")])
+def test_the_space_message_names_at_most_three_guessed_models(
+    n_guessed, named, tmp_path, monkeypatch
+):
+    """The first three models (sorted) whose feature width is guessed are named, and ", ..." says
+    there are more: 64 names would bury the message."""
+    from types import SimpleNamespace as NS
+
+    from repsim.pipeline import _check_free_space
+    from repsim.plan import UNKNOWN_DIM_BOUND
+
+    models = [NS(id=f"m{i}") for i in reversed(range(n_guessed))] + [NS(id="known")]
+    plan = NS(
+        probes_enabled=False,
+        datasets=[NS(id="faces")],
+        feature_bytes=lambda rows, pending: 10**12,
+        feature_dim=lambda m: (UNKNOWN_DIM_BOUND, m.id == "known"),
+    )
+    asked = []
+    folder = NS(check_free_space=lambda needed, what, estimate: asked.append((what, estimate)))
+    _check_free_space(plan, folder, ({"n_similarity": 60},), {"faces": models})
+    assert asked == [
+        (
+            f"the features of {n_guessed + 1} model-dataset pair(s) (feature width of {named} "
+            f"unknown: {UNKNOWN_DIM_BOUND} assumed)",
+            True,
+        )
+    ]
+
+
 def test_cached_features_need_no_free_space(run_copy, small_config, monkeypatch):
     """A rerun whose features are all cached writes kilobytes: a nearly full disk does not stop it."""
     _disk(monkeypatch, 0)
