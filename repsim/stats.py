@@ -865,7 +865,9 @@ def _replicate(
     excess SDs and their differences.
 
     Returns the values and their names, in an order that depends only on the design (so that
-    bootstrap replicates line up); a category pair's name carries its model-pair count and models.
+    bootstrap replicates line up); a category pair's name carries its model-pair count and models
+    (the models are fixed, so the count is that of the data: :func:`_measure_rows` reports no
+    pair with fewer than ``min_pairs``).
     """
     design, min_pairs, didx = prep.design, prep.min_pairs, np.asarray(didx)
     trained = prep.trained
@@ -882,7 +884,7 @@ def _replicate(
             if wanted(i, j):
                 for v in views:
                     names.append(("pair", factor, v, levels[i], levels[j], int(n[i, j]), models))
-                    values.append(float(mean[i, j]) if n[i, j] >= min_pairs else np.nan)
+                    values.append(float(mean[i, j]))  # too few model pairs: not reported
 
     excess: dict[tuple[str, str], float] = {}
     for (factor, view), (codes, levels) in labelsets.items():
