@@ -196,6 +196,29 @@ def test_engine_gives_no_correlation_for_copies_of_one_model_pair():
         assert np.isnan(mean[0, 1])
 
 
+def test_a_dataset_pair_with_an_undefined_r_is_left_out_of_the_mean():
+    """A category pair whose similarities are constant on one dataset has no r for that dataset's
+    pairs: its mean consistency is that of the other dataset pairs, not undefined (one flat
+    dataset would otherwise erase the category pair from the statistic)."""
+    rng = np.random.default_rng(4)
+    D, M = 4, 6
+    S = rng.uniform(0.2, 0.9, size=(D, M, M))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    S[2][np.ix_(labels == 0, labels == 1)] = 0.5  # every 0 | 1 pair the same on dataset 2
+    S[2][np.ix_(labels == 1, labels == 0)] = 0.5
+    mean, n = stats._Engine(S, np.arange(M), np.arange(D)).means(labels, 2)
+    pairs = [(p, q) for p, q in combinations(range(M), 2) if labels[p] != labels[q]]
+    rs = [
+        np.corrcoef([S[x, p, q] for p, q in pairs], [S[y, p, q] for p, q in pairs])[0, 1]
+        for x, y in combinations(range(D), 2)
+        if 2 not in (x, y)
+    ]
+    assert n[0, 1] == len(pairs) == 9 and len(rs) == 3
+    assert mean[0, 1] == pytest.approx(np.mean(rs), abs=1e-12)
+    assert np.isfinite(mean[0, 0]) and np.isfinite(mean[1, 1])  # the other pairs are untouched
+
+
 # ---------------------------------------------------------------------- permutation within strata
 def test_permutations_stay_within_strata():
     strata = np.repeat(["s0", "s1", "s2", "s3", "s4"], 4)[np.random.default_rng(0).permutation(20)]
@@ -318,6 +341,37 @@ def test_seed_rows_and_spread(objective_table):
         assert row.seed_min == pytest.approx(vals.min()) and row.seed_max == pytest.approx(
             vals.max()
         )
+
+
+def test_a_pair_undefined_without_some_seed_has_no_jackknife():
+    """The jackknife needs the pair's mean with each seed left out: where some leave-one-out has
+    too few model pairs, the spread is undefined (its seed rows and range are still given)."""
+    sim = make_zoo(0, "objective")["cka_linear"]
+    gone = ["cnn-clip-s0", "mlp-clip-s0", "cnn-clip-s1"]  # CLIP keeps 1, 2 and 3 models by seed
+    sim = sim.drop_sel(model_a=gone, model_b=gone)
+    prep = stats._prepare(sim, stats.CONTROLS, min_pairs=5)
+    rows = pd.DataFrame(stats._seed_rows(prep, {}, "separate"))
+    clip = rows[(rows.group_a == "Image-Text") & (rows.group_b == "Image-Text")]
+    # without seed 0: 5 CLIP models, 10 pairs; without seed 1: 4, 6; without seed 2: 3, 3 (< 5)
+    seeds = clip[clip.analysis == "seed"]
+    assert sorted(seeds.seed) == [0, 1] and sorted(seeds.n_model_pairs) == [6, 10]
+    spread = clip[clip.analysis == "seed_spread"].iloc[0]
+    assert np.isnan(spread.estimate) and spread.n_models == 2
+    assert (spread.seed_min, spread.seed_max) == (seeds.estimate.min(), seeds.estimate.max())
+    others = rows[(rows.analysis == "seed_spread") & (rows.group_b != "Image-Text")]
+    assert len(others) and np.isfinite(others.estimate).all()
+
+
+def test_architecture_pairs_are_the_same_in_both_views(objective_table):
+    """Pooling SimCLR and Barlow Twins changes objective's categories only: architecture's
+    category pairs are reported in both views, with the same numbers."""
+    t = objective_table[
+        (objective_table.analysis == "category_pair") & (objective_table.factor == "architecture")
+    ]
+    cols = ["group_a", "group_b", "estimate", "ci_low", "ci_high", "n_model_pairs"]
+    separate, pooled = (t[t.view == v][cols].reset_index(drop=True) for v in stats.VIEWS)
+    assert len(separate) == 6
+    pd.testing.assert_frame_equal(separate, pooled)
 
 
 def test_seed_rows_recompute_the_category_pair_mean_without_that_seed(objective_table):
@@ -756,6 +810,24 @@ def test_a_category_named_like_a_number_reads_back_as_text(objective_table, tmp_
 def test_unbalanced_zoo_is_refused_with_advice():
     sim = make_zoo(0, None).drop_sel(model_a=["cnn-clip-s0"], model_b=["cnn-clip-s0"])
     with pytest.raises(InputError, match="crossed design"):
+        stats.controlled_tests(sim, **FAST)
+
+
+@pytest.mark.parametrize("factor", ["architecture", "objective"])
+def test_a_factor_with_one_level_among_trained_models_is_refused(factor):
+    """One architecture (or one trained objective, Random aside) leaves the factor nothing to
+    explain: refused by name, not reported as a test of a single category."""
+    sim = make_zoo(0, None)
+    trained = [m for m in sim.model_a.values if "random" not in str(m)]
+    if factor == "architecture":
+        sim = sim.assign_coords(
+            architecture_class_a=("model_a", ["Convolutional"] * sim.sizes["model_a"]),
+            architecture_class_b=("model_b", ["Convolutional"] * sim.sizes["model_b"]),
+        )
+    else:
+        keep = [m for m in sim.model_a.values if "-clip-" in str(m) or m not in trained]
+        sim = sim.sel(model_a=keep, model_b=keep)
+    with pytest.raises(InputError, match=f"at least 2 levels of {factor} among trained models"):
         stats.controlled_tests(sim, **FAST)
 
 
@@ -1576,6 +1648,9 @@ def test_spread_is_undefined_with_fewer_than_two_category_pairs():
     assert stats._spread(mean, np.full((2, 2), 3), 2) == pytest.approx(np.var([0.5, 0.7, 0.2]))
     only_one = np.array([[3, 1], [1, 1]])  # A | A has 3 model pairs, the others too few
     assert np.isnan(stats._spread(mean, only_one, 2))
+    # exactly min_pairs model pairs is enough (B | B, with 1, is not)
+    at_the_floor = np.array([[2, 2], [2, 1]])
+    assert stats._spread(mean, at_the_floor, 2) == pytest.approx(np.var([0.5, 0.7]))
 
 
 def test_null_mean_and_sd_are_those_of_the_permutation_null(monkeypatch):
@@ -1598,6 +1673,36 @@ def test_null_mean_and_sd_are_those_of_the_permutation_null(monkeypatch):
         row = _row(t, "factor", factor, view)
         assert row.null_mean == pytest.approx(null.mean(), rel=1e-12)
         assert row.null_sd == pytest.approx(null.std(ddof=1), rel=1e-12)
+
+
+def test_a_bootstrap_replicate_takes_its_null_mean_as_the_table_does(monkeypatch):
+    """Each resample's excess SD is its T minus the mean of the defined values of its own small
+    null, as the reported estimate is of the full one: the bias correction compares the two, so
+    another location (a median) would shift every corrected interval."""
+    sim = make_zoo(0, "objective", n_datasets=5)["cka_linear"]
+    prep = stats._prepare(sim, stats.CONTROLS, stats.MIN_PAIRS)
+    tdesign = prep.design[prep.trained]
+    views = [("objective", "separate"), ("objective", "pooled"), ("architecture", "separate")]
+    labelsets = {
+        (f, v): stats._codes(tdesign[stats._label_column(f, v)].tolist()) for f, v in views
+    }
+    seen = []
+    original = stats.stratified_permutation_test
+
+    def skewed(labels, strata, statistic, **kw):  # a null with an undefined value and a far one
+        res = original(labels, strata, statistic, **kw)
+        null = np.asarray(res.null_distribution, dtype=float).copy()
+        null[0], null[1] = np.nan, null[1] + 1.0
+        seen.append((float(res.statistic), null))
+        return SimpleNamespace(statistic=res.statistic, null_distribution=null)
+
+    monkeypatch.setattr(stats, "stratified_permutation_test", skewed)
+    values, names = stats._replicate(prep, np.arange(5), labelsets, 9, np.random.default_rng(0))
+    assert len(seen) == len(views)
+    for (factor, view), (t, null) in zip(views, seen):
+        d = t - np.mean(null[np.isfinite(null)])
+        want = np.sign(d) * np.sqrt(abs(d))
+        assert values[names.index(("excess", factor, view))] == pytest.approx(want, rel=1e-12)
 
 
 def test_labellings_with_an_undefined_statistic_are_left_out_of_the_null(monkeypatch):
