@@ -254,6 +254,32 @@ def test_run_json_records_the_probe_workers_and_the_wall_time_around_them(
     assert "Probes ran on 2 worker processes" in result.summary
 
 
+@pytest.mark.parametrize(
+    "probes, device, scheduler, cluster, cores, pool",
+    [
+        (True, "cpu", "synchronous", None, 2, True),
+        (False, "cpu", "synchronous", None, 2, False),  # no probe to train
+        (True, "cpu", "local:2", None, 2, False),  # the scheduler's workers take the probe tasks
+        (True, "cpu", "synchronous", "slurm", 2, False),  # a cluster's too
+        (True, "cuda:0", "synchronous", None, 2, False),  # one process keeps a GPU busy
+        (True, "cpu", "synchronous", None, 1, False),  # one core: nothing to gain
+        (True, "cpu", "synchronous", None, None, False),  # cores unknown
+    ],
+)
+def test_probes_take_a_process_pool_only_in_process_on_a_multi_core_cpu(
+    probes, device, scheduler, cluster, cores, pool, monkeypatch
+):
+    """The pool is for an in-process CPU run: under another scheduler it would train on the
+    machine that submitted the run, beside the workers meant for it."""
+    from types import SimpleNamespace
+
+    import repsim.pipeline as P
+
+    monkeypatch.setattr(P.os, "cpu_count", lambda: cores)
+    plan = SimpleNamespace(probes_enabled=probes)
+    assert P._probe_pool_possible(plan, device, scheduler, cluster) is pool
+
+
 def test_unknown_scheduler_is_a_clear_error(tiny_config: Path, tmp_path: Path):
     with pytest.raises(ConfigError, match="local:N"):
         run(tiny_config, tmp_path / "run", scheduler="mpi", device="cpu")

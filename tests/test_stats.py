@@ -288,6 +288,21 @@ def test_factor_statistic_and_excess_sd_by_their_definitions(objective_table):
     n_obj = (sparse.analysis == "category_pair") & (sparse.factor == "objective")
     n_obj &= sparse.view == "separate"
     assert (sparse[n_obj].group_a != sparse[n_obj].group_b).all()
+    assert _row(sparse, "factor", "objective").n_model_pairs == 6  # category pairs counted
+
+
+def test_a_category_pair_with_exactly_min_pairs_model_pairs_counts():
+    """min_pairs is the fewest model pairs a category pair needs: with 36, the same-objective
+    pairs (36 model pairs each) are reported, enter T and are counted, as with 3."""
+    at_floor = stats.controlled_tests(make_zoo(0, "objective"), seed=1, min_pairs=36, **FAST)
+    _check_factor_rows(at_floor)
+    pairs = at_floor[
+        (at_floor.analysis == "category_pair")
+        & (at_floor.factor == "objective")
+        & (at_floor.view == "separate")
+    ]
+    assert len(pairs) == 10 and (pairs.group_a == pairs.group_b).sum() == 4
+    assert _row(at_floor, "factor", "objective").n_model_pairs == 10
 
 
 def _check_factor_rows(t: pd.DataFrame) -> None:
@@ -709,6 +724,19 @@ def test_the_redraw_is_decided_on_the_raw_scale(monkeypatch, uncorrected):
     assert sizes == [999, 1999]
     d = _row(table, "difference", "objective - architecture")
     assert d.n_bootstrap == 1999 and d.p_value == pytest.approx(stats._expanded_p(4 / 1999, 10))
+
+
+@pytest.mark.parametrize("raw, undecided", [(0.001, False), (0.003, True), (0.03, True)])
+def test_bootstrap_undecided_reads_p_and_alpha_on_the_raw_scale(raw, undecided):
+    """999 draws of 10 datasets: the binomial band is that of the raw share (0.0171 +- 0.0150
+    about the raw alpha), so an expanded p is taken back to its raw p first. Read as it is, the
+    expanded p of a raw 0.001 (0.012) would fall inside the band, and that of 0.03 (0.070)
+    outside it."""
+    p = stats._expanded_p(raw, 10)
+    raw_alpha = 1 - stats.expanded_level(0.95, 10)
+    assert stats.monte_carlo_undecided(raw, 999, raw_alpha) == undecided  # the rule, by hand
+    assert stats.bootstrap_undecided(p, 999, 0.05, 10) == undecided
+    assert stats.monte_carlo_undecided(p, 999, raw_alpha) != undecided or raw == 0.003
 
 
 def test_an_earlier_version_s_table_is_refused_not_read_on_another_scale(tmp_path):
@@ -1491,6 +1519,19 @@ def test_unit_permutation_test_matches_enumeration_by_hand(seed):
     assert random == stats.unit_permutation_test(r, 5, n_resamples=99, rng=3)
 
 
+def test_one_unit_has_a_statistic_and_no_p():
+    """One dataset or one model leaves nothing to permute: the statistic, no p (scipy refuses a
+    sample of one)."""
+    res = stats.unit_permutation_test(lambda order: float(order.size), 1)
+    assert res == {
+        "statistic": 1.0,
+        "p_value": pytest.approx(np.nan, nan_ok=True),
+        "p_min": pytest.approx(np.nan, nan_ok=True),
+        "n_permutations": 0,
+        "exact": True,
+    }
+
+
 def test_unit_permutation_within_strata_matches_enumeration_by_hand():
     """6 models in three strata of 2: the 8 orderings that keep every model in its stratum, all
     of them (exact), or random ones when fewer are allowed; strata of unequal size are refused."""
@@ -1703,6 +1744,23 @@ def test_a_bootstrap_replicate_takes_its_null_mean_as_the_table_does(monkeypatch
         d = t - np.mean(null[np.isfinite(null)])
         want = np.sign(d) * np.sqrt(abs(d))
         assert values[names.index(("excess", factor, view))] == pytest.approx(want, rel=1e-12)
+
+
+def test_a_constant_null_gives_no_z(monkeypatch):
+    """Every labelling with the same T (null SD 0) leaves z undefined, not infinite (or a
+    division by zero that stopped the run)."""
+    original = stats.stratified_permutation_test
+
+    def flat(labels, strata, statistic, **kw):
+        res = original(labels, strata, statistic, **kw)
+        null = np.zeros_like(np.asarray(res.null_distribution, dtype=float))
+        return SimpleNamespace(statistic=res.statistic, null_distribution=null)
+
+    monkeypatch.setattr(stats, "stratified_permutation_test", flat)
+    t = stats.controlled_tests(make_zoo(0, "objective", n_datasets=4), seed=1, **FAST)
+    rows = t[t.analysis == "factor"]
+    assert len(rows) == 4 and (rows.null_sd == 0).all() and (rows.statistic > 0).all()
+    assert rows.z.isna().all()
 
 
 def test_labellings_with_an_undefined_statistic_are_left_out_of_the_null(monkeypatch):
