@@ -254,6 +254,55 @@ def test_run_json_records_the_probe_workers_and_the_wall_time_around_them(
     assert "Probes ran on 2 worker processes" in result.summary
 
 
+@pytest.mark.parametrize("where", ["graph", "pool"])
+def test_a_probe_whose_features_failed_is_skipped_in_the_graph_and_on_the_pool(
+    where, tiny_run, tiny_config, tmp_path, monkeypatch
+):
+    """The probe of a model whose features could not be extracted is skipped, naming that
+    failure, whether it is a task of the graph or left to the probe pool (which reads the
+    features' outcome and the cached probes itself): never trained on nothing, nor taken from
+    the cache as if its features were there."""
+    import repsim.pipeline as P
+    from repsim.errors import DatasetError
+    from repsim.pipeline import RunFailedError
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    shutil.rmtree(RunFolder(run_dir).features / "faces" / "cnn-clip-s0")
+
+    def broken(plan, ds, run_dir, ids):
+        raise DatasetError(f"dataset {ds.id}: simulated unreadable shard")
+
+    monkeypatch.setattr(stages, "decode_images", broken)
+    if where == "graph":
+        monkeypatch.setattr(P, "_probe_pool_possible", lambda *args: False)
+    else:
+        monkeypatch.setattr(P, "PROBE_POOL_MIN_TASKS", 1)
+    with pytest.raises(RunFailedError, match="skipped because decode-faces failed"):
+        run(tiny_config, run_dir, device="cpu")
+    failed = RunFolder(run_dir).read_info()["failed_tasks"]
+    assert [f["task"] for f in failed if not f["skipped"]] == ["decode-faces"]
+    skipped = {f["task"]: f["cause"] for f in failed if f["skipped"]}
+    assert skipped["probe-faces-cnn-clip-s0"] == "decode-faces"
+    assert not [t for t in skipped if t.startswith("probe-") and "cnn-clip-s0" not in t]
+
+
+def test_cached_probes_are_not_sent_to_the_probe_pool(tiny_run, tiny_config, tmp_path, monkeypatch):
+    """A rerun with every probe cached sends no task to the worker processes (each would start
+    a process to read a file) and records one worker."""
+    import repsim.pipeline as P
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    sent, real = [], P.process_map
+    monkeypatch.setattr(P, "PROBE_POOL_MIN_TASKS", 1)
+    monkeypatch.setattr(
+        P, "process_map", lambda calls, *a, **k: sent.append(len(calls)) or real(calls, *a, **k)
+    )
+    run(tiny_config, run_dir, device="cpu")
+    assert sent == [0] and RunFolder(run_dir).read_info()["probe_workers"] == 1
+
+
 @pytest.mark.parametrize(
     "probes, device, scheduler, cluster, cores, pool",
     [

@@ -346,6 +346,7 @@ def test_seed_rows_and_spread(objective_table):
     t = objective_table[objective_table.view == "separate"]
     seeds = t[t.analysis == "seed"]
     assert set(seeds.seed) == {0, 1, 2} and (seeds.n_models == 24).all()
+    assert (t[t.analysis != "seed"].seed == -1).all()  # no row of another analysis reads as seed 0
     spread = t[t.analysis == "seed_spread"]
     assert len(spread) == 10
     for _, row in spread.iterrows():
@@ -699,6 +700,28 @@ def test_a_bootstrap_near_alpha_gets_more_resamples(driver, extended, monkeypatc
     else:
         assert sizes == [(19, None)]
         pd.testing.assert_frame_equal(short, more)
+
+
+@pytest.mark.parametrize("undecided_view", stats.VIEWS)
+def test_either_view_s_undecided_difference_asks_for_the_redraw(undecided_view, monkeypatch):
+    """The book words both views: one of them too close to alpha to tell is enough to redraw."""
+    sizes, real = [], stats.bootstrap
+
+    def spy(data, statistic, **kw):
+        sizes.append(kw["n_resamples"])
+        return real(data, statistic, **kw)
+
+    asked = []
+
+    def one_view_undecided(*args):
+        asked.append(len(asked))
+        return stats.VIEWS[len(asked) - 1] == undecided_view
+
+    monkeypatch.setattr(stats, "bootstrap", spy)
+    monkeypatch.setattr(stats, "bootstrap_undecided", one_view_undecided)
+    kw = {"n_permutations": 19, "n_null": 2, "seed": 0, "n_bootstrap": 19}
+    stats.controlled_tests(make_zoo(0, "objective", n_datasets=8), n_bootstrap_max=39, **kw)
+    assert sizes == [19, 39]
 
 
 def test_the_redraw_is_decided_on_the_raw_scale(monkeypatch, uncorrected):
