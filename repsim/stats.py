@@ -1101,8 +1101,9 @@ def domain_permutation_test(
     """Are dataset pairs of one domain more (or less) consistent than pairs across domains?
 
     ``pairs``: one value per distinct dataset pair (columns ``dataset_a``, ``dataset_b``,
-    ``consistency``; one group pair of :func:`repsim.consistency.consistency_table`). Statistic:
-    median consistency of same-domain pairs minus that of different-domain pairs. Null: the
+    ``consistency``; one group pair of :func:`repsim.consistency.consistency_table`; a pair
+    with several rows is refused). Statistic: median consistency of same-domain pairs minus
+    that of different-domain pairs. Null: the
     datasets' domain labels are exchangeable, so the labels are permuted over the *datasets*
     (:func:`scipy.stats.permutation_test`, ``permutation_type="pairings"`` on the one label
     array; exact when there are at most ``n_resamples`` orderings), never over the dataset pairs,
@@ -1115,6 +1116,12 @@ def domain_permutation_test(
     unknown = [d for d in names if d not in domains]
     if unknown:
         raise InputError(f"no domain for datasets {unknown}; pass a domain for every dataset")
+    repeated = [(names[i], names[j]) for (i, j), r in rows.items() if len(r) > 1]
+    if repeated:  # one of them would stand for the pair, unsaid
+        raise InputError(
+            f"dataset pairs {repeated[:3]} have several rows; the domain test takes one value per "
+            "dataset pair: pass one group pair of the consistency table"
+        )
     codes, _ = _codes([str(domains[d]) for d in names])
     keys = np.array(list(rows))
     values = ok["consistency"].to_numpy(dtype=float)[[rows[tuple(k)][0] for k in keys]]

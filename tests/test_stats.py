@@ -1077,6 +1077,16 @@ def test_domain_permutation_test_matches_enumeration_by_hand():
     assert _brute_force_domain_p.undefined == 8
 
 
+def test_domain_permutation_test_refuses_several_rows_for_one_dataset_pair():
+    """Two group pairs in one table: one of each pair's values would stand for it, unsaid."""
+    one = _pairs_table({("a", "b"): 0.1, ("a", "c"): 0.2, ("b", "c"): 0.3})
+    two = pd.concat([one, one.assign(consistency=[0.9, 0.8, 0.7])], ignore_index=True)
+    domains = {"a": "x", "b": "x", "c": "y"}
+    assert np.isfinite(stats.domain_permutation_test(one, domains)["difference"])
+    with pytest.raises(InputError, match=r"dataset pairs \[\('a', 'b'\), .* several rows"):
+        stats.domain_permutation_test(two, domains)
+
+
 def test_domain_permutation_test_monte_carlo_is_seeded_and_untestable_is_nan():
     names = [f"d{i}" for i in range(10)]
     domains = {d: "AB"[i % 2] for i, d in enumerate(names)}
@@ -1100,6 +1110,11 @@ def test_dataset_resample_rows_by_hand():
     assert sorted(stats._RowSampler(rows)(np.array([0, 0, 1])).tolist()) == [0, 0]
     assert stats._RowSampler(rows)(np.array([2, 2, 2])).size == 0
     assert sorted(stats._RowSampler(rows)(np.array([2, 1, 0])).tolist()) == [0, 1, 2]
+    # a row of a dataset with itself (not a dataset pair) is never drawn, even for x drawn twice
+    with_self = pd.concat([table, _pairs_table({("x", "x"): 1.0})], ignore_index=True)
+    names, rows = stats._pair_rows(with_self)
+    assert names == ["x", "y", "z"] and sorted(rows) == [(0, 1), (0, 2), (1, 2)]
+    assert sorted(stats._RowSampler(rows)(np.array([0, 0, 1])).tolist()) == [0, 0]
 
 
 def test_dataset_resample_rows_against_a_loop_over_the_draws_pairs():
