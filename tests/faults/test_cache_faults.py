@@ -278,6 +278,31 @@ def test_an_unexpected_error_is_recorded_as_the_run_s_failure(run_copy, small_co
     assert not folder.manifest_path.exists()
 
 
+def test_a_rerun_with_another_config_removes_the_old_results_before_any_work(
+    run_copy, tmp_path, monkeypatch
+):
+    """Another config's rerun removes the result files first: stopped before it writes its own
+    (killed here), the folder holds no result of the old config beside the new run.json."""
+    from faults.faultkit import write_config
+    from repsim import stages
+
+    folder = RunFolder(run_copy)
+    before = [p.name for p in folder.result_paths().values() if p.exists()]
+    assert "similarity.nc" in before and "consistency.nc" in before
+    other = write_config(tmp_path / "other.yaml", measures=("cka_linear",))
+
+    def killed(plan):
+        raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(stages, "fingerprint_data", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(other, run_copy, device="cpu")
+    assert not [p.name for p in folder.result_paths().values() if p.exists()]
+    assert not folder.manifest_path.exists()
+    info = json.loads(folder.info.read_text())
+    assert info["status"] == "interrupted" and info["config"]["measures"] == ["cka_linear"]
+
+
 def test_kill_during_extraction_resumes_to_identical_results(
     small_run, small_config, tmp_path, monkeypatch
 ):
