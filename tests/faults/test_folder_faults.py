@@ -834,6 +834,25 @@ def _photo_folder(root: Path) -> Path:
     return root
 
 
+def test_a_dataset_smaller_than_a_measure_needs_stops_the_run_before_any_feature(tmp_path):
+    """The config's stimulus cap (60) lets mutual_knn_30 pass the plan's check; the folder holds
+    24 images: the exact counts, known once the stimulus tables are written, stop the run before
+    any image is decoded, naming the dataset, the measure and the fix."""
+    from repsim.errors import ConfigError
+
+    root = _photo_folder(tmp_path / "photos")
+    entry = f"{{id: photos, loader: imagefolder, path: {root}, domain: Specialized}}"
+    config = _two_dataset_config(tmp_path / "c.yaml", entry)
+    config.write_text(config.read_text().replace("[cka_linear]", "[cka_linear, mutual_knn_30]"))
+    load_plan(config)  # the bound passes
+    want = r"mutual_knn_30 needs at least 32 stimuli; dataset 'photos' has 24 .*Lower k"
+    with pytest.raises(ConfigError, match=f"(?s){want}"):
+        run(config, tmp_path / "run", device="cpu")
+    folder = RunFolder(tmp_path / "run")
+    assert not folder.features.exists() or not any(folder.features.rglob("zarr.json"))
+    assert _info(tmp_path / "run")["status"] == "failed"
+
+
 def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
     from repsim.errors import DatasetError
 
