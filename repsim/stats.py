@@ -1103,13 +1103,12 @@ def domain_permutation_test(
     ``pairs``: one value per distinct dataset pair (columns ``dataset_a``, ``dataset_b``,
     ``consistency``; one group pair of :func:`repsim.consistency.consistency_table`; a pair
     with several rows is refused). Statistic: median consistency of same-domain pairs minus
-    that of different-domain pairs. Null: the
-    datasets' domain labels are exchangeable, so the labels are permuted over the *datasets*
-    (:func:`scipy.stats.permutation_test`, ``permutation_type="pairings"`` on the one label
-    array; exact when there are at most ``n_resamples`` orderings), never over the dataset pairs,
-    which share datasets. Two-sided. A dataset with no defined pair carries no value and takes
-    no part. ``p_value`` is NaN when no permutation can change the statistic's groups (one
-    domain, or one dataset per domain).
+    that of different-domain pairs. Null: the datasets' domain labels are exchangeable, so the
+    labels are permuted over the *datasets* (:func:`scipy.stats.permutation_test`,
+    ``permutation_type="pairings"`` on the one label array; exact when there are at most
+    ``n_resamples`` orderings), never over the dataset pairs, which share datasets. Two-sided.
+    A dataset with no defined pair carries no value and takes no part. ``p_value`` is NaN when
+    no permutation can change the statistic's groups (one domain, or one dataset per domain).
     """
     ok = pairs.dropna(subset=["consistency"])
     names, rows = _pair_rows(ok)
