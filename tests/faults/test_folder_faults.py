@@ -713,6 +713,27 @@ def test_a_refusal_that_cannot_be_recorded_still_reports_its_cause(
     assert "run.json" in record.getMessage() and str(error) in record.getMessage()
 
 
+@pytest.mark.parametrize("named", [True, False])
+def test_an_os_error_outside_the_tasks_names_its_file_or_else_the_folder(
+    named, run_copy, small_config, monkeypatch
+):
+    """An OSError between the tasks (here while pruning) names the file it carries; one without
+    a file name names the run folder, so the message always says where to look."""
+    import repsim.pipeline as P
+
+    victim = run_copy / "stimuli" / "gone.csv"
+
+    def denied(plan, folder):
+        if named:
+            raise PermissionError(errno.EACCES, "Permission denied", str(victim))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(P, "_prune", denied)
+    where = victim if named else run_copy
+    with pytest.raises(RunFolderError, match=f"while trying to access {re.escape(str(where))}:"):
+        run(small_config, run_copy, device="cpu")
+
+
 def test_an_abort_that_cannot_be_recorded_still_raises_its_cause(
     run_copy, small_config, monkeypatch, caplog
 ):
