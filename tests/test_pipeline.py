@@ -276,7 +276,8 @@ def test_a_probe_whose_features_failed_is_skipped_in_the_graph_and_on_the_pool(
     monkeypatch.setattr(stages, "decode_images", broken)
     if where == "graph":
         monkeypatch.setattr(P, "_probe_pool_possible", lambda *args: False)
-    else:
+    else:  # on any machine: the pool is for 2+ cores
+        monkeypatch.setattr(P.os, "cpu_count", lambda: 2)
         monkeypatch.setattr(P, "PROBE_POOL_MIN_TASKS", 1)
     with pytest.raises(RunFailedError, match="skipped because decode-faces failed"):
         run(tiny_config, run_dir, device="cpu")
@@ -295,6 +296,7 @@ def test_cached_probes_are_not_sent_to_the_probe_pool(tiny_run, tiny_config, tmp
     run_dir = tmp_path / "run"
     shutil.copytree(tiny_run, run_dir)
     sent, real = [], P.process_map
+    monkeypatch.setattr(P.os, "cpu_count", lambda: 2)  # on any machine: the pool is for 2+ cores
     monkeypatch.setattr(P, "PROBE_POOL_MIN_TASKS", 1)
     monkeypatch.setattr(
         P, "process_map", lambda calls, *a, **k: sent.append(len(calls)) or real(calls, *a, **k)
