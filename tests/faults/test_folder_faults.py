@@ -532,9 +532,7 @@ def test_a_shortfall_on_a_guessed_feature_width_warns_and_runs(
 
 
 @pytest.mark.parametrize("n_guessed, named", [(3, "m0, m1, m2"), (5, "m0, m1, m2, ...")])
-def test_the_space_message_names_at_most_three_guessed_models(
-    n_guessed, named, tmp_path, monkeypatch
-):
+def test_the_space_message_names_at_most_three_guessed_models(n_guessed, named):
     """The first three models (sorted) whose feature width is guessed are named, and ", ..." says
     there are more: 64 names would bury the message."""
     from types import SimpleNamespace as NS
