@@ -442,3 +442,43 @@ def test_probe_chance_uses_the_finite_seeds_only():
     half = stats.t.ppf(0.975, 1) * np.std([0.11, 0.13], ddof=1) / np.sqrt(2)
     assert row.n_seeds == 2 and row.accuracy == pytest.approx(0.12)
     assert row.ci_low == pytest.approx(0.12 - half) and row.near_chance
+
+
+# -- mutation audit (behaviour), continued: each test kills a change no other test noticed -----
+def test_one_model_shared_by_similarity_and_accuracy_is_refused(rng):
+    """One shared model has no pair: refused by name (a floor of 1 returned an empty table)."""
+    sim, acc = _inputs(rng)
+    one = acc.assign_coords(model=["m0", "x1", "x2", "x3", "x4"])
+    with pytest.raises(InputError, match="found 1 models"):
+        pair_table(sim, one)
+
+
+def test_behavior_link_counts_the_datasets_with_a_defined_r(rng):
+    """Every gap 0 on pets: its r is undefined, so the link rests on 3 datasets, and its
+    statistic is the mean of the other three r's."""
+    sim, acc = _inputs(rng)
+    acc.loc[{"dataset": "pets"}] = 0.5
+    test = behavior_link_test(sim, acc, n_resamples=99)
+    per = behavior_correlation(sim, acc, n_resamples=0).set_index("dataset")["pearson_r"]
+    assert test["n_datasets"] == 3 and np.isnan(per["pets"])
+    assert test["statistic"] == pytest.approx(per.drop("pets").mean(), abs=1e-12)
+
+
+def test_near_chance_probes_lose_their_balanced_accuracy_too():
+    from repsim.behavior import drop_near_chance, probe_chance
+
+    acc = _acc({("a", "ten"): [0.9, 0.9], ("d", "ten"): [0.11, 0.12]})
+    probes = xr.Dataset({"accuracy": acc, "balanced_accuracy": acc - 0.01})
+    kept = drop_near_chance(probes, probe_chance(probes, {"ten": 10}))
+    for var in ("accuracy", "balanced_accuracy"):
+        assert np.isnan(kept[var].sel(model="d")).all()
+        assert np.isfinite(kept[var].sel(model="a")).all()
+
+
+def test_near_chance_text_says_which_datasets_have_no_class_count():
+    from repsim.behavior import near_chance_text, probe_chance
+
+    acc = _acc({("m", "d"): [0.5], ("m", "e"): [0.5]})
+    text = near_chance_text(probe_chance(acc, {"e": 10}))
+    assert "The number of classes is unknown for d: kept." in text
+    assert "unknown" not in near_chance_text(probe_chance(acc, {"d": 4, "e": 10}))

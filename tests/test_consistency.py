@@ -714,3 +714,107 @@ def test_consistency_of_affinely_related_datasets_is_at_most_one():
     assert c[0, 1] == pytest.approx(1.0, abs=1e-15) and c[0, 2] == pytest.approx(
         pearsonr(x, S[2][iu])[0], abs=1e-12
     )
+
+
+# -- mutation audit (consistency), continued: each test kills a change no other test noticed ----
+def test_consistency_nc_holds_spearman_and_pearson_anchor_variables_as_named(rng):
+    """consistency.nc's ``consistency_spearman`` is the Spearman consistency (all pairs and each
+    category pair) and ``anchor_consistency`` the Pearson one; computing either with the other
+    method went unnoticed (the schema test compares only the Pearson variable)."""
+    sim = make_sim(rng)
+    out = consistency_dataset(sim.to_dataset(), by=("objective",)).sel(measure="cka_linear")
+    spearman = out["consistency_spearman"]
+    np.testing.assert_allclose(
+        spearman.sel(group_pair="all").values, consistency(sim, "spearman").values, rtol=1e-12
+    )
+    grouped = grouped_consistency(sim, "objective", "spearman")
+    for gp in grouped.group_pair.values:
+        np.testing.assert_allclose(
+            spearman.sel(group_pair=gp).values, grouped.sel(group_pair=gp).values, rtol=1e-12
+        )
+    pairs = list(combinations(MODELS, 2))
+    assert not np.allclose(by_hand(sim, pairs, "spearman"), by_hand(sim, pairs))  # can tell
+    np.testing.assert_allclose(
+        out["anchor_consistency"].values, anchor_consistency(sim, method="pearson").values
+    )
+    anchor = [("a1", m) if "a1" < m else (m, "a1") for m in MODELS if m != "a1"]
+    np.testing.assert_allclose(
+        out["anchor_consistency"].sel(anchor="a1").values, by_hand(sim, anchor), rtol=1e-12
+    )
+
+
+def test_transformed_similarity_says_which_transform():
+    sim = xr.DataArray(
+        np.full((1, 2, 2), 0.5),
+        dims=("dataset", "model_a", "model_b"),
+        coords={"dataset": ["d"], "model_a": ["p", "q"], "model_b": ["p", "q"]},
+    )
+    for t in ("arccos", "tan"):
+        assert transform_similarity(sim, t).attrs["transform"] == t
+    assert "transform" not in sim.attrs
+
+
+def test_defined_groupings_names_each_undefined_grouping_and_skips_unrecorded_keys(rng):
+    """A grouping with one model per category has no category pair of 2 model pairs: skipped,
+    with the reason; a key the models do not record is neither usable nor skipped (it was listed
+    as skipped with 'no coord', which the chapters print as a grouping that failed)."""
+    from repsim.consistency import defined_groupings
+
+    sim = make_sim(rng)
+    sim = sim.assign_coords(unique_a=("model_a", MODELS), unique_b=("model_b", MODELS))
+    usable, skipped = defined_groupings(
+        sim.to_dataset(), keys=("objective", "unique", "size", "architecture_class")
+    )
+    assert usable == ["objective", "architecture_class"]
+    assert len(skipped) == 1 and skipped[0].startswith("consistency by unique: no unique")
+
+
+def test_architecture_mix_leaves_an_undefined_dataset_pair_out_of_the_mean():
+    """Objective A's three pairs have one similarity on d1: every r with d1 is undefined, and its
+    'all' consistency is the mean of the other three dataset pairs' r (np.mean gave NaN)."""
+    from repsim.consistency import architecture_mix
+
+    sim = make_sim(rng=np.random.default_rng(5))
+    S = sim.values.copy()
+    for f, g in [(0, 1), (0, 2), (1, 2)]:  # a1, a2, a3
+        S[1, f, g] = S[1, g, f] = 0.5
+    sim = sim.copy(data=S)
+    mix = architecture_mix(sim, min_pairs=3)
+    pairs = [("a1", "a2"), ("a1", "a3"), ("a2", "a3")]
+    r = np.array([pearsonr(*[[float(sim.isel(dataset=k).sel(model_a=f, model_b=g))
+                              for f, g in pairs] for k in (i, j)])[0]
+                  for i, j in [(0, 2), (0, 3), (2, 3)]])  # fmt: skip
+    assert mix.loc["A", "all"] == pytest.approx(r.mean(), abs=1e-12)
+
+
+def test_consistency_summary_leaves_out_a_label_without_a_defined_value():
+    from repsim.consistency import consistency_summary
+
+    tidy = pd.DataFrame(
+        {
+            "group_by": "objective",
+            "label": ["A | A", "A | A", "A | B", "A | B"],
+            "consistency": [0.5, 0.7, np.nan, np.nan],
+        }
+    )
+    out = consistency_summary(tidy)
+    assert out["label"].tolist() == ["A | A"] and out["n"].tolist() == [2]
+
+
+def test_anchor_table_reads_missing_anchor_metadata_as_unknown(rng):
+    """An anchor whose objective was not recorded ('') is of kind 'unknown' in the table, the
+    value the rank-sum tests leave out; kept as '' it read as a category of its own."""
+    from repsim.consistency import anchor_table
+
+    obj = ["A", "", "A", "B", "B", "C"]
+    sim = make_sim(rng).assign_coords(objective_a=("model_a", obj), objective_b=("model_b", obj))
+    table = anchor_table(consistency_dataset(sim.to_dataset(), by=()), "cka_linear")
+    kinds = table.drop_duplicates("anchor").set_index("anchor")["category"]
+    assert kinds.to_dict() == {
+        "a1": "A",
+        "a2": "unknown",
+        "a3": "A",
+        "b1": "B",
+        "b2": "B",
+        "c1": "C",
+    }
