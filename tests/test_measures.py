@@ -614,3 +614,20 @@ def test_knn_indices_any_block_size_gives_the_unblocked_neighbours(rng, block_ro
 
     Z = torch.from_numpy(unit_rows(rng.normal(size=(12, 4))))
     assert torch.equal(knn_indices(Z, 3, block_rows=block_rows), knn_indices(Z, 3))
+
+
+@pytest.mark.parametrize("block", [1, 7, 29])
+@pytest.mark.parametrize("kernel_", ["linear", "rbf"])
+def test_unbiased_cka_in_row_blocks_matches_reference(rng, monkeypatch, block, kernel_):
+    """Above 2,048 stimuli (BLOCK_ELEMENTS // n rows per block) the single-pair Gram path makes
+    two passes over row blocks, computing the kernel rows twice; no test reached it, as the
+    tests' n is small. Blocks of 1, 7 and 29 of 30 rows (a partial last block) give the
+    reference's value."""
+    import importlib
+
+    cka_module = importlib.import_module("repsim.measures.cka")  # the name cka is the function
+    X, Y = related(rng, 30, 60, 80)  # Gram path for the linear kernel too
+    opts = {"kernel": kernel_, "sigma": 0.6} if kernel_ == "rbf" else {}
+    expected = cka_ref(kernel(X, kernel_, 0.6), kernel(Y, kernel_, 0.6), True)
+    monkeypatch.setattr(cka_module, "BLOCK_ELEMENTS", 30 * block)
+    assert cka(X, Y, **opts) == pytest.approx(expected, rel=1e-10, abs=1e-12)
