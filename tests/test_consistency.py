@@ -818,3 +818,12 @@ def test_anchor_table_reads_missing_anchor_metadata_as_unknown(rng):
         "b2": "B",
         "c1": "C",
     }
+
+
+def test_a_model_named_twice_is_refused(rng):
+    """A model listed twice (two runs' arrays concatenated) would add its pairs twice and pair
+    it with its own copy at similarity 1; refused by name (no test gave one: the check could go)."""
+    sim = make_sim(rng)
+    twice = sim.isel(model_a=[0, 1, 2, 3, 4, 5, 0], model_b=[0, 1, 2, 3, 4, 5, 0])
+    with pytest.raises(InputError, match=r"unique, but \['a1'\] occur more than once"):
+        consistency(twice)
