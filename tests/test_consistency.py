@@ -827,3 +827,18 @@ def test_a_model_named_twice_is_refused(rng):
     twice = sim.isel(model_a=[0, 1, 2, 3, 4, 5, 0], model_b=[0, 1, 2, 3, 4, 5, 0])
     with pytest.raises(InputError, match=r"unique, but \['a1'\] occur more than once"):
         consistency(twice)
+
+
+def test_one_model_id_given_as_a_string_is_a_set_of_one(rng):
+    """``models_a="a1"`` is the model a1, not the models 'a' and '1'."""
+    sim = make_sim(rng)
+    xr.testing.assert_identical(consistency(sim, models_a="a1"), consistency(sim, models_a=["a1"]))
+    xr.testing.assert_identical(anchor_consistency(sim, "a1"), anchor_consistency(sim, ["a1"]))
+
+
+def test_dataset_coords_are_carried_on_both_dataset_dims(rng):
+    """As documented: the dataset's domain is on dataset_a as domain_a and on dataset_b as
+    domain_b, so a consistency matrix can be labelled on both axes without the run."""
+    out = consistency(make_sim(rng))
+    assert out["domain_a"].dims == ("dataset_a",) and out["domain_b"].dims == ("dataset_b",)
+    assert list(out["domain_b"].values) == ["nat", "nat", "spec", "struct"]
