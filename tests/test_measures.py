@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -440,6 +441,9 @@ def test_errors(rng):
         cka(X, X, kernel="poly")
     with pytest.raises(InputError, match="2-D"):
         cka(X[:, 0], X)
+    for empty in (X[:0], X[:, :0]):  # no stimuli, or no features: refused by their shape
+        with pytest.raises(InputError, match=re.escape(f"shape {empty.shape}; pass a non-empty")):
+            cka(empty, empty)
     assert issubclass(UndefinedMeasureError, repsim.RepsimError)
 
 
