@@ -504,3 +504,26 @@ def test_damaged_probe_cache_is_recomputed(tiny_run, tiny_config, tmp_path, what
     assert folder.probes.read_bytes() == RunFolder(tiny_run).probes.read_bytes()
     info = json.loads(folder.info.read_text())
     assert [line.split(":")[0] for line in info["redone"]] == [f"probes {MODEL} on {DS}"]
+
+
+def test_models_reordered_in_the_config_keep_their_own_similarities(small_run, run_copy, tmp_path):
+    """The similarity parts' cache keys do not depend on the models' order, so a config listing
+    the same models in another order reuses them: each model's row must then move with its
+    label and its metadata. Without the reindex of the parts, similarity.nc kept the old order
+    while the metadata coords followed the new one (objective_a named the wrong models)."""
+    import xarray as xr
+
+    from faults.faultkit import MODELS, write_config
+
+    config = write_config(tmp_path / "reordered.yaml", models=MODELS[::-1])
+    run(config, run_copy, device="cpu")
+    clean = xr.load_dataset(RunFolder(small_run).similarity)
+    again = xr.load_dataset(RunFolder(run_copy).similarity)
+    assert list(again.model_a.values) == list(again.model_b.values) == list(MODELS[::-1])
+    order = {"model_a": list(MODELS), "model_b": list(MODELS)}
+    for measure in clean.data_vars:
+        np.testing.assert_array_equal(again[measure].sel(order).values, clean[measure].values)
+    for coord in ("objective_a", "architecture_class_b"):
+        dim = "model_a" if coord.endswith("_a") else "model_b"
+        assert again[coord].sel({dim: list(MODELS)}).values.tolist() == clean[coord].values.tolist()
+    assert clean["objective_a"].values.tolist() != again["objective_a"].values.tolist()
