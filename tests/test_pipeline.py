@@ -871,3 +871,23 @@ def test_the_summary_compares_the_probes_wall_time_with_their_task_time_only_on_
     assert _parallel_note({"probes": 4.5}, timings) == ""
     assert _parallel_note({"features and similarity": 1.0, "probe_workers": 2}, timings) == ""
     assert _parallel_note({}, timings) == ""
+
+
+def test_similarity_nc_names_each_dataset_by_its_spec_name(tiny_config: Path):
+    """A dataset's ``name:`` (the study's name of a dataset the config gives its own id) is the
+    ``dataset_name`` coord that repsim.reference matches the study's datasets by; the id only
+    where no name is given. The tiny run's names are its ids, so no test told them apart."""
+    import dataclasses
+
+    from repsim.results import assemble_similarity
+
+    plan = load_plan(tiny_config, check_models=False)
+    named = dataclasses.replace(plan.datasets[0], name="study-name")
+    plan = dataclasses.replace(plan, datasets=(named, *plan.datasets[1:]))
+    ids = [m.id for m in plan.models]
+    part = xr.Dataset(
+        {m: (("model_a", "model_b"), np.eye(len(ids))) for m in plan.measures},
+        coords={"model_a": ids, "model_b": ids},
+    )
+    sim = assemble_similarity(plan, [part] * len(plan.datasets), [60] * len(plan.datasets))
+    assert sim["dataset_name"].values.tolist() == ["study-name", *[d.id for d in plan.datasets[1:]]]
