@@ -891,3 +891,22 @@ def test_similarity_nc_names_each_dataset_by_its_spec_name(tiny_config: Path):
     )
     sim = assemble_similarity(plan, [part] * len(plan.datasets), [60] * len(plan.datasets))
     assert sim["dataset_name"].values.tolist() == ["study-name", *[d.id for d in plan.datasets[1:]]]
+
+
+def test_probes_nc_holds_each_probe_part_as_written(tiny_run: Path, tiny_config: Path):
+    """Every (model, dataset) of probes.nc is its probe part: accuracy, balanced accuracy and the
+    chosen lr and wd per seed. The test above compares one probe whose balanced accuracy equals
+    its accuracy, and no test read lr or wd: either pair could be swapped unseen."""
+    plan = load_plan(tiny_config, check_models=False)
+    probes = xr.load_dataset(tiny_run / "probes.nc")
+    differ = {"balanced_accuracy": False, "wd": False}
+    for m in plan.models:
+        for d in plan.datasets:
+            part = json.loads(RunFolder(tiny_run).probe_part(d.id, m.id).read_text())
+            got = probes.sel(model=m.id, dataset=d.id)
+            assert got["seed"].values.tolist() == part["seeds"]
+            for var in ("accuracy", "balanced_accuracy", "lr", "wd"):
+                np.testing.assert_array_equal(got[var].values, part[var], err_msg=var)
+            differ["balanced_accuracy"] |= part["balanced_accuracy"] != part["accuracy"]
+            differ["wd"] |= part["wd"] != part["lr"]
+    assert all(differ.values())  # the run can tell each pair apart
