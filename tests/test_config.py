@@ -653,6 +653,7 @@ def test_feature_bytes_count_rows_widths_raw_copies_and_unknown_widths(tmp_path:
 
     plan = _plan(tmp_path, "extract: {keep_raw: true}\n")
     a, b = plan.models[:2]
+    assert plan.feature_dim(a) == (a.embed_dim, True)  # its metadata, before any check
     plan.feature_dims[a.id] = 10  # as the meta-device check finds it
     assert plan.feature_dim(a) == (10, True)
     object.__setattr__(b, "metadata", {**b.metadata, "embed_dim": None})
