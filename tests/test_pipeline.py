@@ -895,7 +895,7 @@ def test_similarity_nc_names_each_dataset_by_its_spec_name(tiny_config: Path):
 
 def test_probes_nc_holds_each_probe_part_as_written(tiny_run: Path, tiny_config: Path):
     """Every (model, dataset) of probes.nc is its probe part: accuracy, balanced accuracy and the
-    chosen lr and wd per seed. The test above compares one probe whose balanced accuracy equals
+    chosen lr and wd per seed; each dataset has its domain. The test above compares one probe whose balanced accuracy equals
     its accuracy, and no test read lr or wd: either pair could be swapped unseen."""
     plan = load_plan(tiny_config, check_models=False)
     probes = xr.load_dataset(tiny_run / "probes.nc")
@@ -910,3 +910,4 @@ def test_probes_nc_holds_each_probe_part_as_written(tiny_run: Path, tiny_config:
             differ["balanced_accuracy"] |= part["balanced_accuracy"] != part["accuracy"]
             differ["wd"] |= part["wd"] != part["lr"]
     assert all(differ.values())  # the run can tell each pair apart
+    assert probes["domain"].values.tolist() == [d.domain for d in plan.datasets]
