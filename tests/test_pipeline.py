@@ -911,3 +911,21 @@ def test_probes_nc_holds_each_probe_part_as_written(tiny_run: Path, tiny_config:
             differ["wd"] |= part["wd"] != part["lr"]
     assert all(differ.values())  # the run can tell each pair apart
     assert probes["domain"].values.tolist() == [d.domain for d in plan.datasets]
+
+
+def test_the_summary_table_by_hand() -> None:
+    """Per dataset, the mean similarity over model pairs (the unit diagonal left out, NaN pairs
+    skipped) and the mean probe accuracy over models and seeds; the extraction rate only when one
+    was measured."""
+    from repsim.results import format_timings, summary_table
+
+    S = np.array([[[1.0, 0.2, 0.4], [0.2, 1.0, np.nan], [0.4, np.nan, 1.0]]])
+    sim = xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), S)},
+        coords={"dataset": ["d"], "domain": ("dataset", ["nat"]), "n_stimuli": ("dataset", [9])},
+    )
+    acc = xr.Dataset({"accuracy": (("model", "dataset", "seed"), [[[0.5, 0.7]], [[0.9, 0.9]]])})
+    row = summary_table(sim, None, acc.assign_coords(dataset=["d"])).splitlines()[1].split()
+    assert row == ["d", "nat", "9", "0.300", "0.750"]
+    assert format_timings({"features": 1.25}, None) == "Time per stage: features 1.2 s"
+    assert format_timings({"features": 1.25}, 10.4).endswith("; extraction 10 images/s")
