@@ -607,3 +607,38 @@ def test_align_loader_refuses_a_model_of_another_kind(tmp_path: Path) -> None:
     assert not got.ok and "builds ALIGN" in str(got.error) and "'vit' model" in str(got.error)
     with pytest.raises(ModelError, match=r"model 'v': the hf_transformers loader builds ALIGN"):
         load_model(spec)
+
+
+def test_a_random_init_run_asks_for_no_pretrained_weights(tmp_path: Path, no_network) -> None:
+    """With extract.pretrained false the models are built without weights, so weights that
+    would have to be downloaded are not asked for (the check refused such a run offline); the
+    feature width the meta-device check finds is kept for the free-space estimate (this model
+    records none in its metadata)."""
+    cfg = _config(
+        tmp_path, "  - {id: sq, loader: torchvision, identifier: squeezenet1_1}\n", "[sq]"
+    )
+    cfg.write_text(cfg.read_text() + "extract: {pretrained: false}\n")
+    plan = load_plan(cfg)
+    assert no_network == [] and plan.model("sq").embed_dim is None
+    assert plan.feature_dim(plan.model("sq")) == (plan.feature_dims["sq"], True)
+
+
+def test_a_missing_download_beside_a_broken_file_is_a_model_error(
+    tmp_path: Path, no_network
+) -> None:
+    """The refusal is a MissingWeightsError only when every model lacks its weights (a missing
+    file has one fix); with a truncated file among them it is a ModelError, and each model is
+    named once at the head of its line."""
+    blob = (ZOO / "cnn-supervised-s0.safetensors").read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(blob[: len(blob) // 2])
+    entries = (
+        _minizoo_entry("cut", "cnn", cut)
+        + "  - {id: sq, loader: torchvision, identifier: squeezenet1_1}\n"
+    )
+    with pytest.raises(ModelError) as err:
+        load_plan(_config(tmp_path, entries, "[cut, sq]"))
+    assert type(err.value) is ModelError
+    lines = str(err.value).splitlines()[1:3]
+    assert lines[0].strip().startswith("model 'cut': weights file") and "cut: " not in lines[0]
+    assert lines[1].strip().startswith("model 'sq' (torchvision 'squeezenet1_1')")
