@@ -479,6 +479,24 @@ def test_a_dataset_of_unknown_classes_has_no_subset_bound_at_plan_time() -> None
         _check_subset_sizes(plan(1))
 
 
+def test_a_per_class_dataset_is_bounded_by_per_class_times_classes() -> None:
+    """per_class 3 of 2 classes is at most 6 stimuli whatever max_images: refused at plan time
+    for a measure that needs 7 (the per_class bound was not checked); 3 classes give 9."""
+    from types import SimpleNamespace
+
+    from repsim.plan import _check_subset_sizes
+
+    def plan(n_classes):
+        ds = SimpleNamespace(id="x", n_classes=n_classes, per_class=3, max_images=100)
+        return SimpleNamespace(datasets=[ds], measures=("mutual_knn_5",), config_path="c.yaml")
+
+    _check_subset_sizes(plan(3))
+    with pytest.raises(
+        ConfigError, match="mutual_knn_5 needs at least 7 stimuli; dataset 'x' can have at most 6"
+    ):
+        _check_subset_sizes(plan(2))
+
+
 @pytest.mark.parametrize(
     "select",
     [
