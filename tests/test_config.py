@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from repsim.config import load_config, resolve_path
-from repsim.errors import ConfigError
+from repsim.errors import ConfigError, ModelError
 
 
 def test_include_merges_lists_and_resolves_paths(tmp_path: Path):
@@ -664,6 +664,27 @@ def test_a_save_pretrained_folder_passes_the_preflight(tmp_path: Path) -> None:
     (tmp_path / "align").rmdir()
     with pytest.raises(ConfigError, match=r"model 'a': weights file .*align does not exist"):
         _plan(tmp_path, entry)
+
+
+def test_weights_in_a_folder_this_user_cannot_enter_are_left_to_the_model_check(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Whether a save_pretrained folder is a folder cannot be asked inside a folder without
+    search permission (Path.is_dir raises PermissionError there before Python 3.14): the path
+    check leaves it to the model check, which names the file, instead of a raw PermissionError
+    from the plan."""
+    from faults.faultkit import unreadable
+
+    (tmp_path / "locked" / "align").mkdir(parents=True)
+    entry = (
+        f"models:\n  - {{id: a, loader: hf_transformers, identifier: kakaobrain/align-base, "
+        f"weights: {tmp_path / 'locked' / 'align'}, token: pooled}}\nselect: {{models: [a]}}\n"
+    )
+    unreadable(monkeypatch, tmp_path / "locked")
+    plan = _plan(tmp_path, entry)
+    assert [m.id for m in plan.models] == ["a"]
+    with pytest.raises(ModelError, match=r"model 'a': cannot be built: PermissionError.*locked"):
+        _plan(tmp_path, entry, check_models=True)
 
 
 def test_feature_bytes_count_rows_widths_raw_copies_and_unknown_widths(tmp_path: Path) -> None:
