@@ -1,3 +1,4 @@
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -776,6 +777,22 @@ def test_model_metadata_numbers_in_exponent_form(tmp_path: Path) -> None:
         )
         with pytest.raises(ConfigError, match="metadata.embed_dim must be a positive integer"):
             spec_from_entry(entry)
+
+
+def test_model_metadata_writes_an_unknown_field_as_nan_or_empty() -> None:
+    """What similarity.nc records for a field a model does not give: NaN for a number (0 would
+    be a size), '' for text (not 'None'), which the groupings leave out as unknown."""
+    from repsim.config import parse_yaml
+    from repsim.names import MODEL_FIELDS, NUMERIC_MODEL_FIELDS
+    from repsim.plan import model_metadata
+    from repsim.zoo.spec import spec_from_entry
+
+    spec = spec_from_entry(parse_yaml("{id: m, loader: torchvision, identifier: resnet18}"))
+    meta = model_metadata(spec)
+    assert set(meta) == set(MODEL_FIELDS)
+    for key in NUMERIC_MODEL_FIELDS:
+        assert math.isnan(meta[key]), key
+    assert all(meta[k] == "" for k in MODEL_FIELDS if k not in NUMERIC_MODEL_FIELDS)
 
 
 def test_dataset_integers_in_exponent_form(tmp_path: Path) -> None:
