@@ -770,7 +770,7 @@ def test_result_files_rebuilt_from_cached_parts_keep_the_probes_of_the_parts(
 def test_the_summary_says_whose_category_pairs_it_lists(tiny_run: Path) -> None:
     """The end-of-run summary lists category pairs for the first measure only; it said so nowhere,
     so a reader could take the rows of one measure for the run's."""
-    from repsim.results import summary_table
+    from repsim.results import consistency_overview, summary_table
     from repsim.runfolder import RunFolder
 
     results = RunFolder(tiny_run).open_results()
@@ -779,6 +779,10 @@ def test_the_summary_says_whose_category_pairs_it_lists(tiny_run: Path) -> None:
     assert f"category pairs for {first} only, all measures' in consistency.nc" in text
     one = results.consistency.isel(measure=[0])
     assert "only" not in summary_table(results.similarity, one, None)
+    overview = consistency_overview(results.consistency)
+    others = overview[overview["measure"] != first]
+    assert others["models"].eq("all").all() and len(others) == overview["measure"].nunique() - 1
+    assert overview[overview["measure"] == first]["models"].str.startswith("objective: ").any()
 
 
 def test_a_dataset_id_with_a_slash_is_cached_like_any_other(tmp_path: Path, monkeypatch):
