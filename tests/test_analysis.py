@@ -47,6 +47,22 @@ def test_load_run_and_caption(run):
     assert "fake-tiny" in cap and "12 models" in cap and "cka_linear" in cap
 
 
+def test_caption_names_up_to_six_datasets_and_counts_more(run):
+    """A caption lists the datasets by id up to six, and gives their number beyond (a list of
+    23 datasets would be the whole caption); the run's name is similarity.nc's, before run.json's
+    and the folder's."""
+    from dataclasses import replace
+
+    six = [f"d{i}" for i in range(6)]
+    assert run.caption(datasets=six).endswith("datasets: d0, d1, d2, d3, d4, d5.")
+    assert "datasets: 7 datasets." in run.caption(datasets=[*six, "d6"])
+    renamed = replace(run, info={**run.info, "config": {"name": "from-run-json"}})
+    assert renamed.name == run.similarity.attrs["run"] != "from-run-json"
+    unnamed = replace(renamed, similarity=run.similarity.assign_attrs(run=""))
+    assert unnamed.name == "from-run-json"
+    assert replace(unnamed, info={}).name == run.path.name
+
+
 def test_cluster_order_groups_blocks():
     block = np.kron(np.eye(2), np.ones((3, 3))) * 0.8 + 0.1
     np.fill_diagonal(block, 1.0)
