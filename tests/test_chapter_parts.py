@@ -210,3 +210,24 @@ def test_what_a_part_cannot_show_is_not_said_of_the_run():
     assert "cannot be made here." in text and "on this run" not in text
     untestable = pd.DataFrame({"p": [np.nan], "p_threshold": [0.01]})
     assert T.rank_sum_text(untestable, 0.01).endswith("no rank-sum test can be run here.")
+
+
+def test_select_run_keeps_the_order_asked_for_and_names_its_part():
+    """All datasets in another order are the whole run in that order (the chapter's figures
+    follow it), with no part named; a part of the models gets its consistency recomputed, which
+    says which part it is of."""
+    from repsim.results import run_consistency
+
+    sim = _sim(["Supervised"] * 3 + ["Image-Text"] * 3, n_datasets=4)
+    run = CH.Run(path=Path("."), similarity=sim, consistency=run_consistency(sim)[0])
+    whole = CH.select_run(run, datasets=["d3", "d2", "d1", "d0"])
+    assert list(whole.similarity.dataset.values) == ["d3", "d2", "d1", "d0"]
+    assert whole.selection == "" and whole.consistency is run.consistency
+    part = CH.select_run(run, models=["m0", "m1", "m3", "m4"])
+    assert part.selection == part.consistency.attrs["selection"] == "4 of 6 models"
+
+
+def test_domain_order_puts_datasets_of_unknown_domain_last():
+    sim = _sim(["Supervised"] * 3, n_datasets=4)
+    sim = sim.assign_coords(domain=("dataset", ["", "Structured", "other", "Specialized"]))
+    assert CH.domain_order(sim) == ["d3", "d1", "d0", "d2"]
