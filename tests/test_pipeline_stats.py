@@ -135,6 +135,8 @@ def test_a_random_control_is_not_a_design_cell():
     assert "same number" in controlled_design_problem(sim.isel(model_a=slice(1, 9)))
     one_seed = sim.isel(model_a=[0, 2, 4, 6])  # every cell crossed, one seed each
     assert controlled_design_problem(one_seed).endswith("this run has [1]")
+    two = controlled_design_problem(sim.isel(dataset=[0, 1]))
+    assert two == "the tests need at least 3 datasets; this run has 2"
 
 
 # ------------------------------------------------------------------ the chapters that word the tests
