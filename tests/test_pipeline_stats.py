@@ -137,6 +137,14 @@ def test_a_random_control_is_not_a_design_cell():
     assert controlled_design_problem(one_seed).endswith("this run has [1]")
     two = controlled_design_problem(sim.isel(dataset=[0, 1]))
     assert two == "the tests need at least 3 datasets; this run has 2"
+    # a design the tests still refuse (a model's NaN similarities): the run leaves the table out
+    # and says why, instead of stopping on the InputError
+    from repsim.results import run_controlled_tests
+
+    S = sim["cka_linear"].values.copy()
+    S[1, 0, 1:] = S[1, 1:, 0] = np.nan
+    table, why = run_controlled_tests(sim.copy(data={"cka_linear": S}))
+    assert table is None and why[0].startswith("controlled_tests.csv: similarities of models")
 
 
 # ------------------------------------------------------------------ the chapters that word the tests
