@@ -842,3 +842,15 @@ def test_dataset_coords_are_carried_on_both_dataset_dims(rng):
     out = consistency(make_sim(rng))
     assert out["domain_a"].dims == ("dataset_a",) and out["domain_b"].dims == ("dataset_b",)
     assert list(out["domain_b"].values) == ["nat", "nat", "spec", "struct"]
+
+
+def test_categories_from_a_plain_coord_or_a_complete_mapping(rng):
+    """Categories come from ``<by>_a`` on model_a, or from a coord named ``<by>`` there; a
+    mapping that lacks a model is refused by name (it raised a bare KeyError)."""
+    sim = make_sim(rng)
+    plain = sim.drop_vars(["objective_a", "objective_b"]).assign_coords(objective=("model_a", OBJ))
+    xr.testing.assert_identical(
+        grouped_consistency(plain, "objective"), grouped_consistency(sim, "objective")
+    )
+    with pytest.raises(InputError, match=r"category mapping \(missing models\) contains unknown"):
+        grouped_consistency(sim, dict(zip(MODELS[:-1], OBJ)))
