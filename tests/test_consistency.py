@@ -756,8 +756,8 @@ def test_transformed_similarity_says_which_transform():
 
 def test_defined_groupings_names_each_undefined_grouping_and_skips_unrecorded_keys(rng):
     """A grouping with one model per category has no category pair of 2 model pairs: skipped,
-    with the reason; a key the models do not record is neither usable nor skipped (it was listed
-    as skipped with 'no coord', which the chapters print as a grouping that failed)."""
+    with the reason; a key the models do not record is neither usable nor skipped (without the
+    rule it was listed as skipped, 'no coord', among what the run's summary says it left out)."""
     from repsim.consistency import defined_groupings
 
     sim = make_sim(rng)
@@ -803,7 +803,7 @@ def test_consistency_summary_leaves_out_a_label_without_a_defined_value():
 
 def test_anchor_table_reads_missing_anchor_metadata_as_unknown(rng):
     """An anchor whose objective was not recorded ('') is of kind 'unknown' in the table, the
-    value the rank-sum tests leave out; kept as '' it read as a category of its own."""
+    value the rank-sum tests leave out; kept as '' it would read as a category of its own."""
     from repsim.consistency import anchor_table
 
     obj = ["A", "", "A", "B", "B", "C"]
@@ -846,7 +846,7 @@ def test_dataset_coords_are_carried_on_both_dataset_dims(rng):
 
 def test_categories_from_a_plain_coord_or_a_complete_mapping(rng):
     """Categories come from ``<by>_a`` on model_a, or from a coord named ``<by>`` there; a
-    mapping that lacks a model is refused by name (it raised a bare KeyError)."""
+    mapping that lacks a model is refused by name (without the check: a bare KeyError)."""
     sim = make_sim(rng)
     plain = sim.drop_vars(["objective_a", "objective_b"]).assign_coords(objective=("model_a", OBJ))
     xr.testing.assert_identical(

@@ -899,8 +899,9 @@ def test_similarity_nc_names_each_dataset_by_its_spec_name(tiny_config: Path):
 
 def test_probes_nc_holds_each_probe_part_as_written(tiny_run: Path, tiny_config: Path):
     """Every (model, dataset) of probes.nc is its probe part: accuracy, balanced accuracy and the
-    chosen lr and wd per seed; each dataset has its domain. The test above compares one probe whose balanced accuracy equals
-    its accuracy, and no test read lr or wd: either pair could be swapped unseen."""
+    chosen lr and wd per seed; each dataset has its domain. The train/test split test compares
+    one probe, whose balanced accuracy equals its accuracy, and no test read lr or wd: either
+    pair could be swapped unseen."""
     plan = load_plan(tiny_config, check_models=False)
     probes = xr.load_dataset(tiny_run / "probes.nc")
     differ = {"balanced_accuracy": False, "wd": False}
