@@ -482,7 +482,7 @@ def test_a_dataset_of_unknown_classes_has_no_subset_bound_at_plan_time() -> None
 
 def test_a_per_class_dataset_is_bounded_by_per_class_times_classes() -> None:
     """per_class 3 of 2 classes is at most 6 stimuli whatever max_images: refused at plan time
-    for a measure that needs 7 (the per_class bound was not checked); 3 classes give 9."""
+    for a measure that needs 7 (no test reached the per_class bound); 3 classes give 9."""
     from types import SimpleNamespace
 
     from repsim.plan import _check_subset_sizes

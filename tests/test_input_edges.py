@@ -125,7 +125,7 @@ def test_consistency_accepts_rounding_asymmetry(rng):
 
 def test_consistency_refuses_an_asymmetry_beyond_rounding(rng):
     """A relative difference of 1e-7 is no rounding of a float64 measure (the tolerance is
-    1e-9 of the value): refused (a tolerance of 1e-3 let it through)."""
+    1e-9 of the value): refused (a tolerance of 1e-3 would let it through)."""
     sim = _sim(rng)
     sim.values[1, 0, 3] *= 1 + 1e-7
     with pytest.raises(AsymmetricSimilarityError, match=r"dataset 'd1', \(m0, m3\)"):

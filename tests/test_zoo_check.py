@@ -611,7 +611,7 @@ def test_align_loader_refuses_a_model_of_another_kind(tmp_path: Path) -> None:
 
 def test_a_random_init_run_asks_for_no_pretrained_weights(tmp_path: Path, no_network) -> None:
     """With extract.pretrained false the models are built without weights, so weights that
-    would have to be downloaded are not asked for (the check refused such a run offline); the
+    would have to be downloaded are not asked for (asking would refuse such a run offline); the
     feature width the meta-device check finds is kept for the free-space estimate (this model
     records none in its metadata)."""
     cfg = _config(
