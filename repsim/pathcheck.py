@@ -27,16 +27,9 @@ def path_problem(path: str | Path, want: str = "file") -> str | None:
     """
     if want not in ("file", "folder"):
         raise ValueError(f"want must be 'file' or 'folder', got {want!r}")
-    try:
-        mode = os.stat(path).st_mode
-    except (FileNotFoundError, NotADirectoryError):
-        if os.path.islink(path):
-            return f"is a dangling symbolic link to {os.readlink(path)} (the target does not exist)"
-        return DOES_NOT_EXIST
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "is a symbolic-link loop (links that point at each other)"
-        return f"cannot be read ({exc.strerror or exc})"
+    mode, problem = _stat(path)
+    if problem is not None:
+        return problem
     if want == "folder":
         if stat.S_ISDIR(mode):
             return None
@@ -48,3 +41,26 @@ def path_problem(path: str | Path, want: str = "file") -> str | None:
             "is not a regular file (a FIFO, device or socket: reading it would block or never end)"
         )
     return None
+
+
+def stat_problem(path: str | Path) -> str | None:
+    """None when something is at ``path``, whatever it is; else why nothing can be found there,
+    in :func:`path_problem`'s words ("does not exist", a dangling symbolic link, a symbolic-link
+    loop, "cannot be read (<reason>)": a closed folder above it, a name too long)."""
+    return _stat(path)[1]
+
+
+def _stat(path: str | Path) -> tuple[int, None] | tuple[None, str]:
+    """The mode of what is at ``path``, or why it cannot be had (one ``os.stat``)."""
+    try:
+        return os.stat(path).st_mode, None
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(path):
+            return None, (
+                f"is a dangling symbolic link to {os.readlink(path)} (the target does not exist)"
+            )
+        return None, DOES_NOT_EXIST
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "is a symbolic-link loop (links that point at each other)"
+        return None, f"cannot be read ({exc.strerror or exc})"

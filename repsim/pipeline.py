@@ -127,8 +127,9 @@ def run(
     ------
     RunFailedError : some tasks failed (each listed with model, dataset, exception); the rest is kept.
     RunFolderError : the folder cannot be used (not writable, a file, disk full, another run in it).
-    RepsimError : the config, a model, its weights, the device or scheduler was refused before
-        any work; run.json in ``out`` records the cause (:meth:`RunFolder.record_refusal`).
+    RepsimError : the config, a model, its weights, a dataset's files, the device or scheduler
+        was refused before any work; run.json in ``out`` records the cause
+        (:meth:`RunFolder.record_refusal`).
     """
     folder = RunFolder(out)
     folder.preflight()
@@ -148,6 +149,9 @@ def run(
     with folder.lock():
         try:  # before any work: a refusal, which leaves the folder's results as they are
             _check_own_folders(plan, folder)
+            # once, before the plan is sent to any worker: a data file that cannot be read is
+            # refused, not found after another config's results were removed
+            stages.fingerprint_data(plan)
         except RepsimError as exc:
             _record_refusal(folder, config, exc, held=True)
             raise
@@ -170,7 +174,7 @@ def run(
 def _record_refusal(
     folder: RunFolder, config: str | Path, exc: RepsimError, held: bool = False
 ) -> None:
-    """A run refused by its checks (config, ids, weights, device, scheduler, a folder of the run
+    """A run refused by its checks (config, ids, weights, data, device, scheduler, a folder of the run
     linked into another) before any work: run.json names the cause
     (:meth:`RunFolder.record_refusal`; ``held``: under the folder's lock). Best effort: the error
     being raised is the one to report, not a failure to record it."""
@@ -229,7 +233,6 @@ def _run_locked(
     )
 
     plan = dataclasses.replace(plan, device_type=device.split(":")[0])  # in the stage keys
-    stages.fingerprint_data(plan)  # once here, before the plan is sent to any worker
     probe_pool = _probe_pool_possible(plan, device, scheduler, cluster)
     wall: dict[str, float] = {}
     with dask_scheduler(scheduler, cluster, plan.raw.get("cluster")) as compute_kw:

@@ -3,7 +3,8 @@
 Everything that can be wrong with a config (an unknown key or loader, a value of the wrong type,
 an unknown measure or one that needs more stimuli than a dataset gives, a model that does not
 build, a weights file that is missing, truncated or for another architecture, weights that cannot
-be downloaded) is found here, in seconds, rather than an hour into extraction.
+be downloaded, a dataset whose files are not there) is found here, in seconds, rather than an hour
+into extraction.
 """
 
 from __future__ import annotations
@@ -27,8 +28,15 @@ from repsim.config import (
     parse_config,
     select_ids,
 )
-from repsim.errors import ConfigError, InputError, MissingWeightsError, ModelError
+from repsim.errors import (
+    ConfigError,
+    DatasetError,
+    InputError,
+    MissingWeightsError,
+    ModelError,
+)
 from repsim.names import MODEL_FIELDS, NUMERIC_MODEL_FIELDS
+from repsim.pathcheck import stat_problem
 
 log = logging.getLogger(__name__)
 
@@ -201,6 +209,7 @@ def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
         config=cfg,
     )
     _check_files(plan)
+    _check_data_present(plan)
     _check_subset_sizes(plan)
     if check_models:
         _check_models(plan)
@@ -262,10 +271,10 @@ def _check_subset_sizes(plan: RunPlan) -> None:
     _check_counts(plan.measures, bounds, plan.config_path, bound=True)
 
 
-def _named(model: str, error: Exception) -> str:
-    """The error's message, led by the model's id unless it already names it."""
+def _named(who: str, error: Exception) -> str:
+    """The error's message, led by ``who`` (a model's id, "dataset 'x'") unless it names it."""
     text = str(error)
-    return text if repr(model) in text or text.startswith(f"{model}:") else f"{model}: {text}"
+    return text if repr(who) in text or text.startswith(f"{who}:") else f"{who}: {text}"
 
 
 def _check_models(plan: RunPlan) -> None:
@@ -314,6 +323,34 @@ def _check_files(plan: RunPlan) -> None:
             "files named in the config are missing or unusable:\n  "
             + "\n  ".join(unusable)
             + "\nFix the paths in the config, or recreate the files (mini-zoo: `repsim minizoo train`)."
+        )
+
+
+def _check_data_present(plan: RunPlan) -> None:
+    """Every file and folder a dataset reads is there, before any work: a run that found one
+    missing in its stimulus stage had already emptied a folder holding another config's results,
+    and was recorded as failed, not refused. A dataset with a path that cannot be found is
+    described by its data fingerprint when a closed folder hides it (the read fix), else by its
+    loader, which says what belongs there and how to get it (opening it fails at once). The data
+    themselves are read, and their damage reported, by the stimulus stage."""
+    from repsim.fingerprint import data_fingerprint
+    from repsim.stimuli import open_dataset
+
+    problems = []
+    for ds in plan.datasets:
+        if not any(stat_problem(path) for path in ds.data_paths().values()):
+            continue
+        try:
+            data_fingerprint(ds)
+            open_dataset(ds)
+        except DatasetError as exc:
+            problems.append(_named(f"dataset {ds.id!r}", exc))
+    if problems:
+        raise DatasetError(
+            "datasets cannot be opened, so nothing was run:\n  "
+            + "\n  ".join(problems)
+            + f"\nFix the dataset entries (`repsim datasets --config {plan.config_path}` lists "
+            "what each dataset holds), or leave them out with select: {datasets: [...]}"
         )
 
 

@@ -176,7 +176,8 @@ def test_an_unreadable_dataset_file_is_the_datasets_error_in_the_cli_and_run_jso
 ):
     """The run fingerprints its data before any task: a dataset file at mode 000 stopped it with a
     RunFolderError, and run.json said so; it is a DatasetError, named without a traceback. So is a
-    file in a folder at mode 000 (its stat fails: it was taken for absent, or raised from is_file)."""
+    file in a folder at mode 000 (its stat fails: it was taken for absent, or raised from is_file).
+    Both are refusals: found before the run folder is touched."""
     import json
     import re
 
@@ -201,11 +202,16 @@ def test_an_unreadable_dataset_file_is_the_datasets_error_in_the_cli_and_run_jso
     config = _config(tmp_path / "c.yaml", data, models=MODELS[:1])
     assert main(["run", str(config), "--out", str(tmp_path / "run"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert f"repsim: error: permission denied while trying to read {data / 'faces.npz'}" in err
-    assert "Traceback" not in err
+    assert re.search(read, err) and "Traceback" not in err
+    if closed == "its folder":  # the plan's presence check: its stat fails
+        assert err.startswith("repsim: error: datasets cannot be opened, so nothing was run:\n")
+        assert f"\n  dataset 'faces': permission denied while trying to read {data}" in err
+    else:  # the file is there: its fingerprint, before the folder is touched
+        assert err.startswith("repsim: error: permission denied while trying to read")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "run.json"]
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["status"] == "failed"
-    assert info["error"].startswith("DatasetError: permission denied while trying to read")
+    assert info["status"] == "refused" and info["error"].startswith("DatasetError: ")
+    assert re.search(read, info["error"])
 
 
 @pytest.mark.slow

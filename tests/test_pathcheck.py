@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from repsim.errors import DatasetError, MissingWeightsError, ModelError
-from repsim.pathcheck import DOES_NOT_EXIST, path_problem
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem, stat_problem
 from repsim.stimuli import open_dataset
 from repsim.stimuli.spec import DatasetSpec
 from repsim.zoo.spec import ModelSpec
@@ -55,6 +55,10 @@ def test_path_problem_names_what_is_there(tmp_path: Path, kind: str) -> None:
             assert got is None, (want, got)
         else:
             assert got is not None and got.startswith(expected), (want, got)
+    # the plan's presence check: something there (a file, a folder, a FIFO) is not its concern;
+    # nothing there is, in path_problem's words
+    present = kind in ("file", "fifo", "folder")
+    assert stat_problem(path) == (None if present else path_problem(path, "file")), kind
 
 
 def test_a_device_is_not_a_regular_file() -> None:

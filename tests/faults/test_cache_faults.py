@@ -284,17 +284,17 @@ def test_a_rerun_with_another_config_removes_the_old_results_before_any_work(
     """Another config's rerun removes the result files first: stopped before it writes its own
     (killed here), the folder holds no result of the old config beside the new run.json."""
     from faults.faultkit import write_config
-    from repsim import stages
+    from repsim import pipeline
 
     folder = RunFolder(run_copy)
     before = [p.name for p in folder.result_paths().values() if p.exists()]
     assert "similarity.nc" in before and "consistency.nc" in before
     other = write_config(tmp_path / "other.yaml", measures=("cka_linear",))
 
-    def killed(plan):
+    def killed(*args):
         raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(stages, "fingerprint_data", killed)
+    monkeypatch.setattr(pipeline, "_probe_pool_possible", killed)  # the run's first step
     with pytest.raises(KeyboardInterrupt):
         run(other, run_copy, device="cpu")
     assert not [p.name for p in folder.result_paths().values() if p.exists()]

@@ -819,16 +819,19 @@ def _two_dataset_config(path: Path, second: str, probes: bool = False) -> Path:
     return path
 
 
-def test_an_unreadable_dataset_stops_the_run_before_any_feature(tmp_path):
+def test_a_dataset_that_cannot_be_opened_stops_the_run_before_any_feature(tmp_path):
+    """A dataset whose folder is there but holds no images: found by its stimulus stage, which
+    stops the run before any image is decoded, naming the task, the dataset and the fix."""
     from repsim.errors import DatasetError
 
-    missing = tmp_path / "no-such-folder"
+    (tmp_path / "empty").mkdir()
     config = _two_dataset_config(
         tmp_path / "c.yaml",
-        f"{{id: photos, loader: imagefolder, path: {missing}, domain: Specialized}}",
+        f"{{id: photos, loader: imagefolder, path: {tmp_path / 'empty'}, domain: Specialized}}",
     )
+    load_plan(config)  # the folder is there: the plan passes it
     with pytest.raises(
-        DatasetError, match=r"(?s)stimuli-photos \(dataset photos\).*does not exist"
+        DatasetError, match=r"(?s)stimuli-photos \(dataset photos\).*no usable images"
     ) as err:
         run(config, tmp_path / "run", device="cpu")
     # what happened and the fix, beside the dataset's own error
@@ -838,6 +841,57 @@ def test_an_unreadable_dataset_stops_the_run_before_any_feature(tmp_path):
     assert not folder.features.exists() or not any(folder.features.rglob("zarr.json"))
     info = _info(tmp_path / "run")
     assert info["status"] == "failed" and "photos" in info["error"]
+
+
+def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(
+    run_copy, small_config, tmp_path
+):
+    """A config naming a dataset file or folder that is not there, pointed at a finished run of
+    another config: refused by the plan, with each dataset's loader's own message and fix. The
+    run's results stay and verify; before, the run emptied the folder for the new config and
+    then failed in its stimulus stage."""
+    from repsim.errors import DatasetError
+
+    before = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()}
+    config = _two_dataset_config(
+        tmp_path / "c.yaml",
+        f"{{id: photos, loader: imagefolder, path: {tmp_path / 'no-such-folder'}, "
+        "domain: Specialized}\n"
+        f"  - {{id: faces2, loader: embedded, path: {tmp_path / 'gone.npz'}, domain: Specialized}}",
+    )
+    with pytest.raises(DatasetError) as err:
+        run(config, run_copy, device="cpu")
+    message = str(err.value)
+    assert message.startswith("datasets cannot be opened, so nothing was run:\n  ")
+    # every missing dataset, in the words of its loader (what the path must hold, how to get it)
+    assert f"dataset 'photos': image folder {tmp_path / 'no-such-folder'} does not exist" in message
+    assert f"dataset 'faces2': embedded file {tmp_path / 'gone.npz'} does not exist" in message
+    assert "`python -m repsim.embedded`" in message and "faces'" not in message
+    assert message.endswith(
+        f"`repsim datasets --config {config}` lists what each dataset holds), or leave them "
+        "out with select: {datasets: [...]}"
+    )
+    info = _info(run_copy)
+    assert info["status"] == "finished" and info["refused"]["error"] == f"DatasetError: {message}"
+    after = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()}
+    assert {n for n in before if before[n] != after.get(n)} == {"run.json", "manifest.json"}
+    assert load_run(run_copy).similarity is not None  # verified against the manifest
+
+
+def test_a_dangling_link_to_a_dataset_is_refused_in_a_new_folder(tmp_path):
+    """A dataset reached through a symbolic link whose target has gone: refused before the
+    folder gets anything but the refusal's run.json."""
+    from repsim.errors import DatasetError
+
+    (tmp_path / "photos").symlink_to(tmp_path / "moved-away")
+    config = _two_dataset_config(
+        tmp_path / "c.yaml",
+        f"{{id: photos, loader: imagefolder, path: {tmp_path / 'photos'}, domain: Specialized}}",
+    )
+    with pytest.raises(DatasetError, match="is a dangling symbolic link to .*moved-away"):
+        run(config, tmp_path / "run", device="cpu")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "run.json"]
+    assert _info(tmp_path / "run")["status"] == "refused"
 
 
 def _photo_folder(root: Path) -> Path:
