@@ -295,8 +295,9 @@ def _parse_local(scheduler: str) -> int:
     return n
 
 
-#: a job directive that already asks for GPUs, per batch system
-GPU_REQUEST = {"slurm": r"--gres=(\S*,)?gpu|--gpus|--gpus-per-\w+|^-G\b", "pbs": r"ngpus"}
+#: a job directive that already asks for GPUs, per batch system (sbatch's short ``-G`` takes its
+#: value apart or attached: ``-G 2``, ``-G2``)
+GPU_REQUEST = {"slurm": r"--gres=(\S*,)?gpu|--gpus|--gpus-per-\w+|^-G", "pbs": r"ngpus"}
 
 
 def jobqueue_cluster(kind: str, options: dict[str, Any] | None = None) -> Any:

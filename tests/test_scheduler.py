@@ -27,17 +27,23 @@ def test_slurm_job_script_asks_for_one_gpu_and_the_configured_resources():
 
 def test_own_job_directives_keep_the_gpu_request_unless_they_make_one():
     pytest.importorskip("dask_jobqueue")
-    for extra, gres in (
-        (["--constraint=h100"], "--gres=gpu:1"),  # added: the block's directive asked for no GPU
-        (["--gres=gpu:a100:2"], "--gres=gpu:a100:2"),  # the block's own request, alone
-        (["--gpus-per-node=4"], None),
+    for extra, added in (
+        ("--constraint=h100", True),  # the block's directive asked for no GPU
+        ("--gres=gpu:a100:2", False),  # the block's own request, alone
+        ("--gpus-per-node=4", False),
+        ("--gres=tmpdisk:10G,gpu:2", False),  # GPUs among other resources
+        ("-G 2", False),  # sbatch's short option, with its value apart or attached
+        ("-G2", False),
+        ("--job-name=run-Gabor", True),  # a -G inside another directive asks for nothing
     ):
-        with jobqueue_cluster("slurm", {"job_extra_directives": extra}) as cluster:
-            script = cluster.job_script()
-        assert "#SBATCH --constraint=h100" in script or extra[0] != "--constraint=h100"
-        assert script.count("gpu") == 1, script
-        if gres:
-            assert f"#SBATCH {gres}" in script
+        with jobqueue_cluster("slurm", {"job_extra_directives": [extra]}) as cluster:
+            directives = [
+                line.removeprefix("#SBATCH ")
+                for line in cluster.job_script().splitlines()
+                if line.startswith("#SBATCH ")
+            ]
+        assert extra in directives
+        assert ("--gres=gpu:1" in directives) is added, (extra, directives)
     with jobqueue_cluster("pbs", {"job_extra_directives": ["-l place=scatter"]}) as cluster:
         assert "ngpus=1" in cluster.job_script()
 
@@ -80,7 +86,11 @@ def test_process_map_keeps_the_order_and_runs_in_process_for_one_worker():
     seen: list[int] = []
     assert process_map(calls, workers=1, on_done=seen.append) == [3 * i for i in range(7)]
     assert seen == list(range(7))
-    assert process_map(calls, workers=2) == [3 * i for i in range(7)]
+    # each worker process runs torch with the threads asked for (the run's `threads:`)
+    import torch
+
+    calls.append((torch.get_num_threads, ()))
+    assert process_map(calls, workers=2, threads=3) == [3 * i for i in range(7)] + [3]
 
 
 def test_scheduler_requests_are_checked_before_the_run_touches_its_folder(monkeypatch):
@@ -214,3 +224,134 @@ def test_a_misspelt_cluster_option_is_refused_before_the_run():
         "slurm"
     )
     assert "resource_spec" in cluster_option_names("pbs")
+
+
+def test_every_spelling_of_in_process_runs_in_process():
+    """check_scheduler accepts three spellings of the in-process scheduler; each must then run
+    in process, not be refused by dask_scheduler once the folder is taken."""
+    from repsim.scheduler import check_scheduler, is_synchronous
+
+    for name in ("synchronous", "sync", "single-threaded"):
+        check_scheduler(name)
+        with dask_scheduler(name) as kw:
+            assert kw == {"scheduler": "synchronous"}, name
+        assert is_synchronous(name), name
+
+
+def test_a_local_cluster_has_single_threaded_worker_processes(monkeypatch):
+    """local:N is N processes of one thread each: the tasks are single-threaded torch work, and
+    two threads in one process would run two of them on one core's share."""
+    import distributed
+
+    made = {}
+
+    class FakeCluster(contextlib.nullcontext):
+        def __init__(self, **kwargs):
+            made.update(kwargs)
+            super().__init__(self)
+
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    monkeypatch.setattr(distributed, "Client", lambda cluster: contextlib.nullcontext("client"))
+    with dask_scheduler("local:3") as kw:
+        assert kw == {"scheduler": "client"}
+    assert made == {
+        "n_workers": 3,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+    }
+
+
+@pytest.mark.parametrize("jobs", [0, -1, True, 2.0])
+def test_a_job_count_that_is_not_a_whole_number_above_0_is_refused(jobs):
+    from repsim.scheduler import check_scheduler
+
+    with pytest.raises(ConfigError, match=rf"jobs must be a whole number >= 1, got {jobs!r}"):
+        check_scheduler("synchronous", "slurm", {"jobs": jobs})
+
+
+def test_self_is_not_a_cluster_option():
+    """The options are read from the signatures of dask-jobqueue's classes; ``self`` is a
+    parameter there, never an option (it would reach the class as a TypeError)."""
+    pytest.importorskip("dask_jobqueue")
+    from repsim.scheduler import check_cluster_options, cluster_option_names
+
+    assert "self" not in cluster_option_names("slurm")
+    with pytest.raises(ConfigError, match="unknown dask-jobqueue option"):
+        check_cluster_options("slurm", {"self": 1})
+
+
+def test_a_scheduler_address_without_a_port_is_tried_on_dasks_port(monkeypatch):
+    """tcp://HOST means dask's default port 8786; a scheduler that does not answer within the
+    wait is named with that wait, not with the bare exception."""
+    from repsim import scheduler
+
+    asked = []
+
+    def no_answer(address, timeout):
+        asked.append((address, timeout))
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", no_answer)
+    with pytest.raises(ConfigError, match=r"tcp://example\.invalid \(no answer within 5 s\)"):
+        scheduler.check_scheduler("tcp://example.invalid")
+    assert asked == [(("example.invalid", 8786), scheduler.CONNECT_TIMEOUT_S)]
+
+
+def test_local_without_a_count_takes_half_the_cores(monkeypatch):
+    """``local`` alone: one worker per two cores (each worker's tasks use torch threads too)."""
+    import os
+
+    from repsim.scheduler import _parse_local
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert _parse_local("local") == 4 and _parse_local("local:3") == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # unknown: 1
+    assert _parse_local("local") == 1
+
+
+def test_a_jobqueue_cluster_gets_the_defaults_under_the_configs_options(monkeypatch):
+    """What reaches dask-jobqueue: the defaults under the config's ``cluster:`` block, without
+    ``jobs`` (ours, not its), one GPU per job and no dashboard (a login node's port 8787 is
+    often taken) unless the block sets its own scheduler options."""
+    dask_jobqueue = pytest.importorskip("dask_jobqueue")
+    made = []
+    monkeypatch.setattr(dask_jobqueue, "SLURMCluster", lambda **kw: made.append(kw) or kw)
+    jobqueue_cluster("slurm", {"jobs": 3, "queue": "gpu", "memory": "32GB"})
+    assert made[-1] == {
+        "cores": 8,
+        "processes": 1,
+        "memory": "32GB",
+        "walltime": "04:00:00",
+        "queue": "gpu",
+        "job_extra_directives": ["--gres=gpu:1"],
+        "scheduler_options": {"dashboard_address": None},
+    }
+    jobqueue_cluster("slurm", {"scheduler_options": {"dashboard_address": ":9999"}})
+    assert made[-1]["scheduler_options"] == {"dashboard_address": ":9999"}
+
+
+@pytest.mark.parametrize(("options", "jobs"), [({}, 4), ({"jobs": 2}, 2)])
+def test_a_cluster_run_starts_the_configured_number_of_worker_jobs(monkeypatch, options, jobs):
+    """``jobs`` defaults to 4, the default check_scheduler checks."""
+    import distributed
+
+    from repsim import scheduler
+
+    scaled = []
+
+    class FakeJobs(contextlib.nullcontext):
+        def __init__(self):
+            super().__init__(self)
+
+        def job_script(self):
+            return "#!/bin/sh"
+
+        def scale(self, jobs):
+            scaled.append(jobs)
+
+    monkeypatch.setattr(scheduler, "jobqueue_cluster", lambda kind, opts: FakeJobs())
+    monkeypatch.setattr(distributed, "Client", lambda cluster: contextlib.nullcontext("client"))
+    with dask_scheduler("synchronous", "slurm", options) as kw:
+        assert kw == {"scheduler": "client"}
+    assert scaled == [jobs]
