@@ -91,16 +91,11 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
-    names = BENCHMARKS if args.name == "all" else (args.name,)
     if args.name == "all":
         from repsim.bench import run_all
 
         return run_all(args.rest)
-    code = 0
-    for name in names:
-        module = importlib.import_module(f"repsim.bench.{name}")
-        code |= module.main(args.rest)
-    return code
+    return importlib.import_module(f"repsim.bench.{args.name}").main(args.rest)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -39,11 +39,17 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(monkeypatch, capsys):
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not interrupt the run")
 
-    before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr("repsim.pipeline.run", run_until_terminated)
-    assert cli.main(["run", "some.yaml", "--out", "somewhere"]) == 143
-    assert "interrupted; finished stages are kept" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGTERM) == before
+    def earlier_handler(signum, frame):  # the caller's own, to be given back
+        raise AssertionError("the command's handler was not in place")
+
+    outside = signal.signal(signal.SIGTERM, earlier_handler)
+    try:
+        monkeypatch.setattr("repsim.pipeline.run", run_until_terminated)
+        assert cli.main(["run", "some.yaml", "--out", "somewhere"]) == 143
+        assert "interrupted; finished stages are kept" in capsys.readouterr().err
+        assert signal.getsignal(signal.SIGTERM) is earlier_handler
+    finally:
+        signal.signal(signal.SIGTERM, outside)
 
 
 def test_minizoo_evaluate_without_a_trained_zoo_names_the_fix(tmp_path, capsys):
@@ -357,3 +363,111 @@ def test_python_m_repsim_is_the_command():
         [sys.executable, "-m", "repsim", "--help"], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0 and "usage: repsim" in out.stdout
+
+
+def test_a_finished_run_prints_its_summary_and_the_result_files_it_has(
+    monkeypatch, capsys, tmp_path
+):
+    """What ``repsim run`` ends with: the run's summary, then the result files written (only
+    those there: a run without probes has no probes.nc) and how to build the book."""
+    from types import SimpleNamespace
+
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in ("similarity.nc", "run.json"):
+        (out / name).write_text("x")
+    calls = []
+    monkeypatch.setattr(
+        "repsim.pipeline.run",
+        lambda *a, **k: (
+            calls.append((a, k)) or SimpleNamespace(summary="Time per stage: ...", run_dir=out)
+        ),
+    )
+    assert cli.main(["run", "c.yaml", "--out", str(out)]) == 0
+    # in process unless asked otherwise; the device chosen by the run
+    assert calls == [
+        (("c.yaml", str(out)), {"scheduler": "synchronous", "cluster": None, "device": None})
+    ]
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "Time per stage: ...",
+        f"results: {out}/ (similarity.nc, run.json); the book: repsim book --run {out}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], {"run_dir": "runs/embedded", "book_dir": "book", "execute": True}),
+        (["--run", "r", "--book", "b"], {"run_dir": "r", "book_dir": "b", "execute": True}),
+        (["--no-execute"], {"run_dir": "runs/embedded", "book_dir": "book", "execute": False}),
+    ],
+)
+def test_book_options_reach_build_book(monkeypatch, argv, expected):
+    """Without --run the book renders the run `make run` writes; --no-execute builds from the
+    notebooks as they are."""
+    built = []
+    monkeypatch.setattr("repsim.book.build_book", lambda **kw: built.append(kw))
+    assert cli.main(["book", *argv]) == 0
+    assert built == [expected]
+
+
+@pytest.mark.parametrize("command", ["models", "datasets"])
+@pytest.mark.parametrize("ok", [True, False])
+def test_the_checking_commands_exit_1_only_for_a_check_that_found_something(
+    monkeypatch, capsys, command, ok
+):
+    """``repsim models --check`` and ``repsim datasets --check`` exit 1 when something cannot be
+    used (CONTRIBUTING.md); listing without --check exits 0 whatever the table says, and only
+    --check decodes every image."""
+    calls = []
+
+    def checked(config, **kwargs):
+        calls.append(kwargs)
+        return "TABLE", ok
+
+    monkeypatch.setattr("repsim.zoo.check_models", checked)
+    monkeypatch.setattr("repsim.zoo.list_models", lambda config: "TABLE")
+    monkeypatch.setattr("repsim.stimuli.check_datasets", checked)
+    assert cli.main([command, "--config", "c.yaml", "--check"]) == (0 if ok else 1)
+    assert cli.main([command, "--config", "c.yaml"]) == 0
+    assert capsys.readouterr().out == "TABLE\nTABLE\n"
+    if command == "datasets":
+        assert calls == [{"decode": True}, {"decode": False}]
+
+
+@pytest.mark.parametrize("flags", [[], ["--all"]])
+def test_compare_lists_the_numbers_a_run_cannot_compute_only_with_all(monkeypatch, capsys, flags):
+    import pandas as pd
+
+    shown = []
+    table = pd.DataFrame({"id": ["design/models"], "status": ["agrees"]})
+    monkeypatch.setattr("repsim.reference.compare", lambda run: table)
+    monkeypatch.setattr(
+        "repsim.reference.format_comparison", lambda t, all_rows: shown.append(all_rows) or "T"
+    )
+    assert cli.main(["compare", "run", *flags]) == 0
+    assert shown == [bool(flags)] and capsys.readouterr().out == "T\n"
+
+
+def test_bench_runs_the_named_benchmark_with_its_options(monkeypatch):
+    import repsim.bench.probe
+
+    seen = []
+    monkeypatch.setattr(repsim.bench.probe, "main", lambda rest: seen.append(rest) or 4)
+    assert cli.main(["bench", "probe", "--quick"]) == 4
+    assert seen == [["--quick"]]
+
+
+@pytest.mark.parametrize(("flag", "level"), [(["-v"], "DEBUG"), ([], "INFO")])
+def test_verbose_shows_repsims_debug_messages(monkeypatch, flag, level):
+    import logging
+
+    monkeypatch.setattr("repsim.zoo.list_models", lambda config: "")
+    logger = logging.getLogger("repsim")
+    before = logger.level
+    try:
+        assert cli.main([*flag, "models", "--config", "c.yaml"]) == 0
+        assert logging.getLevelName(logger.level) == level
+    finally:
+        logger.setLevel(before)
