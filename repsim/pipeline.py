@@ -174,8 +174,8 @@ def run(
 def _record_refusal(
     folder: RunFolder, config: str | Path, exc: RepsimError, held: bool = False
 ) -> None:
-    """A run refused by its checks (config, ids, weights, data, device, scheduler, a folder of the run
-    linked into another) before any work: run.json names the cause
+    """A run refused by its checks (config, ids, weights, data, device, scheduler, a folder of the
+    run linked into another) before any work: run.json names the cause
     (:meth:`RunFolder.record_refusal`; ``held``: under the folder's lock). Best effort: the error
     being raised is the one to report, not a failure to record it."""
     try:
