@@ -60,3 +60,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: Path) -> Pat
     out = tmp_path_factory.mktemp("runs") / "tiny"
     run(tiny_config, out, device="cpu")
     return out
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory: pytest.TempPathFactory):
+    """A loaded fake run (helpers_run.write_fake_run: 3 models per objective, no features), one
+    per test module, for tests of what the book draws and says from a run's result files."""
+    from helpers_run import write_fake_run
+
+    from repsim.chapter import load_run
+
+    path = tmp_path_factory.mktemp("fake-run")
+    return load_run(write_fake_run(path, n_per_objective=3, features=False))

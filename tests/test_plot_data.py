@@ -13,7 +13,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from helpers_run import write_fake_run  # noqa: E402
 from scipy import stats as scipy_stats  # noqa: E402
 
 from repsim import analysis as A  # noqa: E402
@@ -23,13 +22,6 @@ from repsim import plots as P  # noqa: E402
 from repsim.names import DOMAINS  # noqa: E402
 
 C = importlib.import_module("repsim.consistency")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> CH.Run:
-    return CH.load_run(
-        write_fake_run(tmp_path_factory.mktemp("run"), n_per_objective=3, features=False)
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -67,9 +59,9 @@ def _r(x, y) -> str:
     return f"{scipy_stats.pearsonr(x, y)[0]:.2f}"
 
 
-def test_each_clustered_matrix_is_its_dataset_reordered_on_both_axes(run):
-    da = run.similarity["cka_linear"]
-    datasets = CH.domain_order(run.similarity)[:3]
+def test_each_clustered_matrix_is_its_dataset_reordered_on_both_axes(fake_run):
+    da = fake_run.similarity["cka_linear"]
+    datasets = CH.domain_order(fake_run.similarity)[:3]
     fig = P.clustered_matrices(da, datasets)
     for ax, ds in zip(_panels(fig), datasets, strict=True):
         m = da.sel(dataset=ds).transpose("model_a", "model_b")
@@ -82,9 +74,9 @@ def test_each_clustered_matrix_is_its_dataset_reordered_on_both_axes(run):
         assert _strip_colors(ax, "y") == _strip_colors(ax, "x") == expected
 
 
-def test_common_order_panels_keep_one_model_order_and_the_std_its_own_scale(run):
-    da = run.similarity["cka_linear"]
-    datasets = CH.domain_order(run.similarity)[:3]
+def test_common_order_panels_keep_one_model_order_and_the_std_its_own_scale(fake_run):
+    da = fake_run.similarity["cka_linear"]
+    datasets = CH.domain_order(fake_run.similarity)[:3]
     order = [str(m) for m in A.common_model_order(da)]
     mean, std = A.mean_std_matrices(da)
     fig = P.matrices_common_order(da, datasets, order, mean, std)
@@ -102,14 +94,14 @@ def test_common_order_panels_keep_one_model_order_and_the_std_its_own_scale(run)
     assert panels[-1].images[0].get_clim() == (0, float(np.nanmax(std.values)))
 
 
-def test_mean_std_scatter_puts_each_pair_at_its_mean_and_std(run):
-    table = A.mean_std_across_datasets(run.similarity["cka_linear"])
+def test_mean_std_scatter_puts_each_pair_at_its_mean_and_std(fake_run):
+    table = A.mean_std_across_datasets(fake_run.similarity["cka_linear"])
     ax = P.mean_std_scatter(table).axes[0]
     np.testing.assert_array_equal(_points(ax), _sorted_rows(table["mean"], table["std"]))
 
 
-def test_measure_mean_scatter_plots_x_against_each_y_with_both_correlations(run):
-    sim = run.similarity
+def test_measure_mean_scatter_plots_x_against_each_y_with_both_correlations(fake_run):
+    sim = fake_run.similarity
     means = A.measure_means(sim, ["cka_linear", "cka_rbf_0.4", "rsa_spearman"])
     fig = P.measure_mean_scatter(means, "cka_linear", ["cka_rbf_0.4", "rsa_spearman"])
     for ax, y in zip(fig.axes, ["cka_rbf_0.4", "rsa_spearman"], strict=True):
@@ -119,9 +111,9 @@ def test_measure_mean_scatter_plots_x_against_each_y_with_both_correlations(run)
         assert ax.get_title() == f"Pearson r = {_r(x_values, y_values)}, Spearman = {rho:.2f}"
 
 
-def test_consistency_scatter_plots_b_against_a_in_category_colours(run):
-    da = run.similarity["cka_linear"]
-    order = CH.domain_order(run.similarity)
+def test_consistency_scatter_plots_b_against_a_in_category_colours(fake_run):
+    da = fake_run.similarity["cka_linear"]
+    order = CH.domain_order(fake_run.similarity)
     pairs = [(order[0], order[1]), (order[1], order[-1])]
     tables = {(a, b): C.dataset_pair_table(da, a, b) for a, b in pairs}
     within = C.within_category_consistency(da, pairs)
@@ -141,8 +133,8 @@ def test_consistency_scatter_plots_b_against_a_in_category_colours(run):
             assert text.get_text() == f"{category}: r = {within.loc[f'{a} / {b}', category]:.2f}"
 
 
-def test_consistency_boxes_follow_the_median_order_over_the_all_pairs_quartiles(run):
-    cons = run.consistency
+def test_consistency_boxes_follow_the_median_order_over_the_all_pairs_quartiles(fake_run):
+    cons = fake_run.consistency
     base = C.consistency_table(cons, "cka_linear", "all")
     tidy = C.consistency_table(cons, "cka_linear", "objective")
     ax = P.consistency_boxes(tidy, base).axes[0]
@@ -162,9 +154,9 @@ def test_consistency_boxes_follow_the_median_order_over_the_all_pairs_quartiles(
     )
 
 
-def test_consistency_heatmaps_draw_each_group_pairs_matrix_on_minus_one_to_one(run):
-    datasets = CH.domain_order(run.similarity)
-    mats = C.consistency_matrices(run.consistency, "cka_linear", ["all"], datasets)
+def test_consistency_heatmaps_draw_each_group_pairs_matrix_on_minus_one_to_one(fake_run):
+    datasets = CH.domain_order(fake_run.similarity)
+    mats = C.consistency_matrices(fake_run.consistency, "cka_linear", ["all"], datasets)
     fig = P.consistency_heatmaps(mats)
     (ax,) = _panels(fig)
     m = mats.sel(group_pair=str(mats.group_pair.values[0]))
@@ -176,11 +168,11 @@ def test_consistency_heatmaps_draw_each_group_pairs_matrix_on_minus_one_to_one(r
     assert ax.get_title().endswith(f"median off-diagonal {np.nanmedian(off):.2f}")
 
 
-def test_gap_scatter_plots_the_gap_against_similarity_coloured_by_accuracy(run):
-    da = run.similarity["cka_linear"]
+def test_gap_scatter_plots_the_gap_against_similarity_coloured_by_accuracy(fake_run):
+    da = fake_run.similarity["cka_linear"]
     datasets = ["shapes", "digits"]
-    tables = {d: B.pair_table(da.sel(dataset=[d]), run.probes) for d in datasets}
-    corr = B.behavior_correlation(da, run.probes)
+    tables = {d: B.pair_table(da.sel(dataset=[d]), fake_run.probes) for d in datasets}
+    corr = B.behavior_correlation(da, fake_run.probes)
     fig = P.gap_scatter(tables, corr)
     for ax, ds in zip(_scatter_axes(fig), datasets, strict=True):
         t = tables[ds]
@@ -195,8 +187,8 @@ def _scatter_axes(fig) -> list:
     return [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.collections]
 
 
-def test_by_domain_puts_each_dataset_in_its_domains_column_and_names_it(run):
-    corr = B.behavior_correlation(run.similarity["cka_linear"], run.probes)
+def test_by_domain_puts_each_dataset_in_its_domains_column_and_names_it(fake_run):
+    corr = B.behavior_correlation(fake_run.similarity["cka_linear"], fake_run.probes)
     ax = P.by_domain(corr).axes[0]
     columns = [d for d in DOMAINS if d in set(corr["domain"])]
     for i, domain in enumerate(columns, start=1):
@@ -214,9 +206,9 @@ def test_by_domain_puts_each_dataset_in_its_domains_column_and_names_it(run):
         assert text.xy == pytest.approx((column, row["pearson_r"]))
 
 
-def test_measure_vs_measure_plots_y_against_x_with_each_datasets_agreement(run):
+def test_measure_vs_measure_plots_y_against_x_with_each_datasets_agreement(fake_run):
     # the fake run's measures rank the pairs alike; a noisy one agrees differently per dataset
-    sim = run.similarity.copy()
+    sim = fake_run.similarity.copy()
     noise = np.random.default_rng(0).normal(0, 0.1, sim["cka_linear"].shape)
     sim["mutual_knn_10"] = sim["cka_linear"] + (noise + noise.transpose(0, 2, 1))
     datasets = CH.domain_order(sim)[:2]
