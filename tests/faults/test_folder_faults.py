@@ -843,9 +843,7 @@ def test_a_dataset_that_cannot_be_opened_stops_the_run_before_any_feature(tmp_pa
     assert info["status"] == "failed" and "photos" in info["error"]
 
 
-def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(
-    run_copy, small_config, tmp_path
-):
+def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(run_copy, tmp_path):
     """A config naming a dataset file or folder that is not there, pointed at a finished run of
     another config: refused by the plan, with each dataset's loader's own message and fix. The
     run's results stay and verify; before, the run emptied the folder for the new config and
