@@ -28,13 +28,7 @@ from repsim.config import (
     parse_config,
     select_ids,
 )
-from repsim.errors import (
-    ConfigError,
-    DatasetError,
-    InputError,
-    MissingWeightsError,
-    ModelError,
-)
+from repsim.errors import ConfigError, DatasetError, InputError, MissingWeightsError, ModelError
 from repsim.names import MODEL_FIELDS, NUMERIC_MODEL_FIELDS
 from repsim.pathcheck import stat_problem
 
