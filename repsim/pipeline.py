@@ -9,8 +9,9 @@ scheduler, or on SLURM/PBS (:mod:`repsim.scheduler`).
 
 The run folder (:class:`repsim.runfolder.RunFolder`) is locked for the whole run, and always
 holds the result files of one config: a rerun with another config removes the old result files
-before any work, rewrites all of them, and at the end removes cached features and parts of models
-and datasets that the new config does not have.
+once its datasets have opened and passed their checks (a run refused by them leaves the folder's
+results as they are), rewrites all of them, and at the end removes cached features and parts of
+models and datasets that the new config does not have.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from dask import delayed
 from repsim import __version__, stages
 from repsim.cache import stage_key
 from repsim.device import resolve_device
-from repsim.errors import DatasetError, RepsimError, RunFailedError
+from repsim.errors import (
+    ConfigError,
+    DatasetError,
+    NoSpaceError,
+    RepsimError,
+    RunFailedError,
+)
 from repsim.fingerprint import code_fingerprint, weights_fingerprint
 from repsim.plan import UNKNOWN_DIM_BOUND, RunPlan, load_plan
 from repsim.progress import TaskProgress
@@ -163,6 +170,9 @@ def run(
                 raise RunFolderError(describe_os_error(exc, where, "access")) from exc
         except RunFailedError:
             raise
+        except _Refused as refused:  # the datasets' checks, after their stimulus stage
+            _record_refusal(folder, config, refused.error, held=True)
+            raise refused.error from refused.error.__cause__
         except Exception as exc:  # a RepsimError, or a bug: either way run.json must say so
             _record_abort(plan, folder, exc)
             raise
@@ -190,8 +200,8 @@ def _record_abort(
     """A run stopped outside its tasks (a folder that cannot be written, a result that cannot be
     computed, an interrupt): run.json says so and names the cause, and the manifest goes, so no
     reader takes the files left from an earlier run for this one (an interrupted rerun with another
-    config left run.json saying "finished" with the old config). Best effort: the disk may be the
-    cause."""
+    config left run.json saying "finished" with the old config); so do the result files of another
+    config, when the run stopped before it removed them. Best effort: the disk may be the cause."""
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KeyboardInterrupt):
         error = "interrupted; finished stages are kept and rerunning the same command resumes"
@@ -206,10 +216,21 @@ def _record_abort(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
+        if folder.read_manifest().get("config_hash") != info["config_hash"]:
+            folder.remove_results(f"the run of config {plan.name} stopped: {status}")
         folder.remove(folder.manifest_path)
         folder.write_json(folder.info, _strip_private(info))
     except (OSError, RepsimError) as again:
         log.warning("could not record the failure in %s (%s)", folder.info, again)
+
+
+class _Refused(Exception):
+    """A check of the opened datasets failed before any feature was extracted: :func:`run`
+    records ``error`` as a refusal, leaving the folder's results and record as they are."""
+
+    def __init__(self, error: RepsimError):
+        super().__init__(str(error))
+        self.error = error
 
 
 def _run_locked(
@@ -218,9 +239,9 @@ def _run_locked(
     run_dir = folder.path
     chash = config_hash(plan)
     previous = folder.read_manifest()
-    if previous.get("config_hash") != chash:
-        why = "another config" if previous.get("config_hash") else "no complete run recorded"
-        folder.remove_results(f"{why}: they are rebuilt for config {plan.name} ({chash})")
+    # the stimulus stage may replace the tables the folder's results were computed from: a refusal
+    # after it puts them back
+    kept_tables = folder.result_tables(previous)
     t_start = time.perf_counter()
     log.info(
         "run %s: %d models x %d datasets, measures %s, device %s, scheduler %s",
@@ -243,19 +264,28 @@ def _run_locked(
             ],
             **compute_kw,
         )
-        # every dataset is opened by its stimulus stage: one that cannot be read, or that cannot
-        # be probed, stops the run here, before any image is decoded for features
-        _check_datasets_opened(plan, folder, stim_info)
-        # measures against the exact similarity subsets, before any image is decoded for features
-        plan.check_stimulus_counts(
-            {
-                d.id: int(i["n_similarity"])
-                for d, i in zip(plan.datasets, stim_info)
-                if isinstance(i, dict)
-            }
-        )
-        graph = _analysis_graph(plan, run_dir, device, stim_info, probes_in_graph=not probe_pool)
-        _check_free_space(plan, folder, stim_info, graph["pending"])
+        try:  # a refusal: nothing is decoded for features and the folder's results stay
+            # every dataset is opened by its stimulus stage: one that cannot be read, or that
+            # cannot be probed, stops the run here
+            _check_datasets_opened(plan, folder, stim_info)
+            # measures against the exact similarity subsets
+            plan.check_stimulus_counts(
+                {
+                    d.id: int(i["n_similarity"])
+                    for d, i in zip(plan.datasets, stim_info)
+                    if isinstance(i, dict)
+                }
+            )
+            graph = _analysis_graph(
+                plan, run_dir, device, stim_info, probes_in_graph=not probe_pool
+            )
+            _check_free_space(plan, folder, stim_info, graph["pending"])
+        except (DatasetError, ConfigError, NoSpaceError) as exc:  # a folder fault is an abort
+            folder.put_back(kept_tables)
+            raise _Refused(exc) from exc
+        if previous.get("config_hash") != chash:
+            why = "another config" if previous.get("config_hash") else "no complete run recorded"
+            folder.remove_results(f"{why}: they are rebuilt for config {plan.name} ({chash})")
         t0 = time.perf_counter()
         with TaskProgress(f"run {plan.name}"):
             (decoded, feats, sims, probes) = dask.compute(
@@ -371,12 +401,23 @@ def _check_free_space(
     folder.check_free_space(needed, what, estimate=bool(guessed))
 
 
+#: the errors of a task that could not write into the run folder (:func:`filesystem_errors`)
+_FOLDER_ERRORS = {cls.__name__ for cls in (RunFolderError, NoSpaceError)}
+
+
 def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -> None:
     """DatasetError naming every dataset whose stimulus table could not be made, and, with probes
     on, every dataset without both a train and a test split to fit and score a probe on, with
     fewer than 2 classes in its train split, or with test classes its train split lacks (the
-    probe stage failed on those after the features were extracted)."""
+    probe stage failed on those after the features were extracted). RunFolderError instead when
+    a table could not be written: the folder is at fault, not the dataset."""
     failed = failures([i for i in stim_info if isinstance(i, TaskFailure)])
+    in_folder = [f for f in failed if f.exc_type in _FOLDER_ERRORS]
+    if in_folder:
+        raise RunFolderError(
+            "the run folder could not be written, so nothing was extracted:\n  "
+            + failure_report(in_folder)
+        )
     if failed:
         raise DatasetError(
             "datasets could not be opened, so nothing was extracted:\n  "

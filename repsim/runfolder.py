@@ -869,6 +869,31 @@ class RunFolder:
             log.info("%s: removed %s (%s)", self.path, ", ".join(removed), reason)
         return removed
 
+    def result_tables(self, manifest: dict[str, Any]) -> dict[Path, bytes]:
+        """The stimulus tables the results of ``manifest`` were computed from, as they are now: a
+        run refused after its stimulus stage replaced some puts them back (:meth:`put_back`), so
+        that the results it leaves still verify."""
+        tables = {}
+        for key in manifest.get("inputs", {}):
+            if key.startswith("stimuli "):
+                path = self.stimuli(key.removeprefix("stimuli "))
+                try:
+                    tables[path] = path.read_bytes()
+                except OSError:  # missing or unreadable: those results do not verify anyway
+                    pass
+        return tables
+
+    def put_back(self, files: dict[Path, bytes]) -> None:
+        """Write back each of ``files`` (path -> content) whose content has changed."""
+        for path, content in files.items():
+            try:
+                unchanged = path.read_bytes() == content
+            except OSError:
+                unchanged = False
+            if not unchanged:
+                with filesystem_errors(path):
+                    atomic_write_bytes(path, content)
+
     # -- manifest ------------------------------------------------------------------------------
     def read_manifest(self) -> dict[str, Any]:
         """The manifest ({} when there is none, it is unreadable or it is not of the shape a run

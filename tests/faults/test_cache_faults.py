@@ -278,11 +278,12 @@ def test_an_unexpected_error_is_recorded_as_the_run_s_failure(run_copy, small_co
     assert not folder.manifest_path.exists()
 
 
-def test_a_rerun_with_another_config_removes_the_old_results_before_any_work(
+def test_a_rerun_with_another_config_stopped_early_leaves_no_old_result_beside_its_record(
     run_copy, tmp_path, monkeypatch
 ):
-    """Another config's rerun removes the result files first: stopped before it writes its own
-    (killed here), the folder holds no result of the old config beside the new run.json."""
+    """Another config's rerun stopped before it writes its own result files (killed here, before
+    its stimulus stage, ahead of the point where it removes the old ones): the folder holds no
+    result of the old config beside the new run.json."""
     from faults.faultkit import write_config
     from repsim import pipeline
 

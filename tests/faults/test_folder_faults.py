@@ -342,8 +342,12 @@ def test_a_file_in_the_way_inside_the_folder_is_named_and_recorded(where, run_co
     blocked = getattr(folder, where)
     shutil.rmtree(blocked)
     blocked.write_text("x")
-    with pytest.raises(RepsimError, match=f"{blocked.name} is a file where a folder is needed"):
+    with pytest.raises(
+        RepsimError, match=f"{blocked.name} is a file where a folder is needed"
+    ) as err:
         run(small_config, run_copy, device="cpu")
+    # the folder is at fault, not a dataset (.stages stops every stimulus table being written)
+    assert isinstance(err.value, RunFolderError) and "datasets could not" not in str(err.value)
     info = _info(run_copy)
     assert info["status"] == "failed" and blocked.name in json.dumps(info)
     assert not folder.manifest_path.exists()
@@ -487,8 +491,9 @@ def test_a_run_that_will_not_fit_is_refused_before_any_extraction(
     with pytest.raises(NoSpaceError, match=want):
         run(small_config, run_copy, device="cpu")
     assert not group.exists()
-    info = _info(run_copy)
-    assert info["status"] == "failed" and "not enough free space" in info["error"]
+    info = _info(run_copy)  # a refusal: the run's record and results stay
+    assert info["status"] == "finished" and "not enough free space" in info["refused"]["error"]
+    assert load_run(run_copy).similarity is not None
 
 
 def test_a_run_with_probes_asks_for_the_space_of_every_row_it_extracts(
@@ -840,7 +845,7 @@ def test_a_dataset_that_cannot_be_opened_stops_the_run_before_any_feature(tmp_pa
     folder = RunFolder(tmp_path / "run")
     assert not folder.features.exists() or not any(folder.features.rglob("zarr.json"))
     info = _info(tmp_path / "run")
-    assert info["status"] == "failed" and "photos" in info["error"]
+    assert info["status"] == "refused" and "photos" in info["error"]
 
 
 def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(run_copy, tmp_path):
@@ -874,6 +879,43 @@ def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(run_copy, 
     after = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()}
     assert {n for n in before if before[n] != after.get(n)} == {"run.json", "manifest.json"}
     assert load_run(run_copy).similarity is not None  # verified against the manifest
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("max_images", [60, 40])
+def test_a_dataset_that_cannot_be_opened_is_refused_and_a_finished_run_kept(
+    max_images, run_copy, small_config, tmp_path
+):
+    """A config adding a dataset whose folder is there but holds no images, pointed at a finished
+    run of another config: its stimulus stage finds it before any feature, and the run is refused
+    with the folder's results and record kept (they were removed first, then the run failed).
+    The stimulus stage replaced the table of the dataset both configs have (another subset):
+    it is put back, so the results still verify."""
+    from repsim.errors import DatasetError
+
+    before = _files(run_copy)
+    (tmp_path / "empty").mkdir()
+    config = _two_dataset_config(
+        tmp_path / "c.yaml",
+        f"{{id: photos, loader: imagefolder, path: {tmp_path / 'empty'}, domain: Specialized}}",
+    )
+    config.write_text(config.read_text().replace("max_images: 60", f"max_images: {max_images}"))
+    with pytest.raises(DatasetError, match=r"(?s)stimuli-photos \(dataset photos\).*no usable"):
+        run(config, run_copy, device="cpu")
+    info = _info(run_copy)
+    assert info["status"] == "finished" and "no usable images" in info["refused"]["error"]
+    after = _files(run_copy)
+    changed = {n for n in before if before[n] != after.get(n) and not n.startswith(".stages")}
+    assert changed == {"run.json", "manifest.json"}
+    assert load_run(run_copy).similarity is not None  # verified against the manifest
+    # the old config again: its stimulus table is redone (the stage's record is the refused
+    # config's), the same rows, so its features are reused
+    run(small_config, run_copy, device="cpu")
+    redone = _info(run_copy)["redone"]
+    assert [r.split(":")[0] for r in redone] == ["stimuli faces"], redone
 
 
 def test_a_dangling_link_to_a_dataset_is_refused_in_a_new_folder(tmp_path):
@@ -921,7 +963,7 @@ def test_a_dataset_smaller_than_a_measure_needs_stops_the_run_before_any_feature
         run(config, tmp_path / "run", device="cpu")
     folder = RunFolder(tmp_path / "run")
     assert not folder.features.exists() or not any(folder.features.rglob("zarr.json"))
-    assert _info(tmp_path / "run")["status"] == "failed"
+    assert _info(tmp_path / "run")["status"] == "refused"
 
 
 def test_probes_on_a_dataset_without_a_test_split_are_refused_first(tmp_path):
