@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from repsim import simulations as S
+from repsim.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +101,7 @@ def test_fitted_datasets_vary_as_the_run_s_do():
     sim = _crossed_zoo()
     drawn = S.fitted_datasets(sim, 20_000, np.random.default_rng(0))
     assert drawn.sizes["dataset"] == 20_000
+    assert list(drawn.dataset.values[:3]) == ["sim0", "sim1", "sim2"]
     assert list(drawn.model_a.values) == list(sim.model_a.values)
     assert list(drawn.objective_a.values) == list(sim.objective_a.values)
     X = drawn.values
@@ -109,6 +111,9 @@ def test_fitted_datasets_vary_as_the_run_s_do():
     run, new = sim.values[:, iu[0], iu[1]], X[:, iu[0], iu[1]]
     np.testing.assert_allclose(new.mean(0), run.mean(0), atol=0.01)
     np.testing.assert_allclose(np.cov(new.T), np.cov(run.T), atol=0.001)
+    # one dataset has no spread to fit
+    with pytest.raises(InputError, match="needs 2 or more datasets; got 1"):
+        S.fitted_datasets(sim.isel(dataset=[0]), 5, np.random.default_rng(0))
 
 
 def test_headline_coverage_is_controlled_tests_on_each_draw():
@@ -123,7 +128,7 @@ def test_headline_coverage_is_controlled_tests_on_each_draw():
     sim = _crossed_zoo()
     options = {"n_permutations": 19, "n_bootstrap": 19, "n_null": 3}
     table = S.headline_coverage(
-        sim, n_draws=3, options=options, truth_datasets=10, truth_draws=2, seed=4
+        sim, n_draws=3, options=options, truth_datasets=10, truth_draws=3, seed=4
     )
     assert list(table["draw"]) == [0] * 5 + [1] * 5 + [2] * 5
     diff = "objective - architecture"
@@ -146,11 +151,11 @@ def test_headline_coverage_is_controlled_tests_on_each_draw():
             n_bootstrap=0,
             min_datasets=11,
         ).estimate
-        for k in range(2)
+        for k in range(3)
     ]
     got = table[(table.view == "separate") & (table.factor == diff)].set_index("draw")
-    assert got["truth"].iloc[0] == np.mean(truths)
-    assert got["truth_se"].iloc[0] == np.std(truths, ddof=1) / np.sqrt(2)
+    assert got["truth"].iloc[0] == np.mean(truths) != np.median(truths)
+    assert got["truth_se"].iloc[0] == np.std(truths, ddof=1) / np.sqrt(3)
     for k in range(3):
         want = row_of(S.fitted_datasets(sim, 8, keyed_rng(4, "draw", k)), **options, seed=k)
         row = got.loc[k]
@@ -174,23 +179,45 @@ def test_coverage_summary_by_hand():
         {
             "factor": ["objective - architecture"] * 4 + ["objective"],
             "view": ["separate"] * 5,
-            "estimate": [0.1, 0.2, 0.3, 0.6, 9.0],
-            "ci_low": [0.0, 0.25, -0.1, 0.0, 9.0],
-            "ci_high": [0.2, 0.4, 0.15, 0.1, 9.0],
-            "bias": [0.05, 0.0, -0.1, 0.01, 0.0],
-            "truth": [0.2] * 4 + [9.0],
+            "estimate": [0.1, 0.2, 0.3, 0.6, 0.05],
+            "ci_low": [0.0, 0.25, -0.1, 0.0, 0.0],
+            "ci_high": [0.2, 0.4, 0.15, 0.12, 0.1],
+            "bias": [0.05, 0.0, -0.1, 0.01, 0.05],
+            "truth": [0.2] * 5,
             "truth_se": [0.01] * 5,
         }
     )
     table["covered"] = (table.ci_low <= table.truth) & (table.truth <= table.ci_high)
     summary = S.coverage_summary(table)
-    assert summary.loc[("objective", "separate"), "draws"] == 1  # one row per (factor, view)
+    one = summary.loc[("objective", "separate")]  # one row per (factor, view)
+    # missed below by [0, 0.1]; without the correction [0.1, 0.2], which holds 0.2
+    assert one["draws"] == 1 and one["covered"] == 0 and one["uncorrected_covered"] == 1
     row = summary.loc[("objective - architecture", "separate")]
     assert row["draws"] == 4 and row["covered"] == 0.25  # only [0, 0.2] holds 0.2 (an end)
     assert row["missed_above"] == 0.25 and row["missed_below"] == 0.5
-    assert row["bias"] == pytest.approx(0.3 - 0.2) and row["width"] == pytest.approx(0.175)
+    assert row["bias"] == pytest.approx(0.3 - 0.2) and row["width"] == pytest.approx(0.18)
+    assert row["truth"] == 0.2 and row["truth_se"] == 0.01
     assert row["estimate_sd"] == pytest.approx(pd.Series([0.1, 0.2, 0.3, 0.6]).std())
-    # without the correction (ci + 2 bias): [0.1, 0.3], [0.25, 0.4], [-0.3, -0.05], [0.02, 0.12]
+    # without the correction (ci + 2 bias): [0.1, 0.3], [0.25, 0.4], [-0.3, -0.05], [0.02, 0.14]
     assert row["uncorrected_covered"] == 0.25 and row["uncorrected_missed_above"] == 0.25
     assert row["uncorrected_missed_below"] == 0.5
     assert row["bootstrap_bias"] == pytest.approx(-0.01)
+
+
+def test_headline_coverage_defaults_to_the_run_s_options(monkeypatch):
+    """Without options, each draw's intervals are computed with the options ``repsim run`` uses,
+    the draw's number as their seed, and the truth with 999 permutations and no bootstrap."""
+    from repsim.results import CONTROLLED_TESTS_OPTIONS
+
+    seen = []
+
+    def intervals(sim, options):
+        seen.append((sim.sizes["dataset"], dict(options)))
+        return {("objective - architecture", "separate"): (0.0, -1.0, 1.0, 0.0)}
+
+    monkeypatch.setattr(S, "_intervals", intervals)
+    table = S.headline_coverage(_crossed_zoo(), n_draws=2, truth_datasets=10, truth_draws=2)
+    exact = {"n_permutations": 999, "n_bootstrap": 0, "min_datasets": 11}
+    runs = {**CONTROLLED_TESTS_OPTIONS}
+    assert seen == [(10, exact), (10, exact), (8, {**runs, "seed": 0}), (8, {**runs, "seed": 1})]
+    assert list(table["covered"]) == [True, True]
