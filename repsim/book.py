@@ -113,12 +113,8 @@ def _run_all(func: Callable[[Path], Path], paths: Sequence[Path], workers: int) 
     if workers <= 1:
         return [func(p) for p in paths]
     with _kernel_env(threads=max(1, (os.cpu_count() or 1) // workers)):
-        with ThreadPoolExecutor(workers) as pool:
+        with ThreadPoolExecutor(workers) as pool:  # waits for every notebook on leaving
             futures = [pool.submit(func, p) for p in paths]
-            errors = [f.exception() for f in futures]
-    for error in errors:
-        if error is not None:
-            raise error
     return [f.result() for f in futures]
 
 
@@ -175,8 +171,11 @@ def execute_notebook(
     cwd: Path | None = None,
     timeout: int = 600,
 ) -> Path:
-    """Run one notebook with papermill (parameters injected after the ``parameters`` cell)."""
+    """Run one notebook with papermill (parameters injected after the ``parameters`` cell); any
+    cell running longer than ``timeout`` seconds stops it. BookError names the notebook, what
+    stopped it and the executed copy."""
     import papermill as pm
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     # Absolute paths, and the working directory given to the kernel alone: papermill's own cwd=
     # changes the directory of the whole process, which races when notebooks run on threads.
@@ -203,6 +202,18 @@ def execute_notebook(
         raise BookError(
             f"notebook {src.name} failed ({exc.ename}: {exc.evalue}); the executed "
             f"copy with the traceback is {dest} (the kernel's own log: {kernel_log})"
+        ) from exc
+    # nbclient's own errors, which papermill lets through (a timeout is an OSError, which the
+    # book command would have called a file it could not write)
+    except CellTimeoutError as exc:
+        raise BookError(
+            f"notebook {src.name} stopped: a cell ran longer than {timeout} s; the executed copy "
+            f"is {dest}. Give the cells more time (`repsim book --timeout SECONDS`)"
+        ) from exc
+    except DeadKernelError as exc:
+        raise BookError(
+            f"notebook {src.name} stopped: its kernel died (out of memory, or killed); the kernel's "
+            f"own log is {kernel_log} and the executed copy {dest}"
         ) from exc
     _hide_injected_parameters(dest)
     log.info("executed %s in %.1f s", src.name, time.perf_counter() - t0)
@@ -262,13 +273,15 @@ def execute_chapters(
     notebooks: Sequence[Path] | None = None,
     parameters: Mapping[str, Any] | None = None,
     workers: int | None = None,
+    timeout: int = 600,
 ) -> list[Path]:
-    """Execute every chapter notebook on ``run_dir`` into ``out_dir``, ``workers`` at a time.
+    """Execute every chapter notebook on ``run_dir`` into ``out_dir``, ``workers`` at a time
+    (``timeout``: the seconds any one cell may run).
 
     The chapters only read the run folder and write their own executed copy, so they can run side
     by side (default :data:`BOOK_WORKERS`, at most one per core; each kernel then gets an equal
     share of the cores as math threads)."""
-    return _execute_checked(check_run(run_dir), out_dir, notebooks, parameters, workers)
+    return _execute_checked(check_run(run_dir), out_dir, notebooks, parameters, workers, timeout)
 
 
 def _execute_checked(
@@ -277,6 +290,7 @@ def _execute_checked(
     notebooks: Sequence[Path] | None,
     parameters: Mapping[str, Any] | None,
     workers: int | None = None,
+    timeout: int = 600,
 ) -> list[Path]:
     """:func:`execute_chapters` on a run folder :func:`check_run` has verified and resolved."""
     out = Path(out_dir)
@@ -286,7 +300,7 @@ def _execute_checked(
     cwd = paths[0].parent.resolve() if paths else Path.cwd()
     params = {"run_dir": os.path.relpath(run_dir, cwd), **dict(parameters or {})}
     return _run_all(
-        lambda nb: execute_notebook(nb, out / nb.name, params),
+        lambda nb: execute_notebook(nb, out / nb.name, params, timeout=timeout),
         paths,
         book_workers(len(paths), workers),
     )
@@ -446,8 +460,10 @@ def build_book(
     execute: bool = True,
     parameters: Mapping[str, Any] | None = None,
     notebooks_dir: str | Path | None = None,
+    timeout: int = 600,
 ) -> Path:
-    """Execute the notebooks on ``run_dir`` (unless ``execute`` is False) and build the book.
+    """Execute the notebooks on ``run_dir`` (unless ``execute`` is False; ``timeout``: the
+    seconds any one cell may run) and build the book.
 
     Returns the path of the built ``index.html``.
     """
@@ -471,10 +487,10 @@ def build_book(
                 workers,
             )
             t0 = time.perf_counter()
-            _execute_checked(run, generated, chapters, parameters)
+            _execute_checked(run, generated, chapters, parameters, timeout=timeout)
             timings["chapters"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            execute_course(book, generated / "course", run_dir)
+            execute_course(book, generated / "course", run_dir, timeout=timeout)
             timings["course"] = time.perf_counter() - t0
         elif not generated.exists():
             raise BookError(f"{generated} does not exist: build once with execution on")

@@ -7,7 +7,7 @@ import logging
 import shlex
 import sys
 
-from repsim.argtypes import Parser
+from repsim.argtypes import Parser, at_least
 from repsim.errors import RepsimError
 
 BENCHMARKS = ("measures", "extract", "probe", "run", "precision")
@@ -49,7 +49,10 @@ def _cmd_book(args: argparse.Namespace) -> int:
         )
     try:
         build_book(
-            run_dir=args.run or DEFAULT_BOOK_RUN, book_dir=args.book, execute=not args.no_execute
+            run_dir=args.run or DEFAULT_BOOK_RUN,
+            book_dir=args.book,
+            execute=not args.no_execute,
+            timeout=args.timeout,
         )
     except OSError as exc:  # a full disk or a folder not writable: named, with the --book fix
         raise PathError(_book_os_error(exc, args.book)) from exc
@@ -176,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--book", default="book", help="book folder (default: book)")
     p.add_argument(
         "--no-execute", action="store_true", help="build from already executed notebooks"
+    )
+    p.add_argument(
+        "--timeout",
+        type=at_least(1),
+        default=600,
+        help="seconds any one cell of a notebook may run (default: 600)",
     )
     p.set_defaults(func=_cmd_book)
 

@@ -543,3 +543,174 @@ def test_printed_output_wraps_at_the_column_edge():
     css = (REPO / "book" / "_static" / "repsim.css").read_text()
     rule = css[css.index(".cell_output .output.stream pre") :]
     assert "white-space: pre-wrap" in rule[: rule.index("}")]
+
+
+# ------------------------------------------------------------------ the build's steps, without a book
+def test_chapters_are_the_numbered_notebooks(tmp_path):
+    """A notebook kept beside the chapters without a number (a scratch copy) is not a chapter."""
+    for name in ("01_b.ipynb", "00_a.ipynb", "scratch.ipynb", "02_c.md"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in B.chapter_notebooks(tmp_path)] == ["00_a.ipynb", "01_b.ipynb"]
+
+
+def test_the_book_config_keeps_its_extensions_without_thebe(tmp_path):
+    """The book's own extension (MathML at build time) stays in the list jupyter-book is given;
+    sphinx-thebe, whose script names a CDN, is left out."""
+    import yaml
+
+    extensions = B.book_config(_book_copy(tmp_path, ""))["sphinx"]["config"]["extensions"]
+    extra = yaml.safe_load((REPO / "book" / "_config.yml").read_text())["sphinx"]
+    assert extra["extra_extensions"] and set(extra["extra_extensions"]) <= set(extensions)
+    assert "sphinx_thebe" not in extensions and "myst_nb" in extensions
+
+
+@pytest.mark.parametrize("strict", [True, False])
+def test_the_html_build_treats_warnings_as_errors_and_names_a_failure(
+    tmp_path, monkeypatch, strict
+):
+    """The build runs with -W -n --keep-going (a broken reference fails it, every one listed);
+    a failed build is a BookError with the tail of jupyter-book's output."""
+    import subprocess
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, stdout="building...\n", stderr="WARNING: x\n")
+
+    monkeypatch.setattr(B.subprocess, "run", fake_run)
+    monkeypatch.setattr(B, "_jupyter_book_cmd", lambda: ["jupyter-book"])
+    with pytest.raises(B.BookError, match=r"(?s)jupyter-book build failed \(exit 1\):.*WARNING: x"):
+        B.build_html(_book_copy(tmp_path, ""), warnings_as_errors=strict)
+    (cmd,) = calls
+    assert cmd[:2] == ["jupyter-book", "build"] and cmd[cmd.index("--builder") + 1] == "html"
+    assert (cmd[-3:] == ["-W", "-n", "--keep-going"]) == strict
+
+
+def _notebook(path: Path, *sources: str, parameters: str = "x = 1") -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]})]
+    nb.cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("source", "what"),
+    [
+        ("import time\ntime.sleep(60)", r"a cell ran longer than 2 s; .*repsim book --timeout"),
+        ("import os\nos._exit(1)", r"its kernel died \(out of memory, or killed\)"),
+    ],
+    ids=["timeout", "dead-kernel"],
+)
+def test_a_notebook_stopped_by_a_timeout_or_a_dead_kernel_is_named(tmp_path, source, what):
+    """nbclient's own errors passed through papermill: a timeout (an OSError, which `repsim
+    book` reported as a file of the book it could not write) and a kernel that died (a
+    traceback, "a bug: please report it")."""
+    src = _notebook(tmp_path / "01_x.ipynb", source)
+    dest = tmp_path / "out" / "01_x.ipynb"
+    with pytest.raises(B.BookError, match=f"notebook 01_x.ipynb stopped: {what}") as err:
+        B.execute_notebook(src, dest, {"x": 2}, timeout=2)
+    assert str(dest) in str(err.value) and dest.is_file()
+
+
+def test_an_executed_notebook_shows_no_injected_parameters_and_no_machine_path(tmp_path):
+    """papermill's injected cell holds this machine's paths: it is tagged to be left off the
+    page, and the notebook's record of its input and output keeps their names only."""
+    src = _notebook(tmp_path / "in" / "01_x.ipynb", "print(x)")
+    dest = tmp_path / "out" / "01_x.ipynb"
+    B.execute_notebook(src, dest, {"x": str(tmp_path)})
+    nb = nbformat.read(str(dest), as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "remove-cell" in injected[0].metadata["tags"]
+    meta = nb.metadata["papermill"]
+    assert (meta["input_path"], meta["output_path"]) == ("01_x.ipynb", "01_x.ipynb")
+
+
+def test_chapters_and_lessons_get_the_run_folder_relative_to_themselves(
+    tiny_run, tmp_path, monkeypatch
+):
+    """The executed notebooks are published: the run folder they are given is relative to where
+    they run, beside the chapter's own parameters; a lesson without a ``run_dir`` parameter gets
+    none."""
+    import os
+
+    calls = {}
+
+    def fake(src, dest, parameters=None, cwd=None, timeout=600):
+        calls[Path(src).name] = (parameters, timeout)
+        return dest
+
+    monkeypatch.setattr(B, "execute_notebook", fake)
+    chapter = _notebook(tmp_path / "chapters" / "01_x.ipynb", parameters="run_dir = None")
+    B.execute_chapters(tiny_run, tmp_path / "out", [chapter], {"min_partners": 3}, timeout=7)
+    rel = os.path.relpath(tiny_run.resolve(), chapter.parent.resolve())
+    assert calls.pop("01_x.ipynb") == ({"run_dir": rel, "min_partners": 3}, 7)
+    lessons = [
+        _notebook(tmp_path / "course" / "01_run.ipynb", parameters="run_dir = None"),
+        _notebook(tmp_path / "course" / "02_toy.ipynb", "print(run_dir)", parameters="n = 3"),
+    ]
+    B.execute_course(tmp_path, tmp_path / "out", tiny_run, lessons=lessons, timeout=9)
+    assert calls == {"01_run.ipynb": ({"run_dir": rel}, 9), "02_toy.ipynb": (None, 9)}
+
+
+def test_a_build_replaces_the_last_builds_notebooks_and_records_its_times(
+    tiny_run, tmp_path, monkeypatch
+):
+    """The notebooks of the last build go before the chapters run (a chapter renamed since would
+    otherwise stay in the book), the lessons get the run too, and the time per stage is added
+    to the run's run.json, whose manifest entry follows (the results still verify)."""
+    from repsim.runfolder import RunFolder
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    book = tmp_path / "book"
+    shutil.copytree(REPO / "book", book, ignore=shutil.ignore_patterns("_build", "generated"))
+    stale = book / "generated" / "99_renamed.ipynb"
+    stale.parent.mkdir()
+    stale.write_text("{}")
+    seen = []
+    monkeypatch.setattr(B, "_execute_checked", lambda run, out, *a, **kw: seen.append(run))
+    monkeypatch.setattr(B, "execute_course", lambda book, out, run, **kw: seen.append(run))
+    monkeypatch.setattr(B, "build_html", lambda book: book / "_build" / "html" / "index.html")
+    B.build_book(run_dir=run_dir, book_dir=book)
+    assert not stale.exists() and seen == [run_dir.resolve(), run_dir]
+    assert (book / "generated" / "course" / "student" / B.STUDENT_ZIP).is_file()
+    folder = RunFolder(run_dir)
+    timings = folder.read_info()["book_timings_s"]
+    assert set(timings) == {"chapters", "course", "html", "book"}
+    folder.open_results(verify=True)
+    # without execution: the notebooks of the last build, which must exist
+    B.build_book(book_dir=book, execute=False)
+    shutil.rmtree(book / "generated")
+    with pytest.raises(B.BookError, match="generated does not exist: build once with execution"):
+        B.build_book(book_dir=book, execute=False)
+
+
+def test_the_book_s_time_per_stage_line():
+    timings = {"chapters": 52.94, "course": 9.26, "html": 4.5, "book": 67.12}
+    assert B.format_book_timings(timings) == (
+        "Time per stage: book 67.1 s (chapters 52.9 s, course 9.3 s, html 4.5 s)"
+    )
+
+
+def test_a_damaged_run_is_refused_before_the_last_build_is_replaced(tiny_run, tmp_path):
+    """A result file changed since its run wrote it: the book is not built from it, and the
+    notebooks of the last build stay."""
+    from repsim.runfolder import RunFolderError
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    with (run_dir / "similarity.nc").open("ab") as f:
+        f.write(b"\0")
+    book = tmp_path / "book"
+    (book / "generated").mkdir(parents=True)
+    (book / "_config.yml").write_text("title: x\n")
+    kept = book / "generated" / "00_overview.ipynb"
+    kept.write_text("{}")
+    with pytest.raises(RunFolderError, match="similarity.nc was changed after the run wrote it"):
+        B.build_book(run_dir=run_dir, book_dir=book)
+    assert kept.is_file()

@@ -398,14 +398,20 @@ def test_a_finished_run_prints_its_summary_and_the_result_files_it_has(
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        ([], {"run_dir": "runs/embedded", "book_dir": "book", "execute": True}),
-        (["--run", "r", "--book", "b"], {"run_dir": "r", "book_dir": "b", "execute": True}),
-        (["--no-execute"], {"run_dir": "runs/embedded", "book_dir": "book", "execute": False}),
+        ([], {"run_dir": "runs/embedded", "book_dir": "book", "execute": True, "timeout": 600}),
+        (
+            ["--run", "r", "--book", "b", "--timeout", "3600"],
+            {"run_dir": "r", "book_dir": "b", "execute": True, "timeout": 3600},
+        ),
+        (
+            ["--no-execute"],
+            {"run_dir": "runs/embedded", "book_dir": "book", "execute": False, "timeout": 600},
+        ),
     ],
 )
 def test_book_options_reach_build_book(monkeypatch, argv, expected):
     """Without --run the book renders the run `make run` writes; --no-execute builds from the
-    notebooks as they are."""
+    notebooks as they are; --timeout is the seconds a cell may run (600 by default)."""
     built = []
     monkeypatch.setattr("repsim.book.build_book", lambda **kw: built.append(kw))
     assert cli.main(["book", *argv]) == 0
@@ -471,3 +477,11 @@ def test_verbose_shows_repsims_debug_messages(monkeypatch, flag, level):
         assert logging.getLevelName(logger.level) == level
     finally:
         logger.setLevel(before)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "ten"])
+def test_book_refuses_a_timeout_that_is_not_a_positive_whole_number(monkeypatch, capsys, value):
+    monkeypatch.setattr("repsim.book.build_book", lambda **kw: pytest.fail("the book was built"))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["book", "--timeout", value])
+    assert exit_.value.code == 2 and "--timeout" in capsys.readouterr().err
