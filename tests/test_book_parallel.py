@@ -33,14 +33,24 @@ def test_notebooks_run_side_by_side_in_order_with_one_environment(monkeypatch):
     assert set(seen) == {("module://matplotlib_inline.backend_inline", "1")}
     assert os.environ["MPLBACKEND"] == "agg" and "OMP_NUM_THREADS" not in os.environ
 
+    finished = []
+
     def broken(path: Path) -> Path:
-        if path.name.startswith("01"):
-            raise B.BookError("chapter 01 failed")
+        if path.name[:2] in ("01", "03"):
+            raise B.BookError(f"chapter {path.name[:2]} failed")
+        finished.append(path.name)
         return path
 
+    # the first failure in book order, once the others have finished
     with pytest.raises(B.BookError, match="chapter 01"):
         B._run_all(broken, paths, 2)
+    assert sorted(finished) == ["00_x.ipynb", "02_x.ipynb"]
     assert B.book_workers(10, workers=1) == 1 and B.book_workers(1) == 1
+    # never more than the cores, whatever is asked
+    monkeypatch.setattr(B.os, "cpu_count", lambda: 8)
+    assert B.book_workers(10) == B.BOOK_WORKERS == 2 and B.book_workers(10, workers=3) == 3
+    monkeypatch.setattr(B.os, "cpu_count", lambda: 1)
+    assert B.book_workers(10) == 1 and B.book_workers(10, workers=3) == 1
 
 
 def test_side_by_side_kernels_each_run_in_their_own_folder(tmp_path, monkeypatch, capfd):

@@ -140,6 +140,26 @@ def test_student_notebooks_have_no_solutions(tmp_path):
         assert sorted(zf.namelist()) == sorted(p.name for p in paths)
 
 
+def test_a_student_notebook_is_the_lesson_without_outputs_or_solutions(tmp_path):
+    """An executed lesson (outputs, counts, papermill's record): its student version keeps the
+    prose and the setup code without outputs, and each solution becomes a stub with the
+    solution's cell id, so the file is the same on every build."""
+    setup = nbformat.v4.new_code_cell("x = 1", execution_count=3)
+    setup.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    solution = nbformat.v4.new_code_cell("y = x + 1", id="the-solution", execution_count=4)
+    solution.metadata["tags"] = [B.SOLUTION_TAG]
+    prose = nbformat.v4.new_markdown_cell("Add one to x.")
+    nb = nbformat.v4.new_notebook(cells=[prose, setup, solution])
+    nb.metadata["papermill"] = {"input_path": "01_x.ipynb"}
+    nbformat.write(nb, tmp_path / "01_x.ipynb")
+    student = B.student_notebook(tmp_path / "01_x.ipynb")
+    nbformat.validate(student)
+    assert [c.source for c in student.cells] == ["Add one to x.", "x = 1", B.STUDENT_STUB]
+    assert student.cells[1].outputs == [] and student.cells[1].execution_count is None
+    assert student.cells[2].id == "the-solution" and "papermill" not in student.metadata
+    assert nbformat.writes(B.student_notebook(tmp_path / "01_x.ipynb")) == nbformat.writes(student)
+
+
 def test_student_notebook_needs_solution_tags(tmp_path):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
     nbformat.write(nb, tmp_path / "01_untagged.ipynb")
