@@ -102,6 +102,83 @@ def test_objective_loss_decreases(tiny: Path, key: str) -> None:
     assert loss_now().item() < first
 
 
+# ------------------------------------------------------------- the losses against their formulas
+def _log_softmax(row: np.ndarray) -> np.ndarray:
+    return row - row.max() - np.log(np.exp(row - row.max()).sum())
+
+
+def test_nt_xent_is_simclrs_loss_written_out() -> None:
+    """Each of the 2b views against the other 2b - 1 (itself left out) at temperature t, its
+    positive the other view of its image: the mean of -log softmax at the positive."""
+    from repsim.minizoo.objectives import nt_xent
+
+    rng = np.random.default_rng(0)
+    z1, z2 = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    z = np.concatenate([z1, z2])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    losses = []
+    for i in range(10):
+        others = [k for k in range(10) if k != i]
+        logits = np.array([z[i] @ z[k] / 0.3 for k in others])
+        losses.append(-_log_softmax(logits)[others.index((i + 5) % 10)])
+    got = nt_xent(torch.from_numpy(z1), torch.from_numpy(z2), 0.3)
+    assert got.dtype == torch.float64 and got.item() == pytest.approx(np.mean(losses), rel=1e-12)
+
+
+def test_barlow_twins_is_its_loss_written_out() -> None:
+    """The cross-correlation C of the two views' (already standardised) embeddings over the
+    batch: sum over i of (1 - C_ii)^2, plus lambda times the sum of C_ij^2 off the diagonal."""
+    from repsim.minizoo.objectives import barlow_twins
+
+    rng = np.random.default_rng(1)
+    z1, z2 = rng.normal(size=(6, 3)), rng.normal(size=(6, 3))
+    C = np.array(
+        [[sum(z1[n, i] * z2[n, j] for n in range(6)) / 6 for j in range(3)] for i in range(3)]
+    )
+    want = sum((1 - C[i, i]) ** 2 for i in range(3)) + 0.25 * sum(
+        C[i, j] ** 2 for i in range(3) for j in range(3) if i != j
+    )
+    got = barlow_twins(torch.from_numpy(z1), torch.from_numpy(z2), 0.25)
+    assert got.item() == pytest.approx(want, rel=1e-12)
+
+
+def test_clip_infonce_is_its_loss_written_out() -> None:
+    """Image i's logits over the captions, and caption j's over the images, at the logit scale;
+    the positives of each are the items with the same caption, each weighted 1/count: the mean
+    of the two directions' cross-entropies."""
+    from repsim.minizoo.objectives import clip_infonce
+
+    rng = np.random.default_rng(2)
+    img, txt = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    img, txt = (x / np.linalg.norm(x, axis=1, keepdims=True) for x in (img, txt))
+    # images 0, 2 and 4 have one caption; image 1 shares its first word only
+    tokens = np.array([[1, 2], [1, 5], [1, 2], [4, 4], [1, 2]])
+    logits = 7.0 * img @ txt.T
+    same = [[float((tokens[i] == tokens[j]).all()) for j in range(5)] for i in range(5)]
+
+    def direction(L: np.ndarray) -> float:
+        return np.mean(
+            [
+                -sum(same[i][j] / sum(same[i]) * _log_softmax(L[i])[j] for j in range(5))
+                for i in range(5)
+            ]
+        )
+
+    want = 0.5 * (direction(logits) + direction(logits.T))
+    got = clip_infonce(
+        torch.from_numpy(img), torch.from_numpy(txt), torch.from_numpy(tokens), torch.tensor(7.0)
+    )
+    assert got.item() == pytest.approx(want, rel=1e-12)
+    # captions all different: plain InfoNCE, the diagonal the only positive
+    plain = clip_infonce(
+        torch.from_numpy(img), torch.from_numpy(txt), torch.arange(5)[:, None], torch.tensor(7.0)
+    )
+    diag = 0.5 * np.mean(
+        [-_log_softmax(logits[i])[i] - _log_softmax(logits.T[i])[i] for i in range(5)]
+    )
+    assert plain.item() == pytest.approx(diag, rel=1e-12)
+
+
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_weights_round_trip(tmp_path: Path, arch: str) -> None:
     torch.manual_seed(1)

@@ -185,14 +185,20 @@ class CLIP(Objective):
         x = normalize(weak_view(to_unit(batch.images), gen))
         img = F.normalize(self.image_proj(encoder(x)), dim=1)
         txt = F.normalize(self.text(batch.tokens), dim=1)
-        logits = (
-            self.logit_scale.clamp(max=math.log(self.hparams["max_logit_scale"])).exp()
-            * img
-            @ txt.T
-        )
-        same = (batch.tokens.unsqueeze(1) == batch.tokens.unsqueeze(0)).all(-1).float()
-        targets = same / same.sum(1, keepdim=True)
-        return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
+        scale = self.logit_scale.clamp(max=math.log(self.hparams["max_logit_scale"])).exp()
+        return clip_infonce(img, txt, batch.tokens, scale)
+
+
+def clip_infonce(
+    img: torch.Tensor, txt: torch.Tensor, tokens: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE of unit image and caption embeddings at logit ``scale``; every
+    caption identical to an image's own (same ``tokens``) is one of its positives, weighted
+    equally (soft targets), in both directions."""
+    logits = scale * img @ txt.T
+    same = (tokens.unsqueeze(1) == tokens.unsqueeze(0)).all(-1).to(logits.dtype)
+    targets = same / same.sum(1, keepdim=True)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))
 
 
 class RandomInit(Objective):
