@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -422,8 +423,8 @@ def _check_datasets_opened(plan: RunPlan, folder: RunFolder, stim_info: tuple) -
         raise DatasetError(
             "datasets could not be opened, so nothing was extracted:\n  "
             + failure_report(failed)
-            + "\nFix the dataset entries (check them with `repsim datasets --config CONFIG --check`) "
-            "and rerun."
+            + "\nFix the dataset entries (check them with `repsim datasets --config "
+            f"{shlex.quote(plan.config_path)} --check`) and rerun."
         )
     if not plan.probes_enabled:
         return

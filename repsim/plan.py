@@ -13,6 +13,7 @@ import inspect
 import logging
 import math
 import os
+import shlex
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -343,8 +344,9 @@ def _check_data_present(plan: RunPlan) -> None:
         raise DatasetError(
             "datasets cannot be opened, so nothing was run:\n  "
             + "\n  ".join(problems)
-            + f"\nFix the dataset entries (`repsim datasets --config {plan.config_path}` lists "
-            "what each dataset holds), or leave them out with select: {datasets: [...]}"
+            + "\nFix the dataset entries (`repsim datasets --config "
+            f"{shlex.quote(plan.config_path)}` lists what each dataset holds), or leave them out "
+            "with select: {datasets: [...]}"
         )
 
 

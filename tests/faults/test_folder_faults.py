@@ -826,12 +826,16 @@ def _two_dataset_config(path: Path, second: str, probes: bool = False) -> Path:
 
 def test_a_dataset_that_cannot_be_opened_stops_the_run_before_any_feature(tmp_path):
     """A dataset whose folder is there but holds no images: found by its stimulus stage, which
-    stops the run before any image is decoded, naming the task, the dataset and the fix."""
+    stops the run before any image is decoded, naming the task, the dataset and the fix (its
+    command with the config's path, quoted for the shell)."""
+    import shlex
+
     from repsim.errors import DatasetError
 
     (tmp_path / "empty").mkdir()
+    (tmp_path / "my configs").mkdir()
     config = _two_dataset_config(
-        tmp_path / "c.yaml",
+        tmp_path / "my configs" / "c.yaml",
         f"{{id: photos, loader: imagefolder, path: {tmp_path / 'empty'}, domain: Specialized}}",
     )
     load_plan(config)  # the folder is there: the plan passes it
@@ -841,7 +845,10 @@ def test_a_dataset_that_cannot_be_opened_stops_the_run_before_any_feature(tmp_pa
         run(config, tmp_path / "run", device="cpu")
     # what happened and the fix, beside the dataset's own error
     assert str(err.value).startswith("datasets could not be opened, so nothing was extracted:")
-    assert "Fix the dataset entries (check them with `repsim datasets --config" in str(err.value)
+    assert (
+        "Fix the dataset entries (check them with `repsim datasets --config "
+        f"{shlex.quote(str(config))} --check`)" in str(err.value)
+    )
     folder = RunFolder(tmp_path / "run")
     assert not folder.features.exists() or not any(folder.features.rglob("zarr.json"))
     info = _info(tmp_path / "run")
