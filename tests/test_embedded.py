@@ -65,3 +65,31 @@ def test_faces_views_of_one_source_share_a_split(specs):
 def test_regeneration_is_byte_identical(name, specs, tmp_path):
     (path,) = generate([name], tmp_path)
     assert path.read_bytes() == specs[name].path.read_bytes()
+
+
+def test_the_generator_command_names_a_bad_out_folder_without_a_traceback(tmp_path, capsys):
+    """`python -m repsim.embedded --out` (the fix a missing embedded file names) through a file:
+    a traceback ending in NotADirectoryError; now the cause and the fix, before any set is built.
+    """
+    from repsim.embedded.__main__ import main
+
+    (tmp_path / "afile").write_text("x")
+    assert main(["faces", "--out", str(tmp_path / "afile" / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m repsim.embedded: error: --out: ")
+    assert f"{tmp_path / 'afile'} is a file where a folder is needed" in err
+
+
+def test_the_generator_command_names_a_write_that_fails(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(ds, path):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("repsim.embedded.write_npz", full)
+    from repsim.embedded.__main__ import main
+
+    assert main(["shapes", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on the device while trying to write {tmp_path / 'shapes.npz'}" in err
+    assert "choose another --out" in err

@@ -7,6 +7,8 @@ import sys
 
 from repsim.argtypes import Parser
 from repsim.embedded import DEFAULT_DIR, GENERATORS, generate
+from repsim.errors import PathError, RepsimError
+from repsim.runfolder import check_output_path, describe_os_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    generate(args.names or None, args.out)
+    try:
+        check_output_path(args.out, "--out", "folder")  # before a set is built, not after
+        try:
+            generate(args.names or None, args.out)
+        except OSError as exc:  # a full disk, a folder made read-only meanwhile
+            where = exc.filename or args.out
+            raise PathError(describe_os_error(exc, where, "write", "--out")) from exc
+    except RepsimError as exc:  # the cause and the fix, not a traceback
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 
