@@ -284,6 +284,7 @@ def _run_locked(
         except (DatasetError, ConfigError, NoSpaceError) as exc:  # a folder fault is an abort
             folder.put_back(kept_tables)
             raise _Refused(exc) from exc
+        kept_tables.clear()  # not held for the hours of a study-sized run
         if previous.get("config_hash") != chash:
             why = "another config" if previous.get("config_hash") else "no complete run recorded"
             folder.remove_results(f"{why}: they are rebuilt for config {plan.name} ({chash})")
