@@ -293,12 +293,17 @@ def _execute_checked(
     timeout: int = 600,
 ) -> list[Path]:
     """:func:`execute_chapters` on a run folder :func:`check_run` has verified and resolved."""
+    if "run_dir" in (parameters or {}):  # the chapters would read a run nobody checked
+        raise BookError(
+            "parameters cannot set run_dir: the chapters read the run folder passed as run_dir, "
+            "which is verified (and held) first; pass the run there"
+        )
     out = Path(out_dir)
     paths = list(notebooks or chapter_notebooks())
     # relative to where the notebooks run: the published .ipynb files hold no machine paths and
     # rerun as they are from a checkout
     cwd = paths[0].parent.resolve() if paths else Path.cwd()
-    params = {"run_dir": os.path.relpath(run_dir, cwd), **dict(parameters or {})}
+    params = {**dict(parameters or {}), "run_dir": os.path.relpath(run_dir, cwd)}
     return _run_all(
         lambda nb: execute_notebook(nb, out / nb.name, params, timeout=timeout),
         paths,

@@ -649,6 +649,10 @@ def test_chapters_and_lessons_get_the_run_folder_relative_to_themselves(
     B.execute_chapters(tiny_run, tmp_path / "out", [chapter], {"min_partners": 3}, timeout=7)
     rel = os.path.relpath(tiny_run.resolve(), chapter.parent.resolve())
     assert calls.pop("01_x.ipynb") == ({"run_dir": rel, "min_partners": 3}, 7)
+    # the run is the one checked, not one a parameter names
+    with pytest.raises(B.BookError, match="parameters cannot set run_dir"):
+        B.execute_chapters(tiny_run, tmp_path / "out", [chapter], {"run_dir": str(tmp_path)})
+    assert not calls
     lessons = [
         _notebook(tmp_path / "course" / "01_run.ipynb", parameters="run_dir = None"),
         _notebook(tmp_path / "course" / "02_toy.ipynb", "print(run_dir)", parameters="n = 3"),
