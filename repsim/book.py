@@ -284,6 +284,15 @@ def execute_chapters(
     return _execute_checked(check_run(run_dir), out_dir, notebooks, parameters, workers, timeout)
 
 
+def _check_chapter_parameters(parameters: Mapping[str, Any] | None) -> None:
+    """BookError when the chapters' parameters name a run: they would read a run nobody checked."""
+    if "run_dir" in (parameters or {}):
+        raise BookError(
+            "parameters cannot set run_dir: the chapters read the run folder passed as run_dir, "
+            "which is verified (and held) first; pass the run there"
+        )
+
+
 def _execute_checked(
     run_dir: Path,
     out_dir: str | Path,
@@ -293,11 +302,7 @@ def _execute_checked(
     timeout: int = 600,
 ) -> list[Path]:
     """:func:`execute_chapters` on a run folder :func:`check_run` has verified and resolved."""
-    if "run_dir" in (parameters or {}):  # the chapters would read a run nobody checked
-        raise BookError(
-            "parameters cannot set run_dir: the chapters read the run folder passed as run_dir, "
-            "which is verified (and held) first; pass the run there"
-        )
+    _check_chapter_parameters(parameters)
     out = Path(out_dir)
     paths = list(notebooks or chapter_notebooks())
     # relative to where the notebooks run: the published .ipynb files hold no machine paths and
@@ -477,9 +482,10 @@ def build_book(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     with _holding(run_dir) if execute else contextlib.nullcontext():
-        # both before the last build's notebooks are replaced, and before any notebook runs
+        # all before the last build's notebooks are replaced, and before any notebook runs
         run = check_run(run_dir) if execute else None
         check_book_folder(book)
+        _check_chapter_parameters(parameters)
         if run is not None:
             if generated.exists():
                 shutil.rmtree(generated)

@@ -680,6 +680,9 @@ def test_a_build_replaces_the_last_builds_notebooks_and_records_its_times(
     monkeypatch.setattr(B, "_execute_checked", lambda run, out, *a, **kw: seen.append(run))
     monkeypatch.setattr(B, "execute_course", lambda book, out, run, **kw: seen.append(run))
     monkeypatch.setattr(B, "build_html", lambda book: book / "_build" / "html" / "index.html")
+    with pytest.raises(B.BookError, match="parameters cannot set run_dir"):
+        B.build_book(run_dir=run_dir, book_dir=book, parameters={"run_dir": "elsewhere"})
+    assert stale.exists() and not seen  # refused before the last build was touched
     B.build_book(run_dir=run_dir, book_dir=book)
     assert not stale.exists() and seen == [run_dir.resolve(), run_dir]
     assert (book / "generated" / "course" / "student" / B.STUDENT_ZIP).is_file()
