@@ -874,14 +874,21 @@ class RunFolder:
         run refused after its stimulus stage replaced some puts them back (:meth:`put_back`), so
         that the results it leaves still verify."""
         tables = {}
-        for key in manifest.get("inputs", {}):
-            if key.startswith("stimuli "):
-                path = self.stimuli(key.removeprefix("stimuli "))
-                try:
-                    tables[path] = path.read_bytes()
-                except OSError:  # missing or unreadable: those results do not verify anyway
-                    pass
+        for path in self._input_tables(manifest):
+            try:
+                tables[path] = path.read_bytes()
+            except OSError:  # missing or unreadable: those results do not verify anyway
+                pass
         return tables
+
+    def _input_tables(self, manifest: dict[str, Any]) -> dict[Path, str]:
+        """The stimulus tables among a manifest's inputs (the tables the analyses read beside the
+        results), with the content hashes they had."""
+        return {
+            self.stimuli(key.removeprefix("stimuli ")): sha
+            for key, sha in manifest.get("inputs", {}).items()
+            if key.startswith("stimuli ")
+        }
 
     def put_back(self, files: dict[Path, bytes]) -> None:
         """Write back each of ``files`` (path -> content) whose content has changed."""
@@ -1155,14 +1162,12 @@ class RunFolder:
                 raise RunFolderError(
                     f"{path} was changed after the run wrote it (content hash differs); {fix}"
                 )
-        for key, sha in manifest.get("inputs", {}).items():
-            if key.startswith("stimuli "):  # the tables the analyses read beside the results
-                table = self.stimuli(key.removeprefix("stimuli "))
-                if not table.exists() or sha256_file(table) != sha:
-                    raise RunFolderError(
-                        f"{table} is not the stimulus table the result files were computed from "
-                        f"(missing or changed since); {fix}"
-                    )
+        for table, sha in self._input_tables(manifest).items():
+            if not table.exists() or sha256_file(table) != sha:
+                raise RunFolderError(
+                    f"{table} is not the stimulus table the result files were computed from "
+                    f"(missing or changed since); {fix}"
+                )
         unlisted = [n for n in RESULT_FILES if n not in files and (self.path / n).exists()]
         if unlisted:
             raise RunFolderError(

@@ -855,6 +855,10 @@ def test_a_dataset_that_cannot_be_opened_stops_the_run_before_any_feature(tmp_pa
     assert info["status"] == "refused" and "photos" in info["error"]
 
 
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(run_copy, tmp_path):
     """A config naming a dataset file or folder that is not there, pointed at a finished run of
     another config: refused by the plan, with each dataset's loader's own message and fix. The
@@ -862,7 +866,7 @@ def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(run_copy, 
     then failed in its stimulus stage."""
     from repsim.errors import DatasetError
 
-    before = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()}
+    before = _files(run_copy)
     config = _two_dataset_config(
         tmp_path / "c.yaml",
         f"{{id: photos, loader: imagefolder, path: {tmp_path / 'no-such-folder'}, "
@@ -883,13 +887,9 @@ def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(run_copy, 
     )
     info = _info(run_copy)
     assert info["status"] == "finished" and info["refused"]["error"] == f"DatasetError: {message}"
-    after = {p.name: p.read_bytes() for p in run_copy.iterdir() if p.is_file()}
+    after = _files(run_copy)  # nothing else, .stages included: the plan refused it
     assert {n for n in before if before[n] != after.get(n)} == {"run.json", "manifest.json"}
     assert load_run(run_copy).similarity is not None  # verified against the manifest
-
-
-def _files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
 @pytest.mark.parametrize("max_images", [60, 40])
