@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from repsim.minizoo.captions import Tokenizer, make_captions
 from repsim.minizoo.data import load_zoo_data, synthetic_npz
 from repsim.minizoo.manifest import read_manifest, summary_markdown
 from repsim.minizoo.objectives import OBJECTIVES, Batch, build_objective
-from repsim.minizoo.weights import load_encoder, save_encoder
+from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
 
 ZOO = Path(__file__).resolve().parents[1] / "data" / "minizoo"
 TRAINED = [k for k, cls in OBJECTIVES.items() if cls.info.trains]
@@ -56,6 +57,11 @@ def test_data_joint_labels_and_captions(tiny: Path) -> None:
     assert data.captions[0].startswith("a photo of class0 from blocks, ")
     train, test = data.subset(True), data.subset(False)
     assert len(train) + len(test) == len(data) and bool(train.is_train.all())
+    assert not bool(test.is_train.any())
+    for part in (data, train, test):  # each caption stays with its own image and label
+        for caption, label in zip(part.captions, part.labels.tolist(), strict=True):
+            dataset, cls = part.class_names[label].split("/")
+            assert caption.startswith(f"a photo of {cls} from {dataset}, ")
 
 
 def test_captions_bin_numbers_and_skip_hidden_keys() -> None:
@@ -71,6 +77,57 @@ def test_captions_bin_numbers_and_skip_hidden_keys() -> None:
     tok = Tokenizer(caps)
     ids = tok.encode(caps[:2] + ["unseen words"])
     assert ids.shape == (3, tok.max_len) and int(ids[2, 0]) == 1 and int(ids[2, 2]) == 0
+
+
+def test_captions_word_each_kind_of_attribute() -> None:
+    """Written out: a flag or its negation, a string with its key, an angle to the nearest 30
+    degrees (mod 360), a number with more than five values by the dataset's terciles (an edge
+    value in the lower bin), a number with five or fewer as itself; underscores become spaces."""
+    rotations = [44.0, 50.0, 350.0, 0.0, 100.0, 200.0, 14.0, 16.0, 359.0, 75.0]
+    attrs = [
+        {
+            "size": float(i),
+            "rotation": rotations[i],
+            "filled": i % 2 == 0,
+            "colour": "dark_red",
+            "n_sides": i % 3,
+        }
+        for i in range(10)
+    ]
+    caps = make_captions("my_shapes", ["big_star"], [0] * 10, attrs)
+    assert caps[0] == (
+        "a photo of big star from my shapes, dark red colour, filled, n sides 0, "
+        "rotated 30 degrees, low size"
+    )
+    # the terciles of 0..9 are 3 and 6: 0-3 low, 4-6 medium, 7-9 high
+    levels = [c.rsplit(", ", 1)[1] for c in caps]
+    assert levels == ["low size"] * 4 + ["medium size"] * 3 + ["high size"] * 3
+    angles = [c.split("rotated ")[1].split(" degrees")[0] for c in caps]
+    assert angles == ["30", "60", "0", "0", "90", "210", "0", "30", "0", "60"]
+    assert [c.split(", ")[2] for c in caps[:2]] == ["filled", "not filled"]
+    assert caps[4].split(", ")[3] == "n sides 1"
+
+
+def test_tokenizer_numbers_words_from_two_and_pads_to_the_longest_caption() -> None:
+    """0 pads, 1 is a word the training captions never had, the vocabulary sorted from 2."""
+    tok = Tokenizer(["b a", "c a"], max_len=40)
+    assert tok.vocab == {"a": 2, "b": 3, "c": 4} and len(tok) == 5 and tok.max_len == 2
+    assert tok.encode(["c x a", "a"]).tolist() == [[4, 1], [2, 0]]
+    assert Tokenizer(["a b c d"], max_len=3).max_len == 3
+
+
+def test_text_tower_ignores_padding() -> None:
+    """Padding neither attends nor is pooled: a caption's embedding is the same padded or not."""
+    from repsim.minizoo.captions import TextTower
+
+    torch.manual_seed(0)
+    tower = TextTower(vocab_size=9, max_len=6).eval()
+    with torch.no_grad():
+        short = tower(torch.tensor([[5, 3, 7]]))
+        padded = tower(torch.tensor([[5, 3, 7, 0, 0, 0]]))
+        other = tower(torch.tensor([[5, 7, 3]]))
+    torch.testing.assert_close(padded, short, rtol=0, atol=1e-6)
+    assert not torch.allclose(other, short, atol=1e-3)  # word order counts
 
 
 @pytest.mark.parametrize("key", TRAINED)
@@ -193,6 +250,48 @@ def test_weights_round_trip(tmp_path: Path, arch: str) -> None:
         ref, out = enc(x), loaded(x)
     assert out.dtype == torch.float32 and out.shape == (8, enc.embed_dim)
     assert torch.allclose(out, ref, rtol=2e-2, atol=2e-2)
+    # the file holds float16 (bfloat16 would pass the tolerance above with a third of the
+    # precision), read back exactly; integer buffers (BatchNorm's step count) as they were
+    from safetensors.torch import load_file
+
+    stored, state = load_file(str(path)), loaded.state_dict()
+    assert stored.keys() == enc.state_dict().keys()
+    for key, value in enc.state_dict().items():
+        if value.is_floating_point():
+            assert stored[key].dtype == torch.float16, key
+            assert torch.equal(state[key], value.half().float()), key
+        else:
+            assert torch.equal(stored[key], value), key
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<Q", blob[:8])
+    assert n % 8 == 0  # the header padded to 8 bytes, as safetensors writes it
+
+
+def test_a_file_not_of_the_minizoo_format_or_missing_a_weight_is_refused(tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from repsim.errors import ModelError
+    from repsim.zoo import load_model
+    from repsim.zoo.spec import ModelSpec
+
+    enc = build_arch("mlp")
+    path = save_encoder(enc, tmp_path / "m.safetensors", "mlp", ARCHS["mlp"][1])
+    tensors, meta = load_file(str(path)), dict(read_metadata(path))
+    foreign = tmp_path / "foreign.safetensors"
+    save_file(tensors, str(foreign), metadata={k: v for k, v in meta.items() if k != "format"})
+    with pytest.raises(ModelError, match="foreign.safetensors is not a mini-zoo weight file"):
+        load_encoder(foreign)
+    short = tmp_path / "short.safetensors"
+    save_file({k: v for k, v in tensors.items() if k != "net.1.weight"}, str(short), metadata=meta)
+    with pytest.raises(
+        ModelError, match=r"(?s)does not match architecture 'mlp'.*Missing.*net\.1\.weight"
+    ):
+        load_encoder(short)
+    spec = ModelSpec(id="c", loader="minizoo", identifier="cnn", weights=path)
+    with pytest.raises(
+        ModelError, match="holds architecture 'mlp', but the spec's identifier is 'cnn'"
+    ):
+        load_model(spec)
 
 
 def test_missing_weights_fails_fast(tmp_path: Path) -> None:
@@ -210,13 +309,17 @@ def test_zoo_loader(tmp_path: Path) -> None:
     loaded = load_model(ModelSpec(id="v", loader="minizoo", identifier="vit", weights=path))
     assert loaded.default_layer is None and loaded.default_token == "none"
     assert (
-        loaded.preprocess.crop == 32
+        loaded.preprocess.resize == loaded.preprocess.crop == 32
         and loaded.preprocess.mean == MEAN
         and loaded.preprocess.std == STD
+        and loaded.preprocess.interpolation == "bilinear"
     )
     x = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(loaded.module(x), enc(x), atol=2e-2)
+    # at random init the spec's options change the architecture (a smaller control)
+    small = ModelSpec(id="s", loader="minizoo", identifier="mlp", options={"hidden": [16, 8]})
+    assert load_model(small, pretrained=False).module.embed_dim == 8
     rand = load_model(ModelSpec(id="r", loader="minizoo", identifier="mlp"), pretrained=False)
     assert rand.module(x).shape == (4, 128)
     with pytest.raises(MissingWeightsError, match="gone.safetensors"):
@@ -298,6 +401,44 @@ def test_shipped_zoo_files_match_manifest() -> None:
     )
 
 
+def test_shipped_manifest_states_each_file_s_size_and_order() -> None:
+    """The params and embed_dim columns (and models.yaml's params_m) are those of the encoder
+    each file rebuilds; rows run by architecture, objective, then seed."""
+    from repsim.minizoo.archs import count_params
+    from repsim.minizoo.manifest import merge_rows
+
+    rows = _shipped_rows()
+    entries = yaml.safe_load((ZOO / "models.yaml").read_text())["models"]
+    for row, entry in zip(rows, entries, strict=True):
+        module, _ = load_encoder(ZOO / row["weights"])
+        n = sum(p.numel() for p in module.parameters())
+        assert int(row["params"]) == count_params(module) == n, row["id"]
+        assert int(row["embed_dim"]) == module.embed_dim == entry["metadata"]["embed_dim"]
+        assert entry["metadata"]["params_m"] == round(n / 1e6, 4), row["id"]
+    assert merge_rows([], rows[::-1]) == rows
+    seeds = [merge_rows([], [{"id": f"mlp-clip-s{s}"} for s in (2, 0, 1)])]
+    assert [r["id"] for r in seeds[0]] == ["mlp-clip-s0", "mlp-clip-s1", "mlp-clip-s2"]
+
+
+def test_merged_heldout_rows_keep_the_datasets_in_their_first_order() -> None:
+    """Models in manifest order, each model's datasets in the order they first came (the label
+    order of the data, which ``--datasets`` sets), and a model's new rows replace all its old."""
+    from repsim.minizoo.manifest import merge_heldout
+
+    def rows(model: str, acc: float) -> list[dict]:
+        return [{"id": model, "dataset": d, "probe_acc": acc} for d in ("zeta", "alpha")]
+
+    old = rows("mlp-clip-s1", 0.1) + rows("cnn-clip-s0", 0.2)
+    merged = merge_heldout(old, rows("mlp-clip-s1", 0.3)[:1])
+    assert [(r["id"], r["dataset"], r["probe_acc"]) for r in merged] == [
+        ("cnn-clip-s0", "zeta", 0.2),
+        ("cnn-clip-s0", "alpha", 0.2),
+        ("mlp-clip-s1", "zeta", 0.3),
+    ]
+    merged = merge_heldout(old, [])
+    assert [r["dataset"] for r in merged] == ["zeta", "alpha"] * 2
+
+
 def test_shipped_models_yaml_loads_through_the_zoo() -> None:
     from repsim.config import load_config
     from repsim.zoo import load_model, parse_models
@@ -357,6 +498,74 @@ def test_dataset_accuracies_probe_each_set_on_its_own_classes() -> None:
     assert chance.set_index("dataset")["near_chance"].to_dict() == {"sep": False, "noise": True}
 
 
+def test_a_set_without_a_train_or_test_part_gets_no_row() -> None:
+    from repsim.minizoo.evaluate import dataset_accuracies
+
+    tr_z, tr_y, te_z, te_y = _two_sets()
+    keep = te_y < 2  # the noise set has no test images left
+    rows = dataset_accuracies(tr_z, tr_y, te_z[keep], te_y[keep], ["s/a", "s/b", *"nnnn"])
+    assert [r["dataset"] for r in rows] == ["s"]
+
+
+def test_embed_is_the_eval_mode_forward_in_any_batch_size() -> None:
+    """Embeddings do not depend on the batch they were computed in (BatchNorm in eval mode,
+    every image once, the last short batch included)."""
+    from repsim.minizoo.augment import normalize, to_unit
+    from repsim.minizoo.evaluate import embed
+
+    torch.manual_seed(0)
+    encoder = build_arch("cnn")
+    with torch.no_grad():  # running statistics away from BatchNorm's initial 0 and 1
+        encoder(torch.randn(64, 3, 32, 32) * 3 + 1)
+    images = torch.randint(0, 256, (9, 3, 32, 32), dtype=torch.uint8)
+    z = embed(encoder.train(), images, batch_size=4)
+    assert z.shape == (9, encoder.embed_dim) and not encoder.training
+    with torch.no_grad():
+        want = torch.cat([encoder(normalize(to_unit(images[i : i + 1]))) for i in range(9)])
+    torch.testing.assert_close(z, want, rtol=1e-5, atol=1e-6)
+
+
+def test_summary_table_gives_the_mean_and_range_over_seeds() -> None:
+    def row(seed: int, probe: float, secs: float) -> dict:
+        return {
+            "id": f"mlp-supervised-s{seed}",
+            "method": "Cross-entropy",
+            "identifier": "mlp",
+            "probe_acc": probe,
+            "head_acc": "",
+            "final_loss": 1.0,
+            "train_s": secs,
+        }
+
+    table = summary_markdown([row(0, 0.5, 10.0), row(1, 0.7, 30.0)])
+    assert table.splitlines()[2] == (
+        "| Cross-entropy | mlp | 2 | 0.600 (0.500-0.700) | - | 1.000 (1.000-1.000) | 20 |"
+    )
+
+
+def test_heldout_table_averages_seeds_per_set_with_chance_last() -> None:
+    """What `repsim minizoo evaluate` prints: per method and architecture the mean over seeds of
+    each set's probe accuracy, and chance (one over the set's classes) as the last row."""
+    from repsim.minizoo.manifest import heldout_markdown
+
+    manifest = [{"id": f"cnn-clip-s{s}", "method": "CLIP", "identifier": "cnn"} for s in (0, 1)] + [
+        {"id": "mlp-random-s0", "method": "Random init", "identifier": "mlp"}
+    ]
+    accs = {"cnn-clip-s0": (0.5, 0.9), "cnn-clip-s1": (0.7, 0.8), "mlp-random-s0": (0.3, 0.25)}
+    held = [
+        {"id": m, "dataset": d, "n_classes": k, "probe_acc": a}
+        for m, pair in accs.items()
+        for d, k, a in zip(("gratings", "faces"), (8, 2), pair)
+    ]
+    assert heldout_markdown(manifest, held).splitlines() == [
+        "| method | arch | gratings | faces |",
+        "|---|---|---|---|",
+        "| CLIP | cnn | 0.600 | 0.850 |",
+        "| Random init | mlp | 0.300 | 0.250 |",
+        "| chance | | 0.125 | 0.500 |",
+    ]
+
+
 def test_train_writes_heldout_evaluate_refuses_a_changed_file_and_resume_skips_intact(
     tiny: Path, tmp_path: Path
 ) -> None:
@@ -381,7 +590,8 @@ def test_train_writes_heldout_evaluate_refuses_a_changed_file_and_resume_skips_i
     # ... and refuses a weights file the manifest does not describe
     path = out / manifest[0]["weights"]
     original = path.read_bytes()
-    path.write_bytes(original + b" ")
+    # a flipped bit in the last weight: the file still opens, only its digest tells
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     # (--out: without it the advice retrained into the shipped zoo; refused before the images
     # are read, so a data folder that does not exist is never reached)
     with pytest.raises(
@@ -490,7 +700,6 @@ def test_resume_retrains_models_whose_architecture_or_objective_changed(
     Twins off-diagonal weight): another model. The random control depends on the architecture only."""
     from repsim.minizoo.objectives import BarlowTwins
     from repsim.minizoo.train import main
-    from repsim.minizoo.weights import read_metadata
 
     out = tmp_path / "zoo"
     args = ["--data", str(tiny), "--seeds", "0", "--epochs", "1", "--batch-size", "32"]
@@ -550,12 +759,16 @@ def test_merge_joins_zoos_trained_side_by_side(
     tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from repsim.cli import main as cli
+    from repsim.errors import ConfigError
     from repsim.minizoo.merge import merge_zoos
     from repsim.minizoo.train import Budget, _finished
 
     a, b, zoo = tmp_path / "a", tmp_path / "b", tmp_path / "zoo"
     _train_tiny(tiny, a, "--seeds", "0", "--objectives", "supervised", "random")
     _train_tiny(tiny, b, "--seeds", "1", "--objectives", "supervised", "random")
+    # a held-out row of a model the source's manifest does not list stays behind
+    with (b / "heldout.csv").open("a") as f:
+        f.write("mlp-clip-s9,blocks,2,16,8,0.5," + "0" * 64 + "\n")
     assert merge_zoos([a, b], zoo) == sorted(
         ["mlp-supervised-s0", "mlp-random-s0", "mlp-supervised-s1", "mlp-random-s1"]
     )
@@ -573,6 +786,8 @@ def test_merge_joins_zoos_trained_side_by_side(
     assert {r["id"] for r in yaml.safe_load((zoo / "models.yaml").read_text())["models"]} == {
         r["id"] for r in rows
     }
+    with pytest.raises(ConfigError, match="is the target folder; name only the folders to merge"):
+        merge_zoos([a, zoo], zoo)
     # the merged folder is a zoo `--resume` recognises as finished
     assert _finished(zoo, Budget(epochs=1, batch_size=32), int(rows[0]["n_train"])) == {
         r["id"] for r in rows
@@ -636,7 +851,12 @@ def test_merge_refuses_damaged_files_mixed_budgets_and_mixed_objective_settings(
     with pytest.raises(ConfigError, match=r"mlp-barlow-s1: .*SHA-256 differs"):
         merge_zoos([seed1], zoo)
     weights.write_bytes(good)
-    (seed1 / "heldout.csv").unlink()
+    held = seed1 / "heldout.csv"  # held-out rows of an earlier file of this id
+    sha = read_manifest(seed1 / "manifest.csv")[0]["sha256"]
+    held.write_text(held.read_text().replace(sha, "0" * 64))
+    with pytest.raises(ConfigError, match="mlp-barlow-s1: .*has no rows for this file"):
+        merge_zoos([seed1], zoo)
+    held.unlink()
     with pytest.raises(ConfigError, match="repsim minizoo evaluate --zoo"):
         merge_zoos([seed1], zoo)
     assert {p.name: p.read_bytes() for p in zoo.iterdir()} == before
