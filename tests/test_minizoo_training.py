@@ -1,10 +1,11 @@
-"""The mini-zoo's training recipe against its formulas written out: the augmentations, the input
-scaling, the learning-rate schedule and the loop's batches.
+"""The mini-zoo's training recipe against its formulas written out: the augmentations and input
+scaling, the training loop (batches, learning-rate schedule, optimiser, seeds) and each
+objective's composition of views, heads and loss.
 
 The shipped weights are what this recipe trains; a change here changes every trained model
-without any test of the zoo's files noticing (they record hyperparameters, not code). Each test
-replays the generator's draws in the order the module makes them and computes the result in
-float64 loops, so a changed draw, range or formula fails.
+without any test of the zoo's files noticing (they record hyperparameters, not code). The
+augmentation tests replay the generator's draws in the order the module makes them and compute
+the result pixel by pixel in float64, so a changed draw, range or formula fails.
 """
 
 from __future__ import annotations
