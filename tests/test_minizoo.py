@@ -416,8 +416,8 @@ def test_shipped_manifest_states_each_file_s_size_and_order() -> None:
         assert int(row["embed_dim"]) == module.embed_dim == entry["metadata"]["embed_dim"]
         assert entry["metadata"]["params_m"] == round(n / 1e6, 4), row["id"]
     assert merge_rows([], rows[::-1]) == rows
-    seeds = [merge_rows([], [{"id": f"mlp-clip-s{s}"} for s in (2, 0, 1)])]
-    assert [r["id"] for r in seeds[0]] == ["mlp-clip-s0", "mlp-clip-s1", "mlp-clip-s2"]
+    seeds = merge_rows([], [{"id": f"mlp-clip-s{s}"} for s in (2, 10, 0, 1)])
+    assert [r["id"] for r in seeds] == [f"mlp-clip-s{s}" for s in (0, 1, 2, 10)]
 
 
 def test_merged_heldout_rows_keep_the_datasets_in_their_first_order() -> None:

@@ -73,10 +73,11 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
 def _sort_key(row: Mapping[str, Any]) -> tuple:
     arch, obj, seed = str(row["id"]).rsplit("-", 2)
     archs = list(ARCHS)
+    number = seed[1:]  # s2 before s10
     return (
         archs.index(arch) if arch in archs else 99,
         _ORDER_OBJ.index(obj) if obj in _ORDER_OBJ else 99,
-        seed,
+        (0, int(number), "") if number.isdigit() else (1, 0, seed),
     )
 
 
