@@ -880,48 +880,65 @@ def top_pair_gaps(
     than two category pairs with a defined median has no entry. ``same_only``: among the pairs
     of one category (``A | A``) only, the within-category comparison of the study.
     """
-    from repsim.consistency import category_pair_medians, consistency_table
-    from repsim.stats import dataset_bootstrap
+    from repsim.consistency import consistency_table
 
     have = set(map(str, cons.measure.values))
     present = [m for m in dict.fromkeys(measures) if m in have]
     level = 1 - (1 - confidence_level) / max(1, len(present))
     out: dict[str, dict] = {}
     for m in present:
-        medians = category_pair_medians(cons, [m], category, datasets)[m].dropna()
-        if same_only:
-            medians = medians[medians.index.map(is_same_pair).to_numpy(dtype=bool)]
-        if len(medians) < 2:
-            continue
-        top = str(medians.idxmax())
-        runner_up = str(medians.drop(top).idxmax())
-        table = consistency_table(cons, m, category, datasets=datasets).dropna(
-            subset=["consistency"]
-        )
-        table = table[table["label"].isin([top, runner_up])].reset_index(drop=True)
-        first = (table["label"] == top).to_numpy()
-        values = table["consistency"].to_numpy(dtype=float)
-
-        def gap(rows: np.ndarray, first=first, values=values) -> float:
-            rows = rows.astype(np.int64)
-            a, b = values[rows[first[rows]]], values[rows[~first[rows]]]
-            return float(np.median(a) - np.median(b)) if len(a) and len(b) else np.nan
-
-        result = dataset_bootstrap(
-            table.assign(row=np.arange(len(table), dtype=float)),
-            gap,
-            n_resamples=n_resamples if n_resamples is not None else _resamples_for(level, table),
-            confidence_level=level,
-            column="row",
-        )
-        out[m] = {
-            "top": top,
-            "runner_up": runner_up,
-            **result,
-            "confidence_level": level,
-            "n_comparisons": len(present),
-        }
+        table = consistency_table(cons, m, category, datasets=datasets)
+        result = top_pair_gap(table, level, n_resamples, same_only=same_only)
+        if result is not None:
+            out[m] = {**result, "confidence_level": level, "n_comparisons": len(present)}
     return out
+
+
+def top_pair_gap(
+    table: pd.DataFrame,
+    confidence_level: float = 0.95,
+    n_resamples: int | None = None,
+    *,
+    same_only: bool = False,
+    rng: np.random.Generator | int | None = 0,
+) -> dict | None:
+    """:func:`top_pair_gaps` of one measure's :func:`repsim.consistency.consistency_table`: the
+    category pair with the highest median over dataset pairs (``top``), the next
+    (``runner_up``), and :func:`repsim.stats.dataset_bootstrap` of the gap between their medians
+    at ``confidence_level``, both pairs held fixed over the draws. None with fewer than two
+    category pairs. Both are chosen on the data the interval comes from;
+    :func:`repsim.simulations.top_pair_false_claims` counts how often that orders two tied pairs.
+    """
+    from repsim.stats import dataset_bootstrap
+
+    table = table.dropna(subset=["consistency"])
+    medians = table.groupby("label")["consistency"].median()
+    if same_only:
+        medians = medians[medians.index.map(is_same_pair).to_numpy(dtype=bool)]
+    if len(medians) < 2:
+        return None
+    top = str(medians.idxmax())
+    runner_up = str(medians.drop(top).idxmax())
+    table = table[table["label"].isin([top, runner_up])].reset_index(drop=True)
+    first = (table["label"] == top).to_numpy()
+    values = table["consistency"].to_numpy(dtype=float)
+
+    def gap(rows: np.ndarray) -> float:
+        rows = rows.astype(np.int64)
+        a, b = values[rows[first[rows]]], values[rows[~first[rows]]]
+        return float(np.median(a) - np.median(b)) if len(a) and len(b) else np.nan
+
+    result = dataset_bootstrap(
+        table.assign(row=np.arange(len(table), dtype=float)),
+        gap,
+        n_resamples=n_resamples
+        if n_resamples is not None
+        else _resamples_for(confidence_level, table),
+        confidence_level=confidence_level,
+        column="row",
+        rng=rng,
+    )
+    return {"top": top, "runner_up": runner_up, **result}
 
 
 # ------------------------------------------------------------- train split against held-out images

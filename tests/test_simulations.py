@@ -62,6 +62,27 @@ def test_the_quoted_numbers_are_the_computed_ones():
     )
 
 
+def test_the_top_pair_is_said_to_be_ahead_of_a_tied_next_within_a_two_sided_level():
+    """The first category pair and the next are chosen on the data their gap's interval comes
+    from: with the pairs tied, an order is claimed in no more draws than a two-sided 95%
+    interval allows; with a real lead it is claimed; below the bootstrap's minimum number of
+    datasets there is no interval and no claim."""
+    tied = S.top_pair_false_claims(10, n_draws=200)
+    assert tied["intervals"] == tied["draws"] == 200 and tied["claimed"] <= 0.05
+    assert S.top_pair_false_claims(10, n_tied=4, n_draws=100)["claimed"] <= 0.05
+    assert S.top_pair_false_claims(10, lead=6.0, n_draws=50)["claimed"] >= 0.95
+    few = S.top_pair_false_claims(4, n_draws=5)
+    assert few == {"claimed": 0.0, "draws": 5, "intervals": 0}
+    with pytest.raises(InputError, match="n_tied"):
+        S.top_pair_false_claims(10, n_tied=1)
+
+
+def test_the_quoted_top_pair_rate_is_the_computed_one():
+    rate = S.top_pair_false_claims(23, n_draws=400)["claimed"]
+    methods = " ".join((ROOT / "book" / "methods.md").read_text().split())
+    assert f"ordered them in {rate:.1%} of 400 simulated runs of 23 datasets" in methods
+
+
 # ------------------------------------------------------------------ the headline's own coverage
 def _crossed_zoo(n_datasets: int = 8):
     """2 objectives x 2 architectures x 2 seeds, similarities random around a fixed pattern."""
