@@ -3,8 +3,9 @@ computed here (and checked by tests/test_simulations.py), not remembered from a 
 
 All three draw values over dataset pairs from one model: ``v(i, j) = u_i + u_j + e_ij``, where
 each dataset shifts all of its pairs (``u ~ N(0, dataset_sd^2)``) and each pair has its own noise
-(``e ~ N(0, pair_sd^2)``); the third adds each category pair's own response to each dataset. A consistency over dataset pairs behaves so: a dataset on which the
-models look unusual lowers every pair it is in. How far the rules matter depends on the ratio
+(``e ~ N(0, pair_sd^2)``); the third adds each category pair's own response to each dataset. A
+consistency over dataset pairs behaves so: a dataset on which the models look unusual lowers
+every pair it is in. How far the rules matter depends on the ratio
 ``dataset_sd / pair_sd``; the functions take it as a parameter and the book says which it used.
 
 - :func:`pair_test_false_positive_rate`: the study's anchor tests compare two partner categories
