@@ -23,6 +23,7 @@ equal. Design counts always get a verdict. Rows the run cannot compute are ``not
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,7 @@ def compare(
     reference: pd.DataFrame | str | Path | None = None,
     models: dict[str, str] | None = None,
     datasets: dict[str, dict[str, str]] | None = None,
+    n_classes: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """Line up a run's values against the study's published numbers.
 
@@ -186,6 +188,11 @@ def compare(
     models : the study's models (id -> objective); default from ``data/configs/paper_models.yaml``.
     datasets : the study's datasets (id -> {name, domain}); default from
         ``data/configs/paper_datasets.yaml``.
+    n_classes : classes per dataset, so the behaviour rows leave near-chance probes out as the
+        behaviour chapter does (:func:`repsim.behavior.probe_chance`); default: read from the run
+        folder, and unknown for a Dataset (then no probe is left out, and the basis says so).
+        Pass the probes as the run has them, not already filtered: the basis reports what
+        this function left out.
 
     Returns
     -------
@@ -196,6 +203,8 @@ def compare(
     are the study's) and ``n_study_models_total``.
     """
     data = _open(run, probes)
+    if n_classes is not None:
+        data.n_classes = {str(k): int(v) for k, v in n_classes.items()}
     ref = reference if isinstance(reference, pd.DataFrame) else load_study_numbers(reference)
     study = study_models() if models is None else dict(models)
     study_ds = study_datasets() if datasets is None else dict(datasets)

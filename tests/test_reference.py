@@ -371,6 +371,13 @@ def test_behavior_rows_leave_out_near_chance_probes(repo_root, tmp_path):
     plain = reference.compare(sim, probes=probes).set_index("id").loc["behavior/cka_linear/all"]
     assert plain["run"] != pytest.approx(row["run"], abs=1e-9)
     assert "class counts unknown" in plain["run_basis"]
+    # a Dataset with its class counts given (as the study-numbers chapter passes them) applies
+    # the rule and says so, instead of taking probes filtered beforehand for unfiltered ones
+    counts = {str(ds): 4 for ds in sim.dataset.values}
+    given = reference.compare(sim, probes=probes, n_classes=counts).set_index("id")
+    given = given.loc["behavior/cka_linear/all"]
+    assert given["run"] == pytest.approx(row["run"], abs=1e-12)
+    assert given["run_basis"] == row["run_basis"]
 
 
 def test_compare_names_a_file_that_is_not_a_similarity_file(tmp_path, capsys):
