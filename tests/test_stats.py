@@ -1015,6 +1015,51 @@ def test_difference_sentence_says_when_its_interval_is_coarse():
     )
 
 
+def test_coarse_interval_says_how_far_short_of_its_level_it_is():
+    """79 resamples at 10 datasets: the interval's ends are the extreme draws, which hold 2 / 79
+    of the draws beyond them, 0.0253, whose expanded p (alpha of the nominal scale) is written
+    out here from scipy; the sentence gives the level it reaches (at 23 datasets: the 2nd
+    draws from each end, 93.1%). A table without n_datasets is on the plain
+    scale, where 79 draws fall short by less than half a point and nothing is added; nor
+    199 at 10 datasets (94.5%)."""
+    from scipy.stats import norm
+    from scipy.stats import t as student_t
+
+    def reached(c, n, units):
+        z = norm.isf(c / n) / np.sqrt(units / (units - 1))
+        return 1 - 2 * student_t.sf(z, units - 1)
+
+    assert stats.tail_level(79, 0.95, 10) == pytest.approx(reached(1, 79, 10), abs=1e-12)
+    assert stats.tail_level(79, 0.95, 10) == pytest.approx(0.9371, abs=1e-4)
+    assert stats.tail_level(199, 0.95, 10) == pytest.approx(reached(2, 199, 10), abs=1e-12)
+    assert stats.tail_level(999, 0.95) == pytest.approx(1 - 50 / 999, abs=1e-12)  # the 25th
+    assert stats.tail_level(79, 0.95) == pytest.approx(1 - 4 / 79, abs=1e-12)  # the 2nd
+    # the order statistics percentile_interval takes: c - 1 draws outside each end
+    for n, units in ((79, 10), (199, 10), (999, 23)):
+        lo, hi, _ = stats.percentile_interval(np.arange(n, dtype=float), 0.95, n_units=units)
+        c = int(lo) + 1
+        assert n - 1 - hi == c - 1
+        assert stats.tail_level(n, 0.95, units) == pytest.approx(reached(c, n, units), abs=1e-12)
+    o = {"p_value": 0.001, "factor": "objective"}
+    a = {"p_value": 0.5, "factor": "architecture"}
+    d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "confidence_level": 0.95}
+    d.update(n_bootstrap=79.0, n_datasets=10.0)
+    assert (
+        "so its ends are approximate: they are the extreme draws, about a 93.7% interval rather "
+        "than 95%;" in stats.difference_sentence(d, o, a)
+    )
+    d.update(n_datasets=23.0)
+    assert "they are the 2nd draws from each end, about a 93.1% interval rather than 95%" in (
+        stats.difference_sentence(d, o, a)
+    )
+    d.update(n_bootstrap=199.0, n_datasets=10.0)  # the 2nd draws: 0.9451, within half a point
+    assert "so its ends are approximate;" in stats.difference_sentence(d, o, a)
+    d.update(n_bootstrap=79.0, n_datasets=float("nan"))
+    assert "so its ends are approximate;" in stats.difference_sentence(d, o, a)
+    d.update(n_bootstrap=999.0, n_datasets=10.0)  # 0.9485: within half a point, not coarse
+    assert "approximate" not in stats.difference_sentence(d, o, a)
+
+
 def test_format_mean_range() -> None:
     from repsim.stats import format_mean_range
 
