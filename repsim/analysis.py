@@ -535,6 +535,28 @@ def controlled_rows(
     return out
 
 
+def seed_spread_table(tests: pd.DataFrame, measure: str, view: str = "separate") -> pd.DataFrame:
+    """Per objective pair: its mean consistency over all seeds' models beside the smallest and
+    largest with one seed's models left out and their jackknife SE (``seed_spread`` rows of
+    ``controlled_tests.csv``), so a reader sees whether the full mean lies among them."""
+    spread = controlled_rows(tests, measure, "seed_spread", view)
+    pairs = controlled_rows(tests, measure, "category_pair", view)
+    pairs = pairs[pairs["factor"] == "objective"]
+    full = pairs.set_index(["group_a", "group_b"])["estimate"]
+    keys = list(zip(spread["group_a"], spread["group_b"]))
+    return pd.DataFrame(
+        {
+            "group_a": spread["group_a"],
+            "group_b": spread["group_b"],
+            "all seeds": [full.get(k, np.nan) for k in keys],
+            "smallest leaving a seed out": spread["seed_min"],
+            "largest leaving a seed out": spread["seed_max"],
+            "jackknife SE over seeds": spread["estimate"],
+            "seeds": spread["n_models"],
+        }
+    )
+
+
 #: Columns of the book's tables that hold p-values (printed by :func:`page_table`).
 P_COLUMNS = ("p", "p_value", "p_bonferroni")
 

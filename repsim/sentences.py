@@ -1174,6 +1174,19 @@ def no_controlled_table_text(reason: str) -> str:
     return f"No table: {reason}."
 
 
+def seed_spread_text(spread: pd.DataFrame) -> str:
+    """Why the controlled chapter's seed table is empty ('' when it is not): no objective pair
+    keeps its mix of model pairs with a seed's models left out (two seeds: one seed's models have
+    no pair of one architecture, nor of two seeds)."""
+    if len(spread):
+        return ""
+    return (
+        "No objective pair keeps its mix of model pairs (same or other architecture and seed) "
+        "when one seed's models are left out, as with two seeds, so no leave-one-seed-out value "
+        "is given: how much the means depend on the seeds cannot be said on this run."
+    )
+
+
 def train_split_text(
     agreement: pd.DataFrame,
     summary: pd.DataFrame | None,

@@ -35,7 +35,8 @@ pair. The mini-zoo crosses objective x architecture x seed, so the question can 
   paired), which on the embedded run pulled every seed-resampled excess SD below the estimate
   (median 0.17 against 0.21), so such intervals would be shifted, not widened. How much the
   category-pair means depend on the seeds is given instead by the ``seed`` rows (each seed's
-  models left out) and the ``seed_spread`` rows (their jackknife standard error).
+  models left out, the model pairs weighted to the full design's mix, :func:`_seed_rows`) and
+  the ``seed_spread`` rows (their jackknife standard error).
 * **Labels.** SimCLR and Barlow Twins (``method`` coord) are separate objectives (view
   ``"separate"``); the ``"pooled"`` view merges them into one Self-Supervised objective. Models whose
   objective is a control (``Random``) are left out of both factors and reported as control rows.
@@ -138,8 +139,9 @@ INTERVAL_KIND = "expanded"
 #: The ``format`` of a table this version writes: 1 (no column) had plain percentile intervals
 #: and seed rows computed within one seed's models (cross-architecture pairs only, another
 #: estimand than the category-pair mean they were set beside); 2 had no bias correction of the
-#: excess SDs' intervals (their misses all on one side with few datasets).
-TABLE_FORMAT = 3
+#: excess SDs' intervals (their misses all on one side with few datasets); 3 had leave-one-seed-out
+#: rows over another mix of same- and cross-architecture pairs than the full estimate's.
+TABLE_FORMAT = 4
 
 
 # ------------------------------------------------------------------------------------------ design
@@ -212,9 +214,17 @@ class _Engine:
     #: n * sum(x^2) - (sum x)^2, which rounding leaves at ~1e-16 of its terms instead of 0.
     CONSTANT = 1e-12
 
-    def __init__(self, S: np.ndarray, idx: np.ndarray, didx: np.ndarray):
+    def __init__(
+        self,
+        S: np.ndarray,
+        idx: np.ndarray,
+        didx: np.ndarray,
+        pair_weights: np.ndarray | None = None,
+    ):
         sub = S[np.ix_(didx, idx, idx)]
         self.W = (idx[:, None] != idx[None, :]).astype(np.float64)
+        if pair_weights is not None:  # (m, m) symmetric: a weighted Pearson r per dataset pair
+            self.W = self.W * pair_weights
         A = sub * self.W  # (d, m, m)
         self.A = A
         iu, ju = np.triu_indices(A.shape[0], k=1)
@@ -925,11 +935,17 @@ def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
     """Each objective pair's mean consistency with one seed's models left out, and the jackknife
     SE over seeds of the full estimate.
 
-    Leaving a seed out keeps the estimand: the remaining models still cross every architecture
-    with every objective, so same- and cross-architecture model pairs enter in nearly the full
-    proportions. (Within one seed's models alone each objective has one model per architecture,
-    so a category pair's mean rests on cross-architecture pairs only: another quantity, on the
-    embedded run far below the estimate it was set beside.)
+    Leaving a seed out changes the mix of model pairs a category pair's consistency is computed
+    over: with three seeds, 9 of an objective's 36 pairs share an architecture, with two left 3
+    of 15. Where same-architecture pairs sit apart from the others, that moves the correlation
+    over the pairs by design: unweighted, the embedded run's within-objective means of linear
+    CKA with a seed left out lay 0.01 to 0.04 below the full mean on average (up to 3.5 times
+    their jackknife SE; for three of the four objectives all three below it). Each model pair is
+    therefore weighted by its kind (same or other architecture, same or other seed; the seed
+    orders the training batches) so that each kind has its full-design share within its
+    category pair: the weighted Pearson r over the pairs (:class:`_Engine`) then estimates what
+    the full estimate does. A category pair that loses a kind altogether (two seeds, one left:
+    no same-architecture pair within an objective) has no value for that seed.
     """
     design, S = prep.design, prep.S
     col = _label_column("objective", view)
@@ -938,14 +954,18 @@ def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
     seeds = sorted(set(trained["seed"]))
     per_pair: dict[tuple[str, str], list[float]] = {}
     rows = []
+    full = _pair_kinds(design, np.flatnonzero(~design["control"].to_numpy()), col, levels)
     for seed in seeds if len(seeds) >= 2 else []:
         keep = (~design["control"].to_numpy()) & (design["seed"].to_numpy() != seed)
         pos = np.flatnonzero(keep)
-        eng = _Engine(S, pos, np.arange(S.shape[0]))
-        lab = np.array([levels.index(v) for v in design.iloc[pos][col]])
-        mean, n = eng.means(lab, len(levels))
+        kinds = _pair_kinds(design, pos, col, levels)
+        weights, lost = _kind_weights(full, kinds)
+        eng = _Engine(S, pos, np.arange(S.shape[0]), weights)
+        lab = kinds.labels
+        mean, _ = eng.means(lab, len(levels))  # its counts are sums of weights
         for i, j in zip(*np.triu_indices(len(levels))):
-            if n[i, j] < prep.min_pairs:
+            n_pairs = int(kinds.counts.get((i, j), np.zeros(4)).sum())
+            if n_pairs < prep.min_pairs or (i, j) in lost:
                 continue
             per_pair.setdefault((levels[i], levels[j]), []).append(float(mean[i, j]))
             rows.append(
@@ -959,7 +979,7 @@ def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
                     "seed": int(seed),
                     "estimate": float(mean[i, j]),
                     "n_models": int(pos.size),
-                    "n_model_pairs": int(n[i, j]),
+                    "n_model_pairs": n_pairs,
                 }
             )
     for (ga, gb), vals in per_pair.items():
@@ -983,6 +1003,54 @@ def _seed_rows(prep: _Prepared, base: dict, view: str) -> list[dict]:
             }
         )
     return rows
+
+
+@dataclass
+class _PairKinds:
+    """The models at ``pos``: their category labels, and for each unordered pair of them its
+    category pair (``cat``, ``(i, j)`` with i <= j) and kind (``kind``: 2 * same architecture +
+    same seed), with the pair counts per (category pair, kind)."""
+
+    labels: np.ndarray
+    cat: np.ndarray  # (m, m, 2)
+    kind: np.ndarray  # (m, m)
+    counts: dict[tuple[int, int], np.ndarray]  # (i, j) -> counts of the 4 kinds
+
+
+def _pair_kinds(design: pd.DataFrame, pos: np.ndarray, col: str, levels: list) -> _PairKinds:
+    sub = design.iloc[pos]
+    lab = np.array([levels.index(v) for v in sub[col]])
+    arch, seed = sub["architecture"].to_numpy(), sub["seed"].to_numpy()
+    kind = 2 * (arch[:, None] == arch[None, :]) + (seed[:, None] == seed[None, :])
+    lo, hi = np.minimum.outer(lab, lab), np.maximum.outer(lab, lab)
+    counts: dict[tuple[int, int], np.ndarray] = {}
+    for a, b in zip(*np.triu_indices(lab.size, k=1)):
+        key = (int(lo[a, b]), int(hi[a, b]))
+        counts.setdefault(key, np.zeros(4))[kind[a, b]] += 1
+    return _PairKinds(lab, np.stack([lo, hi], axis=-1), kind, counts)
+
+
+def _kind_weights(full: _PairKinds, kept: _PairKinds) -> tuple[np.ndarray, set[tuple[int, int]]]:
+    """Pair weights for the models of ``kept`` that give each kind of pair its share in
+    ``full`` within each category pair (1 where the shares are already the same), and the
+    category pairs that lost a kind ``full`` has (no weight can restore it)."""
+    m = kept.labels.size
+    W = np.ones((m, m))
+    lost = set()
+    ratio = {}
+    for key, have in kept.counts.items():
+        want = full.counts.get(key, np.zeros(4))
+        if np.any((want > 0) & (have == 0)):
+            lost.add(key)
+            continue
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio[key] = np.where(have > 0, (want / want.sum()) / (have / have.sum()), 0.0)
+    for a in range(m):
+        for b in range(m):
+            key = (int(kept.cat[a, b, 0]), int(kept.cat[a, b, 1]))
+            if a != b and key in ratio:
+                W[a, b] = ratio[key][kept.kind[a, b]]
+    return W, lost
 
 
 def _bias_corrected(

@@ -378,6 +378,26 @@ def test_a_pair_undefined_without_some_seed_has_no_jackknife():
     assert len(others) and np.isfinite(others.estimate).all()
 
 
+def test_two_seeds_give_no_leave_one_seed_out_value():
+    """With two seeds, one seed's models have no pair of one architecture and two seeds: no
+    objective pair keeps its mix, so no seed row, no spread, and the chapter says why."""
+    from repsim import analysis as A
+    from repsim import sentences as T
+
+    sim = make_zoo(0, "objective")
+    two = [str(m) for m in sim.model_a.values if not str(m).endswith("-s2")]
+    table = stats.controlled_tests(sim.sel(model_a=two, model_b=two), seed=1, **FAST)
+    assert not table.analysis.isin(["seed", "seed_spread"]).any()
+    assert len(table[table.analysis == "category_pair"])  # the rest is there
+    spread = A.seed_spread_table(table, "cka_linear")
+    assert spread.empty and "cannot be said on this run" in T.seed_spread_text(spread)
+    full = A.seed_spread_table(stats.controlled_tests(sim, seed=1, **FAST), "cka_linear")
+    assert len(full) == 10 and T.seed_spread_text(full) == ""
+    pairs = full.set_index(["group_a", "group_b"])
+    assert pairs.loc[("SimCLR", "SimCLR"), "seeds"] == 3
+    assert np.isfinite(pairs["all seeds"]).all()
+
+
 def test_architecture_pairs_are_the_same_in_both_views(objective_table):
     """Pooling SimCLR and Barlow Twins changes objective's categories only: architecture's
     category pairs are reported in both views, with the same numbers."""
@@ -390,41 +410,103 @@ def test_architecture_pairs_are_the_same_in_both_views(objective_table):
     pd.testing.assert_frame_equal(separate, pooled)
 
 
-def test_seed_rows_recompute_the_category_pair_mean_without_that_seed(objective_table):
-    """A seed row equals the category-pair row of the same analysis run on the models of the
-    other seeds (recomputed here with controlled_tests on the reduced zoo), and each is near the
-    full estimate: leaving a seed out keeps the same- and cross-architecture mix."""
+def _weighted_r(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    mx, my = np.sum(w * x) / w.sum(), np.sum(w * y) / w.sum()
+    cov = np.sum(w * (x - mx) * (y - my))
+    return cov / np.sqrt(np.sum(w * (x - mx) ** 2) * np.sum(w * (y - my) ** 2))
+
+
+def _seed_row_by_hand(S, design, group_a, group_b, seed, col="objective"):
+    """A seed row written out: the pairs of the category pair among the trained models of the
+    other seeds, each weighted by (its kind's share among the pair's pairs in the full design)
+    / (its share among those left), kinds being (same architecture, same seed); the weighted
+    Pearson r per dataset pair, averaged over dataset pairs. Returns (mean, number of pairs)."""
     import itertools
 
+    ids = list(design.index)
+    trained = [k for k, m in enumerate(ids) if not design.loc[m, "control"]]
+
+    def pairs_of(models):
+        out = []
+        for i, j in itertools.combinations(models, 2):
+            labels = sorted((design.loc[ids[i], col], design.loc[ids[j], col]))
+            if labels == sorted((group_a, group_b)):
+                a, b = design.loc[ids[i]], design.loc[ids[j]]
+                out.append((i, j, (a.architecture == b.architecture, a.seed == b.seed)))
+        return out
+
+    full = pairs_of(trained)
+    kept = pairs_of([k for k in trained if design.loc[ids[k], "seed"] != seed])
+    share_full = {k: sum(p[2] == k for p in full) / len(full) for k in {p[2] for p in full}}
+    share_kept = {k: sum(p[2] == k for p in kept) / len(kept) for k in {p[2] for p in kept}}
+    ia = np.array([p[0] for p in kept])
+    ib = np.array([p[1] for p in kept])
+    w = np.array([share_full[p[2]] / share_kept[p[2]] for p in kept])
+    rs = [
+        _weighted_r(S[d1, ia, ib], S[d2, ia, ib], w)
+        for d1, d2 in itertools.combinations(range(S.shape[0]), 2)
+    ]
+    return float(np.mean(rs)), len(kept)
+
+
+def test_seed_rows_recompute_the_category_pair_mean_without_that_seed(objective_table):
+    """A seed row is the category pair's mean consistency over the other seeds' models, each
+    model pair weighted so that same/other architecture and seed keep their full-design shares
+    (written out in float64 here), and each is near the full estimate."""
     sim = make_zoo(0, "objective")
-    S = (
-        sim["cka_linear"].values
-        if "cka_linear" in sim
-        else next(iter(sim.data_vars.values())).values
-    )
+    S = sim["cka_linear"].values
     design = stats.design_table(sim)
     t = objective_table[objective_table.view == "separate"]
-    ids = list(design.index)
+    reweighted = 0
     for _, row in t[t.analysis == "seed"].iterrows():
-        models = [
-            k for k, m in enumerate(ids)
-            if not design.loc[m, "control"] and design.loc[m, "seed"] != row.seed
-        ]  # fmt: skip
-        label = {k: design.loc[ids[k], "objective"] for k in models}
-        pairs = [
-            (i, j) for i, j in itertools.combinations(models, 2)
-            if sorted((label[i], label[j])) == sorted((row.group_a, row.group_b))
-        ]  # fmt: skip
-        ia, ib = np.array(pairs).T
-        rs = [
-            np.corrcoef(S[d1, ia, ib], S[d2, ia, ib])[0, 1]
-            for d1, d2 in itertools.combinations(range(S.shape[0]), 2)
-        ]
-        assert row.estimate == pytest.approx(np.mean(rs), abs=1e-12), (row.group_a, row.seed)
-        assert row.n_model_pairs == len(pairs)
+        mean, n = _seed_row_by_hand(S, design, row.group_a, row.group_b, row.seed)
+        assert row.estimate == pytest.approx(mean, abs=1e-12), (row.group_a, row.seed)
+        assert row.n_model_pairs == n
+        reweighted += row.group_a == row.group_b
+    assert reweighted == 12  # 4 objectives with themselves x 3 seeds: weights other than 1
     full = t[t.analysis == "category_pair"].set_index(["group_a", "group_b"]).estimate
     loo = t[t.analysis == "seed"].groupby(["group_a", "group_b"]).estimate.mean()
     assert np.abs(loo - full.reindex(loo.index)).max() < 0.1
+
+
+def test_leaving_a_seed_out_keeps_the_estimand():
+    """Where a pair's similarity depends only on its category pair and its kind (same or other
+    architecture and seed), on each dataset, every leave-one-seed-out value equals the full
+    estimate: the weights give each kind its full share. Unweighted, a within-objective value
+    moves (9 of 36 pairs share an architecture with three seeds, 3 of 15 with two)."""
+    import itertools
+
+    sim = make_zoo(0, "objective")["cka_linear"]
+    design = stats.design_table(sim).loc[[str(m) for m in sim.model_a.values]]
+    rng = np.random.default_rng(3)
+    objectives = sorted(set(design.objective))
+    values = rng.normal(size=(sim.sizes["dataset"], len(objectives), len(objectives), 2, 2))
+    values[..., 1, :] += 1.0  # same-architecture pairs the more similar, as in a real zoo
+    S = np.ones(sim.shape)
+    for f, g in itertools.permutations(range(len(design)), 2):
+        a, b = design.iloc[f], design.iloc[g]
+        i, j = sorted((objectives.index(a.objective), objectives.index(b.objective)))
+        kind = (int(a.architecture == b.architecture), int(a.seed == b.seed))
+        S[:, f, g] = values[:, i, j, kind[0], kind[1]]
+    table = stats.controlled_tests(sim.copy(data=S), seed=1, **FAST)
+    t = table[table.view == "separate"]
+    full = t[t.analysis == "category_pair"].set_index(["group_a", "group_b"]).estimate
+    seeds = t[t.analysis == "seed"]
+    assert len(seeds) == 30
+    for _, row in seeds.iterrows():
+        assert row.estimate == pytest.approx(full[(row.group_a, row.group_b)], abs=1e-9)
+    # the same without weights: the within-objective values are other numbers
+    ids = list(design.index)
+    kept = [k for k in range(len(ids)) if design.iloc[k].seed != 0 and not design.iloc[k].control]
+    clip = [k for k in kept if design.iloc[k].objective == "Image-Text"]
+    ia, ib = np.array(list(itertools.combinations(clip, 2))).T
+    plain = np.mean(
+        [
+            np.corrcoef(S[d1, ia, ib], S[d2, ia, ib])[0, 1]
+            for d1, d2 in itertools.combinations(range(S.shape[0]), 2)
+        ]
+    )
+    assert abs(plain - full[("Image-Text", "Image-Text")]) > 1e-3  # 0.0045: far outside 1e-9
 
 
 def test_nothing_drives_consistency(null_table):
@@ -781,6 +863,10 @@ def test_an_earlier_version_s_table_is_refused_not_read_on_another_scale(tmp_pat
         stats.load(tmp_path)
     # format 2 (no bias correction: intervals of the excess SDs shifted up) is refused too
     stats.save(table.drop(columns="bias").assign(format=2), tmp_path)
+    with pytest.raises(InputError, match="written by an earlier version of repsim.*rerun"):
+        stats.load(tmp_path)
+    # format 3 (seed rows over another mix of same- and cross-architecture pairs) too
+    stats.save(table.assign(format=3), tmp_path)
     with pytest.raises(InputError, match="written by an earlier version of repsim.*rerun"):
         stats.load(tmp_path)
     stats.save(table, tmp_path)
