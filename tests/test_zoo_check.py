@@ -502,6 +502,41 @@ def test_timm_file_missing_weights_is_not_loaded_silently(tmp_path: Path) -> Non
         load_model(ModelSpec("t", "timm", "resnet10t.c3_in1k", weights=tmp_path / "bad.pth"))
 
 
+@pytest.mark.filterwarnings("ignore:for .*meta parameter:UserWarning")
+def test_a_file_of_a_deeper_architecture_is_refused_not_loaded_in_part(tmp_path: Path) -> None:
+    """A ResNet-34 file loaded into a ResNet-18 covers every ResNet-18 weight, so only its extra
+    blocks (layer1.2, ...) tell it apart; a non-strict load dropped them with an INFO line and
+    the run went on with weights of another model. Refused before the run (the check loads on
+    the meta device), by timm and by the checkpoint loader; the file's classifier and a
+    momentum encoder's keys (under modules the model lacks) are extras and still load."""
+    import timm
+    import torchvision
+
+    from repsim.zoo import ModelSpec, load_model
+    from repsim.zoo.check import check_weights
+
+    torch.manual_seed(0)
+    torch.save(timm.create_model("resnet34", pretrained=False).state_dict(), tmp_path / "r34.pth")
+    r18 = timm.create_model("resnet18", pretrained=False).state_dict()  # with its classifier
+    torch.save(r18, tmp_path / "r18.pth")
+    spec = ModelSpec("t", "timm", "resnet18", weights=tmp_path / "r34.pth")
+    with pytest.raises(ModelError, match=r"model 't': .*under modules of timm:resnet18.*layer1\.2"):
+        check_weights(spec)
+    with pytest.raises(ModelError, match="for another architecture"):
+        load_model(spec)
+    assert check_weights(ModelSpec("t", "timm", "resnet18", weights=tmp_path / "r18.pth")) == (
+        "file ok"
+    )
+    deep = torchvision.models.resnet34().state_dict()
+    torch.save(deep, tmp_path / "tv34.pth")
+    wrapped = {**torchvision.models.resnet18().state_dict()}
+    wrapped.update({f"encoder_k.{k}": v for k, v in list(wrapped.items())[:3]})
+    torch.save(wrapped, tmp_path / "moco.pth")
+    with pytest.raises(ModelError, match=r"layer1\.2\..*another architecture"):
+        load_model(ModelSpec("c", "checkpoint", "resnet18", weights=tmp_path / "tv34.pth"))
+    load_model(ModelSpec("c", "checkpoint", "resnet18", weights=tmp_path / "moco.pth"))
+
+
 def test_align_folder_missing_vision_weights_is_an_error(tmp_path: Path) -> None:
     tf = pytest.importorskip("transformers")
     import safetensors.torch as st

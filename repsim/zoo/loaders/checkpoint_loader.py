@@ -114,6 +114,21 @@ def build_architecture(identifier: str, device: Any = "cpu") -> torch.nn.Module:
     return model
 
 
+def foreign_keys(model: torch.nn.Module, unexpected: Iterable[str]) -> list[str]:
+    """The ``unexpected`` keys of a state dict that lie under a module ``model`` has: weights of
+    another architecture of its family (``layer1.2.conv1.weight`` of a ResNet-34 loaded into a
+    ResNet-18, whose layer1 has two blocks), which a non-strict load would leave out without a
+    word. Keys under modules it lacks (a momentum encoder, a queue a training wrapper kept) and
+    classifier or projector weights (:data:`DROP_PREFIXES`, timm's ``classifier`` of a model
+    built without one) are extras, not a mismatch."""
+    children = {name for name, _ in model.named_children()}
+    heads = list(DROP_PREFIXES)
+    classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
+    for name in [classifier] if isinstance(classifier, str) else list(classifier or []):
+        heads.append(f"{name}.")
+    return [k for k in unexpected if k.split(".")[0] in children and not k.startswith(tuple(heads))]
+
+
 def load_into(
     model: torch.nn.Module, state: dict[str, torch.Tensor], spec: ModelSpec, identifier: str
 ) -> None:
@@ -132,6 +147,14 @@ def load_into(
         raise ModelError(
             f"model {spec.id!r}: checkpoint does not cover {len(result.missing_keys)} keys of {identifier} "
             f"(first: {result.missing_keys[:5]}); set options.strip_prefixes/drop_prefixes to remap its keys"
+        )
+    foreign = foreign_keys(model, result.unexpected_keys)
+    if foreign:
+        raise ModelError(
+            f"model {spec.id!r}: the weights file holds {len(foreign)} weights under modules of "
+            f"{identifier} that {identifier} does not have (first: {foreign[:3]}): the file is for "
+            "another architecture (a deeper or wider one of the same family). Give the file of "
+            f"{identifier}, or set the spec's identifier to the file's architecture"
         )
     if result.unexpected_keys:
         log.info(
