@@ -248,6 +248,32 @@ def test_stimulus_table_records_truncated_item_in_subset(folder):
     )
 
 
+def test_an_unreadable_class_folder_is_refused_not_dropped(folder, monkeypatch):
+    """A class folder (or a subfolder of one) that cannot be listed, as mode 000 makes it for a
+    user other than root: Path.rglob passed over it, and the run went on without that class's
+    images, its check saying every image decodes. Now the dataset is refused, naming the folder
+    and the fix. (os.scandir is what a listing calls; root is not stopped by chmod.)"""
+    import errno
+    import os
+
+    real_scandir = os.scandir
+    for denied in (folder / "train" / "ant", folder / "train" / "bee" / "sub"):
+
+        def guarded(path=".", denied=denied):
+            if os.path.realpath(os.fsdecode(path)) == os.path.realpath(denied):
+                raise PermissionError(errno.EACCES, "Permission denied", os.fsdecode(path))
+            return real_scandir(path)
+
+        monkeypatch.setattr(os, "scandir", guarded)
+        with pytest.raises(DatasetError) as info:
+            open_dataset(_spec(loader="imagefolder", path=str(folder)))
+        text = str(info.value)
+        assert text.startswith("dataset 'fx': cannot list the images of ")
+        assert str(denied) in text and "readable (chmod -R u+rX)" in text
+    monkeypatch.setattr(os, "scandir", real_scandir)
+    assert open_dataset(_spec(loader="imagefolder", path=str(folder))).counts("train")[0] == 4
+
+
 def test_imagefolder_flat_with_holdout(tmp_path):
     for c, n in (("x", 10), ("y", 1)):
         for i in range(n):

@@ -36,14 +36,29 @@ def _split_dirs(root: Path, spec: DatasetSpec) -> dict[str, Path] | None:
     return None
 
 
-def _images_under(folder: Path) -> list[Path]:
+def _images_under(folder: Path, dataset_id: str) -> list[Path]:
     """Image files under ``folder``, dangling symlinks included (they are skipped and listed later
-    with the reason, never dropped silently)."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if (p.is_file() or (p.is_symlink() and not p.exists())) and p.suffix.lower() in IMAGE_EXTS
-    )
+    with the reason, never dropped silently). A subfolder that cannot be listed (no read
+    permission) is a DatasetError: ``Path.rglob`` passes over it without a word, which dropped a
+    whole class. Symlinked folders are not followed, as with ``rglob``."""
+
+    def refuse(exc: OSError) -> None:
+        from repsim.runfolder import describe_os_error
+
+        raise DatasetError(
+            f"dataset '{dataset_id}': cannot list the images of {exc.filename}: "
+            f"{describe_os_error(exc, exc.filename, 'read')}"
+        ) from exc
+
+    found = []
+    for top, _, names in os.walk(folder, onerror=refuse):
+        for name in names:
+            p = Path(top) / name
+            if p.suffix.lower() in IMAGE_EXTS and (
+                p.is_file() or (p.is_symlink() and not p.exists())
+            ):
+                found.append(p)
+    return sorted(found)
 
 
 def _text(name: str) -> str:
@@ -78,7 +93,7 @@ def list_folder(
                 d = folder / sub
                 if not d.is_dir():
                     continue
-                for f in _images_under(d):
+                for f in _images_under(d, spec.id):
                     files.append(f)
                     labels.append(c)
                     split.append(ours)
