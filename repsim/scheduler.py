@@ -292,7 +292,22 @@ def _parse_local(scheduler: str) -> int:
         raise ConfigError(
             f"scheduler {scheduler!r}: write local:N with N >= 1 worker processes, e.g. local:4"
         )
+    import os
+
+    cores = os.cpu_count() or 1
+    if n > LOCAL_WORKERS_PER_CORE * cores:
+        raise ConfigError(
+            f"scheduler {scheduler!r}: {n} worker processes on a machine with {cores} cores; "
+            f"local:N allows at most {LOCAL_WORKERS_PER_CORE * cores} (each worker is a process "
+            "of single-threaded tasks, so more than the cores only contend). Fix: local:"
+            f"{max(1, cores // 2)} (what 'local' alone takes), or at most local:{cores}"
+        )
     return n
+
+
+#: local:N may start at most this many workers per core: 100,000 nannies ran for ten minutes at
+#: full CPU, ran out of file handles and left the run folder without results or a true run.json
+LOCAL_WORKERS_PER_CORE = 4
 
 
 #: a job directive that already asks for GPUs, per batch system (sbatch's short ``-G`` takes its

@@ -310,6 +310,20 @@ def test_local_without_a_count_takes_half_the_cores(monkeypatch):
     assert _parse_local("local") == 1
 
 
+def test_local_refuses_more_workers_than_four_per_core(monkeypatch):
+    """local:100000 started that many dask nannies, ran ten minutes and ran out of file handles;
+    at most 4 per core, refused before the run with the count to use."""
+    import os
+
+    from repsim.scheduler import _parse_local, check_scheduler
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert _parse_local("local:8") == 8
+    for bad in ("local:9", "local:100000"):
+        with pytest.raises(ConfigError, match=r"on a machine with 2 cores.*at most 8.*local:1"):
+            check_scheduler(bad)
+
+
 def test_a_jobqueue_cluster_gets_the_defaults_under_the_configs_options(monkeypatch):
     """What reaches dask-jobqueue: the defaults under the config's ``cluster:`` block, without
     ``jobs`` (ours, not its), one GPU per job and no dashboard (a login node's port 8787 is
