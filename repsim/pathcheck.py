@@ -40,6 +40,16 @@ def path_problem(path: str | Path, want: str = "file") -> str | None:
         return (
             "is not a regular file (a FIFO, device or socket: reading it would block or never end)"
         )
+    return _open_problem(path)
+
+
+def _open_problem(path: str | Path) -> str | None:
+    """Why a regular file cannot be opened for reading (its own permission: a stat succeeds
+    without it, and a reader's error, e.g. safetensors', can call the file missing), or None."""
+    try:
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
     return None
 
 

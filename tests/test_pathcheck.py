@@ -121,3 +121,30 @@ def test_the_datasets_table_calls_a_loop_present_and_invalid(tmp_path: Path) -> 
     assert not ok
     assert "present, invalid: embedded file loop.npz is a symbolic-link loop" in rows["looped"]
     assert rows["gone"].endswith("absent")
+
+
+def test_a_file_without_read_permission_is_named_so(tmp_path: Path, monkeypatch) -> None:
+    """A weights file of mode 000 passes a stat; safetensors then reported it as 'No such file',
+    and the check wrapped that as a truncated or damaged file with a retrain fix. The open is
+    tried up front and its refusal named with the chmod fix. (os.open is refused by hand here:
+    tests may run as root, whom chmod does not stop.)"""
+    import errno
+
+    import repsim.pathcheck as pathcheck
+
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(b"x")
+    real_open = os.open
+
+    def refused(p, flags, *args, **kwargs):
+        if os.path.realpath(p) == os.path.realpath(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(p))
+        return real_open(p, flags, *args, **kwargs)
+
+    assert path_problem(path) is None
+    monkeypatch.setattr(pathcheck.os, "open", refused)
+    assert path_problem(path) == "cannot be read (Permission denied)"
+    assert stat_problem(path) is None  # it is there
+    spec = ModelSpec("mine", "minizoo", "cnn", weights=path)
+    with pytest.raises(ModelError, match=r"cannot be read \(Permission denied\); make it readable"):
+        check_weights_path(spec, path)

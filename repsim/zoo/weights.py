@@ -87,7 +87,7 @@ def check_weights_path(spec: ModelSpec, path: str | Path) -> Path:
         raise ModelError(
             f"model {spec.id!r}: weights {path} {problem}; "
             + (
-                "check the permissions of the folders above it"
+                "make it readable (chmod u+r) and check the permissions of the folders above it"
                 if problem.startswith("cannot be read")
                 else "point 'weights:' at the weights file itself"
             )
