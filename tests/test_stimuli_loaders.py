@@ -301,6 +301,14 @@ def test_imagefolder_split_folders_by_option_and_test_before_val(tmp_path):
     options = {"test_fraction": 0.5}  # the folders' split wins
     st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path / "more"), options=options))
     assert st.ids[st.split == "test"].tolist() == ["fx/test/ant/t.png"]
+    # train/ without test/: the fraction holds out its part (it was ignored, and the error for a
+    # missing test split then asked for the test_fraction the config already had)
+    (tmp_path / "more" / "test" / "ant" / "t.png").unlink()
+    (tmp_path / "more" / "test" / "ant").rmdir()
+    (tmp_path / "more" / "test").rmdir()
+    st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path / "more"), options=options))
+    assert st.counts("train").tolist() == [2] and st.counts("test").tolist() == [2]
+    assert all(i.startswith("fx/test/ant/") for i in st.ids[st.split == "test"])
     (tmp_path / "train").mkdir()
     st = open_dataset(_spec(loader="imagefolder", path=str(tmp_path)))
     assert st.ids.tolist() == ["fx/test/ant/test.png"]  # test/ is the test split, not val/

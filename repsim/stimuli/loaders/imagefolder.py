@@ -2,7 +2,8 @@
 
 Split folders: ``train`` and ``test`` (``val`` is taken as test when there is no ``test``);
 ``options.splits`` maps them explicitly, e.g. ``{train: training, test: validation}``. Without
-split folders every image is train, unless ``options.test_fraction`` holds out a stratified part.
+split folders, or with a train folder and no test one, every image is train, unless
+``options.test_fraction`` holds out a stratified part (a test folder, when there is one, wins).
 Class indices follow the sorted class folder names over all splits; an empty class folder keeps
 its index (and is reported), so labels agree between splits.
 """
@@ -98,7 +99,7 @@ def list_folder(
                     labels.append(c)
                     split.append(ours)
                     ids.append(f"{spec.id}/{ours}/{_text(f.relative_to(folder).as_posix())}")
-    if splits is None and spec.options.get("test_fraction"):
+    if "test" not in split_roots and spec.options.get("test_fraction"):  # train/ only, or flat
         split = holdout_split(
             np.array(labels), ids, float(spec.options["test_fraction"]), spec.seed
         ).tolist()
