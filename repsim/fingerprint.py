@@ -107,13 +107,17 @@ def data_fingerprint(spec: object) -> str | None:
     if not paths:
         return None
     h = hashlib.sha256()
+    named = f"dataset '{spec.id}': " if hasattr(spec, "id") else ""
     for role, path in sorted(paths.items()):
         p = Path(path)
         try:
             folder = p.is_dir()
         except OSError as exc:  # is_dir raises for a closed folder above (EACCES), not for absence
-            raise DatasetError(describe_os_error(exc, p, "read")) from exc
-        content = folder_fingerprint(p) if folder else file_fingerprint(p, DatasetError)
+            raise DatasetError(named + describe_os_error(exc, p, "read")) from exc
+        try:
+            content = folder_fingerprint(p) if folder else file_fingerprint(p, DatasetError)
+        except DatasetError as exc:
+            raise DatasetError(named + str(exc)) from exc
         h.update(f"{role}\0{content}\n".encode())
     return h.hexdigest()
 

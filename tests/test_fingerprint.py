@@ -206,8 +206,8 @@ def test_an_unreadable_dataset_file_is_the_datasets_error_in_the_cli_and_run_jso
     if closed == "its folder":  # the plan's presence check: its stat fails
         assert err.startswith("repsim: error: datasets cannot be opened, so nothing was run:\n")
         assert f"\n  dataset 'faces': permission denied while trying to read {data}" in err
-    else:  # the file is there: its fingerprint, before the folder is touched
-        assert err.startswith("repsim: error: permission denied while trying to read")
+    else:  # the file is there: its fingerprint, before the folder is touched; named by dataset
+        assert err.startswith("repsim: error: dataset 'faces': permission denied while trying to")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock", "run.json"]
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["status"] == "refused" and info["error"].startswith("DatasetError: ")

@@ -128,11 +128,14 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
 def _unusable_file(spec: ModelSpec, path: str, exc: Exception) -> ModelError:
     """The error of a local weights file that cannot be read or fit the architecture."""
     reason = brief(" ".join(str(exc).split()).removeprefix(f"model {spec.id!r}: "))
+    again = (
+        "retrain it (`repsim minizoo train`)" if spec.loader == "minizoo" else "download it again"
+    )
     return ModelError(
         f"model {spec.id!r}: weights file {path} cannot be used for {spec.loader} "
         f"{spec.identifier!r}: {type(exc).__name__}: {reason}. The file is truncated, damaged or "
-        "for another architecture: download or retrain it again (mini-zoo: `repsim minizoo "
-        "train`), or point 'weights:' at the file made for this architecture"
+        f"for another architecture: {again}, or point 'weights:' at the file made for this "
+        "architecture"
     )
 
 
