@@ -31,6 +31,7 @@ from repsim.measures._inputs import real_array
 from repsim.names import (
     ALL,
     CATEGORY_FIELDS,
+    CONTROLS,
     MIN_PAIRS,
     UNKNOWN,
     anchor_partner_label,
@@ -741,12 +742,21 @@ def grouping_spread(tidy: pd.DataFrame) -> pd.DataFrame:
     "driving" consistency more than one whose pairs sit near the all-pairs baseline. The range
     grows with the number of category pairs even by chance, so it describes; the test that
     compares factors is :func:`repsim.stats.controlled_tests`. Groupings with fewer than two
-    category pairs (nothing to describe) are left out.
+    category pairs (nothing to describe) are left out. ``range_trained`` and ``n_trained``: the
+    same over the category pairs without a control (:data:`repsim.names.CONTROLS`): the
+    untrained models' pairs widen the objective's range, and no other grouping has such a level.
     """
-    s = consistency_summary(tidy) if len(tidy) else pd.DataFrame(columns=["group_by", "median"])
+    cols = ["group_by", "label", "median"]
+    s = consistency_summary(tidy) if len(tidy) else pd.DataFrame(columns=cols)
     s = s[s.group_by != ALL]
+    s = s.assign(trained=[not set(split_pair(lab)) & set(CONTROLS) for lab in s["label"]])
     g = s.groupby("group_by")["median"]
-    out = g.agg(range=lambda v: v.max() - v.min(), std="std", n_pairs="count").reset_index()
+    out = g.agg(range=lambda v: v.max() - v.min(), std="std", n_pairs="count")
+    t = s[s.trained].groupby("group_by")["median"]
+    out["range_trained"] = t.agg(lambda v: v.max() - v.min())
+    out["n_trained"] = t.count()
+    out["n_trained"] = out["n_trained"].fillna(0).astype(int)
+    out = out.reset_index()
     out = out[out.n_pairs >= 2]
     return out.sort_values("range", ascending=False, ignore_index=True)
 

@@ -55,6 +55,10 @@ CATEGORY_FIELDS = ("objective", "architecture_class", "data_class", "size_class"
 #: Domain categories of the study's datasets, in the order the book shows them.
 DOMAINS = ("Natural (multi-domain)", "Natural (single-domain)", "Specialized", "Structured")
 
+#: Objectives that are controls (untrained, random-init models), not levels of the objective
+#: factor: the controlled tests leave them out, and a description that spans them says so.
+CONTROLS = ("Random",)
+
 #: Separator of the two categories in a category-pair label, ``"A | B"``.
 PAIR_SEP = " | "
 #: The label (and ``group_by``) of the baseline over all model pairs in consistency.nc.

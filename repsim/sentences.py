@@ -593,7 +593,9 @@ def rank_sum_text(tests: pd.DataFrame, alpha: float) -> str:
     sig = testable[testable.significant]
     text = (
         f"{len(sig)} of {len(testable)} testable category comparisons are significant after "
-        f"Bonferroni correction (alpha = {alpha})"
+        f"Bonferroni correction (alpha = {alpha}; each anchor is one observation, its median "
+        "over these datasets' pairs, and the datasets are not resampled, so the comparisons hold "
+        "for these datasets)"
     )
     if len(sig):
         text += ": " + "; ".join(
@@ -795,8 +797,8 @@ def grouping_spread_text(spread: pd.DataFrame) -> str:
     factors is :func:`repsim.stats.controlled_tests`."""
     if len(spread) >= 2:
         listed = ", ".join(
-            f"{g} {fmt(r)} over {int(n)} category pairs"
-            for g, r, n in zip(spread.group_by, spread["range"], spread.n_pairs)
+            f"{r.group_by} {fmt(r.range)} over {int(r.n_pairs)} category pairs" + _trained_range(r)
+            for r in spread.itertuples(index=False)
         )
         return (
             f"Range of the category-pair medians: {listed}. The ranges are described, not "
@@ -812,6 +814,14 @@ def grouping_spread_text(spread: pd.DataFrame) -> str:
         "No grouping has two category pairs with enough model pairs, so the groupings cannot be "
         "compared."
     )
+
+
+def _trained_range(row: Any) -> str:
+    """The range without the untrained control's category pairs, where they widen it."""
+    n_trained = getattr(row, "n_trained", None)
+    if n_trained is None or not 2 <= n_trained < row.n_pairs:
+        return ""
+    return f" ({fmt(row.range_trained)} over the {int(n_trained)} without the untrained control)"
 
 
 def missing_group_pairs_text(missing: Sequence[str], selection: str = "") -> str:
@@ -834,8 +844,9 @@ def measure_agreement_text(agree: pd.DataFrame, measure: str) -> str:
             "on this run."
         )
     low = ok.loc[ok.r.idxmin()]
+    others = join_names([str(m) for m in dict.fromkeys(agree["measure"])])
     return (
-        f"Rank agreement between {measure} and the other measures over model pairs: median "
+        f"Rank agreement of {measure} with {others} over model pairs: median "
         f"Spearman **{fmt(ok.r.median())}** (minimum {fmt(low.r)}, on {low.dataset} with "
         f"{low.measure})."
     )
@@ -1032,12 +1043,23 @@ def fixed_design_text(models: pd.DataFrame, selection: str = "") -> str:
         if c in models and models[c].map(is_known).all() and models[c].nunique() == 1
     ]
     held = (
-        ", ".join(f"**{c}** = {models[c].iloc[0]}" for c in fixed)
+        ", ".join(f"**{c}** = {models[c].iloc[0]}{_size_spread(models, c)}" for c in fixed)
         if fixed
         else "nothing recorded (the run's metadata does not show a controlled design, so read "
         "the comparison below with care)"
     )
     return f"Held fixed across the models of {shown(selection, 'this run')}: {held}."
+
+
+def _size_spread(models: pd.DataFrame, column: str) -> str:
+    """For a size class held fixed, the range of parameter counts under it, when they differ:
+    one class label is not one size (the mini-zoo's are 0.14M to 0.43M parameters)."""
+    if column != "size_class" or "params_m" not in models:
+        return ""
+    params = pd.to_numeric(models["params_m"], errors="coerce").dropna()
+    if params.nunique() < 2:
+        return ""
+    return f" (a label: the models have {params.min():.2f}M to {params.max():.2f}M parameters)"
 
 
 #: Up to this many near-chance (model, set) cells are named one by one; more are counted.

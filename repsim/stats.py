@@ -64,15 +64,13 @@ import xarray as xr
 from scipy.stats import DegenerateDataWarning, bootstrap, permutation_test
 
 from repsim.errors import InputError
-from repsim.names import MIN_PAIRS
+from repsim.names import CONTROLS, MIN_PAIRS
 from repsim.runfolder import CONTROLLED_TESTS, RunFolder
 
 logger = logging.getLogger(__name__)
 
 #: File name of the table in a run folder (owned by :class:`repsim.runfolder.RunFolder`).
 FILENAME = CONTROLLED_TESTS
-#: Objectives treated as controls, not as levels of the objective factor.
-CONTROLS = ("Random",)
 #: Measures tested by default (those present in the run): the study's two main measures.
 DEFAULT_MEASURES = ("cka_linear", "cka_rbf_0.4")
 VIEWS = ("separate", "pooled")

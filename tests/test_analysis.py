@@ -491,6 +491,14 @@ def test_grouping_spread_needs_two_category_pairs(run):
     assert row.n_pairs == len(medians) >= 2
     assert row["range"] == pytest.approx(max(medians) - min(medians), abs=1e-12)
     assert row["std"] == pytest.approx(statistics.stdev(medians), rel=1e-12)  # sample SD
+    # without the untrained control's category pairs (labels naming "Random")
+    trained = [
+        statistics.median(v.tolist())
+        for pair, v in tidy[tidy.group_by == "objective"].groupby("group_pair").consistency
+        if "Random" not in pair
+    ]
+    assert row.n_trained == len(trained) < row.n_pairs
+    assert row.range_trained == pytest.approx(max(trained) - min(trained), abs=1e-12)
 
 
 def test_overview_text_without_same_category_pairs():
@@ -850,6 +858,7 @@ def test_rank_sum_text_says_which_comparisons_cannot_reach_the_threshold():
     tests = C.anchor_rank_sum_tests(tidy, alpha=0.01)
     text = T.rank_sum_text(tests, 0.01)
     assert text.startswith("1 of 1 testable category comparisons are significant")
+    assert "the datasets are not resampled, so the comparisons hold for these datasets)" in text
     assert (
         "(2 more cannot be tested: with so few anchors the smallest p an exact rank-sum test can "
         "give, 0.0444, is not below 0.00333: a vs b and a vs c)"

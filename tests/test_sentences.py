@@ -121,6 +121,11 @@ def test_grouping_spread_text_three_branches():
         "category pairs spreads more by chance alone, and the groupings' category pairs share "
         "models and datasets."
     )
+    with_control = two.assign(range_trained=[0.25, 0.1], n_trained=[6, 3])
+    assert T.grouping_spread_text(with_control).startswith(
+        "Range of the category-pair medians: objective 0.40 over 10 category pairs (0.25 over the "
+        "6 without the untrained control), size_class 0.10 over 3 category pairs. "
+    )
     assert "Only **objective** has two or more" in T.grouping_spread_text(two.iloc[:1])
     assert "cannot be compared" in T.grouping_spread_text(two.iloc[:0])
 
@@ -296,6 +301,12 @@ def test_fixed_design_and_controlled_notices():
     assert T.fixed_design_text(models, selection="3 of 45 models").startswith(
         "Held fixed across the models of this chapter's part of the run (3 of 45 models): "
     )
+    sized = models.assign(size_class="small", params_m=[0.1394, 0.2357, 0.4311])
+    assert T.fixed_design_text(sized) == (
+        "Held fixed across the models of this run: **data_class** = toy, **size_class** = small "
+        "(a label: the models have 0.14M to 0.43M parameters)."
+    )
+    assert T.fixed_design_text(sized.assign(params_m=0.2)).endswith("**size_class** = small.")
     assert T.no_controlled_table_text("too few seeds") == "No table: too few seeds."
     assert T.missing_group_pairs_text(["a", "b"]) == (
         "Not in this run, or with fewer than 3 model pairs there: `a`, `b`."
@@ -717,3 +728,19 @@ def test_study_overlap_and_stimuli_split_texts():
         assert "the **train** split of each dataset, as in the study" in T.stimuli_split_text(
             run([], info)
         )
+
+
+def test_measure_agreement_names_the_measures_it_compares():
+    """'the other measures' read as every measure of the run; the chapter compares some (mutual
+    kNN, the least alike, is in the next chapter), so the sentence names them."""
+    agree = pd.DataFrame(
+        {
+            "dataset": ["a", "b", "a", "b"],
+            "measure": ["cka_rbf_0.2", "cka_rbf_0.2", "rsa_spearman", "rsa_spearman"],
+            "r": [0.9, 0.8, 0.95, 0.7],
+        }
+    )
+    text = T.measure_agreement_text(agree, "cka_linear")
+    assert text.startswith("Rank agreement of cka_linear with cka_rbf_0.2 and rsa_spearman over")
+    assert "(minimum 0.70, on b with rsa_spearman)" in text
+
