@@ -743,4 +743,3 @@ def test_measure_agreement_names_the_measures_it_compares():
     text = T.measure_agreement_text(agree, "cka_linear")
     assert text.startswith("Rank agreement of cka_linear with cka_rbf_0.2 and rsa_spearman over")
     assert "(minimum 0.70, on b with rsa_spearman)" in text
-
