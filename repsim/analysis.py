@@ -535,6 +535,32 @@ def controlled_rows(
     return out
 
 
+def same_category_share(
+    tests: pd.DataFrame, measure: str, factor: str, view: str = "separate"
+) -> dict[str, float]:
+    """How much of a factor's statistic (the variance of its category-pair means, the
+    ``category_pair`` rows of ``controlled_tests.csv``) lies between pairs of one category and
+    pairs of two: the between-group share of their sum of squares, and the two groups' mean
+    and count. The permutation test says the grouping beats a random one; this says whether it
+    does so mostly by whether two models share the category, or by which categories they have.
+    Empty without both kinds of pair."""
+    rows = controlled_rows(tests, measure, "category_pair", view)
+    rows = rows[rows["factor"] == factor].dropna(subset=["estimate"])
+    same = (rows["group_a"] == rows["group_b"]).to_numpy()
+    if same.all() or not same.any():
+        return {}
+    m = rows["estimate"].to_numpy(dtype=float)
+    total = float(np.sum((m - m.mean()) ** 2))
+    between = sum(float(k.sum()) * (m[k].mean() - m.mean()) ** 2 for k in (same, ~same))
+    return {
+        "share": between / total if total > 0 else float("nan"),
+        "same_mean": float(m[same].mean()),
+        "cross_mean": float(m[~same].mean()),
+        "n_same": int(same.sum()),
+        "n_cross": int((~same).sum()),
+    }
+
+
 def seed_spread_table(tests: pd.DataFrame, measure: str, view: str = "separate") -> pd.DataFrame:
     """Per objective pair: its mean consistency over all seeds' models beside the smallest and
     largest with one seed's models left out and their jackknife SE (``seed_spread`` rows of

@@ -1196,6 +1196,28 @@ def no_controlled_table_text(reason: str) -> str:
     return f"No table: {reason}."
 
 
+def same_category_share_text(shares: Mapping[str, Mapping[str, float]]) -> str:
+    """What each factor's permutation test rests on (:func:`repsim.analysis.same_category_share`
+    per factor): the share of its category-pair means' spread between same- and
+    different-category pairs. Described: the test is of the whole spread."""
+    parts = [
+        f"{factor} {s['share']:.0%} (pairs of one {factor} {fmt(s['same_mean'])} on average over "
+        f"{s['n_same']} category pairs, of two {fmt(s['cross_mean'])} over {s['n_cross']})"
+        for factor, s in shares.items()
+        if s and np.isfinite(s["share"])
+    ]
+    if not parts:
+        return ""
+    return (
+        "Share of each factor's spread of category-pair means that lies between pairs of one "
+        f"category and pairs of two: {'; '.join(parts)} (described, not tested). A factor's "
+        "permutation test says its grouping beats a random one; where this share is high, what "
+        "it detects is mostly whether two models share the category, not which category's "
+        "pairs keep their similarity pattern best (the overview's interval for the first "
+        "category pair asks that)."
+    )
+
+
 def seed_spread_text(spread: pd.DataFrame) -> str:
     """Why the controlled chapter's seed table is empty ('' when it is not): no objective pair
     keeps its mix of model pairs with a seed's models left out (two seeds: one seed's models have

@@ -1706,3 +1706,35 @@ def test_a_chapters_selection_names_what_it_cannot_find(tmp_path):
     assert ch.datasets == ["digits"]
     same = CH.open_chapter(path, models=list(CH.load_run(path).similarity.model_a.values[::-1]))
     assert same.run.selection == ""  # every model, another order: the whole run
+
+
+def test_same_category_share_splits_a_factors_spread_by_same_and_cross_pairs():
+    """Means 0.8, 0.6, 0.7 for pairs of one category and 0.3, 0.2, 0.4 for pairs of two: grand
+    mean 0.5, between-group sum of squares 3 * 0.2^2 * 2 = 0.24 of a total 0.28, so 6/7; the other
+    factor's rows, the pooled view and a control row are not read."""
+    pairs = [("a", "a", 0.8), ("b", "b", 0.6), ("c", "c", 0.7)]
+    pairs += [("a", "b", 0.3), ("a", "c", 0.2), ("b", "c", 0.4)]
+    base = {"measure": "cka_linear", "analysis": "category_pair", "ci_low": 0.0, "ci_high": 1.0}
+    rows = [
+        {**base, "view": "separate", "factor": "objective", "group_a": a, "group_b": b,
+         "estimate": m, "n_model_pairs": 9}
+        for a, b, m in pairs
+    ]  # fmt: skip
+    rows += [
+        {**rows[0], "factor": "architecture", "estimate": 0.1},
+        {**rows[3], "view": "pooled", "estimate": 0.9},
+        {**rows[3], "factor": "control", "group_b": "Random", "estimate": 0.0},
+    ]
+    tests = pd.DataFrame(rows)
+    got = A.same_category_share(tests, "cka_linear", "objective")
+    assert got["share"] == pytest.approx(6 / 7, abs=1e-12)
+    assert got["same_mean"] == pytest.approx(0.7) and got["cross_mean"] == pytest.approx(0.3)
+    assert (got["n_same"], got["n_cross"]) == (3, 3)
+    assert A.same_category_share(tests, "cka_linear", "architecture") == {}  # one kind only
+    text = T.same_category_share_text({"objective": got, "architecture": {}})
+    assert text.startswith(
+        "Share of each factor's spread of category-pair means that lies between pairs of one "
+        "category and pairs of two: objective 86% (pairs of one objective 0.70 on average over 3 "
+        "category pairs, of two 0.30 over 3) (described, not tested)."
+    )
+    assert T.same_category_share_text({"objective": {}}) == ""
