@@ -269,8 +269,12 @@ def main(argv: list[str] | None = None) -> int:
     # repsim's own progress at INFO; other libraries (open_clip logs to the root logger) only warn
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("repsim").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    from repsim import interrupts
+
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    previous_int = signal.signal(signal.SIGINT, interrupts.handler) if main_thread else None
+    interrupts.reset()
     try:
         _check_paths(args)
         return args.func(args)
@@ -283,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, previous_int)
+        interrupts.reset()  # a library call later in this process starts clean
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Any
 import dask
 from dask import delayed
 
-from repsim import __version__, stages
+from repsim import __version__, interrupts, stages
 from repsim.cache import stage_key
 from repsim.device import resolve_device
 from repsim.errors import (
@@ -285,6 +285,7 @@ def _run_locked(
             folder.put_back(kept_tables)
             raise _Refused(exc) from exc
         kept_tables.clear()  # not held for the hours of a study-sized run
+        interrupts.check()  # a Ctrl-C a finaliser swallowed stops the run here, not unnoticed
         if previous.get("config_hash") != chash:
             why = "another config" if previous.get("config_hash") else "no complete run recorded"
             folder.remove_results(f"{why}: they are rebuilt for config {plan.name} ({chash})")
@@ -312,6 +313,7 @@ def _run_locked(
         "similarity": sims,
         "probes": probes,
     }
+    interrupts.check()
     timings, rate, redone = _timings(outcome)
     parallel = _parallel_note(wall, timings)
     failed = failures([r for group in outcome.values() for r in group.values()])
@@ -355,6 +357,7 @@ def _run_locked(
             t_start,
         )
     timings["total"] = time.perf_counter() - t_start
+    interrupts.check()  # never "finished" after an interrupt
     _write_run_info(
         plan,
         folder,
