@@ -749,10 +749,10 @@ def grouping_spread(tidy: pd.DataFrame) -> pd.DataFrame:
     cols = ["group_by", "label", "median"]
     s = consistency_summary(tidy) if len(tidy) else pd.DataFrame(columns=cols)
     s = s[s.group_by != ALL]
-    s = s.assign(trained=[not set(split_pair(lab)) & set(CONTROLS) for lab in s["label"]])
+    trained = np.array([not set(split_pair(lab)) & set(CONTROLS) for lab in s["label"]], bool)
     g = s.groupby("group_by")["median"]
     out = g.agg(range=lambda v: v.max() - v.min(), std="std", n_pairs="count")
-    t = s[s.trained].groupby("group_by")["median"]
+    t = s[trained].groupby("group_by")["median"]
     out["range_trained"] = t.agg(lambda v: v.max() - v.min())
     out["n_trained"] = t.count()
     out["n_trained"] = out["n_trained"].fillna(0).astype(int)
