@@ -1845,8 +1845,8 @@ __all__ = [
     "monte_carlo_undecided",
     "no_interval_reason",
     "percentile_interval",
-    "tail_level",
     "save",
     "sign_test",
     "stratified_permutation_test",
+    "tail_level",
 ]
