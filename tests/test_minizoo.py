@@ -272,6 +272,7 @@ def test_a_file_not_of_the_minizoo_format_or_missing_a_weight_is_refused(tmp_pat
 
     from repsim.errors import ModelError
     from repsim.zoo import load_model
+    from repsim.zoo.check import check_weights
     from repsim.zoo.spec import ModelSpec
 
     enc = build_arch("mlp")
@@ -292,6 +293,12 @@ def test_a_file_not_of_the_minizoo_format_or_missing_a_weight_is_refused(tmp_pat
         ModelError, match="holds architecture 'mlp', but the spec's identifier is 'cnn'"
     ):
         load_model(spec)
+    # a torch file: read as safetensors it was "header too large ... truncated or damaged"
+    torch.save(enc.state_dict(), tmp_path / "m.pt")
+    torch_file = ModelSpec(id="c", loader="minizoo", identifier="mlp", weights=tmp_path / "m.pt")
+    for load in (load_model, check_weights):  # the run's check says it as the loader does
+        with pytest.raises(ModelError, match=r"^model 'c': .*m\.pt is a \.pt file; the mini-zoo"):
+            load(torch_file)
 
 
 def test_missing_weights_fails_fast(tmp_path: Path) -> None:

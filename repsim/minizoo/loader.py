@@ -35,6 +35,15 @@ def load_minizoo(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu
             else DEFAULT_DIR / f"{spec.id}.safetensors"
         )
         check_weights_path(spec, path)
+        if path.suffix != ".safetensors":  # read as one, a torch file is "header too large"
+            from repsim.errors import ModelError
+
+            raise ModelError(
+                f"model {spec.id!r}: {path} is a {path.suffix or 'suffix-less'} file; the mini-zoo "
+                "loader reads the safetensors files `repsim minizoo train` writes "
+                "(weights/<id>.safetensors): point 'weights:' at one, or load another file with "
+                "the loader of its own library"
+            )
         _check_manifest_digest(spec, path)
         module, meta = load_encoder(path)
         if meta.get("arch") != spec.identifier:
