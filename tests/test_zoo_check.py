@@ -366,9 +366,19 @@ def test_a_loader_that_fails_is_one_row_naming_the_model(monkeypatch) -> None:
         [ModelSpec("b", "broken", "x"), ModelSpec("m", "minizoo", "cnn")], weights=False
     )
     assert isinstance(bad.error, ModelError)
-    assert str(bad.error) == "model 'b': cannot be built: TypeError: unexpected keyword 'depth'"
+    assert str(bad.error) == (
+        "model 'b': cannot be built: TypeError: unexpected keyword 'depth'; check its identifier, "
+        "and that the library behind the loader is installed"
+    )
     assert bad.weights == "-" and bad.dim is None
     assert good.ok and good.dim is not None and good.weights == "not checked"
+    (opted,) = check_specs(
+        [ModelSpec("b", "broken", "x", options={"img_size": "abc", "depth": 3})], weights=False
+    )
+    assert str(opted.error).endswith(
+        "; check its options (depth, img_size: given to the broken library as written) and its "
+        "identifier"
+    )
 
 
 def test_models_check_honours_select_and_opens_weights_files(tmp_path: Path) -> None:
