@@ -684,7 +684,10 @@ def test_weights_in_a_folder_this_user_cannot_enter_are_left_to_the_model_check(
     unreadable(monkeypatch, tmp_path / "locked")
     plan = _plan(tmp_path, entry)
     assert [m.id for m in plan.models] == ["a"]
-    with pytest.raises(ModelError, match=r"model 'a': cannot be built: PermissionError.*locked"):
+    with pytest.raises(
+        ModelError,
+        match=r"model 'a': cannot be built: PermissionError.*locked.*make the files it names read",
+    ):
         _plan(tmp_path, entry, check_models=True)
 
 

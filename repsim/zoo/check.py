@@ -162,12 +162,15 @@ def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) ->
     except (
         Exception
     ) as exc:  # a loader's own error (bad option, missing package): one row, not a crash
-        fix = (
-            f"; check its options ({', '.join(sorted(map(str, spec.options)))}: given to the "
-            f"{spec.loader} library as written) and its identifier"
-            if spec.options
-            else "; check its identifier, and that the library behind the loader is installed"
-        )
+        if isinstance(exc, OSError):  # a file it reads (the error names it)
+            fix = "; make the files it names readable, or fix the path that leads there"
+        elif spec.options:
+            fix = (
+                f"; check its options ({', '.join(sorted(map(str, spec.options)))}: given to the "
+                f"{spec.loader} library as written) and its identifier"
+            )
+        else:
+            fix = "; check its identifier, and that the library behind the loader is installed"
         err = ModelError(f"model {spec.id!r}: cannot be built: {type(exc).__name__}: {exc}{fix}")
         return ModelCheck(spec, dim, layer, "-", err)
     if spec.embed_dim is not None and dim != spec.embed_dim:
