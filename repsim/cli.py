@@ -252,15 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so a run stops as on Ctrl-C: its worker processes
-    stopped, run.json saying it was interrupted (the default action left orphaned workers)."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
@@ -272,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     from repsim import interrupts
 
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    previous = signal.signal(signal.SIGTERM, interrupts.handler) if main_thread else None
     previous_int = signal.signal(signal.SIGINT, interrupts.handler) if main_thread else None
     interrupts.reset()
     try:
@@ -283,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt as exc:
         print("repsim: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
+        return 143 if isinstance(exc, interrupts.Terminated) else 130
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -530,23 +530,26 @@ def test_models_reordered_in_the_config_keep_their_own_similarities(small_run, r
     assert clean["objective_a"].values.tolist() != again["objective_a"].values.tolist()
 
 
+@pytest.mark.parametrize(("signame", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_a_ctrl_c_a_finaliser_swallowed_still_stops_the_run(
-    run_copy, small_config, monkeypatch, capsys
+    run_copy, small_config, monkeypatch, capsys, signame, code
 ):
-    """A SIGINT that lands while a finaliser runs (tqdm's __del__ in garbage collection) is
-    printed as "Exception ignored" and lost: the run went on, exit 0, run.json "finished". The
-    command's handler notes it, and the pipeline stops before it records a finished run: exit
-    130, run.json "interrupted", the previous handler back, and a later library run unaffected."""
+    """A SIGINT (or SIGTERM) that lands while a finaliser runs (tqdm's __del__ in garbage
+    collection) is printed as "Exception ignored" and lost: the run went on, exit 0, run.json
+    "finished". The command's handler notes it, and the pipeline stops before it records a
+    finished run: exit 130 (143), run.json "interrupted", the previous handlers back, and a later
+    library run unaffected."""
     import os
     import signal
 
     from repsim import cli, interrupts, pipeline
 
     real = pipeline._timings
+    sig = getattr(signal, signame)
 
     def swallowing(*args, **kwargs):
         try:
-            os.kill(os.getpid(), signal.SIGINT)  # delivered here, caught as a finaliser would
+            os.kill(os.getpid(), sig)  # delivered here, caught as a finaliser would
             for _ in range(1000):
                 pass
         except KeyboardInterrupt:
@@ -554,12 +557,13 @@ def test_a_ctrl_c_a_finaliser_swallowed_still_stops_the_run(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "_timings", swallowing)
-    before = signal.getsignal(signal.SIGINT)
-    code = cli.main(["run", str(small_config), "--out", str(run_copy), "--device", "cpu"])
-    assert code == 130 and "interrupted" in capsys.readouterr().err
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    got = cli.main(["run", str(small_config), "--out", str(run_copy), "--device", "cpu"])
+    assert got == code and "interrupted" in capsys.readouterr().err
     info = json.loads(RunFolder(run_copy).info.read_text())
     assert info["status"] == "interrupted"
-    assert signal.getsignal(signal.SIGINT) is before and not interrupts.received()
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert not interrupts.received()
     monkeypatch.setattr(pipeline, "_timings", real)
     run(small_config, run_copy, device="cpu")
     assert json.loads(RunFolder(run_copy).info.read_text())["status"] == "finished"
