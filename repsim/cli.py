@@ -102,18 +102,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from repsim.reference import compare, format_comparison
+    from repsim.reference import DIFFERS, compare, format_comparison
 
     table = compare(args.run)
     print(format_comparison(table, all_rows=args.all))
-    differs = table["status"] == "outside tolerance"
+    differs = table["status"].isin(DIFFERS)
     if not (args.strict and differs.any()):
         return 0
     design = table["id"].str.startswith("design/")
     results, counts = int((differs & ~design).sum()), int((differs & design).sum())
     print(  # the headline counts results only; say what --strict failed on
-        f"--strict: exit 1: {results} result{'s' * (results != 1)} and {counts} design "
-        f"count{'s' * (counts != 1)} (models, datasets, pairs) outside the tolerance of the study's",
+        f"--strict: exit 1: {results} result{'s' * (results != 1)} outside the tolerance of the "
+        f"study's and {counts} design count{'s' * (counts != 1)} (models, datasets, pairs) not "
+        "the study's",
         file=sys.stderr,
     )
     return 1
@@ -229,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 when a result or a design count (models, datasets, pairs) is outside the "
-        "tolerance of the study's value",
+        help="exit 1 when a result is outside the tolerance of the study's value or a design "
+        "count (models, datasets, pairs) is not the study's",
     )
     p.set_defaults(func=_cmd_compare)
 

@@ -12,12 +12,13 @@ a finite similarity, and for a behaviour row on the study's datasets of its doma
 ``data/configs/paper_datasets.yaml``); then it is *within tolerance* when
 ``|run - study| <= tolerance`` (the tolerance is a column of the file: 0.05 for consistency, 0.10 for
 the behaviour correlations, which come from an earlier 62-model run, 0 for counts) and otherwise
-*outside tolerance*. A tolerance is a fixed rule, not a test: no interval is computed for the run's
+*outside tolerance*. A design count is compared exactly: it is *the study's count* or *not the
+study's count*. A tolerance is a fixed rule, not a test: no interval is computed for the run's
 value, so "within tolerance" is not evidence of agreement, and the summary says so. A value computed from other models (the mini-zoo, a subset of the study's models) is shown
 with status ``other models`` or ``subset of the study's models``, one that lost model pairs to NaN
 similarities with ``subset of the study's model pairs``, one from fewer or other datasets with
 ``subset of the study's datasets`` or ``other datasets``: comparable in kind, not expected to be
-equal. Design counts always get a verdict. Rows the run cannot compute are ``not in run``.
+equal. Design counts always get one of their two statuses. Rows the run cannot compute are ``not in run``.
 """
 
 from __future__ import annotations
@@ -59,12 +60,16 @@ COMPARE_COLUMNS = (
 STATUSES = (
     "within tolerance", "outside tolerance", "subset of the study's models", "other models",
     "subset of the study's model pairs", "subset of the study's datasets", "other datasets",
-    "not in run",
+    "not in run", "the study's count", "not the study's count",
 )  # fmt: skip
 #: The two statuses of a value set against the study's by its fixed tolerance (not a test).
 VERDICTS = STATUSES[:2]
 #: Statuses of values that are computed but have no verdict.
-NO_VERDICT = STATUSES[2:-1]
+NO_VERDICT = STATUSES[2:-3]
+#: The two statuses of a design count, which is compared exactly (no tolerance).
+COUNT_VERDICTS = STATUSES[-2:]
+#: Statuses of a number that differs from the study's: by more than its tolerance, or a count.
+DIFFERS = (VERDICTS[1], COUNT_VERDICTS[1])
 COUNTS = ("n_models", "n_model_pairs", "n_datasets", "n_dataset_pairs")
 
 
@@ -435,7 +440,7 @@ def _status(
         else "outside tolerance"
     )
     if r["quantity"] in COUNTS:
-        return verdict, basis
+        return COUNT_VERDICTS[verdict != VERDICTS[0]], basis
     group = r["models"] if r["models"] not in ("", "all") else None
     wanted = {m for m, o in study.items() if group is None or o == group}
     models = set(used.models if used else [])
@@ -514,7 +519,7 @@ def summary(table: pd.DataFrame) -> str:
         )
     if len(des):
         lines.append(
-            f"Design: {n(des, VERDICTS[0])} of {len(des)} counts (models, datasets, pairs) are the "
+            f"Design: {n(des, COUNT_VERDICTS[0])} of {len(des)} counts (models, datasets, pairs) are the "
             "study's."
         )
     return "\n".join(lines)
@@ -538,6 +543,8 @@ def format_comparison(table: pd.DataFrame, all_rows: bool = False) -> str:
 
 __all__ = [
     "COMPARE_COLUMNS",
+    "COUNT_VERDICTS",
+    "DIFFERS",
     "REFERENCE_FILE",
     "compare",
     "format_comparison",

@@ -122,7 +122,7 @@ def test_study_shaped_run_matches(repo_root):
     assert len(consistency) == 24 and (consistency.status == "within tolerance").all()
     np.testing.assert_allclose(consistency.run, consistency.study, atol=1e-9)
     design = table[table.quantity.str.startswith("n_")]
-    assert (design.status == "within tolerance").all(), design[["id", "run", "study"]]
+    assert (design.status == "the study's count").all(), design[["id", "run", "study"]]
     assert (table[table.quantity == "behavior_r"].status == "not in run").all()  # no probes
     assert table.attrs["n_study_models"] == 64
     text = reference.summary(table)
@@ -289,7 +289,7 @@ def test_embedded_style_run_has_few_comparable_items(repo_root):
     beh = table[table.quantity == "behavior_r"].set_index("id")
     assert beh.loc["behavior/cka_linear/Structured", "status"] == "other models"
     assert beh.loc["behavior/cka_linear/Natural (multi-domain)", "status"] == "not in run"
-    assert table.set_index("id").loc["design/n_models/all", "status"] == "outside tolerance"
+    assert table.set_index("id").loc["design/n_models/all", "status"] == "not the study's count"
     assert beh.loc["behavior/cka_linear/Structured", "run_basis"].endswith(
         "; 0 of them are the study's models"
     )
@@ -319,7 +319,22 @@ def test_cli_compare(repo_root, tmp_path, capsys):
     assert main(["compare", str(bad), "--strict"]) == 1
     out, err = capsys.readouterr()
     assert "consistency/cka_rbf_0.4/Image-Text/Flowers-PCAM" in out
-    assert "--strict: exit 1: 1 result and 0 design counts" in err
+    assert (
+        "--strict: exit 1: 1 result outside the tolerance of the study's and 0 design counts" in err
+    )
+    # a count is not a tolerance: one dataset fewer fails --strict on its 3 counts, not its results
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    sim = study_run(repo_root)
+    sim.sel(dataset=[d for d in map(str, sim.dataset.values) if d != "wds/vtab/dtd"]).to_netcdf(
+        fewer / "similarity.nc"
+    )
+    write_manifest_for(fewer)
+    assert main(["compare", str(fewer), "--strict"]) == 1
+    out, err = capsys.readouterr()
+    assert "design/n_datasets/all" in out and "not the study's count" in out
+    assert "within tolerance" not in out.split("design/n_datasets/all")[1].splitlines()[0]
+    assert "exit 1: 0 results outside the tolerance of the study's and 3 design counts" in err
     assert main(["compare", str(tmp_path / "missing")]) == 2
     assert "similarity.nc does not exist" in capsys.readouterr().err
 
@@ -698,7 +713,7 @@ def test_objective_labels_other_than_the_study_s(repo_root):
     row = table.loc["consistency/cka_linear/Supervised/ImageNet-Flowers"]
     assert row["status"] == "subset of the study's models"
     assert "29 of the study's 30 models (1 missing)" in row["run_basis"]
-    assert table.loc["design/n_models/Self-Supervised", "status"] == "outside tolerance"
+    assert table.loc["design/n_models/Self-Supervised", "status"] == "not the study's count"
 
 
 def test_datasets_found_by_name(repo_root):
@@ -743,5 +758,5 @@ def test_run_with_one_measure_and_no_domains(repo_root):
     linear = table[table.index.str.startswith("consistency/cka_linear/")]
     assert (linear.status == "within tolerance").all()
     assert table.loc["design/n_datasets/Structured", "status"] == "not in run"
-    assert table.loc["design/n_datasets/all", "status"] == "within tolerance"
+    assert table.loc["design/n_datasets/all", "status"] == "the study's count"
     assert table.loc["design/n_dataset_pairs/all", "run"] == 23 * 22 / 2
