@@ -687,3 +687,92 @@ def test_a_missing_download_beside_a_broken_file_is_a_model_error(
     lines = str(err.value).splitlines()[1:3]
     assert lines[0].strip().startswith("model 'cut': weights file") and "cut: " not in lines[0]
     assert lines[1].strip().startswith("model 'sq' (torchvision 'squeezenet1_1')")
+
+
+def test_nan_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatch) -> None:
+    """A model with a NaN weight gives NaN for every image: refused at the pre-run check (the
+    check reads the file anyway), naming the model, the file, the tensor and the fix, not after
+    the models before it were extracted."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from repsim.pipeline import run
+
+    source = ZOO / "cnn-supervised-s0.safetensors"
+    with safe_open(str(source), "pt") as handle:
+        metadata = handle.metadata()
+    state = load_file(source)
+    key = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    state[key] = state[key].clone()
+    state[key].view(-1)[1] = float("nan")
+    bad = tmp_path / "nan.safetensors"
+    save_file(state, bad, metadata=metadata)
+    cfg = _config(tmp_path, _minizoo_entry("nan", "cnn", bad), "[cnn-supervised-s0, nan]")
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded before the weights were checked")
+
+    monkeypatch.setattr("repsim.stimuli.stimset.StimulusSet.load_images", no_decoding)
+    monkeypatch.setattr("repsim.stimuli.stimset.StimulusSet.verify", no_decoding)
+    with pytest.raises(ModelError) as err:
+        run(cfg, tmp_path / "run", device="cpu")
+    message = str(err.value)
+    assert "1 of 2 models cannot be used" in message
+    assert f"model 'nan': weights file {bad} holds NaN in 1 tensor ({key})" in message
+    assert "repsim minizoo train" in message
+    table, ok = check_models(cfg)
+    assert not ok and "holds NaN" in table
+
+
+@pytest.mark.parametrize("fmt", ["zip", "legacy", "nested", "npz", "folder"])
+def test_nan_weights_are_found_in_every_format_a_loader_reads(tmp_path: Path, fmt: str) -> None:
+    """Each format of a local weights file is scanned, nested checkpoints included; an infinite
+    value (a legitimate attention mask) and integer buffers are not NaN."""
+    import numpy as np
+    import safetensors.torch as st
+
+    from repsim.zoo.weights import nan_weights
+
+    state = {
+        "a.weight": torch.ones(3, 2),
+        "b.mask": torch.full((2, 2), float("-inf")),
+        "c.count": torch.tensor(7),
+        "d.bias": torch.tensor([0.0, float("nan")]),
+    }
+    path = tmp_path / "w.pth"
+    if fmt == "zip":
+        torch.save(state, path)
+    elif fmt == "legacy":
+        torch.save(state, path, _use_new_zipfile_serialization=False)
+    elif fmt == "nested":
+        torch.save({"epoch": 3, "state_dict": state, "opt": [{"m": torch.zeros(2)}]}, path)
+    elif fmt == "npz":
+        path = tmp_path / "w.npz"
+        np.savez(path, **{k: v.numpy() for k, v in state.items()})
+    else:
+        path = tmp_path / "saved"
+        path.mkdir()
+        st.save_file(state, path / "model.safetensors")
+    want = ["state_dict.d.bias"] if fmt == "nested" else ["d.bias"]
+    assert nan_weights(path) == want
+    del state["d.bias"]
+    if fmt == "folder":
+        st.save_file(state, path / "model.safetensors")
+    elif fmt == "npz":
+        np.savez(path, **{k: v.numpy() for k, v in state.items()})
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=fmt != "legacy")
+    assert nan_weights(path) == []
+
+
+def test_a_nan_in_a_torchvision_file_is_refused_by_models_check(tmp_path: Path) -> None:
+    def poison(state):
+        state["features.0.bias"][0] = float("nan")
+
+    path = _torchvision_file(tmp_path, poison)
+    entry = f"  - {{id: sq, loader: torchvision, identifier: squeezenet1_1, weights: {path}}}\n"
+    cfg = _config(tmp_path, entry, "[sq]")
+    table, ok = check_models(cfg)
+    assert not ok and "holds NaN in 1 tensor (features.0.bias)" in table
+    with pytest.raises(ModelError, match="download it again"):
+        load_plan(cfg)

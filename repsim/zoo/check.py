@@ -36,6 +36,7 @@ from repsim.zoo.weights import (
     check_source,
     check_weights_path,
     locate_weights,
+    nan_weights,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,22 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
             raise _unusable_file(spec, path, exc) from exc
         except Exception as exc:  # any failure to read or fit the file is the same user error
             raise _unusable_file(spec, path, exc) from exc
+        try:
+            bad = nan_weights(path, weights_only=spec.options.get("weights_only", True))
+        except Exception as exc:  # a format only its loader reads: extraction still checks features
+            log.info("model %r: weights %s not scanned for NaN (%s)", spec.id, path, exc)
+            bad = []
+        if bad:
+            again = (
+                "retrain it (`repsim minizoo train`)"
+                if spec.loader == "minizoo"
+                else "download it again"
+            )
+            raise ModelError(
+                f"model {spec.id!r}: weights file {path} holds NaN in {len(bad)} "
+                f"tensor{'s' * (len(bad) != 1)} ({', '.join(bad[:3])}{', ...' * (len(bad) > 3)}): "
+                f"every feature would be NaN. The training diverged or the file is damaged: {again}"
+            )
         return "file ok"
     if source.kind == "cached":
         check_cached_file(spec, source.where, source.what)

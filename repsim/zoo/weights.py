@@ -19,7 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,65 @@ def load_state_dict(path: str | Path, *, weights_only: bool = True) -> dict[str,
             f"cannot read weights file {path}: {exc}. If the file is trusted and holds non-tensor "
             "objects, set 'options: {weights_only: false}' in the model spec"
         ) from exc
+
+
+def _tensors(obj: Any) -> Iterable[tuple[str, Any]]:
+    """(name, tensor) of every tensor in a loaded checkpoint, nested dicts and lists included."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        yield "", obj
+    elif isinstance(obj, Mapping):
+        for key, value in obj.items():
+            for name, tensor in _tensors(value):
+                yield f"{key}.{name}" if name else str(key), tensor
+    elif isinstance(obj, list | tuple):
+        for i, value in enumerate(obj):
+            for name, tensor in _tensors(value):
+                yield f"{i}.{name}" if name else str(i), tensor
+
+
+def nan_weights(path: str | Path, *, weights_only: bool = True) -> list[str]:
+    """Names of the tensors in a local weights file (or a ``save_pretrained`` folder) holding NaN.
+
+    A model with a NaN weight gives NaN features for every image, so the run would fail at
+    extraction, after the models before it; reading the file once more at the pre-run check says
+    so first. Only NaN: an infinite value is a legitimate mask in some models. A ``.safetensors``
+    file is read one tensor at a time and a torch zip file memory-mapped, so the check holds at
+    most one tensor (or the file's pages) in memory.
+    """
+    import torch
+
+    path = Path(path)
+    files = [path]
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+    bad: list[str] = []
+    for file in files:
+        if file.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(file), "pt") as handle:
+                for key in handle.keys():  # noqa: SIM118 (a safetensors handle is not a dict)
+                    if _has_nan(handle.get_tensor(key)):
+                        bad.append(key)
+        elif file.suffix == ".npz":  # timm reads the original ViT releases from numpy archives
+            import numpy as np
+
+            with np.load(file) as arrays:
+                bad += [k for k in arrays.files if _has_nan(torch.from_numpy(arrays[k]))]
+        else:
+            with file.open("rb") as handle:
+                zipped = handle.read(2) == b"PK"  # torch's zip format maps; a legacy pickle loads
+            state = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=zipped)
+            bad += [name for name, tensor in _tensors(state) if _has_nan(tensor)]
+    return bad
+
+
+def _has_nan(tensor: Any) -> bool:
+    import torch
+
+    return bool(tensor.is_floating_point() and torch.isnan(tensor).any())
 
 
 def check_cached_file(spec: ModelSpec, path: str | Path, what: str) -> None:
