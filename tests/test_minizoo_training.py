@@ -283,16 +283,16 @@ def test_train_model_batches_schedule_and_seeds_are_the_recipe(monkeypatch) -> N
     assert recorder.initial.keys() == fresh.keys()
     for key, value in fresh.items():
         assert torch.equal(recorder.initial[key], value), key
-    assert not encoder.training
+    assert not encoder.training and not any(m.training for m in obj.modules())
 
 
 def test_the_untrained_control_is_the_seeded_initialisation_in_eval_mode() -> None:
     n = 20
-    encoder, _, facts = train_model(
+    encoder, obj, facts = train_model(
         "mlp", "random", 5, _data(n), torch.zeros(n, 2, dtype=torch.long), 3, Budget()
     )
     assert facts == {"epochs": 0, "steps": 0, "lr": "", "final_loss": ""}
-    assert not encoder.training
+    assert not encoder.training and not any(m.training for m in obj.modules())
     torch.manual_seed(5)
     for key, value in build_arch("mlp").state_dict().items():
         assert torch.equal(encoder.state_dict()[key], value), key

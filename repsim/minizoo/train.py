@@ -129,7 +129,8 @@ def train_model(
     vocab: int,
     budget: Budget,
 ) -> tuple[torch.nn.Module, Objective, dict[str, Any]]:
-    """Train one encoder; returns it, its objective (with heads) and the training facts.
+    """Train one encoder; returns it, its objective (with heads) and the training facts, all in
+    eval mode.
 
     ``data`` is the training part; ``tokens`` its caption token ids (rows aligned with ``data``).
     """
@@ -156,7 +157,7 @@ def train_model(
         "final_loss": "",
     }
     if not total:
-        return encoder.eval(), obj, facts
+        return encoder.eval(), obj.eval(), facts
     params = [*encoder.parameters(), *obj.parameters()]
     opt = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, total, budget.warmup))
@@ -184,7 +185,7 @@ def train_model(
         bar.set_postfix(loss=f"{sum(losses) / len(losses):.4f}")
     bar.close()
     facts["final_loss"] = round(sum(losses) / len(losses), 5)
-    return encoder.eval(), obj, facts
+    return encoder.eval(), obj.eval(), facts  # heads too: one with BatchNorm evaluates per batch
 
 
 def evaluate_stored(
