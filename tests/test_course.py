@@ -93,7 +93,7 @@ def test_lesson_is_a_lesson(lesson: Path):
     exercises = re.findall(r"^## Exercise \d", text, re.M)
     solutions = [c for c in nb.cells if _is_solution(c)]
     assert exercises and len(solutions) == len(exercises), lesson.name
-    assert all(c.cell_type == "code" and "hide-input" in c.metadata.tags for c in solutions)
+    assert all(c.cell_type == "code" and "hide-cell" in c.metadata.tags for c in solutions)
     assert all(not c.outputs for c in nb.cells if c.cell_type == "code"), (
         "commit lessons without outputs"
     )
@@ -360,3 +360,29 @@ def test_lesson_run_opens_a_run_or_says_how_to_make_one(course_run: Path, tmp_pa
     for lesson in RUN_LESSONS:
         cells = [c.source for c in nbformat.read(lesson, as_version=4).cells]
         assert sum("repsim.lesson_run(run_dir)" in s for s in cells) == 1, lesson.name
+
+
+def test_behaviour_verdict_comes_from_a_test_over_the_models():
+    """Lesson 5 said "Negative: similar representations go with similar accuracy" from the sign
+    of r alone; the verdict now follows a permutation test that shuffles which model has which
+    accuracy (pairs share models). Checked by hand: no one of 2,000 own shuffles reaches the
+    lesson's r, and the sentence printed is the one its p gives."""
+    ns, out = _run_cells(_lesson("05"))
+    names, pairs, acc, sim = ns["names"], ns["pairs"], ns["acc"], ns["sim"]
+    index = {m: i for i, m in enumerate(names)}
+    a_idx = np.array([index[a] for a, _ in pairs])
+    b_idx = np.array([index[b] for _, b in pairs])
+    accuracy = np.array([acc[m] for m in names])
+    r = np.corrcoef(sim, np.abs(accuracy[a_idx] - accuracy[b_idx]))[0, 1]
+    assert ns["r"] == pytest.approx(r, abs=1e-12) and r < 0
+    rng = np.random.default_rng(12)
+    shuffled = [
+        np.corrcoef(sim, np.abs(p[a_idx] - p[b_idx]))[0, 1]
+        for p in (rng.permutation(accuracy) for _ in range(2000))
+    ]
+    assert np.mean(np.array(shuffled) <= r) < 0.01
+    assert ns["test"].pvalue < 0.05
+    assert (
+        f"Negative beyond chance (permutation test over the models, p = {ns['test'].pvalue:.3f})"
+        in out
+    )
