@@ -1020,17 +1020,13 @@ def _subset_rules(run: Run, dataset: str) -> tuple[int, int | None, int]:
     return spec.max_images, spec.per_class, spec.seed
 
 
-def split_ids(
-    run: Run, dataset: str, split: str = "train", max_images: int | None = None
-) -> np.ndarray | None:
+def split_ids(run: Run, dataset: str, split: str = "train") -> np.ndarray | None:
     """Ids (sorted) of the similarity subset of ``split`` of one dataset under the run's rules.
 
     The rule is the pipeline's own (:func:`repsim.stimuli.subset.similarity_subset`, with the
     run's ``max_images``, ``per_class`` and ``seed``), applied to the run's stimulus table
     (``stimuli/<dataset>.csv``): with ``split`` the run's own split it gives the rows marked
     ``in_similarity``. None without a table; empty when the table has no row of ``split``.
-    ``max_images`` lowers the rule's cap (the train-split variant draws as many images as the
-    held-out subset has).
     """
     from types import SimpleNamespace
 
@@ -1039,8 +1035,7 @@ def split_ids(
     table = _stimulus_table(run, dataset)
     if table is None:
         return None
-    rule_max, per_class, seed = _subset_rules(run, dataset)
-    max_images = rule_max if max_images is None else min(rule_max, max_images)
+    max_images, per_class, seed = _subset_rules(run, dataset)
     # the rule reads only ids, labels and split: the table is the stimulus set it needs
     items = SimpleNamespace(
         ids=table["id"].to_numpy(dtype=str),
@@ -1048,6 +1043,30 @@ def split_ids(
         split=table["split"].to_numpy(dtype=str),
     )
     return similarity_subset(items, max_images, per_class, seed, split)  # type: ignore[arg-type]
+
+
+def _train_ids_like(run: Run, dataset: str, held_ids: np.ndarray) -> np.ndarray | None:
+    """Ids (sorted) of train images with the class counts of ``held_ids``, drawn with the run's
+    seed (fewer where a class has fewer train images). The run's rule capped at the held-out size
+    rounds up to whole images per class (360 train images beside 359 held out)."""
+    table = _stimulus_table(run, dataset)
+    if table is None:
+        return None
+    _, _, seed = _subset_rules(run, dataset)
+    ids = table["id"].to_numpy(dtype=str)
+    label_of = dict(zip(ids, table["label"].to_numpy()))
+    want = pd.Series([label_of[str(i)] for i in held_ids]).value_counts().sort_index()
+    is_train = table["split"].to_numpy(dtype=str) == "train"
+    train_ids, train_labels = ids[is_train], table["label"].to_numpy()[is_train]
+    order = np.argsort(train_ids, kind="stable")
+    train_ids, train_labels = train_ids[order], train_labels[order]
+    rng = np.random.default_rng(seed)
+    chosen = [
+        members if len(members) <= n else rng.choice(members, size=n, replace=False)
+        for label, n in want.items()
+        for members in [train_ids[train_labels == label]]
+    ]
+    return np.sort(np.concatenate(chosen)) if chosen else train_ids[:0]
 
 
 def _train_rows(store: object, dataset: str, model: str, ids: np.ndarray) -> np.ndarray | None:
@@ -1112,9 +1131,10 @@ def train_split_similarity(
 ) -> xr.Dataset:
     """The run's similarity beside the same measure on the train-split subset of every dataset.
 
-    With ``same_n`` (default) the train-split subset has as many images as the dataset's held-out
-    subset (drawn by the same rule and seed), so the two variants differ in the split alone, not
-    in the number of stimuli as well; it also keeps the cost of the variant that of the run's.
+    With ``same_n`` (default) the train-split subset has as many images of each class as the
+    dataset's held-out subset (:func:`_train_ids_like`), so the two variants differ in the split
+    alone, not in the number of stimuli or the class mix as well; it also keeps the cost of the
+    variant that of the run's. Without it, the run's rule draws the train subset.
 
     The study measured similarity on the train images of pretrained models; the mini-zoo default
     measures it on held-out images, which no model trained on. The train-split subset (same
@@ -1142,8 +1162,10 @@ def train_split_similarity(
     keep, train, n_train = [], [], []
     for ds in [str(d) for d in held.dataset.values]:
         held_ids = split_ids(run, ds, run_split(run) or "test")
-        cap = len(held_ids) if same_n and held_ids is not None and len(held_ids) else None
-        ids = split_ids(run, ds, "train", max_images=cap)
+        if same_n and held_ids is not None and len(held_ids):
+            ids = _train_ids_like(run, ds, held_ids)
+        else:
+            ids = split_ids(run, ds, "train")
         if ids is None or len(ids) < min_n:
             log.info("train split: %s left out (fewer than %d train rows)", ds, min_n)
             continue

@@ -128,15 +128,23 @@ def test_train_split_similarity_matches_a_per_pair_reference(run):
     store = FeatureStore(run.features_path)
     models = [str(m) for m in run.similarity.model_a.values]
     assert list(v.dataset.values) == list(run.similarity.dataset.values)
-    # as many train images as the held-out subset has (20 of the 40 train rows), same rule and seed
+    # as many train images of each class as the held-out subset has (20 of the 40 train rows)
     n_held = [len(A.split_ids(run, str(ds), "test")) for ds in v.dataset.values]
     assert v.attrs["n_train"] == n_held == [20] * v.sizes["dataset"]
     every = A.train_split_similarity(run, "cka_linear", device="cpu", same_n=False)
     assert every.attrs["n_train"] == [40] * v.sizes["dataset"]
     assert not np.allclose(every["train"].values, v["train"].values, equal_nan=True)
     for ds in map(str, v.dataset.values):
-        ids = A.split_ids(run, ds, "train", max_images=20)
-        assert len(ids) == 20 and not set(ids) & set(A.split_ids(run, ds, "test"))
+        held_ids = A.split_ids(run, ds, "test")
+        ids = A._train_ids_like(run, ds, held_ids)
+        assert len(ids) == 20 and not set(ids) & set(held_ids)
+        table = pd.read_csv(run.path / "stimuli" / f"{ds}.csv", dtype={"id": str}).set_index("id")
+        assert (table.loc[ids, "split"] == "train").all()
+        assert (
+            table.loc[ids, "label"]
+            .value_counts()
+            .equals(table.loc[held_ids, "label"].value_counts())
+        )
         feats = {m: store.read(ds, m, ids)[1] for m in models}
         got = v["train"].sel(dataset=ds)
         for a, b in itertools.combinations(models, 2):
@@ -459,3 +467,31 @@ def test_split_figures_draw_one_panel_per_dataset_with_every_pair(run):
     fig = P.split_consistency_scatter(cons, caption="caption")
     assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) == len(cons)
     plt.close(fig)
+
+
+def test_train_subset_has_the_held_out_class_counts_not_the_rounded_cap(monkeypatch):
+    """The held-out subset of the embedded digits has 359 images (one class 35); the run's rule
+    capped at 359 takes ceil(359 / 10) = 36 per class, 360 train images, where the chapter says
+    "as many images as the held-out subset". The train draw now takes each class's held-out
+    count (fewer where the train split has fewer), with the run's seed."""
+    labels = np.repeat(np.arange(10), 50)
+    split = np.tile(["train"] * 40 + ["test"] * 10, 10)
+    table = pd.DataFrame({"id": [f"i{k:03d}" for k in range(500)], "label": labels, "split": split})
+    table = table.drop(index=[45, 60, 61, 62])  # class 0: 9 test images; class 1: 37 train
+    monkeypatch.setattr(A, "_stimulus_table", lambda run, ds: table)
+    monkeypatch.setattr(A, "_subset_rules", lambda run, ds: (10_000, None, 3))
+    held = table.loc[table.split == "test", "id"].to_numpy(str)
+    assert len(held) == 99
+    part = held[:59]  # classes 0-5: 9, 10, 10, 10, 10, 10 images
+    want = table.set_index("id").loc[part, "label"].value_counts().sort_index()
+    ids = A._train_ids_like(None, "d", part)
+    got = table.set_index("id").loc[ids, "label"].value_counts().sort_index()
+    assert got.to_dict() == want.to_dict() == {0: 9, 1: 10, 2: 10, 3: 10, 4: 10, 5: 10}
+    assert (table.set_index("id").loc[ids, "split"] == "train").all()
+    assert list(ids) == sorted(ids) and len(set(ids)) == len(ids)
+    again = A._train_ids_like(None, "d", part)
+    np.testing.assert_array_equal(ids, again)  # the run's seed, not a fresh draw
+    few = table[~((table.label == 2) & (table.split == "train") & (table.index % 50 > 4))]
+    monkeypatch.setattr(A, "_stimulus_table", lambda run, ds: few)
+    short = A._train_ids_like(None, "d", part)
+    assert (few.set_index("id").loc[short, "label"] == 2).sum() == 5  # every train image it has
