@@ -659,12 +659,35 @@ RANK_SUM_HEADERS = {
 STUDY_LABEL = "study (Ciernik et al. 2025)"
 
 
+def study_sources(study: pd.DataFrame) -> pd.DataFrame:
+    """Where each of the study's numbers comes from (:func:`repsim.reference.load_study_numbers`):
+    id, value (counts as whole numbers), description and location, for display."""
+    from repsim.reference import COUNT_NAMES
+
+    value = [
+        f"{v:.0f}" if q in COUNT_NAMES else f"{v:g}"
+        for q, v in zip(study["quantity"], study["value"])
+    ]
+    return pd.DataFrame(
+        {
+            "id": study["id"].to_numpy(),
+            STUDY_LABEL: value,
+            "description": study["description"].to_numpy(),
+            "location": study["location"].to_numpy(),
+        }
+    )
+
+
 def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) -> pd.DataFrame:
     """Rows of :func:`repsim.reference.compare` for display: the study's value (labelled as the
     study's), the run's where it has one, and the basis of the run's value."""
+    from repsim.reference import COUNT_NAMES
+
     quantities = [quantity] if isinstance(quantity, str) else list(quantity)
-    t = comparison[comparison["quantity"].isin(quantities)]
+    t = comparison[comparison["quantity"].isin(quantities)].copy()
+    t["count"] = t["quantity"].map(COUNT_NAMES)
     keep = {
+        **({"count": "count"} if t["count"].notna().any() else {}),
         "measure": "measure",
         "models": "models",
         "dataset_a": "dataset A",

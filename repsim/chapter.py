@@ -492,6 +492,8 @@ def setup(
     category after their fallbacks)."""
     # tqdm.auto in the kernel without ipywidgets: its warning is not part of the book
     warnings.filterwarnings("ignore", message="IProgress not found")
+    # a table on a page shows its text whole: pandas cuts a cell at 50 characters with "..."
+    pd.set_option("display.max_colwidth", None)
     ch = open_chapter(run_dir, measure, datasets, models, category)
     for note in ch.notes:
         say(note)

@@ -70,7 +70,14 @@ NO_VERDICT = STATUSES[2:-3]
 COUNT_VERDICTS = STATUSES[-2:]
 #: Statuses of a number that differs from the study's: by more than its tolerance, or a count.
 DIFFERS = (VERDICTS[1], COUNT_VERDICTS[1])
-COUNTS = ("n_models", "n_model_pairs", "n_datasets", "n_dataset_pairs")
+#: The design counts, and what each counts (a table's words for them).
+COUNT_NAMES = {
+    "n_models": "models",
+    "n_model_pairs": "model pairs",
+    "n_datasets": "datasets",
+    "n_dataset_pairs": "dataset pairs",
+}
+COUNTS = tuple(COUNT_NAMES)
 
 
 def load_study_numbers(path: str | Path | None = None) -> pd.DataFrame:

@@ -1738,3 +1738,44 @@ def test_same_category_share_splits_a_factors_spread_by_same_and_cross_pairs():
         "category pairs, of two 0.30 over 3) (described, not tested)."
     )
     assert T.same_category_share_text({"objective": {}}) == ""
+
+
+def test_design_and_sources_tables_say_what_each_count_is_and_show_whole_numbers(repo_root):
+    """The study-numbers page's design table had four rows reading "all" (64, 2016, 23, 253) with
+    no column saying models, model pairs, datasets or dataset pairs; its sources table showed
+    counts as 2016.00 and cut descriptions at 50 characters."""
+    from repsim import reference as R
+
+    study = R.load_study_numbers()
+    design = study[study["quantity"].isin(R.COUNTS)]
+    comparison = pd.DataFrame(
+        {
+            "quantity": design["quantity"],
+            "measure": "",
+            "models": design["models"],
+            "dataset_a": "",
+            "dataset_b": "",
+            "domain": design["domain"],
+            "study": design["value"],
+            "run": np.nan,
+            "status": "not in run",
+            "run_basis": "",
+        }
+    )
+    out = A.study_beside_run(comparison, list(R.COUNTS))
+    assert out.columns[0] == "count"
+    want = {"n_models": "models", "n_model_pairs": "model pairs", "n_datasets": "datasets"}
+    for q, words in want.items():
+        assert set(out.loc[design["quantity"] == q, "count"]) == {words}
+    assert out.set_index("count").loc["model pairs", A.STUDY_LABEL] == 2016
+    consistency = A.study_beside_run(comparison.assign(quantity="consistency"), "consistency")
+    assert "count" not in consistency.columns
+    sources = A.study_sources(study)
+    assert list(sources.columns) == ["id", A.STUDY_LABEL, "description", "location"]
+    by_id = sources.set_index("id")[A.STUDY_LABEL]
+    assert by_id["design/n_model_pairs/all"] == "2016"
+    assert (
+        by_id["consistency/cka_linear/all/ImageNet-Flowers"]
+        == f"{study.set_index('id').loc['consistency/cka_linear/all/ImageNet-Flowers', 'value']:g}"
+    )
+    assert (sources["description"] == study["description"].to_numpy()).all()
