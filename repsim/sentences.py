@@ -178,7 +178,7 @@ def controlled_answer(
     pooled = stats.answer(tests, shown, "pooled")
     return (
         f"{note}{stats.answer(tests, shown, 'separate')} "
-        f"Secondary view, SimCLR and Barlow Twins pooled: {pooled[0].lower()}{pooled[1:]}"
+        f"Secondary view: {pooled[0].lower()}{pooled[1:]}"
     )
 
 

@@ -1813,9 +1813,11 @@ def answer(
 
     o, a = pick("factor", "objective"), pick("factor", "architecture")
     d = pick("difference", "objective - architecture")
+    pooled_too = view == "separate" and (table["view"] == "pooled").any()
     scope = (
         f"With {measure} on {int(o['n_datasets'])} datasets and {int(o['n_models'])} trained models"
         + (" (SimCLR and Barlow Twins pooled as Self-Supervised)" if view == "pooled" else "")
+        + (" (SimCLR and Barlow Twins as two objectives)" if pooled_too else "")
     )
     sentence = difference_sentence(d, o, a, alpha)
     return f"{scope}, {sentence[0].lower()}{sentence[1:]}"

@@ -176,7 +176,9 @@ def test_chapters_state_the_tests_of_a_crossed_run(crossed_run: Path, tmp_path: 
     )
     headline = stats.answer(stats.load(crossed_run))
     assert headline in text["controlled_minizoo"] and headline in text["overview"]
-    assert "Secondary view, SimCLR and Barlow Twins pooled" in text["controlled_minizoo"]
+    assert "(SimCLR and Barlow Twins as two objectives), " in headline  # the primary view says so
+    assert "Secondary view: with " in text["controlled_minizoo"]
+    assert "(SimCLR and Barlow Twins pooled as Self-Supervised), " in text["controlled_minizoo"]
     for chapter in text.values():
         assert "strongest driver" not in chapter and "agrees with" not in chapter
     assert "None of the 8 models of this run is one of the study's 64" in text["study_numbers"]

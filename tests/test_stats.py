@@ -1084,6 +1084,26 @@ def test_answer_words_the_measure_asked_for():
         stats.answer(table, "rsa")
 
 
+def test_answer_names_its_view_when_the_table_has_both():
+    """The overview gave the separate view's sentence without saying that SimCLR and Barlow Twins
+    are two objectives in it, then a "secondary view" pooling them: each now says which it is;
+    a table of one view (no pooled rows) says nothing of either."""
+    separate = _headline_rows("cka_linear", 0.001)
+    pooled = [{**r, "view": "pooled"} for r in separate]
+    both = pd.DataFrame(separate + pooled)
+    assert stats.answer(both).startswith(
+        "With cka_linear on 8 datasets and 36 trained models (SimCLR and Barlow Twins as two "
+        "objectives), objective explains"
+    )
+    assert stats.answer(both, view="pooled").startswith(
+        "With cka_linear on 8 datasets and 36 trained models (SimCLR and Barlow Twins pooled as "
+        "Self-Supervised), objective explains"
+    )
+    text = T.controlled_answer(both)
+    assert "as two objectives), " in text and "Secondary view: with cka_linear" in text
+    assert "two objectives" not in stats.answer(pd.DataFrame(separate))
+
+
 def test_difference_sentence_says_when_its_interval_is_coarse():
     """An interval from few bootstrap resamples is quoted with their number; one from the
     default count (or a row without the column) is not."""
