@@ -133,9 +133,20 @@ def _category_strip(ax, colors: Sequence[str], axis: str = "y") -> None:
             )
 
 
+#: The all-pairs baseline is drawn as a square among the category pairs' circles.
+ALL_MARKER = "s"
+
+
 def _handles(labels: Sequence[str]) -> list:
     return [
-        plt.Line2D([], [], marker="o", ls="", color=category_color(lab), label=lab)
+        plt.Line2D(
+            [],
+            [],
+            marker=ALL_MARKER if lab == "all" else "o",
+            ls="",
+            color=category_color(lab),
+            label=lab,
+        )
         for lab in labels
     ]
 
@@ -450,7 +461,7 @@ def consistency_agreement(
             s=16 if lab != "all" else 26,
             alpha=0.75,
             color=category_color(lab),
-            marker="o" if lab != "all" else "s",
+            marker="o" if lab != "all" else ALL_MARKER,
         )
     _identity(ax, table[["x", "y"]].values)
     r = correlate(table["x"], table["y"])

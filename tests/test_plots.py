@@ -351,3 +351,24 @@ def test_anchor_boxes_keep_45_names_readable_at_page_width():
     gaps = [b.y0 - a.y1 for a, b in zip(boxes, boxes[1:])]
     assert min(gaps) >= 0, f"anchor names overlap by {-min(gaps):.1f} px"
     plt.close(fig)
+
+
+def test_the_legend_draws_each_pair_with_the_marker_of_its_points():
+    """The local-global figure drew the all-pairs baseline as grey squares and its legend as a
+    circle: each legend entry now has the marker and colour of its points."""
+    table = pd.DataFrame(
+        {"x": [0.1, 0.2, 0.3, 0.4], "y": [0.2, 0.1, 0.4, 0.3], "label": ["all", "A | A"] * 2}
+    )
+    fig = P.consistency_agreement(table, "global", "local")
+    ax = fig.axes[0]
+    drawn = {}
+    for coll in ax.collections:
+        offsets = coll.get_offsets()
+        if len(offsets):
+            label = table.set_index("x").loc[offsets[0][0], "label"]
+            drawn[label] = coll.get_paths()[0].vertices.shape[0]
+    legend = ax.get_legend() or fig.legends[0]
+    markers = {h.get_label(): h.get_marker() for h in legend.legend_handles}
+    assert markers == {"all": "s", "A | A": "o"}
+    # a square path has 4 corners (+ closing), a circle many more vertices
+    assert drawn["all"] < 8 < drawn["A | A"]
