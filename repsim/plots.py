@@ -753,6 +753,7 @@ def subsample_errorbars(table: pd.DataFrame, caption: str | None = None) -> Figu
     axes[1].hist(t["se"], bins=15, color="#1f77b4")
     axes[1].set_xlabel("standard error (delete-d jackknife)")
     axes[1].set_ylabel("number of pairs")
+    axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no tick at 0.5
     return _finish(fig, caption)
 
 
