@@ -1574,27 +1574,31 @@ def _ci(row: pd.Series) -> str:
     if not (np.isfinite(row["ci_low"]) and np.isfinite(row["ci_high"])):
         return f"no {level:.0%} CI: {no_interval_reason(_number(row, 'n_datasets'))}"
     corrected = "bias-corrected " if np.isfinite(_number(row, "bias")) else ""
-    text = f"{corrected}{level:.0%} CI {format_interval(row['ci_low'], row['ci_high'])}"
+    interval = format_interval(row["ci_low"], row["ci_high"])
     n_boot = _number(row, "n_bootstrap")
     if np.isfinite(n_boot) and n_boot < COARSE_BOOTSTRAP:
-        text = (
-            f"{text} from {int(n_boot)} bootstrap resamples of the datasets with these models held "
-            "fixed, so its ends are approximate"
+        draws = f"{int(n_boot)} bootstrap resamples of the datasets with these models held fixed"
+        short = _short_of_level(int(n_boot), level, _number(row, "n_datasets"))
+        if short is None:
+            return f"{corrected}{level:.0%} CI {interval} from {draws}, so its ends are approximate"
+        ends, reached = short
+        return (
+            f"{corrected}CI {interval}, about a {reached:.1%} interval rather than the nominal "
+            f"{level:.0%}: from {draws}, its ends are {ends}"
         )
-        return text + _short_of_level(int(n_boot), level, _number(row, "n_datasets"))
-    return f"{text}, datasets resampled with these models held fixed"
+    return f"{corrected}{level:.0%} CI {interval}, datasets resampled with these models held fixed"
 
 
-def _short_of_level(n_boot: int, level: float, n_datasets: float) -> str:
+def _short_of_level(n_boot: int, level: float, n_datasets: float) -> tuple[str, float] | None:
     """Where so few resamples leave the interval more than half a point short of its level
-    (:func:`tail_level`), the words that say how short; else ''."""
+    (:func:`tail_level`), which draws its ends are and the level it reaches; else None."""
     units = n_datasets if np.isfinite(n_datasets) and n_datasets >= 2 else None
     reached = tail_level(n_boot, level, units)
     if reached >= level - 0.005:
-        return ""
+        return None
     c = _tail_limit(n_boot, level, units)
     ends = "the extreme draws" if c == 1 else f"the {_ordinal(c)} draws from each end"
-    return f": they are {ends}, about a {reached:.1%} interval rather than {level:.0%}"
+    return ends, reached
 
 
 def _ordinal(k: int) -> str:

@@ -1150,14 +1150,18 @@ def test_coarse_interval_says_how_far_short_of_its_level_it_is():
     a = {"p_value": 0.5, "factor": "architecture"}
     d = {"estimate": 0.1, "ci_low": 0.01, "ci_high": 0.2, "confidence_level": 0.95}
     d.update(n_bootstrap=79.0, n_datasets=10.0)
+    # the label carries the level reached, not the nominal 95% it falls short of
     assert (
-        "so its ends are approximate: they are the extreme draws, about a 93.7% interval rather "
-        "than 95%;" in stats.difference_sentence(d, o, a)
+        "CI 0.01 to 0.20, about a 93.7% interval rather than the nominal 95%: from 79 bootstrap "
+        "resamples of the datasets with these models held fixed, its ends are the extreme draws;"
+        in stats.difference_sentence(d, o, a)
     )
+    assert "95% CI" not in stats.difference_sentence(d, o, a)
     d.update(n_datasets=23.0)
-    assert "they are the 2nd draws from each end, about a 93.1% interval rather than 95%" in (
-        stats.difference_sentence(d, o, a)
+    assert "about a 93.1% interval rather than the nominal 95%" in stats.difference_sentence(
+        d, o, a
     )
+    assert "its ends are the 2nd draws from each end;" in stats.difference_sentence(d, o, a)
     d.update(n_bootstrap=199.0, n_datasets=10.0)  # the 2nd draws: 0.9451, within half a point
     assert "so its ends are approximate;" in stats.difference_sentence(d, o, a)
     d.update(n_bootstrap=79.0, n_datasets=float("nan"))
