@@ -1250,8 +1250,9 @@ def test_the_chapters_factor_sentence_keeps_the_coarse_bootstrap_caveat():
         r for _, r in A.controlled_rows(tests, "cka_linear", "factor", display=False).iterrows()
     ]
     assert (
-        "95% CI 0.12 to 0.26 from 79 bootstrap resamples of the datasets with these models held "
-        "fixed, so its ends" in stats.factor_sentence(row)
+        "CI 0.12 to 0.26, about a 93.7% interval rather than the nominal 95%: from 79 bootstrap "
+        "resamples of the datasets with these models held fixed, its ends"
+        in stats.factor_sentence(row)
     )
     # a measure the tests were not run on: the answer says which measure it shows
     answer = T.controlled_answer(tests, "", "rsa_spearman")
