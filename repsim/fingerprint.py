@@ -4,9 +4,12 @@ what was computed from it.
 A file is identified by the SHA-256 of its whole content, whatever its size: a size or a date
 says nothing about the bytes. Hashing is remembered per process for a file whose size, dates and
 inode have not changed, so a run that asks once per model and dataset reads each file once.
-A folder of data (images, shards) is identified by the list of its files with their sizes and
-modification times: hashing every image of a large dataset at each run would cost more than the
-run, and a file replaced in place gets a new modification time.
+A folder of data (images, shards) is identified by the list of its files with their sizes,
+modification times and change times: hashing every image of a large dataset at each run would cost
+more than the run. A file rewritten in place gets a new change time even where a tool (an archive's
+extraction, ``rsync -a``, ``os.utime``) puts its old modification time back: the change time is
+set by the filesystem, never by a tool. A copy of the folder has new change times, so it is
+fingerprinted anew and its features recomputed: the safe side of a cache.
 """
 
 from __future__ import annotations
@@ -69,7 +72,8 @@ def _hash_file(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -
 
 
 def folder_fingerprint(path: str | Path) -> str | None:
-    """SHA-256 of the sorted list of (relative path, size, mtime) of every file under ``path``.
+    """SHA-256 of the sorted list of (relative path, size, mtime, ctime) of every file under
+    ``path`` (the change time: see the module's docstring).
 
     Symlinked folders are followed, as the loaders follow them (images rewritten behind a link
     must change the fingerprint), each real folder once (a link back up cannot loop); names are
@@ -93,7 +97,8 @@ def folder_fingerprint(path: str | Path) -> str | None:
             except OSError:
                 continue
             rel = os.path.relpath(full, root)
-            h.update(os.fsencode(rel) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            stamp = f"\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\n"
+            h.update(os.fsencode(rel) + stamp.encode())
     return h.hexdigest()
 
 
