@@ -197,12 +197,13 @@ def _record_refusal(
 
 def _record_abort(
     plan: RunPlan, folder: RunFolder, exc: BaseException, status: str = "failed"
-) -> None:
+) -> str | None:
     """A run stopped outside its tasks (a folder that cannot be written, a result that cannot be
     computed, an interrupt): run.json says so and names the cause, and the manifest goes, so no
     reader takes the files left from an earlier run for this one (an interrupted rerun with another
     config left run.json saying "finished" with the old config); so do the result files of another
-    config, when the run stopped before it removed them. Best effort: the disk may be the cause."""
+    config, when the run stopped before it removed them. Best effort: the disk may be the cause, so
+    it returns why run.json could not be written (None when it was)."""
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KeyboardInterrupt):
         error = "interrupted; finished stages are kept and rerunning the same command resumes"
@@ -223,6 +224,8 @@ def _record_abort(
         folder.write_json(folder.info, _strip_private(info))
     except (OSError, RepsimError) as again:
         log.warning("could not record the failure in %s (%s)", folder.info, again)
+        return str(again)
+    return None
 
 
 class _Refused(Exception):
@@ -489,10 +492,15 @@ def _fail(
     except (OSError, RepsimError) as exc:
         # a full disk is often why the tasks failed: the failures must not be lost with the
         # record (the message named only run.json, and the short record listed no task)
-        _record_abort(plan, folder, RunFailedError(what))
+        short = _record_abort(plan, folder, RunFailedError(what))
+        where = (
+            "run.json holds these failures in short"
+            if short is None
+            else f"nor could run.json in short ({short}): this message is the only record"
+        )
         raise RunFailedError(
-            f"{what}\nThe full record could not be written ({exc}); run.json holds these "
-            "failures in short. Fix the cause and rerun the same command to do only what is missing."
+            f"{what}\nThe full record could not be written ({exc}); {where}. Fix the cause and "
+            "rerun the same command to do only what is missing."
         ) from exc
     raise RunFailedError(
         f"{what}\nEverything else finished and is kept in {folder.path} (run.json lists the "

@@ -464,6 +464,32 @@ def test_a_failed_task_is_kept_when_the_full_record_cannot_be_written(
     assert f"features-faces-{MODELS[1]}" in message and "The full record could not be" in message
     info = _info(run_copy)
     assert info["status"] == "failed" and f"features-faces-{MODELS[1]}" in info["error"]
+    assert "run.json holds these failures in short" in message
+
+
+def test_a_full_disk_that_stops_every_record_is_said_so(run_copy, small_config, monkeypatch):
+    """The message said "run.json holds these failures in short" when the short record could not
+    be written either (a disk filled to the last byte): it now says the message is the only
+    record, and why."""
+    from repsim import pipeline
+    from repsim.runfolder import RunFolder as Folder
+    from repsim.store import FeatureWriter
+
+    shutil.rmtree(RunFolder(run_copy).features / "faces" / MODELS[1])
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FeatureWriter, "write_chunk", full)
+    monkeypatch.setattr(pipeline, "_write_run_info", full)
+    monkeypatch.setattr(Folder, "write_json", full)
+    with pytest.raises(RunFailedError) as err:
+        run(small_config, run_copy, device="cpu")
+    message = str(err.value)
+    assert f"features-faces-{MODELS[1]}" in message
+    assert "run.json holds" not in message
+    assert "nor could run.json in short ([Errno 28] No space left on device)" in message
+    assert "this message is the only record" in message
 
 
 def _disk(monkeypatch, free: int) -> None:
