@@ -487,6 +487,7 @@ def build_book(
         check_book_folder(book)
         _check_chapter_parameters(parameters)
         if run is not None:
+            results = results_digest(run)  # the run is locked: what the notebooks will read
             if generated.exists():
                 shutil.rmtree(generated)
             chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)
@@ -503,8 +504,11 @@ def build_book(
             t0 = time.perf_counter()
             execute_course(book, generated / "course", run_dir, timeout=timeout)
             timings["course"] = time.perf_counter() - t0
+            _write_executed_on(generated, run, results)
         elif not generated.exists():
             raise BookError(f"{generated} does not exist: build once with execution on")
+        else:
+            check_executed_on(generated)
     write_student_notebooks(book, generated / "course" / "student")
     t0 = time.perf_counter()
     index = build_html(book)
@@ -514,6 +518,68 @@ def build_book(
     if execute:
         _record_timings(run_dir, timings)
     return index
+
+
+#: The record, in ``BOOK/generated/``, of the run the notebooks there were executed on.
+EXECUTED_ON = "executed_on.json"
+
+
+def results_digest(run_dir: str | Path) -> str | None:
+    """SHA-256 of a run's result files as its manifest lists them (run.json left out: the book
+    adds its timings there); None when the folder has no manifest (no results)."""
+    import hashlib
+    import json
+
+    from repsim.runfolder import RunFolder
+
+    manifest = RunFolder(run_dir).read_manifest()
+    if not manifest:
+        return None
+    files = {k: v for k, v in manifest.get("files", {}).items() if k != "run.json"}
+    text = json.dumps({"config_hash": manifest.get("config_hash"), "files": files}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _write_executed_on(generated: Path, run_dir: Path, digest: str | None) -> None:
+    import json
+
+    generated.mkdir(parents=True, exist_ok=True)
+    record = {"run_dir": os.path.relpath(Path(run_dir).resolve(), generated.resolve())}
+    (generated / EXECUTED_ON).write_text(json.dumps({**record, "results": digest}, indent=1))
+
+
+def check_executed_on(generated: str | Path) -> None:
+    """BookError when the run the notebooks in ``generated`` were executed on has other results
+    now (a rerun since): a build without execution would publish the old numbers as the run's.
+    A run folder that is gone, or a build that left no record, cannot be checked: logged."""
+    import json
+
+    generated = Path(generated)
+    try:
+        record = json.loads((generated / EXECUTED_ON).read_text())
+        run_dir = (generated / record["run_dir"]).resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        log.warning(
+            "%s does not say which run its notebooks were executed on (a build by an older "
+            "repsim, or a damaged record): build with execution on to have that checked",
+            generated,
+        )
+        return
+    if not run_dir.is_dir():
+        log.warning(
+            "the run folder %s the notebooks were executed on is gone: the book shows its "
+            "numbers as they were",
+            run_dir,
+        )
+        return
+    now = results_digest(run_dir)
+    if now != record.get("results"):
+        what = "have been removed" if now is None else "have changed"
+        raise BookError(
+            f"the notebooks in {generated} were executed on {run_dir}, whose results {what} "
+            "since (a rerun): the book would show the old numbers as this run's. Build with "
+            f"execution on: repsim book --run {run_dir}"
+        )
 
 
 @contextlib.contextmanager

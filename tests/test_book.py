@@ -697,6 +697,56 @@ def test_a_build_replaces_the_last_builds_notebooks_and_records_its_times(
         B.build_book(book_dir=book, execute=False)
 
 
+def test_a_build_without_execution_refuses_notebooks_of_a_run_rerun_since(
+    tiny_run, tmp_path, monkeypatch, caplog
+):
+    """`repsim book --no-execute` after a rerun published the chapters of the old results (a
+    page showed a mean probe accuracy of 0.815 where probes.nc now said 0.824), exit 0: the
+    build records the run's results with the notebooks and a build without execution checks
+    them. The book's own timings in run.json do not count as a change."""
+    import json
+    import logging
+
+    from repsim.runfolder import RunFolder
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    book = tmp_path / "book"
+    shutil.copytree(REPO / "book", book, ignore=shutil.ignore_patterns("_build", "generated"))
+    monkeypatch.setattr(B, "_execute_checked", lambda *a, **kw: [])
+    monkeypatch.setattr(B, "execute_course", lambda *a, **kw: [])
+    built = []
+    monkeypatch.setattr(B, "build_html", lambda book: built.append(book) or book / "index.html")
+    B.build_book(run_dir=run_dir, book_dir=book)
+    record = json.loads((book / "generated" / B.EXECUTED_ON).read_text())
+    assert record["results"] == B.results_digest(run_dir) is not None
+    assert not Path(record["run_dir"]).is_absolute()  # no machine path in the book folder
+    B.build_book(book_dir=book, execute=False)  # run.json got the book's timings: no change
+    assert len(built) == 2
+
+    folder = RunFolder(run_dir)
+    manifest = folder.read_manifest()
+    rerun = {**manifest, "files": {**manifest["files"], "probes.nc": {"sha256": "0" * 64}}}
+    folder.write_manifest(rerun)
+    with pytest.raises(B.BookError, match=r"whose results have changed since \(a rerun\)"):
+        B.build_book(book_dir=book, execute=False)
+    folder.remove(folder.manifest_path)
+    with pytest.raises(B.BookError, match="whose results have been removed since"):
+        B.build_book(book_dir=book, execute=False)
+    assert len(built) == 2  # refused before the HTML was built
+
+    shutil.rmtree(run_dir)  # the run is gone: nothing to check against, said, and built
+    with caplog.at_level(logging.WARNING, logger="repsim.book"):
+        B.build_book(book_dir=book, execute=False)
+    assert "is gone: the book shows its numbers as they were" in caplog.text
+    (book / "generated" / B.EXECUTED_ON).unlink()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="repsim.book"):
+        B.build_book(book_dir=book, execute=False)
+    assert "does not say which run its notebooks were executed on" in caplog.text
+    assert len(built) == 4
+
+
 def test_the_book_s_time_per_stage_line():
     timings = {"chapters": 52.94, "course": 9.26, "html": 4.5, "book": 67.12}
     assert B.format_book_timings(timings) == (
