@@ -145,7 +145,10 @@ def describe_os_error(
                 f"folder), or choose another {option} if it lies in the run folder"
             )
         else:
-            fix = f"make it writable (chmod u+w), or choose another {option}"
+            target = _unwritable(Path(where)) or Path(where)
+            how = "chmod -R u+w" if _is_dir(target) else "chmod u+w"
+            named = "it" if target == Path(where) else f"the folder {target}"
+            fix = f"make {named} writable ({how}), or choose another {option}"
         return f"permission denied while trying to {action} {where}: {fix}"
     if code == errno.EISDIR:
         folder = next((p for p in paths if _is_dir(p)), Path(where))
@@ -292,6 +295,22 @@ def _file_in_the_way(path: Path) -> Path | None:
                 return p
         except OSError:
             return None
+    return None
+
+
+def _unwritable(path: Path) -> Path | None:
+    """What stops this user writing ``path``: the file or folder itself when it exists and is
+    read-only, else the folder it would be made in (a file is replaced or created through its
+    folder, so a writable file in a read-only folder still cannot be rewritten); None when
+    neither is read-only, or this user may write anything (root)."""
+    try:
+        if path.exists() and not os.access(path, os.W_OK):
+            return path
+    except OSError:
+        return None
+    folder = path.parent
+    if _is_dir(folder) and not os.access(folder, os.W_OK | os.X_OK):
+        return folder
     return None
 
 

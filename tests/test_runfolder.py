@@ -125,6 +125,30 @@ def test_a_read_gets_the_read_fix_and_names_a_closed_folder(tmp_path: Path, monk
     )
 
 
+def test_a_write_names_the_read_only_folder_not_the_writable_file(tmp_path: Path, monkeypatch):
+    """A writable part file in a read-only folder was told "make it writable (chmod u+w)", which
+    cannot help: the file is replaced through its folder. The folder is named, with the fix that
+    covers what is in it; a read-only file itself keeps its own fix."""
+    part = tmp_path / "parts" / "faces.nc"
+    part.parent.mkdir()
+    part.write_bytes(b"x")
+    denied = OSError(errno.EACCES, os.strerror(errno.EACCES), str(part))
+    read_only = {part.parent}
+    monkeypatch.setattr("repsim.runfolder.os.access", lambda p, mode: Path(p) not in read_only)
+    message = describe_os_error(denied, part)
+    assert f"trying to write {part}: make the folder {part.parent} writable (chmod -R u+w)" in (
+        message
+    )
+    read_only = {part}
+    assert f"trying to write {part}: make it writable (chmod u+w)" in describe_os_error(
+        denied, part
+    )
+    read_only = set()  # nothing read-only to this user (root): the old words
+    assert "make it writable (chmod u+w), or choose another --out" in describe_os_error(
+        denied, part
+    )
+
+
 def test_a_folder_in_the_way_is_named_with_its_fix(tmp_path: Path):
     (tmp_path / "similarity.nc").mkdir()
     with pytest.raises(RunFolderError, match="similarity.nc is a folder where a file is needed"):
