@@ -760,3 +760,28 @@ def test_run_with_one_measure_and_no_domains(repo_root):
     assert table.loc["design/n_datasets/Structured", "status"] == "not in run"
     assert table.loc["design/n_datasets/all", "status"] == "the study's count"
     assert table.loc["design/n_dataset_pairs/all", "run"] == 23 * 22 / 2
+
+
+def test_a_spearman_row_is_computed_with_spearman(repo_root):
+    """A reference row's method is honoured: a Spearman row (none ships, but a user's table may
+    hold one) gets the rank correlation of the two datasets' model-pair similarities, written
+    out here with scipy; computed as Pearson it would differ."""
+    from scipy.stats import pearsonr, spearmanr
+
+    sim = study_run(repo_root)
+    ref = reference.load_study_numbers()
+    row_id = "consistency/cka_linear/Supervised/ImageNet-Flowers"
+    ref.loc[ref["id"] == row_id, "method"] = "spearman"
+    table = reference.compare(sim, reference=ref).set_index("id")
+    row = ref.set_index("id").loc[row_id]
+    models = [m for m, o in reference.study_models().items() if o == "Supervised"]
+    names = {str(d): str(d) for d in sim.dataset.values}
+    a, b = (
+        next(d for d in names if row[key].lower() in d.lower() or row[key + "_name"] in d)
+        for key in ("dataset_a", "dataset_b")
+    )
+    vals = sim["cka_linear"].sel(dataset=[a, b], model_a=models, model_b=models).values
+    i, j = np.triu_indices(len(models), k=1)
+    want = spearmanr(vals[0][i, j], vals[1][i, j]).statistic
+    assert table.loc[row_id, "run"] == pytest.approx(want, abs=1e-12)
+    assert abs(want - pearsonr(vals[0][i, j], vals[1][i, j]).statistic) > 1e-3
