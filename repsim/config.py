@@ -249,7 +249,7 @@ def _str(value: Any, where: str) -> str:
 
 
 def _precision(value: Any, where: str) -> str:
-    from repsim.extract import check_precision
+    from repsim.device import check_precision
 
     try:
         return check_precision(value)
@@ -272,7 +272,7 @@ def _split(value: Any, where: str) -> str:
 
 
 def _probe_precision(value: Any, where: str) -> str:
-    from repsim.probe import PRECISIONS
+    from repsim.device import PROBE_PRECISIONS as PRECISIONS
 
     if value not in PRECISIONS:
         raise ConfigError(

@@ -14,7 +14,41 @@ import torch
 
 from repsim.errors import ConfigError
 
-__all__ = ["resolve_device", "device_name"]
+__all__ = [
+    "DEFAULT_PRECISION",
+    "PRECISIONS",
+    "PROBE_PRECISIONS",
+    "check_precision",
+    "device_name",
+    "resolve_device",
+]
+
+# The precision tables live here, beside the device rule, so that reading a config (which checks
+# them) does not import the stages: a stage's cache key covers the code it imports
+# (repsim.fingerprint.code_fingerprint), and an edit to the probe must not redo the features.
+#: ``extract.precision`` values and the autocast dtype of each (None: plain float32, the study's)
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "float32": None,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+DEFAULT_PRECISION = "float32"
+#: ``probes.precision`` values: the probe's training matmuls in float32, or on bfloat16 inputs
+#: with float32 accumulation
+PROBE_PRECISIONS = ("float32", "bfloat16")
+
+
+def check_precision(precision: object) -> str:
+    """``precision`` if it is one of :data:`PRECISIONS`, else a ConfigError listing them.
+
+    Checked when a config is read, so a typo fails before any model is loaded.
+    """
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ConfigError(
+            f"extract.precision {precision!r} is not one of {', '.join(PRECISIONS)}; "
+            f"use {DEFAULT_PRECISION} (the study's) unless you have measured what the others do"
+        )
+    return precision
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:

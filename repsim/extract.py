@@ -41,8 +41,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from repsim.device import device_name, resolve_device
-from repsim.errors import ConfigError, InputError, ModelError, StoreError
+from repsim.device import (
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    check_precision,
+    device_name,
+    resolve_device,
+)
+from repsim.errors import InputError, ModelError, StoreError
 from repsim.preprocess import preprocess_batch
 from repsim.runinfo import package_versions
 from repsim.store import FeatureStore, FeatureWriter, check_ids
@@ -52,29 +58,9 @@ from repsim.zoo.taps import FeatureExtractor
 log = logging.getLogger(__name__)
 
 Images = np.ndarray | Sequence[np.ndarray] | Callable[[np.ndarray], Any]
-#: ``extract.precision`` values and the autocast dtype of each (None: plain float32, the study's)
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "float32": None,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
-DEFAULT_PRECISION = "float32"
 #: share of the device's memory that resident models may take (the rest: activations, images)
 MODEL_MEMORY_SHARE = {"cuda": 0.5, "cpu": 0.25}
 MAX_DECODE_WORKERS = 16
-
-
-def check_precision(precision: Any) -> str:
-    """``precision`` if it is one of :data:`PRECISIONS`, else a ConfigError listing them.
-
-    Checked when a config is read, so a typo fails before any model is loaded.
-    """
-    if not isinstance(precision, str) or precision not in PRECISIONS:
-        raise ConfigError(
-            f"extract.precision {precision!r} is not one of {', '.join(PRECISIONS)}; "
-            f"use {DEFAULT_PRECISION} (the study's) unless you have measured what the others do"
-        )
-    return precision
 
 
 def decode_workers() -> int:

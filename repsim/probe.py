@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from repsim.device import resolve_device
+from repsim.device import PROBE_PRECISIONS, resolve_device
 from repsim.errors import ConstantFeaturesError, InputError, check_count
 from repsim.measures._inputs import check_flag, real_array
 
@@ -45,7 +45,7 @@ DEFAULT_WDS: np.ndarray = np.logspace(-6, 1, 64)
 REFINE_STEPS: tuple[int, ...] = (4, 2, 1)
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
 _EVAL_ELEMENTS = 2**26  # logits per chunk when scoring (256 MB of float32)
-PRECISIONS = ("float32", "bfloat16")
+PRECISIONS = PROBE_PRECISIONS  # defined beside the device rule (repsim.device)
 
 
 def _check_precision(precision: str) -> bool:

@@ -358,6 +358,14 @@ def test_each_stage_hashes_its_own_code_only():
     assert "probe.py" in files["probes"] and "probe.py" not in files["similarity"]
     for stage in STAGE_CODE:  # the book, its sentences and figures never redo a stage
         assert not files[stage] & {"plots.py", "book.py", "sentences.py", "chapter.py"}
+    # nor the analyses: an edit to the statistics or the analysis tables redid every feature
+    # group (the mini-zoo's manifest imported a formatter from stats.py), and an edit to the
+    # probe every stimulus table and so everything after it (the config read its precisions
+    # from the probe and the extractor)
+    for stage in STAGE_CODE:
+        assert not files[stage] & {"stats.py", "analysis.py", "consistency.py", "behavior.py"}
+    assert not files["stimuli"] & {"extract.py", "probe.py", "store.py", "preprocess.py"}
+    assert "probe.py" not in files["features"] and "extract.py" not in files["probes"]
     fingerprints = {code_fingerprint(*STAGE_CODE[s][0]) for s in STAGE_CODE} | {code_fingerprint()}
     assert len(fingerprints) == len(STAGE_CODE) + 1
 

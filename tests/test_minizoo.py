@@ -16,8 +16,9 @@ from repsim.errors import MissingWeightsError
 from repsim.minizoo.archs import ARCHS, MEAN, STD, build_arch
 from repsim.minizoo.captions import Tokenizer, make_captions
 from repsim.minizoo.data import load_zoo_data, synthetic_npz
-from repsim.minizoo.manifest import read_manifest, summary_markdown
+from repsim.minizoo.manifest import read_manifest
 from repsim.minizoo.objectives import OBJECTIVES, Batch, build_objective
+from repsim.minizoo.report import summary_markdown
 from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
 
 ZOO = Path(__file__).resolve().parents[1] / "data" / "minizoo"
@@ -553,7 +554,7 @@ def test_summary_table_gives_the_mean_and_range_over_seeds() -> None:
 def test_heldout_table_averages_seeds_per_set_with_chance_last() -> None:
     """What `repsim minizoo evaluate` prints: per method and architecture the mean over seeds of
     each set's probe accuracy, and chance (one over the set's classes) as the last row."""
-    from repsim.minizoo.manifest import heldout_markdown
+    from repsim.minizoo.report import heldout_markdown
 
     manifest = [{"id": f"cnn-clip-s{s}", "method": "CLIP", "identifier": "cnn"} for s in (0, 1)] + [
         {"id": "mlp-random-s0", "method": "Random init", "identifier": "mlp"}

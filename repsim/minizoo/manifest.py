@@ -15,7 +15,6 @@ import yaml
 
 from repsim.errors import ConfigError
 from repsim.minizoo.archs import ARCHS
-from repsim.stats import format_mean_range
 
 COLUMNS = (
     "id",
@@ -70,7 +69,7 @@ def read_manifest(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def _sort_key(row: Mapping[str, Any]) -> tuple:
+def sort_key(row: Mapping[str, Any]) -> tuple:
     arch, obj, seed = str(row["id"]).rsplit("-", 2)
     archs = list(ARCHS)
     number = seed[1:]  # s2 before s10
@@ -87,7 +86,7 @@ def merge_rows(
     """``old`` rows with those of the same id replaced by ``new``; sorted by arch, objective, seed."""
     rows = {str(r["id"]): dict(r) for r in old}
     rows.update({str(r["id"]): dict(r) for r in new})
-    return sorted(rows.values(), key=_sort_key)
+    return sorted(rows.values(), key=sort_key)
 
 
 def write_manifest(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
@@ -112,7 +111,7 @@ def merge_heldout(
     first: dict[str, int] = {}
     for i, r in enumerate(rows):
         first.setdefault(str(r["dataset"]), i)
-    return sorted(rows, key=lambda r: (_sort_key(r), first[str(r["dataset"])]))
+    return sorted(rows, key=lambda r: (sort_key(r), first[str(r["dataset"])]))
 
 
 def write_heldout(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
@@ -167,51 +166,3 @@ def write_models_yaml(rows: Iterable[Mapping[str, Any]], path: str | Path) -> Pa
     tmp.write_text(header + body)
     tmp.replace(path)
     return path
-
-
-def summary_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
-    """A markdown table: mean (and range over seeds) of held-out accuracies per (method, architecture)."""
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for r in rows:
-        groups.setdefault((str(r["method"]), str(r["identifier"])), []).append(r)
-
-    lines = [
-        "| method | arch | seeds | probe acc, mean (range) | head acc | final loss | train s (mean) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for (method, arch), rs in sorted(groups.items(), key=lambda kv: _sort_key(kv[1][0])):
-        probe = [float(r["probe_acc"]) for r in rs]
-        head = [float(r["head_acc"]) for r in rs if str(r.get("head_acc", "")) != ""]
-        loss = [float(r["final_loss"]) for r in rs if str(r.get("final_loss", "")) != ""]
-        secs = sum(float(r["train_s"]) for r in rs) / len(rs)
-        lines.append(
-            f"| {method} | {arch} | {len(rs)} | {format_mean_range(probe)} | {format_mean_range(head)} | {format_mean_range(loss)} | {secs:.0f} |"
-        )
-    return "\n".join(lines)
-
-
-def heldout_markdown(
-    manifest: Iterable[Mapping[str, Any]], heldout: Iterable[Mapping[str, Any]]
-) -> str:
-    """A markdown table: per (method, architecture), the mean over seeds of the within-dataset
-    probe accuracy on each embedded set, with chance (1 / classes) as the last row."""
-    method = {str(r["id"]): (str(r["method"]), str(r["identifier"])) for r in manifest}
-    cells: dict[tuple[str, str], dict[str, list[float]]] = {}
-    classes: dict[str, int] = {}
-    first: dict[tuple[str, str], str] = {}
-    for r in heldout:
-        key = method[str(r["id"])]
-        first.setdefault(key, str(r["id"]))
-        classes[str(r["dataset"])] = int(r["n_classes"])
-        cells.setdefault(key, {}).setdefault(str(r["dataset"]), []).append(float(r["probe_acc"]))
-    datasets = list(classes)
-    lines = [
-        "| method | arch | " + " | ".join(datasets) + " |",
-        "|---|---|" + "---|" * len(datasets),
-    ]
-    for key in sorted(cells, key=lambda k: _sort_key({"id": first[k]})):
-        values = [cells[key].get(d, []) for d in datasets]
-        row = [f"{sum(v) / len(v):.3f}" if v else "-" for v in values]
-        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(row) + " |")
-    lines.append("| chance | | " + " | ".join(f"{1 / classes[d]:.3f}" for d in datasets) + " |")
-    return "\n".join(lines)

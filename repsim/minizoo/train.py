@@ -33,11 +33,9 @@ from repsim.minizoo.captions import Tokenizer
 from repsim.minizoo.data import ZooData, check_data_dir, load_zoo_data
 from repsim.minizoo.evaluate import dataset_accuracies, embed, head_accuracy, ridge_probe
 from repsim.minizoo.manifest import (
-    heldout_markdown,
     merge_heldout,
     merge_rows,
     read_manifest,
-    summary_markdown,
     write_heldout,
     write_manifest,
     write_models_yaml,
@@ -49,6 +47,7 @@ from repsim.minizoo.objectives import (
     build_objective,
     objective_key,
 )
+from repsim.minizoo.report import heldout_markdown, summary_markdown
 from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
 from repsim.runfolder import check_output_path, check_path_option, sha256_file
 
