@@ -664,8 +664,8 @@ def study_sources(study: pd.DataFrame) -> pd.DataFrame:
     id, value (counts as whole numbers), description and location, for display."""
     from repsim.reference import COUNT_NAMES
 
-    value = [
-        f"{v:.0f}" if q in COUNT_NAMES else f"{v:g}"
+    value = [  # the study's values have two decimals
+        f"{v:.0f}" if q in COUNT_NAMES else f"{v:.2f}"
         for q, v in zip(study["quantity"], study["value"])
     ]
     return pd.DataFrame(

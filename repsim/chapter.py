@@ -473,6 +473,17 @@ def check_measure_names(**parameters: str | Sequence[str]) -> None:
                 raise InputError(f"the chapter's {parameter} parameter: {exc}") from None
 
 
+#: The class of a table whose text cells wrap (book/_static/repsim.css): number cells elsewhere
+#: stay on one line, which pushed long descriptions behind a scroll bar.
+TEXT_TABLE_CLASS = "dataframe text-table"
+
+
+def text_table(table: pd.DataFrame) -> Any:
+    """``table`` for display with its text cells wrapped at the column's edge and no index: for
+    tables of descriptions and sources, not of numbers."""
+    return table.style.hide(axis="index").set_table_attributes(f'class="{TEXT_TABLE_CLASS}"')
+
+
 def say(text: str) -> None:
     """Show a computed sentence (Markdown) in the notebook."""
     from IPython.display import Markdown, display
@@ -539,4 +550,5 @@ __all__ = [
     "select",
     "select_run",
     "setup",
+    "text_table",
 ]

@@ -1775,8 +1775,5 @@ def test_design_and_sources_tables_say_what_each_count_is_and_show_whole_numbers
     assert list(sources.columns) == ["id", A.STUDY_LABEL, "description", "location"]
     by_id = sources.set_index("id")[A.STUDY_LABEL]
     assert by_id["design/n_model_pairs/all"] == "2016"
-    assert (
-        by_id["consistency/cka_linear/all/ImageNet-Flowers"]
-        == f"{study.set_index('id').loc['consistency/cka_linear/all/ImageNet-Flowers', 'value']:g}"
-    )
+    assert by_id["consistency/cka_linear/Image-Text/ImageNet-Flowers"] == "0.70"  # as published
     assert (sources["description"] == study["description"].to_numpy()).all()

@@ -231,3 +231,18 @@ def test_domain_order_puts_datasets_of_unknown_domain_last():
     sim = _sim(["Supervised"] * 3, n_datasets=4)
     sim = sim.assign_coords(domain=("dataset", ["", "Structured", "other", "Specialized"]))
     assert CH.domain_order(sim) == ["d3", "d1", "d0", "d2"]
+
+
+def test_a_text_table_wraps_its_cells_and_keeps_its_text_whole():
+    """The study-numbers page's sources table cut descriptions at 50 characters, then (whole)
+    ran them behind a scroll bar, since number cells stay on one line: a text table carries the
+    class the book's stylesheet wraps, and no index."""
+    from repsim.chapter import TEXT_TABLE_CLASS, text_table
+
+    long = "Pearson consistency of ImageNet-1k and Flowers-102 over all the study's model pairs"
+    html = text_table(pd.DataFrame({"id": ["a"], "description": [long]})).to_html()
+    assert f'class="{TEXT_TABLE_CLASS}"' in html and long in html
+    assert ">0<" not in html  # no index column
+    css = (Path(__file__).resolve().parents[1] / "book" / "_static" / "repsim.css").read_text()
+    rule = css.split("table.text-table td", 1)[1].split("}", 1)[0]
+    assert "white-space: normal" in rule and TEXT_TABLE_CLASS.split()[-1] == "text-table"
