@@ -718,7 +718,9 @@ def test_nan_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatc
         run(cfg, tmp_path / "run", device="cpu")
     message = str(err.value)
     assert "1 of 2 models cannot be used" in message
-    assert f"model 'nan': weights file {bad} holds NaN in 1 tensor ({key})" in message
+    assert (
+        f"model 'nan': weights file {bad} holds NaN in 1 tensor the model loads ({key})" in message
+    )
     assert "repsim minizoo train" in message
     table, ok = check_models(cfg)
     assert not ok and "holds NaN" in table
@@ -726,18 +728,22 @@ def test_nan_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatc
 
 @pytest.mark.parametrize("fmt", ["zip", "legacy", "nested", "npz", "folder"])
 def test_nan_weights_are_found_in_every_format_a_loader_reads(tmp_path: Path, fmt: str) -> None:
-    """Each format of a local weights file is scanned, nested checkpoints included; an infinite
-    value (a legitimate attention mask) and integer buffers are not NaN."""
+    """Each format of a local weights file is scanned, nested checkpoints included, for the
+    tensors the model loads: an infinite value (a legitimate attention mask), integer buffers,
+    and NaN outside the model's keys (optimizer state, a dropped head) do not count; a file or
+    array the scan cannot read is skipped and the rest still scanned."""
     import numpy as np
     import safetensors.torch as st
 
     from repsim.zoo.weights import nan_weights
 
+    keys = ["a.weight", "b.mask", "c.count", "d.bias"]
     state = {
         "a.weight": torch.ones(3, 2),
         "b.mask": torch.full((2, 2), float("-inf")),
         "c.count": torch.tensor(7),
         "d.bias": torch.tensor([0.0, float("nan")]),
+        "head.weight": torch.full((2,), float("nan")),  # not the model's: a dropped head
     }
     path = tmp_path / "w.pth"
     if fmt == "zip":
@@ -745,24 +751,34 @@ def test_nan_weights_are_found_in_every_format_a_loader_reads(tmp_path: Path, fm
     elif fmt == "legacy":
         torch.save(state, path, _use_new_zipfile_serialization=False)
     elif fmt == "nested":
-        torch.save({"epoch": 3, "state_dict": state, "opt": [{"m": torch.zeros(2)}]}, path)
+        opt = [{"exp_avg": torch.full((2,), float("nan"))}]  # optimizer state: not loaded
+        torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()},
+                    "opt": opt}, path)  # fmt: skip
     elif fmt == "npz":
         path = tmp_path / "w.npz"
-        np.savez(path, **{k: v.numpy() for k, v in state.items()})
+        arrays = {k: v.numpy() for k, v in state.items()}
+        np.savez(path, note=np.array(["a string array"]), **arrays)
     else:
         path = tmp_path / "saved"
         path.mkdir()
-        st.save_file(state, path / "model.safetensors")
-    want = ["state_dict.d.bias"] if fmt == "nested" else ["d.bias"]
-    assert nan_weights(path) == want
+        torch.save({"not": "tensors"}, path / "training_args.bin")  # not weights_only-loadable
+        torch.save(state, path / "pytorch_model.bin")
+    want = ["state_dict.module.d.bias"] if fmt == "nested" else ["d.bias"]
+    assert nan_weights(path, keys) == want
+    assert nan_weights(path, ["a.weight"]) == []  # the NaN tensors are not the model's
     del state["d.bias"]
     if fmt == "folder":
-        st.save_file(state, path / "model.safetensors")
+        torch.save(state, path / "pytorch_model.bin")
     elif fmt == "npz":
         np.savez(path, **{k: v.numpy() for k, v in state.items()})
+    elif fmt == "nested":
+        torch.save({"state_dict": state}, path)
     else:
         torch.save(state, path, _use_new_zipfile_serialization=fmt != "legacy")
-    assert nan_weights(path) == []
+    assert nan_weights(path, keys) == []
+    if fmt == "folder":  # safetensors take precedence over .bin in a save_pretrained folder
+        st.save_file({"d.bias": torch.tensor([float("nan")])}, path / "model.safetensors")
+        assert nan_weights(path, keys) == ["d.bias"]
 
 
 def test_a_nan_in_a_torchvision_file_is_refused_by_models_check(tmp_path: Path) -> None:
@@ -773,6 +789,30 @@ def test_a_nan_in_a_torchvision_file_is_refused_by_models_check(tmp_path: Path) 
     entry = f"  - {{id: sq, loader: torchvision, identifier: squeezenet1_1, weights: {path}}}\n"
     cfg = _config(tmp_path, entry, "[sq]")
     table, ok = check_models(cfg)
-    assert not ok and "holds NaN in 1 tensor (features.0.bias)" in table
+    assert not ok and "holds NaN in 1 tensor the model loads (features.0.bias)" in table
     with pytest.raises(ModelError, match="download it again"):
         load_plan(cfg)
+
+
+def test_nan_outside_the_loaded_weights_does_not_refuse_a_checkpoint(tmp_path: Path) -> None:
+    """A training checkpoint holds more than the model: a NaN in its optimizer state or a head
+    the loader drops leaves the loaded weights whole, so the check passes it; one in the
+    backbone is refused."""
+    import torchvision
+
+    from repsim.zoo import ModelSpec
+    from repsim.zoo.check import check_weights
+
+    torch.manual_seed(0)
+    backbone = torchvision.models.resnet18().state_dict()
+    nan = torch.full((4,), float("nan"))
+    torch.save(
+        {"state_dict": backbone, "optimizer": {"state": {0: {"exp_avg": nan}}}},
+        tmp_path / "ckpt.pth",
+    )
+    spec = ModelSpec("c", "checkpoint", "resnet18", weights=tmp_path / "ckpt.pth")
+    assert check_weights(spec) == "file ok"
+    backbone["layer1.0.conv1.weight"][0, 0, 0, 0] = float("nan")
+    torch.save({"state_dict": backbone}, tmp_path / "bad.pth")
+    with pytest.raises(ModelError, match=r"holds NaN in 1 tensor the model loads \(state_dict"):
+        check_weights(ModelSpec("c", "checkpoint", "resnet18", weights=tmp_path / "bad.pth"))

@@ -107,18 +107,18 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
         path = source.where
         check_weights_path(spec, path)
         try:
-            load_model(spec, pretrained=True, device="meta")
+            built = load_model(spec, pretrained=True, device="meta")
         except ModelError as exc:
             if str(exc).startswith(f"model {spec.id!r}: "):
                 raise  # the loader named the model and gave its own fix (a file of another model)
             raise _unusable_file(spec, path, exc) from exc
         except Exception as exc:  # any failure to read or fit the file is the same user error
             raise _unusable_file(spec, path, exc) from exc
-        try:
-            bad = nan_weights(path, weights_only=spec.options.get("weights_only", True))
-        except Exception as exc:  # a format only its loader reads: extraction still checks features
-            log.info("model %r: weights %s not scanned for NaN (%s)", spec.id, path, exc)
-            bad = []
+        bad = nan_weights(
+            path,
+            built.module.state_dict().keys(),
+            weights_only=spec.options.get("weights_only", True),
+        )
         if bad:
             again = (
                 "retrain it (`repsim minizoo train`)"
@@ -127,8 +127,9 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
             )
             raise ModelError(
                 f"model {spec.id!r}: weights file {path} holds NaN in {len(bad)} "
-                f"tensor{'s' * (len(bad) != 1)} ({', '.join(bad[:3])}{', ...' * (len(bad) > 3)}): "
-                f"every feature would be NaN. The training diverged or the file is damaged: {again}"
+                f"tensor{'s' * (len(bad) != 1)} the model loads ({', '.join(bad[:3])}"
+                f"{', ...' * (len(bad) > 3)}): its features would be NaN. The training diverged "
+                f"or the file is damaged: {again}"
             )
         return "file ok"
     if source.kind == "cached":

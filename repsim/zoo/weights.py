@@ -196,16 +196,27 @@ def _tensors(obj: Any) -> Iterable[tuple[str, Any]]:
                 yield f"{i}.{name}" if name else str(i), tensor
 
 
-def nan_weights(path: str | Path, *, weights_only: bool = True) -> list[str]:
-    """Names of the tensors in a local weights file (or a ``save_pretrained`` folder) holding NaN.
+def nan_weights(
+    path: str | Path, model_keys: Iterable[str], *, weights_only: bool = True
+) -> list[str]:
+    """Names of the tensors in a local weights file (or a ``save_pretrained`` folder) that the
+    model loads and that hold NaN.
 
     A model with a NaN weight gives NaN features for every image, so the run would fail at
     extraction, after the models before it; reading the file once more at the pre-run check says
-    so first. Only NaN: an infinite value is a legitimate mask in some models. A ``.safetensors``
-    file is read one tensor at a time and a torch zip file memory-mapped, so the check holds at
-    most one tensor (or the file's pages) in memory.
+    so first. Only tensors the model loads count: a file's tensor whose dotted name ends with one
+    of ``model_keys`` (the built model's state-dict keys), so a checkpoint's optimizer state, a
+    dropped head or a wrapper's prefix (``state_dict.module.``) neither hides nor adds one. Only
+    NaN: an infinite value is a legitimate mask in some models. A file or array this scan cannot
+    read is skipped, the others still scanned (extraction checks the features in any case). A
+    ``.safetensors`` file is read one tensor at a time and a torch zip file memory-mapped.
     """
-    import torch
+
+    keys = set(model_keys)
+
+    def loaded(name: str) -> bool:
+        parts = name.split(".")
+        return any(".".join(parts[i:]) in keys for i in range(len(parts)))
 
     path = Path(path)
     files = [path]
@@ -213,24 +224,39 @@ def nan_weights(path: str | Path, *, weights_only: bool = True) -> list[str]:
         files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
     bad: list[str] = []
     for file in files:
-        if file.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            with safe_open(str(file), "pt") as handle:
-                for key in handle.keys():  # noqa: SIM118 (a safetensors handle is not a dict)
-                    if _has_nan(handle.get_tensor(key)):
-                        bad.append(key)
-        elif file.suffix == ".npz":  # timm reads the original ViT releases from numpy archives
-            import numpy as np
-
-            with np.load(file) as arrays:
-                bad += [k for k in arrays.files if _has_nan(torch.from_numpy(arrays[k]))]
-        else:
-            with file.open("rb") as handle:
-                zipped = handle.read(2) == b"PK"  # torch's zip format maps; a legacy pickle loads
-            state = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=zipped)
-            bad += [name for name, tensor in _tensors(state) if _has_nan(tensor)]
+        try:
+            tensors = _file_tensors(file, weights_only)
+            for name, tensor in tensors:
+                if loaded(name) and _has_nan(tensor):
+                    bad.append(name)
+        except Exception as exc:  # noqa: BLE001 - e.g. training_args.bin beside the weights
+            log.info("weights %s not scanned for NaN (%s: %s)", file, type(exc).__name__, exc)
     return bad
+
+
+def _file_tensors(file: Path, weights_only: bool) -> Iterable[tuple[str, Any]]:
+    """(name, tensor) of every tensor in one weights file; arrays that are not numbers skipped."""
+    import torch
+
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(file), "pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 (a safetensors handle is not a dict)
+                yield key, handle.get_tensor(key)
+    elif file.suffix == ".npz":  # timm reads the original ViT releases from numpy archives
+        import numpy as np
+
+        with np.load(file) as arrays:
+            for key in arrays.files:
+                value = arrays[key]
+                if value.dtype.kind == "f":
+                    yield key, torch.from_numpy(value)
+    else:
+        with file.open("rb") as handle:
+            zipped = handle.read(2) == b"PK"  # torch's zip format maps; a legacy pickle loads
+        state = torch.load(file, map_location="cpu", weights_only=weights_only, mmap=zipped)
+        yield from _tensors(state)
 
 
 def _has_nan(tensor: Any) -> bool:
