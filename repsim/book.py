@@ -541,44 +541,51 @@ def results_digest(run_dir: str | Path) -> str | None:
 
 
 def _write_executed_on(generated: Path, run_dir: Path, digest: str | None) -> None:
+    """The record :func:`check_executed_on` reads: the run's place (relative to the book, so a
+    book moved with its run still finds it; and absolute, so a book moved alone does too) and
+    its results' digest. Written last, so a build that failed leaves none."""
     import json
 
     generated.mkdir(parents=True, exist_ok=True)
-    record = {"run_dir": os.path.relpath(Path(run_dir).resolve(), generated.resolve())}
+    run = Path(run_dir).resolve()
+    record = {"run_dir": os.path.relpath(run, generated.resolve()), "run_path": str(run)}
     (generated / EXECUTED_ON).write_text(json.dumps({**record, "results": digest}, indent=1))
 
 
 def check_executed_on(generated: str | Path) -> None:
-    """BookError when the run the notebooks in ``generated`` were executed on has other results
-    now (a rerun since): a build without execution would publish the old numbers as the run's.
-    A run folder that is gone, or a build that left no record, cannot be checked: logged."""
+    """BookError when the notebooks in ``generated`` cannot be shown as a run's: no record of
+    the run they were executed on (a build that failed, or one by an older repsim), or that
+    run has other results now (a rerun since), which a build without execution would publish
+    as the old numbers. A run folder that is gone (a book moved to another machine) cannot be
+    checked: logged, and the notebooks are shown as they were executed."""
     import json
 
     generated = Path(generated)
+    rebuild = "build with execution on: repsim book --run RUN"
     try:
         record = json.loads((generated / EXECUTED_ON).read_text())
-        run_dir = (generated / record["run_dir"]).resolve()
+        places = [(generated / record["run_dir"]).resolve(), Path(record["run_path"])]
     except (OSError, ValueError, KeyError, TypeError):
-        log.warning(
-            "%s does not say which run its notebooks were executed on (a build by an older "
-            "repsim, or a damaged record): build with execution on to have that checked",
-            generated,
-        )
-        return
-    if not run_dir.is_dir():
+        raise BookError(
+            f"{generated} holds no record of the run its notebooks were executed on (a build "
+            f"that failed, or one by an older repsim), so they cannot be shown as a run's; "
+            f"{rebuild}"
+        ) from None
+    run_dir = next((p for p in places if p.is_dir()), None)
+    if run_dir is None:
         log.warning(
             "the run folder %s the notebooks were executed on is gone: the book shows its "
             "numbers as they were",
-            run_dir,
+            places[-1],
         )
         return
     now = results_digest(run_dir)
     if now != record.get("results"):
-        what = "have been removed" if now is None else "have changed"
+        what = "have been removed" if now is None else "differ from theirs"
         raise BookError(
             f"the notebooks in {generated} were executed on {run_dir}, whose results {what} "
-            "since (a rerun): the book would show the old numbers as this run's. Build with "
-            f"execution on: repsim book --run {run_dir}"
+            "now (a rerun since): the book would show the old numbers as this run's; "
+            f"{rebuild.replace('RUN', str(run_dir))}"
         )
 
 
