@@ -8,8 +8,11 @@ A folder of data (images, shards) is identified by the list of its files with th
 modification times and change times: hashing every image of a large dataset at each run would cost
 more than the run. A file rewritten in place gets a new change time even where a tool (an archive's
 extraction, ``rsync -a``, ``os.utime``) puts its old modification time back: the change time is
-set by the filesystem, never by a tool. A copy of the folder has new change times, so it is
-fingerprinted anew and its features recomputed: the safe side of a cache.
+set by the filesystem, never by a tool. It also moves when anything else about a file changes:
+a copy or a restore from a backup, ``chmod``/``chown`` (``chmod -R a-w`` to protect a dataset),
+ACLs, extended attributes or relabelling, a hard link made to it (``cp -al``). Each of these
+makes the data new to a run, which then recomputes its stimulus tables and features once: the
+safe side of a cache, at the cost of that recompute (hours for the study's datasets on a GPU).
 """
 
 from __future__ import annotations
