@@ -221,6 +221,9 @@ def _record_abort(
         if folder.read_manifest().get("config_hash") != info["config_hash"]:
             folder.remove_results(f"the run of config {plan.name} stopped: {status}")
         folder.remove(folder.manifest_path)
+    except (OSError, RepsimError) as again:  # run.json is still tried: it says which files
+        log.warning("could not remove the results of %s (%s)", folder.path, again)
+    try:
         folder.write_json(folder.info, _strip_private(info))
     except (OSError, RepsimError) as again:
         log.warning("could not record the failure in %s (%s)", folder.info, again)

@@ -446,8 +446,8 @@ def _status(
         if abs(value - float(r["value"])) <= float(r["tolerance"]) + 1e-9
         else "outside tolerance"
     )
-    if r["quantity"] in COUNTS:
-        return COUNT_VERDICTS[verdict != VERDICTS[0]], basis
+    if r["quantity"] in COUNTS:  # exact, whatever the tolerance column says
+        return COUNT_VERDICTS[value != float(r["value"])], basis
     group = r["models"] if r["models"] not in ("", "all") else None
     wanted = {m for m, o in study.items() if group is None or o == group}
     models = set(used.models if used else [])

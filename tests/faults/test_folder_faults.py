@@ -492,6 +492,30 @@ def test_a_full_disk_that_stops_every_record_is_said_so(run_copy, small_config, 
     assert "this message is the only record" in message
 
 
+def test_results_that_cannot_be_removed_do_not_stop_the_short_record(
+    run_copy, small_config, monkeypatch
+):
+    """When the failed run's result files could not be removed, the short run.json was not even
+    tried and the message blamed run.json: it is written, and the message points to it."""
+    from repsim import pipeline
+    from repsim.runfolder import RunFolder as Folder
+    from repsim.store import FeatureWriter
+
+    shutil.rmtree(RunFolder(run_copy).features / "faces" / MODELS[1])
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(FeatureWriter, "write_chunk", full)
+    monkeypatch.setattr(pipeline, "_write_run_info", full)
+    monkeypatch.setattr(Folder, "remove_results", full)
+    with pytest.raises(RunFailedError) as err:
+        run(small_config, run_copy, device="cpu")
+    assert "run.json holds these failures in short" in str(err.value)
+    info = _info(run_copy)
+    assert info["status"] == "failed" and f"features-faces-{MODELS[1]}" in info["error"]
+
+
 def _disk(monkeypatch, free: int) -> None:
     usage = shutil._ntuple_diskusage(10**12, 10**12 - free, free)
     monkeypatch.setattr("repsim.runfolder.shutil.disk_usage", lambda path: usage)
