@@ -1051,45 +1051,53 @@ def split_ids(run: Run, dataset: str, split: str = "train") -> np.ndarray | None
     (``stimuli/<dataset>.csv``): with ``split`` the run's own split it gives the rows marked
     ``in_similarity``. None without a table; empty when the table has no row of ``split``.
     """
-    from types import SimpleNamespace
-
     from repsim.stimuli.subset import similarity_subset
 
     table = _stimulus_table(run, dataset)
     if table is None:
         return None
     max_images, per_class, seed = _subset_rules(run, dataset)
-    # the rule reads only ids, labels and split: the table is the stimulus set it needs
-    items = SimpleNamespace(
-        ids=table["id"].to_numpy(dtype=str),
-        labels=table["label"].to_numpy(),
-        split=table["split"].to_numpy(dtype=str),
-    )
+    items = _rule_items(table)
     return similarity_subset(items, max_images, per_class, seed, split)  # type: ignore[arg-type]
 
 
 def _train_ids_like(run: Run, dataset: str, held_ids: np.ndarray) -> np.ndarray | None:
-    """Ids (sorted) of train images with the class counts of ``held_ids``, drawn with the run's
-    seed (fewer where a class has fewer train images). The run's rule capped at the held-out size
-    rounds up to whole images per class (360 train images beside 359 held out)."""
+    """Ids (sorted) of train images with the class counts of ``held_ids``, drawn by the run's
+    rule with its seed (:func:`repsim.stimuli.subset.similarity_subset` with ``counts``); fewer,
+    logged, where a class has fewer train images. The rule capped at the held-out size rounds up
+    to whole images per class (360 train images beside 359 held out)."""
+    from collections import Counter
+
+    from repsim.stimuli.subset import similarity_subset
+
     table = _stimulus_table(run, dataset)
     if table is None:
         return None
     _, _, seed = _subset_rules(run, dataset)
-    ids = table["id"].to_numpy(dtype=str)
-    label_of = dict(zip(ids, table["label"].to_numpy()))
-    want = pd.Series([label_of[str(i)] for i in held_ids]).value_counts().sort_index()
-    is_train = table["split"].to_numpy(dtype=str) == "train"
-    train_ids, train_labels = ids[is_train], table["label"].to_numpy()[is_train]
-    order = np.argsort(train_ids, kind="stable")
-    train_ids, train_labels = train_ids[order], train_labels[order]
-    rng = np.random.default_rng(seed)
-    chosen = [
-        members if len(members) <= n else rng.choice(members, size=n, replace=False)
-        for label, n in want.items()
-        for members in [train_ids[train_labels == label]]
-    ]
-    return np.sort(np.concatenate(chosen)) if chosen else train_ids[:0]
+    items = _rule_items(table)
+    label_of = dict(zip(items.ids, items.labels))
+    want = Counter(label_of[str(i)] for i in held_ids)
+    ids = similarity_subset(items, seed=seed, split="train", counts=want)  # type: ignore[arg-type]
+    if len(ids) < len(held_ids):
+        log.info(
+            "train split of %s: %d images beside %d held out (a class has fewer train images)",
+            dataset,
+            len(ids),
+            len(held_ids),
+        )
+    return ids
+
+
+def _rule_items(table: pd.DataFrame) -> object:
+    """A stimulus table as the subset rule reads it (ids, labels, split): the stimulus set it
+    needs, without images."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        ids=table["id"].to_numpy(dtype=str),
+        labels=table["label"].to_numpy(),
+        split=table["split"].to_numpy(dtype=str),
+    )
 
 
 def _train_rows(store: object, dataset: str, model: str, ids: np.ndarray) -> np.ndarray | None:

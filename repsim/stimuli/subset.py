@@ -15,6 +15,7 @@ measures similarity on other stimuli of the same datasets.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,23 +34,30 @@ def similarity_subset(
     per_class: int | None = None,
     seed: int = 42,
     split: str = "train",
+    counts: Mapping[Any, int] | None = None,
 ) -> np.ndarray:
-    """Ids (sorted) of the images of ``split`` used for similarity."""
+    """Ids (sorted) of the images of ``split`` used for similarity.
+
+    ``counts``, in place of the cap: how many images to draw of each class (classes it leaves
+    out: none), with the same generator; the train-split variant of the robustness chapter draws
+    the held-out subset's class counts from the train split so.
+    """
     train = np.flatnonzero(stimset.split == split)
     order = train[np.argsort(stimset.ids[train], kind="stable")]
     ids, labels = stimset.ids[order], stimset.labels[order]
-    if per_class is None and len(ids) <= max_images:
+    if counts is None and per_class is None and len(ids) <= max_images:
         return ids
     classes = np.unique(labels)
     k = per_class if per_class is not None else math.ceil(max_images / max(len(classes), 1))
     rng = np.random.default_rng(seed)
     chosen = []
     for c in classes:
+        k_c = k if counts is None else counts.get(c, 0)
         members = ids[labels == c]
-        if len(members) <= k:
+        if len(members) <= k_c:
             chosen.append(members)
-        else:
-            chosen.append(rng.choice(members, size=k, replace=False))
+        elif k_c:
+            chosen.append(rng.choice(members, size=k_c, replace=False))
     return np.sort(np.concatenate(chosen)) if chosen else ids[:0]
 
 
