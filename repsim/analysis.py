@@ -664,8 +664,8 @@ def study_sources(study: pd.DataFrame) -> pd.DataFrame:
     id, value (counts as whole numbers), description and location, for display."""
     from repsim.reference import COUNT_NAMES
 
-    value = [  # the study's values have two decimals
-        f"{v:.0f}" if q in COUNT_NAMES else f"{v:.2f}"
+    value = [  # as published: two decimals (0.70), more where a value has them
+        f"{v:.0f}" if q in COUNT_NAMES else f"{v:.2f}" if round(v, 2) == v else f"{v:g}"
         for q, v in zip(study["quantity"], study["value"])
     ]
     return pd.DataFrame(

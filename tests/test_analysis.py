@@ -1776,4 +1776,6 @@ def test_design_and_sources_tables_say_what_each_count_is_and_show_whole_numbers
     by_id = sources.set_index("id")[A.STUDY_LABEL]
     assert by_id["design/n_model_pairs/all"] == "2016"
     assert by_id["consistency/cka_linear/Image-Text/ImageNet-Flowers"] == "0.70"  # as published
+    more = study.assign(value=study["value"].where(study["id"] != study["id"].iloc[0], 0.725))
+    assert A.study_sources(more)[A.STUDY_LABEL].iloc[0] == "0.725"  # never rounded off
     assert (sources["description"] == study["description"].to_numpy()).all()
