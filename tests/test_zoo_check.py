@@ -192,26 +192,32 @@ def _minizoo_entry(model_id: str, identifier: str, weights: Path) -> str:
     )
 
 
-def test_truncated_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatch) -> None:
+def _refused_before_decoding(tmp_path: Path, monkeypatch, model_id: str, weights: Path) -> str:
+    """Run a mini-zoo config of one good model and ``model_id`` with ``weights``, failing the test
+    if an image is decoded before the weights are checked: the run's refusal message."""
     from repsim.pipeline import run
-
-    blob = (ZOO / "cnn-supervised-s0.safetensors").read_bytes()
-    cut = tmp_path / "cut.safetensors"
-    cut.write_bytes(blob[: len(blob) // 2])
-    cfg = _config(tmp_path, _minizoo_entry("cut", "cnn", cut), "[cnn-supervised-s0, cut]")
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("an image was decoded before the weights were checked")
 
     monkeypatch.setattr("repsim.stimuli.stimset.StimulusSet.load_images", no_decoding)
     monkeypatch.setattr("repsim.stimuli.stimset.StimulusSet.verify", no_decoding)
+    entry = _minizoo_entry(model_id, "cnn", weights)
+    cfg = _config(tmp_path, entry, f"[cnn-supervised-s0, {model_id}]")
     with pytest.raises(ModelError) as err:
         run(cfg, tmp_path / "run", device="cpu")
-    message = str(err.value)
-    assert "1 of 2 models cannot be used" in message
+    assert "1 of 2 models cannot be used" in str(err.value)
+    assert not (tmp_path / "run" / "stimuli").exists()
+    return str(err.value)
+
+
+def test_truncated_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatch) -> None:
+    blob = (ZOO / "cnn-supervised-s0.safetensors").read_bytes()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(blob[: len(blob) // 2])
+    message = _refused_before_decoding(tmp_path, monkeypatch, "cut", cut)
     assert f"model 'cut': weights file {cut} cannot be used" in message
     assert "truncated" in message and "repsim minizoo train" in message
-    assert not (tmp_path / "run" / "stimuli").exists()
 
 
 def test_weights_of_another_architecture_are_found_at_plan_time(tmp_path: Path) -> None:
@@ -696,8 +702,6 @@ def test_nan_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatc
     from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
-    from repsim.pipeline import run
-
     source = ZOO / "cnn-supervised-s0.safetensors"
     with safe_open(str(source), "pt") as handle:
         metadata = handle.metadata()
@@ -707,21 +711,12 @@ def test_nan_weights_fail_before_any_image_is_decoded(tmp_path: Path, monkeypatc
     state[key].view(-1)[1] = float("nan")
     bad = tmp_path / "nan.safetensors"
     save_file(state, bad, metadata=metadata)
-    cfg = _config(tmp_path, _minizoo_entry("nan", "cnn", bad), "[cnn-supervised-s0, nan]")
-
-    def no_decoding(*args, **kwargs):
-        raise AssertionError("an image was decoded before the weights were checked")
-
-    monkeypatch.setattr("repsim.stimuli.stimset.StimulusSet.load_images", no_decoding)
-    monkeypatch.setattr("repsim.stimuli.stimset.StimulusSet.verify", no_decoding)
-    with pytest.raises(ModelError) as err:
-        run(cfg, tmp_path / "run", device="cpu")
-    message = str(err.value)
-    assert "1 of 2 models cannot be used" in message
+    message = _refused_before_decoding(tmp_path, monkeypatch, "nan", bad)
     assert (
         f"model 'nan': weights file {bad} holds NaN in 1 tensor the model loads ({key})" in message
     )
     assert "repsim minizoo train" in message
+    cfg = tmp_path / "c.yaml"
     table, ok = check_models(cfg)
     assert not ok and "holds NaN" in table
 
@@ -794,6 +789,7 @@ def test_a_nan_in_a_torchvision_file_is_refused_by_models_check(tmp_path: Path) 
         load_plan(cfg)
 
 
+@pytest.mark.filterwarnings("ignore:for .*copying from a non-meta parameter:UserWarning")
 def test_nan_outside_the_loaded_weights_does_not_refuse_a_checkpoint(tmp_path: Path) -> None:
     """A training checkpoint holds more than the model: a NaN in its optimizer state or a head
     the loader drops leaves the loaded weights whole, so the check passes it; one in the

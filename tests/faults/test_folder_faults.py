@@ -467,12 +467,10 @@ def test_a_failed_task_is_kept_when_the_full_record_cannot_be_written(
     assert "run.json holds these failures in short" in message
 
 
-def test_a_full_disk_that_stops_every_record_is_said_so(run_copy, small_config, monkeypatch):
-    """The message said "run.json holds these failures in short" when the short record could not
-    be written either (a disk filled to the last byte): it now says the message is the only
-    record, and why."""
+def _fail_on_a_full_disk(run_copy, small_config, monkeypatch, also: str) -> str:
+    """Run with one model's features to make on a full disk, the full record failing too, and
+    ``also`` (a RunFolder method) failing as well: the final message."""
     from repsim import pipeline
-    from repsim.runfolder import RunFolder as Folder
     from repsim.store import FeatureWriter
 
     shutil.rmtree(RunFolder(run_copy).features / "faces" / MODELS[1])
@@ -482,10 +480,17 @@ def test_a_full_disk_that_stops_every_record_is_said_so(run_copy, small_config, 
 
     monkeypatch.setattr(FeatureWriter, "write_chunk", full)
     monkeypatch.setattr(pipeline, "_write_run_info", full)
-    monkeypatch.setattr(Folder, "write_json", full)
+    monkeypatch.setattr(RunFolder, also, full)
     with pytest.raises(RunFailedError) as err:
         run(small_config, run_copy, device="cpu")
-    message = str(err.value)
+    return str(err.value)
+
+
+def test_a_full_disk_that_stops_every_record_is_said_so(run_copy, small_config, monkeypatch):
+    """The message said "run.json holds these failures in short" when the short record could not
+    be written either (a disk filled to the last byte): it now says the message is the only
+    record, and why."""
+    message = _fail_on_a_full_disk(run_copy, small_config, monkeypatch, also="write_json")
     assert f"features-faces-{MODELS[1]}" in message
     assert "run.json holds" not in message
     assert "nor could run.json in short ([Errno 28] No space left on device)" in message
@@ -497,21 +502,8 @@ def test_results_that_cannot_be_removed_do_not_stop_the_short_record(
 ):
     """When the failed run's result files could not be removed, the short run.json was not even
     tried and the message blamed run.json: it is written, and the message points to it."""
-    from repsim import pipeline
-    from repsim.runfolder import RunFolder as Folder
-    from repsim.store import FeatureWriter
-
-    shutil.rmtree(RunFolder(run_copy).features / "faces" / MODELS[1])
-
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(FeatureWriter, "write_chunk", full)
-    monkeypatch.setattr(pipeline, "_write_run_info", full)
-    monkeypatch.setattr(Folder, "remove_results", full)
-    with pytest.raises(RunFailedError) as err:
-        run(small_config, run_copy, device="cpu")
-    assert "run.json holds these failures in short" in str(err.value)
+    message = _fail_on_a_full_disk(run_copy, small_config, monkeypatch, also="remove_results")
+    assert "run.json holds these failures in short" in message
     info = _info(run_copy)
     assert info["status"] == "failed" and f"features-faces-{MODELS[1]}" in info["error"]
 
