@@ -502,7 +502,7 @@ def test_results_that_cannot_be_removed_do_not_stop_the_short_record(
 ):
     """When the failed run's result files could not be removed, the short run.json was not even
     tried and the message blamed run.json: it is written, and the message points to it."""
-    message = _fail_on_a_full_disk(run_copy, small_config, monkeypatch, also="remove_results")
+    message = _fail_on_a_full_disk(run_copy, small_config, monkeypatch, also="remove")
     assert "run.json holds these failures in short" in message
     info = _info(run_copy)
     assert info["status"] == "failed" and f"features-faces-{MODELS[1]}" in info["error"]
