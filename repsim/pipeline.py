@@ -195,6 +195,21 @@ def _record_refusal(
         log.warning("could not record the refusal in %s (%s)", folder.info, again)
 
 
+def _record_start(plan: RunPlan, folder: RunFolder) -> None:
+    """run.json says a run of this config is under way, once the results of another are gone: a
+    run killed outright (SIGKILL, the machine going down) records nothing more, and the folder's
+    record went on naming the old config as finished."""
+    info = {
+        "name": plan.name,
+        "status": "running",
+        "config_path": plan.config_path,
+        "config_hash": config_hash(plan),
+        "config": plan.raw,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    folder.write_json(folder.info, _strip_private(info))
+
+
 def _record_abort(
     plan: RunPlan, folder: RunFolder, exc: BaseException, status: str = "failed"
 ) -> str | None:
@@ -295,6 +310,7 @@ def _run_locked(
         if previous.get("config_hash") != chash:
             why = "another config" if previous.get("config_hash") else "no complete run recorded"
             folder.remove_results(f"{why}: they are rebuilt for config {plan.name} ({chash})")
+            _record_start(plan, folder)
         t0 = time.perf_counter()
         with TaskProgress(f"run {plan.name}"):
             (decoded, feats, sims, probes) = dask.compute(

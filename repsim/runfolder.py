@@ -958,6 +958,12 @@ class RunFolder:
                 f"{refused.get('config_path') or 'CONFIG'} --out {self.path}`"
             )
         status = info.get("status")
+        if status == "running":  # no process holds the lock: it was killed, or its machine died
+            started = f" at {info['started']}" if info.get("started") else ""
+            return (
+                f"a run of {config or 'a config'} into {self.path} started{started} and stopped "
+                f"without a record (killed, or its machine went down); rerun {rerun} to resume"
+            )
         if status not in ("failed", "interrupted"):
             return f"run the pipeline first: {rerun}" + (
                 "" if config else " (e.g. CONFIG = data/configs/embedded.yaml)"

@@ -567,3 +567,35 @@ def test_a_ctrl_c_a_finaliser_swallowed_still_stops_the_run(
     monkeypatch.setattr(pipeline, "_timings", real)
     run(small_config, run_copy, device="cpu")
     assert json.loads(RunFolder(run_copy).info.read_text())["status"] == "finished"
+
+
+def test_a_rerun_with_another_config_killed_outright_names_its_own_config(
+    run_copy, tmp_path, monkeypatch
+):
+    """A rerun with another config killed outright (SIGKILL: nothing runs after it) once it had
+    removed the old results left run.json naming the old config as finished, and the folder's
+    message told the user to rerun the old config. run.json now says the new run is under way
+    before its work starts, and the message names it."""
+    from faults.faultkit import write_config
+    from repsim import pipeline
+
+    folder = RunFolder(run_copy)
+    other = write_config(tmp_path / "other.yaml", measures=("cka_linear",))
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(pipeline, "TaskProgress", killed)  # the first step after the removal
+    monkeypatch.setattr(pipeline, "_record_abort", lambda *a, **kw: None)  # nothing runs after
+    with pytest.raises(Killed):
+        run(other, run_copy, device="cpu")
+    assert not folder.manifest_path.exists()
+    info = json.loads(folder.info.read_text())
+    assert info["status"] == "running" and info["config"]["measures"] == ["cka_linear"]
+    message = folder.why_no_results()
+    assert f"a run of {other} into {run_copy} started at " in message
+    assert "stopped without a record (killed, or its machine went down)" in message
+    assert f"repsim run {other} --out {run_copy}" in message
