@@ -141,6 +141,7 @@ def run(
     """
     folder = RunFolder(out)
     folder.preflight()
+    folder.check_not_in_use()
     try:
         # before the plan builds and checks every model (64 of them, with download checks, for
         # the study's config): a mistyped --device or --scheduler costs a second, not minutes

@@ -711,11 +711,7 @@ class RunFolder:
                 if folder_fd is not None:
                     _flock_folder(folder_fd, fcntl.LOCK_EX)
             except BlockingIOError:
-                other = _lock_holder(fd)
-                raise RunLockedError(
-                    f"run folder {self.path} is in use by another run (process {other}); wait for it "
-                    "to finish (or stop it), or choose another --out"
-                ) from None
+                raise self._in_use(_lock_holder(fd)) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             try:
@@ -727,6 +723,21 @@ class RunFolder:
             os.close(fd)
             if folder_fd is not None:
                 os.close(folder_fd)  # releases the folder's lock
+
+    def _in_use(self, other: str | None) -> RunLockedError:
+        return RunLockedError(
+            f"run folder {self.path} is in use by another run (process {other}); wait for it "
+            "to finish (or stop it), or choose another --out"
+        )
+
+    def check_not_in_use(self) -> None:
+        """RunLockedError when another run holds the folder now: said before a run checks its
+        models (seconds, minutes with downloads), not after. The lock itself is taken later
+        (:meth:`lock`), which settles a race between two runs starting together."""
+        if self.path.is_dir():
+            other = self.locked_by()
+            if other is not None:
+                raise self._in_use(other)
 
     def check_free_space(self, needed: int, what: str, estimate: bool = False) -> None:
         """NoSpaceError when the folder's disk has less free space than ``needed`` bytes (for

@@ -300,7 +300,11 @@ def test_probes_of_a_larger_run_do_not_survive(tiny_run, tmp_path):
 
 
 # ----------------------------------------------------------------------------- two writers
-def test_second_writer_is_refused_with_the_other_pid(run_copy, small_config):
+def test_second_writer_is_refused_with_the_other_pid(run_copy, small_config, monkeypatch):
+    """Refused with the holder's process id, and before the run checks its models (that took
+    seconds, minutes with downloads, before the lock was found)."""
+    from repsim import pipeline
+
     code = (
         "import sys, time\nfrom repsim.runfolder import RunFolder\n"
         "with RunFolder(sys.argv[1]).lock():\n    print('locked', flush=True)\n    time.sleep(3600)\n"
@@ -310,8 +314,14 @@ def test_second_writer_is_refused_with_the_other_pid(run_copy, small_config):
     )
     try:  # the holder sleeps far longer than any run takes to reach the lock; it is killed below
         assert other.stdout.readline().strip() == "locked"
-        with pytest.raises(RunLockedError, match=f"process {other.pid}"):
-            run(small_config, run_copy, device="cpu")
+        with monkeypatch.context() as m:
+
+            def no_check(*args, **kwargs):
+                raise AssertionError("the models were checked before the lock was found")
+
+            m.setattr(pipeline, "load_plan", no_check)
+            with pytest.raises(RunLockedError, match=f"process {other.pid}"):
+                run(small_config, run_copy, device="cpu")
     finally:
         other.kill()
         other.wait()
