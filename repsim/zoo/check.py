@@ -123,7 +123,7 @@ def check_weights(spec: ModelSpec, *, fetch: bool = True) -> str:
             again = (
                 "retrain it (`repsim minizoo train`)"
                 if spec.loader == "minizoo"
-                else "download it again"
+                else "download it again, or take an earlier checkpoint of your own training"
             )
             raise ModelError(
                 f"model {spec.id!r}: weights file {path} holds NaN in {len(bad)} "
