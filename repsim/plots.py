@@ -135,6 +135,8 @@ def _category_strip(ax, colors: Sequence[str], axis: str = "y") -> None:
 
 #: The all-pairs baseline is drawn as a square among the category pairs' circles.
 ALL_MARKER = "s"
+#: The colour of marks that show the study's own tests where the book does not vouch for them.
+STUDY_MARK = "#888888"
 
 
 def _handles(labels: Sequence[str]) -> list:
@@ -795,8 +797,10 @@ def anchor_partner_boxes(
             for k, r in enumerate(sig.itertuples()):
                 i, j = here.index(r.partner_a) + 1, here.index(r.partner_b) + 1
                 y = top + 0.2 * (k + 1)  # one level per bar, its star above it, below the next
-                ax.plot([i, i, j, j], [y - 0.04, y, y, y - 0.04], color="k", lw=0.8)
-                ax.text((i + j) / 2, y, "*", ha="center", va="bottom", fontsize=9)
+                # grey: the study's count, which treats dataset pairs as independent, not a
+                # test this book stands behind (the legend and the chapter say so)
+                ax.plot([i, i, j, j], [y - 0.04, y, y, y - 0.04], color=STUDY_MARK, lw=0.8)
+                ax.text((i + j) / 2, y, "*", ha="center", va="bottom", fontsize=9, color=STUDY_MARK)
                 ax.set_ylim(top=max(ax.get_ylim()[1], y + 0.15))
         # consistency is a correlation: no tick above 1 where the bars and stars sit
         ax.set_yticks([t for t in (-1.0, -0.5, 0.0, 0.5, 1.0) if t >= ax.get_ylim()[0] - 1e-9])
@@ -804,7 +808,10 @@ def anchor_partner_boxes(
         ax.set_ylabel("consistency (Pearson r)", fontsize=8)
     for ax in list(axes.flat)[len(anchors) :]:
         ax.axis("off")
-    _fig_legend(fig, parts, "partner category (box colour); panel title: the anchor (its category)")
+    title = "partner category (box colour); panel title: the anchor (its category)"
+    if tests is not None and len(tests):
+        title += "\ngrey bars and *: the study's rank-sum test, a count and not evidence"
+    _fig_legend(fig, parts, title)
     return add_caption(fig, caption)
 
 

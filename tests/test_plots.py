@@ -324,6 +324,12 @@ def test_anchor_boxes_show_no_consistency_tick_above_one(run):
             assert len(stars) == len(bars) > 0
             for star, bar in zip(stars, bars):
                 assert star.get_position()[1] >= max(bar.get_ydata())
+                # the study's count, not a test the book stands behind: grey, and said so
+                assert star.get_color() == bar.get_color() == P.STUDY_MARK
+    assert (
+        "the study's rank-sum test, a count and not evidence"
+        in fig.legends[0].get_title().get_text()
+    )
     plt.close(fig)
 
 
