@@ -205,18 +205,21 @@ def nan_weights(
     A model with a NaN weight gives NaN features for every image, so the run would fail at
     extraction, after the models before it; reading the file once more at the pre-run check says
     so first. Only tensors the model loads count: a file's tensor whose dotted name ends with one
-    of ``model_keys`` (the built model's state-dict keys), so a checkpoint's optimizer state, a
-    dropped head or a wrapper's prefix (``state_dict.module.``) neither hides nor adds one. Only
-    NaN: an infinite value is a legitimate mask in some models. A file or array this scan cannot
-    read is skipped, the others still scanned (extraction checks the features in any case). A
+    of ``model_keys`` (the built model's state-dict keys), or that one of them ends with, so a
+    checkpoint's optimizer state or a dropped head is not counted and a wrapper's prefix on
+    either side (``state_dict.module.`` in the file, ``model.`` in the module) is. Only NaN: an
+    infinite value is a legitimate mask in some models. A file or array this scan cannot read is
+    skipped, the others still scanned (extraction checks the features in any case). A
     ``.safetensors`` file is read one tensor at a time and a torch zip file memory-mapped.
     """
-
     keys = set(model_keys)
+    key_tails = {".".join(k.split(".")[i:]) for k in keys for i in range(1, k.count(".") + 1)}
 
     def loaded(name: str) -> bool:
         parts = name.split(".")
-        return any(".".join(parts[i:]) in keys for i in range(len(parts)))
+        return any(".".join(parts[i:]) in keys for i in range(len(parts))) or (
+            "." in name and name in key_tails
+        )
 
     path = Path(path)
     files = [path]
