@@ -487,7 +487,10 @@ def build_book(
         check_book_folder(book)
         _check_chapter_parameters(parameters)
         if run is not None:
-            results = results_digest(run)  # the run is locked: what the notebooks will read
+            from repsim.runfolder import RunFolder
+
+            # the run is locked: the results the notebooks will read
+            results = RunFolder(run).results_digest()
             if generated.exists():
                 shutil.rmtree(generated)
             chapters = chapter_notebooks(notebooks_dir or NOTEBOOKS)
@@ -524,22 +527,6 @@ def build_book(
 EXECUTED_ON = "executed_on.json"
 
 
-def results_digest(run_dir: str | Path) -> str | None:
-    """SHA-256 of a run's result files as its manifest lists them (run.json left out: the book
-    adds its timings there); None when the folder has no manifest (no results)."""
-    import hashlib
-    import json
-
-    from repsim.runfolder import RunFolder
-
-    manifest = RunFolder(run_dir).read_manifest()
-    if not manifest:
-        return None
-    files = {k: v for k, v in manifest.get("files", {}).items() if k != "run.json"}
-    text = json.dumps({"config_hash": manifest.get("config_hash"), "files": files}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _write_executed_on(generated: Path, run_dir: Path, digest: str | None) -> None:
     """The record :func:`check_executed_on` reads: the run's place (relative to the book, so a
     book moved with its run still finds it; and absolute, so a book moved alone does too) and
@@ -560,6 +547,8 @@ def check_executed_on(generated: str | Path) -> None:
     checked: logged, and the notebooks are shown as they were executed."""
     import json
 
+    from repsim.runfolder import RunFolder
+
     generated = Path(generated)
     rebuild = "build with execution on: repsim book --run RUN"
     try:
@@ -579,7 +568,7 @@ def check_executed_on(generated: str | Path) -> None:
             places[-1],
         )
         return
-    now = results_digest(run_dir)
+    now = RunFolder(run_dir).results_digest()
     if now != record.get("results"):
         what = "have been removed" if now is None else "differ from theirs"
         raise BookError(

@@ -200,15 +200,21 @@ def _record_start(plan: RunPlan, folder: RunFolder) -> None:
     """run.json says a run of this config is under way, once the results of another are gone: a
     run killed outright (SIGKILL, the machine going down) records nothing more, and the folder's
     record went on naming the old config as finished."""
-    info = {
+    info = _short_record(plan, "running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    folder.write_json(folder.info, _strip_private(info))
+
+
+def _short_record(plan: RunPlan, status: str, **fields: Any) -> dict[str, Any]:
+    """run.json of a run that has not finished (running, failed, interrupted): the config it
+    runs, under its name, path and hash, and ``fields``."""
+    return {
         "name": plan.name,
-        "status": "running",
+        "status": status,
         "config_path": plan.config_path,
         "config_hash": config_hash(plan),
         "config": plan.raw,
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **fields,
     }
-    folder.write_json(folder.info, _strip_private(info))
 
 
 def _record_abort(
@@ -223,16 +229,9 @@ def _record_abort(
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KeyboardInterrupt):
         error = "interrupted; finished stages are kept and rerunning the same command resumes"
-    info = {
-        "name": plan.name,
-        "status": status,
-        "config_path": plan.config_path,
-        "config_hash": config_hash(plan),
-        "config": plan.raw,
-        "failed_tasks": [],
-        "error": error,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
+    info = _short_record(
+        plan, status, failed_tasks=[], error=error, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    )
     try:
         if folder.read_manifest().get("config_hash") != info["config_hash"]:
             folder.remove_results(f"the run of config {plan.name} stopped: {status}")

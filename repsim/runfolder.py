@@ -941,6 +941,19 @@ class RunFolder:
             return {}
         return value if _well_formed(value) else {}
 
+    def results_digest(self) -> str | None:
+        """SHA-256 of the result files as the manifest lists them (run.json left out: the book
+        adds its timings there): what a built book records of the results it showed. None
+        without a manifest (no results)."""
+        manifest = self.read_manifest()
+        if not manifest:
+            return None
+        files = {k: v for k, v in manifest.get("files", {}).items() if k != "run.json"}
+        text = json.dumps(
+            {"config_hash": manifest.get("config_hash"), "files": files}, sort_keys=True
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
+
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         self.write_json(self.manifest_path, manifest)
 

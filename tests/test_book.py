@@ -719,7 +719,7 @@ def test_a_build_without_execution_refuses_notebooks_of_a_run_rerun_since(
     monkeypatch.setattr(B, "build_html", lambda book: built.append(book) or book / "index.html")
     B.build_book(run_dir=run_dir, book_dir=book)
     record = json.loads((book / "generated" / B.EXECUTED_ON).read_text())
-    assert record["results"] == B.results_digest(run_dir) is not None
+    assert record["results"] == RunFolder(run_dir).results_digest() is not None
     assert not Path(record["run_dir"]).is_absolute()  # a book moved with its run finds it
     B.build_book(book_dir=book, execute=False)  # run.json got the book's timings: no change
     assert len(built) == 2
