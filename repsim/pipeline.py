@@ -94,10 +94,13 @@ class RunResult:
 
 
 def config_hash(plan: RunPlan) -> str:
-    """Hash of everything in a plan that determines the result files (not the config's path)."""
+    """Hash of everything in a plan that determines the result files, but for where its files are
+    (the config's path, the places of data and weights: see :func:`repsim.stages.dataset_identity`):
+    a project moved elsewhere is the same config, and data or weights changed at one place are
+    found by the stage keys, which hold their content."""
     return stage_key(
-        plan.models,
-        plan.datasets,
+        [stages.model_identity(m) for m in plan.models],
+        [stages.dataset_identity(d) for d in plan.datasets],
         plan.measures,
         plan.stimuli,
         plan.extract,

@@ -112,21 +112,51 @@ def fingerprint_data(plan: RunPlan) -> None:
             plan.data_fingerprints[ds.id] = data_fingerprint(ds)
 
 
+def dataset_identity(ds: Any) -> dict[str, Any]:
+    """What of a dataset spec the stage keys hold: every field but the places of the files whose
+    content the data fingerprint holds (``path``, a user-provided ``root``, option files; see
+    ``DatasetSpec.data_paths``) and the config's folder, which only resolved them. A project,
+    config or dataset moved elsewhere keeps its stimulus tables and features; other data at the
+    same place is new data by its fingerprint. A place with no fingerprint (a URL, a torchvision
+    ``root``) stays in the key: it is all that names the data."""
+    identity = {f.name: getattr(ds, f.name) for f in fields(ds) if f.name != "config_dir"}
+    options = dict(identity.get("options") or {})
+    for role in ds.data_paths():
+        if role.startswith("options."):
+            options.pop(role.removeprefix("options."), None)
+        else:
+            identity.pop(role, None)
+    identity["options"] = options
+    return identity
+
+
+def model_identity(model: Any) -> dict[str, Any]:
+    """What of a model spec the stage keys hold: every field but the place of its ``weights:``
+    file (always local), whose content :func:`repsim.fingerprint.weights_fingerprint` holds
+    beside it, so a project moved elsewhere keeps its features."""
+    return {f.name: getattr(model, f.name) for f in fields(model) if f.name != "weights"}
+
+
 def stimuli_key(plan: RunPlan, ds: Any) -> str:
-    """Inputs of one stimulus table: the dataset spec, the subset rules and the data's content
-    (:func:`repsim.fingerprint.data_fingerprint`, taken once per plan), so changed images or
-    labels redo the table and everything computed from it."""
+    """Inputs of one stimulus table: the dataset spec (:func:`dataset_identity`), the subset rules
+    and the data's content (:func:`repsim.fingerprint.data_fingerprint`, taken once per plan), so
+    changed images or labels redo the table and everything computed from it."""
     fingerprint_data(plan)
     return stage_key(
-        "stimuli", ds, plan.stimuli, plan.data_fingerprints[ds.id], stage_code("stimuli")
+        "stimuli",
+        dataset_identity(ds),
+        plan.stimuli,
+        plan.data_fingerprints[ds.id],
+        stage_code("stimuli"),
     )
 
 
 def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = None) -> str:
-    """Inputs of one feature group: the model spec and weights, the stimulus table's content."""
+    """Inputs of one feature group: the model spec (:func:`model_identity`) and its weights'
+    content, the stimulus table's content."""
     return stage_key(
         "features",
-        model,
+        model_identity(model),
         weights_fingerprint(local_weights_file(model)),
         stimuli_key(plan, ds),
         stimuli_sha,

@@ -636,6 +636,12 @@ def _stage_keys(plan, run_dir, stimuli_sha="table"):
         ({"similarity": {"progress": False}}, set()),
         ({"threads": 2}, {"features", "similarity", "probes"}),
         ({"device_type": "cuda"}, {"features", "similarity", "probes"}),
+        # a project, config or dataset moved elsewhere: its places are not in the keys, the
+        # content of what is there is
+        ({"moved": "data"}, set()),
+        ({"moved": "weights"}, set()),
+        ({"moved": "data", "bytes": "other"}, {"stimuli", "features"}),
+        ({"moved": "weights", "bytes": "other"}, {"features"}),
         ({"stimuli_sha": "other table"}, {"features", "similarity", "probes"}),
         ({"sha of model 0": "other"}, {"similarity", "probes"}),
         ({"sha of model 1": "other"}, {"similarity"}),  # the probe of model 0 does not read it
@@ -679,6 +685,18 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch,
         monkeypatch.setattr(stages, "stage_code", lambda s: "edited" if s == edited else real(s))
     if "data" in change:
         change["data_fingerprints"] = {**plan.data_fingerprints, ds.id: change.pop("data")}
+    if "moved" in change:  # a copy at another place, with the same bytes or others
+        moved, elsewhere = change.pop("moved"), tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        source = ds.path if moved == "data" else plan.models[0].weights
+        copy = elsewhere / source.name
+        copy.write_bytes(source.read_bytes() + (b"!" if change.pop("bytes", "") else b""))
+        if moved == "data":
+            moved_ds = dataclasses.replace(ds, path=copy, config_dir=elsewhere)
+            change["datasets"] = (moved_ds, *plan.datasets[1:])
+            change["data_fingerprints"] = {}  # taken again, at the new place
+        else:
+            change["models"] = (dataclasses.replace(plan.models[0], weights=copy), *plan.models[1:])
     for section in ("stimuli", "extract", "probe", "similarity"):
         if section in change:
             change[section] = {**getattr(plan, section), **change[section]}
@@ -687,6 +705,50 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch,
     assert {stage for stage in before if after[stage] != before[stage]} == redone
     if not redone:  # nor does the run folder take it for another config and rebuild its results
         assert config_hash(changed) == config_hash(plan)
+
+
+def test_a_project_moved_elsewhere_reuses_all_its_work(tmp_path):
+    """A project (config, data, weights, run folder) renamed as a whole: the rerun redoes no
+    stage, where every stimulus table and feature group was recomputed when the stage keys held
+    the absolute places of the data and weights (hours for the study's models on a GPU)."""
+    import json
+
+    import xarray as xr
+    import yaml
+
+    from repsim.pipeline import run
+
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    zoo = yaml.safe_load((REPO / "data" / "minizoo" / "models.yaml").read_text())["models"]
+    models = [m for m in zoo if m["id"] in MODELS[:2]]
+    for m in models:
+        shutil.copy(REPO / "data" / "minizoo" / m["weights"], project / "data" / m["weights"])
+        m["weights"] = f"data/{m['weights']}"
+    datasets = []
+    for name, domain, n in (("faces", "Natural (single-domain)", 2), ("textures", "Structured", 5)):
+        shutil.copy(REPO / "data" / "embedded" / f"{name}.npz", project / "data")
+        datasets.append(
+            {"id": name, "loader": "embedded", "path": f"data/{name}.npz", "domain": domain,
+             "n_classes": n}
+        )  # fmt: skip
+    config = {
+        "name": "moved",
+        "models": models,
+        "datasets": datasets,
+        "measures": ["cka_linear"],
+        "stimuli": {"max_images": 60, "seed": 42},
+        "probe": {"enabled": False},
+        "threads": 1,
+    }
+    (project / "config.yaml").write_text(yaml.safe_dump(config))
+    run(project / "config.yaml", project / "run", device="cpu")
+    before = xr.load_dataset(project / "run" / "similarity.nc")
+    moved = project.rename(tmp_path / "moved")  # a rename keeps every file's change time
+    run(moved / "config.yaml", moved / "run", device="cpu")
+    info = json.loads((moved / "run" / "run.json").read_text())
+    assert info["status"] == "finished" and info["redone"] == []
+    xr.testing.assert_equal(xr.load_dataset(moved / "run" / "similarity.nc"), before)
 
 
 @pytest.mark.parametrize(
