@@ -179,7 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help=f"run folder to render (default: {DEFAULT_BOOK_RUN})")
     p.add_argument("--book", default="book", help="book folder (default: book)")
     p.add_argument(
-        "--no-execute", action="store_true", help="build from already executed notebooks"
+        "--no-execute",
+        action="store_true",
+        help="build from the notebooks executed last; refused when their run has other results "
+        "now (a rerun since) or no record of it was kept (a failed build)",
     )
     p.add_argument(
         "--timeout",

@@ -16,7 +16,7 @@ from repsim.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PRECISION",
-    "PRECISIONS",
+    "EXTRACT_PRECISIONS",
     "PROBE_PRECISIONS",
     "check_precision",
     "device_name",
@@ -27,7 +27,7 @@ __all__ = [
 # them) does not import the stages: a stage's cache key covers the code it imports
 # (repsim.fingerprint.code_fingerprint), and an edit to the probe must not redo the features.
 #: ``extract.precision`` values and the autocast dtype of each (None: plain float32, the study's)
-PRECISIONS: dict[str, torch.dtype | None] = {
+EXTRACT_PRECISIONS: dict[str, torch.dtype | None] = {
     "float32": None,
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
@@ -39,13 +39,13 @@ PROBE_PRECISIONS = ("float32", "bfloat16")
 
 
 def check_precision(precision: object) -> str:
-    """``precision`` if it is one of :data:`PRECISIONS`, else a ConfigError listing them.
+    """``precision`` if it is one of :data:`EXTRACT_PRECISIONS`, else a ConfigError listing them.
 
     Checked when a config is read, so a typo fails before any model is loaded.
     """
-    if not isinstance(precision, str) or precision not in PRECISIONS:
+    if not isinstance(precision, str) or precision not in EXTRACT_PRECISIONS:
         raise ConfigError(
-            f"extract.precision {precision!r} is not one of {', '.join(PRECISIONS)}; "
+            f"extract.precision {precision!r} is not one of {', '.join(EXTRACT_PRECISIONS)}; "
             f"use {DEFAULT_PRECISION} (the study's) unless you have measured what the others do"
         )
     return precision

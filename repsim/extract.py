@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from repsim.device import (
     DEFAULT_PRECISION,
-    PRECISIONS,
+    EXTRACT_PRECISIONS,
     check_precision,
     device_name,
     resolve_device,
@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 Images = np.ndarray | Sequence[np.ndarray] | Callable[[np.ndarray], Any]
 #: share of the device's memory that resident models may take (the rest: activations, images)
+PRECISIONS = EXTRACT_PRECISIONS  # defined beside the device rule (repsim.device)
 MODEL_MEMORY_SHARE = {"cuda": 0.5, "cpu": 0.25}
 MAX_DECODE_WORKERS = 16
 
@@ -144,7 +145,7 @@ class _Runner:
 
     def autocast(self) -> AbstractContextManager:
         """The forward's precision context: nothing for float32, else autocast to that dtype."""
-        dtype = PRECISIONS[self.precision]
+        dtype = EXTRACT_PRECISIONS[self.precision]
         if dtype is None:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=dtype)
@@ -526,7 +527,7 @@ def _json(value: Any) -> str:
 
 def _precision_attr(precision: str) -> str:
     """A group's ``precision`` attribute: the name, and whether the forward ran under autocast."""
-    return precision if PRECISIONS[precision] is None else f"{precision} (autocast)"
+    return precision if EXTRACT_PRECISIONS[precision] is None else f"{precision} (autocast)"
 
 
 def _build(
