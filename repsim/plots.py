@@ -1,8 +1,9 @@
 """Figures of the book: functions that take xarray/pandas objects and return matplotlib figures.
 
 One colour map for categories (:data:`CATEGORY_COLORS`) is used everywhere, so "Self-Supervised"
-or "Structured" has the same colour in every chapter; a category pair ``"A | B"`` gets the colour of
-its category when A == B and a mix of the two colours otherwise.
+or "Structured" has the same colour in every chapter. A category pair ``"A | B"`` is drawn in its
+category's colour when A == B; otherwise its points are half A's colour and half B's
+(:func:`pair_points`), and its boxes and bars, which are labelled, a mix of the two.
 """
 
 from __future__ import annotations
@@ -139,18 +140,63 @@ ALL_MARKER = "s"
 STUDY_MARK = "#888888"
 
 
+#: The gid of the collection that draws the second halves of a category pair's markers.
+SECOND_HALF = "second half"
+
+
+def _halves(label: str) -> tuple[str, str | None]:
+    """The colours of a point's two halves: a category pair ``"A | B"`` of two categories is half
+    A's colour, half B's; anything else is one colour (None for the second half)."""
+    label = str(label)
+    if PAIR_SEP in label:
+        a, b = label.split(PAIR_SEP, 1)
+        if a != b:
+            return category_color(a), category_color(b)
+    return category_color(label), None
+
+
+def pair_points(ax, x, y, label: str, s: float, alpha: float = 0.75, marker: str = "o", **kw):
+    """Scatter the points of one category or category pair and return their collection.
+
+    A pair ``"A | B"`` of two categories is drawn half in A's colour, half in B's: the average of
+    the two colours (:func:`category_color`, kept for boxes and bars, which are labelled) made
+    the ten pairs of four objectives hard to tell apart. The second halves are a collection of
+    their own, with gid :data:`SECOND_HALF`."""
+    from matplotlib.markers import MarkerStyle
+
+    first, second = _halves(label)
+    if second is None:
+        return ax.scatter(x, y, s=s, alpha=alpha, color=first, marker=marker, lw=0, **kw)
+    points = ax.scatter(
+        x, y, s=s, alpha=alpha, color=first, marker=MarkerStyle(marker, "left"), lw=0, **kw
+    )
+    ax.scatter(
+        x, y, s=s, alpha=alpha, color=second, marker=MarkerStyle(marker, "right"), lw=0,
+        gid=SECOND_HALF, **kw,
+    )  # fmt: skip
+    return points
+
+
 def _handles(labels: Sequence[str]) -> list:
-    return [
-        plt.Line2D(
-            [],
-            [],
-            marker=ALL_MARKER if lab == "all" else "o",
-            ls="",
-            color=category_color(lab),
-            label=lab,
+    handles = []
+    for lab in labels:
+        first, second = _halves(lab)
+        handles.append(
+            plt.Line2D(
+                [],
+                [],
+                marker=ALL_MARKER if lab == "all" else "o",
+                ls="",
+                color=first,
+                markerfacecolor=first,
+                markerfacecoloralt=second or first,
+                fillstyle="left" if second else "full",
+                markeredgewidth=0,
+                markersize=7,
+                label=lab,
+            )
         )
-        for lab in labels
-    ]
+    return handles
 
 
 def _fig_legend(
@@ -222,7 +268,7 @@ def framework_figure(
     )
     ax = axes[2]
     for lab, g in pairs.groupby("category_pair"):
-        ax.scatter(g[dataset_a], g[dataset_b], s=10, alpha=0.7, color=category_color(lab))
+        pair_points(ax, g[dataset_a], g[dataset_b], lab, s=14, alpha=0.7)
     scatter_labels = sorted(set(map(str, pairs["category_pair"])))
     if scatter_labels:  # the points' colours are category pairs, not the strip's categories
         _fig_legend(bottom, scatter_labels, "model pair (scatter points)")
@@ -288,18 +334,11 @@ def mean_std_scatter(table: pd.DataFrame, caption: str | None = None, title: str
     """Mean against standard deviation over datasets of each model pair's similarity."""
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for lab, g in table.groupby("category_pair"):
-        ax.scatter(g["mean"], g["std"], s=14, alpha=0.75, color=category_color(lab), label=lab)
+        pair_points(ax, g["mean"], g["std"], lab, s=16)
     ax.set_xlabel("mean pair similarity across datasets")
     ax.set_ylabel("standard deviation across datasets")
     ax.set_title(title, fontsize=10)
-    ax.legend(
-        fontsize=6,
-        bbox_to_anchor=(1.02, 1),
-        loc="upper left",
-        title="category pair",
-        title_fontsize=7,
-    )
-    return _finish(fig, caption)
+    return _finish(fig, caption, legend_on=ax, pairs=sorted(set(map(str, table["category_pair"]))))
 
 
 def matrices_common_order(
@@ -367,7 +406,7 @@ def measure_mean_scatter(
     labels = sorted(set(table["category_pair"]))
     for ax, y in zip(axes.flat, ys):
         for lab, g in table.groupby("category_pair"):
-            ax.scatter(g[x], g[y], s=12, alpha=0.75, color=category_color(lab))
+            pair_points(ax, g[x], g[y], lab, s=14)
         r = correlate(table[x], table[y])
         rho = correlate(table[x], table[y], "spearman")
         ax.set_title(f"Pearson r = {fmt(r)}, Spearman = {fmt(rho)}", fontsize=9)
@@ -417,7 +456,7 @@ def transformed_mean_std(
     labels: set[str] = set()
     for ax, (name, t) in zip(axes.flat, tables.items()):
         for lab, g in t.groupby("category_pair"):
-            ax.scatter(g["mean"], g["std"], s=10, alpha=0.7, color=category_color(lab))
+            pair_points(ax, g["mean"], g["std"], lab, s=14, alpha=0.7)
             labels.add(lab)
         f = measure if name in ("none", "", None) else f"{name}({measure})"
         ax.set_xlabel(f"mean {f}", fontsize=8)
@@ -457,12 +496,12 @@ def consistency_agreement(
     labels = sorted(set(table["label"]), key=lambda s: (s != "all", s))
     for lab in labels:
         g = table[table["label"] == lab]
-        ax.scatter(
+        pair_points(
+            ax,
             g["x"],
             g["y"],
-            s=16 if lab != "all" else 26,
-            alpha=0.75,
-            color=category_color(lab),
+            lab,
+            s=18 if lab != "all" else 26,
             marker="o" if lab != "all" else ALL_MARKER,
         )
     _identity(ax, table[["x", "y"]].values)
@@ -522,7 +561,7 @@ def consistency_scatter(
     labels: set[str] = set()
     for ax, ((a, b), w) in zip(axes.flat, tables.items()):
         for lab, g in w.groupby("category_pair"):
-            ax.scatter(g[a], g[b], s=10, alpha=0.75, color=category_color(lab))
+            pair_points(ax, g[a], g[b], lab, s=14)
             labels.add(lab)
         lo, hi = np.nanmin(w[[a, b]].values), np.nanmax(w[[a, b]].values)
         ax.plot([lo, hi], [lo, hi], ls=":", color="#999999", lw=1)
@@ -704,7 +743,7 @@ def measure_vs_measure(
         t = table[table["dataset"] == ds]
         for lab in sorted(set(t.category_pair)):
             g = t[t.category_pair == lab]
-            ax.scatter(g.x, g.y, s=8, alpha=0.7, color=category_color(lab))
+            pair_points(ax, g.x, g.y, lab, s=12, alpha=0.7)
             labels.add(lab)
         ax.set_title(f"{ds}: Spearman {r_of[ds]:.2f}", fontsize=9)
         ax.set_xlabel(measure_x)
@@ -843,7 +882,7 @@ def paired_measures(
     """Category-pair median consistency under two measures (e.g. CKA against mutual kNN)."""
     fig, ax = plt.subplots(figsize=(5.5, 4.6))
     for _, row in values.iterrows():
-        ax.scatter(row[x], row[y], color=category_color(row["label"]), s=40)
+        pair_points(ax, row[x], row[y], row["label"], s=40, alpha=1.0)
     lo = np.nanmin(values[[x, y]].values)
     hi = np.nanmax(values[[x, y]].values)
     ax.plot([lo, hi], [lo, hi], ls=":", color="#999999")
@@ -929,7 +968,7 @@ def split_scatter(
         t = pairs[pairs["dataset"] == ds]
         for lab in sorted(set(t.category_pair)):
             g = t[t.category_pair == lab]
-            ax.scatter(g["held_out"], g["train"], s=5, alpha=0.7, color=category_color(lab))
+            pair_points(ax, g["held_out"], g["train"], lab, s=8, alpha=0.7)
             labels.add(lab)
         _identity(ax, t[["held_out", "train"]].values)
         ax.set_title(f"{ds}: r = {fmt(r_of.get(ds, np.nan))}", fontsize=8)

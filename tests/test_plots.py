@@ -52,6 +52,28 @@ def test_category_colours_are_stable_and_mix():
     assert P.category_color("unseen category") == P.category_color("unseen category")
 
 
+def test_a_pair_of_two_categories_is_drawn_half_in_each_colour():
+    """Points and legend marks of ``"A | B"``: half A's colour, half B's (the average of the two
+    made ten objective pairs hard to tell apart); ``"A | A"`` is whole, in A's colour."""
+    fig, ax = plt.subplots()
+    sup, ssl = P.CATEGORY_COLORS["Supervised"], P.CATEGORY_COLORS["Self-Supervised"]
+    first = P.pair_points(ax, [0.1, 0.2], [0.3, 0.4], "Supervised | Self-Supervised", s=10)
+    whole = P.pair_points(ax, [0.5], [0.6], "Supervised | Supervised", s=10)
+    second = [c for c in ax.collections if c.get_gid() == P.SECOND_HALF]
+    assert len(ax.collections) == 3 and len(second) == 1
+    colours = [matplotlib.colors.to_hex(c.get_facecolor()[0]) for c in (first, second[0], whole)]
+    assert colours == [sup, ssl, sup]
+    np.testing.assert_array_equal(second[0].get_offsets(), first.get_offsets())
+    (mixed, same) = P._handles(["Supervised | Self-Supervised", "Supervised | Supervised"])
+    assert (mixed.get_fillstyle(), mixed.get_markerfacecolor(), mixed.get_markerfacecoloralt()) == (
+        "left",
+        sup,
+        ssl,
+    )
+    assert (same.get_fillstyle(), same.get_markerfacecolor()) == ("full", sup)
+    plt.close(fig)
+
+
 def test_similarity_figures(run):
     da = run.similarity["cka_linear"]
     order = CH.domain_order(run.similarity)
