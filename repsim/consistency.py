@@ -6,8 +6,10 @@ f in Theta, g in Phi, f != g, measured on A and on B (Ciernik et al. 2025). Each
 once. NaN similarities (a model whose measure was undefined) are dropped pairwise, with a
 ``RuntimeWarning`` naming the models and datasets: the consistency of datasets A and B is the
 correlation over the pairs finite on both (the study's code returns NaN for that dataset pair
-instead). To refuse NaN similarities altogether, turn the warning into an error with
-``warnings.simplefilter("error", RuntimeWarning)``: the call then raises before computing anything.
+instead). A consistency over 2 model pairs (the study's minimum) is +-1 whatever the data: computed,
+with a ``RuntimeWarning``. To refuse NaN similarities and such pairs altogether, turn the warnings
+into errors with ``warnings.simplefilter("error", RuntimeWarning)``: the call then raises before
+computing anything.
 A similarity array must be symmetric in (model_a, model_b). Inputs and outputs
 are xarray objects whose coords carry model and dataset metadata, so results can be plotted directly
 (:func:`to_tidy`).
@@ -91,6 +93,14 @@ def consistency(
         raise InputError(
             f"consistency needs at least 2 model pairs, got {n_pairs}; pass larger model sets"
         )
+    if n_pairs < MIN_PAIRS:
+        warnings.warn(
+            f"consistency over {n_pairs} model pairs is +-1 whatever the similarities (a "
+            f"correlation of {n_pairs} points); repsim's tables, tests and figures leave such "
+            f"values out (at least {MIN_PAIRS} model pairs); pass larger model sets",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return _consistency(transform_similarity(sim, transform), mask, method)
 
 
@@ -104,8 +114,11 @@ def grouped_consistency(
     Categories come from the coord ``<by>_a`` on ``model_a`` (or ``<by>``), or from a mapping
     model id -> category. Models whose coord is unknown ('' or NaN) are left out with a
     ``RuntimeWarning``; they are not one category. Category pairs {c, c'} (c <= c', same-category
-    pairs included) with fewer than 2 model pairs are skipped. Returns a DataArray (group_pair, dataset_a, dataset_b) with coords
-    ``group_by``, ``group_a``, ``group_b``, ``n_pairs`` on ``group_pair``.
+    pairs included) with fewer than 2 model pairs are skipped, the study's rule; those of exactly
+    2 are kept for it, but their r is +-1 whatever the data, and every table, test and figure of
+    repsim leaves them out (``min_pairs``, default :data:`MIN_PAIRS`). Returns a DataArray
+    (group_pair, dataset_a, dataset_b) with coords ``group_by``, ``group_a``, ``group_b``,
+    ``n_pairs`` on ``group_pair``.
     """
     _check(sim, method)
     label, cats = _categories(sim, by)
@@ -352,6 +365,8 @@ def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = CATEGORY_FIELDS)
     Variables: ``consistency`` and ``consistency_spearman`` (measure, group_pair, dataset_a,
     dataset_b), the first group pair being ``"all"``; ``anchor_consistency`` (measure, anchor,
     dataset_a, dataset_b), Pearson. A grouping whose metadata coord is missing is skipped with a warning.
+    The two consistency variables say in their attributes (``min_pairs``, ``note``) that group pairs
+    of 2 model pairs are +-1 whatever the data (:data:`TWO_PAIR_NOTE`).
     """
     measures = [str(v) for v in sim_ds.data_vars]
     if not measures:
@@ -390,7 +405,17 @@ def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = CATEGORY_FIELDS)
     ds["consistency"].attrs["method"] = "pearson"
     ds["consistency_spearman"].attrs["method"] = "spearman"
     ds["anchor_consistency"].attrs["method"] = "pearson"
+    for var in ("consistency", "consistency_spearman"):
+        ds[var].attrs["min_pairs"] = MIN_PAIRS
+        ds[var].attrs["note"] = TWO_PAIR_NOTE
     return ds
+
+
+#: What consistency.nc says of its category pairs of 2 model pairs, for a reader of the file.
+TWO_PAIR_NOTE = (
+    f"a group pair with n_pairs < {MIN_PAIRS} is kept for the study's rule (at least 2 model "
+    "pairs), but its r is +-1 whatever the data; repsim's tables, tests and figures leave it out"
+)
 
 
 def to_tidy(da: xr.DataArray) -> pd.DataFrame:

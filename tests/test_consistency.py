@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from itertools import combinations
 
 import numpy as np
@@ -228,6 +229,23 @@ def test_input_errors(rng):
         consistency(sim.isel(dataset=0))
     with pytest.raises(InputError, match="at least 2 model pairs"):
         consistency(sim, models_a=["a1"], models_b=["a2"])
+
+
+def test_a_consistency_of_two_model_pairs_says_it_is_one_whatever_the_data(rng):
+    """Two model pairs give r = +-1 on random similarities: computed (the study's rule) but said,
+    in a warning to a caller and in consistency.nc's attributes to a reader of the file."""
+    sim = make_sim(rng)
+    with pytest.warns(RuntimeWarning, match=r"over 2 model pairs is \+-1 whatever"):
+        r = consistency(sim, models_a=["a1"], models_b=["a2", "b1"])
+    off = r.values[~np.eye(len(DATASETS), dtype=bool)]
+    np.testing.assert_allclose(np.abs(off), 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # three pairs: no warning
+        consistency(sim, models_a=["a1"], models_b=["a2", "b1", "b2"])
+    cons = consistency_dataset(sim.to_dataset(name="cka_linear"), by=("objective",))
+    for var in ("consistency", "consistency_spearman"):
+        assert cons[var].attrs["min_pairs"] == 3
+        assert "+-1 whatever the data" in cons[var].attrs["note"]
 
 
 # ------------------------------------------------- the study's appendix transforms and anchor design

@@ -49,6 +49,12 @@ BAD = {
     "complex numpy": (np.ones((8, 2)) * (1 + 1j), ComplexInputError, "imaginary part"),
     "complex list": ([[1 + 2j, 1.0]] + [[1.0, 2.0]] * 7, ComplexInputError, "complex"),
     "complex torch": (torch.ones(8, 2, dtype=torch.complex64), ComplexInputError, "complex64"),
+    # numpy drops a mask when it converts: the masked values were used as data
+    "masked": (
+        np.ma.masked_array(np.arange(16.0).reshape(8, 2), mask=[[True, False]] + [[False] * 2] * 7),
+        InputError,
+        "masked array with 1 masked value",
+    ),
 }
 
 
@@ -76,6 +82,7 @@ def test_real_dtypes_still_accepted(rng):
     ref = repsim.cka(X, X[::-1].copy())
     assert repsim.cka(X.tolist(), X[::-1].tolist()) == pytest.approx(ref, rel=1e-12)
     assert repsim.cka(X.astype(object), X[::-1]) == pytest.approx(ref, rel=1e-12)
+    assert repsim.cka(np.ma.masked_array(X), X[::-1]) == pytest.approx(ref, rel=1e-12)  # no mask
     ints = rng.integers(0, 5, size=(8, 3))
     flags = np.array([[i % 2, i % 3 == 0, i < 4] for i in range(8)], dtype=bool)
     assert repsim.cka(ints, flags) == pytest.approx(

@@ -71,12 +71,20 @@ def real_array(X: Any, name: str = "X") -> Any:
     """``X`` checked to hold real numbers: a torch tensor is returned as is, anything else as numpy.
 
     Raises :class:`NonNumericInputError` (strings, None, objects), :class:`RaggedInputError` (rows of
-    different lengths) or :class:`ComplexInputError` (complex values are refused, never truncated).
+    different lengths), :class:`ComplexInputError` (complex values are refused, never truncated)
+    or :class:`InputError` (a masked array with masked values, whose mask numpy would drop).
     """
     if hasattr(X, "detach"):  # torch tensor, without importing torch
         if X.is_complex():
             raise _complex(name, X.dtype)
         return X
+    if isinstance(X, np.ma.MaskedArray) and np.ma.getmaskarray(X).any():
+        # np.asarray drops the mask: the masked values would be used as if they were data
+        raise InputError(
+            f"{name} is a masked array with {int(np.ma.getmaskarray(X).sum())} masked value(s), "
+            "which a measure would use as data; drop the rows that hold them, or fill them with "
+            "NaN (.filled(np.nan)) to have those rows named"
+        )
     try:
         A = np.asarray(X)
     except ValueError as err:
