@@ -15,7 +15,8 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_run import tiny_run_available, write_fake_run
+import xarray as xr
+from helpers_run import NC_ENGINE, tiny_run_available, write_fake_run, write_manifest_for
 
 import repsim
 from repsim import book as B
@@ -386,3 +387,28 @@ def test_behaviour_verdict_comes_from_a_test_over_the_models():
         f"Negative beyond chance (permutation test over the models, p = {ns['test'].pvalue:.3f})"
         in out
     )
+
+
+def test_lesson_6_says_when_its_datasets_cannot_reach_the_corrected_level(tmp_path):
+    """Over 6 datasets the smallest two-sided Wilcoxon p is 2 / 2**6 = 0.031 (scipy gives it when
+    every difference has one sign), above the Bonferroni level 0.025 of two questions: the lesson
+    said "no evidence" at p = 0.031 where the design could not reach its level."""
+    from scipy import stats as scipy_stats
+
+    assert scipy_stats.wilcoxon(np.arange(1.0, 7.0)).pvalue == pytest.approx(2 / 2**6)
+    run = write_fake_run(tmp_path / "run")  # six datasets
+    sim = xr.load_dataset(run / "similarity.nc")
+    rng = np.random.default_rng(0)
+    for m in sim.data_vars:  # measures that rank the pairs differently on each dataset
+        noise = rng.normal(scale=0.2, size=sim[m].shape)
+        sim[m].values = sim[m].values + noise + noise.transpose(0, 2, 1)
+    sim.to_netcdf(run / "similarity.nc", engine=NC_ENGINE)
+    write_manifest_for(run)
+    _, out = _run_cells(
+        _lesson("06"),
+        {"run = repsim.lesson_run(run_dir)": f"run = repsim.lesson_run({str(run)!r})"},
+    )
+    verdicts = out[out.index("Paired over datasets") :]
+    assert "Bonferroni over 2 question(s): p < 0.025" in verdicts
+    assert verdicts.count("cannot give p below 0.025 (its smallest p is 0.031)") == 2
+    assert "no evidence" not in verdicts
