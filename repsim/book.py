@@ -10,8 +10,10 @@ for download. The book then builds with execution off and warnings as errors.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -215,15 +217,15 @@ def execute_notebook(
             f"notebook {src.name} stopped: its kernel died (out of memory, or killed); the kernel's "
             f"own log is {kernel_log} and the executed copy {dest}"
         ) from exc
-    _hide_injected_parameters(dest)
+    _hide_injected_parameters(dest, parameters or {})
     log.info("executed %s in %.1f s", src.name, time.perf_counter() - t0)
     return dest
 
 
-def _hide_injected_parameters(path: Path) -> None:
-    """Drop papermill's injected cell from the page: it holds this machine's paths, not prose.
-
-    The run a figure comes from is named in its caption instead.
+def _hide_injected_parameters(path: Path, parameters: Mapping[str, Any]) -> None:
+    """Drop papermill's injected cell from the page: it is machinery, not prose. The shown
+    parameters cell gets the ``run_dir`` the notebook ran with in place of its default (a page
+    rendered from another run showed ``runs/embedded``); the run is also named in the captions.
     """
     import nbformat
 
@@ -236,7 +238,22 @@ def _hide_injected_parameters(path: Path) -> None:
         tags = cell.metadata.setdefault("tags", [])
         if "injected-parameters" in tags and "remove-cell" not in tags:
             tags.append("remove-cell")
+        if "parameters" in tags and parameters.get("run_dir") is not None:
+            cell.source = _shown_run_dir(cell.source, str(parameters["run_dir"]))
     nbformat.write(nb, str(path))
+
+
+def _shown_run_dir(source: str, run_dir: str) -> str:
+    """``source`` of a parameters cell with its ``run_dir = "..."`` line set to ``run_dir``, where
+    that is not already its value."""
+    lines = source.splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"""run_dir\s*=\s*(["'])(.*?)\1""", line)
+        if match and match.group(2) != run_dir:
+            lines[i] = (
+                f"run_dir = {json.dumps(run_dir)}  # the run rendered here, from this notebook"
+            )
+    return "\n".join(lines)
 
 
 def check_run(run_dir: str | Path) -> Path:
@@ -531,7 +548,6 @@ def _write_executed_on(generated: Path, run_dir: Path, digest: str | None) -> No
     """The record :func:`check_executed_on` reads: the run's place (relative to the book, so a
     book moved with its run still finds it; and absolute, so a book moved alone does too) and
     its results' digest. Written last, so a build that failed leaves none."""
-    import json
 
     generated.mkdir(parents=True, exist_ok=True)
     run = Path(run_dir).resolve()
@@ -545,8 +561,6 @@ def check_executed_on(generated: str | Path) -> None:
     run has other results now (a rerun since), which a build without execution would publish
     as the old numbers. A run folder that is gone (a book moved to another machine) cannot be
     checked: logged, and the notebooks are shown as they were executed."""
-    import json
-
     from repsim.runfolder import RunFolder
 
     generated = Path(generated)

@@ -630,6 +630,29 @@ def test_an_executed_notebook_shows_no_injected_parameters_and_no_machine_path(t
     assert (meta["input_path"], meta["output_path"]) == ("01_x.ipynb", "01_x.ipynb")
 
 
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        (
+            "../runs/narrow",
+            'run_dir = "../runs/narrow"  # the run rendered here, from this notebook',
+        ),
+        ("runs/embedded", 'run_dir = "runs/embedded"  # run folder to render'),  # the default
+    ],
+)
+def test_the_shown_parameters_name_the_run_the_page_was_rendered_from(tmp_path, given, shown):
+    """The parameters cell on the page showed its default run_dir whatever run a page was
+    rendered from (papermill's cell with the real one is left off the page)."""
+    parameters = 'run_dir = "runs/embedded"  # run folder to render\nmeasure = "cka_linear"'
+    src = _notebook(tmp_path / "in" / "01_x.ipynb", "print(run_dir)", parameters=parameters)
+    dest = tmp_path / "out" / "01_x.ipynb"
+    B.execute_notebook(src, dest, {"run_dir": given})
+    nb = nbformat.read(str(dest), as_version=4)
+    (cell,) = [c for c in nb.cells if c.metadata.get("tags") == ["parameters"]]
+    assert cell.source == f'{shown}\nmeasure = "cka_linear"'
+    assert nb.cells[-1].outputs[0]["text"] == f"{given}\n"
+
+
 def test_chapters_and_lessons_get_the_run_folder_relative_to_themselves(
     tiny_run, tmp_path, monkeypatch
 ):
