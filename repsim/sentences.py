@@ -425,9 +425,11 @@ def domain_contrast_text(table: pd.DataFrame, selection: str = "") -> str:
     same, diff, p = row["same domain"], row["different domains"], row["p"]
     n_same = int(row["same-domain pairs"])
     main, n_main = str(row.get("main domain", "")), int(row.get("main domain pairs", 0) or 0)
+    # the domain most within-domain pairs come from, named only where it holds most of them (a
+    # tie named one domain of two as if it were the main one)
     within = (
         ""
-        if not main
+        if not main or n_main * 2 <= n_same
         else f" ({n_main} of them within {main})"
         if n_main < n_same
         else f" (all within {main})"

@@ -437,6 +437,10 @@ def test_domain_contrast_text_is_worded_by_the_permutation_test():
     assert "the other row of the table is shown, not worded" in told
     every = T.domain_contrast_text(rows.assign(**{"main domain pairs": 12}))
     assert "12 dataset pairs within a domain (all within Structured)" in every
+    # a domain with half of them is not the main one: 1 of 2 named one domain of a tie
+    for n_main in (6, 1):
+        tie = T.domain_contrast_text(rows.assign(**{"main domain pairs": n_main}))
+        assert "12 dataset pairs within a domain, " in tie and "Structured" not in tie
     # "most ... pairs" needs two or more within-domain pairs
     pair = {**row, "main domain": "Structured"}
     for n, most in ((1, False), (2, True)):
