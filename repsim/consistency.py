@@ -75,7 +75,8 @@ def consistency(
 
     Returns
     -------
-    DataArray (dataset_a, dataset_b) with unit diagonal, attrs ``method`` and ``n_pairs``; dataset coords
+    DataArray (dataset_a, dataset_b) with unit diagonal (NaN for a dataset with fewer than
+    :data:`MIN_PAIRS` finite model pairs), attrs ``method`` and ``n_pairs``; dataset coords
     such as ``domain`` are carried as ``domain_a`` / ``domain_b``.
 
     NaN similarities are dropped pairwise with a ``RuntimeWarning``: each dataset pair is correlated over
@@ -930,9 +931,14 @@ def _check(sim: xr.DataArray, method: str) -> None:
     if method not in METHODS:
         raise InputError(f"method={method!r} is unknown; use one of {METHODS}")
     if not isinstance(sim, xr.DataArray) or set(sim.dims) != {"dataset", "model_a", "model_b"}:
-        dims = getattr(sim, "dims", None)
+        if isinstance(sim, xr.Dataset):  # its dims print as a mapping
+            got = f"a Dataset of {', '.join(map(str, sim.data_vars)) or 'no variables'}"
+        elif isinstance(sim, xr.DataArray):
+            got = f"dims {tuple(map(str, sim.dims))}"
+        else:
+            got = f"a {type(sim).__name__}"
         raise InputError(
-            f"consistency needs a DataArray with dims (dataset, model_a, model_b), got dims {dims}; "
+            f"consistency needs a DataArray with dims (dataset, model_a, model_b), got {got}; "
             "select one measure of similarity.nc, e.g. ds['cka_linear']"
         )
     if list(sim["model_a"].values) != list(sim["model_b"].values):
@@ -1096,7 +1102,14 @@ def _categories(sim: xr.DataArray, by: str | Mapping[str, str]) -> tuple[str, di
     models of unknown kind are not one category."""
     models = [str(m) for m in sim["model_a"].values]
     if isinstance(by, Mapping):
-        _known(models, list(by), "the category mapping (missing models)")
+        unmapped = [m for m in models if m not in by]
+        if unmapped:
+            raise InputError(
+                f"the category mapping has no category for {len(unmapped)} model(s) of the "
+                f"similarity array: {', '.join(unmapped[:5])}{' ...' if len(unmapped) > 5 else ''}; "
+                "give each model id a category, or select the mapped models first "
+                "(sim.sel(model_a=ids, model_b=ids))"
+            )
         name, values, what = "group", {m: by[m] for m in models}, "no category in the mapping"
     else:
         coord = next(

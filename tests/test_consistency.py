@@ -225,8 +225,10 @@ def test_input_errors(rng):
     sim = make_sim(rng)
     with pytest.raises(InputError, match="method"):
         consistency(sim, "kendall")
-    with pytest.raises(InputError, match="dims"):
+    with pytest.raises(InputError, match=r"got dims \('model_a', 'model_b'\); select"):
         consistency(sim.isel(dataset=0))
+    with pytest.raises(InputError, match=r"got a Dataset of cka_linear; select one measure"):
+        consistency(sim.to_dataset(name="cka_linear"))  # printed as a FrozenMapping repr
     with pytest.raises(InputError, match="at least 2 model pairs"):
         consistency(sim, models_a=["a1"], models_b=["a2"])
 
@@ -867,5 +869,5 @@ def test_categories_from_a_plain_coord_or_a_complete_mapping(rng):
     xr.testing.assert_identical(
         grouped_consistency(plain, "objective"), grouped_consistency(sim, "objective")
     )
-    with pytest.raises(InputError, match=r"category mapping \(missing models\) contains unknown"):
+    with pytest.raises(InputError, match=r"mapping has no category for 1 model\(s\) .*: c1; give"):
         grouped_consistency(sim, dict(zip(MODELS[:-1], OBJ)))

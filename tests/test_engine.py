@@ -352,6 +352,13 @@ def test_model_ids_that_read_alike_are_refused(rng):
 def test_similarity_matrix_takes_one_measure_name(rng):
     with pytest.raises(InputError, match="similarity_matrices"):
         similarity_matrix(zoo(rng), ["cka_linear", "rsa_spearman"])
+    # cka(X, Y, sigma=0.4) takes a bandwidth as a keyword; the engine takes it in the name
+    with pytest.raises(
+        InputError, match=r"parameters in its name, not as sigma=: e\.g\. 'cka_rbf_0\.4'"
+    ):
+        similarity_matrix(zoo(rng), "cka_rbf", sigma=0.4)
+    with pytest.raises(InputError, match=r"'cka_rbf_median': give .* e\.g\. cka_rbf_median_1 \("):
+        similarity_matrix(zoo(rng), "cka_rbf_median")
 
 
 def test_similarity_attrs_say_larger_is_more_similar(rng):

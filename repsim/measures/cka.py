@@ -64,7 +64,8 @@ def cka(
     kernel : ``"linear"`` or ``"rbf"``.
     unbiased : True: U-statistic HSIC (needs n >= 4; can be slightly negative); False: biased double
         centring. Anything but a bool raises.
-    sigma : RBF bandwidth; absolute, or a multiple of the median distance (``sigma_mode``).
+    sigma : RBF bandwidth; absolute, or a multiple of the median distance between distinct stimuli
+        (pairs i < j; see the module docstring for how Kornblith et al.'s code differs; ``sigma_mode``).
         Required for ``sigma_mode="absolute"``; defaults to 1 (the median itself) for ``"median"``.
     sigma_mode : ``"absolute"`` (the study) or ``"median"``.
 

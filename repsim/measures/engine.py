@@ -41,6 +41,7 @@ def similarity_matrix(
     device: str | torch.device | None = None,
     memory_budget_gb: float | None = None,
     progress: bool = False,
+    **options: Any,
 ) -> xr.DataArray:
     """All-pairs similarity of models under one measure.
 
@@ -57,12 +58,22 @@ def similarity_matrix(
 
     Returns
     -------
-    xr.DataArray (model_a, model_b), symmetric, named and with attr ``measure``.
+    xr.DataArray (model_a, model_b), symmetric, named and with attr ``measure``. A model whose
+    features hold NaN or inf, are constant, or are of a magnitude float64 cannot square gets NaN
+    similarities and a ``RuntimeWarning`` naming it, so one bad model does not stop the others
+    (the per-pair functions such as :func:`repsim.cka` raise instead).
     """
     if not isinstance(measure, str):
         raise InputError(
             f"measure must be one measure name such as 'cka_linear', got {measure!r}; for several "
             "measures at once use repsim.similarity_matrices(features, measures)"
+        )
+    if options:  # cka(X, Y, sigma=0.4) takes them; the engine reads them from the name
+        raise InputError(
+            f"similarity_matrix takes a measure's parameters in its name, not as "
+            f"{', '.join(f'{k}=' for k in options)}: e.g. 'cka_rbf_0.4' (sigma 0.4), "
+            "'cka_rbf_median_1' (sigma 1 x the median distance), 'mutual_knn_10' (k 10), "
+            "'cka_linear_biased'"
         )
     ds = similarity_matrices(
         features, [measure], device=device, memory_budget_gb=memory_budget_gb, progress=progress

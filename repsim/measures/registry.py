@@ -234,7 +234,8 @@ def _cka_spec(m: re.Match[str]) -> MeasureSpec:
         desc = "linear CKA"
     else:
         if m["sigma"] is None:
-            raise InputError(f"measure {m.string!r}: give the RBF bandwidth, e.g. cka_rbf_0.4")
+            example = "cka_rbf_median_1 (1 x the median distance)" if m["median"] else "cka_rbf_0.4"
+            raise InputError(f"measure {m.string!r}: give the RBF bandwidth, e.g. {example}")
         sigma = float(m["sigma"])
         width = 2.0 * sigma * sigma  # the kernel divides squared distances by it
         if not (sigma > 0 and math.isfinite(width) and width >= sys.float_info.min):
