@@ -1090,10 +1090,12 @@ def zoo_accuracy_text(
         if len(epochs) == 1
         else f"trained for {' or '.join(map(str, epochs))} epochs (by model)"
     )
+    cell = ["method", "architecture"]  # the table's cells (zoo_accuracy_table)
+    one_each = set(cell) <= set(models) and models.groupby(cell).size().max() == 1
+    seeds = "one model per cell" if one_each else "mean over seeds, range in brackets"
     text = (
         "The table gives the 95-way held-out accuracy of a ridge probe on each model's embedding "
-        "(all embedded sets' test splits; mean over seeds, range in brackets), from the zoo's "
-        "manifest.csv. "
+        f"(all embedded sets' test splits; {seeds}), from the zoo's manifest.csv. "
     )
     if trained.empty:  # a part of untrained controls only
         n = len(models)

@@ -68,6 +68,13 @@ def test_zoo_accuracy_text_of_untrained_controls_only():
         "",
     )
     assert "The 2 trained models were trained for 20 or 40 epochs (by model)." in two
+    # the table's cells hold a mean and a range over seeds only where a cell has several models
+    cells = pd.DataFrame(
+        {"objective": ["Supervised"] * 2, "epochs": [20] * 2, "model": ["a-s0", "b-s0"]}
+    ).assign(method="Cross-entropy", architecture=["CNN", "MLP"])
+    assert "one model per cell" in T.zoo_accuracy_text(cells, None, "")
+    seeds = T.zoo_accuracy_text(cells.assign(architecture="CNN"), None, "")
+    assert "mean over seeds, range in brackets" in seeds
 
 
 def test_need_says_the_part_not_the_run_lacks_models_or_datasets():
