@@ -485,10 +485,12 @@ def text_table(table: pd.DataFrame) -> Any:
 
 
 def say(text: str) -> None:
-    """Show a computed sentence (Markdown) in the notebook."""
+    """Show a computed sentence (Markdown) in the notebook; nothing for "" (a sentence that
+    applies only sometimes, such as :func:`repsim.sentences.panels_text`)."""
     from IPython.display import Markdown, display
 
-    display(Markdown(text))
+    if text:
+        display(Markdown(text))
 
 
 def setup(

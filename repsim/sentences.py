@@ -403,6 +403,17 @@ def shown(selection: str, whole: str = "the run") -> str:
     return f"this chapter's part of the run ({selection})" if selection else whole
 
 
+def panels_text(shown: Sequence[str], of: Sequence[str], what: str = "datasets") -> str:
+    """Which datasets a figure's panels show when they are not all of them (a figure of three
+    panels from a run of six said so only in its caption's list); "" when they are all."""
+    if len(shown) >= len(of):
+        return ""
+    return (
+        f"The panels show {len(shown)} of the {len(of)} {what} ({join_names(list(shown))}), "
+        "taken in turn from each domain."
+    )
+
+
 def domain_contrast_text(table: pd.DataFrame, selection: str = "") -> str:
     """Whether dataset pairs of one domain are more consistent than pairs across domains.
 

@@ -747,3 +747,12 @@ def test_measure_agreement_names_the_measures_it_compares():
     text = T.measure_agreement_text(agree, "cka_linear")
     assert text.startswith("Rank agreement of cka_linear with cka_rbf_0.2 and rsa_spearman over")
     assert "(minimum 0.70, on b with rsa_spearman)" in text
+
+
+def test_panels_text_says_which_datasets_a_figure_shows_when_not_all():
+    """Chapters 10 and 11 drew 3 panels of a run's 6 datasets and said so only in the caption."""
+    order = ["a", "b", "c", "d"]
+    assert T.panels_text(order, order) == ""
+    assert T.panels_text(["a", "c"], order, "probed datasets") == (
+        "The panels show 2 of the 4 probed datasets (a and c), taken in turn from each domain."
+    )
