@@ -704,11 +704,12 @@ def by_domain(
     doms = [d for d in DOMAINS if d in set(table["domain"])] + sorted(
         set(table["domain"]) - set(DOMAINS)
     )
-    fig, ax = plt.subplots(figsize=(1.6 * len(doms) + 2.5, 3.8))
+    fig, ax = plt.subplots(figsize=(1.8 * len(doms) + 2.5, 4.6))
     xs, ys, names = [], [], []
+    box_width = 0.4
     for i, d in enumerate(doms, start=1):
         g = table[table.domain == d]
-        ax.boxplot(g[value].dropna().values, positions=[i], widths=0.5, showfliers=False)
+        ax.boxplot(g[value].dropna().values, positions=[i], widths=box_width, showfliers=False)
         ax.scatter(np.full(len(g), i), g[value], color=category_color(d), s=30, zorder=3)
         xs += [float(i)] * len(g)
         ys += [float(v) for v in g[value]]
@@ -718,7 +719,10 @@ def by_domain(
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    point_labels(ax, xs, ys, names, fontsize=7)  # datasets with close values: labels apart
+    # labels beside the box, not across it; datasets with close values: labels apart
+    lo, hi = ax.get_xlim()
+    points_per_unit = ax.get_window_extent().width * 72 / fig.dpi / (hi - lo)
+    point_labels(ax, xs, ys, names, fontsize=7, min_dx=(box_width / 2 + 0.04) * points_per_unit)
     return _finish(fig, caption)
 
 
@@ -899,12 +903,21 @@ _LABEL_OFFSETS = [(4, 3), (4, -9), (-4, 3), (-4, -9), (4, 10), (4, -16), (-4, 10
 
 
 def point_labels(
-    ax, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize=6, color=None
+    ax,
+    xs: Sequence[float],
+    ys: Sequence[float],
+    labels: Sequence[str],
+    fontsize=6,
+    color=None,
+    min_dx: float = 0.0,
 ):
     """Label each point at the first offset (:data:`_LABEL_OFFSETS`) where its text overlaps no
-    label placed before it, so labels of nearby points stay readable. Call it once the axes'
-    limits and layout are final: it measures the labels on the canvas."""
+    label placed before it, so labels of nearby points stay readable. ``min_dx`` (points) keeps
+    every label at least that far to the side of its point, clear of a box drawn around the
+    points. Call it once the axes' limits and layout are final: it measures the labels on the
+    canvas."""
     renderer = ax.figure.canvas.get_renderer()
+    offsets = [(np.sign(ox) * max(abs(ox), min_dx), oy) for ox, oy in _LABEL_OFFSETS]
 
     def annotate(label, point, offset):
         ha = "left" if offset[0] >= 0 else "right"
@@ -924,13 +937,13 @@ def point_labels(
     for px, py, label in zip(xs, ys, labels):
         if not (np.isfinite(px) and np.isfinite(py)):
             continue
-        for offset in _LABEL_OFFSETS:
+        for offset in offsets:
             t, box = annotate(label, (px, py), offset)
             if not any(box.overlaps(b) for b in placed):
                 break
             t.remove()
         else:  # no free place near the point: keep the first one
-            t, box = annotate(label, (px, py), _LABEL_OFFSETS[0])
+            t, box = annotate(label, (px, py), offsets[0])
         placed.append(box)
         texts.append(t)
     return texts

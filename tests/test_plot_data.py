@@ -209,10 +209,14 @@ def test_by_domain_puts_each_dataset_in_its_domains_column_and_names_it(fake_run
         )
         np.testing.assert_array_equal(drawn[:, 1], rows["pearson_r"].values)
     # each name beside its own point
+    renderer = ax.figure.canvas.get_renderer()
     for text in ax.texts:
         row = corr[corr["dataset"] == text.get_text()].iloc[0]
         column = columns.index(row["domain"]) + 1
         assert text.xy == pytest.approx((column, row["pearson_r"]))
+        # beside its domain's box, not across it (the boxes are 0.4 wide)
+        box = text.get_window_extent(renderer).transformed(ax.transData.inverted())
+        assert box.x0 > column + 0.2 or box.x1 < column - 0.2
 
 
 def test_measure_vs_measure_plots_y_against_x_with_each_datasets_agreement(fake_run):
