@@ -342,7 +342,7 @@ def within_between_text(
     if test is None:
         return f"{head}: described for these models, not tested."
     verdict = permutation_verdict(test, alpha)
-    how = f"{category} labels permuted {test['permuted']}, the datasets fixed"
+    how = f"{category} labels permuted {test['permuted']} {_draws(test, 'relabellings')}, the datasets fixed"
     if verdict == "undefined":
         return (
             f"{head}; whether that beats random groupings of the same models cannot be tested: "
@@ -394,6 +394,13 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
             f"{category} (r {fmt(groups.iloc[0])})."
         )
     return f"{text} No {category} has {MIN_PAIRS} model pairs within it, so no group r is shown."
+
+
+def _draws(test: Mapping[str, Any], what: str) -> str:
+    """How many permutations a p-value rests on ("in all 720 orderings", "in 9,999 random
+    relabellings"): a reader of "p < 0.001" cannot tell a floor from a finding without it."""
+    n = int(test.get("n_permutations") or 0)
+    return f"in all {n:,} {what}" if test.get("exact") else f"in {n:,} random {what}"
 
 
 def shown(selection: str, whole: str = "the run") -> str:
@@ -540,7 +547,10 @@ def behaviour_text(corr: pd.DataFrame, test: Mapping | None = None, alpha: float
     if verdict in ("untested", "undefined"):
         text = f"{head}; described for these models, not tested)."
     else:
-        how = f"the {int(test['n_models'])} models' accuracies permuted jointly over the datasets"
+        how = (
+            f"the {int(test['n_models'])} models' accuracies permuted jointly over the datasets "
+            f"{_draws(test, 'orderings')}"
+        )
         p_text = format_p(float(test["p_value"]), alpha)
         if verdict == "untestable":
             text = (

@@ -490,7 +490,7 @@ def test_behaviour_text_is_worded_by_the_model_permutation():
         "Similarity and accuracy gap are negatively correlated (similar representations, "
         "similar accuracy) on **7 of 8** datasets (mean r = -0.41), more negative than random "
         "pairings of the same models give (the 45 models' accuracies permuted jointly over the "
-        "datasets, two-sided p = 0.003)."
+        "datasets in 9,999 random orderings, two-sided p = 0.003)."
     )
     none = T.behaviour_text(corr, {**test, "p_value": 0.4})
     assert "no evidence that the link differs from random pairings" in none
@@ -523,7 +523,7 @@ def test_within_between_text_is_worded_by_the_model_relabelling():
     text = T.within_between_text(table, "objective", test)
     assert text.startswith("On **0 of 10** datasets")
     assert "difference is -0.40, less than random groupings of the same models give" in text
-    assert "two-sided p < 0.001" in text
+    assert "two-sided p < 0.001" in text and "in 9,999 random relabellings" in text
     settled = T.within_between_text(table, "objective", {**test, "p_value": 0.052})
     assert "not settled by 9999 random relabellings" in settled
     exact = T.within_between_text(table, "objective", {**test, "p_value": 0.052, "exact": True})
