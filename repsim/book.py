@@ -251,7 +251,7 @@ def _shown_run_dir(source: str, run_dir: str) -> str:
         match = re.match(r"""run_dir\s*=\s*(["'])(.*?)\1""", line)
         if match and match.group(2) != run_dir:
             lines[i] = (
-                f"run_dir = {json.dumps(run_dir)}  # the run rendered here, from this notebook"
+                f"run_dir = {json.dumps(run_dir)}  # the run shown on this page, relative to the notebook"
             )
     return "\n".join(lines)
 

@@ -635,7 +635,7 @@ def test_an_executed_notebook_shows_no_injected_parameters_and_no_machine_path(t
     [
         (
             "../runs/narrow",
-            'run_dir = "../runs/narrow"  # the run rendered here, from this notebook',
+            'run_dir = "../runs/narrow"  # the run shown on this page, relative to the notebook',
         ),
         ("runs/embedded", 'run_dir = "runs/embedded"  # run folder to render'),  # the default
     ],
