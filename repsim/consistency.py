@@ -360,6 +360,13 @@ def defined_groupings(
     return usable, skipped
 
 
+#: What consistency.nc says of its category pairs of 2 model pairs, for a reader of the file.
+TWO_PAIR_NOTE = (
+    f"a group pair with n_pairs < {MIN_PAIRS} is kept for the study's rule (at least 2 model "
+    "pairs), but its r is +-1 whatever the data; repsim's tables, tests and figures leave it out"
+)
+
+
 def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = CATEGORY_FIELDS) -> xr.Dataset:
     """All consistency results of a run: the content of ``consistency.nc``.
 
@@ -410,13 +417,6 @@ def consistency_dataset(sim_ds: xr.Dataset, by: Sequence[str] = CATEGORY_FIELDS)
         ds[var].attrs["min_pairs"] = MIN_PAIRS
         ds[var].attrs["note"] = TWO_PAIR_NOTE
     return ds
-
-
-#: What consistency.nc says of its category pairs of 2 model pairs, for a reader of the file.
-TWO_PAIR_NOTE = (
-    f"a group pair with n_pairs < {MIN_PAIRS} is kept for the study's rule (at least 2 model "
-    "pairs), but its r is +-1 whatever the data; repsim's tables, tests and figures leave it out"
-)
 
 
 def to_tidy(da: xr.DataArray) -> pd.DataFrame:

@@ -50,7 +50,14 @@ def test_check_reports_mismatch_and_errors(tmp_path: Path) -> None:
     assert errors[0].startswith("model 'wrongdim': the tap") and "gives 512-d" in errors[0]
     assert errors[1].startswith("badlayer: layer 'nolayer' does not exist in ResNet; closest")
     assert summary.startswith("1/3 models ok (")
-    assert summary.endswith(", meta device, weights checked)")
+    # the one ok model's weights are not downloaded and the tests run offline: said in the
+    # summary, where "1/3 models ok" alone read as ready to run (the run refuses them)
+    assert ", meta device, weights checked). The weights of 1 of them are not downloaded yet: " in (
+        summary
+    )
+    assert (
+        "downloads are off here (HF_HUB_OFFLINE/REPSIM_OFFLINE), so a run refuses them" in summary
+    )
 
 
 def test_models_check_table_puts_each_value_under_its_header(tmp_path: Path) -> None:
@@ -438,6 +445,9 @@ def test_offline_without_the_flag_fails_once_per_model_with_the_fix(
     # `models --check` never contacts the network: weights to download are reported, not fetched
     table, ok = check_models(cfg)
     assert ok and "not cached" in table and len(no_network) == 1
+    assert table.endswith(
+        "The weights of 2 of them are not downloaded yet: a run downloads them, and one offline refuses them"
+    )
 
 
 def test_a_failed_host_is_asked_again_by_a_later_run(

@@ -35,6 +35,7 @@ from repsim.zoo.weights import (
     check_cached_file,
     check_source,
     check_weights_path,
+    is_offline,
     locate_weights,
     nan_weights,
 )
@@ -257,6 +258,14 @@ def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
     summary = (
         f"{n_ok}/{len(rows)} models ok ({time.perf_counter() - start:.1f} s, meta device, {what})"
     )
+    to_download = sum(c.ok and c.weights == "not cached" for c in results)
+    if to_download:  # ok only where a run can download them: said, not left to the column
+        summary += f". The weights of {to_download} of them are not downloaded yet: " + (
+            "downloads are off here (HF_HUB_OFFLINE/REPSIM_OFFLINE), so a run refuses them "
+            "until they are downloaded on a machine with network or given as weights: files"
+            if is_offline()
+            else "a run downloads them, and one offline refuses them"
+        )
     text = "\n".join([table, *(["", *errors] if errors else []), "", summary])
     return text, n_ok == len(rows) and bool(rows)
 
