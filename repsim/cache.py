@@ -114,7 +114,10 @@ class StageCache:
             if self._marker(stage, name).exists():
                 return False, "its record in .stages is unreadable"
             if (output is not None and output.exists()) or _present(present):
-                return False, "its record in .stages is missing, so its output cannot be verified"
+                return False, (
+                    "its output has no record in .stages (left unfinished by an interrupted run, "
+                    "or its record was deleted), so it cannot be verified"
+                )
             return False, "not done yet"
         if info.get("key") != key:
             if code is not None and info.get("code") not in (None, code):

@@ -132,7 +132,11 @@ def test_an_output_without_its_record_is_said_to_be_unverifiable(tmp_path: Path)
     there but does not read) is named as unverifiable, not as work never done."""
     cache = StageCache(tmp_path)
     out = tmp_path / "digits.nc"
-    missing = (False, "its record in .stages is missing, so its output cannot be verified")
+    missing = (
+        False,
+        "its output has no record in .stages (left unfinished by an interrupted run, or its "
+        "record was deleted), so it cannot be verified",
+    )
     assert cache.check("similarity", "digits", "k1", out) == (False, "not done yet")
     out.write_text("some result")
     assert cache.check("similarity", "digits", "k1", out) == missing
