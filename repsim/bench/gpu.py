@@ -1044,4 +1044,14 @@ def run_suite(
     proj = project(figures, assumptions=assumptions)
     report["projection"] = proj
     report["extra_markdown"] = format_projection(proj)
+    if not str(device).startswith("cuda"):  # the dry run prints the same tables: said first
+        proj["dry_run"] = DRY_RUN_NOTE
+        report["extra_markdown"] = f"**{DRY_RUN_NOTE}**\n\n" + report["extra_markdown"]
     return report
+
+
+#: What a projection from a run without CUDA says above its tables.
+DRY_RUN_NOTE = (
+    "No CUDA: a dry run at the suite's CPU sizes. The figures below were measured on a CPU and "
+    "are not GPU-hours; run tests/benchmarks/gpu_check.sh on a GPU for the projection."
+)

@@ -257,6 +257,9 @@ def test_gpu_suite_runs_tiny_on_cpu(tmp_path: Path) -> None:
         "## Projection: 64 models x 23 datasets" in text and "### Measured and extrapolated" in text
     )
     assert "not measured (over 1 GB)" in text and "bfloat16 accuracy check" in text
+    # on a CPU the same tables say first that they are not GPU-hours
+    assert proj["dry_run"] == gpu.DRY_RUN_NOTE and f"**{gpu.DRY_RUN_NOTE}**" in text
+    assert text.index(gpu.DRY_RUN_NOTE) < text.index("## Projection: 64 models")
 
 
 def test_gpu_suite_skips_the_projection_without_all_parts() -> None:
