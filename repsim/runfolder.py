@@ -45,7 +45,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from repsim.errors import NoSpaceError, PathError, RunFolderError, RunLockedError, StoreError
+from repsim.errors import (
+    NoSpaceError,
+    PathError,
+    RepsimError,
+    RunFolderError,
+    RunLockedError,
+    StoreError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -989,6 +996,12 @@ class RunFolder:
                 f"without a record (killed, or its machine went down); rerun {rerun} to resume"
             )
         if status not in ("failed", "interrupted"):
+            if not info and self._holds_other_files():  # `repsim compare .` in a checkout
+                return (
+                    f"{self.path} is not a run folder (no run has written it): pass the --out "
+                    "folder of a run, such as runs/embedded, or make one with `repsim run "
+                    "CONFIG --out NEW_FOLDER` (e.g. CONFIG = data/configs/embedded.yaml)"
+                )
             return f"run the pipeline first: {rerun}" + (
                 "" if config else " (e.g. CONFIG = data/configs/embedded.yaml)"
             )
@@ -1001,6 +1014,14 @@ class RunFolder:
             f"the run in {self.path} {status} before writing it (run.json{cause}); fix the cause "
             f"and rerun {rerun}"
         )
+
+    def _holds_other_files(self) -> bool:
+        """Whether the folder holds entries, none a run's (a user's own folder: no run.json, even
+        an unreadable one, and no mark of a run)."""
+        try:
+            return any(self.path.iterdir()) and not self.info.exists() and not self.is_run_folder()
+        except (OSError, RepsimError):
+            return False
 
     def locked_by(self) -> str | None:
         """The process holding the folder's lock (a run writing it), or None; creates nothing.

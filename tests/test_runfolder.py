@@ -568,6 +568,14 @@ def test_results_missing_after_a_failed_run_point_at_its_failure(tmp_path):
     folder.info.write_text("{not json")
     with pytest.raises(StoreError, match="run the pipeline first"):
         folder.open_results()
+    # a folder of the user's own (`repsim compare .` in a checkout): not told to run into it
+    own = RunFolder(tmp_path / "checkout")
+    own.path.mkdir()
+    (own.path / "README.md").write_text("a project")
+    with pytest.raises(
+        StoreError, match=r"checkout is not a run folder \(no run has written it\): pass the --out"
+    ):
+        own.open_results()
 
 
 def test_readers_say_when_a_run_is_writing_the_folder_or_a_file_was_given(tmp_path):
