@@ -290,10 +290,16 @@ def _check_models(plan: RunPlan) -> None:
     if not errors:
         return
     bad = [c.spec.id for c in results if c.error is not None]
+    fix = (
+        "Fix them: every model of the config failed, so none can be left out"
+        if len(bad) == len(results)
+        else f"Fix them, or leave them out with select: {{models: [...]}} (not {', '.join(bad)})"
+    )
     message = (
         f"{len(errors)} of {len(results)} models cannot be used, so nothing was run:\n  "
         + "\n  ".join(_named(c.spec.id, c.error) for c in results if c.error is not None)
-        + f"\nFix them, or leave them out with select: {{models: [...]}} (not {', '.join(bad)})"
+        + f"\n{fix}. The datasets are opened later, by the run: `repsim datasets --config "
+        f"{shlex.quote(plan.config_path)} --check` checks them now"
     )
     cls = (
         MissingWeightsError
@@ -346,7 +352,9 @@ def _check_data_present(plan: RunPlan) -> None:
             + "\n  ".join(problems)
             + "\nFix the dataset entries (`repsim datasets --config "
             f"{shlex.quote(plan.config_path)}` lists what each dataset holds), or leave them out "
-            "with select: {datasets: [...]}"
+            "with select: {datasets: [...]}. The models are checked after the datasets: `repsim "
+            f"models --config {shlex.quote(plan.config_path)} --check` checks them and their "
+            "weights now"
         )
 
 

@@ -437,6 +437,13 @@ def test_offline_without_the_flag_fails_once_per_model_with_the_fix(
         load_plan(cfg)
     message = str(err.value)
     assert "2 of 3 models cannot be used" in message
+    assert "leave them out with select: {models: [...]} (not sq, sq0). The datasets are " in message
+    assert message.endswith(f"`repsim datasets --config {cfg} --check` checks them now")
+    # every model failed: leaving the failing ones out would leave none
+    only_bad = _config(tmp_path, entries, "[sq, sq0]")
+    with pytest.raises(MissingWeightsError) as err:
+        load_plan(only_bad)
+    assert "Fix them: every model of the config failed, so none can be left out." in str(err.value)
     assert "model 'sq' (torchvision 'squeezenet1_1')" in message and "model 'sq0'" in message
     assert (
         "Connection refused" in message and "HF_HUB_OFFLINE=1" in message and "'weights:" in message

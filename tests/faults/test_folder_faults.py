@@ -935,7 +935,8 @@ def test_a_dataset_whose_files_are_missing_is_refused_before_any_work(run_copy, 
     assert "`python -m repsim.embedded`" in message and "faces'" not in message
     assert message.endswith(
         f"`repsim datasets --config {config}` lists what each dataset holds), or leave them "
-        "out with select: {datasets: [...]}"
+        "out with select: {datasets: [...]}. The models are checked after the datasets: "
+        f"`repsim models --config {config} --check` checks them and their weights now"
     )
     info = _info(run_copy)
     assert info["status"] == "finished" and info["refused"]["error"] == f"DatasetError: {message}"
