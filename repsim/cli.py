@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-execute",
         action="store_true",
-        help="build from the notebooks executed last; refused when their run has other results "
-        "now (a rerun since) or no record of it was kept (a failed build)",
+        help="build from the notebooks executed last, on the run they were executed on (so "
+        "without --run); refused when that run has other results now (a rerun since) or no "
+        "record of it was kept (a failed build)",
     )
     p.add_argument(
         "--timeout",

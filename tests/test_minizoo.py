@@ -575,7 +575,7 @@ def test_heldout_table_averages_seeds_per_set_with_chance_last() -> None:
 
 
 def test_train_writes_heldout_evaluate_refuses_a_changed_file_and_resume_skips_intact(
-    tiny: Path, tmp_path: Path
+    tiny: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from repsim.errors import ConfigError
     from repsim.minizoo.train import evaluate_zoo, main
@@ -616,8 +616,12 @@ def test_train_writes_heldout_evaluate_refuses_a_changed_file_and_resume_skips_i
     assert path.read_bytes() == original and random_file.stat().st_mtime_ns == stamp
     assert list(csv.DictReader((out / "heldout.csv").open())) == held
     stamp_sup = path.stat().st_mtime_ns
-    assert main([*resume, "--out", str(out)]) == 0  # nothing left to train
+    caplog.clear()
+    with caplog.at_level("INFO", logger="repsim.minizoo.train"):
+        assert main([*resume, "--out", str(out)]) == 0  # nothing left to train
     assert path.stat().st_mtime_ns == stamp_sup
+    assert "nothing to train: every selected model is already in" in caplog.text
+    assert "trained 0 models" not in caplog.text  # and no empty table
     # a longer budget is a different model: retrained; the random control is the same
     assert main([*resume, "--out", str(out), "--epochs", "2"]) == 0
     assert path.read_bytes() != original and random_file.stat().st_mtime_ns == stamp

@@ -420,6 +420,9 @@ def train_zoo(
         write_models_yaml(merged, out / "models.yaml")
         held = merge_heldout(read_manifest(out / HELDOUT), rows[-1]["heldout"])
         write_heldout(held, out / HELDOUT)
+    if not rows:  # --resume with every selected model done: no empty table
+        log.info("nothing to train: every selected model is already in %s", out)
+        return rows
     log.info(
         "trained %d models in %.1f s into %s\n%s",
         len(rows),
