@@ -6,10 +6,12 @@ f in Theta, g in Phi, f != g, measured on A and on B (Ciernik et al. 2025). Each
 once. NaN similarities (a model whose measure was undefined) are dropped pairwise, with a
 ``RuntimeWarning`` naming the models and datasets: the consistency of datasets A and B is the
 correlation over the pairs finite on both (the study's code returns NaN for that dataset pair
-instead). A consistency over 2 model pairs (the study's minimum) is +-1 whatever the data: computed,
-with a ``RuntimeWarning``. To refuse NaN similarities and such pairs altogether, turn the warnings
-into errors with ``warnings.simplefilter("error", RuntimeWarning)``: the call then raises before
-computing anything.
+instead). A consistency over 2 model pairs (the study's minimum) is +-1 whatever the data:
+:func:`consistency` computes it with a ``RuntimeWarning``; :func:`grouped_consistency` keeps such
+group pairs for the study's rule, marked by their ``n_pairs`` (and consistency.nc's attributes),
+and every table, test and figure leaves them out. To refuse NaN similarities (and a
+:func:`consistency` of 2 pairs) altogether, turn the warnings into errors with
+``warnings.simplefilter("error", RuntimeWarning)``: the call then raises before computing anything.
 A similarity array must be symmetric in (model_a, model_b). Inputs and outputs
 are xarray objects whose coords carry model and dataset metadata, so results can be plotted directly
 (:func:`to_tidy`).

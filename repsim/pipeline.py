@@ -94,13 +94,18 @@ class RunResult:
 
 
 def config_hash(plan: RunPlan) -> str:
-    """Hash of everything in a plan that determines the result files, but for where its files are
-    (the config's path, the places of data and weights: see :func:`repsim.stages.dataset_identity`):
-    a project moved elsewhere is the same config, and data or weights changed at one place are
-    found by the stage keys, which hold their content."""
+    """Hash of everything in a plan that determines the result files: the specs without the places
+    of their files (:func:`repsim.stages.dataset_identity`, :func:`repsim.stages.model_identity`)
+    and the content at those places (the data fingerprints, taken once per plan, and the local
+    weights' hashes). A project moved elsewhere is the same config; a config pointed at other
+    data, or data or weights changed where they are, is another one, so the folder's old results
+    are removed before the new run's work rather than read as current while it runs."""
+    stages.fingerprint_data(plan)
     return stage_key(
         [stages.model_identity(m) for m in plan.models],
         [stages.dataset_identity(d) for d in plan.datasets],
+        [plan.data_fingerprints[d.id] for d in plan.datasets],
+        [_weights_content(m) for m in plan.models],
         plan.measures,
         plan.stimuli,
         plan.extract,
@@ -108,6 +113,18 @@ def config_hash(plan: RunPlan) -> str:
         plan.similarity_inputs,
         plan.threads,
     )
+
+
+def _weights_content(model: Any) -> str | None:
+    """The hash of a model's local weights for :func:`config_hash` (None for weights a loader
+    downloads); one that cannot be read now is named so, since a failed run still records its
+    config hash."""
+    from repsim.zoo.weights import local_weights_file
+
+    try:
+        return weights_fingerprint(local_weights_file(model))
+    except (OSError, RepsimError) as exc:
+        return f"unreadable: {type(exc).__name__}"
 
 
 def run(

@@ -291,7 +291,8 @@ def _check_models(plan: RunPlan) -> None:
         return
     bad = [c.spec.id for c in results if c.error is not None]
     fix = (
-        "Fix them: every model of the config failed, so none can be left out"
+        "Fix them: every model this run would use failed, so leaving them out leaves none "
+        "(select: other models of the config, if it has more)"
         if len(bad) == len(results)
         else f"Fix them, or leave them out with select: {{models: [...]}} (not {', '.join(bad)})"
     )

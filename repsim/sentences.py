@@ -342,7 +342,7 @@ def within_between_text(
     if test is None:
         return f"{head}: described for these models, not tested."
     verdict = permutation_verdict(test, alpha)
-    how = f"{category} labels permuted {test['permuted']} {_draws(test, 'relabellings')}, the datasets fixed"
+    how = f"{category} labels permuted {test['permuted']}{_draws(test, 'relabellings')}, the datasets fixed"
     if verdict == "undefined":
         return (
             f"{head}; whether that beats random groupings of the same models cannot be tested: "
@@ -359,8 +359,7 @@ def within_between_text(
     if verdict == "not settled":
         return (
             f"{head}; {mean}, and whether that beats random groupings of the same models is not "
-            f"settled by {int(test['n_permutations'])} random relabellings: {p_text} is within "
-            f"Monte Carlo error of alpha = {alpha:g} ({how})."
+            f"settled: {p_text} is within Monte Carlo error of alpha = {alpha:g} ({how})."
         )
     if verdict == "below":
         side = "more" if float(test["statistic"]) > 0 else "less"
@@ -400,7 +399,9 @@ def _draws(test: Mapping[str, Any], what: str) -> str:
     """How many permutations a p-value rests on ("in all 720 orderings", "in 9,999 random
     relabellings"): a reader of "p < 0.001" cannot tell a floor from a finding without it."""
     n = int(test.get("n_permutations") or 0)
-    return f"in all {n:,} {what}" if test.get("exact") else f"in {n:,} random {what}"
+    if not n:  # no labelling gave a statistic: nothing to count
+        return ""
+    return f" in all {n:,} {what}" if test.get("exact") else f" in {n:,} random {what}"
 
 
 def shown(selection: str, whole: str = "the run") -> str:
@@ -548,7 +549,7 @@ def behaviour_text(corr: pd.DataFrame, test: Mapping | None = None, alpha: float
         text = f"{head}; described for these models, not tested)."
     else:
         how = (
-            f"the {int(test['n_models'])} models' accuracies permuted jointly over the datasets "
+            f"the {int(test['n_models'])} models' accuracies permuted jointly over the datasets"
             f"{_draws(test, 'orderings')}"
         )
         p_text = format_p(float(test["p_value"]), alpha)
@@ -560,9 +561,8 @@ def behaviour_text(corr: pd.DataFrame, test: Mapping | None = None, alpha: float
             )
         elif verdict == "not settled":
             text = (
-                f"{head}; whether that beats random pairings of the same models is not settled by "
-                f"{int(test['n_permutations'])} random orderings: {p_text} is within Monte Carlo "
-                f"error of alpha = {alpha:g}, {how})."
+                f"{head}; whether that beats random pairings of the same models is not settled: "
+                f"{p_text} is within Monte Carlo error of alpha = {alpha:g}, {how})."
             )
         elif verdict == "below":
             side = "more negative" if float(test["statistic"]) < 0 else "more positive"

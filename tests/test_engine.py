@@ -359,6 +359,8 @@ def test_similarity_matrix_takes_one_measure_name(rng):
         similarity_matrix(zoo(rng), "cka_rbf", sigma=0.4)
     with pytest.raises(InputError, match=r"'cka_rbf_median': give .* e\.g\. cka_rbf_median_1 \("):
         similarity_matrix(zoo(rng), "cka_rbf_median")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'memory_budget'"):
+        similarity_matrix(zoo(rng), "cka_linear", memory_budget=4)  # a misspelt engine option
 
 
 def test_similarity_attrs_say_larger_is_more_similar(rng):

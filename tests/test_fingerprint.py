@@ -707,6 +707,34 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch,
         assert config_hash(changed) == config_hash(plan)
 
 
+def test_the_config_hash_follows_the_content_of_data_and_weights_not_their_place(tmp_path):
+    """A config pointed at other data (same file names, other images) is another config: the
+    folder's old results are removed before the new run's work, not read as current while it
+    runs; the same bytes at another place are the same config."""
+    import dataclasses
+
+    from repsim.pipeline import config_hash
+
+    plan = _plan_of_placeholder_data(tmp_path)
+    ds, model = plan.datasets[0], plan.models[0]
+    before = config_hash(plan)
+    for name, data in (("same", ds.path.read_bytes()), ("other", b"other images")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / ds.path.name).write_bytes(data)
+        moved = dataclasses.replace(ds, path=tmp_path / name / ds.path.name)
+        there = dataclasses.replace(
+            plan, datasets=(moved, *plan.datasets[1:]), data_fingerprints={}
+        )
+        assert (config_hash(there) == before) == (name == "same")
+    (tmp_path / "w").mkdir()
+    for name, extra in (("same", b""), ("other", b"!")):
+        weights = tmp_path / "w" / f"{name}.safetensors"
+        weights.write_bytes(model.weights.read_bytes() + extra)
+        swapped = dataclasses.replace(model, weights=weights)
+        there = dataclasses.replace(plan, models=(swapped, *plan.models[1:]))
+        assert (config_hash(there) == before) == (name == "same")
+
+
 def test_a_project_moved_elsewhere_reuses_all_its_work(tmp_path):
     """A project (config, data, weights, run folder) renamed as a whole: the rerun redoes no
     stage, where every stimulus table and feature group was recomputed when the stage keys held

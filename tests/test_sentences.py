@@ -495,7 +495,8 @@ def test_behaviour_text_is_worded_by_the_model_permutation():
     none = T.behaviour_text(corr, {**test, "p_value": 0.4})
     assert "no evidence that the link differs from random pairings" in none
     settled = T.behaviour_text(corr, {**test, "p_value": 0.055})
-    assert "not settled by 9999 random orderings" in settled
+    assert "is not settled: p = 0.06 is within Monte Carlo error" in settled
+    assert settled.count("9,999") == 1 and "in 9,999 random orderings" in settled
     floor = T.behaviour_text(corr, {**test, "p_value": 0.33, "p_min": 0.33, "exact": True})
     assert "cannot be tested at alpha = 0.05" in floor
     assert "per domain" not in text  # one domain: nothing to list per domain
@@ -525,7 +526,13 @@ def test_within_between_text_is_worded_by_the_model_relabelling():
     assert "difference is -0.40, less than random groupings of the same models give" in text
     assert "two-sided p < 0.001" in text and "in 9,999 random relabellings" in text
     settled = T.within_between_text(table, "objective", {**test, "p_value": 0.052})
-    assert "not settled by 9999 random relabellings" in settled
+    assert "is not settled: p = " in settled and "within Monte Carlo error" in settled
+    # no relabelling gave a statistic: no count of zero draws
+    none = T.within_between_text(
+        table, "objective", {**test, "p_value": float("nan"), "n_permutations": 0}
+    )
+    assert "cannot be tested" in none and " 0 random" not in none and "all 0" not in none
+    assert settled.count("9,999") == 1 and "in 9,999 random relabellings" in settled
     exact = T.within_between_text(table, "objective", {**test, "p_value": 0.052, "exact": True})
     assert "no evidence that this differs" in exact
     for t in (text, settled, exact):

@@ -32,7 +32,8 @@ def _columns(table: str) -> list[list[str]]:
     return [[line[a:b].strip() for a, b in zip(bounds, bounds[1:])] for line in [header, *rows]]
 
 
-def test_check_reports_mismatch_and_errors(tmp_path: Path) -> None:
+def test_check_reports_mismatch_and_errors(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # resnet18 not downloaded here
     cfg = _good_wrongdim_badlayer(tmp_path)
     table, ok = check_models(cfg)
     assert not ok
@@ -443,7 +444,9 @@ def test_offline_without_the_flag_fails_once_per_model_with_the_fix(
     only_bad = _config(tmp_path, entries, "[sq, sq0]")
     with pytest.raises(MissingWeightsError) as err:
         load_plan(only_bad)
-    assert "Fix them: every model of the config failed, so none can be left out." in str(err.value)
+    assert "Fix them: every model this run would use failed, so leaving them out leaves none" in (
+        str(err.value)
+    )
     assert "model 'sq' (torchvision 'squeezenet1_1')" in message and "model 'sq0'" in message
     assert (
         "Connection refused" in message and "HF_HUB_OFFLINE=1" in message and "'weights:" in message

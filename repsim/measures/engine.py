@@ -33,6 +33,12 @@ from repsim.measures._inputs import (
 from repsim.measures.batched import warn_nan
 from repsim.measures.registry import FAMILIES, MeasureSpec, get_family, parse_measures
 
+#: Keywords of the per-pair measure functions (cka, rsa, mutual_knn, procrustes), which the engine
+#: takes in the measure's name instead (cka_rbf_0.4, mutual_knn_10, ...).
+MEASURE_KEYWORDS = frozenset(
+    {"kernel", "unbiased", "sigma", "sigma_mode", "rdm", "compare", "k", "angular"}
+)
+
 
 def similarity_matrix(
     features: Mapping[str, Any],
@@ -68,6 +74,9 @@ def similarity_matrix(
             f"measure must be one measure name such as 'cka_linear', got {measure!r}; for several "
             "measures at once use repsim.similarity_matrices(features, measures)"
         )
+    unknown = sorted(set(options) - MEASURE_KEYWORDS)
+    if unknown:  # a misspelt engine option is Python's own error, not a measure's
+        raise TypeError(f"similarity_matrix() got an unexpected keyword argument {unknown[0]!r}")
     if options:  # cka(X, Y, sigma=0.4) takes them; the engine reads them from the name
         raise InputError(
             f"similarity_matrix takes a measure's parameters in its name, not as "
