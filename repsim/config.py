@@ -272,11 +272,11 @@ def _split(value: Any, where: str) -> str:
 
 
 def _probe_precision(value: Any, where: str) -> str:
-    from repsim.device import PROBE_PRECISIONS as PRECISIONS
+    from repsim.device import PROBE_PRECISIONS
 
-    if value not in PRECISIONS:
+    if value not in PROBE_PRECISIONS:
         raise ConfigError(
-            f"{where} must be one of {', '.join(PRECISIONS)} (float32 is the study's; bfloat16 "
+            f"{where} must be one of {', '.join(PROBE_PRECISIONS)} (float32 is the study's; bfloat16 "
             f"runs the training matmuls on bfloat16 inputs with float32 accumulation), got {value!r}"
         )
     return value

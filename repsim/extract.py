@@ -58,7 +58,6 @@ from repsim.zoo.taps import FeatureExtractor
 log = logging.getLogger(__name__)
 
 Images = np.ndarray | Sequence[np.ndarray] | Callable[[np.ndarray], Any]
-PRECISIONS = EXTRACT_PRECISIONS  # defined beside the device rule (repsim.device)
 #: share of the device's memory that resident models may take (the rest: activations, images)
 MODEL_MEMORY_SHARE = {"cuda": 0.5, "cpu": 0.25}
 MAX_DECODE_WORKERS = 16

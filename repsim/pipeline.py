@@ -116,13 +116,10 @@ def config_hash(plan: RunPlan) -> str:
 
 
 def _weights_content(model: Any) -> str | None:
-    """The hash of a model's local weights for :func:`config_hash` (None for weights a loader
-    downloads); one that cannot be read now is named so, since a failed run still records its
-    config hash."""
-    from repsim.zoo.weights import local_weights_file
-
+    """:func:`repsim.stages.weights_content` for :func:`config_hash`; weights that cannot be read
+    now are named so, since a failed run still records its config hash."""
     try:
-        return weights_fingerprint(local_weights_file(model))
+        return stages.weights_content(model)
     except (OSError, RepsimError) as exc:
         return f"unreadable: {type(exc).__name__}"
 

@@ -45,13 +45,14 @@ DEFAULT_WDS: np.ndarray = np.logspace(-6, 1, 64)
 REFINE_STEPS: tuple[int, ...] = (4, 2, 1)
 _BETA1, _BETA2, _EPS = 0.9, 0.999, 1e-8  # torch.optim.AdamW defaults
 _EVAL_ELEMENTS = 2**26  # logits per chunk when scoring (256 MB of float32)
-PRECISIONS = PROBE_PRECISIONS  # defined beside the device rule (repsim.device)
 
 
 def _check_precision(precision: str) -> bool:
     """True for bfloat16 matmuls; InputError naming the choices for anything else."""
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}.")
+    if precision not in PROBE_PRECISIONS:
+        raise InputError(
+            f"precision must be one of {', '.join(PROBE_PRECISIONS)}; got {precision!r}."
+        )
     return precision == "bfloat16"
 
 
@@ -771,7 +772,6 @@ __all__ = [
     "DEFAULT_LRS",
     "DEFAULT_WDS",
     "REFINE_STEPS",
-    "PRECISIONS",
     "ProbeResult",
     "coarse_indices",
     "encode_labels",

@@ -137,6 +137,13 @@ def model_identity(model: Any) -> dict[str, Any]:
     return {f.name: getattr(model, f.name) for f in fields(model) if f.name != "weights"}
 
 
+def weights_content(model: Any) -> str | None:
+    """The hash of a model's local weights file or folder (:func:`repsim.zoo.weights.local_weights_file`),
+    read now, so a file retrained in place is seen; None for weights a loader downloads, which the
+    identifier names."""
+    return weights_fingerprint(local_weights_file(model))
+
+
 def stimuli_key(plan: RunPlan, ds: Any) -> str:
     """Inputs of one stimulus table: the dataset spec (:func:`dataset_identity`), the subset rules
     and the data's content (:func:`repsim.fingerprint.data_fingerprint`, taken once per plan), so
@@ -157,7 +164,7 @@ def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = N
     return stage_key(
         "features",
         model_identity(model),
-        weights_fingerprint(local_weights_file(model)),
+        weights_content(model),
         stimuli_key(plan, ds),
         stimuli_sha,
         plan.probes_enabled,
@@ -361,7 +368,7 @@ def _loaded_model(spec: Any, device: str, pretrained: bool = True) -> Any:
     # the weights' content is in the key: a file changed between two runs of one process (a
     # notebook, a long-lived dask worker) was a cache hit, and the "recomputed" features came
     # from the old model
-    weights = weights_fingerprint(local_weights_file(spec)) if pretrained else None
+    weights = weights_content(spec) if pretrained else None
     key = stage_key(spec, device, pretrained, weights)
     if key in _MODELS:
         return _MODELS[key][0]

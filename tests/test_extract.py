@@ -194,8 +194,9 @@ def test_alignment_across_models_and_concurrent_writes(
 def test_precision_is_validated_with_the_choices(
     tmp_path: Path, images: np.ndarray, ids: list[str]
 ) -> None:
+    from repsim.device import EXTRACT_PRECISIONS as PRECISIONS
     from repsim.errors import ConfigError, RepsimError
-    from repsim.extract import PRECISIONS, check_precision
+    from repsim.extract import check_precision
 
     assert set(PRECISIONS) == {"float32", "bfloat16", "float16"}
     assert [check_precision(p) for p in PRECISIONS] == list(PRECISIONS)

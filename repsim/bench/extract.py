@@ -24,9 +24,8 @@ import numpy as np
 import torch
 
 from repsim.argtypes import Parser, at_least
-from repsim.device import resolve_device
+from repsim.device import EXTRACT_PRECISIONS, resolve_device
 from repsim.extract import (
-    PRECISIONS,
     _chunking,
     _Runner,
     decode_workers,
@@ -394,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--device", default=None)
     p.add_argument(
-        "--precision", choices=list(PRECISIONS), default="float32", help="extract.precision"
+        "--precision", choices=list(EXTRACT_PRECISIONS), default="float32", help="extract.precision"
     )
     args = p.parse_args(argv)
     cuda = resolve_device(args.device).type == "cuda"

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from repsim.argtypes import Parser, at_least
-from repsim.device import resolve_device
-from repsim.extract import PRECISIONS, _Runner
+from repsim.device import EXTRACT_PRECISIONS, resolve_device
+from repsim.extract import _Runner
 from repsim.zoo import ModelSpec, load_model
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ def run(
     """
     from repsim.measures import cka, similarity_matrix
 
-    if precision not in PRECISIONS or precision == "float32":
+    if precision not in EXTRACT_PRECISIONS or precision == "float32":
         raise ValueError(f"precision must be bfloat16 or float16, got {precision!r}")
     dev = resolve_device(device)
     out: dict[str, Any] = {
@@ -169,7 +169,7 @@ def table(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="repsim bench precision", description=__doc__)
     p.add_argument(
-        "--precision", choices=[k for k in PRECISIONS if k != "float32"], default="bfloat16"
+        "--precision", choices=[k for k in EXTRACT_PRECISIONS if k != "float32"], default="bfloat16"
     )
     p.add_argument(
         "--datasets", nargs="+", choices=EMBEDDED_SETS, default=list(DATASETS), help="embedded sets"
