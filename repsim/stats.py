@@ -48,6 +48,7 @@ pair. The mini-zoo crosses objective x architecture x seed, so the question can 
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import math
 import re
@@ -238,46 +239,65 @@ class _Engine:
         return int(self.iu.size)
 
     def means(self, labels: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
-        """(K, K) mean consistency and (K, K) model-pair counts; labels < 0 are left out."""
-        L = np.zeros((labels.size, K))
-        ok = labels >= 0
-        L[np.flatnonzero(ok), labels[ok]] = 1.0
+        """(K, K) mean consistency and (K, K) model-pair counts; labels < 0 are left out.
+
+        A (B, m) stack of labellings gives (B, K, K) of each in one pass: the bootstrap's null
+        means take many labellings of every resample, and one pass costs little more than one.
+        """
+        labels = np.asarray(labels)
+        single = labels.ndim == 1
+        labels = np.atleast_2d(labels)
+        B, m = labels.shape
+        L = np.zeros((B, m, K))
+        row, col = np.nonzero(labels >= 0)
+        L[row, col, labels[row, col]] = 1.0
         # ordered-pair sums: same-category pairs appear as (i, j) and (j, i), which cancels in r
-        n2 = L.T @ self.W @ L
-        s1 = _sandwich(L, self.A)  # (d, K, K)
+        n2 = np.swapaxes(L, 1, 2) @ self.W @ L  # (B, K, K)
+        s1 = _sandwich(L, self.A)  # (B, d, K, K)
         s2 = _sandwich(L, self.P)
-        cross, sq = s2[: self.iu.size], s2[self.iu.size :]  # (pairs, K, K), (d, K, K)
+        cross, sq = s2[:, : self.iu.size], s2[:, self.iu.size :]  # (B, pairs, K, K), (B, d, K, K)
         n = n2.copy()
-        n[np.diag_indices(K)] /= 2.0  # unordered model pairs
+        n[:, np.arange(K), np.arange(K)] /= 2.0  # unordered model pairs
         a, b = self.iu, self.ju
-        cov = n2 * cross - s1[a] * s1[b]
-        var_a, var_b = n2 * sq[a] - s1[a] ** 2, n2 * sq[b] - s1[b] ** 2
-        constant = (var_a <= self.CONSTANT * n2 * sq[a]) | (var_b <= self.CONSTANT * n2 * sq[b])
+        N = n2[:, None]
+        cov = N * cross - s1[:, a] * s1[:, b]
+        var_a, var_b = N * sq[:, a] - s1[:, a] ** 2, N * sq[:, b] - s1[:, b] ** 2
+        constant = (var_a <= self.CONSTANT * N * sq[:, a]) | (var_b <= self.CONSTANT * N * sq[:, b])
         with np.errstate(invalid="ignore", divide="ignore"):
             r = np.clip(cov / np.sqrt(var_a * var_b), -1.0, 1.0)
         r[constant | ~np.isfinite(r)] = np.nan
-        if r.shape[0] == 0:
-            return np.full((K, K), np.nan), n
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN
-            mean = np.nanmean(r, axis=0)
-        return mean, n
+        if r.shape[1] == 0:
+            mean = np.full((B, K, K), np.nan)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices give NaN
+                mean = np.nanmean(r, axis=1)
+        return (mean[0], n[0]) if single else (mean, n)
 
 
 def _sandwich(L: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """``L' X[q] L`` for a stack X (q, m, m), as two plain matrix products (fast for small K)."""
-    q, m, _ = X.shape
-    K = L.shape[1]
-    Y = (X.reshape(q * m, m) @ L).reshape(q, m, K)
-    Z = L.T @ Y.transpose(1, 0, 2).reshape(m, q * K)  # (K, q * K)
-    return Z.reshape(K, q, K).transpose(1, 0, 2)
+    """``L[b]' X[q] L[b]`` for stacks L (B, m, K) and X (q, m, m): (B, q, K, K), as two plain
+    matrix products (fast for small K)."""
+    B, m, K = L.shape
+    q = X.shape[0]
+    Y = X.reshape(q * m, m) @ L.transpose(1, 0, 2).reshape(m, B * K)  # (q * m, B * K)
+    Y = Y.reshape(q, m, B, K).transpose(2, 1, 0, 3).reshape(B, m, q * K)
+    Z = np.swapaxes(L, 1, 2) @ Y  # (B, K, q * K)
+    return Z.reshape(B, K, q, K).transpose(0, 2, 1, 3)
 
 
-def _spread(mean: np.ndarray, n: np.ndarray, min_pairs: int) -> float:
-    """T: variance of the mean consistency over the category pairs with enough model pairs."""
-    iu = np.triu_indices(mean.shape[0])
-    v = mean[iu][(n[iu] >= min_pairs) & np.isfinite(mean[iu])]
-    return float(np.var(v)) if v.size >= 2 else float("nan")
+def _spread(mean: np.ndarray, n: np.ndarray, min_pairs: int) -> float | np.ndarray:
+    """T: variance of the mean consistency over the category pairs with enough model pairs (NaN
+    with fewer than two); a (B, K, K) stack of means and counts gives the B values at once."""
+    iu, ju = np.triu_indices(mean.shape[-1])
+    v = mean[..., iu, ju]
+    ok = (n[..., iu, ju] >= min_pairs) & np.isfinite(v)
+    k = ok.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.where(ok, v, 0.0).sum(axis=-1) / k
+        var = (np.where(ok, v - mu[..., None], 0.0) ** 2).sum(axis=-1) / k
+    var = np.where(k >= 2, var, np.nan)
+    return float(var) if var.ndim == 0 else var
 
 
 def _codes(values: Sequence[str]) -> tuple[np.ndarray, list[str]]:
@@ -344,6 +364,29 @@ def n_labellings(strata: Sequence) -> int:
     """How many labellings :func:`stratified_permutation_test` can draw: k! per stratum of k."""
     _, sizes = np.unique(np.asarray(strata), return_counts=True)
     return math.prod(math.factorial(int(k)) for k in sizes)
+
+
+def _labellings_within_strata(
+    labels: np.ndarray, strata: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n, m) relabellings of ``labels`` that shuffle them only within ``strata`` (each stratum
+    keeps its multiset), or every relabelling when there are at most ``n``, the observed one
+    among them (what :func:`stratified_permutation_test` draws), in one array for one pass of
+    :meth:`_Engine.means`."""
+    labels, strata = np.asarray(labels), np.asarray(strata)
+    members = [np.flatnonzero(strata == k) for k in sorted(set(strata.tolist()), key=str)]
+    if n_labellings(strata) <= n:
+        rows = []
+        for orders in itertools.product(*(itertools.permutations(m) for m in members)):
+            row = labels.copy()
+            for m, order in zip(members, orders):
+                row[m] = labels[list(order)]
+            rows.append(row)
+        return np.array(rows).reshape(len(rows), labels.size)
+    out = np.tile(labels, (n, 1))
+    for m in members:
+        out[:, m] = labels[m][np.argsort(rng.random((n, m.size)), axis=1)]
+    return out
 
 
 def p_from_null(
@@ -881,7 +924,6 @@ def _replicate(
     trained = prep.trained
     tpos = np.flatnonzero(trained)
     engine = _Engine(prep.S, np.arange(len(design)), didx)
-    t_engine = _Engine(prep.S, tpos, didx)
     n_models, n_trained = len(design), int(tpos.size)
     tdesign = design.iloc[tpos]
     values: list[float] = []
@@ -896,23 +938,20 @@ def _replicate(
 
     excess: dict[tuple[str, str], float] = {}
     for (factor, view), (codes, levels) in labelsets.items():
-        col = _label_column(factor, view)
         K = len(levels)
-        lab = np.array([levels.index(v) if t else -1 for v, t in zip(design[col], trained)])
-        mean, n = engine.means(lab, K)
+        # the observed labelling (row 0) and relabellings within the design's strata for the
+        # null mean of these datasets, in one pass; the controls are left out (-1)
+        strata = _strata(tdesign, factor, tdesign["seed"].to_numpy())
+        relabelled = np.vstack([codes, _labellings_within_strata(codes, strata, n_null, rng)])
+        stack = np.full((relabelled.shape[0], n_models), -1)
+        stack[:, tpos] = relabelled
+        mean, n = engine.means(stack, K)
         views = VIEWS if factor == "architecture" else (view,)
-        add_pairs(factor, views, mean, n, levels, lambda i, j: True, n_trained)
-        # the null mean of these datasets, from permutations within the design's strata
-        res = stratified_permutation_test(
-            codes,
-            _strata(tdesign, factor, tdesign["seed"].to_numpy()),
-            _factor_stat(t_engine, codes, K, min_pairs),
-            n_resamples=n_null,
-            rng=rng,
-        )
-        null = np.asarray(res.null_distribution, dtype=float)
-        null_mean = float(np.mean(null[np.isfinite(null)])) if np.isfinite(null).any() else np.nan
-        excess[(factor, view)] = _excess_sd(float(res.statistic), null_mean)
+        add_pairs(factor, views, mean[0], n[0], levels, lambda i, j: True, n_trained)
+        spreads = _spread(mean, n, min_pairs)
+        null = spreads[1:][np.isfinite(spreads[1:])]
+        null_mean = float(null.mean()) if null.size else np.nan
+        excess[(factor, view)] = _excess_sd(float(spreads[0]), null_mean)
     for (factor, view), value in excess.items():
         names.append(("excess", factor, view))
         values.append(value)
@@ -1492,9 +1531,9 @@ def format_interval(low: float, high: float, digits: int = 2) -> str:
 
 
 #: Fewer bootstrap resamples than this give an interval whose ends move from one resampling seed
-#: to the next; a sentence quoting such an interval says how many there were. The embedded run
-#: uses 79 to stay within its time budget (999 where the verdict needs them, see
-#: :func:`monte_carlo_undecided`); :func:`controlled_tests` defaults to 999.
+#: to the next; a sentence quoting such an interval says how many there were.
+#: :func:`controlled_tests` and ``repsim run`` draw 999 (more where the verdict needs them, see
+#: :func:`monte_carlo_undecided`).
 COARSE_BOOTSTRAP = 999
 
 

@@ -1909,34 +1909,136 @@ def test_null_mean_and_sd_are_those_of_the_permutation_null(monkeypatch):
         assert row.null_sd == pytest.approx(null.std(ddof=1), rel=1e-12)
 
 
-def test_a_bootstrap_replicate_takes_its_null_mean_as_the_table_does(monkeypatch):
-    """Each resample's excess SD is its T minus the mean of the defined values of its own small
-    null, as the reported estimate is of the full one: the bias correction compares the two, so
-    another location (a median) would shift every corrected interval."""
-    sim = make_zoo(0, "objective", n_datasets=5)["cka_linear"]
+def _replicate_inputs(n_datasets=5):
+    sim = make_zoo(0, "objective", n_datasets=n_datasets)["cka_linear"]
     prep = stats._prepare(sim, stats.CONTROLS, stats.MIN_PAIRS)
     tdesign = prep.design[prep.trained]
     views = [("objective", "separate"), ("objective", "pooled"), ("architecture", "separate")]
     labelsets = {
         (f, v): stats._codes(tdesign[stats._label_column(f, v)].tolist()) for f, v in views
     }
+    return prep, views, labelsets
+
+
+def test_a_bootstrap_replicate_takes_its_null_mean_as_the_table_does(monkeypatch):
+    """Each resample's excess SD is its T minus the mean of the defined values of its own small
+    null, as the reported estimate is of the full one: the bias correction compares the two, so
+    another location (a median) would shift every corrected interval."""
+    prep, views, labelsets = _replicate_inputs()
     seen = []
-    original = stats.stratified_permutation_test
+    original = stats._spread
 
-    def skewed(labels, strata, statistic, **kw):  # a null with an undefined value and a far one
-        res = original(labels, strata, statistic, **kw)
-        null = np.asarray(res.null_distribution, dtype=float).copy()
-        null[0], null[1] = np.nan, null[1] + 1.0
-        seen.append((float(res.statistic), null))
-        return SimpleNamespace(statistic=res.statistic, null_distribution=null)
+    def skewed(mean, n, min_pairs):  # a null with an undefined value and a far one
+        out = original(mean, n, min_pairs)
+        if np.ndim(out) == 0:
+            return out
+        out = out.copy()
+        out[1], out[2] = np.nan, out[2] + 1.0
+        seen.append(out)
+        return out
 
-    monkeypatch.setattr(stats, "stratified_permutation_test", skewed)
+    monkeypatch.setattr(stats, "_spread", skewed)
     values, names = stats._replicate(prep, np.arange(5), labelsets, 9, np.random.default_rng(0))
-    assert len(seen) == len(views)
-    for (factor, view), (t, null) in zip(views, seen):
-        d = t - np.mean(null[np.isfinite(null)])
+    assert len(seen) == len(views) and all(out.size == 10 for out in seen)
+    for (factor, view), out in zip(views, seen):
+        d = out[0] - np.mean(out[1:][np.isfinite(out[1:])])
         want = np.sign(d) * np.sqrt(abs(d))
         assert values[names.index(("excess", factor, view))] == pytest.approx(want, rel=1e-12)
+
+
+def test_a_bootstrap_replicates_t_and_null_are_the_permutation_tests_statistic():
+    """A replicate takes T and its null in one pass over all models with the controls left out;
+    each value is the statistic the permutation test computes one labelling at a time over the
+    trained models (:func:`stats._factor_stat`), for the labellings the replicate drew."""
+    prep, views, labelsets = _replicate_inputs()
+    tpos = np.flatnonzero(prep.trained)
+    tdesign = prep.design.iloc[tpos]
+    didx = np.array([0, 0, 2, 3, 4])  # a resample with a repeated dataset
+    drawn = []
+    original = stats._labellings_within_strata
+
+    def spy(labels, strata, n, rng):
+        out = original(labels, strata, n, rng)
+        drawn.append(out)
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(stats, "_labellings_within_strata", spy)
+        values, names = stats._replicate(prep, didx, labelsets, 9, np.random.default_rng(0))
+    engine = stats._Engine(prep.S, tpos, didx)
+    for (factor, view), rows in zip(views, drawn):
+        codes, levels = labelsets[(factor, view)]
+        stat = stats._factor_stat(engine, codes, len(levels), prep.min_pairs)
+        t, null = stat(codes), np.array([stat(row) for row in rows])
+        assert rows.shape == (9, tpos.size) and np.isfinite(null).all()
+        d = t - null.mean()
+        want = np.sign(d) * np.sqrt(abs(d))
+        assert values[names.index(("excess", factor, view))] == pytest.approx(want, rel=1e-9)
+        strata = stats._strata(tdesign, factor, tdesign["seed"].to_numpy())
+        for key in set(strata):  # every stratum keeps its labels
+            members = strata == key
+            assert (np.sort(rows[:, members], axis=1) == np.sort(codes[members])).all()
+
+
+def test_engine_means_of_a_stack_are_each_labellings_by_hand():
+    """A (B, m) stack of labellings gives each labelling's means and counts (the bootstrap's null
+    draws take one pass), checked against np.corrcoef over the model pairs, copies of a model
+    never paired and copies of a dataset never compared."""
+    rng = np.random.default_rng(11)
+    D, M, K = 5, 8, 3
+    S = rng.uniform(size=(D, M, M))
+    S = (S + S.transpose(0, 2, 1)) / 2
+    idx, didx = np.array([0, 1, 2, 3, 3, 4, 5, 6, 7]), np.array([0, 1, 1, 2, 4])
+    base = np.array([0, 0, 0, 1, 1, 1, 2, 2, -1])
+    stack = np.array([rng.permutation(base) for _ in range(6)])
+    engine = stats._Engine(S, idx, didx)
+    mean, n = engine.means(stack, K)
+    assert mean.shape == n.shape == (6, K, K)
+    for labels, got, count in zip(stack, mean, n):
+        for ca, cb in ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)):
+            pairs = [
+                (p, q)
+                for p, q in combinations(range(idx.size), 2)
+                if idx[p] != idx[q] and sorted((labels[p], labels[q])) == [ca, cb]
+            ]
+            assert count[ca, cb] == len(pairs)
+            if len(pairs) < 2:  # no correlation over fewer than two pairs
+                assert np.isnan(got[ca, cb])
+                continue
+            values = [[S[x, idx[p], idx[q]] for p, q in pairs] for x in didx]
+            rs = [
+                np.corrcoef(values[x1], values[x2])[0, 1]
+                for x1, x2 in combinations(range(didx.size), 2)
+                if didx[x1] != didx[x2]
+            ]
+            assert got[ca, cb] == pytest.approx(np.mean(rs), abs=1e-12)
+        one_mean, one_n = engine.means(labels, K)  # one labelling alone: the same
+        np.testing.assert_allclose(one_mean, got, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(one_n, count)
+
+
+def test_relabellings_within_strata_keep_every_strata_labels_and_cover_them():
+    labels = np.array([0, 1, 2, 3, 0, 1, 2, 3])
+    strata = np.array(["a", "a", "a", "a", "b", "b", "b", "b"])  # 4! x 4! = 576 labellings
+    draws = stats._labellings_within_strata(labels, strata, 480, np.random.default_rng(2))
+    assert draws.shape == (480, 8)
+    for members in (slice(0, 4), slice(4, 8)):
+        assert (np.sort(draws[:, members], axis=1) == [0, 1, 2, 3]).all()
+    # random draws: each label reaches each place about a quarter of the time (120 +- 9.5)
+    for place in range(8):
+        counts = np.bincount(draws[:, place], minlength=4)
+        assert (np.abs(counts - 120) < 45).all(), counts
+    again = stats._labellings_within_strata(labels, strata, 480, np.random.default_rng(2))
+    np.testing.assert_array_equal(draws, again)
+    # as few labellings as asked for or fewer: every one, the observed among them
+    small = np.array([0, 1, 0, 1, 1, 0])
+    by = np.array([0, 0, 1, 1, 2, 2])  # 2 x 2 x 2 = 8 orderings
+    every = stats._labellings_within_strata(small, by, 8, np.random.default_rng(0))
+    assert every.shape == (stats.n_labellings(by), 6) == (8, 6)
+    assert {tuple(r) for r in every} == {
+        (a, 1 - a, b, 1 - b, 1 - c, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)
+    }
+    assert (every == small).all(axis=1).any()
 
 
 def test_a_constant_null_gives_no_z(monkeypatch):
