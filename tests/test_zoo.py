@@ -13,7 +13,7 @@ import torch
 from repsim.errors import ConfigError, MissingWeightsError, ModelError
 from repsim.zoo import ModelSpec, load_model, parse_models
 from repsim.zoo.loaders.checkpoint_loader import remap_keys, unwrap
-from repsim.zoo.registry import get_loader
+from repsim.zoo.registry import get_loader, known_loaders
 from repsim.zoo.taps import FeatureExtractor
 
 
@@ -119,6 +119,18 @@ def test_parse_keeps_the_smallest_accepted_values_and_every_field_as_written() -
 def test_parse_errors(entries: list, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         parse_models(entries)
+
+
+def test_a_repeated_model_id_is_named_with_the_other_bad_entries() -> None:
+    entries = [{"id": "a", "loader": "timm", "identifier": "x"}] * 2
+    entries.append({"id": "b", "loader": "nope", "identifier": "x"})
+    with pytest.raises(ConfigError) as error:
+        parse_models(entries)
+    assert str(error.value).splitlines() == [
+        "2 of 3 model entries are invalid; fix each:",
+        "  model id 'a' appears twice in models:; ids must be unique",
+        f"  model entry 'b': unknown loader 'nope'; registered loaders are {known_loaders()}",
+    ]
 
 
 def test_minizoo_is_lazy_and_clear() -> None:
