@@ -157,7 +157,7 @@ def parse_entries(
     entries: Iterable[Any] | None, parse: Callable[[Any], Spec], kind: str, duplicate: str
 ) -> list[Spec]:
     """Each entry of a ``models:`` or ``datasets:`` list parsed by ``parse`` (a spec with an
-    ``id``), ids unique (``duplicate``: the message, with ``{id!r}``).
+    ``id``), ids unique (``duplicate``: the message for a repeated one, formatted with ``id``).
 
     Every bad entry is reported, in one ConfigError, so a config with several mistakes is fixed
     in one pass rather than one rerun per entry; one bad entry is reported as its own message.
