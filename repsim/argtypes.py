@@ -2,25 +2,90 @@
 
 A bad value (``--n 0``, ``--threads 0``) becomes the parser's usage error, which
 names the option and exits 2, instead of a ZeroDivisionError or a torch RuntimeError from deep
-inside a benchmark or a training loop; and an option is taken only by its full name
-(:class:`Parser`).
+inside a benchmark or a training loop; an option is taken only by its full name, and a
+misspelt one is named with the closest option of its command (:class:`Parser`).
 """
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from typing import Any
+import re
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+#: what argparse reads as a negative number, not an option (its own rule)
+_NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
 
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that takes options by their full name only. argparse's default takes any
     unambiguous prefix: ``repsim bench probe --set 5`` (``--set`` is an option of ``bench
-    all``) set ``--settings`` to 5 without a word. Subparsers are of this class too."""
+    all``) set ``--settings`` to 5 without a word. Subparsers are of this class too.
+
+    A usage error names each option it was given that it does not know, with the closest option
+    of the command that reads it (``repsim run ... --devcie cpu``: did you mean '--device'?), also
+    when argparse reports another error first (``--output DIR`` as ``--out`` missing)."""
+
+    #: the arguments of the last parse, whose unknown options :meth:`error` names
+    _given: Sequence[str] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """argparse's, except that arguments left over are reported by the command's own parser:
+        its usage line, and its options to suggest (the top-level parser knows none of them)."""
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            owner = self._command_parser(namespace)
+            owner._given = extras
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace
+
+    def _command_parser(self, namespace: argparse.Namespace) -> Parser:
+        """The parser of the (sub)command ``namespace`` was parsed for: this one or a subparser."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(namespace, action.dest, None) or "")
+                if isinstance(chosen, Parser):
+                    return chosen._command_parser(namespace)
+        return self
+
+    def error(self, message: str) -> NoReturn:
+        super().error(message + self._unknown_options_hint())
+
+    def _unknown_options_hint(self) -> str:
+        """``; repsim run has no option '--devcie' (did you mean '--device'?)`` for the options
+        given that this parser does not know, or an empty string."""
+        from repsim.config import did_you_mean
+
+        given = list(self._given)
+        if "--" in given:
+            given = given[: given.index("--")]
+        if any(a.nargs in (argparse.PARSER, argparse.REMAINDER) for a in self._actions):
+            # what follows the command (repsim run, repsim bench probe) is the command's to read
+            given = given[: next((i for i, a in enumerate(given) if a[:1] != "-"), len(given))]
+        known = list(self._option_string_actions)
+        unknown = [
+            name
+            for arg in given
+            if arg[:1] == "-"
+            and len(arg) > 1
+            and not _NEGATIVE_NUMBER.match(arg)
+            and (name := arg.split("=", 1)[0]) not in known
+        ]
+        if not unknown:
+            return ""
+        hints = {name: did_you_mean(name, known) for name in unknown}
+        parts = ", ".join(f"{name!r}{hint}" for name, hint in hints.items())
+        listed = f"; {self.prog} -h lists them" if self.add_help and not all(hints.values()) else ""
+        return f"; {self.prog} has no option{'s' * (len(hints) > 1)} {parts}{listed}"
 
 
 def at_least(minimum: int) -> Callable[[str], int]:

@@ -28,7 +28,7 @@ import stat
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -148,6 +148,43 @@ def select_ids(
             f"{', '.join(parts)}; the config's {kind} are: {shown or 'none'}"
         )
     return [by_id[w] for w in wanted]
+
+
+Spec = TypeVar("Spec")
+
+
+def parse_entries(
+    entries: Iterable[Any] | None, parse: Callable[[Any], Spec], kind: str, duplicate: str
+) -> list[Spec]:
+    """Each entry of a ``models:`` or ``datasets:`` list parsed by ``parse`` (a spec with an
+    ``id``), ids unique (``duplicate``: the message for a repeated one, formatted with ``id``).
+
+    Every bad entry is reported, in one ConfigError, so a config with several mistakes is fixed
+    in one pass rather than one rerun per entry; one bad entry is reported as its own message.
+    """
+    specs: list[Spec] = []
+    errors: list[str] = []
+    seen: set[str] = set()
+    entries = list(entries or [])
+    for entry in entries:
+        try:
+            spec = parse(entry)
+        except ConfigError as exc:
+            errors.append(str(exc))
+            continue
+        if spec.id in seen:
+            errors.append(duplicate.format(id=spec.id))
+            continue
+        seen.add(spec.id)
+        specs.append(spec)
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    if errors:
+        raise ConfigError(
+            f"{len(errors)} of {len(entries)} {kind} entries are invalid; fix each:\n  "
+            + "\n  ".join(errors)
+        )
+    return specs
 
 
 def _type_name(value: Any) -> str:

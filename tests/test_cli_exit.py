@@ -315,6 +315,65 @@ def test_options_are_taken_by_their_full_name_only(capsys, argv, message):
 
 
 @pytest.mark.parametrize(
+    ("argv", "usage", "message"),
+    [
+        (
+            ["run", "c.yaml", "--devcie", "cpu", "--out", "o"],
+            "repsim run",
+            "unrecognized arguments: --devcie cpu; repsim run has no option '--devcie' "
+            "(did you mean '--device'?)",
+        ),
+        (  # argparse reports the missing --out first; the misspelling is still named
+            ["run", "c.yaml", "--output", "o"],
+            "repsim run",
+            "required: --out; repsim run has no option '--output' (did you mean '--out'?)",
+        ),
+        (["models", "--confg", "c.yaml"], "repsim models", "(did you mean '--config'?)"),
+        (["--verbos", "book"], "repsim book", "no option '--verbos' (did you mean '--verbose'?)"),
+        (["book", "--timout=5"], "repsim book", "no option '--timout' (did you mean '--timeout'?)"),
+        (
+            ["bench", "probe", "--epoch", "1"],
+            "repsim bench probe",
+            "repsim bench probe has no option '--epoch' (did you mean '--epochs'?)",
+        ),
+        (
+            ["run", "c.yaml", "--out", "o", "--zzz", "--outt", "p"],
+            "repsim run",
+            "repsim run has no options '--zzz', '--outt' (did you mean '--out'?); repsim run -h "
+            "lists them",
+        ),
+    ],
+    ids=["devcie", "output", "confg", "before-the-command", "option=value", "bench", "several"],
+)
+def test_a_misspelt_option_is_named_with_the_closest_option_of_its_command(
+    capsys, argv, usage, message
+):
+    """``repsim run CONFIG --devcie cpu`` said only "unrecognized arguments", under the usage of
+    ``repsim``, and ``--output DIR`` only that ``--out`` is required."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"usage: {usage} ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["bench", "measures", "--n", "-5"],  # a negative number is a value, not an option
+        ["bench", "nope", "--n", "3"],  # the benchmark's options are the benchmark's to check
+        ["compare", "a", "b"],  # an extra positional argument
+        ["run", "c.yaml", "--out", "o", "--", "--x"],  # after --, nothing is an option
+    ],
+)
+def test_only_options_the_command_does_not_know_are_named(capsys, argv):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert "has no option" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
     ("argv", "verbose"),
     [
         (["run", "c.yaml", "--out", "o"], False),

@@ -1,5 +1,6 @@
 import math
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -384,6 +385,47 @@ def test_section_fields_match_the_functions_they_configure() -> None:
 def test_bad_model_entries(tmp_path: Path, entry: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         _plan(tmp_path, f"models:\n  - {entry}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (
+            "models:\n"
+            "  - {id: a, loader: minizo, identifier: cnn}\n"
+            "  - {id: fine, loader: minizoo, identifier: cnn}\n"
+            "  - {id: b, loader: minizoo}\n"
+            "  - {id: c, loader: minizoo, identifier: cnn, layer: 3}\n",
+            [
+                r"3 of \d+ model entries are invalid; fix each:$",
+                r"  model entry 'a': unknown loader 'minizo' \(did you mean 'minizoo'\?\)",
+                r"  model entry 'b' has no 'identifier'",
+                r"  model entry 'c': 'layer' must be a string \(or null\), got 3$",
+            ],
+        ),
+        (
+            "datasets:\n"
+            "  - {id: x, loader: embeded, path: x.npz, domain: Structured}\n"
+            "  - {id: y, loader: embedded, path: x.npz, domain: Structurd}\n"
+            "  - {id: z, loader: embedded, path: x.npz, domain: Structured}\n",
+            [
+                r"2 of \d+ dataset entries are invalid; fix each:$",
+                r"  dataset 'x': unknown loader 'embeded' \(did you mean 'embedded'\?\)",
+                r"  dataset 'y': domain 'Structurd' is not one of .*did you mean 'Structured'",
+            ],
+        ),
+    ],
+    ids=["models", "datasets"],
+)
+def test_every_bad_entry_is_named_in_one_error(tmp_path: Path, text: str, named: list) -> None:
+    """Entries were checked up to the first bad one: a config with three typos took three runs
+    to find them, where the model checks that follow list every failing model at once."""
+    with pytest.raises(ConfigError) as error:
+        _plan(tmp_path, text)
+    lines = str(error.value).splitlines()
+    assert len(lines) == len(named), lines
+    for pattern, line in zip(named, lines, strict=True):
+        assert re.match(pattern, line), (pattern, line)
 
 
 def test_metadata_takes_notes_beside_its_fields(tmp_path: Path) -> None:

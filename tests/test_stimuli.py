@@ -103,6 +103,16 @@ def test_parse_rejects_bad_entries(entries, match):
         parse_datasets(entries)
 
 
+def test_a_repeated_dataset_id_is_named_with_the_other_bad_entries():
+    with pytest.raises(ConfigError) as error:
+        parse_datasets([_entry(), _entry(), _entry(id="e", path=None)])
+    assert str(error.value).splitlines() == [
+        "2 of 3 dataset entries are invalid; fix each:",
+        "  dataset id 'd' appears twice in the config; ids must be unique",
+        "  dataset 'e': loader 'embedded' needs path; add it to the entry",
+    ]
+
+
 def test_an_empty_datasets_list_parses_to_no_specs():
     assert parse_datasets(None) == [] and parse_datasets([]) == []
 

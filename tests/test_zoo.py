@@ -13,7 +13,7 @@ import torch
 from repsim.errors import ConfigError, MissingWeightsError, ModelError
 from repsim.zoo import ModelSpec, load_model, parse_models
 from repsim.zoo.loaders.checkpoint_loader import remap_keys, unwrap
-from repsim.zoo.registry import get_loader
+from repsim.zoo.registry import get_loader, known_loaders
 from repsim.zoo.taps import FeatureExtractor
 
 
@@ -121,6 +121,18 @@ def test_parse_errors(entries: list, match: str) -> None:
         parse_models(entries)
 
 
+def test_a_repeated_model_id_is_named_with_the_other_bad_entries() -> None:
+    entries = [{"id": "a", "loader": "timm", "identifier": "x"}] * 2
+    entries.append({"id": "b", "loader": "nope", "identifier": "x"})
+    with pytest.raises(ConfigError) as error:
+        parse_models(entries)
+    assert str(error.value).splitlines() == [
+        "2 of 3 model entries are invalid; fix each:",
+        "  model id 'a' appears twice in models:; ids must be unique",
+        f"  model entry 'b': unknown loader 'nope'; registered loaders are {known_loaders()}",
+    ]
+
+
 def test_minizoo_is_lazy_and_clear() -> None:
     try:
         get_loader("minizoo")
@@ -133,6 +145,62 @@ def test_bad_identifier_is_clear() -> None:
         load_model(ModelSpec("x", "timm", "resnet18.no_such_tag"), pretrained=False)
     with pytest.raises(ModelError, match="no tag"):
         load_model(ModelSpec("x", "open_clip", "RN50:no_such_tag"), pretrained=False)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        (
+            ModelSpec("x", "torchvision", "resnet81"),
+            r"torchvision has no model 'resnet81' \(did you mean 'resnet18'\?\); set 'identifier'",
+        ),
+        (
+            ModelSpec("x", "torchvision", "resnet18:IMAGENET1K_V2"),
+            r"resnet18 has no weights 'IMAGENET1K_V2' \(did you mean 'IMAGENET1K_V1'\?\)",
+        ),
+        (
+            ModelSpec("x", "timm", "resnet81"),
+            r"timm has no architecture 'resnet81' \(did you mean 'resnet18'\?\)",
+        ),
+        (
+            ModelSpec("x", "timm", "resnet18.a1_in2k"),
+            r"no pretrained tag 'resnet18.a1_in2k' \(did you mean 'resnet18.a1_in1k'\?\)",
+        ),
+        (
+            ModelSpec("x", "open_clip", "RN51:openai"),
+            r"open_clip has no architecture 'RN51' \(did you mean 'RN50'\?\)",
+        ),
+        (
+            ModelSpec("x", "open_clip", "RN50:opena"),
+            r"open_clip has no tag 'opena' for RN50 \(did you mean 'openai'\?\)",
+        ),
+        (
+            ModelSpec("x", "minizoo", "cnm"),
+            r"unknown mini-zoo architecture 'cnm' \(did you mean 'cnn'\?\)",
+        ),
+    ],
+    ids=[
+        "torchvision",
+        "torchvision-weights",
+        "timm",
+        "timm-tag",
+        "open_clip",
+        "open_clip-tag",
+        "minizoo",
+    ],
+)
+def test_a_misspelt_name_is_named_with_the_closest_its_library_has(spec, match) -> None:
+    """Each library lists its names without a download; the message said only that the name
+    was unknown ("torchvision has no model 'resnet81'")."""
+    with pytest.raises(ModelError, match=match):
+        load_model(spec, pretrained=False)
+
+
+def test_a_misspelt_checkpoint_architecture_is_named_with_the_closest() -> None:
+    from repsim.zoo.loaders.checkpoint_loader import build_architecture
+
+    with pytest.raises(ModelError, match=r"nor 'timm:NAME' \(did you mean 'resnet18'\?\)"):
+        build_architecture("resnt18")
 
 
 # -- loaders with local weights --------------------------------------------------------------

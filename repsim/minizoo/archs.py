@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from repsim.config import did_you_mean
 from repsim.errors import ModelError
 
 #: Fixed input normalisation of every mini-zoo model (applied to images scaled to [0, 1]).
@@ -117,8 +118,7 @@ def build_arch(name: str, **overrides: Any) -> nn.Module:
 
     The module gets an ``embed_dim`` attribute, the width of the embedding it returns.
     """
-    if name not in ARCHS:
-        raise ModelError(f"unknown mini-zoo architecture {name!r}; choose one of {sorted(ARCHS)}")
+    _check_name(name)
     builder, kwargs, _ = ARCHS[name]
     module = builder(**{**kwargs, **overrides})
     if not hasattr(module, "embed_dim"):
@@ -128,9 +128,18 @@ def build_arch(name: str, **overrides: Any) -> nn.Module:
 
 def arch_kwargs(name: str) -> dict[str, Any]:
     """The registered hyperparameters of ``name`` (a copy)."""
-    if name not in ARCHS:
-        raise ModelError(f"unknown mini-zoo architecture {name!r}; choose one of {sorted(ARCHS)}")
+    _check_name(name)
     return dict(ARCHS[name][1])
+
+
+def _check_name(name: str) -> None:
+    """ModelError for a name the mini-zoo lacks, with the closest one it has: a config's
+    ``identifier:`` is read here."""
+    if name not in ARCHS:
+        raise ModelError(
+            f"unknown mini-zoo architecture {name!r}{did_you_mean(name, ARCHS)}; choose one of "
+            f"{sorted(ARCHS)}"
+        )
 
 
 def count_params(module: nn.Module) -> int:

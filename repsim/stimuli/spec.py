@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from repsim.config import CONFIG_DIR_KEY, SPLITS, resolve_path, whole_number
+from repsim.config import CONFIG_DIR_KEY, SPLITS, parse_entries, resolve_path, whole_number
 from repsim.errors import ConfigError
 from repsim.names import DOMAINS
 
@@ -243,15 +243,11 @@ def _check_option_values(options: Mapping[str, Any], where: str) -> None:
 def parse_datasets(
     entries: Iterable[Mapping[str, Any]] | None, defaults: Mapping[str, Any] | None = None
 ) -> list[DatasetSpec]:
-    """Parse a config's ``datasets:`` list; ids must be unique."""
-    specs: list[DatasetSpec] = []
-    seen: set[str] = set()
-    for entry in entries or []:
-        spec = parse_dataset(entry, defaults)
-        if spec.id in seen:
-            raise ConfigError(
-                f"dataset id '{spec.id}' appears twice in the config; ids must be unique"
-            )
-        seen.add(spec.id)
-        specs.append(spec)
-    return specs
+    """Parse a config's ``datasets:`` list; ids must be unique. Every bad entry is named, all of
+    them in one ConfigError."""
+    return parse_entries(
+        entries,
+        lambda entry: parse_dataset(entry, defaults),
+        "dataset",
+        "dataset id '{id}' appears twice in the config; ids must be unique",
+    )

@@ -69,19 +69,18 @@ def get_loader(name: str) -> Loader:
 def parse_models(entries: Iterable[Mapping[str, Any]] | None) -> list[ModelSpec]:
     """Validate the ``models:`` entries of a config and return their specs.
 
-    Raises ConfigError naming the entry for an unknown loader, a missing id or identifier, or a
-    duplicate id, before any model is built.
+    Raises ConfigError naming each bad entry (an unknown loader, a missing id or identifier, a
+    duplicate id, ...), all of them at once, before any model is built.
     """
-    specs: list[ModelSpec] = []
-    seen: set[str] = set()
+    from repsim.config import parse_entries
+
     loaders = known_loaders()
-    for entry in entries or []:
-        spec = spec_from_entry(entry, loaders)
-        if spec.id in seen:
-            raise ConfigError(f"model id {spec.id!r} appears twice in models:; ids must be unique")
-        seen.add(spec.id)
-        specs.append(spec)
-    return specs
+    return parse_entries(
+        entries,
+        lambda entry: spec_from_entry(entry, loaders),
+        "model",
+        "model id {id!r} appears twice in models:; ids must be unique",
+    )
 
 
 def load_model(

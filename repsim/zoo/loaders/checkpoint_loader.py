@@ -104,9 +104,13 @@ def build_architecture(identifier: str, device: Any = "cpu") -> torch.nn.Module:
             return timm.create_model(identifier[5:], pretrained=False, num_classes=0)
         import torchvision
 
-        if identifier not in torchvision.models.list_models():
+        from repsim.config import did_you_mean
+
+        known = torchvision.models.list_models()
+        if identifier not in known:
             raise ModelError(
-                f"checkpoint architecture {identifier!r} is neither a torchvision model nor 'timm:NAME'"
+                f"checkpoint architecture {identifier!r} is neither a torchvision model nor "
+                f"'timm:NAME'{did_you_mean(identifier, known)}"
             )
         model = torchvision.models.get_model(identifier, weights=None)
     if hasattr(model, "fc"):

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from repsim.config import did_you_mean
 from repsim.errors import ModelError, brief
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
@@ -49,13 +50,18 @@ def split_identifier(identifier: str) -> tuple[str, str | None]:
 def _check_tag(spec: ModelSpec, arch: str, tag: str) -> dict[str, Any]:
     import open_clip
 
-    if arch not in open_clip.list_models():
-        raise ModelError(f"model {spec.id!r}: open_clip has no architecture {arch!r}")
+    known = open_clip.list_models()
+    if arch not in known:
+        raise ModelError(
+            f"model {spec.id!r}: open_clip has no architecture {arch!r}{did_you_mean(arch, known)}; "
+            "set 'identifier' to ARCH:TAG with an ARCH of open_clip.list_models()"
+        )
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg:
         tags = open_clip.list_pretrained_tags_by_model(arch)
         raise ModelError(
-            f"model {spec.id!r}: open_clip has no tag {tag!r} for {arch}; available: {tags}"
+            f"model {spec.id!r}: open_clip has no tag {tag!r} for {arch}{did_you_mean(tag, tags)}; "
+            f"available: {tags}"
         )
     return cfg
 

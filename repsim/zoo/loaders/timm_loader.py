@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from repsim.config import did_you_mean
 from repsim.errors import ModelError
 from repsim.zoo.loaders.checkpoint_loader import load_into
 from repsim.zoo.registry import register_loader
@@ -38,10 +39,12 @@ def resolve_pretrained_cfg(name: str) -> Any:
     from timm.models import get_pretrained_cfg
 
     arch = name.split(".")[0]
-    if arch not in timm.list_models():
+    known = timm.list_models()
+    if arch not in known:
         close = timm.list_models(f"*{arch.split('_')[0]}*")[:10]
         raise ModelError(
-            f"timm has no architecture {arch!r} (timm {timm.__version__}); similar: {close}"
+            f"timm has no architecture {arch!r}{did_you_mean(arch, known)} (timm "
+            f"{timm.__version__}); similar: {close}"
         )
     try:
         cfg = get_pretrained_cfg(name, allow_unregistered=False)
@@ -49,7 +52,9 @@ def resolve_pretrained_cfg(name: str) -> Any:
         cfg = None
     if cfg is None and "." in name:
         tags = timm.list_pretrained(f"{arch}.*")
-        raise ModelError(f"timm has no pretrained tag {name!r}; available: {tags[:12]}")
+        raise ModelError(
+            f"timm has no pretrained tag {name!r}{did_you_mean(name, tags)}; available: {tags[:12]}"
+        )
     return cfg
 
 

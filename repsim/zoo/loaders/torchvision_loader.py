@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from repsim.config import did_you_mean
 from repsim.errors import ModelError, brief
 from repsim.zoo.registry import register_loader
 from repsim.zoo.spec import LoadedModel, ModelSpec, PreprocessSpec
@@ -31,14 +32,21 @@ def weights_enum(spec: ModelSpec) -> Any:
 
     name, _, tag = spec.identifier.partition(":")
     tag = tag or spec.options.get("weights", "DEFAULT")
-    if name not in torchvision.models.list_models():
-        raise ModelError(f"model {spec.id!r}: torchvision has no model {name!r}")
+    known = torchvision.models.list_models()
+    if name not in known:
+        raise ModelError(
+            f"model {spec.id!r}: torchvision has no model {name!r}{did_you_mean(name, known)}; "
+            f"set 'identifier' to a name of torchvision.models.list_models() (torchvision "
+            f"{torchvision.__version__})"
+        )
     enum = torchvision.models.get_model_weights(name)
+    tags = [w.name for w in enum]
     try:
         return enum[tag]
     except KeyError as exc:
         raise ModelError(
-            f"model {spec.id!r}: {name} has no weights {tag!r}; choose from {[w.name for w in enum]}"
+            f"model {spec.id!r}: {name} has no weights {tag!r}{did_you_mean(tag, tags)}; choose "
+            f"from {tags}"
         ) from exc
 
 
