@@ -88,6 +88,19 @@ def fmt(x: float, digits: int = 2) -> str:
     return "undefined" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
+def fmt_against(x: float, threshold: float, digits: int = 2) -> str:
+    """A number a verdict reads against ``threshold``: to ``digits`` decimals, or more while the
+    rounded value would sit on the threshold or across it, so what is shown never contradicts the
+    verdict (rho 0.897 "not kept" by a 0.9 rule is shown as 0.897, not 0.90)."""
+    if x is None or not np.isfinite(x):
+        return fmt(x)
+    for d in range(digits, digits + 5):
+        shown = round(float(x), d)
+        if shown != threshold and (shown >= threshold) == (x >= threshold):
+            return fmt(x, d)
+    return fmt(x, digits)  # on the threshold itself: at or above it, as the verdict says
+
+
 def join_names(items: Sequence[str], last: str = "and") -> str:
     """'a', 'a and b', 'a, b and c'."""
     items = [str(x) for x in items]
@@ -1256,12 +1269,17 @@ def seed_spread_text(spread: pd.DataFrame) -> str:
     )
 
 
+#: Train-split agreement is "close", and the order of category pairs "kept", at or above this
+#: correlation (Pearson r of each dataset; Spearman rho of the order): a described threshold,
+#: with no p-value, since the pairs share models.
+CLOSE_AGREEMENT = 0.9
+
+
 def train_split_text(
     agreement: pd.DataFrame,
     summary: pd.DataFrame | None,
     measure: str,
     category: str,
-    close: float = 0.9,
     alpha: float = 0.05,
     gaps: Mapping[str, Mapping] | None = None,
 ) -> str:
@@ -1272,11 +1290,14 @@ def train_split_text(
     :func:`repsim.analysis.split_consistency_dataset`, which tests the category pair with the
     highest median under each variant against the next; without it that pair is only described.
 
-    Agreement is "close" when every dataset's Pearson r over model pairs is at least ``close`` (a
-    description: a p over pairs that share models would overstate the evidence); a shift in level is tested with an exact sign test over datasets (the unit that is
+    Agreement is "close" when every dataset's Pearson r over model pairs is at least
+    :data:`CLOSE_AGREEMENT` (a description: a p over pairs that share models would overstate the
+    evidence); a shift in level is tested with an exact sign test over datasets (the unit that is
     independent); the order of the category-pair medians of consistency is described by
-    Spearman's rho against the same ``close``, without a p-value (the pairs share models).
+    Spearman's rho against the same threshold, without a p-value (the pairs share models). The
+    values the verdicts read are shown by :func:`fmt_against`, the rule beside them.
     """
+    close = CLOSE_AGREEMENT
     from repsim.stats import correlation_test, format_p, sign_test
 
     ok = agreement.dropna(subset=["r"])
@@ -1288,22 +1309,24 @@ def train_split_text(
     lo, hi = ok.loc[ok.r.idxmin()], ok.loc[ok.r.idxmax()]
     n = len(ok)
     where = (
-        f"is **{fmt(lo.r)}** on its one dataset ({lo.dataset}), so this rests on one dataset"
+        f"is **{fmt_against(lo.r, close)}** on its one dataset ({lo.dataset}), so this rests on "
+        "one dataset"
         if n == 1
-        else f"from **{fmt(lo.r)}** ({lo.dataset}) to **{fmt(hi.r)}** ({hi.dataset}) over the "
+        else f"from **{fmt_against(lo.r, close)}** ({lo.dataset}) to "
+        f"**{fmt_against(hi.r, close)}** ({hi.dataset}) over the "
         f"{n} datasets (median {fmt(ok.r.median())})"
     )
     if (ok.r >= close).all():
         verdict = (
-            f"The train-split variant agrees closely with the held-out one (every r at least "
-            f"{close}; described, not tested)"
+            f"The train-split variant agrees closely with the held-out one (every r at or above "
+            f"{close}, the rule for close; described, not tested)"
         )
     elif (ok.r > 0).all():
         low = ok[ok.r < close]
         verdict = (
             f"The train-split variant correlates positively with the held-out one on every "
-            f"dataset, but with r below {close} on {join_names(list(low.dataset))} (described, "
-            "not tested)"
+            f"dataset, but with r below {close}, the rule for close, on "
+            f"{join_names(list(low.dataset))} (described, not tested)"
         )
     else:
         neg = ok[ok.r <= 0]
@@ -1367,9 +1390,10 @@ def train_split_text(
         big = cats.difference.abs().idxmax()
         order = (
             f"The order of the {len(cats)} {category} pairs by median consistency is "
-            f"{'kept' if kept else 'not closely kept'} (Spearman rho = {fmt(rho)}, at least "
-            f"{close} counting as kept; described, with no p-value, since the pairs share models "
-            "and datasets)"
+            f"{'kept' if kept else 'not closely kept'} (Spearman rho = {fmt_against(rho, close)}, "
+            f"{'at or above' if kept else 'below' if np.isfinite(rho) else 'so not at or above'} "
+            f"{close}, the rule for kept; described, with no "
+            "p-value, since the pairs share models and datasets)"
         )
         change = f"the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)})"
         tested = {v: gaps[v] for v in ("held_out", "train") if gaps and v in gaps}
