@@ -13,9 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from repsim.errors import check_positive
+from repsim.errors import InputError, check_positive
 from repsim.names import MIN_PAIRS, PAIR_SEP, is_known, is_same_pair
-from repsim.stats import correlate, format_estimate, format_interval, no_interval_reason
+from repsim.stats import (
+    correlate,
+    design_table,
+    format_estimate,
+    format_interval,
+    no_interval_reason,
+)
 
 if TYPE_CHECKING:
     from repsim.chapter import Chapter, Run
@@ -1085,6 +1091,52 @@ def fixed_design_text(models: pd.DataFrame, selection: str = "") -> str:
         "the comparison below with care)"
     )
     return f"Held fixed across the models of {shown(selection, 'this run')}: {held}."
+
+
+def zoo_design_text(sim: Any, selection: str = "") -> str:
+    """The run's models as the design the controlled tests read from them
+    (:func:`repsim.stats.design_table`: objective, architecture class, seed), counted: a chapter
+    intro said "three seeds each" whatever seeds the run selected."""
+    who = shown(selection, "this run")
+    who = who[0].upper() + who[1:]
+    try:
+        design = design_table(sim)
+    except InputError as exc:
+        return f"{who} has {sim.sizes['model_a']} models whose seeds are not counted here: {exc}."
+    trained, controls = design[~design["control"]], design[design["control"]]
+    seeds = sorted(set((trained if len(trained) else design)["seed"]))
+    seed_list = f"seed{'s' if len(seeds) != 1 else ''} {join_names([str(s) for s in seeds])}"
+    parts = [f"{who} has {len(design)} model{'s' if len(design) != 1 else ''}"]
+    if len(trained):
+        objectives, archs = (
+            list(pd.unique(trained["objective"])),
+            list(pd.unique(trained["architecture"])),
+        )
+        cells = trained.groupby(["objective", "architecture"]).size()
+        lo, hi = int(cells.min()), int(cells.max())
+        per_cell = (
+            f"{lo} seed{'s' if lo != 1 else ''} in each cell"
+            if lo == hi
+            else f"{lo} to {hi} seeds per cell"
+        )
+        crossed = (
+            ""
+            if len(cells) == len(objectives) * len(archs)
+            else f", {len(cells)} of the {len(objectives) * len(archs)} cells present"
+        )
+        parts.append(
+            f": {len(trained)} trained, crossing {len(objectives)} objective"
+            f"{'s' if len(objectives) != 1 else ''} ({join_names(objectives)}) with {len(archs)} "
+            f"architecture class{'es' if len(archs) != 1 else ''} ({join_names(archs)}), "
+            f"{per_cell}{crossed} ({seed_list})"
+        )
+        if len(controls):
+            kinds = join_names(list(pd.unique(controls["objective"])))
+            plural = "s" if len(controls) != 1 else ""
+            parts.append(f", and {len(controls)} untrained control{plural} ({kinds})")
+    else:
+        parts.append(f", all untrained controls ({seed_list})")
+    return "".join(parts) + "."
 
 
 def _size_spread(models: pd.DataFrame, column: str) -> str:
