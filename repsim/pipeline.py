@@ -40,7 +40,7 @@ from repsim.errors import (
 )
 from repsim.fingerprint import code_fingerprint, weights_fingerprint
 from repsim.plan import UNKNOWN_DIM_BOUND, RunPlan, load_plan
-from repsim.progress import TaskProgress
+from repsim.progress import TaskProgress, task_cost
 from repsim.results import (
     CONTROLLED_TESTS_OPTIONS,
     assemble_probes,
@@ -329,7 +329,7 @@ def _run_locked(
             folder.remove_results(f"{why}: they are rebuilt for config {plan.name} ({chash})")
             _record_start(plan, folder)
         t0 = time.perf_counter()
-        with TaskProgress(f"run {plan.name}"):
+        with TaskProgress(f"run {plan.name}", graph["cost"]):
             (decoded, feats, sims, probes) = dask.compute(
                 graph["decode"],
                 graph["features"],
@@ -561,7 +561,8 @@ def _analysis_graph(
     do not verify, then similarity per dataset and probes per (model, dataset).
 
     Without ``probes_in_graph`` the probe tasks are left out of the graph and described in
-    ``graph["probe_specs"]`` (key -> model, dataset, stimulus hash) for :func:`_run_probe_pool`."""
+    ``graph["probe_specs"]`` (key -> model, dataset, stimulus hash) for :func:`_run_probe_pool`.
+    ``graph["cost"]``: the expected cost of the tasks that do work, by key, for the progress bar."""
     graph: dict[str, dict] = {
         "pending": {},
         "decode": {},
@@ -569,6 +570,7 @@ def _analysis_graph(
         "similarity": {},
         "probes": {},
         "probe_specs": {},
+        "cost": {},
     }
     for ds, info in zip(plan.datasets, stim_info):
         if isinstance(info, TaskFailure):
@@ -583,6 +585,7 @@ def _analysis_graph(
         graph["pending"][ds.id] = [m for m, _ in pending.values()]
         if pending:
             ids = stages.extraction_ids(plan, stages.read_stimuli(run_dir, ds))
+            graph["cost"][f"extract-{ds.id}"] = task_cost(len(pending), len(ids))
             images = _task(stages.decode_task, f"decode-{ds.id}", dataset=ds.id)(
                 plan, ds, run_dir, ids
             )
@@ -607,6 +610,8 @@ def _analysis_graph(
                     stages.pick_features, f"features-{ds.id}-{mid}", model=mid, dataset=ds.id
                 )(extracted, mid)
                 graph["features"][f"{mid}\t{ds.id}"] = feature_tasks[mid]
+        n_images = int(info.get("n_similarity", 0))
+        graph["cost"][f"similarity-{ds.id}"] = task_cost(len(plan.models), n_images)
         graph["similarity"][ds.id] = _task(
             stages.run_similarity, f"similarity-{ds.id}", dataset=ds.id
         )(plan, ds, run_dir, device, sha, *feature_tasks.values())
@@ -615,6 +620,7 @@ def _analysis_graph(
                 graph["probe_specs"][f"{m.id}\t{ds.id}"] = (m, ds, sha)
         elif plan.probes_enabled:
             for m in plan.models:
+                graph["cost"][f"probe-{ds.id}-{m.id}"] = task_cost(1, int(info.get("n_total", 0)))
                 upstream = [feature_tasks[m.id]] if m.id in feature_tasks else []
                 graph["probes"][f"{m.id}\t{ds.id}"] = _task(
                     stages.run_probe, f"probe-{ds.id}-{m.id}", model=m.id, dataset=ds.id

@@ -13,9 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from repsim.errors import check_positive
+from repsim.errors import InputError, check_positive
 from repsim.names import MIN_PAIRS, PAIR_SEP, is_known, is_same_pair
-from repsim.stats import correlate, format_estimate, format_interval, no_interval_reason
+from repsim.stats import (
+    correlate,
+    design_table,
+    format_estimate,
+    format_interval,
+    no_interval_reason,
+)
 
 if TYPE_CHECKING:
     from repsim.chapter import Chapter, Run
@@ -86,6 +92,19 @@ _SENTENCE_END = re.compile(
 def fmt(x: float, digits: int = 2) -> str:
     """A number for a sentence; 'undefined' for NaN."""
     return "undefined" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def fmt_against(x: float, threshold: float, digits: int = 2) -> str:
+    """A number a verdict reads against ``threshold``: to ``digits`` decimals, or more while the
+    rounded value would sit on the threshold or across it, so what is shown never contradicts the
+    verdict (rho 0.897 "not kept" by a 0.9 rule is shown as 0.897, not 0.90)."""
+    if x is None or not np.isfinite(x):
+        return fmt(x)
+    for d in range(digits, digits + 5):
+        shown = round(float(x), d)
+        if shown != threshold and (shown >= threshold) == (x >= threshold):
+            return fmt(x, d)
+    return fmt(x, digits)  # on the threshold itself: at or above it, as the verdict says
 
 
 def join_names(items: Sequence[str], last: str = "and") -> str:
@@ -1074,6 +1093,52 @@ def fixed_design_text(models: pd.DataFrame, selection: str = "") -> str:
     return f"Held fixed across the models of {shown(selection, 'this run')}: {held}."
 
 
+def zoo_design_text(sim: Any, selection: str = "") -> str:
+    """The run's models as the design the controlled tests read from them
+    (:func:`repsim.stats.design_table`: objective, architecture class, seed), counted: a chapter
+    intro said "three seeds each" whatever seeds the run selected."""
+    who = shown(selection, "this run")
+    who = who[0].upper() + who[1:]
+    try:
+        design = design_table(sim)
+    except InputError as exc:
+        return f"{who} has {sim.sizes['model_a']} models whose seeds are not counted here: {exc}."
+    trained, controls = design[~design["control"]], design[design["control"]]
+    seeds = sorted(set((trained if len(trained) else design)["seed"]))
+    seed_list = f"seed{'s' if len(seeds) != 1 else ''} {join_names([str(s) for s in seeds])}"
+    parts = [f"{who} has {len(design)} model{'s' if len(design) != 1 else ''}"]
+    if len(trained):
+        objectives, archs = (
+            list(pd.unique(trained["objective"])),
+            list(pd.unique(trained["architecture"])),
+        )
+        cells = trained.groupby(["objective", "architecture"]).size()
+        lo, hi = int(cells.min()), int(cells.max())
+        per_cell = (
+            f"{lo} seed{'s' if lo != 1 else ''} in each cell"
+            if lo == hi
+            else f"{lo} to {hi} seeds per cell"
+        )
+        crossed = (
+            ""
+            if len(cells) == len(objectives) * len(archs)
+            else f", {len(cells)} of the {len(objectives) * len(archs)} cells present"
+        )
+        parts.append(
+            f": {len(trained)} trained, crossing {len(objectives)} objective"
+            f"{'s' if len(objectives) != 1 else ''} ({join_names(objectives)}) with {len(archs)} "
+            f"architecture class{'es' if len(archs) != 1 else ''} ({join_names(archs)}), "
+            f"{per_cell}{crossed} ({seed_list})"
+        )
+        if len(controls):
+            kinds = join_names(list(pd.unique(controls["objective"])))
+            plural = "s" if len(controls) != 1 else ""
+            parts.append(f", and {len(controls)} untrained control{plural} ({kinds})")
+    else:
+        parts.append(f", all untrained controls ({seed_list})")
+    return "".join(parts) + "."
+
+
 def _size_spread(models: pd.DataFrame, column: str) -> str:
     """For a size class held fixed, the range of parameter counts under it, when they differ:
     one class label is not one size (the mini-zoo's are 0.14M to 0.43M parameters)."""
@@ -1256,12 +1321,17 @@ def seed_spread_text(spread: pd.DataFrame) -> str:
     )
 
 
+#: Train-split agreement is "close", and the order of category pairs "kept", at or above this
+#: correlation (Pearson r of each dataset; Spearman rho of the order): a described threshold,
+#: with no p-value, since the pairs share models.
+CLOSE_AGREEMENT = 0.9
+
+
 def train_split_text(
     agreement: pd.DataFrame,
     summary: pd.DataFrame | None,
     measure: str,
     category: str,
-    close: float = 0.9,
     alpha: float = 0.05,
     gaps: Mapping[str, Mapping] | None = None,
 ) -> str:
@@ -1272,11 +1342,14 @@ def train_split_text(
     :func:`repsim.analysis.split_consistency_dataset`, which tests the category pair with the
     highest median under each variant against the next; without it that pair is only described.
 
-    Agreement is "close" when every dataset's Pearson r over model pairs is at least ``close`` (a
-    description: a p over pairs that share models would overstate the evidence); a shift in level is tested with an exact sign test over datasets (the unit that is
+    Agreement is "close" when every dataset's Pearson r over model pairs is at least
+    :data:`CLOSE_AGREEMENT` (a description: a p over pairs that share models would overstate the
+    evidence); a shift in level is tested with an exact sign test over datasets (the unit that is
     independent); the order of the category-pair medians of consistency is described by
-    Spearman's rho against the same ``close``, without a p-value (the pairs share models).
+    Spearman's rho against the same threshold, without a p-value (the pairs share models). The
+    values the verdicts read are shown by :func:`fmt_against`, the rule beside them.
     """
+    close = CLOSE_AGREEMENT
     from repsim.stats import correlation_test, format_p, sign_test
 
     ok = agreement.dropna(subset=["r"])
@@ -1288,22 +1361,24 @@ def train_split_text(
     lo, hi = ok.loc[ok.r.idxmin()], ok.loc[ok.r.idxmax()]
     n = len(ok)
     where = (
-        f"is **{fmt(lo.r)}** on its one dataset ({lo.dataset}), so this rests on one dataset"
+        f"is **{fmt_against(lo.r, close)}** on its one dataset ({lo.dataset}), so this rests on "
+        "one dataset"
         if n == 1
-        else f"from **{fmt(lo.r)}** ({lo.dataset}) to **{fmt(hi.r)}** ({hi.dataset}) over the "
+        else f"from **{fmt_against(lo.r, close)}** ({lo.dataset}) to "
+        f"**{fmt_against(hi.r, close)}** ({hi.dataset}) over the "
         f"{n} datasets (median {fmt(ok.r.median())})"
     )
     if (ok.r >= close).all():
         verdict = (
-            f"The train-split variant agrees closely with the held-out one (every r at least "
-            f"{close}; described, not tested)"
+            f"The train-split variant agrees closely with the held-out one (every r at or above "
+            f"{close}, the rule for close; described, not tested)"
         )
     elif (ok.r > 0).all():
         low = ok[ok.r < close]
         verdict = (
             f"The train-split variant correlates positively with the held-out one on every "
-            f"dataset, but with r below {close} on {join_names(list(low.dataset))} (described, "
-            "not tested)"
+            f"dataset, but with r below {close}, the rule for close, on "
+            f"{join_names(list(low.dataset))} (described, not tested)"
         )
     else:
         neg = ok[ok.r <= 0]
@@ -1367,9 +1442,10 @@ def train_split_text(
         big = cats.difference.abs().idxmax()
         order = (
             f"The order of the {len(cats)} {category} pairs by median consistency is "
-            f"{'kept' if kept else 'not closely kept'} (Spearman rho = {fmt(rho)}, at least "
-            f"{close} counting as kept; described, with no p-value, since the pairs share models "
-            "and datasets)"
+            f"{'kept' if kept else 'not closely kept'} (Spearman rho = {fmt_against(rho, close)}, "
+            f"{'at or above' if kept else 'below' if np.isfinite(rho) else 'so not at or above'} "
+            f"{close}, the rule for kept; described, with no "
+            "p-value, since the pairs share models and datasets)"
         )
         change = f"the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)})"
         tested = {v: gaps[v] for v in ("held_out", "train") if gaps and v in gaps}

@@ -178,6 +178,12 @@ def test_chapters_state_the_tests_of_a_crossed_run(crossed_run: Path, tmp_path: 
     assert headline in text["controlled_minizoo"] and headline in text["overview"]
     assert "(SimCLR and Barlow Twins as two objectives), " in headline  # the primary view says so
     assert "Secondary view: with " in text["controlled_minizoo"]
+    # the run's own seeds, not the full mini-zoo's three
+    assert (
+        "This run has 8 models: 8 trained, crossing 2 objectives (Supervised and Image-Text) with "
+        "2 architecture classes (Convolutional and MLP), 2 seeds in each cell (seeds 0 and 1)."
+        in text["controlled_minizoo"]
+    )
     assert "(SimCLR and Barlow Twins pooled as Self-Supervised), " in text["controlled_minizoo"]
     for chapter in text.values():
         assert "strongest driver" not in chapter and "agrees with" not in chapter
@@ -193,6 +199,7 @@ def test_chapters_on_the_fake_run_say_why_there_is_no_test(tmp_path: Path):
         run_dir, tmp_path / "out", ("behaviour", "controlled_minizoo", "study_numbers")
     )
     assert "is not tested here" in text["controlled_minizoo"]
+    assert "models whose seeds are not counted here" in text["controlled_minizoo"]
     assert "plus 0.05" in text["behaviour"] and "number of classes is unknown" in text["behaviour"]
     assert "Probe protocol" in text["behaviour"] and "not ranked" in text["behaviour"]
     assert "against the study (Ciernik et al. 2025, 64 models; 5 of" in text["study_numbers"]

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from scipy import stats
 
 from repsim import sentences as T
@@ -762,4 +763,45 @@ def test_panels_text_says_which_datasets_a_figure_shows_when_not_all():
     assert T.panels_text(order, order) == ""
     assert T.panels_text(["a", "c"], order, "probed datasets") == (
         "The panels show 2 of the 4 probed datasets (a and c), taken in turn from each domain."
+    )
+
+
+def _zoo(ids: list[str], objective: list[str], arch: list[str]) -> xr.DataArray:
+    """A similarity array's model axis with the coords the design is read from."""
+    return xr.DataArray(
+        np.zeros(len(ids)),
+        dims=["model_a"],
+        coords={
+            "model_a": ids,
+            "objective_a": ("model_a", objective),
+            "architecture_class_a": ("model_a", arch),
+        },
+    )
+
+
+def test_the_zoo_design_counts_the_runs_own_seeds():
+    """The controlled chapter said "three seeds each" whatever seeds the run selected."""
+    cells = [
+        (o, a, s) for o in ("Supervised", "Image-Text") for a in ("cnn", "mlp") for s in (0, 1)
+    ]
+    cells += [("Random", "cnn", 0)]
+    zoo = _zoo(
+        [f"{a}-{o}-s{s}" for o, a, s in cells],
+        [o for o, _, _ in cells],
+        [{"cnn": "Convolutional", "mlp": "MLP"}[a] for _, a, _ in cells],
+    )
+    assert T.zoo_design_text(zoo) == (
+        "This run has 9 models: 8 trained, crossing 2 objectives (Supervised and Image-Text) with "
+        "2 architecture classes (Convolutional and MLP), 2 seeds in each cell (seeds 0 and 1), "
+        "and 1 untrained control (Random)."
+    )
+    part = zoo.isel(model_a=[0, 1, 2, 4])  # Supervised cnn s0, s1, mlp s0; Image-Text cnn s0
+    assert T.zoo_design_text(part, selection="4 of 9 models") == (
+        "This chapter's part of the run (4 of 9 models) has 4 models: 4 trained, crossing 2 "
+        "objectives (Supervised and Image-Text) with 2 architecture classes (Convolutional and "
+        "MLP), 1 to 2 seeds per cell, 3 of the 4 cells present (seeds 0 and 1)."
+    )
+    unseeded = _zoo(["a", "b"], ["Supervised"] * 2, ["MLP"] * 2)
+    assert T.zoo_design_text(unseeded).startswith(
+        "This run has 2 models whose seeds are not counted here: no seed for models"
     )
