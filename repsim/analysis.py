@@ -1437,11 +1437,21 @@ def zoo_heldout(run: Run) -> tuple[pd.DataFrame | None, pd.DataFrame | None, str
     return models, cells, "; ".join(notes)
 
 
+#: The cells of :func:`zoo_accuracy_table`: a row per method, a column per architecture.
+ZOO_ACCURACY_CELL = ["method", "architecture"]
+
+
 def zoo_accuracy_table(models: pd.DataFrame) -> pd.DataFrame:
     """Held-out accuracy per method (rows) and architecture (columns): "mean (min-max)" over seeds."""
     order = list(dict.fromkeys(models["method"]))
     archs = list(dict.fromkeys(models["architecture"]))
-    table = (
-        models.groupby(["method", "architecture"])["accuracy"].apply(format_mean_range).unstack()
-    )
+    table = models.groupby(ZOO_ACCURACY_CELL)["accuracy"].apply(format_mean_range).unstack()
     return table.reindex(index=order, columns=archs).fillna("")
+
+
+def one_model_per_zoo_cell(models: pd.DataFrame) -> bool:
+    """Whether every cell of :func:`zoo_accuracy_table` holds one model (a value, not a mean over
+    seeds with its range), so the caption says which."""
+    if not set(ZOO_ACCURACY_CELL) <= set(models):
+        return False
+    return bool(models.groupby(ZOO_ACCURACY_CELL).size().max() == 1)

@@ -1176,8 +1176,9 @@ def zoo_accuracy_text(
         if len(epochs) == 1
         else f"trained for {' or '.join(map(str, epochs))} epochs (by model)"
     )
-    cell = ["method", "architecture"]  # the table's cells (zoo_accuracy_table)
-    one_each = set(cell) <= set(models) and models.groupby(cell).size().max() == 1
+    from repsim.analysis import one_model_per_zoo_cell
+
+    one_each = one_model_per_zoo_cell(models)
     seeds = "one model per cell" if one_each else "mean over seeds, range in brackets"
     text = (
         "The table gives the 95-way held-out accuracy of a ridge probe on each model's embedding "

@@ -77,6 +77,19 @@ def test_zoo_accuracy_text_of_untrained_controls_only():
     assert "mean over seeds, range in brackets" in seeds
 
 
+def test_the_zoo_accuracy_caption_says_what_the_tables_cells_hold():
+    """The caption's "one model per cell" and the table's cells come from one rule: a cell shows a
+    range exactly when the caption says ranges are in brackets."""
+    models = pd.DataFrame(
+        {"method": "Cross-entropy", "architecture": ["CNN", "MLP"], "accuracy": [0.5, 0.6]}
+    ).assign(objective="Supervised", epochs=20, model=["a-s0", "b-s0"])
+    for frame, ranges in ((models, False), (models.assign(architecture="CNN"), True)):
+        cells = "".join(A.zoo_accuracy_table(frame).to_numpy().ravel())
+        caption = T.zoo_accuracy_text(frame, None, "")
+        assert ("(" in cells) == ranges == (not A.one_model_per_zoo_cell(frame))
+        assert ("range in brackets" in caption) == ranges != ("one model per cell" in caption)
+
+
 def test_need_says_the_part_not_the_run_lacks_models_or_datasets():
     # chapter 12 on 3 of 45 models read "This needs at least 4 models and the run has 3"
     sim = _sim(["Supervised"] * 3 + ["Random"] * 3, n_datasets=4)
