@@ -1371,14 +1371,14 @@ def train_split_text(
     )
     if (ok.r >= close).all():
         verdict = (
-            f"The train-split variant agrees closely with the held-out one (every r at or above "
-            f"{close}, the rule for close; described, not tested)"
+            f"The train-split variant agrees closely with the held-out one (every r at least "
+            f"{close}, the threshold for close agreement; described, not tested)"
         )
     elif (ok.r > 0).all():
         low = ok[ok.r < close]
         verdict = (
             f"The train-split variant correlates positively with the held-out one on every "
-            f"dataset, but with r below {close}, the rule for close, on "
+            f"dataset, but with r below {close} (the threshold for close agreement) on "
             f"{join_names(list(low.dataset))} (described, not tested)"
         )
     else:
@@ -1443,10 +1443,9 @@ def train_split_text(
         big = cats.difference.abs().idxmax()
         order = (
             f"The order of the {len(cats)} {category} pairs by median consistency is "
-            f"{'kept' if kept else 'not closely kept'} (Spearman rho = {fmt_against(rho, close)}, "
-            f"{'at or above' if kept else 'below' if np.isfinite(rho) else 'so not at or above'} "
-            f"{close}, the rule for kept; described, with no "
-            "p-value, since the pairs share models and datasets)"
+            f"{'kept' if kept else 'not closely kept'} (Spearman rho = {fmt_against(rho, close)}; "
+            f"kept means rho at least {close}; described, with no p-value, since the pairs share "
+            "models and datasets)"
         )
         change = f"the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)})"
         tested = {v: gaps[v] for v in ("held_out", "train") if gaps and v in gaps}

@@ -301,8 +301,8 @@ def test_sentence_agree_case():
         "objective",
     )
     assert text.startswith(
-        "The train-split variant agrees closely with the held-out one (every r at or above 0.9, "
-        "the rule for close; described, not tested)"
+        "The train-split variant agrees closely with the held-out one (every r at least 0.9, "
+        "the threshold for close agreement; described, not tested)"
     )
     assert "from **0.95** (d0) to **0.99** (d1) over the 4 datasets" in text
     assert "No p-value goes with it" in text and "p < 0.001" not in text
@@ -311,8 +311,8 @@ def test_sentence_agree_case():
     assert "(exact sign test over datasets with these models held fixed, p = 1.00)" in text
     assert "**0.40** on held-out and **0.42** on train" in text
     assert (
-        "order of the 4 objective pairs by median consistency is kept (Spearman rho = 1.00, at "
-        "or above 0.9, the rule for kept; described, with no p-value" in text
+        "order of the 4 objective pairs by median consistency is kept (Spearman rho = 1.00; "
+        "kept means rho at least 0.9; described, with no p-value" in text
     )
     assert "the same on train images" in text and "carries no test" in text
 
@@ -333,8 +333,8 @@ def test_sentence_disagree_case():
     assert "the largest change is C0 | C0 (-0.700)" in text
     weak = T.train_split_text(_agreement([0.95, 0.6], [0.0, 0.0]), None, "cka", "objective")
     assert (
-        "correlates positively with the held-out one on every dataset, but with r below 0.9, the "
-        "rule for close, on d1" in weak
+        "correlates positively with the held-out one on every dataset, but with r below 0.9 (the "
+        "threshold for close agreement) on d1" in weak
     )  # it said "keeps the order of model pairs", which a positive r does not show
     assert "sign test" not in weak  # no dataset moved: nothing to test
     assert "needs two or more datasets" in weak
@@ -354,13 +354,13 @@ def _summary_with_order_rho(swaps: list[tuple[int, int]], n: int) -> pd.DataFram
     ("swaps", "n", "shown", "verdict"),
     [
         # sum d^2 = 16 over 10 pairs: rho 0.90303, kept, shown as 0.903 beside the rule
-        ([(0, 2), (5, 7)], 10, "0.903", "kept (Spearman rho = 0.903, at or above 0.9, the rule"),
+        ([(0, 2), (5, 7)], 10, "0.903", "kept (Spearman rho = 0.903; kept means rho at least 0.9"),
         # sum d^2 = 30 over 12 pairs: rho 0.89510, which two decimals show as 0.90
         (
             [(0, 3), (4, 6), (7, 8), (9, 10)],
             12,
             "0.895",
-            "not closely kept (Spearman rho = 0.895, below 0.9, the rule",
+            "not closely kept (Spearman rho = 0.895; kept means rho at least 0.9",
         ),
     ],
 )
@@ -370,12 +370,12 @@ def test_the_order_verdict_and_the_rho_it_shows_agree_with_the_rule(swaps, n, sh
     agree = _agreement([0.95] * 4, [0.0] * 4)
     text = T.train_split_text(agree, _summary_with_order_rho(swaps, n), "cka", "objective")
     assert verdict in text
-    assert f"rho = {shown}," in text and "rho = 0.90," not in text
+    assert f"rho = {shown};" in text and "rho = 0.90;" not in text
 
 
 def test_an_r_near_the_threshold_is_shown_on_the_side_of_its_verdict():
     below = T.train_split_text(_agreement([0.8996, 0.95], [0.0, 0.0]), None, "cka", "objective")
-    assert "r below 0.9, the rule for close, on d0" in below
+    assert "r below 0.9 (the threshold for close agreement) on d0" in below
     assert "from **0.8996** (d0) to **0.95** (d1)" in below
     above = T.train_split_text(_agreement([0.9004, 0.95], [0.0, 0.0]), None, "cka", "objective")
     assert "agrees closely" in above and "from **0.9004** (d0)" in above
@@ -451,7 +451,7 @@ def test_sentence_boundaries_of_its_verdicts():
     held, train = [0.4, 0.9, 0.8, 0.7, 0.6, 0.5], [0.4, 0.9, 0.8, 0.6, 0.7, 0.5]
     agree = _agreement([0.95, 0.99], [0.0, 0.0])
     kept = T.train_split_text(agree, _summary(held, train), "cka", "objective")
-    assert "by median consistency is kept (Spearman rho = 0.90, at or above 0.9, the rule" in kept
+    assert "by median consistency is kept (Spearman rho = 0.90; kept means rho at least 0.9" in kept
     # every dataset lower on train images: systematically lower, p = 2 / 2**8
     down = T.train_split_text(_agreement([0.95] * 8, [-0.05] * 8), None, "cka", "objective")
     assert "higher on train images on **0 of 8** datasets" in down
@@ -479,7 +479,7 @@ def test_sentence_boundaries_of_its_verdicts():
     at_close = T.train_split_text(_agreement([0.9, 0.9], [0.0, 0.0]), None, "cka", "objective")
     assert at_close.startswith("The train-split variant agrees closely with the held-out one")
     below = T.train_split_text(_agreement([0.9, 0.6], [0.0, 0.0]), None, "cka", "objective")
-    assert "but with r below 0.9, the rule for close, on d1 (described" in below
+    assert "but with r below 0.9 (the threshold for close agreement) on d1 (described" in below
     # three category pairs are enough to compare their order
     three = T.train_split_text(
         _agreement([0.95, 0.99], [0.0, 0.0]),
