@@ -180,13 +180,27 @@ def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
         )
     if not cfg.datasets:
         raise ConfigError(f"{where}: no datasets configured (a 'datasets:' list)")
-    models = select_ids(parse_models(cfg.models), cfg.select.models, "models", where)
-    datasets = select_ids(
-        parse_datasets(cfg.datasets, defaults=cfg.stimuli.to_dict()),
-        cfg.select.datasets,
-        "datasets",
-        where,
-    )
+    # both lists are parsed before either's errors are raised: a config with bad entries in each
+    # is fixed in one pass
+    entries: dict[str, list] = {}
+    errors: list[str] = []
+    for kind, parse in (
+        ("models", lambda: parse_models(cfg.models)),
+        ("datasets", lambda: parse_datasets(cfg.datasets, defaults=cfg.stimuli.to_dict())),
+    ):
+        try:
+            entries[kind] = parse()
+        except ConfigError as exc:
+            errors.append(str(exc))
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    if errors:
+        lines = [f"  {line}" for error in errors for line in error.splitlines()]
+        raise ConfigError(
+            "both the models: and the datasets: entries have errors; fix each:\n" + "\n".join(lines)
+        )
+    models = select_ids(entries["models"], cfg.select.models, "models", where)
+    datasets = select_ids(entries["datasets"], cfg.select.datasets, "datasets", where)
     measures = _check_measures(cfg.measures or DEFAULT_MEASURES, where)
     _check_signatures(cfg)
     plan = RunPlan(

@@ -414,8 +414,22 @@ def test_bad_model_entries(tmp_path: Path, entry: str, match: str) -> None:
                 r"  dataset 'y': domain 'Structurd' is not one of .*did you mean 'Structured'",
             ],
         ),
+        (
+            "models:\n"
+            "  - {id: a, loader: minizo, identifier: cnn}\n"
+            "datasets:\n"
+            "  - {id: x, loader: embeded, path: x.npz, domain: Structured}\n"
+            "  - {id: y, loader: embedded, path: x.npz, domain: Structurd}\n",
+            [
+                r"both the models: and the datasets: entries have errors; fix each:$",
+                r"  model entry 'a': unknown loader 'minizo' \(did you mean 'minizoo'\?\)",
+                r"  2 of \d+ dataset entries are invalid; fix each:$",
+                r"    dataset 'x': unknown loader 'embeded' \(did you mean 'embedded'\?\)",
+                r"    dataset 'y': domain 'Structurd' is not one of .*did you mean 'Structured'",
+            ],
+        ),
     ],
-    ids=["models", "datasets"],
+    ids=["models", "datasets", "both"],
 )
 def test_every_bad_entry_is_named_in_one_error(tmp_path: Path, text: str, named: list) -> None:
     """Entries were checked up to the first bad one: a config with three typos took three runs
