@@ -906,3 +906,17 @@ def test_an_unknown_key_is_never_told_to_use_an_internal_key() -> None:
     with pytest.raises(ConfigError, match="unknown key 'config_dir'; allowed keys are") as err:
         parse_dataset(parse_yaml(entry))
     assert "_config_dir" not in str(err.value)
+
+
+def test_a_name_cut_short_is_completed_before_a_closer_looking_one() -> None:
+    """difflib ties '--set' between '--settings' and '--study' (0.67 each) and took the last in
+    alphabetical order; a word that begins exactly one choice means that choice."""
+    from repsim.config import did_you_mean
+
+    options = ["--settings", "--study", "--device"]
+    assert did_you_mean("--set", options) == " (did you mean '--settings'?)"
+    assert did_you_mean("--devcie", options) == " (did you mean '--device'?)"  # difflib's
+    # several choices begun, or too short a word: difflib decides
+    assert did_you_mean("--s", options) == " (did you mean '--study'?)"
+    assert did_you_mean("measure", ["measures", "stimuli"]) == " (did you mean 'measures'?)"
+    assert did_you_mean("zzz", options) == ""
