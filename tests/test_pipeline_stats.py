@@ -199,7 +199,7 @@ def test_chapters_on_the_fake_run_say_why_there_is_no_test(tmp_path: Path):
         run_dir, tmp_path / "out", ("behaviour", "controlled_minizoo", "study_numbers")
     )
     assert "is not tested here" in text["controlled_minizoo"]
-    assert "models whose seeds are not counted here" in text["controlled_minizoo"]
+    assert "not a design of objective x architecture x seed" in text["controlled_minizoo"]
     assert "plus 0.05" in text["behaviour"] and "number of classes is unknown" in text["behaviour"]
     assert "Probe protocol" in text["behaviour"] and "not ranked" in text["behaviour"]
     assert "against the study (Ciernik et al. 2025, 64 models; 5 of" in text["study_numbers"]

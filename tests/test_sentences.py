@@ -802,6 +802,7 @@ def test_the_zoo_design_counts_the_runs_own_seeds():
         "MLP), 1 to 2 seeds per cell, 3 of the 4 cells present (seeds 0 and 1)."
     )
     unseeded = _zoo(["a", "b"], ["Supervised"] * 2, ["MLP"] * 2)
-    assert T.zoo_design_text(unseeded).startswith(
-        "This run has 2 models whose seeds are not counted here: no seed for models"
+    assert T.zoo_design_text(unseeded) == (
+        "This run has 2 models, not a design of objective x architecture x seed that this "
+        "chapter can count; the test section below says what it lacks."
     )
