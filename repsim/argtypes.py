@@ -79,6 +79,8 @@ class Parser(argparse.ArgumentParser):
             and len(arg) > 1
             and not _NEGATIVE_NUMBER.match(arg)
             and (name := arg.split("=", 1)[0]) not in known
+            # a short option with its value or more flags attached (-vv, -j4): argparse's rule
+            and not (arg[1] != "-" and arg[:2] in known)
         ]
         if not unknown:
             return ""

@@ -64,13 +64,14 @@ _SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=@,-]*")
 def did_you_mean(word: Any, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or an empty string.
 
-    The one choice that ``word`` begins (a name cut short, ``--set`` for ``--settings``) is the
-    closest; otherwise difflib's, whose ties fall to the last in alphabetical order (it offered
-    ``--study`` for ``--set``)."""
+    A choice that ``word`` begins (a name cut short, ``--set`` for ``--settings``) comes first,
+    the closest of them where there are several; otherwise difflib's over all, whose ties fall to
+    the last in alphabetical order (it offered ``--study`` for ``--set``)."""
     word, choices = str(word), list(choices)
     begun = [c for c in choices if c.startswith(word) and c != word]
-    if len(word) >= 3 and len(begun) == 1:
-        return f" (did you mean {begun[0]!r}?)"
+    if len(word) >= 3 and begun:  # the closest of the names it begins
+        close = difflib.get_close_matches(word, begun, n=1, cutoff=0.0)
+        return f" (did you mean {close[0]!r}?)"
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

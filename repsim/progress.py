@@ -38,7 +38,8 @@ class TaskProgress(Callback):
     """A tqdm bar advanced by every finished task of a ``dask.compute`` call, by its cost.
 
     ``costs``: expected cost of tasks by key (:func:`task_cost`); a task not listed costs
-    nothing. Without ``costs``, or when the listed tasks are not in the graph (all cached), every
+    nothing, and one whose result says it was found in the cache (``{"cached": True, ...}``)
+    takes its cost off the total instead of advancing the bar. Without ``costs``, or when the listed tasks are not in the graph (all cached), every
     task counts one.
     """
 
@@ -72,6 +73,13 @@ class TaskProgress(Callback):
             return
         self.done += 1
         cost = self.costs.get(str(key), 0.0)
+        if isinstance(result, dict) and result.get("cached") is True and cost:
+            # found in the cache: its cost was never work to do (a resumed run's cached datasets
+            # filled the bar while a whole extraction was still ahead); the last costed task
+            # still fills the bar
+            if self.bar.total - cost > self.bar.n:
+                self.bar.total -= cost
+                cost = 0.0
         if self.bar.n + cost >= ETA_AFTER * self.bar.total:
             self.bar.bar_format = _WITH_ETA
         self.bar.set_postfix_str(f"{self.done}/{self.tasks} tasks, {str(key)[:40]}", refresh=False)

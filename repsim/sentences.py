@@ -100,7 +100,7 @@ def fmt_against(x: float, threshold: float, digits: int = 2) -> str:
     verdict (rho 0.897 "not kept" by a 0.9 rule is shown as 0.897, not 0.90)."""
     if x is None or not np.isfinite(x):
         return fmt(x)
-    for d in range(digits, digits + 5):
+    for d in range(digits, 17):  # a double has at most 17 significant digits
         shown = round(float(x), d)
         if shown != threshold and (shown >= threshold) == (x >= threshold):
             return fmt(x, d)

@@ -364,6 +364,8 @@ def test_a_misspelt_option_is_named_with_the_closest_option_of_its_command(
         ["bench", "nope", "--n", "3"],  # the benchmark's options are the benchmark's to check
         ["compare", "a", "b"],  # an extra positional argument
         ["run", "c.yaml", "--out", "o", "--", "--x"],  # after --, nothing is an option
+        ["run", "-vv", "c.yaml"],  # flags run together (argparse takes -vv), --out missing
+        ["-vv", "rnu"],  # a misspelt command: argparse's own message names the choices
     ],
 )
 def test_only_options_the_command_does_not_know_are_named(capsys, argv):

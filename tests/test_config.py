@@ -920,3 +920,6 @@ def test_a_name_cut_short_is_completed_before_a_closer_looking_one() -> None:
     assert did_you_mean("--s", options) == " (did you mean '--study'?)"
     assert did_you_mean("measure", ["measures", "stimuli"]) == " (did you mean 'measures'?)"
     assert did_you_mean("zzz", options) == ""
+    # several begun: the closest of those, not a closer-looking name it does not begin
+    timm = ["samvit_base_patch16", "vit_base_patch16_224", "vit_base_patch16_384", "vit_small"]
+    assert did_you_mean("vit_base_patch16", timm).startswith(" (did you mean 'vit_base_patch16_")

@@ -118,3 +118,24 @@ def test_the_runs_bar_weighs_extraction_by_models_and_images(
         assert seen[f"similarity-{ds.id}"] == task_cost(len(plan.models), n_sim)
         for m in plan.models:
             assert seen[f"probe-{ds.id}-{m.id}"] == task_cost(1, n_total)
+
+
+def test_a_task_found_in_the_cache_takes_its_cost_off_the_total(clock):
+    """A resumed run: nine datasets' similarity found in the cache in a second, one extraction
+    still to run. Counted as done, the bar stood at 83% with the whole extraction ahead; taken
+    off the total, it stays at 0% until work is done, and the last costed task fills it."""
+    sims = [f"similarity-d{i}" for i in range(9)]
+    costs = {"extract-new": 45.0, "similarity-new": 45.0, **dict.fromkeys(sims, 45.0)}
+    bar = TaskProgress("run", costs)
+    _start(bar, [*sims, "extract-new", "similarity-new"])
+    assert bar.bar.total == 11 * 45.0
+    clock.t = 1.0
+    for key in sims:
+        bar._posttask(key, {"cached": True, "seconds": 0.0}, {}, {}, 0)
+    assert bar.bar.n == 0 and bar.bar.total == 2 * 45.0 and "  0%|" in str(bar.bar)
+    clock.t = 61.0
+    bar._posttask("extract-new", {"cached": False}, {}, {}, 0)
+    assert " 50%|" in str(bar.bar) and "01:01<01:01" in str(bar.bar)
+    bar._posttask("similarity-new", {"cached": True}, {}, {}, 0)  # the last: it fills the bar
+    assert bar.bar.n == bar.bar.total == 2 * 45.0
+    bar._finish({}, {}, False)

@@ -385,6 +385,9 @@ def test_fmt_against_adds_decimals_only_near_the_threshold():
     assert T.fmt_against(0.96, 0.9) == "0.96"
     assert T.fmt_against(0.8951, 0.9) == "0.895"
     assert T.fmt_against(0.9, 0.9) == "0.90"  # on the rule: at or above it
+    # as many decimals as it takes: five more than two were not always enough
+    assert T.fmt_against(0.8999999, 0.9) == "0.8999999"
+    assert T.fmt_against(0.9000000001, 0.9) == "0.9000000001"  # not shown on the rule itself
     assert T.fmt_against(float("nan"), 0.9) == "undefined"
 
 

@@ -2140,3 +2140,21 @@ def test_boundaries_of_the_permutation_rules():
     assert stats.bootstrap_p(np.array([0.0, 0.0, 1.0, 2.0]))[0] == 1.0
     assert stats.bootstrap_p(np.array([-2.0, -1.0, 0.0, 0.0]))[0] == 1.0  # and from below
     assert stats.bootstrap_p(np.array([0.0, 1.0, 2.0, 3.0]))[0] == 0.5
+
+
+def test_relabellings_within_strata_are_uniform_over_the_joint_orders():
+    """Every within-stratum labelling equally likely, jointly over the strata (per-place counts
+    alone pass a sampler that draws only rotations): a chi-square test over the 36 labellings of
+    two strata of three, from 35,000 random draws (35 per call: fewer than 36, so drawn)."""
+    from scipy.stats import chisquare
+
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    strata = np.array([0, 0, 0, 1, 1, 1])
+    rng = np.random.default_rng(8)
+    draws = np.vstack(
+        [stats._labellings_within_strata(labels, strata, 35, rng) for _ in range(1000)]
+    )
+    codes = (draws[:, :3] @ [9, 3, 1]) * 27 + draws[:, 3:] @ [9, 3, 1]
+    _, counts = np.unique(codes, return_counts=True)
+    assert counts.size == 36
+    assert chisquare(counts).pvalue > 1e-3
