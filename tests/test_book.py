@@ -33,6 +33,18 @@ def test_every_notebook_has_a_parameters_cell_first():
         assert all(not c.outputs for c in code), f"{path.name}: commit notebooks without outputs"
 
 
+def test_every_chapter_cell_but_the_parameters_hides_its_code():
+    """The chapters are read for their results; their code is one click away. The controlled
+    chapter showed one cell's code (the zoo accuracy) among folded ones, by an untagged cell."""
+    for path in B.chapter_notebooks():
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            tags = cell.metadata.get("tags", [])
+            if cell.cell_type == "code" and "parameters" not in tags:
+                folded = any(t.startswith(("hide-", "remove-")) for t in tags)
+                assert folded, f"{path.name}: cell {cell.get('id')} shows its code"
+
+
 def test_every_notebook_is_valid_with_unique_cell_ids():
     """nbformat 4.5 needs an id on every cell (a cell added by hand without one only warns now,
     and will be an error in a later nbformat)."""
