@@ -3,7 +3,8 @@
 A bad value (``--n 0``, ``--threads 0``) becomes the parser's usage error, which
 names the option and exits 2, instead of a ZeroDivisionError or a torch RuntimeError from deep
 inside a benchmark or a training loop; an option is taken only by its full name, and a
-misspelt one is named with the closest option of its command (:class:`Parser`).
+misspelt one is named with the closest option of its command, a misspelt command or choice
+with the closest choice (:class:`Parser`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class Parser(argparse.ArgumentParser):
 
     A usage error names each option it was given that it does not know, with the closest option
     of the command that reads it (``repsim run ... --devcie cpu``: did you mean '--device'?), also
-    when argparse reports another error first (``--output DIR`` as ``--out`` missing)."""
+    when argparse reports another error first (``--output DIR`` as ``--out`` missing). A misspelt
+    command or choice is named with the closest one (``repsim rnu``: did you mean 'run'?)."""
 
     #: the arguments of the last parse, whose unknown options :meth:`error` names
     _given: Sequence[str] = ()
@@ -56,6 +58,20 @@ class Parser(argparse.ArgumentParser):
                 if isinstance(chosen, Parser):
                     return chosen._command_parser(namespace)
         return self
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        """argparse's check of a choice (a command, ``bench NAME``, ``--cluster``), its message
+        with the closest choice: ``invalid choice: 'rnu' (did you mean 'run'?); choose from ...``.
+        argparse's own named the choices only (and from Python 3.12 formats them differently)."""
+        from repsim.config import did_you_mean
+
+        if action.choices is not None and value not in action.choices:
+            choices = [str(c) for c in action.choices]
+            raise argparse.ArgumentError(
+                action,
+                f"invalid choice: {value!r}{did_you_mean(value, choices)}; choose from "
+                + ", ".join(map(repr, action.choices)),
+            )
 
     def error(self, message: str) -> NoReturn:
         super().error(message + self._unknown_options_hint())

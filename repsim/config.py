@@ -25,7 +25,8 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -159,6 +160,27 @@ def select_ids(
     return [by_id[w] for w in wanted]
 
 
+@contextmanager
+def collecting(errors: list[str]) -> Iterator[None]:
+    """Run the check in the block, adding its ConfigError's message to ``errors`` instead of
+    raising it: a config's checks are independent, so a config with several mistakes is fixed
+    in one pass rather than one rerun per mistake (:func:`raise_collected` reports them)."""
+    try:
+        yield
+    except ConfigError as exc:
+        errors.append(str(exc))
+
+
+def raise_collected(errors: list[str], headline: str) -> None:
+    """ConfigError for the ``errors`` collected, if any: one as its own message, several under
+    ``headline`` (``3 of 5 model entries are invalid``), each of their lines indented."""
+    if len(errors) == 1:
+        raise ConfigError(errors[0])
+    if errors:
+        lines = [f"  {line}" for error in errors for line in error.splitlines()]
+        raise ConfigError(f"{headline}; fix each:\n" + "\n".join(lines))
+
+
 Spec = TypeVar("Spec")
 
 
@@ -186,13 +208,7 @@ def parse_entries(
             continue
         seen.add(spec.id)
         specs.append(spec)
-    if len(errors) == 1:
-        raise ConfigError(errors[0])
-    if errors:
-        raise ConfigError(
-            f"{len(errors)} of {len(entries)} {kind} entries are invalid; fix each:\n  "
-            + "\n  ".join(errors)
-        )
+    raise_collected(errors, f"{len(errors)} of {len(entries)} {kind} entries are invalid")
     return specs
 
 
@@ -454,25 +470,36 @@ class SelectOptions(Section):
 
 
 def parse_section(cls: type, value: Any, where: str) -> Any:
-    """Check a mapping against the fields of section ``cls`` and build it."""
+    """Check a mapping against the fields of section ``cls`` and build it; every problem of the
+    section (retired and unknown keys, each bad value) is named in one ConfigError."""
+    errors: list[str] = []
+    section = _parse_section(cls, value, where, errors)
+    raise_collected(errors, f"{where} has {len(errors)} problems")
+    return section
+
+
+def _parse_section(cls: type, value: Any, where: str, errors: list[str]) -> Any:
+    """:func:`parse_section`, its problems added to ``errors`` (then it returns None), so that
+    :func:`parse_config` lists those of every section together."""
+    before = len(errors)
     if value is None:
         return cls()
     if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"{where} must be a mapping of options, got {value!r} ({_type_name(value)})"
-        )
+        errors.append(f"{where} must be a mapping of options, got {value!r} ({_type_name(value)})")
+        return None
     specs = {f.name: f for f in fields(cls)}
-    for key, why in getattr(cls, "RETIRED", {}).items():
-        if key in value:
-            raise ConfigError(f"{where}.{key} was retired: {why}")
-    check_keys(value, specs, where)
-    return cls(
-        **{
-            k: specs[k].metadata["check"](v, f"{where}.{k}")
-            for k, v in value.items()
-            if not is_note(k)
-        }
+    retired = getattr(cls, "RETIRED", {})
+    errors.extend(
+        f"{where}.{key} was retired: {why}" for key, why in retired.items() if key in value
     )
+    with collecting(errors):
+        check_keys({k: v for k, v in value.items() if k not in retired}, specs, where)
+    options = {}
+    for k, v in value.items():
+        if k in specs and not is_note(k):
+            with collecting(errors):
+                options[k] = specs[k].metadata["check"](v, f"{where}.{k}")
+    return None if len(errors) > before else cls(**options)
 
 
 @dataclass(frozen=True)
@@ -498,45 +525,56 @@ class RunConfig:
 
 
 def parse_config(raw: Mapping[str, Any]) -> RunConfig:
-    """Check a merged config (from :func:`load_config`) and build its :class:`RunConfig`."""
+    """Check a merged config (from :func:`load_config`) and build its :class:`RunConfig`; every
+    problem of its keys and sections is named in one ConfigError."""
     where = str(raw.get("_path", "config"))
-    check_keys(raw, TOP_LEVEL_KEYS, where)
+    errors: list[str] = []
+    with collecting(errors):
+        check_keys(raw, TOP_LEVEL_KEYS, where)
     if "include" in raw:  # load_config merges and removes it: a mapping given as is skipped it
-        raise ConfigError(
+        errors.append(
             f"{where}: include: is merged only when a config file is read; pass the file's path "
             "instead of a mapping, or put the included entries in the mapping"
         )
     for key in COLLECTION_KEYS:
         value = raw.get(key)
         if value is not None and not isinstance(value, list):
-            raise ConfigError(
-                f"{where}: '{key}' must be a list of entries, got {_type_name(value)}"
-            )
-    measures = raw.get("measures")
-    if measures is not None:
-        measures = _list(_str, unique=True)(measures, f"{where}: measures")
-    threads = raw.get("threads")
-    if threads is not None:
-        threads = _threads(threads, f"{where}: threads")
+            errors.append(f"{where}: '{key}' must be a list of entries, got {_type_name(value)}")
+    name = raw.get("name", Path(where).stem)
+    measures = threads = None
+    with collecting(errors):
+        name = _str(name, f"{where}: name") if not isinstance(name, (int, float)) else str(name)
+    with collecting(errors):
+        if raw.get("measures") is not None:
+            measures = _list(_str, unique=True)(raw["measures"], f"{where}: measures")
+    with collecting(errors):
+        if raw.get("threads") is not None:
+            threads = _threads(raw["threads"], f"{where}: threads")
     cluster = raw.get("cluster") or {}
     if not isinstance(cluster, Mapping):
-        raise ConfigError(
+        errors.append(
             f"{where}: cluster must be a mapping of dask-jobqueue options, got {cluster!r}"
         )
-    name = raw.get("name", Path(where).stem)
+    sections = {
+        key: _parse_section(cls, raw.get(key), f"{where}: {key}", errors)
+        for key, cls in (
+            ("stimuli", StimuliOptions),
+            ("extract", ExtractOptions),
+            ("probe", ProbeOptions),
+            ("similarity", SimilarityOptions),
+            ("select", SelectOptions),
+        )
+    }
+    raise_collected(errors, f"{where} has {len(errors)} problems")
     return RunConfig(
-        name=_str(name, f"{where}: name") if not isinstance(name, (int, float)) else str(name),
+        name=name,
         path=where,
         models=tuple(raw.get("models") or ()),
         datasets=tuple(raw.get("datasets") or ()),
         measures=measures,
-        stimuli=parse_section(StimuliOptions, raw.get("stimuli"), f"{where}: stimuli"),
-        extract=parse_section(ExtractOptions, raw.get("extract"), f"{where}: extract"),
-        probe=parse_section(ProbeOptions, raw.get("probe"), f"{where}: probe"),
-        similarity=parse_section(SimilarityOptions, raw.get("similarity"), f"{where}: similarity"),
-        select=parse_section(SelectOptions, raw.get("select"), f"{where}: select"),
         threads=threads,
         cluster=dict(cluster),
+        **sections,
     )
 
 

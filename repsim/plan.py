@@ -24,9 +24,11 @@ from typing import Any
 from repsim.config import (
     RunConfig,
     check_keys,
+    collecting,
     did_you_mean,
     load_config,
     parse_config,
+    raise_collected,
     select_ids,
 )
 from repsim.errors import ConfigError, DatasetError, InputError, MissingWeightsError, ModelError
@@ -184,25 +186,21 @@ def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
     # is fixed in one pass
     entries: dict[str, list] = {}
     errors: list[str] = []
-    for kind, parse in (
-        ("models", lambda: parse_models(cfg.models)),
-        ("datasets", lambda: parse_datasets(cfg.datasets, defaults=cfg.stimuli.to_dict())),
-    ):
-        try:
-            entries[kind] = parse()
-        except ConfigError as exc:
-            errors.append(str(exc))
-    if len(errors) == 1:
-        raise ConfigError(errors[0])
-    if errors:
-        lines = [f"  {line}" for error in errors for line in error.splitlines()]
-        raise ConfigError(
-            "both the models: and the datasets: entries have errors; fix each:\n" + "\n".join(lines)
-        )
-    models = select_ids(entries["models"], cfg.select.models, "models", where)
-    datasets = select_ids(entries["datasets"], cfg.select.datasets, "datasets", where)
-    measures = _check_measures(cfg.measures or DEFAULT_MEASURES, where)
-    _check_signatures(cfg)
+    with collecting(errors):
+        entries["models"] = parse_models(cfg.models)
+    with collecting(errors):
+        entries["datasets"] = parse_datasets(cfg.datasets, defaults=cfg.stimuli.to_dict())
+    raise_collected(errors, "both the models: and the datasets: entries have errors")
+    # then select:, measures: and the option keywords, again all reported together
+    with collecting(errors):
+        models = select_ids(entries["models"], cfg.select.models, "models", where)
+    with collecting(errors):
+        datasets = select_ids(entries["datasets"], cfg.select.datasets, "datasets", where)
+    with collecting(errors):
+        measures = _check_measures(cfg.measures or DEFAULT_MEASURES, where)
+    with collecting(errors):
+        _check_signatures(cfg)
+    raise_collected(errors, f"{where} has {len(errors)} problems")
     plan = RunPlan(
         name=cfg.name,
         config_path=str(raw["_path"]),
@@ -234,14 +232,20 @@ def known_measures() -> tuple[str, ...]:
 
 
 def _check_measures(names: tuple[str, ...], where: str) -> tuple[str, ...]:
-    from repsim.measures.registry import parse_measure, parse_measures
+    from repsim.measures.registry import grammar, parse_measure, parse_measures
 
+    unknown: dict[str, InputError] = {}
     for name in names:
         try:
             parse_measure(name)
         except InputError as exc:
-            hint = did_you_mean(name, known_measures())
-            raise ConfigError(f"{where}: measures: {exc}{hint}") from None
+            unknown[name] = exc
+    if len(unknown) == 1:
+        [(name, exc)] = unknown.items()
+        raise ConfigError(f"{where}: measures: {exc}{did_you_mean(name, known_measures())}")
+    if unknown:  # every one named, each with its did-you-mean, the valid names once
+        parts = ", ".join(f"{n!r}{did_you_mean(n, known_measures())}" for n in unknown)
+        raise ConfigError(f"{where}: measures: unknown measures {parts}; valid names: {grammar()}")
     try:
         parse_measures(names)  # two spellings of one measure
     except InputError as exc:
@@ -254,6 +258,7 @@ def _check_signatures(cfg: RunConfig) -> None:
     from repsim.measures import similarity_matrices
     from repsim.probe import linear_probe
 
+    errors: list[str] = []
     for func, options, section in (
         (linear_probe, cfg.probe.kwargs(), "probe"),
         (similarity_matrices, cfg.similarity.to_dict(), "similarity"),
@@ -262,7 +267,9 @@ def _check_signatures(cfg: RunConfig) -> None:
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
             continue  # a wrapper taking **kwargs passes everything on
         allowed = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "device"]
-        check_keys(options, allowed, f"{cfg.path}: {section} (keywords of {func.__name__})")
+        with collecting(errors):
+            check_keys(options, allowed, f"{cfg.path}: {section} (keywords of {func.__name__})")
+    raise_collected(errors, f"{cfg.path}: the probe and similarity options have errors")
 
 
 def _check_subset_sizes(plan: RunPlan) -> None:

@@ -358,6 +358,34 @@ def test_a_misspelt_option_is_named_with_the_closest_option_of_its_command(
 
 
 @pytest.mark.parametrize(
+    ("argv", "usage", "message"),
+    [
+        (
+            ["rnu", "c.yaml", "--out", "o"],
+            "repsim",
+            "argument command: invalid choice: 'rnu' (did you mean 'run'?); choose from 'run', "
+            "'book', 'models', 'datasets', 'bench', 'compare', 'minizoo'",
+        ),
+        (["-vv", "bok"], "repsim", "invalid choice: 'bok' (did you mean 'book'?); choose from"),
+        (["bench", "precison"], "repsim bench", "'precison' (did you mean 'precision'?)"),
+        (["minizoo", "trian"], "repsim minizoo", "'trian' (did you mean 'train'?)"),
+        (["run", "c", "--out", "o", "--cluster", "slrum"], "repsim run", "(did you mean 'slurm'?)"),
+        (["zzz"], "repsim", "invalid choice: 'zzz'; choose from 'run', 'book', "),
+    ],
+    ids=["command", "after-vv", "bench", "minizoo", "option-choice", "nothing-close"],
+)
+def test_a_misspelt_command_is_named_with_the_closest_command(capsys, argv, usage, message):
+    """``repsim rnu`` listed the commands but named none; the closest is named like a misspelt
+    option's (:func:`repsim.config.did_you_mean`)."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.startswith(f"usage: {usage} ") and message in err and "Traceback" not in err
+    assert "has no option" not in err
+
+
+@pytest.mark.parametrize(
     "argv",
     [
         ["bench", "measures", "--n", "-5"],  # a negative number is a value, not an option
@@ -365,7 +393,7 @@ def test_a_misspelt_option_is_named_with_the_closest_option_of_its_command(
         ["compare", "a", "b"],  # an extra positional argument
         ["run", "c.yaml", "--out", "o", "--", "--x"],  # after --, nothing is an option
         ["run", "-vv", "c.yaml"],  # flags run together (argparse takes -vv), --out missing
-        ["-vv", "rnu"],  # a misspelt command: argparse's own message names the choices
+        ["-vv", "rnu"],  # a misspelt command: named with the closest command, not as an option
     ],
 )
 def test_only_options_the_command_does_not_know_are_named(capsys, argv):

@@ -442,6 +442,65 @@ def test_every_bad_entry_is_named_in_one_error(tmp_path: Path, text: str, named:
         assert re.match(pattern, line), (pattern, line)
 
 
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (
+            "threads: 0\n"
+            "probe: {seeds: [-1], epoch: 5, val_fraction: 1.5}\n"
+            "extract: {batch_size: 0, max_decoded: 5}\n"
+            "similarity: {progress: 'yes'}\n",
+            [
+                r"\S*c\.yaml has 7 problems; fix each:$",
+                r"  \S*c\.yaml: threads must be a positive integer, got 0",
+                r"  \S*c\.yaml: extract\.max_decoded was retired: ",
+                r"  \S*c\.yaml: extract\.batch_size must be a positive integer, got 0",
+                r"  \S*c\.yaml: probe: unknown key 'epoch' \(did you mean 'epochs'\?\)",
+                r"  \S*c\.yaml: probe\.seeds\[0\] must be an integer >= 0, got -1",
+                r"  \S*c\.yaml: probe\.val_fraction must be a number in \(0, 1\), got 1\.5",
+                r"  \S*c\.yaml: similarity\.progress must be true or false, got 'yes'",
+            ],
+        ),
+        (
+            "measures: [cka_lineer, rsa_spearmen, mutual_knn_10]\nselect: {models: [nope]}\n",
+            [
+                r"\S*c\.yaml has 2 problems; fix each:$",
+                r"  \S*c\.yaml: select\.models names 1 unknown id: 'nope'",
+                r"  \S*c\.yaml: measures: unknown measures 'cka_lineer' \(did you mean "
+                r"'cka_linear'\?\), 'rsa_spearmen' \(did you mean 'rsa_spearman'\?\); valid names: ",
+            ],
+        ),
+    ],
+    ids=["sections", "select-and-measures"],
+)
+def test_every_problem_of_the_options_is_named_in_one_error(tmp_path: Path, text, named) -> None:
+    """The options (threads, stimuli, extract, probe, similarity, select, measures) were checked
+    up to their first problem, where the entries' checks name every bad entry at once."""
+    with pytest.raises(ConfigError) as error:
+        _plan(tmp_path, text)
+    lines = str(error.value).splitlines()
+    assert len(lines) == len(named), lines
+    for pattern, line in zip(named, lines, strict=True):
+        assert re.match(pattern, line), (pattern, line)
+
+
+def test_a_section_read_alone_names_each_of_its_problems() -> None:
+    """parse_section (run.json's stimuli: is read with it) stopped at its first problem."""
+    from repsim.config import StimuliOptions, parse_section
+
+    with pytest.raises(ConfigError) as error:
+        parse_section(
+            StimuliOptions, {"max_images": 0, "seed": -1, "splt": "test"}, "run.json: stimuli"
+        )
+    assert str(error.value).splitlines() == [
+        "run.json: stimuli has 3 problems; fix each:",
+        "  run.json: stimuli: unknown key 'splt' (did you mean 'split'?); allowed keys are "
+        "max_images, per_class, seed, split",
+        "  run.json: stimuli.max_images must be a positive integer, got 0 (int)",
+        "  run.json: stimuli.seed must be an integer >= 0, got -1 (int)",
+    ]
+
+
 def test_metadata_takes_notes_beside_its_fields(tmp_path: Path) -> None:
     entry = "{id: ok, loader: minizoo, identifier: cnn, metadata: {_mine: x, notes: y, seed: 1}}"
     plan = _plan(tmp_path, f"models:\n  - {entry}\nselect: {{models: [ok]}}\n")

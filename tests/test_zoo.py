@@ -158,13 +158,25 @@ def test_bad_identifier_is_clear() -> None:
             ModelSpec("x", "torchvision", "resnet18:IMAGENET1K_V2"),
             r"resnet18 has no weights 'IMAGENET1K_V2' \(did you mean 'IMAGENET1K_V1'\?\)",
         ),
-        (
+        (  # one suggestion, the model named (it also listed "similar: [...]", here [])
             ModelSpec("x", "timm", "resnet81"),
-            r"timm has no architecture 'resnet81' \(did you mean 'resnet18'\?\)",
+            r"^model 'x': timm has no architecture 'resnet81' \(did you mean 'resnet18'\?\); set "
+            r"'identifier' to a name of timm\.list_models\(\) \(timm [^)]*\)$",
         ),
         (
             ModelSpec("x", "timm", "resnet18.a1_in2k"),
-            r"no pretrained tag 'resnet18.a1_in2k' \(did you mean 'resnet18.a1_in1k'\?\)",
+            r"^model 'x': timm has no pretrained tag 'resnet18.a1_in2k' \(did you mean "
+            r"'resnet18.a1_in1k'\?\)",
+        ),
+        (  # the checkpoint loader's timm:NAME was timm's "Unknown model (resnet81)"
+            ModelSpec("x", "checkpoint", "timm:resnet81"),
+            r"^model 'x': timm has no architecture 'resnet81' \(did you mean 'resnet18'\?\); set "
+            r"'identifier' to timm:NAME with a NAME of timm\.list_models\(\) \(timm [^)]*\)$",
+        ),
+        (  # and timm's "Invalid pretrained tag (a1_in2k) for resnet18."
+            ModelSpec("x", "checkpoint", "timm:resnet18.a1_in2k"),
+            r"^model 'x': timm has no pretrained tag 'resnet18.a1_in2k' \(did you mean "
+            r"'resnet18.a1_in1k'\?\)",
         ),
         (
             ModelSpec("x", "open_clip", "RN51:openai"),
@@ -184,6 +196,8 @@ def test_bad_identifier_is_clear() -> None:
         "torchvision-weights",
         "timm",
         "timm-tag",
+        "checkpoint-timm",
+        "checkpoint-timm-tag",
         "open_clip",
         "open_clip-tag",
         "minizoo",
@@ -199,8 +213,10 @@ def test_a_misspelt_name_is_named_with_the_closest_its_library_has(spec, match) 
 def test_a_misspelt_checkpoint_architecture_is_named_with_the_closest() -> None:
     from repsim.zoo.loaders.checkpoint_loader import build_architecture
 
-    with pytest.raises(ModelError, match=r"nor 'timm:NAME' \(did you mean 'resnet18'\?\)"):
-        build_architecture("resnt18")
+    with pytest.raises(
+        ModelError, match=r"^model 'x': .* nor 'timm:NAME' \(did you mean 'resnet18'\?\); set"
+    ):
+        build_architecture(ModelSpec("x", "checkpoint", "resnt18"))
 
 
 # -- loaders with local weights --------------------------------------------------------------

@@ -95,12 +95,17 @@ def remap_keys(
     return out
 
 
-def build_architecture(identifier: str, device: Any = "cpu") -> torch.nn.Module:
-    """The headless architecture named by ``identifier`` (torchvision name or ``timm:NAME``)."""
+def build_architecture(spec: ModelSpec, device: Any = "cpu") -> torch.nn.Module:
+    """The headless architecture named by ``spec.identifier`` (torchvision name or ``timm:NAME``)."""
+    identifier = spec.identifier
     with torch.device(device):
         if identifier.startswith("timm:"):
             import timm
 
+            from repsim.zoo.loaders.timm_loader import resolve_pretrained_cfg
+
+            # an unknown NAME gets the timm loader's message (timm's own named no model)
+            resolve_pretrained_cfg(identifier[5:], spec.id, prefix="timm:")
             return timm.create_model(identifier[5:], pretrained=False, num_classes=0)
         import torchvision
 
@@ -109,8 +114,9 @@ def build_architecture(identifier: str, device: Any = "cpu") -> torch.nn.Module:
         known = torchvision.models.list_models()
         if identifier not in known:
             raise ModelError(
-                f"checkpoint architecture {identifier!r} is neither a torchvision model nor "
-                f"'timm:NAME'{did_you_mean(identifier, known)}"
+                f"model {spec.id!r}: checkpoint architecture {identifier!r} is neither a "
+                f"torchvision model nor 'timm:NAME'{did_you_mean(identifier, known)}; set "
+                "'identifier' to a name of torchvision.models.list_models() or to timm:NAME"
             )
         model = torchvision.models.get_model(identifier, weights=None)
     if hasattr(model, "fc"):
@@ -195,7 +201,7 @@ def load_checkpoint(
             source = url
         else:
             source = str(path)
-    model = build_architecture(spec.identifier, device)
+    model = build_architecture(spec, device)
     if path is not None:
         raw = load_state_dict(path, weights_only=spec.options.get("weights_only", True))
         state = remap_keys(

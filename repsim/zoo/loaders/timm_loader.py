@@ -33,18 +33,21 @@ from repsim.zoo.weights import (
 _HF_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
 
-def resolve_pretrained_cfg(name: str) -> Any:
-    """timm's pretrained config for ``name`` (the default tag when none is given)."""
+def resolve_pretrained_cfg(name: str, model_id: str, prefix: str = "") -> Any:
+    """timm's pretrained config for ``name`` (the default tag when none is given). An unknown
+    architecture or tag is a ModelError naming the model and timm's closest name (from its local
+    list); the checkpoint loader's ``timm:NAME`` (``prefix``) uses it too, for timm's own error
+    named neither."""
     import timm
     from timm.models import get_pretrained_cfg
 
     arch = name.split(".")[0]
     known = timm.list_models()
     if arch not in known:
-        close = timm.list_models(f"*{arch.split('_')[0]}*")[:10]
+        form = f"{prefix}NAME with a NAME" if prefix else "a name"
         raise ModelError(
-            f"timm has no architecture {arch!r}{did_you_mean(arch, known)} (timm "
-            f"{timm.__version__}); similar: {close}"
+            f"model {model_id!r}: timm has no architecture {arch!r}{did_you_mean(arch, known)}; "
+            f"set 'identifier' to {form} of timm.list_models() (timm {timm.__version__})"
         )
     try:
         cfg = get_pretrained_cfg(name, allow_unregistered=False)
@@ -53,7 +56,8 @@ def resolve_pretrained_cfg(name: str) -> Any:
     if cfg is None and "." in name:
         tags = timm.list_pretrained(f"{arch}.*")
         raise ModelError(
-            f"timm has no pretrained tag {name!r}{did_you_mean(name, tags)}; available: {tags[:12]}"
+            f"model {model_id!r}: timm has no pretrained tag {name!r}{did_you_mean(name, tags)}; "
+            f"available: {tags[:12]}"
         )
     return cfg
 
@@ -78,7 +82,7 @@ def _check_offline_cache(spec: ModelSpec, cfg: Any) -> None:
 @register_locator("timm")
 def locate(spec: ModelSpec) -> WeightsSource:
     """Where timm would take ``spec``'s pretrained weights from (HF repo or URL), cache first."""
-    cfg = resolve_pretrained_cfg(spec.identifier)
+    cfg = resolve_pretrained_cfg(spec.identifier, spec.id)
     if cfg is None:
         raise missing(spec, "pretrained weights (timm lists none for this architecture)")
     if cfg.hf_hub_id:
@@ -113,7 +117,7 @@ def load_timm(spec: ModelSpec, *, pretrained: bool = True, device: Any = "cpu") 
     import timm
     from timm.data import resolve_data_config
 
-    cfg = resolve_pretrained_cfg(spec.identifier)
+    cfg = resolve_pretrained_cfg(spec.identifier, spec.id)
     kwargs: dict[str, Any] = {"num_classes": 0, **dict(spec.options)}
     kwargs.pop("weights_only", None)
     source = "random-init"
