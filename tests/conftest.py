@@ -38,6 +38,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
+def downloads_on(monkeypatch) -> None:
+    """`repsim models --check` as where downloads are allowed: weights not downloaded yet are ok (a run
+    would download them). The libraries stay offline (HF_HUB_OFFLINE): no test asks a host."""
+    from repsim.zoo import check as check_mod
+
+    monkeypatch.setattr(check_mod, "is_offline", lambda: False)
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
 

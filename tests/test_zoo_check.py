@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def _columns(table: str) -> list[list[str]]:
     return [[line[a:b].strip() for a, b in zip(bounds, bounds[1:])] for line in [header, *rows]]
 
 
-def test_check_reports_mismatch_and_errors(tmp_path: Path, monkeypatch) -> None:
+def test_check_reports_mismatch_and_errors(tmp_path: Path, monkeypatch, downloads_on) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # resnet18 not downloaded here
     cfg = _good_wrongdim_badlayer(tmp_path)
     table, ok = check_models(cfg)
@@ -51,14 +52,33 @@ def test_check_reports_mismatch_and_errors(tmp_path: Path, monkeypatch) -> None:
     assert errors[0].startswith("model 'wrongdim': the tap") and "gives 512-d" in errors[0]
     assert errors[1].startswith("badlayer: layer 'nolayer' does not exist in ResNet; closest")
     assert summary.startswith("1/3 models ok (")
-    # the one ok model's weights are not downloaded and the tests run offline: said in the
-    # summary, where "1/3 models ok" alone read as ready to run (the run refuses them)
-    assert ", meta device, weights checked). The weights of 1 of them are not downloaded yet: " in (
-        summary
+    # the one ok model's weights are not downloaded: said in the summary, where "1/3 models ok"
+    # alone read as ready to run
+    assert summary.endswith(
+        ", meta device, weights checked). The weights of 1 of them are not downloaded yet: a run "
+        "downloads them, and one offline refuses them"
     )
-    assert (
-        "downloads are off here (HF_HUB_OFFLINE/REPSIM_OFFLINE), so a run refuses them" in summary
-    )
+
+
+def test_offline_the_check_fails_for_weights_a_run_would_refuse(tmp_path: Path, monkeypatch):
+    """With downloads off, weights not downloaded yet were "ok" (exit 0: "64/64 models ok" for
+    paper.yaml) and only a sentence said that the run refuses them: `repsim models --check &&
+    repsim run` passed the check and failed. Now the row's error is the run's refusal; a
+    mismatched embed_dim is still named first (a fix the config needs wherever it runs)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    table, ok = check_models(_good_wrongdim_badlayer(tmp_path))
+    assert not ok
+    rows = {r.split()[0]: re.split(r"\s{2,}", r, maxsplit=6) for r in table.splitlines()[2:5]}
+    good, wrongdim = rows["good"], rows["wrongdim"]
+    assert good[:6] == ["good", "torchvision", "512", "512", "avgpool", "not cached"]
+    assert good[6].startswith("error: MissingWeightsError: model 'good' (torchvision 'resnet18')")
+    assert wrongdim[5] == "not cached" and "metadata.embed_dim says 100" in wrongdim[6]
+    errors, summary = table.split("\n\n")[1:]
+    first = errors.splitlines()[0]
+    assert first.startswith("model 'good' (torchvision 'resnet18'): torchvision weights ")
+    assert "is not available offline. Download it on a machine with internet" in first
+    assert summary.startswith("0/3 models ok (") and "not downloaded yet" not in summary
 
 
 def test_models_check_table_puts_each_value_under_its_header(tmp_path: Path) -> None:
@@ -140,7 +160,7 @@ def test_a_config_without_models_is_not_reported_ok(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_paper_models_all_resolve(repo_root: Path) -> None:
+def test_paper_models_all_resolve(repo_root: Path, downloads_on) -> None:
     table, ok = check_models(repo_root / "data" / "configs" / "paper_models.yaml")
     assert "64/64 models ok" in table, table
     assert ok
@@ -639,17 +659,23 @@ def test_align_check_reports_the_width_of_the_configured_model(tmp_path: Path) -
     assert got.ok and got.dim == want and got.weights == "file ok"
 
 
-def test_align_check_does_not_guess_the_width_of_a_model_it_cannot_read() -> None:
+def test_align_check_does_not_guess_the_width_of_a_model_it_cannot_read(monkeypatch) -> None:
     """An ALIGN identifier whose config is neither local nor cached was checked as ALIGN-base
     (640-d): `repsim models --check` said 640 and a random-init run built ALIGN-base. Its width
     is now unknown until downloaded, and a random-init model of it is refused by name."""
     pytest.importorskip("transformers")
-    from repsim.errors import UnknownArchitectureError
+    from repsim.errors import MissingWeightsError, UnknownArchitectureError
     from repsim.zoo import ModelSpec, load_model
+    from repsim.zoo import check as check_mod
     from repsim.zoo.check import check_spec
 
     other = ModelSpec("x", "hf_transformers", "someone/align-large-not-cached")
     got = check_spec(other)  # before anything is downloaded (HF_HUB_OFFLINE in the tests)
+    assert isinstance(got.error, MissingWeightsError) and "not available offline" in got.status
+    assert got.dim is None and got.weights == "not cached"
+    # where a run would download it (the libraries kept offline: no request from this test)
+    monkeypatch.setattr(check_mod, "is_offline", lambda: False)  # as the downloads_on fixture
+    got = check_spec(other)
     assert got.ok and got.dim is None and got.weights == "not cached"
     assert got.status == "ok (width known once downloaded)"
     no_weights = check_spec(other, weights=False)

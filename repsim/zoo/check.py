@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from repsim.config import load_config, parse_config, select_ids
-from repsim.errors import ModelError, RepsimError, UnknownArchitectureError, brief
+from repsim.errors import (
+    MissingWeightsError,
+    ModelError,
+    RepsimError,
+    UnknownArchitectureError,
+    brief,
+)
 from repsim.zoo.registry import load_model, parse_models
 from repsim.zoo.spec import ModelSpec
 from repsim.zoo.weights import (
@@ -174,7 +180,8 @@ def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) ->
                     raise
                 # the pretrained model brings its config: usable when its weights are
                 found = check_weights(spec, fetch=fetch)
-                return ModelCheck(spec, None, layer, found, note="width known once downloaded")
+                err = _refused_offline(spec, found)
+                return ModelCheck(spec, None, layer, found, err, note="width known once downloaded")
             found = check_weights(spec, fetch=fetch) if weights else "not checked"
     except RepsimError as exc:
         return ModelCheck(spec, dim, layer, "-", exc)
@@ -200,7 +207,20 @@ def check_spec(spec: ModelSpec, *, weights: bool = True, fetch: bool = False) ->
             f"says {spec.embed_dim}; correct embed_dim, or tap the layer you meant"
         )
         return ModelCheck(spec, dim, layer, found, err)
-    return ModelCheck(spec, dim, layer, found)
+    return ModelCheck(spec, dim, layer, found, _refused_offline(spec, found))
+
+
+def _refused_offline(spec: ModelSpec, found: str) -> MissingWeightsError | None:
+    """The run's refusal of weights not downloaded yet where downloads are off (HF_HUB_OFFLINE,
+    REPSIM_OFFLINE), else None. They were "ok" there, and `repsim models --check && repsim run`
+    passed the check and failed; online a run downloads them, so they stay ok."""
+    if found != "not cached" or not is_offline():
+        return None
+    try:
+        check_source(spec, locate_weights(spec))  # offline: raises at once, no request
+    except MissingWeightsError as exc:
+        return exc
+    return None
 
 
 def _specs(config: Any) -> list[ModelSpec]:
@@ -228,7 +248,8 @@ def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
 
     Honours ``select:``. A row is ``ok`` when the model builds offline, its tap gives the
     ``metadata.embed_dim`` of the config (if given) and (``weights``) its weights are usable: a
-    local file loads into the architecture, or the weights are cached or can be downloaded.
+    local file loads into the architecture, or the weights are cached or can be downloaded (not
+    where downloads are off: a run refuses them there, so the row is an error).
     Errors are written in the row; the full message of each is listed below the table.
     """
     start = time.perf_counter()
@@ -259,12 +280,10 @@ def check_models(config: Any, *, weights: bool = True) -> tuple[str, bool]:
         f"{n_ok}/{len(rows)} models ok ({time.perf_counter() - start:.1f} s, meta device, {what})"
     )
     to_download = sum(c.ok and c.weights == "not cached" for c in results)
-    if to_download:  # ok only where a run can download them: said, not left to the column
-        summary += f". The weights of {to_download} of them are not downloaded yet: " + (
-            "downloads are off here (HF_HUB_OFFLINE/REPSIM_OFFLINE), so a run refuses them "
-            "until they are downloaded on a machine with network or given as weights: files"
-            if is_offline()
-            else "a run downloads them, and one offline refuses them"
+    if to_download:  # ok only online (offline they are errors): said, not left to the column
+        summary += (
+            f". The weights of {to_download} of them are not downloaded yet: a run downloads "
+            "them, and one offline refuses them"
         )
     text = "\n".join([table, *(["", *errors] if errors else []), "", summary])
     return text, n_ok == len(rows) and bool(rows)
