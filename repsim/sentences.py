@@ -20,6 +20,7 @@ from repsim.stats import (
     design_table,
     format_estimate,
     format_interval,
+    format_on_side,
     no_interval_reason,
 )
 
@@ -94,17 +95,15 @@ def fmt(x: float, digits: int = 2) -> str:
     return "undefined" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def fmt_against(x: float, threshold: float, digits: int = 2) -> str:
+def fmt_against(x: float, threshold: float, digits: int = 2, notation: str = "f") -> str:
     """A number a verdict reads against ``threshold``: to ``digits`` decimals, or more while the
     rounded value would sit on the threshold or across it, so what is shown never contradicts the
-    verdict (rho 0.897 "not kept" by a 0.9 rule is shown as 0.897, not 0.90)."""
+    verdict (rho 0.897 "not kept" by a 0.9 rule is shown as 0.897, not 0.90); the value on the
+    threshold itself is shown on it. ``notation`` ``"e"``: scientific (a p of 0.000207 against
+    0.000208 as ``2.07e-04``, not ``2.1e-04``). :func:`repsim.stats.format_on_side`."""
     if x is None or not np.isfinite(x):
         return fmt(x)
-    for d in range(digits, 17):  # a double has at most 17 significant digits
-        shown = round(float(x), d)
-        if shown != threshold and (shown >= threshold) == (x >= threshold):
-            return fmt(x, d)
-    return fmt(x, digits)  # on the threshold itself: at or above it, as the verdict says
+    return format_on_side(x, lambda v: np.sign(v - threshold), digits, notation)
 
 
 def join_names(items: Sequence[str], last: str = "and") -> str:

@@ -806,3 +806,11 @@ def test_the_zoo_design_counts_the_runs_own_seeds():
         "This run has 2 models, not a design of objective x architecture x seed that this "
         "chapter can count; the test section below says what it lacks."
     )
+
+
+def test_fmt_against_in_scientific_notation_keeps_the_side():
+    thr = 0.01 / 48  # 0.000208333: a Bonferroni threshold
+    assert T.fmt_against(0.0002079, thr, 1, "e") == "2.08e-04"
+    assert T.fmt_against(0.00021, thr, 1, "e") == "2.1e-04"
+    assert T.fmt_against(5e-08, thr, 1, "e") == "5.0e-08"
+    assert T.fmt_against(0.00020004, 0.01 / 50, 1, "e") == "2.0004e-04"  # above 2e-04
