@@ -586,16 +586,48 @@ def seed_spread_table(tests: pd.DataFrame, measure: str, view: str = "separate")
 
 
 #: Columns of the book's tables that hold p-values (printed by :func:`page_table`).
-P_COLUMNS = ("p", "p_value", "p_bonferroni")
+P_COLUMNS = ("p", "p_value", "p_bonferroni", "pearson_mantel_p")
+
+#: Columns of the book's tables whose sign a sentence or a verdict reads (an interval's ends, a
+#: difference, a correlation counted as negative): :func:`page_table` never shows one of them as
+#: 0 (``0.000``, ``-0.000``) unless it is 0.
+SIGNED_COLUMNS = (
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "difference",
+    "mean_difference",
+    "pearson_r",
+)
 
 
-def page_table(table: pd.DataFrame, digits: int = 3, alpha: float = 0.05) -> pd.DataFrame:
+def page_table(
+    table: pd.DataFrame,
+    digits: int = 3,
+    alpha: float = 0.05,
+    against: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """``table`` for a page: numbers rounded to ``digits``, p-values as
     :func:`repsim.stats.format_p` prints them (never rounded across ``alpha``: a ``round(3)``
-    showed 0.0496 as 0.05 beside a sentence that read it as below 0.05)."""
-    from repsim.stats import format_p
+    showed 0.0496 as 0.05 beside a sentence that read it as below 0.05), the columns of
+    :data:`SIGNED_COLUMNS` by :func:`repsim.stats.format_estimate` (a non-zero value never as
+    0), and each column of ``against`` (column: threshold) by
+    :func:`repsim.sentences.fmt_against` (an r of 0.8996 beside "below 0.9" as 0.8996, not
+    0.900). Formatted columns hold text; undefined values stay NaN."""
+    from repsim.sentences import fmt_against
+    from repsim.stats import format_estimate, format_p
+
+    def shown(values: pd.Series, how: Callable[[float], str]) -> list:
+        return [how(float(v)) if pd.notna(v) and np.isfinite(float(v)) else np.nan for v in values]
 
     out = table.round(digits)
+    against = dict(against or {})
+    for c in SIGNED_COLUMNS:
+        if c in out and c not in against:
+            out[c] = shown(table[c], lambda v: format_estimate(v, digits))
+    for c, threshold in against.items():
+        if c in out:
+            out[c] = shown(table[c], lambda v, t=threshold: fmt_against(v, t, digits))
     for c in P_COLUMNS:
         if c in out:
             out[c] = [

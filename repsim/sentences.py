@@ -560,7 +560,7 @@ def behaviour_text(corr: pd.DataFrame, test: Mapping | None = None, alpha: float
     head = (
         f"Similarity and accuracy gap are negatively correlated (similar representations, "
         f"similar accuracy) on **{neg} of {len(ok)}** dataset{'s' if len(ok) != 1 else ''} "
-        f"(mean r = {fmt(ok.pearson_r.mean())}"
+        f"(mean r = {format_estimate(ok.pearson_r.mean())}"
     )
     verdict = "untested" if test is None else permutation_verdict(test, alpha)
     if verdict in ("untested", "undefined"):

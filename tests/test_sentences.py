@@ -814,3 +814,9 @@ def test_fmt_against_in_scientific_notation_keeps_the_side():
     assert T.fmt_against(0.00021, thr, 1, "e") == "2.1e-04"
     assert T.fmt_against(5e-08, thr, 1, "e") == "5.0e-08"
     assert T.fmt_against(0.00020004, 0.01 / 50, 1, "e") == "2.0004e-04"  # above 2e-04
+
+
+def test_behaviour_text_mean_r_is_not_shown_as_zero_beside_a_sign():
+    corr = pd.DataFrame({"dataset": ["x", "y"], "domain": ["D", "D"], "pearson_r": [-0.2, 0.192]})
+    text = T.behaviour_text(corr)
+    assert "negatively correlated" in text and "(mean r = -0.004" in text
