@@ -781,7 +781,14 @@ def transfer_text(table: pd.DataFrame, by: pd.DataFrame) -> str:
     return text
 
 
-def transform_text(table: pd.DataFrame, tolerance: float = 0.05, selection: str = "") -> str:
+#: How much a transform may move a dataset pair's consistency and leave it "practically
+#: unchanged" (:func:`transform_text`; the figure's largest change is shown against it).
+TRANSFORM_TOLERANCE = 0.05
+
+
+def transform_text(
+    table: pd.DataFrame, tolerance: float = TRANSFORM_TOLERANCE, selection: str = ""
+) -> str:
     """How much the appendix transforms move consistency (:func:`repsim.consistency.
     transform_comparison`): per transform, the largest and the median absolute change over the
     dataset pairs and how many move by ``tolerance`` or more. The transforms are applied to the same
@@ -797,7 +804,8 @@ def transform_text(table: pd.DataFrame, tolerance: float = 0.05, selection: str 
         over = int((change >= tolerance).sum())
         moved = max(moved, over)
         parts.append(
-            f"{t} at most {fmt(change.max())} (median {fmt(change.median())}; "
+            f"{t} at most {fmt_against(change.max(), tolerance)} (median "
+            f"{fmt_against(change.median(), tolerance)}; "
             f"{over} of {n} by {fmt(tolerance)} or more)"
         )
     verdict = (
