@@ -1296,6 +1296,15 @@ def split_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*cols, "mean_difference"])
 
 
+def split_agreement_table(agreement: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """:func:`split_agreement` for a page (:func:`page_table`, by dataset): each r shown on the
+    side of :data:`repsim.sentences.CLOSE_AGREEMENT` that the sentence under it reads (an r of
+    0.8996 "below 0.9" was shown as 0.900), the mean difference never as 0 unless it is."""
+    from repsim.sentences import CLOSE_AGREEMENT
+
+    return page_table(agreement.set_index("dataset"), digits, against={"r": CLOSE_AGREEMENT})
+
+
 def split_consistency_dataset(variants: xr.Dataset, category: str = "objective") -> xr.Dataset:
     """consistency.nc's definition (:func:`repsim.consistency.consistency_dataset`) applied to
     the two variants of :func:`train_split_similarity`: its ``measure`` values are ``held_out``

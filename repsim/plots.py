@@ -985,7 +985,8 @@ def split_scatter(
             pair_points(ax, g["held_out"], g["train"], lab, s=8, alpha=0.7)
             labels.add(lab)
         _identity(ax, t[["held_out", "train"]].values)
-        ax.set_title(f"{ds}: r = {fmt(r_of.get(ds, np.nan))}", fontsize=8)
+        # beside the sentence that reads each r against the threshold of close agreement
+        ax.set_title(f"{ds}: r = {fmt_against(r_of.get(ds, np.nan), CLOSE_AGREEMENT)}", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.flat[len(datasets) :]:
         ax.set_visible(False)

@@ -1409,7 +1409,8 @@ def train_split_text(
         p = sign_test(up, down)
         level = (
             f"Mean pair similarity is higher on train images on **{up} of {n}** datasets "
-            f"(difference train minus held-out from {fmt(diff.min(), 3)} to {fmt(diff.max(), 3)})"
+            f"(difference train minus held-out from {format_estimate(diff.min(), 3)} to "
+            f"{format_estimate(diff.max(), 3)})"
         )
         if p < alpha:
             side = "higher" if up > down else "lower"
@@ -1458,7 +1459,7 @@ def train_split_text(
             f"kept means rho at least {close}; described, with no p-value, since the pairs share "
             "models and datasets)"
         )
-        change = f"the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)})"
+        change = f"the largest change is {big} ({format_estimate(cats.loc[big, 'difference'], 3)})"
         tested = {v: gaps[v] for v in ("held_out", "train") if gaps and v in gaps}
         if len(tested) == 2:
             parts.append(
