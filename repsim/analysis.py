@@ -657,19 +657,34 @@ def _counts_as_int(values: pd.Series) -> pd.Series:
 def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
     """Rank-sum test rows (:func:`repsim.consistency.partner_rank_sum_tests`,
     :func:`~repsim.consistency.anchor_rank_sum_tests`) for a page: medians and statistic to two
-    decimals, p-values in scientific notation (a 4-decimal round showed 5e-08 as 0.0), and the
+    decimals, p-values in scientific notation (a 4-decimal round showed 5e-08 as 0.0; more digits
+    where two would put a p on the other side of the threshold ``below thr.`` reads), and the
     per-test threshold (the sentence under the table gives it) and the anchor's own category (the
     figure's panel titles give it) left out, so the table fits the page. The anchor (or the
     anchors' category) and the first partner category are the row index, so a page prints each
     once for its block of rows instead of a position column and a repeated name."""
+    from repsim.sentences import fmt_against
+
     dropped = ("p_threshold", "p_min", "anchor_category")
     out = tests.drop(columns=[c for c in dropped if c in tests]).copy()
     for c in ("median_a", "median_b", "statistic"):
         if c in out:
             out[c] = out[c].round(2)
-    for c in ("p", "p_bonferroni"):
+    # each p on the side of its threshold that the "below thr." column gives it (a p of
+    # 0.0002079 against 0.01 / 48 = 0.000208 showed as 2.1e-04 beside True): p against the
+    # per-test threshold, p Bonferroni against alpha (the threshold times the tests that ran)
+    thr = float(tests["p_threshold"].iloc[0]) if "p_threshold" in tests and len(tests) else np.nan
+    alpha = thr * max(int(tests["p"].notna().sum()), 1) if "p" in tests else np.nan
+    for c, limit in (("p", thr), ("p_bonferroni", alpha)):
         if c in out:
-            out[c] = [f"{v:.1e}" if np.isfinite(v) else "undefined" for v in out[c]]
+            out[c] = [
+                "undefined"
+                if not np.isfinite(v)
+                else f"{v:.1e}"
+                if not np.isfinite(limit)
+                else fmt_against(v, limit, 1, "e")
+                for v in out[c]
+            ]
     out = out.rename(columns=RANK_SUM_HEADERS)
     keys = ["anchor", "partners A"] if "anchor" in out else ["anchors A"]
     return out.set_index(keys) if set(keys) <= set(out.columns) else out

@@ -1817,3 +1817,28 @@ def test_the_behaviour_chapter_shows_its_table_through_page_table():
     nb = json.loads((Path(__file__).parents[1] / "notebooks" / "08_behaviour.ipynb").read_text())
     code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
     assert "display(A.page_table(corr.set_index" in code and ".round(3)" not in code
+
+
+def test_rank_sum_tables_show_each_p_on_the_side_of_its_threshold():
+    """A p of 0.00499 below 0.01 / 2 showed as 5.0e-03, the threshold, beside 'below thr.' True
+    (and its Bonferroni p of 0.00998 as 1.0e-02, alpha itself)."""
+    tests = pd.DataFrame(
+        {
+            "group_a": ["A", "A"],
+            "group_b": ["B", "C"],
+            "n_a": [3, 3],
+            "n_b": [3, 3],
+            "median_a": [0.5, 0.5],
+            "median_b": [0.2, 0.4],
+            "statistic": [2.9, 0.5],
+            "p": [0.00499, 0.5],
+            "p_min": [0.001, 0.001],
+        }
+    )
+    tests["p_bonferroni"] = np.minimum(tests["p"] * 2, 1.0)
+    tests["p_threshold"] = 0.01 / 2
+    tests["significant"] = tests["p_bonferroni"] < 0.01
+    out = A.rank_sum_display(tests)
+    assert out["p"].tolist() == ["4.99e-03", "5.0e-01"]
+    assert out["p Bonferroni"].tolist() == ["9.98e-03", "1.0e+00"]
+    assert out["below thr."].tolist() == [True, False]
