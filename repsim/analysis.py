@@ -727,10 +727,18 @@ def study_sources(study: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) -> pd.DataFrame:
+def study_beside_run(
+    comparison: pd.DataFrame, quantity: str | Sequence[str], digits: int = 3
+) -> pd.DataFrame:
     """Rows of :func:`repsim.reference.compare` for display: the study's value (labelled as the
-    study's), the run's where it has one, and the basis of the run's value."""
-    from repsim.reference import COUNT_NAMES
+    study's), the run's where it has one, and the basis of the run's value.
+
+    The run's values are shown to ``digits`` decimals (counts as whole numbers); one with a
+    verdict (within or outside the row's tolerance of the study's) with more where fewer would
+    put it on the other side of the tolerance (:func:`repsim.stats.format_within`: 0.7504
+    "outside" 0.70 +- 0.05 showed as 0.750, on its edge)."""
+    from repsim.reference import COUNT_NAMES, VERDICTS
+    from repsim.stats import format_estimate, format_within
 
     quantities = [quantity] if isinstance(quantity, str) else list(quantity)
     t = comparison[comparison["quantity"].isin(quantities)].copy()
@@ -753,6 +761,15 @@ def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) ->
     for c in (STUDY_LABEL, "this run"):
         if c in out:
             out[c] = _counts_as_int(out[c])
+    if "this run" in out and out["this run"].dtype.kind == "f":
+        out["this run"] = [
+            np.nan
+            if not np.isfinite(v)
+            else format_within(v, study, tol, digits)
+            if status in VERDICTS
+            else format_estimate(v, digits)
+            for v, study, tol, status in zip(t["run"], t["study"], t["tolerance"], t["status"])
+        ]
     shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
     return out.loc[:, shown.any().to_numpy()]
 

@@ -1842,3 +1842,33 @@ def test_rank_sum_tables_show_each_p_on_the_side_of_its_threshold():
     assert out["p"].tolist() == ["4.99e-03", "5.0e-01"]
     assert out["p Bonferroni"].tolist() == ["9.98e-03", "1.0e+00"]
     assert out["below thr."].tolist() == [True, False]
+
+
+def _comparison(run: float, status: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "quantity": ["consistency"],
+            "measure": ["cka_linear"],
+            "models": ["all"],
+            "dataset_a": ["a"],
+            "dataset_b": ["b"],
+            "domain": [""],
+            "study": [0.70],
+            "run": [run],
+            "difference": [run - 0.70],
+            "tolerance": [0.05],
+            "status": [status],
+            "run_basis": ["basis"],
+        }
+    )
+
+
+def test_study_tables_show_a_run_value_on_the_side_of_its_tolerance():
+    """Chapter 2 rounds its table to 3 decimals: a run value of 0.7504, outside 0.70 +- 0.05,
+    showed as 0.750, on the tolerance's edge, beside 'outside tolerance'."""
+    out = A.study_beside_run(_comparison(0.7504, "outside tolerance"), "consistency").round(3)
+    assert out["this run"].tolist() == ["0.7504"]
+    inside = A.study_beside_run(_comparison(0.7496, "within tolerance"), "consistency").round(3)
+    assert inside["this run"].tolist() == ["0.750"]  # on the edge: within, as the status says
+    other = A.study_beside_run(_comparison(0.7504, "other models"), "consistency").round(3)
+    assert other["this run"].tolist() == ["0.750"]  # no verdict: three decimals
