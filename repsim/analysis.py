@@ -586,16 +586,48 @@ def seed_spread_table(tests: pd.DataFrame, measure: str, view: str = "separate")
 
 
 #: Columns of the book's tables that hold p-values (printed by :func:`page_table`).
-P_COLUMNS = ("p", "p_value", "p_bonferroni")
+P_COLUMNS = ("p", "p_value", "p_bonferroni", "pearson_mantel_p")
+
+#: Columns of the book's tables whose sign a sentence or a verdict reads (an interval's ends, a
+#: difference, a correlation counted as negative): :func:`page_table` never shows one of them as
+#: 0 (``0.000``, ``-0.000``) unless it is 0.
+SIGNED_COLUMNS = (
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "difference",
+    "mean_difference",
+    "pearson_r",
+)
 
 
-def page_table(table: pd.DataFrame, digits: int = 3, alpha: float = 0.05) -> pd.DataFrame:
+def page_table(
+    table: pd.DataFrame,
+    digits: int = 3,
+    alpha: float = 0.05,
+    against: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """``table`` for a page: numbers rounded to ``digits``, p-values as
     :func:`repsim.stats.format_p` prints them (never rounded across ``alpha``: a ``round(3)``
-    showed 0.0496 as 0.05 beside a sentence that read it as below 0.05)."""
-    from repsim.stats import format_p
+    showed 0.0496 as 0.05 beside a sentence that read it as below 0.05), the columns of
+    :data:`SIGNED_COLUMNS` by :func:`repsim.stats.format_estimate` (a non-zero value never as
+    0), and each column of ``against`` (column: threshold) by
+    :func:`repsim.sentences.fmt_against` (an r of 0.8996 beside "below 0.9" as 0.8996, not
+    0.900). Formatted columns hold text; undefined values stay NaN."""
+    from repsim.sentences import fmt_against
+    from repsim.stats import format_estimate, format_p
+
+    def shown(values: pd.Series, how: Callable[[float], str]) -> list:
+        return [how(float(v)) if pd.notna(v) and np.isfinite(float(v)) else np.nan for v in values]
 
     out = table.round(digits)
+    against = dict(against or {})
+    for c in SIGNED_COLUMNS:
+        if c in out and c not in against:
+            out[c] = shown(table[c], lambda v: format_estimate(v, digits))
+    for c, threshold in against.items():
+        if c in out:
+            out[c] = shown(table[c], lambda v, t=threshold: fmt_against(v, t, digits))
     for c in P_COLUMNS:
         if c in out:
             out[c] = [
@@ -625,19 +657,34 @@ def _counts_as_int(values: pd.Series) -> pd.Series:
 def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
     """Rank-sum test rows (:func:`repsim.consistency.partner_rank_sum_tests`,
     :func:`~repsim.consistency.anchor_rank_sum_tests`) for a page: medians and statistic to two
-    decimals, p-values in scientific notation (a 4-decimal round showed 5e-08 as 0.0), and the
+    decimals, p-values in scientific notation (a 4-decimal round showed 5e-08 as 0.0; more digits
+    where two would put a p on the other side of the threshold ``below thr.`` reads), and the
     per-test threshold (the sentence under the table gives it) and the anchor's own category (the
     figure's panel titles give it) left out, so the table fits the page. The anchor (or the
     anchors' category) and the first partner category are the row index, so a page prints each
     once for its block of rows instead of a position column and a repeated name."""
+    from repsim.sentences import fmt_against
+
     dropped = ("p_threshold", "p_min", "anchor_category")
     out = tests.drop(columns=[c for c in dropped if c in tests]).copy()
     for c in ("median_a", "median_b", "statistic"):
         if c in out:
             out[c] = out[c].round(2)
-    for c in ("p", "p_bonferroni"):
+    # each p on the side of its threshold that the "below thr." column gives it (a p of
+    # 0.0002079 against 0.01 / 48 = 0.000208 showed as 2.1e-04 beside True): p against the
+    # per-test threshold, p Bonferroni against alpha (the threshold times the tests that ran)
+    thr = float(tests["p_threshold"].iloc[0]) if "p_threshold" in tests and len(tests) else np.nan
+    alpha = thr * max(int(tests["p"].notna().sum()), 1) if "p" in tests else np.nan
+    for c, limit in (("p", thr), ("p_bonferroni", alpha)):
         if c in out:
-            out[c] = [f"{v:.1e}" if np.isfinite(v) else "undefined" for v in out[c]]
+            out[c] = [
+                "undefined"
+                if not np.isfinite(v)
+                else f"{v:.1e}"
+                if not np.isfinite(limit)
+                else fmt_against(v, limit, 1, "e")
+                for v in out[c]
+            ]
     out = out.rename(columns=RANK_SUM_HEADERS)
     keys = ["anchor", "partners A"] if "anchor" in out else ["anchors A"]
     return out.set_index(keys) if set(keys) <= set(out.columns) else out
@@ -680,10 +727,18 @@ def study_sources(study: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) -> pd.DataFrame:
+def study_beside_run(
+    comparison: pd.DataFrame, quantity: str | Sequence[str], digits: int = 3
+) -> pd.DataFrame:
     """Rows of :func:`repsim.reference.compare` for display: the study's value (labelled as the
-    study's), the run's where it has one, and the basis of the run's value."""
-    from repsim.reference import COUNT_NAMES
+    study's), the run's where it has one, and the basis of the run's value.
+
+    The run's values are shown to ``digits`` decimals (counts as whole numbers); one with a
+    verdict (within or outside the row's tolerance of the study's) with more where fewer would
+    put it on the other side of the tolerance (:func:`repsim.stats.format_within`: 0.7504
+    "outside" 0.70 +- 0.05 showed as 0.750, on its edge)."""
+    from repsim.reference import COUNT_NAMES, VERDICTS
+    from repsim.stats import format_estimate, format_within
 
     quantities = [quantity] if isinstance(quantity, str) else list(quantity)
     t = comparison[comparison["quantity"].isin(quantities)].copy()
@@ -706,6 +761,15 @@ def study_beside_run(comparison: pd.DataFrame, quantity: str | Sequence[str]) ->
     for c in (STUDY_LABEL, "this run"):
         if c in out:
             out[c] = _counts_as_int(out[c])
+    if "this run" in out and out["this run"].dtype.kind == "f":
+        out["this run"] = [
+            np.nan
+            if not np.isfinite(v)
+            else format_within(v, study, tol, digits)
+            if status in VERDICTS
+            else format_estimate(v, digits)
+            for v, study, tol, status in zip(t["run"], t["study"], t["tolerance"], t["status"])
+        ]
     shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
     return out.loc[:, shown.any().to_numpy()]
 
@@ -1262,6 +1326,15 @@ def split_agreement(pairs: pd.DataFrame) -> pd.DataFrame:
         )
     cols = ["dataset", "domain", "n_pairs", "r", "mean_held_out", "mean_train"]
     return pd.DataFrame(rows, columns=[*cols, "mean_difference"])
+
+
+def split_agreement_table(agreement: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """:func:`split_agreement` for a page (:func:`page_table`, by dataset): each r shown on the
+    side of :data:`repsim.sentences.CLOSE_AGREEMENT` that the sentence under it reads (an r of
+    0.8996 "below 0.9" was shown as 0.900), the mean difference never as 0 unless it is."""
+    from repsim.sentences import CLOSE_AGREEMENT
+
+    return page_table(agreement.set_index("dataset"), digits, against={"r": CLOSE_AGREEMENT})
 
 
 def split_consistency_dataset(variants: xr.Dataset, category: str = "objective") -> xr.Dataset:

@@ -25,7 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from repsim.analysis import cluster_order
 from repsim.consistency import category_labels, median_order
 from repsim.names import DOMAINS, PAIR_SEP
-from repsim.sentences import fmt
+from repsim.sentences import CLOSE_AGREEMENT, TRANSFORM_TOLERANCE, fmt, fmt_against
 from repsim.stats import correlate
 
 log = logging.getLogger(__name__)
@@ -475,7 +475,8 @@ def transform_consistency(table: pd.DataFrame, caption: str | None = None) -> Fi
         ax.scatter(table["none"], table[name], s=22, color="#1f77b4", alpha=0.8)
         _identity(ax, table[["none", name]].values)
         d = np.nanmax(np.abs(table[name] - table["none"])) if len(table) else np.nan
-        ax.set_title(f"{name}: largest change {fmt(d)}", fontsize=9)
+        # beside the chapter's sentence that counts changes of TRANSFORM_TOLERANCE or more
+        ax.set_title(f"{name}: largest change {fmt_against(d, TRANSFORM_TOLERANCE)}", fontsize=9)
         ax.set_xlabel("consistency, similarity as is")
         ax.set_ylabel(f"consistency, {name}(similarity)")
     if len(table) <= 12:  # few dataset pairs: name them
@@ -984,7 +985,8 @@ def split_scatter(
             pair_points(ax, g["held_out"], g["train"], lab, s=8, alpha=0.7)
             labels.add(lab)
         _identity(ax, t[["held_out", "train"]].values)
-        ax.set_title(f"{ds}: r = {fmt(r_of.get(ds, np.nan))}", fontsize=8)
+        # beside the sentence that reads each r against the threshold of close agreement
+        ax.set_title(f"{ds}: r = {fmt_against(r_of.get(ds, np.nan), CLOSE_AGREEMENT)}", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes.flat[len(datasets) :]:
         ax.set_visible(False)

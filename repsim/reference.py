@@ -538,7 +538,22 @@ def format_comparison(table: pd.DataFrame, all_rows: bool = False) -> str:
     cols = ["id", "study", "run", "difference", "tolerance", "status", "run_basis"]
     text = summary(table)
     if not shown.empty:
-        body = shown[cols].to_string(
+        from repsim.stats import format_within
+
+        shown = shown[cols].copy()
+        verdict = shown["status"].isin(VERDICTS) & shown["run"].notna()
+        # a value with a verdict on the side of the tolerance that the verdict gives it (0.7504
+        # against 0.70 +- 0.05 printed as 0.750, on the edge, beside "outside tolerance")
+        for c, centre in (("run", shown["study"]), ("difference", 0.0 * shown["study"])):
+            shown[c] = [
+                "-"
+                if pd.isna(v)
+                else format_within(v, m, tol)
+                if keep
+                else f"{round(v, 3) + 0.0:.3f}"
+                for v, m, tol, keep in zip(shown[c], centre, shown["tolerance"], verdict)
+            ]
+        body = shown.to_string(
             index=False, float_format=lambda v: f"{round(v, 3) + 0.0:.3f}", na_rep="-"
         )
         text += "\n\n" + body

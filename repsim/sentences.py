@@ -20,6 +20,7 @@ from repsim.stats import (
     design_table,
     format_estimate,
     format_interval,
+    format_on_side,
     no_interval_reason,
 )
 
@@ -94,17 +95,15 @@ def fmt(x: float, digits: int = 2) -> str:
     return "undefined" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def fmt_against(x: float, threshold: float, digits: int = 2) -> str:
+def fmt_against(x: float, threshold: float, digits: int = 2, notation: str = "f") -> str:
     """A number a verdict reads against ``threshold``: to ``digits`` decimals, or more while the
     rounded value would sit on the threshold or across it, so what is shown never contradicts the
-    verdict (rho 0.897 "not kept" by a 0.9 rule is shown as 0.897, not 0.90)."""
+    verdict (rho 0.897 "not kept" by a 0.9 rule is shown as 0.897, not 0.90); the value on the
+    threshold itself is shown on it. ``notation`` ``"e"``: scientific (a p of 0.000207 against
+    0.000208 as ``2.07e-04``, not ``2.1e-04``). :func:`repsim.stats.format_on_side`."""
     if x is None or not np.isfinite(x):
         return fmt(x)
-    for d in range(digits, 17):  # a double has at most 17 significant digits
-        shown = round(float(x), d)
-        if shown != threshold and (shown >= threshold) == (x >= threshold):
-            return fmt(x, d)
-    return fmt(x, digits)  # on the threshold itself: at or above it, as the verdict says
+    return format_on_side(x, lambda v: np.sign(v - threshold), digits, notation)
 
 
 def join_names(items: Sequence[str], last: str = "and") -> str:
@@ -561,7 +560,7 @@ def behaviour_text(corr: pd.DataFrame, test: Mapping | None = None, alpha: float
     head = (
         f"Similarity and accuracy gap are negatively correlated (similar representations, "
         f"similar accuracy) on **{neg} of {len(ok)}** dataset{'s' if len(ok) != 1 else ''} "
-        f"(mean r = {fmt(ok.pearson_r.mean())}"
+        f"(mean r = {format_estimate(ok.pearson_r.mean())}"
     )
     verdict = "untested" if test is None else permutation_verdict(test, alpha)
     if verdict in ("untested", "undefined"):
@@ -782,7 +781,14 @@ def transfer_text(table: pd.DataFrame, by: pd.DataFrame) -> str:
     return text
 
 
-def transform_text(table: pd.DataFrame, tolerance: float = 0.05, selection: str = "") -> str:
+#: How much a transform may move a dataset pair's consistency and leave it "practically
+#: unchanged" (:func:`transform_text`; the figure's largest change is shown against it).
+TRANSFORM_TOLERANCE = 0.05
+
+
+def transform_text(
+    table: pd.DataFrame, tolerance: float = TRANSFORM_TOLERANCE, selection: str = ""
+) -> str:
     """How much the appendix transforms move consistency (:func:`repsim.consistency.
     transform_comparison`): per transform, the largest and the median absolute change over the
     dataset pairs and how many move by ``tolerance`` or more. The transforms are applied to the same
@@ -798,7 +804,8 @@ def transform_text(table: pd.DataFrame, tolerance: float = 0.05, selection: str 
         over = int((change >= tolerance).sum())
         moved = max(moved, over)
         parts.append(
-            f"{t} at most {fmt(change.max())} (median {fmt(change.median())}; "
+            f"{t} at most {fmt_against(change.max(), tolerance)} (median "
+            f"{fmt_against(change.median(), tolerance)}; "
             f"{over} of {n} by {fmt(tolerance)} or more)"
         )
     verdict = (
@@ -1212,9 +1219,12 @@ def zoo_accuracy_text(
             )
         else:
             if len(near) <= ZOO_CELLS_LISTED:
+                # each accuracy at most its threshold, as the rule beside it says (a 0.2166 by
+                # 1/6 + 0.05 = 0.21667 showed as 0.217)
+                thr = near["threshold"] if "threshold" in near else np.nan + near["accuracy"]
                 listed = ", ".join(
-                    f"{m} on {d} ({a:.3f})"
-                    for m, d, a in near[["model", "dataset", "accuracy"]].itertuples(index=False)
+                    f"{m} on {d} ({fmt_against(a, t, 3) if np.isfinite(t) else fmt(a, 3)})"
+                    for m, d, a, t in zip(near["model"], near["dataset"], near["accuracy"], thr)
                 )
             else:  # too many to read: where they are, by set and by architecture
                 arch = near["model"].map(models.set_index("model")["architecture"])
@@ -1402,7 +1412,8 @@ def train_split_text(
         p = sign_test(up, down)
         level = (
             f"Mean pair similarity is higher on train images on **{up} of {n}** datasets "
-            f"(difference train minus held-out from {fmt(diff.min(), 3)} to {fmt(diff.max(), 3)})"
+            f"(difference train minus held-out from {format_estimate(diff.min(), 3)} to "
+            f"{format_estimate(diff.max(), 3)})"
         )
         if p < alpha:
             side = "higher" if up > down else "lower"
@@ -1451,7 +1462,7 @@ def train_split_text(
             f"kept means rho at least {close}; described, with no p-value, since the pairs share "
             "models and datasets)"
         )
-        change = f"the largest change is {big} ({fmt(cats.loc[big, 'difference'], 3)})"
+        change = f"the largest change is {big} ({format_estimate(cats.loc[big, 'difference'], 3)})"
         tested = {v: gaps[v] for v in ("held_out", "train") if gaps and v in gaps}
         if len(tested) == 2:
             parts.append(

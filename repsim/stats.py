@@ -1496,27 +1496,54 @@ def format_mean_range(values: Sequence[float]) -> str:
     return f"{sum(v) / len(v):.3f} ({min(v):.3f}-{max(v):.3f})"
 
 
+def format_on_side(
+    x: float, side: Callable[[float], Any], digits: int = 2, notation: str = "f"
+) -> str:
+    """``x`` as text, with ``digits`` decimals (``notation`` ``"f"``; ``"e"``: digits after the
+    first significant one; ``"g"``: significant digits), or more while the number shown would lie
+    on another ``side`` of a rule than ``x`` itself: ``side`` maps a number to which side it is
+    on (``lambda v: v < alpha``). The one rule by which every number shown beside a verdict is
+    printed (:func:`format_p`, :func:`repsim.sentences.fmt_against`, :func:`format_within`): what
+    is shown never contradicts the verdict that reads the exact value.
+    """
+    x = float(x)
+    for d in range(digits, 17):  # a double has at most 17 significant digits
+        text = f"{x:.{d}{notation}}"
+        if side(float(text)) == side(x):
+            return text
+    return f"{x:.{digits}{notation}}"
+
+
+def format_within(
+    value: float, centre: float, tolerance: float, digits: int = 3, slack: float = 1e-9
+) -> str:
+    """``value`` shown beside a verdict of ``|value - centre| <= tolerance`` (``slack`` for the
+    float error of a sum such as 0.70 + 0.05): :func:`format_on_side`, so a value just outside
+    the tolerance never shows on its edge or inside it (0.7504 against 0.70 +- 0.05 is shown as
+    0.7504, not 0.750)."""
+    return format_on_side(value, lambda v: abs(v - centre) <= tolerance + slack, digits)
+
+
 def format_p(p: float, alpha: float = 0.05) -> str:
     """``p = 0.003``, ``p = 0.41``, ``p < 0.001`` or ``p undefined``.
 
-    Never rounded across ``alpha``: a p of 0.0496 prints as ``p = 0.0496``, not ``p = 0.05``, since
-    the sentence beside it reads it as below 0.05 (and p = alpha counts as not below). With an
-    alpha of 0.001 or less (a Bonferroni threshold) a small p gets significant digits
-    (``p = 0.00052``), since ``p < 0.001`` would not say on which side of alpha it lies.
+    Never rounded across ``alpha`` (:func:`format_on_side`): a p of 0.0496 prints as
+    ``p = 0.0496``, not ``p = 0.05``, since the sentence beside it reads it as below 0.05 (and
+    p = alpha counts as not below). With an alpha of 0.001 or less (a Bonferroni threshold) a
+    small p gets significant digits (``p = 0.00052``), since ``p < 0.001`` would not say on
+    which side of alpha it lies.
     """
     if p is None or not np.isfinite(p):
         return "p undefined"
     if p < 0.001 and alpha > 0.001:
         return "p < 0.001"
+
+    def below(v: float) -> bool:
+        return v < alpha
+
     if p < 0.001:  # an alpha this small (a Bonferroni threshold): "p < 0.001" would not say
-        sig = 2  # on which side of alpha p lies, so significant digits until it does
-        while sig < 17 and (float(f"{p:.{sig}g}") < alpha) != (p < alpha):
-            sig += 1
-        return f"p = {p:.{sig}g}"
-    digits = 3 if p < 0.01 else 2
-    while digits < 17 and (round(p, digits) < alpha) != (p < alpha):  # 17: every float's digits
-        digits += 1
-    return f"p = {p:.{digits}f}"
+        return f"p = {format_on_side(p, below, 2, 'g')}"  # on which side: significant digits
+    return f"p = {format_on_side(p, below, 3 if p < 0.01 else 2)}"
 
 
 def format_interval(low: float, high: float, digits: int = 2) -> str:
@@ -1594,7 +1621,7 @@ def format_estimate(x: float, digits: int = 2) -> str:
     """A number for a sentence with ``digits`` decimals or more: a non-zero value never prints as 0
     (0.004 as ``0.00``, -0.004 as ``-0.00``): it gets more decimals (up to 6, then ``4.1e-07``).
     The ends of :func:`format_interval` and the estimates beside them are printed so."""
-    x = float(x)
+    x = float(x) + 0.0  # -0.0 as 0.0: an exact zero has no sign to show
     if not np.isfinite(x) or x == 0:
         return f"{x:.{digits}f}"
     d = digits
@@ -1885,7 +1912,9 @@ __all__ = [
     "factor_sentence",
     "format_estimate",
     "format_interval",
+    "format_on_side",
     "format_p",
+    "format_within",
     "load",
     "monte_carlo_undecided",
     "no_interval_reason",

@@ -1362,10 +1362,10 @@ def test_the_study_s_anchor_models_when_the_run_has_them():
 
 def test_page_tables_never_round_a_p_value_across_alpha():
     """round(3) showed p = 0.0496 as 0.050 in a table under a sentence reading it as below 0.05."""
-    table = pd.DataFrame({"estimate": [0.12345, 0.5, 0.25], "p_value": [0.0496, 0.0004, np.nan]})
+    table = pd.DataFrame({"median": [0.12345, 0.5, 0.25], "p_value": [0.0496, 0.0004, np.nan]})
     out = A.page_table(table)
     assert out["p_value"].tolist() == ["0.0496", "< 0.001", "undefined"]
-    assert out["estimate"].tolist() == [0.123, 0.5, 0.25]
+    assert out["median"].tolist() == [0.123, 0.5, 0.25]
 
 
 def test_chapter_category_boxes_draw_or_say_why(tmp_path, monkeypatch):
@@ -1781,3 +1781,94 @@ def test_design_and_sources_tables_say_what_each_count_is_and_show_whole_numbers
     more = study.assign(value=study["value"].where(study["id"] != study["id"].iloc[0], 0.725))
     assert A.study_sources(more)[A.STUDY_LABEL].iloc[0] == "0.725"  # never rounded off
     assert (sources["description"] == study["description"].to_numpy()).all()
+
+
+def test_page_tables_never_show_a_signed_value_as_zero_nor_a_mantel_p_across_alpha():
+    """Interval ends of 0.0004 and -0.0004 showed as 0.0 and -0.0 (0.000, -0.000) beside a
+    sentence whose interval excludes 0; the behaviour table's Mantel p of 0.0496 as 0.050 and
+    an r of -0.0004, counted as negative, as -0.000."""
+    table = pd.DataFrame(
+        {
+            "estimate": [0.03, 0.0],
+            "ci_low": [0.0004, -0.2],
+            "ci_high": [0.2, -0.0004],
+            "difference": [0.0004, np.nan],
+            "pearson_r": [-0.0004, 0.5],
+            "pearson_mantel_p": [0.0496, 0.0004],
+            "n_pairs": [10, 10],
+        }
+    )
+    out = A.page_table(table)
+    assert out["ci_low"].tolist() == ["0.0004", "-0.200"]
+    assert out["ci_high"].tolist() == ["0.200", "-0.0004"]
+    assert out["estimate"].tolist() == ["0.030", "0.000"]
+    assert out["difference"].iloc[0] == "0.0004" and pd.isna(out["difference"].iloc[1])
+    assert out["pearson_r"].tolist() == ["-0.0004", "0.500"]
+    assert out["pearson_mantel_p"].tolist() == ["0.0496", "< 0.001"]
+    assert out["n_pairs"].tolist() == [10, 10]
+    near = A.page_table(pd.DataFrame({"r": [0.8996, 0.9]}), against={"r": 0.9})
+    assert near["r"].tolist() == ["0.8996", "0.900"]
+
+
+def test_the_behaviour_chapter_shows_its_table_through_page_table():
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "08_behaviour.ipynb").read_text())
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "display(A.page_table(corr.set_index" in code and ".round(3)" not in code
+
+
+def test_rank_sum_tables_show_each_p_on_the_side_of_its_threshold():
+    """A p of 0.00499 below 0.01 / 2 showed as 5.0e-03, the threshold, beside 'below thr.' True
+    (and its Bonferroni p of 0.00998 as 1.0e-02, alpha itself)."""
+    tests = pd.DataFrame(
+        {
+            "group_a": ["A", "A"],
+            "group_b": ["B", "C"],
+            "n_a": [3, 3],
+            "n_b": [3, 3],
+            "median_a": [0.5, 0.5],
+            "median_b": [0.2, 0.4],
+            "statistic": [2.9, 0.5],
+            "p": [0.00499, 0.5],
+            "p_min": [0.001, 0.001],
+        }
+    )
+    tests["p_bonferroni"] = np.minimum(tests["p"] * 2, 1.0)
+    tests["p_threshold"] = 0.01 / 2
+    tests["significant"] = tests["p_bonferroni"] < 0.01
+    out = A.rank_sum_display(tests)
+    assert out["p"].tolist() == ["4.99e-03", "5.0e-01"]
+    assert out["p Bonferroni"].tolist() == ["9.98e-03", "1.0e+00"]
+    assert out["below thr."].tolist() == [True, False]
+
+
+def _comparison(run: float, status: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "quantity": ["consistency"],
+            "measure": ["cka_linear"],
+            "models": ["all"],
+            "dataset_a": ["a"],
+            "dataset_b": ["b"],
+            "domain": [""],
+            "study": [0.70],
+            "run": [run],
+            "difference": [run - 0.70],
+            "tolerance": [0.05],
+            "status": [status],
+            "run_basis": ["basis"],
+        }
+    )
+
+
+def test_study_tables_show_a_run_value_on_the_side_of_its_tolerance():
+    """Chapter 2 rounds its table to 3 decimals: a run value of 0.7504, outside 0.70 +- 0.05,
+    showed as 0.750, on the tolerance's edge, beside 'outside tolerance'."""
+    out = A.study_beside_run(_comparison(0.7504, "outside tolerance"), "consistency").round(3)
+    assert out["this run"].tolist() == ["0.7504"]
+    inside = A.study_beside_run(_comparison(0.7496, "within tolerance"), "consistency").round(3)
+    assert inside["this run"].tolist() == ["0.750"]  # on the edge: within, as the status says
+    other = A.study_beside_run(_comparison(0.7504, "other models"), "consistency").round(3)
+    assert other["this run"].tolist() == ["0.750"]  # no verdict: three decimals

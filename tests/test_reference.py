@@ -785,3 +785,25 @@ def test_a_spearman_row_is_computed_with_spearman(repo_root):
     want = spearmanr(vals[0][i, j], vals[1][i, j]).statistic
     assert table.loc[row_id, "run"] == pytest.approx(want, abs=1e-12)
     assert abs(want - pearsonr(vals[0][i, j], vals[1][i, j]).statistic) > 1e-3
+
+
+def test_format_comparison_shows_values_on_the_side_of_their_tolerance():
+    """`repsim compare` printed a run value of 0.7504 (difference 0.0504, tolerance 0.05) as
+    0.750 and 0.050 beside "outside tolerance"."""
+    table = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "quantity": ["consistency", "consistency"],
+            "study": [0.70, 0.70],
+            "run": [0.7504, 0.7204],
+            "difference": [0.0504, 0.0204],
+            "tolerance": [0.05, 0.05],
+            "status": ["outside tolerance", "within tolerance"],
+            "run_basis": ["x", "y"],
+        }
+    )
+    text = reference.format_comparison(table)
+    row = next(line for line in text.splitlines() if line.startswith(" a "))
+    assert "0.7504" in row and "0.0504" in row and "outside tolerance" in row
+    row = next(line for line in text.splitlines() if line.startswith(" b "))
+    assert "0.720" in row and "0.020" in row

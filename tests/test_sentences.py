@@ -806,3 +806,49 @@ def test_the_zoo_design_counts_the_runs_own_seeds():
         "This run has 2 models, not a design of objective x architecture x seed that this "
         "chapter can count; the test section below says what it lacks."
     )
+
+
+def test_behaviour_text_mean_r_is_not_shown_as_zero_beside_a_sign():
+    corr = pd.DataFrame({"dataset": ["x", "y"], "domain": ["D", "D"], "pearson_r": [-0.2, 0.192]})
+    text = T.behaviour_text(corr)
+    assert "negatively correlated" in text and "(mean r = -0.004" in text
+
+
+def test_fmt_against_in_scientific_notation_keeps_the_side():
+    thr = 0.01 / 48  # 0.000208333: a Bonferroni threshold
+    assert T.fmt_against(0.0002079, thr, 1, "e") == "2.08e-04"
+    assert T.fmt_against(0.00021, thr, 1, "e") == "2.1e-04"
+    assert T.fmt_against(5e-08, thr, 1, "e") == "5.0e-08"
+    assert T.fmt_against(0.00020004, 0.01 / 50, 1, "e") == "2.0004e-04"  # above 2e-04
+
+
+def test_transform_changes_just_under_the_tolerance_do_not_show_on_it():
+    """'arccos at most 0.05 (median 0.05; 0 of 1 by 0.05 or more)': a change of 0.0499 showed
+    as the tolerance beside the count that says none reached it."""
+    t = pd.DataFrame({"none": [0.5], "arccos": [0.5499], "tan": [0.5]})
+    text = T.transform_text(t)
+    assert "arccos at most 0.0499 (median 0.0499; 0 of 1 by 0.05 or more)" in text
+    assert text.endswith("practically unchanged.")
+    at = T.transform_text(t.assign(arccos=[0.55]))  # at the tolerance: moved, shown on it
+    assert "arccos at most 0.05 (median 0.05; 1 of 1 by 0.05 or more)" in at
+
+
+def test_transform_figure_shows_its_largest_change_against_the_sentences_tolerance():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from repsim import plots as P
+
+    table = pd.DataFrame(
+        {
+            "dataset_a": ["a", "a"],
+            "dataset_b": ["b", "c"],
+            "none": [0.5, 0.6],
+            "arccos": [0.5499, 0.6],
+        }
+    )
+    fig = P.transform_consistency(table)
+    assert fig.axes[0].get_title() == "arccos: largest change 0.0499"
+    plt.close(fig)

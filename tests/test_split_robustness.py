@@ -519,7 +519,7 @@ def test_split_figures_draw_one_panel_per_dataset_with_every_pair(run):
     shown = [ax for ax in fig.axes if ax.get_visible() and ax.collections]
     assert len(shown) == 6 and len(fig.axes) == 8  # 2 rows of 4, the last two hidden
     for ax, (_, row) in zip(shown, agree.iterrows()):
-        assert ax.get_title() == f"{row.dataset}: r = {T.fmt(row.r)}"
+        assert ax.get_title() == f"{row.dataset}: r = {T.fmt_against(row.r, T.CLOSE_AGREEMENT)}"
         assert sum(len(c.get_offsets()) for c in _first_halves(ax)) == row.n_pairs
     plt.close(fig)
     cons = A.split_consistency(v)
@@ -554,3 +554,60 @@ def test_train_subset_has_the_held_out_class_counts_not_the_rounded_cap(monkeypa
     monkeypatch.setattr(A, "_stimulus_table", lambda run, ds: few)
     short = A._train_ids_like(None, "d", part)
     assert (few.set_index("id").loc[short, "label"] == 2).sum() == 5  # every train image it has
+
+
+def test_the_agreement_table_shows_each_r_on_the_side_of_close_agreement():
+    """The robustness chapter's table rounded r to 3 decimals: an r of 0.8996, which the sentence
+    under it puts below 0.9, showed as 0.900; a mean difference of 0.0004, counted as higher on
+    train, showed as 0.000 (and -0.0004 as -0.000)."""
+    agree = _agreement([0.8996, 0.9004, 0.95], [0.0004, -0.0004, 0.0])
+    table = A.split_agreement_table(agree)
+    assert table["r"].tolist() == ["0.8996", "0.9004", "0.950"]
+    assert table["mean_difference"].tolist() == ["0.0004", "-0.0004", "0.000"]
+    assert table.index.tolist() == ["d0", "d1", "d2"] and table["n_pairs"].tolist() == [28] * 3
+    assert table["mean_train"].tolist() == [0.5, 0.5, 0.5]  # no verdict reads it: rounded
+    text = T.train_split_text(agree, None, "cka", "objective")
+    assert "r below 0.9 (the threshold for close agreement) on d0" in text
+
+
+def test_the_robustness_chapter_shows_its_tables_through_the_rule():
+    """The chapter's cells call the table helpers, not a round(3) of their own."""
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "notebooks" / "13_robustness.ipynb").read_text())
+    code = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "display(A.split_agreement_table(split_agree))" in code
+    assert "split_agree.set_index" not in code and "split_summary.round" not in code
+
+
+def test_train_split_differences_near_zero_keep_their_sign():
+    """'higher on train images on 1 of 2 datasets (difference ... from -0.000 to 0.000)': the
+    ends of the range are now shown with the digits that keep them off 0."""
+    text = T.train_split_text(_agreement([0.95, 0.96], [0.0004, -0.0003]), None, "cka", "obj")
+    assert "higher on train images on **1 of 2** datasets" in text
+    assert "from -0.0003 to 0.0004)" in text and "0.000)" not in text
+
+
+def test_the_split_scatter_titles_show_r_on_the_side_of_close_agreement():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from repsim import plots as P
+
+    pairs = pd.DataFrame(
+        {
+            "dataset": ["d0"] * 3,
+            "domain": "Structured",
+            "model_a": ["a", "a", "b"],
+            "model_b": ["b", "c", "c"],
+            "category_pair": "X | X",
+            "held_out": [0.1, 0.5, 0.9],
+            "train": [0.2, 0.5, 0.8],
+        }
+    )
+    agree = _agreement([0.8996], [0.0])
+    fig = P.split_scatter(pairs, agree, caption="caption")
+    assert fig.axes[0].get_title() == "d0: r = 0.8996"  # the sentence: "r below 0.9 on d0"
+    plt.close(fig)

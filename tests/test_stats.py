@@ -2158,3 +2158,15 @@ def test_relabellings_within_strata_are_uniform_over_the_joint_orders():
     _, counts = np.unique(codes, return_counts=True)
     assert counts.size == 36
     assert chisquare(counts).pvalue > 1e-3
+
+
+def test_format_on_side_and_within_keep_the_verdicts_side():
+    below = lambda v: v < 0.05  # noqa: E731
+    assert stats.format_on_side(0.0496, below) == "0.0496"
+    assert stats.format_on_side(0.0504, below) == "0.05"  # on alpha: not below, as p >= alpha
+    assert stats.format_on_side(0.00021, lambda v: v < 0.000208, 1, "e") == "2.1e-04"
+    assert stats.format_within(0.7504, 0.70, 0.05) == "0.7504"  # outside: never on the edge
+    assert stats.format_within(0.7496, 0.70, 0.05) == "0.750"  # within: the edge is within
+    assert stats.format_within(0.6496, 0.70, 0.05) == "0.6496"
+    assert stats.format_within(0.75, 0.70, 0.05) == "0.750"  # 0.70 + 0.05 is 0.75 +- 1 ulp
+    assert stats.format_estimate(-0.0) == "0.00"  # an exact zero has no sign

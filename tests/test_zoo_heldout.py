@@ -253,3 +253,20 @@ def test_zoo_heldout_leaves_out_a_damaged_heldout_row_with_a_note(
     assert "zoo/heldout.csv has 1 damaged row(s) (truncated or edited), left out: " in note
     acc = cells.set_index(["model", "dataset"])["accuracy"]
     assert acc.isna().sum() == 1 and acc.isna()[(held.loc[0, "id"], held.loc[0, "dataset"])]
+
+
+def test_a_near_chance_accuracy_is_shown_at_most_its_threshold() -> None:
+    """An accuracy of 0.2166 at most 1/6 + 0.05 = 0.21667 (near chance) showed as 0.217, above
+    the threshold of the rule it is listed under."""
+    models = pd.DataFrame({"objective": ["Supervised"], "epochs": [20], "model": ["a"]})
+    cells = pd.DataFrame(
+        {
+            "model": ["a"],
+            "dataset": ["shapes"],
+            "threshold": [1 / 6 + 0.05],
+            "accuracy": [0.2166],
+            "near_chance": [True],
+            "trained": [True],
+        }
+    )
+    assert "a on shapes (0.2166)" in T.zoo_accuracy_text(models, cells, "")
