@@ -1219,12 +1219,13 @@ def zoo_accuracy_text(
             )
         else:
             if len(near) <= ZOO_CELLS_LISTED:
-                # each accuracy at most its threshold, as the rule beside it says (a 0.2166 by
-                # 1/6 + 0.05 = 0.21667 showed as 0.217)
-                thr = near["threshold"] if "threshold" in near else np.nan + near["accuracy"]
+                # each accuracy at most its threshold (behavior.probe_chance's column), as the
+                # rule beside it says (a 0.2166 by 1/6 + 0.05 = 0.21667 showed as 0.217)
                 listed = ", ".join(
                     f"{m} on {d} ({fmt_against(a, t, 3) if np.isfinite(t) else fmt(a, 3)})"
-                    for m, d, a, t in zip(near["model"], near["dataset"], near["accuracy"], thr)
+                    for m, d, a, t in near[
+                        ["model", "dataset", "accuracy", "threshold"]
+                    ].itertuples(index=False)
                 )
             else:  # too many to read: where they are, by set and by architecture
                 arch = near["model"].map(models.set_index("model")["architecture"])

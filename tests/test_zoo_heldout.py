@@ -104,6 +104,7 @@ def test_zoo_accuracy_text_lists_the_near_chance_cells_of_trained_models_only() 
             "model": ["a", "a", "r"],
             "dataset": ["glyphs", "faces", "glyphs"],
             "accuracy": [0.07, 0.98, 0.04],
+            "threshold": [1 / 26 + 0.05, 1 / 26 + 0.05, 1 / 26 + 0.05],
             "near_chance": [True, False, True],
             "trained": [True, True, False],
         }
@@ -203,6 +204,7 @@ def test_zoo_accuracy_text_counts_many_near_chance_cells_by_set_and_architecture
             "model": ids,
             "dataset": ["glyphs"] * 6 + ["gratings"] * 4,
             "accuracy": [0.05] * 10,
+            "threshold": [0.09] * 10,
             "near_chance": [True] * 10,
             "trained": [True] * 10,
         }
