@@ -982,3 +982,27 @@ def test_a_name_cut_short_is_completed_before_a_closer_looking_one() -> None:
     # several begun: the closest of those, not a closer-looking name it does not begin
     timm = ["samvit_base_patch16", "vit_base_patch16_224", "vit_base_patch16_384", "vit_small"]
     assert did_you_mean("vit_base_patch16", timm).startswith(" (did you mean 'vit_base_patch16_")
+
+
+def test_the_annotated_config_of_contributing_is_a_valid_config(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    """CONTRIBUTING.md's annotated config is what a newcomer copies: it set ``verify: true``,
+    which the dataset check refuses (none | header | full). Its layout is kept (include: and
+    path: relative to data/configs), its ``[...]`` of select: filled with its own ids."""
+    from repsim.plan import load_plan
+
+    text = (repo_root / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    block = re.search(r"## Config files.*?```yaml\n(.*?)```", text, re.S).group(1)
+    select = "select: {models: [...], datasets: [...]}"
+    assert select in block
+    block = block.replace(select, "select: {models: [resnet50], datasets: [digits]}")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "embedded").mkdir()
+    (tmp_path / "minizoo").symlink_to(repo_root / "data" / "minizoo")
+    (tmp_path / "embedded" / "digits.npz").symlink_to(repo_root / "data/embedded/digits.npz")
+    cfg = tmp_path / "configs" / "example.yaml"
+    cfg.write_text(block, encoding="utf-8")
+    plan = load_plan(cfg, check_models=False)  # resnet50's weights are not downloaded here
+    assert [m.id for m in plan.models] == ["resnet50"]
+    assert [d.id for d in plan.datasets] == ["digits"]
