@@ -18,6 +18,22 @@ from typing import Any, NoReturn
 #: what argparse reads as a negative number, not an option (its own rule)
 _NEGATIVE_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
 
+#: The help of every ``--device`` option (:func:`repsim.device.resolve_device` reads the value).
+DEVICE_HELP = "cpu | cuda | cuda:N | auto (default: auto, CUDA when available, else the CPU)"
+
+
+_ROLE = re.compile(r":(?:func|class|meth|mod|data|attr|obj|exc):`(~?)([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as a terminal shows it: Sphinx roles as their target (``~`` keeps the last
+    name, as Sphinx does) and literals without their double backquotes."""
+
+    def target(m: re.Match) -> str:
+        return m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2)
+
+    return _ROLE.sub(target, doc).replace("``", "")
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that takes options by their full name only. argparse's default takes any
@@ -34,6 +50,8 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        if kwargs.get("description"):  # a module docstring: its Sphinx markup is noise in --help
+            kwargs["description"] = plain_text(kwargs["description"])
         super().__init__(*args, **kwargs)
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:

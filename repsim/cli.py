@@ -7,7 +7,7 @@ import logging
 import shlex
 import sys
 
-from repsim.argtypes import Parser, at_least
+from repsim.argtypes import DEVICE_HELP, Parser, at_least
 from repsim.errors import RepsimError
 
 BENCHMARKS = ("measures", "extract", "probe", "run", "precision")
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cluster", choices=["slurm", "pbs"], default=None, help="start workers via dask-jobqueue"
     )
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(

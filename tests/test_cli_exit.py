@@ -3,6 +3,8 @@ folder error (nothing or no more could run), 3 a run whose tasks partly failed (
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from repsim import cli
@@ -574,3 +576,47 @@ def test_book_refuses_a_timeout_that_is_not_a_positive_whole_number(monkeypatch,
     with pytest.raises(SystemExit) as exit_:
         cli.main(["book", "--timeout", value])
     assert exit_.value.code == 2 and "--timeout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run"],
+        ["bench", "all"],
+        ["bench", "measures"],
+        ["bench", "extract"],
+        ["bench", "probe"],
+        ["bench", "run"],
+        ["bench", "precision"],
+        ["minizoo", "train"],
+        ["minizoo", "evaluate"],
+        ["minizoo", "merge"],
+        ["book"],
+        ["models"],
+        ["datasets"],
+        ["compare"],
+        [],
+    ],
+    ids=lambda argv: " ".join(argv) or "repsim",
+)
+def test_help_texts_read_as_plain_text_and_name_every_device(capsys, argv) -> None:
+    """--help printed the module docstrings' Sphinx roles (``:func:`repsim...```) as they are,
+    and --device said ``cpu | cuda`` where the error message recommends ``--device auto``."""
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*argv, "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert not re.search(r":[a-z]+:`|``", out), out
+    if "--device" in out:
+        assert "auto (default: auto, CUDA when available, else the CPU)" in " ".join(out.split())
+
+
+def test_plain_text_keeps_a_role_target_and_sphinx_short_form() -> None:
+    from repsim.argtypes import plain_text
+
+    text = (
+        "the engine (:func:`repsim.measures.similarity_matrices`, :class:`~repsim.extract._Runner`)"
+    )
+    assert plain_text(text + " ``MEASURES[n]``") == (
+        "the engine (repsim.measures.similarity_matrices, _Runner) MEASURES[n]"
+    )

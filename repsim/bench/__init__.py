@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from repsim.argtypes import Parser
+from repsim.argtypes import DEVICE_HELP, Parser
 from repsim.errors import ConfigError
 from repsim.runfolder import check_output_path
 
@@ -29,7 +29,7 @@ NAMES = ("measures", "extract", "probe", "run")
 DEFAULT_OUT = "bench-results"
 
 #: sizes per benchmark: the CPU ones finish in a few minutes in all on a 2-core laptop; the CUDA
-#: ones are the issue's headline sizes (``--full`` selects them on any device)
+#: ones are the benchmarks' full sizes (``--full`` selects them on any device)
 CPU_SIZES: dict[str, dict[str, Any]] = {
     "measures": {"models": 16, "n": 2000, "dim": 768, "naive_pairs": 2},
     "extract": {"n_images": 32, "batch_size": 16},
@@ -299,11 +299,11 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="run the GPU suite and the projection of the study's full scale",
     )
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument(
         "--full",
         action="store_true",
-        help="the issue's headline sizes (e.g. measures 16 x 5000) on any device",
+        help="the full sizes a GPU runs (e.g. measures 16 models x 5000 stimuli), on any device",
     )
     p.add_argument(
         "--set",

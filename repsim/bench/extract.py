@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.argtypes import Parser, at_least
+from repsim.argtypes import DEVICE_HELP, Parser, at_least
 from repsim.device import EXTRACT_PRECISIONS, resolve_device
 from repsim.extract import (
     _chunking,
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--batch-size", type=at_least(1), default=None, help="default: 256 on CUDA, 32 on CPU"
     )
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument(
         "--precision", choices=list(EXTRACT_PRECISIONS), default="float32", help="extract.precision"
     )

@@ -778,7 +778,7 @@ def format_projection(p: Mapping[str, Any]) -> str:
 # the suite
 
 
-#: sizes of the suite on a GPU (the issue's) and tiny ones for a CPU (tests, laptops)
+#: sizes of the suite on a GPU (its full sizes) and tiny ones for a CPU (tests, laptops)
 GPU_SIZES: dict[str, dict[str, Any]] = {
     "extract": {"n_images": 2048, "batch_size": 256},
     "similarity": {"n": 10_000, "naive_pairs": 2},
@@ -989,7 +989,7 @@ def missing_modules(parts: Sequence[str]) -> dict[str, list[str]]:
 
 
 def suite_sizes(device: str) -> dict[str, dict[str, Any]]:
-    """The suite's sizes for ``device``: the issue's on CUDA, tiny ones elsewhere."""
+    """The suite's sizes for ``device``: the full ones on CUDA, tiny ones elsewhere."""
     src = GPU_SIZES if device.startswith("cuda") else CPU_SIZES
     return {k: dict(v) for k, v in src.items()}
 

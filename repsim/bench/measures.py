@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.argtypes import Parser, at_least
+from repsim.argtypes import DEVICE_HELP, Parser, at_least
 from repsim.device import resolve_device
 from repsim.measures import parse_measure, similarity_matrices
 from repsim.runfolder import check_output_path
@@ -107,13 +107,21 @@ def _sync(dev: torch.device) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``repsim bench measures``: print engine and per-pair times and their ratio."""
     ap = Parser(prog="repsim bench measures", description=__doc__)
-    ap.add_argument("--models", type=at_least(2), default=16)
-    ap.add_argument("--n", type=at_least(4), default=5000)
-    ap.add_argument("--dim", type=at_least(1), default=768)
-    ap.add_argument("--measures", nargs="+", default=list(DEFAULT_MEASURES))
-    ap.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    ap.add_argument("--models", type=at_least(2), default=16, help="models (default: 16)")
+    ap.add_argument("--n", type=at_least(4), default=5000, help="stimuli (default: 5000)")
+    ap.add_argument("--dim", type=at_least(1), default=768, help="feature width (default: 768)")
     ap.add_argument(
-        "--naive-pairs", type=at_least(1), default=3, help="pairs the per-pair path is timed on"
+        "--measures",
+        nargs="+",
+        default=list(DEFAULT_MEASURES),
+        help=f"measures to time (default: {' '.join(DEFAULT_MEASURES)})",
+    )
+    ap.add_argument("--device", default=None, help=DEVICE_HELP)
+    ap.add_argument(
+        "--naive-pairs",
+        type=at_least(1),
+        default=3,
+        help="pairs the per-pair path is timed on (default: 3)",
     )
     ap.add_argument("--json", default=None, help="also write the result dict to this file")
     args = ap.parse_args(argv)

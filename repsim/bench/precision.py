@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.argtypes import Parser, at_least
+from repsim.argtypes import DEVICE_HELP, Parser, at_least
 from repsim.device import EXTRACT_PRECISIONS, resolve_device
 from repsim.extract import _Runner
 from repsim.zoo import ModelSpec, load_model
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--timm", nargs="*", choices=list(TIMM), default=list(TIMM), help="timm models (none: skip)"
     )
-    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--batch-size", type=at_least(1), default=16)
     args = p.parse_args(argv)
     groups: dict[str, list[ModelSpec]] = {}

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from repsim.argtypes import Parser, at_least
+from repsim.argtypes import DEVICE_HELP, Parser, at_least
 from repsim.probe import (
     DEFAULT_LRS,
     REFINE_STEPS,
@@ -55,7 +55,10 @@ def _data(n: int, dim: int, classes: int, seed: int) -> tuple[np.ndarray, np.nda
 
 
 def _on_gpu(device: str | None) -> bool:
-    return (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    """Whether ``device`` (as ``--device`` takes it: ``auto`` too) is a GPU."""
+    from repsim.device import resolve_device
+
+    return resolve_device(device).type == "cuda"
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
@@ -362,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--sequential", type=at_least(0), default=4, help="settings timed alone; 0 = all"
     )
-    p.add_argument("--device", default=None, help="cuda, cpu ... (default: cuda if available)")
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--study", action="store_true", help="time steps at the study's sizes")
     p.add_argument(

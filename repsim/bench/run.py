@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from repsim.argtypes import Parser
+from repsim.argtypes import DEVICE_HELP, Parser
 from repsim.runfolder import check_output_path, check_path_option
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "configs" / "embedded.yaml"
@@ -42,8 +42,12 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="repsim bench run", description=__doc__)
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG))
-    parser.add_argument("--device", default=None)
+    parser.add_argument(
+        "--config",
+        default=str(DEFAULT_CONFIG),
+        help="the config to run (default: data/configs/embedded.yaml)",
+    )
+    parser.add_argument("--device", default=None, help=DEVICE_HELP)
     parser.add_argument("--json", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     check_path_option(args.config, "--config", "read")

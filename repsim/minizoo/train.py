@@ -482,20 +482,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--datasets", nargs="+", default=None, help="embedded set names (default: every *.npz)"
     )
-    p.add_argument("--seeds", nargs="+", type=at_least(0), default=[0, 1, 2])
+    p.add_argument(
+        "--seeds", nargs="+", type=at_least(0), default=[0, 1, 2], help="(default: 0 1 2)"
+    )
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     p.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
     p.add_argument(
         "--only", nargs="+", default=None, help="glob(s) on model ids, e.g. 'vit-*' 'cnn-clip-s0'"
     )
-    p.add_argument("--epochs", type=int, default=b.epochs)
+    p.add_argument("--epochs", type=int, default=b.epochs, help="(default: %(default)s)")
     p.add_argument(
         "--resume",
         action="store_true",
         help="skip models --out already holds with this budget (intact file, same epochs/steps)",
     )
-    p.add_argument("--batch-size", type=int, default=b.batch_size)
-    p.add_argument("--lr", type=float, default=b.lr)
+    p.add_argument("--batch-size", type=int, default=b.batch_size, help="(default: %(default)s)")
+    p.add_argument("--lr", type=float, default=b.lr, help="(default: %(default)s)")
     # one thread by default: results do not depend on the core count, and on a shared machine one
     # thread is many times faster than two contending OpenMP threads
     p.add_argument(

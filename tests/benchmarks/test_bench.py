@@ -352,3 +352,17 @@ def test_projection_prices_a_clip_model_by_its_image_tower() -> None:
     assert models["Kakaobrain_Align"].params_m == pytest.approx(
         62.1
     )  # published for the image tower
+
+
+def test_bench_probe_takes_auto_and_the_default_for_the_gpu_they_pick(monkeypatch) -> None:
+    """``--device auto`` (the help's default) read as a CPU: a probe bench on a GPU given it
+    measured the CPU's sizes instead of the study's."""
+    import torch
+
+    from repsim.bench import probe
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert probe._on_gpu("auto") and probe._on_gpu(None) and probe._on_gpu("cuda")
+    assert not probe._on_gpu("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert not probe._on_gpu("auto") and not probe._on_gpu(None)
