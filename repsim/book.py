@@ -322,15 +322,20 @@ def _execute_checked(
     _check_chapter_parameters(parameters)
     out = Path(out_dir)
     paths = list(notebooks or chapter_notebooks())
-    # relative to where the notebooks run: the published .ipynb files hold no machine paths and
-    # rerun as they are from a checkout
-    cwd = paths[0].parent.resolve() if paths else Path.cwd()
-    params = {**dict(parameters or {}), "run_dir": os.path.relpath(run_dir, cwd)}
+    # run where the executed copies are written, the run folder relative to there: the published
+    # .ipynb files hold no machine paths and rerun as they are where they sit in a checkout (the
+    # page's download, Binder); relative to the sources, book/generated/ pointed into book/
+    params = {**dict(parameters or {}), "run_dir": _relative_to(run_dir, out)}
     return _run_all(
-        lambda nb: execute_notebook(nb, out / nb.name, params, timeout=timeout),
+        lambda nb: execute_notebook(nb, out / nb.name, params, cwd=out, timeout=timeout),
         paths,
         book_workers(len(paths), workers),
     )
+
+
+def _relative_to(run_dir: str | Path, folder: Path) -> str:
+    """``run_dir`` as a path relative to ``folder`` (where an executed notebook sits and runs)."""
+    return os.path.relpath(Path(run_dir).resolve(), folder.resolve())
 
 
 def execute_course(
@@ -343,9 +348,9 @@ def execute_course(
 ) -> list[Path]:
     """Execute the course lessons into ``out_dir``: the teacher version, with the solutions.
 
-    Lessons that declare ``run_dir`` get the run folder (relative to the lesson, so the executed copy
-    holds no machine path); with ``run_dir=None`` they get None and skip their exercises on a real
-    run with a message.
+    Lessons that declare ``run_dir`` get the run folder (relative to the executed copy, which runs
+    where it is written, so it holds no machine path and reruns where it sits); with
+    ``run_dir=None`` they get None and skip their exercises on a real run with a message.
     """
     out = Path(out_dir)
     paths = list(lessons if lessons is not None else course_notebooks(book_dir))
@@ -353,13 +358,8 @@ def execute_course(
     def one(nb: Path) -> Path:
         params = None
         if lesson_takes_run(nb):
-            rel = (
-                None
-                if run_dir is None
-                else os.path.relpath(Path(run_dir).resolve(), nb.parent.resolve())
-            )
-            params = {"run_dir": rel}
-        return execute_notebook(nb, out / nb.name, params, cwd=nb.parent, timeout=timeout)
+            params = {"run_dir": None if run_dir is None else _relative_to(run_dir, out)}
+        return execute_notebook(nb, out / nb.name, params, cwd=out, timeout=timeout)
 
     return _run_all(one, paths, book_workers(len(paths), workers))
 

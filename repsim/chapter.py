@@ -158,10 +158,14 @@ def lesson_run(run_dir: str | Path | None) -> Run | None:
     from repsim.runfolder import SIMILARITY
 
     if not run_dir or not (Path(run_dir) / SIMILARITY).is_file():
+        # where it was looked for: a relative run_dir is read from the kernel's folder, which
+        # is not always the one a student thinks of (a copy of the notebook moved elsewhere)
+        looked = f" (looked for in {Path(run_dir).resolve()})" if run_dir else ""
         print(
-            f"No run folder with a {SIMILARITY} at run_dir={run_dir!r}, so the exercise on a real "
-            "run is skipped. Make one with `repsim run data/configs/embedded.yaml --out "
-            "runs/embedded` (minutes on a CPU) and set run_dir to it."
+            f"No run folder with a {SIMILARITY} at run_dir={run_dir!r}{looked}, so the exercise on "
+            "a real run is skipped. Make one with `repsim run data/configs/embedded.yaml --out "
+            "runs/embedded` (minutes on a CPU) and set run_dir to it, relative to the folder this "
+            "notebook runs in, or as an absolute path."
         )
         return None
     run = load_run(run_dir)

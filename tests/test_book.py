@@ -669,20 +669,26 @@ def test_chapters_and_lessons_get_the_run_folder_relative_to_themselves(
     tiny_run, tmp_path, monkeypatch
 ):
     """The executed notebooks are published: the run folder they are given is relative to where
-    they run, beside the chapter's own parameters; a lesson without a ``run_dir`` parameter gets
-    none."""
+    they are written and run, beside the chapter's own parameters, so a copy reruns where it
+    sits (relative to the sources, book/generated/'s copies pointed into book/); a lesson
+    without a ``run_dir`` parameter gets none."""
     import os
 
     calls = {}
 
     def fake(src, dest, parameters=None, cwd=None, timeout=600):
+        assert Path(cwd) == Path(dest).parent  # the kernel runs where the copy is written
         calls[Path(src).name] = (parameters, timeout)
         return dest
 
     monkeypatch.setattr(B, "execute_notebook", fake)
     chapter = _notebook(tmp_path / "chapters" / "01_x.ipynb", parameters="run_dir = None")
-    B.execute_chapters(tiny_run, tmp_path / "out", [chapter], {"min_partners": 3}, timeout=7)
-    rel = os.path.relpath(tiny_run.resolve(), chapter.parent.resolve())
+    out = tmp_path / "book" / "generated"
+    B.execute_chapters(tiny_run, out, [chapter], {"min_partners": 3}, timeout=7)
+    rel = os.path.relpath(tiny_run.resolve(), out.resolve())
+    assert (out / rel).resolve() == tiny_run.resolve() and rel != os.path.relpath(
+        tiny_run.resolve(), chapter.parent.resolve()
+    )
     assert calls.pop("01_x.ipynb") == ({"run_dir": rel, "min_partners": 3}, 7)
     # the run is the one checked, not one a parameter names
     with pytest.raises(B.BookError, match="parameters cannot set run_dir"):
@@ -692,7 +698,8 @@ def test_chapters_and_lessons_get_the_run_folder_relative_to_themselves(
         _notebook(tmp_path / "course" / "01_run.ipynb", parameters="run_dir = None"),
         _notebook(tmp_path / "course" / "02_toy.ipynb", "print(run_dir)", parameters="n = 3"),
     ]
-    B.execute_course(tmp_path, tmp_path / "out", tiny_run, lessons=lessons, timeout=9)
+    B.execute_course(tmp_path, out / "course", tiny_run, lessons=lessons, timeout=9)
+    rel = os.path.relpath(tiny_run.resolve(), (out / "course").resolve())
     assert calls == {"01_run.ipynb": ({"run_dir": rel}, 9), "02_toy.ipynb": (None, 9)}
 
 

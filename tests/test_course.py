@@ -358,6 +358,10 @@ def test_lesson_run_opens_a_run_or_says_how_to_make_one(course_run: Path, tmp_pa
         assert repsim.lesson_run(missing) is None
         out = capsys.readouterr().out
         assert out.count(SKIP_MESSAGE) == 1 and "repsim run data/configs/embedded.yaml" in out
+        # a relative run_dir is read from the kernel's folder: the message says where it looked
+        # (a student who had made the run was told to make it)
+        looked = f"(looked for in {Path(missing).resolve()})" if missing else "(looked for in"
+        assert (looked in out) == bool(missing)
     for lesson in RUN_LESSONS:
         cells = [c.source for c in nbformat.read(lesson, as_version=4).cells]
         assert sum("repsim.lesson_run(run_dir)" in s for s in cells) == 1, lesson.name
