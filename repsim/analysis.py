@@ -654,35 +654,38 @@ def _counts_as_int(values: pd.Series) -> pd.Series:
     return values
 
 
-def rank_sum_display(tests: pd.DataFrame) -> pd.DataFrame:
+def rank_sum_display(tests: pd.DataFrame, alpha: float | None = None) -> pd.DataFrame:
     """Rank-sum test rows (:func:`repsim.consistency.partner_rank_sum_tests`,
-    :func:`~repsim.consistency.anchor_rank_sum_tests`) for a page: medians and statistic to two
-    decimals, p-values in scientific notation (a 4-decimal round showed 5e-08 as 0.0; more digits
-    where two would put a p on the other side of the threshold ``below thr.`` reads), and the
-    per-test threshold (the sentence under the table gives it) and the anchor's own category (the
-    figure's panel titles give it) left out, so the table fits the page. The anchor (or the
-    anchors' category) and the first partner category are the row index, so a page prints each
-    once for its block of rows instead of a position column and a repeated name."""
-    from repsim.sentences import fmt_against
+    :func:`~repsim.consistency.anchor_rank_sum_tests`, run at ``alpha``) for a page: medians and
+    statistic to two decimals, p-values in scientific notation (a 4-decimal round showed 5e-08 as
+    0.0; with ``alpha``, more digits where two would put a p on the other side of the verdict
+    ``below thr.`` gives it), and the per-test threshold (the sentence under the table gives it)
+    and the anchor's own category (the figure's panel titles give it) left out, so the table fits
+    the page. The anchor (or the anchors' category) and the first partner category are the row
+    index, so a page prints each once for its block of rows instead of a position column and a
+    repeated name."""
+    from repsim.stats import format_on_side
 
     dropped = ("p_threshold", "p_min", "anchor_category")
     out = tests.drop(columns=[c for c in dropped if c in tests]).copy()
     for c in ("median_a", "median_b", "statistic"):
         if c in out:
             out[c] = out[c].round(2)
-    # each p on the side of its threshold that the "below thr." column gives it (a p of
-    # 0.0002079 against 0.01 / 48 = 0.000208 showed as 2.1e-04 beside True): p against the
-    # per-test threshold, p Bonferroni against alpha (the threshold times the tests that ran)
-    thr = float(tests["p_threshold"].iloc[0]) if "p_threshold" in tests and len(tests) else np.nan
-    alpha = thr * max(int(tests["p"].notna().sum()), 1) if "p" in tests else np.nan
-    for c, limit in (("p", thr), ("p_bonferroni", alpha)):
+    # each p on the side that "below thr." (p_bonferroni = min(p m, 1) < alpha, m the tests that
+    # ran) gives it: a Bonferroni p of 0.01003 showed as 1.0e-02, alpha itself, beside False
+    m = max(int(tests["p"].notna().sum()), 1) if "p" in tests else 1
+    sides = {
+        "p": lambda v: min(v * m, 1.0) < alpha,
+        "p_bonferroni": lambda v: v < alpha,
+    }
+    for c, side in sides.items():
         if c in out:
             out[c] = [
                 "undefined"
                 if not np.isfinite(v)
                 else f"{v:.1e}"
-                if not np.isfinite(limit)
-                else fmt_against(v, limit, 1, "e")
+                if alpha is None
+                else format_on_side(v, side, 1, "e")
                 for v in out[c]
             ]
     out = out.rename(columns=RANK_SUM_HEADERS)
@@ -735,10 +738,10 @@ def study_beside_run(
 
     The run's values are shown to ``digits`` decimals (counts as whole numbers); one with a
     verdict (within or outside the row's tolerance of the study's) with more where fewer would
-    put it on the other side of the tolerance (:func:`repsim.stats.format_within`: 0.7504
+    put it on the other side of the tolerance (:func:`repsim.reference.format_within`: 0.7504
     "outside" 0.70 +- 0.05 showed as 0.750, on its edge)."""
-    from repsim.reference import COUNT_NAMES, VERDICTS
-    from repsim.stats import format_estimate, format_within
+    from repsim.reference import COUNT_NAMES, VERDICTS, format_within
+    from repsim.stats import format_estimate
 
     quantities = [quantity] if isinstance(quantity, str) else list(quantity)
     t = comparison[comparison["quantity"].isin(quantities)].copy()

@@ -79,16 +79,15 @@ class Parser(argparse.ArgumentParser):
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         """argparse's check of a choice (a command, ``bench NAME``, ``--cluster``), its message
-        with the closest choice: ``invalid choice: 'rnu' (did you mean 'run'?); choose from ...``.
-        argparse's own named the choices only (and from Python 3.12 formats them differently)."""
+        with the closest choice: ``invalid choice: 'rnu' (did you mean 'run'?) (choose from
+        ...)``, Python 3.11's own otherwise, which named the choices only."""
         from repsim.config import did_you_mean
 
         if action.choices is not None and value not in action.choices:
-            choices = [str(c) for c in action.choices]
+            hint = did_you_mean(value, [str(c) for c in action.choices])
+            listed = ", ".join(map(repr, action.choices))
             raise argparse.ArgumentError(
-                action,
-                f"invalid choice: {value!r}{did_you_mean(value, choices)}; choose from "
-                + ", ".join(map(repr, action.choices)),
+                action, f"invalid choice: {value!r}{hint} (choose from {listed})"
             )
 
     def error(self, message: str) -> NoReturn:

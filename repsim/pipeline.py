@@ -141,7 +141,7 @@ def run(
         config's results is updated: every result file is rewritten for this config.
     scheduler : ``synchronous`` (in-process), ``local:N`` (N worker processes) or ``tcp://HOST:PORT``.
     cluster : ``slurm`` or ``pbs`` to start workers through dask-jobqueue.
-    device : ``cpu`` or ``cuda``; default cuda when available.
+    device : ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (the default: cuda when available).
 
     On a CPU with 2+ cores an in-process run trains its probes on spawned worker processes
     (:func:`_run_probe_pool`), which import the calling script: a script that calls ``run``

@@ -243,9 +243,13 @@ def _check_measures(names: tuple[str, ...], where: str) -> tuple[str, ...]:
     if len(unknown) == 1:
         [(name, exc)] = unknown.items()
         raise ConfigError(f"{where}: measures: {exc}{did_you_mean(name, known_measures())}")
-    if unknown:  # every one named, each with its did-you-mean, the valid names once
-        parts = ", ".join(f"{n!r}{did_you_mean(n, known_measures())}" for n in unknown)
-        raise ConfigError(f"{where}: measures: unknown measures {parts}; valid names: {grammar()}")
+    if unknown:  # each named with its own reason and did-you-mean, the valid names once
+        tail = f"; valid names: {grammar()}"
+        parts = [
+            f"{str(exc).removesuffix(tail)}{did_you_mean(n, known_measures())}"
+            for n, exc in unknown.items()
+        ]
+        raise ConfigError(f"{where}: measures: " + "; ".join(parts) + tail)
     try:
         parse_measures(names)  # two spellings of one measure
     except InputError as exc:

@@ -431,6 +431,21 @@ def _behavior(data: _RunData) -> pd.DataFrame | None:
     return table
 
 
+def within_tolerance(value: float, study: float, tolerance: float) -> bool:
+    """The verdict rule: ``|value - study| <= tolerance``, with 1e-9 for the float error of a
+    sum such as 0.70 + 0.05 (0.75 is then within, as written)."""
+    return abs(value - study) <= tolerance + 1e-9
+
+
+def format_within(value: float, study: float, tolerance: float, digits: int = 3) -> str:
+    """``value`` shown beside its :func:`within_tolerance` verdict, by
+    :func:`repsim.stats.format_on_side`: a value just outside never shows on the edge or inside
+    (0.7504 against 0.70 +- 0.05 is shown as 0.7504, not 0.750)."""
+    from repsim.stats import format_on_side
+
+    return format_on_side(value, lambda v: within_tolerance(v, study, tolerance), digits)
+
+
 def _status(
     r: pd.Series,
     value: float,
@@ -443,7 +458,7 @@ def _status(
         return "not in run", basis
     verdict = (
         "within tolerance"
-        if abs(value - float(r["value"])) <= float(r["tolerance"]) + 1e-9
+        if within_tolerance(value, float(r["value"]), float(r["tolerance"]))
         else "outside tolerance"
     )
     if r["quantity"] in COUNTS:  # exact, whatever the tolerance column says
@@ -538,8 +553,6 @@ def format_comparison(table: pd.DataFrame, all_rows: bool = False) -> str:
     cols = ["id", "study", "run", "difference", "tolerance", "status", "run_basis"]
     text = summary(table)
     if not shown.empty:
-        from repsim.stats import format_within
-
         shown = shown[cols].copy()
         verdict = shown["status"].isin(VERDICTS) & shown["run"].notna()
         # a value with a verdict on the side of the tolerance that the verdict gives it (0.7504

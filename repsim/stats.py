@@ -1503,25 +1503,18 @@ def format_on_side(
     first significant one; ``"g"``: significant digits), or more while the number shown would lie
     on another ``side`` of a rule than ``x`` itself: ``side`` maps a number to which side it is
     on (``lambda v: v < alpha``). The one rule by which every number shown beside a verdict is
-    printed (:func:`format_p`, :func:`repsim.sentences.fmt_against`, :func:`format_within`): what
+    printed (:func:`format_p`, :func:`repsim.sentences.fmt_against`,
+    :func:`repsim.reference.format_within`): what
     is shown never contradicts the verdict that reads the exact value.
     """
     x = float(x)
-    for d in range(digits, 17):  # a double has at most 17 significant digits
+    for d in range(digits, 17):
         text = f"{x:.{d}{notation}}"
         if side(float(text)) == side(x):
             return text
-    return f"{x:.{digits}{notation}}"
-
-
-def format_within(
-    value: float, centre: float, tolerance: float, digits: int = 3, slack: float = 1e-9
-) -> str:
-    """``value`` shown beside a verdict of ``|value - centre| <= tolerance`` (``slack`` for the
-    float error of a sum such as 0.70 + 0.05): :func:`format_on_side`, so a value just outside
-    the tolerance never shows on its edge or inside it (0.7504 against 0.70 +- 0.05 is shown as
-    0.7504, not 0.750)."""
-    return format_on_side(value, lambda v: abs(v - centre) <= tolerance + slack, digits)
+    # 17 significant digits always read back as x itself (0.15 - 0.1 against 0.05 needs them,
+    # and 16 decimals fall short of them below 0.1): repr gives the shortest such text
+    return repr(x)
 
 
 def format_p(p: float, alpha: float = 0.05) -> str:
@@ -1914,7 +1907,6 @@ __all__ = [
     "format_interval",
     "format_on_side",
     "format_p",
-    "format_within",
     "load",
     "monte_carlo_undecided",
     "no_interval_reason",

@@ -1838,10 +1838,19 @@ def test_rank_sum_tables_show_each_p_on_the_side_of_its_threshold():
     tests["p_bonferroni"] = np.minimum(tests["p"] * 2, 1.0)
     tests["p_threshold"] = 0.01 / 2
     tests["significant"] = tests["p_bonferroni"] < 0.01
-    out = A.rank_sum_display(tests)
+    out = A.rank_sum_display(tests, alpha=0.01)
     assert out["p"].tolist() == ["4.99e-03", "5.0e-01"]
     assert out["p Bonferroni"].tolist() == ["9.98e-03", "1.0e+00"]
     assert out["below thr."].tolist() == [True, False]
+    # the verdict is p m < alpha: at a float tie with p < alpha / m (m = 43) it is False, and
+    # p is shown at or above the threshold, not as 2.3e-04 below it
+    tie = pd.concat([tests.iloc[[1]]] * 43, ignore_index=True)
+    tie.loc[0, "p"] = 0.0002325581395348837
+    tie["p_bonferroni"] = np.minimum(tie["p"] * 43, 1.0)
+    tie["significant"] = tie["p_bonferroni"] < 0.01
+    assert tie.loc[0, "p"] < 0.01 / 43 and not tie.loc[0, "significant"]
+    shown = A.rank_sum_display(tie, alpha=0.01)["p"].iloc[0]
+    assert float(shown) * 43 >= 0.01, shown
 
 
 def _comparison(run: float, status: str) -> pd.DataFrame:

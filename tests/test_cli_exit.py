@@ -365,14 +365,14 @@ def test_a_misspelt_option_is_named_with_the_closest_option_of_its_command(
         (
             ["rnu", "c.yaml", "--out", "o"],
             "repsim",
-            "argument command: invalid choice: 'rnu' (did you mean 'run'?); choose from 'run', "
-            "'book', 'models', 'datasets', 'bench', 'compare', 'minizoo'",
+            "argument command: invalid choice: 'rnu' (did you mean 'run'?) (choose from 'run', "
+            "'book', 'models', 'datasets', 'bench', 'compare', 'minizoo')",
         ),
-        (["-vv", "bok"], "repsim", "invalid choice: 'bok' (did you mean 'book'?); choose from"),
+        (["-vv", "bok"], "repsim", "invalid choice: 'bok' (did you mean 'book'?) (choose from"),
         (["bench", "precison"], "repsim bench", "'precison' (did you mean 'precision'?)"),
         (["minizoo", "trian"], "repsim minizoo", "'trian' (did you mean 'train'?)"),
         (["run", "c", "--out", "o", "--cluster", "slrum"], "repsim run", "(did you mean 'slurm'?)"),
-        (["zzz"], "repsim", "invalid choice: 'zzz'; choose from 'run', 'book', "),
+        (["zzz"], "repsim", "invalid choice: 'zzz' (choose from 'run', 'book', "),
     ],
     ids=["command", "after-vv", "bench", "minizoo", "option-choice", "nothing-close"],
 )

@@ -462,12 +462,15 @@ def test_every_bad_entry_is_named_in_one_error(tmp_path: Path, text: str, named:
             ],
         ),
         (
-            "measures: [cka_lineer, rsa_spearmen, mutual_knn_10]\nselect: {models: [nope]}\n",
+            "measures: [cka_lineer, mutual_knn_0, rsa_spearmen, mutual_knn_10]\n"
+            "select: {models: [nope]}\n",
             [
                 r"\S*c\.yaml has 2 problems; fix each:$",
                 r"  \S*c\.yaml: select\.models names 1 unknown id: 'nope'",
-                r"  \S*c\.yaml: measures: unknown measures 'cka_lineer' \(did you mean "
-                r"'cka_linear'\?\), 'rsa_spearmen' \(did you mean 'rsa_spearman'\?\); valid names: ",
+                r"  \S*c\.yaml: measures: unknown measure 'cka_lineer' \(did you mean "
+                r"'cka_linear'\?\); measure 'mutual_knn_0': k must be >= 1, e\.g\. mutual_knn_10 "
+                r"\(did you mean 'mutual_knn_10'\?\); unknown measure 'rsa_spearmen' \(did you mean "
+                r"'rsa_spearman'\?\); valid names: cka_linear, [^;]*$",
             ],
         ),
     ],

@@ -2161,12 +2161,19 @@ def test_relabellings_within_strata_are_uniform_over_the_joint_orders():
 
 
 def test_format_on_side_and_within_keep_the_verdicts_side():
+    from repsim.reference import format_within
+
     below = lambda v: v < 0.05  # noqa: E731
     assert stats.format_on_side(0.0496, below) == "0.0496"
     assert stats.format_on_side(0.0504, below) == "0.05"  # on alpha: not below, as p >= alpha
     assert stats.format_on_side(0.00021, lambda v: v < 0.000208, 1, "e") == "2.1e-04"
-    assert stats.format_within(0.7504, 0.70, 0.05) == "0.7504"  # outside: never on the edge
-    assert stats.format_within(0.7496, 0.70, 0.05) == "0.750"  # within: the edge is within
-    assert stats.format_within(0.6496, 0.70, 0.05) == "0.6496"
-    assert stats.format_within(0.75, 0.70, 0.05) == "0.750"  # 0.70 + 0.05 is 0.75 +- 1 ulp
+    assert format_within(0.7504, 0.70, 0.05) == "0.7504"  # outside: never on the edge
+    assert format_within(0.7496, 0.70, 0.05) == "0.750"  # within: the edge is within
+    assert format_within(0.6496, 0.70, 0.05) == "0.6496"
+    assert format_within(0.75, 0.70, 0.05) == "0.750"  # 0.70 + 0.05 is 0.75 +- 1 ulp
     assert stats.format_estimate(-0.0) == "0.00"  # an exact zero has no sign
+    # values that need all 17 significant digits to stay off alpha (16 decimals fell short and
+    # the fallback printed them on it: "p = 0.05", "p = 0.0002", "p = 0.10")
+    assert stats.format_p(0.15 - 0.1) == "p = 0.04999999999999999"
+    assert stats.format_p(0.00019999999999999998, 0.0002) == "p = 0.00019999999999999998"
+    assert stats.format_p(np.nextafter(0.1, 0), 0.1) == "p = 0.09999999999999999"

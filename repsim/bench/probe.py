@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from repsim.argtypes import DEVICE_HELP, Parser, at_least
+from repsim.device import resolve_device
 from repsim.probe import (
     DEFAULT_LRS,
     REFINE_STEPS,
@@ -56,8 +57,6 @@ def _data(n: int, dim: int, classes: int, seed: int) -> tuple[np.ndarray, np.nda
 
 def _on_gpu(device: str | None) -> bool:
     """Whether ``device`` (as ``--device`` takes it: ``auto`` too) is a GPU."""
-    from repsim.device import resolve_device
-
     return resolve_device(device).type == "cuda"
 
 
@@ -85,7 +84,7 @@ def run(
 
     Returns a dict of the timings (seconds), the speed-up and the problem size.
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     X, y = _data(n, dim, classes, seed=0)
     n_wd = math.ceil(settings / len(DEFAULT_LRS))
     grid = [(lr, wd) for wd in np.logspace(-6, 1, n_wd) for lr in DEFAULT_LRS][:settings]
@@ -166,7 +165,7 @@ def step_seconds(
     The features are random unit vectors of all ``n`` rows on the device (so the batch gather
     reads from a train split of the real size); ``warmup`` steps are run and discarded first.
     """
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device)
     g = torch.Generator(device=dev).manual_seed(0)
     X = torch.randn(n, dim, generator=g, device=dev)
     X /= X.norm(dim=1, keepdim=True)
@@ -331,7 +330,7 @@ def precision_check(
     for precision in ("float32", "bfloat16"):
         seconds, res = _timed(
             lambda p=precision: linear_probe(X, y, X_test, y_test, precision=p, **opts),
-            torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")),
+            resolve_device(device),
         )
         out[precision] = {
             "accuracy": [float(a) for a in res.accuracy],

@@ -366,3 +366,7 @@ def test_bench_probe_takes_auto_and_the_default_for_the_gpu_they_pick(monkeypatc
     assert not probe._on_gpu("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not probe._on_gpu("auto") and not probe._on_gpu(None)
+    # and the benchmark runs on it (torch.device("auto") was a RuntimeError with a traceback)
+    res = probe.run(n=64, dim=4, classes=2, settings=2, epochs=1, seeds=(0,), device="auto",
+                    sequential=1)  # fmt: skip
+    assert res["n"] == 64
