@@ -99,11 +99,15 @@ def fmt_against(x: float, threshold: float, digits: int = 2, notation: str = "f"
     """A number a verdict reads against ``threshold``: to ``digits`` decimals, or more while the
     rounded value would sit on the threshold or across it, so what is shown never contradicts the
     verdict (rho 0.897 "not kept" by a 0.9 rule is shown as 0.897, not 0.90); the value on the
-    threshold itself is shown on it. ``notation`` ``"e"``: scientific (a p of 0.000207 against
-    0.000208 as ``2.07e-04``, not ``2.1e-04``). :func:`repsim.stats.format_on_side`."""
+    threshold itself is shown on it, and so is one that float rounding put a few ulps above it
+    (0.55 - 0.5 against 0.05), since the verdicts that read a threshold count it as reached ("at
+    least", "or more"). ``notation`` ``"e"``: scientific (a p of 0.000207 against 0.000208 as
+    ``2.07e-04``, not ``2.1e-04``). :func:`repsim.stats.format_on_side`."""
     if x is None or not np.isfinite(x):
         return fmt(x)
-    return format_on_side(x, lambda v: np.sign(v - threshold), digits, notation)
+    strictly = lambda v: np.sign(v - threshold)  # noqa: E731
+    reached = lambda v: v >= threshold  # noqa: E731
+    return format_on_side(x, (strictly, reached), digits, notation)
 
 
 def join_names(items: Sequence[str], last: str = "and") -> str:

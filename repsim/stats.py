@@ -1497,21 +1497,27 @@ def format_mean_range(values: Sequence[float]) -> str:
 
 
 def format_on_side(
-    x: float, side: Callable[[float], Any], digits: int = 2, notation: str = "f"
+    x: float,
+    side: Callable[[float], Any] | Sequence[Callable[[float], Any]],
+    digits: int = 2,
+    notation: str = "f",
 ) -> str:
     """``x`` as text, with ``digits`` decimals (``notation`` ``"f"``; ``"e"``: digits after the
     first significant one; ``"g"``: significant digits), or more while the number shown would lie
     on another ``side`` of a rule than ``x`` itself: ``side`` maps a number to which side it is
     on (``lambda v: v < alpha``). The one rule by which every number shown beside a verdict is
     printed (:func:`format_p`, :func:`repsim.sentences.fmt_against`,
-    :func:`repsim.reference.format_within`): what
-    is shown never contradicts the verdict that reads the exact value.
+    :func:`repsim.reference.format_within`): what is shown never contradicts the verdict that
+    reads the exact value. Several rules are tried in turn, each up to 16 digits (a stricter one
+    first: :func:`~repsim.sentences.fmt_against` keeps a value off its threshold, then allows it
+    on the threshold where the verdict counts the threshold on its side).
     """
     x = float(x)
-    for d in range(digits, 17):
-        text = f"{x:.{d}{notation}}"
-        if side(float(text)) == side(x):
-            return text
+    for rule in side if isinstance(side, Sequence) else (side,):
+        for d in range(digits, 17):
+            text = f"{x:.{d}{notation}}"
+            if rule(float(text)) == rule(x):
+                return text
     # 17 significant digits always read back as x itself (0.15 - 0.1 against 0.05 needs them,
     # and 16 decimals fall short of them below 0.1): repr gives the shortest such text
     return repr(x)

@@ -822,6 +822,15 @@ def test_fmt_against_in_scientific_notation_keeps_the_side():
     assert T.fmt_against(0.00020004, 0.01 / 50, 1, "e") == "2.0004e-04"  # above 2e-04
 
 
+def test_fmt_against_a_value_within_float_rounding_of_its_threshold():
+    """A value a few ulps below the threshold needs all 17 digits to show below it (16
+    decimals fell short and it was shown as the threshold, which the verdict counts as
+    reached); one a few ulps above it is shown on it, as reached."""
+    assert T.fmt_against(0.15 - 0.1, 0.05) == "0.04999999999999999"
+    assert T.fmt_against(0.55 - 0.5, 0.05) == "0.05"
+    assert T.fmt_against(0.05, 0.05) == "0.05"
+
+
 def test_transform_changes_just_under_the_tolerance_do_not_show_on_it():
     """'arccos at most 0.05 (median 0.05; 0 of 1 by 0.05 or more)': a change of 0.0499 showed
     as the tolerance beside the count that says none reached it."""
