@@ -364,6 +364,27 @@ class Chapter:
             P.show(P.consistency_boxes(tidy, base, caption=caption, title=title))
         return drawn
 
+    def other_measures(self, candidates: Sequence[str], what: str) -> tuple[list[str], str | None]:
+        """The measures of ``candidates`` the chapter can set against its main measure, and the
+        sentence that skips ``what`` when there are none. A candidate that is the main measure
+        is said to be so: the chapters said the run had no mutual_knn_10 when it was the main
+        measure (``measure=mutual_knn_10``) and compared rsa_spearman with itself."""
+        from repsim.sentences import join_names
+
+        others = [m for m in dict.fromkeys(candidates) if m in self.sim and m != self.measure]
+        if others:
+            return others, None
+        why = []
+        if self.measure in candidates:
+            why.append(f"{self.measure} is this chapter's main measure")
+        missing = [m for m in dict.fromkeys(candidates) if m not in self.sim]
+        if missing:
+            why.append(f"this run has no {join_names(missing)}")
+        return (
+            [],
+            f"Nothing to set against {self.measure} ({'; '.join(why)}), so {what} is skipped.",
+        )
+
     def need(
         self, *needs: str, min_datasets: int = 1, min_models: int = 2, min_domains: int = 1
     ) -> str | None:
@@ -446,11 +467,19 @@ def open_chapter(
             "measure."
         )
         measure = run.measures[0]
-    if f"{category}_a" not in sim.coords:
+    if category not in CATEGORY_FIELDS or f"{category}_a" not in sim.coords:
         known_fields = [c for c in CATEGORY_FIELDS if f"{c}_a" in sim.coords]
         if category != DEFAULT_CATEGORY:
+            # a model field outside CATEGORY_FIELDS (method, architecture) colours a figure but
+            # has no consistency: its chapters blamed too few model pairs for the empty tables
+            what = (
+                "is a model field, but consistency is grouped only by the fields of "
+                "repsim.names.CATEGORY_FIELDS"
+                if f"{category}_a" in sim.coords
+                else "is not a model field of this run"
+            )
             raise InputError(
-                f"category {category!r} is not a model field of this run; its fields are "
+                f"category {category!r} {what}; its fields are "
                 f"{', '.join(known_fields) or 'none'}: give one of them as the chapter's "
                 "category parameter"
             )

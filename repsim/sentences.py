@@ -402,12 +402,18 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
     groups = table.drop(columns="all").mean().dropna()
     if len(groups) >= 2:
         listed = ", ".join(f"{g} {fmt(v)}" for g, v in groups.sort_index().items())
+        # the factors the controlled-experiment chapter tests (stats.FACTORS), by their fields
+        tested = category in ("objective", "architecture_class")
         return (
             f"{text} Mean consistency within one {category}: {listed}. These are described, "
-            f"not ranked: {len(table)} dataset pair{'s' if len(table) != 1 else ''} chosen by "
-            "their consistency cannot order "
-            f"the {category}s (the {category} factor is tested in the controlled-experiment "
-            "chapter, where the run has one)."
+            f"not ranked: {len(table)} chosen dataset pair{'s' if len(table) != 1 else ''} "
+            f"cannot order the categories of {category}"
+            + (
+                f" (the {category.removesuffix('_class')} factor is tested in the "
+                "controlled-experiment chapter, where the run has one)."
+                if tested
+                else "."
+            )
         )
     if len(groups) == 1:
         return (
@@ -730,9 +736,10 @@ def run_text(ch: Chapter) -> str:
     """What the chapters are drawn from: the run, its size, its measures and the chosen ones."""
     run = ch.run
     part = f" (this chapter's part of the run: {run.selection})" if run.selection else ""
+    n_m, n_d = len(ch.models), len(ch.datasets)
     return (
-        f"Run **{run.name}** (run folder `{run.path.name}`): {len(ch.models)} models, "
-        f"{len(ch.datasets)} datasets{part}, measures {', '.join(run.measures)}; main measure "
+        f"Run **{run.name}** (run folder `{run.path.name}`): {n_m} model{'s' * (n_m != 1)}, "
+        f"{n_d} dataset{'s' * (n_d != 1)}{part}, measures {', '.join(run.measures)}; main measure "
         f"**{ch.measure}**, models grouped by **{ch.category}**."
     )
 

@@ -803,8 +803,24 @@ def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
         "objective, data_class: give",
     ):
         CH.open_chapter(tmp_path, category="size_class")
+    # a model field the consistency is not grouped by: its chapters' consistency tables were
+    # empty and their sentences blamed too few model pairs (category=method)
+    with pytest.raises(
+        InputError,
+        match="category 'model' is a model field, but consistency is grouped only by the fields "
+        r"of repsim\.names\.CATEGORY_FIELDS; its fields are objective, data_class: give",
+    ):
+        CH.open_chapter(tmp_path, category="model")
     ch = CH.open_chapter(tmp_path, measure="rsa", category="data_class")
     assert (ch.measure, ch.category, ch.notes) == ("rsa", "data_class", ())
+    # the measures set against the main one: the main one is said to be so, not missing (the
+    # chapters said the run had no mutual_knn_10 when it was the main measure)
+    assert ch.other_measures(["rsa", "cka_linear", "nope"], "X") == (["cka_linear"], None)
+    assert ch.other_measures(["rsa", "nope"], "this chapter") == (
+        [],
+        "Nothing to set against rsa (rsa is this chapter's main measure; this run has no nope), "
+        "so this chapter is skipped.",
+    )
     other = tmp_path / "other"
     other.mkdir()
     sim[["rsa"]].drop_vars(["objective_a", "objective_b"]).to_netcdf(

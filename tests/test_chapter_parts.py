@@ -185,7 +185,16 @@ def test_counts_of_one_read_in_the_singular():
     spread = pd.DataFrame({"pair": ["a~b"], "se": [0.01]})
     assert "over 1 pair (spread over 20" in T.subsample_text(spread, 20, 100)
     table = pd.DataFrame({"all": [0.3], "S": [0.8], "T": [0.7]}, index=["d0 / d1"])
-    assert "1 dataset pair chosen by their consistency" in T.scatter_text(table, "objective")
+    assert "1 chosen dataset pair cannot order the categories of objective (the objective" in (
+        T.scatter_text(table, "objective")
+    )
+    # no "architecture_classs", and no test promised for a field the controlled tests lack
+    assert "categories of architecture_class (the architecture factor is tested" in (
+        T.scatter_text(table, "architecture_class")
+    )
+    assert T.scatter_text(table, "size_class").endswith(
+        "cannot order the categories of size_class."
+    )
     agree = pd.DataFrame(
         {"dataset": ["d0", "d1"], "r": [0.99, 0.98], "mean_difference": [0.01, -0.01]}
     )

@@ -387,6 +387,16 @@ def test_bad_model_entries(tmp_path: Path, entry: str, match: str) -> None:
         _plan(tmp_path, f"models:\n  - {entry}\n")
 
 
+def _refused_with_lines(tmp_path: Path, text: str, named: list[str]) -> None:
+    """The config ``text`` is refused with one ConfigError whose lines match ``named``."""
+    with pytest.raises(ConfigError) as error:
+        _plan(tmp_path, text)
+    lines = str(error.value).splitlines()
+    assert len(lines) == len(named), lines
+    for pattern, line in zip(named, lines, strict=True):
+        assert re.match(pattern, line), (pattern, line)
+
+
 @pytest.mark.parametrize(
     ("text", "named"),
     [
@@ -434,12 +444,7 @@ def test_bad_model_entries(tmp_path: Path, entry: str, match: str) -> None:
 def test_every_bad_entry_is_named_in_one_error(tmp_path: Path, text: str, named: list) -> None:
     """Entries were checked up to the first bad one: a config with three typos took three runs
     to find them, where the model checks that follow list every failing model at once."""
-    with pytest.raises(ConfigError) as error:
-        _plan(tmp_path, text)
-    lines = str(error.value).splitlines()
-    assert len(lines) == len(named), lines
-    for pattern, line in zip(named, lines, strict=True):
-        assert re.match(pattern, line), (pattern, line)
+    _refused_with_lines(tmp_path, text, named)
 
 
 @pytest.mark.parametrize(
@@ -479,12 +484,7 @@ def test_every_bad_entry_is_named_in_one_error(tmp_path: Path, text: str, named:
 def test_every_problem_of_the_options_is_named_in_one_error(tmp_path: Path, text, named) -> None:
     """The options (threads, stimuli, extract, probe, similarity, select, measures) were checked
     up to their first problem, where the entries' checks name every bad entry at once."""
-    with pytest.raises(ConfigError) as error:
-        _plan(tmp_path, text)
-    lines = str(error.value).splitlines()
-    assert len(lines) == len(named), lines
-    for pattern, line in zip(named, lines, strict=True):
-        assert re.match(pattern, line), (pattern, line)
+    _refused_with_lines(tmp_path, text, named)
 
 
 def test_a_section_read_alone_names_each_of_its_problems() -> None:

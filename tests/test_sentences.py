@@ -546,7 +546,7 @@ def test_scatter_text_describes_the_groups_without_ranking_them():
     )
     text = T.scatter_text(tab, "objective")
     assert "Mean consistency within one objective: S 0.80, T 0.20." in text
-    assert "described, not ranked: 2 dataset pairs" in text and not T.untested_claims(text)
+    assert "described, not ranked: 2 chosen dataset pairs" in text and not T.untested_claims(text)
 
 
 def test_overview_text_lists_the_same_category_medians_of_its_own_grouping():
