@@ -364,6 +364,28 @@ class Chapter:
             P.show(P.consistency_boxes(tidy, base, caption=caption, title=title))
         return drawn
 
+    def dataset_pair_skip(self, pairs: Sequence[Sequence[str]], parameter: str) -> str | None:
+        """The sentence that skips a figure of chosen dataset pairs (``parameter``: the chapter's
+        parameter that chose them) when a pair names a dataset the chapter does not show, or one
+        dataset twice; None when all can be drawn. A dataset outside the chapter's datasets
+        parameter was a traceback saying the run lacked it."""
+        from repsim.sentences import join_names, shown
+
+        have = set(self.datasets)
+        missing = list(dict.fromkeys(d for pair in pairs for d in pair if d not in have))
+        if missing:
+            return (
+                f"{parameter} names {join_names(missing)}, which {shown(self.run.selection, 'this run')} "
+                f"does not have (its datasets: {', '.join(self.order)}), so this figure is skipped."
+            )
+        twice = [tuple(pair) for pair in pairs if len(set(pair)) < len(pair)]
+        if twice:
+            return (
+                f"{parameter} pairs {twice[0][0]} with itself: a dataset pair is two datasets, so "
+                "this figure is skipped."
+            )
+        return None
+
     def other_measures(self, candidates: Sequence[str], what: str) -> tuple[list[str], str | None]:
         """The measures of ``candidates`` the chapter can set against its main measure, and the
         sentence that skips ``what`` when there are none. A candidate that is the main measure

@@ -821,6 +821,14 @@ def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
         "Nothing to set against rsa (rsa is this chapter's main measure; this run has no nope), "
         "so this chapter is skipped.",
     )
+    # chosen dataset pairs the chapter cannot draw: a sentence, not a traceback that said the
+    # run lacked a dataset the chapter's datasets parameter had left out
+    assert ch.dataset_pair_skip([("d0", "d9")], "dataset_pairs") == (
+        "dataset_pairs names d9, which this run does not have (its datasets: d0), so this "
+        "figure is skipped."
+    )
+    assert "pairs d0 with itself" in ch.dataset_pair_skip([("d0", "d0")], "dataset_a / dataset_b")
+    assert ch.dataset_pair_skip([], "dataset_pairs") is None
     other = tmp_path / "other"
     other.mkdir()
     sim[["rsa"]].drop_vars(["objective_a", "objective_b"]).to_netcdf(
