@@ -672,7 +672,7 @@ def rank_sum_display(tests: pd.DataFrame, alpha: float | None = None) -> pd.Data
         if c in out:
             out[c] = out[c].round(2)
     # each p on the side that "below thr." (p_bonferroni = min(p m, 1) < alpha, m the tests that
-    # ran) gives it: a Bonferroni p of 0.01003 showed as 1.0e-02, alpha itself, beside False
+    # ran) gives it: a p of 0.00499 under 0.01 / 2 showed as 5.0e-03, the threshold, beside True
     m = max(int(tests["p"].notna().sum()), 1) if "p" in tests else 1
     sides = {
         "p": lambda v: min(v * m, 1.0) < alpha,

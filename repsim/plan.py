@@ -240,9 +240,6 @@ def _check_measures(names: tuple[str, ...], where: str) -> tuple[str, ...]:
             parse_measure(name)
         except InputError as exc:
             unknown[name] = exc
-    if len(unknown) == 1:
-        [(name, exc)] = unknown.items()
-        raise ConfigError(f"{where}: measures: {exc}{did_you_mean(name, known_measures())}")
     if unknown:  # each named with its own reason and did-you-mean, the valid names once
         tail = f"; valid names: {grammar()}"
         parts = [

@@ -555,20 +555,19 @@ def format_comparison(table: pd.DataFrame, all_rows: bool = False) -> str:
     if not shown.empty:
         shown = shown[cols].copy()
         verdict = shown["status"].isin(VERDICTS) & shown["run"].notna()
+
+        def three(v: float) -> str:
+            return f"{round(v, 3) + 0.0:.3f}"
+
         # a value with a verdict on the side of the tolerance that the verdict gives it (0.7504
-        # against 0.70 +- 0.05 printed as 0.750, on the edge, beside "outside tolerance")
-        for c, centre in (("run", shown["study"]), ("difference", 0.0 * shown["study"])):
+        # against 0.70 +- 0.05 printed as 0.750, on the edge, beside "outside tolerance"); the
+        # difference (run - study) reads against the tolerance around 0
+        for c, centre in (("run", shown["study"]), ("difference", [0.0] * len(shown))):
             shown[c] = [
-                "-"
-                if pd.isna(v)
-                else format_within(v, m, tol)
-                if keep
-                else f"{round(v, 3) + 0.0:.3f}"
+                "-" if pd.isna(v) else format_within(v, m, tol) if keep else three(v)
                 for v, m, tol, keep in zip(shown[c], centre, shown["tolerance"], verdict)
             ]
-        body = shown.to_string(
-            index=False, float_format=lambda v: f"{round(v, 3) + 0.0:.3f}", na_rep="-"
-        )
+        body = shown.to_string(index=False, float_format=three, na_rep="-")
         text += "\n\n" + body
     missing = int((table["status"] == "not in run").sum())
     if missing and not all_rows:

@@ -107,9 +107,11 @@ def _sync(dev: torch.device) -> None:
 def main(argv: list[str] | None = None) -> int:
     """``repsim bench measures``: print engine and per-pair times and their ratio."""
     ap = Parser(prog="repsim bench measures", description=__doc__)
-    ap.add_argument("--models", type=at_least(2), default=16, help="models (default: 16)")
-    ap.add_argument("--n", type=at_least(4), default=5000, help="stimuli (default: 5000)")
-    ap.add_argument("--dim", type=at_least(1), default=768, help="feature width (default: 768)")
+    ap.add_argument("--models", type=at_least(2), default=16, help="models (default: %(default)s)")
+    ap.add_argument("--n", type=at_least(4), default=5000, help="stimuli (default: %(default)s)")
+    ap.add_argument(
+        "--dim", type=at_least(1), default=768, help="feature width (default: %(default)s)"
+    )
     ap.add_argument(
         "--measures",
         nargs="+",
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "--naive-pairs",
         type=at_least(1),
         default=3,
-        help="pairs the per-pair path is timed on (default: 3)",
+        help="pairs the per-pair path is timed on (default: %(default)s)",
     )
     ap.add_argument("--json", default=None, help="also write the result dict to this file")
     args = ap.parse_args(argv)
