@@ -396,7 +396,7 @@ class Chapter:
         others = [m for m in dict.fromkeys(candidates) if m in self.sim and m != self.measure]
         if others:
             return others, None
-        why = []
+        why = [] if candidates else ["no other measure was named"]
         if self.measure in candidates:
             why.append(f"{self.measure} is this chapter's main measure")
         missing = [m for m in dict.fromkeys(candidates) if m not in self.sim]

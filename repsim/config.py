@@ -292,7 +292,14 @@ def _list(item: Check, *, unique: bool = False) -> Check:
             raise ConfigError(
                 f"{where} is an empty list; give at least one value or remove the key"
             )
-        out = tuple(item(v, f"{where}[{i}]") for i, v in enumerate(value))
+        # every bad item named at once, as the entries are (:func:`parse_entries`)
+        items: list = []
+        errors: list[str] = []
+        for i, v in enumerate(value):
+            with collecting(errors):
+                items.append(item(v, f"{where}[{i}]"))
+        raise_collected(errors, f"{where} has {len(errors)} bad items")
+        out = tuple(items)
         if unique:
             dups = sorted({str(v) for v in out if out.count(v) > 1})
             if dups:
@@ -702,9 +709,50 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     if path in _seen:
         raise ConfigError(f"config include cycle: {' -> '.join(map(str, (*_seen, path)))}")
     raw = read_yaml(path)
-    check_keys(raw, TOP_LEVEL_KEYS, str(path))
+    # the file's problems named at once, as a config's options are (:func:`parse_config`)
+    errors: list[str] = []
+    with collecting(errors):
+        check_keys(raw, TOP_LEVEL_KEYS, str(path))
     name = raw.get("name", path.stem)
-    if not isinstance(name, str) or not name.strip():  # `name: true` became the run "True"
+    with collecting(errors):
+        _check_name(name, path)
+    merged: dict[str, Any] = {}
+    includes = raw.pop("include", []) or []
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
+        errors.append(
+            f"{path}: include must be a file name or a list of file names, got {includes!r}"
+        )
+        includes = []
+    for inc in includes:
+        with collecting(errors):
+            problem = _not_a_file(path.parent / inc)
+            if problem is not None:  # named here, where the includer is known
+                raise ConfigError(
+                    f"{path}: include {inc!r}: {problem}; fix the name in include: (a path "
+                    f"relative to {path.parent}) or create the file"
+                )
+            sub = load_config(path.parent / inc, (*_seen, path))
+            _merge_into(merged, sub, Path(sub["_path"]))
+    for key in COLLECTION_KEYS:
+        if key in raw:
+            if not isinstance(raw[key], list):
+                errors.append(f"{path}: '{key}' must be a list")
+                del raw[key]
+                continue
+            raw[key] = _tag_dir(raw[key], path.parent)
+    with collecting(errors):
+        _merge_into(merged, raw, path)
+    raise_collected(errors, f"{path} has {len(errors)} problems")
+    merged["name"] = name
+    merged["_path"] = str(path)
+    return merged
+
+
+def _check_name(name: Any, path: Path) -> None:
+    """A run's name is a non-empty text: ``name: true`` became the run "True"."""
+    if not isinstance(name, str) or not name.strip():
         fix = (
             f"quote it: name: '{name}'"
             if isinstance(name, (bool, int, float)) and not isinstance(name, str)
@@ -714,32 +762,6 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
             f"{path}: name must be a text (the run's name), got {name!r} ({_type_name(name)}); "
             f"{fix}"
         )
-    merged: dict[str, Any] = {}
-    includes = raw.pop("include", []) or []
-    if isinstance(includes, str):
-        includes = [includes]
-    if not isinstance(includes, list) or not all(isinstance(i, str) for i in includes):
-        raise ConfigError(
-            f"{path}: include must be a file name or a list of file names, got {includes!r}"
-        )
-    for inc in includes:
-        problem = _not_a_file(path.parent / inc)
-        if problem is not None:  # named here, where the includer is known
-            raise ConfigError(
-                f"{path}: include {inc!r}: {problem}; fix the name in include: (a path relative "
-                f"to {path.parent}) or create the file"
-            )
-        sub = load_config(path.parent / inc, (*_seen, path))
-        _merge_into(merged, sub, Path(sub["_path"]))
-    for key in COLLECTION_KEYS:
-        if key in raw:
-            if not isinstance(raw[key], list):
-                raise ConfigError(f"{path}: '{key}' must be a list")
-            raw[key] = _tag_dir(raw[key], path.parent)
-    _merge_into(merged, raw, path)
-    merged["name"] = name
-    merged["_path"] = str(path)
-    return merged
 
 
 def _merge_into(base: dict, new: dict, where: Path) -> None:

@@ -821,6 +821,11 @@ def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
         "Nothing to set against rsa (rsa is this chapter's main measure; this run has no nope), "
         "so this chapter is skipped.",
     )
+    # an empty list of measures to compare (a parameter set to []) read "against rsa ()"
+    assert ch.other_measures([], "this table") == (
+        [],
+        "Nothing to set against rsa (no other measure was named), so this table is skipped.",
+    )
     # chosen dataset pairs the chapter cannot draw: a sentence, not a traceback that said the
     # run lacked a dataset the chapter's datasets parameter had left out
     assert ch.dataset_pair_skip([("d0", "d9")], "dataset_pairs") == (

@@ -60,6 +60,27 @@ def test_a_missing_include_names_the_file_that_includes_it(tmp_path: Path):
     assert f"{tmp_path / 'sub' / 'models.yaml'} does not exist" in str(err.value)
 
 
+def test_every_problem_of_a_config_file_is_named_in_one_error(tmp_path: Path):
+    """A file's own checks (its keys, name, includes, lists) stopped at the first problem: a file
+    with a typo'd key, a missing include and a `datasets:` mapping took three runs to fix."""
+    main = tmp_path / "main.yaml"
+    main.write_text(
+        "include: [gone.yaml, also_gone.yaml]\nname: true\nmodls: []\ndatasets: {faces: {}}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(main)
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"{main} has 5 problems; fix each:"
+    assert [line.split(": ")[1] for line in lines[1:]] == [
+        "unknown key 'modls' (did you mean 'models'?); allowed keys are "
+        + lines[1].split("allowed keys are ")[1],
+        "name must be a text (the run's name), got True (bool); quote it",
+        "include 'gone.yaml'",
+        "include 'also_gone.yaml'",
+        "'datasets' must be a list",
+    ]
+
+
 def test_a_folder_given_as_config_is_named_a_folder(tmp_path: Path):
     (tmp_path / "run.yaml").write_text("name: r\n")
     with pytest.raises(
@@ -1009,3 +1030,19 @@ def test_the_annotated_config_of_contributing_is_a_valid_config(
     plan = load_plan(cfg, check_models=False)  # resnet50's weights are not downloaded here
     assert [m.id for m in plan.models] == ["resnet50"]
     assert [d.id for d in plan.datasets] == ["digits"]
+
+
+def test_every_bad_item_of_a_list_is_named(tmp_path: Path) -> None:
+    """A list option (probe seeds, learning rates, select's ids, measures) stopped at its first
+    bad item: `seeds: [-1, 0, x]` named -1, and x only after the next run."""
+    _refused_with_lines(
+        tmp_path,
+        "probe: {seeds: [-1, 0, x], lrs: [0.1, 0]}\n",
+        [
+            r"\S*c\.yaml has 2 problems; fix each:$",
+            r"  \S*c\.yaml: probe\.seeds has 2 bad items; fix each:$",
+            r"    \S*c\.yaml: probe\.seeds\[0\] must be an integer >= 0, got -1 \(int\)$",
+            r"    \S*c\.yaml: probe\.seeds\[2\] must be an integer >= 0, got 'x' \(a string\)$",
+            r"  \S*c\.yaml: probe\.lrs\[1\] must be a number > 0, got 0 \(int\)",
+        ],
+    )
