@@ -677,7 +677,9 @@ def _run_probe_pool(
         log.info("probes: %d tasks on %d worker processes", len(calls), workers)
     from tqdm import tqdm
 
-    with tqdm(total=len(calls), desc="probes", unit="task", disable=None, delay=2.0) as bar:
+    # shown in a log too, as the run's bar is: the probes are minutes of a run with nothing else
+    # printed (disable=None hid it from `make run > log`)
+    with tqdm(total=len(calls), desc="probes", unit="task", delay=2.0) as bar:
         results = process_map(calls, workers, plan.threads or 1, lambda _: bar.update())
     done.update(zip(keys, results))
     return {key: done[key] for key in specs}, workers

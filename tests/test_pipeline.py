@@ -305,6 +305,26 @@ def test_cached_probes_are_not_sent_to_the_probe_pool(tiny_run, tiny_config, tmp
     assert sent == [0] and RunFolder(run_dir).read_info()["probe_workers"] == 1
 
 
+def test_the_probe_bar_is_shown_in_a_log(tiny_run, tiny_config, tmp_path, monkeypatch):
+    """The probes' bar took tqdm's ``disable=None`` (hidden when stderr is not a terminal): a
+    `make run > log` printed nothing for the minutes the probes ran, below the run's own bar."""
+    import tqdm
+
+    made = []
+
+    class Recorded(tqdm.tqdm):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    monkeypatch.setattr(tqdm, "tqdm", Recorded)
+    run(tiny_config, run_dir, device="cpu")
+    (probes,) = [kw for kw in made if kw.get("desc") == "probes"]
+    assert probes.get("disable", False) is False
+
+
 @pytest.mark.parametrize(
     "probes, device, scheduler, cluster, cores, pool",
     [
