@@ -386,6 +386,21 @@ class Chapter:
             )
         return None
 
+    def spread_skip(self, what: str) -> str | None:
+        """The sentence that skips ``what`` (panels of the mean or spread across datasets) when
+        the chapter shows one dataset, or None: with one dataset there is no spread, and the
+        similarity-matrix chapter drew a blank "std across datasets" panel and a "mean" that was
+        that dataset again, unsaid."""
+        from repsim.sentences import shown
+
+        if len(self.datasets) > 1:
+            return None
+        whose = shown(self.run.selection, "this run")
+        return (
+            f"{whose[0].upper()}{whose[1:]} has one dataset ({self.datasets[0]}): there is no "
+            f"mean or spread across datasets, so the figure leaves out {what}."
+        )
+
     def other_measures(self, candidates: Sequence[str], what: str) -> tuple[list[str], str | None]:
         """The measures of ``candidates`` the chapter can set against its main measure, and the
         sentence that skips ``what`` when there are none. A candidate that is the main measure
