@@ -392,8 +392,8 @@ class Chapter:
             return []
         left = [d for d in self.order if d in set(table["dataset"]) and d not in defined]
         extra = (
-            f"{len(left)} of the {len(table)} datasets ({join_names(left)}) have no defined "
-            f"{ylabel} and are not drawn."
+            f"{len(left)} of the {len(table)} datasets ({join_names(left)}) "
+            f"{'has' if len(left) == 1 else 'have'} no defined {ylabel}: not drawn."
             if left
             else ""
         )

@@ -1446,7 +1446,16 @@ def test_chapter_domain_boxes_caption_counts_the_datasets_drawn(tmp_path, monkey
     caption = " ".join(event.split())
     assert caption.startswith(f"3 points; Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; ")
     assert f"datasets: {', '.join(drawn)};" in caption
-    assert "3 of the 6 datasets (objects, counts and digits) have no defined Pearson r" in caption
+    assert (
+        "3 of the 6 datasets (objects, counts and digits) have no defined Pearson r: not "
+        in caption
+    )
+    events.clear()
+    corr.loc[corr["dataset"].isin(["objects", "digits"]), "pearson_r"] = 0.2
+    ch.domain_boxes(corr, "pearson_r", label, "title")
+    assert "1 of the 6 datasets (counts) has no defined Pearson r: not drawn." in " ".join(
+        events[0].split()
+    )
     # fewer than two domains with a defined r: the sentence says so, no figure
     events.clear()
     one = corr.assign(pearson_r=np.where(corr["dataset"] == "flowers", 0.1, np.nan))
