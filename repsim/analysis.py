@@ -460,13 +460,23 @@ def count_table(
 
 
 # ------------------------------------------------------------------- tables of the chapters
-def controlled_tests(run: Run) -> tuple[pd.DataFrame | None, str]:
+def controlled_tests(run: Run, measure: str | None = None) -> tuple[pd.DataFrame | None, str]:
     """The run's ``controlled_tests.csv`` (:mod:`repsim.stats`), or None and why it is absent.
+
+    ``measure``: a chapter's main measure. The run tests only the study's two main measures
+    (:data:`repsim.stats.DEFAULT_MEASURES`); another one's rows are computed here as ``repsim
+    run`` computes them (:data:`repsim.results.CONTROLLED_TESTS_OPTIONS`; a measure's rows do
+    not depend on the other measures tested) and added to the table, which names them in
+    ``attrs["computed"]``: a chapter on rsa_spearman showed cka_linear's factor sentences with
+    only a note above them saying whose they were.
 
     A chapter that shows part of a run (:func:`repsim.chapter.select_run`) gets None: the tests
     resample and permute the run's datasets and models, so the whole run's numbers are not this
     part's, and they are not recomputed in a chapter."""
+    import tempfile
+
     from repsim import stats
+    from repsim.results import CONTROLLED_TESTS_OPTIONS
     from repsim.runfolder import RunFolder
 
     path = RunFolder(run.path).controlled_tests
@@ -478,9 +488,17 @@ def controlled_tests(run: Run) -> tuple[pd.DataFrame | None, str]:
         )
     if path.is_file():
         try:
-            return stats.load(path), ""
+            table = stats.load(path)
         except InputError as exc:  # written by an earlier version: said, not read
             return None, str(exc)
+        if measure is None or measure in set(table["measure"]):
+            return table, ""
+        extra = stats.controlled_tests(run.similarity, [measure], **CONTROLLED_TESTS_OPTIONS)
+        with tempfile.TemporaryDirectory() as tmp:  # read back as the run's file is read
+            extra = stats.load(stats.save(extra, tmp))
+        both = extra if table.empty else pd.concat([table, extra], ignore_index=True)
+        both.attrs["computed"] = [measure]
+        return both, ""
     for line in run.info.get("skipped_analyses", []) or []:
         if str(line).startswith(f"{path.name}:"):
             return None, str(line).split(":", 1)[1].strip()

@@ -364,6 +364,43 @@ class Chapter:
             P.show(P.consistency_boxes(tidy, base, caption=caption, title=title))
         return drawn
 
+    def domain_boxes(self, table: pd.DataFrame, value: str, ylabel: str, title: str) -> list[str]:
+        """The per-dataset ``value`` of ``table`` (a row per dataset, with its ``domain``) grouped
+        by domain (:func:`repsim.plots.by_domain`), drawn from the datasets where it is defined,
+        with a caption that names and counts those (and says how many are left out); or, with
+        fewer than two domains to draw, the sentence saying so. Returns the datasets drawn. The
+        behaviour chapter's caption counted the chapter's datasets where the figure drew the few
+        with a defined r (9 untrained models: most probes near chance)."""
+        from repsim import plots as P
+        from repsim.analysis import defined_rows
+        from repsim.sentences import join_names
+
+        defined = set(defined_rows(table, [value])["dataset"])
+        drawn = [d for d in self.order if d in defined]
+        rows = table[table["dataset"].isin(drawn)]
+        domains = list(dict.fromkeys(self.domains[d] for d in drawn))
+        if len(domains) < 2:
+            where = (
+                f" ({join_names(drawn)}, {'all ' if len(drawn) > 1 else ''}{domains[0]})"
+                if drawn
+                else ""
+            )
+            say(
+                f"{ylabel} is defined on {len(drawn)} of the {len(table)} datasets{where}, so "
+                "there are not two domains to set side by side and this figure is skipped."
+            )
+            return []
+        left = [d for d in self.order if d in set(table["dataset"]) and d not in defined]
+        extra = (
+            f"{len(left)} of the {len(table)} datasets ({join_names(left)}) "
+            f"{'has' if len(left) == 1 else 'have'} no defined {ylabel}: not drawn."
+            if left
+            else ""
+        )
+        caption = self.run.caption(self.measure, drawn, list(self.sim.model_a.values), extra)
+        P.show(P.by_domain(rows, value, ylabel, caption=caption, title=title))
+        return drawn
+
     def dataset_pair_skip(self, pairs: Sequence[Sequence[str]], parameter: str) -> str | None:
         """The sentence that skips a figure of chosen dataset pairs (``parameter``: the chapter's
         parameter that chose them) when a pair names a dataset the chapter does not show, or one
@@ -385,6 +422,21 @@ class Chapter:
                 "this figure is skipped."
             )
         return None
+
+    def spread_skip(self, what: str) -> str | None:
+        """The sentence that skips ``what`` (panels of the mean or spread across datasets) when
+        the chapter shows one dataset, or None: with one dataset there is no spread, and the
+        similarity-matrix chapter drew a blank "std across datasets" panel and a "mean" that was
+        that dataset again, unsaid."""
+        from repsim.sentences import shown
+
+        if len(self.datasets) > 1:
+            return None
+        whose = shown(self.run.selection, "this run")
+        return (
+            f"{whose[0].upper()}{whose[1:]} has one dataset ({self.datasets[0]}): there is no "
+            f"mean or spread across datasets, so the figure leaves out {what}."
+        )
 
     def other_measures(self, candidates: Sequence[str], what: str) -> tuple[list[str], str | None]:
         """The measures of ``candidates`` the chapter can set against its main measure, and the

@@ -345,17 +345,23 @@ def matrices_common_order(
     da: xr.DataArray,
     datasets: Sequence[str],
     order: Sequence[str],
-    mean: xr.DataArray,
-    std: xr.DataArray,
+    mean: xr.DataArray | None,
+    std: xr.DataArray | None,
     category: str = "objective",
     ncols: int = 4,
     caption: str | None = None,
 ) -> Figure:
     """The study's Fig. 2: one similarity matrix per dataset, all in ONE model order (so a model
     sits on the same row in every panel), then the mean and standard-deviation matrices across
-    datasets, the standard deviation on its own colour scale."""
+    datasets, the standard deviation on its own colour scale. ``mean`` and ``std`` None: the
+    dataset panels alone (one dataset has no spread across datasets: :meth:`Chapter.spread_skip
+    <repsim.chapter.Chapter.spread_skip>`)."""
     order = [str(m) for m in order]
-    panels = [*datasets, "mean", "std"]
+    panels = [
+        *datasets,
+        *(["mean"] if mean is not None else []),
+        *(["std"] if std is not None else []),
+    ]
     ncols = len(panels) if len(panels) <= ncols + 1 else ncols  # 5 panels: one row
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = plt.subplots(
@@ -371,7 +377,7 @@ def matrices_common_order(
     for ax, p in zip(axes.flat, panels):
         if p == "std":
             m = std.sel(model_a=order, model_b=order).values
-            top = float(np.nanmax(m)) if np.isfinite(m).any() else 1.0  # one dataset: all NaN
+            top = float(np.nanmax(m)) if np.isfinite(m).any() else 1.0
             im_std = _heatmap(ax, m, order, 0, max(top, 1e-6), cmap="cividis", ticks=False)
             ax.set_title("std across datasets", fontsize=9)
         else:
@@ -389,8 +395,10 @@ def matrices_common_order(
         _category_strip(ax, colors, axis="x")
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    fig.colorbar(im, ax=axes, shrink=0.5, label=f"{da.name or 'similarity'} (panels and mean)")
-    fig.colorbar(im_std, ax=axes, shrink=0.5, label="standard deviation across datasets")
+    with_mean = " (panels and mean)" if mean is not None else ""
+    fig.colorbar(im, ax=axes, shrink=0.5, label=f"{da.name or 'similarity'}{with_mean}")
+    if im_std is not None:
+        fig.colorbar(im_std, ax=axes, shrink=0.5, label="standard deviation across datasets")
     _fig_legend(fig, sorted(set(cats)), f"{category} (side strips; models grouped by it)")
     return add_caption(fig, caption)
 

@@ -191,7 +191,14 @@ def controlled_answer(
 
     shown = tested_measure(tests, measure)
     note = ""
-    if measure is not None and shown != measure:
+    computed = tests.attrs.get("computed", [])
+    if shown in computed:
+        tested = join_names([str(m) for m in dict.fromkeys(tests["measure"]) if m not in computed])
+        note = (
+            f"The run's controlled_tests.csv tests {tested}; the tests of {shown} below are "
+            "computed here as the run computes its own (the same resampling and seeds). "
+        )
+    elif measure is not None and shown != measure:
         tested = ", ".join(str(m) for m in dict.fromkeys(tests["measure"]))
         note = (
             f"The controlled tests were computed for {tested}, not for {measure}; this section "

@@ -1421,6 +1421,56 @@ def test_chapter_category_boxes_draw_or_say_why(tmp_path, monkeypatch):
     assert all(e.startswith("figure") for e in events[1:])
 
 
+def test_chapter_domain_boxes_caption_counts_the_datasets_drawn(tmp_path, monkeypatch):
+    """Chapter 8's per-domain figure on 9 untrained models (most probes near chance, r undefined
+    on most datasets) had a caption counting the chapter's datasets, not the few it drew."""
+    import matplotlib.pyplot as plt
+
+    from repsim import plots as P
+
+    write_fake_run(tmp_path / "run", features=False)
+    ch = CH.open_chapter(tmp_path / "run")
+    corr = B.behavior_correlation(ch.da, ch.run.probes, n_resamples=0)
+    assert corr["pearson_r"].notna().all() and len(corr) == 6
+    undefined = ["objects", "digits", "counts"]  # as if their probes were all near chance
+    corr.loc[corr["dataset"].isin(undefined), "pearson_r"] = np.nan
+    events: list[str] = []
+    monkeypatch.setattr(CH, "say", lambda text: events.append(text))
+
+    def show(fig):
+        (ax,) = fig.axes
+        drawn = np.concatenate([c.get_offsets() for c in ax.collections if len(c.get_offsets())])
+        events.append(f"{len(drawn)} points; {fig.texts[-1].get_text()}")
+        plt.close(fig)
+
+    monkeypatch.setattr(P, "show", show)
+    label = "Pearson r"
+    drawn = ch.domain_boxes(corr, "pearson_r", label, "title")
+    assert drawn == [d for d in ch.order if d not in undefined]
+    (event,) = events
+    caption = " ".join(event.split())
+    assert caption.startswith(f"3 points; Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; ")
+    assert f"datasets: {', '.join(drawn)};" in caption
+    assert (
+        "3 of the 6 datasets (objects, counts and digits) have no defined Pearson r: not "
+        in caption
+    )
+    events.clear()
+    corr.loc[corr["dataset"].isin(["objects", "digits"]), "pearson_r"] = 0.2
+    ch.domain_boxes(corr, "pearson_r", label, "title")
+    assert "1 of the 6 datasets (counts) has no defined Pearson r: not drawn." in " ".join(
+        events[0].split()
+    )
+    # fewer than two domains with a defined r: the sentence says so, no figure
+    events.clear()
+    one = corr.assign(pearson_r=np.where(corr["dataset"] == "flowers", 0.1, np.nan))
+    assert ch.domain_boxes(one, "pearson_r", label, "title") == []
+    assert events == [
+        "Pearson r is defined on 1 of the 6 datasets (flowers, Natural (single-domain)), so "
+        "there are not two domains to set side by side and this figure is skipped."
+    ]
+
+
 def test_scale_difference_is_over_the_all_pairs_rows():
     """The local/global difference is the median over dataset pairs of the all-model-pairs
     consistency: category-pair rows (drawn in the figure) reuse the same models and, pooled in,

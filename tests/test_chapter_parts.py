@@ -275,3 +275,27 @@ def test_a_text_table_wraps_its_cells_and_keeps_its_text_whole():
     css = (Path(__file__).resolve().parents[1] / "book" / "_static" / "repsim.css").read_text()
     rule = css.split("table.text-table td", 1)[1].split("}", 1)[0]
     assert "white-space: normal" in rule and TEXT_TABLE_CLASS.split()[-1] == "text-table"
+
+
+def test_one_dataset_has_no_spread_across_datasets_to_draw():
+    """Chapter 3 on one dataset drew a "mean across datasets" panel that was that dataset again
+    and a blank "std across datasets" panel, and said nothing: the chapter says why they are not
+    drawn, of its part of the run or of the run."""
+    sim = _sim(["Supervised"] * 3 + ["Random"] * 3, n_datasets=4)
+    run = CH.Run(path=Path("."), similarity=sim)
+    part = CH.select_run(run, datasets=["d2"])
+    ch = CH.Chapter(run=part, sim=part.similarity, measure="cka_linear", category="objective")
+    assert ch.spread_skip("the mean and standard-deviation panels") == (
+        "This chapter's part of the run (1 of 4 datasets) has one dataset (d2): there is no mean "
+        "or spread across datasets, so the figure leaves out the mean and standard-deviation "
+        "panels."
+    )
+    one = sim.isel(dataset=[0])
+    alone = CH.Chapter(
+        run=CH.Run(path=Path("."), similarity=one), sim=one, measure="cka_linear", category="c"
+    )
+    assert alone.spread_skip("the std panel").startswith("This run has one dataset (d0): ")
+    assert alone.spread_skip("the std panel").endswith("so the figure leaves out the std panel.")
+    two = CH.select_run(run, datasets=["d0", "d3"])
+    ch2 = CH.Chapter(run=two, sim=two.similarity, measure="cka_linear", category="objective")
+    assert ch2.spread_skip("the mean and standard-deviation panels") is None

@@ -76,6 +76,35 @@ def test_crossed_run_writes_the_tests(crossed_run: Path):
     assert stats.answer(table) in folder.summary.read_text()
 
 
+def test_a_chapter_on_a_measure_the_run_did_not_test_gets_that_measures_tests(crossed_run: Path):
+    """The controlled chapter with measure=rsa_spearman (the run tests cka_linear) showed
+    cka_linear's factor sentences, whose they were said only in a note above them: the chosen
+    measure's rows are computed as the run computes its own, and the answer says so."""
+    from repsim import analysis as A
+    from repsim import chapter as CH
+    from repsim import sentences as T
+
+    ch = CH.open_chapter(crossed_run, measure="rsa_spearman")
+    tests, reason = A.controlled_tests(ch.run, ch.measure)
+    assert reason == "" and tests.attrs["computed"] == ["rsa_spearman"]
+    sim = xr.load_dataset(RunFolder(crossed_run).similarity)
+    both = stats.controlled_tests(sim, ["cka_linear", "rsa_spearman"], **CONTROLLED_TESTS_OPTIONS)
+    both[["group_a", "group_b"]] = both[["group_a", "group_b"]].fillna("")
+    pd.testing.assert_frame_equal(tests, both, check_dtype=False)  # what the run would write
+    factors = A.controlled_rows(tests, ch.measure, "factor", display=False)
+    assert set(factors["measure"]) == {"rsa_spearman"} and len(factors) == 2
+    answer = T.controlled_answer(tests, reason, ch.measure)
+    assert answer.startswith(
+        "The run's controlled_tests.csv tests cka_linear; the tests of rsa_spearman below are "
+        "computed here as the run computes its own (the same resampling and seeds). With "
+        "rsa_spearman on 3 datasets"
+    )
+    # a measure the run tested: its file, nothing computed
+    tested, _ = A.controlled_tests(ch.run, "cka_linear")
+    assert "computed" not in tested.attrs
+    pd.testing.assert_frame_equal(tested, stats.load(crossed_run))
+
+
 def test_damaged_tests_are_refused_and_rebuilt(crossed_run: Path, tmp_path: Path):
     copy = tmp_path / "run"
     shutil.copytree(crossed_run, copy)

@@ -101,6 +101,18 @@ def test_common_order_panels_keep_one_model_order_and_the_std_its_own_scale(fake
     assert panels[-1].images[0].get_clim() == (0, float(np.nanmax(std.values)))
 
 
+def test_common_order_of_one_dataset_draws_its_panel_alone(fake_run):
+    # one dataset has no spread across datasets: its std panel was drawn blank (all NaN) and its
+    # mean panel was the dataset again (chapter 3 says why they are left out: spread_skip)
+    da = fake_run.similarity["cka_linear"].isel(dataset=[0])
+    order = [str(m) for m in A.common_model_order(da)]
+    fig = P.matrices_common_order(da, [str(da.dataset.values[0])], order, None, None)
+    (panel,) = _panels(fig)
+    assert panel.get_title().startswith(str(da.dataset.values[0]))
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert [ax.get_ylabel() for ax in colorbars] == ["cka_linear"]
+
+
 def test_mean_std_scatter_puts_each_pair_at_its_mean_and_std(fake_run):
     table = A.mean_std_across_datasets(fake_run.similarity["cka_linear"])
     ax = P.mean_std_scatter(table).axes[0]
