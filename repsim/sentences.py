@@ -16,6 +16,8 @@ import pandas as pd
 from repsim.errors import InputError, check_positive
 from repsim.names import MIN_PAIRS, PAIR_SEP, is_known, is_same_pair
 from repsim.stats import (
+    FACTOR_FIELDS,
+    FACTORS,
     correlate,
     design_table,
     format_estimate,
@@ -307,18 +309,34 @@ def overview_text(
     return " ".join(parts)
 
 
-def pearson_spearman_text(pairs: pd.DataFrame) -> str:
-    """How closely Spearman consistency follows Pearson consistency, worded descriptively: the
-    values share datasets and models, so no p-value is attached and no ranking is claimed."""
+def tested_factor(category: str) -> str | None:
+    """The factor of the controlled-experiment chapter's tests (:data:`repsim.stats.FACTORS`)
+    that a chapter's ``category`` field is, or None: a sentence that points to the test of its
+    grouping must name the factor of that grouping, not objective's whatever it is."""
+    return next((f for f, field in FACTOR_FIELDS.items() if field == category), None)
+
+
+def pearson_spearman_text(pairs: pd.DataFrame, category: str) -> str:
+    """How closely Spearman consistency follows Pearson consistency (category pairs of
+    ``category``), worded descriptively: the values share datasets and models, so no p-value is
+    attached and no ranking is claimed; where the grouping's factor is tested is said of
+    ``category`` (:func:`tested_factor`)."""
     ok = pairs[["x", "y"]].dropna()
     if len(ok) < 3:
         return "Too few consistency values to compare Pearson with Spearman here."
+    factor = tested_factor(category)
+    where = (
+        f" (whether the {factor} factor explains consistency is tested in the "
+        "controlled-experiment chapter, where the run has one)."
+        if factor
+        else f"; the controlled-experiment chapter tests the {join_names(FACTORS)} factors, "
+        f"not {category}."
+    )
     return (
         f"Across the {len(ok)} consistency values (dataset pairs x category pairs), Spearman "
         f"follows Pearson with r = **{fmt(correlate(ok.x, ok.y))}**. The values share datasets "
         "and models, so this r describes agreement and carries no p-value; the medians above "
-        "are descriptive, and which category pair ranks first is not tested here (the test of "
-        "the objective factor is in the controlled-experiment chapter)."
+        "are descriptive, and which category pair ranks first is not tested here" + where
     )
 
 
@@ -402,16 +420,15 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
     groups = table.drop(columns="all").mean().dropna()
     if len(groups) >= 2:
         listed = ", ".join(f"{g} {fmt(v)}" for g, v in groups.sort_index().items())
-        # the factors the controlled-experiment chapter tests (stats.FACTORS), by their fields
-        tested = category in ("objective", "architecture_class")
+        factor = tested_factor(category)
         return (
             f"{text} Mean consistency within one {category}: {listed}. These are described, "
             f"not ranked: {len(table)} chosen dataset pair{'s' if len(table) != 1 else ''} "
             f"cannot order the categories of {category}"
             + (
-                f" (the {category.removesuffix('_class')} factor is tested in the "
-                "controlled-experiment chapter, where the run has one)."
-                if tested
+                f" (the {factor} factor is tested in the controlled-experiment chapter, where "
+                "the run has one)."
+                if factor
                 else "."
             )
         )

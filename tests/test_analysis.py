@@ -1213,10 +1213,10 @@ def test_pearson_spearman_text_is_descriptive():
     )
     table = A.pearson_spearman_table(pairs)
     assert table.loc["a", "median Pearson"] == 0.25 and table.loc["b", "median Spearman"] == 0.75
-    text = T.pearson_spearman_text(pairs)
+    text = T.pearson_spearman_text(pairs, "objective")
     r = np.corrcoef(pairs.x, pairs.y)[0, 1]
     assert f"r = **{T.fmt(r)}**" in text and "not tested" in text and "p-value" in text
-    assert "Too few" in T.pearson_spearman_text(pairs.iloc[:2])
+    assert "Too few" in T.pearson_spearman_text(pairs.iloc[:2], "objective")
 
 
 def test_controlled_rows_show_counts_as_integers():

@@ -587,12 +587,34 @@ def test_overview_text_lists_the_same_category_medians_of_its_own_grouping():
 def test_pearson_spearman_text_words_three_values():
     pairs = pd.DataFrame({"x": [0.1, 0.5, 0.3, np.nan], "y": [0.2, 0.6, 0.1, 0.4]})
     r = stats.pearsonr([0.1, 0.5, 0.3], [0.2, 0.6, 0.1])[0]
-    text = T.pearson_spearman_text(pairs)
+    text = T.pearson_spearman_text(pairs, "objective")
     assert text.startswith(
         f"Across the 3 consistency values (dataset pairs x category pairs), Spearman follows "
         f"Pearson with r = **{r:.2f}**."
     )
-    assert T.pearson_spearman_text(pairs.iloc[1:]).startswith("Too few")
+    assert T.pearson_spearman_text(pairs.iloc[1:], "objective").startswith("Too few")
+
+
+def test_pearson_spearman_text_names_the_test_of_the_chapter_s_grouping():
+    """Chapter 13 grouped by another field pointed to 'the test of the objective factor'
+    whatever its category parameter was: the factor named is the grouping's own, and a field
+    the controlled tests do not vary is said to be untested there."""
+    pairs = pd.DataFrame({"x": [0.1, 0.5, 0.3, 0.7], "y": [0.2, 0.6, 0.1, 0.8]})
+    obj = T.pearson_spearman_text(pairs, "objective")
+    assert "(whether the objective factor explains consistency is tested in the " in obj
+    arch = T.pearson_spearman_text(pairs, "architecture_class")
+    assert "(whether the architecture factor explains consistency is tested" in arch
+    assert "objective factor" not in arch
+    size = T.pearson_spearman_text(pairs, "size_class")
+    assert "objective factor" not in size and "is tested in" not in size
+    assert size.endswith(
+        "ranks first is not tested here; the controlled-experiment chapter tests the objective "
+        "and architecture factors, not size_class."
+    )
+    for text in (obj, arch, size):
+        assert not T.untested_claims(text)
+    assert T.tested_factor("architecture_class") == "architecture"
+    assert T.tested_factor("data_class") is None
 
 
 def test_within_between_text_counts_strictly_more_similar_datasets_and_words_a_small_positive_mean():
