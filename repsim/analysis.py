@@ -738,14 +738,22 @@ def study_beside_run(
 
     The run's values are shown to ``digits`` decimals (counts as whole numbers); one with a
     verdict (within or outside the row's tolerance of the study's) with more where fewer would
-    put it on the other side of the tolerance (:func:`repsim.reference.format_within`: 0.7504
-    "outside" 0.70 +- 0.05 showed as 0.750, on its edge)."""
+    put it on the other side of the tolerance
+    (:func:`repsim.reference.format_within`: 0.7504 "outside" 0.70 +- 0.05 showed as 0.750, on
+    its edge). A chapter's part of a run (``comparison.attrs["selection"]``) is labelled as
+    such, not as the run."""
     from repsim.reference import COUNT_NAMES, VERDICTS, format_within
     from repsim.stats import format_estimate
 
     quantities = [quantity] if isinstance(quantity, str) else list(quantity)
     t = comparison[comparison["quantity"].isin(quantities)].copy()
     t["count"] = t["quantity"].map(COUNT_NAMES)
+    # a chapter's part of a run (compare's attrs) is not labelled as the run
+    this, whose = (
+        ("this part of the run", "this part's")
+        if comparison.attrs.get("selection")
+        else ("this run", "this run's")
+    )
     keep = {
         **({"count": "count"} if t["count"].notna().any() else {}),
         "measure": "measure",
@@ -754,18 +762,18 @@ def study_beside_run(
         "dataset_b": "dataset B",
         "domain": "domain",
         "study": STUDY_LABEL,
-        "run": "this run",
+        "run": this,
         "status": "status",
-        "run_basis": "basis of this run's value",
+        "run_basis": f"basis of {whose} value",
     }
     out = t[list(keep)].rename(columns=keep)
-    if out["this run"].isna().all():  # no row has a run value: the status says why, once a row;
-        out = out.drop(columns=["this run", "basis of this run's value"])  # no column of NaN
-    for c in (STUDY_LABEL, "this run"):
+    if out[this].isna().all():  # no row has a run value: the status says why, once a row;
+        out = out.drop(columns=[this, keep["run_basis"]])  # no column of NaN
+    for c in (STUDY_LABEL, this):
         if c in out:
             out[c] = _counts_as_int(out[c])
-    if "this run" in out and out["this run"].dtype.kind == "f":
-        out["this run"] = [
+    if this in out and out[this].dtype.kind == "f":
+        out[this] = [
             np.nan
             if not np.isfinite(v)
             else format_within(v, study, tol, digits)
@@ -773,6 +781,8 @@ def study_beside_run(
             else format_estimate(v, digits)
             for v, study, tol, status in zip(t["run"], t["study"], t["tolerance"], t["status"])
         ]
+    if comparison.attrs.get("selection"):
+        out["status"] = out["status"].replace({"not in run": "not in this part"})
     shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
     return out.loc[:, shown.any().to_numpy()]
 

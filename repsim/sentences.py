@@ -233,6 +233,32 @@ def study_overlap_text(run: Run) -> str:
     )
 
 
+def study_measures_text(comparison: pd.DataFrame, measure: str) -> str:
+    """Which measure each kind of the study's numbers is computed with here
+    (:func:`repsim.reference.compare`: a row's own, the one the study published it for), and that
+    the chapter's ``measure`` parameter changes none of them: the behaviour rows were linear
+    CKA's whatever the parameter said, and the chapter did not say so."""
+    from repsim.reference import COUNTS
+
+    rows = comparison[~comparison["quantity"].isin(COUNTS)]
+    what = {
+        "consistency": "the consistency of dataset pairs",
+        "behavior_r": "the similarity-behaviour correlations",
+    }
+    parts = [
+        f"{what.get(q, q)} with {join_names(list(dict.fromkeys(g['measure'].astype(str))))}"
+        for q, g in rows.groupby("quantity", sort=False)
+    ]
+    if not parts:
+        return ""
+    return (
+        f"Each of the study's numbers is computed here with the measure it was published for "
+        f"(the tables' measure column): {'; '.join(parts)}. The chapter's measure parameter "
+        f"({measure}) changes none of them: a value from another measure would not be the "
+        "quantity the study reported."
+    )
+
+
 def stimuli_split_text(run: Run) -> str:
     """Which split the run's similarity stimuli come from (config ``stimuli.split``)."""
     cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}

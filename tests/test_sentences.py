@@ -883,3 +883,23 @@ def test_transform_figure_shows_its_largest_change_against_the_sentences_toleran
     fig = P.transform_consistency(table)
     assert fig.axes[0].get_title() == "arccos: largest change 0.0499"
     plt.close(fig)
+
+
+def test_study_measures_text_names_each_row_s_measure_whatever_the_chapter_s_measure():
+    """Chapter 2 took a measure parameter and computed its behaviour rows with cka_linear
+    without a word: the sentence names each kind of row's measure, from the comparison, and says
+    the parameter changes none of them."""
+    comparison = pd.DataFrame(
+        {
+            "quantity": ["consistency", "consistency", "behavior_r", "n_models"],
+            "measure": ["cka_linear", "cka_rbf_0.4", "cka_linear", ""],
+        }
+    )
+    text = T.study_measures_text(comparison, "rsa_spearman")
+    assert (
+        "the consistency of dataset pairs with cka_linear and cka_rbf_0.4; the "
+        "similarity-behaviour correlations with cka_linear." in text
+    )
+    assert "The chapter's measure parameter (rsa_spearman) changes none of them" in text
+    assert not T.untested_claims(text)
+    assert T.study_measures_text(comparison.iloc[3:], "cka_linear") == ""
