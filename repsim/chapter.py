@@ -364,20 +364,30 @@ class Chapter:
             P.show(P.consistency_boxes(tidy, base, caption=caption, title=title))
         return drawn
 
-    def dataset_pair_skip(self, pairs: Sequence[Sequence[str]], parameter: str) -> str | None:
-        """The sentence that skips a figure of chosen dataset pairs (``parameter``: the chapter's
-        parameter that chose them) when a pair names a dataset the chapter does not show, or one
-        dataset twice; None when all can be drawn. A dataset outside the chapter's datasets
-        parameter was a traceback saying the run lacked it."""
+    def dataset_skip(
+        self, datasets: Sequence[str], parameter: str, what: str = "this figure"
+    ) -> str | None:
+        """The sentence that skips ``what`` when ``datasets`` (chosen by the chapter's
+        ``parameter``) name one the chapter does not show; None when it shows them all. A dataset
+        outside the chapter's datasets parameter was a traceback saying the run lacked it."""
         from repsim.sentences import join_names, shown
 
         have = set(self.datasets)
-        missing = list(dict.fromkeys(d for pair in pairs for d in pair if d not in have))
+        missing = list(dict.fromkeys(str(d) for d in datasets if str(d) not in have))
+        if not missing:
+            return None
+        return (
+            f"{parameter} names {join_names(missing)}, which {shown(self.run.selection, 'this run')} "
+            f"does not have (its datasets: {', '.join(self.order)}), so {what} is skipped."
+        )
+
+    def dataset_pair_skip(self, pairs: Sequence[Sequence[str]], parameter: str) -> str | None:
+        """The sentence that skips a figure of chosen dataset pairs (``parameter``: the chapter's
+        parameter that chose them) when a pair names a dataset the chapter does not show
+        (:meth:`dataset_skip`), or one dataset twice; None when all can be drawn."""
+        missing = self.dataset_skip([d for pair in pairs for d in pair], parameter)
         if missing:
-            return (
-                f"{parameter} names {join_names(missing)}, which {shown(self.run.selection, 'this run')} "
-                f"does not have (its datasets: {', '.join(self.order)}), so this figure is skipped."
-            )
+            return missing
         twice = [tuple(pair) for pair in pairs if len(set(pair)) < len(pair)]
         if twice:
             return (

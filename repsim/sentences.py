@@ -1098,6 +1098,33 @@ def platonic_text(
     return text
 
 
+def stimulus_sample_text(
+    features: Mapping[str, Any], dataset: str, per_category: int, categories: pd.Series
+) -> str:
+    """Which models and how many stimuli chapter 13's stimulus-count figures rest on
+    (:func:`repsim.analysis.stimulus_features`; ``categories``: each model's category, named by
+    the grouping, :meth:`repsim.chapter.Chapter.categories`). Its introduction's "a few models
+    of each category" is whatever ``per_category`` makes it: every model when that is at least
+    each category's count."""
+    category = str(categories.name)
+    models = list(features)
+    n = len(next(iter(features.values())))
+    known = categories[categories.map(is_known)]
+    largest = int(known.value_counts().max()) if len(known) else 0
+    who = (
+        f"every model with a known {category}"
+        if per_category >= largest
+        else f"the first model of each {category} by id"
+        if per_category == 1
+        else f"the first {per_category} models of each {category} by id"
+    )
+    named = f" ({', '.join(models)})" if len(models) <= 12 else ""
+    return (
+        f"The figures below use {who}, {len(models)} in all{named}, on {n} similarity stimuli "
+        f"of {dataset}."
+    )
+
+
 def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: float) -> str:
     """From how many stimuli the median error of pair similarity
     (:func:`repsim.analysis.stability_vs_n`) stays under ``tolerance``."""
@@ -1106,8 +1133,8 @@ def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: flo
     err = err[err.index < n_all]  # n_all itself is the reference: its error is 0 by construction
     if not len(err):
         return (
-            f"No subset smaller than the {n_all} stimuli of {dataset} was tried, so nothing is "
-            "said about how many stimuli suffice."
+            f"No subset size under the {n_all} stimuli of {dataset} was tried, so there is no "
+            "figure of the error and nothing is said about how many stimuli suffice."
         )
     # the smallest n from which every larger n tried is below the tolerance too
     above = err.index[(err >= tolerance).to_numpy()]
