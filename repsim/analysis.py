@@ -802,13 +802,18 @@ RANK_SUM_HEADERS = {
 STUDY_LABEL = "study (Ciernik et al. 2025)"
 
 
+def _as_published(value: float) -> str:
+    """One of the study's values as published: two decimals (0.70), more where it has them."""
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
+
+
 def study_sources(study: pd.DataFrame) -> pd.DataFrame:
     """Where each of the study's numbers comes from (:func:`repsim.reference.load_study_numbers`):
     id, value (counts as whole numbers), description and location, for display."""
     from repsim.reference import COUNT_NAMES
 
-    value = [  # as published: two decimals (0.70), more where a value has them
-        f"{v:.0f}" if q in COUNT_NAMES else f"{v:.2f}" if round(v, 2) == v else f"{v:g}"
+    value = [
+        f"{v:.0f}" if q in COUNT_NAMES else _as_published(v)
         for q, v in zip(study["quantity"], study["value"])
     ]
     return pd.DataFrame(
@@ -827,10 +832,11 @@ def study_beside_run(
     """Rows of :func:`repsim.reference.compare` for display: the study's value (labelled as the
     study's), the run's where it has one, and the basis of the run's value.
 
-    The run's values are shown to ``digits`` decimals (counts as whole numbers); one with a
-    verdict (within or outside the row's tolerance of the study's) with more where fewer would
-    put it on the other side of the tolerance (:func:`repsim.reference.format_within`: 0.7504
-    "outside" 0.70 +- 0.05 showed as 0.750, on its edge). A chapter's part of a run (``comparison.attrs["selection"]``) is labelled as
+    The study's values are shown as published (two decimals), the run's to ``digits`` decimals
+    (counts as whole numbers); one with a verdict (within or outside the row's tolerance of the
+    study's) with more where fewer would put it on the other side of the tolerance
+    (:func:`repsim.reference.format_within`: 0.7504 "outside" 0.70 +- 0.05 showed as 0.750, on
+    its edge). A chapter's part of a run (``comparison.attrs["selection"]``) is labelled as
     such, not as the run."""
     from repsim.reference import COUNT_NAMES, VERDICTS, format_within
     from repsim.stats import format_estimate
@@ -862,6 +868,8 @@ def study_beside_run(
     for c in (STUDY_LABEL, this):
         if c in out:
             out[c] = _counts_as_int(out[c])
+    if out[STUDY_LABEL].dtype.kind == "f":  # as published, as the sources table shows them
+        out[STUDY_LABEL] = [_as_published(float(v)) for v in out[STUDY_LABEL]]
     if this in out and out[this].dtype.kind == "f":
         out[this] = [
             np.nan

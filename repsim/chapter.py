@@ -541,12 +541,33 @@ def check_measure_names(**parameters: str | Sequence[str]) -> None:
 #: The class of a table whose text cells wrap (book/_static/repsim.css): number cells elsewhere
 #: stay on one line, which pushed long descriptions behind a scroll bar.
 TEXT_TABLE_CLASS = "dataframe text-table"
+#: The class of one wrapping cell in a table of numbers (book/_static/repsim.css), and the
+#: length of text above which a column's cells get it (``text_table(wrap="long")``).
+TEXT_CELL_CLASS = "text-cell"
+LONG_TEXT = 20
 
 
-def text_table(table: pd.DataFrame) -> Any:
-    """``table`` for display with its text cells wrapped at the column's edge and no index: for
-    tables of descriptions and sources, not of numbers."""
-    return table.style.hide(axis="index").set_table_attributes(f'class="{TEXT_TABLE_CLASS}"')
+def text_table(table: pd.DataFrame, wrap: str = "all") -> Any:
+    """``table`` for display with no index and its text wrapped at the column's edge.
+
+    ``wrap="all"``: every cell, for tables of descriptions and sources. ``wrap="long"``: only the
+    cells of columns holding a text longer than :data:`LONG_TEXT` characters, for a table of
+    numbers with columns of words (the basis and status of each value in the study-numbers
+    chapter): its numbers and short labels stay on one line, and the words no longer push the
+    table behind a scroll bar. Floats show with 3 decimals, undefined values as NaN."""
+    styler = table.style.hide(axis="index").format(na_rep="NaN", precision=3)
+    if wrap == "all":
+        return styler.set_table_attributes(f'class="{TEXT_TABLE_CLASS}"')
+    if wrap != "long":
+        raise InputError(f"wrap must be 'all' or 'long'; got {wrap!r}")
+    long = [
+        c
+        for c in table.columns
+        if table[c].map(lambda v: isinstance(v, str) and len(v) > LONG_TEXT).any()
+    ]
+    classes = pd.DataFrame("", index=table.index, columns=table.columns)
+    classes[long] = TEXT_CELL_CLASS
+    return styler.set_td_classes(classes).set_table_attributes('class="dataframe"')
 
 
 def say(text: str) -> None:

@@ -1961,6 +1961,7 @@ def test_study_tables_show_a_run_value_on_the_side_of_its_tolerance():
     showed as 0.750, on the tolerance's edge, beside 'outside tolerance'."""
     out = A.study_beside_run(_comparison(0.7504, "outside tolerance"), "consistency").round(3)
     assert out["this run"].tolist() == ["0.7504"]
+    assert out[A.STUDY_LABEL].tolist() == ["0.70"]  # as published, as the sources table shows it
     inside = A.study_beside_run(_comparison(0.7496, "within tolerance"), "consistency").round(3)
     assert inside["this run"].tolist() == ["0.750"]  # on the edge: within, as the status says
     other = A.study_beside_run(_comparison(0.7504, "other models"), "consistency").round(3)
