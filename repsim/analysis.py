@@ -38,7 +38,7 @@ from repsim.names import UNKNOWN, is_known, is_same_pair
 from repsim.stats import correlate, format_mean_range, keyed_rng
 
 if TYPE_CHECKING:
-    from repsim.chapter import Run
+    from repsim.chapter import Chapter, Run
 
 log = logging.getLogger(__name__)
 
@@ -273,7 +273,7 @@ def read_features(
 
     select(run.similarity, [dataset])
     if max_rows is not None:
-        max_rows = check_count("max_rows", max_rows, 4)  # unbiased CKA needs 4 stimuli
+        max_rows = check_count("max_rows", max_rows, CKA_MIN_N)
     if run.features_path is None:
         return None
 
@@ -306,6 +306,96 @@ def _stimulus_table(run: Run, dataset: str) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     return pd.read_csv(path, dtype={"id": str, "split": str})
+
+
+#: Fewest stimuli unbiased CKA, the measure of the stimulus-count figures, is defined on.
+CKA_MIN_N = 4
+#: The subset sizes the stability figure tries below a dataset's stimuli (:func:`stimulus_sizes`).
+STABILITY_SIZES = (8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+#: What :func:`stimulus_features` skips, in the skip sentences of chapter 13.
+STIMULUS_FIGURES = "the section on the number of stimuli"
+
+
+def stimulus_features(
+    ch: Chapter, dataset: str | None, per_category: int, max_stimuli: int | None
+) -> tuple[str, dict[str, np.ndarray] | None, str | None]:
+    """The input of chapter 13's stimulus-count figures: ``(dataset, features, skip)``.
+
+    The models are the first ``per_category`` of each category of the chapter's grouping
+    (:func:`pick_models`), the stimuli at most ``max_stimuli`` (None: all) of the dataset's
+    similarity stimuli (:func:`read_features`); ``dataset`` None is the chapter's first in domain
+    order. ``features`` is None and ``skip`` the sentence that says why when the chapter does not
+    show the dataset, the grouping gives fewer than two models, or the store lacks them: the
+    chapter said the store lacked the features of one model picked (``per_category=1`` with one
+    category), and a dataset its ``datasets`` parameter left out was a traceback. A
+    ``max_stimuli`` below what unbiased CKA needs is the reader's error, named."""
+    if max_stimuli is not None:
+        max_stimuli = check_count("max_stimuli", max_stimuli, CKA_MIN_N)
+    dataset = ch.order[0] if dataset is None else str(dataset)
+    skip = ch.need("features", min_models=2) or ch.dataset_skip(
+        [dataset], "dataset", STIMULUS_FIGURES
+    )
+    if skip:
+        return dataset, None, skip
+    category = ch.category
+    chosen = pick_models(ch.models.assign(**{category: ch.categories()}), per_category, category)
+    if len(chosen) < 2:
+        known = [str(c) for c in ch.categories() if is_known(c)]
+        levels = sorted(set(known))
+        more = (
+            " (a per_category of 2 or more picks a pair)"
+            if len(levels) == 1 and len(known) >= 2
+            else ""
+        )
+        return (
+            dataset,
+            None,
+            f"per_category = {per_category} picks {len(chosen)} model"
+            f"{'' if len(chosen) == 1 else 's'} ({', '.join(chosen) or 'none'}): the models "
+            f"shown have {len(levels)} known {category}"
+            f"{'' if len(levels) == 1 else 's'}, and its figures need a model pair, so "
+            f"{STIMULUS_FIGURES} is skipped{more}.",
+        )
+    feats = read_features(ch.run, dataset, chosen, max_rows=max_stimuli)
+    if feats is None:
+        return (
+            dataset,
+            None,
+            f"The feature store of this run lacks features of two or more of {', '.join(chosen)} "
+            f"on {dataset}, so {STIMULUS_FIGURES} is skipped.",
+        )
+    return dataset, feats, None
+
+
+def stimulus_sizes(n_all: int) -> list[int]:
+    """The numbers of stimuli the stability figure tries: :data:`STABILITY_SIZES` below
+    ``n_all``, and ``n_all`` itself (the reference, error 0 by construction)."""
+    return sorted({s for s in STABILITY_SIZES if s < n_all} | {int(n_all)})
+
+
+def subsample_size(n_total: int, fraction: float) -> int | None:
+    """Stimuli in each subset of :func:`subsample_pairs` (``fraction`` of ``n_total``), or None
+    when that is fewer than unbiased CKA needs or all of them (no spread to measure)."""
+    m = int(round(fraction * n_total))
+    return m if 0.0 < fraction < 1.0 and CKA_MIN_N <= m < n_total else None
+
+
+def subsample_skip(n_total: int, fraction: float = 0.5) -> str | None:
+    """The sentence that skips :func:`subsample_pairs` on ``n_total`` stimuli, or None when it
+    can run: its error named ``fraction``, which chapter 13 does not take, when ``max_stimuli``
+    or a small dataset left fewer than 8 stimuli."""
+    if subsample_size(n_total, fraction) is not None:
+        return None
+    what = "halves" if fraction == 0.5 else f"subsets of {fraction:g}"
+    m = int(round(fraction * n_total))
+    held = (
+        f"{m}, fewer than the {CKA_MIN_N} that unbiased CKA needs"
+        if m < CKA_MIN_N
+        else "all of them, so they cannot spread"
+    )
+    return (
+        f"Random {what} of the {n_total} stimuli hold {held}, so the spread over {what} is skipped."
+    )
 
 
 def _default_measure() -> Callable[[np.ndarray, np.ndarray], float]:
@@ -375,8 +465,9 @@ def subsample_pairs(
     fn = measure or _default_measure()
     pairs = list(pairs) if pairs is not None else list(itertools.combinations(list(features), 2))
     n_total = len(next(iter(features.values())))
-    m = int(round(fraction * n_total))
-    if not 0.0 < fraction < 1.0 or m < 4 or m >= n_total:
+    m = subsample_size(n_total, fraction)
+    if m is None:
+        m = int(round(fraction * n_total))
         raise InputError(
             f"fraction={fraction} of {n_total} stimuli gives subsets of {m}; "
             "choose 0 < fraction < 1 with at least 4 stimuli per subset"
@@ -729,13 +820,18 @@ RANK_SUM_HEADERS = {
 STUDY_LABEL = "study (Ciernik et al. 2025)"
 
 
+def _as_published(value: float) -> str:
+    """One of the study's values as published: two decimals (0.70), more where it has them."""
+    return f"{value:.2f}" if round(value, 2) == value else f"{value:g}"
+
+
 def study_sources(study: pd.DataFrame) -> pd.DataFrame:
     """Where each of the study's numbers comes from (:func:`repsim.reference.load_study_numbers`):
     id, value (counts as whole numbers), description and location, for display."""
     from repsim.reference import COUNT_NAMES
 
-    value = [  # as published: two decimals (0.70), more where a value has them
-        f"{v:.0f}" if q in COUNT_NAMES else f"{v:.2f}" if round(v, 2) == v else f"{v:g}"
+    value = [
+        f"{v:.0f}" if q in COUNT_NAMES else _as_published(v)
         for q, v in zip(study["quantity"], study["value"])
     ]
     return pd.DataFrame(
@@ -754,16 +850,24 @@ def study_beside_run(
     """Rows of :func:`repsim.reference.compare` for display: the study's value (labelled as the
     study's), the run's where it has one, and the basis of the run's value.
 
-    The run's values are shown to ``digits`` decimals (counts as whole numbers); one with a
-    verdict (within or outside the row's tolerance of the study's) with more where fewer would
-    put it on the other side of the tolerance (:func:`repsim.reference.format_within`: 0.7504
-    "outside" 0.70 +- 0.05 showed as 0.750, on its edge)."""
+    The study's values are shown as published (two decimals), the run's to ``digits`` decimals
+    (counts as whole numbers); one with a verdict (within or outside the row's tolerance of the
+    study's) with more where fewer would put it on the other side of the tolerance
+    (:func:`repsim.reference.format_within`: 0.7504 "outside" 0.70 +- 0.05 showed as 0.750, on
+    its edge). A chapter's part of a run (``comparison.attrs["selection"]``) is labelled as
+    such, not as the run."""
     from repsim.reference import COUNT_NAMES, VERDICTS, format_within
     from repsim.stats import format_estimate
 
     quantities = [quantity] if isinstance(quantity, str) else list(quantity)
     t = comparison[comparison["quantity"].isin(quantities)].copy()
     t["count"] = t["quantity"].map(COUNT_NAMES)
+    # a chapter's part of a run (compare's attrs) is not labelled as the run
+    this, whose = (
+        ("this part of the run", "this part's")
+        if comparison.attrs.get("selection")
+        else ("this run", "this run's")
+    )
     keep = {
         **({"count": "count"} if t["count"].notna().any() else {}),
         "measure": "measure",
@@ -772,18 +876,20 @@ def study_beside_run(
         "dataset_b": "dataset B",
         "domain": "domain",
         "study": STUDY_LABEL,
-        "run": "this run",
+        "run": this,
         "status": "status",
-        "run_basis": "basis of this run's value",
+        "run_basis": f"basis of {whose} value",
     }
     out = t[list(keep)].rename(columns=keep)
-    if out["this run"].isna().all():  # no row has a run value: the status says why, once a row;
-        out = out.drop(columns=["this run", "basis of this run's value"])  # no column of NaN
-    for c in (STUDY_LABEL, "this run"):
+    if out[this].isna().all():  # no row has a run value: the status says why, once a row;
+        out = out.drop(columns=[this, keep["run_basis"]])  # no column of NaN
+    for c in (STUDY_LABEL, this):
         if c in out:
             out[c] = _counts_as_int(out[c])
-    if "this run" in out and out["this run"].dtype.kind == "f":
-        out["this run"] = [
+    if out[STUDY_LABEL].dtype.kind == "f":  # as published, as the sources table shows them
+        out[STUDY_LABEL] = [_as_published(float(v)) for v in out[STUDY_LABEL]]
+    if this in out and out[this].dtype.kind == "f":
+        out[this] = [
             np.nan
             if not np.isfinite(v)
             else format_within(v, study, tol, digits)
@@ -791,6 +897,8 @@ def study_beside_run(
             else format_estimate(v, digits)
             for v, study, tol, status in zip(t["run"], t["study"], t["tolerance"], t["status"])
         ]
+    if comparison.attrs.get("selection"):
+        out["status"] = out["status"].replace({"not in run": "not in this part"})
     shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
     return out.loc[:, shown.any().to_numpy()]
 

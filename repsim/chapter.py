@@ -401,20 +401,30 @@ class Chapter:
         P.show(P.by_domain(rows, value, ylabel, caption=caption, title=title))
         return drawn
 
-    def dataset_pair_skip(self, pairs: Sequence[Sequence[str]], parameter: str) -> str | None:
-        """The sentence that skips a figure of chosen dataset pairs (``parameter``: the chapter's
-        parameter that chose them) when a pair names a dataset the chapter does not show, or one
-        dataset twice; None when all can be drawn. A dataset outside the chapter's datasets
-        parameter was a traceback saying the run lacked it."""
+    def dataset_skip(
+        self, datasets: Sequence[str], parameter: str, what: str = "this figure"
+    ) -> str | None:
+        """The sentence that skips ``what`` when ``datasets`` (chosen by the chapter's
+        ``parameter``) name one the chapter does not show; None when it shows them all. A dataset
+        outside the chapter's datasets parameter was a traceback saying the run lacked it."""
         from repsim.sentences import join_names, shown
 
         have = set(self.datasets)
-        missing = list(dict.fromkeys(d for pair in pairs for d in pair if d not in have))
+        missing = list(dict.fromkeys(str(d) for d in datasets if str(d) not in have))
+        if not missing:
+            return None
+        return (
+            f"{parameter} names {join_names(missing)}, which {shown(self.run.selection, 'this run')} "
+            f"does not have (its datasets: {', '.join(self.order)}), so {what} is skipped."
+        )
+
+    def dataset_pair_skip(self, pairs: Sequence[Sequence[str]], parameter: str) -> str | None:
+        """The sentence that skips a figure of chosen dataset pairs (``parameter``: the chapter's
+        parameter that chose them) when a pair names a dataset the chapter does not show
+        (:meth:`dataset_skip`), or one dataset twice; None when all can be drawn."""
+        missing = self.dataset_skip([d for pair in pairs for d in pair], parameter)
         if missing:
-            return (
-                f"{parameter} names {join_names(missing)}, which {shown(self.run.selection, 'this run')} "
-                f"does not have (its datasets: {', '.join(self.order)}), so this figure is skipped."
-            )
+            return missing
         twice = [tuple(pair) for pair in pairs if len(set(pair)) < len(pair)]
         if twice:
             return (
@@ -583,12 +593,33 @@ def check_measure_names(**parameters: str | Sequence[str]) -> None:
 #: The class of a table whose text cells wrap (book/_static/repsim.css): number cells elsewhere
 #: stay on one line, which pushed long descriptions behind a scroll bar.
 TEXT_TABLE_CLASS = "dataframe text-table"
+#: The class of one wrapping cell in a table of numbers (book/_static/repsim.css), and the
+#: length of text above which a column's cells get it (``text_table(wrap="long")``).
+TEXT_CELL_CLASS = "text-cell"
+LONG_TEXT = 20
 
 
-def text_table(table: pd.DataFrame) -> Any:
-    """``table`` for display with its text cells wrapped at the column's edge and no index: for
-    tables of descriptions and sources, not of numbers."""
-    return table.style.hide(axis="index").set_table_attributes(f'class="{TEXT_TABLE_CLASS}"')
+def text_table(table: pd.DataFrame, wrap: str = "all") -> Any:
+    """``table`` for display with no index and its text wrapped at the column's edge.
+
+    ``wrap="all"``: every cell, for tables of descriptions and sources. ``wrap="long"``: only the
+    cells of columns holding a text longer than :data:`LONG_TEXT` characters, for a table of
+    numbers with columns of words (the basis and status of each value in the study-numbers
+    chapter): its numbers and short labels stay on one line, and the words no longer push the
+    table behind a scroll bar. Floats show with 3 decimals, undefined values as NaN."""
+    styler = table.style.hide(axis="index").format(na_rep="NaN", precision=3)
+    if wrap == "all":
+        return styler.set_table_attributes(f'class="{TEXT_TABLE_CLASS}"')
+    if wrap != "long":
+        raise InputError(f"wrap must be 'all' or 'long'; got {wrap!r}")
+    long = [
+        c
+        for c in table.columns
+        if table[c].map(lambda v: isinstance(v, str) and len(v) > LONG_TEXT).any()
+    ]
+    classes = pd.DataFrame("", index=table.index, columns=table.columns)
+    classes[long] = TEXT_CELL_CLASS
+    return styler.set_td_classes(classes).set_table_attributes('class="dataframe"')
 
 
 def say(text: str) -> None:

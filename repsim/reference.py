@@ -135,6 +135,14 @@ class _RunData:
     probes: xr.Dataset | None
     name: str
     n_classes: dict[str, int] = field(default_factory=dict)  # per dataset; empty: chance unknown
+    #: "" for a whole run; else the part a chapter's parameters kept (repsim.chapter.Run.selection)
+    selection: str = ""
+
+    @property
+    def where(self) -> str:
+        """How a row's basis names what it was computed on: a chapter's part of a run lacks
+        what the run may well have ("dataset X not in the run" was said of a selection)."""
+        return "this part of the run" if self.selection else "the run"
 
 
 def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
@@ -173,7 +181,8 @@ def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
         name = str(getattr(run, "name", run.similarity.attrs.get("run", "run")))
         path = getattr(run, "path", None)
         classes = RunFolder(path).class_counts(run.similarity.dataset.values) if path else {}
-        return _RunData(run.similarity, probes, name, classes)
+        selection = str(getattr(run, "selection", "") or "")
+        return _RunData(run.similarity, probes, name, classes, selection)
     raise InputError(
         f"compare() takes a run folder, a similarity Dataset or a loaded run, got {type(run).__name__}"
     )
@@ -250,6 +259,7 @@ def compare(
         n_study_models=sum(m in study for m in run_models),
         n_study_models_total=len(study),
         earlier_runs=_earlier_runs(ref, len(study)),
+        selection=data.selection,
     )
     return table
 
@@ -345,16 +355,20 @@ def _run_value(
     q = r["quantity"]
     if q == "consistency":
         if r["measure"] not in sim.data_vars:
-            return np.nan, f"no measure {r['measure']} in the run", None
+            return np.nan, f"no measure {r['measure']} in {data.where}", None
         a, b = (_dataset_id(sim, r[k], names) for k in ("dataset_a", "dataset_b"))
         if a is None or b is None:
             missing = [r["dataset_a"] if a is None else None, r["dataset_b"] if b is None else None]
-            return np.nan, f"dataset {', '.join(m for m in missing if m)} not in the run", None
+            return np.nan, f"dataset {', '.join(m for m in missing if m)} not in {data.where}", None
         group = _group(sim, objectives, r["models"])
         if group is None:
             return np.nan, "the run has no objective_a coord", None
         if len(group) * (len(group) - 1) // 2 < MIN_PAIRS:
-            return np.nan, f"{len(group)} {r['models']} models in the run: too few pairs", None
+            return (
+                np.nan,
+                f"{len(group)} {r['models']} models in {data.where}: too few pairs",
+                None,
+            )
         # consistency() drops NaN pairs: count the pairs and models that are left
         vals = sim[r["measure"]].sel(dataset=[a, b], model_a=group, model_b=group).values
         i, j = np.triu_indices(len(group), k=1)
@@ -378,7 +392,11 @@ def _run_value(
         rows = behavior if r["domain"] in ("", "all") else behavior[behavior.domain == r["domain"]]
         rows = rows.dropna(subset=["pearson_r"])
         if rows.empty:
-            return np.nan, f"no dataset of domain {r['domain']} with a defined r in the run", None
+            return (
+                np.nan,
+                f"no dataset of domain {r['domain']} with a defined r in {data.where}",
+                None,
+            )
         n_models = sim.sizes["model_a"]
         chance = (
             f"; {behavior.attrs['near_chance']} near-chance probes left out (behavior.probe_chance)"
@@ -396,7 +414,7 @@ def _run_value(
             ),
         )
     if q in COUNTS:
-        return _count(sim, r, objectives), "the run's design", None
+        return _count(sim, r, objectives), f"the design of {data.where}", None
     return np.nan, f"unknown quantity {q!r}", None
 
 
@@ -513,11 +531,18 @@ def summary(table: pd.DataFrame) -> str:
         return int(frame["status"].isin(status).sum())
 
     computed = len(res) - n(res, "not in run")
+    # a chapter's part of a run (its models/datasets parameters) is named as such: what it
+    # lacks, the run may have
+    selection = table.attrs.get("selection") or ""
+    name = f"Run '{table.attrs.get('run', 'run')}'"
+    this, whose = "this run", "The run"
+    if selection:
+        name, this, whose = f"{name}, this chapter's part of it ({selection}),", "it", "This part"
     lines = [
-        f"Run '{table.attrs.get('run', 'run')}' against the study (Ciernik et al. 2025, "
+        f"{name} against the study (Ciernik et al. 2025, "
         f"{table.attrs.get('n_study_models_total', 64)} models{_earlier_note(table)}): "
         f"{computed} of {len(res)} published "
-        f"results could be computed on this run; {n(res, *VERDICTS)} are set against the study's "
+        f"results could be computed on {this}; {n(res, *VERDICTS)} are set against the study's "
         f"value ({n(res, VERDICTS[0])} within tolerance, {n(res, VERDICTS[1])} outside: "
         "|run - study| against the row's fixed tolerance, a rule of thumb and not a test, since "
         "no interval is computed for the run's value)."
@@ -529,7 +554,7 @@ def summary(table: pd.DataFrame) -> str:
     by_models = n(res, "subset of the study's models", "other models")
     if computed and n(res, *VERDICTS) == 0 and by_models == shown and lacks:
         lines.append(
-            f"The run shares {n_study} of its {table.attrs.get('n_models', '?')} models with the "
+            f"{whose} shares {n_study} of its {table.attrs.get('n_models', '?')} models with the "
             f"study, so none of its results is comparable with the study's values"
             + (f" ({shown} are shown for orientation only)." if shown else ".")
         )

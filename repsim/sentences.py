@@ -16,6 +16,8 @@ import pandas as pd
 from repsim.errors import InputError, check_positive
 from repsim.names import MIN_PAIRS, PAIR_SEP, is_known, is_same_pair
 from repsim.stats import (
+    FACTOR_FIELDS,
+    FACTORS,
     correlate,
     design_table,
     format_estimate,
@@ -238,6 +240,32 @@ def study_overlap_text(run: Run) -> str:
     )
 
 
+def study_measures_text(comparison: pd.DataFrame, measure: str) -> str:
+    """Which measure each kind of the study's numbers is computed with here
+    (:func:`repsim.reference.compare`: a row's own, the one the study published it for), and that
+    the chapter's ``measure`` parameter changes none of them: the behaviour rows were linear
+    CKA's whatever the parameter said, and the chapter did not say so."""
+    from repsim.reference import COUNTS
+
+    rows = comparison[~comparison["quantity"].isin(COUNTS)]
+    what = {
+        "consistency": "the consistency of dataset pairs",
+        "behavior_r": "the similarity-behaviour correlations",
+    }
+    parts = [
+        f"{what.get(q, q)} with {join_names(list(dict.fromkeys(g['measure'].astype(str))))}"
+        for q, g in rows.groupby("quantity", sort=False)
+    ]
+    if not parts:
+        return ""
+    return (
+        f"Each of the study's numbers is computed here with the measure it was published for "
+        f"(the tables' measure column): {'; '.join(parts)}. The chapter's measure parameter "
+        f"({measure}) changes none of them: a value from another measure would not be the "
+        "quantity the study reported."
+    )
+
+
 def stimuli_split_text(run: Run) -> str:
     """Which split the run's similarity stimuli come from (config ``stimuli.split``)."""
     cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
@@ -314,18 +342,34 @@ def overview_text(
     return " ".join(parts)
 
 
-def pearson_spearman_text(pairs: pd.DataFrame) -> str:
-    """How closely Spearman consistency follows Pearson consistency, worded descriptively: the
-    values share datasets and models, so no p-value is attached and no ranking is claimed."""
+def tested_factor(category: str) -> str | None:
+    """The factor of the controlled-experiment chapter's tests (:data:`repsim.stats.FACTORS`)
+    that a chapter's ``category`` field is, or None: a sentence that points to the test of its
+    grouping must name the factor of that grouping, not objective's whatever it is."""
+    return next((f for f, field in FACTOR_FIELDS.items() if field == category), None)
+
+
+def pearson_spearman_text(pairs: pd.DataFrame, category: str) -> str:
+    """How closely Spearman consistency follows Pearson consistency (category pairs of
+    ``category``), worded descriptively: the values share datasets and models, so no p-value is
+    attached and no ranking is claimed; where the grouping's factor is tested is said of
+    ``category`` (:func:`tested_factor`)."""
     ok = pairs[["x", "y"]].dropna()
     if len(ok) < 3:
         return "Too few consistency values to compare Pearson with Spearman here."
+    factor = tested_factor(category)
+    where = (
+        f" (whether the {factor} factor explains consistency is tested in the "
+        "controlled-experiment chapter, where the run has one)."
+        if factor
+        else f"; the controlled-experiment chapter tests the {join_names(FACTORS)} factors, "
+        f"not {category}."
+    )
     return (
         f"Across the {len(ok)} consistency values (dataset pairs x category pairs), Spearman "
         f"follows Pearson with r = **{fmt(correlate(ok.x, ok.y))}**. The values share datasets "
         "and models, so this r describes agreement and carries no p-value; the medians above "
-        "are descriptive, and which category pair ranks first is not tested here (the test of "
-        "the objective factor is in the controlled-experiment chapter)."
+        "are descriptive, and which category pair ranks first is not tested here" + where
     )
 
 
@@ -409,16 +453,15 @@ def scatter_text(table: pd.DataFrame, category: str) -> str:
     groups = table.drop(columns="all").mean().dropna()
     if len(groups) >= 2:
         listed = ", ".join(f"{g} {fmt(v)}" for g, v in groups.sort_index().items())
-        # the factors the controlled-experiment chapter tests (stats.FACTORS), by their fields
-        tested = category in ("objective", "architecture_class")
+        factor = tested_factor(category)
         return (
             f"{text} Mean consistency within one {category}: {listed}. These are described, "
             f"not ranked: {len(table)} chosen dataset pair{'s' if len(table) != 1 else ''} "
             f"cannot order the categories of {category}"
             + (
-                f" (the {category.removesuffix('_class')} factor is tested in the "
-                "controlled-experiment chapter, where the run has one)."
-                if tested
+                f" (the {factor} factor is tested in the controlled-experiment chapter, where "
+                "the run has one)."
+                if factor
                 else "."
             )
         )
@@ -1062,6 +1105,33 @@ def platonic_text(
     return text
 
 
+def stimulus_sample_text(
+    features: Mapping[str, Any], dataset: str, per_category: int, categories: pd.Series
+) -> str:
+    """Which models and how many stimuli chapter 13's stimulus-count figures rest on
+    (:func:`repsim.analysis.stimulus_features`; ``categories``: each model's category, named by
+    the grouping, :meth:`repsim.chapter.Chapter.categories`). Its introduction's "a few models
+    of each category" is whatever ``per_category`` makes it: every model when that is at least
+    each category's count."""
+    category = str(categories.name)
+    models = list(features)
+    n = len(next(iter(features.values())))
+    known = categories[categories.map(is_known)]
+    largest = int(known.value_counts().max()) if len(known) else 0
+    who = (
+        f"every model with a known {category}"
+        if per_category >= largest
+        else f"the first model of each {category} by id"
+        if per_category == 1
+        else f"the first {per_category} models of each {category} by id"
+    )
+    named = f" ({', '.join(models)})" if len(models) <= 12 else ""
+    return (
+        f"The figures below use {who}, {len(models)} in all{named}, on {n} similarity stimuli "
+        f"of {dataset}."
+    )
+
+
 def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: float) -> str:
     """From how many stimuli the median error of pair similarity
     (:func:`repsim.analysis.stability_vs_n`) stays under ``tolerance``."""
@@ -1070,8 +1140,8 @@ def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: flo
     err = err[err.index < n_all]  # n_all itself is the reference: its error is 0 by construction
     if not len(err):
         return (
-            f"No subset smaller than the {n_all} stimuli of {dataset} was tried, so nothing is "
-            "said about how many stimuli suffice."
+            f"No subset size under the {n_all} stimuli of {dataset} was tried, so there is no "
+            "figure of the error and nothing is said about how many stimuli suffice."
         )
     # the smallest n from which every larger n tried is below the tolerance too
     above = err.index[(err >= tolerance).to_numpy()]

@@ -76,6 +76,9 @@ FILENAME = CONTROLLED_TESTS
 DEFAULT_MEASURES = ("cka_linear", "cka_rbf_0.4")
 VIEWS = ("separate", "pooled")
 FACTORS = ("objective", "architecture")
+#: The model field (coord ``<field>_a`` of similarity.nc) each factor is read from
+#: (:func:`design_table`): a chapter grouped by one of these fields has its factor tested.
+FACTOR_FIELDS = {"objective": "objective", "architecture": "architecture_class"}
 #: Fewest datasets a bootstrap interval over datasets is given for. With few datasets the plain
 #: percentile interval covers far less than its level: :func:`repsim.simulations.bootstrap_coverage`
 #: (a median of dataset-pair values, each dataset shifting its pairs as much as they vary
@@ -162,8 +165,8 @@ def design_table(
             return [str(v) for v in sim.coords[key].values]
         return None
 
-    objective = coord("objective")
-    architecture = coord("architecture_class")
+    objective = coord(FACTOR_FIELDS["objective"])
+    architecture = coord(FACTOR_FIELDS["architecture"])
     if objective is None or architecture is None:
         raise InputError(
             "the controlled tests need model coords objective_a and architecture_class_a "

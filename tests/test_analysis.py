@@ -834,6 +834,11 @@ def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
     )
     assert "pairs d0 with itself" in ch.dataset_pair_skip([("d0", "d0")], "dataset_a / dataset_b")
     assert ch.dataset_pair_skip([], "dataset_pairs") is None
+    assert ch.dataset_skip(["d9", "d0", "d9"], "dataset", "this section") == (
+        "dataset names d9, which this run does not have (its datasets: d0), so this section is "
+        "skipped."
+    )
+    assert ch.dataset_skip(["d0"], "dataset") is None
     other = tmp_path / "other"
     other.mkdir()
     sim[["rsa"]].drop_vars(["objective_a", "objective_b"]).to_netcdf(
@@ -1034,6 +1039,61 @@ def test_read_features_skips_missing_models(tmp_path):
         A.read_features(r, "shapes", ids[:2], max_rows=0)  # the chapter's max_stimuli
 
 
+def test_stimulus_features_say_why_chapter_13_draws_nothing(tmp_path):
+    """Chapter 13's own parameters at their edges: a dataset the chapter does not show was a
+    traceback saying the run lacked it (also when the run has it), one model picked
+    (per_category 1, one category) was 'the feature store lacks features', a max_stimuli of 0
+    was an error about max_rows, and 5 stimuli an error about a fraction the chapter does not
+    take. Each is now a sentence, or an error naming the chapter's parameter."""
+    run_dir = write_fake_run(tmp_path / "r", n_per_objective=2)
+    ch = CH.open_chapter(run_dir)
+    order = ", ".join(ch.order)
+    assert A.stimulus_features(ch, "nope", 2, 500)[1:] == (
+        None,
+        f"dataset names nope, which this run does not have (its datasets: {order}), so the "
+        "section on the number of stimuli is skipped.",
+    )
+    part = CH.open_chapter(run_dir, datasets=["shapes", "flowers"])
+    _, feats, skip = A.stimulus_features(part, "digits", 2, 500)
+    assert feats is None and skip.startswith(
+        "dataset names digits, which this chapter's part of the run (2 of 6 datasets) does not "
+        "have (its datasets: "
+    )
+    one = CH.open_chapter(run_dir, category="data_class")  # every fake model: one data_class
+    first = str(one.models.sort_index().index[0])
+    _, feats, skip = A.stimulus_features(one, None, 1, 500)
+    assert feats is None and skip == (
+        f"per_category = 1 picks 1 model ({first}): the models shown have 1 known data_class, "
+        "and its figures need a model pair, so the section on the number of stimuli is skipped "
+        "(a per_category of 2 or more picks a pair)."
+    )
+    assert "lacks features" not in skip
+    with pytest.raises(InputError, match="max_stimuli must be an integer >= 4; got 0"):
+        A.stimulus_features(ch, None, 2, 0)
+    dataset, feats, skip = A.stimulus_features(ch, None, 2, 5)
+    assert skip is None and dataset == ch.order[0] and len(feats) == 8
+    assert {len(f) for f in feats.values()} == {5}
+    assert A.stimulus_sizes(5) == [5] and A.stimulus_sizes(100) == [8, 16, 32, 64, 100]
+    assert A.subsample_skip(5) == (
+        "Random halves of the 5 stimuli hold 2, fewer than the 4 that unbiased CKA needs, so "
+        "the spread over halves is skipped."
+    )
+    with pytest.raises(InputError, match="gives subsets of 2"):  # the rule the skip words
+        A.subsample_pairs(feats, n_draws=2)
+    assert A.subsample_skip(7) is None and A.subsample_skip(6) is not None
+    stab = A.stability_vs_n(feats, A.stimulus_sizes(5), repeats=2)
+    assert "so there is no figure of the error" in T.stability_text(stab, 5, dataset, 0.02)
+    # every model of each category when per_category exceeds each category's count
+    _, feats, _ = A.stimulus_features(ch, None, 100, 20)
+    assert len(feats) == 8
+    said = T.stimulus_sample_text(feats, dataset, 100, ch.categories())
+    assert said.startswith("The figures below use every model with a known objective, 8 in all (")
+    _, feats, _ = A.stimulus_features(ch, None, 1, 20)
+    said = T.stimulus_sample_text(feats, dataset, 1, ch.categories())
+    assert said.startswith("The figures below use the first model of each objective by id, 4 in")
+    assert said.endswith(f"on 20 similarity stimuli of {dataset}.")
+
+
 def test_read_features_keeps_the_similarity_subset(tiny_run):
     """The store holds train images for the probes too; the robustness chapter read them all,
     so its curves described another pool of images than the run's similarity."""
@@ -1218,10 +1278,10 @@ def test_pearson_spearman_text_is_descriptive():
     )
     table = A.pearson_spearman_table(pairs)
     assert table.loc["a", "median Pearson"] == 0.25 and table.loc["b", "median Spearman"] == 0.75
-    text = T.pearson_spearman_text(pairs)
+    text = T.pearson_spearman_text(pairs, "objective")
     r = np.corrcoef(pairs.x, pairs.y)[0, 1]
     assert f"r = **{T.fmt(r)}**" in text and "not tested" in text and "p-value" in text
-    assert "Too few" in T.pearson_spearman_text(pairs.iloc[:2])
+    assert "Too few" in T.pearson_spearman_text(pairs.iloc[:2], "objective")
 
 
 def test_controlled_rows_show_counts_as_integers():
@@ -1956,6 +2016,7 @@ def test_study_tables_show_a_run_value_on_the_side_of_its_tolerance():
     showed as 0.750, on the tolerance's edge, beside 'outside tolerance'."""
     out = A.study_beside_run(_comparison(0.7504, "outside tolerance"), "consistency").round(3)
     assert out["this run"].tolist() == ["0.7504"]
+    assert out[A.STUDY_LABEL].tolist() == ["0.70"]  # as published, as the sources table shows it
     inside = A.study_beside_run(_comparison(0.7496, "within tolerance"), "consistency").round(3)
     assert inside["this run"].tolist() == ["0.750"]  # on the edge: within, as the status says
     other = A.study_beside_run(_comparison(0.7504, "other models"), "consistency").round(3)

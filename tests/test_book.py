@@ -293,6 +293,40 @@ def test_chapters_of_a_part_of_one_objective(tmp_path):
     assert "Empty DataFrame" not in said
 
 
+@pytest.mark.slow
+def test_chapters_13_and_2_with_their_own_parameters_at_the_edges(tmp_path):
+    """Chapter 13's dataset, per_category and max_stimuli, and chapter 2 on a part of a run
+    with another measure: a dataset the chapter does not show, one model picked, and halves too
+    small for CKA were a traceback or a sentence about the feature store; chapter 2 called the
+    part 'this run' and its behaviour rows were linear CKA's without a word."""
+    run_dir = write_fake_run(tmp_path / "fake", n_per_objective=2)
+    (rob,) = [p for p in B.chapter_notebooks() if p.stem == "13_robustness"]
+    (study,) = [p for p in B.chapter_notebooks() if p.stem == "02_study_numbers"]
+    cases = {
+        "part": ({"datasets": ["shapes", "objects"], "dataset": "digits"},
+                 "dataset names digits, which this chapter's part of the run (2 of 6 datasets) "
+                 "does not have"),
+        "one": ({"category": "data_class", "per_category": 1},
+                "per_category = 1 picks 1 model"),
+        "few": ({"max_stimuli": 5},
+                "Random halves of the 5 stimuli hold 2, fewer than the 4 that unbiased CKA "
+                "needs, so the spread over halves is skipped."),
+    }  # fmt: skip
+    for name, (params, said) in cases.items():
+        (path,) = B.execute_chapters(run_dir, tmp_path / name, [rob], params)
+        text = _text(_assert_clean(path))
+        assert said in text, name
+        assert "lacks features" not in text and "this chapter is skipped" not in text
+    params = {"models": ["sup-con-0", "sel-con-0", "ima-con-0"], "datasets": ["shapes", "digits"],
+              "measure": "rsa_spearman"}  # fmt: skip
+    (path,) = B.execute_chapters(run_dir, tmp_path / "study", [study], params)
+    text = _text(_assert_clean(path))
+    part = "3 of 8 models and 2 of 6 datasets"
+    assert f"Run 'fake-tiny', this chapter's part of it ({part}), against" in text
+    assert "on this run" not in text and "The run shares" not in text
+    assert "The chapter's measure parameter (rsa_spearman) changes none of them" in text
+
+
 def _small_run(tmp_path: Path, tiny_config: Path, models: list[str], extra: str = "") -> Path:
     """A run of the tiny config on a few models and two datasets (skips without the mini-zoo)."""
     if not tiny_run_available():

@@ -4,10 +4,12 @@ controls, or 2-3 datasets."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 
 from repsim import analysis as A
@@ -299,3 +301,31 @@ def test_one_dataset_has_no_spread_across_datasets_to_draw():
     two = CH.select_run(run, datasets=["d0", "d3"])
     ch2 = CH.Chapter(run=two, sim=two.similarity, measure="cka_linear", category="objective")
     assert ch2.spread_skip("the mean and standard-deviation panels") is None
+
+
+def test_a_table_of_numbers_wraps_only_its_long_text():
+    """Chapter 2's tables of the study's values beside the run's scrolled sideways: their basis
+    column is prose, and every cell of a table of numbers stays on one line. With
+    ``wrap="long"`` the cells of a column of long text carry the class the stylesheet wraps;
+    numbers and short labels do not."""
+    from repsim.chapter import LONG_TEXT, TEXT_CELL_CLASS, text_table
+    from repsim.errors import InputError
+
+    basis = "45 models, 990 pairs; 0 of them are the study's models, so no verdict is given"
+    assert len(basis) > LONG_TEXT
+    table = pd.DataFrame(
+        {"measure": ["cka_linear", "cka_rbf_0.4"], "study": ["0.70", "-0.52"],
+         "this run": ["-0.4125", np.nan], "basis": [basis, "short"]},
+        index=[24, 25],
+    )  # fmt: skip
+    html = text_table(table, wrap="long").to_html()
+    cells = re.findall(r"<td ([^>]*)>([^<]*)</td>", html)
+    wrapped = {text.strip() for attrs, text in cells if TEXT_CELL_CLASS in attrs}
+    assert wrapped == {basis, "short"}  # the whole column, numbers nowhere
+    assert 'class="dataframe"' in html and ">24<" not in html  # no index
+    assert "-0.4125" in html and "NaN" in html and "0.70" in html
+    css = (Path(__file__).resolve().parents[1] / "book" / "_static" / "repsim.css").read_text()
+    rule = css.split(f"table.dataframe td.{TEXT_CELL_CLASS}", 1)[1].split("}", 1)[0]
+    assert "white-space: normal" in rule
+    with pytest.raises(InputError, match="wrap must be 'all' or 'long'"):
+        text_table(table, wrap="numbers")

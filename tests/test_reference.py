@@ -807,3 +807,36 @@ def test_format_comparison_shows_values_on_the_side_of_their_tolerance():
     assert "0.7504" in row and "0.0504" in row and "outside tolerance" in row
     row = next(line for line in text.splitlines() if line.startswith(" b "))
     assert "0.720" in row and "0.020" in row
+
+
+def test_a_chapter_s_part_of_a_run_is_named_as_the_part(repo_root, tmp_path):
+    """Chapter 2 on a selection (its models/datasets parameters) said a dataset the part left out
+    was 'not in the run', counted 'this run's' design and results: the part is named as such,
+    and a whole run keeps its wording."""
+    from repsim.analysis import study_beside_run
+    from repsim.chapter import Run
+
+    sim = study_run(repo_root)
+    keep = [d for d in map(str, sim.dataset.values) if d != "wds/vtab/pcam"]
+    part = "64 of 64 models and 22 of 23 datasets"
+    run = Run(path=tmp_path, similarity=sim.sel(dataset=keep), selection=part)
+    table = reference.compare(run)
+    rows = table.set_index("id")
+    row = rows.loc["consistency/cka_linear/Supervised/ImageNet-PCAM"]
+    assert row["run_basis"] == "dataset wds/vtab/pcam not in this part of the run"
+    assert table.attrs["selection"] == part
+    counts = rows.loc[rows["quantity"].isin(reference.COUNTS), "run_basis"]
+    assert (counts == "the design of this part of the run").all()
+    said = reference.summary(table)
+    assert said.startswith(f"Run 'study-shaped', this chapter's part of it ({part}), against")
+    assert "could be computed on it;" in said and "this run" not in said
+    shown = study_beside_run(table, "consistency")
+    assert {"this part of the run", "basis of this part's value"} <= set(shown.columns)
+    assert "this run" not in shown.columns and "not in run" not in set(shown["status"])
+    assert "not in this part" in set(shown["status"])
+    whole = reference.compare(sim.sel(dataset=keep))
+    assert whole.attrs["selection"] == ""
+    row = whole.set_index("id").loc["consistency/cka_linear/Supervised/ImageNet-PCAM"]
+    assert row["run_basis"] == "dataset wds/vtab/pcam not in the run"
+    assert "could be computed on this run;" in reference.summary(whole)
+    assert "this run" in study_beside_run(whole, "consistency").columns

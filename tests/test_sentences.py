@@ -260,7 +260,9 @@ def test_robustness_texts():
         with_all, 40, "cells", 0.001
     )
     only_all = pd.DataFrame({"n": [40], "abs_error": [0.0]})
-    assert "No subset smaller than the 40 stimuli" in T.stability_text(only_all, 40, "cells", 0.02)
+    # said without a comparison the book's rule would flag ("smaller than" was flagged)
+    none = T.stability_text(only_all, 40, "cells", 0.02)
+    assert "No subset size under the 40 stimuli" in none and not T.untested_claims(none)
     # "from n on" holds for every larger n: a dip below the tolerance that rises again is not it
     bumpy = pd.DataFrame({"n": [8, 16, 32, 64], "abs_error": [0.01, 0.05, 0.04, 0.01]})
     assert "from **n = 64** on" in T.stability_text(bumpy, 500, "cells", 0.02)
@@ -587,12 +589,34 @@ def test_overview_text_lists_the_same_category_medians_of_its_own_grouping():
 def test_pearson_spearman_text_words_three_values():
     pairs = pd.DataFrame({"x": [0.1, 0.5, 0.3, np.nan], "y": [0.2, 0.6, 0.1, 0.4]})
     r = stats.pearsonr([0.1, 0.5, 0.3], [0.2, 0.6, 0.1])[0]
-    text = T.pearson_spearman_text(pairs)
+    text = T.pearson_spearman_text(pairs, "objective")
     assert text.startswith(
         f"Across the 3 consistency values (dataset pairs x category pairs), Spearman follows "
         f"Pearson with r = **{r:.2f}**."
     )
-    assert T.pearson_spearman_text(pairs.iloc[1:]).startswith("Too few")
+    assert T.pearson_spearman_text(pairs.iloc[1:], "objective").startswith("Too few")
+
+
+def test_pearson_spearman_text_names_the_test_of_the_chapter_s_grouping():
+    """Chapter 13 grouped by another field pointed to 'the test of the objective factor'
+    whatever its category parameter was: the factor named is the grouping's own, and a field
+    the controlled tests do not vary is said to be untested there."""
+    pairs = pd.DataFrame({"x": [0.1, 0.5, 0.3, 0.7], "y": [0.2, 0.6, 0.1, 0.8]})
+    obj = T.pearson_spearman_text(pairs, "objective")
+    assert "(whether the objective factor explains consistency is tested in the " in obj
+    arch = T.pearson_spearman_text(pairs, "architecture_class")
+    assert "(whether the architecture factor explains consistency is tested" in arch
+    assert "objective factor" not in arch
+    size = T.pearson_spearman_text(pairs, "size_class")
+    assert "objective factor" not in size and "is tested in" not in size
+    assert size.endswith(
+        "ranks first is not tested here; the controlled-experiment chapter tests the objective "
+        "and architecture factors, not size_class."
+    )
+    for text in (obj, arch, size):
+        assert not T.untested_claims(text)
+    assert T.tested_factor("architecture_class") == "architecture"
+    assert T.tested_factor("data_class") is None
 
 
 def test_within_between_text_counts_strictly_more_similar_datasets_and_words_a_small_positive_mean():
@@ -861,3 +885,23 @@ def test_transform_figure_shows_its_largest_change_against_the_sentences_toleran
     fig = P.transform_consistency(table)
     assert fig.axes[0].get_title() == "arccos: largest change 0.0499"
     plt.close(fig)
+
+
+def test_study_measures_text_names_each_row_s_measure_whatever_the_chapter_s_measure():
+    """Chapter 2 took a measure parameter and computed its behaviour rows with cka_linear
+    without a word: the sentence names each kind of row's measure, from the comparison, and says
+    the parameter changes none of them."""
+    comparison = pd.DataFrame(
+        {
+            "quantity": ["consistency", "consistency", "behavior_r", "n_models"],
+            "measure": ["cka_linear", "cka_rbf_0.4", "cka_linear", ""],
+        }
+    )
+    text = T.study_measures_text(comparison, "rsa_spearman")
+    assert (
+        "the consistency of dataset pairs with cka_linear and cka_rbf_0.4; the "
+        "similarity-behaviour correlations with cka_linear." in text
+    )
+    assert "The chapter's measure parameter (rsa_spearman) changes none of them" in text
+    assert not T.untested_claims(text)
+    assert T.study_measures_text(comparison.iloc[3:], "cka_linear") == ""
