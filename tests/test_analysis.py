@@ -1150,6 +1150,17 @@ def test_model_embedding_separates_blocks_and_is_seeded(method):
         A.model_embedding(da, "umap")
 
 
+def test_model_embedding_says_what_it_embeds_for_one_dataset_and_several():
+    """Chapter 3's model-map title said "1 - mean cka_linear across datasets" on one dataset,
+    where the map is of that dataset's 1 - similarity."""
+    da = _blocks_sim(n_datasets=3)
+    assert A.model_embedding(da, "mds").attrs["dissimilarity"] == (
+        "1 - mean cka_linear across 3 datasets"
+    )
+    one = A.model_embedding(da.isel(dataset=[1]), "mds")
+    assert one.attrs["dissimilarity"] == "1 - cka_linear on d1"
+
+
 def test_consistency_pairs_match_consistency_table(run):
     t = C.consistency_pairs(
         run.consistency,
