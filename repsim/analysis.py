@@ -148,7 +148,10 @@ def model_embedding(
     Barnes-Hut approximation only pays off for many thousands of points) or metric MDS.
     Both are random: ``seed`` is their ``random_state`` and belongs in the figure caption.
     Columns: model, x, y, category; ``attrs["method"]`` names the method with the perplexity
-    actually used (for the caption: a small zoo's is lower than ``perplexity``).
+    actually used (for the caption: a small zoo's is lower than ``perplexity``), and
+    ``attrs["dissimilarity"]`` what was embedded, for the title: "1 - mean cka_linear across 3
+    datasets", or "1 - cka_linear on faces" for one dataset (whose map the title called a mean
+    across datasets).
     """
     from sklearn.manifold import MDS, TSNE
 
@@ -192,6 +195,13 @@ def model_embedding(
         }
     )
     out.attrs["method"] = how
+    name = da.name or "similarity"
+    dsets = [str(d) for d in da.dataset.values]
+    out.attrs["dissimilarity"] = (
+        f"1 - {name} on {dsets[0]}"
+        if len(dsets) == 1
+        else f"1 - mean {name} across {len(dsets)} datasets"
+    )
     return out
 
 

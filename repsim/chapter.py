@@ -293,6 +293,10 @@ _NEEDS = {
 }
 
 
+#: Why a dataset is left out of a figure of consistency over dataset pairs (after "has"/"have").
+_NO_CONSISTENCY = "no dataset pair with a defined consistency: not drawn"
+
+
 @dataclass
 class Chapter:
     """What every chapter notebook starts from: the run, its selection and the main measure."""
@@ -351,7 +355,6 @@ class Chapter:
 
         cons, datasets = self.run.consistency, self.datasets
         base = consistency_table(cons, self.measure, "all", datasets=datasets)
-        caption = f"{self.caption} {note}".strip()
         drawn = []
         for g in groupings:
             tidy = consistency_table(cons, self.measure, g, datasets=datasets)
@@ -361,8 +364,46 @@ class Chapter:
                 continue
             drawn.append(g)
             title = f"{self.measure}, grouped by {g}"
+            caption = self.drawn_caption(pd.concat([base, tidy]), extra=note)
             P.show(P.consistency_boxes(tidy, base, caption=caption, title=title))
         return drawn
+
+    def drawn_caption(
+        self,
+        drawn: pd.DataFrame | Sequence[str],
+        values: Sequence[str] = ("consistency",),
+        why: str = _NO_CONSISTENCY,
+        measure: str | None = None,
+        extra: str = "",
+    ) -> str:
+        """The caption of a figure that draws some of the chapter's datasets: it names and counts
+        those drawn and says how many of the chapter's are left out, and ``why`` (the words after
+        "has"/"have"). ``drawn`` is the datasets, or the table the figure draws (a row per
+        ``dataset``, or per ``dataset_a``/``dataset_b`` pair, such as
+        :func:`repsim.consistency.consistency_table`), whose rows with every column of ``values``
+        defined are drawn. ``measure``: the caption's measure (the chapter's by
+        default). Figures of chosen dataset pairs, or of values undefined on some datasets, were
+        captioned with the chapter's datasets: the scatter chapter's three pairs of four datasets
+        read "10 datasets"."""
+        from repsim.analysis import defined_rows
+        from repsim.sentences import join_names
+
+        if isinstance(drawn, pd.DataFrame):
+            rows = defined_rows(drawn, list(values))
+            cols = [c for c in ("dataset", "dataset_a", "dataset_b") if c in rows.columns]
+            drawn = {str(d) for c in cols for d in rows[c]}
+        keep = set(map(str, drawn))
+        shown = [d for d in self.order if d in keep]
+        left = [d for d in self.order if d not in keep]
+        note = (
+            f"{len(left)} of the {len(self.datasets)} datasets ({join_names(left)}) "
+            f"{'has' if len(left) == 1 else 'have'} {why}."
+            if left
+            else ""
+        )
+        return self.run.caption(
+            measure or self.measure, shown, list(self.sim.model_a.values), f"{note} {extra}".strip()
+        )
 
     def domain_boxes(self, table: pd.DataFrame, value: str, ylabel: str, title: str) -> list[str]:
         """The per-dataset ``value`` of ``table`` (a row per dataset, with its ``domain``) grouped
@@ -390,14 +431,7 @@ class Chapter:
                 "there are not two domains to set side by side and this figure is skipped."
             )
             return []
-        left = [d for d in self.order if d in set(table["dataset"]) and d not in defined]
-        extra = (
-            f"{len(left)} of the {len(table)} datasets ({join_names(left)}) "
-            f"{'has' if len(left) == 1 else 'have'} no defined {ylabel}: not drawn."
-            if left
-            else ""
-        )
-        caption = self.run.caption(self.measure, drawn, list(self.sim.model_a.values), extra)
+        caption = self.drawn_caption(drawn, why=f"no defined {ylabel}: not drawn")
         P.show(P.by_domain(rows, value, ylabel, caption=caption, title=title))
         return drawn
 

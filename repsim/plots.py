@@ -679,7 +679,9 @@ def gap_scatter(
     accuracy, with Pearson r in each panel.
 
     ``tables``: per dataset, :func:`repsim.behavior.pair_table`; ``correlations``:
-    :func:`repsim.behavior.behavior_correlation` (its ``pearson_r`` goes in the titles)."""
+    :func:`repsim.behavior.behavior_correlation` (its ``pearson_r`` goes in the titles). Each
+    title counts the models its panel draws: a probe near chance leaves its model out of that
+    dataset's panel only, so the caption's count is not every panel's."""
     r_of = correlations.set_index("dataset")["pearson_r"]
     n = len(tables)
     ncols = min(ncols, n)
@@ -693,7 +695,8 @@ def gap_scatter(
             t["similarity"], t["gap"], c=t["better_accuracy"], s=9, cmap="plasma", vmin=0, vmax=1
         )
         dom = t["domain"].iloc[0] if len(t) else ""
-        ax.set_title(f"{ds} ({dom})\nr = {fmt(r_of[ds])}", fontsize=8)
+        k = len(set(t["model_a"]) | set(t["model_b"]))
+        ax.set_title(f"{ds} ({dom})\n{k} models, r = {fmt(r_of[ds])}", fontsize=8)
         ax.set_xlabel("pair similarity", fontsize=8)
         ax.set_ylabel("|accuracy gap|", fontsize=8)
     for ax in list(axes.flat)[n:]:

@@ -1210,6 +1210,17 @@ def test_model_embedding_separates_blocks_and_is_seeded(method):
         A.model_embedding(da, "umap")
 
 
+def test_model_embedding_says_what_it_embeds_for_one_dataset_and_several():
+    """Chapter 3's model-map title said "1 - mean cka_linear across datasets" on one dataset,
+    where the map is of that dataset's 1 - similarity."""
+    da = _blocks_sim(n_datasets=3)
+    assert A.model_embedding(da, "mds").attrs["dissimilarity"] == (
+        "1 - mean cka_linear across 3 datasets"
+    )
+    one = A.model_embedding(da.isel(dataset=[1]), "mds")
+    assert one.attrs["dissimilarity"] == "1 - cka_linear on d1"
+
+
 def test_consistency_pairs_match_consistency_table(run):
     t = C.consistency_pairs(
         run.consistency,
@@ -1479,6 +1490,67 @@ def test_chapter_category_boxes_draw_or_say_why(tmp_path, monkeypatch):
     assert len(events) == 3
     assert "same data_class (embedded)" in events[0]
     assert all(e.startswith("figure") for e in events[1:])
+
+
+def test_chapter_category_boxes_caption_counts_the_datasets_drawn(tmp_path, monkeypatch):
+    """The category boxes (chapters 0, 6 and 9) were captioned with the chapter's datasets; a
+    dataset whose consistency with every other is undefined (its similarities constant) adds no
+    point, so the caption names the datasets drawn and says which one is left out."""
+    import matplotlib.pyplot as plt
+
+    from repsim import plots as P
+
+    write_fake_run(tmp_path / "run", features=False, probes=False)
+    ch = CH.open_chapter(tmp_path / "run")
+    cons = ch.run.consistency
+    for dim in ("dataset_a", "dataset_b"):  # no dataset pair of counts has a consistency
+        cons["consistency"].loc[{dim: "counts"}] = np.nan
+    captions: list[str] = []
+    monkeypatch.setattr(CH, "say", lambda text: None)
+
+    def show(fig):
+        captions.append(" ".join(fig.texts[-1].get_text().split()))
+        plt.close(fig)
+
+    monkeypatch.setattr(P, "show", show)
+    assert ch.category_boxes(["objective"], note="Descriptive.") == ["objective"]
+    drawn = [d for d in ch.order if d != "counts"]
+    assert captions == [
+        f"Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; datasets: {', '.join(drawn)}; "
+        "measure: cka_linear. 1 of the 6 datasets (counts) has no dataset pair with a defined "
+        "consistency: not drawn. Descriptive."
+    ]
+
+
+def test_chapter_drawn_caption_names_the_datasets_a_figure_draws(tmp_path):
+    """One caption for every figure that draws some of the chapter's datasets: the chosen
+    dataset pairs of chapter 5 (three pairs of four datasets were captioned "10 datasets"), or
+    a table's rows with defined values (a dataset pair per row, as in chapters 7, 10, 12, 13)."""
+    write_fake_run(tmp_path / "run", features=False, probes=False)
+    ch = CH.open_chapter(tmp_path / "run")
+    assert ch.order == ["objects", "shapes", "flowers", "textures", "counts", "digits"]
+    head = f"Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; datasets: "
+    picked = {d for pair in [("digits", "flowers"), ("textures", "flowers")] for d in pair}
+    assert ch.drawn_caption(picked, why="no panel among the dataset pairs shown") == (
+        f"{head}flowers, textures, digits; measure: cka_linear. 3 of the 6 datasets (objects, "
+        "shapes and counts) have no panel among the dataset pairs shown."
+    )
+    pairs = pd.DataFrame(
+        {
+            "dataset_a": ["flowers", "objects", "textures", "objects"],
+            "dataset_b": ["objects", "textures", "digits", "counts"],
+            "x": [0.1, 0.2, np.nan, 0.3],
+            "y": [0.1, 0.2, 0.5, np.nan],
+        }
+    )
+    cap = ch.drawn_caption(pairs, ["x", "y"], measure="cka_linear vs rsa_spearman", extra="E.")
+    assert cap == (
+        f"{head}objects, flowers, textures; measure: cka_linear vs rsa_spearman. 3 of the 6 "
+        "datasets (shapes, counts and digits) have no dataset pair with a defined consistency: "
+        "not drawn. E."
+    )
+    everything = ch.drawn_caption(ch.datasets)
+    assert everything == f"{head}{', '.join(ch.order)}; measure: cka_linear."
 
 
 def test_chapter_domain_boxes_caption_counts_the_datasets_drawn(tmp_path, monkeypatch):

@@ -57,6 +57,19 @@ def test_every_notebook_is_valid_with_unique_cell_ids():
         assert all(ids) and len(set(ids)) == len(ids), path.name
 
 
+def test_every_chapter_asks_the_controlled_tests_of_its_measure():
+    """The run's controlled_tests.csv tests two measures; a chapter on another one must pass it
+    (analysis.controlled_tests computes its rows), or its answer is cka_linear's: chapters 0 and
+    6 on rsa_spearman gave cka_linear's answer under a note, where chapter 9 gave rsa_spearman's."""
+    calls = {}
+    for path in B.chapter_notebooks():
+        source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells)
+        calls[path.name] = re.findall(r"controlled_tests\(([^)]*)\)", source)
+    asking = {name: found for name, found in calls.items() if found}
+    assert len(asking) >= 3, asking
+    assert all(args == "run, measure" for found in asking.values() for args in found), asking
+
+
 def test_toc_lists_every_notebook_and_lesson():
     toc = (REPO / "book" / "_toc.yml").read_text()
     for path in B.chapter_notebooks():

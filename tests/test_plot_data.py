@@ -204,6 +204,25 @@ def test_gap_scatter_plots_the_gap_against_similarity_coloured_by_accuracy(fake_
         assert ax.get_title().endswith(f"r = {_r(t['similarity'], t['gap'])}")
 
 
+def test_gap_scatter_titles_count_the_models_each_panel_draws(fake_run):
+    """A near-chance probe leaves its model out of that dataset's panel only: the caption's count
+    of the chapter's models (45) was read as every panel's where glyphs drew 32."""
+    da = fake_run.similarity["cka_linear"]
+    models = [str(m) for m in da.model_a.values]
+    probes = fake_run.probes.copy()
+    probes["accuracy"] = probes["accuracy"].where(
+        ~(probes["model"].isin(models[:2]) & (probes["dataset"] == "digits"))
+    )
+    tables = {d: B.pair_table(da.sel(dataset=[d]), probes) for d in ("shapes", "digits")}
+    fig = P.gap_scatter(tables, B.behavior_correlation(da, probes))
+    titles = [ax.get_title() for ax in _scatter_axes(fig)]
+    assert [t.splitlines()[1].split(",")[0] for t in titles] == [
+        f"{len(models)} models",
+        f"{len(models) - 2} models",
+    ]
+    assert len(tables["digits"]) == (len(models) - 2) * (len(models) - 3) // 2
+
+
 def _scatter_axes(fig) -> list:
     return [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.collections]
 
