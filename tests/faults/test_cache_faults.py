@@ -188,6 +188,22 @@ def _edit_manifest(folder: RunFolder, **changes: object) -> None:
     folder.manifest_path.write_text(json.dumps(manifest))
 
 
+@pytest.mark.parametrize("name", ["similarity.nc", "consistency.nc", "summary.txt"])
+def test_a_manifest_that_lost_a_result_file_s_entry_has_it_rebuilt_not_removed(
+    name, small_run, run_copy, small_config
+):
+    """A manifest (valid JSON, every other entry intact) without the entry of a result file the
+    run wrote, and no line saying why it was left out: the rerun took the results as current,
+    removed that file as one "this run did not write" and finished with status 0, leaving a
+    folder without similarity.nc (or a run read as one without consistency)."""
+    folder = RunFolder(run_copy)
+    manifest = json.loads(folder.manifest_path.read_text())
+    del manifest["files"][name]
+    folder.manifest_path.write_text(json.dumps(manifest))
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+
+
 def test_a_stimulus_table_changed_after_the_results_is_refused(run_copy):
     from repsim.chapter import load_run
 
