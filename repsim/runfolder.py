@@ -719,8 +719,9 @@ class RunFolder:
                     _flock_folder(folder_fd, fcntl.LOCK_EX)
             except BlockingIOError:
                 raise self._in_use(_lock_holder(fd)) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            with filesystem_errors(self.lock_path, "lock"):  # a full disk: named, not raw
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             try:
                 yield
             finally:

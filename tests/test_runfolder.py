@@ -80,6 +80,25 @@ def test_a_deleted_lock_file_does_not_let_a_second_run_in(tmp_path: Path):
         assert folder.locked_by() == str(os.getpid())
 
 
+def test_a_full_disk_while_taking_the_lock_is_named_and_lets_go(tmp_path: Path, monkeypatch):
+    """Writing the process id into .lock on a full disk (an unchanged rerun, or `repsim book`,
+    of a finished run whose disk filled since) raised a bare OSError: a traceback from `repsim
+    run`, and `repsim book`, which reads a folder it cannot lock, stopped instead."""
+    folder = RunFolder(tmp_path / "run").create()
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "pwrite", full)
+        with pytest.raises(RunFolderError, match=r"no space left .*\.lock: free space"):
+            with folder.lock():
+                pass
+    assert folder.locked_by() is None
+    with folder.lock():  # released
+        pass
+
+
 def test_a_refusal_is_recorded_without_touching_a_record_it_cannot_keep(tmp_path: Path):
     """run.json that is not JSON gets the refusal record; a folder another run holds is left to it."""
     import json
