@@ -240,11 +240,12 @@ def test_features_extracted_again_after_the_results_are_refused(run_copy):
         read_features(load_run(run_copy), DS, [MODEL, "cnn-supervised-s0"])
 
 
-@pytest.mark.parametrize("damage", ["group deleted", "zarr.json deleted"])
+@pytest.mark.parametrize("damage", ["group deleted", "zarr.json deleted", "store deleted"])
 def test_features_of_the_results_gone_since_are_refused_not_left_out(damage, run_copy):
     """A group the manifest lists as an input of the results, deleted after the run: the book's
     feature chapters left that model out of their figures (read_features dropped it, the
-    train-split variant made it NaN) instead of saying the folder is damaged."""
+    train-split variant made it NaN) instead of saying the folder is damaged. The whole
+    features.zarr deleted: they said the run kept no features and skipped their figures."""
     from repsim.analysis import read_features
     from repsim.chapter import load_run
     from repsim.errors import StoreError
@@ -252,6 +253,8 @@ def test_features_of_the_results_gone_since_are_refused_not_left_out(damage, run
     group = RunFolder(run_copy).features / DS / MODEL
     if damage == "group deleted":
         shutil.rmtree(group)
+    elif damage == "store deleted":
+        shutil.rmtree(RunFolder(run_copy).features)
     else:
         (group / "zarr.json").unlink()
     run = load_run(run_copy)  # the result files themselves still verify
@@ -259,7 +262,13 @@ def test_features_of_the_results_gone_since_are_refused_not_left_out(damage, run
         read_features(run, DS, [MODEL, "cnn-supervised-s0"])
     with pytest.raises(StoreError, match="missing or incomplete"):
         run.feature_store().has(DS, MODEL)
-    assert not run.feature_store().has(DS, "not-a-model")  # not an input: simply absent
+    if damage == "store deleted":  # what the chapters ask before they read
+        from repsim.chapter import open_chapter
+
+        with pytest.raises(StoreError, match="missing or incomplete"):
+            open_chapter(run_copy).need("features")
+    else:
+        assert not run.feature_store().has(DS, "not-a-model")  # not an input: simply absent
 
 
 def test_compare_refuses_an_altered_result_file(run_copy, capsys):
