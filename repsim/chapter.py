@@ -59,11 +59,22 @@ class Run:
 
     @property
     def features_path(self) -> Path | None:
-        """The feature store of the run, or None when the run kept no features."""
+        """The feature store of the run, or None when the run kept no features; StoreError when
+        the manifest lists features among the results' inputs and the store is gone: damage to
+        say, not a run without features whose chapters skip their figures."""
         from repsim.runfolder import RunFolder
 
         p = RunFolder(self.path).features
-        return p if p.exists() else None
+        if p.exists():
+            return p
+        inputs = self.manifest.get("inputs", {})
+        if any(k.startswith("features ") and v is not None for k, v in inputs.items()):
+            raise StoreError(
+                "the features the result files of this run were computed from are missing or "
+                f"incomplete ({p} is gone: deleted or moved since the run); rerun the config "
+                "into the run folder"
+            )
+        return None
 
     def feature_store(self) -> Any:
         """The run's feature store, reading only the groups the result files were computed from:

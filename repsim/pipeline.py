@@ -889,11 +889,19 @@ def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
 def _results_current(
     folder: RunFolder, chash: str, inputs: dict[str, Any]
 ) -> dict[str, Any] | None:
-    """The manifest when the result files on disk were built from exactly these inputs and verify."""
+    """The manifest when the result files on disk were built from exactly these inputs and verify.
+
+    Every result file must be listed or named as left out (a ``skipped`` line ``<file>: why``):
+    a manifest that lost an entry would otherwise have that file removed as one the run did not
+    write, and the run would finish without it."""
     manifest = folder.read_manifest()
     if manifest.get("config_hash") != chash or manifest.get("inputs") != inputs:
         return None
-    for name, entry in manifest.get("files", {}).items():
+    files, skipped = manifest.get("files", {}), [str(s) for s in manifest.get("skipped", [])]
+    for name in folder.result_paths():
+        if name not in files and not any(s.startswith(f"{name}:") for s in skipped):
+            return None
+    for name, entry in files.items():
         path = folder.path / name
         if name != folder.info.name and (
             not path.is_file() or sha256_file(path) != entry.get("sha256")

@@ -168,6 +168,12 @@ def describe_os_error(
         if action not in ("read", "access"):
             fix += f", or choose a shorter {option}"
         return f"cannot {action} {abbreviate(where)}: {_too_long(Path(where), *paths)}; {fix}"
+    loop = next(filter(None, map(_link_loop, paths)), None)
+    if loop is not None and code in (errno.ELOOP, errno.EEXIST, errno.ENOTDIR):
+        return (
+            f"{loop} is a symbolic-link loop (links that point at each other)"
+            f"{_to(action, where, loop)}: remove the link, or point it at a folder, then rerun"
+        )
     if code in (errno.EEXIST, errno.ENOTDIR):
         blocker = next(filter(None, map(_file_in_the_way, paths)), Path(where))
         if blocker.is_symlink() and not blocker.exists():
@@ -305,6 +311,16 @@ def _file_in_the_way(path: Path) -> Path | None:
     return None
 
 
+def _link_loop(path: Path) -> Path | None:
+    """The first symbolic link among ``path`` and its parents that is a loop (None when none is)."""
+    from repsim.pathcheck import stat_problem
+
+    for p in (*reversed(path.parents), path):
+        if p.is_symlink() and (stat_problem(p) or "").startswith("is a symbolic-link loop"):
+            return p
+    return None
+
+
 def _unwritable(path: Path) -> Path | None:
     """What stops this user writing ``path``: the file or folder itself when it exists and is
     read-only, else the folder it would be made in (a file is replaced or created through its
@@ -434,7 +450,11 @@ def _folder_links(top: Path, depth: int) -> list[Path]:
     with os.scandir(top) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             if entry.is_symlink():
-                if entry.is_dir():  # follows the link: a link to a folder
+                try:
+                    linked = entry.is_dir()  # follows the link: a link to a folder
+                except OSError:  # a loop where the run keeps a folder: named as a link too
+                    linked = True
+                if linked:
                     links.append(Path(entry.path))
             elif entry.is_dir(follow_symlinks=False):
                 links += _folder_links(Path(entry.path), depth - 1)
@@ -719,8 +739,9 @@ class RunFolder:
                     _flock_folder(folder_fd, fcntl.LOCK_EX)
             except BlockingIOError:
                 raise self._in_use(_lock_holder(fd)) from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            with filesystem_errors(self.lock_path, "lock"):  # a full disk: named, not raw
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
             try:
                 yield
             finally:

@@ -234,9 +234,11 @@ class FeatureStore:
         )
 
     # -- checksums ----------------------------------------------------------------------------
-    def checksum(self, dataset: str, model: str) -> str | None:
+    def checksum(self, dataset: str, model: str, *, sealed_only: bool = False) -> str | None:
         """SHA-256 of a complete group's ids, feature and raw feature values (None when there is
-        no complete group); StoreError when the group is sealed and the seal is not this hash.
+        no complete group); StoreError when the group is sealed and the seal is not this hash,
+        and with ``sealed_only`` when it has no seal: the readers of a run's results take a group
+        only by its seal, so the pipeline must not keep an unsealed one as finished.
 
         Hashing the decoded values, not the chunk files, catches every kind of damage: a deleted
         chunk (zarr would read its fill value), a flipped byte, a truncated file. StoreError when the
@@ -253,6 +255,11 @@ class FeatureStore:
                 f"feature group {self._dir(dataset, model)} is unreadable ({exc})"
             ) from exc
         sealed = group.attrs.get("sha256")
+        if sealed is None and sealed_only:
+            raise StoreError(
+                f"feature group {self._dir(dataset, model)} is complete but has no seal (its "
+                "zarr.json was altered or replaced): its content is checked and sealed again"
+            )
         if sealed is not None and sealed != digest:
             # :meth:`read` checks the seal: a group whose seal does not fit its content (an
             # altered or foreign zarr.json) would pass here and be refused by every reader

@@ -80,6 +80,25 @@ def test_a_deleted_lock_file_does_not_let_a_second_run_in(tmp_path: Path):
         assert folder.locked_by() == str(os.getpid())
 
 
+def test_a_full_disk_while_taking_the_lock_is_named_and_lets_go(tmp_path: Path, monkeypatch):
+    """Writing the process id into .lock on a full disk (an unchanged rerun, or `repsim book`,
+    of a finished run whose disk filled since) raised a bare OSError: a traceback from `repsim
+    run`, and `repsim book`, which reads a folder it cannot lock, stopped instead."""
+    folder = RunFolder(tmp_path / "run").create()
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "pwrite", full)
+        with pytest.raises(RunFolderError, match=r"no space left .*\.lock: free space"):
+            with folder.lock():
+                pass
+    assert folder.locked_by() is None
+    with folder.lock():  # released
+        pass
+
+
 def test_a_refusal_is_recorded_without_touching_a_record_it_cannot_keep(tmp_path: Path):
     """run.json that is not JSON gets the refusal record; a folder another run holds is left to it."""
     import json
@@ -180,6 +199,33 @@ def test_a_dangling_link_where_a_folder_is_needed_is_named_as_a_link(tmp_path: P
     assert message.startswith(f"{link} is a symbolic link to {tmp_path / 'unmounted'}")
     assert "which does not exist" in message and "remove the link" in message
     assert "is a file" not in message
+
+
+@pytest.mark.parametrize("where", ["out", "below"])
+def test_a_symbolic_link_loop_in_the_way_is_named_as_one(tmp_path: Path, where: str):
+    """--out (or a folder above the file to write) a link to itself: 'a symbolic link to loop,
+    which does not exist' (create that folder), or 'cannot create .../sub (Too many levels of
+    symbolic links)' without naming the loop."""
+    loop = tmp_path / "loop"
+    loop.symlink_to("loop")
+    target = loop if where == "out" else loop / "run" / "similarity.nc"
+    with pytest.raises(RunFolderError) as err:
+        with filesystem_errors(target, "create"):
+            target.mkdir(parents=True, exist_ok=True)
+    message = str(err.value)
+    assert message.startswith(f"{loop} is a symbolic-link loop"), message
+    assert "remove the link" in message and "does not exist" not in message
+
+
+def test_a_link_loop_among_the_run_s_folders_is_named(tmp_path: Path) -> None:
+    """features.zarr/<dataset> a link to itself: the check of the run's own folders raised a
+    bare ELOOP, reported as 'cannot read <the run folder>' without naming the link."""
+    folder = RunFolder(tmp_path / "run")
+    folder.features.mkdir(parents=True)
+    (folder.features / "faces").symlink_to("faces")
+    with pytest.raises(RunFolderError, match=r"features.zarr/faces is a symbolic link"):
+        folder.check_own_folders()
+    folder.check_own_folders(leaving=[folder.features / "faces"])  # removed by the run: no reason
 
 
 def test_create_refuses_a_file(tmp_path: Path):

@@ -293,6 +293,20 @@ def test_raw_features_are_verified_like_features(tmp_path: Path, sealed: bool) -
         assert store.writer("ds", "m", ids).pending_chunks() == [2]
 
 
+def test_an_unsealed_complete_group_has_no_checksum_for_the_pipeline(tmp_path: Path) -> None:
+    """A group that lost its seal (zarr.json altered) hashed as before, so the pipeline kept it
+    as finished, and the book, which takes a group only by its seal, refused it at every rerun."""
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    store = FeatureStore(path)
+    digest = store.seal("ds", "m")
+    assert store.checksum("ds", "m", sealed_only=True) == digest
+    del store._open("ds", "m").attrs["sha256"]
+    assert store.checksum("ds", "m") == digest  # the content is unchanged
+    with pytest.raises(StoreError, match="has no seal"):
+        store.checksum("ds", "m", sealed_only=True)
+
+
 def test_groups_written_before_chunk_checksums_still_read(tmp_path: Path) -> None:
     import shutil
 

@@ -50,6 +50,13 @@ def _alter_seal(run_dir: Path) -> None:
     meta.write_text(json.dumps(doc))
 
 
+def _remove_seal(run_dir: Path) -> None:
+    meta = RunFolder(run_dir).features / DS / MODEL / "zarr.json"
+    doc = json.loads(meta.read_text())
+    del doc["attributes"]["sha256"]
+    meta.write_text(json.dumps(doc))
+
+
 DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     # case: (damage the run folder, the stage that must be redone)
     "truncated stimulus table": (lambda d: _truncate(RunFolder(d).stimuli(DS)), "stimuli"),
@@ -64,6 +71,9 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
         "features",
     ),
     "altered group seal": (lambda d: _alter_seal(d), "features"),
+    # the same content, unsealed: the pipeline kept it (its content hash is the record's) and the
+    # book refused it as "extracted again since", with a fix (rerun) that never sealed it again
+    "seal removed from the group's zarr.json": (lambda d: _remove_seal(d), "features"),
     "truncated similarity part": (
         lambda d: _truncate(RunFolder(d).similarity_part(DS)),
         "similarity",
@@ -95,9 +105,10 @@ def assert_same_results(clean: Path, other: Path) -> None:
         assert path_b.read_bytes() == path_a.read_bytes(), path_b.name
     assert not b.probes.exists()
     b.open_results()
-    from repsim.store import FeatureStore
+    from repsim.chapter import load_run
 
-    FeatureStore(b.features).read(DS, MODEL)  # what the book's chapters read, seal checked
+    # what the book's chapters read: the group the results were computed from, seal checked
+    load_run(other).feature_store().read(DS, MODEL)
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))
@@ -188,6 +199,22 @@ def _edit_manifest(folder: RunFolder, **changes: object) -> None:
     folder.manifest_path.write_text(json.dumps(manifest))
 
 
+@pytest.mark.parametrize("name", ["similarity.nc", "consistency.nc", "summary.txt"])
+def test_a_manifest_that_lost_a_result_file_s_entry_has_it_rebuilt_not_removed(
+    name, small_run, run_copy, small_config
+):
+    """A manifest (valid JSON, every other entry intact) without the entry of a result file the
+    run wrote, and no line saying why it was left out: the rerun took the results as current,
+    removed that file as one "this run did not write" and finished with status 0, leaving a
+    folder without similarity.nc (or a run read as one without consistency)."""
+    folder = RunFolder(run_copy)
+    manifest = json.loads(folder.manifest_path.read_text())
+    del manifest["files"][name]
+    folder.manifest_path.write_text(json.dumps(manifest))
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+
+
 def test_a_stimulus_table_changed_after_the_results_is_refused(run_copy):
     from repsim.chapter import load_run
 
@@ -213,11 +240,12 @@ def test_features_extracted_again_after_the_results_are_refused(run_copy):
         read_features(load_run(run_copy), DS, [MODEL, "cnn-supervised-s0"])
 
 
-@pytest.mark.parametrize("damage", ["group deleted", "zarr.json deleted"])
+@pytest.mark.parametrize("damage", ["group deleted", "zarr.json deleted", "store deleted"])
 def test_features_of_the_results_gone_since_are_refused_not_left_out(damage, run_copy):
     """A group the manifest lists as an input of the results, deleted after the run: the book's
     feature chapters left that model out of their figures (read_features dropped it, the
-    train-split variant made it NaN) instead of saying the folder is damaged."""
+    train-split variant made it NaN) instead of saying the folder is damaged. The whole
+    features.zarr deleted: they said the run kept no features and skipped their figures."""
     from repsim.analysis import read_features
     from repsim.chapter import load_run
     from repsim.errors import StoreError
@@ -225,6 +253,8 @@ def test_features_of_the_results_gone_since_are_refused_not_left_out(damage, run
     group = RunFolder(run_copy).features / DS / MODEL
     if damage == "group deleted":
         shutil.rmtree(group)
+    elif damage == "store deleted":
+        shutil.rmtree(RunFolder(run_copy).features)
     else:
         (group / "zarr.json").unlink()
     run = load_run(run_copy)  # the result files themselves still verify
@@ -232,7 +262,13 @@ def test_features_of_the_results_gone_since_are_refused_not_left_out(damage, run
         read_features(run, DS, [MODEL, "cnn-supervised-s0"])
     with pytest.raises(StoreError, match="missing or incomplete"):
         run.feature_store().has(DS, MODEL)
-    assert not run.feature_store().has(DS, "not-a-model")  # not an input: simply absent
+    if damage == "store deleted":  # what the chapters ask before they read
+        from repsim.chapter import open_chapter
+
+        with pytest.raises(StoreError, match="missing or incomplete"):
+            open_chapter(run_copy).need("features")
+    else:
+        assert not run.feature_store().has(DS, "not-a-model")  # not an input: simply absent
 
 
 def test_compare_refuses_an_altered_result_file(run_copy, capsys):
