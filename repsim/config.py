@@ -531,11 +531,16 @@ class RunConfig:
     cluster: Mapping[str, Any] = field(default_factory=dict)
 
 
-def parse_config(raw: Mapping[str, Any]) -> RunConfig:
+def parse_config(raw: Mapping[str, Any], errors: list[str] | None = None) -> RunConfig:
     """Check a merged config (from :func:`load_config`) and build its :class:`RunConfig`; every
-    problem of its keys and sections is named in one ConfigError."""
+    problem of its keys and sections is named in one ConfigError.
+
+    Given an ``errors`` list, the problems are added to it instead and a bad section, name,
+    measures or list is replaced by its default, so that :func:`repsim.plan.load_plan` can go on
+    to check the entries, ``select:`` and measures and name every problem of a config at once."""
     where = str(raw.get("_path", "config"))
-    errors: list[str] = []
+    collect = errors is not None
+    errors = errors if collect else []
     with collecting(errors):
         check_keys(raw, TOP_LEVEL_KEYS, where)
     if "include" in raw:  # load_config merges and removes it: a mapping given as is skipped it
@@ -543,14 +548,17 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
             f"{where}: include: is merged only when a config file is read; pass the file's path "
             "instead of a mapping, or put the included entries in the mapping"
         )
+    lists: dict[str, tuple] = {}
     for key in COLLECTION_KEYS:
         value = raw.get(key)
         if value is not None and not isinstance(value, list):
             errors.append(f"{where}: '{key}' must be a list of entries, got {_type_name(value)}")
-    name = raw.get("name", Path(where).stem)
+        lists[key] = tuple(value) if isinstance(value, list) else ()
+    name = Path(where).stem  # kept where the config's name is bad (the problem is collected)
     measures = threads = None
     with collecting(errors):
-        name = _str(name, f"{where}: name") if not isinstance(name, (int, float)) else str(name)
+        given = raw.get("name", name)
+        name = _str(given, f"{where}: name") if not isinstance(given, (int, float)) else str(given)
     with collecting(errors):
         if raw.get("measures") is not None:
             measures = _list(_str, unique=True)(raw["measures"], f"{where}: measures")
@@ -563,7 +571,7 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
             f"{where}: cluster must be a mapping of dask-jobqueue options, got {cluster!r}"
         )
     sections = {
-        key: _parse_section(cls, raw.get(key), f"{where}: {key}", errors)
+        key: (cls, _parse_section(cls, raw.get(key), f"{where}: {key}", errors))
         for key, cls in (
             ("stimuli", StimuliOptions),
             ("extract", ExtractOptions),
@@ -572,16 +580,17 @@ def parse_config(raw: Mapping[str, Any]) -> RunConfig:
             ("select", SelectOptions),
         )
     }
-    raise_collected(errors, f"{where} has {len(errors)} problems")
+    if not collect:
+        raise_collected(errors, f"{where} has {len(errors)} problems")
     return RunConfig(
         name=name,
         path=where,
-        models=tuple(raw.get("models") or ()),
-        datasets=tuple(raw.get("datasets") or ()),
+        models=lists["models"],
+        datasets=lists["datasets"],
         measures=measures,
         threads=threads,
-        cluster=dict(cluster),
-        **sections,
+        cluster=dict(cluster) if isinstance(cluster, Mapping) else {},
+        **{key: cls() if sec is None else sec for key, (cls, sec) in sections.items()},
     )
 
 

@@ -174,28 +174,29 @@ def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
     from repsim.zoo import parse_models
 
     raw = load_config(config_path)
-    cfg = parse_config(raw)
+    # every problem of the config in one error, whichever part it is in: the options (a bad
+    # section is checked as its defaults from here on), the entries, select:, measures and the
+    # option keywords; select: is checked against a list only once all its entries are valid
+    errors: list[str] = []
+    cfg = parse_config(raw, errors)
     where = cfg.path
-    if not cfg.models:
-        raise ConfigError(
+    if raw.get("models") in (None, []):
+        errors.append(
             f"{where}: no models configured (a 'models:' list, or include a file with one)"
         )
-    if not cfg.datasets:
-        raise ConfigError(f"{where}: no datasets configured (a 'datasets:' list)")
-    # both lists are parsed before either's errors are raised: a config with bad entries in each
-    # is fixed in one pass
-    entries: dict[str, list] = {}
-    errors: list[str] = []
+    if raw.get("datasets") in (None, []):
+        errors.append(f"{where}: no datasets configured (a 'datasets:' list)")
+    entries: dict[str, list | None] = {"models": None, "datasets": None}
     with collecting(errors):
         entries["models"] = parse_models(cfg.models)
     with collecting(errors):
         entries["datasets"] = parse_datasets(cfg.datasets, defaults=cfg.stimuli.to_dict())
-    raise_collected(errors, "both the models: and the datasets: entries have errors")
-    # then select:, measures: and the option keywords, again all reported together
-    with collecting(errors):
-        models = select_ids(entries["models"], cfg.select.models, "models", where)
-    with collecting(errors):
-        datasets = select_ids(entries["datasets"], cfg.select.datasets, "datasets", where)
+    selected: dict[str, list] = {}
+    for kind, wanted in (("models", cfg.select.models), ("datasets", cfg.select.datasets)):
+        if entries[kind]:  # none parsed: their own errors say why
+            with collecting(errors):
+                selected[kind] = select_ids(entries[kind], wanted, kind, where)
+    measures = DEFAULT_MEASURES
     with collecting(errors):
         measures = _check_measures(cfg.measures or DEFAULT_MEASURES, where)
     with collecting(errors):
@@ -204,8 +205,8 @@ def load_plan(config_path: str | Path, *, check_models: bool = True) -> RunPlan:
     plan = RunPlan(
         name=cfg.name,
         config_path=str(raw["_path"]),
-        models=tuple(models),
-        datasets=tuple(datasets),
+        models=tuple(selected["models"]),
+        datasets=tuple(selected["datasets"]),
         measures=measures,
         stimuli=cfg.stimuli.to_dict(),
         extract=cfg.extract.to_dict(),

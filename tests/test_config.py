@@ -452,7 +452,7 @@ def _refused_with_lines(tmp_path: Path, text: str, named: list[str]) -> None:
             "  - {id: x, loader: embeded, path: x.npz, domain: Structured}\n"
             "  - {id: y, loader: embedded, path: x.npz, domain: Structurd}\n",
             [
-                r"both the models: and the datasets: entries have errors; fix each:$",
+                r"\S*c\.yaml has 2 problems; fix each:$",
                 r"  model entry 'a': unknown loader 'minizo' \(did you mean 'minizoo'\?\)",
                 r"  2 of \d+ dataset entries are invalid; fix each:$",
                 r"    dataset 'x': unknown loader 'embeded' \(did you mean 'embedded'\?\)",
@@ -499,12 +499,39 @@ def test_every_bad_entry_is_named_in_one_error(tmp_path: Path, text: str, named:
                 r"'rsa_spearman'\?\); valid names: cka_linear, [^;]*$",
             ],
         ),
+        (  # options, entries, select: and measures in one error: they were three rounds
+            "threads: 0\n"
+            "measures: [cka_lineer]\n"
+            "select: {datasets: [nope]}\n"
+            "models:\n"
+            "  - {id: a, loader: minizo, identifier: cnn}\n",
+            [
+                r"\S*c\.yaml has 4 problems; fix each:$",
+                r"  \S*c\.yaml: threads must be a positive integer, got 0",
+                r"  model entry 'a': unknown loader 'minizo' \(did you mean 'minizoo'\?\)",
+                r"  \S*c\.yaml: select\.datasets names 1 unknown id: 'nope'",
+                r"  \S*c\.yaml: measures: unknown measure 'cka_lineer' \(did you mean ",
+            ],
+        ),
+        (  # a bad option, a bad dataset entry and select: of the (valid) models
+            "probe: {seeds: 3}\n"
+            "select: {models: [nope]}\n"
+            "datasets:\n"
+            "  - {id: x, loader: embeded, path: x.npz, domain: Structured}\n",
+            [
+                r"\S*c\.yaml has 3 problems; fix each:$",
+                r"  \S*c\.yaml: probe\.seeds must be a list, got 3",
+                r"  dataset 'x': unknown loader 'embeded' \(did you mean 'embedded'\?\)",
+                r"  \S*c\.yaml: select\.models names 1 unknown id: 'nope'",
+            ],
+        ),
     ],
-    ids=["sections", "select-and-measures"],
+    ids=["sections", "select-and-measures", "options-entries-select", "option-dataset-select"],
 )
 def test_every_problem_of_the_options_is_named_in_one_error(tmp_path: Path, text, named) -> None:
     """The options (threads, stimuli, extract, probe, similarity, select, measures) were checked
-    up to their first problem, where the entries' checks name every bad entry at once."""
+    up to their first problem, where the entries' checks name every bad entry at once; then the
+    options, the entries and select:/measures were three rounds, one rerun each."""
     _refused_with_lines(tmp_path, text, named)
 
 
