@@ -561,7 +561,7 @@ def _analysis_graph(
     do not verify, then similarity per dataset and probes per (model, dataset).
 
     Without ``probes_in_graph`` the probe tasks are left out of the graph and described in
-    ``graph["probe_specs"]`` (key -> model, dataset, stimulus hash) for :func:`_run_probe_pool`.
+    ``graph["probe_specs"]`` (key -> model, dataset, hash of the rows probed) for :func:`_run_probe_pool`.
     ``graph["cost"]``: the expected cost of the tasks that do work, by key, for the progress bar."""
     graph: dict[str, dict] = {
         "pending": {},
@@ -576,15 +576,20 @@ def _analysis_graph(
         if isinstance(info, TaskFailure):
             continue
         sha = info.get("sha256")
+        # features and probes are keyed by the rows they read, similarity by the whole table
+        table = stages.read_stimuli(run_dir, ds)
+        ids = stages.extraction_ids(plan, table)
+        feature_rows = stages.rows_sha(ids)
+        probe_rows = stages.rows_sha(stages.probe_rows(table))
+        del table
         pending = {}
         for m in plan.models:
-            ok, why = stages.check_features(plan, m, ds, run_dir, sha)
+            ok, why = stages.check_features(plan, m, ds, run_dir, feature_rows)
             if not ok:
                 pending[m.id] = (m, why)
         feature_tasks = {}
         graph["pending"][ds.id] = [m for m, _ in pending.values()]
         if pending:
-            ids = stages.extraction_ids(plan, stages.read_stimuli(run_dir, ds))
             graph["cost"][f"extract-{ds.id}"] = task_cost(len(pending), len(ids))
             images = _task(stages.decode_task, f"decode-{ds.id}", dataset=ds.id)(
                 plan, ds, run_dir, ids
@@ -598,7 +603,7 @@ def _analysis_graph(
                 images,
                 ids,
                 device,
-                sha,
+                feature_rows,
                 {mid: why for mid, (_, why) in pending.items()},
             )
             # the status (not the images) comes back to this process; a failed decode comes back as is
@@ -617,14 +622,14 @@ def _analysis_graph(
         )(plan, ds, run_dir, device, sha, *feature_tasks.values())
         if plan.probes_enabled and not probes_in_graph:
             for m in plan.models:
-                graph["probe_specs"][f"{m.id}\t{ds.id}"] = (m, ds, sha)
+                graph["probe_specs"][f"{m.id}\t{ds.id}"] = (m, ds, probe_rows)
         elif plan.probes_enabled:
             for m in plan.models:
                 graph["cost"][f"probe-{ds.id}-{m.id}"] = task_cost(1, int(info.get("n_total", 0)))
                 upstream = [feature_tasks[m.id]] if m.id in feature_tasks else []
                 graph["probes"][f"{m.id}\t{ds.id}"] = _task(
                     stages.run_probe, f"probe-{ds.id}-{m.id}", model=m.id, dataset=ds.id
-                )(plan, m, ds, run_dir, device, sha, *upstream)
+                )(plan, m, ds, run_dir, device, probe_rows, *upstream)
     return graph
 
 
@@ -657,14 +662,14 @@ def _run_probe_pool(
 
     cache = StageCache(run_dir)
     calls, keys, done = [], [], {}
-    for key, (m, ds, sha) in specs.items():
+    for key, (m, ds, rows) in specs.items():
         upstream = [feats[key]] if key in feats else []
         guarded = Guarded(stages.run_probe, f"probe-{ds.id}-{m.id}", model=m.id, dataset=ds.id)
-        args = (plan, m, ds, run_dir, device, sha, *upstream)
+        args = (plan, m, ds, run_dir, device, rows, *upstream)
         ok, _ = cache.check(
             "probes",
             (ds.id, m.id),
-            stages.probe_key(plan, m, ds, run_dir, sha),
+            stages.probe_key(plan, m, ds, run_dir, rows),
             RunFolder(run_dir).probe_part(ds.id, m.id),
         )
         if ok or any(isinstance(u, TaskFailure) for u in upstream):

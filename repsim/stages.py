@@ -3,7 +3,8 @@
 Every stage checks its record first (:class:`repsim.cache.StageCache`) and returns at once when its
 inputs are unchanged *and* its output's content still hashes to the recorded value, so the same
 graph serves a first run, a resumed run, a no-op rerun and a run over a damaged cache. A stage's
-key includes the content hashes of what it reads (the stimulus table, the feature groups), so a
+key includes the content hashes of what it reads (the stimulus table or the rows of it that it
+reads, the feature groups), so a
 recomputed upstream file that came out different recomputes everything after it, and one that came
 out the same recomputes nothing. Outputs are written atomically through :class:`RunFolder`; a
 record is written only after its output is complete. Each task that redoes cached work says so
@@ -13,6 +14,7 @@ and why in one log line.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import threading
@@ -106,7 +108,8 @@ def stage_code(stage: str) -> str:
 
 
 def fingerprint_data(plan: RunPlan) -> None:
-    """Take each dataset's data fingerprint into the plan, once per run (see :func:`stimuli_key`)."""
+    """Take each dataset's data fingerprint into the plan, once per run (see :func:`stimuli_key`
+    and :func:`data_key`)."""
     for ds in plan.datasets:
         if ds.id not in plan.data_fingerprints:
             plan.data_fingerprints[ds.id] = data_fingerprint(ds)
@@ -158,15 +161,44 @@ def stimuli_key(plan: RunPlan, ds: Any) -> str:
     )
 
 
-def features_key(plan: RunPlan, model: Any, ds: Any, stimuli_sha: str | None = None) -> str:
+#: The fields of a dataset spec that only choose the similarity subset (config ``stimuli:``).
+SUBSET_FIELDS = ("max_images", "per_class", "seed", "split")
+
+
+def data_key(plan: RunPlan, ds: Any) -> str:
+    """The images a dataset's rows are read from: its spec but the subset rules
+    (:data:`SUBSET_FIELDS`), and the data's content (:func:`repsim.fingerprint.data_fingerprint`)."""
+    fingerprint_data(plan)
+    identity = {k: v for k, v in dataset_identity(ds).items() if k not in SUBSET_FIELDS}
+    return stage_key("data", identity, plan.data_fingerprints[ds.id])
+
+
+def rows_sha(rows: pd.DataFrame | np.ndarray) -> str:
+    """SHA-256 of the stimulus rows one stage reads: the extracted ids (features) or the ids,
+    labels and splits (probes). Their keys hold these rather than the whole table's hash, whose
+    ``in_similarity`` column changes with the subset rules: with probes on, every row is
+    extracted and probed, so another similarity subset (``stimuli.seed``, ``max_images``,
+    ``per_class``, ``split``) keeps the features and probes, hours of a GPU at the study's size,
+    and recomputes the similarities only."""
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame({"id": np.asarray(rows)})
+    return hashlib.sha256(frame.to_csv(index=False).encode("utf-8")).hexdigest()
+
+
+def probe_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """What a probe reads of the stimulus table: each row's id, label and split."""
+    return table[["id", "label", "split"]]
+
+
+def features_key(plan: RunPlan, model: Any, ds: Any, rows: str | None = None) -> str:
     """Inputs of one feature group: the model spec (:func:`model_identity`) and its weights'
-    content, the stimulus table's content."""
+    content, the images (:func:`data_key`) and the rows extracted (``rows``: :func:`rows_sha`
+    of :func:`extraction_ids`)."""
     return stage_key(
         "features",
         model_identity(model),
         weights_content(model),
-        stimuli_key(plan, ds),
-        stimuli_sha,
+        data_key(plan, ds),
+        rows,
         plan.probes_enabled,
         plan.extract.get("keep_raw", False),
         plan.extract.get("pretrained", True),
@@ -194,9 +226,9 @@ def similarity_key(plan: RunPlan, ds: Any, run_dir: Path, stimuli_sha: str | Non
     )
 
 
-def probe_key(
-    plan: RunPlan, model: Any, ds: Any, run_dir: Path, stimuli_sha: str | None = None
-) -> str:
+def probe_key(plan: RunPlan, model: Any, ds: Any, run_dir: Path, rows: str | None = None) -> str:
+    """Inputs of one probe: its model's feature group (by content), the rows it reads (``rows``:
+    :func:`rows_sha` of :func:`probe_rows`) and its options."""
     from repsim.config import ProbeOptions
     from repsim.probe import probe_defaults
 
@@ -208,7 +240,7 @@ def probe_key(
         for f in fields(ProbeOptions)
         if f.name != "enabled"
     }
-    return stage_key("probe", sha, stimuli_sha, options, plan.numerics(), stage_code("probes"))
+    return stage_key("probe", sha, rows, options, plan.numerics(), stage_code("probes"))
 
 
 # ----------------------------------------------------------------------------- stimuli
@@ -382,7 +414,7 @@ def _loaded_model(spec: Any, device: str, pretrained: bool = True) -> Any:
 
 
 def check_features(
-    plan: RunPlan, model: Any, ds: Any, run_dir: Path, stimuli_sha: str | None
+    plan: RunPlan, model: Any, ds: Any, run_dir: Path, rows: str | None
 ) -> tuple[bool, str]:
     """Whether the feature group of ``model`` on ``ds`` can be reused: same inputs, same content.
 
@@ -394,7 +426,7 @@ def check_features(
 
     folder = RunFolder(run_dir)
     store = FeatureStore(folder.features)
-    key = features_key(plan, model, ds, stimuli_sha)
+    key = features_key(plan, model, ds, rows)
     return StageCache(folder).check(
         "features",
         (ds.id, model.id),
@@ -419,7 +451,7 @@ def run_dataset_features(
     images: Any,
     ids: np.ndarray,
     device: str,
-    stimuli_sha: str | None = None,
+    rows: str | None = None,
     whys: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Extract the features of ``models`` on one dataset chunk-major, then seal each group.
@@ -440,7 +472,7 @@ def run_dataset_features(
 
     images = images.images if isinstance(images, Decoded) else images
     whys = whys or {}
-    extractor = _DatasetExtraction(plan, ds, run_dir, images, ids, device, stimuli_sha)
+    extractor = _DatasetExtraction(plan, ds, run_dir, images, ids, device, rows)
     results = extractor.run(list(models), {m.id: whys.get(m.id, "not done yet") for m in models})
     out: dict[str, Any] = {}
     for m in models:
@@ -484,12 +516,12 @@ class _DatasetExtraction:
         images: Any,
         ids: np.ndarray,
         device: str,
-        stimuli_sha: str | None,
+        rows: str | None,
     ) -> None:
         from repsim.store import FeatureStore
 
         self.plan, self.ds, self.images, self.ids, self.device = plan, ds, images, ids, device
-        self.sha = stimuli_sha
+        self.rows = rows
         self.folder = RunFolder(run_dir)
         self.cache = StageCache(self.folder)
         self.store = FeatureStore(self.folder.features)
@@ -527,7 +559,7 @@ class _DatasetExtraction:
         ds, results, resume, redone, keys = self.ds, {}, {}, {}, {}
         for m in models:
             name = f"{ds.id}/{m.id}"
-            keys[m.id] = features_key(self.plan, m, ds, self.sha)
+            keys[m.id] = features_key(self.plan, m, ds, self.rows)
             redone[m.id] = _redo("features", name, whys[m.id])
             try:
                 sealed = "sha256" in self.store.attrs(ds.id, m.id)
@@ -658,7 +690,7 @@ def run_probe(
     ds: Any,
     run_dir: Path,
     device: str,
-    stimuli_sha: str | None = None,
+    rows: str | None = None,
     *_upstream: Any,
 ) -> dict[str, Any]:
     """Linear probe of one model on one dataset (train split -> test split)."""
@@ -668,7 +700,7 @@ def run_probe(
     name = f"{ds.id}/{model.id}"
     folder = RunFolder(run_dir)
     cache, path = StageCache(folder), folder.probe_part(ds.id, model.id)
-    key = probe_key(plan, model, ds, run_dir, stimuli_sha)
+    key = probe_key(plan, model, ds, run_dir, rows)
     ok, why = cache.check("probes", (ds.id, model.id), key, path, code=stage_code("probes"))
     if ok:
         return {**json.loads(path.read_text()), "seconds": 0.0, "cached": True, "redone": None}

@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -603,24 +604,32 @@ def _plan_of_placeholder_data(tmp_path):
     return load_plan(_config(tmp_path / "c.yaml", data), check_models=False)
 
 
-def _stage_keys(plan, run_dir, stimuli_sha="table"):
-    """The key of each stage of the first model on the first dataset."""
+_TABLE_SHAS = {"table": "table", "feature rows": "ids", "probe rows": "ids, labels, splits"}
+
+
+def _stage_keys(plan, run_dir, shas=_TABLE_SHAS):
+    """The key of each stage of the first model on the first dataset, from the hashes of the
+    stimulus table (similarity) and of the rows of it that features and probes read."""
     from repsim import stages
 
     ds, model = plan.datasets[0], plan.models[0]
     return {
         "stimuli": stages.stimuli_key(plan, ds),
-        "features": stages.features_key(plan, model, ds, stimuli_sha),
-        "similarity": stages.similarity_key(plan, ds, run_dir, stimuli_sha),
-        "probes": stages.probe_key(plan, model, ds, run_dir, stimuli_sha),
+        "features": stages.features_key(plan, model, ds, shas["feature rows"]),
+        "similarity": stages.similarity_key(plan, ds, run_dir, shas["table"]),
+        "probes": stages.probe_key(plan, model, ds, run_dir, shas["probe rows"]),
     }
 
 
 @pytest.mark.parametrize(
     ("change", "redone"),
     [
-        ({"stimuli": {"max_images": 50, "seed": 42}}, {"stimuli", "features"}),
-        ({"dataset": {"per_class": 5}}, {"stimuli", "features"}),
+        # the subset rules make another table; what features and probes read of it enters by
+        # its hashes (below), so a subset of rows they do not read leaves them (a run test below)
+        ({"stimuli": {"max_images": 50, "seed": 42}}, {"stimuli"}),
+        ({"stimuli": {"seed": 7}}, {"stimuli"}),
+        ({"dataset": {"per_class": 5}}, {"stimuli"}),
+        ({"dataset": {"split": "test"}}, {"stimuli"}),
         ({"model": {"layer": "other"}}, {"features"}),
         ({"data": "other images"}, {"stimuli", "features"}),
         ({"extract": {"keep_raw": True}}, {"features"}),
@@ -642,10 +651,12 @@ def _stage_keys(plan, run_dir, stimuli_sha="table"):
         ({"moved": "weights"}, set()),
         ({"moved": "data", "bytes": "other"}, {"stimuli", "features"}),
         ({"moved": "weights", "bytes": "other"}, {"features"}),
-        ({"stimuli_sha": "other table"}, {"features", "similarity", "probes"}),
+        ({"sha of table": "other table"}, {"similarity"}),
+        ({"sha of feature rows": "other ids"}, {"features"}),
+        ({"sha of probe rows": "other labels"}, {"probes"}),
         ({"sha of model 0": "other"}, {"similarity", "probes"}),
         ({"sha of model 1": "other"}, {"similarity"}),  # the probe of model 0 does not read it
-        ({"code of": "stimuli"}, {"stimuli", "features"}),
+        ({"code of": "stimuli"}, {"stimuli"}),  # repsim.stimuli is in the features' code too
         ({"code of": "features"}, {"features"}),
         ({"code of": "similarity"}, {"similarity"}),
         ({"code of": "probes"}, {"probes"}),
@@ -669,7 +680,7 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch,
         cache.mark_done("features", (ds.id, m.id), "key", sha256=f"features of {m.id}")
     before = _stage_keys(plan, tmp_path / "run")
     change = dict(change)
-    sha = change.pop("stimuli_sha", "table")
+    shas = {k: change.pop(f"sha of {k}", v) for k, v in _TABLE_SHAS.items()}
     for i, m in enumerate(plan.models[:2]):
         if f"sha of model {i}" in change:
             cache.mark_done(
@@ -701,7 +712,7 @@ def test_each_input_of_a_stage_is_in_its_key_and_no_other(tmp_path, monkeypatch,
         if section in change:
             change[section] = {**getattr(plan, section), **change[section]}
     changed = dataclasses.replace(plan, **change)
-    after = _stage_keys(changed, tmp_path / "run", sha)
+    after = _stage_keys(changed, tmp_path / "run", shas)
     assert {stage for stage in before if after[stage] != before[stage]} == redone
     if not redone:  # nor does the run folder take it for another config and rebuild its results
         assert config_hash(changed) == config_hash(plan)
@@ -735,18 +746,11 @@ def test_the_config_hash_follows_the_content_of_data_and_weights_not_their_place
         assert (config_hash(there) == before) == (name == "same")
 
 
-def test_a_project_moved_elsewhere_reuses_all_its_work(tmp_path):
-    """A project (config, data, weights, run folder) renamed as a whole: the rerun redoes no
-    stage, where every stimulus table and feature group was recomputed when the stage keys held
-    the absolute places of the data and weights (hours for the study's models on a GPU)."""
-    import json
-
-    import xarray as xr
+def _small_project(project: Path, *, name: str, probes: bool, **stimuli) -> Path:
+    """A project folder with two mini-zoo models, two embedded datasets and their config (paths
+    relative to it), at ``project``; ``stimuli`` options over max_images 60, seed 42."""
     import yaml
 
-    from repsim.pipeline import run
-
-    project = tmp_path / "project"
     (project / "data").mkdir(parents=True)
     zoo = yaml.safe_load((REPO / "data" / "minizoo" / "models.yaml").read_text())["models"]
     models = [m for m in zoo if m["id"] in MODELS[:2]]
@@ -754,22 +758,39 @@ def test_a_project_moved_elsewhere_reuses_all_its_work(tmp_path):
         shutil.copy(REPO / "data" / "minizoo" / m["weights"], project / "data" / m["weights"])
         m["weights"] = f"data/{m['weights']}"
     datasets = []
-    for name, domain, n in (("faces", "Natural (single-domain)", 2), ("textures", "Structured", 5)):
-        shutil.copy(REPO / "data" / "embedded" / f"{name}.npz", project / "data")
+    for ds_name, domain, n in (
+        ("faces", "Natural (single-domain)", 2),
+        ("textures", "Structured", 5),
+    ):
+        shutil.copy(REPO / "data" / "embedded" / f"{ds_name}.npz", project / "data")
         datasets.append(
-            {"id": name, "loader": "embedded", "path": f"data/{name}.npz", "domain": domain,
+            {"id": ds_name, "loader": "embedded", "path": f"data/{ds_name}.npz", "domain": domain,
              "n_classes": n}
         )  # fmt: skip
     config = {
-        "name": "moved",
+        "name": name,
         "models": models,
         "datasets": datasets,
         "measures": ["cka_linear"],
-        "stimuli": {"max_images": 60, "seed": 42},
-        "probe": {"enabled": False},
+        "stimuli": {"max_images": 60, "seed": 42, **stimuli},
+        "probe": {"enabled": probes, "epochs": 2, "seeds": [0]} if probes else {"enabled": False},
         "threads": 1,
     }
     (project / "config.yaml").write_text(yaml.safe_dump(config))
+    return project
+
+
+def test_a_project_moved_elsewhere_reuses_all_its_work(tmp_path):
+    """A project (config, data, weights, run folder) renamed as a whole: the rerun redoes no
+    stage, where every stimulus table and feature group was recomputed when the stage keys held
+    the absolute places of the data and weights (hours for the study's models on a GPU)."""
+    import json
+
+    import xarray as xr
+
+    from repsim.pipeline import run
+
+    project = _small_project(tmp_path / "project", name="moved", probes=False)
     run(project / "config.yaml", project / "run", device="cpu")
     before = xr.load_dataset(project / "run" / "similarity.nc")
     moved = project.rename(tmp_path / "moved")  # a rename keeps every file's change time
@@ -777,6 +798,47 @@ def test_a_project_moved_elsewhere_reuses_all_its_work(tmp_path):
     info = json.loads((moved / "run" / "run.json").read_text())
     assert info["status"] == "finished" and info["redone"] == []
     xr.testing.assert_equal(xr.load_dataset(moved / "run" / "similarity.nc"), before)
+
+
+@pytest.mark.parametrize("probes", [True, False], ids=["probes-on", "probes-off"])
+def test_another_similarity_subset_keeps_the_features_and_probes_of_every_row(tmp_path, probes):
+    """stimuli.seed chooses the similarity subset only. With probes on, every row of a dataset is
+    extracted and probed, yet another seed extracted and probed every row again (at the study's
+    size, every model on the whole of each train split); now only the similarities are redone,
+    equal to a fresh run's with that seed. With probes off the extracted rows are the subset, so
+    the features are extracted again."""
+    import json
+
+    import pandas as pd
+    import xarray as xr
+    import yaml
+
+    from repsim.pipeline import run
+
+    project = _small_project(tmp_path / "project", name="subset", probes=probes)
+    config, out = project / "config.yaml", project / "run"
+    run(config, out, device="cpu")
+    table_before = pd.read_csv(out / "stimuli" / "faces.csv")
+    probes_before = xr.load_dataset(out / "probes.nc") if probes else None
+    raw = yaml.safe_load(config.read_text())
+    raw["stimuli"]["seed"] = 7
+    config.write_text(yaml.safe_dump(raw))
+    run(config, out, device="cpu")
+    table_after = pd.read_csv(out / "stimuli" / "faces.csv")
+    assert (table_after["in_similarity"] != table_before["in_similarity"]).any()  # a new subset
+    redone = json.loads((out / "run.json").read_text())["redone"]
+    stages_redone = {line.split(" ", 1)[0] for line in redone}
+    assert ("features" in stages_redone) == (not probes), redone
+    assert "probes" not in stages_redone and "similarity" in stages_redone, redone
+
+    fresh = _small_project(tmp_path / "fresh", name="subset", probes=probes, seed=7)
+    run(fresh / "config.yaml", fresh / "run", device="cpu")
+    xr.testing.assert_equal(
+        xr.load_dataset(out / "similarity.nc"), xr.load_dataset(fresh / "run" / "similarity.nc")
+    )
+    if probes:
+        for probes_nc in (out / "probes.nc", fresh / "run" / "probes.nc"):
+            xr.testing.assert_equal(xr.load_dataset(probes_nc), probes_before)
 
 
 @pytest.mark.parametrize(
