@@ -556,6 +556,37 @@ def subsample_pairs(
     return pd.DataFrame(rows)
 
 
+def subsample_separation(spread: pd.DataFrame) -> dict[str, float] | None:
+    """Whether the subsets of :func:`subsample_pairs` are large enough to separate its pairs.
+
+    The estimates' variance across pairs is about the variance of the pairs' true values plus the
+    mean squared standard error (each estimate's noise). When the root-mean-square SE reaches
+    the standard deviation of the estimates across pairs (``ratio`` >= 1), that leaves no spread
+    of true values to find: the pairs differ by what the noise alone would make, and their error
+    bars cannot tell them apart. Chapter 13 at ``max_stimuli`` 8 has halves of 4 stimuli, SEs
+    near 0.6 and estimates with an SD near 0.2 across pairs.
+
+    Returns m, n, pairs (with a finite SE and estimate), rms_se, sd (ddof 1), ratio and
+    ``separates`` (ratio < 1); None with fewer than two such pairs or estimates all equal.
+    """
+    ok = spread[np.isfinite(spread["se"]) & np.isfinite(spread["estimate"])]
+    if len(ok) < 2:
+        return None
+    sd = float(ok["estimate"].std(ddof=1))
+    if not sd > 0:
+        return None
+    rms = float(np.sqrt(np.mean(ok["se"].to_numpy() ** 2)))
+    return {
+        "m": int(ok["m"].iloc[0]),
+        "n": int(ok["n"].iloc[0]),
+        "pairs": len(ok),
+        "rms_se": rms,
+        "sd": sd,
+        "ratio": rms / sd,
+        "separates": bool(rms / sd < 1.0),
+    }
+
+
 def pick_models(
     models: pd.DataFrame, per_category: int = 2, category: str = "objective"
 ) -> list[str]:

@@ -397,6 +397,32 @@ def test_subsample_pairs_takes_a_measure_by_its_registry_name(rng):
         pd.testing.assert_frame_equal(by_name, by_function, check_exact=False, rtol=0, atol=1e-10)
 
 
+def test_subsample_separation_sets_the_noise_against_the_spread_across_pairs(rng):
+    """Halves separate the pairs while the root-mean-square SE stays under the SD of the
+    estimates across pairs (what is left of that SD is the spread of the true values)."""
+    table = pd.DataFrame(
+        {"estimate": [0.25, 0.5, 0.75, np.nan], "se": [0.25, 0.25, 0.25, 0.1], "m": 4, "n": 8}
+    )
+    sep = A.subsample_separation(table)  # var 0.0625 across pairs; mean se^2 0.0625: ratio 1
+    assert sep == {
+        "m": 4, "n": 8, "pairs": 3, "rms_se": 0.25, "sd": 0.25, "ratio": 1.0, "separates": False
+    }  # fmt: skip
+    table["se"] = [0.1, 0.2, 0.2, 0.1]
+    sep = A.subsample_separation(table)
+    assert sep["rms_se"] == pytest.approx(math.sqrt((0.01 + 0.04 + 0.04) / 3), rel=1e-12)
+    assert sep["ratio"] == pytest.approx(sep["rms_se"] / 0.25, rel=1e-12) and sep["separates"]
+    assert A.subsample_separation(table.iloc[[0, 3]]) is None  # one finite pair: no spread
+    assert A.subsample_separation(table.assign(estimate=0.5)) is None  # nothing to separate
+    # the chapter's case: halves of 4 stimuli cannot separate pairs that halves of 200 can
+    base = rng.normal(size=(400, 3))
+    feats = {
+        f"m{i}": base @ rng.normal(size=(3, 6)) + i * rng.normal(size=(400, 6)) for i in range(5)
+    }
+    few = A.subsample_pairs({k: v[:8] for k, v in feats.items()}, n_draws=20)
+    assert not A.subsample_separation(few)["separates"]
+    assert A.subsample_separation(A.subsample_pairs(feats, n_draws=20))["separates"]
+
+
 def test_chapter_counts_are_checked(rng):
     # the robustness chapter's repeats and per_category gave an empty table or no models
     feats = {k: rng.normal(size=(20, 3)) for k in "ab"}
