@@ -342,7 +342,7 @@ def stimulus_features(
     if max_stimuli is not None:
         max_stimuli = check_count("max_stimuli", max_stimuli, CKA_MIN_N)
     dataset = ch.order[0] if dataset is None else str(dataset)
-    skip = ch.need("features", min_models=2) or ch.dataset_skip(
+    skip = ch.need("features", min_models=2, figures=2) or ch.dataset_skip(
         [dataset], "dataset", STIMULUS_FIGURES
     )
     if skip:

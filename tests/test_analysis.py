@@ -852,6 +852,27 @@ def test_chapter_need_says_why(tmp_path):
         ch.need("nonsense")
 
 
+def test_chapter_need_counts_the_figures_it_skips(tmp_path):
+    """Chapter 13 skips two figures for one reason (its train-split section): the sentence said
+    "this figure is skipped" of both."""
+    sim = _small_sim(["S", "T"], n_datasets=1)
+    sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
+    write_manifest_for(tmp_path)
+    ch = CH.open_chapter(tmp_path)
+    assert ch.need("features").endswith("(features.zarr), so this figure is skipped.")
+    for why in (
+        ch.need("features", figures=2),
+        ch.need(min_datasets=2, figures=2),
+        ch.need(min_models=3, figures=2),
+        ch.need(min_domains=2, figures=2),
+    ):
+        assert why.endswith(", so these two figures are skipped."), why
+    assert ch.need("probes", figures=3).endswith(", so these three figures are skipped.")
+    assert ch.need(figures=2) is None
+    with pytest.raises(InputError, match="figures must be an integer >= 1; got 0"):
+        ch.need("features", figures=0)
+
+
 def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
     # a measure or category the run lacks is an error naming what it has (a typo must not render
     # another measure's chapter); only the chapters' defaults fall back, and the chapter says so
