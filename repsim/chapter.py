@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from repsim.consistency import category_labels
-from repsim.errors import InputError, StoreError
+from repsim.errors import InputError, StoreError, check_count
 from repsim.names import CATEGORY_FIELDS, DOMAINS, UNKNOWN, is_known
 
 log = logging.getLogger(__name__)
@@ -515,13 +515,22 @@ class Chapter:
         )
 
     def need(
-        self, *needs: str, min_datasets: int = 1, min_models: int = 2, min_domains: int = 1
+        self,
+        *needs: str,
+        min_datasets: int = 1,
+        min_models: int = 2,
+        min_domains: int = 1,
+        figures: int = 1,
     ) -> str | None:
-        """The first reason this chapter's figure cannot be drawn on this run, or None.
+        """The first reason this chapter's figure (or ``figures`` figures) cannot be drawn on this
+        run, or None.
 
         ``needs`` names optional run files (``consistency``, ``anchors``, ``probes``,
         ``features``); the counts are lower bounds on the run's datasets, models and domains.
+        ``figures``: how many figures the reason skips, for the sentence's wording (chapter 13's
+        train-split section said "this figure is skipped" of its two).
         """
+        skipped = _skipped(check_count("figures", figures))
         run = self.run
         have = {
             "consistency": run.consistency is not None,
@@ -536,10 +545,10 @@ class Chapter:
             if not have[n] and n in ("consistency", "anchors") and run.selection and k < 3:
                 return (
                     f"Consistency needs at least 3 models (2 model pairs); this chapter's "
-                    f"selection keeps {k} ({run.selection}), so this figure is skipped."
+                    f"selection keeps {k} ({run.selection}), so {skipped}."
                 )
             if not have[n]:
-                return f"{_NEEDS[n]}, so this figure is skipped."
+                return f"{_NEEDS[n]}, so {skipped}."
         n_d, n_m = len(self.datasets), self.sim.sizes["model_a"]
         n_dom = len(set(self.domains.values()))
         from repsim.sentences import shown
@@ -548,19 +557,24 @@ class Chapter:
         if n_d < min_datasets:
             return (
                 f"This needs at least {min_datasets} datasets and {whose} has {n_d} "
-                f"({', '.join(self.datasets)}), so this figure is skipped."
+                f"({', '.join(self.datasets)}), so {skipped}."
             )
         if n_m < min_models:
-            return (
-                f"This needs at least {min_models} models and {whose} has {n_m}, so this "
-                "figure is skipped."
-            )
+            return f"This needs at least {min_models} models and {whose} has {n_m}, so {skipped}."
         if n_dom < min_domains:
             return (
                 f"This compares domain categories and every dataset of {whose} is "
-                f"{next(iter(self.domains.values()))}, so this figure is skipped."
+                f"{next(iter(self.domains.values()))}, so {skipped}."
             )
         return None
+
+
+def _skipped(figures: int) -> str:
+    """What a skip sentence of :meth:`Chapter.need` says is skipped, by the number of figures."""
+    if figures == 1:
+        return "this figure is skipped"
+    words = {2: "two", 3: "three", 4: "four", 5: "five"}
+    return f"these {words.get(figures, figures)} figures are skipped"
 
 
 #: The chapters' default parameters: a run without them is rendered with a fallback, said in

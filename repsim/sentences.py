@@ -1160,13 +1160,27 @@ def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: flo
 
 def subsample_text(spread: pd.DataFrame, n_draws: int, n_all: int) -> str:
     """The standard error of pair similarity over random halves
-    (:func:`repsim.analysis.subsample_pairs`)."""
+    (:func:`repsim.analysis.subsample_pairs`), and, when the halves are too small to separate
+    the pairs (:func:`repsim.analysis.subsample_separation`), that they are: at 8 stimuli the
+    chapter gave SEs near 0.6 without a word on what so little can tell."""
+    from repsim.analysis import subsample_separation
+
     worst = spread.loc[spread["se"].idxmax(), "pair"]
-    return (
+    text = (
         f"Standard error of pair similarity over {len(spread)} pair{'s' if len(spread) != 1 else ''} "
         f"(spread over {n_draws} "
         f"random halves of {n_all} stimuli): median **{spread['se'].median():.3f}**, largest "
         f"{spread['se'].max():.3f} ({worst})."
+    )
+    sep = subsample_separation(spread)
+    if sep is None or sep["separates"]:
+        return text
+    return text + (
+        f" Halves of {sep['m']} stimuli are **too small to separate the pairs**: their standard "
+        f"errors (root mean square {sep['rms_se']:.3f}) are {fmt_against(sep['ratio'], 1.0, 1)} "
+        f"times the standard deviation of the all-stimuli estimates across the {sep['pairs']} "
+        f"pairs ({sep['sd']:.3f}), so the differences between pairs are within the noise of one "
+        "estimate; larger halves need more stimuli (max_stimuli, where the dataset has them)."
     )
 
 

@@ -356,6 +356,73 @@ def test_subsample_pairs_draws_distinct_stimuli(rng):
     assert len(A.subsample_pairs(feats, n_draws=np.int64(2), measure=_lin)) == 3
 
 
+def test_subsample_pairs_computes_each_subset_in_one_engine_call(rng, monkeypatch):
+    """Pair by pair, chapter 13's halves of 45 models (990 pairs x 21 subsets) took 400 s of a
+    cell's 600: the default measure now goes to the all-pairs engine once per subset (and once
+    for all stimuli), on the models the pairs name, and gives the per-pair path's table."""
+    import repsim.measures as RM
+
+    real, seen = RM.similarity_matrix, []
+
+    def spy(features, measure="cka_linear", **kw):
+        seen.append((sorted(features), len(next(iter(features.values()))), measure))
+        return real(features, measure, **kw)
+
+    monkeypatch.setattr(RM, "similarity_matrix", spy)
+    base = rng.normal(size=(60, 4))
+    feats = {f"m{i}": base @ rng.normal(size=(4, 7)) + rng.normal(size=(60, 7)) for i in range(5)}
+    for pairs in (None, [("m3", "m1"), ("m0", "m3")]):
+        seen.clear()
+        fast = A.subsample_pairs(feats, n_draws=6, seed=3, pairs=pairs)
+        slow = A.subsample_pairs(
+            feats, n_draws=6, seed=3, pairs=pairs, measure=A._default_measure()
+        )
+        pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=0, atol=1e-10)
+        assert len(fast) == (10 if pairs is None else 2)
+        named = sorted(feats) if pairs is None else ["m0", "m1", "m3"]
+        assert seen == [(named, 60, "cka_linear")] + [(named, 30, "cka_linear")] * 6
+
+
+def test_subsample_pairs_takes_a_measure_by_its_registry_name(rng):
+    """A registry name is computed by the engine and equals the measure's own function."""
+    from repsim.measures import cka, rsa
+
+    feats = {k: rng.normal(size=(40, 6)) for k in "abc"}
+    for name, fn in (
+        ("cka_linear_biased", lambda x, y: cka(x, y, unbiased=False)),
+        ("rsa_spearman", lambda x, y: rsa(x, y, compare="spearman")),
+    ):
+        by_name = A.subsample_pairs(feats, n_draws=4, measure=name)
+        by_function = A.subsample_pairs(feats, n_draws=4, measure=fn)
+        pd.testing.assert_frame_equal(by_name, by_function, check_exact=False, rtol=0, atol=1e-10)
+
+
+def test_subsample_separation_sets_the_noise_against_the_spread_across_pairs(rng):
+    """Halves separate the pairs while the root-mean-square SE stays under the SD of the
+    estimates across pairs (what is left of that SD is the spread of the true values)."""
+    table = pd.DataFrame(
+        {"estimate": [0.25, 0.5, 0.75, np.nan], "se": [0.25, 0.25, 0.25, 0.1], "m": 4, "n": 8}
+    )
+    sep = A.subsample_separation(table)  # var 0.0625 across pairs; mean se^2 0.0625: ratio 1
+    assert sep == {
+        "m": 4, "n": 8, "pairs": 3, "rms_se": 0.25, "sd": 0.25, "ratio": 1.0, "separates": False
+    }  # fmt: skip
+    table["se"] = [0.1, 0.2, 0.2, 0.1]
+    sep = A.subsample_separation(table)
+    assert sep["rms_se"] == pytest.approx(math.sqrt((0.01 + 0.04 + 0.04) / 3), rel=1e-12)
+    assert sep["ratio"] == pytest.approx(sep["rms_se"] / 0.25, rel=1e-12) and sep["separates"]
+    assert A.subsample_separation(table.iloc[[0, 3]]) is None  # one finite pair: no spread
+    assert A.subsample_separation(table.assign(estimate=0.5)) is None  # nothing to separate
+    # the chapter's case: halves of 4 stimuli cannot separate pairs that halves of 200 can
+    base = rng.normal(size=(400, 3))
+    feats = {
+        f"m{i}": base @ rng.normal(size=(3, 6)) + i * rng.normal(size=(400, 6)) for i in range(5)
+    }
+    few = A.subsample_pairs({k: v[:8] for k, v in feats.items()}, n_draws=20)
+    assert not A.subsample_separation(few)["separates"]
+    assert A.subsample_separation(A.subsample_pairs(feats, n_draws=20))["separates"]
+
+
 def test_chapter_counts_are_checked(rng):
     # the robustness chapter's repeats and per_category gave an empty table or no models
     feats = {k: rng.normal(size=(20, 3)) for k in "ab"}
@@ -783,6 +850,27 @@ def test_chapter_need_says_why(tmp_path):
     assert ch.need() is None
     with pytest.raises(Exception, match="unknown need"):
         ch.need("nonsense")
+
+
+def test_chapter_need_counts_the_figures_it_skips(tmp_path):
+    """Chapter 13 skips two figures for one reason (its train-split section): the sentence said
+    "this figure is skipped" of both."""
+    sim = _small_sim(["S", "T"], n_datasets=1)
+    sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
+    write_manifest_for(tmp_path)
+    ch = CH.open_chapter(tmp_path)
+    assert ch.need("features").endswith("(features.zarr), so this figure is skipped.")
+    for why in (
+        ch.need("features", figures=2),
+        ch.need(min_datasets=2, figures=2),
+        ch.need(min_models=3, figures=2),
+        ch.need(min_domains=2, figures=2),
+    ):
+        assert why.endswith(", so these two figures are skipped."), why
+    assert ch.need("probes", figures=3).endswith(", so these three figures are skipped.")
+    assert ch.need(figures=2) is None
+    with pytest.raises(InputError, match="figures must be an integer >= 1; got 0"):
+        ch.need("features", figures=0)
 
 
 def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):

@@ -184,7 +184,7 @@ def test_within_between_text_says_what_the_models_shown_lack():
 def test_counts_of_one_read_in_the_singular():
     # "over 1 pairs" (chapter 13 on 2 chosen models), "1 dataset pairs chosen" (chapter 5 on 2
     # datasets), "median over 1 dataset pairs" (chapter 13 on 2 datasets)
-    spread = pd.DataFrame({"pair": ["a~b"], "se": [0.01]})
+    spread = pd.DataFrame({"pair": ["a~b"], "se": [0.01], "estimate": [0.5], "m": 50, "n": 100})
     assert "over 1 pair (spread over 20" in T.subsample_text(spread, 20, 100)
     table = pd.DataFrame({"all": [0.3], "S": [0.8], "T": [0.7]}, index=["d0 / d1"])
     assert "1 chosen dataset pair cannot order the categories of objective (the objective" in (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from types import SimpleNamespace
 
@@ -269,11 +270,39 @@ def test_robustness_texts():
     # an error equal to the tolerance is not below it
     at = pd.DataFrame({"n": [8, 8, 16, 16], "abs_error": [0.25, 0.25, 0.125, 0.125]})
     assert "falls below 0.25 from **n = 16** on" in T.stability_text(at, 40, "cells", 0.25)
-    spread = pd.DataFrame({"pair": ["a~b", "a~c", "b~c"], "se": [0.01, 0.03, 0.02]})
+    spread = pd.DataFrame(
+        {"pair": ["a~b", "a~c", "b~c"], "se": [0.01, 0.03, 0.02], "estimate": [0.2, 0.5, 0.8]}
+    ).assign(m=50, n=100)
     assert T.subsample_text(spread, 20, 100) == (
         "Standard error of pair similarity over 3 pairs (spread over 20 random halves of 100 "
         "stimuli): median **0.020**, largest 0.030 (a~c)."
     )
+
+
+def test_subsample_text_says_when_halves_are_too_small_to_separate_the_pairs():
+    """Chapter 13 at max_stimuli 8 showed halves of 4 stimuli with SEs near 0.6 and said nothing
+    of how little they tell: with a root-mean-square SE at or above the SD of the estimates
+    across pairs, the sentence says the halves cannot separate the pairs, with the numbers."""
+    spread = pd.DataFrame(
+        {"pair": ["a~b", "a~c", "b~c"], "estimate": [0.25, 0.5, 0.75], "se": [0.5, 0.7, 0.6]}
+    ).assign(m=4, n=8)
+    text = T.subsample_text(spread, 20, 8)
+    rms = math.sqrt((0.25 + 0.49 + 0.36) / 3)
+    assert text == (
+        "Standard error of pair similarity over 3 pairs (spread over 20 random halves of 8 "
+        "stimuli): median **0.600**, largest 0.700 (a~c). Halves of 4 stimuli are **too small to "
+        f"separate the pairs**: their standard errors (root mean square {rms:.3f}) are "
+        f"{rms / 0.25:.1f} times the standard deviation of the all-stimuli estimates across the 3 "
+        "pairs (0.250), so the differences between pairs are within the noise of one estimate; "
+        "larger halves need more stimuli (max_stimuli, where the dataset has them)."
+    )
+    assert not T.untested_claims(text)
+    # at the rule's edge (ratio 1) the ratio is shown as reached, never as 0.9 or 1.1
+    edge = spread.assign(se=0.25)
+    assert "are 1.0 times the standard deviation" in T.subsample_text(edge, 20, 8)
+    # under it, or with one pair (no spread across pairs), the first sentence alone
+    assert "too small" not in T.subsample_text(spread.assign(se=0.2), 20, 8)
+    assert "too small" not in T.subsample_text(spread.iloc[:1], 20, 8)
 
 
 @pytest.mark.parametrize("tolerance", [0, -0.02, float("nan"), "0.02", True])
