@@ -1514,7 +1514,7 @@ def test_chapter_category_boxes_caption_counts_the_datasets_drawn(tmp_path, monk
 
     monkeypatch.setattr(P, "show", show)
     assert ch.category_boxes(["objective"], note="Descriptive.") == ["objective"]
-    drawn = [d for d in ch.order if d != "counts"]
+    drawn = [d for d in ch.datasets if d != "counts"]
     assert captions == [
         f"Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; datasets: {', '.join(drawn)}; "
         "measure: cka_linear. 1 of the 6 datasets (counts) has no dataset pair with a defined "
@@ -1532,8 +1532,8 @@ def test_chapter_drawn_caption_names_the_datasets_a_figure_draws(tmp_path):
     head = f"Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; datasets: "
     picked = {d for pair in [("digits", "flowers"), ("textures", "flowers")] for d in pair}
     assert ch.drawn_caption(picked, why="no panel among the dataset pairs shown") == (
-        f"{head}flowers, textures, digits; measure: cka_linear. 3 of the 6 datasets (objects, "
-        "shapes and counts) have no panel among the dataset pairs shown."
+        f"{head}flowers, textures, digits; measure: cka_linear. 3 of the 6 datasets (shapes, "
+        "objects and counts) have no panel among the dataset pairs shown."
     )
     pairs = pd.DataFrame(
         {
@@ -1546,11 +1546,30 @@ def test_chapter_drawn_caption_names_the_datasets_a_figure_draws(tmp_path):
     cap = ch.drawn_caption(pairs, ["x", "y"], measure="cka_linear vs rsa_spearman", extra="E.")
     assert cap == (
         f"{head}objects, flowers, textures; measure: cka_linear vs rsa_spearman. 3 of the 6 "
-        "datasets (shapes, counts and digits) have no dataset pair with a defined consistency: "
+        "datasets (shapes, digits and counts) have no dataset pair with a defined consistency: "
         "not drawn. E."
     )
     everything = ch.drawn_caption(ch.datasets)
-    assert everything == f"{head}{', '.join(ch.order)}; measure: cka_linear."
+    assert everything == f"{head}{', '.join(ch.datasets)}; measure: cka_linear."
+
+
+def test_chapter_drawn_caption_lists_the_datasets_in_the_caption_s_order(tmp_path):
+    """drawn_caption listed a figure's datasets in domain order where Chapter.caption (the
+    caption of the figure beside it) lists the chapter's order: the run's, or the order the
+    datasets parameter gives."""
+    write_fake_run(tmp_path / "run", features=False, probes=False)
+    ch = CH.open_chapter(tmp_path / "run")
+    assert ch.datasets != ch.order  # the fake run's order is not its domain order
+    assert ch.drawn_caption(ch.datasets) == ch.caption
+    picked = ["counts", "shapes", "digits", "objects"]
+    part = CH.open_chapter(tmp_path / "run", datasets=picked)
+    assert part.datasets == picked and part.drawn_caption(set(picked)) == part.caption
+    assert part.drawn_caption({"digits", "shapes"}, why="no panel").startswith(
+        f"Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; datasets: shapes, digits; "
+    )
+    assert part.drawn_caption({"digits", "shapes"}, why="no panel").endswith(
+        "2 of the 4 datasets (counts and objects) have no panel."
+    )
 
 
 def test_chapter_domain_boxes_caption_counts_the_datasets_drawn(tmp_path, monkeypatch):
@@ -1578,13 +1597,13 @@ def test_chapter_domain_boxes_caption_counts_the_datasets_drawn(tmp_path, monkey
     monkeypatch.setattr(P, "show", show)
     label = "Pearson r"
     drawn = ch.domain_boxes(corr, "pearson_r", label, "title")
-    assert drawn == [d for d in ch.order if d not in undefined]
+    assert drawn == [d for d in ch.datasets if d not in undefined]
     (event,) = events
     caption = " ".join(event.split())
     assert caption.startswith(f"3 points; Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; ")
     assert f"datasets: {', '.join(drawn)};" in caption
     assert (
-        "3 of the 6 datasets (objects, counts and digits) have no defined Pearson r: not "
+        "3 of the 6 datasets (objects, digits and counts) have no defined Pearson r: not "
         in caption
     )
     events.clear()
