@@ -133,6 +133,79 @@ def _assert_clean(path: Path) -> list[dict]:
     return outs
 
 
+def _without_dataset(run_dir: Path, dataset: str) -> Path:
+    """The run with every similarity of ``dataset`` NaN (as if each model failed on it) and its
+    consistency.nc recomputed from that, as the run's consistency stage would."""
+    import warnings
+
+    import numpy as np
+    import xarray as xr
+
+    from repsim.results import run_consistency
+
+    sim = xr.load_dataset(run_dir / "similarity.nc")
+    for name in sim.data_vars:
+        sim[name].loc[{"dataset": dataset}] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the NaN similarities it is told about
+        cons, _ = run_consistency(sim)
+    cons.attrs.update(xr.load_dataset(run_dir / "consistency.nc").attrs)
+    sim.to_netcdf(run_dir / "similarity.nc")
+    cons.to_netcdf(run_dir / "consistency.nc")
+    write_manifest_for(run_dir)
+    return run_dir
+
+
+def _chapter_here(stem: str, run_dir: Path, monkeypatch, **params) -> tuple[str, list[str]]:
+    """A chapter's code cells run in this process (as tests/test_course.py runs a lesson), its
+    ``params`` set after its parameters cell as papermill sets them: the Markdown it says, and
+    the texts of each figure it draws (titles, caption; one string a figure, unwrapped), which
+    an executed notebook holds only as a PNG."""
+    import IPython.display
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    said: list[str] = []
+    figures: list[str] = []
+
+    def keep(fig: Figure) -> None:
+        texts = [t.get_text() for t in fig.texts]
+        texts += [ax.get_title() for ax in fig.axes]
+        figures.append(" ".join(" ".join(texts).split()))
+
+    def display(obj, *args, **kwargs) -> None:
+        if isinstance(obj, Figure):
+            keep(obj)
+        elif isinstance(obj, IPython.display.Markdown):
+            said.append(obj.data)
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    (path,) = [p for p in B.chapter_notebooks() if p.stem == stem]
+    ns: dict = {}
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        exec(compile(cell.source, f"{path.name}", "exec"), ns)
+        if "parameters" in cell.metadata.get("tags", []):
+            ns.update(run_dir=str(run_dir), **params)
+        for num in plt.get_fignums():  # a figure a cell leaves open is shown at its end
+            keep(plt.figure(num))
+            plt.close(num)
+    return "\n".join(said), figures
+
+
+def test_chapter_11_paired_figure_names_the_datasets_it_draws(tmp_path, monkeypatch):
+    """Chapter 11's figure of median consistency per category pair under both measures was
+    captioned with the chapter's datasets, also one with no dataset pair of defined consistency,
+    which adds nothing to any median: the caption names the datasets drawn and the one left out."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "counts")
+    _, figures = _chapter_here("11_platonic", run_dir, monkeypatch)
+    (paired,) = [f for f in figures if "median consistency per objective pair" in f]
+    assert "datasets: shapes, objects, flowers, textures, digits; " in paired
+    assert "measure: cka_linear vs mutual_knn_10." in paired
+    assert "1 of the 6 datasets (counts) has no dataset pair with a defined consistency" in paired
+
+
 @pytest.mark.slow
 def test_book_builds_without_errors(built_book: Path):
     html = built_book.parent
