@@ -1221,6 +1221,43 @@ def test_model_embedding_says_what_it_embeds_for_one_dataset_and_several():
     assert one.attrs["dissimilarity"] == "1 - cka_linear on d1"
 
 
+def test_a_dataset_with_no_defined_similarity_is_not_counted_as_one_used():
+    """Chapter 4's title said "across 10 datasets" where one dataset's similarities were all
+    NaN and every mean and spread came from 9 (and the model map's "across 3 datasets" was of
+    2): defined_datasets counts those a pair has a value on, a model with itself no pair."""
+    many = _blocks_sim(n_datasets=3).copy()
+    many.loc[{"dataset": "d2"}] = np.nan
+    assert A.model_embedding(many, "mds").attrs["dissimilarity"] == (
+        "1 - mean cka_linear across 2 datasets"
+    )
+    many.loc[{"dataset": "d1"}] = np.nan
+    assert A.model_embedding(many, "mds").attrs["dissimilarity"] == "1 - cka_linear on d0"
+
+    da = _blocks_sim(n_datasets=4).copy()
+    n = da.sizes["model_a"]
+    da.loc[{"dataset": "d1"}] = np.nan  # every model failed on d1
+    diagonal = np.full((n, n), np.nan)
+    np.fill_diagonal(diagonal, 1.0)
+    da.loc[{"dataset": "d3"}] = diagonal  # only a model with itself
+    one_pair = np.full((n, n), np.nan)
+    one_pair[0, 1] = one_pair[1, 0] = 0.4
+    da.loc[{"dataset": "d2"}] = one_pair
+    assert A.defined_datasets(da) == ["d0", "d2"]
+    # a Dataset: a dataset defined under any of its measures, in the run's order
+    other = da.copy().rename("rsa_spearman")
+    other.loc[{"dataset": "d1"}] = 0.5
+    both = xr.Dataset({"cka_linear": da, "rsa_spearman": other})
+    assert A.defined_datasets(both) == ["d0", "d1", "d2"]
+    # the mean and spread a chapter counts them for skip the undefined ones
+    table = A.mean_std_across_datasets(da)
+    first = table[
+        (table.model_a == str(da.model_a.values[0])) & (table.model_b == str(da.model_a.values[1]))
+    ]
+    vals = da.isel(model_a=0, model_b=1).sel(dataset=["d0", "d2"]).values
+    assert first["mean"].item() == pytest.approx(vals.mean(), abs=1e-12)
+    assert first["std"].item() == pytest.approx(np.std(vals, ddof=1), abs=1e-12)
+
+
 def test_consistency_pairs_match_consistency_table(run):
     t = C.consistency_pairs(
         run.consistency,

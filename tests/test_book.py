@@ -206,6 +206,21 @@ def test_chapter_11_paired_figure_names_the_datasets_it_draws(tmp_path, monkeypa
     assert "1 of the 6 datasets (counts) has no dataset pair with a defined consistency" in paired
 
 
+def test_chapter_04_counts_the_datasets_its_means_and_spreads_rest_on(tmp_path, monkeypatch):
+    """Chapter 4's mean-against-spread figure said "across 6 datasets" of a run whose one
+    dataset had no defined similarity (its means and spreads came from 5), and its figures'
+    captions named that dataset among those drawn."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "counts")
+    _, figures = _chapter_here("04_transfer", run_dir, monkeypatch)
+    (spread,) = [f for f in figures if "spread of pair similarity" in f]
+    assert "cka_linear: spread of pair similarity across 5 datasets" in spread
+    drawn = "datasets: shapes, objects, flowers, textures, digits; "
+    assert len(figures) == 4
+    for figure in figures:
+        assert drawn in figure, figure
+        assert "1 of the 6 datasets (counts) has no " in figure, figure
+
+
 @pytest.mark.slow
 def test_book_builds_without_errors(built_book: Path):
     html = built_book.parent
