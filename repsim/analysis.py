@@ -164,10 +164,11 @@ def model_embedding(
     Barnes-Hut approximation only pays off for many thousands of points) or metric MDS.
     Both are random: ``seed`` is their ``random_state`` and belongs in the figure caption.
     Columns: model, x, y, category; ``attrs["method"]`` names the method with the perplexity
-    actually used (for the caption: a small zoo's is lower than ``perplexity``), and
+    actually used (for the caption: a small zoo's is lower than ``perplexity``),
     ``attrs["dissimilarity"]`` what was embedded, for the title: "1 - mean cka_linear across 3
     datasets", or "1 - cka_linear on faces" for one dataset (whose map the title called a mean
-    across datasets).
+    across datasets), and ``attrs["measure"]``, ``attrs["datasets"]`` (those with a defined
+    similarity) for :func:`repsim.sentences.model_map_text`.
     """
     from sklearn.manifold import MDS, TSNE
 
@@ -213,6 +214,7 @@ def model_embedding(
     out.attrs["method"] = how
     name = da.name or "similarity"
     dsets = defined_datasets(da)  # the mean skips a dataset with no defined similarity
+    out.attrs.update(measure=str(name), datasets=dsets)  # for the chapter's sentence on it
     out.attrs["dissimilarity"] = (
         f"1 - {name} on {dsets[0]}"
         if len(dsets) == 1

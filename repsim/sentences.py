@@ -489,6 +489,30 @@ def shown(selection: str, whole: str = "the run") -> str:
     return f"this chapter's part of the run ({selection})" if selection else whole
 
 
+def model_map_text(embedding: pd.DataFrame, datasets: Sequence[str]) -> str:
+    """What the distance between two models of a model map is
+    (:func:`repsim.analysis.model_embedding` of the chapter's ``datasets``): 1 - their mean
+    similarity across the datasets with a defined one, or 1 - their similarity on the one
+    dataset. The chapter's text above the map described a mean across datasets also on one."""
+    measure, used = embedding.attrs["measure"], list(embedding.attrs["datasets"])
+    left = [str(d) for d in datasets if str(d) not in set(used)]
+    head = "The distance between two models in this map is 1 - their"
+    if len(used) == 1:
+        where = (
+            f"the only one of the {len(datasets)} datasets with a defined {measure}"
+            if left
+            else "the chapter's one dataset"
+        )
+        return f"{head} {measure} on {used[0]}, {where}: there is no mean across datasets."
+    if not left:
+        return f"{head} mean {measure} across the {len(used)} datasets."
+    verb = "has" if len(left) == 1 else "have"
+    return (
+        f"{head} mean {measure} across {len(used)} of the {len(datasets)} datasets "
+        f"({join_names(left)} {verb} no defined {measure})."
+    )
+
+
 def panels_text(shown: Sequence[str], of: Sequence[str], what: str = "datasets") -> str:
     """Which datasets a figure's panels show when they are not all of them (a figure of three
     panels from a run of six said so only in its caption's list); "" when they are all."""

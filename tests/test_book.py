@@ -158,9 +158,9 @@ def _without_dataset(run_dir: Path, dataset: str) -> Path:
 
 def _chapter_here(stem: str, run_dir: Path, monkeypatch, **params) -> tuple[str, list[str]]:
     """A chapter's code cells run in this process (as tests/test_course.py runs a lesson), its
-    ``params`` set after its parameters cell as papermill sets them: the Markdown it says, and
-    the texts of each figure it draws (titles, caption; one string a figure, unwrapped), which
-    an executed notebook holds only as a PNG."""
+    ``params`` set after its parameters cell as papermill sets them: its page's Markdown (its
+    Markdown cells and what it says, in order), and the texts of each figure it draws (titles,
+    caption; one string a figure, unwrapped), which an executed notebook holds only as a PNG."""
     import IPython.display
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
@@ -183,6 +183,8 @@ def _chapter_here(stem: str, run_dir: Path, monkeypatch, **params) -> tuple[str,
     (path,) = [p for p in B.chapter_notebooks() if p.stem == stem]
     ns: dict = {}
     for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            said.append(cell.source)
         if cell.cell_type != "code":
             continue
         exec(compile(cell.source, f"{path.name}", "exec"), ns)
@@ -219,6 +221,23 @@ def test_chapter_04_counts_the_datasets_its_means_and_spreads_rest_on(tmp_path, 
     for figure in figures:
         assert drawn in figure, figure
         assert "1 of the 6 datasets (counts) has no " in figure, figure
+
+
+def test_chapter_03_says_what_its_model_map_embeds_on_one_dataset_and_several(
+    tmp_path, monkeypatch
+):
+    """Chapter 3's text above its model map said the distance was 1 - the mean similarity
+    across the run's datasets, also on one dataset (where the map's title said '1 - cka_linear
+    on flowers'): the text says what the map embeds, in both cases."""
+    run_dir = write_fake_run(tmp_path / "fake", features=False, probes=False)
+    page, _ = _chapter_here("03_similarity_matrices", run_dir, monkeypatch, datasets=["flowers"])
+    assert "mean similarity across the run's datasets" not in page
+    assert (
+        "The distance between two models in this map is 1 - their cka_linear on flowers, the "
+        "chapter's one dataset: there is no mean across datasets." in page
+    )
+    page, _ = _chapter_here("03_similarity_matrices", run_dir, monkeypatch)
+    assert "1 - their mean cka_linear across the 6 datasets." in page
 
 
 @pytest.mark.slow

@@ -905,3 +905,28 @@ def test_study_measures_text_names_each_row_s_measure_whatever_the_chapter_s_mea
     assert "The chapter's measure parameter (rsa_spearman) changes none of them" in text
     assert not T.untested_claims(text)
     assert T.study_measures_text(comparison.iloc[3:], "cka_linear") == ""
+
+
+def test_model_map_text_says_what_the_map_embeds():
+    """Chapter 3 described its model map as 1 - the mean similarity across datasets, also on
+    one dataset and over a dataset with no defined similarity."""
+
+    def emb(*used: str) -> pd.DataFrame:
+        out = pd.DataFrame({"model": ["a", "b", "c"]})
+        out.attrs.update(measure="cka_linear", datasets=list(used))
+        return out
+
+    head = "The distance between two models in this map is 1 - their"
+    assert T.model_map_text(emb("faces"), ["faces"]) == (
+        f"{head} cka_linear on faces, the chapter's one dataset: there is no mean across datasets."
+    )
+    assert T.model_map_text(emb("faces"), ["faces", "cells", "digits"]) == (
+        f"{head} cka_linear on faces, the only one of the 3 datasets with a defined cka_linear: "
+        "there is no mean across datasets."
+    )
+    assert T.model_map_text(emb("faces", "digits"), ["faces", "digits"]) == (
+        f"{head} mean cka_linear across the 2 datasets."
+    )
+    assert T.model_map_text(emb("faces", "digits"), ["faces", "cells", "digits"]) == (
+        f"{head} mean cka_linear across 2 of the 3 datasets (cells has no defined cka_linear)."
+    )
