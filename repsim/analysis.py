@@ -846,6 +846,9 @@ RANK_SUM_HEADERS = {
 
 #: The label of the study's values in every table that sets them beside a run's.
 STUDY_LABEL = "study (Ciernik et al. 2025)"
+#: The run's cell of a row it has no value for (its status and basis say why): every table of
+#: the study's values keeps the run's columns, so each has the same shape.
+NO_RUN_VALUE = "none"
 
 
 def _as_published(value: float) -> str:
@@ -876,7 +879,9 @@ def study_beside_run(
     comparison: pd.DataFrame, quantity: str | Sequence[str], digits: int = 3
 ) -> pd.DataFrame:
     """Rows of :func:`repsim.reference.compare` for display: the study's value (labelled as the
-    study's), the run's where it has one, and the basis of the run's value.
+    study's), the run's (:data:`NO_RUN_VALUE` where it has none), and the basis of the run's
+    value. The run's two columns are kept when no row has a value, so that every such table has
+    the same shape (they were dropped, and the page's tables differed from run to run).
 
     The study's values are shown as published (two decimals), the run's to ``digits`` decimals
     (counts as whole numbers); one with a verdict (within or outside the row's tolerance of the
@@ -909,14 +914,11 @@ def study_beside_run(
         "run_basis": f"basis of {whose} value",
     }
     out = t[list(keep)].rename(columns=keep)
-    if out[this].isna().all():  # no row has a run value: the status says why, once a row;
-        out = out.drop(columns=[this, keep["run_basis"]])  # no column of NaN
     for c in (STUDY_LABEL, this):
-        if c in out:
-            out[c] = _counts_as_int(out[c])
+        out[c] = _counts_as_int(out[c])
     if out[STUDY_LABEL].dtype.kind == "f":  # as published, as the sources table shows them
         out[STUDY_LABEL] = [_as_published(float(v)) for v in out[STUDY_LABEL]]
-    if this in out and out[this].dtype.kind == "f":
+    if out[this].dtype.kind == "f" and t["run"].notna().any():
         out[this] = [
             np.nan
             if not np.isfinite(v)
@@ -925,9 +927,13 @@ def study_beside_run(
             else format_estimate(v, digits)
             for v, study, tol, status in zip(t["run"], t["study"], t["tolerance"], t["status"])
         ]
+    # a row without a run value says so in words (compare's status and basis say why): the
+    # run's columns are kept, so a table of a run with no value has the shape of any other
+    out[this] = out[this].where(t["run"].notna().to_numpy(), NO_RUN_VALUE)
     if comparison.attrs.get("selection"):
         out["status"] = out["status"].replace({"not in run": "not in this part"})
     shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
+    shown[[this, keep["run_basis"]]] = True
     return out.loc[:, shown.any().to_numpy()]
 
 

@@ -1402,9 +1402,11 @@ def test_the_chapters_factor_sentence_keeps_the_coarse_bootstrap_caveat():
     assert "computed for" not in T.controlled_answer(tests, "", "cka_linear")
 
 
-def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():
-    """The study-numbers chapter showed 24 rows of 'this run' = NaN beside a basis column that
-    the page squeezed to one letter a line; counts were shown as 64.0."""
+def test_study_beside_run_keeps_the_run_columns_when_no_row_has_a_run_value():
+    """The study-numbers chapter dropped the run's value and basis columns of a table whose rows
+    have no run value (24 rows of NaN beside a basis column squeezed to a letter a line, before
+    the page wrapped its text), so its tables changed shape from run to run: they are kept, the
+    value said as "none" and the basis saying why; counts were shown as 64.0."""
     base = {
         "measure": ["cka_linear"] * 2,
         "models": ["all"] * 2,
@@ -1413,6 +1415,7 @@ def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():
         "domain": [""] * 2,
         "study": [0.71, 0.46],
         "run": [np.nan, np.nan],
+        "tolerance": [0.05, 0.05],
         "status": ["not in run"] * 2,
         "run_basis": ["dataset imagenet-subset-10k, wds/vtab/flowers not in the run"] * 2,
     }
@@ -1427,11 +1430,19 @@ def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():
         "dataset A",
         "dataset B",
         A.STUDY_LABEL,
+        "this run",
         "status",
+        "basis of this run's value",
     ]
+    assert out["this run"].tolist() == [A.NO_RUN_VALUE] * 2 == ["none"] * 2
+    assert out["basis of this run's value"].tolist() == base["run_basis"]
     assert not out.isna().any().any()
     out = A.study_beside_run(pd.concat([consistency, counts]), "models")
     assert out["this run"].tolist() == [45, 10] and out[A.STUDY_LABEL].dtype.kind == "i"
+    # rows with and without a value: "none" beside the values, not NaN
+    mixed = consistency.assign(run=[0.5, np.nan], status=["other models", "not in run"])
+    out = A.study_beside_run(mixed, "consistency")
+    assert out["this run"].tolist() == ["0.500", "none"]
 
 
 def test_rank_sum_display_keeps_small_p_values_readable():
