@@ -266,6 +266,22 @@ def study_measures_text(comparison: pd.DataFrame, measure: str) -> str:
     )
 
 
+def study_grouping_text(category: str) -> str:
+    """That the study's rows keep the study's published model groups
+    (:data:`repsim.reference.STUDY_GROUPING`) whatever the chapter's ``category``: its numbers
+    per model group exist for those groups only. "" when ``category`` is that grouping. The
+    chapter took the parameter and said nothing of it."""
+    from repsim.reference import STUDY_GROUPING
+
+    if category == STUDY_GROUPING:
+        return ""
+    return (
+        f"The model groups of these rows (their models column) are the study's published "
+        f"grouping, by {STUDY_GROUPING}; the chapter's category ({category}) does not change "
+        f"them, since the study published no numbers per {category}."
+    )
+
+
 def stimuli_split_text(run: Run) -> str:
     """Which split the run's similarity stimuli come from (config ``stimuli.split``)."""
     cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}

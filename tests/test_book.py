@@ -240,6 +240,17 @@ def test_chapter_03_says_what_its_model_map_embeds_on_one_dataset_and_several(
     assert "1 - their mean cka_linear across the 6 datasets." in page
 
 
+def test_chapter_02_says_its_rows_keep_the_study_s_grouping(tmp_path, monkeypatch):
+    """Chapter 2 with another category grouped its rows by objective, the study's grouping,
+    and said nothing about the parameter it took."""
+    run_dir = write_fake_run(tmp_path / "fake", features=False, probes=False)
+    said = "are the study's published grouping, by objective; the chapter's category"
+    page, _ = _chapter_here("02_study_numbers", run_dir, monkeypatch, category="size_class")
+    assert f"{said} (size_class) does not change them" in page
+    page, _ = _chapter_here("02_study_numbers", run_dir, monkeypatch)
+    assert said not in page
+
+
 @pytest.mark.slow
 def test_book_builds_without_errors(built_book: Path):
     html = built_book.parent

@@ -930,3 +930,15 @@ def test_model_map_text_says_what_the_map_embeds():
     assert T.model_map_text(emb("faces", "digits"), ["faces", "cells", "digits"]) == (
         f"{head} mean cka_linear across 2 of the 3 datasets (cells has no defined cka_linear)."
     )
+
+
+def test_study_grouping_text_says_the_category_parameter_does_not_regroup_the_study_s_rows():
+    """Chapter 2 took a category parameter and grouped its rows by objective, unsaid."""
+    from repsim.reference import STUDY_GROUPING
+
+    assert STUDY_GROUPING == "objective" and T.study_grouping_text("objective") == ""
+    assert T.study_grouping_text("architecture_class") == (
+        "The model groups of these rows (their models column) are the study's published "
+        "grouping, by objective; the chapter's category (architecture_class) does not change "
+        "them, since the study published no numbers per architecture_class."
+    )
