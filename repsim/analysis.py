@@ -890,17 +890,15 @@ def study_beside_run(
     its edge). A chapter's part of a run (``comparison.attrs["selection"]``) is labelled as
     such, not as the run."""
     from repsim.reference import COUNT_NAMES, VERDICTS, format_within
+    from repsim.sentences import PART
     from repsim.stats import format_estimate
 
     quantities = [quantity] if isinstance(quantity, str) else list(quantity)
     t = comparison[comparison["quantity"].isin(quantities)].copy()
     t["count"] = t["quantity"].map(COUNT_NAMES)
     # a chapter's part of a run (compare's attrs) is not labelled as the run
-    this, whose = (
-        ("this part of the run", "this part's")
-        if comparison.attrs.get("selection")
-        else ("this run", "this run's")
-    )
+    part = bool(comparison.attrs.get("selection"))
+    this, whose = (f"{PART} of the run", f"{PART}'s") if part else ("this run", "this run's")
     keep = {
         **({"count": "count"} if t["count"].notna().any() else {}),
         "measure": "measure",
@@ -930,8 +928,8 @@ def study_beside_run(
     # a row without a run value says so in words (compare's status and basis say why): the
     # run's columns are kept, so a table of a run with no value has the shape of any other
     out[this] = out[this].where(t["run"].notna().to_numpy(), NO_RUN_VALUE)
-    if comparison.attrs.get("selection"):
-        out["status"] = out["status"].replace({"not in run": "not in this part"})
+    if part:
+        out["status"] = out["status"].replace({"not in run": f"not in {PART}"})
     shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
     shown[[this, keep["run_basis"]]] = True
     return out.loc[:, shown.any().to_numpy()]

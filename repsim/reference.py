@@ -145,7 +145,9 @@ class _RunData:
     def where(self) -> str:
         """How a row's basis names what it was computed on: a chapter's part of a run lacks
         what the run may well have ("dataset X not in the run" was said of a selection)."""
-        return "this part of the run" if self.selection else "the run"
+        from repsim.sentences import PART
+
+        return f"{PART} of the run" if self.selection else "the run"
 
 
 def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
@@ -536,11 +538,13 @@ def summary(table: pd.DataFrame) -> str:
     computed = len(res) - n(res, "not in run")
     # a chapter's part of a run (its models/datasets parameters) is named as such: what it
     # lacks, the run may have
+    from repsim.sentences import PART, shown
+
     selection = table.attrs.get("selection") or ""
     name = f"Run '{table.attrs.get('run', 'run')}'"
     this, whose = "this run", "The run"
     if selection:
-        name, this, whose = f"{name}, this chapter's part of it ({selection}),", "it", "This part"
+        name, this, whose = f"{name}, {shown(selection)},", "it", f"{PART[0].upper()}{PART[1:]}"
     lines = [
         f"{name} against the study (Ciernik et al. 2025, "
         f"{table.attrs.get('n_study_models_total', 64)} models{_earlier_note(table)}): "

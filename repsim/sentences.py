@@ -498,6 +498,13 @@ def _draws(test: Mapping[str, Any], what: str) -> str:
     return f" in all {n:,} {what}" if test.get("exact") else f" in {n:,} random {what}"
 
 
+#: The short name of a chapter's part of a run (its models/datasets parameters,
+#: :attr:`repsim.chapter.Run.selection`) where :func:`shown`'s long one, which says what the part
+#: is, does not fit: a table's column and status, a row's basis, a summary's subject. What a part
+#: lacks, the run may well have, so a part is never called the run.
+PART = "this part"
+
+
 def shown(selection: str, whole: str = "the run") -> str:
     """How a sentence names what its chapter shows: ``whole`` for the whole run, and for a part
     (the chapter's models/datasets parameters, :attr:`repsim.chapter.Run.selection`) "this

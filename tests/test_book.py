@@ -453,7 +453,7 @@ def test_chapters_13_and_2_with_their_own_parameters_at_the_edges(tmp_path):
     (path,) = B.execute_chapters(run_dir, tmp_path / "study", [study], params)
     text = _text(_assert_clean(path))
     part = "3 of 8 models and 2 of 6 datasets"
-    assert f"Run 'fake-tiny', this chapter's part of it ({part}), against" in text
+    assert f"Run 'fake-tiny', this chapter's part of the run ({part}), against" in text
     assert "on this run" not in text and "The run shares" not in text
     assert "The chapter's measure parameter (rsa_spearman) changes none of them" in text
 
