@@ -136,8 +136,6 @@ def _assert_clean(path: Path) -> list[dict]:
 def _without_dataset(run_dir: Path, dataset: str) -> Path:
     """The run with every similarity of ``dataset`` NaN (as if each model failed on it) and its
     consistency.nc recomputed from that, as the run's consistency stage would."""
-    import warnings
-
     import numpy as np
     import xarray as xr
 
@@ -182,17 +180,20 @@ def _chapter_here(stem: str, run_dir: Path, monkeypatch, **params) -> tuple[str,
     monkeypatch.setattr(IPython.display, "display", display)
     (path,) = [p for p in B.chapter_notebooks() if p.stem == stem]
     ns: dict = {}
-    for cell in nbformat.read(path, as_version=4).cells:
-        if cell.cell_type == "markdown":
-            said.append(cell.source)
-        if cell.cell_type != "code":
-            continue
-        exec(compile(cell.source, f"{path.name}", "exec"), ns)
-        if "parameters" in cell.metadata.get("tags", []):
-            ns.update(run_dir=str(run_dir), **params)
-        for num in plt.get_fignums():  # a figure a cell leaves open is shown at its end
-            keep(plt.figure(num))
-            plt.close(num)
+    # what setup() sets for a kernel (pandas' column width, a warning filter) ends with the chapter
+    width = pd.get_option("display.max_colwidth")
+    with pd.option_context("display.max_colwidth", width), warnings.catch_warnings():
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                said.append(cell.source)
+            if cell.cell_type != "code":
+                continue
+            exec(compile(cell.source, f"{path.name}", "exec"), ns)
+            if "parameters" in cell.metadata.get("tags", []):
+                ns.update(run_dir=str(run_dir), **params)
+            for num in plt.get_fignums():  # a figure a cell leaves open is shown at its end
+                keep(plt.figure(num))
+                plt.close(num)
     return "\n".join(said), figures
 
 
