@@ -56,10 +56,26 @@ def cluster_order(matrix: np.ndarray, method: str = "average") -> np.ndarray:
     return leaves_list(linkage(squareform(np.clip(dist, 0, None), checks=False), method=method))
 
 
+def defined_datasets(sim: xr.DataArray | xr.Dataset) -> list[str]:
+    """The datasets on which some model pair has a defined similarity (under some measure, for a
+    Dataset), in the run's order: those a mean or spread across datasets rests on (NaN is
+    skipped) and a figure of it draws. A dataset every model failed on (all NaN) was counted in
+    "across 10 datasets" over values from 9."""
+    arrays = list(sim.data_vars.values()) if isinstance(sim, xr.Dataset) else [sim]
+    keep: set[str] = set()
+    for da in arrays:
+        x = da.transpose("dataset", "model_a", "model_b").values
+        pairs = ~np.eye(x.shape[1], dtype=bool)  # a model with itself is no pair
+        defined = np.isfinite(x[:, pairs]).any(axis=1)
+        keep |= {str(d) for d, ok in zip(da.dataset.values, defined) if ok}
+    return [str(d) for d in sim.dataset.values if str(d) in keep]
+
+
 def mean_std_across_datasets(
     da: xr.DataArray, category: str = "objective", transform: str | None = None
 ) -> pd.DataFrame:
-    """Per model pair: mean and standard deviation (ddof 1) of its similarity over datasets.
+    """Per model pair: mean and standard deviation (ddof 1) of its similarity over datasets
+    (NaN skipped: over :func:`defined_datasets` where a dataset is undefined for every pair).
 
     The study's code takes numpy's default, ddof 0: its standard deviations are
     sqrt((D - 1) / D) of these (2% smaller at its 23 datasets); the shape of the plot is the same.
@@ -148,10 +164,11 @@ def model_embedding(
     Barnes-Hut approximation only pays off for many thousands of points) or metric MDS.
     Both are random: ``seed`` is their ``random_state`` and belongs in the figure caption.
     Columns: model, x, y, category; ``attrs["method"]`` names the method with the perplexity
-    actually used (for the caption: a small zoo's is lower than ``perplexity``), and
+    actually used (for the caption: a small zoo's is lower than ``perplexity``),
     ``attrs["dissimilarity"]`` what was embedded, for the title: "1 - mean cka_linear across 3
     datasets", or "1 - cka_linear on faces" for one dataset (whose map the title called a mean
-    across datasets).
+    across datasets), and ``attrs["measure"]``, ``attrs["datasets"]`` (those with a defined
+    similarity) for :func:`repsim.sentences.model_map_text`.
     """
     from sklearn.manifold import MDS, TSNE
 
@@ -196,7 +213,8 @@ def model_embedding(
     )
     out.attrs["method"] = how
     name = da.name or "similarity"
-    dsets = [str(d) for d in da.dataset.values]
+    dsets = defined_datasets(da)  # the mean skips a dataset with no defined similarity
+    out.attrs.update(measure=str(name), datasets=dsets)  # for the chapter's sentence on it
     out.attrs["dissimilarity"] = (
         f"1 - {name} on {dsets[0]}"
         if len(dsets) == 1
@@ -908,6 +926,9 @@ RANK_SUM_HEADERS = {
 
 #: The label of the study's values in every table that sets them beside a run's.
 STUDY_LABEL = "study (Ciernik et al. 2025)"
+#: The run's cell of a row it has no value for (its status and basis say why): every table of
+#: the study's values keeps the run's columns, so each has the same shape.
+NO_RUN_VALUE = "none"
 
 
 def _as_published(value: float) -> str:
@@ -938,7 +959,9 @@ def study_beside_run(
     comparison: pd.DataFrame, quantity: str | Sequence[str], digits: int = 3
 ) -> pd.DataFrame:
     """Rows of :func:`repsim.reference.compare` for display: the study's value (labelled as the
-    study's), the run's where it has one, and the basis of the run's value.
+    study's), the run's (:data:`NO_RUN_VALUE` where it has none), and the basis of the run's
+    value. The run's two columns are kept when no row has a value, so that every such table has
+    the same shape (they were dropped, and the page's tables differed from run to run).
 
     The study's values are shown as published (two decimals), the run's to ``digits`` decimals
     (counts as whole numbers); one with a verdict (within or outside the row's tolerance of the
@@ -947,17 +970,15 @@ def study_beside_run(
     its edge). A chapter's part of a run (``comparison.attrs["selection"]``) is labelled as
     such, not as the run."""
     from repsim.reference import COUNT_NAMES, VERDICTS, format_within
+    from repsim.sentences import PART
     from repsim.stats import format_estimate
 
     quantities = [quantity] if isinstance(quantity, str) else list(quantity)
     t = comparison[comparison["quantity"].isin(quantities)].copy()
     t["count"] = t["quantity"].map(COUNT_NAMES)
     # a chapter's part of a run (compare's attrs) is not labelled as the run
-    this, whose = (
-        ("this part of the run", "this part's")
-        if comparison.attrs.get("selection")
-        else ("this run", "this run's")
-    )
+    part = bool(comparison.attrs.get("selection"))
+    this, whose = (f"{PART} of the run", f"{PART}'s") if part else ("this run", "this run's")
     keep = {
         **({"count": "count"} if t["count"].notna().any() else {}),
         "measure": "measure",
@@ -971,14 +992,11 @@ def study_beside_run(
         "run_basis": f"basis of {whose} value",
     }
     out = t[list(keep)].rename(columns=keep)
-    if out[this].isna().all():  # no row has a run value: the status says why, once a row;
-        out = out.drop(columns=[this, keep["run_basis"]])  # no column of NaN
     for c in (STUDY_LABEL, this):
-        if c in out:
-            out[c] = _counts_as_int(out[c])
+        out[c] = _counts_as_int(out[c])
     if out[STUDY_LABEL].dtype.kind == "f":  # as published, as the sources table shows them
         out[STUDY_LABEL] = [_as_published(float(v)) for v in out[STUDY_LABEL]]
-    if this in out and out[this].dtype.kind == "f":
+    if out[this].dtype.kind == "f" and t["run"].notna().any():
         out[this] = [
             np.nan
             if not np.isfinite(v)
@@ -987,9 +1005,13 @@ def study_beside_run(
             else format_estimate(v, digits)
             for v, study, tol, status in zip(t["run"], t["study"], t["tolerance"], t["status"])
         ]
-    if comparison.attrs.get("selection"):
-        out["status"] = out["status"].replace({"not in run": "not in this part"})
+    # a row without a run value says so in words (compare's status and basis say why): the
+    # run's columns are kept, so a table of a run with no value has the shape of any other
+    out[this] = out[this].where(t["run"].notna().to_numpy(), NO_RUN_VALUE)
+    if part:
+        out["status"] = out["status"].replace({"not in run": f"not in {PART}"})
     shown = out.notna() & out.astype(str).apply(lambda col: col.str.strip().ne(""))
+    shown[[this, keep["run_basis"]]] = True
     return out.loc[:, shown.any().to_numpy()]
 
 

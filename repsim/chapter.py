@@ -404,8 +404,10 @@ class Chapter:
             cols = [c for c in ("dataset", "dataset_a", "dataset_b") if c in rows.columns]
             drawn = {str(d) for c in cols for d in rows[c]}
         keep = set(map(str, drawn))
-        shown = [d for d in self.order if d in keep]
-        left = [d for d in self.order if d not in keep]
+        # in the chapter's order, as :attr:`caption` lists them (the domain order listed a
+        # figure's datasets otherwise than the caption of the figure beside it)
+        shown = [d for d in self.datasets if d in keep]
+        left = [d for d in self.datasets if d not in keep]
         note = (
             f"{len(left)} of the {len(self.datasets)} datasets ({join_names(left)}) "
             f"{'has' if len(left) == 1 else 'have'} {why}."
@@ -428,7 +430,7 @@ class Chapter:
         from repsim.sentences import join_names
 
         defined = set(defined_rows(table, [value])["dataset"])
-        drawn = [d for d in self.order if d in defined]
+        drawn = [d for d in self.datasets if d in defined]  # in the caption's order
         rows = table[table["dataset"].isin(drawn)]
         domains = list(dict.fromkeys(self.domains[d] for d in drawn))
         if len(domains) < 2:

@@ -736,6 +736,29 @@ def consistency_summary(tidy: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("median", ascending=False, ignore_index=True)
 
 
+def category_pair_table(
+    cons: xr.Dataset,
+    measures: Sequence[str],
+    category: str = "objective",
+    datasets: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The rows :func:`category_pair_medians` takes its medians of: :func:`consistency_table` of
+    each measure of consistency.nc (those it lacks left out), stacked, with a ``measure`` column.
+    A figure of the medians names the datasets of these rows (Chapter.drawn_caption), not the
+    chapter's: a dataset with no defined consistency adds nothing to any median."""
+    present = set(map(str, cons.measure.values))
+    parts = [
+        consistency_table(cons, m, category, datasets=datasets).assign(measure=m)
+        for m in dict.fromkeys(measures)
+        if m in present
+    ]
+    return (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=[*TABLE_COLUMNS, "measure"])
+    )
+
+
 def category_pair_medians(
     cons: xr.Dataset,
     measures: Sequence[str],
@@ -745,16 +768,13 @@ def category_pair_medians(
     """Median consistency over dataset pairs of each category pair (rows, sorted by label) under
     each measure of consistency.nc (columns, sorted; measures it lacks are left out).
 
-    Built from :func:`consistency_summary` of :func:`consistency_table` per measure; a category
-    pair missing under one measure is NaN there.
+    Built from :func:`consistency_summary` of :func:`category_pair_table` per measure; a
+    category pair missing under one measure is NaN there.
     """
-    present = set(map(str, cons.measure.values))
+    tidy = category_pair_table(cons, measures, category, datasets)
     parts = [
-        consistency_summary(consistency_table(cons, m, category, datasets=datasets)).assign(
-            measure=m
-        )
-        for m in dict.fromkeys(measures)
-        if m in present
+        consistency_summary(rows).assign(measure=m)
+        for m, rows in tidy.groupby("measure", sort=False)
     ]
     if not parts:
         return pd.DataFrame(index=pd.Index([], name="label"))

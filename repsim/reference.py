@@ -47,6 +47,9 @@ REFERENCE_FILE = DATA / "reference" / "study_numbers.csv"
 STUDY_MODELS_FILE = DATA / "configs" / "paper_models.yaml"
 #: The study's 23 datasets with names and domains (the behaviour rows need them).
 STUDY_DATASETS_FILE = DATA / "configs" / "paper_datasets.yaml"
+#: The model field the study's numbers per model group are grouped by (the ``models`` column of
+#: its rows): it published them per objective only, so no other grouping has rows.
+STUDY_GROUPING = "objective"
 REFERENCE_COLUMNS = (
     "id", "quantity", "value", "tolerance", "measure", "method", "models", "n_models", "n_pairs",
     "dataset_a", "dataset_b", "dataset_a_name", "dataset_b_name", "domain", "n_datasets",
@@ -101,7 +104,7 @@ def study_models(path: str | Path | None = None) -> dict[str, str]:
     path = Path(path) if path is not None else STUDY_MODELS_FILE
     raw = yaml.safe_load(Path(path).read_text()) or {}
     return {
-        str(m["id"]): str((m.get("metadata") or {}).get("objective", ""))
+        str(m["id"]): str((m.get("metadata") or {}).get(STUDY_GROUPING, ""))
         for m in raw.get("models", [])
     }
 
@@ -142,7 +145,9 @@ class _RunData:
     def where(self) -> str:
         """How a row's basis names what it was computed on: a chapter's part of a run lacks
         what the run may well have ("dataset X not in the run" was said of a selection)."""
-        return "this part of the run" if self.selection else "the run"
+        from repsim.sentences import PART
+
+        return f"{PART} of the run" if self.selection else "the run"
 
 
 def _open(run: Any, probes: xr.Dataset | None) -> _RunData:
@@ -231,7 +236,7 @@ def compare(
     study_ds = study_datasets() if datasets is None else dict(datasets)
     sim = data.similarity
     run_models = [str(m) for m in sim["model_a"].values]
-    objectives = _coord(sim, "objective_a", "model_a")
+    objectives = _coord(sim, f"{STUDY_GROUPING}_a", "model_a")
     rows = []
     behavior = _behavior(data)
     names = _study_names(study_ds, ref)
@@ -362,7 +367,7 @@ def _run_value(
             return np.nan, f"dataset {', '.join(m for m in missing if m)} not in {data.where}", None
         group = _group(sim, objectives, r["models"])
         if group is None:
-            return np.nan, "the run has no objective_a coord", None
+            return np.nan, f"the run has no {STUDY_GROUPING}_a coord", None
         if len(group) * (len(group) - 1) // 2 < MIN_PAIRS:
             return (
                 np.nan,
@@ -533,11 +538,13 @@ def summary(table: pd.DataFrame) -> str:
     computed = len(res) - n(res, "not in run")
     # a chapter's part of a run (its models/datasets parameters) is named as such: what it
     # lacks, the run may have
+    from repsim.sentences import PART, shown
+
     selection = table.attrs.get("selection") or ""
     name = f"Run '{table.attrs.get('run', 'run')}'"
     this, whose = "this run", "The run"
     if selection:
-        name, this, whose = f"{name}, this chapter's part of it ({selection}),", "it", "This part"
+        name, this, whose = f"{name}, {shown(selection)},", "it", f"{PART[0].upper()}{PART[1:]}"
     lines = [
         f"{name} against the study (Ciernik et al. 2025, "
         f"{table.attrs.get('n_study_models_total', 64)} models{_earlier_note(table)}): "
@@ -605,6 +612,7 @@ __all__ = [
     "COUNT_VERDICTS",
     "DIFFERS",
     "REFERENCE_FILE",
+    "STUDY_GROUPING",
     "compare",
     "format_comparison",
     "load_study_numbers",

@@ -266,6 +266,22 @@ def study_measures_text(comparison: pd.DataFrame, measure: str) -> str:
     )
 
 
+def study_grouping_text(category: str) -> str:
+    """That the study's rows keep the study's published model groups
+    (:data:`repsim.reference.STUDY_GROUPING`) whatever the chapter's ``category``: its numbers
+    per model group exist for those groups only. "" when ``category`` is that grouping. The
+    chapter took the parameter and said nothing of it."""
+    from repsim.reference import STUDY_GROUPING
+
+    if category == STUDY_GROUPING:
+        return ""
+    return (
+        f"The model groups of these rows (their models column) are the study's published "
+        f"grouping, by {STUDY_GROUPING}; the chapter's category ({category}) does not change "
+        f"them, since the study published no numbers per {category}."
+    )
+
+
 def stimuli_split_text(run: Run) -> str:
     """Which split the run's similarity stimuli come from (config ``stimuli.split``)."""
     cfg = run.info.get("config") if isinstance(run.info.get("config"), dict) else {}
@@ -482,11 +498,42 @@ def _draws(test: Mapping[str, Any], what: str) -> str:
     return f" in all {n:,} {what}" if test.get("exact") else f" in {n:,} random {what}"
 
 
+#: The short name of a chapter's part of a run (its models/datasets parameters,
+#: :attr:`repsim.chapter.Run.selection`) where :func:`shown`'s long one, which says what the part
+#: is, does not fit: a table's column and status, a row's basis, a summary's subject. What a part
+#: lacks, the run may well have, so a part is never called the run.
+PART = "this part"
+
+
 def shown(selection: str, whole: str = "the run") -> str:
     """How a sentence names what its chapter shows: ``whole`` for the whole run, and for a part
     (the chapter's models/datasets parameters, :attr:`repsim.chapter.Run.selection`) "this
     chapter's part of the run (...)": what a part lacks, the run may well have."""
     return f"this chapter's part of the run ({selection})" if selection else whole
+
+
+def model_map_text(embedding: pd.DataFrame, datasets: Sequence[str]) -> str:
+    """What the distance between two models of a model map is
+    (:func:`repsim.analysis.model_embedding` of the chapter's ``datasets``): 1 - their mean
+    similarity across the datasets with a defined one, or 1 - their similarity on the one
+    dataset. The chapter's text above the map described a mean across datasets also on one."""
+    measure, used = embedding.attrs["measure"], list(embedding.attrs["datasets"])
+    left = [str(d) for d in datasets if str(d) not in set(used)]
+    head = "The distance between two models in this map is 1 - their"
+    if len(used) == 1:
+        where = (
+            f"the only one of the {len(datasets)} datasets with a defined {measure}"
+            if left
+            else "the chapter's one dataset"
+        )
+        return f"{head} {measure} on {used[0]}, {where}: there is no mean across datasets."
+    if not left:
+        return f"{head} mean {measure} across the {len(used)} datasets."
+    verb = "has" if len(left) == 1 else "have"
+    return (
+        f"{head} mean {measure} across {len(used)} of the {len(datasets)} datasets "
+        f"({join_names(left)} {verb} no defined {measure})."
+    )
 
 
 def panels_text(shown: Sequence[str], of: Sequence[str], what: str = "datasets") -> str:

@@ -1309,6 +1309,43 @@ def test_model_embedding_says_what_it_embeds_for_one_dataset_and_several():
     assert one.attrs["dissimilarity"] == "1 - cka_linear on d1"
 
 
+def test_a_dataset_with_no_defined_similarity_is_not_counted_as_one_used():
+    """Chapter 4's title said "across 10 datasets" where one dataset's similarities were all
+    NaN and every mean and spread came from 9 (and the model map's "across 3 datasets" was of
+    2): defined_datasets counts those a pair has a value on, a model with itself no pair."""
+    many = _blocks_sim(n_datasets=3).copy()
+    many.loc[{"dataset": "d2"}] = np.nan
+    assert A.model_embedding(many, "mds").attrs["dissimilarity"] == (
+        "1 - mean cka_linear across 2 datasets"
+    )
+    many.loc[{"dataset": "d1"}] = np.nan
+    assert A.model_embedding(many, "mds").attrs["dissimilarity"] == "1 - cka_linear on d0"
+
+    da = _blocks_sim(n_datasets=4).copy()
+    n = da.sizes["model_a"]
+    da.loc[{"dataset": "d1"}] = np.nan  # every model failed on d1
+    diagonal = np.full((n, n), np.nan)
+    np.fill_diagonal(diagonal, 1.0)
+    da.loc[{"dataset": "d3"}] = diagonal  # only a model with itself
+    one_pair = np.full((n, n), np.nan)
+    one_pair[0, 1] = one_pair[1, 0] = 0.4
+    da.loc[{"dataset": "d2"}] = one_pair
+    assert A.defined_datasets(da) == ["d0", "d2"]
+    # a Dataset: a dataset defined under any of its measures, in the run's order
+    other = da.copy().rename("rsa_spearman")
+    other.loc[{"dataset": "d1"}] = 0.5
+    both = xr.Dataset({"cka_linear": da, "rsa_spearman": other})
+    assert A.defined_datasets(both) == ["d0", "d1", "d2"]
+    # the mean and spread a chapter counts them for skip the undefined ones
+    table = A.mean_std_across_datasets(da)
+    first = table[
+        (table.model_a == str(da.model_a.values[0])) & (table.model_b == str(da.model_a.values[1]))
+    ]
+    vals = da.isel(model_a=0, model_b=1).sel(dataset=["d0", "d2"]).values
+    assert first["mean"].item() == pytest.approx(vals.mean(), abs=1e-12)
+    assert first["std"].item() == pytest.approx(np.std(vals, ddof=1), abs=1e-12)
+
+
 def test_consistency_pairs_match_consistency_table(run):
     t = C.consistency_pairs(
         run.consistency,
@@ -1453,9 +1490,11 @@ def test_the_chapters_factor_sentence_keeps_the_coarse_bootstrap_caveat():
     assert "computed for" not in T.controlled_answer(tests, "", "cka_linear")
 
 
-def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():
-    """The study-numbers chapter showed 24 rows of 'this run' = NaN beside a basis column that
-    the page squeezed to one letter a line; counts were shown as 64.0."""
+def test_study_beside_run_keeps_the_run_columns_when_no_row_has_a_run_value():
+    """The study-numbers chapter dropped the run's value and basis columns of a table whose rows
+    have no run value (24 rows of NaN beside a basis column squeezed to a letter a line, before
+    the page wrapped its text), so its tables changed shape from run to run: they are kept, the
+    value said as "none" and the basis saying why; counts were shown as 64.0."""
     base = {
         "measure": ["cka_linear"] * 2,
         "models": ["all"] * 2,
@@ -1464,6 +1503,7 @@ def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():
         "domain": [""] * 2,
         "study": [0.71, 0.46],
         "run": [np.nan, np.nan],
+        "tolerance": [0.05, 0.05],
         "status": ["not in run"] * 2,
         "run_basis": ["dataset imagenet-subset-10k, wds/vtab/flowers not in the run"] * 2,
     }
@@ -1478,11 +1518,19 @@ def test_study_beside_run_drops_the_run_columns_when_no_row_has_a_run_value():
         "dataset A",
         "dataset B",
         A.STUDY_LABEL,
+        "this run",
         "status",
+        "basis of this run's value",
     ]
+    assert out["this run"].tolist() == [A.NO_RUN_VALUE] * 2 == ["none"] * 2
+    assert out["basis of this run's value"].tolist() == base["run_basis"]
     assert not out.isna().any().any()
     out = A.study_beside_run(pd.concat([consistency, counts]), "models")
     assert out["this run"].tolist() == [45, 10] and out[A.STUDY_LABEL].dtype.kind == "i"
+    # rows with and without a value: "none" beside the values, not NaN
+    mixed = consistency.assign(run=[0.5, np.nan], status=["other models", "not in run"])
+    out = A.study_beside_run(mixed, "consistency")
+    assert out["this run"].tolist() == ["0.500", "none"]
 
 
 def test_rank_sum_display_keeps_small_p_values_readable():
@@ -1602,7 +1650,7 @@ def test_chapter_category_boxes_caption_counts_the_datasets_drawn(tmp_path, monk
 
     monkeypatch.setattr(P, "show", show)
     assert ch.category_boxes(["objective"], note="Descriptive.") == ["objective"]
-    drawn = [d for d in ch.order if d != "counts"]
+    drawn = [d for d in ch.datasets if d != "counts"]
     assert captions == [
         f"Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; datasets: {', '.join(drawn)}; "
         "measure: cka_linear. 1 of the 6 datasets (counts) has no dataset pair with a defined "
@@ -1620,8 +1668,8 @@ def test_chapter_drawn_caption_names_the_datasets_a_figure_draws(tmp_path):
     head = f"Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; datasets: "
     picked = {d for pair in [("digits", "flowers"), ("textures", "flowers")] for d in pair}
     assert ch.drawn_caption(picked, why="no panel among the dataset pairs shown") == (
-        f"{head}flowers, textures, digits; measure: cka_linear. 3 of the 6 datasets (objects, "
-        "shapes and counts) have no panel among the dataset pairs shown."
+        f"{head}flowers, textures, digits; measure: cka_linear. 3 of the 6 datasets (shapes, "
+        "objects and counts) have no panel among the dataset pairs shown."
     )
     pairs = pd.DataFrame(
         {
@@ -1634,11 +1682,30 @@ def test_chapter_drawn_caption_names_the_datasets_a_figure_draws(tmp_path):
     cap = ch.drawn_caption(pairs, ["x", "y"], measure="cka_linear vs rsa_spearman", extra="E.")
     assert cap == (
         f"{head}objects, flowers, textures; measure: cka_linear vs rsa_spearman. 3 of the 6 "
-        "datasets (shapes, counts and digits) have no dataset pair with a defined consistency: "
+        "datasets (shapes, digits and counts) have no dataset pair with a defined consistency: "
         "not drawn. E."
     )
     everything = ch.drawn_caption(ch.datasets)
-    assert everything == f"{head}{', '.join(ch.order)}; measure: cka_linear."
+    assert everything == f"{head}{', '.join(ch.datasets)}; measure: cka_linear."
+
+
+def test_chapter_drawn_caption_lists_the_datasets_in_the_caption_s_order(tmp_path):
+    """drawn_caption listed a figure's datasets in domain order where Chapter.caption (the
+    caption of the figure beside it) lists the chapter's order: the run's, or the order the
+    datasets parameter gives."""
+    write_fake_run(tmp_path / "run", features=False, probes=False)
+    ch = CH.open_chapter(tmp_path / "run")
+    assert ch.datasets != ch.order  # the fake run's order is not its domain order
+    assert ch.drawn_caption(ch.datasets) == ch.caption
+    picked = ["counts", "shapes", "digits", "objects"]
+    part = CH.open_chapter(tmp_path / "run", datasets=picked)
+    assert part.datasets == picked and part.drawn_caption(set(picked)) == part.caption
+    assert part.drawn_caption({"digits", "shapes"}, why="no panel").startswith(
+        f"Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; datasets: shapes, digits; "
+    )
+    assert part.drawn_caption({"digits", "shapes"}, why="no panel").endswith(
+        "2 of the 4 datasets (counts and objects) have no panel."
+    )
 
 
 def test_chapter_domain_boxes_caption_counts_the_datasets_drawn(tmp_path, monkeypatch):
@@ -1666,13 +1733,13 @@ def test_chapter_domain_boxes_caption_counts_the_datasets_drawn(tmp_path, monkey
     monkeypatch.setattr(P, "show", show)
     label = "Pearson r"
     drawn = ch.domain_boxes(corr, "pearson_r", label, "title")
-    assert drawn == [d for d in ch.order if d not in undefined]
+    assert drawn == [d for d in ch.datasets if d not in undefined]
     (event,) = events
     caption = " ".join(event.split())
     assert caption.startswith(f"3 points; Run 'fake-tiny'; {ch.sim.sizes['model_a']} models; ")
     assert f"datasets: {', '.join(drawn)};" in caption
     assert (
-        "3 of the 6 datasets (objects, counts and digits) have no defined Pearson r: not "
+        "3 of the 6 datasets (objects, digits and counts) have no defined Pearson r: not "
         in caption
     )
     events.clear()

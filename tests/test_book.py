@@ -133,6 +133,125 @@ def _assert_clean(path: Path) -> list[dict]:
     return outs
 
 
+def _without_dataset(run_dir: Path, dataset: str) -> Path:
+    """The run with every similarity of ``dataset`` NaN (as if each model failed on it) and its
+    consistency.nc recomputed from that, as the run's consistency stage would."""
+    import numpy as np
+    import xarray as xr
+
+    from repsim.results import run_consistency
+
+    sim = xr.load_dataset(run_dir / "similarity.nc")
+    for name in sim.data_vars:
+        sim[name].loc[{"dataset": dataset}] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the NaN similarities it is told about
+        cons, _ = run_consistency(sim)
+    cons.attrs.update(xr.load_dataset(run_dir / "consistency.nc").attrs)
+    sim.to_netcdf(run_dir / "similarity.nc")
+    cons.to_netcdf(run_dir / "consistency.nc")
+    write_manifest_for(run_dir)
+    return run_dir
+
+
+def _chapter_here(stem: str, run_dir: Path, monkeypatch, **params) -> tuple[str, list[str]]:
+    """A chapter's code cells run in this process (as tests/test_course.py runs a lesson), its
+    ``params`` set after its parameters cell as papermill sets them: its page's Markdown (its
+    Markdown cells and what it says, in order), and the texts of each figure it draws (titles,
+    caption; one string a figure, unwrapped), which an executed notebook holds only as a PNG."""
+    import IPython.display
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    said: list[str] = []
+    figures: list[str] = []
+
+    def keep(fig: Figure) -> None:
+        texts = [t.get_text() for t in fig.texts]
+        texts += [ax.get_title() for ax in fig.axes]
+        figures.append(" ".join(" ".join(texts).split()))
+
+    def display(obj, *args, **kwargs) -> None:
+        if isinstance(obj, Figure):
+            keep(obj)
+        elif isinstance(obj, IPython.display.Markdown):
+            said.append(obj.data)
+
+    monkeypatch.setattr(IPython.display, "display", display)
+    (path,) = [p for p in B.chapter_notebooks() if p.stem == stem]
+    ns: dict = {}
+    # what setup() sets for a kernel (pandas' column width, a warning filter) ends with the chapter
+    width = pd.get_option("display.max_colwidth")
+    with pd.option_context("display.max_colwidth", width), warnings.catch_warnings():
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "markdown":
+                said.append(cell.source)
+            if cell.cell_type != "code":
+                continue
+            exec(compile(cell.source, f"{path.name}", "exec"), ns)
+            if "parameters" in cell.metadata.get("tags", []):
+                ns.update(run_dir=str(run_dir), **params)
+            for num in plt.get_fignums():  # a figure a cell leaves open is shown at its end
+                keep(plt.figure(num))
+                plt.close(num)
+    return "\n".join(said), figures
+
+
+def test_chapter_11_paired_figure_names_the_datasets_it_draws(tmp_path, monkeypatch):
+    """Chapter 11's figure of median consistency per category pair under both measures was
+    captioned with the chapter's datasets, also one with no dataset pair of defined consistency,
+    which adds nothing to any median: the caption names the datasets drawn and the one left out."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "counts")
+    _, figures = _chapter_here("11_platonic", run_dir, monkeypatch)
+    (paired,) = [f for f in figures if "median consistency per objective pair" in f]
+    assert "datasets: shapes, objects, flowers, textures, digits; " in paired
+    assert "measure: cka_linear vs mutual_knn_10." in paired
+    assert "1 of the 6 datasets (counts) has no dataset pair with a defined consistency" in paired
+
+
+def test_chapter_04_counts_the_datasets_its_means_and_spreads_rest_on(tmp_path, monkeypatch):
+    """Chapter 4's mean-against-spread figure said "across 6 datasets" of a run whose one
+    dataset had no defined similarity (its means and spreads came from 5), and its figures'
+    captions named that dataset among those drawn."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "counts")
+    _, figures = _chapter_here("04_transfer", run_dir, monkeypatch)
+    (spread,) = [f for f in figures if "spread of pair similarity" in f]
+    assert "cka_linear: spread of pair similarity across 5 datasets" in spread
+    drawn = "datasets: shapes, objects, flowers, textures, digits; "
+    assert len(figures) == 4
+    for figure in figures:
+        assert drawn in figure, figure
+        assert "1 of the 6 datasets (counts) has no " in figure, figure
+
+
+def test_chapter_03_says_what_its_model_map_embeds_on_one_dataset_and_several(
+    tmp_path, monkeypatch
+):
+    """Chapter 3's text above its model map said the distance was 1 - the mean similarity
+    across the run's datasets, also on one dataset (where the map's title said '1 - cka_linear
+    on flowers'): the text says what the map embeds, in both cases."""
+    run_dir = write_fake_run(tmp_path / "fake", features=False, probes=False)
+    page, _ = _chapter_here("03_similarity_matrices", run_dir, monkeypatch, datasets=["flowers"])
+    assert "mean similarity across the run's datasets" not in page
+    assert (
+        "The distance between two models in this map is 1 - their cka_linear on flowers, the "
+        "chapter's one dataset: there is no mean across datasets." in page
+    )
+    page, _ = _chapter_here("03_similarity_matrices", run_dir, monkeypatch)
+    assert "1 - their mean cka_linear across the 6 datasets." in page
+
+
+def test_chapter_02_says_its_rows_keep_the_study_s_grouping(tmp_path, monkeypatch):
+    """Chapter 2 with another category grouped its rows by objective, the study's grouping,
+    and said nothing about the parameter it took."""
+    run_dir = write_fake_run(tmp_path / "fake", features=False, probes=False)
+    said = "are the study's published grouping, by objective; the chapter's category"
+    page, _ = _chapter_here("02_study_numbers", run_dir, monkeypatch, category="size_class")
+    assert f"{said} (size_class) does not change them" in page
+    page, _ = _chapter_here("02_study_numbers", run_dir, monkeypatch)
+    assert said not in page
+
+
 @pytest.mark.slow
 def test_book_builds_without_errors(built_book: Path):
     html = built_book.parent
@@ -335,7 +454,7 @@ def test_chapters_13_and_2_with_their_own_parameters_at_the_edges(tmp_path):
     (path,) = B.execute_chapters(run_dir, tmp_path / "study", [study], params)
     text = _text(_assert_clean(path))
     part = "3 of 8 models and 2 of 6 datasets"
-    assert f"Run 'fake-tiny', this chapter's part of it ({part}), against" in text
+    assert f"Run 'fake-tiny', this chapter's part of the run ({part}), against" in text
     assert "on this run" not in text and "The run shares" not in text
     assert "The chapter's measure parameter (rsa_spearman) changes none of them" in text
 

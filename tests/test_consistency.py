@@ -423,6 +423,7 @@ def test_within_category_consistency_by_hand(rng):
 def test_consistency_table_summary_and_medians_by_hand(rng):
     from repsim.consistency import (
         category_pair_medians,
+        category_pair_table,
         consistency_matrices,
         consistency_summary,
         consistency_table,
@@ -449,6 +450,10 @@ def test_consistency_table_summary_and_medians_by_hand(rng):
         "A | C",
     ]
     assert medians.loc["A | B", "cka_linear"] == pytest.approx(np.median(ab[iu]), abs=1e-12)
+    # the rows the medians are taken of (a figure of them names their datasets)
+    rows = category_pair_table(cons, ["cka_linear", "not_a_measure"], "objective")
+    assert set(rows["measure"]) == {"cka_linear"}
+    assert rows.drop(columns="measure").equals(consistency_table(cons, "cka_linear", "objective"))
     m = consistency_matrices(cons, "cka_linear", ["objective: A | B"], ["d3", "d0"])
     assert m.sel(group_pair="objective: A | B").values[0, 1] == pytest.approx(ab[3, 0], abs=1e-12)
 

@@ -828,7 +828,7 @@ def test_a_chapter_s_part_of_a_run_is_named_as_the_part(repo_root, tmp_path):
     counts = rows.loc[rows["quantity"].isin(reference.COUNTS), "run_basis"]
     assert (counts == "the design of this part of the run").all()
     said = reference.summary(table)
-    assert said.startswith(f"Run 'study-shaped', this chapter's part of it ({part}), against")
+    assert said.startswith(f"Run 'study-shaped', this chapter's part of the run ({part}), against")
     assert "could be computed on it;" in said and "this run" not in said
     shown = study_beside_run(table, "consistency")
     assert {"this part of the run", "basis of this part's value"} <= set(shown.columns)

@@ -934,3 +934,95 @@ def test_study_measures_text_names_each_row_s_measure_whatever_the_chapter_s_mea
     assert "The chapter's measure parameter (rsa_spearman) changes none of them" in text
     assert not T.untested_claims(text)
     assert T.study_measures_text(comparison.iloc[3:], "cka_linear") == ""
+
+
+def test_model_map_text_says_what_the_map_embeds():
+    """Chapter 3 described its model map as 1 - the mean similarity across datasets, also on
+    one dataset and over a dataset with no defined similarity."""
+
+    def emb(*used: str) -> pd.DataFrame:
+        out = pd.DataFrame({"model": ["a", "b", "c"]})
+        out.attrs.update(measure="cka_linear", datasets=list(used))
+        return out
+
+    head = "The distance between two models in this map is 1 - their"
+    assert T.model_map_text(emb("faces"), ["faces"]) == (
+        f"{head} cka_linear on faces, the chapter's one dataset: there is no mean across datasets."
+    )
+    assert T.model_map_text(emb("faces"), ["faces", "cells", "digits"]) == (
+        f"{head} cka_linear on faces, the only one of the 3 datasets with a defined cka_linear: "
+        "there is no mean across datasets."
+    )
+    assert T.model_map_text(emb("faces", "digits"), ["faces", "digits"]) == (
+        f"{head} mean cka_linear across the 2 datasets."
+    )
+    assert T.model_map_text(emb("faces", "digits"), ["faces", "cells", "digits"]) == (
+        f"{head} mean cka_linear across 2 of the 3 datasets (cells has no defined cka_linear)."
+    )
+
+
+def test_study_grouping_text_says_the_category_parameter_does_not_regroup_the_study_s_rows():
+    """Chapter 2 took a category parameter and grouped its rows by objective, unsaid."""
+    from repsim.reference import STUDY_GROUPING
+
+    assert STUDY_GROUPING == "objective" and T.study_grouping_text("objective") == ""
+    assert T.study_grouping_text("architecture_class") == (
+        "The model groups of these rows (their models column) are the study's published "
+        "grouping, by objective; the chapter's category (architecture_class) does not change "
+        "them, since the study published no numbers per architecture_class."
+    )
+
+
+def _part_sim() -> xr.Dataset:
+    """4 models (not the study's) on two of the study's datasets: the all-pairs consistency of
+    the two can be computed, with no verdict."""
+    rng = np.random.default_rng(0)
+    ids = ["m0", "m1", "m2", "m3"]
+    vals = rng.uniform(0.2, 0.9, size=(2, 4, 4))
+    vals = (vals + vals.transpose(0, 2, 1)) / 2
+    vals[:, range(4), range(4)] = 1.0
+    objectives = ["Supervised", "Supervised", "Image-Text", "Image-Text"]
+    return xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), vals)},
+        coords={
+            "dataset": ["imagenet-subset-10k", "wds/vtab/flowers"],
+            "model_a": ids,
+            "model_b": ids,
+            "objective_a": ("model_a", objectives),
+            "objective_b": ("model_b", objectives),
+        },
+        attrs={"run": "part"},
+    )
+
+
+def test_a_chapter_s_part_of_a_run_is_named_in_one_place(tmp_path, monkeypatch):
+    """ "this part of the run" and "this part's" were spelled in reference.py (a row's basis),
+    analysis.py (chapter 2's column labels and status) and the comparison summary: the words
+    for a part are sentences.PART (and shown()), which every one of them uses."""
+    import ast
+    from pathlib import Path
+
+    import repsim
+    from repsim import analysis, reference
+    from repsim.chapter import Run
+
+    root = Path(repsim.__file__).parent
+    spelled = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if re.search(r"this part\b|part of it\b", node.value, re.I):
+                    spelled.add(str(path.relative_to(root)))
+    assert spelled == {"sentences.py"}
+    # each use follows the one spelling
+    part = "4 of 9 models"
+    run = Run(path=tmp_path, similarity=_part_sim(), selection=part)
+    monkeypatch.setattr(T, "PART", "the chosen part")
+    table = reference.compare(run)
+    assert "the design of the chosen part of the run" in set(table["run_basis"])
+    shown = analysis.study_beside_run(table, "consistency")
+    assert {"the chosen part of the run", "basis of the chosen part's value"} <= set(shown.columns)
+    assert "not in the chosen part" in set(shown["status"])
+    said = reference.summary(table)
+    assert said.startswith(f"Run 'part', this chapter's part of the run ({part}), against")
+    assert "The chosen part shares 0 of its 4 models with the study" in said
