@@ -670,6 +670,8 @@ def text_table(table: pd.DataFrame, wrap: str = "all") -> Any:
     table behind a scroll bar. Floats show with 3 decimals, undefined values as NaN."""
     styler = table.style.hide(axis="index").format(na_rep="NaN", precision=3)
     if wrap == "all":
+        text = [c for c in table.columns if table[c].map(lambda v: isinstance(v, str)).any()]
+        styler = styler.format(_breakable, subset=text, na_rep="NaN", precision=3)
         return styler.set_table_attributes(f'class="{TEXT_TABLE_CLASS}"')
     if wrap != "long":
         raise InputError(f"wrap must be 'all' or 'long'; got {wrap!r}")
@@ -681,6 +683,17 @@ def text_table(table: pd.DataFrame, wrap: str = "all") -> Any:
     classes = pd.DataFrame("", index=table.index, columns=table.columns)
     classes[long] = TEXT_CELL_CLASS
     return styler.set_td_classes(classes).set_table_attributes('class="dataframe"')
+
+
+def _breakable(value: Any) -> str:
+    """A text cell as HTML with a line-break opportunity (``<wbr>``, not copied with the text)
+    after each "/" and "_": the sources table's ids (``consistency/cka_linear/all/...``) have no
+    spaces, and a narrow column broke them mid-word ("consisten" / "cy/cka_lin")."""
+    import html
+
+    if not isinstance(value, str):
+        return "NaN" if pd.isna(value) else html.escape(str(value))
+    return html.escape(value).replace("/", "/<wbr>").replace("_", "_<wbr>")
 
 
 def say(text: str) -> None:

@@ -268,15 +268,37 @@ def test_a_text_table_wraps_its_cells_and_keeps_its_text_whole():
     """The study-numbers page's sources table cut descriptions at 50 characters, then (whole)
     ran them behind a scroll bar, since number cells stay on one line: a text table carries the
     class the book's stylesheet wraps, and no index."""
+    from html import unescape
+
     from repsim.chapter import TEXT_TABLE_CLASS, text_table
 
     long = "Pearson consistency of ImageNet-1k and Flowers-102 over all the study's model pairs"
     html = text_table(pd.DataFrame({"id": ["a"], "description": [long]})).to_html()
-    assert f'class="{TEXT_TABLE_CLASS}"' in html and long in html
+    shown = unescape(html.replace("<wbr>", ""))  # escaped, with break opportunities (below)
+    assert f'class="{TEXT_TABLE_CLASS}"' in html and long in shown
     assert ">0<" not in html  # no index column
     css = (Path(__file__).resolve().parents[1] / "book" / "_static" / "repsim.css").read_text()
     rule = css.split("table.text-table td", 1)[1].split("}", 1)[0]
     assert "white-space: normal" in rule and TEXT_TABLE_CLASS.split()[-1] == "text-table"
+
+
+def test_a_text_table_breaks_its_ids_after_slashes_not_mid_word():
+    """The sources table's ids have no spaces, and ``overflow-wrap: anywhere`` let the browser
+    size their column to a few letters ("consisten" / "cy/cka_lin"): each "/" and "_" of a text
+    cell is followed by a <wbr> (not copied with the text), the cells are HTML-escaped, and the
+    stylesheet breaks a word only where one alone overflows."""
+    from repsim.chapter import text_table
+
+    ident = "consistency/cka_linear/all/ImageNet-Flowers"
+    table = pd.DataFrame({"id": [ident, "b"], "study": [0.71, np.nan], "note": ["x < y & z", "ok"]})
+    html = text_table(table).to_html()
+    cells = re.findall(r"<td [^>]*>(.*?)</td>", html)
+    assert cells[0] == "consistency/<wbr>cka_<wbr>linear/<wbr>all/<wbr>ImageNet-Flowers"
+    assert cells[0].replace("<wbr>", "") == ident
+    assert cells[1:3] == ["0.710", "x &lt; y &amp; z"] and cells[4] == "NaN"
+    css = (Path(__file__).resolve().parents[1] / "book" / "_static" / "repsim.css").read_text()
+    rule = css.split("table.text-table td", 1)[1].split("}", 1)[0]
+    assert "overflow-wrap: break-word" in rule and "anywhere" not in rule
 
 
 def test_one_dataset_has_no_spread_across_datasets_to_draw():
