@@ -489,6 +489,53 @@ def test_result_files_follow_a_part_that_changed_with_nothing_else(
     folder.open_results()
 
 
+def _forged_part(folder: RunFolder, case: str) -> None:
+    """Rewrite the similarity part of DS so it does not name the run's models and measures, and
+    make its record vouch for it (a forged or damaged record: the hash check alone passes it)."""
+    import xarray as xr
+
+    path = folder.similarity_part(DS)
+    part = xr.load_dataset(path)
+    if case == "lacks a model":
+        keep = [m for m in map(str, part.model_a.values) if m != MODEL]
+        part = part.sel(model_a=keep, model_b=keep)
+    elif case == "lacks a model on one axis":
+        part = part.sel(model_b=[m for m in map(str, part.model_b.values) if m != MODEL])
+    elif case == "has a model the run does not":
+        ids = [*map(str, part.model_a.values), "not-in-run"]
+        part = part.reindex(model_a=ids, model_b=ids, fill_value=0.5)
+    else:  # lacks a measure
+        part = part.drop_vars("rsa_spearman")
+    folder.write_netcdf(part, path)
+    _vouch(folder, "similarity", DS)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "lacks a model",
+        "lacks a model on one axis",
+        "has a model the run does not",
+        "lacks a measure",
+    ],
+)
+def test_a_vouched_part_that_does_not_name_the_runs_models_is_recomputed(
+    case, small_run, run_copy, small_config
+):
+    """A part whose record vouches for it but which lacks one of the run's models (or a measure,
+    or has a model the run does not) was reused: reindexed to the run's models it became a NaN
+    model in similarity.nc (a missing measure a KeyError traceback). It counts as damaged: it is
+    recomputed, said so in run.json, and the results are the clean run's."""
+    folder = RunFolder(run_copy)
+    _forged_part(folder, case)
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+    redone = json.loads(folder.info.read_text())["redone"]
+    assert len(redone) == 1 and redone[0].startswith(
+        f"similarity {DS}: its part does not name exactly the run's models and measures ("
+    ), redone
+
+
 def test_the_free_space_asked_for_is_that_of_the_features_left_to_extract(
     tiny_run, tiny_config, tmp_path, monkeypatch
 ):
