@@ -181,6 +181,8 @@ def run(
         except RepsimError as exc:
             _record_refusal(folder, config, exc, held=True)
             raise
+        # the config of the results the folder holds: a stop removes them when they are another's
+        results_config = folder.read_manifest().get("config_hash")
         try:
             try:
                 return _run_locked(plan, folder, device, scheduler, cluster)
@@ -193,10 +195,10 @@ def run(
             _record_refusal(folder, config, refused.error, held=True)
             raise refused.error from refused.error.__cause__
         except Exception as exc:  # a RepsimError, or a bug: either way run.json must say so
-            _record_abort(plan, folder, exc)
+            _record_abort(plan, folder, exc, results_config=results_config)
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM under the repsim command
-            _record_abort(plan, folder, exc, status="interrupted")
+            _record_abort(plan, folder, exc, status="interrupted", results_config=results_config)
             raise
 
 
@@ -235,22 +237,42 @@ def _short_record(plan: RunPlan, status: str, **fields: Any) -> dict[str, Any]:
 
 
 def _record_abort(
-    plan: RunPlan, folder: RunFolder, exc: BaseException, status: str = "failed"
+    plan: RunPlan,
+    folder: RunFolder,
+    exc: BaseException,
+    status: str = "failed",
+    *,
+    results_config: str | None = None,
 ) -> str | None:
     """A run stopped outside its tasks (a folder that cannot be written, a result that cannot be
     computed, an interrupt): run.json says so and names the cause, and the manifest goes, so no
     reader takes the files left from an earlier run for this one (an interrupted rerun with another
     config left run.json saying "finished" with the old config); so do the result files of another
-    config, when the run stopped before it removed them. Best effort: the disk may be the cause, so
-    it returns why run.json could not be written (None when it was)."""
+    config, when the run stopped before it removed them (``results_config``: the config hash of
+    the results the folder held when the run started, None for none; not the manifest's now,
+    which the run removes before it replaces a result file). Best effort: the disk may be the
+    cause, so it returns why run.json could not be written (None when it was).
+
+    An interrupted rerun of the same config whose manifest still vouches for every result file
+    (it is removed before one is replaced, :func:`_write_results`) keeps the finished run
+    readable: its run.json gains an ``interrupted`` entry (:meth:`RunFolder.record_interruption`).
+    A Ctrl-C during a no-op rerun made the book refuse the results until the next run."""
     error = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, KeyboardInterrupt):
         error = "interrupted; finished stages are kept and rerunning the same command resumes"
     info = _short_record(
         plan, status, failed_tasks=[], error=error, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")
     )
+    if status == "interrupted" and folder.results_vouched(info["config_hash"]):
+        try:
+            if folder.record_interruption(plan.config_path, error, held=True):
+                return None
+        except (OSError, RepsimError) as again:
+            log.warning("could not record the interruption in %s (%s)", folder.info, again)
+            if folder.results_vouched(info["config_hash"]):  # nothing was written
+                return str(again)
     try:
-        if folder.read_manifest().get("config_hash") != info["config_hash"]:
+        if results_config != info["config_hash"]:
             folder.remove_results(f"the run of config {plan.name} stopped: {status}")
         folder.remove(folder.manifest_path)
     except (OSError, RepsimError) as again:  # run.json is still tried: it says which files
@@ -731,6 +753,9 @@ def _write_results(
 ) -> tuple[RunResult, list[str], TaskFailure | None]:
     parts = stages.read_similarity_parts(plan, folder.path)
     sim = assemble_similarity(plan, parts, [int(i["n_similarity"]) for i in stim_info])
+    # the result files are replaced from here on: the manifest no longer vouches for them (a
+    # stop before this point leaves the finished run readable, see _record_abort)
+    folder.remove(folder.manifest_path)
     folder.write_netcdf(sim, folder.similarity)
 
     skipped: list[str] = []

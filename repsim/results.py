@@ -27,8 +27,58 @@ def _dataset_coords(plan: RunPlan, n_stimuli: list[int]) -> dict[str, tuple[str,
     }
 
 
+def similarity_part_problem(plan: RunPlan, part: xr.Dataset) -> str | None:
+    """How a per-dataset similarity part fails to name exactly the plan's models (on both axes,
+    in any order: the parts' keys do not depend on the config's order) and measures; None when
+    it does. A part that lacks a model became a NaN model when it was reindexed to the plan's."""
+    want_models, want_measures = [m.id for m in plan.models], list(plan.measures)
+    problems = []
+    for dim in ("model_a", "model_b"):
+        have = [str(v) for v in part[dim].values] if dim in part.dims else []
+        problems += _set_problems(dim, have, want_models)
+    problems += _set_problems("measures", [str(v) for v in part.data_vars], want_measures)
+    for name, var in part.data_vars.items():
+        if tuple(var.dims) != ("model_a", "model_b"):
+            problems.append(f"{name} has dims {tuple(var.dims)}, not (model_a, model_b)")
+    return "; ".join(problems) or None
+
+
+def _set_problems(what: str, have: list[str], want: list[str]) -> list[str]:
+    """What ``have`` lacks of ``want``, holds beyond it, or holds twice (in ``what``)."""
+    out = []
+    missing = [v for v in want if v not in have]
+    extra = [v for v in dict.fromkeys(have) if v not in want]
+    twice = sorted({v for v in have if have.count(v) > 1})
+    if missing:
+        out.append(f"{what} lacks {', '.join(missing)}")
+    if extra:
+        out.append(f"{what} has {', '.join(extra)}, which the run does not")
+    if twice:
+        out.append(f"{what} names {', '.join(twice)} more than once")
+    return out
+
+
 def assemble_similarity(plan: RunPlan, parts: list[xr.Dataset], n_stimuli: list[int]) -> xr.Dataset:
-    """Stack per-dataset similarity parts into (dataset, model_a, model_b) with metadata coords."""
+    """Stack per-dataset similarity parts into (dataset, model_a, model_b) with metadata coords.
+
+    Each part must name exactly the plan's models and measures (:func:`similarity_part_problem`):
+    RunFolderError naming the dataset otherwise, never a NaN model. The pipeline recomputes
+    such a part before it gets here (:func:`repsim.stages.run_similarity`).
+    """
+    from repsim.errors import RunFolderError
+
+    if len(parts) != len(plan.datasets):
+        raise RunFolderError(
+            f"{len(parts)} similarity part(s) for the run's {len(plan.datasets)} datasets; rerun "
+            "the config into the run folder to recompute them"
+        )
+    for ds, part in zip(plan.datasets, parts):
+        problem = similarity_part_problem(plan, part)
+        if problem is not None:
+            raise RunFolderError(
+                f"the similarity part of dataset {ds.id!r} does not fit the run ({problem}); "
+                "rerun the config into the run folder, which recomputes that part"
+            )
     model_ids = [m.id for m in plan.models]
     parts = [p.reindex(model_a=model_ids, model_b=model_ids) for p in parts]
     sim = xr.concat(parts, dim=pd.Index([d.id for d in plan.datasets], name="dataset"))

@@ -1156,6 +1156,43 @@ class RunFolder:
                 entry["sha256"] = digest
                 self.write_manifest(manifest)
 
+    def record_interruption(self, config: str | Path, error: str, *, held: bool = False) -> bool:
+        """Say in the finished run's ``run.json`` that a later run with ``config`` was interrupted
+        before it replaced any result file: the record gains an ``interrupted`` entry (config
+        path, error, time) and its manifest entry the new hash, so the results still verify.
+
+        False, and nothing written, when run.json is not vouched for by the manifest (no finished
+        run to keep). ``held``: the caller holds the folder's lock (the interrupted run does).
+        """
+        with contextlib.nullcontext() if held else self.lock():
+            manifest, entry, vouched = self._info_entry()
+            if entry is None or not vouched:
+                return False
+            info = self.read_info()
+            info["interrupted"] = {
+                "config_path": str(config),
+                "error": error,
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            entry["sha256"] = self.write_json(self.info, info)
+            self.write_manifest(manifest)
+        return True
+
+    def results_vouched(self, config_hash: str) -> bool:
+        """Whether the manifest is that of a run of ``config_hash`` and still vouches for every
+        file it lists, the stimulus tables it names, and no unlisted result file lies beside
+        them: the checks of :meth:`open_results`."""
+        manifest = self.read_manifest()
+        if manifest.get("config_hash") != config_hash or not isinstance(
+            manifest.get("files"), dict
+        ):
+            return False
+        try:
+            self._verify_manifest(manifest)
+        except RunFolderError:
+            return False
+        return True
+
     def _info_entry(self) -> tuple[dict[str, Any], dict[str, Any] | None, bool]:
         """The manifest, its run.json entry (None when either is missing) and whether that
         entry vouches for the run.json on disk (same hash): run.json may be rewritten with its

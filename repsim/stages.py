@@ -653,7 +653,9 @@ def run_similarity(
     key = similarity_key(plan, ds, run_dir, stimuli_sha)
     ok, why = cache.check("similarity", ds.id, key, path, code=stage_code("similarity"))
     if ok:
-        return {"part": str(path), "seconds": 0.0, "cached": True, "redone": None}
+        why = unfit_similarity_part(plan, path)
+        if why is None:
+            return {"part": str(path), "seconds": 0.0, "cached": True, "redone": None}
     redone = _redo("similarity", ds.id, why)
     t0 = time.perf_counter()
     table = read_stimuli(run_dir, ds)
@@ -676,6 +678,26 @@ def run_similarity(
         sha256=sha,
     )
     return {"part": str(path), "seconds": seconds, "cached": False, "redone": redone}
+
+
+def unfit_similarity_part(plan: RunPlan, path: Path) -> str | None:
+    """Why a similarity part that its record vouches for cannot be reused (it does not read, or
+    does not name exactly the run's models and measures), or None.
+
+    The content hash proves only that the part is the file its record names: a record forged or
+    rewritten with its part would pass it, and the part, reindexed to the run's models, became a
+    NaN model in similarity.nc. It is recomputed like any damaged part.
+    """
+    from repsim.results import similarity_part_problem
+
+    try:
+        part = xr.load_dataset(path)
+    except Exception as exc:  # noqa: BLE001 - any read failure means a damaged part
+        return f"its part does not read ({exc})"
+    problem = similarity_part_problem(plan, part)
+    if problem is None:
+        return None
+    return f"its part does not name exactly the run's models and measures ({problem})"
 
 
 # ----------------------------------------------------------------------------- probes

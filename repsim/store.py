@@ -103,6 +103,11 @@ def check_ids(ids: Sequence[str]) -> list[str]:
     return ids
 
 
+#: The fix for a damaged or unreadable group: a rerun checks every group it reuses and extracts
+#: a damaged one again by itself (nothing to delete first).
+REEXTRACT = "rerun `repsim run` on the run folder: it extracts that group again"
+
+
 class FeatureWriter:
     """Writes the chunks of one (dataset, model) group; obtained from :meth:`FeatureStore.writer`."""
 
@@ -121,8 +126,7 @@ class FeatureWriter:
         except Exception as exc:  # noqa: BLE001 - a flag chunk that does not decode
             where = f"{self.group.attrs.get('model')!r} on {self.group.attrs.get('dataset')!r}"
             raise StoreError(
-                f"the done flags of the features of {where} are unreadable ({exc}); "
-                "delete that group to recompute it"
+                f"the done flags of the features of {where} are unreadable ({exc}); {REEXTRACT}"
             ) from exc
 
     def pending_chunks(self) -> list[int]:
@@ -212,9 +216,7 @@ class FeatureStore:
         try:
             return zarr.open_group(str(d), mode="r+")
         except Exception as exc:
-            raise StoreError(
-                f"feature group {d} is unreadable ({exc}); delete that folder to recompute it"
-            ) from exc
+            raise StoreError(f"feature group {d} is unreadable ({exc}); {REEXTRACT}") from exc
 
     def datasets(self) -> list[str]:
         return sorted(

@@ -448,3 +448,25 @@ def test_overwrite_replaces_a_dangling_link_in_the_groups_place(tmp_path: Path) 
     w = store.create("ds", "m", _ids(4), 3, chunk_rows=8, overwrite=True)
     assert not (path / "ds" / "m").is_symlink()
     assert w.pending_chunks() == [0]
+
+
+@pytest.mark.parametrize("damage", ["truncated zarr.json", "done flags that do not decode"])
+def test_an_unreadable_group_says_the_rerun_extracts_it_again(tmp_path: Path, damage: str) -> None:
+    """A truncated group zarr.json told the user to "delete that folder", while `repsim run`
+    extracts a group it cannot read again by itself (and the book, which lists the group as an
+    input of the results, refuses it deleted as much as damaged): the message says the rerun."""
+    path = tmp_path / "f.zarr"
+    _fill(str(path), "m", 20, 3, seed=1)
+    group = path / "ds" / "m"
+    if damage == "truncated zarr.json":
+        meta = group / "zarr.json"
+        meta.write_text(meta.read_text()[:40])
+    else:
+        _flip_bit(group / "done" / "c" / "0")
+    store = FeatureStore(path)
+    for call in (store.has, store.checksum):
+        with pytest.raises(StoreError) as err:
+            call("ds", "m")
+        message = str(err.value)
+        assert "unreadable" in message and "delete" not in message
+        assert "rerun `repsim run` on the run folder: it extracts that group again" in message

@@ -489,6 +489,53 @@ def test_result_files_follow_a_part_that_changed_with_nothing_else(
     folder.open_results()
 
 
+def _forged_part(folder: RunFolder, case: str) -> None:
+    """Rewrite the similarity part of DS so it does not name the run's models and measures, and
+    make its record vouch for it (a forged or damaged record: the hash check alone passes it)."""
+    import xarray as xr
+
+    path = folder.similarity_part(DS)
+    part = xr.load_dataset(path)
+    if case == "lacks a model":
+        keep = [m for m in map(str, part.model_a.values) if m != MODEL]
+        part = part.sel(model_a=keep, model_b=keep)
+    elif case == "lacks a model on one axis":
+        part = part.sel(model_b=[m for m in map(str, part.model_b.values) if m != MODEL])
+    elif case == "has a model the run does not":
+        ids = [*map(str, part.model_a.values), "not-in-run"]
+        part = part.reindex(model_a=ids, model_b=ids, fill_value=0.5)
+    else:  # lacks a measure
+        part = part.drop_vars("rsa_spearman")
+    folder.write_netcdf(part, path)
+    _vouch(folder, "similarity", DS)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "lacks a model",
+        "lacks a model on one axis",
+        "has a model the run does not",
+        "lacks a measure",
+    ],
+)
+def test_a_vouched_part_that_does_not_name_the_runs_models_is_recomputed(
+    case, small_run, run_copy, small_config
+):
+    """A part whose record vouches for it but which lacks one of the run's models (or a measure,
+    or has a model the run does not) was reused: reindexed to the run's models it became a NaN
+    model in similarity.nc (a missing measure a KeyError traceback). It counts as damaged: it is
+    recomputed, said so in run.json, and the results are the clean run's."""
+    folder = RunFolder(run_copy)
+    _forged_part(folder, case)
+    run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)
+    redone = json.loads(folder.info.read_text())["redone"]
+    assert len(redone) == 1 and redone[0].startswith(
+        f"similarity {DS}: its part does not name exactly the run's models and measures ("
+    ), redone
+
+
 def test_the_free_space_asked_for_is_that_of_the_features_left_to_extract(
     tiny_run, tiny_config, tmp_path, monkeypatch
 ):
@@ -594,15 +641,116 @@ def test_a_ctrl_c_a_finaliser_swallowed_still_stops_the_run(
 
     monkeypatch.setattr(pipeline, "_timings", swallowing)
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    record = json.loads(RunFolder(run_copy).info.read_text())
     got = cli.main(["run", str(small_config), "--out", str(run_copy), "--device", "cpu"])
     assert got == code and "interrupted" in capsys.readouterr().err
     info = json.loads(RunFolder(run_copy).info.read_text())
-    assert info["status"] == "interrupted"
+    # a rerun of the finished run's config, stopped before it replaced a result file: the
+    # finished run's record stays (not this run's, as "finished") with the interruption added
+    assert info.pop("interrupted")["error"].startswith("interrupted") and info == record
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
     assert not interrupts.received()
     monkeypatch.setattr(pipeline, "_timings", real)
     run(small_config, run_copy, device="cpu")
     assert json.loads(RunFolder(run_copy).info.read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("where", ["_probe_pool_possible", "_timings"])
+def test_an_interrupted_rerun_of_the_same_config_leaves_the_finished_run_readable(
+    small_run, run_copy, small_config, monkeypatch, where
+):
+    """A Ctrl-C during a rerun of the config the folder's results were made with (its first
+    step, or after every stage, all of them current) removed the manifest, so the book refused
+    results that were still valid until the next run. Nothing was replaced: the manifest stays,
+    and the finished run's record gains an ``interrupted`` entry that the manifest vouches for."""
+    from repsim import pipeline
+    from repsim.chapter import load_run
+
+    folder = RunFolder(run_copy)
+    record, manifest = json.loads(folder.info.read_text()), folder.read_manifest()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("simulated Ctrl-C")
+
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, where, interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            run(small_config, run_copy, device="cpu")
+    load_run(run_copy)  # every check of the book passes
+    assert_same_results(small_run, run_copy)
+    info = json.loads(folder.info.read_text())
+    stopped = info.pop("interrupted")
+    assert info == record
+    assert stopped["config_path"] == str(small_config)
+    assert "rerunning the same command resumes" in stopped["error"]
+    again = folder.read_manifest()
+    assert again["files"].pop("run.json") != manifest["files"].pop("run.json")
+    assert again == manifest
+    run(small_config, run_copy, device="cpu")  # the next run's record has no interruption
+    info = json.loads(folder.info.read_text())
+    assert info["status"] == "finished" and "interrupted" not in info
+    assert_same_results(small_run, run_copy)
+
+
+def test_an_interruption_that_cannot_be_recorded_leaves_the_finished_run_as_it_was(
+    small_run, run_copy, small_config, monkeypatch, caplog
+):
+    """The interruption of a no-op rerun cannot be written into run.json (a full disk): the
+    finished run stays readable as it was, rather than losing its manifest too."""
+    import errno
+
+    from repsim import pipeline
+
+    folder = RunFolder(run_copy)
+    record = folder.info.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("simulated Ctrl-C")
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "_probe_pool_possible", interrupted)
+    monkeypatch.setattr(RunFolder, "write_json", full)
+    with caplog.at_level("WARNING", logger="repsim.pipeline"):
+        with pytest.raises(KeyboardInterrupt):
+            run(small_config, run_copy, device="cpu")
+    assert_same_results(small_run, run_copy)  # the manifest is still there and vouches
+    assert folder.info.read_bytes() == record
+    assert any("could not record the interruption" in r.getMessage() for r in caplog.records)
+
+
+def test_a_rerun_killed_while_it_replaces_the_result_files_leaves_no_manifest(
+    run_copy, small_config, monkeypatch
+):
+    """The manifest goes before the first result file is replaced, not only when a stop is
+    recorded: a rerun killed outright (nothing runs after it) once similarity.nc was rewritten
+    left the old manifest beside a new similarity.nc and the old consistency.nc."""
+    import xarray as xr
+
+    from repsim import pipeline
+
+    folder = RunFolder(run_copy)
+    part = xr.load_dataset(folder.similarity_part(DS))
+    part["cka_linear"] = part["cka_linear"] * 0.5  # other numbers: the results are rebuilt
+    folder.write_netcdf(part, folder.similarity_part(DS))
+    _vouch(folder, "similarity", DS)
+    old = folder.similarity.read_bytes()
+
+    class Killed(BaseException):
+        pass
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(pipeline, "run_consistency", killed)  # after similarity.nc is written
+    monkeypatch.setattr(pipeline, "_record_abort", lambda *a, **kw: None)  # nothing runs after
+    with pytest.raises(Killed):
+        run(small_config, run_copy, device="cpu")
+    assert folder.similarity.read_bytes() != old
+    assert not folder.manifest_path.exists()
+    with pytest.raises(RunFolderError, match="manifest.json is missing"):
+        folder.open_results()
 
 
 def test_a_rerun_with_another_config_killed_outright_names_its_own_config(

@@ -1,0 +1,79 @@
+"""Assembling the result files from the per-stage parts (repsim.results)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from repsim.errors import RunFolderError
+from repsim.plan import load_plan
+from repsim.results import assemble_similarity
+
+
+@pytest.fixture(scope="module")
+def plan(tiny_config: Path):
+    return load_plan(tiny_config, check_models=False)
+
+
+def _part(models: list[str], measures: list[str], seed: int = 0) -> xr.Dataset:
+    """A symmetric part on ``models``, as the similarity stage writes one."""
+    rng = np.random.default_rng(seed)
+    data = {}
+    for measure in measures:
+        values = rng.uniform(size=(len(models), len(models)))
+        data[measure] = (("model_a", "model_b"), (values + values.T) / 2)
+    return xr.Dataset(data, coords={"model_a": models, "model_b": models})
+
+
+def _without_model(part: xr.Dataset, model: str) -> xr.Dataset:
+    keep = [m for m in part.model_a.values if m != model]
+    return part.sel(model_a=keep, model_b=keep)
+
+
+def _with_extra_model(part: xr.Dataset) -> xr.Dataset:
+    return _part([*map(str, part.model_a.values), "not-in-run"], list(part.data_vars))
+
+
+BAD = {
+    # (damage of the first dataset's part, words the error must hold)
+    "lacks a model": (
+        lambda p, plan: _without_model(p, plan.models[1].id),
+        lambda plan: f"model_a lacks {plan.models[1].id}; model_b lacks {plan.models[1].id}",
+    ),
+    "lacks a model on one axis": (
+        lambda p, plan: p.sel(model_b=[m.id for m in plan.models[:-1]]),
+        lambda plan: f"model_b lacks {plan.models[-1].id}",
+    ),
+    "has a model the run does not": (
+        lambda p, plan: _with_extra_model(p),
+        lambda plan: "model_a has not-in-run, which the run does not",
+    ),
+    "lacks a measure": (
+        lambda p, plan: p.drop_vars(plan.measures[-1]),
+        lambda plan: f"measures lacks {plan.measures[-1]}",
+    ),
+    "has a measure the run does not": (
+        lambda p, plan: p.assign(procrustes=p[plan.measures[0]]),
+        lambda plan: "measures has procrustes, which the run does not",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_a_part_that_does_not_name_the_runs_models_and_measures_is_refused(plan, case):
+    """A part that lacked a model became a NaN model when reindexed to the run's models (one
+    that lacked a measure a KeyError traceback; an extra model or measure was dropped unsaid):
+    assemble_similarity refuses it, naming the dataset and what is missing or extra."""
+    damage, words = BAD[case]
+    ids, measures = [m.id for m in plan.models], list(plan.measures)
+    parts = [_part(ids, measures, seed=k) for k in range(len(plan.datasets))]
+    parts[0] = damage(parts[0], plan)
+    with pytest.raises(RunFolderError) as err:
+        assemble_similarity(plan, parts, [60] * len(plan.datasets))
+    message = str(err.value)
+    assert f"the similarity part of dataset {plan.datasets[0].id!r} does not fit the run" in message
+    assert words(plan) in message
+    assert "rerun the config into the run folder" in message
