@@ -263,7 +263,8 @@ def _record_abort(
     info = _short_record(
         plan, status, failed_tasks=[], error=error, finished=time.strftime("%Y-%m-%dT%H:%M:%S%z")
     )
-    if status == "interrupted" and folder.results_vouched(info["config_hash"]):
+    kept = status == "interrupted" and folder.results_vouched(info["config_hash"])
+    if kept and _stage_outputs_kept(plan, folder):
         try:
             if folder.record_interruption(plan.config_path, error, held=True):
                 return None
@@ -914,6 +915,31 @@ def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
     # upgrade kept result files built by the old versions when the parts were unchanged
     inputs["versions"] = package_versions(("numpy", "scipy", "pandas", "xarray", "h5netcdf"))
     return inputs
+
+
+#: The entries of a manifest's ``inputs`` that stage outputs fill (:func:`_result_inputs`).
+_STAGE_INPUTS = ("stimuli ", "similarity part ", "probe part ", "features ")
+
+
+def _stage_outputs_kept(plan: RunPlan, folder: RunFolder) -> bool:
+    """Whether every stage output the result files were built from is still the one the manifest
+    recorded: each stimulus table, similarity and probe part by its content, each feature group
+    by its seal (read, not recomputed). An interrupted rerun that replaced one (new code that
+    extracted a group again) must not leave the old results vouched for beside it: the chapters
+    read the features too."""
+    from repsim.store import FeatureStore
+
+    recorded = folder.read_manifest().get("inputs", {})
+    store = FeatureStore(folder.features)
+    try:
+        now = _result_inputs(plan, folder)
+        for ds in plan.datasets:
+            for m in plan.models:
+                now[f"features {ds.id}/{m.id}"] = store.attrs(ds.id, m.id).get("sha256")
+    except (OSError, RepsimError):  # a missing part or group was replaced, or is being
+        return False
+    stage_keys = {k for k in (*recorded, *now) if k.startswith(_STAGE_INPUTS)}
+    return all(recorded.get(k) == now.get(k) for k in stage_keys)
 
 
 def _results_current(

@@ -692,6 +692,43 @@ def test_an_interrupted_rerun_of_the_same_config_leaves_the_finished_run_readabl
     assert_same_results(small_run, run_copy)
 
 
+def test_an_interrupted_rerun_that_replaced_a_feature_group_leaves_no_manifest(
+    small_run, run_copy, small_config, monkeypatch
+):
+    """An interrupted rerun of the same config that had extracted a group again with other
+    content (new code, say) kept the manifest, which vouched for the old result files beside
+    the new features that chapters read: the finished run is no longer what the folder holds,
+    and the book refuses it until the next run, as after any other replaced stage output."""
+    from repsim import pipeline
+    from repsim.cache import StageCache
+    from repsim.chapter import load_run
+    from repsim.store import FeatureStore
+
+    folder = RunFolder(run_copy)
+    store = FeatureStore(folder.features)
+    ds = store.datasets()[0]
+    a, b = store.models(ds)[:2]
+    # model a's group extracted again with other content (here: model b's), sealed and recorded
+    # as the extraction would, so the rerun takes it as current
+    shutil.rmtree(folder.features / ds / a)
+    shutil.copytree(folder.features / ds / b, folder.features / ds / a)
+    cache = StageCache(folder)
+    record = cache.info("features", (ds, a))
+    record["sha256"] = store.attrs(ds, a)["sha256"]
+    cache.mark_done("features", (ds, a), **record)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt("simulated Ctrl-C")
+
+    monkeypatch.setattr(pipeline, "_probe_pool_possible", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(small_config, run_copy, device="cpu")
+    assert not folder.manifest_path.exists()
+    assert json.loads(folder.info.read_text())["status"] == "interrupted"
+    with pytest.raises(RunFolderError, match="manifest"):
+        load_run(run_copy)
+
+
 def test_an_interruption_that_cannot_be_recorded_leaves_the_finished_run_as_it_was(
     small_run, run_copy, small_config, monkeypatch, caplog
 ):
