@@ -92,11 +92,63 @@ def assemble_similarity(plan: RunPlan, parts: list[xr.Dataset], n_stimuli: list[
     return sim
 
 
+def probe_seeds(plan: RunPlan) -> list[int]:
+    """The probe seeds of the plan: its ``probe.seeds``, else :func:`repsim.linear_probe`'s."""
+    from repsim.probe import probe_defaults
+
+    seeds = plan.probe.get("seeds")
+    return [int(s) for s in (probe_defaults()["seeds"] if seeds is None else seeds)]
+
+
+PROBE_PART_KEYS = ("accuracy", "balanced_accuracy", "seeds", "lr", "wd")
+
+
+def probe_part_problem(plan: RunPlan, part: Any) -> str | None:
+    """How a probe part (the JSON of one model on one dataset) fails to hold what
+    :func:`assemble_probes` reads: an object with :data:`PROBE_PART_KEYS`, the plan's seeds, an
+    accuracy and balanced accuracy per seed (numbers in [0, 1], or NaN), and a learning rate and
+    weight decay per seed or one for all. None when it holds them. A part without ``accuracy``
+    was a KeyError traceback in the results stage."""
+    if not isinstance(part, Mapping):
+        return f"it is a JSON {type(part).__name__}, not an object"
+    missing = [k for k in PROBE_PART_KEYS if k not in part]
+    if missing:
+        return f"it lacks {', '.join(missing)}"
+    seeds = probe_seeds(plan)
+    if part["seeds"] != seeds:
+        return f"its seeds are {part['seeds']!r}, the run's {seeds}"
+    problems = []
+    for key in PROBE_PART_KEYS:
+        if key == "seeds":
+            continue
+        values = part[key]
+        lengths = (len(seeds),) if "accuracy" in key else (1, len(seeds))
+        if not isinstance(values, list) or len(values) not in lengths:
+            problems.append(f"{key} is not a list of {' or '.join(map(str, lengths))} numbers")
+        elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            problems.append(f"{key} holds something other than numbers")
+        elif "accuracy" in key and not all(0 <= v <= 1 or np.isnan(v) for v in values):
+            problems.append(f"{key} holds a value outside [0, 1]")
+    return "; ".join(problems) or None
+
+
 def assemble_probes(plan: RunPlan, results: dict[tuple[str, str], dict[str, Any]]) -> xr.Dataset:
-    """Probe results per (model, dataset) into accuracy (model, dataset, seed) and chosen lr/wd."""
+    """Probe results per (model, dataset) into accuracy (model, dataset, seed) and chosen lr/wd.
+
+    Each part must hold what :func:`probe_part_problem` asks: RunFolderError naming the model
+    and dataset otherwise (the pipeline recomputes such a part before it gets here)."""
+    from repsim.errors import RunFolderError
+
+    for (mid, did), res in results.items():
+        problem = probe_part_problem(plan, {k: res.get(k) for k in PROBE_PART_KEYS if k in res})
+        if problem is not None:
+            raise RunFolderError(
+                f"the probe part of model {mid!r} on dataset {did!r} cannot be used: {problem}; "
+                "rerun the config into the run folder to compute it again"
+            )
     model_ids = [m.id for m in plan.models]
     dataset_ids = [d.id for d in plan.datasets]
-    seeds = next(iter(results.values()))["seeds"]
+    seeds = probe_seeds(plan)
     shape = (len(model_ids), len(dataset_ids), len(seeds))
     acc, bacc = np.full(shape, np.nan), np.full(shape, np.nan)
     lr, wd = np.full(shape, np.nan), np.full(shape, np.nan)

@@ -701,6 +701,22 @@ def unfit_similarity_part(plan: RunPlan, path: Path) -> str | None:
 
 
 # ----------------------------------------------------------------------------- probes
+def unfit_probe_part(plan: RunPlan, path: Path) -> tuple[dict[str, Any], str | None]:
+    """A probe part its record vouches for, and why it cannot be reused (it is not JSON, or does
+    not hold what the results read: :func:`repsim.results.probe_part_problem`), or None.
+
+    As for similarity parts (:func:`unfit_similarity_part`), the content hash proves only that
+    the part is the file its record names; a forged part is recomputed like a damaged one."""
+    from repsim.results import probe_part_problem
+
+    try:
+        part = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        return {}, f"its part does not read ({exc})"
+    problem = probe_part_problem(plan, part)
+    return part, None if problem is None else f"its part cannot be used ({problem})"
+
+
 def probe_part_path(run_dir: Path, ds: Any, model: Any) -> Path:
     return RunFolder(run_dir).probe_part(ds.id, model.id)
 
@@ -725,7 +741,9 @@ def run_probe(
     key = probe_key(plan, model, ds, run_dir, rows)
     ok, why = cache.check("probes", (ds.id, model.id), key, path, code=stage_code("probes"))
     if ok:
-        return {**json.loads(path.read_text()), "seconds": 0.0, "cached": True, "redone": None}
+        part, why = unfit_probe_part(plan, path)
+        if why is None:
+            return {**part, "seconds": 0.0, "cached": True, "redone": None}
     redone = _redo("probe", name, why)
     t0 = time.perf_counter()
     table = read_stimuli(run_dir, ds)

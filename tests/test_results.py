@@ -77,3 +77,38 @@ def test_a_part_that_does_not_name_the_runs_models_and_measures_is_refused(plan,
     assert f"the similarity part of dataset {plan.datasets[0].id!r} does not fit the run" in message
     assert words(plan) in message
     assert "rerun the config into the run folder" in message
+
+
+def _probe_part(seeds: list[int]) -> dict:
+    """A probe part as the probe stage writes one (one lr and wd per seed)."""
+    n = len(seeds)
+    return {"accuracy": [0.5] * n, "balanced_accuracy": [0.4] * n, "seeds": seeds,
+            "lr": [0.01] * n, "wd": [1e-4] * n}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"accuracy": None}, "lacks accuracy"),
+        ({"seeds": [7]}, "its seeds are [7]"),
+        ({"balanced_accuracy": [1.2, 0.1]}, "balanced_accuracy holds a value outside [0, 1]"),
+        ({"lr": [0.1, 0.1, 0.1]}, "lr is not a list of 1 or 2 numbers"),
+        ({"wd": ["x", "y"]}, "wd holds something other than numbers"),
+    ],
+)
+def test_assemble_probes_refuses_a_part_it_cannot_read(plan, change, named) -> None:
+    """A forged probe part without accuracy was a KeyError traceback (the pipeline recomputes one,
+    tests/faults); assemble_probes names the model, the dataset and what is wrong."""
+    from repsim.results import assemble_probes, probe_part_problem, probe_seeds
+
+    seeds = probe_seeds(plan)
+    assert seeds == [0, 1]  # tiny.yaml's probe.seeds
+    good = {(m.id, d.id): _probe_part(seeds) for m in plan.models for d in plan.datasets}
+    assert all(probe_part_problem(plan, p) is None for p in good.values())
+    probes = assemble_probes(plan, good)
+    assert probes["accuracy"].shape == (len(plan.models), len(plan.datasets), 2)
+    model, ds = plan.models[1].id, plan.datasets[0].id
+    bad = {k: v for k, v in {**good[model, ds], **change}.items() if v is not None}
+    with pytest.raises(RunFolderError, match=rf"model '{model}' on dataset '{ds}'.*") as error:
+        assemble_probes(plan, {**good, (model, ds): bad})
+    assert named in str(error.value)

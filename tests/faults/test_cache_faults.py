@@ -536,6 +536,44 @@ def test_a_vouched_part_that_does_not_name_the_runs_models_is_recomputed(
     ), redone
 
 
+@pytest.mark.parametrize(
+    "case", ["lacks accuracy", "other seeds", "an accuracy above 1", "one lr too many", "a list"]
+)
+def test_a_vouched_probe_part_that_the_results_cannot_read_is_recomputed(
+    case, tiny_run, tiny_config, tmp_path
+):
+    """A probe part whose record vouches for it but which lacks a key the results read (or holds
+    other seeds, an accuracy outside [0, 1], ...) was reused: the results stage stopped with a
+    KeyError traceback or a broadcasting error. It counts as damaged, as a similarity part does:
+    recomputed, said so in run.json, and probes.nc is the clean run's."""
+    import xarray as xr
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run, run_dir)
+    folder = RunFolder(run_dir)
+    path = folder.probe_part(DS, MODEL)
+    part = json.loads(path.read_text())
+    if case == "lacks accuracy":
+        del part["accuracy"]
+    elif case == "other seeds":
+        part["seeds"] = [5, 6]
+    elif case == "an accuracy above 1":
+        part["accuracy"] = [1.5, *part["accuracy"][1:]]
+    elif case == "one lr too many":
+        part["lr"] = [*part["lr"], 0.1, 0.1]
+    else:
+        part = [part]
+    path.write_text(json.dumps(part))
+    _vouch(folder, "probes", DS, MODEL)
+    run(tiny_config, run_dir, device="cpu")
+    xr.testing.assert_identical(
+        xr.load_dataset(folder.probes), xr.load_dataset(RunFolder(tiny_run).probes)
+    )
+    redone = json.loads(folder.info.read_text())["redone"]
+    assert len(redone) == 1 and redone[0].startswith("probes "), redone
+    assert f"{MODEL} on {DS}: its part cannot be used (" in redone[0], redone
+
+
 def test_the_free_space_asked_for_is_that_of_the_features_left_to_extract(
     tiny_run, tiny_config, tmp_path, monkeypatch
 ):
