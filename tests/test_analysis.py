@@ -317,6 +317,38 @@ def test_stability_vs_n_uses_the_given_measure_from_4_stimuli_and_all_once():
     assert (t.abs_error == 12 - t.n).all()
 
 
+def test_stability_vs_n_computes_each_subset_in_one_engine_call(rng, monkeypatch):
+    """Pair by pair, chapter 13's stability figure on 45 models (990 pairs x 19 subsets) took
+    174 s: the default measure now goes to the all-pairs engine once for all stimuli and once
+    per subset, and gives the per-pair path's table."""
+    import repsim.measures as RM
+
+    real, seen = RM.similarity_matrix, []
+
+    def spy(features, measure="cka_linear", **kw):
+        seen.append((sorted(features), len(next(iter(features.values()))), measure))
+        return real(features, measure, **kw)
+
+    monkeypatch.setattr(RM, "similarity_matrix", spy)
+    base = rng.normal(size=(60, 4))
+    feats = {f"m{i}": base @ rng.normal(size=(4, 7)) + rng.normal(size=(60, 7)) for i in range(5)}
+    fast = A.stability_vs_n(feats, [8, 20, 60, 99], repeats=3, seed=3)
+    assert seen == [(sorted(feats), n, "cka_linear") for n in [60, 8, 8, 8, 20, 20, 20, 60]]
+    seen.clear()
+    slow = A.stability_vs_n(feats, [8, 20, 60, 99], repeats=3, seed=3, measure=A._default_measure())
+    assert not seen  # a callable is the per-pair path
+    pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=0, atol=1e-10)
+    assert len(fast) == 10 * 7 and fast[["similarity", "full"]].notna().all().all()
+    # a registry name other than the default is the engine's too, and equals its function
+    from repsim.measures import cka
+
+    by_name = A.stability_vs_n(feats, [8, 20], repeats=2, measure="cka_linear_biased")
+    by_function = A.stability_vs_n(
+        feats, [8, 20], repeats=2, measure=lambda x, y: cka(x, y, unbiased=False)
+    )
+    pd.testing.assert_frame_equal(by_name, by_function, check_exact=False, rtol=0, atol=1e-10)
+
+
 def test_subsample_pairs_draws_distinct_stimuli(rng):
     n = 60
     feats = {k: np.hstack([np.arange(n)[:, None], rng.normal(size=(n, 5))]) for k in "abc"}
