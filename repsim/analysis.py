@@ -395,6 +395,11 @@ def stimulus_features(
     return dataset, feats, None
 
 
+#: How the tables of the stimulus-count figures (:func:`stability_vs_n`, :func:`subsample_pairs`)
+#: name a model pair: ``a~b``.
+MODEL_PAIR_SEP = "~"
+
+
 def stimulus_sizes(n_all: int) -> list[int]:
     """The numbers of stimuli the stability figure tries: :data:`STABILITY_SIZES` below
     ``n_all``, and ``n_all`` itself (the reference, error 0 by construction)."""
@@ -451,18 +456,33 @@ def _pair_similarities(
     A registry name is one call of the all-pairs engine (:func:`repsim.similarity_matrix`) per
     subset, on the models the pairs name, which shares each model's work across its pairs: pair
     by pair, chapter 13's halves of 45 models (990 pairs, 21 subsets) took 400 s of a cell's
-    600. A Python callable is called once per pair and subset, pair by pair."""
+    600. A Python callable is called once per pair and subset, pair by pair.
+
+    Where the measure is undefined on a subset (for CKA, a model whose features do not vary
+    over it) the value is NaN on both paths, without the engine's warning: the callers keep the
+    NaN in their tables, and chapter 13's sentences count and name the pairs it leaves undefined
+    (:func:`undefined_pairs`), where a warning per subset repeated one model on its stderr."""
+    from repsim.errors import UndefinedMeasureError
+
     out = np.full((len(draws), len(pairs)), np.nan)
 
     def rows(x: np.ndarray, i: np.ndarray | None) -> np.ndarray:
         return x if i is None else x[i]
 
     if callable(measure):
+
+        def value(x: np.ndarray, y: np.ndarray) -> float:
+            try:
+                return measure(x, y)
+            except UndefinedMeasureError:  # as the engine: NaN for this pair, the others go on
+                return np.nan
+
         for k, (a, b) in enumerate(pairs):
             x, y = np.asarray(features[a]), np.asarray(features[b])
-            out[:, k] = [measure(rows(x, i), rows(y, i)) for i in draws]
+            out[:, k] = [value(rows(x, i), rows(y, i)) for i in draws]
         return out
     from repsim.measures import similarity_matrix
+    from repsim.measures.batched import quiet_nan
 
     models = list(dict.fromkeys(m for pair in pairs for m in pair))
     where = {m: j for j, m in enumerate(models)}
@@ -470,9 +490,10 @@ def _pair_similarities(
     b_idx = [where[b] for _, b in pairs]
     for d, i in enumerate(draws):
         if pairs:
-            sim = similarity_matrix(
-                {str(m): rows(np.asarray(features[m]), i) for m in models}, measure
-            )
+            with quiet_nan():
+                sim = similarity_matrix(
+                    {str(m): rows(np.asarray(features[m]), i) for m in models}, measure
+                )
             out[d] = sim.to_numpy()[a_idx, b_idx]
     return out
 
@@ -481,36 +502,61 @@ def stability_vs_n(
     features: Mapping[str, np.ndarray],
     sizes: Sequence[int],
     repeats: int = 5,
-    measure: Callable[[np.ndarray, np.ndarray], float] | None = None,
+    measure: str | Callable[[np.ndarray, np.ndarray], float] | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
     """Similarity of every model pair on random subsets of n stimuli, against all stimuli.
 
-    Columns: n, repeat, pair, similarity, full (value on all stimuli), abs_error.
+    ``measure``: a registry name (default :data:`DEFAULT_STIMULUS_MEASURE`, unbiased linear
+    CKA), each subset's pairs computed in one call of the all-pairs engine (pair by pair,
+    chapter 13's 45 models took 174 s), or any function ``f(X, Y) -> float``, called pair by
+    pair (:func:`_pair_similarities`).
+
+    Columns: n, repeat, pair, similarity, full (value on all stimuli), abs_error; similarity
+    and full are NaN where the measure is undefined on those stimuli (:func:`undefined_pairs`).
     """
     repeats = check_count("repeats", repeats)
-    fn = measure or _default_measure()
-    names = list(features)
+    fn = DEFAULT_STIMULUS_MEASURE if measure is None else measure
+    pairs = list(itertools.combinations(list(features), 2))
     n_total = len(next(iter(features.values())))
-    full = {(a, b): fn(features[a], features[b]) for a, b in itertools.combinations(names, 2)}
-    rows = []
+    keys, draws = [], []
     for n in sorted({int(s) for s in sizes if 4 <= int(s) <= n_total}):
         rng = keyed_rng(seed, n)  # the draws at n do not depend on the other sizes asked for
         for r in range(repeats if n < n_total else 1):
-            idx = rng.choice(n_total, size=n, replace=False)
-            for (a, b), ref in full.items():
-                s = fn(features[a][idx], features[b][idx])
-                rows.append(
-                    {
-                        "n": n,
-                        "repeat": r,
-                        "pair": f"{a}~{b}",
-                        "similarity": s,
-                        "full": ref,
-                        "abs_error": abs(s - ref),
-                    }
-                )
+            keys.append((n, r))
+            draws.append(rng.choice(n_total, size=n, replace=False))
+    full, *by_draw = _pair_similarities(features, pairs, [None, *draws], fn)
+    rows = [
+        {
+            "n": n,
+            "repeat": r,
+            "pair": f"{a}{MODEL_PAIR_SEP}{b}",
+            "similarity": s,
+            "full": ref,
+            "abs_error": abs(s - ref),
+        }
+        for (n, r), values in zip(keys, by_draw)
+        for (a, b), s, ref in zip(pairs, values, full)
+    ]
     return pd.DataFrame(rows)
+
+
+def undefined_pairs(table: pd.DataFrame, reference: str, value: str) -> dict[str, list[str]]:
+    """The pairs of a stimulus-subset table whose measure is undefined somewhere, so that a
+    sentence can count and name them rather than print "nan" or drop them unsaid.
+
+    ``reference`` is the column of the all-stimuli value, ``value`` that of a subset's (for
+    :func:`stability_vs_n` ``full`` and ``similarity``, for :func:`subsample_pairs`
+    ``estimate`` and ``se``). Returns ``all`` (NaN on all stimuli), ``some`` (defined on all
+    stimuli, NaN on one or more subsets) and ``pairs`` (every pair of the table), each in the
+    table's order."""
+    ref = table.groupby("pair", sort=False)[reference].apply(lambda v: v.isna().any())
+    val = table.groupby("pair", sort=False)[value].apply(lambda v: v.isna().any())
+    return {
+        "all": [str(p) for p in ref.index[ref.to_numpy()]],
+        "some": [str(p) for p in val.index[val.to_numpy() & ~ref.to_numpy()]],
+        "pairs": [str(p) for p in ref.index],
+    }
 
 
 def subsample_pairs(
@@ -536,7 +582,8 @@ def subsample_pairs(
     ``f(X, Y) -> float``, called pair by pair.
 
     Columns: pair, model_a, model_b, estimate (all stimuli), mean, std (over subsets), se,
-    q05, q95, m (stimuli per subset), n (all stimuli).
+    q05, q95, m (stimuli per subset), n (all stimuli); estimate NaN where the measure is
+    undefined on all stimuli, the spread NaN where it is on a subset (:func:`undefined_pairs`).
     """
     n_draws = check_count("n_draws", n_draws, 2)  # a spread needs two draws
     fn = DEFAULT_STIMULUS_MEASURE if measure is None else measure
@@ -558,7 +605,7 @@ def subsample_pairs(
         std = vals.std(ddof=1)
         rows.append(
             {
-                "pair": f"{a}~{b}",
+                "pair": f"{a}{MODEL_PAIR_SEP}{b}",
                 "model_a": a,
                 "model_b": b,
                 "estimate": estimates[k],

@@ -767,9 +767,23 @@ def measure_vs_measure(
     return _finish(fig, caption, legend_on=axes.flat[-1], pairs=sorted(labels))
 
 
+def _no_pair_defined(fig: Figure, caption: str | None) -> Figure:
+    """The stimulus-count figures when the measure is undefined for every pair (the sentences
+    say which): empty axes that say so, not a log axis of nothing (a ValueError)."""
+    for ax in fig.axes:
+        ax.text(0.5, 0.5, "no pair defined", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return _finish(fig, caption)
+
+
 def stability_curve(table: pd.DataFrame, caption: str | None = None) -> Figure:
-    """Absolute deviation from the all-stimuli value against the number of stimuli."""
+    """Absolute deviation from the all-stimuli value against the number of stimuli, over the
+    values that are defined (:func:`repsim.sentences.stability_text` names the pairs left out)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    table = table.dropna(subset=["abs_error"])
+    if table.empty:  # every pair undefined: nothing to draw on a log axis
+        return _no_pair_defined(fig, caption)
     g = table.groupby("n")["abs_error"]
     med, q90 = g.median(), g.quantile(0.9)
     axes[0].plot(med.index, med.values, marker="o", label="median over pairs and repeats")
@@ -790,10 +804,15 @@ def stability_curve(table: pd.DataFrame, caption: str | None = None) -> Figure:
 
 def subsample_errorbars(table: pd.DataFrame, caption: str | None = None) -> Figure:
     """Each pair's similarity on all stimuli with the 5-95% range over random subsets drawn
-    without replacement (:func:`repsim.analysis.subsample_pairs`), sorted by the estimate."""
-    t = table.sort_values("estimate").reset_index(drop=True)
-    m, n = int(t["m"].iloc[0]), int(t["n"].iloc[0])
+    without replacement (:func:`repsim.analysis.subsample_pairs`), sorted by the estimate. A
+    pair undefined on all stimuli or on a subset is left out, as
+    :func:`repsim.sentences.subsample_text` says, not drawn as an empty slot."""
+    m, n = int(table["m"].iloc[0]), int(table["n"].iloc[0])
+    defined = np.isfinite(table["estimate"]) & np.isfinite(table["se"])
+    t = table[defined].sort_values("estimate").reset_index(drop=True)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    if t.empty:
+        return _no_pair_defined(fig, caption)
     x = np.arange(len(t))
     axes[0].vlines(
         x,

@@ -1179,56 +1179,145 @@ def stimulus_sample_text(
     )
 
 
+def _pair_names(pairs: Sequence[str], every: Sequence[str], most: int = 12) -> str:
+    """``pairs`` (``a~b``, :data:`repsim.analysis.MODEL_PAIR_SEP`) by name for a sentence: a
+    model all of whose two or more pairs of ``every`` are among them as "every pair of m" (a
+    model whose features do not vary gives that with each partner), the other pairs by name, at
+    most ``most`` of them and how many more."""
+    from repsim.analysis import MODEL_PAIR_SEP
+
+    bad = set(pairs)
+    ends = {p: p.split(MODEL_PAIR_SEP) for p in every}
+    models = list(dict.fromkeys(m for p in every for m in ends[p]))
+    whole = [
+        m
+        for m in models
+        if sum(m in ends[p] for p in every) >= 2 and all(p in bad for p in every if m in ends[p])
+    ]
+    rest = [p for p in pairs if not set(ends.get(p, [])) & set(whole)]
+    named = [f"every pair of {m}" for m in whole] + list(rest[:most])
+    if len(rest) > most:
+        named.append(f"{len(rest) - most} more")
+    return join_names(named)
+
+
+def _undefined_pairs_text(
+    gone: Mapping[str, list[str]], on_all: str, on_some: str, out: str
+) -> str:
+    """The sentence that counts and names the pairs a stimulus-subset table leaves undefined
+    (:func:`repsim.analysis.undefined_pairs`), and what leaves them out (``out``); "" when it
+    leaves none: their NaN printed "nan" in chapter 13's sentences, or left its figures unsaid."""
+    bad = [*gone["all"], *gone["some"]]
+    if not bad:
+        return ""
+    total = len(gone["pairs"])
+    count = (
+        "the one model pair"
+        if total == 1
+        else f"all {total} model pairs"
+        if len(bad) == total
+        else f"{len(bad)} of the {total} model pairs"
+    )
+    where = []
+    if gone["all"]:
+        where.append(f"{len(gone['all'])} on {on_all} ({_pair_names(gone['all'], gone['pairs'])})")
+    if gone["some"]:
+        names = _pair_names(gone["some"], gone["pairs"])
+        where.append(f"{len(gone['some'])} on {on_some} ({names})")
+    return (
+        f"The similarity is **undefined for {count}** (for CKA: a model without usable variance "
+        f"over those stimuli): {'; '.join(where)}; {out}."
+    )
+
+
 def stability_text(table: pd.DataFrame, n_all: int, dataset: str, tolerance: float) -> str:
     """From how many stimuli the median error of pair similarity
-    (:func:`repsim.analysis.stability_vs_n`) stays under ``tolerance``."""
+    (:func:`repsim.analysis.stability_vs_n`) stays under ``tolerance``, over the values that are
+    defined, and which pairs are undefined where (:func:`_undefined_pairs_text`)."""
+    from repsim.analysis import undefined_pairs
+
     tolerance = check_positive("tolerance", tolerance)
-    err = table.groupby("n").abs_error.median().sort_index()
-    err = err[err.index < n_all]  # n_all itself is the reference: its error is 0 by construction
+    gone = undefined_pairs(table, "full", "similarity")
+    sizes = sorted(
+        set(table.loc[table["pair"].isin(gone["some"]) & table["similarity"].isna(), "n"])
+    )
+    note = _undefined_pairs_text(
+        gone,
+        f"all {n_all} stimuli",
+        f"some subsets only, at n = {join_names([str(n) for n in sizes])}",
+        "their undefined values are left out of the median errors and of the figure",
+    )
+    tried = table["n"] < n_all  # n_all itself is the reference: its error is 0 by construction
+    err = table[tried].dropna(subset=["abs_error"]).groupby("n").abs_error.median().sort_index()
     if not len(err):
-        return (
-            f"No subset size under the {n_all} stimuli of {dataset} was tried, so there is no "
-            "figure of the error and nothing is said about how many stimuli suffice."
+        said = (
+            f"On the subsets tried under the {n_all} stimuli of {dataset} no pair has a defined "
+            "similarity, so nothing is said about how many stimuli suffice."
+            if tried.any()
+            else f"No subset size under the {n_all} stimuli of {dataset} was tried, so there is "
+            "no figure of the error and nothing is said about how many stimuli suffice."
         )
+        return _join(said, note)
     # the smallest n from which every larger n tried is below the tolerance too
     above = err.index[(err >= tolerance).to_numpy()]
     stays = err.index[err.index > above.max()] if len(above) else err.index
     if not len(stays):
-        return (
+        return _join(
             f"With {n_all} stimuli of {dataset} as the reference, the median absolute error is "
             f"not below {tolerance} at the largest subset size tried below it (n = "
-            f"{err.index.max()})."
+            f"{err.index.max()}).",
+            note,
         )
-    return (
+    return _join(
         f"With {n_all} stimuli of {dataset} as the reference, the median absolute error falls "
-        f"below {tolerance} from **n = {stays.min()}** on."
+        f"below {tolerance} from **n = {stays.min()}** on.",
+        note,
     )
+
+
+def _join(*sentences: str) -> str:
+    """Sentences joined by a space, the empty ones left out."""
+    return " ".join(s for s in sentences if s)
 
 
 def subsample_text(spread: pd.DataFrame, n_draws: int, n_all: int) -> str:
     """The standard error of pair similarity over random halves
-    (:func:`repsim.analysis.subsample_pairs`), and, when the halves are too small to separate
-    the pairs (:func:`repsim.analysis.subsample_separation`), that they are: at 8 stimuli the
-    chapter gave SEs near 0.6 without a word on what so little can tell."""
-    from repsim.analysis import subsample_separation
+    (:func:`repsim.analysis.subsample_pairs`) over the pairs where it is defined; when the
+    halves are too small to separate the pairs (:func:`repsim.analysis.subsample_separation`),
+    that they are: at 8 stimuli the chapter gave SEs near 0.6 without a word on what so little
+    can tell; and which pairs are undefined where (:func:`_undefined_pairs_text`)."""
+    from repsim.analysis import subsample_separation, undefined_pairs
 
-    worst = spread.loc[spread["se"].idxmax(), "pair"]
+    gone = undefined_pairs(spread, "estimate", "se")
+    note = _undefined_pairs_text(
+        gone,
+        f"all {n_all} stimuli",
+        f"one or more of the {n_draws} halves only",
+        "they are left out of the standard errors here and of the figure",
+    )
+    ok = spread[np.isfinite(spread["se"]) & np.isfinite(spread["estimate"])]
+    if not len(ok):
+        return _join(
+            f"No pair has a standard error over {n_draws} random halves of {n_all} stimuli.", note
+        )
+    worst = ok.loc[ok["se"].idxmax(), "pair"]
     text = (
-        f"Standard error of pair similarity over {len(spread)} pair{'s' if len(spread) != 1 else ''} "
+        f"Standard error of pair similarity over {len(ok)} pair{'s' if len(ok) != 1 else ''} "
         f"(spread over {n_draws} "
-        f"random halves of {n_all} stimuli): median **{spread['se'].median():.3f}**, largest "
-        f"{spread['se'].max():.3f} ({worst})."
+        f"random halves of {n_all} stimuli): median **{ok['se'].median():.3f}**, largest "
+        f"{ok['se'].max():.3f} ({worst})."
     )
     sep = subsample_separation(spread)
-    if sep is None or sep["separates"]:
-        return text
-    return text + (
-        f" Halves of {sep['m']} stimuli are **too small to separate the pairs**: their standard "
-        f"errors (root mean square {sep['rms_se']:.3f}) are {fmt_against(sep['ratio'], 1.0, 1)} "
-        f"times the standard deviation of the all-stimuli estimates across the {sep['pairs']} "
-        f"pairs ({sep['sd']:.3f}), so the differences between pairs are within the noise of one "
-        "estimate; larger halves need more stimuli (max_stimuli, where the dataset has them)."
-    )
+    if sep is not None and not sep["separates"]:
+        text += (
+            f" Halves of {sep['m']} stimuli are **too small to separate the pairs**: their "
+            f"standard errors (root mean square {sep['rms_se']:.3f}) are "
+            f"{fmt_against(sep['ratio'], 1.0, 1)} times the standard deviation of the "
+            f"all-stimuli estimates across the {sep['pairs']} pairs ({sep['sd']:.3f}), so the "
+            "differences between pairs are within the noise of one estimate; larger halves need "
+            "more stimuli (max_stimuli, where the dataset has them)."
+        )
+    return _join(text, note)
 
 
 def fixed_design_text(models: pd.DataFrame, selection: str = "") -> str:

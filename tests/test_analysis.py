@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import logging
 import math
 
 import numpy as np
@@ -19,6 +20,7 @@ from repsim import names as N
 from repsim import sentences as T
 from repsim import stats as S
 from repsim.errors import InputError, StoreError
+from repsim.stats import keyed_rng
 
 # the module: ``repsim.consistency`` as an attribute of the package is the function
 C = importlib.import_module("repsim.consistency")
@@ -315,6 +317,85 @@ def test_stability_vs_n_uses_the_given_measure_from_4_stimuli_and_all_once():
     assert t.groupby("n").size().to_dict() == {4: 3 * 3, 12: 1 * 3}
     assert (t.similarity == t.n).all() and (t.full == 12.0).all()
     assert (t.abs_error == 12 - t.n).all()
+
+
+def test_stability_vs_n_computes_each_subset_in_one_engine_call(rng, monkeypatch):
+    """Pair by pair, chapter 13's stability figure on 45 models (990 pairs x 19 subsets) took
+    174 s: the default measure now goes to the all-pairs engine once for all stimuli and once
+    per subset, and gives the per-pair path's table."""
+    import repsim.measures as RM
+
+    real, seen = RM.similarity_matrix, []
+
+    def spy(features, measure="cka_linear", **kw):
+        seen.append((sorted(features), len(next(iter(features.values()))), measure))
+        return real(features, measure, **kw)
+
+    monkeypatch.setattr(RM, "similarity_matrix", spy)
+    base = rng.normal(size=(60, 4))
+    feats = {f"m{i}": base @ rng.normal(size=(4, 7)) + rng.normal(size=(60, 7)) for i in range(5)}
+    fast = A.stability_vs_n(feats, [8, 20, 60, 99], repeats=3, seed=3)
+    assert seen == [(sorted(feats), n, "cka_linear") for n in [60, 8, 8, 8, 20, 20, 20, 60]]
+    seen.clear()
+    slow = A.stability_vs_n(feats, [8, 20, 60, 99], repeats=3, seed=3, measure=A._default_measure())
+    assert not seen  # a callable is the per-pair path
+    pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=0, atol=1e-10)
+    assert len(fast) == 10 * 7 and fast[["similarity", "full"]].notna().all().all()
+    # a registry name other than the default is the engine's too, and equals its function
+    from repsim.measures import cka
+
+    by_name = A.stability_vs_n(feats, [8, 20], repeats=2, measure="cka_linear_biased")
+    by_function = A.stability_vs_n(
+        feats, [8, 20], repeats=2, measure=lambda x, y: cka(x, y, unbiased=False)
+    )
+    pd.testing.assert_frame_equal(by_name, by_function, check_exact=False, rtol=0, atol=1e-10)
+
+
+def _with_undefined_models(rng, n: int = 40) -> dict[str, np.ndarray]:
+    """Three ordinary models, one whose features are the same vector for every stimulus (CKA
+    undefined everywhere) and one that is 0 but on stimuli 0 and 1 (undefined on a subset
+    without both: unbiased HSIC drops the kernel's diagonal, which holds a lone stimulus)."""
+    base = rng.normal(size=(n, 4))
+    feats = {f"m{i}": base @ rng.normal(size=(4, 6)) + rng.normal(size=(n, 6)) for i in range(3)}
+    feats["flat"] = np.ones((n, 6))
+    feats["sparse"] = np.zeros((n, 6))
+    feats["sparse"][:2] = rng.normal(size=(2, 6))
+    return feats
+
+
+def test_stimulus_subsets_keep_undefined_pairs_as_nan_without_a_warning(rng, caplog):
+    """With the engine, a model whose features do not vary over a subset gave NaN with a
+    RuntimeWarning (and a logged warning on the chapter's stderr) per subset, where the per-pair
+    cka raised. Both paths now give NaN there, quietly, and undefined_pairs lists those pairs
+    for chapter 13's sentences: on all stimuli, or on some subsets only."""
+    import warnings
+
+    feats = _with_undefined_models(rng)
+    flat = ["m0~flat", "m1~flat", "m2~flat", "flat~sparse"]
+    some = ["m0~sparse", "m1~sparse", "m2~sparse"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stab = A.stability_vs_n(feats, [8, 16, 40], repeats=3)
+        spread = A.subsample_pairs(feats, n_draws=10)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    slow = A.stability_vs_n(feats, [8, 16, 40], repeats=3, measure=A._default_measure())
+    pd.testing.assert_frame_equal(stab, slow, check_exact=False, rtol=0, atol=1e-10)
+    slow = A.subsample_pairs(feats, n_draws=10, measure=A._default_measure())
+    pd.testing.assert_frame_equal(spread, slow, check_exact=False, rtol=0, atol=1e-10)
+    gone = A.undefined_pairs(stab, "full", "similarity")
+    assert gone == {"all": flat, "some": some, "pairs": list(stab.pair.unique())}
+    assert len(gone["pairs"]) == 10
+    assert stab.loc[stab.pair.isin(flat), ["similarity", "full", "abs_error"]].isna().all().all()
+    # the sparse model is undefined on the subsets without both stimuli 0 and 1, and only there
+    for row in stab[stab.pair.isin(some)].itertuples():
+        idx = keyed_rng(0, row.n)  # the draws of stability_vs_n, in order
+        draws = [idx.choice(40, size=row.n, replace=False) for _ in range(row.repeat + 1)]
+        assert np.isnan(row.similarity) == (not {0, 1} <= set(draws[-1]))
+    assert stab.loc[stab.pair.isin(some), "similarity"].isna().any()
+    assert stab.loc[~stab.pair.isin(flat), "full"].notna().all()
+    assert A.undefined_pairs(spread, "estimate", "se") == {
+        "all": flat, "some": some, "pairs": list(spread.pair)
+    }  # fmt: skip
 
 
 def test_subsample_pairs_draws_distinct_stimuli(rng):

@@ -459,6 +459,34 @@ def test_chapters_13_and_2_with_their_own_parameters_at_the_edges(tmp_path):
     assert "The chapter's measure parameter (rsa_spearman) changes none of them" in text
 
 
+@pytest.mark.slow
+def test_chapter_13_names_the_pairs_a_model_without_variance_leaves_undefined(tmp_path):
+    """Chapter 13 on the all-pairs engine: a model whose features do not vary over the stimuli
+    (or over a subset) gives NaN where the per-pair CKA raised, with a warning per subset on the
+    chapter's stderr. The chapter now runs clean and its sentences count and name those pairs."""
+    import numpy as np
+
+    from repsim.runfolder import RunFolder
+    from repsim.store import FeatureStore
+
+    run_dir = write_fake_run(tmp_path / "fake", n_per_objective=2)
+    store = FeatureStore(RunFolder(run_dir).features)
+    stim = [f"s{i:03d}" for i in range(80)]
+    sparse = np.zeros((80, 16))  # varies on two stimuli: undefined on a subset without both
+    sparse[:2] = np.random.default_rng(0).normal(size=(2, 16))
+    for model, f in (("sup-con-0", np.full((80, 16), 0.25)), ("ran-con-0", sparse)):
+        writer = store.create("digits", model, stim, 16, chunk_rows=80, overwrite=True)
+        writer.write_chunk(0, f.astype(np.float32))
+    (rob,) = [p for p in B.chapter_notebooks() if p.stem == "13_robustness"]
+    (path,) = B.execute_chapters(run_dir, tmp_path / "out", [rob], {"dataset": "digits"})
+    text = _text(_assert_clean(path))
+    undefined = "The similarity is **undefined for 13 of the 28 model pairs** (for CKA: a model"
+    assert text.count(undefined) == 2, text  # the stability and the halves sentences
+    assert "7 on all 80 stimuli (every pair of sup-con-0); 6 on some subsets only, at n = " in text
+    assert "6 on one or more of the 20 halves only (" in text
+    assert "over 15 pairs (spread over 20 random halves of 80 stimuli)" in text
+
+
 def _small_run(tmp_path: Path, tiny_config: Path, models: list[str], extra: str = "") -> Path:
     """A run of the tiny config on a few models and two datasets (skips without the mini-zoo)."""
     if not tiny_run_available():

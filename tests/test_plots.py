@@ -138,6 +138,27 @@ def test_behaviour_and_robustness_figures(run, rng):
     _check(P.subsample_errorbars(A.subsample_pairs(feats, 5, measure=lin)))
 
 
+def test_stimulus_count_figures_leave_out_undefined_pairs(rng):
+    """A pair whose similarity is undefined (NaN: a model whose features do not vary) is left
+    out of the error-bar figure, as chapter 13's sentence says, not drawn as an empty slot; with
+    every pair undefined the log axis of nothing was a ValueError."""
+    feats = {k: rng.normal(size=(40, 4)) for k in "abc"}
+    feats["flat"] = np.ones((40, 4))
+    spread = A.subsample_pairs(feats, 5)
+    fig = P.subsample_errorbars(spread)
+    _check(fig)
+    (bars,) = fig.axes[0].collections[:1]
+    assert len(bars.get_segments()) == 3  # a~b, a~c, b~c: not the three pairs of flat
+    _check(P.stability_curve(A.stability_vs_n(feats, [10, 40], 2)))
+    none = {"a": feats["a"], "flat": feats["flat"]}
+    for fig in (
+        P.stability_curve(A.stability_vs_n(none, [10, 40], 2)),
+        P.subsample_errorbars(A.subsample_pairs(none, 5)),
+    ):
+        assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["no pair defined"] * 2
+    plt.close("all")
+
+
 def _sim_with_gaps(n_models: int, rng):
     """A real-run-like similarity dataset: some metadata empty, few models per category."""
     import xarray as xr

@@ -249,26 +249,34 @@ def test_platonic_text_branches():
     assert "Fewer than two" in T.platonic_text(medians, "cka", "knn", "objective", {})
 
 
+def _stab(columns: dict) -> pd.DataFrame:
+    """A table of stability_vs_n's columns with the given n and abs_error: pairs a~b and a~c
+    in turn, all-stimuli value 0.5."""
+    t = pd.DataFrame(columns)
+    pairs = ["a~b", "a~c"] * len(t)
+    return t.assign(pair=pairs[: len(t)], full=0.5, similarity=0.5 + t["abs_error"])
+
+
 def test_robustness_texts():
-    stab = pd.DataFrame({"n": [8, 8, 16, 16], "abs_error": [0.1, 0.2, 0.01, 0.02]})
+    stab = _stab({"n": [8, 8, 16, 16], "abs_error": [0.1, 0.2, 0.01, 0.02]})
     assert "falls below 0.02 from **n = 16** on" in T.stability_text(stab, 40, "cells", 0.02)
     assert "is not below 0.001 at the largest subset size tried below it (n = 16)" in (
         T.stability_text(stab, 40, "cells", 0.001)
     )
     # the reference size itself has error 0 by construction: it must not make "from n on" true
-    with_all = pd.concat([stab, pd.DataFrame({"n": [40], "abs_error": [0.0]})])
+    with_all = pd.concat([stab, _stab({"n": [40], "abs_error": [0.0]})])
     assert "at the largest subset size tried below it (n = 16)" in T.stability_text(
         with_all, 40, "cells", 0.001
     )
-    only_all = pd.DataFrame({"n": [40], "abs_error": [0.0]})
+    only_all = _stab({"n": [40], "abs_error": [0.0]})
     # said without a comparison the book's rule would flag ("smaller than" was flagged)
     none = T.stability_text(only_all, 40, "cells", 0.02)
     assert "No subset size under the 40 stimuli" in none and not T.untested_claims(none)
     # "from n on" holds for every larger n: a dip below the tolerance that rises again is not it
-    bumpy = pd.DataFrame({"n": [8, 16, 32, 64], "abs_error": [0.01, 0.05, 0.04, 0.01]})
+    bumpy = _stab({"n": [8, 16, 32, 64], "abs_error": [0.01, 0.05, 0.04, 0.01]})
     assert "from **n = 64** on" in T.stability_text(bumpy, 500, "cells", 0.02)
     # an error equal to the tolerance is not below it
-    at = pd.DataFrame({"n": [8, 8, 16, 16], "abs_error": [0.25, 0.25, 0.125, 0.125]})
+    at = _stab({"n": [8, 8, 16, 16], "abs_error": [0.25, 0.25, 0.125, 0.125]})
     assert "falls below 0.25 from **n = 16** on" in T.stability_text(at, 40, "cells", 0.25)
     spread = pd.DataFrame(
         {"pair": ["a~b", "a~c", "b~c"], "se": [0.01, 0.03, 0.02], "estimate": [0.2, 0.5, 0.8]}
@@ -305,11 +313,83 @@ def test_subsample_text_says_when_halves_are_too_small_to_separate_the_pairs():
     assert "too small" not in T.subsample_text(spread.iloc[:1], 20, 8)
 
 
+def test_robustness_texts_count_and_name_the_pairs_left_undefined():
+    """With the all-pairs engine, a model whose features do not vary over the stimuli gives NaN
+    (the per-pair cka raised): the sentences printed "nan", ranked the rest as if they were all,
+    and the figures left those pairs out unsaid. They now count and name them, by model when a
+    model has no pair defined, and say what leaves them out."""
+    nan = float("nan")
+    pairs = ["a~b", "a~c", "b~c", "a~d", "b~d", "c~d"]  # d: the same vector for every stimulus
+    stab = pd.DataFrame(
+        [
+            {"n": n, "repeat": r, "pair": p, "full": 0.5}
+            for n, r in [(8, 0), (8, 1), (16, 0), (16, 1), (40, 0)]
+            for p in pairs
+        ]
+    )
+    stab["similarity"] = 0.5 + stab["n"].map({8: 0.1, 16: 0.01, 40: 0.0})
+    stab.loc[stab.pair.str.endswith("~d"), ["full", "similarity"]] = nan
+    stab.loc[(stab.pair == "b~c") & (stab.n == 8) & (stab.repeat == 1), "similarity"] = nan
+    stab["abs_error"] = (stab["similarity"] - stab["full"]).abs()
+    text = T.stability_text(stab, 40, "cells", 0.02)
+    assert text == (
+        "With 40 stimuli of cells as the reference, the median absolute error falls below 0.02 "
+        "from **n = 16** on. The similarity is **undefined for 4 of the 6 model pairs** (for "
+        "CKA: a model without usable variance over those stimuli): 3 on all 40 stimuli (every "
+        "pair of d); 1 on some subsets only, at n = 8 (b~c); their undefined values are left "
+        "out of the median errors and of the figure."
+    )
+    # every pair undefined: nothing said of how many stimuli suffice (it said "from n = 8 on")
+    flat = stab.assign(similarity=nan, full=nan, abs_error=nan)
+    text_flat = T.stability_text(flat, 40, "cells", 0.02)
+    assert text_flat == (
+        "On the subsets tried under the 40 stimuli of cells no pair has a defined similarity, so "
+        "nothing is said about how many stimuli suffice. The similarity is **undefined for all 6 "
+        "model pairs** (for CKA: a model without usable variance over those stimuli): 6 on all "
+        "40 stimuli (every pair of a, every pair of b, every pair of c and every pair of d); "
+        "their undefined values are left out of the median errors and of the figure."
+    )
+    spread = pd.DataFrame(
+        {
+            "pair": pairs,
+            "estimate": [0.25, 0.5, 0.75, nan, nan, nan],
+            "se": [0.01, 0.03, nan, nan, nan, nan],
+        }
+    ).assign(m=20, n=40)
+    text_spread = T.subsample_text(spread, 10, 40)
+    assert text_spread == (
+        "Standard error of pair similarity over 2 pairs (spread over 10 random halves of 40 "
+        "stimuli): median **0.020**, largest 0.030 (a~c). The similarity is **undefined for 4 "
+        "of the 6 model pairs** (for CKA: a model without usable variance over those stimuli): "
+        "3 on all 40 stimuli (every pair of d); 1 on one or more of the 10 halves only (b~c); "
+        "they are left out of the standard errors here and of the figure."
+    )
+    one = spread.iloc[[3]]
+    assert T.subsample_text(one, 10, 40) == (
+        "No pair has a standard error over 10 random halves of 40 stimuli. The similarity is "
+        "**undefined for the one model pair** (for CKA: a model without usable variance over "
+        "those stimuli): 1 on all 40 stimuli (a~d); they are left out of the standard errors "
+        "here and of the figure."
+    )
+    for said in (text, text_flat, text_spread):
+        assert not re.search(r"\bnan\b", said, re.I) and not T.untested_claims(said)
+    # none undefined: the sentences as before
+    assert "undefined" not in T.stability_text(stab[~stab.pair.isin(pairs[2:])], 40, "cells", 0.02)
+    assert "undefined" not in T.subsample_text(spread.iloc[:2], 10, 40)
+    # many pairs: a model with none defined by name, the others up to 12 and how many more
+    every = [f"m{i:02d}~m{j:02d}" for i in range(16) for j in range(i + 1, 16)]
+    bad = [p for p in every if "m15" in p] + [f"m{i:02d}~m{i + 1:02d}" for i in range(13)]
+    assert T._pair_names(bad, every) == (
+        "every pair of m15, " + ", ".join(f"m{i:02d}~m{i + 1:02d}" for i in range(12))
+        + " and 1 more"
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("tolerance", [0, -0.02, float("nan"), "0.02", True])
 def test_robustness_tolerances_are_positive_numbers(tolerance):
     """A tolerance of 0 or below made a true sentence about nothing (no error is below 0: "not
     below 0 at the largest subset size"; every pair "moves by 0 or more")."""
-    stab = pd.DataFrame({"n": [8, 16], "abs_error": [0.1, 0.01]})
+    stab = _stab({"n": [8, 16], "abs_error": [0.1, 0.01]})
     table = pd.DataFrame({"none": [0.5], "arccos": [0.52], "tan": [0.5]})
     with pytest.raises(InputError, match=re.escape(f"above 0; got {tolerance!r}.")):
         T.stability_text(stab, 40, "cells", tolerance)

@@ -16,9 +16,12 @@ against its family's single-pair function (``tests/test_registry.py``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import warnings
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -47,10 +50,30 @@ if TYPE_CHECKING:  # the registry imports this module to declare the kernels
 logger = logging.getLogger("repsim.measures.engine")
 
 
+#: Set by :func:`quiet_nan`: the NaN notices of :func:`warn_nan` go to the debug log only.
+_QUIET_NAN: ContextVar[bool] = ContextVar("repsim_quiet_nan", default=False)
+
+
 def warn_nan(msg: str) -> None:
-    """Log and warn about a model whose similarities are NaN (the other models go on)."""
+    """Log and warn about a model whose similarities are NaN (the other models go on); inside
+    :func:`quiet_nan`, log it at debug level only."""
+    if _QUIET_NAN.get():
+        logger.debug(msg)
+        return
     logger.warning(msg)
     warnings.warn(msg, RuntimeWarning, stacklevel=4)
+
+
+@contextlib.contextmanager
+def quiet_nan() -> Iterator[None]:
+    """The engine without its warnings of NaN similarities, for a caller that keeps the NaN and
+    reports the pairs it leaves undefined itself (chapter 13's stimulus subsets: one warning per
+    subset repeated the same model on the chapter's stderr)."""
+    token = _QUIET_NAN.set(True)
+    try:
+        yield
+    finally:
+        _QUIET_NAN.reset(token)
 
 
 def embed(sub: np.ndarray, idx: np.ndarray, M: int) -> np.ndarray:
