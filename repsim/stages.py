@@ -173,6 +173,12 @@ def data_key(plan: RunPlan, ds: Any) -> str:
     return stage_key("data", identity, plan.data_fingerprints[ds.id])
 
 
+def verified_key(plan: RunPlan, ds: Any) -> str:
+    """What decides which items of a dataset cannot be decoded: its images (:func:`data_key`)
+    and the code that decodes them, not the subset rules."""
+    return stage_key("verified", data_key(plan, ds), stage_code("stimuli"))
+
+
 def rows_sha(rows: pd.DataFrame | np.ndarray) -> str:
     """SHA-256 of the stimulus rows one stage reads: the extracted ids (features) or the ids,
     labels and splits (probes). Their keys hold these rather than the whole table's hash, whose
@@ -262,13 +268,21 @@ def run_stimuli(plan: RunPlan, ds: Any, run_dir: Path) -> dict[str, Any]:
         return {**info, "seconds": 0.0, "cached": True, "redone": None}
     redone = _redo("stimuli", ds.id, why)
     t0 = time.perf_counter()
-    table = stimulus_table(ds)  # the spec carries the subset rules (max_images, per_class, seed)
+    # every item is decoded once to find the unreadable ones; that verdict depends on the
+    # images and the code only (verified_key), so another subset of the same data reuses it
+    verified = verified_key(plan, ds)
+    earlier = cache.info("stimuli", ds.id)
+    known = earlier.get("unreadable") if earlier.get("verified") == verified else None
+    # the spec carries the subset rules (max_images, per_class, seed)
+    table = stimulus_table(ds, known_unreadable=known)
     sha = folder.write_text(path, table.to_csv(index=False))
     skipped = [list(map(str, s)) for s in table.attrs.get("skipped", [])]
     info = {
         "n_total": int(len(table)),
         "n_similarity": int(table["in_similarity"].sum()),
         "skipped": skipped,
+        "unreadable": [list(map(str, s)) for s in table.attrs.get("unreadable", [])],
+        "verified": verified,
         "seconds": time.perf_counter() - t0,
         "sha256": sha,
     }

@@ -248,6 +248,75 @@ def test_stimulus_table_records_truncated_item_in_subset(folder):
     )
 
 
+def test_a_known_verdict_drops_the_unreadable_items_without_decoding(folder, monkeypatch):
+    """Given the unreadable items of an earlier table of the same images, another subset's table
+    is the one a fresh verification gives, and nothing is decoded."""
+    import dataclasses
+
+    from repsim.stimuli import stimset
+
+    spec = _spec(loader="imagefolder", path=str(folder))
+    first = stimulus_table(spec)
+    assert [i for i, _ in first.attrs["unreadable"]] == ["fx/train/bee/cut.jpg"]
+    assert len(first.attrs["skipped"]) == 3  # two more skipped when the folder is opened
+    other = dataclasses.replace(spec, seed=7, max_images=5)
+    fresh = stimulus_table(other)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an image was decoded")
+
+    monkeypatch.setattr(stimset, "_decode_errors", no_decoding)
+    again = stimulus_table(other, known_unreadable=first.attrs["unreadable"])
+    assert again.to_csv() == fresh.to_csv()
+    assert again.attrs["skipped"] == fresh.attrs["skipped"]
+    assert again.attrs["unreadable"] == fresh.attrs["unreadable"] == first.attrs["unreadable"]
+    assert again.in_similarity.sum() == 5 and not again.equals(first)
+
+
+def test_another_subset_of_the_same_images_is_not_decoded_again(folder, tmp_path, monkeypatch):
+    """A run's stimulus stage decodes every image of a dataset to find the unreadable ones; a new
+    similarity subset (stimuli.seed here) decoded them all again, a pass over every image of
+    each dataset at the study's size. The verdict is kept with the table's record, by the images'
+    content and the code (stages.verified_key); other images are verified again."""
+    from faults.faultkit import REPO
+
+    from repsim import stages
+    from repsim.plan import load_plan
+    from repsim.stimuli import stimset
+
+    def plan_with(seed: int, root: Path = folder):
+        config = tmp_path / f"c{seed}.yaml"
+        config.write_text(
+            f"include: [{REPO / 'data' / 'minizoo' / 'models.yaml'}]\n"
+            f"stimuli: {{max_images: 6, seed: {seed}}}\n"
+            f"datasets:\n  - {{id: fx, loader: imagefolder, path: {root}, domain: Structured}}\n"
+        )
+        return load_plan(config, check_models=False)
+
+    decoded = []
+    real = stimset._decode_errors
+    monkeypatch.setattr(
+        stimset, "_decode_errors", lambda r, idx, *a: decoded.append(len(idx)) or real(r, idx, *a)
+    )
+    run_dir = tmp_path / "run"
+    first = plan_with(42)
+    stages.run_stimuli(first, first.datasets[0], run_dir)
+    assert decoded == [18]  # every item the folder opened with (train and test)
+    second = plan_with(7)
+    info = stages.run_stimuli(second, second.datasets[0], run_dir)
+    assert decoded == [18] and not info["cached"]
+    table = stages.read_stimuli(run_dir, second.datasets[0])
+    fresh = stimulus_table(second.datasets[0])
+    assert decoded == [18, 18]
+    assert table.to_csv(index=False) == fresh.to_csv(index=False)
+    assert info["skipped"] == [list(s) for s in fresh.attrs["skipped"]]
+    # the same file names with other bytes are other images: verified again
+    (folder / "train" / "ant" / "0.png").write_bytes(_png(_rgb(99)))
+    third = plan_with(7)
+    stages.run_stimuli(third, third.datasets[0], run_dir)
+    assert decoded == [18, 18, 18]
+
+
 def test_an_unreadable_class_folder_is_refused_not_dropped(folder, monkeypatch):
     """A class folder (or a subfolder of one) that cannot be listed, as mode 000 makes it for a
     user other than root: Path.rglob passed over it, and the run went on without that class's

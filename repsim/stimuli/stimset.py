@@ -144,19 +144,32 @@ class StimulusSet:
         )
 
     def verify(
-        self, indices: Sequence[int] | np.ndarray | None = None, *, progress: bool = False
+        self,
+        indices: Sequence[int] | np.ndarray | None = None,
+        *,
+        progress: bool = False,
+        known: Sequence[Sequence[str]] | None = None,
     ) -> StimulusSet:
         """Decode the given items (all by default); return the set without those that fail.
 
         Failures are appended to ``skipped`` with the reason and logged, never dropped silently.
         Decoding runs on a few threads (PIL releases the GIL); ``progress`` shows a tqdm bar.
         The result does not depend on the thread count: items are judged one by one, in order.
+
+        ``known``: the failures, ``(id, reason)``, of an earlier verification of the same data
+        by the same code: those items are dropped as a decode would drop them, and nothing is
+        decoded (a new similarity subset decoded every image of the dataset again).
         """
         if self.images is not None:
             return self
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=np.int64)
+        if known is not None:
+            reasons = {str(k[0]): str(k[1]) for k in known}
+            judged = [reasons.get(str(self.ids[i])) for i in idx]
+        else:
+            judged = _decode_errors(self.reader, idx, self.dataset_id, progress)
         bad: list[int] = []
-        for i, reason in zip(idx, _decode_errors(self.reader, idx, self.dataset_id, progress)):
+        for i, reason in zip(idx, judged):
             if reason is not None:
                 bad.append(int(i))
                 self.skipped.append((str(self.ids[i]), reason))

@@ -15,7 +15,7 @@ measures similarity on other stimuli of the same datasets.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -138,6 +138,7 @@ def stimulus_table(
     verify: bool | str = True,
     progress: bool = False,
     split: str | None = None,
+    known_unreadable: Sequence[Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """One row per usable item, sorted by id: ``id, label, split, in_similarity``.
 
@@ -146,7 +147,11 @@ def stimulus_table(
     ``True``/``"all"`` every item (train and test splits, as probes read them all),
     ``"similarity"`` only the similarity subset (redrawn without the failures), ``False`` none.
     Items that fail are skipped and listed in ``table.attrs["skipped"]`` with the reason, for the
-    run record. ``table.attrs["class_names"]`` holds the class names.
+    run record; ``table.attrs["unreadable"]`` those that failed the verification of every item.
+    ``known_unreadable``: that list from an earlier table of the same data, made by the same
+    code: the verification of every item drops them without decoding anything
+    (:meth:`StimulusSet.verify`'s ``known``). ``table.attrs["class_names"]`` holds the class
+    names.
     """
     if isinstance(spec_or_stimset, DatasetSpec):
         from repsim.stimuli.open import open_dataset
@@ -162,8 +167,11 @@ def stimulus_table(
     max_images = 10000 if max_images is None else max_images
     seed = 42 if seed is None else seed
     split = "train" if split is None else split
+    unreadable: list = []
     if verify is True or verify == "all":
-        stimset = stimset.verify(progress=progress)
+        before = len(stimset.skipped)
+        stimset = stimset.verify(progress=progress, known=known_unreadable)
+        unreadable = list(stimset.skipped[before:])
     problem = missing_split(stimset, split, spec)
     if problem:
         raise DatasetError(problem)
@@ -185,6 +193,7 @@ def stimulus_table(
         }
     )
     table.attrs["skipped"] = list(stimset.skipped)
+    table.attrs["unreadable"] = unreadable
     table.attrs["class_names"] = list(stimset.class_names)
     table.attrs["dataset"] = stimset.dataset_id
     return table
