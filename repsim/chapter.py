@@ -529,8 +529,12 @@ class Chapter:
 
         ``needs`` names optional run files (``consistency``, ``anchors``, ``probes``,
         ``features``); the counts are lower bounds on the run's datasets, models and domains.
-        ``figures``: how many figures the reason skips, for the sentence's wording (chapter 13's
-        train-split section said "this figure is skipped" of its two).
+        Datasets and domains are counted among the datasets with a defined similarity under the
+        chapter's measure (:func:`repsim.analysis.defined_datasets`): a dataset every model
+        failed on adds nothing to a mean, a spread or a dataset pair (two datasets, one of them
+        undefined, passed ``min_datasets=2``). ``figures``: how many figures the reason skips,
+        for the sentence's wording (chapter 13's train-split section said "this figure is
+        skipped" of its two).
         """
         skipped = _skipped(check_count("figures", figures))
         run = self.run
@@ -551,22 +555,38 @@ class Chapter:
                 )
             if not have[n]:
                 return f"{_NEEDS[n]}, so {skipped}."
-        n_d, n_m = len(self.datasets), self.sim.sizes["model_a"]
-        n_dom = len(set(self.domains.values()))
-        from repsim.sentences import shown
+        from repsim.analysis import defined_datasets
+        from repsim.sentences import join_names, shown
 
         whose = shown(run.selection)
-        if n_d < min_datasets:
+        defined = defined_datasets(self.da)
+        undefined = [d for d in self.datasets if d not in defined]
+        # what is counted: "datasets" where all are defined (as it read), else the defined ones
+        kind = f"datasets with a defined {self.measure}" if undefined else "datasets"
+        if len(defined) < min_datasets:
+            listed = ", ".join(defined)
+            if undefined:
+                verb = "has" if len(undefined) == 1 else "have"
+                lack = f"{join_names(undefined)} {verb} no defined {self.measure}"
+                listed = f"{listed}; {lack}" if listed else lack
             return (
-                f"This needs at least {min_datasets} datasets and {whose} has {n_d} "
-                f"({', '.join(self.datasets)}), so {skipped}."
+                f"This needs at least {min_datasets} {kind} and {whose} has {len(defined)} "
+                f"({listed}), so {skipped}."
             )
+        n_m = self.sim.sizes["model_a"]
         if n_m < min_models:
             return f"This needs at least {min_models} models and {whose} has {n_m}, so {skipped}."
-        if n_dom < min_domains:
+        domains = list(dict.fromkeys(self.domains[d] for d in defined))
+        if len(domains) < min_domains:
+            if not domains:
+                return (
+                    f"This compares domain categories and no dataset of {whose} has a defined "
+                    f"{self.measure}, so {skipped}."
+                )
+            one = kind.replace("datasets", "dataset", 1)
             return (
-                f"This compares domain categories and every dataset of {whose} is "
-                f"{next(iter(self.domains.values()))}, so {skipped}."
+                f"This compares domain categories and every {one} of {whose} is {domains[0]}, "
+                f"so {skipped}."
             )
         return None
 

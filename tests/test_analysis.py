@@ -873,6 +873,33 @@ def test_chapter_need_counts_the_figures_it_skips(tmp_path):
         ch.need("features", figures=0)
 
 
+def test_chapter_need_counts_only_datasets_with_a_defined_similarity(tmp_path):
+    """A dataset every model failed on (all its similarities NaN) adds nothing to a mean, a
+    spread or a dataset pair, but need() counted it: two datasets, one of them undefined, passed
+    min_datasets=2, and a second domain held only by it passed min_domains=2."""
+    sim = _small_sim(["S", "T", "S"], n_datasets=3, domains=["Structured", "Natural", "Natural"])
+    sim["cka_linear"].loc[{"dataset": "d1"}] = np.nan
+    sim["cka_linear"].loc[{"dataset": "d2"}] = np.nan
+    sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
+    write_manifest_for(tmp_path)
+    ch = CH.open_chapter(tmp_path)
+    assert ch.need(min_datasets=2) == (
+        "This needs at least 2 datasets with a defined cka_linear and the run has 1 (d0; d1 and "
+        "d2 have no defined cka_linear), so this figure is skipped."
+    )
+    assert ch.need(min_domains=2) == (
+        "This compares domain categories and every dataset with a defined cka_linear of the "
+        "run is Structured, so this figure is skipped."
+    )
+    assert ch.need(min_datasets=1, min_domains=1) is None
+    # one of two datasets defined: the same count as analysis.defined_datasets gives
+    part = CH.open_chapter(tmp_path, datasets=["d0", "d1"])
+    assert A.defined_datasets(part.da) == ["d0"]
+    assert "has 1 (d0; d1 has no defined cka_linear)" in part.need(min_datasets=2)
+    none = CH.open_chapter(tmp_path, datasets=["d1", "d2"])
+    assert "has 0 (d1 and d2 have no defined cka_linear)" in none.need(min_datasets=1)
+
+
 def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):
     # a measure or category the run lacks is an error naming what it has (a typo must not render
     # another measure's chapter); only the chapters' defaults fall back, and the chapter says so
