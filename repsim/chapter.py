@@ -448,6 +448,49 @@ class Chapter:
         P.show(P.by_domain(rows, value, ylabel, caption=caption, title=title))
         return drawn
 
+    def defined(self, measures: Sequence[str] | None = None) -> list[str]:
+        """The chapter's datasets, in the order of its panels (:attr:`order`), on which each of
+        ``measures`` (the chapter's measure by default) has a defined similarity
+        (:func:`repsim.analysis.defined_datasets`): those a panel per dataset can draw."""
+        from repsim.analysis import defined_datasets
+
+        keep = set(self.datasets)
+        for m in measures or [self.measure]:
+            keep &= set(defined_datasets(self.sim[m]))
+        return [d for d in self.order if d in keep]
+
+    def panels(
+        self,
+        candidates: Sequence[str],
+        max_panels: int,
+        measures: Sequence[str] | None = None,
+        what: str = "datasets",
+    ) -> list[str]:
+        """Up to ``max_panels`` of ``candidates`` taken in turn from each domain
+        (:func:`repsim.analysis.spread_over_domains`), among those with a defined similarity
+        under each of ``measures`` (:meth:`defined`); says which are shown and which cannot be
+        drawn (:func:`repsim.sentences.panels_text`). Chapters 8, 10 and 11 picked a dataset
+        every model failed on and drew it as an empty panel ("Spearman nan", "0 models")."""
+        from repsim.analysis import spread_over_domains
+        from repsim.sentences import join_names, panels_text
+
+        measures = list(measures or [self.measure])
+        defined = set(self.defined(measures))
+        usable = [d for d in candidates if d in defined]
+        shown = spread_over_domains(usable, self.domains, max_panels)
+        undefined = [d for d in candidates if d not in defined]
+        why = f"no defined {measures[0]}"
+        if len(measures) > 1:
+            anywhere = set(self.defined(measures[:1]))
+            for m in measures[1:]:
+                anywhere |= set(self.defined([m]))
+            none = not anywhere & set(undefined)  # undefined under every measure
+            why = "no defined similarity under " + (
+                join_names(measures) if none else f"one or more of {join_names(measures)}"
+            )
+        say(panels_text(shown, candidates, what, undefined, why))
+        return shown
+
     def dataset_skip(
         self, datasets: Sequence[str], parameter: str, what: str = "this figure"
     ) -> str | None:

@@ -536,15 +536,34 @@ def model_map_text(embedding: pd.DataFrame, datasets: Sequence[str]) -> str:
     )
 
 
-def panels_text(shown: Sequence[str], of: Sequence[str], what: str = "datasets") -> str:
+def panels_text(
+    shown: Sequence[str],
+    of: Sequence[str],
+    what: str = "datasets",
+    undefined: Sequence[str] = (),
+    why: str = "no defined similarity",
+) -> str:
     """Which datasets a figure's panels show when they are not all of them (a figure of three
-    panels from a run of six said so only in its caption's list); "" when they are all."""
+    panels from a run of six said so only in its caption's list); "" when they are all.
+    ``undefined``: those of ``of`` that cannot be drawn, for ``why`` (the words after "has"):
+    chapters 10 and 11 drew a dataset every model failed on as an empty panel titled "Spearman
+    nan", unsaid."""
+    undefined = [d for d in of if d in set(undefined)]
     if len(shown) >= len(of):
         return ""
-    return (
-        f"The panels show {len(shown)} of the {len(of)} {what} ({join_names(list(shown))}), "
-        "taken in turn from each domain."
-    )
+    if not shown:
+        return f"No panel is drawn: {_has(undefined, why)}."
+    text = f"The panels show {len(shown)} of the {len(of)} {what} ({join_names(list(shown))})"
+    if len(shown) + len(undefined) < len(of):  # some drawable ones left out by the panel count
+        text += ", taken in turn from each domain"
+    if undefined:
+        text += f"; {_has(undefined, why)} and {'is' if len(undefined) == 1 else 'are'} not drawn"
+    return text + "."
+
+
+def _has(items: Sequence[str], what: str) -> str:
+    """'a has WHAT', 'a and b have WHAT'."""
+    return f"{join_names(list(items))} {'has' if len(items) == 1 else 'have'} {what}"
 
 
 def domain_contrast_text(table: pd.DataFrame, selection: str = "") -> str:

@@ -209,6 +209,32 @@ def test_chapter_11_paired_figure_names_the_datasets_it_draws(tmp_path, monkeypa
     assert "1 of the 6 datasets (counts) has no dataset pair with a defined consistency" in paired
 
 
+@pytest.mark.parametrize("stem", ["08_behaviour", "10_local_global", "11_platonic"])
+def test_chapters_draw_no_panel_of_a_dataset_without_a_defined_similarity(
+    tmp_path, monkeypatch, stem
+):
+    """Chapters 10 and 11 picked a dataset every model failed on for a panel of pair
+    similarities and drew it empty, titled "Spearman nan"; chapter 8 drew it as "0 models, r =
+    undefined". The panels are taken from the datasets with a defined similarity and the chapter
+    names the one that cannot be drawn."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "flowers")
+    page, figures = _chapter_here(stem, run_dir, monkeypatch)
+    panels = [f for f in figures if "Spearman" in f or "models, r =" in f]
+    assert panels
+    for figure in panels:
+        assert "flowers" not in figure, figure
+        assert not re.search(r"\bnan\b", figure, re.I), figure
+    assert not re.search(r"\bnan\b", page, re.I)
+    said = {
+        "08_behaviour": "; flowers has no defined cka_linear and is not drawn.",
+        "10_local_global": "; flowers has no defined similarity under cka_linear, cka_rbf_0.2 "
+        "and rsa_spearman and is not drawn.",
+        "11_platonic": "; flowers has no defined similarity under cka_linear and mutual_knn_10 "
+        "and is not drawn.",
+    }[stem]
+    assert said in page
+
+
 def test_chapter_04_counts_the_datasets_its_means_and_spreads_rest_on(tmp_path, monkeypatch):
     """Chapter 4's mean-against-spread figure said "across 6 datasets" of a run whose one
     dataset had no defined similarity (its means and spreads came from 5), and its figures'

@@ -819,6 +819,24 @@ def test_panels_text_says_which_datasets_a_figure_shows_when_not_all():
     )
 
 
+def test_panels_text_names_the_datasets_that_cannot_be_drawn():
+    """Chapters 10 and 11 drew a dataset every model failed on as an empty panel titled
+    "Spearman nan": it is left out and named, and "taken in turn from each domain" is said only
+    when the panel count left out drawable datasets."""
+    order = ["a", "b", "c", "d"]
+    assert T.panels_text(["a", "b", "d"], order, undefined=["c"]) == (
+        "The panels show 3 of the 4 datasets (a, b and d); c has no defined similarity and is "
+        "not drawn."
+    )
+    assert T.panels_text(["a"], order, undefined=["d", "c"], why="no defined rsa") == (
+        "The panels show 1 of the 4 datasets (a), taken in turn from each domain; c and d have "
+        "no defined rsa and are not drawn."
+    )
+    assert T.panels_text([], ["c"], undefined=["c"]) == (
+        "No panel is drawn: c has no defined similarity."
+    )
+
+
 def _zoo(ids: list[str], objective: list[str], arch: list[str]) -> xr.DataArray:
     """A similarity array's model axis with the coords the design is read from."""
     return xr.DataArray(
