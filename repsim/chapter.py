@@ -525,17 +525,30 @@ class Chapter:
 
     def spread_skip(self, what: str) -> str | None:
         """The sentence that skips ``what`` (panels of the mean or spread across datasets) when
-        the chapter shows one dataset, or None: with one dataset there is no spread, and the
-        similarity-matrix chapter drew a blank "std across datasets" panel and a "mean" that was
-        that dataset again, unsaid."""
-        from repsim.sentences import shown
+        the chapter shows one dataset with a defined similarity (:meth:`defined`), or None: with
+        one dataset there is no spread, and the similarity-matrix chapter drew a blank "std
+        across datasets" panel and a "mean" that was that dataset again, unsaid (also beside a
+        dataset every model failed on)."""
+        from repsim.sentences import join_names, shown
 
-        if len(self.datasets) > 1:
+        defined = [d for d in self.datasets if d in set(self.defined())]
+        if len(defined) > 1:
             return None
         whose = shown(self.run.selection, "this run")
+        whose = f"{whose[0].upper()}{whose[1:]}"
+        undefined = [d for d in self.datasets if d not in defined]
+        if not undefined:
+            have = f"has one dataset ({self.datasets[0]})"
+        else:
+            lack = f"{join_names(undefined)} {'has' if len(undefined) == 1 else 'have'} none"
+            have = (
+                f"has one dataset with a defined {self.measure} ({defined[0]}; {lack})"
+                if defined
+                else f"has no dataset with a defined {self.measure}"
+            )
         return (
-            f"{whose[0].upper()}{whose[1:]} has one dataset ({self.datasets[0]}): there is no "
-            f"mean or spread across datasets, so the figure leaves out {what}."
+            f"{whose} {have}: there is no mean or spread across datasets, so the figure leaves "
+            f"out {what}."
         )
 
     def other_measures(self, candidates: Sequence[str], what: str) -> tuple[list[str], str | None]:
@@ -612,10 +625,10 @@ class Chapter:
                 verb = "has" if len(undefined) == 1 else "have"
                 lack = f"{join_names(undefined)} {verb} no defined {self.measure}"
                 listed = f"{listed}; {lack}" if listed else lack
-            return (
-                f"This needs at least {min_datasets} {kind} and {whose} has {len(defined)} "
-                f"({listed}), so {skipped}."
-            )
+            least = f"at least {min_datasets} {kind}"
+            if min_datasets == 1:
+                least = f"a {kind.replace('datasets', 'dataset', 1)}"
+            return f"This needs {least} and {whose} has {len(defined)} ({listed}), so {skipped}."
         n_m = self.sim.sizes["model_a"]
         if n_m < min_models:
             return f"This needs at least {min_models} models and {whose} has {n_m}, so {skipped}."

@@ -235,6 +235,31 @@ def test_chapters_draw_no_panel_of_a_dataset_without_a_defined_similarity(
     assert said in page
 
 
+def test_chapter_03_draws_the_matrices_of_the_datasets_with_a_defined_similarity(
+    tmp_path, monkeypatch
+):
+    """Chapter 3 on a run whose one dataset every model failed on drew that dataset as a blank
+    panel, captioned as drawn, and its per-dataset clustering stopped with a traceback (scipy:
+    "The condensed distance matrix must contain only finite values"). Beside one other dataset,
+    it drew a mean and a standard deviation across the two from one."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "flowers")
+    _, figures = _chapter_here("03_similarity_matrices", run_dir, monkeypatch)
+    matrices = [f for f in figures if "mean across datasets" in f or "digits Structured" in f]
+    assert len(matrices) == 2  # the common order and each dataset's own
+    for figure in matrices:
+        assert "flowers Natural" not in figure, figure
+        assert "1 of the 6 datasets (flowers) has no defined similarity: not drawn." in figure
+    page, figures = _chapter_here(
+        "03_similarity_matrices", run_dir, monkeypatch, datasets=["flowers", "digits"]
+    )
+    assert (
+        "has one dataset with a defined cka_linear (digits; flowers has none): there is no mean "
+        "or spread across datasets, so the figure leaves out the mean and standard-deviation "
+        "panels." in page
+    )
+    assert not [f for f in figures if "mean across datasets" in f]
+
+
 def test_chapter_04_counts_the_datasets_its_means_and_spreads_rest_on(tmp_path, monkeypatch):
     """Chapter 4's mean-against-spread figure said "across 6 datasets" of a run whose one
     dataset had no defined similarity (its means and spreads came from 5), and its figures'
