@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from repsim.consistency import category_labels
-from repsim.errors import InputError, StoreError, check_count
+from repsim.errors import InputError, StoreError, UndefinedDatasetWarning, check_count
 from repsim.names import CATEGORY_FIELDS, DOMAINS, UNKNOWN, is_known
 
 log = logging.getLogger(__name__)
@@ -780,6 +780,9 @@ def setup(
     category after their fallbacks)."""
     # tqdm.auto in the kernel without ipywidgets: its warning is not part of the book
     warnings.filterwarnings("ignore", message="IProgress not found")
+    # a dataset with no defined similarity: the chapters leave it out and name it in their
+    # captions and sentences (a dataset with some NaN pairs still warns: nothing says that)
+    warnings.filterwarnings("ignore", category=UndefinedDatasetWarning)
     # a table on a page shows its text whole: pandas cuts a cell at 50 characters with "..."
     pd.set_option("display.max_colwidth", None)
     ch = open_chapter(run_dir, measure, datasets, models, category)

@@ -260,6 +260,20 @@ def test_chapter_03_draws_the_matrices_of_the_datasets_with_a_defined_similarity
     assert not [f for f in figures if "mean across datasets" in f]
 
 
+@pytest.mark.parametrize("stem", ["04_transfer", "12_anchors"])
+def test_chapters_keep_the_warning_of_a_dataset_without_a_defined_similarity_off_the_page(
+    tmp_path, monkeypatch, stem
+):
+    """Consistency on a run whose one dataset every model failed on warns of the NaN it drops;
+    the chapters leave that dataset out and name it, and the warning was printed on the page
+    (chapter 4's transforms, chapter 12's anchors, chapter 13's train split) as stderr."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "flowers")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _chapter_here(stem, run_dir, monkeypatch)
+    assert not [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
+
+
 def test_chapter_04_counts_the_datasets_its_means_and_spreads_rest_on(tmp_path, monkeypatch):
     """Chapter 4's mean-against-spread figure said "across 6 datasets" of a run whose one
     dataset had no defined similarity (its means and spreads came from 5), and its figures'
