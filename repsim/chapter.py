@@ -451,10 +451,13 @@ class Chapter:
     def defined(self, measures: Sequence[str] | None = None) -> list[str]:
         """The chapter's datasets, in the order of its panels (:attr:`order`), on which each of
         ``measures`` (the chapter's measure by default) has a defined similarity
-        (:func:`repsim.analysis.defined_datasets`): those a panel per dataset can draw."""
+        (:func:`repsim.analysis.defined_datasets`): those a panel per dataset can draw. With
+        fewer than two models there is no pair to be undefined, and every dataset is kept."""
         from repsim.analysis import defined_datasets
 
         keep = set(self.datasets)
+        if self.sim.sizes["model_a"] < 2:  # no model pair, so none undefined: counted elsewhere
+            return [d for d in self.order if d in keep]
         for m in measures or [self.measure]:
             keep &= set(defined_datasets(self.sim[m]))
         return [d for d in self.order if d in keep]
@@ -611,11 +614,10 @@ class Chapter:
                 )
             if not have[n]:
                 return f"{_NEEDS[n]}, so {skipped}."
-        from repsim.analysis import defined_datasets
         from repsim.sentences import join_names, shown
 
         whose = shown(run.selection)
-        defined = defined_datasets(self.da)
+        defined = [d for d in self.datasets if d in set(self.defined())]  # in the run's order
         undefined = [d for d in self.datasets if d not in defined]
         # what is counted: "datasets" where all are defined (as it read), else the defined ones
         kind = f"datasets with a defined {self.measure}" if undefined else "datasets"

@@ -908,6 +908,8 @@ def test_chapter_need_counts_only_datasets_with_a_defined_similarity(tmp_path):
     part = CH.open_chapter(tmp_path, datasets=["d0", "d1"])
     assert A.defined_datasets(part.da) == ["d0"]
     assert "has 1 (d0; d1 has no defined cka_linear)" in part.need(min_datasets=2)
+    # one model has no pair to be undefined: its datasets count (said by min_models)
+    assert CH.open_chapter(tmp_path, models=["m0"]).need(min_datasets=3, min_models=1) is None
     none = CH.open_chapter(tmp_path, datasets=["d1", "d2"])
     assert none.need() == (
         "This needs a dataset with a defined cka_linear and this chapter's part of the run "

@@ -274,6 +274,49 @@ def test_chapters_keep_the_warning_of_a_dataset_without_a_defined_similarity_off
     assert not [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
 
 
+@pytest.mark.parametrize(
+    ("stem", "params", "said"),
+    [
+        (
+            "03_similarity_matrices",
+            {"models": ["sup-con-0"]},  # and the model map: one figure
+            ["has 1, so these two figures are skipped.", "has 1, so this figure is skipped."],
+        ),
+        (
+            "04_transfer",
+            {"datasets": ["flowers"]},
+            [
+                "(flowers), so this figure is skipped.",
+                "(flowers), so these two figures are skipped.",
+            ],
+        ),
+        (
+            "10_local_global",
+            {"models": ["sup-con-0", "sel-tra-1"]},
+            [
+                "has 2, so these two figures are skipped.",
+                "has 2, so these three figures are skipped.",
+            ],
+        ),
+        (
+            "11_platonic",
+            {"models": ["sup-con-0", "sel-tra-1"]},
+            ["has 2, so these two figures are skipped."],
+        ),
+    ],
+)
+def test_a_skip_sentence_counts_the_figures_it_skips(tmp_path, monkeypatch, stem, params, said):
+    """One need() sentence skipped more than one figure and said "this figure is skipped":
+    chapter 3's two kinds of matrices, chapter 4's transform section (said again with the count
+    of its first section), chapter 10's panels and its three figures of consistency under other
+    measures (said again with the count of the panels), chapter 11's two figures."""
+    run_dir = write_fake_run(tmp_path / "fake", features=False)
+    page, _ = _chapter_here(stem, run_dir, monkeypatch, **params)
+    skips = [line for line in page.splitlines() if "skipped." in line]
+    assert all(any(line.endswith(end) for line in skips) for end in said), skips
+    assert len(skips) == len(said), skips
+
+
 def test_chapter_04_counts_the_datasets_its_means_and_spreads_rest_on(tmp_path, monkeypatch):
     """Chapter 4's mean-against-spread figure said "across 6 datasets" of a run whose one
     dataset had no defined similarity (its means and spreads came from 5), and its figures'
