@@ -582,6 +582,7 @@ class Chapter:
         min_models: int = 2,
         min_domains: int = 1,
         figures: int = 1,
+        what: str = "",
     ) -> str | None:
         """The first reason this chapter's figure (or ``figures`` figures) cannot be drawn on this
         run, or None.
@@ -593,9 +594,10 @@ class Chapter:
         failed on adds nothing to a mean, a spread or a dataset pair (two datasets, one of them
         undefined, passed ``min_datasets=2``). ``figures``: how many figures the reason skips,
         for the sentence's wording (chapter 13's train-split section said "this figure is
-        skipped" of its two).
+        skipped" of its two); ``what``: what is skipped when it is not figures ("this table":
+        chapter 10 said "this figure is skipped" of its table of medians).
         """
-        skipped = _skipped(check_count("figures", figures))
+        skipped = f"{what} is skipped" if what else _skipped(check_count("figures", figures))
         run = self.run
         have = {
             "consistency": run.consistency is not None,

@@ -880,6 +880,7 @@ def test_chapter_need_counts_the_figures_it_skips(tmp_path):
     ):
         assert why.endswith(", so these two figures are skipped."), why
     assert ch.need("probes", figures=3).endswith(", so these three figures are skipped.")
+    assert ch.need("probes", what="this table").endswith("its config), so this table is skipped.")
     assert ch.need(figures=2) is None
     with pytest.raises(InputError, match="figures must be an integer >= 1; got 0"):
         ch.need("features", figures=0)

@@ -299,6 +299,14 @@ def test_chapters_keep_the_warning_of_a_dataset_without_a_defined_similarity_off
             ],
         ),
         (
+            "10_local_global",
+            {"datasets": ["flowers"]},
+            [
+                "(flowers), so this table is skipped.",
+                "(flowers), so these three figures are skipped.",
+            ],
+        ),
+        (
             "11_platonic",
             {"models": ["sup-con-0", "sel-tra-1"]},
             ["has 2, so these two figures are skipped."],
@@ -309,7 +317,8 @@ def test_a_skip_sentence_counts_the_figures_it_skips(tmp_path, monkeypatch, stem
     """One need() sentence skipped more than one figure and said "this figure is skipped":
     chapter 3's two kinds of matrices, chapter 4's transform section (said again with the count
     of its first section), chapter 10's panels and its three figures of consistency under other
-    measures (said again with the count of the panels), chapter 11's two figures."""
+    measures (said again with the count of the panels), chapter 11's two figures; chapter 10
+    called its table of medians "this figure"."""
     run_dir = write_fake_run(tmp_path / "fake", features=False)
     page, _ = _chapter_here(stem, run_dir, monkeypatch, **params)
     skips = [line for line in page.splitlines() if "skipped." in line]
