@@ -45,12 +45,17 @@ log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------ matrices and pairs
 def cluster_order(matrix: np.ndarray, method: str = "average") -> np.ndarray:
-    """Leaf order of hierarchical clustering on the distance 1 - similarity (average linkage)."""
+    """Leaf order of hierarchical clustering on the distance 1 - similarity (average linkage).
+
+    An undefined similarity (NaN: a model the measure failed on) counts as 0, as far apart as
+    unrelated representations: scipy refuses a distance that is not finite, so a panel of a
+    dataset with one failed model stopped chapter 3 with a traceback."""
     m = np.asarray(matrix, dtype=float)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise InputError(f"expected a square similarity matrix, got shape {m.shape}")
     if m.shape[0] < 3:
         return np.arange(m.shape[0])
+    m = np.where(np.isfinite(m), m, 0.0)
     dist = 1.0 - (m + m.T) / 2.0
     np.fill_diagonal(dist, 0.0)
     return leaves_list(linkage(squareform(np.clip(dist, 0, None), checks=False), method=method))
@@ -118,9 +123,7 @@ def common_model_order(da: xr.DataArray, category: str = "objective") -> list[st
     out: list[str] = []
     for c in sorted(set(cats), key=lambda c: (c == UNKNOWN, c)):
         idx = np.flatnonzero(cats == c)
-        sub = mean.values[np.ix_(idx, idx)]
-        sub = np.where(np.isfinite(sub), sub, 0.0)
-        out += list(models[idx[cluster_order(sub)]])
+        out += list(models[idx[cluster_order(mean.values[np.ix_(idx, idx)])]])
     return out
 
 

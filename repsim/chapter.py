@@ -30,7 +30,7 @@ import pandas as pd
 import xarray as xr
 
 from repsim.consistency import category_labels
-from repsim.errors import InputError, StoreError, check_count
+from repsim.errors import InputError, StoreError, UndefinedDatasetWarning, check_count
 from repsim.names import CATEGORY_FIELDS, DOMAINS, UNKNOWN, is_known
 
 log = logging.getLogger(__name__)
@@ -448,6 +448,52 @@ class Chapter:
         P.show(P.by_domain(rows, value, ylabel, caption=caption, title=title))
         return drawn
 
+    def defined(self, measures: Sequence[str] | None = None) -> list[str]:
+        """The chapter's datasets, in the order of its panels (:attr:`order`), on which each of
+        ``measures`` (the chapter's measure by default) has a defined similarity
+        (:func:`repsim.analysis.defined_datasets`): those a panel per dataset can draw. With
+        fewer than two models there is no pair to be undefined, and every dataset is kept."""
+        from repsim.analysis import defined_datasets
+
+        keep = set(self.datasets)
+        if self.sim.sizes["model_a"] < 2:  # no model pair, so none undefined: counted elsewhere
+            return [d for d in self.order if d in keep]
+        for m in measures or [self.measure]:
+            keep &= set(defined_datasets(self.sim[m]))
+        return [d for d in self.order if d in keep]
+
+    def panels(
+        self,
+        candidates: Sequence[str],
+        max_panels: int,
+        measures: Sequence[str] | None = None,
+        what: str = "datasets",
+    ) -> list[str]:
+        """Up to ``max_panels`` of ``candidates`` taken in turn from each domain
+        (:func:`repsim.analysis.spread_over_domains`), among those with a defined similarity
+        under each of ``measures`` (:meth:`defined`); says which are shown and which cannot be
+        drawn (:func:`repsim.sentences.panels_text`). Chapters 8, 10 and 11 picked a dataset
+        every model failed on and drew it as an empty panel ("Spearman nan", "0 models")."""
+        from repsim.analysis import spread_over_domains
+        from repsim.sentences import join_names, panels_text
+
+        measures = list(measures or [self.measure])
+        defined = set(self.defined(measures))
+        usable = [d for d in candidates if d in defined]
+        shown = spread_over_domains(usable, self.domains, max_panels)
+        undefined = [d for d in candidates if d not in defined]
+        why = f"no defined {measures[0]}"
+        if len(measures) > 1:
+            anywhere = set(self.defined(measures[:1]))
+            for m in measures[1:]:
+                anywhere |= set(self.defined([m]))
+            none = not anywhere & set(undefined)  # undefined under every measure
+            why = "no defined similarity under " + (
+                join_names(measures) if none else f"one or more of {join_names(measures)}"
+            )
+        say(panels_text(shown, candidates, what, undefined, why))
+        return shown
+
     def dataset_skip(
         self, datasets: Sequence[str], parameter: str, what: str = "this figure"
     ) -> str | None:
@@ -482,17 +528,30 @@ class Chapter:
 
     def spread_skip(self, what: str) -> str | None:
         """The sentence that skips ``what`` (panels of the mean or spread across datasets) when
-        the chapter shows one dataset, or None: with one dataset there is no spread, and the
-        similarity-matrix chapter drew a blank "std across datasets" panel and a "mean" that was
-        that dataset again, unsaid."""
-        from repsim.sentences import shown
+        the chapter shows one dataset with a defined similarity (:meth:`defined`), or None: with
+        one dataset there is no spread, and the similarity-matrix chapter drew a blank "std
+        across datasets" panel and a "mean" that was that dataset again, unsaid (also beside a
+        dataset every model failed on)."""
+        from repsim.sentences import join_names, shown
 
-        if len(self.datasets) > 1:
+        defined = [d for d in self.datasets if d in set(self.defined())]
+        if len(defined) > 1:
             return None
         whose = shown(self.run.selection, "this run")
+        whose = f"{whose[0].upper()}{whose[1:]}"
+        undefined = [d for d in self.datasets if d not in defined]
+        if not undefined:
+            have = f"has one dataset ({self.datasets[0]})"
+        else:
+            lack = f"{join_names(undefined)} {'has' if len(undefined) == 1 else 'have'} none"
+            have = (
+                f"has one dataset with a defined {self.measure} ({defined[0]}; {lack})"
+                if defined
+                else f"has no dataset with a defined {self.measure}"
+            )
         return (
-            f"{whose[0].upper()}{whose[1:]} has one dataset ({self.datasets[0]}): there is no "
-            f"mean or spread across datasets, so the figure leaves out {what}."
+            f"{whose} {have}: there is no mean or spread across datasets, so the figure leaves "
+            f"out {what}."
         )
 
     def other_measures(self, candidates: Sequence[str], what: str) -> tuple[list[str], str | None]:
@@ -523,16 +582,22 @@ class Chapter:
         min_models: int = 2,
         min_domains: int = 1,
         figures: int = 1,
+        what: str = "",
     ) -> str | None:
         """The first reason this chapter's figure (or ``figures`` figures) cannot be drawn on this
         run, or None.
 
         ``needs`` names optional run files (``consistency``, ``anchors``, ``probes``,
         ``features``); the counts are lower bounds on the run's datasets, models and domains.
-        ``figures``: how many figures the reason skips, for the sentence's wording (chapter 13's
-        train-split section said "this figure is skipped" of its two).
+        Datasets and domains are counted among the datasets with a defined similarity under the
+        chapter's measure (:func:`repsim.analysis.defined_datasets`): a dataset every model
+        failed on adds nothing to a mean, a spread or a dataset pair (two datasets, one of them
+        undefined, passed ``min_datasets=2``). ``figures``: how many figures the reason skips,
+        for the sentence's wording (chapter 13's train-split section said "this figure is
+        skipped" of its two); ``what``: what is skipped when it is not figures ("this table":
+        chapter 10 said "this figure is skipped" of its table of medians).
         """
-        skipped = _skipped(check_count("figures", figures))
+        skipped = f"{what} is skipped" if what else _skipped(check_count("figures", figures))
         run = self.run
         have = {
             "consistency": run.consistency is not None,
@@ -551,22 +616,37 @@ class Chapter:
                 )
             if not have[n]:
                 return f"{_NEEDS[n]}, so {skipped}."
-        n_d, n_m = len(self.datasets), self.sim.sizes["model_a"]
-        n_dom = len(set(self.domains.values()))
-        from repsim.sentences import shown
+        from repsim.sentences import join_names, shown
 
         whose = shown(run.selection)
-        if n_d < min_datasets:
-            return (
-                f"This needs at least {min_datasets} datasets and {whose} has {n_d} "
-                f"({', '.join(self.datasets)}), so {skipped}."
-            )
+        defined = [d for d in self.datasets if d in set(self.defined())]  # in the run's order
+        undefined = [d for d in self.datasets if d not in defined]
+        # what is counted: "datasets" where all are defined (as it read), else the defined ones
+        kind = f"datasets with a defined {self.measure}" if undefined else "datasets"
+        if len(defined) < min_datasets:
+            listed = ", ".join(defined)
+            if undefined:
+                verb = "has" if len(undefined) == 1 else "have"
+                lack = f"{join_names(undefined)} {verb} no defined {self.measure}"
+                listed = f"{listed}; {lack}" if listed else lack
+            least = f"at least {min_datasets} {kind}"
+            if min_datasets == 1:
+                least = f"a {kind.replace('datasets', 'dataset', 1)}"
+            return f"This needs {least} and {whose} has {len(defined)} ({listed}), so {skipped}."
+        n_m = self.sim.sizes["model_a"]
         if n_m < min_models:
             return f"This needs at least {min_models} models and {whose} has {n_m}, so {skipped}."
-        if n_dom < min_domains:
+        domains = list(dict.fromkeys(self.domains[d] for d in defined))
+        if len(domains) < min_domains:
+            if not domains:
+                return (
+                    f"This compares domain categories and no dataset of {whose} has a defined "
+                    f"{self.measure}, so {skipped}."
+                )
+            one = kind.replace("datasets", "dataset", 1)
             return (
-                f"This compares domain categories and every dataset of {whose} is "
-                f"{next(iter(self.domains.values()))}, so {skipped}."
+                f"This compares domain categories and every {one} of {whose} is {domains[0]}, "
+                f"so {skipped}."
             )
         return None
 
@@ -717,6 +797,9 @@ def setup(
     category after their fallbacks)."""
     # tqdm.auto in the kernel without ipywidgets: its warning is not part of the book
     warnings.filterwarnings("ignore", message="IProgress not found")
+    # a dataset with no defined similarity: the chapters leave it out and name it in their
+    # captions and sentences (a dataset with some NaN pairs still warns: nothing says that)
+    warnings.filterwarnings("ignore", category=UndefinedDatasetWarning)
     # a table on a page shows its text whole: pandas cuts a cell at 50 characters with "..."
     pd.set_option("display.max_colwidth", None)
     ch = open_chapter(run_dir, measure, datasets, models, category)

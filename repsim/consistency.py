@@ -6,7 +6,9 @@ f in Theta, g in Phi, f != g, measured on A and on B (Ciernik et al. 2025). Each
 once. NaN similarities (a model whose measure was undefined) are dropped pairwise, with a
 ``RuntimeWarning`` naming the models and datasets: the consistency of datasets A and B is the
 correlation over the pairs finite on both (the study's code returns NaN for that dataset pair
-instead). A consistency over 2 model pairs (the study's minimum) is +-1 whatever the data:
+instead). Where the NaN are whole datasets with no defined pair (their consistency is NaN), the
+warning is an :class:`~repsim.errors.UndefinedDatasetWarning`, a ``RuntimeWarning`` the book's
+chapters ignore. A consistency over 2 model pairs (the study's minimum) is +-1 whatever the data:
 :func:`consistency` computes it with a ``RuntimeWarning``; :func:`grouped_consistency` keeps such
 group pairs for the study's rule, marked by their ``n_pairs`` (and consistency.nc's attributes),
 and every table, test and figure leaves them out. To refuse NaN similarities (and a
@@ -30,7 +32,13 @@ import pandas as pd
 import xarray as xr
 from scipy.stats import rankdata
 
-from repsim.errors import AsymmetricSimilarityError, InputError, StoreError, check_count
+from repsim.errors import (
+    AsymmetricSimilarityError,
+    InputError,
+    StoreError,
+    UndefinedDatasetWarning,
+    check_count,
+)
 from repsim.measures._inputs import real_array
 from repsim.names import (
     ALL,
@@ -1007,10 +1015,15 @@ def _check_symmetric(sim: xr.DataArray, V: np.ndarray) -> None:
 
 
 def _warn_nan(sim: xr.DataArray, V: np.ndarray) -> None:
-    """The NaN rule: model pairs with a NaN similarity are dropped pairwise, never silently."""
-    nan = np.isnan(V) & np.triu(np.ones(V.shape[1:], dtype=bool), k=1)
+    """The NaN rule: model pairs with a NaN similarity are dropped pairwise, never silently. An
+    :class:`~repsim.errors.UndefinedDatasetWarning` when each dataset with a NaN has no defined
+    pair at all (its consistency is NaN, nothing is computed over fewer pairs)."""
+    upper = np.triu(np.ones(V.shape[1:], dtype=bool), k=1)
+    nan = np.isnan(V) & upper
     if not nan.any():
         return
+    n_nan = nan.sum(axis=(1, 2))
+    whole = bool(((n_nan == 0) | (n_nan == upper.sum())).all())
     d, i, j = np.nonzero(nan)
     models, datasets = sim["model_a"].values, sim["dataset"].values
     names = sorted({str(models[k]) for k in np.concatenate([i, j])})
@@ -1019,7 +1032,7 @@ def _warn_nan(sim: xr.DataArray, V: np.ndarray) -> None:
         f"similarities are NaN (models involved {names[:10]}, datasets "
         f"{sorted({str(datasets[k]) for k in d})[:10]}); consistency drops them pairwise, so each "
         "dataset pair is correlated over the model pairs finite on both",
-        RuntimeWarning,
+        UndefinedDatasetWarning if whole else RuntimeWarning,
         stacklevel=4,
     )
 

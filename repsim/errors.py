@@ -21,6 +21,14 @@ class RepsimError(Exception):
     exit_code = 2
 
 
+class UndefinedDatasetWarning(RuntimeWarning):
+    """The NaN rule's warning (:mod:`repsim.consistency`) when every NaN similarity it drops lies
+    on datasets with no defined similarity at all: their consistency is NaN and no value is
+    computed over fewer pairs. The book's chapters leave such datasets out and name them, so
+    :func:`repsim.chapter.setup` ignores this warning there (it leaked into chapters 04, 12 and 13
+    as stderr); a ``RuntimeWarning`` filter (``"error"`` to refuse NaN) still catches it."""
+
+
 class ConfigError(RepsimError, ValueError):
     """A config file or spec is malformed (unknown loader, duplicate id, missing field, ...)."""
 

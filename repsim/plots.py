@@ -761,7 +761,7 @@ def measure_vs_measure(
             g = t[t.category_pair == lab]
             pair_points(ax, g.x, g.y, lab, s=12, alpha=0.7)
             labels.add(lab)
-        ax.set_title(f"{ds}: Spearman {r_of[ds]:.2f}", fontsize=9)
+        ax.set_title(f"{ds}: Spearman {fmt(r_of[ds])}", fontsize=9)  # NaN: 'undefined'
         ax.set_xlabel(measure_x)
         ax.set_ylabel(measure_y)
     return _finish(fig, caption, legend_on=axes.flat[-1], pairs=sorted(labels))

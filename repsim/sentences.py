@@ -422,42 +422,65 @@ def within_between_text(
             f"{category} to compare, so this comparison is skipped."
         )
     diff = ok["same category"] - ok["different category"]
-    more = int((diff > 0).sum())
-    head = (
-        f"On **{more} of {len(ok)}** dataset{'s' if len(ok) != 1 else ''}, models of the same "
-        f"{category} are more similar to each other (median) than models of different "
-        f"{category} (median difference {format_estimate(float(diff.median()))})"
-    )
+    if len(ok) > 1:
+        more = int((diff > 0).sum())
+        head = (
+            f"On **{more} of {len(ok)}** datasets, models of the same {category} are more "
+            f"similar to each other (median) than models of different {category} (median "
+            f"difference {format_estimate(float(diff.median()))})"
+        )
+        # the test's statistic, said after the head (on one dataset it is the head's difference)
+        mean = (
+            f"; averaged over the datasets the difference is {format_estimate(test['statistic'])}"
+            if test is not None
+            else ""
+        )
+        that, fixed = f"{mean}, ", "the datasets fixed"
+    else:
+        # one dataset: no count of datasets and no average over them ("On 1 of 1 dataset ...
+        # averaged over the datasets")
+        d = float(diff.iloc[0])
+        which = (
+            "the one dataset"
+            if len(table) == 1
+            else "the one dataset with defined pairs of both kinds"
+        )
+        head = (
+            f"On {ok.index[0]}, {which}, models of the same {category} are "
+            f"{'more' if d > 0 else 'less' if d < 0 else 'no more'} similar to each other "
+            f"(median) than models of different {category} (difference of the medians "
+            f"{format_estimate(d)})"
+        )
+        mean, that, fixed = "", "; that difference is ", "the dataset fixed"
     if test is None:
         return f"{head}: described for these models, not tested."
     verdict = permutation_verdict(test, alpha)
-    how = f"{category} labels permuted {test['permuted']}{_draws(test, 'relabellings')}, the datasets fixed"
+    how = f"{category} labels permuted {test['permuted']}{_draws(test, 'relabellings')}, {fixed}"
     if verdict == "undefined":
         return (
             f"{head}; whether that beats random groupings of the same models cannot be tested: "
             f"no relabelling leaves pairs of one {category} and of two ({how})."
         )
     p_text = format_p(float(test["p_value"]), alpha)
-    mean = f"averaged over the datasets the difference is {format_estimate(test['statistic'])}"
     if verdict == "untestable":
         return (
-            f"{head}; {mean}, and whether that beats random groupings of the same models cannot "
+            f"{head}{mean}, and whether that beats random groupings of the same models cannot "
             f"be tested at alpha = {alpha:g}: their relabellings give p >= "
             f"{float(test['p_min']):.2g} at best ({how})."
         )
     if verdict == "not settled":
         return (
-            f"{head}; {mean}, and whether that beats random groupings of the same models is not "
+            f"{head}{mean}, and whether that beats random groupings of the same models is not "
             f"settled: {p_text} is within Monte Carlo error of alpha = {alpha:g} ({how})."
         )
     if verdict == "below":
         side = "more" if float(test["statistic"]) > 0 else "less"
         return (
-            f"{head}; {mean}, {side} than random groupings of the same models give ({how}, "
+            f"{head}{that}{side} than random groupings of the same models give ({how}, "
             f"two-sided {p_text})."
         )
     return (
-        f"{head}; {mean}: no evidence that this differs from random groupings of the same "
+        f"{head}{mean}: no evidence that this differs from random groupings of the same "
         f"models ({how}, two-sided {p_text})."
     )
 
@@ -536,15 +559,34 @@ def model_map_text(embedding: pd.DataFrame, datasets: Sequence[str]) -> str:
     )
 
 
-def panels_text(shown: Sequence[str], of: Sequence[str], what: str = "datasets") -> str:
+def panels_text(
+    shown: Sequence[str],
+    of: Sequence[str],
+    what: str = "datasets",
+    undefined: Sequence[str] = (),
+    why: str = "no defined similarity",
+) -> str:
     """Which datasets a figure's panels show when they are not all of them (a figure of three
-    panels from a run of six said so only in its caption's list); "" when they are all."""
+    panels from a run of six said so only in its caption's list); "" when they are all.
+    ``undefined``: those of ``of`` that cannot be drawn, for ``why`` (the words after "has"):
+    chapters 10 and 11 drew a dataset every model failed on as an empty panel titled "Spearman
+    nan", unsaid."""
+    undefined = [d for d in of if d in set(undefined)]
     if len(shown) >= len(of):
         return ""
-    return (
-        f"The panels show {len(shown)} of the {len(of)} {what} ({join_names(list(shown))}), "
-        "taken in turn from each domain."
-    )
+    if not shown:
+        return f"No panel is drawn: {_has(undefined, why)}."
+    text = f"The panels show {len(shown)} of the {len(of)} {what} ({join_names(list(shown))})"
+    if len(shown) + len(undefined) < len(of):  # some drawable ones left out by the panel count
+        text += ", taken in turn from each domain"
+    if undefined:
+        text += f"; {_has(undefined, why)} and {'is' if len(undefined) == 1 else 'are'} not drawn"
+    return text + "."
+
+
+def _has(items: Sequence[str], what: str) -> str:
+    """'a has WHAT', 'a and b have WHAT'."""
+    return f"{join_names(list(items))} {'has' if len(items) == 1 else 'have'} {what}"
 
 
 def domain_contrast_text(table: pd.DataFrame, selection: str = "") -> str:

@@ -523,6 +523,18 @@ def _prepare(sim: xr.DataArray, controls: Sequence[str], min_pairs: int) -> _Pre
     M = S.shape[1]
     off = ~np.eye(M, dtype=bool)
     bad = [design.index[i] for i in range(M) if not np.isfinite(S[:, i, :][:, off[i]]).all()]
+    # a dataset every model failed on makes every model "bad", and dropping models cannot help
+    defined = np.isfinite(S[:, off])  # (dataset, model pair)
+    dead = ~defined.any(axis=1)
+    if dead.any() and defined[~dead].all():
+        names = [str(d) for d in sim["dataset"].values[dead]]
+        one = len(names) == 1
+        raise InputError(
+            f"{', '.join(names)} {'has' if one else 'have'} no defined similarity (no model pair "
+            "has one there) and the controlled tests need every pair's similarity on every "
+            f"dataset; drop {'that dataset' if one else 'those datasets'} "
+            f"(sim.drop_sel(dataset={names!r})) before the controlled tests"
+        )
     if bad:
         raise InputError(
             f"similarities of models {bad[:5]} are NaN on some dataset; drop them "

@@ -74,6 +74,18 @@ def test_cluster_order_groups_blocks():
     assert groups in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
 
 
+def test_cluster_order_reads_an_undefined_similarity_as_unrelated():
+    """A model the measure failed on (its row NaN) stopped chapter 3's per-dataset clustering
+    with scipy's "must contain only finite values"; it is ordered as a model similar to none."""
+    block = np.kron(np.eye(2), np.ones((3, 3))) * 0.8 + 0.1
+    np.fill_diagonal(block, 1.0)
+    with_nan = np.pad(block, ((0, 1), (0, 1)), constant_values=np.nan)
+    order = A.cluster_order(with_nan)
+    assert sorted(order) == list(range(7))
+    np.testing.assert_array_equal(order, A.cluster_order(np.nan_to_num(with_nan, nan=0.0)))
+    assert sorted(A.cluster_order(np.full((4, 4), np.nan))) == [0, 1, 2, 3]
+
+
 def test_similarity_pairs_counts_and_labels(run):
     da = run.similarity["cka_linear"]
     t = C.similarity_pairs(da, "objective")
@@ -949,9 +961,43 @@ def test_chapter_need_counts_the_figures_it_skips(tmp_path):
     ):
         assert why.endswith(", so these two figures are skipped."), why
     assert ch.need("probes", figures=3).endswith(", so these three figures are skipped.")
+    assert ch.need("probes", what="this table").endswith("its config), so this table is skipped.")
     assert ch.need(figures=2) is None
     with pytest.raises(InputError, match="figures must be an integer >= 1; got 0"):
         ch.need("features", figures=0)
+
+
+def test_chapter_need_counts_only_datasets_with_a_defined_similarity(tmp_path):
+    """A dataset every model failed on (all its similarities NaN) adds nothing to a mean, a
+    spread or a dataset pair, but need() counted it: two datasets, one of them undefined, passed
+    min_datasets=2, and a second domain held only by it passed min_domains=2."""
+    sim = _small_sim(["S", "T", "S"], n_datasets=3, domains=["Structured", "Natural", "Natural"])
+    sim["cka_linear"].loc[{"dataset": "d1"}] = np.nan
+    sim["cka_linear"].loc[{"dataset": "d2"}] = np.nan
+    sim.to_netcdf(tmp_path / "similarity.nc", engine="scipy")
+    write_manifest_for(tmp_path)
+    ch = CH.open_chapter(tmp_path)
+    assert ch.need(min_datasets=2) == (
+        "This needs at least 2 datasets with a defined cka_linear and the run has 1 (d0; d1 and "
+        "d2 have no defined cka_linear), so this figure is skipped."
+    )
+    assert ch.need(min_domains=2) == (
+        "This compares domain categories and every dataset with a defined cka_linear of the "
+        "run is Structured, so this figure is skipped."
+    )
+    assert ch.need(min_datasets=1, min_domains=1) is None
+    # one of two datasets defined: the same count as analysis.defined_datasets gives
+    part = CH.open_chapter(tmp_path, datasets=["d0", "d1"])
+    assert A.defined_datasets(part.da) == ["d0"]
+    assert "has 1 (d0; d1 has no defined cka_linear)" in part.need(min_datasets=2)
+    # one model has no pair to be undefined: its datasets count (said by min_models)
+    assert CH.open_chapter(tmp_path, models=["m0"]).need(min_datasets=3, min_models=1) is None
+    none = CH.open_chapter(tmp_path, datasets=["d1", "d2"])
+    assert none.need() == (
+        "This needs a dataset with a defined cka_linear and this chapter's part of the run "
+        "(2 of 3 datasets) has 0 (d1 and d2 have no defined cka_linear), so this figure is "
+        "skipped."
+    )
 
 
 def test_chapter_parameters_the_run_lacks(tmp_path, monkeypatch):

@@ -209,6 +209,123 @@ def test_chapter_11_paired_figure_names_the_datasets_it_draws(tmp_path, monkeypa
     assert "1 of the 6 datasets (counts) has no dataset pair with a defined consistency" in paired
 
 
+@pytest.mark.parametrize("stem", ["08_behaviour", "10_local_global", "11_platonic"])
+def test_chapters_draw_no_panel_of_a_dataset_without_a_defined_similarity(
+    tmp_path, monkeypatch, stem
+):
+    """Chapters 10 and 11 picked a dataset every model failed on for a panel of pair
+    similarities and drew it empty, titled "Spearman nan"; chapter 8 drew it as "0 models, r =
+    undefined". The panels are taken from the datasets with a defined similarity and the chapter
+    names the one that cannot be drawn."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "flowers")
+    page, figures = _chapter_here(stem, run_dir, monkeypatch)
+    panels = [f for f in figures if "Spearman" in f or "models, r =" in f]
+    assert panels
+    for figure in panels:
+        assert "flowers" not in figure, figure
+        assert not re.search(r"\bnan\b", figure, re.I), figure
+    assert not re.search(r"\bnan\b", page, re.I)
+    said = {
+        "08_behaviour": "; flowers has no defined cka_linear and is not drawn.",
+        "10_local_global": "; flowers has no defined similarity under cka_linear, cka_rbf_0.2 "
+        "and rsa_spearman and is not drawn.",
+        "11_platonic": "; flowers has no defined similarity under cka_linear and mutual_knn_10 "
+        "and is not drawn.",
+    }[stem]
+    assert said in page
+
+
+def test_chapter_03_draws_the_matrices_of_the_datasets_with_a_defined_similarity(
+    tmp_path, monkeypatch
+):
+    """Chapter 3 on a run whose one dataset every model failed on drew that dataset as a blank
+    panel, captioned as drawn, and its per-dataset clustering stopped with a traceback (scipy:
+    "The condensed distance matrix must contain only finite values"). Beside one other dataset,
+    it drew a mean and a standard deviation across the two from one."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "flowers")
+    _, figures = _chapter_here("03_similarity_matrices", run_dir, monkeypatch)
+    matrices = [f for f in figures if "mean across datasets" in f or "digits Structured" in f]
+    assert len(matrices) == 2  # the common order and each dataset's own
+    for figure in matrices:
+        assert "flowers Natural" not in figure, figure
+        assert "1 of the 6 datasets (flowers) has no defined similarity: not drawn." in figure
+    page, figures = _chapter_here(
+        "03_similarity_matrices", run_dir, monkeypatch, datasets=["flowers", "digits"]
+    )
+    assert (
+        "has one dataset with a defined cka_linear (digits; flowers has none): there is no mean "
+        "or spread across datasets, so the figure leaves out the mean and standard-deviation "
+        "panels." in page
+    )
+    assert not [f for f in figures if "mean across datasets" in f]
+
+
+@pytest.mark.parametrize("stem", ["04_transfer", "12_anchors"])
+def test_chapters_keep_the_warning_of_a_dataset_without_a_defined_similarity_off_the_page(
+    tmp_path, monkeypatch, stem
+):
+    """Consistency on a run whose one dataset every model failed on warns of the NaN it drops;
+    the chapters leave that dataset out and name it, and the warning was printed on the page
+    (chapter 4's transforms, chapter 12's anchors, chapter 13's train split) as stderr."""
+    run_dir = _without_dataset(write_fake_run(tmp_path / "fake", features=False), "flowers")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _chapter_here(stem, run_dir, monkeypatch)
+    assert not [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize(
+    ("stem", "params", "said"),
+    [
+        (
+            "03_similarity_matrices",
+            {"models": ["sup-con-0"]},  # and the model map: one figure
+            ["has 1, so these two figures are skipped.", "has 1, so this figure is skipped."],
+        ),
+        (
+            "04_transfer",
+            {"datasets": ["flowers"]},
+            [
+                "(flowers), so this figure is skipped.",
+                "(flowers), so these two figures are skipped.",
+            ],
+        ),
+        (
+            "10_local_global",
+            {"models": ["sup-con-0", "sel-tra-1"]},
+            [
+                "has 2, so these two figures are skipped.",
+                "has 2, so these three figures are skipped.",
+            ],
+        ),
+        (
+            "10_local_global",
+            {"datasets": ["flowers"]},
+            [
+                "(flowers), so this table is skipped.",
+                "(flowers), so these three figures are skipped.",
+            ],
+        ),
+        (
+            "11_platonic",
+            {"models": ["sup-con-0", "sel-tra-1"]},
+            ["has 2, so these two figures are skipped."],
+        ),
+    ],
+)
+def test_a_skip_sentence_counts_the_figures_it_skips(tmp_path, monkeypatch, stem, params, said):
+    """One need() sentence skipped more than one figure and said "this figure is skipped":
+    chapter 3's two kinds of matrices, chapter 4's transform section (said again with the count
+    of its first section), chapter 10's panels and its three figures of consistency under other
+    measures (said again with the count of the panels), chapter 11's two figures; chapter 10
+    called its table of medians "this figure"."""
+    run_dir = write_fake_run(tmp_path / "fake", features=False)
+    page, _ = _chapter_here(stem, run_dir, monkeypatch, **params)
+    skips = [line for line in page.splitlines() if "skipped." in line]
+    assert all(any(line.endswith(end) for line in skips) for end in said), skips
+    assert len(skips) == len(said), skips
+
+
 def test_chapter_04_counts_the_datasets_its_means_and_spreads_rest_on(tmp_path, monkeypatch):
     """Chapter 4's mean-against-spread figure said "across 6 datasets" of a run whose one
     dataset had no defined similarity (its means and spreads came from 5), and its figures'

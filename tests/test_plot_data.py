@@ -269,3 +269,16 @@ def test_measure_vs_measure_plots_y_against_x_with_each_datasets_agreement(fake_
         rho = scipy_stats.spearmanr(x[upper], y[upper])[0]
         assert ax.get_title() == f"{ds}: Spearman {rho:.2f}"
         assert (ax.get_xlabel(), ax.get_ylabel()) == ("cka_linear", "mutual_knn_10")
+
+
+def test_measure_vs_measure_says_an_undefined_agreement_in_words(fake_run):
+    """A panel whose agreement is undefined (no pair with both measures defined) was titled
+    "Spearman nan"."""
+    sim = fake_run.similarity.copy(deep=True)
+    datasets = CH.domain_order(sim)[:2]
+    sim["mutual_knn_10"].loc[{"dataset": datasets[1]}] = np.nan
+    table = A.measure_pair_table(sim, "cka_linear", "mutual_knn_10", datasets)
+    agreement = A.measure_agreement(sim, "cka_linear", "mutual_knn_10", "spearman", datasets)
+    fig = P.measure_vs_measure(table, agreement, "cka_linear", "mutual_knn_10")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles[1] == f"{datasets[1]}: Spearman undefined", titles

@@ -651,6 +651,40 @@ def test_within_between_text_is_worded_by_the_model_relabelling():
         assert not T.untested_claims(t)
 
 
+def test_within_between_text_on_one_dataset_neither_counts_nor_averages_datasets():
+    """Chapter 3 on one dataset said "On **1 of 1** dataset ...; averaged over the datasets the
+    difference is ...": one dataset has no count of datasets and no average over them."""
+    one = pd.DataFrame(
+        {"same category": [0.8], "different category": [0.5]}, index=pd.Index(["faces"])
+    )
+    text = T.within_between_text(one, "objective", _relabelling(0.3))
+    assert text == (
+        "On faces, the one dataset, models of the same objective are more similar to each other "
+        "(median) than models of different objective (difference of the medians 0.30); that "
+        "difference is more than random groupings of the same models give (objective labels "
+        "permuted freely over the 12 models in 9,999 random relabellings, the dataset fixed, "
+        "two-sided p < 0.001)."
+    )
+    # beside a dataset without pairs of both kinds (every model failed on it)
+    two = pd.concat(
+        [
+            one,
+            pd.DataFrame(
+                {"same category": [np.nan], "different category": [np.nan]}, index=["cells"]
+            ),
+        ]
+    )
+    lost = T.within_between_text(two, "objective", {**_relabelling(0.3), "p_value": 0.4})
+    assert lost.startswith("On faces, the one dataset with defined pairs of both kinds, models")
+    assert lost.endswith(
+        "(difference of the medians 0.30): no evidence that this differs from random groupings "
+        "of the same models (objective labels permuted freely over the 12 models in 9,999 random "
+        "relabellings, the dataset fixed, two-sided p = 0.40)."
+    )
+    for t in (text, lost, T.within_between_text(one, "objective")):
+        assert "averaged" not in t and "1 of 1" not in t and not T.untested_claims(t)
+
+
 def test_scatter_text_describes_the_groups_without_ranking_them():
     tab = pd.DataFrame(
         {"all": [0.5, 0.3], "S": [0.9, 0.7], "T": [0.1, 0.3]}, index=["a / b", "a / c"]
@@ -896,6 +930,24 @@ def test_panels_text_says_which_datasets_a_figure_shows_when_not_all():
     assert T.panels_text(order, order) == ""
     assert T.panels_text(["a", "c"], order, "probed datasets") == (
         "The panels show 2 of the 4 probed datasets (a and c), taken in turn from each domain."
+    )
+
+
+def test_panels_text_names_the_datasets_that_cannot_be_drawn():
+    """Chapters 10 and 11 drew a dataset every model failed on as an empty panel titled
+    "Spearman nan": it is left out and named, and "taken in turn from each domain" is said only
+    when the panel count left out drawable datasets."""
+    order = ["a", "b", "c", "d"]
+    assert T.panels_text(["a", "b", "d"], order, undefined=["c"]) == (
+        "The panels show 3 of the 4 datasets (a, b and d); c has no defined similarity and is "
+        "not drawn."
+    )
+    assert T.panels_text(["a"], order, undefined=["d", "c"], why="no defined rsa") == (
+        "The panels show 1 of the 4 datasets (a), taken in turn from each domain; c and d have "
+        "no defined rsa and are not drawn."
+    )
+    assert T.panels_text([], ["c"], undefined=["c"]) == (
+        "No panel is drawn: c has no defined similarity."
     )
 
 

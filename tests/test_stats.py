@@ -985,6 +985,25 @@ def test_nan_similarities_are_refused():
         stats.controlled_tests(sim, **FAST)
 
 
+def test_a_dataset_without_a_defined_similarity_is_named_not_its_models():
+    """A dataset every model failed on was refused as "similarities of models [the first five]
+    are NaN on some dataset; drop them": every model is undefined there, dropping models cannot
+    help, and the book printed that sentence as why the controlled tests were not run."""
+    sim = make_zoo(0, None)
+    sim["cka_linear"][2] = np.nan
+    dataset = str(sim.dataset.values[2])
+    with pytest.raises(InputError) as err:
+        stats.controlled_tests(sim, **FAST)
+    assert str(err.value) == (
+        f"{dataset} has no defined similarity (no model pair has one there) and the controlled "
+        "tests need every pair's similarity on every dataset; drop that dataset "
+        f"(sim.drop_sel(dataset=['{dataset}'])) before the controlled tests"
+    )
+    sim["cka_linear"][1, 3, 4] = np.nan  # and one pair elsewhere: its models are named
+    with pytest.raises(InputError, match="similarities of models .* are NaN on some dataset"):
+        stats.controlled_tests(sim, **FAST)
+
+
 def test_unknown_measure_is_refused():
     with pytest.raises(InputError, match="rsa_spearman"):
         stats.controlled_tests(make_zoo(0, None), ["rsa_spearman"], **FAST)
