@@ -331,10 +331,8 @@ def test_stability_vs_n_uses_the_given_measure_from_4_stimuli_and_all_once():
     assert (t.abs_error == 12 - t.n).all()
 
 
-def test_stability_vs_n_computes_each_subset_in_one_engine_call(rng, monkeypatch):
-    """Pair by pair, chapter 13's stability figure on 45 models (990 pairs x 19 subsets) took
-    174 s: the default measure now goes to the all-pairs engine once for all stimuli and once
-    per subset, and gives the per-pair path's table."""
+def _engine_spy(monkeypatch) -> list:
+    """The calls of the all-pairs engine from here on: (models, stimuli, measure) each."""
     import repsim.measures as RM
 
     real, seen = RM.similarity_matrix, []
@@ -344,8 +342,20 @@ def test_stability_vs_n_computes_each_subset_in_one_engine_call(rng, monkeypatch
         return real(features, measure, **kw)
 
     monkeypatch.setattr(RM, "similarity_matrix", spy)
+    return seen
+
+
+def _shared_features(rng) -> dict:
+    """Five models of 60 stimuli that share a 4-dimensional signal (CKA well away from 0 and 1)."""
     base = rng.normal(size=(60, 4))
-    feats = {f"m{i}": base @ rng.normal(size=(4, 7)) + rng.normal(size=(60, 7)) for i in range(5)}
+    return {f"m{i}": base @ rng.normal(size=(4, 7)) + rng.normal(size=(60, 7)) for i in range(5)}
+
+
+def test_stability_vs_n_computes_each_subset_in_one_engine_call(rng, monkeypatch):
+    """Pair by pair, chapter 13's stability figure on 45 models (990 pairs x 19 subsets) took
+    174 s: the default measure now goes to the all-pairs engine once for all stimuli and once
+    per subset, and gives the per-pair path's table."""
+    seen, feats = _engine_spy(monkeypatch), _shared_features(rng)
     fast = A.stability_vs_n(feats, [8, 20, 60, 99], repeats=3, seed=3)
     assert seen == [(sorted(feats), n, "cka_linear") for n in [60, 8, 8, 8, 20, 20, 20, 60]]
     seen.clear()
@@ -453,17 +463,7 @@ def test_subsample_pairs_computes_each_subset_in_one_engine_call(rng, monkeypatc
     """Pair by pair, chapter 13's halves of 45 models (990 pairs x 21 subsets) took 400 s of a
     cell's 600: the default measure now goes to the all-pairs engine once per subset (and once
     for all stimuli), on the models the pairs name, and gives the per-pair path's table."""
-    import repsim.measures as RM
-
-    real, seen = RM.similarity_matrix, []
-
-    def spy(features, measure="cka_linear", **kw):
-        seen.append((sorted(features), len(next(iter(features.values()))), measure))
-        return real(features, measure, **kw)
-
-    monkeypatch.setattr(RM, "similarity_matrix", spy)
-    base = rng.normal(size=(60, 4))
-    feats = {f"m{i}": base @ rng.normal(size=(4, 7)) + rng.normal(size=(60, 7)) for i in range(5)}
+    seen, feats = _engine_spy(monkeypatch), _shared_features(rng)
     for pairs in (None, [("m3", "m1"), ("m0", "m3")]):
         seen.clear()
         fast = A.subsample_pairs(feats, n_draws=6, seed=3, pairs=pairs)
