@@ -228,11 +228,15 @@ def summary_table(
         for measure in sim.data_vars:
             m = sim[measure].sel(dataset=ds_id).values
             off = m[~np.eye(m.shape[0], dtype=bool)]
-            row[f"mean {measure}"] = float(np.nanmean(off)) if off.size else float("nan")
+            off = off[np.isfinite(off)]  # a dataset every model failed on has none: undefined
+            row[f"mean {measure}"] = float(off.mean()) if off.size else float("nan")
         if probes is not None:
             row["probe acc"] = float(probes.accuracy.sel(dataset=ds_id).mean())
         rows.append(row)
-    text = pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}")
+    table = pd.DataFrame(rows)
+    text = table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="undefined")
+    if table.isna().any().any():  # it printed "nan" (and numpy's "Mean of empty slice")
+        text += "\n(undefined: no model pair has a defined value on that dataset)"
     if consistency is not None and "consistency" in consistency:
         overview = consistency_overview(consistency)
         text += "\n\nConsistency across dataset pairs (Pearson; median and IQR"

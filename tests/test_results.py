@@ -112,3 +112,32 @@ def test_assemble_probes_refuses_a_part_it_cannot_read(plan, change, named) -> N
     with pytest.raises(RunFolderError, match=rf"model '{model}' on dataset '{ds}'.*") as error:
         assemble_probes(plan, {**good, (model, ds): bad})
     assert named in str(error.value)
+
+
+def test_the_summary_says_undefined_for_a_dataset_without_a_defined_similarity() -> None:
+    """A dataset every model failed on printed "nan" in summary.txt, with numpy's "Mean of empty
+    slice" warning on the run's stderr; its mean is "undefined", said why, and the others are
+    the means of their defined off-diagonal values."""
+    import warnings
+
+    from repsim.results import summary_table
+
+    values = np.full((2, 3, 3), np.nan)
+    values[0] = [[1.0, 0.2, 0.4], [0.2, 1.0, np.nan], [0.4, np.nan, 1.0]]
+    sim = xr.Dataset(
+        {"cka_linear": (("dataset", "model_a", "model_b"), values)},
+        coords={
+            "dataset": ["faces", "cells"],
+            "model_a": ["a", "b", "c"],
+            "model_b": ["a", "b", "c"],
+            "domain": ("dataset", ["Natural (single-domain)", "Specialized"]),
+            "n_stimuli": ("dataset", [20, 30]),
+        },
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = summary_table(sim, None, None)
+    lines = text.splitlines()
+    assert lines[1].split()[-1] == "0.300" and lines[2].split()[-1] == "undefined", text
+    assert "nan" not in text.lower().replace("undefined", "")
+    assert lines[-1] == "(undefined: no model pair has a defined value on that dataset)"
