@@ -53,6 +53,7 @@ from repsim.errors import (
     RunLockedError,
     StoreError,
 )
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
 
 log = logging.getLogger(__name__)
 
@@ -992,6 +993,9 @@ class RunFolder:
             return (
                 f"{self.path} is a file, not a run folder: pass the folder a run wrote (its --out)"
             )
+        problem = path_problem(self.path, "folder")
+        if problem not in (None, DOES_NOT_EXIST):  # a link loop or a dangling link: said so
+            return f"{self.path} {problem}: pass the folder a run wrote (its --out)"
         writer = self.locked_by()
         if writer is not None:
             return f"a run is writing {self.path} (process {writer}); wait for it to finish"
