@@ -35,6 +35,7 @@ LOOP_ARGUMENTS = [
     ["bench", "run", "--config", "LOOP"],
     ["models", "--config", "INCLUDES_LOOP"],
     ["compare", "LOOP"],
+    ["book", "--run", "LOOP", "--book", "OK"],
 ]
 
 
@@ -70,3 +71,117 @@ def test_compare_names_a_similarity_file_that_is_not_a_file(tmp_path, capsys, ki
     expected = "is not a regular file (a FIFO" if kind == "fifo" else "is a folder, not a file"
     assert f"{path} {expected}" in err, err
 
+
+# ------------------------------------------------------------------------------------ repsim book
+def _run_with_sealed_features(path: Path) -> Path:
+    """A fake run whose manifest lists its sealed feature groups among the results' inputs, as a
+    finished ``repsim run`` does."""
+    from helpers_run import write_fake_run
+
+    from repsim.runfolder import RunFolder
+    from repsim.store import FeatureStore
+
+    write_fake_run(path, n_per_objective=1, features=True)
+    folder = RunFolder(path)
+    store = FeatureStore(folder.features)
+    inputs = {
+        f"features {d}/{m}": store.seal(d, m) for d in store.datasets() for m in store.models(d)
+    }
+    folder.write_manifest({**folder.read_manifest(), "inputs": inputs})
+    return path
+
+
+def _book(path: Path) -> Path:
+    """A book folder (what check_book_folder asks of it) holding the last build's notebooks."""
+    (path / "generated").mkdir(parents=True)
+    (path / "_config.yml").write_text("title: a book\n")
+    (path / "_toc.yml").write_text("format: jb-book\nroot: intro\n")
+    (path / "generated" / "01_last_build.ipynb").write_text("{}")
+    return path
+
+
+@pytest.mark.parametrize("damage", ["store gone", "group gone", "group sealed again"])
+def test_book_refuses_a_run_whose_features_are_not_its_results_before_any_notebook(
+    tmp_path, monkeypatch, capsys, damage
+):
+    """The chapters read the features the results were computed from: a store deleted since the
+    run passed the book's check, the last build's notebooks were removed, and the first chapter
+    failed (StoreError inside the notebook)."""
+    import shutil
+
+    from repsim.book import check_run
+    from repsim.runfolder import RunFolder
+    from repsim.store import FeatureStore
+
+    run = _run_with_sealed_features(tmp_path / "run")
+    book = _book(tmp_path / "book")
+    check_run(run)  # the intact run passes
+    store = FeatureStore(RunFolder(run).features)
+    dataset = store.datasets()[0]
+    model = store.models(dataset)[0]
+    if damage == "store gone":
+        shutil.rmtree(RunFolder(run).features)
+    elif damage == "group gone":
+        shutil.rmtree(store._dir(dataset, model))
+    else:
+        store._open(dataset, model).attrs["sha256"] = "0" * 64
+    monkeypatch.setattr("repsim.book.execute_notebook", _no_work)
+    assert cli.main(["book", "--run", str(run), "--book", str(book)]) == 2
+    err = capsys.readouterr().err
+    expected = {
+        "store gone": "features.zarr is gone: deleted or moved since the run",
+        "group gone": f"features of {model!r} on {dataset!r}, which the result files of this run "
+        "were computed from, are missing or incomplete",
+        "group sealed again": f"features of {model!r} on {dataset!r} are not those the result "
+        "files of this run were computed from",
+    }[damage]
+    assert expected in err and "rerun the config into the run folder" in err, err
+    assert (book / "generated" / "01_last_build.ipynb").is_file()
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("no toc", "BOOK is not a book folder: it has no _toc.yml; pass --book"),
+        ("config not yaml", "BOOK/_config.yml is not valid YAML text (while parsing"),
+        ("config a list", "BOOK/_config.yml must hold a YAML mapping, got list"),
+        ("config not utf-8", "BOOK/_config.yml is not valid YAML text ('utf-8' codec"),
+        ("toc a folder", "BOOK/_toc.yml is a folder, not a file; pass --book"),
+    ],
+)
+@pytest.mark.parametrize("execute", [True, False], ids=["execute", "no-execute"])
+def test_book_checks_its_config_and_toc_before_any_notebook(
+    tmp_path, monkeypatch, capsys, damage, expected, execute
+):
+    """A _config.yml that is not a YAML mapping was a traceback (yaml, AttributeError,
+    UnicodeDecodeError) and a missing _toc.yml jupyter-book's own traceback, both after every
+    notebook had run (minutes)."""
+    from helpers_run import write_fake_run
+
+    from repsim.book import _write_executed_on
+    from repsim.runfolder import RunFolder
+
+    run = write_fake_run(tmp_path / "run", n_per_objective=1, features=False)
+    book = _book(tmp_path / "book")
+    # the last build's record, so that --no-execute would build from its notebooks
+    _write_executed_on(book / "generated", run, RunFolder(run).results_digest())
+    config, toc = book / "_config.yml", book / "_toc.yml"
+    if damage == "no toc":
+        toc.unlink()
+    elif damage == "config not yaml":
+        config.write_text("title: [\n")
+    elif damage == "config a list":
+        config.write_text("- title\n")
+    elif damage == "config not utf-8":
+        config.write_bytes(b"title: \x92\xff\n")
+    else:
+        toc.unlink()
+        toc.mkdir()
+    monkeypatch.setattr("repsim.book.execute_notebook", _no_work)
+    monkeypatch.setattr("repsim.book.build_html", _no_work)
+    argv = ["--run", str(run)] if execute else ["--no-execute"]
+    assert cli.main(["book", *argv, "--book", str(book)]) == 2
+    err = capsys.readouterr().err
+    assert expected.replace("BOOK", str(book)) in err, err
+    assert "Traceback" not in err
+    assert (book / "generated" / "01_last_build.ipynb").is_file()
