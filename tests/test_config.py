@@ -90,7 +90,6 @@ def test_a_folder_given_as_config_is_named_a_folder(tmp_path: Path):
         load_config(tmp_path)
 
 
-
 def test_a_config_that_is_a_symbolic_link_loop_is_named(tmp_path: Path):
     """Path.resolve raised RuntimeError ("Symlink loop from ...") on a config that is a link
     loop, and stat an OSError on an included one: tracebacks from every command that reads one."""
