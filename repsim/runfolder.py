@@ -216,12 +216,29 @@ def check_output_path(path: str | Path | None, option: str, kind: str = "file") 
             f"{option}: {target} is a folder where a file is needed; name a file in it, e.g. "
             f"{target / 'result.json'}"
         )
+    if kind == "file" and _link_loop(target) == target:  # the probe below is made beside it
+        raise PathError(
+            f"{option}: {target} is a symbolic-link loop (links that point at each other): "
+            f"remove the link, or choose another {option}"
+        )
     folder = target if kind == "folder" else target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".repsim-probe-")
         os.close(fd)
         os.unlink(probe)
+    except OSError as exc:
+        raise PathError(f"{option}: {describe_os_error(exc, target, 'write', option)}") from None
+
+
+def write_output(path: str | Path, text: str, option: str) -> None:
+    """Write a command's output file (``--json``), checked first by :func:`check_output_path`:
+    PathError naming ``option`` when it cannot be written after all (the disk filled up during
+    the work, a device that refuses it such as /dev/full), not a traceback after the work."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
     except OSError as exc:
         raise PathError(f"{option}: {describe_os_error(exc, target, 'write', option)}") from None
 

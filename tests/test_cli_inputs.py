@@ -185,3 +185,34 @@ def test_book_checks_its_config_and_toc_before_any_notebook(
     assert expected.replace("BOOK", str(book)) in err, err
     assert "Traceback" not in err
     assert (book / "generated" / "01_last_build.ipynb").is_file()
+
+
+# ----------------------------------------------------------------------------------- repsim bench
+@pytest.mark.parametrize("name", ["measures", "probe", "run"])
+def test_bench_json_that_is_a_symbolic_link_loop_is_refused_before_the_work(
+    tmp_path, monkeypatch, capsys, name
+):
+    """The check of --json probed its folder, not the file: a link loop there failed with an
+    OSError traceback where the result was written, after the benchmark (bench run: after two
+    pipeline runs)."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module(f"repsim.bench.{name}"), "run", _no_work)
+    loop = _loop(tmp_path, "b.json")
+    assert cli.main(["bench", name, "--json", str(loop)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"repsim: error: --json: {loop} is a symbolic-link loop"), err
+    assert "choose another --json" in err
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_bench_json_that_cannot_be_written_after_the_work_is_named(capsys):
+    """A disk that filled up during the benchmark (here /dev/full, which refuses every write)
+    was an OSError traceback at the end; now exit 2 naming --json, the results printed."""
+    argv = ["--models", "2", "--n", "8", "--dim", "4", "--measures", "cka_linear"]
+    assert cli.main(["bench", "measures", *argv, "--device", "cpu", "--json", "/dev/full"]) == 2
+    captured = capsys.readouterr()
+    assert "speedup:" in captured.out  # the benchmark's own output is there
+    assert captured.err.startswith(
+        "repsim: error: --json: no space left on the device while trying to write /dev/full"
+    ), captured.err

@@ -23,7 +23,7 @@ import torch
 from repsim.argtypes import DEVICE_HELP, Parser, at_least
 from repsim.device import resolve_device
 from repsim.measures import parse_measure, similarity_matrices
-from repsim.runfolder import check_output_path
+from repsim.runfolder import check_output_path, write_output
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  speedup: {res['speedup']:.1f}x   (max |engine - per-pair| on timed pairs: {res['max_abs_diff_vs_naive']:.1e})"
     )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=2)
+        write_output(args.json, json.dumps(res, indent=2), "--json")
     return 0
 
 

@@ -41,7 +41,7 @@ from repsim.probe import (
     train_reference,
     train_sweep,
 )
-from repsim.runfolder import check_output_path
+from repsim.runfolder import check_output_path, write_output
 
 logger = logging.getLogger(__name__)
 
@@ -399,8 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "within" if chk["within_0_2_points"] else "NOT within", chk["same_choice"],
             )  # fmt: skip
         if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(res, indent=2))
+            write_output(args.json, json.dumps(res, indent=2), "--json")
         return 0
     res = run(
         n=args.n,
@@ -426,8 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res["full_probe_seeds"], res["full_probe_s"], res["full_probe_mean_accuracy"],
     )  # fmt: skip
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2))
+        write_output(args.json, json.dumps(res, indent=2), "--json")
     return 0
 
 
