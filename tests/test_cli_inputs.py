@@ -216,3 +216,27 @@ def test_bench_json_that_cannot_be_written_after_the_work_is_named(capsys):
     assert captured.err.startswith(
         "repsim: error: --json: no space left on the device while trying to write /dev/full"
     ), captured.err
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("measures.models=1", "must be at least 2, got 1 (as --models of repsim bench measures)"),
+        ("measures.naive_pairs=0", "must be at least 1, got 0 (as --naive-pairs of repsim"),
+        ("probe.classes=1", "must be at least 2, got 1 (as --classes of repsim bench probe)"),
+        ("probe.seeds=[0, -1]", "must be at least 0, got -1 (as --seeds of repsim bench probe)"),
+        ("extract.batch_size=0", "must be at least 1, got 0 (as --batch-size of repsim bench"),
+    ],
+)
+def test_bench_all_set_is_held_to_the_bounds_of_the_benchmark_s_own_option(
+    tmp_path, monkeypatch, capsys, setting, message
+):
+    """``repsim bench measures --models 1`` is a usage error, but ``bench all --set
+    measures.models=1`` ran every benchmark and reported measures failed (an InputError inside),
+    exit 1 after minutes."""
+    monkeypatch.setattr("repsim.bench.run_benchmarks", _no_work)
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "all", "--device", "cpu", "--out", str(out), "--set", setting]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"repsim: error: --set {setting!r}: {message}"), err
+    assert not out.exists()

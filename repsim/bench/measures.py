@@ -104,8 +104,9 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``repsim bench measures``: print engine and per-pair times and their ratio."""
+def build_parser() -> Parser:
+    """The options of ``repsim bench measures`` (``bench all --set measures.KEY`` is checked
+    against them too)."""
     ap = Parser(prog="repsim bench measures", description=__doc__)
     ap.add_argument("--models", type=at_least(2), default=16, help="models (default: %(default)s)")
     ap.add_argument("--n", type=at_least(4), default=5000, help="stimuli (default: %(default)s)")
@@ -126,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         help="pairs the per-pair path is timed on (default: %(default)s)",
     )
     ap.add_argument("--json", default=None, help="also write the result dict to this file")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``repsim bench measures``: print engine and per-pair times and their ratio."""
+    args = build_parser().parse_args(argv)
     check_output_path(args.json, "--json")
     res = run(args.models, args.n, args.dim, args.measures, args.device, args.naive_pairs)
     print(

@@ -347,8 +347,9 @@ def precision_check(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse options, run the benchmark, log a summary and optionally write JSON."""
+def build_parser() -> Parser:
+    """The options of ``repsim bench probe`` (``bench all --set probe.KEY`` is checked against
+    them too)."""
     p = Parser(prog="repsim bench probe", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=at_least(2), default=10_000, help="train rows")
     p.add_argument("--dim", type=at_least(1), default=768, help="feature dimension")
@@ -376,7 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--precision-check", action="store_true", help="float32 against bfloat16 accuracies"
     )
-    args = p.parse_args(list(argv) if argv is not None else None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse options, run the benchmark, log a summary and optionally write JSON."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
     check_output_path(args.json, "--json")
     if args.study or args.precision_check:
         res: dict[str, Any] = {}
