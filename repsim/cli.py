@@ -62,14 +62,9 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _book_os_error(exc: OSError, book_dir: str) -> str:
     """The message of a filesystem error while the book is built: a file inside the book folder
     was being written (its fix names --book), any other was being read."""
-    from pathlib import Path
+    from repsim.runfolder import describe_output_error
 
-    from repsim.runfolder import describe_os_error
-
-    target = Path(exc.filename if isinstance(exc.filename, str | Path) else book_dir)
-    book = Path(book_dir).resolve()
-    inside = target.resolve() == book or book in target.resolve().parents
-    return describe_os_error(exc, target, "write" if inside else "read", "--book")
+    return describe_output_error(exc, book_dir, "--book")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:

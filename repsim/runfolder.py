@@ -192,6 +192,28 @@ def describe_os_error(
     )
 
 
+def describe_output_error(exc: OSError, folder: str | Path, option: str) -> str:
+    """:func:`describe_os_error` for a command that reads files and writes into ``folder``
+    (``--book``, ``--into``): a file inside it, or any file on a full disk, was being written
+    (the fix names ``option``), any other was being read. The error's own file named the place
+    read from on a full disk ("while trying to merge into" a source's file, "choose another
+    --out")."""
+    target = Path(exc.filename if isinstance(exc.filename, str | Path) else folder)
+    written = _inside(target, Path(folder)) or exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if written and not _inside(target, Path(folder)):
+        target = Path(folder)
+    return describe_os_error(exc, target, "write" if written else "read", option)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies in it (both resolved, links and all)."""
+    try:
+        path, folder = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop
+        return False
+    return path == folder or folder in path.parents
+
+
 def check_path_option(path: str | Path | None, option: str, action: str = "write") -> None:
     """PathError when ``path``, given as ``option``, has a name or a length the filesystem
     refuses: commands check their path options before any work, so that none fails with a

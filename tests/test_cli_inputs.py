@@ -36,13 +36,18 @@ LOOP_ARGUMENTS = [
     ["models", "--config", "INCLUDES_LOOP"],
     ["compare", "LOOP"],
     ["book", "--run", "LOOP", "--book", "OK"],
+    ["minizoo", "merge", "LOOP", "--into", "OK"],
+    ["minizoo", "evaluate", "--zoo", "LOOP"],
+    ["minizoo", "train", "--data", "LOOP", "--only", "mlp-random-s0", "--out", "OK"],
 ]
 
 
 @pytest.mark.parametrize("argv", LOOP_ARGUMENTS, ids=" ".join)
-def test_a_symbolic_link_loop_is_named_not_a_traceback(tmp_path, capsys, argv):
-    """A config file or run folder that is a symbolic-link loop was a RuntimeError traceback
-    ("Symlink loop from ...", from Path.resolve) or "does not exist: run the pipeline first"."""
+def test_a_symbolic_link_loop_is_named_not_a_traceback(tmp_path, monkeypatch, capsys, argv):
+    """A config file, run folder or zoo folder that is a symbolic-link loop was a RuntimeError
+    traceback ("Symlink loop from ...", from Path.resolve) or said not to exist ("run the
+    pipeline first", "manifest.csv is missing or empty; train the zoo first")."""
+    monkeypatch.setattr("repsim.minizoo.train.train_zoo", _no_work)  # never trains here
     loop = _loop(tmp_path)
     includes = tmp_path / "includes.yaml"
     includes.write_text("include: [loop]\n")
@@ -51,6 +56,7 @@ def test_a_symbolic_link_loop_is_named_not_a_traceback(tmp_path, capsys, argv):
     err = capsys.readouterr().err
     assert "is a symbolic-link loop (links that point at each other)" in err, err
     assert "Traceback" not in err and "run the pipeline first" not in err
+    assert "train the zoo first" not in err and "is missing" not in err
 
 
 def test_a_run_folder_that_is_a_dangling_link_is_named(tmp_path, capsys):
@@ -239,4 +245,74 @@ def test_bench_all_set_is_held_to_the_bounds_of_the_benchmark_s_own_option(
     assert cli.main(["bench", "all", "--device", "cpu", "--out", str(out), "--set", setting]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"repsim: error: --set {setting!r}: {message}"), err
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------- repsim minizoo
+def _small_zoo(path: Path, ids: tuple[str, ...] = ("cnn-random-s0", "mlp-random-s0")) -> Path:
+    """A zoo folder holding a few models of the shipped zoo (files, manifest and held-out rows
+    as training writes them), made without training."""
+    import shutil
+
+    from repsim.minizoo.loader import DEFAULT_DIR
+    from repsim.minizoo.manifest import read_manifest, write_heldout, write_manifest
+
+    path.mkdir(parents=True)
+    rows = [r for r in read_manifest(DEFAULT_DIR / "manifest.csv") if r["id"] in ids]
+    for row in rows:
+        shutil.copyfile(DEFAULT_DIR / row["weights"], path / row["weights"])
+    write_manifest(rows, path / "manifest.csv")
+    held = read_manifest(DEFAULT_DIR / "heldout.csv")
+    write_heldout([h for h in held if h["id"] in ids], path / "heldout.csv")
+    return path
+
+
+def test_merge_on_a_full_disk_names_the_target_and_into_and_leaves_no_partial_file(
+    tmp_path, monkeypatch, capsys
+):
+    """The error of a copy that filled the disk named the source's file ("while trying to merge
+    into SOURCE/x.safetensors"), the fix named --out, and the partial x.safetensors.tmp stayed
+    in the target zoo."""
+    import errno
+
+    import repsim.minizoo.merge
+
+    source, into = _small_zoo(tmp_path / "source"), tmp_path / "zoo"
+
+    def copy_until_full(src, dst):
+        Path(dst).write_bytes(b"half a file")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(src))
+
+    monkeypatch.setattr(repsim.minizoo.merge.shutil, "copyfile", copy_until_full)
+    assert cli.main(["minizoo", "merge", str(source), "--into", str(into)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"repsim: error: no space left on the device while trying to write {into}: free space "
+        "on that disk (or raise the quota), or choose another --into"
+    ), err
+    assert list(into.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--only", "zzz-*"], "--only ['zzz-*'] matches no model id"),
+        (["--datasets", "nope"], "nope.npz does not exist; generate it with `python -m repsim"),
+    ],
+)
+def test_minizoo_train_leaves_no_out_folder_when_it_refuses_its_options(
+    tmp_path, monkeypatch, capsys, argv, message
+):
+    """--only matching no model and an unknown --datasets name were refused after --out was made:
+    an empty folder was left (the budget's checks leave none)."""
+    from repsim.minizoo.data import synthetic_npz
+
+    data = tmp_path / "data"
+    data.mkdir()
+    synthetic_npz(data / "blocks.npz")
+    monkeypatch.setattr("repsim.minizoo.train.train_zoo", _no_work)  # never trains here
+    out = tmp_path / "zoo"
+    assert cli.main(["minizoo", "train", "--data", str(data), "--out", str(out), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
     assert not out.exists()
