@@ -142,6 +142,17 @@ def _check_paths(args: argparse.Namespace) -> None:
         check_path_option(getattr(args, attr), option, action)
 
 
+def _interrupted(args: argparse.Namespace) -> str:
+    """What a Ctrl-C (or SIGTERM) leaves: a run keeps its finished stages and a training its
+    finished models; the other commands have nothing to resume ("finished stages are kept" was
+    said of ``repsim models --check`` too)."""
+    if args.command == "run":
+        return "finished stages are kept and a rerun resumes"
+    if args.command == "minizoo" and args.action == "train":
+        return "the models trained so far are kept; rerun with --resume to train the rest"
+    return "rerun the command to start it again"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="repsim", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -273,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repsim: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        print("repsim: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
+        print(f"repsim: interrupted; {_interrupted(args)}", file=sys.stderr)
         return 143 if isinstance(exc, interrupts.Terminated) else 130
     finally:
         if main_thread:

@@ -316,3 +316,34 @@ def test_minizoo_train_leaves_no_out_folder_when_it_refuses_its_options(
     err = capsys.readouterr().err
     assert message in err, err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------- Ctrl-C
+@pytest.mark.parametrize(
+    ("argv", "target", "said"),
+    [
+        (["run", "c.yaml", "--out", "o"], "repsim.pipeline.run", "finished stages are kept"),
+        (["models", "--config", "c.yaml", "--check"], "repsim.zoo.check_models", "rerun the"),
+        (["compare", "r"], "repsim.reference.compare", "rerun the command to start it again"),
+        (["book", "--run", "r"], "repsim.book.build_book", "rerun the command to start it again"),
+        (["bench", "all"], "repsim.bench.run_all", "rerun the command to start it again"),
+        (
+            ["minizoo", "train", "--out", "z"],
+            "repsim.minizoo.train.main",
+            "the models trained so far are kept; rerun with --resume",
+        ),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_ctrl_c_says_what_each_command_leaves(monkeypatch, capsys, argv, target, said):
+    """Every command said "finished stages are kept and a rerun resumes", of a models check, a
+    comparison or a benchmark that keeps nothing (exit 130 either way)."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("repsim: interrupted; ") and said in err, err
+    assert ("finished stages" in err) == (argv[0] == "run")
