@@ -53,7 +53,7 @@ from repsim.errors import (
     RunLockedError,
     StoreError,
 )
-from repsim.pathcheck import DOES_NOT_EXIST, path_problem
+from repsim.pathcheck import DOES_NOT_EXIST, NOT_REGULAR, path_problem
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,10 @@ def longest_derived_name(name: str) -> int:
 
 
 def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (streamed); RunFolderError naming the fix when it cannot be read."""
+    """SHA-256 of a file's bytes (streamed); RunFolderError naming the fix when it cannot be read
+    (a FIFO in place of a run's file blocked compare and the book for good)."""
+    if path_problem(path, "file") == NOT_REGULAR:
+        raise RunFolderError(f"{path} {NOT_REGULAR}: remove it, then rerun what wrote the file")
     h = hashlib.sha256()
     with filesystem_errors(path, "read"), open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -595,10 +598,18 @@ def _lock_holder(fd: int) -> str:
     return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
 
 
+def _read_text(path: Path) -> str:
+    """The text of ``path``; OSError for a FIFO, a device or a socket, whose read would block:
+    one in place of run.json or manifest.json stopped every command that looked at the folder."""
+    if path_problem(path, "file") == NOT_REGULAR:
+        raise OSError(errno.EINVAL, f"not a regular file: {path}", str(path))
+    return path.read_text(encoding="utf-8")
+
+
 def _written_by_a_run(path: Path, keys: tuple[str, ...]) -> bool:
     """Whether ``path`` is a JSON object with ``keys`` (a run's run.json or manifest.json)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and all(k in data for k in keys)
@@ -1004,7 +1015,7 @@ class RunFolder:
         """The manifest ({} when there is none, it is unreadable or it is not of the shape a run
         writes: results are then rebuilt, and readers refuse the folder as unverifiable)."""
         try:
-            value = json.loads(self.manifest_path.read_text())
+            value = json.loads(_read_text(self.manifest_path))
         except (OSError, ValueError):
             return {}
         return value if _well_formed(value) else {}

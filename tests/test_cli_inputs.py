@@ -347,3 +347,35 @@ def test_ctrl_c_says_what_each_command_leaves(monkeypatch, capsys, argv, target,
     err = capsys.readouterr().err
     assert err.startswith("repsim: interrupted; ") and said in err, err
     assert ("finished stages" in err) == (argv[0] == "run")
+
+
+# --------------------------------------------------------------------------------- repsim compare
+@pytest.mark.parametrize("name", ["manifest.json", "similarity.nc", "run.json"])
+def test_a_fifo_in_place_of_a_run_s_file_is_named_not_waited_on(tmp_path, capsys, name):
+    """compare (and the book, and every reader of a run folder) opened it and waited for a writer
+    that never came: the command hung until killed."""
+    import signal
+
+    from helpers_run import write_fake_run
+
+    run = write_fake_run(tmp_path / "run", n_per_objective=1, features=False)
+    (run / name).unlink()
+    os.mkfifo(run / name)
+
+    def hung(signum, frame):
+        raise AssertionError(f"repsim compare waited on the FIFO {name}")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        assert cli.main(["compare", str(run)]) == 2
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    err = capsys.readouterr().err
+    expected = (
+        f"{run / name} is unreadable, so the result files of {run} cannot be verified"
+        if name == "manifest.json"
+        else f"{run / name} is not a regular file (a FIFO, device or socket"
+    )
+    assert expected in err, err
