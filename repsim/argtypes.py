@@ -123,16 +123,17 @@ class Parser(argparse.ArgumentParser):
         return f"; {self.prog} has no option{'s' * (len(hints) > 1)} {parts}{listed}"
 
 
-def at_least(minimum: int) -> Callable[[str], int]:
-    """A whole number of at least ``minimum``."""
+def at_least(minimum: int, *, zero: str | None = None) -> Callable[[str], int]:
+    """A whole number of at least ``minimum``; with ``zero`` (what 0 means, e.g. "skip"), also 0."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if value < minimum and not (zero and value == 0):
+            allowed = f"0 ({zero}) or at least" if zero else "at least"
+            raise argparse.ArgumentTypeError(f"must be {allowed} {minimum}, got {value}")
         return value
 
     parse.__name__ = f"whole number >= {minimum}"

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from repsim.errors import BookError, StoreError
+from repsim.errors import BookError, StoreError, brief
 
 log = logging.getLogger(__name__)
 
@@ -259,29 +259,61 @@ def _shown_run_dir(source: str, run_dir: str) -> str:
 def check_run(run_dir: str | Path) -> Path:
     """``run_dir`` resolved, once its results verify (schema, hashes, one run): before any
     notebook starts, and before the notebooks of the last build are replaced."""
+    from repsim.chapter import load_run
     from repsim.runfolder import RunFolder, filesystem_errors
 
-    run_dir = Path(run_dir).resolve()
     folder = RunFolder(run_dir)
     with filesystem_errors(folder.similarity, "read"):  # a path too long for the filesystem
         present = folder.similarity.exists()
-    if not present:
+    if not present:  # before resolve(), which raised RuntimeError on a symbolic-link loop
         raise StoreError(
             f"{run_dir} has no {folder.similarity.name}: {folder.why_no_results()} (or pass "
             "--run with a finished run folder)"
         )
-    folder.open_results()
+    run_dir = Path(run_dir).resolve()
+    load_run(run_dir).check_features()
     return run_dir
 
 
+#: the book's table of contents, beside its _config.yml
+BOOK_TOC = "_toc.yml"
+
+
 def check_book_folder(book_dir: str | Path) -> None:
-    """BookError unless ``book_dir`` is a book (it has the _config.yml that jupyter-book needs):
-    said before the notebooks run, not after a minute of them."""
-    if not (Path(book_dir) / "_config.yml").is_file():
+    """BookError unless ``book_dir`` is a book: a _config.yml that reads as a YAML mapping and a
+    _toc.yml, what jupyter-book needs. Said before the notebooks run, not after minutes of them
+    (a damaged _config.yml was a traceback there, a missing _toc.yml jupyter-book's own)."""
+    from repsim.pathcheck import DOES_NOT_EXIST, path_problem
+
+    fix = "pass --book with the book folder of a checkout (default: book)"
+    for name in ("_config.yml", BOOK_TOC):
+        problem = path_problem(Path(book_dir) / name, "file")
+        if problem == DOES_NOT_EXIST:
+            raise BookError(f"{book_dir} is not a book folder: it has no {name}; {fix}")
+        if problem is not None:
+            raise BookError(f"{Path(book_dir) / name} {problem}; {fix}")
+        _read_book_yaml(Path(book_dir) / name)
+
+
+def _read_book_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file of the book (_config.yml, _toc.yml) as a mapping, or BookError naming it."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise BookError(
-            f"{book_dir} is not a book folder: it has no _config.yml; pass --book with the book "
-            "folder of a checkout (default: book)"
+            f"{path} is not valid YAML text ({brief(str(exc), 200)}); restore it (git checkout "
+            "-- that file in a checkout)"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BookError(
+            f"{path} must hold a YAML mapping, got {type(data).__name__}; restore it (git "
+            "checkout -- that file in a checkout)"
         )
+    return data
 
 
 def execute_chapters(
@@ -434,9 +466,7 @@ def book_config(book_dir: str | Path) -> dict[str, Any]:
     notebook page; empty: none of them, whatever ``launch_buttons`` says, since the theme needs
     a repository to build their links. Thebe (live kernels from a CDN) is off and not loaded.
     """
-    import yaml
-
-    config = yaml.safe_load((Path(book_dir) / "_config.yml").read_text()) or {}
+    config = _read_book_yaml(Path(book_dir) / "_config.yml")
     url = str((config.get("repository") or {}).get("url") or "").strip()
     launch = dict(config.get("launch_buttons") or {})
     for key, service in LAUNCH_SERVICES.items():

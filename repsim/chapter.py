@@ -88,31 +88,57 @@ class Run:
             if key.startswith("features ")
         }
 
+        def missing(dataset: str, model: str, path: Path) -> StoreError:
+            return StoreError(
+                f"features of {model!r} on {dataset!r}, which the result files of this run were "
+                f"computed from, are missing or incomplete in {path} (deleted or damaged since "
+                "the run); rerun the config into the run folder"
+            )
+
+        def resealed(dataset: str, model: str) -> StoreError:
+            return StoreError(
+                f"features of {model!r} on {dataset!r} are not those the result files of this "
+                "run were computed from (extracted again since); rerun the config into the run "
+                "folder"
+            )
+
         class _RunStore(FeatureStore):
             def has(self, dataset: str, model: str) -> bool:
                 # a group the results were computed from must be there: a deleted or incomplete
                 # one is damage to report, not a model the run lacks (it was left out of figures)
                 present = super().has(dataset, model)
                 if not present and expected.get(f"{dataset}/{model}") is not None:
-                    raise StoreError(
-                        f"features of {model!r} on {dataset!r}, which the result files of this "
-                        f"run were computed from, are missing or incomplete in {self.path} "
-                        "(deleted or damaged since the run); rerun the config into the run folder"
-                    )
+                    raise missing(dataset, model, self.path)
                 return present
 
             def _complete_group(self, dataset: str, model: str) -> Any:
                 want = expected.get(f"{dataset}/{model}")
                 group = super()._complete_group(dataset, model)
                 if want is not None and group.attrs.get("sha256") != want:
-                    raise StoreError(
-                        f"features of {model!r} on {dataset!r} are not those the result files of "
-                        "this run were computed from (extracted again since); rerun the config "
-                        "into the run folder"
-                    )
+                    raise resealed(dataset, model)
                 return group
 
+            def check_inputs(self) -> None:
+                """StoreError unless every group the result files were computed from is there
+                with the seal they recorded (its content is checked where it is read)."""
+                for key, want in expected.items():
+                    if want is None:
+                        continue
+                    dataset, model = key.rsplit("/", 1)  # a dataset id may hold '/', a model not
+                    group = self._open(dataset, model)
+                    if group is None:
+                        raise missing(dataset, model, self.path)
+                    if group.attrs.get("sha256") != want:
+                        raise resealed(dataset, model)
+
         return _RunStore(self.features_path)
+
+    def check_features(self) -> None:
+        """StoreError unless the feature groups the result files were computed from are there as
+        they were sealed: ``repsim book`` asks before any notebook runs, since a store deleted
+        since the run failed the first chapter, after the last build's notebooks were removed."""
+        if self.features_path is not None:  # raises when the manifest lists features and none are
+            self.feature_store().check_inputs()
 
     @property
     def measures(self) -> list[str]:

@@ -62,14 +62,9 @@ def _cmd_book(args: argparse.Namespace) -> int:
 def _book_os_error(exc: OSError, book_dir: str) -> str:
     """The message of a filesystem error while the book is built: a file inside the book folder
     was being written (its fix names --book), any other was being read."""
-    from pathlib import Path
+    from repsim.runfolder import describe_output_error
 
-    from repsim.runfolder import describe_os_error
-
-    target = Path(exc.filename if isinstance(exc.filename, str | Path) else book_dir)
-    book = Path(book_dir).resolve()
-    inside = target.resolve() == book or book in target.resolve().parents
-    return describe_os_error(exc, target, "write" if inside else "read", "--book")
+    return describe_output_error(exc, book_dir, "--book")
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
@@ -145,6 +140,17 @@ def _check_paths(args: argparse.Namespace) -> None:
 
     for attr, option, action in PATH_OPTIONS.get(args.command, ()):
         check_path_option(getattr(args, attr), option, action)
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What a Ctrl-C (or SIGTERM) leaves: a run keeps its finished stages and a training its
+    finished models; the other commands have nothing to resume ("finished stages are kept" was
+    said of ``repsim models --check`` too)."""
+    if args.command == "run":
+        return "finished stages are kept and a rerun resumes"
+    if args.command == "minizoo" and args.action == "train":
+        return "the models trained so far are kept; rerun with --resume to train the rest"
+    return "rerun the command to start it again"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"repsim: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        print("repsim: interrupted; finished stages are kept and a rerun resumes", file=sys.stderr)
+        print(f"repsim: interrupted; {_interrupted(args)}", file=sys.stderr)
         return 143 if isinstance(exc, interrupts.Terminated) else 130
     finally:
         if main_thread:

@@ -20,6 +20,7 @@ as ``probe:`` are merged key by key (``probe: {seeds: [0]}`` changes only the se
 from __future__ import annotations
 
 import difflib
+import errno
 import io
 import math
 import os
@@ -643,11 +644,19 @@ def _not_a_file(path: Path) -> str | None:
     """Why ``path`` cannot be read as a config file (missing, a folder), or None when it can.
 
     Raises the OSError of a path that cannot even be looked up (a name too long, a permission);
-    os.stat, because Path.is_file hides those as False since Python 3.14."""
+    os.stat, because Path.is_file hides those as False since Python 3.14. A dangling link or a
+    symbolic-link loop is named as such (:func:`repsim.pathcheck.stat_problem`): a loop was a
+    traceback where the config's path was resolved."""
+    from repsim.pathcheck import stat_problem
+
     try:
         mode = path.stat().st_mode
     except (FileNotFoundError, NotADirectoryError):
-        return f"{path} does not exist"
+        return f"{path} {stat_problem(path)}"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path} {stat_problem(path)}"
+        raise
     if stat.S_ISREG(mode):
         return None
     if not stat.S_ISDIR(mode):
@@ -714,7 +723,10 @@ def load_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any
     so a typo names the file it is in. Every dict entry of ``models``/``datasets`` carries
     ``_config_dir`` so relative paths resolve against the file it was written in.
     """
-    path = Path(path).resolve()
+    try:
+        path = Path(path).resolve()
+    except (RuntimeError, OSError):  # a symbolic-link loop: read_yaml names it, with the fix
+        path = Path(path).absolute()
     if path in _seen:
         raise ConfigError(f"config include cycle: {' -> '.join(map(str, (*_seen, path)))}")
     raw = read_yaml(path)

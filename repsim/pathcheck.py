@@ -16,6 +16,10 @@ from pathlib import Path
 #: what :func:`path_problem` says of a path with nothing at it (callers test for it to tell
 #: "get or create the file" from "fix what is there")
 DOES_NOT_EXIST = "does not exist"
+#: what :func:`path_problem` says of a FIFO, a device or a socket where a file is wanted
+NOT_REGULAR = (
+    "is not a regular file (a FIFO, device or socket: reading it would block or never end)"
+)
 
 
 def path_problem(path: str | Path, want: str = "file") -> str | None:
@@ -37,9 +41,7 @@ def path_problem(path: str | Path, want: str = "file") -> str | None:
     if stat.S_ISDIR(mode):
         return "is a folder, not a file"
     if not stat.S_ISREG(mode):
-        return (
-            "is not a regular file (a FIFO, device or socket: reading it would block or never end)"
-        )
+        return NOT_REGULAR
     return _open_problem(path)
 
 

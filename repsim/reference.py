@@ -36,6 +36,7 @@ import yaml
 
 from repsim.errors import InputError, RepsimError, StoreError
 from repsim.names import MIN_PAIRS
+from repsim.pathcheck import path_problem
 from repsim.runfolder import RunFolder, check_schema
 
 logger = logging.getLogger(__name__)
@@ -121,9 +122,10 @@ def study_datasets(path: str | Path | None = None) -> dict[str, dict[str, str]]:
 
 # ----------------------------------------------------------------------------------- run input
 def _load_netcdf(path: Path) -> xr.Dataset:
-    if not path.is_file():
+    problem = path_problem(path, "file")  # a FIFO was "does not exist", and blocked when read
+    if problem is not None:
         raise StoreError(
-            f"{path} does not exist: give a run folder written by `repsim run` "
+            f"{path} {problem}: give a run folder written by `repsim run` "
             "(it holds similarity.nc and, with probes, probes.nc) or a similarity file"
         )
     try:

@@ -53,6 +53,7 @@ from repsim.errors import (
     RunLockedError,
     StoreError,
 )
+from repsim.pathcheck import DOES_NOT_EXIST, NOT_REGULAR, path_problem
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,10 @@ def longest_derived_name(name: str) -> int:
 
 
 def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (streamed); RunFolderError naming the fix when it cannot be read."""
+    """SHA-256 of a file's bytes (streamed); RunFolderError naming the fix when it cannot be read
+    (a FIFO in place of a run's file blocked compare and the book for good)."""
+    if path_problem(path, "file") == NOT_REGULAR:
+        raise RunFolderError(f"{path} {NOT_REGULAR}: remove it, then rerun what wrote the file")
     h = hashlib.sha256()
     with filesystem_errors(path, "read"), open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -191,6 +195,28 @@ def describe_os_error(
     )
 
 
+def describe_output_error(exc: OSError, folder: str | Path, option: str) -> str:
+    """:func:`describe_os_error` for a command that reads files and writes into ``folder``
+    (``--book``, ``--into``): a file inside it, or any file on a full disk, was being written
+    (the fix names ``option``), any other was being read. The error's own file named the place
+    read from on a full disk ("while trying to merge into" a source's file, "choose another
+    --out")."""
+    target = Path(exc.filename if isinstance(exc.filename, str | Path) else folder)
+    written = _inside(target, Path(folder)) or exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    if written and not _inside(target, Path(folder)):
+        target = Path(folder)
+    return describe_os_error(exc, target, "write" if written else "read", option)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies in it (both resolved, links and all)."""
+    try:
+        path, folder = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop
+        return False
+    return path == folder or folder in path.parents
+
+
 def check_path_option(path: str | Path | None, option: str, action: str = "write") -> None:
     """PathError when ``path``, given as ``option``, has a name or a length the filesystem
     refuses: commands check their path options before any work, so that none fails with a
@@ -215,12 +241,29 @@ def check_output_path(path: str | Path | None, option: str, kind: str = "file") 
             f"{option}: {target} is a folder where a file is needed; name a file in it, e.g. "
             f"{target / 'result.json'}"
         )
+    if kind == "file" and _link_loop(target) == target:  # the probe below is made beside it
+        raise PathError(
+            f"{option}: {target} is a symbolic-link loop (links that point at each other): "
+            f"remove the link, or choose another {option}"
+        )
     folder = target if kind == "folder" else target.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=folder, prefix=".repsim-probe-")
         os.close(fd)
         os.unlink(probe)
+    except OSError as exc:
+        raise PathError(f"{option}: {describe_os_error(exc, target, 'write', option)}") from None
+
+
+def write_output(path: str | Path, text: str, option: str) -> None:
+    """Write a command's output file (``--json``), checked first by :func:`check_output_path`:
+    PathError naming ``option`` when it cannot be written after all (the disk filled up during
+    the work, a device that refuses it such as /dev/full), not a traceback after the work."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
     except OSError as exc:
         raise PathError(f"{option}: {describe_os_error(exc, target, 'write', option)}") from None
 
@@ -555,10 +598,18 @@ def _lock_holder(fd: int) -> str:
     return os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
 
 
+def _read_text(path: Path) -> str:
+    """The text of ``path``; OSError for a FIFO, a device or a socket, whose read would block:
+    one in place of run.json or manifest.json stopped every command that looked at the folder."""
+    if path_problem(path, "file") == NOT_REGULAR:
+        raise OSError(errno.EINVAL, f"not a regular file: {path}", str(path))
+    return path.read_text(encoding="utf-8")
+
+
 def _written_by_a_run(path: Path, keys: tuple[str, ...]) -> bool:
     """Whether ``path`` is a JSON object with ``keys`` (a run's run.json or manifest.json)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(_read_text(path))
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and all(k in data for k in keys)
@@ -964,7 +1015,7 @@ class RunFolder:
         """The manifest ({} when there is none, it is unreadable or it is not of the shape a run
         writes: results are then rebuilt, and readers refuse the folder as unverifiable)."""
         try:
-            value = json.loads(self.manifest_path.read_text())
+            value = json.loads(_read_text(self.manifest_path))
         except (OSError, ValueError):
             return {}
         return value if _well_formed(value) else {}
@@ -992,6 +1043,9 @@ class RunFolder:
             return (
                 f"{self.path} is a file, not a run folder: pass the folder a run wrote (its --out)"
             )
+        problem = path_problem(self.path, "folder")
+        if problem not in (None, DOES_NOT_EXIST):  # a link loop or a dangling link: said so
+            return f"{self.path} {problem}: pass the folder a run wrote (its --out)"
         writer = self.locked_by()
         if writer is not None:
             return f"a run is writing {self.path} (process {writer}); wait for it to finish"

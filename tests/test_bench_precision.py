@@ -43,6 +43,10 @@ def test_embedded_images_are_a_fixed_draw_of_the_train_split():
             ["--minizoo-images", "0", "--timm", "resnet50", "resnet50"],
             "has 1 model; name at least 2",
         ),
+        # fewer images than CKA is defined on failed after the features were extracted, with a
+        # fix ("use more stimuli") that named no option
+        (["--minizoo-images", "2"], "--minizoo-images: must be 0 (skip) or at least 4, got 2"),
+        (["--timm-images", "3"], "--timm-images: must be at least 4, got 3"),
     ],
 )
 def test_a_benchmark_without_model_pairs_is_refused_before_any_work(argv, message, capsys):

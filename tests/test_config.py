@@ -90,6 +90,19 @@ def test_a_folder_given_as_config_is_named_a_folder(tmp_path: Path):
         load_config(tmp_path)
 
 
+def test_a_config_that_is_a_symbolic_link_loop_is_named(tmp_path: Path):
+    """Path.resolve raised RuntimeError ("Symlink loop from ...") on a config that is a link
+    loop, and stat an OSError on an included one: tracebacks from every command that reads one."""
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    loop = re.escape("is a symbolic-link loop (links that point at each other)")
+    with pytest.raises(ConfigError, match=rf"config file .*a\.yaml {loop}; pass the path"):
+        load_config(tmp_path / "a.yaml")
+    (tmp_path / "main.yaml").write_text("include: [a.yaml]\n")
+    with pytest.raises(ConfigError, match=rf"include 'a.yaml': .*a\.yaml {loop}; fix the name"):
+        load_config(tmp_path / "main.yaml")
+
+
 # ----------------------------------------------------------------------------- typed config, checked
 import inspect  # noqa: E402
 

@@ -270,6 +270,48 @@ def test_a_damaged_dataset_file_is_present_but_invalid_not_absent(
     assert "locked.npz is not a readable .npz (PermissionError: [Errno 13] Permission denied" in out
 
 
+def test_an_embedded_set_of_the_wrong_shape_names_file_and_fix_and_its_cell_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An embedded set with grey images read "present, invalid: images must be uint8, got uint8"
+    (the shapes cut out with their parentheses), and neither it nor a set whose arrays disagree
+    named the file or the fix."""
+    import numpy as np
+
+    from repsim.cli import main
+
+    n = 8
+    base = {
+        "images": np.zeros((n, 8, 8, 3), np.uint8),
+        "labels": np.arange(n) % 2,
+        "split": np.array(["train"] * 6 + ["test"] * 2),
+        "ids": np.array([f"i{k}" for k in range(n)]),
+        "class_names": np.array(["a", "b"]),
+    }
+    np.savez(tmp_path / "grey.npz", **{**base, "images": np.zeros((n, 8, 8, 1), np.uint8)})
+    np.savez(tmp_path / "short.npz", **{**base, "labels": base["labels"][:-1]})
+    entries = [
+        {"id": name, "loader": "embedded", "path": f"{name}.npz", "domain": "Structured"}
+        for name in ("grey", "short")
+    ]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"datasets": entries}))
+    assert main(["datasets", "--config", str(cfg), "--check"]) == 1
+    out = capsys.readouterr().out
+    files = _files_column(out, 2)
+    assert files["grey"] == "present, invalid: grey.npz holds images of shape 8x8x8x1, dtype uint8"
+    assert files["short"] == "present, invalid: ids, labels and split differ in length"
+    fix = "regenerate it with `python -m repsim.embedded`"
+    assert (
+        f"grey: dataset 'grey': {tmp_path / 'grey.npz'} holds images of shape 8x8x8x1, dtype "
+        f"uint8; an embedded set's images must be (N, H, W, 3) uint8 (RGB): {fix}"
+    ) in out
+    assert (
+        "short: dataset 'short': ids, labels and split differ in length (8, 7, 8); in "
+        f"{tmp_path / 'short.npz'}: {fix}"
+    ) in out
+
+
 def test_the_short_reason_drops_the_folders_above_the_data_and_only_those() -> None:
     from repsim.stimuli.check import _short_reason
 

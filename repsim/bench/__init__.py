@@ -21,7 +21,7 @@ import yaml
 
 from repsim.argtypes import DEVICE_HELP, Parser
 from repsim.errors import ConfigError
-from repsim.runfolder import check_output_path
+from repsim.runfolder import check_output_path, check_path_option
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +206,26 @@ def apply_overrides(
                     f"{', '.join(known)}"
                 )
         sizes[name][option] = _override_value(item, raw, sizes[name].get(option))
+        _check_option(item, name, option, sizes[name][option])
     return sizes
+
+
+def _check_option(item: str, name: str, option: str, value: Any) -> None:
+    """ConfigError when ``value`` breaks a bound of the benchmark's own option of that name
+    (``repsim bench measures --models 1`` is a usage error): ``--set measures.models=1`` was run,
+    after the other benchmarks, and failed inside with an InputError."""
+    import importlib
+
+    build = getattr(importlib.import_module(f"repsim.bench.{name}"), "build_parser", None)
+    action = next((a for a in build()._actions if a.dest == option), None) if build else None
+    if action is None or not callable(action.type):
+        return
+    for each in value if isinstance(value, list) else [value]:
+        try:
+            action.type(str(each))
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            flag = action.option_strings[0] if action.option_strings else option
+            raise ConfigError(f"--set {item!r}: {exc} (as {flag} of repsim bench {name})") from None
 
 
 def _options(name: str) -> list[str]:
@@ -325,11 +344,12 @@ def run_all(argv: Sequence[str] | None = None) -> int:
     from repsim.runinfo import machine_info
 
     args = _parse(argv or [])
-    check_output_path(args.out, "--out", "folder")
+    check_path_option(args.out, "--out")
     device = str(resolve_device(args.device))
     if args.gpu:
         from repsim.bench import gpu
 
+        check_output_path(args.out, "--out", "folder")
         report = gpu.run_suite(device=device, only=args.only, overrides=args.set)
         stem = "bench-gpu"
     else:
@@ -340,6 +360,7 @@ def run_all(argv: Sequence[str] | None = None) -> int:
             )
         names = [n for n in NAMES if n in (args.only or NAMES)]
         sizes = apply_overrides(default_sizes(device.split(":")[0], args.full), args.set)
+        check_output_path(args.out, "--out", "folder")  # made once the options are checked
         report = {
             "title": f"repsim benchmarks ({device})",
             "machine": machine_info(device),

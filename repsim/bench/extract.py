@@ -361,7 +361,9 @@ def run(
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> Parser:
+    """The options of ``repsim bench extract`` (``bench all --set extract.KEY`` is checked
+    against them too)."""
     p = Parser(prog="repsim bench extract", description=__doc__)
     p.add_argument(
         "--small-models",
@@ -395,7 +397,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--precision", choices=list(EXTRACT_PRECISIONS), default="float32", help="extract.precision"
     )
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     cuda = resolve_device(args.device).type == "cuda"
     once = decode_once(
         args.small_models,

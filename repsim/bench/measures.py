@@ -23,7 +23,7 @@ import torch
 from repsim.argtypes import DEVICE_HELP, Parser, at_least
 from repsim.device import resolve_device
 from repsim.measures import parse_measure, similarity_matrices
-from repsim.runfolder import check_output_path
+from repsim.runfolder import check_output_path, write_output
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +104,9 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``repsim bench measures``: print engine and per-pair times and their ratio."""
+def build_parser() -> Parser:
+    """The options of ``repsim bench measures`` (``bench all --set measures.KEY`` is checked
+    against them too)."""
     ap = Parser(prog="repsim bench measures", description=__doc__)
     ap.add_argument("--models", type=at_least(2), default=16, help="models (default: %(default)s)")
     ap.add_argument("--n", type=at_least(4), default=5000, help="stimuli (default: %(default)s)")
@@ -126,7 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         help="pairs the per-pair path is timed on (default: %(default)s)",
     )
     ap.add_argument("--json", default=None, help="also write the result dict to this file")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``repsim bench measures``: print engine and per-pair times and their ratio."""
+    args = build_parser().parse_args(argv)
     check_output_path(args.json, "--json")
     res = run(args.models, args.n, args.dim, args.measures, args.device, args.naive_pairs)
     print(
@@ -138,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  speedup: {res['speedup']:.1f}x   (max |engine - per-pair| on timed pairs: {res['max_abs_diff_vs_naive']:.1e})"
     )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(res, fh, indent=2)
+        write_output(args.json, json.dumps(res, indent=2), "--json")
     return 0
 
 

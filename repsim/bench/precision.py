@@ -23,6 +23,7 @@ import torch
 from repsim.argtypes import DEVICE_HELP, Parser, at_least
 from repsim.device import EXTRACT_PRECISIONS, resolve_device
 from repsim.extract import _Runner
+from repsim.measures import parse_measure
 from repsim.zoo import ModelSpec, load_model
 
 log = logging.getLogger(__name__)
@@ -174,14 +175,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--datasets", nargs="+", choices=EMBEDDED_SETS, default=list(DATASETS), help="embedded sets"
     )
+    # fewer images than the measures are defined on failed after the features were extracted
+    fewest = max(parse_measure(m).min_n for m in MEASURES)
     p.add_argument(
         "--minizoo-images",
-        type=at_least(0),
+        type=at_least(fewest, zero="skip"),
         default=200,
         help="images per set for the mini-zoo (0: skip)",
     )
     p.add_argument(
-        "--timm-images", type=at_least(1), default=200, help="images per set for the timm models"
+        "--timm-images",
+        type=at_least(fewest),
+        default=200,
+        help="images per set for the timm models",
     )
     p.add_argument(
         "--timm", nargs="*", choices=list(TIMM), default=list(TIMM), help="timm models (none: skip)"

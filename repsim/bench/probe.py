@@ -41,7 +41,7 @@ from repsim.probe import (
     train_reference,
     train_sweep,
 )
-from repsim.runfolder import check_output_path
+from repsim.runfolder import check_output_path, write_output
 
 logger = logging.getLogger(__name__)
 
@@ -347,8 +347,9 @@ def precision_check(
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse options, run the benchmark, log a summary and optionally write JSON."""
+def build_parser() -> Parser:
+    """The options of ``repsim bench probe`` (``bench all --set probe.KEY`` is checked against
+    them too)."""
     p = Parser(prog="repsim bench probe", description=__doc__.splitlines()[0])
     p.add_argument("--n", type=at_least(2), default=10_000, help="train rows")
     p.add_argument("--dim", type=at_least(1), default=768, help="feature dimension")
@@ -376,7 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--precision-check", action="store_true", help="float32 against bfloat16 accuracies"
     )
-    args = p.parse_args(list(argv) if argv is not None else None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse options, run the benchmark, log a summary and optionally write JSON."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
     check_output_path(args.json, "--json")
     if args.study or args.precision_check:
         res: dict[str, Any] = {}
@@ -399,8 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "within" if chk["within_0_2_points"] else "NOT within", chk["same_choice"],
             )  # fmt: skip
         if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(res, indent=2))
+            write_output(args.json, json.dumps(res, indent=2), "--json")
         return 0
     res = run(
         n=args.n,
@@ -426,8 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         res["full_probe_seeds"], res["full_probe_s"], res["full_probe_mean_accuracy"],
     )  # fmt: skip
     if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2))
+        write_output(args.json, json.dumps(res, indent=2), "--json")
     return 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from repsim.argtypes import DEVICE_HELP, Parser
-from repsim.runfolder import check_output_path, check_path_option
+from repsim.runfolder import check_output_path, check_path_option, write_output
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "data" / "configs" / "embedded.yaml"
 
@@ -60,5 +60,5 @@ def main(argv: list[str] | None = None) -> int:
     for stage, seconds in result["stages_s"].items():
         print(f"  {stage:<28} {seconds:8.1f} s")
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=1))
+        write_output(args.json, json.dumps(result, indent=1), "--json")
     return 0

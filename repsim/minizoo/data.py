@@ -20,6 +20,7 @@ import torch
 
 from repsim.errors import DatasetError
 from repsim.minizoo.captions import make_captions
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
 from repsim.stimuli.loaders.embedded import read_npz
 
 log = logging.getLogger(__name__)
@@ -67,19 +68,18 @@ def check_data_dir(embedded_dir: str | Path) -> None:
             f"{root} is a file; the embedded sets are read from the folder that holds them: give "
             f"{root.parent}" + (f" with --datasets {root.stem}" if root.suffix == ".npz" else "")
         )
-    if not root.is_dir():
+    problem = path_problem(root, "folder")  # a link loop was said not to exist
+    if problem is not None:
         raise DatasetError(
-            f"folder of embedded sets {root} does not exist; generate them with "
+            f"folder of embedded sets {root} {problem}; generate them with "
             "`python -m repsim.embedded`, or give the folder that holds the *.npz files"
         )
 
 
-def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -> ZooData:
-    """Read the embedded sets under ``embedded_dir`` (all ``*.npz``, sorted, or those named).
-
-    Labels are offset per dataset so that ``(dataset, class)`` pairs form one label space;
-    class names become ``"<dataset>/<class>"``.
-    """
+def zoo_data_paths(embedded_dir: str | Path, datasets: list[str] | None = None) -> list[Path]:
+    """The files of the embedded sets under ``embedded_dir`` (every ``*.npz``, sorted, or those
+    named), each a readable file: DatasetError naming the first that is not, before a command
+    creates its output folder (an unknown ``--datasets`` name left an empty one)."""
     root = Path(embedded_dir)
     check_data_dir(root)
     paths = (
@@ -89,22 +89,40 @@ def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -
         raise DatasetError(
             f"no embedded sets (*.npz) under {root}; generate them with `python -m repsim.embedded`"
         )
-    images, labels, captions, is_train, class_names, names = [], [], [], [], [], []
     for path in paths:
-        if not path.exists():
+        problem = path_problem(path, "file")
+        if problem is not None:
+            there = sorted(p.stem for p in root.glob("*.npz"))
+            named = f"; the sets there are {', '.join(there)}" if problem == DOES_NOT_EXIST else ""
             raise DatasetError(
-                f"embedded set {path} does not exist; generate it with `python -m repsim.embedded`"
+                f"embedded set {path} {problem}; generate it with `python -m repsim.embedded`"
+                + (named if there else "")
             )
+    return paths
+
+
+def load_zoo_data(embedded_dir: str | Path, datasets: list[str] | None = None) -> ZooData:
+    """Read the embedded sets under ``embedded_dir`` (all ``*.npz``, sorted, or those named).
+
+    Labels are offset per dataset so that ``(dataset, class)`` pairs form one label space;
+    class names become ``"<dataset>/<class>"``.
+    """
+    images, labels, captions, is_train, class_names, names = [], [], [], [], [], []
+    for path in zoo_data_paths(embedded_dir, datasets):
         d = read_npz(path, "embedded set ")
         missing = {"images", "labels", "split", "class_names"} - set(d)
         if missing:
-            raise DatasetError(f"embedded set {path} lacks keys {sorted(missing)}")
+            raise DatasetError(
+                f"embedded set {path} lacks keys {sorted(missing)}; regenerate it with "
+                "`python -m repsim.embedded`"
+            )
         name = path.stem
         classes = [str(c) for c in d["class_names"]]
         attrs = json.loads(str(d["attributes"])) if "attributes" in d else None
         if d["images"].shape[1:] != (32, 32, 3):
             raise DatasetError(
-                f"embedded set {path}: images have shape {d['images'].shape[1:]}, expected (32, 32, 3)"
+                f"embedded set {path}: images have shape {d['images'].shape[1:]}, expected "
+                "(32, 32, 3); regenerate it with `python -m repsim.embedded`"
             )
         images.append(torch.from_numpy(np.ascontiguousarray(d["images"].transpose(0, 3, 1, 2))))
         labels.append(torch.from_numpy(d["labels"].astype(np.int64)) + len(class_names))

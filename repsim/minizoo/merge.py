@@ -27,13 +27,22 @@ from repsim.minizoo.manifest import (
 )
 from repsim.minizoo.objectives import objective_key
 from repsim.minizoo.train import recorded_recipe
-from repsim.runfolder import check_output_path, check_path_option, describe_os_error, sha256_file
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
+from repsim.runfolder import (
+    check_output_path,
+    check_path_option,
+    describe_output_error,
+    sha256_file,
+)
 
 HELDOUT = "heldout.csv"
 
 
 def _source_models(src: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """The manifest rows of ``src`` with their held-out rows, each file checked against its row."""
+    problem = path_problem(src, "folder")  # a link loop was a RuntimeError traceback
+    if problem not in (None, DOES_NOT_EXIST):
+        raise ConfigError(f"zoo folder {src} {problem}; name the --out folders of trainings")
     rows = read_manifest(src / "manifest.csv")
     if not rows:
         raise ConfigError(f"{src / 'manifest.csv'} is missing or empty; is {src} a zoo folder?")
@@ -99,9 +108,9 @@ def merge_zoos(sources: list[str | Path], into: str | Path) -> list[str]:
     new_rows: dict[str, tuple[Path, dict[str, str]]] = {}
     new_held: list[dict[str, str]] = []
     for src in map(Path, sources):
+        rows, held = _source_models(src)  # first: resolve() raised RuntimeError on a link loop
         if src.resolve() == into.resolve():
             raise ConfigError(f"{src} is the target folder; name only the folders to merge in")
-        rows, held = _source_models(src)
         for row in rows:
             seen = new_rows.get(row["id"])
             if seen and seen[1]["sha256"] != row["sha256"]:
@@ -130,8 +139,11 @@ def merge_zoos(sources: list[str | Path], into: str | Path) -> list[str]:
     into.mkdir(parents=True, exist_ok=True)
     for src, row in new_rows.values():
         tmp = into / (row["weights"] + ".tmp")
-        shutil.copyfile(src / row["weights"], tmp)
-        tmp.replace(into / row["weights"])
+        try:
+            shutil.copyfile(src / row["weights"], tmp)
+            tmp.replace(into / row["weights"])
+        finally:  # a full disk left a partial .tmp file in the zoo
+            tmp.unlink(missing_ok=True)
     write_manifest(rows, into / "manifest.csv")
     write_models_yaml(rows, into / "models.yaml")
     write_heldout(merge_heldout(read_manifest(into / HELDOUT), new_held), into / HELDOUT)
@@ -159,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         before = {r["id"]: r["sha256"] for r in read_manifest(Path(args.into) / "manifest.csv")}
         ids = merge_zoos(args.sources, args.into)
     except OSError as exc:  # unreadable source, full disk, no permission: name it, no traceback
-        raise ConfigError(
-            describe_os_error(exc, action="merge into", path=exc.filename or args.into)
-        ) from exc
+        raise ConfigError(describe_output_error(exc, args.into, "--into")) from exc
     after = {r["id"]: r["sha256"] for r in read_manifest(Path(args.into) / "manifest.csv")}
     print(f"merged {len(ids)} models into {args.into} (now {len(after)}): {', '.join(ids)}")
     replaced = [i for i in ids if i in before and before[i] != after[i]]

@@ -30,7 +30,7 @@ from repsim.argtypes import Parser, at_least
 from repsim.errors import ConfigError
 from repsim.minizoo.archs import ARCHS, arch_kwargs, build_arch, count_params
 from repsim.minizoo.captions import Tokenizer
-from repsim.minizoo.data import ZooData, check_data_dir, load_zoo_data
+from repsim.minizoo.data import ZooData, load_zoo_data, zoo_data_paths
 from repsim.minizoo.evaluate import dataset_accuracies, embed, head_accuracy, ridge_probe
 from repsim.minizoo.manifest import (
     merge_heldout,
@@ -49,6 +49,7 @@ from repsim.minizoo.objectives import (
 )
 from repsim.minizoo.report import heldout_markdown, summary_markdown
 from repsim.minizoo.weights import load_encoder, read_metadata, save_encoder
+from repsim.pathcheck import DOES_NOT_EXIST, path_problem
 from repsim.runfolder import check_output_path, check_path_option, sha256_file
 
 log = logging.getLogger(__name__)
@@ -440,6 +441,9 @@ def evaluate_zoo(zoo: str | Path, data_dir: str | Path) -> list[dict[str, Any]]:
     describe the files that ship. Returns the rows written.
     """
     zoo = Path(zoo)
+    problem = path_problem(zoo, "folder")  # a link loop or a file was "manifest.csv is missing"
+    if problem not in (None, DOES_NOT_EXIST):
+        raise ConfigError(f"zoo folder {zoo} {problem}; give the --out folder of a training")
     manifest = read_manifest(zoo / "manifest.csv")
     if not manifest:
         raise ConfigError(f"{zoo / 'manifest.csv'} is missing or empty; train the zoo first")
@@ -558,7 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
     check_path_option(args.data, "--data", "read")
-    check_data_dir(args.data)  # before --out is created
+    # all before --out is created: a refused command left an empty folder
+    zoo_data_paths(args.data, args.datasets)
+    _select(args.archs, args.objectives, list(args.seeds), args.only)
     check_output_path(args.out, "--out", "folder")
     # the thread count and kernel choice are part of what fixes the weights; restored afterwards
     # so that a caller in the same process (a notebook, the test suite) keeps its own settings

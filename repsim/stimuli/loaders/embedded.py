@@ -54,9 +54,13 @@ def load(spec: DatasetSpec) -> StimulusSet:
             f"dataset '{spec.id}': {path} lacks keys {missing}; regenerate it with `python -m repsim.embedded`"
         )
     images = data["images"]
+    regenerate = "regenerate it with `python -m repsim.embedded`"
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        # the shape without parentheses: `repsim datasets` cuts them from the reason it shows
+        shape = "x".join(map(str, images.shape)) or "() (one value)"
         raise DatasetError(
-            f"dataset '{spec.id}': images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}"
+            f"dataset '{spec.id}': {path} holds images of shape {shape}, dtype {images.dtype}; "
+            f"an embedded set's images must be (N, H, W, 3) uint8 (RGB): {regenerate}"
         )
     if images.shape[0] and 0 in images.shape[1:3]:
         raise DatasetError(
@@ -72,13 +76,16 @@ def load(spec: DatasetSpec) -> StimulusSet:
                 f"dataset '{spec.id}': {path}: 'attributes' is not valid JSON ({exc}); store it as "
                 "json.dumps(records), one record per image, or leave the entry out"
             ) from None
-    return StimulusSet(
-        dataset_id=spec.id,
-        ids=data["ids"],
-        labels=data["labels"],
-        split=data["split"],
-        class_names=data["class_names"].tolist(),
-        domain=spec.domain,
-        images=images,
-        attributes=attributes,
-    )
+    try:
+        return StimulusSet(
+            dataset_id=spec.id,
+            ids=data["ids"],
+            labels=data["labels"],
+            split=data["split"],
+            class_names=data["class_names"].tolist(),
+            domain=spec.domain,
+            images=images,
+            attributes=attributes,
+        )
+    except DatasetError as exc:  # its checks name the dataset, not the file or the fix
+        raise DatasetError(f"{exc}; in {path}: {regenerate}") from None
