@@ -861,8 +861,10 @@ def _write_run_info(
         "wall_s": {k: v for k, v in (wall or {}).items() if k != "probe_workers"},
         "probe_workers": int((wall or {}).get("probe_workers", 1)),
         "images_per_s": rate,
-        "stimuli": {  # each dataset's skipped items are listed once, under "skipped"
-            d: {k: v for k, v in i.items() if k not in ("cached", "redone", "skipped")}
+        # each dataset's skipped items are listed once, under "skipped" (the unreadable ones
+        # among them, and the key of that verdict, are the stage record's own)
+        "stimuli": {
+            d: {k: v for k, v in i.items() if k not in _STIMULI_RECORD_ONLY}
             for d, i in stim.items()
         },
         "skipped": {d: i.get("skipped", []) for d, i in stim.items()},
@@ -916,6 +918,9 @@ def _result_inputs(plan: RunPlan, folder: RunFolder) -> dict[str, Any]:
     inputs["versions"] = package_versions(("numpy", "scipy", "pandas", "xarray", "h5netcdf"))
     return inputs
 
+
+#: What a stimulus stage's result holds that run.json's ``stimuli`` leaves out.
+_STIMULI_RECORD_ONLY = ("cached", "redone", "skipped", "unreadable", "verified")
 
 #: The entries of a manifest's ``inputs`` that stage outputs fill (:func:`_result_inputs`).
 _STAGE_INPUTS = ("stimuli ", "similarity part ", "probe part ", "features ")
